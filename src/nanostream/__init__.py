@@ -1,0 +1,76 @@
+"""nanostream: stream processing for medium data.
+
+Write small nodes, link them with ``>`` into a directed acyclic graph, and start it. Each
+node runs in its own thread with bounded queues between them.
+
+Example:
+    >>> import nanostream
+    >>> class Double(nanostream.NanoNode):
+    ...     def process_item(self, item):
+    ...         yield item * 2
+    >>> sink = nanostream.testing.Collect()
+    >>> nanostream.from_iterable([1, 2, 3]) > Double() > sink
+    Collect(name=None)
+    >>> sink.global_start()
+    >>> sink.items
+    [2, 4, 6]
+"""
+
+from __future__ import annotations
+
+from . import testing
+from ._core.errors import (
+    ConfigError,
+    CycleError,
+    GraphError,
+    MissingDependencyError,
+    NanoStreamError,
+    NodeFailed,
+    NodeProtocolError,
+    RunStateError,
+)
+from ._core.graph import Pipeline, Plan, PlanNode, pipeline_of
+from ._core.node import (
+    FunctionNode,
+    IterableSource,
+    NanoNode,
+    NodeFunction,
+    Port,
+    as_node,
+    from_iterable,
+)
+from ._core.ports import TaggedOutput
+from ._core.run import NodeStats, Run, RunOptions
+from ._core.signals import RunAborted, SourceStopped
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "CycleError",
+    "FunctionNode",
+    "GraphError",
+    "IterableSource",
+    "MissingDependencyError",
+    "NanoNode",
+    "NanoStreamError",
+    "NodeFailed",
+    "NodeFunction",
+    "NodeProtocolError",
+    "NodeStats",
+    "Pipeline",
+    "Plan",
+    "PlanNode",
+    "Port",
+    "Run",
+    "RunAborted",
+    "RunOptions",
+    "RunStateError",
+    "SourceStopped",
+    "TaggedOutput",
+    "__version__",
+    "as_node",
+    "from_iterable",
+    "pipeline_of",
+    "testing",
+]

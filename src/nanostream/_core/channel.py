@@ -1,0 +1,345 @@
+"""Bounded channels between threads, and the outboxes that fill them in batches.
+
+Items move between threads as *batches* (lists). A node's ``outp`` appends to its outbox;
+the outbox sends a batch downstream when it holds ``batch_size`` items, and a node that
+reads input sends whatever it holds before it reads its next batch. So under load batches
+are full, and under light load a lone item is sent as soon as the node looks for more work.
+
+Two outboxes exist, for speed:
+
+* :class:`TripwireOutbox`, for nodes that read input. Its ``outp`` is the ``append`` of a
+  ``collections.deque`` with ``maxlen=batch_size``, a C method with no Python frame. The
+  deque's leftmost slot holds a *tripwire* object; the append that fills the deque pushes
+  the tripwire out, and the tripwire's ``__del__`` (which CPython runs at once, in the
+  appending thread) sends the batch. That bounds the outbox without a Python-level check per
+  item. On interpreters without reference counting a plain checked ``outp`` is used.
+* :class:`CheckedOutbox`, for sources (which never read, so there is no read to flush at).
+  Its ``outp`` is a small Python function that also honours *demand*: when a consumer runs
+  dry it asks its producers to send at once, so a slow source's items are never held back.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from .run import NodeCounters
+from .signals import RunAborted, SourceStopped
+
+__all__ = ["END", "Channel", "CheckedOutbox", "Outbox", "TripwireOutbox"]
+
+
+class _End:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "END"
+
+
+END: Any = _End()
+"""Put into a channel by each producer when it has finished."""
+
+_REFCOUNTED = sys.implementation.name == "cpython"
+
+
+class Channel:
+    """The input queue of one node: batches from one or more producers, bounded.
+
+    At most ``max_batches`` batches wait in it (each producer may exceed that by one batch
+    when several race for the last slot). The consumer sees the end once every producer
+    has put ``END``.
+    """
+
+    __slots__ = (
+        "_aborted",
+        "_cond",
+        "_consumer_waiting",
+        "_dq",
+        "_ends",
+        "_producers_waiting",
+        "capacity",
+        "max_batches",
+        "producers",
+    )
+
+    def __init__(self, queue_size: int, batch_size: int, n_producers: int) -> None:
+        self.max_batches = max(1, queue_size // max(1, batch_size))
+        self.capacity = queue_size
+        self._dq: deque[Any] = deque()
+        self._cond = threading.Condition(threading.Lock())
+        self._consumer_waiting = False
+        self._producers_waiting = 0
+        self._ends = n_producers
+        self._aborted = False
+        self.producers: list[Outbox] = []
+
+    def depth(self) -> int:
+        """Items waiting in the channel now."""
+        return sum(len(b) for b in list(self._dq) if b is not END)
+
+    # ----------------------------------------------------------------- producer side
+    def put(self, batch: Any, counters: NodeCounters) -> None:
+        """Add a batch, waiting while the channel is full."""
+        dq = self._dq
+        if len(dq) >= self.max_batches:
+            cond = self._cond
+            start = time.monotonic()
+            counters.output_wait_since = start
+            with cond:
+                self._producers_waiting += 1
+                try:
+                    while len(dq) >= self.max_batches and not self._aborted:
+                        cond.wait()
+                finally:
+                    self._producers_waiting -= 1
+            counters.output_wait_since = None
+            counters.blocked_output_s += time.monotonic() - start
+            if self._aborted:
+                raise RunAborted
+        dq.append(batch)
+        if self._consumer_waiting:
+            with self._cond:
+                self._cond.notify_all()
+
+    def put_nowait(self, batch: Any) -> None:
+        """Add a batch without waiting (the bound is soft by one batch here)."""
+        self._dq.append(batch)
+        if self._consumer_waiting:
+            with self._cond:
+                self._cond.notify_all()
+
+    def has_room(self) -> bool:
+        """True when a put would not wait."""
+        return len(self._dq) < self.max_batches
+
+    # ----------------------------------------------------------------- consumer side
+    def get(self, counters: NodeCounters) -> Any:
+        """The next batch, waiting for one; ``END`` once every producer has finished."""
+        dq = self._dq
+        while True:
+            try:
+                batch = dq.popleft()
+            except IndexError:
+                for producer in self.producers:
+                    producer.demand()
+                if dq:
+                    continue
+                start = time.monotonic()
+                with self._cond:
+                    self._consumer_waiting = True
+                    try:
+                        while not dq and not self._aborted:
+                            self._cond.wait()
+                    finally:
+                        self._consumer_waiting = False
+                counters.blocked_input_s += time.monotonic() - start
+                if self._aborted:
+                    raise RunAborted from None
+                continue
+            if self._producers_waiting:
+                with self._cond:
+                    self._cond.notify_all()
+            if batch is END:
+                self._ends -= 1
+                if self._ends <= 0:
+                    return END
+                continue
+            return batch
+
+    def abort(self) -> None:
+        """Wake every waiter; they raise ``RunAborted``."""
+        self._aborted = True
+        with self._cond:
+            self._cond.notify_all()
+
+
+class Outbox:
+    """Collects one node's outputs and sends them to its downstream channels in batches."""
+
+    outp: Callable[[Any], Any]
+
+    def __init__(self, channels: list[Channel], batch_size: int, counters: NodeCounters) -> None:
+        self.channels = channels
+        self.batch_size = batch_size
+        self.counters = counters
+        self.aborted = False
+
+    def _send(self, items: list[Any]) -> None:
+        self.counters.items_out += len(items)
+        for channel in self.channels:
+            channel.put(items, self.counters)
+
+    def flush(self) -> None:
+        """Send what is buffered (called by the node's own thread)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Send what is buffered, then the end-of-stream marker."""
+        self.flush()
+        self._dispose()
+        for channel in self.channels:
+            channel.put(END, self.counters)
+
+    def _dispose(self) -> None:
+        """Release the buffer (after close or abort)."""
+
+    def demand(self) -> None:
+        """A consumer has run dry: send buffered items soon (called from its thread)."""
+
+    def request_stop(self) -> None:
+        """The run is stopping (sources end at their next ``outp``)."""
+
+    def abort(self) -> None:
+        """The run is aborting."""
+        self.aborted = True
+
+
+class _Tripwire:
+    __slots__ = ("box",)
+
+    def __init__(self, box: TripwireOutbox) -> None:
+        self.box = box
+
+    def __del__(self) -> None:
+        self.box._tripped()
+
+
+class TripwireOutbox(Outbox):
+    """Outbox whose ``outp`` is a C-level ``deque.append`` (see the module docstring)."""
+
+    def __init__(self, channels: list[Channel], batch_size: int, counters: NodeCounters) -> None:
+        super().__init__(channels, batch_size, counters)
+        self.error: BaseException | None = None
+        self._closed = False
+        if _REFCOUNTED and batch_size > 1:
+            self._dq: deque[Any] = deque(maxlen=batch_size)
+            self._dq.append(_Tripwire(self))
+            self.outp = self._dq.append
+        else:  # pragma: no cover - only on interpreters without refcounting
+            self._buf: list[Any] = []
+            append = self._buf.append
+            buf = self._buf
+            limit = batch_size
+
+            def outp(item: Any) -> None:
+                append(item)
+                if len(buf) >= limit:
+                    self.flush()
+
+            self.outp = outp
+
+    def _tripped(self) -> None:
+        # Runs inside the append that filled the deque, in the node's own thread.
+        if self._closed:
+            return
+        dq = self._dq
+        items = list(dq)
+        dq.clear()
+        dq.append(_Tripwire(self))
+        if self.aborted or self.error is not None:
+            return
+        try:
+            self._send(items)
+        except BaseException as exc:  # noqa: BLE001 - re-raised at the node's next read
+            self.error = exc
+
+    def flush(self) -> None:
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+        if not _REFCOUNTED or self.batch_size <= 1:  # pragma: no cover
+            if self._buf:
+                items = self._buf[:]
+                self._buf.clear()
+                self._send(items)
+            return
+        dq = self._dq
+        if len(dq) > 1:
+            wire = dq.popleft()
+            items = list(dq)
+            dq.clear()
+            dq.append(wire)
+            del wire
+            self._send(items)
+
+    def _dispose(self) -> None:
+        self._closed = True
+        if _REFCOUNTED and self.batch_size > 1:
+            self._dq.clear()
+
+
+class CheckedOutbox(Outbox):
+    """Outbox for sources: ``outp`` checks the batch size and demand in Python."""
+
+    def __init__(self, channels: list[Channel], batch_size: int, counters: NodeCounters) -> None:
+        super().__init__(channels, batch_size, counters)
+        buf: list[Any] = []
+        self._buf = buf
+        self._limit = [batch_size]
+        self._lock = threading.Lock()
+        self._stopping = False
+        self._stop_raised = False
+        append = buf.append
+        limit = self._limit
+        flush = self._flush_from_outp
+
+        def outp(item: Any) -> None:
+            append(item)
+            if len(buf) >= limit[0]:
+                flush()
+
+        def extend(items: list[Any]) -> None:
+            # Emit many items in one call (used by from_iterable for sized sequences).
+            for start in range(0, len(items), batch_size):
+                buf.extend(items[start : start + batch_size])
+                flush()
+
+        outp.extend = extend  # type: ignore[attr-defined]
+        self.outp = outp
+
+    def _take(self) -> list[Any]:
+        buf = self._buf
+        items = buf[:]
+        del buf[: len(items)]
+        return items
+
+    def flush(self) -> None:
+        with self._lock:
+            if self._buf:
+                self._send(self._take())
+
+    def _flush_from_outp(self) -> None:
+        self.flush()
+        if self.aborted:
+            raise RunAborted
+        self._limit[0] = self.batch_size
+        if self._stopping and not self._stop_raised:
+            self._stop_raised = True
+            raise SourceStopped
+
+    def demand(self) -> None:
+        if self._stopping or self.aborted:
+            return
+        self._limit[0] = 1
+        # Take what the source already buffered, unless the source is sending right now.
+        if self._buf and self._lock.acquire(blocking=False):
+            try:
+                if self._buf and all(c.has_room() for c in self.channels):
+                    items = self._take()
+                    self.counters.items_out += len(items)
+                    for channel in self.channels:
+                        channel.put_nowait(items)
+            finally:
+                self._lock.release()
+
+    def request_stop(self) -> None:
+        self._stopping = True
+        self._limit[0] = 0
+
+    def abort(self) -> None:
+        super().abort()
+        self._limit[0] = 0

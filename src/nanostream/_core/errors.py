@@ -1,0 +1,169 @@
+"""The exceptions nanostream raises.
+
+Every exception nanostream raises on purpose derives from :class:`NanoStreamError`,
+so ``except nanostream.NanoStreamError`` catches them all::
+
+    NanoStreamError
+    ├── GraphError               the graph is wrong; raised while it is built or checked
+    │   └── CycleError           the edges form a cycle
+    ├── ConfigError              a configuration (YAML) is wrong; names the file and line
+    ├── NodeProtocolError        a node broke the node contract (e.g. returned early)
+    ├── RunStateError            a pipeline was used in the wrong lifecycle state
+    ├── NodeFailed               a node raised while running; ``__cause__`` is the original
+    └── MissingDependencyError   an optional dependency is not installed (says what to pip install)
+
+Example:
+    >>> import nanostream
+    >>> issubclass(nanostream.NodeFailed, nanostream.NanoStreamError)
+    True
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "CycleError",
+    "GraphError",
+    "MissingDependencyError",
+    "NanoStreamError",
+    "NodeFailed",
+    "NodeProtocolError",
+    "RunStateError",
+]
+
+
+class NanoStreamError(Exception):
+    """Base class of every error nanostream raises on purpose.
+
+    Example:
+        >>> import nanostream
+        >>> try:
+        ...     raise nanostream.GraphError("bad graph")
+        ... except nanostream.NanoStreamError as exc:
+        ...     print(type(exc).__name__, exc)
+        GraphError bad graph
+    """
+
+
+class GraphError(NanoStreamError):
+    """The graph is wrong: raised while it is linked or checked, before any thread starts.
+
+    Example:
+        >>> import nanostream
+        >>> a = nanostream.from_iterable([1], name="a")
+        >>> try:
+        ...     a > a
+        ... except nanostream.GraphError as exc:
+        ...     print(exc)
+        cannot link node 'a' to itself
+    """
+
+
+class CycleError(GraphError):
+    """The edges of a graph form a cycle; the message lists the nodes on it.
+
+    Example:
+        >>> import nanostream
+        >>> a = nanostream.as_node(lambda inp, outp: [outp(x) for x in inp], name="a")
+        >>> b = nanostream.as_node(lambda inp, outp: [outp(x) for x in inp], name="b")
+        >>> _ = a > b > a
+        >>> try:
+        ...     a.global_start()
+        ... except nanostream.CycleError as exc:
+        ...     print(exc)
+        the graph has a cycle: a > b > a; a pipeline must be acyclic
+    """
+
+    def __init__(self, cycle: list[str]) -> None:
+        self.cycle = cycle
+        path = " > ".join([*cycle, cycle[0]])
+        super().__init__(f"the graph has a cycle: {path}; a pipeline must be acyclic")
+
+
+class ConfigError(NanoStreamError):
+    """A configuration is wrong. ``location`` is ``FILE:LINE:COLUMN`` when known.
+
+    Example:
+        >>> import nanostream
+        >>> str(nanostream.ConfigError("unknown class 'Foo'", location="p.yaml:3:10"))
+        "p.yaml:3:10: unknown class 'Foo'"
+    """
+
+    def __init__(self, message: str, *, location: str | None = None) -> None:
+        self.location = location
+        self.message = message
+        super().__init__(f"{location}: {message}" if location else message)
+
+
+class NodeProtocolError(NanoStreamError):
+    """A node broke the node contract, for example a node function returned early.
+
+    Example:
+        >>> import nanostream
+        >>> def lazy(inp, outp):
+        ...     return None  # never reads its input
+        >>> src = nanostream.from_iterable([1, 2, 3])
+        >>> _ = src > lazy
+        >>> try:
+        ...     src.global_start()
+        ... except nanostream.NodeFailed as exc:
+        ...     print(type(exc.__cause__).__name__)
+        NodeProtocolError
+    """
+
+
+class RunStateError(NanoStreamError):
+    """A pipeline or run was used in the wrong lifecycle state (e.g. started twice).
+
+    Example:
+        >>> import nanostream
+        >>> src = nanostream.from_iterable([1])
+        >>> src.global_start()
+        >>> try:
+        ...     src.global_start()
+        ... except nanostream.RunStateError as exc:
+        ...     print("already ran")
+        already ran
+    """
+
+
+class NodeFailed(NanoStreamError):
+    """A node raised an exception while the pipeline ran.
+
+    ``node`` is the node's name; ``__cause__`` is the original exception, with its traceback.
+
+    Example:
+        >>> import nanostream
+        >>> def boom(inp, outp):
+        ...     for x in inp:
+        ...         raise ValueError(f"bad item {x}")
+        >>> src = nanostream.from_iterable([1])
+        >>> _ = src > boom
+        >>> try:
+        ...     src.global_start()
+        ... except nanostream.NodeFailed as exc:
+        ...     print(exc.node, "|", repr(exc.__cause__))
+        boom | ValueError('bad item 1')
+    """
+
+    def __init__(self, node: str, cause: BaseException) -> None:
+        self.node = node
+        super().__init__(f"node {node!r} failed: {type(cause).__name__}: {cause}")
+        self.__cause__ = cause
+
+
+class MissingDependencyError(NanoStreamError, ImportError):
+    """An optional dependency is missing; the message gives the ``pip install`` to run.
+
+    Example:
+        >>> import nanostream
+        >>> print(nanostream.MissingDependencyError("ray", extra="ray"))
+        this feature needs the 'ray' package: pip install 'nanostream[ray]'
+    """
+
+    def __init__(self, package: str, *, extra: str) -> None:
+        self.package = package
+        self.extra = extra
+        super().__init__(
+            f"this feature needs the {package!r} package: pip install 'nanostream[{extra}]'"
+        )

@@ -1,0 +1,276 @@
+"""The graph model: which nodes a pipeline has, how they are linked, and the checked plan.
+
+A :class:`Pipeline` is created implicitly when nodes are linked with ``>``; linking nodes of
+two pipelines merges them. :meth:`Pipeline.plan` checks the graph (node contracts, unique
+names, no cycles) and returns a :class:`Plan`: what every runner executes.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .errors import CycleError, GraphError, RunStateError
+from .node import FunctionNode, NanoNode, NodeFunction, release_function
+
+if TYPE_CHECKING:
+    from .run import Run, RunOptions
+
+__all__ = ["Edge", "Pipeline", "Plan", "PlanNode"]
+
+
+@dataclass(frozen=True)
+class Edge:
+    """A link from ``source``'s output ``port`` to ``target``'s input."""
+
+    source: NanoNode
+    port: str
+    target: NanoNode
+
+
+@dataclass(frozen=True)
+class PlanNode:
+    """One node of a checked plan, as runners see it.
+
+    ``inputs`` and ``outputs`` hold indices into :attr:`Plan.nodes`; ``outputs`` maps each
+    port to its targets, in the order the edges were made.
+    """
+
+    index: int
+    name: str
+    node: NanoNode
+    function: NodeFunction
+    inputs: tuple[int, ...]
+    outputs: dict[str, tuple[int, ...]]
+    queue_size: int
+    batch_size: int
+
+    @property
+    def is_source(self) -> bool:
+        """True when nothing feeds this node."""
+        return not self.inputs
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A checked graph: nodes in topological order, with their node functions."""
+
+    name: str
+    nodes: tuple[PlanNode, ...]
+    options: RunOptions
+    edges: tuple[tuple[int, str, int], ...] = field(default=())
+
+    def node(self, name: str) -> PlanNode:
+        """The plan node called ``name``."""
+        for pn in self.nodes:
+            if pn.name == name:
+                return pn
+        raise KeyError(name)
+
+
+class Pipeline:
+    """A graph of linked nodes. Made and merged implicitly by ``>``; runs once.
+
+    Example:
+        >>> import nanostream
+        >>> src = nanostream.from_iterable([1, 2], name="src")
+        >>> sink = nanostream.testing.Collect(name="sink")
+        >>> src > sink
+        Collect(name='sink')
+        >>> pipeline = nanostream.pipeline_of(src)
+        >>> [n.name for n in pipeline.plan().nodes]
+        ['src', 'sink']
+    """
+
+    def __init__(self, name: str = "pipeline") -> None:
+        self.name = name
+        self.nodes: list[NanoNode] = []
+        self.edges: dict[Edge, None] = {}  # an ordered set
+        self.run: Run | None = None
+        self._lock = threading.RLock()
+
+    # ----------------------------------------------------------------- building
+    def _add(self, node: NanoNode) -> None:
+        self.nodes.append(node)
+        node._ns_pipeline = self
+
+    def _check_building(self) -> None:
+        if self.run is not None:
+            raise RunStateError(
+                f"pipeline {self.name!r} has already been started; link nodes before "
+                "global_start(), and build new nodes for a new pipeline"
+            )
+
+    def link(self, source: NanoNode, port: str, target: NanoNode) -> None:
+        """Link ``source``'s ``port`` to ``target`` (what ``source[port] > target`` does)."""
+        if source is target:
+            raise GraphError(f"cannot link node {self._label(source)!r} to itself")
+        if target.is_source:
+            raise GraphError(
+                f"node {self._label(target)!r} is a source (it defines generator()); "
+                "it cannot take input"
+            )
+        self._check_building()
+        other = target._pipeline()
+        other._check_building()
+        pipeline = self
+        if other is not self:
+            # merge the smaller pipeline into the larger one
+            big, small = (self, other) if len(self.nodes) >= len(other.nodes) else (other, self)
+            for node in small.nodes:
+                big._add(node)
+            big.edges.update(small.edges)
+            if big.name == "pipeline" and small.name != "pipeline":
+                big.name = small.name
+            small.nodes = []
+            small.edges = {}
+            pipeline = big
+        pipeline.edges[Edge(source, port, target)] = None
+
+    @staticmethod
+    def _label(node: NanoNode) -> str:
+        if node.name:
+            return node.name
+        default = getattr(node, "default_name", None)
+        return default() if callable(default) else type(node).__name__
+
+    # ----------------------------------------------------------------- checking
+    def plan(self, options: RunOptions | None = None) -> Plan:
+        """Check the graph and return its :class:`Plan`; raises ``GraphError`` if wrong.
+
+        Checks every node's contract, that explicit names are unique, and that the graph
+        has no cycle, all before any thread starts.
+        """
+        from .run import RunOptions
+
+        opts = options if options is not None else RunOptions()
+        names = self._names()
+        for node in self.nodes:
+            try:
+                node.validate()
+            except GraphError:
+                raise
+        order = self._topological_order(names)
+        index = {id(node): i for i, node in enumerate(order)}
+        inputs: dict[int, list[int]] = {i: [] for i in range(len(order))}
+        outputs: dict[int, dict[str, list[int]]] = {i: {} for i in range(len(order))}
+        edges: list[tuple[int, str, int]] = []
+        for edge in self.edges:
+            s, t = index[id(edge.source)], index[id(edge.target)]
+            inputs[t].append(s)
+            outputs[s].setdefault(edge.port, []).append(t)
+            edges.append((s, edge.port, t))
+        plan_nodes = []
+        for i, node in enumerate(order):
+            node_opts = node.options
+            batch = node_opts.get("batch_size", opts.batch_size)
+            queue = node_opts.get("queue_size", opts.queue_size)
+            plan_nodes.append(
+                PlanNode(
+                    index=i,
+                    name=names[id(node)],
+                    node=node,
+                    function=node.as_function(),
+                    inputs=tuple(inputs[i]),
+                    outputs={p: tuple(ts) for p, ts in outputs[i].items()},
+                    queue_size=queue,
+                    batch_size=batch,
+                )
+            )
+        return Plan(name=self.name, nodes=tuple(plan_nodes), options=opts, edges=tuple(edges))
+
+    def _names(self) -> dict[int, str]:
+        names: dict[int, str] = {}
+        taken: dict[str, NanoNode] = {}
+        for node in self.nodes:
+            if node.name is not None:
+                if node.name in taken:
+                    raise GraphError(
+                        f"two nodes are named {node.name!r} ({taken[node.name]!r} and "
+                        f"{node!r}); node names must be unique within a pipeline"
+                    )
+                taken[node.name] = node
+                names[id(node)] = node.name
+        for node in self.nodes:
+            if node.name is None:
+                base = self._label(node)
+                name, n = base, 1
+                while name in taken:
+                    n += 1
+                    name = f"{base}-{n}"
+                taken[name] = node
+                names[id(node)] = name
+        return names
+
+    def _topological_order(self, names: dict[int, str]) -> list[NanoNode]:
+        indegree = {id(n): 0 for n in self.nodes}
+        children: dict[int, list[NanoNode]] = {id(n): [] for n in self.nodes}
+        for edge in self.edges:
+            indegree[id(edge.target)] += 1
+            children[id(edge.source)].append(edge.target)
+        ready = [n for n in self.nodes if indegree[id(n)] == 0]
+        order: list[NanoNode] = []
+        while ready:
+            node = ready.pop(0)
+            order.append(node)
+            for child in children[id(node)]:
+                indegree[id(child)] -= 1
+                if indegree[id(child)] == 0:
+                    ready.append(child)
+        if len(order) < len(self.nodes):
+            raise CycleError(self._find_cycle(children, names, {id(n) for n in order}))
+        return order
+
+    def _find_cycle(
+        self,
+        children: dict[int, list[NanoNode]],
+        names: dict[int, str],
+        acyclic: set[int],
+    ) -> list[str]:
+        start = next(n for n in self.nodes if id(n) not in acyclic)
+        path: list[NanoNode] = []
+        on_path: dict[int, int] = {}
+        node = start
+        # every remaining node has a remaining child; walk until a node repeats
+        while id(node) not in on_path:
+            on_path[id(node)] = len(path)
+            path.append(node)
+            node = next(c for c in children[id(node)] if id(c) not in acyclic)
+        return [names[id(n)] for n in path[on_path[id(node)] :]]
+
+    # ----------------------------------------------------------------- running
+    def start(self, *, runner: Any = "threads", **options: Any) -> Run:
+        """Check the graph and start it on ``runner``; returns the :class:`Run` handle."""
+        from ..runners import get_runner
+        from .run import RunOptions
+
+        with self._lock:
+            self._check_building()
+            if "name" in options:
+                self.name = options.pop("name")
+            plan = self.plan(RunOptions.from_kwargs(**options))
+            impl = get_runner(runner)
+            self.run = impl.start(plan)
+            self.run.add_done_callback(self._release)
+            return self.run
+
+    def _release(self) -> None:
+        for node in self.nodes:
+            if isinstance(node, FunctionNode):
+                release_function(node)
+
+
+def pipeline_of(node: NanoNode) -> Pipeline:
+    """The :class:`Pipeline` a node belongs to (one is made if it stands alone).
+
+    Example:
+        >>> import nanostream
+        >>> a = nanostream.from_iterable([1])
+        >>> b = nanostream.testing.Collect()
+        >>> a > b
+        Collect(name=None)
+        >>> nanostream.pipeline_of(a) is nanostream.pipeline_of(b)
+        True
+    """
+    return node._pipeline()

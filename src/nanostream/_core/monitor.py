@@ -1,0 +1,133 @@
+"""The monitor: a thread per run that watches node threads and queues and logs problems.
+
+It logs to the ``nanostream`` logger:
+
+- ``WARNING`` when a node has waited more than ``stall_timeout`` seconds for room in a full
+  downstream queue, naming the downstream node as the bottleneck (once per stall);
+- ``ERROR`` when a node's thread has died while the node was still marked running;
+- ``INFO`` every ``log_interval`` seconds, one line of per-node counts.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from .graph import Plan
+    from .run import NodeCounters, NodeStats
+
+__all__ = ["Monitor"]
+
+log = logging.getLogger("nanostream")
+
+# After an abort, node threads get this long to notice before they are interrupted.
+ABORT_GRACE_S = 0.5
+
+
+class _Watched(Protocol):
+    name: str
+    plan: Plan
+    counters: list[NodeCounters]
+    threads: list[threading.Thread]
+
+    @property
+    def aborting(self) -> bool: ...
+
+    def stats(self) -> dict[str, NodeStats]: ...
+
+    def interrupt_stuck_nodes(self) -> None: ...
+
+    def downstream_names(self, index: int) -> list[str]: ...
+
+
+class Monitor:
+    """Watches one run; started and joined by the run itself."""
+
+    def __init__(self, run: _Watched) -> None:
+        self.run = run
+        self.options = run.plan.options
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._main, name=f"nanostream-monitor:{run.name}")
+        self._warned_stall: set[int] = set()
+        self._warned_dead: set[int] = set()
+        self._started = False
+
+    def start(self) -> None:
+        """Start watching."""
+        self._started = True
+        self._thread.start()
+
+    def finish(self) -> None:
+        """Stop watching (the run has ended); safe to call from any thread."""
+        self._done.set()
+
+    def join(self) -> None:
+        """Wait for the monitor thread to end."""
+        if self._started and self._thread is not threading.current_thread():
+            self._thread.join()
+
+    def _main(self) -> None:
+        interval = self.options.monitor_interval
+        next_log = time.monotonic() + self.options.log_interval
+        abort_seen: float | None = None
+        while not self._done.wait(min(interval, ABORT_GRACE_S) if abort_seen is None else 0.05):
+            try:
+                if self.run.aborting:
+                    now = time.monotonic()
+                    if abort_seen is None:
+                        abort_seen = now
+                    elif now - abort_seen >= ABORT_GRACE_S:
+                        self.run.interrupt_stuck_nodes()
+                    continue
+                self.check()
+                now = time.monotonic()
+                if now >= next_log:
+                    next_log = now + self.options.log_interval
+                    self.log_counts()
+            except Exception:  # pragma: no cover - the monitor must never kill a run
+                log.exception("nanostream monitor failed")
+
+    def check(self) -> None:
+        """One round of checks (public so tests can call it directly)."""
+        run = self.run
+        now = time.monotonic()
+        for pn in run.plan.nodes:
+            counters = run.counters[pn.index]
+            since = counters.output_wait_since
+            if since is not None and now - since >= self.options.stall_timeout:
+                if pn.index not in self._warned_stall:
+                    self._warned_stall.add(pn.index)
+                    stats = run.stats()
+                    full = [
+                        f"{name} ({stats[name].queue_depth}/{stats[name].queue_capacity})"
+                        for name in run.downstream_names(pn.index)
+                    ]
+                    log.warning(
+                        "node %r has waited %.1fs for room downstream; bottleneck: %s",
+                        pn.name,
+                        now - since,
+                        ", ".join(full),
+                    )
+            elif since is None:
+                self._warned_stall.discard(pn.index)
+            thread = run.threads[pn.index] if pn.index < len(run.threads) else None
+            if (
+                thread is not None
+                and counters.state == "running"
+                and thread.ident is not None
+                and not thread.is_alive()
+                and pn.index not in self._warned_dead
+            ):
+                self._warned_dead.add(pn.index)
+                log.error("the thread of node %r has died while the node was running", pn.name)
+
+    def log_counts(self) -> None:
+        """Log one line of per-node counts at INFO."""
+        parts = [
+            f"{s.name}: in={s.items_in} out={s.items_out} q={s.queue_depth}/{s.queue_capacity}"
+            for s in self.run.stats().values()
+        ]
+        log.info("pipeline %r: %s", self.run.name, "; ".join(parts))

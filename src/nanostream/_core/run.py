@@ -1,0 +1,264 @@
+"""What every runner shares: run options, the run handle's lifecycle, statistics."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any, Literal
+
+from .errors import NodeFailed
+
+__all__ = ["NodeCounters", "NodeStats", "Run", "RunOptions", "RunState"]
+
+log = logging.getLogger("nanostream")
+
+RunState = Literal["running", "stopping", "finished", "failed", "aborted"]
+NodeState = Literal["created", "running", "finished", "failed", "aborted"]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Pipeline-wide options, given as keyword arguments to ``global_start()``.
+
+    - ``queue_size``: capacity of each node's input queue, in items (default 8192).
+    - ``batch_size``: most items moved between nodes in one batch (default 512).
+    - ``monitor_interval``: seconds between the monitor's checks (default 1.0).
+    - ``log_interval``: seconds between the monitor's per-node count lines (default 30.0).
+    - ``stall_timeout``: seconds a node may wait on a full output queue before the monitor
+      warns that its downstream is the bottleneck (default 10.0).
+
+    Example:
+        >>> import nanostream
+        >>> nanostream.RunOptions(queue_size=100).queue_size
+        100
+    """
+
+    queue_size: int = 8192
+    batch_size: int = 512
+    monitor_interval: float = 1.0
+    log_interval: float = 30.0
+    stall_timeout: float = 10.0
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: Any) -> RunOptions:
+        """Options from keyword arguments; an unknown one is a ``GraphError``."""
+        from .errors import GraphError
+
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(kwargs) - known)
+        if unknown:
+            raise GraphError(
+                f"unknown run option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        opts = cls(**kwargs)
+        for name in ("queue_size", "batch_size"):
+            value = getattr(opts, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise GraphError(f"{name} must be a positive integer, got {value!r}")
+        return opts
+
+
+@dataclass(frozen=True)
+class NodeStats:
+    """A snapshot of one node's figures, from :meth:`Run.stats`.
+
+    ``blocked_input_s`` is time spent waiting for input, ``blocked_output_s`` time spent
+    waiting for room downstream (back-pressure).
+
+    Example:
+        >>> import nanostream
+        >>> sink = nanostream.testing.Collect(name="sink")
+        >>> nanostream.from_iterable(range(10), name="src") > sink
+        Collect(name='sink')
+        >>> run = sink.global_start(block=False)
+        >>> run.wait(10)
+        True
+        >>> s = run.stats()["src"]
+        >>> (s.items_out, s.state, run.stats()["sink"].items_in)
+        (10, 'finished', 10)
+    """
+
+    name: str
+    state: NodeState
+    items_in: int
+    items_out: int
+    errors: int
+    queue_depth: int
+    queue_capacity: int
+    blocked_input_s: float
+    blocked_output_s: float
+
+
+class NodeCounters:
+    """Mutable figures of one node, written only by the node's own thread."""
+
+    __slots__ = (
+        "blocked_input_s",
+        "blocked_output_s",
+        "errors",
+        "items_in",
+        "items_out",
+        "output_wait_since",
+        "state",
+    )
+
+    def __init__(self) -> None:
+        self.items_in = 0
+        self.items_out = 0
+        self.errors = 0
+        self.blocked_input_s = 0.0
+        self.blocked_output_s = 0.0
+        self.output_wait_since: float | None = None
+        self.state: NodeState = "created"
+
+
+class Run:
+    """The handle of a started pipeline: wait for it, stop it, read its statistics.
+
+    A run moves ``running`` → (``stopping``) → ``finished`` | ``failed`` | ``aborted``.
+
+    Example:
+        >>> import nanostream, itertools
+        >>> src = nanostream.from_iterable(itertools.count(), name="counter")
+        >>> run = src.global_start(block=False)
+        >>> run.state
+        'running'
+        >>> run.stop(timeout=10)
+        >>> run.state, run.stats()["counter"].state
+        ('finished', 'finished')
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.started_at = time.monotonic()
+        self.finished_at: float | None = None
+        self._state: RunState = "running"
+        self._failure: NodeFailed | None = None
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        self._callbacks: list[Callable[[], None]] = []
+
+    # ----------------------------------------------------------------- public
+    @property
+    def state(self) -> RunState:
+        """``running``, ``stopping``, ``finished``, ``failed`` or ``aborted``."""
+        return self._state
+
+    @property
+    def done(self) -> bool:
+        """True once every node of the run has ended and its threads are joined."""
+        return self._done.is_set()
+
+    @property
+    def failure(self) -> NodeFailed | None:
+        """The first node failure, or None."""
+        return self._failure
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the run ends; True if it ended, False on timeout.
+
+        Raises :class:`~nanostream.NodeFailed` if a node failed.
+        """
+        if not self._done.wait(timeout):
+            return False
+        self._join()
+        if self._failure is not None:
+            raise self._failure
+        return True
+
+    def wait_interruptibly(self) -> None:
+        """Wait for the end; Ctrl-C stops gracefully, a second Ctrl-C aborts."""
+        try:
+            self.wait()
+        except KeyboardInterrupt:
+            log.warning("interrupted: stopping pipeline %r (Ctrl-C again to abort)", self.name)
+            self.request_stop()
+            try:
+                self.wait()
+            except KeyboardInterrupt:
+                self.abort()
+                raise
+            raise
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop gracefully: sources stop, what they produced drains to the sinks, cleanups run.
+
+        Blocks until the run has ended. If ``timeout`` seconds pass first, the run is
+        aborted. Raises :class:`~nanostream.NodeFailed` if a node failed.
+        """
+        self.request_stop()
+        if not self.wait(timeout):
+            log.warning("pipeline %r did not drain within %ss: aborting", self.name, timeout)
+            self.abort()
+            self.wait()
+
+    def request_stop(self) -> None:
+        """Ask the sources to stop, without waiting (see :meth:`stop`)."""
+        with self._lock:
+            if self._state != "running":
+                return
+            self._state = "stopping"
+        self._on_stop()
+
+    def abort(self) -> None:
+        """Stop at once, without draining; blocks until every thread has ended."""
+        with self._lock:
+            if self._done.is_set():
+                return
+            if self._state in ("running", "stopping"):
+                self._state = "aborted"
+        self._on_abort()
+        self._done.wait()
+        self._join()
+
+    def stats(self) -> dict[str, NodeStats]:
+        """Per-node figures, keyed by node name (see :class:`NodeStats`)."""
+        raise NotImplementedError
+
+    def add_done_callback(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` when the run ends (at once if it has ended)."""
+        with self._lock:
+            if not self._done.is_set():
+                self._callbacks.append(callback)
+                return
+        callback()
+
+    # ----------------------------------------------------------------- for runners
+    def _fail(self, node: str, exc: BaseException) -> None:
+        """Record a node failure (the first one wins) and abort the rest of the run."""
+        with self._lock:
+            if self._failure is None:
+                self._failure = NodeFailed(node, exc)
+                self._state = "failed"
+                first = True
+            else:
+                first = False
+        if first:
+            log.error("node %r failed: %s: %s", node, type(exc).__name__, exc)
+            self._on_abort()
+
+    def _finish(self) -> None:
+        """Called by the runner when every node has ended."""
+        with self._lock:
+            if self._state in ("running", "stopping"):
+                self._state = "finished"
+            self.finished_at = time.monotonic()
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:  # pragma: no cover - defensive
+                log.exception("run callback failed")
+        self._done.set()
+
+    def _on_stop(self) -> None:
+        raise NotImplementedError
+
+    def _on_abort(self) -> None:
+        raise NotImplementedError
+
+    def _join(self) -> None:
+        """Join the run's threads (called once the run is done)."""

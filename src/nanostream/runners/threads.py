@@ -1,0 +1,277 @@
+"""The default runner: every node function in its own thread, bounded channels between them."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from itertools import chain
+from typing import Any
+
+from .._core.channel import END, Channel, CheckedOutbox, Outbox, TripwireOutbox
+from .._core.errors import NodeProtocolError
+from .._core.graph import Plan, PlanNode
+from .._core.monitor import Monitor
+from .._core.ports import port_dispatcher
+from .._core.run import NodeCounters, NodeStats, Run
+from .._core.signals import RunAborted, SourceStopped, clear_async_exception, raise_async_exception
+
+__all__ = ["ThreadRun", "ThreadsRunner"]
+
+# A node whose input slice takes longer than this gets smaller slices, so its outputs
+# (sent when it reads again) are not held back behind a long backlog.
+_LINGER_S = 0.05
+
+
+class _Input:
+    """The ``inp`` of one node: the items of its channel's batches, with flushes between."""
+
+    def __init__(self, run: ThreadRun, pn: PlanNode, channel: Channel, outboxes: list[Outbox]):
+        self.run = run
+        self.channel = channel
+        self.outboxes = outboxes
+        self.counters = run.counters[pn.index]
+        self.exhausted = False
+        self.max_slice = pn.batch_size
+
+    def batches(self) -> Iterator[list[Any]]:
+        channel, counters, outboxes = self.channel, self.counters, self.outboxes
+        run = self.run
+        clock = time.perf_counter
+        # Start with one-item slices and double while the node is fast, so a slow node
+        # delivers its first outputs at once instead of after a whole batch.
+        slice_len = 1
+        while True:
+            if run.aborting:
+                raise RunAborted
+            batch = channel.get(counters)
+            if batch is END:
+                self.exhausted = True
+                return
+            n = len(batch)
+            counters.items_in += n
+            start = 0
+            while start < n:
+                part = (
+                    batch if (start == 0 and n <= slice_len) else batch[start : start + slice_len]
+                )
+                start += len(part)
+                blocked = counters.blocked_output_s
+                t0 = clock()
+                yield part
+                elapsed = clock() - t0 - (counters.blocked_output_s - blocked)
+                for outbox in outboxes:
+                    outbox.flush()
+                if elapsed > _LINGER_S and slice_len > 1:
+                    slice_len = max(1, int(slice_len * _LINGER_S / elapsed / 2))
+                elif elapsed < _LINGER_S / 8 and slice_len < self.max_slice:
+                    slice_len = min(self.max_slice, slice_len * 2)
+
+
+class ThreadRun(Run):
+    """A pipeline running on :class:`ThreadsRunner`."""
+
+    def __init__(self, plan: Plan) -> None:
+        super().__init__(plan.name)
+        self.plan = plan
+        self.aborting = False
+        nodes = plan.nodes
+        self.counters = [NodeCounters() for _ in nodes]
+        self.channels: list[Channel | None] = [
+            Channel(pn.queue_size, pn.batch_size, len(pn.inputs)) if pn.inputs else None
+            for pn in nodes
+        ]
+        self.outboxes: list[dict[str, Outbox]] = []
+        for pn in nodes:
+            boxes: dict[str, Outbox] = {}
+            ports = dict(pn.outputs)
+            ports.setdefault("out", ())
+            for port, targets in ports.items():
+                chans = [c for c in (self.channels[t] for t in targets) if c is not None]
+                cls = CheckedOutbox if pn.is_source else TripwireOutbox
+                box = cls(chans, pn.batch_size, self.counters[pn.index])
+                for chan in chans:
+                    chan.producers.append(box)
+                boxes[port] = box
+            self.outboxes.append(boxes)
+        self.threads = [
+            threading.Thread(target=self._node_main, args=(pn,), name=f"nanostream:{pn.name}")
+            for pn in nodes
+        ]
+        self._remaining = len(nodes)
+        self._remaining_lock = threading.Lock()
+        self._exit_locks = [threading.Lock() for _ in nodes]
+        self._exiting = [False for _ in nodes]
+        self._interrupted = [False for _ in nodes]
+        self.monitor = Monitor(self)
+        self._joined = False
+
+    def start(self) -> None:
+        for counters in self.counters:
+            counters.state = "running"
+        for pn in self.plan.nodes:
+            pn.node._ns_stop_event = self._stop_event
+        self.monitor.start()
+        for thread in self.threads:
+            thread.start()
+        if not self.threads:
+            self._node_ended()
+
+    @property
+    def _stop_event(self) -> threading.Event:
+        event = getattr(self, "_stop_event_obj", None)
+        if event is None:
+            event = self._stop_event_obj = threading.Event()
+        return event
+
+    # ----------------------------------------------------------------- node thread
+    def _node_main(self, pn: PlanNode) -> None:
+        counters = self.counters[pn.index]
+        boxes = self.outboxes[pn.index]
+        lock = self._exit_locks[pn.index]
+        try:
+            try:
+                self._execute(pn, boxes)
+            except RunAborted:  # injected by the monitor after an abort (see interrupt)
+                counters.state = "aborted"
+        finally:
+            # Nothing here may call Python code before the flag is set and any pending
+            # injected exception is cleared, so an injection cannot hit the exit path.
+            lock.acquire()
+            self._exiting[pn.index] = True
+            clear_async_exception(threading.get_ident())
+            lock.release()
+            for box in boxes.values():
+                box._dispose()
+            self._node_ended()
+
+    def _execute(self, pn: PlanNode, boxes: dict[str, Outbox]) -> None:
+        counters = self.counters[pn.index]
+        box_list = list(boxes.values())
+        channel = self.channels[pn.index]
+        use_ports = len(boxes) > 1 or bool(getattr(pn.node, "ports", ()))
+        outp = port_dispatcher(boxes) if use_ports else boxes["out"].outp
+        inp: Any
+        reader: _Input | None = None
+        if channel is None:
+            inp = iter(())
+        else:
+            reader = _Input(self, pn, channel, box_list)
+            inp = chain.from_iterable(reader.batches())
+        try:
+            try:
+                pn.function(inp, outp)
+            except SourceStopped:
+                pass
+            if reader is not None and not reader.exhausted:
+                raise NodeProtocolError(
+                    f"node function of {pn.name!r} returned before its input ended; a node "
+                    "function must iterate over its entire input"
+                )
+            for box in box_list:
+                box.close()
+            counters.state = "finished"
+        except RunAborted:
+            counters.state = "aborted"
+        except BaseException as exc:  # noqa: BLE001 - reported as NodeFailed
+            counters.state = "failed"
+            counters.errors += 1
+            self._fail(pn.name, exc)
+
+    def interrupt_stuck_nodes(self) -> None:
+        """After an abort, raise ``RunAborted`` inside node threads that have not ended.
+
+        A node that never reads its input or calls a checked ``outp`` (a tight loop in
+        user code) would otherwise keep its thread alive. Called by the monitor once the
+        abort grace period has passed; each thread is interrupted at most once.
+        """
+        for pn in self.plan.nodes:
+            i = pn.index
+            thread = self.threads[i]
+            if self._interrupted[i] or thread.ident is None:
+                continue
+            with self._exit_locks[i]:
+                if not self._exiting[i] and thread.is_alive():
+                    self._interrupted[i] = True
+                    raise_async_exception(thread.ident, RunAborted)
+
+    def _node_ended(self) -> None:
+        with self._remaining_lock:
+            self._remaining -= 1
+            last = self._remaining <= 0
+        if last:
+            self.monitor.finish()
+            self._finish()
+
+    # ----------------------------------------------------------------- control
+    def _on_stop(self) -> None:
+        self._stop_event.set()
+        for pn in self.plan.nodes:
+            if pn.is_source:
+                for box in self.outboxes[pn.index].values():
+                    box.request_stop()
+
+    def _on_abort(self) -> None:
+        self.aborting = True
+        self._stop_event.set()
+        for boxes in self.outboxes:
+            for box in boxes.values():
+                box.abort()
+        for channel in self.channels:
+            if channel is not None:
+                channel.abort()
+
+    def _join(self) -> None:
+        if self._joined:
+            return
+        current = threading.current_thread()
+        for thread in self.threads:
+            if thread is not current:
+                thread.join()
+        self.monitor.join()
+        self._joined = True
+
+    def stats(self) -> dict[str, NodeStats]:
+        result = {}
+        for pn in self.plan.nodes:
+            c = self.counters[pn.index]
+            channel = self.channels[pn.index]
+            result[pn.name] = NodeStats(
+                name=pn.name,
+                state=c.state,
+                items_in=c.items_in,
+                items_out=c.items_out,
+                errors=c.errors,
+                queue_depth=channel.depth() if channel is not None else 0,
+                queue_capacity=channel.capacity if channel is not None else 0,
+                blocked_input_s=c.blocked_input_s,
+                blocked_output_s=c.blocked_output_s,
+            )
+        return result
+
+    def downstream_names(self, index: int) -> list[str]:
+        """Names of the nodes fed by node ``index`` (for the monitor's messages)."""
+        pn = self.plan.nodes[index]
+        return [self.plan.nodes[t].name for ts in pn.outputs.values() for t in ts]
+
+
+class ThreadsRunner:
+    """Runs each node function in its own thread (the default, ``runner="threads"``).
+
+    Example:
+        >>> import nanostream
+        >>> sink = nanostream.testing.Collect()
+        >>> nanostream.from_iterable([1, 2, 3]) > sink
+        Collect(name=None)
+        >>> sink.global_start(runner="threads")
+        >>> sink.items
+        [1, 2, 3]
+    """
+
+    name = "threads"
+
+    def start(self, plan: Plan) -> Run:
+        """Start ``plan``; returns its run handle."""
+        run = ThreadRun(plan)
+        run.start()
+        return run
