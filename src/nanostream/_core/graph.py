@@ -35,6 +35,14 @@ class PlanNode:
 
     ``inputs`` and ``outputs`` hold indices into :attr:`Plan.nodes`; ``outputs`` maps each
     port to its targets, in the order the edges were made.
+
+    Example:
+        >>> import nanostream
+        >>> src = nanostream.from_iterable([1], name="src")
+        >>> _ = src > nanostream.testing.Collect(name="sink")
+        >>> sink = nanostream.pipeline_of(src).plan().node("sink")
+        >>> sink.inputs, sink.is_source
+        ((0,), False)
     """
 
     index: int
@@ -54,7 +62,16 @@ class PlanNode:
 
 @dataclass(frozen=True)
 class Plan:
-    """A checked graph: nodes in topological order, with their node functions."""
+    """A checked graph: nodes in topological order, with their node functions.
+
+    Example:
+        >>> import nanostream
+        >>> src = nanostream.from_iterable([1], name="src")
+        >>> _ = src > nanostream.testing.Collect(name="sink")
+        >>> plan = nanostream.pipeline_of(src).plan()
+        >>> [n.name for n in plan.nodes], plan.edges
+        (['src', 'sink'], ((0, 'out', 1),))
+    """
 
     name: str
     nodes: tuple[PlanNode, ...]

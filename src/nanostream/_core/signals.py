@@ -18,11 +18,31 @@ class SourceStopped(BaseException):
     The item passed to that ``outp`` call was accepted and will be delivered. A source node
     function may catch it to end cleanly; if it does not, the runner treats its exit as a
     normal end of stream.
+
+    Example:
+        >>> import itertools, nanostream
+        >>> def counter(inp, outp):
+        ...     try:
+        ...         for i in itertools.count():
+        ...             outp(i)
+        ...     except nanostream.SourceStopped:
+        ...         print("stopping")
+        ...         raise
+        >>> node = nanostream.as_node(counter)
+        >>> run = node.global_start(block=False)
+        >>> run.stop(timeout=10)
+        stopping
     """
 
 
 class RunAborted(BaseException):
-    """Raised inside a node when the run is aborted (another node failed, or abort())."""
+    """Raised inside a node when the run is aborted (another node failed, or abort()).
+
+    Example:
+        >>> import nanostream
+        >>> issubclass(nanostream.RunAborted, Exception)  # not caught by 'except Exception'
+        False
+    """
 
 
 _CPYTHON = sys.implementation.name == "cpython"

@@ -1,0 +1,64 @@
+"""The package's own quality gates run with the tests: ruff, mypy (strict), public surface."""
+
+from __future__ import annotations
+
+import inspect
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import nanostream
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _tool(name: str) -> str:
+    path = Path(sys.executable).parent / name
+    found = str(path) if path.exists() else shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} is not installed: pip install -e '.[dev]'")
+    return found
+
+
+def test_ruff_lint_and_format() -> None:
+    ruff = _tool("ruff")
+    lint = subprocess.run(
+        [ruff, "check", "src", "tests", "benchmarks"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    fmt = subprocess.run(
+        [ruff, "format", "--check", "src", "tests", "benchmarks"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
+def test_mypy_strict() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_public_surface_is_sorted_and_importable() -> None:
+    names = list(nanostream.__all__)
+    assert names == sorted(names)
+    for name in names:
+        assert hasattr(nanostream, name), name
+
+
+def test_every_public_name_has_a_docstring_with_an_example() -> None:
+    missing = []
+    for name in nanostream.__all__:
+        obj = getattr(nanostream, name)
+        if name.startswith("__") or not (inspect.isclass(obj) or inspect.isfunction(obj)):
+            continue
+        doc = getattr(obj, "__doc__", "") or ""
+        if ">>>" not in doc:
+            missing.append(name)
+    assert not missing, f"public names without a runnable example: {missing}"
