@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 from . import testing
+from ._core.composite import Composite
 from ._core.errors import (
     ConfigError,
     CycleError,
@@ -46,6 +47,7 @@ from ._core.signals import RunAborted, SourceStopped
 __version__ = "0.1.0"
 
 __all__ = [
+    "Composite",
     "ConfigError",
     "CycleError",
     "FunctionNode",

@@ -105,6 +105,7 @@ class Pipeline:
         self.nodes: list[NanoNode] = []
         self.edges: dict[Edge, None] = {}  # an ordered set
         self.run: Run | None = None
+        self._planned: list[NanoNode] = []
         self._lock = threading.RLock()
 
     # ----------------------------------------------------------------- building
@@ -156,28 +157,26 @@ class Pipeline:
     def plan(self, options: RunOptions | None = None) -> Plan:
         """Check the graph and return its :class:`Plan`; raises ``GraphError`` if wrong.
 
-        Checks every node's contract, that explicit names are unique, and that the graph
-        has no cycle, all before any thread starts.
+        Checks every node's contract, that names are unique, and that the graph has no
+        cycle, all before any thread starts. Composite nodes are expanded into their inner
+        nodes, named ``composite.inner``.
         """
         from .run import RunOptions
 
         opts = options if options is not None else RunOptions()
-        names = self._names()
-        for node in self.nodes:
-            try:
-                node.validate()
-            except GraphError:
-                raise
-        order = self._topological_order(names)
+        nodes, edges, names = self.flatten()
+        for node in nodes:
+            node.validate()
+        order = _topological_order(nodes, edges, names)
         index = {id(node): i for i, node in enumerate(order)}
         inputs: dict[int, list[int]] = {i: [] for i in range(len(order))}
         outputs: dict[int, dict[str, list[int]]] = {i: {} for i in range(len(order))}
-        edges: list[tuple[int, str, int]] = []
-        for edge in self.edges:
+        plan_edges: list[tuple[int, str, int]] = []
+        for edge in edges:
             s, t = index[id(edge.source)], index[id(edge.target)]
             inputs[t].append(s)
             outputs[s].setdefault(edge.port, []).append(t)
-            edges.append((s, edge.port, t))
+            plan_edges.append((s, edge.port, t))
         plan_nodes = []
         for i, node in enumerate(order):
             node_opts = node.options
@@ -195,7 +194,12 @@ class Pipeline:
                     batch_size=batch,
                 )
             )
-        return Plan(name=self.name, nodes=tuple(plan_nodes), options=opts, edges=tuple(edges))
+        return Plan(name=self.name, nodes=tuple(plan_nodes), options=opts, edges=tuple(plan_edges))
+
+    def flatten(self) -> tuple[list[NanoNode], list[Edge], dict[int, str]]:
+        """Nodes, edges and names with every composite replaced by its inner nodes."""
+        names = self._names()
+        return _flatten(self.nodes, list(self.edges), names)
 
     def _names(self) -> dict[int, str]:
         names: dict[int, str] = {}
@@ -220,42 +224,6 @@ class Pipeline:
                 names[id(node)] = name
         return names
 
-    def _topological_order(self, names: dict[int, str]) -> list[NanoNode]:
-        indegree = {id(n): 0 for n in self.nodes}
-        children: dict[int, list[NanoNode]] = {id(n): [] for n in self.nodes}
-        for edge in self.edges:
-            indegree[id(edge.target)] += 1
-            children[id(edge.source)].append(edge.target)
-        ready = [n for n in self.nodes if indegree[id(n)] == 0]
-        order: list[NanoNode] = []
-        while ready:
-            node = ready.pop(0)
-            order.append(node)
-            for child in children[id(node)]:
-                indegree[id(child)] -= 1
-                if indegree[id(child)] == 0:
-                    ready.append(child)
-        if len(order) < len(self.nodes):
-            raise CycleError(self._find_cycle(children, names, {id(n) for n in order}))
-        return order
-
-    def _find_cycle(
-        self,
-        children: dict[int, list[NanoNode]],
-        names: dict[int, str],
-        acyclic: set[int],
-    ) -> list[str]:
-        start = next(n for n in self.nodes if id(n) not in acyclic)
-        path: list[NanoNode] = []
-        on_path: dict[int, int] = {}
-        node = start
-        # every remaining node has a remaining child; walk until a node repeats
-        while id(node) not in on_path:
-            on_path[id(node)] = len(path)
-            path.append(node)
-            node = next(c for c in children[id(node)] if id(c) not in acyclic)
-        return [names[id(n)] for n in path[on_path[id(node)] :]]
-
     # ----------------------------------------------------------------- running
     def start(self, *, runner: Any = "threads", **options: Any) -> Run:
         """Check the graph and start it on ``runner``; returns the :class:`Run` handle."""
@@ -268,12 +236,13 @@ class Pipeline:
                 self.name = options.pop("name")
             plan = self.plan(RunOptions.from_kwargs(**options))
             impl = get_runner(runner)
+            self._planned = [pn.node for pn in plan.nodes]
             self.run = impl.start(plan)
             self.run.add_done_callback(self._release)
             return self.run
 
     def _release(self) -> None:
-        for node in self.nodes:
+        for node in self._planned:
             if isinstance(node, FunctionNode):
                 release_function(node)
 
@@ -291,3 +260,80 @@ def pipeline_of(node: NanoNode) -> Pipeline:
         True
     """
     return node._pipeline()
+
+
+def _flatten(
+    nodes: list[NanoNode], edges: list[Edge], names: dict[int, str]
+) -> tuple[list[NanoNode], list[Edge], dict[int, str]]:
+    """Expand composites (recursively): their inner nodes replace them, edges are rewired."""
+    from .composite import Composite
+
+    if not any(isinstance(n, Composite) for n in nodes):
+        return nodes, edges, names
+    flat: list[NanoNode] = []
+    flat_names: dict[int, str] = {}
+    entries: dict[int, list[NanoNode]] = {}
+    exits: dict[int, list[NanoNode]] = {}
+    inner_edges: list[Edge] = []
+    for node in nodes:
+        if not isinstance(node, Composite):
+            flat.append(node)
+            flat_names[id(node)] = names[id(node)]
+            continue
+        prefix = names[id(node)]
+        inner = node._inner_pipeline()
+        sub_nodes, sub_edges, sub_names = _flatten(
+            list(inner.nodes), list(inner.edges), inner._names()
+        )
+        for sub in sub_nodes:
+            flat.append(sub)
+            flat_names[id(sub)] = f"{prefix}.{sub_names[id(sub)]}"
+        inner_edges.extend(sub_edges)
+        entries[id(node)] = [e for n in node.entries for e in _ends(n, "entries")]
+        exits[id(node)] = [e for n in node.exits for e in _ends(n, "exits")]
+    rewired: list[Edge] = list(inner_edges)
+    for edge in edges:
+        sources = exits.get(id(edge.source), [edge.source])
+        targets = entries.get(id(edge.target), [edge.target])
+        rewired.extend(Edge(s, edge.port, t) for s in sources for t in targets)
+    return flat, list(dict.fromkeys(rewired)), flat_names
+
+
+def _ends(node: NanoNode, which: str) -> list[NanoNode]:
+    from .composite import Composite
+
+    if isinstance(node, Composite):
+        return [e for n in getattr(node, which) for e in _ends(n, which)]
+    return [node]
+
+
+def _topological_order(
+    nodes: list[NanoNode], edges: list[Edge], names: dict[int, str]
+) -> list[NanoNode]:
+    indegree = {id(n): 0 for n in nodes}
+    children: dict[int, list[NanoNode]] = {id(n): [] for n in nodes}
+    for edge in edges:
+        indegree[id(edge.target)] += 1
+        children[id(edge.source)].append(edge.target)
+    ready = [n for n in nodes if indegree[id(n)] == 0]
+    order: list[NanoNode] = []
+    while ready:
+        node = ready.pop(0)
+        order.append(node)
+        for child in children[id(node)]:
+            indegree[id(child)] -= 1
+            if indegree[id(child)] == 0:
+                ready.append(child)
+    if len(order) < len(nodes):
+        done = {id(n) for n in order}
+        start = next(n for n in nodes if id(n) not in done)
+        path: list[NanoNode] = []
+        on_path: dict[int, int] = {}
+        node = start
+        # every node left has a child that is left too; walk until one repeats
+        while id(node) not in on_path:
+            on_path[id(node)] = len(path)
+            path.append(node)
+            node = next(c for c in children[id(node)] if id(c) not in done)
+        raise CycleError([names[id(n)] for n in path[on_path[id(node)] :]])
+    return order
