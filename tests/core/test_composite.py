@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,7 +31,7 @@ class Numbers(nanostream.NanoNode):
 
 
 def chain(*nodes: nanostream.NanoNode, name: str | None = None) -> nanostream.Composite:
-    for a, b in zip(nodes, nodes[1:], strict=False):
+    for a, b in itertools.pairwise(nodes):
         a > b
     return nanostream.Composite(list(nodes), name=name)
 
