@@ -1,0 +1,155 @@
+"""nanostream's benchmark suite: prints one table of items/s and ratios.
+
+Usage:
+    .venv/bin/python benchmarks/run.py            # the full suite (a few minutes)
+    .venv/bin/python benchmarks/run.py --quick    # smaller N, fewer repeats
+    .venv/bin/python benchmarks/run.py --only engine
+
+Every variant is run ``--repeat`` times, interleaved with the others (so a slow moment of a
+shared machine hits all of them alike), and the median is reported. Ratios are taken
+between medians measured in the same run. Peak RSS is measured in a fresh subprocess per N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import engine  # noqa: E402
+
+Row = tuple[str, float, str]
+
+
+def timed(func: Callable[[int], int], n: int) -> float:
+    """Items per second of one call of ``func(n)`` (which must return n)."""
+    start = time.perf_counter()
+    got = func(n)
+    elapsed = time.perf_counter() - start
+    if got != n:
+        raise AssertionError(f"{func.__name__} returned {got}, expected {n}")
+    return n / elapsed
+
+
+def interleaved(variants: dict[str, Callable[[int], int]], n: int, repeat: int) -> dict[str, float]:
+    """Median items/s of each variant, runs interleaved."""
+    samples: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(repeat):
+        for name, func in variants.items():
+            samples[name].append(timed(func, n))
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def engine_rows(n: int, repeat: int) -> list[Row]:
+    from nanostream.runners import available_runners
+
+    variants: dict[str, Callable[[int], int]] = {
+        "R1 generator chain, one thread": engine.r1_generators,
+        "node functions, threads": engine.node_functions,
+        "node functions (from_iterable source), threads": lambda k: engine.node_functions(
+            k, source="iterable"
+        ),
+        "NanoNode classes chained by hand, one thread": engine.classes_one_thread,
+        "NanoNode classes, threads": engine.classes,
+    }
+    if "cooperative" in available_runners():
+        variants["node functions, cooperative"] = lambda k: engine.node_functions(
+            k, runner="cooperative"
+        )
+        variants["NanoNode classes, cooperative"] = lambda k: engine.classes(
+            k, runner="cooperative"
+        )
+    result = interleaved(variants, n, repeat)
+    r1 = result["R1 generator chain, one thread"]
+    c1 = result["NanoNode classes chained by hand, one thread"]
+    rows: list[Row] = []
+    for name, rate in result.items():
+        if "classes" in name and "by hand" not in name:
+            note = f"{rate / c1:.2f}x classes by hand"
+        else:
+            note = f"{rate / r1:.2f}x R1"
+        rows.append((name, rate, note))
+    return rows
+
+
+_RSS_CHILD = """
+import resource, sys
+sys.path.insert(0, {here!r})
+import engine
+n = {n}
+assert engine.node_functions(n) == n
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def rss_rows(sizes: list[int]) -> list[Row]:
+    rows: list[Row] = []
+    for n in sizes:
+        out = subprocess.run(
+            [sys.executable, "-c", _RSS_CHILD.format(here=str(HERE), n=n)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        kib = int(out.stdout.strip().splitlines()[-1])
+        rows.append((f"peak RSS, node functions, N={n:,}", kib / 1024, "MiB (not items/s)"))
+    return rows
+
+
+def optional_rows(module_name: str, n: int) -> list[Row]:
+    """Rows from another benchmark module's ``rows(n)``, if it exists and can run here."""
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        return [(f"{module_name}: skipped", 0.0, str(exc))]
+    rows_func = getattr(module, "rows", None)
+    if rows_func is None:
+        return []
+    try:
+        return list(rows_func(n))
+    except Exception as exc:  # a missing service or extra: say so, keep the table
+        return [(f"{module_name}: failed", 0.0, f"{type(exc).__name__}: {exc}")]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller N and fewer repeats")
+    parser.add_argument("--only", help="run only this group: engine, rss, or a module name")
+    parser.add_argument("--json", help="also write the rows to this JSON file")
+    args = parser.parse_args()
+    n = 200_000 if args.quick else 1_000_000
+    repeat = 3 if args.quick else 7
+    groups: dict[str, Callable[[], list[Row]]] = {
+        "engine": lambda: engine_rows(n, repeat),
+        "rss": lambda: rss_rows([n, 5 * n]),
+    }
+    for extra in ("files", "operators", "connectors", "ray_bench"):
+        if (HERE / f"{extra}.py").exists():
+            groups[extra] = lambda extra=extra: optional_rows(extra, n)  # type: ignore[misc]
+    rows: list[Row] = []
+    for name, group in groups.items():
+        if args.only and args.only != name:
+            continue
+        rows.extend(group())
+    width = max(len(r[0]) for r in rows)
+    print(f"{'benchmark':<{width}}  {'items/s':>12}  note")
+    for name, rate, note in rows:
+        print(f"{name:<{width}}  {rate:>12,.0f}  {note}")
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"(this process: peak RSS {rss:.0f} MiB; python {sys.version.split()[0]})")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
