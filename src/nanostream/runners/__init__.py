@@ -27,6 +27,7 @@ class Runner(Protocol):
 
 _FACTORIES: dict[str, str] = {
     "threads": "nanostream.runners.threads:ThreadsRunner",
+    "cooperative": "nanostream.runners.cooperative:CooperativeRunner",
 }
 
 
