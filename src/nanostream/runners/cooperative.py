@@ -140,6 +140,7 @@ class _Scheduler:
         # slice is over; without one, a source's outp reads the clock at every call.
         self.watched = watched
         self.current: _Task | None = None
+        self.idle: _Task | None = None  # run only when no other task is ready (run_inline)
         self.hub: Any = None
         self.remaining = 0
         self.parked: list[Any] = []
@@ -246,14 +247,17 @@ class _Scheduler:
             if self.aborting:
                 self._unwind()
                 break
-            if not ready:  # pragma: no cover - a scheduler bug, never a user error
+            if ready:
+                task = ready.popleft()
+                task.queued = False
+            elif self.idle is not None:
+                task, self.idle = self.idle, None
+            else:  # pragma: no cover - a scheduler bug, never a user error
                 waiting = next(t for t in self.tasks if not t.done)
                 self.on_fail(
                     waiting.name, RuntimeError("cooperative scheduler: no node can make progress")
                 )
                 continue
-            task = ready.popleft()
-            task.queued = False
             task.deadline[0] = clock() + _TIMESLICE_S
             self.current = task
             task.waker.switch()
@@ -673,8 +677,8 @@ class _FeedBox(_Box):
             if sched.aborting:
                 raise RunAborted
             self._send([item])
-            if sched.ready:
-                sched.make_ready(task)
+            if sched.ready:  # let the graph handle it before reading the next one
+                sched.idle = task
                 sched._block(task)
                 if sched.aborting:
                     raise RunAborted
