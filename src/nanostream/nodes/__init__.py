@@ -8,4 +8,24 @@ Example:
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from .generic import (
+    aggregate,
+    grep,
+    json_decode,
+    json_encode,
+    sink_to_callable,
+    sink_to_file,
+    transform,
+    uniq,
+)
+
+__all__: list[str] = [
+    "aggregate",
+    "grep",
+    "json_decode",
+    "json_encode",
+    "sink_to_callable",
+    "sink_to_file",
+    "transform",
+    "uniq",
+]
