@@ -376,6 +376,33 @@ def test_a_whole_plan_runs_as_one_node_of_a_graph() -> None:
     graph.terminate()
 
 
+def test_a_composite_node_is_a_node_of_a_graph() -> None:
+    class Add(nanostream.NanoNode):
+        def __init__(self, k: int) -> None:
+            super().__init__()
+            self.k = k
+
+        def process_item(self, item: int) -> Iterator[int]:
+            yield item + self.k
+
+    a, b = Add(1), Add(10)
+    a > b
+    composite = nanostream.Composite([a, b], name="add_eleven")
+    out: list[int] = []
+    graph = canal.Graph()
+    feed = graph.add_source()
+    sink = canal.nodes.sink_to_callable(out.append)
+    graph.add_node(composite)
+    graph.add_node(sink)
+    graph.add_edge(feed, composite)
+    graph.add_edge(composite, sink)
+    feed(1)
+    assert out == [12]
+    feed(2)
+    graph.terminate()
+    assert out == [12, 13]
+
+
 # ----------------------------------------------------------------------------- random DAGs
 @st.composite
 def dags(draw: Any) -> tuple[int, list[tuple[int, int]], list[int]]:

@@ -371,3 +371,45 @@ def test_run_inline_inside_a_greenlet() -> None:
 def test_run_inline_rejects_unknown_node_names() -> None:
     with pytest.raises(KeyError, match="nope"):
         run_inline(plan_of(passthrough("p")), [], print, entries=["nope"])
+
+
+def test_run_inline_with_a_busy_source_still_reads_its_input_and_aborts() -> None:
+    """An endless source inside must neither starve the input nor outlive a failure."""
+
+    def fails_second(inp: Any, outp: Any) -> None:
+        for i, x in enumerate(inp):
+            if i == 1:
+                raise ValueError(f"second item {x}")
+            outp(x)
+
+    endless = nanostream.from_iterable(itertools.count(), name="endless")
+    entry = nanostream.as_node(fails_second, name="entry")
+    endless > Collect(name="exit_a")
+    entry > Collect(name="exit_b")
+    endless > entry  # one plan: entry is fed by both the input and the endless source
+    plan = nanostream.pipeline_of(endless).plan()
+    with pytest.raises(ValueError, match="second item"):
+        run_inline(plan, ["a", "b"], lambda x: None, entries=["entry"])
+
+
+def test_monitor_warns_about_a_stalled_node(caplog: pytest.LogCaptureFixture) -> None:
+    """The watcher thread does the monitor's checks: a source waits a time slice or more."""
+
+    def slow(inp: Any, outp: Any) -> None:
+        for _ in inp:
+            time.sleep(0.005)
+
+    src = nanostream.from_iterable(range(100), name="fast")
+    src > slow
+    with caplog.at_level(logging.INFO, logger="nanostream"):
+        src.global_start(
+            runner="cooperative",
+            queue_size=50,
+            batch_size=5,
+            monitor_interval=0.01,
+            stall_timeout=0.005,
+            log_interval=0.01,
+        )
+    assert "node 'fast' has waited" in caplog.text
+    assert "bottleneck: slow" in caplog.text
+    assert "fast: in=0 out=" in caplog.text

@@ -210,8 +210,11 @@ class _Scheduler:
     def _wire_exit(self, task: _Task, outp: Callable[[Any], Any]) -> None:
         """Send a node's outputs to the caller's ``outp`` (as well as to its inner targets)."""
         counters = task.counters
+        deadline = task.deadline
 
         def exit_outp(item: Any) -> None:
+            if self.aborting:
+                raise RunAborted
             counters.items_out += 1
             try:
                 outp(item)
@@ -220,6 +223,8 @@ class _Scheduler:
                 self.request_stop()
                 if task.is_source:
                     raise
+            if task.is_source and _clock() >= deadline[0]:
+                self.time_slice(task)  # a source exit: let the other nodes have a turn
 
         if all(not box.channels for box in task.box_list):
             task.outp = exit_outp
@@ -372,6 +377,9 @@ class _Scheduler:
             box.flush()
         if self.aborting:
             raise RunAborted
+        if self.idle is not None:  # a busy graph must not starve run_inline's input
+            idle, self.idle = self.idle, None
+            self.make_ready(idle)
         if self.ready:
             self.make_ready(task)
             self._block(task)
