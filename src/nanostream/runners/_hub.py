@@ -1,0 +1,694 @@
+"""The scheduler of the cooperative runner: node functions as greenlets on one thread.
+
+:class:`Scheduler` (the *hub*) runs in the thread that calls :meth:`Scheduler.run` and
+switches to one node's greenlet at a time. A node gives up the thread when it waits for
+input, waits for room downstream (back-pressure), or when its time slice is over. Values move
+in batches, as on the threaded runner: a node that reads input emits through a C-level
+``deque.append`` whose overflow hands the full batch on (the *tripwire* of
+:mod:`nanostream._core.channel`); a source emits through a small Python function.
+
+Used by :mod:`nanostream.runners.cooperative`; not a public API.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import partial
+from itertools import chain
+from typing import Any
+
+from greenlet import getcurrent, greenlet
+
+from .._core.channel import END
+from .._core.errors import NodeProtocolError
+from .._core.graph import Plan, PlanNode
+from .._core.monitor import ABORT_GRACE_S
+from .._core.ports import port_dispatcher
+from .._core.run import NodeCounters
+from .._core.signals import RunAborted, SourceStopped
+
+__all__ = ["ABANDONED", "TIMESLICE_S", "Scheduler"]
+
+log = logging.getLogger("nanostream")
+
+# A node that has held the thread this long gives it up at its next chance (after an input
+# slice, or at a source's next outp), so slow nodes and slow sources deliver promptly.
+TIMESLICE_S = 0.02
+# Input slices are sized so that one slice takes about this long.
+_LINGER_S = 0.005
+_REFCOUNTED = sys.implementation.name == "cpython"
+_clock = time.perf_counter
+
+# Greenlets of nodes that ignored an abort (see _WireBox._tripped). They must never be
+# garbage-collected in a thread that is still alive (that would run code inside them), so
+# they are kept here until their thread has ended, or for good for run_inline.
+ABANDONED: list[Any] = []
+
+
+class _Channel:
+    """The input queue of one node: batches, bounded by ``max_batches``."""
+
+    __slots__ = ("batches", "blocked", "capacity", "max_batches", "open", "waiter")
+
+    def __init__(self, queue_size: int, batch_size: int, producers: int) -> None:
+        self.batches: deque[Any] = deque()
+        self.capacity = queue_size
+        self.max_batches = max(1, queue_size // max(1, batch_size))
+        self.open = producers
+        self.waiter: _Task | None = None
+        self.blocked: list[_Task] = []
+
+    def depth(self) -> int:
+        return sum(len(b) for b in list(self.batches) if b is not END)
+
+
+class _Task:
+    """One node function of a plan, with its greenlet, input channel and outboxes."""
+
+    __slots__ = (
+        "batch_size",
+        "box_list",
+        "boxes",
+        "channel",
+        "counters",
+        "deadline",
+        "done",
+        "exhausted",
+        "function",
+        "greenlet",
+        "inp",
+        "is_source",
+        "name",
+        "outp",
+        "parked",
+        "queued",
+        "waker",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        function: Callable[[Iterable[Any], Callable[[Any], Any]], Any],
+        counters: NodeCounters,
+        batch_size: int,
+        is_source: bool,
+    ) -> None:
+        self.name = name
+        self.function = function
+        self.counters = counters
+        self.batch_size = batch_size
+        self.is_source = is_source
+        self.channel: _Channel | None = None
+        self.boxes: dict[str, _Box] = {}
+        self.box_list: list[_Box] = []
+        self.inp: Iterable[Any] = ()
+        self.outp: Callable[[Any], Any] = _drop
+        self.deadline = [0.0]
+        self.greenlet: Any = None
+        self.waker: Any = None  # the greenlet to resume (the task's own, unless nested)
+        self.queued = False
+        self.done = False
+        self.parked = False
+        self.exhausted = False
+
+
+def _drop(item: Any) -> None:
+    """The outp of a node whose outputs go nowhere."""
+
+
+class Scheduler:
+    """The hub: runs ready tasks one at a time in the thread that calls :meth:`run`."""
+
+    def __init__(self, on_fail: Callable[[str, BaseException], None], *, watched: bool) -> None:
+        self.tasks: list[_Task] = []
+        self.ready: deque[_Task] = deque()
+        self.aborting = False
+        self.on_fail = on_fail
+        # With a watcher thread (see CooperativeRun), sources are told when their time
+        # slice is over; without one, a source's outp reads the clock at every call.
+        self.watched = watched
+        self.current: _Task | None = None
+        self.idle: _Task | None = None  # run only when no other task is ready (run_inline)
+        self.hub: Any = None
+        self.remaining = 0
+        self.parked: list[Any] = []
+
+    # ----------------------------------------------------------------- building
+    def add_plan(
+        self,
+        plan: Plan,
+        counters: list[NodeCounters],
+        *,
+        feed: Iterable[Any] | None = None,
+        outp: Callable[[Any], Any] | None = None,
+        entries: Sequence[str] | None = None,
+        exits: Sequence[str] | None = None,
+    ) -> None:
+        """Make the tasks of ``plan``; with ``feed``/``outp``, wire the plan to them."""
+        nodes = plan.nodes
+        inline = outp is not None
+        entry_set = (
+            set(entries)
+            if entries is not None
+            else {pn.name for pn in nodes if not pn.inputs and not pn.node.is_source}
+        )
+        exit_set = set(exits) if exits is not None else {pn.name for pn in nodes if not pn.outputs}
+        if inline:
+            unknown = sorted((entry_set | exit_set) - {pn.name for pn in nodes})
+            if unknown:
+                raise KeyError(f"no node named {', '.join(unknown)} in plan {plan.name!r}")
+        tasks = []
+        for pn, c in zip(nodes, counters, strict=True):
+            fed = inline and pn.name in entry_set
+            task = _Task(pn.name, pn.function, c, pn.batch_size, not pn.inputs and not fed)
+            producers = len(pn.inputs) + (1 if fed else 0)
+            if producers:
+                task.channel = _Channel(pn.queue_size, pn.batch_size, producers)
+            tasks.append(task)
+        for pn, task in zip(nodes, tasks, strict=True):
+            self._wire(pn, task, tasks)
+            if inline and pn.name in exit_set:
+                assert outp is not None
+                self._wire_exit(task, outp)
+        if inline:
+            feeder = _Task("<input>", _feeder(feed or ()), NodeCounters(), 1, True)
+            chans = [t.channel for pn, t in zip(nodes, tasks, strict=True) if pn.name in entry_set]
+            box = _FeedBox(self, feeder, [c for c in chans if c is not None])
+            feeder.boxes = {"out": box}
+            feeder.box_list = [box]
+            feeder.outp = box.outp
+            tasks.insert(0, feeder)
+        self.tasks.extend(tasks)
+
+    def _wire(self, pn: PlanNode, task: _Task, tasks: list[_Task]) -> None:
+        ports = dict(pn.outputs)
+        ports.setdefault("out", ())
+        boxes: dict[str, _Box] = {}
+        for port, targets in ports.items():
+            channels = [c for c in (tasks[t].channel for t in targets) if c is not None]
+            cls = _SourceBox if task.is_source else _WireBox
+            boxes[port] = cls(self, task, channels)
+        task.boxes = boxes
+        task.box_list = list(boxes.values())
+        use_ports = len(boxes) > 1 or bool(getattr(pn.node, "ports", ()))
+        task.outp = port_dispatcher(boxes) if use_ports else boxes["out"].outp
+        if task.channel is not None:
+            task.inp = chain.from_iterable(self._reader(task, task.channel))
+
+    def _wire_exit(self, task: _Task, outp: Callable[[Any], Any]) -> None:
+        """Send a node's outputs to the caller's ``outp`` (as well as to its inner targets)."""
+        counters = task.counters
+        deadline = task.deadline
+
+        def exit_outp(item: Any) -> None:
+            if self.aborting:
+                raise RunAborted
+            counters.items_out += 1
+            try:
+                outp(item)
+            except SourceStopped:
+                # The caller is a source being stopped: stop the sources inside too.
+                self.request_stop()
+                if task.is_source:
+                    raise
+            if task.is_source and _clock() >= deadline[0]:
+                self.time_slice(task)  # a source exit: let the other nodes have a turn
+
+        if all(not box.channels for box in task.box_list):
+            task.outp = exit_outp
+        else:
+            inner = task.outp
+
+            def both(item: Any) -> None:
+                inner(item)
+                exit_outp(item)
+
+            task.outp = both
+
+    # ----------------------------------------------------------------- the hub
+    def run(self) -> None:
+        """Run every task to its end (or until the run aborts) in the current greenlet."""
+        hub = self.hub = getcurrent()
+        ready = self.ready
+        for task in self.tasks:
+            task.greenlet = task.waker = greenlet(partial(self._task_main, task), parent=hub)
+            task.queued = True
+            ready.append(task)
+        self.remaining = len(self.tasks)
+        clock = _clock
+        while self.remaining:
+            if self.aborting:
+                self._unwind()
+                break
+            if ready:
+                task = ready.popleft()
+                task.queued = False
+            elif self.idle is not None:
+                task, self.idle = self.idle, None
+            else:  # pragma: no cover - a scheduler bug, never a user error
+                waiting = next(t for t in self.tasks if not t.done)
+                self.on_fail(
+                    waiting.name, RuntimeError("cooperative scheduler: no node can make progress")
+                )
+                continue
+            task.deadline[0] = clock() + TIMESLICE_S
+            self.current = task
+            task.waker.switch()
+        self.current = None
+        for task in self.tasks:
+            for box in task.box_list:
+                box._dispose()
+            if task.parked:
+                self.parked.append(task.greenlet)
+                task.greenlet = task.waker = None
+
+    def _unwind(self) -> None:
+        """After an abort, resume every suspended task once so that it ends."""
+        for task in self.tasks:
+            if task.done or task.parked:
+                continue
+            task.deadline[0] = _clock() + TIMESLICE_S
+            task.waker.switch()
+            if not task.done:  # pragma: no cover - every path after an abort ends or parks
+                task.parked = True
+                task.counters.state = "aborted"
+
+    def _task_main(self, task: _Task) -> None:
+        counters = task.counters
+        try:
+            if self.aborting:
+                counters.state = "aborted"
+                return
+            try:
+                task.function(task.inp, task.outp)
+            except SourceStopped:
+                pass
+            if task.channel is not None and not task.exhausted:
+                raise NodeProtocolError(
+                    f"node function of {task.name!r} returned before its input ended; a node "
+                    "function must iterate over its entire input"
+                )
+            for box in task.box_list:
+                box.close()
+            counters.state = "finished"
+        except RunAborted as exc:
+            if self.aborting:
+                counters.state = "aborted"
+            else:  # raised by the caller's inp or outp (run_inline): pass it on
+                counters.state = "failed"
+                self.on_fail(task.name, exc)
+        except BaseException as exc:  # noqa: BLE001 - reported through on_fail
+            counters.state = "failed"
+            counters.errors += 1
+            self.on_fail(task.name, exc)
+        finally:
+            task.done = True
+            self.remaining -= 1
+            for box in task.box_list:
+                box._dispose()
+
+    # ----------------------------------------------------------------- waiting (in tasks)
+    def make_ready(self, task: _Task) -> None:
+        if not task.queued and not task.done:
+            task.queued = True
+            self.ready.append(task)
+
+    def _block(self, task: _Task) -> None:
+        task.waker = getcurrent()
+        self.hub.switch()
+
+    def park(self, task: _Task) -> None:
+        """Give up the thread for good (a node that ignores an abort); never returns."""
+        task.parked = True
+        task.counters.state = "aborted"
+        log.warning(
+            "node %r keeps emitting without reading its input after the run was aborted; "
+            "it is abandoned",
+            task.name,
+        )
+        while True:
+            self.hub.switch()
+
+    def wait_input(self, task: _Task, channel: _Channel) -> None:
+        for box in task.box_list:
+            box.flush()
+        if channel.batches:
+            return
+        if self.aborting:
+            raise RunAborted
+        channel.waiter = task
+        start = _clock()
+        self._block(task)
+        task.counters.blocked_input_s += _clock() - start
+        if self.aborting:
+            raise RunAborted
+
+    def wait_room(self, task: _Task, channel: _Channel) -> None:
+        counters = task.counters
+        start = _clock()
+        counters.output_wait_since = time.monotonic()
+        try:
+            while len(channel.batches) >= channel.max_batches:
+                if self.aborting:
+                    raise RunAborted
+                channel.blocked.append(task)
+                self._block(task)
+        finally:
+            counters.output_wait_since = None
+            counters.blocked_output_s += _clock() - start
+        if self.aborting:
+            raise RunAborted
+
+    def time_slice(self, task: _Task) -> None:
+        """The task has had the thread for a while: send its outputs, let others run."""
+        for box in task.box_list:
+            box.flush()
+        if self.aborting:
+            raise RunAborted
+        if self.idle is not None:  # a busy graph must not starve run_inline's input
+            idle, self.idle = self.idle, None
+            self.make_ready(idle)
+        if self.ready:
+            self.make_ready(task)
+            self._block(task)
+            if self.aborting:
+                raise RunAborted
+        else:
+            task.deadline[0] = _clock() + TIMESLICE_S
+
+    def put(self, task: _Task, channel: _Channel, items: Any) -> None:
+        if len(channel.batches) >= channel.max_batches:
+            self.wait_room(task, channel)
+        channel.batches.append(items)
+        waiter = channel.waiter
+        if waiter is not None:
+            channel.waiter = None
+            self.make_ready(waiter)
+
+    def put_end(self, channel: _Channel) -> None:
+        channel.batches.append(END)
+        waiter = channel.waiter
+        if waiter is not None:
+            channel.waiter = None
+            self.make_ready(waiter)
+
+    def _reader(self, task: _Task, channel: _Channel) -> Iterator[list[Any]]:
+        """The batches of a task's input, in slices sized to take about ``_LINGER_S``."""
+        batches = channel.batches
+        counters = task.counters
+        deadline = task.deadline
+        max_slice = task.batch_size
+        clock = _clock
+        slice_len = 1
+        while True:
+            if not batches:
+                self.wait_input(task, channel)
+                continue
+            batch = batches.popleft()
+            if channel.blocked and len(batches) < channel.max_batches:
+                for producer in channel.blocked:
+                    self.make_ready(producer)
+                channel.blocked.clear()
+            if batch is END:
+                channel.open -= 1
+                if channel.open <= 0:
+                    task.exhausted = True
+                    return
+                continue
+            if self.aborting:
+                raise RunAborted
+            n = len(batch)
+            counters.items_in += n
+            start = 0
+            while start < n:
+                part = (
+                    batch if (start == 0 and n <= slice_len) else batch[start : start + slice_len]
+                )
+                start += len(part)
+                blocked = counters.blocked_output_s
+                t0 = clock()
+                yield part
+                t1 = clock()
+                if t1 >= deadline[0]:
+                    self.time_slice(task)
+                elapsed = t1 - t0 - (counters.blocked_output_s - blocked)
+                if elapsed > _LINGER_S and slice_len > 1:
+                    slice_len = max(1, int(slice_len * _LINGER_S / elapsed / 2))
+                elif elapsed < _LINGER_S / 8 and slice_len < max_slice:
+                    slice_len = min(max_slice, slice_len * 2)
+
+    # ----------------------------------------------------------------- control
+    def preempt_if_due(self) -> None:
+        """Tell the running task that its time slice is over (from the watcher thread).
+
+        A source then ends its slice at its next ``outp``; other nodes check the clock
+        themselves between input slices. A stale read of ``current`` is harmless: a
+        source told too early only sends a partial batch.
+        """
+        task = self.current
+        if task is not None and _clock() >= task.deadline[0]:
+            for box in task.box_list:
+                box.preempt()
+
+    def request_stop(self) -> None:
+        """Sources end at their next ``outp`` (safe to call from any thread)."""
+        for task in self.tasks:
+            if task.is_source:
+                for box in task.box_list:
+                    box.request_stop()
+
+    def abort(self) -> None:
+        """Every task ends at its next chance (safe to call from any thread)."""
+        self.aborting = True
+        for task in self.tasks:
+            for box in task.box_list:
+                box.abort()
+
+
+# --------------------------------------------------------------------------- outboxes
+class _Box:
+    """Collects one node's outputs for one port and puts them, in batches, downstream."""
+
+    outp: Callable[[Any], Any]
+
+    def __init__(self, sched: Scheduler, task: _Task, channels: list[_Channel]) -> None:
+        self.sched = sched
+        self.task = task
+        self.channels = channels
+        self.counters = task.counters
+        self.batch_size = task.batch_size
+        self.closed = False
+
+    def _send(self, items: list[Any]) -> None:
+        self.counters.items_out += len(items)
+        for channel in self.channels:
+            self.sched.put(self.task, channel, items)
+
+    def flush(self) -> None:
+        """Send what is buffered (may wait for room)."""
+
+    def close(self) -> None:
+        """Send what is buffered, then the end of the stream."""
+        self.flush()
+        self._dispose()
+        for channel in self.channels:
+            self.sched.put_end(channel)
+
+    def _dispose(self) -> None:
+        self.closed = True
+
+    def request_stop(self) -> None:
+        """The run is stopping."""
+
+    def abort(self) -> None:
+        """The run is aborting."""
+
+    def preempt(self) -> None:
+        """The node's time slice is over."""
+
+
+class _Wire:
+    __slots__ = ("box",)
+
+    def __init__(self, box: _WireBox) -> None:
+        self.box = box
+
+    def __del__(self) -> None:
+        self.box._tripped()
+
+
+class _WireBox(_Box):
+    """Outbox of a node that reads input: ``outp`` is a C-level ``deque.append``.
+
+    The append that fills the deque pushes out the tripwire, whose ``__del__`` hands the
+    batch on, waiting (switching to the hub) while the downstream queue is full. An error
+    there cannot be raised from ``__del__``; it is kept and raised at the node's next read.
+    """
+
+    def __init__(self, sched: Scheduler, task: _Task, channels: list[_Channel]) -> None:
+        super().__init__(sched, task, channels)
+        self.error: BaseException | None = None
+        self._abort_seen: float | None = None
+        self._dq: deque[Any] = deque(maxlen=max(2, self.batch_size))
+        if _REFCOUNTED and self.batch_size > 1:
+            self._dq.append(_Wire(self))
+            self.outp = self._dq.append
+        else:  # batch_size 1, or an interpreter without reference counting
+            buf: list[Any] = []
+            self._buf = buf
+            limit = self.batch_size
+
+            def outp(item: Any) -> None:
+                buf.append(item)
+                if len(buf) >= limit:
+                    self.flush()
+
+            self.outp = outp
+
+    def _tripped(self) -> None:
+        # Runs inside the append that filled the deque, in the node's greenlet.
+        if self.closed:
+            return
+        dq = self._dq
+        items = list(dq)
+        dq.clear()
+        dq.append(_Wire(self))
+        if self.sched.aborting:
+            now = _clock()
+            if self._abort_seen is None:
+                self._abort_seen = now
+                self.error = RunAborted()  # raised at the node's next read
+            elif now - self._abort_seen > ABORT_GRACE_S:
+                # It has kept emitting without reading since the abort: it never will.
+                self.sched.park(self.task)
+            return
+        if self.error is not None:
+            return
+        try:
+            self._send(items)
+        except BaseException as exc:  # noqa: BLE001 - raised at the node's next read
+            self.error = exc
+
+    def flush(self) -> None:
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+        if not _REFCOUNTED or self.batch_size <= 1:
+            if self._buf:
+                items = self._buf[:]
+                self._buf.clear()
+                self._send(items)
+            return
+        dq = self._dq
+        if len(dq) > 1:
+            wire = dq.popleft()
+            items = list(dq)
+            dq.clear()
+            dq.append(wire)
+            del wire
+            self._send(items)
+
+    def _dispose(self) -> None:
+        self.closed = True
+        self._dq.clear()
+
+
+class _SourceBox(_Box):
+    """Outbox of a source: a Python ``outp`` that also ends the source's time slice.
+
+    When the run stops, the next ``outp`` raises :class:`~nanostream.SourceStopped` once
+    (the value it was given is delivered); later outputs, from cleanup, pass.
+    """
+
+    def __init__(self, sched: Scheduler, task: _Task, channels: list[_Channel]) -> None:
+        super().__init__(sched, task, channels)
+        buf: list[Any] = []
+        self._buf = buf
+        self._limit = limit = [self.batch_size]
+        self._stopping = False
+        self._stop_raised = False
+        append = buf.append
+        deadline = task.deadline
+        clock = _clock
+        flush = self._flush_from_outp
+        batch_size = self.batch_size
+
+        def outp(item: Any) -> None:
+            append(item)
+            if len(buf) >= limit[0]:
+                flush()
+
+        def clocked_outp(item: Any) -> None:
+            append(item)
+            if len(buf) >= limit[0] or clock() >= deadline[0]:
+                flush()
+
+        def extend(items: list[Any]) -> None:
+            # Emit many items in one call (used by from_iterable for sized sequences).
+            for start in range(0, len(items), batch_size):
+                buf.extend(items[start : start + batch_size])
+                flush()
+
+        chosen = outp if sched.watched else clocked_outp
+        chosen.extend = extend  # type: ignore[attr-defined]
+        self.outp = chosen
+
+    def flush(self) -> None:
+        buf = self._buf
+        if buf:
+            items = buf[:]
+            buf.clear()
+            self._send(items)
+
+    def _flush_from_outp(self) -> None:
+        self.flush()
+        sched = self.sched
+        if sched.aborting:
+            raise RunAborted
+        self._limit[0] = self.batch_size
+        if self._stopping and not self._stop_raised:
+            self._stop_raised = True
+            raise SourceStopped
+        if _clock() >= self.task.deadline[0]:
+            sched.time_slice(self.task)
+
+    def request_stop(self) -> None:
+        self._stopping = True
+        self._limit[0] = 0
+
+    def abort(self) -> None:
+        self._limit[0] = 0
+
+    def preempt(self) -> None:
+        self._limit[0] = 0
+
+
+class _FeedBox(_Box):
+    """Outbox of :func:`run_inline`'s input: each item goes through the graph at once."""
+
+    def __init__(self, sched: Scheduler, task: _Task, channels: list[_Channel]) -> None:
+        super().__init__(sched, task, channels)
+
+        def outp(item: Any) -> None:
+            if sched.aborting:
+                raise RunAborted
+            self._send([item])
+            if sched.ready:  # let the graph handle it before reading the next one
+                sched.idle = task
+                sched._block(task)
+                if sched.aborting:
+                    raise RunAborted
+
+        self.outp = outp
+
+
+def _feeder(inp: Iterable[Any]) -> Callable[[Iterable[Any], Callable[[Any], Any]], None]:
+    def read_input(_: Iterable[Any], outp: Callable[[Any], Any]) -> None:
+        for item in inp:
+            outp(item)
+
+    return read_input
