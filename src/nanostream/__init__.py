@@ -43,6 +43,7 @@ from ._core.node import (
 from ._core.ports import TaggedOutput
 from ._core.run import NodeStats, Run, RunOptions
 from ._core.signals import RunAborted, SourceStopped
+from .config import class_factory, load_pipeline, to_yaml
 
 __version__ = "0.1.0"
 
@@ -72,7 +73,10 @@ __all__ = [
     "TaggedOutput",
     "__version__",
     "as_node",
+    "class_factory",
     "from_iterable",
+    "load_pipeline",
     "pipeline_of",
     "testing",
+    "to_yaml",
 ]

@@ -1,0 +1,43 @@
+"""Configuration: composites from YAML, pipeline files, and the class registry.
+
+- :func:`class_factory` makes a composite node class from a configuration mapping.
+- :func:`load_pipeline` builds a whole pipeline from a YAML file; :func:`read_pipeline`
+  reads and checks one without building it; :func:`to_yaml` writes a pipeline back out.
+- :func:`resolve` and :func:`register` are the registry that turns names into classes.
+
+YAML is always read with the safe loader, and nothing in a configuration is evaluated.
+
+Example:
+    >>> import io, nanostream
+    >>> pipeline = nanostream.load_pipeline(io.StringIO('''
+    ... nodes:
+    ...   numbers: {class: IterableSource, args: {iterable: [1, 2]}}
+    ...   sink: {class: "nanostream.testing:Collect"}
+    ... '''))
+    >>> [n.name for n in pipeline.plan().nodes]
+    ['numbers', 'sink']
+"""
+
+from __future__ import annotations
+
+from ._common import ConfigErrors
+from .factory import ConfiguredComposite, class_factory
+from .pipeline import EdgeSpec, NodeSpec, PipelineSpec, load_pipeline, read_pipeline
+from .registry import known_names, register, resolve, unregister
+from .writer import to_yaml
+
+__all__ = [
+    "ConfigErrors",
+    "ConfiguredComposite",
+    "EdgeSpec",
+    "NodeSpec",
+    "PipelineSpec",
+    "class_factory",
+    "known_names",
+    "load_pipeline",
+    "read_pipeline",
+    "register",
+    "resolve",
+    "to_yaml",
+    "unregister",
+]

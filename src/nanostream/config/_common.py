@@ -1,0 +1,482 @@
+"""What the configuration modules share: YAML with positions, ``${ENV}``, argument checks.
+
+YAML is read with PyYAML's *safe* loader only, and kept as a tree of plain values (dicts,
+lists, strings, numbers) plus the ``FILE:LINE:COLUMN`` of every value, so that every
+error can point at the place to fix. Nothing read from a configuration is evaluated.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import yaml
+
+from .._core.errors import ConfigError, GraphError
+from .._core.node import FunctionNode, NanoNode
+
+__all__ = [
+    "ConfigErrors",
+    "Document",
+    "Path",
+    "Problems",
+    "build_node",
+    "check_arguments",
+    "close_matches",
+    "parse_yaml",
+]
+
+Path = tuple[str | int, ...]
+"""Where a value sits in a document: the keys and indices leading to it."""
+
+NodeKind = Literal["class", "function"]
+
+
+class ConfigErrors(ConfigError):
+    """Several configuration errors found at once; ``errors`` holds each of them.
+
+    Its message has one line per error, each starting with its ``FILE:LINE:COLUMN``;
+    ``location`` is the first error's.
+
+    Example:
+        >>> from nanostream import ConfigError
+        >>> from nanostream.config import ConfigErrors
+        >>> exc = ConfigErrors([ConfigError("a", location="p.yaml:1:1"),
+        ...                     ConfigError("b", location="p.yaml:2:1")])
+        >>> print(exc)
+        p.yaml:1:1: a
+        p.yaml:2:1: b
+        >>> isinstance(exc, ConfigError), len(exc.errors)
+        (True, 2)
+    """
+
+    def __init__(self, errors: Iterable[ConfigError]) -> None:
+        self.errors = tuple(errors)
+        if not self.errors:
+            raise ValueError("ConfigErrors needs at least one error")
+        first = self.errors[0]
+        super().__init__(first.message, location=first.location)
+        self.args = ("\n".join(str(e) for e in self.errors),)
+
+    def __str__(self) -> str:
+        return "\n".join(str(e) for e in self.errors)
+
+
+class Problems:
+    """Collects configuration errors so that one check reports all of them."""
+
+    def __init__(self) -> None:
+        self.errors: list[ConfigError] = []
+
+    def add(self, message: str, location: str | None) -> None:
+        self.errors.append(ConfigError(message, location=location))
+
+    def add_error(self, exc: ConfigError) -> None:
+        if isinstance(exc, ConfigErrors):
+            self.errors.extend(exc.errors)
+        else:
+            self.errors.append(exc)
+
+    def raise_if_any(self) -> None:
+        if len(self.errors) == 1:
+            raise self.errors[0]
+        if self.errors:
+            raise ConfigErrors(self.errors)
+
+
+def close_matches(word: str, candidates: Iterable[str]) -> str:
+    """`` (did you mean 'x' or 'y'?)`` for the candidates close to ``word``, else ``""``."""
+    found = difflib.get_close_matches(word, sorted(set(candidates)), n=3, cutoff=0.6)
+    if not found:
+        return ""
+    return " (did you mean " + " or ".join(repr(f) for f in found) + "?)"
+
+
+# --------------------------------------------------------------------------- documents
+@dataclass
+class Document:
+    """A parsed configuration: plain values plus the position of each one.
+
+    ``where(path)`` is the ``FILE:LINE:COLUMN`` of the value at ``path`` (or of its
+    nearest parent that has one); ``where(path, key=True)`` that of its key. A document
+    made from a plain mapping (``class_factory(yaml.safe_load(...))``) knows no
+    positions, and ``where`` returns ``None``.
+    """
+
+    data: Any
+    filename: str = "<config>"
+    marks: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    key_marks: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    directory: str | None = None
+
+    def where(self, path: Path, *, key: bool = False) -> str | None:
+        if not self.marks:
+            return None
+        if key and path in self.key_marks:
+            line, col = self.key_marks[path]
+            return f"{self.filename}:{line}:{col}"
+        p = path
+        while p and p not in self.marks:
+            p = p[:-1]
+        line, col = self.marks.get(p, (1, 1))
+        return f"{self.filename}:{line}:{col}"
+
+    def sub(self, path: Path) -> Document:
+        """The document rooted at ``path`` (positions kept)."""
+        data: Any = self.data
+        for part in path:
+            data = data[part]
+        n = len(path)
+        return Document(
+            data,
+            self.filename,
+            {p[n:]: m for p, m in self.marks.items() if p[:n] == path},
+            {p[n:]: m for p, m in self.key_marks.items() if p[:n] == path and len(p) > n},
+            self.directory,
+        )
+
+
+_VAR = re.compile(r"\$\$\{|\$\{(?:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\})?")
+
+
+def substitute(text: str, env: Mapping[str, str], location: str | None) -> str:
+    """Replace ``${NAME}`` and ``${NAME:-default}`` in ``text``; ``$${`` is a literal ``${``.
+
+    As in a shell, the default is used when the variable is unset or empty.
+
+    Example:
+        >>> from nanostream.config._common import substitute
+        >>> substitute("${HOME_DIR:-/tmp}/x and $${not_me}", {}, None)
+        '/tmp/x and ${not_me}'
+    """
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$${":
+            return "${"
+        name, default = match.group(1), match.group(2)
+        if name is None:
+            raise ConfigError(
+                f"malformed variable in {text!r}: write ${{NAME}} or ${{NAME:-default}} "
+                "(and $${ for a literal '${')",
+                location=location,
+            )
+        value = env.get(name)
+        if value:
+            return value
+        if default is not None:
+            return default
+        if value is not None:
+            return value
+        raise ConfigError(
+            f"environment variable {name} is not set; set it, or give a default with "
+            f"${{{name}:-default}}",
+            location=location,
+        )
+
+    return _VAR.sub(replace, text)
+
+
+_PLAIN_TAGS = ("tag:yaml.org,2002:seq", "tag:yaml.org,2002:map")
+
+
+def _pos(mark: Any) -> tuple[int, int]:
+    return (mark.line + 1, mark.column + 1)
+
+
+class _Builder:
+    """Turns a composed YAML node tree into plain values, recording positions."""
+
+    def __init__(
+        self, loader: yaml.SafeLoader, filename: str, env: Mapping[str, str] | None
+    ) -> None:
+        self.loader = loader
+        self.filename = filename
+        self.env = env
+        self.marks: dict[Path, tuple[int, int]] = {}
+        self.key_marks: dict[Path, tuple[int, int]] = {}
+        self.active: set[int] = set()
+
+    def where(self, node: yaml.Node) -> str:
+        line, col = _pos(node.start_mark)
+        return f"{self.filename}:{line}:{col}"
+
+    def build(self, node: yaml.Node, path: Path) -> Any:
+        self.marks[path] = _pos(node.start_mark)
+        if isinstance(node, yaml.ScalarNode):
+            return self.scalar(node)
+        if id(node) in self.active:
+            raise ConfigError("a YAML alias refers to itself", location=self.where(node))
+        if node.tag not in _PLAIN_TAGS:
+            raise ConfigError(
+                f"unsupported YAML tag {node.tag!r}: a configuration holds plain values only "
+                "(mappings, lists, strings, numbers, booleans, null)",
+                location=self.where(node),
+            )
+        self.active.add(id(node))
+        try:
+            if isinstance(node, yaml.SequenceNode):
+                return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+            if isinstance(node, yaml.MappingNode):
+                return self.mapping(node, path)
+        finally:
+            self.active.discard(id(node))
+        raise ConfigError("unsupported YAML node", location=self.where(node))  # pragma: no cover
+
+    def scalar(self, node: yaml.ScalarNode) -> Any:
+        value = self.loader.construct_object(node)
+        if self.env is None or not isinstance(value, str) or "${" not in node.value:
+            return value
+        text = substitute(node.value, self.env, self.where(node))
+        if node.style is not None:  # quoted: stays a string
+            return text
+        # A plain scalar is typed after substitution: ``${SIZE:-100}`` is the number 100.
+        tag = self.loader.resolve(yaml.ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
+        return self.loader.construct_object(
+            yaml.ScalarNode(tag, text, node.start_mark, node.end_mark)
+        )
+
+    def mapping(self, node: yaml.MappingNode, path: Path) -> dict[Any, Any]:
+        self.loader.flatten_mapping(node)  # applies '<<' merge keys
+        result: dict[Any, Any] = {}
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise ConfigError(
+                    "a mapping key must be a plain value (a name), not a list or mapping",
+                    location=self.where(key_node),
+                )
+            key = self.loader.construct_object(key_node)
+            if key in seen:
+                line, _ = _pos(seen[key].start_mark)
+                raise ConfigError(
+                    f"duplicate key {key!r} (first given on line {line}); keep only one",
+                    location=self.where(key_node),
+                )
+            seen[key] = key_node
+            self.key_marks[(*path, key)] = _pos(key_node.start_mark)
+            result[key] = self.build(value_node, (*path, key))
+        return result
+
+
+def parse_yaml(
+    text: str,
+    filename: str = "<string>",
+    *,
+    env: Mapping[str, str] | None = None,
+    directory: str | None = None,
+) -> Document:
+    """Parse YAML ``text`` with the safe loader, keeping each value's position.
+
+    With ``env`` (a mapping such as ``os.environ``), ``${NAME}`` and ``${NAME:-default}``
+    in string values are substituted; without it, strings are kept as written. Syntax
+    errors are :class:`~nanostream.ConfigError` with ``FILE:LINE:COLUMN``.
+
+    Example:
+        >>> from nanostream.config._common import parse_yaml
+        >>> doc = parse_yaml("a:\\n  b: ${N:-3}\\n", "x.yaml", env={})
+        >>> doc.data, doc.where(("a", "b"))
+        ({'a': {'b': 3}}, 'x.yaml:2:6')
+    """
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"this is not valid YAML: {exc}", location=f"{filename}:1:1") from None
+    try:
+        try:
+            root = loader.get_single_node()
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            line, col = _pos(mark) if mark is not None else (1, 1)
+            problem = exc.problem or "syntax error"
+            context = ""
+            if exc.context and exc.context_mark is not None and exc.context_mark is not mark:
+                at_line, at_col = _pos(exc.context_mark)
+                context = f" ({exc.context} that starts at line {at_line}, column {at_col})"
+            elif exc.context:
+                context = f" ({exc.context})"
+            raise ConfigError(
+                f"this is not valid YAML: {problem}{context}", location=f"{filename}:{line}:{col}"
+            ) from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(
+                f"this is not valid YAML: {exc}", location=f"{filename}:1:1"
+            ) from None
+        if root is None:
+            return Document(None, filename, {(): (1, 1)}, {}, directory)
+        builder = _Builder(loader, filename, env)
+        try:
+            data = builder.build(root, ())
+        except yaml.MarkedYAMLError as exc:  # a bad value for an explicit tag
+            mark = exc.problem_mark or exc.context_mark
+            line, col = _pos(mark) if mark is not None else (1, 1)
+            raise ConfigError(
+                f"invalid YAML value: {exc.problem}", location=f"{filename}:{line}:{col}"
+            ) from None
+    finally:
+        loader.dispose()
+    return Document(data, filename, builder.marks, builder.key_marks, directory)
+
+
+def environment() -> dict[str, str]:
+    """A copy of the process environment, for ``${NAME}`` substitution."""
+    return dict(os.environ)
+
+
+# --------------------------------------------------------------------------- arguments
+@dataclass(frozen=True)
+class ArgumentCheck:
+    """What is wrong with a set of keyword arguments for a callable."""
+
+    unknown: tuple[str, ...]
+    missing: tuple[str, ...]
+    accepted: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.unknown and not self.missing
+
+
+def check_arguments(
+    target: Any, names: Iterable[str], *, for_missing: bool = True
+) -> ArgumentCheck:
+    """Check keyword arguments ``names`` against ``target``'s signature (if it has one)."""
+    given = list(names)
+    try:
+        sig = inspect.signature(target)
+    except (TypeError, ValueError):
+        return ArgumentCheck((), (), ())
+    params = list(sig.parameters.values())
+    named = [p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    accepted = tuple(p.name for p in named)
+    var_keyword = next((p for p in params if p.kind is p.VAR_KEYWORD), None)
+    takes_any = var_keyword is not None
+    if (
+        var_keyword is not None
+        and var_keyword.name == "options"
+        and isinstance(target, type)
+        and issubclass(target, NanoNode)
+    ):
+        # The convention of nanostream's nodes: ``**options`` are the node options.
+        takes_any = False
+        accepted = (*accepted, *(o for o in ("name", *node_options()) if o not in accepted))
+    unknown = () if takes_any else tuple(n for n in given if n not in accepted)
+    missing: tuple[str, ...] = ()
+    if for_missing:
+        missing = tuple(
+            p.name
+            for p in params
+            if p.default is p.empty
+            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY, p.POSITIONAL_ONLY)
+            and p.name not in given
+        )
+    return ArgumentCheck(unknown, missing, accepted)
+
+
+def node_options() -> tuple[str, ...]:
+    """The names of the options every node takes (``queue_size``, ``batch_size``, ...)."""
+    from .._core import node as core_node
+
+    return tuple(getattr(core_node, "NODE_OPTIONS", ("queue_size", "batch_size")))
+
+
+def check_node_option(key: str, value: Any) -> str | None:
+    """What is wrong with node option ``key=value``, or ``None`` if the core accepts it."""
+    probe = NanoNode()
+    try:
+        probe.configure(**{key: value})
+    except GraphError as exc:
+        message = str(exc)
+        prefix = f"{probe!r}: "
+        return message[len(prefix) :] if message.startswith(prefix) else message
+    return None
+
+
+def read_node_options(
+    raw: Mapping[str, Any], label: str, where: Callable[[str], str | None], problems: Problems
+) -> dict[str, Any]:
+    """The node options given in ``raw`` (a node's mapping), each one checked."""
+    options: dict[str, Any] = {}
+    for key in node_options():
+        if key in raw:
+            problem = check_node_option(key, raw[key])
+            if problem is not None:
+                problems.add(f"{label}: {problem}", where(key))
+            else:
+                options[key] = raw[key]
+    return options
+
+
+def describe_argument_problems(check: ArgumentCheck, what: str) -> list[str]:
+    """Messages for an :class:`ArgumentCheck` (``what`` names the node or class)."""
+    messages = []
+    takes = ", ".join(check.accepted) if check.accepted else "no arguments"
+    for name in check.unknown:
+        messages.append(
+            f"{what} has no argument {name!r}{close_matches(name, check.accepted)}; "
+            f"it takes: {takes}"
+        )
+    for name in check.missing:
+        messages.append(f"{what} needs the argument {name!r}; add it to the node's arguments")
+    return messages
+
+
+def build_node(target: Any, kind: NodeKind, args: Mapping[str, Any], what: str) -> NanoNode:
+    """Call a class or node constructor with ``args``, or wrap a node function, as a node.
+
+    ``what`` describes the node in error messages. Errors are ``ConfigError`` (without a
+    location: the caller adds it).
+    """
+    if kind == "function":
+        if not callable(target):
+            raise ConfigError(f"{what}: {target!r} is not a node function f(inp, outp)")
+        return FunctionNode(target)
+    if not callable(target):
+        raise ConfigError(f"{what}: {target!r} is neither a NanoNode class nor a node constructor")
+    try:
+        made = target(**args)
+    except ConfigError as exc:
+        raise ConfigError(f"{what}: {exc}") from exc
+    except Exception as exc:
+        raise ConfigError(
+            f"{what} could not be built: {type(exc).__name__}: {exc}; check its arguments"
+        ) from exc
+    if isinstance(made, NanoNode):
+        return made
+    if callable(made):
+        return FunctionNode(made)
+    raise ConfigError(
+        f"{what}: calling {target!r} returned {type(made).__name__}, which is neither a node "
+        "nor a node function f(inp, outp); 'class:' names a NanoNode class or a node "
+        "constructor (a callable that returns a node function)"
+    )
+
+
+def describe_target(target: Any) -> str:
+    """``module:qualname`` of a class or function, for messages and YAML output."""
+    module = getattr(target, "__module__", None) or "?"
+    qualname = getattr(target, "__qualname__", None) or repr(target)
+    return f"{module}:{qualname}"
+
+
+def is_identifier_like(name: object) -> bool:
+    """True for a usable node name: a non-empty string without spaces or '>'."""
+    return isinstance(name, str) and bool(name) and not re.search(r"[\s>\[\]]", name)
+
+
+def require_mapping(
+    value: Any, what: str, where: Callable[[], str | None], problems: Problems
+) -> dict[Any, Any] | None:
+    """``value`` if it is a mapping; otherwise record a problem and return ``None``."""
+    if value is None:
+        return {}
+    if isinstance(value, Mapping):
+        return dict(value)
+    problems.add(
+        f"{what} must be a mapping (key: value lines), got {type(value).__name__}", where()
+    )
+    return None
