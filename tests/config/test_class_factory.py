@@ -86,6 +86,11 @@ def test_the_guides_example_runs_as_written(tmp_path: Path, runner: str) -> None
     }
 
 
+def test_the_example_file_is_the_guides_configuration() -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "foo_message.yaml"
+    assert example.read_text() == FOO_MESSAGE_YAML
+
+
 def test_the_class_is_a_nanonode_with_the_configured_arguments() -> None:
     cls = class_factory(yaml.safe_load(FOO_MESSAGE_YAML))
     assert cls.__name__ == "FooMessageTester"

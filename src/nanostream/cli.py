@@ -1,0 +1,382 @@
+"""The ``nanostream`` command: run, check and draw pipelines described in YAML files.
+
+A thin layer over the public API (:func:`nanostream.config.read_pipeline`,
+``PipelineSpec.build``, ``Pipeline.start``). Exit status: 0 on success, 1 when the file
+is wrong or a node failed, 2 for a wrong command line, 130 when stopped with Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import click
+import yaml
+
+from ._core.errors import ConfigError, NanoStreamError, NodeFailed
+from ._core.graph import Pipeline
+from ._core.run import Run
+from .config import ConfigErrors, PipelineSpec, read_pipeline
+from .config._common import typed_scalar
+
+__all__ = ["main"]
+
+EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130
+
+_EPILOG = """\b
+A pipeline file looks like this (see docs/config.md):
+\b
+    nodes:
+      files: {class: IterableSource, args: {iterable: [people.csv]}}
+      rows:  {class: CSVReader, args: {paths: true}}
+      write: {class: JSONLinesWriter, args: {path: "${OUT:-people.jsonl}"}}
+    chain: [files, rows, write]
+\b
+Examples:
+    nanostream check examples/csv_to_jsonl.yaml
+    nanostream run examples/csv_to_jsonl.yaml --set rows.infer_types=false
+    nanostream graph examples/foo_messages.yaml --format dot | dot -Tsvg > g.svg
+\b
+Exit status: 0 success, 1 invalid file or failed node, 2 bad command line,
+130 stopped by Ctrl-C.
+"""
+
+
+def _parse_set(
+    ctx: click.Context, param: click.Parameter, values: Sequence[str]
+) -> list[tuple[str, Any]]:
+    parsed = []
+    for item in values:
+        key, sep, text = item.partition("=")
+        if not sep or "." not in key.strip(".") or not key.strip():
+            raise click.BadParameter(
+                f"{item!r}: write NODE.ARGUMENT=VALUE, e.g. --set read.path=data.csv", ctx, param
+            )
+        value: Any = typed_scalar(text)
+        if text.lstrip().startswith(("[", "{")):
+            try:
+                value = yaml.safe_load(text)
+            except yaml.YAMLError:
+                raise click.BadParameter(
+                    f"{item!r}: the value is not a valid YAML list or mapping", ctx, param
+                ) from None
+        parsed.append((key.strip(), value))
+    return parsed
+
+
+_set_option = click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="NODE.ARG=VALUE",
+    callback=_parse_set,
+    help="Set argument ARG of node NODE, replacing the file's value; repeat as needed. "
+    "VALUE is typed as in YAML: 10 is a number, true a boolean, null nothing, [1, 2] a "
+    "list, {a: 1} a mapping; anything else is a string.",
+)
+_debug_option = click.option(
+    "--debug", is_flag=True, help="Show full tracebacks and debug logging."
+)
+_file_argument = click.argument("file", type=click.Path(dir_okay=False, path_type=str))
+
+
+@click.group(epilog=_EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="nanostream", prog_name="nanostream")
+def cli() -> None:
+    """Run stream-processing pipelines described in YAML files.
+
+    Each node of the pipeline runs in its own thread, with bounded queues between nodes.
+    Start with 'nanostream check FILE' to validate a file, then 'nanostream run FILE'.
+    """
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the ``nanostream`` command (and ``python -m nanostream``).
+
+    Example:
+        >>> from nanostream.cli import main
+        >>> try:
+        ...     main(["--version"])
+        ... except SystemExit as exc:
+        ...     print("exit status", exc.code)
+        nanostream, version ...
+        exit status 0
+    """
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="nanostream")
+    except KeyboardInterrupt:
+        click.echo("nanostream: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+
+
+# --------------------------------------------------------------------------- commands
+@cli.command()
+@_file_argument
+@_set_option
+@click.option(
+    "--runner",
+    type=click.Choice(["threads", "cooperative"]),
+    default=None,
+    help="How to run the nodes: 'threads' (one thread per node, the default) or "
+    "'cooperative' (all nodes on one thread). Overrides the file's 'runner:'.",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log progress (per-node counts) as it runs.")
+@_debug_option
+@click.pass_context
+def run(
+    ctx: click.Context,
+    *,
+    file: str,
+    overrides: list[tuple[str, Any]],
+    runner: str | None,
+    verbose: bool,
+    debug: bool,
+) -> None:
+    """Run the pipeline described in FILE until its sources end.
+
+    Press Ctrl-C once to stop gracefully: the sources stop and what is already in the
+    pipeline drains to the sinks. Press Ctrl-C again to abort at once. SIGTERM stops
+    gracefully too. If a node fails, the run stops and the error names the node.
+    """
+    _setup_logging(verbose, debug)
+    with _signals() as signals:
+        signals.release()  # from here on, SIGTERM is a Ctrl-C too
+        try:
+            spec, pipeline = _load(file, overrides)
+        except KeyboardInterrupt:
+            click.echo("nanostream: interrupted", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
+        except Exception as exc:  # noqa: BLE001 - reported as one paragraph, not a traceback
+            ctx.exit(_report(exc, debug))
+        started = time.monotonic()
+        # A Ctrl-C while the run starts is held back, and acted on once it has started.
+        signals.hold()
+        try:
+            handle = pipeline.start(runner=runner or spec.runner or "threads", **spec.options)
+        except Exception as exc:  # noqa: BLE001 - reported as one paragraph
+            ctx.exit(_report(exc, debug))
+        finally:
+            signals.release()
+        code = _wait(handle, debug, interrupted=signals.held)
+    if code == 0:
+        elapsed = time.monotonic() - started
+        click.echo(f"nanostream: pipeline {pipeline.name!r} finished in {elapsed:.2f} s", err=True)
+    ctx.exit(code)
+
+
+@cli.command()
+@_file_argument
+@_set_option
+@_debug_option
+@click.pass_context
+def check(ctx: click.Context, *, file: str, overrides: list[tuple[str, Any]], debug: bool) -> None:
+    """Check FILE without running it.
+
+    Checks the YAML syntax, the file's structure, that every class can be found and
+    accepts its arguments, that the nodes can be built and linked, and that the graph has
+    no cycle. Each problem is reported as FILE:LINE:COLUMN: error: what is wrong and what
+    to do.
+    """
+    try:
+        spec, pipeline = _load(file, overrides)
+        plan = pipeline.plan()
+    except Exception as exc:  # noqa: BLE001 - reported as one paragraph, not a traceback
+        ctx.exit(_report(exc, debug))
+    click.echo(
+        f"{file}: ok: pipeline {pipeline.name!r}, {len(plan.nodes)} nodes, "
+        f"{len(plan.edges)} links, runner {spec.runner or 'threads'}"
+    )
+
+
+@cli.command()
+@_file_argument
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["mermaid", "dot"]),
+    default="mermaid",
+    show_default=True,
+    help="'mermaid' (paste into Markdown, e.g. on GitHub) or 'dot' (Graphviz: pipe into "
+    "'dot -Tsvg > graph.svg').",
+)
+@_set_option
+@_debug_option
+@click.pass_context
+def graph(
+    ctx: click.Context, *, file: str, fmt: str, overrides: list[tuple[str, Any]], debug: bool
+) -> None:
+    """Print the pipeline's graph, as Mermaid or Graphviz dot text.
+
+    Composite nodes are shown expanded into their inner nodes, named composite.inner, as
+    they run.
+    """
+    try:
+        _, pipeline = _load(file, overrides)
+        text = _draw(pipeline, fmt)
+    except Exception as exc:  # noqa: BLE001 - reported as one paragraph, not a traceback
+        ctx.exit(_report(exc, debug))
+    click.echo(text)
+
+
+# --------------------------------------------------------------------------- helpers
+def _load(file: str, overrides: list[tuple[str, Any]]) -> tuple[PipelineSpec, Pipeline]:
+    spec = read_pipeline(file)
+    for key, value in overrides:
+        spec.override(key, value)
+    return spec, spec.build()
+
+
+def _draw(pipeline: Pipeline, fmt: str) -> str:
+    plan = pipeline.plan()
+    try:
+        from .observe.draw import draw
+    except ImportError:
+        from .config._draw import render
+
+        return render(plan, fmt)
+    return str(draw(plan, format=fmt))
+
+
+def _wait(run: Run, debug: bool, *, interrupted: bool = False) -> int:
+    """Wait for the run: Ctrl-C stops it gracefully, a second one aborts it."""
+    stopping = False
+    while True:
+        try:
+            if interrupted and not stopping:
+                stopping = True
+                _stopping(run)
+            run.wait()
+            break
+        except KeyboardInterrupt:
+            if not interrupted:
+                interrupted = True
+                continue
+            click.echo("nanostream: aborting", err=True)
+            run.abort()
+            break
+        except NodeFailed as exc:
+            return _report(exc, debug)
+    if run.state == "aborted":
+        click.echo("nanostream: aborted", err=True)
+        return EXIT_INTERRUPTED
+    if interrupted:
+        click.echo("nanostream: stopped", err=True)
+        return EXIT_INTERRUPTED
+    return 0
+
+
+def _stopping(run: Run) -> None:
+    click.echo(
+        "nanostream: stopping: the sources stop and what is in flight drains to the sinks "
+        "(press Ctrl-C again to abort)",
+        err=True,
+    )
+    run.request_stop()
+
+
+def _report(exc: BaseException, debug: bool) -> int:
+    """Print ``exc`` as a short error message (a traceback too with --debug)."""
+    if isinstance(exc, ConfigErrors):
+        for error in exc.errors:
+            click.echo(_config_line(error), err=True)
+    elif isinstance(exc, ConfigError):
+        click.echo(_config_line(exc), err=True)
+    elif isinstance(exc, NodeFailed):
+        click.echo(_failure_paragraph(exc, debug), err=True)
+    elif isinstance(exc, NanoStreamError):
+        click.echo(f"error: {exc}", err=True)
+    else:
+        click.echo(
+            f"error: unexpected {type(exc).__name__}: {exc}"
+            + ("" if debug else " (run with --debug to see the traceback)"),
+            err=True,
+        )
+    if debug:
+        traceback.print_exception(exc)
+    return EXIT_FAILED
+
+
+def _config_line(error: ConfigError) -> str:
+    if error.location:
+        return f"{error.location}: error: {error.message}"
+    return f"error: {error.message}"
+
+
+def _failure_paragraph(exc: NodeFailed, debug: bool) -> str:
+    cause = exc.__cause__
+    lines = [f"error: node {exc.node!r} failed: {type(cause).__name__}: {cause}"]
+    frames = traceback.extract_tb(cause.__traceback__) if cause is not None else []
+    if frames:
+        last = frames[-1]
+        lines.append(f"  raised at {last.filename}:{last.lineno}, in {last.name}")
+    lines.append(
+        "  The pipeline was stopped."
+        + ("" if debug else " Run again with --debug to see the full traceback.")
+    )
+    return "\n".join(lines)
+
+
+class _NoFailureRecords(logging.Filter):
+    """Drops the run's own 'node failed' log line: the CLI reports the failure itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, str) and record.msg.startswith("node %r failed"))
+
+
+def _setup_logging(verbose: bool, debug: bool) -> None:
+    logger = logging.getLogger("nanostream")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("nanostream: %(levelname)s: %(message)s"))
+    if not debug:
+        handler.addFilter(_NoFailureRecords())
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING)
+    logger.propagate = False
+
+
+class _Signals:
+    """SIGINT and SIGTERM for ``run``: both raise KeyboardInterrupt, or are held back."""
+
+    def __init__(self) -> None:
+        self.held = False
+        self.previous: dict[int, Any] = {}
+
+    def _raise(self, signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    def _hold(self, signum: int, frame: Any) -> None:
+        self.held = True
+
+    def _set(self, handler: Any) -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                previous = signal.signal(signum, handler)
+            except ValueError:  # pragma: no cover - not the main thread
+                return
+            self.previous.setdefault(signum, previous)
+
+    def hold(self) -> None:
+        self._set(self._hold)
+
+    def release(self) -> None:
+        self._set(self._raise)
+
+    def restore(self) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+
+@contextmanager
+def _signals() -> Iterator[_Signals]:
+    signals = _Signals()
+    try:
+        yield signals
+    finally:
+        signals.restore()

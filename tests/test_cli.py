@@ -1,0 +1,417 @@
+"""The ``nanostream`` command, through its real entry point: ``python -m nanostream``."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+
+# Nodes for the pipelines of these tests, written next to each pipeline file.
+NODES = '''
+import time
+import nanostream
+
+
+class Counter(nanostream.NanoNode):
+    """Counts up forever (until the run stops), a little at a time."""
+
+    def generator(self):
+        i = 0
+        while True:
+            yield i
+            i += 1
+            if self.sleep(0.01):
+                return
+
+
+class Announce(nanostream.NanoNode):
+    def setup(self):
+        print("started", flush=True)
+
+    def process_item(self, item):
+        yield item
+
+    def cleanup(self):
+        print("drained", flush=True)
+
+
+class Stubborn(nanostream.NanoNode):
+    """A source that never emits and ignores requests to stop."""
+
+    def generator(self):
+        print("started", flush=True)
+        while True:
+            time.sleep(0.01)
+        yield None
+
+
+class Boom(nanostream.NanoNode):
+    def process_item(self, item):
+        raise ValueError(f"bad item {item!r}")
+        yield item
+
+
+class Upper(nanostream.NanoNode):
+    def __init__(self, suffix=""):
+        super().__init__()
+        self.suffix = suffix
+
+    def process_item(self, item):
+        yield str(item).upper() + self.suffix
+
+
+class Print(nanostream.NanoNode):
+    def process_item(self, item):
+        print(item, flush=True)
+        yield item
+'''
+
+
+def nanostream_cmd(*args: str | Path) -> list[str]:
+    return [sys.executable, "-m", "nanostream", *map(str, args)]
+
+
+def run_cli(
+    *args: str | Path, cwd: Path = ROOT, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        nanostream_cmd(*args),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "cli_test_nodes.py").write_text(NODES)
+    return tmp_path
+
+
+def pipeline_file(folder: Path, text: str, name: str = "pipeline.yaml") -> Path:
+    path = folder / name
+    path.write_text(textwrap.dedent(text).lstrip("\n"))
+    return path
+
+
+GOOD = """
+name: shout
+imports: [cli_test_nodes]
+nodes:
+  words: {class: IterableSource, args: {iterable: [a, b]}}
+  upper: {class: Upper, args: {suffix: "!"}}
+  show: Print
+"""
+
+
+# --------------------------------------------------------------------------- help
+def test_help_explains_the_commands() -> None:
+    result = run_cli("--help")
+    assert result.returncode == 0, result.stderr
+    for text in ("run", "check", "graph", "A pipeline file looks like this", "Exit status"):
+        assert text in result.stdout
+    for command, expected in [
+        ("run", ["--set NODE.ARG=VALUE", "--runner [threads|cooperative]", "Ctrl-C", "--debug"]),
+        ("check", ["without running it", "FILE:LINE:COLUMN"]),
+        ("graph", ["--format [mermaid|dot]", "Graphviz"]),
+    ]:
+        result = run_cli(command, "--help")
+        assert result.returncode == 0, result.stderr
+        for text in expected:
+            assert text in result.stdout, (command, text)
+
+
+def test_version() -> None:
+    result = run_cli("--version")
+    assert result.returncode == 0
+    assert result.stdout.startswith("nanostream, version ")
+
+
+# --------------------------------------------------------------------------- success
+def test_run_check_and_graph_a_good_file(project: Path) -> None:
+    path = pipeline_file(project, GOOD)
+    result = run_cli("run", path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "A!\nB!\n"
+    assert "pipeline 'shout' finished" in result.stderr
+
+    result = run_cli("run", path, "--set", "upper.suffix=?", "--set", "words.iterable=[x, 1]")
+    assert (result.returncode, result.stdout) == (0, "X?\n1?\n"), result.stderr
+
+    result = run_cli("run", path, "--runner", "cooperative")
+    assert (result.returncode, result.stdout) == (0, "A!\nB!\n"), result.stderr
+
+    result = run_cli("check", path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{path}: ok: pipeline 'shout', 3 nodes, 2 links, runner threads\n"
+
+    result = run_cli("graph", path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("flowchart LR")
+    assert "words" in result.stdout and "-->" in result.stdout
+
+    result = run_cli("graph", path, "--format", "dot")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("digraph") and "->" in result.stdout
+
+
+# --------------------------------------------------------------------------- errors
+ERRORS = [
+    pytest.param(
+        """
+        nodes:
+          words: {class: IterableSource, args: {iterable: [a]}
+        """,
+        "3:1",
+        "this is not valid YAML",
+        id="malformed-yaml",
+    ),
+    pytest.param(
+        """
+        imports: [cli_test_nodes]
+        nodes:
+          words: {class: IterableSource, args: {iterable: [a]}}
+          upper: {class: Uper}
+        """,
+        "4:18",
+        "node 'upper': unknown class 'Uper' (did you mean 'Upper'?)",
+        id="unknown-class",
+    ),
+    pytest.param(
+        """
+        imports: [cli_test_nodes]
+        nodes:
+          words: {class: IterableSource, args: {iterable: [a]}}
+          upper:
+            class: Upper
+            args: {sufix: "!"}
+        """,
+        "6:12",
+        "node 'upper' (Upper) has no argument 'sufix' (did you mean 'suffix'?); it takes: suffix",
+        id="bad-argument",
+    ),
+    pytest.param(
+        """
+        imports: [cli_test_nodes]
+        nodes:
+          a: Upper
+          b: Upper
+        edges:
+          - {from: a, to: b}
+          - {from: b, to: a}
+        """,
+        "7:5",
+        "the edges form a cycle: a > b > a",
+        id="cycle",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "line_col", "message"), ERRORS)
+@pytest.mark.parametrize("command", ["check", "run"])
+def test_errors_name_the_file_line_and_column(
+    project: Path, command: str, text: str, line_col: str, message: str
+) -> None:
+    path = pipeline_file(project, text)
+    result = run_cli(command, "pipeline.yaml", cwd=project)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.startswith(f"pipeline.yaml:{line_col}: error: "), result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert path.exists()
+
+
+def test_graph_reports_errors_too(project: Path) -> None:
+    pipeline_file(project, "nodes:\n  a: {class: NoSuchNodeClass}\n")
+    result = run_cli("graph", "pipeline.yaml", cwd=project)
+    assert result.returncode == 1
+    assert result.stderr.startswith("pipeline.yaml:2:14: error: node 'a': unknown class")
+
+
+def test_every_error_of_a_file_is_listed(project: Path) -> None:
+    pipeline_file(
+        project,
+        """
+        imports: [cli_test_nodes]
+        nodes:
+          a: {class: Upperr}
+          b: {class: Upper, args: {x: 1}}
+        """,
+    )
+    result = run_cli("check", "pipeline.yaml", cwd=project)
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert [line.split(": error: ")[0] for line in lines] == [
+        "pipeline.yaml:3:14",
+        "pipeline.yaml:4:28",
+    ]
+
+
+def test_a_missing_file_and_a_bad_set_option(project: Path) -> None:
+    result = run_cli("check", "nope.yaml", cwd=project)
+    assert result.returncode == 1
+    assert result.stderr.startswith("nope.yaml: error: cannot read the pipeline file")
+
+    pipeline_file(project, GOOD)
+    result = run_cli("run", "pipeline.yaml", "--set", "upper", cwd=project)
+    assert result.returncode == 2
+    assert "write NODE.ARGUMENT=VALUE" in result.stderr
+
+    result = run_cli("run", "pipeline.yaml", "--set", "uper.suffix=x", cwd=project)
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        "--set uper.suffix: error: there is no node 'uper' (did you mean 'upper'?)"
+    )
+
+
+def test_a_failing_node_is_one_paragraph_and_a_traceback_with_debug(project: Path) -> None:
+    pipeline_file(
+        project,
+        """
+        imports: [cli_test_nodes]
+        nodes:
+          words: {class: IterableSource, args: {iterable: [a]}}
+          boom: Boom
+        """,
+    )
+    result = run_cli("run", "pipeline.yaml", cwd=project)
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert lines[0] == "error: node 'boom' failed: ValueError: bad item 'a'"
+    assert lines[1].startswith("  raised at ") and "cli_test_nodes.py:" in lines[1]
+    assert "in process_item" in lines[1]
+    assert "--debug" in lines[2]
+    assert len(lines) == 3 and "Traceback" not in result.stderr
+
+    result = run_cli("run", "pipeline.yaml", "--debug", cwd=project)
+    assert result.returncode == 1
+    assert "Traceback" in result.stderr and "ValueError: bad item 'a'" in result.stderr
+
+
+# --------------------------------------------------------------------------- Ctrl-C
+def read_until(stream: IO[str], text: str, timeout: float = 30) -> str:
+    """Read lines from ``stream`` until one contains ``text`` (fails after ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    seen = ""
+    while text not in seen:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"{text!r} did not appear; got {seen!r}"
+        ready, _, _ = select.select([stream], [], [], remaining)
+        if ready:
+            line = stream.readline()
+            assert line, f"the stream ended before {text!r}; got {seen!r}"
+            seen += line
+    return seen
+
+
+@pytest.fixture
+def started(project: Path) -> Iterator[subprocess.Popen[str]]:
+    processes: list[subprocess.Popen[str]] = []
+
+    def start(text: str) -> subprocess.Popen[str]:
+        pipeline_file(project, text)
+        proc = subprocess.Popen(
+            nanostream_cmd("run", "pipeline.yaml"),
+            cwd=project,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        processes.append(proc)
+        return proc
+
+    yield start  # type: ignore[misc]
+    for proc in processes:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=30)
+
+
+FOREVER = """
+imports: [cli_test_nodes]
+nodes:
+  count: Counter
+  announce: Announce
+"""
+
+
+def test_ctrl_c_stops_gracefully_and_drains(started: object) -> None:
+    proc = started(FOREVER)  # type: ignore[operator]
+    read_until(proc.stdout, "started")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "drained" in out  # the cleanup ran: the pipeline ended normally
+    assert "stopping" in err and "nanostream: stopped" in err
+    assert "Traceback" not in err
+
+
+def test_sigterm_stops_gracefully_too(started: object) -> None:
+    proc = started(FOREVER)  # type: ignore[operator]
+    read_until(proc.stdout, "started")
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "drained" in out and "nanostream: stopped" in err
+
+
+def test_a_second_ctrl_c_aborts(started: object) -> None:
+    proc = started(  # type: ignore[operator]
+        """
+        imports: [cli_test_nodes]
+        nodes:
+          stubborn: Stubborn
+          announce: Announce
+        """
+    )
+    read_until(proc.stdout, "started")
+    proc.send_signal(signal.SIGINT)
+    read_until(proc.stderr, "stopping")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "nanostream: aborting" in err and "nanostream: aborted" in err
+    assert "drained" not in out  # aborted: no drain, no cleanup
+    assert "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- examples
+def test_the_csv_example_runs_on_a_fresh_clone(tmp_path: Path) -> None:
+    out = tmp_path / "people.jsonl"
+    result = run_cli("run", "examples/csv_to_jsonl.yaml", env={"OUT": str(out)})
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows[0] == {"name": "Ada Lovelace", "born": 1815, "field": "mathematics"}
+    assert len(rows) == 6
+    assert "Ada Lovelace" in result.stdout
+
+
+COMPOSITE_DEFINITIONS = {"foo_message.yaml"}  # used by the pipelines, not pipelines
+
+
+@pytest.mark.parametrize(
+    "example",
+    sorted(p.name for p in EXAMPLES.glob("*.yaml") if p.name not in COMPOSITE_DEFINITIONS),
+)
+def test_every_example_pipeline_checks(example: str) -> None:
+    result = run_cli("check", f"examples/{example}")
+    assert result.returncode == 0, result.stderr
+    assert ": ok: pipeline" in result.stdout
