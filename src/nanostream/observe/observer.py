@@ -1,0 +1,237 @@
+"""The observer: one thread per watched run that samples its figures and shows them.
+
+:func:`attach` starts it. Twice a second (``interval``) it reads ``run.stats()``, updates
+the progress view, fills the metrics histogram and checks for warnings; when the run ends
+it takes a last sample, prints the summary, shuts the metrics server down and joins every
+thread it started, before ``run.wait()`` returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TextIO
+
+from .._core.graph import Plan
+from .._core.run import Run
+from .logs import NodeWarnings
+from .metrics import MetricsServer
+from .progress import Display, RunSummary, make_display
+from .sampling import Sample, Sampler
+
+__all__ = ["Observer", "attach"]
+
+log = logging.getLogger("nanostream")
+
+
+class Observer:
+    """Watches one run: progress view, metrics endpoint, warnings. Made by :func:`attach`.
+
+    Example:
+        >>> import io, nanostream
+        >>> from nanostream.observe import attach
+        >>> sink = nanostream.testing.Collect(name="sink")
+        >>> nanostream.from_iterable(range(3), name="src") > sink
+        Collect(name='sink')
+        >>> run = sink.global_start(block=False, name="demo")
+        >>> out = io.StringIO()
+        >>> observer = attach(run, progress=True, stream=out)
+        >>> run.wait(10)
+        True
+        >>> observer.summary.state
+        'finished'
+        >>> print(out.getvalue())  # doctest: +ELLIPSIS
+        nanostream: pipeline 'demo' finished in ...s, 0 errors
+          src   finished  in=0  out=3  errors=0 ...
+          sink  finished  in=3  out=0  errors=0 ...
+    """
+
+    def __init__(
+        self,
+        run: Run,
+        *,
+        progress: bool | Display = False,
+        metrics_port: int | None = None,
+        metrics_host: str = "127.0.0.1",
+        plan: Plan | None = None,
+        interval: float = 0.5,
+        window: float = 3.0,
+        stream: TextIO | None = None,
+        force_terminal: bool | None = None,
+        plain_interval: float = 10.0,
+        stall_warning_s: float | None = 60.0,
+        full_queue_warning_s: float | None = None,
+        slow_item_s: float | None = None,
+    ) -> None:
+        self.run = run
+        self.interval = interval
+        downstream = (
+            {
+                pn.name: [plan.nodes[t].name for ts in pn.outputs.values() for t in ts]
+                for pn in plan.nodes
+            }
+            if plan is not None
+            else None
+        )
+        self.sampler = Sampler(window=window, downstream=downstream)
+        self.warnings = NodeWarnings(
+            run.name,
+            stall_s=stall_warning_s,
+            full_queue_s=full_queue_warning_s,
+            slow_item_s=slow_item_s,
+        )
+        self.metrics: MetricsServer | None = None
+        if metrics_port is not None:
+            self.metrics = MetricsServer(run.name, run.stats, port=metrics_port, host=metrics_host)
+        self.display: Display | None = None
+        try:
+            if progress is True:
+                self.display = make_display(
+                    run.name,
+                    stream=stream,
+                    force_terminal=force_terminal,
+                    plain_interval=plain_interval,
+                )
+            elif progress is not False:
+                self.display = progress
+        except BaseException:
+            if self.metrics is not None:
+                self.metrics.close()
+            raise
+        self.latest: Sample | None = None
+        self.summary: RunSummary | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._main, name=f"nanostream-observe:{run.name}")
+        self._close_lock = threading.Lock()
+        self._closed = False
+
+    @property
+    def metrics_url(self) -> str | None:
+        """Where the metrics are served (``http://127.0.0.1:PORT/metrics``), or None."""
+        return self.metrics.url if self.metrics is not None else None
+
+    def start(self) -> None:
+        """Start the observer's thread; it ends (and is joined) when the run ends."""
+        self._thread.start()
+        self.run.add_done_callback(self.close)
+
+    def close(self) -> None:
+        """Stop observing now: last sample, summary, metrics server shut down, threads joined.
+
+        Called automatically when the run ends; safe to call more than once.
+        """
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._stop.set()
+            if self._thread.ident is not None and self._thread is not threading.current_thread():
+                self._thread.join()
+            if self.metrics is not None:
+                self.metrics.close()
+
+    # ----------------------------------------------------------------- thread
+    def _main(self) -> None:
+        try:
+            self.sampler.baseline(self.run.stats(), at=self.run.started_at)
+        except Exception:  # pragma: no cover - observing must never break a run
+            log.exception("nanostream observer failed")
+        while True:
+            stopping = self._stop.wait(self.interval)
+            try:
+                self._tick()
+            except Exception:  # pragma: no cover - observing must never break a run
+                log.exception("nanostream observer failed")
+            if stopping:
+                break
+        try:
+            self._finish()
+        except Exception:  # pragma: no cover - defensive
+            log.exception("nanostream observer failed")
+
+    def _tick(self) -> None:
+        sample = self.sampler.sample(self.run.stats())
+        self.latest = sample
+        if self.metrics is not None:
+            for node, (seconds, count) in sample.item_times.items():
+                self.metrics.observe(node, seconds, count)
+        self.warnings.check(sample)
+        if self.display is not None:
+            self.display.update(sample)
+
+    def _finish(self) -> None:
+        rest = self.sampler.flush()
+        if self.metrics is not None:
+            for node, (seconds, count) in rest.items():
+                self.metrics.observe(node, seconds, count)
+        self.summary = RunSummary.of(self.run)
+        if self.display is not None:
+            self.display.finish(self.summary)
+
+
+def attach(
+    run: Run,
+    *,
+    progress: bool | Display = False,
+    metrics_port: int | None = None,
+    metrics_host: str = "127.0.0.1",
+    plan: Plan | None = None,
+    interval: float = 0.5,
+    window: float = 3.0,
+    stream: TextIO | None = None,
+    force_terminal: bool | None = None,
+    plain_interval: float = 10.0,
+    stall_warning_s: float | None = 60.0,
+    full_queue_warning_s: float | None = None,
+    slow_item_s: float | None = None,
+) -> Observer:
+    """Watch ``run``: a progress view, a Prometheus endpoint, warnings about nodes.
+
+    - ``progress=True`` shows the live table on a terminal, plain lines every
+      ``plain_interval`` seconds otherwise (``stream``: standard output by default;
+      ``force_terminal`` overrides the detection), and a summary when the run ends.
+    - ``metrics_port`` serves Prometheus metrics at ``http://metrics_host:port/metrics``
+      (``0``: any free port, see :attr:`Observer.metrics_url`). Bound to 127.0.0.1 unless
+      ``metrics_host`` says otherwise (``"0.0.0.0"`` for every interface).
+    - ``interval`` is the seconds between samples (and redraws); rates and waiting shares
+      are taken over the last ``window`` seconds.
+    - ``plan`` (the run's :class:`~nanostream.Plan`) lets the view recognise a node stuck
+      waiting for room downstream before the wait ends.
+    - Warnings go to ``nanostream.<pipeline>.<node>`` loggers: a node that made no
+      progress with input waiting for ``stall_warning_s`` seconds, an input queue full for
+      ``full_queue_warning_s`` seconds, more than ``slow_item_s`` seconds per item.
+
+    Starts one thread (``nanostream-observe:<pipeline>``), plus the metrics server's
+    (``nanostream-metrics:<pipeline>``); both are joined when the run ends, before
+    ``run.wait()`` returns. Needs ``nanostream[observe]`` for the live table and metrics.
+
+    Example:
+        >>> import nanostream
+        >>> from nanostream.observe import attach
+        >>> sink = nanostream.testing.Collect()
+        >>> nanostream.from_iterable(range(10), name="src") > sink
+        Collect(name=None)
+        >>> run = sink.global_start(block=False)
+        >>> observer = attach(run)
+        >>> run.wait(10)
+        True
+        >>> observer.summary.nodes[0].items_out
+        10
+    """
+    observer = Observer(
+        run,
+        progress=progress,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
+        plan=plan,
+        interval=interval,
+        window=window,
+        stream=stream,
+        force_terminal=force_terminal,
+        plain_interval=plain_interval,
+        stall_warning_s=stall_warning_s,
+        full_queue_warning_s=full_queue_warning_s,
+        slow_item_s=slow_item_s,
+    )
+    observer.start()
+    return observer
