@@ -190,8 +190,8 @@ def check(ctx: click.Context, *, file: str, overrides: list[tuple[str, Any]], de
     except Exception as exc:  # noqa: BLE001 - reported as one paragraph, not a traceback
         ctx.exit(_report(exc, debug))
     click.echo(
-        f"{file}: ok: pipeline {pipeline.name!r}, {len(plan.nodes)} nodes, "
-        f"{len(plan.edges)} links, runner {spec.runner or 'threads'}"
+        f"{file}: ok: pipeline {pipeline.name!r}, {_count(len(plan.nodes), 'node')}, "
+        f"{_count(len(plan.edges), 'link')}, runner {spec.runner or 'threads'}"
     )
 
 
@@ -233,15 +233,14 @@ def _load(file: str, overrides: list[tuple[str, Any]]) -> tuple[PipelineSpec, Pi
     return spec, spec.build()
 
 
-def _draw(pipeline: Pipeline, fmt: str) -> str:
-    plan = pipeline.plan()
-    try:
-        from .observe.draw import draw
-    except ImportError:
-        from .config._draw import render
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" if n == 1 else f"{n} {what}s"
 
-        return render(plan, fmt)
-    return str(draw(plan, format=fmt))
+
+def _draw(pipeline: Pipeline, fmt: str) -> str:
+    from .observe.draw import draw
+
+    return str(draw(pipeline, format=fmt))
 
 
 def _wait(run: Run, debug: bool, *, interrupted: bool = False) -> int:
