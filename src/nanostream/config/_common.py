@@ -184,6 +184,26 @@ def substitute(text: str, env: Mapping[str, str], location: str | None) -> str:
 _PLAIN_TAGS = ("tag:yaml.org,2002:seq", "tag:yaml.org,2002:map")
 
 
+def typed_scalar(text: str) -> Any:
+    """``text`` typed as a plain YAML scalar: a number, boolean or null, else the string.
+
+    Example:
+        >>> from nanostream.config._common import typed_scalar
+        >>> [typed_scalar(t) for t in ["10", "2.5", "true", "null", "?", "a: b"]]
+        [10, 2.5, True, None, '?', 'a: b']
+    """
+    loader = yaml.SafeLoader("")
+    try:
+        tag = loader.resolve(yaml.ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
+        if tag == "tag:yaml.org,2002:str":
+            return text
+        return loader.construct_object(yaml.ScalarNode(tag, text))
+    except yaml.YAMLError:  # pragma: no cover - a resolved tag always constructs
+        return text
+    finally:
+        loader.dispose()
+
+
 def _pos(mark: Any) -> tuple[int, int]:
     return (mark.line + 1, mark.column + 1)
 
@@ -235,10 +255,7 @@ class _Builder:
         if node.style is not None:  # quoted: stays a string
             return text
         # A plain scalar is typed after substitution: ``${SIZE:-100}`` is the number 100.
-        tag = self.loader.resolve(yaml.ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
-        return self.loader.construct_object(
-            yaml.ScalarNode(tag, text, node.start_mark, node.end_mark)
-        )
+        return typed_scalar(text)
 
     def mapping(self, node: yaml.MappingNode, path: Path) -> dict[Any, Any]:
         self.loader.flatten_mapping(node)  # applies '<<' merge keys
@@ -351,20 +368,19 @@ def check_arguments(
     except (TypeError, ValueError):
         return ArgumentCheck((), (), ())
     params = list(sig.parameters.values())
-    named = [p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    accepted = tuple(p.name for p in named)
+    named = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     var_keyword = next((p for p in params if p.kind is p.VAR_KEYWORD), None)
     takes_any = var_keyword is not None
-    if (
-        var_keyword is not None
-        and var_keyword.name == "options"
-        and isinstance(target, type)
-        and issubclass(target, NanoNode)
-    ):
+    valid = set(named)
+    is_node_class = isinstance(target, type) and issubclass(target, NanoNode)
+    options = ("name", *node_options()) if is_node_class else ()
+    if var_keyword is not None and var_keyword.name == "options" and is_node_class:
         # The convention of nanostream's nodes: ``**options`` are the node options.
         takes_any = False
-        accepted = (*accepted, *(o for o in ("name", *node_options()) if o not in accepted))
-    unknown = () if takes_any else tuple(n for n in given if n not in accepted)
+        valid.update(options)
+    unknown = () if takes_any else tuple(n for n in given if n not in valid)
+    # What to list as "it takes": the arguments proper, not the node options.
+    accepted = tuple(n for n in named if n not in options)
     missing: tuple[str, ...] = ()
     if for_missing:
         missing = tuple(
@@ -373,6 +389,8 @@ def check_arguments(
             if p.default is p.empty
             and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY, p.POSITIONAL_ONLY)
             and p.name not in given
+            # a misspelt argument is reported once, as unknown (with the right spelling)
+            and not any(difflib.get_close_matches(u, [p.name], cutoff=0.6) for u in unknown)
         )
     return ArgumentCheck(unknown, missing, accepted)
 
