@@ -281,6 +281,10 @@ def test_composites_inline_and_from_files(tmp_path: Path, runner: str) -> None:
     run(pipeline, runner)
     assert nodes_of(pipeline)["sink"].items == [("t", 10), ("t", 11)]  # type: ignore[attr-defined]
     assert "both.plus.add" in [pn.name for pn in pipeline.plan().nodes]
+    # a composite's own arguments can be overridden like any node's
+    pipeline = load_pipeline(path, overrides={"both.label": "u"})
+    run(pipeline, runner)
+    assert nodes_of(pipeline)["sink"].items == [("u", 10), ("u", 11)]  # type: ignore[attr-defined]
 
 
 def test_overrides_replace_arguments() -> None:
