@@ -61,10 +61,12 @@ class Recorder:
         self.samples: list[Sample] = []
         self.summary: RunSummary | None = None
         self.hit = threading.Event()
+        self.first_hit: Sample | None = None
 
     def update(self, sample: Sample) -> None:
         self.samples.append(sample)
-        if self.until(sample):
+        if not self.hit.is_set() and self.until(sample):
+            self.first_hit = sample
             self.hit.set()
 
     def finish(self, summary: RunSummary) -> None:
@@ -179,7 +181,16 @@ def test_live_table_marks_the_bottleneck(runner: str) -> None:
     out = WatchedStream(r"◀ bottleneck: stuck")
     console = make_display("live", stream=out, force_terminal=True, width=100)
     assert isinstance(console, LiveProgress)
-    recorder = Recorder(lambda s: s.bottleneck is not None and s.bottleneck.name == "stuck")
+
+    def steady(sample: Sample) -> bool:
+        views = {n.name: n for n in sample.nodes}
+        return (
+            views["stuck"].bottleneck
+            and views["src"].wait_output == 1.0
+            and views["sink"].wait_input == 1.0
+        )
+
+    recorder = Recorder(steady)
 
     class Both:
         def update(self, sample: Sample) -> None:
@@ -204,10 +215,12 @@ def test_live_table_marks_the_bottleneck(runner: str) -> None:
     row = next(x for x in plain.splitlines() if x.lstrip().startswith("stuck ◀"))
     assert "running" in row
     # the stuck node's queue is full, the sink waits for input
-    hit = next(s for s in recorder.samples if s.bottleneck is not None)
-    views = {n.name: n for n in hit.nodes}
+    assert recorder.first_hit is not None
+    views = {n.name: n for n in recorder.first_hit.nodes}
     assert views["stuck"].bottleneck and views["stuck"].queue_fill > 0.5
-    assert views["sink"].wait_input == 1.0 and not views["sink"].bottleneck
+    assert views["sink"].busy == 0.0 and not views["sink"].bottleneck
+    # the source is held by back-pressure: recognised through the run's plan
+    assert views["src"].busy == 0.0 and not views["src"].bottleneck
     # the live table is replaced by the summary at the end
     assert "nanostream · pipeline 'live' finished in" in plain
     assert sink.items == list(range(10_000))

@@ -65,6 +65,10 @@ class Observer:
     ) -> None:
         self.run = run
         self.interval = interval
+        if plan is None:
+            # the threads and cooperative runners expose the plan they run
+            found = getattr(run, "plan", None)
+            plan = found if isinstance(found, Plan) else None
         downstream = (
             {
                 pn.name: [plan.nodes[t].name for ts in pn.outputs.values() for t in ts]
@@ -195,8 +199,9 @@ def attach(
       ``metrics_host`` says otherwise (``"0.0.0.0"`` for every interface).
     - ``interval`` is the seconds between samples (and redraws); rates and waiting shares
       are taken over the last ``window`` seconds.
-    - ``plan`` (the run's :class:`~nanostream.Plan`) lets the view recognise a node stuck
-      waiting for room downstream before the wait ends.
+    - ``plan`` (the run's :class:`~nanostream.Plan`; by default ``run.plan`` when the
+      runner exposes it) lets the view recognise a node stuck waiting for room downstream
+      before the wait ends.
     - Warnings go to ``nanostream.<pipeline>.<node>`` loggers: a node that made no
       progress with input waiting for ``stall_warning_s`` seconds, an input queue full for
       ``full_queue_warning_s`` seconds, more than ``slow_item_s`` seconds per item.

@@ -12,8 +12,10 @@ The live table needs ``rich`` (``pip install 'nanostream[observe]'``); plain out
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
@@ -70,9 +72,10 @@ class RunSummary:
     @classmethod
     def of(cls, run: Run, now: float | None = None) -> RunSummary:
         """The summary of ``run`` as it stands (normally once it has ended)."""
-        import time
-
-        end = run.finished_at if run.finished_at is not None else (now or time.monotonic())
+        if run.finished_at is not None:
+            end = run.finished_at
+        else:
+            end = now if now is not None else time.monotonic()
         failure = run.failure
         return cls(
             pipeline=run.name,
@@ -191,8 +194,9 @@ def _plain_node(v: NodeView) -> str:
 class LiveProgress:
     """The live ``rich`` table, redrawn on every sample; needs ``nanostream[observe]``.
 
-    ``console`` is a ``rich.console.Console`` (by default one on standard output). When
-    it writes to the real standard output, what nodes print appears above the table.
+    ``console`` is a ``rich.console.Console`` (by default one on standard output). With
+    ``redirect`` (the default when no console is given), what is printed to standard
+    output and standard error while the table is shown appears above it.
 
     Example:
         >>> import io
@@ -208,13 +212,15 @@ class LiveProgress:
         True
     """
 
-    def __init__(self, pipeline: str, *, console: Console | None = None) -> None:
+    def __init__(
+        self, pipeline: str, *, console: Console | None = None, redirect: bool | None = None
+    ) -> None:
         _rich()
         from rich.console import Console
         from rich.live import Live
 
         self.pipeline = pipeline
-        own = console is None
+        own = console is None if redirect is None else redirect
         self.console: Console = Console() if console is None else console
         self._state = "running"
         self._live = Live(
@@ -230,6 +236,28 @@ class LiveProgress:
     def update(self, sample: Sample) -> None:
         """Redraw the table with ``sample``."""
         self._live.update(self._table(sample), refresh=True)
+
+    def log_handler(self, level: int = logging.INFO) -> logging.Handler:
+        """A logging handler that prints records above the live table instead of through it.
+
+        A handler writing to the terminal by itself would scramble the table; add this one
+        to the ``nanostream`` logger (in place of yours) while the view is shown.
+
+        Example:
+            >>> import io, logging
+            >>> from rich.console import Console
+            >>> from nanostream.observe import LiveProgress, RunSummary
+            >>> console = Console(file=io.StringIO(), force_terminal=True, width=80)
+            >>> view = LiveProgress("demo", console=console)
+            >>> handler = view.log_handler()
+            >>> record = logging.LogRecord("nanostream", logging.WARNING, "", 0, "hi", None, None)
+            >>> handler.handle(record)
+            True
+            >>> view.finish(RunSummary("demo", "finished", 1.0, ()))
+            >>> "WARNING nanostream: hi" in console.file.getvalue()
+            True
+        """
+        return _ConsoleHandler(self.console, level)
 
     def finish(self, summary: RunSummary) -> None:
         """Remove the live table and print the summary table."""
@@ -296,6 +324,19 @@ def _bar(fill: float, width: int) -> Text:
     bar = Text("━" * filled, style=style)
     bar.append("━" * (width - filled), style="bright_black")
     return bar
+
+
+class _ConsoleHandler(logging.Handler):
+    def __init__(self, console: Console, level: int) -> None:
+        super().__init__(level)
+        self.console = console
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.console.print(self.format(record), markup=False, highlight=False, soft_wrap=True)
+        except Exception:  # noqa: BLE001  # pragma: no cover - as logging.StreamHandler does
+            self.handleError(record)
 
 
 _STATE_STYLE = {"running": "green", "finished": "blue", "failed": "bold red", "aborted": "yellow"}
@@ -371,12 +412,10 @@ def make_display(
     _rich()
     from rich.console import Console
 
-    console = (
-        None
-        if stream is None and force_terminal is None and width is None
-        else Console(file=stream, force_terminal=True, width=width)
-    )
-    return LiveProgress(pipeline, console=console)
+    console = None
+    if stream is not None or width is not None or force_terminal is not None:
+        console = Console(file=stream, force_terminal=True, width=width)
+    return LiveProgress(pipeline, console=console, redirect=stream is None)
 
 
 # ----------------------------------------------------------------- formatting
