@@ -518,6 +518,16 @@ CASES = [
         "ambiguous class name 'Add': it names ",
         id="ambiguous-class",
     ),
+    pytest.param(
+        """
+        runner: thread
+        nodes:
+          a: {class: Increment}
+        """,
+        "1:9",
+        "unknown runner 'thread'; choose one of: ",
+        id="unknown-runner",
+    ),
     pytest.param("", "1:1", "a pipeline file is a mapping with at least 'nodes:'", id="empty"),
     pytest.param("nodes: []", "1:8", "a pipeline file needs 'nodes'", id="no-nodes"),
 ]

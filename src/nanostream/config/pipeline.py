@@ -149,6 +149,7 @@ class PipelineSpec:
     edges: list[EdgeSpec]
     options: dict[str, Any] = field(default_factory=dict)
     runner: str | None = None
+    runner_location: str | None = None
     imports: list[tuple[str, str | None]] = field(default_factory=list)
     composites: list[tuple[Document, Path]] = field(default_factory=list)
     directory: str | None = None
@@ -227,6 +228,13 @@ class PipelineSpec:
             pipeline.plan(RunOptions.from_kwargs(**self.options))
         except GraphError as exc:
             raise ConfigError(str(exc), location=f"{self.filename}:1:1") from None
+        if self.runner is not None:
+            from ..runners import get_runner
+
+            try:
+                get_runner(self.runner)
+            except (GraphError, ImportError) as exc:
+                raise ConfigError(str(exc), location=self.runner_location) from None
         for spec in self.nodes.values():
             built_from[nodes[spec.name]] = (spec.ref, spec.kind, dict(spec.args))
         return pipeline
@@ -437,6 +445,7 @@ def _read_spec(doc: Document, env: Mapping[str, str] | None) -> PipelineSpec:
         edges=edges,
         options=options,
         runner=runner,
+        runner_location=where(("runner",)) if "runner" in data else None,
         imports=imports,
         composites=composites,
         directory=doc.directory,
