@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, Protocol
 
 from .._core.errors import GraphError
@@ -28,6 +29,7 @@ class Runner(Protocol):
 _FACTORIES: dict[str, str] = {
     "threads": "nanostream.runners.threads:ThreadsRunner",
     "cooperative": "nanostream.runners.cooperative:CooperativeRunner",
+    "ray": "nanostream.runners.ray:RayRunner",
 }
 
 
@@ -70,6 +72,9 @@ def get_runner(runner: Any) -> Runner:
 def available_runners() -> list[str]:
     """Names of the runners whose dependencies are installed, default first.
 
+    ``"ray"`` is listed only when the environment variable ``NANOSTREAM_TEST_RAY=1`` is set:
+    this list parametrizes every engine test, and each Ray run starts actor processes.
+
     Example:
         >>> from nanostream.runners import available_runners
         >>> available_runners()[0]
@@ -77,6 +82,8 @@ def available_runners() -> list[str]:
     """
     names = []
     for name in _FACTORIES:
+        if name == "ray" and os.environ.get("NANOSTREAM_TEST_RAY") != "1":
+            continue
         try:
             get_runner(name)
         except ImportError:

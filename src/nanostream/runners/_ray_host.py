@@ -1,0 +1,746 @@
+"""The Ray side of the Ray runner: the actor that hosts one node, its inbox and outboxes.
+
+Imported only where Ray is installed (the driver imports it when a run starts; Ray workers
+import it to build the actor). See :mod:`nanostream.runners.ray` for the mapping as a whole.
+
+Data plane, per node instance (one actor):
+
+* **Inbox.** Upstream actors call ``push(run, stream, seq, batch, end)``. A *stream* is one
+  (upstream node, replica, port); its batches carry a sequence number and are appended in
+  order, whatever order the calls run in. A push waits (as a coroutine, holding no thread)
+  while the inbox holds ``capacity`` items, so a caller's call stays *in flight*: that is
+  back-pressure. The end marker of a stream is its last call; once every stream has ended
+  the node thread sees the end of its input. Calls carry the run's id, so a late call of
+  an earlier run is ignored by an actor that has been reused.
+* **Node thread.** Runs the node function for the whole run; ``inp`` yields the items of the
+  inbox's batches, and before it waits for more input it sends what it has emitted.
+* **Outboxes.** ``outp`` appends to a buffer; a full buffer is sent as one call per target
+  (round-robin over a target's replicas, or split by a stable hash of ``key(item)``), with
+  at most ``max_in_flight`` unfinished calls per link. A linger thread sends buffers that
+  have waited longer than ``linger`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import pickle
+import threading
+import time
+import traceback
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from itertools import chain
+from typing import Any
+
+import ray
+from ray import cloudpickle
+
+from .._core.errors import NodeProtocolError
+from .._core.ports import port_dispatcher
+from .._core.signals import RunAborted, SourceStopped
+
+__all__ = ["HostSpec", "NodeHost", "dumps", "loads", "stable_hash"]
+
+_END: Any = object()
+_LOCK_TYPE = type(threading.Lock())
+_RLOCK_TYPE = type(threading.RLock())
+_WAIT_TICK_S = 0.1
+
+
+# --------------------------------------------------------------------- serialization
+class _Pickler(cloudpickle.CloudPickler):
+    """cloudpickle, but threading primitives travel as fresh ones and runs stay behind."""
+
+    def persistent_id(self, obj: Any) -> Any:
+        kind = type(obj)
+        if kind is _LOCK_TYPE:
+            return ("lock",)
+        if kind is _RLOCK_TYPE:
+            return ("rlock",)
+        if isinstance(obj, threading.Event):
+            return ("event", obj.is_set())
+        if isinstance(obj, threading.Condition):
+            return ("condition",)
+        from .._core.graph import Pipeline
+        from .._core.run import Run
+
+        if isinstance(obj, (Pipeline, Run)):
+            return ("none",)
+        return None
+
+
+_PICKLER: Any = _Pickler
+
+
+class _Unpickler(pickle.Unpickler):
+    def persistent_load(self, pid: Any) -> Any:
+        kind = pid[0]
+        if kind == "lock":
+            return threading.Lock()
+        if kind == "rlock":
+            return threading.RLock()
+        if kind == "event":
+            event = threading.Event()
+            if pid[1]:
+                event.set()
+            return event
+        if kind == "condition":
+            return threading.Condition()
+        return None
+
+
+def dumps(obj: Any) -> bytes:
+    """Pickle ``obj`` for another process (locks and events are re-created there).
+
+    Example:
+        >>> import threading
+        >>> from nanostream.runners._ray_host import dumps, loads
+        >>> event = threading.Event()
+        >>> event.set()
+        >>> copy = loads(dumps({"seen": event, "n": 1}))
+        >>> copy["seen"].is_set(), copy["n"]
+        (True, 1)
+    """
+    buffer = io.BytesIO()
+    pickler: Any = _PICKLER
+    pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+    return buffer.getvalue()
+
+
+def loads(data: bytes) -> Any:
+    """Unpickle what :func:`dumps` made (see there)."""
+    return _Unpickler(io.BytesIO(data)).load()
+
+
+def stable_hash(key: Any) -> int:
+    """A hash of ``key`` that is the same in every process (``hash(str)`` is not).
+
+    Used to route items to replicas by key. Ints, strings, bytes, floats, None, booleans
+    and tuples of them hash by value; other objects by their ``repr``.
+
+    Example:
+        >>> from nanostream.runners._ray_host import stable_hash
+        >>> stable_hash("user-1") == stable_hash("user-1"), stable_hash(7), stable_hash(7.0)
+        (True, 7, 7)
+    """
+    if key is None or isinstance(key, bool):
+        return zlib.crc32(repr(key).encode())
+    if isinstance(key, int):
+        return key
+    if isinstance(key, float) and key.is_integer():
+        return int(key)
+    if isinstance(key, (str, bytes)):
+        data = key.encode("utf-8", "surrogatepass") if isinstance(key, str) else key
+        return zlib.crc32(data)
+    if isinstance(key, tuple):
+        value = 0x345678
+        for part in key:
+            value = ((value * 1000003) ^ stable_hash(part)) & 0xFFFFFFFFFFFF
+        return value
+    return zlib.crc32(repr(key).encode())
+
+
+# --------------------------------------------------------------------- what the driver sends
+@dataclass(frozen=True)
+class HostSpec:
+    """What one actor needs to host one instance of a plan node.
+
+    ``payload`` is ``dumps((node, function, keys))`` where ``keys`` maps each output port
+    to the key functions of its targets (None where a target is not keyed).
+    """
+
+    run_id: str
+    name: str
+    index: int
+    replica: int
+    payload: bytes
+    is_source: bool
+    use_ports: bool
+    queue_size: int
+    batch_size: int
+    n_streams: int
+    max_in_flight: int
+    linger: float
+    sync_state: bool
+
+
+# A port's targets: (target node name, its actors) in edge order.
+Routes = dict[str, list[tuple[str, list[Any]]]]
+
+
+class _Counters:
+    __slots__ = ("blocked_input_s", "blocked_output_s", "errors", "items_in", "items_out")
+
+    def __init__(self) -> None:
+        self.items_in = 0
+        self.items_out = 0
+        self.errors = 0
+        self.blocked_input_s = 0.0
+        self.blocked_output_s = 0.0
+
+
+# --------------------------------------------------------------------- inbox
+class _Inbox:
+    """A node's bounded input: batches from several ordered streams."""
+
+    def __init__(self, capacity: int, n_streams: int, loop: asyncio.AbstractEventLoop) -> None:
+        self.capacity = capacity
+        self.depth = 0
+        self.aborted = False
+        self._dq: deque[Any] = deque()
+        self._cond = threading.Condition(threading.Lock())
+        self._next_seq: dict[str, int] = {}
+        self._ends_left = n_streams
+        self._loop = loop
+        self._change: asyncio.Future[None] = loop.create_future()
+        self._waiting = 0
+        if n_streams == 0:
+            self._dq.append(_END)
+
+    # -- on the actor's event loop
+    def _signal(self) -> None:
+        change, self._change = self._change, self._loop.create_future()
+        if not change.done():
+            change.set_result(None)
+
+    def _admits(self, stream: str, seq: int, size: int) -> bool:
+        if self._next_seq.get(stream, 0) != seq:
+            return False
+        return size == 0 or self.depth == 0 or self.depth + size <= self.capacity
+
+    async def put(self, stream: str, seq: int, batch: list[Any], end: bool) -> bool:
+        """Append a batch in its stream's order, waiting for room; False once aborted."""
+        size = 0 if end else len(batch)
+        self._waiting += 1
+        try:
+            while not self._admits(stream, seq, size):
+                if self.aborted:
+                    return False
+                await self._change
+        finally:
+            self._waiting -= 1
+        if self.aborted:
+            return False
+        self._next_seq[stream] = seq + 1
+        with self._cond:
+            if end:
+                self._ends_left -= 1
+                if self._ends_left == 0:
+                    self._dq.append(_END)
+            elif batch:
+                self._dq.append(batch)
+                self.depth += size
+            self._cond.notify()
+        if self._waiting:
+            self._signal()
+        return True
+
+    # -- in the node thread
+    def get(self, counters: _Counters, before_wait: Callable[[], None]) -> Any:
+        """The next batch, or ``_END``; sends the node's outputs before it waits."""
+        cond, dq = self._cond, self._dq
+        while True:
+            with cond:
+                if dq:
+                    batch = dq.popleft()
+                    if batch is not _END:
+                        self.depth -= len(batch)
+                    break
+            if self.aborted:
+                raise RunAborted
+            before_wait()
+            start = time.monotonic()
+            with cond:
+                while not dq and not self.aborted:
+                    cond.wait()
+            counters.blocked_input_s += time.monotonic() - start
+        if self._waiting:
+            self._loop.call_soon_threadsafe(self._signal)
+        return batch
+
+    def abort(self) -> None:
+        """Wake everyone: pushes return False, the node thread raises ``RunAborted``."""
+        self.aborted = True
+        with self._cond:
+            self._cond.notify_all()
+        self._loop.call_soon_threadsafe(self._signal)
+
+
+# --------------------------------------------------------------------- outboxes
+class _Link:
+    """One sender instance's port to one receiver actor: ordered, bounded calls in flight."""
+
+    def __init__(self, host: _Instance, actor: Any, stream: str, max_in_flight: int) -> None:
+        self.host = host
+        self.actor = actor
+        self.stream = stream
+        self.max_in_flight = max_in_flight
+        self.seq = 0
+        self.in_flight: deque[Any] = deque()
+
+    def send(self, items: list[Any], end: bool = False) -> None:
+        self.wait_below(self.max_in_flight)
+        self.in_flight.append(
+            self.actor.push.remote(self.host.spec.run_id, self.stream, self.seq, items, end)
+        )
+        self.seq += 1
+
+    def wait_below(self, limit: int) -> None:
+        """Wait until fewer than ``limit`` calls are unfinished (back-pressure)."""
+        in_flight = self.in_flight
+        host = self.host
+        if len(in_flight) < limit:
+            return
+        start = time.monotonic()
+        host.output_wait_since = start
+        try:
+            while len(in_flight) >= limit:
+                if host.aborted:
+                    raise RunAborted
+                ref = in_flight[0]
+                ready, _ = ray.wait([ref], timeout=_WAIT_TICK_S)
+                if not ready:
+                    continue
+                # Finished; if the receiver refused (aborted) or died, the driver is
+                # aborting the run and this actor hears of it at once.
+                in_flight.popleft()
+        finally:
+            host.output_wait_since = None
+            host.counters.blocked_output_s += time.monotonic() - start
+
+
+class _Target:
+    """A downstream node: its actors, and how a batch is spread over them."""
+
+    def __init__(self, links: list[_Link], key: Callable[[Any], Any] | None) -> None:
+        self.links = links
+        self.key = key
+        self._next = 0
+
+    def send(self, items: list[Any]) -> None:
+        links = self.links
+        if len(links) == 1:
+            links[0].send(items)
+        elif self.key is None:
+            links[self._next].send(items)
+            self._next = (self._next + 1) % len(links)
+        else:
+            n, key = len(links), self.key
+            parts: list[list[Any]] = [[] for _ in links]
+            for item in items:
+                parts[stable_hash(key(item)) % n].append(item)
+            for link, part in zip(links, parts, strict=True):
+                if part:
+                    link.send(part)
+
+
+class _PortBox:
+    """The outbox of one output port: ``outp`` buffers, full buffers go to every target."""
+
+    outp: Callable[[Any], Any]
+
+    def __init__(self, host: _Instance, targets: list[_Target], batch_size: int) -> None:
+        self.host = host
+        self.targets = targets
+        self.batch_size = batch_size
+        self.lock = threading.Lock()
+        self.sent = False
+        self.error: BaseException | None = None
+        self.stopping = False
+        self._stop_raised = False
+        buf: list[Any] = []
+        self.buf = buf
+        self.limit = [batch_size]
+        append, limit, flush = buf.append, self.limit, self._flush_from_outp
+
+        def outp(item: Any) -> None:
+            append(item)
+            if len(buf) >= limit[0]:
+                flush()
+
+        def extend(items: list[Any]) -> None:
+            for start in range(0, len(items), batch_size):
+                buf.extend(items[start : start + batch_size])
+                flush()
+
+        outp.extend = extend  # type: ignore[attr-defined]
+        self.outp = outp
+
+    def _take(self) -> list[Any]:
+        buf = self.buf
+        items = buf[:]
+        del buf[: len(items)]
+        return items
+
+    def flush(self) -> None:
+        """Send what is buffered; re-raise an error the linger thread met."""
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+        if not self.buf:
+            return
+        with self.lock:
+            self._send_locked()
+
+    def _send_locked(self) -> None:
+        items = self._take()
+        if not items:
+            return
+        self.host.counters.items_out += len(items)
+        self.sent = True
+        for target in self.targets:
+            target.send(items)
+
+    def _flush_from_outp(self) -> None:
+        self.flush()
+        if self.host.aborted:
+            raise RunAborted
+        self.limit[0] = self.batch_size
+        if self.stopping and not self._stop_raised:
+            self._stop_raised = True
+            raise SourceStopped
+
+    def linger_tick(self) -> None:
+        """Called every ``linger`` seconds: send a buffer nothing has sent since last time."""
+        if self.sent:
+            self.sent = False
+            return
+        if self.buf and self.error is None and self.lock.acquire(blocking=False):
+            try:
+                self._send_locked()
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the node thread
+                self.error = exc
+            finally:
+                self.lock.release()
+
+    def close(self) -> None:
+        """Send the rest, then the end marker to every receiver, and wait for delivery."""
+        self.flush()
+        with self.lock:
+            self._send_locked()
+            for target in self.targets:
+                for link in target.links:
+                    link.send([], end=True)
+            for target in self.targets:
+                for link in target.links:
+                    link.wait_below(1)
+
+    def request_stop(self) -> None:
+        self.stopping = True
+        self.limit[0] = 0
+
+    def abort(self) -> None:
+        self.limit[0] = 0
+
+
+# --------------------------------------------------------------------- the actor
+class NodeHost:
+    """Hosts one instance of one plan node; made a Ray actor by the driver.
+
+    Only the remote methods live here (Ray wraps every method of an actor class); the
+    node's thread and outboxes are a :class:`_Instance`.
+
+    Example:
+        >>> from nanostream.runners._ray_host import NodeHost
+        >>> NodeHost().instance is None
+        True
+    """
+
+    def __init__(self) -> None:
+        self.instance: _Instance | None = None
+
+    async def load(self, spec: HostSpec, routes: Routes) -> tuple[str | None, list[str]]:
+        """Unpack the node and wire its outputs.
+
+        Returns an error message (None if all went well) and the names of the node's
+        events that the driver should mirror (see :meth:`events`).
+        """
+        try:
+            node, function, keys = loads(spec.payload)
+        except Exception as exc:  # noqa: BLE001 - reported to the driver as text
+            return f"{type(exc).__name__}: {exc}", []
+        self.instance = _Instance(
+            spec=spec,
+            node=node,
+            function=function,
+            keys=keys,
+            routes=routes,
+            loop=asyncio.get_running_loop(),
+        )
+        return None, sorted(self.instance.events)
+
+    async def start(self) -> None:
+        """Start the node thread."""
+        assert self.instance is not None
+        self.instance.start()
+
+    def _current(self, run_id: str) -> _Instance | None:
+        instance = self.instance
+        return instance if instance is not None and instance.spec.run_id == run_id else None
+
+    async def push(self, run_id: str, stream: str, seq: int, batch: list[Any], end: bool) -> bool:
+        """Take a batch (or a stream's end) from upstream; False if the run was aborted."""
+        instance = self._current(run_id)
+        if instance is None or instance.inbox is None:
+            return False
+        return await instance.inbox.put(stream, seq, batch, end)
+
+    async def stop(self, run_id: str, source: bool) -> None:
+        """The run is stopping: a source ends at its next ``outp``."""
+        instance = self._current(run_id)
+        if instance is not None:
+            instance.stop(source)
+
+    async def abort(self, run_id: str) -> None:
+        """The run is aborting: reads and sends raise ``RunAborted`` in the node thread."""
+        instance = self._current(run_id)
+        if instance is not None:
+            instance.abort()
+
+    async def events(self, run_id: str, known: list[str]) -> list[str]:
+        """Wait until one of the node's events not in ``known`` is set (or the node ends);
+        the names of all its events that are set.
+
+        The driver keeps one such call pending per node with events, and sets its own
+        copies: so ``Collect.seen.wait()`` works in the driver while the run goes on.
+        """
+        instance = self._current(run_id)
+        if instance is None:
+            return []
+        while not (set(instance.events_set) - set(known)) and not instance.done.done():
+            await instance.events_changed
+        return sorted(instance.events_set)
+
+    async def stats(self) -> dict[str, Any]:
+        """The node's figures now."""
+        assert self.instance is not None
+        return self.instance.stats()
+
+    async def wait_done(self) -> dict[str, Any]:
+        """Wait until the node thread has ended; its outcome (see ``_Instance.main``)."""
+        assert self.instance is not None
+        return await self.instance.done
+
+
+class _Instance:
+    """One running instance of a node inside its actor: inbox, outboxes, threads."""
+
+    def __init__(
+        self,
+        *,
+        spec: HostSpec,
+        node: Any,
+        function: Any,
+        keys: dict[str, list[Callable[[Any], Any] | None]],
+        routes: Routes,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.spec = spec
+        self.node = node
+        self.function = function
+        self.loop = loop
+        self.counters = _Counters()
+        self.state = "created"
+        self.aborted = False
+        self.output_wait_since: float | None = None
+        self.stop_event = threading.Event()
+        self.done: asyncio.Future[dict[str, Any]] = loop.create_future()
+        self.inbox = None if spec.is_source else _Inbox(spec.queue_size, spec.n_streams, loop)
+        self.boxes: dict[str, _PortBox] = {}
+        stream_base = f"{spec.index}:{spec.replica}"
+        for port, targets in routes.items():
+            port_targets = []
+            for (_, actors), key in zip(targets, keys.get(port, []), strict=True):
+                stream = f"{stream_base}:{port}"
+                links = [_Link(self, a, stream, spec.max_in_flight) for a in actors]
+                port_targets.append(_Target(links, key))
+            self.boxes[port] = _PortBox(self, port_targets, spec.batch_size)
+        self.boxes.setdefault("out", _PortBox(self, [], spec.batch_size))
+        self.events: dict[str, threading.Event] = {}
+        if spec.sync_state:
+            self.events = {
+                k: v
+                for k, v in getattr(node, "__dict__", {}).items()
+                if isinstance(v, threading.Event) and not k.startswith("_ns_")
+            }
+        self.events_set: list[str] = []  # changed on the event loop only
+        self.events_changed: asyncio.Future[None] = loop.create_future()
+        self._events_seen: set[str] = set()  # the linger thread's view
+
+    def start(self) -> None:
+        self.state = "running"
+        if hasattr(self.node, "_ns_stop_event"):
+            self.node._ns_stop_event = self.stop_event
+        thread = threading.Thread(
+            target=self.main, name=f"nanostream-ray:{self.spec.name}", daemon=True
+        )
+        thread.start()
+
+    def stop(self, source: bool) -> None:
+        self.stop_event.set()
+        if source:
+            for box in self.boxes.values():
+                box.request_stop()
+
+    def abort(self) -> None:
+        self.aborted = True
+        self.stop_event.set()
+        abort_event = getattr(self._context(), "abort_event", None)
+        if isinstance(abort_event, threading.Event):  # wakes a retry's back-off
+            abort_event.set()
+        for box in self.boxes.values():
+            box.abort()
+        if self.inbox is not None:
+            self.inbox.abort()
+
+    def _context(self) -> Any:
+        """The node context the pipeline gave the node, if any (``node._ns_context``)."""
+        return getattr(self.node, "_ns_context", None)
+
+    def stats(self) -> dict[str, Any]:
+        c, inbox = self.counters, self.inbox
+        since = self.output_wait_since
+        skipped = getattr(self._context(), "errors", 0)  # items a node skipped for good
+        return {
+            "state": self.state,
+            "items_in": c.items_in,
+            "items_out": c.items_out,
+            "errors": c.errors + (skipped if isinstance(skipped, int) else 0),
+            "queue_depth": inbox.depth if inbox is not None else 0,
+            "queue_capacity": inbox.capacity if inbox is not None else 0,
+            "blocked_input_s": c.blocked_input_s,
+            "blocked_output_s": c.blocked_output_s,
+            "output_waiting_s": time.monotonic() - since if since is not None else 0.0,
+        }
+
+    # ----------------------------------------------------------------- node thread
+    def flush_all(self) -> None:
+        for box in self.boxes.values():
+            box.flush()
+
+    def batches(self, inbox: _Inbox, reader: dict[str, bool]) -> Iterator[list[Any]]:
+        counters, flush = self.counters, self.flush_all
+        while True:
+            batch = inbox.get(counters, flush)
+            if batch is _END:
+                reader["exhausted"] = True
+                return
+            counters.items_in += len(batch)
+            yield batch
+
+    def linger_main(self, finished: threading.Event) -> None:
+        boxes = list(self.boxes.values())
+        while not finished.wait(self.spec.linger):
+            for box in boxes:
+                box.linger_tick()
+            if self.events:
+                self.check_events()
+
+    def check_events(self) -> None:
+        """Tell the event loop about node events that have been set since last time."""
+        new = [k for k, e in self.events.items() if k not in self._events_seen and e.is_set()]
+        if new:
+            self._events_seen.update(new)
+            self.loop.call_soon_threadsafe(self._events_signal, new)
+
+    def _events_signal(self, new: list[str]) -> None:
+        self.events_set.extend(new)
+        changed, self.events_changed = self.events_changed, self.loop.create_future()
+        if not changed.done():
+            changed.set_result(None)
+
+    def main(self) -> None:
+        """The node thread: run the node function, then report the outcome."""
+        finished = threading.Event()
+        linger = threading.Thread(
+            target=self.linger_main, args=(finished,), name="nanostream-ray-linger", daemon=True
+        )
+        linger.start()
+        outcome: dict[str, Any]
+        try:
+            self.execute()
+            self.state = "finished"
+            outcome = {"state": "finished", "node_state": self.node_state()}
+        except RunAborted:
+            self.state = "aborted"
+            outcome = {"state": "aborted"}
+        except BaseException as exc:  # noqa: BLE001 - reported to the driver
+            self.state = "failed"
+            self.counters.errors += 1
+            outcome = {"state": "failed", **_describe_failure(exc)}
+        finally:
+            finished.set()
+        linger.join()
+        self.check_events()
+        outcome["stats"] = self.stats()
+        self.loop.call_soon_threadsafe(self._report, outcome)
+
+    def _report(self, outcome: dict[str, Any]) -> None:
+        if not self.done.done():
+            self.done.set_result(outcome)
+        self._events_signal([])
+
+    def execute(self) -> None:
+        spec, boxes = self.spec, self.boxes
+        outp = port_dispatcher(boxes) if spec.use_ports else boxes["out"].outp
+        reader = {"exhausted": False}
+        inp: Iterable[Any]
+        if self.inbox is None:
+            inp = iter(())
+        else:
+            inp = chain.from_iterable(self.batches(self.inbox, reader))
+        try:
+            self.function(inp, outp)
+        except SourceStopped:
+            pass
+        if self.inbox is not None and not reader["exhausted"]:
+            raise NodeProtocolError(
+                f"node function of {spec.name!r} returned before its input ended; a node "
+                "function must iterate over its entire input"
+            )
+        for box in boxes.values():
+            box.close()
+
+    def node_state(self) -> bytes | None:
+        """The node object's attributes, for the driver's copy (class nodes only)."""
+        from .._core.node import FunctionNode, IterableSource
+
+        node = self.node
+        if not self.spec.sync_state or isinstance(node, (FunctionNode, IterableSource)):
+            return None
+        state = {k: v for k, v in vars(node).items() if not k.startswith("_ns_")}
+        try:
+            return dumps(state)
+        except Exception:  # noqa: BLE001 - state that cannot travel stays remote
+            return None
+
+
+def _describe_failure(exc: BaseException) -> dict[str, Any]:
+    text = "".join(traceback.format_exception(exc))
+    data: bytes | None
+    try:
+        data = dumps(exc)
+        loads(data)
+    except Exception:  # noqa: BLE001 - sent as text only
+        data = None
+    frames = [
+        (f.filename, f.lineno or 1, f.name, _span(f))
+        for f in traceback.extract_tb(exc.__traceback__)
+    ]
+    return {
+        "exception": data,
+        "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
+        "message": str(exc),
+        "traceback": text,
+        "frames": frames,
+    }
+
+
+def _span(frame: traceback.FrameSummary) -> tuple[int, int] | None:
+    """The columns of the failing expression, when it is on one line."""
+    if frame.colno is None or frame.end_colno is None or frame.end_lineno != frame.lineno:
+        return None
+    return frame.colno, frame.end_colno
