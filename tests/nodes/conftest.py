@@ -1,0 +1,220 @@
+"""Real servers for the connector tests, started on 127.0.0.1 and stopped afterwards.
+
+* ``postgres_url``: a PostgreSQL server (Debian's packages, ``/usr/lib/postgresql/*/bin``)
+  on a temporary data directory and a free port, run as a non-root user; skipped with a
+  clear reason only when PostgreSQL is not installed.
+* ``redis_url``: a ``redis-server`` with a password, on a free port.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def free_port() -> Callable[[], int]:
+    """A function returning a TCP port on 127.0.0.1 that nothing listens on."""
+    return _free_port
+
+
+# ----------------------------------------------------------------------------- PostgreSQL
+def _postgres_bindir() -> Path | None:
+    def version(path: str) -> tuple[int, ...]:
+        m = re.search(r"/postgresql/([\d.]+)/", path)
+        return tuple(int(x) for x in m.group(1).split(".")) if m else (0,)
+
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=version)
+    return Path(found[-1]).parent if found else None
+
+
+def _unprivileged_user() -> pwd.struct_passwd:
+    """The user to run PostgreSQL as when the tests run as root (it refuses root)."""
+    for name in ("postgres", "nanostream-pg"):
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            continue
+    subprocess.run(
+        [
+            "useradd",
+            "--system",
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+            "nanostream-pg",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return pwd.getpwnam("nanostream-pg")
+
+
+def _run(cmd: list[str], what: str, log: Path | None = None) -> None:
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        extra = log.read_text(errors="replace") if log is not None and log.exists() else ""
+        pytest.fail(f"{what} failed ({result.returncode}):\n{result.stdout}{result.stderr}{extra}")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[dict[str, str]]:
+    """A PostgreSQL server for this test session: host, port, user, password, admin URL."""
+    bindir = _postgres_bindir()
+    if bindir is None:
+        pytest.skip(
+            "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb); "
+            "install it with: apt-get install postgresql"
+        )
+    pytest.importorskip("psycopg", reason="the PostgreSQL driver: pip install 'psycopg[binary]'")
+    base = Path(tempfile.mkdtemp(prefix="nanostream-pg-"))
+    data, log, pwfile = base / "data", base / "server.log", base / "password"
+    password = "pw-" + secrets.token_hex(8)
+    pwfile.write_text(password)
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        user = _unprivileged_user()
+        for path in (base, pwfile):
+            os.chown(path, user.pw_uid, user.pw_gid)
+        prefix = ["runuser", "-u", user.pw_name, "--"]
+    port = _free_port()
+    try:
+        _run(
+            [
+                *prefix,
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "nanostream",
+                f"--pwfile={pwfile}",
+                "--auth=scram-sha-256",
+                "--no-sync",
+                "--encoding=UTF8",
+                "--locale=C",
+            ],
+            "initdb",
+        )
+        options = (
+            f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=50"
+        )
+        cmd = [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w"]
+        _run([*cmd, "-t", "60", "-o", options, "start"], "pg_ctl start", log)
+        yield {
+            "host": "127.0.0.1",
+            "port": str(port),
+            "user": "nanostream",
+            "password": password,
+            "url": f"postgresql+psycopg://nanostream:{password}@127.0.0.1:{port}/postgres",
+        }
+    finally:
+        if data.exists():
+            subprocess.run(
+                [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                capture_output=True,
+                timeout=60,
+            )
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: dict[str, str]) -> Iterator[str]:
+    """The URL of a fresh, empty database on the session's PostgreSQL server."""
+    import sqlalchemy as sa
+
+    name = "t_" + secrets.token_hex(6)
+    admin = sa.create_engine(postgres_server["url"], isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"CREATE DATABASE {name}")
+        yield postgres_server["url"].rsplit("/", 1)[0] + "/" + name
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        admin.dispose()
+
+
+# ----------------------------------------------------------------------------- Redis
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[dict[str, str]]:
+    """A ``redis-server`` for this test session, with a password, on a free port."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed; install it with: apt-get install redis-server")
+    redis = pytest.importorskip("redis", reason="the Redis client: pip install 'nanostream[redis]'")
+    base = Path(tempfile.mkdtemp(prefix="nanostream-redis-"))
+    password = "pw-" + secrets.token_hex(8)
+    port = _free_port()
+    cmd = [
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--requirepass",
+        password,
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(base),
+        "--logfile",
+        str(base / "redis.log"),
+    ]
+    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"redis://:{password}@127.0.0.1:{port}/0"
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=1)
+        deadline = time.monotonic() + 20
+        while True:  # a server process gives no event to wait on: poll until it answers
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    log = (base / "redis.log").read_text(errors="replace")
+                    pytest.fail(f"redis-server did not start:\n{log}")
+                time.sleep(0.02)
+        client.close()
+        yield {"url": url, "password": password, "port": str(port)}
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def redis_url(redis_server: dict[str, str]) -> str:
+    """The session's Redis server, emptied before the test."""
+    import redis
+
+    client = redis.Redis.from_url(redis_server["url"])
+    try:
+        client.flushall()
+    finally:
+        client.close()
+    return redis_server["url"]

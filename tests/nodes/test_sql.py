@@ -1,0 +1,614 @@
+"""SQL connectors against real databases: SQLite always, PostgreSQL started by the tests."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import sqlite3
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+import nanostream
+from nanostream.nodes.sql import ConnectorError, SQLExecute, SQLSink, SQLSource
+from nanostream.testing import Collect
+
+
+class WaitingCollect(Collect):
+    """A Collect sink whose test can wait until it holds ``n`` items."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._cond = threading.Condition()
+
+    def process_item(self, item: Any) -> Iterator[Any]:
+        with self._cond:
+            self.items.append(item)
+            self._cond.notify_all()
+        yield from ()
+
+    def wait_for_items(self, n: int, timeout: float = 10.0) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: len(self.items) >= n, timeout)
+
+
+def skip_if_sleeping_blocks(runner: str) -> None:
+    """Skip a test whose source waits (``self.sleep``) while its items must reach the sink.
+
+    The cooperative runner runs every node on one thread: a source sleeping between polls
+    blocks the whole graph and keeps the items it emitted in its buffer until it emits
+    again, so a polling source's rows arrive one poll late there.
+    """
+    if runner == "cooperative":
+        pytest.skip("cooperative runner: a source waiting in self.sleep() holds its emitted items")
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def make_table(path: Path, n: int, start: int = 1) -> None:
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, name TEXT, score REAL)")
+        db.executemany(
+            "INSERT INTO t VALUES (?, ?, ?)",
+            [(i, f"name-{i}", i / 4) for i in range(start, start + n)],
+        )
+    db.close()
+
+
+def query(path: Path, sql: str) -> list[tuple[Any, ...]]:
+    db = sqlite3.connect(path)
+    try:
+        return list(db.execute(sql))
+    finally:
+        db.close()
+
+
+def run_to_end(sink: nanostream.NanoNode, runner: str) -> None:
+    run = sink.global_start(block=False, runner=runner)
+    assert run is not None
+    assert run.wait(timeout=60)
+
+
+# ----------------------------------------------------------------------------- SQLSource
+def test_source_streams_every_row_as_a_dict(tmp_path: Path, runner: str) -> None:
+    make_table(tmp_path / "db.sqlite", 2500)
+    sink = Collect()
+    SQLSource(
+        sqlite_url(tmp_path / "db.sqlite"), "SELECT * FROM t ORDER BY id", batch_size=64
+    ) > sink
+    run_to_end(sink, runner)
+    assert len(sink.items) == 2500
+    assert sink.items[0] == {"id": 1, "name": "name-1", "score": 0.25}
+    assert [r["id"] for r in sink.items] == list(range(1, 2501))
+
+
+def test_source_takes_params_and_select_objects(tmp_path: Path, runner: str) -> None:
+    make_table(tmp_path / "db.sqlite", 10)
+    t = sa.table("t", sa.column("id"), sa.column("name"))
+    by_text, by_select = Collect(), Collect()
+    url = sqlite_url(tmp_path / "db.sqlite")
+    SQLSource(
+        url, "SELECT name FROM t WHERE id > :low AND id <= :high", params={"low": 7, "high": 9}
+    ) > by_text
+    run_to_end(by_text, runner)
+    SQLSource(url, sa.select(t.c.id).where(t.c.id > 8).order_by(t.c.id)) > by_select
+    run_to_end(by_select, runner)
+    assert sorted(r["name"] for r in by_text.items) == ["name-8", "name-9"]
+    assert by_select.items == [{"id": 9}, {"id": 10}]
+
+
+def test_incremental_column_resumes_from_the_state_file(tmp_path: Path, runner: str) -> None:
+    db, state = tmp_path / "db.sqlite", tmp_path / "state" / "t.json"
+    make_table(db, 5)
+    first = Collect()
+    SQLSource(
+        sqlite_url(db), "SELECT id, name FROM t", incremental_column="id", state_file=state
+    ) > first
+    run_to_end(first, runner)
+    assert [r["id"] for r in first.items] == [1, 2, 3, 4, 5]
+    assert json.loads(state.read_text()) == {"column": "id", "last": 5}
+
+    make_table(db, 3, start=6)
+    second = Collect()
+    SQLSource(
+        sqlite_url(db), "SELECT id, name FROM t", incremental_column="id", state_file=state
+    ) > second
+    run_to_end(second, runner)
+    assert [r["id"] for r in second.items] == [6, 7, 8]
+    assert json.loads(state.read_text())["last"] == 8
+
+
+def test_incremental_state_file_keeps_timestamps_and_refuses_another_column(tmp_path: Path) -> None:
+    db = tmp_path / "db.sqlite"
+    engine = sa.create_engine(sqlite_url(db))
+    meta = sa.MetaData()
+    events = sa.Table("events", meta, sa.Column("at", sa.DateTime), sa.Column("what", sa.Text))
+    meta.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(
+            events.insert(),
+            [{"at": dt, "what": f"e{i}"} for i, dt in enumerate(_times(3))],
+        )
+    engine.dispose()
+    state = tmp_path / "events.json"
+    sink = Collect()
+    select = sa.select(events)
+    SQLSource(sqlite_url(db), select, incremental_column="at", state_file=state) > sink
+    sink.global_start()
+    assert [r["what"] for r in sink.items] == ["e0", "e1", "e2"]
+    assert json.loads(state.read_text())["last"] == {"$datetime": "2024-05-01T12:02:00"}
+
+    again = Collect()
+    SQLSource(sqlite_url(db), select, incremental_column="at", state_file=state) > again
+    again.global_start()
+    assert again.items == []
+
+    with pytest.raises(nanostream.NodeFailed) as info:
+        wrong = Collect()
+        SQLSource(sqlite_url(db), select, incremental_column="what", state_file=state) > wrong
+        wrong.global_start()
+    assert isinstance(info.value.__cause__, nanostream.ConfigError)
+    assert "is for column 'at', not 'what'" in str(info.value)
+
+
+def _times(n: int) -> list[Any]:
+    import datetime as dt
+
+    return [dt.datetime(2024, 5, 1, 12, i) for i in range(n)]
+
+
+def test_polling_source_emits_only_new_rows_and_stops_promptly(tmp_path: Path, runner: str) -> None:
+    skip_if_sleeping_blocks(runner)
+    db = tmp_path / "db.sqlite"
+    make_table(db, 4)
+    sink = WaitingCollect()
+    source = SQLSource(
+        sqlite_url(db), "SELECT id FROM t", incremental_column="id", poll_interval=0.02
+    )
+    source > sink
+    run = sink.global_start(block=False, runner=runner)
+    assert run is not None
+    try:
+        assert sink.wait_for_items(4)
+        make_table(db, 2, start=5)
+        assert sink.wait_for_items(6)
+    finally:
+        run.stop(timeout=10)
+    assert run.state == "finished"
+    assert [r["id"] for r in sink.items] == [1, 2, 3, 4, 5, 6]
+
+
+def test_stop_wakes_a_source_waiting_for_its_next_poll(tmp_path: Path, runner: str) -> None:
+    skip_if_sleeping_blocks(runner)
+    make_table(tmp_path / "db.sqlite", 1)
+    sink = WaitingCollect()
+    SQLSource(
+        sqlite_url(tmp_path / "db.sqlite"),
+        "SELECT id FROM t",
+        incremental_column="id",
+        poll_interval=3600,
+    ) > sink
+    run = sink.global_start(block=False, runner=runner)
+    assert run is not None
+    try:
+        assert sink.wait_for_items(1)
+    finally:
+        started = time.monotonic()
+        run.stop(timeout=10)
+    assert run.state == "finished"
+    assert time.monotonic() - started < 5
+
+
+# ----------------------------------------------------------------------------- SQLSink
+def test_sink_creates_the_table_and_writes_every_item(tmp_path: Path, runner: str) -> None:
+    items = [{"id": i, "name": f"n{i}", "ratio": i / 3, "ok": i % 2 == 0} for i in range(2345)]
+    sink = SQLSink(
+        sqlite_url(tmp_path / "db.sqlite"), "items", create=True, key="id", batch_size=1000
+    )
+    nanostream.from_iterable(items) > sink
+    run_to_end(sink, runner)
+    assert sink.rows_written == 2345
+    rows = query(tmp_path / "db.sqlite", "SELECT id, name, ratio, ok FROM items ORDER BY id")
+    assert rows == [(d["id"], d["name"], d["ratio"], int(d["ok"])) for d in items]
+
+
+def test_sink_commits_what_is_pending_when_the_run_stops(tmp_path: Path, runner: str) -> None:
+    enough = threading.Event()
+
+    def gate(inp: Any, outp: Any) -> None:
+        for n, item in enumerate(inp, 1):
+            outp(item)
+            if n == 50:
+                enough.set()
+
+    source = nanostream.from_iterable(({"n": i} for i in itertools.count()), name="src")
+    sink = SQLSink(sqlite_url(tmp_path / "db.sqlite"), "numbers", create=True, batch_size=10**9)
+    source > gate > sink
+    run = sink.global_start(block=False, runner=runner)
+    assert run is not None
+    assert enough.wait(10)
+    run.stop(timeout=30)
+    assert run.state == "finished"
+    emitted = run.stats()["src"].items_out
+    assert emitted >= 50
+    assert query(tmp_path / "db.sqlite", "SELECT count(*), min(n), max(n) FROM numbers") == [
+        (emitted, 0, emitted - 1)
+    ]
+
+
+def test_upsert_updates_by_key_and_the_last_item_in_a_batch_wins(
+    tmp_path: Path, runner: str
+) -> None:
+    url = sqlite_url(tmp_path / "db.sqlite")
+    first = SQLSink(url, "stock", mode="upsert", key="sku", create=True)
+    nanostream.from_iterable([{"sku": "a", "qty": 1}, {"sku": "b", "qty": 2}]) > first
+    run_to_end(first, runner)
+    second = SQLSink(url, "stock", mode="upsert", key=["sku"], batch_size=3)
+    updates = [
+        {"sku": "b", "qty": 20},
+        {"sku": "c", "qty": 3},
+        {"sku": "b", "qty": 21},
+        {"sku": "a", "qty": 10},
+    ]
+    nanostream.from_iterable(updates) > second
+    run_to_end(second, runner)
+    assert query(tmp_path / "db.sqlite", "SELECT sku, qty FROM stock ORDER BY sku") == [
+        ("a", 10),
+        ("b", 21),
+        ("c", 3),
+    ]
+
+
+def test_generic_upsert_updates_then_inserts(tmp_path: Path) -> None:
+    # The path used for databases without a native upsert, exercised on SQLite.
+    engine = sa.create_engine(sqlite_url(tmp_path / "db.sqlite"))
+    meta = sa.MetaData()
+    table = sa.Table(
+        "kv", meta, sa.Column("k", sa.Text, primary_key=True), sa.Column("v", sa.Integer)
+    )
+    meta.create_all(engine)
+    sink = SQLSink(engine, "kv", mode="upsert", key="k")
+    upsert = sink._generic_upsert(table, ("k", "v"))
+    with engine.begin() as conn:
+        upsert(conn, [("x", 1), ("y", 2)])
+    with engine.begin() as conn:
+        upsert(conn, [("x", 10), ("z", 3), ("x", 11)])
+    with engine.connect() as conn:
+        assert sorted(conn.execute(sa.select(table)).all()) == [("x", 11), ("y", 2), ("z", 3)]
+    engine.dispose()
+
+
+def test_values_are_bound_parameters_never_sql_text(tmp_path: Path, runner: str) -> None:
+    nasty = [
+        {"id": 1, "order": "x'); DROP TABLE t; --", "first name": 'quote " and \\'},
+        {"id": 2, "order": ":id ? %s {0}", "first name": "'; DELETE FROM t"},
+    ]
+    sink = SQLSink(sqlite_url(tmp_path / "db.sqlite"), "weird table", create=True)
+    nanostream.from_iterable(nasty) > sink
+    run_to_end(sink, runner)
+    rows = query(
+        tmp_path / "db.sqlite", 'SELECT id, "order", "first name" FROM "weird table" ORDER BY id'
+    )
+    assert rows == [(d["id"], d["order"], d["first name"]) for d in nasty]
+
+
+def test_items_with_different_fields_are_written_in_order(tmp_path: Path) -> None:
+    db = tmp_path / "db.sqlite"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE t (id INTEGER, a TEXT DEFAULT 'dflt', b TEXT)")
+    conn.close()
+    items = [{"id": 1, "a": "x"}, {"id": 2, "b": "y"}, {"id": 3, "a": "z", "b": "w"}]
+    sink = SQLSink(sqlite_url(db), "t")
+    nanostream.from_iterable(items) > sink
+    sink.global_start()
+    assert query(db, "SELECT id, a, b FROM t ORDER BY id") == [
+        (1, "x", None),
+        (2, "dflt", "y"),
+        (3, "z", "w"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("items", "options", "expected"),
+    [
+        ([{"id": 1}], {}, "table 'missing' does not exist"),
+        ([{"id": 1, "extra": 2}], {"create_first": True}, "field(s) ['extra'] are not columns"),
+        ([7], {"create_first": True}, "take dicts"),
+        ([{"id": object()}], {"create": True}, "cannot choose a column type for field 'id'"),
+    ],
+)
+def test_sink_errors_say_what_to_do(
+    tmp_path: Path, items: list[Any], options: dict[str, Any], expected: str
+) -> None:
+    db = tmp_path / "db.sqlite"
+    if options.pop("create_first", False):
+        with sqlite3.connect(db) as conn:
+            conn.execute("CREATE TABLE missing (id INTEGER)")
+        conn.close()
+    sink = SQLSink(sqlite_url(db), "missing", **options)
+    nanostream.from_iterable(items) > sink
+    with pytest.raises(nanostream.NodeFailed) as info:
+        sink.global_start()
+    assert isinstance(info.value.__cause__, ConnectorError)
+    assert expected in str(info.value)
+
+
+def test_configuration_errors_are_raised_while_building() -> None:
+    with pytest.raises(nanostream.ConfigError, match="needs key="):
+        SQLSink("sqlite://", "t", mode="upsert")
+    with pytest.raises(nanostream.ConfigError, match="mode must be"):
+        SQLSink("sqlite://", "t", mode="merge")  # type: ignore[arg-type]
+    with pytest.raises(nanostream.ConfigError, match="not a database URL"):
+        SQLSource("not a url at all", "SELECT 1")
+    with pytest.raises(nanostream.ConfigError, match="batch_size"):
+        SQLSource("sqlite://", "SELECT 1", batch_size=0)
+    with pytest.raises(nanostream.ConfigError, match="needs incremental_column"):
+        SQLSource("sqlite://", "SELECT 1", state_file="x.json")
+
+
+# ----------------------------------------------------------------------------- SQLExecute
+def test_execute_runs_the_statement_per_item_with_bound_values(tmp_path: Path, runner: str) -> None:
+    db = tmp_path / "db.sqlite"
+    make_table(db, 5)
+    url = sqlite_url(db)
+    lookup, sink = (
+        SQLExecute(url, "SELECT id, name FROM t WHERE id = :id OR name = :name"),
+        Collect(),
+    )
+    items = [{"id": 2, "name": "none", "other": "ignored"}, {"id": 99, "name": "name-4"}]
+    nanostream.from_iterable(items) > lookup > sink
+    run_to_end(sink, runner)
+    assert sink.items == [{"id": 2, "name": "name-2"}, {"id": 4, "name": "name-4"}]
+
+    update, nothing = SQLExecute(url, "UPDATE t SET name = :new WHERE id = :id"), Collect()
+    nanostream.from_iterable([{"id": 1, "new": "x'); DROP TABLE t; --"}]) > update > nothing
+    run_to_end(nothing, runner)
+    assert nothing.items == []
+    assert query(db, "SELECT name FROM t WHERE id = 1") == [("x'); DROP TABLE t; --",)]
+
+    single, out = SQLExecute(url, "SELECT name FROM t WHERE id = :id"), Collect()
+    nanostream.from_iterable([3]) > single > out
+    run_to_end(out, runner)
+    assert out.items == [{"name": "name-3"}]
+
+
+def test_execute_names_the_missing_field(tmp_path: Path) -> None:
+    make_table(tmp_path / "db.sqlite", 1)
+    node = SQLExecute(sqlite_url(tmp_path / "db.sqlite"), "SELECT * FROM t WHERE id = :id")
+    nanostream.from_iterable([{"ident": 1}]) > node
+    with pytest.raises(nanostream.NodeFailed, match=r"needs field\(s\) \['id'\]"):
+        node.global_start()
+
+
+# ----------------------------------------------------------------------------- failures, secrets
+PASSWORD = "Sup3r-Secret-pw"
+
+
+def test_connection_refused_at_start_is_clear_and_hides_the_password(
+    free_port: Callable[[], int], caplog: pytest.LogCaptureFixture
+) -> None:
+    pytest.importorskip("psycopg", reason="the PostgreSQL driver: pip install 'psycopg[binary]'")
+    port = free_port()
+    url = f"postgresql+psycopg://app:{PASSWORD}@127.0.0.1:{port}/sales"
+    node = SQLSink(url, "t")
+    assert PASSWORD not in repr(node)
+    assert repr(node) == (
+        f"SQLSink(name=None, url='postgresql+psycopg://app:***@127.0.0.1:{port}/sales', "
+        "table='t', mode='insert')"
+    )
+    nanostream.from_iterable([{"a": 1}]) > node
+    caplog.set_level(logging.DEBUG)
+    started = time.monotonic()
+    with pytest.raises(nanostream.NodeFailed) as info:
+        node.global_start()
+    assert time.monotonic() - started < 10
+    error = info.value.__cause__
+    assert isinstance(error, ConnectorError)
+    message = str(info.value)
+    assert (
+        f"SQLSink could not connect to postgresql+psycopg://app:***@127.0.0.1:{port}/sales"
+        in message
+    )
+    assert "refused" in message.lower()
+    everything = "".join(traceback.format_exception(info.value)) + caplog.text
+    assert PASSWORD not in everything
+
+
+def test_missing_sqlalchemy_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "sqlalchemy", None)
+    with pytest.raises(nanostream.MissingDependencyError, match=r"nanostream\[sql\]"):
+        SQLSource("sqlite://", "SELECT 1")
+
+
+# ----------------------------------------------------------------------------- PostgreSQL
+def pg_count(url: str, sql: str) -> Any:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.exec_driver_sql(sql).scalar()
+    finally:
+        engine.dispose()
+
+
+def pg_exec(url: str, sql: str) -> list[Any]:
+    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            result = conn.exec_driver_sql(sql)
+            return list(result) if result.returns_rows else []
+    finally:
+        engine.dispose()
+
+
+def fill_pg(url: str, n: int) -> None:
+    pg_exec(url, "CREATE TABLE t (id BIGINT PRIMARY KEY, name TEXT)")
+    pg_exec(url, f"INSERT INTO t SELECT g, 'name-' || g FROM generate_series(1, {n}) g")
+
+
+def drop_connections(url: str) -> list[Any]:
+    """Terminate every other connection to the test database, as a failing server would."""
+    return pg_exec(
+        url,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+
+
+def test_postgres_sink_upsert_and_source_round_trip(postgres_url: str, runner: str) -> None:
+    items = [{"id": i, "name": f"n{i}", "tags": {"i": i}} for i in range(500)]
+    sink = SQLSink(postgres_url, "things", mode="upsert", key="id", create=True, batch_size=128)
+    nanostream.from_iterable([*items, {"id": 3, "name": "three", "tags": {}}]) > sink
+    run_to_end(sink, runner)
+    out = Collect()
+    SQLSource(postgres_url, "SELECT * FROM things ORDER BY id", batch_size=100) > out
+    run_to_end(out, runner)
+    expected = [dict(d) for d in items]
+    expected[3] = {"id": 3, "name": "three", "tags": {}}
+    assert out.items == expected
+
+
+def test_postgres_source_uses_a_server_side_cursor(postgres_url: str) -> None:
+    fill_pg(postgres_url, 5000)
+    release, holding = threading.Event(), threading.Event()
+
+    def hold(inp: Any, outp: Any) -> None:
+        for item in inp:
+            holding.set()
+            release.wait(20)
+            outp(item)
+
+    sink = Collect()
+    source = SQLSource(postgres_url, "SELECT * FROM t ORDER BY id", batch_size=50)
+    source > nanostream.as_node(hold, queue_size=8, batch_size=4) > sink
+    run = sink.global_start(block=False, queue_size=8, batch_size=4)
+    assert run is not None
+    try:
+        assert holding.wait(10)
+        queries = [
+            r[0]
+            for r in pg_exec(
+                postgres_url,
+                "SELECT query FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
+            )
+        ]
+        # The source holds an open cursor and fetches 50 rows at a time, not all 5000.
+        assert any("FETCH" in q or "DECLARE" in q for q in queries), queries
+    finally:
+        release.set()
+        run.wait(30)
+    assert len(sink.items) == 5000
+
+
+def test_postgres_source_resumes_after_the_connection_drops(postgres_url: str, runner: str) -> None:
+    fill_pg(postgres_url, 3000)
+    dropped: list[Any] = []
+
+    def killer(inp: Any, outp: Any) -> None:
+        for n, item in enumerate(inp, 1):
+            if n == 500:
+                dropped.extend(drop_connections(postgres_url))
+            outp(item)
+
+    sink = Collect()
+    source = SQLSource(
+        postgres_url, "SELECT * FROM t", incremental_column="id", batch_size=100, backoff=0.01
+    )
+    source > nanostream.as_node(killer, queue_size=16, batch_size=8) > sink
+    run_to_end(sink, runner)
+    assert dropped == [(True,)]  # the source's connection was terminated mid-stream
+    assert [r["id"] for r in sink.items] == list(range(1, 3001))  # nothing lost, no duplicate
+
+
+def test_postgres_source_without_incremental_column_fails_clearly_on_a_drop(
+    postgres_url: str,
+) -> None:
+    fill_pg(postgres_url, 3000)
+
+    def killer(inp: Any, outp: Any) -> None:
+        for n, item in enumerate(inp, 1):
+            if n == 500:
+                drop_connections(postgres_url)
+            outp(item)
+
+    sink = Collect()
+    source = SQLSource(postgres_url, "SELECT * FROM t ORDER BY id", batch_size=100)
+    source > nanostream.as_node(killer, queue_size=16, batch_size=8) > sink
+    with pytest.raises(nanostream.NodeFailed, match="cannot resume where it stopped") as info:
+        sink.global_start()
+    assert isinstance(info.value.__cause__, ConnectorError)
+    password = sa.make_url(postgres_url).password
+    assert password and password not in str(info.value)
+    assert ":***@127.0.0.1" in str(info.value)
+
+
+def test_postgres_sink_loses_nothing_when_the_connection_drops(
+    postgres_url: str, runner: str
+) -> None:
+    dropped: list[Any] = []
+
+    def killer(inp: Any, outp: Any) -> None:
+        for n, item in enumerate(inp, 1):
+            if n in (700, 1900):
+                dropped.extend(drop_connections(postgres_url))
+            outp(item)
+
+    items = [{"id": i, "v": f"value {i}"} for i in range(3000)]
+    sink = SQLSink(postgres_url, "rows", create=True, key="id", batch_size=200, backoff=0.01)
+    nanostream.from_iterable(items) > nanostream.as_node(
+        killer, queue_size=64, batch_size=16
+    ) > sink
+    run_to_end(sink, runner)
+    assert dropped  # at least one connection of the sink was terminated
+    # a primary key on id: a batch written twice would have failed the run
+    assert pg_count(postgres_url, "SELECT count(*) FROM rows") == 3000
+    assert pg_count(postgres_url, "SELECT count(DISTINCT v) FROM rows") == 3000
+
+
+def test_round_trip_list_to_sqlite_to_postgres_to_json_lines(
+    tmp_path: Path, postgres_url: str, runner: str
+) -> None:
+    rows = [
+        {
+            "id": i,
+            "name": f"name {i} ✓ 'q' \"dq\"",
+            "score": i / 7,
+            "note": None if i % 5 else f"n{i}",
+        }
+        for i in range(10_000)
+    ]
+    lite = sqlite_url(tmp_path / "stage.db")
+    to_sqlite = SQLSink(lite, "stage", create=True, key="id", batch_size=1000)
+    nanostream.from_iterable(rows) > to_sqlite
+    run_to_end(to_sqlite, runner)
+
+    to_pg = SQLSink(postgres_url, "final", create=True, key="id", batch_size=1000)
+    SQLSource(lite, "SELECT id, name, score, note FROM stage ORDER BY id", batch_size=500) > to_pg
+    run_to_end(to_pg, runner)
+
+    out_path = tmp_path / "out.jsonl"
+
+    def write_json_lines(inp: Any, outp: Any) -> None:
+        with out_path.open("w", encoding="utf-8") as f:
+            for row in inp:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+    source = SQLSource(postgres_url, "SELECT id, name, score, note FROM final ORDER BY id")
+    source > write_json_lines
+    run = source.global_start(block=False, runner=runner)
+    assert run is not None and run.wait(60)
+
+    with out_path.open(encoding="utf-8") as f:
+        got = [json.loads(line) for line in f]
+    assert got == rows
+    assert len(got) == 10_000
