@@ -428,6 +428,15 @@ def test_unreachable_cluster_is_a_clear_error() -> None:
     assert "ray status" in str(info.value)
 
 
+def test_with_options_makes_a_configured_copy() -> None:
+    base = RayRunner(max_in_flight=3)
+    runner = base.with_options(ray_options={"work": {"replicas": 2}}, linger=0.5)
+    assert (runner.nodes["work"].replicas, runner.linger, runner.max_in_flight) == (2, 0.5, 3)
+    assert base.nodes == {} and base.linger == 0.01
+    with pytest.raises(nanostream.GraphError, match="unknown Ray runner option"):
+        base.with_options(replicas=2)
+
+
 def test_ray_address_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RAY_ADDRESS", "ray://head.example:10001")
     assert RayRunner().address == "ray://head.example:10001"

@@ -104,10 +104,14 @@ _POOL_MAX = 16
 
 
 def _session_token() -> Any:
+    """Names the Ray session (idle actors of another one are never used); None if unknown."""
     import ray
 
-    ctx = ray.get_runtime_context()
-    return (ctx.get_job_id(), ctx.get_node_id())
+    try:
+        ctx = ray.get_runtime_context()
+        return (ctx.get_job_id(), ctx.get_node_id())
+    except Exception:  # noqa: BLE001 - not connected, or a client without these
+        return None
 
 
 def take_actor(actor_opts: dict[str, Any], reuse: bool) -> tuple[Any, bool]:
@@ -120,7 +124,9 @@ def take_actor(actor_opts: dict[str, Any], reuse: bool) -> tuple[Any, bool]:
             if token != _pool_token:
                 _pool.clear()
                 _pool_token = token
-            if _pool:
+            if token is None:
+                poolable = False
+            elif _pool:
                 return _pool.pop(), True
     return _host_actor_class().options(**actor_opts).remote(), poolable
 
@@ -128,7 +134,8 @@ def take_actor(actor_opts: dict[str, Any], reuse: bool) -> tuple[Any, bool]:
 def give_back(actors: list[Any]) -> list[Any]:
     """Keep up to ``_POOL_MAX`` idle actors for later runs; returns those not kept."""
     with _pool_lock:
-        if _pool_token != _session_token():
+        token = _session_token()
+        if token is None or token != _pool_token:
             return actors
         room = max(0, _POOL_MAX - len(_pool))
         _pool.extend(actors[:room])

@@ -226,6 +226,51 @@ class RayRunner:
         self.connect_timeout = connect_timeout
         self.reuse_actors = reuse_actors
 
+    #: The keyword options :meth:`with_options` takes (``ray_options`` is ``nodes``).
+    option_names = (
+        "address",
+        "runtime_env",
+        "ray_options",
+        "min_batch_size",
+        "max_in_flight",
+        "linger",
+        "sync_state",
+        "start_timeout",
+        "connect_timeout",
+        "reuse_actors",
+    )
+
+    def with_options(self, **options: Any) -> RayRunner:
+        """A copy of this runner with some options changed (``ray_options=`` sets ``nodes``).
+
+        Example:
+            >>> from nanostream.runners.ray import RayRunner
+            >>> runner = RayRunner().with_options(ray_options={"parse": {"replicas": 2}})
+            >>> runner.nodes["parse"].replicas
+            2
+        """
+        unknown = sorted(set(options) - set(self.option_names))
+        if unknown:
+            raise GraphError(
+                f"unknown Ray runner option(s) {', '.join(unknown)}; "
+                f"known: {', '.join(self.option_names)}"
+            )
+        current: dict[str, Any] = {
+            "address": self.address,
+            "runtime_env": self.runtime_env,
+            "nodes": self.nodes,
+            "min_batch_size": self.min_batch_size,
+            "max_in_flight": self.max_in_flight,
+            "linger": self.linger,
+            "sync_state": self.sync_state,
+            "start_timeout": self.start_timeout,
+            "connect_timeout": self.connect_timeout,
+            "reuse_actors": self.reuse_actors,
+        }
+        if "ray_options" in options:
+            options["nodes"] = options.pop("ray_options")
+        return RayRunner(**{**current, **options})
+
     def start(self, plan: Plan) -> Run:
         """Place ``plan`` on Ray and start it; returns its run handle."""
         options = self._options_for(plan)
