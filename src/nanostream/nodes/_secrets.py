@@ -44,6 +44,7 @@ __all__ = [
     "mask_headers",
     "mask_text",
     "mask_url",
+    "node_label",
     "pause",
 ]
 
@@ -363,6 +364,18 @@ def backoff_delay(attempt: int, base: float, cap: float) -> float:
     """
     ceiling = min(cap, base * (2.0 ** min(attempt, 62)))
     return random.uniform(ceiling / 2.0, ceiling)
+
+
+def node_label(node: NanoNode) -> str:
+    """How log lines name a node: its class, and its name when it has one.
+
+    Example:
+        >>> from nanostream.nodes._secrets import node_label
+        >>> from nanostream.testing import Collect
+        >>> node_label(Collect()), node_label(Collect(name="out"))
+        ('Collect', "Collect 'out'")
+    """
+    return f"{type(node).__name__} {node.name!r}" if node.name else type(node).__name__
 
 
 def _aborting(node: NanoNode) -> bool:

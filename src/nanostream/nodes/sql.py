@@ -48,6 +48,7 @@ from ._secrets import (
     connector_error,
     install_log_masking,
     mask_url,
+    node_label,
     pause,
 )
 
@@ -401,8 +402,8 @@ class SQLSource(NanoNode):
                     ) from None
                 delay = backoff_delay(failures - 1, self.backoff, self.max_backoff)
                 log.warning(
-                    "SQLSource %r: connection to %s lost (%s); resuming after %r in %.2fs",
-                    self.name,
+                    "%s: connection to %s lost (%s); resuming after %r in %.2fs",
+                    node_label(self),
                     self._db.shown,
                     self._db.secrets.scrub(type(exc.orig).__name__),
                     state.last,
@@ -587,9 +588,8 @@ class SQLSink(NanoNode):
                 delay = backoff_delay(attempt, self.backoff, self.max_backoff)
                 attempt += 1
                 log.warning(
-                    "SQLSink %r: connection to %s lost while writing %d rows (%s); "
-                    "retry %d of %d in %.2fs",
-                    self.name,
+                    "%s: connection to %s lost while writing %d rows (%s); retry %d of %d in %.2fs",
+                    node_label(self),
                     self._db.shown,
                     len(rows),
                     type(exc.orig).__name__,
@@ -637,7 +637,7 @@ class SQLSink(NanoNode):
             columns.append(sa.Column(name, kind, primary_key=name in self.key))
         table = sa.Table(self.table, sa.MetaData(), *columns, schema=self.schema)
         table.create(conn, checkfirst=True)
-        log.info("SQLSink %r: created table %r", self.name, self.table)
+        log.info("%s: created table %r", node_label(self), self.table)
         return table
 
     def _check_columns(self, table: sa.Table, names: tuple[str, ...]) -> None:
@@ -904,8 +904,8 @@ class SQLExecute(NanoNode):
                 delay = backoff_delay(attempt, self.backoff, self.max_backoff)
                 attempt += 1
                 log.warning(
-                    "SQLExecute %r: connection to %s lost (%s); retry %d of %d in %.2fs",
-                    self.name,
+                    "%s: connection to %s lost (%s); retry %d of %d in %.2fs",
+                    node_label(self),
                     self._db.shown,
                     type(exc.orig).__name__,
                     attempt,

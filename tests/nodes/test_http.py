@@ -1,0 +1,463 @@
+"""HTTP connectors against a real local server (``http.server`` in a thread on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import sys
+import threading
+import time
+import traceback
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+
+import nanostream
+from nanostream.nodes.http import (
+    ConnectorError,
+    HttpPaginator,
+    HttpPoller,
+    HttpRequest,
+    HttpStatusError,
+    _retry_after,
+)
+from nanostream.testing import Collect
+
+TOKEN = "tok-Very-Secret-123"
+API_KEY = "KEY-secret-987"
+
+
+# ----------------------------------------------------------------------------- the server
+class ApiServer(ThreadingHTTPServer):
+    """A small API that can be told to fail, throttle, drop connections and paginate."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.lock = threading.Lock()
+        self.attempts: dict[str, list[float]] = defaultdict(list)
+        self.requests: list[tuple[str, str, float]] = []
+        self.barrier = threading.Barrier(4)
+        self.got_request = threading.Condition(self.lock)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def record(self, method: str, path: str) -> int:
+        """Note a request; returns how many requests this path has had, this one included."""
+        with self.lock:
+            now = time.monotonic()
+            self.requests.append((method, path, now))
+            self.attempts[path].append(now)
+            self.got_request.notify_all()
+            return len(self.attempts[path])
+
+    def wait_for_requests(self, n: int, timeout: float = 10) -> bool:
+        with self.got_request:
+            return self.got_request.wait_for(lambda: len(self.requests) >= n, timeout)
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: ApiServer
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    def send_json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def send_text(self, status: int, text: str, headers: dict[str, str] | None = None) -> None:
+        data = text.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        self.handle_any()
+
+    def do_POST(self) -> None:
+        self.handle_any()
+
+    def handle_any(self) -> None:
+        parts = urlsplit(self.path)
+        path = parts.path
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        n = self.server.record(self.command, path)
+        segments = path.strip("/").split("/")
+        route = segments[0]
+        if route == "echo":
+            self.send_json(
+                200,
+                {
+                    "method": self.command,
+                    "path": path,
+                    "raw_path": self.path,
+                    "query": query,
+                    "headers": {k.lower(): v for k, v in self.headers.items()},
+                    "json": json.loads(raw) if raw else None,
+                },
+            )
+        elif route == "items":
+            self.send_json(200, {"id": segments[1]})
+        elif route == "text":
+            self.send_text(200, "hello ✓")
+        elif route == "flaky":  # fail `fail` times with `status`, then succeed
+            if n <= int(query.get("fail", "1")):
+                self.send_text(int(query.get("status", "503")), "try again")
+            else:
+                self.send_json(200, {"key": segments[1], "attempts": n})
+        elif route == "throttle":  # 429 with Retry-After first, then succeed
+            if n == 1:
+                self.send_text(429, "slow down", {"Retry-After": query.get("after", "1")})
+            else:
+                self.send_json(200, {"key": segments[1], "attempts": n})
+        elif route == "drop":  # close the connection without answering, `n` times
+            if n <= int(query.get("n", "1")):
+                self.close_connection = True
+                return
+            self.send_json(200, {"key": segments[1], "attempts": n})
+        elif route == "status":  # answer with that status, echoing the credentials sent
+            auth = self.headers.get("Authorization", "")
+            self.send_text(int(segments[1]), f"denied: you sent {auth!r} to {self.path}")
+        elif route == "barrier":  # succeeds only if 4 requests are in flight at once
+            try:
+                self.server.barrier.wait(timeout=5)
+            except threading.BrokenBarrierError:
+                self.send_text(500, "not concurrent")
+                return
+            self.send_json(200, {"id": segments[1]})
+        elif route == "pages":
+            self.pages(segments[1], query)
+        elif route == "counter":
+            self.send_json(200, {"n": n})
+        elif route == "versioned":
+            if self.headers.get("If-None-Match") == '"v1"':
+                self.send_response(304)
+                self.send_header("ETag", '"v1"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            else:
+                self.send_json(200, {"version": 1}, {"ETag": '"v1"'})
+        else:
+            self.send_text(404, "no such route")
+
+    def pages(self, style: str, query: dict[str, str]) -> None:
+        total, size = 25, 10
+        if style == "offset":
+            offset, limit = int(query["offset"]), int(query["limit"])
+            self.send_json(200, {"data": list(range(offset, min(total, offset + limit)))})
+            return
+        page = int(query.get("page") or query.get("cursor") or 0)
+        data = list(range(page * size, min(total, (page + 1) * size)))
+        more = (page + 1) * size < total
+        if style == "next":
+            link = f"/pages/next?page={page + 1}" if more else None
+            self.send_json(200, {"data": data, "links": {"next": link}})
+        elif style == "link":
+            headers = {"Link": f'</pages/link?page={page + 1}>; rel="next"'} if more else {}
+            self.send_json(200, data, headers)
+        elif style == "cursor":
+            self.send_json(200, {"items": data, "meta": {"next": str(page + 1) if more else None}})
+
+
+@pytest.fixture
+def api() -> Iterator[ApiServer]:
+    server = ApiServer()
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="test-http-server"
+    )
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def run_items(node: nanostream.NanoNode, items: list[Any], runner: str = "threads") -> list[Any]:
+    sink = Collect()
+    nanostream.from_iterable(items) > node > sink
+    run = sink.global_start(block=False, runner=runner)
+    assert run is not None
+    assert run.wait(timeout=60)
+    return sink.items
+
+
+# ----------------------------------------------------------------------------- HttpRequest
+def test_templates_fill_url_query_headers_and_json_from_the_item(
+    api: ApiServer, runner: str
+) -> None:
+    node = HttpRequest(
+        api.base + "/echo/{name}?tag={tag}",
+        method="POST",
+        params={"page": "{page}", "gone": "{nothing}"},
+        headers={"X-User": "user-{user}"},
+        json={"id": "{id}", "label": "item {id}", "tags": ["{tag}", 1]},
+    )
+    item = {"name": "a b/c?d", "tag": "x&y", "page": 2, "nothing": None, "user": "ada", "id": 7}
+    [echo] = run_items(node, [item], runner)
+    assert echo["method"] == "POST"
+    assert echo["raw_path"].startswith("/echo/a%20b%2Fc%3Fd?")
+    assert echo["query"] == {"tag": "x&y", "page": "2"}
+    assert echo["headers"]["x-user"] == "user-ada"
+    assert echo["json"] == {"id": 7, "label": "item 7", "tags": ["x&y", 1]}
+
+
+def test_parse_modes_and_the_response_output(api: ApiServer) -> None:
+    assert run_items(HttpRequest(api.base + "/text"), [1]) == ["hello ✓"]
+    assert run_items(HttpRequest(api.base + "/text", parse="bytes"), [1]) == ["hello ✓".encode()]
+    assert run_items(HttpRequest(api.base + "/items/{item}"), [5]) == [{"id": "5"}]
+    [record] = run_items(HttpRequest(api.base + "/items/{id}", output="response"), [{"id": 3}])
+    assert record["status"] == 200
+    assert record["headers"]["content-type"] == "application/json"
+    assert record["body"] == {"id": "3"}
+    assert record["item"] == {"id": 3}
+
+
+def test_5xx_is_retried_with_backoff_until_it_succeeds(api: ApiServer, runner: str) -> None:
+    node = HttpRequest(api.base + "/flaky/{k}?fail=2&status=503", retries=3, backoff=0.01)
+    assert run_items(node, [{"k": "a"}, {"k": "b"}], runner) == [
+        {"key": "a", "attempts": 3},
+        {"key": "b", "attempts": 3},
+    ]
+    gaps = [b - a for a, b in itertools.pairwise(api.attempts["/flaky/a"])]
+    assert all(g >= 0.004 for g in gaps)  # jittered 0.005-0.01 s, then 0.01-0.02 s
+
+
+def test_5xx_fails_after_the_retries_with_a_clear_error(api: ApiServer) -> None:
+    node = HttpRequest(api.base + "/flaky/z?fail=9&status=500", retries=1, backoff=0.01)
+    with pytest.raises(nanostream.NodeFailed) as info:
+        run_items(node, [1])
+    error = info.value.__cause__
+    assert isinstance(error, HttpStatusError)
+    assert error.status == 500
+    assert "answered 500 Internal Server Error after 2 attempts: try again" in str(error)
+    assert len(api.attempts["/flaky/z"]) == 2
+
+
+def test_4xx_fails_at_once(api: ApiServer) -> None:
+    with pytest.raises(nanostream.NodeFailed) as info:
+        run_items(HttpRequest(api.base + "/status/404", retries=5), [1])
+    assert isinstance(info.value.__cause__, HttpStatusError)
+    assert info.value.__cause__.status == 404
+    assert len(api.attempts["/status/404"]) == 1
+
+
+def test_429_waits_as_long_as_retry_after_says(api: ApiServer) -> None:
+    node = HttpRequest(api.base + "/throttle/{item}?after=1", backoff=0.001)
+    assert run_items(node, ["t"]) == [{"key": "t", "attempts": 2}]
+    first, second = api.attempts["/throttle/t"]
+    assert second - first >= 0.95
+
+
+def test_retry_after_is_read_as_seconds_or_as_a_date() -> None:
+    def answer(value: str) -> httpx.Response:
+        return httpx.Response(429, headers={"Retry-After": value})
+
+    assert _retry_after(answer("3")) == 3.0
+    in_a_minute = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 60))
+    assert 55 <= (_retry_after(answer(in_a_minute)) or 0) <= 61
+    assert _retry_after(answer("soon")) is None
+    assert _retry_after(httpx.Response(429)) is None
+
+
+def test_a_server_dropping_connections_loses_nothing(api: ApiServer, runner: str) -> None:
+    node = HttpRequest(api.base + "/drop/{item}?n=1", retries=2, backoff=0.001)
+    results = run_items(node, list(range(20)), runner)
+    assert results == [{"key": str(i), "attempts": 2} for i in range(20)]
+
+
+def test_a_dropped_post_is_not_repeated(api: ApiServer) -> None:
+    node = HttpRequest(api.base + "/drop/p?n=1", method="POST", json={"x": 1}, backoff=0.001)
+    with pytest.raises(nanostream.NodeFailed, match="failed talking to POST") as info:
+        run_items(node, [1])
+    assert isinstance(info.value.__cause__, ConnectorError)
+    assert len(api.attempts["/drop/p"]) == 1
+
+
+def test_connection_refused_at_start_is_a_clear_error(free_port: Callable[[], int]) -> None:
+    port = free_port()
+    node = HttpRequest(f"http://127.0.0.1:{port}/items/{{item}}", retries=2, backoff=0.001)
+    with pytest.raises(nanostream.NodeFailed) as info:
+        run_items(node, [1])
+    assert isinstance(info.value.__cause__, ConnectorError)
+    assert f"could not connect to GET http://127.0.0.1:{port}/items/1 after 3 attempt(s)" in str(
+        info.value
+    )
+
+
+def test_workers_send_requests_at_once_and_keep_the_order(api: ApiServer, runner: str) -> None:
+    node = HttpRequest(api.base + "/barrier/{item}", workers=4, retries=0)
+    results = run_items(node, list(range(12)), runner)
+    assert results == [{"id": str(i)} for i in range(12)]
+    assert not api.barrier.broken
+
+
+def test_rate_limit_spaces_the_requests(api: ApiServer) -> None:
+    node = HttpRequest(api.base + "/items/{item}", workers=4, rate_limit=40)
+    assert len(run_items(node, list(range(9)))) == 9
+    times = sorted(t for _, _, t in api.requests)
+    assert times[-1] - times[0] >= 0.18  # 8 intervals of 1/40 s
+
+
+def test_secrets_stay_out_of_errors_logs_and_reprs(
+    api: ApiServer, free_port: Callable[[], int], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    node = HttpRequest(
+        api.base.replace("http://", "http://robot:PASSW0RD-xyz@")
+        + f"/status/403?api_key={API_KEY}",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
+    assert TOKEN not in repr(node) and API_KEY not in repr(node) and "PASSW0RD" not in repr(node)
+    with pytest.raises(nanostream.NodeFailed) as info:
+        run_items(node, [1])
+    # the server echoed the token and the key in its answer; the error shows neither
+    assert "denied: you sent" in str(info.value)
+    flaky = HttpRequest(
+        api.base + "/flaky/s?fail=1&api_key={key}",
+        headers={"X-Api-Key": "{key}"},
+        backoff=0.001,
+    )
+    assert run_items(flaky, [{"key": API_KEY}]) == [{"key": "s", "attempts": 2}]
+    refused = HttpRequest(f"http://127.0.0.1:{free_port()}/x?token={TOKEN}", retries=0)
+    with pytest.raises(nanostream.NodeFailed) as refused_info:
+        run_items(refused, [1])
+    text = caplog.text
+    for failure in (info.value, refused_info.value):
+        text += "".join(traceback.format_exception(failure))
+    assert "api_key=***" in caplog.text  # the retry warning and httpx's own request log
+    for secret in (TOKEN, API_KEY, "PASSW0RD"):
+        assert secret not in text
+
+
+def test_missing_httpx_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "httpx", None)
+    with pytest.raises(nanostream.MissingDependencyError, match=r"nanostream\[http\]"):
+        HttpRequest("http://127.0.0.1/")
+
+
+def test_options_are_checked_while_building() -> None:
+    with pytest.raises(nanostream.ConfigError, match="workers"):
+        HttpRequest("http://h/", workers=0)
+    with pytest.raises(nanostream.ConfigError, match="timeout"):
+        HttpRequest("http://h/", timeout=0)
+    with pytest.raises(nanostream.ConfigError, match="bad template"):
+        HttpRequest("http://h/{oops")
+    with pytest.raises(nanostream.ConfigError, match="needs cursor="):
+        HttpPaginator("http://h/", style="cursor")
+
+
+def test_a_missing_template_field_is_named(api: ApiServer) -> None:
+    with pytest.raises(nanostream.NodeFailed, match="needs field 'id', which an item lacks"):
+        run_items(HttpRequest(api.base + "/items/{id}"), [{"ident": 1}])
+
+
+# ----------------------------------------------------------------------------- HttpPaginator
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"url": "/pages/next", "style": "next", "items": "data", "next": "links.next"},
+        {"url": "/pages/link", "style": "next"},
+        {"url": "/pages/cursor", "style": "cursor", "items": "items", "cursor": "meta.next"},
+        {"url": "/pages/offset", "style": "offset", "items": "data", "page_size": 10},
+    ],
+    ids=["next-link-in-body", "link-header", "cursor", "offset"],
+)
+def test_paginator_emits_every_item_of_every_page(
+    api: ApiServer, runner: str, options: dict[str, Any]
+) -> None:
+    options = dict(options)
+    url = api.base + options.pop("url")
+    results = run_items(HttpPaginator(url, **options), [{}, {}], runner)
+    assert results == list(range(25)) * 2  # 3 pages each time, the first one included
+    assert len(api.requests) == 6
+
+
+def test_paginator_stops_at_max_pages(api: ApiServer) -> None:
+    node = HttpPaginator(api.base + "/pages/next", items="data", next="links.next", max_pages=2)
+    assert run_items(node, [None]) == list(range(20))
+
+
+# ----------------------------------------------------------------------------- HttpPoller
+def skip_if_sleeping_blocks(runner: str) -> None:
+    if runner == "cooperative":
+        pytest.skip("cooperative runner: a source waiting in self.sleep() holds its emitted items")
+
+
+def test_poller_polls_until_stopped(api: ApiServer, runner: str) -> None:
+    skip_if_sleeping_blocks(runner)
+    sink = Collect(wait_for=3)
+    HttpPoller(api.base + "/counter", interval=0.01) > sink
+    run = sink.global_start(block=False, runner=runner)
+    assert run is not None
+    try:
+        assert sink.seen.wait(10)
+    finally:
+        run.stop(timeout=10)
+    assert run.state == "finished"
+    assert sink.items[:3] == [{"n": 1}, {"n": 2}, {"n": 3}]
+
+
+def test_poller_with_changes_only_emits_an_unchanged_answer_once(
+    api: ApiServer, runner: str
+) -> None:
+    skip_if_sleeping_blocks(runner)
+    sink = Collect()
+    HttpPoller(api.base + "/versioned", interval=0.01, changes_only=True) > sink
+    run = sink.global_start(block=False, runner=runner)
+    assert run is not None
+    try:
+        assert api.wait_for_requests(4)
+    finally:
+        run.stop(timeout=10)
+    assert sink.items == [{"version": 1}]
+
+
+def test_stop_ends_a_poller_waiting_to_retry(free_port: Callable[[], int], runner: str) -> None:
+    skip_if_sleeping_blocks(runner)
+    retrying = threading.Event()
+
+    class OnRetry(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "retry 1 of" in record.getMessage():
+                retrying.set()
+
+    handler = OnRetry()
+    logging.getLogger("nanostream.http").addHandler(handler)
+    try:
+        poller = HttpPoller(f"http://127.0.0.1:{free_port()}/", interval=1, retries=5, backoff=60)
+        run = poller.global_start(block=False, runner=runner)
+        assert run is not None
+        try:
+            assert retrying.wait(10)
+        finally:
+            started = time.monotonic()
+            run.stop(timeout=10)
+        assert run.state == "finished"
+        assert time.monotonic() - started < 5
+    finally:
+        logging.getLogger("nanostream.http").removeHandler(handler)
