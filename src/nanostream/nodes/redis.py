@@ -1,0 +1,423 @@
+"""Redis streams: read with :class:`RedisStreamSource` (a consumer group), write with
+:class:`RedisStreamSink`.
+
+Install the extra with ``pip install 'nanostream[redis]'``. URLs look like
+``redis://:password@host:6379/0``; the password never appears in reprs, logs or errors.
+
+Example:
+    >>> from nanostream.nodes.redis import RedisStreamSink, RedisStreamSource
+    >>> RedisStreamSource("redis://:s3cret-pw@cache:6379/0", "orders", "billing", "worker-1")
+    RedisStreamSource(name=None, url='redis://:***@cache:6379/0', stream='orders', group='billing')
+    >>> RedisStreamSink("redis://cache:6379/0", "invoices", maxlen=100_000)
+    RedisStreamSink(name=None, url='redis://cache:6379/0', stream='invoices')
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import urlsplit
+
+from .._core.errors import ConfigError, MissingDependencyError
+from .._core.node import NanoNode, NodeFunction
+from ._secrets import (
+    ConnectorError,
+    Secrets,
+    backoff_delay,
+    closing_function,
+    connector_error,
+    install_log_masking,
+    mask_url,
+    node_label,
+    pause,
+)
+
+if TYPE_CHECKING:
+    import redis
+
+__all__ = ["ConnectorError", "RedisStreamSink", "RedisStreamSource"]
+
+log = logging.getLogger("nanostream.redis")
+
+_LOGGERS = ("nanostream", "nanostream.redis", "redis")
+
+
+def _require_redis() -> None:
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        raise MissingDependencyError("redis", extra="redis") from None
+
+
+class _Client:
+    """One node's Redis client: made in the node's thread, closed when the node ends."""
+
+    def __init__(self, url: str, *, timeout: float, decode: bool) -> None:
+        self.url = url
+        self.shown = mask_url(url)
+        self.secrets = Secrets.from_url(url)
+        self.timeout = timeout
+        self.decode = decode
+        self.client: redis.Redis | None = None
+        if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+            raise ConfigError(
+                f"not a Redis URL: {self.shown!r}; use redis://[:password@]host[:port][/db]"
+            )
+
+    def open(self, what: str) -> redis.Redis:
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        install_log_masking(*_LOGGERS)
+        # The node retries by itself (with its back-off and logging), so the client does not.
+        self.client = redis.Redis.from_url(
+            self.url,
+            decode_responses=self.decode,
+            socket_timeout=self.timeout,
+            socket_connect_timeout=self.timeout,
+            retry=Retry(NoBackoff(), 0),
+        )
+        try:
+            self.client.ping()
+        except redis.RedisError as exc:
+            raise self.error(f"{what} could not connect to {self.shown}", exc) from None
+        return self.client
+
+    def error(self, message: str, exc: BaseException) -> ConnectorError:
+        return connector_error(f"{message}: {type(exc).__name__}: {exc}", exc, self.secrets)
+
+    def close(self) -> None:
+        client, self.client = self.client, None
+        if client is not None:
+            client.close()
+
+
+def _lost(exc: BaseException) -> bool:
+    import redis
+
+    return isinstance(exc, (redis.ConnectionError, redis.TimeoutError))
+
+
+# ----------------------------------------------------------------------------- source
+class RedisStreamSource(NanoNode):
+    """A source that reads a Redis stream as a member of a consumer group.
+
+    Each entry is emitted as a dict of its fields (with the entry id under ``id_key``,
+    if given). The group is created if missing, starting at ``start`` (``"0"``: the whole
+    stream, ``"$"``: only new entries). Entries are read ``batch_size`` at a time; when
+    the stream has nothing new the source waits ``poll_interval`` seconds (``stop()`` ends
+    the wait at once).
+
+    Delivery is at-least-once: an entry is acknowledged (``XACK``) only after the pipeline
+    has taken it, and on start the source first re-reads the entries it had taken but not
+    acknowledged (after a crash, say), so they are delivered again rather than lost. A
+    lost connection is retried ``retries`` times in a row with exponential back-off;
+    failing to connect at the start fails at once with a clear error.
+
+    Example:
+        >>> from nanostream.nodes.redis import RedisStreamSource
+        >>> source = RedisStreamSource(
+        ...     "redis://localhost:6379/0", "events", "loader", "loader-1", id_key="_id"
+        ... )
+        >>> source.is_source, source.batch_size
+        (True, 100)
+    """
+
+    def __init__(
+        self,
+        url: str,
+        stream: str,
+        group: str,
+        consumer: str,
+        *,
+        start: str = "0",
+        batch_size: int = 100,
+        poll_interval: float = 0.1,
+        id_key: str | None = None,
+        decode: bool = True,
+        timeout: float = 10.0,
+        retries: int = 5,
+        backoff: float = 0.2,
+        max_backoff: float = 10.0,
+        name: str | None = None,
+        queue_size: int | None = None,
+    ) -> None:
+        super().__init__(name=name, queue_size=queue_size)
+        _require_redis()
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if poll_interval <= 0:
+            raise ConfigError(f"poll_interval must be positive seconds, got {poll_interval!r}")
+        self._redis = _Client(url, timeout=timeout, decode=decode)
+        self.stream = stream
+        self.group = group
+        self.consumer = consumer
+        self.start = start
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.id_key = id_key
+        self.retries = retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.acknowledged = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"RedisStreamSource(name={self.name!r}, url={self._redis.shown!r}, "
+            f"stream={self.stream!r}, group={self.group!r})"
+        )
+
+    def setup(self) -> None:
+        import redis
+
+        client = self._redis.open("RedisStreamSource")
+        try:
+            client.xgroup_create(self.stream, self.group, id=self.start, mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise self._redis.error(
+                    f"RedisStreamSource could not create group {self.group!r}", exc
+                ) from None
+
+    def as_function(self) -> NodeFunction:
+        return closing_function(super().as_function(), self._redis.close)
+
+    def acknowledge(self, ids: list[Any]) -> None:
+        """Acknowledge entries (``XACK``): the pipeline is done with them.
+
+        This is the acknowledgement hook: for now the source calls it once it has handed
+        the entries to the pipeline; with end-to-end acknowledgements it will be called
+        once the sinks have written them.
+        """
+        client = self._redis.client
+        if ids and client is not None:
+            client.xack(self.stream, self.group, *ids)
+            self.acknowledged += len(ids)
+
+    def _read(self, from_id: str) -> list[tuple[Any, Any]]:
+        client = self._redis.client
+        assert client is not None
+        reply = cast(
+            Any,
+            client.xreadgroup(
+                self.group, self.consumer, {self.stream: from_id}, count=self.batch_size
+            ),
+        )
+        if not reply:
+            return []
+        if isinstance(reply, dict):  # RESP3
+            return list(next(iter(reply.values()))[0])
+        return list(reply[0][1])
+
+    def generator(self) -> Iterator[dict[Any, Any]]:
+        import redis
+
+        taken: list[Any] = []  # handed to the pipeline, not yet acknowledged
+        pending_first = True  # our own entries from before (a crash): deliver them again
+        failures = 0
+        try:
+            while True:
+                try:
+                    self.acknowledge(taken)
+                    taken.clear()
+                    entries = self._read("0" if pending_first else ">")
+                    failures = 0
+                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                    failures += 1
+                    if failures > self.retries:
+                        raise self._redis.error(
+                            f"RedisStreamSource lost its connection to {self._redis.shown} "
+                            f"{failures} times in a row",
+                            exc,
+                        ) from None
+                    delay = backoff_delay(failures - 1, self.backoff, self.max_backoff)
+                    log.warning(
+                        "%s: connection to %s lost (%s); retry %d of %d in %.2fs",
+                        node_label(self),
+                        self._redis.shown,
+                        type(exc).__name__,
+                        failures,
+                        self.retries,
+                        delay,
+                    )
+                    pending_first = True
+                    if self.sleep(delay):
+                        return
+                    continue
+                if not entries:
+                    if pending_first:
+                        pending_first = False
+                    elif self.sleep(self.poll_interval):
+                        return
+                    continue
+                for entry_id, fields in entries:
+                    if not fields:  # deleted from the stream while pending
+                        taken.append(entry_id)
+                        continue
+                    item = dict(fields)
+                    if self.id_key is not None:
+                        item[self.id_key] = entry_id
+                    yield item
+                    taken.append(entry_id)
+        finally:
+            if taken and self._redis.client is not None:
+                try:
+                    self.acknowledge(taken)
+                except redis.RedisError as exc:
+                    log.warning(
+                        "%s: could not acknowledge %d entries (%s); they will be delivered again",
+                        node_label(self),
+                        len(taken),
+                        type(exc).__name__,
+                    )
+
+
+# ----------------------------------------------------------------------------- sink
+def _encode_value(value: Any) -> Any:
+    if isinstance(value, (str, bytes, float)) or (
+        isinstance(value, int) and not isinstance(value, bool)
+    ):
+        return value
+    return json.dumps(value, default=str)
+
+
+class RedisStreamSink(NanoNode):
+    """A sink that appends each item (a dict of fields) to a Redis stream with ``XADD``.
+
+    Field values that are text, bytes or numbers are stored as they are; anything else
+    (``None``, booleans, lists, dicts) as JSON. ``maxlen`` caps the stream's length
+    (approximately, which is much cheaper, unless ``approximate=False``). Items are sent
+    ``batch_size`` at a time in one round trip; what is pending is sent when the stream
+    ends and when the run stops. A lost connection is retried ``retries`` times with
+    exponential back-off, resending the batch (at-least-once: an entry may be doubled).
+
+    Example:
+        >>> from nanostream.nodes.redis import RedisStreamSink
+        >>> sink = RedisStreamSink("redis://localhost:6379/0", "events", maxlen=10_000)
+        >>> sink.encode({"user": "ada", "n": 3, "ok": True, "tags": ["a"]})
+        {'user': 'ada', 'n': 3, 'ok': 'true', 'tags': '["a"]'}
+    """
+
+    def __init__(
+        self,
+        url: str,
+        stream: str,
+        *,
+        maxlen: int | None = None,
+        approximate: bool = True,
+        batch_size: int = 100,
+        timeout: float = 10.0,
+        retries: int = 3,
+        backoff: float = 0.2,
+        max_backoff: float = 10.0,
+        name: str | None = None,
+        queue_size: int | None = None,
+    ) -> None:
+        super().__init__(name=name, queue_size=queue_size)
+        _require_redis()
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if maxlen is not None and maxlen < 1:
+            raise ConfigError(f"maxlen must be a positive integer, got {maxlen!r}")
+        self._redis = _Client(url, timeout=timeout, decode=True)
+        self.stream = stream
+        self.maxlen = maxlen
+        self.approximate = approximate
+        self.batch_size = batch_size
+        self.retries = retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.entries_written = 0
+        self._pending: list[dict[str, Any]] = []
+
+    def __repr__(self) -> str:
+        return (
+            f"RedisStreamSink(name={self.name!r}, url={self._redis.shown!r}, "
+            f"stream={self.stream!r})"
+        )
+
+    def encode(self, item: Any) -> dict[str, Any]:
+        """The fields ``XADD`` stores for ``item``."""
+        if not isinstance(item, Mapping):
+            raise ConnectorError(
+                f"RedisStreamSink takes dicts (field -> value); got a {type(item).__name__}"
+            )
+        if not item:
+            raise ConnectorError("RedisStreamSink: a stream entry needs at least one field")
+        return {str(k): _encode_value(v) for k, v in item.items()}
+
+    def setup(self) -> None:
+        self._pending = []
+        self._redis.open("RedisStreamSink")
+
+    def process_item(self, item: Any) -> Iterator[Any]:
+        self._pending.append(self.encode(item))
+        if len(self._pending) >= self.batch_size:
+            self.flush()
+        yield from ()
+
+    def cleanup(self) -> None:
+        self.flush()
+
+    def as_function(self) -> NodeFunction:
+        self.validate()
+        node = self
+
+        def redis_stream_sink(inp: Iterable[Any], outp: Callable[[Any], Any]) -> None:
+            node.setup()
+            encode, size = node.encode, node.batch_size
+            for item in inp:
+                node._pending.append(encode(item))
+                if len(node._pending) >= size:
+                    node.flush()
+            node.cleanup()
+
+        return closing_function(redis_stream_sink, self._redis.close)
+
+    def flush(self) -> None:
+        """Send the pending entries in one round trip (retried if the connection drops)."""
+        entries = self._pending
+        client = self._redis.client
+        if not entries or client is None:
+            return
+        import redis
+
+        attempt = 0
+        while True:
+            try:
+                pipe = client.pipeline(transaction=False)
+                for fields in entries:
+                    pipe.xadd(
+                        self.stream,
+                        cast(Any, fields),
+                        maxlen=self.maxlen,
+                        approximate=self.approximate,
+                    )
+                pipe.execute()
+                break
+            except redis.RedisError as exc:
+                if not _lost(exc) or attempt >= self.retries:
+                    raise self._redis.error(
+                        f"RedisStreamSink could not write {len(entries)} entries to "
+                        f"{self.stream!r} at {self._redis.shown}",
+                        exc,
+                    ) from None
+                delay = backoff_delay(attempt, self.backoff, self.max_backoff)
+                attempt += 1
+                log.warning(
+                    "%s: connection to %s lost while writing %d entries (%s); "
+                    "retry %d of %d in %.2fs",
+                    node_label(self),
+                    self._redis.shown,
+                    len(entries),
+                    type(exc).__name__,
+                    attempt,
+                    self.retries,
+                    delay,
+                )
+                pause(self, delay)
+        self.entries_written += len(entries)
+        self._pending = []

@@ -1,0 +1,332 @@
+"""Redis stream connectors against a real ``redis-server`` started by the tests."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+
+import nanostream
+from nanostream.nodes.redis import ConnectorError, RedisStreamSink, RedisStreamSource
+from nanostream.testing import Collect
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[redis.Redis]:
+    c = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def skip_if_sleeping_blocks(runner: str) -> None:
+    """The source waits in ``self.sleep()`` when the stream is empty; see test_sql.py."""
+    if runner == "cooperative":
+        pytest.skip("cooperative runner: a source waiting in self.sleep() holds its emitted items")
+
+
+def add(client: redis.Redis, stream: str, n: int, start: int = 0) -> list[str]:
+    pipe = client.pipeline(transaction=False)
+    for i in range(start, start + n):
+        pipe.xadd(stream, {"n": i, "text": f"entry {i}"})
+    return [str(x) for x in pipe.execute()]
+
+
+def run_until(sink: Collect, source_run: nanostream.Run | None, timeout: float = 20) -> None:
+    """Wait until the sink has what it waits for, then stop the (infinite) run."""
+    assert source_run is not None
+    try:
+        assert sink.seen.wait(timeout), f"only {len(sink.items)} items arrived"
+    finally:
+        source_run.stop(timeout=20)
+    assert source_run.state == "finished"
+
+
+def pending(client: redis.Redis, stream: str, group: str) -> int:
+    return int(client.xpending(stream, group)["pending"])
+
+
+# ----------------------------------------------------------------------------- sink
+def test_sink_appends_every_item_encoding_values(
+    redis_url: str, client: redis.Redis, runner: str
+) -> None:
+    items = [
+        {"n": i, "name": f"n{i}", "ok": i % 2 == 0, "tags": [i], "none": None} for i in range(250)
+    ]
+    sink = RedisStreamSink(redis_url, "out", batch_size=64)
+    nanostream.from_iterable(items) > sink
+    run = sink.global_start(block=False, runner=runner)
+    assert run is not None and run.wait(30)
+    assert sink.entries_written == 250
+    entries = client.xrange("out")
+    assert len(entries) == 250
+    assert entries[7][1] == {"n": "7", "name": "n7", "ok": "false", "tags": "[7]", "none": "null"}
+
+
+def test_sink_caps_the_stream_at_maxlen(redis_url: str, client: redis.Redis) -> None:
+    sink = RedisStreamSink(redis_url, "capped", maxlen=50, approximate=False, batch_size=30)
+    nanostream.from_iterable([{"n": i} for i in range(200)]) > sink
+    sink.global_start()
+    entries = client.xrange("capped")
+    assert [int(fields["n"]) for _, fields in entries] == list(range(150, 200))
+
+
+def test_sink_takes_dicts_only(redis_url: str) -> None:
+    sink = RedisStreamSink(redis_url, "out")
+    nanostream.from_iterable(["not a dict"]) > sink
+    with pytest.raises(nanostream.NodeFailed, match="takes dicts") as info:
+        sink.global_start()
+    assert isinstance(info.value.__cause__, ConnectorError)
+
+
+# ----------------------------------------------------------------------------- source
+def test_source_reads_with_a_group_and_acknowledges(
+    redis_url: str, client: redis.Redis, runner: str
+) -> None:
+    skip_if_sleeping_blocks(runner)
+    ids = add(client, "in", 300)
+    sink = Collect(wait_for=300)
+    source = RedisStreamSource(redis_url, "in", "loaders", "loader-1", batch_size=40, id_key="_id")
+    source > sink
+    run_until(sink, source.global_start(block=False, runner=runner))
+    assert [item["_id"] for item in sink.items] == ids
+    assert sink.items[5] == {"n": "5", "text": "entry 5", "_id": ids[5]}
+    assert pending(client, "in", "loaders") == 0
+    assert source.acknowledged == 300
+
+
+def test_source_waits_for_new_entries_and_stops_promptly(
+    redis_url: str, client: redis.Redis, runner: str
+) -> None:
+    skip_if_sleeping_blocks(runner)
+    sink = Collect(wait_for=5)
+    source = RedisStreamSource(redis_url, "live", "g", "c", start="$", poll_interval=0.01)
+    source > sink
+    run = source.global_start(block=False, runner=runner)
+    assert run is not None
+    try:
+        # the group exists once the source has started: wait for it, then publish
+        deadline = time.monotonic() + 10
+        while not client.exists("live"):  # no event to wait on in another process
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        add(client, "live", 5)
+        assert sink.seen.wait(10)
+    finally:
+        started = time.monotonic()
+        run.stop(timeout=10)
+    assert time.monotonic() - started < 5
+    assert run.state == "finished"
+    assert [item["n"] for item in sink.items] == ["0", "1", "2", "3", "4"]
+
+
+def test_entries_taken_but_not_acknowledged_are_delivered_again(
+    redis_url: str, client: redis.Redis, runner: str
+) -> None:
+    skip_if_sleeping_blocks(runner)
+    add(client, "jobs", 10)
+    client.xgroup_create("jobs", "workers", id="0")
+    # a consumer took 4 entries and crashed before acknowledging them
+    taken = client.xreadgroup("workers", "w1", {"jobs": ">"}, count=4)
+    assert len(taken[0][1]) == 4
+    assert pending(client, "jobs", "workers") == 4
+
+    sink = Collect(wait_for=10)
+    RedisStreamSource(redis_url, "jobs", "workers", "w1") > sink
+    run_until(sink, sink.global_start(block=False, runner=runner))
+    assert sorted(int(item["n"]) for item in sink.items) == list(range(10))
+    assert pending(client, "jobs", "workers") == 0
+
+
+def test_consumers_of_one_group_share_the_entries(redis_url: str, client: redis.Redis) -> None:
+    add(client, "shared", 400)
+    sink = Collect(wait_for=400)
+    a = RedisStreamSource(redis_url, "shared", "g", "a", batch_size=10, name="a")
+    b = RedisStreamSource(redis_url, "shared", "g", "b", batch_size=10, name="b")
+    a > sink
+    b > sink
+    run_until(sink, sink.global_start(block=False))
+    assert sorted(int(item["n"]) for item in sink.items) == list(range(400))
+    consumers = {c["name"]: c["pending"] for c in client.xinfo_consumers("shared", "g")}
+    assert set(consumers) == {"a", "b"} and sum(consumers.values()) == 0
+
+
+def kill_clients(url: str) -> int:
+    """Close every other client's connection, as a failing server would."""
+    admin = redis.Redis.from_url(url)
+    try:
+        return int(admin.client_kill_filter(_type="normal", skipme=True))
+    finally:
+        admin.close()
+
+
+def stall_server(url: str, ms: int) -> None:
+    """Make the server answer no one for ``ms`` milliseconds (clients time out meanwhile)."""
+    admin = redis.Redis.from_url(url)
+    try:
+        admin.client_pause(ms)
+    finally:
+        admin.close()
+
+
+def test_source_survives_a_dropped_connection(
+    redis_url: str, client: redis.Redis, runner: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    skip_if_sleeping_blocks(runner)
+    add(client, "big", 2000)
+    killed: list[int] = []
+
+    def killer(inp: Any, outp: Any) -> None:
+        for n, item in enumerate(inp, 1):
+            if n == 300:
+                killed.append(kill_clients(redis_url))
+            if n == 900:
+                stall_server(redis_url, 300)
+            outp(item)
+
+    sink = Collect(wait_for=2000)
+    source = RedisStreamSource(
+        redis_url,
+        "big",
+        "g",
+        "c",
+        batch_size=50,
+        backoff=0.01,
+        timeout=0.1,
+        retries=20,
+        id_key="id",
+    )
+    source > nanostream.as_node(killer, queue_size=16, batch_size=8) > sink
+    run_until(sink, sink.global_start(block=False, runner=runner))
+    assert killed and killed[0] >= 1
+    ids = [item["id"] for item in sink.items]
+    # nothing lost, nothing doubled: entries read while the server stalled are re-read
+    # from the group's pending list, and acknowledgements are sent again after a failure
+    assert len(ids) == len(set(ids)) == 2000
+    assert pending(client, "big", "g") == 0
+    assert "RedisStreamSource: connection to redis://:***@" in caplog.text  # it did retry
+
+
+def test_sink_survives_a_dropped_connection(
+    redis_url: str, client: redis.Redis, runner: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    killed: list[int] = []
+
+    def killer(inp: Any, outp: Any) -> None:
+        for n, item in enumerate(inp, 1):
+            if n == 300:
+                killed.append(kill_clients(redis_url))
+            if n == 700:
+                stall_server(redis_url, 300)
+            outp(item)
+
+    sink = RedisStreamSink(redis_url, "copy", batch_size=50, backoff=0.01, timeout=0.1, retries=20)
+    items = [{"n": i} for i in range(1000)]
+    nanostream.from_iterable(items) > nanostream.as_node(killer, queue_size=16, batch_size=8) > sink
+    run = sink.global_start(block=False, runner=runner)
+    assert run is not None and run.wait(30)
+    assert sum(killed) >= 1
+    written = [int(fields["n"]) for _, fields in client.xrange("copy")]
+    assert sorted(set(written)) == list(range(1000))  # at-least-once: nothing lost
+    assert "RedisStreamSink: connection to redis://:***@" in caplog.text  # it did retry
+
+
+# ----------------------------------------------------------------------------- failures, secrets
+def test_connection_refused_at_start_is_clear_and_hides_the_password(
+    free_port: Callable[[], int], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    port = free_port()
+    url = f"redis://:Pa55-word-xyz@127.0.0.1:{port}/0"
+    source = RedisStreamSource(url, "s", "g", "c")
+    assert "Pa55-word-xyz" not in repr(source)
+    sink = Collect()
+    source > sink
+    with pytest.raises(nanostream.NodeFailed) as info:
+        sink.global_start()
+    assert isinstance(info.value.__cause__, ConnectorError)
+    message = str(info.value)
+    assert f"RedisStreamSource could not connect to redis://:***@127.0.0.1:{port}/0" in message
+    assert "refused" in message.lower()
+    assert "Pa55-word-xyz" not in "".join(traceback.format_exception(info.value)) + caplog.text
+
+
+def test_a_wrong_password_is_a_clear_error(redis_server: dict[str, str]) -> None:
+    url = redis_server["url"].replace(redis_server["password"], "wrong-password-123")
+    sink = RedisStreamSink(url, "s")
+    nanostream.from_iterable([{"a": 1}]) > sink
+    with pytest.raises(nanostream.NodeFailed, match="could not connect") as info:
+        sink.global_start()
+    text = "".join(traceback.format_exception(info.value))
+    assert "wrong-password-123" not in text
+    assert redis_server["password"] not in text
+
+
+def test_missing_redis_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "redis", None)
+    with pytest.raises(nanostream.MissingDependencyError, match=r"nanostream\[redis\]"):
+        RedisStreamSink("redis://127.0.0.1/0", "s")
+
+
+def test_options_are_checked_while_building() -> None:
+    with pytest.raises(nanostream.ConfigError, match="not a Redis URL"):
+        RedisStreamSource("http://127.0.0.1/", "s", "g", "c")
+    with pytest.raises(nanostream.ConfigError, match="maxlen"):
+        RedisStreamSink("redis://127.0.0.1/0", "s", maxlen=0)
+    with pytest.raises(nanostream.ConfigError, match="batch_size"):
+        RedisStreamSource("redis://127.0.0.1/0", "s", "g", "c", batch_size=0)
+
+
+def test_json_values_round_trip_through_a_stream(redis_url: str) -> None:
+    records = [{"id": i, "payload": {"x": [i, None]}} for i in range(20)]
+    sink = RedisStreamSink(redis_url, "round")
+    nanostream.from_iterable(records) > sink
+    sink.global_start()
+    out = Collect(wait_for=20)
+    RedisStreamSource(redis_url, "round", "g", "c") > out
+    run_until(out, out.global_start(block=False))
+    decoded = [{"id": int(r["id"]), "payload": json.loads(r["payload"])} for r in out.items]
+    assert decoded == records
+
+
+def test_stop_ends_the_source_without_losing_taken_entries(
+    redis_url: str, client: redis.Redis
+) -> None:
+    add(client, "slow", 500)
+    enough = threading.Event()
+
+    def gate(inp: Any, outp: Any) -> None:
+        for n, item in enumerate(inp, 1):
+            outp(item)
+            if n == 100:
+                enough.set()
+
+    sink = Collect()
+    source = RedisStreamSource(redis_url, "slow", "g", "c", batch_size=10)
+    source > nanostream.as_node(gate, queue_size=8, batch_size=4) > sink
+    run = sink.global_start(block=False)
+    assert run is not None
+    assert enough.wait(10)
+    run.stop(timeout=10)
+    assert run.state == "finished"
+    got = len(sink.items)
+    assert 100 <= got < 500
+    # what the pipeline received is acknowledged, but for the entry in hand at the stop;
+    # the rest of the last batch read stays pending for this consumer
+    assert got - 1 <= source.acknowledged <= got
+    assert source.acknowledged + pending(client, "slow", "g") == (got - 1) // 10 * 10 + 10
+    # a restart delivers the rest, and the unacknowledged entry again (at-least-once)
+    rest = Collect(wait_for=500 - got)
+    RedisStreamSource(redis_url, "slow", "g", "c") > rest
+    run_until(rest, rest.global_start(block=False))
+    seen = [int(i["n"]) for i in sink.items + rest.items]
+    assert set(seen) == set(range(500))
