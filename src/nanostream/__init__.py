@@ -44,16 +44,27 @@ from ._core.ports import TaggedOutput
 from ._core.run import NodeStats, Run, RunOptions
 from ._core.signals import RunAborted, SourceStopped
 from .config import class_factory, load_pipeline, to_yaml
+from .nodes import (
+    CSVReader,
+    FormatError,
+    LocalDirectoryWatchdog,
+    LocalFileReader,
+    PrinterOfThings,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CSVReader",
     "Composite",
     "ConfigError",
     "CycleError",
+    "FormatError",
     "FunctionNode",
     "GraphError",
     "IterableSource",
+    "LocalDirectoryWatchdog",
+    "LocalFileReader",
     "MissingDependencyError",
     "NanoNode",
     "NanoStreamError",
@@ -65,6 +76,7 @@ __all__ = [
     "Plan",
     "PlanNode",
     "Port",
+    "PrinterOfThings",
     "Run",
     "RunAborted",
     "RunOptions",

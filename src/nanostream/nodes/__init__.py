@@ -8,6 +8,9 @@ Example:
 
 from __future__ import annotations
 
+from ._common import FileBytes, FileText, FormatError, PathRefusedError
+from .files import FileWriter, LocalFileReader, PrinterOfThings
+from .formats import CSVReader, CSVWriter, JSONLinesReader, JSONLinesWriter
 from .generic import (
     aggregate,
     grep,
@@ -18,8 +21,21 @@ from .generic import (
     transform,
     uniq,
 )
+from .watch import LocalDirectoryWatchdog
 
 __all__: list[str] = [
+    "CSVReader",
+    "CSVWriter",
+    "FileBytes",
+    "FileText",
+    "FileWriter",
+    "FormatError",
+    "JSONLinesReader",
+    "JSONLinesWriter",
+    "LocalDirectoryWatchdog",
+    "LocalFileReader",
+    "PathRefusedError",
+    "PrinterOfThings",
     "aggregate",
     "grep",
     "json_decode",

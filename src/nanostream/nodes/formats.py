@@ -1,0 +1,594 @@
+"""Format nodes: CSV and JSON lines, read from text or files, written to files.
+
+* :class:`CSVReader` parses CSV (text, or a file by path) into one item per row.
+* :class:`CSVWriter` writes dicts or lists as CSV rows.
+* :class:`JSONLinesReader` parses JSON lines into one item per line.
+* :class:`JSONLinesWriter` writes each item as one line of JSON.
+
+JSON uses ``orjson`` when it is installed (falling back to the standard library for what
+``orjson`` refuses, such as integers beyond 64 bits), otherwise the standard ``json``.
+Malformed input raises :class:`~nanostream.FormatError` naming the file (or item) and line.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import io
+import json
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+from .._core.errors import GraphError, MissingDependencyError
+from .._core.node import NanoNode, NodeFunction
+from ._common import (
+    AtomicFile,
+    FileSink,
+    FormatError,
+    decode_failure,
+    describe,
+    uses_standard_path,
+)
+
+__all__ = ["CSVReader", "CSVWriter", "JSONLinesReader", "JSONLinesWriter"]
+
+_INT = re.compile(r"[+-]?\d+\Z", re.ASCII)
+_FLOAT = re.compile(r"[+-]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][+-]?\d+)?\Z", re.ASCII)
+
+
+def infer_type(value: str) -> Any:
+    """``value`` as an ``int`` or ``float`` if it looks like one, else unchanged.
+
+    Example:
+        >>> from nanostream.nodes.formats import infer_type
+        >>> infer_type("42"), infer_type("-1.5e3"), infer_type("n/a"), infer_type("")
+        (42, -1500.0, 'n/a', '')
+    """
+    if _INT.match(value):
+        return int(value)
+    if _FLOAT.match(value):
+        return float(value)
+    return value
+
+
+def _is_path(item: object, paths: bool) -> bool:
+    return isinstance(item, os.PathLike) or (paths and isinstance(item, str))
+
+
+def _text_of(item: object, encoding: str, index: int, node: str) -> tuple[str, str]:
+    """The text of a str or bytes item, and where it came from."""
+    source = describe(item, index)
+    if isinstance(item, str):
+        return item, source
+    if isinstance(item, (bytes, bytearray)):
+        try:
+            return bytes(item).decode(encoding), source
+        except UnicodeDecodeError as exc:
+            line = item.count(b"\n", 0, exc.start) + 1
+            raise FormatError(
+                f"not valid {encoding} ({exc}); pass encoding=...", source=source, line=line
+            ) from None
+    raise FormatError(
+        f"{node} takes text, bytes or a path (os.PathLike, or str with paths=True), got "
+        f"{type(item).__name__}: {item!r:.80}"
+    )
+
+
+# ----------------------------------------------------------------------------- CSV
+class CSVReader(NanoNode):
+    """Parses CSV into one item per row.
+
+    Each input item is CSV text (``str``, e.g. from
+    :class:`~nanostream.nodes.LocalFileReader`, or ``bytes``), or a file to read: an
+    ``os.PathLike``, or a ``str`` path when ``paths=True`` — files are streamed, so any
+    size is read in bounded memory.
+
+    * By default the first row is the header and each row is a dict keyed by it.
+      ``header=False`` gives lists; ``fieldnames=[...]`` gives dicts keyed by those names
+      (with ``header=True`` the file's own header row is then skipped).
+    * ``delimiter`` and ``quotechar`` are those of :mod:`csv`.
+    * ``types={"age": int, ...}`` converts columns (by name, or by index for lists) with
+      any function of one string; ``infer_types=True`` turns every other value that looks
+      like a number into an ``int`` or ``float``.
+    * Blank lines are skipped. A row with a different number of fields than the header
+      (or than the first row, without a header), a value that does not convert, text
+      that does not decode, or malformed CSV — a quote that is never closed, text after a
+      closing quote; ``strict=False`` lets :mod:`csv` accept these as best it can —
+      raises :class:`~nanostream.FormatError` naming the file (or input item) and line.
+    * ``encoding`` applies to paths and bytes; the default ``"utf-8-sig"`` reads UTF-8
+      with or without a byte order mark.
+
+    Example:
+        >>> import nanostream
+        >>> from nanostream.nodes import CSVReader
+        >>> sink = nanostream.testing.Collect()
+        >>> text = "name,age\\nada,36\\nalan,41\\n"
+        >>> nanostream.from_iterable([text]) > CSVReader(types={"age": int}) > sink
+        Collect(name=None)
+        >>> sink.global_start()
+        >>> sink.items
+        [{'name': 'ada', 'age': 36}, {'name': 'alan', 'age': 41}]
+    """
+
+    holds_items = False
+
+    def __init__(
+        self,
+        *,
+        delimiter: str = ",",
+        quotechar: str = '"',
+        header: bool = True,
+        fieldnames: Sequence[str] | None = None,
+        types: Mapping[Any, Callable[[str], Any]] | None = None,
+        infer_types: bool = False,
+        paths: bool = False,
+        encoding: str = "utf-8-sig",
+        strict: bool = True,
+        name: str | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(name=name)
+        try:
+            csv.reader([], delimiter=delimiter, quotechar=quotechar)
+        except (TypeError, ValueError) as exc:
+            raise GraphError(f"bad CSV dialect for CSVReader: {exc}") from None
+        self.delimiter = delimiter
+        self.quotechar = quotechar
+        self.header = header
+        self.fieldnames = None if fieldnames is None else list(fieldnames)
+        self.types = dict(types or {})
+        self.infer_types = infer_types
+        self.paths = paths
+        self.encoding = encoding
+        self.strict = strict
+        if self.fieldnames is None and not header:
+            bad = [k for k in self.types if not isinstance(k, int)]
+            if bad:
+                raise GraphError(
+                    f"without a header, CSVReader rows are lists: types= keys must be column "
+                    f"indexes, got {bad}"
+                )
+        self.configure(**options)
+        self._index = 0
+
+    def setup(self) -> None:
+        self._index = 0
+
+    def process_item(self, item: Any) -> Iterator[Any]:
+        yield from self.rows(item)
+
+    def as_function(self) -> NodeFunction:
+        if uses_standard_path(self):
+            return super().as_function()
+        self.validate()
+        node = self
+
+        def csv_reader(inp: Iterable[Any], outp: Callable[[Any], Any]) -> None:
+            node.setup()
+            for item in inp:
+                for row in node.rows(item):
+                    outp(row)
+
+        return csv_reader
+
+    def rows(self, item: Any) -> Iterator[Any]:
+        """The rows of one input item (text, bytes or path).
+
+        Example:
+            >>> from nanostream.nodes import CSVReader
+            >>> list(CSVReader(header=False, delimiter=";").rows("1;2\\n3;4\\n"))
+            [['1', '2'], ['3', '4']]
+        """
+        self._index += 1
+        if _is_path(item, self.paths):
+            path = os.fspath(item)
+            try:
+                with open(path, encoding=self.encoding, newline="") as file:
+                    yield from self._parse(file, path)
+            except UnicodeDecodeError as exc:
+                raise decode_failure(path, self.encoding, "strict", exc) from None
+            return
+        text, source = _text_of(item, self.encoding, self._index, self.name or "CSVReader")
+        if text[:1] == "\ufeff":
+            text = text[1:]
+        yield from self._parse(io.StringIO(text, newline=""), source)
+
+    def _parse(self, lines: Iterable[str], source: str) -> Iterator[Any]:
+        reader = csv.reader(
+            lines, delimiter=self.delimiter, quotechar=self.quotechar, strict=self.strict
+        )
+        done = 0  # the last line of the last complete row
+        try:
+            header = self.fieldnames
+            if self.header:
+                first = next((row for row in reader if row), None)
+                if first is None:
+                    return
+                done = reader.line_num
+                if header is None:
+                    header = first
+                    duplicates = sorted({h for h in header if header.count(h) > 1})
+                    if duplicates:
+                        raise FormatError(
+                            f"the header names {duplicates} more than once; pass "
+                            "fieldnames=[...] to name the columns",
+                            source=source,
+                            line=done,
+                        )
+            convert = self._converter(header, source)
+            width = None if header is None else len(header)
+            if header is not None and convert is None:
+                size = len(header)
+                for row in reader:
+                    if len(row) == size:
+                        done = reader.line_num
+                        yield dict(zip(header, row, strict=False))
+                    elif row:
+                        raise self._bad_width(row, size, source, reader.line_num)
+                return
+            for row in reader:
+                if not row:
+                    continue
+                if width is None:
+                    width = len(row)
+                elif len(row) != width:
+                    raise self._bad_width(row, width, source, reader.line_num)
+                done = reader.line_num
+                values: list[Any] = row if convert is None else convert(row, done)
+                yield values if header is None else dict(zip(header, values, strict=False))
+        except csv.Error as exc:
+            message = f"bad CSV: {exc}"
+            if "end of data" in str(exc):
+                message += f" (a quoted field opened at or after line {done + 1} is never closed)"
+            message += "; strict=False accepts some malformed CSV" if self.strict else ""
+            raise FormatError(message, source=source, line=reader.line_num) from None
+
+    def _bad_width(self, row: list[str], width: int, source: str, line: int) -> FormatError:
+        against = "the header" if self.header or self.fieldnames else "the first row"
+        return FormatError(
+            f"expected {width} fields (as in {against}), got {len(row)}: {row!r:.200}",
+            source=source,
+            line=line,
+        )
+
+    def _converter(
+        self, header: list[str] | None, source: str
+    ) -> Callable[[list[str], int], list[Any]] | None:
+        if not self.types and not self.infer_types:
+            return None
+        default = infer_type if self.infer_types else None
+        if header is not None:
+            unknown = [k for k in self.types if k not in header]
+            if unknown:
+                raise FormatError(
+                    f"types= names columns {unknown} that the header does not have "
+                    f"(columns: {header})",
+                    source=source,
+                )
+            funcs = [self.types.get(name, default) for name in header]
+        else:
+            size = max((k for k in self.types if isinstance(k, int)), default=-1) + 1
+            funcs = [self.types.get(i, default) for i in range(size)]
+        names = header
+
+        def convert(row: list[str], line: int) -> list[Any]:
+            out: list[Any] = list(row)
+            for i, func in enumerate(funcs):
+                if func is None:
+                    continue
+                if i >= len(out):
+                    if default is not None:
+                        break
+                    continue
+                try:
+                    out[i] = func(row[i])
+                except (TypeError, ValueError) as exc:
+                    column = repr(names[i]) if names is not None else str(i)
+                    raise FormatError(
+                        f"column {column}: cannot convert {row[i]!r} with "
+                        f"{getattr(func, '__name__', func)}: {exc}",
+                        source=source,
+                        line=line,
+                    ) from None
+            if default is not None and len(out) > len(funcs):
+                out[len(funcs) :] = [default(v) for v in out[len(funcs) :]]
+            return out
+
+        return convert
+
+
+class CSVWriter(FileSink):
+    """Writes items as CSV rows to a file, published atomically when the input ends.
+
+    Items are dicts (columns from ``fieldnames``, by default the first item's keys; a
+    missing key is written as ``""``, an unknown one is a :class:`~nanostream.FormatError`)
+    or lists/tuples. The header row is written first unless ``header=False`` (or when
+    appending to a non-empty file). ``path``, ``append``, ``rotate_items``, ``encoding``
+    and ``fsync`` are as for :class:`~nanostream.nodes.FileWriter`; each finished file's
+    path is emitted downstream.
+
+    Example:
+        >>> import pathlib, tempfile, nanostream
+        >>> from nanostream.nodes import CSVWriter
+        >>> out = pathlib.Path(tempfile.mkdtemp()) / "people.csv"
+        >>> rows = [{"name": "ada", "age": 36}, {"name": "alan", "age": 41}]
+        >>> writer = CSVWriter(out)
+        >>> nanostream.from_iterable(rows) > writer
+        CSVWriter(name=None)
+        >>> writer.global_start()
+        >>> print(out.read_text(), end="")
+        name,age
+        ada,36
+        alan,41
+    """
+
+    newline = ""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        fieldnames: Sequence[str] | None = None,
+        header: bool = True,
+        delimiter: str = ",",
+        quotechar: str = '"',
+        line_end: str = "\n",
+        append: bool = False,
+        rotate_items: int | None = None,
+        encoding: str = "utf-8",
+        fsync: bool = False,
+        name: str | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(
+            path,
+            append=append,
+            rotate_items=rotate_items,
+            encoding=encoding,
+            fsync=fsync,
+            name=name,
+            **options,
+        )
+        try:
+            csv.writer(io.StringIO(), delimiter=delimiter, quotechar=quotechar)
+        except (TypeError, ValueError) as exc:
+            raise GraphError(f"bad CSV dialect for CSVWriter: {exc}") from None
+        self.fieldnames = None if fieldnames is None else list(fieldnames)
+        self.header = header
+        self.delimiter = delimiter
+        self.quotechar = quotechar
+        self.line_end = line_end
+        self._fields: list[str] | None = self.fieldnames
+        self._writer: Any = None
+        self._need_header = False
+
+    def setup(self) -> None:
+        super().setup()
+        self._fields = self.fieldnames
+
+    def opened(self, file: AtomicFile) -> None:
+        self._writer = csv.writer(
+            file.file,
+            delimiter=self.delimiter,
+            quotechar=self.quotechar,
+            lineterminator=self.line_end,
+        )
+        self._need_header = self.header and file.existing == 0
+
+    def write_chunk(self, file: AtomicFile, items: Iterable[Any]) -> None:
+        writerow = self._writer.writerow
+        for item in items:
+            if isinstance(item, Mapping):
+                fields = self._fields
+                if fields is None:
+                    fields = self._fields = list(item)
+                if self._need_header:
+                    self._need_header = False
+                    writerow(fields)
+                if len(item) != len(fields) or not all(k in item for k in fields):
+                    extra = [k for k in item if k not in fields]
+                    if extra:
+                        raise FormatError(
+                            f"a row has fields {extra} that are not among the CSV columns "
+                            f"{fields}; pass fieldnames=[...] listing every field",
+                            source=str(file.target),
+                        )
+                writerow([item.get(k, "") for k in fields])
+            else:
+                if self._need_header:
+                    self._need_header = False
+                    if self._fields is not None:
+                        writerow(self._fields)
+                writerow(item)
+
+
+# ----------------------------------------------------------------------------- JSON lines
+def _orjson() -> Any:
+    try:
+        return importlib.import_module("orjson")
+    except ImportError:
+        return None
+
+
+def _backend(backend: str) -> Any:
+    """The ``orjson`` module to use, or None for the standard library."""
+    if backend not in ("auto", "json", "orjson"):
+        raise GraphError(f"backend must be 'auto', 'json' or 'orjson', got {backend!r}")
+    if backend == "json":
+        return None
+    module = _orjson()
+    if module is None and backend == "orjson":
+        raise MissingDependencyError("orjson", extra="fast")
+    return module
+
+
+class JSONLinesReader(NanoNode):
+    """Parses JSON lines (one JSON value per line) into one item per line.
+
+    Each input item is text (``str`` or ``bytes``) holding one or more lines — a whole
+    file from :class:`~nanostream.nodes.LocalFileReader`, or single lines from it with
+    ``serialize=True`` — or a file to stream: an ``os.PathLike``, or a ``str`` path when
+    ``paths=True``. Blank lines are skipped; a line that is not JSON raises
+    :class:`~nanostream.FormatError` naming the file (or input item) and line.
+    ``backend`` is ``"auto"`` (``orjson`` if installed), ``"json"`` or ``"orjson"``.
+
+    Example:
+        >>> import nanostream
+        >>> from nanostream.nodes import JSONLinesReader
+        >>> sink = nanostream.testing.Collect()
+        >>> text = '{"a": 1}\\n\\n[2, 3]\\n'
+        >>> nanostream.from_iterable([text]) > JSONLinesReader() > sink
+        Collect(name=None)
+        >>> sink.global_start()
+        >>> sink.items
+        [{'a': 1}, [2, 3]]
+    """
+
+    def __init__(
+        self,
+        *,
+        paths: bool = False,
+        encoding: str = "utf-8",
+        backend: str = "auto",
+        name: str | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(name=name)
+        self.paths = paths
+        self.encoding = encoding
+        self.backend = backend
+        fast = _backend(backend)
+        self._loads: Callable[[str], Any] = json.loads
+        if fast is not None:
+            fast_loads, decode_error = fast.loads, fast.JSONDecodeError
+
+            def loads(text: str) -> Any:
+                try:
+                    return fast_loads(text)
+                except decode_error:
+                    return json.loads(text)  # NaN, Infinity, ... that orjson refuses
+
+            self._loads = loads
+        self.configure(**options)
+        self._index = 0
+
+    def setup(self) -> None:
+        self._index = 0
+
+    def process_item(self, item: Any) -> Iterator[Any]:
+        yield from self.values(item)
+
+    def values(self, item: Any) -> Iterator[Any]:
+        """The values of one input item (text, bytes or path).
+
+        Example:
+            >>> from nanostream.nodes import JSONLinesReader
+            >>> list(JSONLinesReader().values('1\\n"two"\\n'))
+            [1, 'two']
+        """
+        self._index += 1
+        if _is_path(item, self.paths):
+            path = os.fspath(item)
+            try:
+                with open(path, encoding=self.encoding) as file:
+                    yield from self._parse(file, path)
+            except UnicodeDecodeError as exc:
+                raise decode_failure(path, self.encoding, "strict", exc) from None
+            return
+        text, source = _text_of(item, self.encoding, self._index, self.name or "JSONLinesReader")
+        yield from self._parse(text.split("\n"), source)
+
+    def _parse(self, lines: Iterable[str], source: str) -> Iterator[Any]:
+        loads = self._loads
+        for number, line in enumerate(lines, 1):
+            try:
+                yield loads(line)
+            except ValueError as exc:
+                if not line.strip():
+                    continue
+                raise FormatError(f"not valid JSON: {exc}", source=source, line=number) from None
+
+
+class JSONLinesWriter(FileSink):
+    """Writes each item as one line of JSON to a file, published atomically at the end.
+
+    Output is compact UTF-8 JSON (non-ASCII characters are kept as they are).
+    ``default`` converts values JSON has no type for (e.g. ``default=str`` for dates);
+    ``sort_keys=True`` sorts dict keys. ``backend`` is ``"auto"`` (``orjson`` if
+    installed), ``"json"`` or ``"orjson"``. ``path``, ``append``, ``rotate_items``,
+    ``encoding`` and ``fsync`` are as for :class:`~nanostream.nodes.FileWriter`; each
+    finished file's path is emitted downstream.
+
+    Example:
+        >>> import pathlib, tempfile, nanostream
+        >>> from nanostream.nodes import JSONLinesWriter
+        >>> out = pathlib.Path(tempfile.mkdtemp()) / "rows.jsonl"
+        >>> sink = nanostream.testing.Collect()
+        >>> rows = [{"name": "ada", "tags": ["é"]}, {"name": "alan", "tags": []}]
+        >>> nanostream.from_iterable(rows) > JSONLinesWriter(out) > sink
+        Collect(name=None)
+        >>> sink.global_start()
+        >>> sink.items == [str(out)]
+        True
+        >>> print(out.read_text(encoding="utf-8"), end="")
+        {"name":"ada","tags":["é"]}
+        {"name":"alan","tags":[]}
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        default: Callable[[Any], Any] | None = None,
+        sort_keys: bool = False,
+        backend: str = "auto",
+        append: bool = False,
+        rotate_items: int | None = None,
+        encoding: str = "utf-8",
+        fsync: bool = False,
+        name: str | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(
+            path,
+            append=append,
+            rotate_items=rotate_items,
+            encoding=encoding,
+            fsync=fsync,
+            name=name,
+            **options,
+        )
+        self.default = default
+        self.sort_keys = sort_keys
+        self.backend = backend
+        std = json.JSONEncoder(
+            ensure_ascii=False, separators=(",", ":"), default=default, sort_keys=sort_keys
+        ).encode
+        self.encode: Callable[[Any], str] = std
+        fast = _backend(backend)
+        if fast is not None:
+            dumps = fast.dumps
+            option = fast.OPT_NON_STR_KEYS | (fast.OPT_SORT_KEYS if sort_keys else 0)
+
+            def encode(obj: Any) -> str:
+                try:
+                    return dumps(obj, default=default, option=option).decode()  # type: ignore[no-any-return]
+                except TypeError:
+                    return std(obj)  # integers beyond 64 bits, ... that orjson refuses
+
+            self.encode = encode
+
+    def write_chunk(self, file: AtomicFile, items: Iterable[Any]) -> None:
+        write = file.file.write
+        encode = self.encode
+        try:
+            for item in items:
+                write(encode(item) + "\n")
+        except (TypeError, ValueError) as exc:
+            raise FormatError(
+                f"an item cannot be written as JSON ({exc}); pass default=... (e.g. "
+                "default=str) to convert such values",
+                source=str(file.target),
+            ) from exc

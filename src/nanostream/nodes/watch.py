@@ -1,0 +1,487 @@
+"""Watching a folder: :class:`LocalDirectoryWatchdog` emits the path of every file that
+appears in it or changes, once the file has stopped changing.
+
+How it works: file system events (from the ``watchdog`` library), or a periodic scan with
+``polling=True``, say *which* files may have changed. A changed file becomes a
+*candidate*; it is emitted once its size and modification time have stayed the same for
+``settle`` seconds, so a file that is still being written is never emitted half-written.
+Emitted files are remembered by ``(size, mtime)``: a file is emitted again when it changes
+again. With ``state=`` the memory is an SQLite *ledger* that also keeps each file's
+content hash, so a restarted watchdog neither re-emits files it has already emitted nor
+misses files that arrived while it was down.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+import stat
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from .._core.errors import GraphError, MissingDependencyError
+from .._core.node import NanoNode
+
+__all__ = ["LocalDirectoryWatchdog"]
+
+Signature = tuple[int, int]
+"""A file's ``(size, mtime_ns)``: when it differs from the last one seen, the file changed."""
+
+
+def _require_watchdog() -> Any:
+    try:
+        import watchdog.observers
+    except ImportError:
+        raise MissingDependencyError("watchdog", extra="files") from None
+    return watchdog.observers
+
+
+def _signature(path: str) -> Signature | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    return (st.st_size, st.st_mtime_ns)
+
+
+def _content_hash(path: str) -> str:
+    with open(path, "rb") as file:
+        return hashlib.file_digest(file, "blake2b").hexdigest()[:32]
+
+
+class _Changes:
+    """What the ``watchdog`` library's thread reports, kept for the node's own thread.
+
+    An instance is the event handler: the observer calls :meth:`dispatch` per event.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.files: set[str] = set()
+        self.trees: set[str] = set()
+        self.gone_trees: set[str] = set()
+
+    def dispatch(self, event: Any) -> None:
+        kind = event.event_type
+        if kind in ("opened", "closed_no_write"):
+            return
+        src = os.path.abspath(os.fsdecode(event.src_path))
+        dest_raw = getattr(event, "dest_path", "")
+        dest = os.path.abspath(os.fsdecode(dest_raw)) if dest_raw else ""
+        with self._lock:
+            if not event.is_directory:
+                self.files.add(src)
+                if dest:
+                    self.files.add(dest)
+            elif kind == "created":
+                self.trees.add(src)
+            elif kind == "deleted":
+                self.gone_trees.add(src)
+            elif kind == "moved":
+                self.gone_trees.add(src)
+                if dest:
+                    self.trees.add(dest)
+
+    def take(self) -> tuple[set[str], set[str], set[str]]:
+        with self._lock:
+            taken = (self.files, self.trees, self.gone_trees)
+            self.files, self.trees, self.gone_trees = set(), set(), set()
+        return taken
+
+
+class _Ledger:
+    """The SQLite record of what a watchdog has emitted: path, size, mtime and hash."""
+
+    def __init__(self, path: str, root: str) -> None:
+        import sqlite3
+
+        self.root = root
+        self.db = sqlite3.connect(path)
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute(
+                "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER NOT "
+                "NULL, mtime_ns INTEGER NOT NULL, hash TEXT, emitted INTEGER NOT NULL, "
+                "recorded_at REAL NOT NULL)"
+            )
+            self.db.execute(
+                "CREATE TABLE IF NOT EXISTS roots "
+                "(root TEXT PRIMARY KEY, first_start REAL NOT NULL)"
+            )
+            seen = self.db.execute("SELECT 1 FROM roots WHERE root = ?", (root,)).fetchone()
+            self.first_start = seen is None
+            if self.first_start:
+                self.db.execute("INSERT INTO roots VALUES (?, ?)", (root, time.time()))
+            self.db.commit()
+        except sqlite3.DatabaseError as exc:
+            self.db.close()
+            raise GraphError(
+                f"the watchdog ledger {path!r} is not a usable SQLite database ({exc}); "
+                "point state= at a new file"
+            ) from exc
+
+    def known(self) -> dict[str, Signature]:
+        prefix = self.root.rstrip(os.sep) + os.sep
+        rows = self.db.execute("SELECT path, size, mtime_ns FROM files")
+        return {path: (size, mtime) for path, size, mtime in rows if path.startswith(prefix)}
+
+    def get(self, path: str) -> tuple[int, str | None] | None:
+        row = self.db.execute("SELECT size, hash FROM files WHERE path = ?", (path,)).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def record(self, path: str, sig: Signature, digest: str | None, *, emitted: bool) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)",
+            (path, sig[0], sig[1], digest, int(emitted), time.time()),
+        )
+        self.db.commit()
+
+    def forget(self, path: str) -> None:
+        self.db.execute("DELETE FROM files WHERE path = ?", (path,))
+        self.db.commit()
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class _Folder:
+    """Which files of the watched folder count, and their signatures."""
+
+    def __init__(
+        self,
+        root: str,
+        patterns: Sequence[str],
+        recursive: bool,
+        ignore_hidden: bool,
+        excluded: set[str],
+    ) -> None:
+        self.root = root
+        self.patterns = patterns
+        self.recursive = recursive
+        self.ignore_hidden = ignore_hidden
+        self.excluded = excluded
+
+    def matches(self, name: str) -> bool:
+        return any(fnmatch.fnmatch(name, p) for p in self.patterns)
+
+    def wanted(self, path: str) -> bool:
+        if path in self.excluded:
+            return False
+        rel = os.path.relpath(path, self.root)
+        if rel == os.curdir or rel.startswith(os.pardir + os.sep) or rel == os.pardir:
+            return False
+        parts = rel.split(os.sep)
+        if not self.recursive and len(parts) != 1:
+            return False
+        if self.ignore_hidden and any(p.startswith(".") for p in parts):
+            return False
+        return self.matches(parts[-1])
+
+    def scan(self, top: str) -> dict[str, Signature]:
+        """Every wanted file under ``top`` (the root or one of its folders)."""
+        found: dict[str, Signature] = {}
+        if top != self.root and not self.wanted_dir(top):
+            return found
+        stack = [top]
+        while stack:
+            folder = stack.pop()
+            try:
+                entries = os.scandir(folder)
+            except OSError:
+                continue
+            with entries:
+                for entry in entries:
+                    name = entry.name
+                    if self.ignore_hidden and name.startswith("."):
+                        continue
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            if self.recursive:
+                                stack.append(entry.path)
+                            continue
+                        if not entry.is_file() or not self.matches(name):
+                            continue
+                        if entry.path in self.excluded:
+                            continue
+                        st = entry.stat()
+                    except OSError:
+                        continue
+                    found[entry.path] = (st.st_size, st.st_mtime_ns)
+        return found
+
+    def wanted_dir(self, path: str) -> bool:
+        rel = os.path.relpath(path, self.root)
+        if rel.startswith(os.pardir) or not self.recursive:
+            return False
+        return not (self.ignore_hidden and any(p.startswith(".") for p in rel.split(os.sep)))
+
+
+class _Tracker:
+    """Candidates waiting to settle, files already accounted for, and the ledger."""
+
+    def __init__(self, settle: float, ledger: _Ledger | None, folder: _Folder) -> None:
+        self.settle = settle
+        self.ledger = ledger
+        self.known: dict[str, Signature] = {}
+        if ledger is not None:
+            self.known = {p: sig for p, sig in ledger.known().items() if folder.wanted(p)}
+        self.pending: dict[str, tuple[Signature, float]] = {}
+
+    def observe(self, path: str, sig: Signature, now: float) -> None:
+        if self.known.get(path) == sig:
+            self.pending.pop(path, None)
+            return
+        current = self.pending.get(path)
+        if current is None or current[0] != sig:
+            self.pending[path] = (sig, now)
+
+    def check(self, path: str, now: float) -> None:
+        sig = _signature(path)
+        if sig is None:
+            self.vanish(path)
+        else:
+            self.observe(path, sig, now)
+
+    def baseline(self, path: str, sig: Signature) -> None:
+        """Account for a file without emitting it (``only_new``)."""
+        self.known[path] = sig
+        if self.ledger is not None:
+            self.ledger.record(path, sig, None, emitted=False)
+
+    def vanish(self, path: str) -> None:
+        self.pending.pop(path, None)
+        if self.known.pop(path, None) is not None and self.ledger is not None:
+            self.ledger.forget(path)
+
+    def vanish_tree(self, folder: str) -> None:
+        prefix = folder.rstrip(os.sep) + os.sep
+        for path in [p for p in (*self.known, *self.pending) if p.startswith(prefix)]:
+            self.vanish(path)
+
+    def sync(self, present: dict[str, Signature], now: float) -> None:
+        """Reconcile with a full scan: ``present`` is every wanted file there is."""
+        for path in [p for p in (*self.known, *self.pending) if p not in present]:
+            self.vanish(path)
+        for path, sig in present.items():
+            self.observe(path, sig, now)
+
+    def restat(self, now: float) -> None:
+        for path, (sig, _) in list(self.pending.items()):
+            new = _signature(path)
+            if new is None:
+                self.vanish(path)
+            elif new != sig:
+                self.pending[path] = (new, now)
+
+    def due(self, now: float) -> list[str]:
+        ready = [
+            (since, path) for path, (_, since) in self.pending.items() if now - since >= self.settle
+        ]
+        ready.sort()
+        return [path for _, path in ready]
+
+    def accept(self, path: str) -> bool:
+        """Account for a settled candidate; True if it is to be emitted."""
+        entry = self.pending.pop(path, None)
+        if entry is None:
+            return False
+        sig = entry[0]
+        if self.ledger is None:
+            self.known[path] = sig
+            return True
+        try:
+            digest = _content_hash(path)
+        except OSError:
+            self.vanish(path)
+            return False
+        previous = self.ledger.get(path)
+        self.known[path] = sig
+        if previous is not None and previous == (sig[0], digest):
+            self.ledger.record(path, sig, digest, emitted=True)  # touched, not changed
+            return False
+        self.ledger.record(path, sig, digest, emitted=True)
+        return True
+
+
+class LocalDirectoryWatchdog(NanoNode):
+    """A source that emits the path of every file that appears in a folder or changes.
+
+    It emits absolute paths (``str``) while the run lives, until the run is stopped.
+
+    * Files already in the folder when it starts are emitted too, unless
+      ``only_new=True``.
+    * A file is emitted only once it has stopped changing: its size and modification time
+      must stay the same for ``settle`` seconds (default 1.0). A modified file is emitted
+      again, once it has settled again.
+    * ``pattern`` is a shell-style pattern for file names (``"*.csv"``) or a list of them;
+      ``recursive=True`` watches sub-folders too. Hidden files and folders (names starting
+      with ``.``, such as the temporary files nanostream's writers use) are ignored unless
+      ``ignore_hidden=False``.
+    * Events come from the ``watchdog`` package (``pip install 'nanostream[files]'``); in
+      case some are lost, the whole folder is also rescanned every ``rescan_interval``
+      seconds (default 60; ``None`` for never). With ``polling=True`` the folder is
+      scanned every ``poll_interval`` seconds instead: for network and other file systems
+      where events do not arrive, and it needs no extra package.
+    * ``state="ledger.sqlite"`` keeps a ledger of what was emitted (path, size,
+      modification time, content hash). A restarted watchdog emits the files that arrived
+      or changed while it was down and nothing it has emitted before; a file touched but
+      not changed (same content) is not emitted again. With a ledger, ``only_new`` applies
+      to the very first start only. A path is recorded when it is handed downstream; a
+      graceful ``stop()`` delivers everything handed downstream, while a crash or an abort
+      can lose the files that were in flight.
+
+    ``ready`` is a :class:`threading.Event` set once the watchdog is watching: files
+    present before then are the files "already in the folder". ``stop()`` takes effect at
+    once: the node waits with :meth:`~nanostream.NanoNode.sleep`.
+
+    Example:
+        >>> import pathlib, tempfile, nanostream
+        >>> from nanostream.nodes import LocalDirectoryWatchdog
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (folder / "old.csv").write_text("a,b\\n")
+        >>> watch = LocalDirectoryWatchdog(folder, "*.csv", settle=0.05)
+        >>> sink = nanostream.testing.Collect(wait_for=2)
+        >>> watch > sink
+        Collect(name=None)
+        >>> run = watch.global_start(block=False)
+        >>> _ = (folder / "new.csv").write_text("c,d\\n")
+        >>> sink.seen.wait(10)
+        True
+        >>> run.stop(timeout=10)
+        >>> sorted(pathlib.Path(p).name for p in sink.items)
+        ['new.csv', 'old.csv']
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        pattern: str | Sequence[str] = "*",
+        *,
+        recursive: bool = False,
+        only_new: bool = False,
+        polling: bool = False,
+        poll_interval: float = 1.0,
+        settle: float = 1.0,
+        rescan_interval: float | None = 60.0,
+        state: str | os.PathLike[str] | None = None,
+        ignore_hidden: bool = True,
+        name: str | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(name=name)
+        self.directory = os.fspath(directory)
+        self.patterns: tuple[str, ...] = (pattern,) if isinstance(pattern, str) else tuple(pattern)
+        if not self.patterns or not all(isinstance(p, str) for p in self.patterns):
+            raise GraphError(f"pattern must be a string or a list of strings, got {pattern!r}")
+        checks: list[tuple[str, object, float]] = [
+            ("poll_interval", poll_interval, 0.0),
+            ("settle", settle, -1.0),
+        ]
+        if rescan_interval is not None:
+            checks.append(("rescan_interval", rescan_interval, 0.0))
+        for option, value, low in checks:
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= low:
+                bound = "positive" if low == 0.0 else "zero or more"
+                raise GraphError(f"{option} must be {bound} seconds, got {value!r}")
+        self.recursive = recursive
+        self.only_new = only_new
+        self.polling = polling
+        self.poll_interval = float(poll_interval)
+        self.settle = float(settle)
+        self.rescan_interval = None if rescan_interval is None else float(rescan_interval)
+        self.state = None if state is None else os.fspath(state)
+        self.ignore_hidden = ignore_hidden
+        self.ready = threading.Event()
+        self.configure(**options)
+        if not polling:
+            _require_watchdog()
+
+    def validate(self) -> None:
+        super().validate()
+        if not os.path.isdir(self.directory):
+            raise GraphError(
+                f"{self.name or type(self).__name__} watches {self.directory!r}, which is not "
+                "an existing directory; create it first"
+            )
+
+    @property
+    def tick(self) -> float:
+        """Seconds between two looks at the candidates (a fraction of ``settle``)."""
+        base = self.settle / 4 if self.settle > 0 else 0.02
+        if self.polling:
+            base = min(base, self.poll_interval)
+        return min(max(base, 0.005), 0.25)
+
+    def generator(self) -> Iterator[str]:
+        root = os.path.abspath(self.directory)
+        excluded: set[str] = set()
+        if self.state is not None:
+            ledger_path = os.path.abspath(self.state)
+            excluded = {ledger_path + suffix for suffix in ("", "-wal", "-shm", "-journal")}
+        folder = _Folder(root, self.patterns, self.recursive, self.ignore_hidden, excluded)
+        ledger = _Ledger(self.state, root) if self.state is not None else None
+        observer: Any = None
+        try:
+            tracker = _Tracker(self.settle, ledger, folder)
+            changes: _Changes | None = None
+            if not self.polling:
+                changes = _Changes()
+                observer = self._observe(root, changes)
+            now = time.monotonic()
+            present = folder.scan(root)
+            if self.only_new and (ledger is None or ledger.first_start):
+                for path, sig in sorted(present.items()):
+                    tracker.baseline(path, sig)
+            tracker.sync(present, now)
+            self.ready.set()
+            interval = self.poll_interval if changes is None else self.rescan_interval
+            next_scan = now + interval if interval is not None else float("inf")
+            tick = self.tick
+            while True:
+                for path in tracker.due(time.monotonic()):
+                    if tracker.accept(path):
+                        yield path
+                if self.sleep(tick):
+                    return
+                now = time.monotonic()
+                if now >= next_scan and interval is not None:
+                    tracker.sync(folder.scan(root), now)
+                    next_scan = now + interval
+                if changes is not None:
+                    files, trees, gone = changes.take()
+                    for tree in gone:
+                        tracker.vanish_tree(tree)
+                    for tree in trees:
+                        for path, sig in folder.scan(tree).items():
+                            tracker.observe(path, sig, now)
+                    for path in files:
+                        if folder.wanted(path):
+                            tracker.check(path, now)
+                tracker.restat(now)
+        finally:
+            if observer is not None:
+                observer.stop()
+                observer.join()
+            if ledger is not None:
+                ledger.close()
+
+    def _observe(self, root: str, changes: _Changes) -> Any:
+        observers = _require_watchdog()
+        observer = observers.Observer()
+        observer.name = f"nanostream:{self.name or type(self).__name__}:watchdog"
+        try:
+            observer.schedule(changes, root, recursive=self.recursive)
+            observer.start()
+        except OSError as exc:
+            exc.add_note(
+                f"watching {root!r} failed; LocalDirectoryWatchdog(polling=True) scans the "
+                "folder instead (on Linux, also check fs.inotify.max_user_watches)"
+            )
+            raise
+        return observer

@@ -1,0 +1,316 @@
+"""CSVReader, CSVWriter, JSONLinesReader and JSONLinesWriter on text and real files."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import nanostream
+from nanostream.nodes import (
+    CSVReader,
+    CSVWriter,
+    FileText,
+    FormatError,
+    JSONLinesReader,
+    JSONLinesWriter,
+    LocalFileReader,
+)
+from nanostream.testing import Collect
+
+
+def run_nodes(items: list[Any], *nodes: nanostream.NanoNode, runner: str = "threads") -> list[Any]:
+    sink = Collect()
+    node: Any = nanostream.from_iterable(items)
+    for n in nodes:
+        node = node > n
+    node > sink
+    sink.global_start(runner=runner)
+    return sink.items
+
+
+def failure(items: list[Any], *nodes: nanostream.NanoNode) -> BaseException:
+    with pytest.raises(nanostream.NodeFailed) as info:
+        run_nodes(items, *nodes)
+    assert info.value.__cause__ is not None
+    return info.value.__cause__
+
+
+PEOPLE = "name,age,city\nada,36,London\nalan,41,Wilmslow\n"
+
+
+# ----------------------------------------------------------------------------- CSVReader
+def test_rows_are_dicts_keyed_by_the_header(runner: str) -> None:
+    assert run_nodes([PEOPLE, "a,b\n1,2\n"], CSVReader(), runner=runner) == [
+        {"name": "ada", "age": "36", "city": "London"},
+        {"name": "alan", "age": "41", "city": "Wilmslow"},
+        {"a": "1", "b": "2"},
+    ]
+
+
+def test_csv_dialect_details() -> None:
+    text = '\ufeffid;note\r\n1;"semi;colon"\r\n\r\n2;"two\nlines"\r\n3;""""\r\n'
+    assert run_nodes([text], CSVReader(delimiter=";")) == [
+        {"id": "1", "note": "semi;colon"},
+        {"id": "2", "note": "two\nlines"},
+        {"id": "3", "note": '"'},
+    ]
+    assert run_nodes([b"x\n1\n", bytearray(b"x\n2\n")], CSVReader()) == [{"x": "1"}, {"x": "2"}]
+    assert run_nodes(["", "only,header\n"], CSVReader()) == []
+
+
+def test_without_a_header_rows_are_lists_and_fieldnames_name_them() -> None:
+    assert run_nodes(["1,2\n3,4\n"], CSVReader(header=False)) == [["1", "2"], ["3", "4"]]
+    named = CSVReader(header=False, fieldnames=["x", "y"])
+    assert run_nodes(["1,2\n3,4\n"], named) == [{"x": "1", "y": "2"}, {"x": "3", "y": "4"}]
+    renamed = CSVReader(fieldnames=["x", "y"])  # the file's own header is skipped
+    assert run_nodes(["a,b\n1,2\n"], renamed) == [{"x": "1", "y": "2"}]
+
+
+def test_type_conversion() -> None:
+    typed = CSVReader(types={"age": int, "city": str.upper})
+    assert run_nodes([PEOPLE], typed)[0] == {"name": "ada", "age": 36, "city": "LONDON"}
+    inferred = CSVReader(infer_types=True)
+    assert run_nodes(["a,b,c,d\n1,-2.5,x,\n"], inferred) == [{"a": 1, "b": -2.5, "c": "x", "d": ""}]
+    by_index = CSVReader(header=False, types={1: float})
+    assert run_nodes(["a,1\nb,2\n"], by_index) == [["a", 1.0], ["b", 2.0]]
+    mixed = CSVReader(header=False, infer_types=True, types={0: str})
+    assert run_nodes(["007,8,9\n"], mixed) == [["007", 8, 9]]
+
+
+def test_a_broken_row_names_the_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "people.csv"
+    path.write_text(PEOPLE + "grace,85\nlinus,54,Helsinki\n")
+    from_text = failure(["people.csv"], LocalFileReader(tmp_path), CSVReader())
+    from_path = failure([str(path)], CSVReader(paths=True))
+    for error in (from_text, from_path):
+        assert isinstance(error, FormatError)
+        assert isinstance(error, nanostream.NanoStreamError)
+        assert (error.source, error.line) == (str(path), 4)
+        assert str(error).startswith(f"{path}, line 4: expected 3 fields (as in the header), got 2")
+    plain = failure(["ok\n1\n", "a,b\n1,2\n3\n"], CSVReader())
+    assert isinstance(plain, FormatError)
+    assert str(plain).startswith("input item #2, line 3: expected 2 fields")
+    lists = failure(["1,2\n3,4,5\n"], CSVReader(header=False))
+    assert "as in the first row" in str(lists)
+
+
+def test_other_bad_input_is_a_clear_error(tmp_path: Path) -> None:
+    bad_value = failure([PEOPLE + "bob,old,Paris\n"], CSVReader(types={"age": int}))
+    assert isinstance(bad_value, FormatError)
+    assert bad_value.line == 4
+    assert "column 'age': cannot convert 'old' with int" in str(bad_value)
+    unknown = failure([PEOPLE], CSVReader(types={"height": int}))
+    assert "height" in str(unknown)
+    duplicate = failure(["a,b,a\n1,2,3\n"], CSVReader())
+    assert "more than once" in str(duplicate)
+    not_text = failure([123], CSVReader())
+    assert "takes text, bytes or a path" in str(not_text)
+    unterminated = failure(['a,b\n1,2\n3,"open\n4,5\n6,7\n'], CSVReader())
+    assert isinstance(unterminated, FormatError)
+    assert "unexpected end of data" in str(unterminated)
+    assert "opened at or after line 3 is never closed" in str(unterminated)
+    lenient = run_nodes(['a,b\n1,"x"y\n'], CSVReader(strict=False))
+    assert lenient == [{"a": "1", "b": "xy"}]
+    after_quote = failure(['a,b\n1,"x"y\n'], CSVReader())
+    assert (after_quote.line, "strict=False" in str(after_quote)) == (2, True)  # type: ignore[attr-defined]
+    huge = failure(["a\n" + "x" * 200_000 + "\n"], CSVReader())
+    assert "field larger than field limit" in str(huge)
+    with pytest.raises(nanostream.GraphError, match="dialect"):
+        CSVReader(delimiter="::")
+    with pytest.raises(nanostream.GraphError, match="indexes"):
+        CSVReader(header=False, types={"a": int})
+
+
+def test_non_utf8_csv_file(tmp_path: Path) -> None:
+    path = tmp_path / "latin.csv"
+    path.write_bytes("name\nJos\xe9\n".encode("latin-1"))
+    error = failure([path], CSVReader())
+    assert isinstance(error, FormatError)
+    assert (error.source, error.line) == (str(path), 2)
+    assert run_nodes([path], CSVReader(encoding="latin-1")) == [{"name": "José"}]
+    as_bytes = failure([path.read_bytes()], CSVReader())
+    assert isinstance(as_bytes, FormatError)
+    assert as_bytes.line == 2
+
+
+def test_csv_files_by_path_are_streamed(tmp_path: Path, runner: str) -> None:
+    path = tmp_path / "many.csv"
+    path.write_text("n,sq\n" + "".join(f"{i},{i * i}\n" for i in range(10_000)))
+    rows = run_nodes([path], CSVReader(types={"n": int, "sq": int}), runner=runner)
+    assert len(rows) == 10_000
+    assert rows[-1] == {"n": 9999, "sq": 9999 * 9999}
+
+
+def test_a_file_text_item_names_its_file() -> None:
+    error = failure([FileText("a\n1,2\n", path="/data/x.csv")], CSVReader())
+    assert str(error).startswith("/data/x.csv, line 2:")
+
+
+# ----------------------------------------------------------------------------- CSVWriter
+def test_csv_writer_round_trip(tmp_path: Path, runner: str) -> None:
+    rows = [
+        {"name": "ada", "note": 'said "hi", left'},
+        {"name": "alan", "note": "two\nlines"},
+        {"note": "no name"},
+    ]
+    out = tmp_path / "out.csv"
+    assert run_nodes(rows, CSVWriter(out), runner=runner) == [str(out)]
+    assert out.read_text().startswith('name,note\nada,"said ""hi"", left"\n')
+    back = run_nodes([out], CSVReader())
+    assert back == [*rows[:2], {"name": "", "note": "no name"}]
+
+
+def test_csv_writer_lists_fieldnames_append_and_dialect(tmp_path: Path) -> None:
+    out = tmp_path / "t.tsv"
+    run_nodes([[1, 2], (3, 4)], CSVWriter(out, fieldnames=["a", "b"], delimiter="\t"))
+    assert out.read_text() == "a\tb\n1\t2\n3\t4\n"
+    run_nodes([{"a": 5, "b": 6}], CSVWriter(out, delimiter="\t", append=True))
+    assert out.read_text() == "a\tb\n1\t2\n3\t4\n5\t6\n"  # no second header
+    bare = tmp_path / "bare.csv"
+    run_nodes([["x", "y"]], CSVWriter(bare, header=False, line_end="\r\n"))
+    assert bare.read_bytes() == b"x,y\r\n"
+
+
+def test_csv_writer_refuses_unknown_fields(tmp_path: Path) -> None:
+    out = tmp_path / "out.csv"
+    error = failure([{"a": 1}, {"a": 2, "b": 3}], CSVWriter(out))
+    assert isinstance(error, FormatError)
+    assert "['b']" in str(error)
+    assert "fieldnames" in str(error)
+    assert list(tmp_path.iterdir()) == []  # the failed run published nothing
+
+
+# ----------------------------------------------------------------------------- JSON lines
+def test_json_lines_reader_text_and_paths(tmp_path: Path, runner: str) -> None:
+    path = tmp_path / "a.jsonl"
+    path.write_text('{"a": 1}\n\n  \n[1, "é"]\n"s"')
+    expected = [{"a": 1}, [1, "é"], "s"]
+    assert run_nodes([path], JSONLinesReader(), runner=runner) == expected
+    assert run_nodes([str(path)], JSONLinesReader(paths=True)) == expected
+    assert run_nodes([path.read_bytes()], JSONLinesReader()) == expected
+    lines = run_nodes([path], LocalFileReader(serialize=True), JSONLinesReader())
+    assert lines == expected
+
+
+def test_a_bad_json_line_names_the_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"a": 1}\n{"a": \n')
+    for nodes in ([JSONLinesReader()], [LocalFileReader(), JSONLinesReader()]):
+        error = failure([path], *nodes)
+        assert isinstance(error, FormatError)
+        assert (error.source, error.line) == (str(path), 2)
+        assert "not valid JSON" in str(error)
+    plain = failure(["1\n{"], JSONLinesReader())
+    assert str(plain).startswith("input item #1, line 2: not valid JSON")
+
+
+def test_json_lines_writer(tmp_path: Path, runner: str) -> None:
+    out = tmp_path / "out.jsonl"
+    items = [{"b": 1, "a": [1.5, None, True]}, "é", 10**30]
+    assert run_nodes(items, JSONLinesWriter(out), runner=runner) == [str(out)]
+    assert (
+        out.read_text(encoding="utf-8")
+        == '{"b":1,"a":[1.5,null,true]}\n"é"\n' + "1" + "0" * 30 + "\n"
+    )
+    assert run_nodes([out], JSONLinesReader()) == items
+    run_nodes([{"b": 1, "a": 2}], JSONLinesWriter(out, sort_keys=True, append=True))
+    assert out.read_text(encoding="utf-8").splitlines()[-1] == '{"a":2,"b":1}'
+
+
+def test_json_lines_writer_default_and_errors(tmp_path: Path) -> None:
+    when = datetime.date(2024, 1, 2)
+    out = tmp_path / "d.jsonl"
+    run_nodes([{"when": when}], JSONLinesWriter(out, default=str))
+    assert out.read_text() == '{"when":"2024-01-02"}\n'
+    error = failure([{"when": when}], JSONLinesWriter(tmp_path / "e.jsonl"))
+    assert isinstance(error, FormatError)
+    assert "default=" in str(error)
+    assert not (tmp_path / "e.jsonl").exists()
+    with pytest.raises(nanostream.GraphError, match="backend"):
+        JSONLinesWriter(out, backend="ujson")
+
+
+def test_json_lines_writer_rotates(tmp_path: Path) -> None:
+    out = run_nodes(list(range(5)), JSONLinesWriter(tmp_path / "p{part}.jsonl", rotate_items=2))
+    assert [Path(p).read_text() for p in out] == ["0\n1\n", "2\n3\n", "4\n"]
+
+
+class FakeOrjson(types.ModuleType):
+    """Stands in for orjson (same calls, compact output, refuses big integers)."""
+
+    OPT_NON_STR_KEYS = 1
+    OPT_SORT_KEYS = 2
+
+    class JSONDecodeError(ValueError):
+        pass
+
+    def __init__(self) -> None:
+        super().__init__("orjson")
+        self.calls = 0
+
+    def dumps(self, obj: Any, default: Any = None, option: int = 0) -> bytes:
+        self.calls += 1
+        if isinstance(obj, int) and abs(obj) >= 2**64:
+            raise TypeError("Integer exceeds 64-bit range")
+        text = json.dumps(
+            obj,
+            default=default,
+            separators=(",", ":"),
+            ensure_ascii=False,
+            sort_keys=bool(option & self.OPT_SORT_KEYS),
+        )
+        return text.encode()
+
+    def loads(self, text: str | bytes) -> Any:
+        self.calls += 1
+        if text.strip() == "NaN":
+            raise self.JSONDecodeError("orjson refuses NaN")
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise self.JSONDecodeError(str(exc)) from None
+
+
+def test_orjson_is_used_when_installed_with_the_stdlib_as_fallback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeOrjson()
+    monkeypatch.setitem(sys.modules, "orjson", fake)
+    out = tmp_path / "o.jsonl"
+    run_nodes([{"z": 1, "a": "é"}, 2**70], JSONLinesWriter(out, sort_keys=True))
+    assert out.read_text(encoding="utf-8") == '{"a":"é","z":1}\n' + str(2**70) + "\n"
+    assert fake.calls == 2
+    values = run_nodes(["1\nNaN\n"], JSONLinesReader())
+    assert values[0] == 1
+    assert values[1] != values[1]  # NaN, parsed by the standard library
+    assert fake.calls == 4 + 1  # two lines and the trailing blank one
+    fake.calls = 0
+    run_nodes([1], JSONLinesWriter(out, backend="json"))
+    assert fake.calls == 0
+
+
+def test_orjson_backend_needs_the_package(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setitem(sys.modules, "orjson", None)
+    with pytest.raises(nanostream.MissingDependencyError, match="orjson"):
+        JSONLinesWriter(tmp_path / "x.jsonl", backend="orjson")
+    assert run_nodes(["[1]"], JSONLinesReader()) == [[1]]  # auto: the standard library
+
+
+# ----------------------------------------------------------------------------- together
+def test_csv_to_json_lines_file_to_file(tmp_path: Path, runner: str) -> None:
+    (tmp_path / "people.csv").write_text(PEOPLE)
+    out = tmp_path / "people.jsonl"
+    src = nanostream.from_iterable([tmp_path / "people.csv"])
+    writer = JSONLinesWriter(out)
+    src > CSVReader(types={"age": int}) > writer
+    src.global_start(runner=runner)
+    assert [json.loads(line) for line in out.read_text().splitlines()] == [
+        {"name": "ada", "age": 36, "city": "London"},
+        {"name": "alan", "age": 41, "city": "Wilmslow"},
+    ]

@@ -1,0 +1,367 @@
+"""LocalDirectoryWatchdog on real folders: appear, modify, half-written, many files, nested
+folders, restart with a ledger, prompt stop, and the guide's first example."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import nanostream
+from nanostream.nodes import LocalDirectoryWatchdog, LocalFileReader
+from nanostream.testing import Collect
+
+WAIT = 20  # seconds to wait for an event before failing
+
+
+@pytest.fixture(params=["events", "polling"])
+def mode(request: pytest.FixtureRequest) -> str:
+    """Each behaviour with watchdog events and with the polling fallback."""
+    return str(request.param)
+
+
+@pytest.fixture
+def runner(runner: str) -> str:
+    """Every runner that can run a waiting source (see docs/files.md)."""
+    if runner == "cooperative":
+        pytest.skip(
+            "NanoNode.sleep() blocks the cooperative runner's only thread, so a waiting "
+            "source starves the graph (a runner change is needed; see docs/files.md)"
+        )
+    return runner
+
+
+def watchdog(folder: Path, mode: str, **options: Any) -> LocalDirectoryWatchdog:
+    options.setdefault("settle", 0.05)
+    options.setdefault("poll_interval", 0.02)
+    return LocalDirectoryWatchdog(folder, polling=mode == "polling", **options)
+
+
+def start(source: nanostream.NanoNode, sink: Collect, runner: str) -> nanostream.Run:
+    run = sink.global_start(block=False, runner=runner)
+    assert run is not None
+    if isinstance(source, LocalDirectoryWatchdog):
+        assert source.ready.wait(WAIT)
+    return run
+
+
+def names(items: list[Any], folder: Path) -> list[str]:
+    return [os.path.relpath(p, folder) for p in items]
+
+
+def test_files_present_at_start_and_new_files_are_emitted(
+    tmp_path: Path, mode: str, runner: str
+) -> None:
+    (tmp_path / "old.csv").write_text("a\n")
+    (tmp_path / "notes.txt").write_text("not a csv\n")
+    (tmp_path / ".hidden.csv").write_text("hidden\n")
+    watch = watchdog(tmp_path, mode, pattern="*.csv")
+    sink = Collect(wait_for=2)
+    watch > sink
+    run = start(watch, sink, runner)
+    (tmp_path / "new.csv").write_text("b\n")
+    assert sink.seen.wait(WAIT)
+    run.stop(timeout=WAIT)
+    assert sorted(names(sink.items, tmp_path)) == ["new.csv", "old.csv"]
+    assert all(os.path.isabs(p) for p in sink.items)
+
+
+def test_only_new_skips_the_files_already_there(tmp_path: Path, mode: str, runner: str) -> None:
+    (tmp_path / "old.csv").write_text("a\n")
+    watch = watchdog(tmp_path, mode, only_new=True)
+    sink = Collect()
+    watch > sink
+    run = start(watch, sink, runner)
+    (tmp_path / "new.csv").write_text("b\n")
+    assert sink.seen.wait(WAIT)
+    run.stop(timeout=WAIT)
+    assert names(sink.items, tmp_path) == ["new.csv"]
+
+
+def test_a_modified_file_is_emitted_again_with_its_new_content(
+    tmp_path: Path, mode: str, runner: str
+) -> None:
+    path = tmp_path / "data.txt"
+    path.write_text("version 1\n")
+    watch = watchdog(tmp_path, mode)
+    sink = Collect()
+    watch > LocalFileReader() > sink
+    run = start(watch, sink, runner)
+    assert sink.seen.wait(WAIT)
+    sink.seen.clear()
+    sink.wait_for = 2
+    path.write_text("version 2, longer\n")
+    assert sink.seen.wait(WAIT)
+    run.stop(timeout=WAIT)
+    assert sink.items == ["version 1\n", "version 2, longer\n"]
+
+
+def test_a_half_written_file_is_emitted_only_once_it_has_stopped_changing(
+    tmp_path: Path, mode: str, runner: str
+) -> None:
+    big = tmp_path / "big.txt"
+    watch = watchdog(tmp_path, mode, settle=0.5)
+    sink = Collect()
+    watch > LocalFileReader() > sink
+    with big.open("w") as f:
+        f.write("start\n")
+        f.flush()
+        run = start(watch, sink, runner)
+        (tmp_path / "other.txt").write_text("other\n")
+        # keep writing (well within `settle`) until the complete file has been emitted
+        writes = 0
+        while not sink.seen.wait(0.01):
+            f.write("more\n")
+            f.flush()
+            writes += 1
+        assert sink.items == ["other\n"]
+        f.write("end\n")
+    sink.seen.clear()
+    sink.wait_for = 2
+    assert sink.seen.wait(WAIT)
+    run.stop(timeout=WAIT)
+    assert writes > 10
+    assert sink.items[1] == "start\n" + "more\n" * writes + "end\n"
+    assert len(sink.items) == 2
+
+
+def test_a_thousand_files_at_once_are_each_emitted_once(
+    tmp_path: Path, mode: str, runner: str
+) -> None:
+    watch = watchdog(tmp_path, mode, pattern="*.csv")
+    sink = Collect(wait_for=1000)
+    watch > sink
+    run = start(watch, sink, runner)
+    expected = {f"f{i:04d}.csv" for i in range(1000)}
+    for name in sorted(expected):
+        (tmp_path / name).write_text(f"{name}\n")
+    assert sink.seen.wait(WAIT)
+    # A file dropped after all of them is emitted after all of them: once it is seen,
+    # any repeat would have been seen too.
+    sink.seen.clear()
+    sink.wait_for = 1001
+    (tmp_path / "zz-last.csv").write_text("last\n")
+    assert sink.seen.wait(WAIT)
+    run.stop(timeout=WAIT)
+    counts = Counter(names(sink.items, tmp_path))
+    assert set(counts) == expected | {"zz-last.csv"}
+    assert max(counts.values()) == 1
+
+
+def test_nested_folders_with_recursive(tmp_path: Path, mode: str, runner: str) -> None:
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "one.csv").write_text("1\n")
+    (tmp_path / "a" / "b" / "two.csv").write_text("2\n")
+    (tmp_path / ".cache").mkdir()
+    (tmp_path / ".cache" / "skip.csv").write_text("hidden folder\n")
+    (tmp_path / "top.csv").write_text("0\n")
+    watch = watchdog(tmp_path, mode, pattern="*.csv", recursive=True)
+    sink = Collect(wait_for=3)
+    watch > sink
+    run = start(watch, sink, runner)
+    assert sink.seen.wait(WAIT)
+    sink.seen.clear()
+    sink.wait_for = 4
+    # a folder created while running, with a file written into it at once
+    (tmp_path / "new" / "deep").mkdir(parents=True)
+    (tmp_path / "new" / "deep" / "three.csv").write_text("3\n")
+    assert sink.seen.wait(WAIT)
+    run.stop(timeout=WAIT)
+    assert sorted(names(sink.items, tmp_path)) == sorted(
+        ["a/one.csv", "a/b/two.csv", "top.csv", "new/deep/three.csv"]
+    )
+
+
+def test_without_recursive_sub_folders_are_ignored(tmp_path: Path, mode: str) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "inner.csv").write_text("1\n")
+    watch = watchdog(tmp_path, mode)
+    sink = Collect(wait_for=2)
+    watch > sink
+    run = start(watch, sink, "threads")
+    (tmp_path / "sub" / "later.csv").write_text("2\n")
+    (tmp_path / "top.csv").write_text("0\n")
+    (tmp_path / "top2.csv").write_text("0\n")
+    assert sink.seen.wait(WAIT)
+    run.stop(timeout=WAIT)
+    assert sorted(names(sink.items, tmp_path)) == ["top.csv", "top2.csv"]
+
+
+def test_a_deleted_and_recreated_file_is_emitted_again(tmp_path: Path, mode: str) -> None:
+    path = tmp_path / "x.txt"
+    path.write_text("same\n")
+    watch = watchdog(tmp_path, mode)
+    sink = Collect()
+    watch > sink
+    run = start(watch, sink, "threads")
+    assert sink.seen.wait(WAIT)
+    path.unlink()
+    # wait until the deletion has been noticed: a file written after it is emitted after
+    sink.seen.clear()
+    sink.wait_for = 2
+    (tmp_path / "marker.txt").write_text("m\n")
+    assert sink.seen.wait(WAIT)
+    sink.seen.clear()
+    sink.wait_for = 3
+    path.write_text("same\n")
+    assert sink.seen.wait(WAIT)
+    run.stop(timeout=WAIT)
+    assert names(sink.items, tmp_path) == ["x.txt", "marker.txt", "x.txt"]
+
+
+# ----------------------------------------------------------------------------- the ledger
+def run_until(
+    folder: Path, mode: str, ledger: Path, expect: int, *, marker: str | None = None, **kw: Any
+) -> list[str]:
+    """Run a watchdog with a ledger until ``expect`` items came (then a marker file)."""
+    watch = watchdog(folder, mode, state=ledger, **kw)
+    sink = Collect(wait_for=expect)
+    watch > sink
+    run = start(watch, sink, "threads")
+    if expect:
+        assert sink.seen.wait(WAIT)
+    if marker is not None:
+        sink.seen.clear()
+        sink.wait_for = expect + 1
+        (folder / marker).write_text(marker)
+        assert sink.seen.wait(WAIT)
+    run.stop(timeout=WAIT)
+    return names(sink.items, folder)
+
+
+def test_a_restart_with_a_ledger_neither_repeats_nor_misses(tmp_path: Path, mode: str) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    ledger = tmp_path / "ledger.sqlite"
+    (folder / "a.csv").write_text("a\n")
+    (folder / "b.csv").write_text("b\n")
+    (folder / "c.csv").write_text("c\n")
+    assert sorted(run_until(folder, mode, ledger, 3)) == ["a.csv", "b.csv", "c.csv"]
+
+    # while it is down: one file changes, one is only touched, one goes, one arrives
+    (folder / "a.csv").write_text("a, changed\n")
+    stat = (folder / "b.csv").stat()
+    os.utime(folder / "b.csv", ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))
+    (folder / "c.csv").unlink()
+    (folder / "d.csv").write_text("d\n")
+    second = run_until(folder, mode, ledger, 2, marker="m1.csv")
+    assert sorted(second[:2]) == ["a.csv", "d.csv"]
+    assert second[2:] == ["m1.csv"]
+
+    # nothing changed: nothing is emitted but the marker; a deleted file that comes back
+    # is new again
+    assert run_until(folder, mode, ledger, 0, marker="m2.csv") == ["m2.csv"]
+    (folder / "c.csv").write_text("c\n")
+    assert run_until(folder, mode, ledger, 1, marker="m3.csv") == ["c.csv", "m3.csv"]
+
+    with sqlite3.connect(ledger) as db:
+        rows = db.execute("SELECT path, size, hash FROM files ORDER BY path").fetchall()
+    assert [Path(p).name for p, _, _ in rows] == [
+        *["a.csv", "b.csv", "c.csv", "d.csv"],
+        *["m1.csv", "m2.csv", "m3.csv"],
+    ]
+    assert all(size > 0 and isinstance(digest, str) for _, size, digest in rows)
+
+
+def test_only_new_with_a_ledger_applies_to_the_first_start_only(tmp_path: Path, mode: str) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    ledger = tmp_path / "ledger.sqlite"
+    (folder / "old.csv").write_text("old\n")
+    assert run_until(folder, mode, ledger, 0, marker="m1.csv", only_new=True) == ["m1.csv"]
+    (folder / "while-down.csv").write_text("new\n")
+    assert run_until(folder, mode, ledger, 1, marker="m2.csv", only_new=True) == [
+        "while-down.csv",
+        "m2.csv",
+    ]
+
+
+def test_the_ledger_inside_the_watched_folder_is_not_emitted(tmp_path: Path, mode: str) -> None:
+    (tmp_path / "a.txt").write_text("a\n")
+    assert run_until(tmp_path, mode, tmp_path / "ledger.db", 1, marker="m.txt") == [
+        "a.txt",
+        "m.txt",
+    ]
+
+
+# ----------------------------------------------------------------------------- lifecycle
+def test_stop_is_prompt_even_with_long_intervals(tmp_path: Path, mode: str, runner: str) -> None:
+    (tmp_path / "a.txt").write_text("a\n")
+    watch = watchdog(tmp_path, mode, settle=30, poll_interval=30)
+    sink = Collect()
+    watch > sink
+    run = start(watch, sink, runner)
+    began = time.monotonic()
+    run.stop(timeout=WAIT)
+    assert time.monotonic() - began < 2
+    assert run.state == "finished"
+    assert sink.items == []  # 'a.txt' had not settled yet
+
+
+def test_a_missing_directory_is_refused_before_the_run_starts(tmp_path: Path) -> None:
+    watch = LocalDirectoryWatchdog(tmp_path / "nope", polling=True)
+    watch > Collect()
+    with pytest.raises(nanostream.GraphError, match="not an existing directory"):
+        watch.global_start()
+
+
+def test_bad_options_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(nanostream.GraphError, match="settle"):
+        LocalDirectoryWatchdog(tmp_path, settle=-1, polling=True)
+    with pytest.raises(nanostream.GraphError, match="poll_interval"):
+        LocalDirectoryWatchdog(tmp_path, poll_interval=0, polling=True)
+    with pytest.raises(nanostream.GraphError, match="pattern"):
+        LocalDirectoryWatchdog(tmp_path, pattern=[], polling=True)
+
+
+def test_without_the_watchdog_package_events_need_the_extra_and_polling_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "watchdog", None)
+    monkeypatch.setitem(sys.modules, "watchdog.observers", None)
+    with pytest.raises(nanostream.MissingDependencyError, match=r"nanostream\[files\]"):
+        LocalDirectoryWatchdog(tmp_path)
+    (tmp_path / "a.txt").write_text("a\n")
+    watch = LocalDirectoryWatchdog(tmp_path, polling=True, settle=0.01, poll_interval=0.01)
+    sink = Collect()
+    watch > sink
+    run = start(watch, sink, "threads")
+    assert sink.seen.wait(WAIT)
+    run.stop(timeout=WAIT)
+    assert names(sink.items, tmp_path) == ["a.txt"]
+
+
+def test_the_guides_first_example_runs_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nanostream import CSVReader, LocalDirectoryWatchdog, LocalFileReader, PrinterOfThings
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data_directory").mkdir()
+    (tmp_path / "data_directory" / "people.csv").write_text("name,age\nada,36\nalan,41\n")
+
+    # Instantiate the classes:
+    watchdog = LocalDirectoryWatchdog(directory="./data_directory")
+    file_reader = LocalFileReader(serialize=False)
+    csv_reader = CSVReader()
+    printer = PrinterOfThings()
+
+    # Use ">" to create connections between the nodes
+    watchdog > file_reader > csv_reader > printer
+
+    sink = Collect(wait_for=2)
+    printer > sink  # only so that the test can wait for the rows
+    run = watchdog.global_start(block=False)
+    assert run is not None
+    assert sink.seen.wait(WAIT)
+    run.stop(timeout=WAIT)
+    assert capsys.readouterr().out.splitlines() == [
+        "{'name': 'ada', 'age': '36'}",
+        "{'name': 'alan', 'age': '41'}",
+    ]
