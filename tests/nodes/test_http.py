@@ -67,6 +67,7 @@ class ApiServer(ThreadingHTTPServer):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # no 40 ms stall between headers and body
     server: ApiServer
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
