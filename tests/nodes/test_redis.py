@@ -271,6 +271,27 @@ def test_a_wrong_password_is_a_clear_error(redis_server: dict[str, str]) -> None
     assert redis_server["password"] not in text
 
 
+def test_a_stream_deleted_under_the_source_is_a_clear_error(
+    redis_url: str, client: redis.Redis
+) -> None:
+    add(client, "doomed", 3)
+    seen = threading.Event()
+
+    def delete_stream(inp: Any, outp: Any) -> None:
+        for item in inp:
+            if not seen.is_set():
+                client.delete("doomed")  # the group goes with it
+                seen.set()
+            outp(item)
+
+    source = RedisStreamSource(redis_url, "doomed", "g", "c", batch_size=1)
+    source > delete_stream
+    with pytest.raises(nanostream.NodeFailed, match="could not read 'doomed' as group 'g'") as info:
+        source.global_start()
+    assert isinstance(info.value.__cause__, ConnectorError)
+    assert "NOGROUP" in str(info.value)
+
+
 def test_missing_redis_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "redis", None)
     with pytest.raises(nanostream.MissingDependencyError, match=r"nanostream\[redis\]"):

@@ -247,6 +247,11 @@ class RedisStreamSource(NanoNode):
                     if self.sleep(delay):
                         return
                     continue
+                except redis.RedisError as exc:
+                    raise self._redis.error(
+                        f"RedisStreamSource could not read {self.stream!r} as group {self.group!r}",
+                        exc,
+                    ) from None
                 if not entries:
                     if pending_first:
                         pending_first = False

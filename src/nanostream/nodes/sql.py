@@ -90,6 +90,13 @@ class _Database:
                 raise ConfigError(f"not a database URL: {mask_url(url)!r} ({exc})") from None
             if isinstance(url, str):
                 self.secrets.add_url(url)
+            try:
+                parsed.get_dialect()
+            except sa.exc.NoSuchModuleError:
+                raise ConfigError(
+                    f"unknown database or driver {parsed.drivername!r} in {mask_url(url)!r}; "
+                    "see SQLAlchemy's list of dialects (sqlite, postgresql, mysql, ...)"
+                ) from None
         if parsed.password is not None:
             self.secrets.add(str(parsed.password))
         self.url = parsed
