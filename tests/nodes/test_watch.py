@@ -215,6 +215,22 @@ def test_a_deleted_and_recreated_file_is_emitted_again(tmp_path: Path, mode: str
     assert names(sink.items, tmp_path) == ["x.txt", "marker.txt", "x.txt"]
 
 
+def test_with_events_a_periodic_rescan_finds_files_whose_events_were_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nanostream.nodes import watch as watch_module
+
+    monkeypatch.setattr(watch_module._Changes, "dispatch", lambda self, event: None)
+    watch = watchdog(tmp_path, "events", rescan_interval=0.05)
+    sink = Collect()
+    watch > sink
+    run = start(watch, sink, "threads")
+    (tmp_path / "quiet.txt").write_text("no event for me\n")
+    assert sink.seen.wait(WAIT)
+    run.stop(timeout=WAIT)
+    assert names(sink.items, tmp_path) == ["quiet.txt"]
+
+
 # ----------------------------------------------------------------------------- the ledger
 def run_until(
     folder: Path, mode: str, ledger: Path, expect: int, *, marker: str | None = None, **kw: Any

@@ -170,18 +170,26 @@ class _Folder:
     def matches(self, name: str) -> bool:
         return any(fnmatch.fnmatch(name, p) for p in self.patterns)
 
+    def _parts(self, path: str) -> list[str] | None:
+        """``path``'s components below the root; None if it is not below it or hidden."""
+        rel = os.path.relpath(path, self.root)
+        if rel in (os.curdir, os.pardir) or rel.startswith(os.pardir + os.sep):
+            return None
+        parts = rel.split(os.sep)
+        if self.ignore_hidden and any(p.startswith(".") for p in parts):
+            return None
+        return parts
+
     def wanted(self, path: str) -> bool:
         if path in self.excluded:
             return False
-        rel = os.path.relpath(path, self.root)
-        if rel == os.curdir or rel.startswith(os.pardir + os.sep) or rel == os.pardir:
-            return False
-        parts = rel.split(os.sep)
-        if not self.recursive and len(parts) != 1:
-            return False
-        if self.ignore_hidden and any(p.startswith(".") for p in parts):
+        parts = self._parts(path)
+        if parts is None or (not self.recursive and len(parts) != 1):
             return False
         return self.matches(parts[-1])
+
+    def wanted_dir(self, path: str) -> bool:
+        return self.recursive and self._parts(path) is not None
 
     def scan(self, top: str) -> dict[str, Signature]:
         """Every wanted file under ``top`` (the root or one of its folders)."""
@@ -214,12 +222,6 @@ class _Folder:
                         continue
                     found[entry.path] = (st.st_size, st.st_mtime_ns)
         return found
-
-    def wanted_dir(self, path: str) -> bool:
-        rel = os.path.relpath(path, self.root)
-        if rel.startswith(os.pardir) or not self.recursive:
-            return False
-        return not (self.ignore_hidden and any(p.startswith(".") for p in rel.split(os.sep)))
 
 
 class _Tracker:
