@@ -1,0 +1,419 @@
+"""Several inputs and outputs: merging with origin tags, windowed joins, routing.
+
+**Knowing where an item came from.** Every link into a node feeds one input queue, so a
+node cannot tell its upstreams apart by itself. A node that needs to know asks for *named
+inputs*: ``merge.input("orders")`` (and a join's ``join.left`` / ``join.right``) is a small
+node, linked into its owner, that wraps each item as :class:`Tagged` ``(origin, value)``.
+Link upstreams to those inputs, not to the owner itself::
+
+    orders > join.left
+    payments > join.right
+    join > sink
+
+A :class:`Merge` emits the tagged items, so any node downstream can read ``item.origin``;
+a :class:`Join` consumes them.
+
+**Named outputs.** A node emits ``TaggedOutput(port, value)`` to send ``value`` on a named
+port, and ``node["port"] > other`` links that port; :class:`Router` does this with a
+function that picks the port of each item.
+
+Example:
+    >>> import nanostream
+    >>> from nanostream.nodes import Merge
+    >>> sink = nanostream.testing.Collect()
+    >>> merge = Merge(a=nanostream.from_iterable([1]), b=nanostream.from_iterable([2]))
+    >>> merge > sink
+    Collect(name=None)
+    >>> sink.global_start()
+    >>> sorted(sink.items)
+    [Tagged(origin='a', value=1), Tagged(origin='b', value=2)]
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from typing import Any, NamedTuple
+
+from .._core.errors import GraphError
+from .._core.graph import pipeline_of
+from .._core.node import DEFAULT_PORT, NanoNode
+from .._core.ports import TaggedOutput
+from ._operator import (
+    Operator,
+    Outp,
+    check_callable,
+    check_choice,
+    check_non_negative,
+    check_positive,
+)
+
+__all__ = ["Join", "JoinResult", "Merge", "Router", "Tagged"]
+
+_NEG_INF = float("-inf")
+_INF = float("inf")
+
+
+class Tagged(NamedTuple):
+    """An item with the name of the input it came through (see :meth:`Merge.input`).
+
+    Example:
+        >>> from nanostream.nodes import Tagged
+        >>> item = Tagged("orders", {"id": 1})
+        >>> item.origin, item.value
+        ('orders', {'id': 1})
+    """
+
+    origin: str
+    value: Any
+
+
+class _InputEnded(NamedTuple):
+    """Sent by a join's named input after its last item: that side has ended."""
+
+    origin: str
+
+
+class _NamedInput(Operator):
+    """A named input of ``owner``: wraps each item as ``Tagged(origin, item)``."""
+
+    def __init__(self, owner: _WithNamedInputs, origin: str, *, announce_end: bool) -> None:
+        super().__init__()
+        self.owner = owner
+        self.origin = origin
+        self.announce_end = announce_end
+
+    def _run(self, inp: Iterable[Any], outp: Outp) -> None:
+        origin = self.origin
+        for item in inp:
+            outp(Tagged(origin, item))
+        if self.announce_end:
+            outp(_InputEnded(origin))
+
+    def default_name(self) -> str:
+        return f"{self.owner.label}.{self.origin}"
+
+    def __repr__(self) -> str:
+        return f"{self.owner!r}.input({self.origin!r})"
+
+
+class _WithNamedInputs(Operator):
+    _announce_end = False
+
+    def input(self, origin: str) -> NanoNode:
+        """The input called ``origin``: link upstreams to it; its items arrive ``Tagged``."""
+        if not isinstance(origin, str) or not origin:
+            raise GraphError(f"{self.label}: an input name is a non-empty string, got {origin!r}")
+        inputs: dict[str, _NamedInput] = self.__dict__.setdefault("_inputs", {})
+        node = inputs.get(origin)
+        if node is None:
+            node = inputs[origin] = _NamedInput(self, origin, announce_end=self._announce_end)
+            node > self
+        return node
+
+
+class Merge(_WithNamedInputs):
+    """Merge several streams into one, tagging each item with its origin.
+
+    Give the inputs as keyword arguments (``Merge(orders=a, payments=b)``) or as a mapping,
+    or link them later: ``a > merge.input("orders")``. Each item comes out as
+    :class:`Tagged` ``(origin, value)``, in the order the items reach the merge.
+
+    Example:
+        >>> import nanostream
+        >>> from nanostream.nodes import Merge
+        >>> sink = nanostream.testing.Collect()
+        >>> merge = Merge()
+        >>> nanostream.from_iterable(["x"]) > merge.input("left")
+        Merge(name=None).input('left')
+        >>> merge > sink
+        Collect(name=None)
+        >>> sink.global_start()
+        >>> sink.items[0].origin, sink.items[0].value
+        ('left', 'x')
+    """
+
+    def __init__(
+        self,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        name: str | None = None,
+        queue_size: int | None = None,
+        batch_size: int | None = None,
+        **named_inputs: Any,
+    ) -> None:
+        super().__init__(name=name, queue_size=queue_size, batch_size=batch_size)
+        for origin, upstream in {**(inputs or {}), **named_inputs}.items():
+            upstream > self.input(origin)
+
+    def _run(self, inp: Iterable[Any], outp: Outp) -> None:
+        for item in inp:
+            outp(item)
+
+
+class JoinResult(NamedTuple):
+    """A pair found by :class:`Join`: ``right`` is ``None`` for an unmatched left item.
+
+    Example:
+        >>> from nanostream.nodes import JoinResult
+        >>> JoinResult(key=7, left="order 7", right=None).right is None
+        True
+    """
+
+    key: Any
+    left: Any
+    right: Any
+
+
+class _Group:
+    __slots__ = ("lefts", "matched", "rights")
+
+    def __init__(self) -> None:
+        self.lefts: list[Any] = []
+        self.matched: list[bool] = []
+        self.rights: list[Any] = []
+
+
+class Join(_WithNamedInputs):
+    """Join two streams by key within tumbling windows of ``window`` seconds.
+
+    Link the streams to ``join.left`` and ``join.right``, or feed the join
+    :class:`Tagged` ``("left" | "right", item)`` values (from a :class:`Merge` whose inputs
+    are called ``"left"`` and ``"right"``, or made by your own node). A left and a right
+    item *match* when ``key(left) == right_key(right)`` (``right_key`` defaults to ``key``)
+    and their timestamps fall in the same window ``[k*window, (k+1)*window)``. Each match
+    is emitted as a :class:`JoinResult` ``(key, left, right)`` as soon as its second item
+    arrives. With ``how="left"``, a left item that found no match is emitted as
+    ``(key, left, None)`` when its window closes.
+
+    Time is event time with ``timestamp=func`` (``right_timestamp`` for the right items if
+    it differs) and processing time otherwise (``clock()`` on arrival). The watermark is
+    the smaller of the largest timestamps seen on each side (a side whose input has ended
+    no longer holds it back) minus ``allowed_lateness``; a window closes when the watermark
+    reaches its end, and every window closes when the input ends. An item whose window has
+    closed is late: dropped, or with ``late="port"`` sent to the ``"late"`` port as
+    ``Tagged(side, item)``.
+
+    Example:
+        >>> import nanostream
+        >>> from nanostream.nodes import Join
+        >>> orders = nanostream.from_iterable([(1, "o1", 0.5), (2, "o2", 0.7)])
+        >>> payments = nanostream.from_iterable([(1, "p1", 0.9)])
+        >>> join = Join(lambda r: r[0], window=1.0, timestamp=lambda r: r[2], how="left")
+        >>> orders > join.left
+        Join(name=None).input('left')
+        >>> payments > join.right
+        Join(name=None).input('right')
+        >>> sink = nanostream.testing.Collect()
+        >>> join > sink
+        Collect(name=None)
+        >>> sink.global_start()
+        >>> sorted((r.key, r.left[1], r.right and r.right[1]) for r in sink.items)
+        [(1, 'o1', 'p1'), (2, 'o2', None)]
+    """
+
+    _announce_end = True
+
+    def __init__(
+        self,
+        key: Callable[[Any], Hashable],
+        window: float,
+        *,
+        right_key: Callable[[Any], Hashable] | None = None,
+        how: str = "inner",
+        timestamp: Callable[[Any], Any] | None = None,
+        right_timestamp: Callable[[Any], Any] | None = None,
+        allowed_lateness: float = 0,
+        late: str = "drop",
+        clock: Callable[[], Any] = time.time,
+        name: str | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(name=name, **options)
+        check_callable("Join", "key", key)
+        check_callable("Join", "right_key", right_key, optional=True)
+        check_positive("Join", "window", window)
+        check_choice("Join", "how", how, ("inner", "left"))
+        check_callable("Join", "timestamp", timestamp, optional=True)
+        check_callable("Join", "right_timestamp", right_timestamp, optional=True)
+        check_non_negative("Join", "allowed_lateness", allowed_lateness)
+        check_choice("Join", "late", late, ("drop", "port"))
+        check_callable("Join", "clock", clock)
+        if timestamp is None and (right_timestamp is not None or allowed_lateness):
+            raise GraphError(
+                "Join: right_timestamp and allowed_lateness apply to event time; "
+                "give timestamp=func too"
+            )
+        self.key = key
+        self.right_key = right_key if right_key is not None else key
+        self.window = window
+        self.how = how
+        self.timestamp = timestamp
+        self.right_timestamp = right_timestamp if right_timestamp is not None else timestamp
+        self.allowed_lateness = allowed_lateness
+        self.late = late
+        self.clock = clock
+        if late == "port":
+            self.ports = ("out", "late")
+
+    @property
+    def left(self) -> NanoNode:
+        """The left input: link the left stream to it (``stream > join.left``)."""
+        return self.input("left")
+
+    @property
+    def right(self) -> NanoNode:
+        """The right input: link the right stream to it (``stream > join.right``)."""
+        return self.input("right")
+
+    def input(self, origin: str) -> NanoNode:
+        """The input ``"left"`` or ``"right"`` (the same as :attr:`left` / :attr:`right`)."""
+        if origin not in ("left", "right"):
+            raise GraphError(f"{self.label}: a join has the inputs 'left' and 'right' only")
+        return super().input(origin)
+
+    def _run(self, inp: Iterable[Any], outp: Outp) -> None:
+        size, lateness = self.window, self.allowed_lateness
+        key_of = {"left": self.key, "right": self.right_key}
+        ts_of = {"left": self.timestamp, "right": self.right_timestamp}
+        event_time = self.timestamp is not None
+        clock = self.clock
+        left_join = self.how == "left"
+        late_port = self.late == "port"
+        groups: dict[tuple[Any, Any], _Group] = {}
+        heap: list[tuple[Any, Any, int, Any]] = []
+        seq = 0
+        side_max: dict[str, Any] = {"left": _NEG_INF, "right": _NEG_INF}
+        watermark: Any = _NEG_INF
+
+        def close_until(limit: Any) -> None:
+            while heap and heap[0][0] <= limit:
+                _, start, _, k = heapq.heappop(heap)
+                group = groups.pop((k, start))
+                if left_join:
+                    for left, matched in zip(group.lefts, group.matched, strict=True):
+                        if not matched:
+                            outp(JoinResult(k, left, None))
+
+        def advance(new_watermark: Any) -> None:
+            nonlocal watermark
+            if new_watermark > watermark:
+                watermark = new_watermark
+                close_until(watermark)
+
+        for tagged in inp:
+            kind = type(tagged)
+            if kind is _InputEnded:
+                side_max[tagged.origin] = _INF
+                if event_time:
+                    advance(min(side_max.values()) - lateness)
+                continue
+            if kind is not Tagged or tagged.origin not in key_of:
+                raise ValueError(
+                    f"join {self.label!r} got {tagged!r}; link its upstreams to join.left and "
+                    "join.right (or feed it Tagged('left'|'right', item), e.g. from a Merge)"
+                )
+            side, item = tagged
+            stamp = ts_of[side]
+            ts = stamp(item) if stamp is not None else clock()
+            if event_time:
+                if ts > side_max[side]:
+                    side_max[side] = ts
+                    advance(min(side_max.values()) - lateness)
+            else:
+                advance(ts)
+            start = ts - ts % size
+            k = key_of[side](item)
+            group = groups.get((k, start))
+            if group is None:
+                if start + size <= watermark:
+                    if late_port:
+                        outp(TaggedOutput("late", tagged))
+                    continue
+                group = groups[(k, start)] = _Group()
+                heapq.heappush(heap, (start + size, start, seq, k))
+                seq += 1
+            if side == "left":
+                group.lefts.append(item)
+                group.matched.append(bool(group.rights))
+                for right in group.rights:
+                    outp(JoinResult(k, item, right))
+            else:
+                group.rights.append(item)
+                for i, left in enumerate(group.lefts):
+                    outp(JoinResult(k, left, item))
+                    group.matched[i] = True
+        close_until(_INF)
+
+
+class Router(Operator):
+    """Send each item to the output port named by ``route(item)``.
+
+    Link each port with ``router["name"] > node``; ``router > node`` links the default port
+    ``"out"``, which ``route`` selects by returning ``"out"``. An item routed to a port
+    that has no link is dropped, and so is an item for which ``route`` returns ``None``.
+    With ``ports=("a", "b")`` the router checks, before the run, that only those ports
+    (and ``"out"``) are linked, and fails if ``route`` returns another name.
+
+    Example:
+        >>> import nanostream
+        >>> from nanostream.nodes import Router
+        >>> big, small = nanostream.testing.Collect(), nanostream.testing.Collect()
+        >>> router = Router(lambda x: "big" if x >= 10 else "small")
+        >>> nanostream.from_iterable([1, 50, 7, 12]) > router
+        Router(name=None)
+        >>> router["big"] > big
+        Collect(name=None)
+        >>> router["small"] > small
+        Collect(name=None)
+        >>> router.global_start()
+        >>> big.items, small.items
+        ([50, 12], [1, 7])
+    """
+
+    def __init__(
+        self,
+        route: Callable[[Any], str | None],
+        *,
+        ports: Iterable[str] | None = None,
+        name: str | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(name=name, **options)
+        check_callable("Router", "route", route)
+        declared = tuple(ports) if ports is not None else None
+        if declared is not None and not all(isinstance(p, str) and p for p in declared):
+            raise GraphError(f"Router: ports must be non-empty strings, got {declared!r}")
+        self.route = route
+        self.declared_ports = declared
+        # Always non-empty, so the runner routes this node's tagged outputs by port.
+        self.ports = (DEFAULT_PORT, *(p for p in declared or () if p != DEFAULT_PORT))
+
+    def validate(self) -> None:
+        """With declared ``ports``, refuse links from a port that is not declared."""
+        if self.declared_ports is None:
+            return
+        for edge in pipeline_of(self).edges:
+            if edge.source is self and edge.port not in self.ports:
+                raise GraphError(
+                    f"router {self.label!r} has no port {edge.port!r}; its ports are "
+                    f"{', '.join(repr(p) for p in self.ports)}"
+                )
+
+    def _run(self, inp: Iterable[Any], outp: Outp) -> None:
+        route = self.route
+        allowed = set(self.ports) if self.declared_ports is not None else None
+        for item in inp:
+            port = route(item)
+            if port is None:
+                continue
+            if allowed is not None and port not in allowed:
+                raise ValueError(
+                    f"router {self.label!r}: route returned {port!r} for {item!r}, which is "
+                    f"not one of its ports {sorted(allowed)!r}"
+                )
+            if port == DEFAULT_PORT:
+                outp(item)
+            else:
+                outp(TaggedOutput(port, item))

@@ -1,0 +1,629 @@
+"""Windows and state: tumbling, sliding and session windows, running reductions, dedupe.
+
+**Time.** A window operator works in *event time* when given ``timestamp=func`` (seconds,
+as a number, taken from each item) and in *processing time* otherwise (``clock()`` when the
+item arrives; ``time.time`` unless replaced, e.g. by a fake clock in tests).
+
+**Watermark.** The watermark is the largest timestamp seen so far minus
+``allowed_lateness``. A window ``[start, end)`` closes — its result is emitted — as soon
+as the watermark reaches ``end``; every window still open is emitted when the input ends
+(so also on ``stop()``, which ends the sources and drains the pipeline). An item whose
+windows have all closed is *late*: ``late="drop"`` (the default) drops it, ``late="port"``
+sends it unchanged to the node's ``"late"`` port (``window["late"] > sink``). In
+processing time items are never late.
+
+**Results.** Each closed window emits a :class:`WindowResult` ``(key, start, end,
+value)``: ``key`` is ``key(item)`` for a keyed window (``key=func``, one set of windows per
+key) and ``None`` for a global one; ``value`` is the list of the window's items in arrival
+order, or ``reduce(acc, item)`` folded over them (from ``initial`` when given, otherwise
+from the first item). Windows close in order of ``end``, then ``start``, then the order
+they opened in.
+
+Windows are checked when an item arrives and when the input ends: a window whose end has
+passed is emitted with the next item (or at the end of the input), not on a timer.
+
+Example:
+    >>> import nanostream
+    >>> from nanostream.nodes import TumblingWindow
+    >>> sink = nanostream.testing.Collect()
+    >>> events = [(0.5, "a"), (1.2, "b"), (1.7, "c"), (3.1, "d")]
+    >>> per_second = TumblingWindow(1.0, timestamp=lambda e: e[0])
+    >>> nanostream.from_iterable(events) > per_second > sink
+    Collect(name=None)
+    >>> sink.global_start()
+    >>> [(w.start, w.end, [e[1] for e in w.value]) for w in sink.items]
+    [(0.0, 1.0, ['a']), (1.0, 2.0, ['b', 'c']), (3.0, 4.0, ['d'])]
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable
+from typing import Any, NamedTuple
+
+from .._core.errors import GraphError
+from .._core.ports import TaggedOutput
+from ._operator import (
+    MISSING,
+    Fold,
+    Operator,
+    Outp,
+    check_callable,
+    check_choice,
+    check_non_negative,
+    check_positive,
+)
+
+__all__ = [
+    "Aggregate",
+    "Dedupe",
+    "Reduce",
+    "SessionWindow",
+    "SlidingWindow",
+    "TumblingWindow",
+    "WindowResult",
+]
+
+_NEG_INF = float("-inf")
+
+
+class WindowResult(NamedTuple):
+    """What a window emits when it closes: its key, bounds and value.
+
+    ``key`` is ``None`` for a global (unkeyed) window. The window holds the items with
+    ``start <= timestamp < end``.
+
+    Example:
+        >>> from nanostream.nodes import WindowResult
+        >>> w = WindowResult(key="eu", start=0, end=10, value=3)
+        >>> w.key, w.end - w.start, w.value
+        ('eu', 10, 3)
+    """
+
+    key: Any
+    start: Any
+    end: Any
+    value: Any
+
+
+class _Windowed(Operator):
+    """What every window operator shares: time, key, fold, lateness."""
+
+    def __init__(
+        self,
+        *,
+        timestamp: Callable[[Any], Any] | None,
+        key: Callable[[Any], Hashable] | None,
+        reduce: Callable[[Any, Any], Any] | None,
+        initial: Any,
+        allowed_lateness: float,
+        late: str,
+        clock: Callable[[], Any],
+        name: str | None,
+        options: dict[str, Any],
+    ) -> None:
+        super().__init__(name=name, **options)
+        owner = type(self).__name__
+        check_callable(owner, "timestamp", timestamp, optional=True)
+        check_callable(owner, "key", key, optional=True)
+        check_callable(owner, "clock", clock)
+        check_non_negative(owner, "allowed_lateness", allowed_lateness)
+        check_choice(owner, "late", late, ("drop", "port"))
+        if timestamp is None and allowed_lateness:
+            raise GraphError(
+                f"{owner}: allowed_lateness applies to event time; give timestamp=func too"
+            )
+        self.timestamp = timestamp
+        self.key = key
+        self.fold = Fold.of(owner, reduce, initial)
+        self.allowed_lateness = allowed_lateness
+        self.late = late
+        self.clock = clock
+        if late == "port":
+            self.ports = ("out", "late")
+
+
+class SlidingWindow(_Windowed):
+    """Windows of ``size`` seconds starting every ``step`` seconds (they overlap).
+
+    An item belongs to every window ``[start, start + size)`` that contains its timestamp,
+    where the starts are ``offset + k * step``. Time, watermark, lateness, keys and results:
+    see the module documentation (``help(nanostream.nodes.window)``).
+
+    Example:
+        >>> import nanostream
+        >>> from nanostream.nodes import SlidingWindow
+        >>> sink = nanostream.testing.Collect()
+        >>> counts = SlidingWindow(
+        ...     2, step=1, timestamp=lambda t: t, reduce=lambda n, _: n + 1, initial=0
+        ... )
+        >>> nanostream.from_iterable([0, 1, 1, 2, 5]) > counts > sink
+        Collect(name=None)
+        >>> sink.global_start()
+        >>> [(w.start, w.end, w.value) for w in sink.items]
+        [(-1, 1, 1), (0, 2, 3), (1, 3, 3), (2, 4, 1), (4, 6, 1), (5, 7, 1)]
+    """
+
+    def __init__(
+        self,
+        size: float,
+        step: float,
+        *,
+        offset: float = 0,
+        timestamp: Callable[[Any], Any] | None = None,
+        key: Callable[[Any], Hashable] | None = None,
+        reduce: Callable[[Any, Any], Any] | None = None,
+        initial: Any = MISSING,
+        allowed_lateness: float = 0,
+        late: str = "drop",
+        clock: Callable[[], Any] = time.time,
+        name: str | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(
+            timestamp=timestamp,
+            key=key,
+            reduce=reduce,
+            initial=initial,
+            allowed_lateness=allowed_lateness,
+            late=late,
+            clock=clock,
+            name=name,
+            options=options,
+        )
+        owner = type(self).__name__
+        check_positive(owner, "size", size)
+        check_positive(owner, "step", step)
+        if not isinstance(offset, (int, float)) or isinstance(offset, bool):
+            raise GraphError(f"{owner}: offset must be a number, got {offset!r}")
+        self.size = size
+        self.step = step
+        self.offset = offset
+
+    def _run(self, inp: Iterable[Any], outp: Outp) -> None:
+        size, step, offset = self.size, self.step, self.offset
+        ts_of, key_of, clock = self.timestamp, self.key, self.clock
+        first, add, result = self.fold.first, self.fold.add, self.fold.result
+        lateness = self.allowed_lateness
+        late_port = self.late == "port"
+        windows: dict[tuple[Any, Any], Any] = {}
+        heap: list[tuple[Any, Any, int, Any]] = []
+        seq = 0
+        max_ts: Any = _NEG_INF
+        watermark: Any = _NEG_INF
+        for item in inp:
+            ts = ts_of(item) if ts_of is not None else clock()
+            k = key_of(item) if key_of is not None else None
+            if ts > max_ts:
+                max_ts = ts
+                watermark = ts - lateness
+                while heap and heap[0][0] <= watermark:
+                    end, start, _, wkey = heapq.heappop(heap)
+                    outp(WindowResult(wkey, start, end, result(windows.pop((wkey, start)))))
+            last_start = ts - (ts - offset) % step
+            if last_start + size <= watermark:
+                if late_port:
+                    outp(TaggedOutput("late", item))
+                continue
+            j = 0
+            start = last_start
+            while start + size > ts:
+                if start + size > watermark:
+                    wk = (k, start)
+                    acc = windows.get(wk, MISSING)
+                    if acc is MISSING:
+                        windows[wk] = first(item)
+                        heapq.heappush(heap, (start + size, start, seq, k))
+                        seq += 1
+                    else:
+                        windows[wk] = add(acc, item)
+                j += 1
+                start = last_start - j * step
+        while heap:
+            end, start, _, wkey = heapq.heappop(heap)
+            outp(WindowResult(wkey, start, end, result(windows.pop((wkey, start)))))
+
+
+class TumblingWindow(SlidingWindow):
+    """Back-to-back windows of ``size`` seconds: ``[offset + k*size, offset + (k+1)*size)``.
+
+    Each item belongs to exactly one window. Time, watermark, lateness, keys and results:
+    see the module documentation (``help(nanostream.nodes.window)``).
+
+    Example:
+        >>> import nanostream
+        >>> from nanostream.nodes import TumblingWindow
+        >>> sink = nanostream.testing.Collect()
+        >>> sales = [(0, "eu", 5), (3, "us", 1), (4, "eu", 2), (12, "eu", 1)]
+        >>> totals = TumblingWindow(
+        ...     10,
+        ...     timestamp=lambda s: s[0],
+        ...     key=lambda s: s[1],
+        ...     reduce=lambda total, s: total + s[2],
+        ...     initial=0,
+        ... )
+        >>> nanostream.from_iterable(sales) > totals > sink
+        Collect(name=None)
+        >>> sink.global_start()
+        >>> sink.items  # doctest: +NORMALIZE_WHITESPACE
+        [WindowResult(key='eu', start=0, end=10, value=7),
+         WindowResult(key='us', start=0, end=10, value=1),
+         WindowResult(key='eu', start=10, end=20, value=1)]
+    """
+
+    def __init__(
+        self,
+        size: float,
+        *,
+        offset: float = 0,
+        timestamp: Callable[[Any], Any] | None = None,
+        key: Callable[[Any], Hashable] | None = None,
+        reduce: Callable[[Any, Any], Any] | None = None,
+        initial: Any = MISSING,
+        allowed_lateness: float = 0,
+        late: str = "drop",
+        clock: Callable[[], Any] = time.time,
+        name: str | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(
+            size,
+            size,
+            offset=offset,
+            timestamp=timestamp,
+            key=key,
+            reduce=reduce,
+            initial=initial,
+            allowed_lateness=allowed_lateness,
+            late=late,
+            clock=clock,
+            name=name,
+            **options,
+        )
+
+    def _run(self, inp: Iterable[Any], outp: Outp) -> None:
+        # The sliding loop with one window per item, unrolled: this is the hot path.
+        size, offset = self.size, self.offset
+        ts_of, key_of, clock = self.timestamp, self.key, self.clock
+        first, add, result = self.fold.first, self.fold.add, self.fold.result
+        lateness = self.allowed_lateness
+        late_port = self.late == "port"
+        windows: dict[tuple[Any, Any], Any] = {}
+        get = windows.get
+        heap: list[tuple[Any, Any, int, Any]] = []
+        push, pop = heapq.heappush, heapq.heappop
+        seq = 0
+        max_ts: Any = _NEG_INF
+        watermark: Any = _NEG_INF
+        for item in inp:
+            ts = ts_of(item) if ts_of is not None else clock()
+            if ts > max_ts:
+                max_ts = ts
+                watermark = ts - lateness
+                while heap and heap[0][0] <= watermark:
+                    end, start, _, wkey = pop(heap)
+                    outp(WindowResult(wkey, start, end, result(windows.pop((wkey, start)))))
+            start = ts - (ts - offset) % size
+            wk = (key_of(item) if key_of is not None else None, start)
+            acc = get(wk, MISSING)
+            if acc is not MISSING:
+                windows[wk] = add(acc, item)
+            elif start + size > watermark:
+                windows[wk] = first(item)
+                push(heap, (start + size, start, seq, wk[0]))
+                seq += 1
+            elif late_port:
+                outp(TaggedOutput("late", item))
+        while heap:
+            end, start, _, wkey = pop(heap)
+            outp(WindowResult(wkey, start, end, result(windows.pop((wkey, start)))))
+
+
+class _Session:
+    __slots__ = ("alive", "items", "key", "last", "start")
+
+    def __init__(self, key: Any, start: Any, last: Any, items: list[tuple[int, Any]]) -> None:
+        self.key = key
+        self.start = start
+        self.last = last
+        self.items = items
+        self.alive = True
+
+
+class SessionWindow(_Windowed):
+    """Windows of activity: items less than ``gap`` seconds apart share a session.
+
+    A session ``[start, end)`` runs from its first timestamp to its last plus ``gap``; an
+    item within ``gap`` of two sessions merges them. A session closes when the watermark
+    reaches its end. Time, watermark, lateness, keys and results: see the module
+    documentation (``help(nanostream.nodes.window)``).
+
+    Example:
+        >>> import nanostream
+        >>> from nanostream.nodes import SessionWindow
+        >>> sink = nanostream.testing.Collect()
+        >>> clicks = [("ann", 0), ("bob", 1), ("ann", 3), ("ann", 20)]
+        >>> sessions = SessionWindow(
+        ...     5, timestamp=lambda c: c[1], key=lambda c: c[0],
+        ...     reduce=lambda n, _: n + 1, initial=0,
+        ... )
+        >>> nanostream.from_iterable(clicks) > sessions > sink
+        Collect(name=None)
+        >>> sink.global_start()
+        >>> [(w.key, w.start, w.end, w.value) for w in sink.items]
+        [('bob', 1, 6, 1), ('ann', 0, 8, 2), ('ann', 20, 25, 1)]
+    """
+
+    def __init__(
+        self,
+        gap: float,
+        *,
+        timestamp: Callable[[Any], Any] | None = None,
+        key: Callable[[Any], Hashable] | None = None,
+        reduce: Callable[[Any, Any], Any] | None = None,
+        initial: Any = MISSING,
+        allowed_lateness: float = 0,
+        late: str = "drop",
+        clock: Callable[[], Any] = time.time,
+        name: str | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(
+            timestamp=timestamp,
+            key=key,
+            reduce=reduce,
+            initial=initial,
+            allowed_lateness=allowed_lateness,
+            late=late,
+            clock=clock,
+            name=name,
+            options=options,
+        )
+        check_positive(type(self).__name__, "gap", gap)
+        self.gap = gap
+
+    def _run(self, inp: Iterable[Any], outp: Outp) -> None:
+        gap = self.gap
+        ts_of, key_of, clock = self.timestamp, self.key, self.clock
+        fold = self.fold
+        lateness = self.allowed_lateness
+        late_port = self.late == "port"
+        open_by_key: dict[Any, list[_Session]] = {}
+        # (end, seq, session); an entry whose session grew or merged away is stale.
+        heap: list[tuple[Any, int, _Session]] = []
+        seq = 0
+        max_ts: Any = _NEG_INF
+        watermark: Any = _NEG_INF
+
+        def close(session: _Session) -> None:
+            session.alive = False
+            sessions = open_by_key[session.key]
+            sessions.remove(session)
+            if not sessions:
+                del open_by_key[session.key]
+            value = fold.over(item for _, item in session.items)
+            outp(WindowResult(session.key, session.start, session.last + gap, value))
+
+        def close_until(limit: Any) -> None:
+            while heap and heap[0][0] <= limit:
+                end, _, session = heapq.heappop(heap)
+                if session.alive and session.last + gap == end:
+                    close(session)
+
+        for item in inp:
+            ts = ts_of(item) if ts_of is not None else clock()
+            k = key_of(item) if key_of is not None else None
+            if ts > max_ts:
+                max_ts = ts
+                watermark = ts - lateness
+                close_until(watermark)
+            sessions = open_by_key.get(k)
+            touching = (
+                [s for s in sessions if s.start < ts + gap and ts < s.last + gap]
+                if sessions
+                else []
+            )
+            if not touching and ts + gap <= watermark:
+                if late_port:
+                    outp(TaggedOutput("late", item))
+                continue
+            entry = (seq, item)
+            seq += 1
+            if len(touching) == 1:
+                session = touching[0]
+                session.items.append(entry)
+                session.start = min(session.start, ts)
+                if ts <= session.last:
+                    continue  # its end did not move
+                session.last = ts
+            else:
+                items = [e for s in touching for e in s.items]
+                items.sort(key=_first)
+                items.append(entry)
+                session = _Session(
+                    k,
+                    min([ts, *(s.start for s in touching)]),
+                    max([ts, *(s.last for s in touching)]),
+                    items,
+                )
+                for old in touching:
+                    old.alive = False
+                if sessions is None:
+                    sessions = open_by_key[k] = []
+                else:
+                    sessions[:] = [s for s in sessions if s.alive]
+                sessions.append(session)
+            heapq.heappush(heap, (session.last + gap, seq, session))
+        close_until(float("inf"))  # every open session has a current heap entry
+
+
+def _first(entry: tuple[int, Any]) -> int:
+    return entry[0]
+
+
+class Aggregate(Operator):
+    """Running aggregates per key: ``acc = add(acc, item)`` from a fresh ``create()``.
+
+    ``emit="each"`` (the default) emits the current value after every item; ``emit="end"``
+    emits the final value of every key (in the order keys were first seen) when the input
+    ends, which also happens on ``stop()``. The value is ``result(acc)`` (``acc`` itself by
+    default); with ``key=func`` each output is a ``(key, value)`` pair, without it the value
+    alone. ``add`` must return the new accumulator. With ``emit="each"`` and a mutable
+    accumulator, let ``result`` return a copy.
+
+    Example:
+        >>> import nanostream
+        >>> from nanostream.nodes import Aggregate
+        >>> sink = nanostream.testing.Collect()
+        >>> stats = Aggregate(
+        ...     create=lambda: (0, 0),                        # (count, total)
+        ...     add=lambda acc, x: (acc[0] + 1, acc[1] + x[1]),
+        ...     result=lambda acc: acc[1] / acc[0],           # the mean
+        ...     key=lambda x: x[0],
+        ...     emit="end",
+        ... )
+        >>> nanostream.from_iterable([("a", 1), ("b", 5), ("a", 3)]) > stats > sink
+        Collect(name=None)
+        >>> sink.global_start()
+        >>> sink.items
+        [('a', 2.0), ('b', 5.0)]
+    """
+
+    def __init__(
+        self,
+        create: Callable[[], Any],
+        add: Callable[[Any, Any], Any],
+        result: Callable[[Any], Any] | None = None,
+        *,
+        key: Callable[[Any], Hashable] | None = None,
+        emit: str = "each",
+        name: str | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(name=name, **options)
+        owner = type(self).__name__
+        check_callable(owner, "create", create)
+        check_callable(owner, "add", add)
+        check_callable(owner, "result", result, optional=True)
+        self.fold = Fold.aggregate(create, add, result)
+        self._setup(key, emit)
+
+    def _setup(self, key: Callable[[Any], Hashable] | None, emit: str) -> None:
+        owner = type(self).__name__
+        check_callable(owner, "key", key, optional=True)
+        check_choice(owner, "emit", emit, ("each", "end"))
+        self.key = key
+        self.emit = emit
+
+    def _run(self, inp: Iterable[Any], outp: Outp) -> None:
+        first, add, result = self.fold.first, self.fold.add, self.fold.result
+        key_of = self.key
+        each = self.emit == "each"
+        accs: dict[Any, Any] = {}
+        for item in inp:
+            k = key_of(item) if key_of is not None else None
+            acc = accs.get(k, MISSING)
+            acc = first(item) if acc is MISSING else add(acc, item)
+            accs[k] = acc
+            if each:
+                outp((k, result(acc)) if key_of is not None else result(acc))
+        if not each:
+            for k, acc in accs.items():
+                outp((k, result(acc)) if key_of is not None else result(acc))
+
+
+class Reduce(Aggregate):
+    """Running ``func(acc, item)`` per key, from ``initial`` or else from the key's first item.
+
+    A special case of :class:`Aggregate`, with the same ``key`` and ``emit`` options.
+
+    Example:
+        >>> import nanostream, operator
+        >>> from nanostream.nodes import Reduce
+        >>> sink = nanostream.testing.Collect()
+        >>> nanostream.from_iterable([1, 2, 3, 4]) > Reduce(operator.add) > sink
+        Collect(name=None)
+        >>> sink.global_start()
+        >>> sink.items
+        [1, 3, 6, 10]
+    """
+
+    def __init__(
+        self,
+        func: Callable[[Any, Any], Any],
+        *,
+        initial: Any = MISSING,
+        key: Callable[[Any], Hashable] | None = None,
+        emit: str = "each",
+        name: str | None = None,
+        **options: Any,
+    ) -> None:
+        Operator.__init__(self, name=name, **options)
+        check_callable(type(self).__name__, "the function", func)
+        self.fold = Fold.reduce(func, initial)
+        self._setup(key, emit)
+
+
+class Dedupe(Operator):
+    """Drop an item whose key (``key(item)``, or the item itself) has already passed.
+
+    With ``ttl`` (seconds), a key is forgotten ``ttl`` seconds after its item passed, so the
+    next item with it passes again, and memory stays bounded by the keys seen in ``ttl``.
+    With ``max_size`` at most that many keys are remembered (the oldest is forgotten
+    first). ``clock`` (seconds, default ``time.monotonic``) can be replaced, for tests; it is
+    called once per item when there is a ``ttl``.
+
+    Example:
+        >>> import nanostream
+        >>> from nanostream.nodes import Dedupe
+        >>> sink = nanostream.testing.Collect()
+        >>> nanostream.from_iterable(["a", "b", "a", "c", "b"]) > Dedupe() > sink
+        Collect(name=None)
+        >>> sink.global_start()
+        >>> sink.items
+        ['a', 'b', 'c']
+    """
+
+    def __init__(
+        self,
+        key: Callable[[Any], Hashable] | None = None,
+        *,
+        ttl: float | None = None,
+        max_size: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        name: str | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(name=name, **options)
+        check_callable("Dedupe", "key", key, optional=True)
+        if ttl is not None:
+            check_positive("Dedupe", "ttl", ttl)
+        if max_size is not None:
+            check_positive("Dedupe", "max_size", max_size, integer=True)
+        check_callable("Dedupe", "clock", clock)
+        self.key = key
+        self.ttl = ttl
+        self.max_size = max_size
+        self.clock = clock
+
+    def _run(self, inp: Iterable[Any], outp: Outp) -> None:
+        key_of, ttl, max_size, clock = self.key, self.ttl, self.max_size, self.clock
+        seen: OrderedDict[Any, float] = OrderedDict()  # key -> when its item passed
+        now = 0.0
+        for item in inp:
+            k = key_of(item) if key_of is not None else item
+            if ttl is not None:
+                now = clock()
+                while seen:
+                    oldest, at = next(iter(seen.items()))
+                    if now - at < ttl:
+                        break
+                    del seen[oldest]
+            if k in seen:
+                continue
+            seen[k] = now
+            if max_size is not None and len(seen) > max_size:
+                seen.popitem(last=False)
+            outp(item)

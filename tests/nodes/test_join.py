@@ -1,0 +1,274 @@
+"""Merging with origin tags, windowed joins and routing (nanostream.nodes.join)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import nanostream
+from nanostream.nodes import Join, JoinResult, Merge, Router, Tagged
+from nanostream.testing import Collect
+
+INF = float("inf")
+Row = tuple[int, int, int]  # (timestamp, key, serial number)
+
+
+def ts(r: Row) -> int:
+    return r[0]
+
+
+def key(r: Row) -> int:
+    return r[1]
+
+
+def clock_of(times: Iterable[float]) -> Callable[[], float]:
+    return iter(times).__next__
+
+
+# ----------------------------------------------------------------------------- Merge
+def test_merge_tags_each_item_with_its_origin(runner: str) -> None:
+    sink = Collect()
+    merge = Merge(
+        numbers=nanostream.from_iterable([1, 2, 3]), letters=nanostream.from_iterable("ab")
+    )
+    merge > sink
+    sink.global_start(runner=runner)
+    assert all(type(t) is Tagged for t in sink.items)
+    assert [t.value for t in sink.items if t.origin == "numbers"] == [1, 2, 3]
+    assert [t.value for t in sink.items if t.origin == "letters"] == ["a", "b"]
+
+
+def test_merge_inputs_linked_later_and_named_in_stats(runner: str) -> None:
+    merge = Merge(name="m", inputs={"x": nanostream.from_iterable([1])})
+    nanostream.from_iterable([2]) > merge.input("y")
+    assert merge.input("y") is merge.input("y")
+    sink = Collect()
+    merge > sink
+    run = sink.global_start(block=False, runner=runner)
+    assert run is not None and run.wait(10)
+    assert sorted(sink.items) == [Tagged("x", 1), Tagged("y", 2)]
+    assert {"m", "m.x", "m.y"} <= set(run.stats())
+
+
+def test_merge_input_names_are_checked() -> None:
+    with pytest.raises(nanostream.GraphError, match="an input name is a non-empty string"):
+        Merge().input("")
+
+
+# ----------------------------------------------------------------------------- Router
+def test_router_sends_items_to_named_ports(runner: str) -> None:
+    big, small, default = Collect(), Collect(), Collect()
+    router = Router(lambda x: "big" if x >= 10 else "small" if x > 0 else "out")
+    nanostream.from_iterable([5, 50, 0, 7, 12, -1]) > router
+    router["big"] > big
+    router["small"] > small
+    router > default
+    router.global_start(runner=runner)
+    assert big.items == [50, 12]
+    assert small.items == [5, 7]
+    assert default.items == [0, -1]
+
+
+def test_router_drops_none_and_unlinked_ports(runner: str) -> None:
+    evens = Collect()
+    router = Router(lambda x: None if x < 0 else ("even" if x % 2 == 0 else "odd"))
+    nanostream.from_iterable([-2, 1, 2, 3, 4]) > router
+    router["even"] > evens
+    router.global_start(runner=runner)
+    assert evens.items == [2, 4]
+
+
+def test_router_with_declared_ports_checks_links_and_routes(runner: str) -> None:
+    router = Router(lambda x: "a", ports=("a", "b"))
+    nanostream.from_iterable([1]) > router
+    router["c"] > Collect()
+    with pytest.raises(nanostream.GraphError, match="router 'Router' has no port 'c'"):
+        router.global_start(runner=runner)
+
+    bad = Router(lambda x: "z", ports=["a"], name="r")
+    nanostream.from_iterable([1]) > bad
+    bad["a"] > Collect()
+    with pytest.raises(nanostream.NodeFailed, match="route returned 'z'"):
+        bad.global_start(runner=runner)
+
+
+# ----------------------------------------------------------------------------- Join
+def test_inner_join_of_two_streams(runner: str) -> None:
+    orders = [(1, "o1", 0.1), (2, "o2", 0.4), (3, "o3", 1.5), (1, "o1b", 1.6)]
+    payments = [(1, "p1", 0.2), (3, "p3", 1.7), (1, "p1b", 1.8), (2, "p2", 2.5)]
+    # each side is in time order, so no item is late however the two interleave
+    join = Join(lambda r: r[0], window=1.0, timestamp=lambda r: r[2])
+    nanostream.from_iterable(orders) > join.left
+    nanostream.from_iterable(payments) > join.right
+    sink = Collect()
+    join > sink
+    sink.global_start(runner=runner)
+    pairs = sorted((r.key, r.left[1], r.right[1]) for r in sink.items)
+    # o2 and p2 fall in different windows: no match
+    assert pairs == [(1, "o1", "p1"), (1, "o1b", "p1b"), (3, "o3", "p3")]
+    assert all(type(r) is JoinResult for r in sink.items)
+
+
+def test_left_join_emits_unmatched_left_items_when_their_window_closes(runner: str) -> None:
+    left = [(k, f"l{k}", float(k)) for k in range(6)]
+    right = [(k, f"r{k}", float(k) + 0.5) for k in range(0, 6, 2)]
+    join = Join(lambda r: r[0], window=1.0, timestamp=lambda r: r[2], how="left")
+    nanostream.from_iterable(left) > join.left
+    nanostream.from_iterable(right) > join.right
+    sink = Collect()
+    join > sink
+    sink.global_start(runner=runner)
+    got = sorted((r.key, r.left[1], r.right and r.right[1]) for r in sink.items)
+    assert got == [
+        (0, "l0", "r0"),
+        (1, "l1", None),
+        (2, "l2", "r2"),
+        (3, "l3", None),
+        (4, "l4", "r4"),
+        (5, "l5", None),
+    ]
+
+
+def test_join_by_different_keys_with_processing_time(runner: str) -> None:
+    # one clock call per item: all in the window [10, 20)
+    join = Join(
+        lambda user: user["id"],
+        window=10,
+        right_key=lambda event: event["user"],
+        clock=clock_of([11.0, 12.0, 13.0, 14.0]),
+    )
+    feed = Merge(
+        left=nanostream.from_iterable([{"id": 1, "name": "ann"}]),
+        right=nanostream.from_iterable([{"user": 1, "what": "login"}]),
+    )
+    sink = Collect()
+    feed > join > sink
+    sink.global_start(runner=runner)
+    assert sink.items == [JoinResult(1, {"id": 1, "name": "ann"}, {"user": 1, "what": "login"})]
+
+
+def test_join_late_items_and_match_order(runner: str) -> None:
+    # one source of tagged items (deterministic order), through the join's late port
+    feed = [
+        Tagged("left", (0, 1, 0)),
+        Tagged("right", (1, 1, 1)),
+        Tagged("right", (2, 1, 2)),
+        Tagged("left", (3, 1, 3)),
+        Tagged("right", (25, 1, 4)),
+        Tagged("left", (26, 1, 5)),  # both sides are now past 10: [0, 10) closed
+        Tagged("left", (4, 1, 6)),  # late
+    ]
+    join = Join(key, window=10, timestamp=ts, late="port")
+    sink, late = Collect(), Collect()
+    nanostream.from_iterable(feed) > join > sink
+    join["late"] > late
+    sink.global_start(runner=runner)
+    assert [(r.left[2], r.right[2]) for r in sink.items] == [(0, 1), (0, 2), (3, 1), (3, 2), (5, 4)]
+    assert late.items == [Tagged("left", (4, 1, 6))]
+
+
+def test_an_ended_side_no_longer_holds_the_watermark() -> None:
+    out: list[Any] = []
+    join = Join(key, window=10, timestamp=ts, how="left")
+    fn = join.as_function()
+    from nanostream.nodes.join import _InputEnded
+
+    def items() -> Iterable[Any]:
+        yield Tagged("left", (1, 7, 0))
+        yield Tagged("left", (30, 7, 1))
+        assert out == []  # the right side has not been seen: nothing closes
+        yield _InputEnded("right")
+        assert out == [JoinResult(7, (1, 7, 0), None)]
+
+    fn(items(), out.append)
+    assert out == [JoinResult(7, (1, 7, 0), None), JoinResult(7, (30, 7, 1), None)]
+
+
+def test_join_fails_on_items_linked_to_the_join_itself(runner: str) -> None:
+    join = Join(key, window=1, name="j")
+    nanostream.from_iterable([(0, 1, 0)]) > join
+    with pytest.raises(nanostream.NodeFailed, match=r"link its upstreams to join\.left") as info:
+        join.global_start(runner=runner)
+    assert info.value.node == "j"
+
+
+def test_join_arguments_are_checked() -> None:
+    with pytest.raises(nanostream.GraphError, match="'left' and 'right' only"):
+        Join(key, window=1).input("middle")
+    with pytest.raises(nanostream.GraphError, match="how must be 'inner' or 'left'"):
+        Join(key, window=1, how="outer")
+
+
+def test_join_fails_on_items_without_a_side(runner: str) -> None:
+    # a Merge whose inputs are not called left/right feeds items the join cannot place
+    join = Join(key, window=1, name="j")
+    Merge(x=nanostream.from_iterable([(0, 1, 0)])) > join
+    with pytest.raises(nanostream.NodeFailed, match=r"link its upstreams to join\.left") as info:
+        join.global_start(runner=runner)
+    assert info.value.node == "j"
+
+
+# ----------------------------------------------------------------------------- reference
+def ref_join(
+    feed: list[tuple[str, Row]], size: int, lateness: int, how: str
+) -> tuple[list[tuple[int, int, int | None]], list[tuple[str, Row]]]:
+    """Pairs (key, left serial, right serial or None) and late items, the obvious way."""
+    side_max = {"left": -INF, "right": -INF}
+    accepted: list[tuple[str, Row]] = []
+    late: list[tuple[str, Row]] = []
+    for side, row in feed:
+        side_max[side] = max(side_max[side], row[0])
+        watermark = min(side_max.values()) - lateness
+        start = row[0] - row[0] % size
+        if start + size <= watermark:
+            late.append((side, row))
+        else:
+            accepted.append((side, row))
+
+    def group(row: Row) -> tuple[int, int]:
+        return (row[1], row[0] - row[0] % size)
+
+    lefts = [r for s, r in accepted if s == "left"]
+    rights = [r for s, r in accepted if s == "right"]
+    pairs: list[tuple[int, int, int | None]] = [
+        (lt[1], lt[2], rt[2]) for lt in lefts for rt in rights if group(lt) == group(rt)
+    ]
+    if how == "left":
+        matched = {p[1] for p in pairs}
+        pairs += [(lt[1], lt[2], None) for lt in lefts if lt[2] not in matched]
+    return pairs, late
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    raw=st.lists(
+        st.tuples(st.sampled_from(["left", "right"]), st.integers(0, 40), st.integers(0, 2)),
+        max_size=30,
+    ),
+    size=st.integers(1, 10),
+    lateness=st.integers(0, 8),
+    how=st.sampled_from(["inner", "left"]),
+)
+def test_join_matches_reference(
+    runner: str, raw: list[tuple[str, int, int]], size: int, lateness: int, how: str
+) -> None:
+    feed = [(side, (t, k, i)) for i, (side, t, k) in enumerate(raw)]
+    join = Join(key, window=size, timestamp=ts, allowed_lateness=lateness, how=how, late="port")
+    sink, late = Collect(), Collect()
+    nanostream.from_iterable([Tagged(s, r) for s, r in feed]) > join > sink
+    join["late"] > late
+    sink.global_start(runner=runner)
+    got = [(r.key, r.left[2], None if r.right is None else r.right[2]) for r in sink.items]
+    expected, expected_late = ref_join(feed, size, lateness, how)
+
+    def order(p: tuple[int, int, int | None]) -> tuple[int, int, int]:
+        return (p[0], p[1], -1 if p[2] is None else p[2])
+
+    assert sorted(got, key=order) == sorted(expected, key=order)
+    assert [(t.origin, t.value) for t in late.items] == expected_late

@@ -1,0 +1,382 @@
+"""Stateless operators, worker pools and batching (nanostream.nodes.transforms)."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import pytest
+
+import nanostream
+from nanostream.nodes import (
+    Batch,
+    Delay,
+    Filter,
+    FlatMap,
+    Inspect,
+    KeyBy,
+    Map,
+    Parallel,
+    Sample,
+    Take,
+    Throttle,
+    Unbatch,
+)
+from nanostream.testing import Collect
+
+
+def run_through(node: nanostream.NanoNode, items: Iterable[Any], runner: str) -> list[Any]:
+    sink = Collect()
+    nanostream.from_iterable(items) > node > sink
+    sink.global_start(runner=runner)
+    return sink.items
+
+
+class FakeClock:
+    """A clock that moves only when told to (or when its ``sleep`` is called)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def clock_of(times: Iterable[float]) -> Any:
+    """A clock returning ``times`` one per call (operators call it once per item)."""
+    return iter(times).__next__
+
+
+# ----------------------------------------------------------------------------- stateless
+def test_map_filter_inspect_keyby_flatmap(runner: str) -> None:
+    seen: list[int] = []
+    sink = Collect()
+    (
+        nanostream.from_iterable(range(6))
+        > Filter(lambda x: x % 2 == 1)
+        > Inspect(seen.append)
+        > Map(lambda x: x * 10)
+        > FlatMap(lambda x: [x, x + 1])
+        > KeyBy(lambda x: x % 20)
+        > sink
+    )
+    sink.global_start(runner=runner)
+    assert seen == [1, 3, 5]
+    assert sink.items == [(10, 10), (11, 11), (10, 30), (11, 31), (10, 50), (11, 51)]
+
+
+def test_unbatch_undoes_batch(runner: str) -> None:
+    sink = Collect()
+    nanostream.from_iterable(range(10)) > Batch(size=3) > Unbatch() > sink
+    sink.global_start(runner=runner)
+    assert sink.items == list(range(10))
+
+
+def test_operators_check_their_arguments() -> None:
+    with pytest.raises(nanostream.GraphError, match="Map: the function must be a function"):
+        Map(3)  # type: ignore[arg-type]
+    with pytest.raises(nanostream.GraphError, match="workers must be a positive integer"):
+        Map(str, workers=0)
+    with pytest.raises(nanostream.GraphError, match="fraction"):
+        Sample(1.5)
+    with pytest.raises(nanostream.GraphError, match="size must be a positive integer"):
+        Batch(size=0)
+    with pytest.raises(nanostream.GraphError, match="rate_per_s"):
+        Throttle(0)
+    with pytest.raises(nanostream.GraphError, match="unknown node option"):
+        Map(str, colour="red")
+
+
+def test_operator_options_and_names(runner: str) -> None:
+    node = Map(str, name="to_text", queue_size=64)
+    assert node.options == {"queue_size": 64}
+    sink = Collect()
+    nanostream.from_iterable([1]) > node > sink
+    run = sink.global_start(block=False, runner=runner)
+    assert run is not None and run.wait(10)
+    assert "to_text" in run.stats()
+    assert sink.items == ["1"]
+    anonymous = Filter(bool)
+    assert repr(anonymous) == "Filter(bool, name=None)"
+
+
+def test_user_error_fails_the_run_naming_the_node(runner: str) -> None:
+    def parse(x: int) -> int:
+        if x == 3:
+            raise ValueError("bad item 3")
+        return x
+
+    sink = Collect()
+    nanostream.from_iterable(range(10)) > Map(parse, name="parse") > sink
+    with pytest.raises(nanostream.NodeFailed) as info:
+        sink.global_start(runner=runner)
+    assert info.value.node == "parse"
+    assert isinstance(info.value.__cause__, ValueError)
+
+
+def test_sample_is_repeatable_with_a_seed(runner: str) -> None:
+    first = run_through(Sample(0.3, seed=42), range(500), runner)
+    second = run_through(Sample(0.3, seed=42), range(500), runner)
+    assert first == second
+    assert 90 < len(first) < 210
+    assert set(first) <= set(range(500))
+    assert run_through(Sample(0.0), range(50), runner) == []
+    assert run_through(Sample(1.0), range(50), runner) == list(range(50))
+
+
+# ----------------------------------------------------------------------------- Take
+def test_take_passes_n_and_reads_its_whole_input(runner: str) -> None:
+    take = Take(3, name="take")
+    sink = Collect()
+    nanostream.from_iterable(range(1000)) > take > sink
+    run = sink.global_start(block=False, runner=runner)
+    assert run is not None and run.wait(10)
+    assert sink.items == [0, 1, 2]
+    assert run.stats()["take"].items_in == 1000
+    assert run_through(Take(0), range(5), runner) == []
+    assert run_through(Take(10), range(5), runner) == list(range(5))
+
+
+def test_take_with_stop_ends_an_endless_source(runner: str) -> None:
+    sink = Collect()
+    nanostream.from_iterable(itertools.count()) > Take(5, stop=True) > sink
+    sink.global_start(runner=runner)  # returns: the source was stopped
+    assert sink.items == [0, 1, 2, 3, 4]
+
+
+# ----------------------------------------------------------------------------- timing
+def test_throttle_spaces_items_by_rate(runner: str) -> None:
+    clock = FakeClock()
+    out = run_through(Throttle(10, clock=clock, sleep=clock.sleep), range(5), runner)
+    assert out == list(range(5))
+    assert clock.sleeps == pytest.approx([0.1] * 4)
+
+
+def test_throttle_allows_a_burst_then_the_rate(runner: str) -> None:
+    clock = FakeClock()
+    out = run_through(Throttle(10, burst=3, clock=clock, sleep=clock.sleep), range(5), runner)
+    assert out == list(range(5))
+    assert clock.sleeps == pytest.approx([0.1, 0.1])
+
+
+def test_throttle_refills_while_idle() -> None:
+    clock = FakeClock()
+    out: list[int] = []
+
+    def items() -> Iterator[int]:
+        yield 0
+        clock.now += 1.0  # a quiet second: the bucket is full again
+        yield 1
+
+    Throttle(2, clock=clock, sleep=clock.sleep).as_function()(items(), out.append)
+    assert out == [0, 1] and clock.sleeps == []
+
+
+def test_delay_waits_before_each_item(runner: str) -> None:
+    clock = FakeClock()
+    out = run_through(Delay(0.5, sleep=clock.sleep), "abc", runner)
+    assert out == ["a", "b", "c"]
+    assert clock.sleeps == [0.5, 0.5, 0.5]
+
+
+# ----------------------------------------------------------------------------- Batch
+def test_batch_by_size_flushes_the_rest_at_the_end(runner: str) -> None:
+    assert run_through(Batch(size=4), range(10), runner) == [
+        [0, 1, 2, 3],
+        [4, 5, 6, 7],
+        [8, 9],
+    ]
+
+
+def test_batch_without_limits_is_the_whole_input(runner: str) -> None:
+    assert run_through(Batch(), range(5), runner) == [[0, 1, 2, 3, 4]]
+    assert run_through(Batch(size=2), [], runner) == []
+
+
+def test_batch_by_timeout_with_an_injected_clock(runner: str) -> None:
+    # items arrive at these times; a batch goes out once 1.0 s passed since its first item
+    times = [0.0, 0.2, 0.9, 1.0, 1.5, 3.0, 3.1]
+    node = Batch(timeout=1.0, clock=clock_of(times))
+    assert run_through(node, "abcdefg", runner) == [["a", "b", "c"], ["d", "e"], ["f", "g"]]
+
+
+def test_batch_size_or_timeout_whichever_first(runner: str) -> None:
+    times = [0.0, 0.1, 0.2, 5.0, 5.1]
+    node = Batch(size=2, timeout=1.0, clock=clock_of(times))
+    assert run_through(node, range(5), runner) == [[0, 1], [2], [3, 4]]
+
+
+def test_batch_flushes_on_stop(runner: str) -> None:
+    produced: list[int] = []
+
+    class Counter(nanostream.NanoNode):
+        def generator(self) -> Iterator[int]:
+            for i in itertools.count():
+                produced.append(i)
+                yield i
+
+    sink = Collect(wait_for=3)
+    Counter() > Batch(size=1000) > sink
+    run = sink.global_start(block=False, runner=runner, queue_size=64, batch_size=16)
+    assert run is not None
+    assert sink.seen.wait(10)
+    run.stop(timeout=30)
+    assert run.state == "finished"
+    flat = [x for batch in sink.items for x in batch]
+    assert flat == produced  # nothing lost, the partial batch included
+    assert all(len(b) == 1000 for b in sink.items[:-1])
+    assert 0 < len(sink.items[-1]) <= 1000
+
+
+# ----------------------------------------------------------------------------- workers
+def test_workers_run_items_at_once(runner: str) -> None:
+    barrier = threading.Barrier(4, timeout=10)
+
+    def call_api(x: int) -> int:
+        if x < 4:
+            barrier.wait()  # only passes when 4 calls are running together
+        return x * 2
+
+    out = run_through(Map(call_api, workers=4), range(20), runner)
+    assert out == [x * 2 for x in range(20)]
+
+
+def _blocking_first(release_at: int) -> tuple[Any, threading.Event, list[bool]]:
+    """A function whose item 0 waits until item ``release_at`` has started."""
+    started = threading.Event()
+    released: list[bool] = []
+
+    def work(x: int) -> int:
+        if x == 0:
+            released.append(started.wait(10))
+        elif x == release_at:
+            started.set()
+        return x
+
+    return work, started, released
+
+
+def test_ordered_workers_keep_input_order(runner: str) -> None:
+    work, _, released = _blocking_first(5)
+    out = run_through(Map(work, workers=2, max_in_flight=8), range(12), runner)
+    assert released == [True]  # item 0 finished after items 1..5 had run
+    assert out == list(range(12))
+
+
+def test_unordered_workers_emit_as_completed(runner: str) -> None:
+    work, _, released = _blocking_first(5)
+    node = Map(work, workers=2, ordered=False, max_in_flight=8)
+    out = run_through(node, range(12), runner)
+    assert released == [True]
+    assert sorted(out) == list(range(12))
+    # items 1..4 ran on the free worker and completed before item 0 could
+    assert out[:4] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+def test_workers_keep_in_flight_bounded(ordered: bool) -> None:
+    limit = 4
+    out: list[int] = []
+    pulled: list[int] = []
+    full = threading.Event()
+    violations: list[tuple[int, int]] = []
+
+    def items() -> Iterator[int]:
+        for i in range(40):
+            if len(pulled) - len(out) >= limit:  # reading one more would exceed the bound
+                violations.append((len(pulled), len(out)))
+            pulled.append(i)
+            if len(pulled) == limit:
+                full.set()
+            yield i
+
+    def work(x: int) -> int:
+        if x == 0:
+            assert full.wait(10)  # item 0 holds its slot until the node stopped reading
+        return x
+
+    node = Map(work, workers=2, ordered=ordered, max_in_flight=limit)
+    node.as_function()(items(), out.append)
+    assert violations == []
+    assert sorted(out) == list(range(40))
+
+
+def test_worker_failure_fails_the_run_and_joins_the_workers(runner: str) -> None:
+    def flaky(x: int) -> int:
+        if x == 7:
+            raise KeyError(x)
+        return x
+
+    sink = Collect()
+    nanostream.from_iterable(range(100)) > Map(flaky, workers=3, name="flaky") > sink
+    with pytest.raises(nanostream.NodeFailed) as info:
+        sink.global_start(runner=runner)
+    assert info.value.node == "flaky"
+    assert isinstance(info.value.__cause__, KeyError)
+    # (the autouse fixture checks that no nanostream-worker thread is left)
+
+
+def test_flatmap_filter_inspect_with_workers(runner: str) -> None:
+    seen: list[int] = []
+    lock = threading.Lock()
+
+    def note(x: int) -> None:
+        with lock:
+            seen.append(x)
+
+    sink = Collect()
+    (
+        nanostream.from_iterable(range(30))
+        > Filter(lambda x: x % 3 == 0, workers=3)
+        > Inspect(note, workers=2)
+        > FlatMap(lambda x: [x] * 2, workers=4, ordered=False)
+        > sink
+    )
+    sink.global_start(runner=runner)
+    assert sorted(seen) == list(range(0, 30, 3))
+    assert sorted(sink.items) == sorted([x for x in range(0, 30, 3) for _ in range(2)])
+
+
+class Lookup(nanostream.NanoNode):
+    def __init__(self, workers_expected: int) -> None:
+        super().__init__()
+        self.barrier = threading.Barrier(workers_expected, timeout=10)
+        self.events: list[str] = []
+
+    def setup(self) -> None:
+        self.events.append("setup")
+
+    def process_item(self, item: int) -> Iterator[int]:
+        if item < 3:
+            self.barrier.wait()
+        yield item
+        yield -item
+
+    def cleanup(self) -> Iterator[str]:
+        self.events.append("cleanup")
+        yield "done"
+
+
+def test_parallel_runs_process_item_on_workers(runner: str) -> None:
+    inner = Lookup(3)
+    out = run_through(Parallel(inner, workers=3), range(6), runner)
+    assert out == [0, 0, 1, -1, 2, -2, 3, -3, 4, -4, 5, -5, "done"]
+    assert inner.events == ["setup", "cleanup"]
+
+
+def test_parallel_refuses_what_it_cannot_run() -> None:
+    with pytest.raises(nanostream.GraphError, match="needs a NanoNode with process_item"):
+        Parallel(Map(str), workers=2)  # type: ignore[arg-type]
+    with pytest.raises(nanostream.GraphError, match="source"):
+        Parallel(nanostream.from_iterable([1]), workers=2)
+    linked = Lookup(1)
+    nanostream.from_iterable([1]) > linked
+    with pytest.raises(nanostream.GraphError, match="already linked"):
+        Parallel(linked, workers=2)

@@ -1,0 +1,473 @@
+"""Windows, running reductions and dedupe (nanostream.nodes.window)."""
+
+from __future__ import annotations
+
+import itertools
+import operator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import nanostream
+from nanostream.nodes import (
+    Aggregate,
+    Dedupe,
+    Reduce,
+    SessionWindow,
+    SlidingWindow,
+    TumblingWindow,
+    WindowResult,
+)
+from nanostream.testing import Collect
+
+INF = float("inf")
+Event = tuple[int, int, int]  # (timestamp, key, serial number)
+
+
+def ts(e: Event) -> int:
+    return e[0]
+
+
+def key(e: Event) -> int:
+    return e[1]
+
+
+def count(n: int, _: Any) -> int:
+    return n + 1
+
+
+def run_window(
+    node: nanostream.NanoNode, items: Iterable[Any], runner: str
+) -> tuple[list[Any], list[Any]]:
+    """Results and late items of a window operator (its "late" port is linked)."""
+    sink, late = Collect(), Collect()
+    nanostream.from_iterable(items) > node > sink
+    node["late"] > late
+    sink.global_start(runner=runner)
+    return sink.items, late.items
+
+
+def clock_of(times: Iterable[float]) -> Callable[[], float]:
+    """A clock returning ``times`` one per call (operators call it once per item)."""
+    return iter(times).__next__
+
+
+# ----------------------------------------------------------------------------- tumbling
+def test_tumbling_event_time_keyed_reduce(runner: str) -> None:
+    events = [(1, "a", 5), (2, "b", 1), (4, "a", 2), (5, "a", 7), (6, "b", 3), (14, "a", 1)]
+    node = TumblingWindow(
+        5, timestamp=lambda e: e[0], key=lambda e: e[1], reduce=lambda t, e: t + e[2], initial=0
+    )
+    results, late = run_window(node, events, runner)
+    assert results == [
+        WindowResult("a", 0, 5, 7),
+        WindowResult("b", 0, 5, 1),
+        WindowResult("a", 5, 10, 7),
+        WindowResult("b", 5, 10, 3),
+        WindowResult("a", 10, 15, 1),
+    ]
+    assert late == []
+
+
+def test_tumbling_collects_lists_and_reduces_without_initial(runner: str) -> None:
+    items = [0, 1, 2, 3, 4, 5, 6]
+    listed, _ = run_window(TumblingWindow(3, timestamp=lambda x: x), items, runner)
+    assert [w.value for w in listed] == [[0, 1, 2], [3, 4, 5], [6]]
+    summed, _ = run_window(
+        TumblingWindow(3, timestamp=lambda x: x, reduce=operator.add), items, runner
+    )
+    assert [(w.key, w.start, w.end, w.value) for w in summed] == [
+        (None, 0, 3, 3),
+        (None, 3, 6, 12),
+        (None, 6, 9, 6),
+    ]
+
+
+def test_window_closes_when_the_watermark_passes_not_before() -> None:
+    out: list[Any] = []
+    node = TumblingWindow(10, timestamp=lambda x: x)
+    fn = node.as_function()
+
+    def items() -> Iterator[int]:
+        yield 1
+        yield 9
+        assert out == []  # nothing has reached 10 yet
+        yield 10
+        assert out == [WindowResult(None, 0, 10, [1, 9])]  # the first window closed at 10
+        yield 25
+
+    fn(items(), out.append)
+    assert [w.start for w in out] == [0, 10, 20]
+
+
+def test_late_items_go_to_the_late_port_or_are_dropped(runner: str) -> None:
+    events = [(0, 0, 0), (12, 0, 1), (3, 0, 2), (11, 0, 3)]
+    results, late = run_window(TumblingWindow(10, timestamp=ts, late="port"), events, runner)
+    assert [w.value for w in results] == [[(0, 0, 0)], [(12, 0, 1), (11, 0, 3)]]
+    assert late == [(3, 0, 2)]
+    results, late = run_window(TumblingWindow(10, timestamp=ts), events, runner)
+    assert [len(w.value) for w in results] == [1, 2]
+    assert late == []  # dropped: the port is not used
+
+
+def test_allowed_lateness_keeps_windows_open(runner: str) -> None:
+    events = [(0, 0, 0), (12, 0, 1), (3, 0, 2), (16, 0, 3), (4, 0, 4)]
+    node = TumblingWindow(10, timestamp=ts, allowed_lateness=5, late="port")
+    results, late = run_window(node, events, runner)
+    # (3, ...) is within 5 s of the watermark; (4, ...) comes after 16 closed [0, 10)
+    assert [w.value for w in results] == [[(0, 0, 0), (3, 0, 2)], [(12, 0, 1), (16, 0, 3)]]
+    assert late == [(4, 0, 4)]
+
+
+def test_keyed_state_is_separate_per_key(runner: str) -> None:
+    events = [(t, t % 3, t) for t in range(30)]
+    results, _ = run_window(TumblingWindow(10, timestamp=ts, key=key), events, runner)
+    assert len(results) == 9
+    for w in results:
+        assert all(e[1] == w.key and w.start <= e[0] < w.end for e in w.value)
+    assert sorted(e for w in results for e in w.value) == events
+
+
+def test_processing_time_with_an_injected_clock(runner: str) -> None:
+    times = [100.0, 100.4, 100.9, 101.2, 103.7]
+    node = TumblingWindow(1.0, clock=clock_of(times))
+    results, late = run_window(node, "abcde", runner)
+    assert [(w.start, w.end, w.value) for w in results] == [
+        (100.0, 101.0, ["a", "b", "c"]),
+        (101.0, 102.0, ["d"]),
+        (103.0, 104.0, ["e"]),
+    ]
+    assert late == []
+
+
+def test_windows_flush_at_end_and_on_stop(runner: str) -> None:
+    produced: list[int] = []
+
+    class Ticks(nanostream.NanoNode):
+        def generator(self) -> Iterator[int]:
+            for i in itertools.count():
+                produced.append(i)
+                yield i
+
+    sink = Collect(wait_for=3)
+    node = TumblingWindow(100, timestamp=lambda x: x, reduce=count, initial=0)
+    Ticks() > node > sink
+    run = sink.global_start(block=False, runner=runner, queue_size=64, batch_size=16)
+    assert run is not None
+    assert sink.seen.wait(10)
+    run.stop(timeout=30)
+    assert run.state == "finished"
+    assert sum(w.value for w in sink.items) == len(produced)  # the open window was emitted
+    assert [w.start for w in sink.items] == list(range(0, 100 * len(sink.items), 100))
+    assert 0 < sink.items[-1].value <= 100
+
+
+def test_window_arguments_are_checked() -> None:
+    with pytest.raises(nanostream.GraphError, match="size must be a positive number"):
+        TumblingWindow(0)
+    with pytest.raises(nanostream.GraphError, match="late must be 'drop' or 'port'"):
+        TumblingWindow(1, late="keep")
+    with pytest.raises(nanostream.GraphError, match="give timestamp=func"):
+        TumblingWindow(1, allowed_lateness=3)
+    with pytest.raises(nanostream.GraphError, match="initial= needs reduce="):
+        SessionWindow(1, initial=0)
+    assert TumblingWindow(1).ports == ()
+    assert TumblingWindow(1, late="port").ports == ("out", "late")
+
+
+# ----------------------------------------------------------------------------- sliding
+def test_sliding_windows_overlap(runner: str) -> None:
+    events = [(0, 0, 0), (3, 0, 1), (4, 0, 2), (9, 0, 3)]
+    results, _ = run_window(SlidingWindow(4, step=2, timestamp=ts), events, runner)
+    assert [(w.start, w.end, [e[2] for e in w.value]) for w in results] == [
+        (-2, 2, [0]),
+        (0, 4, [0, 1]),
+        (2, 6, [1, 2]),
+        (4, 8, [2]),
+        (6, 10, [3]),
+        (8, 12, [3]),
+    ]
+
+
+# ----------------------------------------------------------------------------- sessions
+def test_sessions_merge_when_an_item_bridges_them(runner: str) -> None:
+    # gap 5: 0 and 8 are separate sessions until 4 arrives (within 5 of both)
+    events = [(0, 0, 0), (8, 0, 1), (4, 0, 2), (30, 0, 3)]
+    node = SessionWindow(5, timestamp=ts, allowed_lateness=10)
+    results, _ = run_window(node, events, runner)
+    assert [(w.start, w.end, [e[2] for e in w.value]) for w in results] == [
+        (0, 13, [0, 1, 2]),
+        (30, 35, [3]),
+    ]
+
+
+def test_sessions_per_key_with_processing_time(runner: str) -> None:
+    times = [0.0, 1.0, 2.0, 10.0, 10.5]
+    node = SessionWindow(3, key=lambda x: x[0], clock=clock_of(times))
+    results, _ = run_window(node, [("a", 1), ("b", 2), ("a", 3), ("a", 4), ("b", 5)], runner)
+    assert [(w.key, w.start, w.end, w.value) for w in results] == [
+        ("b", 1.0, 4.0, [("b", 2)]),
+        ("a", 0.0, 5.0, [("a", 1), ("a", 3)]),
+        ("a", 10.0, 13.0, [("a", 4)]),
+        ("b", 10.5, 13.5, [("b", 5)]),
+    ]
+
+
+# ----------------------------------------------------------------------------- references
+def ref_fixed(
+    events: list[Event], size: int, step: int, lateness: int, keyed: bool
+) -> tuple[list[WindowResult], list[Event]]:
+    """Tumbling/sliding windows computed the slow, obvious way."""
+    windows: dict[tuple[Any, int], list[Event]] = {}
+    opened: dict[tuple[Any, int], int] = {}
+    results: list[WindowResult] = []
+    late: list[Event] = []
+    watermark: float = -INF
+
+    def close(limit: float) -> None:
+        ready = sorted((s + size, s, opened[(k, s)], k) for (k, s) in windows if s + size <= limit)
+        for end, s, _, k in ready:
+            results.append(WindowResult(k, s, end, windows.pop((k, s))))
+
+    for event in events:
+        t = event[0]
+        if t - lateness > watermark:
+            watermark = t - lateness
+            close(watermark)
+        starts = [s for s in range(t - size - step, t + 1) if s % step == 0 and s <= t < s + size]
+        live = [s for s in starts if s + size > watermark]
+        if not live:
+            late.append(event)
+            continue
+        k = event[1] if keyed else None
+        for s in live:
+            windows.setdefault((k, s), []).append(event)
+            opened.setdefault((k, s), len(opened))
+    close(INF)
+    return results, late
+
+
+def ref_sessions(
+    events: list[Event], gap: int, lateness: int, keyed: bool
+) -> tuple[list[WindowResult], list[Event]]:
+    """Session windows: re-cluster every key's pending items after each event."""
+    pending: dict[Any, list[Event]] = {}
+    results: list[WindowResult] = []
+    late: list[Event] = []
+    watermark: float = -INF
+
+    def clusters(items: list[Event]) -> list[list[Event]]:
+        groups: list[list[Event]] = []
+        for e in sorted(items):
+            if groups and e[0] - groups[-1][-1][0] < gap:
+                groups[-1].append(e)
+            else:
+                groups.append([e])
+        return groups
+
+    def close(limit: float) -> None:
+        for k in list(pending):
+            for group in clusters(pending[k]):
+                end = group[-1][0] + gap
+                if end <= limit:
+                    in_order = [e for e in pending[k] if e in group]  # arrival order
+                    results.append(WindowResult(k, group[0][0], end, in_order))
+                    pending[k] = [e for e in pending[k] if e not in group]
+
+    for event in events:
+        t = event[0]
+        k = event[1] if keyed else None
+        watermark = max(watermark, t - lateness)
+        close(watermark)
+        mine = next(g for g in clusters([*pending.get(k, []), event]) if event in g)
+        if mine[-1][0] + gap <= watermark:
+            late.append(event)
+            continue
+        pending.setdefault(k, []).append(event)
+    close(INF)
+    return results, late
+
+
+def as_events(raw: list[tuple[int, int]]) -> list[Event]:
+    return [(t, k, i) for i, (t, k) in enumerate(raw)]
+
+
+raw_events = st.lists(st.tuples(st.integers(0, 60), st.integers(0, 2)), max_size=40)
+window_settings = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@window_settings
+@given(
+    raw=raw_events,
+    size=st.integers(1, 12),
+    lateness=st.integers(0, 10),
+    keyed=st.booleans(),
+    summed=st.booleans(),
+)
+def test_tumbling_matches_reference(
+    runner: str, raw: list[tuple[int, int]], size: int, lateness: int, keyed: bool, summed: bool
+) -> None:
+    events = as_events(raw)
+    fold: dict[str, Any] = {"reduce": lambda n, e: n + e[2], "initial": 0} if summed else {}
+    node = TumblingWindow(
+        size,
+        timestamp=ts,
+        key=key if keyed else None,
+        allowed_lateness=lateness,
+        late="port",
+        **fold,
+    )
+    results, late = run_window(node, events, runner)
+    expected, expected_late = ref_fixed(events, size, size, lateness, keyed)
+    if summed:
+        expected = [w._replace(value=sum(e[2] for e in w.value)) for w in expected]
+    assert results == expected
+    assert late == expected_late
+
+
+@window_settings
+@given(
+    raw=raw_events,
+    size=st.integers(1, 12),
+    step_fraction=st.integers(1, 12),
+    lateness=st.integers(0, 10),
+    keyed=st.booleans(),
+)
+def test_sliding_matches_reference(
+    runner: str,
+    raw: list[tuple[int, int]],
+    size: int,
+    step_fraction: int,
+    lateness: int,
+    keyed: bool,
+) -> None:
+    step = min(size, step_fraction)
+    events = as_events(raw)
+    node = SlidingWindow(
+        size, step, timestamp=ts, key=key if keyed else None, allowed_lateness=lateness, late="port"
+    )
+    results, late = run_window(node, events, runner)
+    expected, expected_late = ref_fixed(events, size, step, lateness, keyed)
+    assert results == expected
+    assert late == expected_late
+
+
+@window_settings
+@given(raw=raw_events, gap=st.integers(1, 10), lateness=st.integers(0, 10), keyed=st.booleans())
+def test_sessions_match_reference(
+    runner: str, raw: list[tuple[int, int]], gap: int, lateness: int, keyed: bool
+) -> None:
+    events = as_events(raw)
+    node = SessionWindow(
+        gap, timestamp=ts, key=key if keyed else None, allowed_lateness=lateness, late="port"
+    )
+    results, late = run_window(node, events, runner)
+    expected, expected_late = ref_sessions(events, gap, lateness, keyed)
+
+    def order(w: WindowResult) -> tuple[Any, ...]:
+        return (w.end, w.start, -1 if w.key is None else w.key)
+
+    assert sorted(results, key=order) == sorted(expected, key=order)
+    assert late == expected_late
+
+
+# ----------------------------------------------------------------------------- Reduce
+def test_reduce_running_totals_global_and_keyed(runner: str) -> None:
+    sink = Collect()
+    nanostream.from_iterable([1, 2, 3, 4]) > Reduce(operator.add, initial=100) > sink
+    sink.global_start(runner=runner)
+    assert sink.items == [101, 103, 106, 110]
+
+    words = ["a", "bb", "c", "dd", "e"]
+    sink = Collect()
+    nanostream.from_iterable(words) > Reduce(count, initial=0, key=len) > sink
+    sink.global_start(runner=runner)
+    assert sink.items == [(1, 1), (2, 1), (1, 2), (2, 2), (1, 3)]
+
+
+def test_reduce_emit_end_flushes_per_key(runner: str) -> None:
+    sink = Collect()
+    node = Reduce(lambda acc, w: acc + w, key=lambda w: w[0], emit="end")
+    nanostream.from_iterable(["ab", "cd", "ax", "cz", "b"]) > node > sink
+    sink.global_start(runner=runner)
+    assert sink.items == [("a", "abax"), ("c", "cdcz"), ("b", "b")]
+
+
+def test_aggregate_fresh_accumulator_per_key(runner: str) -> None:
+    node = Aggregate(
+        create=set,
+        add=lambda acc, x: acc | {x[1]},
+        result=sorted,
+        key=lambda x: x[0],
+        emit="each",
+    )
+    sink = Collect()
+    nanostream.from_iterable([("k", 2), ("j", 1), ("k", 1), ("k", 2)]) > node > sink
+    sink.global_start(runner=runner)
+    assert sink.items == [("k", [2]), ("j", [1]), ("k", [1, 2]), ("k", [1, 2])]
+
+
+def test_aggregate_emit_end_flushes_on_stop(runner: str) -> None:
+    produced: list[int] = []
+
+    class Numbers(nanostream.NanoNode):
+        def generator(self) -> Iterator[int]:
+            for i in itertools.count():
+                produced.append(i)
+                yield i
+
+    sink = Collect()
+    node = Aggregate(create=lambda: 0, add=count, key=lambda x: x % 2, emit="end")
+    probe = Collect(wait_for=100)
+    src = Numbers()
+    src > node > sink
+    src > probe
+    run = sink.global_start(block=False, runner=runner, queue_size=64, batch_size=16)
+    assert run is not None
+    assert probe.seen.wait(10)
+    run.stop(timeout=30)
+    totals = dict(sink.items)
+    assert totals[0] + totals[1] == len(produced)
+
+
+def test_reduce_arguments_are_checked() -> None:
+    with pytest.raises(nanostream.GraphError, match="emit must be 'each' or 'end'"):
+        Reduce(operator.add, emit="never")
+    with pytest.raises(nanostream.GraphError, match="create must be a function"):
+        Aggregate(create=0, add=operator.add)  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------- Dedupe
+def test_dedupe_by_item_and_by_key(runner: str) -> None:
+    sink = Collect()
+    nanostream.from_iterable([3, 1, 3, 2, 1]) > Dedupe() > sink
+    sink.global_start(runner=runner)
+    assert sink.items == [3, 1, 2]
+
+    sink = Collect()
+    rows = [{"id": 1, "v": "a"}, {"id": 1, "v": "b"}, {"id": 2, "v": "c"}]
+    nanostream.from_iterable(rows) > Dedupe(key=lambda r: r["id"]) > sink
+    sink.global_start(runner=runner)
+    assert [r["v"] for r in sink.items] == ["a", "c"]
+
+
+def test_dedupe_ttl_forgets_keys(runner: str) -> None:
+    times = [0.0, 1.0, 4.9, 5.0, 5.5, 20.0]
+    node = Dedupe(ttl=5.0, clock=clock_of(times))
+    sink = Collect()
+    nanostream.from_iterable(["a", "b", "a", "a", "b", "a"]) > node > sink
+    sink.global_start(runner=runner)
+    # "a" passes at 0 and again at 5.0 (5 s later) and 20; "b" passes at 1, not at 5.5
+    assert sink.items == ["a", "b", "a", "a"]
+
+
+def test_dedupe_max_size_forgets_the_oldest(runner: str) -> None:
+    sink = Collect()
+    nanostream.from_iterable([1, 2, 3, 1, 3]) > Dedupe(max_size=2) > sink
+    sink.global_start(runner=runner)
+    assert sink.items == [1, 2, 3, 1]  # 1 was forgotten when 3 came; 3 was still known
