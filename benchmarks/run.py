@@ -121,6 +121,19 @@ def optional_rows(module_name: str, n: int) -> list[Row]:
         return [(f"{module_name}: failed", 0.0, f"{type(exc).__name__}: {exc}")]
 
 
+def ray_rows(n: int, repeat: int) -> list[Row]:
+    """The Ray runner's rows, on a local Ray started for them (if Ray is installed)."""
+    try:
+        import ray_bench
+    except ImportError as exc:
+        return [("ray: skipped", 0.0, str(exc))]
+    ray_bench.start_ray()
+    try:
+        return list(ray_bench.ray_rows(n, repeat))
+    finally:
+        ray_bench.stop_ray()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller N and fewer repeats")
@@ -133,9 +146,9 @@ def main() -> None:
         "engine": lambda: engine_rows(n, repeat),
         "rss": lambda: rss_rows([n, 5 * n]),
     }
-    for extra in ("files", "operators", "connectors", "ray_bench"):
-        if (HERE / f"{extra}.py").exists():
-            groups[extra] = lambda extra=extra: optional_rows(extra, n)  # type: ignore[misc]
+    for extra in ("files", "operators", "connectors"):
+        groups[extra] = lambda extra=extra: optional_rows(extra, n)  # type: ignore[misc]
+    groups["ray"] = lambda: ray_rows(n, repeat)
     rows: list[Row] = []
     for name, group in groups.items():
         if args.only and args.only != name:
