@@ -161,6 +161,43 @@ def test_a_slow_node_with_a_backlog_still_delivers_promptly() -> None:
     assert sink.items == list(range(100))
 
 
+def test_nanonode_sleep_lets_the_other_nodes_run() -> None:
+    """A polling source that sleeps between polls does not hold back what it sent."""
+
+    class Poller(nanostream.NanoNode):
+        def generator(self) -> Iterator[int]:
+            yield from range(3)
+            while not self.sleep(0.01):  # polls until the run stops
+                pass
+
+    sink = Collect(wait_for=3)
+    Poller(name="poller") > passthrough("relay") > sink
+    run = sink.global_start(runner="cooperative", block=False)
+    assert run is not None
+    try:
+        assert sink.seen.wait(10)
+        assert sink.items == [0, 1, 2]
+    finally:
+        run.stop(timeout=10)
+    assert run.state == "finished"
+
+
+def test_sleeping_nodes_wake_in_order_of_their_deadlines() -> None:
+    def sleeper(label: str, seconds: float) -> nanostream.NanoNode:
+        class Sleeper(nanostream.NanoNode):
+            def generator(self) -> Iterator[str]:
+                self.sleep(seconds)
+                yield label
+
+        return Sleeper(name=label)
+
+    sink = Collect()
+    sleeper("long", 0.2) > sink  # starts first, wakes last
+    sleeper("short", 0.02) > sink
+    sink.global_start(runner="cooperative")
+    assert sink.items == ["short", "long"]
+
+
 def test_back_pressure_is_counted_as_blocked_output() -> None:
     def slow_sink(inp: Any, outp: Any) -> None:
         for i, _ in enumerate(inp):

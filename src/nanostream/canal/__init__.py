@@ -170,7 +170,8 @@ class Graph:
       final outputs still reach its children.
 
     Exceptions raised in a node surface from the ``feed()`` (or ``terminate()``) call
-    that caused them.
+    that caused them. A graph belongs to the thread that builds it: greenlets cannot
+    switch between threads.
 
     Example:
         >>> import nanostream.canal as canal
@@ -333,10 +334,12 @@ class Graph:
                 f"node {_label(key)!r} has an incoming edge but was never added; "
                 "call add_node() on it"
             )
+        if node.state in ("ended", "failed"):
+            raise RunStateError(f"node {node.label!r} cannot take {value!r}: it has ended")
         if node.state != "waiting":
             raise RunStateError(
-                f"node {node.label!r} cannot take {value!r}: it has "
-                f"{'ended' if node.state in ('ended', 'failed') else 'not read its input yet'}"
+                f"node {node.label!r} cannot take {value!r}: it is still handling an earlier "
+                "value (is a feed() called from inside the graph?)"
             )
         self._resume(node, value)
         if node.state == "ended":

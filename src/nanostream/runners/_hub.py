@@ -12,8 +12,10 @@ Used by :mod:`nanostream.runners.cooperative`; not a public API.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -133,6 +135,10 @@ class Scheduler:
         self.watched = watched
         self.current: _Task | None = None
         self.idle: _Task | None = None  # run only when no other task is ready (run_inline)
+        self.sleepers: list[tuple[float, int, _Task]] = []  # a heap, by wake-up time
+        self._sleeps = 0
+        self.stop_event = _StopEvent(self)
+        self.thread_id: int | None = None
         self.hub: Any = None
         self.remaining = 0
         self.parked: list[Any] = []
@@ -233,7 +239,10 @@ class Scheduler:
     def run(self) -> None:
         """Run every task to its end (or until the run aborts) in the current greenlet."""
         hub = self.hub = getcurrent()
+        self.thread_id = threading.get_ident()
         ready = self.ready
+        sleepers = self.sleepers
+        stop = self.stop_event
         for task in self.tasks:
             task.greenlet = task.waker = greenlet(partial(self._task_main, task), parent=hub)
             task.queued = True
@@ -244,11 +253,19 @@ class Scheduler:
             if self.aborting:
                 self._unwind()
                 break
+            if sleepers:
+                stopping = stop.is_set()
+                now = clock()
+                while sleepers and (stopping or sleepers[0][0] <= now):
+                    self.make_ready(heapq.heappop(sleepers)[2])
             if ready:
                 task = ready.popleft()
                 task.queued = False
             elif self.idle is not None:
                 task, self.idle = self.idle, None
+            elif sleepers:  # everyone sleeps: so does the thread, until a wake-up or stop
+                threading.Event.wait(stop, max(0.0, sleepers[0][0] - clock()))
+                continue
             else:  # pragma: no cover - a scheduler bug, never a user error
                 waiting = next(t for t in self.tasks if not t.done)
                 self.on_fail(
@@ -363,6 +380,29 @@ class Scheduler:
         if self.aborting:
             raise RunAborted
 
+    def sleep(self, task: _Task, seconds: float | None) -> bool:
+        """``NanoNode.sleep()`` inside a task: the other tasks run meanwhile.
+
+        Returns True if the run is stopping (at once if it already is); raises
+        ``RunAborted`` if it is aborting.
+        """
+        if self.aborting:
+            raise RunAborted
+        for box in task.box_list:
+            box.flush()  # what was made before the sleep goes on now
+        if self.stop_event.is_set():
+            if self.ready or self.idle is not None:  # a node looping on sleep() cannot hog
+                self.make_ready(task)
+                self._block(task)
+        else:
+            wake = _clock() + (seconds if seconds is not None else 365 * 86400.0)
+            self._sleeps += 1
+            heapq.heappush(self.sleepers, (wake, self._sleeps, task))
+            self._block(task)
+        if self.aborting:
+            raise RunAborted
+        return self.stop_event.is_set()
+
     def time_slice(self, task: _Task) -> None:
         """The task has had the thread for a while: send its outputs, let others run."""
         for box in task.box_list:
@@ -456,6 +496,7 @@ class Scheduler:
 
     def request_stop(self) -> None:
         """Sources end at their next ``outp`` (safe to call from any thread)."""
+        self.stop_event.set()
         for task in self.tasks:
             if task.is_source:
                 for box in task.box_list:
@@ -464,9 +505,29 @@ class Scheduler:
     def abort(self) -> None:
         """Every task ends at its next chance (safe to call from any thread)."""
         self.aborting = True
+        self.stop_event.set()
         for task in self.tasks:
             for box in task.box_list:
                 box.abort()
+
+
+class _StopEvent(threading.Event):
+    """The run's stop event, which ``NanoNode.sleep()`` waits on.
+
+    Waited on inside a node of the run, it sleeps cooperatively: the other nodes run
+    meanwhile. Anywhere else it is a plain ``threading.Event``.
+    """
+
+    def __init__(self, sched: Scheduler) -> None:
+        super().__init__()
+        self._sched = sched
+
+    def wait(self, timeout: float | None = None) -> bool:
+        sched = self._sched
+        task = sched.current
+        if task is None or sched.thread_id != threading.get_ident() or getcurrent() is sched.hub:
+            return super().wait(timeout)
+        return sched.sleep(task, timeout)
 
 
 # --------------------------------------------------------------------------- outboxes

@@ -54,9 +54,10 @@ class CooperativeRun(Run):
         self.plan = plan
         self.counters = [NodeCounters() for _ in plan.nodes]
         self.threads: list[threading.Thread] = []  # no thread per node (for the monitor)
-        self.stop_event = threading.Event()
         self.sched = Scheduler(self._fail, watched=True)
         self.sched.add_plan(plan, self.counters)
+        # NanoNode.sleep() waits on it: inside a node, the other nodes run meanwhile
+        self.stop_event: threading.Event = self.sched.stop_event
         self.channels = [task.channel for task in self.sched.tasks]
         self.monitor = Monitor(self)  # its checks run in the watcher thread
         self.thread = threading.Thread(target=self._main, name=f"nanostream-coop:{plan.name}")
@@ -113,11 +114,9 @@ class CooperativeRun(Run):
                 log.exception("nanostream cooperative watcher failed")
 
     def _on_stop(self) -> None:
-        self.stop_event.set()
         self.sched.request_stop()
 
     def _on_abort(self) -> None:
-        self.stop_event.set()
         self.sched.abort()
 
     def _join(self) -> None:
@@ -247,6 +246,8 @@ def run_inline(
     for c in counters:
         c.state = "running"
     sched.add_plan(plan, counters, feed=inp, outp=outp, entries=entries, exits=exits)
+    for pn in plan.nodes:
+        pn.node._ns_stop_event = sched.stop_event
     sched.run()
     # Abandoned greenlets live in this thread, which goes on: keep them (see ABANDONED).
     ABANDONED.extend(sched.parked)
