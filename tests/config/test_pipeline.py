@@ -361,7 +361,7 @@ CASES = [
           a: {class: NumberSorce, args: {count: 1}}
         """,
         "2:14",
-        "node 'a': unknown class 'NumberSorce' (did you mean 'NumberSource'?)",
+        "node 'a': unknown class 'NumberSorce' (did you mean 'NumberSource'",
         id="unknown-class",
     ),
     pytest.param(

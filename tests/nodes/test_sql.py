@@ -354,14 +354,14 @@ def test_configuration_errors_are_raised_while_building() -> None:
         SQLSource("sqlite://", "SELECT 1", batch_size=0)
     with pytest.raises(nanostream.ConfigError, match="needs incremental_column"):
         SQLSource("sqlite://", "SELECT 1", state_file="x.json")
-    with pytest.raises(nanostream.ConfigError, match="unknown database or driver .nosuchdb."):
+    with pytest.raises(nanostream.ConfigError, match=r"unknown database or driver .nosuchdb."):
         SQLSink("nosuchdb://u:Hidden-pw-1@h/x", "t")
 
 
 def test_a_missing_database_driver_is_named(free_port: Callable[[], int]) -> None:
     sink = SQLSink(f"postgresql+pg8000://u:Hidden-pw-1@127.0.0.1:{free_port()}/x", "t")
     nanostream.from_iterable([{"a": 1}]) > sink
-    with pytest.raises(nanostream.NodeFailed, match="no driver for .postgresql.pg8000.*pg8000"):
+    with pytest.raises(nanostream.NodeFailed, match=r"no driver for .postgresql.pg8000.*pg8000"):
         sink.global_start()
 
 
@@ -371,7 +371,7 @@ def test_an_aborted_run_commits_nothing_pending(tmp_path: Path, runner: str) -> 
             if n == 100:
                 raise ValueError("boom")
 
-    source = nanostream.from_iterable(({"n": i} for i in itertools.count()))
+    source = nanostream.from_iterable({"n": i} for i in itertools.count())
     sink = SQLSink(sqlite_url(tmp_path / "db.sqlite"), "numbers", create=True, batch_size=10**9)
     source > sink
     source > fails_at_100
