@@ -415,3 +415,54 @@ def test_every_example_pipeline_checks(example: str) -> None:
     result = run_cli("check", f"examples/{example}")
     assert result.returncode == 0, result.stderr
     assert ": ok: pipeline" in result.stdout
+
+
+# --------------------------------------------------------------------------- observe flags
+def test_run_with_progress_and_json_logs(project: Path) -> None:
+    path = pipeline_file(project, GOOD)
+    result = run_cli("run", path, "--progress")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("A!\nB!\n")
+    # not a terminal: the summary comes as plain lines, one per node
+    summary = result.stdout.splitlines()[2:]
+    assert any(line.split()[:2] == ["upper", "finished"] and "in=2" in line for line in summary)
+
+    pipeline_file(
+        project,
+        """
+        imports: [cli_test_nodes]
+        nodes:
+          words: {class: IterableSource, args: {iterable: [a]}}
+          boom: Boom
+        """,
+        name="boom.yaml",
+    )
+    result = run_cli("run", "boom.yaml", "--log-json", cwd=project)
+    assert result.returncode == 1
+    records = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert any("boom" in record["message"] for record in records), result.stderr
+
+
+def test_graph_with_stats_and_to_a_file(project: Path, tmp_path: Path) -> None:
+    path = pipeline_file(project, GOOD)
+    result = run_cli("graph", path, "--stats", "--format", "dot")
+    assert result.returncode == 0, result.stderr
+    assert '-> n1 [label="2"]' in result.stdout or 'label="2"' in result.stdout
+    out = tmp_path / "graph.mmd"
+    result = run_cli("graph", path, "-o", out)
+    assert result.returncode == 0, result.stderr
+    assert out.read_text().startswith("flowchart LR")
+
+
+def test_metrics_port_in_use_is_a_clear_error(project: Path) -> None:
+    import socket
+
+    path = pipeline_file(project, GOOD)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run_cli("run", path, "--metrics-port", str(port))
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert str(port) in result.stderr

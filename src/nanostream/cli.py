@@ -122,11 +122,39 @@ def main(argv: Sequence[str] | None = None) -> None:
 @_set_option
 @click.option(
     "--runner",
-    type=click.Choice(["threads", "cooperative"]),
+    type=click.Choice(["threads", "cooperative", "ray"]),
     default=None,
-    help="How to run the nodes: 'threads' (one thread per node, the default) or "
-    "'cooperative' (all nodes on one thread). Overrides the file's 'runner:'.",
+    help="How to run the nodes: 'threads' (one thread per node, the default), "
+    "'cooperative' (all nodes on one thread) or 'ray' (each node a Ray actor; needs "
+    "nanostream[ray]). Overrides the file's 'runner:'.",
 )
+@click.option(
+    "--address",
+    default=None,
+    metavar="ADDRESS",
+    help="With --runner ray: the cluster to use, e.g. ray://head:10001 (default: "
+    "$RAY_ADDRESS, else a local Ray started for this run).",
+)
+@click.option(
+    "--progress",
+    is_flag=True,
+    help="Show a live table of every node (items, rates, queues, the bottleneck) and a "
+    "summary at the end; plain lines when the output is not a terminal.",
+)
+@click.option(
+    "--metrics-port",
+    type=int,
+    default=None,
+    metavar="PORT",
+    help="Serve Prometheus metrics on this port while the pipeline runs (e.g. 9108).",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="The address the metrics endpoint listens on.",
+)
+@click.option("--log-json", is_flag=True, help="Write log lines as JSON objects.")
 @click.option("-v", "--verbose", is_flag=True, help="Log progress (per-node counts) as it runs.")
 @_debug_option
 @click.pass_context
@@ -136,6 +164,11 @@ def run(
     file: str,
     overrides: list[tuple[str, Any]],
     runner: str | None,
+    address: str | None,
+    progress: bool,
+    metrics_port: int | None,
+    metrics_host: str,
+    log_json: bool,
     verbose: bool,
     debug: bool,
 ) -> None:
@@ -146,6 +179,10 @@ def run(
     gracefully too. If a node fails, the run stops and the error names the node.
     """
     _setup_logging(verbose, debug)
+    if log_json:
+        from .observe import configure_logging
+
+        configure_logging(logging.DEBUG if debug else logging.INFO, json_lines=True)
     with _signals() as signals:
         signals.release()  # from here on, SIGTERM is a Ctrl-C too
         try:
@@ -159,7 +196,22 @@ def run(
         # A Ctrl-C while the run starts is held back, and acted on once it has started.
         signals.hold()
         try:
-            handle = pipeline.start(runner=runner or spec.runner or "threads", **spec.options)
+            chosen = runner or spec.runner or "threads"
+            runner_obj: Any = chosen
+            if chosen == "ray" and address is not None:
+                from .runners.ray import RayRunner
+
+                runner_obj = RayRunner(address=address)
+            handle = pipeline.start(runner=runner_obj, **spec.options)
+            if progress or metrics_port is not None:
+                from .observe import attach
+
+                observer = attach(
+                    handle, progress=progress, metrics_port=metrics_port, metrics_host=metrics_host
+                )
+                display_handler = getattr(getattr(observer, "display", None), "log_handler", None)
+                if progress and callable(display_handler):
+                    _use_log_handler(display_handler())
         except Exception as exc:  # noqa: BLE001 - reported as one paragraph
             ctx.exit(_report(exc, debug))
         finally:
@@ -200,29 +252,63 @@ def check(ctx: click.Context, *, file: str, overrides: list[tuple[str, Any]], de
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["mermaid", "dot"]),
+    type=click.Choice(["mermaid", "dot", "png", "svg"]),
     default="mermaid",
     show_default=True,
-    help="'mermaid' (paste into Markdown, e.g. on GitHub) or 'dot' (Graphviz: pipe into "
-    "'dot -Tsvg > graph.svg').",
+    help="'mermaid' (paste into Markdown, e.g. on GitHub), 'dot' (Graphviz text), or a "
+    "picture, 'png' or 'svg' (needs Graphviz: apt-get install graphviz).",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="Write to this file instead of standard output (a PNG goes to standard output as "
+    "bytes otherwise).",
+)
+@click.option(
+    "--stats",
+    is_flag=True,
+    help="Run the pipeline to its end first, and show each link's item count.",
 )
 @_set_option
 @_debug_option
 @click.pass_context
 def graph(
-    ctx: click.Context, *, file: str, fmt: str, overrides: list[tuple[str, Any]], debug: bool
+    ctx: click.Context,
+    *,
+    file: str,
+    fmt: str,
+    output: str | None,
+    stats: bool,
+    overrides: list[tuple[str, Any]],
+    debug: bool,
 ) -> None:
-    """Print the pipeline's graph, as Mermaid or Graphviz dot text.
+    """Print the pipeline's graph: Mermaid or Graphviz text, or a PNG/SVG picture.
 
-    Composite nodes are shown expanded into their inner nodes, named composite.inner, as
-    they run.
+    Nodes are labelled with their name and class; composite nodes are drawn as clusters
+    of their inner nodes, named composite.inner, as they run. With --stats the pipeline
+    runs first and every link shows how many items passed.
     """
+    from .observe.draw import draw
+
     try:
-        _, pipeline = _load(file, overrides)
-        text = _draw(pipeline, fmt)
+        spec, pipeline = _load(file, overrides)
+        finished = None
+        if stats:
+            finished = pipeline.start(runner=spec.runner or "threads", **spec.options)
+            finished.wait()
+        picture = draw(pipeline, format=fmt, stats=finished)
     except Exception as exc:  # noqa: BLE001 - reported as one paragraph, not a traceback
         ctx.exit(_report(exc, debug))
-    click.echo(text)
+    data = picture if isinstance(picture, bytes) else str(picture).encode()
+    if output is not None:
+        with open(output, "wb") as out:
+            out.write(data if isinstance(picture, bytes) else data + b"\n")
+    elif isinstance(picture, bytes):
+        sys.stdout.buffer.write(picture)
+    else:
+        click.echo(picture)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -233,14 +319,21 @@ def _load(file: str, overrides: list[tuple[str, Any]]) -> tuple[PipelineSpec, Pi
     return spec, spec.build()
 
 
+def _use_log_handler(handler: logging.Handler | None) -> None:
+    """Send nanostream's log lines through ``handler`` (the live view's), not stderr."""
+    if handler is None:
+        return
+    logger = logging.getLogger("nanostream")
+    for old in list(logger.handlers):
+        if isinstance(old, logging.StreamHandler):
+            handler.setLevel(old.level)
+            handler.setFormatter(old.formatter)
+            logger.removeHandler(old)
+    logger.addHandler(handler)
+
+
 def _count(n: int, what: str) -> str:
     return f"{n} {what}" if n == 1 else f"{n} {what}s"
-
-
-def _draw(pipeline: Pipeline, fmt: str) -> str:
-    from .observe.draw import draw
-
-    return str(draw(pipeline, format=fmt))
 
 
 def _wait(run: Run, debug: bool, *, interrupted: bool = False) -> int:
