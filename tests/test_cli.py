@@ -126,9 +126,18 @@ def test_help_explains_the_commands() -> None:
     for text in ("run", "check", "graph", "A pipeline file looks like this", "Exit status"):
         assert text in result.stdout
     for command, expected in [
-        ("run", ["--set NODE.ARG=VALUE", "--runner [threads|cooperative]", "Ctrl-C", "--debug"]),
+        (
+            "run",
+            [
+                "--set NODE.ARG=VALUE",
+                "--runner [threads|cooperative|ray]",
+                "Ctrl-C",
+                "--debug",
+                "--progress",
+            ],
+        ),
         ("check", ["without running it", "FILE:LINE:COLUMN"]),
-        ("graph", ["--format [mermaid|dot]", "Graphviz"]),
+        ("graph", ["--format [mermaid|dot|png|svg]", "Graphviz", "--stats"]),
     ]:
         result = run_cli(command, "--help")
         assert result.returncode == 0, result.stderr
