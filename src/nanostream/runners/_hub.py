@@ -276,6 +276,7 @@ class Scheduler:
             self.current = task
             task.waker.switch()
         self.current = None
+        self.stop_event.detach()  # nodes keep the event, not the whole finished run
         for task in self.tasks:
             for box in task.box_list:
                 box._dispose()
@@ -520,12 +521,21 @@ class _StopEvent(threading.Event):
 
     def __init__(self, sched: Scheduler) -> None:
         super().__init__()
-        self._sched = sched
+        self._sched: Scheduler | None = sched
+
+    def detach(self) -> None:
+        """The run has ended: from now on this is a plain event."""
+        self._sched = None
 
     def wait(self, timeout: float | None = None) -> bool:
         sched = self._sched
-        task = sched.current
-        if task is None or sched.thread_id != threading.get_ident() or getcurrent() is sched.hub:
+        task = sched.current if sched is not None else None
+        if (
+            sched is None
+            or task is None
+            or sched.thread_id != threading.get_ident()
+            or getcurrent() is sched.hub
+        ):
             return super().wait(timeout)
         return sched.sleep(task, timeout)
 
