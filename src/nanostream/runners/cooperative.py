@@ -7,6 +7,8 @@ switches between them in one thread. A node gives up the thread only when it wai
 input (its queue is empty), for room (a downstream queue is full: back-pressure), or when its
 time slice is over. So **a blocking call inside one node (``time.sleep``, a socket read)
 blocks the whole graph** until it returns; use the threaded runner for nodes that block.
+``NanoNode.sleep()`` is the exception: inside a node it is cooperative, so polling sources
+work here (the other nodes run while one sleeps, and ``stop()`` wakes it).
 
 :func:`run_inline` runs a whole plan inside the *calling* thread as one node function would
 (composite nodes use it for ``as_function()``).
