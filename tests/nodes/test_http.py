@@ -404,13 +404,9 @@ def test_paginator_stops_at_max_pages(api: ApiServer) -> None:
 
 
 # ----------------------------------------------------------------------------- HttpPoller
-def skip_if_sleeping_blocks(runner: str) -> None:
-    if runner == "cooperative":
-        pytest.skip("cooperative runner: a source waiting in self.sleep() holds its emitted items")
 
 
 def test_poller_polls_until_stopped(api: ApiServer, runner: str) -> None:
-    skip_if_sleeping_blocks(runner)
     sink = Collect(wait_for=3)
     HttpPoller(api.base + "/counter", interval=0.01) > sink
     run = sink.global_start(block=False, runner=runner)
@@ -426,7 +422,6 @@ def test_poller_polls_until_stopped(api: ApiServer, runner: str) -> None:
 def test_poller_with_changes_only_emits_an_unchanged_answer_once(
     api: ApiServer, runner: str
 ) -> None:
-    skip_if_sleeping_blocks(runner)
     sink = Collect()
     HttpPoller(api.base + "/versioned", interval=0.01, changes_only=True) > sink
     run = sink.global_start(block=False, runner=runner)
@@ -439,7 +434,6 @@ def test_poller_with_changes_only_emits_an_unchanged_answer_once(
 
 
 def test_stop_ends_a_poller_waiting_to_retry(free_port: Callable[[], int], runner: str) -> None:
-    skip_if_sleeping_blocks(runner)
     retrying = threading.Event()
 
     class OnRetry(logging.Handler):

@@ -28,10 +28,13 @@ def client(redis_url: str) -> Iterator[redis.Redis]:
         c.close()
 
 
-def skip_if_sleeping_blocks(runner: str) -> None:
-    """The source waits in ``self.sleep()`` when the stream is empty; see test_sql.py."""
+def skip_on_one_thread(runner: str) -> None:
+    """Skip where a read cannot be in flight while the test kills the connection."""
     if runner == "cooperative":
-        pytest.skip("cooperative runner: a source waiting in self.sleep() holds its emitted items")
+        pytest.skip(
+            "cooperative runner: one thread, so the connection cannot be killed while a "
+            "read is in flight"
+        )
 
 
 def add(client: redis.Redis, stream: str, n: int, start: int = 0) -> list[str]:
@@ -92,7 +95,6 @@ def test_sink_takes_dicts_only(redis_url: str) -> None:
 def test_source_reads_with_a_group_and_acknowledges(
     redis_url: str, client: redis.Redis, runner: str
 ) -> None:
-    skip_if_sleeping_blocks(runner)
     ids = add(client, "in", 300)
     sink = Collect(wait_for=300)
     source = RedisStreamSource(redis_url, "in", "loaders", "loader-1", batch_size=40, id_key="_id")
@@ -107,7 +109,6 @@ def test_source_reads_with_a_group_and_acknowledges(
 def test_source_waits_for_new_entries_and_stops_promptly(
     redis_url: str, client: redis.Redis, runner: str
 ) -> None:
-    skip_if_sleeping_blocks(runner)
     sink = Collect(wait_for=5)
     source = RedisStreamSource(redis_url, "live", "g", "c", start="$", poll_interval=0.01)
     source > sink
@@ -132,7 +133,6 @@ def test_source_waits_for_new_entries_and_stops_promptly(
 def test_entries_taken_but_not_acknowledged_are_delivered_again(
     redis_url: str, client: redis.Redis, runner: str
 ) -> None:
-    skip_if_sleeping_blocks(runner)
     add(client, "jobs", 10)
     client.xgroup_create("jobs", "workers", id="0")
     # a consumer took 4 entries and crashed before acknowledging them
@@ -181,7 +181,7 @@ def stall_server(url: str, ms: int) -> None:
 def test_source_survives_a_dropped_connection(
     redis_url: str, client: redis.Redis, runner: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    skip_if_sleeping_blocks(runner)
+    skip_on_one_thread(runner)
     add(client, "big", 2000)
     killed: list[int] = []
 

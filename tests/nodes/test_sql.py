@@ -40,17 +40,6 @@ class WaitingCollect(Collect):
             return self._cond.wait_for(lambda: len(self.items) >= n, timeout)
 
 
-def skip_if_sleeping_blocks(runner: str) -> None:
-    """Skip a test whose source waits (``self.sleep``) while its items must reach the sink.
-
-    The cooperative runner runs every node on one thread: a source sleeping between polls
-    blocks the whole graph and keeps the items it emitted in its buffer until it emits
-    again, so a polling source's rows arrive one poll late there.
-    """
-    if runner == "cooperative":
-        pytest.skip("cooperative runner: a source waiting in self.sleep() holds its emitted items")
-
-
 def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
 
@@ -168,7 +157,6 @@ def _times(n: int) -> list[Any]:
 
 
 def test_polling_source_emits_only_new_rows_and_stops_promptly(tmp_path: Path, runner: str) -> None:
-    skip_if_sleeping_blocks(runner)
     db = tmp_path / "db.sqlite"
     make_table(db, 4)
     sink = WaitingCollect()
@@ -189,7 +177,6 @@ def test_polling_source_emits_only_new_rows_and_stops_promptly(tmp_path: Path, r
 
 
 def test_stop_wakes_a_source_waiting_for_its_next_poll(tmp_path: Path, runner: str) -> None:
-    skip_if_sleeping_blocks(runner)
     make_table(tmp_path / "db.sqlite", 1)
     sink = WaitingCollect()
     SQLSource(

@@ -26,17 +26,6 @@ def mode(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@pytest.fixture
-def runner(runner: str) -> str:
-    """Every runner that can run a waiting source (see docs/files.md)."""
-    if runner == "cooperative":
-        pytest.skip(
-            "NanoNode.sleep() blocks the cooperative runner's only thread, so a waiting "
-            "source starves the graph (a runner change is needed; see docs/files.md)"
-        )
-    return runner
-
-
 def watchdog(folder: Path, mode: str, **options: Any) -> LocalDirectoryWatchdog:
     options.setdefault("settle", 0.05)
     options.setdefault("poll_interval", 0.02)
