@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 from . import testing
+from ._core.acks import Acked
 from ._core.composite import Composite
 from ._core.errors import (
     ConfigError,
@@ -29,6 +30,7 @@ from ._core.errors import (
     NodeFailed,
     NodeProtocolError,
     RunStateError,
+    TooManyErrors,
 )
 from ._core.graph import Pipeline, Plan, PlanNode, pipeline_of
 from ._core.node import (
@@ -40,6 +42,7 @@ from ._core.node import (
     as_node,
     from_iterable,
 )
+from ._core.policy import ErrorPolicy, ErrorRecord
 from ._core.ports import TaggedOutput
 from ._core.run import NodeStats, Run, RunOptions
 from ._core.signals import RunAborted, SourceStopped
@@ -55,10 +58,13 @@ from .nodes import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "Acked",
     "CSVReader",
     "Composite",
     "ConfigError",
     "CycleError",
+    "ErrorPolicy",
+    "ErrorRecord",
     "FormatError",
     "FunctionNode",
     "GraphError",
@@ -83,6 +89,7 @@ __all__ = [
     "RunStateError",
     "SourceStopped",
     "TaggedOutput",
+    "TooManyErrors",
     "__version__",
     "as_node",
     "class_factory",

@@ -205,7 +205,12 @@ class _Tripwire:
         self.box = box
 
     def __del__(self) -> None:
-        self.box._tripped()
+        try:
+            self.box._tripped()
+        except BaseException as exc:  # noqa: BLE001 - an abort's interruption landed here
+            box = self.box
+            if box.error is None:  # it is raised at the node's next read
+                box.error = exc
 
 
 class TripwireOutbox(Outbox):
@@ -237,11 +242,13 @@ class TripwireOutbox(Outbox):
         if self._closed:
             return
         dq = self._dq
+        if self.aborted or self.error is not None:
+            dq.clear()
+            dq.append(_Tripwire(self))
+            return
         items = list(dq)
         dq.clear()
         dq.append(_Tripwire(self))
-        if self.aborted or self.error is not None:
-            return
         try:
             self._send(items)
         except BaseException as exc:  # noqa: BLE001 - re-raised at the node's next read
@@ -283,6 +290,9 @@ class CheckedOutbox(Outbox):
         self._lock = threading.Lock()
         self._stopping = False
         self._stop_raised = False
+        # Called (from the consumer's thread) after each demand: a source with pending
+        # acknowledgements sends a marker then (see nanostream._core.acks).
+        self.after_demand: Callable[[], None] | None = None
         append = buf.append
         limit = self._limit
         flush = self._flush_from_outp
@@ -335,6 +345,9 @@ class CheckedOutbox(Outbox):
                         channel.put_nowait(items)
             finally:
                 self._lock.release()
+        hook = self.after_demand
+        if hook is not None:
+            hook()
 
     def request_stop(self) -> None:
         self._stopping = True

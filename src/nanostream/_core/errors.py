@@ -10,6 +10,7 @@ so ``except nanostream.NanoStreamError`` catches them all::
     ├── NodeProtocolError        a node broke the node contract (e.g. returned early)
     ├── RunStateError            a pipeline was used in the wrong lifecycle state
     ├── NodeFailed               a node raised while running; ``__cause__`` is the original
+    ├── TooManyErrors            a node's skipped errors passed its max_errors / max_error_rate
     └── MissingDependencyError   an optional dependency is not installed (says what to pip install)
 
 Example:
@@ -29,6 +30,7 @@ __all__ = [
     "NodeFailed",
     "NodeProtocolError",
     "RunStateError",
+    "TooManyErrors",
 ]
 
 
@@ -167,3 +169,29 @@ class MissingDependencyError(NanoStreamError, ImportError):
         super().__init__(
             f"this feature needs the {package!r} package: pip install 'nanostream[{extra}]'"
         )
+
+
+class TooManyErrors(NanoStreamError):
+    """A node skipped more failed items than its ``max_errors`` or ``max_error_rate`` allow.
+
+    Raised inside the node, so the run fails with :class:`NodeFailed` whose ``__cause__``
+    is this error; its own ``__cause__`` is the last item's exception.
+
+    Example:
+        >>> import nanostream
+        >>> class Broken(nanostream.NanoNode):
+        ...     def process_item(self, item):
+        ...         raise ValueError(item)
+        ...         yield
+        >>> src = nanostream.from_iterable(range(10))
+        >>> _ = src > Broken(on_error="skip", max_errors=2)
+        >>> try:
+        ...     src.global_start()
+        ... except nanostream.NodeFailed as exc:
+        ...     print(exc.__cause__)
+        node 'Broken' failed for 3 items, more than max_errors=2
+    """
+
+    def __init__(self, node: str, message: str) -> None:
+        self.node = node
+        super().__init__(message)

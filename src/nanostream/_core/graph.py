@@ -11,6 +11,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .context import NodeContext
 from .errors import CycleError, GraphError, RunStateError
 from .node import FunctionNode, NanoNode, NodeFunction, release_function
 
@@ -237,6 +238,8 @@ class Pipeline:
             plan = self.plan(RunOptions.from_kwargs(**options))
             impl = get_runner(runner)
             self._planned = [pn.node for pn in plan.nodes]
+            for pn in plan.nodes:  # runners may replace these with their own
+                pn.node._ns_context = NodeContext.for_plan_node(pn)
             self.run = impl.start(plan)
             self.run.add_done_callback(self._release)
             return self.run

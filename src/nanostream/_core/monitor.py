@@ -4,6 +4,9 @@ It logs to the ``nanostream`` logger:
 
 - ``WARNING`` when a node has waited more than ``stall_timeout`` seconds for room in a full
   downstream queue, naming the downstream node as the bottleneck (once per stall);
+- ``WARNING`` when a node has worked on one input slice for more than ``stall_timeout``
+  seconds (it may be blocked for good), naming it and the line its thread is at (once per
+  stall);
 - ``ERROR`` when a node's thread has died while the node was still marked running;
 - ``INFO`` every ``log_interval`` seconds, one line of per-node counts.
 """
@@ -11,8 +14,12 @@ It logs to the ``nanostream`` logger:
 from __future__ import annotations
 
 import logging
+import os
+import sys
+import sysconfig
 import threading
 import time
+import traceback
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -53,6 +60,7 @@ class Monitor:
         self._thread = threading.Thread(target=self._main, name=f"nanostream-monitor:{run.name}")
         self._warned_stall: set[int] = set()
         self._warned_dead: set[int] = set()
+        self._warned_busy: dict[int, float] = {}
         self._started = False
 
     def start(self) -> None:
@@ -114,6 +122,23 @@ class Monitor:
             elif since is None:
                 self._warned_stall.discard(pn.index)
             thread = run.threads[pn.index] if pn.index < len(run.threads) else None
+            busy = counters.busy_since
+            if (
+                busy is not None
+                and since is None
+                and counters.state == "running"
+                and now - busy >= self.options.stall_timeout
+                and self._warned_busy.get(pn.index) != busy
+            ):
+                self._warned_busy[pn.index] = busy
+                log.warning(
+                    "node %r has been working on one input slice for %.1fs (stall_timeout="
+                    "%ss); it may be blocked%s",
+                    pn.name,
+                    now - busy,
+                    self.options.stall_timeout,
+                    _location(thread),
+                )
             if (
                 thread is not None
                 and counters.state == "running"
@@ -131,3 +156,32 @@ class Monitor:
             for s in self.run.stats().values()
         ]
         log.info("pipeline %r: %s", self.run.name, "; ".join(parts))
+
+
+_ENGINE_DIRS = tuple(
+    os.path.join(os.path.dirname(os.path.dirname(__file__)), d) + os.sep
+    for d in ("_core", "runners")
+)
+
+
+def _location(thread: threading.Thread | None) -> str:
+    """``: at FILE:LINE in FUNC`` for where ``thread`` is now (its innermost user frame)."""
+    if thread is None or thread.ident is None:
+        return ""
+    frame = sys._current_frames().get(thread.ident)
+    if frame is None:
+        return ""
+    stack = traceback.extract_stack(frame)
+    del frame
+    stdlib = sysconfig.get_paths()["stdlib"]
+    user = next(
+        (f for f in reversed(stack) if not f.filename.startswith((stdlib, *_ENGINE_DIRS))),
+        None,
+    )
+    inner = stack[-1]
+    parts = []
+    if user is not None:
+        parts.append(f"at {user.filename}:{user.lineno} in {user.name}")
+    if user is not inner:
+        parts.append(f"now in {inner.filename}:{inner.lineno} in {inner.name}")
+    return ": " + ", ".join(parts) if parts else ""

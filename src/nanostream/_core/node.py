@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 import inspect
+import logging
+import signal
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from contextlib import contextmanager
+from itertools import chain
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
-from .errors import GraphError, NodeProtocolError
+from .acks import Acked
+from .context import NodeContext
+from .errors import GraphError, NodeProtocolError, TooManyErrors
+from .policy import (
+    POLICY_OPTIONS,
+    ErrorPolicy,
+    ErrorRecord,
+    ItemGuard,
+    back_off,
+    check_policy_option,
+)
+from .ports import TaggedOutput
 from .signals import SourceStopped
 
 if TYPE_CHECKING:
@@ -16,6 +31,7 @@ if TYPE_CHECKING:
     from .run import Run
 
 __all__ = [
+    "NODE_OPTIONS",
     "FunctionNode",
     "IterableSource",
     "NanoNode",
@@ -30,6 +46,13 @@ NodeFunction = Callable[[Iterable[Any], Callable[[Any], Any]], Any]
 
 T = TypeVar("T")
 DEFAULT_PORT = "out"
+ERRORS_PORT = "errors"
+
+NODE_OPTIONS = ("queue_size", "batch_size", *POLICY_OPTIONS, "holds_items")
+"""Every option ``NanoNode.configure()`` takes besides ``name`` (pipeline files use the same)."""
+
+log = logging.getLogger("nanostream")
+_UNSET: Any = object()
 
 
 def _callable_name(func: object) -> str:
@@ -49,6 +72,101 @@ def _where(func: object) -> str:
     if code is None:
         return f"{module}.{qualname}"
     return f"{module}.{qualname} ({code.co_filename}:{code.co_firstlineno})"
+
+
+def check_node_option(key: str, value: Any) -> str | None:
+    """An error message if ``value`` is not valid for node option ``key``, else None.
+
+    For configuration readers, which report every problem with its place in the file.
+
+    Example:
+        >>> from nanostream._core.node import check_node_option
+        >>> check_node_option("batch_size", 0)
+        'batch_size must be a positive integer, got 0'
+        >>> check_node_option("on_error", "skip") is None
+        True
+    """
+    if key in ("queue_size", "batch_size"):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            return f"{key} must be a positive integer, got {value!r}"
+        return None
+    if key == "holds_items":
+        if not isinstance(value, bool):
+            return f"holds_items must be true or false, got {value!r}"
+        return None
+    if key in POLICY_OPTIONS:
+        return check_policy_option(key, value)
+    return f"unknown node option {key!r}; node options: name, {', '.join(NODE_OPTIONS)}"
+
+
+def _run_generator(
+    node: NanoNode, ctx: NodeContext, policy: ErrorPolicy, outp: Callable[[Any], Any]
+) -> None:
+    """Emit a source's items; ``Acked`` items attach their ack; the policy as documented.
+
+    A generator cannot go on after it raised, so for a source ``retry`` makes a new
+    generator only while the failed one had emitted nothing; otherwise ``skip`` and
+    ``retry`` end the source (recording the error) and ``fail`` fails the run.
+    """
+    attach = ctx.attach_ack
+    attempt = 0
+    while True:
+        attempt += 1
+        gen: Any = node.generator()
+        try:
+            first = next(gen, _UNSET)
+        except Exception as exc:
+            gen.close()
+            if policy.on_error == "retry" and attempt <= policy.retries:
+                back_off(policy, ctx, attempt, exc)
+                continue
+            if policy.on_error == "fail":
+                raise
+            _source_failed(ctx, policy, outp, exc, attempt)
+            return
+        break
+    try:
+        if first is _UNSET:
+            return
+        for item in chain((first,), gen):
+            if type(item) is Acked:
+                try:
+                    outp(item.item)
+                finally:
+                    attach(item.ack)
+            else:
+                outp(item)
+    except SourceStopped:
+        pass
+    except Exception as exc:
+        if policy.on_error == "fail":
+            raise
+        _source_failed(ctx, policy, outp, exc, attempt)
+    finally:
+        gen.close()
+
+
+def _source_failed(
+    ctx: NodeContext,
+    policy: ErrorPolicy,
+    outp: Callable[[Any], Any],
+    exc: Exception,
+    attempt: int,
+) -> None:
+    ctx.count_error()
+    log.warning(
+        "source %r failed (%s: %s) and ends here, as its on_error=%r says",
+        ctx.name,
+        type(exc).__name__,
+        exc,
+        policy.on_error,
+    )
+    if ERRORS_PORT in ctx.linked_ports:
+        outp(TaggedOutput(ERRORS_PORT, ErrorRecord.capture(ctx.name, None, exc, attempt)))
+    if policy.max_errors is not None and policy.max_errors < 1:
+        raise TooManyErrors(
+            ctx.name, f"source {ctx.name!r} failed, more than max_errors={policy.max_errors}"
+        ) from exc
 
 
 class Port:
@@ -94,8 +212,15 @@ class NanoNode:
     ``__init__`` call ``super().__init__()``.
 
     Keyword options: ``name`` (unique within a pipeline; defaults to the class name),
-    ``queue_size`` (capacity of this node's input queue, in items) and ``batch_size``
-    (largest batch this node sends downstream).
+    ``queue_size`` (capacity of this node's input queue, in items), ``batch_size``
+    (largest batch this node sends downstream), the error policy (``on_error``,
+    ``retries``, ``backoff``, ``timeout``, ``max_errors``, ``max_error_rate``; see
+    :meth:`configure`) and ``holds_items`` (see :meth:`release_items`).
+
+    A node that keeps items from one ``process_item`` call to a later one (a batch, a
+    window, a join, a buffered writer) sets the class attribute ``holds_items = True`` and
+    calls :meth:`release_items` when it has emitted or written what it kept, so that
+    sources' acknowledgements are not given too early.
 
     Example:
         >>> import nanostream
@@ -115,6 +240,12 @@ class NanoNode:
     _ns_options: dict[str, Any] | None = None
     _ns_pipeline: Pipeline | None = None
     _ns_stop_event: threading.Event | None = None
+    _ns_context: NodeContext | None = None
+
+    #: Whether this node keeps items between reads (see :meth:`release_items`). ``None``
+    #: means undeclared: false for a ``process_item`` node, assumed true for a node whose
+    #: ``as_function`` is its own (a node function), until it says otherwise.
+    holds_items: bool | None = None
 
     def __init__(
         self,
@@ -122,10 +253,25 @@ class NanoNode:
         name: str | None = None,
         queue_size: int | None = None,
         batch_size: int | None = None,
+        on_error: str | None = None,
+        retries: int | None = None,
+        backoff: float | None = None,
+        timeout: float | None = None,
+        max_errors: int | None = None,
+        max_error_rate: float | None = None,
     ) -> None:
         self._ns_name = name
         self._ns_options = {}
-        self.configure(queue_size=queue_size, batch_size=batch_size)
+        self.configure(
+            queue_size=queue_size,
+            batch_size=batch_size,
+            on_error=on_error,
+            retries=retries,
+            backoff=backoff,
+            timeout=timeout,
+            max_errors=max_errors,
+            max_error_rate=max_error_rate,
+        )
 
     # ----------------------------------------------------------------- options
     @property
@@ -143,14 +289,29 @@ class NanoNode:
     def name(self, value: str | None) -> None:
         self._ns_name = value
 
-    def configure(self, **options: Any) -> NanoNode:
-        """Set node options (``name``, ``queue_size``, ``batch_size``); returns the node.
+    def configure(self, **options: Any) -> Self:
+        """Set node options; returns the node. ``None`` resets an option to its default.
+
+        - ``name``, ``queue_size``, ``batch_size``: see the class docstring.
+        - ``on_error``: ``"fail"`` (default: the run fails), ``"skip"`` (log, count, go on)
+          or ``"retry"`` (try again, then skip); applies to each ``process_item`` call.
+        - ``retries`` (default 3) and ``backoff`` (seconds before the first retry, doubled
+          for each next one, jittered; default 0.1).
+        - ``timeout``: seconds one attempt may take, else it fails with ``TimeoutError``.
+        - ``max_errors`` / ``max_error_rate``: fail the run once more than this many items
+          (or this fraction of the last 100) failed for good.
+        - ``holds_items``: see :meth:`release_items`.
+
+        Each item that failed for good is sent, as an :class:`~nanostream.ErrorRecord`,
+        to the node's ``errors`` port (:attr:`errors`), if that port is linked.
 
         Example:
             >>> import nanostream
             >>> node = nanostream.from_iterable([]).configure(queue_size=10)
             >>> node.options["queue_size"]
             10
+            >>> node.configure(on_error="retry", retries=2).options["on_error"]
+            'retry'
         """
         if self._ns_options is None:
             self._ns_options = {}
@@ -158,13 +319,17 @@ class NanoNode:
             if key == "name":
                 self._ns_name = value
                 continue
-            if key not in ("queue_size", "batch_size"):
-                raise GraphError(f"unknown node option {key!r} for {self!r}")
+            if key not in NODE_OPTIONS:
+                raise GraphError(
+                    f"unknown node option {key!r} for {self!r}; node options: name, "
+                    + ", ".join(NODE_OPTIONS)
+                )
             if value is None:
                 self._ns_options.pop(key, None)
                 continue
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise GraphError(f"{key} of {self!r} must be a positive integer, got {value!r}")
+            problem = check_node_option(key, value)
+            if problem is not None:
+                raise GraphError(f"{self!r}: {problem}")
             self._ns_options[key] = value
         return self
 
@@ -178,6 +343,142 @@ class NanoNode:
             {'batch_size': 5}
         """
         return dict(self._ns_options or {})
+
+    @property
+    def error_policy(self) -> ErrorPolicy:
+        """The node's error policy, from its options (see :meth:`configure`).
+
+        Example:
+            >>> import nanostream
+            >>> nanostream.from_iterable([]).error_policy.on_error
+            'fail'
+        """
+        return ErrorPolicy.from_options(self._ns_options or {})
+
+    @property
+    def errors(self) -> Any:
+        """The node's ``errors`` port (``node["errors"]``): where its error records go.
+
+        Link it to a sink to keep every item that failed for good (``on_error="skip"`` or
+        ``"retry"``), as :class:`~nanostream.ErrorRecord` values. (A node class that uses
+        the attribute name ``errors`` for something else keeps it; use ``node["errors"]``.)
+
+        Example:
+            >>> import nanostream
+            >>> nanostream.from_iterable([], name="src").errors
+            IterableSource(name='src')['errors']
+        """
+        own = self.__dict__.get("_ns_errors_attr", _UNSET)
+        return self[ERRORS_PORT] if own is _UNSET else own
+
+    @errors.setter
+    def errors(self, value: Any) -> None:
+        self.__dict__["_ns_errors_attr"] = value
+
+    def items_held(self) -> bool | None:
+        """Whether the node keeps items between reads: ``holds_items``, resolved.
+
+        True or False when declared (class attribute or option); otherwise False for a
+        ``process_item`` node and None (unknown, treated as holding) for a node function.
+
+        Example:
+            >>> import nanostream
+            >>> nanostream.testing.Collect().items_held()
+            False
+            >>> nanostream.as_node(lambda inp, outp: None).items_held() is None
+            True
+        """
+        value = (self._ns_options or {}).get("holds_items", self.holds_items)
+        if value is not None:
+            return bool(value)
+        if type(self).as_function is NanoNode.as_function:
+            return False
+        return None
+
+    def release_items(self, keep: int = 0) -> None:
+        """Say that everything this node has read, except its last ``keep`` items, is done.
+
+        For a node with ``holds_items = True``: call it whenever the items it kept have
+        been emitted (a batch went out, a window closed) or written (a buffered writer
+        committed). ``keep`` is how many of the most recently read items are still kept
+        (count from the oldest one still kept). Until then, and at the latest when the node
+        ends, sources' acknowledgements of those items wait. Outside a run it does nothing.
+
+        Example:
+            >>> import nanostream
+            >>> class Pairs(nanostream.NanoNode):
+            ...     holds_items = True
+            ...     def setup(self):
+            ...         self.kept = []
+            ...     def process_item(self, item):
+            ...         self.kept.append(item)
+            ...         if len(self.kept) == 2:
+            ...             yield tuple(self.kept)
+            ...             self.kept = []
+            ...             self.release_items()
+            ...     def cleanup(self):
+            ...         if self.kept:
+            ...             yield tuple(self.kept)
+            >>> sink = nanostream.testing.Collect()
+            >>> nanostream.from_iterable(range(5)) > Pairs() > sink
+            Collect(name=None)
+            >>> sink.global_start()
+            >>> sink.items
+            [(0, 1), (2, 3), (4,)]
+        """
+        if not isinstance(keep, int) or isinstance(keep, bool) or keep < 0:
+            raise ValueError(f"keep must be an integer >= 0, got {keep!r}")
+        ctx = self._ns_context
+        if ctx is not None:
+            ctx.release_items(keep)
+
+    @contextmanager
+    def guard_items(
+        self, outp: Callable[[Any], Any], compute: Callable[[Any], Iterable[Any]]
+    ) -> Iterator[Callable[[Any], None]]:
+        """For a node with its own ``as_function``: apply the node's error policy per item.
+
+        Yields ``process(item)``, which emits ``compute(item)``'s outputs with ``outp``
+        under the node's policy (retries, timeout, skip, error records on the ``errors``
+        port, ``max_errors``). Use it inside the node function, around the input loop.
+
+        Example:
+            >>> import nanostream
+            >>> class Inverse(nanostream.NanoNode):
+            ...     def validate(self):
+            ...         pass
+            ...     def as_function(self):
+            ...         def inverse(inp, outp):
+            ...             with self.guard_items(outp, lambda x: [1 / x]) as process:
+            ...                 for item in inp:
+            ...                     process(item)
+            ...         return inverse
+            >>> sink = nanostream.testing.Collect()
+            >>> nanostream.from_iterable([1, 0, 4]) > Inverse(on_error="skip") > sink
+            Collect(name=None)
+            >>> sink.global_start()
+            >>> sink.items
+            [1.0, 0.25]
+        """
+        policy = self.error_policy
+        if not policy.guarded:
+
+            def process(item: Any) -> None:
+                for out in compute(item):
+                    outp(out)
+
+            yield process
+            return
+        guard = ItemGuard(policy, self._context(), outp, compute)
+        try:
+            yield guard
+            guard.finish()
+        finally:
+            guard.close()
+
+    def _context(self) -> NodeContext:
+        ctx = self._ns_context
+        return ctx if ctx is not None else NodeContext.standalone(self)
 
     # ----------------------------------------------------------------- kinds
     @property
@@ -288,33 +589,44 @@ class NanoNode:
         """
         self.validate()
         node = self
+        policy = self.error_policy
         if self.is_source:
 
             def source_function(inp: Iterable[Any], outp: Callable[[Any], Any]) -> None:
                 for _ in inp:
                     pass
+                ctx = node._context()
                 node.setup()
-                gen: Any = node.generator()
-                try:
-                    for item in gen:
-                        outp(item)
-                except SourceStopped:
-                    pass
-                finally:
-                    gen.close()
+                _run_generator(node, ctx, policy, outp)
                 node._run_cleanup(outp)
 
             return source_function
 
-        def process_function(inp: Iterable[Any], outp: Callable[[Any], Any]) -> None:
+        if not policy.guarded:
+
+            def process_function(inp: Iterable[Any], outp: Callable[[Any], Any]) -> None:
+                node.setup()
+                process = node.process_item
+                for item in inp:
+                    for out in process(item):
+                        outp(out)
+                node._run_cleanup(outp)
+
+            return process_function
+
+        def guarded_function(inp: Iterable[Any], outp: Callable[[Any], Any]) -> None:
+            ctx = node._context()
             node.setup()
-            process = node.process_item
-            for item in inp:
-                for out in process(item):
-                    outp(out)
+            guard = ItemGuard(policy, ctx, outp, node.process_item)
+            try:
+                for item in inp:
+                    guard(item)
+                guard.finish()
+            finally:
+                guard.close()
             node._run_cleanup(outp)
 
-        return process_function
+        return guarded_function
 
     def _run_cleanup(self, outp: Callable[[Any], Any]) -> None:
         result = self.cleanup()
@@ -375,7 +687,11 @@ class NanoNode:
         """Start every node of the graph this node belongs to.
 
         With ``block=True`` (the default) it returns when every node has finished and
-        raises :class:`~nanostream.NodeFailed` if one failed. With ``block=False`` it
+        raises :class:`~nanostream.NodeFailed` if one failed. Called on the main thread, it
+        drains gracefully on SIGINT or SIGTERM (see :meth:`Run.wait_interruptibly
+        <nanostream.Run.wait_interruptibly>`): after a SIGTERM drain it returns; after a
+        SIGINT drain it raises ``KeyboardInterrupt``; a second signal aborts the run
+        (``KeyboardInterrupt``, or ``SystemExit(143)`` for SIGTERM). With ``block=False`` it
         returns the :class:`~nanostream.Run` handle at once. ``runner`` picks the runner
         (``"threads"``, the default). Other keyword options (``queue_size``,
         ``batch_size``, ``name``, ``monitor_interval``, ``stall_timeout``, …) set
@@ -395,7 +711,13 @@ class NanoNode:
         run = self._pipeline().start(runner=runner, **options)
         if not block:
             return run
-        run.wait_interruptibly()
+        signum = run.wait_interruptibly(drain_timeout=options.get("drain_timeout"))
+        if signum is None:
+            return None
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        if run.state == "aborted":
+            raise SystemExit(run.exit_code())
         return None
 
     def global_stop(self, timeout: float | None = None) -> None:
@@ -439,6 +761,16 @@ class FunctionNode(NanoNode):
     @property
     def is_source(self) -> bool:
         return False
+
+    def configure(self, **options: Any) -> Self:
+        policy = [key for key in POLICY_OPTIONS if options.get(key) is not None]
+        if policy:
+            raise GraphError(
+                f"{self!r}: {policy[0]} applies to NanoNode classes, whose process_item runs "
+                "once per item; a node function handles its own errors (or make it a "
+                "NanoNode with process_item)"
+            )
+        return super().configure(**options)
 
     def validate(self) -> None:
         if not callable(self.function):

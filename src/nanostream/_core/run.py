@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
@@ -27,8 +29,10 @@ class RunOptions:
     - ``batch_size``: most items moved between nodes in one batch (default 512).
     - ``monitor_interval``: seconds between the monitor's checks (default 1.0).
     - ``log_interval``: seconds between the monitor's per-node count lines (default 30.0).
-    - ``stall_timeout``: seconds a node may wait on a full output queue before the monitor
-      warns that its downstream is the bottleneck (default 10.0).
+    - ``stall_timeout``: seconds a node may wait on a full output queue, or work on one
+      input slice, before the monitor warns about it by name (default 10.0).
+    - ``drain_timeout``: seconds the graceful drain after SIGINT/SIGTERM may take before
+      the run is aborted (default None: no limit).
 
     Example:
         >>> import nanostream
@@ -41,6 +45,7 @@ class RunOptions:
     monitor_interval: float = 1.0
     log_interval: float = 30.0
     stall_timeout: float = 10.0
+    drain_timeout: float | None = None
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> RunOptions:
@@ -58,6 +63,11 @@ class RunOptions:
             value = getattr(opts, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise GraphError(f"{name} must be a positive integer, got {value!r}")
+        drain = opts.drain_timeout
+        if drain is not None and (
+            not isinstance(drain, (int, float)) or isinstance(drain, bool) or not drain > 0
+        ):
+            raise GraphError(f"drain_timeout must be a number of seconds > 0, got {drain!r}")
         return opts
 
 
@@ -98,6 +108,7 @@ class NodeCounters:
     __slots__ = (
         "blocked_input_s",
         "blocked_output_s",
+        "busy_since",
         "errors",
         "items_in",
         "items_out",
@@ -112,6 +123,7 @@ class NodeCounters:
         self.blocked_input_s = 0.0
         self.blocked_output_s = 0.0
         self.output_wait_since: float | None = None
+        self.busy_since: float | None = None  # working on an input slice since (monotonic)
         self.state: NodeState = "created"
 
 
@@ -140,6 +152,7 @@ class Run:
         self._done = threading.Event()
         self._lock = threading.Lock()
         self._callbacks: list[Callable[[], None]] = []
+        self.interrupted_by: int | None = None
 
     # ----------------------------------------------------------------- public
     @property
@@ -169,19 +182,82 @@ class Run:
             raise self._failure
         return True
 
-    def wait_interruptibly(self) -> None:
-        """Wait for the end; Ctrl-C stops gracefully, a second Ctrl-C aborts."""
-        try:
-            self.wait()
-        except KeyboardInterrupt:
-            log.warning("interrupted: stopping pipeline %r (Ctrl-C again to abort)", self.name)
-            self.request_stop()
-            try:
-                self.wait()
-            except KeyboardInterrupt:
-                self.abort()
-                raise
-            raise
+    def wait_interruptibly(self, *, drain_timeout: float | None = None) -> int | None:
+        """Wait for the end; SIGINT or SIGTERM drains gracefully, a second one aborts.
+
+        On the main thread it handles SIGINT and SIGTERM while it waits (signals set to be
+        ignored stay ignored) and puts the previous handlers back after. The first signal
+        stops the sources and lets everything already produced reach the sinks, running
+        every ``cleanup()``; a second one aborts at once; ``drain_timeout`` seconds of
+        draining also abort. Returns the number of the signal that stopped the run (also
+        kept in :attr:`interrupted_by`), or None if the run ended by itself. Raises
+        :class:`~nanostream.NodeFailed` if a node failed. This is what
+        ``global_start(block=True)`` and the command line use.
+
+        Example:
+            >>> import nanostream
+            >>> run = nanostream.from_iterable(range(3)).global_start(block=False)
+            >>> run.wait_interruptibly() is None
+            True
+        """
+        received: list[int] = []
+        with _signals_recorded(received.append) as handling:
+            poll = _SIGNAL_POLL_S if handling else None
+            handled = 0
+            deadline: float | None = None
+            while True:
+                try:
+                    if self.wait(poll if deadline is None else _SIGNAL_POLL_S):
+                        break
+                except KeyboardInterrupt:
+                    received.append(signal.SIGINT)
+                while handled < len(received):
+                    signum = received[handled]
+                    handled += 1
+                    if handled == 1:
+                        self.interrupted_by = signum
+                        log.warning(
+                            "%s: stopping pipeline %r; draining (send it again to abort)",
+                            signal.Signals(signum).name,
+                            self.name,
+                        )
+                        self.request_stop()
+                        if drain_timeout is not None:
+                            deadline = time.monotonic() + drain_timeout
+                    else:
+                        log.warning(
+                            "%s again: aborting pipeline %r; items in flight are lost",
+                            signal.Signals(signum).name,
+                            self.name,
+                        )
+                        self.abort()
+                if deadline is not None and time.monotonic() >= deadline:
+                    log.warning(
+                        "pipeline %r did not drain within %ss: aborting", self.name, drain_timeout
+                    )
+                    deadline = None
+                    self.abort()
+        return self.interrupted_by
+
+    def exit_code(self, *, signal_codes: bool = False) -> int:
+        """The process exit status this run calls for (for command-line programs).
+
+        1 if a node failed; ``128 + signal`` if a signal stopped the run and
+        ``signal_codes`` is true, or a second signal aborted it (130 for SIGINT, 143 for
+        SIGTERM); otherwise 0, also after a complete graceful drain.
+
+        Example:
+            >>> import nanostream
+            >>> run = nanostream.from_iterable(range(3)).global_start(block=False)
+            >>> run.wait(10), run.exit_code()
+            (True, 0)
+        """
+        if self._failure is not None:
+            return 1
+        signum = self.interrupted_by
+        if signum is not None and (signal_codes or self._state == "aborted"):
+            return 128 + int(signum)
+        return 0
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop gracefully: sources stop, what they produced drains to the sinks, cleanups run.
@@ -262,3 +338,36 @@ class Run:
 
     def _join(self) -> None:
         """Join the run's threads (called once the run is done)."""
+
+
+# While a run waits on the main thread, it looks at received signals this often.
+_SIGNAL_POLL_S = 0.05
+
+
+@contextmanager
+def _signals_recorded(record: Callable[[int], Any]) -> Iterator[bool]:
+    """On the main thread, make SIGINT and SIGTERM call ``record(signum)`` for a while.
+
+    Yields whether any handler was installed. Signals that are ignored (``SIG_IGN``) stay
+    ignored; the previous handlers are put back on exit.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield False
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        record(signum)
+
+    previous: dict[int, Any] = {}
+    try:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                if signal.getsignal(signum) is signal.SIG_IGN:
+                    continue
+                previous[signum] = signal.signal(signum, handler)
+            except (ValueError, OSError):  # pragma: no cover - e.g. an embedded interpreter
+                continue
+        yield bool(previous)
+    finally:
+        for number, old in previous.items():
+            signal.signal(number, old if old is not None else signal.SIG_DFL)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from itertools import chain
 from typing import Any
 
+from .._core.acks import AckCoordinator, Marker, NodeMarkers
 from .._core.channel import END, Channel, CheckedOutbox, Outbox, TripwireOutbox
+from .._core.context import NodeContext
 from .._core.errors import NodeProtocolError
 from .._core.graph import Plan, PlanNode
 from .._core.monitor import Monitor
@@ -21,23 +24,35 @@ __all__ = ["ThreadRun", "ThreadsRunner"]
 # A node whose input slice takes longer than this gets smaller slices, so its outputs
 # (sent when it reads again) are not held back behind a long backlog.
 _LINGER_S = 0.05
+# After an abort, a node thread that is still alive is interrupted again this often.
+_REINTERRUPT_S = 1.0
 
 
 class _Input:
-    """The ``inp`` of one node: the items of its channel's batches, with flushes between."""
+    """The ``inp`` of one node: the items of its channel's batches, with flushes between.
+
+    It also takes the acknowledgement markers out of the channel (see
+    :mod:`nanostream._core.acks`): a marker is read only once the node has consumed every
+    item before it and its outputs are flushed, which is when the node may pass it on.
+    """
 
     def __init__(self, run: ThreadRun, pn: PlanNode, channel: Channel, outboxes: list[Outbox]):
         self.run = run
+        self.pn = pn
         self.channel = channel
         self.outboxes = outboxes
         self.counters = run.counters[pn.index]
         self.exhausted = False
         self.max_slice = pn.batch_size
+        self.markers: NodeMarkers | None = None
+        # How many items the node has surely read while it works on the current slice:
+        # those before the slice, and the slice's first.
+        self.cursor = 0
 
     def batches(self) -> Iterator[list[Any]]:
         channel, counters, outboxes = self.channel, self.counters, self.outboxes
         run = self.run
-        clock = time.perf_counter
+        clock = time.monotonic
         # Start with one-item slices and double while the node is fast, so a slow node
         # delivers its first outputs at once instead of after a whole batch.
         slice_len = 1
@@ -48,24 +63,85 @@ class _Input:
             if batch is END:
                 self.exhausted = True
                 return
+            if type(batch) is Marker:
+                self._markers().arrived(batch, counters.items_in)
+                continue
             n = len(batch)
+            base = counters.items_in
             counters.items_in += n
             start = 0
             while start < n:
                 part = (
                     batch if (start == 0 and n <= slice_len) else batch[start : start + slice_len]
                 )
+                self.cursor = base + start + 1
                 start += len(part)
                 blocked = counters.blocked_output_s
-                t0 = clock()
+                t0 = counters.busy_since = clock()
                 yield part
+                counters.busy_since = None
                 elapsed = clock() - t0 - (counters.blocked_output_s - blocked)
                 for outbox in outboxes:
                     outbox.flush()
+                if self.markers is not None:
+                    self.markers.apply()
                 if elapsed > _LINGER_S and slice_len > 1:
                     slice_len = max(1, int(slice_len * _LINGER_S / elapsed / 2))
                 elif elapsed < _LINGER_S / 8 and slice_len < self.max_slice:
                     slice_len = min(self.max_slice, slice_len * 2)
+
+    def _markers(self) -> NodeMarkers:
+        markers = self.markers
+        if markers is None:
+            pn = self.pn
+            markers = self.markers = NodeMarkers(
+                pn.name, pn.index, self.run.acks, pn.node.items_held(), self._forward
+            )
+        return markers
+
+    def _forward(self, marker: Marker) -> None:
+        for outbox in self.outboxes:
+            outbox.flush()
+        for outbox in self.outboxes:
+            for channel in outbox.channels:
+                channel.put(marker, self.counters)
+
+    def release(self, keep: int) -> None:
+        """The node has emitted all it read except its last ``keep`` items (its thread)."""
+        self._markers().request_release(self.cursor - keep)
+
+
+class _ThreadContext(NodeContext):
+    """A node's context on the threads runner: its counters, acks and markers."""
+
+    supports_acks = True
+
+    def __init__(self, run: ThreadRun, pn: PlanNode) -> None:
+        super().__init__(pn.name, linked_ports=pn.outputs, abort_event=run.abort_event)
+        self.run = run
+        self.index = pn.index
+        self.counters = run.counters[pn.index]
+        self.reader: _Input | None = None
+        self._acking = False
+
+    def count_error(self) -> None:
+        self.errors += 1
+        self.counters.errors += 1
+
+    def attach_ack(self, ack: Callable[[], Any]) -> None:
+        run = self.run
+        if not self._acking:
+            self._acking = True
+            mark = partial(run.acks.mark, self.index)
+            for box in run.outboxes[self.index].values():
+                if isinstance(box, CheckedOutbox):
+                    box.after_demand = mark
+        run.acks.attach(self.index, ack)
+
+    def release_items(self, keep: int = 0) -> None:
+        reader = self.reader
+        if reader is not None:
+            reader.release(keep)
 
 
 class ThreadRun(Run):
@@ -102,7 +178,10 @@ class ThreadRun(Run):
         self._remaining_lock = threading.Lock()
         self._exit_locks = [threading.Lock() for _ in nodes]
         self._exiting = [False for _ in nodes]
-        self._interrupted = [False for _ in nodes]
+        self._interrupted: list[float | None] = [None for _ in nodes]
+        self.abort_event = threading.Event()
+        self.acks = AckCoordinator(plan, self._inject_marker)
+        self.contexts = [_ThreadContext(self, pn) for pn in nodes]
         self.monitor = Monitor(self)
         self._joined = False
 
@@ -111,6 +190,7 @@ class ThreadRun(Run):
             counters.state = "running"
         for pn in self.plan.nodes:
             pn.node._ns_stop_event = self._stop_event
+            pn.node._ns_context = self.contexts[pn.index]
         self.monitor.start()
         for thread in self.threads:
             thread.start()
@@ -156,7 +236,7 @@ class ThreadRun(Run):
         if channel is None:
             inp = iter(())
         else:
-            reader = _Input(self, pn, channel, box_list)
+            reader = self.contexts[pn.index].reader = _Input(self, pn, channel, box_list)
             inp = chain.from_iterable(reader.batches())
         try:
             try:
@@ -168,6 +248,12 @@ class ThreadRun(Run):
                     f"node function of {pn.name!r} returned before its input ended; a node "
                     "function must iterate over its entire input"
                 )
+            if reader is not None and reader.markers is not None:
+                reader.markers.finish()  # the held markers go out before the end
+            elif reader is None and self.acks.has_acks(pn.index):
+                for box in box_list:
+                    box.flush()
+                self.acks.mark(pn.index, final=True)
             for box in box_list:
                 box.close()
             counters.state = "finished"
@@ -183,16 +269,20 @@ class ThreadRun(Run):
 
         A node that never reads its input or calls a checked ``outp`` (a tight loop in
         user code) would otherwise keep its thread alive. Called by the monitor once the
-        abort grace period has passed; each thread is interrupted at most once.
+        abort grace period has passed. A thread is interrupted again every
+        ``_REINTERRUPT_S`` while it lives: an interruption that lands in code that
+        swallows it (a ``__del__``, an ``except BaseException``) is not the end of it.
         """
+        now = time.monotonic()
         for pn in self.plan.nodes:
             i = pn.index
             thread = self.threads[i]
-            if self._interrupted[i] or thread.ident is None:
+            last = self._interrupted[i]
+            if (last is not None and now - last < _REINTERRUPT_S) or thread.ident is None:
                 continue
             with self._exit_locks[i]:
                 if not self._exiting[i] and thread.is_alive():
-                    self._interrupted[i] = True
+                    self._interrupted[i] = now
                     raise_async_exception(thread.ident, RunAborted)
 
     def _node_ended(self) -> None:
@@ -211,8 +301,32 @@ class ThreadRun(Run):
                 for box in self.outboxes[pn.index].values():
                     box.request_stop()
 
+    def _inject_marker(self, source: int, marker: Marker, final: bool) -> bool:
+        """Put ``marker`` into every output channel of ``source``, after all it has sent.
+
+        Only when no item is buffered or being sent (else False: a later call will); with
+        ``final`` (the source has ended and flushed) it waits for the outbox locks.
+        """
+        boxes = [b for b in self.outboxes[source].values() if isinstance(b, CheckedOutbox)]
+        locked: list[threading.Lock] = []
+        try:
+            for box in boxes:
+                if not box._lock.acquire(blocking=final):
+                    return False
+                locked.append(box._lock)
+                if box._buf:
+                    return False
+            for box in boxes:
+                for channel in box.channels:
+                    channel.put_nowait(marker)
+            return True
+        finally:
+            for lock in locked:
+                lock.release()
+
     def _on_abort(self) -> None:
         self.aborting = True
+        self.abort_event.set()
         self._stop_event.set()
         for boxes in self.outboxes:
             for box in boxes.values():

@@ -1,0 +1,98 @@
+"""The node context: what the code around a node (its adapter) may ask of the running run.
+
+A runner gives every node of a run a :class:`NodeContext` (``node._ns_context``) before the
+node's function starts. The adapters of :meth:`NanoNode.as_function
+<nanostream.NanoNode.as_function>` read it once, when the function starts, to
+
+- name the node in error records and messages (the plan's name, e.g. ``composite.inner``);
+- know which output ports are linked (an error record goes to ``errors`` only when linked);
+- count the items that failed for good (``NodeStats.errors``);
+- wake from a retry's back-off when the run aborts;
+- attach a source's acknowledgements and release a stateful node's items (see
+  :mod:`nanostream._core.acks`).
+
+``Pipeline.start`` gives each node this base class; a runner replaces it with a subclass that
+reaches its own counters. A node function called by hand gets :meth:`NodeContext.standalone`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .graph import PlanNode
+    from .node import NanoNode
+
+__all__ = ["NodeContext"]
+
+log = logging.getLogger("nanostream")
+
+
+class NodeContext:
+    """What a running node may ask of its run; one per node and run (for runner authors).
+
+    This base class counts errors in :attr:`errors`, never reports an abort, and does not
+    support acknowledgements: an ack attached under it is never called (at-least-once
+    means never too early). Runners subclass it.
+
+    Example:
+        >>> from nanostream._core.context import NodeContext
+        >>> ctx = NodeContext("parse", linked_ports=["out", "errors"])
+        >>> ctx.count_error()
+        >>> ctx.name, ctx.errors, "errors" in ctx.linked_ports
+        ('parse', 1, True)
+    """
+
+    #: True when :meth:`attach_ack` leads to the acknowledgement being called.
+    supports_acks = False
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        linked_ports: Iterable[str] = (),
+        abort_event: threading.Event | None = None,
+    ) -> None:
+        self.name = name
+        self.linked_ports = frozenset(linked_ports)
+        self.abort_event = abort_event if abort_event is not None else threading.Event()
+        self.errors = 0
+        self._ack_warned = False
+
+    @classmethod
+    def for_plan_node(cls, pn: PlanNode) -> NodeContext:
+        """The base context of one node of a plan."""
+        return cls(pn.name, linked_ports=pn.outputs)
+
+    @classmethod
+    def standalone(cls, node: NanoNode) -> NodeContext:
+        """The context of a node function called outside any run (by hand, in a test)."""
+        default = getattr(node, "default_name", None)
+        name = node.name or (default() if callable(default) else type(node).__name__)
+        return cls(str(name))
+
+    def count_error(self) -> None:
+        """One more item of this node failed for good (skipped or dead-lettered)."""
+        self.errors += 1
+
+    def attach_ack(self, ack: Callable[[], Any]) -> None:
+        """Call ``ack()`` once the item the source just emitted is fully processed.
+
+        The base class cannot tell when that is, so it never calls ``ack`` and logs once.
+        """
+        if not self._ack_warned:
+            self._ack_warned = True
+            log.warning(
+                "source %r attaches acknowledgements, but this runner does not support them; "
+                "they will not be called (run it on the 'threads' runner)",
+                self.name,
+            )
+
+    def release_items(self, keep: int = 0) -> None:
+        """A stateful node has emitted everything it read except its last ``keep`` items."""
+
+    def mark_idle(self) -> None:
+        """A source's consumer ran dry: a good moment to send pending acknowledgements."""

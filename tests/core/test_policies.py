@@ -1,0 +1,459 @@
+"""Error policies: fail, skip, retry, timeouts, error records, limits; fault injection."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import nanostream
+from nanostream._core.policy import STREAM_AFTER, ErrorPolicy
+from nanostream.testing import Collect
+
+
+class Boom(Exception):
+    """A user-defined exception kind."""
+
+
+KINDS: dict[str, type[Exception]] = {
+    "ValueError": ValueError,
+    "KeyError": KeyError,
+    "TypeError": TypeError,
+    "ZeroDivisionError": ZeroDivisionError,
+    "OSError": OSError,
+    "Boom": Boom,
+}
+
+
+def type_name(kind: str) -> str:
+    cls = KINDS[kind]
+    return cls.__name__ if cls.__module__ == "builtins" else f"{__name__}.Boom"
+
+
+class Step(nanostream.NanoNode):
+    """Passes items on; fails ``faults[item] = (kind, times)`` times on chosen items."""
+
+    def __init__(self, name: str, faults: dict[int, tuple[str, int]], **options: Any) -> None:
+        super().__init__(name=name, **options)
+        self.faults = faults
+        self.attempts: dict[int, int] = {}
+
+    def process_item(self, item: int) -> Iterator[int]:
+        fault = self.faults.get(item)
+        if fault is not None:
+            kind, times = fault
+            n = self.attempts[item] = self.attempts.get(item, 0) + 1
+            if n <= times:
+                raise KINDS[kind](f"fault {item}")
+        yield item
+
+
+def chain(
+    n_items: int, faults: dict[tuple[int, int], tuple[str, int]], **options: Any
+) -> tuple[nanostream.NanoNode, list[Step], Collect, Collect]:
+    src = nanostream.from_iterable(range(n_items), name="src")
+    steps = [
+        Step(f"step{i}", {item: f for (node, item), f in faults.items() if node == i}, **options)
+        for i in range(3)
+    ]
+    sink, dead = Collect(name="sink"), Collect(name="dead")
+    src > steps[0] > steps[1] > steps[2] > sink
+    for step in steps:
+        step.errors > dead
+    return src, steps, sink, dead
+
+
+faults_strategy = st.integers(1, 25).flatmap(
+    lambda n: st.tuples(
+        st.just(n),
+        st.dictionaries(
+            st.tuples(st.integers(0, 2), st.integers(0, n - 1)),
+            st.tuples(st.sampled_from(sorted(KINDS)), st.integers(1, 3)),
+            min_size=1,
+            max_size=4,
+        ),
+    )
+)
+
+FAULT_SETTINGS = settings(
+    max_examples=70,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+def expected_outcome(
+    n: int, faults: dict[tuple[int, int], tuple[str, int]], retries: int
+) -> tuple[list[int], dict[int, tuple[str, str, int]]]:
+    """Items that reach the sink, and per dead item: (node, exception type, attempts)."""
+    passed, dead = [], {}
+    for item in range(n):
+        for node in range(3):
+            fault = faults.get((node, item))
+            if fault is not None and fault[1] > retries:
+                dead[item] = (f"step{node}", type_name(fault[0]), retries + 1)
+                break
+        else:
+            passed.append(item)
+    return passed, dead
+
+
+@FAULT_SETTINGS
+@given(case=faults_strategy)
+def test_fault_injection_skip(runner: str, case: Any) -> None:
+    """Every item is either in the sink or dead-lettered, exactly once."""
+    n, faults = case
+    src, steps, sink, dead = chain(n, faults, on_error="skip")
+    run = src.global_start(block=False, runner=runner)
+    assert run is not None and run.wait(30)
+    passed, dead_items = expected_outcome(n, faults, retries=0)
+    assert sink.items == passed
+    records = {r.item: (r.node, r.exception_type, r.attempt) for r in dead.items}
+    assert len(records) == len(dead.items) == len(dead_items)
+    assert records == dead_items
+    assert sorted(sink.items + [r.item for r in dead.items]) == list(range(n))
+    if runner == "threads":
+        stats = run.stats()
+        assert sum(stats[s.name or ""].errors for s in steps) == len(dead_items)
+
+
+@FAULT_SETTINGS
+@given(case=faults_strategy)
+def test_fault_injection_retry(runner: str, case: Any) -> None:
+    """A fault that clears within ``retries`` loses nothing; one that does not is dead."""
+    n, faults = case
+    src, _, sink, dead = chain(n, faults, on_error="retry", retries=2, backoff=0)
+    run = src.global_start(block=False, runner=runner)
+    assert run is not None and run.wait(30)
+    passed, dead_items = expected_outcome(n, faults, retries=2)
+    assert sink.items == passed
+    assert {r.item: (r.node, r.exception_type, r.attempt) for r in dead.items} == dead_items
+    assert sorted(sink.items + [r.item for r in dead.items]) == list(range(n))
+
+
+@FAULT_SETTINGS
+@given(case=faults_strategy)
+def test_fault_injection_fail(runner: str, case: Any) -> None:
+    """The run fails, naming a faulty node and keeping the original exception."""
+    n, faults = case
+    src, _, sink, dead = chain(n, faults)
+    with pytest.raises(nanostream.NodeFailed) as info:
+        src.global_start(runner=runner)
+    kinds_by_node: dict[str, set[type[Exception]]] = {}
+    for (node, _item), (kind, _times) in faults.items():
+        kinds_by_node.setdefault(f"step{node}", set()).add(KINDS[kind])
+    assert info.value.node in kinds_by_node
+    assert type(info.value.__cause__) in kinds_by_node[info.value.node]
+    assert dead.items == []
+    first_fault = min(item for _node, item in faults)
+    assert set(sink.items) <= set(range(first_fault))
+
+
+# --------------------------------------------------------------------- policy details
+class Fails(nanostream.NanoNode):
+    def __init__(self, bad: set[int], **options: Any) -> None:
+        super().__init__(**options)
+        self.bad = bad
+        self.calls = 0
+
+    def process_item(self, item: int) -> Iterator[int]:
+        self.calls += 1
+        if item in self.bad:
+            raise ValueError(f"bad {item}")
+        yield item
+
+
+def test_skip_without_errors_link_drops_and_logs(
+    runner: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    sink = Collect()
+    node = Fails({1, 3}, name="fails", on_error="skip")
+    nanostream.from_iterable(range(5)) > node > sink
+    with caplog.at_level(logging.WARNING, logger="nanostream"):
+        sink.global_start(runner=runner)
+    assert sink.items == [0, 2, 4]  # no error record leaks downstream
+    assert caplog.text.count("node 'fails': an item failed for good") == 2
+    assert "ValueError: bad 3" in caplog.text
+
+
+def test_partial_outputs_of_a_failed_item_are_not_emitted(runner: str) -> None:
+    class Halfway(nanostream.NanoNode):
+        def process_item(self, item: int) -> Iterator[int]:
+            yield item
+            if item == 2:
+                raise ValueError
+            yield item
+
+    sink = Collect()
+    nanostream.from_iterable(range(4)) > Halfway(on_error="skip") > sink
+    sink.global_start(runner=runner)
+    assert sink.items == [0, 0, 1, 1, 3, 3]
+
+
+def test_retry_does_not_duplicate_outputs(runner: str) -> None:
+    attempts: list[int] = []
+
+    class Flaky(nanostream.NanoNode):
+        def process_item(self, item: int) -> Iterator[int]:
+            attempts.append(item)
+            yield item
+            if attempts.count(item) < 3:
+                raise ConnectionError("flaky")
+            yield -item
+
+    sink = Collect()
+    nanostream.from_iterable([1, 2]) > Flaky(on_error="retry", backoff=0) > sink
+    sink.global_start(runner=runner)
+    assert sink.items == [1, -1, 2, -2]
+    assert attempts == [1, 1, 1, 2, 2, 2]
+
+
+def test_an_item_with_many_outputs_streams_and_is_not_retried(runner: str) -> None:
+    calls: list[int] = []
+
+    class Lines(nanostream.NanoNode):
+        def process_item(self, item: int) -> Iterator[int]:
+            calls.append(item)
+            yield from range(STREAM_AFTER + 10)
+            raise OSError("disk gone")
+
+    sink, dead = Collect(), Collect()
+    node = Lines(on_error="retry", backoff=0)
+    nanostream.from_iterable([7]) > node > sink
+    node.errors > dead
+    sink.global_start(runner=runner)
+    assert calls == [7]
+    assert sink.items == list(range(STREAM_AFTER + 10))
+    (record,) = dead.items
+    assert record.exception_type == "OSError"
+    assert f"after {STREAM_AFTER + 10} outputs were sent" in record.message
+
+
+def test_max_errors_fails_the_run(runner: str) -> None:
+    src = nanostream.from_iterable(range(100))
+    src > Fails(set(range(0, 100, 2)), name="f", on_error="skip", max_errors=3)
+    with pytest.raises(nanostream.NodeFailed) as info:
+        src.global_start(runner=runner)
+    cause = info.value.__cause__
+    assert isinstance(cause, nanostream.TooManyErrors)
+    assert "failed for 4 items, more than max_errors=3" in str(cause)
+    assert isinstance(cause.__cause__, ValueError)
+
+
+def test_max_error_rate_over_a_window(runner: str) -> None:
+    # 1 in 10 fails: fine under a limit of 20 %
+    ok = Collect()
+    nanostream.from_iterable(range(1000)) > Fails(
+        set(range(0, 1000, 10)), on_error="skip", max_error_rate=0.2
+    ) > ok
+    ok.global_start(runner=runner)
+    assert len(ok.items) == 900
+    # from item 500 on, every item fails: the window of 100 passes 20 % soon after
+    node = Fails(set(range(500, 1000)), on_error="skip", max_error_rate=0.2)
+    src = nanostream.from_iterable(range(1000))
+    src > node
+    with pytest.raises(nanostream.NodeFailed) as info:
+        src.global_start(runner=runner)
+    assert "21 of its last 100 items failed" in str(info.value.__cause__)
+    assert node.calls == 521
+
+
+def test_max_error_rate_over_a_short_input(runner: str) -> None:
+    src = nanostream.from_iterable(range(10))
+    src > Fails({1, 2, 3}, on_error="skip", max_error_rate=0.25)
+    with pytest.raises(nanostream.NodeFailed, match="3 of its 10 items failed"):
+        src.global_start(runner=runner)
+
+
+def test_timeout_fails_a_slow_attempt(runner: str) -> None:
+    class Spin(nanostream.NanoNode):
+        def process_item(self, item: int) -> Iterator[int]:
+            if item == 1:
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline:  # pure Python: interruptible
+                    pass
+            yield item
+
+    sink, dead = Collect(), Collect()
+    node = Spin(on_error="skip", timeout=0.2)
+    nanostream.from_iterable(range(3)) > node > sink
+    node.errors > dead
+    started = time.monotonic()
+    sink.global_start(runner=runner)
+    assert time.monotonic() - started < 10
+    assert sink.items == [0, 2]
+    assert [(r.item, r.exception_type) for r in dead.items] == [(1, "TimeoutError")]
+    assert "timeout=0.2s" in dead.items[0].message
+
+
+def test_timeout_with_fail_policy_fails_the_run(runner: str) -> None:
+    class Spin(nanostream.NanoNode):
+        def process_item(self, item: int) -> Iterator[int]:
+            while True:
+                pass
+            yield item
+
+    src = nanostream.from_iterable([1])
+    src > Spin(timeout=0.1)
+    with pytest.raises(nanostream.NodeFailed) as info:
+        src.global_start(runner=runner)
+    assert isinstance(info.value.__cause__, TimeoutError)
+
+
+def test_timeouts_that_are_not_reached_cost_nothing_visible(runner: str) -> None:
+    sink = Collect()
+    nanostream.from_iterable(range(2000)) > Fails(set(), timeout=5) > sink
+    sink.global_start(runner=runner)
+    assert sink.items == list(range(2000))
+
+
+def test_abort_interrupts_a_long_backoff() -> None:
+    class Never(nanostream.NanoNode):
+        def process_item(self, item: int) -> Iterator[int]:
+            raise ConnectionError
+            yield item
+
+    src = nanostream.from_iterable(itertools.count())
+    node = Never(on_error="retry", retries=5, backoff=3600)
+    src > node
+    run = src.global_start(block=False)
+    assert run is not None
+    deadline = time.monotonic() + 10
+    while run.stats()["Never"].items_in == 0 and time.monotonic() < deadline:
+        threading.Event().wait(0.01)
+    started = time.monotonic()
+    run.abort()
+    assert time.monotonic() - started < 5
+    assert run.state == "aborted"
+
+
+def test_source_retry_before_its_first_item(runner: str) -> None:
+    tries: list[int] = []
+
+    class Connects(nanostream.NanoNode):
+        def generator(self) -> Iterator[int]:
+            tries.append(1)
+            if len(tries) < 3:
+                raise ConnectionRefusedError("not yet")
+            yield from range(3)
+
+    sink = Collect()
+    Connects(on_error="retry", backoff=0) > sink
+    sink.global_start(runner=runner)
+    assert sink.items == [0, 1, 2] and len(tries) == 3
+
+
+def test_source_skip_ends_the_source_with_a_record(runner: str) -> None:
+    class Breaks(nanostream.NanoNode):
+        def generator(self) -> Iterator[int]:
+            yield 1
+            raise ValueError("broken feed")
+
+    sink, dead = Collect(), Collect()
+    src = Breaks(name="feed", on_error="skip")
+    src > sink
+    src.errors > dead
+    sink.global_start(runner=runner)
+    assert sink.items == [1]
+    (record,) = dead.items
+    assert (record.node, record.item, record.message) == ("feed", None, "broken feed")
+
+
+def test_source_failure_mid_stream(runner: str) -> None:
+    class Breaks(nanostream.NanoNode):
+        def generator(self) -> Iterator[int]:
+            yield 1
+            raise ValueError("broken feed")
+
+    src = Breaks()
+    src > Collect()
+    with pytest.raises(nanostream.NodeFailed, match="broken feed"):
+        src.global_start(runner=runner)
+    # a generator that emitted cannot be retried: "retry" ends the source like "skip"
+    sink = Collect()
+    Breaks(on_error="retry", backoff=0) > sink
+    sink.global_start(runner=runner)
+    assert sink.items == [1]
+
+
+def test_error_record_names_composite_inner_nodes(runner: str) -> None:
+    inner = Fails({2}, name="parse", on_error="skip")
+    sink, dead = Collect(), Collect()
+    relay = Fails(set(), name="relay")
+    _ = inner > relay
+    _ = inner.errors > dead
+    stage = nanostream.Composite([inner, relay, dead], exits=[relay], name="stage")
+    nanostream.from_iterable(range(4)) > stage > sink
+    sink.global_start(runner=runner)
+    assert sink.items == [0, 1, 3]
+    assert [r.node for r in dead.items] == ["stage.parse"]
+
+
+# --------------------------------------------------------------------- options
+def test_policy_options_are_checked() -> None:
+    node = Fails(set())
+    for key, value in [
+        ("on_error", "ignore"),
+        ("retries", -1),
+        ("retries", 1.5),
+        ("backoff", -0.1),
+        ("timeout", 0),
+        ("max_errors", True),
+        ("max_error_rate", 1.5),
+        ("holds_items", "yes"),
+    ]:
+        with pytest.raises(nanostream.GraphError, match=key):
+            node.configure(**{key: value})
+    with pytest.raises(nanostream.GraphError, match="unknown node option 'on_eror'"):
+        node.configure(on_eror="skip")
+    node.configure(on_error="retry", retries=0, backoff=0, timeout=1, max_error_rate=0)
+    assert node.error_policy == ErrorPolicy(
+        on_error="retry", retries=0, backoff=0, timeout=1, max_error_rate=0
+    )
+    node.configure(on_error=None)
+    assert node.error_policy.on_error == "fail"
+
+
+def test_node_functions_reject_policies() -> None:
+    def relay(inp: Any, outp: Any) -> None:
+        for x in inp:
+            outp(x)
+
+    with pytest.raises(nanostream.GraphError, match="on_error applies to NanoNode classes"):
+        nanostream.as_node(relay, on_error="skip")
+
+
+def test_backoff_grows_and_is_jittered() -> None:
+    policy = ErrorPolicy(on_error="retry", backoff=1)
+    delays = [policy.delay(n) for n in range(1, 5)]
+    for n, delay in enumerate(delays):
+        assert 2**n / 2 <= delay <= 2**n
+    assert 15 <= ErrorPolicy(backoff=1).delay(40) <= 30
+
+
+def test_errors_is_the_errors_port_unless_a_node_uses_the_name() -> None:
+    node = Fails(set(), name="n")
+    assert repr(node.errors) == "Fails(name='n')['errors']"
+
+    class Reader(nanostream.NanoNode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.errors = "strict"  # e.g. an encoding's error handler
+
+        def process_item(self, item: Any) -> Iterator[Any]:
+            yield item
+
+    assert Reader().errors == "strict"
+
+
+def test_guarded_node_function_keeps_the_node_contract() -> None:
+    out: list[int] = []
+    Fails({1}, on_error="skip").as_function()([0, 1, 2], out.append)
+    assert out == [0, 2]
