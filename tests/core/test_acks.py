@@ -1,0 +1,399 @@
+"""Acknowledgements: called once every derived item is done, never before, in order."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import nanostream
+from nanostream.testing import Collect
+
+WAIT = 10.0
+
+
+class AckedSource(nanostream.NanoNode):
+    """Emits ``items`` as ``Acked``; after ``pause_after`` items waits for ``resume``."""
+
+    def __init__(
+        self,
+        items: Iterable[int],
+        *,
+        check: Callable[[int], bool] | None = None,
+        pause_after: int | None = None,
+        name: str = "src",
+        **options: Any,
+    ) -> None:
+        super().__init__(name=name, **options)
+        self.items = items
+        self.check = check
+        self.pause_after = pause_after
+        self.resume = threading.Event()
+        self.emitted: list[int] = []
+        self.acked: list[int] = []
+        self.early: list[int] = []  # acked before the check said the item was done
+        self.ack_count = threading.Condition()
+
+    def generator(self) -> Iterator[Any]:
+        for i, item in enumerate(self.items):
+            if i == self.pause_after:
+                self.resume.wait(WAIT)
+            self.emitted.append(item)
+            yield nanostream.Acked(item, lambda item=item: self._ack(item))
+
+    def _ack(self, item: int) -> None:
+        if self.check is not None and not self.check(item):
+            self.early.append(item)
+        with self.ack_count:
+            self.acked.append(item)
+            self.ack_count.notify_all()
+
+    def wait_acked(self, n: int) -> bool:
+        with self.ack_count:
+            return self.ack_count.wait_for(lambda: len(self.acked) >= n, WAIT)
+
+
+class Gate(nanostream.NanoNode):
+    """Passes items on; blocks on item ``stop_at`` until ``opened`` is set."""
+
+    def __init__(self, stop_at: int | None = None, **options: Any) -> None:
+        super().__init__(**options)
+        self.stop_at = stop_at
+        self.opened = threading.Event()
+        self.blocked = threading.Event()
+
+    def process_item(self, item: int) -> Iterator[int]:
+        if item == self.stop_at:
+            self.blocked.set()
+            self.opened.wait(WAIT)
+        yield item
+
+
+def test_every_item_is_acked_once_in_order_after_the_sink(runner: str) -> None:
+    sink = Collect()
+    src = AckedSource(range(2000), check=lambda x: x in sink.items)
+    src > Gate() > sink
+    sink.global_start(runner=runner)
+    assert sink.items == list(range(2000))
+    assert src.early == []
+    if runner == "threads":
+        assert src.acked == src.emitted == list(range(2000))
+    else:  # the other runners do not support acks: never early is what they keep
+        assert src.acked == []
+
+
+def test_acks_come_while_the_stream_goes_on() -> None:
+    sink = Collect()
+    src = AckedSource(range(100), pause_after=50)
+    src > Gate() > sink
+    run = sink.global_start(block=False)
+    assert run is not None
+    try:
+        assert src.wait_acked(50), "acks were held until the end of the stream"
+        assert src.acked == list(range(50))
+    finally:
+        src.resume.set()
+        run.wait(WAIT)
+    assert src.acked == list(range(100))
+
+
+def test_no_ack_before_the_sink_has_the_item() -> None:
+    sink = Collect()
+    src = AckedSource(range(100), batch_size=1)
+    gate = Gate(stop_at=50)
+    src > gate > sink
+    run = sink.global_start(block=False)
+    assert run is not None
+    try:
+        assert gate.blocked.wait(WAIT)
+        assert src.wait_acked(50)
+        assert src.acked == list(range(50))  # item 50 is stuck in the gate: not acked
+    finally:
+        gate.opened.set()
+        run.wait(WAIT)
+    assert src.acked == list(range(100))
+
+
+def test_fan_out_waits_for_every_sink() -> None:
+    fast, slow = Collect(name="fast"), Collect(name="slow")
+    src = AckedSource(range(100), batch_size=1)
+    gate = Gate(stop_at=30)
+    src > fast
+    src > gate > slow
+    run = slow.global_start(block=False)
+    assert run is not None
+    try:
+        assert gate.blocked.wait(WAIT) and src.wait_acked(30)
+        assert src.acked == list(range(30))  # the fast sink has more; the slow one has not
+    finally:
+        gate.opened.set()
+        run.wait(WAIT)
+    assert src.acked == list(range(100)) and fast.items == slow.items == list(range(100))
+
+
+def test_a_diamond_aligns_markers() -> None:
+    """Items through the fast branch do not ack what the slow branch still holds."""
+    sink = Collect()
+    src = AckedSource(range(100), batch_size=1)
+    fast, slow = Gate(name="fast"), Gate(stop_at=40, name="slow")
+    join = Gate(name="join")
+    src > fast > join
+    src > slow > join
+    join > sink
+    run = sink.global_start(block=False)
+    assert run is not None
+    try:
+        assert slow.blocked.wait(WAIT) and src.wait_acked(40)
+        assert src.acked == list(range(40))
+    finally:
+        slow.opened.set()
+        run.wait(WAIT)
+    assert src.acked == list(range(100))
+    assert sorted(sink.items) == sorted(list(range(100)) * 2)
+
+
+class Pairs(nanostream.NanoNode):
+    """Emits items in pairs; holds the odd one out until its partner comes."""
+
+    holds_items = True
+
+    def setup(self) -> None:
+        self.kept: list[int] = []
+
+    def process_item(self, item: int) -> Iterator[tuple[int, ...]]:
+        self.kept.append(item)
+        if len(self.kept) == 2:
+            yield tuple(self.kept)
+            self.kept = []
+            self.release_items()
+        else:
+            self.release_items(keep=1)
+
+    def cleanup(self) -> Iterator[tuple[int, ...]]:
+        if self.kept:
+            yield tuple(self.kept)
+
+
+def test_a_node_that_holds_items_delays_their_acks() -> None:
+    sink = Collect()
+
+    def done(x: int) -> bool:
+        return any(x in pair for pair in sink.items)
+
+    src = AckedSource(range(21), check=done, batch_size=1, pause_after=11)
+    src > Pairs() > sink
+    run = sink.global_start(block=False)
+    assert run is not None
+    try:
+        assert src.wait_acked(10)
+        assert src.acked == list(range(10))  # item 10 waits in Pairs for its partner
+    finally:
+        src.resume.set()
+        run.wait(WAIT)
+    assert src.early == []
+    assert src.acked == list(range(21))
+    assert sink.items[-1] == (20,)
+
+
+def test_an_undeclared_node_function_holds_acks_to_its_end(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ended = threading.Event()
+
+    def relay(inp: Iterable[int], outp: Callable[[Any], Any]) -> None:
+        for x in inp:
+            outp(x)
+        ended.set()
+
+    sink = Collect()
+    src = AckedSource(range(500), check=lambda x: ended.is_set())
+    src > relay > sink
+    with caplog.at_level(logging.WARNING, logger="nanostream"):
+        sink.global_start()
+    assert src.early == [] and src.acked == list(range(500))
+    assert "node 'relay' may keep items between reads" in caplog.text
+
+
+def test_a_node_function_declared_stateless_passes_acks_at_once() -> None:
+    def relay(inp: Iterable[int], outp: Callable[[Any], Any]) -> None:
+        for x in inp:
+            outp(x)
+
+    sink = Collect()
+    src = AckedSource(range(100), pause_after=50)
+    src > nanostream.as_node(relay, holds_items=False) > sink
+    run = sink.global_start(block=False)
+    assert run is not None
+    try:
+        assert src.wait_acked(50)
+    finally:
+        src.resume.set()
+        run.wait(WAIT)
+    assert src.acked == list(range(100))
+
+
+def test_dead_lettered_items_are_acked_after_the_dead_letter_sink(runner: str) -> None:
+    class Odd(nanostream.NanoNode):
+        def process_item(self, item: int) -> Iterator[int]:
+            if item % 2:
+                raise ValueError(item)
+            yield item
+
+    sink, dead = Collect(), Collect()
+    src = AckedSource(
+        range(200),
+        check=lambda x: x in sink.items or x in [r.item for r in dead.items],
+    )
+    odd = Odd(on_error="skip")
+    src > odd > sink
+    odd.errors > dead
+    sink.global_start(runner=runner)
+    assert src.early == []
+    assert len(sink.items) + len(dead.items) == 200
+    if runner == "threads":
+        assert src.acked == list(range(200))
+
+
+def test_a_failed_run_acks_only_what_was_done(runner: str) -> None:
+    class Explode(nanostream.NanoNode):
+        def process_item(self, item: int) -> Iterator[int]:
+            if item == 700:
+                raise RuntimeError("boom")
+            yield item
+
+    sink = Collect()
+    src = AckedSource(itertools.count(), check=lambda x: x in sink.items)
+    src > Explode() > sink
+    with pytest.raises(nanostream.NodeFailed):
+        sink.global_start(runner=runner)
+    assert src.early == []
+    assert 700 not in src.acked and set(src.acked) <= set(range(700))
+
+
+def test_stop_drains_and_acks_everything_emitted() -> None:
+    sink = Collect(wait_for=5000)
+    src = AckedSource(itertools.count(), check=lambda x: x in sink.items)
+    src > Gate() > sink
+    run = sink.global_start(block=False, queue_size=256, batch_size=32)
+    assert run is not None
+    assert sink.seen.wait(WAIT)
+    run.stop(timeout=30)
+    assert run.state == "finished"
+    assert src.early == []
+    assert src.acked == src.emitted == sink.items
+
+
+def test_two_sources_into_one_sink() -> None:
+    sink = Collect()
+    a = AckedSource(range(0, 300), name="a")
+    b = AckedSource(range(1000, 1300), name="b")
+    merge = Gate(name="merge")
+    a > merge
+    b > merge
+    merge > sink
+    sink.global_start()
+    assert a.acked == list(range(300)) and b.acked == list(range(1000, 1300))
+
+
+def test_a_source_without_outputs_acks_its_items() -> None:
+    src = AckedSource(range(10))
+    src.global_start()
+    assert src.acked == list(range(10))
+
+
+def test_a_failing_ack_is_logged_and_the_run_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    class Src(nanostream.NanoNode):
+        def generator(self) -> Iterator[Any]:
+            yield nanostream.Acked(1, lambda: 1 / 0)
+            yield 2
+
+    sink = Collect()
+    Src(name="src") > sink
+    with caplog.at_level(logging.ERROR, logger="nanostream"):
+        sink.global_start()
+    assert sink.items == [1, 2]
+    assert "acknowledgement callback" in caplog.text and "'src' failed" in caplog.text
+
+
+def test_acks_under_runners_without_support_are_never_called(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sink = Collect()
+    src = AckedSource(range(10))
+    src > sink
+    with caplog.at_level(logging.WARNING, logger="nanostream"):
+        sink.global_start(runner="cooperative")
+    assert sink.items == list(range(10)) and src.acked == []
+    assert "does not support them" in caplog.text
+
+
+# --------------------------------------------------------------------- property
+shapes = st.lists(st.sampled_from(["relay", "pairs", "fanout", "skip"]), min_size=1, max_size=4)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(shape=shapes, n=st.integers(0, 60), batch=st.sampled_from([1, 3, 64]))
+def test_random_pipelines_ack_everything_and_never_early(
+    shape: list[str], n: int, batch: int
+) -> None:
+    """Random chains of relays, pair batching, fan-out and skipping nodes.
+
+    At each ack, the sinks must already have written the item as often as they will by
+    the end of the run (a late write means the ack came early).
+    """
+    written: dict[int, int] = {}
+    at_ack: dict[int, int] = {}
+    lock = threading.Lock()
+
+    class Count(nanostream.NanoNode):
+        def process_item(self, item: Any) -> Iterator[Any]:
+            if isinstance(item, nanostream.ErrorRecord):
+                item = item.item
+            with lock:
+                for x in flatten(item):
+                    written[x] = written.get(x, 0) + 1
+            yield from ()
+
+    class Skip(nanostream.NanoNode):
+        def process_item(self, item: Any) -> Iterator[Any]:
+            if not isinstance(item, tuple) and item % 5 == 0:
+                raise ValueError(item)
+            yield item
+
+    def flatten(item: Any) -> Iterator[int]:
+        if isinstance(item, tuple):
+            for part in item:
+                yield from flatten(part)
+        else:
+            yield item
+
+    def check(x: int) -> bool:
+        with lock:
+            at_ack[x] = written.get(x, 0)
+        return True
+
+    src = AckedSource(range(n), batch_size=batch, check=check)
+    last: nanostream.NanoNode = src
+    for kind in shape:
+        node: nanostream.NanoNode
+        if kind == "pairs":
+            node = Pairs()
+        elif kind == "skip":
+            node = Skip(on_error="skip")
+            node.errors > Count()
+        else:
+            if kind == "fanout":
+                last > Count()
+            node = Gate()
+        last > node
+        last = node
+    last > Count()
+    src.global_start()
+    assert src.acked == list(range(n))
+    assert at_ack == written
