@@ -1,0 +1,133 @@
+"""Dead letters: a sink that keeps every item that failed for good, as JSON lines.
+
+Link a node's ``errors`` port to it: ``node.errors > DeadLetterFile("dead.jsonl")``. Each
+:class:`~nanostream.ErrorRecord` becomes one line; :func:`read_dead_letters` reads them back.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from .._core.errors import GraphError
+from .._core.node import NanoNode
+from .._core.policy import ErrorRecord
+
+__all__ = ["DeadLetterFile", "read_dead_letters"]
+
+
+def _jsonable(value: Any) -> Any:
+    """A JSON-friendly stand-in for a value ``json`` cannot write."""
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return {"base64": base64.b64encode(value).decode("ascii")}
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return {"repr": repr(value)}
+
+
+class DeadLetterFile(NanoNode):
+    """A sink that appends each error record it receives to a JSON-lines file.
+
+    One line per record: ``node``, ``item``, ``exception_type``, ``message``,
+    ``traceback``, ``attempt`` and ``time`` (ISO 8601, UTC). An item JSON cannot hold is
+    written as a readable stand-in (``{"repr": ...}``, bytes as text or
+    ``{"base64": ...}``); anything that is not an :class:`~nanostream.ErrorRecord` is
+    written as ``{"item": ...}``. Each line is flushed at once, so the file is complete
+    after a crash of the process; ``fsync=True`` also survives a power cut, at a cost.
+    The file is opened for appending, so a restart adds to it.
+
+    Example:
+        >>> import nanostream, tempfile, pathlib
+        >>> from nanostream.nodes.deadletter import DeadLetterFile, read_dead_letters
+        >>> class Parse(nanostream.NanoNode):
+        ...     def process_item(self, item):
+        ...         yield int(item)
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "dead.jsonl"
+        >>> parse = Parse(on_error="skip")
+        >>> nanostream.from_iterable(["1", "two", "3"]) > parse
+        Parse(name=None)
+        >>> parse.errors > DeadLetterFile(path)
+        DeadLetterFile(name=None)
+        >>> parse.global_start()
+        >>> [(d["node"], d["item"], d["exception_type"]) for d in read_dead_letters(path)]
+        [('Parse', 'two', 'ValueError')]
+    """
+
+    holds_items = False  # every record is written before the next is read
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        fsync: bool = False,
+        name: str | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(name=name)
+        if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+            raise GraphError(f"DeadLetterFile: path must be a file name, got {path!r}")
+        self.path = os.fspath(path)
+        self.fsync = bool(fsync)
+        self._file: IO[str] | None = None
+        self.configure(**options)
+
+    def setup(self) -> None:
+        folder = os.path.dirname(self.path)
+        if folder:
+            os.makedirs(folder, exist_ok=True)
+        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in cleanup
+
+    def process_item(self, item: Any) -> Iterator[Any]:
+        file = self._file
+        assert file is not None, "setup() opens the file"
+        if isinstance(item, ErrorRecord):
+            data = item.to_dict()
+            data["time"] = datetime.datetime.fromtimestamp(item.time, tz=datetime.UTC).isoformat()
+        else:
+            data = {"item": item}
+        file.write(json.dumps(data, default=_jsonable, ensure_ascii=False) + "\n")
+        file.flush()
+        if self.fsync:
+            os.fsync(file.fileno())
+        yield from ()
+
+    def cleanup(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def read_dead_letters(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The records a :class:`DeadLetterFile` wrote to ``path``, as dicts, oldest first.
+
+    A last line cut short (the process was killed while writing it) is left out.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> from nanostream.nodes.deadletter import read_dead_letters
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "dead.jsonl"
+        >>> _ = path.write_text('{"item": 1}\\n{"item": 2}\\n{"ite')
+        >>> read_dead_letters(path)
+        [{'item': 1}, {'item': 2}]
+    """
+    records = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records

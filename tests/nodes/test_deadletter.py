@@ -1,0 +1,72 @@
+"""DeadLetterFile: every item that failed for good, as one JSON line each."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import nanostream
+from nanostream.nodes.deadletter import DeadLetterFile, read_dead_letters
+
+
+class Parse(nanostream.NanoNode):
+    def process_item(self, item: Any) -> Iterator[int]:
+        yield int(item)
+
+
+def test_records_are_written_as_json_lines(tmp_path: Path, runner: str) -> None:
+    path = tmp_path / "sub" / "dead.jsonl"
+    parse = Parse(name="parse", on_error="retry", retries=1, backoff=0)
+    sink = nanostream.testing.Collect()
+    nanostream.from_iterable(["1", "x", "3", b"\xff", None]) > parse > sink
+    parse.errors > DeadLetterFile(path)
+    sink.global_start(runner=runner)
+    assert sink.items == [1, 3]
+    records = read_dead_letters(path)
+    assert [r["item"] for r in records] == ["x", {"base64": "/w=="}, None]
+    first = records[0]
+    assert set(first) == {
+        "node",
+        "item",
+        "exception_type",
+        "message",
+        "traceback",
+        "attempt",
+        "time",
+    }
+    assert first["node"] == "parse" and first["attempt"] == 2
+    assert first["exception_type"] == "ValueError"
+    assert "invalid literal for int()" in first["message"]
+    assert "Traceback (most recent call last)" in first["traceback"]
+    assert "in process_item" in first["traceback"]
+    when = datetime.datetime.fromisoformat(first["time"])
+    assert when.tzinfo is not None
+    assert records[2]["exception_type"] == "TypeError"
+
+
+def test_a_restart_appends_and_odd_items_are_readable(tmp_path: Path) -> None:
+    path = tmp_path / "dead.jsonl"
+    for batch in ([{1, 2}, Path("/x")], [object()]):
+        node = DeadLetterFile(path)
+        nanostream.from_iterable(batch) > node
+        node.global_start()
+    lines = path.read_text().splitlines()
+    assert len(lines) == 3
+    assert json.loads(lines[0]) == {"item": [1, 2]}
+    assert json.loads(lines[1]) == {"item": "/x"}
+    assert json.loads(lines[2])["item"]["repr"].startswith("<object object")
+
+
+def test_fsync_and_bad_paths(tmp_path: Path) -> None:
+    path = tmp_path / "dead.jsonl"
+    node = DeadLetterFile(path, fsync=True)
+    nanostream.from_iterable(["a"]) > node
+    node.global_start()
+    assert read_dead_letters(path) == [{"item": "a"}]
+    with pytest.raises(nanostream.GraphError, match="path must be a file name"):
+        DeadLetterFile("")
