@@ -93,6 +93,3 @@ class NodeContext:
 
     def release_items(self, keep: int = 0) -> None:
         """A stateful node has emitted everything it read except its last ``keep`` items."""
-
-    def mark_idle(self) -> None:
-        """A source's consumer ran dry: a good moment to send pending acknowledgements."""

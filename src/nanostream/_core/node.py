@@ -427,7 +427,7 @@ class NanoNode:
             [(0, 1), (2, 3), (4,)]
         """
         if not isinstance(keep, int) or isinstance(keep, bool) or keep < 0:
-            raise ValueError(f"keep must be an integer >= 0, got {keep!r}")
+            raise NodeProtocolError(f"release_items(keep=...) takes an integer >= 0, got {keep!r}")
         ctx = self._ns_context
         if ctx is not None:
             ctx.release_items(keep)
