@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -25,6 +27,7 @@ import nanostream
 
 N = 1_000_000
 runner, out_path, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+drain = float(sys.argv[4]) if len(sys.argv) > 4 else None
 
 
 class Numbers(nanostream.NanoNode):
@@ -71,7 +74,7 @@ src, writer = Numbers(), Writer(out_path)
 src > Double() > writer
 outcome = "returned"
 try:
-    src.global_start(runner=runner, queue_size=20_000, batch_size=100)
+    src.global_start(runner=runner, queue_size=20_000, batch_size=100, drain_timeout=drain)
 except KeyboardInterrupt:
     outcome = "KeyboardInterrupt"
 print(f"{outcome} emitted={src.count} written={writer.count}", flush=True)
@@ -79,14 +82,14 @@ print(f"{outcome} emitted={src.count} written={writer.count}", flush=True)
 
 
 def start_child(
-    tmp_path: Path, runner: str, mode: str = "fast"
+    tmp_path: Path, runner: str, mode: str = "fast", *extra: str
 ) -> tuple[subprocess.Popen[str], Path]:
     script = tmp_path / "child.py"
     script.write_text(CHILD)
     out = tmp_path / "out.txt"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     proc = subprocess.Popen(
-        [sys.executable, str(script), runner, str(out), mode],
+        [sys.executable, str(script), runner, str(out), mode, *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -141,6 +144,36 @@ def test_a_second_signal_aborts(tmp_path: Path) -> None:
     assert proc.returncode == 128 + signal.SIGTERM, stderr
     assert "SIGTERM again: aborting" in stderr
     assert stdout == ""  # SystemExit(143): the script's last line did not run
+
+
+def test_drain_timeout_bounds_a_signal_drain(tmp_path: Path) -> None:
+    proc, _ = start_child(tmp_path, "threads", "slow", "0.5")
+    try:
+        assert read_line(proc.stdout).strip() == "ready"
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert time.monotonic() - started < 15
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert "did not drain within 0.5s: aborting" in stderr
+
+
+def test_stop_timeout_bounds_the_drain(runner: str) -> None:
+    class Slow(nanostream.NanoNode):
+        def process_item(self, item: int) -> Iterator[int]:
+            time.sleep(0.01)
+            yield item
+
+    sink = nanostream.testing.Collect(wait_for=1)
+    nanostream.from_iterable(range(100_000)) > Slow() > sink
+    run = sink.global_start(block=False, runner=runner, queue_size=5000, batch_size=50)
+    assert run is not None and sink.seen.wait(10)
+    started = time.monotonic()
+    run.stop(timeout=0.5)
+    assert time.monotonic() - started < 10
+    assert run.state == "aborted" and len(sink.items) < 100_000
 
 
 def test_handlers_are_put_back_and_other_threads_just_wait() -> None:

@@ -402,7 +402,8 @@ class NanoNode:
         been emitted (a batch went out, a window closed) or written (a buffered writer
         committed). ``keep`` is how many of the most recently read items are still kept
         (count from the oldest one still kept). Until then, and at the latest when the node
-        ends, sources' acknowledgements of those items wait. Outside a run it does nothing.
+        ends, sources' acknowledgements of those items wait. Call it from the node's own
+        code (``process_item``, its thread). Outside a run it does nothing.
 
         Example:
             >>> import nanostream
