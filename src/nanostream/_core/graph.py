@@ -226,8 +226,23 @@ class Pipeline:
         return names
 
     # ----------------------------------------------------------------- running
-    def start(self, *, runner: Any = "threads", **options: Any) -> Run:
-        """Check the graph and start it on ``runner``; returns the :class:`Run` handle."""
+    def start(
+        self,
+        *,
+        runner: Any = "threads",
+        progress: bool = False,
+        metrics_port: int | None = None,
+        metrics_host: str = "127.0.0.1",
+        **options: Any,
+    ) -> Run:
+        """Check the graph and start it on ``runner``; returns the :class:`Run` handle.
+
+        ``progress=True`` shows a live view of the run and ``metrics_port`` serves
+        Prometheus metrics while it runs (both from :mod:`nanostream.observe`, which needs
+        ``nanostream[observe]``). Options a runner declares in ``option_names`` (such as
+        the Ray runner's ``address``) go to that runner; the rest are
+        :class:`RunOptions`.
+        """
         from ..runners import get_runner
         from .run import RunOptions
 
@@ -235,13 +250,31 @@ class Pipeline:
             self._check_building()
             if "name" in options:
                 self.name = options.pop("name")
-            plan = self.plan(RunOptions.from_kwargs(**options))
             impl = get_runner(runner)
+            own = set(getattr(impl, "option_names", ()))
+            runner_options = {k: options.pop(k) for k in list(options) if k in own}
+            if runner_options:
+                impl = impl.with_options(**runner_options)  # type: ignore[attr-defined]
+            plan = self.plan(RunOptions.from_kwargs(**options))
             self._planned = [pn.node for pn in plan.nodes]
             for pn in plan.nodes:  # runners may replace these with their own
                 pn.node._ns_context = NodeContext.for_plan_node(pn)
             self.run = impl.start(plan)
             self.run.add_done_callback(self._release)
+            if progress or metrics_port is not None:
+                from ..observe import attach
+
+                try:
+                    attach(
+                        self.run,
+                        progress=progress,
+                        metrics_port=metrics_port,
+                        metrics_host=metrics_host,
+                        plan=plan,
+                    )
+                except BaseException:
+                    self.run.abort()
+                    raise
             return self.run
 
     def _release(self) -> None:

@@ -694,7 +694,9 @@ class NanoNode:
         SIGINT drain it raises ``KeyboardInterrupt``; a second signal aborts the run
         (``KeyboardInterrupt``, or ``SystemExit(143)`` for SIGTERM). With ``block=False`` it
         returns the :class:`~nanostream.Run` handle at once. ``runner`` picks the runner
-        (``"threads"``, the default). Other keyword options (``queue_size``,
+        (``"threads"``, the default). ``progress=True`` shows a live view of the run
+        and ``metrics_port=`` serves Prometheus metrics (``nanostream[observe]``). Other
+        keyword options (``queue_size``,
         ``batch_size``, ``name``, ``monitor_interval``, ``stall_timeout``, …) set
         pipeline-wide defaults; see :class:`~nanostream.RunOptions`.
 

@@ -9,6 +9,7 @@ Example:
 from __future__ import annotations
 
 from ._common import FileBytes, FileText, FormatError, PathRefusedError
+from .deadletter import DeadLetterFile, read_dead_letters
 from .files import FileWriter, LocalFileReader, PrinterOfThings
 from .formats import CSVReader, CSVWriter, JSONLinesReader, JSONLinesWriter
 from .generic import (
@@ -52,6 +53,7 @@ __all__: list[str] = [
     "Batch",
     "CSVReader",
     "CSVWriter",
+    "DeadLetterFile",
     "Dedupe",
     "Delay",
     "FileBytes",
@@ -88,6 +90,7 @@ __all__: list[str] = [
     "grep",
     "json_decode",
     "json_encode",
+    "read_dead_letters",
     "sink_to_callable",
     "sink_to_file",
     "transform",
