@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -64,3 +65,36 @@ def test_a_source_waiting_for_data_is_not_reported(caplog: pytest.LogCaptureFixt
         sink.global_start(monitor_interval=0.01, stall_timeout=0.05)
     assert "working on one input slice" not in caplog.text
     assert sink.items == [1, 2]
+
+
+def test_stall_warning_goes_to_the_node_logger_with_figures(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    gate = threading.Event()
+
+    def stuck(inp: Any, outp: Any) -> None:
+        gate.wait(20)
+        for _ in inp:
+            pass
+
+    src = nanostream.from_iterable(range(10_000), name="fast")
+    src > stuck
+    with caplog.at_level(logging.WARNING, logger="nanostream"):
+        run = src.global_start(
+            block=False,
+            name="p",
+            queue_size=10,
+            batch_size=5,
+            monitor_interval=0.01,
+            stall_timeout=0.05,
+        )
+        assert run is not None
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and "bottleneck" not in caplog.text:
+            gate.wait(0.01)
+        gate.set()
+        run.wait(10)
+    records = [r for r in caplog.records if "bottleneck" in r.getMessage()]
+    assert records and records[0].name == "nanostream.p.fast"
+    assert records[0].node == "fast" and records[0].pipeline == "p"  # type: ignore[attr-defined]
+    assert records[0].seconds >= 0.05  # type: ignore[attr-defined]

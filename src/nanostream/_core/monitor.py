@@ -113,11 +113,12 @@ class Monitor:
                         f"{name} ({stats[name].queue_depth}/{stats[name].queue_capacity})"
                         for name in run.downstream_names(pn.index)
                     ]
-                    log.warning(
+                    self._log(pn.name).warning(
                         "node %r has waited %.1fs for room downstream; bottleneck: %s",
                         pn.name,
                         now - since,
                         ", ".join(full),
+                        extra=self._figures(pn.name, seconds=now - since, bottleneck=full),
                     )
             elif since is None:
                 self._warned_stall.discard(pn.index)
@@ -131,13 +132,14 @@ class Monitor:
                 and self._warned_busy.get(pn.index) != busy
             ):
                 self._warned_busy[pn.index] = busy
-                log.warning(
+                self._log(pn.name).warning(
                     "node %r has been working on one input slice for %.1fs (stall_timeout="
                     "%ss); it may be blocked%s",
                     pn.name,
                     now - busy,
                     self.options.stall_timeout,
                     _location(thread),
+                    extra=self._figures(pn.name, seconds=now - busy),
                 )
             if (
                 thread is not None
@@ -147,7 +149,20 @@ class Monitor:
                 and pn.index not in self._warned_dead
             ):
                 self._warned_dead.add(pn.index)
-                log.error("the thread of node %r has died while the node was running", pn.name)
+                self._log(pn.name).error(
+                    "the thread of node %r has died while the node was running",
+                    pn.name,
+                    extra=self._figures(pn.name),
+                )
+
+    def _log(self, node: str) -> logging.Logger:
+        """The logger of one node: ``nanostream.<pipeline>.<node>``."""
+        return logging.getLogger(f"nanostream.{self.run.name}.{node}")
+
+    def _figures(self, node: str, **figures: object) -> dict[str, object]:
+        """``extra=`` for a warning: the pipeline, the node and the figures behind it."""
+        rounded = {k: round(v, 3) if isinstance(v, float) else v for k, v in figures.items()}
+        return {"pipeline": self.run.name, "node": node, **rounded}
 
     def log_counts(self) -> None:
         """Log one line of per-node counts at INFO."""
