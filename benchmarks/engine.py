@@ -49,8 +49,13 @@ def _add_one() -> Callable[[Iterable[Any], Outp], None]:
     return add_one
 
 
-def node_functions(n: int, runner: str = "threads", source: str = "function") -> int:
-    """The workload as node functions; the source a node function or ``from_iterable``."""
+def node_functions(
+    n: int, runner: str = "threads", source: str = "function", **options: Any
+) -> int:
+    """The workload as node functions; the source a node function or ``from_iterable``.
+
+    ``options`` go to ``global_start`` (e.g. ``progress=True, metrics_port=0``).
+    """
     result: list[int] = []
 
     def numbers(inp: Iterable[Any], outp: Outp) -> None:
@@ -63,7 +68,7 @@ def node_functions(n: int, runner: str = "threads", source: str = "function") ->
     sink = nanostream.as_node(_count_sink(result))
     add = [nanostream.as_node(_add_one()) for _ in range(3)]
     src > add[0] > add[1] > add[2] > sink
-    sink.global_start(runner=runner)
+    sink.global_start(runner=runner, **options)
     return result[0]
 
 

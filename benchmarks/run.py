@@ -82,6 +82,26 @@ def engine_rows(n: int, repeat: int) -> list[Row]:
     return rows
 
 
+def observe_rows(n: int, repeat: int) -> list[Row]:
+    """The engine workload with the live view and the metrics endpoint on, and without."""
+    import contextlib
+    import io
+
+    def observed(k: int) -> int:
+        with contextlib.redirect_stdout(io.StringIO()):  # the view prints its summary
+            return engine.node_functions(k, progress=True, metrics_port=0)
+
+    result = interleaved({"plain": engine.node_functions, "observed": observed}, n, repeat)
+    ratio = result["observed"] / result["plain"]
+    return [
+        (
+            "node functions, threads, progress=True + metrics",
+            result["observed"],
+            f"{ratio:.2f}x the same run without them (target >= 0.90x)",
+        ),
+    ]
+
+
 _RSS_CHILD = """
 import resource, sys
 sys.path.insert(0, {here!r})
@@ -145,6 +165,7 @@ def main() -> None:
     groups: dict[str, Callable[[], list[Row]]] = {
         "engine": lambda: engine_rows(n, repeat),
         "rss": lambda: rss_rows([n, 5 * n]),
+        "observe": lambda: observe_rows(n, repeat),
     }
     for extra in ("files", "operators", "connectors"):
         groups[extra] = lambda extra=extra: optional_rows(extra, n)  # type: ignore[misc]
