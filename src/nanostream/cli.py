@@ -2,7 +2,8 @@
 
 A thin layer over the public API (:func:`nanostream.config.read_pipeline`,
 ``PipelineSpec.build``, ``Pipeline.start``). Exit status: 0 on success, 1 when the file
-is wrong or a node failed, 2 for a wrong command line, 130 when stopped with Ctrl-C.
+is wrong or a node failed, 2 for a wrong command line, 130 when aborted with a second
+Ctrl-C; 0 after a graceful stop by Ctrl-C or SIGTERM (130 or 143 with --signal-exit-codes).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ __all__ = ["main"]
 
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
+EXIT_STOPPED = -1  # internal: stopped gracefully by a signal (exit 0, or 128 + signal)
 
 _EPILOG = """\b
 A pipeline file looks like this (see docs/config.md):
@@ -44,8 +46,9 @@ Examples:
     nanostream run examples/csv_to_jsonl.yaml --set rows.infer_types=false
     nanostream graph examples/foo_messages.yaml --format dot | dot -Tsvg > g.svg
 \b
-Exit status: 0 success, 1 invalid file or failed node, 2 bad command line,
-130 stopped by Ctrl-C.
+Exit status: 0 success (also after a graceful stop by Ctrl-C or SIGTERM; 130/143
+with --signal-exit-codes), 1 invalid file or failed node, 2 bad command line,
+130 aborted by a second Ctrl-C.
 """
 
 
@@ -155,6 +158,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     help="The address the metrics endpoint listens on.",
 )
 @click.option("--log-json", is_flag=True, help="Write log lines as JSON objects.")
+@click.option(
+    "--signal-exit-codes",
+    is_flag=True,
+    help="After a graceful stop by Ctrl-C or SIGTERM, exit 130 or 143 instead of 0.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log progress (per-node counts) as it runs.")
 @_debug_option
 @click.pass_context
@@ -169,6 +177,7 @@ def run(
     metrics_port: int | None,
     metrics_host: str,
     log_json: bool,
+    signal_exit_codes: bool,
     verbose: bool,
     debug: bool,
 ) -> None:
@@ -217,6 +226,8 @@ def run(
         finally:
             signals.release()
         code = _wait(handle, debug, interrupted=signals.held)
+        if code == EXIT_STOPPED:
+            code = 128 + signals.last if signal_exit_codes else 0
     if code == 0:
         elapsed = time.monotonic() - started
         click.echo(f"nanostream: pipeline {pipeline.name!r} finished in {elapsed:.2f} s", err=True)
@@ -360,7 +371,7 @@ def _wait(run: Run, debug: bool, *, interrupted: bool = False) -> int:
         return EXIT_INTERRUPTED
     if interrupted:
         click.echo("nanostream: stopped", err=True)
-        return EXIT_INTERRUPTED
+        return EXIT_STOPPED
     return 0
 
 
@@ -438,12 +449,15 @@ class _Signals:
 
     def __init__(self) -> None:
         self.held = False
+        self.last: int = signal.SIGINT  # the last signal received
         self.previous: dict[int, Any] = {}
 
     def _raise(self, signum: int, frame: Any) -> None:
+        self.last = signum
         raise KeyboardInterrupt
 
     def _hold(self, signum: int, frame: Any) -> None:
+        self.last = signum
         self.held = True
 
     def _set(self, handler: Any) -> None:
