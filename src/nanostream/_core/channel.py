@@ -30,7 +30,7 @@ from typing import Any
 from .run import NodeCounters
 from .signals import RunAborted, SourceStopped
 
-__all__ = ["END", "Channel", "CheckedOutbox", "Outbox", "TripwireOutbox"]
+__all__ = ["END", "Channel", "CheckedOutbox", "Outbox", "TripwireBuffer", "TripwireOutbox"]
 
 
 class _End:
@@ -199,84 +199,128 @@ class Outbox:
 
 
 class _Tripwire:
-    __slots__ = ("box",)
+    __slots__ = ("buffer",)
 
-    def __init__(self, box: TripwireOutbox) -> None:
-        self.box = box
+    def __init__(self, buffer: TripwireBuffer) -> None:
+        self.buffer = buffer
 
     def __del__(self) -> None:
         try:
-            self.box._tripped()
-        except BaseException as exc:  # noqa: BLE001 - an abort's interruption landed here
-            box = self.box
-            if box.error is None:  # it is raised at the node's next read
-                box.error = exc
+            self.buffer._tripped()
+        except BaseException as exc:  # noqa: BLE001 - e.g. an abort's interruption landed here
+            self.buffer.on_error(exc)
+
+
+class TripwireBuffer:
+    """A bounded output buffer whose ``append`` is a C-level ``deque.append``.
+
+    The deque (``maxlen=batch_size``) keeps a tripwire in its leftmost slot; the append that
+    fills it pushes the tripwire out, and the tripwire's ``__del__`` (run at once, in the
+    appending thread or greenlet) hands the full batch to ``on_full`` and re-arms. Nothing
+    can be raised from ``__del__``: an exception there goes to ``on_error``, for the owner
+    to raise at the node's next read. ``take()`` empties the buffer, keeping the tripwire.
+    On interpreters without reference counting, or with ``batch_size`` 1, ``append`` is a
+    small Python function with the same behaviour. Shared by every runner's outbox.
+    """
+
+    __slots__ = ("_buf", "_dq", "append", "closed", "on_error", "on_full")
+
+    def __init__(
+        self,
+        batch_size: int,
+        on_full: Callable[[list[Any]], None],
+        on_error: Callable[[BaseException], None],
+    ) -> None:
+        self.on_full = on_full
+        self.on_error = on_error
+        self.closed = False
+        self._dq: deque[Any] | None = None
+        self._buf: list[Any] = []
+        self.append: Callable[[Any], None]
+        if _REFCOUNTED and batch_size > 1:
+            self._dq = deque(maxlen=batch_size)
+            self._dq.append(_Tripwire(self))
+            self.append = self._dq.append
+        else:
+            buf = self._buf
+            take = self.take
+
+            def append(item: Any) -> None:
+                buf.append(item)
+                if len(buf) >= batch_size:
+                    try:
+                        on_full(take())
+                    except BaseException as exc:  # noqa: BLE001 - as from the tripwire
+                        on_error(exc)
+
+            self.append = append
+
+    def _tripped(self) -> None:
+        if self.closed:
+            return
+        dq = self._dq
+        assert dq is not None
+        items = list(dq)
+        dq.clear()
+        dq.append(_Tripwire(self))
+        self.on_full(items)
+
+    def take(self) -> list[Any]:
+        """Everything buffered, in order (an empty list if nothing is)."""
+        dq = self._dq
+        if dq is None:
+            items = self._buf[:]
+            self._buf.clear()
+            return items
+        if len(dq) <= 1:
+            return []
+        wire = dq.popleft()
+        items = list(dq)
+        dq.clear()
+        dq.append(wire)
+        del wire
+        return items
+
+    def close(self) -> None:
+        """Drop the buffer and its tripwire; ``on_full`` is not called again."""
+        self.closed = True
+        if self._dq is not None:
+            self._dq.clear()
+        self._buf.clear()
 
 
 class TripwireOutbox(Outbox):
-    """Outbox whose ``outp`` is a C-level ``deque.append`` (see the module docstring)."""
+    """Outbox whose ``outp`` is a :class:`TripwireBuffer`'s C-level append."""
 
     def __init__(self, channels: list[Channel], batch_size: int, counters: NodeCounters) -> None:
         super().__init__(channels, batch_size, counters)
         self.error: BaseException | None = None
-        self._closed = False
-        if _REFCOUNTED and batch_size > 1:
-            self._dq: deque[Any] = deque(maxlen=batch_size)
-            self._dq.append(_Tripwire(self))
-            self.outp = self._dq.append
-        else:  # pragma: no cover - only on interpreters without refcounting
-            self._buf: list[Any] = []
-            append = self._buf.append
-            buf = self._buf
-            limit = batch_size
+        self._buffer = TripwireBuffer(batch_size, self._full, self._keep_error)
+        self.outp = self._buffer.append
 
-            def outp(item: Any) -> None:
-                append(item)
-                if len(buf) >= limit:
-                    self.flush()
-
-            self.outp = outp
-
-    def _tripped(self) -> None:
-        # Runs inside the append that filled the deque, in the node's own thread.
-        if self._closed:
-            return
-        dq = self._dq
+    def _full(self, items: list[Any]) -> None:
+        # Runs inside the append that filled the buffer, in the node's own thread.
         if self.aborted or self.error is not None:
-            dq.clear()
-            dq.append(_Tripwire(self))
             return
-        items = list(dq)
-        dq.clear()
-        dq.append(_Tripwire(self))
         try:
             self._send(items)
         except BaseException as exc:  # noqa: BLE001 - re-raised at the node's next read
+            self.error = exc
+
+    def _keep_error(self, exc: BaseException) -> None:
+        if self.error is None:  # it is raised at the node's next read
             self.error = exc
 
     def flush(self) -> None:
         if self.error is not None:
             error, self.error = self.error, None
             raise error
-        if not _REFCOUNTED or self.batch_size <= 1:  # pragma: no cover
-            if self._buf:
-                items = self._buf[:]
-                self._buf.clear()
-                self._send(items)
-            return
-        dq = self._dq
-        if len(dq) > 1:
-            wire = dq.popleft()
-            items = list(dq)
-            dq.clear()
-            dq.append(wire)
-            del wire
+        items = self._buffer.take()
+        if items:
             self._send(items)
 
     def _dispose(self) -> None:
-        self._closed = True
-        if _REFCOUNTED and self.batch_size > 1:
-            self._dq.clear()
+        self._buffer.close()
 
 
 class CheckedOutbox(Outbox):

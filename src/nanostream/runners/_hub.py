@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import heapq
 import logging
-import sys
 import threading
 import time
 from collections import deque
@@ -25,7 +24,7 @@ from typing import Any
 
 from greenlet import getcurrent, greenlet
 
-from .._core.channel import END
+from .._core.channel import END, TripwireBuffer
 from .._core.errors import NodeProtocolError
 from .._core.graph import Plan, PlanNode
 from .._core.monitor import ABORT_GRACE_S
@@ -42,10 +41,9 @@ log = logging.getLogger("nanostream")
 TIMESLICE_S = 0.02
 # Input slices are sized so that one slice takes about this long.
 _LINGER_S = 0.005
-_REFCOUNTED = sys.implementation.name == "cpython"
 _clock = time.perf_counter
 
-# Greenlets of nodes that ignored an abort (see _WireBox._tripped). They must never be
+# Greenlets of nodes that ignored an abort (see _WireBox._full). They must never be
 # garbage-collected in a thread that is still alive (that would run code inside them), so
 # they are kept here until their thread has ended, or for good for run_inline.
 ABANDONED: list[Any] = []
@@ -582,52 +580,25 @@ class _Box:
         """The node's time slice is over."""
 
 
-class _Wire:
-    __slots__ = ("box",)
-
-    def __init__(self, box: _WireBox) -> None:
-        self.box = box
-
-    def __del__(self) -> None:
-        self.box._tripped()
-
-
 class _WireBox(_Box):
     """Outbox of a node that reads input: ``outp`` is a C-level ``deque.append``.
 
-    The append that fills the deque pushes out the tripwire, whose ``__del__`` hands the
-    batch on, waiting (switching to the hub) while the downstream queue is full. An error
-    there cannot be raised from ``__del__``; it is kept and raised at the node's next read.
+    A :class:`~nanostream._core.channel.TripwireBuffer` hands each full batch on, waiting
+    (switching to the hub) while the downstream queue is full. An error there cannot be
+    raised from inside the append; it is kept and raised at the node's next read.
     """
 
     def __init__(self, sched: Scheduler, task: _Task, channels: list[_Channel]) -> None:
         super().__init__(sched, task, channels)
         self.error: BaseException | None = None
         self._abort_seen: float | None = None
-        self._dq: deque[Any] = deque(maxlen=max(2, self.batch_size))
-        if _REFCOUNTED and self.batch_size > 1:
-            self._dq.append(_Wire(self))
-            self.outp = self._dq.append
-        else:  # batch_size 1, or an interpreter without reference counting
-            buf: list[Any] = []
-            self._buf = buf
-            limit = self.batch_size
+        self._buffer = TripwireBuffer(max(1, self.batch_size), self._full, self._keep_error)
+        self.outp = self._buffer.append
 
-            def outp(item: Any) -> None:
-                buf.append(item)
-                if len(buf) >= limit:
-                    self.flush()
-
-            self.outp = outp
-
-    def _tripped(self) -> None:
-        # Runs inside the append that filled the deque, in the node's greenlet.
+    def _full(self, items: list[Any]) -> None:
+        # Runs inside the append that filled the buffer, in the node's greenlet.
         if self.closed:
             return
-        dq = self._dq
-        items = list(dq)
-        dq.clear()
-        dq.append(_Wire(self))
         if self.sched.aborting:
             now = _clock()
             if self._abort_seen is None:
@@ -644,28 +615,21 @@ class _WireBox(_Box):
         except BaseException as exc:  # noqa: BLE001 - raised at the node's next read
             self.error = exc
 
+    def _keep_error(self, exc: BaseException) -> None:
+        if self.error is None:
+            self.error = exc
+
     def flush(self) -> None:
         if self.error is not None:
             error, self.error = self.error, None
             raise error
-        if not _REFCOUNTED or self.batch_size <= 1:
-            if self._buf:
-                items = self._buf[:]
-                self._buf.clear()
-                self._send(items)
-            return
-        dq = self._dq
-        if len(dq) > 1:
-            wire = dq.popleft()
-            items = list(dq)
-            dq.clear()
-            dq.append(wire)
-            del wire
+        items = self._buffer.take()
+        if items:
             self._send(items)
 
     def _dispose(self) -> None:
         self.closed = True
-        self._dq.clear()
+        self._buffer.close()
 
 
 class _SourceBox(_Box):
