@@ -30,6 +30,7 @@ __all__ = ["main"]
 
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
+_POLL_S = 0.05  # how often a running pipeline's CLI looks for Ctrl-C / SIGTERM
 EXIT_STOPPED = -1  # internal: stopped gracefully by a signal (exit 0, or 128 + signal)
 
 _EPILOG = """\b
@@ -223,9 +224,9 @@ def run(
                     _use_log_handler(display_handler())
         except Exception as exc:  # noqa: BLE001 - reported as one paragraph
             ctx.exit(_report(exc, debug))
-        finally:
-            signals.release()
-        code = _wait(handle, debug, interrupted=signals.held)
+        # Signals stay held while the run lives: _wait polls for them, so no
+        # KeyboardInterrupt can land between two statements of this code.
+        code = _wait(handle, debug, signals)
         if code == EXIT_STOPPED:
             code = 128 + signals.last if signal_exit_codes else 0
     if code == 0:
@@ -347,29 +348,27 @@ def _count(n: int, what: str) -> str:
     return f"{n} {what}" if n == 1 else f"{n} {what}s"
 
 
-def _wait(run: Run, debug: bool, *, interrupted: bool = False) -> int:
-    """Wait for the run: Ctrl-C stops it gracefully, a second one aborts it."""
-    stopping = False
+def _wait(run: Run, debug: bool, signals: _Signals) -> int:
+    """Wait for the run: a first signal stops it gracefully, a second one aborts it."""
+    handled = 0
     while True:
         try:
-            if interrupted and not stopping:
-                stopping = True
-                _stopping(run)
-            run.wait()
-            break
-        except KeyboardInterrupt:
-            if not interrupted:
-                interrupted = True
-                continue
-            click.echo("nanostream: aborting", err=True)
-            run.abort()
-            break
+            if run.wait(timeout=_POLL_S):
+                break
         except NodeFailed as exc:
             return _report(exc, debug)
+        if signals.count > handled:
+            handled = signals.count
+            if handled == 1:
+                _stopping(run)
+            else:
+                click.echo("nanostream: aborting", err=True)
+                run.abort()
+                break
     if run.state == "aborted":
         click.echo("nanostream: aborted", err=True)
         return EXIT_INTERRUPTED
-    if interrupted:
+    if signals.count:
         click.echo("nanostream: stopped", err=True)
         return EXIT_STOPPED
     return 0
@@ -449,6 +448,7 @@ class _Signals:
 
     def __init__(self) -> None:
         self.held = False
+        self.count = 0  # signals received while held
         self.last: int = signal.SIGINT  # the last signal received
         self.previous: dict[int, Any] = {}
 
@@ -459,6 +459,7 @@ class _Signals:
     def _hold(self, signum: int, frame: Any) -> None:
         self.last = signum
         self.held = True
+        self.count += 1
 
     def _set(self, handler: Any) -> None:
         for signum in (signal.SIGINT, signal.SIGTERM):
