@@ -46,6 +46,7 @@ from ._core.policy import ErrorPolicy, ErrorRecord
 from ._core.ports import TaggedOutput
 from ._core.run import NodeStats, Run, RunOptions
 from ._core.signals import RunAborted, SourceStopped
+from ._core.ticks import TICK, Tick
 from .config import class_factory, load_pipeline, to_yaml
 from .nodes import (
     CSVReader,
@@ -88,7 +89,9 @@ __all__ = [
     "RunOptions",
     "RunStateError",
     "SourceStopped",
+    "TICK",
     "TaggedOutput",
+    "Tick",
     "TooManyErrors",
     "__version__",
     "as_node",

@@ -271,6 +271,8 @@ class NodeMarkers:
         self._held: deque[tuple[Marker, int]] = deque()
         self._bound = -1
         self._warned = False
+        # Set once the node has ended its outputs: markers then stop here, uncalled.
+        self.ended = False
 
     def arrived(self, marker: Marker, position: int) -> None:
         """``marker`` was read after ``position`` items, all of them consumed by the node."""
@@ -313,6 +315,8 @@ class NodeMarkers:
             self._pass(held.popleft()[0])
 
     def _pass(self, marker: Marker) -> None:
+        if self.ended:
+            return
         if self.terminal:
             self.coordinator.reached(marker)
         else:

@@ -27,10 +27,11 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from .errors import NodeProtocolError
 from .run import NodeCounters
 from .signals import RunAborted, SourceStopped
 
-__all__ = ["END", "Channel", "CheckedOutbox", "Outbox", "TripwireBuffer", "TripwireOutbox"]
+__all__ = ["END", "IDLE", "Channel", "CheckedOutbox", "Outbox", "TripwireBuffer", "TripwireOutbox"]
 
 
 class _End:
@@ -42,6 +43,17 @@ class _End:
 
 END: Any = _End()
 """Put into a channel by each producer when it has finished."""
+
+
+class _Idle:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "IDLE"
+
+
+IDLE: Any = _Idle()
+"""Returned by :meth:`Channel.get` when its timeout passed with nothing to read."""
 
 _REFCOUNTED = sys.implementation.name == "cpython"
 
@@ -117,8 +129,11 @@ class Channel:
         return len(self._dq) < self.max_batches
 
     # ----------------------------------------------------------------- consumer side
-    def get(self, counters: NodeCounters) -> Any:
-        """The next batch, waiting for one; ``END`` once every producer has finished."""
+    def get(self, counters: NodeCounters, timeout: float | None = None) -> Any:
+        """The next batch, waiting for one; ``END`` once every producer has finished.
+
+        With ``timeout``, :data:`IDLE` when nothing arrived for that many seconds.
+        """
         dq = self._dq
         while True:
             try:
@@ -132,13 +147,23 @@ class Channel:
                 with self._cond:
                     self._consumer_waiting = True
                     try:
-                        while not dq and not self._aborted:
-                            self._cond.wait()
+                        if timeout is None:
+                            while not dq and not self._aborted:
+                                self._cond.wait()
+                        else:
+                            deadline = start + timeout
+                            while not dq and not self._aborted:
+                                left = deadline - time.monotonic()
+                                if left <= 0:
+                                    break
+                                self._cond.wait(left)
                     finally:
                         self._consumer_waiting = False
                 counters.blocked_input_s += time.monotonic() - start
                 if self._aborted:
                     raise RunAborted from None
+                if not dq:
+                    return IDLE
                 continue
             if self._producers_waiting:
                 with self._cond:
@@ -157,6 +182,12 @@ class Channel:
             self._cond.notify_all()
 
 
+AFTER_END = (
+    "the node emitted an item after it ended its outputs (end_outputs()); from then on it "
+    "may only read its input"
+)
+
+
 class Outbox:
     """Collects one node's outputs and sends them to its downstream channels in batches."""
 
@@ -167,6 +198,7 @@ class Outbox:
         self.batch_size = batch_size
         self.counters = counters
         self.aborted = False
+        self.ended = False
 
     def _send(self, items: list[Any]) -> None:
         self.counters.items_out += len(items)
@@ -178,8 +210,11 @@ class Outbox:
         raise NotImplementedError
 
     def close(self) -> None:
-        """Send what is buffered, then the end-of-stream marker."""
+        """Send what is buffered, then the end-of-stream marker (once)."""
         self.flush()
+        if self.ended:
+            return
+        self.ended = True
         self._dispose()
         for channel in self.channels:
             channel.put(END, self.counters)
@@ -288,6 +323,10 @@ class TripwireBuffer:
             self._dq.clear()
         self._buf.clear()
 
+    def used_after_close(self) -> bool:
+        """True if anything was appended since :meth:`close`."""
+        return bool(self._dq) or bool(self._buf)
+
 
 class TripwireOutbox(Outbox):
     """Outbox whose ``outp`` is a :class:`TripwireBuffer`'s C-level append."""
@@ -315,6 +354,10 @@ class TripwireOutbox(Outbox):
         if self.error is not None:
             error, self.error = self.error, None
             raise error
+        if self.ended:
+            if self._buffer.used_after_close():
+                raise NodeProtocolError(AFTER_END)
+            return
         items = self._buffer.take()
         if items:
             self._send(items)
@@ -364,6 +407,8 @@ class CheckedOutbox(Outbox):
     def flush(self) -> None:
         with self._lock:
             if self._buf:
+                if self.ended:
+                    raise NodeProtocolError(AFTER_END)
                 self._send(self._take())
 
     def _flush_from_outp(self) -> None:

@@ -93,3 +93,9 @@ class NodeContext:
 
     def release_items(self, keep: int = 0) -> None:
         """A stateful node has emitted everything it read except its last ``keep`` items."""
+
+    def end_outputs(self) -> None:
+        """The node's outputs end now: its downstreams see the end of their input.
+
+        The base class (a node function called by hand) has no downstreams to tell.
+        """

@@ -54,6 +54,8 @@ class PlanNode:
     outputs: dict[str, tuple[int, ...]]
     queue_size: int
     batch_size: int
+    #: Seconds of idle input after which the node gets ``TICK`` (None: never).
+    tick_interval: float | None = None
 
     @property
     def is_source(self) -> bool:
@@ -193,6 +195,7 @@ class Pipeline:
                     outputs={p: tuple(ts) for p, ts in outputs[i].items()},
                     queue_size=queue,
                     batch_size=batch,
+                    tick_interval=node.ticks_every(),
                 )
             )
         return Plan(name=self.name, nodes=tuple(plan_nodes), options=opts, edges=tuple(plan_edges))

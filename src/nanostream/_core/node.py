@@ -25,6 +25,7 @@ from .policy import (
 )
 from .ports import TaggedOutput
 from .signals import SourceStopped
+from .ticks import TICK, check_tick_interval
 
 if TYPE_CHECKING:
     from .graph import Pipeline
@@ -48,7 +49,7 @@ T = TypeVar("T")
 DEFAULT_PORT = "out"
 ERRORS_PORT = "errors"
 
-NODE_OPTIONS = ("queue_size", "batch_size", *POLICY_OPTIONS, "holds_items")
+NODE_OPTIONS = ("queue_size", "batch_size", *POLICY_OPTIONS, "holds_items", "tick_interval")
 """Every option ``NanoNode.configure()`` takes besides ``name`` (pipeline files use the same)."""
 
 log = logging.getLogger("nanostream")
@@ -91,9 +92,10 @@ def check_node_option(key: str, value: Any) -> str | None:
             return f"{key} must be a positive integer, got {value!r}"
         return None
     if key == "holds_items":
-        if not isinstance(value, bool):
-            return f"holds_items must be true or false, got {value!r}"
-        return None
+        ok = isinstance(value, bool)
+        return None if ok else f"holds_items must be true or false, got {value!r}"
+    if key == "tick_interval":
+        return check_tick_interval(value)
     if key in POLICY_OPTIONS:
         return check_policy_option(key, value)
     return f"unknown node option {key!r}; node options: name, {', '.join(NODE_OPTIONS)}"
@@ -247,6 +249,10 @@ class NanoNode:
     #: ``as_function`` is its own (a node function), until it says otherwise.
     holds_items: bool | None = None
 
+    #: Seconds without input after which the node is told that time has passed (see
+    #: :meth:`tick`); ``None`` (the default): never.
+    tick_interval: float | None = None
+
     def __init__(
         self,
         *,
@@ -301,6 +307,7 @@ class NanoNode:
         - ``max_errors`` / ``max_error_rate``: fail the run once more than this many items
           (or this fraction of the last 100) failed for good.
         - ``holds_items``: see :meth:`release_items`.
+        - ``tick_interval``: seconds; see :meth:`tick`.
 
         Each item that failed for good is sent, as an :class:`~nanostream.ErrorRecord`,
         to the node's ``errors`` port (:attr:`errors`), if that port is linked.
@@ -432,6 +439,102 @@ class NanoNode:
         ctx = self._ns_context
         if ctx is not None:
             ctx.release_items(keep)
+
+    def ticks_every(self) -> float | None:
+        """The node's ``tick_interval``, resolved: the option, else the attribute.
+
+        Example:
+            >>> import nanostream
+            >>> nanostream.testing.Collect().ticks_every() is None
+            True
+            >>> nanostream.testing.Collect().configure(tick_interval=0.5).ticks_every()
+            0.5
+        """
+        value = (self._ns_options or {}).get("tick_interval", self.tick_interval)
+        problem = check_tick_interval(value)
+        if problem is not None:
+            raise GraphError(f"{self!r}: {problem}")
+        return None if value is None else float(value)
+
+    def tick(self) -> Iterator[Any] | None:
+        """Called when no item has arrived for ``tick_interval`` seconds; may yield outputs.
+
+        Only for a node whose ``tick_interval`` is set, and only on runners that keep time
+        (``threads``, ``cooperative``, ``ray``), in the node's own thread, between
+        ``process_item`` calls; again every ``tick_interval`` while no item comes. Use it
+        to emit what is due by the clock (a batch's timeout, a window's end) on a quiet
+        stream. A node function with ``tick_interval`` gets :data:`nanostream.TICK` in its
+        input instead.
+
+        Example:
+            >>> import threading, nanostream
+            >>> got_first = threading.Event()
+            >>> class Quiet(nanostream.NanoNode):
+            ...     def generator(self):
+            ...         yield 1
+            ...         got_first.wait(10)  # nothing more comes until the sink has item 1
+            ...         yield 2
+            >>> class Hold(nanostream.NanoNode):
+            ...     tick_interval = 0.01
+            ...     def setup(self):
+            ...         self.kept = []
+            ...     def process_item(self, item):
+            ...         self.kept.append(item)
+            ...         yield from ()
+            ...     def tick(self):
+            ...         yield from self.kept
+            ...         self.kept = []
+            ...     def cleanup(self):
+            ...         yield from self.kept
+            >>> class Sink(nanostream.testing.Collect):
+            ...     def process_item(self, item):
+            ...         got_first.set()
+            ...         yield from super().process_item(item)
+            >>> sink = Sink()
+            >>> Quiet() > Hold() > sink
+            Sink(name=None)
+            >>> sink.global_start()
+            >>> sink.items
+            [1, 2]
+        """
+        return None
+
+    def end_outputs(self) -> None:
+        """End this node's outputs now, while it goes on reading (and dropping) its input.
+
+        Everything the node emitted so far is sent, then its downstreams see the end of
+        their input (their ``cleanup()`` runs) even though this node's input goes on. The
+        node must not emit afterwards (that is a ``NodeProtocolError``); it still reads
+        its input to the end, so its upstreams are never blocked. ``Take(n)`` uses it.
+        Call it from the node's own code. Outside a run it does nothing.
+
+        Acknowledgements of the items the node reads after ending its outputs are not
+        called, nor those of the last items before, whose acknowledgement marker had not
+        reached the node yet: a restarted source sends them again (at least once).
+
+        Example:
+            >>> import nanostream
+            >>> class FirstTwo(nanostream.NanoNode):
+            ...     def setup(self):
+            ...         self.seen = 0
+            ...     def process_item(self, item):
+            ...         self.seen += 1
+            ...         if self.seen <= 2:
+            ...             yield item
+            ...         if self.seen == 2:
+            ...             self.end_outputs()
+            >>> sink = nanostream.testing.Collect()
+            >>> nanostream.from_iterable(range(1000)) > FirstTwo() > sink
+            Collect(name=None)
+            >>> run = sink.global_start(block=False)
+            >>> sink.ended.wait(10), sink.items
+            (True, [0, 1])
+            >>> run.wait(10)
+            True
+        """
+        ctx = self._ns_context
+        if ctx is not None:
+            ctx.end_outputs()
 
     @contextmanager
     def guard_items(
@@ -603,11 +706,15 @@ class NanoNode:
 
             return source_function
 
+        ticks = self.ticks_every() is not None
+
         if not policy.guarded:
 
             def process_function(inp: Iterable[Any], outp: Callable[[Any], Any]) -> None:
                 node.setup()
                 process = node.process_item
+                if ticks:
+                    inp = node._untick(inp, outp)
                 for item in inp:
                     for out in process(item):
                         outp(out)
@@ -619,6 +726,8 @@ class NanoNode:
             ctx = node._context()
             node.setup()
             guard = ItemGuard(policy, ctx, outp, node.process_item)
+            if ticks:
+                inp = node._untick(inp, outp)
             try:
                 for item in inp:
                     guard(item)
@@ -628,6 +737,17 @@ class NanoNode:
             node._run_cleanup(outp)
 
         return guarded_function
+
+    def _untick(self, inp: Iterable[Any], outp: Callable[[Any], Any]) -> Iterator[Any]:
+        """``inp`` without its ticks; each tick calls :meth:`tick` and emits its outputs."""
+        for item in inp:
+            if item is TICK:
+                result = self.tick()
+                if result is not None:
+                    for out in result:
+                        outp(out)
+                continue
+            yield item
 
     def _run_cleanup(self, outp: Callable[[Any], Any]) -> None:
         result = self.cleanup()

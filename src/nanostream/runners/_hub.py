@@ -24,13 +24,15 @@ from typing import Any
 
 from greenlet import getcurrent, greenlet
 
-from .._core.channel import END, TripwireBuffer
+from .._core.acks import AckCoordinator, Marker, NodeMarkers
+from .._core.channel import AFTER_END, END, TripwireBuffer
 from .._core.errors import NodeProtocolError
 from .._core.graph import Plan, PlanNode
 from .._core.monitor import ABORT_GRACE_S
 from .._core.ports import port_dispatcher
 from .._core.run import NodeCounters
 from .._core.signals import RunAborted, SourceStopped
+from .._core.ticks import TICK
 
 __all__ = ["ABANDONED", "TIMESLICE_S", "Scheduler"]
 
@@ -42,6 +44,8 @@ TIMESLICE_S = 0.02
 # Input slices are sized so that one slice takes about this long.
 _LINGER_S = 0.005
 _clock = time.perf_counter
+# The slice a node with a tick_interval reads when no item came for that long.
+TICKS = (TICK,)
 
 # Greenlets of nodes that ignored an abort (see _WireBox._full). They must never be
 # garbage-collected in a thread that is still alive (that would run code inside them), so
@@ -75,17 +79,23 @@ class _Task:
         "boxes",
         "channel",
         "counters",
+        "cursor",
         "deadline",
         "done",
         "exhausted",
         "function",
         "greenlet",
+        "holds",
+        "index",
         "inp",
         "is_source",
+        "markers",
         "name",
         "outp",
         "parked",
         "queued",
+        "tick",
+        "timer",
         "waker",
     )
 
@@ -114,6 +124,14 @@ class _Task:
         self.done = False
         self.parked = False
         self.exhausted = False
+        self.tick: float | None = None  # the node's tick_interval
+        self.timer = 0  # the id of the input timer that may wake the task (0: none)
+        # Acknowledgements (see nanostream._core.acks): the node's plan index, whether it
+        # holds items, its markers, and how many items it has surely read.
+        self.index = -1
+        self.holds: bool | None = None
+        self.markers: NodeMarkers | None = None
+        self.cursor = 0
 
 
 def _drop(item: Any) -> None:
@@ -134,12 +152,17 @@ class Scheduler:
         self.current: _Task | None = None
         self.idle: _Task | None = None  # run only when no other task is ready (run_inline)
         self.sleepers: list[tuple[float, int, _Task]] = []  # a heap, by wake-up time
+        # Input timeouts of nodes with a tick_interval (a heap); unlike sleeps, a stop
+        # does not end them.
+        self.timers: list[tuple[float, int, _Task]] = []
         self._sleeps = 0
         self.stop_event = _StopEvent(self)
+        self.abort_event = _AbortEvent(self)
         self.thread_id: int | None = None
         self.hub: Any = None
         self.remaining = 0
         self.parked: list[Any] = []
+        self.acks: AckCoordinator | None = None  # set by a run that supports acks
 
     # ----------------------------------------------------------------- building
     def add_plan(
@@ -169,6 +192,10 @@ class Scheduler:
         for pn, c in zip(nodes, counters, strict=True):
             fed = inline and pn.name in entry_set
             task = _Task(pn.name, pn.function, c, pn.batch_size, not pn.inputs and not fed)
+            task.tick = pn.tick_interval
+            task.index = pn.index
+            if not inline:
+                task.holds = pn.node.items_held()
             producers = len(pn.inputs) + (1 if fed else 0)
             if producers:
                 task.channel = _Channel(pn.queue_size, pn.batch_size, producers)
@@ -240,6 +267,7 @@ class Scheduler:
         self.thread_id = threading.get_ident()
         ready = self.ready
         sleepers = self.sleepers
+        timers = self.timers
         stop = self.stop_event
         for task in self.tasks:
             task.greenlet = task.waker = greenlet(partial(self._task_main, task), parent=hub)
@@ -256,13 +284,24 @@ class Scheduler:
                 now = clock()
                 while sleepers and (stopping or sleepers[0][0] <= now):
                     self.make_ready(heapq.heappop(sleepers)[2])
+            if timers:
+                now = clock()
+                while timers and timers[0][0] <= now:
+                    _, timer, waiting = heapq.heappop(timers)
+                    if waiting.timer == timer:
+                        waiting.timer = 0
+                        self.make_ready(waiting)
             if ready:
                 task = ready.popleft()
                 task.queued = False
             elif self.idle is not None:
                 task, self.idle = self.idle, None
-            elif sleepers:  # everyone sleeps: so does the thread, until a wake-up or stop
-                threading.Event.wait(stop, max(0.0, sleepers[0][0] - clock()))
+            elif sleepers or timers:  # everyone waits: so does the thread, until a wake-up
+                wake = min(h[0][0] for h in (sleepers, timers) if h)
+                if sleepers:  # a stop wakes the sleepers
+                    threading.Event.wait(stop, max(0.0, wake - clock()))
+                else:
+                    time.sleep(max(0.0, wake - clock()))
                 continue
             else:  # pragma: no cover - a scheduler bug, never a user error
                 waiting = next(t for t in self.tasks if not t.done)
@@ -275,6 +314,7 @@ class Scheduler:
             task.waker.switch()
         self.current = None
         self.stop_event.detach()  # nodes keep the event, not the whole finished run
+        self.abort_event.detach()
         for task in self.tasks:
             for box in task.box_list:
                 box._dispose()
@@ -308,6 +348,13 @@ class Scheduler:
                     f"node function of {task.name!r} returned before its input ended; a node "
                     "function must iterate over its entire input"
                 )
+            acks = self.acks
+            if task.markers is not None:
+                task.markers.finish()  # the held markers go out before the end
+            elif acks is not None and task.channel is None and acks.has_acks(task.index):
+                for box in task.box_list:
+                    box.flush()
+                acks.mark(task.index, final=True)
             for box in task.box_list:
                 box.close()
             counters.state = "finished"
@@ -349,7 +396,8 @@ class Scheduler:
         while True:
             self.hub.switch()
 
-    def wait_input(self, task: _Task, channel: _Channel) -> None:
+    def wait_input(self, task: _Task, channel: _Channel, timeout: float | None = None) -> None:
+        """Wait until the channel has a batch, or ``timeout`` seconds have passed."""
         for box in task.box_list:
             box.flush()
         if channel.batches:
@@ -358,7 +406,14 @@ class Scheduler:
             raise RunAborted
         channel.waiter = task
         start = _clock()
+        if timeout is not None:
+            self._sleeps += 1
+            task.timer = self._sleeps
+            heapq.heappush(self.timers, (start + timeout, self._sleeps, task))
         self._block(task)
+        task.timer = 0
+        if channel.waiter is task:
+            channel.waiter = None
         task.counters.blocked_input_s += _clock() - start
         if self.aborting:
             raise RunAborted
@@ -402,6 +457,22 @@ class Scheduler:
             raise RunAborted
         return self.stop_event.is_set()
 
+    def pause(self, task: _Task, seconds: float) -> bool:
+        """Wait ``seconds`` inside a task while the others run; a stop does not end it.
+
+        Returns True (at once, or when woken early) if the run is aborting.
+        """
+        if self.aborting:
+            return True
+        for box in task.box_list:
+            box.flush()
+        self._sleeps += 1
+        task.timer = self._sleeps
+        heapq.heappush(self.timers, (_clock() + seconds, self._sleeps, task))
+        self._block(task)
+        task.timer = 0
+        return self.aborting
+
     def time_slice(self, task: _Task) -> None:
         """The task has had the thread for a while: send its outputs, let others run."""
         for box in task.box_list:
@@ -428,14 +499,15 @@ class Scheduler:
             channel.waiter = None
             self.make_ready(waiter)
 
-    def put_end(self, channel: _Channel) -> None:
-        channel.batches.append(END)
+    def put_end(self, channel: _Channel, end: Any = END) -> None:
+        """Put ``end`` (the end of stream, or an ack marker) without waiting for room."""
+        channel.batches.append(end)
         waiter = channel.waiter
         if waiter is not None:
             channel.waiter = None
             self.make_ready(waiter)
 
-    def _reader(self, task: _Task, channel: _Channel) -> Iterator[list[Any]]:
+    def _reader(self, task: _Task, channel: _Channel) -> Iterator[Sequence[Any]]:
         """The batches of a task's input, in slices sized to take about ``_LINGER_S``."""
         batches = channel.batches
         counters = task.counters
@@ -443,9 +515,18 @@ class Scheduler:
         max_slice = task.batch_size
         clock = _clock
         slice_len = 1
+        tick = task.tick
         while True:
             if not batches:
-                self.wait_input(task, channel)
+                if tick is None:
+                    self.wait_input(task, channel)
+                    continue
+                self.wait_input(task, channel, tick)
+                if not batches:  # no input for tick seconds
+                    task.cursor = counters.items_in
+                    yield TICKS
+                    if task.markers is not None:
+                        task.markers.apply()
                 continue
             batch = batches.popleft()
             if channel.blocked and len(batches) < channel.max_batches:
@@ -460,17 +541,24 @@ class Scheduler:
                 continue
             if self.aborting:
                 raise RunAborted
+            if type(batch) is Marker:
+                self.markers_of(task).arrived(batch, counters.items_in)
+                continue
             n = len(batch)
+            base = counters.items_in
             counters.items_in += n
             start = 0
             while start < n:
                 part = (
                     batch if (start == 0 and n <= slice_len) else batch[start : start + slice_len]
                 )
+                task.cursor = base + start + 1
                 start += len(part)
                 blocked = counters.blocked_output_s
                 t0 = clock()
                 yield part
+                if task.markers is not None:
+                    task.markers.apply()
                 t1 = clock()
                 if t1 >= deadline[0]:
                     self.time_slice(task)
@@ -479,6 +567,33 @@ class Scheduler:
                     slice_len = max(1, int(slice_len * _LINGER_S / elapsed / 2))
                 elif elapsed < _LINGER_S / 8 and slice_len < max_slice:
                     slice_len = min(max_slice, slice_len * 2)
+
+    # ----------------------------------------------------------------- acknowledgements
+    def markers_of(self, task: _Task) -> NodeMarkers:
+        """The task's markers (made when the first one arrives)."""
+        markers = task.markers
+        if markers is None:
+            assert self.acks is not None, "a marker reached a run without acknowledgements"
+            markers = task.markers = NodeMarkers(
+                task.name, task.index, self.acks, task.holds, partial(self._forward, task)
+            )
+        return markers
+
+    def _forward(self, task: _Task, marker: Marker) -> None:
+        for box in task.box_list:
+            box.flush()
+        for box in task.box_list:
+            for channel in box.channels:
+                self.put(task, channel, marker)
+
+    def inject_marker(self, task: _Task, marker: Marker) -> bool:
+        """Put ``marker`` after everything source ``task`` has sent; False if it holds some."""
+        if any(box.holds_items() for box in task.box_list):
+            return False
+        for box in task.box_list:
+            for channel in box.channels:
+                self.put_end(channel, marker)
+        return True
 
     # ----------------------------------------------------------------- control
     def preempt_if_due(self) -> None:
@@ -505,9 +620,39 @@ class Scheduler:
         """Every task ends at its next chance (safe to call from any thread)."""
         self.aborting = True
         self.stop_event.set()
+        self.abort_event.set()
         for task in self.tasks:
             for box in task.box_list:
                 box.abort()
+
+
+class _AbortEvent(threading.Event):
+    """The run's abort event, which a retry's back-off waits on.
+
+    Waited on inside a node of the run, it waits cooperatively (the other nodes run
+    meanwhile) and only an abort ends the wait early. Anywhere else it is a plain event.
+    """
+
+    def __init__(self, sched: Scheduler) -> None:
+        super().__init__()
+        self._sched: Scheduler | None = sched
+
+    def detach(self) -> None:
+        """The run has ended: from now on this is a plain event."""
+        self._sched = None
+
+    def wait(self, timeout: float | None = None) -> bool:
+        sched = self._sched
+        task = sched.current if sched is not None else None
+        if (
+            sched is None
+            or task is None
+            or timeout is None
+            or sched.thread_id != threading.get_ident()
+            or getcurrent() is sched.hub
+        ):
+            return super().wait(timeout)
+        return sched.pause(task, timeout)
 
 
 class _StopEvent(threading.Event):
@@ -551,6 +696,7 @@ class _Box:
         self.counters = task.counters
         self.batch_size = task.batch_size
         self.closed = False
+        self.ended = False
 
     def _send(self, items: list[Any]) -> None:
         self.counters.items_out += len(items)
@@ -561,8 +707,11 @@ class _Box:
         """Send what is buffered (may wait for room)."""
 
     def close(self) -> None:
-        """Send what is buffered, then the end of the stream."""
+        """Send what is buffered, then the end of the stream (once)."""
         self.flush()
+        if self.ended:
+            return
+        self.ended = True
         self._dispose()
         for channel in self.channels:
             self.sched.put_end(channel)
@@ -578,6 +727,10 @@ class _Box:
 
     def preempt(self) -> None:
         """The node's time slice is over."""
+
+    def holds_items(self) -> bool:
+        """True while items wait in the box."""
+        return False
 
 
 class _WireBox(_Box):
@@ -623,6 +776,10 @@ class _WireBox(_Box):
         if self.error is not None:
             error, self.error = self.error, None
             raise error
+        if self.ended:
+            if self._buffer.used_after_close():
+                raise NodeProtocolError(AFTER_END)
+            return
         items = self._buffer.take()
         if items:
             self._send(items)
@@ -675,9 +832,17 @@ class _SourceBox(_Box):
     def flush(self) -> None:
         buf = self._buf
         if buf:
+            if self.ended:
+                raise NodeProtocolError(AFTER_END)
             items = buf[:]
             buf.clear()
             self._send(items)
+            acks = self.sched.acks
+            if acks is not None:
+                acks.mark(self.task.index)  # acks waiting for these items get a marker
+
+    def holds_items(self) -> bool:
+        return bool(self._buf)
 
     def _flush_from_outp(self) -> None:
         self.flush()

@@ -22,10 +22,12 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from .._core.graph import Plan
+from .._core.acks import AckCoordinator, Marker
+from .._core.context import NodeContext
+from .._core.graph import Plan, PlanNode
 from .._core.monitor import Monitor
 from .._core.run import NodeCounters, NodeStats, Run
-from ._hub import ABANDONED, TIMESLICE_S, Scheduler
+from ._hub import ABANDONED, TIMESLICE_S, Scheduler, _Task
 
 __all__ = ["CooperativeRun", "CooperativeRunner", "run_inline"]
 
@@ -33,6 +35,40 @@ log = logging.getLogger("nanostream")
 
 
 # --------------------------------------------------------------------------- the runner
+class _CoopContext(NodeContext):
+    """A node's context on the cooperative runner: its counters, acks, markers, outputs."""
+
+    supports_acks = True
+
+    def __init__(self, sched: Scheduler, pn: PlanNode, task: _Task) -> None:
+        super().__init__(pn.name, linked_ports=pn.outputs, abort_event=sched.abort_event)
+        self.sched = sched
+        self.task = task
+
+    def count_error(self) -> None:
+        self.errors += 1
+        self.task.counters.errors += 1
+
+    def attach_ack(self, ack: Callable[[], Any]) -> None:
+        acks = self.sched.acks
+        assert acks is not None
+        acks.attach(self.task.index, ack)
+
+    def release_items(self, keep: int = 0) -> None:
+        task = self.task
+        if task.channel is not None:
+            self.sched.markers_of(task).request_release(task.cursor - keep)
+
+    def end_outputs(self) -> None:
+        task = self.task
+        if task.channel is not None and self.sched.acks is not None:
+            markers = self.sched.markers_of(task)
+            markers.finish()  # what it has read so far was emitted
+            markers.ended = True
+        for box in task.box_list:
+            box.close()
+
+
 class CooperativeRun(Run):
     """A pipeline running on :class:`CooperativeRunner`.
 
@@ -58,6 +94,11 @@ class CooperativeRun(Run):
         self.threads: list[threading.Thread] = []  # no thread per node (for the monitor)
         self.sched = Scheduler(self._fail, watched=True)
         self.sched.add_plan(plan, self.counters)
+        self.acks = self.sched.acks = AckCoordinator(plan, self._inject_marker)
+        self.contexts = [
+            _CoopContext(self.sched, pn, task)
+            for pn, task in zip(plan.nodes, self.sched.tasks, strict=True)
+        ]
         # NanoNode.sleep() waits on it: inside a node, the other nodes run meanwhile
         self.stop_event: threading.Event = self.sched.stop_event
         self.channels = [task.channel for task in self.sched.tasks]
@@ -81,6 +122,7 @@ class CooperativeRun(Run):
             counters.state = "running"
         for pn in self.plan.nodes:
             pn.node._ns_stop_event = self.stop_event
+            pn.node._ns_context = self.contexts[pn.index]
         self.watcher.start()
         self.thread.start()
 
@@ -114,6 +156,10 @@ class CooperativeRun(Run):
                     self.monitor.log_counts()
             except Exception:  # pragma: no cover - the watcher must never kill a run
                 log.exception("nanostream cooperative watcher failed")
+
+    def _inject_marker(self, source: int, marker: Marker, final: bool) -> bool:
+        # Called in the run's thread only (by the source's outbox, or at its end).
+        return self.sched.inject_marker(self.sched.tasks[source], marker)
 
     def _on_stop(self) -> None:
         self.sched.request_stop()

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from itertools import chain
 from typing import Any
 
 from .._core.acks import AckCoordinator, Marker, NodeMarkers
-from .._core.channel import END, Channel, CheckedOutbox, Outbox, TripwireOutbox
+from .._core.channel import END, IDLE, Channel, CheckedOutbox, Outbox, TripwireOutbox
 from .._core.context import NodeContext
 from .._core.errors import NodeProtocolError
 from .._core.graph import Plan, PlanNode
@@ -18,6 +18,7 @@ from .._core.monitor import Monitor
 from .._core.ports import port_dispatcher
 from .._core.run import NodeCounters, NodeStats, Run
 from .._core.signals import RunAborted, SourceStopped, clear_async_exception, raise_async_exception
+from .._core.ticks import TICK
 
 __all__ = ["ThreadRun", "ThreadsRunner"]
 
@@ -26,6 +27,8 @@ __all__ = ["ThreadRun", "ThreadsRunner"]
 _LINGER_S = 0.05
 # After an abort, a node thread that is still alive is interrupted again this often.
 _REINTERRUPT_S = 1.0
+# The slice a node with a tick_interval reads when no item came for that long.
+TICKS = (TICK,)
 
 
 class _Input:
@@ -49,20 +52,29 @@ class _Input:
         # those before the slice, and the slice's first.
         self.cursor = 0
 
-    def batches(self) -> Iterator[list[Any]]:
+    def batches(self) -> Iterator[Sequence[Any]]:
         channel, counters, outboxes = self.channel, self.counters, self.outboxes
         run = self.run
         clock = time.monotonic
         # Start with one-item slices and double while the node is fast, so a slow node
         # delivers its first outputs at once instead of after a whole batch.
         slice_len = 1
+        tick = self.pn.tick_interval
         while True:
             if run.aborting:
                 raise RunAborted
-            batch = channel.get(counters)
+            batch = channel.get(counters, tick)
             if batch is END:
                 self.exhausted = True
                 return
+            if batch is IDLE:
+                self.cursor = counters.items_in  # every item delivered has been read
+                yield TICKS
+                for outbox in outboxes:
+                    outbox.flush()
+                if self.markers is not None:
+                    self.markers.apply()
+                continue
             if type(batch) is Marker:
                 self._markers().arrived(batch, counters.items_in)
                 continue
@@ -142,6 +154,15 @@ class _ThreadContext(NodeContext):
         reader = self.reader
         if reader is not None:
             reader.release(keep)
+
+    def end_outputs(self) -> None:
+        reader = self.reader
+        if reader is not None:
+            markers = reader._markers()
+            markers.finish()  # what it has read so far was emitted
+            markers.ended = True
+        for box in self.run.outboxes[self.index].values():
+            box.close()
 
 
 class ThreadRun(Run):
