@@ -21,6 +21,8 @@ Example:
 
 from __future__ import annotations
 
+from .redact import redact
+
 __all__ = [
     "ConfigError",
     "CycleError",
@@ -133,6 +135,7 @@ class NodeFailed(NanoStreamError):
     """A node raised an exception while the pipeline ran.
 
     ``node`` is the node's name; ``__cause__`` is the original exception, with its traceback.
+    Secrets in the cause's text are masked in the message (see :mod:`nanostream._core.redact`).
 
     Example:
         >>> import nanostream
@@ -150,7 +153,8 @@ class NodeFailed(NanoStreamError):
 
     def __init__(self, node: str, cause: BaseException) -> None:
         self.node = node
-        super().__init__(f"node {node!r} failed: {type(cause).__name__}: {cause}")
+        # The message is masked (it reaches logs); the cause is kept as it is, for debugging.
+        super().__init__(f"node {node!r} failed: {type(cause).__name__}: {redact(cause)}")
         self.__cause__ = cause
 
 

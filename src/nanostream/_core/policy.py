@@ -43,6 +43,7 @@ from typing import Any
 from .context import NodeContext
 from .errors import TooManyErrors
 from .ports import TaggedOutput
+from .redact import redact
 from .signals import RunAborted, clear_async_exception, raise_async_exception
 
 __all__ = [
@@ -175,7 +176,10 @@ class ErrorRecord:
 
     @classmethod
     def capture(cls, node: str, item: Any, exc: BaseException, attempt: int) -> ErrorRecord:
-        """The record of ``item`` failing in ``node`` with ``exc`` after ``attempt`` attempts."""
+        """The record of ``item`` failing in ``node`` with ``exc`` after ``attempt`` attempts.
+
+        Secrets in the message and traceback are masked (see :mod:`nanostream._core.redact`).
+        """
         kind = type(exc)
         module = kind.__module__
         name = kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
@@ -183,8 +187,8 @@ class ErrorRecord:
             node=node,
             item=item,
             exception_type=name,
-            message=str(exc),
-            traceback="".join(traceback.format_exception(exc)),
+            message=redact(exc),
+            traceback=redact("".join(traceback.format_exception(exc))),
             attempt=attempt,
             time=time.time(),
         )

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from .._core.errors import NanoStreamError
+from .._core.redact import MASK, mask_text, redact, remember_secret
 from .._core.signals import RunAborted
 
 if TYPE_CHECKING:
@@ -48,7 +48,6 @@ __all__ = [
     "pause",
 ]
 
-MASK = "***"
 
 # Names of headers, query parameters and key=value pairs whose values are credentials.
 _SENSITIVE_PARTS = (
@@ -67,13 +66,6 @@ _SENSITIVE_PARTS = (
     "private",
 )
 _SENSITIVE_NAMES = frozenset({"key", "pwd", "pass", "sig", "access_key", "client_secret"})
-
-_URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][\w+.-]*://)(?P<user>[^\s/@:]*):(?P<pw>[^\s/@]*)@")
-_KEY_VALUE = re.compile(
-    r"(?i)(?P<name>\b[\w.-]*(?:password|passwd|pwd|secret|token|api[_-]?key|apikey|"
-    r"signature|sig|credential|key)\b)(?P<sep>\s*[=:]\s*)(?P<quote>['\"]?)(?P<value>[^\s&;,'\"]+)"
-)
-_BEARER = re.compile(r"(?i)\b(?P<scheme>bearer|basic|token)\s+(?P<value>[A-Za-z0-9._~+/=-]{6,})")
 
 
 class ConnectorError(NanoStreamError):
@@ -182,19 +174,6 @@ def mask_headers(headers: Mapping[str, Any] | None) -> dict[str, Any]:
     return {k: (MASK if is_sensitive_name(str(k)) else v) for k, v in (headers or {}).items()}
 
 
-def mask_text(text: str) -> str:
-    """``text`` with URL passwords, ``name=value`` credentials and bearer tokens masked.
-
-    Example:
-        >>> from nanostream.nodes._secrets import mask_text
-        >>> mask_text("connect to mysql://root:pw@h/db failed; token=xyz")
-        'connect to mysql://root:***@h/db failed; token=***'
-    """
-    text = _URL_USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
-    text = _KEY_VALUE.sub(lambda m: f"{m['name']}{m['sep']}{m['quote']}{MASK}", text)
-    return _BEARER.sub(lambda m: f"{m['scheme']} {MASK}", text)
-
-
 class Secrets:
     """The exact secret strings of one connector; :meth:`scrub` hides them in any text.
 
@@ -239,7 +218,7 @@ class Secrets:
         for form in {value, unquote(value), quote(value, safe="")}:
             if len(form) >= self.MIN_LENGTH:
                 self._values.add(form)
-                _REGISTRY.add(form)
+                remember_secret(form)
 
     def add_url(self, url: object) -> None:
         """Remember the secrets of ``url``: its password and credential query values."""
@@ -282,28 +261,6 @@ class Secrets:
         return f"Secrets({len(self._values)} hidden)"
 
 
-class _Registry:
-    """Every secret any connector has seen, for the masking log filter."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._values: tuple[str, ...] = ()
-
-    def add(self, value: str) -> None:
-        with self._lock:
-            if value not in self._values:
-                self._values = tuple(sorted({*self._values, value}, key=len, reverse=True))
-
-    def scrub(self, text: str) -> str:
-        for value in self._values:
-            if value in text:
-                text = text.replace(value, MASK)
-        return mask_text(text)
-
-
-_REGISTRY = _Registry()
-
-
 class _MaskingFilter(logging.Filter):
     """Rewrites each record's message with every known secret masked."""
 
@@ -312,13 +269,13 @@ class _MaskingFilter(logging.Filter):
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a broken record is the logging module's business
             return True
-        masked = _REGISTRY.scrub(message)
+        masked = redact(message)
         if masked != message:
             record.msg = masked
             record.args = None
         if record.exc_info and record.exc_info[1] is not None:
             exc_text = logging.Formatter().formatException(record.exc_info)
-            record.exc_text = _REGISTRY.scrub(exc_text)
+            record.exc_text = redact(exc_text)
         return True
 
 
