@@ -450,3 +450,39 @@ def test_monitor_warns_about_a_stalled_node(caplog: pytest.LogCaptureFixture) ->
     assert "node 'fast' has waited" in caplog.text
     assert "bottleneck: slow" in caplog.text
     assert "fast: in=0 out=" in caplog.text
+
+
+def test_a_retry_back_off_lets_the_other_nodes_run() -> None:
+    """The back-off waits cooperatively: another branch goes on meanwhile."""
+    order: list[str] = []
+
+    class Flaky(nanostream.NanoNode):
+        def setup(self) -> None:
+            self.failed = False
+
+        def process_item(self, item: int) -> Iterator[int]:
+            if not self.failed:
+                self.failed = True
+                order.append("fail")
+                raise ValueError(item)
+            order.append("retried")
+            yield item
+
+    class Ticker(nanostream.NanoNode):
+        def generator(self) -> Iterator[str]:
+            for _ in range(20):
+                order.append("other")
+                yield "tick"
+                self.sleep(0.02)
+
+    src = nanostream.from_iterable([1], name="src")
+    flaky = Flaky(on_error="retry", retries=1, backoff=0.2, name="flaky")
+    sink = Collect(name="sink")
+    src > flaky > sink
+    Ticker(name="ticker") > sink
+    started = time.monotonic()
+    sink.global_start(runner="cooperative")
+    assert sink.items.count(1) == 1 and sink.items.count("tick") == 20
+    during = order[order.index("fail") + 1 : order.index("retried")]
+    assert "other" in during, "nothing ran while the retry backed off"
+    assert time.monotonic() - started >= 0.1  # the back-off was waited, not skipped

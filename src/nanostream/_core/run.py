@@ -6,14 +6,25 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from .errors import NodeFailed
 
-__all__ = ["NodeCounters", "NodeStats", "Run", "RunOptions", "RunState"]
+if TYPE_CHECKING:
+    from .graph import Plan
+
+__all__ = [
+    "NodeCounters",
+    "NodeStats",
+    "Run",
+    "RunOptions",
+    "RunState",
+    "downstream_names",
+    "local_stats",
+]
 
 log = logging.getLogger("nanostream")
 
@@ -371,3 +382,37 @@ def _signals_recorded(record: Callable[[int], Any]) -> Iterator[bool]:
     finally:
         for number, old in previous.items():
             signal.signal(number, old if old is not None else signal.SIG_DFL)
+
+
+class _Queue(Protocol):
+    capacity: int
+
+    def depth(self) -> int: ...
+
+
+def local_stats(
+    plan: Plan, counters: Sequence[NodeCounters], queues: Sequence[_Queue | None]
+) -> dict[str, NodeStats]:
+    """``Run.stats()`` of a run in this process: each node's counters and input queue."""
+    result = {}
+    for pn in plan.nodes:
+        c = counters[pn.index]
+        queue = queues[pn.index]
+        result[pn.name] = NodeStats(
+            name=pn.name,
+            state=c.state,
+            items_in=c.items_in,
+            items_out=c.items_out,
+            errors=c.errors,
+            queue_depth=queue.depth() if queue is not None else 0,
+            queue_capacity=queue.capacity if queue is not None else 0,
+            blocked_input_s=c.blocked_input_s,
+            blocked_output_s=c.blocked_output_s,
+        )
+    return result
+
+
+def downstream_names(plan: Plan, index: int) -> list[str]:
+    """Names of the nodes fed by node ``index`` of ``plan`` (for the monitor's messages)."""
+    pn = plan.nodes[index]
+    return [plan.nodes[t].name for ts in pn.outputs.values() for t in ts]

@@ -626,40 +626,11 @@ class Scheduler:
                 box.abort()
 
 
-class _AbortEvent(threading.Event):
-    """The run's abort event, which a retry's back-off waits on.
+class _TaskEvent(threading.Event):
+    """A run's event that a node may wait on: inside a task of the run, cooperatively.
 
-    Waited on inside a node of the run, it waits cooperatively (the other nodes run
-    meanwhile) and only an abort ends the wait early. Anywhere else it is a plain event.
-    """
-
-    def __init__(self, sched: Scheduler) -> None:
-        super().__init__()
-        self._sched: Scheduler | None = sched
-
-    def detach(self) -> None:
-        """The run has ended: from now on this is a plain event."""
-        self._sched = None
-
-    def wait(self, timeout: float | None = None) -> bool:
-        sched = self._sched
-        task = sched.current if sched is not None else None
-        if (
-            sched is None
-            or task is None
-            or timeout is None
-            or sched.thread_id != threading.get_ident()
-            or getcurrent() is sched.hub
-        ):
-            return super().wait(timeout)
-        return sched.pause(task, timeout)
-
-
-class _StopEvent(threading.Event):
-    """The run's stop event, which ``NanoNode.sleep()`` waits on.
-
-    Waited on inside a node of the run, it sleeps cooperatively: the other nodes run
-    meanwhile. Anywhere else it is a plain ``threading.Event``.
+    Waited on inside a node of the run, the other nodes run meanwhile (see
+    :meth:`_wait_in`); anywhere else, or once :meth:`detach` ed, it is a plain event.
     """
 
     def __init__(self, sched: Scheduler) -> None:
@@ -680,7 +651,26 @@ class _StopEvent(threading.Event):
             or getcurrent() is sched.hub
         ):
             return super().wait(timeout)
+        return self._wait_in(sched, task, timeout)
+
+    def _wait_in(self, sched: Scheduler, task: _Task, timeout: float | None) -> bool:
+        raise NotImplementedError
+
+
+class _StopEvent(_TaskEvent):
+    """The run's stop event, which ``NanoNode.sleep()`` waits on; a stop ends the wait."""
+
+    def _wait_in(self, sched: Scheduler, task: _Task, timeout: float | None) -> bool:
         return sched.sleep(task, timeout)
+
+
+class _AbortEvent(_TaskEvent):
+    """The run's abort event, which a retry's back-off waits on; only an abort ends it."""
+
+    def _wait_in(self, sched: Scheduler, task: _Task, timeout: float | None) -> bool:
+        if timeout is None:  # waiting for the abort itself: nothing to do cooperatively
+            return threading.Event.wait(self)
+        return sched.pause(task, timeout)
 
 
 # --------------------------------------------------------------------------- outboxes

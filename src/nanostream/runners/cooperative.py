@@ -26,7 +26,7 @@ from .._core.acks import AckCoordinator, Marker
 from .._core.context import NodeContext
 from .._core.graph import Plan, PlanNode
 from .._core.monitor import Monitor
-from .._core.run import NodeCounters, NodeStats, Run
+from .._core.run import NodeCounters, NodeStats, Run, downstream_names, local_stats
 from ._hub import ABANDONED, TIMESLICE_S, Scheduler, _Task
 
 __all__ = ["CooperativeRun", "CooperativeRunner", "run_inline"]
@@ -185,26 +185,11 @@ class CooperativeRun(Run):
         """Nothing to do: a node ignoring an abort is abandoned when it next emits."""
 
     def stats(self) -> dict[str, NodeStats]:
-        result = {}
-        for pn, channel in zip(self.plan.nodes, self.channels, strict=True):
-            c = self.counters[pn.index]
-            result[pn.name] = NodeStats(
-                name=pn.name,
-                state=c.state,
-                items_in=c.items_in,
-                items_out=c.items_out,
-                errors=c.errors,
-                queue_depth=channel.depth() if channel is not None else 0,
-                queue_capacity=channel.capacity if channel is not None else 0,
-                blocked_input_s=c.blocked_input_s,
-                blocked_output_s=c.blocked_output_s,
-            )
-        return result
+        return local_stats(self.plan, self.counters, self.channels)
 
     def downstream_names(self, index: int) -> list[str]:
         """Names of the nodes fed by node ``index`` (for the monitor's messages)."""
-        pn = self.plan.nodes[index]
-        return [self.plan.nodes[t].name for ts in pn.outputs.values() for t in ts]
+        return downstream_names(self.plan, index)
 
 
 class CooperativeRunner:

@@ -16,7 +16,7 @@ from .._core.errors import NodeProtocolError
 from .._core.graph import Plan, PlanNode
 from .._core.monitor import Monitor
 from .._core.ports import port_dispatcher
-from .._core.run import NodeCounters, NodeStats, Run
+from .._core.run import NodeCounters, NodeStats, Run, downstream_names, local_stats
 from .._core.signals import RunAborted, SourceStopped, clear_async_exception, raise_async_exception
 from .._core.ticks import TICK
 
@@ -367,27 +367,11 @@ class ThreadRun(Run):
         self._joined = True
 
     def stats(self) -> dict[str, NodeStats]:
-        result = {}
-        for pn in self.plan.nodes:
-            c = self.counters[pn.index]
-            channel = self.channels[pn.index]
-            result[pn.name] = NodeStats(
-                name=pn.name,
-                state=c.state,
-                items_in=c.items_in,
-                items_out=c.items_out,
-                errors=c.errors,
-                queue_depth=channel.depth() if channel is not None else 0,
-                queue_capacity=channel.capacity if channel is not None else 0,
-                blocked_input_s=c.blocked_input_s,
-                blocked_output_s=c.blocked_output_s,
-            )
-        return result
+        return local_stats(self.plan, self.counters, self.channels)
 
     def downstream_names(self, index: int) -> list[str]:
         """Names of the nodes fed by node ``index`` (for the monitor's messages)."""
-        pn = self.plan.nodes[index]
-        return [self.plan.nodes[t].name for ts in pn.outputs.values() for t in ts]
+        return downstream_names(self.plan, index)
 
 
 class ThreadsRunner:
