@@ -4,6 +4,9 @@
   the node contract's ``setup()`` / ``cleanup()`` around it.
 - :class:`Fold`: how a value is accumulated from items (collect a list, reduce, aggregate);
   shared by the windows, ``Reduce`` and ``Aggregate``.
+- :class:`PolicyGuard`: the node's error policy (``on_error``, ``retries``, ``timeout``,
+  ``max_errors`` ...) applied by an operator to the calls of user code it makes per item,
+  per window, or on worker threads.
 - :func:`run_in_pool`: the loop of a node whose per-item work runs on N worker threads,
   ordered or not, with a bounded number of items in flight.
 """
@@ -12,24 +15,30 @@ from __future__ import annotations
 
 import math
 import queue
+import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Final
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any, Final, NamedTuple
 
 from .._core.errors import GraphError
 from .._core.node import NanoNode, NodeFunction
+from .._core.policy import POLICY_OPTIONS, ItemGuard, back_off
 
 __all__ = [
     "MISSING",
     "Fold",
     "Operator",
+    "PolicyGuard",
     "callable_label",
     "check_callable",
     "check_choice",
     "check_non_negative",
     "check_positive",
+    "emit_all",
     "run_in_pool",
     "sleep_in_steps",
 ]
@@ -141,9 +150,15 @@ class Operator(NanoNode):
     are emitted), like any ``NanoNode``. Arguments are checked when the operator is made,
     so a wrong argument is a ``GraphError`` before any thread starts.
 
+    Subclasses say which functions of the user they call per item (``_user_functions``):
+    an error policy (``on_error=`` ...) applies to those calls, and on an operator that
+    calls none it is a ``GraphError`` when the pipeline is built. Each subclass also
+    declares ``holds_items`` (see :meth:`NanoNode.release_items`).
+
     Example:
         >>> from nanostream.nodes._operator import Operator
         >>> class Pairs(Operator):
+        ...     holds_items = True
         ...     def _run(self, inp, outp):
         ...         held = []
         ...         for item in inp:
@@ -151,6 +166,7 @@ class Operator(NanoNode):
         ...             if len(held) == 2:
         ...                 outp(tuple(held))
         ...                 held = []
+        ...                 self.release_items()
         >>> out = []
         >>> Pairs().as_function()(range(5), out.append)
         >>> out
@@ -171,8 +187,23 @@ class Operator(NanoNode):
         """The node's name, or its class name while it has none (for messages)."""
         return self.name or type(self).__name__
 
+    def _user_functions(self) -> tuple[str, ...]:
+        """The arguments naming user code this operator calls per item (or per window)."""
+        return ()
+
     def validate(self) -> None:
-        """Operators check their arguments when made; nothing is left to check here."""
+        """Refuse an error policy on an operator that calls no user code per item.
+
+        Arguments are checked when the operator is made; this runs when the pipeline is
+        built, after every option is set.
+        """
+        policy = [key for key in POLICY_OPTIONS if key in self.options]
+        if policy and not self._user_functions():
+            raise GraphError(
+                f"{self.label}: {policy[0]}= has nothing to apply to: "
+                f"{type(self).__name__} calls no function of yours per item. Give the error "
+                "policy to the node whose code may fail"
+            )
 
     def _run(self, inp: Iterable[Any], outp: Outp) -> None:
         raise NotImplementedError  # pragma: no cover - every operator defines it
@@ -197,6 +228,153 @@ class Operator(NanoNode):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
+
+
+class _Failed(NamedTuple):
+    """What a worker thread returns for an item that failed for good."""
+
+    exc: Exception
+    attempt: int
+
+
+class PolicyGuard:
+    """A node's error policy, applied by an operator to the user code it calls.
+
+    Use it only when ``node.error_policy.guarded`` (operators keep a separate fast loop for
+    the default policy), through the context manager :meth:`of`. It offers
+
+    - :meth:`process`: emit ``compute(item)``'s outputs, as ``process_item`` nodes do;
+    - :meth:`prepare`: for a stateful operator, run the user code of one item (key,
+      timestamp, reducer ...) *before* changing any state, so a failed or retried attempt
+      leaves no trace; returns ``MISSING`` when the item failed for good;
+    - :meth:`unit`: like :meth:`process` for work that is not one item (a window closing):
+      its error record names ``unit`` as the item;
+    - :meth:`worker` / :meth:`settle`: attempts (retries, timeouts) on worker threads, the
+      accounting (skip count, error record, ``max_errors``) in order on the node's thread.
+
+    All of them count towards the same ``max_errors`` and send their error records on the
+    node's ``errors`` port.
+
+    Example:
+        >>> from nanostream.nodes._operator import MISSING, Operator, PolicyGuard
+        >>> class Inverse(Operator):
+        ...     def _user_functions(self):
+        ...         return ("the function",)
+        ...     def _run(self, inp, outp):
+        ...         with PolicyGuard.of(self, outp) as guard:
+        ...             for item in inp:
+        ...                 value = guard.prepare(item, lambda x: 1 / x)
+        ...                 if value is not MISSING:
+        ...                     outp(value)
+        >>> out = []
+        >>> Inverse(on_error="skip").as_function()([1, 0, 4], out.append)
+        >>> out
+        [1.0, 0.25]
+    """
+
+    def __init__(self, guard: ItemGuard, outp: Outp) -> None:
+        self.guard = guard
+        self.outp = outp
+        self._compute: Callable[[Any], Iterable[Any]] = _nothing
+        self._value: Any = MISSING
+        self._workers: list[ItemGuard] = []
+        self._local = threading.local()
+
+    @classmethod
+    @contextmanager
+    def of(cls, node: NanoNode, outp: Outp) -> Iterator[PolicyGuard]:
+        """The guard of ``node``'s policy while the node runs (its outputs go to ``outp``)."""
+        guard_box: list[PolicyGuard] = []
+
+        def dispatch(item: Any) -> Iterable[Any]:
+            return guard_box[0]._compute(item)
+
+        with node.guard_items(outp, dispatch) as guard:
+            if not isinstance(guard, ItemGuard):
+                raise GraphError(f"{node!r}: PolicyGuard needs a guarded error policy")
+            policy_guard = cls(guard, outp)
+            guard_box.append(policy_guard)
+            try:
+                yield policy_guard
+            finally:
+                policy_guard._close_workers()
+
+    def process(self, item: Any, compute: Callable[[Any], Iterable[Any]]) -> None:
+        """Emit ``compute(item)``'s outputs under the policy."""
+        self._compute = compute
+        self.guard(item)
+
+    unit = process
+
+    def prepare(self, item: Any, func: Callable[[Any], Any]) -> Any:
+        """``func(item)`` under the policy (retried as it says); ``MISSING`` if it failed."""
+        self._value = MISSING
+        self._compute = self._run_prepare
+        self._prepare = func
+        guard = self.guard
+        failed = guard.failed
+        guard(item)
+        value = self._value
+        self._value = MISSING
+        return value if guard.failed == failed else MISSING
+
+    def _run_prepare(self, item: Any) -> Iterable[Any]:
+        self._value = self._prepare(item)
+        return ()
+
+    # ----------------------------------------------------------------- worker threads
+    def worker(self, compute: Callable[[Any], Iterable[Any]]) -> Callable[[Any], Any]:
+        """A function for worker threads: ``compute(item)``'s outputs as a list, or a failure.
+
+        Each worker thread makes its attempts itself (with the policy's ``timeout``,
+        ``retries`` and ``backoff``); pass what it returns to :meth:`settle`, on the node's
+        thread, in the order the outputs are to go out.
+        """
+        policy = self.guard.policy
+        once = replace(policy, on_error="fail", max_errors=None, max_error_rate=None)
+        ctx = self.guard.ctx
+        local = self._local
+        workers = self._workers
+
+        def work(item: Any) -> Any:
+            attempt_guard: ItemGuard | None = getattr(local, "guard", None)
+            if attempt_guard is None:
+                attempt_guard = local.guard = ItemGuard(once, ctx, _nothing, compute)
+                workers.append(attempt_guard)
+            attempt = 0
+            while True:
+                attempt += 1
+                outs: list[Any] = []
+                attempt_guard.outp = outs.append
+                try:
+                    attempt_guard(item)
+                except Exception as exc:  # noqa: BLE001 - the policy decides
+                    if policy.on_error == "retry" and attempt <= policy.retries:
+                        back_off(policy, ctx, attempt, exc)
+                        continue
+                    return _Failed(exc, attempt)
+                return outs
+
+        return work
+
+    def settle(self, item: Any, result: Any) -> None:
+        """Emit a worker's outputs for ``item``, or account for its failure (node's thread)."""
+        if type(result) is _Failed:
+            if self.guard.policy.on_error == "fail":
+                raise result.exc
+            self.guard._failed(item, result.exc, result.attempt)
+            return
+        outp = self.outp
+        for out in result:
+            outp(out)
+
+    def _close_workers(self) -> None:
+        for guard in self._workers:
+            guard.close()
+
+
+def _nothing(item: Any) -> Iterable[Any]:
+    return ()
 
 
 class Fold:
@@ -260,6 +438,16 @@ class Fold:
         check_callable(owner, "reduce", reduce)
         return cls.reduce(reduce, initial)
 
+    @property
+    def collects(self) -> bool:
+        """True for :meth:`collect`: no user code runs to fold the items."""
+        return self.add is _append
+
+    @property
+    def has_result(self) -> bool:
+        """True when the value is ``result(acc)`` of a user ``result`` function."""
+        return self.result is not _identity
+
     def over(self, items: Iterable[Any]) -> Any:
         """The value of the items (at least one)."""
         it = iter(items)
@@ -283,7 +471,7 @@ def _append(acc: list[Any], item: Any) -> list[Any]:
     return acc
 
 
-def _wait_result(future: Future[list[Any]]) -> list[Any]:
+def _wait_result(future: Future[Any]) -> Any:
     # Wait in short steps, so an abort (injected into this thread) is seen promptly.
     while True:
         try:
@@ -293,101 +481,132 @@ def _wait_result(future: Future[list[Any]]) -> list[Any]:
                 raise
 
 
+def emit_all(outp: Outp) -> Callable[[Any, Iterable[Any]], None]:
+    """The ``emit`` for :func:`run_in_pool` whose work returns a list of outputs."""
+
+    def emit(item: Any, outs: Iterable[Any]) -> None:
+        for out in outs:
+            outp(out)
+
+    return emit
+
+
 def run_in_pool(
     inp: Iterable[Any],
-    outp: Outp,
-    work: Callable[[Any], list[Any]],
+    work: Callable[[Any], Any],
+    emit: Callable[[Any, Any], None],
     *,
     workers: int,
     ordered: bool,
     max_in_flight: int,
     thread_name: str,
+    release: Callable[[int], None] | None = None,
 ) -> None:
-    """Emit ``work(item)``'s outputs for every item, computing them on ``workers`` threads.
+    """Call ``emit(item, work(item))`` for every item, computing ``work`` on ``workers`` threads.
 
-    Runs in the node's own thread, which alone reads ``inp`` and calls ``outp``; the worker
-    threads only call ``work``. At most ``max_in_flight`` items are submitted and not yet
-    emitted: when that many are, the node waits before it reads more input, so
+    Runs in the node's own thread, which alone reads ``inp`` and calls ``emit``; the
+    worker threads only call ``work``. At most ``max_in_flight`` items are submitted and
+    not yet emitted: when that many are, the node waits before it reads more input, so
     back-pressure still reaches upstream. ``ordered`` keeps the input order; otherwise
-    outputs go out as they complete. Completed outputs are emitted whenever the node gets
-    a new item, and all of them before the input's end returns. The worker threads are
+    results go out as they complete. Completed results are emitted whenever the node gets
+    a new item, and all of them before the input's end returns; after emitting, the node
+    calls ``release(keep)`` with the number of most recently read items still in flight
+    (for acknowledgements, see :meth:`NanoNode.release_items`). The worker threads are
     joined before this returns, also when it fails.
 
     Example:
-        >>> from nanostream.nodes._operator import run_in_pool
+        >>> from nanostream.nodes._operator import emit_all, run_in_pool
         >>> out = []
-        >>> run_in_pool(range(5), out.append, lambda x: [x, -x], workers=3, ordered=True,
-        ...             max_in_flight=6, thread_name="nanostream-example")
+        >>> run_in_pool(range(5), lambda x: [x, -x], emit_all(out.append), workers=3,
+        ...             ordered=True, max_in_flight=6, thread_name="nanostream-example")
         >>> out
         [0, 0, 1, -1, 2, -2, 3, -3, 4, -4]
     """
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=thread_name)
+    keep = release if release is not None else _no_release
     try:
-        if ordered:
-            _ordered(inp, outp, work, pool, max_in_flight)
-        else:
-            _unordered(inp, outp, work, pool, max_in_flight)
+        flow = _ordered if ordered else _unordered
+        flow(inp, work, emit, release=keep, pool=pool, limit=max_in_flight)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _no_release(keep: int) -> None:
+    pass
+
+
 def _ordered(
     inp: Iterable[Any],
-    outp: Outp,
-    work: Callable[[Any], list[Any]],
+    work: Callable[[Any], Any],
+    emit: Callable[[Any, Any], None],
+    *,
+    release: Callable[[int], None],
     pool: ThreadPoolExecutor,
     limit: int,
 ) -> None:
-    pending: deque[Future[list[Any]]] = deque()
+    pending: deque[tuple[Any, Future[Any]]] = deque()
     submit = pool.submit
     for item in inp:
-        pending.append(submit(work, item))
-        while pending and (len(pending) >= limit or pending[0].done()):
-            for out in _wait_result(pending.popleft()):
-                outp(out)
+        pending.append((item, submit(work, item)))
+        if len(pending) >= limit or pending[0][1].done():
+            while pending and (len(pending) >= limit or pending[0][1].done()):
+                done_item, future = pending.popleft()
+                emit(done_item, _wait_result(future))
+            release(len(pending))  # the items still pending are the last ones read
     while pending:
-        for out in _wait_result(pending.popleft()):
-            outp(out)
+        done_item, future = pending.popleft()
+        emit(done_item, _wait_result(future))
 
 
 def _unordered(
     inp: Iterable[Any],
-    outp: Outp,
-    work: Callable[[Any], list[Any]],
+    work: Callable[[Any], Any],
+    emit: Callable[[Any, Any], None],
+    *,
+    release: Callable[[int], None],
     pool: ThreadPoolExecutor,
     limit: int,
 ) -> None:
-    done: queue.SimpleQueue[Future[list[Any]]] = queue.SimpleQueue()
-    in_flight = 0
+    done: queue.SimpleQueue[Future[Any]] = queue.SimpleQueue()
+    submitted: dict[Future[Any], tuple[int, Any]] = {}  # future -> (read number, item)
+    in_order: deque[int] = deque()  # read numbers of the items in flight, oldest first
+    finished: set[int] = set()
     submit = pool.submit
 
-    def emit(future: Future[list[Any]]) -> None:
-        for out in future.result():
-            outp(out)
+    def complete(future: Future[Any]) -> None:
+        number, item = submitted.pop(future)
+        emit(item, future.result())
+        finished.add(number)
+        while in_order and in_order[0] in finished:
+            finished.discard(in_order.popleft())
 
-    def wait_one() -> Future[list[Any]]:
+    def wait_one() -> Future[Any]:
         while True:
             try:
                 return done.get(timeout=_POLL_S)
             except queue.Empty:
                 continue
 
-    for item in inp:
-        submit(work, item).add_done_callback(done.put)
-        in_flight += 1
-        if in_flight >= limit:
-            emit(wait_one())
-            in_flight -= 1
-        while in_flight:
+    for reads, item in enumerate(inp, 1):
+        future = submit(work, item)
+        submitted[future] = (reads, item)
+        in_order.append(reads)
+        future.add_done_callback(done.put)
+        emitted = False
+        if len(submitted) >= limit:
+            complete(wait_one())
+            emitted = True
+        while submitted:
             try:
                 future = done.get_nowait()
             except queue.Empty:
                 break
-            in_flight -= 1
-            emit(future)
-    while in_flight:
-        emit(wait_one())
-        in_flight -= 1
+            complete(future)
+            emitted = True
+        if emitted:
+            release(reads - in_order[0] + 1 if in_order else 0)
+    while submitted:
+        complete(wait_one())
 
 
 def sleep_in_steps(seconds: float) -> None:

@@ -33,16 +33,19 @@ from __future__ import annotations
 
 import heapq
 import time
+from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 from .._core.errors import GraphError
 from .._core.graph import pipeline_of
-from .._core.node import DEFAULT_PORT, NanoNode
+from .._core.node import DEFAULT_PORT, ERRORS_PORT, NanoNode
 from .._core.ports import TaggedOutput
 from ._operator import (
+    MISSING,
     Operator,
     Outp,
+    PolicyGuard,
     check_callable,
     check_choice,
     check_non_negative,
@@ -78,6 +81,8 @@ class _InputEnded(NamedTuple):
 class _NamedInput(Operator):
     """A named input of ``owner``: wraps each item as ``Tagged(origin, item)``."""
 
+    holds_items = False
+
     def __init__(self, owner: _WithNamedInputs, origin: str, *, announce_end: bool) -> None:
         super().__init__()
         self.owner = owner
@@ -100,6 +105,7 @@ class _NamedInput(Operator):
 
 class _WithNamedInputs(Operator):
     _announce_end = False
+    holds_items = False
 
     def input(self, origin: str) -> NanoNode:
         """The input called ``origin``: link upstreams to it; its items arrive ``Tagged``."""
@@ -214,6 +220,7 @@ class Join(_WithNamedInputs):
     """
 
     _announce_end = True
+    holds_items = True  # a window's items wait for matches until it closes
 
     def __init__(
         self,
@@ -273,7 +280,17 @@ class Join(_WithNamedInputs):
             raise GraphError(f"{self.label}: a join has the inputs 'left' and 'right' only")
         return super().input(origin)
 
+    def _user_functions(self) -> tuple[str, ...]:
+        return ("key", "right_key", "timestamp", "right_timestamp")
+
     def _run(self, inp: Iterable[Any], outp: Outp) -> None:
+        if self.error_policy.guarded:
+            with PolicyGuard.of(self, outp) as guard:
+                self._join(inp, outp, guard)
+        else:
+            self._join(inp, outp, None)
+
+    def _join(self, inp: Iterable[Any], outp: Outp, guard: PolicyGuard | None) -> None:
         size, lateness = self.window, self.allowed_lateness
         key_of = {"left": self.key, "right": self.right_key}
         ts_of = {"left": self.timestamp, "right": self.right_timestamp}
@@ -283,11 +300,16 @@ class Join(_WithNamedInputs):
         late_port = self.late == "port"
         groups: dict[tuple[Any, Any], _Group] = {}
         heap: list[tuple[Any, Any, int, Any]] = []
+        opened: deque[tuple[int, tuple[Any, Any]]] = deque()  # (read number, group), in order
+        release = self.release_items
         seq = 0
+        reads = 0  # items read so far (the loop sets it)
         side_max: dict[str, Any] = {"left": _NEG_INF, "right": _NEG_INF}
         watermark: Any = _NEG_INF
 
         def close_until(limit: Any) -> None:
+            if not (heap and heap[0][0] <= limit):
+                return
             while heap and heap[0][0] <= limit:
                 _, start, _, k = heapq.heappop(heap)
                 group = groups.pop((k, start))
@@ -295,6 +317,9 @@ class Join(_WithNamedInputs):
                     for left, matched in zip(group.lefts, group.matched, strict=True):
                         if not matched:
                             outp(JoinResult(k, left, None))
+            while opened and opened[0][1] not in groups:
+                opened.popleft()
+            release(keep=reads - opened[0][0] + 1 if opened else 1)
 
         def advance(new_watermark: Any) -> None:
             nonlocal watermark
@@ -302,7 +327,12 @@ class Join(_WithNamedInputs):
                 watermark = new_watermark
                 close_until(watermark)
 
-        for tagged in inp:
+        def prepare(tagged: Tagged) -> tuple[Any, Any]:
+            side, item = tagged
+            stamp = ts_of[side]
+            return stamp(item) if stamp is not None else clock(), key_of[side](item)
+
+        for reads, tagged in enumerate(inp, 1):  # close_until reads ``reads``
             kind = type(tagged)
             if kind is _InputEnded:
                 side_max[tagged.origin] = _INF
@@ -315,8 +345,15 @@ class Join(_WithNamedInputs):
                     "join.right (or feed it Tagged('left'|'right', item), e.g. from a Merge)"
                 )
             side, item = tagged
-            stamp = ts_of[side]
-            ts = stamp(item) if stamp is not None else clock()
+            if guard is None:
+                stamp = ts_of[side]
+                ts = stamp(item) if stamp is not None else clock()
+                k = key_of[side](item)
+            else:
+                prepared = guard.prepare(tagged, prepare)
+                if prepared is MISSING:
+                    continue
+                ts, k = prepared
             if event_time:
                 if ts > side_max[side]:
                     side_max[side] = ts
@@ -324,7 +361,6 @@ class Join(_WithNamedInputs):
             else:
                 advance(ts)
             start = ts - ts % size
-            k = key_of[side](item)
             group = groups.get((k, start))
             if group is None:
                 if start + size <= watermark:
@@ -333,6 +369,7 @@ class Join(_WithNamedInputs):
                     continue
                 group = groups[(k, start)] = _Group()
                 heapq.heappush(heap, (start + size, start, seq, k))
+                opened.append((reads, (k, start)))
                 seq += 1
             if side == "left":
                 group.lefts.append(item)
@@ -390,12 +427,18 @@ class Router(Operator):
         # Always non-empty, so the runner routes this node's tagged outputs by port.
         self.ports = (DEFAULT_PORT, *(p for p in declared or () if p != DEFAULT_PORT))
 
+    holds_items = False
+
+    def _user_functions(self) -> tuple[str, ...]:
+        return ("route",)
+
     def validate(self) -> None:
         """With declared ``ports``, refuse links from a port that is not declared."""
+        super().validate()
         if self.declared_ports is None:
             return
         for edge in pipeline_of(self).edges:
-            if edge.source is self and edge.port not in self.ports:
+            if edge.source is self and edge.port not in (*self.ports, ERRORS_PORT):
                 raise GraphError(
                     f"router {self.label!r} has no port {edge.port!r}; its ports are "
                     f"{', '.join(repr(p) for p in self.ports)}"
@@ -404,16 +447,33 @@ class Router(Operator):
     def _run(self, inp: Iterable[Any], outp: Outp) -> None:
         route = self.route
         allowed = set(self.ports) if self.declared_ports is not None else None
+        if self.error_policy.guarded:
+            with PolicyGuard.of(self, outp) as guard:
+                for item in inp:
+                    guard.process(item, self._routed)
+            return
         for item in inp:
             port = route(item)
             if port is None:
                 continue
             if allowed is not None and port not in allowed:
-                raise ValueError(
-                    f"router {self.label!r}: route returned {port!r} for {item!r}, which is "
-                    f"not one of its ports {sorted(allowed)!r}"
-                )
+                raise self._unknown_port(item, port)
             if port == DEFAULT_PORT:
                 outp(item)
             else:
                 outp(TaggedOutput(port, item))
+
+    def _routed(self, item: Any) -> Iterable[Any]:
+        """The item on its port (the loop above, for the error policy)."""
+        port = self.route(item)
+        if port is None:
+            return ()
+        if self.declared_ports is not None and port not in self.ports:
+            raise self._unknown_port(item, port)
+        return (item,) if port == DEFAULT_PORT else (TaggedOutput(port, item),)
+
+    def _unknown_port(self, item: Any, port: str) -> ValueError:
+        return ValueError(
+            f"router {self.label!r}: route returned {port!r} for {item!r}, which is "
+            f"not one of its ports {sorted(self.ports)!r}"
+        )

@@ -27,13 +27,16 @@ from typing import Any
 from .._core.errors import GraphError
 from .._core.graph import pipeline_of
 from .._core.node import FunctionNode, NanoNode
+from .._core.policy import POLICY_OPTIONS
 from ._operator import (
     Operator,
     Outp,
+    PolicyGuard,
     callable_label,
     check_callable,
     check_non_negative,
     check_positive,
+    emit_all,
     run_in_pool,
     sleep_in_steps,
 )
@@ -66,6 +69,10 @@ class FlatMap(Operator):
     of them by the end of the input. The threads start with the run and are joined before
     the node ends, also when ``func`` raises (the run then fails as usual).
 
+    An error policy (``on_error="skip"`` or ``"retry"``, ``timeout``, ``max_errors`` ...)
+    applies to each call of ``func``, on the worker threads too: a failed item leaves no
+    output, goes to the ``errors`` port and counts, in its place in the output order.
+
     Example:
         >>> import nanostream
         >>> from nanostream.nodes import FlatMap
@@ -78,9 +85,11 @@ class FlatMap(Operator):
         ['a', 'b', 'c']
     """
 
+    holds_items = False  # True with workers > 1 (set per instance)
+
     def __init__(
         self,
-        func: Callable[[Any], Iterable[Any]],
+        func: Callable[[Any], Any],
         *,
         workers: int = 1,
         ordered: bool = True,
@@ -98,10 +107,16 @@ class FlatMap(Operator):
         self.workers = workers
         self.ordered = bool(ordered)
         self.max_in_flight = max_in_flight if max_in_flight is not None else 2 * workers
+        # Items in flight on the workers are kept between reads.
+        self.holds_items = workers > 1
+
+    def _user_functions(self) -> tuple[str, ...]:
+        return ("the function",)
 
     def _expand(self, item: Any) -> Iterable[Any]:
         """The outputs of one item (what a worker thread computes)."""
-        return self.func(item)
+        outs: Iterable[Any] = self.func(item)
+        return outs
 
     def _serial(self, inp: Iterable[Any], outp: Outp) -> None:
         func = self.func
@@ -110,23 +125,44 @@ class FlatMap(Operator):
                 outp(out)
 
     def _run(self, inp: Iterable[Any], outp: Outp) -> None:
+        guarded = self.error_policy.guarded
         if self.workers == 1:
-            self._serial(inp, outp)
+            if not guarded:
+                self._serial(inp, outp)
+                return
+            expand = self._expand
+            with PolicyGuard.of(self, outp) as guard:
+                for item in inp:
+                    guard.process(item, expand)
             return
-        expand = self._expand
+        if not guarded:
+            expand = self._expand
 
-        def work(item: Any) -> list[Any]:
-            return list(expand(item))
+            def work(item: Any) -> list[Any]:
+                return list(expand(item))
 
+            self._pool(inp, work, emit_all(outp))
+            return
+        with PolicyGuard.of(self, outp) as guard:
+            self._pool(inp, guard.worker(self._expand), guard.settle)
+
+    def _pool(
+        self, inp: Iterable[Any], work: Callable[[Any], Any], emit: Callable[[Any, Any], None]
+    ) -> None:
         run_in_pool(
             inp,
-            outp,
             work,
+            emit,
             workers=self.workers,
             ordered=self.ordered,
             max_in_flight=self.max_in_flight,
             thread_name=f"nanostream-worker:{self.label}",
+            release=self.release_items if self._releases() else None,
         )
+
+    def _releases(self) -> bool:
+        """Whether the node says when the items it had in flight are out."""
+        return True
 
     def __repr__(self) -> str:
         func = callable_label(self.func) if "func" in self.__dict__ else "?"
@@ -238,6 +274,9 @@ class Parallel(FlatMap):
     ``node.process_item`` is called on the worker threads, so it must be safe to call
     concurrently (guard shared state with a lock); ``setup()`` and ``cleanup()`` run once,
     in the node's own thread. ``ordered``, ``max_in_flight``: as for :class:`FlatMap`.
+    The error policy is ``node``'s (``Parallel(Fetch(on_error="retry"), workers=4)``),
+    with the options given to ``Parallel`` taking precedence. A ``node`` that keeps items
+    between calls (``holds_items = True``) has its acknowledgements wait until the end.
 
     Example:
         >>> import nanostream
@@ -277,16 +316,21 @@ class Parallel(FlatMap):
                 "link the Parallel instead"
             )
         node.validate()
+        inherited = {key: node.options[key] for key in POLICY_OPTIONS if key in node.options}
         super().__init__(
             node.process_item,
             workers=workers,
             ordered=ordered,
             max_in_flight=max_in_flight,
             name=name,
-            **options,
+            **{**inherited, **options},
         )
         self.node = node
         self.ports = tuple(getattr(node, "ports", ()) or ())
+        self.holds_items = workers > 1 or bool(node.items_held())
+
+    def _releases(self) -> bool:
+        return not self.node.items_held()
 
     def setup(self) -> None:
         self.node.setup()
@@ -315,6 +359,8 @@ class Sample(Operator):
         >>> 50 < len(sink.items) < 150
         True
     """
+
+    holds_items = False
 
     def __init__(
         self, fraction: float, *, seed: int | None = None, name: str | None = None, **options: Any
@@ -355,6 +401,8 @@ class Take(Operator):
         [0, 1, 2]
     """
 
+    holds_items = False
+
     def __init__(
         self, n: int, *, stop: bool = False, name: str | None = None, **options: Any
     ) -> None:
@@ -393,7 +441,8 @@ class Throttle(Operator):
     """Pass at most ``rate_per_s`` items per second, waiting as needed (a token bucket).
 
     Up to ``burst`` items may pass at once after a quiet spell. ``clock`` (seconds) and
-    ``sleep`` can be replaced, for tests; by default ``time.monotonic`` and a sleep.
+    ``sleep`` can be replaced, for tests; by default ``time.monotonic`` and a sleep. Each
+    item is passed on before the next is read.
 
     Example:
         >>> import nanostream
@@ -405,6 +454,8 @@ class Throttle(Operator):
         >>> sink.items
         [0, 1, 2]
     """
+
+    holds_items = False
 
     def __init__(
         self,
@@ -449,7 +500,7 @@ class Throttle(Operator):
 class Delay(Operator):
     """Wait ``seconds`` before passing each item on (so at most ``1/seconds`` items/s).
 
-    ``sleep`` can be replaced, for tests.
+    ``sleep`` can be replaced, for tests. Each item is passed on before the next is read.
 
     Example:
         >>> import nanostream
@@ -461,6 +512,8 @@ class Delay(Operator):
         >>> sink.items
         ['a', 'b']
     """
+
+    holds_items = False
 
     def __init__(
         self,
@@ -504,6 +557,8 @@ class Batch(Operator):
         [[0, 1], [2, 3], [4]]
     """
 
+    holds_items = True
+
     def __init__(
         self,
         size: int | None = None,
@@ -525,6 +580,7 @@ class Batch(Operator):
 
     def _run(self, inp: Iterable[Any], outp: Outp) -> None:
         size, timeout, clock = self.size, self.timeout, self.clock
+        release = self.release_items
         held: list[Any] = []
         first_at = 0.0
         for item in inp:
@@ -533,12 +589,14 @@ class Batch(Operator):
                 if held and now - first_at >= timeout:
                     outp(held)
                     held = []
+                    release(keep=1)  # all but the item just read, which is not held yet
                 if not held:
                     first_at = now
             held.append(item)
             if size is not None and len(held) >= size:
                 outp(held)
                 held = []
+                release()
         if held:
             outp(held)
 
@@ -557,7 +615,21 @@ class Unbatch(Operator):
         [1, 2, 3]
     """
 
+    holds_items = False
+
+    def _user_functions(self) -> tuple[str, ...]:
+        return ("iterating each item",)  # an item that is not iterable fails
+
     def _run(self, inp: Iterable[Any], outp: Outp) -> None:
+        if self.error_policy.guarded:
+            with PolicyGuard.of(self, outp) as guard:
+                for batch in inp:
+                    guard.process(batch, _elements)
+            return
         for batch in inp:
             for item in batch:
                 outp(item)
+
+
+def _elements(batch: Iterable[Any]) -> Iterable[Any]:
+    return batch

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any, NamedTuple
 
@@ -50,6 +50,7 @@ from ._operator import (
     Fold,
     Operator,
     Outp,
+    PolicyGuard,
     check_callable,
     check_choice,
     check_non_negative,
@@ -91,6 +92,8 @@ class WindowResult(NamedTuple):
 class _Windowed(Operator):
     """What every window operator shares: time, key, fold, lateness."""
 
+    holds_items = True
+
     def __init__(
         self,
         *,
@@ -123,6 +126,22 @@ class _Windowed(Operator):
         self.clock = clock
         if late == "port":
             self.ports = ("out", "late")
+
+    def _user_functions(self) -> tuple[str, ...]:
+        names = [("timestamp", self.timestamp), ("key", self.key)]
+        given = tuple(name for name, func in names if func is not None)
+        return given if self.fold.collects else (*given, "reduce")
+
+
+def _oldest(opened: deque[tuple[int, Any]], windows: dict[Any, Any]) -> int | None:
+    """The read number of the first item of the oldest window still open (``None``: none).
+
+    ``opened`` lists ``(read number, window)`` in the order windows opened; closed ones
+    are dropped from its front as they are found.
+    """
+    while opened and opened[0][1] not in windows:
+        opened.popleft()
+    return opened[0][0] if opened else None
 
 
 class SlidingWindow(_Windowed):
@@ -183,25 +202,33 @@ class SlidingWindow(_Windowed):
         self.offset = offset
 
     def _run(self, inp: Iterable[Any], outp: Outp) -> None:
+        if self.error_policy.guarded:
+            self._run_guarded(inp, outp)
+            return
         size, step, offset = self.size, self.step, self.offset
         ts_of, key_of, clock = self.timestamp, self.key, self.clock
         first, add, result = self.fold.first, self.fold.add, self.fold.result
         lateness = self.allowed_lateness
         late_port = self.late == "port"
+        release = self.release_items
         windows: dict[tuple[Any, Any], Any] = {}
         heap: list[tuple[Any, Any, int, Any]] = []
+        opened: deque[tuple[int, Any]] = deque()
         seq = 0
         max_ts: Any = _NEG_INF
         watermark: Any = _NEG_INF
-        for item in inp:
+        for reads, item in enumerate(inp, 1):
             ts = ts_of(item) if ts_of is not None else clock()
             k = key_of(item) if key_of is not None else None
             if ts > max_ts:
                 max_ts = ts
                 watermark = ts - lateness
-                while heap and heap[0][0] <= watermark:
-                    end, start, _, wkey = heapq.heappop(heap)
-                    outp(WindowResult(wkey, start, end, result(windows.pop((wkey, start)))))
+                if heap and heap[0][0] <= watermark:
+                    while heap and heap[0][0] <= watermark:
+                        end, start, _, wkey = heapq.heappop(heap)
+                        outp(WindowResult(wkey, start, end, result(windows.pop((wkey, start)))))
+                    oldest = _oldest(opened, windows)
+                    release(keep=reads - (reads if oldest is None else oldest) + 1)
             last_start = ts - (ts - offset) % step
             if last_start + size <= watermark:
                 if late_port:
@@ -216,6 +243,7 @@ class SlidingWindow(_Windowed):
                     if acc is MISSING:
                         windows[wk] = first(item)
                         heapq.heappush(heap, (start + size, start, seq, k))
+                        opened.append((reads, wk))
                         seq += 1
                     else:
                         windows[wk] = add(acc, item)
@@ -224,6 +252,82 @@ class SlidingWindow(_Windowed):
         while heap:
             end, start, _, wkey = heapq.heappop(heap)
             outp(WindowResult(wkey, start, end, result(windows.pop((wkey, start)))))
+
+    def _run_guarded(self, inp: Iterable[Any], outp: Outp) -> None:
+        """The loop above with the error policy: an item's user code runs first, under the
+        policy, and only an item whose code succeeded changes the windows."""
+        size, step, offset = self.size, self.step, self.offset
+        ts_of, key_of, clock = self.timestamp, self.key, self.clock
+        first, add = self.fold.first, self.fold.add
+        collects = self.fold.collects
+        lateness = self.allowed_lateness
+        late_port = self.late == "port"
+        release = self.release_items
+        windows: dict[tuple[Any, Any], Any] = {}
+        heap: list[tuple[Any, Any, int, Any]] = []
+        opened: deque[tuple[int, Any]] = deque()
+        seq = 0
+        max_ts: Any = _NEG_INF
+        watermark: Any = _NEG_INF
+
+        def prepare(item: Any) -> tuple[Any, Any, list[tuple[Any, Any]] | None]:
+            """The item's time, key and new accumulators, changing nothing."""
+            ts = ts_of(item) if ts_of is not None else clock()
+            k = key_of(item) if key_of is not None else None
+            wm = ts - lateness if ts > max_ts else watermark
+            last_start = ts - (ts - offset) % step
+            if last_start + size <= wm:
+                return ts, k, None  # late
+            updates: list[tuple[Any, Any]] = []
+            j = 0
+            start = last_start
+            while start + size > ts:
+                if start + size > wm:
+                    wk = (k, start)
+                    acc = windows.get(wk, MISSING)
+                    if collects:  # appended when committed: no user code
+                        updates.append((wk, acc))
+                    else:
+                        updates.append((wk, first(item) if acc is MISSING else add(acc, item)))
+                j += 1
+                start = last_start - j * step
+            return ts, k, updates
+
+        with PolicyGuard.of(self, outp) as guard:
+            for reads, item in enumerate(inp, 1):
+                prepared = guard.prepare(item, prepare)
+                if prepared is MISSING:
+                    continue
+                ts, _, updates = prepared
+                if ts > max_ts:
+                    max_ts = ts
+                    watermark = ts - lateness
+                    if heap and heap[0][0] <= watermark:
+                        while heap and heap[0][0] <= watermark:
+                            end, start, _, wkey = heapq.heappop(heap)
+                            outp(WindowResult(wkey, start, end, windows.pop((wkey, start))))
+                        oldest = _oldest(opened, windows)
+                        release(keep=reads - (reads if oldest is None else oldest) + 1)
+                if updates is None:
+                    if late_port:
+                        outp(TaggedOutput("late", item))
+                    continue
+                for wk, acc in updates:
+                    is_new = wk not in windows
+                    if collects:
+                        if is_new:
+                            windows[wk] = [item]
+                        else:
+                            acc.append(item)
+                    else:
+                        windows[wk] = acc
+                    if is_new:
+                        heapq.heappush(heap, (wk[1] + size, wk[1], seq, wk[0]))
+                        opened.append((reads, wk))
+                        seq += 1
+        while heap:
+            end, start, _, wkey = heapq.heappop(heap)
+            outp(WindowResult(wkey, start, end, windows.pop((wkey, start))))
 
 
 class TumblingWindow(SlidingWindow):
@@ -285,26 +389,34 @@ class TumblingWindow(SlidingWindow):
 
     def _run(self, inp: Iterable[Any], outp: Outp) -> None:
         # The sliding loop with one window per item, unrolled: this is the hot path.
+        if self.error_policy.guarded:
+            self._run_guarded(inp, outp)
+            return
         size, offset = self.size, self.offset
         ts_of, key_of, clock = self.timestamp, self.key, self.clock
         first, add, result = self.fold.first, self.fold.add, self.fold.result
         lateness = self.allowed_lateness
         late_port = self.late == "port"
+        release = self.release_items
         windows: dict[tuple[Any, Any], Any] = {}
         get = windows.get
         heap: list[tuple[Any, Any, int, Any]] = []
         push, pop = heapq.heappush, heapq.heappop
+        opened: deque[tuple[int, Any]] = deque()
         seq = 0
         max_ts: Any = _NEG_INF
         watermark: Any = _NEG_INF
-        for item in inp:
+        for reads, item in enumerate(inp, 1):
             ts = ts_of(item) if ts_of is not None else clock()
             if ts > max_ts:
                 max_ts = ts
                 watermark = ts - lateness
-                while heap and heap[0][0] <= watermark:
-                    end, start, _, wkey = pop(heap)
-                    outp(WindowResult(wkey, start, end, result(windows.pop((wkey, start)))))
+                if heap and heap[0][0] <= watermark:
+                    while heap and heap[0][0] <= watermark:
+                        end, start, _, wkey = pop(heap)
+                        outp(WindowResult(wkey, start, end, result(windows.pop((wkey, start)))))
+                    oldest = _oldest(opened, windows)
+                    release(keep=reads - (reads if oldest is None else oldest) + 1)
             start = ts - (ts - offset) % size
             wk = (key_of(item) if key_of is not None else None, start)
             acc = get(wk, MISSING)
@@ -313,6 +425,7 @@ class TumblingWindow(SlidingWindow):
             elif start + size > watermark:
                 windows[wk] = first(item)
                 push(heap, (start + size, start, seq, wk[0]))
+                opened.append((reads, wk))
                 seq += 1
             elif late_port:
                 outp(TaggedOutput("late", item))
@@ -385,17 +498,36 @@ class SessionWindow(_Windowed):
         self.gap = gap
 
     def _run(self, inp: Iterable[Any], outp: Outp) -> None:
+        if self.error_policy.guarded:
+            with PolicyGuard.of(self, outp) as guard:
+                self._sessions(inp, outp, guard)
+        else:
+            self._sessions(inp, outp, None)
+
+    def _sessions(self, inp: Iterable[Any], outp: Outp, guard: PolicyGuard | None) -> None:
         gap = self.gap
         ts_of, key_of, clock = self.timestamp, self.key, self.clock
         fold = self.fold
+        guard_fold = guard is not None and not fold.collects
         lateness = self.allowed_lateness
         late_port = self.late == "port"
+        release = self.release_items
         open_by_key: dict[Any, list[_Session]] = {}
-        # (end, seq, session); an entry whose session grew or merged away is stale.
+        # (end, read number, session); an entry whose session grew or merged away is stale.
         heap: list[tuple[Any, int, _Session]] = []
-        seq = 0
+        # (read number of its first item, session), for the oldest session still open.
+        firsts: list[tuple[int, int, _Session]] = []
         max_ts: Any = _NEG_INF
         watermark: Any = _NEG_INF
+
+        def prepare(item: Any) -> tuple[Any, Any]:
+            return (
+                ts_of(item) if ts_of is not None else clock(),
+                key_of(item) if key_of is not None else None,
+            )
+
+        def folded(window: WindowResult) -> Iterable[Any]:
+            return (window._replace(value=fold.over(window.value)),)
 
         def close(session: _Session) -> None:
             session.alive = False
@@ -403,22 +535,40 @@ class SessionWindow(_Windowed):
             sessions.remove(session)
             if not sessions:
                 del open_by_key[session.key]
-            value = fold.over(item for _, item in session.items)
-            outp(WindowResult(session.key, session.start, session.last + gap, value))
+            items = [item for _, item in session.items]
+            window = WindowResult(session.key, session.start, session.last + gap, items)
+            if guard_fold:
+                assert guard is not None
+                guard.unit(window, folded)  # the policy covers reduce per window
+            else:
+                outp(window._replace(value=fold.over(items)))
 
-        def close_until(limit: Any) -> None:
+        def close_until(limit: Any, reads: int | None) -> None:
+            closed = False
             while heap and heap[0][0] <= limit:
                 end, _, session = heapq.heappop(heap)
                 if session.alive and session.last + gap == end:
                     close(session)
+                    closed = True
+            if closed and reads is not None:
+                while firsts and not firsts[0][2].alive:
+                    heapq.heappop(firsts)
+                oldest = firsts[0][0] if firsts else reads
+                release(keep=reads - oldest + 1)
 
-        for item in inp:
-            ts = ts_of(item) if ts_of is not None else clock()
-            k = key_of(item) if key_of is not None else None
+        for reads, item in enumerate(inp, 1):
+            if guard is None:
+                ts = ts_of(item) if ts_of is not None else clock()
+                k = key_of(item) if key_of is not None else None
+            else:
+                prepared = guard.prepare(item, prepare)
+                if prepared is MISSING:
+                    continue
+                ts, k = prepared
             if ts > max_ts:
                 max_ts = ts
                 watermark = ts - lateness
-                close_until(watermark)
+                close_until(watermark, reads)
             sessions = open_by_key.get(k)
             touching = (
                 [s for s in sessions if s.start < ts + gap and ts < s.last + gap]
@@ -429,8 +579,7 @@ class SessionWindow(_Windowed):
                 if late_port:
                     outp(TaggedOutput("late", item))
                 continue
-            entry = (seq, item)
-            seq += 1
+            entry = (reads, item)
             if len(touching) == 1:
                 session = touching[0]
                 session.items.append(entry)
@@ -455,8 +604,9 @@ class SessionWindow(_Windowed):
                 else:
                     sessions[:] = [s for s in sessions if s.alive]
                 sessions.append(session)
-            heapq.heappush(heap, (session.last + gap, seq, session))
-        close_until(float("inf"))  # every open session has a current heap entry
+                heapq.heappush(firsts, (items[0][0], reads, session))
+            heapq.heappush(heap, (session.last + gap, reads, session))
+        close_until(float("inf"), None)  # every open session has a current heap entry
 
 
 def _first(entry: tuple[int, Any]) -> int:
@@ -491,6 +641,8 @@ class Aggregate(Operator):
         [('a', 2.0), ('b', 5.0)]
     """
 
+    holds_items = False  # True with emit="end" (set per instance)
+
     def __init__(
         self,
         create: Callable[[], Any],
@@ -516,8 +668,17 @@ class Aggregate(Operator):
         check_choice(owner, "emit", emit, ("each", "end"))
         self.key = key
         self.emit = emit
+        # With emit="end" every item is kept (in its total) until the end.
+        self.holds_items = emit == "end"
+
+    def _user_functions(self) -> tuple[str, ...]:
+        return ("create", "add", "result", "key")
 
     def _run(self, inp: Iterable[Any], outp: Outp) -> None:
+        if self.error_policy.guarded:
+            with PolicyGuard.of(self, outp) as guard:
+                self._run_guarded(inp, outp, guard)
+            return
         first, add, result = self.fold.first, self.fold.add, self.fold.result
         key_of = self.key
         each = self.emit == "each"
@@ -532,6 +693,42 @@ class Aggregate(Operator):
         if not each:
             for k, acc in accs.items():
                 outp((k, result(acc)) if key_of is not None else result(acc))
+
+    def _run_guarded(self, inp: Iterable[Any], outp: Outp, guard: PolicyGuard) -> None:
+        """Each item's key, new total and (with ``emit="each"``) value under the policy;
+        with ``emit="end"`` also each key's final ``result`` (the record's item is then
+        ``(key, accumulator)``)."""
+        first, add, result = self.fold.first, self.fold.add, self.fold.result
+        key_of = self.key
+        each = self.emit == "each"
+        accs: dict[Any, Any] = {}
+
+        def prepare(item: Any) -> tuple[Any, Any, Any]:
+            k = key_of(item) if key_of is not None else None
+            acc = accs.get(k, MISSING)
+            acc = first(item) if acc is MISSING else add(acc, item)
+            if not each:
+                return k, acc, None
+            return k, acc, (k, result(acc)) if key_of is not None else result(acc)
+
+        def final(entry: tuple[Any, Any]) -> Iterable[Any]:
+            k, acc = entry
+            return ((k, result(acc)) if key_of is not None else result(acc),)
+
+        for item in inp:
+            prepared = guard.prepare(item, prepare)
+            if prepared is MISSING:
+                continue
+            k, acc, out = prepared
+            accs[k] = acc
+            if each:
+                outp(out)
+        if not each:
+            for entry in accs.items():
+                if self.fold.has_result:
+                    guard.unit(entry, final)
+                else:
+                    outp((entry[0], entry[1]) if key_of is not None else entry[1])
 
 
 class Reduce(Aggregate):
@@ -565,6 +762,9 @@ class Reduce(Aggregate):
         self.fold = Fold.reduce(func, initial)
         self._setup(key, emit)
 
+    def _user_functions(self) -> tuple[str, ...]:
+        return ("the function", "key") if self.key is not None else ("the function",)
+
 
 class Dedupe(Operator):
     """Drop an item whose key (``key(item)``, or the item itself) has already passed.
@@ -585,6 +785,8 @@ class Dedupe(Operator):
         >>> sink.items
         ['a', 'b', 'c']
     """
+
+    holds_items = False  # it keeps keys, not items
 
     def __init__(
         self,
@@ -608,10 +810,20 @@ class Dedupe(Operator):
         self.max_size = max_size
         self.clock = clock
 
+    def _user_functions(self) -> tuple[str, ...]:
+        return ("key",) if self.key is not None else ()
+
     def _run(self, inp: Iterable[Any], outp: Outp) -> None:
         key_of, ttl, max_size, clock = self.key, self.ttl, self.max_size, self.clock
         seen: OrderedDict[Any, float] = OrderedDict()  # key -> when its item passed
         now = 0.0
+        if self.error_policy.guarded and key_of is not None:
+            with PolicyGuard.of(self, outp) as guard:
+                for item in inp:
+                    k = guard.prepare(item, key_of)
+                    if k is not MISSING:
+                        self._admit(item, k, seen, outp)
+            return
         for item in inp:
             k = key_of(item) if key_of is not None else item
             if ttl is not None:
@@ -627,3 +839,20 @@ class Dedupe(Operator):
             if max_size is not None and len(seen) > max_size:
                 seen.popitem(last=False)
             outp(item)
+
+    def _admit(self, item: Any, k: Any, seen: OrderedDict[Any, float], outp: Outp) -> None:
+        """The loop body above, for the guarded loop."""
+        now = 0.0
+        if self.ttl is not None:
+            now = self.clock()
+            while seen:
+                oldest, at = next(iter(seen.items()))
+                if now - at < self.ttl:
+                    break
+                del seen[oldest]
+        if k in seen:
+            return
+        seen[k] = now
+        if self.max_size is not None and len(seen) > self.max_size:
+            seen.popitem(last=False)
+        outp(item)

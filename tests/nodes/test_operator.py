@@ -1,0 +1,504 @@
+"""Error policies and acknowledgements through the operators (nanostream.nodes._operator).
+
+The oracle for error policies: skipping an item must look exactly like the item never
+having been in the input, and a retried flaky item like a call that never failed.
+"""
+
+from __future__ import annotations
+
+import operator
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from functools import partial
+from typing import Any
+
+import pytest
+
+import nanostream
+from nanostream.nodes import (
+    Aggregate,
+    Batch,
+    Dedupe,
+    Delay,
+    Filter,
+    FlatMap,
+    Inspect,
+    Join,
+    KeyBy,
+    Map,
+    Merge,
+    Parallel,
+    Reduce,
+    Router,
+    Sample,
+    SessionWindow,
+    SlidingWindow,
+    Tagged,
+    Take,
+    Throttle,
+    TumblingWindow,
+    Unbatch,
+    WindowResult,
+)
+from nanostream.testing import Collect
+
+WAIT = 10.0
+ACK_RUNNERS = ("threads", "cooperative")  # the runners that call acknowledgements
+
+ITEMS = [0, 1, 2, 3, 7, 8, 9, 14, 15, 16, 21, 22, 23, 29, 30, 36, 37]
+BAD = {3, 15, 29}  # every call with these fails
+FLAKY = {1, 8, 22, 36}  # the first call with these fails
+
+
+class Fails:
+    """A user function that raises on ``bad`` items and on the first call with ``flaky`` ones.
+
+    The item is the function's last argument (``reduce(acc, item)`` too).
+    """
+
+    def __init__(
+        self, func: Callable[..., Any], bad: Iterable[int] = (), flaky: Iterable[int] = ()
+    ) -> None:
+        self.func = func
+        self.bad = set(bad)
+        self.flaky = set(flaky)
+        self.tried: set[int] = set()
+        self.__name__ = getattr(func, "__name__", "fails")
+
+    def __call__(self, *args: Any) -> Any:
+        item = args[-1]
+        if item in self.bad:
+            raise ValueError(f"bad item {item}")
+        if item in self.flaky and item not in self.tried:
+            self.tried.add(item)
+            raise ConnectionError(f"flaky item {item}")
+        return self.func(*args)
+
+
+def ident(x: Any) -> Any:
+    return x
+
+
+def add(acc: int, x: int) -> int:
+    return acc + x
+
+
+def side_of(x: int) -> str:
+    return "left" if x % 2 == 0 else "right"
+
+
+# name -> (make the node from the user function, items to feed it, the function)
+Make = Callable[[Callable[..., Any]], nanostream.NanoNode]
+CASES: dict[str, tuple[Make, Callable[[list[int]], list[Any]], Callable[..., Any]]] = {
+    "Map": (Map, list, lambda x: x * 10),
+    "FlatMap": (FlatMap, list, lambda x: [x, -x]),
+    "Filter": (Filter, list, lambda x: x % 2 == 0),
+    "Inspect": (Inspect, list, lambda x: None),
+    "KeyBy": (KeyBy, list, lambda x: x % 3),
+    "Map-workers": (lambda f: Map(f, workers=3, max_in_flight=4), list, lambda x: x * 10),
+    "FlatMap-workers-unordered": (
+        lambda f: FlatMap(f, workers=3, ordered=False),
+        list,
+        lambda x: [x, x],
+    ),
+    "Router": (Router, list, lambda x: "out" if x % 3 else None),
+    "Tumbling-timestamp": (lambda f: TumblingWindow(10, timestamp=f), list, ident),
+    "Tumbling-key": (
+        lambda f: TumblingWindow(10, timestamp=ident, key=f),
+        list,
+        lambda x: x % 2,
+    ),
+    "Tumbling-reduce": (
+        lambda f: TumblingWindow(10, timestamp=ident, reduce=f, initial=0),
+        list,
+        add,
+    ),
+    "Tumbling-processing-key": (
+        lambda f: TumblingWindow(1000, key=f, clock=lambda: 5.0),
+        list,
+        lambda x: x % 2,
+    ),
+    "Sliding-reduce": (
+        lambda f: SlidingWindow(10, 5, timestamp=ident, reduce=f, initial=0),
+        list,
+        add,
+    ),
+    "Sliding-key": (lambda f: SlidingWindow(10, 5, timestamp=ident, key=f), list, ident),
+    "Session-timestamp": (lambda f: SessionWindow(3, timestamp=f), list, ident),
+    "Session-key": (
+        lambda f: SessionWindow(3, timestamp=ident, key=f, reduce=add, initial=0),
+        list,
+        lambda x: x % 2,
+    ),
+    "Reduce": (Reduce, list, add),
+    "Reduce-end-keyed": (lambda f: Reduce(f, key=lambda x: x % 3, emit="end"), list, add),
+    "Aggregate": (
+        lambda f: Aggregate(create=lambda: 0, add=f, result=str, key=lambda x: x % 2),
+        list,
+        add,
+    ),
+    "Dedupe": (lambda f: Dedupe(key=f), list, lambda x: x % 7),
+    "Join": (
+        lambda f: Join(f, window=10, timestamp=ident, how="left"),
+        lambda xs: [Tagged(side_of(x), x) for x in xs],
+        lambda x: x % 3,
+    ),
+}
+UNORDERED = {"FlatMap-workers-unordered"}
+# Each Ray run starts actors: there, the cases run for one operator of each kind.
+RAY_CASES = {"Map-workers", "Tumbling-reduce", "Session-timestamp", "Reduce-end-keyed", "Join"}
+
+
+def some_on_ray(runner: str, case: str) -> None:
+    if runner == "ray" and case not in RAY_CASES:
+        pytest.skip("on Ray, one operator of each kind (see RAY_CASES)")
+
+
+def run_node(
+    node: nanostream.NanoNode, items: list[Any], runner: str
+) -> tuple[list[Any], list[nanostream.ErrorRecord], nanostream.Run]:
+    """The outputs and error records of ``node`` over ``items``, and the finished run."""
+    sink, dead = Collect(), Collect()
+    nanostream.from_iterable(items) > node > sink
+    node.errors > dead
+    run = sink.global_start(block=False, runner=runner)
+    assert run is not None and run.wait(WAIT)
+    if run.failure is not None:
+        raise run.failure
+    return sink.items, dead.items, run
+
+
+def cause_type(failed: nanostream.NodeFailed) -> str:
+    """The class of a failed run's cause (the ray runner may bring it back as a stand-in)."""
+    cause = failed.__cause__
+    kind = type(cause)
+    return str(getattr(cause, "type_name", f"{kind.__module__}.{kind.__qualname__}"))
+
+
+def unwrap(item: Any) -> Any:
+    return item.value if isinstance(item, Tagged) else item
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize(
+    ("policy", "attempts"),
+    [({"on_error": "skip"}, 1), ({"on_error": "retry", "retries": 2, "backoff": 0}, 3)],
+)
+def test_a_failed_item_is_as_if_it_was_never_there(
+    runner: str, case: str, policy: dict[str, Any], attempts: int
+) -> None:
+    some_on_ray(runner, case)
+    make, feed, func = CASES[case]
+    expected, _, _ = run_node(make(func), feed([x for x in ITEMS if x not in BAD]), runner)
+    node = make(Fails(func, bad=BAD)).configure(name="op", **policy)
+    got, errors, run = run_node(node, feed(ITEMS), runner)
+    if case in UNORDERED:
+        got, expected = sorted(got), sorted(expected)
+    assert got == expected
+    assert expected  # not vacuous
+    assert [unwrap(r.item) for r in errors] == sorted(BAD)
+    assert {(r.node, r.exception_type, r.attempt) for r in errors} == {
+        ("op", "ValueError", attempts)
+    }
+    assert run.stats()["op"].errors == len(BAD)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_a_retried_flaky_item_is_as_if_it_never_failed(runner: str, case: str) -> None:
+    some_on_ray(runner, case)
+    make, feed, func = CASES[case]
+    expected, _, _ = run_node(make(func), feed(ITEMS), runner)
+    node = make(Fails(func, flaky=FLAKY)).configure(on_error="retry", retries=1, backoff=0)
+    got, errors, _ = run_node(node, feed(ITEMS), runner)
+    if case in UNORDERED:
+        got, expected = sorted(got), sorted(expected)
+    assert got == expected
+    assert errors == []
+
+
+@pytest.mark.parametrize("case", ["Map", "Map-workers", "Tumbling-key", "Join", "Reduce"])
+def test_max_errors_fails_the_run(runner: str, case: str) -> None:
+    make, feed, func = CASES[case]
+    node = make(Fails(func, bad=BAD)).configure(name="op", on_error="skip", max_errors=2)
+    with pytest.raises(nanostream.NodeFailed) as info:
+        run_node(node, feed(ITEMS), runner)
+    assert info.value.node == "op"
+    assert cause_type(info.value) == "nanostream._core.errors.TooManyErrors"
+
+
+@pytest.mark.parametrize("case", ["Map", "Map-workers", "Session-timestamp"])
+def test_without_a_policy_the_first_failure_fails_the_run(runner: str, case: str) -> None:
+    make, feed, func = CASES[case]
+    with pytest.raises(nanostream.NodeFailed) as info:
+        run_node(make(Fails(func, bad=BAD)).configure(name="op"), feed(ITEMS), runner)
+    assert cause_type(info.value) == "builtins.ValueError"
+
+
+# ----------------------------------------------------------------------------- workers
+@pytest.mark.parametrize("ordered", [True, False])
+def test_worker_attempts_time_out_and_are_skipped_in_place(runner: str, ordered: bool) -> None:
+    def slow_on_5(x: int) -> int:
+        if x == 5:
+            deadline = time.monotonic() + WAIT
+            while time.monotonic() < deadline:  # Python code: the timeout interrupts it
+                time.sleep(0.005)
+        return x
+
+    node = Map(slow_on_5, workers=4, ordered=ordered, name="op", timeout=0.2, on_error="skip")
+    started = time.monotonic()
+    got, errors, run = run_node(node, list(range(20)), runner)
+    assert time.monotonic() - started < WAIT / 2
+    assert (got if ordered else sorted(got)) == [x for x in range(20) if x != 5]
+    assert [(r.item, r.exception_type) for r in errors] == [(5, "TimeoutError")]
+    assert run.stats()["op"].errors == 1
+
+
+def test_worker_retries_run_on_the_workers_while_others_go_on(runner: str) -> None:
+    calls: dict[int, int] = {}
+    lock = threading.Lock()
+
+    def flaky(x: int) -> int:
+        with lock:
+            calls[x] = calls.get(x, 0) + 1
+            first = calls[x] == 1
+        if x % 4 == 0 and first:
+            raise ConnectionError(x)
+        return x
+
+    if runner == "ray":
+        pytest.skip("the test counts calls in the driver process")
+    node = Map(flaky, workers=3, on_error="retry", retries=1, backoff=0.001)
+    got, errors, _ = run_node(node, list(range(40)), runner)
+    assert got == list(range(40)) and errors == []
+    assert {x: n for x, n in calls.items() if n > 1} == {x: 2 for x in range(0, 40, 4)}
+
+
+def test_parallel_takes_the_policy_of_its_node(runner: str) -> None:
+    class Parse(nanostream.NanoNode):
+        def process_item(self, item: str) -> Iterator[int]:
+            yield int(item)
+
+    node = Parallel(Parse(on_error="skip"), workers=3, name="parse")
+    got, errors, _ = run_node(node, ["1", "x", "3", "y", "5"], runner)
+    assert got == [1, 3, 5]
+    assert [r.item for r in errors] == ["x", "y"]
+    strict = Parallel(Parse(on_error="skip"), workers=3, on_error="fail")
+    with pytest.raises(nanostream.NodeFailed):
+        run_node(strict, ["1", "x"], runner)
+
+
+# ----------------------------------------------------------------------------- per window
+def test_a_session_reduce_that_fails_drops_that_window(runner: str) -> None:
+    def total(acc: int, x: int) -> int:
+        if x == 9:
+            raise ArithmeticError("cannot add 9")
+        return acc + x
+
+    node = SessionWindow(3, timestamp=ident, reduce=total, name="op", on_error="skip")
+    got, errors, run = run_node(node, [0, 1, 2, 7, 8, 9, 20], runner)
+    assert got == [WindowResult(None, 0, 5, 3), WindowResult(None, 20, 23, 20)]
+    (record,) = errors
+    assert record.item == WindowResult(None, 7, 12, [7, 8, 9])  # the window, its items
+    assert record.exception_type == "ArithmeticError"
+    assert run.stats()["op"].errors == 1
+
+
+def test_an_aggregate_result_that_fails_at_the_end_drops_that_key(runner: str) -> None:
+    def mean(acc: tuple[int, int]) -> float:
+        return acc[1] / acc[0]
+
+    node = Aggregate(
+        create=lambda: (0, 0),
+        add=lambda acc, x: (acc[0] + 1, acc[1] + x[1]),
+        result=mean,
+        key=lambda x: x[0],
+        emit="end",
+        on_error="skip",
+    )
+    got, errors, _ = run_node(node, [("a", 2), ("b", 1), ("a", 4)], runner)
+    assert got == [("a", 3.0), ("b", 1.0)]
+    assert errors == []
+    zero = Aggregate(
+        create=lambda: (0, 0), add=lambda acc, x: acc, result=mean, emit="end", on_error="skip"
+    )
+    got, errors, _ = run_node(zero, [("a", 2)], runner)
+    assert got == []
+    assert [(r.item, r.exception_type) for r in errors] == [((None, (0, 0)), "ZeroDivisionError")]
+
+
+def test_unbatch_skips_an_item_that_is_not_iterable(runner: str) -> None:
+    got, errors, _ = run_node(Unbatch(on_error="skip"), [[1, 2], 3, [4]], runner)
+    assert got == [1, 2, 4]
+    assert [(r.item, r.exception_type) for r in errors] == [(3, "TypeError")]
+
+
+def test_router_with_declared_ports_may_link_its_errors_port(runner: str) -> None:
+    router = Router(Fails(lambda x: "a", bad={2}), ports=("a",), on_error="skip")
+    a, dead = Collect(), Collect()
+    nanostream.from_iterable([1, 2, 3]) > router
+    router["a"] > a
+    router.errors > dead
+    router.global_start(runner=runner)
+    assert a.items == [1, 3]
+    assert [r.item for r in dead.items] == [2]
+
+
+@pytest.mark.parametrize(
+    "node",
+    [
+        lambda: Batch(size=2, on_error="skip"),
+        lambda: Take(2, max_errors=1),
+        lambda: Sample(0.5, on_error="retry"),
+        lambda: Throttle(10, timeout=1),
+        lambda: Delay(0, on_error="skip"),
+        lambda: TumblingWindow(1.0, on_error="skip"),
+        lambda: Dedupe(on_error="skip"),
+    ],
+)
+def test_a_policy_on_an_operator_without_user_code_is_refused(
+    node: Callable[[], nanostream.NanoNode],
+) -> None:
+    op = node()
+    nanostream.from_iterable([1]) > op > Collect()
+    with pytest.raises(nanostream.GraphError, match="has nothing to apply to"):
+        op.global_start()
+
+
+def test_a_policy_on_merge_is_refused() -> None:
+    merge = Merge(a=nanostream.from_iterable([1]))
+    merge.configure(on_error="skip")
+    merge > Collect()
+    with pytest.raises(nanostream.GraphError, match="has nothing to apply to"):
+        merge.global_start()
+
+
+# ----------------------------------------------------------------------------- acks
+class AckedNumbers(nanostream.NanoNode):
+    """Emits ``Acked(i, ack)``; each ack notes how many outputs the sink had by then."""
+
+    def __init__(
+        self, items: Iterable[Any], sink: Collect, *, pause_after: int | None = None
+    ) -> None:
+        super().__init__(name="src", batch_size=1)
+        self.items = list(items)
+        self.sink = sink
+        self.pause_after = pause_after
+        self.resume = threading.Event()
+        self.acks: list[tuple[Any, int]] = []  # (item, outputs in the sink when acked)
+        self.acked = threading.Condition()
+
+    def generator(self) -> Iterator[Any]:
+        for i, item in enumerate(self.items):
+            if i == self.pause_after:
+                deadline = time.monotonic() + WAIT
+                while not self.resume.is_set() and time.monotonic() < deadline:
+                    self.sleep(0.005)  # cooperative on the cooperative runner
+            yield nanostream.Acked(item, partial(self._ack, item))
+
+    def _ack(self, item: Any) -> None:
+        with self.acked:
+            self.acks.append((item, len(self.sink.items)))
+            self.acked.notify_all()
+
+    def wait_acks(self, n: int) -> bool:
+        with self.acked:
+            return self.acked.wait_for(lambda: len(self.acks) >= n, WAIT)
+
+
+def contains(output: Any, item: Any) -> bool:
+    """Whether ``output`` was derived from ``item`` (for the operators below)."""
+    if isinstance(output, WindowResult):
+        return item in output.value
+    if isinstance(output, list):
+        return item in output
+    if isinstance(output, tuple) and len(output) == 3:  # JoinResult
+        return item in (output.left, output.right)  # type: ignore[attr-defined]
+    return bool(output == item)
+
+
+STATEFUL: dict[str, Callable[[], nanostream.NanoNode]] = {
+    "Batch": lambda: Batch(size=3),
+    "Tumbling": lambda: TumblingWindow(4, timestamp=ident),
+    "Sliding": lambda: SlidingWindow(4, 2, timestamp=ident),
+    "Session": lambda: SessionWindow(2, timestamp=ident),
+    "Tumbling-keyed-late": lambda: TumblingWindow(
+        4, timestamp=ident, key=lambda x: x % 3, allowed_lateness=3
+    ),
+    "Reduce-end": lambda: Reduce(operator.add, emit="end", initial=0),
+    "Map-workers": lambda: Map(ident, workers=3),
+    "Map-workers-unordered": lambda: Map(ident, workers=3, ordered=False),
+    "Join": lambda: Join(lambda x: x // 2 % 2, window=4, timestamp=ident, how="left"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(STATEFUL))
+def test_acks_wait_for_the_derived_outputs(runner: str, case: str) -> None:
+    if runner not in ACK_RUNNERS:
+        pytest.skip(f"the {runner} runner does not call acknowledgements")
+    items = [0, 1, 3, 2, 5, 6, 9, 8, 12, 13, 14, 17, 21, 22]
+    sink = Collect()
+    src = AckedNumbers(items, sink)
+    node = STATEFUL[case]()
+    feed: nanostream.NanoNode = src
+    if case == "Join":
+        feed = src > Map(lambda x: Tagged(side_of(x), x), name="tag")
+    feed > node > sink
+    sink.global_start(runner=runner)
+    assert sorted(item for item, _ in src.acks) == sorted(items)  # all, once, by the end
+    assert [item for item, _ in src.acks] == items  # in order
+    for item, seen in src.acks:
+        derived = [i for i, out in enumerate(sink.items) if contains(out, item)]
+        if case == "Reduce-end":
+            derived = [0]  # the total is derived from every item
+        assert all(i < seen for i in derived), f"item {item} was acked early"
+
+
+@pytest.mark.parametrize("case", ["Batch", "Tumbling", "Map-workers", "Join"])
+def test_acks_come_while_the_stream_goes_on(runner: str, case: str) -> None:
+    if runner not in ACK_RUNNERS:
+        pytest.skip(f"the {runner} runner does not call acknowledgements")
+    items = list(range(12)) + list(range(100, 110))
+    sink = Collect()
+    src = AckedNumbers(items, sink, pause_after=12)
+    node = STATEFUL[case]()
+    feed: nanostream.NanoNode = src
+    if case == "Join":
+        feed = src > Map(lambda x: Tagged(side_of(x), x), name="tag")
+    feed > node > sink
+    run = sink.global_start(block=False, runner=runner)
+    assert run is not None
+    try:
+        # items 0..11 went out in batches of 3 / windows of 4 while the source waits
+        assert src.wait_acks(6), f"only {len(src.acks)} acks while the source waited"
+    finally:
+        src.resume.set()
+        assert run.wait(WAIT)
+    assert [item for item, _ in src.acks] == items
+
+
+def test_operators_declare_whether_they_hold_items() -> None:
+    held = [
+        Batch(size=2),
+        TumblingWindow(1, timestamp=ident),
+        SessionWindow(1),
+        Reduce(add, emit="end"),
+        Join(ident, window=1),
+        Map(ident, workers=2),
+        Parallel(Collect(), workers=2),
+    ]
+    passing = [
+        Map(ident),
+        Filter(ident),
+        Reduce(add),
+        Dedupe(),
+        Take(1),
+        Unbatch(),
+        Router(ident),
+        Merge(),
+        Delay(0),
+        Throttle(1),
+        Sample(1),
+    ]
+    assert [n for n in held if n.items_held() is not True] == []
+    assert [n for n in passing if n.items_held() is not False] == []
