@@ -105,7 +105,7 @@ def expected_outcome(
     return passed, dead
 
 
-@FAULT_SETTINGS
+@settings(FAULT_SETTINGS, max_examples=200)  # the issue asks for >= 200 here
 @given(case=faults_strategy)
 def test_fault_injection_skip(runner: str, case: Any) -> None:
     """Every item is either in the sink or dead-lettered, exactly once."""
@@ -119,9 +119,8 @@ def test_fault_injection_skip(runner: str, case: Any) -> None:
     assert len(records) == len(dead.items) == len(dead_items)
     assert records == dead_items
     assert sorted(sink.items + [r.item for r in dead.items]) == list(range(n))
-    if runner == "threads":
-        stats = run.stats()
-        assert sum(stats[s.name or ""].errors for s in steps) == len(dead_items)
+    stats = run.stats()
+    assert sum(stats[s.name or ""].errors for s in steps) == len(dead_items)
 
 
 @FAULT_SETTINGS
