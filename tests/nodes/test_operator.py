@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +26,7 @@ from nanostream.nodes import (
     FlatMap,
     Inspect,
     Join,
+    JoinResult,
     KeyBy,
     Map,
     Merge,
@@ -82,6 +84,10 @@ def ident(x: Any) -> Any:
 
 def add(acc: int, x: int) -> int:
     return acc + x
+
+
+def left(x: Any) -> Tagged:
+    return Tagged("left", x)
 
 
 def side_of(x: int) -> str:
@@ -502,3 +508,117 @@ def test_operators_declare_whether_they_hold_items() -> None:
     ]
     assert [n for n in held if n.items_held() is not True] == []
     assert [n for n in passing if n.items_held() is not False] == []
+
+
+# ----------------------------------------------------------------------------- ticks
+class Pausing(nanostream.NanoNode):
+    """Emits ``first``, waits (cooperatively) until ``flag`` exists, emits ``then``.
+
+    Its last item says whether the flag came ("saw it") or the wait timed out. The flag is
+    a file, so it works across processes (the ray runner) too.
+    """
+
+    def __init__(self, flag: Path, first: list[Any], tag: Callable[[str], Any] = ident) -> None:
+        super().__init__(name="src")
+        self.flag, self.first, self.tag = str(flag), first, tag
+
+    def generator(self) -> Iterator[Any]:
+        yield from self.first
+        saw = False
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline and not self.stop_requested:
+            if Path(self.flag).exists():
+                saw = True
+                break
+            self.sleep(0.005)
+        yield self.tag("saw it" if saw else "timed out")
+
+
+class FlagSink(Collect):
+    """Collects, and creates ``flag`` when the first output arrives."""
+
+    def __init__(self, flag: Path) -> None:
+        super().__init__(name="sink")
+        self.flag = str(flag)
+
+    def process_item(self, item: Any) -> Iterator[Any]:
+        Path(self.flag).touch()
+        yield from super().process_item(item)
+
+
+def run_paused(
+    node: nanostream.NanoNode,
+    first: list[Any],
+    runner: str,
+    flag: Path,
+    tag: Callable[[str], Any] = ident,
+) -> list[Any]:
+    """What ``node`` emits for ``first`` while its source waits for that output, then the
+    rest (the source's last item says whether it saw the output before its wait timed out)."""
+    if runner == "ray":
+        pytest.skip("the ray runner gives no ticks yet")
+    sink = FlagSink(flag)
+    Pausing(flag, first, tag) > node > sink
+    sink.global_start(runner=runner)
+    return sink.items
+
+
+def test_a_batch_goes_out_at_its_timeout_on_an_idle_stream(runner: str, tmp_path: Path) -> None:
+    batch = Batch(size=100, timeout=0.1)
+    assert batch.ticks_every() == pytest.approx(0.025)
+    assert run_paused(batch, [0, 1, 2], runner, tmp_path / "flag") == [[0, 1, 2], ["saw it"]]
+
+
+def test_a_processing_time_window_closes_on_an_idle_stream(runner: str, tmp_path: Path) -> None:
+    out = run_paused(TumblingWindow(0.1), ["a", "b", "c"], runner, tmp_path / "flag")
+    first, last = out[:-1], out[-1]
+    assert [x for w in first for x in w.value] == ["a", "b", "c"]  # one window or two
+    assert last.value == ["saw it"]
+
+
+def test_a_sliding_window_closes_on_an_idle_stream(runner: str, tmp_path: Path) -> None:
+    out = run_paused(SlidingWindow(0.2, 0.1), [1, 2], runner, tmp_path / "flag")
+    assert out[0].value in ([1, 2], [1])  # the first window to close holds 1 (and 2)
+    values = [x for w in out for x in w.value]
+    assert "saw it" in values and "timed out" not in values
+
+
+def test_a_session_closes_after_its_gap_on_an_idle_stream(runner: str, tmp_path: Path) -> None:
+    out = run_paused(SessionWindow(0.05), ["a", "b"], runner, tmp_path / "flag")
+    assert [w.value for w in out] == [["a", "b"], ["saw it"]]
+
+
+def test_a_left_join_emits_unmatched_items_on_an_idle_stream(runner: str, tmp_path: Path) -> None:
+    join = Join(ident, window=0.05, how="left")
+    out = run_paused(join, [Tagged("left", "a")], runner, tmp_path / "flag", left)
+    assert out == [JoinResult("a", "a", None), JoinResult("saw it", "saw it", None)]
+
+
+def test_a_worker_pool_emits_completed_results_on_an_idle_stream(
+    runner: str, tmp_path: Path
+) -> None:
+    pool = Map(str.upper, workers=3)
+    assert run_paused(pool, ["a", "b", "c"], runner, tmp_path / "flag") == [
+        "A",
+        "B",
+        "C",
+        "SAW IT",
+    ]
+
+
+def test_no_ticks_with_a_test_clock_or_in_event_time() -> None:
+    assert Batch(timeout=1.0, clock=lambda: 0.0).ticks_every() is None
+    assert Batch(size=3).ticks_every() is None
+    assert TumblingWindow(1.0, timestamp=ident).ticks_every() is None
+    assert TumblingWindow(1.0, clock=lambda: 0.0).ticks_every() is None
+    assert TumblingWindow(8.0).ticks_every() == 1.0
+    assert Join(ident, window=1.0, timestamp=ident).ticks_every() is None
+    assert Map(ident).ticks_every() is None
+    assert Batch(timeout=1.0, clock=lambda: 0.0, tick_interval=0.5).ticks_every() == 0.5
+
+
+def test_ticks_asked_for_on_an_operator_that_does_not_use_them_are_dropped(
+    runner: str, tmp_path: Path
+) -> None:
+    seen = Map(repr, tick_interval=0.001)
+    assert run_paused(seen, [1, 2], runner, tmp_path / "flag") == ["1", "2", "'saw it'"]

@@ -26,6 +26,8 @@ from nanostream.nodes import (
 )
 from nanostream.testing import Collect
 
+WAIT = 10.0
+
 
 def run_through(node: nanostream.NanoNode, items: Iterable[Any], runner: str) -> list[Any]:
     sink = Collect()
@@ -142,6 +144,49 @@ def test_take_passes_n_and_reads_its_whole_input(runner: str) -> None:
     assert run.stats()["take"].items_in == 1000
     assert run_through(Take(0), range(5), runner) == []
     assert run_through(Take(10), range(5), runner) == list(range(5))
+
+
+class Summary(Collect):
+    """Collects, and adds ``("end", count)`` in cleanup (so it shows that its end came)."""
+
+    def cleanup(self) -> None:
+        with self._lock:
+            self.items.append(("end", len(self.items)))
+        super().cleanup()
+
+
+def test_take_ends_its_downstream_after_n_items(runner: str) -> None:
+    take = Take(3, name="take")
+    sink = Summary(name="sink")
+    nanostream.from_iterable(range(100_000)) > take > sink
+    run = sink.global_start(block=False, runner=runner)
+    assert run is not None and run.wait(WAIT)
+    assert sink.items == [0, 1, 2, ("end", 3)]
+    stats = run.stats()
+    assert stats["take"].items_in == 100_000 and stats["take"].items_out == 3
+
+
+def test_take_ends_its_downstream_while_the_source_goes_on(runner: str) -> None:
+    if runner == "ray":
+        pytest.skip("the test watches the sink object from the driver; ray sinks are copies")
+    sink = Summary(name="sink")
+    nanostream.from_iterable(itertools.count()) > Take(3) > sink
+    run = sink.global_start(block=False, runner=runner)
+    assert run is not None
+    try:
+        assert sink.ended.wait(WAIT), "the downstream did not see the end"
+        assert sink.items == [0, 1, 2, ("end", 3)]
+        assert run.state == "running"  # without stop=True the source goes on
+    finally:
+        run.stop(timeout=WAIT)
+    assert run.state == "finished"
+
+
+def test_take_zero_ends_its_downstream_at_once(runner: str) -> None:
+    sink = Summary()
+    nanostream.from_iterable(range(10)) > Take(0) > sink
+    sink.global_start(runner=runner)
+    assert sink.items == [("end", 0)]
 
 
 def test_take_with_stop_ends_an_endless_source(runner: str) -> None:

@@ -27,6 +27,7 @@ from typing import Any, Final, NamedTuple
 from .._core.errors import GraphError
 from .._core.node import NanoNode, NodeFunction
 from .._core.policy import POLICY_OPTIONS, ItemGuard, back_off
+from .._core.ticks import TICK
 
 __all__ = [
     "MISSING",
@@ -41,6 +42,7 @@ __all__ = [
     "emit_all",
     "run_in_pool",
     "sleep_in_steps",
+    "tick_for",
 ]
 
 Outp = Callable[[Any], Any]
@@ -61,6 +63,23 @@ MISSING: Final[Any] = _Missing()
 
 # How long a node waits on its workers before it checks again; lets an abort interrupt it.
 _POLL_S = 0.25
+# Ticks for a deadline of ``period`` seconds come every quarter period, within these bounds.
+_TICK_MIN_S = 0.001
+_TICK_MAX_S = 1.0
+
+
+def tick_for(period: float) -> float:
+    """The ``tick_interval`` that keeps a deadline of ``period`` seconds on an idle input.
+
+    A quarter of the period, at least 1 ms and at most 1 s: a batch's timeout or a window's
+    end passes by at most that much (or 1 s for periods over 4 s) when no item comes.
+
+    Example:
+        >>> from nanostream.nodes._operator import tick_for
+        >>> tick_for(0.1), tick_for(60), tick_for(0)
+        (0.025, 1.0, 0.001)
+    """
+    return max(_TICK_MIN_S, min(period / 4, _TICK_MAX_S))
 
 
 def callable_label(func: object) -> str:
@@ -153,7 +172,9 @@ class Operator(NanoNode):
     Subclasses say which functions of the user they call per item (``_user_functions``):
     an error policy (``on_error=`` ...) applies to those calls, and on an operator that
     calls none it is a ``GraphError`` when the pipeline is built. Each subclass also
-    declares ``holds_items`` (see :meth:`NanoNode.release_items`).
+    declares ``holds_items`` (see :meth:`NanoNode.release_items`). An operator whose
+    ``_run`` handles :data:`~nanostream.TICK` says so with ``_handles_ticks``; any other
+    one never sees a tick, even with a ``tick_interval`` option.
 
     Example:
         >>> from nanostream.nodes._operator import Operator
@@ -205,16 +226,21 @@ class Operator(NanoNode):
                 "policy to the node whose code may fail"
             )
 
+    def _handles_ticks(self) -> bool:
+        """Whether ``_run`` reads :data:`~nanostream.TICK` (else ticks are dropped before)."""
+        return False
+
     def _run(self, inp: Iterable[Any], outp: Outp) -> None:
         raise NotImplementedError  # pragma: no cover - every operator defines it
 
     def as_function(self) -> NodeFunction:
         """This operator as a node function ``f(inp, outp)``."""
         node = self
+        drop_ticks = self.ticks_every() is not None and not self._handles_ticks()
 
         def operator_function(inp: Iterable[Any], outp: Outp) -> None:
             node.setup()
-            node._run(inp, outp)
+            node._run(_without_ticks(inp) if drop_ticks else inp, outp)
             node._run_cleanup(outp)
 
         operator_function.__qualname__ = operator_function.__name__ = (
@@ -228,6 +254,12 @@ class Operator(NanoNode):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
+
+
+def _without_ticks(inp: Iterable[Any]) -> Iterator[Any]:
+    for item in inp:
+        if item is not TICK:
+            yield item
 
 
 class _Failed(NamedTuple):
@@ -509,7 +541,8 @@ def run_in_pool(
     not yet emitted: when that many are, the node waits before it reads more input, so
     back-pressure still reaches upstream. ``ordered`` keeps the input order; otherwise
     results go out as they complete. Completed results are emitted whenever the node gets
-    a new item, and all of them before the input's end returns; after emitting, the node
+    a new item or a :data:`~nanostream.TICK`, and all of them before the input's end
+    returns; after emitting, the node
     calls ``release(keep)`` with the number of most recently read items still in flight
     (for acknowledgements, see :meth:`NanoNode.release_items`). The worker threads are
     joined before this returns, also when it fails.
@@ -547,7 +580,11 @@ def _ordered(
     pending: deque[tuple[Any, Future[Any]]] = deque()
     submit = pool.submit
     for item in inp:
-        pending.append((item, submit(work, item)))
+        if item is TICK:
+            if not (pending and pending[0][1].done()):
+                continue
+        else:
+            pending.append((item, submit(work, item)))
         if len(pending) >= limit or pending[0][1].done():
             while pending and (len(pending) >= limit or pending[0][1].done()):
                 done_item, future = pending.popleft()
@@ -587,12 +624,15 @@ def _unordered(
             except queue.Empty:
                 continue
 
-    for reads, item in enumerate(inp, 1):
-        future = submit(work, item)
-        submitted[future] = (reads, item)
-        in_order.append(reads)
-        future.add_done_callback(done.put)
+    reads = 0
+    for item in inp:
         emitted = False
+        if item is not TICK:
+            reads += 1
+            future = submit(work, item)
+            submitted[future] = (reads, item)
+            in_order.append(reads)
+            future.add_done_callback(done.put)
         if len(submitted) >= limit:
             complete(wait_one())
             emitted = True

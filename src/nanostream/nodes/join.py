@@ -41,6 +41,7 @@ from .._core.errors import GraphError
 from .._core.graph import pipeline_of
 from .._core.node import DEFAULT_PORT, ERRORS_PORT, NanoNode
 from .._core.ports import TaggedOutput
+from .._core.ticks import TICK
 from ._operator import (
     MISSING,
     Operator,
@@ -50,6 +51,7 @@ from ._operator import (
     check_choice,
     check_non_negative,
     check_positive,
+    tick_for,
 )
 
 __all__ = ["Join", "JoinResult", "Merge", "Router", "Tagged"]
@@ -197,7 +199,9 @@ class Join(_WithNamedInputs):
     it differs) and processing time otherwise (``clock()`` on arrival). The watermark is
     the smaller of the largest timestamps seen on each side (a side whose input has ended
     no longer holds it back) minus ``allowed_lateness``; a window closes when the watermark
-    reaches its end, and every window closes when the input ends. An item whose window has
+    reaches its end, and every window closes when the input ends. In processing time the
+    windows also close while the input is idle (the join gets ticks every quarter
+    ``window``, at most every second, with the default clock). An item whose window has
     closed is late: dropped, or with ``late="port"`` sent to the ``"late"`` port as
     ``Tagged(side, item)``.
 
@@ -263,6 +267,11 @@ class Join(_WithNamedInputs):
         self.clock = clock
         if late == "port":
             self.ports = ("out", "late")
+        if timestamp is None and clock is time.time:
+            self.tick_interval = tick_for(window)  # windows close while the input is idle
+
+    def _handles_ticks(self) -> bool:
+        return self.timestamp is None  # in event time, only items move time on
 
     @property
     def left(self) -> NanoNode:
@@ -303,11 +312,13 @@ class Join(_WithNamedInputs):
         opened: deque[tuple[int, tuple[Any, Any]]] = deque()  # (read number, group), in order
         release = self.release_items
         seq = 0
-        reads = 0  # items read so far (the loop sets it)
+        reads = 0  # items read so far (close_until reads it)
         side_max: dict[str, Any] = {"left": _NEG_INF, "right": _NEG_INF}
         watermark: Any = _NEG_INF
 
-        def close_until(limit: Any) -> None:
+        def close_until(limit: Any, pending: int | None) -> None:
+            """Close the windows ending by ``limit``; release what they held (``pending``:
+            whether the last item read is still to be placed, ``None`` at the end)."""
             if not (heap and heap[0][0] <= limit):
                 return
             while heap and heap[0][0] <= limit:
@@ -317,22 +328,31 @@ class Join(_WithNamedInputs):
                     for left, matched in zip(group.lefts, group.matched, strict=True):
                         if not matched:
                             outp(JoinResult(k, left, None))
+            if pending is None:
+                return
             while opened and opened[0][1] not in groups:
                 opened.popleft()
-            release(keep=reads - opened[0][0] + 1 if opened else 1)
+            release(keep=reads - opened[0][0] + 1 if opened else pending)
 
-        def advance(new_watermark: Any) -> None:
+        def advance(new_watermark: Any, pending: int = 1) -> None:
             nonlocal watermark
             if new_watermark > watermark:
                 watermark = new_watermark
-                close_until(watermark)
+                close_until(watermark, pending)
 
         def prepare(tagged: Tagged) -> tuple[Any, Any]:
             side, item = tagged
             stamp = ts_of[side]
             return stamp(item) if stamp is not None else clock(), key_of[side](item)
 
-        for reads, tagged in enumerate(inp, 1):  # close_until reads ``reads``
+        ticks = 0
+        for number, tagged in enumerate(inp, 1):
+            if tagged is TICK:  # processing time, no item for a while: the clock moves on
+                ticks += 1
+                reads = number - ticks
+                advance(clock(), 0)
+                continue
+            reads = number - ticks
             kind = type(tagged)
             if kind is _InputEnded:
                 side_max[tagged.origin] = _INF
@@ -381,7 +401,7 @@ class Join(_WithNamedInputs):
                 for i, left in enumerate(group.lefts):
                     outp(JoinResult(k, left, item))
                     group.matched[i] = True
-        close_until(_INF)
+        close_until(_INF, None)
 
 
 class Router(Operator):

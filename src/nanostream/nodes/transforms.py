@@ -28,6 +28,7 @@ from .._core.errors import GraphError
 from .._core.graph import pipeline_of
 from .._core.node import FunctionNode, NanoNode
 from .._core.policy import POLICY_OPTIONS
+from .._core.ticks import TICK
 from ._operator import (
     Operator,
     Outp,
@@ -39,6 +40,7 @@ from ._operator import (
     emit_all,
     run_in_pool,
     sleep_in_steps,
+    tick_for,
 )
 
 __all__ = [
@@ -56,6 +58,9 @@ __all__ = [
     "Unbatch",
 ]
 
+# How long a worker pool waits for input before it emits the results completed meanwhile.
+_POOL_TICK_S = 0.05
+
 
 class FlatMap(Operator):
     """Emit every output of ``func(item)`` (an iterable) for each item.
@@ -65,9 +70,10 @@ class FlatMap(Operator):
     input order when ``ordered=True`` (the default) or go out as they complete with
     ``ordered=False``. At most ``max_in_flight`` items (default ``2 * workers``) are being
     worked on or waiting to be emitted; beyond that the node stops reading its input, so
-    back-pressure still holds. Completed outputs are emitted as later items arrive and all
-    of them by the end of the input. The threads start with the run and are joined before
-    the node ends, also when ``func`` raises (the run then fails as usual).
+    back-pressure still holds. Completed outputs are emitted as later items arrive, within
+    ``tick_interval`` (default 0.05 s) when no item comes, and all of them by the end of
+    the input. The threads start with the run and are joined before the node ends, also
+    when ``func`` raises (the run then fails as usual).
 
     An error policy (``on_error="skip"`` or ``"retry"``, ``timeout``, ``max_errors`` ...)
     applies to each call of ``func``, on the worker threads too: a failed item leaves no
@@ -109,9 +115,14 @@ class FlatMap(Operator):
         self.max_in_flight = max_in_flight if max_in_flight is not None else 2 * workers
         # Items in flight on the workers are kept between reads.
         self.holds_items = workers > 1
+        if workers > 1:
+            self.tick_interval = _POOL_TICK_S  # emit completed results on an idle input
 
     def _user_functions(self) -> tuple[str, ...]:
         return ("the function",)
+
+    def _handles_ticks(self) -> bool:
+        return self.workers > 1
 
     def _expand(self, item: Any) -> Iterable[Any]:
         """The outputs of one item (what a worker thread computes)."""
@@ -384,11 +395,13 @@ class Sample(Operator):
 
 
 class Take(Operator):
-    """Pass the first ``n`` items and drop the rest.
+    """Pass the first ``n`` items, then end the stream for the nodes downstream.
 
-    Like every node it still reads its whole input, so its downstream ends when its
-    upstream does. For an endless source, ``stop=True`` asks the run to stop gracefully
-    once ``n`` items have passed (every source stops; what is in flight still drains).
+    Once ``n`` items have passed, the downstream nodes see the end of their input (their
+    ``cleanup()`` runs and they finish) while ``Take`` reads the rest of its input and drops
+    it, so its upstream is never blocked. For an endless source, ``stop=True`` also asks the
+    run to stop gracefully (every source stops; what is in flight still drains). Called by
+    hand, outside a run, it drops the rest as well.
 
     Example:
         >>> import itertools, nanostream
@@ -422,6 +435,8 @@ class Take(Operator):
                 left -= 1
                 if left == 0:
                     break
+        if left == 0:
+            self.end_outputs()
         stopping = self.stop and left == 0 and not self._request_stop()
         for _ in it:
             if stopping:
@@ -541,10 +556,13 @@ class Batch(Operator):
 
     What is held is emitted when the input ends, which is also what happens on ``stop()``:
     the sources end and everything drains. The timeout is checked when an item arrives (an
-    item that arrives after it first sends the held batch, then starts a new one), so a batch
-    waits for the next item or the end of the input. With neither ``size`` nor ``timeout``
-    the whole input becomes one list. ``clock`` (seconds, default ``time.monotonic``) can be
-    replaced, for tests; it is called once per item when there is a timeout.
+    item that arrives after it first sends the held batch, then starts a new one) and, on
+    an idle input, every ``tick_interval`` seconds: by default a quarter of ``timeout``
+    (at least 1 ms, at most 1 s), so a batch goes out at most that late. With neither
+    ``size`` nor ``timeout`` the whole input becomes one list. ``clock`` (seconds, default
+    ``time.monotonic``) can be replaced, for tests; it is called once per item when there
+    is a timeout, and then ticks are off unless ``tick_interval=`` is given (a test clock
+    does not move with the time ticks measure).
 
     Example:
         >>> import nanostream
@@ -577,6 +595,11 @@ class Batch(Operator):
         self.size = size
         self.timeout = timeout
         self.clock = clock
+        if timeout is not None and clock is time.monotonic:
+            self.tick_interval = tick_for(timeout)
+
+    def _handles_ticks(self) -> bool:
+        return self.timeout is not None
 
     def _run(self, inp: Iterable[Any], outp: Outp) -> None:
         size, timeout, clock = self.size, self.timeout, self.clock
@@ -585,6 +608,12 @@ class Batch(Operator):
         first_at = 0.0
         for item in inp:
             if timeout is not None:
+                if item is TICK:
+                    if held and clock() - first_at >= timeout:
+                        outp(held)
+                        held = []
+                        release()
+                    continue
                 now = clock()
                 if held and now - first_at >= timeout:
                     outp(held)

@@ -19,8 +19,18 @@ order, or ``reduce(acc, item)`` folded over them (from ``initial`` when given, o
 from the first item). Windows close in order of ``end``, then ``start``, then the order
 they opened in.
 
-Windows are checked when an item arrives and when the input ends: a window whose end has
-passed is emitted with the next item (or at the end of the input), not on a timer.
+**When windows close.** In event time only items move time on, so a window whose end has
+passed is emitted when a later item arrives (or at the end of the input). In processing
+time the clock moves on by itself: on an idle input the operator is woken every
+``tick_interval`` seconds (by default a quarter of the window's ``step``, ``size`` or
+``gap``, at least 1 ms, at most 1 s; see :data:`nanostream.TICK`) and emits the windows
+whose end has passed. Ticks come from the ``threads`` and ``cooperative`` runners, and
+only with the default clock (a test clock does not move with real time; give
+``tick_interval=`` to have ticks anyway).
+
+**Error policies** (``on_error=`` ...) apply to ``timestamp``, ``key`` and ``reduce`` per
+item, and for a session window to ``reduce`` per window when it closes; a failed item
+changes no window. See docs/operators.md.
 
 Example:
     >>> import nanostream
@@ -45,6 +55,7 @@ from typing import Any, NamedTuple
 
 from .._core.errors import GraphError
 from .._core.ports import TaggedOutput
+from .._core.ticks import TICK
 from ._operator import (
     MISSING,
     Fold,
@@ -55,6 +66,7 @@ from ._operator import (
     check_choice,
     check_non_negative,
     check_positive,
+    tick_for,
 )
 
 __all__ = [
@@ -132,6 +144,20 @@ class _Windowed(Operator):
         given = tuple(name for name, func in names if func is not None)
         return given if self.fold.collects else (*given, "reduce")
 
+    def _tick_every(self, period: float) -> None:
+        """In processing time on the real clock, check for closed windows while idle."""
+        if self.timestamp is None and self.clock is time.time:
+            self.tick_interval = tick_for(period)
+
+    def _handles_ticks(self) -> bool:
+        return self.timestamp is None  # in event time, only items move time on
+
+
+def _keep(reads: int, oldest: int | None, pending: int) -> int:
+    """How many of the ``reads`` items read are kept: from the ``oldest`` one still held,
+    or the ``pending`` last one (read, not placed yet) when no window is open."""
+    return pending if oldest is None else reads - oldest + 1
+
 
 def _oldest(opened: deque[tuple[int, Any]], windows: dict[Any, Any]) -> int | None:
     """The read number of the first item of the oldest window still open (``None``: none).
@@ -200,6 +226,7 @@ class SlidingWindow(_Windowed):
         self.size = size
         self.step = step
         self.offset = offset
+        self._tick_every(step)
 
     def _run(self, inp: Iterable[Any], outp: Outp) -> None:
         if self.error_policy.guarded:
@@ -215,9 +242,21 @@ class SlidingWindow(_Windowed):
         heap: list[tuple[Any, Any, int, Any]] = []
         opened: deque[tuple[int, Any]] = deque()
         seq = 0
+        ticks = 0
         max_ts: Any = _NEG_INF
         watermark: Any = _NEG_INF
-        for reads, item in enumerate(inp, 1):
+        for number, item in enumerate(inp, 1):
+            if item is TICK:  # processing time, no item for a while: the clock moves on
+                ticks += 1
+                ts = clock()
+                if ts > max_ts and heap and heap[0][0] <= ts:
+                    max_ts = watermark = ts
+                    while heap and heap[0][0] <= watermark:
+                        end, start, _, wkey = heapq.heappop(heap)
+                        outp(WindowResult(wkey, start, end, result(windows.pop((wkey, start)))))
+                    release(keep=_keep(number - ticks, _oldest(opened, windows), 0))
+                continue
+            reads = number - ticks
             ts = ts_of(item) if ts_of is not None else clock()
             k = key_of(item) if key_of is not None else None
             if ts > max_ts:
@@ -227,8 +266,7 @@ class SlidingWindow(_Windowed):
                     while heap and heap[0][0] <= watermark:
                         end, start, _, wkey = heapq.heappop(heap)
                         outp(WindowResult(wkey, start, end, result(windows.pop((wkey, start)))))
-                    oldest = _oldest(opened, windows)
-                    release(keep=reads - (reads if oldest is None else oldest) + 1)
+                    release(keep=_keep(reads, _oldest(opened, windows), 1))
             last_start = ts - (ts - offset) % step
             if last_start + size <= watermark:
                 if late_port:
@@ -293,11 +331,17 @@ class SlidingWindow(_Windowed):
                 start = last_start - j * step
             return ts, k, updates
 
+        reads = 0
         with PolicyGuard.of(self, outp) as guard:
-            for reads, item in enumerate(inp, 1):
-                prepared = guard.prepare(item, prepare)
-                if prepared is MISSING:
-                    continue
+            for item in inp:
+                prepared: tuple[Any, Any, list[tuple[Any, Any]] | None]
+                if item is TICK:
+                    prepared = (clock(), None, [])
+                else:
+                    reads += 1
+                    prepared = guard.prepare(item, prepare)
+                    if prepared is MISSING:
+                        continue
                 ts, _, updates = prepared
                 if ts > max_ts:
                     max_ts = ts
@@ -306,8 +350,8 @@ class SlidingWindow(_Windowed):
                         while heap and heap[0][0] <= watermark:
                             end, start, _, wkey = heapq.heappop(heap)
                             outp(WindowResult(wkey, start, end, windows.pop((wkey, start))))
-                        oldest = _oldest(opened, windows)
-                        release(keep=reads - (reads if oldest is None else oldest) + 1)
+                        pending = 0 if item is TICK else 1
+                        release(keep=_keep(reads, _oldest(opened, windows), pending))
                 if updates is None:
                     if late_port:
                         outp(TaggedOutput("late", item))
@@ -388,9 +432,10 @@ class TumblingWindow(SlidingWindow):
         )
 
     def _run(self, inp: Iterable[Any], outp: Outp) -> None:
-        # The sliding loop with one window per item, unrolled: this is the hot path.
-        if self.error_policy.guarded:
-            self._run_guarded(inp, outp)
+        # The sliding loop with one window per item, unrolled: this is the hot path (event
+        # time; in processing time the sliding loop, which reads ticks, does the work).
+        if self.error_policy.guarded or self.timestamp is None:
+            super()._run(inp, outp)
             return
         size, offset = self.size, self.offset
         ts_of, key_of, clock = self.timestamp, self.key, self.clock
@@ -415,8 +460,7 @@ class TumblingWindow(SlidingWindow):
                     while heap and heap[0][0] <= watermark:
                         end, start, _, wkey = pop(heap)
                         outp(WindowResult(wkey, start, end, result(windows.pop((wkey, start)))))
-                    oldest = _oldest(opened, windows)
-                    release(keep=reads - (reads if oldest is None else oldest) + 1)
+                    release(keep=_keep(reads, _oldest(opened, windows), 1))
             start = ts - (ts - offset) % size
             wk = (key_of(item) if key_of is not None else None, start)
             acc = get(wk, MISSING)
@@ -496,6 +540,7 @@ class SessionWindow(_Windowed):
         )
         check_positive(type(self).__name__, "gap", gap)
         self.gap = gap
+        self._tick_every(gap)
 
     def _run(self, inp: Iterable[Any], outp: Outp) -> None:
         if self.error_policy.guarded:
@@ -543,7 +588,7 @@ class SessionWindow(_Windowed):
             else:
                 outp(window._replace(value=fold.over(items)))
 
-        def close_until(limit: Any, reads: int | None) -> None:
+        def close_until(limit: Any, reads: int | None, pending: int) -> None:
             closed = False
             while heap and heap[0][0] <= limit:
                 end, _, session = heapq.heappop(heap)
@@ -553,10 +598,18 @@ class SessionWindow(_Windowed):
             if closed and reads is not None:
                 while firsts and not firsts[0][2].alive:
                     heapq.heappop(firsts)
-                oldest = firsts[0][0] if firsts else reads
-                release(keep=reads - oldest + 1)
+                release(keep=_keep(reads, firsts[0][0] if firsts else None, pending))
 
-        for reads, item in enumerate(inp, 1):
+        ticks = 0
+        for number, item in enumerate(inp, 1):
+            if item is TICK:  # processing time, no item for a while: the clock moves on
+                ticks += 1
+                ts = clock()
+                if ts > max_ts:
+                    max_ts = watermark = ts
+                    close_until(watermark, number - ticks, 0)
+                continue
+            reads = number - ticks
             if guard is None:
                 ts = ts_of(item) if ts_of is not None else clock()
                 k = key_of(item) if key_of is not None else None
@@ -568,7 +621,7 @@ class SessionWindow(_Windowed):
             if ts > max_ts:
                 max_ts = ts
                 watermark = ts - lateness
-                close_until(watermark, reads)
+                close_until(watermark, reads, 1)
             sessions = open_by_key.get(k)
             touching = (
                 [s for s in sessions if s.start < ts + gap and ts < s.last + gap]
@@ -606,7 +659,7 @@ class SessionWindow(_Windowed):
                 sessions.append(session)
                 heapq.heappush(firsts, (items[0][0], reads, session))
             heapq.heappush(heap, (session.last + gap, reads, session))
-        close_until(float("inf"), None)  # every open session has a current heap entry
+        close_until(float("inf"), None, 0)  # every open session has a current heap entry
 
 
 def _first(entry: tuple[int, Any]) -> int:
