@@ -254,12 +254,20 @@ def ref_join(
     size=st.integers(1, 10),
     lateness=st.integers(0, 8),
     how=st.sampled_from(["inner", "left"]),
+    guarded=st.booleans(),
 )
 def test_join_matches_reference(
-    runner: str, raw: list[tuple[str, int, int]], size: int, lateness: int, how: str
+    runner: str,
+    raw: list[tuple[str, int, int]],
+    size: int,
+    lateness: int,
+    how: str,
+    guarded: bool,
 ) -> None:
     feed = [(side, (t, k, i)) for i, (side, t, k) in enumerate(raw)]
     join = Join(key, window=size, timestamp=ts, allowed_lateness=lateness, how=how, late="port")
+    if guarded:
+        join.configure(on_error="skip")  # the loop that applies an error policy
     sink, late = Collect(), Collect()
     nanostream.from_iterable([Tagged(s, r) for s, r in feed]) > join > sink
     join["late"] > late

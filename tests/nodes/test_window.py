@@ -308,9 +308,16 @@ window_settings = settings(
     lateness=st.integers(0, 10),
     keyed=st.booleans(),
     summed=st.booleans(),
+    guarded=st.booleans(),
 )
 def test_tumbling_matches_reference(
-    runner: str, raw: list[tuple[int, int]], size: int, lateness: int, keyed: bool, summed: bool
+    runner: str,
+    raw: list[tuple[int, int]],
+    size: int,
+    lateness: int,
+    keyed: bool,
+    summed: bool,
+    guarded: bool,
 ) -> None:
     events = as_events(raw)
     fold: dict[str, Any] = {"reduce": lambda n, e: n + e[2], "initial": 0} if summed else {}
@@ -320,6 +327,7 @@ def test_tumbling_matches_reference(
         key=key if keyed else None,
         allowed_lateness=lateness,
         late="port",
+        on_error="skip" if guarded else None,  # the loop that applies an error policy
         **fold,
     )
     results, late = run_window(node, events, runner)
@@ -337,6 +345,7 @@ def test_tumbling_matches_reference(
     step_fraction=st.integers(1, 12),
     lateness=st.integers(0, 10),
     keyed=st.booleans(),
+    guarded=st.booleans(),
 )
 def test_sliding_matches_reference(
     runner: str,
@@ -345,11 +354,18 @@ def test_sliding_matches_reference(
     step_fraction: int,
     lateness: int,
     keyed: bool,
+    guarded: bool,
 ) -> None:
     step = min(size, step_fraction)
     events = as_events(raw)
     node = SlidingWindow(
-        size, step, timestamp=ts, key=key if keyed else None, allowed_lateness=lateness, late="port"
+        size,
+        step,
+        timestamp=ts,
+        key=key if keyed else None,
+        allowed_lateness=lateness,
+        late="port",
+        on_error="skip" if guarded else None,
     )
     results, late = run_window(node, events, runner)
     expected, expected_late = ref_fixed(events, size, step, lateness, keyed)
@@ -358,13 +374,24 @@ def test_sliding_matches_reference(
 
 
 @window_settings
-@given(raw=raw_events, gap=st.integers(1, 10), lateness=st.integers(0, 10), keyed=st.booleans())
+@given(
+    raw=raw_events,
+    gap=st.integers(1, 10),
+    lateness=st.integers(0, 10),
+    keyed=st.booleans(),
+    guarded=st.booleans(),
+)
 def test_sessions_match_reference(
-    runner: str, raw: list[tuple[int, int]], gap: int, lateness: int, keyed: bool
+    runner: str, raw: list[tuple[int, int]], gap: int, lateness: int, keyed: bool, guarded: bool
 ) -> None:
     events = as_events(raw)
     node = SessionWindow(
-        gap, timestamp=ts, key=key if keyed else None, allowed_lateness=lateness, late="port"
+        gap,
+        timestamp=ts,
+        key=key if keyed else None,
+        allowed_lateness=lateness,
+        late="port",
+        on_error="skip" if guarded else None,
     )
     results, late = run_window(node, events, runner)
     expected, expected_late = ref_sessions(events, gap, lateness, keyed)
