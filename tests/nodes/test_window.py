@@ -144,6 +144,8 @@ def test_processing_time_with_an_injected_clock(runner: str) -> None:
 
 
 def test_windows_flush_at_end_and_on_stop(runner: str) -> None:
+    if runner == "ray":
+        pytest.skip("the test watches objects in the driver; on ray the nodes are copies")
     produced: list[int] = []
 
     class Ticks(nanostream.NanoNode):
@@ -440,6 +442,8 @@ def test_aggregate_fresh_accumulator_per_key(runner: str) -> None:
 
 
 def test_aggregate_emit_end_flushes_on_stop(runner: str) -> None:
+    if runner == "ray":
+        pytest.skip("the test watches objects in the driver; on ray the nodes are copies")
     produced: list[int] = []
 
     class Numbers(nanostream.NanoNode):
