@@ -308,6 +308,7 @@ class PolicyGuard:
         self.guard = guard
         self.outp = outp
         self._compute: Callable[[Any], Iterable[Any]] = _nothing
+        self._prepare: Callable[[Any], Any] = _nothing
         self._value: Any = MISSING
         self._workers: list[ItemGuard] = []
         self._local = threading.local()
