@@ -402,3 +402,23 @@ def test_random_pipelines_ack_everything_and_never_early(
     src.global_start(runner=runner_name)
     assert src.acked == list(range(n))
     assert at_ack == written
+
+
+@pytest.mark.parametrize("runner_name", ACK_RUNNERS)
+def test_a_marker_after_released_items_passes_at_once(runner_name: str) -> None:
+    """The marker of the last item of a released pair does not wait for a next item."""
+    sink = Collect()
+    src = AckedSource(range(8), batch_size=1, pause_after=4)
+    src > Pairs() > sink
+    run = sink.global_start(block=False, runner=runner_name)
+    assert run is not None
+    try:
+        # Cooperative: the paused source holds the one thread, so the acks come after it.
+        if runner_name == "threads":
+            with src.ack_count:  # well within the source's pause (WAIT)
+                done = src.ack_count.wait_for(lambda: len(src.acked) >= 4, WAIT / 3)
+            assert done, f"only {src.acked} were acked while the source paused"
+    finally:
+        src.resume.set()
+        run.wait(WAIT)
+    assert src.acked == list(range(8))

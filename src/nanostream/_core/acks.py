@@ -287,6 +287,8 @@ class NodeMarkers:
             self._pass(marker)
             return
         self._held.append((marker, position))
+        if position <= self._bound:  # the node has already released the items before it
+            self.apply()
         if self.holds is None and not self._warned:
             self._warned = True
             log.warning(

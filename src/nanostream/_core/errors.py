@@ -21,6 +21,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import Any
+
 from .redact import redact
 
 __all__ = [
@@ -199,3 +201,6 @@ class TooManyErrors(NanoStreamError):
     def __init__(self, node: str, message: str) -> None:
         self.node = node
         super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:  # it crosses processes (the ray runner)
+        return (type(self), (self.node, str(self)))

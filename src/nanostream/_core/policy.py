@@ -353,7 +353,7 @@ class ItemGuard:
                 ):
                     back_off(policy, self.ctx, attempt, exc)
                     continue
-                self._failed(item, exc, attempt)
+                self.record_failure(item, exc, attempt)
                 return
             outp = self.outp
             for out in outs:
@@ -413,7 +413,11 @@ class ItemGuard:
         return []
 
     # ----------------------------------------------------------------- failures
-    def _failed(self, item: Any, exc: BaseException, attempt: int) -> None:
+    def record_failure(self, item: Any, exc: BaseException, attempt: int) -> None:
+        """``item`` failed for good with ``exc`` after ``attempt`` attempts: count, log, record.
+
+        For operators that run attempts elsewhere (a worker pool) and settle them here.
+        """
         self.failed += 1
         ctx = self.ctx
         ctx.count_error()

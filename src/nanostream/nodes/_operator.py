@@ -395,7 +395,7 @@ class PolicyGuard:
         if type(result) is _Failed:
             if self.guard.policy.on_error == "fail":
                 raise result.exc
-            self.guard._failed(item, result.exc, result.attempt)
+            self.guard.record_failure(item, result.exc, result.attempt)
             return
         outp = self.outp
         for out in result:
