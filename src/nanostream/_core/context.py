@@ -94,6 +94,9 @@ class NodeContext:
     def release_items(self, keep: int = 0) -> None:
         """A stateful node has emitted everything it read except its last ``keep`` items."""
 
+    def request_stop(self) -> None:
+        """Ask the run to stop gracefully, without waiting. The base class has no run."""
+
     def end_outputs(self) -> None:
         """The node's outputs end now: its downstreams see the end of their input.
 

@@ -499,6 +499,31 @@ class NanoNode:
         """
         return None
 
+    def request_stop(self) -> None:
+        """Ask the run this node is part of to stop gracefully, and return at once.
+
+        Every source stops; what is already in flight drains to the sinks, as with
+        ``Run.stop()``. Safe to call from the node's own code (unlike :meth:`global_stop`,
+        which waits for the run to end). Outside a run it does nothing.
+
+        Example:
+            >>> import itertools, nanostream
+            >>> class UpToThree(nanostream.NanoNode):
+            ...     def process_item(self, item):
+            ...         if item == 3:
+            ...             self.request_stop()
+            ...         yield item
+            >>> sink = nanostream.testing.Collect()
+            >>> nanostream.from_iterable(itertools.count()) > UpToThree() > sink
+            Collect(name=None)
+            >>> sink.global_start()
+            >>> sink.items[:4]
+            [0, 1, 2, 3]
+        """
+        ctx = self._ns_context
+        if ctx is not None:
+            ctx.request_stop()
+
     def end_outputs(self) -> None:
         """End this node's outputs now, while it goes on reading (and dropping) its input.
 

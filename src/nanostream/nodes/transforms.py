@@ -25,7 +25,6 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from .._core.errors import GraphError
-from .._core.graph import pipeline_of
 from .._core.node import FunctionNode, NanoNode
 from .._core.policy import POLICY_OPTIONS
 from .._core.ticks import TICK
@@ -437,19 +436,10 @@ class Take(Operator):
                     break
         if left == 0:
             self.end_outputs()
-        stopping = self.stop and left == 0 and not self._request_stop()
+            if self.stop:
+                self.request_stop()
         for _ in it:
-            if stopping:
-                stopping = not self._request_stop()
-
-    def _request_stop(self) -> bool:
-        # The run handle is set on the pipeline once the runner has started every node, so
-        # a fast Take may get here first: then it tries again with the next item.
-        run = pipeline_of(self).run
-        if run is None:
-            return False
-        run.request_stop()
-        return True
+            pass
 
 
 class Throttle(Operator):

@@ -40,10 +40,14 @@ class _CoopContext(NodeContext):
 
     supports_acks = True
 
-    def __init__(self, sched: Scheduler, pn: PlanNode, task: _Task) -> None:
-        super().__init__(pn.name, linked_ports=pn.outputs, abort_event=sched.abort_event)
-        self.sched = sched
+    def __init__(self, run: CooperativeRun, pn: PlanNode, task: _Task) -> None:
+        super().__init__(pn.name, linked_ports=pn.outputs, abort_event=run.sched.abort_event)
+        self.run = run
+        self.sched = run.sched
         self.task = task
+
+    def request_stop(self) -> None:
+        self.run.request_stop()
 
     def count_error(self) -> None:
         self.errors += 1
@@ -96,7 +100,7 @@ class CooperativeRun(Run):
         self.sched.add_plan(plan, self.counters)
         self.acks = self.sched.acks = AckCoordinator(plan, self._inject_marker)
         self.contexts = [
-            _CoopContext(self.sched, pn, task)
+            _CoopContext(self, pn, task)
             for pn, task in zip(plan.nodes, self.sched.tasks, strict=True)
         ]
         # NanoNode.sleep() waits on it: inside a node, the other nodes run meanwhile

@@ -155,6 +155,9 @@ class _ThreadContext(NodeContext):
         if reader is not None:
             reader.release(keep)
 
+    def request_stop(self) -> None:
+        self.run.request_stop()
+
     def end_outputs(self) -> None:
         reader = self.reader
         if reader is not None:
