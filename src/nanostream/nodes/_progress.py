@@ -1,0 +1,159 @@
+"""A source's progress, committed only once the pipeline is done with its items.
+
+A source that remembers how far it got (a ledger of files, an incremental value, stream
+entries to acknowledge) records an item as done on *acknowledgement*, not on emission:
+see ``nanostream.Acked`` and docs/reliability.md. :class:`AckedProgress` is the part such
+sources share. Acks come from any of the pipeline's threads, in emission order, and may
+keep coming after the source's generator has ended (while the run drains); some never come
+(an aborted run, a runner without acknowledgements), and then nothing is committed, so a
+restarted source delivers those items again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Generic, TypeVar
+
+__all__ = ["AckedProgress"]
+
+log = logging.getLogger("nanostream")
+
+T = TypeVar("T")
+
+
+class AckedProgress(Generic[T]):
+    """Values acknowledged by the pipeline, committed in order, from whichever thread.
+
+    For each item it emits, a source yields ``Acked(item, progress.ack(value))``. When the
+    pipeline acknowledges the item, ``value`` joins the acknowledged values, and those are
+    committed — ``commit(values)``, in acknowledgement order, never two at once, so
+    ``commit`` needs no locking of its own but must not use a resource that only the
+    source's thread may touch —
+
+    - by the ack itself, once ``interval`` seconds have passed since the last commit
+      (``0``: at every ack);
+    - when the source calls :meth:`commit` (between two items, say);
+    - when the source ends (:meth:`finish`), and after the last outstanding ack: then
+      ``close()`` runs, after the last commit. If some acks never come, ``close()`` runs
+      when this object is garbage collected.
+
+    A failed commit is logged and its values are committed with the next one.
+
+    Example:
+        >>> import nanostream
+        >>> from nanostream.nodes._progress import AckedProgress
+        >>> committed = []
+        >>> class Numbers(nanostream.NanoNode):
+        ...     def generator(self):
+        ...         progress = AckedProgress(committed.extend, name="numbers")
+        ...         try:
+        ...             for i in range(3):
+        ...                 yield nanostream.Acked(i, progress.ack(i))
+        ...         finally:
+        ...             progress.finish()
+        >>> sink = nanostream.testing.Collect()
+        >>> Numbers() > sink
+        Collect(name=None)
+        >>> sink.global_start()
+        >>> committed
+        [0, 1, 2]
+    """
+
+    def __init__(
+        self,
+        commit: Callable[[Sequence[T]], object],
+        *,
+        close: Callable[[], object] | None = None,
+        interval: float = 0.0,
+        name: str = "source",
+    ) -> None:
+        self._commit_values = commit
+        self.interval = interval
+        self.name = name
+        self._lock = threading.Lock()
+        self._done: list[T] = []
+        self._outstanding = 0
+        self._finished = False
+        self._closed = False
+        self._last = time.monotonic()
+        self._close = weakref.finalize(self, close) if close is not None else None
+        self.committed = 0
+
+    @property
+    def outstanding(self) -> int:
+        """Acks handed out and not called yet."""
+        with self._lock:
+            return self._outstanding
+
+    def ack(self, value: T) -> Callable[[], None]:
+        """The acknowledgement of an item about to be emitted; it commits ``value``."""
+        with self._lock:
+            self._outstanding += 1
+        return partial(self._acked, value)
+
+    def done(self, value: T) -> None:
+        """Count ``value`` as acknowledged now (an entry the source skips, say)."""
+        with self._lock:
+            self._done.append(value)
+
+    def commit(self) -> None:
+        """Commit what has been acknowledged so far, if anything."""
+        with self._lock:
+            self._commit()
+
+    def finish(self) -> None:
+        """The source has ended: commit now, and again (then close) after the last ack."""
+        with self._lock:
+            self._finished = True
+            if self._outstanding == 0:
+                self._end()
+            else:
+                self._commit()
+
+    def _acked(self, value: T) -> None:
+        with self._lock:
+            self._outstanding -= 1
+            self._done.append(value)
+            if self._finished and self._outstanding == 0:
+                self._end()
+            elif time.monotonic() - self._last >= self.interval:
+                self._commit()
+
+    def _commit(self) -> bool:
+        values = self._done
+        if not values or self._closed:
+            return True
+        self._done = []
+        self._last = time.monotonic()
+        try:
+            self._commit_values(values)
+        except Exception as exc:  # noqa: BLE001 - logged; the values wait for the next commit
+            self._done = values + self._done
+            log.warning(
+                "%s could not commit its progress (%s: %s); it tries again with the next "
+                "acknowledgement",
+                self.name,
+                type(exc).__name__,
+                exc,
+            )
+            return False
+        self.committed += len(values)
+        return True
+
+    def _end(self) -> None:
+        if self._closed:
+            return
+        if not self._commit():
+            log.warning(
+                "%s: %d acknowledged items are not committed; a restart delivers them again",
+                self.name,
+                len(self._done),
+            )
+        self._closed = True
+        if self._close is not None:
+            self._close()
