@@ -4,11 +4,14 @@
   on a temporary data directory and a free port, run as a non-root user; skipped with a
   clear reason only when PostgreSQL is not installed.
 * ``redis_url``: a ``redis-server`` with a password, on a free port.
+* ``acks``: whether the ``runner`` under test calls sources' acknowledgements, so that a
+  test of a source that commits its progress on acknowledgement knows what to expect.
 """
 
 from __future__ import annotations
 
 import glob
+import importlib
 import os
 import pwd
 import re
@@ -16,12 +19,16 @@ import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+import nanostream
 
 
 def _free_port() -> int:
@@ -34,6 +41,42 @@ def _free_port() -> int:
 def free_port() -> Callable[[], int]:
     """A function returning a TCP port on 127.0.0.1 that nothing listens on."""
     return _free_port
+
+
+# ----------------------------------------------------------------------------- acks
+class _AckProbe(nanostream.NanoNode):
+    """A source of one item whose acknowledgement creates a file (seen from any process)."""
+
+    def __init__(self, flag: str) -> None:
+        super().__init__()
+        self.flag = flag
+
+    def generator(self) -> Iterator[Any]:
+        yield nanostream.Acked(1, lambda: Path(self.flag).touch())
+
+
+_ACKS_CALLED: dict[str, bool] = {}
+
+
+@pytest.fixture
+def acks(runner: str) -> bool:
+    """Whether ``runner`` calls sources' acknowledgements (probed once per runner).
+
+    On a runner that does not, a source that commits on acknowledgement commits nothing:
+    a restart delivers everything again (at-least-once, never too early).
+    """
+    if runner not in _ACKS_CALLED:
+        if runner == "ray":  # the probe's class must reach the Ray workers
+            ray: Any = importlib.import_module("ray")
+            ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+        with tempfile.TemporaryDirectory() as tmp:
+            flag = os.path.join(tmp, "acked")
+            sink = nanostream.testing.Collect()
+            _AckProbe(flag) > sink
+            sink.global_start(runner=runner)
+            assert sink.items == [1]
+            _ACKS_CALLED[runner] = os.path.exists(flag)
+    return _ACKS_CALLED[runner]
 
 
 # ----------------------------------------------------------------------------- PostgreSQL
