@@ -8,6 +8,8 @@ import sqlite3
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -293,6 +295,71 @@ def test_the_ledger_inside_the_watched_folder_is_not_emitted(tmp_path: Path, mod
         "a.txt",
         "m.txt",
     ]
+
+
+def in_ledger(ledger: Path, path: str) -> bool:
+    """Whether the ledger records ``path`` as emitted (and done with)."""
+    if not ledger.exists():
+        return False
+    with closing(sqlite3.connect(ledger)) as db:
+        found = db.execute("SELECT 1 FROM files WHERE path = ? AND emitted = 1", (path,))
+        return found.fetchone() is not None
+
+
+class LedgerAtReceipt(Collect):
+    """Notes, for each path it gets, whether the ledger has it; fails on file ``fail_at``."""
+
+    def __init__(self, ledger: Path, fail_at: str | None = None, **options: Any) -> None:
+        super().__init__(**options)
+        self.ledger = ledger
+        self.fail_at = fail_at
+        self.in_ledger_at: list[bool] = []
+
+    def process_item(self, item: Any) -> Iterator[Any]:
+        self.in_ledger_at.append(in_ledger(self.ledger, item))
+        yield from super().process_item(item)
+        if Path(item).name == self.fail_at:
+            raise RuntimeError(f"the sink failed on {self.fail_at}")
+
+
+def test_a_file_enters_the_ledger_once_the_sink_is_done_else_it_comes_again(
+    tmp_path: Path, mode: str, runner: str, acks: bool
+) -> None:
+    if not acks:
+        pytest.skip(f"the {runner} runner does not call acknowledgements")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    ledger = tmp_path / "ledger.sqlite"
+    files = [f"{name}.csv" for name in "abcde"]
+    for name in files:
+        (folder / name).write_text(name)
+    first = LedgerAtReceipt(ledger, fail_at="c.csv")
+    watch = watchdog(folder, mode, state=ledger)
+    watch > first
+    run = start(watch, first, runner)
+    with pytest.raises(nanostream.NodeFailed, match=r"the sink failed on c\.csv"):
+        run.wait(WAIT)
+    assert names(first.items, folder) == ["a.csv", "b.csv", "c.csv"]  # settled together
+    assert first.in_ledger_at == [False] * 3  # not recorded while the sink had them
+    assert not in_ledger(ledger, str(folder / "c.csv"))  # nor after the sink failed on it
+    done = {p for p in first.items if in_ledger(ledger, p)}  # a.csv, b.csv, or some of them
+
+    second = LedgerAtReceipt(ledger, wait_for=len(files) - len(done))
+    watch = watchdog(folder, mode, state=ledger)
+    watch > second
+    run = start(watch, second, runner)
+    assert second.seen.wait(WAIT)
+    second.seen.clear()
+    second.wait_for += 1
+    (folder / "z.csv").write_text("after")  # a marker: anything else would come before it
+    assert second.seen.wait(WAIT)
+    run.stop(timeout=WAIT)
+    again = names(second.items, folder)
+    assert "c.csv" in again  # the file the sink failed on comes again...
+    assert sorted(again[:-1]) == sorted(set(files) - {os.path.basename(p) for p in done})
+    assert again[-1] == "z.csv"  # ...with every file not done, and nothing done
+    assert second.in_ledger_at == [False] * len(again)
+    assert all(in_ledger(ledger, str(folder / name)) for name in [*files, "z.csv"])
 
 
 # ----------------------------------------------------------------------------- lifecycle

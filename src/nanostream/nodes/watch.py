@@ -7,8 +7,10 @@ How it works: file system events (from the ``watchdog`` library), or a periodic 
 ``settle`` seconds, so a file that is still being written is never emitted half-written.
 Emitted files are remembered by ``(size, mtime)``: a file is emitted again when it changes
 again. With ``state=`` the memory is an SQLite *ledger* that also keeps each file's
-content hash, so a restarted watchdog neither re-emits files it has already emitted nor
-misses files that arrived while it was down.
+content hash. A file enters the ledger when the pipeline has acknowledged it (see
+``nanostream.Acked``), not when it is emitted, so a restarted watchdog emits again the
+files that were in flight when it stopped, does not emit again the files the pipeline was
+done with, and does not miss files that arrived while it was down.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from .._core.acks import Acked
 from .._core.errors import GraphError, MissingDependencyError
 from .._core.node import NanoNode
+from ._progress import AckedProgress
 
 __all__ = ["LocalDirectoryWatchdog"]
 
@@ -95,13 +99,18 @@ class _Changes:
 
 
 class _Ledger:
-    """The SQLite record of what a watchdog has emitted: path, size, mtime and hash."""
+    """The SQLite record of the files a watchdog is done with: path, size, mtime and hash.
+
+    The source's thread reads and updates it, and acknowledgements (from other threads)
+    record the files the pipeline is done with: every use holds ``lock``.
+    """
 
     def __init__(self, path: str, root: str) -> None:
         import sqlite3
 
         self.root = root
-        self.db = sqlite3.connect(path)
+        self.lock = threading.Lock()
+        self.db = sqlite3.connect(path, check_same_thread=False)
         try:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
@@ -128,26 +137,36 @@ class _Ledger:
 
     def known(self) -> dict[str, Signature]:
         prefix = self.root.rstrip(os.sep) + os.sep
-        rows = self.db.execute("SELECT path, size, mtime_ns FROM files")
+        with self.lock:
+            rows = self.db.execute("SELECT path, size, mtime_ns FROM files").fetchall()
         return {path: (size, mtime) for path, size, mtime in rows if path.startswith(prefix)}
 
     def get(self, path: str) -> tuple[int, str | None] | None:
-        row = self.db.execute("SELECT size, hash FROM files WHERE path = ?", (path,)).fetchone()
+        with self.lock:
+            row = self.db.execute("SELECT size, hash FROM files WHERE path = ?", (path,)).fetchone()
         return None if row is None else (row[0], row[1])
 
     def record(self, path: str, sig: Signature, digest: str | None, *, emitted: bool) -> None:
-        self.db.execute(
-            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)",
-            (path, sig[0], sig[1], digest, int(emitted), time.time()),
-        )
-        self.db.commit()
+        self.record_many([(path, sig, digest)], emitted=emitted)
+
+    def record_many(
+        self, entries: Sequence[tuple[str, Signature, str | None]], *, emitted: bool = True
+    ) -> None:
+        """Record files in one transaction (by default: files the pipeline is done with)."""
+        now = time.time()
+        rows = [(path, sig[0], sig[1], digest, int(emitted), now) for path, sig, digest in entries]
+        with self.lock:
+            self.db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)", rows)
+            self.db.commit()
 
     def forget(self, path: str) -> None:
-        self.db.execute("DELETE FROM files WHERE path = ?", (path,))
-        self.db.commit()
+        with self.lock:
+            self.db.execute("DELETE FROM files WHERE path = ?", (path,))
+            self.db.commit()
 
     def close(self) -> None:
-        self.db.close()
+        with self.lock:
+            self.db.close()
 
 
 class _Folder:
@@ -225,7 +244,12 @@ class _Folder:
 
 
 class _Tracker:
-    """Candidates waiting to settle, files already accounted for, and the ledger."""
+    """Candidates waiting to settle, files already accounted for, and the ledger.
+
+    ``known`` is every file accounted for in this run (emitted, or already in the
+    ledger); the ledger itself learns of an emitted file only when the pipeline is done
+    with it. ``emitted`` keeps the size and hash of the files emitted in this run.
+    """
 
     def __init__(self, settle: float, ledger: _Ledger | None, folder: _Folder) -> None:
         self.settle = settle
@@ -234,6 +258,7 @@ class _Tracker:
         if ledger is not None:
             self.known = {p: sig for p, sig in ledger.known().items() if folder.wanted(p)}
         self.pending: dict[str, tuple[Signature, float]] = {}
+        self.emitted: dict[str, tuple[int, str]] = {}
 
     def observe(self, path: str, sig: Signature, now: float) -> None:
         if self.known.get(path) == sig:
@@ -258,6 +283,7 @@ class _Tracker:
 
     def vanish(self, path: str) -> None:
         self.pending.pop(path, None)
+        self.emitted.pop(path, None)
         if self.known.pop(path, None) is not None and self.ledger is not None:
             self.ledger.forget(path)
 
@@ -288,27 +314,34 @@ class _Tracker:
         ready.sort()
         return [path for _, path in ready]
 
-    def accept(self, path: str) -> bool:
-        """Account for a settled candidate; True if it is to be emitted."""
+    def accept(self, path: str) -> tuple[Signature, str | None] | None:
+        """Account for a settled candidate; its signature and hash if it is to be emitted.
+
+        The caller records an emitted file in the ledger once the pipeline is done with it.
+        """
         entry = self.pending.pop(path, None)
         if entry is None:
-            return False
+            return None
         sig = entry[0]
         if self.ledger is None:
             self.known[path] = sig
-            return True
+            return sig, None
         try:
             digest = _content_hash(path)
         except OSError:
             self.vanish(path)
-            return False
-        previous = self.ledger.get(path)
+            return None
         self.known[path] = sig
-        if previous is not None and previous == (sig[0], digest):
+        content = (sig[0], digest)
+        if self.emitted.get(path) == content:
+            # Touched, not changed, since this run emitted it. Its ledger entry is written
+            # when the pipeline is done with it; writing one now could record it too early.
+            return None
+        if path not in self.emitted and self.ledger.get(path) == content:
             self.ledger.record(path, sig, digest, emitted=True)  # touched, not changed
-            return False
-        self.ledger.record(path, sig, digest, emitted=True)
-        return True
+            return None
+        self.emitted[path] = content
+        return sig, digest
 
 
 class LocalDirectoryWatchdog(NanoNode):
@@ -330,13 +363,20 @@ class LocalDirectoryWatchdog(NanoNode):
       seconds (default 60; ``None`` for never). With ``polling=True`` the folder is
       scanned every ``poll_interval`` seconds instead: for network and other file systems
       where events do not arrive, and it needs no extra package.
-    * ``state="ledger.sqlite"`` keeps a ledger of what was emitted (path, size,
-      modification time, content hash). A restarted watchdog emits the files that arrived
-      or changed while it was down and nothing it has emitted before; a file touched but
-      not changed (same content) is not emitted again. With a ledger, ``only_new`` applies
-      to the very first start only. A path is recorded when it is handed downstream; a
-      graceful ``stop()`` delivers everything handed downstream, while a crash or an abort
-      can lose the files that were in flight.
+    * ``state="ledger.sqlite"`` keeps a ledger of the files the pipeline is done with
+      (path, size, modification time, content hash). A restarted watchdog emits the files
+      that arrived or changed while it was down, and nothing the pipeline was done with;
+      a file touched but not changed (same content) is not emitted again. With a ledger,
+      ``only_new`` applies to the very first start only.
+
+    Delivery with a ledger is at-least-once: a file is recorded when its acknowledgement
+    comes, once everything made from it has reached every sink (written and, for
+    buffering sinks such as :class:`~nanostream.nodes.sql.SQLSink`, committed), never when
+    it is emitted. After a crash (even ``kill -9``) or an aborted run, a restart emits
+    again the files that were in flight: a sink may see their rows twice (use an upsert
+    to write them once). A graceful ``stop()`` records everything it delivered. On a
+    runner that does not acknowledge items (``cooperative``, ``ray`` for now) nothing is
+    recorded, so a restart emits every file again.
 
     ``ready`` is a :class:`threading.Event` set once the watchdog is watching: files
     present before then are the files "already in the folder". ``stop()`` takes effect at
@@ -413,14 +453,14 @@ class LocalDirectoryWatchdog(NanoNode):
             )
 
     @property
-    def tick(self) -> float:
+    def look_interval(self) -> float:
         """Seconds between two looks at the candidates (a fraction of ``settle``)."""
         base = self.settle / 4 if self.settle > 0 else 0.02
         if self.polling:
             base = min(base, self.poll_interval)
         return min(max(base, 0.005), 0.25)
 
-    def generator(self) -> Iterator[str]:
+    def generator(self) -> Iterator[str | Acked]:
         root = os.path.abspath(self.directory)
         excluded: set[str] = set()
         if self.state is not None:
@@ -428,6 +468,10 @@ class LocalDirectoryWatchdog(NanoNode):
             excluded = {ledger_path + suffix for suffix in ("", "-wal", "-shm", "-journal")}
         folder = _Folder(root, self.patterns, self.recursive, self.ignore_hidden, excluded)
         ledger = _Ledger(self.state, root) if self.state is not None else None
+        progress: AckedProgress[tuple[str, Signature, str | None]] | None = None
+        if ledger is not None:
+            label = self.name or type(self).__name__
+            progress = AckedProgress(ledger.record_many, close=ledger.close, name=label)
         observer: Any = None
         try:
             tracker = _Tracker(self.settle, ledger, folder)
@@ -444,11 +488,16 @@ class LocalDirectoryWatchdog(NanoNode):
             self.ready.set()
             interval = self.poll_interval if changes is None else self.rescan_interval
             next_scan = now + interval if interval is not None else float("inf")
-            tick = self.tick
+            tick = self.look_interval
             while True:
                 for path in tracker.due(time.monotonic()):
-                    if tracker.accept(path):
+                    entry = tracker.accept(path)
+                    if entry is None:
+                        continue
+                    if progress is None:
                         yield path
+                    else:  # recorded in the ledger once the pipeline is done with it
+                        yield Acked(path, progress.ack((path, *entry)))
                 if self.sleep(tick):
                     return
                 now = time.monotonic()
@@ -470,8 +519,8 @@ class LocalDirectoryWatchdog(NanoNode):
             if observer is not None:
                 observer.stop()
                 observer.join()
-            if ledger is not None:
-                ledger.close()
+            if progress is not None:
+                progress.finish()  # the ledger closes after the last acknowledgement
 
     def _observe(self, root: str, changes: _Changes) -> Any:
         observers = _require_watchdog()
