@@ -11,6 +11,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +97,9 @@ def test_source_takes_params_and_select_objects(tmp_path: Path, runner: str) -> 
     assert by_select.items == [{"id": 9}, {"id": 10}]
 
 
-def test_incremental_column_resumes_from_the_state_file(tmp_path: Path, runner: str) -> None:
+def test_incremental_column_resumes_from_the_state_file(
+    tmp_path: Path, runner: str, acks: bool
+) -> None:
     db, state = tmp_path / "db.sqlite", tmp_path / "state" / "t.json"
     make_table(db, 5)
     first = Collect()
@@ -105,6 +108,9 @@ def test_incremental_column_resumes_from_the_state_file(tmp_path: Path, runner: 
     ) > first
     run_to_end(first, runner)
     assert [r["id"] for r in first.items] == [1, 2, 3, 4, 5]
+    if not acks:  # nothing is acknowledged, so nothing is saved: all is read again
+        assert not state.exists()
+        return
     assert json.loads(state.read_text()) == {"column": "id", "last": 5}
 
     make_table(db, 3, start=6)
@@ -115,6 +121,114 @@ def test_incremental_column_resumes_from_the_state_file(tmp_path: Path, runner: 
     run_to_end(second, runner)
     assert [r["id"] for r in second.items] == [6, 7, 8]
     assert json.loads(state.read_text())["last"] == 8
+
+
+def saved(state: Path) -> Any:
+    """The value a source's state file holds (None before the first save)."""
+    return json.loads(state.read_text())["last"] if state.exists() else None
+
+
+class StateAtReceipt(Collect):
+    """Notes, for each row it gets, the state file's value; fails on row ``fail_at``."""
+
+    def __init__(self, state: Path, fail_at: int | None = None) -> None:
+        super().__init__()
+        self.state = state
+        self.fail_at = fail_at
+        self.saved_at: dict[int, Any] = {}
+
+    def process_item(self, item: Any) -> Iterator[Any]:
+        self.saved_at[item["id"]] = saved(self.state)
+        yield from super().process_item(item)
+        if item["id"] == self.fail_at:
+            raise RuntimeError(f"the sink failed on row {item['id']}")
+
+
+def test_the_state_file_keeps_only_rows_the_sink_is_done_with(
+    tmp_path: Path, runner: str, acks: bool
+) -> None:
+    if not acks:
+        pytest.skip(f"the {runner} runner does not call acknowledgements")
+    db, state = tmp_path / "db.sqlite", tmp_path / "t.json"
+    make_table(db, 8)
+
+    def source() -> SQLSource:
+        return SQLSource(
+            sqlite_url(db),
+            "SELECT id FROM t",
+            incremental_column="id",
+            state_file=state,
+            batch_size=2,  # the source saves what is acknowledged after every 2 rows read
+        )
+
+    first = StateAtReceipt(state, fail_at=5)
+    source() > first
+    with pytest.raises(nanostream.NodeFailed, match="failed on row 5"):
+        first.global_start(runner=runner)
+    assert [r["id"] for r in first.items] == [1, 2, 3, 4, 5]
+    # never ahead of the sink: a row is not saved while the sink is working on it
+    assert all(value is None or value < row for row, value in first.saved_at.items())
+    after_failure = saved(state)
+    assert after_failure is None or after_failure <= 4
+
+    second = StateAtReceipt(state)
+    source() > second
+    second.global_start(runner=runner)
+    got = [r["id"] for r in second.items]
+    assert 5 in got  # the row the sink failed on is read again...
+    assert got == list(range((after_failure or 0) + 1, 9))  # ...with all it had not done
+    assert all(value is None or value < row for row, value in second.saved_at.items())
+    assert saved(state) == 8
+
+
+def test_an_aborted_polling_source_reads_the_rows_in_flight_again(
+    tmp_path: Path, runner: str, acks: bool
+) -> None:
+    if not acks:
+        pytest.skip(f"the {runner} runner does not call acknowledgements")
+    db, state = tmp_path / "db.sqlite", tmp_path / "t.json"
+    make_table(db, 6)
+    release = threading.Event()
+
+    class Slow(WaitingCollect):
+        def process_item(self, item: Any) -> Iterator[Any]:
+            yield from super().process_item(item)
+            if item["id"] == 4:
+                release.wait(10)  # the sink works on row 4 until the test says
+
+    def source() -> SQLSource:
+        return SQLSource(
+            sqlite_url(db),
+            "SELECT id FROM t",
+            incremental_column="id",
+            state_file=state,
+            poll_interval=0.01,
+            batch_size=1,
+        )
+
+    first = Slow()
+    source() > first
+    run = first.global_start(block=False, runner=runner)
+    assert run is not None
+    try:
+        assert first.wait_for_items(4)
+        value = saved(state)
+        assert value is None or value <= 3
+    finally:
+        release.set()
+        run.abort()
+    value = saved(state)
+    assert value is None or value <= 4  # row 4 may have been done, rows 5 and 6 were not
+    second = WaitingCollect()
+    source() > second
+    run = second.global_start(block=False, runner=runner)
+    assert run is not None
+    try:
+        assert second.wait_for_items(6 - (value or 0))
+    finally:
+        run.stop(timeout=10)
+    assert [r["id"] for r in second.items] == list(range((value or 0) + 1, 7))
+    assert saved(state) == 6
 
 
 def test_incremental_state_file_keeps_timestamps_and_refuses_another_column(tmp_path: Path) -> None:
@@ -231,6 +345,43 @@ def test_sink_commits_what_is_pending_when_the_run_stops(tmp_path: Path, runner:
     assert query(tmp_path / "db.sqlite", "SELECT count(*), min(n), max(n) FROM numbers") == [
         (emitted, 0, emitted - 1)
     ]
+
+
+class AckedRows(nanostream.NanoNode):
+    """Emits ``Acked({"id": i}, ack)``, one at a time; each ack notes the rows in ``db``."""
+
+    def __init__(self, n: int, db: Path, table: str) -> None:
+        super().__init__(name="src", batch_size=1)
+        self.n = n
+        self.db = db
+        self.table = table
+        self.acks: list[tuple[int, int]] = []  # (row id, rows in the table when acked)
+
+    def generator(self) -> Iterator[Any]:
+        for i in range(self.n):
+            yield nanostream.Acked({"id": i}, partial(self._ack, i))
+
+    def _ack(self, i: int) -> None:
+        try:
+            (count,) = query(self.db, f"SELECT count(*) FROM {self.table}")[0]
+        except sqlite3.OperationalError:  # no table yet
+            count = 0
+        self.acks.append((i, count))
+
+
+def test_sink_acknowledges_rows_once_their_transaction_is_committed(
+    tmp_path: Path, runner: str, acks: bool
+) -> None:
+    if not acks:
+        pytest.skip(f"the {runner} runner does not call acknowledgements")
+    db = tmp_path / "db.sqlite"
+    source = AckedRows(10, db, "t")
+    sink = SQLSink(sqlite_url(db), "t", create=True, batch_size=3)
+    source > sink
+    sink.global_start(runner=runner)
+    assert [i for i, _ in source.acks] == list(range(10))
+    assert all(count > i for i, count in source.acks), source.acks  # in the table by then
+    assert source.acks[0][1] < 10, source.acks  # and not only at the end: once committed
 
 
 def test_upsert_updates_by_key_and_the_last_item_in_a_batch_wins(

@@ -38,8 +38,10 @@ from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from .._core.acks import Acked
 from .._core.errors import ConfigError, MissingDependencyError
 from .._core.node import NanoNode, NodeFunction
+from ._progress import AckedProgress
 from ._secrets import (
     ConnectorError,
     Secrets,
@@ -60,6 +62,9 @@ __all__ = ["ConnectorError", "SQLExecute", "SQLSink", "SQLSource"]
 log = logging.getLogger("nanostream.sql")
 
 _LOGGERS = ("nanostream", "nanostream.sql", "sqlalchemy.engine", "sqlalchemy.pool")
+
+# Acknowledgements write the state file at most this often (and when the source ends).
+_SAVE_INTERVAL_S = 1.0
 
 
 def _require_sqlalchemy() -> None:
@@ -181,12 +186,17 @@ def _decode_value(value: Any) -> Any:
 
 
 class _IncrementalState:
-    """The last value of the incremental column, kept in a JSON file (or only in memory)."""
+    """The incremental column's values: read so far (``last``), acknowledged (``acked``).
+
+    ``last`` is where the next query of this run starts; ``acked`` is the value of the
+    last row the pipeline is done with, which is what the JSON state file (if any) keeps.
+    """
 
     def __init__(self, column: str, path: str | os.PathLike[str] | None, start: Any) -> None:
         self.column = column
         self.path = Path(path) if path is not None else None
         self.last = start
+        self.acked = start
         self.saved = start
         if self.path is not None and self.path.exists():
             try:
@@ -198,21 +208,26 @@ class _IncrementalState:
                     f"the state file {self.path} is for column {data.get('column')!r}, not "
                     f"{column!r}; use another state file or delete it to start over"
                 )
-            self.last = self.saved = _decode_value(data.get("last"))
+            self.last = self.acked = self.saved = _decode_value(data.get("last"))
 
     def advance(self, value: Any) -> None:
+        """A row with ``value`` has been emitted: the next query starts after it."""
         if value is not None:
             self.last = value
 
-    def save(self) -> None:
-        """Write the last value, atomically, if it changed.
+    def acknowledge(self, values: Sequence[Any]) -> None:
+        """The pipeline is done with the rows of ``values`` (in order): save the last one."""
+        for value in reversed(values):
+            if value is not None:
+                self.acked = value
+                break
+        self.save()
 
-        This is the progress hook: for now it runs after the source has handed rows to the
-        pipeline; with acknowledgements it will run once the sinks are done with them.
-        """
-        if self.path is None or self.last == self.saved:
+    def save(self) -> None:
+        """Write the acknowledged value, atomically, if it changed."""
+        if self.path is None or self.acked == self.saved:
             return
-        payload = json.dumps({"column": self.column, "last": _encode_value(self.last)})
+        payload = json.dumps({"column": self.column, "last": _encode_value(self.acked)})
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
         try:
@@ -222,7 +237,7 @@ class _IncrementalState:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        self.saved = self.last
+        self.saved = self.acked
 
 
 # ----------------------------------------------------------------------------- SQLSource
@@ -243,9 +258,16 @@ class SQLSource(NanoNode):
     when the query can resume (with ``incremental_column``); otherwise the node fails with
     a :class:`ConnectorError`, as it does when it cannot connect at the start.
 
-    Delivery: the state file is written after rows are handed to the pipeline (at least
-    every ``batch_size`` rows and when the source ends), so rows in flight when the
-    process dies are not read again.
+    Delivery with ``state_file`` is at-least-once: the file keeps the incremental value
+    of the last row the pipeline has acknowledged — a row is acknowledged once everything
+    made from it has reached every sink (and buffering sinks such as :class:`SQLSink`
+    have committed it) — never of a row only emitted. It is written after each batch of
+    rows read, before each poll, at most every second while acknowledgements come, and
+    after the last one.
+    After a crash (even ``kill -9``) or an aborted run, a restart reads again the rows
+    that were in flight; a graceful ``stop()`` saves everything it delivered. On a runner
+    that does not acknowledge items (``cooperative``, ``ray`` for now) the file does not
+    advance, so a restart reads again from the last saved value.
 
     Example:
         >>> import pathlib, sqlite3, tempfile, nanostream
@@ -323,16 +345,25 @@ class SQLSource(NanoNode):
     def as_function(self) -> NodeFunction:
         return closing_function(super().as_function(), self._db.close)
 
-    def generator(self) -> Iterator[dict[str, Any]]:
+    def generator(self) -> Iterator[dict[str, Any] | Acked]:
         state = self._state
+        progress: AckedProgress[Any] | None = None
+        if state is not None and state.path is not None:
+            progress = AckedProgress(
+                state.acknowledge, interval=_SAVE_INTERVAL_S, name=node_label(self)
+            )
         try:
             while True:
-                yield from self._one_pass()
-                if self.poll_interval is None or self.sleep(self.poll_interval):
+                yield from self._one_pass(progress)
+                if self.poll_interval is None:
+                    return
+                if progress is not None:
+                    progress.commit()
+                if self.sleep(self.poll_interval):
                     return
         finally:
-            if state is not None:
-                state.save()
+            if progress is not None:
+                progress.finish()  # the state file is written after the last acknowledgement
 
     def _statement(self) -> tuple[sa.Executable, dict[str, Any]]:
         import sqlalchemy as sa
@@ -361,8 +392,12 @@ class SQLSource(NanoNode):
             params["ns_last"] = state.last
         return statement, params
 
-    def _one_pass(self) -> Iterator[dict[str, Any]]:
-        """Run the query once and yield its rows; resume after a lost connection if it can."""
+    def _one_pass(self, progress: AckedProgress[Any] | None) -> Iterator[dict[str, Any] | Acked]:
+        """Run the query once and yield its rows; resume after a lost connection if it can.
+
+        With ``progress``, each row is yielded with an acknowledgement of its incremental
+        value (the state file keeps the last acknowledged one).
+        """
         import sqlalchemy as sa
 
         engine = self._db.engine
@@ -382,12 +417,18 @@ class SQLSource(NanoNode):
                     for partition in result.partitions(self.batch_size):
                         for row in partition:
                             item = dict(zip(keys, row, strict=True))
-                            yield item
-                            if state is not None:
-                                state.advance(item.get(state.column))
+                            if state is None:
+                                yield item
+                                continue
+                            value = item.get(state.column)
+                            if progress is None:
+                                yield item
+                            else:
+                                yield Acked(item, progress.ack(value))
+                            state.advance(value)
                         failures = 0
-                        if state is not None:
-                            state.save()
+                        if progress is not None:
+                            progress.commit()  # what the pipeline is done with so far
                 return
             except sa.exc.DBAPIError as exc:
                 _discard_cursor(result)
@@ -471,6 +512,13 @@ class SQLSink(NanoNode):
     A connection lost while writing is retried ``retries`` times with exponential
     back-off; the batch is rewritten in a fresh transaction, so nothing is lost or doubled.
 
+    Acknowledgements (``nanostream.Acked``) of the items written wait until their
+    transaction is committed, so a source that commits its progress on acknowledgement
+    (:class:`SQLSource` with ``state_file``, the directory watchdog's ledger, a Redis
+    stream) never counts a row as done before it is in the table. Rows wait for
+    ``batch_size`` more rows, or the end of the stream or a stop, to be committed: on a
+    slow stream, a smaller ``batch_size`` commits (and acknowledges) sooner.
+
     Example:
         >>> import sqlite3, tempfile, nanostream
         >>> from nanostream.nodes.sql import SQLSink
@@ -487,6 +535,8 @@ class SQLSink(NanoNode):
         >>> db.close()
         >>> tmp.cleanup()
     """
+
+    holds_items = True  # rows are done once their transaction is committed (flush)
 
     def __init__(
         self,
@@ -569,7 +619,10 @@ class SQLSink(NanoNode):
 
     # ------------------------------------------------------------------ writing
     def flush(self) -> None:
-        """Write the pending rows in one transaction (retried if the connection drops)."""
+        """Write the pending rows in one transaction (retried if the connection drops).
+
+        Once it is committed, the items read so far are done (:meth:`release_items`).
+        """
         rows = self._pending
         if not rows:
             return
@@ -607,6 +660,7 @@ class SQLSink(NanoNode):
                 pause(self, delay)
         self.rows_written += len(rows)
         self._pending = []
+        self.release_items()  # their sources' acknowledgements may go now
 
     def _resolve_table(self, conn: sa.Connection, rows: list[Mapping[str, Any]]) -> sa.Table:
         if self._table is not None:
