@@ -9,6 +9,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import pytest
@@ -93,7 +94,7 @@ def test_sink_takes_dicts_only(redis_url: str) -> None:
 
 # ----------------------------------------------------------------------------- source
 def test_source_reads_with_a_group_and_acknowledges(
-    redis_url: str, client: redis.Redis, runner: str
+    redis_url: str, client: redis.Redis, runner: str, acks: bool
 ) -> None:
     ids = add(client, "in", 300)
     sink = Collect(wait_for=300)
@@ -102,6 +103,9 @@ def test_source_reads_with_a_group_and_acknowledges(
     run_until(sink, source.global_start(block=False, runner=runner))
     assert [item["_id"] for item in sink.items] == ids
     assert sink.items[5] == {"n": "5", "text": "entry 5", "_id": ids[5]}
+    if not acks:  # never acknowledged by the pipeline, so never XACKed: all stay pending
+        assert pending(client, "in", "loaders") == 300
+        return
     assert pending(client, "in", "loaders") == 0
     assert source.acknowledged == 300
 
@@ -131,7 +135,7 @@ def test_source_waits_for_new_entries_and_stops_promptly(
 
 
 def test_entries_taken_but_not_acknowledged_are_delivered_again(
-    redis_url: str, client: redis.Redis, runner: str
+    redis_url: str, client: redis.Redis, runner: str, acks: bool
 ) -> None:
     add(client, "jobs", 10)
     client.xgroup_create("jobs", "workers", id="0")
@@ -144,7 +148,66 @@ def test_entries_taken_but_not_acknowledged_are_delivered_again(
     RedisStreamSource(redis_url, "jobs", "workers", "w1") > sink
     run_until(sink, sink.global_start(block=False, runner=runner))
     assert sorted(int(item["n"]) for item in sink.items) == list(range(10))
-    assert pending(client, "jobs", "workers") == 0
+    assert pending(client, "jobs", "workers") == (0 if acks else 10)
+
+
+def is_pending(client: redis.Redis, stream: str, group: str, entry_id: str) -> bool:
+    return bool(client.xpending_range(stream, group, min=entry_id, max=entry_id, count=1))
+
+
+class PendingAtReceipt(Collect):
+    """Notes, for each entry it gets, whether it is still pending; fails on ``fail_at``."""
+
+    def __init__(self, url: str, fail_at: str | None = None, **options: Any) -> None:
+        super().__init__(**options)
+        self.url = url
+        self.fail_at = fail_at
+        self.pending_at: list[bool] = []
+
+    def process_item(self, item: Any) -> Iterator[Any]:
+        check = redis.Redis.from_url(self.url, decode_responses=True)
+        try:
+            self.pending_at.append(is_pending(check, "jobs", "g", item["_id"]))
+        finally:
+            check.close()
+        yield from super().process_item(item)
+        if item["n"] == self.fail_at:
+            raise RuntimeError(f"the sink failed on entry {item['n']}")
+
+
+def test_an_entry_is_acknowledged_only_once_the_sink_is_done_with_it(
+    redis_url: str, client: redis.Redis, runner: str, acks: bool
+) -> None:
+    if not acks:
+        pytest.skip(f"the {runner} runner does not call acknowledgements")
+    ids = add(client, "jobs", 10)
+
+    def source() -> RedisStreamSource:
+        return RedisStreamSource(redis_url, "jobs", "g", "c", batch_size=4, id_key="_id")
+
+    first = PendingAtReceipt(redis_url, fail_at="5")
+    source() > first
+    run = first.global_start(block=False, runner=runner)
+    assert run is not None
+    with pytest.raises(nanostream.NodeFailed, match="failed on entry 5"):
+        run.wait(20)
+    assert [item["n"] for item in first.items] == ["0", "1", "2", "3", "4", "5"]
+    assert first.pending_at == [True] * 6  # not acknowledged while the sink had it
+    assert is_pending(client, "jobs", "g", ids[5])  # nor after the sink failed on it
+    assert all(is_pending(client, "jobs", "g", i) for i in ids[6:8])  # read, not delivered
+
+    second = PendingAtReceipt(redis_url, wait_for=1)
+    source() > second
+    done = {item["_id"] for item in first.items} - {
+        i for i in ids if is_pending(client, "jobs", "g", i)
+    }
+    second.wait_for = 10 - len(done)
+    run_until(second, second.global_start(block=False, runner=runner))
+    again = [item["_id"] for item in second.items]
+    assert ids[5] in again  # the entry the sink failed on is delivered again
+    assert sorted(again) == sorted(set(ids) - done)  # with everything not done, once
+    assert second.pending_at == [True] * len(again)
+    assert pending(client, "jobs", "g") == 0
 
 
 def test_consumers_of_one_group_share_the_entries(redis_url: str, client: redis.Redis) -> None:
@@ -238,6 +301,29 @@ def test_sink_survives_a_dropped_connection(
     written = [int(fields["n"]) for _, fields in client.xrange("copy")]
     assert sorted(set(written)) == list(range(1000))  # at-least-once: nothing lost
     assert "RedisStreamSink: connection to redis://:***@" in caplog.text  # it did retry
+
+
+def test_sink_acknowledges_entries_once_their_batch_is_sent(
+    redis_url: str, client: redis.Redis, runner: str, acks: bool
+) -> None:
+    if not acks:
+        pytest.skip(f"the {runner} runner does not call acknowledgements")
+    acked: list[tuple[int, int]] = []  # (item, entries in the stream when it was acked)
+
+    def ack(i: int) -> None:
+        acked.append((i, int(client.xlen("out"))))
+
+    class Items(nanostream.NanoNode):
+        def generator(self) -> Iterator[Any]:
+            for i in range(10):
+                yield nanostream.Acked({"n": i}, partial(ack, i))
+
+    sink = RedisStreamSink(redis_url, "out", batch_size=3)
+    Items(batch_size=1) > sink
+    sink.global_start(runner=runner)
+    assert [i for i, _ in acked] == list(range(10))
+    assert all(count > i for i, count in acked), acked  # in the stream by then
+    assert acked[0][1] < 10, acked  # and not only at the end: once its batch was sent
 
 
 # ----------------------------------------------------------------------------- failures, secrets
@@ -341,11 +427,11 @@ def test_stop_ends_the_source_without_losing_taken_entries(
     assert run.state == "finished"
     got = len(sink.items)
     assert 100 <= got < 500
-    # what the pipeline received is acknowledged, but for the entry in hand at the stop;
-    # the rest of the last batch read stays pending for this consumer
-    assert got - 1 <= source.acknowledged <= got
-    assert source.acknowledged + pending(client, "slow", "g") == (got - 1) // 10 * 10 + 10
-    # a restart delivers the rest, and the unacknowledged entry again (at-least-once)
+    # what the pipeline received is acknowledged once drained; the rest of the last batch
+    # read stays pending for this consumer
+    assert source.acknowledged == got
+    assert got + pending(client, "slow", "g") == (got - 1) // 10 * 10 + 10
+    # a restart delivers the rest, and the pending entries again (at-least-once)
     rest = Collect(wait_for=500 - got)
     RedisStreamSource(redis_url, "slow", "g", "c") > rest
     run_until(rest, rest.global_start(block=False))

@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
+from .._core.acks import Acked
 from .._core.errors import ConfigError, MissingDependencyError
 from .._core.node import NanoNode, NodeFunction
+from ._progress import AckedProgress
 from ._secrets import (
     ConnectorError,
     Secrets,
@@ -42,6 +45,9 @@ __all__ = ["ConnectorError", "RedisStreamSink", "RedisStreamSource"]
 log = logging.getLogger("nanostream.redis")
 
 _LOGGERS = ("nanostream", "nanostream.redis", "redis")
+
+# Acknowledgements send XACK at most this often (the source also sends one before each read).
+_XACK_INTERVAL_S = 0.5
 
 
 def _require_redis() -> None:
@@ -102,6 +108,42 @@ def _lost(exc: BaseException) -> bool:
 
 
 # ----------------------------------------------------------------------------- source
+class _Acknowledger:
+    """``XACK``s the entries of one run of a source that the pipeline is done with.
+
+    Called with those entries' ids from any of the pipeline's threads (one call at a
+    time), so it has a client of its own, opened on first use.
+    """
+
+    def __init__(self, source: RedisStreamSource) -> None:
+        self.source = source
+        main = source._redis
+        self.redis = _Client(main.url, timeout=main.timeout, decode=main.decode)
+        self.in_flight: set[Any] = set()  # emitted and not acknowledged yet
+        self.lock = threading.Lock()
+
+    def __call__(self, ids: Sequence[Any]) -> None:
+        import redis
+
+        source = self.source
+        try:
+            client = self.redis.client
+            if client is None:
+                client = self.redis.open(f"{node_label(source)} (acknowledging)")
+            client.xack(source.stream, source.group, *ids)
+        except redis.RedisError as exc:
+            self.redis.close()  # a fresh connection next time
+            raise self.redis.error(
+                f"could not acknowledge {len(ids)} entries of {source.stream!r}", exc
+            ) from None
+        with self.lock:
+            self.in_flight.difference_update(ids)
+        source.acknowledged += len(ids)
+
+    def close(self) -> None:
+        self.redis.close()
+
+
 class RedisStreamSource(NanoNode):
     """A source that reads a Redis stream as a member of a consumer group.
 
@@ -111,10 +153,19 @@ class RedisStreamSource(NanoNode):
     the stream has nothing new the source waits ``poll_interval`` seconds (``stop()`` ends
     the wait at once).
 
-    Delivery is at-least-once: an entry is acknowledged (``XACK``) only after the pipeline
-    has taken it, and on start the source first re-reads the entries it had taken but not
-    acknowledged (after a crash, say), so they are delivered again rather than lost. A
-    lost connection is retried ``retries`` times in a row with exponential back-off;
+    Delivery is at-least-once: an entry is acknowledged in Redis (``XACK``) only once the
+    pipeline has acknowledged it — everything made from it has reached every sink, and
+    buffering sinks (:class:`RedisStreamSink`, ``SQLSink``, file writers) have written it
+    — never when it is only emitted (see ``nanostream.Acked``). ``XACK`` goes out before
+    each read, at most every half second while acknowledgements come, and after the last
+    one, so a graceful ``stop()`` acknowledges everything it delivered. On start the
+    source first re-reads the entries this consumer had taken but not acknowledged (after
+    a crash or an aborted run), so they are delivered again rather than lost. On a runner
+    that does not acknowledge items (``cooperative``, ``ray`` for now) entries stay
+    pending, and a restart delivers them all again.
+
+    A lost connection is retried ``retries`` times in a row with exponential back-off (the
+    source then re-reads its pending entries, skipping those still in the pipeline);
     failing to connect at the start fails at once with a clear error.
 
     Example:
@@ -185,19 +236,7 @@ class RedisStreamSource(NanoNode):
     def as_function(self) -> NodeFunction:
         return closing_function(super().as_function(), self._redis.close)
 
-    def acknowledge(self, ids: list[Any]) -> None:
-        """Acknowledge entries (``XACK``): the pipeline is done with them.
-
-        This is the acknowledgement hook: for now the source calls it once it has handed
-        the entries to the pipeline; with end-to-end acknowledgements it will be called
-        once the sinks have written them.
-        """
-        client = self._redis.client
-        if ids and client is not None:
-            client.xack(self.stream, self.group, *ids)
-            self.acknowledged += len(ids)
-
-    def _read(self, from_id: str) -> list[tuple[Any, Any]]:
+    def _read(self, from_id: Any) -> list[tuple[Any, Any]]:
         client = self._redis.client
         assert client is not None
         reply = cast(
@@ -212,18 +251,23 @@ class RedisStreamSource(NanoNode):
             return list(next(iter(reply.values()))[0])
         return list(reply[0][1])
 
-    def generator(self) -> Iterator[dict[Any, Any]]:
+    def generator(self) -> Iterator[Acked]:
         import redis
 
-        taken: list[Any] = []  # handed to the pipeline, not yet acknowledged
-        pending_first = True  # our own entries from before (a crash): deliver them again
+        acker = _Acknowledger(self)
+        progress: AckedProgress[Any] = AckedProgress(
+            acker, close=acker.close, interval=_XACK_INTERVAL_S, name=node_label(self)
+        )
+        in_flight, lock = acker.in_flight, acker.lock
+        # Our own pending entries are read first (from after ``cursor``): those taken but
+        # not acknowledged before a crash or a lost connection. None: read new entries.
+        cursor: Any = "0"
         failures = 0
         try:
             while True:
                 try:
-                    self.acknowledge(taken)
-                    taken.clear()
-                    entries = self._read("0" if pending_first else ">")
+                    progress.commit()
+                    entries = self._read(">" if cursor is None else cursor)
                     failures = 0
                 except (redis.ConnectionError, redis.TimeoutError) as exc:
                     failures += 1
@@ -243,7 +287,7 @@ class RedisStreamSource(NanoNode):
                         self.retries,
                         delay,
                     )
-                    pending_first = True
+                    cursor = "0"
                     if self.sleep(delay):
                         return
                     continue
@@ -253,31 +297,27 @@ class RedisStreamSource(NanoNode):
                         exc,
                     ) from None
                 if not entries:
-                    if pending_first:
-                        pending_first = False
+                    if cursor is not None:
+                        cursor = None
                     elif self.sleep(self.poll_interval):
                         return
                     continue
+                if cursor is not None:
+                    cursor = entries[-1][0]
                 for entry_id, fields in entries:
                     if not fields:  # deleted from the stream while pending
-                        taken.append(entry_id)
+                        progress.done(entry_id)
                         continue
+                    with lock:
+                        if entry_id in in_flight:  # re-read after a lost connection
+                            continue
+                        in_flight.add(entry_id)
                     item = dict(fields)
                     if self.id_key is not None:
                         item[self.id_key] = entry_id
-                    yield item
-                    taken.append(entry_id)
+                    yield Acked(item, progress.ack(entry_id))
         finally:
-            if taken and self._redis.client is not None:
-                try:
-                    self.acknowledge(taken)
-                except redis.RedisError as exc:
-                    log.warning(
-                        "%s: could not acknowledge %d entries (%s); they will be delivered again",
-                        node_label(self),
-                        len(taken),
-                        type(exc).__name__,
-                    )
+            progress.finish()  # the last entries are acknowledged as their acks come
 
 
 # ----------------------------------------------------------------------------- sink
@@ -298,6 +338,8 @@ class RedisStreamSink(NanoNode):
     ``batch_size`` at a time in one round trip; what is pending is sent when the stream
     ends and when the run stops. A lost connection is retried ``retries`` times with
     exponential back-off, resending the batch (at-least-once: an entry may be doubled).
+    Sources' acknowledgements of the items (``nanostream.Acked``) wait until the batch
+    holding them has been sent.
 
     Example:
         >>> from nanostream.nodes.redis import RedisStreamSink
@@ -305,6 +347,8 @@ class RedisStreamSink(NanoNode):
         >>> sink.encode({"user": "ada", "n": 3, "ok": True, "tags": ["a"]})
         {'user': 'ada', 'n': 3, 'ok': 'true', 'tags': '["a"]'}
     """
+
+    holds_items = True  # entries are done once their batch is sent (flush)
 
     def __init__(
         self,
@@ -426,3 +470,4 @@ class RedisStreamSink(NanoNode):
                 pause(self, delay)
         self.entries_written += len(entries)
         self._pending = []
+        self.release_items()  # their sources' acknowledgements may go now
