@@ -326,6 +326,33 @@ def test_sink_acknowledges_entries_once_their_batch_is_sent(
     assert acked[0][1] < 10, acked  # and not only at the end: once its batch was sent
 
 
+def test_sink_sends_a_quiet_stream_after_flush_interval(
+    redis_url: str, client: redis.Redis, runner: str, acks: bool
+) -> None:
+    if not acks:
+        pytest.skip(f"the {runner} runner does not call acknowledgements")
+    sent = threading.Event()
+
+    class Trickle(nanostream.NanoNode):
+        def generator(self) -> Iterator[Any]:
+            yield nanostream.Acked({"n": 1}, lambda: None)
+            yield nanostream.Acked({"n": 2}, sent.set)
+            while not self.sleep(0.01):  # quiet, until the run stops
+                pass
+
+    sink = RedisStreamSink(redis_url, "quiet", batch_size=1000, flush_interval=0.05)
+    Trickle(batch_size=1) > sink
+    run = sink.global_start(block=False, runner=runner)
+    assert run is not None
+    try:
+        assert sent.wait(10)  # sent and acknowledged...
+        assert client.xlen("quiet") == 2
+        assert run.state == "running"  # ...while the stream goes on
+    finally:
+        run.stop(timeout=10)
+    assert sink.entries_written == 2
+
+
 # ----------------------------------------------------------------------------- failures, secrets
 def test_connection_refused_at_start_is_clear_and_hides_the_password(
     free_port: Callable[[], int], caplog: pytest.LogCaptureFixture

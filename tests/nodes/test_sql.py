@@ -384,6 +384,42 @@ def test_sink_acknowledges_rows_once_their_transaction_is_committed(
     assert source.acks[0][1] < 10, source.acks  # and not only at the end: once committed
 
 
+class Trickle(nanostream.NanoNode):
+    """Emits ``n`` acked rows, then nothing until the run stops; the last ack sets ``acked``."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__(name="src", batch_size=1)
+        self.n = n
+        self.acked = threading.Event()
+
+    def generator(self) -> Iterator[Any]:
+        for i in range(self.n):
+            ack = self.acked.set if i == self.n - 1 else (lambda: None)
+            yield nanostream.Acked({"id": i}, ack)
+        while not self.sleep(0.01):  # quiet, until the run stops
+            pass
+
+
+def test_sink_commits_a_quiet_stream_after_flush_interval(
+    tmp_path: Path, runner: str, acks: bool
+) -> None:
+    if not acks:
+        pytest.skip(f"the {runner} runner does not call acknowledgements")
+    db = tmp_path / "db.sqlite"
+    source = Trickle(3)
+    sink = SQLSink(sqlite_url(db), "t", create=True, batch_size=1000, flush_interval=0.05)
+    source > sink
+    run = sink.global_start(block=False, runner=runner)
+    assert run is not None
+    try:
+        assert source.acked.wait(10)  # committed and acknowledged...
+        assert query(db, "SELECT count(*) FROM t") == [(3,)]
+        assert run.state == "running"  # ...while the stream goes on
+    finally:
+        run.stop(timeout=10)
+    assert sink.rows_written == 3
+
+
 def test_upsert_updates_by_key_and_the_last_item_in_a_batch_wins(
     tmp_path: Path, runner: str
 ) -> None:
@@ -510,7 +546,13 @@ def test_an_aborted_run_commits_nothing_pending(tmp_path: Path, runner: str) -> 
                 raise ValueError("boom")
 
     source = nanostream.from_iterable({"n": i} for i in itertools.count())
-    sink = SQLSink(sqlite_url(tmp_path / "db.sqlite"), "numbers", create=True, batch_size=10**9)
+    sink = SQLSink(
+        sqlite_url(tmp_path / "db.sqlite"),
+        "numbers",
+        create=True,
+        batch_size=10**9,
+        flush_interval=None,
+    )
     source > sink
     source > fails_at_100
     run = source.global_start(block=False, runner=runner)

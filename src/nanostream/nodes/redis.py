@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
@@ -24,6 +25,7 @@ from urllib.parse import urlsplit
 from .._core.acks import Acked
 from .._core.errors import ConfigError, MissingDependencyError
 from .._core.node import NanoNode, NodeFunction
+from .._core.ticks import TICK
 from ._progress import AckedProgress
 from ._secrets import (
     ConnectorError,
@@ -72,7 +74,7 @@ class _Client:
                 f"not a Redis URL: {self.shown!r}; use redis://[:password@]host[:port][/db]"
             )
 
-    def open(self, what: str) -> redis.Redis:
+    def open(self, what: str, *, ping: bool = True) -> redis.Redis:
         import redis
         from redis.backoff import NoBackoff
         from redis.retry import Retry
@@ -86,6 +88,8 @@ class _Client:
             socket_connect_timeout=self.timeout,
             retry=Retry(NoBackoff(), 0),
         )
+        if not ping:
+            return self.client
         try:
             self.client.ping()
         except redis.RedisError as exc:
@@ -126,16 +130,34 @@ class _Acknowledger:
         import redis
 
         source = self.source
-        try:
-            client = self.redis.client
-            if client is None:
-                client = self.redis.open(f"{node_label(source)} (acknowledging)")
-            client.xack(source.stream, source.group, *ids)
-        except redis.RedisError as exc:
-            self.redis.close()  # a fresh connection next time
-            raise self.redis.error(
-                f"could not acknowledge {len(ids)} entries of {source.stream!r}", exc
-            ) from None
+        attempt = 0
+        while True:
+            try:
+                client = self.redis.client
+                if client is None:
+                    client = self.redis.open("RedisStreamSource", ping=False)
+                client.xack(source.stream, source.group, *ids)
+                break
+            except redis.RedisError as exc:
+                self.redis.close()  # a fresh connection next time
+                if not _lost(exc) or attempt >= source.retries:
+                    raise self.redis.error(
+                        f"could not acknowledge {len(ids)} entries of {source.stream!r}", exc
+                    ) from None
+                delay = backoff_delay(attempt, source.backoff, source.max_backoff)
+                attempt += 1
+                log.warning(
+                    "%s: connection to %s lost while acknowledging %d entries (%s); "
+                    "retry %d of %d in %.2fs",
+                    node_label(source),
+                    self.redis.shown,
+                    len(ids),
+                    type(exc).__name__,
+                    attempt,
+                    source.retries,
+                    delay,
+                )
+                pause(source, delay)
         with self.lock:
             self.in_flight.difference_update(ids)
         source.acknowledged += len(ids)
@@ -335,11 +357,12 @@ class RedisStreamSink(NanoNode):
     Field values that are text, bytes or numbers are stored as they are; anything else
     (``None``, booleans, lists, dicts) as JSON. ``maxlen`` caps the stream's length
     (approximately, which is much cheaper, unless ``approximate=False``). Items are sent
-    ``batch_size`` at a time in one round trip; what is pending is sent when the stream
-    ends and when the run stops. A lost connection is retried ``retries`` times with
-    exponential back-off, resending the batch (at-least-once: an entry may be doubled).
-    Sources' acknowledgements of the items (``nanostream.Acked``) wait until the batch
-    holding them has been sent.
+    ``batch_size`` at a time in one round trip, or fewer once the oldest of them has
+    waited ``flush_interval`` seconds (default 0.2, also on a quiet stream; ``None``: only
+    full batches); what is pending is sent when the stream ends and when the run stops.
+    A lost connection is retried ``retries`` times with exponential back-off, resending
+    the batch (at-least-once: an entry may be doubled). Sources' acknowledgements of the
+    items (``nanostream.Acked``) wait until the batch holding them has been sent.
 
     Example:
         >>> from nanostream.nodes.redis import RedisStreamSink
@@ -358,6 +381,7 @@ class RedisStreamSink(NanoNode):
         maxlen: int | None = None,
         approximate: bool = True,
         batch_size: int = 100,
+        flush_interval: float | None = 0.2,
         timeout: float = 10.0,
         retries: int = 3,
         backoff: float = 0.2,
@@ -376,11 +400,22 @@ class RedisStreamSink(NanoNode):
         self.maxlen = maxlen
         self.approximate = approximate
         self.batch_size = batch_size
+        if flush_interval is not None and (
+            isinstance(flush_interval, bool)
+            or not isinstance(flush_interval, (int, float))
+            or not flush_interval > 0
+        ):
+            raise ConfigError(
+                f"flush_interval must be positive seconds or None, got {flush_interval!r}"
+            )
+        self.flush_interval = flush_interval
+        self.tick_interval = flush_interval  # told when the input is quiet that long
         self.retries = retries
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.entries_written = 0
         self._pending: list[dict[str, Any]] = []
+        self._since = 0.0  # when the oldest pending entry arrived
 
     def __repr__(self) -> str:
         return (
@@ -400,16 +435,28 @@ class RedisStreamSink(NanoNode):
 
     def setup(self) -> None:
         self._pending = []
+        self._since = 0.0
         self._redis.open("RedisStreamSink")
 
     def process_item(self, item: Any) -> Iterator[Any]:
+        if not self._pending:
+            self._since = time.monotonic()
         self._pending.append(self.encode(item))
-        if len(self._pending) >= self.batch_size:
+        if len(self._pending) >= self.batch_size or self._due():
             self.flush()
         yield from ()
 
+    def tick(self) -> None:
+        """The input has been quiet for ``flush_interval``: send what is pending."""
+        self.flush()
+        self.release_items()  # everything read is sent
+
     def cleanup(self) -> None:
         self.flush()
+
+    def _due(self) -> bool:
+        interval = self.flush_interval
+        return interval is not None and time.monotonic() - self._since >= interval
 
     def as_function(self) -> NodeFunction:
         self.validate()
@@ -418,9 +465,16 @@ class RedisStreamSink(NanoNode):
         def redis_stream_sink(inp: Iterable[Any], outp: Callable[[Any], Any]) -> None:
             node.setup()
             encode, size = node.encode, node.batch_size
+            timed = node.flush_interval is not None
             for item in inp:
-                node._pending.append(encode(item))
-                if len(node._pending) >= size:
+                if item is TICK:
+                    node.tick()
+                    continue
+                pending = node._pending
+                if timed and not pending:
+                    node._since = time.monotonic()
+                pending.append(encode(item))
+                if len(pending) >= size or (timed and node._due()):
                     node.flush()
             node.cleanup()
 

@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from operator import itemgetter
 from pathlib import Path
@@ -41,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from .._core.acks import Acked
 from .._core.errors import ConfigError, MissingDependencyError
 from .._core.node import NanoNode, NodeFunction
+from .._core.ticks import TICK
 from ._progress import AckedProgress
 from ._secrets import (
     ConnectorError,
@@ -499,9 +501,11 @@ def _column_type(name: str, value: Any) -> Any:
 class SQLSink(NanoNode):
     """A sink that writes each item (a dict) as a row of ``table``.
 
-    Rows are written in transactions of ``batch_size`` rows; what is pending is committed
-    when the stream ends and when the run is stopped (a failed or aborted run rolls the
-    pending rows back). Values are always bound parameters.
+    Rows are written in transactions of ``batch_size`` rows, or fewer once the oldest of
+    them has waited ``flush_interval`` seconds (default 1.0, also on a quiet stream;
+    ``None``: only full batches); what is pending is committed when the stream ends and
+    when the run is stopped (a failed or aborted run rolls the pending rows back). Values
+    are always bound parameters.
 
     ``mode="insert"`` inserts; ``mode="upsert"`` inserts or updates by ``key`` (a column
     name or a list of them, which must be a primary key or unique), natively on SQLite and
@@ -515,9 +519,8 @@ class SQLSink(NanoNode):
     Acknowledgements (``nanostream.Acked``) of the items written wait until their
     transaction is committed, so a source that commits its progress on acknowledgement
     (:class:`SQLSource` with ``state_file``, the directory watchdog's ledger, a Redis
-    stream) never counts a row as done before it is in the table. Rows wait for
-    ``batch_size`` more rows, or the end of the stream or a stop, to be committed: on a
-    slow stream, a smaller ``batch_size`` commits (and acknowledges) sooner.
+    stream) never counts a row as done before it is in the table; ``flush_interval``
+    bounds how long that takes on a slow or quiet stream.
 
     Example:
         >>> import sqlite3, tempfile, nanostream
@@ -546,6 +549,7 @@ class SQLSink(NanoNode):
         mode: Literal["insert", "upsert"] = "insert",
         key: str | Sequence[str] | None = None,
         batch_size: int = 1000,
+        flush_interval: float | None = 1.0,
         create: bool = False,
         schema: str | None = None,
         retries: int = 3,
@@ -569,6 +573,16 @@ class SQLSink(NanoNode):
         self.mode = mode
         self.key = keys
         self.batch_size = batch_size
+        if flush_interval is not None and (
+            isinstance(flush_interval, bool)
+            or not isinstance(flush_interval, (int, float))
+            or not flush_interval > 0
+        ):
+            raise ConfigError(
+                f"flush_interval must be positive seconds or None, got {flush_interval!r}"
+            )
+        self.flush_interval = flush_interval
+        self.tick_interval = flush_interval  # told when the input is quiet that long
         self.create = create
         self.schema = schema
         self.retries = retries
@@ -576,6 +590,7 @@ class SQLSink(NanoNode):
         self.max_backoff = max_backoff
         self.rows_written = 0
         self._pending: list[Mapping[str, Any]] = []
+        self._since = 0.0  # when the oldest pending row arrived
         self._table: sa.Table | None = None
         self._checked: set[tuple[str, ...]] = set()
         self._writers: dict[tuple[str, ...], Callable[[sa.Connection, list[Any]], None]] = {}
@@ -589,16 +604,29 @@ class SQLSink(NanoNode):
     # ------------------------------------------------------------------ node
     def setup(self) -> None:
         self._pending = []
+        self._since = 0.0
         self._db.open("SQLSink")
 
     def process_item(self, item: Mapping[str, Any]) -> Iterator[Any]:
-        self._pending.append(item)
-        if len(self._pending) >= self.batch_size:
+        pending = self._pending
+        if not pending:
+            self._since = time.monotonic()
+        pending.append(item)
+        if len(pending) >= self.batch_size or self._due():
             self.flush()
         yield from ()
 
+    def tick(self) -> None:
+        """The input has been quiet for ``flush_interval``: commit what is pending."""
+        self.flush()
+        self.release_items()  # everything read is committed
+
     def cleanup(self) -> None:
         self.flush()
+
+    def _due(self) -> bool:
+        interval = self.flush_interval
+        return interval is not None and time.monotonic() - self._since >= interval
 
     def as_function(self) -> NodeFunction:
         self.validate()
@@ -608,9 +636,16 @@ class SQLSink(NanoNode):
             node.setup()
             pending = node._pending
             size = node.batch_size
+            timed = node.flush_interval is not None
             for item in inp:
+                if item is TICK:
+                    node.tick()
+                    pending = node._pending
+                    continue
+                if timed and not pending:
+                    node._since = time.monotonic()
                 pending.append(item)
-                if len(pending) >= size:
+                if len(pending) >= size or (timed and node._due()):
                     node.flush()
                     pending = node._pending
             node.cleanup()
