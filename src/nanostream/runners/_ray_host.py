@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import pickle
 import threading
 import time
 import traceback
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any
@@ -38,16 +39,22 @@ from typing import Any
 import ray
 from ray import cloudpickle
 
+from .._core.channel import AFTER_END
+from .._core.context import NodeContext
 from .._core.errors import NodeProtocolError
 from .._core.ports import port_dispatcher
 from .._core.signals import RunAborted, SourceStopped
+from .._core.ticks import TICK
 
-__all__ = ["HostSpec", "NodeHost", "dumps", "loads", "stable_hash"]
+__all__ = ["HostSpec", "NodeHost", "dumps", "emit_logs", "loads", "stable_hash"]
 
 _END: Any = object()
+_IDLE: Any = object()  # what the inbox gives a node with ticks when nothing came in time
+_TICKS = (TICK,)  # the input slice of a tick
 _LOCK_TYPE = type(threading.Lock())
 _RLOCK_TYPE = type(threading.RLock())
 _WAIT_TICK_S = 0.1
+_PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 
 # --------------------------------------------------------------------- serialization
@@ -70,6 +77,47 @@ class _Pickler(cloudpickle.CloudPickler):
         if isinstance(obj, (Pipeline, Run)):
             return ("none",)
         return None
+
+    def reducer_override(self, obj: Any) -> Any:
+        made = obj.__reduce_ex__(_PROTOCOL) if isinstance(obj, BaseException) else None
+        if isinstance(made, tuple):
+            # With the chain (__cause__, __context__) that plain pickling drops, and
+            # loadable even when __init__ takes other arguments than ``args``.
+            make, make_args = made[0], made[1]
+            attributes = made[2] if len(made) > 2 else None
+            chain = (obj.__cause__, obj.__context__, obj.__suppress_context__)
+            args = (make, make_args, type(obj), obj.args)
+            return _new_exception, args, (attributes, chain), None, None, _set_exception
+        return super().reducer_override(obj)  # type: ignore[no-untyped-call]
+
+
+def _new_exception(
+    make: Callable[..., Any],
+    make_args: tuple[Any, ...],
+    cls: type[BaseException],
+    args: tuple[Any, ...],
+) -> BaseException:
+    """The exception as its class pickles it; else made without calling ``__init__``."""
+    try:
+        exc = make(*make_args)
+        if isinstance(exc, BaseException):
+            return exc
+    except Exception:  # noqa: BLE001 - an __init__ whose arguments are not ``args``
+        pass
+    try:
+        exc = cls.__new__(cls, *args)
+    except Exception:  # noqa: BLE001 - a __new__ with its own signature
+        exc = cls.__new__(cls)
+    exc.args = args
+    return exc
+
+
+def _set_exception(exc: BaseException, state: Any) -> None:
+    attributes, (cause, context, suppress) = state
+    if isinstance(attributes, dict):
+        for key, value in attributes.items():
+            setattr(exc, key, value)
+    exc.__cause__, exc.__context__, exc.__suppress_context__ = cause, context, suppress
 
 
 _PICKLER: Any = _Pickler
@@ -165,6 +213,8 @@ class HostSpec:
     max_in_flight: int
     linger: float
     sync_state: bool
+    tick_interval: float | None = None
+    log_level: int = logging.WARNING
 
 
 # A port's targets: (target node name, its actors) in edge order.
@@ -239,8 +289,13 @@ class _Inbox:
         return True
 
     # -- in the node thread
-    def get(self, counters: _Counters, before_wait: Callable[[], None]) -> Any:
-        """The next batch, or ``_END``; sends the node's outputs before it waits."""
+    def get(
+        self, counters: _Counters, before_wait: Callable[[], None], timeout: float | None = None
+    ) -> Any:
+        """The next batch, or ``_END``; sends the node's outputs before it waits.
+
+        With ``timeout``: ``_IDLE`` when nothing came for that many seconds.
+        """
         cond, dq = self._cond, self._dq
         while True:
             with cond:
@@ -254,9 +309,19 @@ class _Inbox:
             before_wait()
             start = time.monotonic()
             with cond:
-                while not dq and not self.aborted:
-                    cond.wait()
+                if timeout is None:
+                    while not dq and not self.aborted:
+                        cond.wait()
+                else:
+                    deadline = start + timeout
+                    while not dq and not self.aborted:
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            break
+                        cond.wait(left)
             counters.blocked_input_s += time.monotonic() - start
+            if not dq and not self.aborted:
+                return _IDLE
         if self._waiting:
             self._loop.call_soon_threadsafe(self._signal)
         return batch
@@ -350,6 +415,7 @@ class _PortBox:
         self.sent = False
         self.error: BaseException | None = None
         self.stopping = False
+        self.ended = False  # the end marker has gone out (see close)
         self._stop_raised = False
         buf: list[Any] = []
         self.buf = buf
@@ -382,6 +448,8 @@ class _PortBox:
             raise error
         if not self.buf:
             return
+        if self.ended:
+            raise NodeProtocolError(AFTER_END)
         with self.lock:
             self._send_locked()
 
@@ -410,17 +478,22 @@ class _PortBox:
             return
         if self.buf and self.error is None and self.lock.acquire(blocking=False):
             try:
-                self._send_locked()
+                if not self.ended:  # after the end, the node thread's flush complains
+                    self._send_locked()
             except BaseException as exc:  # noqa: BLE001 - re-raised in the node thread
                 self.error = exc
             finally:
                 self.lock.release()
 
     def close(self) -> None:
-        """Send the rest, then the end marker to every receiver, and wait for delivery."""
+        """Send the rest, then the end marker to every receiver (once), and wait for
+        delivery."""
         self.flush()
         with self.lock:
+            if self.ended:
+                return
             self._send_locked()
+            self.ended = True
             for target in self.targets:
                 for link in target.links:
                     link.send([], end=True)
@@ -434,6 +507,72 @@ class _PortBox:
 
     def abort(self) -> None:
         self.limit[0] = 0
+
+
+# --------------------------------------------------------------------- logs
+_MAX_LOGS = 10_000  # records kept between two deliveries to the driver
+_PLAIN = (str, int, float, bool, type(None))
+
+
+class _LogRelay(logging.Handler):
+    """In an actor: passes the ``nanostream`` loggers' records to the hosted node, whose
+    driver emits them again on its own loggers (so they show where the run was started)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.instance: _Instance | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        instance = self.instance
+        if instance is not None:
+            instance.keep_log(record)
+
+
+_relay: _LogRelay | None = None
+
+
+def _relay_logs(instance: _Instance) -> None:
+    """Send this process's ``nanostream`` log records to ``instance``'s driver."""
+    global _relay
+    logger = logging.getLogger("nanostream")
+    if _relay is None:
+        _relay = _LogRelay()
+        logger.addHandler(_relay)
+        logger.propagate = False  # shown by the driver, not in the worker's own log too
+    logger.setLevel(instance.spec.log_level)
+    _relay.instance = instance
+
+
+def _portable(record: logging.LogRecord) -> dict[str, Any]:
+    """A log record as a dict that pickles (``logging.makeLogRecord`` makes it again)."""
+    data = dict(record.__dict__)
+    data["msg"], data["args"] = record.getMessage(), None
+    if record.exc_info:
+        if not record.exc_text:
+            data["exc_text"] = logging.Formatter().formatException(record.exc_info)
+        data["exc_info"] = None
+    for key, value in data.items():
+        if not isinstance(value, _PLAIN):
+            try:
+                pickle.dumps(value)
+            except Exception:  # noqa: BLE001 - kept as text
+                data[key] = repr(value)
+    return data
+
+
+def emit_logs(records: Iterable[dict[str, Any]]) -> None:
+    """Emit records an actor kept (see :class:`_LogRelay`) on the driver's loggers.
+
+    Example:
+        >>> import logging
+        >>> from nanostream.runners._ray_host import emit_logs
+        >>> emit_logs([{"name": "nanostream.p.n", "levelno": logging.DEBUG, "msg": "hi"}])
+    """
+    for data in records:
+        record = logging.makeLogRecord(data)
+        logger = logging.getLogger(record.name)
+        if logger.isEnabledFor(record.levelno):
+            logger.handle(record)
 
 
 # --------------------------------------------------------------------- the actor
@@ -470,6 +609,7 @@ class NodeHost:
             routes=routes,
             loop=asyncio.get_running_loop(),
         )
+        _relay_logs(self.instance)
         return None, sorted(self.instance.events)
 
     async def start(self) -> None:
@@ -500,19 +640,34 @@ class NodeHost:
         if instance is not None:
             instance.abort()
 
-    async def events(self, run_id: str, known: list[str]) -> list[str]:
-        """Wait until one of the node's events not in ``known`` is set (or the node ends);
-        the names of all its events that are set.
+    async def events(self, run_id: str, known: list[str]) -> dict[str, Any]:
+        """Wait until one of the node's events not in ``known`` is set, the node logs,
+        or the node ends; the names of all its events that are set (``events``) and the
+        log records since the last call (``logs``).
 
-        The driver keeps one such call pending per node with events, and sets its own
-        copies: so ``Collect.seen.wait()`` works in the driver while the run goes on.
+        The driver keeps one such call pending per node, sets its own copies of the
+        events (so ``Collect.seen.wait()`` works in the driver while the run goes on) and
+        hands the records to its own loggers. ``stop`` is True once, after the node asked
+        its run to stop (``NanoNode.request_stop()``).
         """
         instance = self._current(run_id)
         if instance is None:
-            return []
-        while not (set(instance.events_set) - set(known)) and not instance.done.done():
+            return {"events": [], "logs": [], "ended": True, "stop": False}
+        while (
+            not (set(instance.events_set) - set(known))
+            and not instance.logs
+            and not (instance.stop_requested and not instance.stop_sent)
+            and not instance.done.done()
+        ):
             await instance.events_changed
-        return sorted(instance.events_set)
+        stop = instance.stop_requested and not instance.stop_sent
+        instance.stop_sent = instance.stop_requested
+        return {
+            "events": sorted(instance.events_set),
+            "logs": instance.take_logs(),
+            "ended": instance.done.done(),
+            "stop": stop,
+        }
 
     async def stats(self) -> dict[str, Any]:
         """The node's figures now."""
@@ -523,6 +678,23 @@ class NodeHost:
         """Wait until the node thread has ended; its outcome (see ``_Instance.main``)."""
         assert self.instance is not None
         return await self.instance.done
+
+
+class _RayContext(NodeContext):
+    """A node's context inside its actor (see :mod:`nanostream._core.context`)."""
+
+    def __init__(self, instance: _Instance, base: NodeContext) -> None:
+        super().__init__(base.name, linked_ports=base.linked_ports)
+        self.instance = instance
+
+    def end_outputs(self) -> None:
+        for box in self.instance.boxes.values():
+            box.close()
+
+    def request_stop(self) -> None:
+        instance = self.instance
+        instance.stop_requested = True  # the driver hears of it through ``events``
+        instance.loop.call_soon_threadsafe(instance._events_signal, [])
 
 
 class _Instance:
@@ -547,6 +719,9 @@ class _Instance:
         self.aborted = False
         self.output_wait_since: float | None = None
         self.stop_event = threading.Event()
+        self.threads_before: set[threading.Thread] = set()
+        self.stop_requested = False  # by the node (request_stop); told to the driver once
+        self.stop_sent = False  # (on the event loop)
         self.done: asyncio.Future[dict[str, Any]] = loop.create_future()
         self.inbox = None if spec.is_source else _Inbox(spec.queue_size, spec.n_streams, loop)
         self.boxes: dict[str, _PortBox] = {}
@@ -559,6 +734,9 @@ class _Instance:
                 port_targets.append(_Target(links, key))
             self.boxes[port] = _PortBox(self, port_targets, spec.batch_size)
         self.boxes.setdefault("out", _PortBox(self, [], spec.batch_size))
+        base = getattr(node, "_ns_context", None)
+        if isinstance(base, NodeContext):  # the node's adapter reads it when it starts
+            node._ns_context = _RayContext(self, base)
         self.events: dict[str, threading.Event] = {}
         if spec.sync_state:
             self.events = {
@@ -567,10 +745,14 @@ class _Instance:
                 if isinstance(v, threading.Event) and not k.startswith("_ns_")
             }
         self.events_set: list[str] = []  # changed on the event loop only
+        self.logs: deque[dict[str, Any]] = deque()  # records for the driver
+        self.logs_dropped = 0
+        self._logs_lock = threading.Lock()
         self.events_changed: asyncio.Future[None] = loop.create_future()
         self._events_seen: set[str] = set()  # the linger thread's view
 
     def start(self) -> None:
+        self.threads_before = set(threading.enumerate())
         self.state = "running"
         if hasattr(self.node, "_ns_stop_event"):
             self.node._ns_stop_event = self.stop_event
@@ -621,13 +803,18 @@ class _Instance:
         for box in self.boxes.values():
             box.flush()
 
-    def batches(self, inbox: _Inbox, reader: dict[str, bool]) -> Iterator[list[Any]]:
+    def batches(self, inbox: _Inbox, reader: dict[str, bool]) -> Iterator[Sequence[Any]]:
         counters, flush = self.counters, self.flush_all
+        tick = self.spec.tick_interval
         while True:
-            batch = inbox.get(counters, flush)
+            batch = inbox.get(counters, flush, tick)
             if batch is _END:
                 reader["exhausted"] = True
                 return
+            if batch is _IDLE:  # no item for tick_interval seconds: a tick, not an item
+                yield _TICKS
+                flush()
+                continue
             counters.items_in += len(batch)
             yield batch
 
@@ -646,6 +833,38 @@ class _Instance:
             self._events_seen.update(new)
             self.loop.call_soon_threadsafe(self._events_signal, new)
 
+    def keep_log(self, record: logging.LogRecord) -> None:
+        """Keep a log record of the node (any thread) for the driver."""
+        data = _portable(record)
+        with self._logs_lock:
+            if len(self.logs) >= _MAX_LOGS:
+                self.logs_dropped += 1
+                return
+            first = not self.logs
+            self.logs.append(data)
+        if first:
+            self.loop.call_soon_threadsafe(self._events_signal, [])
+
+    def take_logs(self) -> list[dict[str, Any]]:
+        """The records kept since the last call."""
+        with self._logs_lock:
+            records = list(self.logs)
+            self.logs.clear()
+            dropped, self.logs_dropped = self.logs_dropped, 0
+        if dropped:
+            note = logging.LogRecord(
+                "nanostream",
+                logging.WARNING,
+                __file__,
+                0,
+                "%d more log records of node %r "
+                "were dropped (at most %d are kept between two deliveries)",
+                (dropped, self.spec.name, _MAX_LOGS),
+                None,
+            )
+            records.append(_portable(note))
+        return records
+
     def _events_signal(self, new: list[str]) -> None:
         self.events_set.extend(new)
         changed, self.events_changed = self.events_changed, self.loop.create_future()
@@ -663,7 +882,7 @@ class _Instance:
         try:
             self.execute()
             self.state = "finished"
-            outcome = {"state": "finished", "node_state": self.node_state()}
+            outcome = {"state": "finished"}
         except RunAborted:
             self.state = "aborted"
             outcome = {"state": "aborted"}
@@ -675,11 +894,18 @@ class _Instance:
             finished.set()
         linger.join()
         self.check_events()
+        outcome["node_state"] = self.node_state()  # whatever the ending, as on threads
+        # The actor may host another run if the node left no thread of its own behind.
+        current = threading.current_thread()
+        outcome["clean"] = all(
+            t in self.threads_before or t is current for t in threading.enumerate()
+        )
         outcome["stats"] = self.stats()
         self.loop.call_soon_threadsafe(self._report, outcome)
 
     def _report(self, outcome: dict[str, Any]) -> None:
         if not self.done.done():
+            outcome["logs"] = self.take_logs()
             self.done.set_result(outcome)
         self._events_signal([])
 
@@ -714,7 +940,18 @@ class _Instance:
         state = {k: v for k, v in vars(node).items() if not k.startswith("_ns_")}
         try:
             return dumps(state)
-        except Exception:  # noqa: BLE001 - state that cannot travel stays remote
+        except Exception:  # noqa: BLE001 - some attribute cannot travel (an open file, ...)
+            pass
+        travels = {}
+        for key, value in state.items():
+            try:
+                dumps(value)
+            except Exception:  # noqa: BLE001 - that one stays remote
+                continue
+            travels[key] = value
+        try:
+            return dumps(travels)
+        except Exception:  # noqa: BLE001 - they travel alone, not together
             return None
 
 

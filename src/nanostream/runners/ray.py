@@ -10,13 +10,17 @@ receiver while its inbox is full, so back-pressure holds across processes and ma
 The end of stream is a marker that follows a stream's last batch in order; a node ends
 after one marker per upstream instance. The first failure aborts the actors (they are
 killed after a short grace) and the run raises :class:`~nanostream.NodeFailed` whose
-cause is the remote exception, with the remote traceback attached as a note.
-``stop()`` drains; ``stats()`` is gathered from the actors.
+cause is the remote exception (with its ``__cause__`` chain), its traceback rebuilt from
+the remote frames. ``stop()`` drains; ``stats()`` is gathered from the actors. A node
+with ``tick_interval`` gets ``TICK`` when its inbox stays empty that long;
+``end_outputs()`` sends the end markers at once; ``request_stop()`` reaches the driver.
 
-When a class node finishes, its attributes are copied back to the driver's node object
-(``sync_state``), so a sink that keeps what it received, such as
-:class:`~nanostream.testing.Collect`, can be read after the run as with the threads
-runner. Node *functions* run remotely, so closures over driver variables see copies.
+When a class node ends (finished, failed or aborted), its attributes that can be pickled
+are copied back to the driver's node object (``sync_state``), so a sink that keeps what
+it received, such as :class:`~nanostream.testing.Collect`, can be read after the run as
+with the threads runner; its ``threading.Event`` attributes are mirrored while it runs.
+Node *functions* run remotely, so closures over driver variables see copies. What nodes
+log on the ``nanostream`` loggers is emitted again on the driver's loggers.
 
 With no ``address`` (and no ``RAY_ADDRESS``), a local Ray instance is started with the
 machine's cores and no dashboard, and shut down when the last run using it ends. If Ray is
@@ -350,9 +354,8 @@ class RayRun(Run):
         )
         self._done_refs: dict[Any, tuple[int, int]] = {}
         self._poolable: set[int] = set()
-        self._event_names: dict[tuple[int, int], list[str]] = {}
         self._event_refs: dict[Any, tuple[int, int]] = {}
-        self._ended: set[int] = set()  # actors whose node thread ended by itself
+        self._ended: set[int] = set()  # actors whose node ended leaving no thread behind
         self.run_id = uuid.uuid4().hex
         self._warned_stall: set[tuple[int, int]] = set()
         self._joined = False
@@ -404,6 +407,8 @@ class RayRun(Run):
                     max_in_flight=runner.max_in_flight,
                     linger=runner.linger,
                     sync_state=runner.sync_state and replicas[pn.index] == 1,
+                    tick_interval=pn.tick_interval,
+                    log_level=logging.getLogger("nanostream").getEffectiveLevel(),
                 )
                 loads[actor.load.remote(spec, routes)] = (pn.index, r)
         try:
@@ -415,8 +420,7 @@ class RayRun(Run):
         for i, actors in enumerate(self.actors):
             for r, actor in enumerate(actors):
                 self._done_refs[actor.wait_done.remote()] = (i, r)
-                if self._event_names.get((i, r)):
-                    self._event_refs[actor.events.remote(self.run_id, [])] = (i, r)
+                self._event_refs[actor.events.remote(self.run_id, [])] = (i, r)
         self._watcher.start()
 
     def _batch_size(self, pn: PlanNode) -> int:
@@ -439,10 +443,10 @@ class RayRun(Run):
                 f"ask for ({asks}); see 'ray status'"
             )
         for ref in ready:
-            i, r = loads[ref]
+            i, _r = loads[ref]
             name = self.plan.nodes[i].name
             try:
-                error, self._event_names[i, r] = ray.get(ref)
+                error, _events = ray.get(ref)
             except ray.exceptions.RayError as exc:
                 raise RayRunnerError(
                     f"the Ray actor for node {name!r} could not be created: {exc}. Is "
@@ -483,6 +487,7 @@ class RayRun(Run):
                     self._check(now >= next_log)
                     if now >= next_log:
                         next_log = now + opts.log_interval
+            self._last_events()
         except Exception as exc:  # pragma: no cover - the watcher must end the run
             log.exception("nanostream Ray watcher failed")
             self._fail(self.plan.name, exc)
@@ -494,7 +499,7 @@ class RayRun(Run):
     def _collect(self, ref: Any, i: int, r: int) -> None:
         import ray
 
-        from ._ray_host import loads
+        from ._ray_host import emit_logs, loads
 
         name = self.plan.nodes[i].name
         try:
@@ -506,33 +511,55 @@ class RayRun(Run):
             if not self.aborting:
                 self._fail(name, RayRunnerError(f"the Ray actor of node {name!r} died: {exc}"))
             return
-        self._final[i][r] = outcome["stats"]
-        if outcome["state"] in ("finished", "aborted"):
-            self._ended.add(id(self.actors[i][r]))
-        if outcome["state"] == "failed":
-            self._fail(name, _rebuild(name, outcome))
-        elif outcome["state"] == "finished" and outcome.get("node_state") is not None:
+        if outcome.get("node_state") is not None:  # before stats() says it has ended
             try:
                 _apply_state(self.plan.nodes[i].node, loads(outcome["node_state"]))
             except Exception as exc:  # noqa: BLE001 - the run itself is fine
                 log.warning("could not copy the state of node %r back: %s", name, exc)
+        self._final[i][r] = outcome["stats"]
+        if outcome.get("clean"):  # its node ended (even failed) and left no thread behind
+            self._ended.add(id(self.actors[i][r]))
+        emit_logs(outcome.get("logs", ()))
+        if outcome["state"] == "failed":
+            self._fail(name, _rebuild(name, outcome))
 
     def _mirror_events(self, ref: Any, i: int, r: int) -> None:
-        """Set the driver's copies of a node's events that were set remotely."""
+        """Set the driver's copies of a node's events that were set remotely, and emit
+        the node's log records on the driver's loggers; then ask again."""
         import ray
 
+        from ._ray_host import emit_logs
+
         try:
-            names = ray.get(ref)
+            answer = ray.get(ref)
         except ray.exceptions.RayError:
             return
+        names = answer["events"]
         node = self.plan.nodes[i].node
         for name in names:
             event = getattr(node, name, None)
             if isinstance(event, threading.Event):
                 event.set()
-        pending = [n for n in self._event_names[i, r] if n not in names]
-        if pending and self._final[i][r] is None and not self.aborting:
+        emit_logs(answer["logs"])
+        if answer["stop"]:  # the node asked its run to stop
+            self.request_stop()
+        if not answer["ended"] and self._final[i][r] is None:
             self._event_refs[self.actors[i][r].events.remote(self.run_id, names)] = (i, r)
+
+    def _last_events(self) -> None:
+        """After the last node ended: the answers to ``events`` calls still on the way."""
+        import ray
+
+        if not self._event_refs:
+            return
+        try:
+            ready, _ = ray.wait(
+                list(self._event_refs), num_returns=len(self._event_refs), timeout=_TICK_S
+            )
+        except Exception:  # noqa: BLE001 - Ray is going away
+            return
+        for ref in ready:
+            self._mirror_events(ref, *self._event_refs.pop(ref))
 
     def _live_stats(self, timeout: float) -> None:
         import ray
