@@ -1,9 +1,19 @@
 """Crash and restart: a folder of CSV files into SQLite, killed with SIGKILL and restarted.
 
-At the end every row of every file is in the table: with ``SQLSink(mode="upsert")`` each
-exactly once, with ``mode="insert"`` at least once. This holds only when the watchdog
-commits its ledger on acknowledgement (``Acked``) and the SQL sink releases its items
-(``release_items()``) once it has committed them; see docs/reliability.md.
+A child process watches a folder (``LocalDirectoryWatchdog`` with a ledger) and writes every
+row of every CSV file into SQLite (``SQLSink``) while the test adds the files. The test
+kills it with SIGKILL at random moments (each once the child has written something new)
+and restarts it. After each kill it checks the at-least-once invariant: every file the
+ledger records has all its rows in the table, because a file is recorded only when its
+acknowledgement comes, once the sink has committed its rows. Files with rows in the table
+but not in the ledger were *in flight*: at least one kill must find some, and a restart
+must deliver them again. At the end every row of every file is in the table: with
+``mode="upsert"`` exactly once; with ``mode="insert"`` at least once, a file that was in
+flight having its rows committed before the kill plus a whole second copy.
+
+About 5 s per mode with 500 files of 20 rows. ``NANOSTREAM_CRASH_FILES`` and
+``NANOSTREAM_CRASH_KILLS`` change the numbers of files and kills (say 5000 and 10 for a
+longer run).
 """
 
 from __future__ import annotations
@@ -16,26 +26,24 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from contextlib import closing
+from functools import partial
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pytest
 
 pytest.importorskip("watchdog")
 pytest.importorskip("sqlalchemy")
 
-pytestmark = [
-    pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals"),
-    pytest.mark.skipif(
-        not os.environ.get("NANOSTREAM_CRASH_TEST"),
-        reason="needs LocalDirectoryWatchdog to commit its ledger on acknowledgement (yield "
-        "nanostream.Acked) and SQLSink to release_items() after each commit; set "
-        "NANOSTREAM_CRASH_TEST=1 to run it (and drop this mark once they do)",
-    ),
-]
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
-FILES, ROWS = 500, 20
-KILLS = 3
+FILES = int(os.environ.get("NANOSTREAM_CRASH_FILES", "500"))
+ROWS = 20
+KILLS = int(os.environ.get("NANOSTREAM_CRASH_KILLS", "3"))
+MAX_KILLS = KILLS + 5  # more kills while none has caught work in flight
+WAIT = 60  # seconds any one step may take before the test fails
 
 CHILD = r"""
 import sys
@@ -47,7 +55,11 @@ folder, ledger, db, mode = sys.argv[1:5]
 watch = LocalDirectoryWatchdog(folder, "*.csv", settle=0.05, state=ledger)
 rows = CSVReader(paths=True, types={"file": int, "row": int})
 key = ["file", "row"] if mode == "upsert" else None
-sink = SQLSink(f"sqlite:///{db}", "rows", mode=mode, key=key, create=True, batch_size=50)
+# Rows wait up to half a second to be committed: the kills often find some waiting.
+sink = SQLSink(
+    f"sqlite:///{db}", "rows", mode=mode, key=key, create=True, batch_size=200,
+    flush_interval=0.5,
+)
 watch > rows > sink
 run = watch.global_start(block=False)
 print("started", flush=True)
@@ -55,7 +67,7 @@ run.wait_interruptibly()
 """
 
 
-def read_line(stream: IO[str] | None, timeout: float = 60) -> str:
+def read_line(stream: IO[str] | None, timeout: float = WAIT) -> str:
     assert stream is not None
     box: list[str] = []
     reader = threading.Thread(target=lambda: box.append(stream.readline()), daemon=True)
@@ -64,32 +76,70 @@ def read_line(stream: IO[str] | None, timeout: float = 60) -> str:
     return box[0] if box else ""
 
 
-def count_rows(db: Path, distinct: bool = False) -> int:
+def query(db: Path, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of ``sql`` on ``db``; none while the table does not exist yet."""
     if not db.exists():
-        return 0
-    what = (
-        "COUNT(*) FROM (SELECT DISTINCT file, row FROM rows)" if distinct else "COUNT(*) FROM rows"
-    )
+        return []
     try:
-        with sqlite3.connect(db, timeout=10) as conn:
-            return int(conn.execute(f"SELECT {what}").fetchone()[0])
-    except sqlite3.OperationalError:  # no table yet, or locked for too long
-        return 0
+        with closing(sqlite3.connect(db, timeout=10)) as conn:
+            return [tuple(r) for r in conn.execute(sql)]
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return []
+        raise
+
+
+def count_rows(db: Path, distinct: bool = False) -> int:
+    what = "(SELECT DISTINCT file, row FROM rows)" if distinct else "rows"
+    found = query(db, f"SELECT COUNT(*) FROM {what}")
+    return found[0][0] if found else 0
+
+
+def rows_per_file(db: Path) -> dict[int, tuple[int, int]]:
+    """For each file: (rows in the table, distinct rows)."""
+    found = query(db, "SELECT file, COUNT(*), COUNT(DISTINCT row) FROM rows GROUP BY file")
+    return {f: (n, d) for f, n, d in found}
+
+
+def ledger_files(ledger: Path) -> set[int]:
+    """The files the ledger records as done."""
+    if not ledger.exists():
+        return set()
+    with closing(sqlite3.connect(ledger, timeout=10)) as conn:
+        paths = [p for (p,) in conn.execute("SELECT path FROM files WHERE emitted = 1")]
+    return {int(Path(p).stem.split("-")[1]) for p in paths}
+
+
+def progressed(db: Path, before: int) -> bool:
+    return count_rows(db) > before
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = WAIT) -> bool:
+    """Poll ``condition`` (a child process gives no event to wait on) until true."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        threading.Event().wait(0.02)
+    return True
 
 
 @pytest.mark.parametrize("mode", ["upsert", "insert"])
 def test_kill_9_and_restart_loses_no_row(tmp_path: Path, mode: str) -> None:
     folder = tmp_path / "in"
     folder.mkdir()
+    written = threading.Event()
+    stop_writing = threading.Event()
 
     def write_files() -> None:  # files keep arriving while the children are killed
         for f in range(FILES):
             lines = ["file,row,value"] + [f"{f},{r},v{f}-{r}" for r in range(ROWS)]
-            part = folder / f".part-{f:04d}.tmp"
+            part = folder / f".part-{f:05d}.tmp"
             part.write_text("\n".join(lines) + "\n")
-            part.rename(folder / f"part-{f:04d}.csv")
-            if f % 10 == 9:
-                threading.Event().wait(0.1)
+            part.rename(folder / f"part-{f:05d}.csv")
+            if f % 10 == 9 and stop_writing.wait(0.02):
+                return
+        written.set()
 
     writer = threading.Thread(target=write_files)
     writer.start()
@@ -104,35 +154,55 @@ def test_kill_9_and_restart_loses_no_row(tmp_path: Path, mode: str) -> None:
         proc = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
         )
-        assert read_line(proc.stdout).strip() == "started"
+        assert read_line(proc.stdout).strip() == "started", proc.stderr
         return proc
 
-    at_kills = []
+    kills: list[tuple[int, int]] = []  # (rows in the table, files in flight) at each kill
+    in_flight: dict[int, int] = {}  # file -> its rows in the table when last seen in flight
     try:
-        for _ in range(KILLS):
+        while len(kills) < KILLS or (not in_flight and len(kills) < MAX_KILLS):
+            if count_rows(db, distinct=True) >= FILES * ROWS:
+                break  # all was written already: nothing left to interrupt
+            before = count_rows(db)
             proc = start()
             try:
-                threading.Event().wait(rng.uniform(0.2, 0.8))  # a random moment
+                # a random moment once the child is at work: it has written something new
+                assert wait_until(partial(progressed, db, before)), "no progress"
+                threading.Event().wait(rng.uniform(0, 0.3))
             finally:
-                at_kills.append(count_rows(db, distinct=True))
                 proc.send_signal(signal.SIGKILL)
-                proc.communicate(timeout=30)
+                proc.communicate(timeout=WAIT)
+            assert proc.returncode == -signal.SIGKILL
+            # post mortem: every file the ledger records has all its rows in the table
+            done, per_file = ledger_files(ledger), rows_per_file(db)
+            assert all(per_file.get(f, (0, 0))[1] == ROWS for f in done), "recorded too early"
+            flying = {f: n for f, (n, _) in per_file.items() if f not in done}
+            in_flight.update(flying)
+            kills.append((count_rows(db, distinct=True), len(flying)))
+    except BaseException:
+        stop_writing.set()
+        raise
     finally:
         writer.join()
-    assert min(at_kills) < FILES * ROWS  # the kills came mid-stream
+    assert written.is_set()
+    # a kill came mid-stream, with rows already in the table and files in flight
+    assert any(0 < rows < FILES * ROWS and flying for rows, flying in kills), kills
+
     proc = start()
-    try:
-        deadline = time.monotonic() + 60
-        while count_rows(db, distinct=True) < FILES * ROWS and time.monotonic() < deadline:
-            threading.Event().wait(0.2)
+    try:  # the restart delivers the files in flight again, and the rest
+        assert wait_until(lambda: len(ledger_files(ledger)) >= FILES), "not all recorded"
         proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=60)
+        _, stderr = proc.communicate(timeout=WAIT)
     finally:
         proc.kill()
     assert proc.returncode == 0, stderr
-    assert count_rows(db, distinct=True) == FILES * ROWS
-    if mode == "upsert":
-        assert count_rows(db) == FILES * ROWS
-    with sqlite3.connect(db) as conn:
-        values = {v for (v,) in conn.execute("SELECT value FROM rows")}
+    assert count_rows(db, distinct=True) == FILES * ROWS  # every row of every file
+    values = {v for (v,) in query(db, "SELECT value FROM rows")}
     assert values == {f"v{f}-{r}" for f in range(FILES) for r in range(ROWS)}
+    assert ledger_files(ledger) == set(range(FILES))
+    per_file = rows_per_file(db)
+    if mode == "upsert":
+        assert count_rows(db) == FILES * ROWS  # exactly once
+    else:  # at least once: a file in flight was delivered again, whole
+        for f, n in in_flight.items():
+            assert per_file[f][0] >= n + ROWS, (f, n, per_file[f])
