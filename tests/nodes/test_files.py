@@ -125,8 +125,20 @@ def test_non_utf8_content(tmp_path: Path) -> None:
         run_nodes(["latin.txt"], LocalFileReader(tmp_path, encoding="latin-1", serialize=True))[-1]
         == "café crème"
     )
-    replaced = run_nodes(["latin.txt"], LocalFileReader(tmp_path, errors="replace"))
+    assert "encoding_errors='replace'" in str(error)
+    replaced = run_nodes(["latin.txt"], LocalFileReader(tmp_path, encoding_errors="replace"))
     assert replaced == ["first\nsecond\ncaf\ufffd cr\ufffdme\n"]
+
+
+def test_encoding_errors_leaves_the_errors_port_alone(tmp_path: Path) -> None:
+    (tmp_path / "latin.txt").write_bytes("caf\xe9\n".encode("latin-1"))
+    reader = LocalFileReader(tmp_path, encoding_errors="replace", name="read")
+    assert repr(reader.errors) == "LocalFileReader(name='read')['errors']"  # the port
+    with pytest.deprecated_call(match="use encoding_errors="):
+        old = LocalFileReader(tmp_path, errors="ignore")
+    assert old.encoding_errors == "ignore"
+    assert repr(old.errors) == "LocalFileReader(name=None)['errors']"
+    assert run_nodes(["latin.txt"], old) == ["caf\n"]
 
 
 def test_paths_outside_the_directory_are_refused(tmp_path: Path) -> None:

@@ -155,15 +155,24 @@ def decode_error_line(path: str, encoding: str, errors: str) -> tuple[int, str] 
     return None
 
 
-def decode_failure(path: str, encoding: str, errors: str, exc: UnicodeDecodeError) -> FormatError:
-    """A :class:`FormatError` naming the line of ``path`` that is not ``encoding``."""
+def decode_failure(
+    path: str,
+    encoding: str,
+    errors: str,
+    exc: UnicodeDecodeError,
+    *,
+    errors_option: str | None = None,
+) -> FormatError:
+    """A :class:`FormatError` naming the line of ``path`` that is not ``encoding``.
+
+    ``errors_option`` names the node's option for the decoding errors mode, if it has one.
+    """
     found = decode_error_line(path, encoding, errors)
     line, message = found if found is not None else (None, str(exc))
-    return FormatError(
-        f"not valid {encoding} ({message}); pass encoding=... (e.g. 'latin-1') or errors='replace'",
-        source=path,
-        line=line,
-    )
+    hint = "pass encoding=... (e.g. 'latin-1')"
+    if errors_option is not None:
+        hint += f" or {errors_option}='replace'"
+    return FormatError(f"not valid {encoding} ({message}); {hint}", source=path, line=line)
 
 
 # ----------------------------------------------------------------------------- atomic files

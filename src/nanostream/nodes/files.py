@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import pprint
 import sys
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from typing import IO, Any
@@ -50,8 +51,12 @@ class LocalFileReader(NanoNode):
       instead of lines — for files that are not line-oriented.
     * ``binary=True``: bytes instead of text (whole files as :class:`FileBytes`).
 
-    ``encoding``, ``errors`` and ``newline`` are those of :func:`open`. Text that does not
-    decode raises :class:`~nanostream.FormatError` naming the file and the line.
+    ``encoding``, ``encoding_errors`` and ``newline`` are :func:`open`'s ``encoding``,
+    ``errors`` and ``newline`` (``encoding_errors="replace"`` puts U+FFFD in place of
+    bytes that do not decode). Text that does not decode raises
+    :class:`~nanostream.FormatError` naming the file and the line. (The old keyword
+    ``errors=`` still works, with a ``DeprecationWarning``: a node's ``errors`` is its
+    error port.)
 
     Example:
         >>> import pathlib, tempfile, nanostream
@@ -72,7 +77,7 @@ class LocalFileReader(NanoNode):
         serialize: bool = False,
         *,
         encoding: str = "utf-8",
-        errors: str = "strict",
+        encoding_errors: str = "strict",
         binary: bool = False,
         newline: str | None = None,
         keep_line_ends: bool = False,
@@ -81,10 +86,18 @@ class LocalFileReader(NanoNode):
         **options: Any,
     ) -> None:
         super().__init__(name=name)
+        if "errors" in options:  # the old name, before the errors port existed
+            warnings.warn(
+                "LocalFileReader(errors=...) is deprecated: use encoding_errors=... "
+                "(a node's errors is its error port)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            encoding_errors = options.pop("errors")
         self.directory = None if directory is None else os.fspath(directory)
         self.serialize = serialize
         self.encoding = encoding
-        self.errors = errors
+        self.encoding_errors = encoding_errors
         self.binary = binary
         self.newline = newline
         self.keep_line_ends = keep_line_ends
@@ -108,16 +121,20 @@ class LocalFileReader(NanoNode):
         try:
             if not self.serialize:
                 with open(
-                    path, encoding=self.encoding, errors=self.errors, newline=self.newline
+                    path, encoding=self.encoding, errors=self.encoding_errors, newline=self.newline
                 ) as f:
                     yield FileText(f.read(), path)
                 return
             yield from self._text_pieces(path)
         except UnicodeDecodeError as exc:
-            raise decode_failure(path, self.encoding, self.errors, exc) from None
+            raise decode_failure(
+                path, self.encoding, self.encoding_errors, exc, errors_option="encoding_errors"
+            ) from None
 
     def _text_pieces(self, path: str) -> Iterator[str]:
-        with open(path, encoding=self.encoding, errors=self.errors, newline=self.newline) as f:
+        with open(
+            path, encoding=self.encoding, errors=self.encoding_errors, newline=self.newline
+        ) as f:
             if self.chunk_size is not None:
                 yield from iter(partial(f.read, self.chunk_size), "")
             elif self.keep_line_ends:
