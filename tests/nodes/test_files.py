@@ -8,6 +8,7 @@ import os
 import pickle
 import threading
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -272,6 +273,45 @@ def test_file_writer_one_file_per_item(tmp_path: Path, runner: str) -> None:
     error = failure(["../escape"], FileWriter(directory=tmp_path / "jail", filename="{item}"))
     assert isinstance(error, PathRefusedError)
     assert not (tmp_path / "escape").exists()
+
+
+class AckedLines(nanostream.NanoNode):
+    """Emits ``Acked(f"line {i}", ack)``; each ack notes the files in ``folder`` by then."""
+
+    def __init__(self, n: int, folder: Path) -> None:
+        super().__init__(batch_size=1)
+        self.n = n
+        self.folder = folder
+        self.acks: list[tuple[int, list[str]]] = []
+
+    def generator(self) -> Iterator[Any]:
+        for i in range(self.n):
+            yield nanostream.Acked(f"line {i}", partial(self._ack, i))
+
+    def _ack(self, i: int) -> None:
+        self.acks.append((i, sorted(p.name for p in self.folder.iterdir())))
+
+
+@pytest.mark.parametrize("how", ["rotate", "per-item"])
+def test_file_writer_acknowledges_items_once_their_file_is_published(
+    tmp_path: Path, runner: str, acks: bool, how: str
+) -> None:
+    if not acks:
+        pytest.skip(f"the {runner} runner does not call acknowledgements")
+    out = tmp_path / "out"
+    source = AckedLines(7, out)
+    if how == "rotate":
+        writer = FileWriter(out / "part-{part}.txt", rotate_items=3)
+        expect = [f"part-{i // 3}.txt" for i in range(7)]
+    else:
+        writer = FileWriter(directory=out, filename="{n}.txt")
+        expect = [f"{i}.txt" for i in range(7)]
+    source > writer
+    writer.global_start(runner=runner)
+    assert [i for i, _ in source.acks] == list(range(7))
+    for i, files in source.acks:
+        assert expect[i] in files, f"line {i} was acknowledged before {expect[i]} existed"
+    assert len(source.acks[0][1]) < len(set(expect))  # not only at the end
 
 
 def test_file_writer_needs_path_or_directory(tmp_path: Path) -> None:
