@@ -42,7 +42,8 @@ class AckedProgress(Generic[T]):
       ``close()`` runs, after the last commit. If some acks never come, ``close()`` runs
       when this object is garbage collected.
 
-    A failed commit is logged and its values are committed with the next one.
+    A commit that fails keeps its values for the next one; it is logged, or raised when
+    the source called :meth:`commit`.
 
     Example:
         >>> import nanostream
@@ -102,9 +103,13 @@ class AckedProgress(Generic[T]):
             self._done.append(value)
 
     def commit(self) -> None:
-        """Commit what has been acknowledged so far, if anything."""
+        """Commit what has been acknowledged so far, if anything (the source's thread).
+
+        Unlike the commits acks make (which log a failure and go on), a failure here
+        raises, so that a source that cannot commit its progress stops with the reason.
+        """
         with self._lock:
-            self._commit()
+            self._commit(raise_errors=True)
 
     def finish(self) -> None:
         """The source has ended: commit now, and again (then close) after the last ack."""
@@ -124,7 +129,7 @@ class AckedProgress(Generic[T]):
             elif time.monotonic() - self._last >= self.interval:
                 self._commit()
 
-    def _commit(self) -> bool:
+    def _commit(self, *, raise_errors: bool = False) -> bool:
         values = self._done
         if not values or self._closed:
             return True
@@ -132,8 +137,10 @@ class AckedProgress(Generic[T]):
         self._last = time.monotonic()
         try:
             self._commit_values(values)
-        except Exception as exc:  # noqa: BLE001 - logged; the values wait for the next commit
-            self._done = values + self._done
+        except Exception as exc:
+            self._done = values + self._done  # they wait for the next commit
+            if raise_errors:
+                raise
             log.warning(
                 "%s could not commit its progress (%s: %s); it tries again with the next "
                 "acknowledgement",
