@@ -375,7 +375,7 @@ class LocalDirectoryWatchdog(NanoNode):
     it is emitted. After a crash (even ``kill -9``) or an aborted run, a restart emits
     again the files that were in flight: a sink may see their rows twice (use an upsert
     to write them once). A graceful ``stop()`` records everything it delivered. On a
-    runner that does not acknowledge items (``cooperative``, ``ray`` for now) nothing is
+    runner that does not acknowledge items (``ray``, for now) nothing is
     recorded, so a restart emits every file again.
 
     ``ready`` is a :class:`threading.Event` set once the watchdog is watching: files
