@@ -422,3 +422,20 @@ def test_a_marker_after_released_items_passes_at_once(runner_name: str) -> None:
         src.resume.set()
         run.wait(WAIT)
     assert src.acked == list(range(8))
+
+
+def test_a_release_inside_a_large_slice_covers_exactly_what_was_read() -> None:
+    """Pairs releases after each pair; slices of many items do not delay the acks."""
+    sink = Collect()
+    src = AckedSource(range(80), batch_size=64, pause_after=40)
+    src > Pairs() > sink
+    run = sink.global_start(block=False)
+    assert run is not None
+    try:
+        with src.ack_count:  # well within the source's pause (WAIT)
+            done = src.ack_count.wait_for(lambda: len(src.acked) >= 40, WAIT / 3)
+        assert done, f"only {len(src.acked)} of 40 were acked while the source paused"
+    finally:
+        src.resume.set()
+        run.wait(WAIT)
+    assert src.acked == list(range(80))

@@ -79,7 +79,6 @@ class _Task:
         "boxes",
         "channel",
         "counters",
-        "cursor",
         "deadline",
         "done",
         "exhausted",
@@ -94,6 +93,8 @@ class _Task:
         "outp",
         "parked",
         "queued",
+        "slice",
+        "slice_end",
         "tick",
         "timer",
         "waker",
@@ -127,11 +128,12 @@ class _Task:
         self.tick: float | None = None  # the node's tick_interval
         self.timer = 0  # the id of the input timer that may wake the task (0: none)
         # Acknowledgements (see nanostream._core.acks): the node's plan index, whether it
-        # holds items, its markers, and how many items it has surely read.
+        # holds items, its markers, the slice it reads and where that slice ends.
         self.index = -1
         self.holds: bool | None = None
         self.markers: NodeMarkers | None = None
-        self.cursor = 0
+        self.slice: Iterator[Any] = iter(())
+        self.slice_end = 0
 
 
 def _drop(item: Any) -> None:
@@ -507,7 +509,7 @@ class Scheduler:
             channel.waiter = None
             self.make_ready(waiter)
 
-    def _reader(self, task: _Task, channel: _Channel) -> Iterator[Sequence[Any]]:
+    def _reader(self, task: _Task, channel: _Channel) -> Iterator[Iterable[Any]]:
         """The batches of a task's input, in slices sized to take about ``_LINGER_S``."""
         batches = channel.batches
         counters = task.counters
@@ -523,7 +525,7 @@ class Scheduler:
                     continue
                 self.wait_input(task, channel, tick)
                 if not batches:  # no input for tick seconds
-                    task.cursor = counters.items_in
+                    task.slice, task.slice_end = iter(()), counters.items_in
                     yield TICKS
                     if task.markers is not None:
                         task.markers.apply()
@@ -552,11 +554,12 @@ class Scheduler:
                 part = (
                     batch if (start == 0 and n <= slice_len) else batch[start : start + slice_len]
                 )
-                task.cursor = base + start + 1
                 start += len(part)
+                task.slice = it = iter(part)
+                task.slice_end = base + start
                 blocked = counters.blocked_output_s
                 t0 = clock()
-                yield part
+                yield it
                 if task.markers is not None:
                     task.markers.apply()
                 t1 = clock()

@@ -20,6 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from operator import length_hint
 from typing import Any
 
 from .._core.acks import AckCoordinator, Marker
@@ -61,7 +62,8 @@ class _CoopContext(NodeContext):
     def release_items(self, keep: int = 0) -> None:
         task = self.task
         if task.channel is not None:
-            self.sched.markers_of(task).request_release(task.cursor - keep)
+            read = task.slice_end - length_hint(task.slice)
+            self.sched.markers_of(task).request_release(read - keep)
 
     def end_outputs(self) -> None:
         task = self.task

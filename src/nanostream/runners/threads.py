@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from itertools import chain
+from operator import length_hint
 from typing import Any
 
 from .._core.acks import AckCoordinator, Marker, NodeMarkers
@@ -48,11 +49,12 @@ class _Input:
         self.exhausted = False
         self.max_slice = pn.batch_size
         self.markers: NodeMarkers | None = None
-        # How many items the node has surely read while it works on the current slice:
-        # those before the slice, and the slice's first.
-        self.cursor = 0
+        # The slice the node is reading, and how many items it and those before it hold:
+        # the node has read slice_end - (what is left in the slice) items.
+        self.slice: Iterator[Any] = iter(())
+        self.slice_end = 0
 
-    def batches(self) -> Iterator[Sequence[Any]]:
+    def batches(self) -> Iterator[Iterable[Any]]:
         channel, counters, outboxes = self.channel, self.counters, self.outboxes
         run = self.run
         clock = time.monotonic
@@ -68,7 +70,7 @@ class _Input:
                 self.exhausted = True
                 return
             if batch is IDLE:
-                self.cursor = counters.items_in  # every item delivered has been read
+                self.slice, self.slice_end = iter(()), counters.items_in
                 yield TICKS
                 for outbox in outboxes:
                     outbox.flush()
@@ -86,11 +88,12 @@ class _Input:
                 part = (
                     batch if (start == 0 and n <= slice_len) else batch[start : start + slice_len]
                 )
-                self.cursor = base + start + 1
                 start += len(part)
+                self.slice = it = iter(part)
+                self.slice_end = base + start
                 blocked = counters.blocked_output_s
                 t0 = counters.busy_since = clock()
-                yield part
+                yield it
                 counters.busy_since = None
                 elapsed = clock() - t0 - (counters.blocked_output_s - blocked)
                 for outbox in outboxes:
@@ -120,7 +123,8 @@ class _Input:
 
     def release(self, keep: int) -> None:
         """The node has emitted all it read except its last ``keep`` items (its thread)."""
-        self._markers().request_release(self.cursor - keep)
+        read = self.slice_end - length_hint(self.slice)
+        self._markers().request_release(read - keep)
 
 
 class _ThreadContext(NodeContext):
