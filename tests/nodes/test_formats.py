@@ -314,3 +314,51 @@ def test_csv_to_json_lines_file_to_file(tmp_path: Path, runner: str) -> None:
         {"name": "ada", "age": 36, "city": "London"},
         {"name": "alan", "age": 41, "city": "Wilmslow"},
     ]
+
+
+# --------------------------------------------------------------------- bad records, skipped
+BAD_CSV = 'name,age\nada,36\nalan\ngrace,x\nbob,"5\n'  # short row, bad int, unclosed quote
+
+
+@pytest.mark.parametrize("policy", ["skip", "retry"])
+def test_skip_turns_each_bad_csv_row_into_an_error_record(
+    tmp_path: Path, runner: str, policy: str
+) -> None:
+    path = tmp_path / "people.csv"
+    path.write_text(BAD_CSV + "", encoding="utf-8")
+    good = tmp_path / "good.csv"
+    good.write_text("name,age\nlin,3\n", encoding="utf-8")
+    reader = CSVReader(types={"age": int}, on_error=policy, retries=1, backoff=0, name="csv")
+    rows, dead = Collect(), Collect()
+    nanostream.from_iterable([path, good]) > reader > rows
+    reader.errors > dead
+    run = rows.global_start(runner=runner, block=False)
+    assert run is not None and run.wait(30)
+    assert rows.items == [{"name": "ada", "age": 36}, {"name": "lin", "age": 3}]
+    lines = [(r.item["line"], r.exception_type.rsplit(".", 1)[-1]) for r in dead.items]
+    assert lines == [(3, "FormatError"), (4, "FormatError"), (5, "FormatError")]
+    assert dead.items[0].item == {"source": str(path), "line": 3, "text": "alan"}
+    assert all(r.node == "csv" and r.attempt == 1 for r in dead.items)
+    assert run.stats()["csv"].errors == 3
+
+
+def test_max_errors_still_fails_a_csv_run(tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text("a,b\n" + "x\n" * 10, encoding="utf-8")
+    src = nanostream.from_iterable([path])
+    _ = src > CSVReader(on_error="skip", max_errors=3, name="csv")
+    with pytest.raises(nanostream.NodeFailed, match="'csv'") as info:
+        src.global_start()
+    assert isinstance(info.value.__cause__, nanostream.TooManyErrors)
+
+
+def test_skip_turns_each_bad_json_line_into_an_error_record(runner: str) -> None:
+    reader = JSONLinesReader(on_error="skip", name="json")
+    values, dead = Collect(), Collect()
+    nanostream.from_iterable(['{"a": 1}\n{oops\n[2]\n']) > reader > values
+    reader.errors > dead
+    values.global_start(runner=runner)
+    assert values.items == [{"a": 1}, [2]]
+    (record,) = dead.items
+    assert record.item["line"] == 2 and record.item["text"] == "{oops"
+    assert "not valid JSON" in record.message

@@ -77,7 +77,45 @@ def _text_of(item: object, encoding: str, index: int, node: str) -> tuple[str, s
 
 
 # ----------------------------------------------------------------------------- CSV
-class CSVReader(NanoNode):
+class _RecordReader(NanoNode):
+    """A reader of many records per input item, whose error policy applies per record.
+
+    With ``on_error="skip"`` (or ``"retry"``: parsing again gives the same answer, so a
+    bad record is not retried), a record that does not parse becomes an
+    :class:`~nanostream.ErrorRecord` (on the ``errors`` port if linked, counted, and
+    subject to ``max_errors``) whose ``item`` is ``{"source", "line", "text"}``, and the
+    reader goes on with the next record of the same file. Without a policy it fails the
+    run with a :class:`~nanostream.FormatError`.
+    """
+
+    _record_failed: Callable[[Any, BaseException, int], None] | None = None
+
+    def _bad_record(self, exc: FormatError, text: str) -> None:
+        handler = self._record_failed
+        if handler is None:
+            raise exc from None
+        handler({"source": exc.source, "line": exc.line, "text": text}, exc, 1)
+
+    def _per_record_function(self) -> NodeFunction:
+        """The node function that applies the node's error policy per record."""
+        self.validate()
+        node = self
+
+        def reader(inp: Iterable[Any], outp: Callable[[Any], Any]) -> None:
+            node.setup()
+            with node.guard_items(outp, node.process_item) as guard:
+                node._record_failed = getattr(guard, "record_failure", None)
+                try:
+                    for item in inp:
+                        guard(item)
+                finally:
+                    node._record_failed = None
+            node._run_cleanup(outp)
+
+        return reader
+
+
+class CSVReader(_RecordReader):
     """Parses CSV into one item per row.
 
     Each input item is CSV text (``str``, e.g. from
@@ -97,6 +135,8 @@ class CSVReader(NanoNode):
       that does not decode, or malformed CSV — a quote that is never closed, text after a
       closing quote; ``strict=False`` lets :mod:`csv` accept these as best it can —
       raises :class:`~nanostream.FormatError` naming the file (or input item) and line.
+      With ``on_error="skip"`` such a row becomes an error record instead and the rest of
+      the file is read (see ``_RecordReader``).
     * ``encoding`` applies to paths and bytes; the default ``"utf-8-sig"`` reads UTF-8
       with or without a byte order mark.
 
@@ -160,6 +200,8 @@ class CSVReader(NanoNode):
         yield from self.rows(item)
 
     def as_function(self) -> NodeFunction:
+        if self.error_policy.guarded and type(self).process_item is CSVReader.process_item:
+            return self._per_record_function()
         if uses_standard_path(self):
             return super().as_function()
         self.validate()
@@ -218,32 +260,46 @@ class CSVReader(NanoNode):
                             line=done,
                         )
             convert = self._converter(header, source)
-            width = None if header is None else len(header)
-            if header is not None and convert is None:
-                size = len(header)
-                for row in reader:
-                    if len(row) == size:
-                        done = reader.line_num
-                        yield dict(zip(header, row, strict=False))
-                    elif row:
-                        raise self._bad_width(row, size, source, reader.line_num)
-                return
-            for row in reader:
-                if not row:
-                    continue
-                if width is None:
-                    width = len(row)
-                elif len(row) != width:
-                    raise self._bad_width(row, width, source, reader.line_num)
-                done = reader.line_num
-                values: list[Any] = row if convert is None else convert(row, done)
-                yield values if header is None else dict(zip(header, values, strict=False))
         except csv.Error as exc:
-            message = f"bad CSV: {exc}"
-            if "end of data" in str(exc):
-                message += f" (a quoted field opened at or after line {done + 1} is never closed)"
-            message += "; strict=False accepts some malformed CSV" if self.strict else ""
-            raise FormatError(message, source=source, line=reader.line_num) from None
+            raise self._malformed(exc, done, source, reader.line_num) from None
+        width = None if header is None else len(header)
+        row: list[str] = []
+        while True:  # rows; after a bad row that the policy skips, on with the next
+            try:
+                if header is not None and convert is None:
+                    size = len(header)
+                    for row in reader:
+                        if len(row) == size:
+                            done = reader.line_num
+                            yield dict(zip(header, row, strict=False))
+                        elif row:
+                            raise self._bad_width(row, size, source, reader.line_num)
+                    return
+                for row in reader:
+                    if not row:
+                        continue
+                    if width is None:
+                        width = len(row)
+                    elif len(row) != width:
+                        raise self._bad_width(row, width, source, reader.line_num)
+                    done = reader.line_num
+                    values: list[Any] = row if convert is None else convert(row, done)
+                    yield values if header is None else dict(zip(header, values, strict=False))
+                return
+            except csv.Error as exc:
+                error = self._malformed(exc, done, source, reader.line_num)
+                done = reader.line_num
+                self._bad_record(error, "")
+            except FormatError as exc:
+                done = reader.line_num
+                self._bad_record(exc, self.delimiter.join(row))
+
+    def _malformed(self, exc: csv.Error, done: int, source: str, line: int) -> FormatError:
+        message = f"bad CSV: {exc}"
+        if "end of data" in str(exc):
+            message += f" (a quoted field opened at or after line {done + 1} is never closed)"
+        message += "; strict=False accepts some malformed CSV" if self.strict else ""
+        return FormatError(message, source=source, line=line)
 
     def _bad_width(self, row: list[str], width: int, source: str, line: int) -> FormatError:
         against = "the header" if self.header or self.fieldnames else "the first row"
@@ -424,14 +480,15 @@ def _backend(backend: str) -> Any:
     return module
 
 
-class JSONLinesReader(NanoNode):
+class JSONLinesReader(_RecordReader):
     """Parses JSON lines (one JSON value per line) into one item per line.
 
     Each input item is text (``str`` or ``bytes``) holding one or more lines — a whole
     file from :class:`~nanostream.nodes.LocalFileReader`, or single lines from it with
     ``serialize=True`` — or a file to stream: an ``os.PathLike``, or a ``str`` path when
     ``paths=True``. Blank lines are skipped; a line that is not JSON raises
-    :class:`~nanostream.FormatError` naming the file (or input item) and line.
+    :class:`~nanostream.FormatError` naming the file (or input item) and line, or, with
+    ``on_error="skip"``, becomes an error record and the next line is read.
     ``backend`` is ``"auto"`` (``orjson`` if installed), ``"json"`` or ``"orjson"``.
 
     Example:
@@ -480,6 +537,11 @@ class JSONLinesReader(NanoNode):
     def process_item(self, item: Any) -> Iterator[Any]:
         yield from self.values(item)
 
+    def as_function(self) -> NodeFunction:
+        if self.error_policy.guarded and (type(self).process_item is JSONLinesReader.process_item):
+            return self._per_record_function()
+        return super().as_function()
+
     def values(self, item: Any) -> Iterator[Any]:
         """The values of one input item (text, bytes or path).
 
@@ -508,7 +570,8 @@ class JSONLinesReader(NanoNode):
             except ValueError as exc:
                 if not line.strip():
                     continue
-                raise FormatError(f"not valid JSON: {exc}", source=source, line=number) from None
+                error = FormatError(f"not valid JSON: {exc}", source=source, line=number)
+                self._bad_record(error, line[:1000])
 
 
 class JSONLinesWriter(FileSink):
