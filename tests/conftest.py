@@ -1,21 +1,125 @@
-"""Shared fixtures: every engine behaviour runs under every runner through ``runner``."""
+"""Shared fixtures: every engine behaviour runs under every runner through ``runner``.
+
+``runner`` is ``threads``, ``cooperative`` and, when Ray is installed, ``ray``: the Ray
+runs share one local Ray instance for the whole test session (2 CPUs, no dashboard),
+started by the first test that needs it. Nodes then run in actor processes, so the test
+module is registered with cloudpickle "by value": the classes and functions it defines
+reach the workers, which cannot import a test module by name.
+"""
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from nanostream.runners import available_runners
 
-RUNNERS = available_runners()
+# "ray" is always a runner here: without Ray its tests are skipped, saying so. Set
+# NANOSTREAM_TEST_RAY=0 to leave it out (a faster loop while you work on something else).
+RUNNERS = [name for name in available_runners() if name != "ray"]
+if os.environ.get("NANOSTREAM_TEST_RAY") != "0":
+    RUNNERS.append("ray")
+
+
+# Tests that still share objects of the test process with their nodes (a list a node
+# appends to, an event the test sets for a node, a sink read while it runs, a generator
+# to iterate): on ray every node works on a copy. Each entry goes once its test signals
+# through files, node attributes or run.stats() (see docs/ray.md, "Testing your pipelines
+# on Ray"), or skips ray itself with its own reason.
+_SHARES = "the test shares objects of its own process with its nodes"
+NOT_YET_ON_RAY: dict[str, str] = {
+    "tests/canal/test_canal_nodes.py::test_sink_to_callable_calls_for_each_value": (
+        f"{_SHARES} (a list's append as the sink)"
+    ),
+    "tests/observe/test_logs.py::test_the_observer_warns_about_a_stalled_node": (
+        f"{_SHARES} (an event that releases the node)"
+    ),
+    "tests/observe/test_metrics.py::test_scrape_during_a_live_run": (
+        f"{_SHARES} (an event that releases the node)"
+    ),
+    "tests/nodes/test_files.py::test_file_writer_writes_one_file_published_at_the_end": (
+        f"{_SHARES} (a generator as the source)"
+    ),
+    "tests/nodes/test_files.py::test_a_stop_publishes_everything_the_writer_received": (
+        f"{_SHARES} (a generator as the source)"
+    ),
+    "tests/nodes/test_files.py::test_a_failed_run_leaves_no_file_behind": (
+        f"{_SHARES} (a generator as the source)"
+    ),
+    "tests/nodes/test_files.py::test_printer_prints_and_passes_items_on": (
+        "the printer prints in an actor process, not to the test's captured stdout"
+    ),
+    "tests/nodes/test_redis.py::test_source_survives_a_dropped_connection": (
+        f"{_SHARES} (a list of killed connections)"
+    ),
+    "tests/nodes/test_redis.py::test_sink_survives_a_dropped_connection": (
+        f"{_SHARES} (a list of killed connections)"
+    ),
+    "tests/nodes/test_sql.py::test_polling_source_emits_only_new_rows_and_stops_promptly": (
+        f"{_SHARES} (a sink read while the run goes on)"
+    ),
+    "tests/nodes/test_sql.py::test_stop_wakes_a_source_waiting_for_its_next_poll": (
+        f"{_SHARES} (a sink read while the run goes on)"
+    ),
+    "tests/nodes/test_sql.py::test_sink_commits_what_is_pending_when_the_run_stops": (
+        f"{_SHARES} (a generator as the source)"
+    ),
+    "tests/nodes/test_sql.py::test_an_aborted_run_commits_nothing_pending": (
+        f"{_SHARES} (a generator as the source)"
+    ),
+    "tests/nodes/test_sql.py::test_postgres_source_resumes_after_the_connection_drops": (
+        f"{_SHARES} (a list of killed connections)"
+    ),
+    "tests/nodes/test_sql.py::test_postgres_sink_loses_nothing_when_the_connection_drops": (
+        f"{_SHARES} (a list of killed connections)"
+    ),
+    **{
+        f"tests/nodes/test_watch.py::{name}": f"{_SHARES} (a sink read while the run goes on)"
+        for name in (
+            "test_a_modified_file_is_emitted_again_with_its_new_content",
+            "test_a_half_written_file_is_emitted_only_once_it_has_stopped_changing",
+            "test_a_thousand_files_at_once_are_each_emitted_once",
+            "test_nested_folders_with_recursive",
+            "test_a_file_enters_the_ledger_once_the_sink_is_done_else_it_comes_again",
+        )
+    },
+}
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[Any]:
+    """The test session's local Ray instance (the ``ray`` module), started on first use."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'nanostream[ray]'")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    from nanostream.runners.ray import release_actors
+
+    release_actors()
+    if started:
+        ray.shutdown()
+
+
+def send_by_value(ray: Any, module: Any) -> None:
+    """Let Ray workers unpickle what ``module`` (a test module) defines."""
+    ray.cloudpickle.register_pickle_by_value(module)
 
 
 @pytest.fixture(params=RUNNERS)
 def runner(request: pytest.FixtureRequest) -> str:
-    """The name of each runner in turn (``threads``, ``cooperative``, ...)."""
-    return str(request.param)
+    """The name of each runner in turn (``threads``, ``cooperative``, ``ray``)."""
+    name = str(request.param)
+    if name == "ray":
+        test = request.node.nodeid.partition("[")[0]
+        if test in NOT_YET_ON_RAY:
+            pytest.skip(f"not yet on ray: {NOT_YET_ON_RAY[test]}")
+        send_by_value(request.getfixturevalue("ray_session"), request.module)
+    return name
 
 
 @pytest.fixture(autouse=True)

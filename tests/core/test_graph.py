@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nanostream
@@ -149,38 +149,45 @@ def _reference(n: int, edges: list[tuple[int, int]], data: list[list[int]]) -> d
     return out
 
 
-@settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-@given(dag=dags())
-def test_random_dag_matches_reference(runner: str, dag: Any) -> None:
-    n, edges, data = dag
-    nodes, sinks = _build(n, edges, data, None)
-    _start_all(nodes, runner)
-    expected = _reference(n, edges, data)
-    for i, sink in sinks.items():
-        assert sorted(sink.items) == sorted(expected[i])
+def examples(runner: str, n: int) -> int:
+    """Hypothesis examples per test: ``n``, a quarter on ray (each run there starts actors)."""
+    return max(5, n // 4) if runner == "ray" else n
 
 
-@settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-@given(dag=dags(), data=st.data())
-def test_random_failure_raises_node_failed(runner: str, dag: Any, data: Any) -> None:
-    n, edges, items = dag
-    expected = _reference(n, edges, items)
-    candidates = [
-        (j, k)
-        for j in range(n)
-        if j in {b for _, b in edges}
-        for k in range(sum(len(expected[i]) for i, jj in edges if jj == j))
-    ]
-    if not candidates:
-        return
-    fail_at = data.draw(st.sampled_from(candidates))
-    nodes, _ = _build(n, edges, items, fail_at)
-    with pytest.raises(nanostream.NodeFailed) as info:
+def test_random_dag_matches_reference(runner: str) -> None:
+    @settings(max_examples=examples(runner, 40), deadline=None)
+    @given(dag=dags())
+    def check(dag: Any) -> None:
+        n, edges, data = dag
+        nodes, sinks = _build(n, edges, data, None)
         _start_all(nodes, runner)
-    assert info.value.node == f"n{fail_at[0]}"
-    assert isinstance(info.value.__cause__, RuntimeError)
-    assert info.value.__cause__.__traceback__ is not None
+        expected = _reference(n, edges, data)
+        for i, sink in sinks.items():
+            assert sorted(sink.items) == sorted(expected[i])
+
+    check()
+
+
+def test_random_failure_raises_node_failed(runner: str) -> None:
+    @settings(max_examples=examples(runner, 40), deadline=None)
+    @given(dag=dags(), data=st.data())
+    def check(dag: Any, data: Any) -> None:
+        n, edges, items = dag
+        expected = _reference(n, edges, items)
+        candidates = [
+            (j, k)
+            for j in range(n)
+            if j in {b for _, b in edges}
+            for k in range(sum(len(expected[i]) for i, jj in edges if jj == j))
+        ]
+        if not candidates:
+            return
+        fail_at = data.draw(st.sampled_from(candidates))
+        nodes, _ = _build(n, edges, items, fail_at)
+        with pytest.raises(nanostream.NodeFailed) as info:
+            _start_all(nodes, runner)
+        assert info.value.node == f"n{fail_at[0]}"
+        assert isinstance(info.value.__cause__, RuntimeError)
+        assert info.value.__cause__.__traceback__ is not None
+
+    check()

@@ -11,7 +11,9 @@ import struct
 import sys
 import termios
 import threading
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,6 +33,25 @@ from nanostream.testing import Collect
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
+class Gate:
+    """A gate made of a file, so that it also works across processes (the ray runner)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = str(folder / "gate")
+
+    def open(self) -> None:
+        Path(self.path).touch()
+
+    def wait(self, timeout: float = 10.0) -> bool:
+        """Wait (blocking the thread) until the gate is open; False after ``timeout``."""
+        deadline, pause = time.monotonic() + timeout, threading.Event()
+        while not os.path.exists(self.path):
+            if time.monotonic() > deadline:
+                return False
+            pause.wait(0.005)
+        return True
+
+
 class HoldAfter(nanostream.NanoNode):
     """A sink that waits for ``gate`` once it has received ``n`` items.
 
@@ -38,18 +59,16 @@ class HoldAfter(nanostream.NanoNode):
     kept alive at a known point: everything sent, the sink inside its last item.
     """
 
-    def __init__(self, n: int, gate: threading.Event, name: str = "sink") -> None:
+    def __init__(self, n: int, gate: Gate, name: str = "sink") -> None:
         super().__init__(name=name)
         self.n = n
         self.gate = gate
         self.items: list[Any] = []
-        self.holding = threading.Event()
 
     def process_item(self, item: Any) -> Iterator[Any]:
         self.items.append(item)
         if len(self.items) == self.n:
-            self.holding.set()
-            self.gate.wait(10)
+            self.gate.wait()
         yield from ()
 
 
@@ -108,8 +127,8 @@ def node_view(name: str, **kw: Any) -> NodeView:
 
 
 # ----------------------------------------------------------------- plain output
-def test_plain_lines_during_a_live_run_then_the_summary(runner: str) -> None:
-    gate = threading.Event()
+def test_plain_lines_during_a_live_run_then_the_summary(runner: str, tmp_path: Path) -> None:
+    gate = Gate(tmp_path)
     sink = HoldAfter(7, gate)
     nanostream.from_iterable(range(7), name="src") > sink
     run = sink.global_start(block=False, runner=runner, name="plain")
@@ -119,7 +138,7 @@ def test_plain_lines_during_a_live_run_then_the_summary(runner: str) -> None:
     try:
         assert out.hit.wait(10), out.getvalue()
     finally:
-        gate.set()
+        gate.open()
     assert run.wait(10)
     text = out.getvalue()
     assert "\x1b[" not in text  # no terminal codes in plain output
@@ -165,16 +184,18 @@ def test_the_summary_names_a_failure() -> None:
 
 
 # ----------------------------------------------------------------- rich, forced terminal
-def test_live_table_marks_the_bottleneck(runner: str) -> None:
-    release = threading.Event()
+def test_live_table_marks_the_bottleneck(runner: str, tmp_path: Path) -> None:
+    release = Gate(tmp_path)
 
     class Stuck(nanostream.NanoNode):
         def process_item(self, item: int) -> Iterator[int]:
-            release.wait(10)
+            release.wait()
             yield item
 
+    # on ray each batch of 8 is a remote call: 2,000 items (the view is steady after 100)
+    n = 2_000 if runner == "ray" else 10_000
     sink = Collect(name="sink")
-    src = nanostream.from_iterable(range(10_000), name="src")
+    src = nanostream.from_iterable(range(n), name="src")
     src > Stuck(name="stuck") > sink
     run = src.global_start(block=False, runner=runner, name="live", queue_size=64, batch_size=8)
     assert run is not None
@@ -206,7 +227,7 @@ def test_live_table_marks_the_bottleneck(runner: str) -> None:
         assert recorder.hit.wait(10)
         assert out.hit.wait(10)
     finally:
-        release.set()
+        release.open()
     assert run.wait(10)
     text = out.getvalue()
     assert "\x1b[" in text  # a terminal: cursor movements and colours
@@ -223,7 +244,7 @@ def test_live_table_marks_the_bottleneck(runner: str) -> None:
     assert views["src"].busy == 0.0 and not views["src"].bottleneck
     # the live table is replaced by the summary at the end
     assert "nanostream · pipeline 'live' finished in" in plain
-    assert sink.items == list(range(10_000))
+    assert sink.items == list(range(n))
 
 
 def test_live_progress_renders_figures() -> None:
@@ -268,7 +289,9 @@ def test_the_live_table_needs_rich(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 # ----------------------------------------------------------------- a real pseudo-terminal
-def test_live_view_in_a_pseudo_terminal(monkeypatch: pytest.MonkeyPatch, runner: str) -> None:
+def test_live_view_in_a_pseudo_terminal(
+    monkeypatch: pytest.MonkeyPatch, runner: str, tmp_path: Path
+) -> None:
     monkeypatch.setenv("TERM", "xterm-256color")
     monkeypatch.delenv("NO_COLOR", raising=False)
     master, slave = pty.openpty()
@@ -292,7 +315,7 @@ def test_live_view_in_a_pseudo_terminal(monkeypatch: pytest.MonkeyPatch, runner:
     reader.start()
     tty = os.fdopen(slave, "w", encoding="utf-8")
     try:
-        gate = threading.Event()
+        gate = Gate(tmp_path)
         sink = HoldAfter(5, gate)
         nanostream.from_iterable(range(5), name="src") > sink
         run = sink.global_start(block=False, runner=runner, name="tty")
@@ -302,7 +325,7 @@ def test_live_view_in_a_pseudo_terminal(monkeypatch: pytest.MonkeyPatch, runner:
             assert isinstance(observer.display, LiveProgress)
             assert seen_table.wait(10)
         finally:
-            gate.set()
+            gate.open()
         assert run.wait(10)
     finally:
         tty.close()
@@ -331,8 +354,8 @@ def test_attach_to_a_finished_run_prints_the_summary_at_once() -> None:
     observer.close()  # idempotent
 
 
-def test_close_before_the_run_ends_stops_observing(runner: str) -> None:
-    gate = threading.Event()
+def test_close_before_the_run_ends_stops_observing(runner: str, tmp_path: Path) -> None:
+    gate = Gate(tmp_path)
     sink = HoldAfter(2, gate)
     nanostream.from_iterable(range(2), name="src") > sink
     run = sink.global_start(block=False, runner=runner, name="early")
@@ -343,5 +366,5 @@ def test_close_before_the_run_ends_stops_observing(runner: str) -> None:
     observer.close()
     assert recorder.summary is not None and recorder.summary.state == "running"
     assert not [t for t in threading.enumerate() if t.name.startswith("nanostream-observe")]
-    gate.set()
+    gate.open()
     assert run.wait(10)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import sys
 import threading
 import time
@@ -29,23 +30,15 @@ from nanostream.runners.ray import (  # noqa: E402
     RayRunner,
     RayRunnerError,
     RemoteError,
-    release_actors,
 )
 from nanostream.testing import Collect  # noqa: E402
 
 
-@pytest.fixture(scope="session", autouse=True)
-def local_ray() -> Iterator[None]:
-    """One local Ray instance for the whole session: 2 CPUs, no dashboard."""
+@pytest.fixture(autouse=True)
+def local_ray(ray_session: Any) -> None:
+    """The session's local Ray instance (tests/conftest.py: 2 CPUs, no dashboard)."""
     # The workers cannot import this test module by name; send its classes by value.
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    release_actors()
-    if started:
-        ray.shutdown()
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
@@ -224,14 +217,39 @@ def test_failure_in_hooks(where: str) -> None:
     assert str(info.value.__cause__) == where
 
 
+class Odd(Exception):
+    def __init__(self, a: int, b: int) -> None:
+        super().__init__(f"{a}/{b}")  # plain pickle makes Odd("1/2"), which cannot load
+        self.a = a
+
+
+def test_exceptions_come_back_with_their_class_attributes_and_chain() -> None:
+    def fails(inp: Any, outp: Any) -> None:
+        for _ in inp:
+            try:
+                {}["key"]
+            except KeyError as exc:
+                raise Odd(1, 2) from exc
+
+    src = nanostream.from_iterable([1])
+    src > fails
+    with pytest.raises(nanostream.NodeFailed) as info:
+        src.global_start(runner="ray")
+    cause = info.value.__cause__
+    assert type(cause) is Odd and cause.args == ("1/2",) and cause.a == 1
+    assert isinstance(cause.__cause__, KeyError)
+    assert "raise Odd(1, 2) from exc" in cause.remote_traceback  # type: ignore[attr-defined]
+
+
 def test_unpicklable_exception_comes_back_as_remote_error() -> None:
-    class Odd(Exception):
-        def __init__(self, a: int, b: int) -> None:
-            super().__init__(f"{a}/{b}")  # pickles as Odd("1/2"), which cannot load
+    class Holds(Exception):
+        def __init__(self) -> None:
+            super().__init__("holds a generator")
+            self.gen = (x for x in range(3))  # cannot be pickled
 
     def fails(inp: Any, outp: Any) -> None:
         for _ in inp:
-            raise Odd(1, 2)
+            raise Holds
 
     src = nanostream.from_iterable([1])
     src > fails
@@ -239,8 +257,8 @@ def test_unpicklable_exception_comes_back_as_remote_error() -> None:
         src.global_start(runner="ray")
     cause = info.value.__cause__
     assert isinstance(cause, RemoteError)
-    assert cause.type_name.endswith("Odd") and "1/2" in str(cause)
-    assert "raise Odd(1, 2)" in cause.remote_traceback
+    assert cause.type_name.endswith("Holds") and "holds a generator" in str(cause)
+    assert "raise Holds" in cause.remote_traceback
 
 
 def test_node_function_returning_early_is_an_error() -> None:
@@ -455,6 +473,9 @@ def test_class_not_importable_on_the_workers(
     monkeypatch.syspath_prepend(str(tmp_path))
     import driver_only_nodes  # type: ignore[import-not-found]
 
+    # (an actor on the driver's machine imports from the driver's path: as if on another
+    # machine, the module is not there any more)
+    shutil.rmtree(tmp_path)
     src = nanostream.from_iterable(["a"])
     src > driver_only_nodes.Shout()
     with pytest.raises(RayRunnerError) as info:
@@ -510,6 +531,25 @@ def test_local_default_starts_and_shuts_down_its_own_instance(
     ]
     session.disconnect()
     assert [c for c, _ in calls] == ["init", "shutdown"]
+
+
+def test_actors_on_the_drivers_machine_import_from_the_drivers_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "next_to_the_driver.py").write_text(
+        "import nanostream\n"
+        "class Exclaim(nanostream.NanoNode):\n"
+        "    def process_item(self, item):\n"
+        "        yield item + '!'\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import next_to_the_driver  # type: ignore[import-not-found]
+
+    sink = Collect(name="sink")
+    nanostream.from_iterable(["a", "b"]) > next_to_the_driver.Exclaim() > sink
+    sink.global_start(runner="ray")
+    assert sink.items == ["a!", "b!"]
+    monkeypatch.delitem(sys.modules, "next_to_the_driver")
 
 
 # --------------------------------------------------------------------- helpers

@@ -23,9 +23,12 @@ Data plane, per node instance (one actor):
 from __future__ import annotations
 
 import asyncio
+import importlib
 import io
 import logging
+import os
 import pickle
+import sys
 import threading
 import time
 import traceback
@@ -34,6 +37,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain
+from types import FunctionType
 from typing import Any
 
 import ray
@@ -46,7 +50,7 @@ from .._core.ports import port_dispatcher
 from .._core.signals import RunAborted, SourceStopped
 from .._core.ticks import TICK
 
-__all__ = ["HostSpec", "NodeHost", "dumps", "emit_logs", "loads", "stable_hash"]
+__all__ = ["HostSpec", "NodeHost", "dumps", "emit_logs", "import_roots", "loads", "stable_hash"]
 
 _END: Any = object()
 _IDLE: Any = object()  # what the inbox gives a node with ticks when nothing came in time
@@ -78,7 +82,14 @@ class _Pickler(cloudpickle.CloudPickler):
             return ("none",)
         return None
 
+    #: Filled by :func:`dumps` with the modules of the classes and functions it met.
+    modules: set[str] | None = None
+
     def reducer_override(self, obj: Any) -> Any:
+        if self.modules is not None and isinstance(obj, (type, FunctionType)):
+            module = getattr(obj, "__module__", None)
+            if isinstance(module, str):
+                self.modules.add(module)
         made = obj.__reduce_ex__(_PROTOCOL) if isinstance(obj, BaseException) else None
         if isinstance(made, tuple):
             # With the chain (__cause__, __context__) that plain pickling drops, and
@@ -140,8 +151,10 @@ class _Unpickler(pickle.Unpickler):
         return None
 
 
-def dumps(obj: Any) -> bytes:
+def dumps(obj: Any, modules: set[str] | None = None) -> bytes:
     """Pickle ``obj`` for another process (locks and events are re-created there).
+
+    ``modules``, if given, gets the names of the modules of the classes and functions met.
 
     Example:
         >>> import threading
@@ -153,9 +166,34 @@ def dumps(obj: Any) -> bytes:
         (True, 1)
     """
     buffer = io.BytesIO()
-    pickler: Any = _PICKLER
-    pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+    pickler: Any = _PICKLER(buffer, protocol=pickle.HIGHEST_PROTOCOL)
+    pickler.modules = modules
+    pickler.dump(obj)
     return buffer.getvalue()
+
+
+def import_roots(modules: Iterable[str]) -> list[str]:
+    """The folders the named (loaded) modules were imported from, as ``sys.path`` entries.
+
+    Example:
+        >>> import os, nanostream
+        >>> from nanostream.runners._ray_host import import_roots
+        >>> [root] = import_roots(["nanostream.testing"])
+        >>> os.path.exists(os.path.join(root, "nanostream", "testing.py"))
+        True
+    """
+    roots: list[str] = []
+    for name in sorted(set(modules)):
+        file = getattr(sys.modules.get(name), "__file__", None)
+        if not isinstance(file, str):
+            continue
+        levels = name.count(".") + (os.path.basename(file) == "__init__.py")
+        root = os.path.dirname(os.path.abspath(file))
+        for _ in range(levels):
+            root = os.path.dirname(root)
+        if root not in roots:
+            roots.append(root)
+    return roots
 
 
 def loads(data: bytes) -> Any:
@@ -215,6 +253,10 @@ class HostSpec:
     sync_state: bool
     tick_interval: float | None = None
     log_level: int = logging.WARNING
+    #: The driver's machine (Ray node id) and import path: an actor on the same machine
+    #: imports from there too, as the node would in the driver's own process.
+    driver_node: str | None = None
+    driver_path: tuple[str, ...] = ()
 
 
 # A port's targets: (target node name, its actors) in edge order.
@@ -509,6 +551,25 @@ class _PortBox:
         self.limit[0] = 0
 
 
+def _follow_driver_path(spec: HostSpec) -> None:
+    """On the driver's machine, import from the driver's path too (after our own)."""
+    if spec.driver_node is None or not spec.driver_path:
+        return
+    try:
+        here = ray.get_runtime_context().get_node_id()
+    except Exception:  # noqa: BLE001 - unknown: do not guess
+        return
+    if here != spec.driver_node:
+        return
+    added = False
+    for entry in spec.driver_path:
+        if entry and entry not in sys.path and os.path.exists(entry):
+            sys.path.append(entry)
+            added = True
+    if added:
+        importlib.invalidate_caches()
+
+
 # --------------------------------------------------------------------- logs
 _MAX_LOGS = 10_000  # records kept between two deliveries to the driver
 _PLAIN = (str, int, float, bool, type(None))
@@ -597,6 +658,7 @@ class NodeHost:
         Returns an error message (None if all went well) and the names of the node's
         events that the driver should mirror (see :meth:`events`).
         """
+        _follow_driver_path(spec)
         try:
             node, function, keys = loads(spec.payload)
         except Exception as exc:  # noqa: BLE001 - reported to the driver as text

@@ -107,6 +107,8 @@ def _session_token() -> Any:
     """Names the Ray session (idle actors of another one are never used); None if unknown."""
     import ray
 
+    if not ray.is_initialized():  # (asking for the context would start Ray)
+        return None
     try:
         ctx = ray.get_runtime_context()
         return (ctx.get_job_id(), ctx.get_node_id())

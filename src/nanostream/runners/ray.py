@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 import uuid
@@ -278,11 +279,11 @@ class RayRunner:
     def start(self, plan: Plan) -> Run:
         """Place ``plan`` on Ray and start it; returns its run handle."""
         options = self._options_for(plan)
-        payloads = self._payloads(plan, options)
+        payloads, import_path = self._payloads(plan, options)
         actor_env = connect(self.address, self.runtime_env, self.connect_timeout)
         try:
             run = RayRun(plan, self, options)
-            run._launch(payloads, self.runtime_env if actor_env else None)
+            run._launch(payloads, self.runtime_env if actor_env else None, import_path)
         except BaseException:
             disconnect()
             raise
@@ -307,14 +308,18 @@ class RayRunner:
             result.append(opts)
         return result
 
-    def _payloads(self, plan: Plan, options: list[RayNodeOptions]) -> list[bytes]:
-        from ._ray_host import dumps
+    def _payloads(
+        self, plan: Plan, options: list[RayNodeOptions]
+    ) -> tuple[list[bytes], tuple[str, ...]]:
+        """Each node pickled; and the driver's import path, with where their code came from."""
+        from ._ray_host import dumps, import_roots
 
         payloads = []
+        modules: set[str] = set()
         for pn in plan.nodes:
             keys = {port: [options[t].key for t in targets] for port, targets in pn.outputs.items()}
             try:
-                payloads.append(dumps((pn.node, pn.function, keys)))
+                payloads.append(dumps((pn.node, pn.function, keys), modules))
             except Exception as exc:
                 raise RayRunnerError(
                     f"node {pn.name!r} cannot be sent to the Ray workers: "
@@ -323,7 +328,8 @@ class RayRunner:
                     "create unpicklable things (open files, connections, generators) in "
                     "setup() or inside the node function"
                 ) from exc
-        return payloads
+        # e.g. a pipeline file's imports: found next to the file, then off sys.path again
+        return payloads, tuple(dict.fromkeys([*sys.path, *import_roots(modules)]))
 
 
 # --------------------------------------------------------------------- the run
@@ -362,7 +368,12 @@ class RayRun(Run):
         assert len(options) == n
 
     # ----------------------------------------------------------------- launching
-    def _launch(self, payloads: list[bytes], actor_env: Mapping[str, Any] | None) -> None:
+    def _launch(
+        self,
+        payloads: list[bytes],
+        actor_env: Mapping[str, Any] | None,
+        import_path: tuple[str, ...] = (),
+    ) -> None:
         import ray
 
         from ._ray_host import HostSpec
@@ -384,6 +395,12 @@ class RayRun(Run):
                     self._poolable.add(id(actor))
             self.actors.append(actors)
         loads: dict[Any, tuple[int, int]] = {}
+        driver_node: str | None = None
+        if not (runner.address or "").startswith("ray://"):  # (a client is elsewhere)
+            try:
+                driver_node = ray.get_runtime_context().get_node_id()
+            except Exception:  # noqa: BLE001 - unknown: the actors do not guess
+                driver_node = None
         for pn in plan.nodes:
             ports = dict(pn.outputs)
             ports.setdefault("out", ())
@@ -409,6 +426,8 @@ class RayRun(Run):
                     sync_state=runner.sync_state and replicas[pn.index] == 1,
                     tick_interval=pn.tick_interval,
                     log_level=logging.getLogger("nanostream").getEffectiveLevel(),
+                    driver_node=driver_node,
+                    driver_path=import_path,
                 )
                 loads[actor.load.remote(spec, routes)] = (pn.index, r)
         try:
@@ -564,6 +583,8 @@ class RayRun(Run):
     def _live_stats(self, timeout: float) -> None:
         import ray
 
+        if not ray.is_initialized():  # Ray was shut down under a run: the last figures
+            return
         refs, where = [], []
         for i, actors in enumerate(self.actors):
             for r, actor in enumerate(actors):
