@@ -8,6 +8,7 @@ over test variables would see copies.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import shutil
 import sys
@@ -375,6 +376,80 @@ def test_stats_fields() -> None:
     assert stats["src"].items_out == 100 and stats["src"].items_in == 0
     assert stats["sink"].items_in == 100 and stats["sink"].queue_capacity == 8192
     assert stats["sink"].state == "finished" and stats["sink"].errors == 0
+
+
+# --------------------------------------------------------------------- what comes back
+class Chatty(nanostream.NanoNode):
+    def process_item(self, item: int) -> Iterator[int]:
+        log = logging.getLogger("nanostream.chat")
+        log.info("item %d", item, extra={"item_no": item})
+        if item == 2:
+            try:
+                {}["missing"]
+            except KeyError:
+                log.exception("looked up item %d", item)
+        yield item
+
+
+def test_node_logs_reach_the_drivers_loggers(caplog: pytest.LogCaptureFixture) -> None:
+    sink = Collect(name="sink")
+    nanostream.from_iterable(range(3)) > Chatty(name="chatty") > sink
+    with caplog.at_level(logging.INFO, logger="nanostream"):
+        sink.global_start(runner="ray")
+    records = [r for r in caplog.records if r.name == "nanostream.chat"]
+    assert [r.getMessage() for r in records] == ["item 0", "item 1", "item 2", "looked up item 2"]
+    assert [getattr(r, "item_no", None) for r in records[:3]] == [0, 1, 2]
+    assert {r.process for r in records} != {os.getpid()}  # logged in an actor
+    assert "KeyError: 'missing'" in (records[3].exc_text or "")
+    caplog.clear()
+    sink = Collect(name="sink")
+    nanostream.from_iterable(range(3)) > Chatty(name="chatty") > sink
+    with caplog.at_level(logging.WARNING, logger="nanostream"):
+        sink.global_start(runner="ray")
+    # the driver's level holds in the actors: only the error comes
+    assert [r.getMessage() for r in caplog.records if r.name == "nanostream.chat"] == [
+        "looked up item 2"
+    ]
+
+
+class Tally(nanostream.NanoNode):
+    def __init__(self, folder: str, **options: Any) -> None:
+        super().__init__(**options)
+        self.folder = folder
+
+    def setup(self) -> None:
+        self.seen = 0
+        self.pid = os.getpid()
+        self.journal = open(os.path.join(self.folder, "journal.txt"), "w")  # noqa: SIM115
+
+    def process_item(self, item: int) -> Iterator[int]:
+        self.seen += 1
+        if item == 5:
+            raise ValueError(item)
+        yield item
+
+
+class Pid(nanostream.NanoNode):
+    def generator(self) -> Iterator[int]:
+        self.pid = os.getpid()
+        yield from range(3)
+
+
+def test_a_failed_nodes_attributes_come_back_and_its_actor_serves_again(
+    tmp_path: Path,
+) -> None:
+    src = nanostream.from_iterable(range(100), name="src")
+    tally = Tally(str(tmp_path), name="tally")
+    src > tally
+    with pytest.raises(nanostream.NodeFailed):
+        src.global_start(runner="ray")
+    assert tally.seen == 6 and tally.pid != os.getpid()
+    assert not hasattr(tally, "journal")  # an open file cannot travel: it stays behind
+    # the failed node left no thread behind: its actor is kept for the next run
+    again, sink = Pid(name="again"), Tally(str(tmp_path), name="sink")
+    again > sink
+    sink.global_start(runner="ray")
+    assert tally.pid in {again.pid, sink.pid}
 
 
 # --------------------------------------------------------------------- replicas
