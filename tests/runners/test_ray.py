@@ -569,12 +569,9 @@ def test_unpicklable_node_is_refused_before_anything_starts() -> None:
 
 
 # --------------------------------------------------------------------- registration, session
-def test_registered_and_listed_only_on_request(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_registered_and_listed_when_installed() -> None:
     assert get_runner("ray").name == "ray"
-    monkeypatch.delenv("NANOSTREAM_TEST_RAY", raising=False)
-    assert "ray" not in available_runners()
-    monkeypatch.setenv("NANOSTREAM_TEST_RAY", "1")
-    assert "ray" in available_runners()
+    assert available_runners() == ["threads", "cooperative", "ray"]
 
 
 def test_local_default_starts_and_shuts_down_its_own_instance(

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any, Protocol
 
 from .._core.errors import GraphError
@@ -72,8 +71,7 @@ def get_runner(runner: Any) -> Runner:
 def available_runners() -> list[str]:
     """Names of the runners whose dependencies are installed, default first.
 
-    ``"ray"`` is listed only when the environment variable ``NANOSTREAM_TEST_RAY=1`` is set:
-    this list parametrizes every engine test, and each Ray run starts actor processes.
+    ``"ray"`` is listed when Ray is installed (this imports it, which takes a moment).
 
     Example:
         >>> from nanostream.runners import available_runners
@@ -82,8 +80,6 @@ def available_runners() -> list[str]:
     """
     names = []
     for name in _FACTORIES:
-        if name == "ray" and os.environ.get("NANOSTREAM_TEST_RAY") != "1":
-            continue
         try:
             get_runner(name)
         except ImportError:
