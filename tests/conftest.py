@@ -32,9 +32,6 @@ if os.environ.get("NANOSTREAM_TEST_RAY") != "0":
 # on Ray"), or skips ray itself with its own reason.
 _SHARES = "the test shares objects of its own process with its nodes"
 NOT_YET_ON_RAY: dict[str, str] = {
-    "tests/canal/test_canal_nodes.py::test_sink_to_callable_calls_for_each_value": (
-        f"{_SHARES} (a list's append as the sink)"
-    ),
     "tests/observe/test_logs.py::test_the_observer_warns_about_a_stalled_node": (
         f"{_SHARES} (an event that releases the node)"
     ),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -145,12 +146,23 @@ def test_sink_to_file_writes_str_and_separator() -> None:
     assert not lines.closed
 
 
-def test_sink_to_callable_calls_for_each_value(runner: str) -> None:
-    got: list[int] = []
+class AppendLine:
+    """A callable that appends ``repr(value)`` as a line to a file (seen from any process)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def __call__(self, value: Any) -> None:
+        with open(self.path, "a") as f:
+            f.write(f"{value!r}\n")
+
+
+def test_sink_to_callable_calls_for_each_value(runner: str, tmp_path: Path) -> None:
+    out = tmp_path / "got.txt"
     src = nanostream.from_iterable(range(5))
-    src > cn.sink_to_callable(got.append)
+    src > cn.sink_to_callable(AppendLine(out))
     src.global_start(runner=runner)
-    assert got == [0, 1, 2, 3, 4]
+    assert out.read_text().splitlines() == ["0", "1", "2", "3", "4"]
 
 
 def test_sinks_emit_nothing() -> None:
