@@ -5,8 +5,11 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -176,21 +179,37 @@ def test_slow_items_warning(caught: Catch) -> None:
     assert record.__dict__["seconds_per_item"] == 0.9 and record.__dict__["items"] == 2
 
 
-def test_the_observer_warns_about_a_stalled_node(runner: str) -> None:
-    release = threading.Event()
+def wait_for_file(path: str) -> bool:
+    """Wait until ``path`` exists (at most 10 s), looking every few milliseconds."""
+    pause, deadline = threading.Event(), time.monotonic() + 10
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            return False
+        pause.wait(0.005)
+    return True
 
-    class Stuck(nanostream.NanoNode):
-        def process_item(self, item: int) -> Iterator[int]:
-            release.wait(10)
-            yield item
 
+class Stuck(nanostream.NanoNode):
+    """Holds its first item until the file ``release`` exists (a signal from any process)."""
+
+    def __init__(self, release: Path, name: str) -> None:
+        super().__init__(name=name)
+        self.release = str(release)
+
+    def process_item(self, item: int) -> Iterator[int]:
+        wait_for_file(self.release)
+        yield item
+
+
+def test_the_observer_warns_about_a_stalled_node(runner: str, tmp_path: Path) -> None:
+    release = tmp_path / "release"
     handler = Catch("node 'stuck' has taken in and sent nothing")
     logger = node_logger("stall", "stuck")
     logger.addHandler(handler)
     try:
         sink = nanostream.testing.Collect(name="sink")
         src = nanostream.from_iterable(range(100), name="src")
-        src > Stuck(name="stuck") > sink
+        src > Stuck(release, name="stuck") > sink
         run = src.global_start(
             block=False, runner=runner, name="stall", queue_size=32, batch_size=4
         )
@@ -199,7 +218,7 @@ def test_the_observer_warns_about_a_stalled_node(runner: str) -> None:
         try:
             assert handler.hit.wait(10)
         finally:
-            release.set()
+            release.touch()
         assert run.wait(10)
     finally:
         logger.removeHandler(handler)
