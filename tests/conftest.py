@@ -32,9 +32,6 @@ if os.environ.get("NANOSTREAM_TEST_RAY") != "0":
 # on Ray"), or skips ray itself with its own reason.
 _SHARES = "the test shares objects of its own process with its nodes"
 NOT_YET_ON_RAY: dict[str, str] = {
-    "tests/observe/test_metrics.py::test_scrape_during_a_live_run": (
-        f"{_SHARES} (an event that releases the node)"
-    ),
     "tests/nodes/test_files.py::test_file_writer_writes_one_file_published_at_the_end": (
         f"{_SHARES} (a generator as the source)"
     ),

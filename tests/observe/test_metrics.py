@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,17 +22,29 @@ from nanostream.observe import ITEM_SECONDS_BUCKETS, MetricsServer, RunSummary, 
 N = 1000
 
 
+def wait_for_file(path: str) -> bool:
+    """Wait until ``path`` exists (at most 10 s), looking every few milliseconds."""
+    pause, deadline = threading.Event(), time.monotonic() + 10
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            return False
+        pause.wait(0.005)
+    return True
+
+
 class HoldAfter(nanostream.NanoNode):
-    """A node that waits for ``gate`` once it has received ``n`` items, then passes on.
+    """A node that waits for the file ``gate`` once it has received ``n`` items, then
+    passes on; ``holding`` is set meanwhile (on ray the driver's copy is set too).
 
     Blocking in a node holds the whole graph under the cooperative runner, so the run is
-    kept alive at a known point whatever the runner.
+    kept alive at a known point whatever the runner. The gate is a file, so the test
+    opens it from another process than the node's as well.
     """
 
-    def __init__(self, n: int, gate: threading.Event, name: str) -> None:
+    def __init__(self, n: int, gate: Path, name: str) -> None:
         super().__init__(name=name)
         self.n = n
-        self.gate = gate
+        self.gate = str(gate)
         self.count = 0
         self.holding = threading.Event()
 
@@ -37,7 +52,7 @@ class HoldAfter(nanostream.NanoNode):
         self.count += 1
         if self.count == self.n:
             self.holding.set()
-            self.gate.wait(10)
+            wait_for_file(self.gate)
         yield item
 
 
@@ -82,8 +97,8 @@ def key(metric: str, node: str, pipeline: str = "shop", **extra: str) -> str:
     return metric + "{" + ",".join(f'{k}="{v}"' for k, v in labels) + "}"
 
 
-def test_scrape_during_a_live_run(runner: str) -> None:
-    gate = threading.Event()
+def test_scrape_during_a_live_run(runner: str, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
     hold = HoldAfter(N, gate, name="hold")
     sink = nanostream.testing.Collect(name="sink")
     src = nanostream.from_iterable(range(N), name="src")
@@ -99,8 +114,10 @@ def test_scrape_during_a_live_run(runner: str) -> None:
         assert counts.hit.wait(10)
         m = scrape(observer.metrics_url)
     finally:
-        gate.set()
+        gate.touch()
     assert run.wait(10)
+    assert hold.count == N  # on ray too: the node's attributes come back when it ends
+    assert sink.items == list(range(N))
     assert m[key("nanostream_node_items_out_total", "src")] == N
     assert m[key("nanostream_node_items_in_total", "hold")] == N
     assert m[key("nanostream_node_items_out_total", "hold")] < N  # the last one is held
