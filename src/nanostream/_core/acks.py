@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
@@ -47,7 +47,8 @@ class Acked(NamedTuple):
     sink it reaches (or dead-lettered), never before; acks are called in the order the
     items were emitted. A source that remembers its progress (a file ledger, a database
     cursor, a stream offset) commits it in ``ack``, so a crash re-delivers what was in
-    flight. Supported by the ``threads`` runner; see docs/reliability.md.
+    flight. Supported by the ``threads``, ``cooperative`` and ``ray`` runners; see
+    docs/reliability.md.
 
     Example:
         >>> import nanostream
@@ -87,6 +88,10 @@ class Marker:
 class AckRouting:
     """Where a source's markers go in a plan: how many inputs carry them, which sinks.
 
+    ``replicas`` (one count per node, default 1 each) is for runners that run several
+    instances of a node, each sending its own copy of a marker to every instance of each
+    downstream node: inputs and sinks are then counted per instance.
+
     Example:
         >>> import nanostream
         >>> from nanostream._core.acks import AckRouting
@@ -99,8 +104,10 @@ class AckRouting:
         (2, 1)
     """
 
-    def __init__(self, plan: Plan) -> None:
+    def __init__(self, plan: Plan, replicas: Sequence[int] | None = None) -> None:
         n = len(plan.nodes)
+        self.names = [pn.name for pn in plan.nodes]
+        self._weight = list(replicas) if replicas is not None else [1] * n
         self._children: list[list[int]] = [[] for _ in range(n)]
         self._parents: list[list[int]] = [[] for _ in range(n)]  # one entry per edge
         for s, _port, t in plan.edges:
@@ -128,11 +135,13 @@ class AckRouting:
     def expected(self, node: int, source: int) -> int:
         """How many of ``node``'s inputs carry ``source``'s markers."""
         reach = self.reach(source)
-        return sum(1 for parent in self._parents[node] if parent in reach)
+        weight = self._weight
+        return sum(weight[parent] for parent in self._parents[node] if parent in reach)
 
     def sinks(self, source: int) -> int:
         """How many sinks (nodes without outputs) ``source``'s markers reach."""
-        return sum(1 for i in self.reach(source) if self.terminal[i])
+        weight = self._weight
+        return sum(weight[i] for i in self.reach(source) if self.terminal[i])
 
 
 class _SourceAcks:
@@ -157,13 +166,16 @@ class AckCoordinator:
     """One run's acknowledgements: pending acks per source, markers, completion.
 
     The runner supplies ``inject``; nodes report markers that reach a sink with
-    :meth:`reached`. Safe to call from any thread.
+    :meth:`reached`. Safe to call from any thread. ``routing`` replaces the plan's own
+    (a runner that counts instances, or that has no plan at hand, passes ``plan=None``).
     """
 
-    def __init__(self, plan: Plan, inject: Inject) -> None:
+    def __init__(
+        self, plan: Plan | None, inject: Inject, routing: AckRouting | None = None
+    ) -> None:
         self.plan = plan
         self._inject = inject
-        self._routing: AckRouting | None = None
+        self._routing: AckRouting | None = routing
         self._sources: dict[int, _SourceAcks] = {}
         self._lock = threading.Lock()
 
@@ -174,6 +186,7 @@ class AckCoordinator:
         if routing is None:
             with self._lock:
                 if self._routing is None:
+                    assert self.plan is not None
                     self._routing = AckRouting(self.plan)
                 routing = self._routing
         return routing
@@ -232,7 +245,7 @@ class AckCoordinator:
                         log.exception(
                             "the acknowledgement callback %r of source %r failed",
                             ack,
-                            self.plan.nodes[marker.source].name,
+                            self.routing.names[marker.source],
                         )
 
     def pending(self) -> int:

@@ -34,15 +34,18 @@ import time
 import traceback
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from itertools import chain
+from operator import length_hint
 from types import FunctionType
 from typing import Any
 
 import ray
 from ray import cloudpickle
 
+from .._core.acks import AckCoordinator, AckRouting, Marker, NodeMarkers
 from .._core.channel import AFTER_END
 from .._core.context import NodeContext
 from .._core.errors import NodeProtocolError
@@ -257,6 +260,9 @@ class HostSpec:
     #: imports from there too, as the node would in the driver's own process.
     driver_node: str | None = None
     driver_path: tuple[str, ...] = ()
+    #: ``dumps`` of the run's :class:`~nanostream._core.acks.AckRouting` (counting
+    #: replicas), for acknowledgements; None for a run without them.
+    ack_routing: bytes | None = None
 
 
 # A port's targets: (target node name, its actors) in edge order.
@@ -303,8 +309,9 @@ class _Inbox:
             return False
         return size == 0 or self.depth == 0 or self.depth + size <= self.capacity
 
-    async def put(self, stream: str, seq: int, batch: list[Any], end: bool) -> bool:
-        """Append a batch in its stream's order, waiting for room; False once aborted."""
+    async def put(self, stream: str, seq: int, batch: list[Any] | Marker, end: bool) -> bool:
+        """Append a batch (or an acknowledgement marker) in its stream's order, waiting
+        for room; False once aborted."""
         size = 0 if end else len(batch)
         self._waiting += 1
         try:
@@ -322,6 +329,8 @@ class _Inbox:
                 self._ends_left -= 1
                 if self._ends_left == 0:
                     self._dq.append(_END)
+            elif type(batch) is Marker:
+                self._dq.append(batch)
             elif batch:
                 self._dq.append(batch)
                 self.depth += size
@@ -388,7 +397,7 @@ class _Link:
         self.seq = 0
         self.in_flight: deque[Any] = deque()
 
-    def send(self, items: list[Any], end: bool = False) -> None:
+    def send(self, items: list[Any] | Marker, end: bool = False) -> None:
         self.wait_below(self.max_in_flight)
         self.in_flight.append(
             self.actor.push.remote(self.host.spec.run_id, self.stream, self.seq, items, end)
@@ -458,6 +467,8 @@ class _PortBox:
         self.error: BaseException | None = None
         self.stopping = False
         self.ended = False  # the end marker has gone out (see close)
+        #: Called after a send outside the lock (a source with acks: mark its items).
+        self.after_send: Callable[[], None] | None = None
         self._stop_raised = False
         buf: list[Any] = []
         self.buf = buf
@@ -494,6 +505,23 @@ class _PortBox:
             raise NodeProtocolError(AFTER_END)
         with self.lock:
             self._send_locked()
+        if self.after_send is not None:
+            self.after_send()
+
+    def send_marker(self, marker: Marker) -> None:
+        """Send what is buffered, then ``marker`` to every instance of every target."""
+        self.flush()
+        with self.lock:
+            if self.ended:
+                return
+            self._send_locked()
+            self.send_marker_locked(marker)
+
+    def send_marker_locked(self, marker: Marker) -> None:
+        """``marker`` to every instance of every target (a replica gets its own copy)."""
+        for target in self.targets:
+            for link in target.links:
+                link.send(marker)
 
     def _send_locked(self) -> None:
         items = self._take()
@@ -526,6 +554,11 @@ class _PortBox:
                 self.error = exc
             finally:
                 self.lock.release()
+            if self.after_send is not None and self.error is None:
+                try:
+                    self.after_send()
+                except BaseException as exc:  # noqa: BLE001 - re-raised in the node thread
+                    self.error = exc
 
     def close(self) -> None:
         """Send the rest, then the end marker to every receiver (once), and wait for
@@ -652,8 +685,13 @@ class NodeHost:
     def __init__(self) -> None:
         self.instance: _Instance | None = None
 
-    async def load(self, spec: HostSpec, routes: Routes) -> tuple[str | None, list[str]]:
+    async def load(
+        self, spec: HostSpec, routes: Routes, sources: dict[int, Any] | None = None
+    ) -> tuple[str | None, list[str]]:
         """Unpack the node and wire its outputs.
+
+        ``sources`` are the actors of the run's sources by node index: a sink tells them
+        when their acknowledgement markers reach it (see :meth:`reached`).
 
         Returns an error message (None if all went well) and the names of the node's
         events that the driver should mirror (see :meth:`events`).
@@ -670,6 +708,7 @@ class NodeHost:
             keys=keys,
             routes=routes,
             loop=asyncio.get_running_loop(),
+            sources=sources or {},
         )
         _relay_logs(self.instance)
         return None, sorted(self.instance.events)
@@ -683,12 +722,30 @@ class NodeHost:
         instance = self.instance
         return instance if instance is not None and instance.spec.run_id == run_id else None
 
-    async def push(self, run_id: str, stream: str, seq: int, batch: list[Any], end: bool) -> bool:
-        """Take a batch (or a stream's end) from upstream; False if the run was aborted."""
+    async def push(
+        self, run_id: str, stream: str, seq: int, batch: list[Any] | Marker, end: bool
+    ) -> bool:
+        """Take a batch (a marker, or a stream's end) from upstream; False if the run was
+        aborted."""
         instance = self._current(run_id)
         if instance is None or instance.inbox is None:
             return False
         return await instance.inbox.put(stream, seq, batch, end)
+
+    async def reached(self, run_id: str, source: int, seq: int) -> None:
+        """Marker ``seq`` of this (source) node has reached one sink instance; when it has
+        reached them all, the acknowledgements it covers are called (here, off the loop)."""
+        instance = self._current(run_id)
+        if instance is None or instance.acks is None:
+            return
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, instance.ack_reached, Marker(source, seq))
+
+    async def settle(self, run_id: str) -> None:
+        """Every other node has ended: a source waits for no more acknowledgements."""
+        instance = self._current(run_id)
+        if instance is not None:
+            instance.settle()
 
     async def stop(self, run_id: str, source: bool) -> None:
         """The run is stopping: a source ends at its next ``outp``."""
@@ -742,15 +799,145 @@ class NodeHost:
         return await self.instance.done
 
 
+class _HostAcks(AckCoordinator):
+    """The acknowledgements as one actor sees them.
+
+    In a source's actor, the source's pending acks and markers (as on the threads
+    runner); elsewhere, the routing its :class:`NodeMarkers` align with. A sink instance
+    tells the source's actor that a marker reached it (``NodeHost.reached``), and waits
+    for those calls to be delivered before its actor reports the node's end.
+    """
+
+    def __init__(self, instance: _Instance, routing: AckRouting, sources: dict[int, Any]):
+        super().__init__(None, instance.inject_marker, routing)
+        self.instance = instance
+        self.sources = sources
+        self._calls: list[Any] = []
+
+    def reached(self, marker: Marker) -> None:
+        instance = self.instance
+        if marker.source == instance.spec.index:  # a source without outputs
+            AckCoordinator.reached(self, marker)
+            return
+        actor = self.sources.get(marker.source)
+        if actor is None:
+            return
+        calls = self._calls
+        calls.append(actor.reached.remote(instance.spec.run_id, marker.source, marker.seq))
+        if len(calls) >= 64:  # forget the delivered ones
+            _, calls[:] = ray.wait(calls, num_returns=len(calls), timeout=0)
+
+    def wait_delivered(self) -> None:
+        """Wait until the source actors have handled this sink's ``reached`` calls."""
+        calls = self._calls
+        while calls and not self.instance.aborted:
+            _, calls[:] = ray.wait(calls, num_returns=len(calls), timeout=_WAIT_TICK_S)
+
+
+class _Reader:
+    """The ``inp`` of a node: the items of its inbox's batches, and its markers."""
+
+    def __init__(self, instance: _Instance, inbox: _Inbox) -> None:
+        self.instance = instance
+        self.inbox = inbox
+        self.exhausted = False
+        self.markers: NodeMarkers | None = None
+        # The slice the node is reading, and how many items it and those before it hold.
+        self.slice: Iterator[Any] = iter(())
+        self.slice_end = 0
+
+    def batches(self) -> Iterator[Iterable[Any]]:
+        instance, inbox = self.instance, self.inbox
+        counters, flush = instance.counters, instance.flush_all
+        tick = instance.spec.tick_interval
+        while True:
+            batch = inbox.get(counters, flush, tick)
+            if batch is _END:
+                self.exhausted = True
+                return
+            if batch is _IDLE:  # no item for tick_interval seconds: a tick, not an item
+                self.slice, self.slice_end = iter(()), counters.items_in
+                yield _TICKS
+                flush()
+                if self.markers is not None:
+                    self.markers.apply()
+                continue
+            if type(batch) is Marker:
+                self.node_markers().arrived(batch, counters.items_in)
+                continue
+            counters.items_in += len(batch)
+            self.slice = it = iter(batch)
+            self.slice_end = counters.items_in
+            yield it
+            if self.markers is not None:
+                self.markers.apply()
+
+    def node_markers(self) -> NodeMarkers:
+        markers = self.markers
+        if markers is None:
+            instance = self.instance
+            assert instance.acks is not None
+            spec = instance.spec
+            items_held = getattr(instance.node, "items_held", None)
+            holds = items_held() if callable(items_held) else None
+            markers = self.markers = NodeMarkers(
+                spec.name, spec.index, instance.acks, holds, self._forward
+            )
+        return markers
+
+    def _forward(self, marker: Marker) -> None:
+        boxes = list(self.instance.boxes.values())
+        for box in boxes:
+            box.flush()
+        for box in boxes:
+            box.send_marker(marker)
+
+    def release(self, keep: int) -> None:
+        """The node has emitted all it read except its last ``keep`` items."""
+        read = self.slice_end - length_hint(self.slice)
+        if self.instance.acks is not None:
+            self.node_markers().request_release(read - keep)
+
+
 class _RayContext(NodeContext):
     """A node's context inside its actor (see :mod:`nanostream._core.context`)."""
+
+    supports_acks = True
 
     def __init__(self, instance: _Instance, base: NodeContext) -> None:
         super().__init__(base.name, linked_ports=base.linked_ports)
         self.instance = instance
+        self._acking = False
+
+    def attach_ack(self, ack: Callable[[], Any]) -> None:
+        instance = self.instance
+        acks = instance.acks
+        if acks is None:  # not a run's actor (cannot happen in a run): never early
+            super().attach_ack(ack)
+            return
+        index = instance.spec.index
+        if not self._acking:
+            self._acking = True
+            mark = partial(acks.mark, index)
+            for box in instance.boxes.values():
+                box.after_send = mark
+        acks.attach(index, ack)
+
+    def release_items(self, keep: int = 0) -> None:
+        reader = self.instance.reader
+        if reader is not None:
+            reader.release(keep)
 
     def end_outputs(self) -> None:
-        for box in self.instance.boxes.values():
+        instance = self.instance
+        reader = instance.reader
+        if reader is not None:
+            markers = reader.node_markers()
+            markers.finish()  # what it has read so far was emitted
+            markers.ended = True
+        else:
+            instance.mark_final()
+        for box in instance.boxes.values():
             box.close()
 
     def request_stop(self) -> None:
@@ -771,6 +958,7 @@ class _Instance:
         keys: dict[str, list[Callable[[Any], Any] | None]],
         routes: Routes,
         loop: asyncio.AbstractEventLoop,
+        sources: dict[int, Any] | None = None,
     ) -> None:
         self.spec = spec
         self.node = node
@@ -812,6 +1000,68 @@ class _Instance:
         self._logs_lock = threading.Lock()
         self.events_changed: asyncio.Future[None] = loop.create_future()
         self._events_seen: set[str] = set()  # the linger thread's view
+        # Acknowledgements (see nanostream._core.acks): the markers of a node with input,
+        # the pending acks of a source, the sink's "reached" calls still on their way.
+        self.reader: _Reader | None = None
+        self.acks: _HostAcks | None = None
+        if spec.ack_routing is not None:
+            routing = loads(spec.ack_routing)
+            self.acks = _HostAcks(self, routing, sources or {})
+        self._settled = threading.Condition(threading.Lock())
+        self._settle = False
+
+    # ----------------------------------------------------------------- acknowledgements
+    def inject_marker(self, source: int, marker: Marker, final: bool) -> bool:
+        """Send ``marker`` after everything this source has sent, on every output link.
+
+        Only when no item is buffered or being sent (else False: the next send marks);
+        with ``final`` (the source has ended and flushed) it waits for the outbox locks.
+        """
+        boxes = list(self.boxes.values())
+        locked: list[Any] = []
+        try:
+            for box in boxes:
+                if not box.lock.acquire(blocking=final):
+                    return False
+                locked.append(box.lock)
+                if box.buf or box.ended:
+                    return False
+            for box in boxes:
+                box.send_marker_locked(marker)
+            return True
+        finally:
+            for lock in locked:
+                lock.release()
+
+    def mark_final(self) -> None:
+        """A source has ended: its last marker goes after everything it emitted."""
+        acks = self.acks
+        if acks is not None and acks.has_acks(self.spec.index):
+            self.flush_all()
+            acks.mark(self.spec.index, final=True)
+
+    def ack_reached(self, marker: Marker) -> None:
+        """(Source actor, any thread.) One sink instance has the marker."""
+        acks = self.acks
+        if acks is None or self.aborted:
+            return
+        AckCoordinator.reached(acks, marker)
+        with self._settled:
+            self._settled.notify_all()
+
+    def settle(self) -> None:
+        """No more markers can come back: a source waiting for acks ends."""
+        with self._settled:
+            self._settle = True
+            self._settled.notify_all()
+
+    def wait_for_acks(self) -> None:
+        """(Source, after it ended.) Wait until its acks are called, or none can be."""
+        acks = self.acks
+        if acks is None or not acks.has_acks(self.spec.index):
+            return
+        with self._settled:
+            self._settled.wait_for(lambda: self._settle or self.aborted or not acks.pending())
 
     def start(self) -> None:
         self.threads_before = set(threading.enumerate())
@@ -832,6 +1082,7 @@ class _Instance:
     def abort(self) -> None:
         self.aborted = True
         self.stop_event.set()
+        self.settle()
         abort_event = getattr(self._context(), "abort_event", None)
         if isinstance(abort_event, threading.Event):  # wakes a retry's back-off
             abort_event.set()
@@ -864,21 +1115,6 @@ class _Instance:
     def flush_all(self) -> None:
         for box in self.boxes.values():
             box.flush()
-
-    def batches(self, inbox: _Inbox, reader: dict[str, bool]) -> Iterator[Sequence[Any]]:
-        counters, flush = self.counters, self.flush_all
-        tick = self.spec.tick_interval
-        while True:
-            batch = inbox.get(counters, flush, tick)
-            if batch is _END:
-                reader["exhausted"] = True
-                return
-            if batch is _IDLE:  # no item for tick_interval seconds: a tick, not an item
-                yield _TICKS
-                flush()
-                continue
-            counters.items_in += len(batch)
-            yield batch
 
     def linger_main(self, finished: threading.Event) -> None:
         boxes = list(self.boxes.values())
@@ -974,23 +1210,33 @@ class _Instance:
     def execute(self) -> None:
         spec, boxes = self.spec, self.boxes
         outp = port_dispatcher(boxes) if spec.use_ports else boxes["out"].outp
-        reader = {"exhausted": False}
+        reader = None
         inp: Iterable[Any]
         if self.inbox is None:
             inp = iter(())
         else:
-            inp = chain.from_iterable(self.batches(self.inbox, reader))
+            reader = self.reader = _Reader(self, self.inbox)
+            inp = chain.from_iterable(reader.batches())
         try:
             self.function(inp, outp)
         except SourceStopped:
             pass
-        if self.inbox is not None and not reader["exhausted"]:
+        if reader is not None and not reader.exhausted:
             raise NodeProtocolError(
                 f"node function of {spec.name!r} returned before its input ended; a node "
                 "function must iterate over its entire input"
             )
+        if reader is not None:
+            if reader.markers is not None:
+                reader.markers.finish()  # the held markers go out before the end
+        else:
+            self.mark_final()
         for box in boxes.values():
             box.close()
+        if self.acks is not None:
+            self.acks.wait_delivered()  # a sink's "reached" calls, before it reports its end
+        if reader is None:
+            self.wait_for_acks()
 
     def node_state(self) -> bytes | None:
         """The node object's attributes, for the driver's copy (class nodes only)."""

@@ -365,6 +365,7 @@ class RayRun(Run):
         self.run_id = uuid.uuid4().hex
         self._warned_stall: set[tuple[int, int]] = set()
         self._joined = False
+        self._settled = False
         assert len(options) == n
 
     # ----------------------------------------------------------------- launching
@@ -376,10 +377,12 @@ class RayRun(Run):
     ) -> None:
         import ray
 
-        from ._ray_host import HostSpec
+        from .._core.acks import AckRouting
+        from ._ray_host import HostSpec, dumps
 
         plan, runner = self.plan, self.runner
         replicas = [o.replicas for o in self.options]
+        ack_routing = dumps(AckRouting(plan, replicas))
         n_streams = [0] * len(plan.nodes)
         for s, _port, t in plan.edges:
             n_streams[t] += replicas[s]
@@ -401,6 +404,7 @@ class RayRun(Run):
                 driver_node = ray.get_runtime_context().get_node_id()
             except Exception:  # noqa: BLE001 - unknown: the actors do not guess
                 driver_node = None
+        sources = {pn.index: self.actors[pn.index][0] for pn in plan.nodes if pn.is_source}
         for pn in plan.nodes:
             ports = dict(pn.outputs)
             ports.setdefault("out", ())
@@ -428,8 +432,9 @@ class RayRun(Run):
                     log_level=logging.getLogger("nanostream").getEffectiveLevel(),
                     driver_node=driver_node,
                     driver_path=import_path,
+                    ack_routing=ack_routing,
                 )
-                loads[actor.load.remote(spec, routes)] = (pn.index, r)
+                loads[actor.load.remote(spec, routes, sources)] = (pn.index, r)
         try:
             self._check_loaded(loads)
             ray.get([a.start.remote() for actors in self.actors for a in actors])
@@ -496,6 +501,7 @@ class RayRun(Run):
                         self._mirror_events(ref, *self._event_refs.pop(ref))
                     else:
                         self._collect(ref, *self._done_refs.pop(ref))
+                self._settle_sources()
                 now = time.monotonic()
                 if self._abort_at is not None:
                     if not self._killed_stuck and now - self._abort_at >= ABORT_GRACE_S:
@@ -541,6 +547,17 @@ class RayRun(Run):
         emit_logs(outcome.get("logs", ()))
         if outcome["state"] == "failed":
             self._fail(name, _rebuild(name, outcome))
+
+    def _settle_sources(self) -> None:
+        """Once only sources are left, no acknowledgement marker can come back to them:
+        those that wait for their acks end (their unacknowledged items are redelivered)."""
+        if self._settled or not all(
+            self.plan.nodes[i].is_source for i, _ in self._done_refs.values()
+        ):
+            return
+        self._settled = True
+        for i, r in self._done_refs.values():
+            self.actors[i][r].settle.remote(self.run_id)
 
     def _mirror_events(self, ref: Any, i: int, r: int) -> None:
         """Set the driver's copies of a node's events that were set remotely, and emit
