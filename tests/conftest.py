@@ -32,18 +32,6 @@ if os.environ.get("NANOSTREAM_TEST_RAY") != "0":
 # on Ray"), or skips ray itself with its own reason.
 _SHARES = "the test shares objects of its own process with its nodes"
 NOT_YET_ON_RAY: dict[str, str] = {
-    "tests/nodes/test_files.py::test_file_writer_writes_one_file_published_at_the_end": (
-        f"{_SHARES} (a generator as the source)"
-    ),
-    "tests/nodes/test_files.py::test_a_stop_publishes_everything_the_writer_received": (
-        f"{_SHARES} (a generator as the source)"
-    ),
-    "tests/nodes/test_files.py::test_a_failed_run_leaves_no_file_behind": (
-        f"{_SHARES} (a generator as the source)"
-    ),
-    "tests/nodes/test_files.py::test_printer_prints_and_passes_items_on": (
-        "the printer prints in an actor process, not to the test's captured stdout"
-    ),
     "tests/nodes/test_redis.py::test_source_survives_a_dropped_connection": (
         f"{_SHARES} (a list of killed connections)"
     ),

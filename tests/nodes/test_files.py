@@ -7,6 +7,7 @@ import itertools
 import os
 import pickle
 import threading
+import time
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -202,25 +203,44 @@ def test_a_200_mb_file_streams_in_bounded_memory(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- writing
-def test_file_writer_writes_one_file_published_at_the_end(tmp_path: Path, runner: str) -> None:
-    out = tmp_path / "out" / "log.txt"
-    paused, resume = threading.Event(), threading.Event()
+def wait_for_file(path: Path) -> bool:
+    """Wait until ``path`` exists (at most ``WAIT`` s), looking every few milliseconds."""
+    pause, deadline = threading.Event(), time.monotonic() + WAIT
+    while not path.exists():
+        if time.monotonic() > deadline:
+            return False
+        pause.wait(0.005)
+    return True
 
-    def items() -> Iterator[Any]:
+
+class Paused(nanostream.NanoNode):
+    """Emits ``"one"`` and ``2``, creates the file ``paused``, waits for the file
+    ``resume`` and emits ``"three"``: files, so that the test can signal it from any
+    process."""
+
+    def __init__(self, paused: Path, resume: Path) -> None:
+        super().__init__()
+        self.paused, self.resume = paused, resume
+
+    def generator(self) -> Iterator[Any]:
         yield "one"
         yield 2
-        paused.set()
-        assert resume.wait(WAIT)
+        self.paused.touch()
+        assert wait_for_file(self.resume)
         yield "three"
 
+
+def test_file_writer_writes_one_file_published_at_the_end(tmp_path: Path, runner: str) -> None:
+    out = tmp_path / "out" / "log.txt"
+    paused, resume = tmp_path / "paused", tmp_path / "resume"
     writer = FileWriter(out)
     sink = Collect()
-    nanostream.from_iterable(items()) > writer > sink
+    Paused(paused, resume) > writer > sink
     run = sink.global_start(block=False, runner=runner)
     assert run is not None
-    assert paused.wait(WAIT)
+    assert wait_for_file(paused)
     assert not out.exists()  # half a file is never visible under its name
-    resume.set()
+    resume.touch()
     assert run.wait(WAIT)
     assert out.read_text() == "one\n2\nthree\n"
     assert sink.items == [str(out)]
@@ -321,36 +341,50 @@ def test_file_writer_needs_path_or_directory(tmp_path: Path) -> None:
         FileWriter(tmp_path / "a", directory=tmp_path)
 
 
-def test_a_stop_publishes_everything_the_writer_received(tmp_path: Path, runner: str) -> None:
-    produced: list[int] = []
+class Numbers(nanostream.NanoNode):
+    """Emits ``"0"``, ``"1"``, ... until the run stops; ``produced`` counts them (on ray
+    the driver's node gets it back when the run ends)."""
 
-    def numbers() -> Iterator[str]:
+    def __init__(self) -> None:
+        super().__init__(name="numbers")
+        self.produced = 0
+
+    def generator(self) -> Iterator[str]:
         for i in itertools.count():
-            produced.append(i)
+            self.produced = i + 1
             yield str(i)
 
+
+def test_a_stop_publishes_everything_the_writer_received(tmp_path: Path, runner: str) -> None:
     writer = FileWriter(tmp_path / "n-{part:05d}.txt", rotate_items=100)
     sink = Collect()
-    nanostream.from_iterable(numbers()) > writer > sink
+    source = Numbers()
+    source > writer > sink
     run = sink.global_start(block=False, runner=runner, queue_size=64, batch_size=16)
     assert run is not None
     assert sink.seen.wait(WAIT)  # the first part is out
     run.stop(timeout=WAIT)
     assert run.state == "finished"
     written = [line for p in sink.items for line in Path(p).read_text().split()]
-    assert written == [str(i) for i in produced]
+    assert source.produced >= 100
+    assert written == [str(i) for i in range(source.produced)]
+    assert run.stats()["numbers"].items_out == source.produced
     assert len(sink.items) >= 2
     assert visible(tmp_path) == sorted(Path(p).name for p in sink.items)
 
 
-def test_a_failed_run_leaves_no_file_behind(tmp_path: Path, runner: str) -> None:
-    def items() -> Iterator[str]:
+class Breaks(nanostream.NanoNode):
+    """Emits ``"a"`` and ``"b"``, then fails."""
+
+    def generator(self) -> Iterator[str]:
         yield "a"
         yield "b"
         raise RuntimeError("source broke")
 
+
+def test_a_failed_run_leaves_no_file_behind(tmp_path: Path, runner: str) -> None:
     sink = Collect()
-    nanostream.from_iterable(items()) > FileWriter(tmp_path / "out.txt") > sink
+    Breaks() > FileWriter(tmp_path / "out.txt") > sink
     with pytest.raises(nanostream.NodeFailed, match="source broke"):
         sink.global_start(runner=runner)
     assert visible(tmp_path) == []
@@ -363,6 +397,11 @@ def test_printer_prints_and_passes_items_on(
 ) -> None:
     items = [{"a": 1}, "text", 3]
     assert run_nodes(items, PrinterOfThings(), runner=runner) == items
+    if runner == "ray":
+        pytest.skip(
+            "ray: the printer prints to the stdout of its actor process, which the test "
+            "cannot capture (the items passed on were checked)"
+        )
     assert capsys.readouterr().out == "{'a': 1}\ntext\n3\n"
 
 
