@@ -7,6 +7,7 @@ over test variables would see copies.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import os
@@ -642,3 +643,199 @@ def test_dumps_recreates_threading_primitives() -> None:
     assert copy.items == [1] and copy.seen.is_set() and not copy.ended.is_set()
     assert copy._lock is not sink._lock
     assert copy._ns_pipeline is None
+
+
+# --------------------------------------------------------------------- acknowledgements
+# The acks run in the source's actor: they check files the sinks write (a file is seen
+# from every process), and the source's attributes (acked, early) come back at its end.
+def _written(path: str) -> list[int]:
+    """The items a :class:`WrittenSink` wrote to ``path`` (complete lines only)."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        text = f.read()
+    return [int(line) for line in text[: text.rfind("\n") + 1].splitlines()]
+
+
+def _flatten(item: Any) -> Iterator[int]:
+    if isinstance(item, tuple):
+        for part in item:
+            yield from _flatten(part)
+    else:
+        yield item
+
+
+class WrittenSink(Collect):
+    """Collects, and appends each item (a tuple's items) to ``path`` as it comes."""
+
+    def __init__(self, path: Path, **options: Any) -> None:
+        super().__init__(**options)
+        self.path = str(path)
+
+    def process_item(self, item: Any) -> Iterator[Any]:
+        with open(self.path, "a") as f:
+            f.write("".join(f"{x}\n" for x in _flatten(item)))
+        yield from super().process_item(item)
+
+
+class AckedCount(nanostream.NanoNode):
+    """Emits 0..n-1 (forever without n) as ``Acked``; each ack checks every sink's file
+    has the item (else it is ``early``) and appends it to ``acked`` and to ``log``.
+
+    After ``pause_after`` items it waits until the file ``resume`` exists.
+    """
+
+    def __init__(
+        self,
+        n: int | None,
+        sinks: list[Path],
+        log: Path,
+        *,
+        pause_after: int | None = None,
+        resume: Path | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(name="src", **options)
+        self.n, self.sinks, self.log = n, [str(p) for p in sinks], str(log)
+        self.pause_after, self.resume = pause_after, str(resume) if resume else None
+        self.emitted: list[int] = []
+        self.acked: list[int] = []
+        self.early: list[int] = []
+
+    def generator(self) -> Iterator[Any]:
+        numbers = range(self.n) if self.n is not None else itertools.count()
+        for i in numbers:
+            if i == self.pause_after and self.resume is not None:
+                while not os.path.exists(self.resume) and not self.sleep(0.01):
+                    pass
+            self.emitted.append(i)
+            yield nanostream.Acked(i, functools.partial(self._ack, i))
+
+    def _ack(self, i: int) -> None:
+        if not all(i in _written(path) for path in self.sinks):
+            self.early.append(i)
+        self.acked.append(i)
+        with open(self.log, "a") as f:
+            f.write(f"{i}\n")
+
+
+class AckPairs(nanostream.NanoNode):
+    """Emits items in pairs; holds the odd one out (``holds_items``) until its partner."""
+
+    holds_items = True
+
+    def setup(self) -> None:
+        self.kept: list[int] = []
+
+    def process_item(self, item: int) -> Iterator[tuple[int, ...]]:
+        self.kept.append(item)
+        if len(self.kept) == 2:
+            yield tuple(self.kept)
+            self.kept = []
+            self.release_items()
+        else:
+            self.release_items(keep=1)
+
+    def cleanup(self) -> Iterator[tuple[int, ...]]:
+        if self.kept:
+            yield tuple(self.kept)
+
+
+class Pass(nanostream.NanoNode):
+    def process_item(self, item: int) -> Iterator[int]:
+        yield item
+
+
+def test_acks_every_item_once_in_order_after_the_sink(tmp_path: Path) -> None:
+    sink = WrittenSink(tmp_path / "sink", name="sink")
+    src = AckedCount(3000, [tmp_path / "sink"], tmp_path / "acked")
+    src > Pass(name="pass") > sink
+    sink.global_start(runner="ray", batch_size=64)
+    assert sink.items == list(range(3000))
+    assert src.early == []
+    assert src.acked == src.emitted == list(range(3000))
+    assert _written(str(tmp_path / "acked")) == list(range(3000))  # called once each
+
+
+def test_acks_of_a_fan_out_wait_for_both_sinks(tmp_path: Path) -> None:
+    a = WrittenSink(tmp_path / "a", name="a")
+    b = WrittenSink(tmp_path / "b", name="b")
+    src = AckedCount(200, [tmp_path / "a", tmp_path / "b"], tmp_path / "acked", batch_size=4)
+    src > a
+    src > Pass(name="slow") > b
+    a.global_start(runner="ray")
+    assert src.early == [] and src.acked == list(range(200))
+    assert a.items == b.items == list(range(200))
+
+
+@pytest.mark.parametrize("key", [None, lambda x: x % 3], ids=["round-robin", "key"])
+def test_acks_through_replicas_in_order(tmp_path: Path, key: Callable[[int], int] | None) -> None:
+    sink = WrittenSink(tmp_path / "sink", name="sink")
+    src = AckedCount(300, [tmp_path / "sink"], tmp_path / "acked")
+    src > Pass(name="work") > AckPairs(name="pairs") > sink
+    runner = RayRunner(
+        nodes={"work": RayNodeOptions(replicas=2, key=key), "pairs": {"replicas": 2}}
+    )
+    sink.global_start(runner=runner, batch_size=16)
+    assert src.early == [] and src.acked == list(range(300))
+    assert sorted(_written(str(tmp_path / "sink"))) == list(range(300))
+
+
+def test_acks_reach_every_replica_of_a_sink(tmp_path: Path) -> None:
+    sink = WrittenSink(tmp_path / "sink", name="sink")
+    src = AckedCount(600, [tmp_path / "sink"], tmp_path / "acked", batch_size=5)
+    src > Pass(name="pass") > sink
+    runner = RayRunner(nodes={"sink": {"replicas": 2}})
+    sink.global_start(runner=runner)
+    assert src.early == [] and src.acked == list(range(600))
+
+
+def test_a_holding_node_delays_acks_until_it_releases(tmp_path: Path) -> None:
+    sink = WrittenSink(tmp_path / "sink", name="sink")
+    resume = tmp_path / "resume"
+    src = AckedCount(
+        21, [tmp_path / "sink"], tmp_path / "acked", pause_after=11, resume=resume, batch_size=1
+    )
+    src > AckPairs(name="pairs") > sink
+    run = sink.global_start(runner="ray", block=False)
+    assert run is not None
+    try:
+        # while the source waits, 0..9 are acked: item 10 waits in Pairs for its partner
+        assert wait_until(lambda: len(_written(str(tmp_path / "acked"))) >= 10)
+        assert _written(str(tmp_path / "acked")) == list(range(10))
+    finally:
+        resume.touch()
+        run.wait(60)
+    assert src.early == [] and src.acked == list(range(21))
+    assert sink.items[-1] == (20,)
+
+
+def test_a_failed_run_acks_only_what_was_done(tmp_path: Path) -> None:
+    class Explode(nanostream.NanoNode):
+        def process_item(self, item: int) -> Iterator[int]:
+            if item == 700:
+                raise RuntimeError("boom")
+            yield item
+
+    sink = WrittenSink(tmp_path / "sink", name="sink")
+    src = AckedCount(None, [tmp_path / "sink"], tmp_path / "acked", batch_size=16)
+    src > Explode(name="explode") > sink
+    with pytest.raises(nanostream.NodeFailed):
+        sink.global_start(runner="ray")
+    acked = _written(str(tmp_path / "acked"))
+    assert 700 not in acked and acked == list(range(len(acked)))
+    assert set(acked) <= set(_written(str(tmp_path / "sink")))
+
+
+def test_stop_drains_and_acks_everything_emitted(tmp_path: Path) -> None:
+    sink = WrittenSink(tmp_path / "sink", name="sink", wait_for=2000)
+    src = AckedCount(None, [tmp_path / "sink"], tmp_path / "acked")
+    src > Pass(name="pass") > sink
+    run = sink.global_start(runner="ray", block=False, queue_size=256, batch_size=32)
+    assert run is not None
+    assert sink.seen.wait(30)
+    run.stop(timeout=60)
+    assert run.state == "finished"
+    assert src.early == []
+    assert src.acked == src.emitted == sink.items
+    assert len(src.acked) >= 2000

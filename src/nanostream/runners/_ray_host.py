@@ -35,6 +35,7 @@ import traceback
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from itertools import chain
@@ -62,6 +63,7 @@ _LOCK_TYPE = type(threading.Lock())
 _RLOCK_TYPE = type(threading.RLock())
 _WAIT_TICK_S = 0.1
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
+_ACK_THREAD = "nanostream-ray-acks"  # the actor's thread that calls a source's acks
 
 
 # --------------------------------------------------------------------- serialization
@@ -684,6 +686,7 @@ class NodeHost:
 
     def __init__(self) -> None:
         self.instance: _Instance | None = None
+        self._ack_executor: ThreadPoolExecutor | None = None
 
     async def load(
         self, spec: HostSpec, routes: Routes, sources: dict[int, Any] | None = None
@@ -738,8 +741,11 @@ class NodeHost:
         instance = self._current(run_id)
         if instance is None or instance.acks is None:
             return
+        if self._ack_executor is None:  # the actor's own: one thread, acks in order
+            self._ack_executor = ThreadPoolExecutor(1, thread_name_prefix=_ACK_THREAD)
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, instance.ack_reached, Marker(source, seq))
+        marker = Marker(source, seq)
+        await loop.run_in_executor(self._ack_executor, instance.ack_reached, marker)
 
     async def settle(self, run_id: str) -> None:
         """Every other node has ended: a source waits for no more acknowledgements."""
@@ -1196,7 +1202,8 @@ class _Instance:
         # The actor may host another run if the node left no thread of its own behind.
         current = threading.current_thread()
         outcome["clean"] = all(
-            t in self.threads_before or t is current for t in threading.enumerate()
+            t in self.threads_before or t is current or t.name.startswith(_ACK_THREAD)
+            for t in threading.enumerate()
         )
         outcome["stats"] = self.stats()
         self.loop.call_soon_threadsafe(self._report, outcome)
