@@ -32,12 +32,6 @@ if os.environ.get("NANOSTREAM_TEST_RAY") != "0":
 # on Ray"), or skips ray itself with its own reason.
 _SHARES = "the test shares objects of its own process with its nodes"
 NOT_YET_ON_RAY: dict[str, str] = {
-    "tests/nodes/test_redis.py::test_source_survives_a_dropped_connection": (
-        f"{_SHARES} (a list of killed connections)"
-    ),
-    "tests/nodes/test_redis.py::test_sink_survives_a_dropped_connection": (
-        f"{_SHARES} (a list of killed connections)"
-    ),
     "tests/nodes/test_sql.py::test_polling_source_emits_only_new_rows_and_stops_promptly": (
         f"{_SHARES} (a sink read while the run goes on)"
     ),

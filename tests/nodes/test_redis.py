@@ -241,21 +241,48 @@ def stall_server(url: str, ms: int) -> None:
         admin.close()
 
 
+class Killer(nanostream.NanoNode):
+    """Passes items on; at item ``kill_at`` kills every other client connection of the
+    server (keeping how many in ``killed``), at ``stall_at`` stalls the server 300 ms.
+
+    With ``written``, it first waits (at most 10 s) until that stream has entries: the
+    sink downstream is then connected and writing, whatever the runner (on ray the sink's
+    actor may still be starting when this node has passed on ``kill_at`` items).
+    ``killed`` is an attribute, so that the test reads it after the run on ray too.
+    """
+
+    def __init__(self, url: str, kill_at: int, stall_at: int, written: str | None = None) -> None:
+        super().__init__(name="killer", queue_size=16, batch_size=8)
+        self.url, self.kill_at, self.stall_at, self.written = url, kill_at, stall_at, written
+        self.n = 0
+        self.killed: list[int] = []
+
+    def sink_is_writing(self) -> bool:
+        check = redis.Redis.from_url(self.url)
+        try:
+            deadline = time.monotonic() + 10
+            while not check.xlen(self.written):
+                if time.monotonic() > deadline or self.sleep(0.005):
+                    return False
+            return True
+        finally:
+            check.close()
+
+    def process_item(self, item: Any) -> Iterator[Any]:
+        self.n += 1
+        if self.n == self.kill_at:
+            assert self.written is None or self.sink_is_writing()
+            self.killed.append(kill_clients(self.url))
+        if self.n == self.stall_at:
+            stall_server(self.url, 300)
+        yield item
+
+
 def test_source_survives_a_dropped_connection(
     redis_url: str, client: redis.Redis, runner: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     skip_on_one_thread(runner)
     add(client, "big", 2000)
-    killed: list[int] = []
-
-    def killer(inp: Any, outp: Any) -> None:
-        for n, item in enumerate(inp, 1):
-            if n == 300:
-                killed.append(kill_clients(redis_url))
-            if n == 900:
-                stall_server(redis_url, 300)
-            outp(item)
-
     sink = Collect(wait_for=2000)
     source = RedisStreamSource(
         redis_url,
@@ -268,9 +295,10 @@ def test_source_survives_a_dropped_connection(
         retries=20,
         id_key="id",
     )
-    source > nanostream.as_node(killer, queue_size=16, batch_size=8) > sink
+    killer = Killer(redis_url, kill_at=300, stall_at=900)
+    source > killer > sink
     run_until(sink, sink.global_start(block=False, runner=runner))
-    assert killed and killed[0] >= 1
+    assert killer.killed and killer.killed[0] >= 1
     ids = [item["id"] for item in sink.items]
     # nothing lost, nothing doubled: entries read while the server stalled are re-read
     # from the group's pending list, and acknowledgements are sent again after a failure
@@ -282,22 +310,13 @@ def test_source_survives_a_dropped_connection(
 def test_sink_survives_a_dropped_connection(
     redis_url: str, client: redis.Redis, runner: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    killed: list[int] = []
-
-    def killer(inp: Any, outp: Any) -> None:
-        for n, item in enumerate(inp, 1):
-            if n == 300:
-                killed.append(kill_clients(redis_url))
-            if n == 700:
-                stall_server(redis_url, 300)
-            outp(item)
-
     sink = RedisStreamSink(redis_url, "copy", batch_size=50, backoff=0.01, timeout=0.1, retries=20)
     items = [{"n": i} for i in range(1000)]
-    nanostream.from_iterable(items) > nanostream.as_node(killer, queue_size=16, batch_size=8) > sink
+    killer = Killer(redis_url, kill_at=300, stall_at=700, written="copy")
+    nanostream.from_iterable(items) > killer > sink
     run = sink.global_start(block=False, runner=runner)
     assert run is not None and run.wait(30)
-    assert sum(killed) >= 1
+    assert sum(killer.killed) >= 1
     written = [int(fields["n"]) for _, fields in client.xrange("copy")]
     assert sorted(set(written)) == list(range(1000))  # at-least-once: nothing lost
     assert "RedisStreamSink: connection to redis://:***@" in caplog.text  # it did retry
@@ -308,19 +327,31 @@ def test_sink_acknowledges_entries_once_their_batch_is_sent(
 ) -> None:
     if not acks:
         pytest.skip(f"the {runner} runner does not call acknowledgements")
-    acked: list[tuple[int, int]] = []  # (item, entries in the stream when it was acked)
-
-    def ack(i: int) -> None:
-        acked.append((i, int(client.xlen("out"))))
 
     class Items(nanostream.NanoNode):
+        """Emits 10 acked items; ``acked`` keeps, per acknowledgement, the item and the
+        entries in the stream by then (an attribute: on ray it comes back after the run)."""
+
+        def __init__(self) -> None:
+            super().__init__(batch_size=1)
+            self.acked: list[tuple[int, int]] = []
+
         def generator(self) -> Iterator[Any]:
             for i in range(10):
-                yield nanostream.Acked({"n": i}, partial(ack, i))
+                yield nanostream.Acked({"n": i}, partial(self.ack, i))
+
+        def ack(self, i: int) -> None:
+            check = redis.Redis.from_url(redis_url)
+            try:
+                self.acked.append((i, int(check.xlen("out"))))
+            finally:
+                check.close()
 
     sink = RedisStreamSink(redis_url, "out", batch_size=3)
-    Items(batch_size=1) > sink
+    source = Items()
+    source > sink
     sink.global_start(runner=runner)
+    acked = source.acked
     assert [i for i, _ in acked] == list(range(10))
     assert all(count > i for i, count in acked), acked  # in the stream by then
     assert acked[0][1] < 10, acked  # and not only at the end: once its batch was sent
@@ -331,21 +362,28 @@ def test_sink_sends_a_quiet_stream_after_flush_interval(
 ) -> None:
     if not acks:
         pytest.skip(f"the {runner} runner does not call acknowledgements")
-    sent = threading.Event()
 
     class Trickle(nanostream.NanoNode):
+        """Two acked items, then quiet; ``sent`` is set by the second's acknowledgement
+        (an event of the node: on ray the driver's copy is set too)."""
+
+        def __init__(self) -> None:
+            super().__init__(batch_size=1)
+            self.sent = threading.Event()
+
         def generator(self) -> Iterator[Any]:
             yield nanostream.Acked({"n": 1}, lambda: None)
-            yield nanostream.Acked({"n": 2}, sent.set)
+            yield nanostream.Acked({"n": 2}, self.sent.set)
             while not self.sleep(0.01):  # quiet, until the run stops
                 pass
 
     sink = RedisStreamSink(redis_url, "quiet", batch_size=1000, flush_interval=0.05)
-    Trickle(batch_size=1) > sink
+    source = Trickle()
+    source > sink
     run = sink.global_start(block=False, runner=runner)
     assert run is not None
     try:
-        assert sent.wait(10)  # sent and acknowledged...
+        assert source.sent.wait(10)  # sent and acknowledged...
         assert client.xlen("quiet") == 2
         assert run.state == "running"  # ...while the stream goes on
     finally:
