@@ -18,6 +18,16 @@ Data plane, per node instance (one actor):
   (round-robin over a target's replicas, or split by a stable hash of ``key(item)``), with
   at most ``max_in_flight`` unfinished calls per link. A linger thread sends buffers that
   have waited longer than ``linger`` seconds.
+* **Acknowledgements** (see :mod:`nanostream._core.acks`). A source's actor keeps its
+  pending acks and sends a :class:`~nanostream._core.acks.Marker` as an entry of each
+  link's ordered calls once nothing it emitted is buffered; a marker goes to every
+  instance of a target (not round-robin, not by key). A node aligns markers over every
+  upstream instance (``AckRouting`` with replicas), holds them as ``holds_items`` says
+  and passes them on after its outputs. A sink instance calls ``reached`` on the
+  source's actor, which calls the acks a marker covers once every sink instance has it,
+  on one thread of its own; a sink waits for those calls to be delivered before its
+  actor reports the node's end, and a source's actor waits for its acks (or for the
+  driver's ``settle``: every other node has ended) before it reports its own.
 """
 
 from __future__ import annotations

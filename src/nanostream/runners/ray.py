@@ -14,6 +14,8 @@ cause is the remote exception (with its ``__cause__`` chain), its traceback rebu
 the remote frames. ``stop()`` drains; ``stats()`` is gathered from the actors. A node
 with ``tick_interval`` gets ``TICK`` when its inbox stays empty that long;
 ``end_outputs()`` sends the end markers at once; ``request_stop()`` reaches the driver.
+Sources' acknowledgements (``Acked``) are called in the source's actor once every sink
+instance has the items (see :mod:`nanostream.runners._ray_host`).
 
 When a class node ends (finished, failed or aborted), its attributes that can be pickled
 are copied back to the driver's node object (``sync_state``), so a sink that keeps what
