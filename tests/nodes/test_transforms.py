@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -37,11 +38,16 @@ def run_through(node: nanostream.NanoNode, items: Iterable[Any], runner: str) ->
 
 
 class FakeClock:
-    """A clock that moves only when told to (or when its ``sleep`` is called)."""
+    """A clock that moves only when told to (or when its ``sleep`` is called).
 
-    def __init__(self) -> None:
+    With ``log``, each sleep is also written to that file, so a test reads them after a
+    run whose node slept on a copy of the clock (the ray runner).
+    """
+
+    def __init__(self, log: Path | None = None) -> None:
         self.now = 0.0
         self.sleeps: list[float] = []
+        self.log = None if log is None else str(log)
 
     def __call__(self) -> float:
         return self.now
@@ -49,6 +55,34 @@ class FakeClock:
     def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
         self.now += seconds
+        if self.log is not None:
+            with open(self.log, "a") as f:
+                f.write(f"{seconds!r}\n")
+
+    def logged(self) -> list[float]:
+        """The sleeps written to ``log`` (by whichever copy of the clock slept)."""
+        assert self.log is not None
+        return [float(line) for line in Path(self.log).read_text().split()]
+
+
+def func_of(node: FlatMap) -> Any:
+    """The user function of ``node`` (after a ray run, the copy that ran, come back)."""
+    return node.func
+
+
+class Recorder:
+    """A function that keeps its arguments (read them from the node's ``func`` after the
+    run: on ray the node's attributes, this function included, come back when it ends)."""
+
+    __name__ = "record"
+
+    def __init__(self) -> None:
+        self.seen: list[Any] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, item: Any) -> None:
+        with self.lock:
+            self.seen.append(item)
 
 
 def clock_of(times: Iterable[float]) -> Any:
@@ -58,19 +92,19 @@ def clock_of(times: Iterable[float]) -> Any:
 
 # ----------------------------------------------------------------------------- stateless
 def test_map_filter_inspect_keyby_flatmap(runner: str) -> None:
-    seen: list[int] = []
+    inspect = Inspect(Recorder())
     sink = Collect()
     (
         nanostream.from_iterable(range(6))
         > Filter(lambda x: x % 2 == 1)
-        > Inspect(seen.append)
+        > inspect
         > Map(lambda x: x * 10)
         > FlatMap(lambda x: [x, x + 1])
         > KeyBy(lambda x: x % 20)
         > sink
     )
     sink.global_start(runner=runner)
-    assert seen == ([] if runner == "ray" else [1, 3, 5])  # on ray, Inspect ran on a copy
+    assert func_of(inspect).seen == [1, 3, 5]
     assert sink.items == [(10, 10), (11, 11), (10, 30), (11, 31), (10, 50), (11, 51)]
 
 
@@ -167,19 +201,19 @@ def test_take_ends_its_downstream_after_n_items(runner: str) -> None:
 
 
 def test_take_ends_its_downstream_while_the_source_goes_on(runner: str) -> None:
-    if runner == "ray":
-        pytest.skip("the test watches the sink object from the driver; ray sinks are copies")
     sink = Summary(name="sink")
-    nanostream.from_iterable(itertools.count()) > Take(3) > sink
+    nanostream.from_iterable(itertools.count()) > Take(3, name="take") > sink
     run = sink.global_start(block=False, runner=runner)
     assert run is not None
     try:
-        assert sink.ended.wait(WAIT), "the downstream did not see the end"
-        assert sink.items == [0, 1, 2, ("end", 3)]
+        assert sink.ended.wait(WAIT), "the downstream did not see the end"  # (mirrored on ray)
         assert run.state == "running"  # without stop=True the source goes on
     finally:
         run.stop(timeout=WAIT)
-    assert run.state == "finished"
+    final: str = run.state
+    assert final == "finished"
+    assert sink.items == [0, 1, 2, ("end", 3)]  # (on ray: the sink's items came back)
+    assert run.stats()["take"].items_out == 3
 
 
 def test_take_zero_ends_its_downstream_at_once(runner: str) -> None:
@@ -190,8 +224,6 @@ def test_take_zero_ends_its_downstream_at_once(runner: str) -> None:
 
 
 def test_take_with_stop_ends_an_endless_source(runner: str) -> None:
-    if runner == "ray":
-        pytest.skip("a node on a ray actor cannot ask the run to stop yet (no request_stop)")
     sink = Collect()
     nanostream.from_iterable(itertools.count()) > Take(5, stop=True) > sink
     sink.global_start(runner=runner)  # returns: the source was stopped
@@ -199,22 +231,18 @@ def test_take_with_stop_ends_an_endless_source(runner: str) -> None:
 
 
 # ----------------------------------------------------------------------------- timing
-def test_throttle_spaces_items_by_rate(runner: str) -> None:
-    if runner == "ray":
-        pytest.skip("the test watches objects in the driver; on ray the nodes are copies")
-    clock = FakeClock()
+def test_throttle_spaces_items_by_rate(runner: str, tmp_path: Path) -> None:
+    clock = FakeClock(tmp_path / "sleeps")
     out = run_through(Throttle(10, clock=clock, sleep=clock.sleep), range(5), runner)
     assert out == list(range(5))
-    assert clock.sleeps == pytest.approx([0.1] * 4)
+    assert clock.logged() == pytest.approx([0.1] * 4)
 
 
-def test_throttle_allows_a_burst_then_the_rate(runner: str) -> None:
-    if runner == "ray":
-        pytest.skip("the test watches objects in the driver; on ray the nodes are copies")
-    clock = FakeClock()
+def test_throttle_allows_a_burst_then_the_rate(runner: str, tmp_path: Path) -> None:
+    clock = FakeClock(tmp_path / "sleeps")
     out = run_through(Throttle(10, burst=3, clock=clock, sleep=clock.sleep), range(5), runner)
     assert out == list(range(5))
-    assert clock.sleeps == pytest.approx([0.1, 0.1])
+    assert clock.logged() == pytest.approx([0.1, 0.1])
 
 
 def test_throttle_refills_while_idle() -> None:
@@ -230,13 +258,11 @@ def test_throttle_refills_while_idle() -> None:
     assert out == [0, 1] and clock.sleeps == []
 
 
-def test_delay_waits_before_each_item(runner: str) -> None:
-    if runner == "ray":
-        pytest.skip("the test watches objects in the driver; on ray the nodes are copies")
-    clock = FakeClock()
+def test_delay_waits_before_each_item(runner: str, tmp_path: Path) -> None:
+    clock = FakeClock(tmp_path / "sleeps")
     out = run_through(Delay(0.5, sleep=clock.sleep), "abc", runner)
     assert out == ["a", "b", "c"]
-    assert clock.sleeps == [0.5, 0.5, 0.5]
+    assert clock.logged() == [0.5, 0.5, 0.5]
 
 
 # ----------------------------------------------------------------------------- Batch
@@ -266,26 +292,30 @@ def test_batch_size_or_timeout_whichever_first(runner: str) -> None:
     assert run_through(node, range(5), runner) == [[0, 1], [2], [3, 4]]
 
 
+class Counter(nanostream.NanoNode):
+    """Counts 0, 1, 2, ... for ever; ``produced`` is how many it gave (it comes back on ray)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.produced = 0
+
+    def generator(self) -> Iterator[int]:
+        for i in itertools.count():
+            self.produced = i + 1
+            yield i
+
+
 def test_batch_flushes_on_stop(runner: str) -> None:
-    if runner == "ray":
-        pytest.skip("the test watches objects in the driver; on ray the nodes are copies")
-    produced: list[int] = []
-
-    class Counter(nanostream.NanoNode):
-        def generator(self) -> Iterator[int]:
-            for i in itertools.count():
-                produced.append(i)
-                yield i
-
+    counter = Counter()
     sink = Collect(wait_for=3)
-    Counter() > Batch(size=1000) > sink
+    counter > Batch(size=1000) > sink
     run = sink.global_start(block=False, runner=runner, queue_size=64, batch_size=16)
     assert run is not None
     assert sink.seen.wait(10)
     run.stop(timeout=30)
     assert run.state == "finished"
     flat = [x for batch in sink.items for x in batch]
-    assert flat == produced  # nothing lost, the partial batch included
+    assert flat == list(range(counter.produced))  # nothing lost, the partial batch included
     assert all(len(b) == 1000 for b in sink.items[:-1])
     assert 0 < len(sink.items[-1]) <= 1000
 
@@ -303,37 +333,39 @@ def test_workers_run_items_at_once(runner: str) -> None:
     assert out == [x * 2 for x in range(20)]
 
 
-def _blocking_first(release_at: int) -> tuple[Any, threading.Event, list[bool]]:
-    """A function whose item 0 waits until item ``release_at`` has started."""
-    started = threading.Event()
-    released: list[bool] = []
+class BlockingFirst:
+    """A function whose item 0 waits until item ``release_at`` has started.
 
-    def work(x: int) -> int:
+    ``released`` says whether it did (all workers of a node share one process, ray's actor
+    too; the node's ``func`` comes back with it after the run).
+    """
+
+    __name__ = "work"
+
+    def __init__(self, release_at: int) -> None:
+        self.release_at = release_at
+        self.started = threading.Event()
+        self.released: list[bool] = []
+
+    def __call__(self, x: int) -> int:
         if x == 0:
-            released.append(started.wait(10))
-        elif x == release_at:
-            started.set()
+            self.released.append(self.started.wait(10))
+        elif x == self.release_at:
+            self.started.set()
         return x
-
-    return work, started, released
 
 
 def test_ordered_workers_keep_input_order(runner: str) -> None:
-    if runner == "ray":
-        pytest.skip("the test watches objects in the driver; on ray the nodes are copies")
-    work, _, released = _blocking_first(5)
-    out = run_through(Map(work, workers=2, max_in_flight=8), range(12), runner)
-    assert released == [True]  # item 0 finished after items 1..5 had run
+    node = Map(BlockingFirst(5), workers=2, max_in_flight=8)
+    out = run_through(node, range(12), runner)
+    assert func_of(node).released == [True]  # item 0 finished after items 1..5 had run
     assert out == list(range(12))
 
 
 def test_unordered_workers_emit_as_completed(runner: str) -> None:
-    if runner == "ray":
-        pytest.skip("the test watches objects in the driver; on ray the nodes are copies")
-    work, _, released = _blocking_first(5)
-    node = Map(work, workers=2, ordered=False, max_in_flight=8)
+    node = Map(BlockingFirst(5), workers=2, ordered=False, max_in_flight=8)
     out = run_through(node, range(12), runner)
-    assert released == [True]
+    assert func_of(node).released == [True]
     assert sorted(out) == list(range(12))
     # items 1..4 ran on the free worker and completed before item 0 could
     assert out[:4] == [1, 2, 3, 4]
@@ -383,25 +415,17 @@ def test_worker_failure_fails_the_run_and_joins_the_workers(runner: str) -> None
 
 
 def test_flatmap_filter_inspect_with_workers(runner: str) -> None:
-    if runner == "ray":
-        pytest.skip("the test watches objects in the driver; on ray the nodes are copies")
-    seen: list[int] = []
-    lock = threading.Lock()
-
-    def note(x: int) -> None:
-        with lock:
-            seen.append(x)
-
+    inspect = Inspect(Recorder(), workers=2)
     sink = Collect()
     (
         nanostream.from_iterable(range(30))
         > Filter(lambda x: x % 3 == 0, workers=3)
-        > Inspect(note, workers=2)
+        > inspect
         > FlatMap(lambda x: [x] * 2, workers=4, ordered=False)
         > sink
     )
     sink.global_start(runner=runner)
-    assert sorted(seen) == list(range(0, 30, 3))
+    assert sorted(func_of(inspect).seen) == list(range(0, 30, 3))
     assert sorted(sink.items) == sorted([x for x in range(0, 30, 3) for _ in range(2)])
 
 
@@ -426,17 +450,16 @@ class Lookup(nanostream.NanoNode):
 
 
 def test_parallel_runs_process_item_on_workers(runner: str) -> None:
-    if runner == "ray":
-        pytest.skip("the test watches objects in the driver; on ray the nodes are copies")
-    inner = Lookup(3)
-    out = run_through(Parallel(inner, workers=3), range(6), runner)
+    parallel = Parallel(Lookup(3), workers=3)
+    out = run_through(parallel, range(6), runner)
     assert out == [0, 0, 1, -1, 2, -2, 3, -3, 4, -4, 5, -5, "done"]
-    assert inner.events == ["setup", "cleanup"]
+    inner = parallel.node  # (on ray: the copy that ran, come back)
+    assert isinstance(inner, Lookup) and inner.events == ["setup", "cleanup"]
 
 
 def test_parallel_refuses_what_it_cannot_run() -> None:
     with pytest.raises(nanostream.GraphError, match="needs a NanoNode with process_item"):
-        Parallel(Map(str), workers=2)  # type: ignore[arg-type]
+        Parallel(Map(str), workers=2)
     with pytest.raises(nanostream.GraphError, match="source"):
         Parallel(nanostream.from_iterable([1]), workers=2)
     linked = Lookup(1)
