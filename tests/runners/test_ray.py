@@ -682,7 +682,8 @@ class AckedCount(nanostream.NanoNode):
     """Emits 0..n-1 (forever without n) as ``Acked``; each ack checks every sink's file
     has the item (else it is ``early``) and appends it to ``acked`` and to ``log``.
 
-    After ``pause_after`` items it waits until the file ``resume`` exists.
+    After ``pause_after`` items it waits until the file ``resume`` exists. In a diamond a
+    sink gets each item ``copies`` times.
     """
 
     def __init__(
@@ -693,9 +694,11 @@ class AckedCount(nanostream.NanoNode):
         *,
         pause_after: int | None = None,
         resume: Path | None = None,
+        copies: int = 1,
         **options: Any,
     ) -> None:
         super().__init__(name="src", **options)
+        self.copies = copies  # how many times each sink gets each item
         self.n, self.sinks, self.log = n, [str(p) for p in sinks], str(log)
         self.pause_after, self.resume = pause_after, str(resume) if resume else None
         self.emitted: list[int] = []
@@ -712,7 +715,7 @@ class AckedCount(nanostream.NanoNode):
             yield nanostream.Acked(i, functools.partial(self._ack, i))
 
     def _ack(self, i: int) -> None:
-        if not all(i in _written(path) for path in self.sinks):
+        if not all(_written(path).count(i) >= self.copies for path in self.sinks):
             self.early.append(i)
         self.acked.append(i)
         with open(self.log, "a") as f:
@@ -839,3 +842,16 @@ def test_stop_drains_and_acks_everything_emitted(tmp_path: Path) -> None:
     assert src.early == []
     assert src.acked == src.emitted == sink.items
     assert len(src.acked) >= 2000
+
+
+def test_acks_of_a_diamond_wait_for_both_branches(tmp_path: Path) -> None:
+    sink = WrittenSink(tmp_path / "sink", name="sink")
+    src = AckedCount(300, [tmp_path / "sink"], tmp_path / "acked", batch_size=8, copies=2)
+    join = Pass(name="join")
+    src > Pass(name="left") > join
+    src > AckPairs(name="right") > join
+    join > sink
+    runner = RayRunner(nodes={"left": {"replicas": 2}})
+    sink.global_start(runner=runner)
+    assert src.early == [] and src.acked == list(range(300))
+    assert sorted(_written(str(tmp_path / "sink"))) == sorted(list(range(300)) * 2)
