@@ -32,24 +32,6 @@ if os.environ.get("NANOSTREAM_TEST_RAY") != "0":
 # on Ray"), or skips ray itself with its own reason.
 _SHARES = "the test shares objects of its own process with its nodes"
 NOT_YET_ON_RAY: dict[str, str] = {
-    "tests/nodes/test_sql.py::test_polling_source_emits_only_new_rows_and_stops_promptly": (
-        f"{_SHARES} (a sink read while the run goes on)"
-    ),
-    "tests/nodes/test_sql.py::test_stop_wakes_a_source_waiting_for_its_next_poll": (
-        f"{_SHARES} (a sink read while the run goes on)"
-    ),
-    "tests/nodes/test_sql.py::test_sink_commits_what_is_pending_when_the_run_stops": (
-        f"{_SHARES} (a generator as the source)"
-    ),
-    "tests/nodes/test_sql.py::test_an_aborted_run_commits_nothing_pending": (
-        f"{_SHARES} (a generator as the source)"
-    ),
-    "tests/nodes/test_sql.py::test_postgres_source_resumes_after_the_connection_drops": (
-        f"{_SHARES} (a list of killed connections)"
-    ),
-    "tests/nodes/test_sql.py::test_postgres_sink_loses_nothing_when_the_connection_drops": (
-        f"{_SHARES} (a list of killed connections)"
-    ),
     **{
         f"tests/nodes/test_watch.py::{name}": f"{_SHARES} (a sink read while the run goes on)"
         for name in (

@@ -22,23 +22,44 @@ import nanostream
 from nanostream.nodes.sql import ConnectorError, SQLExecute, SQLSink, SQLSource
 from nanostream.testing import Collect
 
+WAIT = 10.0
 
-class WaitingCollect(Collect):
-    """A Collect sink whose test can wait until it holds ``n`` items."""
 
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        self._cond = threading.Condition()
+class TwoStepCollect(Collect):
+    """A Collect sink that sets ``first`` once it holds ``first_n`` items, and ``seen``
+    once it holds ``wait_for``: events of the node, so on ray the test's copies are set
+    too while the run goes on (its items come back when the run ends)."""
+
+    def __init__(self, first_n: int, wait_for: int) -> None:
+        super().__init__(wait_for=wait_for)
+        self.first_n = first_n
+        self.first = threading.Event()
 
     def process_item(self, item: Any) -> Iterator[Any]:
-        with self._cond:
-            self.items.append(item)
-            self._cond.notify_all()
-        yield from ()
+        yield from super().process_item(item)
+        if len(self.items) >= self.first_n:
+            self.first.set()
 
-    def wait_for_items(self, n: int, timeout: float = 10.0) -> bool:
-        with self._cond:
-            return self._cond.wait_for(lambda: len(self.items) >= n, timeout)
+
+def wait_for_file(path: Path) -> bool:
+    """Wait until ``path`` exists (at most ``WAIT`` s), looking every few milliseconds."""
+    pause, deadline = threading.Event(), time.monotonic() + WAIT
+    while not path.exists():
+        if time.monotonic() > deadline:
+            return False
+        pause.wait(0.005)
+    return True
+
+
+class Numbers(nanostream.NanoNode):
+    """Emits ``{"n": 0}``, ``{"n": 1}``, ... until the run stops."""
+
+    def __init__(self) -> None:
+        super().__init__(name="src")
+
+    def generator(self) -> Iterator[Any]:
+        for i in itertools.count():
+            yield {"n": i}
 
 
 def sqlite_url(path: Path) -> str:
@@ -188,13 +209,17 @@ def test_an_aborted_polling_source_reads_the_rows_in_flight_again(
         pytest.skip(f"the {runner} runner does not call acknowledgements")
     db, state = tmp_path / "db.sqlite", tmp_path / "t.json"
     make_table(db, 6)
-    release = threading.Event()
+    release = tmp_path / "release"
 
-    class Slow(WaitingCollect):
+    class Slow(Collect):
+        def __init__(self) -> None:
+            super().__init__(wait_for=4)
+            self.release = release
+
         def process_item(self, item: Any) -> Iterator[Any]:
             yield from super().process_item(item)
             if item["id"] == 4:
-                release.wait(10)  # the sink works on row 4 until the test says
+                wait_for_file(self.release)  # the sink works on row 4 until the test says
 
     def source() -> SQLSource:
         return SQLSource(
@@ -211,20 +236,21 @@ def test_an_aborted_polling_source_reads_the_rows_in_flight_again(
     run = first.global_start(block=False, runner=runner)
     assert run is not None
     try:
-        assert first.wait_for_items(4)
+        assert first.seen.wait(WAIT)
         value = saved(state)
         assert value is None or value <= 3
     finally:
-        release.set()
+        release.touch()
         run.abort()
+    assert [r["id"] for r in first.items][:4] == [1, 2, 3, 4]
     value = saved(state)
     assert value is None or value <= 4  # row 4 may have been done, rows 5 and 6 were not
-    second = WaitingCollect()
+    second = Collect(wait_for=6 - (value or 0))
     source() > second
     run = second.global_start(block=False, runner=runner)
     assert run is not None
     try:
-        assert second.wait_for_items(6 - (value or 0))
+        assert second.seen.wait(WAIT)
     finally:
         run.stop(timeout=10)
     assert [r["id"] for r in second.items] == list(range((value or 0) + 1, 7))
@@ -273,7 +299,7 @@ def _times(n: int) -> list[Any]:
 def test_polling_source_emits_only_new_rows_and_stops_promptly(tmp_path: Path, runner: str) -> None:
     db = tmp_path / "db.sqlite"
     make_table(db, 4)
-    sink = WaitingCollect()
+    sink = TwoStepCollect(first_n=4, wait_for=6)
     source = SQLSource(
         sqlite_url(db), "SELECT id FROM t", incremental_column="id", poll_interval=0.02
     )
@@ -281,9 +307,10 @@ def test_polling_source_emits_only_new_rows_and_stops_promptly(tmp_path: Path, r
     run = sink.global_start(block=False, runner=runner)
     assert run is not None
     try:
-        assert sink.wait_for_items(4)
+        assert sink.first.wait(WAIT)
+        assert not sink.seen.is_set()
         make_table(db, 2, start=5)
-        assert sink.wait_for_items(6)
+        assert sink.seen.wait(WAIT)
     finally:
         run.stop(timeout=10)
     assert run.state == "finished"
@@ -292,7 +319,7 @@ def test_polling_source_emits_only_new_rows_and_stops_promptly(tmp_path: Path, r
 
 def test_stop_wakes_a_source_waiting_for_its_next_poll(tmp_path: Path, runner: str) -> None:
     make_table(tmp_path / "db.sqlite", 1)
-    sink = WaitingCollect()
+    sink = Collect()
     SQLSource(
         sqlite_url(tmp_path / "db.sqlite"),
         "SELECT id FROM t",
@@ -302,12 +329,13 @@ def test_stop_wakes_a_source_waiting_for_its_next_poll(tmp_path: Path, runner: s
     run = sink.global_start(block=False, runner=runner)
     assert run is not None
     try:
-        assert sink.wait_for_items(1)
+        assert sink.seen.wait(WAIT)
     finally:
         started = time.monotonic()
         run.stop(timeout=10)
     assert run.state == "finished"
     assert time.monotonic() - started < 5
+    assert sink.items == [{"id": 1}]
 
 
 # ----------------------------------------------------------------------------- SQLSink
@@ -323,21 +351,28 @@ def test_sink_creates_the_table_and_writes_every_item(tmp_path: Path, runner: st
     assert rows == [(d["id"], d["name"], d["ratio"], int(d["ok"])) for d in items]
 
 
+class Enough(nanostream.NanoNode):
+    """Passes items on; sets ``enough`` after the 50th (on ray the test's copy too)."""
+
+    def __init__(self) -> None:
+        super().__init__(name="gate")
+        self.n = 0
+        self.enough = threading.Event()
+
+    def process_item(self, item: Any) -> Iterator[Any]:
+        yield item
+        self.n += 1
+        if self.n == 50:
+            self.enough.set()
+
+
 def test_sink_commits_what_is_pending_when_the_run_stops(tmp_path: Path, runner: str) -> None:
-    enough = threading.Event()
-
-    def gate(inp: Any, outp: Any) -> None:
-        for n, item in enumerate(inp, 1):
-            outp(item)
-            if n == 50:
-                enough.set()
-
-    source = nanostream.from_iterable(({"n": i} for i in itertools.count()), name="src")
+    gate = Enough()
     sink = SQLSink(sqlite_url(tmp_path / "db.sqlite"), "numbers", create=True, batch_size=10**9)
-    source > gate > sink
+    Numbers() > gate > sink
     run = sink.global_start(block=False, runner=runner)
     assert run is not None
-    assert enough.wait(10)
+    assert gate.enough.wait(WAIT)
     run.stop(timeout=30)
     assert run.state == "finished"
     emitted = run.stats()["src"].items_out
@@ -545,7 +580,7 @@ def test_an_aborted_run_commits_nothing_pending(tmp_path: Path, runner: str) -> 
             if n == 100:
                 raise ValueError("boom")
 
-    source = nanostream.from_iterable({"n": i} for i in itertools.count())
+    source = Numbers()
     sink = SQLSink(
         sqlite_url(tmp_path / "db.sqlite"),
         "numbers",
@@ -717,23 +752,59 @@ def test_postgres_source_uses_a_server_side_cursor(postgres_url: str) -> None:
     assert len(sink.items) == 5000
 
 
+def other_connections(url: str) -> int:
+    """How many other clients are connected to the test database."""
+    return int(
+        pg_exec(
+            url,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
+        )[0][0]
+    )
+
+
+class Killer(nanostream.NanoNode):
+    """Passes items on; at each item number in ``drop_at`` terminates every other
+    connection to the test database, keeping what that answered in ``dropped`` (an
+    attribute: on ray the test reads it after the run).
+
+    With ``wait_connected``, it first waits (at most ``WAIT`` s) until another client is
+    connected: the sink downstream then is, whatever the runner (on ray the sink's actor
+    may still be starting when this node has passed on the first items).
+    """
+
+    def __init__(
+        self, url: str, *drop_at: int, wait_connected: bool = False, **options: Any
+    ) -> None:
+        super().__init__(name="killer", **options)
+        self.url, self.drop_at, self.wait_connected = url, drop_at, wait_connected
+        self.n = 0
+        self.dropped: list[Any] = []
+
+    def process_item(self, item: Any) -> Iterator[Any]:
+        self.n += 1
+        if self.n in self.drop_at:
+            if self.wait_connected:
+                deadline = time.monotonic() + WAIT
+                while not other_connections(self.url):
+                    assert time.monotonic() < deadline, "the sink never connected"
+                    self.sleep(0.005)
+            self.dropped.extend(drop_connections(self.url))
+        yield item
+
+
 def test_postgres_source_resumes_after_the_connection_drops(postgres_url: str, runner: str) -> None:
     fill_pg(postgres_url, 3000)
-    dropped: list[Any] = []
-
-    def killer(inp: Any, outp: Any) -> None:
-        for n, item in enumerate(inp, 1):
-            if n == 500:
-                dropped.extend(drop_connections(postgres_url))
-            outp(item)
-
     sink = Collect()
     source = SQLSource(
         postgres_url, "SELECT * FROM t", incremental_column="id", batch_size=100, backoff=0.01
     )
-    source > nanostream.as_node(killer, queue_size=16, batch_size=8) > sink
-    run_to_end(sink, runner)
-    assert dropped == [(True,)]  # the source's connection was terminated mid-stream
+    killer = Killer(postgres_url, 500)
+    source > killer > sink
+    # small queues and batches everywhere: the source is still reading at row 500
+    run = sink.global_start(block=False, runner=runner, queue_size=16, batch_size=8)
+    assert run is not None and run.wait(60)
+    assert killer.dropped == [(True,)]  # the source's connection was terminated mid-stream
     assert [r["id"] for r in sink.items] == list(range(1, 3001))  # nothing lost, no duplicate
 
 
@@ -762,21 +833,12 @@ def test_postgres_source_without_incremental_column_fails_clearly_on_a_drop(
 def test_postgres_sink_loses_nothing_when_the_connection_drops(
     postgres_url: str, runner: str
 ) -> None:
-    dropped: list[Any] = []
-
-    def killer(inp: Any, outp: Any) -> None:
-        for n, item in enumerate(inp, 1):
-            if n in (700, 1900):
-                dropped.extend(drop_connections(postgres_url))
-            outp(item)
-
     items = [{"id": i, "v": f"value {i}"} for i in range(3000)]
     sink = SQLSink(postgres_url, "rows", create=True, key="id", batch_size=200, backoff=0.01)
-    nanostream.from_iterable(items) > nanostream.as_node(
-        killer, queue_size=64, batch_size=16
-    ) > sink
+    killer = Killer(postgres_url, 700, 1900, wait_connected=True, queue_size=64, batch_size=16)
+    nanostream.from_iterable(items) > killer > sink
     run_to_end(sink, runner)
-    assert dropped  # at least one connection of the sink was terminated
+    assert killer.dropped  # at least one connection of the sink was terminated
     # a primary key on id: a batch written twice would have failed the run
     assert pg_count(postgres_url, "SELECT count(*) FROM rows") == 3000
     assert pg_count(postgres_url, "SELECT count(DISTINCT v) FROM rows") == 3000
