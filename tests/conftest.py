@@ -31,18 +31,7 @@ if os.environ.get("NANOSTREAM_TEST_RAY") != "0":
 # through files, node attributes or run.stats() (see docs/ray.md, "Testing your pipelines
 # on Ray"), or skips ray itself with its own reason.
 _SHARES = "the test shares objects of its own process with its nodes"
-NOT_YET_ON_RAY: dict[str, str] = {
-    **{
-        f"tests/nodes/test_watch.py::{name}": f"{_SHARES} (a sink read while the run goes on)"
-        for name in (
-            "test_a_modified_file_is_emitted_again_with_its_new_content",
-            "test_a_half_written_file_is_emitted_only_once_it_has_stopped_changing",
-            "test_a_thousand_files_at_once_are_each_emitted_once",
-            "test_nested_folders_with_recursive",
-            "test_a_file_enters_the_ledger_once_the_sink_is_done_else_it_comes_again",
-        )
-    },
-}
+NOT_YET_ON_RAY: dict[str, str] = {}
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -40,6 +41,36 @@ def start(source: nanostream.NanoNode, sink: Collect, runner: str) -> nanostream
     if isinstance(source, LocalDirectoryWatchdog):
         assert source.ready.wait(WAIT)
     return run
+
+
+class Steps(Collect):
+    """A Collect sink that sets the event ``step1`` once it holds ``steps[0]`` items,
+    ``step2`` once it holds ``steps[1]``, and so on (``seen`` with the last).
+
+    Events of the node, so that on ray the test's copies are set too while the run goes
+    on (the items themselves come back when the run ends): the test waits for each step
+    instead of changing ``wait_for`` during the run, which a node in another process
+    would not see.
+    """
+
+    def __init__(self, *steps: int, **options: Any) -> None:
+        steps = steps or (1,)
+        super().__init__(wait_for=steps[-1], **options)
+        self.steps = steps
+        for i in range(len(steps)):
+            setattr(self, f"step{i + 1}", threading.Event())
+
+    def step(self, i: int) -> threading.Event:
+        """The event of step ``i`` (from 1)."""
+        event = getattr(self, f"step{i}")
+        assert isinstance(event, threading.Event)
+        return event
+
+    def process_item(self, item: Any) -> Iterator[Any]:
+        yield from super().process_item(item)
+        for i, n in enumerate(self.steps, 1):
+            if len(self.items) >= n:
+                self.step(i).set()
 
 
 def names(items: list[Any], folder: Path) -> list[str]:
@@ -81,14 +112,12 @@ def test_a_modified_file_is_emitted_again_with_its_new_content(
     path = tmp_path / "data.txt"
     path.write_text("version 1\n")
     watch = watchdog(tmp_path, mode)
-    sink = Collect()
+    sink = Steps(1, 2)
     watch > LocalFileReader() > sink
     run = start(watch, sink, runner)
-    assert sink.seen.wait(WAIT)
-    sink.seen.clear()
-    sink.wait_for = 2
+    assert sink.step(1).wait(WAIT)
     path.write_text("version 2, longer\n")
-    assert sink.seen.wait(WAIT)
+    assert sink.step(2).wait(WAIT)
     run.stop(timeout=WAIT)
     assert sink.items == ["version 1\n", "version 2, longer\n"]
 
@@ -98,35 +127,32 @@ def test_a_half_written_file_is_emitted_only_once_it_has_stopped_changing(
 ) -> None:
     big = tmp_path / "big.txt"
     watch = watchdog(tmp_path, mode, settle=0.5)
-    sink = Collect()
+    sink = Steps(1, 2)
     watch > LocalFileReader() > sink
     with big.open("w") as f:
         f.write("start\n")
         f.flush()
         run = start(watch, sink, runner)
         (tmp_path / "other.txt").write_text("other\n")
-        # keep writing (well within `settle`) until the complete file has been emitted
+        # keep writing (well within `settle`) until the other file has been emitted
         writes = 0
-        while not sink.seen.wait(0.01):
+        while not sink.step(1).wait(0.01):
             f.write("more\n")
             f.flush()
             writes += 1
-        assert sink.items == ["other\n"]
         f.write("end\n")
-    sink.seen.clear()
-    sink.wait_for = 2
-    assert sink.seen.wait(WAIT)
+    assert sink.step(2).wait(WAIT)
     run.stop(timeout=WAIT)
     assert writes > 10
-    assert sink.items[1] == "start\n" + "more\n" * writes + "end\n"
-    assert len(sink.items) == 2
+    # the other file first, then the big one once, complete: never half of it
+    assert sink.items == ["other\n", "start\n" + "more\n" * writes + "end\n"]
 
 
 def test_a_thousand_files_at_once_are_each_emitted_once(
     tmp_path: Path, mode: str, runner: str
 ) -> None:
     watch = watchdog(tmp_path, mode, pattern="*.csv")
-    sink = Collect(wait_for=1000)
+    sink = Steps(1000, 1001)
     watch > sink
     run = start(watch, sink, runner)
     expected = {f"f{i:04d}.csv" for i in range(1000)}
@@ -135,13 +161,11 @@ def test_a_thousand_files_at_once_are_each_emitted_once(
         # a file written in place could be emitted empty, and again once written
         (tmp_path / f".{name}").write_text(f"{name}\n")
         (tmp_path / f".{name}").rename(tmp_path / name)
-    assert sink.seen.wait(WAIT)
+    assert sink.step(1).wait(WAIT)
     # A file dropped after all of them is emitted after all of them: once it is seen,
     # any repeat would have been seen too.
-    sink.seen.clear()
-    sink.wait_for = 1001
     (tmp_path / "zz-last.csv").write_text("last\n")
-    assert sink.seen.wait(WAIT)
+    assert sink.step(2).wait(WAIT)
     run.stop(timeout=WAIT)
     counts = Counter(names(sink.items, tmp_path))
     assert set(counts) == expected | {"zz-last.csv"}
@@ -156,16 +180,14 @@ def test_nested_folders_with_recursive(tmp_path: Path, mode: str, runner: str) -
     (tmp_path / ".cache" / "skip.csv").write_text("hidden folder\n")
     (tmp_path / "top.csv").write_text("0\n")
     watch = watchdog(tmp_path, mode, pattern="*.csv", recursive=True)
-    sink = Collect(wait_for=3)
+    sink = Steps(3, 4)
     watch > sink
     run = start(watch, sink, runner)
-    assert sink.seen.wait(WAIT)
-    sink.seen.clear()
-    sink.wait_for = 4
+    assert sink.step(1).wait(WAIT)
     # a folder created while running, with a file written into it at once
     (tmp_path / "new" / "deep").mkdir(parents=True)
     (tmp_path / "new" / "deep" / "three.csv").write_text("3\n")
-    assert sink.seen.wait(WAIT)
+    assert sink.step(2).wait(WAIT)
     run.stop(timeout=WAIT)
     assert sorted(names(sink.items, tmp_path)) == sorted(
         ["a/one.csv", "a/b/two.csv", "top.csv", "new/deep/three.csv"]
@@ -309,11 +331,11 @@ def in_ledger(ledger: Path, path: str) -> bool:
         return found.fetchone() is not None
 
 
-class LedgerAtReceipt(Collect):
+class LedgerAtReceipt(Steps):
     """Notes, for each path it gets, whether the ledger has it; fails on file ``fail_at``."""
 
-    def __init__(self, ledger: Path, fail_at: str | None = None, **options: Any) -> None:
-        super().__init__(**options)
+    def __init__(self, ledger: Path, *steps: int, fail_at: str | None = None) -> None:
+        super().__init__(*steps)
         self.ledger = ledger
         self.fail_at = fail_at
         self.in_ledger_at: list[bool] = []
@@ -347,15 +369,14 @@ def test_a_file_enters_the_ledger_once_the_sink_is_done_else_it_comes_again(
     assert not in_ledger(ledger, str(folder / "c.csv"))  # nor after the sink failed on it
     done = {p for p in first.items if in_ledger(ledger, p)}  # a.csv, b.csv, or some of them
 
-    second = LedgerAtReceipt(ledger, wait_for=len(files) - len(done))
+    left = len(files) - len(done)
+    second = LedgerAtReceipt(ledger, left, left + 1)
     watch = watchdog(folder, mode, state=ledger)
     watch > second
     run = start(watch, second, runner)
-    assert second.seen.wait(WAIT)
-    second.seen.clear()
-    second.wait_for += 1
+    assert second.step(1).wait(WAIT)
     (folder / "z.csv").write_text("after")  # a marker: anything else would come before it
-    assert second.seen.wait(WAIT)
+    assert second.step(2).wait(WAIT)
     run.stop(timeout=WAIT)
     again = names(second.items, folder)
     assert "c.csv" in again  # the file the sink failed on comes again...
