@@ -87,7 +87,7 @@ class NodeContext:
             self._ack_warned = True
             log.warning(
                 "source %r attaches acknowledgements, but this runner does not support them; "
-                "they will not be called (run it on the 'threads' runner)",
+                "they will not be called (run it on the 'threads', 'cooperative' or 'ray' runner)",
                 self.name,
             )
 
