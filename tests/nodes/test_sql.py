@@ -752,15 +752,11 @@ def test_postgres_source_uses_a_server_side_cursor(postgres_url: str) -> None:
     assert len(sink.items) == 5000
 
 
-def other_connections(url: str) -> int:
-    """How many other clients are connected to the test database."""
-    return int(
-        pg_exec(
-            url,
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
-        )[0][0]
-    )
+def pg_rows(url: str, table: str) -> int:
+    """How many rows ``table`` has (0 while it does not exist)."""
+    if not pg_exec(url, f"SELECT to_regclass('{table}') IS NOT NULL")[0][0]:
+        return 0
+    return int(pg_exec(url, f"SELECT count(*) FROM {table}")[0][0])
 
 
 class Killer(nanostream.NanoNode):
@@ -768,26 +764,25 @@ class Killer(nanostream.NanoNode):
     connection to the test database, keeping what that answered in ``dropped`` (an
     attribute: on ray the test reads it after the run).
 
-    With ``wait_connected``, it first waits (at most ``WAIT`` s) until another client is
-    connected: the sink downstream then is, whatever the runner (on ray the sink's actor
-    may still be starting when this node has passed on the first items).
+    With ``written``, it first waits (at most ``WAIT`` s) until that table has rows: the
+    sink downstream is then set up and writing, whatever the runner (on ray the sink's
+    actor may still be starting, or creating its table, when this node has passed on
+    the first items).
     """
 
-    def __init__(
-        self, url: str, *drop_at: int, wait_connected: bool = False, **options: Any
-    ) -> None:
+    def __init__(self, url: str, *drop_at: int, written: str | None = None, **options: Any) -> None:
         super().__init__(name="killer", **options)
-        self.url, self.drop_at, self.wait_connected = url, drop_at, wait_connected
+        self.url, self.drop_at, self.written = url, drop_at, written
         self.n = 0
         self.dropped: list[Any] = []
 
     def process_item(self, item: Any) -> Iterator[Any]:
         self.n += 1
         if self.n in self.drop_at:
-            if self.wait_connected:
+            if self.written is not None:
                 deadline = time.monotonic() + WAIT
-                while not other_connections(self.url):
-                    assert time.monotonic() < deadline, "the sink never connected"
+                while not pg_rows(self.url, self.written):
+                    assert time.monotonic() < deadline, "the sink wrote nothing"
                     self.sleep(0.005)
             self.dropped.extend(drop_connections(self.url))
         yield item
@@ -835,7 +830,7 @@ def test_postgres_sink_loses_nothing_when_the_connection_drops(
 ) -> None:
     items = [{"id": i, "v": f"value {i}"} for i in range(3000)]
     sink = SQLSink(postgres_url, "rows", create=True, key="id", batch_size=200, backoff=0.01)
-    killer = Killer(postgres_url, 700, 1900, wait_connected=True, queue_size=64, batch_size=16)
+    killer = Killer(postgres_url, 700, 1900, written="rows", queue_size=64, batch_size=16)
     nanostream.from_iterable(items) > killer > sink
     run_to_end(sink, runner)
     assert killer.dropped  # at least one connection of the sink was terminated
