@@ -876,3 +876,29 @@ def test_round_trip_list_to_sqlite_to_postgres_to_json_lines(
         got = [json.loads(line) for line in f]
     assert got == rows
     assert len(got) == 10_000
+
+
+def test_a_connection_lost_while_creating_the_table_creates_it_again(postgres_url: str) -> None:
+    """PostgreSQL rolls back the CREATE TABLE with the lost transaction: the retry redoes it."""
+    import sqlalchemy as sa
+
+    class LosesFirstWrite(SQLSink):
+        lost = False
+
+        def _write(self, conn: Any, table: Any, rows: Any) -> None:
+            if not self.lost:
+                self.lost = True
+                raise sa.exc.OperationalError("INSERT", {}, Exception("server closed"))
+            super()._write(conn, table, rows)
+
+    sink = LosesFirstWrite(postgres_url, "created_on_retry", create=True, retries=2, backoff=0)
+    nanostream.from_iterable([{"id": i} for i in range(5)]) > sink
+    sink.global_start()
+    assert sink.lost
+    engine = sa.create_engine(postgres_url)
+    try:
+        with engine.connect() as conn:
+            count = conn.execute(sa.text("SELECT count(*) FROM created_on_retry")).scalar()
+    finally:
+        engine.dispose()
+    assert count == 5

@@ -671,6 +671,8 @@ class SQLSink(NanoNode):
                 with engine.begin() as conn:
                     table = self._resolve_table(conn, rows)
                     self._write(conn, table, rows)
+                # Kept only once committed: a lost connection rolls back a CREATE TABLE too.
+                self._table = table
                 break
             except sa.exc.DBAPIError as exc:
                 if not _is_disconnect(exc) or attempt >= self.retries:
@@ -716,7 +718,6 @@ class SQLSink(NanoNode):
             raise ConnectorError(
                 f"SQLSink: key column(s) {missing_keys} are not columns of table {self.table!r}"
             )
-        self._table = table
         return table
 
     def _create_table(self, conn: sa.Connection, rows: list[Mapping[str, Any]]) -> sa.Table:
