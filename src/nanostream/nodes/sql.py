@@ -48,6 +48,7 @@ from ._secrets import (
     ConnectorError,
     Secrets,
     backoff_delay,
+    check_flush_interval,
     closing_function,
     connector_error,
     install_log_masking,
@@ -573,15 +574,7 @@ class SQLSink(NanoNode):
         self.mode = mode
         self.key = keys
         self.batch_size = batch_size
-        if flush_interval is not None and (
-            isinstance(flush_interval, bool)
-            or not isinstance(flush_interval, (int, float))
-            or not flush_interval > 0
-        ):
-            raise ConfigError(
-                f"flush_interval must be positive seconds or None, got {flush_interval!r}"
-            )
-        self.flush_interval = flush_interval
+        self.flush_interval = check_flush_interval(flush_interval)
         self.tick_interval = flush_interval  # told when the input is quiet that long
         self.create = create
         self.schema = schema
