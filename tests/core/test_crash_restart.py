@@ -55,9 +55,10 @@ folder, ledger, db, mode = sys.argv[1:5]
 watch = LocalDirectoryWatchdog(folder, "*.csv", settle=0.05, state=ledger)
 rows = CSVReader(paths=True, types={"file": int, "row": int})
 key = ["file", "row"] if mode == "upsert" else None
-# Rows wait up to half a second to be committed: the kills often find some waiting.
+# Rows wait up to half a second to be committed, and a batch of 150 rows ends inside a
+# file of 20: a kill finds files with some rows committed and the rest waiting.
 sink = SQLSink(
-    f"sqlite:///{db}", "rows", mode=mode, key=key, create=True, batch_size=200,
+    f"sqlite:///{db}", "rows", mode=mode, key=key, create=True, batch_size=150,
     flush_interval=0.5,
 )
 watch > rows > sink
@@ -137,7 +138,8 @@ def test_kill_9_and_restart_loses_no_row(tmp_path: Path, mode: str) -> None:
             part = folder / f".part-{f:05d}.tmp"
             part.write_text("\n".join(lines) + "\n")
             part.rename(folder / f"part-{f:05d}.csv")
-            if f % 10 == 9 and stop_writing.wait(0.02):
+            # About 5 s of arrivals: long enough for several kills mid-stream.
+            if stop_writing.wait(0.01):
                 return
         written.set()
 
