@@ -25,13 +25,24 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import NodeProtocolError
 from .run import NodeCounters
 from .signals import RunAborted, SourceStopped
 
-__all__ = ["END", "IDLE", "Channel", "CheckedOutbox", "Outbox", "TripwireBuffer", "TripwireOutbox"]
+__all__ = [
+    "END",
+    "IDLE",
+    "Channel",
+    "TripwireFlush",
+    "batch_extend",
+    "checked_outp",
+    "CheckedOutbox",
+    "Outbox",
+    "TripwireBuffer",
+    "TripwireOutbox",
+]
 
 
 class _End:
@@ -328,7 +339,74 @@ class TripwireBuffer:
         return bool(self._dq) or bool(self._buf)
 
 
-class TripwireOutbox(Outbox):
+class TripwireFlush:
+    """What every outbox around a :class:`TripwireBuffer` shares (threads, cooperative).
+
+    A send that failed inside the buffer's append is kept in ``error`` and raised at the
+    next :meth:`flush` (the node's next read); after the outbox ended, an item emitted
+    anyway is a ``NodeProtocolError``.
+    """
+
+    error: BaseException | None
+    ended: bool
+    _buffer: TripwireBuffer
+
+    if TYPE_CHECKING:
+
+        def _send(self, items: list[Any]) -> None: ...
+
+    def _keep_error(self, exc: BaseException) -> None:
+        if self.error is None:  # it is raised at the node's next read
+            self.error = exc
+
+    def flush(self) -> None:
+        """Raise a kept error, else send what is buffered."""
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+        if self.ended:
+            if self._buffer.used_after_close():
+                raise NodeProtocolError(AFTER_END)
+            return
+        items = self._buffer.take()
+        if items:
+            self._send(items)
+
+
+def checked_outp(
+    buf: list[Any], limit: list[int], flush: Callable[[], None], batch_size: int
+) -> Callable[[Any], None]:
+    """A source's ``outp``: append to ``buf``, ``flush()`` once it holds ``limit[0]`` items.
+
+    ``limit`` is a one-item list so that other threads can lower it (demand, stop). The
+    function has ``outp.extend(items)``, which emits many items in batches of
+    ``batch_size`` (``from_iterable`` uses it for sized sequences).
+    """
+    append = buf.append
+
+    def outp(item: Any) -> None:
+        append(item)
+        if len(buf) >= limit[0]:
+            flush()
+
+    outp.extend = batch_extend(buf, flush, batch_size)  # type: ignore[attr-defined]
+    return outp
+
+
+def batch_extend(
+    buf: list[Any], flush: Callable[[], None], batch_size: int
+) -> Callable[[list[Any]], None]:
+    """``extend(items)`` for a source's ``outp``: add and flush ``batch_size`` at a time."""
+
+    def extend(items: list[Any]) -> None:
+        for start in range(0, len(items), batch_size):
+            buf.extend(items[start : start + batch_size])
+            flush()
+
+    return extend
+
+
+class TripwireOutbox(TripwireFlush, Outbox):
     """Outbox whose ``outp`` is a :class:`TripwireBuffer`'s C-level append."""
 
     def __init__(self, channels: list[Channel], batch_size: int, counters: NodeCounters) -> None:
@@ -345,22 +423,6 @@ class TripwireOutbox(Outbox):
             self._send(items)
         except BaseException as exc:  # noqa: BLE001 - re-raised at the node's next read
             self.error = exc
-
-    def _keep_error(self, exc: BaseException) -> None:
-        if self.error is None:  # it is raised at the node's next read
-            self.error = exc
-
-    def flush(self) -> None:
-        if self.error is not None:
-            error, self.error = self.error, None
-            raise error
-        if self.ended:
-            if self._buffer.used_after_close():
-                raise NodeProtocolError(AFTER_END)
-            return
-        items = self._buffer.take()
-        if items:
-            self._send(items)
 
     def _dispose(self) -> None:
         self._buffer.close()
@@ -380,23 +442,7 @@ class CheckedOutbox(Outbox):
         # Called (from the consumer's thread) after each demand: a source with pending
         # acknowledgements sends a marker then (see nanostream._core.acks).
         self.after_demand: Callable[[], None] | None = None
-        append = buf.append
-        limit = self._limit
-        flush = self._flush_from_outp
-
-        def outp(item: Any) -> None:
-            append(item)
-            if len(buf) >= limit[0]:
-                flush()
-
-        def extend(items: list[Any]) -> None:
-            # Emit many items in one call (used by from_iterable for sized sequences).
-            for start in range(0, len(items), batch_size):
-                buf.extend(items[start : start + batch_size])
-                flush()
-
-        outp.extend = extend  # type: ignore[attr-defined]
-        self.outp = outp
+        self.outp = checked_outp(buf, self._limit, self._flush_from_outp, batch_size)
 
     def _take(self) -> list[Any]:
         buf = self._buf

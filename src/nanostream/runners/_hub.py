@@ -25,7 +25,14 @@ from typing import Any
 from greenlet import getcurrent, greenlet
 
 from .._core.acks import AckCoordinator, Marker, NodeMarkers
-from .._core.channel import AFTER_END, END, TripwireBuffer
+from .._core.channel import (
+    AFTER_END,
+    END,
+    TripwireBuffer,
+    TripwireFlush,
+    batch_extend,
+    checked_outp,
+)
 from .._core.errors import NodeProtocolError
 from .._core.graph import Plan, PlanNode
 from .._core.monitor import ABORT_GRACE_S
@@ -726,7 +733,7 @@ class _Box:
         return False
 
 
-class _WireBox(_Box):
+class _WireBox(TripwireFlush, _Box):
     """Outbox of a node that reads input: ``outp`` is a C-level ``deque.append``.
 
     A :class:`~nanostream._core.channel.TripwireBuffer` hands each full batch on, waiting
@@ -761,22 +768,6 @@ class _WireBox(_Box):
         except BaseException as exc:  # noqa: BLE001 - raised at the node's next read
             self.error = exc
 
-    def _keep_error(self, exc: BaseException) -> None:
-        if self.error is None:
-            self.error = exc
-
-    def flush(self) -> None:
-        if self.error is not None:
-            error, self.error = self.error, None
-            raise error
-        if self.ended:
-            if self._buffer.used_after_close():
-                raise NodeProtocolError(AFTER_END)
-            return
-        items = self._buffer.take()
-        if items:
-            self._send(items)
-
     def _dispose(self) -> None:
         self.closed = True
         self._buffer.close()
@@ -796,31 +787,21 @@ class _SourceBox(_Box):
         self._limit = limit = [self.batch_size]
         self._stopping = False
         self._stop_raised = False
+        flush = self._flush_from_outp
+        if sched.watched:  # the watcher ends the time slice by lowering the limit
+            self.outp = checked_outp(buf, limit, flush, self.batch_size)
+            return
         append = buf.append
         deadline = task.deadline
         clock = _clock
-        flush = self._flush_from_outp
-        batch_size = self.batch_size
-
-        def outp(item: Any) -> None:
-            append(item)
-            if len(buf) >= limit[0]:
-                flush()
 
         def clocked_outp(item: Any) -> None:
             append(item)
             if len(buf) >= limit[0] or clock() >= deadline[0]:
                 flush()
 
-        def extend(items: list[Any]) -> None:
-            # Emit many items in one call (used by from_iterable for sized sequences).
-            for start in range(0, len(items), batch_size):
-                buf.extend(items[start : start + batch_size])
-                flush()
-
-        chosen = outp if sched.watched else clocked_outp
-        chosen.extend = extend  # type: ignore[attr-defined]
-        self.outp = chosen
+        clocked_outp.extend = batch_extend(buf, flush, self.batch_size)  # type: ignore[attr-defined]
+        self.outp = clocked_outp
 
     def flush(self) -> None:
         buf = self._buf

@@ -57,7 +57,7 @@ import ray
 from ray import cloudpickle
 
 from .._core.acks import AckCoordinator, AckRouting, Marker, NodeMarkers
-from .._core.channel import AFTER_END
+from .._core.channel import AFTER_END, checked_outp
 from .._core.context import NodeContext
 from .._core.errors import NodeProtocolError
 from .._core.ports import port_dispatcher
@@ -485,20 +485,7 @@ class _PortBox:
         buf: list[Any] = []
         self.buf = buf
         self.limit = [batch_size]
-        append, limit, flush = buf.append, self.limit, self._flush_from_outp
-
-        def outp(item: Any) -> None:
-            append(item)
-            if len(buf) >= limit[0]:
-                flush()
-
-        def extend(items: list[Any]) -> None:
-            for start in range(0, len(items), batch_size):
-                buf.extend(items[start : start + batch_size])
-                flush()
-
-        outp.extend = extend  # type: ignore[attr-defined]
-        self.outp = outp
+        self.outp = checked_outp(buf, self.limit, self._flush_from_outp, batch_size)
 
     def _take(self) -> list[Any]:
         buf = self.buf
