@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
-from .._core.errors import ConfigError, NanoStreamError
+from .._core.errors import NanoStreamError
 from .._core.redact import MASK, mask_text, redact, remember_secret
 from .._core.signals import RunAborted
 
@@ -37,7 +37,6 @@ __all__ = [
     "ConnectorError",
     "Secrets",
     "backoff_delay",
-    "check_flush_interval",
     "closing_function",
     "connector_error",
     "install_log_masking",
@@ -305,21 +304,6 @@ def install_log_masking(*logger_names: str) -> None:
             if name not in _installed:
                 logging.getLogger(name).addFilter(_FILTER)
                 _installed.add(name)
-
-
-def check_flush_interval(value: Any) -> float | None:
-    """``value`` if it is a valid ``flush_interval`` (positive seconds, or None), else an error.
-
-    Example:
-        >>> from nanostream.nodes._secrets import check_flush_interval
-        >>> check_flush_interval(0.5), check_flush_interval(None)
-        (0.5, None)
-    """
-    if value is not None and (
-        isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0
-    ):
-        raise ConfigError(f"flush_interval must be positive seconds or None, got {value!r}")
-    return value
 
 
 def backoff_delay(attempt: int, base: float, cap: float) -> float:

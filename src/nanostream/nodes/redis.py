@@ -17,21 +17,19 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 from .._core.acks import Acked
 from .._core.errors import ConfigError, MissingDependencyError
 from .._core.node import NanoNode, NodeFunction
-from .._core.ticks import TICK
+from ._buffered import BufferedSink
 from ._progress import AckedProgress
 from ._secrets import (
     ConnectorError,
     Secrets,
     backoff_delay,
-    check_flush_interval,
     closing_function,
     connector_error,
     install_log_masking,
@@ -352,7 +350,7 @@ def _encode_value(value: Any) -> Any:
     return json.dumps(value, default=str)
 
 
-class RedisStreamSink(NanoNode):
+class RedisStreamSink(BufferedSink):
     """A sink that appends each item (a dict of fields) to a Redis stream with ``XADD``.
 
     Field values that are text, bytes or numbers are stored as they are; anything else
@@ -371,8 +369,6 @@ class RedisStreamSink(NanoNode):
         >>> sink.encode({"user": "ada", "n": 3, "ok": True, "tags": ["a"]})
         {'user': 'ada', 'n': 3, 'ok': 'true', 'tags': '["a"]'}
     """
-
-    holds_items = True  # entries are done once their batch is sent (flush)
 
     def __init__(
         self,
@@ -400,15 +396,11 @@ class RedisStreamSink(NanoNode):
         self.stream = stream
         self.maxlen = maxlen
         self.approximate = approximate
-        self.batch_size = batch_size
-        self.flush_interval = check_flush_interval(flush_interval)
-        self.tick_interval = flush_interval  # told when the input is quiet that long
+        self._start_buffer(batch_size, flush_interval)  # entries wait until sent (flush)
         self.retries = retries
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.entries_written = 0
-        self._pending: list[dict[str, Any]] = []
-        self._since = 0.0  # when the oldest pending entry arrived
 
     def __repr__(self) -> str:
         return (
@@ -427,51 +419,11 @@ class RedisStreamSink(NanoNode):
         return {str(k): _encode_value(v) for k, v in item.items()}
 
     def setup(self) -> None:
-        self._pending = []
-        self._since = 0.0
+        self._empty_buffer()
         self._redis.open("RedisStreamSink")
 
-    def process_item(self, item: Any) -> Iterator[Any]:
-        if not self._pending:
-            self._since = time.monotonic()
-        self._pending.append(self.encode(item))
-        if len(self._pending) >= self.batch_size or self._due():
-            self.flush()
-        yield from ()
-
-    def tick(self) -> None:
-        """The input has been quiet for ``flush_interval``: send what is pending."""
-        self.flush()
-        self.release_items()  # everything read is sent
-
-    def cleanup(self) -> None:
-        self.flush()
-
-    def _due(self) -> bool:
-        interval = self.flush_interval
-        return interval is not None and time.monotonic() - self._since >= interval
-
     def as_function(self) -> NodeFunction:
-        self.validate()
-        node = self
-
-        def redis_stream_sink(inp: Iterable[Any], outp: Callable[[Any], Any]) -> None:
-            node.setup()
-            encode, size = node.encode, node.batch_size
-            timed = node.flush_interval is not None
-            for item in inp:
-                if item is TICK:
-                    node.tick()
-                    continue
-                pending = node._pending
-                if timed and not pending:
-                    node._since = time.monotonic()
-                pending.append(encode(item))
-                if len(pending) >= size or (timed and node._due()):
-                    node.flush()
-            node.cleanup()
-
-        return closing_function(redis_stream_sink, self._redis.close)
+        return closing_function(self._buffer_function(), self._redis.close)
 
     def flush(self) -> None:
         """Send the pending entries in one round trip (retried if the connection drops)."""
@@ -516,5 +468,5 @@ class RedisStreamSink(NanoNode):
                 )
                 pause(self, delay)
         self.entries_written += len(entries)
-        self._pending = []
+        self._empty_buffer()
         self.release_items()  # their sources' acknowledgements may go now

@@ -33,8 +33,7 @@ import json
 import logging
 import os
 import tempfile
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -42,13 +41,12 @@ from typing import TYPE_CHECKING, Any, Literal
 from .._core.acks import Acked
 from .._core.errors import ConfigError, MissingDependencyError
 from .._core.node import NanoNode, NodeFunction
-from .._core.ticks import TICK
+from ._buffered import BufferedSink
 from ._progress import AckedProgress
 from ._secrets import (
     ConnectorError,
     Secrets,
     backoff_delay,
-    check_flush_interval,
     closing_function,
     connector_error,
     install_log_masking,
@@ -499,7 +497,7 @@ def _column_type(name: str, value: Any) -> Any:
     )
 
 
-class SQLSink(NanoNode):
+class SQLSink(BufferedSink):
     """A sink that writes each item (a dict) as a row of ``table``.
 
     Rows are written in transactions of ``batch_size`` rows, or fewer once the oldest of
@@ -540,8 +538,6 @@ class SQLSink(NanoNode):
         >>> tmp.cleanup()
     """
 
-    holds_items = True  # rows are done once their transaction is committed (flush)
-
     def __init__(
         self,
         url: str | sa.URL | sa.Engine,
@@ -573,17 +569,13 @@ class SQLSink(NanoNode):
         self.table = table
         self.mode = mode
         self.key = keys
-        self.batch_size = batch_size
-        self.flush_interval = check_flush_interval(flush_interval)
-        self.tick_interval = flush_interval  # told when the input is quiet that long
+        self._start_buffer(batch_size, flush_interval)  # rows wait until committed (flush)
         self.create = create
         self.schema = schema
         self.retries = retries
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.rows_written = 0
-        self._pending: list[Mapping[str, Any]] = []
-        self._since = 0.0  # when the oldest pending row arrived
         self._table: sa.Table | None = None
         self._checked: set[tuple[str, ...]] = set()
         self._writers: dict[tuple[str, ...], Callable[[sa.Connection, list[Any]], None]] = {}
@@ -596,54 +588,11 @@ class SQLSink(NanoNode):
 
     # ------------------------------------------------------------------ node
     def setup(self) -> None:
-        self._pending = []
-        self._since = 0.0
+        self._empty_buffer()
         self._db.open("SQLSink")
 
-    def process_item(self, item: Mapping[str, Any]) -> Iterator[Any]:
-        pending = self._pending
-        if not pending:
-            self._since = time.monotonic()
-        pending.append(item)
-        if len(pending) >= self.batch_size or self._due():
-            self.flush()
-        yield from ()
-
-    def tick(self) -> None:
-        """The input has been quiet for ``flush_interval``: commit what is pending."""
-        self.flush()
-        self.release_items()  # everything read is committed
-
-    def cleanup(self) -> None:
-        self.flush()
-
-    def _due(self) -> bool:
-        interval = self.flush_interval
-        return interval is not None and time.monotonic() - self._since >= interval
-
     def as_function(self) -> NodeFunction:
-        self.validate()
-        node = self
-
-        def sql_sink(inp: Iterable[Any], outp: Callable[[Any], Any]) -> None:
-            node.setup()
-            pending = node._pending
-            size = node.batch_size
-            timed = node.flush_interval is not None
-            for item in inp:
-                if item is TICK:
-                    node.tick()
-                    pending = node._pending
-                    continue
-                if timed and not pending:
-                    node._since = time.monotonic()
-                pending.append(item)
-                if len(pending) >= size or (timed and node._due()):
-                    node.flush()
-                    pending = node._pending
-            node.cleanup()
-
-        return closing_function(sql_sink, self._db.close)
+        return closing_function(self._buffer_function(), self._db.close)
 
     # ------------------------------------------------------------------ writing
     def flush(self) -> None:
@@ -689,7 +638,7 @@ class SQLSink(NanoNode):
                 )
                 pause(self, delay)
         self.rows_written += len(rows)
-        self._pending = []
+        self._empty_buffer()
         self.release_items()  # their sources' acknowledgements may go now
 
     def _resolve_table(self, conn: sa.Connection, rows: list[Mapping[str, Any]]) -> sa.Table:

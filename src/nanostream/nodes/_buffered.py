@@ -1,0 +1,137 @@
+"""Sinks that write in batches: the buffering the SQL and Redis sinks share."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from .._core.errors import ConfigError
+from .._core.node import NanoNode, NodeFunction
+from .._core.ticks import TICK
+
+__all__ = ["BufferedSink", "check_flush_interval"]
+
+
+def check_flush_interval(value: Any) -> float | None:
+    """``value`` if it is a valid ``flush_interval`` (positive seconds, or None), else an error.
+
+    Example:
+        >>> from nanostream.nodes._buffered import check_flush_interval
+        >>> check_flush_interval(0.5), check_flush_interval(None)
+        (0.5, None)
+    """
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0
+    ):
+        raise ConfigError(f"flush_interval must be positive seconds or None, got {value!r}")
+    return value
+
+
+class BufferedSink(NanoNode):
+    """A sink that writes its items in batches, and says when they are written.
+
+    Items (as :meth:`encode` makes them) wait in ``_pending`` until ``batch_size`` of them
+    are there, the oldest has waited ``flush_interval`` seconds (also on a quiet input:
+    the node asks for ticks), or the input ends; then :meth:`flush` writes them. A
+    subclass defines ``flush()`` (write ``_pending``, then empty it and call
+    ``release_items()``, so that sources' acknowledgements wait until the write is done)
+    and a ``setup()`` that calls :meth:`_empty_buffer`; its ``__init__`` calls
+    :meth:`_start_buffer`.
+
+    Example:
+        >>> import nanostream
+        >>> from nanostream.nodes._buffered import BufferedSink
+        >>> class Batches(BufferedSink):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self._start_buffer(batch_size=2, flush_interval=None)
+        ...         self.written = []
+        ...     def setup(self):
+        ...         self._empty_buffer()
+        ...     def flush(self):
+        ...         if self._pending:
+        ...             self.written.append(self._pending)
+        ...             self._pending = []
+        ...             self.release_items()
+        >>> sink = Batches()
+        >>> nanostream.from_iterable(range(5)) > sink
+        Batches(name=None)
+        >>> sink.global_start()
+        >>> sink.written
+        [[0, 1], [2, 3], [4]]
+    """
+
+    holds_items = True  # items are done once their batch is written (flush)
+
+    batch_size: int
+    flush_interval: float | None
+    _pending: list[Any]
+    _since: float  # when the oldest pending item arrived
+
+    def _start_buffer(self, batch_size: int, flush_interval: float | None) -> None:
+        """Set the batch options (from ``__init__``)."""
+        self.batch_size = batch_size
+        self.flush_interval = check_flush_interval(flush_interval)
+        self.tick_interval = self.flush_interval  # told when the input is quiet that long
+        self._empty_buffer()
+
+    def _empty_buffer(self) -> None:
+        """Nothing pending (from ``setup()``, and after each write)."""
+        self._pending = []
+        self._since = 0.0
+
+    def encode(self, item: Any) -> Any:
+        """What is buffered for ``item`` (the item itself, unless a subclass says)."""
+        return item
+
+    def flush(self) -> None:
+        """Write what is pending (subclasses)."""
+        raise NotImplementedError
+
+    def process_item(self, item: Any) -> Iterator[Any]:
+        pending = self._pending
+        if not pending:
+            self._since = time.monotonic()
+        pending.append(self.encode(item))
+        if len(pending) >= self.batch_size or self._due():
+            self.flush()
+        yield from ()
+
+    def tick(self) -> None:
+        """The input has been quiet for ``flush_interval``: write what is pending."""
+        self.flush()
+        self.release_items()  # everything read is written
+
+    def cleanup(self) -> None:
+        self.flush()
+
+    def _due(self) -> bool:
+        interval = self.flush_interval
+        return interval is not None and time.monotonic() - self._since >= interval
+
+    def _buffer_function(self) -> NodeFunction:
+        """The node function: :meth:`process_item` and ticks, without a frame per item."""
+        self.validate()
+        node = self
+        encode = None if type(self).encode is BufferedSink.encode else self.encode
+
+        def buffered_sink(inp: Iterable[Any], outp: Callable[[Any], Any]) -> None:
+            node.setup()
+            pending = node._pending
+            size = node.batch_size
+            timed = node.flush_interval is not None
+            for item in inp:
+                if item is TICK:
+                    node.tick()
+                    pending = node._pending
+                    continue
+                if timed and not pending:
+                    node._since = time.monotonic()
+                pending.append(item if encode is None else encode(item))
+                if len(pending) >= size or (timed and node._due()):
+                    node.flush()
+                    pending = node._pending
+            node.cleanup()
+
+        return buffered_sink
