@@ -32,6 +32,7 @@ from .._core.channel import (
     TripwireFlush,
     batch_extend,
     checked_outp,
+    next_slice_len,
 )
 from .._core.errors import NodeProtocolError
 from .._core.graph import Plan, PlanNode
@@ -573,10 +574,7 @@ class Scheduler:
                 if t1 >= deadline[0]:
                     self.time_slice(task)
                 elapsed = t1 - t0 - (counters.blocked_output_s - blocked)
-                if elapsed > _LINGER_S and slice_len > 1:
-                    slice_len = max(1, int(slice_len * _LINGER_S / elapsed / 2))
-                elif elapsed < _LINGER_S / 8 and slice_len < max_slice:
-                    slice_len = min(max_slice, slice_len * 2)
+                slice_len = next_slice_len(slice_len, elapsed, _LINGER_S, max_slice)
 
     # ----------------------------------------------------------------- acknowledgements
     def markers_of(self, task: _Task) -> NodeMarkers:

@@ -11,7 +11,15 @@ from operator import length_hint
 from typing import Any
 
 from .._core.acks import AckCoordinator, Marker, NodeMarkers
-from .._core.channel import END, IDLE, Channel, CheckedOutbox, Outbox, TripwireOutbox
+from .._core.channel import (
+    END,
+    IDLE,
+    Channel,
+    CheckedOutbox,
+    Outbox,
+    TripwireOutbox,
+    next_slice_len,
+)
 from .._core.context import NodeContext
 from .._core.errors import NodeProtocolError
 from .._core.graph import Plan, PlanNode
@@ -100,10 +108,7 @@ class _Input:
                     outbox.flush()
                 if self.markers is not None:
                     self.markers.apply()
-                if elapsed > _LINGER_S and slice_len > 1:
-                    slice_len = max(1, int(slice_len * _LINGER_S / elapsed / 2))
-                elif elapsed < _LINGER_S / 8 and slice_len < self.max_slice:
-                    slice_len = min(self.max_slice, slice_len * 2)
+                slice_len = next_slice_len(slice_len, elapsed, _LINGER_S, self.max_slice)
 
     def _markers(self) -> NodeMarkers:
         markers = self.markers
