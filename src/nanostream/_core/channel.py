@@ -27,6 +27,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from . import fast
 from .errors import NodeProtocolError
 from .run import NodeCounters
 from .signals import RunAborted, SourceStopped
@@ -400,18 +401,13 @@ def checked_outp(
     """A source's ``outp``: append to ``buf``, ``flush()`` once it holds ``limit[0]`` items.
 
     ``limit`` is a one-item list so that other threads can lower it (demand, stop). The
-    function has ``outp.extend(items)``, which emits many items in batches of
-    ``batch_size`` (``from_iterable`` uses it for sized sequences).
+    ``outp`` is compiled when ``nanostream._speedups`` is built (see
+    :mod:`nanostream._core.fast`). It has ``outp.extend(items)``, which emits many items in
+    batches of ``batch_size`` (``from_iterable`` uses it for sized sequences).
     """
-    append = buf.append
-
-    def outp(item: Any) -> None:
-        append(item)
-        if len(buf) >= limit[0]:
-            flush()
-
-    outp.extend = batch_extend(buf, flush, batch_size)  # type: ignore[attr-defined]
-    return outp
+    outp: Any = fast.checked_outp(buf, limit, flush)
+    outp.extend = batch_extend(buf, flush, batch_size)
+    return outp  # type: ignore[no-any-return]
 
 
 def batch_extend(

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 from .acks import Acked
 from .context import NodeContext
 from .errors import GraphError, NodeProtocolError, TooManyErrors
+from .fast import drive, drive_source
 from .policy import (
     POLICY_OPTIONS,
     ErrorPolicy,
@@ -130,14 +131,14 @@ def _run_generator(
     try:
         if first is _UNSET:
             return
-        for item in chain((first,), gen):
-            if type(item) is Acked:
-                try:
-                    outp(item.item)
-                finally:
-                    attach(item.ack)
-            else:
-                outp(item)
+
+        def acked(item: Acked) -> None:
+            try:
+                outp(item.item)
+            finally:
+                attach(item.ack)
+
+        drive_source(chain((first,), gen), outp, Acked, acked)
     except SourceStopped:
         pass
     except Exception as exc:
@@ -740,9 +741,7 @@ class NanoNode:
                 process = node.process_item
                 if ticks:
                     inp = node._untick(inp, outp)
-                for item in inp:
-                    for out in process(item):
-                        outp(out)
+                drive(inp, process, outp)
                 node._run_cleanup(outp)
 
             return process_function

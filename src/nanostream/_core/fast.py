@@ -1,0 +1,108 @@
+"""The engine's per-item loops: compiled when ``nanostream._speedups`` is built, else Python.
+
+Three small things run once per item in every run, so they are written twice: in C
+(``src/nanostream/_speedups.c``, built by ``pip install`` when a C compiler is present) and
+here in Python, which is used when the compiled module is missing (no compiler, another
+interpreter) or when the environment variable ``NANOSTREAM_PURE_PYTHON=1`` is set. Both
+behave the same; the test suite runs both (``tests/core/test_fast.py``).
+
+- :func:`checked_outp`: a source's ``outp``, which appends to a list and calls ``flush()``
+  once the list holds ``limit[0]`` items (``limit`` is a one-item list that other threads may
+  lower, e.g. to 1 when a consumer runs dry).
+- :func:`drive`: ``for item in inp: for out in process(item): outp(out)``, the loop of every
+  ``process_item`` node.
+- :func:`drive_source`: ``outp(item)`` for each item of a source, or ``special(item)`` for
+  items of one special type (a source's ``Acked`` items).
+
+Example:
+    >>> from nanostream._core.fast import drive
+    >>> out = []
+    >>> drive([1, 2], lambda x: [x, x * 10], out.append)
+    >>> out
+    [1, 10, 2, 20]
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from typing import Any
+
+__all__ = ["SPEEDUPS", "checked_outp", "drive", "drive_source", "py_checked_outp"]
+
+Outp = Callable[[Any], Any]
+
+
+def py_checked_outp(buf: list[Any], limit: list[int], flush: Callable[[], object]) -> Outp:
+    """The Python ``outp`` of a source: append to ``buf``; ``flush()`` at ``limit[0]`` items.
+
+    Example:
+        >>> from nanostream._core.fast import py_checked_outp
+        >>> buf, sent = [], []
+        >>> outp = py_checked_outp(buf, [2], lambda: (sent.append(buf[:]), buf.clear()))
+        >>> for i in range(5):
+        ...     outp(i)
+        >>> sent, buf
+        ([[0, 1], [2, 3]], [4])
+    """
+    append = buf.append
+
+    def outp(item: Any) -> None:
+        append(item)
+        if len(buf) >= limit[0]:
+            flush()
+
+    return outp
+
+
+def py_drive(inp: Iterable[Any], process: Callable[[Any], Iterable[Any]], outp: Outp) -> None:
+    """``for item in inp: for out in process(item): outp(out)``, in Python.
+
+    Example:
+        >>> from nanostream._core.fast import py_drive
+        >>> out = []
+        >>> py_drive("ab", lambda c: [c.upper()], out.append)
+        >>> out
+        ['A', 'B']
+    """
+    for item in inp:
+        for out in process(item):
+            outp(out)
+
+
+def py_drive_source(
+    items: Iterable[Any], outp: Outp, special_type: type, special: Callable[[Any], Any]
+) -> None:
+    """``outp(item)`` for each item, or ``special(item)`` when its type is ``special_type``.
+
+    Example:
+        >>> from nanostream._core.fast import py_drive_source
+        >>> out, odd = [], []
+        >>> py_drive_source([1, "x", 2], out.append, str, odd.append)
+        >>> out, odd
+        ([1, 2], ['x'])
+    """
+    for item in items:
+        if type(item) is special_type:
+            special(item)
+        else:
+            outp(item)
+
+
+SPEEDUPS = False
+"""True when the compiled loops are in use."""
+
+checked_outp: Callable[[list[Any], list[int], Callable[[], object]], Outp] = py_checked_outp
+drive: Callable[[Iterable[Any], Callable[[Any], Iterable[Any]], Outp], None] = py_drive
+drive_source: Callable[[Iterable[Any], Outp, type, Callable[[Any], Any]], None] = py_drive_source
+
+if os.environ.get("NANOSTREAM_PURE_PYTHON", "") in ("", "0"):
+    try:
+        from .. import _speedups
+    except ImportError:  # not built: no C compiler at install time, or another interpreter
+        pass
+    else:
+        checked_outp = _speedups.CheckedOutp
+        drive = _speedups.drive
+        drive_source = _speedups.drive_source
+        SPEEDUPS = True

@@ -1,0 +1,309 @@
+/* nanostream._speedups: the engine's per-item loops, compiled.
+ *
+ * Optional: nanostream._core.fast holds the same three things in Python and uses them when
+ * this module is missing (a build without a C compiler, another interpreter) or when
+ * NANOSTREAM_PURE_PYTHON=1. Each behaves exactly like its Python twin; the tests run both.
+ *
+ * - CheckedOutp: a source's outp. Appends to a list and calls flush() once the list holds
+ *   limit[0] items (limit is a one-item list other threads may lower).
+ * - drive(inp, process, outp): for item in inp: for out in process(item): outp(out)
+ * - drive_source(items, outp, special_type, special): for item in items: special(item) if
+ *   type(item) is special_type else outp(item)
+ *
+ * None of them releases the GIL; user code they call may.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+/* ------------------------------------------------------------------ CheckedOutp */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *buf;    /* list */
+    PyObject *limit;  /* list of one int */
+    PyObject *flush;  /* callable, no arguments */
+    PyObject *extend; /* anything: outp.extend(items), set by the owner */
+    vectorcallfunc vectorcall;
+} CheckedOutp;
+
+static int
+outp_append(CheckedOutp *self, PyObject *item)
+{
+    PyObject *buf = self->buf;
+    if (PyList_Append(buf, item) < 0) {
+        return -1;
+    }
+    PyObject *limit = self->limit;
+    if (!PyList_CheckExact(limit) || PyList_GET_SIZE(limit) < 1) {
+        PyErr_SetString(PyExc_TypeError, "CheckedOutp: limit must be a one-item list");
+        return -1;
+    }
+    Py_ssize_t n = PyLong_AsSsize_t(PyList_GET_ITEM(limit, 0));
+    if (n == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (PyList_GET_SIZE(buf) >= n) {
+        PyObject *res = PyObject_CallNoArgs(self->flush);
+        if (res == NULL) {
+            return -1;
+        }
+        Py_DECREF(res);
+    }
+    return 0;
+}
+
+static PyObject *
+outp_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs != 1 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 0)) {
+        PyErr_SetString(PyExc_TypeError, "outp() takes exactly one argument, the item");
+        return NULL;
+    }
+    if (outp_append((CheckedOutp *)op, args[0]) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+outp_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"buf", "limit", "flush", NULL};
+    PyObject *buf, *limit, *flush;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!O:CheckedOutp", kwlist, &PyList_Type,
+                                     &buf, &PyList_Type, &limit, &flush)) {
+        return NULL;
+    }
+    if (PyList_GET_SIZE(limit) != 1) {
+        PyErr_SetString(PyExc_ValueError, "CheckedOutp: limit must be a one-item list");
+        return NULL;
+    }
+    if (!PyCallable_Check(flush)) {
+        PyErr_SetString(PyExc_TypeError, "CheckedOutp: flush must be callable");
+        return NULL;
+    }
+    CheckedOutp *self = (CheckedOutp *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->buf = Py_NewRef(buf);
+    self->limit = Py_NewRef(limit);
+    self->flush = Py_NewRef(flush);
+    self->extend = Py_NewRef(Py_None);
+    self->vectorcall = outp_vectorcall;
+    return (PyObject *)self;
+}
+
+static int
+outp_traverse(CheckedOutp *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->buf);
+    Py_VISIT(self->limit);
+    Py_VISIT(self->flush);
+    Py_VISIT(self->extend);
+    return 0;
+}
+
+static int
+outp_clear(CheckedOutp *self)
+{
+    Py_CLEAR(self->buf);
+    Py_CLEAR(self->limit);
+    Py_CLEAR(self->flush);
+    Py_CLEAR(self->extend);
+    return 0;
+}
+
+static void
+outp_dealloc(CheckedOutp *self)
+{
+    PyObject_GC_UnTrack(self);
+    outp_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMemberDef outp_members[] = {
+    {"buf", T_OBJECT, offsetof(CheckedOutp, buf), READONLY, "the buffer (a list)"},
+    {"limit", T_OBJECT, offsetof(CheckedOutp, limit), READONLY, "one-item list: flush size"},
+    {"flush", T_OBJECT, offsetof(CheckedOutp, flush), READONLY, "called when full"},
+    {"extend", T_OBJECT, offsetof(CheckedOutp, extend), 0, "outp.extend(items)"},
+    {"__vectorcalloffset__", T_PYSSIZET, offsetof(CheckedOutp, vectorcall), READONLY},
+    {NULL},
+};
+
+static PyTypeObject CheckedOutpType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "nanostream._speedups.CheckedOutp",
+    .tp_doc = "CheckedOutp(buf, limit, flush): a source's outp; appends, flushes when full.",
+    .tp_basicsize = sizeof(CheckedOutp),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_new = outp_new,
+    .tp_traverse = (traverseproc)outp_traverse,
+    .tp_clear = (inquiry)outp_clear,
+    .tp_dealloc = (destructor)outp_dealloc,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(CheckedOutp, vectorcall),
+    .tp_members = outp_members,
+};
+
+/* ------------------------------------------------------------------ drive */
+
+/* Calls outp(out), the fast way when outp is a CheckedOutp. */
+static inline int
+emit(PyObject *outp, PyObject *out)
+{
+    if (Py_IS_TYPE(outp, &CheckedOutpType)) {
+        return outp_append((CheckedOutp *)outp, out);
+    }
+    PyObject *res = PyObject_CallOneArg(outp, out);
+    if (res == NULL) {
+        return -1;
+    }
+    Py_DECREF(res);
+    return 0;
+}
+
+/* Next item of iterator `it` (a new reference), or NULL: at the end with no error set
+ * (a StopIteration is cleared, as a for loop does), else with the error set. */
+static inline PyObject *
+next_item(PyObject *it, iternextfunc next)
+{
+    PyObject *item = next(it);
+    if (item == NULL && PyErr_Occurred()) {
+        if (PyErr_ExceptionMatches(PyExc_StopIteration)) {
+            PyErr_Clear();
+        }
+    }
+    return item;
+}
+
+static PyObject *
+drive(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "drive(inp, process, outp) takes 3 arguments");
+        return NULL;
+    }
+    PyObject *process = args[1], *outp = args[2];
+    PyObject *it = PyObject_GetIter(args[0]);
+    if (it == NULL) {
+        return NULL;
+    }
+    iternextfunc next = Py_TYPE(it)->tp_iternext;
+    PyObject *item;
+    while ((item = next_item(it, next)) != NULL) {
+        PyObject *outs = PyObject_CallOneArg(process, item);
+        Py_DECREF(item);
+        if (outs == NULL) {
+            goto error;
+        }
+        PyObject *oit = PyObject_GetIter(outs);
+        Py_DECREF(outs);
+        if (oit == NULL) {
+            goto error;
+        }
+        iternextfunc onext = Py_TYPE(oit)->tp_iternext;
+        PyObject *out;
+        while ((out = next_item(oit, onext)) != NULL) {
+            int rc = emit(outp, out);
+            Py_DECREF(out);
+            if (rc < 0) {
+                Py_DECREF(oit);
+                goto error;
+            }
+        }
+        Py_DECREF(oit);
+        if (PyErr_Occurred()) {
+            goto error;
+        }
+    }
+    if (PyErr_Occurred()) {
+        goto error;
+    }
+    Py_DECREF(it);
+    Py_RETURN_NONE;
+error:
+    Py_DECREF(it);
+    return NULL;
+}
+
+static PyObject *
+drive_source(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError,
+                        "drive_source(items, outp, special_type, special) takes 4 arguments");
+        return NULL;
+    }
+    PyObject *outp = args[1], *special_type = args[2], *special = args[3];
+    PyObject *it = PyObject_GetIter(args[0]);
+    if (it == NULL) {
+        return NULL;
+    }
+    iternextfunc next = Py_TYPE(it)->tp_iternext;
+    PyObject *item;
+    while ((item = next_item(it, next)) != NULL) {
+        int rc;
+        if ((PyObject *)Py_TYPE(item) == special_type) {
+            PyObject *res = PyObject_CallOneArg(special, item);
+            rc = res == NULL ? -1 : 0;
+            Py_XDECREF(res);
+        }
+        else {
+            rc = emit(outp, item);
+        }
+        Py_DECREF(item);
+        if (rc < 0) {
+            Py_DECREF(it);
+            return NULL;
+        }
+    }
+    Py_DECREF(it);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef speedups_methods[] = {
+    {"drive", (PyCFunction)(void (*)(void))drive, METH_FASTCALL,
+     "drive(inp, process, outp): for item in inp: for out in process(item): outp(out)"},
+    {"drive_source", (PyCFunction)(void (*)(void))drive_source, METH_FASTCALL,
+     "drive_source(items, outp, special_type, special): outp(item) for each item, or "
+     "special(item) when type(item) is special_type"},
+    {NULL, NULL, 0, NULL},
+};
+
+static int
+speedups_exec(PyObject *module)
+{
+    if (PyType_Ready(&CheckedOutpType) < 0) {
+        return -1;
+    }
+    if (PyModule_AddObjectRef(module, "CheckedOutp", (PyObject *)&CheckedOutpType) < 0) {
+        return -1;
+    }
+    return 0;
+}
+
+static PyModuleDef_Slot speedups_slots[] = {
+    {Py_mod_exec, speedups_exec},
+    {0, NULL},
+};
+
+static struct PyModuleDef speedups_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "nanostream._speedups",
+    .m_doc = "The engine's per-item loops, compiled (optional; see nanostream._core.fast).",
+    .m_size = 0,
+    .m_methods = speedups_methods,
+    .m_slots = speedups_slots,
+};
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    return PyModuleDef_Init(&speedups_module);
+}

@@ -1,0 +1,21 @@
+from collections.abc import Callable, Iterable
+from typing import Any
+
+class CheckedOutp:
+    buf: list[Any]
+    limit: list[int]
+    flush: Callable[[], object]
+    extend: Any
+    def __init__(self, buf: list[Any], limit: list[int], flush: Callable[[], object]) -> None: ...
+    def __call__(self, item: Any, /) -> None: ...
+
+def drive(
+    inp: Iterable[Any], process: Callable[[Any], Iterable[Any]], outp: Callable[[Any], Any], /
+) -> None: ...
+def drive_source(
+    items: Iterable[Any],
+    outp: Callable[[Any], Any],
+    special_type: type,
+    special: Callable[[Any], Any],
+    /,
+) -> None: ...

@@ -1,0 +1,326 @@
+"""The engine's per-item loops: the compiled ones and their Python twins behave the same."""
+
+from __future__ import annotations
+
+import gc
+import os
+import subprocess
+import sys
+import textwrap
+import weakref
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from nanostream._core import fast
+
+try:
+    from nanostream import _speedups
+except ImportError:  # pragma: no cover - a build without a C compiler
+    _speedups = None  # type: ignore[assignment]
+
+IMPLS: list[Any] = [pytest.param("python", id="python")]
+if _speedups is not None:
+    IMPLS.append(pytest.param("c", id="c"))
+
+
+def impl(kind: str) -> Any:
+    """A namespace with checked_outp, drive and drive_source of one implementation."""
+
+    class Impl:
+        if kind == "c":
+            checked_outp = staticmethod(_speedups.CheckedOutp)
+            drive = staticmethod(_speedups.drive)
+            drive_source = staticmethod(_speedups.drive_source)
+        else:
+            checked_outp = staticmethod(fast.py_checked_outp)
+            drive = staticmethod(fast.py_drive)
+            drive_source = staticmethod(fast.py_drive_source)
+
+    return Impl
+
+
+@pytest.fixture(params=IMPLS)
+def loops(request: pytest.FixtureRequest) -> Any:
+    return impl(request.param)
+
+
+def test_the_compiled_loops_are_built_in_ci() -> None:
+    # CI installs with a C compiler: a build that silently fell back must not pass unseen.
+    if not os.environ.get("CI"):
+        pytest.skip("checked in CI only (a local build may lack a compiler)")
+    assert _speedups is not None
+    assert fast.SPEEDUPS
+
+
+def test_the_environment_variable_chooses_the_python_loops() -> None:
+    code = textwrap.dedent(
+        """
+        import nanostream
+        from nanostream._core import fast
+        from nanostream.testing import Collect
+
+        class Double(nanostream.NanoNode):
+            def process_item(self, item):
+                yield item * 2
+
+        def numbers(inp, outp):
+            for i in range(1000):
+                outp(i)
+
+        sink = Collect()
+        nanostream.as_node(numbers) > Double() > sink
+        sink.global_start()
+        assert sink.items == [2 * i for i in range(1000)], sink.items[:5]
+        print(fast.SPEEDUPS, fast.drive.__module__)
+        """
+    )
+    env = dict(os.environ, NANOSTREAM_PURE_PYTHON="1")
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "nanostream._core.fast"]
+
+
+# ----------------------------------------------------------------------- checked_outp
+def test_outp_flushes_when_the_buffer_reaches_the_limit(loops: Any) -> None:
+    buf: list[Any] = []
+    sent: list[list[Any]] = []
+
+    def flush() -> None:
+        sent.append(buf[:])
+        buf.clear()
+
+    outp = loops.checked_outp(buf, [3], flush)
+    for i in range(7):
+        outp(i)
+    assert sent == [[0, 1, 2], [3, 4, 5]]
+    assert buf == [6]
+
+
+def test_outp_reads_the_limit_at_every_call(loops: Any) -> None:
+    buf: list[Any] = []
+    limit = [100]
+    flushes: list[int] = []
+
+    def flush() -> None:
+        flushes.append(len(buf))
+        buf.clear()
+
+    outp = loops.checked_outp(buf, limit, flush)
+    outp("a")
+    outp("b")
+    limit[0] = 1  # e.g. a consumer ran dry: send at the next item
+    outp("c")
+    assert flushes == [3]
+    limit[0] = 0  # e.g. the run stops: every call flushes
+    outp("d")
+    assert flushes == [3, 1]
+
+
+def test_outp_passes_on_what_flush_raises(loops: Any) -> None:
+    buf: list[Any] = []
+
+    def flush() -> None:
+        raise KeyError("stop here")
+
+    outp = loops.checked_outp(buf, [1], flush)
+    with pytest.raises(KeyError, match="stop here"):
+        outp(1)
+    assert buf == [1]  # the item was taken before the flush failed
+
+
+def test_outp_carries_an_extend_attribute(loops: Any) -> None:
+    outp = loops.checked_outp([], [2], lambda: None)
+    outp.extend = "anything"
+    assert outp.extend == "anything"
+
+
+def test_outp_takes_one_item(loops: Any) -> None:
+    outp = loops.checked_outp([], [2], lambda: None)
+    with pytest.raises(TypeError):
+        outp()
+    with pytest.raises(TypeError):
+        outp(1, 2)
+
+
+@pytest.mark.skipif(_speedups is None, reason="the compiled module is not built")
+def test_compiled_outp_checks_its_arguments() -> None:
+    with pytest.raises(TypeError):
+        _speedups.CheckedOutp((), [1], print)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="one-item list"):
+        _speedups.CheckedOutp([], [], print)
+    with pytest.raises(TypeError, match="callable"):
+        _speedups.CheckedOutp([], [1], 3)  # type: ignore[arg-type]
+    limit = [1]
+    outp = _speedups.CheckedOutp([], limit, print)
+    limit[0] = "x"  # type: ignore[call-overload]
+    with pytest.raises(TypeError):
+        outp(1)
+
+
+@pytest.mark.skipif(_speedups is None, reason="the compiled module is not built")
+def test_compiled_outp_in_a_reference_cycle_is_collected() -> None:
+    class Owner:
+        outp: Any = None
+
+        def flush(self) -> None:
+            pass
+
+    owner = Owner()
+    owner.outp = _speedups.CheckedOutp([], [5], owner.flush)  # owner -> outp -> owner
+    collected: list[bool] = []
+    weakref.finalize(owner, collected.append, True)
+    del owner
+    gc.collect()
+    assert collected == [True]
+
+
+# ----------------------------------------------------------------------- drive
+@given(st.lists(st.lists(st.integers(), max_size=4), max_size=30))
+def test_drive_matches_the_nested_loops(batches: list[list[int]]) -> None:
+    # Item i of the input yields the list batches[i].
+    for kind in ("python", "c") if _speedups is not None else ("python",):
+        out: list[int] = []
+        impl(kind).drive(range(len(batches)), lambda i: iter(batches[i]), out.append)
+        assert out == [x for b in batches for x in b]
+
+
+def test_drive_uses_a_checked_outp_like_any_callable(loops: Any) -> None:
+    buf: list[Any] = []
+    sent: list[list[Any]] = []
+
+    def flush() -> None:
+        sent.append(buf[:])
+        buf.clear()
+
+    outp = loops.checked_outp(buf, [2], flush)
+
+    def twice(x: int) -> Iterator[int]:
+        yield x
+        yield x
+
+    loops.drive([1, 2, 3], twice, outp)
+    assert sent == [[1, 1], [2, 2], [3, 3]]
+
+
+def test_drive_ignores_a_generator_return_value(loops: Any) -> None:
+    def gen(x: int) -> Iterator[int]:
+        yield x
+        return "done"  # type: ignore[misc]  # a StopIteration carrying a value
+
+    out: list[int] = []
+    loops.drive([1, 2], gen, out.append)
+    assert out == [1, 2]
+
+
+def test_drive_closes_the_generator_when_outp_raises(loops: Any) -> None:
+    closed: list[int] = []
+
+    def gen(x: int) -> Iterator[int]:
+        try:
+            yield x
+            yield x + 1
+        finally:
+            closed.append(x)
+
+    def outp(item: int) -> None:
+        if item == 3:
+            raise ValueError("no 3")
+
+    with pytest.raises(ValueError, match="no 3"):
+        loops.drive([1, 3, 5], gen, outp)
+    assert closed == [1, 3]
+
+
+def test_drive_passes_on_errors_of_each_part(loops: Any) -> None:
+    def bad_inp() -> Iterator[int]:
+        yield 1
+        raise OSError("input broke")
+
+    out: list[int] = []
+    with pytest.raises(OSError, match="input broke"):
+        loops.drive(bad_inp(), lambda x: [x], out.append)
+    assert out == [1]
+
+    def process(x: int) -> Iterator[int]:
+        raise ZeroDivisionError(x)
+
+    with pytest.raises(ZeroDivisionError):
+        loops.drive([1], process, out.append)
+    with pytest.raises(TypeError, match="not iterable"):
+        loops.drive([1], lambda x: None, out.append)
+    with pytest.raises(TypeError, match="not iterable"):
+        loops.drive(5, lambda x: [x], out.append)
+
+
+def test_drive_returns_none_and_reads_lazily(loops: Any) -> None:
+    seen: list[int] = []
+
+    def inp() -> Iterator[int]:
+        for i in range(3):
+            seen.append(i)
+            yield i
+
+    out: list[tuple[int, list[int]]] = []
+    assert loops.drive(inp(), lambda x: [x], lambda y: out.append((y, seen[:]))) is None
+    assert out == [(0, [0]), (1, [0, 1]), (2, [0, 1, 2])]
+
+
+# ----------------------------------------------------------------------- drive_source
+class Special:
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+
+class SubSpecial(Special):
+    pass
+
+
+def test_drive_source_sends_special_items_aside(loops: Any) -> None:
+    out: list[Any] = []
+    aside: list[int] = []
+    items = [1, Special(2), 3, SubSpecial(4)]
+    loops.drive_source(items, out.append, Special, lambda s: aside.append(s.value))
+    assert aside == [2]  # by exact type, as type(item) is Special
+    assert out[:2] == [1, 3]
+    assert type(out[2]) is SubSpecial
+
+
+def test_drive_source_passes_on_errors(loops: Any) -> None:
+    def special(item: Any) -> None:
+        raise RuntimeError("special failed")
+
+    def outp(item: Any) -> None:
+        if item == 2:
+            raise LookupError("outp failed")
+
+    with pytest.raises(RuntimeError, match="special failed"):
+        loops.drive_source([Special(1)], print, Special, special)
+    with pytest.raises(LookupError, match="outp failed"):
+        loops.drive_source([1, 2, 3], outp, Special, special)
+
+    def broken() -> Iterator[int]:
+        yield 1
+        raise ValueError("source broke")
+
+    with pytest.raises(ValueError, match="source broke"):
+        loops.drive_source(broken(), lambda x: None, Special, special)
+
+
+@pytest.mark.skipif(_speedups is None, reason="the compiled module is not built")
+@pytest.mark.parametrize(
+    ("func", "args"),
+    [
+        ("drive", ([], print)),
+        ("drive_source", ([], print, int)),
+    ],
+)
+def test_compiled_loops_check_their_argument_count(func: str, args: tuple[Any, ...]) -> None:
+    call: Callable[..., Any] = getattr(_speedups, func)
+    with pytest.raises(TypeError, match="takes"):
+        call(*args)
