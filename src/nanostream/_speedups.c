@@ -150,14 +150,42 @@ static PyTypeObject CheckedOutpType = {
 
 /* ------------------------------------------------------------------ drive */
 
-/* Calls outp(out), the fast way when outp is a CheckedOutp. */
-static inline int
-emit(PyObject *outp, PyObject *out)
+/* How drive() calls outp: a CheckedOutp and a one-argument C method (such as the bound
+ * append of a deque, the outp of nodes that read input) are called directly, anything else
+ * through the vectorcall protocol. */
+typedef struct {
+    PyObject *outp;
+    PyCFunction cfunc; /* set for a METH_O builtin */
+    PyObject *cself;
+    int checked; /* outp is a CheckedOutp */
+} Emitter;
+
+static void
+emitter_init(Emitter *e, PyObject *outp)
 {
-    if (Py_IS_TYPE(outp, &CheckedOutpType)) {
-        return outp_append((CheckedOutp *)outp, out);
+    e->outp = outp;
+    e->cfunc = NULL;
+    e->cself = NULL;
+    e->checked = Py_IS_TYPE(outp, &CheckedOutpType);
+    if (PyCFunction_CheckExact(outp) && PyCFunction_GET_FLAGS(outp) == METH_O) {
+        e->cfunc = PyCFunction_GET_FUNCTION(outp);
+        e->cself = PyCFunction_GET_SELF(outp);
     }
-    PyObject *res = PyObject_CallOneArg(outp, out);
+}
+
+static inline int
+emit(Emitter *e, PyObject *out)
+{
+    PyObject *res;
+    if (e->checked) {
+        return outp_append((CheckedOutp *)e->outp, out);
+    }
+    if (e->cfunc != NULL) {
+        res = e->cfunc(e->cself, out);
+    }
+    else {
+        res = PyObject_CallOneArg(e->outp, out);
+    }
     if (res == NULL) {
         return -1;
     }
@@ -186,7 +214,20 @@ drive(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "drive(inp, process, outp) takes 3 arguments");
         return NULL;
     }
-    PyObject *process = args[1], *outp = args[2];
+    /* A bound method (node.process_item) is called as its function with self first. */
+    PyObject *process = args[1];
+    PyObject *call_args[3] = {NULL, NULL, NULL};
+    PyObject *func = process;
+    PyObject **item_slot = &call_args[1];
+    size_t nargsf = 1 | PY_VECTORCALL_ARGUMENTS_OFFSET;
+    if (PyMethod_Check(process)) {
+        func = PyMethod_GET_FUNCTION(process);
+        call_args[1] = PyMethod_GET_SELF(process);
+        item_slot = &call_args[2];
+        nargsf = 2 | PY_VECTORCALL_ARGUMENTS_OFFSET;
+    }
+    Emitter emitter;
+    emitter_init(&emitter, args[2]);
     PyObject *it = PyObject_GetIter(args[0]);
     if (it == NULL) {
         return NULL;
@@ -194,20 +235,27 @@ drive(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     iternextfunc next = Py_TYPE(it)->tp_iternext;
     PyObject *item;
     while ((item = next_item(it, next)) != NULL) {
-        PyObject *outs = PyObject_CallOneArg(process, item);
+        *item_slot = item;
+        PyObject *outs = PyObject_Vectorcall(func, &call_args[1], nargsf, NULL);
         Py_DECREF(item);
         if (outs == NULL) {
             goto error;
         }
-        PyObject *oit = PyObject_GetIter(outs);
-        Py_DECREF(outs);
-        if (oit == NULL) {
-            goto error;
+        PyObject *oit;
+        if (PyGen_CheckExact(outs)) { /* the usual case: process_item is a generator */
+            oit = outs;
+        }
+        else {
+            oit = PyObject_GetIter(outs);
+            Py_DECREF(outs);
+            if (oit == NULL) {
+                goto error;
+            }
         }
         iternextfunc onext = Py_TYPE(oit)->tp_iternext;
         PyObject *out;
         while ((out = next_item(oit, onext)) != NULL) {
-            int rc = emit(outp, out);
+            int rc = emit(&emitter, out);
             Py_DECREF(out);
             if (rc < 0) {
                 Py_DECREF(oit);
@@ -237,7 +285,9 @@ drive_source(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                         "drive_source(items, outp, special_type, special) takes 4 arguments");
         return NULL;
     }
-    PyObject *outp = args[1], *special_type = args[2], *special = args[3];
+    PyObject *special_type = args[2], *special = args[3];
+    Emitter emitter;
+    emitter_init(&emitter, args[1]);
     PyObject *it = PyObject_GetIter(args[0]);
     if (it == NULL) {
         return NULL;
@@ -252,7 +302,7 @@ drive_source(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             Py_XDECREF(res);
         }
         else {
-            rc = emit(outp, item);
+            rc = emit(&emitter, item);
         }
         Py_DECREF(item);
         if (rc < 0) {

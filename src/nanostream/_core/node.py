@@ -9,7 +9,6 @@ import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from itertools import chain
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from .acks import Acked
@@ -138,7 +137,8 @@ def _run_generator(
             finally:
                 attach(item.ack)
 
-        drive_source(chain((first,), gen), outp, Acked, acked)
+        drive_source((first,), outp, Acked, acked)
+        drive_source(gen, outp, Acked, acked)
     except SourceStopped:
         pass
     except Exception as exc:
