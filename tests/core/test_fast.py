@@ -324,3 +324,48 @@ def test_compiled_loops_check_their_argument_count(func: str, args: tuple[Any, .
     call: Callable[..., Any] = getattr(_speedups, func)
     with pytest.raises(TypeError, match="takes"):
         call(*args)
+
+
+@pytest.mark.skipif(_speedups is None, reason="the compiled module is not built")
+@pytest.mark.parametrize(
+    "case", ["ok", "bound", "outp fails", "process fails", "not iterable", "checked", "source"]
+)
+def test_compiled_loops_keep_reference_counts(case: str) -> None:
+    class Obj:
+        def process_item(self, x: Any) -> Iterator[Any]:
+            yield out
+
+    item, out, node = Obj(), Obj(), Obj()
+    sink: list[Any] = []
+
+    def process(x: Any) -> Iterator[Any]:
+        yield out
+        yield out
+
+    def failing(x: Any) -> None:
+        raise ValueError(x)
+
+    checked = _speedups.CheckedOutp(sink, [2], sink.clear)
+    items = [item] * 3
+    calls: dict[str, Callable[[], Any]] = {
+        "ok": lambda: _speedups.drive(items, process, sink.append),
+        "bound": lambda: _speedups.drive(items, node.process_item, sink.append),
+        "outp fails": lambda: _speedups.drive(items, process, failing),
+        "process fails": lambda: _speedups.drive(items, failing, sink.append),
+        "not iterable": lambda: _speedups.drive(items, lambda x: 5, sink.append),
+        "checked": lambda: _speedups.drive(items, process, checked),
+        "source": lambda: _speedups.drive_source([*items, out], sink.append, Obj, failing),
+    }
+
+    def counts() -> tuple[int, ...]:
+        gc.collect()
+        return tuple(sys.getrefcount(x) for x in (item, out, process, node))
+
+    before = counts()
+    for _ in range(100):
+        try:
+            calls[case]()
+        except (ValueError, TypeError):
+            pass
+        sink.clear()
+    assert counts() == before
