@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from .._core.errors import GraphError
+from .._core.fast import drive
 from .._core.node import FunctionNode, NanoNode
 from .._core.policy import POLICY_OPTIONS
 from .._core.ticks import TICK
@@ -129,10 +130,7 @@ class FlatMap(Operator):
         return outs
 
     def _serial(self, inp: Iterable[Any], outp: Outp) -> None:
-        func = self.func
-        for item in inp:
-            for out in func(item):
-                outp(out)
+        drive(inp, self.func, outp)  # for item in inp: for out in func(item): outp(out)
 
     def _run(self, inp: Iterable[Any], outp: Outp) -> None:
         guarded = self.error_policy.guarded
