@@ -9,6 +9,7 @@ import sys
 import textwrap
 import weakref
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -84,6 +85,34 @@ def test_the_environment_variable_chooses_the_python_loops() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "nanostream._core.fast"]
+
+
+PURE_PYTHON_SUITE = [
+    "tests/core/test_node.py",
+    "tests/core/test_run.py",
+    "tests/core/test_acks.py",
+    "tests/core/test_ticks.py",
+    "tests/core/test_node_control.py",
+]
+
+
+@pytest.mark.skipif(_speedups is None, reason="the Python loops are what runs everywhere here")
+def test_the_engine_tests_pass_on_the_python_loops() -> None:
+    # The rest of the suite runs on the compiled loops; these engine tests (threads and
+    # cooperative runners) run again on the Python twins, as a build without a compiler has.
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, NANOSTREAM_PURE_PYTHON="1", NANOSTREAM_TEST_RAY="0")
+    env.pop("CI", None)
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-x", *PURE_PYTHON_SUITE],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert " passed" in out.stdout
 
 
 # ----------------------------------------------------------------------- checked_outp
