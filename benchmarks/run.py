@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -126,6 +127,49 @@ def rss_rows(sizes: list[int]) -> list[Row]:
     return rows
 
 
+_ONE_CORE_CHILD = """
+import json, os, sys
+os.sched_setaffinity(0, {{min(os.sched_getaffinity(0))}})
+sys.path.insert(0, {here!r})
+import engine, run
+variants = {{
+    "r1": engine.r1_generators,
+    "functions": engine.node_functions,
+    "by hand": engine.classes_one_thread,
+    "classes": engine.classes,
+}}
+print(json.dumps(run.interleaved(variants, {n}, {repeat})))
+"""
+
+
+def one_core_rows(n: int, repeat: int) -> list[Row]:
+    """The engine rows again in a process pinned to one core (Linux), to show what the
+    second core costs: under the GIL, items made on one core are read on the other."""
+    if not hasattr(os, "sched_setaffinity"):
+        return [("one core: skipped", 0.0, "needs os.sched_setaffinity (Linux)")]
+    out = subprocess.run(
+        [sys.executable, "-c", _ONE_CORE_CHILD.format(here=str(HERE), n=n, repeat=repeat)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    rates = json.loads(out.stdout.strip().splitlines()[-1])
+    return [
+        ("R1 generator chain, one core", rates["r1"], "1.00x R1 (one core)"),
+        (
+            "node functions, threads, one core",
+            rates["functions"],
+            f"{rates['functions'] / rates['r1']:.2f}x R1 (one core)",
+        ),
+        ("NanoNode classes chained by hand, one core", rates["by hand"], "(one core)"),
+        (
+            "NanoNode classes, threads, one core",
+            rates["classes"],
+            f"{rates['classes'] / rates['by hand']:.2f}x classes by hand (one core)",
+        ),
+    ]
+
+
 def optional_rows(module_name: str, n: int) -> list[Row]:
     """Rows from another benchmark module's ``rows(n)``, if it exists and can run here."""
     try:
@@ -157,7 +201,9 @@ def ray_rows(n: int, repeat: int) -> list[Row]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller N and fewer repeats")
-    parser.add_argument("--only", help="run only this group: engine, rss, or a module name")
+    parser.add_argument(
+        "--only", help="run only this group: engine, rss, observe, onecore, or a module name"
+    )
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args()
     n = 200_000 if args.quick else 1_000_000
@@ -166,6 +212,7 @@ def main() -> None:
         "engine": lambda: engine_rows(n, repeat),
         "rss": lambda: rss_rows([n, 5 * n]),
         "observe": lambda: observe_rows(n, repeat),
+        "onecore": lambda: one_core_rows(n, repeat),
     }
     for extra in ("files", "operators", "connectors"):
         groups[extra] = lambda extra=extra: optional_rows(extra, n)  # type: ignore[misc]
