@@ -160,16 +160,7 @@ class Channel:
                 with self._cond:
                     self._consumer_waiting = True
                     try:
-                        if timeout is None:
-                            while not dq and not self._aborted:
-                                self._cond.wait()
-                        else:
-                            deadline = start + timeout
-                            while not dq and not self._aborted:
-                                left = deadline - time.monotonic()
-                                if left <= 0:
-                                    break
-                                self._cond.wait(left)
+                        self._cond.wait_for(lambda: dq or self._aborted, timeout)
                     finally:
                         self._consumer_waiting = False
                 counters.blocked_input_s += time.monotonic() - start

@@ -372,16 +372,7 @@ class _Inbox:
             before_wait()
             start = time.monotonic()
             with cond:
-                if timeout is None:
-                    while not dq and not self.aborted:
-                        cond.wait()
-                else:
-                    deadline = start + timeout
-                    while not dq and not self.aborted:
-                        left = deadline - time.monotonic()
-                        if left <= 0:
-                            break
-                        cond.wait(left)
+                cond.wait_for(lambda: dq or self.aborted, timeout)
             counters.blocked_input_s += time.monotonic() - start
             if not dq and not self.aborted:
                 return _IDLE
