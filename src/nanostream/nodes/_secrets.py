@@ -22,7 +22,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from .._core.errors import NanoStreamError
@@ -46,8 +46,11 @@ __all__ = [
     "mask_url",
     "node_label",
     "pause",
+    "retry_lost_connection",
 ]
 
+
+T = TypeVar("T")
 
 # Names of headers, query parameters and key=value pairs whose values are credentials.
 _SENSITIVE_PARTS = (
@@ -364,6 +367,69 @@ def pause(node: NanoNode, seconds: float) -> None:
             if _aborting(node):
                 raise RunAborted
             time.sleep(min(remaining, 0.05))
+
+
+def retry_lost_connection(
+    node: Any,
+    attempt: Callable[[], T],
+    *,
+    errors: type[BaseException],
+    lost: Callable[[Any], bool],
+    fail: Callable[[Any], BaseException],
+    log: logging.Logger,
+    shown: str,
+    doing: str = "",
+    reason: Callable[[Any], str] = lambda exc: type(exc).__name__,
+    after_error: Callable[[], None] | None = None,
+) -> T:
+    """``attempt()``, called again after a back-off while it fails with a lost connection.
+
+    ``node`` (a connector node with ``retries``, ``backoff`` and ``max_backoff``) is the
+    one that waits (see :func:`pause`) and is named in the warning logged before each
+    retry: ``"<node>: connection to <shown> lost<doing> (<reason>); retry i of n in s"``.
+    An error of type ``errors`` that is not ``lost``, or the last retry's, raises
+    ``fail(exc)``. ``after_error`` runs after every error (e.g. to drop the connection).
+
+    Example:
+        >>> import logging
+        >>> from nanostream.nodes._secrets import retry_lost_connection
+        >>> from nanostream.testing import Collect
+        >>> node = Collect()
+        >>> node.retries, node.backoff, node.max_backoff = 2, 0.001, 0.001
+        >>> calls = []
+        >>> def attempt():
+        ...     calls.append(1)
+        ...     if len(calls) < 3:
+        ...         raise ConnectionError("gone")
+        ...     return "written"
+        >>> retry_lost_connection(
+        ...     node, attempt, errors=ConnectionError, lost=lambda exc: True,
+        ...     fail=RuntimeError, log=logging.getLogger("example"), shown="db",
+        ... ), len(calls)
+        ('written', 3)
+    """
+    failures = 0
+    while True:
+        try:
+            return attempt()
+        except errors as exc:
+            if after_error is not None:
+                after_error()
+            if not lost(exc) or failures >= node.retries:
+                raise fail(exc) from None
+            delay = backoff_delay(failures, node.backoff, node.max_backoff)
+            failures += 1
+            log.warning(
+                "%s: connection to %s lost%s (%s); retry %d of %d in %.2fs",
+                node_label(node),
+                shown,
+                doing,
+                reason(exc),
+                failures,
+                node.retries,
+                delay,
+            )
+            pause(node, delay)
 
 
 def closing_function(function: NodeFunction, close: Callable[[], None]) -> NodeFunction:

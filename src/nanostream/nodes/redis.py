@@ -35,7 +35,7 @@ from ._secrets import (
     install_log_masking,
     mask_url,
     node_label,
-    pause,
+    retry_lost_connection,
 )
 
 if TYPE_CHECKING:
@@ -129,34 +129,26 @@ class _Acknowledger:
         import redis
 
         source = self.source
-        attempt = 0
-        while True:
-            try:
-                client = self.redis.client
-                if client is None:
-                    client = self.redis.open("RedisStreamSource", ping=False)
-                client.xack(source.stream, source.group, *ids)
-                break
-            except redis.RedisError as exc:
-                self.redis.close()  # a fresh connection next time
-                if not _lost(exc) or attempt >= source.retries:
-                    raise self.redis.error(
-                        f"could not acknowledge {len(ids)} entries of {source.stream!r}", exc
-                    ) from None
-                delay = backoff_delay(attempt, source.backoff, source.max_backoff)
-                attempt += 1
-                log.warning(
-                    "%s: connection to %s lost while acknowledging %d entries (%s); "
-                    "retry %d of %d in %.2fs",
-                    node_label(source),
-                    self.redis.shown,
-                    len(ids),
-                    type(exc).__name__,
-                    attempt,
-                    source.retries,
-                    delay,
-                )
-                pause(source, delay)
+
+        def acknowledge() -> None:
+            client = self.redis.client
+            if client is None:
+                client = self.redis.open("RedisStreamSource", ping=False)
+            client.xack(source.stream, source.group, *ids)
+
+        retry_lost_connection(
+            source,
+            acknowledge,
+            errors=redis.RedisError,
+            lost=_lost,
+            fail=lambda exc: self.redis.error(
+                f"could not acknowledge {len(ids)} entries of {source.stream!r}", exc
+            ),
+            log=log,
+            shown=self.redis.shown,
+            doing=f" while acknowledging {len(ids)} entries",
+            after_error=self.redis.close,  # a fresh connection next time
+        )
         with self.lock:
             self.in_flight.difference_update(ids)
         source.acknowledged += len(ids)
@@ -433,40 +425,31 @@ class RedisStreamSink(BufferedSink):
             return
         import redis
 
-        attempt = 0
-        while True:
-            try:
-                pipe = client.pipeline(transaction=False)
-                for fields in entries:
-                    pipe.xadd(
-                        self.stream,
-                        cast(Any, fields),
-                        maxlen=self.maxlen,
-                        approximate=self.approximate,
-                    )
-                pipe.execute()
-                break
-            except redis.RedisError as exc:
-                if not _lost(exc) or attempt >= self.retries:
-                    raise self._redis.error(
-                        f"RedisStreamSink could not write {len(entries)} entries to "
-                        f"{self.stream!r} at {self._redis.shown}",
-                        exc,
-                    ) from None
-                delay = backoff_delay(attempt, self.backoff, self.max_backoff)
-                attempt += 1
-                log.warning(
-                    "%s: connection to %s lost while writing %d entries (%s); "
-                    "retry %d of %d in %.2fs",
-                    node_label(self),
-                    self._redis.shown,
-                    len(entries),
-                    type(exc).__name__,
-                    attempt,
-                    self.retries,
-                    delay,
+        def write() -> None:
+            pipe = client.pipeline(transaction=False)
+            for fields in entries:
+                pipe.xadd(
+                    self.stream,
+                    cast(Any, fields),
+                    maxlen=self.maxlen,
+                    approximate=self.approximate,
                 )
-                pause(self, delay)
+            pipe.execute()
+
+        retry_lost_connection(
+            self,
+            write,
+            errors=redis.RedisError,
+            lost=_lost,
+            fail=lambda exc: self._redis.error(
+                f"RedisStreamSink could not write {len(entries)} entries to "
+                f"{self.stream!r} at {self._redis.shown}",
+                exc,
+            ),
+            log=log,
+            shown=self._redis.shown,
+            doing=f" while writing {len(entries)} entries",
+        )
         self.entries_written += len(entries)
         self._empty_buffer()
         self.release_items()  # their sources' acknowledgements may go now

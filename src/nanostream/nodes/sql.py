@@ -52,7 +52,7 @@ from ._secrets import (
     install_log_masking,
     mask_url,
     node_label,
-    pause,
+    retry_lost_connection,
 )
 
 if TYPE_CHECKING:
@@ -607,36 +607,33 @@ class SQLSink(BufferedSink):
 
         engine = self._db.engine
         assert engine is not None
-        attempt = 0
-        while True:
-            try:
-                with engine.begin() as conn:
-                    table = self._resolve_table(conn, rows)
-                    self._write(conn, table, rows)
-                # Kept only once committed: a lost connection rolls back a CREATE TABLE too.
-                self._table = table
-                break
-            except sa.exc.DBAPIError as exc:
-                if not _is_disconnect(exc) or attempt >= self.retries:
-                    what = "lost its connection" if _is_disconnect(exc) else "could not write"
-                    raise self._db.error(
-                        f"SQLSink {what} to table {self.table!r} at {self._db.shown} "
-                        f"({len(rows)} rows not written)",
-                        exc,
-                    ) from None
-                delay = backoff_delay(attempt, self.backoff, self.max_backoff)
-                attempt += 1
-                log.warning(
-                    "%s: connection to %s lost while writing %d rows (%s); retry %d of %d in %.2fs",
-                    node_label(self),
-                    self._db.shown,
-                    len(rows),
-                    type(exc.orig).__name__,
-                    attempt,
-                    self.retries,
-                    delay,
-                )
-                pause(self, delay)
+
+        def write() -> None:
+            with engine.begin() as conn:
+                table = self._resolve_table(conn, rows)
+                self._write(conn, table, rows)
+            # Kept only once committed: a lost connection rolls back a CREATE TABLE too.
+            self._table = table
+
+        def fail(exc: sa.exc.DBAPIError) -> BaseException:
+            what = "lost its connection" if _is_disconnect(exc) else "could not write"
+            return self._db.error(
+                f"SQLSink {what} to table {self.table!r} at {self._db.shown} "
+                f"({len(rows)} rows not written)",
+                exc,
+            )
+
+        retry_lost_connection(
+            self,
+            write,
+            errors=sa.exc.DBAPIError,
+            lost=_is_disconnect,
+            fail=fail,
+            log=log,
+            shown=self._db.shown,
+            doing=f" while writing {len(rows)} rows",
+            reason=lambda exc: type(exc.orig).__name__,
+        )
         self.rows_written += len(rows)
         self._empty_buffer()
         self.release_items()  # their sources' acknowledgements may go now
@@ -927,29 +924,23 @@ class SQLExecute(NanoNode):
         values = self._values(item)
         engine = self._db.engine
         assert engine is not None
-        attempt = 0
-        while True:
-            try:
-                with engine.begin() as conn:
-                    result = conn.execute(self._text, values)
-                    rows: list[dict[str, Any]] = []
-                    if result.returns_rows:
-                        keys = list(result.keys())
-                        rows = [dict(zip(keys, r, strict=True)) for r in result]
-                break
-            except sa.exc.DBAPIError as exc:
-                if not _is_disconnect(exc) or attempt >= self.retries:
-                    raise self._db.error("SQLExecute: the statement failed", exc) from None
-                delay = backoff_delay(attempt, self.backoff, self.max_backoff)
-                attempt += 1
-                log.warning(
-                    "%s: connection to %s lost (%s); retry %d of %d in %.2fs",
-                    node_label(self),
-                    self._db.shown,
-                    type(exc.orig).__name__,
-                    attempt,
-                    self.retries,
-                    delay,
-                )
-                pause(self, delay)
+
+        def execute() -> list[dict[str, Any]]:
+            with engine.begin() as conn:
+                result = conn.execute(self._text, values)
+                if not result.returns_rows:
+                    return []
+                keys = list(result.keys())
+                return [dict(zip(keys, r, strict=True)) for r in result]
+
+        rows = retry_lost_connection(
+            self,
+            execute,
+            errors=sa.exc.DBAPIError,
+            lost=_is_disconnect,
+            fail=lambda exc: self._db.error("SQLExecute: the statement failed", exc),
+            log=log,
+            shown=self._db.shown,
+            reason=lambda exc: type(exc.orig).__name__,
+        )
         yield from rows
