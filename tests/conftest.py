@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+import support
 from nanostream.runners import available_runners
 
 # "ray" is always a runner here: without Ray its tests are skipped, saying so. Set
@@ -50,8 +51,9 @@ def ray_session() -> Iterator[Any]:
 
 
 def send_by_value(ray: Any, module: Any) -> None:
-    """Let Ray workers unpickle what ``module`` (a test module) defines."""
+    """Let Ray workers unpickle what ``module`` (a test module) and ``support`` define."""
     ray.cloudpickle.register_pickle_by_value(module)
+    ray.cloudpickle.register_pickle_by_value(support)
 
 
 @pytest.fixture(params=RUNNERS)

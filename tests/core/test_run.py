@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,38 +14,13 @@ import pytest
 
 import nanostream
 from nanostream.testing import Collect
+from support import FlagSink, wait_for_file
 
 WAIT = 10.0
 
 
 def no_nanostream_threads() -> bool:
     return not [t for t in threading.enumerate() if t.name.startswith("nanostream")]
-
-
-# On the ray runner nodes run in other processes: a test and its nodes signal each other
-# with files, and read what nodes kept from the node objects (copied back when they end).
-def wait_for_file(path: str, pause: Callable[[float], bool] | None = None) -> bool:
-    """Wait until ``path`` exists (at most ``WAIT`` s); ``pause(s)`` waits between looks."""
-    pause = pause or threading.Event().wait
-    deadline = time.monotonic() + WAIT
-    while not os.path.exists(path):
-        if time.monotonic() > deadline:
-            return False
-        if pause(0.005):  # a NanoNode.sleep() that returns True: the run is stopping
-            return os.path.exists(path)
-    return True
-
-
-class FlagSink(Collect):
-    """Collects, and creates the file ``flag`` when the first item arrives."""
-
-    def __init__(self, flag: Path, **options: Any) -> None:
-        super().__init__(**options)
-        self.flag = str(flag)
-
-    def process_item(self, item: Any) -> Iterator[Any]:
-        Path(self.flag).touch()
-        yield from super().process_item(item)
 
 
 def test_blocking_start_returns_none_after_finite_sources(runner: str) -> None:

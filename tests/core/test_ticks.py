@@ -11,6 +11,7 @@ import pytest
 
 import nanostream
 from nanostream.testing import Collect
+from support import FlagSink
 
 WAIT = 10.0
 
@@ -31,18 +32,6 @@ class Signal(nanostream.NanoNode):
             if Path(self.flag).exists() or self.sleep(0.01):
                 break
         yield self.second
-
-
-class FlagSink(Collect):
-    """Collects, and creates ``flag`` when the first item arrives."""
-
-    def __init__(self, flag: Path) -> None:
-        super().__init__(name="sink")
-        self.flag = str(flag)
-
-    def process_item(self, item: Any) -> Iterator[Any]:
-        Path(self.flag).touch()
-        yield from super().process_item(item)
 
 
 class HoldUntilTick(nanostream.NanoNode):
@@ -68,7 +57,7 @@ class HoldUntilTick(nanostream.NanoNode):
 
 
 def test_a_process_item_node_gets_tick_calls_while_idle(runner: str, tmp_path: Path) -> None:
-    sink = FlagSink(tmp_path / "got")
+    sink = FlagSink(tmp_path / "got", name="sink")
     Signal(tmp_path / "got") > HoldUntilTick() > sink
     sink.global_start(runner=runner)
     assert sink.items[0] == (1, "tick")  # before the source's next item: by a tick
@@ -90,14 +79,14 @@ def hold_function(inp: Iterable[Any], outp: Callable[[Any], Any]) -> None:
 
 
 def test_a_node_function_gets_tick_in_its_input(runner: str, tmp_path: Path) -> None:
-    sink = FlagSink(tmp_path / "got")
+    sink = FlagSink(tmp_path / "got", name="sink")
     Signal(tmp_path / "got") > nanostream.as_node(hold_function, tick_interval=0.01) > sink
     sink.global_start(runner=runner)
     assert sink.items[0] == (1, "tick")
 
 
 def test_ticks_are_not_items(runner: str, tmp_path: Path) -> None:
-    sink = FlagSink(tmp_path / "got")
+    sink = FlagSink(tmp_path / "got", name="sink")
     Signal(tmp_path / "got") > HoldUntilTick(name="hold") > sink
     run = sink.global_start(runner=runner, block=False)
     assert run is not None and run.wait(WAIT)
@@ -111,7 +100,7 @@ def test_a_node_without_tick_interval_never_sees_a_tick(runner: str, tmp_path: P
                 raise AssertionError("a tick reached a node that did not ask for ticks")
             outp(item)
 
-    sink = FlagSink(tmp_path / "got")
+    sink = FlagSink(tmp_path / "got", name="sink")
     Signal(tmp_path / "got") > strict > sink
     sink.global_start(runner=runner)
     assert sink.items == [1, 2]
@@ -132,7 +121,7 @@ def test_ticks_come_again_while_idle(runner: str, tmp_path: Path) -> None:
             if self.ticks == 3:
                 yield "third tick"
 
-    sink = FlagSink(tmp_path / "got")
+    sink = FlagSink(tmp_path / "got", name="sink")
     Signal(tmp_path / "got", first="go") > CountTicks() > sink
     sink.global_start(runner=runner)
     # The flag is set by "go"; the source may end before or after the third tick.

@@ -6,8 +6,6 @@ import io
 import itertools
 import os
 import pickle
-import threading
-import time
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -27,6 +25,7 @@ from nanostream.nodes import (
     PrinterOfThings,
 )
 from nanostream.testing import Collect
+from support import wait_for_file
 
 WAIT = 20
 
@@ -203,16 +202,6 @@ def test_a_200_mb_file_streams_in_bounded_memory(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- writing
-def wait_for_file(path: Path) -> bool:
-    """Wait until ``path`` exists (at most ``WAIT`` s), looking every few milliseconds."""
-    pause, deadline = threading.Event(), time.monotonic() + WAIT
-    while not path.exists():
-        if time.monotonic() > deadline:
-            return False
-        pause.wait(0.005)
-    return True
-
-
 class Paused(nanostream.NanoNode):
     """Emits ``"one"`` and ``2``, creates the file ``paused``, waits for the file
     ``resume`` and emits ``"three"``: files, so that the test can signal it from any
@@ -226,7 +215,7 @@ class Paused(nanostream.NanoNode):
         yield "one"
         yield 2
         self.paused.touch()
-        assert wait_for_file(self.resume)
+        assert wait_for_file(self.resume, timeout=WAIT)
         yield "three"
 
 
@@ -238,7 +227,7 @@ def test_file_writer_writes_one_file_published_at_the_end(tmp_path: Path, runner
     Paused(paused, resume) > writer > sink
     run = sink.global_start(block=False, runner=runner)
     assert run is not None
-    assert wait_for_file(paused)
+    assert wait_for_file(paused, timeout=WAIT)
     assert not out.exists()  # half a file is never visible under its name
     resume.touch()
     assert run.wait(WAIT)

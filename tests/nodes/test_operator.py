@@ -44,6 +44,7 @@ from nanostream.nodes import (
     WindowResult,
 )
 from nanostream.testing import Collect
+from support import FlagSink
 
 WAIT = 10.0
 
@@ -555,18 +556,6 @@ class Pausing(nanostream.NanoNode):
         yield self.tag("saw it" if saw else "timed out")
 
 
-class FlagSink(Collect):
-    """Collects, and creates ``flag`` when the first output arrives."""
-
-    def __init__(self, flag: Path) -> None:
-        super().__init__(name="sink")
-        self.flag = str(flag)
-
-    def process_item(self, item: Any) -> Iterator[Any]:
-        Path(self.flag).touch()
-        yield from super().process_item(item)
-
-
 def run_paused(
     node: nanostream.NanoNode,
     first: list[Any],
@@ -576,7 +565,7 @@ def run_paused(
 ) -> list[Any]:
     """What ``node`` emits for ``first`` while its source waits for that output, then the
     rest (the source's last item says whether it saw the output before its wait timed out)."""
-    sink = FlagSink(flag)
+    sink = FlagSink(flag, name="sink")
     Pausing(flag, first, tag) > node > sink
     sink.global_start(runner=runner)
     return sink.items

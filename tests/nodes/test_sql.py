@@ -21,6 +21,7 @@ import sqlalchemy as sa
 import nanostream
 from nanostream.nodes.sql import ConnectorError, SQLExecute, SQLSink, SQLSource
 from nanostream.testing import Collect
+from support import wait_for_file
 
 WAIT = 10.0
 
@@ -39,16 +40,6 @@ class TwoStepCollect(Collect):
         yield from super().process_item(item)
         if len(self.items) >= self.first_n:
             self.first.set()
-
-
-def wait_for_file(path: Path) -> bool:
-    """Wait until ``path`` exists (at most ``WAIT`` s), looking every few milliseconds."""
-    pause, deadline = threading.Event(), time.monotonic() + WAIT
-    while not path.exists():
-        if time.monotonic() > deadline:
-            return False
-        pause.wait(0.005)
-    return True
 
 
 class Numbers(nanostream.NanoNode):

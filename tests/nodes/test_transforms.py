@@ -26,6 +26,7 @@ from nanostream.nodes import (
     Unbatch,
 )
 from nanostream.testing import Collect
+from support import Counter
 
 WAIT = 10.0
 
@@ -290,19 +291,6 @@ def test_batch_size_or_timeout_whichever_first(runner: str) -> None:
     times = [0.0, 0.1, 0.2, 5.0, 5.1]
     node = Batch(size=2, timeout=1.0, clock=clock_of(times))
     assert run_through(node, range(5), runner) == [[0, 1], [2], [3, 4]]
-
-
-class Counter(nanostream.NanoNode):
-    """Counts 0, 1, 2, ... for ever; ``produced`` is how many it gave (it comes back on ray)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.produced = 0
-
-    def generator(self) -> Iterator[int]:
-        for i in itertools.count():
-            self.produced = i + 1
-            yield i
 
 
 def test_batch_flushes_on_stop(runner: str) -> None:

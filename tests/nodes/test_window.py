@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import operator
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -22,6 +21,7 @@ from nanostream.nodes import (
     WindowResult,
 )
 from nanostream.testing import Collect
+from support import Counter
 
 INF = float("inf")
 Event = tuple[int, int, int]  # (timestamp, key, serial number)
@@ -141,19 +141,6 @@ def test_processing_time_with_an_injected_clock(runner: str) -> None:
         (103.0, 104.0, ["e"]),
     ]
     assert late == []
-
-
-class Counter(nanostream.NanoNode):
-    """Counts 0, 1, 2, ... for ever; ``produced`` is how many it gave (it comes back on ray)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.produced = 0
-
-    def generator(self) -> Iterator[int]:
-        for i in itertools.count():
-            self.produced = i + 1
-            yield i
 
 
 def test_windows_flush_at_end_and_on_stop(runner: str) -> None:

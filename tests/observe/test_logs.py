@@ -5,9 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from nanostream.observe import (
     configure_logging,
     node_logger,
 )
+from support import wait_for_file
 
 
 def view(name: str, **kw: Any) -> NodeView:
@@ -177,16 +176,6 @@ def test_slow_items_warning(caught: Catch) -> None:
         "node 'parse' took 0.900s per item (mean over 2 items), over the 0.500s threshold"
     )
     assert record.__dict__["seconds_per_item"] == 0.9 and record.__dict__["items"] == 2
-
-
-def wait_for_file(path: str) -> bool:
-    """Wait until ``path`` exists (at most 10 s), looking every few milliseconds."""
-    pause, deadline = threading.Event(), time.monotonic() + 10
-    while not os.path.exists(path):
-        if time.monotonic() > deadline:
-            return False
-        pause.wait(0.005)
-    return True
 
 
 class Stuck(nanostream.NanoNode):

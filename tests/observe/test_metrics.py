@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -18,18 +16,9 @@ import pytest
 
 import nanostream
 from nanostream.observe import ITEM_SECONDS_BUCKETS, MetricsServer, RunSummary, Sample, attach
+from support import wait_for_file
 
 N = 1000
-
-
-def wait_for_file(path: str) -> bool:
-    """Wait until ``path`` exists (at most 10 s), looking every few milliseconds."""
-    pause, deadline = threading.Event(), time.monotonic() + 10
-    while not os.path.exists(path):
-        if time.monotonic() > deadline:
-            return False
-        pause.wait(0.005)
-    return True
 
 
 class HoldAfter(nanostream.NanoNode):

@@ -1,0 +1,63 @@
+"""Helpers that several test modules share (imported as ``support``: ``tests/`` is on the
+path through its conftest). Ray workers receive this module by value, like the test
+modules themselves (see ``conftest.send_by_value``)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import nanostream
+from nanostream.testing import Collect
+
+
+# On the ray runner nodes run in other processes: a test and its nodes signal each other
+# with files, and read what nodes kept from the node objects (copied back when they end).
+def wait_for_file(
+    path: str | os.PathLike[str],
+    pause: Callable[[float], bool] | None = None,
+    timeout: float = 10.0,
+) -> bool:
+    """Wait until ``path`` exists (at most ``timeout`` s); ``pause(s)`` waits between looks.
+
+    A ``pause`` that returns True (a ``NanoNode.sleep()`` whose run is stopping) ends the
+    wait at once.
+    """
+    pause = pause or threading.Event().wait
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            return False
+        if pause(0.005):
+            return os.path.exists(path)
+    return True
+
+
+class FlagSink(Collect):
+    """Collects, and creates the file ``flag`` when the first item arrives."""
+
+    def __init__(self, flag: Path, **options: Any) -> None:
+        super().__init__(**options)
+        self.flag = str(flag)
+
+    def process_item(self, item: Any) -> Iterator[Any]:
+        Path(self.flag).touch()
+        yield from super().process_item(item)
+
+
+class Counter(nanostream.NanoNode):
+    """Counts 0, 1, 2, ... for ever; ``produced`` is how many it gave (it comes back on ray)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.produced = 0
+
+    def generator(self) -> Iterator[int]:
+        for i in itertools.count():
+            self.produced = i + 1
+            yield i
