@@ -116,7 +116,8 @@ def test_the_engine_tests_pass_on_the_python_loops() -> None:
 
 
 # ----------------------------------------------------------------------- checked_outp
-def test_outp_flushes_when_the_buffer_reaches_the_limit(loops: Any) -> None:
+def sending_outp(loops: Any, limit: int) -> tuple[Any, list[Any], list[list[Any]]]:
+    """A checked outp whose flush moves the buffer to ``sent``; (outp, buf, sent)."""
     buf: list[Any] = []
     sent: list[list[Any]] = []
 
@@ -124,7 +125,11 @@ def test_outp_flushes_when_the_buffer_reaches_the_limit(loops: Any) -> None:
         sent.append(buf[:])
         buf.clear()
 
-    outp = loops.checked_outp(buf, [3], flush)
+    return loops.checked_outp(buf, [limit], flush), buf, sent
+
+
+def test_outp_flushes_when_the_buffer_reaches_the_limit(loops: Any) -> None:
+    outp, buf, sent = sending_outp(loops, 3)
     for i in range(7):
         outp(i)
     assert sent == [[0, 1, 2], [3, 4, 5]]
@@ -220,14 +225,7 @@ def test_drive_matches_the_nested_loops(batches: list[list[int]]) -> None:
 
 
 def test_drive_uses_a_checked_outp_like_any_callable(loops: Any) -> None:
-    buf: list[Any] = []
-    sent: list[list[Any]] = []
-
-    def flush() -> None:
-        sent.append(buf[:])
-        buf.clear()
-
-    outp = loops.checked_outp(buf, [2], flush)
+    outp, _, sent = sending_outp(loops, 2)
 
     def twice(x: int) -> Iterator[int]:
         yield x
