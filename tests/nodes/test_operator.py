@@ -469,16 +469,21 @@ STATEFUL: dict[str, Callable[[], nanostream.NanoNode]] = {
 }
 
 
+def stateful(case: str, src: nanostream.NanoNode) -> nanostream.NanoNode:
+    """The stateful operator of ``case``, fed by ``src`` (tagged by side for a Join)."""
+    feed = src
+    if case == "Join":
+        feed = src > Map(lambda x: Tagged(side_of(x), x), name="tag")
+    node: nanostream.NanoNode = STATEFUL[case]()
+    return feed > node
+
+
 @pytest.mark.parametrize("case", sorted(STATEFUL))
 def test_acks_wait_for_the_derived_outputs(runner: str, case: str, tmp_path: Path) -> None:
     items = [0, 1, 3, 2, 5, 6, 9, 8, 12, 13, 14, 17, 21, 22]
     sink = OutputsSink(tmp_path / "outputs")
     src = AckedNumbers(items, tmp_path / "outputs")
-    node = STATEFUL[case]()
-    feed: nanostream.NanoNode = src
-    if case == "Join":
-        feed = src > Map(lambda x: Tagged(side_of(x), x), name="tag")
-    feed > node > sink
+    stateful(case, src) > sink
     sink.global_start(runner=runner)
     assert sorted(item for item, _ in src.acks) == sorted(items)  # all, once, by the end
     assert [item for item, _ in src.acks] == items  # in order
@@ -494,11 +499,7 @@ def test_acks_come_while_the_stream_goes_on(runner: str, case: str, tmp_path: Pa
     items = list(range(12)) + list(range(100, 110))
     sink = OutputsSink(tmp_path / "outputs")
     src = AckedNumbers(items, tmp_path / "outputs", pause_after=12, acks_to_wait_for=6)
-    node = STATEFUL[case]()
-    feed: nanostream.NanoNode = src
-    if case == "Join":
-        feed = src > Map(lambda x: Tagged(side_of(x), x), name="tag")
-    feed > node > sink
+    stateful(case, src) > sink
     sink.global_start(runner=runner)
     # items 0..11 went out in batches of 3 / windows of 4 while the source waited
     assert src.acked_while_paused is not None and src.acked_while_paused >= 6
