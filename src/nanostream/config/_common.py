@@ -208,6 +208,43 @@ def _pos(mark: Any) -> tuple[int, int]:
     return (mark.line + 1, mark.column + 1)
 
 
+MAX_DEPTH = 100
+"""How deeply lists and mappings may nest in a configuration (aliases included)."""
+
+MAX_ALIAS_VALUES = 10_000
+"""How many values YAML aliases (``*name``) and merge keys (``<<``) may add, in all."""
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing nesting deeper than :data:`MAX_DEPTH` as it composes.
+
+    PyYAML composes nested lists and mappings recursively: without this limit, deep
+    nesting ends in a ``RecursionError`` that says nothing of where.
+    """
+
+    def __init__(self, text: str, filename: str) -> None:
+        super().__init__(text)
+        self.filename = filename
+        self.depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if not self.check_event(yaml.SequenceStartEvent, yaml.MappingStartEvent):
+            return super().compose_node(parent, index)
+        if self.depth >= MAX_DEPTH:
+            line, col = _pos(self.peek_event().start_mark)  # type: ignore[no-untyped-call]
+            raise ConfigError(
+                f"lists and mappings are nested more than {MAX_DEPTH} deep here; a "
+                "configuration nests only a few levels: flatten the data (or read it from "
+                "a file)",
+                location=f"{self.filename}:{line}:{col}",
+            )
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
 class _Builder:
     """Turns a composed YAML node tree into plain values, recording positions."""
 
@@ -220,15 +257,56 @@ class _Builder:
         self.marks: dict[Path, tuple[int, int]] = {}
         self.key_marks: dict[Path, tuple[int, int]] = {}
         self.active: set[int] = set()
+        self.built: set[int] = set()  # the lists and mappings built once already
+        self.expanded = 0  # values added by aliases and merge keys so far
+        self.alias_at: str | None = None  # where the alias being expanded is used
 
     def where(self, node: yaml.Node) -> str:
         line, col = _pos(node.start_mark)
         return f"{self.filename}:{line}:{col}"
 
+    def place(self, path: Path) -> str:
+        """The ``FILE:LINE:COLUMN`` of the key or list that holds the value at ``path``."""
+        if path in self.key_marks:
+            line, col = self.key_marks[path]
+            return f"{self.filename}:{line}:{col}"
+        p = path[:-1]
+        while p and p not in self.marks:
+            p = p[:-1]
+        line, col = self.marks.get(p, (1, 1))
+        return f"{self.filename}:{line}:{col}"
+
+    def count_expanded(self, n: int, location: str) -> None:
+        """Count ``n`` values that aliases or merge keys add; refuse an alias bomb."""
+        self.expanded += n
+        if self.expanded > MAX_ALIAS_VALUES:
+            raise ConfigError(
+                f"YAML aliases and merge keys expand to more than {MAX_ALIAS_VALUES} values "
+                "(nested aliases multiply: this looks like an alias bomb); write the values "
+                "out, or use fewer aliases",
+                location=self.alias_at or location,
+            )
+
     def build(self, node: yaml.Node, path: Path) -> Any:
+        if len(path) > MAX_DEPTH:  # aliases can nest what the text does not
+            raise ConfigError(
+                f"lists and mappings are nested more than {MAX_DEPTH} deep here (through "
+                "YAML aliases); flatten the data",
+                location=self.alias_at or self.place(path),
+            )
+        if self.alias_at is not None:
+            self.count_expanded(1, self.alias_at)
+        elif id(node) in self.built and id(node) not in self.active:
+            # an alias of a list or mapping: each use is a full copy, counted
+            self.alias_at = self.place(path)
+            try:
+                return self.build(node, path)
+            finally:
+                self.alias_at = None
         self.marks[path] = _pos(node.start_mark)
         if isinstance(node, yaml.ScalarNode):
             return self.scalar(node)
+        self.built.add(id(node))
         if id(node) in self.active:
             raise ConfigError("a YAML alias refers to itself", location=self.where(node))
         if node.tag not in _PLAIN_TAGS:
@@ -257,17 +335,63 @@ class _Builder:
         # A plain scalar is typed after substitution: ``${SIZE:-100}`` is the number 100.
         return typed_scalar(text)
 
-    def mapping(self, node: yaml.MappingNode, path: Path) -> dict[Any, Any]:
-        self.loader.flatten_mapping(node)  # applies '<<' merge keys
-        result: dict[Any, Any] = {}
-        seen: dict[Any, yaml.Node] = {}
+    def merged(self, node: yaml.MappingNode, path: Path, depth: int = 0) -> list[Any]:
+        """The pairs that ``<<`` merge keys bring into ``node`` (counted as expansions)."""
+        pairs: list[Any] = []
         for key_node, value_node in node.value:
-            if not isinstance(key_node, yaml.ScalarNode):
+            if key_node.tag != "tag:yaml.org,2002:merge":
+                continue
+            if depth >= MAX_DEPTH:
                 raise ConfigError(
-                    "a mapping key must be a plain value (a name), not a list or mapping",
+                    f"merge keys '<<' are chained more than {MAX_DEPTH} deep",
                     location=self.where(key_node),
                 )
-            key = self.loader.construct_object(key_node)
+            sources = (
+                value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+            )
+            for source in sources:
+                if not isinstance(source, yaml.MappingNode):
+                    raise ConfigError(
+                        "a merge key '<<' takes a mapping or a list of mappings",
+                        location=self.where(source),
+                    )
+                found = [*self.merged(source, path, depth + 1), *self.own(source)]
+                self.count_expanded(1 + len(found), self.where(key_node))
+                pairs.extend(found)
+        return pairs
+
+    @staticmethod
+    def own(node: yaml.MappingNode) -> list[Any]:
+        """The pairs written in ``node`` itself (its merge keys left out)."""
+        return [p for p in node.value if p[0].tag != "tag:yaml.org,2002:merge"]
+
+    def key(self, node: yaml.Node) -> Any:
+        """The value of a mapping key, which must be a plain scalar."""
+        if not isinstance(node, yaml.ScalarNode):
+            raise ConfigError(
+                "a mapping key must be a plain value (a name), not a list or mapping",
+                location=self.where(node),
+            )
+        if node.tag == "tag:yaml.org,2002:value":  # a plain '=' key is the string '='
+            node.tag = "tag:yaml.org,2002:str"
+        return self.loader.construct_object(node)
+
+    def mapping(self, node: yaml.MappingNode, path: Path) -> dict[Any, Any]:
+        result: dict[Any, Any] = {}
+        # '<<' merge keys: a key written in the mapping wins over a merged one, and the
+        # first mapping merged wins over the next.
+        own = self.own(node)
+        own_keys = {self.key(k) for k, _ in own}
+        merged: set[Any] = set()
+        for key_node, value_node in self.merged(node, path):
+            key = self.key(key_node)
+            if key not in merged and key not in own_keys:
+                merged.add(key)
+                self.key_marks[(*path, key)] = _pos(key_node.start_mark)
+                result[key] = self.build(value_node, (*path, key))
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, value_node in own:
+            key = self.key(key_node)
             if key in seen:
                 line, _ = _pos(seen[key].start_mark)
                 raise ConfigError(
@@ -300,7 +424,7 @@ def parse_yaml(
         ({'a': {'b': 3}}, 'x.yaml:2:6')
     """
     try:
-        loader = yaml.SafeLoader(text)
+        loader = _Loader(text, filename)
     except yaml.YAMLError as exc:
         raise ConfigError(f"this is not valid YAML: {exc}", location=f"{filename}:1:1") from None
     try:
