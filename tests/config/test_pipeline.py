@@ -94,6 +94,7 @@ def test_a_file_builds_and_runs_the_pipeline(tmp_path: Path, runner: str) -> Non
         tmp_path,
         f"""
         name: numbers
+        imports: [{HERE}]                   # scaler and double are functions of this module
         options: {{queue_size: 16, batch_size: 4}}
         nodes:
           source: {{class: NumberSource, args: {{count: 5, start: 1}}}}
@@ -400,13 +401,14 @@ CASES = [
     ),
     pytest.param(
         f"""
+        imports: [{HERE}]
         nodes:
           a: {{class: "{HERE}:scaler", args: {{factor: 1}}}}
           b:
             class: "{HERE}:explode"
             args: {{message: boom}}
         """,
-        "5:11",
+        "6:11",
         f"node 'b' ({HERE}:explode) could not be built: ValueError: boom; check its arguments",
         id="constructor-raises",
     ),

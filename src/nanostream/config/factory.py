@@ -10,9 +10,10 @@ instance builds fresh inner nodes and stands in a pipeline as one node.
 from __future__ import annotations
 
 import copy
+import importlib
 import inspect
 import itertools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -151,7 +152,11 @@ class ConfiguredComposite(Composite):
 
 
 def class_factory(
-    config: Mapping[str, Any], *, inject: bool = True, register: bool = True
+    config: Mapping[str, Any],
+    *,
+    inject: bool = True,
+    register: bool = True,
+    imports: Sequence[str] = (),
 ) -> type[ConfiguredComposite]:
     """Make a composite node class from a configuration mapping (e.g. parsed YAML).
 
@@ -170,6 +175,13 @@ def class_factory(
     name in the module that calls ``class_factory`` (``inject=False`` to skip; that
     never replaces a global that is not itself a composite class). Errors are
     :class:`~nanostream.ConfigError` naming the composite and the inner node.
+
+    What a ``class``/``function`` may name is what a pipeline file may (see
+    :func:`~nanostream.config.registry.check_trusted`), with the calling module in the role
+    of the file's ``imports:``: a ``NanoNode`` class, a registered name, one of nanostream's
+    node constructors, or a function defined in the calling module or in one of
+    ``imports`` (modules imported for the configuration, whose names are looked up too).
+    Anything else is refused before anything is called.
 
     Example:
         >>> import nanostream
@@ -212,7 +224,18 @@ def class_factory(
             f"class_factory() takes the configuration as a mapping (e.g. yaml.safe_load(...)), "
             f"got {type(config).__name__}"
         )
-    cls = make_composite_class(Document(dict(config)), (), module=module, namespaces=namespaces)
+    if isinstance(imports, str):
+        imports = [imports]
+    for name in imports:
+        try:
+            namespaces.append(vars(importlib.import_module(name)))
+        except Exception as exc:
+            raise ConfigError(
+                f"class_factory(): cannot import {name!r} (given in imports=): "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+    scope = registry.Scope(tuple(namespaces), (module, *imports))
+    cls = make_composite_class(Document(dict(config)), (), module=module, scope=scope)
     if inject and caller is not None:
         _check_injection(caller.f_globals, cls.__name__, module)
     if register:
@@ -240,10 +263,10 @@ def make_composite_class(
     path: Path,
     *,
     module: str,
-    namespaces: list[Mapping[str, Any]] | None = None,
+    scope: registry.Scope | None = None,
 ) -> type[ConfiguredComposite]:
     """The composite class for the configuration at ``path`` in ``doc`` (checked first)."""
-    design = _read_design(doc, path, namespaces or [])
+    design = _read_design(doc, path, scope or registry.Scope())
     cls_dict: dict[str, Any] = {
         "__module__": module,
         "__qualname__": design.name,
@@ -291,7 +314,7 @@ def _docstring(design: _Design) -> str:
     return "\n".join(lines)
 
 
-def _read_design(doc: Document, root: Path, namespaces: list[Mapping[str, Any]]) -> _Design:
+def _read_design(doc: Document, root: Path, scope: registry.Scope) -> _Design:
     problems = Problems()
     data = doc.sub(root).data
 
@@ -330,9 +353,7 @@ def _read_design(doc: Document, root: Path, namespaces: list[Mapping[str, Any]])
         raise AssertionError  # pragma: no cover
     inner: list[_Inner] = []
     for index, raw in enumerate(raw_nodes):
-        node = _read_inner(
-            raw, index, composite=name, where=where, namespaces=namespaces, problems=problems
-        )
+        node = _read_inner(raw, index, composite=name, where=where, scope=scope, problems=problems)
         if node is None:
             continue
         if any(n.name == node.name for n in inner):
@@ -365,7 +386,7 @@ def _read_inner(
     *,
     composite: str,
     where: Any,
-    namespaces: list[Mapping[str, Any]],
+    scope: registry.Scope,
     problems: Problems,
 ) -> _Inner | None:
     at = ("nodes", index)
@@ -405,7 +426,7 @@ def _read_inner(
     kind: NodeKind = "class" if kinds[0] == "class" else "function"
     ref = raw[kind]
     try:
-        target = _resolve_in(ref, namespaces, where(*at, kind))
+        target = scope.resolve(ref, where(*at, kind))
     except ConfigError as exc:
         problems.add(f"{label}: {exc.message}", exc.location)
         return None
@@ -462,16 +483,6 @@ def _read_inner(
     if len(problems.errors) > before:
         return None
     return _Inner(str(node_name), str(ref), kind, target, dict(frozen), dict(mapping), options)
-
-
-def _resolve_in(ref: Any, namespaces: list[Mapping[str, Any]], location: str | None) -> Any:
-    """Resolve ``ref``, looking a bare name up in ``namespaces`` first."""
-    if isinstance(ref, str) and ref.strip().isidentifier():
-        for namespace in namespaces:
-            found = namespace.get(ref.strip())
-            if found is not None and callable(found):
-                return found
-    return registry.resolve(ref, location=location)
 
 
 def _read_edges(

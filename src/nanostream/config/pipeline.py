@@ -40,7 +40,7 @@ from ._common import (
     parse_yaml,
     read_node_options,
 )
-from .factory import _resolve_in, disconnected, find_cycle, make_composite_class, read_edge
+from .factory import disconnected, find_cycle, make_composite_class, read_edge
 
 __all__ = ["EdgeSpec", "NodeSpec", "PipelineSpec", "load_pipeline", "read_pipeline"]
 
@@ -58,9 +58,9 @@ _TOP_KEYS = (
 _NODE_KEYS = ("class", "function", "args", "description")
 _RUN_OPTIONS = tuple(f.name for f in fields(RunOptions))
 
-# What each node built from a configuration was made from: (reference, kind, arguments).
-# ``to_yaml`` writes these back out.
-built_from: weakref.WeakKeyDictionary[NanoNode, tuple[str, NodeKind, dict[str, Any]]] = (
+# What each node built from a configuration was made from: (reference, kind, arguments,
+# the class or function it names). ``to_yaml`` writes these back out.
+built_from: weakref.WeakKeyDictionary[NanoNode, tuple[str, NodeKind, dict[str, Any], Any]] = (
     weakref.WeakKeyDictionary()
 )
 _import_lock = threading.Lock()
@@ -201,16 +201,18 @@ class PipelineSpec:
                     where,
                 )
         problems.raise_if_any()
+        # the composites defined so far are found by name too (filled in below)
+        scope = registry.Scope(tuple(namespaces), tuple(m for m, _ in self.imports))
         for doc, path in self.composites:
             try:
-                cls = make_composite_class(doc, path, module=__name__, namespaces=namespaces)
+                cls = make_composite_class(doc, path, module=__name__, scope=scope)
             except ConfigError as exc:
                 problems.add_error(exc)
                 continue
             composites[cls.__name__] = cls
             registry.register(cls, cls.__name__)
         problems.raise_if_any()
-        targets = self._resolve(namespaces, problems)
+        targets = self._resolve(scope, problems)
         problems.raise_if_any()
         nodes = self._construct(targets, problems)
         problems.raise_if_any()
@@ -236,18 +238,23 @@ class PipelineSpec:
             except (GraphError, ImportError) as exc:
                 raise ConfigError(str(exc), location=self.runner_location) from None
         for spec in self.nodes.values():
-            built_from[nodes[spec.name]] = (spec.ref, spec.kind, dict(spec.args))
+            built_from[nodes[spec.name]] = (
+                spec.ref,
+                spec.kind,
+                dict(spec.args),
+                targets[spec.name],
+            )
         return pipeline
 
     def _import(self, module: str) -> Any:
         with _import_lock, _on_path(self.directory):
             return importlib.import_module(module)
 
-    def _resolve(self, namespaces: list[Mapping[str, Any]], problems: Problems) -> dict[str, Any]:
+    def _resolve(self, scope: registry.Scope, problems: Problems) -> dict[str, Any]:
         targets: dict[str, Any] = {}
         for spec in self.nodes.values():
             try:
-                targets[spec.name] = _resolve_in(spec.ref, namespaces, spec.at("class"))
+                targets[spec.name] = scope.resolve(spec.ref, spec.at("class"))
             except ConfigError as exc:
                 problems.add(f"node {spec.name!r}: {exc.message}", exc.location)
                 continue
@@ -499,6 +506,14 @@ def _read_imports(doc: Document, problems: Problems) -> list[tuple[str, str | No
             problems.add(
                 f"{module!r} is not a module name; 'imports' lists dotted module names such as "
                 "mypackage.nodes",
+                at,
+            )
+            continue
+        if module.split(".")[0] in sys.stdlib_module_names:
+            problems.add(
+                f"{module!r} is a module of Python's standard library, which holds no nodes; "
+                "'imports:' lists the modules that define your nodes (their functions may "
+                "then be named by 'class:')",
                 at,
             )
             continue

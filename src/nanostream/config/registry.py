@@ -1,32 +1,51 @@
 """The class registry: how a name in a configuration becomes a node class or constructor.
 
-A ``class:`` entry is resolved in this order:
+A ``class:`` (or ``function:``) entry is resolved in this order:
 
-1. ``module:Name`` or ``package.module.Name``: the module is imported and the name looked up
-   in it (``module:Outer.Inner`` works too). This is the only way a configuration imports
-   code, and it names that code explicitly.
+1. ``module:Name`` or ``package.module.Name``: the name is looked up in the module
+   (``module:Outer.Inner`` works too). A module is imported only if it is nanostream's,
+   listed under the file's ``imports:`` (or inside a package listed there), or named by an
+   installed package's ``nanostream.nodes`` entry point; a module imported already is used
+   as it is. Any other module is refused: importing it would run its code.
 2. A bare ``Name``: a composite made by :func:`~nanostream.class_factory` (or anything
    given to :func:`register`) of that name; otherwise the ``NanoNode`` subclass of that
    name, among all the subclasses defined so far (the built-in nodes of
    ``nanostream.nodes`` are imported when a name is not found). Two classes of the same
    name make it ambiguous: write the full path then.
 
-Nothing else runs: names are looked up, never evaluated.
+What a name resolves to must then be *trusted* (see :func:`check_trusted`) before anything
+is called: a ``NanoNode`` class, something given to :func:`register`, one of nanostream's
+node constructors, or a callable defined in a module of ``imports:`` (or of an entry
+point). Anything else — ``os:system``, ``subprocess:Popen``, ``builtins:open`` — is refused
+without being called. Names are looked up, never evaluated.
 """
 
 from __future__ import annotations
 
 import gc
 import importlib
+import importlib.metadata
+import importlib.util
 import pkgutil
+import sys
 import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from .._core.errors import ConfigError
 from .._core.node import NanoNode
 from ._common import close_matches, describe_target
 
-__all__ = ["known_names", "register", "resolve", "unregister"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Scope",
+    "check_trusted",
+    "known_names",
+    "register",
+    "resolve",
+    "unregister",
+]
 
 T = TypeVar("T")
 
@@ -34,6 +53,9 @@ _registered: dict[str, Any] = {}
 _lock = threading.Lock()
 _builtin_import_failures: dict[str, str] = {}
 _builtins_imported = False
+
+ENTRY_POINT_GROUP = "nanostream.nodes"
+"""The entry-point group through which an installed package declares its node modules."""
 
 
 def register(obj: T, name: str | None = None) -> T:
@@ -129,11 +151,14 @@ def _by_bare_name(name: str) -> list[Any]:
     return [cls for cls in _node_classes() if cls.__name__ == name]
 
 
-def resolve(ref: str, *, location: str | None = None) -> Any:
+def resolve(ref: str, *, location: str | None = None, imports: Iterable[str] = ()) -> Any:
     """The class or node constructor that ``ref`` names (see the module's docstring).
 
-    Raises :class:`~nanostream.ConfigError` (at ``location``) for an unknown or ambiguous
-    name, listing close matches.
+    ``imports`` are the modules the configuration declares (its ``imports:``): they may be
+    imported, and their functions called. Raises :class:`~nanostream.ConfigError` (at
+    ``location``) for an unknown or ambiguous name, listing close matches, for a module that
+    is neither imported already nor declared, and for what is not trusted (see
+    :func:`check_trusted`) — before calling anything.
 
     Example:
         >>> import nanostream
@@ -147,19 +172,32 @@ def resolve(ref: str, *, location: str | None = None) -> Any:
         ... except nanostream.ConfigError as exc:
         ...     print(str(exc).split(";")[0])
         unknown class 'IterableSorce' (did you mean 'IterableSource'?)
+        >>> try:
+        ...     resolve("os:system", location="p.yaml:3:12")
+        ... except nanostream.ConfigError as exc:
+        ...     print(str(exc).split(":", 3)[3].split(";")[0])
+         'os:system' names posix:system, which is not a node
     """
     if not isinstance(ref, str) or not ref.strip():
         raise ConfigError(
             f"a class name must be a non-empty string, got {ref!r}", location=location
         )
     ref = ref.strip()
+    declared = tuple(imports)
     if ":" in ref:
         module_name, _, attr = ref.partition(":")
-        return _from_module(ref, module_name, attr, location)
+        found = _from_module(ref, module_name, attr, declared, location)
+        check_trusted(found, ref, imports=declared, location=location)
+        return found
     if "." in ref:
         parts = ref.split(".")
+        refused: str | None = None
         for i in range(len(parts) - 1, 0, -1):
             module_name = ".".join(parts[:i])
+            if not may_import(module_name, declared):
+                if _may_exist(module_name):
+                    refused = refused or module_name
+                continue
             try:
                 importlib.import_module(module_name)
             except ModuleNotFoundError as exc:
@@ -169,7 +207,11 @@ def resolve(ref: str, *, location: str | None = None) -> Any:
                 raise _import_error(ref, module_name, exc, location) from exc
             except Exception as exc:
                 raise _import_error(ref, module_name, exc, location) from exc
-            return _from_module(ref, module_name, ".".join(parts[i:]), location)
+            found = _from_module(ref, module_name, ".".join(parts[i:]), declared, location)
+            check_trusted(found, ref, imports=declared, location=location)
+            return found
+        if refused is not None:
+            raise _undeclared(ref, ".".join(parts[:-1]), location)
         raise ConfigError(
             f"cannot find {ref!r}: no prefix of it is an importable module; write "
             "'module:Class' (and add the module's directory to PYTHONPATH if needed)",
@@ -206,6 +248,159 @@ def resolve(ref: str, *, location: str | None = None) -> Any:
     )
 
 
+def entry_point_modules() -> tuple[str, ...]:
+    """The modules installed packages declare in the ``nanostream.nodes`` entry-point group.
+
+    A package makes its nodes usable by name in any configuration, and its node
+    constructors trusted, with (in its ``pyproject.toml``)::
+
+        [project.entry-points."nanostream.nodes"]
+        my_nodes = "my_package.nodes"
+
+    Example:
+        >>> from nanostream.config.registry import entry_point_modules
+        >>> isinstance(entry_point_modules(), tuple)
+        True
+    """
+    found = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+    return tuple(sorted({ep.value.partition(":")[0].strip() for ep in found}))
+
+
+def _within(module: str, packages: Iterable[str]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in packages)
+
+
+def may_import(module: str, imports: Iterable[str] = ()) -> bool:
+    """Whether resolving a name may import ``module`` (see the module's docstring).
+
+    Example:
+        >>> from nanostream.config.registry import may_import
+        >>> may_import("nanostream.testing"), may_import("mypkg.nodes", ["mypkg"])
+        (True, True)
+        >>> may_import("some_module_nobody_imported")
+        False
+    """
+    if module in sys.modules or _within(module, ("nanostream", *imports)):
+        return True
+    return _within(module, entry_point_modules())
+
+
+def _builtin_constructors() -> list[Any]:
+    """nanostream's node constructors (functions that return a node function)."""
+    from ..nodes import generic
+
+    return [getattr(generic, name) for name in generic.__all__]
+
+
+def check_trusted(
+    obj: Any, ref: str, *, imports: Iterable[str] = (), location: str | None = None
+) -> None:
+    """Raise :class:`~nanostream.ConfigError` unless a configuration may call ``obj``.
+
+    Trusted are: a ``NanoNode`` class (a composite included); anything given to
+    :func:`register` (your own code registered it); nanostream's node constructors
+    (``grep``, ``transform``, ...); and a callable *defined* in one of ``imports`` (the
+    modules the configuration lists, or the calling module for ``class_factory``) or of a
+    package's ``nanostream.nodes`` entry point. Nothing is called to decide it.
+
+    Example:
+        >>> import nanostream, subprocess
+        >>> from nanostream.config.registry import check_trusted
+        >>> check_trusted(nanostream.IterableSource, "IterableSource")
+        >>> try:
+        ...     check_trusted(subprocess.Popen, "subprocess:Popen", location="p.yaml:2:9")
+        ... except nanostream.ConfigError as exc:
+        ...     print(exc.location, exc.message.split(";")[0])
+        p.yaml:2:9 'subprocess:Popen' names subprocess:Popen, which is not a node
+    """
+    if isinstance(obj, type) and issubclass(obj, NanoNode):
+        return
+    with _lock:
+        if any(obj is known for known in _registered.values()):
+            return
+    if any(obj is known for known in _builtin_constructors()):
+        return
+    module = getattr(obj, "__module__", None)
+    if (
+        callable(obj)
+        and isinstance(module, str)
+        and not _within(module, ("nanostream",))
+        and _within(module, (*imports, *entry_point_modules()))
+    ):
+        return
+    if (
+        callable(obj)
+        and isinstance(module, str)
+        and module.split(".")[0] not in (*sys.stdlib_module_names, "nanostream")
+    ):
+        raise ConfigError(
+            f"{ref!r} names {describe_target(obj)}, defined in module {module!r}, which the "
+            f"configuration does not list under 'imports:'; add {module!r} to 'imports:' if "
+            "it holds your node constructors (nothing was called)",
+            location=location,
+        )
+    raise ConfigError(
+        f"{ref!r} names {describe_target(obj)}, which is not a node; a configuration calls "
+        "only a NanoNode class, a composite, a node constructor given to "
+        "nanostream.config.register(), or a function defined in a module it lists under "
+        "'imports:' (nothing was called)",
+        location=location,
+    )
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Where a configuration looks its names up, and the modules whose code it may call.
+
+    ``namespaces`` are searched first for a bare name (a pipeline file's composites and
+    ``imports:`` modules; for ``class_factory``, the caller's names); ``imports`` are the
+    modules declared trusted (a pipeline file's ``imports:``; for ``class_factory``, the
+    calling module and its ``imports=``).
+
+    Example:
+        >>> import nanostream
+        >>> from nanostream.config.registry import Scope
+        >>> Scope().resolve("IterableSource", None) is nanostream.IterableSource
+        True
+    """
+
+    namespaces: tuple[Mapping[str, Any], ...] = ()
+    imports: tuple[str, ...] = ()
+
+    def resolve(self, ref: Any, location: str | None) -> Any:
+        """What ``ref`` names here: a bare name in the namespaces first, then :func:`resolve`.
+
+        Either way it must be trusted (:func:`check_trusted`); nothing is called.
+        """
+        if isinstance(ref, str) and ref.strip().isidentifier():
+            for namespace in self.namespaces:
+                found = namespace.get(ref.strip())
+                if found is not None and callable(found):
+                    check_trusted(found, ref.strip(), imports=self.imports, location=location)
+                    return found
+        return resolve(ref, location=location, imports=self.imports)
+
+
+def _may_exist(module: str) -> bool:
+    """False if ``module``'s top-level package cannot be found (found without running it)."""
+    top = module.split(".", maxsplit=1)[0]
+    if top in sys.modules:
+        return True
+    try:
+        return importlib.util.find_spec(top) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _undeclared(ref: str, module: str, location: str | None) -> ConfigError:
+    return ConfigError(
+        f"{ref!r}: module {module!r} is not imported, and a configuration imports only the "
+        f"modules it lists under 'imports:' (importing runs a module's code); add {module!r} "
+        "to 'imports:' if it holds your nodes",
+        location=location,
+    )
+
+
 def _import_error(
     ref: str, module_name: str, exc: BaseException, location: str | None
 ) -> ConfigError:
@@ -215,12 +410,22 @@ def _import_error(
     )
 
 
-def _from_module(ref: str, module_name: str, attr: str, location: str | None) -> Any:
+def _from_module(
+    ref: str, module_name: str, attr: str, imports: tuple[str, ...], location: str | None
+) -> Any:
     if not module_name or not attr:
         raise ConfigError(
             f"{ref!r} is not a valid path; write 'module:Name' (e.g. 'mypackage.nodes:Parser')",
             location=location,
         )
+    if not may_import(module_name, imports):
+        if not _may_exist(module_name):
+            raise ConfigError(
+                f"cannot import module {module_name!r} for {ref!r}: there is no module "
+                f"{module_name.split('.', maxsplit=1)[0]!r}",
+                location=location,
+            )
+        raise _undeclared(ref, module_name, location)
     try:
         obj: Any = importlib.import_module(module_name)
     except Exception as exc:

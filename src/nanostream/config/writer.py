@@ -26,6 +26,7 @@ from .._core.node import FunctionNode, NanoNode
 from ._common import describe_target, node_options
 from .factory import ConfiguredComposite
 from .pipeline import built_from
+from .registry import check_trusted
 
 __all__ = ["to_yaml"]
 
@@ -69,8 +70,13 @@ def to_yaml(pipeline: Pipeline | NanoNode) -> str:
     names = _names(pipeline)
     order = _order(pipeline, names)
     composites: dict[str, Any] = {}
-    nodes = {names[id(node)]: _describe(node, names[id(node)], composites) for node in order}
+    imports: set[str] = set()
+    nodes = {
+        names[id(node)]: _describe(node, names[id(node)], composites, imports) for node in order
+    }
     data: dict[str, Any] = {"name": pipeline.name}
+    if imports:
+        data["imports"] = sorted(imports)
     if composites:
         data["composites"] = list(composites.values())
     data["nodes"] = nodes
@@ -145,17 +151,34 @@ def _order(pipeline: Pipeline, names: dict[int, str]) -> list[NanoNode]:
     return order
 
 
-def _describe(node: NanoNode, name: str, composites: dict[str, Any]) -> dict[str, Any]:
+def _needs_import(target: Any, imports: set[str]) -> None:
+    """Add the module of ``target`` to ``imports`` if a pipeline file must declare it.
+
+    A file may call a function only of a module it lists under ``imports:``; node classes,
+    registered names and nanostream's own node constructors need no import.
+    """
+    try:
+        check_trusted(target, describe_target(target))
+    except ConfigError:
+        module = getattr(target, "__module__", None)
+        if isinstance(module, str):
+            imports.add(module)
+
+
+def _describe(
+    node: NanoNode, name: str, composites: dict[str, Any], imports: set[str]
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     args: Mapping[str, Any]
     record = built_from.get(node)
     if isinstance(node, ConfiguredComposite):
-        _add_composite(type(node), composites)
+        _add_composite(type(node), composites, imports)
         out["class"] = type(node).__name__
         args = node.given_arguments
     elif record is not None:
-        ref, kind, args = record
+        ref, kind, args, target = record
         out[kind] = ref
+        _needs_import(target, imports)
     elif isinstance(node, Composite):
         raise ConfigError(
             f"cannot write node {name!r} as YAML: it is a composite built in Python with "
@@ -163,6 +186,7 @@ def _describe(node: NanoNode, name: str, composites: dict[str, Any]) -> dict[str
         )
     elif isinstance(node, FunctionNode):
         out["function"] = _importable(node.function, name, "function")
+        _needs_import(node.function, imports)
         args = {}
     else:
         out["class"] = _importable(type(node), name, "class")
@@ -263,7 +287,9 @@ def _yaml_value(value: Any, node: str, argument: str) -> Any:
     )
 
 
-def _add_composite(cls: type[ConfiguredComposite], composites: dict[str, Any]) -> None:
+def _add_composite(
+    cls: type[ConfiguredComposite], composites: dict[str, Any], imports: set[str]
+) -> None:
     """Add ``cls``'s definition (and those of composites it uses, first) to ``composites``."""
     if cls.__name__ in composites:
         return
@@ -274,8 +300,9 @@ def _add_composite(cls: type[ConfiguredComposite], composites: dict[str, Any]) -
     for raw, inner in zip(config.get("nodes", []), design.inner, strict=True):
         target = inner.target
         if isinstance(target, type) and issubclass(target, ConfiguredComposite):
-            _add_composite(target, composites)
+            _add_composite(target, composites, imports)
             raw[inner.kind] = target.__name__
         else:
             raw[inner.kind] = _importable(target, f"{cls.__name__}.{inner.name}", inner.kind)
+            _needs_import(target, imports)
     composites[cls.__name__] = _yaml_value(config, cls.__name__, "configuration")

@@ -1,0 +1,313 @@
+"""What a configuration may call: node classes, registered names and declared modules only.
+
+Each malicious reference is checked on a file whose nodes would leave a marker file (or
+remove a directory) if anything were called; the marker must not exist afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from shutil import rmtree
+from typing import Any
+
+import pytest
+
+import nanostream
+from nanostream import ConfigError, NanoNode
+from nanostream.config import class_factory, read_pipeline, register, unregister
+from nanostream.testing import Collect
+
+HERE = __name__
+
+
+def triple(inp: Any, outp: Any) -> None:  # a node function of this module
+    for x in inp:
+        outp(3 * x)
+
+
+def write(folder: Path, text: str, name: str = "pipeline.yaml") -> Path:
+    path = folder / name
+    path.write_text(textwrap.dedent(text).lstrip("\n"))
+    return path
+
+
+@pytest.fixture
+def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A directory on sys.path holding ``evil.py``, which leaves EVIL if it is imported."""
+    (tmp_path / "evil.py").write_text(
+        "import pathlib, nanostream\n"
+        "pathlib.Path(__file__).with_name('EVIL').touch()\n"
+        "class EvilNode(nanostream.NanoNode):\n"
+        "    def process_item(self, item):\n"
+        "        yield item\n"
+    )
+    (tmp_path / "script.py").write_text(
+        "import pathlib\npathlib.Path(__file__).with_name('SCRIPT').touch()\n"
+    )
+    (tmp_path / "keep").mkdir()
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield tmp_path
+    sys.modules.pop("evil", None)
+
+
+def nothing_ran(folder: Path) -> None:
+    assert not (folder / "MARKER").exists()
+    assert not (folder / "EVIL").exists()
+    assert not (folder / "SCRIPT").exists()
+    assert (folder / "keep").is_dir()
+
+
+MALICIOUS = [
+    pytest.param("{class: 'os:system', args: {command: 'touch MARKER'}}", "'os:system'", id="os"),
+    pytest.param(
+        "{class: 'subprocess:Popen', args: {args: [touch, MARKER]}}",
+        "'subprocess:Popen'",  # not imported yet, or not a node
+        id="subprocess",
+    ),
+    pytest.param(
+        "{class: 'builtins:open', args: {file: MARKER, mode: w}}", "io:open", id="builtins-open"
+    ),
+    pytest.param("{class: 'shutil:rmtree', args: {path: keep}}", "'shutil:rmtree'", id="rmtree"),
+    pytest.param(
+        "{class: 'runpy:run_path', args: {path_name: script.py}}",
+        "'runpy:run_path'",
+        id="runpy",
+    ),
+    pytest.param(
+        "{class: 'os.system', args: {command: 'touch MARKER'}}", "posix:system", id="dotted"
+    ),
+    pytest.param("{function: 'os:system'}", "'os:system'", id="function"),
+    pytest.param("{class: 'evil:EvilNode'}", "module 'evil' is not imported", id="undeclared"),
+    pytest.param("{class: '${X}', args: {command: 'touch MARKER'}}", "'os:system'", id="env"),
+]
+
+
+@pytest.mark.parametrize(("node", "message"), MALICIOUS)
+def test_nothing_but_trusted_code_is_called(
+    folder: Path, monkeypatch: pytest.MonkeyPatch, node: str, message: str
+) -> None:
+    monkeypatch.chdir(folder)
+    path = write(folder, f"nodes:\n  bad: {node}\n  sink: nanostream.testing:Collect\n")
+    with pytest.raises(ConfigError) as info:
+        read_pipeline(path, env={"X": "os:system"}).build()
+    nothing_ran(folder)
+    assert info.value.location == f"{path}:2:{node.index(':') + 10}"
+    assert message in info.value.message
+    assert "nothing was called" in info.value.message or "'imports:'" in info.value.message
+
+
+def test_check_runs_nothing_and_points_at_each_reference(folder: Path) -> None:
+    nodes = "".join(f"  bad{i}: {p.values[0]}\n" for i, p in enumerate(MALICIOUS))
+    write(folder, f"nodes:\n{nodes}")
+    result = subprocess.run(
+        [sys.executable, "-m", "nanostream", "check", "pipeline.yaml"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "X": "os:system", "PYTHONPATH": str(folder)},
+    )
+    nothing_ran(folder)
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert [line.split(": error: ")[0] for line in lines] == [
+        f"pipeline.yaml:{i + 2}:{str(p.values[0]).index(':') + 11}" for i, p in enumerate(MALICIOUS)
+    ], result.stderr
+    for line, case in zip(lines, MALICIOUS, strict=True):
+        assert str(case.values[1]) in line
+
+
+def test_the_standard_library_cannot_be_declared(folder: Path) -> None:
+    path = write(
+        folder,
+        """
+        imports: [subprocess, os.path]
+        nodes:
+          bad: {class: 'subprocess:Popen', args: {args: [touch, MARKER]}}
+        """,
+    )
+    with pytest.raises(ConfigError) as info:
+        read_pipeline(path, env={})
+    nothing_ran(folder)
+    assert isinstance(info.value, nanostream.config.ConfigErrors)
+    assert [e.location for e in info.value.errors] == [f"{path}:1:11", f"{path}:1:23"]
+    assert "'subprocess' is a module of Python's standard library" in str(info.value)
+
+
+def test_a_function_of_a_module_the_file_does_not_declare_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, f"nodes:\n  x: {{function: '{HERE}:triple'}}\n")
+    with pytest.raises(ConfigError) as info:
+        read_pipeline(path, env={}).build()
+    assert info.value.location == f"{path}:2:17"
+    assert f"defined in module {HERE!r}, which the configuration does not list under" in (
+        info.value.message
+    )
+
+
+def test_a_declared_module_imported_once_its_functions_and_nodes_usable(
+    folder: Path, runner: str
+) -> None:
+    (folder / "my_nodes.py").write_text(
+        "def times(factor):\n"
+        "    def node(inp, outp):\n"
+        "        for x in inp:\n"
+        "            outp(factor * x)\n"
+        "    return node\n"
+    )
+    path = write(
+        folder,
+        f"""
+        imports: [my_nodes, evil, {HERE}]
+        nodes:
+          numbers: {{class: IterableSource, args: {{iterable: [1, 2]}}}}
+          times: {{class: 'my_nodes:times', args: {{factor: 10}}}}
+          triple: {{function: triple}}
+          passed: EvilNode
+          sink: nanostream.testing:Collect
+        """,
+    )
+    pipeline = read_pipeline(path, env={}).build()
+    assert (folder / "EVIL").exists()  # declared: its code ran, as the file says
+    assert pipeline.start(runner=runner).wait(10)
+    sink = next(n for n in pipeline.nodes if isinstance(n, Collect))
+    assert sink.items == [30, 60]
+
+
+def test_registered_constructors_and_nanostream_constructors_are_trusted(
+    tmp_path: Path,
+) -> None:
+    def shout(inp: Any, outp: Any) -> None:
+        for x in inp:
+            outp(str(x).upper())
+
+    register(lambda: shout, "shouting")
+    try:
+        path = write(
+            tmp_path,
+            """
+            nodes:
+              words: {class: IterableSource, args: {iterable: [a, b, a]}}
+              unique: {class: 'nanostream.nodes:uniq'}
+              loud: shouting
+              sink: nanostream.testing:Collect
+            """,
+        )
+        pipeline = read_pipeline(path, env={}).build()
+    finally:
+        unregister("shouting")
+    assert pipeline.start().wait(10)
+    sink = next(n for n in pipeline.nodes if isinstance(n, Collect))
+    assert sink.items == ["A", "B", "A"]
+
+
+def test_nanostream_functions_that_are_not_node_constructors_are_refused(
+    tmp_path: Path,
+) -> None:
+    path = write(
+        tmp_path,
+        """
+        imports: [nanostream.cli]
+        nodes:
+          again: {class: 'nanostream.cli:main', args: {argv: [run, other.yaml]}}
+        """,
+    )
+    with pytest.raises(ConfigError) as info:
+        read_pipeline(path, env={}).build()
+    assert info.value.location == f"{path}:3:18"
+    assert "'nanostream.cli:main' names nanostream.cli:main, which is not a node" in str(info.value)
+
+
+def test_an_entry_point_declares_a_package_of_nodes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, installed = tmp_path / "code", tmp_path / "installed"
+    code.mkdir()
+    (code / "ep_nodes.py").write_text(
+        "def plus(amount):\n"
+        "    def node(inp, outp):\n"
+        "        for x in inp:\n"
+        "            outp(x + amount)\n"
+        "    return node\n"
+    )
+    info = installed / "ep_nodes-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: ep-nodes\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[nanostream.nodes]\nep = ep_nodes\n")
+    path = write(
+        tmp_path,
+        """
+        nodes:
+          numbers: {class: IterableSource, args: {iterable: [1]}}
+          plus: {class: 'ep_nodes:plus', args: {amount: 1}}
+          sink: nanostream.testing:Collect
+        """,
+    )
+    monkeypatch.syspath_prepend(str(code))
+    with pytest.raises(ConfigError, match="module 'ep_nodes' is not imported"):
+        read_pipeline(path, env={}).build()
+    assert "ep_nodes" not in sys.modules
+    monkeypatch.syspath_prepend(str(installed))  # now a package declares it
+    try:
+        pipeline = read_pipeline(path, env={}).build()
+    finally:
+        sys.modules.pop("ep_nodes", None)
+    assert pipeline.start().wait(10)
+    assert next(n for n in pipeline.nodes if isinstance(n, Collect)).items == [2]
+
+
+# --------------------------------------------------------------------------- class_factory
+class Double(NanoNode):
+    def process_item(self, item: int) -> Iterator[int]:
+        yield 2 * item
+
+
+def test_class_factory_refuses_what_is_not_a_node_before_calling_it(tmp_path: Path) -> None:
+    keep = tmp_path / "keep"
+    keep.mkdir()
+    assert rmtree  # the caller's names include a dangerous function
+    for ref, message in [
+        ("rmtree", "'rmtree' names shutil:rmtree, which is not a node"),
+        ("os:system", "'os:system' names posix:system, which is not a node"),
+    ]:
+        config = {
+            "name": "Wipe",
+            "nodes": [{"name": "wipe", "class": ref, "frozen_arguments": {"path": str(keep)}}],
+        }
+        with pytest.raises(ConfigError) as info:
+            class_factory(config, inject=False, register=False)
+        assert message in str(info.value)
+    assert keep.is_dir()
+
+
+def test_class_factory_trusts_the_calling_module_and_its_imports(tmp_path: Path) -> None:
+    (tmp_path / "factory_nodes.py").write_text(
+        "def add(amount):\n"
+        "    def node(inp, outp):\n"
+        "        for x in inp:\n"
+        "            outp(x + amount)\n"
+        "    return node\n"
+    )
+    config = {
+        "name": "TripleThenAdd",
+        "nodes": [
+            {"name": "triple", "function": "triple"},  # defined in this (calling) module
+            {"name": "add", "class": "add", "arg_mapping": {"amount": "plus"}},
+        ],
+    }
+    with pytest.raises(ConfigError, match="'add'"):
+        class_factory(config, inject=False, register=False)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        made = class_factory(config, inject=False, register=False, imports=["factory_nodes"])
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("factory_nodes", None)
+    sink = Collect()
+    nanostream.from_iterable([1, 2]) > made(plus=1) > sink
+    sink.global_start()
+    assert sink.items == [4, 7]
