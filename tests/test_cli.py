@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -143,6 +144,78 @@ def test_help_explains_the_commands() -> None:
         assert result.returncode == 0, result.stderr
         for text in expected:
             assert text in result.stdout, (command, text)
+
+
+# cli.md's synopsis (the indented block that starts with "nanostream run") and sections.
+CLI_DOC = ROOT / "docs" / "cli.md"
+
+
+def documented_synopsis() -> dict[str, list[tuple[str, str | None]]]:
+    """For each command in cli.md's synopsis: its [OPTION METAVAR] entries, in order."""
+    text = CLI_DOC.read_text()
+    lines: list[str] = []
+    for line in text.splitlines():
+        if line.startswith("    nanostream "):
+            lines.append(line.strip())
+        elif lines and line.startswith("        ") and not line.strip().startswith("$"):
+            lines[-1] += " " + line.strip()
+        elif lines:
+            break
+    synopsis: dict[str, list[tuple[str, str | None]]] = {}
+    for line in lines:
+        command = line.split()[1]
+        entries = []
+        for group in re.findall(r"\[([^\]]+)\]", line):
+            name, *rest = group.replace(" ...", "").split()
+            entries.append((name, rest[0] if rest else None))
+        synopsis[command] = entries
+    return synopsis
+
+
+def documented_section(command: str) -> str:
+    """The text of cli.md's section on ``nanostream COMMAND``, up to the next section."""
+    text = CLI_DOC.read_text()
+    start = text.index(f"## `nanostream {command}`")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else None]
+
+
+def help_options(command: str) -> dict[str, tuple[set[str], str | None]]:
+    """``nanostream COMMAND --help``'s options: long name -> ({names}, metavar or choices)."""
+    result = run_cli(command, "--help")
+    assert result.returncode == 0, result.stderr
+    options: dict[str, tuple[set[str], str | None]] = {}
+    for line in result.stdout.split("\nOptions:\n", 1)[1].splitlines():
+        found = re.match(r"  (?:(-\w), )?(--[\w-]+)(?: (\S+))?", line)
+        if found:
+            short, long, metavar = found.groups()
+            names = {long} | ({short} if short else set())
+            options[long] = (names, metavar.strip("[]") if metavar else None)
+    del options["--help"]
+    return options
+
+
+def test_cli_md_lists_exactly_the_options_of_help() -> None:
+    synopsis = documented_synopsis()
+    result = run_cli("--help")
+    listing = result.stdout.split("\nCommands:\n", 1)[1].split("\n\n", 1)[0]
+    assert sorted(synopsis) == [line.split()[0] for line in listing.splitlines()]
+    for command, entries in synopsis.items():
+        options = help_options(command)
+        documented = {name: metavar for name, metavar in entries}
+        assert len(documented) == len(entries), f"{command}: an option is listed twice"
+        for long, (names, metavar) in options.items():
+            listed = [name for name in documented if name in names]
+            assert listed, f"cli.md's synopsis of {command!r} lacks {long}"
+            assert documented[listed[0]] == metavar, (command, long)
+        every_name = set().union(*(names for names, _ in options.values())) | {"--help", "-h"}
+        for name in documented:
+            assert name in every_name, f"cli.md lists {name} for {command!r}; --help has not"
+        # every option that the command's section mentions is one of the command's
+        mentioned = set(
+            re.findall(r"(?<![\w-])(--[a-z][\w-]*|-[a-z])\b", documented_section(command))
+        )
+        assert mentioned - every_name == set(), command
 
 
 def test_version() -> None:

@@ -180,6 +180,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 @click.option(
     "--metrics-host",
     default="127.0.0.1",
+    metavar="HOST",
     show_default=True,
     help="The address the metrics endpoint listens on.",
 )
