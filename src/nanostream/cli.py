@@ -247,11 +247,13 @@ def run(
 
                 runner_obj = RayRunner(address=address)
             handle = pipeline.start(runner=runner_obj, **loaded.options)
+            names = list(handle.stats())
             _log.info(
-                "pipeline %r started on the %s runner: %s",
+                "pipeline %r started on the %s runner: %s: %s",
                 pipeline.name,
                 chosen,
-                _count(len(handle.stats()), "node") + ": " + ", ".join(handle.stats()),
+                _count(len(names), "node"),
+                ", ".join(names),
             )
             if progress or metrics_port is not None:
                 from .observe import attach

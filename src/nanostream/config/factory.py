@@ -173,6 +173,8 @@ def class_factory(
     in list order, unless ``edges`` (a list of ``{from, to}`` and optionally ``port``)
     links them as any other acyclic graph. ``entries`` and ``exits`` (lists of inner
     names) override which inner nodes take the composite's input and give its output.
+    ``imports`` (optional) lists modules to import first, whose names are looked up before
+    the caller's.
 
     The class is returned, registered under its name for other configurations
     (``register=False`` to skip), and — as the guide uses it — also bound as a global
