@@ -19,7 +19,7 @@ import pytest
 
 import nanostream
 from nanostream import ConfigError, NanoNode
-from nanostream.config import class_factory, read_pipeline, register, unregister
+from nanostream.config import class_factory, read_config, read_pipeline, register, unregister
 from nanostream.testing import Collect
 
 HERE = __name__
@@ -292,7 +292,7 @@ def test_class_factory_trusts_the_calling_module_and_its_imports(tmp_path: Path)
         "            outp(x + amount)\n"
         "    return node\n"
     )
-    config = {
+    config: dict[str, Any] = {
         "name": "TripleThenAdd",
         "nodes": [
             {"name": "triple", "function": "triple"},  # defined in this (calling) module
@@ -303,7 +303,8 @@ def test_class_factory_trusts_the_calling_module_and_its_imports(tmp_path: Path)
         class_factory(config, inject=False, register=False)
     sys.path.insert(0, str(tmp_path))
     try:
-        made = class_factory(config, inject=False, register=False, imports=["factory_nodes"])
+        config["imports"] = ["factory_nodes"]
+        made = class_factory(config, inject=False, register=False)
     finally:
         sys.path.remove(str(tmp_path))
         sys.modules.pop("factory_nodes", None)
@@ -311,3 +312,70 @@ def test_class_factory_trusts_the_calling_module_and_its_imports(tmp_path: Path)
     nanostream.from_iterable([1, 2]) > made(plus=1) > sink
     sink.global_start()
     assert sink.items == [4, 7]
+
+
+def test_a_composite_file_trusts_its_own_imports_only(folder: Path) -> None:
+    (folder / "composite_nodes.py").write_text(
+        "def negate():\n"
+        "    def node(inp, outp):\n"
+        "        for x in inp:\n"
+        "            outp(-x)\n"
+        "    return node\n"
+    )
+    good = write(
+        folder,
+        """
+        name: Negate
+        imports: [composite_nodes]
+        nodes:
+          - {name: negate, class: negate, arg_mapping: null}
+        """,
+        "negate.yaml",
+    )
+    made = read_config(good, env={})
+    assert isinstance(made, type) and issubclass(made, NanoNode)
+    sink = Collect()
+    nanostream.from_iterable([1, 2]) > made() > sink
+    sink.global_start()
+    assert sink.items == [-1, -2]
+    bad = write(
+        folder,
+        """
+        name: Shell
+        imports: [subprocess]
+        nodes:
+          - {name: run, class: 'subprocess:Popen', frozen_arguments: {args: [touch, MARKER]}}
+        """,
+        "shell.yaml",
+    )
+    with pytest.raises(ConfigError) as info:
+        read_config(bad, env={})
+    nothing_ran(folder)
+    assert info.value.location == f"{bad}:2:11"
+    assert "'subprocess' is a module of Python's standard library" in info.value.message
+
+
+def test_modules_given_on_the_command_line_are_declared_too(folder: Path) -> None:
+    (folder / "cli_nodes.py").write_text(
+        "def halve():\n"
+        "    def node(inp, outp):\n"
+        "        for x in inp:\n"
+        "            outp(x / 2)\n"
+        "    return node\n"
+    )
+    path = write(
+        folder,
+        """
+        nodes:
+          numbers: {class: IterableSource, args: {iterable: [4]}}
+          halve: {class: 'cli_nodes:halve'}
+          sink: nanostream.testing:Collect
+        """,
+    )
+    with pytest.raises(ConfigError, match="module 'cli_nodes' is not imported"):
+        read_pipeline(path, env={}).build()
+    spec = read_config(path, env={}, imports=["cli_nodes"])  # what --import cli_nodes does
+    assert not isinstance(spec, type)
+    pipeline = spec.build()
+    assert pipeline.start().wait(10)
+    assert next(n for n in pipeline.nodes if isinstance(n, Collect)).items == [2.0]

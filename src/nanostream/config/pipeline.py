@@ -509,13 +509,9 @@ def _read_imports(doc: Document, problems: Problems) -> list[tuple[str, str | No
                 at,
             )
             continue
-        if module.split(".")[0] in sys.stdlib_module_names:
-            problems.add(
-                f"{module!r} is a module of Python's standard library, which holds no nodes; "
-                "'imports:' lists the modules that define your nodes (their functions may "
-                "then be named by 'class:')",
-                at,
-            )
+        problem = registry.undeclarable(module)
+        if problem is not None:
+            problems.add(problem, at)
             continue
         imports.append((module, at))
     return imports

@@ -381,6 +381,28 @@ class Scope:
         return resolve(ref, location=location, imports=self.imports)
 
 
+def undeclarable(module: str) -> str | None:
+    """Why ``module`` cannot be listed under ``imports:``, or ``None`` if it can.
+
+    A module of Python's standard library holds no nodes, and listing it would make its
+    functions (``subprocess.Popen``, ``shutil.rmtree``, ...) callable by name.
+
+    Example:
+        >>> from nanostream.config.registry import undeclarable
+        >>> undeclarable("my_package.nodes") is None
+        True
+        >>> undeclarable("subprocess").split(";")[0]
+        "'subprocess' is a module of Python's standard library, which holds no nodes"
+    """
+    if module.split(".", maxsplit=1)[0] not in sys.stdlib_module_names:
+        return None
+    return (
+        f"{module!r} is a module of Python's standard library, which holds no nodes; "
+        "'imports:' lists the modules that define your nodes (their functions may then be "
+        "named by 'class:')"
+    )
+
+
 def _may_exist(module: str) -> bool:
     """False if ``module``'s top-level package cannot be found (found without running it)."""
     top = module.split(".", maxsplit=1)[0]

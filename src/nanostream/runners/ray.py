@@ -64,6 +64,14 @@ __all__ = [
 
 log = logging.getLogger("nanostream")
 
+#: The examples in these docstrings start Ray; the test suite skips them, saying why, where
+#: Ray is not installed (fnmatch patterns of doctest names; read by the repository's
+#: ``conftest.py``). The other examples here run everywhere.
+__doctest_requires__ = {
+    "nanostream.runners.ray": ("ray",),
+    "nanostream.runners.ray.RayRunner*": ("ray",),
+}
+
 # After an abort, actors get this long to end on their own before they are killed.
 ABORT_GRACE_S = 1.0
 _TICK_S = 0.2
