@@ -11,6 +11,8 @@ import difflib
 import inspect
 import os
 import re
+import types
+import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -113,6 +115,8 @@ class Document:
     marks: dict[Path, tuple[int, int]] = field(default_factory=dict)
     key_marks: dict[Path, tuple[int, int]] = field(default_factory=dict)
     directory: str | None = None
+    texts: dict[Path, str] = field(default_factory=dict)
+    """The text of each value that ``${NAME}`` substitution made (before it was typed)."""
 
     def where(self, path: Path, *, key: bool = False) -> str | None:
         if not self.marks:
@@ -138,6 +142,7 @@ class Document:
             {p[n:]: m for p, m in self.marks.items() if p[:n] == path},
             {p[n:]: m for p, m in self.key_marks.items() if p[:n] == path and len(p) > n},
             self.directory,
+            {p[n:]: t for p, t in self.texts.items() if p[:n] == path},
         )
 
 
@@ -260,6 +265,7 @@ class _Builder:
         self.built: set[int] = set()  # the lists and mappings built once already
         self.expanded = 0  # values added by aliases and merge keys so far
         self.alias_at: str | None = None  # where the alias being expanded is used
+        self.texts: dict[Path, str] = {}  # what ${NAME} substitution made, by path
 
     def where(self, node: yaml.Node) -> str:
         line, col = _pos(node.start_mark)
@@ -305,7 +311,7 @@ class _Builder:
                 self.alias_at = None
         self.marks[path] = _pos(node.start_mark)
         if isinstance(node, yaml.ScalarNode):
-            return self.scalar(node)
+            return self.scalar(node, path)
         self.built.add(id(node))
         if id(node) in self.active:
             raise ConfigError("a YAML alias refers to itself", location=self.where(node))
@@ -325,11 +331,12 @@ class _Builder:
             self.active.discard(id(node))
         raise ConfigError("unsupported YAML node", location=self.where(node))  # pragma: no cover
 
-    def scalar(self, node: yaml.ScalarNode) -> Any:
+    def scalar(self, node: yaml.ScalarNode, path: Path) -> Any:
         value = self.loader.construct_object(node)
         if self.env is None or not isinstance(value, str) or "${" not in node.value:
             return value
         text = substitute(node.value, self.env, self.where(node))
+        self.texts[path] = text
         if node.style is not None:  # quoted: stays a string
             return text
         # A plain scalar is typed after substitution: ``${SIZE:-100}`` is the number 100.
@@ -404,6 +411,19 @@ class _Builder:
         return result
 
 
+def _quote_hint(text: str, mark: Any) -> str:
+    """A hint when a YAML syntax error is at an unquoted ``${`` (in a ``{...}`` or ``[...]``)."""
+    if mark is None:
+        return ""
+    lines = text.splitlines()
+    if mark.line >= len(lines) or lines[mark.line][max(mark.column - 1, 0) :].find("${") != 0:
+        return ""
+    return (
+        "; inside {...} or [...] write a ${NAME} value in quotes, e.g. \"${N:-5000}\" (an "
+        "argument is then converted to the type its parameter is annotated with)"
+    )
+
+
 def parse_yaml(
     text: str,
     filename: str = "<string>",
@@ -441,7 +461,8 @@ def parse_yaml(
             elif exc.context:
                 context = f" ({exc.context})"
             raise ConfigError(
-                f"this is not valid YAML: {problem}{context}", location=f"{filename}:{line}:{col}"
+                f"this is not valid YAML: {problem}{context}{_quote_hint(text, mark)}",
+                location=f"{filename}:{line}:{col}",
             ) from None
         except yaml.YAMLError as exc:
             raise ConfigError(
@@ -460,7 +481,7 @@ def parse_yaml(
             ) from None
     finally:
         loader.dispose()
-    return Document(data, filename, builder.marks, builder.key_marks, directory)
+    return Document(data, filename, builder.marks, builder.key_marks, directory, builder.texts)
 
 
 def environment() -> dict[str, str]:
@@ -517,6 +538,139 @@ def check_arguments(
             and not any(difflib.get_close_matches(u, [p.name], cutoff=0.6) for u in unknown)
         )
     return ArgumentCheck(unknown, missing, accepted)
+
+
+_SIMPLE_TYPES: tuple[type, ...] = (bool, int, float, str, type(None))
+
+
+def simple_types(annotation: Any) -> tuple[type, ...] | None:
+    """The types an annotation of ``int``, ``float``, ``bool``, ``str``, ``None`` and unions
+    of them (``Optional[int]``, ``int | str``) admits; ``None`` for any other annotation.
+
+    Example:
+        >>> from typing import Optional
+        >>> from nanostream.config._common import simple_types
+        >>> simple_types(int), simple_types(Optional[float]), simple_types(list[int])
+        ((<class 'int'>,), (<class 'float'>, <class 'NoneType'>), None)
+    """
+    if annotation is None:
+        return (type(None),)
+    if annotation in _SIMPLE_TYPES:
+        return (annotation,)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        found: list[type] = []
+        for part in typing.get_args(annotation):
+            admitted = simple_types(part)
+            if admitted is None:
+                return None
+            found.extend(admitted)
+        return tuple(found)
+    return None
+
+
+def admits(admitted: tuple[type, ...], value: Any) -> bool:
+    """Whether ``value`` is of one of the ``admitted`` types (an int is a float too)."""
+    if isinstance(value, bool):
+        return bool in admitted
+    if isinstance(value, int):
+        return int in admitted or float in admitted
+    if isinstance(value, (float, str)) or value is None:
+        return type(value) in admitted
+    return False
+
+
+def type_name(admitted: tuple[type, ...]) -> str:
+    """``int``, ``float or None``, ... for messages."""
+    return " or ".join("None" if t is type(None) else t.__name__ for t in admitted)
+
+
+def from_text(text: str, admitted: tuple[type, ...]) -> Any:
+    """``text`` (from the environment or ``--set``) as a value of one of ``admitted``.
+
+    It is typed as YAML types a plain value (``5000``, ``2.5``, ``true``, ``null``) when
+    that type is admitted, else kept as the string if ``str`` is; raises ``ValueError``
+    otherwise.
+
+    Example:
+        >>> from nanostream.config._common import from_text
+        >>> from_text("5000", (int,)), from_text("5000", (str,)), from_text("5", (float,))
+        (5000, '5000', 5.0)
+        >>> from_text("false", (bool, type(None))), from_text("", (int, type(None)))
+        (False, None)
+    """
+    typed = typed_scalar(text)
+    if admits(admitted, typed):
+        if type(typed) is int and int not in admitted:
+            return float(typed)
+        return typed
+    if str in admitted:
+        return text
+    raise ValueError(text)
+
+
+def annotations_of(target: Any) -> dict[str, Any]:
+    """The parameter annotations of a class's constructor or a function (``{}`` if unknown)."""
+    function = target.__init__ if isinstance(target, type) else target  # type: ignore[misc]
+    try:
+        hints = typing.get_type_hints(function)
+    except Exception:  # noqa: BLE001 - an annotation that does not resolve is not checked
+        return {}
+    hints.pop("return", None)
+    return hints
+
+
+def convert_arguments(
+    target: Any, args: Mapping[str, Any], texts: Mapping[str, str]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """``args`` converted by ``target``'s annotations, and what is wrong with the others.
+
+    ``texts`` holds the text of the arguments that came as text (``${NAME}`` substitution,
+    ``--set``): each is converted (:func:`from_text`). Any argument whose annotation is
+    simple (see :func:`simple_types`) must then have a value of that type; otherwise its
+    name maps to a message. Other annotations are not checked.
+
+    Example:
+        >>> from nanostream.config._common import convert_arguments
+        >>> def make(count: int, label: str = "", ratio: float | None = None): ...
+        >>> convert_arguments(make, {"count": "50", "label": 7, "ratio": 1}, {"count": "50"})
+        ({'count': 50, 'label': 7, 'ratio': 1}, {'label': 'expects str, got 7 (int)'})
+    """
+    hints = annotations_of(target)
+    converted = dict(args)
+    problems: dict[str, str] = {}
+    for name, value in args.items():
+        admitted = simple_types(hints[name]) if name in hints else None
+        if admitted is None:
+            continue
+        if name in texts:
+            try:
+                converted[name] = from_text(texts[name], admitted)
+            except ValueError:
+                problems[name] = (
+                    f"expects {type_name(admitted)}, got {texts[name]!r}, which is not one"
+                )
+        elif not admits(admitted, value):
+            problems[name] = (
+                f"expects {type_name(admitted)}, got {value!r} ({type(value).__name__})"
+            )
+    return converted, problems
+
+
+def as_text(value: Any) -> str | None:
+    """The text a scalar ``value`` is written as in YAML (``None`` for a list or mapping).
+
+    Example:
+        >>> from nanostream.config._common import as_text
+        >>> as_text(True), as_text(None), as_text(12), as_text([1])
+        ('true', 'null', '12', None)
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, (int, float, str)):
+        return str(value)
+    return None
 
 
 def node_options() -> tuple[str, ...]:

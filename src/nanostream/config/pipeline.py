@@ -31,9 +31,11 @@ from ._common import (
     NodeKind,
     Path,
     Problems,
+    as_text,
     build_node,
     check_arguments,
     close_matches,
+    convert_arguments,
     describe_argument_problems,
     is_identifier_like,
     node_options,
@@ -74,7 +76,9 @@ class NodeSpec:
 
     ``kind`` is ``"class"`` (a class, composite or node constructor, called with ``args``)
     or ``"function"`` (a node function used as is). ``locations`` maps ``"node"``,
-    ``"class"``, ``"args"`` and ``"args.NAME"`` to ``FILE:LINE:COLUMN``.
+    ``"class"``, ``"args"`` and ``"args.NAME"`` to ``FILE:LINE:COLUMN``. ``texts`` holds
+    the text of the arguments given as text (made by ``${NAME}`` substitution, or by
+    ``--set``), which :meth:`PipelineSpec.build` converts by the parameter's annotation.
 
     Example:
         >>> import io
@@ -91,6 +95,7 @@ class NodeSpec:
     args: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
     locations: dict[str, str | None] = field(default_factory=dict)
+    texts: dict[str, str] = field(default_factory=dict)
 
     def at(self, part: str = "node") -> str | None:
         """Where ``part`` of the node was written (the node itself if unknown)."""
@@ -178,6 +183,11 @@ class PipelineSpec:
             )
         spec.args[argument] = value
         spec.locations[f"args.{argument}"] = where
+        text = as_text(value)  # a scalar from the command line is text, typed on build
+        if text is not None:
+            spec.texts[argument] = text
+        else:
+            spec.texts.pop(argument, None)
 
     # ------------------------------------------------------------------ building
     def build(self) -> Pipeline:
@@ -262,6 +272,16 @@ class PipelineSpec:
                 continue
             check = check_arguments(targets[spec.name], spec.args)
             what = f"node {spec.name!r} ({spec.ref})"
+            spec.args, mistyped = convert_arguments(targets[spec.name], spec.args, spec.texts)
+            for name, problem in mistyped.items():
+                source = ""
+                if name in spec.texts:
+                    at = spec.at(f"args.{name}") or ""
+                    source = " (from --set)" if at.startswith("--set") else " (from ${...})"
+                problems.add(
+                    f"{what}: argument {name!r} {problem}{source}; give a value of that type",
+                    spec.at(f"args.{name}"),
+                )
             for message, name in zip(
                 describe_argument_problems(check, what),
                 [*check.unknown, *check.missing],
@@ -661,14 +681,17 @@ def _read_node(
             "node constructor with 'class'",
             where((*at, "args")),
         )
+    texts: dict[str, str] = {}
     if "args" in value:
         locations["args"] = where((*at, "args"))
         for arg in args:
             locations[f"args.{arg}"] = where((*at, "args", arg), key=True)
+            if (*at, "args", arg) in doc.texts:
+                texts[arg] = doc.texts[(*at, "args", arg)]
     options = read_node_options(value, f"node {name!r}", lambda key: where((*at, key)), problems)
     if len(problems.errors) > before:
         return None
-    return NodeSpec(str(name), ref.strip(), kind, dict(args), options, locations)
+    return NodeSpec(str(name), ref.strip(), kind, dict(args), options, locations, texts)
 
 
 def _read_links(doc: Document, names: list[str], problems: Problems) -> list[EdgeSpec]:

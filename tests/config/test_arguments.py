@@ -1,0 +1,201 @@
+"""Typed arguments: values from ${NAME} and --set are converted by the parameter annotations,
+and an argument of the wrong type is reported by ``check`` at its FILE:LINE:COLUMN."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nanostream import ConfigError, NanoNode, pipeline_of
+from nanostream.config import read_pipeline
+from nanostream.testing import Collect
+
+HERE = __name__
+
+
+class Count(NanoNode):
+    def __init__(self, count: int, step: float | None = None, loud: bool = False) -> None:
+        super().__init__()
+        self.count, self.step, self.loud = count, step, loud
+
+    def generator(self) -> Iterator[Any]:
+        for i in range(self.count):
+            yield (i * self.step if self.step is not None else i, self.loud)
+
+
+class Label(NanoNode):
+    def __init__(self, label: str, key: int | str = 0, tags: list[str] | None = None) -> None:
+        super().__init__()
+        self.label, self.key, self.tags = label, key, tags
+
+    def process_item(self, item: Any) -> Iterator[Any]:
+        yield (self.label, item)
+
+
+def write(folder: Path, text: str) -> Path:
+    path = folder / "pipeline.yaml"
+    path.write_text(textwrap.dedent(text).lstrip("\n"))
+    return path
+
+
+def built(path: Path | io.StringIO, env: dict[str, str]) -> dict[str, NanoNode]:
+    pipeline = read_pipeline(path, env=env).build()
+    return {str(n.name): n for n in pipeline.nodes}
+
+
+FLOW = """
+nodes:
+  count: {class: Count, args: {count: "${N:-3}", step: "${STEP:-}", loud: "${LOUD:-no}"}}
+  label: {class: Label, args: {label: "${LABEL:-10}", key: "${KEY:-7}", tags: "${TAGS:-a}"}}
+  sink: nanostream.testing:Collect
+"""
+
+
+def test_quoted_environment_values_are_converted_by_annotation(runner: str) -> None:
+    nodes = built(io.StringIO(FLOW), env={})
+    count, label = nodes["count"], nodes["label"]
+    assert isinstance(count, Count) and isinstance(label, Label)
+    assert (count.count, count.step, count.loud) == (3, None, False)
+    # str stays the text; int | str takes the number; an annotation other than int, float,
+    # bool, str and their unions (list[str] | None) leaves the string as it is
+    assert (label.label, label.key, label.tags) == ("10", 7, "a")
+    assert pipeline_of(count).start(runner=runner).wait(10)
+    sink = nodes["sink"]
+    assert isinstance(sink, Collect)
+    assert sink.items == [("10", (i, False)) for i in range(3)]
+
+
+def test_environment_values_override_the_defaults() -> None:
+    env = {"N": "2", "STEP": "0.5", "LOUD": "true", "LABEL": "x", "KEY": "k"}
+    nodes = built(io.StringIO(FLOW), env=env)
+    count, label = nodes["count"], nodes["label"]
+    assert isinstance(count, Count) and isinstance(label, Label)
+    assert (count.count, count.step, count.loud, label.label, label.key) == (2, 0.5, True, "x", "k")
+
+
+def test_an_unquoted_value_in_block_style_is_typed_and_checked_too() -> None:
+    text = (
+        "nodes:\n  count:\n    class: Count\n    args:\n      count: ${N:-4}\n      step: ${S:-1}\n"
+    )
+    nodes = built(io.StringIO(text), env={})
+    count = nodes["count"]
+    assert isinstance(count, Count) and (count.count, count.step) == (4, 1.0)
+    assert isinstance(count.step, float)
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "line_col", "message"),
+    [
+        pytest.param(
+            '{count: "${N:-5000}"}',
+            {"N": "many"},
+            "2:32",
+            "argument 'count' expects int, got 'many', which is not one (from ${...})",
+            id="env",
+        ),
+        pytest.param(
+            '{count: 2, loud: "${LOUD}"}',
+            {"LOUD": "maybe"},
+            "2:42",
+            "argument 'loud' expects bool, got 'maybe', which is not one (from ${...})",
+            id="bool",
+        ),
+        pytest.param(
+            '{count: "12"}',
+            {},
+            "2:32",
+            "argument 'count' expects int, got '12' (str)",
+            id="literal",
+        ),
+        pytest.param(
+            "{count: 2, step: [1]}",
+            {},
+            "2:42",
+            "argument 'step' expects float or None, got [1] (list)",
+            id="list",
+        ),
+    ],
+)
+def test_check_reports_a_mistyped_argument_where_it_is(
+    tmp_path: Path, args: str, env: dict[str, str], line_col: str, message: str
+) -> None:
+    path = write(tmp_path, f"nodes:\n  count: {{class: Count, args: {args}}}\n")
+    with pytest.raises(ConfigError) as info:
+        read_pipeline(path, env=env).build()
+    assert info.value.location == f"{path}:{line_col}"
+    assert info.value.message.startswith(f"node 'count' (Count): {message}; give a value")
+
+
+def test_an_unquoted_variable_in_a_flow_mapping_says_to_quote_it() -> None:
+    with pytest.raises(ConfigError) as info:
+        read_pipeline(io.StringIO("nodes:\n  c: {class: Count, args: {count: ${N:-5}}}\n"), env={})
+    assert info.value.location == "<string>:2:36"
+    assert 'write a ${NAME} value in quotes, e.g. "${N:-5000}"' in info.value.message
+
+
+def test_set_values_are_converted_by_annotation() -> None:
+    text = (
+        "nodes:\n"
+        "  count: {class: Count, args: {count: 1}}\n"
+        "  label: {class: Label, args: {label: a}}\n"
+    )
+    spec = read_pipeline(io.StringIO(text), env={})
+    spec.override("count.count", "6")  # text, as a command line gives it
+    spec.override("count.step", 2)  # what the command line types as YAML: converted to 2.0
+    spec.override("label.label", 123)  # a number for a str parameter: its text
+    nodes = {str(n.name): n for n in spec.build().nodes}
+    count, label = nodes["count"], nodes["label"]
+    assert isinstance(count, Count) and isinstance(label, Label)
+    assert (count.count, count.step, label.label) == (6, 2.0, "123")
+    assert isinstance(count.step, float)
+    spec.override("count.count", "six")
+    with pytest.raises(ConfigError) as info:
+        spec.build()
+    assert info.value.location == "--set count.count"
+    assert "argument 'count' expects int, got 'six', which is not one (from --set)" in str(
+        info.value
+    )
+
+
+def test_nanostream_check_reports_a_mistyped_argument(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        f"""
+        imports: [{HERE}]
+        nodes:
+          count: {{class: Count, args: {{count: "${{N:-5000}}"}}}}
+          sink: nanostream.testing:Collect
+        """,
+    )
+    pythonpath = os.pathsep.join([str(Path(__file__).parent), *sys.path])
+    env = {**os.environ, "PYTHONPATH": pythonpath}
+
+    def check(*more: str, n: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "nanostream", "check", "pipeline.yaml", *more],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**env, "N": n} if n is not None else env,
+        )
+
+    assert check().returncode == 0, check().stderr
+    result = check(n="lots")
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        "pipeline.yaml:3:32: error: node 'count' (Count): argument 'count' expects int, got 'lots'"
+    ), result.stderr
+    result = check("--set", "count.count=abc")
+    assert result.returncode != 0
+    assert "argument 'count' expects int, got 'abc', which is not one (from --set)" in (
+        result.stderr
+    )
