@@ -199,3 +199,39 @@ def test_nanostream_check_reports_a_mistyped_argument(tmp_path: Path) -> None:
     assert "argument 'count' expects int, got 'abc', which is not one (from --set)" in (
         result.stderr
     )
+
+
+def test_a_composite_converts_its_arguments_as_its_inner_nodes_would(tmp_path: Path) -> None:
+    (tmp_path / "counting.yaml").write_text(
+        textwrap.dedent(
+            """
+            name: Counting
+            nodes:
+              - name: count
+                class: Count
+                frozen_arguments: {step: "${STEP:-0.5}"}
+                arg_mapping: {count: how_many}
+            """
+        )
+    )
+    path = write(
+        tmp_path,
+        """
+        composites: [counting.yaml]
+        nodes:
+          counting: {class: Counting, args: {how_many: "${N:-2}"}}
+          sink: nanostream.testing:Collect
+        """,
+    )
+    pipeline = read_pipeline(path, env={}).build()
+    sink = next(n for n in pipeline.nodes if isinstance(n, Collect))
+    assert pipeline.start().wait(10)
+    assert sink.items == [(0.0, False), (0.5, False)]
+    with pytest.raises(ConfigError) as info:
+        read_pipeline(path, env={"STEP": "half"}).build()
+    assert info.value.location is not None and info.value.location.endswith("counting.yaml:6:24")
+    assert "argument 'step' expects float or None, got 'half'" in info.value.message
+    with pytest.raises(ConfigError) as info:
+        read_pipeline(path, env={"N": "two"}).build()
+    assert info.value.location == f"{path}:3:38"
+    assert "argument 'how_many' expects int, got 'two'" in info.value.message

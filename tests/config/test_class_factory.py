@@ -96,7 +96,7 @@ def test_the_class_is_a_nanonode_with_the_configured_arguments() -> None:
     assert cls.__name__ == "FooMessageTester"
     assert issubclass(cls, NanoNode) and issubclass(cls, ConfiguredComposite)
     assert cls.arguments == ("foo_interval",)
-    assert str(inspect.signature(cls)) == "(*, name=None, foo_interval=1)"
+    assert str(inspect.signature(cls)) == "(*, name=None, foo_interval: float = 1)"
     assert "foo_generator.interval" in (cls.__doc__ or "")
     assert cls.__module__ == __name__
     # the name is bound in this module and in the registry
@@ -157,7 +157,7 @@ def test_a_processing_composite_takes_input_and_instances_are_independent(runner
 
 def test_an_argument_with_a_default_may_be_left_out(runner: str) -> None:
     cls = _add_then_scale()
-    assert str(inspect.signature(cls)) == "(*, name=None, plus, times=1)"
+    assert str(inspect.signature(cls)) == "(*, name=None, plus: int, times: int = 1)"
     sink = Collect()
     nanostream.from_iterable([1]) > cls(plus=1) > sink
     sink.global_start(runner=runner)

@@ -419,7 +419,7 @@ def _quote_hint(text: str, mark: Any) -> str:
     if mark.line >= len(lines) or lines[mark.line][max(mark.column - 1, 0) :].find("${") != 0:
         return ""
     return (
-        "; inside {...} or [...] write a ${NAME} value in quotes, e.g. \"${N:-5000}\" (an "
+        '; inside {...} or [...] write a ${NAME} value in quotes, e.g. "${N:-5000}" (an '
         "argument is then converted to the type its parameter is annotated with)"
     )
 
@@ -609,7 +609,18 @@ def from_text(text: str, admitted: tuple[type, ...]) -> Any:
 
 
 def annotations_of(target: Any) -> dict[str, Any]:
-    """The parameter annotations of a class's constructor or a function (``{}`` if unknown)."""
+    """The parameter annotations of a class's constructor or a function (``{}`` if unknown).
+
+    A class that gives its own ``__signature__`` (a composite made by ``class_factory``)
+    is described by it.
+    """
+    signature = vars(target).get("__signature__") if isinstance(target, type) else None
+    if isinstance(signature, inspect.Signature):
+        return {
+            p.name: p.annotation
+            for p in signature.parameters.values()
+            if p.annotation is not p.empty
+        }
     function = target.__init__ if isinstance(target, type) else target  # type: ignore[misc]
     try:
         hints = typing.get_type_hints(function)

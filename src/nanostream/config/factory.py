@@ -27,9 +27,11 @@ from ._common import (
     NodeKind,
     Path,
     Problems,
+    annotations_of,
     build_node,
     check_arguments,
     close_matches,
+    convert_arguments,
     is_identifier_like,
     node_options,
     parse_yaml,
@@ -439,7 +441,22 @@ def _signature(design: _Design) -> inspect.Signature:
             else:
                 default = inspect.Parameter.empty
                 break
-        params.append(inspect.Parameter(outer, inspect.Parameter.KEYWORD_ONLY, default=default))
+        # the annotation of the inner parameters it feeds, if they agree (so that a pipeline
+        # file's ${NAME} value for this argument is converted as it would be for them)
+        found = {
+            repr(annotations_of(inner[n].target).get(a, inspect.Parameter.empty)) for n, a in uses
+        }
+        annotation: Any = inspect.Parameter.empty
+        if len(found) == 1:
+            node_name, argument = uses[0]
+            annotation = annotations_of(inner[node_name].target).get(
+                argument, inspect.Parameter.empty
+            )
+        params.append(
+            inspect.Parameter(
+                outer, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation
+            )
+        )
     return inspect.Signature(params)
 
 
@@ -494,7 +511,11 @@ def _read_design(doc: Document, root: Path, scope: registry.Scope) -> _Design:
         raise AssertionError  # pragma: no cover
     inner: list[_Inner] = []
     for index, raw in enumerate(raw_nodes):
-        node = _read_inner(raw, index, composite=name, where=where, scope=scope, problems=problems)
+        at = (*root, "nodes", index, "frozen_arguments")
+        texts = {p[-1]: t for p, t in doc.texts.items() if p[:-1] == at and isinstance(p[-1], str)}
+        node = _read_inner(
+            raw, index, composite=name, where=where, scope=scope, texts=texts, problems=problems
+        )
         if node is None:
             continue
         if any(n.name == node.name for n in inner):
@@ -528,6 +549,7 @@ def _read_inner(
     composite: str,
     where: Any,
     scope: registry.Scope,
+    texts: Mapping[str, str],
     problems: Problems,
 ) -> _Inner | None:
     at = ("nodes", index)
@@ -619,6 +641,15 @@ def _read_inner(
                 f"{label} ({ref}) has no argument {argument!r}"
                 f"{close_matches(argument, check.accepted)}; it takes: {takes}",
                 where(*at, section, argument, key=True),
+            )
+        # frozen values from ${NAME} are converted by annotation, and all are type-checked
+        frozen, mistyped = convert_arguments(target, frozen, texts)
+        for argument, problem in mistyped.items():
+            source = " (from ${...})" if argument in texts else ""
+            problems.add(
+                f"{label} ({ref}): argument {argument!r} {problem}{source}; give a value of "
+                "that type",
+                where(*at, "frozen_arguments", argument, key=True),
             )
     options = read_node_options(raw, label, lambda key: where(*at, key), problems)
     if len(problems.errors) > before:
