@@ -606,6 +606,7 @@ def test_a_pipeline_built_in_python_is_written_out_and_read_back(runner: str) ->
     parity["even"] > FunctionNode(double) > sink
     text = to_yaml(source)
     assert "$${not substituted}" in text
+    assert f"imports:\n- {HERE}\n" in text  # double is a function: its module is declared
     again = load_pipeline(io.StringIO(text))
     assert model(again) == model(nanostream.pipeline_of(source))
     assert to_yaml(again) == text
