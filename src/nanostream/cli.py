@@ -29,7 +29,7 @@ from ._core.errors import ConfigError, NanoStreamError, NodeFailed
 from ._core.graph import Pipeline, pipeline_of
 from ._core.run import Run
 from .config import ConfigErrors, ConfiguredComposite, PipelineSpec, read_config
-from .config._common import close_matches, typed_scalar
+from .config._common import close_matches, convert_set_arguments, typed_scalar
 
 __all__ = ["main"]
 
@@ -432,6 +432,7 @@ def _composite_pipeline(cls: type[ConfiguredComposite], given: dict[str, Any]) -
             f"--set {missing[0]}=VALUE (its arguments: {known})",
             location=_SET,
         )
+    given = convert_set_arguments(cls, given, f"composite {name!r}")  # by annotation
     pipeline = pipeline_of(cls(name=name, **given))
     pipeline.name = name
     return pipeline

@@ -235,3 +235,30 @@ def test_a_composite_converts_its_arguments_as_its_inner_nodes_would(tmp_path: P
         read_pipeline(path, env={"N": "two"}).build()
     assert info.value.location == f"{path}:3:38"
     assert "argument 'how_many' expects int, got 'two'" in info.value.message
+
+
+def test_set_arguments_of_a_composite_file_are_converted_and_checked(tmp_path: Path) -> None:
+    (tmp_path / "counting.yaml").write_text(
+        f"name: Counting\nimports: [{HERE}]\nnodes:\n"
+        "  - {name: count, class: Count, arg_mapping: {count: how_many, step: step}}\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), *sys.path])}
+
+    def check(*more: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "nanostream", "check", "counting.yaml", *more],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
+
+    ok = check("--set", "how_many=3", "--set", "step=1")
+    assert ok.returncode == 0, ok.stderr
+    bad = check("--set", "how_many=three", "--set", "step=1")
+    assert bad.returncode != 0
+    assert bad.stderr.startswith(
+        "--set how_many: error: composite 'Counting': argument 'how_many' expects int, got "
+        "'three', which is not one (from --set)"
+    ), bad.stderr

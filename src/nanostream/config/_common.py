@@ -667,6 +667,31 @@ def convert_arguments(
     return converted, problems
 
 
+def convert_set_arguments(target: Any, given: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """``given`` (``--set NAME=VALUE`` arguments for ``target``) converted by annotation.
+
+    Each scalar value is taken as the text it was given as; raises
+    :class:`ConfigError` (at ``--set NAME``) for one that does not convert. ``what`` names
+    the node in the message.
+
+    Example:
+        >>> from nanostream.config._common import convert_set_arguments
+        >>> def make(count: int, label: str = ""): ...
+        >>> convert_set_arguments(make, {"count": "3", "label": 42}, "composite 'C'")
+        {'count': 3, 'label': '42'}
+    """
+    texts = {k: t for k, v in given.items() if (t := as_text(v)) is not None}
+    converted, mistyped = convert_arguments(target, given, texts)
+    problems = Problems()
+    for name, problem in mistyped.items():
+        problems.add(
+            f"{what}: argument {name!r} {problem} (from --set); give a value of that type",
+            f"--set {name}",
+        )
+    problems.raise_if_any()
+    return converted
+
+
 def as_text(value: Any) -> str | None:
     """The text a scalar ``value`` is written as in YAML (``None`` for a list or mapping).
 
