@@ -149,7 +149,7 @@ def test_a_function_of_a_module_the_file_does_not_declare_is_refused(tmp_path: P
     )
 
 
-def test_a_declared_module_imported_once_its_functions_and_nodes_usable(
+def test_a_declared_module_is_imported_and_its_functions_and_nodes_are_usable(
     folder: Path, runner: str
 ) -> None:
     (folder / "my_nodes.py").write_text(
@@ -379,3 +379,32 @@ def test_modules_given_on_the_command_line_are_declared_too(folder: Path) -> Non
     pipeline = spec.build()
     assert pipeline.start().wait(10)
     assert next(n for n in pipeline.nodes if isinstance(n, Collect)).items == [2.0]
+
+
+def test_a_declared_package_declares_the_modules_inside_it(folder: Path) -> None:
+    package = folder / "trusted_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "inner.py").write_text(
+        "def minus(amount):\n"
+        "    def node(inp, outp):\n"
+        "        for x in inp:\n"
+        "            outp(x - amount)\n"
+        "    return node\n"
+    )
+    text = (
+        "nodes:\n"
+        "  numbers: {class: IterableSource, args: {iterable: [5]}}\n"
+        "  minus: {class: 'trusted_pkg.inner:minus', args: {amount: 2}}\n"
+        "  sink: nanostream.testing:Collect\n"
+    )
+    try:
+        with pytest.raises(ConfigError, match=r"module 'trusted_pkg\.inner' is not imported"):
+            read_pipeline(write(folder, text), env={}).build()
+        assert "trusted_pkg.inner" not in sys.modules
+        pipeline = read_pipeline(write(folder, "imports: [trusted_pkg]\n" + text), env={}).build()
+    finally:
+        for name in ("trusted_pkg", "trusted_pkg.inner"):
+            sys.modules.pop(name, None)
+    assert pipeline.start().wait(10)
+    assert next(n for n in pipeline.nodes if isinstance(n, Collect)).items == [3]

@@ -7,7 +7,9 @@
   configuration (what the ``nanostream`` command reads).
 - :func:`resolve` and :func:`register` are the registry that turns names into classes.
 
-YAML is always read with the safe loader, and nothing in a configuration is evaluated.
+YAML is always read with the safe loader, and nothing in a configuration is evaluated; a
+``class:`` resolves only to a node class, a registered name or a function of a declared
+module, checked before anything is called (see :mod:`nanostream.config.registry`).
 
 Example:
     >>> import io, nanostream
