@@ -24,6 +24,7 @@ from .policy import (
     check_policy_option,
 )
 from .ports import TaggedOutput
+from .redact import exception_text
 from .signals import SourceStopped
 from .ticks import TICK, check_tick_interval
 
@@ -158,10 +159,9 @@ def _source_failed(
 ) -> None:
     ctx.count_error()
     log.warning(
-        "source %r failed (%s: %s) and ends here, as its on_error=%r says",
+        "source %r failed (%s) and ends here, as its on_error=%r says",
         ctx.name,
-        type(exc).__name__,
-        exc,
+        exception_text(exc),
         policy.on_error,
     )
     if ERRORS_PORT in ctx.linked_ports:

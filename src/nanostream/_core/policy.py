@@ -43,7 +43,7 @@ from typing import Any
 from .context import NodeContext
 from .errors import TooManyErrors
 from .ports import TaggedOutput
-from .redact import redact
+from .redact import exception_text, redact
 from .signals import RunAborted, clear_async_exception, raise_async_exception
 
 __all__ = [
@@ -269,7 +269,7 @@ class _Streamed(Exception):
     """An attempt failed after some of its outputs had already been emitted."""
 
     def __init__(self, emitted: int, cause: BaseException) -> None:
-        super().__init__(f"{type(cause).__name__}: {cause} (after {emitted} outputs were sent)")
+        super().__init__(f"{exception_text(cause)} (after {emitted} outputs were sent)")
         self.emitted = emitted
         self.cause = cause
 
@@ -281,11 +281,10 @@ def back_off(policy: ErrorPolicy, ctx: NodeContext, attempt: int, exc: Exception
     """Wait before retrying after failed attempt number ``attempt``; RunAborted on abort."""
     delay = policy.delay(attempt)
     log.debug(
-        "node %r: attempt %d failed (%s: %s); retrying in %.2fs",
+        "node %r: attempt %d failed (%s); retrying in %.2fs",
         ctx.name,
         attempt,
-        type(exc).__name__,
-        exc,
+        exception_text(exc),
         delay,
     )
     if delay > 0 and ctx.abort_event.wait(delay):
@@ -429,11 +428,10 @@ class ItemGuard:
         level = logging.WARNING if self.failed <= LOGGED_PER_NODE else logging.DEBUG
         log.log(
             level,
-            "node %r: an item failed for good after %d attempt(s) and was skipped: %s: %s%s",
+            "node %r: an item failed for good after %d attempt(s) and was skipped: %s%s",
             ctx.name,
             attempt,
-            type(cause).__name__,
-            cause,
+            exception_text(cause),
             " (further errors of this node are logged at DEBUG)"
             if self.failed == LOGGED_PER_NODE
             else "",

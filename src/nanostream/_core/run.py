@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from .errors import NodeFailed
+from .redact import exception_text
 
 if TYPE_CHECKING:
     from .graph import Plan
@@ -324,7 +325,7 @@ class Run:
             else:
                 first = False
         if first:
-            log.error("node %r failed: %s: %s", node, type(exc).__name__, exc)
+            log.error("node %r failed: %s", node, exception_text(exc))
             self._on_abort()
 
     def _finish(self) -> None:
