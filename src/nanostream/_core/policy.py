@@ -11,7 +11,9 @@ in a pipeline file):
   at most 30 s, with random jitter of up to half the delay); if every attempt fails, the
   item is skipped as above.
 - ``timeout``: seconds one attempt may take (any policy); a slower attempt fails with
-  ``TimeoutError``.
+  ``TimeoutError``. The attempt's own measured duration decides, whatever the load: a
+  timer thread interrupts an attempt still running past its deadline, and an attempt
+  that ends past it fails too, even when the timer had no chance to fire.
 - ``max_errors``: the run fails (:class:`~nanostream.TooManyErrors`) once more than this
   many items of the node have failed for good.
 - ``max_error_rate``: the run fails once more than this fraction of the node's last 100
@@ -65,6 +67,9 @@ MAX_BACKOFF_S = 30.0
 RATE_WINDOW = 100
 STREAM_AFTER = 1024
 LOGGED_PER_NODE = 10
+
+_clock = time.monotonic
+"""The clock that times attempts (one name, so that a test can stand in for it)."""
 
 
 def check_policy_option(key: str, value: Any) -> str | None:  # noqa: PLR0911
@@ -227,7 +232,7 @@ class _AttemptTimer:
             self._thread.start()
         with self._cond:
             self._target = threading.get_ident()
-            self._deadline = time.monotonic() + self.timeout
+            self._deadline = _clock() + self.timeout
             self._cond.notify()
 
     def disarm(self) -> None:
@@ -248,7 +253,7 @@ class _AttemptTimer:
                 if deadline is None:
                     cond.wait()
                     continue
-                left = deadline - time.monotonic()
+                left = deadline - _clock()
                 if left > 0:
                     cond.wait(left)
                     continue
@@ -367,9 +372,10 @@ class ItemGuard:
             return self._collect(item)
         timed_out = False
         outs: list[Any] = []
+        started = _clock()
         try:
             timer.arm()
-            outs = self._collect(item, timer)
+            outs = self._collect(item, timer, started)
         except _AttemptTimedOut:
             timed_out = True
         finally:
@@ -385,13 +391,20 @@ class ItemGuard:
             )
         return outs
 
-    def _collect(self, item: Any, timer: _AttemptTimer | None = None) -> list[Any]:
-        """The outputs of one attempt, held back; past ``STREAM_AFTER`` the rest streams."""
+    def _collect(
+        self, item: Any, timer: _AttemptTimer | None = None, started: float = 0.0
+    ) -> list[Any]:
+        """The outputs of one attempt, held back; past ``STREAM_AFTER`` the rest streams.
+
+        With a ``timer``, an attempt that took longer than its timeout since ``started``
+        raises ``_AttemptTimedOut`` here, before any of its outputs is sent: its measured
+        duration decides, not whether the timer thread got to run in time.
+        """
         it: Iterator[Any] = iter(self.compute(item))
         outs = list(islice(it, STREAM_AFTER))
-        if len(outs) < STREAM_AFTER:
-            return outs
-        more = next(it, _NOTHING)
+        more = _NOTHING if len(outs) < STREAM_AFTER else next(it, _NOTHING)
+        if timer is not None and _clock() - started > timer.timeout:
+            raise _AttemptTimedOut
         if more is _NOTHING:
             return outs
         if timer is not None:
