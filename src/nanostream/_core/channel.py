@@ -118,13 +118,16 @@ class ByteBudget:
     Example:
         >>> from nanostream._core.channel import ByteBudget
         >>> budget = ByteBudget(100)
-        >>> budget.fit([60, 60, 60], 0)         # the first fits, not the second
+        >>> sizes = [60, 60, 60]
+        >>> budget.fit(sizes, 0)                # items 0 .. 1 (excluded) fit
         1
-        >>> budget.added(60)
-        >>> budget.fit([60, 60, 60], 1)         # full: none now
-        1
-        >>> budget.removed()
-        >>> budget.fit([500], 0)                # one item always passes into an empty queue
+        >>> part, end = budget.take(["a", "b", "c"], sizes, 0)
+        >>> part, end, budget.held
+        (['a'], 1, 60)
+        >>> budget.fit(sizes, end) == end       # full: item 1 must wait
+        True
+        >>> budget.removed()                    # the consumer took 'a'
+        >>> budget.fit([500], 0)                # one item always goes into an empty queue
         1
     """
 
