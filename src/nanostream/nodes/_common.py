@@ -15,6 +15,7 @@ from typing import IO, Any
 
 from .._core.errors import GraphError, NanoStreamError
 from .._core.node import NanoNode, NodeFunction
+from .._core.run import QUEUE_OPTIONS
 
 __all__ = [
     "AtomicFile",
@@ -429,4 +430,4 @@ def uses_standard_path(node: NanoNode) -> bool:
     """True when ``node`` has options (such as an error policy) beyond the queue and batch
     sizes: its ``as_function`` then runs ``process_item`` per item, as ``NanoNode`` does,
     instead of a faster loop of its own."""
-    return bool(set(node.options) - {"queue_size", "batch_size"})
+    return bool(set(node.options) - set(QUEUE_OPTIONS))

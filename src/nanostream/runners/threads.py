@@ -187,7 +187,9 @@ class ThreadRun(Run):
         nodes = plan.nodes
         self.counters = [NodeCounters() for _ in nodes]
         self.channels: list[Channel | None] = [
-            Channel(pn.queue_size, pn.batch_size, len(pn.inputs)) if pn.inputs else None
+            Channel(pn.queue_size, pn.batch_size, len(pn.inputs), pn.queue_bytes)
+            if pn.inputs
+            else None
             for pn in nodes
         ]
         self.outboxes: list[dict[str, Outbox]] = []
