@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
 import os
 import pickle
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -16,14 +18,20 @@ import pytest
 
 import nanostream
 from nanostream.nodes import (
+    CSVReader,
+    CSVWriter,
     FileBytes,
     FileText,
     FileWriter,
     FormatError,
+    JSONLinesWriter,
+    LocalDirectoryWatchdog,
     LocalFileReader,
+    OutputExistsError,
     PathRefusedError,
     PrinterOfThings,
 )
+from nanostream.nodes._common import AtomicFile, FileSink
 from nanostream.testing import Collect
 from support import wait_for_file
 
@@ -241,7 +249,7 @@ def test_file_writer_append_and_line_end(tmp_path: Path) -> None:
     out.write_text("before\n")
     run_nodes(["a", "b"], FileWriter(out, append=True))
     assert out.read_text() == "before\na\nb\n"
-    run_nodes(["x", "y"], FileWriter(out, line_end=""))
+    run_nodes(["x", "y"], FileWriter(out, line_end="", overwrite=True))
     assert out.read_text() == "xy"
 
 
@@ -249,7 +257,7 @@ def test_file_writer_binary(tmp_path: Path) -> None:
     out = tmp_path / "data.bin"
     run_nodes([b"\x00\x01", bytearray(b"\x02")], FileWriter(out, binary=True, line_end=""))
     assert out.read_bytes() == b"\x00\x01\x02"
-    error = failure(["text"], FileWriter(out, binary=True))
+    error = failure(["text"], FileWriter(out, binary=True, overwrite=True))
     assert isinstance(error, FormatError)
     assert "binary=True" in str(error)
 
@@ -380,6 +388,181 @@ def test_a_failed_run_leaves_no_file_behind(tmp_path: Path, runner: str) -> None
     assert sink.items == []
 
 
+# ----------------------------------------------------------------------------- restarts
+WRITERS: dict[str, Callable[..., FileSink]] = {
+    "FileWriter": FileWriter,
+    "CSVWriter": partial(CSVWriter, fieldnames=["n"]),
+    "JSONLinesWriter": JSONLinesWriter,
+}
+
+
+def rows_in(kind: str, path: str | Path) -> list[int]:
+    """The numbers a writer of ``kind`` wrote to ``path`` (see ``items_for``)."""
+    if kind == "CSVWriter":
+        return [int(row["n"]) for row in run_nodes([Path(path)], CSVReader())]
+    return [int(json.loads(line)) for line in Path(path).read_text().split()]
+
+
+def items_for(kind: str, numbers: range) -> list[Any]:
+    return [{"n": n} for n in numbers] if kind == "CSVWriter" else [str(n) for n in numbers]
+
+
+def killed_while_writing(target: Path, text: str) -> None:
+    """Leave what a writer killed in the middle of ``target`` leaves: its temporary file."""
+    file = AtomicFile(target, append=True)
+    file.file.write(text)
+    file.file.close()  # neither committed nor discarded: the process "died" here
+
+
+@pytest.fixture(params=sorted(WRITERS))
+def kind(request: pytest.FixtureRequest) -> str:
+    """Each file writer in turn."""
+    return str(request.param)
+
+
+def test_an_earlier_runs_file_is_never_replaced_silently(
+    tmp_path: Path, kind: str, runner: str
+) -> None:
+    make = WRITERS[kind]
+    out = tmp_path / "out.data"
+    run_nodes(items_for(kind, range(3)), make(out), runner=runner)
+    with pytest.raises(OutputExistsError) as info:
+        run_nodes(items_for(kind, range(3, 5)), make(out, name="write"), runner=runner)
+    message = str(info.value)
+    assert "node 'write' would replace" in message
+    assert str(out) in message
+    assert "append=True" in message and "overwrite=True" in message
+    assert isinstance(info.value, nanostream.NanoStreamError)
+    assert rows_in(kind, out) == [0, 1, 2]  # left as it was
+
+    run_nodes(items_for(kind, range(3, 5)), make(out, append=True), runner=runner)
+    assert rows_in(kind, out) == [0, 1, 2, 3, 4]
+    run_nodes(items_for(kind, range(7, 8)), make(out, overwrite=True), runner=runner)
+    assert rows_in(kind, out) == [7]
+    with pytest.raises(nanostream.GraphError, match="pass one of them"):
+        make(out, append=True, overwrite=True)
+
+
+def test_a_file_that_appears_during_the_run_is_not_replaced(tmp_path: Path) -> None:
+    out = tmp_path / "late.txt"
+    writer = FileWriter(out, name="late")
+    source = nanostream.from_iterable(["mine"])
+    source > writer
+    plan = nanostream.pipeline_of(source).plan()  # checked while the file is not there
+    function = next(pn.function for pn in plan.nodes if pn.node is writer)
+    out.write_text("someone else's\n")
+    with pytest.raises(OutputExistsError, match="node 'late' would replace"):
+        function(iter(["mine"]), lambda path: None)
+    assert out.read_text() == "someone else's\n"
+    assert visible(tmp_path) == ["late.txt"]
+
+
+def test_parts_are_numbered_on_after_the_existing_ones(
+    tmp_path: Path, kind: str, runner: str
+) -> None:
+    make = WRITERS[kind]
+    template = tmp_path / "part-{part:03d}.data"
+    first = run_nodes(items_for(kind, range(5)), make(template, rotate_items=2), runner=runner)
+    second = run_nodes(items_for(kind, range(5, 8)), make(template, rotate_items=2), runner=runner)
+    assert [Path(p).name for p in first + second] == [f"part-{i:03d}.data" for i in range(5)]
+    assert [rows_in(kind, p) for p in first + second] == [[0, 1], [2, 3], [4], [5, 6], [7]]
+    (tmp_path / "part-x.data").write_text("not a part\n")  # does not match the template
+    (tmp_path / "part-12.data").write_text("not a part either\n")  # not '{part:03d}'
+    third = run_nodes(items_for(kind, range(8, 9)), make(template), runner=runner)
+    assert [Path(p).name for p in third] == ["part-005.data"]
+
+    again = run_nodes(items_for(kind, range(2)), make(template, overwrite=True), runner=runner)
+    assert [Path(p).name for p in again] == ["part-000.data"]
+    assert rows_in(kind, again[0]) == [0, 1]
+
+
+def test_temporary_files_of_a_killed_run_are_removed(
+    tmp_path: Path, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    make = WRITERS[kind]
+    out = tmp_path / "out.data"
+    # What a process killed while writing leaves behind: temporary files never renamed.
+    for _ in range(3):
+        killed_while_writing(out, "half a run\n")
+    parts = tmp_path / "p-{part}.data"
+    killed_while_writing(tmp_path / "p-4.data", "half a part\n")
+    (tmp_path / ".out.data.notes").write_text("not ours\n")
+    (tmp_path / ".other.data.0123abcd.tmp").write_text("another target's\n")
+    assert len(list(tmp_path.glob(".out.data.*.tmp"))) == 3
+
+    run_nodes(items_for(kind, range(2)), make(out, name="write", overwrite=True))
+    assert list(tmp_path.glob(".out.data.*.tmp")) == []
+    assert "node 'write' removed 3 temporary file(s)" in caplog.text
+    run_nodes(items_for(kind, range(2)), make(parts, rotate_items=5))
+    assert visible(tmp_path) == [
+        ".other.data.0123abcd.tmp",
+        ".out.data.notes",
+        "out.data",
+        "p-0.data",
+    ]
+
+
+def test_a_file_per_item_is_not_replaced_and_leftovers_go(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = tmp_path / "letters"
+    run_nodes(["a", "b"], FileWriter(directory=folder, filename="{n}.txt"))
+    killed_while_writing(folder / "2.txt", "killed while writing")
+    error = failure(["c"], FileWriter(directory=folder, filename="{n}.txt", name="letters"))
+    assert isinstance(error, OutputExistsError)
+    assert "node 'letters' would replace" in str(error) and "overwrite=True" in str(error)
+    assert "removed 1 temporary file(s)" in caplog.text
+    assert visible(folder) == ["0.txt", "1.txt"]
+    assert (folder / "0.txt").read_text() == "a"
+    run_nodes(["c"], FileWriter(directory=folder, filename="{n}.txt", overwrite=True))
+    assert (folder / "0.txt").read_text() == "c"
+
+
+class Counted(nanostream.NanoNode):
+    """Passes items on; sets ``reached`` once it has passed ``n`` of them."""
+
+    holds_items = False
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n = n
+        self.seen = 0
+        self.reached = threading.Event()
+
+    def process_item(self, item: Any) -> Iterator[Any]:
+        yield item
+        self.seen += 1
+        if self.seen >= self.n:
+            self.reached.set()
+
+
+@pytest.mark.parametrize("target", ["rows.jsonl", "rows-{part:02d}.jsonl"])
+def test_a_resumable_pipeline_keeps_every_run_s_rows(tmp_path: Path, target: str) -> None:
+    """Watched folder with a ledger → CSVReader → JSONLinesWriter, stopped and restarted."""
+    inbox, out = tmp_path / "in", tmp_path / "out"
+    inbox.mkdir()
+    ledger = tmp_path / "ledger.sqlite"
+    options: dict[str, Any] = {} if "{part" in target else {"append": True}
+
+    def run_until(rows: int) -> None:
+        watch = LocalDirectoryWatchdog(
+            inbox, polling=True, poll_interval=0.02, settle=0.05, state=ledger
+        )
+        counted = Counted(rows)
+        watch > CSVReader(paths=True) > counted > JSONLinesWriter(out / target, **options)
+        run = watch.global_start(block=False)
+        assert run is not None
+        assert counted.reached.wait(WAIT)
+        run.stop(timeout=WAIT)
+
+    (inbox / "monday.csv").write_text("n\n1\n2\n")
+    run_until(2)
+    (inbox / "tuesday.csv").write_text("n\n3\n")
+    run_until(1)
+    written = [json.loads(line) for p in sorted(out.iterdir()) for line in p.read_text().split()]
+    assert written == [{"n": "1"}, {"n": "2"}, {"n": "3"}]
+
+
 # ----------------------------------------------------------------------------- printing
 def test_printer_prints_and_passes_items_on(
     capsys: pytest.CaptureFixture[str], runner: str
@@ -412,3 +595,15 @@ def test_nodes_are_importable_from_the_package() -> None:
         assert getattr(nanostream, name) is getattr(nanostream.nodes, name)
     assert nanostream.FormatError is FormatError
     assert os.path.basename(nanostream.nodes.files.__file__) == "files.py"
+
+
+def test_the_csv_example_runs_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """examples/csv_to_jsonl.yaml (the README's first command) may be run twice."""
+    from nanostream.config import read_pipeline
+
+    monkeypatch.chdir(Path(__file__).parents[2])  # the example's paths are relative
+    out = tmp_path / "people.jsonl"
+    for _ in range(2):
+        spec = read_pipeline("examples/csv_to_jsonl.yaml", env={"OUT": str(out)})
+        spec.build().start(runner="threads").wait(WAIT)
+        assert len(out.read_text().splitlines()) == 6
