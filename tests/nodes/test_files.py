@@ -32,6 +32,7 @@ from nanostream.nodes import (
     PrinterOfThings,
 )
 from nanostream.nodes._common import AtomicFile, FileSink
+from nanostream.nodes.deadletter import DeadLetterFile, read_dead_letters
 from nanostream.testing import Collect
 from support import wait_for_file
 
@@ -388,6 +389,105 @@ def test_a_failed_run_leaves_no_file_behind(tmp_path: Path, runner: str) -> None
     assert sink.items == []
 
 
+class NoticedWriter(FileWriter):
+    """A FileWriter that creates the file ``flag`` when its input has ended."""
+
+    def __init__(self, path: Path, flag: Path) -> None:
+        super().__init__(path)
+        self.flag = flag
+
+    def cleanup(self) -> Iterator[Any]:
+        self.flag.touch()  # before it publishes: the other branch may fail from now on
+        yield from super().cleanup()
+
+
+class BreaksAtTheEnd(nanostream.NanoNode):
+    """Reads its input, then fails once the file ``flag`` exists."""
+
+    def __init__(self, flag: Path) -> None:
+        super().__init__(name="breaks")
+        self.flag = flag
+
+    def process_item(self, item: Any) -> Iterator[Any]:
+        yield from ()
+
+    def cleanup(self) -> None:
+        assert wait_for_file(self.flag, pause=self.sleep, timeout=WAIT)
+        raise RuntimeError("the other branch broke")
+
+
+def test_a_failed_run_publishes_nothing_from_a_branch_that_had_finished(
+    tmp_path: Path, runner: str
+) -> None:
+    if runner == "ray":
+        pytest.skip("on ray a writer publishes when its input ends (docs/reliability.md)")
+    out, flag = tmp_path / "out.txt", tmp_path / "flag"
+    source = nanostream.from_iterable(["a", "b"])
+    source > NoticedWriter(out, flag)
+    source > BreaksAtTheEnd(flag)
+    with pytest.raises(nanostream.NodeFailed, match="the other branch broke"):
+        source.global_start(runner=runner)
+    assert visible(tmp_path) == ["flag"]  # neither out.txt nor its temporary file
+
+
+def test_writers_on_several_branches_and_in_a_row_publish_when_the_run_succeeds(
+    tmp_path: Path, runner: str
+) -> None:
+    index = Collect()
+    source = nanostream.from_iterable(["a", "b"])
+    source > JSONLinesWriter(tmp_path / "a.jsonl") > FileWriter(tmp_path / "index.txt") > index
+    source > FileWriter(tmp_path / "b.txt")
+    source.global_start(runner=runner)
+    assert visible(tmp_path) == ["a.jsonl", "b.txt", "index.txt"]
+    assert (tmp_path / "index.txt").read_text() == f"{tmp_path / 'a.jsonl'}\n"
+    assert index.items == [str(tmp_path / "index.txt")]
+
+
+class BreaksOnceThere(nanostream.NanoNode):
+    """Emits ``first``, waits until the file ``there`` exists, emits ``last`` and fails."""
+
+    def __init__(self, first: list[str], there: Path, last: list[str]) -> None:
+        super().__init__(name="source")
+        self.first, self.there, self.last = first, there, last
+
+    def generator(self) -> Iterator[str]:
+        yield from self.first
+        assert wait_for_file(self.there, pause=self.sleep, timeout=WAIT)
+        yield from self.last
+        raise RuntimeError("source broke")
+
+
+@pytest.mark.parametrize("how", ["rotate", "per-item", "dead letters"])
+def test_what_was_published_before_a_failure_stays(tmp_path: Path, runner: str, how: str) -> None:
+    out = tmp_path / "out"
+    if how == "rotate":
+        source = BreaksOnceThere(["0", "1", "2", "3"], out / "p-1.txt", ["4"])
+        source > FileWriter(out / "p-{part}.txt", rotate_items=2)
+        expected = {"p-0.txt": "0\n1\n", "p-1.txt": "2\n3\n"}  # not the part of "4"
+    elif how == "per-item":
+        source = BreaksOnceThere(["a"], out / "0.txt", ["b"])
+        source > FileWriter(directory=out, filename="{n}.txt")
+        expected = {"0.txt": "a"}  # "b" may have been written, never under its name
+    else:
+        source = BreaksOnceThere(["1", "x"], out / "dead.jsonl", ["3"])
+        parse = Parse(on_error="skip")
+        source > parse > Collect()
+        parse.errors > DeadLetterFile(out / "dead.jsonl")
+        expected = {}
+    with pytest.raises(nanostream.NodeFailed, match="source broke"):
+        source.global_start(runner=runner)
+    if how == "dead letters":
+        assert [d["item"] for d in read_dead_letters(out / "dead.jsonl")] == ["x"]
+        assert visible(out) == ["dead.jsonl"]
+    else:
+        assert {p.name: p.read_text() for p in out.iterdir()} == expected
+
+
+class Parse(nanostream.NanoNode):
+    def process_item(self, item: Any) -> Iterator[int]:
+        yield int(item)
+
+
 # ----------------------------------------------------------------------------- restarts
 WRITERS: dict[str, Callable[..., FileSink]] = {
     "FileWriter": FileWriter,
@@ -455,6 +555,17 @@ def test_a_file_that_appears_during_the_run_is_not_replaced(tmp_path: Path) -> N
         function(iter(["mine"]), lambda path: None)
     assert out.read_text() == "someone else's\n"
     assert visible(tmp_path) == ["late.txt"]
+
+
+def test_a_file_that_appears_before_the_rename_is_not_replaced(tmp_path: Path) -> None:
+    target = tmp_path / "out.txt"
+    file = AtomicFile(target, replace=False, node="write")
+    file.file.write("mine\n")
+    target.write_text("theirs\n")  # between the writer's check and its rename
+    with pytest.raises(OutputExistsError, match="node 'write' would replace"):
+        file.commit()
+    assert target.read_text() == "theirs\n"
+    assert visible(tmp_path) == ["out.txt"]
 
 
 def test_parts_are_numbered_on_after_the_existing_ones(

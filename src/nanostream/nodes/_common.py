@@ -380,6 +380,10 @@ class FileSink(NanoNode):
     input ends, on a graceful stop, or every ``rotate_items`` items (``path`` then has a
     ``{part}`` field, e.g. ``"out-{part:04d}.jsonl"``); each finished file's path is
     emitted downstream. If the run fails or is aborted, the unfinished file is deleted.
+    The file open when the input ends is published only once the rest of the run has
+    ended well (``NodeContext.wait_for_run_outcome``): a run that fails elsewhere, even
+    after this node's input ended, publishes nothing from it (parts published on the way
+    by ``rotate_items`` stay).
 
     What was there before is never replaced silently: a ``path`` that exists is refused
     (:class:`OutputExistsError`, before any thread starts) unless ``append=True`` (add to
@@ -559,6 +563,9 @@ class FileSink(NanoNode):
         yield from finished
 
     def cleanup(self) -> Iterator[Any]:
+        """Publish the open file once the rest of the run has ended well (see the class)."""
+        if self._file is not None:
+            self._context().wait_for_run_outcome()  # raises RunAborted if the run failed
         path = self.finish()
         if path is not None:
             yield path
@@ -582,10 +589,11 @@ class FileSink(NanoNode):
             node.setup()
             try:
                 node.write_items(inp, outp)
+                finished = list(node.cleanup())
             except BaseException:
                 node.discard()
                 raise
-            for out in node.cleanup():
+            for out in finished:
                 outp(out)
 
         return write_function

@@ -11,12 +11,12 @@ import datetime
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from .._core.errors import GraphError
-from .._core.node import NanoNode
+from .._core.node import NanoNode, NodeFunction
 from .._core.policy import ErrorRecord
 
 __all__ = ["DeadLetterFile", "read_dead_letters"]
@@ -124,6 +124,18 @@ class DeadLetterFile(NanoNode):
         if self._file is not None:
             self._file.close()
             self._file = None
+
+    def as_function(self) -> NodeFunction:
+        standard = super().as_function()
+        node = self
+
+        def write_dead_letters(inp: Iterable[Any], outp: Callable[[Any], Any]) -> None:
+            try:
+                standard(inp, outp)
+            finally:
+                node.cleanup()  # the file is closed also when the run fails or aborts
+
+        return write_dead_letters
 
 
 def read_dead_letters(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
