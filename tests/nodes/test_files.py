@@ -7,7 +7,11 @@ import itertools
 import json
 import os
 import pickle
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
@@ -611,6 +615,44 @@ def test_temporary_files_of_a_killed_run_are_removed(
         "out.data",
         "p-0.data",
     ]
+
+
+KILLED_WRITER = r"""
+import itertools, sys
+import nanostream
+from nanostream.nodes import FileWriter
+source = nanostream.from_iterable("x" * 100 for _ in itertools.count())
+source > FileWriter(sys.argv[1], append=True)
+source.global_start()
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_a_run_after_kill_9_removes_the_killed_runs_copies(tmp_path: Path) -> None:
+    out = tmp_path / "out.txt"
+    out.write_text("earlier\n")
+    for _ in range(3):
+        before = set(tmp_path.glob(".out.txt.*.tmp"))
+        child = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(out)])
+        try:
+            deadline = time.monotonic() + WAIT
+            while not [
+                p
+                for p in set(tmp_path.glob(".out.txt.*.tmp")) - before
+                if p.exists() and p.stat().st_size > 1 << 20
+            ]:
+                assert time.monotonic() < deadline, "the child wrote nothing"
+                assert child.poll() is None, "the child ended"
+                threading.Event().wait(0.01)
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait(WAIT)
+        # Only the copy of the run just killed: it removed the one of the run before.
+        assert len(list(tmp_path.glob(".out.txt.*.tmp"))) == 1
+    assert out.read_text() == "earlier\n"
+    run_nodes(["after"], FileWriter(out, append=True))
+    assert visible(tmp_path) == ["out.txt"]
+    assert out.read_text() == "earlier\nafter\n"
 
 
 def test_a_file_per_item_is_not_replaced_and_leftovers_go(
