@@ -570,6 +570,11 @@ def test_a_file_that_appears_before_the_rename_is_not_replaced(tmp_path: Path) -
         file.commit()
     assert target.read_text() == "theirs\n"
     assert visible(tmp_path) == ["out.txt"]
+    per_item = AtomicFile(target, replace=False, node="letters", can_append=False)
+    with pytest.raises(OutputExistsError) as info:
+        per_item.commit()
+    assert "append=True" not in str(info.value) and "overwrite=True" in str(info.value)
+    assert visible(tmp_path) == ["out.txt"]
 
 
 def test_parts_are_numbered_on_after_the_existing_ones(

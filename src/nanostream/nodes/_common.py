@@ -217,7 +217,8 @@ class AtomicFile:
     :meth:`commit`; :meth:`discard` removes the temporary file. With ``append=True`` the
     temporary file starts as a copy of ``target``'s existing content. With
     ``replace=False`` :meth:`commit` never replaces a file that exists by then: it raises
-    :class:`OutputExistsError` instead (``node`` names the writer in that message).
+    :class:`OutputExistsError` instead (``node`` names the writer in that message, and
+    ``can_append`` says whether to suggest ``append=True``).
 
     The temporary name is ``.<target's name>.<8 hex digits>.tmp``; one left behind by a
     process that was killed is found by :meth:`leftovers`.
@@ -245,11 +246,13 @@ class AtomicFile:
         fsync: bool = False,
         replace: bool = True,
         node: str = "the writer",
+        can_append: bool = True,
     ) -> None:
         self.target = Path(target)
         self.fsync = fsync
         self.replace = replace
         self.node = node
+        self.can_append = can_append  # whether the writer offers append=True (messages)
         self.target.parent.mkdir(parents=True, exist_ok=True)
         while True:
             tmp = self.target.with_name(f".{self.target.name}.{secrets.token_hex(4)}.tmp")
@@ -310,10 +313,10 @@ class AtomicFile:
         try:
             os.link(self.tmp, self.target)  # atomic, and fails if the target exists
         except FileExistsError:
-            raise refusal(self.node, self.target) from None
+            raise refusal(self.node, self.target, can_append=self.can_append) from None
         except OSError:  # a file system without hard links
             if self.target.exists():
-                raise refusal(self.node, self.target) from None
+                raise refusal(self.node, self.target, can_append=self.can_append) from None
             os.replace(self.tmp, self.target)
             return
         os.unlink(self.tmp)

@@ -312,6 +312,7 @@ class FileWriter(FileSink):
                 fsync=self.fsync,
                 replace=self.overwrite,
                 node=self.label,
+                can_append=False,
             )
             self._file.file.write(self._text(item))
             file, self._file = self._file, None
