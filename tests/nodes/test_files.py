@@ -666,11 +666,13 @@ def test_a_file_per_item_is_not_replaced_and_leftovers_go(
     folder = tmp_path / "letters"
     run_nodes(["a", "b"], FileWriter(directory=folder, filename="{n}.txt"))
     killed_while_writing(folder / "2.txt", "killed while writing")
+    killed_while_writing(folder / "sub" / "x.txt", "not looked for in sub-folders")
     error = failure(["c"], FileWriter(directory=folder, filename="{n}.txt", name="letters"))
     assert isinstance(error, OutputExistsError)
     assert "node 'letters' would replace" in str(error) and "overwrite=True" in str(error)
     assert "removed 1 temporary file(s)" in caplog.text
-    assert visible(folder) == ["0.txt", "1.txt"]
+    assert visible(folder) == ["0.txt", "1.txt", "sub"]
+    assert len(list((folder / "sub").glob(".x.txt.*.tmp"))) == 1
     assert (folder / "0.txt").read_text() == "a"
     run_nodes(["c"], FileWriter(directory=folder, filename="{n}.txt", overwrite=True))
     assert (folder / "0.txt").read_text() == "c"

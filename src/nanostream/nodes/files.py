@@ -189,7 +189,7 @@ class FileWriter(FileSink):
       unless ``overwrite=True``.
 
     Temporary files that an earlier run left behind (it was killed) are deleted when a run
-    starts.
+    starts (with ``directory=``, those in the directory itself, not in its sub-folders).
 
     Items are text (other objects are written as ``str(item)``), or bytes with
     ``binary=True``. The path of every finished file is emitted downstream. If the run
