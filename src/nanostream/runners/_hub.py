@@ -195,6 +195,10 @@ class Scheduler:
         self.remaining = 0
         self.parked: list[Any] = []
         self.acks: AckCoordinator | None = None  # set by a run that supports acks
+        # Tasks waiting for the rest of the run (wait_for_outcome), and which nodes each
+        # node's outputs reach (set by a run that offers that wait).
+        self.awaiting: list[_Task] = []
+        self.reach: Callable[[int], frozenset[int]] | None = None
 
     # ----------------------------------------------------------------- building
     def add_plan(
@@ -405,6 +409,8 @@ class Scheduler:
             self.remaining -= 1
             for box in task.box_list:
                 box._dispose()
+            for waiting in self.awaiting:  # the rest of the run may have ended now
+                self.make_ready(waiting)
 
     # ----------------------------------------------------------------- waiting (in tasks)
     def make_ready(self, task: _Task) -> None:
@@ -511,6 +517,32 @@ class Scheduler:
         self._block(task)
         task.timer = 0
         return self.aborting
+
+    def wait_for_outcome(self, task: _Task) -> None:
+        """``NodeContext.wait_for_run_outcome()`` inside a task: the other tasks run meanwhile.
+
+        Returns once every task has ended but those waiting here and the tasks downstream of
+        them; raises ``RunAborted`` if the run aborts (or fails) first.
+        """
+        for box in task.box_list:
+            box.flush()
+        awaiting = self.awaiting
+        awaiting.append(task)
+        for other in awaiting:  # each of them may have been waiting for this task alone
+            if other is not task:
+                self.make_ready(other)
+        while not self.aborting and not self._rest_has_ended():
+            self._block(task)  # woken when a task ends, or by the abort's unwinding
+        if self.aborting:
+            raise RunAborted
+
+    def _rest_has_ended(self) -> bool:
+        reach = self.reach
+        assert reach is not None, "wait_for_outcome needs a run that sets reach"
+        spared: set[int] = set()
+        for waiting in self.awaiting:
+            spared |= reach(waiting.index)
+        return all(t.done or t.index in spared for t in self.tasks)
 
     def time_slice(self, task: _Task) -> None:
         """The task has had the thread for a while: send its outputs, let others run."""
