@@ -405,6 +405,39 @@ def test_a_failing_node_is_one_paragraph_and_a_traceback_with_debug(project: Pat
     assert "Traceback" in result.stderr and "ValueError: bad item 'a'" in result.stderr
 
 
+def test_a_node_failing_with_an_unprintable_exception(project: Path) -> None:
+    (project / "unprintable_nodes.py").write_text(
+        textwrap.dedent(
+            """
+            import nanostream
+
+            class Unprintable:
+                def __str__(self):
+                    raise RuntimeError("no text")
+
+            class Boom(nanostream.NanoNode):
+                def process_item(self, item):
+                    raise ValueError(Unprintable())
+                    yield item
+            """
+        )
+    )
+    pipeline_file(
+        project,
+        """
+        imports: [unprintable_nodes]
+        nodes:
+          words: {class: IterableSource, args: {iterable: [a]}}
+          boom: Boom
+        """,
+    )
+    result = run_cli("run", "pipeline.yaml", cwd=project)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[0] == (
+        "error: node 'boom' failed: ValueError: <unprintable ValueError: str() raised RuntimeError>"
+    )
+
+
 # --------------------------------------------------------------------------- Ctrl-C
 def read_until(stream: IO[str], text: str, timeout: float = 30) -> str:
     """Read lines from ``stream`` until one contains ``text`` (fails after ``timeout``)."""

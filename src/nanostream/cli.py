@@ -27,6 +27,7 @@ import yaml
 
 from ._core.errors import ConfigError, NanoStreamError, NodeFailed
 from ._core.graph import Pipeline, pipeline_of
+from ._core.redact import exception_text
 from ._core.run import Run
 from .config import ConfigErrors, ConfiguredComposite, PipelineSpec, read_config
 from .config._common import close_matches, convert_set_arguments, typed_scalar
@@ -534,7 +535,7 @@ def _report(exc: BaseException, debug: bool) -> int:
         click.echo(f"error: {exc}", err=True)
     else:
         click.echo(
-            f"error: unexpected {type(exc).__name__}: {exc}"
+            f"error: unexpected {exception_text(exc)}"
             + ("" if debug else " (run with --debug to see the traceback)"),
             err=True,
         )
@@ -557,7 +558,7 @@ def _config_line(error: ConfigError) -> str:
 
 def _failure_paragraph(exc: NodeFailed, debug: bool) -> str:
     cause = exc.__cause__
-    lines = [f"error: node {exc.node!r} failed: {type(cause).__name__}: {cause}"]
+    lines = [f"error: {exc}"]
     frames = traceback.extract_tb(cause.__traceback__) if cause is not None else []
     if frames:
         last = frames[-1]

@@ -8,7 +8,7 @@ Example:
 
 from __future__ import annotations
 
-from ._common import FileBytes, FileText, FormatError, PathRefusedError
+from ._common import FileBytes, FileText, FormatError, OutputExistsError, PathRefusedError
 from .deadletter import DeadLetterFile, read_dead_letters
 from .files import FileWriter, LocalFileReader, PrinterOfThings
 from .formats import CSVReader, CSVWriter, JSONLinesReader, JSONLinesWriter
@@ -72,6 +72,7 @@ __all__: list[str] = [
     "LocalFileReader",
     "Map",
     "Merge",
+    "OutputExistsError",
     "Parallel",
     "PathRefusedError",
     "PrinterOfThings",
