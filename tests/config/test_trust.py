@@ -408,3 +408,33 @@ def test_a_declared_package_declares_the_modules_inside_it(folder: Path) -> None
             sys.modules.pop(name, None)
     assert pipeline.start().wait(10)
     assert next(n for n in pipeline.nodes if isinstance(n, Collect)).items == [3]
+
+
+def test_a_function_a_declared_module_imported_from_elsewhere_is_refused(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(folder)
+    (folder / "leaky_nodes.py").write_text("from os import system\nfrom shutil import rmtree\n")
+    path = write(
+        folder,
+        """
+        imports: [leaky_nodes]
+        nodes:
+          shell: {class: system, args: {command: touch MARKER}}
+          wipe: {class: 'leaky_nodes:rmtree', args: {path: keep}}
+        """,
+    )
+    try:
+        with pytest.raises(ConfigError) as info:
+            read_pipeline(path, env={}).build()
+    finally:
+        sys.modules.pop("leaky_nodes", None)
+    nothing_ran(folder)
+    assert isinstance(info.value, nanostream.config.ConfigErrors)
+    assert [(e.location, e.message.split(";")[0]) for e in info.value.errors] == [
+        (f"{path}:3:18", "node 'shell': 'system' names posix:system, which is not a node"),
+        (
+            f"{path}:4:17",
+            "node 'wipe': 'leaky_nodes:rmtree' names shutil:rmtree, which is not a node",
+        ),
+    ]
