@@ -30,7 +30,8 @@ from ._core.graph import Pipeline, pipeline_of
 from ._core.redact import exception_text
 from ._core.run import Run
 from .config import ConfigErrors, ConfiguredComposite, PipelineSpec, read_config
-from .config._common import close_matches, convert_set_arguments, typed_scalar
+from .config._common import close_matches, typed_scalar
+from .config._convert import convert_set_arguments
 
 __all__ = ["main"]
 

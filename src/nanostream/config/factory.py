@@ -27,16 +27,15 @@ from ._common import (
     NodeKind,
     Path,
     Problems,
-    annotations_of,
     build_node,
     check_arguments,
     close_matches,
-    convert_arguments,
     is_identifier_like,
     node_options,
     parse_yaml,
     read_node_options,
 )
+from ._convert import annotations_of, convert_arguments
 
 if TYPE_CHECKING:
     from .pipeline import PipelineSpec

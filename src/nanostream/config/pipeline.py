@@ -31,17 +31,16 @@ from ._common import (
     NodeKind,
     Path,
     Problems,
-    as_text,
     build_node,
     check_arguments,
     close_matches,
-    convert_arguments,
     describe_argument_problems,
     is_identifier_like,
     node_options,
     parse_yaml,
     read_node_options,
 )
+from ._convert import as_text, convert_arguments
 from .factory import disconnected, find_cycle, make_composite_class, read_edge
 
 __all__ = ["EdgeSpec", "NodeSpec", "PipelineSpec", "load_pipeline", "read_pipeline"]
