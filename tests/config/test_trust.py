@@ -101,11 +101,12 @@ def test_nothing_but_trusted_code_is_called(
     assert "nothing was called" in info.value.message or "'imports:'" in info.value.message
 
 
-def test_check_runs_nothing_and_points_at_each_reference(folder: Path) -> None:
+@pytest.mark.parametrize("command", ["check", "graph", "run"])
+def test_the_command_runs_nothing_and_points_at_each_reference(folder: Path, command: str) -> None:
     nodes = "".join(f"  bad{i}: {p.values[0]}\n" for i, p in enumerate(MALICIOUS))
     write(folder, f"nodes:\n{nodes}")
     result = subprocess.run(
-        [sys.executable, "-m", "nanostream", "check", "pipeline.yaml"],
+        [sys.executable, "-m", "nanostream", command, "pipeline.yaml"],
         cwd=folder,
         capture_output=True,
         text=True,
