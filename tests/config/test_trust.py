@@ -439,3 +439,17 @@ def test_a_function_a_declared_module_imported_from_elsewhere_is_refused(
             "node 'wipe': 'leaky_nodes:rmtree' names shutil:rmtree, which is not a node",
         ),
     ]
+
+
+def test_the_standard_library_is_never_trusted_even_from_the_command_line(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(folder)
+    path = write(folder, "nodes:\n  shell: {class: 'shutil:rmtree', args: {path: keep}}\n")
+    spec = read_config(path, env={}, imports=["shutil"])  # what --import shutil does
+    assert not isinstance(spec, type)
+    with pytest.raises(ConfigError) as info:
+        spec.build()
+    nothing_ran(folder)
+    assert info.value.location == f"{path}:2:18"
+    assert "'shutil:rmtree' names shutil:rmtree, which is not a node" in info.value.message

@@ -301,7 +301,8 @@ def check_trusted(
     :func:`register` (your own code registered it); nanostream's node constructors
     (``grep``, ``transform``, ...); and a callable *defined* in one of ``imports`` (the
     modules the configuration lists, or the calling module for ``class_factory``) or of a
-    package's ``nanostream.nodes`` entry point. Nothing is called to decide it.
+    package's ``nanostream.nodes`` entry point — never one of Python's standard library or
+    of nanostream's other modules. Nothing is called to decide it.
 
     Example:
         >>> import nanostream, subprocess
@@ -324,14 +325,14 @@ def check_trusted(
     if (
         callable(obj)
         and isinstance(module, str)
-        and not _within(module, ("nanostream",))
+        and module.split(".", maxsplit=1)[0] not in (*sys.stdlib_module_names, "nanostream")
         and _within(module, (*imports, *entry_point_modules()))
     ):
         return
     if (
         callable(obj)
         and isinstance(module, str)
-        and module.split(".")[0] not in (*sys.stdlib_module_names, "nanostream")
+        and module.split(".", maxsplit=1)[0] not in (*sys.stdlib_module_names, "nanostream")
     ):
         raise ConfigError(
             f"{ref!r} names {describe_target(obj)}, defined in module {module!r}, which the "
@@ -354,8 +355,8 @@ class Scope:
 
     ``namespaces`` are searched first for a bare name (a pipeline file's composites and
     ``imports:`` modules; for ``class_factory``, the caller's names); ``imports`` are the
-    modules declared trusted (a pipeline file's ``imports:``; for ``class_factory``, the
-    calling module and its ``imports=``).
+    modules declared trusted (a pipeline file's or composite's ``imports:``, and for
+    ``class_factory`` the calling module).
 
     Example:
         >>> import nanostream
