@@ -156,7 +156,7 @@ class TimeKind:
             TypeError: Join 'j': timestamp returned datetime.datetime(2026, 1, 1, 0, 0) (a
             datetime) but window is a number of seconds; give window as a timedelta ...
         """
-        label = f"{self.owner} {node!r}" if node is not None else self.owner
+        label = self.owner if node in (None, self.owner) else f"{self.owner} {node!r}"
         if self.datetimes:
             if isinstance(value, datetime):
                 if value.utcoffset() is None:
