@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -363,6 +365,42 @@ def test_interval_join_forgets_items_once_the_watermark_passes() -> None:
 
     fn(items(), out.append)
     assert out[3:] == [JoinResult(8, (45, 8, 6), None)]  # flushed at the end
+
+
+class Payment:
+    """A right item that can be watched for being forgotten (a weak reference to it)."""
+
+    def __init__(self, at: int, key: int) -> None:
+        self.at = at
+        self.key = key
+
+
+def test_interval_join_lets_go_of_items_no_item_on_time_can_match() -> None:
+    join = IntervalJoin(
+        lambda r: r.key if isinstance(r, Payment) else r[1],
+        lower=-5,
+        upper=10,
+        timestamp=lambda r: r.at if isinstance(r, Payment) else r[0],
+    )
+    fn = join.as_function()
+    refs: list[weakref.ref[Payment]] = []
+
+    def items() -> Iterable[Any]:
+        for t in (10, 20):
+            payment = Payment(t, 1)
+            refs.append(weakref.ref(payment))
+            yield Tagged("right", payment)
+            del payment
+        yield Tagged("left", (14, 1, 0))  # the watermark is 14: 10 - (-5) = 15 not passed
+        gc.collect()
+        assert [r() is not None for r in refs] == [True, True]
+        yield Tagged("left", (16, 1, 1))  # watermark 16 > 15: no left on time can match 10
+        gc.collect()
+        assert [r() is not None for r in refs] == [False, True]
+
+    pairs: list[tuple[int, int]] = []  # not the results: they would hold the payments
+    fn(items(), lambda r: pairs.append((r.left[2], r.right.at)))
+    assert pairs == [(0, 10), (0, 20), (1, 20)]
 
 
 def test_interval_join_arguments_are_checked() -> None:

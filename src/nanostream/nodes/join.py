@@ -1,4 +1,4 @@
-"""Several inputs and outputs: merging with origin tags, windowed joins, routing.
+"""Several inputs and outputs: merging with origin tags, windowed and interval joins, routing.
 
 **Knowing where an item came from.** Every link into a node feeds one input queue, so a
 node cannot tell its upstreams apart by itself. A node that needs to know asks for *named
@@ -11,7 +11,8 @@ Link upstreams to those inputs, not to the owner itself::
     join > sink
 
 A :class:`Merge` emits the tagged items, so any node downstream can read ``item.origin``;
-a :class:`Join` consumes them.
+a :class:`Join` (pairs in the same tumbling window) and an :class:`IntervalJoin` (pairs
+whose times lie within bounds of each other) consume them.
 
 **Named outputs.** A node emits ``TaggedOutput(port, value)`` to send ``value`` on a named
 port, and ``node["port"] > other`` links that port; :class:`Router` does this with a
