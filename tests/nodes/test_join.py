@@ -242,6 +242,21 @@ def test_join_with_datetimes_and_a_timedelta_window(runner: str) -> None:
     ]
 
 
+def test_join_in_processing_time_with_a_timedelta_window(runner: str) -> None:
+    # one clock reading per item, as aware datetimes: the first two share [0 s, 10 s)
+    join = Join(
+        lambda r: r,
+        window=timedelta(seconds=10),
+        clock=clock_of([at(1), at(9, PARIS_WINTER), at(11)]),
+    )
+    feed = [Tagged("left", "k"), Tagged("right", "k"), Tagged("right", "k")]
+    sink = Collect()
+    nanostream.from_iterable(feed) > join > sink
+    sink.global_start(runner=runner)
+    assert sink.items == [JoinResult("k", "k", "k")]
+    assert Join(key, window=timedelta(seconds=2)).ticks_every() == 0.5
+
+
 def test_join_refuses_mixed_kinds_of_time(runner: str) -> None:
     with pytest.raises(
         nanostream.GraphError, match="Join: window is a timedelta but allowed_lateness is a number"

@@ -9,7 +9,7 @@ durations mean timezone-aware ``datetime`` timestamps (a naive one is refused: i
 in any time zone), and windows then start at ``offset`` past the Unix epoch in UTC and
 their bounds come out as UTC datetimes. With the default clock a ``timedelta`` window
 reads the current UTC time; a clock of your own returns the window's kind. Mixing the kinds
-in one window is an error naming it (see ``nanostream.nodes._time``).
+in one window is an error naming it (docs/operators.md, "Time as numbers or datetimes").
 
 **Watermark.** The watermark is the largest timestamp seen so far minus
 ``allowed_lateness``. A window ``[start, end)`` closes — its result is emitted — as soon
