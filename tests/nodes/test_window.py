@@ -321,7 +321,9 @@ def test_mixing_numbers_and_timedeltas_in_one_window_is_refused() -> None:
     with pytest.raises(nanostream.GraphError, match="size must be a number of seconds or a"):
         TumblingWindow("10s")  # type: ignore[arg-type]
     # zero fits either kind (the default allowed_lateness=0 and offset=0)
-    assert TumblingWindow(timedelta(seconds=10), offset=0, allowed_lateness=0).time_kind.datetimes
+    zeros = TumblingWindow(timedelta(seconds=10), offset=0, allowed_lateness=0, timestamp=when)
+    results, _ = run_window(zeros, [(at("10:00:05"), "a")], "threads")
+    assert [(w.start, w.end) for w in results] == [(at("10:00:00"), at("10:00:10"))]
 
 
 @pytest.mark.parametrize(

@@ -321,7 +321,7 @@ class Join(_TwoSided):
             late=late,
         )
         check_callable("Join", "clock", clock)
-        self.time_kind = kind = TimeKind.of(
+        self._time_kind = kind = TimeKind.of(
             "Join", window=window, allowed_lateness=allowed_lateness
         )
         self._window = kind.duration("window", window, "positive")
@@ -351,9 +351,9 @@ class Join(_TwoSided):
     def _join(self, inp: Iterable[Any], outp: Outp, guard: PolicyGuard | None) -> None:
         size, lateness = self._window, self._lateness
         key_of = {"left": self.key, "right": self.right_key}
-        ts_of = self._readers(self.time_kind)
+        ts_of = self._readers(self._time_kind)
         event_time = self.timestamp is not None
-        clock = self.time_kind.clock(self.clock, self.label)
+        clock = self._time_kind.clock(self.clock, self.label)
         left_join = self.how == "left"
         late_port = self.late == "port"
         groups: dict[tuple[Any, Any], _Group] = {}
@@ -535,7 +535,7 @@ class IntervalJoin(_TwoSided):
             right_timestamp=right_timestamp,
             late=late,
         )
-        self.time_kind = kind = TimeKind.of(
+        self._time_kind = kind = TimeKind.of(
             "IntervalJoin", lower=lower, upper=upper, allowed_lateness=allowed_lateness
         )
         self._lower = kind.duration("lower", lower, "any")
@@ -561,7 +561,7 @@ class IntervalJoin(_TwoSided):
         lower, upper, lateness = self._lower, self._upper, self._lateness
         key_of = {"left": self.key, "right": self.right_key}
         time_of = {
-            side: read for side, read in self._readers(self.time_kind).items() if read is not None
+            side: read for side, read in self._readers(self._time_kind).items() if read is not None
         }
         left_join = self.how == "left"
         late_port = self.late == "port"

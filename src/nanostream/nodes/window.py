@@ -136,8 +136,8 @@ class _Windowed(Operator):
         check_callable(owner, "clock", clock)
         check_choice(owner, "late", late, ("drop", "port"))
         # Seconds or datetimes, fixed by the durations (see nanostream.nodes._time).
-        self.time_kind = TimeKind.of(owner, **durations, allowed_lateness=allowed_lateness)
-        self._lateness = self.time_kind.duration(
+        self._time_kind = TimeKind.of(owner, **durations, allowed_lateness=allowed_lateness)
+        self._lateness = self._time_kind.duration(
             "allowed_lateness", allowed_lateness, "non-negative"
         )
         if timestamp is None and allowed_lateness:
@@ -162,18 +162,18 @@ class _Windowed(Operator):
         """In processing time on the real clock, check for closed windows while idle
         (``period`` in the node's units of time)."""
         if self.timestamp is None and self.clock is time.time:
-            self.tick_interval = tick_for(self.time_kind.seconds(period))
+            self.tick_interval = tick_for(self._time_kind.seconds(period))
 
     def _now(self) -> Callable[[], Any]:
         """The clock's reading, in the node's units of time."""
-        return self.time_kind.clock(self.clock, self.label)
+        return self._time_kind.clock(self.clock, self.label)
 
     def _time_of(self) -> Callable[[Any], Any]:
         """``item -> time`` in the node's units: its timestamp, or the clock's reading."""
         if self.timestamp is None:
             now = self._now()
             return lambda _item: now()
-        return self.time_kind.reader(self.timestamp, "timestamp", self.label)
+        return self._time_kind.reader(self.timestamp, "timestamp", self.label)
 
     def _handles_ticks(self) -> bool:
         return self.timestamp is None  # in event time, only items move time on
@@ -245,7 +245,7 @@ class SlidingWindow(_Windowed):
             name=name,
             options=options,
         )
-        kind = self.time_kind
+        kind = self._time_kind
         self.size = size
         self.step = step
         self.offset = offset
@@ -261,7 +261,7 @@ class SlidingWindow(_Windowed):
         size, step, offset = self._size, self._step, self._offset
         time_of, key_of, now = self._time_of(), self.key, self._now()
         first, add, result = self.fold.first, self.fold.add, self.fold.result
-        bound = self.time_kind.out
+        bound = self._time_kind.out
         lateness = self._lateness
         late_port = self.late == "port"
         release = self.release_items
@@ -327,7 +327,7 @@ class SlidingWindow(_Windowed):
         time_of, key_of, now = self._time_of(), self.key, self._now()
         first, add = self.fold.first, self.fold.add
         collects = self.fold.collects
-        bound = self.time_kind.out
+        bound = self._time_kind.out
         lateness = self._lateness
         late_port = self.late == "port"
         release = self.release_items
@@ -483,10 +483,10 @@ class TumblingWindow(SlidingWindow):
             return
         size, offset = self._size, self._offset
         ts_of, key_of, label = self.timestamp, self.key, self.label
-        point = self.time_kind.point  # the reader of _time_of(), inline: the hot path
-        plain = () if self.time_kind.datetimes else (float, int)
+        point = self._time_kind.point  # the reader of _time_of(), inline: the hot path
+        plain = () if self._time_kind.datetimes else (float, int)
         first, add, result = self.fold.first, self.fold.add, self.fold.result
-        bound = self.time_kind.out
+        bound = self._time_kind.out
         lateness = self._lateness
         late_port = self.late == "port"
         release = self.release_items
@@ -591,7 +591,7 @@ class SessionWindow(_Windowed):
             options=options,
         )
         self.gap = gap
-        self._gap = self.time_kind.duration("gap", gap, "positive")
+        self._gap = self._time_kind.duration("gap", gap, "positive")
         self._tick_every(self._gap)
 
     def _run(self, inp: Iterable[Any], outp: Outp) -> None:
@@ -606,7 +606,7 @@ class SessionWindow(_Windowed):
         time_of, key_of, now = self._time_of(), self.key, self._now()
         fold = self.fold
         guard_fold = guard is not None and not fold.collects
-        bound = self.time_kind.out
+        bound = self._time_kind.out
         lateness = self._lateness
         late_port = self.late == "port"
         release = self.release_items
