@@ -22,7 +22,7 @@ from .generic import (
     transform,
     uniq,
 )
-from .join import Join, JoinResult, Merge, Router, Tagged
+from .join import IntervalJoin, Join, JoinResult, Merge, Router, Tagged
 from .transforms import (
     Batch,
     Delay,
@@ -63,6 +63,7 @@ __all__: list[str] = [
     "FlatMap",
     "FormatError",
     "Inspect",
+    "IntervalJoin",
     "JSONLinesReader",
     "JSONLinesWriter",
     "Join",
