@@ -22,6 +22,7 @@ from nanostream.nodes import (
     LocalFileReader,
 )
 from nanostream.testing import Collect
+from support import TruncatingSink
 
 
 def run_nodes(items: list[Any], *nodes: nanostream.NanoNode, runner: str = "threads") -> list[Any]:
@@ -362,3 +363,47 @@ def test_skip_turns_each_bad_json_line_into_an_error_record(runner: str) -> None
     (record,) = dead.items
     assert record.item["line"] == 2 and record.item["text"] == "{oops"
     assert "not valid JSON" in record.message
+
+
+# ------------------------------------------------------------------ files truncated meanwhile
+# One value per line, so that a line cut anywhere still parses: only the check at the end
+# of the file can tell that rows are missing.
+NUMBERS = "".join(f"{i}\n" for i in range(200_000))
+READERS: dict[str, Any] = {
+    "csv": lambda **kw: CSVReader(header=False, **kw),
+    "jsonl": JSONLinesReader,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(READERS))
+def test_a_file_truncated_while_it_is_read_fails_the_run(
+    tmp_path: Path, runner: str, kind: str
+) -> None:
+    path = tmp_path / f"numbers.{kind}"
+    path.write_text(NUMBERS)
+    src = nanostream.from_iterable([path])
+    src > READERS[kind](name="reader", batch_size=1) > TruncatingSink(path)
+    with pytest.raises(nanostream.NodeFailed, match="'reader'") as info:
+        src.global_start(runner=runner)
+    error = info.value.__cause__
+    assert isinstance(error, nanostream.FormatError)
+    assert error.source == str(path)
+    assert "truncated while it was read" in str(error)
+
+
+@pytest.mark.parametrize("kind", sorted(READERS))
+def test_with_skip_a_truncated_file_is_an_error_record(
+    tmp_path: Path, runner: str, kind: str
+) -> None:
+    path = tmp_path / f"numbers.{kind}"
+    path.write_text(NUMBERS)
+    reader = READERS[kind](name="reader", batch_size=1, on_error="skip")
+    rows, dead = TruncatingSink(path), Collect()
+    nanostream.from_iterable([path]) > reader > rows
+    reader.errors > dead
+    rows.global_start(runner=runner)
+    assert 0 < len(rows.items) < 200_000
+    (record,) = dead.items
+    assert record.node == "reader"
+    assert record.item == {"source": str(path), "line": None, "text": ""}
+    assert "truncated while it was read" in record.message

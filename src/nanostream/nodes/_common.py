@@ -9,6 +9,7 @@ import io
 import os
 import secrets
 import shutil
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -23,6 +24,7 @@ __all__ = [
     "FileText",
     "FormatError",
     "PathRefusedError",
+    "ReadThrough",
     "confine",
     "decode_error_line",
     "describe",
@@ -173,6 +175,64 @@ def decode_failure(
     if errors_option is not None:
         hint += f" or {errors_option}='replace'"
     return FormatError(f"not valid {encoding} ({message}); {hint}", source=path, line=line)
+
+
+class ReadThrough:
+    """A file opened to be read to its end, that can tell whether it was truncated meanwhile.
+
+    Open it as a context manager and read ``file``; once the end is reached,
+    :meth:`truncated` is a :class:`FormatError` if the file got shorter while it was read
+    (its end came before the size it had when it was opened, or it is shorter now), so
+    the data read may be incomplete; otherwise None. A file that grows while it is read
+    is read up to where it ends when the reader gets there. Only regular files are
+    checked (a pipe or a device has no size to compare).
+
+    Example:
+        >>> import os, pathlib, tempfile
+        >>> from nanostream.nodes._common import ReadThrough
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "rows.txt"
+        >>> _ = path.write_text("one\\ntwo\\nthree\\n")
+        >>> with ReadThrough(path, "rb", buffering=0) as whole:
+        ...     first = whole.file.readline()
+        ...     os.truncate(path, 4)                 # another program truncates it
+        ...     rest = whole.file.read()
+        ...     print(first, rest, whole.truncated())
+        b'one\\n' b'' .../rows.txt: the file was truncated while it was read: ...
+    """
+
+    def __init__(self, path: str | os.PathLike[str], mode: str = "r", **options: Any) -> None:
+        self.path = os.fspath(path)
+        self.file: IO[Any] = open(self.path, mode, **options)  # noqa: SIM115 - closed by __exit__
+        try:
+            st = os.fstat(self.file.fileno())
+        except BaseException:
+            self.file.close()
+            raise
+        self.size: int | None = st.st_size if stat.S_ISREG(st.st_mode) else None
+
+    def __enter__(self) -> ReadThrough:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.file.close()
+
+    def truncated(self) -> FormatError | None:
+        """After reading to the end: a :class:`FormatError` if the file got shorter."""
+        if self.size is None:
+            return None
+        fd = self.file.fileno()
+        reached = os.lseek(fd, 0, os.SEEK_CUR)  # where the end was found
+        now = os.fstat(fd).st_size
+        if reached >= self.size and now >= self.size:
+            return None
+        return FormatError(
+            f"the file was truncated while it was read: it had {self.size:,} bytes when "
+            f"it was opened, its end came at byte {reached:,} and it has {now:,} now, so "
+            "what was read of it may be incomplete; read it again once it is complete "
+            "(a program that writes files for others to read should write under a "
+            "temporary name and rename, as nanostream's writers do)",
+            source=self.path,
+        )
 
 
 # ----------------------------------------------------------------------------- atomic files

@@ -27,6 +27,7 @@ from ._common import (
     AtomicFile,
     FileSink,
     FormatError,
+    ReadThrough,
     decode_failure,
     describe,
     uses_standard_path,
@@ -139,6 +140,9 @@ class CSVReader(_RecordReader):
       the file is read (see ``_RecordReader``).
     * ``encoding`` applies to paths and bytes; the default ``"utf-8-sig"`` reads UTF-8
       with or without a byte order mark.
+    * A file read by path that is truncated while it is read raises
+      :class:`~nanostream.FormatError` once its end is reached (an error record with
+      ``on_error="skip"``).
 
     Example:
         >>> import nanostream
@@ -227,10 +231,13 @@ class CSVReader(_RecordReader):
         if _is_path(item, self.paths):
             path = os.fspath(item)
             try:
-                with open(path, encoding=self.encoding, newline="") as file:
-                    yield from self._parse(file, path)
+                with ReadThrough(path, encoding=self.encoding, newline="") as whole:
+                    yield from self._parse(whole.file, path)
+                    truncated = whole.truncated()
             except UnicodeDecodeError as exc:
                 raise decode_failure(path, self.encoding, "strict", exc) from None
+            if truncated is not None:
+                self._bad_record(truncated, "")
             return
         text, source = _text_of(item, self.encoding, self._index, self.name or "CSVReader")
         if text[:1] == "\ufeff":
@@ -488,7 +495,9 @@ class JSONLinesReader(_RecordReader):
     ``serialize=True`` — or a file to stream: an ``os.PathLike``, or a ``str`` path when
     ``paths=True``. Blank lines are skipped; a line that is not JSON raises
     :class:`~nanostream.FormatError` naming the file (or input item) and line, or, with
-    ``on_error="skip"``, becomes an error record and the next line is read.
+    ``on_error="skip"``, becomes an error record and the next line is read. A file read
+    by path that is truncated while it is read is a ``FormatError`` too, once its end is
+    reached.
     ``backend`` is ``"auto"`` (``orjson`` if installed), ``"json"`` or ``"orjson"``.
 
     Example:
@@ -554,10 +563,13 @@ class JSONLinesReader(_RecordReader):
         if _is_path(item, self.paths):
             path = os.fspath(item)
             try:
-                with open(path, encoding=self.encoding) as file:
-                    yield from self._parse(file, path)
+                with ReadThrough(path, encoding=self.encoding) as whole:
+                    yield from self._parse(whole.file, path)
+                    truncated = whole.truncated()
             except UnicodeDecodeError as exc:
                 raise decode_failure(path, self.encoding, "strict", exc) from None
+            if truncated is not None:
+                self._bad_record(truncated, "")
             return
         text, source = _text_of(item, self.encoding, self._index, self.name or "JSONLinesReader")
         yield from self._parse(text.split("\n"), source)
