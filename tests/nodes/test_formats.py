@@ -407,3 +407,38 @@ def test_with_skip_a_truncated_file_is_an_error_record(
     assert record.node == "reader"
     assert record.item == {"source": str(path), "line": None, "text": ""}
     assert "truncated while it was read" in record.message
+
+
+# ------------------------------------------------------------------ JSON nested too deeply
+DEEP = '{"a": 1}\n' + "[" * 100_000 + '\n{"b": 2}\n'
+
+
+@pytest.mark.parametrize("by_path", [False, True], ids=["text", "path"])
+def test_json_nested_too_deeply_is_a_format_error_for_its_line(
+    tmp_path: Path, runner: str, by_path: bool
+) -> None:
+    path = tmp_path / "deep.jsonl"
+    path.write_text(DEEP)
+    item: Any = path if by_path else DEEP
+    src = nanostream.from_iterable([item])
+    src > JSONLinesReader(name="json") > Collect()
+    with pytest.raises(nanostream.NodeFailed, match="'json'") as info:
+        src.global_start(runner=runner)
+    error = info.value.__cause__
+    assert isinstance(error, nanostream.FormatError)
+    assert error.line == 2 and error.source == (str(path) if by_path else "input item #1")
+    assert "nested deeper than the parser can follow" in str(error)
+
+
+def test_with_skip_only_the_deeply_nested_line_is_lost(tmp_path: Path, runner: str) -> None:
+    path = tmp_path / "deep.jsonl"
+    path.write_text(DEEP)
+    reader = JSONLinesReader(on_error="skip", name="json")
+    values, dead = Collect(), Collect()
+    nanostream.from_iterable([path]) > reader > values
+    reader.errors > dead
+    values.global_start(runner=runner)
+    assert values.items == [{"a": 1}, {"b": 2}]
+    (record,) = dead.items
+    assert record.item == {"source": str(path), "line": 2, "text": "[" * 1000}
+    assert record.exception_type.endswith("FormatError")

@@ -18,6 +18,7 @@ import io
 import json
 import os
 import re
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -493,7 +494,8 @@ class JSONLinesReader(_RecordReader):
     Each input item is text (``str`` or ``bytes``) holding one or more lines — a whole
     file from :class:`~nanostream.nodes.LocalFileReader`, or single lines from it with
     ``serialize=True`` — or a file to stream: an ``os.PathLike``, or a ``str`` path when
-    ``paths=True``. Blank lines are skipped; a line that is not JSON raises
+    ``paths=True``. Blank lines are skipped; a line that is not JSON — or JSON nested
+    deeper than the parser can follow — raises
     :class:`~nanostream.FormatError` naming the file (or input item) and line, or, with
     ``on_error="skip"``, becomes an error record and the next line is read. A file read
     by path that is truncated while it is read is a ``FormatError`` too, once its end is
@@ -583,6 +585,14 @@ class JSONLinesReader(_RecordReader):
                 if not line.strip():
                     continue
                 error = FormatError(f"not valid JSON: {exc}", source=source, line=number)
+                self._bad_record(error, line[:1000])
+            except RecursionError:
+                error = FormatError(
+                    "not readable JSON: its arrays and objects are nested deeper than the "
+                    f"parser can follow ({sys.getrecursionlimit():,} levels at most)",
+                    source=source,
+                    line=number,
+                )
                 self._bad_record(error, line[:1000])
 
 
