@@ -3,6 +3,7 @@ folders, restart with a ledger, prompt stop, and the guide's first example."""
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import sys
@@ -245,6 +246,50 @@ def test_with_events_a_periodic_rescan_finds_files_whose_events_were_lost(
     assert sink.seen.wait(WAIT)
     run.stop(timeout=WAIT)
     assert names(sink.items, tmp_path) == ["quiet.txt"]
+
+
+def test_symbolic_links_out_of_the_folder_are_left_out_and_named_once(
+    tmp_path: Path, mode: str, runner: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder, outside = tmp_path / "in", tmp_path / "outside"
+    folder.mkdir()
+    outside.mkdir()
+    (outside / "secret.csv").write_text("secret\n")
+    (folder / "real.csv").write_text("real\n")
+    (folder / "out.csv").symlink_to(outside / "secret.csv")
+    (folder / "in.csv").symlink_to(folder / "real.csv")  # a link inside: fine
+    watch = watchdog(folder, mode, name="watch")
+    sink = Steps(3, 4)
+    watch > sink
+    with caplog.at_level(logging.WARNING, logger="nanostream.watch"):
+        run = start(watch, sink, runner)
+        (folder / "z1.csv").write_text("marker\n")  # settles after the files already there
+        assert sink.step(1).wait(WAIT)
+        (outside / "secret.csv").write_text("secret, changed\n")  # out.csv changes too
+        (folder / "z2.csv").write_text("marker\n")
+        assert sink.step(2).wait(WAIT)
+        run.stop(timeout=WAIT)
+    assert sorted(names(sink.items, folder)) == ["in.csv", "real.csv", "z1.csv", "z2.csv"]
+    if runner != "ray":  # the warning is logged in the node's process
+        (warning,) = [r.getMessage() for r in caplog.records if r.name == "nanostream.watch"]
+        assert f"node 'watch' leaves out {folder / 'out.csv'}" in warning
+        assert str(outside / "secret.csv") in warning
+        assert "follow_outside_links=True" in warning
+
+
+def test_follow_outside_links_emits_links_out_of_the_folder(tmp_path: Path, mode: str) -> None:
+    folder, outside = tmp_path / "in", tmp_path / "outside"
+    folder.mkdir()
+    outside.mkdir()
+    (outside / "shared.csv").write_text("shared\n")
+    (folder / "out.csv").symlink_to(outside / "shared.csv")
+    watch = watchdog(folder, mode, follow_outside_links=True)
+    sink = Collect()
+    watch > sink
+    run = start(watch, sink, "threads")
+    assert sink.seen.wait(WAIT)
+    run.stop(timeout=WAIT)
+    assert names(sink.items, folder) == ["out.csv"]
 
 
 # ----------------------------------------------------------------------------- the ledger

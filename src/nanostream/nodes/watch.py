@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import logging
 import os
 import stat
 import threading
@@ -30,6 +31,8 @@ from .._core.node import NanoNode
 from ._progress import AckedProgress
 
 __all__ = ["LocalDirectoryWatchdog"]
+
+log = logging.getLogger("nanostream.watch")
 
 Signature = tuple[int, int]
 """A file's ``(size, mtime_ns)``: when it differs from the last one seen, the file changed."""
@@ -181,10 +184,18 @@ class _Folder:
         excluded: set[str],
     ) -> None:
         self.root = root
+        self.real_root = os.path.realpath(root)
         self.patterns = patterns
         self.recursive = recursive
         self.ignore_hidden = ignore_hidden
         self.excluded = excluded
+
+    def outside(self, path: str) -> str | None:
+        """Where ``path`` really is, if symbolic links lead from it out of the folder."""
+        real = os.path.realpath(path)
+        if os.path.commonpath([self.real_root, real]) == self.real_root:
+            return None
+        return real
 
     def matches(self, name: str) -> bool:
         return any(fnmatch.fnmatch(name, p) for p in self.patterns)
@@ -314,6 +325,12 @@ class _Tracker:
         ready.sort()
         return [path for _, path in ready]
 
+    def set_aside(self, path: str) -> None:
+        """Account for a settled candidate that is not to be emitted, nor recorded."""
+        entry = self.pending.pop(path, None)
+        if entry is not None:
+            self.known[path] = entry[0]
+
     def accept(self, path: str) -> tuple[Signature, str | None] | None:
         """Account for a settled candidate; its signature and hash if it is to be emitted.
 
@@ -358,6 +375,10 @@ class LocalDirectoryWatchdog(NanoNode):
       ``recursive=True`` watches sub-folders too. Hidden files and folders (names starting
       with ``.``, such as the temporary files nanostream's writers use) are ignored unless
       ``ignore_hidden=False``.
+    * A file whose real path is outside the folder — a symbolic link pointing out of it —
+      is not emitted (a warning names it once per run) unless
+      ``follow_outside_links=True``; a link to a file inside the folder is emitted by its
+      own path.
     * Events come from the ``watchdog`` package (``pip install 'nanostream[files]'``); in
       case some are lost, the whole folder is also rescanned every ``rescan_interval``
       seconds (default 60; ``None`` for never). With ``polling=True`` the folder is
@@ -413,6 +434,7 @@ class LocalDirectoryWatchdog(NanoNode):
         rescan_interval: float | None = 60.0,
         state: str | os.PathLike[str] | None = None,
         ignore_hidden: bool = True,
+        follow_outside_links: bool = False,
         name: str | None = None,
         **options: Any,
     ) -> None:
@@ -439,10 +461,14 @@ class LocalDirectoryWatchdog(NanoNode):
         self.rescan_interval = None if rescan_interval is None else float(rescan_interval)
         self.state = None if state is None else os.fspath(state)
         self.ignore_hidden = ignore_hidden
+        self.follow_outside_links = follow_outside_links
         self.ready = threading.Event()
         self.configure(**options)
         if not polling:
             _require_watchdog()
+
+    def _label(self) -> str:
+        return f"node {self.name!r}" if self.name else type(self).__name__
 
     def validate(self) -> None:
         super().validate()
@@ -489,8 +515,24 @@ class LocalDirectoryWatchdog(NanoNode):
             interval = self.poll_interval if changes is None else self.rescan_interval
             next_scan = now + interval if interval is not None else float("inf")
             tick = self.look_interval
+            warned: set[str] = set()
             while True:
                 for path in tracker.due(time.monotonic()):
+                    real = None if self.follow_outside_links else folder.outside(path)
+                    if real is not None:
+                        tracker.set_aside(path)
+                        if path not in warned:
+                            warned.add(path)
+                            log.warning(
+                                "%s leaves out %s: it is a symbolic link to %s, outside the "
+                                "watched folder %s; pass follow_outside_links=True to emit "
+                                "such files",
+                                self._label(),
+                                path,
+                                real,
+                                root,
+                            )
+                        continue
                     entry = tracker.accept(path)
                     if entry is None:
                         continue
