@@ -15,6 +15,7 @@ import nanostream
 from nanostream.nodes import (
     CSVReader,
     CSVWriter,
+    FilePath,
     FileText,
     FormatError,
     JSONLinesReader,
@@ -442,3 +443,62 @@ def test_with_skip_only_the_deeply_nested_line_is_lost(tmp_path: Path, runner: s
     (record,) = dead.items
     assert record.item == {"source": str(path), "line": 2, "text": "[" * 1000}
     assert record.exception_type.endswith("FormatError")
+
+
+# ------------------------------------------------------------- wirings that gave no rows
+@pytest.mark.parametrize("kind", sorted(READERS))
+@pytest.mark.parametrize("as_", ["str", "FilePath"])
+def test_a_path_given_as_text_is_refused_saying_what_to_write(
+    tmp_path: Path, runner: str, kind: str, as_: str
+) -> None:
+    path = tmp_path / f"numbers.{kind}"
+    path.write_text("1\n2\n")
+    item = str(path) if as_ == "str" else FilePath(str(path))
+    src = nanostream.from_iterable([item])
+    src > READERS[kind](name="reader") > Collect()
+    with pytest.raises(nanostream.NodeFailed) as info:
+        src.global_start(runner=runner)
+    error = info.value.__cause__
+    assert isinstance(error, FormatError)
+    label = "CSVReader 'reader'" if kind == "csv" else "JSONLinesReader 'reader'"
+    assert str(error).startswith(f"{label} got {str(path)!r}")
+    assert "pass paths=True to read files by path" in str(error)
+    assert "put a LocalFileReader before it" in str(error)
+    # and with paths=True it is read
+    assert run_nodes([item], READERS[kind](paths=True), runner=runner) == (
+        [["1"], ["2"]] if kind == "csv" else [1, 2]
+    )
+
+
+def test_one_line_text_that_names_no_file_or_is_json_is_still_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "42").write_text("a file named 42\n")
+    assert run_nodes(["a,b"], CSVReader(header=False)) == [["a", "b"]]
+    assert run_nodes(["42"], JSONLinesReader()) == [42]  # JSON first, even if a file is named so
+    assert run_nodes(["42\n"], CSVReader(header=False)) == [["42"]]  # a line end: text
+    refused = failure(["42"], CSVReader(header=False))
+    assert "to parse it as CSV text, end it with a line break" in str(refused)
+
+
+def test_lines_one_at_a_time_into_a_csv_reader_with_a_header_are_refused(
+    tmp_path: Path, runner: str
+) -> None:
+    path = tmp_path / "people.csv"
+    path.write_text(PEOPLE)
+    src = nanostream.from_iterable([path])
+    src > LocalFileReader(serialize=True) > CSVReader(name="csv") > Collect()
+    with pytest.raises(nanostream.NodeFailed, match="'csv'") as info:
+        src.global_start(runner=runner)
+    error = info.value.__cause__
+    assert isinstance(error, FormatError) and error.source == "input item #2"
+    assert "LocalFileReader(serialize=False) before it" in str(error)
+    assert "CSVReader(paths=True)" in str(error) and "header=False" in str(error)
+    # what the message suggests works
+    whole = run_nodes([path], LocalFileReader(), CSVReader(), runner=runner)
+    assert whole == run_nodes([path], CSVReader(), runner=runner) and len(whole) == 2
+    per_line = run_nodes([path], LocalFileReader(serialize=True), CSVReader(header=False))
+    assert per_line[1:] == [["ada", "36", "London"], ["alan", "41", "Wilmslow"]]
+    # a header alone (an empty table, without a line end) is no error
+    assert run_nodes(["name,age"], CSVReader(), runner=runner) == []

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import nanostream
-from nanostream.nodes import LocalDirectoryWatchdog, LocalFileReader
+from nanostream.nodes import CSVReader, LocalDirectoryWatchdog, LocalFileReader
 from nanostream.testing import Collect
 
 WAIT = 20  # seconds to wait for an event before failing
@@ -272,7 +272,7 @@ def test_symbolic_links_out_of_the_folder_are_left_out_and_named_once(
     assert sorted(names(sink.items, folder)) == ["in.csv", "real.csv", "z1.csv", "z2.csv"]
     if runner != "ray":  # the warning is logged in the node's process
         (warning,) = [r.getMessage() for r in caplog.records if r.name == "nanostream.watch"]
-        assert f"node 'watch' leaves out {folder / 'out.csv'}" in warning
+        assert f"LocalDirectoryWatchdog 'watch' leaves out {folder / 'out.csv'}" in warning
         assert str(outside / "secret.csv") in warning
         assert "follow_outside_links=True" in warning
 
@@ -429,6 +429,39 @@ def test_a_file_enters_the_ledger_once_the_sink_is_done_else_it_comes_again(
     assert again[-1] == "z.csv"  # ...with every file not done, and nothing done
     assert second.in_ledger_at == [False] * len(again)
     assert all(in_ledger(ledger, str(folder / name)) for name in [*files, "z.csv"])
+
+
+def test_a_csv_reader_given_the_watchdogs_paths_as_text_fails_and_the_file_is_not_done(
+    tmp_path: Path, mode: str, runner: str, acks: bool
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    ledger = tmp_path / "ledger.sqlite"
+    (folder / "people.csv").write_text("name,age\nada,36\n")
+    watch = watchdog(folder, mode, state=ledger)
+    nothing = Collect()
+    watch > CSVReader(name="csv") > nothing
+    run = start(watch, nothing, runner)
+    try:
+        with pytest.raises(nanostream.NodeFailed, match="'csv'") as info:
+            run.wait(WAIT)
+    finally:
+        if run.state == "running":  # it did not fail: stop it before failing the test
+            run.stop(timeout=WAIT)
+    message = str(info.value.__cause__)
+    assert f"CSVReader 'csv' got {str(folder / 'people.csv')!r}, the path of a file" in message
+    assert "pass paths=True" in message and "put a LocalFileReader before it" in message
+    assert not in_ledger(ledger, str(folder / "people.csv"))
+
+    # the corrected pipeline reads the file: it was not recorded as done
+    watch = watchdog(folder, mode, state=ledger)
+    rows = Collect()
+    watch > CSVReader(paths=True) > rows
+    run = start(watch, rows, runner)
+    assert rows.seen.wait(WAIT)
+    run.stop(timeout=WAIT)
+    assert rows.items == [{"name": "ada", "age": "36"}]
+    assert in_ledger(ledger, str(folder / "people.csv")) == acks
 
 
 # ----------------------------------------------------------------------------- lifecycle

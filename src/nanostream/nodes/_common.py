@@ -20,6 +20,7 @@ from .._core.node import NanoNode, NodeFunction
 __all__ = [
     "AtomicFile",
     "FileBytes",
+    "FilePath",
     "FileSink",
     "FileText",
     "FormatError",
@@ -114,6 +115,24 @@ class FileBytes(bytes):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (bytes(self), self.path))
+
+
+class FilePath(str):
+    """The path of a file, as :class:`~nanostream.nodes.LocalDirectoryWatchdog` emits it.
+
+    An ordinary ``str`` in every way, so any node that takes a path takes it; the type
+    only tells the readers of text (:class:`~nanostream.nodes.CSVReader`,
+    :class:`~nanostream.nodes.JSONLinesReader`) that the item is a file to read, not text
+    to parse, so that without ``paths=True`` they say so instead of parsing the path.
+
+    Example:
+        >>> from nanostream.nodes import FilePath
+        >>> path = FilePath("/data/in/orders.csv")
+        >>> path == "/data/in/orders.csv", isinstance(path, str)
+        (True, True)
+    """
+
+    __slots__ = ()
 
 
 def describe(item: object, index: int) -> str:

@@ -28,7 +28,9 @@ from typing import Any
 from .._core.acks import Acked
 from .._core.errors import GraphError, MissingDependencyError
 from .._core.node import NanoNode
+from ._common import FilePath
 from ._progress import AckedProgress
+from ._secrets import node_label
 
 __all__ = ["LocalDirectoryWatchdog"]
 
@@ -364,7 +366,10 @@ class _Tracker:
 class LocalDirectoryWatchdog(NanoNode):
     """A source that emits the path of every file that appears in a folder or changes.
 
-    It emits absolute paths (``str``) while the run lives, until the run is stopped.
+    It emits absolute paths while the run lives, until the run is stopped: each a
+    :class:`~nanostream.nodes.FilePath`, a ``str`` that tells the readers of text it is a
+    file to read (``CSVReader()`` after it says to pass ``paths=True`` or to put a
+    :class:`~nanostream.nodes.LocalFileReader` before it).
 
     * Files already in the folder when it starts are emitted too, unless
       ``only_new=True``.
@@ -467,9 +472,6 @@ class LocalDirectoryWatchdog(NanoNode):
         if not polling:
             _require_watchdog()
 
-    def _label(self) -> str:
-        return f"node {self.name!r}" if self.name else type(self).__name__
-
     def validate(self) -> None:
         super().validate()
         if not os.path.isdir(self.directory):
@@ -486,7 +488,7 @@ class LocalDirectoryWatchdog(NanoNode):
             base = min(base, self.poll_interval)
         return min(max(base, 0.005), 0.25)
 
-    def generator(self) -> Iterator[str | Acked]:
+    def generator(self) -> Iterator[FilePath | Acked]:
         root = os.path.abspath(self.directory)
         excluded: set[str] = set()
         if self.state is not None:
@@ -527,7 +529,7 @@ class LocalDirectoryWatchdog(NanoNode):
                                 "%s leaves out %s: it is a symbolic link to %s, outside the "
                                 "watched folder %s; pass follow_outside_links=True to emit "
                                 "such files",
-                                self._label(),
+                                node_label(self),
                                 path,
                                 real,
                                 root,
@@ -537,9 +539,9 @@ class LocalDirectoryWatchdog(NanoNode):
                     if entry is None:
                         continue
                     if progress is None:
-                        yield path
+                        yield FilePath(path)
                     else:  # recorded in the ledger once the pipeline is done with it
-                        yield Acked(path, progress.ack((path, *entry)))
+                        yield Acked(FilePath(path), progress.ack((path, *entry)))
                 if self.sleep(tick):
                     return
                 now = time.monotonic()
