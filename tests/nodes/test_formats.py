@@ -392,6 +392,23 @@ def test_a_file_truncated_while_it_is_read_fails_the_run(
     assert "truncated while it was read" in str(error)
 
 
+def test_a_row_cut_by_the_truncation_is_reported_as_the_truncation(
+    tmp_path: Path, runner: str
+) -> None:
+    path = tmp_path / "pairs.csv"
+    path.write_text("n,s\n" + "".join(f"{i:06d},xyz\n" for i in range(100_000)))
+    keep = 4 + 11 * 10_000 + 4  # far beyond what the reader holds; inside a row's first field
+    src = nanostream.from_iterable([path])
+    src > CSVReader(name="reader", batch_size=1) > TruncatingSink(path, keep=keep)
+    with pytest.raises(nanostream.NodeFailed, match="'reader'") as info:
+        src.global_start(runner=runner)
+    error = info.value.__cause__
+    assert isinstance(error, FormatError) and "truncated while it was read" in str(error)
+    cut = error.__cause__  # the row it cut: one field of two
+    assert isinstance(cut, FormatError) and cut.line == 10_002
+    assert "expected 2 fields (as in the header), got 1: ['0100']" in str(cut)
+
+
 @pytest.mark.parametrize("kind", sorted(READERS))
 def test_with_skip_a_truncated_file_is_an_error_record(
     tmp_path: Path, runner: str, kind: str

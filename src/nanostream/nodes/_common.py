@@ -235,18 +235,24 @@ class ReadThrough:
     def __exit__(self, *exc: object) -> None:
         self.file.close()
 
-    def truncated(self) -> FormatError | None:
-        """After reading to the end: a :class:`FormatError` if the file got shorter."""
+    def truncated(self, *, ended: bool = True) -> FormatError | None:
+        """A :class:`FormatError` if the file got shorter while it was read, else None.
+
+        Once the end is reached (``ended``), also if the end came before the size the file
+        had when it was opened; before that (``ended=False``, say on a record that does
+        not parse), only if the file is shorter now.
+        """
         if self.size is None:
             return None
         fd = self.file.fileno()
-        reached = os.lseek(fd, 0, os.SEEK_CUR)  # where the end was found
+        reached = os.lseek(fd, 0, os.SEEK_CUR)  # how far it has been read
         now = os.fstat(fd).st_size
-        if reached >= self.size and now >= self.size:
+        if (reached >= self.size or not ended) and now >= self.size:
             return None
+        where = f"its end came at byte {reached:,}" if ended else f"{reached:,} were read"
         return FormatError(
             f"the file was truncated while it was read: it had {self.size:,} bytes when "
-            f"it was opened, its end came at byte {reached:,} and it has {now:,} now, so "
+            f"it was opened, {where} and it has {now:,} now, so "
             "what was read of it may be incomplete; read it again once it is complete "
             "(a program that writes files for others to read should write under a "
             "temporary name and rename, as nanostream's writers do)",

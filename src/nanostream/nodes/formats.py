@@ -129,6 +129,34 @@ class _RecordReader(NanoNode):
             f"a LocalFileReader before it to read each file's text{hint}"
         )
 
+    encoding = "utf-8"
+
+    def _parse(self, lines: Iterable[str], source: str) -> Iterator[Any]:
+        """The records of ``lines``, the text of ``source``."""
+        raise NotImplementedError
+
+    def _records_of_file(self, path: str, **open_options: Any) -> Iterator[Any]:
+        """The records of the file ``path``, streamed.
+
+        A file truncated while it is read is a bad record once its end is reached; and when
+        a record fails to parse in a file that has got shorter, the truncation is the error
+        (the cut record is its consequence).
+        """
+        try:
+            with ReadThrough(path, encoding=self.encoding, **open_options) as whole:
+                try:
+                    yield from self._parse(whole.file, path)
+                except FormatError as exc:
+                    cut = whole.truncated(ended=False)
+                    if cut is None:
+                        raise
+                    raise cut from exc
+                truncated = whole.truncated()
+        except UnicodeDecodeError as exc:
+            raise decode_failure(path, self.encoding, "strict", exc) from None
+        if truncated is not None:
+            self._bad_record(truncated, "")
+
     def _bad_record(self, exc: FormatError, text: str) -> None:
         handler = self._record_failed
         if handler is None:
@@ -278,14 +306,7 @@ class CSVReader(_RecordReader):
         path = self._path_of(item)
         if path is not None:
             self._lone_line = False
-            try:
-                with ReadThrough(path, encoding=self.encoding, newline="") as whole:
-                    yield from self._parse(whole.file, path)
-                    truncated = whole.truncated()
-            except UnicodeDecodeError as exc:
-                raise decode_failure(path, self.encoding, "strict", exc) from None
-            if truncated is not None:
-                self._bad_record(truncated, "")
+            yield from self._records_of_file(path, newline="")
             return
         text, source = _text_of(item, self.encoding, self._index, node_label(self))
         if _names_a_file(item):
@@ -645,24 +666,19 @@ class JSONLinesReader(_RecordReader):
         self._index += 1
         path = self._path_of(item)
         if path is not None:
-            try:
-                with ReadThrough(path, encoding=self.encoding) as whole:
-                    yield from self._parse(whole.file, path)
-                    truncated = whole.truncated()
-            except UnicodeDecodeError as exc:
-                raise decode_failure(path, self.encoding, "strict", exc) from None
-            if truncated is not None:
-                self._bad_record(truncated, "")
+            yield from self._records_of_file(path)
             return
         text, source = _text_of(item, self.encoding, self._index, node_label(self))
         lines = text.split("\n")
         if len(lines) == 1 and not isinstance(item, FileText) and text.strip():
             try:  # one line: JSON first; a path only if it is not JSON
-                yield self._loads(text)
-                return
+                value = self._loads(text)
             except (ValueError, RecursionError):
                 if _names_a_file(item):
                     raise self._not_text(text, "which names an existing file") from None
+            else:
+                yield value
+                return
         yield from self._parse(lines, source)
 
     def _parse(self, lines: Iterable[str], source: str) -> Iterator[Any]:
