@@ -219,6 +219,14 @@ def test_read_through_tells_a_truncated_file_from_a_grown_one(tmp_path: Path) ->
         error = whole.truncated()
     assert isinstance(error, FormatError) and error.source == str(path)
     assert "14 bytes when it was opened, its end came at byte 6" in str(error)
+    # replaced (a new file renamed over it): the version opened is read whole
+    path.write_text("one\ntwo\n")
+    with ReadThrough(path) as whole:
+        assert whole.file.readline() == "one\n"
+        (tmp_path / "new.txt").write_text("new\n")
+        os.replace(tmp_path / "new.txt", path)
+        assert whole.file.read() == "two\n"
+        assert whole.truncated() is None
 
 
 def test_a_200_mb_file_streams_in_bounded_memory(tmp_path: Path) -> None:

@@ -108,6 +108,7 @@ class _RecordReader(NanoNode):
 
     _record_failed: Callable[[Any, BaseException, int], None] | None = None
     paths = False
+    encoding = "utf-8"
     language = "text"  # what the reader parses, for its messages
 
     def _path_of(self, item: object) -> str | None:
@@ -128,8 +129,6 @@ class _RecordReader(NanoNode):
             f"{self.language} text: pass paths=True to read files by path (streamed), or put "
             f"a LocalFileReader before it to read each file's text{hint}"
         )
-
-    encoding = "utf-8"
 
     def _parse(self, lines: Iterable[str], source: str) -> Iterator[Any]:
         """The records of ``lines``, the text of ``source``."""
