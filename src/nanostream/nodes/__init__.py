@@ -8,7 +8,14 @@ Example:
 
 from __future__ import annotations
 
-from ._common import FileBytes, FileText, FormatError, OutputExistsError, PathRefusedError
+from ._common import (
+    FileBytes,
+    FilePath,
+    FileText,
+    FormatError,
+    OutputExistsError,
+    PathRefusedError,
+)
 from .deadletter import DeadLetterFile, read_dead_letters
 from .files import FileWriter, LocalFileReader, PrinterOfThings
 from .formats import CSVReader, CSVWriter, JSONLinesReader, JSONLinesWriter
@@ -57,6 +64,7 @@ __all__: list[str] = [
     "Dedupe",
     "Delay",
     "FileBytes",
+    "FilePath",
     "FileText",
     "FileWriter",
     "Filter",
