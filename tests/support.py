@@ -50,6 +50,27 @@ class FlagSink(Collect):
         yield from super().process_item(item)
 
 
+class TruncatingSink(Collect):
+    """Collects, and truncates the file ``path`` to ``keep`` bytes when the first item
+    arrives: the file a reader upstream is still reading gets shorter under it.
+
+    Its input queue holds one item, so the reader cannot get far ahead of it.
+    """
+
+    def __init__(self, path: Path, keep: int = 0, **options: Any) -> None:
+        super().__init__(**options)
+        self.configure(queue_size=1)
+        self.path = str(path)
+        self.keep = keep
+        self.truncated = False
+
+    def process_item(self, item: Any) -> Iterator[Any]:
+        if not self.truncated:
+            self.truncated = True
+            os.truncate(self.path, self.keep)
+        yield from super().process_item(item)
+
+
 class Counter(nanostream.NanoNode):
     """Counts 0, 1, 2, ... for ever; ``produced`` is how many it gave (it comes back on ray)."""
 

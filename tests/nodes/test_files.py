@@ -35,10 +35,10 @@ from nanostream.nodes import (
     PathRefusedError,
     PrinterOfThings,
 )
-from nanostream.nodes._common import AtomicFile, FileSink
+from nanostream.nodes._common import AtomicFile, FileSink, ReadThrough
 from nanostream.nodes.deadletter import DeadLetterFile, read_dead_letters
 from nanostream.testing import Collect
-from support import wait_for_file
+from support import TruncatingSink, wait_for_file
 
 WAIT = 20
 
@@ -182,6 +182,63 @@ def test_file_text_survives_pickling() -> None:
     data = pickle.loads(pickle.dumps(FileBytes(b"abc", path="/x/y.bin")))
     assert (text, text.path, type(text)) == ("abc", "/x/y.csv", FileText)
     assert (data, data.path, type(data)) == (b"abc", "/x/y.bin", FileBytes)
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["text", "binary"])
+def test_a_file_truncated_while_it_is_streamed_fails_the_run(
+    tmp_path: Path, runner: str, binary: bool
+) -> None:
+    path = tmp_path / "numbers.txt"
+    path.write_text("".join(f"{i}\n" for i in range(200_000)))
+    src = nanostream.from_iterable([path])
+    reader = LocalFileReader(serialize=True, binary=binary, name="lines", batch_size=1)
+    src > reader > TruncatingSink(path)
+    with pytest.raises(nanostream.NodeFailed, match="'lines'") as info:
+        src.global_start(runner=runner)
+    error = info.value.__cause__
+    assert isinstance(error, FormatError) and error.source == str(path)
+    assert "truncated while it was read" in str(error)
+
+
+def test_with_skip_a_truncated_file_is_an_error_record_after_its_lines(
+    tmp_path: Path, runner: str
+) -> None:
+    path = tmp_path / "numbers.txt"
+    path.write_text("".join(f"{i}\n" for i in range(200_000)))
+    reader = LocalFileReader(serialize=True, name="lines", batch_size=1, on_error="skip")
+    lines, dead = TruncatingSink(path), Collect()
+    nanostream.from_iterable([path]) > reader > lines
+    reader.errors > dead
+    lines.global_start(runner=runner)
+    assert 0 < len(lines.items) < 200_000
+    (record,) = dead.items
+    assert record.item == path and "truncated while it was read" in record.message
+
+
+def test_read_through_tells_a_truncated_file_from_a_grown_one(tmp_path: Path) -> None:
+    path = tmp_path / "rows.txt"
+    path.write_text("one\ntwo\n")
+    with ReadThrough(path) as whole:
+        assert whole.file.readline() == "one\n"
+        with path.open("a") as more:
+            more.write("three\n")
+        assert whole.file.read() == "two\nthree\n"
+        assert whole.truncated() is None  # grown: read up to where it ends
+    with ReadThrough(path, "rb", buffering=0) as whole:
+        assert whole.file.readline() == b"one\n"
+        os.truncate(path, 6)
+        assert whole.file.read() == b"tw"
+        error = whole.truncated()
+    assert isinstance(error, FormatError) and error.source == str(path)
+    assert "14 bytes when it was opened, its end came at byte 6" in str(error)
+    # replaced (a new file renamed over it): the version opened is read whole
+    path.write_text("one\ntwo\n")
+    with ReadThrough(path) as whole:
+        assert whole.file.readline() == "one\n"
+        (tmp_path / "new.txt").write_text("new\n")
+        os.replace(tmp_path / "new.txt", path)
+        assert whole.file.read() == "two\n"
+        assert whole.truncated() is None
 
 
 def test_a_200_mb_file_streams_in_bounded_memory(tmp_path: Path) -> None:

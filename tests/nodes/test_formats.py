@@ -15,6 +15,7 @@ import nanostream
 from nanostream.nodes import (
     CSVReader,
     CSVWriter,
+    FilePath,
     FileText,
     FormatError,
     JSONLinesReader,
@@ -22,6 +23,7 @@ from nanostream.nodes import (
     LocalFileReader,
 )
 from nanostream.testing import Collect
+from support import TruncatingSink
 
 
 def run_nodes(items: list[Any], *nodes: nanostream.NanoNode, runner: str = "threads") -> list[Any]:
@@ -362,3 +364,158 @@ def test_skip_turns_each_bad_json_line_into_an_error_record(runner: str) -> None
     (record,) = dead.items
     assert record.item["line"] == 2 and record.item["text"] == "{oops"
     assert "not valid JSON" in record.message
+
+
+# ------------------------------------------------------------------ files truncated meanwhile
+# One value per line, so that a line cut anywhere still parses: only the check at the end
+# of the file can tell that rows are missing.
+NUMBERS = "".join(f"{i}\n" for i in range(200_000))
+READERS: dict[str, Any] = {
+    "csv": lambda **kw: CSVReader(header=False, **kw),
+    "jsonl": JSONLinesReader,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(READERS))
+def test_a_file_truncated_while_it_is_read_fails_the_run(
+    tmp_path: Path, runner: str, kind: str
+) -> None:
+    path = tmp_path / f"numbers.{kind}"
+    path.write_text(NUMBERS)
+    src = nanostream.from_iterable([path])
+    src > READERS[kind](name="reader", batch_size=1) > TruncatingSink(path)
+    with pytest.raises(nanostream.NodeFailed, match="'reader'") as info:
+        src.global_start(runner=runner)
+    error = info.value.__cause__
+    assert isinstance(error, nanostream.FormatError)
+    assert error.source == str(path)
+    assert "truncated while it was read" in str(error)
+
+
+def test_a_row_cut_by_the_truncation_is_reported_as_the_truncation(
+    tmp_path: Path, runner: str
+) -> None:
+    path = tmp_path / "pairs.csv"
+    path.write_text("n,s\n" + "".join(f"{i:06d},xyz\n" for i in range(100_000)))
+    keep = 4 + 11 * 10_000 + 4  # far beyond what the reader holds; inside a row's first field
+    src = nanostream.from_iterable([path])
+    src > CSVReader(name="reader", batch_size=1) > TruncatingSink(path, keep=keep)
+    with pytest.raises(nanostream.NodeFailed, match="'reader'") as info:
+        src.global_start(runner=runner)
+    error = info.value.__cause__
+    assert isinstance(error, FormatError) and "truncated while it was read" in str(error)
+    cut = error.__cause__  # the row it cut: one field of two
+    assert isinstance(cut, FormatError) and cut.line == 10_002
+    assert "expected 2 fields (as in the header), got 1: ['0100']" in str(cut)
+
+
+@pytest.mark.parametrize("kind", sorted(READERS))
+def test_with_skip_a_truncated_file_is_an_error_record(
+    tmp_path: Path, runner: str, kind: str
+) -> None:
+    path = tmp_path / f"numbers.{kind}"
+    path.write_text(NUMBERS)
+    reader = READERS[kind](name="reader", batch_size=1, on_error="skip")
+    rows, dead = TruncatingSink(path), Collect()
+    nanostream.from_iterable([path]) > reader > rows
+    reader.errors > dead
+    rows.global_start(runner=runner)
+    assert 0 < len(rows.items) < 200_000
+    (record,) = dead.items
+    assert record.node == "reader"
+    assert record.item == {"source": str(path), "line": None, "text": ""}
+    assert "truncated while it was read" in record.message
+
+
+# ------------------------------------------------------------------ JSON nested too deeply
+DEEP = '{"a": 1}\n' + "[" * 100_000 + '\n{"b": 2}\n'
+
+
+@pytest.mark.parametrize("by_path", [False, True], ids=["text", "path"])
+def test_json_nested_too_deeply_is_a_format_error_for_its_line(
+    tmp_path: Path, runner: str, by_path: bool
+) -> None:
+    path = tmp_path / "deep.jsonl"
+    path.write_text(DEEP)
+    item: Any = path if by_path else DEEP
+    src = nanostream.from_iterable([item])
+    src > JSONLinesReader(name="json") > Collect()
+    with pytest.raises(nanostream.NodeFailed, match="'json'") as info:
+        src.global_start(runner=runner)
+    error = info.value.__cause__
+    assert isinstance(error, nanostream.FormatError)
+    assert error.line == 2 and error.source == (str(path) if by_path else "input item #1")
+    assert "nested deeper than the parser can follow" in str(error)
+
+
+def test_with_skip_only_the_deeply_nested_line_is_lost(tmp_path: Path, runner: str) -> None:
+    path = tmp_path / "deep.jsonl"
+    path.write_text(DEEP)
+    reader = JSONLinesReader(on_error="skip", name="json")
+    values, dead = Collect(), Collect()
+    nanostream.from_iterable([path]) > reader > values
+    reader.errors > dead
+    values.global_start(runner=runner)
+    assert values.items == [{"a": 1}, {"b": 2}]
+    (record,) = dead.items
+    assert record.item == {"source": str(path), "line": 2, "text": "[" * 1000}
+    assert record.exception_type.endswith("FormatError")
+
+
+# ------------------------------------------------------------- wirings that gave no rows
+@pytest.mark.parametrize("kind", sorted(READERS))
+@pytest.mark.parametrize("as_", ["str", "FilePath"])
+def test_a_path_given_as_text_is_refused_saying_what_to_write(
+    tmp_path: Path, runner: str, kind: str, as_: str
+) -> None:
+    path = tmp_path / f"numbers.{kind}"
+    path.write_text("1\n2\n")
+    item = str(path) if as_ == "str" else FilePath(str(path))
+    src = nanostream.from_iterable([item])
+    src > READERS[kind](name="reader") > Collect()
+    with pytest.raises(nanostream.NodeFailed) as info:
+        src.global_start(runner=runner)
+    error = info.value.__cause__
+    assert isinstance(error, FormatError)
+    label = "CSVReader 'reader'" if kind == "csv" else "JSONLinesReader 'reader'"
+    assert str(error).startswith(f"{label} got {str(path)!r}")
+    assert "pass paths=True to read files by path" in str(error)
+    assert "put a LocalFileReader before it" in str(error)
+    # and with paths=True it is read
+    assert run_nodes([item], READERS[kind](paths=True), runner=runner) == (
+        [["1"], ["2"]] if kind == "csv" else [1, 2]
+    )
+
+
+def test_one_line_text_that_names_no_file_or_is_json_is_still_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "42").write_text("a file named 42\n")
+    assert run_nodes(["a,b"], CSVReader(header=False)) == [["a", "b"]]
+    assert run_nodes(["42"], JSONLinesReader()) == [42]  # JSON first, even if a file is named so
+    assert run_nodes(["42\n"], CSVReader(header=False)) == [["42"]]  # a line end: text
+    refused = failure(["42"], CSVReader(header=False))
+    assert "to parse it as CSV text, end it with a line break" in str(refused)
+
+
+def test_lines_one_at_a_time_into_a_csv_reader_with_a_header_are_refused(
+    tmp_path: Path, runner: str
+) -> None:
+    path = tmp_path / "people.csv"
+    path.write_text(PEOPLE)
+    src = nanostream.from_iterable([path])
+    src > LocalFileReader(serialize=True) > CSVReader(name="csv") > Collect()
+    with pytest.raises(nanostream.NodeFailed, match="'csv'") as info:
+        src.global_start(runner=runner)
+    error = info.value.__cause__
+    assert isinstance(error, FormatError) and error.source == "input item #2"
+    assert "LocalFileReader(serialize=False) before it" in str(error)
+    assert "CSVReader(paths=True)" in str(error) and "header=False" in str(error)
+    # what the message suggests works
+    whole = run_nodes([path], LocalFileReader(), CSVReader(), runner=runner)
+    assert whole == run_nodes([path], CSVReader(), runner=runner) and len(whole) == 2
+    per_line = run_nodes([path], LocalFileReader(serialize=True), CSVReader(header=False))
+    assert per_line[1:] == [["ada", "36", "London"], ["alan", "41", "Wilmslow"]]
+    # a header alone (an empty table, without a line end) is no error
+    assert run_nodes(["name,age"], CSVReader(), runner=runner) == []

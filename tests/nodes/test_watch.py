@@ -3,6 +3,7 @@ folders, restart with a ledger, prompt stop, and the guide's first example."""
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import sys
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 
 import nanostream
-from nanostream.nodes import LocalDirectoryWatchdog, LocalFileReader
+from nanostream.nodes import CSVReader, LocalDirectoryWatchdog, LocalFileReader
 from nanostream.testing import Collect
 
 WAIT = 20  # seconds to wait for an event before failing
@@ -247,6 +248,50 @@ def test_with_events_a_periodic_rescan_finds_files_whose_events_were_lost(
     assert names(sink.items, tmp_path) == ["quiet.txt"]
 
 
+def test_symbolic_links_out_of_the_folder_are_left_out_and_named_once(
+    tmp_path: Path, mode: str, runner: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder, outside = tmp_path / "in", tmp_path / "outside"
+    folder.mkdir()
+    outside.mkdir()
+    (outside / "secret.csv").write_text("secret\n")
+    (folder / "real.csv").write_text("real\n")
+    (folder / "out.csv").symlink_to(outside / "secret.csv")
+    (folder / "in.csv").symlink_to(folder / "real.csv")  # a link inside: fine
+    watch = watchdog(folder, mode, name="watch")
+    sink = Steps(3, 4)
+    watch > sink
+    with caplog.at_level(logging.WARNING, logger="nanostream.watch"):
+        run = start(watch, sink, runner)
+        (folder / "z1.csv").write_text("marker\n")  # settles after the files already there
+        assert sink.step(1).wait(WAIT)
+        (outside / "secret.csv").write_text("secret, changed\n")  # out.csv changes too
+        (folder / "z2.csv").write_text("marker\n")
+        assert sink.step(2).wait(WAIT)
+        run.stop(timeout=WAIT)
+    assert sorted(names(sink.items, folder)) == ["in.csv", "real.csv", "z1.csv", "z2.csv"]
+    if runner != "ray":  # the warning is logged in the node's process
+        (warning,) = [r.getMessage() for r in caplog.records if r.name == "nanostream.watch"]
+        assert f"LocalDirectoryWatchdog 'watch' leaves out {folder / 'out.csv'}" in warning
+        assert str(outside / "secret.csv") in warning
+        assert "follow_outside_links=True" in warning
+
+
+def test_follow_outside_links_emits_links_out_of_the_folder(tmp_path: Path, mode: str) -> None:
+    folder, outside = tmp_path / "in", tmp_path / "outside"
+    folder.mkdir()
+    outside.mkdir()
+    (outside / "shared.csv").write_text("shared\n")
+    (folder / "out.csv").symlink_to(outside / "shared.csv")
+    watch = watchdog(folder, mode, follow_outside_links=True)
+    sink = Collect()
+    watch > sink
+    run = start(watch, sink, "threads")
+    assert sink.seen.wait(WAIT)
+    run.stop(timeout=WAIT)
+    assert names(sink.items, folder) == ["out.csv"]
+
+
 # ----------------------------------------------------------------------------- the ledger
 def run_until(
     folder: Path, mode: str, ledger: Path, expect: int, *, marker: str | None = None, **kw: Any
@@ -384,6 +429,39 @@ def test_a_file_enters_the_ledger_once_the_sink_is_done_else_it_comes_again(
     assert again[-1] == "z.csv"  # ...with every file not done, and nothing done
     assert second.in_ledger_at == [False] * len(again)
     assert all(in_ledger(ledger, str(folder / name)) for name in [*files, "z.csv"])
+
+
+def test_a_csv_reader_given_the_watchdogs_paths_as_text_fails_and_the_file_is_not_done(
+    tmp_path: Path, mode: str, runner: str, acks: bool
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    ledger = tmp_path / "ledger.sqlite"
+    (folder / "people.csv").write_text("name,age\nada,36\n")
+    watch = watchdog(folder, mode, state=ledger)
+    nothing = Collect()
+    watch > CSVReader(name="csv") > nothing
+    run = start(watch, nothing, runner)
+    try:
+        with pytest.raises(nanostream.NodeFailed, match="'csv'") as info:
+            run.wait(WAIT)
+    finally:
+        if run.state == "running":  # it did not fail: stop it before failing the test
+            run.stop(timeout=WAIT)
+    message = str(info.value.__cause__)
+    assert f"CSVReader 'csv' got {str(folder / 'people.csv')!r}, the path of a file" in message
+    assert "pass paths=True" in message and "put a LocalFileReader before it" in message
+    assert not in_ledger(ledger, str(folder / "people.csv"))
+
+    # the corrected pipeline reads the file: it was not recorded as done
+    watch = watchdog(folder, mode, state=ledger)
+    rows = Collect()
+    watch > CSVReader(paths=True) > rows
+    run = start(watch, rows, runner)
+    assert rows.seen.wait(WAIT)
+    run.stop(timeout=WAIT)
+    assert rows.items == [{"name": "ada", "age": "36"}]
+    assert in_ledger(ledger, str(folder / "people.csv")) == acks
 
 
 # ----------------------------------------------------------------------------- lifecycle

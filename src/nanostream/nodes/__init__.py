@@ -8,7 +8,14 @@ Example:
 
 from __future__ import annotations
 
-from ._common import FileBytes, FileText, FormatError, OutputExistsError, PathRefusedError
+from ._common import (
+    FileBytes,
+    FilePath,
+    FileText,
+    FormatError,
+    OutputExistsError,
+    PathRefusedError,
+)
 from .deadletter import DeadLetterFile, read_dead_letters
 from .files import FileWriter, LocalFileReader, PrinterOfThings
 from .formats import CSVReader, CSVWriter, JSONLinesReader, JSONLinesWriter
@@ -22,7 +29,7 @@ from .generic import (
     transform,
     uniq,
 )
-from .join import Join, JoinResult, Merge, Router, Tagged
+from .join import IntervalJoin, Join, JoinResult, Merge, Router, Tagged
 from .transforms import (
     Batch,
     Delay,
@@ -57,12 +64,14 @@ __all__: list[str] = [
     "Dedupe",
     "Delay",
     "FileBytes",
+    "FilePath",
     "FileText",
     "FileWriter",
     "Filter",
     "FlatMap",
     "FormatError",
     "Inspect",
+    "IntervalJoin",
     "JSONLinesReader",
     "JSONLinesWriter",
     "Join",

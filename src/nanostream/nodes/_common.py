@@ -12,6 +12,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 import string
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -24,11 +25,13 @@ from .._core.run import QUEUE_OPTIONS
 __all__ = [
     "AtomicFile",
     "FileBytes",
+    "FilePath",
     "FileSink",
     "FileText",
     "FormatError",
     "OutputExistsError",
     "PathRefusedError",
+    "ReadThrough",
     "confine",
     "decode_error_line",
     "describe",
@@ -146,6 +149,24 @@ class FileBytes(bytes):
         return (type(self), (bytes(self), self.path))
 
 
+class FilePath(str):
+    """The path of a file, as :class:`~nanostream.nodes.LocalDirectoryWatchdog` emits it.
+
+    An ordinary ``str`` in every way, so any node that takes a path takes it; the type
+    only tells the readers of text (:class:`~nanostream.nodes.CSVReader`,
+    :class:`~nanostream.nodes.JSONLinesReader`) that the item is a file to read, not text
+    to parse, so that without ``paths=True`` they say so instead of parsing the path.
+
+    Example:
+        >>> from nanostream.nodes import FilePath
+        >>> path = FilePath("/data/in/orders.csv")
+        >>> path == "/data/in/orders.csv", isinstance(path, str)
+        (True, True)
+    """
+
+    __slots__ = ()
+
+
 def describe(item: object, index: int) -> str:
     """Where an item of text came from, for error messages: its file, or its position."""
     path = getattr(item, "path", None)
@@ -205,6 +226,70 @@ def decode_failure(
     if errors_option is not None:
         hint += f" or {errors_option}='replace'"
     return FormatError(f"not valid {encoding} ({message}); {hint}", source=path, line=line)
+
+
+class ReadThrough:
+    """A file opened to be read to its end, that can tell whether it was truncated meanwhile.
+
+    Open it as a context manager and read ``file``; once the end is reached,
+    :meth:`truncated` is a :class:`FormatError` if the file got shorter while it was read
+    (its end came before the size it had when it was opened, or it is shorter now), so
+    the data read may be incomplete; otherwise None. A file that grows while it is read
+    is read up to where it ends when the reader gets there. Only regular files are
+    checked (a pipe or a device has no size to compare).
+
+    Example:
+        >>> import os, pathlib, tempfile
+        >>> from nanostream.nodes._common import ReadThrough
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "rows.txt"
+        >>> _ = path.write_text("one\\ntwo\\nthree\\n")
+        >>> with ReadThrough(path, "rb", buffering=0) as whole:
+        ...     first = whole.file.readline()
+        ...     os.truncate(path, 4)                 # another program truncates it
+        ...     rest = whole.file.read()
+        ...     print(first, rest, whole.truncated())
+        b'one\\n' b'' .../rows.txt: the file was truncated while it was read: ...
+    """
+
+    def __init__(self, path: str | os.PathLike[str], mode: str = "r", **options: Any) -> None:
+        self.path = os.fspath(path)
+        self.file: IO[Any] = open(self.path, mode, **options)  # noqa: SIM115 - closed by __exit__
+        try:
+            st = os.fstat(self.file.fileno())
+        except BaseException:
+            self.file.close()
+            raise
+        self.size: int | None = st.st_size if stat.S_ISREG(st.st_mode) else None
+
+    def __enter__(self) -> ReadThrough:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.file.close()
+
+    def truncated(self, *, ended: bool = True) -> FormatError | None:
+        """A :class:`FormatError` if the file got shorter while it was read, else None.
+
+        Once the end is reached (``ended``), also if the end came before the size the file
+        had when it was opened; before that (``ended=False``, say on a record that does
+        not parse), only if the file is shorter now.
+        """
+        if self.size is None:
+            return None
+        fd = self.file.fileno()
+        reached = os.lseek(fd, 0, os.SEEK_CUR)  # how far it has been read
+        now = os.fstat(fd).st_size
+        if (reached >= self.size or not ended) and now >= self.size:
+            return None
+        where = f"its end came at byte {reached:,}" if ended else f"{reached:,} were read"
+        return FormatError(
+            f"the file was truncated while it was read: it had {self.size:,} bytes when "
+            f"it was opened, {where} and it has {now:,} now, so "
+            "what was read of it may be incomplete; read it again once it is complete "
+            "(a program that writes files for others to read should write under a "
+            "temporary name and rename, as nanostream's writers do)",
+            source=self.path,
+        )
 
 
 # ----------------------------------------------------------------------------- atomic files

@@ -28,6 +28,7 @@ from ._common import (
     FileText,
     FormatError,
     PathRefusedError,
+    ReadThrough,
     confine,
     decode_failure,
     refusal,
@@ -57,7 +58,8 @@ class LocalFileReader(NanoNode):
     ``encoding``, ``encoding_errors`` and ``newline`` are :func:`open`'s ``encoding``,
     ``errors`` and ``newline`` (``encoding_errors="replace"`` puts U+FFFD in place of
     bytes that do not decode). Text that does not decode raises
-    :class:`~nanostream.FormatError` naming the file and the line. (The old keyword
+    :class:`~nanostream.FormatError` naming the file and the line; so does a file that is
+    truncated while it is read, once its end is reached. (The old keyword
     ``errors=`` still works, with a ``DeprecationWarning``: a node's ``errors`` is its
     error port.)
 
@@ -116,17 +118,25 @@ class LocalFileReader(NanoNode):
         path = confine(self.directory, item, self._label())
         if self.binary:
             if not self.serialize:
-                with open(path, "rb") as file:
-                    yield FileBytes(file.read(), path)
+                with ReadThrough(path, "rb") as whole:
+                    data = whole.file.read()
+                    truncated = whole.truncated()
+                if truncated is not None:
+                    raise truncated
+                yield FileBytes(data, path)
                 return
             yield from self._binary_pieces(path)
             return
         try:
             if not self.serialize:
-                with open(
+                with ReadThrough(
                     path, encoding=self.encoding, errors=self.encoding_errors, newline=self.newline
-                ) as f:
-                    yield FileText(f.read(), path)
+                ) as whole:
+                    text = whole.file.read()
+                    truncated = whole.truncated()
+                if truncated is not None:
+                    raise truncated
+                yield FileText(text, path)
                 return
             yield from self._text_pieces(path)
         except UnicodeDecodeError as exc:
@@ -135,32 +145,44 @@ class LocalFileReader(NanoNode):
             ) from None
 
     def _text_pieces(self, path: str) -> Iterator[str]:
-        with open(
+        with ReadThrough(
             path, encoding=self.encoding, errors=self.encoding_errors, newline=self.newline
-        ) as f:
-            if self.chunk_size is not None:
-                yield from iter(partial(f.read, self.chunk_size), "")
-            elif self.keep_line_ends:
-                yield from f
-            elif self.newline is None or self.newline == "\n":
-                for line in f:
-                    yield line[:-1] if line[-1:] == "\n" else line
-            else:
-                for line in f:
-                    yield _strip_line_end(line)
+        ) as whole:
+            yield from self._text_lines(whole.file)
+            truncated = whole.truncated()
+        if truncated is not None:
+            raise truncated
+
+    def _text_lines(self, f: IO[str]) -> Iterator[str]:
+        if self.chunk_size is not None:
+            yield from iter(partial(f.read, self.chunk_size), "")
+        elif self.keep_line_ends:
+            yield from f
+        elif self.newline is None or self.newline == "\n":
+            for line in f:
+                yield line[:-1] if line[-1:] == "\n" else line
+        else:
+            for line in f:
+                yield _strip_line_end(line)
 
     def _binary_pieces(self, path: str) -> Iterator[bytes]:
-        with open(path, "rb") as f:
-            if self.chunk_size is not None:
-                yield from iter(partial(f.read, self.chunk_size), b"")
-            elif self.keep_line_ends:
-                yield from f
-            else:
-                for line in f:
-                    if line[-1:] != b"\n":
-                        yield line
-                    else:
-                        yield line[:-2] if line[-2:-1] == b"\r" else line[:-1]
+        with ReadThrough(path, "rb") as whole:
+            yield from self._binary_lines(whole.file)
+            truncated = whole.truncated()
+        if truncated is not None:
+            raise truncated
+
+    def _binary_lines(self, f: IO[bytes]) -> Iterator[bytes]:
+        if self.chunk_size is not None:
+            yield from iter(partial(f.read, self.chunk_size), b"")
+        elif self.keep_line_ends:
+            yield from f
+        else:
+            for line in f:
+                if line[-1:] != b"\n":
+                    yield line
+                else:
+                    yield line[:-2] if line[-2:-1] == b"\r" else line[:-1]
 
 
 def _strip_line_end(line: str) -> str:

@@ -18,6 +18,7 @@ import io
 import json
 import os
 import re
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -25,12 +26,17 @@ from .._core.errors import GraphError, MissingDependencyError
 from .._core.node import NanoNode, NodeFunction
 from ._common import (
     AtomicFile,
+    FileBytes,
+    FilePath,
     FileSink,
+    FileText,
     FormatError,
+    ReadThrough,
     decode_failure,
     describe,
     uses_standard_path,
 )
+from ._secrets import node_label
 
 __all__ = ["CSVReader", "CSVWriter", "JSONLinesReader", "JSONLinesWriter"]
 
@@ -53,10 +59,6 @@ def infer_type(value: str) -> Any:
     return value
 
 
-def _is_path(item: object, paths: bool) -> bool:
-    return isinstance(item, os.PathLike) or (paths and isinstance(item, str))
-
-
 def _text_of(item: object, encoding: str, index: int, node: str) -> tuple[str, str]:
     """The text of a str or bytes item, and where it came from."""
     source = describe(item, index)
@@ -72,7 +74,23 @@ def _text_of(item: object, encoding: str, index: int, node: str) -> tuple[str, s
             ) from None
     raise FormatError(
         f"{node} takes text, bytes or a path (os.PathLike, or str with paths=True), got "
-        f"{type(item).__name__}: {item!r:.80}"
+        f"{type(item).__name__}: {item!r:.80}; turn the items into one of these first "
+        "(e.g. with a Map)"
+    )
+
+
+def _is_one_line(text: str) -> bool:
+    return "\n" not in text and "\r" not in text
+
+
+def _names_a_file(item: object) -> bool:
+    """Whether a text item looks like a path: one line that names an existing file."""
+    return (
+        isinstance(item, str)
+        and not isinstance(item, FileText)
+        and _is_one_line(item)
+        and item.strip() != ""
+        and os.path.isfile(item)
     )
 
 
@@ -89,6 +107,54 @@ class _RecordReader(NanoNode):
     """
 
     _record_failed: Callable[[Any, BaseException, int], None] | None = None
+    paths = False
+    encoding = "utf-8"
+    language = "text"  # what the reader parses, for its messages
+
+    def _path_of(self, item: object) -> str | None:
+        """The file to read for ``item``, or None when ``item`` is text to parse."""
+        if isinstance(item, os.PathLike) or (self.paths and isinstance(item, str)):
+            return os.fspath(item)
+        if isinstance(item, FilePath):
+            raise self._not_text(item, "the path of a file")
+        return None
+
+    def _not_text(self, item: str, what: str) -> FormatError:
+        """The error for a path given as text: what it is, and what to write instead."""
+        hint = ""
+        if not isinstance(item, FilePath):
+            hint = f"; to parse it as {self.language} text, end it with a line break"
+        return FormatError(
+            f"{node_label(self)} got {item!r:.200}, {what}, where it parses "
+            f"{self.language} text: pass paths=True to read files by path (streamed), or put "
+            f"a LocalFileReader before it to read each file's text{hint}"
+        )
+
+    def _parse(self, lines: Iterable[str], source: str) -> Iterator[Any]:
+        """The records of ``lines``, the text of ``source``."""
+        raise NotImplementedError
+
+    def _records_of_file(self, path: str, **open_options: Any) -> Iterator[Any]:
+        """The records of the file ``path``, streamed.
+
+        A file truncated while it is read is a bad record once its end is reached; and when
+        a record fails to parse in a file that has got shorter, the truncation is the error
+        (the cut record is its consequence).
+        """
+        try:
+            with ReadThrough(path, encoding=self.encoding, **open_options) as whole:
+                try:
+                    yield from self._parse(whole.file, path)
+                except FormatError as exc:
+                    cut = whole.truncated(ended=False)
+                    if cut is None:
+                        raise
+                    raise cut from exc
+                truncated = whole.truncated()
+        except UnicodeDecodeError as exc:
+            raise decode_failure(path, self.encoding, "strict", exc) from None
+        if truncated is not None:
+            self._bad_record(truncated, "")
 
     def _bad_record(self, exc: FormatError, text: str) -> None:
         handler = self._record_failed
@@ -139,6 +205,15 @@ class CSVReader(_RecordReader):
       the file is read (see ``_RecordReader``).
     * ``encoding`` applies to paths and bytes; the default ``"utf-8-sig"`` reads UTF-8
       with or without a byte order mark.
+    * Wirings that would give no rows without a word are refused with a
+      :class:`~nanostream.FormatError` that says what to write instead: without
+      ``paths=True``, an item that is a path (a :class:`~nanostream.nodes.FilePath` from
+      a watchdog, or a one-line ``str`` that names an existing file); with a header, a
+      second item in a row that is one line without a line end (lines one at a time,
+      from ``LocalFileReader(serialize=True)``).
+    * A file read by path that is truncated while it is read raises
+      :class:`~nanostream.FormatError` once its end is reached (an error record with
+      ``on_error="skip"``).
 
     Example:
         >>> import nanostream
@@ -153,6 +228,7 @@ class CSVReader(_RecordReader):
     """
 
     holds_items = False
+    language = "CSV"
 
     def __init__(
         self,
@@ -192,9 +268,11 @@ class CSVReader(_RecordReader):
                 )
         self.configure(**options)
         self._index = 0
+        self._lone_line = False
 
     def setup(self) -> None:
         self._index = 0
+        self._lone_line = False
 
     def process_item(self, item: Any) -> Iterator[Any]:
         yield from self.rows(item)
@@ -224,18 +302,42 @@ class CSVReader(_RecordReader):
             [['1', '2'], ['3', '4']]
         """
         self._index += 1
-        if _is_path(item, self.paths):
-            path = os.fspath(item)
-            try:
-                with open(path, encoding=self.encoding, newline="") as file:
-                    yield from self._parse(file, path)
-            except UnicodeDecodeError as exc:
-                raise decode_failure(path, self.encoding, "strict", exc) from None
+        path = self._path_of(item)
+        if path is not None:
+            self._lone_line = False
+            yield from self._records_of_file(path, newline="")
             return
-        text, source = _text_of(item, self.encoding, self._index, self.name or "CSVReader")
+        text, source = _text_of(item, self.encoding, self._index, node_label(self))
+        if _names_a_file(item):
+            raise self._not_text(item, "which names an existing file")
+        self._check_lone_line(item, text, source)
         if text[:1] == "\ufeff":
             text = text[1:]
         yield from self._parse(io.StringIO(text, newline=""), source)
+
+    def _check_lone_line(self, item: object, text: str, source: str) -> None:
+        """With a header, refuse a second item in a row that is one line without a line end.
+
+        Such items are lines one at a time (``LocalFileReader(serialize=True)``): each
+        would be read as a header, and no rows would come out.
+        """
+        lone = (
+            self.header
+            and not isinstance(item, (FileText, FileBytes))
+            and _is_one_line(text)
+            and text.strip() != ""
+        )
+        if lone and self._lone_line:
+            raise FormatError(
+                f"{node_label(self)} got one line of text per item, such as "
+                "LocalFileReader(serialize=True) emits: with header=True each would be read "
+                "as a header and no rows would come out. Give it whole files: "
+                "LocalFileReader(serialize=False) before it, or the paths with "
+                "CSVReader(paths=True), which streams them; or pass header=False to read "
+                "each line as a row",
+                source=source,
+            )
+        self._lone_line = lone
 
     def _parse(self, lines: Iterable[str], source: str) -> Iterator[Any]:
         reader = csv.reader(
@@ -489,10 +591,18 @@ class JSONLinesReader(_RecordReader):
     Each input item is text (``str`` or ``bytes``) holding one or more lines — a whole
     file from :class:`~nanostream.nodes.LocalFileReader`, or single lines from it with
     ``serialize=True`` — or a file to stream: an ``os.PathLike``, or a ``str`` path when
-    ``paths=True``. Blank lines are skipped; a line that is not JSON raises
+    ``paths=True``. Blank lines are skipped; a line that is not JSON — or JSON nested
+    deeper than the parser can follow — raises
     :class:`~nanostream.FormatError` naming the file (or input item) and line, or, with
-    ``on_error="skip"``, becomes an error record and the next line is read.
+    ``on_error="skip"``, becomes an error record and the next line is read. A file read
+    by path that is truncated while it is read is a ``FormatError`` too, once its end is
+    reached.
     ``backend`` is ``"auto"`` (``orjson`` if installed), ``"json"`` or ``"orjson"``.
+
+    Without ``paths=True``, an item that is a path — a
+    :class:`~nanostream.nodes.FilePath` from a watchdog, or a one-line ``str`` that is not
+    JSON and names an existing file — raises :class:`~nanostream.FormatError` saying to
+    pass ``paths=True`` or to put a :class:`~nanostream.nodes.LocalFileReader` before it.
 
     Example:
         >>> import nanostream
@@ -505,6 +615,8 @@ class JSONLinesReader(_RecordReader):
         >>> sink.items
         [{'a': 1}, [2, 3]]
     """
+
+    language = "JSON"
 
     def __init__(
         self,
@@ -554,16 +666,22 @@ class JSONLinesReader(_RecordReader):
             [1, 'two']
         """
         self._index += 1
-        if _is_path(item, self.paths):
-            path = os.fspath(item)
-            try:
-                with open(path, encoding=self.encoding) as file:
-                    yield from self._parse(file, path)
-            except UnicodeDecodeError as exc:
-                raise decode_failure(path, self.encoding, "strict", exc) from None
+        path = self._path_of(item)
+        if path is not None:
+            yield from self._records_of_file(path)
             return
-        text, source = _text_of(item, self.encoding, self._index, self.name or "JSONLinesReader")
-        yield from self._parse(text.split("\n"), source)
+        text, source = _text_of(item, self.encoding, self._index, node_label(self))
+        lines = text.split("\n")
+        if len(lines) == 1 and not isinstance(item, FileText) and text.strip():
+            try:  # one line: JSON first; a path only if it is not JSON
+                value = self._loads(text)
+            except (ValueError, RecursionError):
+                if _names_a_file(item):
+                    raise self._not_text(text, "which names an existing file") from None
+            else:
+                yield value
+                return
+        yield from self._parse(lines, source)
 
     def _parse(self, lines: Iterable[str], source: str) -> Iterator[Any]:
         loads = self._loads
@@ -574,6 +692,14 @@ class JSONLinesReader(_RecordReader):
                 if not line.strip():
                     continue
                 error = FormatError(f"not valid JSON: {exc}", source=source, line=number)
+                self._bad_record(error, line[:1000])
+            except RecursionError:
+                error = FormatError(
+                    "not readable JSON: its arrays and objects are nested deeper than the "
+                    f"parser can follow ({sys.getrecursionlimit():,} levels at most)",
+                    source=source,
+                    line=number,
+                )
                 self._bad_record(error, line[:1000])
 
 

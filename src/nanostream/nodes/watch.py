@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import logging
 import os
 import stat
 import threading
@@ -27,9 +28,13 @@ from typing import Any
 from .._core.acks import Acked
 from .._core.errors import GraphError, MissingDependencyError
 from .._core.node import NanoNode
+from ._common import FilePath
 from ._progress import AckedProgress
+from ._secrets import node_label
 
 __all__ = ["LocalDirectoryWatchdog"]
+
+log = logging.getLogger("nanostream.watch")
 
 Signature = tuple[int, int]
 """A file's ``(size, mtime_ns)``: when it differs from the last one seen, the file changed."""
@@ -181,10 +186,18 @@ class _Folder:
         excluded: set[str],
     ) -> None:
         self.root = root
+        self.real_root = os.path.realpath(root)
         self.patterns = patterns
         self.recursive = recursive
         self.ignore_hidden = ignore_hidden
         self.excluded = excluded
+
+    def outside(self, path: str) -> str | None:
+        """Where ``path`` really is, if symbolic links lead from it out of the folder."""
+        real = os.path.realpath(path)
+        if os.path.commonpath([self.real_root, real]) == self.real_root:
+            return None
+        return real
 
     def matches(self, name: str) -> bool:
         return any(fnmatch.fnmatch(name, p) for p in self.patterns)
@@ -314,6 +327,12 @@ class _Tracker:
         ready.sort()
         return [path for _, path in ready]
 
+    def set_aside(self, path: str) -> None:
+        """Account for a settled candidate that is not to be emitted, nor recorded."""
+        entry = self.pending.pop(path, None)
+        if entry is not None:
+            self.known[path] = entry[0]
+
     def accept(self, path: str) -> tuple[Signature, str | None] | None:
         """Account for a settled candidate; its signature and hash if it is to be emitted.
 
@@ -347,7 +366,10 @@ class _Tracker:
 class LocalDirectoryWatchdog(NanoNode):
     """A source that emits the path of every file that appears in a folder or changes.
 
-    It emits absolute paths (``str``) while the run lives, until the run is stopped.
+    It emits absolute paths while the run lives, until the run is stopped: each a
+    :class:`~nanostream.nodes.FilePath`, a ``str`` that tells the readers of text it is a
+    file to read (``CSVReader()`` after it says to pass ``paths=True`` or to put a
+    :class:`~nanostream.nodes.LocalFileReader` before it).
 
     * Files already in the folder when it starts are emitted too, unless
       ``only_new=True``.
@@ -358,6 +380,10 @@ class LocalDirectoryWatchdog(NanoNode):
       ``recursive=True`` watches sub-folders too. Hidden files and folders (names starting
       with ``.``, such as the temporary files nanostream's writers use) are ignored unless
       ``ignore_hidden=False``.
+    * A file whose real path is outside the folder — a symbolic link pointing out of it —
+      is not emitted (a warning names it once per run) unless
+      ``follow_outside_links=True``; a link to a file inside the folder is emitted by its
+      own path.
     * Events come from the ``watchdog`` package (``pip install 'nanostream[files]'``); in
       case some are lost, the whole folder is also rescanned every ``rescan_interval``
       seconds (default 60; ``None`` for never). With ``polling=True`` the folder is
@@ -413,6 +439,7 @@ class LocalDirectoryWatchdog(NanoNode):
         rescan_interval: float | None = 60.0,
         state: str | os.PathLike[str] | None = None,
         ignore_hidden: bool = True,
+        follow_outside_links: bool = False,
         name: str | None = None,
         **options: Any,
     ) -> None:
@@ -439,6 +466,7 @@ class LocalDirectoryWatchdog(NanoNode):
         self.rescan_interval = None if rescan_interval is None else float(rescan_interval)
         self.state = None if state is None else os.fspath(state)
         self.ignore_hidden = ignore_hidden
+        self.follow_outside_links = follow_outside_links
         self.ready = threading.Event()
         self.configure(**options)
         if not polling:
@@ -460,7 +488,7 @@ class LocalDirectoryWatchdog(NanoNode):
             base = min(base, self.poll_interval)
         return min(max(base, 0.005), 0.25)
 
-    def generator(self) -> Iterator[str | Acked]:
+    def generator(self) -> Iterator[FilePath | Acked]:
         root = os.path.abspath(self.directory)
         excluded: set[str] = set()
         if self.state is not None:
@@ -489,15 +517,31 @@ class LocalDirectoryWatchdog(NanoNode):
             interval = self.poll_interval if changes is None else self.rescan_interval
             next_scan = now + interval if interval is not None else float("inf")
             tick = self.look_interval
+            warned: set[str] = set()
             while True:
                 for path in tracker.due(time.monotonic()):
+                    real = None if self.follow_outside_links else folder.outside(path)
+                    if real is not None:
+                        tracker.set_aside(path)
+                        if path not in warned:
+                            warned.add(path)
+                            log.warning(
+                                "%s leaves out %s: it is a symbolic link to %s, outside the "
+                                "watched folder %s; pass follow_outside_links=True to emit "
+                                "such files",
+                                node_label(self),
+                                path,
+                                real,
+                                root,
+                            )
+                        continue
                     entry = tracker.accept(path)
                     if entry is None:
                         continue
                     if progress is None:
-                        yield path
+                        yield FilePath(path)
                     else:  # recorded in the ledger once the pipeline is done with it
-                        yield Acked(path, progress.ack((path, *entry)))
+                        yield Acked(FilePath(path), progress.ack((path, *entry)))
                 if self.sleep(tick):
                     return
                 now = time.monotonic()
