@@ -762,7 +762,8 @@ class NodeHost:
         The driver keeps one such call pending per node, sets its own copies of the
         events (so ``Collect.seen.wait()`` works in the driver while the run goes on) and
         hands the records to its own loggers. ``stop`` is True once, after the node asked
-        its run to stop (``NanoNode.request_stop()``).
+        its run to stop (``NanoNode.request_stop()``); ``awaiting`` is True once, after the
+        node began to wait for the rest of the run (``wait_for_run_outcome``).
         """
         instance = self._current(run_id)
         if instance is None:
@@ -771,17 +772,27 @@ class NodeHost:
             not (set(instance.events_set) - set(known))
             and not instance.logs
             and not (instance.stop_requested and not instance.stop_sent)
+            and not (instance.awaiting_outcome and not instance.awaiting_sent)
             and not instance.done.done()
         ):
             await instance.events_changed
         stop = instance.stop_requested and not instance.stop_sent
         instance.stop_sent = instance.stop_requested
+        awaiting = instance.awaiting_outcome and not instance.awaiting_sent
+        instance.awaiting_sent = instance.awaiting_outcome
         return {
             "events": sorted(instance.events_set),
             "logs": instance.take_logs(),
             "ended": instance.done.done(),
             "stop": stop,
+            "awaiting": awaiting,
         }
+
+    async def run_outcome(self, run_id: str) -> None:
+        """The rest of the run has ended well: the node's ``wait_for_run_outcome`` returns."""
+        instance = self._current(run_id)
+        if instance is not None:
+            instance.release_outcome()
 
     async def stats(self) -> dict[str, Any]:
         """The node's figures now."""
@@ -940,6 +951,15 @@ class _RayContext(NodeContext):
         instance.stop_requested = True  # the driver hears of it through ``events``
         instance.loop.call_soon_threadsafe(instance._events_signal, [])
 
+    def wait_for_run_outcome(self) -> None:
+        instance = self.instance
+        instance.awaiting_outcome = True  # the driver hears of it through ``events``
+        instance.loop.call_soon_threadsafe(instance._events_signal, [])
+        with instance._settled:
+            instance._settled.wait_for(lambda: instance.outcome_released or instance.aborted)
+        if instance.aborted:
+            raise RunAborted
+
 
 class _Instance:
     """One running instance of a node inside its actor: inbox, outboxes, threads."""
@@ -967,6 +987,11 @@ class _Instance:
         self.threads_before: set[threading.Thread] = set()
         self.stop_requested = False  # by the node (request_stop); told to the driver once
         self.stop_sent = False  # (on the event loop)
+        # In NodeContext.wait_for_run_outcome (told to the driver once); released by the
+        # driver once the rest of the run has ended well (``NodeHost.run_outcome``).
+        self.awaiting_outcome = False
+        self.awaiting_sent = False  # (on the event loop)
+        self.outcome_released = False
         self.done: asyncio.Future[dict[str, Any]] = loop.create_future()
         self.inbox = None if spec.is_source else _Inbox(spec.queue_size, spec.n_streams, loop)
         self.boxes: dict[str, _PortBox] = {}
@@ -1048,6 +1073,12 @@ class _Instance:
         """No more markers can come back: a source waiting for acks ends."""
         with self._settled:
             self._settle = True
+            self._settled.notify_all()
+
+    def release_outcome(self) -> None:
+        """The rest of the run has ended well: ``wait_for_run_outcome`` returns."""
+        with self._settled:  # the condition abort() notifies too
+            self.outcome_released = True
             self._settled.notify_all()
 
     def wait_for_acks(self) -> None:

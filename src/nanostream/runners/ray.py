@@ -48,6 +48,7 @@ from dataclasses import dataclass, field, fields
 from types import TracebackType
 from typing import Any
 
+from .._core.acks import AckRouting
 from .._core.errors import GraphError, NanoStreamError
 from .._core.graph import Plan, PlanNode
 from .._core.run import NodeStats, Run, RunOptions
@@ -387,6 +388,11 @@ class RayRun(Run):
         self._warned_stall: set[tuple[int, int]] = set()
         self._joined = False
         self._settled = False
+        # Instances waiting for the rest of the run (NodeContext.wait_for_run_outcome), and
+        # those told that it ended well.
+        self._awaiting: set[tuple[int, int]] = set()
+        self._released: set[tuple[int, int]] = set()
+        self._reach: AckRouting | None = None
         assert len(options) == n
 
     # ----------------------------------------------------------------- launching
@@ -398,12 +404,12 @@ class RayRun(Run):
     ) -> None:
         import ray
 
-        from .._core.acks import AckRouting
         from ._ray_host import HostSpec, dumps
 
         plan, runner = self.plan, self.runner
         replicas = [o.replicas for o in self.options]
-        ack_routing = dumps(AckRouting(plan, replicas))
+        self._reach = AckRouting(plan, replicas)
+        ack_routing = dumps(self._reach)
         n_streams = [0] * len(plan.nodes)
         for s, _port, t in plan.edges:
             n_streams[t] += replicas[s]
@@ -523,6 +529,7 @@ class RayRun(Run):
                     else:
                         self._collect(ref, *self._done_refs.pop(ref))
                 self._settle_sources()
+                self._release_awaiting()
                 now = time.monotonic()
                 if self._abort_at is not None:
                     if not self._killed_stuck and now - self._abort_at >= ABORT_GRACE_S:
@@ -580,6 +587,23 @@ class RayRun(Run):
         for i, r in self._done_refs.values():
             self.actors[i][r].settle.remote(self.run_id)
 
+    def _release_awaiting(self) -> None:
+        """Tell the instances waiting for the rest of the run that it ended well, once
+        every node has ended but the waiting ones and those downstream of them (as the
+        threads runner's ``wait_for_outcome``). A failure aborts them instead."""
+        waiting = self._awaiting - self._released
+        if not waiting or self.aborting or self._reach is None:
+            return
+        reach = self._reach.reach
+        spared = set().union(*(reach(i) for i, _ in self._awaiting))
+        if not all(
+            i in spared or all(f is not None for f in final) for i, final in enumerate(self._final)
+        ):
+            return
+        for i, r in sorted(waiting):
+            self.actors[i][r].run_outcome.remote(self.run_id)
+        self._released |= waiting
+
     def _mirror_events(self, ref: Any, i: int, r: int) -> None:
         """Set the driver's copies of a node's events that were set remotely, and emit
         the node's log records on the driver's loggers; then ask again."""
@@ -600,6 +624,8 @@ class RayRun(Run):
         emit_logs(answer["logs"])
         if answer["stop"]:  # the node asked its run to stop
             self.request_stop()
+        if answer.get("awaiting"):  # it waits for the rest of the run to end well
+            self._awaiting.add((i, r))
         if not answer["ended"] and self._final[i][r] is None:
             self._event_refs[self.actors[i][r].events.remote(self.run_id, names)] = (i, r)
 
