@@ -213,3 +213,49 @@ def test_drain_timeout_is_a_run_option() -> None:
     with pytest.raises(nanostream.GraphError, match="drain_timeout"):
         nanostream.from_iterable([]).global_start(drain_timeout=0)
     assert nanostream.RunOptions(drain_timeout=5).drain_timeout == 5
+
+
+SIGNAL_AT_START = r"""
+import itertools
+import logging
+import os
+import signal
+import sys
+
+import nanostream
+from nanostream.runners import get_runner
+
+
+class SignalledWhileStarting:
+    '''The chosen runner, but the process gets SIGTERM while the run starts.'''
+
+    def __init__(self, name):
+        self.inner = get_runner(name)
+        self.name = self.inner.name
+
+    def start(self, plan):
+        os.kill(os.getpid(), signal.SIGTERM)  # handled (or not) before start returns
+        return self.inner.start(plan)
+
+
+logging.basicConfig()
+sink = nanostream.testing.Collect()
+nanostream.from_iterable(itertools.count()) > sink  # ends only when it is stopped
+sink.global_start(runner=SignalledWhileStarting(sys.argv[1]))
+print("returned", flush=True)
+"""
+
+
+@pytest.mark.parametrize("runner_name", ["threads", "cooperative"])
+def test_a_signal_while_the_run_starts_drains_it(runner_name: str) -> None:
+    # global_start installs its handlers before the nodes start: a SIGTERM that comes
+    # while they start drains the run (before, it killed the process outright).
+    proc = subprocess.run(
+        [sys.executable, "-c", SIGNAL_AT_START, runner_name],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, (proc.returncode, proc.stderr)
+    assert proc.stdout == "returned\n"
+    assert "SIGTERM: stopping pipeline" in proc.stderr

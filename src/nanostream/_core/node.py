@@ -25,7 +25,7 @@ from .policy import (
 )
 from .ports import TaggedOutput
 from .redact import exception_text
-from .run import QUEUE_OPTIONS, check_queue_option
+from .run import QUEUE_OPTIONS, check_queue_option, signals_recorded
 from .signals import SourceStopped
 from .ticks import TICK, check_tick_interval
 
@@ -858,10 +858,13 @@ class NanoNode:
             >>> sink.items
             [0, 1, 2]
         """
-        run = self._pipeline().start(runner=runner, **options)
         if not block:
-            return run
-        signum = run.wait_interruptibly(drain_timeout=options.get("drain_timeout"))
+            return self._pipeline().start(runner=runner, **options)
+        received: list[int] = []
+        # The handlers go in before the nodes start: a signal as they start drains too.
+        with signals_recorded(received.append) as handling:
+            run = self._pipeline().start(runner=runner, **options)
+            signum = run._wait_recorded(received, handling, options.get("drain_timeout"))
         if signum is None:
             return None
         if signum == signal.SIGINT:

@@ -237,8 +237,9 @@ class Run:
         every ``cleanup()``; a second one aborts at once; ``drain_timeout`` seconds of
         draining also abort. Returns the number of the signal that stopped the run (also
         kept in :attr:`interrupted_by`), or None if the run ended by itself. Raises
-        :class:`~nanostream.NodeFailed` if a node failed. This is what
-        ``global_start(block=True)`` and the command line use.
+        :class:`~nanostream.NodeFailed` if a node failed. ``global_start(block=True)``
+        waits this way, with the handlers installed before the run starts (so a signal
+        that comes as the first nodes start drains the run too).
 
         Example:
             >>> import nanostream
@@ -247,42 +248,49 @@ class Run:
             True
         """
         received: list[int] = []
-        with _signals_recorded(received.append) as handling:
-            poll = _SIGNAL_POLL_S if handling else None
-            handled = 0
-            deadline: float | None = None
-            while True:
-                try:
-                    if self.wait(poll if deadline is None else _SIGNAL_POLL_S):
-                        break
-                except KeyboardInterrupt:
-                    received.append(signal.SIGINT)
-                while handled < len(received):
-                    signum = received[handled]
-                    handled += 1
-                    if handled == 1:
-                        self.interrupted_by = signum
-                        log.warning(
-                            "%s: stopping pipeline %r; draining (send it again to abort)",
-                            signal.Signals(signum).name,
-                            self.name,
-                        )
-                        self.request_stop()
-                        if drain_timeout is not None:
-                            deadline = time.monotonic() + drain_timeout
-                    else:
-                        log.warning(
-                            "%s again: aborting pipeline %r; items in flight are lost",
-                            signal.Signals(signum).name,
-                            self.name,
-                        )
-                        self.abort()
-                if deadline is not None and time.monotonic() >= deadline:
+        with signals_recorded(received.append) as handling:
+            return self._wait_recorded(received, handling, drain_timeout)
+
+    def _wait_recorded(
+        self, received: list[int], handling: bool, drain_timeout: float | None
+    ) -> int | None:
+        """:meth:`wait_interruptibly` with the signals ``signals_recorded`` puts in
+        ``received`` (some may have come before the run started)."""
+        poll = _SIGNAL_POLL_S if handling else None
+        handled = 0
+        deadline: float | None = None
+        while True:
+            while handled < len(received):
+                signum = received[handled]
+                handled += 1
+                if handled == 1:
+                    self.interrupted_by = signum
                     log.warning(
-                        "pipeline %r did not drain within %ss: aborting", self.name, drain_timeout
+                        "%s: stopping pipeline %r; draining (send it again to abort)",
+                        signal.Signals(signum).name,
+                        self.name,
                     )
-                    deadline = None
+                    self.request_stop()
+                    if drain_timeout is not None:
+                        deadline = time.monotonic() + drain_timeout
+                else:
+                    log.warning(
+                        "%s again: aborting pipeline %r; items in flight are lost",
+                        signal.Signals(signum).name,
+                        self.name,
+                    )
                     self.abort()
+            if deadline is not None and time.monotonic() >= deadline:
+                log.warning(
+                    "pipeline %r did not drain within %ss: aborting", self.name, drain_timeout
+                )
+                deadline = None
+                self.abort()
+            try:
+                if self.wait(poll if deadline is None else _SIGNAL_POLL_S):
+                    break
+            except KeyboardInterrupt:
+                received.append(signal.SIGINT)
         return self.interrupted_by
 
     def exit_code(self, *, signal_codes: bool = False) -> int:
@@ -391,7 +399,7 @@ _SIGNAL_POLL_S = 0.05
 
 
 @contextmanager
-def _signals_recorded(record: Callable[[int], Any]) -> Iterator[bool]:
+def signals_recorded(record: Callable[[int], Any]) -> Iterator[bool]:
     """On the main thread, make SIGINT and SIGTERM call ``record(signum)`` for a while.
 
     Yields whether any handler was installed. Signals that are ignored (``SIG_IGN``) stay
