@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dis
 import inspect
 import logging
 import signal
@@ -73,6 +74,27 @@ def _where(func: object) -> str:
     if code is None:
         return f"{module}.{qualname}"
     return f"{module}.{qualname} ({code.co_filename}:{code.co_firstlineno})"
+
+
+def _returns_a_value(func: object) -> bool:
+    """Whether ``func`` has a ``return`` of something other than ``None`` (read from its code).
+
+    A callable without Python code (a builtin, a ``functools.partial``) is not known to, so
+    the node checks what it returns when it runs.
+    """
+    code = getattr(func, "__code__", None)
+    if code is None:
+        return False
+    previous: dis.Instruction | None = None
+    for ins in dis.get_instructions(code):
+        if ins.opname == "RETURN_CONST" and ins.argval is not None:
+            return True
+        if ins.opname == "RETURN_VALUE" and not (
+            previous is not None and previous.opname == "LOAD_CONST" and previous.argval is None
+        ):
+            return True
+        previous = ins
+    return False
 
 
 def check_node_option(key: str, value: Any) -> str | None:
@@ -670,7 +692,10 @@ class NanoNode:
     def validate(self) -> None:
         """Check that the class follows the node contract; raises ``GraphError`` if not.
 
-        Called when a pipeline is checked, before any thread starts.
+        Called when a pipeline is checked, before any thread starts. A ``generator()``
+        must yield. A ``process_item`` yields its outputs, or is a plain function that
+        returns nothing: a sink, with no outputs. One that returns a value is refused
+        (yield the value instead).
 
         Example:
             >>> import nanostream
@@ -682,6 +707,15 @@ class NanoNode:
             ... except nanostream.GraphError as exc:
             ...     print(str(exc).split("(")[0])
             process_item of node 'Bad' must yield its outputs
+            >>> class Print(nanostream.NanoNode):  # a sink: returns nothing, emits nothing
+            ...     def process_item(self, item):
+            ...         print(item)
+            >>> printer = Print()
+            >>> nanostream.from_iterable([1, 2]) > printer
+            Print(name=None)
+            >>> printer.global_start()
+            1
+            2
         """
         cls = type(self)
         label = self._ns_name or cls.__name__
@@ -698,11 +732,37 @@ class NanoNode:
                 "generator() nor process_item(); define one of them"
             )
         method = cls.generator if has_gen else cls.process_item
-        if not inspect.isgeneratorfunction(method):
+        if inspect.isgeneratorfunction(method):
+            return
+        if has_gen or _returns_a_value(method):
             raise GraphError(
                 f"{method.__name__} of node {label!r} must yield its outputs "
                 f"(use 'yield value', not 'return value'): {_where(method)}"
             )
+
+    def _item_function(self) -> Callable[[Any], Iterable[Any]]:
+        """``process_item`` as a function of an item returning its outputs (an iterable).
+
+        A ``process_item`` that yields is that function; a plain one (a sink) has no
+        outputs, and returning a value from it is a ``NodeProtocolError``.
+        """
+        process: Callable[[Any], Any] = self.process_item
+        method = type(self).process_item
+        if inspect.isgeneratorfunction(method):
+            return process
+        label = self._ns_name or type(self).__name__
+
+        def no_outputs(item: Any) -> Iterable[Any]:
+            result = process(item)
+            if result is not None:
+                raise NodeProtocolError(
+                    f"process_item of node {label!r} returned {type(result).__name__}; "
+                    f"yield it to emit it ('yield value'), or return nothing in a sink: "
+                    f"{_where(method)}"
+                )
+            return ()
+
+        return no_outputs
 
     def as_function(self) -> NodeFunction:
         """This node as a node function ``f(inp, outp)``, runnable by any system.
@@ -738,7 +798,7 @@ class NanoNode:
 
             def process_function(inp: Iterable[Any], outp: Callable[[Any], Any]) -> None:
                 node.setup()
-                process = node.process_item
+                process = node._item_function()
                 if ticks:
                     inp = node._untick(inp, outp)
                 drive(inp, process, outp)
@@ -749,7 +809,7 @@ class NanoNode:
         def guarded_function(inp: Iterable[Any], outp: Callable[[Any], Any]) -> None:
             ctx = node._context()
             node.setup()
-            guard = ItemGuard(policy, ctx, outp, node.process_item)
+            guard = ItemGuard(policy, ctx, outp, node._item_function())
             if ticks:
                 inp = node._untick(inp, outp)
             try:

@@ -326,7 +326,7 @@ class Parallel(FlatMap):
         node.validate()
         inherited = {key: node.options[key] for key in POLICY_OPTIONS if key in node.options}
         super().__init__(
-            node.process_item,
+            node._item_function(),
             workers=workers,
             ordered=ordered,
             max_in_flight=max_in_flight,
