@@ -269,6 +269,13 @@ class _HttpNode(NanoNode):
         self.max_retry_after = max_retry_after
         self.rate_limit = rate_limit
         self.client_options = dict(client_options or {})
+        self.follow_redirects = bool(self.client_options.pop("follow_redirects", True))
+        self.max_redirects = self.client_options.pop("max_redirects", 20)
+        if not isinstance(self.max_redirects, int) or self.max_redirects < 0:
+            raise ConfigError(
+                f"{self.kind}: client_options max_redirects must be an integer >= 0, "
+                f"got {self.max_redirects!r}"
+            )
         self.requests_sent = 0
         self._limiter = _RateLimit(rate_limit) if rate_limit else None
         self._client: httpx.Client | None = None
@@ -300,7 +307,8 @@ class _HttpNode(NanoNode):
         limits = httpx.Limits(
             max_connections=max(10, connections), max_keepalive_connections=max(10, connections)
         )
-        options = {"follow_redirects": True, "limits": limits, **self.client_options}
+        # Redirects are followed by _follow, which keeps credentials to their origin.
+        options = {"limits": limits, **self.client_options, "follow_redirects": False}
         self._client = httpx.Client(timeout=httpx.Timeout(self.timeout), **options)
 
     def _close(self) -> None:
@@ -340,7 +348,9 @@ class _HttpNode(NanoNode):
                     wait(delay)
             shown = mask_url(target)
             try:
-                response = client.request(method, target, headers=headers, json=json)
+                response = self._follow(
+                    client, client.request(method, target, headers=headers, json=json)
+                )
             except httpx.TransportError as exc:
                 connect = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
                 if not (connect or method in _IDEMPOTENT) or attempt >= self.retries:
@@ -390,6 +400,43 @@ class _HttpNode(NanoNode):
             )
             wait(delay)
 
+    def _credential_headers(self) -> set[str]:
+        """The names (lower case) of the headers the user configured, and the credentials."""
+        names = {"authorization", "proxy-authorization", "cookie"}
+        configured = [self.templates.headers, self.client_options.get("headers") or {}]
+        configured.append(getattr(self, "headers", None) or {})
+        for headers in configured:
+            names.update(str(name).lower() for name in headers)
+        return names
+
+    def _follow(self, client: httpx.Client, response: httpx.Response) -> httpx.Response:
+        """Follow ``response``'s redirects; configured headers, auth and cookies stay home.
+
+        A redirect to the same origin (scheme, host and port) keeps the request as it was;
+        from the first redirect to another origin on, the request goes without the headers
+        the node was given, without ``Authorization`` and without cookies.
+        """
+        if not self.follow_redirects:
+            return response
+        origin = _origin(response.request.url)
+        left_home = False
+        redirects = 0
+        while response.next_request is not None:
+            if redirects >= self.max_redirects:
+                raise ConnectorError(
+                    f"{self.kind}: {self.method} {mask_url(origin)} was redirected more than "
+                    f"max_redirects={self.max_redirects} times (last to "
+                    f"{mask_url(response.next_request.url)})"
+                )
+            request = response.next_request
+            if left_home or _origin(request.url) != origin:
+                left_home = True
+                for name in self._credential_headers():
+                    request.headers.pop(name, None)
+            redirects += 1
+            response = client.send(request, auth=None)
+        return response
+
     def _parse(self, response: httpx.Response) -> Any:
         parse = self.parse
         if parse == "bytes":
@@ -408,6 +455,12 @@ class _HttpNode(NanoNode):
                     f"({exc}); use parse='text' to take it as text"
                 ) from None
         return response.text
+
+
+def _origin(url: httpx.URL) -> str:
+    """``scheme://host:port`` of ``url`` (the default port written out)."""
+    port = url.port or {"http": 80, "https": 443}.get(url.scheme)
+    return f"{url.scheme}://{url.host}:{port}"
 
 
 def _snippet(response: httpx.Response, limit: int = 200) -> str:
@@ -462,6 +515,10 @@ class HttpRequest(_HttpNode):
     ``max_backoff``, with jitter) or what ``Retry-After`` asks (capped at
     ``max_retry_after``); read errors are retried for idempotent methods only. Then the
     node fails with :class:`HttpStatusError` or :class:`ConnectorError`.
+
+    Redirects are followed (``client_options`` ``max_redirects``, default 20, and
+    ``follow_redirects``); one to another origin goes without the configured headers,
+    ``Authorization`` and cookies.
 
     ``workers=N`` sends up to N requests at once (in N threads) and still emits answers in
     the items' order; with N > 1 an answer is emitted when the node reads its next item or
