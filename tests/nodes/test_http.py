@@ -28,6 +28,7 @@ from nanostream.nodes.http import (
     _retry_after,
 )
 from nanostream.testing import Collect
+from support import FlagSink, OneAckedThenWait, OneThenWait
 
 TOKEN = "tok-Very-Secret-123"
 API_KEY = "KEY-secret-987"
@@ -330,6 +331,37 @@ def test_workers_send_requests_at_once_and_keep_the_order(api: ApiServer, runner
     results = run_items(node, list(range(12)), runner)
     assert results == [{"id": str(i)} for i in range(12)]
     assert not api.barrier.broken
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_an_answer_goes_out_before_the_next_item_comes(
+    api: ApiServer, runner: str, tmp_path: Any, workers: int
+) -> None:
+    flag = tmp_path / "answered"
+    source = OneThenWait(flag, item=7)
+    sink = FlagSink(flag)
+    source > HttpRequest(api.base + "/items/{item}", workers=workers) > sink
+    run = sink.global_start(block=False, runner=runner)
+    assert run is not None
+    assert run.wait(timeout=30)
+    assert source.answered, "the answer waited for an item that never came"
+    assert sink.items == [{"id": "7"}]
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_an_answer_is_acknowledged_before_the_next_item_comes(
+    api: ApiServer, runner: str, acks: bool, tmp_path: Any, workers: int
+) -> None:
+    if not acks:
+        pytest.skip(f"the {runner} runner does not call acknowledgements")
+    source = OneAckedThenWait(tmp_path / "acked", item=7)
+    sink = Collect()
+    source > HttpRequest(api.base + "/items/{item}", workers=workers) > sink
+    run = sink.global_start(block=False, runner=runner)
+    assert run is not None
+    assert run.wait(timeout=30)
+    assert source.answered, "the acknowledgement waited for the end of the stream"
+    assert sink.items == [{"id": "7"}]
 
 
 def test_rate_limit_spaces_the_requests(api: ApiServer) -> None:

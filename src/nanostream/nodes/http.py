@@ -26,15 +26,15 @@ import logging
 import string
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote, urljoin
 
 from .._core.errors import ConfigError, MissingDependencyError
 from .._core.node import NanoNode, NodeFunction
+from .._core.policy import POLICY_OPTIONS
 from .._core.signals import SourceStopped
+from ._operator import POOL_TICK_S, map_items
 from ._secrets import (
     ConnectorError,
     Secrets,
@@ -222,6 +222,7 @@ class _HttpNode(NanoNode):
     """What the HTTP nodes share: the client, templates, retries, rate limit, parsing."""
 
     kind = "HTTP"
+    policy_options = POLICY_OPTIONS  # each wraps NanoNode's node function, or HttpRequest's
 
     def __init__(
         self,
@@ -242,8 +243,10 @@ class _HttpNode(NanoNode):
         name: str | None,
         queue_size: int | None,
         batch_size: int | None,
+        options: Mapping[str, Any],
     ) -> None:
         super().__init__(name=name, queue_size=queue_size, batch_size=batch_size)
+        self.configure(**options)
         _require_httpx()
         if not isinstance(timeout, (int, float)) or timeout <= 0:
             raise ConfigError(f"{self.kind}: timeout must be positive seconds, got {timeout!r}")
@@ -521,8 +524,16 @@ class HttpRequest(_HttpNode):
     ``Authorization`` and cookies.
 
     ``workers=N`` sends up to N requests at once (in N threads) and still emits answers in
-    the items' order; with N > 1 an answer is emitted when the node reads its next item or
-    its input ends. ``rate_limit`` caps the requests per second over all workers.
+    the items' order, each as soon as it and those before it have come (within the node's
+    ``tick_interval``, 0.05 s, when no item arrives meanwhile). ``rate_limit`` caps the
+    requests per second over all workers.
+
+    The node options (``on_error``, ``retries``, ``backoff``, ``timeout``, ``max_errors``,
+    ``max_error_rate``, the ``errors`` port) apply to each item as for any node, on the
+    worker threads too: ``HttpRequest(url, on_error="skip")``. The arguments ``timeout``,
+    ``retries`` and ``backoff`` given here are the connector's own (each request's
+    timeout; the retries of a connection error, 429 or 5xx, inside one attempt); the
+    node options of the same names are set with ``configure()`` or a pipeline file.
 
     Example:
         >>> from nanostream.nodes.http import HttpRequest
@@ -560,6 +571,7 @@ class HttpRequest(_HttpNode):
         name: str | None = None,
         queue_size: int | None = None,
         batch_size: int | None = None,
+        **options: Any,
     ) -> None:
         super().__init__(
             url,
@@ -578,6 +590,7 @@ class HttpRequest(_HttpNode):
             name=name,
             queue_size=queue_size,
             batch_size=batch_size,
+            options=options,
         )
         if not isinstance(workers, int) or workers < 1:
             raise ConfigError(f"HttpRequest: workers must be a positive integer, got {workers!r}")
@@ -585,6 +598,11 @@ class HttpRequest(_HttpNode):
             raise ConfigError(f"HttpRequest: output must be 'body' or 'response': {output!r}")
         self.workers = workers
         self.output = output
+        # With workers, the requests in flight are items kept between reads; the node asks
+        # for ticks so that answers go out while no item comes.
+        self.holds_items = workers > 1
+        if workers > 1:
+            self.tick_interval = POOL_TICK_S
 
     def setup(self) -> None:
         self._open(self.workers)
@@ -615,38 +633,27 @@ class HttpRequest(_HttpNode):
     def process_item(self, item: Any) -> Iterator[Any]:
         yield self.call(item)
 
+    def _answer(self, item: Any) -> tuple[Any]:
+        return (self.call(item),)
+
     def as_function(self) -> NodeFunction:
+        if self.workers == 1:
+            return closing_function(super().as_function(), self._close)
         self.validate()
         node = self
 
         def http_request(inp: Iterable[Any], outp: Callable[[Any], Any]) -> None:
             node.setup()
-            if node.workers == 1:
-                call = node.call
-                for item in inp:
-                    outp(call(item))
-                return
-            _ordered_pool(node, inp, outp)
+            map_items(
+                node,
+                inp,
+                outp,
+                node._answer,
+                workers=node.workers,
+                release=node.release_items,
+            )
 
         return closing_function(http_request, self._close)
-
-
-def _ordered_pool(node: HttpRequest, inp: Iterable[Any], outp: Callable[[Any], Any]) -> None:
-    """Run ``node.call`` on up to ``node.workers`` items at once; emit results in order."""
-    window = 2 * node.workers
-    pending: deque[Future[Any]] = deque()
-    prefix = f"nanostream-http:{node.name or 'HttpRequest'}"
-    with ThreadPoolExecutor(max_workers=node.workers, thread_name_prefix=prefix) as pool:
-        try:
-            for item in inp:
-                pending.append(pool.submit(node.call, item))
-                while pending and (len(pending) >= window or pending[0].done()):
-                    outp(pending.popleft().result())
-            while pending:
-                outp(pending.popleft().result())
-        finally:
-            for future in pending:
-                future.cancel()
 
 
 # ----------------------------------------------------------------------------- HttpPaginator
@@ -703,6 +710,7 @@ class HttpPaginator(_HttpNode):
         name: str | None = None,
         queue_size: int | None = None,
         batch_size: int | None = None,
+        **options: Any,
     ) -> None:
         super().__init__(
             url,
@@ -721,6 +729,7 @@ class HttpPaginator(_HttpNode):
             name=name,
             queue_size=queue_size,
             batch_size=batch_size,
+            options=options,
         )
         if style not in ("next", "cursor", "offset"):
             raise ConfigError(f"HttpPaginator: style must be next, cursor or offset: {style!r}")
@@ -824,6 +833,7 @@ class HttpPoller(_HttpNode):
         name: str | None = None,
         queue_size: int | None = None,
         batch_size: int | None = None,
+        **options: Any,
     ) -> None:
         super().__init__(
             url,
@@ -842,6 +852,7 @@ class HttpPoller(_HttpNode):
             name=name,
             queue_size=queue_size,
             batch_size=batch_size,
+            options=options,
         )
         if interval <= 0:
             raise ConfigError(f"HttpPoller: interval must be positive seconds, got {interval!r}")
