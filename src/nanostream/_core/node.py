@@ -10,7 +10,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 from .acks import Acked
 from .context import NodeContext
@@ -276,6 +276,20 @@ class NanoNode:
     #: :meth:`tick`); ``None`` (the default): never.
     tick_interval: float | None = None
 
+    #: The error-policy options (``on_error``, ``retries`` ...) this node honours. ``None``
+    #: (the default) means every one that applies for a node run by ``NanoNode``'s own
+    #: :meth:`as_function`, and none for a class with its own ``as_function``, which says
+    #: here which ones it applies. A source never takes ``timeout`` or ``max_error_rate``.
+    #: Any other is refused by :meth:`configure`, naming the node and the option.
+    policy_options: ClassVar[tuple[str, ...] | None] = None
+
+    #: Node options this class implements itself, as attributes of the same name (a
+    #: connector's ``retries``, ``backoff`` and ``timeout``, which it applies to what it
+    #: knows can be retried): its constructor and :meth:`configure` (so a pipeline file's
+    #: node keys too) set that attribute, and the error policy leaves them alone. Such a
+    #: node retries by itself, so ``on_error="retry"`` is refused for it.
+    own_options: ClassVar[tuple[str, ...]] = ()
+
     def __init__(
         self,
         *,
@@ -354,14 +368,62 @@ class NanoNode:
                     f"unknown node option {key!r} for {self!r}; node options: name, "
                     + ", ".join(NODE_OPTIONS)
                 )
+            own = key in type(self).own_options
             if value is None:
-                self._ns_options.pop(key, None)
+                if not own:
+                    self._ns_options.pop(key, None)
                 continue
-            problem = check_node_option(key, value)
+            problem = check_node_option(key, value) or self._refusal(key, value)
             if problem is not None:
                 raise GraphError(f"{self!r}: {problem}")
+            if own:
+                setattr(self, key, value)
+                continue
             self._ns_options[key] = value
         return self
+
+    def _refusal(self, key: str, value: Any = None) -> str | None:
+        """Why this node cannot honour the node option ``key`` (``=value``), or None."""
+        cls = type(self)
+        if key in cls.own_options or key not in POLICY_OPTIONS:
+            return None
+        if key == "on_error" and value == "retry" and "retries" in cls.own_options:
+            return (
+                f"on_error='retry' does not apply: {cls.__name__} retries by itself what can "
+                "be retried (retries=, backoff=); use on_error='skip' to go on without an "
+                "item that still fails"
+            )
+        if cls.generator is not NanoNode.generator and key in ("timeout", "max_error_rate"):
+            return (
+                f"{key}= does not apply to a source (its items are not attempts of a "
+                f"function of yours); give it to the node that processes them"
+            )
+        honoured = cls.policy_options
+        if honoured is None:
+            honoured = POLICY_OPTIONS if cls.as_function is NanoNode.as_function else ()
+        if key in honoured:
+            return None
+        return (
+            f"{cls.__name__} does not apply {key}= (it runs its own node function; "
+            + (
+                f"it applies {', '.join(honoured)})"
+                if honoured
+                else "no error policy applies to it)"
+            )
+            + "; handle errors in the node that feeds it or in a node of your own"
+        )
+
+    def applies_option(self, key: str) -> bool:
+        """Whether this node honours the node option ``key`` (else ``configure`` refuses it).
+
+        Example:
+            >>> import nanostream
+            >>> nanostream.testing.Collect().applies_option("on_error")
+            True
+            >>> nanostream.from_iterable([]).applies_option("timeout")
+            False
+        """
+        return self._refusal(key) is None
 
     @property
     def options(self) -> dict[str, Any]:
@@ -592,11 +654,14 @@ class NanoNode:
 
         Yields ``process(item)``, which emits ``compute(item)``'s outputs with ``outp``
         under the node's policy (retries, timeout, skip, error records on the ``errors``
-        port, ``max_errors``). Use it inside the node function, around the input loop.
+        port, ``max_errors``). Use it inside the node function, around the input loop, and
+        list the options it applies in the class attribute :attr:`policy_options` (others
+        are refused).
 
         Example:
             >>> import nanostream
             >>> class Inverse(nanostream.NanoNode):
+            ...     policy_options = ("on_error", "retries", "max_errors")
             ...     def validate(self):
             ...         pass
             ...     def as_function(self):
@@ -856,6 +921,11 @@ class NanoNode:
         return pipeline
 
     def _link(self, port: str, other: object) -> None:
+        if port == ERRORS_PORT and not self.applies_option("on_error"):
+            raise GraphError(
+                f"{self!r} has no {ERRORS_PORT!r} port to link: "
+                + (self._refusal("on_error") or "")
+            )
         target = node_of(other)
         self._pipeline().link(self, port, target)
 
@@ -1006,6 +1076,8 @@ class IterableSource(NanoNode):
         ['a', 'b']
     """
 
+    policy_options = ("on_error", "retries", "backoff", "max_errors")
+
     def __init__(self, iterable: Iterable[Any], **options: Any) -> None:
         super().__init__()
         self.iterable = iterable
@@ -1015,6 +1087,8 @@ class IterableSource(NanoNode):
         yield from self.iterable
 
     def as_function(self) -> NodeFunction:
+        if any(key in self.options for key in POLICY_OPTIONS):
+            return super().as_function()  # the error policy of every source
         iterable = self.iterable
 
         def iterable_source(inp: Iterable[Any], outp: Callable[[Any], Any]) -> None:

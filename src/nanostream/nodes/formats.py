@@ -23,6 +23,7 @@ from typing import Any
 
 from .._core.errors import GraphError, MissingDependencyError
 from .._core.node import NanoNode, NodeFunction
+from .._core.policy import POLICY_OPTIONS
 from ._common import (
     AtomicFile,
     FileSink,
@@ -89,6 +90,7 @@ class _RecordReader(NanoNode):
     """
 
     _record_failed: Callable[[Any, BaseException, int], None] | None = None
+    policy_options = POLICY_OPTIONS  # applied per record by _per_record_function
 
     def _bad_record(self, exc: FormatError, text: str) -> None:
         handler = self._record_failed

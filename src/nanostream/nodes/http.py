@@ -223,6 +223,7 @@ class _HttpNode(NanoNode):
 
     kind = "HTTP"
     policy_options = POLICY_OPTIONS  # each wraps NanoNode's node function, or HttpRequest's
+    own_options = ("retries", "backoff", "timeout")  # of each request
 
     def __init__(
         self,
@@ -246,7 +247,6 @@ class _HttpNode(NanoNode):
         options: Mapping[str, Any],
     ) -> None:
         super().__init__(name=name, queue_size=queue_size, batch_size=batch_size)
-        self.configure(**options)
         _require_httpx()
         if not isinstance(timeout, (int, float)) or timeout <= 0:
             raise ConfigError(f"{self.kind}: timeout must be positive seconds, got {timeout!r}")
@@ -283,6 +283,7 @@ class _HttpNode(NanoNode):
         self._limiter = _RateLimit(rate_limit) if rate_limit else None
         self._client: httpx.Client | None = None
         self._lock = threading.Lock()
+        self.configure(**options)
 
     def __repr__(self) -> str:
         return (
