@@ -561,3 +561,51 @@ def check_option(
     else:  # backoff: the retry waited backoff * (0.5 .. 1) seconds
         [delay] = retry_delays(caplog)
         assert TIMEOUT / 2 <= delay <= TIMEOUT
+
+
+# ----------------------------------------------------------------------------- pipeline files
+def test_a_pipeline_file_gives_a_connector_the_node_options(env: Env, runner: str) -> None:
+    if runner == "ray":
+        pytest.skip("reads the sinks of the run in this process")
+    pipeline = nanostream.load_pipeline(
+        io.StringIO(
+            f"""
+            nodes:
+              items: {{class: IterableSource, args: {{iterable: [{{route: ok, n: 1}},
+                                                               {{route: fail, n: 2}}]}}}}
+              fetch:
+                class: nanostream.nodes.http:HttpRequest
+                args: {{url: "{env.http}/{{route}}/{{n}}"}}
+                on_error: skip
+                retries: 0
+              sink: nanostream.testing.Collect
+              dead: nanostream.testing.Collect
+            edges:
+              - {{from: items, to: fetch}}
+              - {{from: fetch, to: sink}}
+              - {{from: fetch, to: dead, port: errors}}
+            """
+        )
+    )
+    run = pipeline.start(runner=runner)
+    assert run.wait(timeout=30)
+    assert run.state == "finished"  # the permanent 500 was skipped, as on_error says
+    nodes: dict[str, Any] = {node.name: node for node in pipeline.nodes}
+    assert nodes["fetch"].retries == 0  # the connector's retries, as args: {retries: 0}
+    assert nodes["sink"].items == [[1]]
+    assert [record.item for record in nodes["dead"].items] == [{"route": "fail", "n": 2}]
+
+
+def test_a_pipeline_file_with_an_option_a_node_cannot_honour_is_refused(env: Env) -> None:
+    text = f"""
+        nodes:
+          items: {{class: IterableSource, args: {{iterable: [{{a: 1}}]}}}}
+          rows:
+            class: nanostream.nodes.sql:SQLSink
+            args: {{url: "{sqlite_url(env)}", table: rows, create: true}}
+            on_error: skip
+        """
+    with pytest.raises(nanostream.ConfigError) as info:
+        nanostream.load_pipeline(io.StringIO(text))
+    message = str(info.value)
+    assert "node 'rows'" in message and "SQLSink does not apply on_error=" in message

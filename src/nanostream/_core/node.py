@@ -403,14 +403,10 @@ class NanoNode:
             honoured = POLICY_OPTIONS if cls.as_function is NanoNode.as_function else ()
         if key in honoured:
             return None
+        applied = ", ".join(f"{k}=" for k in honoured) or "no error policy"
         return (
-            f"{cls.__name__} does not apply {key}= (it runs its own node function; "
-            + (
-                f"it applies {', '.join(honoured)})"
-                if honoured
-                else "no error policy applies to it)"
-            )
-            + "; handle errors in the node that feeds it or in a node of your own"
+            f"{cls.__name__} does not apply {key}=: it runs its own node function, which "
+            f"applies {applied}; leave {key}= out, or give it to a node that applies it"
         )
 
     def applies_option(self, key: str) -> bool:

@@ -529,12 +529,11 @@ class HttpRequest(_HttpNode):
     ``tick_interval``, 0.05 s, when no item arrives meanwhile). ``rate_limit`` caps the
     requests per second over all workers.
 
-    The node options (``on_error``, ``retries``, ``backoff``, ``timeout``, ``max_errors``,
-    ``max_error_rate``, the ``errors`` port) apply to each item as for any node, on the
-    worker threads too: ``HttpRequest(url, on_error="skip")``. The arguments ``timeout``,
-    ``retries`` and ``backoff`` given here are the connector's own (each request's
-    timeout; the retries of a connection error, 429 or 5xx, inside one attempt); the
-    node options of the same names are set with ``configure()`` or a pipeline file.
+    The node options apply to each item as for any node, on the worker threads too:
+    ``HttpRequest(url, on_error="skip")`` skips an item whose request still fails, with an
+    error record on the ``errors`` port; ``max_errors`` and ``max_error_rate`` bound them.
+    ``timeout``, ``retries`` and ``backoff`` are those of each request, given here or with
+    ``configure()`` alike; the node retries by itself, so ``on_error="retry"`` is refused.
 
     Example:
         >>> from nanostream.nodes.http import HttpRequest
