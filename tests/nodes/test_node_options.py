@@ -609,3 +609,25 @@ def test_a_pipeline_file_with_an_option_a_node_cannot_honour_is_refused(env: Env
         nanostream.load_pipeline(io.StringIO(text))
     message = str(info.value)
     assert "node 'rows'" in message and "SQLSink does not apply on_error=" in message
+
+
+# ----------------------------------------------------------------------------- errors port
+def test_the_errors_port_of_a_node_without_an_error_policy_cannot_be_linked(env: Env) -> None:
+    sink = SQLSink(sqlite_url(env), "rows", name="rows")
+    with pytest.raises(nanostream.GraphError, match=r"'errors' port.*SQLSink does not apply"):
+        sink.errors > Collect()
+
+
+def test_a_node_function_may_emit_on_a_port_it_calls_errors(runner: str) -> None:
+    if runner == "ray":
+        pytest.skip("reads the sinks of the run in this process")
+
+    def split(inp: Any, outp: Any) -> None:
+        for item in inp:
+            outp(nanostream.TaggedOutput("errors", item) if item < 0 else item)
+
+    good, bad = Collect(), Collect()
+    nanostream.from_iterable([1, -2, 3]) > split > good
+    nanostream.as_node(split).errors > bad
+    good.global_start(runner=runner)
+    assert (good.items, bad.items) == ([1, 3], [-2])

@@ -917,7 +917,12 @@ class NanoNode:
         return pipeline
 
     def _link(self, port: str, other: object) -> None:
-        if port == ERRORS_PORT and not self.applies_option("on_error"):
+        # A node function may emit on a port it names "errors" itself (a TaggedOutput).
+        if (
+            port == ERRORS_PORT
+            and not isinstance(self, FunctionNode)
+            and not self.applies_option("on_error")
+        ):
             raise GraphError(
                 f"{self!r} has no {ERRORS_PORT!r} port to link: "
                 + (self._refusal("on_error") or "")
