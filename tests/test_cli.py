@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -145,6 +146,78 @@ def test_help_explains_the_commands() -> None:
             assert text in result.stdout, (command, text)
 
 
+# cli.md's synopsis (the indented block that starts with "nanostream run") and sections.
+CLI_DOC = ROOT / "docs" / "cli.md"
+
+
+def documented_synopsis() -> dict[str, list[tuple[str, str | None]]]:
+    """For each command in cli.md's synopsis: its [OPTION METAVAR] entries, in order."""
+    text = CLI_DOC.read_text()
+    lines: list[str] = []
+    for line in text.splitlines():
+        if line.startswith("    nanostream "):
+            lines.append(line.strip())
+        elif lines and line.startswith("        ") and not line.strip().startswith("$"):
+            lines[-1] += " " + line.strip()
+        elif lines:
+            break
+    synopsis: dict[str, list[tuple[str, str | None]]] = {}
+    for line in lines:
+        command = line.split()[1]
+        entries = []
+        for group in re.findall(r"\[([^\]]+)\]", line):
+            name, *rest = group.replace(" ...", "").split()
+            entries.append((name, rest[0] if rest else None))
+        synopsis[command] = entries
+    return synopsis
+
+
+def documented_section(command: str) -> str:
+    """The text of cli.md's section on ``nanostream COMMAND``, up to the next section."""
+    text = CLI_DOC.read_text()
+    start = text.index(f"## `nanostream {command}`")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else None]
+
+
+def help_options(command: str) -> dict[str, tuple[set[str], str | None]]:
+    """``nanostream COMMAND --help``'s options: long name -> ({names}, metavar or choices)."""
+    result = run_cli(command, "--help")
+    assert result.returncode == 0, result.stderr
+    options: dict[str, tuple[set[str], str | None]] = {}
+    for line in result.stdout.split("\nOptions:\n", 1)[1].splitlines():
+        found = re.match(r"  (?:(-\w), )?(--[\w-]+)(?: (\S+))?", line)
+        if found:
+            short, long, metavar = found.groups()
+            names = {long} | ({short} if short else set())
+            options[long] = (names, metavar.strip("[]") if metavar else None)
+    del options["--help"]
+    return options
+
+
+def test_cli_md_lists_exactly_the_options_of_help() -> None:
+    synopsis = documented_synopsis()
+    result = run_cli("--help")
+    listing = result.stdout.split("\nCommands:\n", 1)[1].split("\n\n", 1)[0]
+    assert sorted(synopsis) == [line.split()[0] for line in listing.splitlines()]
+    for command, entries in synopsis.items():
+        options = help_options(command)
+        documented = {name: metavar for name, metavar in entries}
+        assert len(documented) == len(entries), f"{command}: an option is listed twice"
+        for long, (names, metavar) in options.items():
+            listed = [name for name in documented if name in names]
+            assert listed, f"cli.md's synopsis of {command!r} lacks {long}"
+            assert documented[listed[0]] == metavar, (command, long)
+        every_name = set().union(*(names for names, _ in options.values())) | {"--help", "-h"}
+        for name in documented:
+            assert name in every_name, f"cli.md lists {name} for {command!r}; --help has not"
+        # every option that the command's section mentions is one of the command's
+        mentioned = set(
+            re.findall(r"(?<![\w-])(--[a-z][\w-]*|-[a-z])\b", documented_section(command))
+        )
+        assert mentioned - every_name == set(), command
+
+
 def test_version() -> None:
     result = run_cli("--version")
     assert result.returncode == 0
@@ -282,10 +355,29 @@ def test_a_missing_file_and_a_bad_set_option(project: Path) -> None:
     assert result.returncode == 2
     assert "write NODE.ARGUMENT=VALUE" in result.stderr
 
-    result = run_cli("run", "pipeline.yaml", "--set", "uper.suffix=x", cwd=project)
-    assert result.returncode == 1
-    assert result.stderr.startswith(
-        "--set uper.suffix: error: there is no node 'uper' (did you mean 'upper'?)"
+
+@pytest.mark.parametrize("command", ["run", "check", "graph"])
+def test_a_set_option_naming_nothing_is_a_usage_error(project: Path, command: str) -> None:
+    pipeline_file(project, GOOD)
+    result = run_cli(command, "pipeline.yaml", "--set", "uper.suffix=x", cwd=project)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == (
+        "--set uper.suffix: error: there is no node 'uper' (did you mean 'upper'?) to set "
+        "'uper.suffix' on; write NODE.ARGUMENT=VALUE with a node of: words, upper, show\n"
+    )
+
+    result = run_cli(command, "pipeline.yaml", "--set", "upper.sufix=x", cwd=project)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == (
+        "--set upper.sufix: error: node 'upper' (Upper) has no argument 'sufix' "
+        "(did you mean 'suffix'?); it takes: suffix\n"
+    )
+
+    result = run_cli(command, "pipeline.yaml", "--set", "suffix=x", cwd=project)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == (
+        "--set suffix: error: 'suffix' names no node: write NODE.ARGUMENT=VALUE with a node "
+        "of: words, upper, show\n"
     )
 
 
@@ -311,6 +403,39 @@ def test_a_failing_node_is_one_paragraph_and_a_traceback_with_debug(project: Pat
     result = run_cli("run", "pipeline.yaml", "--debug", cwd=project)
     assert result.returncode == 1
     assert "Traceback" in result.stderr and "ValueError: bad item 'a'" in result.stderr
+
+
+def test_a_node_failing_with_an_unprintable_exception(project: Path) -> None:
+    (project / "unprintable_nodes.py").write_text(
+        textwrap.dedent(
+            """
+            import nanostream
+
+            class Unprintable:
+                def __str__(self):
+                    raise RuntimeError("no text")
+
+            class Boom(nanostream.NanoNode):
+                def process_item(self, item):
+                    raise ValueError(Unprintable())
+                    yield item
+            """
+        )
+    )
+    pipeline_file(
+        project,
+        """
+        imports: [unprintable_nodes]
+        nodes:
+          words: {class: IterableSource, args: {iterable: [a]}}
+          boom: Boom
+        """,
+    )
+    result = run_cli("run", "pipeline.yaml", cwd=project)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[0] == (
+        "error: node 'boom' failed: ValueError: <unprintable ValueError: str() raised RuntimeError>"
+    )
 
 
 # --------------------------------------------------------------------------- Ctrl-C
@@ -422,7 +547,7 @@ def test_the_csv_example_runs_on_a_fresh_clone(tmp_path: Path) -> None:
     assert "Ada Lovelace" in result.stdout
 
 
-COMPOSITE_DEFINITIONS = {"foo_message.yaml"}  # used by the pipelines, not pipelines
+COMPOSITE_DEFINITIONS = {"foo_message.yaml"}  # composite files (see the tests below)
 
 
 @pytest.mark.parametrize(
@@ -433,6 +558,145 @@ def test_every_example_pipeline_checks(example: str) -> None:
     result = run_cli("check", f"examples/{example}")
     assert result.returncode == 0, result.stderr
     assert ": ok: pipeline" in result.stdout
+
+
+# --------------------------------------------------------------------------- composite files
+def test_the_guides_composite_file_is_checked_drawn_and_run() -> None:
+    # The guide's file as written: its classes come from a module, named with --import.
+    result = run_cli("check", "examples/foo_message.yaml", "--import", "example_nodes")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (
+        "examples/foo_message.yaml: ok: composite 'FooMessageTester' (arguments: "
+        "foo_interval=1), 2 nodes, 1 link, runner threads\n"
+    )
+
+    result = run_cli("check", "examples/foo_message.yaml")
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        "examples/foo_message.yaml:5:12: error: composite 'FooMessageTester', inner node "
+        "'foo_generator': unknown class 'FooEmitter'"
+    )
+
+    result = run_cli("graph", "examples/foo_message.yaml", "--import", "example_nodes")
+    assert result.returncode == 0, result.stderr
+    assert 'subgraph c1["FooMessageTester (FooMessageTester)"]' in result.stdout
+    assert "foo_generator" in result.stdout and "length_tester" in result.stdout
+
+    # It emits forever: run it until it has started, then stop it with Ctrl-C.
+    proc = subprocess.Popen(
+        nanostream_cmd(
+            "run",
+            "examples/foo_message.yaml",
+            "--import",
+            "example_nodes",
+            "--set",
+            "foo_interval=0.01",
+            "-v",
+        ),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        bufsize=1,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        seen = read_until(proc.stderr, "started on the threads runner")
+        proc.send_signal(signal.SIGINT)
+        err = proc.communicate(timeout=30)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=30)
+    assert proc.returncode == 0, seen + err
+    assert (
+        "pipeline 'FooMessageTester' started on the threads runner: 2 nodes: "
+        "FooMessageTester.foo_generator, FooMessageTester.length_tester" in seen
+    )
+    assert "nanostream: stopped" in err
+    assert "node 'FooMessageTester.length_tester' finished:" in err
+
+
+SHOUT_COMPOSITE = """
+name: Shout
+imports: [cli_test_nodes]
+nodes:
+  - name: words
+    class: IterableSource
+    arg_mapping: {iterable: words}
+  - name: upper
+    class: Upper
+    frozen_arguments: {suffix: "!"}
+  - name: show
+    class: Print
+    arg_mapping: null
+"""
+
+
+@pytest.mark.parametrize("runner", ["threads", "cooperative"])
+def test_a_composite_file_runs_with_its_arguments_set(project: Path, runner: str) -> None:
+    pipeline_file(project, SHOUT_COMPOSITE, name="shout.yaml")
+    result = run_cli("run", "shout.yaml", "--set", "words=[a, b]", "--runner", runner, cwd=project)
+    assert (result.returncode, result.stdout) == (0, "A!\nB!\n"), result.stderr
+    assert "pipeline 'Shout' finished" in result.stderr
+
+    result = run_cli("check", "shout.yaml", "--set", "words=[a]", cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (
+        "shout.yaml: ok: composite 'Shout' (arguments: words), 3 nodes, 2 links, runner threads\n"
+    )
+
+
+@pytest.mark.parametrize("command", ["run", "check", "graph"])
+def test_a_composite_files_arguments_missing_or_unknown(project: Path, command: str) -> None:
+    pipeline_file(project, SHOUT_COMPOSITE, name="shout.yaml")
+    result = run_cli(command, "shout.yaml", cwd=project)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == (
+        "--set: error: composite 'Shout' needs its argument 'words': give it with "
+        "--set words=VALUE (its arguments: words)\n"
+    )
+
+    result = run_cli(command, "shout.yaml", "--set", "wrds=[a]", cwd=project)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == (
+        "--set wrds: error: composite 'Shout' has no argument 'wrds' (did you mean "
+        "'words'?); its arguments: words\n"
+    )
+
+
+def test_a_composite_files_own_errors_have_their_line(project: Path) -> None:
+    pipeline_file(project, SHOUT_COMPOSITE.replace("class: Upper", "class: Uper"), "shout.yaml")
+    result = run_cli("check", "shout.yaml", "--set", "words=[a]", cwd=project)
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        "shout.yaml:8:12: error: composite 'Shout', inner node 'upper': unknown class 'Uper' "
+        "(did you mean 'Upper'?)"
+    )
+
+
+# --------------------------------------------------------------------------- verbose
+@pytest.mark.parametrize("runner", ["threads", "cooperative"])
+def test_verbose_logs_the_start_and_each_nodes_counts_at_the_end(
+    project: Path, runner: str
+) -> None:
+    path = pipeline_file(project, GOOD)
+    result = run_cli("run", path, "-v", "--runner", runner)
+    assert (result.returncode, result.stdout) == (0, "A!\nB!\n"), result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[0] == (
+        f"nanostream: INFO: pipeline 'shout' started on the {runner} runner: 3 nodes: "
+        "words, upper, show"
+    )
+    assert lines[-4:-1] == [
+        "nanostream: INFO: node 'words' finished: 0 in, 2 out, 0 errors",
+        "nanostream: INFO: node 'upper' finished: 2 in, 2 out, 0 errors",
+        "nanostream: INFO: node 'show' finished: 2 in, 2 out, 0 errors",
+    ]
+    assert lines[-1].startswith("nanostream: pipeline 'shout' finished in ")
+
+    result = run_cli("run", path)  # without -v, only the last line
+    assert result.stderr.startswith("nanostream: pipeline 'shout' finished in "), result.stderr
 
 
 # --------------------------------------------------------------------------- observe flags

@@ -26,16 +26,40 @@ def _tool(name: str) -> str:
 def test_ruff_lint_and_format() -> None:
     ruff = _tool("ruff")
     lint = subprocess.run(
-        [ruff, "check", "src", "tests", "benchmarks"], cwd=ROOT, capture_output=True, text=True
+        [ruff, "check", "src", "tests", "benchmarks", "conftest.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     assert lint.returncode == 0, lint.stdout + lint.stderr
     fmt = subprocess.run(
-        [ruff, "format", "--check", "src", "tests", "benchmarks"],
+        [ruff, "format", "--check", "src", "tests", "benchmarks", "conftest.py"],
         cwd=ROOT,
         capture_output=True,
         text=True,
     )
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
+def _readme_commands() -> list[str]:
+    """The commands of the README's first screen: its indented lines before the first section."""
+    first_screen = (ROOT / "README.md").read_text(encoding="utf-8").split("\n## ", 1)[0]
+    return [line.strip() for line in first_screen.splitlines() if line.startswith("    ")]
+
+
+def test_the_readme_gives_two_commands_and_ci_starts_with_them() -> None:
+    commands = _readme_commands()
+    assert len(commands) == 2, commands
+    install, test = commands
+    assert "pip install" in install and "nanostream run examples/" in install
+    assert test == ".venv/bin/python -m pytest"
+    script = [
+        line
+        for line in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert script[:2] == ["set -euo pipefail", 'cd "$(dirname "$0")/.."']
+    assert script[2:4] == commands, "the first commands of .ci/run must be the README's"
 
 
 def test_mypy_strict() -> None:

@@ -1,13 +1,17 @@
 """The ``nanostream`` command: run, check and draw pipelines described in YAML files.
 
-A thin layer over the public API (:func:`nanostream.config.read_pipeline`,
-``PipelineSpec.build``, ``Pipeline.start``). Exit status: 0 on success, 1 when the file
-is wrong or a node failed, 2 for a wrong command line, 130 when aborted with a second
-Ctrl-C; 0 after a graceful stop by Ctrl-C or SIGTERM (130 or 143 with --signal-exit-codes).
+A thin layer over the public API (:func:`nanostream.config.read_config`,
+``PipelineSpec.build``, ``Pipeline.start``). FILE is a pipeline file or a composite
+configuration (a ``class_factory`` file), which runs as a pipeline of that one composite.
+Exit status: 0 on success, 1 when the file is wrong or a node failed, 2 for a wrong
+command line (also a ``--set`` naming no node or argument), 130 when aborted with a
+second Ctrl-C; 0 after a graceful stop by Ctrl-C or SIGTERM (130 or 143 with
+--signal-exit-codes).
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import signal
 import sys
@@ -15,20 +19,23 @@ import time
 import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import click
 import yaml
 
 from ._core.errors import ConfigError, NanoStreamError, NodeFailed
-from ._core.graph import Pipeline
+from ._core.graph import Pipeline, pipeline_of
+from ._core.redact import exception_text
 from ._core.run import Run
-from .config import ConfigErrors, PipelineSpec, read_pipeline
-from .config._common import typed_scalar
+from .config import ConfigErrors, ConfiguredComposite, PipelineSpec, read_config
+from .config._common import close_matches, typed_scalar
 
 __all__ = ["main"]
 
 EXIT_FAILED = 1
+EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 _POLL_S = 0.05  # how often a running pipeline's CLI looks for Ctrl-C / SIGTERM
 EXIT_STOPPED = -1  # internal: stopped gracefully by a signal (exit 0, or 128 + signal)
@@ -42,9 +49,14 @@ A pipeline file looks like this (see docs/config.md):
       write: {class: JSONLinesWriter, args: {path: "${OUT:-people.jsonl}"}}
     chain: [files, rows, write]
 \b
+FILE may also be a composite configuration (a class_factory file, see
+docs/composite.md): it runs as a pipeline of that one composite, whose own
+arguments are set with --set NAME=VALUE.
+\b
 Examples:
     nanostream check examples/csv_to_jsonl.yaml
     nanostream run examples/csv_to_jsonl.yaml --set rows.infer_types=false
+    nanostream run examples/foo_message.yaml --set foo_interval=1 -v
     nanostream graph examples/foo_messages.yaml --format dot | dot -Tsvg > g.svg
 \b
 Exit status: 0 success (also after a graceful stop by Ctrl-C or SIGTERM; 130/143
@@ -59,9 +71,12 @@ def _parse_set(
     parsed = []
     for item in values:
         key, sep, text = item.partition("=")
-        if not sep or "." not in key.strip(".") or not key.strip():
+        if not sep or not key.strip():
             raise click.BadParameter(
-                f"{item!r}: write NODE.ARGUMENT=VALUE, e.g. --set read.path=data.csv", ctx, param
+                f"{item!r}: write NODE.ARGUMENT=VALUE, e.g. --set read.path=data.csv (or "
+                "NAME=VALUE for a composite file's own argument)",
+                ctx,
+                param,
             )
         value: Any = typed_scalar(text)
         if text.lstrip().startswith(("[", "{")):
@@ -82,8 +97,18 @@ _set_option = click.option(
     metavar="NODE.ARG=VALUE",
     callback=_parse_set,
     help="Set argument ARG of node NODE, replacing the file's value; repeat as needed. "
+    "For a composite file, --set NAME=VALUE sets the composite's argument NAME. "
     "VALUE is typed as in YAML: 10 is a number, true a boolean, null nothing, [1, 2] a "
     "list, {a: 1} a mapping; anything else is a string.",
+)
+_import_option = click.option(
+    "--import",
+    "imports",
+    multiple=True,
+    metavar="MODULE",
+    help="Import MODULE (found next to FILE too) before building, as if listed under the "
+    "file's 'imports:'; repeat as needed. E.g. the module defining a composite file's "
+    "node classes.",
 )
 _debug_option = click.option(
     "--debug", is_flag=True, help="Show full tracebacks and debug logging."
@@ -124,6 +149,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 @cli.command()
 @_file_argument
 @_set_option
+@_import_option
 @click.option(
     "--runner",
     type=click.Choice(["threads", "cooperative", "ray"]),
@@ -155,6 +181,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 @click.option(
     "--metrics-host",
     default="127.0.0.1",
+    metavar="HOST",
     show_default=True,
     help="The address the metrics endpoint listens on.",
 )
@@ -164,7 +191,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     is_flag=True,
     help="After a graceful stop by Ctrl-C or SIGTERM, exit 130 or 143 instead of 0.",
 )
-@click.option("-v", "--verbose", is_flag=True, help="Log progress (per-node counts) as it runs.")
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Log the nodes started, per-node counts every log_interval seconds (30 by "
+    "default) and each node's counts at the end.",
+)
 @_debug_option
 @click.pass_context
 def run(
@@ -172,6 +205,7 @@ def run(
     *,
     file: str,
     overrides: list[tuple[str, Any]],
+    imports: tuple[str, ...],
     runner: str | None,
     address: str | None,
     progress: bool,
@@ -196,7 +230,7 @@ def run(
     with _signals() as signals:
         signals.release()  # from here on, SIGTERM is a Ctrl-C too
         try:
-            spec, pipeline = _load(file, overrides)
+            loaded = _load(file, overrides, imports)
         except KeyboardInterrupt:
             click.echo("nanostream: interrupted", err=True)
             ctx.exit(EXIT_INTERRUPTED)
@@ -205,14 +239,23 @@ def run(
         started = time.monotonic()
         # A Ctrl-C while the run starts is held back, and acted on once it has started.
         signals.hold()
+        pipeline = loaded.pipeline
         try:
-            chosen = runner or spec.runner or "threads"
+            chosen = runner or loaded.runner or "threads"
             runner_obj: Any = chosen
             if chosen == "ray" and address is not None:
                 from .runners.ray import RayRunner
 
                 runner_obj = RayRunner(address=address)
-            handle = pipeline.start(runner=runner_obj, **spec.options)
+            handle = pipeline.start(runner=runner_obj, **loaded.options)
+            names = list(handle.stats())
+            _log.info(
+                "pipeline %r started on the %s runner: %s: %s",
+                pipeline.name,
+                chosen,
+                _count(len(names), "node"),
+                ", ".join(names),
+            )
             if progress or metrics_port is not None:
                 from .observe import attach
 
@@ -227,6 +270,7 @@ def run(
         # Signals stay held while the run lives: _wait polls for them, so no
         # KeyboardInterrupt can land between two statements of this code.
         code = _wait(handle, debug, signals)
+        _log_final_counts(handle)
         if code == EXIT_STOPPED:
             code = 128 + signals.last if signal_exit_codes else 0
     if code == 0:
@@ -238,24 +282,35 @@ def run(
 @cli.command()
 @_file_argument
 @_set_option
+@_import_option
 @_debug_option
 @click.pass_context
-def check(ctx: click.Context, *, file: str, overrides: list[tuple[str, Any]], debug: bool) -> None:
+def check(
+    ctx: click.Context,
+    *,
+    file: str,
+    overrides: list[tuple[str, Any]],
+    imports: tuple[str, ...],
+    debug: bool,
+) -> None:
     """Check FILE without running it.
 
     Checks the YAML syntax, the file's structure, that every class can be found and
     accepts its arguments, that the nodes can be built and linked, and that the graph has
     no cycle. Each problem is reported as FILE:LINE:COLUMN: error: what is wrong and what
-    to do.
+    to do. For a composite file, also lists the composite's arguments.
     """
     try:
-        spec, pipeline = _load(file, overrides)
-        plan = pipeline.plan()
+        loaded = _load(file, overrides, imports)
+        plan = loaded.pipeline.plan()
     except Exception as exc:  # noqa: BLE001 - reported as one paragraph, not a traceback
         ctx.exit(_report(exc, debug))
+    what = f"pipeline {loaded.pipeline.name!r}"
+    if loaded.composite is not None:
+        what = f"composite {loaded.composite.__name__!r} ({_arguments(loaded.composite)})"
     click.echo(
-        f"{file}: ok: pipeline {pipeline.name!r}, {_count(len(plan.nodes), 'node')}, "
-        f"{_count(len(plan.edges), 'link')}, runner {spec.runner or 'threads'}"
+        f"{file}: ok: {what}, {_count(len(plan.nodes), 'node')}, "
+        f"{_count(len(plan.edges), 'link')}, runner {loaded.runner or 'threads'}"
     )
 
 
@@ -284,6 +339,7 @@ def check(ctx: click.Context, *, file: str, overrides: list[tuple[str, Any]], de
     help="Run the pipeline to its end first, and show each link's item count.",
 )
 @_set_option
+@_import_option
 @_debug_option
 @click.pass_context
 def graph(
@@ -294,6 +350,7 @@ def graph(
     output: str | None,
     stats: bool,
     overrides: list[tuple[str, Any]],
+    imports: tuple[str, ...],
     debug: bool,
 ) -> None:
     """Print the pipeline's graph: Mermaid or Graphviz text, or a PNG/SVG picture.
@@ -305,12 +362,12 @@ def graph(
     from .observe.draw import draw
 
     try:
-        spec, pipeline = _load(file, overrides)
+        loaded = _load(file, overrides, imports)
         finished = None
         if stats:
-            finished = pipeline.start(runner=spec.runner or "threads", **spec.options)
+            finished = loaded.pipeline.start(runner=loaded.runner or "threads", **loaded.options)
             finished.wait()
-        picture = draw(pipeline, format=fmt, stats=finished)
+        picture = draw(loaded.pipeline, format=fmt, stats=finished)
     except Exception as exc:  # noqa: BLE001 - reported as one paragraph, not a traceback
         ctx.exit(_report(exc, debug))
     data = picture if isinstance(picture, bytes) else str(picture).encode()
@@ -324,11 +381,86 @@ def graph(
 
 
 # --------------------------------------------------------------------------- helpers
-def _load(file: str, overrides: list[tuple[str, Any]]) -> tuple[PipelineSpec, Pipeline]:
-    spec = read_pipeline(file)
-    for key, value in overrides:
-        spec.override(key, value)
-    return spec, spec.build()
+_log = logging.getLogger("nanostream.cli")
+_SET = "--set"  # the location of an error in the command line's --set options
+_IMPORT = "--import"
+
+
+@dataclass
+class _Loaded:
+    """What FILE describes, built: the pipeline, and how the file asks to run it."""
+
+    pipeline: Pipeline
+    runner: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    composite: type[ConfiguredComposite] | None = None  # FILE is this composite's file
+
+
+def _load(file: str, overrides: list[tuple[str, Any]], imports: Sequence[str]) -> _Loaded:
+    config = read_config(file, imports=imports)
+    if isinstance(config, PipelineSpec):
+        for key, value in overrides:
+            if "." not in key.strip("."):
+                raise ConfigError(
+                    f"{key!r} names no node: write NODE.ARGUMENT=VALUE with a node of: "
+                    f"{', '.join(config.nodes)}",
+                    location=f"{_SET} {key}",
+                )
+            config.override(key, value)
+        return _Loaded(config.build(), config.runner, config.options)
+    return _Loaded(_composite_pipeline(config, dict(overrides)), composite=config)
+
+
+def _composite_pipeline(cls: type[ConfiguredComposite], given: dict[str, Any]) -> Pipeline:
+    """A pipeline of one ``cls`` node, made with the ``--set`` arguments ``given``."""
+    name = cls.__name__
+    known = ", ".join(cls.arguments) or "none"
+    for key in given:
+        if key not in cls.arguments:
+            raise ConfigError(
+                f"composite {name!r} has no argument {key!r}"
+                f"{close_matches(key, cls.arguments)}; its arguments: {known}",
+                location=f"{_SET} {key}",
+            )
+    missing = [
+        p.name
+        for p in inspect.signature(cls).parameters.values()
+        if p.default is p.empty and p.name not in given
+    ]
+    if missing:
+        raise ConfigError(
+            f"composite {name!r} needs its argument {missing[0]!r}: give it with "
+            f"--set {missing[0]}=VALUE (its arguments: {known})",
+            location=_SET,
+        )
+    pipeline = pipeline_of(cls(name=name, **given))
+    pipeline.name = name
+    return pipeline
+
+
+def _arguments(cls: type[ConfiguredComposite]) -> str:
+    """The composite's arguments as the command line sets them, with their defaults."""
+    params = [p for p in inspect.signature(cls).parameters.values() if p.name != "name"]
+    if not params:
+        return "no arguments"
+    return "arguments: " + ", ".join(
+        p.name if p.default is p.empty else f"{p.name}={p.default!r}" for p in params
+    )
+
+
+def _log_final_counts(run: Run) -> None:
+    """With -v: one INFO line per node, with its state and counts, when the run ends."""
+    if not _log.isEnabledFor(logging.INFO):
+        return
+    for stats in run.stats().values():
+        _log.info(
+            "node %r %s: %d in, %d out, %s",
+            stats.name,
+            stats.state,
+            stats.items_in,
+            stats.items_out,
+            _count(stats.errors, "error"),
+        )
 
 
 def _use_log_handler(handler: logging.Handler | None) -> None:
@@ -384,25 +516,37 @@ def _stopping(run: Run) -> None:
 
 
 def _report(exc: BaseException, debug: bool) -> int:
-    """Print ``exc`` as a short error message (a traceback too with --debug)."""
-    if isinstance(exc, ConfigErrors):
-        for error in exc.errors:
+    """Print ``exc`` as a short error message (a traceback too with --debug).
+
+    Returns the exit status: 2 (a usage error) when an error is in the command line's
+    ``--set`` or ``--import`` options, else 1.
+    """
+    code = EXIT_FAILED
+    if isinstance(exc, ConfigError):
+        errors = exc.errors if isinstance(exc, ConfigErrors) else [exc]
+        for error in errors:
             click.echo(_config_line(error), err=True)
-    elif isinstance(exc, ConfigError):
-        click.echo(_config_line(exc), err=True)
+        if any(_in_command_line(error) for error in errors):
+            code = EXIT_USAGE
     elif isinstance(exc, NodeFailed):
         click.echo(_failure_paragraph(exc, debug), err=True)
     elif isinstance(exc, NanoStreamError):
         click.echo(f"error: {exc}", err=True)
     else:
         click.echo(
-            f"error: unexpected {type(exc).__name__}: {exc}"
+            f"error: unexpected {exception_text(exc)}"
             + ("" if debug else " (run with --debug to see the traceback)"),
             err=True,
         )
     if debug:
         traceback.print_exception(exc)
-    return EXIT_FAILED
+    return code
+
+
+def _in_command_line(error: ConfigError) -> bool:
+    """Whether ``error`` is in a --set or --import option rather than in the file."""
+    location = error.location or ""
+    return any(location == opt or location.startswith(opt + " ") for opt in (_SET, _IMPORT))
 
 
 def _config_line(error: ConfigError) -> str:
@@ -413,7 +557,7 @@ def _config_line(error: ConfigError) -> str:
 
 def _failure_paragraph(exc: NodeFailed, debug: bool) -> str:
     cause = exc.__cause__
-    lines = [f"error: node {exc.node!r} failed: {type(cause).__name__}: {cause}"]
+    lines = [f"error: {exc}"]
     frames = traceback.extract_tb(cause.__traceback__) if cause is not None else []
     if frames:
         last = frames[-1]

@@ -434,3 +434,74 @@ def test_injection_never_replaces_an_unrelated_global() -> None:
     assert globals()["Add"].__module__ == __name__ and not issubclass(
         globals()["Add"], ConfiguredComposite
     )
+
+
+# --------------------------------------------------------------------------- composite files
+FILE_NODES = """
+import nanostream
+
+
+class FileDoubler(nanostream.NanoNode):
+    def process_item(self, item):
+        yield item * 2
+"""
+
+DOUBLE_FILE = """\
+name: DoubleFile
+imports: [composite_file_nodes]
+nodes:
+  - name: numbers
+    class: IterableSource
+    arg_mapping: {iterable: numbers}
+  - name: double
+    class: FileDoubler
+    arg_mapping: null
+"""
+
+
+def test_a_composite_file_is_read_with_the_modules_it_imports(tmp_path: Path) -> None:
+    (tmp_path / "composite_file_nodes.py").write_text(FILE_NODES)
+    (tmp_path / "double.yaml").write_text(DOUBLE_FILE)
+    cls = nanostream.config.read_config(tmp_path / "double.yaml")
+    assert isinstance(cls, type) and issubclass(cls, ConfiguredComposite)
+    assert (cls.__name__, cls.arguments) == ("DoubleFile", ("numbers",))
+    with pytest.raises(nanostream.ConfigError, match="DoubleFile"):
+        resolve("DoubleFile")  # read_config neither registers nor injects the class
+    sink = Collect()
+    cls(numbers=[1, 2]) > sink
+    sink.global_start()
+    assert sink.items == [2, 4]
+
+    # The same file, used by a pipeline file in another folder, imports its modules too.
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "pipeline.yaml").write_text(
+        "composites: [../double.yaml]\n"
+        "nodes:\n"
+        "  double: {class: DoubleFile, args: {numbers: [5]}}\n"
+        "  sink: {class: 'nanostream.testing:Collect'}\n"
+    )
+    pipeline = nanostream.load_pipeline(tmp_path / "elsewhere" / "pipeline.yaml")
+    pipeline.start().wait(10)
+    unregister("DoubleFile")
+    assert [n.items for n in pipeline.nodes if n.name == "sink"] == [[10]]
+
+
+def test_read_config_tells_a_pipeline_file_from_a_composite(tmp_path: Path) -> None:
+    (tmp_path / "foo_message.yaml").write_text(FOO_MESSAGE_YAML)
+    (tmp_path / "pipeline.yaml").write_text(
+        "nodes:\n  src: {class: IterableSource, args: {iterable: [1]}}\n"
+    )
+    spec = nanostream.config.read_config(tmp_path / "pipeline.yaml")
+    assert isinstance(spec, nanostream.config.PipelineSpec) and list(spec.nodes) == ["src"]
+    # The guide's file names classes of this module: ``imports`` imports it first.
+    cls = nanostream.config.read_config(tmp_path / "foo_message.yaml", imports=[__name__])
+    assert isinstance(cls, type) and cls.__name__ == "FooMessageTester"
+    assert [type(n) for n in cls(foo_interval=1).inner] == [FooEmitter, MessageLengthTester]
+
+
+def test_a_composite_files_imports_errors_have_their_line(tmp_path: Path) -> None:
+    (tmp_path / "double.yaml").write_text(DOUBLE_FILE.replace("composite_file_nodes", "no_such"))
+    with pytest.raises(nanostream.ConfigError) as info:
+        nanostream.config.read_config(tmp_path / "double.yaml")
+    assert info.value.location == f"{tmp_path / 'double.yaml'}:2:11"
+    assert "cannot import module 'no_such': ModuleNotFoundError" in str(info.value)

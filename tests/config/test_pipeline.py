@@ -506,7 +506,7 @@ CASES = [
           a: {class: Increment}
         """,
         "1:11",
-        "unknown run option 'queue_sise' (did you mean 'queue_size'?)",
+        "unknown run option 'queue_sise' (did you mean 'queue_size' or 'queue_bytes'?)",
         id="bad-run-option",
     ),
     pytest.param(

@@ -310,6 +310,47 @@ def test_timeout_fails_a_slow_attempt(runner: str) -> None:
     assert "timeout=0.2s" in dead.items[0].message
 
 
+class AttemptClock:
+    """Stands in for the clock that times attempts: only a node moves it, by what it says.
+
+    With it an attempt can "take" minutes that the timer thread never sees pass: the case
+    of a timer thread that does not get to run in time under CPU load.
+    """
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize("outputs", [1, STREAM_AFTER + 5])
+def test_an_attempt_that_overran_its_timeout_fails_even_if_the_timer_did_not_fire(
+    runner: str, outputs: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if runner == "ray":
+        pytest.skip("the clock of the policy cannot be replaced inside Ray workers")
+    clock = AttemptClock()
+    # raising=False: on a policy that times attempts by its timer thread alone there is
+    # no such clock to replace, and the overrun goes unnoticed (the bug this checks).
+    monkeypatch.setattr("nanostream._core.policy._clock", clock, raising=False)
+
+    class Overruns(nanostream.NanoNode):
+        def process_item(self, item: int) -> Iterator[int]:
+            if item == 1:
+                clock.now += 4 * 30.0  # four times its timeout, as the policy measures
+            yield from [item] * outputs
+
+    sink, dead = Collect(), Collect()
+    node = Overruns(on_error="skip", timeout=30.0)
+    nanostream.from_iterable(range(3)) > node > sink
+    node.errors > dead
+    sink.global_start(runner=runner)
+    assert sink.items == [0] * outputs + [2] * outputs
+    assert [(r.item, r.exception_type) for r in dead.items] == [(1, "TimeoutError")]
+    assert "took longer than timeout=30.0s" in dead.items[0].message
+
+
 def test_timeout_with_fail_policy_fails_the_run(runner: str) -> None:
     class Spin(nanostream.NanoNode):
         def process_item(self, item: int) -> Iterator[int]:

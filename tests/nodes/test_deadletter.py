@@ -70,3 +70,33 @@ def test_fsync_and_bad_paths(tmp_path: Path) -> None:
     assert read_dead_letters(path) == [{"item": "a"}]
     with pytest.raises(nanostream.GraphError, match="path must be a file name"):
         DeadLetterFile("")
+
+
+def test_a_record_cut_short_by_a_kill_is_reported_and_the_next_starts_a_new_line(
+    tmp_path: Path, runner: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "dead.jsonl"
+    # What a process killed while writing a record leaves: a last line without its end.
+    path.write_text('{"item": "before"}\n{"node": "parse", "item": "half of a rec')
+    parse = Parse(name="parse", on_error="skip")
+    nanostream.from_iterable(["1", "x"]) > parse > nanostream.testing.Collect()
+    parse.errors > DeadLetterFile(path, name="dead")
+    parse.global_start(runner=runner)
+
+    records = read_dead_letters(path)
+    assert [r["item"] for r in records] == ["before", "x"]  # the new one is whole
+    assert path.read_text().splitlines()[1] == '{"node": "parse", "item": "half of a rec'
+    assert f"{path}, line 2 is not a whole dead letter" in caplog.text
+    if runner != "ray":  # on ray the node logs in its actor's process
+        assert f"{path}, line 2: a dead letter cut short" in caplog.text
+        assert "node 'dead'" in caplog.text
+
+
+def test_every_torn_line_is_reported_and_whole_records_are_read(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "dead.jsonl"
+    path.write_text('{"item": 1}\n{"ite\n{"item": "a\u2028b"}\n\n{"item": 3')
+    assert read_dead_letters(path) == [{"item": 1}, {"item": "a\u2028b"}]
+    assert f"{path}, line 2 is not a whole dead letter" in caplog.text
+    assert f"{path}, line 5 is not a whole dead letter" in caplog.text

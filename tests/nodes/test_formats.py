@@ -291,7 +291,7 @@ def test_orjson_is_used_when_installed_with_the_stdlib_as_fallback(
     assert values[1] != values[1]  # NaN, parsed by the standard library
     assert fake.calls == 4 + 1  # two lines and the trailing blank one
     fake.calls = 0
-    run_nodes([1], JSONLinesWriter(out, backend="json"))
+    run_nodes([1], JSONLinesWriter(out, backend="json", overwrite=True))
     assert fake.calls == 0
 
 

@@ -25,6 +25,7 @@ from nanostream.nodes import (
     Filter,
     FlatMap,
     Inspect,
+    IntervalJoin,
     Join,
     JoinResult,
     KeyBy,
@@ -147,6 +148,11 @@ CASES: dict[str, tuple[Make, Callable[[list[int]], list[Any]], Callable[..., Any
     "Dedupe": (lambda f: Dedupe(key=f), list, lambda x: x % 7),
     "Join": (
         lambda f: Join(f, window=10, timestamp=ident, how="left"),
+        lambda xs: [Tagged(side_of(x), x) for x in xs],
+        lambda x: x % 3,
+    ),
+    "IntervalJoin": (
+        lambda f: IntervalJoin(f, lower=-4, upper=4, timestamp=ident, how="left"),
         lambda xs: [Tagged(side_of(x), x) for x in xs],
         lambda x: x % 3,
     ),
@@ -466,13 +472,16 @@ STATEFUL: dict[str, Callable[[], nanostream.NanoNode]] = {
     "Map-workers": lambda: Map(ident, workers=3),
     "Map-workers-unordered": lambda: Map(ident, workers=3, ordered=False),
     "Join": lambda: Join(lambda x: x // 2 % 2, window=4, timestamp=ident, how="left"),
+    "IntervalJoin": lambda: IntervalJoin(
+        lambda x: x // 2 % 2, lower=-3, upper=3, timestamp=ident, how="left"
+    ),
 }
 
 
 def stateful(case: str, src: nanostream.NanoNode) -> nanostream.NanoNode:
     """The stateful operator of ``case``, fed by ``src`` (tagged by side for a Join)."""
     feed = src
-    if case == "Join":
+    if case in ("Join", "IntervalJoin"):
         feed = src > Map(lambda x: Tagged(side_of(x), x), name="tag")
     node: nanostream.NanoNode = STATEFUL[case]()
     return feed > node

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -209,6 +210,162 @@ def test_sessions_per_key_with_processing_time(runner: str) -> None:
     ]
 
 
+# ----------------------------------------------------------------------------- datetimes
+PARIS_WINTER = timezone(timedelta(hours=1))
+NEW_YORK_WINTER = timezone(timedelta(hours=-5))
+DAY = datetime(2026, 1, 5, tzinfo=UTC)
+
+
+def at(hhmmss: str, zone: timezone = UTC) -> datetime:
+    """``DAY`` at ``hhmmss`` UTC, written in ``zone``."""
+    h, m, s = (int(part) for part in hhmmss.split(":"))
+    return (DAY + timedelta(hours=h, minutes=m, seconds=s)).astimezone(zone)
+
+
+def when(e: tuple[datetime, str]) -> datetime:
+    return e[0]
+
+
+def test_windows_take_datetimes_and_timedelta_sizes(runner: str) -> None:
+    # the same instants written in three zones; bounds come out as UTC datetimes
+    events = [
+        (at("10:00:05"), "a"),
+        (at("10:00:40", PARIS_WINTER), "b"),
+        (at("10:01:02", NEW_YORK_WINTER), "c"),
+        (at("10:00:55"), "late but allowed"),
+        (at("10:02:30"), "d"),
+        (at("10:00:59"), "too late"),
+    ]
+    node = TumblingWindow(
+        timedelta(minutes=1),
+        timestamp=when,
+        allowed_lateness=timedelta(seconds=20),
+        late="port",
+    )
+    results, late = run_window(node, events, runner)
+    assert [(w.start, w.end, [e[1] for e in w.value]) for w in results] == [
+        (at("10:00:00"), at("10:01:00"), ["a", "b", "late but allowed"]),
+        (at("10:01:00"), at("10:02:00"), ["c"]),
+        (at("10:02:00"), at("10:03:00"), ["d"]),
+    ]
+    assert all(w.start.tzinfo is UTC and w.end.tzinfo is UTC for w in results)
+    assert late == [(at("10:00:59"), "too late")]
+
+
+def test_sliding_and_session_windows_with_datetimes(runner: str) -> None:
+    events = [(at("10:00:00"), "a"), (at("10:00:50", PARIS_WINTER), "b"), (at("10:03:00"), "c")]
+    sliding = SlidingWindow(timedelta(minutes=1), timedelta(seconds=30), timestamp=when)
+    results, _ = run_window(sliding, events, runner)
+    assert [(w.start, w.end, len(w.value)) for w in results] == [
+        (at("09:59:30"), at("10:00:30"), 1),
+        (at("10:00:00"), at("10:01:00"), 2),
+        (at("10:00:30"), at("10:01:30"), 1),
+        (at("10:02:30"), at("10:03:30"), 1),
+        (at("10:03:00"), at("10:04:00"), 1),
+    ]
+    sessions = SessionWindow(timedelta(minutes=1), timestamp=when)
+    results, _ = run_window(sessions, events, runner)
+    assert [(w.start, w.end, [e[1] for e in w.value]) for w in results] == [
+        (at("10:00:00"), at("10:01:50"), ["a", "b"]),
+        (at("10:03:00"), at("10:04:00"), ["c"]),
+    ]
+
+
+def test_daily_windows_aligned_by_a_timedelta_offset(runner: str) -> None:
+    # days in New York (UTC-5): windows start at 05:00 UTC
+    days = TumblingWindow(timedelta(days=1), offset=timedelta(hours=5), timestamp=when)
+    events = [(at("04:59:59"), "late evening"), (at("05:00:00", NEW_YORK_WINTER), "midnight")]
+    results, _ = run_window(days, events, runner)
+    assert [(w.start, w.end) for w in results] == [
+        (at("05:00:00") - timedelta(days=1), at("05:00:00")),
+        (at("05:00:00"), at("05:00:00") + timedelta(days=1)),
+    ]
+    assert results[1].start.astimezone(NEW_YORK_WINTER).hour == 0
+
+
+def test_processing_time_with_timedelta_sizes(runner: str) -> None:
+    ms = timedelta(milliseconds=1)
+    readings = [at("10:00:00"), at("10:00:00") + 400 * ms, at("10:00:01") + 200 * ms]
+    node = TumblingWindow(timedelta(seconds=1), clock=clock_of(readings))
+    results, _ = run_window(node, "abc", runner)
+    assert [(w.start, w.value) for w in results] == [
+        (at("10:00:00"), ["a", "b"]),
+        (at("10:00:01"), ["c"]),
+    ]
+    # the real clock: bounds are UTC datetimes around now, ticks every quarter size
+    hourly = TumblingWindow(timedelta(hours=1))
+    assert hourly.ticks_every() == 1.0
+    assert TumblingWindow(timedelta(seconds=2)).ticks_every() == 0.5
+    before = datetime.now(UTC)
+    results, _ = run_window(hourly, "ab", runner)
+    after = datetime.now(UTC)
+    assert sum(len(w.value) for w in results) == 2
+    assert results[0].start <= before and after <= results[-1].end
+    assert all(w.end - w.start == timedelta(hours=1) for w in results)
+
+
+def test_mixing_numbers_and_timedeltas_in_one_window_is_refused() -> None:
+    with pytest.raises(
+        nanostream.GraphError,
+        match=r"TumblingWindow: size is a timedelta but allowed_lateness is a number \(5\)",
+    ):
+        TumblingWindow(timedelta(seconds=10), timestamp=when, allowed_lateness=5)
+    with pytest.raises(nanostream.GraphError, match="SlidingWindow: size is a timedelta but step"):
+        SlidingWindow(timedelta(seconds=10), 5)
+    with pytest.raises(nanostream.GraphError, match="size is a timedelta but offset is a number"):
+        SlidingWindow(timedelta(seconds=10), timedelta(seconds=5), offset=2)
+    with pytest.raises(nanostream.GraphError, match="gap must be a positive duration"):
+        SessionWindow(timedelta(0))
+    with pytest.raises(nanostream.GraphError, match="allowed_lateness must be a non-negative"):
+        SessionWindow(timedelta(1), timestamp=when, allowed_lateness=timedelta(seconds=-1))
+    with pytest.raises(nanostream.GraphError, match="size must be a number of seconds or a"):
+        TumblingWindow("10s")  # type: ignore[arg-type]
+    # zero fits either kind (the default allowed_lateness=0 and offset=0)
+    zeros = TumblingWindow(timedelta(seconds=10), offset=0, allowed_lateness=0, timestamp=when)
+    results, _ = run_window(zeros, [(at("10:00:05"), "a")], "threads")
+    assert [(w.start, w.end) for w in results] == [(at("10:00:00"), at("10:00:10"))]
+
+
+@pytest.mark.parametrize(
+    ("size", "stamp", "message"),
+    [
+        (
+            60,
+            at("10:00:00"),
+            r"timestamp returned .* \(a datetime\) but size is a number of "
+            r"seconds; give size as a timedelta",
+        ),
+        (
+            timedelta(minutes=1),
+            36000.0,
+            r"timestamp returned 36000.0 \(a number\) but size is "
+            r"a timedelta; return timezone-aware datetimes, or give size in seconds",
+        ),
+        (
+            timedelta(minutes=1),
+            datetime(2026, 1, 5, 10),
+            r"timestamp returned a naive datetime "
+            r".*; return timezone-aware datetimes",
+        ),
+        (60, "10:00", r"timestamp returned '10:00' \(a str\) but size is a number of seconds"),
+    ],
+)
+def test_a_timestamp_of_the_wrong_kind_fails_naming_the_node(
+    runner: str, size: Any, stamp: Any, message: str
+) -> None:
+    node = TumblingWindow(size, timestamp=lambda e: e, name="per_minute")
+    with pytest.raises(nanostream.NodeFailed, match="TumblingWindow 'per_minute': " + message):
+        run_window(node, [stamp], runner)
+
+
+def test_the_error_policy_covers_a_timestamp_of_the_wrong_kind(runner: str) -> None:
+    node = TumblingWindow(timedelta(minutes=1), timestamp=when, on_error="skip")
+    naive = datetime(2026, 1, 5, 10, 0, 30)
+    events = [(at("10:00:10"), "a"), (naive, "naive"), (at("10:00:20"), "b")]
+    results, _ = run_window(node, events, runner)
+    assert [[e[1] for e in w.value] for w in results] == [["a", "b"]]
+
+
 # ----------------------------------------------------------------------------- references
 def ref_fixed(
     events: list[Event], size: int, step: int, lateness: int, keyed: bool
@@ -288,6 +445,44 @@ def as_events(raw: list[tuple[int, int]]) -> list[Event]:
     return [(t, k, i) for i, (t, k) in enumerate(raw)]
 
 
+UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ZONES = [UTC, PARIS_WINTER, NEW_YORK_WINTER, timezone(timedelta(hours=5, minutes=30))]
+
+
+def in_datetimes(events: list[Event]) -> list[Any]:
+    """The events with their times as datetimes (in various zones), for the same windows."""
+    return [
+        ((UNIX_EPOCH + timedelta(seconds=t)).astimezone(ZONES[i % len(ZONES)]), k, i)
+        for t, k, i in events
+    ]
+
+
+def in_seconds(value: Any) -> Any:
+    """Datetimes in results (bounds, events) back to seconds since the Unix epoch."""
+    if isinstance(value, datetime):
+        assert value.tzinfo is not None
+        return (value - UNIX_EPOCH) // timedelta(seconds=1)
+    if isinstance(value, WindowResult):
+        return WindowResult(*(in_seconds(v) for v in value))
+    if isinstance(value, list):
+        return [in_seconds(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(in_seconds(v) for v in value)
+    return value
+
+
+def run_in(
+    datetimes: bool, make: Callable[..., Any], events: list[Event], runner: str, **durations: int
+) -> tuple[list[Any], list[Any]]:
+    """``make(**durations)`` run over ``events`` in seconds, or with datetimes and timedeltas
+    (results converted back to seconds)."""
+    if not datetimes:
+        return run_window(make(**durations), events, runner)
+    deltas = {what: timedelta(seconds=value) for what, value in durations.items()}
+    results, late = run_window(make(**deltas), in_datetimes(events), runner)
+    return in_seconds(results), in_seconds(late)
+
+
 raw_events = st.lists(st.tuples(st.integers(0, 60), st.integers(0, 2)), max_size=40)
 window_settings = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -302,6 +497,7 @@ window_settings = settings(
     keyed=st.booleans(),
     summed=st.booleans(),
     guarded=st.booleans(),
+    datetimes=st.booleans(),
 )
 def test_tumbling_matches_reference(
     runner: str,
@@ -311,19 +507,23 @@ def test_tumbling_matches_reference(
     keyed: bool,
     summed: bool,
     guarded: bool,
+    datetimes: bool,
 ) -> None:
     events = as_events(raw)
     fold: dict[str, Any] = {"reduce": lambda n, e: n + e[2], "initial": 0} if summed else {}
-    node = TumblingWindow(
-        size,
-        timestamp=ts,
-        key=key if keyed else None,
-        allowed_lateness=lateness,
-        late="port",
-        on_error="skip" if guarded else None,  # the loop that applies an error policy
-        **fold,
-    )
-    results, late = run_window(node, events, runner)
+
+    def make(size: Any, lateness: Any) -> TumblingWindow:
+        return TumblingWindow(
+            size,
+            timestamp=ts,
+            key=key if keyed else None,
+            allowed_lateness=lateness,
+            late="port",
+            on_error="skip" if guarded else None,  # the loop that applies an error policy
+            **fold,
+        )
+
+    results, late = run_in(datetimes, make, events, runner, size=size, lateness=lateness)
     expected, expected_late = ref_fixed(events, size, size, lateness, keyed)
     if summed:
         expected = [w._replace(value=sum(e[2] for e in w.value)) for w in expected]
@@ -339,6 +539,7 @@ def test_tumbling_matches_reference(
     lateness=st.integers(0, 10),
     keyed=st.booleans(),
     guarded=st.booleans(),
+    datetimes=st.booleans(),
 )
 def test_sliding_matches_reference(
     runner: str,
@@ -348,19 +549,23 @@ def test_sliding_matches_reference(
     lateness: int,
     keyed: bool,
     guarded: bool,
+    datetimes: bool,
 ) -> None:
     step = min(size, step_fraction)
     events = as_events(raw)
-    node = SlidingWindow(
-        size,
-        step,
-        timestamp=ts,
-        key=key if keyed else None,
-        allowed_lateness=lateness,
-        late="port",
-        on_error="skip" if guarded else None,
-    )
-    results, late = run_window(node, events, runner)
+
+    def make(size: Any, step: Any, lateness: Any) -> SlidingWindow:
+        return SlidingWindow(
+            size,
+            step,
+            timestamp=ts,
+            key=key if keyed else None,
+            allowed_lateness=lateness,
+            late="port",
+            on_error="skip" if guarded else None,
+        )
+
+    results, late = run_in(datetimes, make, events, runner, size=size, step=step, lateness=lateness)
     expected, expected_late = ref_fixed(events, size, step, lateness, keyed)
     assert results == expected
     assert late == expected_late
@@ -373,20 +578,30 @@ def test_sliding_matches_reference(
     lateness=st.integers(0, 10),
     keyed=st.booleans(),
     guarded=st.booleans(),
+    datetimes=st.booleans(),
 )
 def test_sessions_match_reference(
-    runner: str, raw: list[tuple[int, int]], gap: int, lateness: int, keyed: bool, guarded: bool
+    runner: str,
+    raw: list[tuple[int, int]],
+    gap: int,
+    lateness: int,
+    keyed: bool,
+    guarded: bool,
+    datetimes: bool,
 ) -> None:
     events = as_events(raw)
-    node = SessionWindow(
-        gap,
-        timestamp=ts,
-        key=key if keyed else None,
-        allowed_lateness=lateness,
-        late="port",
-        on_error="skip" if guarded else None,
-    )
-    results, late = run_window(node, events, runner)
+
+    def make(gap: Any, lateness: Any) -> SessionWindow:
+        return SessionWindow(
+            gap,
+            timestamp=ts,
+            key=key if keyed else None,
+            allowed_lateness=lateness,
+            late="port",
+            on_error="skip" if guarded else None,
+        )
+
+    results, late = run_in(datetimes, make, events, runner, gap=gap, lateness=lateness)
     expected, expected_late = ref_sessions(events, gap, lateness, keyed)
 
     def order(w: WindowResult) -> tuple[Any, ...]:

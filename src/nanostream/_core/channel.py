@@ -16,6 +16,11 @@ Two outboxes exist, for speed:
 * :class:`CheckedOutbox`, for sources (which never read, so there is no read to flush at).
   Its ``outp`` is a small Python function that also honours *demand*: when a consumer runs
   dry it asks its producers to send at once, so a slow source's items are never held back.
+
+A queue is bounded by items (``queue_size``) and, with the ``queue_bytes`` option, also by
+the approximate bytes of the items waiting in it (:class:`ByteBudget`, shared by every
+runner's channel): a producer then puts only as many items of a batch as fit, and waits
+for the rest; one item always passes into an empty queue, however large.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from .signals import RunAborted, SourceStopped
 __all__ = [
     "END",
     "IDLE",
+    "ByteBudget",
     "Channel",
     "TripwireFlush",
     "batch_extend",
@@ -44,6 +50,7 @@ __all__ = [
     "Outbox",
     "TripwireBuffer",
     "TripwireOutbox",
+    "item_size",
 ]
 
 
@@ -70,13 +77,105 @@ IDLE: Any = _Idle()
 
 _REFCOUNTED = sys.implementation.name == "cpython"
 
+_FLAT = (bytes, bytearray, str)
+
+
+def _flat_size(value: Any) -> int:
+    if isinstance(value, _FLAT):
+        return len(value)
+    if isinstance(value, memoryview):
+        return value.nbytes
+    return sys.getsizeof(value)
+
+
+def item_size(item: Any) -> int:
+    """The approximate size of ``item`` in bytes, as a ``queue_bytes`` budget counts it.
+
+    ``len()`` of ``bytes``, ``bytearray`` and ``str``, ``nbytes`` of a ``memoryview``;
+    a ``list``, ``tuple`` or ``dict`` adds the sizes of its elements (one level deep);
+    anything else is ``sys.getsizeof(item)``, which does not look inside the object.
+
+    Example:
+        >>> from nanostream._core.channel import item_size
+        >>> item_size(b"x" * 65536), item_size({"id": 1, "data": b"x" * 65536}) > 65536
+        (65536, True)
+    """
+    if isinstance(item, (list, tuple)):
+        return sys.getsizeof(item) + sum(_flat_size(x) for x in item)
+    if isinstance(item, dict):
+        return sys.getsizeof(item) + sum(_flat_size(x) for x in item.values())
+    return _flat_size(item)
+
+
+class ByteBudget:
+    """The bytes waiting in one queue with a ``queue_bytes`` budget (any runner's channel).
+
+    The channel calls :meth:`added` for everything it appends (batches, ends, markers, in
+    order) and :meth:`removed` for everything it pops, so ``held`` is the approximate
+    size of the items waiting. :meth:`fit` says how many items of a batch may go in now.
+    Not thread-safe: a threaded channel uses it under its lock.
+
+    Example:
+        >>> from nanostream._core.channel import ByteBudget
+        >>> budget = ByteBudget(100)
+        >>> sizes = [60, 60, 60]
+        >>> budget.fit(sizes, 0)                # items 0 .. 1 (excluded) fit
+        1
+        >>> part, end = budget.take(["a", "b", "c"], sizes, 0)
+        >>> part, end, budget.held
+        (['a'], 1, 60)
+        >>> budget.fit(sizes, end) == end       # full: item 1 must wait
+        True
+        >>> budget.removed()                    # the consumer took 'a'
+        >>> budget.fit([500], 0)                # one item always goes into an empty queue
+        1
+    """
+
+    __slots__ = ("_sizes", "held", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+        self._sizes: deque[int] = deque()
+
+    def fit(self, sizes: list[int], start: int) -> int:
+        """The end of the items ``start``, ``start + 1``, ... that fit in the queue now."""
+        held = self.held
+        end, n = start, len(sizes)
+        while end < n and (held + sizes[end] <= self.limit or held == 0):
+            held += sizes[end]
+            end += 1
+        return end
+
+    def added(self, nbytes: int) -> None:
+        """Something of ``nbytes`` was appended to the queue (0 for an end or a marker)."""
+        self._sizes.append(nbytes)
+        self.held += nbytes
+
+    def removed(self) -> None:
+        """The oldest thing in the queue was taken out."""
+        self.held -= self._sizes.popleft()
+
+    def take(self, batch: list[Any], sizes: list[int], start: int) -> tuple[list[Any], int]:
+        """The part of ``batch`` from ``start`` that fits now, counted as added; and its end.
+
+        The caller appends the part to the queue; it checks first that :meth:`fit` lets at
+        least one item in.
+        """
+        end = self.fit(sizes, start)
+        part = batch if start == 0 and end == len(batch) else batch[start:end]
+        self.added(sum(sizes[start:end]))
+        return part, end
+
 
 class Channel:
     """The input queue of one node: batches from one or more producers, bounded.
 
     At most ``max_batches`` batches wait in it (each producer may exceed that by one batch
-    when several race for the last slot). The consumer sees the end once every producer
-    has put ``END``.
+    when several race for the last slot). With ``queue_bytes``, the items waiting also
+    take at most that many bytes (see :class:`ByteBudget`; a batch goes in in parts), and
+    the channel's bookkeeping is done under its lock. The consumer sees the end once every
+    producer has put ``END``.
     """
 
     __slots__ = (
@@ -86,14 +185,20 @@ class Channel:
         "_dq",
         "_ends",
         "_producers_waiting",
+        "budget",
         "capacity",
+        "capacity_bytes",
         "max_batches",
         "producers",
     )
 
-    def __init__(self, queue_size: int, batch_size: int, n_producers: int) -> None:
+    def __init__(
+        self, queue_size: int, batch_size: int, n_producers: int, queue_bytes: int | None = None
+    ) -> None:
         self.max_batches = max(1, queue_size // max(1, batch_size))
         self.capacity = queue_size
+        self.capacity_bytes = queue_bytes
+        self.budget = ByteBudget(queue_bytes) if queue_bytes is not None else None
         self._dq: deque[Any] = deque()
         self._cond = threading.Condition(threading.Lock())
         self._consumer_waiting = False
@@ -106,9 +211,16 @@ class Channel:
         """Items waiting in the channel now."""
         return sum(len(b) for b in list(self._dq) if b is not END)
 
+    def depth_bytes(self) -> int:
+        """Approximate bytes of the items waiting now (0 without a ``queue_bytes`` budget)."""
+        return self.budget.held if self.budget is not None else 0
+
     # ----------------------------------------------------------------- producer side
     def put(self, batch: Any, counters: NodeCounters) -> None:
         """Add a batch, waiting while the channel is full."""
+        if self.budget is not None:
+            self._put_within_budget(batch, counters)
+            return
         dq = self._dq
         if len(dq) >= self.max_batches:
             cond = self._cond
@@ -130,16 +242,71 @@ class Channel:
             with self._cond:
                 self._cond.notify_all()
 
+    def _put_within_budget(self, batch: Any, counters: NodeCounters) -> None:
+        """``put`` with a byte budget: the batch goes in in parts that fit, in order."""
+        budget = self.budget
+        assert budget is not None
+        dq, cond = self._dq, self._cond
+        if type(batch) is not list:  # END or a marker: no items, no bytes
+            batch, sizes = [batch], [0]
+            whole = True
+        else:
+            sizes = [item_size(x) for x in batch]
+            whole = False
+        start, n = 0, len(batch)
+        while start < n:
+            with cond:
+                if len(dq) >= self.max_batches or budget.fit(sizes, start) == start:
+                    waited_from = time.monotonic()
+                    counters.output_wait_since = waited_from
+                    self._producers_waiting += 1
+                    try:
+                        while not self._aborted and (
+                            len(dq) >= self.max_batches or budget.fit(sizes, start) == start
+                        ):
+                            cond.wait()
+                    finally:
+                        self._producers_waiting -= 1
+                        counters.output_wait_since = None
+                        counters.blocked_output_s += time.monotonic() - waited_from
+                    if self._aborted:
+                        raise RunAborted
+                part, start = budget.take(batch, sizes, start)
+                dq.append(part[0] if whole else part)
+                if self._consumer_waiting:
+                    cond.notify_all()
+
     def put_nowait(self, batch: Any) -> None:
         """Add a batch without waiting (the bound is soft by one batch here)."""
+        budget = self.budget
+        if budget is not None:
+            with self._cond:
+                self._dq.append(batch)
+                budget.added(sum(map(item_size, batch)) if type(batch) is list else 0)
+                self._cond.notify_all()
+            return
         self._dq.append(batch)
         if self._consumer_waiting:
             with self._cond:
                 self._cond.notify_all()
 
-    def has_room(self) -> bool:
-        """True when a put would not wait."""
-        return len(self._dq) < self.max_batches
+    def room_for(self, batch: list[Any]) -> int:
+        """How many leading items of ``batch`` would go in now without waiting."""
+        if len(self._dq) >= self.max_batches:
+            return 0
+        budget = self.budget
+        return len(batch) if budget is None else budget.fit([item_size(x) for x in batch], 0)
+
+    def _pop_counted(self) -> Any:
+        """``popleft`` with a byte budget: under the lock, waking waiting producers."""
+        budget = self.budget
+        assert budget is not None
+        with self._cond:
+            batch = self._dq.popleft()
+            budget.removed()
+            if self._producers_waiting:
+                self._cond.notify_all()
+        return batch
 
     # ----------------------------------------------------------------- consumer side
     def get(self, counters: NodeCounters, timeout: float | None = None) -> Any:
@@ -148,9 +315,10 @@ class Channel:
         With ``timeout``, :data:`IDLE` when nothing arrived for that many seconds.
         """
         dq = self._dq
+        pop = dq.popleft if self.budget is None else self._pop_counted
         while True:
             try:
-                batch = dq.popleft()
+                batch = pop()
             except IndexError:
                 for producer in self.producers:
                     producer.demand()
@@ -478,12 +646,16 @@ class CheckedOutbox(Outbox):
         if self._stopping or self.aborted:
             return
         self._limit[0] = 1
-        # Take what the source already buffered, unless the source is sending right now.
-        if self._buf and self._lock.acquire(blocking=False):
+        # Take what the source already buffered (as much as there is room for), unless the
+        # source is sending right now.
+        buf = self._buf
+        if buf and self._lock.acquire(blocking=False):
             try:
-                if self._buf and all(c.has_room() for c in self.channels):
-                    items = self._take()
-                    self.counters.items_out += len(items)
+                n = min((c.room_for(buf) for c in self.channels), default=len(buf))
+                if n:
+                    items = buf[:n]
+                    del buf[:n]
+                    self.counters.items_out += n
                     for channel in self.channels:
                         channel.put_nowait(items)
             finally:

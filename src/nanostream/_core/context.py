@@ -102,3 +102,18 @@ class NodeContext:
 
         The base class (a node function called by hand) has no downstreams to tell.
         """
+
+    def wait_for_run_outcome(self) -> None:
+        """Wait until the rest of the run has ended well; raise ``RunAborted`` if it failed.
+
+        For a node that publishes its work when its input ends (a file writer renaming its
+        file into place): it calls this first, so that a run that fails publishes nothing
+        from it. *The rest of the run* is every node except this one, the nodes downstream
+        of it (they wait for its outputs) and the other nodes waiting here (and theirs):
+        this returns once each of those has ended and none failed, and raises
+        :class:`~nanostream.RunAborted` as soon as the run fails or is aborted. A graceful
+        stop is no failure.
+
+        The base class has no run to wait for (a node function called by hand): it returns
+        at once.
+        """

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .redact import redact
+from .redact import exception_text
 
 __all__ = [
     "ConfigError",
@@ -156,7 +156,7 @@ class NodeFailed(NanoStreamError):
     def __init__(self, node: str, cause: BaseException) -> None:
         self.node = node
         # The message is masked (it reaches logs); the cause is kept as it is, for debugging.
-        super().__init__(f"node {node!r} failed: {type(cause).__name__}: {redact(cause)}")
+        super().__init__(f"node {node!r} failed: {exception_text(cause)}")
         self.__cause__ = cause
 
 

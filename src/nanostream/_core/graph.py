@@ -56,6 +56,8 @@ class PlanNode:
     batch_size: int
     #: Seconds of idle input after which the node gets ``TICK`` (None: never).
     tick_interval: float | None = None
+    #: The input queue's capacity in approximate bytes (None: bounded by items only).
+    queue_bytes: int | None = None
 
     @property
     def is_source(self) -> bool:
@@ -185,6 +187,7 @@ class Pipeline:
             node_opts = node.options
             batch = node_opts.get("batch_size", opts.batch_size)
             queue = node_opts.get("queue_size", opts.queue_size)
+            queue_bytes = node_opts.get("queue_bytes", opts.queue_bytes)
             plan_nodes.append(
                 PlanNode(
                     index=i,
@@ -196,6 +199,7 @@ class Pipeline:
                     queue_size=queue,
                     batch_size=batch,
                     tick_interval=node.ticks_every(),
+                    queue_bytes=queue_bytes,
                 )
             )
         return Plan(name=self.name, nodes=tuple(plan_nodes), options=opts, edges=tuple(plan_edges))

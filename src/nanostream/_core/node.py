@@ -25,6 +25,8 @@ from .policy import (
     check_policy_option,
 )
 from .ports import TaggedOutput
+from .redact import exception_text
+from .run import QUEUE_OPTIONS, check_queue_option
 from .signals import SourceStopped
 from .ticks import TICK, check_tick_interval
 
@@ -50,7 +52,7 @@ T = TypeVar("T")
 DEFAULT_PORT = "out"
 ERRORS_PORT = "errors"
 
-NODE_OPTIONS = ("queue_size", "batch_size", *POLICY_OPTIONS, "holds_items", "tick_interval")
+NODE_OPTIONS = (*QUEUE_OPTIONS, *POLICY_OPTIONS, "holds_items", "tick_interval")
 """Every option ``NanoNode.configure()`` takes besides ``name`` (pipeline files use the same)."""
 
 log = logging.getLogger("nanostream")
@@ -109,10 +111,8 @@ def check_node_option(key: str, value: Any) -> str | None:
         >>> check_node_option("on_error", "skip") is None
         True
     """
-    if key in ("queue_size", "batch_size"):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            return f"{key} must be a positive integer, got {value!r}"
-        return None
+    if key in QUEUE_OPTIONS:
+        return check_queue_option(key, value)
     if key == "holds_items":
         ok = isinstance(value, bool)
         return None if ok else f"holds_items must be true or false, got {value!r}"
@@ -180,10 +180,9 @@ def _source_failed(
 ) -> None:
     ctx.count_error()
     log.warning(
-        "source %r failed (%s: %s) and ends here, as its on_error=%r says",
+        "source %r failed (%s) and ends here, as its on_error=%r says",
         ctx.name,
-        type(exc).__name__,
-        exc,
+        exception_text(exc),
         policy.on_error,
     )
     if ERRORS_PORT in ctx.linked_ports:
@@ -238,7 +237,9 @@ class NanoNode:
 
     Keyword options: ``name`` (unique within a pipeline; defaults to the class name),
     ``queue_size`` (capacity of this node's input queue, in items), ``batch_size``
-    (largest batch this node sends downstream), the error policy (``on_error``,
+    (largest batch this node sends downstream), ``queue_bytes`` (capacity of this node's
+    input queue in approximate bytes, as well; see :class:`~nanostream.RunOptions`), the
+    error policy (``on_error``,
     ``retries``, ``backoff``, ``timeout``, ``max_errors``, ``max_error_rate``; see
     :meth:`configure`) and ``holds_items`` (see :meth:`release_items`).
 
@@ -296,6 +297,7 @@ class NanoNode:
         name: str | None = None,
         queue_size: int | None = None,
         batch_size: int | None = None,
+        queue_bytes: int | None = None,
         on_error: str | None = None,
         retries: int | None = None,
         backoff: float | None = None,
@@ -308,6 +310,7 @@ class NanoNode:
         self.configure(
             queue_size=queue_size,
             batch_size=batch_size,
+            queue_bytes=queue_bytes,
             on_error=on_error,
             retries=retries,
             backoff=backoff,
@@ -335,7 +338,7 @@ class NanoNode:
     def configure(self, **options: Any) -> Self:
         """Set node options; returns the node. ``None`` resets an option to its default.
 
-        - ``name``, ``queue_size``, ``batch_size``: see the class docstring.
+        - ``name``, ``queue_size``, ``batch_size``, ``queue_bytes``: see the class docstring.
         - ``on_error``: ``"fail"`` (default: the run fails), ``"skip"`` (log, count, go on)
           or ``"retry"`` (try again, then skip); applies to each ``process_item`` call.
         - ``retries`` (default 3) and ``backoff`` (seconds before the first retry, doubled

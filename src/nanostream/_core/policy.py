@@ -11,7 +11,9 @@ in a pipeline file):
   at most 30 s, with random jitter of up to half the delay); if every attempt fails, the
   item is skipped as above.
 - ``timeout``: seconds one attempt may take (any policy); a slower attempt fails with
-  ``TimeoutError``.
+  ``TimeoutError``. The attempt's own measured duration decides, whatever the load: a
+  timer thread interrupts an attempt still running past its deadline, and an attempt
+  that ends past it fails too, even when the timer had no chance to fire.
 - ``max_errors``: the run fails (:class:`~nanostream.TooManyErrors`) once more than this
   many items of the node have failed for good.
 - ``max_error_rate``: the run fails once more than this fraction of the node's last 100
@@ -43,7 +45,7 @@ from typing import Any
 from .context import NodeContext
 from .errors import TooManyErrors
 from .ports import TaggedOutput
-from .redact import redact
+from .redact import exception_text, redact
 from .signals import RunAborted, clear_async_exception, raise_async_exception
 
 __all__ = [
@@ -65,6 +67,9 @@ MAX_BACKOFF_S = 30.0
 RATE_WINDOW = 100
 STREAM_AFTER = 1024
 LOGGED_PER_NODE = 10
+
+_clock = time.monotonic
+"""The clock that times attempts (one name, so that a test can stand in for it)."""
 
 
 def check_policy_option(key: str, value: Any) -> str | None:  # noqa: PLR0911
@@ -227,7 +232,7 @@ class _AttemptTimer:
             self._thread.start()
         with self._cond:
             self._target = threading.get_ident()
-            self._deadline = time.monotonic() + self.timeout
+            self._deadline = _clock() + self.timeout
             self._cond.notify()
 
     def disarm(self) -> None:
@@ -248,7 +253,7 @@ class _AttemptTimer:
                 if deadline is None:
                     cond.wait()
                     continue
-                left = deadline - time.monotonic()
+                left = deadline - _clock()
                 if left > 0:
                     cond.wait(left)
                     continue
@@ -269,7 +274,7 @@ class _Streamed(Exception):
     """An attempt failed after some of its outputs had already been emitted."""
 
     def __init__(self, emitted: int, cause: BaseException) -> None:
-        super().__init__(f"{type(cause).__name__}: {cause} (after {emitted} outputs were sent)")
+        super().__init__(f"{exception_text(cause)} (after {emitted} outputs were sent)")
         self.emitted = emitted
         self.cause = cause
 
@@ -281,11 +286,10 @@ def back_off(policy: ErrorPolicy, ctx: NodeContext, attempt: int, exc: Exception
     """Wait before retrying after failed attempt number ``attempt``; RunAborted on abort."""
     delay = policy.delay(attempt)
     log.debug(
-        "node %r: attempt %d failed (%s: %s); retrying in %.2fs",
+        "node %r: attempt %d failed (%s); retrying in %.2fs",
         ctx.name,
         attempt,
-        type(exc).__name__,
-        exc,
+        exception_text(exc),
         delay,
     )
     if delay > 0 and ctx.abort_event.wait(delay):
@@ -368,9 +372,10 @@ class ItemGuard:
             return self._collect(item)
         timed_out = False
         outs: list[Any] = []
+        started = _clock()
         try:
             timer.arm()
-            outs = self._collect(item, timer)
+            outs = self._collect(item, timer, started)
         except _AttemptTimedOut:
             timed_out = True
         finally:
@@ -386,13 +391,20 @@ class ItemGuard:
             )
         return outs
 
-    def _collect(self, item: Any, timer: _AttemptTimer | None = None) -> list[Any]:
-        """The outputs of one attempt, held back; past ``STREAM_AFTER`` the rest streams."""
+    def _collect(
+        self, item: Any, timer: _AttemptTimer | None = None, started: float = 0.0
+    ) -> list[Any]:
+        """The outputs of one attempt, held back; past ``STREAM_AFTER`` the rest streams.
+
+        With a ``timer``, an attempt that took longer than its timeout since ``started``
+        raises ``_AttemptTimedOut`` here, before any of its outputs is sent: its measured
+        duration decides, not whether the timer thread got to run in time.
+        """
         it: Iterator[Any] = iter(self.compute(item))
         outs = list(islice(it, STREAM_AFTER))
-        if len(outs) < STREAM_AFTER:
-            return outs
-        more = next(it, _NOTHING)
+        more = _NOTHING if len(outs) < STREAM_AFTER else next(it, _NOTHING)
+        if timer is not None and _clock() - started > timer.timeout:
+            raise _AttemptTimedOut
         if more is _NOTHING:
             return outs
         if timer is not None:
@@ -429,11 +441,10 @@ class ItemGuard:
         level = logging.WARNING if self.failed <= LOGGED_PER_NODE else logging.DEBUG
         log.log(
             level,
-            "node %r: an item failed for good after %d attempt(s) and was skipped: %s: %s%s",
+            "node %r: an item failed for good after %d attempt(s) and was skipped: %s%s",
             ctx.name,
             attempt,
-            type(cause).__name__,
-            cause,
+            exception_text(cause),
             " (further errors of this node are logged at DEBUG)"
             if self.failed == LOGGED_PER_NODE
             else "",

@@ -6,6 +6,10 @@ credential (a URL's password, ``token=...``, ``Bearer ...``). The core applies i
 :class:`~nanostream.ErrorRecord` (message and traceback) and every ``NodeFailed`` message;
 the original exception, kept as ``__cause__`` for debugging, is left as it is.
 
+Turning an exception into text can itself fail: ``str()`` runs the exception's (or its
+arguments') own code. :func:`exception_text` is how nanostream writes an exception in a
+message or a log line: it is masked like :func:`redact` and never raises.
+
 Example:
     >>> from nanostream._core.redact import redact, remember_secret
     >>> remember_secret("s3cr3t-api-value")
@@ -18,7 +22,7 @@ from __future__ import annotations
 import re
 import threading
 
-__all__ = ["MASK", "mask_text", "redact", "remember_secret"]
+__all__ = ["MASK", "exception_text", "mask_text", "redact", "remember_secret", "safe_str"]
 
 MASK = "***"
 
@@ -65,16 +69,52 @@ def remember_secret(value: str) -> None:
         _REGISTRY.add(value)
 
 
+def safe_str(value: object) -> str:
+    """``str(value)``, or a placeholder naming the failure when ``str()`` raises.
+
+    Example:
+        >>> from nanostream._core.redact import safe_str
+        >>> class Broken:
+        ...     def __str__(self):
+        ...         raise RuntimeError("no text")
+        >>> safe_str(ValueError(Broken()))
+        '<unprintable ValueError: str() raised RuntimeError>'
+    """
+    try:
+        text = str(value)
+    except Exception as exc:  # noqa: BLE001 - the placeholder says what happened
+        return f"<unprintable {type(value).__name__}: str() raised {type(exc).__name__}>"
+    return text
+
+
 def redact(text: object) -> str:
     """``str(text)`` with every remembered secret and anything credential-like masked.
+
+    It never raises: an object whose ``str()`` fails gives the :func:`safe_str` placeholder.
 
     Example:
         >>> from nanostream._core.redact import redact
         >>> redact("auth: Bearer abcdef123456")
         'auth: Bearer ***'
     """
-    result = str(text)
+    result = safe_str(text)
     for value in _REGISTRY.values:
         if value in result:
             result = result.replace(value, MASK)
     return mask_text(result)
+
+
+def exception_text(exc: BaseException) -> str:
+    """``exc`` as ``Type: message`` for messages and logs: masked, and it never raises.
+
+    Example:
+        >>> from nanostream._core.redact import exception_text
+        >>> exception_text(ConnectionError("login failed, password=hunter2"))
+        'ConnectionError: login failed, password=***'
+        >>> class Broken:
+        ...     def __str__(self):
+        ...         raise RuntimeError("no text")
+        >>> exception_text(ValueError(Broken()))
+        'ValueError: <unprintable ValueError: str() raised RuntimeError>'
+    """
+    return f"{type(exc).__name__}: {redact(exc)}"

@@ -12,19 +12,42 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from .errors import NodeFailed
+from .redact import exception_text
 
 if TYPE_CHECKING:
     from .graph import Plan
 
 __all__ = [
+    "QUEUE_OPTIONS",
     "NodeCounters",
     "NodeStats",
     "Run",
     "RunOptions",
     "RunState",
+    "check_queue_option",
     "downstream_names",
     "local_stats",
 ]
+
+QUEUE_OPTIONS = ("queue_size", "batch_size", "queue_bytes")
+"""The options that size a node's input queue and batches (per node and run-wide)."""
+
+
+def check_queue_option(key: str, value: Any) -> str | None:
+    """An error message if ``value`` is not valid for the queue option ``key``, else None.
+
+    Example:
+        >>> from nanostream._core.run import check_queue_option
+        >>> check_queue_option("queue_bytes", 64 * 2**20) is None
+        True
+        >>> check_queue_option("queue_bytes", 0)
+        'queue_bytes must be a positive integer (bytes), got 0'
+    """
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        unit = " (bytes)" if key == "queue_bytes" else ""
+        return f"{key} must be a positive integer{unit}, got {value!r}"
+    return None
+
 
 log = logging.getLogger("nanostream")
 
@@ -37,6 +60,10 @@ class RunOptions:
     """Pipeline-wide options, given as keyword arguments to ``global_start()``.
 
     - ``queue_size``: capacity of each node's input queue, in items (default 8192).
+    - ``queue_bytes``: capacity of each node's input queue in bytes, as well (default
+      None: items only). Sizes are approximate (see :func:`~nanostream._core.channel.item_size`);
+      a producer waits while the queue is full, but one item always goes into an empty
+      queue, however large.
     - ``batch_size``: most items moved between nodes in one batch (default 512).
     - ``monitor_interval``: seconds between the monitor's checks (default 1.0).
     - ``log_interval``: seconds between the monitor's per-node count lines (default 30.0).
@@ -53,6 +80,7 @@ class RunOptions:
 
     queue_size: int = 8192
     batch_size: int = 512
+    queue_bytes: int | None = None
     monitor_interval: float = 1.0
     log_interval: float = 30.0
     stall_timeout: float = 10.0
@@ -70,10 +98,13 @@ class RunOptions:
                 f"unknown run option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
             )
         opts = cls(**kwargs)
-        for name in ("queue_size", "batch_size"):
+        for name in QUEUE_OPTIONS:
             value = getattr(opts, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise GraphError(f"{name} must be a positive integer, got {value!r}")
+            if value is None and name == "queue_bytes":
+                continue
+            problem = check_queue_option(name, value)
+            if problem is not None:
+                raise GraphError(problem)
         drain = opts.drain_timeout
         if drain is not None and (
             not isinstance(drain, (int, float)) or isinstance(drain, bool) or not drain > 0
@@ -111,6 +142,10 @@ class NodeStats:
     queue_capacity: int
     blocked_input_s: float
     blocked_output_s: float
+    #: Approximate bytes of the items in its input queue, when it has a ``queue_bytes``
+    #: budget (else 0), and that budget (else None).
+    queue_depth_bytes: int = 0
+    queue_capacity_bytes: int | None = None
 
 
 class NodeCounters:
@@ -324,7 +359,7 @@ class Run:
             else:
                 first = False
         if first:
-            log.error("node %r failed: %s: %s", node, type(exc).__name__, exc)
+            log.error("node %r failed: %s", node, exception_text(exc))
             self._on_abort()
 
     def _finish(self) -> None:
@@ -386,8 +421,11 @@ def _signals_recorded(record: Callable[[int], Any]) -> Iterator[bool]:
 
 class _Queue(Protocol):
     capacity: int
+    capacity_bytes: int | None
 
     def depth(self) -> int: ...
+
+    def depth_bytes(self) -> int: ...
 
 
 def local_stats(
@@ -408,6 +446,8 @@ def local_stats(
             queue_capacity=queue.capacity if queue is not None else 0,
             blocked_input_s=c.blocked_input_s,
             blocked_output_s=c.blocked_output_s,
+            queue_depth_bytes=queue.depth_bytes() if queue is not None else 0,
+            queue_capacity_bytes=queue.capacity_bytes if queue is not None else None,
         )
     return result
 

@@ -3,6 +3,8 @@
 - :func:`class_factory` makes a composite node class from a configuration mapping.
 - :func:`load_pipeline` builds a whole pipeline from a YAML file; :func:`read_pipeline`
   reads and checks one without building it; :func:`to_yaml` writes a pipeline back out.
+- :func:`read_config` reads a file that is either a pipeline file or a composite
+  configuration (what the ``nanostream`` command reads).
 - :func:`resolve` and :func:`register` are the registry that turns names into classes.
 
 YAML is always read with the safe loader, and nothing in a configuration is evaluated.
@@ -21,7 +23,7 @@ Example:
 from __future__ import annotations
 
 from ._common import ConfigErrors
-from .factory import ConfiguredComposite, class_factory
+from .factory import ConfiguredComposite, class_factory, read_config
 from .pipeline import EdgeSpec, NodeSpec, PipelineSpec, load_pipeline, read_pipeline
 from .registry import known_names, register, resolve, unregister
 from .writer import to_yaml
@@ -35,6 +37,7 @@ __all__ = [
     "class_factory",
     "known_names",
     "load_pipeline",
+    "read_config",
     "read_pipeline",
     "register",
     "resolve",

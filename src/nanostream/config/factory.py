@@ -10,11 +10,13 @@ instance builds fresh inner nodes and stands in a pipeline as one node.
 from __future__ import annotations
 
 import copy
+import importlib
 import inspect
 import itertools
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 from .._core.composite import Composite
 from .._core.errors import ConfigError, GraphError
@@ -30,12 +32,19 @@ from ._common import (
     close_matches,
     is_identifier_like,
     node_options,
+    parse_yaml,
     read_node_options,
 )
 
-__all__ = ["ConfiguredComposite", "class_factory"]
+if TYPE_CHECKING:
+    from .pipeline import PipelineSpec
 
-_COMPOSITE_KEYS = ("name", "description", "nodes", "edges", "entries", "exits")
+__all__ = ["ConfiguredComposite", "class_factory", "read_config"]
+
+_COMPOSITE_KEYS = ("name", "description", "imports", "nodes", "edges", "entries", "exits")
+# What only a composite configuration has: a file with one of these is read as a composite.
+_COMPOSITE_MARKS = ("entries", "exits")
+_INNER_MARKS = ("frozen_arguments", "arg_mapping")
 _INNER_KEYS = ("name", "class", "function", "frozen_arguments", "arg_mapping")
 _RESERVED_ARGUMENTS = ("name",)
 
@@ -164,6 +173,8 @@ def class_factory(
     in list order, unless ``edges`` (a list of ``{from, to}`` and optionally ``port``)
     links them as any other acyclic graph. ``entries`` and ``exits`` (lists of inner
     names) override which inner nodes take the composite's input and give its output.
+    ``imports`` (optional) lists modules to import first, whose names are looked up before
+    the caller's.
 
     The class is returned, registered under its name for other configurations
     (``register=False`` to skip), and — as the guide uses it — also bound as a global
@@ -242,8 +253,13 @@ def make_composite_class(
     module: str,
     namespaces: list[Mapping[str, Any]] | None = None,
 ) -> type[ConfiguredComposite]:
-    """The composite class for the configuration at ``path`` in ``doc`` (checked first)."""
-    design = _read_design(doc, path, namespaces or [])
+    """The composite class for the configuration at ``path`` in ``doc`` (checked first).
+
+    The configuration's ``imports`` (modules, found next to the file too) are imported
+    first; their names are looked up before ``namespaces``.
+    """
+    imported = _import_modules(doc, path)
+    design = _read_design(doc, path, [*imported, *(namespaces or [])])
     cls_dict: dict[str, Any] = {
         "__module__": module,
         "__qualname__": design.name,
@@ -255,6 +271,135 @@ def make_composite_class(
     }
     cls = type(design.name, (ConfiguredComposite,), cls_dict)
     return cls
+
+
+def _import_modules(doc: Document, path: Path) -> list[Mapping[str, Any]]:
+    """The namespaces of the modules a composite configuration lists under ``imports``."""
+    data = doc.sub(path).data
+    raw = data.get("imports") if isinstance(data, Mapping) else None
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise ConfigError(
+            "'imports' is a list of module names", location=doc.where((*path, "imports"))
+        )
+    problems = Problems()
+    modules = []
+    for i, module in enumerate(raw):
+        at = doc.where((*path, "imports", i))
+        if not isinstance(module, str) or not all(p.isidentifier() for p in module.split(".")):
+            problems.add(
+                f"{module!r} is not a module name; 'imports' lists dotted module names such as "
+                "mypackage.nodes",
+                at,
+            )
+            continue
+        modules.append((module, at))
+    problems.raise_if_any()
+    return import_namespaces(modules, doc.directory)
+
+
+def import_namespaces(
+    modules: Sequence[tuple[str, str | None]], directory: str | None
+) -> list[Mapping[str, Any]]:
+    """Import ``(module, location)`` pairs (``directory`` first on the path); their names."""
+    from .pipeline import _import_lock, _on_path
+
+    problems = Problems()
+    namespaces: list[Mapping[str, Any]] = []
+    for module, at in modules:
+        try:
+            with _import_lock, _on_path(directory):
+                namespaces.append(vars(importlib.import_module(module)))
+        except Exception as exc:  # noqa: BLE001 - any error of the user's module is reported
+            problems.add(
+                f"cannot import module {module!r}: {type(exc).__name__}: {exc}; 'imports:' "
+                "lists importable module names (modules next to the file are found too)",
+                at,
+            )
+    problems.raise_if_any()
+    return namespaces
+
+
+def is_composite_config(data: Any) -> bool:
+    """Whether ``data`` (a parsed YAML document) is a composite configuration.
+
+    It is when its ``nodes`` is a list and it has what only a composite has: ``entries``
+    or ``exits``, or an inner node with ``frozen_arguments`` or ``arg_mapping``. Any
+    other document is read as a pipeline file (one whose nodes have neither describes
+    the same graph either way).
+
+    Example:
+        >>> from nanostream.config.factory import is_composite_config
+        >>> is_composite_config({"name": "C", "nodes": [
+        ...     {"name": "a", "class": "A", "arg_mapping": None}]})
+        True
+        >>> is_composite_config({"nodes": {"a": {"class": "A", "args": {"x": 1}}}})
+        False
+    """
+    if not isinstance(data, Mapping) or not isinstance(data.get("nodes"), list):
+        return False
+    if any(key in data for key in _COMPOSITE_MARKS):
+        return True
+    return any(
+        isinstance(node, Mapping) and any(key in node for key in _INNER_MARKS)
+        for node in data["nodes"]
+    )
+
+
+def read_config(
+    source: str | os.PathLike[str] | IO[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    imports: Sequence[str] = (),
+) -> PipelineSpec | type[ConfiguredComposite]:
+    """Read a YAML file that is either a pipeline file or a composite configuration.
+
+    This is what the ``nanostream`` command reads. A composite configuration (the
+    ``class_factory`` file of the guide; see :func:`is_composite_config`) gives its
+    composite class, made as :func:`class_factory` makes it but neither registered nor
+    bound to a global name; bare class names are looked up among the modules of its
+    optional ``imports:`` (found next to the file too) and the imported node classes.
+    Any other file gives the :class:`~nanostream.config.PipelineSpec` that
+    :func:`~nanostream.config.read_pipeline` gives. ``${NAME}`` in values is taken from
+    ``env`` (by default the process environment). ``imports`` are more modules to import,
+    as if listed under the file's ``imports:`` (the command line's ``--import``). Errors
+    are :class:`~nanostream.ConfigError` with ``FILE:LINE:COLUMN``.
+
+    Example:
+        >>> import io, nanostream
+        >>> from nanostream.config import read_config
+        >>> Numbers = read_config(io.StringIO('''
+        ... name: Numbers
+        ... nodes:
+        ...   - name: numbers
+        ...     class: IterableSource
+        ...     arg_mapping: {iterable: items}
+        ... '''))
+        >>> Numbers.arguments
+        ('items',)
+        >>> sink = nanostream.testing.Collect()
+        >>> Numbers(items=[1, 2]) > sink
+        Collect(name=None)
+        >>> sink.global_start()
+        >>> sink.items
+        [1, 2]
+        >>> type(read_config(io.StringIO("nodes:\\n  src: {class: IterableSource}\\n")))
+        <class 'nanostream.config.pipeline.PipelineSpec'>
+    """
+    from .pipeline import _read_source, _read_spec
+
+    text, filename, directory = _read_source(source)
+    doc = parse_yaml(
+        text, filename, env=dict(os.environ) if env is None else env, directory=directory
+    )
+    extra = [(module, f"--import {module}") for module in imports]
+    if not is_composite_config(doc.data):
+        spec = _read_spec(doc, env)
+        spec.imports.extend(extra)
+        return spec
+    namespaces = import_namespaces(extra, doc.directory)
+    return make_composite_class(doc, (), module=__name__, namespaces=namespaces)
 
 
 def _signature(design: _Design) -> inspect.Signature:

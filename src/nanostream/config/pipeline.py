@@ -24,7 +24,7 @@ from typing import IO, Any
 from .._core.errors import ConfigError, GraphError
 from .._core.graph import Pipeline, pipeline_of
 from .._core.node import NanoNode
-from .._core.run import RunOptions
+from .._core.run import QUEUE_OPTIONS, RunOptions, check_queue_option
 from . import registry
 from ._common import (
     Document,
@@ -471,9 +471,10 @@ def _read_options(doc: Document, problems: Problems) -> dict[str, Any]:
                 f"options: {', '.join(_RUN_OPTIONS)}",
                 doc.where(at, key=True),
             )
-        elif key in ("queue_size", "batch_size"):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                problems.add(f"{key} must be a positive integer, got {value!r}", doc.where(at))
+        elif key in QUEUE_OPTIONS:
+            problem = check_queue_option(key, value)
+            if problem is not None:
+                problems.add(problem, doc.where(at))
             else:
                 options[key] = value
         elif not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:

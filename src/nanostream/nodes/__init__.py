@@ -8,7 +8,7 @@ Example:
 
 from __future__ import annotations
 
-from ._common import FileBytes, FileText, FormatError, PathRefusedError
+from ._common import FileBytes, FileText, FormatError, OutputExistsError, PathRefusedError
 from .deadletter import DeadLetterFile, read_dead_letters
 from .files import FileWriter, LocalFileReader, PrinterOfThings
 from .formats import CSVReader, CSVWriter, JSONLinesReader, JSONLinesWriter
@@ -22,7 +22,7 @@ from .generic import (
     transform,
     uniq,
 )
-from .join import Join, JoinResult, Merge, Router, Tagged
+from .join import IntervalJoin, Join, JoinResult, Merge, Router, Tagged
 from .transforms import (
     Batch,
     Delay,
@@ -63,6 +63,7 @@ __all__: list[str] = [
     "FlatMap",
     "FormatError",
     "Inspect",
+    "IntervalJoin",
     "JSONLinesReader",
     "JSONLinesWriter",
     "Join",
@@ -72,6 +73,7 @@ __all__: list[str] = [
     "LocalFileReader",
     "Map",
     "Merge",
+    "OutputExistsError",
     "Parallel",
     "PathRefusedError",
     "PrinterOfThings",

@@ -5,10 +5,14 @@ confinement, and files published atomically (written under a temporary name, the
 from __future__ import annotations
 
 import codecs
+import glob
 import io
+import logging
 import os
+import re
 import secrets
 import shutil
+import string
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -16,6 +20,7 @@ from typing import IO, Any
 from .._core.errors import GraphError, NanoStreamError
 from .._core.node import NanoNode, NodeFunction
 from .._core.policy import POLICY_OPTIONS
+from .._core.run import QUEUE_OPTIONS
 
 __all__ = [
     "AtomicFile",
@@ -23,6 +28,7 @@ __all__ = [
     "FileSink",
     "FileText",
     "FormatError",
+    "OutputExistsError",
     "PathRefusedError",
     "confine",
     "decode_error_line",
@@ -54,6 +60,32 @@ class FormatError(NanoStreamError, ValueError):
             part for part in (source, f"line {line}" if line is not None else None) if part
         )
         super().__init__(f"{where}: {message}" if where else message)
+
+
+log = logging.getLogger("nanostream")
+
+
+class OutputExistsError(GraphError, FileExistsError):
+    """A writer would replace a file that exists, and was not told what to do with it.
+
+    Its earlier content may be the output of an earlier run that nothing will deliver
+    again, so a writer never replaces it silently: pass ``append=True`` to add to it, or
+    ``overwrite=True`` to replace it.
+
+    Example:
+        >>> import pathlib, tempfile, nanostream
+        >>> from nanostream.nodes import FileWriter, OutputExistsError
+        >>> out = pathlib.Path(tempfile.mkdtemp()) / "log.txt"
+        >>> _ = out.write_text("an earlier run\\n")
+        >>> src = nanostream.from_iterable(["new"])
+        >>> _ = src > FileWriter(out, name="log")
+        >>> try:
+        ...     src.global_start()
+        ... except OutputExistsError as exc:
+        ...     print(exc)
+        node 'log' would replace '/.../log.txt', which exists (the output of an earlier
+        run?); pass append=True to add to it, or overwrite=True to replace it
+    """
 
 
 class PathRefusedError(NanoStreamError, PermissionError):
@@ -177,12 +209,21 @@ def decode_failure(
 
 
 # ----------------------------------------------------------------------------- atomic files
+_TMP_SUFFIX = re.compile(r"\.[0-9a-f]{8}\.tmp$")
+
+
 class AtomicFile:
     """A file written under a hidden temporary name beside ``target``, renamed when done.
 
     A reader never sees half a file: ``target`` appears (or is replaced) only by
     :meth:`commit`; :meth:`discard` removes the temporary file. With ``append=True`` the
-    temporary file starts as a copy of ``target``'s existing content.
+    temporary file starts as a copy of ``target``'s existing content. With
+    ``replace=False`` :meth:`commit` never replaces a file that exists by then: it raises
+    :class:`OutputExistsError` instead (``node`` names the writer in that message, and
+    ``can_append`` says whether to suggest ``append=True``).
+
+    The temporary name is ``.<target's name>.<8 hex digits>.tmp``; one left behind by a
+    process that was killed is found by :meth:`leftovers`.
 
     Example:
         >>> import tempfile, pathlib
@@ -190,8 +231,8 @@ class AtomicFile:
         >>> target = pathlib.Path(tempfile.mkdtemp()) / "out.txt"
         >>> f = AtomicFile(target)
         >>> _ = f.file.write("hello\\n")
-        >>> target.exists()
-        False
+        >>> target.exists(), [p.name for p in AtomicFile.leftovers(target)] == [f.tmp.name]
+        (False, True)
         >>> f.commit() == str(target), target.read_text()
         (True, 'hello\\n')
     """
@@ -205,9 +246,15 @@ class AtomicFile:
         newline: str | None = None,
         append: bool = False,
         fsync: bool = False,
+        replace: bool = True,
+        node: str = "the writer",
+        can_append: bool = True,
     ) -> None:
         self.target = Path(target)
         self.fsync = fsync
+        self.replace = replace
+        self.node = node
+        self.can_append = can_append  # whether the writer offers append=True (messages)
         self.target.parent.mkdir(parents=True, exist_ok=True)
         while True:
             tmp = self.target.with_name(f".{self.target.name}.{secrets.token_hex(4)}.tmp")
@@ -234,6 +281,16 @@ class AtomicFile:
         )
         self.done = False
 
+    @staticmethod
+    def leftovers(target: str | os.PathLike[str]) -> list[Path]:
+        """The temporary files of ``target`` that are there now (e.g. left by a crash).
+
+        ``target`` may hold glob wildcards (``*``) to cover several targets.
+        """
+        path = Path(target)
+        found = glob.glob(os.path.join(glob.escape(str(path.parent)), f".{path.name}.*.tmp"))
+        return sorted(Path(p) for p in found if _TMP_SUFFIX.search(p))
+
     def commit(self) -> str:
         """Flush, close and rename into place; returns the target path."""
         if self.done:
@@ -244,11 +301,27 @@ class AtomicFile:
             if self.fsync:
                 os.fsync(self._raw.fileno())
             self.file.close()
-            os.replace(self.tmp, self.target)
+            if self.replace:
+                os.replace(self.tmp, self.target)
+            else:
+                self._publish_new()
         except BaseException:
             self._remove()
             raise
         return str(self.target)
+
+    def _publish_new(self) -> None:
+        """Rename the temporary file to ``target``, which must not exist."""
+        try:
+            os.link(self.tmp, self.target)  # atomic, and fails if the target exists
+        except FileExistsError:
+            raise refusal(self.node, self.target, can_append=self.can_append) from None
+        except OSError:  # a file system without hard links
+            if self.target.exists():
+                raise refusal(self.node, self.target, can_append=self.can_append) from None
+            os.replace(self.tmp, self.target)
+            return
+        os.unlink(self.tmp)
 
     def discard(self) -> None:
         """Close and delete the temporary file; ``target`` is left as it was."""
@@ -268,6 +341,42 @@ class AtomicFile:
             pass
 
 
+def refusal(
+    node: str, target: str | os.PathLike[str], *, can_append: bool = True
+) -> OutputExistsError:
+    """The error of writer ``node`` that will not replace ``target``, saying what to pass."""
+    options = (
+        "pass append=True to add to it, or overwrite=True to replace it"
+        if can_append
+        else "pass overwrite=True to replace it, or a filename that differs from run to run"
+    )
+    return OutputExistsError(
+        f"node {node!r} would replace {os.fspath(target)!r}, which exists (the output of an "
+        f"earlier run?); {options}"
+    )
+
+
+def remove_leftovers(target: str | os.PathLike[str], node: str) -> None:
+    """Delete the temporary files of ``target`` (wildcards allowed) an earlier run left."""
+    removed = []
+    for tmp in AtomicFile.leftovers(target):
+        try:
+            tmp.unlink()
+        except FileNotFoundError:  # pragma: no cover - removed by someone else meanwhile
+            continue
+        removed.append(tmp.name)
+    if removed:
+        log.warning(
+            "node %r removed %d temporary file(s) left in %s by an earlier run that did not "
+            "finish (their items were not acknowledged, so a source that commits its "
+            "progress delivers them again): %s",
+            node,
+            len(removed),
+            os.path.dirname(os.path.abspath(target)),
+            ", ".join(removed),
+        )
+
+
 class FileSink(NanoNode):
     """Base of the writers that put a stream of items into one file (or one per part).
 
@@ -276,6 +385,16 @@ class FileSink(NanoNode):
     input ends, on a graceful stop, or every ``rotate_items`` items (``path`` then has a
     ``{part}`` field, e.g. ``"out-{part:04d}.jsonl"``); each finished file's path is
     emitted downstream. If the run fails or is aborted, the unfinished file is deleted.
+    The file open when the input ends is published only once the rest of the run has
+    ended well (``NodeContext.wait_for_run_outcome``): a run that fails elsewhere, even
+    after this node's input ended, publishes nothing from it (parts published on the way
+    by ``rotate_items`` stay).
+
+    What was there before is never replaced silently: a ``path`` that exists is refused
+    (:class:`OutputExistsError`, before any thread starts) unless ``append=True`` (add to
+    it) or ``overwrite=True`` (replace it); parts are numbered on from the highest part
+    there (from 0 with ``overwrite=True``). Temporary files an earlier run left behind
+    (it was killed) are deleted when the run starts.
     """
 
     binary = False
@@ -288,6 +407,7 @@ class FileSink(NanoNode):
         path: str | os.PathLike[str],
         *,
         append: bool = False,
+        overwrite: bool = False,
         rotate_items: int | None = None,
         encoding: str = "utf-8",
         fsync: bool = False,
@@ -297,6 +417,11 @@ class FileSink(NanoNode):
         super().__init__(name=name)
         self.path = os.fspath(path)
         has_part = "{part" in self.path
+        if append and overwrite:
+            raise GraphError(
+                f"{name or type(self).__name__}: append=True adds to the file and "
+                "overwrite=True replaces it; pass one of them"
+            )
         if rotate_items is not None:
             if not isinstance(rotate_items, int) or rotate_items < 1:
                 raise GraphError(f"rotate_items must be a positive integer, got {rotate_items!r}")
@@ -311,6 +436,7 @@ class FileSink(NanoNode):
             except (KeyError, IndexError, ValueError) as exc:
                 raise GraphError(f"bad path template {self.path!r}: {exc}") from None
         self.append = append
+        self.overwrite = overwrite
         self.rotate_items = rotate_items
         self.encoding = encoding
         self.fsync = fsync
@@ -319,11 +445,60 @@ class FileSink(NanoNode):
         self._part = 0
         self._count = 0
 
+    @property
+    def label(self) -> str:
+        """The node's name in messages: its name in the run, else the name it was given."""
+        context = getattr(self, "_ns_context", None)
+        name = getattr(context, "name", None) or self.name
+        return name or type(self).__name__
+
+    @property
+    def rotates(self) -> bool:
+        """True when ``path`` is a template with a ``{part}`` field."""
+        return "{part" in self.path
+
+    def validate(self) -> None:
+        """Refuse a target that exists unless ``append`` or ``overwrite`` says what to do."""
+        super().validate()
+        if not self.rotates and not (self.append or self.overwrite) and os.path.exists(self.path):
+            raise refusal(self.label, self.path)
+
+    def existing_parts(self) -> list[int]:
+        """The part numbers of the files that ``path`` (a ``{part}`` template) names now."""
+        pattern, regex = [], []
+        for literal, field, _spec, _conversion in string.Formatter().parse(self.path):
+            pattern.append(glob.escape(literal))
+            regex.append(re.escape(literal))
+            if field is not None:
+                pattern.append("*")
+                regex.append(r"\s*(\d+)")
+        match = re.compile("".join(regex)).fullmatch
+        parts = set()
+        for candidate in glob.glob("".join(pattern)):
+            found = match(candidate)
+            if found is not None:
+                number = int(found.group(1))
+                if self.path.format(part=number) == candidate:
+                    parts.add(number)
+        return sorted(parts)
+
+    def leftover_pattern(self) -> str:
+        """The target (with wildcards for parts) whose temporary files belong to this node."""
+        if not self.rotates:
+            return self.path
+        return "".join(
+            glob.escape(literal) + ("*" if field is not None else "")
+            for literal, field, _spec, _conversion in string.Formatter().parse(self.path)
+        )
+
     # ------------------------------------------------------------------ for subclasses
     def current(self) -> AtomicFile:
         """The open output file, opening the next part if needed."""
         if self._file is None:
-            target = self.path.format(part=self._part) if "{part" in self.path else self.path
+            target = self.path.format(part=self._part) if self.rotates else self.path
+            replace = self.append or self.overwrite
+            if not replace and os.path.exists(target):
+                raise refusal(self.label, target)
             self._file = AtomicFile(
                 target,
                 binary=self.binary,
@@ -331,6 +506,8 @@ class FileSink(NanoNode):
                 newline=self.newline,
                 append=self.append,
                 fsync=self.fsync,
+                replace=replace,
+                node=self.label,
             )
             self.opened(self._file)
         return self._file
@@ -378,9 +555,12 @@ class FileSink(NanoNode):
 
     # ------------------------------------------------------------------ node protocol
     def setup(self) -> None:
+        """Delete an earlier run's temporary files; number parts on from the last one."""
         self._file = None
-        self._part = 0
         self._count = 0
+        remove_leftovers(self.leftover_pattern(), self.label)
+        parts = [] if self.overwrite or not self.rotates else self.existing_parts()
+        self._part = parts[-1] + 1 if parts else 0
 
     def process_item(self, item: Any) -> Iterator[Any]:
         """Write one item (as the node function does); yields a finished part's path."""
@@ -389,6 +569,9 @@ class FileSink(NanoNode):
         yield from finished
 
     def cleanup(self) -> Iterator[Any]:
+        """Publish the open file once the rest of the run has ended well (see the class)."""
+        if self._file is not None:
+            self._context().wait_for_run_outcome()  # raises RunAborted if the run failed
         path = self.finish()
         if path is not None:
             yield path
@@ -412,10 +595,11 @@ class FileSink(NanoNode):
             node.setup()
             try:
                 node.write_items(inp, outp)
+                finished = list(node.cleanup())
             except BaseException:
                 node.discard()
                 raise
-            for out in node.cleanup():
+            for out in finished:
                 outp(out)
 
         return write_function
@@ -431,4 +615,4 @@ def uses_standard_path(node: NanoNode) -> bool:
     """True when ``node`` has options (such as an error policy) beyond the queue and batch
     sizes: its ``as_function`` then runs ``process_item`` per item, as ``NanoNode`` does,
     instead of a faster loop of its own."""
-    return bool(set(node.options) - {"queue_size", "batch_size"})
+    return bool(set(node.options) - set(QUEUE_OPTIONS))

@@ -9,16 +9,19 @@ from __future__ import annotations
 import base64
 import datetime
 import json
+import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from .._core.errors import GraphError
-from .._core.node import NanoNode
+from .._core.node import NanoNode, NodeFunction
 from .._core.policy import ErrorRecord
 
 __all__ = ["DeadLetterFile", "read_dead_letters"]
+
+log = logging.getLogger("nanostream")
 
 
 def _jsonable(value: Any) -> Any:
@@ -46,7 +49,10 @@ class DeadLetterFile(NanoNode):
     ``{"base64": ...}``); anything that is not an :class:`~nanostream.ErrorRecord` is
     written as ``{"item": ...}``. Each line is flushed at once, so the file is complete
     after a crash of the process; ``fsync=True`` also survives a power cut, at a cost.
-    The file is opened for appending, so a restart adds to it.
+    The file is opened for appending, so a restart adds to it. A process killed in the
+    middle of a record leaves its last line cut short: the next run reports that line
+    (a warning with the file and line number) and starts its first record on a new line,
+    so that no record is glued to it.
 
     Example:
         >>> import nanostream, tempfile, pathlib
@@ -88,6 +94,17 @@ class DeadLetterFile(NanoNode):
         if folder:
             os.makedirs(folder, exist_ok=True)
         self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in cleanup
+        torn = _torn_last_line(self.path)
+        if torn is not None:
+            log.warning(
+                "%s, line %d: a dead letter cut short (the process writing it was killed); "
+                "node %r keeps it as it is and writes its records on the lines after it",
+                self.path,
+                torn,
+                self._context().name,
+            )
+            self._file.write("\n")
+            self._file.flush()
 
     def process_item(self, item: Any) -> Iterator[Any]:
         file = self._file
@@ -108,11 +125,24 @@ class DeadLetterFile(NanoNode):
             self._file.close()
             self._file = None
 
+    def as_function(self) -> NodeFunction:
+        standard = super().as_function()
+        node = self
+
+        def write_dead_letters(inp: Iterable[Any], outp: Callable[[Any], Any]) -> None:
+            try:
+                standard(inp, outp)
+            finally:
+                node.cleanup()  # the file is closed also when the run fails or aborts
+
+        return write_dead_letters
+
 
 def read_dead_letters(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """The records a :class:`DeadLetterFile` wrote to ``path``, as dicts, oldest first.
 
-    A last line cut short (the process was killed while writing it) is left out.
+    A line that is not a whole record (the process writing it was killed) is left out,
+    with a warning naming the file and the line.
 
     Example:
         >>> import tempfile, pathlib
@@ -123,11 +153,32 @@ def read_dead_letters(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         [{'item': 1}, {'item': 2}]
     """
     records = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
+    text = Path(path).read_text(encoding="utf-8")
+    for number, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:
             records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
+        except json.JSONDecodeError as exc:
+            log.warning(
+                "%s, line %d is not a whole dead letter (%s; was the process writing it "
+                "killed?); it is left out: %.200r",
+                os.fspath(path),
+                number,
+                exc,
+                line,
+            )
     return records
+
+
+def _torn_last_line(path: str) -> int | None:
+    """The number of the last line of ``path`` if it does not end with a line break."""
+    with open(path, "rb") as file:
+        size = file.seek(0, os.SEEK_END)
+        if size == 0:
+            return None
+        file.seek(size - 1)
+        if file.read(1) == b"\n":
+            return None
+        file.seek(0)
+        return 1 + sum(chunk.count(b"\n") for chunk in iter(lambda: file.read(1 << 20), b""))

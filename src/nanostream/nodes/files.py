@@ -10,6 +10,7 @@ Watching a folder for new files is :class:`~nanostream.nodes.LocalDirectoryWatch
 
 from __future__ import annotations
 
+import glob
 import os
 import pprint
 import sys
@@ -29,6 +30,8 @@ from ._common import (
     PathRefusedError,
     confine,
     decode_failure,
+    refusal,
+    remove_leftovers,
 )
 
 __all__ = ["FileWriter", "LocalFileReader", "PrinterOfThings"]
@@ -174,13 +177,19 @@ class FileWriter(FileSink):
     * ``FileWriter(path)``: every item is written to ``path``, each followed by
       ``line_end`` (``"\\n"``; ``""`` for none). The file is built under a hidden temporary
       name and renamed to ``path`` when the input ends or the run stops gracefully, so a
-      reader never sees half of it; ``append=True`` keeps the file's existing content.
-      ``rotate_items=n`` publishes a part every ``n`` items (``path`` then has a
-      ``{part}`` field, e.g. ``"log-{part:04d}.txt"``).
+      reader never sees half of it. A ``path`` that exists is refused
+      (:class:`~nanostream.nodes.OutputExistsError`) unless ``append=True`` (keep its
+      content and add to it) or ``overwrite=True`` (replace it). ``rotate_items=n``
+      publishes a part every ``n`` items (``path`` then has a ``{part}`` field, e.g.
+      ``"log-{part:04d}.txt"``); parts are numbered on from the highest one there.
     * ``FileWriter(directory=..., filename="{n:06d}.txt")``: each item is a file of its
       own, written to a temporary name and renamed. ``filename`` is a format string (fields
       ``n``, the item's position from 0, and ``item``) or a function ``(item, n) -> name``;
-      a name that leads outside ``directory`` is refused.
+      a name that leads outside ``directory`` is refused, and so is a file that exists
+      unless ``overwrite=True``.
+
+    Temporary files that an earlier run left behind (it was killed) are deleted when a run
+    starts (with ``directory=``, those in the directory itself, not in its sub-folders).
 
     Items are text (other objects are written as ``str(item)``), or bytes with
     ``binary=True``. The path of every finished file is emitted downstream. If the run
@@ -210,6 +219,7 @@ class FileWriter(FileSink):
         line_end: str = "\n",
         binary: bool = False,
         append: bool = False,
+        overwrite: bool = False,
         rotate_items: int | None = None,
         encoding: str = "utf-8",
         fsync: bool = False,
@@ -226,6 +236,7 @@ class FileWriter(FileSink):
         super().__init__(
             path if path is not None else os.fspath(directory),  # type: ignore[arg-type]
             append=append,
+            overwrite=overwrite,
             rotate_items=rotate_items,
             encoding=encoding,
             fsync=fsync,
@@ -239,8 +250,18 @@ class FileWriter(FileSink):
         self._n = 0
 
     def setup(self) -> None:
-        super().setup()
+        if self.directory is None:
+            super().setup()
+        else:
+            self._file = None
+            remove_leftovers(os.path.join(glob.escape(self.directory), "*"), self.label)
         self._n = 0
+
+    def validate(self) -> None:
+        if self.directory is None:
+            super().validate()
+        else:
+            NanoNode.validate(self)
 
     def _text(self, item: Any) -> Any:
         if self.binary:
@@ -282,8 +303,16 @@ class FileWriter(FileSink):
             target = confine(self.directory, relative, self.name or "FileWriter")
             if os.path.realpath(target) == os.path.realpath(self.directory):
                 raise PathRefusedError(f"filename {relative!r} names the directory itself")
+            if not self.overwrite and os.path.exists(target):
+                raise refusal(self.label, target, can_append=False)
             self._file = AtomicFile(
-                target, binary=self.binary, encoding=self.encoding, fsync=self.fsync
+                target,
+                binary=self.binary,
+                encoding=self.encoding,
+                fsync=self.fsync,
+                replace=self.overwrite,
+                node=self.label,
+                can_append=False,
             )
             self._file.file.write(self._text(item))
             file, self._file = self._file, None

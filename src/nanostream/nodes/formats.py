@@ -363,9 +363,10 @@ class CSVWriter(FileSink):
     Items are dicts (columns from ``fieldnames``, by default the first item's keys; a
     missing key is written as ``""``, an unknown one is a :class:`~nanostream.FormatError`)
     or lists/tuples. The header row is written first unless ``header=False`` (or when
-    appending to a non-empty file). ``path``, ``append``, ``rotate_items``, ``encoding``
-    and ``fsync`` are as for :class:`~nanostream.nodes.FileWriter`; each finished file's
-    path is emitted downstream.
+    appending to a non-empty file). ``path``, ``append``, ``overwrite``, ``rotate_items``,
+    ``encoding`` and ``fsync`` are as for :class:`~nanostream.nodes.FileWriter` (a
+    ``path`` that exists is refused unless ``append=True`` or ``overwrite=True``); each
+    finished file's path is emitted downstream.
 
     Example:
         >>> import pathlib, tempfile, nanostream
@@ -394,6 +395,7 @@ class CSVWriter(FileSink):
         quotechar: str = '"',
         line_end: str = "\n",
         append: bool = False,
+        overwrite: bool = False,
         rotate_items: int | None = None,
         encoding: str = "utf-8",
         fsync: bool = False,
@@ -403,6 +405,7 @@ class CSVWriter(FileSink):
         super().__init__(
             path,
             append=append,
+            overwrite=overwrite,
             rotate_items=rotate_items,
             encoding=encoding,
             fsync=fsync,
@@ -582,9 +585,11 @@ class JSONLinesWriter(FileSink):
     Output is compact UTF-8 JSON (non-ASCII characters are kept as they are).
     ``default`` converts values JSON has no type for (e.g. ``default=str`` for dates);
     ``sort_keys=True`` sorts dict keys. ``backend`` is ``"auto"`` (``orjson`` if
-    installed), ``"json"`` or ``"orjson"``. ``path``, ``append``, ``rotate_items``,
-    ``encoding`` and ``fsync`` are as for :class:`~nanostream.nodes.FileWriter`; each
-    finished file's path is emitted downstream.
+    installed), ``"json"`` or ``"orjson"``. ``path``, ``append``, ``overwrite``,
+    ``rotate_items``, ``encoding`` and ``fsync`` are as for
+    :class:`~nanostream.nodes.FileWriter` (a ``path`` that exists is refused unless
+    ``append=True`` or ``overwrite=True``); each finished file's path is emitted
+    downstream.
 
     Example:
         >>> import pathlib, tempfile, nanostream
@@ -610,6 +615,7 @@ class JSONLinesWriter(FileSink):
         sort_keys: bool = False,
         backend: str = "auto",
         append: bool = False,
+        overwrite: bool = False,
         rotate_items: int | None = None,
         encoding: str = "utf-8",
         fsync: bool = False,
@@ -619,6 +625,7 @@ class JSONLinesWriter(FileSink):
         super().__init__(
             path,
             append=append,
+            overwrite=overwrite,
             rotate_items=rotate_items,
             encoding=encoding,
             fsync=fsync,

@@ -1,4 +1,4 @@
-"""Several inputs and outputs: merging with origin tags, windowed joins, routing.
+"""Several inputs and outputs: merging with origin tags, windowed and interval joins, routing.
 
 **Knowing where an item came from.** Every link into a node feeds one input queue, so a
 node cannot tell its upstreams apart by itself. A node that needs to know asks for *named
@@ -11,7 +11,8 @@ Link upstreams to those inputs, not to the owner itself::
     join > sink
 
 A :class:`Merge` emits the tagged items, so any node downstream can read ``item.origin``;
-a :class:`Join` consumes them.
+a :class:`Join` (pairs in the same tumbling window) and an :class:`IntervalJoin` (pairs
+whose times lie within bounds of each other) consume them.
 
 **Named outputs.** A node emits ``TaggedOutput(port, value)`` to send ``value`` on a named
 port, and ``node["port"] > other`` links that port; :class:`Router` does this with a
@@ -35,6 +36,7 @@ import heapq
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Mapping
+from datetime import timedelta
 from typing import Any, NamedTuple
 
 from .._core.errors import GraphError
@@ -49,12 +51,11 @@ from ._operator import (
     PolicyGuard,
     check_callable,
     check_choice,
-    check_non_negative,
-    check_positive,
     tick_for,
 )
+from ._time import TimeKind
 
-__all__ = ["Join", "JoinResult", "Merge", "Router", "Tagged"]
+__all__ = ["IntervalJoin", "Join", "JoinResult", "Merge", "Router", "Tagged"]
 
 _NEG_INF = float("-inf")
 _INF = float("inf")
@@ -162,7 +163,8 @@ class Merge(_WithNamedInputs):
 
 
 class JoinResult(NamedTuple):
-    """A pair found by :class:`Join`: ``right`` is ``None`` for an unmatched left item.
+    """A pair found by :class:`Join` or :class:`IntervalJoin`: ``right`` is ``None`` for an
+    unmatched left item.
 
     Example:
         >>> from nanostream.nodes import JoinResult
@@ -184,8 +186,77 @@ class _Group:
         self.rights: list[Any] = []
 
 
-class Join(_WithNamedInputs):
-    """Join two streams by key within tumbling windows of ``window`` seconds.
+class _TwoSided(_WithNamedInputs):
+    """What the joins share: the inputs ``left`` and ``right``, keys and timestamps per side,
+    lateness, and the watermark of two inputs."""
+
+    _announce_end = True
+    holds_items = True  # items wait for matches
+
+    def _setup_sides(
+        self,
+        key: Callable[[Any], Hashable],
+        *,
+        right_key: Callable[[Any], Hashable] | None,
+        how: str,
+        timestamp: Callable[[Any], Any] | None,
+        right_timestamp: Callable[[Any], Any] | None,
+        late: str,
+    ) -> None:
+        owner = type(self).__name__
+        check_callable(owner, "key", key)
+        check_callable(owner, "right_key", right_key, optional=True)
+        check_choice(owner, "how", how, ("inner", "left"))
+        check_callable(owner, "timestamp", timestamp, optional=True)
+        check_callable(owner, "right_timestamp", right_timestamp, optional=True)
+        check_choice(owner, "late", late, ("drop", "port"))
+        self.key = key
+        self.right_key = right_key if right_key is not None else key
+        self.how = how
+        self.timestamp = timestamp
+        self.right_timestamp = right_timestamp if right_timestamp is not None else timestamp
+        self.late = late
+        if late == "port":
+            self.ports = ("out", "late")
+
+    @property
+    def left(self) -> NanoNode:
+        """The left input: link the left stream to it (``stream > join.left``)."""
+        return self.input("left")
+
+    @property
+    def right(self) -> NanoNode:
+        """The right input: link the right stream to it (``stream > join.right``)."""
+        return self.input("right")
+
+    def input(self, origin: str) -> NanoNode:
+        """The input ``"left"`` or ``"right"`` (the same as :attr:`left` / :attr:`right`)."""
+        if origin not in ("left", "right"):
+            raise GraphError(f"{self.label}: a join has the inputs 'left' and 'right' only")
+        return super().input(origin)
+
+    def _user_functions(self) -> tuple[str, ...]:
+        return ("key", "right_key", "timestamp", "right_timestamp")
+
+    def _readers(self, kind: TimeKind) -> dict[str, Callable[[Any], Any] | None]:
+        """Per side, ``item -> time`` in the units of ``kind`` (``None``: processing time)."""
+        return {
+            side: None if stamp is None else kind.reader(stamp, what, self.label)
+            for side, stamp, what in (
+                ("left", self.timestamp, "timestamp"),
+                ("right", self.right_timestamp, "right_timestamp"),
+            )
+        }
+
+    def _not_a_side(self, tagged: Any) -> ValueError:
+        return ValueError(
+            f"join {self.label!r} got {tagged!r}; link its upstreams to join.left and "
+            "join.right (or feed it Tagged('left'|'right', item), e.g. from a Merge)"
+        )
+
+
+class Join(_TwoSided):
+    """Join two streams by key within tumbling windows of ``window`` (seconds or a timedelta).
 
     Link the streams to ``join.left`` and ``join.right``, or feed the join
     :class:`Tagged` ``("left" | "right", item)`` values (from a :class:`Merge` whose inputs
@@ -197,7 +268,9 @@ class Join(_WithNamedInputs):
     ``(key, left, None)`` when its window closes.
 
     Time is event time with ``timestamp=func`` (``right_timestamp`` for the right items if
-    it differs) and processing time otherwise (``clock()`` on arrival). The watermark is
+    it differs) and processing time otherwise (``clock()`` on arrival). Time is seconds, or
+    timezone-aware datetimes when ``window`` is a ``timedelta``, as for the windows (see
+    ``help(nanostream.nodes.window)``). The watermark is
     the smaller of the largest timestamps seen on each side (a side whose input has ended
     no longer holds it back) minus ``allowed_lateness``; a window closes when the watermark
     reaches its end, and every window closes when the input ends. In processing time the
@@ -224,74 +297,50 @@ class Join(_WithNamedInputs):
         [(1, 'o1', 'p1'), (2, 'o2', None)]
     """
 
-    _announce_end = True
-    holds_items = True  # a window's items wait for matches until it closes
-
     def __init__(
         self,
         key: Callable[[Any], Hashable],
-        window: float,
+        window: float | timedelta,
         *,
         right_key: Callable[[Any], Hashable] | None = None,
         how: str = "inner",
         timestamp: Callable[[Any], Any] | None = None,
         right_timestamp: Callable[[Any], Any] | None = None,
-        allowed_lateness: float = 0,
+        allowed_lateness: float | timedelta = 0,
         late: str = "drop",
         clock: Callable[[], Any] = time.time,
         name: str | None = None,
         **options: Any,
     ) -> None:
         super().__init__(name=name, **options)
-        check_callable("Join", "key", key)
-        check_callable("Join", "right_key", right_key, optional=True)
-        check_positive("Join", "window", window)
-        check_choice("Join", "how", how, ("inner", "left"))
-        check_callable("Join", "timestamp", timestamp, optional=True)
-        check_callable("Join", "right_timestamp", right_timestamp, optional=True)
-        check_non_negative("Join", "allowed_lateness", allowed_lateness)
-        check_choice("Join", "late", late, ("drop", "port"))
+        self._setup_sides(
+            key,
+            right_key=right_key,
+            how=how,
+            timestamp=timestamp,
+            right_timestamp=right_timestamp,
+            late=late,
+        )
         check_callable("Join", "clock", clock)
+        self._time_kind = kind = TimeKind.of(
+            "Join", window=window, allowed_lateness=allowed_lateness
+        )
+        self._window = kind.duration("window", window, "positive")
+        self._lateness = kind.duration("allowed_lateness", allowed_lateness, "non-negative")
         if timestamp is None and (right_timestamp is not None or allowed_lateness):
             raise GraphError(
                 "Join: right_timestamp and allowed_lateness apply to event time; "
                 "give timestamp=func too"
             )
-        self.key = key
-        self.right_key = right_key if right_key is not None else key
         self.window = window
-        self.how = how
-        self.timestamp = timestamp
-        self.right_timestamp = right_timestamp if right_timestamp is not None else timestamp
         self.allowed_lateness = allowed_lateness
-        self.late = late
         self.clock = clock
-        if late == "port":
-            self.ports = ("out", "late")
         if timestamp is None and clock is time.time:
-            self.tick_interval = tick_for(window)  # windows close while the input is idle
+            # windows close while the input is idle
+            self.tick_interval = tick_for(kind.seconds(self._window))
 
     def _handles_ticks(self) -> bool:
         return self.timestamp is None  # in event time, only items move time on
-
-    @property
-    def left(self) -> NanoNode:
-        """The left input: link the left stream to it (``stream > join.left``)."""
-        return self.input("left")
-
-    @property
-    def right(self) -> NanoNode:
-        """The right input: link the right stream to it (``stream > join.right``)."""
-        return self.input("right")
-
-    def input(self, origin: str) -> NanoNode:
-        """The input ``"left"`` or ``"right"`` (the same as :attr:`left` / :attr:`right`)."""
-        if origin not in ("left", "right"):
-            raise GraphError(f"{self.label}: a join has the inputs 'left' and 'right' only")
-        return super().input(origin)
-
-    def _user_functions(self) -> tuple[str, ...]:
-        return ("key", "right_key", "timestamp", "right_timestamp")
 
     def _run(self, inp: Iterable[Any], outp: Outp) -> None:
         if self.error_policy.guarded:
@@ -301,11 +350,11 @@ class Join(_WithNamedInputs):
             self._join(inp, outp, None)
 
     def _join(self, inp: Iterable[Any], outp: Outp, guard: PolicyGuard | None) -> None:
-        size, lateness = self.window, self.allowed_lateness
+        size, lateness = self._window, self._lateness
         key_of = {"left": self.key, "right": self.right_key}
-        ts_of = {"left": self.timestamp, "right": self.right_timestamp}
+        ts_of = self._readers(self._time_kind)
         event_time = self.timestamp is not None
-        clock = self.clock
+        clock = self._time_kind.clock(self.clock, self.label)
         left_join = self.how == "left"
         late_port = self.late == "port"
         groups: dict[tuple[Any, Any], _Group] = {}
@@ -361,10 +410,7 @@ class Join(_WithNamedInputs):
                     advance(min(side_max.values()) - lateness)
                 continue
             if kind is not Tagged or tagged.origin not in key_of:
-                raise ValueError(
-                    f"join {self.label!r} got {tagged!r}; link its upstreams to join.left and "
-                    "join.right (or feed it Tagged('left'|'right', item), e.g. from a Merge)"
-                )
+                raise self._not_a_side(tagged)
             side, item = tagged
             if guard is None:
                 stamp = ts_of[side]
@@ -403,6 +449,212 @@ class Join(_WithNamedInputs):
                     outp(JoinResult(k, left, item))
                     group.matched[i] = True
         close_until(_INF, None)
+
+
+class _Held:
+    """An item an interval join keeps while items of the other side may still match it."""
+
+    __slots__ = ("alive", "item", "matched", "time")
+
+    def __init__(self, time: Any, item: Any, matched: bool) -> None:
+        self.time = time
+        self.item = item
+        self.matched = matched
+        self.alive = True
+
+
+class IntervalJoin(_TwoSided):
+    """Pair the items of two streams whose times lie within a bound of each other.
+
+    A left item and a right item with the same key (``key(left) == right_key(right)``;
+    ``right_key`` defaults to ``key``) are paired when ``time(left) + lower <= time(right)
+    <= time(left) + upper``: an order and its payment up to 50 s later is ``lower=0,
+    upper=50``; ``lower=-5, upper=5`` pairs items at most 5 s apart either way. Each pair
+    is emitted as a :class:`JoinResult` ``(key, left, right)`` as soon as its second item
+    arrives. With ``how="left"``, a left item that found no match is emitted as ``(key,
+    left, None)`` once no right item can match it any more (see below) or the input ends.
+
+    Link the streams to ``join.left`` and ``join.right``, or feed the join :class:`Tagged`
+    ``("left" | "right", item)`` values, as for :class:`Join`.
+
+    **Time** is event time only: ``timestamp=func`` (``right_timestamp`` for the right
+    items if it differs) gives each item's time, in seconds, or as a timezone-aware
+    ``datetime`` when ``lower`` and ``upper`` are ``timedelta`` values (see
+    ``help(nanostream.nodes.window)``). The watermark is the smaller of the largest times
+    seen on each side (a side whose input has ended no longer holds it back) minus
+    ``allowed_lateness``. An item older than the watermark is late: dropped, or with
+    ``late="port"`` sent to the ``"late"`` port as ``Tagged(side, item)``. A left item
+    is kept until the watermark passes ``time + upper``, a right item until it passes
+    ``time - lower``: after that no item on time can match it, and it is forgotten.
+
+    Example:
+        >>> import nanostream
+        >>> from nanostream.nodes import IntervalJoin
+        >>> orders = nanostream.from_iterable([("o1", 0), ("o2", 10)])
+        >>> payments = nanostream.from_iterable([("o1", 30), ("o2", 90)])
+        >>> paid = IntervalJoin(
+        ...     lambda r: r[0], lower=0, upper=50, timestamp=lambda r: r[1], how="left"
+        ... )
+        >>> orders > paid.left
+        IntervalJoin(name=None).input('left')
+        >>> payments > paid.right
+        IntervalJoin(name=None).input('right')
+        >>> sink = nanostream.testing.Collect()
+        >>> paid > sink
+        Collect(name=None)
+        >>> sink.global_start()
+        >>> sorted((r.key, r.right) for r in sink.items)
+        [('o1', ('o1', 30)), ('o2', None)]
+    """
+
+    def __init__(
+        self,
+        key: Callable[[Any], Hashable],
+        *,
+        lower: float | timedelta,
+        upper: float | timedelta,
+        timestamp: Callable[[Any], Any],
+        right_key: Callable[[Any], Hashable] | None = None,
+        right_timestamp: Callable[[Any], Any] | None = None,
+        how: str = "inner",
+        allowed_lateness: float | timedelta = 0,
+        late: str = "drop",
+        name: str | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(name=name, **options)
+        if timestamp is None:
+            raise GraphError(
+                "IntervalJoin: give timestamp=func; an interval join pairs items by their "
+                "own times (event time)"
+            )
+        self._setup_sides(
+            key,
+            right_key=right_key,
+            how=how,
+            timestamp=timestamp,
+            right_timestamp=right_timestamp,
+            late=late,
+        )
+        self._time_kind = kind = TimeKind.of(
+            "IntervalJoin", lower=lower, upper=upper, allowed_lateness=allowed_lateness
+        )
+        self._lower = kind.duration("lower", lower, "any")
+        self._upper = kind.duration("upper", upper, "any")
+        self._lateness = kind.duration("allowed_lateness", allowed_lateness, "non-negative")
+        if self._lower > self._upper:
+            raise GraphError(
+                f"IntervalJoin: lower ({lower!r}) is above upper ({upper!r}); items pair when "
+                "left time + lower <= right time <= left time + upper"
+            )
+        self.lower = lower
+        self.upper = upper
+        self.allowed_lateness = allowed_lateness
+
+    def _run(self, inp: Iterable[Any], outp: Outp) -> None:
+        if self.error_policy.guarded:
+            with PolicyGuard.of(self, outp) as guard:
+                self._join(inp, outp, guard)
+        else:
+            self._join(inp, outp, None)
+
+    def _join(self, inp: Iterable[Any], outp: Outp, guard: PolicyGuard | None) -> None:
+        lower, upper, lateness = self._lower, self._upper, self._lateness
+        key_of = {"left": self.key, "right": self.right_key}
+        time_of = {
+            side: read for side, read in self._readers(self._time_kind).items() if read is not None
+        }
+        left_join = self.how == "left"
+        late_port = self.late == "port"
+        release = self.release_items
+        # side -> key -> read number -> held item (in arrival order)
+        held: dict[str, dict[Any, dict[int, _Held]]] = {"left": {}, "right": {}}
+        # (time after which the item cannot match, read number, side, key, item)
+        expiry: list[tuple[Any, int, str, Any, _Held]] = []
+        kept: deque[tuple[int, _Held]] = deque()  # (read number, item), in order
+        side_max: dict[str, Any] = {"left": _NEG_INF, "right": _NEG_INF}
+        watermark: Any = _NEG_INF
+        reads = 0
+
+        def forget_until(limit: Any, pending: int | None) -> None:
+            """Forget the items that expire before ``limit`` (emitting an unmatched left one
+            with ``how="left"``); release what they held (``pending``: whether the last item
+            read is still to be placed, ``None`` at the end)."""
+            if not (expiry and expiry[0][0] < limit):
+                return
+            while expiry and expiry[0][0] < limit:
+                _, number, side, k, entry = heapq.heappop(expiry)
+                entry.alive = False
+                by_key = held[side][k]
+                del by_key[number]
+                if not by_key:
+                    del held[side][k]
+                if left_join and side == "left" and not entry.matched:
+                    outp(JoinResult(k, entry.item, None))
+            if pending is None:
+                return
+            while kept and not kept[0][1].alive:
+                kept.popleft()
+            release(keep=reads - kept[0][0] + 1 if kept else pending)
+
+        def prepare(tagged: Tagged) -> tuple[Any, Any]:
+            side, item = tagged
+            return time_of[side](item), key_of[side](item)
+
+        for reads, tagged in enumerate(inp, 1):  # forget_until reads `reads`
+            kind = type(tagged)
+            if kind is _InputEnded:
+                side_max[tagged.origin] = _INF
+                new = min(side_max.values()) - lateness
+                if new > watermark:
+                    watermark = new
+                    forget_until(watermark, 1)
+                continue
+            if kind is not Tagged or tagged.origin not in key_of:
+                raise self._not_a_side(tagged)
+            if guard is None:
+                t, k = prepare(tagged)
+            else:
+                prepared = guard.prepare(tagged, prepare)
+                if prepared is MISSING:
+                    continue
+                t, k = prepared
+            side, item = tagged
+            if t > side_max[side]:
+                side_max[side] = t
+                new = min(side_max.values()) - lateness
+                if new > watermark:
+                    watermark = new
+                    forget_until(watermark, 1)
+            if t < watermark:
+                if late_port:
+                    outp(TaggedOutput("late", tagged))
+                continue
+            matched = False
+            others = held["right" if side == "left" else "left"].get(k)
+            if others:
+                if side == "left":
+                    low, high = t + lower, t + upper
+                    for other in others.values():
+                        if low <= other.time <= high:
+                            outp(JoinResult(k, item, other.item))
+                            matched = True
+                else:
+                    low, high = t - upper, t - lower
+                    for other in others.values():
+                        if low <= other.time <= high:
+                            outp(JoinResult(k, other.item, item))
+                            other.matched = True
+            until = t + upper if side == "left" else t - lower
+            if until < watermark:  # no item on time can match it
+                if left_join and side == "left" and not matched:
+                    outp(JoinResult(k, item, None))
+                continue
+            entry = _Held(t, item, matched)
+            held[side].setdefault(k, {})[reads] = entry
+            heapq.heappush(expiry, (until, reads, side, k, entry))
+            kept.append((reads, entry))
+        forget_until(_INF, None)
 
 
 class Router(Operator):

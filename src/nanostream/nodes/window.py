@@ -1,8 +1,15 @@
 """Windows and state: tumbling, sliding and session windows, running reductions, dedupe.
 
-**Time.** A window operator works in *event time* when given ``timestamp=func`` (seconds,
-as a number, taken from each item) and in *processing time* otherwise (``clock()`` when the
-item arrives; ``time.time`` unless replaced, e.g. by a fake clock in tests).
+**Time.** A window operator works in *event time* when given ``timestamp=func`` (taken
+from each item) and in *processing time* otherwise (``clock()`` when the item arrives;
+``time.time`` unless replaced, e.g. by a fake clock in tests). Time is written in one of
+two kinds, chosen by the durations (``size``, ``step``, ``offset``, ``gap``,
+``allowed_lateness``): numbers mean seconds, with numeric timestamps; ``timedelta``
+durations mean timezone-aware ``datetime`` timestamps (a naive one is refused: it could be
+in any time zone), and windows then start at ``offset`` past the Unix epoch in UTC and
+their bounds come out as UTC datetimes. With the default clock a ``timedelta`` window
+reads the current UTC time; a clock of your own returns the window's kind. Mixing the kinds
+in one window is an error naming it (docs/operators.md, "Time as numbers or datetimes").
 
 **Watermark.** The watermark is the largest timestamp seen so far minus
 ``allowed_lateness``. A window ``[start, end)`` closes — its result is emitted — as soon
@@ -51,6 +58,7 @@ import heapq
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable, Iterable
+from datetime import timedelta
 from typing import Any, NamedTuple
 
 from .._core.errors import GraphError
@@ -64,10 +72,10 @@ from ._operator import (
     PolicyGuard,
     check_callable,
     check_choice,
-    check_non_negative,
     check_positive,
     tick_for,
 )
+from ._time import TimeKind
 
 __all__ = [
     "Aggregate",
@@ -86,7 +94,8 @@ class WindowResult(NamedTuple):
     """What a window emits when it closes: its key, bounds and value.
 
     ``key`` is ``None`` for a global (unkeyed) window. The window holds the items with
-    ``start <= timestamp < end``.
+    ``start <= timestamp < end``; ``start`` and ``end`` are seconds, or UTC datetimes for a
+    window whose durations are ``timedelta`` values.
 
     Example:
         >>> from nanostream.nodes import WindowResult
@@ -109,11 +118,12 @@ class _Windowed(Operator):
     def __init__(
         self,
         *,
+        durations: dict[str, Any],
         timestamp: Callable[[Any], Any] | None,
         key: Callable[[Any], Hashable] | None,
         reduce: Callable[[Any, Any], Any] | None,
         initial: Any,
-        allowed_lateness: float,
+        allowed_lateness: float | timedelta,
         late: str,
         clock: Callable[[], Any],
         name: str | None,
@@ -124,8 +134,12 @@ class _Windowed(Operator):
         check_callable(owner, "timestamp", timestamp, optional=True)
         check_callable(owner, "key", key, optional=True)
         check_callable(owner, "clock", clock)
-        check_non_negative(owner, "allowed_lateness", allowed_lateness)
         check_choice(owner, "late", late, ("drop", "port"))
+        # Seconds or datetimes, fixed by the durations (see nanostream.nodes._time).
+        self._time_kind = TimeKind.of(owner, **durations, allowed_lateness=allowed_lateness)
+        self._lateness = self._time_kind.duration(
+            "allowed_lateness", allowed_lateness, "non-negative"
+        )
         if timestamp is None and allowed_lateness:
             raise GraphError(
                 f"{owner}: allowed_lateness applies to event time; give timestamp=func too"
@@ -144,10 +158,22 @@ class _Windowed(Operator):
         given = tuple(name for name, func in names if func is not None)
         return given if self.fold.collects else (*given, "reduce")
 
-    def _tick_every(self, period: float) -> None:
-        """In processing time on the real clock, check for closed windows while idle."""
+    def _tick_every(self, period: Any) -> None:
+        """In processing time on the real clock, check for closed windows while idle
+        (``period`` in the node's units of time)."""
         if self.timestamp is None and self.clock is time.time:
-            self.tick_interval = tick_for(period)
+            self.tick_interval = tick_for(self._time_kind.seconds(period))
+
+    def _now(self) -> Callable[[], Any]:
+        """The clock's reading, in the node's units of time."""
+        return self._time_kind.clock(self.clock, self.label)
+
+    def _time_of(self) -> Callable[[Any], Any]:
+        """``item -> time`` in the node's units: its timestamp, or the clock's reading."""
+        if self.timestamp is None:
+            now = self._now()
+            return lambda _item: now()
+        return self._time_kind.reader(self.timestamp, "timestamp", self.label)
 
     def _handles_ticks(self) -> bool:
         return self.timestamp is None  # in event time, only items move time on
@@ -171,7 +197,7 @@ def _oldest(opened: deque[tuple[int, Any]], windows: dict[Any, Any]) -> int | No
 
 
 class SlidingWindow(_Windowed):
-    """Windows of ``size`` seconds starting every ``step`` seconds (they overlap).
+    """Windows of ``size`` starting every ``step`` (they overlap): seconds or timedeltas.
 
     An item belongs to every window ``[start, start + size)`` that contains its timestamp,
     where the starts are ``offset + k * step``. Time, watermark, lateness, keys and results:
@@ -193,21 +219,22 @@ class SlidingWindow(_Windowed):
 
     def __init__(
         self,
-        size: float,
-        step: float,
+        size: float | timedelta,
+        step: float | timedelta,
         *,
-        offset: float = 0,
+        offset: float | timedelta = 0,
         timestamp: Callable[[Any], Any] | None = None,
         key: Callable[[Any], Hashable] | None = None,
         reduce: Callable[[Any, Any], Any] | None = None,
         initial: Any = MISSING,
-        allowed_lateness: float = 0,
+        allowed_lateness: float | timedelta = 0,
         late: str = "drop",
         clock: Callable[[], Any] = time.time,
         name: str | None = None,
         **options: Any,
     ) -> None:
         super().__init__(
+            durations={"size": size, "step": step, "offset": offset},
             timestamp=timestamp,
             key=key,
             reduce=reduce,
@@ -218,24 +245,24 @@ class SlidingWindow(_Windowed):
             name=name,
             options=options,
         )
-        owner = type(self).__name__
-        check_positive(owner, "size", size)
-        check_positive(owner, "step", step)
-        if not isinstance(offset, (int, float)) or isinstance(offset, bool):
-            raise GraphError(f"{owner}: offset must be a number, got {offset!r}")
+        kind = self._time_kind
         self.size = size
         self.step = step
         self.offset = offset
-        self._tick_every(step)
+        self._size = kind.duration("size", size, "positive")
+        self._step = kind.duration("step", step, "positive")
+        self._offset = kind.duration("offset", offset, "any")
+        self._tick_every(self._step)
 
     def _run(self, inp: Iterable[Any], outp: Outp) -> None:
         if self.error_policy.guarded:
             self._run_guarded(inp, outp)
             return
-        size, step, offset = self.size, self.step, self.offset
-        ts_of, key_of, clock = self.timestamp, self.key, self.clock
+        size, step, offset = self._size, self._step, self._offset
+        time_of, key_of, now = self._time_of(), self.key, self._now()
         first, add, result = self.fold.first, self.fold.add, self.fold.result
-        lateness = self.allowed_lateness
+        bound = self._time_kind.out
+        lateness = self._lateness
         late_port = self.late == "port"
         release = self.release_items
         windows: dict[tuple[Any, Any], Any] = {}
@@ -248,16 +275,17 @@ class SlidingWindow(_Windowed):
         for number, item in enumerate(inp, 1):
             if item is TICK:  # processing time, no item for a while: the clock moves on
                 ticks += 1
-                ts = clock()
+                ts = now()
                 if ts > max_ts and heap and heap[0][0] <= ts:
                     max_ts = watermark = ts
                     while heap and heap[0][0] <= watermark:
                         end, start, _, wkey = heapq.heappop(heap)
-                        outp(WindowResult(wkey, start, end, result(windows.pop((wkey, start)))))
+                        value = result(windows.pop((wkey, start)))
+                        outp(WindowResult(wkey, bound(start), bound(end), value))
                     release(keep=_keep(number - ticks, _oldest(opened, windows), 0))
                 continue
             reads = number - ticks
-            ts = ts_of(item) if ts_of is not None else clock()
+            ts = time_of(item)
             k = key_of(item) if key_of is not None else None
             if ts > max_ts:
                 max_ts = ts
@@ -265,7 +293,8 @@ class SlidingWindow(_Windowed):
                 if heap and heap[0][0] <= watermark:
                     while heap and heap[0][0] <= watermark:
                         end, start, _, wkey = heapq.heappop(heap)
-                        outp(WindowResult(wkey, start, end, result(windows.pop((wkey, start)))))
+                        value = result(windows.pop((wkey, start)))
+                        outp(WindowResult(wkey, bound(start), bound(end), value))
                     release(keep=_keep(reads, _oldest(opened, windows), 1))
             last_start = ts - (ts - offset) % step
             if last_start + size <= watermark:
@@ -289,16 +318,17 @@ class SlidingWindow(_Windowed):
                 start = last_start - j * step
         while heap:
             end, start, _, wkey = heapq.heappop(heap)
-            outp(WindowResult(wkey, start, end, result(windows.pop((wkey, start)))))
+            outp(WindowResult(wkey, bound(start), bound(end), result(windows.pop((wkey, start)))))
 
     def _run_guarded(self, inp: Iterable[Any], outp: Outp) -> None:
         """The loop above with the error policy: an item's user code runs first, under the
         policy, and only an item whose code succeeded changes the windows."""
-        size, step, offset = self.size, self.step, self.offset
-        ts_of, key_of, clock = self.timestamp, self.key, self.clock
+        size, step, offset = self._size, self._step, self._offset
+        time_of, key_of, now = self._time_of(), self.key, self._now()
         first, add = self.fold.first, self.fold.add
         collects = self.fold.collects
-        lateness = self.allowed_lateness
+        bound = self._time_kind.out
+        lateness = self._lateness
         late_port = self.late == "port"
         release = self.release_items
         windows: dict[tuple[Any, Any], Any] = {}
@@ -310,7 +340,7 @@ class SlidingWindow(_Windowed):
 
         def prepare(item: Any) -> tuple[Any, Any, list[tuple[Any, Any]] | None]:
             """The item's time, key and new accumulators, changing nothing."""
-            ts = ts_of(item) if ts_of is not None else clock()
+            ts = time_of(item)
             k = key_of(item) if key_of is not None else None
             wm = ts - lateness if ts > max_ts else watermark
             last_start = ts - (ts - offset) % step
@@ -336,7 +366,7 @@ class SlidingWindow(_Windowed):
             for item in inp:
                 prepared: tuple[Any, Any, list[tuple[Any, Any]] | None]
                 if item is TICK:
-                    prepared = (clock(), None, [])
+                    prepared = (now(), None, [])
                 else:
                     reads += 1
                     prepared = guard.prepare(item, prepare)
@@ -349,7 +379,8 @@ class SlidingWindow(_Windowed):
                     if heap and heap[0][0] <= watermark:
                         while heap and heap[0][0] <= watermark:
                             end, start, _, wkey = heapq.heappop(heap)
-                            outp(WindowResult(wkey, start, end, windows.pop((wkey, start))))
+                            value = windows.pop((wkey, start))
+                            outp(WindowResult(wkey, bound(start), bound(end), value))
                         pending = 0 if item is TICK else 1
                         release(keep=_keep(reads, _oldest(opened, windows), pending))
                 if updates is None:
@@ -371,11 +402,11 @@ class SlidingWindow(_Windowed):
                         seq += 1
         while heap:
             end, start, _, wkey = heapq.heappop(heap)
-            outp(WindowResult(wkey, start, end, windows.pop((wkey, start))))
+            outp(WindowResult(wkey, bound(start), bound(end), windows.pop((wkey, start))))
 
 
 class TumblingWindow(SlidingWindow):
-    """Back-to-back windows of ``size`` seconds: ``[offset + k*size, offset + (k+1)*size)``.
+    """Back-to-back windows of ``size``: ``[offset + k*size, offset + (k+1)*size)``.
 
     Each item belongs to exactly one window. Time, watermark, lateness, keys and results:
     see the module documentation (``help(nanostream.nodes.window)``).
@@ -399,18 +430,31 @@ class TumblingWindow(SlidingWindow):
         [WindowResult(key='eu', start=0, end=10, value=7),
          WindowResult(key='us', start=0, end=10, value=1),
          WindowResult(key='eu', start=10, end=20, value=1)]
+
+        With datetimes, the size is a ``timedelta`` and the bounds are UTC datetimes:
+
+        >>> from datetime import datetime, timedelta, timezone
+        >>> paris = timezone(timedelta(hours=1))
+        >>> logins = [datetime(2026, 1, 5, 11, 30, tzinfo=paris)]
+        >>> hourly = TumblingWindow(timedelta(hours=1), timestamp=lambda t: t)
+        >>> sink = nanostream.testing.Collect()
+        >>> nanostream.from_iterable(logins) > hourly > sink
+        Collect(name=None)
+        >>> sink.global_start()
+        >>> print(sink.items[0].start, sink.items[0].end)
+        2026-01-05 10:00:00+00:00 2026-01-05 11:00:00+00:00
     """
 
     def __init__(
         self,
-        size: float,
+        size: float | timedelta,
         *,
-        offset: float = 0,
+        offset: float | timedelta = 0,
         timestamp: Callable[[Any], Any] | None = None,
         key: Callable[[Any], Hashable] | None = None,
         reduce: Callable[[Any, Any], Any] | None = None,
         initial: Any = MISSING,
-        allowed_lateness: float = 0,
+        allowed_lateness: float | timedelta = 0,
         late: str = "drop",
         clock: Callable[[], Any] = time.time,
         name: str | None = None,
@@ -437,10 +481,13 @@ class TumblingWindow(SlidingWindow):
         if self.error_policy.guarded or self.timestamp is None:
             super()._run(inp, outp)
             return
-        size, offset = self.size, self.offset
-        ts_of, key_of, clock = self.timestamp, self.key, self.clock
+        size, offset = self._size, self._offset
+        ts_of, key_of, label = self.timestamp, self.key, self.label
+        point = self._time_kind.point  # the reader of _time_of(), inline: the hot path
+        plain = () if self._time_kind.datetimes else (float, int)
         first, add, result = self.fold.first, self.fold.add, self.fold.result
-        lateness = self.allowed_lateness
+        bound = self._time_kind.out
+        lateness = self._lateness
         late_port = self.late == "port"
         release = self.release_items
         windows: dict[tuple[Any, Any], Any] = {}
@@ -452,14 +499,17 @@ class TumblingWindow(SlidingWindow):
         max_ts: Any = _NEG_INF
         watermark: Any = _NEG_INF
         for reads, item in enumerate(inp, 1):
-            ts = ts_of(item) if ts_of is not None else clock()
+            ts = ts_of(item)
+            if ts.__class__ not in plain:
+                ts = point("timestamp", ts, label)
             if ts > max_ts:
                 max_ts = ts
                 watermark = ts - lateness
                 if heap and heap[0][0] <= watermark:
                     while heap and heap[0][0] <= watermark:
                         end, start, _, wkey = pop(heap)
-                        outp(WindowResult(wkey, start, end, result(windows.pop((wkey, start)))))
+                        value = result(windows.pop((wkey, start)))
+                        outp(WindowResult(wkey, bound(start), bound(end), value))
                     release(keep=_keep(reads, _oldest(opened, windows), 1))
             start = ts - (ts - offset) % size
             wk = (key_of(item) if key_of is not None else None, start)
@@ -475,7 +525,7 @@ class TumblingWindow(SlidingWindow):
                 outp(TaggedOutput("late", item))
         while heap:
             end, start, _, wkey = pop(heap)
-            outp(WindowResult(wkey, start, end, result(windows.pop((wkey, start)))))
+            outp(WindowResult(wkey, bound(start), bound(end), result(windows.pop((wkey, start)))))
 
 
 class _Session:
@@ -490,7 +540,8 @@ class _Session:
 
 
 class SessionWindow(_Windowed):
-    """Windows of activity: items less than ``gap`` seconds apart share a session.
+    """Windows of activity: items less than ``gap`` apart (seconds or a timedelta) share a
+    session.
 
     A session ``[start, end)`` runs from its first timestamp to its last plus ``gap``; an
     item within ``gap`` of two sessions merges them. A session closes when the watermark
@@ -515,19 +566,20 @@ class SessionWindow(_Windowed):
 
     def __init__(
         self,
-        gap: float,
+        gap: float | timedelta,
         *,
         timestamp: Callable[[Any], Any] | None = None,
         key: Callable[[Any], Hashable] | None = None,
         reduce: Callable[[Any, Any], Any] | None = None,
         initial: Any = MISSING,
-        allowed_lateness: float = 0,
+        allowed_lateness: float | timedelta = 0,
         late: str = "drop",
         clock: Callable[[], Any] = time.time,
         name: str | None = None,
         **options: Any,
     ) -> None:
         super().__init__(
+            durations={"gap": gap},
             timestamp=timestamp,
             key=key,
             reduce=reduce,
@@ -538,9 +590,9 @@ class SessionWindow(_Windowed):
             name=name,
             options=options,
         )
-        check_positive(type(self).__name__, "gap", gap)
         self.gap = gap
-        self._tick_every(gap)
+        self._gap = self._time_kind.duration("gap", gap, "positive")
+        self._tick_every(self._gap)
 
     def _run(self, inp: Iterable[Any], outp: Outp) -> None:
         if self.error_policy.guarded:
@@ -550,11 +602,12 @@ class SessionWindow(_Windowed):
             self._sessions(inp, outp, None)
 
     def _sessions(self, inp: Iterable[Any], outp: Outp, guard: PolicyGuard | None) -> None:
-        gap = self.gap
-        ts_of, key_of, clock = self.timestamp, self.key, self.clock
+        gap = self._gap
+        time_of, key_of, now = self._time_of(), self.key, self._now()
         fold = self.fold
         guard_fold = guard is not None and not fold.collects
-        lateness = self.allowed_lateness
+        bound = self._time_kind.out
+        lateness = self._lateness
         late_port = self.late == "port"
         release = self.release_items
         open_by_key: dict[Any, list[_Session]] = {}
@@ -566,10 +619,7 @@ class SessionWindow(_Windowed):
         watermark: Any = _NEG_INF
 
         def prepare(item: Any) -> tuple[Any, Any]:
-            return (
-                ts_of(item) if ts_of is not None else clock(),
-                key_of(item) if key_of is not None else None,
-            )
+            return time_of(item), key_of(item) if key_of is not None else None
 
         def folded(window: WindowResult) -> Iterable[Any]:
             return (window._replace(value=fold.over(window.value)),)
@@ -581,7 +631,8 @@ class SessionWindow(_Windowed):
             if not sessions:
                 del open_by_key[session.key]
             items = [item for _, item in session.items]
-            window = WindowResult(session.key, session.start, session.last + gap, items)
+            start, end = bound(session.start), bound(session.last + gap)
+            window = WindowResult(session.key, start, end, items)
             if guard_fold:
                 assert guard is not None
                 guard.unit(window, folded)  # the policy covers reduce per window
@@ -604,14 +655,14 @@ class SessionWindow(_Windowed):
         for number, item in enumerate(inp, 1):
             if item is TICK:  # processing time, no item for a while: the clock moves on
                 ticks += 1
-                ts = clock()
+                ts = now()
                 if ts > max_ts:
                     max_ts = watermark = ts
                     close_until(watermark, number - ticks, 0)
                 continue
             reads = number - ticks
             if guard is None:
-                ts = ts_of(item) if ts_of is not None else clock()
+                ts = time_of(item)
                 k = key_of(item) if key_of is not None else None
             else:
                 prepared = guard.prepare(item, prepare)

@@ -28,10 +28,12 @@ from .._core.acks import AckCoordinator, Marker, NodeMarkers
 from .._core.channel import (
     AFTER_END,
     END,
+    ByteBudget,
     TripwireBuffer,
     TripwireFlush,
     batch_extend,
     checked_outp,
+    item_size,
     next_slice_len,
 )
 from .._core.errors import NodeProtocolError
@@ -62,13 +64,30 @@ ABANDONED: list[Any] = []
 
 
 class _Channel:
-    """The input queue of one node: batches, bounded by ``max_batches``."""
+    """The input queue of one node: batches, bounded by ``max_batches`` (and ``queue_bytes``).
 
-    __slots__ = ("batches", "blocked", "capacity", "max_batches", "open", "waiter")
+    With a byte budget, everything appended to ``batches`` is counted in ``budget`` and
+    everything popped is taken out of it (see :class:`~nanostream._core.channel.ByteBudget`).
+    """
 
-    def __init__(self, queue_size: int, batch_size: int, producers: int) -> None:
+    __slots__ = (
+        "batches",
+        "blocked",
+        "budget",
+        "capacity",
+        "capacity_bytes",
+        "max_batches",
+        "open",
+        "waiter",
+    )
+
+    def __init__(
+        self, queue_size: int, batch_size: int, producers: int, queue_bytes: int | None = None
+    ) -> None:
         self.batches: deque[Any] = deque()
         self.capacity = queue_size
+        self.capacity_bytes = queue_bytes
+        self.budget = ByteBudget(queue_bytes) if queue_bytes is not None else None
         self.max_batches = max(1, queue_size // max(1, batch_size))
         self.open = producers
         self.waiter: _Task | None = None
@@ -76,6 +95,9 @@ class _Channel:
 
     def depth(self) -> int:
         return sum(len(b) for b in list(self.batches) if b is not END)
+
+    def depth_bytes(self) -> int:
+        return self.budget.held if self.budget is not None else 0
 
 
 class _Task:
@@ -173,6 +195,10 @@ class Scheduler:
         self.remaining = 0
         self.parked: list[Any] = []
         self.acks: AckCoordinator | None = None  # set by a run that supports acks
+        # Tasks waiting for the rest of the run (wait_for_outcome), and which nodes each
+        # node's outputs reach (set by a run that offers that wait).
+        self.awaiting: list[_Task] = []
+        self.reach: Callable[[int], frozenset[int]] | None = None
 
     # ----------------------------------------------------------------- building
     def add_plan(
@@ -208,7 +234,7 @@ class Scheduler:
                 task.holds = pn.node.items_held()
             producers = len(pn.inputs) + (1 if fed else 0)
             if producers:
-                task.channel = _Channel(pn.queue_size, pn.batch_size, producers)
+                task.channel = _Channel(pn.queue_size, pn.batch_size, producers, pn.queue_bytes)
             tasks.append(task)
         for pn, task in zip(nodes, tasks, strict=True):
             self._wire(pn, task, tasks)
@@ -383,6 +409,8 @@ class Scheduler:
             self.remaining -= 1
             for box in task.box_list:
                 box._dispose()
+            for waiting in self.awaiting:  # the rest of the run may have ended now
+                self.make_ready(waiting)
 
     # ----------------------------------------------------------------- waiting (in tasks)
     def make_ready(self, task: _Task) -> None:
@@ -428,12 +456,19 @@ class Scheduler:
         if self.aborting:
             raise RunAborted
 
-    def wait_room(self, task: _Task, channel: _Channel) -> None:
+    def wait_room(
+        self, task: _Task, channel: _Channel, sizes: list[int] | None = None, first: int = 0
+    ) -> None:
+        """Wait until the channel takes a batch (with a byte budget: item ``first`` of one
+        whose item sizes are ``sizes``)."""
         counters = task.counters
         start = _clock()
         counters.output_wait_since = time.monotonic()
+        budget = channel.budget
         try:
-            while len(channel.batches) >= channel.max_batches:
+            while len(channel.batches) >= channel.max_batches or (
+                budget is not None and sizes is not None and budget.fit(sizes, first) == first
+            ):
                 if self.aborting:
                     raise RunAborted
                 channel.blocked.append(task)
@@ -483,6 +518,32 @@ class Scheduler:
         task.timer = 0
         return self.aborting
 
+    def wait_for_outcome(self, task: _Task) -> None:
+        """``NodeContext.wait_for_run_outcome()`` inside a task: the other tasks run meanwhile.
+
+        Returns once every task has ended but those waiting here and the tasks downstream of
+        them; raises ``RunAborted`` if the run aborts (or fails) first.
+        """
+        for box in task.box_list:
+            box.flush()
+        awaiting = self.awaiting
+        awaiting.append(task)
+        for other in awaiting:  # each of them may have been waiting for this task alone
+            if other is not task:
+                self.make_ready(other)
+        while not self.aborting and not self._rest_has_ended():
+            self._block(task)  # woken when a task ends, or by the abort's unwinding
+        if self.aborting:
+            raise RunAborted
+
+    def _rest_has_ended(self) -> bool:
+        reach = self.reach
+        assert reach is not None, "wait_for_outcome needs a run that sets reach"
+        spared: set[int] = set()
+        for waiting in self.awaiting:
+            spared |= reach(waiting.index)
+        return all(t.done or t.index in spared for t in self.tasks)
+
     def time_slice(self, task: _Task) -> None:
         """The task has had the thread for a while: send its outputs, let others run."""
         for box in task.box_list:
@@ -501,17 +562,41 @@ class Scheduler:
             task.deadline[0] = _clock() + TIMESLICE_S
 
     def put(self, task: _Task, channel: _Channel, items: Any) -> None:
+        budget = channel.budget
+        if budget is not None and type(items) is list:
+            self._put_within_budget(task, channel, budget, items)
+            return
         if len(channel.batches) >= channel.max_batches:
             self.wait_room(task, channel)
         channel.batches.append(items)
+        if budget is not None:  # a marker
+            budget.added(0)
         waiter = channel.waiter
         if waiter is not None:
             channel.waiter = None
             self.make_ready(waiter)
 
+    def _put_within_budget(
+        self, task: _Task, channel: _Channel, budget: ByteBudget, items: list[Any]
+    ) -> None:
+        """``put`` with a byte budget: the batch goes in in parts that fit, in order."""
+        sizes = [item_size(x) for x in items]
+        start, n = 0, len(items)
+        while start < n:
+            if len(channel.batches) >= channel.max_batches or budget.fit(sizes, start) == start:
+                self.wait_room(task, channel, sizes, start)
+            part, start = budget.take(items, sizes, start)
+            channel.batches.append(part)
+            waiter = channel.waiter
+            if waiter is not None:
+                channel.waiter = None
+                self.make_ready(waiter)
+
     def put_end(self, channel: _Channel, end: Any = END) -> None:
         """Put ``end`` (the end of stream, or an ack marker) without waiting for room."""
         channel.batches.append(end)
+        if channel.budget is not None:
+            channel.budget.added(0)
         waiter = channel.waiter
         if waiter is not None:
             channel.waiter = None
@@ -520,6 +605,7 @@ class Scheduler:
     def _reader(self, task: _Task, channel: _Channel) -> Iterator[Iterable[Any]]:
         """The batches of a task's input, in slices sized to take about ``_LINGER_S``."""
         batches = channel.batches
+        budget = channel.budget
         counters = task.counters
         deadline = task.deadline
         max_slice = task.batch_size
@@ -539,7 +625,9 @@ class Scheduler:
                         task.markers.apply()
                 continue
             batch = batches.popleft()
-            if channel.blocked and len(batches) < channel.max_batches:
+            if budget is not None:
+                budget.removed()
+            if channel.blocked and (budget is not None or len(batches) < channel.max_batches):
                 for producer in channel.blocked:
                     self.make_ready(producer)
                 channel.blocked.clear()

@@ -61,6 +61,7 @@ from .._core.channel import AFTER_END, checked_outp
 from .._core.context import NodeContext
 from .._core.errors import NodeProtocolError
 from .._core.ports import port_dispatcher
+from .._core.redact import exception_text, safe_str
 from .._core.signals import RunAborted, SourceStopped
 from .._core.ticks import TICK
 
@@ -691,7 +692,7 @@ class NodeHost:
         try:
             node, function, keys = loads(spec.payload)
         except Exception as exc:  # noqa: BLE001 - reported to the driver as text
-            return f"{type(exc).__name__}: {exc}", []
+            return exception_text(exc), []
         self.instance = _Instance(
             spec=spec,
             node=node,
@@ -1273,7 +1274,7 @@ def _describe_failure(exc: BaseException) -> dict[str, Any]:
     return {
         "exception": data,
         "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
-        "message": str(exc),
+        "message": safe_str(exc),
         "traceback": text,
         "frames": frames,
     }

@@ -74,6 +74,9 @@ class _CoopContext(NodeContext):
         for box in task.box_list:
             box.close()
 
+    def wait_for_run_outcome(self) -> None:
+        self.sched.wait_for_outcome(self.task)
+
 
 class CooperativeRun(Run):
     """A pipeline running on :class:`CooperativeRunner`.
@@ -101,6 +104,7 @@ class CooperativeRun(Run):
         self.sched = Scheduler(self._fail, watched=True)
         self.sched.add_plan(plan, self.counters)
         self.acks = self.sched.acks = AckCoordinator(plan, self._inject_marker)
+        self.sched.reach = self.acks.routing.reach
         self.contexts = [
             _CoopContext(self, pn, task)
             for pn, task in zip(plan.nodes, self.sched.tasks, strict=True)

@@ -64,6 +64,14 @@ __all__ = [
 
 log = logging.getLogger("nanostream")
 
+#: The examples in these docstrings start Ray; the test suite skips them, saying why, where
+#: Ray is not installed (fnmatch patterns of doctest names; read by the repository's
+#: ``conftest.py``). The other examples here run everywhere.
+__doctest_requires__ = {
+    "nanostream.runners.ray": ("ray",),
+    "nanostream.runners.ray.RayRunner*": ("ray",),
+}
+
 # After an abort, actors get this long to end on their own before they are killed.
 ABORT_GRACE_S = 1.0
 _TICK_S = 0.2
@@ -299,8 +307,19 @@ class RayRunner:
                 f"Ray options for node(s) {', '.join(map(repr, unknown))} that the pipeline "
                 f"does not have; its nodes are: {', '.join(pn.name for pn in plan.nodes)}"
             )
+        unbounded = "; on Ray, bound memory with queue_size (and batch_size) instead"
+        if plan.options.queue_bytes is not None:
+            raise GraphError(
+                f"the ray runner bounds queues by items only and cannot honour the run "
+                f"option queue_bytes={plan.options.queue_bytes}{unbounded}"
+            )
         result = []
         for pn in plan.nodes:
+            if pn.queue_bytes is not None:
+                raise GraphError(
+                    f"node {pn.name!r}: the ray runner bounds queues by items only and "
+                    f"cannot honour queue_bytes={pn.queue_bytes}{unbounded}"
+                )
             opts = self.nodes.get(pn.name, RayNodeOptions())
             if opts.replicas > 1 and pn.is_source:
                 raise GraphError(

@@ -176,6 +176,9 @@ class _ThreadContext(NodeContext):
         for box in self.run.outboxes[self.index].values():
             box.close()
 
+    def wait_for_run_outcome(self) -> None:
+        self.run.wait_for_outcome(self.index)
+
 
 class ThreadRun(Run):
     """A pipeline running on :class:`ThreadsRunner`."""
@@ -187,7 +190,9 @@ class ThreadRun(Run):
         nodes = plan.nodes
         self.counters = [NodeCounters() for _ in nodes]
         self.channels: list[Channel | None] = [
-            Channel(pn.queue_size, pn.batch_size, len(pn.inputs)) if pn.inputs else None
+            Channel(pn.queue_size, pn.batch_size, len(pn.inputs), pn.queue_bytes)
+            if pn.inputs
+            else None
             for pn in nodes
         ]
         self.outboxes: list[dict[str, Outbox]] = []
@@ -209,6 +214,10 @@ class ThreadRun(Run):
         ]
         self._remaining = len(nodes)
         self._remaining_lock = threading.Lock()
+        # Nodes that ended, and nodes waiting for the rest of the run (wait_for_outcome).
+        self._outcome = threading.Condition()
+        self._ended = [False for _ in nodes]
+        self._awaiting: set[int] = set()
         self._exit_locks = [threading.Lock() for _ in nodes]
         self._exiting = [False for _ in nodes]
         self._interrupted: list[float | None] = [None for _ in nodes]
@@ -256,7 +265,7 @@ class ThreadRun(Run):
             lock.release()
             for box in boxes.values():
                 box._dispose()
-            self._node_ended()
+            self._node_ended(pn.index)
 
     def _execute(self, pn: PlanNode, boxes: dict[str, Outbox]) -> None:
         counters = self.counters[pn.index]
@@ -318,7 +327,27 @@ class ThreadRun(Run):
                     self._interrupted[i] = now
                     raise_async_exception(thread.ident, RunAborted)
 
-    def _node_ended(self) -> None:
+    def wait_for_outcome(self, index: int) -> None:
+        """Node ``index`` waits for the rest of the run (see ``NodeContext``; its thread)."""
+        with self._outcome:
+            self._awaiting.add(index)
+            self._outcome.notify_all()  # the rest of the run may be this node alone
+            self._outcome.wait_for(lambda: self.aborting or self._rest_has_ended())
+        if self.aborting:
+            raise RunAborted
+
+    def _rest_has_ended(self) -> bool:
+        """True when every node has ended but those waiting for it and their downstreams."""
+        awaiting = self._awaiting
+        reach = self.acks.routing.reach
+        spared = set().union(*(reach(i) for i in awaiting)) if awaiting else set()
+        return all(ended or i in spared for i, ended in enumerate(self._ended))
+
+    def _node_ended(self, index: int | None = None) -> None:
+        if index is not None:
+            with self._outcome:
+                self._ended[index] = True
+                self._outcome.notify_all()
         with self._remaining_lock:
             self._remaining -= 1
             last = self._remaining <= 0
@@ -359,6 +388,8 @@ class ThreadRun(Run):
 
     def _on_abort(self) -> None:
         self.aborting = True
+        with self._outcome:
+            self._outcome.notify_all()
         self.abort_event.set()
         self._stop_event.set()
         for boxes in self.outboxes:
