@@ -160,22 +160,23 @@ def test_a_plain_process_item_with_a_downstream_emits_nothing(runner: str) -> No
     assert sink.items == []
 
 
-def test_a_sink_run_by_parallel_need_not_yield(tmp_path: Any) -> None:
+def test_a_sink_run_by_parallel_need_not_yield(runner: str, tmp_path: Any) -> None:
     path = tmp_path / "out.txt"
     sink = nanostream.nodes.Parallel(AppendToFile(str(path)), workers=2)
     nanostream.from_iterable([1, 2, 3]) > sink
-    sink.global_start()
+    sink.global_start(runner=runner)
     assert sorted(path.read_text(encoding="utf-8").split()) == ["1", "2", "3"]
 
 
-def test_a_value_returned_without_code_to_read_is_refused_when_it_comes() -> None:
-    class Returns(nanostream.NanoNode):
-        process_item = staticmethod(abs)  # no Python code: checked when it runs
+class ReturnsAbs(nanostream.NanoNode):
+    process_item = staticmethod(abs)  # no Python code to read: checked when it runs
 
-    node = Returns(name="absolute")
+
+def test_a_value_returned_without_code_to_read_is_refused_when_it_comes(runner: str) -> None:
+    node = ReturnsAbs(name="absolute")
     nanostream.from_iterable([-1]) > node
     with pytest.raises(nanostream.NodeFailed) as info:
-        node.global_start()
+        node.global_start(runner=runner)
     message = str(info.value)
     assert "process_item of node 'absolute' returned int" in message
     assert "yield it" in message
