@@ -178,9 +178,10 @@ class Case:
     """How to make a node of one class (``make(env, **options)``) and make its work fail.
 
     A node that processes items gets ``good`` items and one ``bad`` one (its work on it
-    raises) or ``slow`` one; a source is made failing by ``make`` itself (``fails=True``).
-    ``refused`` lists the options the class refuses (a ``GraphError`` naming the node and
-    the option, when it is made or its pipeline is built).
+    raises) or ``slow`` one, through ``entry(node)``; a source (``source=True``) is made
+    failing by ``make`` itself. ``refused`` lists the options the class refuses (a
+    ``GraphError`` naming the node and the option, when it is made or its pipeline is
+    built); ``needs`` says why the effect of the others cannot be shown here.
     """
 
     make: Callable[..., NanoNode]
