@@ -224,6 +224,7 @@ class _HttpNode(NanoNode):
     kind = "HTTP"
     policy_options = POLICY_OPTIONS  # each wraps NanoNode's node function, or HttpRequest's
     own_options = ("retries", "backoff", "timeout")  # of each request
+    holds_items = False  # each item is done once its answers are out (see HttpRequest)
 
     def __init__(
         self,

@@ -878,6 +878,7 @@ class SQLExecute(NanoNode):
 
     policy_options = POLICY_OPTIONS  # its node function is NanoNode's, closing the engine
     own_options = ("retries", "backoff")  # after a lost connection
+    holds_items = False  # each item is done once its rows are out
 
     def __init__(
         self,
