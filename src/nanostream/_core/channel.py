@@ -415,7 +415,12 @@ class _Tripwire:
         try:
             self.buffer._tripped()
         except BaseException as exc:  # noqa: BLE001 - e.g. an abort's interruption landed here
-            self.buffer.on_error(exc)
+            while True:  # nothing may escape __del__ (it would be lost as "unraisable")
+                try:
+                    self.buffer.on_error(exc)
+                    return
+                except BaseException as again:  # noqa: BLE001 - an interruption landed there
+                    exc = again
 
 
 class TripwireBuffer:

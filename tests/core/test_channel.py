@@ -1,0 +1,38 @@
+"""The shared output buffer (``TripwireBuffer``): what its full-batch hand-off does with errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nanostream._core.channel import TripwireBuffer
+
+
+def test_a_full_batch_is_handed_on_and_the_buffer_rearms() -> None:
+    batches: list[list[Any]] = []
+    buffer = TripwireBuffer(3, batches.append, lambda exc: None)
+    for i in range(7):
+        buffer.append(i)
+    assert batches == [[0, 1, 2], [3, 4, 5]]
+    assert buffer.take() == [6]
+
+
+def test_an_error_in_the_error_handler_of_the_hand_off_is_not_lost() -> None:
+    # An abort interrupts a node thread with an exception that may land anywhere, also in
+    # the error handler the tripwire calls from __del__: it must be kept, not printed as
+    # "Exception ignored in __del__" (which fails this test: warnings are errors).
+    kept: list[BaseException] = []
+    interrupted = [False]
+
+    def full(items: list[Any]) -> None:
+        raise ValueError("the send failed")
+
+    def keep(exc: BaseException) -> None:
+        if not interrupted[0]:
+            interrupted[0] = True
+            raise KeyboardInterrupt  # stands for the interruption landing here
+        kept.append(exc)
+
+    buffer = TripwireBuffer(2, full, keep)
+    buffer.append(1)
+    buffer.append(2)
+    assert [type(e) for e in kept] == [KeyboardInterrupt]
