@@ -992,10 +992,13 @@ class NanoNode:
         if not block:
             return self._pipeline().start(runner=runner, **options)
         received: list[int] = []
-        # The handlers go in before the nodes start: a signal as they start drains too.
+        # The handlers go in before the nodes start, so a signal as they start drains too,
+        # and again once they have started: starting may install handlers of its own (Ray
+        # does when it starts a local instance). The ones from before are put back after.
         with signals_recorded(received.append) as handling:
             run = self._pipeline().start(runner=runner, **options)
-            signum = run._wait_recorded(received, handling, options.get("drain_timeout"))
+            with signals_recorded(received.append):
+                signum = run._wait_recorded(received, handling, options.get("drain_timeout"))
         if signum is None:
             return None
         if signum == signal.SIGINT:

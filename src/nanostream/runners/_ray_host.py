@@ -763,7 +763,8 @@ class NodeHost:
         events (so ``Collect.seen.wait()`` works in the driver while the run goes on) and
         hands the records to its own loggers. ``stop`` is True once, after the node asked
         its run to stop (``NanoNode.request_stop()``); ``awaiting`` is True once, after the
-        node began to wait for the rest of the run (``wait_for_run_outcome``).
+        node began to wait for the rest of the run (``wait_for_run_outcome``); ``emitted_all``
+        is True once, after a source emitted everything (it may still wait for its acks).
         """
         instance = self._current(run_id)
         if instance is None:
@@ -773,6 +774,7 @@ class NodeHost:
             and not instance.logs
             and not (instance.stop_requested and not instance.stop_sent)
             and not (instance.awaiting_outcome and not instance.awaiting_sent)
+            and not (instance.emitted_all and not instance.emitted_all_sent)
             and not instance.done.done()
         ):
             await instance.events_changed
@@ -780,12 +782,15 @@ class NodeHost:
         instance.stop_sent = instance.stop_requested
         awaiting = instance.awaiting_outcome and not instance.awaiting_sent
         instance.awaiting_sent = instance.awaiting_outcome
+        emitted_all = instance.emitted_all and not instance.emitted_all_sent
+        instance.emitted_all_sent = instance.emitted_all
         return {
             "events": sorted(instance.events_set),
             "logs": instance.take_logs(),
             "ended": instance.done.done(),
             "stop": stop,
             "awaiting": awaiting,
+            "emitted_all": emitted_all,
         }
 
     async def run_outcome(self, run_id: str) -> None:
@@ -992,6 +997,8 @@ class _Instance:
         self.awaiting_outcome = False
         self.awaiting_sent = False  # (on the event loop)
         self.outcome_released = False
+        self.emitted_all = False  # a source has emitted everything (told to the driver once)
+        self.emitted_all_sent = False  # (on the event loop)
         self.done: asyncio.Future[dict[str, Any]] = loop.create_future()
         self.inbox = None if spec.is_source else _Inbox(spec.queue_size, spec.n_streams, loop)
         self.boxes: dict[str, _PortBox] = {}
@@ -1074,6 +1081,13 @@ class _Instance:
         with self._settled:
             self._settle = True
             self._settled.notify_all()
+
+    def outputs_ended(self) -> None:
+        """(Source.) It has emitted everything: the driver hears of it through ``events``
+        (its actor reports its end only once its acks are called, which a writer waiting
+        for the rest of the run holds back)."""
+        self.emitted_all = True
+        self.loop.call_soon_threadsafe(self._events_signal, [])
 
     def release_outcome(self) -> None:
         """The rest of the run has ended well: ``wait_for_run_outcome`` returns."""
@@ -1263,6 +1277,7 @@ class _Instance:
         if self.acks is not None:
             self.acks.wait_delivered()  # a sink's "reached" calls, before it reports its end
         if reader is None:
+            self.outputs_ended()
             self.wait_for_acks()
 
     def node_state(self) -> bytes | None:

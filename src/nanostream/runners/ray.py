@@ -392,6 +392,7 @@ class RayRun(Run):
         # those told that it ended well.
         self._awaiting: set[tuple[int, int]] = set()
         self._released: set[tuple[int, int]] = set()
+        self._emitted_all: set[tuple[int, int]] = set()  # sources done but for their acks
         self._reach: AckRouting | None = None
         assert len(options) == n
 
@@ -596,8 +597,11 @@ class RayRun(Run):
             return
         reach = self._reach.reach
         spared = set().union(*(reach(i) for i, _ in self._awaiting))
+        # A source that emitted everything counts as ended: its acks may wait for a writer.
         if not all(
-            i in spared or all(f is not None for f in final) for i, final in enumerate(self._final)
+            i in spared
+            or all(f is not None or (i, r) in self._emitted_all for r, f in enumerate(final))
+            for i, final in enumerate(self._final)
         ):
             return
         for i, r in sorted(waiting):
@@ -626,6 +630,8 @@ class RayRun(Run):
             self.request_stop()
         if answer.get("awaiting"):  # it waits for the rest of the run to end well
             self._awaiting.add((i, r))
+        if answer.get("emitted_all"):  # a source that only waits for its acks now
+            self._emitted_all.add((i, r))
         if not answer["ended"] and self._final[i][r] is None:
             self._event_refs[self.actors[i][r].events.remote(self.run_id, names)] = (i, r)
 
