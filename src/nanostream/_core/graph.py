@@ -11,6 +11,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from . import registry
 from .context import NodeContext
 from .errors import CycleError, GraphError, RunStateError
 from .node import FunctionNode, NanoNode, NodeFunction, release_function
@@ -250,14 +251,13 @@ class Pipeline:
         the Ray runner's ``address``) go to that runner; the rest are
         :class:`RunOptions`.
         """
-        from ..runners import get_runner
         from .run import RunOptions
 
         with self._lock:
             self._check_building()
             if "name" in options:
                 self.name = options.pop("name")
-            impl = get_runner(runner)
+            impl = registry.get_runner(runner)
             own = set(getattr(impl, "option_names", ()))
             runner_options = {k: options.pop(k) for k in list(options) if k in own}
             if runner_options:
@@ -269,8 +269,7 @@ class Pipeline:
             self.run = impl.start(plan)
             self.run.add_done_callback(self._release)
             if progress or metrics_port is not None:
-                from ..observe import attach
-
+                attach = registry.hook("observe")
                 try:
                     attach(
                         self.run,
