@@ -82,3 +82,28 @@ class Counter(nanostream.NanoNode):
         for i in itertools.count():
             self.produced = i + 1
             yield i
+
+
+class OneThenWait(nanostream.NanoNode):
+    """Emits one item, then waits (at most ``timeout`` s) for the file ``flag``, which a
+    downstream creates when its answer arrives; ``answered`` says whether it came."""
+
+    def __init__(self, flag: Path, item: Any = 1, timeout: float = 10.0) -> None:
+        super().__init__()
+        self.flag = str(flag)
+        self.item = item
+        self.timeout = timeout
+        self.answered = False
+
+    def generator(self) -> Iterator[Any]:
+        yield self.item
+        self.answered = wait_for_file(self.flag, self.sleep, timeout=self.timeout)
+
+
+class OneAckedThenWait(OneThenWait):
+    """Like :class:`OneThenWait`, but the item is ``Acked``: the flag is its acknowledgement."""
+
+    def generator(self) -> Iterator[Any]:
+        flag = self.flag
+        yield nanostream.Acked(self.item, lambda: Path(flag).touch())
+        self.answered = wait_for_file(flag, self.sleep, timeout=self.timeout)

@@ -124,6 +124,64 @@ def test_process_item_must_yield() -> None:
         node.global_start()
 
 
+class AppendToFile(nanostream.NanoNode):
+    """A sink written the way most users write one: a plain ``process_item``, no ``yield``."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+
+    def process_item(self, item: int) -> None:
+        if item < 0:
+            return  # an early return of nothing is still a sink
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(f"{item}\n")
+
+
+def test_a_sink_class_need_not_yield(runner: str, tmp_path: Any) -> None:
+    path = tmp_path / "out.txt"
+    sink = AppendToFile(str(path))
+    nanostream.from_iterable([1, -1, 2, 3]) > sink
+    run = sink.global_start(block=False, runner=runner)
+    assert run is not None
+    assert run.wait(timeout=30)
+    assert run.state == "finished"
+    assert path.read_text(encoding="utf-8").split() == ["1", "2", "3"]
+
+
+def test_a_plain_process_item_with_a_downstream_emits_nothing(runner: str) -> None:
+    class Quiet(nanostream.NanoNode):
+        def process_item(self, item: int) -> None:
+            pass
+
+    sink = Collect()
+    nanostream.from_iterable([1, 2]) > Quiet() > sink
+    sink.global_start(runner=runner)
+    assert sink.items == []
+
+
+def test_a_sink_run_by_parallel_need_not_yield(runner: str, tmp_path: Any) -> None:
+    path = tmp_path / "out.txt"
+    sink = nanostream.nodes.Parallel(AppendToFile(str(path)), workers=2)
+    nanostream.from_iterable([1, 2, 3]) > sink
+    sink.global_start(runner=runner)
+    assert sorted(path.read_text(encoding="utf-8").split()) == ["1", "2", "3"]
+
+
+class ReturnsAbs(nanostream.NanoNode):
+    process_item = staticmethod(abs)  # no Python code to read: checked when it runs
+
+
+def test_a_value_returned_without_code_to_read_is_refused_when_it_comes(runner: str) -> None:
+    node = ReturnsAbs(name="absolute")
+    nanostream.from_iterable([-1]) > node
+    with pytest.raises(nanostream.NodeFailed) as info:
+        node.global_start(runner=runner)
+    message = str(info.value)
+    assert "process_item of node 'absolute' returned int" in message
+    assert "yield it" in message
+
+
 def test_cleanup_returning_a_value_is_an_error() -> None:
     class BadCleanup(nanostream.NanoNode):
         def process_item(self, item: int) -> Iterator[int]:

@@ -28,6 +28,7 @@ from nanostream.nodes.http import (
     _retry_after,
 )
 from nanostream.testing import Collect
+from support import FlagSink, OneAckedThenWait, OneThenWait
 
 TOKEN = "tok-Very-Secret-123"
 API_KEY = "KEY-secret-987"
@@ -120,6 +121,11 @@ class Handler(BaseHTTPRequestHandler):
                     "json": json.loads(raw) if raw else None,
                 },
             )
+        elif route == "redirect":  # send the client on to `to`, with status `status`
+            self.send_response(int(query.get("status", "302")))
+            self.send_header("Location", query["to"])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
         elif route == "items":
             self.send_json(200, {"id": segments[1]})
         elif route == "text":
@@ -183,8 +189,7 @@ class Handler(BaseHTTPRequestHandler):
             self.send_json(200, {"items": data, "meta": {"next": str(page + 1) if more else None}})
 
 
-@pytest.fixture
-def api() -> Iterator[ApiServer]:
+def serve() -> Iterator[ApiServer]:
     server = ApiServer()
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="test-http-server"
@@ -196,6 +201,17 @@ def api() -> Iterator[ApiServer]:
         server.shutdown()
         server.server_close()
         thread.join(10)
+
+
+@pytest.fixture
+def api() -> Iterator[ApiServer]:
+    yield from serve()
+
+
+@pytest.fixture
+def other_api() -> Iterator[ApiServer]:
+    """A second server: another origin (another port on 127.0.0.1)."""
+    yield from serve()
 
 
 def run_items(node: nanostream.NanoNode, items: list[Any], runner: str = "threads") -> list[Any]:
@@ -317,6 +333,45 @@ def test_workers_send_requests_at_once_and_keep_the_order(api: ApiServer, runner
     assert not api.barrier.broken
 
 
+@pytest.mark.parametrize("workers", [1, 3])
+def test_an_answer_goes_out_before_the_next_item_comes(
+    api: ApiServer, runner: str, tmp_path: Any, workers: int
+) -> None:
+    flag = tmp_path / "answered"
+    source = OneThenWait(flag, item=7)
+    sink = FlagSink(flag)
+    source > HttpRequest(api.base + "/items/{item}", workers=workers) > sink
+    run = sink.global_start(block=False, runner=runner)
+    assert run is not None
+    assert run.wait(timeout=30)
+    assert source.answered, "the answer waited for an item that never came"
+    assert sink.items == [{"id": "7"}]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda url: HttpRequest(url + "/items/{item}"),
+        lambda url: HttpRequest(url + "/items/{item}", workers=3),
+        lambda url: HttpPaginator(url + "/pages/next", items="data", next="links.next"),
+    ],
+    ids=["request", "request-workers", "paginator"],
+)
+def test_an_answer_is_acknowledged_before_the_next_item_comes(
+    api: ApiServer, runner: str, acks: bool, tmp_path: Any, make: Any
+) -> None:
+    if not acks:
+        pytest.skip(f"the {runner} runner does not call acknowledgements")
+    source = OneAckedThenWait(tmp_path / "acked", item=7)
+    sink = Collect()
+    source > make(api.base) > sink
+    run = sink.global_start(block=False, runner=runner)
+    assert run is not None
+    assert run.wait(timeout=30)
+    assert source.answered, "the acknowledgement waited for the end of the stream"
+    assert sink.items in ([{"id": "7"}], list(range(25)))
+
+
 def test_rate_limit_spaces_the_requests(api: ApiServer) -> None:
     node = HttpRequest(api.base + "/items/{item}", workers=4, rate_limit=40)
     assert len(run_items(node, list(range(9)))) == 9
@@ -353,6 +408,86 @@ def test_secrets_stay_out_of_errors_logs_and_reprs(
     assert "api_key=***" in caplog.text  # the retry warning and httpx's own request log
     for secret in (TOKEN, API_KEY, "PASSW0RD"):
         assert secret not in text
+
+
+def _redirecting_request(api: ApiServer, to: str, status: int = 302) -> HttpRequest:
+    return HttpRequest(
+        api.base + "/redirect",
+        params={"to": to, "status": status},
+        headers={"X-Api-Key": API_KEY, "Authorization": f"Bearer {TOKEN}"},
+        client_options={"cookies": {"session": "SESSION-secret"}},
+    )
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_to_another_origin_gets_no_configured_headers_auth_or_cookies(
+    api: ApiServer, other_api: ApiServer, status: int
+) -> None:
+    [echo] = run_items(_redirecting_request(api, f"{other_api.base}/echo/there", status), [1])
+    assert echo["path"] == "/echo/there"  # the redirect was followed, to the other server
+    sent = echo["headers"]
+    assert "x-api-key" not in sent
+    assert "authorization" not in sent
+    assert "cookie" not in sent
+    assert API_KEY not in json.dumps(echo) and TOKEN not in json.dumps(echo)
+
+
+def test_a_poller_redirected_to_another_origin_sends_no_configured_headers(
+    api: ApiServer, other_api: ApiServer
+) -> None:
+    sink = Collect()
+    poller = HttpPoller(
+        api.base + "/redirect",
+        interval=60,
+        params={"to": other_api.base + "/echo/polled"},
+        headers={"X-Api-Key": API_KEY},
+    )
+    poller > sink
+    run = sink.global_start(block=False)
+    assert run is not None
+    try:
+        assert sink.seen.wait(10)
+    finally:
+        run.stop(timeout=10)
+    [echo] = sink.items
+    assert echo["path"] == "/echo/polled" and "x-api-key" not in echo["headers"]
+
+
+def test_a_redirect_chain_that_comes_back_home_stays_without_credentials(
+    api: ApiServer, other_api: ApiServer
+) -> None:
+    back_home = f"{api.base}/echo/home"
+    via_other = f"{other_api.base}/redirect?to={back_home}"
+    [echo] = run_items(_redirecting_request(api, via_other), [1])
+    assert echo["path"] == "/echo/home"
+    assert "x-api-key" not in echo["headers"] and "authorization" not in echo["headers"]
+
+
+def test_a_redirect_within_the_origin_keeps_the_headers(api: ApiServer) -> None:
+    [echo] = run_items(_redirecting_request(api, "/echo/here"), [1])
+    assert echo["path"] == "/echo/here"
+    sent = echo["headers"]
+    assert sent["x-api-key"] == API_KEY
+    assert sent["authorization"] == f"Bearer {TOKEN}"
+    assert "session=SESSION-secret" in sent["cookie"]
+
+
+def test_redirects_are_bounded_and_can_be_turned_off(api: ApiServer) -> None:
+    loop = HttpRequest(
+        api.base + "/redirect",
+        params={"to": "/redirect?to=/echo/x"},
+        client_options={"max_redirects": 1},
+    )
+    with pytest.raises(nanostream.NodeFailed, match="redirected more than max_redirects=1"):
+        run_items(loop, [1])
+    kept = HttpRequest(
+        api.base + "/redirect?to=/echo/x",
+        output="response",
+        client_options={"follow_redirects": False},
+    )
+    [answer] = run_items(kept, [1])
+    assert answer["status"] == 302
+    assert answer["headers"]["location"] == "/echo/x"
 
 
 def test_missing_httpx_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 import nanostream
 from nanostream.nodes.sql import ConnectorError, SQLExecute, SQLSink, SQLSource
 from nanostream.testing import Collect
-from support import wait_for_file
+from support import OneAckedThenWait, wait_for_file
 
 WAIT = 10.0
 
@@ -893,3 +893,19 @@ def test_a_connection_lost_while_creating_the_table_creates_it_again(postgres_ur
     finally:
         engine.dispose()
     assert count == 5
+
+
+def test_sqlexecute_acknowledges_each_item_before_the_next_comes(
+    tmp_path: Path, runner: str, acks: bool
+) -> None:
+    if not acks:
+        pytest.skip(f"the {runner} runner does not call acknowledgements")
+    sqlite3.connect(tmp_path / "db.sqlite").close()
+    source = OneAckedThenWait(tmp_path / "acked", item={"v": 7})
+    sink = Collect()
+    source > SQLExecute(sqlite_url(tmp_path / "db.sqlite"), "SELECT :v AS v") > sink
+    run = sink.global_start(block=False, runner=runner)
+    assert run is not None
+    assert run.wait(timeout=30)
+    assert source.answered, "the acknowledgement waited for the end of the stream"
+    assert sink.items == [{"v": 7}]

@@ -26,7 +26,7 @@ from nanostream.nodes import (
     Unbatch,
 )
 from nanostream.testing import Collect
-from support import Counter
+from support import Counter, FlagSink, OneThenWait
 
 WAIT = 10.0
 
@@ -454,3 +454,30 @@ def test_parallel_refuses_what_it_cannot_run() -> None:
     nanostream.from_iterable([1]) > linked
     with pytest.raises(nanostream.GraphError, match="already linked"):
         Parallel(linked, workers=2)
+
+
+class Shout(nanostream.NanoNode):
+    def process_item(self, item: Any) -> Iterator[Any]:
+        yield f"{item}!"
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Map(str, workers=2),
+        lambda: FlatMap(lambda x: [x], workers=3, ordered=False),
+        lambda: Parallel(Shout(), workers=2),
+    ],
+    ids=["map", "flatmap-unordered", "parallel"],
+)
+def test_workers_emit_an_answer_before_the_next_item_comes(
+    runner: str, tmp_path: Path, make: Any
+) -> None:
+    flag = tmp_path / "answered"
+    source = OneThenWait(flag)
+    sink = FlagSink(flag)
+    source > make() > sink
+    run = sink.global_start(block=False, runner=runner)
+    assert run is not None
+    assert run.wait(timeout=30)
+    assert source.answered, "the answer waited for an item that never came"

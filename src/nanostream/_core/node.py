@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dis
 import inspect
 import logging
 import signal
@@ -9,7 +10,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 from .acks import Acked
 from .context import NodeContext
@@ -75,6 +76,27 @@ def _where(func: object) -> str:
     if code is None:
         return f"{module}.{qualname}"
     return f"{module}.{qualname} ({code.co_filename}:{code.co_firstlineno})"
+
+
+def _returns_a_value(func: object) -> bool:
+    """Whether ``func`` has a ``return`` of something other than ``None`` (read from its code).
+
+    A callable without Python code (a builtin, a ``functools.partial``) is not known to, so
+    the node checks what it returns when it runs.
+    """
+    code = getattr(func, "__code__", None)
+    if code is None:
+        return False
+    previous: dis.Instruction | None = None
+    for ins in dis.get_instructions(code):
+        if ins.opname == "RETURN_CONST" and ins.argval is not None:
+            return True
+        if ins.opname == "RETURN_VALUE" and not (
+            previous is not None and previous.opname == "LOAD_CONST" and previous.argval is None
+        ):
+            return True
+        previous = ins
+    return False
 
 
 def check_node_option(key: str, value: Any) -> str | None:
@@ -254,6 +276,20 @@ class NanoNode:
     #: :meth:`tick`); ``None`` (the default): never.
     tick_interval: float | None = None
 
+    #: The error-policy options (``on_error``, ``retries`` ...) this node honours. ``None``
+    #: (the default) means every one that applies for a node run by ``NanoNode``'s own
+    #: :meth:`as_function`, and none for a class with its own ``as_function``, which says
+    #: here which ones it applies. A source never takes ``timeout`` or ``max_error_rate``.
+    #: Any other is refused by :meth:`configure`, naming the node and the option.
+    policy_options: ClassVar[tuple[str, ...] | None] = None
+
+    #: Node options this class implements itself, as attributes of the same name (a
+    #: connector's ``retries``, ``backoff`` and ``timeout``, which it applies to what it
+    #: knows can be retried): its constructor and :meth:`configure` (so a pipeline file's
+    #: node keys too) set that attribute, and the error policy leaves them alone. Such a
+    #: node retries by itself, so ``on_error="retry"`` is refused for it.
+    own_options: ClassVar[tuple[str, ...]] = ()
+
     def __init__(
         self,
         *,
@@ -334,14 +370,58 @@ class NanoNode:
                     f"unknown node option {key!r} for {self!r}; node options: name, "
                     + ", ".join(NODE_OPTIONS)
                 )
+            own = key in type(self).own_options
             if value is None:
-                self._ns_options.pop(key, None)
+                if not own:
+                    self._ns_options.pop(key, None)
                 continue
-            problem = check_node_option(key, value)
+            problem = check_node_option(key, value) or self._refusal(key, value)
             if problem is not None:
                 raise GraphError(f"{self!r}: {problem}")
+            if own:
+                setattr(self, key, value)
+                continue
             self._ns_options[key] = value
         return self
+
+    def _refusal(self, key: str, value: Any = None) -> str | None:
+        """Why this node cannot honour the node option ``key`` (``=value``), or None."""
+        cls = type(self)
+        if key in cls.own_options or key not in POLICY_OPTIONS:
+            return None
+        if key == "on_error" and value == "retry" and "retries" in cls.own_options:
+            return (
+                f"on_error='retry' does not apply: {cls.__name__} retries by itself what can "
+                "be retried (retries=, backoff=); use on_error='skip' to go on without an "
+                "item that still fails"
+            )
+        if cls.generator is not NanoNode.generator and key in ("timeout", "max_error_rate"):
+            return (
+                f"{key}= does not apply to a source (its items are not attempts of a "
+                f"function of yours); give it to the node that processes them"
+            )
+        honoured = cls.policy_options
+        if honoured is None:
+            honoured = POLICY_OPTIONS if cls.as_function is NanoNode.as_function else ()
+        if key in honoured:
+            return None
+        applied = ", ".join(f"{k}=" for k in honoured) or "no error policy"
+        return (
+            f"{cls.__name__} does not apply {key}=: it runs its own node function, which "
+            f"applies {applied}; leave {key}= out, or give it to a node that applies it"
+        )
+
+    def applies_option(self, key: str) -> bool:
+        """Whether this node honours the node option ``key`` (else ``configure`` refuses it).
+
+        Example:
+            >>> import nanostream
+            >>> nanostream.testing.Collect().applies_option("on_error")
+            True
+            >>> nanostream.from_iterable([]).applies_option("timeout")
+            False
+        """
+        return self._refusal(key) is None
 
     @property
     def options(self) -> dict[str, Any]:
@@ -572,11 +652,14 @@ class NanoNode:
 
         Yields ``process(item)``, which emits ``compute(item)``'s outputs with ``outp``
         under the node's policy (retries, timeout, skip, error records on the ``errors``
-        port, ``max_errors``). Use it inside the node function, around the input loop.
+        port, ``max_errors``). Use it inside the node function, around the input loop, and
+        list the options it applies in the class attribute :attr:`policy_options` (others
+        are refused).
 
         Example:
             >>> import nanostream
             >>> class Inverse(nanostream.NanoNode):
+            ...     policy_options = ("on_error", "retries", "max_errors")
             ...     def validate(self):
             ...         pass
             ...     def as_function(self):
@@ -674,7 +757,10 @@ class NanoNode:
     def validate(self) -> None:
         """Check that the class follows the node contract; raises ``GraphError`` if not.
 
-        Called when a pipeline is checked, before any thread starts.
+        Called when a pipeline is checked, before any thread starts. A ``generator()``
+        must yield. A ``process_item`` yields its outputs, or is a plain function that
+        returns nothing: a sink, with no outputs. One that returns a value is refused
+        (yield the value instead).
 
         Example:
             >>> import nanostream
@@ -686,6 +772,15 @@ class NanoNode:
             ... except nanostream.GraphError as exc:
             ...     print(str(exc).split("(")[0])
             process_item of node 'Bad' must yield its outputs
+            >>> class Print(nanostream.NanoNode):  # a sink: returns nothing, emits nothing
+            ...     def process_item(self, item):
+            ...         print(item)
+            >>> printer = Print()
+            >>> nanostream.from_iterable([1, 2]) > printer
+            Print(name=None)
+            >>> printer.global_start()
+            1
+            2
         """
         cls = type(self)
         label = self._ns_name or cls.__name__
@@ -702,11 +797,37 @@ class NanoNode:
                 "generator() nor process_item(); define one of them"
             )
         method = cls.generator if has_gen else cls.process_item
-        if not inspect.isgeneratorfunction(method):
+        if inspect.isgeneratorfunction(method):
+            return
+        if has_gen or _returns_a_value(method):
             raise GraphError(
                 f"{method.__name__} of node {label!r} must yield its outputs "
                 f"(use 'yield value', not 'return value'): {_where(method)}"
             )
+
+    def _item_function(self) -> Callable[[Any], Iterable[Any]]:
+        """``process_item`` as a function of an item returning its outputs (an iterable).
+
+        A ``process_item`` that yields is that function; a plain one (a sink) has no
+        outputs, and returning a value from it is a ``NodeProtocolError``.
+        """
+        process: Callable[[Any], Any] = self.process_item
+        method = type(self).process_item
+        if inspect.isgeneratorfunction(method):
+            return process
+        label = self._ns_name or type(self).__name__
+
+        def no_outputs(item: Any) -> Iterable[Any]:
+            result = process(item)
+            if result is not None:
+                raise NodeProtocolError(
+                    f"process_item of node {label!r} returned {type(result).__name__}; "
+                    f"yield it to emit it ('yield value'), or return nothing in a sink: "
+                    f"{_where(method)}"
+                )
+            return ()
+
+        return no_outputs
 
     def as_function(self) -> NodeFunction:
         """This node as a node function ``f(inp, outp)``, runnable by any system.
@@ -742,7 +863,7 @@ class NanoNode:
 
             def process_function(inp: Iterable[Any], outp: Callable[[Any], Any]) -> None:
                 node.setup()
-                process = node.process_item
+                process = node._item_function()
                 if ticks:
                     inp = node._untick(inp, outp)
                 drive(inp, process, outp)
@@ -753,7 +874,7 @@ class NanoNode:
         def guarded_function(inp: Iterable[Any], outp: Callable[[Any], Any]) -> None:
             ctx = node._context()
             node.setup()
-            guard = ItemGuard(policy, ctx, outp, node.process_item)
+            guard = ItemGuard(policy, ctx, outp, node._item_function())
             if ticks:
                 inp = node._untick(inp, outp)
             try:
@@ -800,6 +921,16 @@ class NanoNode:
         return pipeline
 
     def _link(self, port: str, other: object) -> None:
+        # A node function may emit on a port it names "errors" itself (a TaggedOutput).
+        if (
+            port == ERRORS_PORT
+            and not isinstance(self, FunctionNode)
+            and not self.applies_option("on_error")
+        ):
+            raise GraphError(
+                f"{self!r} has no {ERRORS_PORT!r} port to link: "
+                + (self._refusal("on_error") or "")
+            )
         target = node_of(other)
         self._pipeline().link(self, port, target)
 
@@ -953,6 +1084,8 @@ class IterableSource(NanoNode):
         ['a', 'b']
     """
 
+    policy_options = ("on_error", "retries", "backoff", "max_errors")
+
     def __init__(self, iterable: Iterable[Any], **options: Any) -> None:
         super().__init__()
         self.iterable = iterable
@@ -962,6 +1095,8 @@ class IterableSource(NanoNode):
         yield from self.iterable
 
     def as_function(self) -> NodeFunction:
+        if any(key in self.options for key in POLICY_OPTIONS):
+            return super().as_function()  # the error policy of every source
         iterable = self.iterable
 
         def iterable_source(inp: Iterable[Any], outp: Callable[[Any], Any]) -> None:

@@ -20,6 +20,7 @@ from typing import IO, Any
 
 from .._core.errors import GraphError, NanoStreamError
 from .._core.node import NanoNode, NodeFunction
+from .._core.policy import POLICY_OPTIONS
 from .._core.run import QUEUE_OPTIONS
 
 __all__ = [
@@ -484,6 +485,7 @@ class FileSink(NanoNode):
     binary = False
     newline: str | None = None
     holds_items = True  # items are done once the file holding them is published
+    policy_options = POLICY_OPTIONS  # with options, as_function runs NanoNode's (per item)
 
     def __init__(
         self,

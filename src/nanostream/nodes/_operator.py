@@ -9,6 +9,8 @@
   per window, or on worker threads.
 - :func:`run_in_pool`: the loop of a node whose per-item work runs on N worker threads,
   ordered or not, with a bounded number of items in flight.
+- :func:`map_items`: the loop of every node with ``workers=`` (``Map``, ``Parallel``,
+  ``HttpRequest`` ...): one thread or a pool, under the node's error policy.
 """
 
 from __future__ import annotations
@@ -25,12 +27,14 @@ from dataclasses import replace
 from typing import Any, Final, NamedTuple
 
 from .._core.errors import GraphError
+from .._core.fast import drive
 from .._core.node import NanoNode, NodeFunction
 from .._core.policy import POLICY_OPTIONS, ItemGuard, back_off
 from .._core.ticks import TICK
 
 __all__ = [
     "MISSING",
+    "POOL_TICK_S",
     "Fold",
     "Operator",
     "PolicyGuard",
@@ -40,12 +44,17 @@ __all__ = [
     "check_non_negative",
     "check_positive",
     "emit_all",
+    "map_items",
     "run_in_pool",
     "sleep_in_steps",
     "tick_for",
 ]
 
 Outp = Callable[[Any], Any]
+
+POOL_TICK_S: Final = 0.05
+"""The ``tick_interval`` of a node with worker threads: how long it waits for input before
+it emits the results completed meanwhile."""
 
 
 class _Missing:
@@ -197,6 +206,10 @@ class Operator(NanoNode):
     #: Named output ports this node emits on besides the default; the runner routes
     #: ``TaggedOutput`` values when this is non-empty.
     ports: tuple[str, ...] = ()
+
+    #: An operator applies the whole error policy to the user code it calls (see
+    #: :meth:`validate` for one that calls none).
+    policy_options = POLICY_OPTIONS
 
     def __init__(self, *, name: str | None = None, **options: Any) -> None:
         super().__init__(name=name)
@@ -512,6 +525,77 @@ def _wait_result(future: Future[Any]) -> Any:
         except TimeoutError:
             if future.done():
                 raise
+
+
+def map_items(
+    node: NanoNode,
+    inp: Iterable[Any],
+    outp: Outp,
+    expand: Callable[[Any], Iterable[Any]],
+    *,
+    workers: int = 1,
+    ordered: bool = True,
+    max_in_flight: int | None = None,
+    release: Callable[[int], None] | None = None,
+    serial: Callable[[Iterable[Any], Outp], None] | None = None,
+) -> None:
+    """Emit every output of ``expand(item)`` for each item, under ``node``'s error policy.
+
+    The loop of every node whose per-item work may run on ``workers`` threads (``Map``,
+    ``FlatMap``, ``Parallel``, ``HttpRequest``). With one worker it runs in the node's
+    thread (``serial(inp, outp)`` when given and the policy is the plain default). With
+    more it runs :func:`run_in_pool` (``ordered``, ``max_in_flight``, default
+    ``2 * workers``, ``release``); its input must then carry
+    :data:`~nanostream.TICK` (the node's ``tick_interval``), on which completed results go
+    out while no item comes. An error policy (``on_error``, ``retries``, ``backoff``,
+    ``timeout``, ``max_errors``, ``max_error_rate``, the ``errors`` port) applies to each
+    call of ``expand``, on the worker threads too.
+
+    Example:
+        >>> import nanostream
+        >>> from nanostream.nodes._operator import map_items
+        >>> node = nanostream.NanoNode(on_error="skip")
+        >>> out = []
+        >>> map_items(node, [1, 0, 4], out.append, lambda x: [1 / x], workers=2)
+        >>> out
+        [1.0, 0.25]
+    """
+    guarded = node.error_policy.guarded
+    if workers == 1:
+        if not guarded:
+            if serial is not None:
+                serial(inp, outp)
+            else:
+                drive(inp, expand, outp)
+            return
+        with PolicyGuard.of(node, outp) as guard:
+            for item in inp:
+                if item is not TICK:
+                    guard.process(item, expand)
+        return
+    label = getattr(node, "label", None) or node.name or type(node).__name__
+
+    def pool(work: Callable[[Any], Any], emit: Callable[[Any, Any], None]) -> None:
+        run_in_pool(
+            inp,
+            work,
+            emit,
+            workers=workers,
+            ordered=ordered,
+            max_in_flight=max_in_flight if max_in_flight is not None else 2 * workers,
+            thread_name=f"nanostream-worker:{label}",
+            release=release,
+        )
+
+    if not guarded:
+
+        def work(item: Any) -> list[Any]:
+            return list(expand(item))
+
+        pool(work, emit_all(outp))
+        return
+    with PolicyGuard.of(node, outp) as guard:
+        pool(guard.worker(expand), guard.settle)
 
 
 def emit_all(outp: Outp) -> Callable[[Any, Iterable[Any]], None]:

@@ -17,7 +17,7 @@ from typing import IO, Any
 
 from .._core.errors import GraphError
 from .._core.node import NanoNode, NodeFunction
-from .._core.policy import ErrorRecord
+from .._core.policy import POLICY_OPTIONS, ErrorRecord
 
 __all__ = ["DeadLetterFile", "read_dead_letters"]
 
@@ -72,6 +72,7 @@ class DeadLetterFile(NanoNode):
     """
 
     holds_items = False  # every record is written before the next is read
+    policy_options = POLICY_OPTIONS  # as_function wraps NanoNode's
 
     def __init__(
         self,

@@ -24,6 +24,7 @@ from typing import Any
 
 from .._core.errors import GraphError, MissingDependencyError
 from .._core.node import NanoNode, NodeFunction
+from .._core.policy import POLICY_OPTIONS
 from ._common import (
     AtomicFile,
     FileBytes,
@@ -107,6 +108,7 @@ class _RecordReader(NanoNode):
     """
 
     _record_failed: Callable[[Any, BaseException, int], None] | None = None
+    policy_options = POLICY_OPTIONS  # applied per record by _per_record_function
     paths = False
     encoding = "utf-8"
     language = "text"  # what the reader parses, for its messages

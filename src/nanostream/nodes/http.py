@@ -26,15 +26,15 @@ import logging
 import string
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote, urljoin
 
 from .._core.errors import ConfigError, MissingDependencyError
 from .._core.node import NanoNode, NodeFunction
+from .._core.policy import POLICY_OPTIONS
 from .._core.signals import SourceStopped
+from ._operator import POOL_TICK_S, map_items
 from ._secrets import (
     ConnectorError,
     Secrets,
@@ -222,6 +222,9 @@ class _HttpNode(NanoNode):
     """What the HTTP nodes share: the client, templates, retries, rate limit, parsing."""
 
     kind = "HTTP"
+    policy_options = POLICY_OPTIONS  # each wraps NanoNode's node function, or HttpRequest's
+    own_options = ("retries", "backoff", "timeout")  # of each request
+    holds_items = False  # each item is done once its answers are out (see HttpRequest)
 
     def __init__(
         self,
@@ -242,6 +245,7 @@ class _HttpNode(NanoNode):
         name: str | None,
         queue_size: int | None,
         batch_size: int | None,
+        options: Mapping[str, Any],
     ) -> None:
         super().__init__(name=name, queue_size=queue_size, batch_size=batch_size)
         _require_httpx()
@@ -269,10 +273,18 @@ class _HttpNode(NanoNode):
         self.max_retry_after = max_retry_after
         self.rate_limit = rate_limit
         self.client_options = dict(client_options or {})
+        self.follow_redirects = bool(self.client_options.pop("follow_redirects", True))
+        self.max_redirects = self.client_options.pop("max_redirects", 20)
+        if not isinstance(self.max_redirects, int) or self.max_redirects < 0:
+            raise ConfigError(
+                f"{self.kind}: client_options max_redirects must be an integer >= 0, "
+                f"got {self.max_redirects!r}"
+            )
         self.requests_sent = 0
         self._limiter = _RateLimit(rate_limit) if rate_limit else None
         self._client: httpx.Client | None = None
         self._lock = threading.Lock()
+        self.configure(**options)
 
     def __repr__(self) -> str:
         return (
@@ -300,7 +312,8 @@ class _HttpNode(NanoNode):
         limits = httpx.Limits(
             max_connections=max(10, connections), max_keepalive_connections=max(10, connections)
         )
-        options = {"follow_redirects": True, "limits": limits, **self.client_options}
+        # Redirects are followed by _follow, which keeps credentials to their origin.
+        options = {"limits": limits, **self.client_options, "follow_redirects": False}
         self._client = httpx.Client(timeout=httpx.Timeout(self.timeout), **options)
 
     def _close(self) -> None:
@@ -340,7 +353,9 @@ class _HttpNode(NanoNode):
                     wait(delay)
             shown = mask_url(target)
             try:
-                response = client.request(method, target, headers=headers, json=json)
+                response = self._follow(
+                    client, client.request(method, target, headers=headers, json=json)
+                )
             except httpx.TransportError as exc:
                 connect = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
                 if not (connect or method in _IDEMPOTENT) or attempt >= self.retries:
@@ -390,6 +405,43 @@ class _HttpNode(NanoNode):
             )
             wait(delay)
 
+    def _credential_headers(self) -> set[str]:
+        """The names (lower case) of the headers the user configured, and the credentials."""
+        names = {"authorization", "proxy-authorization", "cookie"}
+        configured = [self.templates.headers, self.client_options.get("headers") or {}]
+        configured.append(getattr(self, "headers", None) or {})
+        for headers in configured:
+            names.update(str(name).lower() for name in headers)
+        return names
+
+    def _follow(self, client: httpx.Client, response: httpx.Response) -> httpx.Response:
+        """Follow ``response``'s redirects; configured headers, auth and cookies stay home.
+
+        A redirect to the same origin (scheme, host and port) keeps the request as it was;
+        from the first redirect to another origin on, the request goes without the headers
+        the node was given, without ``Authorization`` and without cookies.
+        """
+        if not self.follow_redirects:
+            return response
+        origin = _origin(response.request.url)
+        left_home = False
+        redirects = 0
+        while response.next_request is not None:
+            if redirects >= self.max_redirects:
+                raise ConnectorError(
+                    f"{self.kind}: {self.method} {mask_url(origin)} was redirected more than "
+                    f"max_redirects={self.max_redirects} times (last to "
+                    f"{mask_url(response.next_request.url)})"
+                )
+            request = response.next_request
+            if left_home or _origin(request.url) != origin:
+                left_home = True
+                for name in self._credential_headers():
+                    request.headers.pop(name, None)
+            redirects += 1
+            response = client.send(request, auth=None)
+        return response
+
     def _parse(self, response: httpx.Response) -> Any:
         parse = self.parse
         if parse == "bytes":
@@ -408,6 +460,12 @@ class _HttpNode(NanoNode):
                     f"({exc}); use parse='text' to take it as text"
                 ) from None
         return response.text
+
+
+def _origin(url: httpx.URL) -> str:
+    """``scheme://host:port`` of ``url`` (the default port written out)."""
+    port = url.port or {"http": 80, "https": 443}.get(url.scheme)
+    return f"{url.scheme}://{url.host}:{port}"
 
 
 def _snippet(response: httpx.Response, limit: int = 200) -> str:
@@ -463,9 +521,20 @@ class HttpRequest(_HttpNode):
     ``max_retry_after``); read errors are retried for idempotent methods only. Then the
     node fails with :class:`HttpStatusError` or :class:`ConnectorError`.
 
+    Redirects are followed (``client_options`` ``max_redirects``, default 20, and
+    ``follow_redirects``); one to another origin goes without the configured headers,
+    ``Authorization`` and cookies.
+
     ``workers=N`` sends up to N requests at once (in N threads) and still emits answers in
-    the items' order; with N > 1 an answer is emitted when the node reads its next item or
-    its input ends. ``rate_limit`` caps the requests per second over all workers.
+    the items' order, each as soon as it and those before it have come (within the node's
+    ``tick_interval``, 0.05 s, when no item arrives meanwhile). ``rate_limit`` caps the
+    requests per second over all workers.
+
+    The node options apply to each item as for any node, on the worker threads too:
+    ``HttpRequest(url, on_error="skip")`` skips an item whose request still fails, with an
+    error record on the ``errors`` port; ``max_errors`` and ``max_error_rate`` bound them.
+    ``timeout``, ``retries`` and ``backoff`` are those of each request, given here or with
+    ``configure()`` alike; the node retries by itself, so ``on_error="retry"`` is refused.
 
     Example:
         >>> from nanostream.nodes.http import HttpRequest
@@ -503,6 +572,7 @@ class HttpRequest(_HttpNode):
         name: str | None = None,
         queue_size: int | None = None,
         batch_size: int | None = None,
+        **options: Any,
     ) -> None:
         super().__init__(
             url,
@@ -521,6 +591,7 @@ class HttpRequest(_HttpNode):
             name=name,
             queue_size=queue_size,
             batch_size=batch_size,
+            options=options,
         )
         if not isinstance(workers, int) or workers < 1:
             raise ConfigError(f"HttpRequest: workers must be a positive integer, got {workers!r}")
@@ -528,6 +599,11 @@ class HttpRequest(_HttpNode):
             raise ConfigError(f"HttpRequest: output must be 'body' or 'response': {output!r}")
         self.workers = workers
         self.output = output
+        # With workers, the requests in flight are items kept between reads; the node asks
+        # for ticks so that answers go out while no item comes.
+        self.holds_items = workers > 1
+        if workers > 1:
+            self.tick_interval = POOL_TICK_S
 
     def setup(self) -> None:
         self._open(self.workers)
@@ -558,38 +634,27 @@ class HttpRequest(_HttpNode):
     def process_item(self, item: Any) -> Iterator[Any]:
         yield self.call(item)
 
+    def _answer(self, item: Any) -> tuple[Any]:
+        return (self.call(item),)
+
     def as_function(self) -> NodeFunction:
+        if self.workers == 1:
+            return closing_function(super().as_function(), self._close)
         self.validate()
         node = self
 
         def http_request(inp: Iterable[Any], outp: Callable[[Any], Any]) -> None:
             node.setup()
-            if node.workers == 1:
-                call = node.call
-                for item in inp:
-                    outp(call(item))
-                return
-            _ordered_pool(node, inp, outp)
+            map_items(
+                node,
+                inp,
+                outp,
+                node._answer,
+                workers=node.workers,
+                release=node.release_items,
+            )
 
         return closing_function(http_request, self._close)
-
-
-def _ordered_pool(node: HttpRequest, inp: Iterable[Any], outp: Callable[[Any], Any]) -> None:
-    """Run ``node.call`` on up to ``node.workers`` items at once; emit results in order."""
-    window = 2 * node.workers
-    pending: deque[Future[Any]] = deque()
-    prefix = f"nanostream-http:{node.name or 'HttpRequest'}"
-    with ThreadPoolExecutor(max_workers=node.workers, thread_name_prefix=prefix) as pool:
-        try:
-            for item in inp:
-                pending.append(pool.submit(node.call, item))
-                while pending and (len(pending) >= window or pending[0].done()):
-                    outp(pending.popleft().result())
-            while pending:
-                outp(pending.popleft().result())
-        finally:
-            for future in pending:
-                future.cancel()
 
 
 # ----------------------------------------------------------------------------- HttpPaginator
@@ -646,6 +711,7 @@ class HttpPaginator(_HttpNode):
         name: str | None = None,
         queue_size: int | None = None,
         batch_size: int | None = None,
+        **options: Any,
     ) -> None:
         super().__init__(
             url,
@@ -664,6 +730,7 @@ class HttpPaginator(_HttpNode):
             name=name,
             queue_size=queue_size,
             batch_size=batch_size,
+            options=options,
         )
         if style not in ("next", "cursor", "offset"):
             raise ConfigError(f"HttpPaginator: style must be next, cursor or offset: {style!r}")
@@ -767,6 +834,7 @@ class HttpPoller(_HttpNode):
         name: str | None = None,
         queue_size: int | None = None,
         batch_size: int | None = None,
+        **options: Any,
     ) -> None:
         super().__init__(
             url,
@@ -785,6 +853,7 @@ class HttpPoller(_HttpNode):
             name=name,
             queue_size=queue_size,
             batch_size=batch_size,
+            options=options,
         )
         if interval <= 0:
             raise ConfigError(f"HttpPoller: interval must be positive seconds, got {interval!r}")

@@ -41,7 +41,7 @@ from typing import Any, NamedTuple
 
 from .._core.errors import GraphError
 from .._core.graph import pipeline_of
-from .._core.node import DEFAULT_PORT, ERRORS_PORT, NanoNode
+from .._core.node import DEFAULT_PORT, ERRORS_PORT, NODE_OPTIONS, NanoNode
 from .._core.ports import TaggedOutput
 from .._core.ticks import TICK
 from ._operator import (
@@ -152,7 +152,8 @@ class Merge(_WithNamedInputs):
         batch_size: int | None = None,
         **named_inputs: Any,
     ) -> None:
-        super().__init__(name=name, queue_size=queue_size, batch_size=batch_size)
+        options = {key: named_inputs.pop(key) for key in NODE_OPTIONS if key in named_inputs}
+        super().__init__(name=name, queue_size=queue_size, batch_size=batch_size, **options)
         for origin, upstream in {**(inputs or {}), **named_inputs}.items():
             upstream > self.input(origin)
 

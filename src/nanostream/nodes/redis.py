@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 from .._core.acks import Acked
 from .._core.errors import ConfigError, MissingDependencyError
 from .._core.node import NanoNode, NodeFunction
+from .._core.policy import POLICY_OPTIONS
 from ._buffered import BufferedSink
 from ._progress import AckedProgress
 from ._secrets import (
@@ -111,6 +112,17 @@ def _lost(exc: BaseException) -> bool:
 
 
 # ----------------------------------------------------------------------------- source
+def _get_timeout(node: Any) -> float:
+    return float(node._redis.timeout)
+
+
+def _set_timeout(node: Any, value: float) -> None:
+    node._redis.timeout = float(value)
+
+
+_TIMEOUT = property(_get_timeout, _set_timeout, doc="Seconds a Redis command may take.")
+
+
 class _Acknowledger:
     """``XACK``s the entries of one run of a source that the pipeline is done with.
 
@@ -190,6 +202,11 @@ class RedisStreamSource(NanoNode):
         (True, 100)
     """
 
+    policy_options = POLICY_OPTIONS  # its node function is NanoNode's, closing the client
+    own_options = ("retries", "backoff", "timeout")  # of its connection
+
+    timeout = _TIMEOUT
+
     def __init__(
         self,
         url: str,
@@ -208,6 +225,7 @@ class RedisStreamSource(NanoNode):
         max_backoff: float = 10.0,
         name: str | None = None,
         queue_size: int | None = None,
+        **options: Any,
     ) -> None:
         super().__init__(name=name, queue_size=queue_size)
         _require_redis()
@@ -227,6 +245,7 @@ class RedisStreamSource(NanoNode):
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.acknowledged = 0
+        self.configure(**options)
 
     def __repr__(self) -> str:
         return (
@@ -362,6 +381,10 @@ class RedisStreamSink(BufferedSink):
         {'user': 'ada', 'n': 3, 'ok': 'true', 'tags': '["a"]'}
     """
 
+    own_options = ("retries", "backoff", "timeout")  # of its connection
+
+    timeout = _TIMEOUT
+
     def __init__(
         self,
         url: str,
@@ -377,6 +400,7 @@ class RedisStreamSink(BufferedSink):
         max_backoff: float = 10.0,
         name: str | None = None,
         queue_size: int | None = None,
+        **options: Any,
     ) -> None:
         super().__init__(name=name, queue_size=queue_size)
         _require_redis()
@@ -393,6 +417,7 @@ class RedisStreamSink(BufferedSink):
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.entries_written = 0
+        self.configure(**options)
 
     def __repr__(self) -> str:
         return (

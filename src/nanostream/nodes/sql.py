@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from .._core.acks import Acked
 from .._core.errors import ConfigError, MissingDependencyError
 from .._core.node import NanoNode, NodeFunction
+from .._core.policy import POLICY_OPTIONS
 from ._buffered import BufferedSink
 from ._progress import AckedProgress
 from ._secrets import (
@@ -294,6 +295,9 @@ class SQLSource(NanoNode):
         >>> tmp.cleanup()
     """
 
+    policy_options = POLICY_OPTIONS  # its node function is NanoNode's, closing the engine
+    own_options = ("retries", "backoff")  # after a lost connection
+
     def __init__(
         self,
         url: str | sa.URL | sa.Engine,
@@ -311,6 +315,7 @@ class SQLSource(NanoNode):
         engine_options: Mapping[str, Any] | None = None,
         name: str | None = None,
         queue_size: int | None = None,
+        **options: Any,
     ) -> None:
         super().__init__(name=name, queue_size=queue_size)
         _require_sqlalchemy()
@@ -332,6 +337,7 @@ class SQLSource(NanoNode):
         self.backoff = backoff
         self.max_backoff = max_backoff
         self._state: _IncrementalState | None = None
+        self.configure(**options)
 
     def __repr__(self) -> str:
         return f"SQLSource(name={self.name!r}, url={self.url_shown!r})"
@@ -538,6 +544,8 @@ class SQLSink(BufferedSink):
         >>> tmp.cleanup()
     """
 
+    own_options = ("retries", "backoff")  # of a write after a lost connection
+
     def __init__(
         self,
         url: str | sa.URL | sa.Engine,
@@ -555,6 +563,7 @@ class SQLSink(BufferedSink):
         engine_options: Mapping[str, Any] | None = None,
         name: str | None = None,
         queue_size: int | None = None,
+        **options: Any,
     ) -> None:
         super().__init__(name=name, queue_size=queue_size)
         _require_sqlalchemy()
@@ -579,6 +588,7 @@ class SQLSink(BufferedSink):
         self._table: sa.Table | None = None
         self._checked: set[tuple[str, ...]] = set()
         self._writers: dict[tuple[str, ...], Callable[[sa.Connection, list[Any]], None]] = {}
+        self.configure(**options)
 
     def __repr__(self) -> str:
         return (
@@ -866,6 +876,10 @@ class SQLExecute(NanoNode):
         >>> tmp.cleanup()
     """
 
+    policy_options = POLICY_OPTIONS  # its node function is NanoNode's, closing the engine
+    own_options = ("retries", "backoff")  # after a lost connection
+    holds_items = False  # each item is done once its rows are out
+
     def __init__(
         self,
         url: str | sa.URL | sa.Engine,
@@ -878,6 +892,7 @@ class SQLExecute(NanoNode):
         name: str | None = None,
         queue_size: int | None = None,
         batch_size: int | None = None,
+        **options: Any,
     ) -> None:
         super().__init__(name=name, queue_size=queue_size, batch_size=batch_size)
         _require_sqlalchemy()
@@ -891,6 +906,7 @@ class SQLExecute(NanoNode):
         self.retries = retries
         self.backoff = backoff
         self.max_backoff = max_backoff
+        self.configure(**options)
 
     def __repr__(self) -> str:
         return f"SQLExecute(name={self.name!r}, url={self.url_shown!r})"

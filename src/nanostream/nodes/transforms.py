@@ -30,6 +30,7 @@ from .._core.node import FunctionNode, NanoNode
 from .._core.policy import POLICY_OPTIONS
 from .._core.ticks import TICK
 from ._operator import (
+    POOL_TICK_S,
     Operator,
     Outp,
     PolicyGuard,
@@ -37,8 +38,7 @@ from ._operator import (
     check_callable,
     check_non_negative,
     check_positive,
-    emit_all,
-    run_in_pool,
+    map_items,
     sleep_in_steps,
     tick_for,
 )
@@ -57,9 +57,6 @@ __all__ = [
     "Throttle",
     "Unbatch",
 ]
-
-# How long a worker pool waits for input before it emits the results completed meanwhile.
-_POOL_TICK_S = 0.05
 
 
 class FlatMap(Operator):
@@ -116,7 +113,7 @@ class FlatMap(Operator):
         # Items in flight on the workers are kept between reads.
         self.holds_items = workers > 1
         if workers > 1:
-            self.tick_interval = _POOL_TICK_S  # emit completed results on an idle input
+            self.tick_interval = POOL_TICK_S  # emit completed results on an idle input
 
     def _user_functions(self) -> tuple[str, ...]:
         return ("the function",)
@@ -133,39 +130,16 @@ class FlatMap(Operator):
         drive(inp, self.func, outp)  # for item in inp: for out in func(item): outp(out)
 
     def _run(self, inp: Iterable[Any], outp: Outp) -> None:
-        guarded = self.error_policy.guarded
-        if self.workers == 1:
-            if not guarded:
-                self._serial(inp, outp)
-                return
-            expand = self._expand
-            with PolicyGuard.of(self, outp) as guard:
-                for item in inp:
-                    guard.process(item, expand)
-            return
-        if not guarded:
-            expand = self._expand
-
-            def work(item: Any) -> list[Any]:
-                return list(expand(item))
-
-            self._pool(inp, work, emit_all(outp))
-            return
-        with PolicyGuard.of(self, outp) as guard:
-            self._pool(inp, guard.worker(self._expand), guard.settle)
-
-    def _pool(
-        self, inp: Iterable[Any], work: Callable[[Any], Any], emit: Callable[[Any, Any], None]
-    ) -> None:
-        run_in_pool(
+        map_items(
+            self,
             inp,
-            work,
-            emit,
+            outp,
+            self._expand,
             workers=self.workers,
             ordered=self.ordered,
             max_in_flight=self.max_in_flight,
-            thread_name=f"nanostream-worker:{self.label}",
             release=self.release_items if self._releases() else None,
+            serial=self._serial,
         )
 
     def _releases(self) -> bool:
@@ -326,7 +300,7 @@ class Parallel(FlatMap):
         node.validate()
         inherited = {key: node.options[key] for key in POLICY_OPTIONS if key in node.options}
         super().__init__(
-            node.process_item,
+            node._item_function(),
             workers=workers,
             ordered=ordered,
             max_in_flight=max_in_flight,
