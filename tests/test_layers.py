@@ -1,5 +1,8 @@
 """Guard rails of the architecture: ``_core`` imports nothing above it; runners see only the plan.
 
+A runner reads what it needs of a node from the node's plan entry (``PlanNode``) and gives
+the node its context with ``PlanNode.bind``; it never reads or writes the node object.
+
 Both checks parse the source with :mod:`ast`, so an import inside a function counts, and
 so does an attribute access in a branch that no test runs.
 """
@@ -83,41 +86,50 @@ def test_core_check_sees_imports_inside_functions(tmp_path: Path) -> None:
     ]
 
 
+def _is_node_object(expr: ast.expr) -> bool:
+    """``<anything>.node``: the user's node object a plan entry holds."""
+    return isinstance(expr, ast.Attribute) and expr.attr == "node"
+
+
 def _runner_violations(root: Path) -> list[str]:
-    """Accesses to a node object's private members, or ``_ns_`` members of anything."""
-    bad = []
+    """Accesses to a node object's members (public or private), or ``_ns_`` members."""
+    bad: list[tuple[str, int, str]] = []
     for path in sorted(root.rglob("*.py")):
         tree = ast.parse(path.read_text(), filename=str(path))
         for node in ast.walk(tree):
             if isinstance(node, ast.Attribute):
-                on_node = isinstance(node.value, ast.Attribute) and node.value.attr == "node"
-                if node.attr.startswith("_ns_") or (on_node and node.attr.startswith("_")):
-                    bad.append(f"{path.name}:{node.lineno} .{node.attr}")
+                if node.attr.startswith("_ns_") or _is_node_object(node.value):
+                    bad.append((path.name, node.lineno, f".{node.attr}"))
             elif (
                 isinstance(node, ast.Call)
                 and isinstance(node.func, ast.Name)
-                and node.func.id in {"getattr", "setattr", "hasattr", "delattr"}
-                and len(node.args) > 1
-                and isinstance(node.args[1], ast.Constant)
-                and str(node.args[1].value).startswith("_ns_")
+                and node.func.id in {"getattr", "setattr", "hasattr", "delattr", "vars"}
+                and node.args
             ):
-                bad.append(f"{path.name}:{node.lineno} {node.func.id}(..., {node.args[1].value!r})")
-    return bad
+                name = node.args[1] if len(node.args) > 1 else None
+                private = isinstance(name, ast.Constant) and str(name.value).startswith("_ns_")
+                if private or _is_node_object(node.args[0]):
+                    what = ast.unparse(name) if name is not None else ""
+                    bad.append((path.name, node.lineno, f"{node.func.id}(..., {what})"))
+    return [f"{name}:{line} {what}" for name, line, what in sorted(bad)]
 
 
 def test_runners_do_not_touch_node_objects() -> None:
     assert _runner_violations(RUNNERS) == []
 
 
-def test_runner_check_sees_private_access(tmp_path: Path) -> None:
+def test_runner_check_sees_node_access(tmp_path: Path) -> None:
     (tmp_path / "bad.py").write_text(
         textwrap.dedent(
             """
-            def start(pn, ctx):
+            def start(pn, ctx, task):
                 pn.node._ns_context = ctx
                 x = pn.node._secret
-                setattr(pn.node, "_ns_stop_event", None)
-                return pn.bind(ctx), pn.holds_items
+                setattr(task, "_ns_stop_event", None)
+                held = pn.node.items_held()
+                ports = getattr(pn.node, "ports", ())
+                state = vars(pn.node)
+                return pn.bind(ctx), pn.holds_items, pn.ports, pn.function
             """
         )
     )
@@ -125,6 +137,9 @@ def test_runner_check_sees_private_access(tmp_path: Path) -> None:
         "bad.py:3 ._ns_context",
         "bad.py:4 ._secret",
         "bad.py:5 setattr(..., '_ns_stop_event')",
+        "bad.py:6 .items_held",
+        "bad.py:7 getattr(..., 'ports')",
+        "bad.py:8 vars(..., )",
     ]
 
 
