@@ -18,7 +18,9 @@ Example:
 
 from __future__ import annotations
 
+from . import runners as runners  # its import registers the built-in runners
 from . import testing
+from ._core import registry as _registry
 from ._core.acks import Acked
 from ._core.composite import Composite
 from ._core.errors import (
@@ -55,6 +57,10 @@ from .nodes import (
     LocalFileReader,
     PrinterOfThings,
 )
+
+# The layers above _core fill its registry: the runners register themselves when
+# nanostream.runners is imported (above); the observer is imported when first used.
+_registry.provide("observe", "nanostream.observe:attach")
 
 __version__ = "0.1.0"
 

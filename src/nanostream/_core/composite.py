@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from . import registry
 from .errors import GraphError
 from .node import NanoNode, NodeFunction, node_of
 
@@ -104,12 +105,12 @@ class Composite(NanoNode):
 
     def as_function(self) -> NodeFunction:
         """The whole composite as one node function, run on one thread (cooperatively)."""
-        from ..runners.cooperative import run_inline
         from .graph import Pipeline
 
         pipeline = Pipeline(self._ns_name or type(self).__name__)
         pipeline.nodes.append(self)  # a private view: the composite keeps its own pipeline
         plan = pipeline.plan()
+        run_inline = registry.hook("run_inline")  # the cooperative runner's, registered
 
         def composite_function(inp: Iterable[Any], outp: Any) -> None:
             run_inline(plan, inp, outp)

@@ -1,13 +1,16 @@
 """The node context: what the code around a node (its adapter) may ask of the running run.
 
-A runner gives every node of a run a :class:`NodeContext` (``node._ns_context``) before the
-node's function starts. The adapters of :meth:`NanoNode.as_function
-<nanostream.NanoNode.as_function>` read it once, when the function starts, to
+A runner gives every node of a run a :class:`NodeContext` (with :meth:`PlanNode.bind
+<nanostream.PlanNode.bind>`) before the node's function starts. The adapters of
+:meth:`NanoNode.as_function <nanostream.NanoNode.as_function>` read it once, when the
+function starts, to
 
 - name the node in error records and messages (the plan's name, e.g. ``composite.inner``);
 - know which output ports are linked (an error record goes to ``errors`` only when linked);
 - count the items that failed for good (``NodeStats.errors``);
 - wake from a retry's back-off when the run aborts;
+- tell a source that the run is stopping (``NanoNode.stop_requested`` and ``sleep`` wait on
+  :attr:`NodeContext.stop_event`);
 - attach a source's acknowledgements and release a stateful node's items (see
   :mod:`nanostream._core.acks`).
 
@@ -55,10 +58,13 @@ class NodeContext:
         *,
         linked_ports: Iterable[str] = (),
         abort_event: threading.Event | None = None,
+        stop_event: threading.Event | None = None,
     ) -> None:
         self.name = name
         self.linked_ports = frozenset(linked_ports)
         self.abort_event = abort_event if abort_event is not None else threading.Event()
+        #: Set when the run stops (gracefully or not); None outside a running run.
+        self.stop_event = stop_event
         self.errors = 0
         self._ack_warned = False
 

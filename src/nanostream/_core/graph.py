@@ -8,12 +8,14 @@ names, no cycles) and returns a :class:`Plan`: what every runner executes.
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from . import registry
 from .context import NodeContext
 from .errors import CycleError, GraphError, RunStateError
-from .node import FunctionNode, NanoNode, NodeFunction, release_function
+from .node import FunctionNode, IterableSource, NanoNode, NodeFunction, release_function
 
 if TYPE_CHECKING:
     from .run import Run, RunOptions
@@ -32,18 +34,25 @@ class Edge:
 
 @dataclass(frozen=True)
 class PlanNode:
-    """One node of a checked plan, as runners see it.
+    """One node of a checked plan: everything a runner needs of the node.
 
     ``inputs`` and ``outputs`` hold indices into :attr:`Plan.nodes`; ``outputs`` maps each
-    port to its targets, in the order the edges were made.
+    port to its targets, in the order the edges were made. A runner runs ``function`` and
+    reads the rest of what it needs here (``holds_items``, ``ports``, ``makes_own_data``,
+    ``options``); it gives the node its :class:`~nanostream._core.context.NodeContext`
+    with :meth:`bind`, and never touches ``node`` itself (a runner that runs the node
+    elsewhere, as Ray does, sends the whole plan node).
 
     Example:
         >>> import nanostream
-        >>> src = nanostream.from_iterable([1], name="src")
+        >>> src = nanostream.from_iterable([1], name="src", batch_size=5)
         >>> _ = src > nanostream.testing.Collect(name="sink")
-        >>> sink = nanostream.pipeline_of(src).plan().node("sink")
-        >>> sink.inputs, sink.is_source
-        ((0,), False)
+        >>> plan = nanostream.pipeline_of(src).plan()
+        >>> sink = plan.node("sink")
+        >>> sink.inputs, sink.is_source, sink.makes_own_data, sink.holds_items
+        ((0,), False, False, False)
+        >>> plan.node("src").options, plan.node("src").makes_own_data
+        ({'batch_size': 5}, True)
     """
 
     index: int
@@ -58,11 +67,120 @@ class PlanNode:
     tick_interval: float | None = None
     #: The input queue's capacity in approximate bytes (None: bounded by items only).
     queue_bytes: int | None = None
+    #: Whether the node keeps items between reads (``NanoNode.items_held()``); None:
+    #: unknown, treated as holding.
+    holds_items: bool | None = None
+    #: The output ports the node declares (its outputs go through a port dispatcher).
+    ports: tuple[str, ...] = ()
+    #: True when the node makes its own data (it defines ``generator()``), fed or not.
+    makes_own_data: bool = False
+    #: The node's options that were set explicitly (``NanoNode.options``).
+    options: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def is_source(self) -> bool:
         """True when nothing feeds this node."""
         return not self.inputs
+
+    def bind(self, context: NodeContext) -> None:
+        """Give the node ``context`` for its run, before its function starts.
+
+        The node's adapters read it when the function starts; ``stop_requested`` and
+        ``sleep`` wait on its ``stop_event``.
+
+        Example:
+            >>> import threading, nanostream
+            >>> from nanostream._core.context import NodeContext
+            >>> src = nanostream.from_iterable([1], name="src")
+            >>> pn = nanostream.pipeline_of(src).plan().node("src")
+            >>> stop = threading.Event()
+            >>> pn.bind(NodeContext(pn.name, stop_event=stop))
+            >>> stop.set()
+            >>> src.stop_requested, pn.context().name
+            (True, 'src')
+        """
+        self.node._ns_context = context
+
+    def context(self) -> NodeContext:
+        """The context bound to the node (before any: a standalone one, not kept)."""
+        return self.node._context()
+
+    def events(self) -> dict[str, threading.Event]:
+        """The node object's ``threading.Event`` attributes, by name (its own, public).
+
+        Example:
+            >>> import threading, nanostream
+            >>> class Gate(nanostream.NanoNode):
+            ...     def __init__(self):
+            ...         super().__init__(name="gate")
+            ...         self.opened = threading.Event()
+            ...     def process_item(self, item):
+            ...         yield item
+            >>> gate = Gate()
+            >>> _ = nanostream.from_iterable([1]) > gate
+            >>> pn = nanostream.pipeline_of(gate).plan().node("gate")
+            >>> sorted(pn.events())
+            ['opened']
+        """
+        return {
+            k: v
+            for k, v in vars(self.node).items()
+            if isinstance(v, threading.Event) and not k.startswith("_ns_")
+        }
+
+    def state(self) -> dict[str, Any] | None:
+        """The node object's attributes (a class node's; None for a function or iterable).
+
+        A runner that runs the node in another process sends these back when the node
+        ends, and :meth:`restore_state` copies them onto the user's node object.
+
+        Example:
+            >>> import nanostream
+            >>> sink = nanostream.testing.Collect(name="sink")
+            >>> _ = nanostream.from_iterable([1], name="src") > sink
+            >>> plan = nanostream.pipeline_of(sink).plan()
+            >>> plan.node("sink").state()["items"]
+            []
+            >>> plan.node("src").state() is None
+            True
+        """
+        if isinstance(self.node, (FunctionNode, IterableSource)):
+            return None
+        return {k: v for k, v in vars(self.node).items() if not k.startswith("_ns_")}
+
+    def restore_state(self, state: Mapping[str, Any]) -> None:
+        """Copy a finished remote copy's attributes (:meth:`state`) onto the node object.
+
+        Events are set (not replaced), so code waiting on the node's events wakes; locks
+        and conditions stay the node's own.
+
+        Example:
+            >>> import nanostream
+            >>> sink = nanostream.testing.Collect(name="sink")
+            >>> pn = nanostream.pipeline_of(sink).plan().node("sink")
+            >>> pn.restore_state({"items": [1, 2]})
+            >>> sink.items
+            [1, 2]
+        """
+        node = self.node
+        for key, value in state.items():
+            mine = getattr(node, key, None)
+            if isinstance(mine, threading.Event):
+                if isinstance(value, threading.Event) and value.is_set():
+                    mine.set()
+                continue
+            if isinstance(mine, threading.Condition) or type(mine) in _LOCK_TYPES:
+                continue
+            setattr(node, key, value)
+
+    def set_event(self, name: str) -> None:
+        """Set the node object's event ``name`` (one of :meth:`events`), if it is one."""
+        event = getattr(self.node, name, None)
+        if isinstance(event, threading.Event):
+            event.set()
+
+
+_LOCK_TYPES = (type(threading.Lock()), type(threading.RLock()))
 
 
 @dataclass(frozen=True)
@@ -200,6 +318,10 @@ class Pipeline:
                     batch_size=batch,
                     tick_interval=node.ticks_every(),
                     queue_bytes=queue_bytes,
+                    holds_items=node.items_held(),
+                    ports=tuple(getattr(node, "ports", ()) or ()),
+                    makes_own_data=node.is_source,
+                    options=node_opts,
                 )
             )
         return Plan(name=self.name, nodes=tuple(plan_nodes), options=opts, edges=tuple(plan_edges))
@@ -250,27 +372,25 @@ class Pipeline:
         the Ray runner's ``address``) go to that runner; the rest are
         :class:`RunOptions`.
         """
-        from ..runners import get_runner
         from .run import RunOptions
 
         with self._lock:
             self._check_building()
             if "name" in options:
                 self.name = options.pop("name")
-            impl = get_runner(runner)
+            impl = registry.get_runner(runner)
             own = set(getattr(impl, "option_names", ()))
             runner_options = {k: options.pop(k) for k in list(options) if k in own}
             if runner_options:
                 impl = impl.with_options(**runner_options)  # type: ignore[attr-defined]
             plan = self.plan(RunOptions.from_kwargs(**options))
             self._planned = [pn.node for pn in plan.nodes]
-            for pn in plan.nodes:  # runners may replace these with their own
-                pn.node._ns_context = NodeContext.for_plan_node(pn)
+            for pn in plan.nodes:  # runners bind their own
+                pn.bind(NodeContext.for_plan_node(pn))
             self.run = impl.start(plan)
             self.run.add_done_callback(self._release)
             if progress or metrics_port is not None:
-                from ..observe import attach
-
+                attach = registry.hook("observe")
                 try:
                     attach(
                         self.run,

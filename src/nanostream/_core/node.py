@@ -265,7 +265,6 @@ class NanoNode:
     _ns_name: str | None = None
     _ns_options: dict[str, Any] | None = None
     _ns_pipeline: Pipeline | None = None
-    _ns_stop_event: threading.Event | None = None
     _ns_context: NodeContext | None = None
 
     #: Whether this node keeps items between reads (see :meth:`release_items`). ``None``
@@ -733,7 +732,8 @@ class NanoNode:
             >>> nanostream.from_iterable([]).stop_requested
             False
         """
-        event = self._ns_stop_event
+        ctx = self._ns_context
+        event = ctx.stop_event if ctx is not None else None
         return event is not None and event.is_set()
 
     def sleep(self, seconds: float) -> bool:
@@ -747,7 +747,8 @@ class NanoNode:
             >>> nanostream.from_iterable([]).sleep(0.001)
             False
         """
-        event = self._ns_stop_event
+        ctx = self._ns_context
+        event = ctx.stop_event if ctx is not None else None
         if event is None:
             event = threading.Event()
         return event.wait(seconds)

@@ -6,66 +6,19 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
-
-from .._core.errors import GraphError
-from .._core.graph import Plan
-from .._core.run import Run
+from .._core import registry
+from .._core.registry import Runner, get_runner, register_runner
 
 __all__ = ["Runner", "available_runners", "get_runner", "register_runner"]
 
-
-class Runner(Protocol):
-    """What a runner provides: a name and ``start(plan)``."""
-
-    name: str
-
-    def start(self, plan: Plan) -> Run:
-        """Start the plan's node functions; return the run handle."""
-        ...
-
-
-_FACTORIES: dict[str, str] = {
-    "threads": "nanostream.runners.threads:ThreadsRunner",
-    "cooperative": "nanostream.runners.cooperative:CooperativeRunner",
-    "ray": "nanostream.runners.ray:RayRunner",
-}
-
-
-def register_runner(name: str, path: str) -> None:
-    """Make ``global_start(runner=name)`` use the runner class at ``module:Class``.
-
-    Example:
-        >>> from nanostream.runners import register_runner, get_runner
-        >>> register_runner("mine", "nanostream.runners.threads:ThreadsRunner")
-        >>> get_runner("mine").name
-        'threads'
-    """
-    _FACTORIES[name] = path
-
-
-def get_runner(runner: Any) -> Runner:
-    """The runner called ``runner`` (or ``runner`` itself if it is a runner object).
-
-    Example:
-        >>> from nanostream.runners import get_runner
-        >>> get_runner("threads").name
-        'threads'
-    """
-    if not isinstance(runner, str):
-        if not callable(getattr(runner, "start", None)):
-            raise GraphError(f"{runner!r} is not a runner: it has no start(plan) method")
-        return runner  # type: ignore[no-any-return]
-    path = _FACTORIES.get(runner)
-    if path is None:
-        raise GraphError(
-            f"unknown runner {runner!r}; choose one of: {', '.join(sorted(_FACTORIES))}"
-        )
-    import importlib
-
-    module_name, _, class_name = path.partition(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    return cls()  # type: ignore[no-any-return]
+# The built-in runners, by name; each is imported when first asked for (so naming "ray"
+# does not import Ray). Other packages add theirs with register_runner() or through the
+# "nanostream.runners" entry-point group (see nanostream._core.registry).
+register_runner("threads", "nanostream.runners.threads:ThreadsRunner")
+register_runner("cooperative", "nanostream.runners.cooperative:CooperativeRunner")
+register_runner("ray", "nanostream.runners.ray:RayRunner")
+# What a composite's node function runs its inner nodes with.
+registry.provide("run_inline", "nanostream.runners.cooperative:run_inline")
 
 
 def available_runners() -> list[str]:
@@ -79,7 +32,7 @@ def available_runners() -> list[str]:
         'threads'
     """
     names = []
-    for name in _FACTORIES:
+    for name in registry.runner_names():
         try:
             get_runner(name)
         except ImportError:

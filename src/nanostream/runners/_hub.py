@@ -217,7 +217,7 @@ class Scheduler:
         entry_set = (
             set(entries)
             if entries is not None
-            else {pn.name for pn in nodes if not pn.inputs and not pn.node.is_source}
+            else {pn.name for pn in nodes if not pn.inputs and not pn.makes_own_data}
         )
         exit_set = set(exits) if exits is not None else {pn.name for pn in nodes if not pn.outputs}
         if inline:
@@ -231,7 +231,7 @@ class Scheduler:
             task.tick = pn.tick_interval
             task.index = pn.index
             if not inline:
-                task.holds = pn.node.items_held()
+                task.holds = pn.holds_items
             producers = len(pn.inputs) + (1 if fed else 0)
             if producers:
                 task.channel = _Channel(pn.queue_size, pn.batch_size, producers, pn.queue_bytes)
@@ -261,7 +261,7 @@ class Scheduler:
             boxes[port] = cls(self, task, channels)
         task.boxes = boxes
         task.box_list = list(boxes.values())
-        use_ports = len(boxes) > 1 or bool(getattr(pn.node, "ports", ()))
+        use_ports = len(boxes) > 1 or bool(pn.ports)
         task.outp = port_dispatcher(boxes) if use_ports else boxes["out"].outp
         if task.channel is not None:
             task.inp = chain.from_iterable(self._reader(task, task.channel))

@@ -60,6 +60,7 @@ from .._core.acks import AckCoordinator, AckRouting, Marker, NodeMarkers
 from .._core.channel import AFTER_END, checked_outp
 from .._core.context import NodeContext
 from .._core.errors import NodeProtocolError
+from .._core.graph import PlanNode
 from .._core.ports import port_dispatcher
 from .._core.redact import exception_text, safe_str
 from .._core.signals import RunAborted, SourceStopped
@@ -250,8 +251,9 @@ def stable_hash(key: Any) -> int:
 class HostSpec:
     """What one actor needs to host one instance of a plan node.
 
-    ``payload`` is ``dumps((node, function, keys))`` where ``keys`` maps each output port
-    to the key functions of its targets (None where a target is not keyed).
+    ``payload`` is ``dumps((plan_node, keys))`` (its :class:`~nanostream.PlanNode`) where
+    ``keys`` maps each output port to the key functions of its targets (None where a
+    target is not keyed).
     """
 
     run_id: str
@@ -690,13 +692,12 @@ class NodeHost:
         """
         _follow_driver_path(spec)
         try:
-            node, function, keys = loads(spec.payload)
+            entry, keys = loads(spec.payload)
         except Exception as exc:  # noqa: BLE001 - reported to the driver as text
             return exception_text(exc), []
         self.instance = _Instance(
             spec=spec,
-            node=node,
-            function=function,
+            entry=entry,
             keys=keys,
             routes=routes,
             loop=asyncio.get_running_loop(),
@@ -889,10 +890,8 @@ class _Reader:
             instance = self.instance
             assert instance.acks is not None
             spec = instance.spec
-            items_held = getattr(instance.node, "items_held", None)
-            holds = items_held() if callable(items_held) else None
             markers = self.markers = NodeMarkers(
-                spec.name, spec.index, instance.acks, holds, self._forward
+                spec.name, spec.index, instance.acks, instance.entry.holds_items, self._forward
             )
         return markers
 
@@ -916,7 +915,7 @@ class _RayContext(NodeContext):
     supports_acks = True
 
     def __init__(self, instance: _Instance, base: NodeContext) -> None:
-        super().__init__(base.name, linked_ports=base.linked_ports)
+        super().__init__(base.name, linked_ports=base.linked_ports, stop_event=instance.stop_event)
         self.instance = instance
         self._acking = False
 
@@ -973,16 +972,15 @@ class _Instance:
         self,
         *,
         spec: HostSpec,
-        node: Any,
-        function: Any,
+        entry: PlanNode,
         keys: dict[str, list[Callable[[Any], Any] | None]],
         routes: Routes,
         loop: asyncio.AbstractEventLoop,
         sources: dict[int, Any] | None = None,
     ) -> None:
         self.spec = spec
-        self.node = node
-        self.function = function
+        self.entry = entry
+        self.function = entry.function
         self.loop = loop
         self.counters = _Counters()
         self.state = "created"
@@ -1011,16 +1009,10 @@ class _Instance:
                 port_targets.append(_Target(links, key))
             self.boxes[port] = _PortBox(self, port_targets, spec.batch_size)
         self.boxes.setdefault("out", _PortBox(self, [], spec.batch_size))
-        base = getattr(node, "_ns_context", None)
-        if isinstance(base, NodeContext):  # the node's adapter reads it when it starts
-            node._ns_context = _RayContext(self, base)
-        self.events: dict[str, threading.Event] = {}
-        if spec.sync_state:
-            self.events = {
-                k: v
-                for k, v in getattr(node, "__dict__", {}).items()
-                if isinstance(v, threading.Event) and not k.startswith("_ns_")
-            }
+        # The node's adapter reads its context when it starts; sleep() waits on stop_event.
+        self.context = _RayContext(self, entry.context())
+        entry.bind(self.context)
+        self.events: dict[str, threading.Event] = entry.events() if spec.sync_state else {}
         self.events_set: list[str] = []  # changed on the event loop only
         self.logs: deque[dict[str, Any]] = deque()  # records for the driver
         self.logs_dropped = 0
@@ -1106,8 +1098,6 @@ class _Instance:
     def start(self) -> None:
         self.threads_before = set(threading.enumerate())
         self.state = "running"
-        if hasattr(self.node, "_ns_stop_event"):
-            self.node._ns_stop_event = self.stop_event
         thread = threading.Thread(
             target=self.main, name=f"nanostream-ray:{self.spec.name}", daemon=True
         )
@@ -1123,22 +1113,16 @@ class _Instance:
         self.aborted = True
         self.stop_event.set()
         self.settle()
-        abort_event = getattr(self._context(), "abort_event", None)
-        if isinstance(abort_event, threading.Event):  # wakes a retry's back-off
-            abort_event.set()
+        self.context.abort_event.set()  # wakes a retry's back-off
         for box in self.boxes.values():
             box.abort()
         if self.inbox is not None:
             self.inbox.abort()
 
-    def _context(self) -> Any:
-        """The node context the pipeline gave the node, if any (``node._ns_context``)."""
-        return getattr(self.node, "_ns_context", None)
-
     def stats(self) -> dict[str, Any]:
         c, inbox = self.counters, self.inbox
         since = self.output_wait_since
-        skipped = getattr(self._context(), "errors", 0)  # items a node skipped for good
+        skipped = self.context.errors  # items a node skipped for good
         return {
             "state": self.state,
             "items_in": c.items_in,
@@ -1282,12 +1266,9 @@ class _Instance:
 
     def node_state(self) -> bytes | None:
         """The node object's attributes, for the driver's copy (class nodes only)."""
-        from .._core.node import FunctionNode, IterableSource
-
-        node = self.node
-        if not self.spec.sync_state or isinstance(node, (FunctionNode, IterableSource)):
+        state = self.entry.state() if self.spec.sync_state else None
+        if state is None:
             return None
-        state = {k: v for k, v in vars(node).items() if not k.startswith("_ns_")}
         try:
             return dumps(state)
         except Exception:  # noqa: BLE001 - some attribute cannot travel (an open file, ...)

@@ -42,7 +42,13 @@ class _CoopContext(NodeContext):
     supports_acks = True
 
     def __init__(self, run: CooperativeRun, pn: PlanNode, task: _Task) -> None:
-        super().__init__(pn.name, linked_ports=pn.outputs, abort_event=run.sched.abort_event)
+        sched = run.sched
+        super().__init__(
+            pn.name,
+            linked_ports=pn.outputs,
+            abort_event=sched.abort_event,
+            stop_event=sched.stop_event,  # inside a node, the other nodes run meanwhile
+        )
         self.run = run
         self.sched = run.sched
         self.task = task
@@ -131,8 +137,7 @@ class CooperativeRun(Run):
         for counters in self.counters:
             counters.state = "running"
         for pn in self.plan.nodes:
-            pn.node._ns_stop_event = self.stop_event
-            pn.node._ns_context = self.contexts[pn.index]
+            pn.bind(self.contexts[pn.index])
         self.watcher.start()
         self.thread.start()
 
@@ -289,8 +294,10 @@ def run_inline(
     for c in counters:
         c.state = "running"
     sched.add_plan(plan, counters, feed=inp, outp=outp, entries=entries, exits=exits)
-    for pn in plan.nodes:
-        pn.node._ns_stop_event = sched.stop_event
+    for pn in plan.nodes:  # the nodes keep their context; sleep() wakes when this stops
+        context = pn.context()
+        context.stop_event = sched.stop_event
+        pn.bind(context)
     sched.run()
     # Abandoned greenlets live in this thread, which goes on: keep them (see ABANDONED).
     ABANDONED.extend(sched.parked)

@@ -341,7 +341,7 @@ class RayRunner:
         for pn in plan.nodes:
             keys = {port: [options[t].key for t in targets] for port, targets in pn.outputs.items()}
             try:
-                payloads.append(dumps((pn.node, pn.function, keys), modules))
+                payloads.append(dumps((pn, keys), modules))
             except Exception as exc:
                 raise RayRunnerError(
                     f"node {pn.name!r} cannot be sent to the Ray workers: "
@@ -436,7 +436,7 @@ class RayRun(Run):
         for pn in plan.nodes:
             ports = dict(pn.outputs)
             ports.setdefault("out", ())
-            use_ports = len(ports) > 1 or bool(getattr(pn.node, "ports", ()))
+            use_ports = len(ports) > 1 or bool(pn.ports)
             routes = {
                 port: [(plan.nodes[t].name, self.actors[t]) for t in targets]
                 for port, targets in pn.outputs.items()
@@ -476,7 +476,7 @@ class RayRun(Run):
         self._watcher.start()
 
     def _batch_size(self, pn: PlanNode) -> int:
-        if "batch_size" in pn.node.options or self.plan.options.batch_size != _DEFAULT_BATCH:
+        if "batch_size" in pn.options or self.plan.options.batch_size != _DEFAULT_BATCH:
             return pn.batch_size
         return max(pn.batch_size, self.runner.min_batch_size)
 
@@ -567,7 +567,7 @@ class RayRun(Run):
             return
         if outcome.get("node_state") is not None:  # before stats() says it has ended
             try:
-                _apply_state(self.plan.nodes[i].node, loads(outcome["node_state"]))
+                self.plan.nodes[i].restore_state(loads(outcome["node_state"]))
             except Exception as exc:  # noqa: BLE001 - the run itself is fine
                 log.warning("could not copy the state of node %r back: %s", name, exc)
         self._final[i][r] = outcome["stats"]
@@ -620,11 +620,9 @@ class RayRun(Run):
         except ray.exceptions.RayError:
             return
         names = answer["events"]
-        node = self.plan.nodes[i].node
+        pn = self.plan.nodes[i]
         for name in names:
-            event = getattr(node, name, None)
-            if isinstance(event, threading.Event):
-                event.set()
+            pn.set_event(name)
         emit_logs(answer["logs"])
         if answer["stop"]:  # the node asked its run to stop
             self.request_stop()
@@ -868,23 +866,3 @@ def _traceback_of(frames: list[Any]) -> TracebackType | None:
     except Exception:  # noqa: BLE001 - fall back to the text
         return None
     return tb
-
-
-def _apply_state(node: Any, state: dict[str, Any]) -> None:
-    """Copy a finished remote node's attributes onto the driver's node object.
-
-    Events are set (not replaced), so code waiting on the driver's events wakes; locks and
-    conditions stay the driver's own.
-    """
-    for key, value in state.items():
-        mine = getattr(node, key, None)
-        if isinstance(mine, threading.Event):
-            if isinstance(value, threading.Event) and value.is_set():
-                mine.set()
-            continue
-        if isinstance(mine, threading.Condition) or type(mine) in _LOCK_TYPES:
-            continue
-        setattr(node, key, value)
-
-
-_LOCK_TYPES = (type(threading.Lock()), type(threading.RLock()))

@@ -115,7 +115,7 @@ class _Input:
         if markers is None:
             pn = self.pn
             markers = self.markers = NodeMarkers(
-                pn.name, pn.index, self.run.acks, pn.node.items_held(), self._forward
+                pn.name, pn.index, self.run.acks, pn.holds_items, self._forward
             )
         return markers
 
@@ -138,7 +138,12 @@ class _ThreadContext(NodeContext):
     supports_acks = True
 
     def __init__(self, run: ThreadRun, pn: PlanNode) -> None:
-        super().__init__(pn.name, linked_ports=pn.outputs, abort_event=run.abort_event)
+        super().__init__(
+            pn.name,
+            linked_ports=pn.outputs,
+            abort_event=run.abort_event,
+            stop_event=run._stop_event,
+        )
         self.run = run
         self.index = pn.index
         self.counters = run.counters[pn.index]
@@ -231,8 +236,7 @@ class ThreadRun(Run):
         for counters in self.counters:
             counters.state = "running"
         for pn in self.plan.nodes:
-            pn.node._ns_stop_event = self._stop_event
-            pn.node._ns_context = self.contexts[pn.index]
+            pn.bind(self.contexts[pn.index])
         self.monitor.start()
         for thread in self.threads:
             thread.start()
@@ -271,7 +275,7 @@ class ThreadRun(Run):
         counters = self.counters[pn.index]
         box_list = list(boxes.values())
         channel = self.channels[pn.index]
-        use_ports = len(boxes) > 1 or bool(getattr(pn.node, "ports", ()))
+        use_ports = len(boxes) > 1 or bool(pn.ports)
         outp = port_dispatcher(boxes) if use_ports else boxes["out"].outp
         inp: Any
         reader: _Input | None = None
