@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 import shutil
 import subprocess
 import sys
@@ -86,3 +87,22 @@ def test_every_public_name_has_a_docstring_with_an_example() -> None:
         if ">>>" not in doc:
             missing.append(name)
     assert not missing, f"public names without a runnable example: {missing}"
+
+
+def test_no_page_or_docstring_says_ray_skips_acknowledgements() -> None:
+    # Every built-in runner calls acknowledgements (docs/ray.md); older text said Ray did not.
+    stale = re.compile(
+        r"``ray``, for now|[Rr]ay(?: runner)?[^.\n]{0,40}(?:does not|doesn't|never) "
+        r"(?:call )?acknowledg"
+    )
+    found = [
+        f"{path.relative_to(ROOT)}:{n}"
+        for path in [
+            *ROOT.glob("src/nanostream/**/*.py"),
+            *ROOT.glob("docs/*.md"),
+            ROOT / "README.md",
+        ]
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if stale.search(line)
+    ]
+    assert not found, found

@@ -186,8 +186,8 @@ class RedisStreamSource(NanoNode):
     one, so a graceful ``stop()`` acknowledges everything it delivered. On start the
     source first re-reads the entries this consumer had taken but not acknowledged (after
     a crash or an aborted run), so they are delivered again rather than lost. On a runner
-    that does not acknowledge items (``ray``, for now) entries stay
-    pending, and a restart delivers them all again.
+    that does not call acknowledgements (the built-in runners all do; one from another
+    package may not) entries stay pending, and a restart delivers them all again.
 
     A lost connection is retried ``retries`` times in a row with exponential back-off (the
     source then re-reads its pending entries, skipping those still in the pipeline);

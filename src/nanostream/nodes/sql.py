@@ -268,8 +268,9 @@ class SQLSource(NanoNode):
     after the last one.
     After a crash (even ``kill -9``) or an aborted run, a restart reads again the rows
     that were in flight; a graceful ``stop()`` saves everything it delivered. On a runner
-    that does not acknowledge items (``ray``, for now) the file does not
-    advance, so a restart reads again from the last saved value.
+    that does not call acknowledgements (the built-in runners all do; one from another
+    package may not) the file does not advance, so a restart reads again from the last
+    saved value.
 
     Example:
         >>> import pathlib, sqlite3, tempfile, nanostream

@@ -400,9 +400,9 @@ class LocalDirectoryWatchdog(NanoNode):
     buffering sinks such as :class:`~nanostream.nodes.sql.SQLSink`, committed), never when
     it is emitted. After a crash (even ``kill -9``) or an aborted run, a restart emits
     again the files that were in flight: a sink may see their rows twice (use an upsert
-    to write them once). A graceful ``stop()`` records everything it delivered. On a
-    runner that does not acknowledge items (``ray``, for now) nothing is
-    recorded, so a restart emits every file again.
+    to write them once). A graceful ``stop()`` records everything it delivered. On a runner
+    that does not call acknowledgements (the built-in runners all do; one from another
+    package may not) nothing is recorded, so a restart emits every file again.
 
     ``ready`` is a :class:`threading.Event` set once the watchdog is watching: files
     present before then are the files "already in the folder". ``stop()`` takes effect at
