@@ -38,7 +38,10 @@ NOT_YET_ON_RAY: dict[str, str] = {}
 @pytest.fixture(scope="session")
 def ray_session() -> Iterator[Any]:
     """The test session's local Ray instance (the ``ray`` module), started on first use."""
-    ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'nanostream[ray]'")
+    try:
+        import ray
+    except ImportError:
+        support.missing("Ray is not installed: pip install 'nanostream[ray]'")
     started = not ray.is_initialized()
     if started:
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)

@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 
 import nanostream
+from support import missing
 
 
 def _free_port() -> int:
@@ -86,7 +87,10 @@ def _postgres_bindir() -> Path | None:
         return tuple(int(x) for x in m.group(1).split(".")) if m else (0,)
 
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=version)
-    return Path(found[-1]).parent if found else None
+    if found:
+        return Path(found[-1]).parent
+    initdb = shutil.which("initdb")  # a PostgreSQL installed elsewhere, on the PATH
+    return Path(initdb).parent if initdb else None
 
 
 def _unprivileged_user() -> pwd.struct_passwd:
@@ -123,9 +127,9 @@ def postgres_server() -> Iterator[dict[str, str]]:
     """A PostgreSQL server for this test session: host, port, user, password, admin URL."""
     bindir = _postgres_bindir()
     if bindir is None:
-        pytest.skip(
-            "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb); "
-            "install it with: apt-get install postgresql"
+        missing(
+            "PostgreSQL is not installed (no initdb in /usr/lib/postgresql/*/bin or on the "
+            "PATH); install it with: apt-get install postgresql"
         )
     pytest.importorskip("psycopg", reason="the PostgreSQL driver: pip install 'psycopg[binary]'")
     base = Path(tempfile.mkdtemp(prefix="nanostream-pg-"))
@@ -202,7 +206,7 @@ def redis_server() -> Iterator[dict[str, str]]:
     """A ``redis-server`` for this test session, with a password, on a free port."""
     binary = shutil.which("redis-server")
     if binary is None:
-        pytest.skip("redis-server is not installed; install it with: apt-get install redis-server")
+        missing("redis-server is not installed; install it with: apt-get install redis-server")
     redis = pytest.importorskip("redis", reason="the Redis client: pip install 'nanostream[redis]'")
     base = Path(tempfile.mkdtemp(prefix="nanostream-redis-"))
     password = "pw-" + secrets.token_hex(8)

@@ -11,6 +11,7 @@ import pytest
 import nanostream
 from nanostream.observe import GraphvizNotFoundError, draw
 from nanostream.testing import Collect
+from support import missing
 
 HAS_DOT = shutil.which("dot") is not None
 
@@ -206,10 +207,9 @@ def test_unknown_format_and_object() -> None:
         draw(42, "dot")  # type: ignore[arg-type]
 
 
-@pytest.mark.skipif(
-    not HAS_DOT, reason="Graphviz 'dot' is not installed (apt-get install graphviz)"
-)
 def test_png_and_svg_through_graphviz(tmp_path: Any) -> None:
+    if not HAS_DOT:
+        missing("Graphviz 'dot' is not installed (apt-get install graphviz)")
     src, _, _ = build()
     run = src.global_start(block=False)
     assert run is not None and run.wait(10)
