@@ -157,6 +157,13 @@ def test_item_sizes_and_the_budget() -> None:
     assert item_size(b"x" * 100) == 100 and item_size("x" * 100) == 100
     assert item_size(memoryview(bytearray(100))) == 100
     assert item_size({"data": b"x" * ITEM}) > ITEM and item_size([b"x" * ITEM] * 2) > 2 * ITEM
+    # Envelopes nest: the payload of {"payload": {"body": ...}} counts too.
+    assert item_size({"payload": {"body": b"x" * ITEM}}) > ITEM
+    assert item_size([{"body": b"x" * 1000}] * 1000) > 1000 * 1000  # sampled, extrapolated
+    deep: Any = b"x" * ITEM
+    for _ in range(10):
+        deep = [deep]
+    assert item_size(deep) < ITEM  # looked 4 deep, no further
     budget = ByteBudget(100)
     assert budget.fit([40, 40, 40], 0) == 2
     part, end = budget.take(list("abc"), [40, 40, 40], 0)
