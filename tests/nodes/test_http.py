@@ -157,6 +157,10 @@ class Handler(BaseHTTPRequestHandler):
             self.send_json(200, {"id": segments[1]})
         elif route == "pages":
             self.pages(segments[1], query)
+        elif route == "malformed":  # a JSON answer that is not JSON
+            self.send_raw(200, b'{"a": [1, 2', "application/json")
+        elif route == "deep":  # a JSON answer nested deeper than the parser's recursion
+            self.send_raw(200, b"[" * 100_000, "application/json")
         elif route == "counter":
             self.send_json(200, {"n": n})
         elif route == "versioned":
@@ -169,6 +173,13 @@ class Handler(BaseHTTPRequestHandler):
                 self.send_json(200, {"version": 1}, {"ETag": '"v1"'})
         else:
             self.send_text(404, "no such route")
+
+    def send_raw(self, status: int, data: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
     def pages(self, style: str, query: dict[str, str]) -> None:
         total, size = 25, 10
@@ -408,6 +419,24 @@ def test_secrets_stay_out_of_errors_logs_and_reprs(
     assert "api_key=***" in caplog.text  # the retry warning and httpx's own request log
     for secret in (TOKEN, API_KEY, "PASSW0RD"):
         assert secret not in text
+
+
+def test_an_answer_too_deeply_nested_is_not_json_like_a_malformed_one(
+    api: ApiServer, runner: str
+) -> None:
+    fetch = HttpRequest(api.base + "/{item}", on_error="skip", name="fetch")
+    values, dead = Collect(), Collect()
+    nanostream.from_iterable(["malformed", "deep", "text"]) > fetch > values
+    fetch.errors > dead
+    values.global_start(runner=runner)
+    assert values.items == ["hello ✓"]  # the items after them went on
+    malformed, deep = dead.items
+    for record, path in ((malformed, "/malformed"), (deep, "/deep")):
+        assert record.exception_type == f"{ConnectorError.__module__}.ConnectorError"
+        assert record.node == "fetch"
+        assert f"the answer of {api.base}{path} is not JSON" in record.message
+        assert "use parse='text'" in record.message
+    assert "nested too deeply" in deep.message
 
 
 def _redirecting_request(api: ApiServer, to: str, status: int = 302) -> HttpRequest:

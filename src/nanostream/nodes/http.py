@@ -454,10 +454,13 @@ class _HttpNode(NanoNode):
                 return None
             try:
                 return response.json()
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
+                # json raises RecursionError for arrays or objects nested deeper than the
+                # interpreter's recursion limit: not JSON this process can read, either.
+                why = f"nested too deeply: {exc}" if isinstance(exc, RecursionError) else exc
                 raise ConnectorError(
                     f"{self.kind}: the answer of {mask_url(response.request.url)} is not JSON "
-                    f"({exc}); use parse='text' to take it as text"
+                    f"({why}); use parse='text' to take it as text"
                 ) from None
         return response.text
 
