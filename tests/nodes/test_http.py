@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import logging
@@ -45,6 +46,7 @@ class ApiServer(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.attempts: dict[str, list[float]] = defaultdict(list)
         self.requests: list[tuple[str, str, float]] = []
+        self.headers_seen: list[tuple[str, dict[str, str]]] = []  # path, headers (lower case)
         self.barrier = threading.Barrier(4)
         self.got_request = threading.Condition(self.lock)
 
@@ -52,11 +54,12 @@ class ApiServer(ThreadingHTTPServer):
     def base(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}"
 
-    def record(self, method: str, path: str) -> int:
+    def record(self, method: str, path: str, headers: dict[str, str]) -> int:
         """Note a request; returns how many requests this path has had, this one included."""
         with self.lock:
             now = time.monotonic()
             self.requests.append((method, path, now))
+            self.headers_seen.append((path, headers))
             self.attempts[path].append(now)
             self.got_request.notify_all()
             return len(self.attempts[path])
@@ -106,7 +109,7 @@ class Handler(BaseHTTPRequestHandler):
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
-        n = self.server.record(self.command, path)
+        n = self.server.record(self.command, path, {k.lower(): v for k, v in self.headers.items()})
         segments = path.strip("/").split("/")
         route = segments[0]
         if route == "echo":
@@ -157,6 +160,15 @@ class Handler(BaseHTTPRequestHandler):
             self.send_json(200, {"id": segments[1]})
         elif route == "pages":
             self.pages(segments[1], query)
+        elif route == "hop":  # a page whose next page is `to`, in the body or a Link header
+            self.page(["hop"], query["to"], query["shape"])
+        elif route == "seen":  # the last page: what this request carried
+            seen = {"path": path, "headers": {k.lower(): v for k, v in self.headers.items()}}
+            self.page([seen], None, query["shape"])
+        elif route == "malformed":  # a JSON answer that is not JSON
+            self.send_raw(200, b'{"a": [1, 2', "application/json")
+        elif route == "deep":  # a JSON answer nested deeper than the parser's recursion
+            self.send_raw(200, b"[" * 100_000, "application/json")
         elif route == "counter":
             self.send_json(200, {"n": n})
         elif route == "versioned":
@@ -169,6 +181,21 @@ class Handler(BaseHTTPRequestHandler):
                 self.send_json(200, {"version": 1}, {"ETag": '"v1"'})
         else:
             self.send_text(404, "no such route")
+
+    def send_raw(self, status: int, data: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def page(self, data: list[Any], next_url: str | None, shape: str) -> None:
+        """A page: ``{"data", "next"}`` (``shape="body"``) or a list with a Link header."""
+        if shape == "body":
+            self.send_json(200, {"data": data, "next": next_url})
+        else:
+            link = {"Link": f'<{next_url}>; rel="next"'} if next_url else {}
+            self.send_json(200, data, link)
 
     def pages(self, style: str, query: dict[str, str]) -> None:
         total, size = 25, 10
@@ -410,6 +437,24 @@ def test_secrets_stay_out_of_errors_logs_and_reprs(
         assert secret not in text
 
 
+def test_an_answer_too_deeply_nested_is_not_json_like_a_malformed_one(
+    api: ApiServer, runner: str
+) -> None:
+    fetch = HttpRequest(api.base + "/{item}", on_error="skip", name="fetch")
+    values, dead = Collect(), Collect()
+    nanostream.from_iterable(["malformed", "deep", "text"]) > fetch > values
+    fetch.errors > dead
+    values.global_start(runner=runner)
+    assert values.items == ["hello ✓"]  # the items after them went on
+    malformed, deep = dead.items
+    for record, path in ((malformed, "/malformed"), (deep, "/deep")):
+        assert record.exception_type == f"{ConnectorError.__module__}.ConnectorError"
+        assert record.node == "fetch"
+        assert f"the answer of {api.base}{path} is not JSON" in record.message
+        assert "use parse='text'" in record.message
+    assert "nested too deeply" in deep.message
+
+
 def _redirecting_request(api: ApiServer, to: str, status: int = 302) -> HttpRequest:
     return HttpRequest(
         api.base + "/redirect",
@@ -451,6 +496,22 @@ def test_a_poller_redirected_to_another_origin_sends_no_configured_headers(
         run.stop(timeout=10)
     [echo] = sink.items
     assert echo["path"] == "/echo/polled" and "x-api-key" not in echo["headers"]
+
+
+def test_a_retry_after_a_redirect_elsewhere_sends_the_credentials_home_again(
+    api: ApiServer, other_api: ApiServer
+) -> None:
+    fetch = HttpRequest(
+        api.base + "/redirect",
+        params={"to": f"{other_api.base}/flaky/k?fail=1"},
+        headers={"X-Api-Key": API_KEY},
+        retries=1,
+        backoff=0,
+    )
+    [answer] = run_items(fetch, [1])
+    assert answer == {"key": "k", "attempts": 2}  # the other server failed once
+    assert [sent.get("x-api-key") for _, sent in api.headers_seen] == [API_KEY, API_KEY]
+    assert [sent.get("x-api-key") for _, sent in other_api.headers_seen] == [None, None]
 
 
 def test_a_redirect_chain_that_comes_back_home_stays_without_credentials(
@@ -536,6 +597,85 @@ def test_paginator_emits_every_item_of_every_page(
 def test_paginator_stops_at_max_pages(api: ApiServer) -> None:
     node = HttpPaginator(api.base + "/pages/next", items="data", next="links.next", max_pages=2)
     assert run_items(node, [None]) == list(range(20))
+
+
+SHAPES = {"body": {"items": "data", "next": "next"}, "link": {}}
+
+
+def _paginator(first: str, shape: str) -> HttpPaginator:
+    """A paginator that carries every kind of credential the node can be given."""
+    return HttpPaginator(
+        first,
+        **SHAPES[shape],  # type: ignore[arg-type]
+        headers={"X-Api-Key": API_KEY},
+        client_options={
+            "auth": ("ada", "PASSW0RD"),
+            "cookies": {"session": "SESSION-secret"},
+            "headers": {"X-Client-Secret": TOKEN},
+        },
+    )
+
+
+def _hop(server: ApiServer, to: str, shape: str) -> str:
+    return f"{server.base}/hop?{httpx.QueryParams(to=to, shape=shape)}"
+
+
+def _no_credentials(seen: dict[str, Any]) -> bool:
+    sent = seen["headers"]
+    named = {"x-api-key", "x-client-secret", "authorization", "cookie"} & set(sent)
+    return not named and API_KEY not in json.dumps(seen) and TOKEN not in json.dumps(seen)
+
+
+@pytest.mark.parametrize("shape", ["body", "link"], ids=["next-link-in-body", "link-header"])
+def test_a_next_page_on_another_origin_gets_no_configured_headers_auth_or_cookies(
+    api: ApiServer, other_api: ApiServer, runner: str, shape: str
+) -> None:
+    elsewhere = f"{other_api.base}/seen?shape={shape}"
+    hop, seen = run_items(_paginator(_hop(api, elsewhere, shape), shape), [{}], runner)
+    assert hop == "hop"
+    assert seen["path"] == "/seen"  # the next page was read, from the other server
+    assert _no_credentials(seen), seen
+
+
+@pytest.mark.parametrize("shape", ["body", "link"], ids=["next-link-in-body", "link-header"])
+def test_next_pages_that_come_back_home_stay_without_credentials(
+    api: ApiServer, other_api: ApiServer, shape: str
+) -> None:
+    back_home = f"{api.base}/seen?shape={shape}"
+    first = _hop(api, _hop(other_api, back_home, shape), shape)
+    hop, hop_again, seen = run_items(_paginator(first, shape), [{}])
+    assert (hop, hop_again) == ("hop", "hop")
+    assert seen["path"] == "/seen" and _no_credentials(seen), seen
+    assert [path for _, path, _ in api.requests] == ["/hop", "/seen"]
+
+
+def test_an_error_from_another_origin_says_the_credentials_were_withheld(
+    api: ApiServer, other_api: ApiServer
+) -> None:
+    node = _paginator(_hop(api, f"{other_api.base}/status/401", "body"), "body")
+    with pytest.raises(nanostream.NodeFailed) as info:
+        run_items(node, [{}])
+    error = info.value.__cause__
+    assert isinstance(error, HttpStatusError) and error.status == 401
+    assert "denied: you sent ''" in str(error)
+    assert (
+        f"(sent without the node's headers, auth and cookies, which go only to {api.base}: "
+        "the request had left that origin)"
+    ) in str(error)
+    with pytest.raises(nanostream.NodeFailed) as at_home:
+        run_items(_paginator(api.base + "/status/401", "body"), [{}])
+    assert "sent without" not in str(at_home.value.__cause__)
+
+
+@pytest.mark.parametrize("shape", ["body", "link"], ids=["next-link-in-body", "link-header"])
+def test_a_next_page_within_the_origin_keeps_the_credentials(api: ApiServer, shape: str) -> None:
+    hop, seen = run_items(_paginator(_hop(api, f"/seen?shape={shape}", shape), shape), [{}])
+    assert hop == "hop" and seen["path"] == "/seen"
+    sent = seen["headers"]
+    assert sent["x-api-key"] == API_KEY
+    assert sent["x-client-secret"] == TOKEN
+    assert sent["authorization"] == "Basic " + base64.b64encode(b"ada:PASSW0RD").decode()
+    assert "session=SESSION-secret" in sent["cookie"]
 
 
 # ----------------------------------------------------------------------------- HttpPoller

@@ -333,8 +333,13 @@ class _HttpNode(NanoNode):
         headers: Mapping[str, str] | None = None,
         json: Any = None,
         wait: Callable[[float], None] | None = None,
+        home: _Home | None = None,
     ) -> httpx.Response:
-        """Send one request, retrying as configured; returns a successful response."""
+        """Send one request, retrying as configured; returns a successful response.
+
+        ``home`` is where the node's credentials may go (see :class:`_Home`); by default
+        the origin of ``url``.
+        """
         import httpx
 
         client = self._client
@@ -345,17 +350,19 @@ class _HttpNode(NanoNode):
         target: httpx.URL | str = url
         if params:  # httpx would replace the URL's own query with params: merge them
             target = httpx.URL(url).copy_merge_params(params)
+        home = home or _Home(httpx.URL(url))
+        left_before = home.left
         attempt = 0
         while True:
+            home.left = left_before  # each attempt runs the chain again from where it began
             if self._limiter is not None:
                 delay = self._limiter.reserve()
                 if delay > 0:
                     wait(delay)
             shown = mask_url(target)
             try:
-                response = self._follow(
-                    client, client.request(method, target, headers=headers, json=json)
-                )
+                request = client.build_request(method, target, headers=headers, json=json)
+                response = self._follow(client, self._send_one(client, request, home), home)
             except httpx.TransportError as exc:
                 connect = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
                 if not (connect or method in _IDEMPOTENT) or attempt >= self.retries:
@@ -383,6 +390,7 @@ class _HttpNode(NanoNode):
                             f"{response.reason_phrase}"
                             + (f" after {attempt + 1} attempts" if retryable else "")
                             + f": {_snippet(response)}"
+                            + _withheld(home)
                         ),
                         status=status,
                         url=shown,
@@ -414,7 +422,24 @@ class _HttpNode(NanoNode):
             names.update(str(name).lower() for name in headers)
         return names
 
-    def _follow(self, client: httpx.Client, response: httpx.Response) -> httpx.Response:
+    def _send_one(
+        self, client: httpx.Client, request: httpx.Request, home: _Home
+    ) -> httpx.Response:
+        """Send ``request`` as it is if ``home`` admits its URL, else without credentials.
+
+        Without credentials means without the headers the node was given (``headers=``,
+        ``client_options`` headers), without ``Authorization`` (also httpx ``auth``) and
+        without cookies.
+        """
+        if home.admits(request.url):
+            return client.send(request)
+        for name in self._credential_headers():
+            request.headers.pop(name, None)
+        return client.send(request, auth=None)
+
+    def _follow(
+        self, client: httpx.Client, response: httpx.Response, home: _Home
+    ) -> httpx.Response:
         """Follow ``response``'s redirects; configured headers, auth and cookies stay home.
 
         A redirect to the same origin (scheme, host and port) keeps the request as it was;
@@ -423,23 +448,16 @@ class _HttpNode(NanoNode):
         """
         if not self.follow_redirects:
             return response
-        origin = _origin(response.request.url)
-        left_home = False
         redirects = 0
         while response.next_request is not None:
             if redirects >= self.max_redirects:
                 raise ConnectorError(
-                    f"{self.kind}: {self.method} {mask_url(origin)} was redirected more than "
-                    f"max_redirects={self.max_redirects} times (last to "
+                    f"{self.kind}: {self.method} {mask_url(home.origin)} was redirected more "
+                    f"than max_redirects={self.max_redirects} times (last to "
                     f"{mask_url(response.next_request.url)})"
                 )
-            request = response.next_request
-            if left_home or _origin(request.url) != origin:
-                left_home = True
-                for name in self._credential_headers():
-                    request.headers.pop(name, None)
             redirects += 1
-            response = client.send(request, auth=None)
+            response = self._send_one(client, response.next_request, home)
         return response
 
     def _parse(self, response: httpx.Response) -> Any:
@@ -454,10 +472,13 @@ class _HttpNode(NanoNode):
                 return None
             try:
                 return response.json()
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
+                # json raises RecursionError for arrays or objects nested deeper than the
+                # interpreter's recursion limit: not JSON this process can read, either.
+                why = f"nested too deeply: {exc}" if isinstance(exc, RecursionError) else exc
                 raise ConnectorError(
                     f"{self.kind}: the answer of {mask_url(response.request.url)} is not JSON "
-                    f"({exc}); use parse='text' to take it as text"
+                    f"({why}); use parse='text' to take it as text"
                 ) from None
         return response.text
 
@@ -466,6 +487,47 @@ def _origin(url: httpx.URL) -> str:
     """``scheme://host:port`` of ``url`` (the default port written out)."""
     port = url.port or {"http": 80, "https": 443}.get(url.scheme)
     return f"{url.scheme}://{url.host}:{port}"
+
+
+def _withheld(home: _Home) -> str:
+    """What an error adds when its request went without the node's credentials."""
+    if not home.left:
+        return ""
+    return (
+        f" (sent without the node's headers, auth and cookies, which go only to "
+        f"{mask_url(home.origin)}: the request had left that origin)"
+    )
+
+
+class _Home:
+    """The origin a node's credentials belong to, over one chain of requests.
+
+    The chain is a request and its redirects, or the pages an :class:`HttpPaginator`
+    reads for one item. Its first URL sets the origin. Every request of the chain to that
+    origin carries the configured headers, auth and cookies until one request goes to
+    another origin; from then on, none does, even back at home (the URLs were chosen by
+    the other origin).
+
+    Example:
+        >>> import httpx
+        >>> home = _Home(httpx.URL("https://api.example.com/a"))
+        >>> home.admits(httpx.URL("https://api.example.com:443/b"))
+        True
+        >>> home.admits(httpx.URL("https://cdn.example.com/c"))
+        False
+        >>> home.admits(httpx.URL("https://api.example.com/d"))
+        False
+    """
+
+    def __init__(self, first: httpx.URL) -> None:
+        self.origin = _origin(first)
+        self.left = False
+
+    def admits(self, url: httpx.URL) -> bool:
+        """Whether a request to ``url`` may carry the credentials (and note it if not)."""
+        if _origin(url) != self.origin:
+            self.left = True
+        return not self.left
 
 
 def _snippet(response: httpx.Response, limit: int = 200) -> str:
@@ -755,6 +817,8 @@ class HttpPaginator(_HttpNode):
         return closing_function(super().as_function(), self._close)
 
     def process_item(self, item: Any) -> Iterator[Any]:
+        import httpx
+
         fields = _fields(item)
         t = self.templates
         url = t.url_for(fields)
@@ -765,8 +829,9 @@ class HttpPaginator(_HttpNode):
         if self.style == "offset":
             params = {**base, self.offset_param: 0, self.limit_param: self.page_size}
         pages = 0
+        home = _Home(httpx.URL(url))  # a next page elsewhere gets no credentials
         while True:
-            response = self._send(url, params=params, headers=headers, json=body)
+            response = self._send(url, params=params, headers=headers, json=body, home=home)
             page = self._parse(response)
             found = _items_at(page, self.items, self.kind)
             yield from found
