@@ -6,6 +6,7 @@ import json
 import os
 import re
 import select
+import shlex
 import signal
 import subprocess
 import sys
@@ -15,7 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+import click
 import pytest
+
+from nanostream.cli import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -144,6 +148,85 @@ def test_help_explains_the_commands() -> None:
         assert result.returncode == 0, result.stderr
         for text in expected:
             assert text in result.stdout, (command, text)
+
+
+def as_check(line: str) -> list[str]:
+    """The command line ``line`` (``nanostream COMMAND FILE ...``) as a ``check`` of FILE.
+
+    Options of COMMAND that ``check`` does not take (``-v``, ``--format svg``) are left
+    out, with their values.
+    """
+    words = shlex.split(line)
+    assert words[0] == "nanostream" and isinstance(cli, click.Group), line
+    assert not {"|", ">", "<", "&&", ";"} & set(words), f"not one plain command: {line}"
+    command = cli.commands[words[1]]
+
+    def options(of: click.Command) -> dict[str, bool]:  # name -> whether it takes a value
+        return {
+            name: not (isinstance(p, click.Option) and (p.is_flag or p.count))
+            for p in of.params
+            if isinstance(p, click.Option)
+            for name in (*p.opts, *p.secondary_opts)
+        }
+
+    given, checked = options(command), options(cli.commands["check"])
+    args: list[str] = []
+    rest = iter(words[2:])
+    for word in rest:
+        name = word.partition("=")[0]
+        if name not in given:
+            assert not word.startswith("-"), f"{line}: {word} is not an option of the command"
+            args.append(word)
+            continue
+        value = [next(rest)] if given[name] and "=" not in word else []
+        if name in checked:
+            args += [word, *value]
+    return ["check", *args]
+
+
+def help_command_lines() -> list[str]:
+    """Every ``nanostream ...`` command line that ``--help`` shows, for each command too."""
+    lines = []
+    for command in ([], ["run"], ["check"], ["graph"]):
+        result = run_cli(*command, "--help")
+        assert result.returncode == 0, result.stderr
+        lines += [m.strip() for m in re.findall(r"(?m)^ +nanostream .*$", result.stdout)]
+    return lines
+
+
+def test_every_command_line_of_the_help_texts_checks() -> None:
+    lines = help_command_lines()
+    assert len(lines) >= 4, lines  # the main help's examples at least
+    assert any("examples/foo_message.yaml" in line for line in lines), lines
+    for line in lines:
+        result = run_cli(*as_check(line))
+        assert result.returncode == 0, f"{line}\n{result.stderr}"
+        assert ": ok: " in result.stdout, line
+
+
+# command lines in cli.md that show what a file of the reader's own gives (these outputs
+# are the ones the tests above check, on files they write); every other one names a file
+# of the repository and is checked as it is written
+ILLUSTRATIVE_FILES = {"shout.yaml", "pipeline.yaml"}
+
+
+def test_every_command_line_of_cli_md_checks() -> None:
+    text = (ROOT / "docs" / "cli.md").read_text()
+    lines = [
+        m.strip().removeprefix("$ ")
+        for m in re.findall(r"(?m)^ {4,}(?:\$ )?nanostream .*$", text)
+        if "FILE" not in m  # the synopsis
+    ]
+    assert len(lines) >= 5, lines
+    checked = 0
+    for line in lines:
+        if shlex.split(line)[2] in ILLUSTRATIVE_FILES:
+            continue
+        result = run_cli(*as_check(line))
+        assert result.returncode == 0, f"{line}\n{result.stderr}"
+        assert ": ok: " in result.stdout, line
+        checked += 1
+    assert checked >= 5, lines
 
 
 # cli.md's synopsis (the indented block that starts with "nanostream run") and sections.

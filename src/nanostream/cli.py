@@ -54,11 +54,11 @@ FILE may also be a composite configuration (a class_factory file, see
 docs/composite.md): it runs as a pipeline of that one composite, whose own
 arguments are set with --set NAME=VALUE.
 \b
-Examples:
+Examples (from the repository root):
     nanostream check examples/csv_to_jsonl.yaml
     nanostream run examples/csv_to_jsonl.yaml --set rows.infer_types=false
-    nanostream run examples/foo_message.yaml --set foo_interval=1 -v
-    nanostream graph examples/foo_messages.yaml --format dot | dot -Tsvg > g.svg
+    nanostream run examples/foo_message.yaml --import example_nodes --set foo_interval=1 -v
+    nanostream graph examples/foo_messages.yaml --format svg -o pipeline.svg
 \b
 Exit status: 0 success (also after a graceful stop by Ctrl-C or SIGTERM; 130/143
 with --signal-exit-codes), 1 invalid file or failed node, 2 bad command line,

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ import pytest
 
 from nanostream import ConfigError, NanoNode, pipeline_of
 from nanostream.config import read_pipeline
+from nanostream.config._convert import convert_arguments
+from nanostream.nodes import IntervalJoin, Join, Tagged, TumblingWindow, WindowResult
 from nanostream.testing import Collect
 
 HERE = __name__
@@ -38,6 +41,75 @@ class Label(NanoNode):
 
     def process_item(self, item: Any) -> Iterator[Any]:
         yield (self.label, item)
+
+
+class Untyped(NanoNode):
+    def __init__(self, count, label="", anything: Any = None) -> None:  # type: ignore[no-untyped-def]
+        super().__init__()
+        self.count, self.label, self.anything = count, label, anything
+
+    def process_item(self, item: Any) -> Iterator[Any]:
+        yield item
+
+
+def order_id(item: dict[str, Any]) -> Any:
+    return item["id"]
+
+
+def event_time(item: dict[str, Any]) -> Any:
+    return item["t"]
+
+
+class OrdersAndPayments(NanoNode):
+    """Orders (left) and payments (right): order 1 paid 30 s later, order 2 90 s later."""
+
+    def generator(self) -> Iterator[Any]:
+        yield Tagged("left", {"id": 1, "t": 0})
+        yield Tagged("left", {"id": 2, "t": 10})
+        yield Tagged("right", {"id": 1, "t": 30})
+        yield Tagged("right", {"id": 2, "t": 100})
+
+
+class PaidInWindow(Join):
+    """A Join of orders and payments, its durations annotated as Join's own."""
+
+    def __init__(
+        self, window: float | timedelta, allowed_lateness: float | timedelta = 0, **options: Any
+    ) -> None:
+        super().__init__(
+            order_id, window, timestamp=event_time, allowed_lateness=allowed_lateness, **options
+        )
+
+
+class PaidWithin(IntervalJoin):
+    """An IntervalJoin of orders and payments, its durations annotated as IntervalJoin's."""
+
+    def __init__(
+        self,
+        lower: float | timedelta,
+        upper: float | timedelta,
+        allowed_lateness: float | timedelta = 0,
+        **options: Any,
+    ) -> None:
+        super().__init__(
+            order_id,
+            lower=lower,
+            upper=upper,
+            timestamp=event_time,
+            allowed_lateness=allowed_lateness,
+            **options,
+        )
+
+
+class Show(NanoNode):
+    """Prints a window's length and items, or a join's key and the two times."""
+
+    def process_item(self, item: Any) -> Iterator[Any]:
+        if isinstance(item, WindowResult):
+            print(item.end - item.start, item.value, flush=True)
+        else:
+            print(item.key, event_time(item.left), event_time(item.right), flush=True)
+        yield item
 
 
 def write(folder: Path, text: str) -> Path:
@@ -89,6 +161,30 @@ def test_an_unquoted_value_in_block_style_is_typed_and_checked_too() -> None:
     count = nodes["count"]
     assert isinstance(count, Count) and (count.count, count.step) == (4, 1.0)
     assert isinstance(count.step, float)
+
+
+def test_an_environment_value_without_annotation_is_typed_as_yaml_types_it() -> None:
+    # quoted in a flow mapping or unquoted in block style: the same values
+    flow = (
+        "nodes:\n"
+        '  u: {class: Untyped, args: {count: "${N:-5}", label: "${L:-x}", anything: "${A:-1.5}"}}\n'
+    )
+    block = (
+        "nodes:\n  u:\n    class: Untyped\n    args:\n"
+        "      count: ${N:-5}\n      label: ${L:-x}\n      anything: ${A:-1.5}\n"
+    )
+    for text in (flow, block):
+        for env, values in [
+            ({}, (5, "x", 1.5)),
+            ({"N": "true", "L": "42", "A": "null"}, (True, 42, None)),
+        ]:
+            u = built(io.StringIO(text), env=env)["u"]
+            assert isinstance(u, Untyped)
+            assert (u.count, u.label, u.anything) == values, (text, env)
+            assert type(u.count) is type(values[0])
+    # a value written in quotes without ${...} is the user's string, as YAML says
+    u = built(io.StringIO('nodes:\n  u: {class: Untyped, args: {count: "5"}}\n'), env={})["u"]
+    assert isinstance(u, Untyped) and u.count == "5"
 
 
 @pytest.mark.parametrize(
@@ -262,3 +358,81 @@ def test_set_arguments_of_a_composite_file_are_converted_and_checked(tmp_path: P
         "--set how_many: error: composite 'Counting': argument 'how_many' expects int, got "
         "'three', which is not one (from --set)"
     ), bad.stderr
+
+
+def test_durations_of_the_shipped_windows_and_joins_take_text() -> None:
+    # float | timedelta: the text is converted by the member that takes it (float)
+    durations = {"window": "50", "allowed_lateness": "2.5"}
+    assert convert_arguments(Join, durations, durations) == (
+        {"window": 50.0, "allowed_lateness": 2.5},
+        {},
+    )
+    durations = {"lower": "-5", "upper": "50", "allowed_lateness": "0"}
+    assert convert_arguments(IntervalJoin, durations, durations) == (
+        {"lower": -5.0, "upper": 50.0, "allowed_lateness": 0.0},
+        {},
+    )
+    # text no member takes is left as it is, for the node's own check
+    assert convert_arguments(TumblingWindow, {"size": "1m"}, {"size": "1m"}) == (
+        {"size": "1m"},
+        {},
+    )
+
+
+DURATIONS = {
+    "window": (
+        """
+        nodes:
+          numbers: {class: IterableSource, args: {iterable: [1, 2, 3]}}
+          window: {class: TumblingWindow, args: {size: "${S:-60}"}}
+          show: Show
+        """,
+        "60.0 [1, 2, 3]\n",
+    ),
+    "join": (
+        """
+        nodes:
+          events: OrdersAndPayments
+          join: {class: PaidInWindow, args: {window: "${W:-60}", allowed_lateness: "${L:-5}"}}
+          show: Show
+        """,
+        "1 0 30\n",
+    ),
+    "interval-join": (
+        """
+        nodes:
+          events: OrdersAndPayments
+          join: {class: PaidWithin, args: {lower: "${LO:-0}", upper: "${UP:-50}"}}
+          show: Show
+        """,
+        "1 0 30\n",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(DURATIONS))
+def test_window_and_join_durations_from_the_environment_check_and_run(
+    tmp_path: Path, case: str, runner: str
+) -> None:
+    text, expected = DURATIONS[case]
+    write(tmp_path, f"imports: [{HERE}]\n" + textwrap.dedent(text).lstrip("\n"))
+    pythonpath = os.pathsep.join([str(Path(__file__).parent), *sys.path])
+
+    def cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "nanostream", *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "PYTHONPATH": pythonpath, **env},
+        )
+
+    result = cli("check", "pipeline.yaml")
+    assert result.returncode == 0, result.stderr
+    result = cli("run", "pipeline.yaml", "--runner", runner)
+    assert (result.returncode, result.stdout) == (0, expected), result.stderr
+    # a value no member of float | timedelta takes reaches the node, whose check names it
+    result = cli("check", "pipeline.yaml", S="1m", W="1m", UP="1m")
+    assert result.returncode == 1
+    assert "a number of seconds or a timedelta, got '1m'" in result.stderr, result.stderr

@@ -3,7 +3,10 @@
 A value that came as text is converted to the type its parameter is annotated with, when
 that annotation is ``int``, ``float``, ``bool``, ``str``, ``None`` or a union of them; every
 argument with such an annotation is then type-checked, so that a check of a configuration
-reports a mistyped one where it was written.
+reports a mistyped one where it was written. A union that also admits other types
+(``float | timedelta``) converts the text by the members it can (``"60"`` is ``60.0``) and
+leaves it alone when none fits, for the node's own check; a parameter without an annotation
+(or annotated ``Any``) gets the text typed as YAML types a plain value (``"5"`` is ``5``).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ __all__ = [
     "convert_arguments",
     "convert_set_arguments",
     "from_text",
+    "simple_members",
     "simple_types",
 ]
 
@@ -52,6 +56,24 @@ def simple_types(annotation: Any) -> tuple[type, ...] | None:
             found.extend(admitted)
         return tuple(found)
     return None
+
+
+def simple_members(annotation: Any) -> tuple[type, ...]:
+    """The ``int``, ``float``, ``bool``, ``str`` and ``None`` an annotation admits, whatever
+    else it admits too (``()`` if none): what a text can be converted to for it.
+
+    Example:
+        >>> from datetime import timedelta
+        >>> from pathlib import Path
+        >>> from nanostream.config._convert import simple_members
+        >>> simple_members(float | timedelta), simple_members(Path | None), simple_members(Path)
+        ((<class 'float'>,), (<class 'NoneType'>,), ())
+    """
+    if annotation is None or annotation in _SIMPLE_TYPES:
+        return simple_types(annotation) or ()
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return tuple(t for part in typing.get_args(annotation) for t in simple_members(part))
+    return ()
 
 
 def admits(admitted: tuple[type, ...], value: Any) -> bool:
@@ -122,22 +144,47 @@ def convert_arguments(
     """``args`` converted by ``target``'s annotations, and what is wrong with the others.
 
     ``texts`` holds the text of the arguments that came as text (``${NAME}`` substitution,
-    ``--set``): each is converted (:func:`from_text`). Any argument whose annotation is
-    simple (see :func:`simple_types`) must then have a value of that type; otherwise its
-    name maps to a message. Other annotations are not checked.
+    ``--set``). Each is converted by its parameter's annotation:
+
+    - a simple one (see :func:`simple_types`) converts it with :func:`from_text`; any
+      argument with a simple annotation must then have a value of that type, otherwise its
+      name maps to a message;
+    - a union that admits other types as well (``float | timedelta``) converts it by its
+      simple members (:func:`simple_members`) when one fits, and otherwise leaves the value
+      as it is for the node's own check;
+    - no annotation (or ``Any``) types it as YAML types a plain value (``"5"`` is ``5``),
+      whether the ``${NAME}`` was quoted or not;
+    - any other annotation (``Path``, ``list[str]``) leaves the value as it is.
 
     Example:
+        >>> from datetime import timedelta
         >>> from nanostream.config._convert import convert_arguments
         >>> def make(count: int, label: str = "", ratio: float | None = None): ...
         >>> convert_arguments(make, {"count": "50", "label": 7, "ratio": 1}, {"count": "50"})
         ({'count': 50, 'label': 7, 'ratio': 1}, {'label': 'expects str, got 7 (int)'})
+        >>> def window(size: float | timedelta, name=None): ...
+        >>> convert_arguments(window, {"size": "60", "name": "5"}, {"size": "60", "name": "5"})
+        ({'size': 60.0, 'name': 5}, {})
+        >>> convert_arguments(window, {"size": "1m"}, {"size": "1m"})
+        ({'size': '1m'}, {})
     """
     hints = annotations_of(target)
     converted = dict(args)
     problems: dict[str, str] = {}
     for name, value in args.items():
-        admitted = simple_types(hints[name]) if name in hints else None
+        hint = hints.get(name, Any)
+        if hint is Any:
+            if name in texts:
+                converted[name] = typed_scalar(texts[name])
+            continue
+        admitted = simple_types(hint)
         if admitted is None:
+            members = simple_members(hint)
+            if members and name in texts:
+                try:
+                    converted[name] = from_text(texts[name], members)
+                except ValueError:
+                    pass  # another member of the union may take it: the node checks it
             continue
         if name in texts:
             try:
