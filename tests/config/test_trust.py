@@ -677,3 +677,21 @@ def test_a_module_in_a_site_packages_directory_is_not_the_users_code(
         sys.modules.pop("vendored_nodes", None)
     assert info.value.location == f"{path}:3:17"
     assert "it is installed in a site-packages directory, not your own code" in (info.value.message)
+
+
+def test_an_unknown_class_says_how_to_declare_its_module_in_the_file_and_the_command(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path, "nodes:\n  x: {class: MyOwnNode}\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "nanostream", "check", "pipeline.yaml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("pipeline.yaml:2:14: error: node 'x': unknown class")
+    assert (
+        "(list its module under 'imports:', or on the command line name it with --import MODULE)"
+    ) in result.stderr

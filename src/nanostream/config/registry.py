@@ -253,8 +253,9 @@ def resolve(
         failures += ")"
     raise ConfigError(
         f"unknown class {ref!r}{hint}; a bare name must be a NanoNode subclass that is "
-        "imported (list its module under 'imports:') or a composite made by class_factory; "
-        f"or write the full path 'module:Class'{failures}",
+        "imported (list its module under 'imports:', or on the command line name it with "
+        "--import MODULE) or a composite made by class_factory; or write the full path "
+        f"'module:Class'{failures}",
         location=location,
     )
 
