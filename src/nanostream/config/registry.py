@@ -15,9 +15,11 @@ A ``class:`` (or ``function:``) entry is resolved in this order:
 
 What a name resolves to must then be *trusted* (see :func:`check_trusted`) before anything
 is called: a ``NanoNode`` class, something given to :func:`register`, one of nanostream's
-node constructors, or a callable defined in a module of ``imports:`` (or of an entry
-point). Anything else — ``os:system``, ``subprocess:Popen``, ``builtins:open`` — is refused
-without being called. Names are looked up, never evaluated.
+node constructors, a callable defined in a module of an entry point, or a callable of the
+user's own code defined in a module of ``imports:`` (not of the standard library, not of an
+installed third-party distribution). Anything else — ``os:system``, ``subprocess:Popen``,
+``builtins:open``, ``yaml:unsafe_load`` — is refused without being called. Names are looked
+up, never evaluated.
 """
 
 from __future__ import annotations
