@@ -695,3 +695,34 @@ def test_an_unknown_class_says_how_to_declare_its_module_in_the_file_and_the_com
     assert (
         "(list its module under 'imports:', or on the command line name it with --import MODULE)"
     ) in result.stderr
+
+
+def test_class_factory_trusts_its_calling_module_even_when_installed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site_dir = tmp_path / "site-packages"
+    site_dir.mkdir()
+    (site_dir / "lib_composites.py").write_text(
+        "import nanostream\n"
+        "def negate(inp, outp):\n"
+        "    for x in inp:\n"
+        "        outp(-x)\n"
+        "Negate = nanostream.class_factory(\n"
+        "    {'name': 'LibNegate', 'nodes': [{'name': 'negate', 'function': 'negate'}]},\n"
+        "    inject=False, register=False,\n"
+        ")\n"
+    )
+    monkeypatch.syspath_prepend(str(site_dir))
+    path = write(tmp_path, "imports: [lib_composites]\nnodes:\n  x: {function: negate}\n")
+    try:
+        import lib_composites  # type: ignore[import-not-found]  # Python code: trusted
+
+        with pytest.raises(ConfigError) as info:  # a file: the installed function is refused
+            read_pipeline(path, env={}).build()
+    finally:
+        sys.modules.pop("lib_composites", None)
+    assert "it is installed in a site-packages directory, not your own code" in (info.value.message)
+    sink = Collect()
+    nanostream.from_iterable([1, 2]) > lib_composites.Negate() > sink
+    sink.global_start()
+    assert sink.items == [-1, -2]

@@ -9,6 +9,7 @@ answers those questions from file paths and installed metadata, without calling 
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import inspect
 import json
@@ -16,7 +17,7 @@ import os
 import site
 import sys
 import sysconfig
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 __all__ = ["defining_file", "not_own_code", "within_modules"]
@@ -121,9 +122,16 @@ def _editable(dist: importlib.metadata.Distribution) -> bool:
     return isinstance(dir_info, dict) and dir_info.get("editable") is True
 
 
+@functools.lru_cache(maxsize=4)
+def _distributions_by_package(search_path: tuple[str, ...]) -> Mapping[str, list[str]]:
+    """``packages_distributions()`` for the given ``sys.path`` (it reads every install)."""
+    del search_path  # the cache key: another path may show other distributions
+    return importlib.metadata.packages_distributions()
+
+
 def _distribution_holding(file: str, top: str) -> str | None:
     """The installed, non-editable distribution that ships ``file`` (of package ``top``)."""
-    for name in importlib.metadata.packages_distributions().get(top, []):
+    for name in _distributions_by_package(tuple(sys.path)).get(top, []):
         try:
             dist = importlib.metadata.distribution(name)
         except importlib.metadata.PackageNotFoundError:
