@@ -453,3 +453,276 @@ def test_the_standard_library_is_never_trusted_even_from_the_command_line(
     nothing_ran(folder)
     assert info.value.location == f"{path}:2:18"
     assert "'shutil:rmtree' names shutil:rmtree, which is not a node" in info.value.message
+
+
+# ------------------------------------------------------------- installed third-party code
+UNSAFE = "!!python/object/apply:os.system ['touch MARKER']"
+
+
+def test_a_declared_third_party_package_cannot_run_its_functions(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(folder)
+    path = write(
+        folder,
+        f"""
+        imports: [yaml]
+        nodes:
+          load: {{class: 'yaml:unsafe_load', args: {{stream: "{UNSAFE}"}}}}
+        """,
+    )
+    with pytest.raises(ConfigError) as info:
+        read_pipeline(path, env={}).build()
+    nothing_ran(folder)
+    assert info.value.location == f"{path}:3:17"
+    assert info.value.message.startswith(
+        "node 'load': 'yaml:unsafe_load' names yaml:unsafe_load, which is not a node: it is "
+        "part of the installed distribution 'PyYAML', not your own code; "
+    )
+    assert "register it, declare the entry point, or wrap it in a NanoNode class" in (
+        info.value.message
+    )
+
+
+def test_check_runs_no_function_of_a_declared_third_party_package(folder: Path) -> None:
+    write(
+        folder,
+        f"""
+        imports: [yaml]
+        nodes:
+          load: {{class: 'yaml:unsafe_load', args: {{stream: "{UNSAFE}"}}}}
+        """,
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "nanostream", "check", "pipeline.yaml"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    nothing_ran(folder)
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        "pipeline.yaml:3:17: error: node 'load': 'yaml:unsafe_load' names yaml:unsafe_load, "
+        "which is not a node: it is part of the installed distribution 'PyYAML'"
+    ), result.stderr
+
+
+@pytest.mark.parametrize(
+    ("module", "node", "distribution"),
+    [
+        ("click", "{class: 'click:echo', args: {message: hello}}", "click"),
+        ("httpx", "{class: 'httpx:get', args: {url: 'http://127.0.0.1:9/'}}", "httpx"),
+        ("sqlalchemy", "{function: 'sqlalchemy:create_engine'}", "SQLAlchemy"),
+    ],
+)
+def test_a_plain_function_of_an_installed_package_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], module: str, node: str, distribution: str
+) -> None:
+    pytest.importorskip(module)
+    path = write(tmp_path, f"imports: [{module}]\nnodes:\n  call: {node}\n")
+    with pytest.raises(ConfigError) as info:
+        read_pipeline(path, env={}).build()
+    assert info.value.location == f"{path}:3:{node.index(':') + 11}"
+    assert f"part of the installed distribution {distribution!r}, not your own code" in (
+        info.value.message
+    )
+    assert capsys.readouterr().out == ""  # click.echo did not print
+
+
+def test_a_function_re_exported_by_a_declared_module_is_judged_where_it_is_defined(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(folder)
+    (folder / "reexport_nodes.py").write_text("from yaml import unsafe_load\n")
+    path = write(
+        folder,
+        f"""
+        imports: [reexport_nodes, yaml]
+        nodes:
+          load: {{class: 'reexport_nodes:unsafe_load', args: {{stream: "{UNSAFE}"}}}}
+          bare: {{class: unsafe_load, args: {{stream: "{UNSAFE}"}}}}
+        """,
+    )
+    try:
+        with pytest.raises(ConfigError) as info:
+            read_pipeline(path, env={}).build()
+    finally:
+        sys.modules.pop("reexport_nodes", None)
+    nothing_ran(folder)
+    assert isinstance(info.value, nanostream.config.ConfigErrors)
+    assert [(e.location, e.message.split(";")[0]) for e in info.value.errors] == [
+        (
+            f"{path}:3:17",
+            "node 'load': 'reexport_nodes:unsafe_load' names yaml:unsafe_load, which is not a "
+            "node: it is part of the installed distribution 'PyYAML', not your own code",
+        ),
+        (
+            f"{path}:4:17",
+            "node 'bare': 'unsafe_load' names yaml:unsafe_load, which is not a node: it is "
+            "part of the installed distribution 'PyYAML', not your own code",
+        ),
+    ]
+
+
+def test_a_function_whose_module_name_lies_is_judged_by_its_file(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(folder)
+    (folder / "other_code.py").write_text(
+        "import pathlib\n"
+        "def touch(name):\n"
+        "    pathlib.Path(name).touch()\n"
+        "touch.__module__ = 'honest_nodes'\n"
+    )
+    (folder / "honest_nodes.py").write_text("from other_code import touch\n")
+    path = write(
+        folder,
+        "imports: [honest_nodes]\nnodes:\n  touch: {class: touch, args: {name: MARKER}}\n",
+    )
+    try:
+        with pytest.raises(ConfigError) as info:
+            read_pipeline(path, env={}).build()
+    finally:
+        sys.modules.pop("honest_nodes", None)
+        sys.modules.pop("other_code", None)
+    nothing_ran(folder)
+    assert info.value.location == f"{path}:3:18"
+    assert info.value.message.startswith(
+        f"node 'touch': 'touch' names honest_nodes:touch, which is not a node: it is defined "
+        f"in {os.path.realpath(folder / 'other_code.py')}, not in a file of the modules under "
+        "'imports:'"
+    )
+
+
+def _install(
+    site_dir: Path, code_dir: Path, module: str, *, editable: bool, record: bool = True
+) -> None:
+    """Write a distribution's metadata in ``site_dir`` for ``code_dir/module.py``."""
+    (code_dir / f"{module}.py").write_text(
+        "def plus(amount):\n"
+        "    def node(inp, outp):\n"
+        "        for x in inp:\n"
+        "            outp(x + amount)\n"
+        "    return node\n"
+    )
+    info = site_dir / f"{module}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 1.0\n")
+    (info / "top_level.txt").write_text(f"{module}\n")
+    if record:
+        (info / "RECORD").write_text(f"{os.path.relpath(code_dir / f'{module}.py', site_dir)},,\n")
+    if editable:
+        (info / "direct_url.json").write_text(
+            f'{{"url": "{code_dir.as_uri()}", "dir_info": {{"editable": true}}}}'
+        )
+
+
+@pytest.mark.parametrize(
+    ("editable", "record", "refused"),
+    [
+        pytest.param(False, True, "part of the installed distribution 'dist_nodes'", id="wheel"),
+        pytest.param(False, False, "part of the installed distribution 'dist_nodes'", id="no-rec"),
+        pytest.param(True, True, None, id="editable"),
+    ],
+)
+def test_an_installed_distribution_is_not_the_users_code_unless_editable(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    editable: bool,
+    record: bool,
+    refused: str | None,
+) -> None:
+    site_dir, code_dir = tmp_path / "lib", tmp_path / "project"
+    code_dir.mkdir()
+    _install(site_dir, code_dir, "dist_nodes", editable=editable, record=record)
+    monkeypatch.syspath_prepend(str(code_dir))
+    monkeypatch.syspath_prepend(str(site_dir))
+    path = write(
+        tmp_path,
+        """
+        imports: [dist_nodes]
+        nodes:
+          numbers: {class: IterableSource, args: {iterable: [1]}}
+          plus: {class: 'dist_nodes:plus', args: {amount: 1}}
+          sink: nanostream.testing:Collect
+        """,
+    )
+    try:
+        if refused is not None:
+            with pytest.raises(ConfigError) as info:
+                read_pipeline(path, env={}).build()
+            assert info.value.location == f"{path}:4:17"
+            assert f"{refused}, not your own code" in info.value.message
+            return
+        pipeline = read_pipeline(path, env={}).build()
+    finally:
+        sys.modules.pop("dist_nodes", None)
+    assert pipeline.start().wait(10)
+    assert next(n for n in pipeline.nodes if isinstance(n, Collect)).items == [2]
+
+
+def test_a_module_in_a_site_packages_directory_is_not_the_users_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site_dir = tmp_path / "site-packages"
+    site_dir.mkdir()
+    (site_dir / "vendored_nodes.py").write_text("def shout(inp, outp):\n    pass\n")
+    monkeypatch.syspath_prepend(str(site_dir))
+    path = write(tmp_path, "imports: [vendored_nodes]\nnodes:\n  x: {function: shout}\n")
+    try:
+        with pytest.raises(ConfigError) as info:
+            read_pipeline(path, env={}).build()
+    finally:
+        sys.modules.pop("vendored_nodes", None)
+    assert info.value.location == f"{path}:3:17"
+    assert "it is installed in a site-packages directory, not your own code" in (info.value.message)
+
+
+def test_an_unknown_class_says_how_to_declare_its_module_in_the_file_and_the_command(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path, "nodes:\n  x: {class: MyOwnNode}\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "nanostream", "check", "pipeline.yaml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("pipeline.yaml:2:14: error: node 'x': unknown class")
+    assert (
+        "(list its module under 'imports:', or on the command line name it with --import MODULE)"
+    ) in result.stderr
+
+
+def test_class_factory_trusts_its_calling_module_even_when_installed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site_dir = tmp_path / "site-packages"
+    site_dir.mkdir()
+    (site_dir / "lib_composites.py").write_text(
+        "import nanostream\n"
+        "def negate(inp, outp):\n"
+        "    for x in inp:\n"
+        "        outp(-x)\n"
+        "Negate = nanostream.class_factory(\n"
+        "    {'name': 'LibNegate', 'nodes': [{'name': 'negate', 'function': 'negate'}]},\n"
+        "    inject=False, register=False,\n"
+        ")\n"
+    )
+    monkeypatch.syspath_prepend(str(site_dir))
+    path = write(tmp_path, "imports: [lib_composites]\nnodes:\n  x: {function: negate}\n")
+    try:
+        import lib_composites  # type: ignore[import-not-found]  # Python code: trusted
+
+        with pytest.raises(ConfigError) as info:  # a file: the installed function is refused
+            read_pipeline(path, env={}).build()
+    finally:
+        sys.modules.pop("lib_composites", None)
+    assert "it is installed in a site-packages directory, not your own code" in (info.value.message)
+    sink = Collect()
+    nanostream.from_iterable([1, 2]) > lib_composites.Negate() > sink
+    sink.global_start()
+    assert sink.items == [-1, -2]

@@ -8,7 +8,8 @@
 - :func:`resolve` and :func:`register` are the registry that turns names into classes.
 
 YAML is always read with the safe loader, and nothing in a configuration is evaluated; a
-``class:`` resolves only to a node class, a registered name or a function of a declared
+``class:`` resolves only to a node class, a registered name, a nanostream node constructor,
+a function of an entry point's package or a function of the user's own code in a declared
 module, checked before anything is called (see :mod:`nanostream.config.registry`).
 
 Example:

@@ -230,7 +230,7 @@ def class_factory(
             f"class_factory() takes the configuration as a mapping (e.g. yaml.safe_load(...)), "
             f"got {type(config).__name__}"
         )
-    scope = registry.Scope(tuple(namespaces), (module,))
+    scope = registry.Scope(tuple(namespaces), code=(module,))
     cls = make_composite_class(Document(dict(config)), (), module=module, scope=scope)
     if inject and caller is not None:
         _check_injection(caller.f_globals, cls.__name__, module)
@@ -273,6 +273,7 @@ def make_composite_class(
         scope = registry.Scope(
             (*imported, *scope.namespaces),
             (*scope.imports, *(str(namespace["__name__"]) for namespace in imported)),
+            scope.code,
         )
     design = _read_design(doc, path, scope)
     cls_dict: dict[str, Any] = {

@@ -15,9 +15,11 @@ A ``class:`` (or ``function:``) entry is resolved in this order:
 
 What a name resolves to must then be *trusted* (see :func:`check_trusted`) before anything
 is called: a ``NanoNode`` class, something given to :func:`register`, one of nanostream's
-node constructors, or a callable defined in a module of ``imports:`` (or of an entry
-point). Anything else — ``os:system``, ``subprocess:Popen``, ``builtins:open`` — is refused
-without being called. Names are looked up, never evaluated.
+node constructors, a callable defined in a module of an entry point, or a callable of the
+user's own code defined in a module of ``imports:`` (not of the standard library, not of an
+installed third-party distribution). Anything else — ``os:system``, ``subprocess:Popen``,
+``builtins:open``, ``yaml:unsafe_load`` — is refused without being called. Names are looked
+up, never evaluated.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from typing import Any, TypeVar
 
 from .._core.errors import ConfigError
 from .._core.node import NanoNode
+from . import _origin
 from ._common import close_matches, describe_target
 
 __all__ = [
@@ -151,11 +154,18 @@ def _by_bare_name(name: str) -> list[Any]:
     return [cls for cls in _node_classes() if cls.__name__ == name]
 
 
-def resolve(ref: str, *, location: str | None = None, imports: Iterable[str] = ()) -> Any:
+def resolve(
+    ref: str,
+    *,
+    location: str | None = None,
+    imports: Iterable[str] = (),
+    code: Iterable[str] = (),
+) -> Any:
     """The class or node constructor that ``ref`` names (see the module's docstring).
 
     ``imports`` are the modules the configuration declares (its ``imports:``): they may be
-    imported, and their functions called. Raises :class:`~nanostream.ConfigError` (at
+    imported, and their functions called if they are your own code; ``code`` are modules
+    named by Python code (see :func:`check_trusted`). Raises :class:`~nanostream.ConfigError` (at
     ``location``) for an unknown or ambiguous name, listing close matches, for a module that
     is neither imported already nor declared, and for what is not trusted (see
     :func:`check_trusted`) — before calling anything.
@@ -184,17 +194,18 @@ def resolve(ref: str, *, location: str | None = None, imports: Iterable[str] = (
         )
     ref = ref.strip()
     declared = tuple(imports)
+    trusted = tuple(code)
     if ":" in ref:
         module_name, _, attr = ref.partition(":")
-        found = _from_module(ref, module_name, attr, declared, location)
-        check_trusted(found, ref, imports=declared, location=location)
+        found = _from_module(ref, module_name, attr, (*declared, *trusted), location)
+        check_trusted(found, ref, imports=declared, location=location, code=trusted)
         return found
     if "." in ref:
         parts = ref.split(".")
         refused: str | None = None
         for i in range(len(parts) - 1, 0, -1):
             module_name = ".".join(parts[:i])
-            if not may_import(module_name, declared):
+            if not may_import(module_name, (*declared, *trusted)):
                 if _may_exist(module_name):
                     refused = refused or module_name
                 continue
@@ -207,8 +218,10 @@ def resolve(ref: str, *, location: str | None = None, imports: Iterable[str] = (
                 raise _import_error(ref, module_name, exc, location) from exc
             except Exception as exc:
                 raise _import_error(ref, module_name, exc, location) from exc
-            found = _from_module(ref, module_name, ".".join(parts[i:]), declared, location)
-            check_trusted(found, ref, imports=declared, location=location)
+            found = _from_module(
+                ref, module_name, ".".join(parts[i:]), (*declared, *trusted), location
+            )
+            check_trusted(found, ref, imports=declared, location=location, code=trusted)
             return found
         if refused is not None:
             raise _undeclared(ref, ".".join(parts[:-1]), location)
@@ -242,8 +255,9 @@ def resolve(ref: str, *, location: str | None = None, imports: Iterable[str] = (
         failures += ")"
     raise ConfigError(
         f"unknown class {ref!r}{hint}; a bare name must be a NanoNode subclass that is "
-        "imported (list its module under 'imports:') or a composite made by class_factory; "
-        f"or write the full path 'module:Class'{failures}",
+        "imported (list its module under 'imports:', or on the command line name it with "
+        "--import MODULE) or a composite made by class_factory; or write the full path "
+        f"'module:Class'{failures}",
         location=location,
     )
 
@@ -293,19 +307,34 @@ def _builtin_constructors() -> list[Any]:
 
 
 def check_trusted(
-    obj: Any, ref: str, *, imports: Iterable[str] = (), location: str | None = None
+    obj: Any,
+    ref: str,
+    *,
+    imports: Iterable[str] = (),
+    location: str | None = None,
+    code: Iterable[str] = (),
 ) -> None:
     """Raise :class:`~nanostream.ConfigError` unless a configuration may call ``obj``.
 
-    Trusted are: a ``NanoNode`` class (a composite included); anything given to
-    :func:`register` (your own code registered it); nanostream's node constructors
-    (``grep``, ``transform``, ...); and a callable *defined* in one of ``imports`` (the
-    modules the configuration lists, or the calling module for ``class_factory``) or of a
-    package's ``nanostream.nodes`` entry point — never one of Python's standard library or
-    of nanostream's other modules. Nothing is called to decide it.
+    Trusted are:
+
+    - a ``NanoNode`` class (a composite included): building a node is what a file asks for;
+    - anything given to :func:`register` (your own code registered it);
+    - nanostream's node constructors (``grep``, ``transform``, ...);
+    - a callable of a module that an installed package declares in the ``nanostream.nodes``
+      entry-point group (:func:`entry_point_modules`), defined in that package's files;
+    - a callable of a module in ``imports`` (the modules the file declares, or given with
+      ``--import``) that is your own code: defined in a file of a declared module, and not
+      part of Python's standard library or of an installed third-party distribution (an
+      editable install of your project counts as yours);
+    - a callable defined in a module of ``code`` (modules named by Python code, such as the
+      module that calls :func:`~nanostream.class_factory`), wherever it is installed.
+
+    A callable is judged by where it is *defined* (the file of its code), not by the module
+    that re-exports it. Anything else is refused, and nothing is called to decide it.
 
     Example:
-        >>> import nanostream, subprocess
+        >>> import nanostream, subprocess, yaml
         >>> from nanostream.config.registry import check_trusted
         >>> check_trusted(nanostream.IterableSource, "IterableSource")
         >>> try:
@@ -313,6 +342,11 @@ def check_trusted(
         ... except nanostream.ConfigError as exc:
         ...     print(exc.location, exc.message.split(";")[0])
         p.yaml:2:9 'subprocess:Popen' names subprocess:Popen, which is not a node
+        >>> try:
+        ...     check_trusted(yaml.unsafe_load, "yaml:unsafe_load", imports=["yaml"])
+        ... except nanostream.ConfigError as exc:
+        ...     print(exc.message.split(": it is ")[1].split(";")[0])
+        part of the installed distribution 'PyYAML', not your own code
     """
     if isinstance(obj, type) and issubclass(obj, NanoNode):
         return
@@ -322,29 +356,53 @@ def check_trusted(
     if any(obj is known for known in _builtin_constructors()):
         return
     module = getattr(obj, "__module__", None)
+    if not callable(obj) or not isinstance(module, str):
+        raise _not_a_node(obj, ref, location)
+    top = module.split(".", maxsplit=1)[0]
+    if top in (*sys.stdlib_module_names, "nanostream"):
+        raise _not_a_node(obj, ref, location)
+    file = _origin.defining_file(obj)
+    code = tuple(code)
+    if file is not None and _within(module, code) and _origin.within_modules(file, code):
+        return
+    entry_points = entry_point_modules()
     if (
-        callable(obj)
-        and isinstance(module, str)
-        and module.split(".", maxsplit=1)[0] not in (*sys.stdlib_module_names, "nanostream")
-        and _within(module, (*imports, *entry_point_modules()))
+        file is not None
+        and _within(module, entry_points)
+        and _origin.within_modules(file, entry_points)
     ):
         return
-    if (
-        callable(obj)
-        and isinstance(module, str)
-        and module.split(".", maxsplit=1)[0] not in (*sys.stdlib_module_names, "nanostream")
-    ):
+    declared = tuple(imports)
+    if not _within(module, declared):
+        reason = _origin.not_own_code(file, module)
+        if reason is not None:
+            raise _not_a_node(obj, ref, location, f"it is {reason}, not your own code")
         raise ConfigError(
             f"{ref!r} names {describe_target(obj)}, defined in module {module!r}, which the "
-            f"configuration does not list under 'imports:'; add {module!r} to 'imports:' if "
-            "it holds your node constructors (nothing was called)",
+            f"configuration does not list under 'imports:'; add {module!r} to 'imports:' "
+            "(or, on the command line, name it with --import MODULE) if it holds your node "
+            "constructors (nothing was called)",
             location=location,
         )
-    raise ConfigError(
-        f"{ref!r} names {describe_target(obj)}, which is not a node; a configuration calls "
-        "only a NanoNode class, a composite, a node constructor given to "
-        "nanostream.config.register(), or a function defined in a module it lists under "
-        "'imports:' (nothing was called)",
+    if file is None or not _origin.within_modules(file, declared):
+        where = f"defined in {file}" if file is not None else "not defined in a file"
+        raise _not_a_node(
+            obj, ref, location, f"it is {where}, not in a file of the modules under 'imports:'"
+        )
+    reason = _origin.not_own_code(file, module)
+    if reason is not None:
+        raise _not_a_node(obj, ref, location, f"it is {reason}, not your own code")
+
+
+def _not_a_node(obj: Any, ref: str, location: str | None, why: str = "") -> ConfigError:
+    return ConfigError(
+        f"{ref!r} names {describe_target(obj)}, which is not a node"
+        + (f": {why}" if why else "")
+        + "; a configuration calls only a NanoNode class, a composite, a node constructor "
+        "given to nanostream.config.register(), one of a package that declares it in the "
+        f"{ENTRY_POINT_GROUP!r} entry-point group, or a function of your own code in a module "
+        "it lists under 'imports:'; register it, declare the entry point, or wrap it in a "
+        "NanoNode class (nothing was called)",
         location=location,
     )
 
@@ -355,8 +413,10 @@ class Scope:
 
     ``namespaces`` are searched first for a bare name (a pipeline file's composites and
     ``imports:`` modules; for ``class_factory``, the caller's names); ``imports`` are the
-    modules declared trusted (a pipeline file's or composite's ``imports:``, and for
-    ``class_factory`` the calling module).
+    modules a file declares (a pipeline file's or composite's ``imports:``, and
+    ``--import``): their functions are trusted if they are the user's own code; ``code``
+    are modules named by Python code (for ``class_factory``, the calling module): their
+    functions are trusted wherever they are installed (see :func:`check_trusted`).
 
     Example:
         >>> import nanostream
@@ -367,6 +427,7 @@ class Scope:
 
     namespaces: tuple[Mapping[str, Any], ...] = ()
     imports: tuple[str, ...] = ()
+    code: tuple[str, ...] = ()
 
     def resolve(self, ref: Any, location: str | None) -> Any:
         """What ``ref`` names here: a bare name in the namespaces first, then :func:`resolve`.
@@ -377,9 +438,11 @@ class Scope:
             for namespace in self.namespaces:
                 found = namespace.get(ref.strip())
                 if found is not None and callable(found):
-                    check_trusted(found, ref.strip(), imports=self.imports, location=location)
+                    check_trusted(
+                        found, ref.strip(), imports=self.imports, location=location, code=self.code
+                    )
                     return found
-        return resolve(ref, location=location, imports=self.imports)
+        return resolve(ref, location=location, imports=self.imports, code=self.code)
 
 
 def undeclarable(module: str) -> str | None:
