@@ -7,6 +7,7 @@ from __future__ import annotations
 import codecs
 import glob
 import io
+import json
 import logging
 import os
 import re
@@ -14,6 +15,7 @@ import secrets
 import shutil
 import stat
 import string
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -36,6 +38,7 @@ __all__ = [
     "confine",
     "decode_error_line",
     "describe",
+    "parse_json",
     "uses_standard_path",
 ]
 
@@ -227,6 +230,46 @@ def decode_failure(
     if errors_option is not None:
         hint += f" or {errors_option}='replace'"
     return FormatError(f"not valid {encoding} ({message}); {hint}", source=path, line=line)
+
+
+def parse_json(
+    text: str | bytes,
+    *,
+    source: str | None = None,
+    line: int | None = None,
+    loads: Callable[[Any], Any] = json.loads,
+) -> Any:
+    """The value of the JSON ``text``, or a :class:`FormatError` for that ``source`` and ``line``.
+
+    Every reader of JSON in nanostream parses through it, so that each bad piece of text
+    is one :class:`FormatError` naming where it came from, whatever went wrong: text
+    that is not JSON, bytes that are not UTF-8, or arrays and objects nested deeper than
+    the parser can follow (a bare ``RecursionError`` otherwise). ``loads`` is the parser
+    (``json.loads`` by default, which also takes UTF-8 bytes).
+
+    Example:
+        >>> from nanostream.nodes._common import parse_json
+        >>> parse_json('{"a": [1, 2]}')
+        {'a': [1, 2]}
+        >>> try:
+        ...     parse_json("[" * 100_000, source="deep.jsonl", line=3)
+        ... except ValueError as exc:
+        ...     print(type(exc).__name__, exc)
+        FormatError deep.jsonl, line 3: not readable JSON: its arrays and objects are nested ...
+    """
+    try:
+        return loads(text)
+    except RecursionError:
+        raise FormatError(
+            "not readable JSON: its arrays and objects are nested deeper than the "
+            f"parser can follow ({sys.getrecursionlimit():,} levels at most)",
+            source=source,
+            line=line,
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"not valid UTF-8: {exc}", source=source, line=line) from None
+    except ValueError as exc:
+        raise FormatError(f"not valid JSON: {exc}", source=source, line=line) from None
 
 
 class ReadThrough:

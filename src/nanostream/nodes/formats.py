@@ -18,7 +18,6 @@ import io
 import json
 import os
 import re
-import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -35,6 +34,7 @@ from ._common import (
     ReadThrough,
     decode_failure,
     describe,
+    parse_json,
     uses_standard_path,
 )
 from ._secrets import node_label
@@ -689,20 +689,12 @@ class JSONLinesReader(_RecordReader):
         loads = self._loads
         for number, line in enumerate(lines, 1):
             try:
-                yield loads(line)
-            except ValueError as exc:
-                if not line.strip():
-                    continue
-                error = FormatError(f"not valid JSON: {exc}", source=source, line=number)
-                self._bad_record(error, line[:1000])
-            except RecursionError:
-                error = FormatError(
-                    "not readable JSON: its arrays and objects are nested deeper than the "
-                    f"parser can follow ({sys.getrecursionlimit():,} levels at most)",
-                    source=source,
-                    line=number,
-                )
-                self._bad_record(error, line[:1000])
+                value = parse_json(line, source=source, line=number, loads=loads)
+            except FormatError as error:
+                if line.strip():
+                    self._bad_record(error, line[:1000])
+                continue
+            yield value
 
 
 class JSONLinesWriter(FileSink):
