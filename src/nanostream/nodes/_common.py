@@ -38,6 +38,7 @@ __all__ = [
     "confine",
     "decode_error_line",
     "describe",
+    "numbered_files",
     "parse_json",
     "uses_standard_path",
 ]
@@ -469,11 +470,55 @@ class AtomicFile:
             pass
 
 
+def numbered_files(template: str, field: str, directory: str | None = None) -> list[int]:
+    """The numbers that, put in ``template``'s ``field``, name files that exist now.
+
+    ``template`` is a path with one or more ``{field}`` fields (with any format spec, e.g.
+    ``{part:04d}``), relative to ``directory`` when one is given. Sorted, lowest first;
+    hidden temporary files (``.name.<hex>.tmp``) are not counted.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> from nanostream.nodes._common import numbered_files
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> for name in ("003.txt", "010.txt", "7.txt", "notes.txt"):
+        ...     _ = (folder / name).write_text("")
+        >>> numbered_files("{n:03d}.txt", "n", str(folder))
+        [3, 10]
+    """
+    pattern, regex = [], []
+    for literal, name, _spec, _conversion in string.Formatter().parse(template):
+        pattern.append(glob.escape(literal))
+        regex.append(re.escape(literal))
+        if name is not None:
+            pattern.append("*")
+            regex.append(r"\s*(\d+)")
+    prefix = os.path.join(directory, "") if directory else ""
+    match = re.compile("".join(regex)).fullmatch
+    numbers = set()
+    for candidate in glob.glob(glob.escape(prefix) + "".join(pattern)):
+        relative = candidate[len(prefix) :]
+        found = match(relative)
+        if found is not None:
+            number = int(found.group(1))
+            if template.format(**{field: number}) == relative:
+                numbers.add(number)
+    return sorted(numbers)
+
+
 def refusal(
-    node: str, target: str | os.PathLike[str], *, can_append: bool = True
+    node: str,
+    target: str | os.PathLike[str],
+    *,
+    can_append: bool = True,
+    what_to_do: str | None = None,
 ) -> OutputExistsError:
-    """The error of writer ``node`` that will not replace ``target``, saying what to pass."""
-    options = (
+    """The error of writer ``node`` that will not replace ``target``, saying what to pass.
+
+    ``what_to_do`` replaces the usual advice (append or overwrite) when the writer has
+    better to offer.
+    """
+    options = what_to_do or (
         "pass append=True to add to it, or overwrite=True to replace it"
         if can_append
         else "pass overwrite=True to replace it, or a filename that differs from run to run"
@@ -593,22 +638,7 @@ class FileSink(NanoNode):
 
     def existing_parts(self) -> list[int]:
         """The part numbers of the files that ``path`` (a ``{part}`` template) names now."""
-        pattern, regex = [], []
-        for literal, field, _spec, _conversion in string.Formatter().parse(self.path):
-            pattern.append(glob.escape(literal))
-            regex.append(re.escape(literal))
-            if field is not None:
-                pattern.append("*")
-                regex.append(r"\s*(\d+)")
-        match = re.compile("".join(regex)).fullmatch
-        parts = set()
-        for candidate in glob.glob("".join(pattern)):
-            found = match(candidate)
-            if found is not None:
-                number = int(found.group(1))
-                if self.path.format(part=number) == candidate:
-                    parts.add(number)
-        return sorted(parts)
+        return numbered_files(self.path, "part")
 
     def leftover_pattern(self) -> str:
         """The target (with wildcards for parts) whose temporary files belong to this node."""
