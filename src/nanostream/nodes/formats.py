@@ -463,12 +463,18 @@ class CSVWriter(FileSink):
     """Writes items as CSV rows to a file, published atomically when the input ends.
 
     Items are dicts (columns from ``fieldnames``, by default the first item's keys; a
-    missing key is written as ``""``, an unknown one is a :class:`~nanostream.FormatError`)
-    or lists/tuples. The header row is written first unless ``header=False`` (or when
-    appending to a non-empty file). ``path``, ``append``, ``overwrite``, ``rotate_items``,
-    ``encoding`` and ``fsync`` are as for :class:`~nanostream.nodes.FileWriter` (a
-    ``path`` that exists is refused unless ``append=True`` or ``overwrite=True``); each
-    finished file's path is emitted downstream.
+    missing key is written as ``""``, an unknown one is a :class:`~nanostream.FormatError`
+    naming the node and the field, subject to the node's error policy) or lists/tuples.
+    The header row is written first unless ``header=False``. With ``append=True`` and a
+    file that has rows, no second header is written: the file's header row gives the
+    columns and their order (``fieldnames``, if given, must name the same columns, else
+    :class:`~nanostream.FormatError` before any thread starts), so a row's values go under
+    the right names whatever the order of its keys.
+
+    ``path``, ``append``, ``overwrite``, ``rotate_items``, ``encoding`` and ``fsync`` are
+    as for :class:`~nanostream.nodes.FileWriter` (a ``path`` that exists is refused unless
+    ``append=True`` or ``overwrite=True``); each finished file's path is emitted
+    downstream.
 
     Example:
         >>> import pathlib, tempfile, nanostream
@@ -531,6 +537,51 @@ class CSVWriter(FileSink):
         super().setup()
         self._fields = self.fieldnames
 
+    def validate(self) -> None:
+        """Also refuse ``fieldnames`` that do not match the header of the file appended to."""
+        super().validate()
+        if self.append and self.header and not self.rotates and os.path.exists(self.path):
+            self._check_fieldnames(self.existing_header(self.path), self.path)
+
+    def existing_header(self, path: str | os.PathLike[str]) -> list[str] | None:
+        """The header row of the CSV file ``path``, or None if it has no rows.
+
+        Example:
+            >>> import pathlib, tempfile
+            >>> from nanostream.nodes import CSVWriter
+            >>> out = pathlib.Path(tempfile.mkdtemp()) / "t.csv"
+            >>> _ = out.write_text("x,y\\n1,2\\n")
+            >>> CSVWriter(out, append=True).existing_header(out)
+            ['x', 'y']
+        """
+        try:
+            with open(path, encoding=self.encoding, newline="") as file:
+                rows = csv.reader(file, delimiter=self.delimiter, quotechar=self.quotechar)
+                first = next((row for row in rows if row), None)
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise FormatError(
+                f"{self.label} appends to this file, but cannot read its header row "
+                f"({exc}); pass the encoding=, delimiter= and quotechar= it was written "
+                "with, or write to a new file",
+                source=os.fspath(path),
+                line=1,
+            ) from None
+        if first is not None and first[0][:1] == "\ufeff":
+            first[0] = first[0][1:]
+        return first
+
+    def _check_fieldnames(self, header: list[str] | None, source: str) -> None:
+        """Refuse ``fieldnames`` that name other columns than the file's ``header``."""
+        if header is None or self.fieldnames is None or set(self.fieldnames) == set(header):
+            return
+        raise FormatError(
+            f"{self.label} appends to a file whose header is {header}, but its fieldnames "
+            f"are {self.fieldnames}; pass fieldnames with the same columns (or none: the "
+            "file's header gives them), or write to a new file",
+            source=source,
+            line=1,
+        )
+
     def opened(self, file: AtomicFile) -> None:
         self._writer = csv.writer(
             file.file,
@@ -539,6 +590,11 @@ class CSVWriter(FileSink):
             lineterminator=self.line_end,
         )
         self._need_header = self.header and file.existing == 0
+        if self.header and file.existing > 0:  # appending: the file's header rules
+            header = self.existing_header(file.target)
+            self._check_fieldnames(header, str(file.target))
+            if header is not None:
+                self._fields = header
 
     def write_chunk(self, file: AtomicFile, items: Iterable[Any]) -> None:
         writerow = self._writer.writerow
@@ -547,17 +603,19 @@ class CSVWriter(FileSink):
                 fields = self._fields
                 if fields is None:
                     fields = self._fields = list(item)
-                if self._need_header:
-                    self._need_header = False
-                    writerow(fields)
                 if len(item) != len(fields) or not all(k in item for k in fields):
                     extra = [k for k in item if k not in fields]
                     if extra:
                         raise FormatError(
-                            f"a row has fields {extra} that are not among the CSV columns "
-                            f"{fields}; pass fieldnames=[...] listing every field",
+                            f"{self.label}: a row has fields {extra} that are not among the "
+                            f"CSV columns {fields}; pass fieldnames=[...] listing every field "
+                            "(when appending, a file's header lists its columns: write such "
+                            "rows to a new file)",
                             source=str(file.target),
                         )
+                if self._need_header:
+                    self._need_header = False
+                    writerow(fields)
                 writerow([item.get(k, "") for k in fields])
             else:
                 if self._need_header:
