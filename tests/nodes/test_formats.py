@@ -538,6 +538,32 @@ def test_a_path_given_as_text_is_refused_saying_what_to_write(
     )
 
 
+@pytest.mark.parametrize("kind", sorted(READERS))
+@pytest.mark.parametrize("name", ["nope/b.{kind}", "b.{kind}", "nope/b", "B.TXT"])
+def test_a_path_of_a_file_that_does_not_exist_is_refused_too(
+    tmp_path: Path, runner: str, kind: str, name: str
+) -> None:
+    path = str(tmp_path / name.format(kind=kind)) if "/" in name else name.format(kind=kind)
+    src = nanostream.from_iterable([path])
+    src > READERS[kind](name="reader") > Collect()
+    with pytest.raises(nanostream.NodeFailed) as info:
+        src.global_start(runner=runner)
+    error = info.value.__cause__
+    assert isinstance(error, FormatError)
+    label = "CSVReader 'reader'" if kind == "csv" else "JSONLinesReader 'reader'"
+    assert str(error).startswith(
+        f"{label} got {path!r}, which looks like the path of a file, but no such file exists"
+    )
+    assert "pass paths=True to read files by path" in str(error)
+
+
+def test_one_line_text_that_only_looks_a_little_like_a_path_is_still_text() -> None:
+    assert run_nodes(["a,b/c.csv"], CSVReader(header=False)) == [["a", "b/c.csv"]]
+    assert run_nodes(["1;2/3"], CSVReader(header=False, delimiter=";")) == [["1", "2/3"]]
+    assert run_nodes(['"a/b.json"'], JSONLinesReader()) == ["a/b.json"]  # JSON first
+    assert run_nodes(["a,b.csv\n1,2\n"], CSVReader()) == [{"a": "1", "b.csv": "2"}]
+
+
 def test_one_line_text_that_names_no_file_or_is_json_is_still_text(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -84,15 +84,31 @@ def _is_one_line(text: str) -> bool:
     return "\n" not in text and "\r" not in text
 
 
-def _names_a_file(item: object) -> bool:
-    """Whether a text item looks like a path: one line that names an existing file."""
-    return (
-        isinstance(item, str)
-        and not isinstance(item, FileText)
-        and _is_one_line(item)
-        and item.strip() != ""
-        and os.path.isfile(item)
-    )
+_FILE_ENDINGS = (".csv", ".tsv", ".jsonl", ".json", ".txt")
+
+
+def _as_a_path(item: object, text_characters: str = "") -> str | None:
+    """What a text item is, if it is one line that is a path rather than text; else None.
+
+    It is a path if it names an existing file; or, with none of the characters of text
+    (commas, tabs, quotes, and ``text_characters``, say a CSV delimiter), if it ends like
+    the name of a data file (``.csv``, ``.jsonl``, ...) or holds a path separator.
+    """
+    if (
+        not isinstance(item, str)
+        or isinstance(item, FileText)
+        or not _is_one_line(item)
+        or item.strip() == ""
+    ):
+        return None
+    if os.path.isfile(item):
+        return "which names an existing file"
+    if any(c in item for c in ",\t\"'" + text_characters):
+        return None
+    separators = os.sep + (os.altsep or "")
+    if item.strip().lower().endswith(_FILE_ENDINGS) or any(c in item for c in separators):
+        return "which looks like the path of a file, but no such file exists"
+    return None
 
 
 # ----------------------------------------------------------------------------- CSV
@@ -210,7 +226,10 @@ class CSVReader(_RecordReader):
     * Wirings that would give no rows without a word are refused with a
       :class:`~nanostream.FormatError` that says what to write instead: without
       ``paths=True``, an item that is a path (a :class:`~nanostream.nodes.FilePath` from
-      a watchdog, or a one-line ``str`` that names an existing file); with a header, a
+      a watchdog, or a one-line ``str`` that names an existing file, or that looks like
+      the path of a file that does not exist: it ends in ``.csv``, ``.tsv``, ``.jsonl``,
+      ``.json`` or ``.txt``, or holds a path separator, and has no comma, tab, quote or
+      delimiter); with a header, a
       second item in a row that is one line without a line end (lines one at a time,
       from ``LocalFileReader(serialize=True)``).
     * A file read by path that is truncated while it is read raises
@@ -310,8 +329,9 @@ class CSVReader(_RecordReader):
             yield from self._records_of_file(path, newline="")
             return
         text, source = _text_of(item, self.encoding, self._index, node_label(self))
-        if _names_a_file(item):
-            raise self._not_text(item, "which names an existing file")
+        what = _as_a_path(item, self.delimiter + self.quotechar)
+        if what is not None:
+            raise self._not_text(item, what)
         self._check_lone_line(item, text, source)
         if text[:1] == "\ufeff":
             text = text[1:]
@@ -661,7 +681,8 @@ class JSONLinesReader(_RecordReader):
 
     Without ``paths=True``, an item that is a path — a
     :class:`~nanostream.nodes.FilePath` from a watchdog, or a one-line ``str`` that is not
-    JSON and names an existing file — raises :class:`~nanostream.FormatError` saying to
+    JSON and names an existing file, or looks like the path of a file that does not
+    exist (as for :class:`CSVReader`) — raises :class:`~nanostream.FormatError` saying to
     pass ``paths=True`` or to put a :class:`~nanostream.nodes.LocalFileReader` before it.
 
     Example:
@@ -736,8 +757,9 @@ class JSONLinesReader(_RecordReader):
             try:  # one line: JSON first; a path only if it is not JSON
                 value = self._loads(text)
             except (ValueError, RecursionError):
-                if _names_a_file(item):
-                    raise self._not_text(text, "which names an existing file") from None
+                what = _as_a_path(item)
+                if what is not None:
+                    raise self._not_text(text, what) from None
             else:
                 yield value
                 return
