@@ -197,3 +197,22 @@ def test_same_names_in_nanostream_nodes() -> None:
     for name in cn.__all__:
         assert getattr(nanostream.nodes, name) is getattr(cn, name)
         assert name in nanostream.nodes.__all__
+
+
+def test_json_decode_of_deep_nesting_is_a_format_error_naming_the_value(runner: str) -> None:
+    src = nanostream.from_iterable(["[1]", "[" * 100_000, "[2]"])
+    src > cn.json_decode() > Collect()
+    with pytest.raises(nanostream.NodeFailed) as info:
+        src.global_start(runner=runner)
+    error = info.value.__cause__
+    assert isinstance(error, nanostream.FormatError)
+    assert error.source == "input item #2" and error.line is None
+    assert "nested deeper than the parser can follow" in str(error)
+
+
+def test_json_decode_of_text_that_is_not_json_is_a_format_error_and_a_value_error() -> None:
+    with pytest.raises(nanostream.FormatError, match=r"input item #1: not valid JSON") as info:
+        through_graph(cn.json_decode(), ["{oops"])
+    assert isinstance(info.value, ValueError)  # as json.loads raised before
+    with pytest.raises(nanostream.FormatError, match="nested deeper"):
+        through_graph(cn.json_decode(), ["[" * 100_000])

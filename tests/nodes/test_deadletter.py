@@ -100,3 +100,60 @@ def test_every_torn_line_is_reported_and_whole_records_are_read(
     assert read_dead_letters(path) == [{"item": 1}, {"item": "a\u2028b"}]
     assert f"{path}, line 2 is not a whole dead letter" in caplog.text
     assert f"{path}, line 5 is not a whole dead letter" in caplog.text
+
+
+def test_a_record_cut_inside_a_character_is_reported_and_the_others_are_read(
+    tmp_path: Path, runner: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "dead.jsonl"
+    whole = '{"item": "caf\u00e9"}\n'.encode()
+    torn = '{"item": "caf\u00e9"}'.encode()
+    cut = torn[: torn.index("\u00e9".encode()) + 1]  # the first of the two bytes of "é"
+    path.write_bytes(whole + cut)
+    parse = Parse(name="parse", on_error="skip")
+    nanostream.from_iterable(["1", "\u00e9t\u00e9"]) > parse > nanostream.testing.Collect()
+    parse.errors > DeadLetterFile(path, name="dead")
+    parse.global_start(runner=runner)
+
+    records = read_dead_letters(path)
+    assert [r["item"] for r in records] == ["caf\u00e9", "\u00e9t\u00e9"]
+    assert path.read_bytes().split(b"\n")[1] == cut  # kept as it was, on a line of its own
+    assert f"{path}, line 2 is not a whole dead letter (not valid UTF-8" in caplog.text
+    if runner != "ray":  # on ray the node logs in its actor's process
+        assert f"{path}, line 2: a dead letter cut short" in caplog.text
+
+
+def test_a_line_nested_too_deep_is_reported_and_the_others_are_read(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "dead.jsonl"
+    path.write_text('{"item": 1}\n' + "[" * 100_000 + '\n{"item": 2}\n')
+    assert read_dead_letters(path) == [{"item": 1}, {"item": 2}]
+    assert f"{path}, line 2 is not a whole dead letter (not readable JSON" in caplog.text
+
+
+class Unrepresentable:
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+class Reject(nanostream.NanoNode):
+    def process_item(self, item: Any) -> Iterator[Any]:
+        raise ValueError("rejected")
+        yield item
+
+
+def test_an_item_whose_repr_raises_is_written_with_a_placeholder(
+    tmp_path: Path, runner: str
+) -> None:
+    path = tmp_path / "dead.jsonl"
+    reject = Reject(name="reject", on_error="skip")
+    nanostream.from_iterable([Unrepresentable(), "next"]) > reject
+    reject.errors > DeadLetterFile(path, name="dead")
+    reject.global_start(runner=runner)
+    records = read_dead_letters(path)
+    assert [r["item"] for r in records] == [
+        {"repr": "<unrepresentable Unrepresentable: repr() raised RuntimeError>"},
+        "next",
+    ]
+    assert records[0]["node"] == "reject" and records[0]["message"] == "rejected"

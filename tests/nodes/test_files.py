@@ -31,6 +31,7 @@ from nanostream.nodes import (
     JSONLinesWriter,
     LocalDirectoryWatchdog,
     LocalFileReader,
+    Map,
     OutputExistsError,
     PathRefusedError,
     PrinterOfThings,
@@ -723,18 +724,44 @@ def test_a_file_per_item_is_not_replaced_and_leftovers_go(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     folder = tmp_path / "letters"
-    run_nodes(["a", "b"], FileWriter(directory=folder, filename="{n}.txt"))
-    killed_while_writing(folder / "2.txt", "killed while writing")
+    run_nodes(["a", "b"], FileWriter(directory=folder, filename="{item}.txt"))
+    killed_while_writing(folder / "c.txt", "killed while writing")
     killed_while_writing(folder / "sub" / "x.txt", "not looked for in sub-folders")
-    error = failure(["c"], FileWriter(directory=folder, filename="{n}.txt", name="letters"))
+    error = failure(["a"], FileWriter(directory=folder, filename="{item}.txt", name="letters"))
     assert isinstance(error, OutputExistsError)
-    assert "node 'letters' would replace" in str(error) and "overwrite=True" in str(error)
+    message = str(error)
+    assert "node 'letters' would replace" in message and "overwrite=True" in message
+    assert "the name comes from the item ('{item}.txt')" in message
+    assert "a filename whose only field is {n}" in message
     assert "removed 1 temporary file(s)" in caplog.text
-    assert visible(folder) == ["0.txt", "1.txt", "sub"]
+    assert visible(folder) == ["a.txt", "b.txt", "sub"]
     assert len(list((folder / "sub").glob(".x.txt.*.tmp"))) == 1
-    assert (folder / "0.txt").read_text() == "a"
-    run_nodes(["c"], FileWriter(directory=folder, filename="{n}.txt", overwrite=True))
-    assert (folder / "0.txt").read_text() == "c"
+    assert (folder / "a.txt").read_text() == "a"
+    error = failure(["new"], FileWriter(directory=folder, filename=lambda item, n: "a.txt"))
+    assert isinstance(error, OutputExistsError)
+    assert "the name comes from the item (a filename function)" in str(error)
+    assert (folder / "a.txt").read_text() == "a"
+    run_nodes(["new"], FileWriter(directory=folder, filename=lambda i, n: "a.txt", overwrite=True))
+    assert (folder / "a.txt").read_text() == "new"
+
+
+def test_numbered_files_go_on_after_the_highest_one_there(tmp_path: Path, runner: str) -> None:
+    folder = tmp_path / "out"
+
+    def names(items: list[str], **options: Any) -> list[str]:
+        writer = FileWriter(directory=folder, filename="{n:06d}.txt", **options)
+        return [Path(p).name for p in run_nodes(items, writer, runner=runner)]
+
+    assert names(["a", "b"]) == ["000000.txt", "000001.txt"]
+    assert names(["c"]) == ["000002.txt"]
+    (folder / "000010.txt").write_text("from elsewhere")
+    (folder / "000099.txt.bak").write_text("not a file of the template")
+    (folder / "12.txt").write_text("not a file of the template either")
+    assert names(["d"]) == ["000011.txt"]
+    texts = {p.name: p.read_text() for p in folder.iterdir()}
+    assert [texts[f"{n:06d}.txt"] for n in (0, 1, 2, 11)] == ["a", "b", "c", "d"]
+    assert names(["e"], overwrite=True) == ["000000.txt"]  # from 0: it replaces
+    assert (folder / "000000.txt").read_text() == "e"
 
 
 class Counted(nanostream.NanoNode):
@@ -755,20 +782,33 @@ class Counted(nanostream.NanoNode):
             self.reached.set()
 
 
-@pytest.mark.parametrize("target", ["rows.jsonl", "rows-{part:02d}.jsonl"])
+@pytest.mark.parametrize("target", ["rows.jsonl", "rows-{part:02d}.jsonl", "{n:06d}.jsonl"])
 def test_a_resumable_pipeline_keeps_every_run_s_rows(tmp_path: Path, target: str) -> None:
-    """Watched folder with a ledger → CSVReader → JSONLinesWriter, stopped and restarted."""
+    """Watched folder with a ledger → CSVReader → a writer, stopped and restarted.
+
+    The writer is a JSONLinesWriter (appending, or rotating parts), or a FileWriter with a
+    file per row (``{n}``).
+    """
     inbox, out = tmp_path / "in", tmp_path / "out"
     inbox.mkdir()
     ledger = tmp_path / "ledger.sqlite"
-    options: dict[str, Any] = {} if "{part" in target else {"append": True}
+
+    def writer() -> nanostream.NanoNode:
+        if "{n" in target:
+            return FileWriter(directory=out, filename=target)
+        if "{part" in target:
+            return JSONLinesWriter(out / target)
+        return JSONLinesWriter(out / target, append=True)
 
     def run_until(rows: int) -> None:
         watch = LocalDirectoryWatchdog(
             inbox, polling=True, poll_interval=0.02, settle=0.05, state=ledger
         )
         counted = Counted(rows)
-        watch > CSVReader(paths=True) > counted > JSONLinesWriter(out / target, **options)
+        if "{n" in target:  # a file per row, its text the row as JSON
+            watch > CSVReader(paths=True) > counted > Map(json.dumps) > writer()
+        else:
+            watch > CSVReader(paths=True) > counted > writer()
         run = watch.global_start(block=False)
         assert run is not None
         assert counted.reached.wait(WAIT)
@@ -778,7 +818,9 @@ def test_a_resumable_pipeline_keeps_every_run_s_rows(tmp_path: Path, target: str
     run_until(2)
     (inbox / "tuesday.csv").write_text("n\n3\n")
     run_until(1)
-    written = [json.loads(line) for p in sorted(out.iterdir()) for line in p.read_text().split()]
+    written = [
+        json.loads(line) for p in sorted(out.iterdir()) for line in p.read_text().splitlines()
+    ]
     assert written == [{"n": "1"}, {"n": "2"}, {"n": "3"}]
 
 

@@ -188,6 +188,57 @@ def test_csv_writer_refuses_unknown_fields(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []  # the failed run published nothing
 
 
+def test_csv_writer_appending_follows_the_file_s_header(tmp_path: Path, runner: str) -> None:
+    out = tmp_path / "out.csv"
+    out.write_text("x,y\n1,2\n")
+    run_nodes([{"y": 3, "x": 4}, {"x": 5}], CSVWriter(out, append=True), runner=runner)
+    assert out.read_text() == "x,y\n1,2\n4,3\n5,\n"  # under the right names
+    assert run_nodes([out], CSVReader()) == [
+        {"x": "1", "y": "2"},
+        {"x": "4", "y": "3"},
+        {"x": "5", "y": ""},
+    ]
+    # fieldnames in another order name the same columns: the file's order is kept
+    run_nodes([{"x": 6, "y": 7}], CSVWriter(out, append=True, fieldnames=["y", "x"]))
+    assert out.read_text().endswith("5,\n6,7\n")
+
+
+def test_csv_writer_appending_refuses_a_field_the_header_does_not_have(
+    tmp_path: Path, runner: str
+) -> None:
+    out = tmp_path / "out.csv"
+    out.write_text("x,y\n1,2\n")
+    src = nanostream.from_iterable([{"x": 3, "y": 4, "z": 5}])
+    src > CSVWriter(out, append=True, name="csv") > Collect()
+    with pytest.raises(nanostream.NodeFailed, match="'csv'") as info:
+        src.global_start(runner=runner)
+    error = info.value.__cause__
+    assert isinstance(error, FormatError)
+    assert "csv: a row has fields ['z'] that are not among the CSV columns ['x', 'y']" in str(error)
+    assert out.read_text() == "x,y\n1,2\n"  # the failed run changed nothing
+
+    # under the node's error policy: that row is an error record, the others are written
+    writer = CSVWriter(out, append=True, name="csv", on_error="skip")
+    dead = Collect()
+    src = nanostream.from_iterable([{"x": 3, "y": 4}, {"x": 5, "z": 6}, {"y": 7, "x": 8}])
+    src > writer > Collect()
+    writer.errors > dead
+    src.global_start(runner=runner)
+    assert out.read_text() == "x,y\n1,2\n3,4\n8,7\n"
+    (record,) = dead.items
+    assert record.item == {"x": 5, "z": 6} and "['z']" in record.message
+
+
+def test_csv_writer_appending_refuses_fieldnames_of_other_columns(tmp_path: Path) -> None:
+    out = tmp_path / "out.csv"
+    out.write_text("x,y\n1,2\n")
+    src = nanostream.from_iterable([{"a": 1}])
+    src > CSVWriter(out, append=True, fieldnames=["a"], name="csv")
+    with pytest.raises(FormatError, match=r"csv appends to a file whose header is \['x', 'y'\]"):
+        src.global_start()
+    assert out.read_text() == "x,y\n1,2\n"
+
+
 # ----------------------------------------------------------------------------- JSON lines
 def test_json_lines_reader_text_and_paths(tmp_path: Path, runner: str) -> None:
     path = tmp_path / "a.jsonl"
@@ -485,6 +536,32 @@ def test_a_path_given_as_text_is_refused_saying_what_to_write(
     assert run_nodes([item], READERS[kind](paths=True), runner=runner) == (
         [["1"], ["2"]] if kind == "csv" else [1, 2]
     )
+
+
+@pytest.mark.parametrize("kind", sorted(READERS))
+@pytest.mark.parametrize("name", ["nope/b.{kind}", "b.{kind}", "nope/b", "B.TXT"])
+def test_a_path_of_a_file_that_does_not_exist_is_refused_too(
+    tmp_path: Path, runner: str, kind: str, name: str
+) -> None:
+    path = str(tmp_path / name.format(kind=kind)) if "/" in name else name.format(kind=kind)
+    src = nanostream.from_iterable([path])
+    src > READERS[kind](name="reader") > Collect()
+    with pytest.raises(nanostream.NodeFailed) as info:
+        src.global_start(runner=runner)
+    error = info.value.__cause__
+    assert isinstance(error, FormatError)
+    label = "CSVReader 'reader'" if kind == "csv" else "JSONLinesReader 'reader'"
+    assert str(error).startswith(
+        f"{label} got {path!r}, which looks like the path of a file, but no such file exists"
+    )
+    assert "pass paths=True to read files by path" in str(error)
+
+
+def test_one_line_text_that_only_looks_a_little_like_a_path_is_still_text() -> None:
+    assert run_nodes(["a,b/c.csv"], CSVReader(header=False)) == [["a", "b/c.csv"]]
+    assert run_nodes(["1;2/3"], CSVReader(header=False, delimiter=";")) == [["1", "2/3"]]
+    assert run_nodes(['"a/b.json"'], JSONLinesReader()) == ["a/b.json"]  # JSON first
+    assert run_nodes(["a,b.csv\n1,2\n"], CSVReader()) == [{"a": "1", "b.csv": "2"}]
 
 
 def test_one_line_text_that_names_no_file_or_is_json_is_still_text(

@@ -17,9 +17,12 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any, Protocol
+
+from ..nodes._common import describe, parse_json
 
 __all__ = [
     "aggregate",
@@ -170,17 +173,27 @@ def json_encode(**kwargs: Any) -> NodeFunction:
 def json_decode(**kwargs: Any) -> NodeFunction:
     """Emit ``json.loads(value, **kwargs)`` for every value.
 
+    A value that is not JSON, or JSON nested deeper than the parser can follow, raises
+    :class:`~nanostream.FormatError` (a ``ValueError``) naming the value's position in the
+    input (``input item #1`` for the first), or its file when it is text read from one.
+
     Example:
         >>> from nanostream.canal.nodes import json_decode
         >>> out = []
         >>> json_decode()(['{"a": [1, 2]}', "true"], out.append)
         >>> out
         [{'a': [1, 2]}, True]
+        >>> try:
+        ...     json_decode()(["[1]", "[" * 100_000], out.append)
+        ... except ValueError as exc:
+        ...     print(type(exc).__name__, exc)
+        FormatError input item #2: not readable JSON: its arrays and objects are nested ...
     """
+    loads = functools.partial(json.loads, **kwargs)
 
     def json_decode_node(inp: Iterable[Any], outp: Callable[[Any], Any]) -> None:
-        for value in inp:
-            outp(json.loads(value, **kwargs))
+        for index, value in enumerate(inp, 1):
+            outp(parse_json(value, source=describe(value, index), loads=loads))
 
     return json_decode_node
 

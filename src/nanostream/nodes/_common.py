@@ -7,6 +7,7 @@ from __future__ import annotations
 import codecs
 import glob
 import io
+import json
 import logging
 import os
 import re
@@ -14,6 +15,7 @@ import secrets
 import shutil
 import stat
 import string
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -36,6 +38,8 @@ __all__ = [
     "confine",
     "decode_error_line",
     "describe",
+    "numbered_files",
+    "parse_json",
     "uses_standard_path",
 ]
 
@@ -227,6 +231,46 @@ def decode_failure(
     if errors_option is not None:
         hint += f" or {errors_option}='replace'"
     return FormatError(f"not valid {encoding} ({message}); {hint}", source=path, line=line)
+
+
+def parse_json(
+    text: str | bytes,
+    *,
+    source: str | None = None,
+    line: int | None = None,
+    loads: Callable[[Any], Any] = json.loads,
+) -> Any:
+    """The value of the JSON ``text``, or a :class:`FormatError` for that ``source`` and ``line``.
+
+    Every reader of JSON in nanostream parses through it, so that each bad piece of text
+    is one :class:`FormatError` naming where it came from, whatever went wrong: text
+    that is not JSON, bytes that are not UTF-8, or arrays and objects nested deeper than
+    the parser can follow (a bare ``RecursionError`` otherwise). ``loads`` is the parser
+    (``json.loads`` by default, which also takes UTF-8 bytes).
+
+    Example:
+        >>> from nanostream.nodes._common import parse_json
+        >>> parse_json('{"a": [1, 2]}')
+        {'a': [1, 2]}
+        >>> try:
+        ...     parse_json("[" * 100_000, source="deep.jsonl", line=3)
+        ... except ValueError as exc:
+        ...     print(type(exc).__name__, exc)
+        FormatError deep.jsonl, line 3: not readable JSON: its arrays and objects are nested ...
+    """
+    try:
+        return loads(text)
+    except RecursionError:
+        raise FormatError(
+            "not readable JSON: its arrays and objects are nested deeper than the "
+            f"parser can follow ({sys.getrecursionlimit():,} levels at most)",
+            source=source,
+            line=line,
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"not valid UTF-8: {exc}", source=source, line=line) from None
+    except ValueError as exc:
+        raise FormatError(f"not valid JSON: {exc}", source=source, line=line) from None
 
 
 class ReadThrough:
@@ -426,11 +470,55 @@ class AtomicFile:
             pass
 
 
+def numbered_files(template: str, field: str, directory: str | None = None) -> list[int]:
+    """The numbers that, put in ``template``'s ``field``, name files that exist now.
+
+    ``template`` is a path with one or more ``{field}`` fields (with any format spec, e.g.
+    ``{part:04d}``), relative to ``directory`` when one is given. Sorted, lowest first;
+    hidden temporary files (``.name.<hex>.tmp``) are not counted.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> from nanostream.nodes._common import numbered_files
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> for name in ("003.txt", "010.txt", "7.txt", "notes.txt"):
+        ...     _ = (folder / name).write_text("")
+        >>> numbered_files("{n:03d}.txt", "n", str(folder))
+        [3, 10]
+    """
+    pattern, regex = [], []
+    for literal, name, _spec, _conversion in string.Formatter().parse(template):
+        pattern.append(glob.escape(literal))
+        regex.append(re.escape(literal))
+        if name is not None:
+            pattern.append("*")
+            regex.append(r"\s*(\d+)")
+    prefix = os.path.join(directory, "") if directory else ""
+    match = re.compile("".join(regex)).fullmatch
+    numbers = set()
+    for candidate in glob.glob(glob.escape(prefix) + "".join(pattern)):
+        relative = candidate[len(prefix) :]
+        found = match(relative)
+        if found is not None:
+            number = int(found.group(1))
+            if template.format(**{field: number}) == relative:
+                numbers.add(number)
+    return sorted(numbers)
+
+
 def refusal(
-    node: str, target: str | os.PathLike[str], *, can_append: bool = True
+    node: str,
+    target: str | os.PathLike[str],
+    *,
+    can_append: bool = True,
+    what_to_do: str | None = None,
 ) -> OutputExistsError:
-    """The error of writer ``node`` that will not replace ``target``, saying what to pass."""
-    options = (
+    """The error of writer ``node`` that will not replace ``target``, saying what to pass.
+
+    ``what_to_do`` replaces the usual advice (append or overwrite) when the writer has
+    better to offer.
+    """
+    options = what_to_do or (
         "pass append=True to add to it, or overwrite=True to replace it"
         if can_append
         else "pass overwrite=True to replace it, or a filename that differs from run to run"
@@ -550,22 +638,7 @@ class FileSink(NanoNode):
 
     def existing_parts(self) -> list[int]:
         """The part numbers of the files that ``path`` (a ``{part}`` template) names now."""
-        pattern, regex = [], []
-        for literal, field, _spec, _conversion in string.Formatter().parse(self.path):
-            pattern.append(glob.escape(literal))
-            regex.append(re.escape(literal))
-            if field is not None:
-                pattern.append("*")
-                regex.append(r"\s*(\d+)")
-        match = re.compile("".join(regex)).fullmatch
-        parts = set()
-        for candidate in glob.glob("".join(pattern)):
-            found = match(candidate)
-            if found is not None:
-                number = int(found.group(1))
-                if self.path.format(part=number) == candidate:
-                    parts.add(number)
-        return sorted(parts)
+        return numbered_files(self.path, "part")
 
     def leftover_pattern(self) -> str:
         """The target (with wildcards for parts) whose temporary files belong to this node."""

@@ -18,6 +18,7 @@ from typing import IO, Any
 from .._core.errors import GraphError
 from .._core.node import NanoNode, NodeFunction
 from .._core.policy import POLICY_OPTIONS, ErrorRecord
+from ._common import FormatError, parse_json
 
 __all__ = ["DeadLetterFile", "read_dead_letters"]
 
@@ -37,7 +38,15 @@ def _jsonable(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, os.PathLike):
         return os.fspath(value)
-    return {"repr": repr(value)}
+    return {"repr": _safe_repr(value)}
+
+
+def _safe_repr(value: object) -> str:
+    """``repr(value)``, or a placeholder naming the failure when ``repr()`` raises."""
+    try:
+        return repr(value)
+    except Exception as exc:  # noqa: BLE001 - the placeholder says what happened
+        return f"<unrepresentable {type(value).__name__}: repr() raised {type(exc).__name__}>"
 
 
 class DeadLetterFile(NanoNode):
@@ -46,9 +55,11 @@ class DeadLetterFile(NanoNode):
     One line per record: ``node``, ``item``, ``exception_type``, ``message``,
     ``traceback``, ``attempt`` and ``time`` (ISO 8601, UTC). An item JSON cannot hold is
     written as a readable stand-in (``{"repr": ...}``, bytes as text or
-    ``{"base64": ...}``); anything that is not an :class:`~nanostream.ErrorRecord` is
-    written as ``{"item": ...}``. Each line is flushed at once, so the file is complete
-    after a crash of the process; ``fsync=True`` also survives a power cut, at a cost.
+    ``{"base64": ...}``; an object whose ``repr()`` raises as
+    ``{"repr": "<unrepresentable Type: repr() raised Error>"}``); anything that is not an
+    :class:`~nanostream.ErrorRecord` is written as ``{"item": ...}``. Each line is
+    flushed at once, so the file is complete after a crash of the process; ``fsync=True``
+    also survives a power cut, at a cost.
     The file is opened for appending, so a restart adds to it. A process killed in the
     middle of a record leaves its last line cut short: the next run reports that line
     (a warning with the file and line number) and starts its first record on a new line,
@@ -142,8 +153,10 @@ class DeadLetterFile(NanoNode):
 def read_dead_letters(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """The records a :class:`DeadLetterFile` wrote to ``path``, as dicts, oldest first.
 
-    A line that is not a whole record (the process writing it was killed) is left out,
-    with a warning naming the file and the line.
+    Each line is read on its own: a line that is not a whole record (the process writing
+    it was killed, perhaps in the middle of a character of more than one byte), or that
+    does not parse for another reason (such as nesting deeper than the parser can follow),
+    is left out with a warning naming the file and the line, and every other line is read.
 
     Example:
         >>> import tempfile, pathlib
@@ -154,20 +167,20 @@ def read_dead_letters(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         [{'item': 1}, {'item': 2}]
     """
     records = []
-    text = Path(path).read_text(encoding="utf-8")
-    for number, line in enumerate(text.split("\n"), 1):
-        if not line.strip():
+    name = os.fspath(path)
+    for number, raw in enumerate(Path(path).read_bytes().split(b"\n"), 1):
+        if not raw.strip():
             continue
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as exc:
+            records.append(parse_json(raw, source=name, line=number))
+        except FormatError as exc:
             log.warning(
                 "%s, line %d is not a whole dead letter (%s; was the process writing it "
                 "killed?); it is left out: %.200r",
-                os.fspath(path),
+                name,
                 number,
-                exc,
-                line,
+                exc.message,
+                raw.decode("utf-8", "replace"),
             )
     return records
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import glob
 import os
 import pprint
+import string
 import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -27,10 +28,12 @@ from ._common import (
     FileSink,
     FileText,
     FormatError,
+    OutputExistsError,
     PathRefusedError,
     ReadThrough,
     confine,
     decode_failure,
+    numbered_files,
     refusal,
     remove_leftovers,
 )
@@ -206,9 +209,13 @@ class FileWriter(FileSink):
       ``"log-{part:04d}.txt"``); parts are numbered on from the highest one there.
     * ``FileWriter(directory=..., filename="{n:06d}.txt")``: each item is a file of its
       own, written to a temporary name and renamed. ``filename`` is a format string (fields
-      ``n``, the item's position from 0, and ``item``) or a function ``(item, n) -> name``;
-      a name that leads outside ``directory`` is refused, and so is a file that exists
-      unless ``overwrite=True``.
+      ``n``, the item's number, and ``item``) or a function ``(item, n) -> name``; a name
+      that leads outside ``directory`` is refused. When ``n`` is the only field, ``n``
+      counts on after the highest number of the files already there (from 0 in an empty
+      directory, or with ``overwrite=True``), so a run that resumes keeps every earlier
+      run's files. When the name comes from the item (an ``{item}`` field, or a
+      function), a file that exists is refused (:class:`~nanostream.nodes.OutputExistsError`,
+      saying what to pass) unless ``overwrite=True``; ``n`` then counts from 0.
 
     Temporary files that an earlier run left behind (it was killed) are deleted when a run
     starts (with ``directory=``, those in the directory itself, not in its sub-folders).
@@ -274,10 +281,33 @@ class FileWriter(FileSink):
     def setup(self) -> None:
         if self.directory is None:
             super().setup()
-        else:
-            self._file = None
-            remove_leftovers(os.path.join(glob.escape(self.directory), "*"), self.label)
-        self._n = 0
+            self._n = 0
+            return
+        self._file = None
+        remove_leftovers(os.path.join(glob.escape(self.directory), "*"), self.label)
+        numbers: list[int] = []
+        if isinstance(self.filename, str) and self.numbered and not self.overwrite:
+            numbers = numbered_files(self.filename, "n", self.directory)
+        self._n = numbers[-1] + 1 if numbers else 0  # on after an earlier run's files
+
+    @property
+    def numbered(self) -> bool:
+        """True when ``filename`` is a template whose only field is ``n``.
+
+        Its files are then numbered on after the highest one in ``directory``, so a run
+        never meets a file of an earlier run.
+
+        Example:
+            >>> from nanostream.nodes import FileWriter
+            >>> FileWriter(directory="out", filename="{n:06d}.txt").numbered
+            True
+            >>> FileWriter(directory="out", filename="{item}.txt").numbered
+            False
+        """
+        if callable(self.filename):
+            return False
+        fields = [f for _, f, _, _ in string.Formatter().parse(self.filename) if f is not None]
+        return bool(fields) and all(f == "n" for f in fields)
 
     def validate(self) -> None:
         if self.directory is None:
@@ -326,7 +356,7 @@ class FileWriter(FileSink):
             if os.path.realpath(target) == os.path.realpath(self.directory):
                 raise PathRefusedError(f"filename {relative!r} names the directory itself")
             if not self.overwrite and os.path.exists(target):
-                raise refusal(self.label, target, can_append=False)
+                raise self._exists_error(target)
             self._file = AtomicFile(
                 target,
                 binary=self.binary,
@@ -339,6 +369,22 @@ class FileWriter(FileSink):
             self._file.file.write(self._text(item))
             file, self._file = self._file, None
             outp(self.published(file.commit()))
+
+    def _exists_error(self, target: str) -> OutputExistsError:
+        """The error for a file of the same name that exists, saying what to pass."""
+        if self.numbered:  # it appeared during the run
+            return refusal(self.label, target, can_append=False)
+        source = "a filename function" if callable(self.filename) else f"{self.filename!r}"
+        return refusal(
+            self.label,
+            target,
+            what_to_do=(
+                f"the name comes from the item ({source}), so a run cannot number on after "
+                "the files there: pass a filename whose only field is {n} (e.g. "
+                "'{n:06d}.txt': each run numbers its files on after the highest one), make "
+                "the names differ from run to run, or pass overwrite=True to replace the files"
+            ),
+        )
 
     def cleanup(self) -> Iterator[Any]:
         if self.directory is None:

@@ -18,7 +18,6 @@ import io
 import json
 import os
 import re
-import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -35,6 +34,7 @@ from ._common import (
     ReadThrough,
     decode_failure,
     describe,
+    parse_json,
     uses_standard_path,
 )
 from ._secrets import node_label
@@ -84,15 +84,31 @@ def _is_one_line(text: str) -> bool:
     return "\n" not in text and "\r" not in text
 
 
-def _names_a_file(item: object) -> bool:
-    """Whether a text item looks like a path: one line that names an existing file."""
-    return (
-        isinstance(item, str)
-        and not isinstance(item, FileText)
-        and _is_one_line(item)
-        and item.strip() != ""
-        and os.path.isfile(item)
-    )
+_FILE_ENDINGS = (".csv", ".tsv", ".jsonl", ".json", ".txt")
+
+
+def _as_a_path(item: object, text_characters: str = "") -> str | None:
+    """What a text item is, if it is one line that is a path rather than text; else None.
+
+    It is a path if it names an existing file; or, with none of the characters of text
+    (commas, tabs, quotes, and ``text_characters``, say a CSV delimiter), if it ends like
+    the name of a data file (``.csv``, ``.jsonl``, ...) or holds a path separator.
+    """
+    if (
+        not isinstance(item, str)
+        or isinstance(item, FileText)
+        or not _is_one_line(item)
+        or item.strip() == ""
+    ):
+        return None
+    if os.path.isfile(item):
+        return "which names an existing file"
+    if any(c in item for c in ",\t\"'" + text_characters):
+        return None
+    separators = os.sep + (os.altsep or "")
+    if item.strip().lower().endswith(_FILE_ENDINGS) or any(c in item for c in separators):
+        return "which looks like the path of a file, but no such file exists"
+    return None
 
 
 # ----------------------------------------------------------------------------- CSV
@@ -210,7 +226,10 @@ class CSVReader(_RecordReader):
     * Wirings that would give no rows without a word are refused with a
       :class:`~nanostream.FormatError` that says what to write instead: without
       ``paths=True``, an item that is a path (a :class:`~nanostream.nodes.FilePath` from
-      a watchdog, or a one-line ``str`` that names an existing file); with a header, a
+      a watchdog, or a one-line ``str`` that names an existing file, or that looks like
+      the path of a file that does not exist: it ends in ``.csv``, ``.tsv``, ``.jsonl``,
+      ``.json`` or ``.txt``, or holds a path separator, and has no comma, tab, quote or
+      delimiter); with a header, a
       second item in a row that is one line without a line end (lines one at a time,
       from ``LocalFileReader(serialize=True)``).
     * A file read by path that is truncated while it is read raises
@@ -310,8 +329,9 @@ class CSVReader(_RecordReader):
             yield from self._records_of_file(path, newline="")
             return
         text, source = _text_of(item, self.encoding, self._index, node_label(self))
-        if _names_a_file(item):
-            raise self._not_text(item, "which names an existing file")
+        what = _as_a_path(item, self.delimiter + self.quotechar)
+        if what is not None:
+            raise self._not_text(item, what)
         self._check_lone_line(item, text, source)
         if text[:1] == "\ufeff":
             text = text[1:]
@@ -463,12 +483,18 @@ class CSVWriter(FileSink):
     """Writes items as CSV rows to a file, published atomically when the input ends.
 
     Items are dicts (columns from ``fieldnames``, by default the first item's keys; a
-    missing key is written as ``""``, an unknown one is a :class:`~nanostream.FormatError`)
-    or lists/tuples. The header row is written first unless ``header=False`` (or when
-    appending to a non-empty file). ``path``, ``append``, ``overwrite``, ``rotate_items``,
-    ``encoding`` and ``fsync`` are as for :class:`~nanostream.nodes.FileWriter` (a
-    ``path`` that exists is refused unless ``append=True`` or ``overwrite=True``); each
-    finished file's path is emitted downstream.
+    missing key is written as ``""``, an unknown one is a :class:`~nanostream.FormatError`
+    naming the node and the field, subject to the node's error policy) or lists/tuples.
+    The header row is written first unless ``header=False``. With ``append=True`` and a
+    file that has rows, no second header is written: the file's header row gives the
+    columns and their order (``fieldnames``, if given, must name the same columns, else
+    :class:`~nanostream.FormatError` before any thread starts), so a row's values go under
+    the right names whatever the order of its keys.
+
+    ``path``, ``append``, ``overwrite``, ``rotate_items``, ``encoding`` and ``fsync`` are
+    as for :class:`~nanostream.nodes.FileWriter` (a ``path`` that exists is refused unless
+    ``append=True`` or ``overwrite=True``); each finished file's path is emitted
+    downstream.
 
     Example:
         >>> import pathlib, tempfile, nanostream
@@ -531,6 +557,51 @@ class CSVWriter(FileSink):
         super().setup()
         self._fields = self.fieldnames
 
+    def validate(self) -> None:
+        """Also refuse ``fieldnames`` that do not match the header of the file appended to."""
+        super().validate()
+        if self.append and self.header and not self.rotates and os.path.exists(self.path):
+            self._check_fieldnames(self.existing_header(self.path), self.path)
+
+    def existing_header(self, path: str | os.PathLike[str]) -> list[str] | None:
+        """The header row of the CSV file ``path``, or None if it has no rows.
+
+        Example:
+            >>> import pathlib, tempfile
+            >>> from nanostream.nodes import CSVWriter
+            >>> out = pathlib.Path(tempfile.mkdtemp()) / "t.csv"
+            >>> _ = out.write_text("x,y\\n1,2\\n")
+            >>> CSVWriter(out, append=True).existing_header(out)
+            ['x', 'y']
+        """
+        try:
+            with open(path, encoding=self.encoding, newline="") as file:
+                rows = csv.reader(file, delimiter=self.delimiter, quotechar=self.quotechar)
+                first = next((row for row in rows if row), None)
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise FormatError(
+                f"{self.label} appends to this file, but cannot read its header row "
+                f"({exc}); pass the encoding=, delimiter= and quotechar= it was written "
+                "with, or write to a new file",
+                source=os.fspath(path),
+                line=1,
+            ) from None
+        if first is not None and first[0][:1] == "\ufeff":
+            first[0] = first[0][1:]
+        return first
+
+    def _check_fieldnames(self, header: list[str] | None, source: str) -> None:
+        """Refuse ``fieldnames`` that name other columns than the file's ``header``."""
+        if header is None or self.fieldnames is None or set(self.fieldnames) == set(header):
+            return
+        raise FormatError(
+            f"{self.label} appends to a file whose header is {header}, but its fieldnames "
+            f"are {self.fieldnames}; pass fieldnames with the same columns (or none: the "
+            "file's header gives them), or write to a new file",
+            source=source,
+            line=1,
+        )
+
     def opened(self, file: AtomicFile) -> None:
         self._writer = csv.writer(
             file.file,
@@ -539,6 +610,11 @@ class CSVWriter(FileSink):
             lineterminator=self.line_end,
         )
         self._need_header = self.header and file.existing == 0
+        if self.header and file.existing > 0:  # appending: the file's header rules
+            header = self.existing_header(file.target)
+            self._check_fieldnames(header, str(file.target))
+            if header is not None:
+                self._fields = header
 
     def write_chunk(self, file: AtomicFile, items: Iterable[Any]) -> None:
         writerow = self._writer.writerow
@@ -547,17 +623,19 @@ class CSVWriter(FileSink):
                 fields = self._fields
                 if fields is None:
                     fields = self._fields = list(item)
-                if self._need_header:
-                    self._need_header = False
-                    writerow(fields)
                 if len(item) != len(fields) or not all(k in item for k in fields):
                     extra = [k for k in item if k not in fields]
                     if extra:
                         raise FormatError(
-                            f"a row has fields {extra} that are not among the CSV columns "
-                            f"{fields}; pass fieldnames=[...] listing every field",
+                            f"{self.label}: a row has fields {extra} that are not among the "
+                            f"CSV columns {fields}; pass fieldnames=[...] listing every field "
+                            "(when appending, a file's header lists its columns: write such "
+                            "rows to a new file)",
                             source=str(file.target),
                         )
+                if self._need_header:
+                    self._need_header = False
+                    writerow(fields)
                 writerow([item.get(k, "") for k in fields])
             else:
                 if self._need_header:
@@ -603,7 +681,8 @@ class JSONLinesReader(_RecordReader):
 
     Without ``paths=True``, an item that is a path — a
     :class:`~nanostream.nodes.FilePath` from a watchdog, or a one-line ``str`` that is not
-    JSON and names an existing file — raises :class:`~nanostream.FormatError` saying to
+    JSON and names an existing file, or looks like the path of a file that does not
+    exist (as for :class:`CSVReader`) — raises :class:`~nanostream.FormatError` saying to
     pass ``paths=True`` or to put a :class:`~nanostream.nodes.LocalFileReader` before it.
 
     Example:
@@ -678,8 +757,9 @@ class JSONLinesReader(_RecordReader):
             try:  # one line: JSON first; a path only if it is not JSON
                 value = self._loads(text)
             except (ValueError, RecursionError):
-                if _names_a_file(item):
-                    raise self._not_text(text, "which names an existing file") from None
+                what = _as_a_path(item)
+                if what is not None:
+                    raise self._not_text(text, what) from None
             else:
                 yield value
                 return
@@ -689,20 +769,12 @@ class JSONLinesReader(_RecordReader):
         loads = self._loads
         for number, line in enumerate(lines, 1):
             try:
-                yield loads(line)
-            except ValueError as exc:
-                if not line.strip():
-                    continue
-                error = FormatError(f"not valid JSON: {exc}", source=source, line=number)
-                self._bad_record(error, line[:1000])
-            except RecursionError:
-                error = FormatError(
-                    "not readable JSON: its arrays and objects are nested deeper than the "
-                    f"parser can follow ({sys.getrecursionlimit():,} levels at most)",
-                    source=source,
-                    line=number,
-                )
-                self._bad_record(error, line[:1000])
+                value = parse_json(line, source=source, line=number, loads=loads)
+            except FormatError as error:
+                if line.strip():
+                    self._bad_record(error, line[:1000])
+                continue
+            yield value
 
 
 class JSONLinesWriter(FileSink):
