@@ -775,7 +775,8 @@ class NanoNode:
         Called when a pipeline is checked, before any thread starts. A ``generator()``
         must yield. A ``process_item`` yields its outputs, or is a plain function that
         returns nothing: a sink, with no outputs. One that returns a value is refused
-        (yield the value instead).
+        (yield the value instead). ``async def`` methods are refused: async nodes are not
+        supported yet.
 
         Example:
             >>> import nanostream
@@ -811,6 +812,16 @@ class NanoNode:
                 f"node {label!r} ({cls.__module__}.{cls.__qualname__}) defines neither "
                 "generator() nor process_item(); define one of them"
             )
+        for hook in ("generator", "process_item", "setup", "cleanup", "tick"):
+            defined = getattr(cls, hook)
+            if defined is getattr(NanoNode, hook):
+                continue
+            if inspect.iscoroutinefunction(defined) or inspect.isasyncgenfunction(defined):
+                raise GraphError(
+                    f"{hook} of node {label!r} is 'async def': async nodes are not supported "
+                    f"yet; make it a plain 'def' (run asyncio code in it with asyncio.run()): "
+                    f"{_where(defined)}"
+                )
         method = cls.generator if has_gen else cls.process_item
         if inspect.isgeneratorfunction(method):
             return
