@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dis
 import inspect
-import logging
 import signal
 import threading
 import weakref
@@ -52,7 +51,6 @@ ERRORS_PORT = "errors"
 NODE_OPTIONS = (*QUEUE_OPTIONS, *POLICY_OPTIONS, "holds_items", "tick_interval")
 """Every option ``NanoNode.configure()`` takes besides ``name`` (pipeline files use the same)."""
 
-log = logging.getLogger("nanostream")
 _UNSET: Any = object()
 
 
@@ -702,7 +700,8 @@ class NanoNode:
         try:
             yield guard
         except (SourceStopped, GeneratorExit):  # a stop is a source's end too
-            guard.finish()
+            if not guard.ctx.abort_event.is_set():
+                guard.finish()
             raise
         guard.finish()
 
