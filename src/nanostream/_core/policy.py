@@ -303,8 +303,7 @@ def back_off(policy: ErrorPolicy, ctx: NodeContext, attempt: int, exc: Exception
 
 class _Tally:
     """Counts what failed for good (items or polls) and applies ``max_errors`` and
-    ``max_error_rate``; one per node and run, shared by :class:`ItemGuard` and
-    :class:`PollGuard`.
+    ``max_error_rate``: the one tally of :class:`ItemGuard` and :class:`PollGuard`.
 
     ``unit`` names what is counted ("item", "poll") in logs and in the limits' messages.
     """
