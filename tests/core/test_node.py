@@ -382,3 +382,49 @@ def test_tagged_output_goes_to_named_port(runner: str) -> None:
     node.global_start(runner=runner)
     assert big.items == [5, 6, 7, 8, 9]
     assert small.items == [0, 1, 2, 3, 4]
+
+
+class AsyncSink(nanostream.NanoNode):
+    async def process_item(self, item: Any) -> None:
+        pass
+
+
+class AsyncMap(nanostream.NanoNode):
+    async def process_item(self, item: Any) -> Any:
+        yield item
+
+
+class AsyncSource(nanostream.NanoNode):
+    async def generator(self) -> Any:
+        yield 1
+
+
+class AsyncSetup(AddOne):
+    async def setup(self) -> None:  # type: ignore[override]
+        pass
+
+
+@pytest.mark.parametrize(
+    ("cls", "hook"),
+    [
+        (AsyncSink, "process_item"),
+        (AsyncMap, "process_item"),
+        (AsyncSource, "generator"),
+        (AsyncSetup, "setup"),
+    ],
+)
+def test_async_nodes_are_refused_when_the_graph_is_built(
+    cls: type[nanostream.NanoNode], hook: str
+) -> None:
+    node = cls(name="fetch")
+    if node.is_source:
+        node > Collect()
+    else:
+        nanostream.from_iterable([1]) > node
+    with pytest.raises(nanostream.GraphError) as info:
+        node._pipeline().plan()
+    message = str(info.value)
+    assert message.startswith(
+        f"{hook} of node 'fetch' is 'async def': async nodes are not supported yet"
+    )
+    assert f"{__name__}.{cls.__qualname__}.{hook} (" in message  # where it is defined

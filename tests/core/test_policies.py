@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import threading
@@ -392,53 +393,178 @@ def test_abort_interrupts_a_long_backoff() -> None:
     assert run.state == "aborted"
 
 
-def test_source_retry_before_its_first_item(runner: str) -> None:
-    class Connects(nanostream.NanoNode):
-        tries = 0
+# --------------------------------------------------------------------- sources
+class Poller(nanostream.NanoNode):
+    """A polling source: poll ``n`` emits ``[n]``; ``faults[n]`` times it raises.
 
-        def generator(self) -> Iterator[int]:
-            self.tries += 1
-            if self.tries < 3:
-                raise ConnectionRefusedError("not yet")
-            yield from range(3)
+    Endless, it asks the run to stop at poll ``last``, so a run ends only by that stop: a
+    source that ended by itself would miss the polls after a failure. Not endless, it
+    ends after poll ``last``.
+    """
 
-    sink, src = Collect(), Connects(on_error="retry", backoff=0)
-    src > sink
-    sink.global_start(runner=runner)
-    assert sink.items == [0, 1, 2] and src.tries == 3
+    policy_per_poll = True
+
+    def __init__(
+        self, faults: dict[int, int], last: int = 4, endless: bool = True, **options: Any
+    ) -> None:
+        super().__init__(**options)
+        self.faults = faults
+        self.last = last
+        self.endless = endless
+        self.attempts: dict[int, int] = {}
+
+    def generator(self) -> Iterator[int]:
+        polls = itertools.count() if self.endless else range(self.last + 1)
+        with self.guard_polls() as guard:
+            for n in polls:
+                yield from guard(functools.partial(self.poll, n))
+
+    def poll(self, n: int) -> list[int]:
+        tries = self.attempts[n] = self.attempts.get(n, 0) + 1
+        if tries <= self.faults.get(n, 0):
+            raise ConnectionError(f"poll {n} failed")
+        if n == self.last and self.endless:
+            self.request_stop()
+        return [n]
 
 
-def test_source_skip_ends_the_source_with_a_record(runner: str) -> None:
-    class Breaks(nanostream.NanoNode):
-        def generator(self) -> Iterator[int]:
-            yield 1
-            raise ValueError("broken feed")
-
+def test_a_polling_source_skips_a_failed_poll_and_goes_on(runner: str) -> None:
     sink, dead = Collect(), Collect()
-    src = Breaks(name="feed", on_error="skip")
+    src = Poller({1: 1, 3: 1}, name="feed", on_error="skip")
+    src > sink
+    src.errors > dead
+    run = sink.global_start(block=False, runner=runner)
+    assert run is not None and run.wait(30)
+    assert run.state == "finished"
+    assert sink.items == [0, 2, 4]  # polls 1 and 3 skipped, the source went on
+    assert [(r.node, r.item, r.message, r.attempt) for r in dead.items] == [
+        ("feed", None, "poll 1 failed", 1),
+        ("feed", None, "poll 3 failed", 1),
+    ]
+    assert run.stats()["feed"].errors == 2
+
+
+def test_a_polling_source_fails_the_run_by_default(runner: str) -> None:
+    src = Poller({1: 1}, name="feed")
+    src > Collect()
+    with pytest.raises(nanostream.NodeFailed, match="poll 1 failed"):
+        src.global_start(runner=runner)
+
+
+def test_a_polling_source_retries_a_poll(runner: str) -> None:
+    sink, dead = Collect(), Collect()
+    src = Poller({1: 2, 2: 5}, name="feed", on_error="retry", retries=2, backoff=0)
     src > sink
     src.errors > dead
     sink.global_start(runner=runner)
-    assert sink.items == [1]
-    (record,) = dead.items
-    assert (record.node, record.item, record.message) == ("feed", None, "broken feed")
+    assert sink.items == [0, 1, 3, 4]  # poll 1 worked at its third attempt; poll 2 never
+    assert [(r.message, r.attempt) for r in dead.items] == [("poll 2 failed", 3)]
 
 
-def test_source_failure_mid_stream(runner: str) -> None:
-    class Breaks(nanostream.NanoNode):
+def test_a_poll_that_emitted_is_not_retried() -> None:
+    class Half(nanostream.NanoNode):
+        policy_per_poll = True
+        polls = 0
+
         def generator(self) -> Iterator[int]:
-            yield 1
-            raise ValueError("broken feed")
+            with self.guard_polls() as guard:
+                yield from guard(self.poll)
 
-    src = Breaks()
+        def poll(self) -> Iterator[int]:
+            self.polls += 1
+            yield 1
+            raise ConnectionError("dropped")
+
+    sink, dead = Collect(), Collect()
+    src = Half(on_error="retry", backoff=0)
+    src > sink
+    src.errors > dead
+    sink.global_start()
+    assert (sink.items, src.polls) == ([1], 1)
+    [record] = dead.items
+    assert record.message == "dropped (after 1 items of the poll were sent, so it was not retried)"
+
+
+def test_max_errors_counts_failed_polls(runner: str) -> None:
+    src = Poller({1: 1, 2: 1}, name="feed", on_error="skip", max_errors=1)
     src > Collect()
+    with pytest.raises(nanostream.NodeFailed, match=r"2 polls, more than max_errors=1"):
+        src.global_start(runner=runner)
+
+
+def test_max_error_rate_counts_failed_polls(runner: str) -> None:
+    src = Poller({1: 1, 2: 1}, 3, False, name="feed", on_error="skip", max_error_rate=0.25)
+    src > Collect()
+    with pytest.raises(nanostream.NodeFailed, match=r"2 of its 4 polls failed"):
+        src.global_start(runner=runner)
+
+
+def test_stop_ends_a_polling_source_waiting_to_retry() -> None:
+    failed = threading.Event()
+
+    class Down(nanostream.NanoNode):
+        policy_per_poll = True
+
+        def generator(self) -> Iterator[int]:
+            with self.guard_polls() as guard:
+                while True:
+                    yield from guard(self.poll)
+
+        def poll(self) -> list[int]:
+            failed.set()
+            raise ConnectionError("down")
+
+    src = Down(on_error="retry", backoff=3600)
+    src > Collect()
+    run = src.global_start(block=False)
+    assert run is not None and failed.wait(10)
+    started = time.monotonic()
+    run.stop(timeout=10)
+    assert run.state == "finished" and time.monotonic() - started < 5
+
+
+class Breaks(nanostream.NanoNode):
+    """A plain source: a generator that cannot go on after it raised."""
+
+    def generator(self) -> Iterator[int]:
+        yield 1
+        raise ValueError("broken feed")
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        {"on_error": "skip"},
+        {"on_error": "retry"},
+        {"retries": 2},
+        {"backoff": 1},
+        {"max_errors": 3},
+        {"max_error_rate": 0.5},
+    ],
+)
+def test_a_plain_source_refuses_an_error_policy(option: dict[str, Any]) -> None:
+    [(key, value)] = option.items()
+    shown = f"on_error={value!r}" if key == "on_error" else f"{key}="
+    with pytest.raises(nanostream.GraphError) as info:
+        Breaks(name="feed", **option)
+    assert str(info.value) == (
+        f"Breaks(name='feed'): {shown} does not apply to Breaks: a source's generator "
+        "cannot go on after it raised, so it takes no error policy; catch the error in "
+        "generator(), or apply the policy to each poll with self.guard_polls() and set "
+        "policy_per_poll = True in the class"
+    )
+    with pytest.raises(nanostream.GraphError, match="does not apply"):
+        nanostream.from_iterable([1], **option)
+    with pytest.raises(nanostream.GraphError, match="'errors' port"):
+        Breaks().errors > Collect()
+
+
+def test_a_plain_source_that_raises_fails_the_run(runner: str) -> None:
+    src = Breaks(on_error="fail")  # the one policy a plain source takes
+    sink = Collect()
+    src > sink
     with pytest.raises(nanostream.NodeFailed, match="broken feed"):
         src.global_start(runner=runner)
-    # a generator that emitted cannot be retried: "retry" ends the source like "skip"
-    sink = Collect()
-    Breaks(on_error="retry", backoff=0) > sink
-    sink.global_start(runner=runner)
-    assert sink.items == [1]
 
 
 def test_error_record_names_composite_inner_nodes(runner: str) -> None:

@@ -127,8 +127,14 @@ def test_retry_and_a_source_log_the_placeholder(
     runner: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     class Source(nanostream.NanoNode):
+        policy_per_poll = True
+
         def generator(self) -> Iterator[int]:
-            yield 1
+            with self.guard_polls() as guard:
+                yield from guard(lambda: [1])
+                yield from guard(self.poll)
+
+        def poll(self) -> list[int]:
             raise ValueError(Unprintable())
 
     caplog.set_level(logging.DEBUG, logger="nanostream")
@@ -137,7 +143,8 @@ def test_retry_and_a_source_log_the_placeholder(
     src > retried > sink
     sink.global_start(runner=runner)
     messages = [r.getMessage() for r in caplog.records if r.name.startswith("nanostream")]
-    assert any(f"source 'src' failed (ValueError: {PLACEHOLDER})" in m for m in messages)
+    skipped = "node 'src': a poll failed for good after 1 attempt(s) and was skipped"
+    assert f"{skipped}: ValueError: {PLACEHOLDER}" in messages
     if runner != "ray":  # on ray, DEBUG lines of the workers stay there
         assert any(f"attempt 1 failed (ValueError: {PLACEHOLDER})" in m for m in messages)
 

@@ -731,3 +731,36 @@ def test_stop_ends_a_poller_waiting_to_retry(free_port: Callable[[], int], runne
         assert time.monotonic() - started < 5
     finally:
         logging.getLogger("nanostream.http").removeHandler(handler)
+
+
+def test_a_poller_skips_a_failed_poll_and_polls_again(api: ApiServer, runner: str) -> None:
+    sink, dead = Collect(wait_for=2), Collect()
+    poller = HttpPoller(
+        api.base + "/flaky/p",
+        interval=0.01,
+        params={"fail": 1, "status": 500},
+        retries=0,
+        on_error="skip",
+        name="status",
+    )
+    poller > sink
+    poller.errors > dead
+    run = sink.global_start(block=False, runner=runner)
+    assert run is not None
+    try:
+        assert sink.seen.wait(10)  # answers after the failed poll: it went on polling
+    finally:
+        run.stop(timeout=10)
+    assert run.state == "finished"
+    assert sink.items[:2] == [{"key": "p", "attempts": 2}, {"key": "p", "attempts": 3}]
+    [record] = dead.items
+    assert (record.node, record.item) == ("status", None)
+    assert "answered 500 Internal Server Error" in record.message
+    assert run.stats()["status"].errors == 1
+
+
+def test_a_failed_poll_fails_the_run_by_default(api: ApiServer, runner: str) -> None:
+    poller = HttpPoller(api.base + "/flaky/p", interval=0.01, params={"fail": 1, "status": 500})
+    poller.configure(retries=0) > Collect()
+    with pytest.raises(nanostream.NodeFailed, match="answered 500 Internal Server Error"):
+        poller.global_start(runner=runner)

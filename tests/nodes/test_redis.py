@@ -443,6 +443,35 @@ def test_a_stream_deleted_under_the_source_is_a_clear_error(
     assert "NOGROUP" in str(info.value)
 
 
+def test_a_failed_read_is_skipped_and_the_source_reads_again(
+    redis_url: str, client: redis.Redis, runner: str
+) -> None:
+    add(client, "doomed", 1)
+    sink, dead = Collect(wait_for=3), Collect()
+    source = RedisStreamSource(
+        redis_url, "doomed", "g", "c", poll_interval=0.02, on_error="skip", name="events"
+    )
+    source > sink
+    source.errors > dead
+    run = sink.global_start(block=False, runner=runner)
+    assert run is not None
+    try:
+        deadline = time.monotonic() + 20
+        while not sink.items and time.monotonic() < deadline:  # the first entry was read
+            threading.Event().wait(0.01)
+        client.delete("doomed")  # the group goes with it: the next read fails (NOGROUP)
+        assert dead.seen.wait(20)
+        client.xgroup_create("doomed", "g", id="0", mkstream=True)
+        add(client, "doomed", 2, start=1)
+        assert sink.seen.wait(20)  # read after the failed read: the source went on
+    finally:
+        run.stop(timeout=20)
+    assert run.state == "finished"
+    assert [item["n"] for item in sink.items] == ["0", "1", "2"]
+    record = dead.items[0]
+    assert (record.node, record.item) == ("events", None) and "NOGROUP" in record.message
+
+
 def test_missing_redis_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "redis", None)
     with pytest.raises(nanostream.MissingDependencyError, match=r"nanostream\[redis\]"):

@@ -328,6 +328,41 @@ def test_stop_wakes_a_source_waiting_for_its_next_poll(tmp_path: Path, runner: s
     assert sink.items == [{"id": 1}]
 
 
+def test_a_polling_source_skips_a_failed_query_and_polls_again(tmp_path: Path, runner: str) -> None:
+    db = tmp_path / "db.sqlite"
+    sink, dead = Collect(wait_for=2), Collect()
+    source = SQLSource(
+        sqlite_url(db),
+        "SELECT id FROM t",
+        incremental_column="id",
+        poll_interval=0.02,
+        retries=0,
+        on_error="skip",
+        name="rows",
+    )
+    source > sink
+    source.errors > dead
+    run = sink.global_start(block=False, runner=runner)
+    assert run is not None
+    try:
+        assert dead.seen.wait(WAIT)  # there is no table t yet
+        make_table(db, 2)
+        assert sink.seen.wait(WAIT)  # a later poll reads it: the source went on
+    finally:
+        run.stop(timeout=10)
+    assert run.state == "finished"
+    assert sink.items == [{"id": 1}, {"id": 2}]
+    assert dead.items[0].node == "rows" and "no such table: t" in dead.items[0].message
+    assert run.stats()["rows"].errors == len(dead.items)
+
+
+def test_a_failed_query_fails_the_run_by_default(tmp_path: Path, runner: str) -> None:
+    source = SQLSource(sqlite_url(tmp_path / "db.sqlite"), "SELECT id FROM t", poll_interval=1)
+    source > Collect()
+    with pytest.raises(nanostream.NodeFailed, match="no such table: t"):
+        source.global_start(runner=runner)
+
+
 # ----------------------------------------------------------------------------- SQLSink
 def test_sink_creates_the_table_and_writes_every_item(tmp_path: Path, runner: str) -> None:
     items = [{"id": i, "name": f"n{i}", "ratio": i / 3, "ok": i % 2 == 0} for i in range(2345)]

@@ -431,6 +431,53 @@ def test_a_file_enters_the_ledger_once_the_sink_is_done_else_it_comes_again(
     assert all(in_ledger(ledger, str(folder / name)) for name in [*files, "z.csv"])
 
 
+def break_ledger(ledger: Path, table: str = "files", to: str = "files_away") -> None:
+    """Rename the ledger's table (another program's doing): looks that use it fail."""
+    with closing(sqlite3.connect(ledger)) as db:
+        db.execute(f"ALTER TABLE {table} RENAME TO {to}")
+        db.commit()
+
+
+def test_a_look_that_fails_is_skipped_and_the_watchdog_goes_on(
+    tmp_path: Path, mode: str, runner: str
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    ledger = tmp_path / "ledger.sqlite"
+    sink, dead = Collect(), Collect()
+    watch = watchdog(folder, mode, state=ledger, on_error="skip", name="watch")
+    watch > sink
+    watch.errors > dead
+    run = start(watch, sink, runner)
+    try:
+        break_ledger(ledger)
+        (folder / "a.csv").write_text("a")
+        assert dead.seen.wait(WAIT)  # the look that met a.csv could not read the ledger
+        break_ledger(ledger, "files_away", "files")
+        assert sink.seen.wait(WAIT)  # a later look emits it: the watchdog went on
+    finally:
+        run.stop(timeout=WAIT)
+    assert run.state == "finished"
+    assert names(sink.items, folder) == ["a.csv"]
+    record = dead.items[0]
+    assert (record.node, record.item) == ("watch", None)
+    assert "no such table: files" in record.message
+
+
+def test_a_look_that_fails_fails_the_run_by_default(tmp_path: Path, mode: str, runner: str) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    ledger = tmp_path / "ledger.sqlite"
+    watch = watchdog(folder, mode, state=ledger)
+    sink = Collect()
+    watch > sink
+    run = start(watch, sink, runner)
+    break_ledger(ledger)
+    (folder / "a.csv").write_text("a")
+    with pytest.raises(nanostream.NodeFailed, match="no such table: files"):
+        run.wait(WAIT)
+
+
 def test_a_csv_reader_given_the_watchdogs_paths_as_text_fails_and_the_file_is_not_done(
     tmp_path: Path, mode: str, runner: str, acks: bool
 ) -> None:

@@ -99,6 +99,15 @@ class Composite(NanoNode):
             )
         return pipeline
 
+    def _refusal(self, key: str, value: Any = None) -> str | None:
+        refused = super()._refusal(key, value)
+        if refused is None:
+            return None
+        return (
+            f"a composite applies no error policy itself ({key}= is not applied to "
+            f"{type(self).__name__}): give {key}= to its inner nodes"
+        )
+
     def validate(self) -> None:
         for node in self.inner:
             node.validate()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dis
 import inspect
-import logging
 import signal
 import threading
 import weakref
@@ -14,18 +13,15 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 from .acks import Acked
 from .context import NodeContext
-from .errors import GraphError, NodeProtocolError, TooManyErrors
+from .errors import GraphError, NodeProtocolError
 from .fast import drive, drive_source
 from .policy import (
     POLICY_OPTIONS,
     ErrorPolicy,
-    ErrorRecord,
     ItemGuard,
-    back_off,
+    PollGuard,
     check_policy_option,
 )
-from .ports import TaggedOutput
-from .redact import exception_text
 from .run import QUEUE_OPTIONS, check_queue_option, signals_recorded
 from .signals import SourceStopped
 from .ticks import TICK, check_tick_interval
@@ -55,7 +51,6 @@ ERRORS_PORT = "errors"
 NODE_OPTIONS = (*QUEUE_OPTIONS, *POLICY_OPTIONS, "holds_items", "tick_interval")
 """Every option ``NanoNode.configure()`` takes besides ``name`` (pipeline files use the same)."""
 
-log = logging.getLogger("nanostream")
 _UNSET: Any = object()
 
 
@@ -123,74 +118,28 @@ def check_node_option(key: str, value: Any) -> str | None:
     return f"unknown node option {key!r}; node options: name, {', '.join(NODE_OPTIONS)}"
 
 
-def _run_generator(
-    node: NanoNode, ctx: NodeContext, policy: ErrorPolicy, outp: Callable[[Any], Any]
-) -> None:
-    """Emit a source's items; ``Acked`` items attach their ack; the policy as documented.
+def _run_generator(node: NanoNode, ctx: NodeContext, outp: Callable[[Any], Any]) -> None:
+    """Emit a source's items; ``Acked`` items attach their ack.
 
-    A generator cannot go on after it raised, so for a source ``retry`` makes a new
-    generator only while the failed one had emitted nothing; otherwise ``skip`` and
-    ``retry`` end the source (recording the error) and ``fail`` fails the run.
+    A generator cannot go on after it raised, so its exception ends the source and fails
+    the run. A source that applies its error policy (``policy_per_poll``) does so inside
+    its generator, per poll, with :meth:`NanoNode.guard_polls`.
     """
     attach = ctx.attach_ack
-    attempt = 0
-    while True:
-        attempt += 1
-        gen: Any = node.generator()
+    gen: Any = node.generator()
+
+    def acked(item: Acked) -> None:
         try:
-            first = next(gen, _UNSET)
-        except Exception as exc:
-            gen.close()
-            if policy.on_error == "retry" and attempt <= policy.retries:
-                back_off(policy, ctx, attempt, exc)
-                continue
-            if policy.on_error == "fail":
-                raise
-            _source_failed(ctx, policy, outp, exc, attempt)
-            return
-        break
+            outp(item.item)
+        finally:
+            attach(item.ack)
+
     try:
-        if first is _UNSET:
-            return
-
-        def acked(item: Acked) -> None:
-            try:
-                outp(item.item)
-            finally:
-                attach(item.ack)
-
-        drive_source((first,), outp, Acked, acked)
         drive_source(gen, outp, Acked, acked)
     except SourceStopped:
         pass
-    except Exception as exc:
-        if policy.on_error == "fail":
-            raise
-        _source_failed(ctx, policy, outp, exc, attempt)
     finally:
         gen.close()
-
-
-def _source_failed(
-    ctx: NodeContext,
-    policy: ErrorPolicy,
-    outp: Callable[[Any], Any],
-    exc: Exception,
-    attempt: int,
-) -> None:
-    ctx.count_error()
-    log.warning(
-        "source %r failed (%s) and ends here, as its on_error=%r says",
-        ctx.name,
-        exception_text(exc),
-        policy.on_error,
-    )
-    if ERRORS_PORT in ctx.linked_ports:
-        outp(TaggedOutput(ERRORS_PORT, ErrorRecord.capture(ctx.name, None, exc, attempt)))
-    if policy.max_errors is not None and policy.max_errors < 1:
-        raise TooManyErrors(
-            ctx.name, f"source {ctx.name!r} failed, more than max_errors={policy.max_errors}"
-        ) from exc
 
 
 class Port:
@@ -279,9 +228,17 @@ class NanoNode:
     #: The error-policy options (``on_error``, ``retries`` ...) this node honours. ``None``
     #: (the default) means every one that applies for a node run by ``NanoNode``'s own
     #: :meth:`as_function`, and none for a class with its own ``as_function``, which says
-    #: here which ones it applies. A source never takes ``timeout`` or ``max_error_rate``.
-    #: Any other is refused by :meth:`configure`, naming the node and the option.
+    #: here which ones it applies. A source takes them only with :attr:`policy_per_poll`,
+    #: and never ``timeout``. Any other is refused by :meth:`configure`, naming the node
+    #: and the option.
     policy_options: ClassVar[tuple[str, ...] | None] = None
+
+    #: True for a source that applies its error policy to each poll, with
+    #: :meth:`guard_polls`: a poll that fails for good is skipped (recorded, counted) and
+    #: the source goes on with the next one. Any other source is one generator, which
+    #: cannot go on after it raised: it takes no error policy (only ``on_error="fail"``),
+    #: so that ``skip`` never quietly ends an endless source.
+    policy_per_poll: ClassVar[bool] = False
 
     #: Node options this class implements itself, as attributes of the same name (a
     #: connector's ``retries``, ``backoff`` and ``timeout``, which it applies to what it
@@ -339,7 +296,9 @@ class NanoNode:
 
         - ``name``, ``queue_size``, ``batch_size``, ``queue_bytes``: see the class docstring.
         - ``on_error``: ``"fail"`` (default: the run fails), ``"skip"`` (log, count, go on)
-          or ``"retry"`` (try again, then skip); applies to each ``process_item`` call.
+          or ``"retry"`` (try again, then skip); applies to each ``process_item`` call, or
+          to each poll of a polling source (:meth:`guard_polls`). A plain source (a
+          generator, which cannot go on after it raised) takes no error policy.
         - ``retries`` (default 3) and ``backoff`` (seconds before the first retry, doubled
           for each next one, jittered; default 0.1).
         - ``timeout``: seconds one attempt may take, else it fails with ``TimeoutError``.
@@ -356,7 +315,8 @@ class NanoNode:
             >>> node = nanostream.from_iterable([]).configure(queue_size=10)
             >>> node.options["queue_size"]
             10
-            >>> node.configure(on_error="retry", retries=2).options["on_error"]
+            >>> sink = nanostream.testing.Collect()
+            >>> sink.configure(on_error="retry", retries=2).options["on_error"]
             'retry'
         """
         if self._ns_options is None:
@@ -395,11 +355,20 @@ class NanoNode:
                 "be retried (retries=, backoff=); use on_error='skip' to go on without an "
                 "item that still fails"
             )
-        if cls.generator is not NanoNode.generator and key in ("timeout", "max_error_rate"):
-            return (
-                f"{key}= does not apply to a source (its items are not attempts of a "
-                f"function of yours); give it to the node that processes them"
-            )
+        if cls.generator is not NanoNode.generator:
+            if key == "timeout":
+                return (
+                    "timeout= does not apply to a source (its items are not attempts of a "
+                    "function of yours); give it to the node that processes them"
+                )
+            if not cls.policy_per_poll and not (key == "on_error" and value == "fail"):
+                shown = f"on_error={value!r}" if key == "on_error" and value else f"{key}="
+                return (
+                    f"{shown} does not apply to {cls.__name__}: a source's generator cannot "
+                    "go on after it raised, so it takes no error policy; catch the error "
+                    "in generator(), or apply the policy to each poll with "
+                    "self.guard_polls() and set policy_per_poll = True in the class"
+                )
         honoured = cls.policy_options
         if honoured is None:
             honoured = POLICY_OPTIONS if cls.as_function is NanoNode.as_function else ()
@@ -691,6 +660,51 @@ class NanoNode:
         finally:
             guard.close()
 
+    @contextmanager
+    def guard_polls(self) -> Iterator[PollGuard]:
+        """For a polling source: apply the node's error policy to each poll.
+
+        Yields ``guard``; in ``generator()``, ``yield from guard(poll)`` runs one poll
+        (``poll()`` returns or yields that poll's items) under the policy: ``fail`` (the
+        default) fails the run; ``skip`` records a poll that raised (an
+        :class:`~nanostream.ErrorRecord` with ``item=None`` on the ``errors`` port, counted
+        for ``max_errors`` and ``max_error_rate``) and returns, so the source goes on with
+        its next poll; ``retry`` polls again after the back-off, ``retries`` times, then
+        skips (a poll that had already emitted items is not retried). Set the class
+        attribute :attr:`policy_per_poll` to ``True``, or the policy options are refused.
+        What the generator does outside its polls (connecting, opening files) fails the run.
+
+        Example:
+            >>> import nanostream
+            >>> class Readings(nanostream.NanoNode):
+            ...     policy_per_poll = True
+            ...     def generator(self):
+            ...         with self.guard_polls() as guard:
+            ...             for n in range(4):  # an endless loop in a real poller
+            ...                 yield from guard(lambda: self.read(n))
+            ...     def read(self, n):
+            ...         if n == 1:
+            ...             raise ConnectionError("sensor offline")
+            ...         return [n * 10]
+            >>> source = Readings(on_error="skip")
+            >>> sink, dead = nanostream.testing.Collect(), nanostream.testing.Collect()
+            >>> source > sink
+            Collect(name=None)
+            >>> source.errors > dead
+            Collect(name=None)
+            >>> sink.global_start()
+            >>> sink.items, [(r.node, r.item, r.message) for r in dead.items]
+            ([0, 20, 30], [('Readings', None, 'sensor offline')])
+        """
+        guard = PollGuard(self.error_policy, self._context())
+        try:
+            yield guard
+        except (SourceStopped, GeneratorExit):  # a stop is a source's end too
+            if not guard.ctx.abort_event.is_set():
+                guard.finish()
+            raise
+        guard.finish()
+
     def _context(self) -> NodeContext:
         ctx = self._ns_context
         return ctx if ctx is not None else NodeContext.standalone(self)
@@ -760,7 +774,8 @@ class NanoNode:
         Called when a pipeline is checked, before any thread starts. A ``generator()``
         must yield. A ``process_item`` yields its outputs, or is a plain function that
         returns nothing: a sink, with no outputs. One that returns a value is refused
-        (yield the value instead).
+        (yield the value instead). ``async def`` methods are refused: async nodes are not
+        supported yet.
 
         Example:
             >>> import nanostream
@@ -796,6 +811,16 @@ class NanoNode:
                 f"node {label!r} ({cls.__module__}.{cls.__qualname__}) defines neither "
                 "generator() nor process_item(); define one of them"
             )
+        for hook in ("generator", "process_item", "setup", "cleanup", "tick"):
+            defined = getattr(cls, hook)
+            if defined is getattr(NanoNode, hook):
+                continue
+            if inspect.iscoroutinefunction(defined) or inspect.isasyncgenfunction(defined):
+                raise GraphError(
+                    f"{hook} of node {label!r} is 'async def': async nodes are not supported "
+                    f"yet; make it a plain 'def' (run asyncio code in it with asyncio.run()): "
+                    f"{_where(defined)}"
+                )
         method = cls.generator if has_gen else cls.process_item
         if inspect.isgeneratorfunction(method):
             return
@@ -852,7 +877,7 @@ class NanoNode:
                     pass
                 ctx = node._context()
                 node.setup()
-                _run_generator(node, ctx, policy, outp)
+                _run_generator(node, ctx, outp)
                 node._run_cleanup(outp)
 
             return source_function
@@ -1087,8 +1112,6 @@ class IterableSource(NanoNode):
         ['a', 'b']
     """
 
-    policy_options = ("on_error", "retries", "backoff", "max_errors")
-
     def __init__(self, iterable: Iterable[Any], **options: Any) -> None:
         super().__init__()
         self.iterable = iterable
@@ -1098,8 +1121,6 @@ class IterableSource(NanoNode):
         yield from self.iterable
 
     def as_function(self) -> NodeFunction:
-        if any(key in self.options for key in POLICY_OPTIONS):
-            return super().as_function()  # the error policy of every source
         iterable = self.iterable
 
         def iterable_source(inp: Iterable[Any], outp: Callable[[Any], Any]) -> None:

@@ -22,6 +22,10 @@ in a pipeline file):
 Every item that fails for good produces an :class:`ErrorRecord`, emitted on the node's
 ``errors`` port when that port is linked (``node.errors > dead_letters``).
 
+A polling source (one that declares ``policy_per_poll = True``) applies the same policy to
+each poll instead of each item, with :class:`PollGuard`: a poll that fails for good is
+recorded and counted the same way, and the source goes on with its next poll.
+
 An attempt's outputs are held back until it succeeds, so a failed item leaves no partial
 output and a retried one no duplicate. An item with more than ``STREAM_AFTER`` outputs
 streams the rest; if it fails after that, it is not retried (its outputs so far stay
@@ -37,7 +41,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, replace
 from itertools import islice
 from typing import Any
@@ -46,13 +50,14 @@ from .context import NodeContext
 from .errors import TooManyErrors
 from .ports import TaggedOutput
 from .redact import exception_text, redact
-from .signals import RunAborted, clear_async_exception, raise_async_exception
+from .signals import RunAborted, SourceStopped, clear_async_exception, raise_async_exception
 
 __all__ = [
     "POLICY_OPTIONS",
     "ErrorPolicy",
     "ErrorRecord",
     "ItemGuard",
+    "PollGuard",
     "back_off",
     "check_policy_option",
 ]
@@ -111,7 +116,7 @@ class ErrorPolicy:
 
     Example:
         >>> import nanostream
-        >>> node = nanostream.from_iterable([]).configure(on_error="retry", retries=5)
+        >>> node = nanostream.testing.Collect().configure(on_error="retry", retries=5)
         >>> node.error_policy.on_error, node.error_policy.retries
         ('retry', 5)
         >>> node.error_policy.delay(3) <= 0.4
@@ -296,6 +301,106 @@ def back_off(policy: ErrorPolicy, ctx: NodeContext, attempt: int, exc: Exception
         raise RunAborted
 
 
+class _Tally:
+    """Counts what failed for good (items or polls) and applies ``max_errors`` and
+    ``max_error_rate``: the one tally of :class:`ItemGuard` and :class:`PollGuard`.
+
+    ``unit`` names what is counted ("item", "poll") in logs and in the limits' messages.
+    """
+
+    def __init__(self, policy: ErrorPolicy, ctx: NodeContext, unit: str) -> None:
+        self.policy = policy
+        self.ctx = ctx
+        self.unit = unit
+        self.failed = 0
+        self._window: deque[int] | None = (
+            deque(maxlen=RATE_WINDOW) if policy.max_error_rate is not None else None
+        )
+        self._window_failed = 0
+
+    def succeeded(self) -> None:
+        """One more unit succeeded (it counts for ``max_error_rate``)."""
+        if self._window is not None:
+            self._count(0)
+
+    def failed_for_good(
+        self, item: Any, exc: BaseException, attempt: int, note: str = ""
+    ) -> ErrorRecord:
+        """One more unit failed for good: count and log it; its record (to send, if linked).
+
+        Raises :class:`~nanostream.TooManyErrors` past ``max_errors`` or ``max_error_rate``.
+        """
+        self.failed += 1
+        ctx = self.ctx
+        ctx.count_error()
+        record = ErrorRecord.capture(ctx.name, item, exc, attempt)
+        if note:
+            record = replace(record, message=record.message + note)
+        level = logging.WARNING if self.failed <= LOGGED_PER_NODE else logging.DEBUG
+        log.log(
+            level,
+            "node %r: %s %s failed for good after %d attempt(s) and was skipped: %s%s",
+            ctx.name,
+            "a" if self.unit[0] not in "aeiou" else "an",
+            self.unit,
+            attempt,
+            exception_text(exc),
+            " (further errors of this node are logged at DEBUG)"
+            if self.failed == LOGGED_PER_NODE
+            else "",
+        )
+        return record
+
+    def check_limits(self, cause: BaseException) -> None:
+        """After a failure was recorded (and its record sent): apply the limits."""
+        ctx = self.ctx
+        limit = self.policy.max_errors
+        if limit is not None and self.failed > limit:
+            raise TooManyErrors(
+                ctx.name,
+                f"node {ctx.name!r} failed for {self.failed} {self.unit}s, "
+                f"more than max_errors={limit}",
+            ) from cause
+        if self._window is not None:
+            self._count(1)
+            window = self._window
+            rate = self.policy.max_error_rate
+            if (
+                len(window) >= RATE_WINDOW
+                and rate is not None
+                and self._window_failed > rate * len(window)
+            ):
+                raise TooManyErrors(
+                    ctx.name,
+                    f"node {ctx.name!r}: {self._window_failed} of its last {len(window)} "
+                    f"{self.unit}s failed, more than max_error_rate={rate}",
+                ) from cause
+
+    def _count(self, failed: int) -> None:
+        window = self._window
+        assert window is not None
+        if len(window) == window.maxlen:
+            self._window_failed -= window[0]
+        window.append(failed)
+        self._window_failed += failed
+
+    def finish(self) -> None:
+        """The node's work has ended: check ``max_error_rate`` over fewer than 100 units."""
+        window = self._window
+        rate = self.policy.max_error_rate
+        if (
+            window
+            and rate is not None
+            and len(window) < RATE_WINDOW
+            and self._window_failed > rate * len(window)
+        ):
+            raise TooManyErrors(
+                self.ctx.name,
+                f"node {self.ctx.name!r}: {self._window_failed} of its {len(window)} "
+                f"{self.unit}s failed, more than max_error_rate={rate}",
+            )
+
+
 class ItemGuard:
     """Runs one node's work on each item under the node's :class:`ErrorPolicy`.
 
@@ -329,15 +434,16 @@ class ItemGuard:
         self.ctx = ctx
         self.outp = outp
         self.compute = compute
-        self.failed = 0
+        self._tally = _Tally(policy, ctx, "item")
         self._send_records = "errors" in ctx.linked_ports
         self._timer = (
             _AttemptTimer(ctx.name, policy.timeout) if policy.timeout is not None else None
         )
-        self._window: deque[int] | None = (
-            deque(maxlen=RATE_WINDOW) if policy.max_error_rate is not None else None
-        )
-        self._window_failed = 0
+
+    @property
+    def failed(self) -> int:
+        """How many items failed for good so far."""
+        return self._tally.failed
 
     # ----------------------------------------------------------------- per item
     def __call__(self, item: Any) -> None:
@@ -362,8 +468,7 @@ class ItemGuard:
             outp = self.outp
             for out in outs:
                 outp(out)
-            if self._window is not None:
-                self._count(0)
+            self._tally.succeeded()
             return
 
     def _attempt(self, item: Any) -> list[Any]:
@@ -430,73 +535,113 @@ class ItemGuard:
 
         For operators that run attempts elsewhere (a worker pool) and settle them here.
         """
-        self.failed += 1
-        ctx = self.ctx
-        ctx.count_error()
         cause = exc.cause if isinstance(exc, _Streamed) else exc
-        record = ErrorRecord.capture(ctx.name, item, cause, attempt)
+        note = ""
         if isinstance(exc, _Streamed):
             note = f" (after {exc.emitted} outputs were sent, so it was not retried)"
-            record = replace(record, message=record.message + note)
-        level = logging.WARNING if self.failed <= LOGGED_PER_NODE else logging.DEBUG
-        log.log(
-            level,
-            "node %r: an item failed for good after %d attempt(s) and was skipped: %s%s",
-            ctx.name,
-            attempt,
-            exception_text(cause),
-            " (further errors of this node are logged at DEBUG)"
-            if self.failed == LOGGED_PER_NODE
-            else "",
-        )
+        record = self._tally.failed_for_good(item, cause, attempt, note)
         if self._send_records:
             self.outp(TaggedOutput("errors", record))
-        limit = self.policy.max_errors
-        if limit is not None and self.failed > limit:
-            raise TooManyErrors(
-                ctx.name,
-                f"node {ctx.name!r} failed for {self.failed} items, more than max_errors={limit}",
-            ) from cause
-        if self._window is not None:
-            self._count(1)
-            window = self._window
-            rate = self.policy.max_error_rate
-            if (
-                len(window) >= RATE_WINDOW
-                and rate is not None
-                and self._window_failed > rate * len(window)
-            ):
-                raise TooManyErrors(
-                    ctx.name,
-                    f"node {ctx.name!r}: {self._window_failed} of its last {len(window)} "
-                    f"items failed, more than max_error_rate={rate}",
-                ) from cause
-
-    def _count(self, failed: int) -> None:
-        window = self._window
-        assert window is not None
-        if len(window) == window.maxlen:
-            self._window_failed -= window[0]
-        window.append(failed)
-        self._window_failed += failed
+        self._tally.check_limits(cause)
 
     def finish(self) -> None:
         """The input has ended: check ``max_error_rate`` over a short input."""
-        window = self._window
-        rate = self.policy.max_error_rate
-        if (
-            window
-            and rate is not None
-            and len(window) < RATE_WINDOW
-            and self._window_failed > rate * len(window)
-        ):
-            raise TooManyErrors(
-                self.ctx.name,
-                f"node {self.ctx.name!r}: {self._window_failed} of its {len(window)} "
-                f"items failed, more than max_error_rate={rate}",
-            )
+        self._tally.finish()
 
     def close(self) -> None:
         """Stop the timeout thread, if one was started."""
         if self._timer is not None:
             self._timer.close()
+
+
+class PollGuard:
+    """Runs each poll of a polling source under the node's :class:`ErrorPolicy`.
+
+    ``guard(poll)`` is a generator: it yields the items of ``poll()`` (an iterable, often a
+    generator) as they come, and returns True if the poll succeeded, False if it was
+    skipped (``ok = yield from guard(poll)``). When the poll raises, the policy decides:
+    ``fail`` raises the exception (the run fails); ``retry`` waits the policy's back-off
+    and polls again, up to ``retries`` more times, unless the failed poll had already
+    emitted items (they are not taken back, so it is not retried: its record says how
+    many were sent); a poll that failed for good is skipped: counted and logged, its
+    :class:`ErrorRecord` (``item`` is ``None``) yielded for the ``errors`` port when that
+    port is linked, ``max_errors`` and ``max_error_rate`` (over the source's last 100
+    polls) applied. The source then goes on with its next poll. A stop or an abort
+    during a back-off ends the wait at once (``SourceStopped`` or ``RunAborted``). Call
+    :meth:`finish` when the source ends.
+
+    Source authors reach it through :meth:`NanoNode.guard_polls
+    <nanostream.NanoNode.guard_polls>`.
+
+    Example:
+        >>> from nanostream._core.context import NodeContext
+        >>> from nanostream._core.policy import ErrorPolicy, PollGuard
+        >>> guard = PollGuard(ErrorPolicy(on_error="skip"), NodeContext("feed"))
+        >>> def poll(n):
+        ...     if n == 2:
+        ...         raise ConnectionError("server down")
+        ...     return [n * 10]
+        >>> [item for n in range(4) for item in guard(lambda: poll(n))]
+        [0, 10, 30]
+        >>> guard.failed
+        1
+    """
+
+    def __init__(self, policy: ErrorPolicy, ctx: NodeContext) -> None:
+        self.policy = policy
+        self.ctx = ctx
+        self._tally = _Tally(policy, ctx, "poll")
+        self._send_records = "errors" in ctx.linked_ports
+
+    @property
+    def failed(self) -> int:
+        """How many polls failed for good so far."""
+        return self._tally.failed
+
+    def __call__(self, poll: Callable[[], Iterable[Any]]) -> Generator[Any, None, bool]:
+        policy = self.policy
+        attempt = 0
+        while True:
+            attempt += 1
+            emitted = 0
+            try:
+                for item in poll():
+                    yield item
+                    emitted += 1
+            except Exception as exc:
+                if policy.on_error == "fail":
+                    raise
+                if policy.on_error == "retry" and attempt <= policy.retries and not emitted:
+                    self._back_off(attempt, exc)
+                    continue
+                note = ""
+                if emitted:
+                    note = f" (after {emitted} items of the poll were sent, so it was not retried)"
+                record = self._tally.failed_for_good(None, exc, attempt, note)
+                if self._send_records:
+                    yield TaggedOutput("errors", record)
+                self._tally.check_limits(exc)
+                return False
+            self._tally.succeeded()
+            return True
+
+    def _back_off(self, attempt: int, exc: Exception) -> None:
+        """Wait before polling again; a stop ends the source, an abort the run, at once."""
+        ctx = self.ctx
+        delay = self.policy.delay(attempt)
+        log.debug(
+            "node %r: poll attempt %d failed (%s); retrying in %.2fs",
+            ctx.name,
+            attempt,
+            exception_text(exc),
+            delay,
+        )
+        wake = ctx.stop_event if ctx.stop_event is not None else ctx.abort_event
+        if delay > 0 and wake.wait(delay):
+            if ctx.abort_event.is_set():
+                raise RunAborted
+            raise SourceStopped
+
+    def finish(self) -> None:
+        """The source has ended: check ``max_error_rate`` over fewer than 100 polls."""
+        self._tally.finish()

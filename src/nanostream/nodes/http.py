@@ -870,6 +870,11 @@ class HttpPoller(_HttpNode):
     poller at once, also while it waits to retry. ``url``, ``params``, ``headers`` and
     ``json`` are sent as given (no templates: there is no item).
 
+    The node's error policy applies to each poll: a request that still fails after the
+    poller's own ``retries`` fails the run (``on_error="fail"``, the default), or with
+    ``on_error="skip"`` is recorded (an error record on the ``errors`` port, counted for
+    ``max_errors`` and ``max_error_rate``) and the poller polls again after ``interval``.
+
     Example:
         >>> from nanostream.nodes.http import HttpPoller
         >>> HttpPoller("https://status.example.com/api/v2/summary.json", interval=60)
@@ -877,6 +882,7 @@ class HttpPoller(_HttpNode):
     """
 
     kind = "HttpPoller"
+    policy_per_poll = True
 
     def __init__(
         self,
@@ -943,28 +949,33 @@ class HttpPoller(_HttpNode):
 
     def generator(self) -> Iterator[Any]:
         validators: dict[str, str] = {}
-        while True:
-            started = time.monotonic()
-            headers = {**self.headers, **validators}
-            response = self._send(
-                self.url,
-                params=self.params,
-                headers=headers,
-                json=self.json,
-                wait=self._wait_or_stop,
-            )
-            if response.status_code != 304:
-                if self.changes_only:
-                    validators = {}
-                    if etag := response.headers.get("ETag"):
-                        validators["If-None-Match"] = etag
-                    if modified := response.headers.get("Last-Modified"):
-                        validators["If-Modified-Since"] = modified
-                body = self._parse(response)
-                if self.items is None:
-                    yield body
-                else:
-                    yield from _items_at(body, self.items or None, self.kind)
-            remaining = self.interval - (time.monotonic() - started)
-            if self.sleep(max(0.0, remaining)):
-                return
+        with self.guard_polls() as guard:
+            while True:
+                started = time.monotonic()
+                yield from guard(lambda: self._poll(validators))
+                remaining = self.interval - (time.monotonic() - started)
+                if self.sleep(max(0.0, remaining)):
+                    return
+
+    def _poll(self, validators: dict[str, str]) -> Iterator[Any]:
+        """One request and its items; ``validators`` (changes_only) are updated in place."""
+        response = self._send(
+            self.url,
+            params=self.params,
+            headers={**self.headers, **validators},
+            json=self.json,
+            wait=self._wait_or_stop,
+        )
+        if response.status_code == 304:
+            return
+        if self.changes_only:
+            validators.clear()
+            if etag := response.headers.get("ETag"):
+                validators["If-None-Match"] = etag
+            if modified := response.headers.get("Last-Modified"):
+                validators["If-Modified-Since"] = modified
+        body = self._parse(response)
+        if self.items is None:
+            yield body
+        else:
+            yield from _items_at(body, self.items or None, self.kind)

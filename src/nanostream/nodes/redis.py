@@ -25,6 +25,7 @@ from .._core.acks import Acked
 from .._core.errors import ConfigError, MissingDependencyError
 from .._core.node import NanoNode, NodeFunction
 from .._core.policy import POLICY_OPTIONS
+from .._core.signals import SourceStopped
 from ._buffered import BufferedSink
 from ._progress import AckedProgress
 from ._secrets import (
@@ -193,6 +194,12 @@ class RedisStreamSource(NanoNode):
     source then re-reads its pending entries, skipping those still in the pipeline);
     failing to connect at the start fails at once with a clear error.
 
+    The node's error policy applies to each read: a read that fails (after those retries)
+    fails the run (``on_error="fail"``, the default), or with ``on_error="skip"`` is
+    recorded (an error record on the ``errors`` port, counted for ``max_errors`` and
+    ``max_error_rate``) and the source reads again after ``poll_interval``, its pending
+    entries first.
+
     Example:
         >>> from nanostream.nodes.redis import RedisStreamSource
         >>> source = RedisStreamSource(
@@ -203,6 +210,7 @@ class RedisStreamSource(NanoNode):
     """
 
     policy_options = POLICY_OPTIONS  # its node function is NanoNode's, closing the client
+    policy_per_poll = True  # applied to each read
     own_options = ("retries", "backoff", "timeout")  # of its connection
 
     timeout = _TIMEOUT
@@ -295,59 +303,71 @@ class RedisStreamSource(NanoNode):
         # not acknowledged before a crash or a lost connection. None: read new entries.
         cursor: Any = "0"
         failures = 0
-        try:
-            while True:
-                try:
-                    progress.commit()
-                    entries = self._read(">" if cursor is None else cursor)
-                    failures = 0
-                except (redis.ConnectionError, redis.TimeoutError) as exc:
-                    failures += 1
-                    if failures > self.retries:
-                        raise self._redis.error(
-                            f"RedisStreamSource lost its connection to {self._redis.shown} "
-                            f"{failures} times in a row",
-                            exc,
-                        ) from None
-                    delay = backoff_delay(failures - 1, self.backoff, self.max_backoff)
-                    log.warning(
-                        "%s: connection to %s lost (%s); retry %d of %d in %.2fs",
-                        node_label(self),
-                        self._redis.shown,
-                        type(exc).__name__,
-                        failures,
-                        self.retries,
-                        delay,
-                    )
-                    cursor = "0"
-                    if self.sleep(delay):
-                        return
-                    continue
-                except redis.RedisError as exc:
+        idle = False
+
+        def poll() -> Iterator[Acked]:
+            """One read (``XREADGROUP``) and its entries; sets ``idle`` if there were none."""
+            nonlocal cursor, failures, idle
+            idle = False
+            try:
+                progress.commit()
+                entries = self._read(">" if cursor is None else cursor)
+                failures = 0
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                failures += 1
+                if failures > self.retries:
                     raise self._redis.error(
-                        f"RedisStreamSource could not read {self.stream!r} as group {self.group!r}",
+                        f"RedisStreamSource lost its connection to {self._redis.shown} "
+                        f"{failures} times in a row",
                         exc,
                     ) from None
-                if not entries:
-                    if cursor is not None:
-                        cursor = None
-                    elif self.sleep(self.poll_interval):
-                        return
-                    continue
+                delay = backoff_delay(failures - 1, self.backoff, self.max_backoff)
+                log.warning(
+                    "%s: connection to %s lost (%s); retry %d of %d in %.2fs",
+                    node_label(self),
+                    self._redis.shown,
+                    type(exc).__name__,
+                    failures,
+                    self.retries,
+                    delay,
+                )
+                cursor = "0"
+                if self.sleep(delay):
+                    raise SourceStopped from None
+                return
+            except redis.RedisError as exc:
+                raise self._redis.error(
+                    f"RedisStreamSource could not read {self.stream!r} as group {self.group!r}",
+                    exc,
+                ) from None
+            if not entries:
                 if cursor is not None:
-                    cursor = entries[-1][0]
-                for entry_id, fields in entries:
-                    if not fields:  # deleted from the stream while pending
-                        progress.done(entry_id)
+                    cursor = None
+                else:
+                    idle = True
+                return
+            if cursor is not None:
+                cursor = entries[-1][0]
+            for entry_id, fields in entries:
+                if not fields:  # deleted from the stream while pending
+                    progress.done(entry_id)
+                    continue
+                with lock:
+                    if entry_id in in_flight:  # re-read after a lost connection
                         continue
-                    with lock:
-                        if entry_id in in_flight:  # re-read after a lost connection
-                            continue
-                        in_flight.add(entry_id)
-                    item = dict(fields)
-                    if self.id_key is not None:
-                        item[self.id_key] = entry_id
-                    yield Acked(item, progress.ack(entry_id))
+                    in_flight.add(entry_id)
+                item = dict(fields)
+                if self.id_key is not None:
+                    item[self.id_key] = entry_id
+                yield Acked(item, progress.ack(entry_id))
+
+        try:
+            with self.guard_polls() as guard:
+                while True:
+                    if not (yield from guard(poll)):  # skipped: re-read what is pending
+                        cursor, failures, idle = "0", 0, True
+                    if idle and self.sleep(self.poll_interval):
+                        return
         finally:
             progress.finish()  # the last entries are acknowledged as their acks come
 

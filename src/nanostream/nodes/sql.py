@@ -257,8 +257,14 @@ class SQLSource(NanoNode):
     once). The column should increase strictly (an id or an insertion timestamp).
 
     A connection lost mid-stream is retried ``retries`` times with exponential back-off
-    when the query can resume (with ``incremental_column``); otherwise the node fails with
-    a :class:`ConnectorError`, as it does when it cannot connect at the start.
+    when the query can resume (with ``incremental_column``); otherwise the query fails
+    with a :class:`ConnectorError`. Failing to connect at the start fails the run.
+
+    The node's error policy applies to each run of the query (each poll): a query that
+    fails fails the run (``on_error="fail"``, the default), or with ``on_error="skip"`` is
+    recorded (an error record on the ``errors`` port, counted for ``max_errors`` and
+    ``max_error_rate``) and, with ``poll_interval``, the source queries again after
+    ``poll_interval`` seconds, from the last row it emitted (with ``incremental_column``).
 
     Delivery with ``state_file`` is at-least-once: the file keeps the incremental value
     of the last row the pipeline has acknowledged — a row is acknowledged once everything
@@ -297,6 +303,7 @@ class SQLSource(NanoNode):
     """
 
     policy_options = POLICY_OPTIONS  # its node function is NanoNode's, closing the engine
+    policy_per_poll = True  # applied to each run of the query
     own_options = ("retries", "backoff")  # after a lost connection
 
     def __init__(
@@ -361,14 +368,15 @@ class SQLSource(NanoNode):
                 state.acknowledge, interval=_SAVE_INTERVAL_S, name=node_label(self)
             )
         try:
-            while True:
-                yield from self._one_pass(progress)
-                if self.poll_interval is None:
-                    return
-                if progress is not None:
-                    progress.commit()
-                if self.sleep(self.poll_interval):
-                    return
+            with self.guard_polls() as guard:
+                while True:
+                    yield from guard(lambda: self._one_pass(progress))
+                    if self.poll_interval is None:
+                        return
+                    if progress is not None:
+                        progress.commit()
+                    if self.sleep(self.poll_interval):
+                        return
         finally:
             if progress is not None:
                 progress.finish()  # the state file is written after the last acknowledgement

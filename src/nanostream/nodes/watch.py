@@ -337,30 +337,38 @@ class _Tracker:
         """Account for a settled candidate; its signature and hash if it is to be emitted.
 
         The caller records an emitted file in the ledger once the pipeline is done with it.
+        A candidate stays pending until it is accounted for, so that if the ledger fails,
+        the next look (or a retry of this one) accepts it again.
         """
-        entry = self.pending.pop(path, None)
+        entry = self.pending.get(path)
         if entry is None:
             return None
         sig = entry[0]
         if self.ledger is None:
-            self.known[path] = sig
+            self._settled(path, sig)
             return sig, None
         try:
             digest = _content_hash(path)
         except OSError:
             self.vanish(path)
             return None
-        self.known[path] = sig
         content = (sig[0], digest)
         if self.emitted.get(path) == content:
             # Touched, not changed, since this run emitted it. Its ledger entry is written
             # when the pipeline is done with it; writing one now could record it too early.
+            self._settled(path, sig)
             return None
         if path not in self.emitted and self.ledger.get(path) == content:
             self.ledger.record(path, sig, digest, emitted=True)  # touched, not changed
+            self._settled(path, sig)
             return None
+        self._settled(path, sig)
         self.emitted[path] = content
         return sig, digest
+
+    def _settled(self, path: str, sig: Signature) -> None:
+        del self.pending[path]
+        self.known[path] = sig
 
 
 class LocalDirectoryWatchdog(NanoNode):
@@ -404,6 +412,14 @@ class LocalDirectoryWatchdog(NanoNode):
     that does not call acknowledgements (the built-in runners all do; one from another
     package may not) nothing is recorded, so a restart emits every file again.
 
+    The node's error policy applies to each look at the folder (every ``look_interval``
+    seconds): a look that fails (the ledger cannot be read or written) fails the run
+    (``on_error="fail"``, the default), or with ``on_error="skip"`` is recorded (an error
+    record on the ``errors`` port, counted for ``max_errors`` and ``max_error_rate``) and
+    the watchdog looks again, the files it could not account for included; ``"retry"``
+    looks again after the node's ``backoff`` first. Opening the ledger and the first scan
+    happen before the looks: a failure there fails the run.
+
     ``ready`` is a :class:`threading.Event` set once the watchdog is watching: files
     present before then are the files "already in the folder". ``stop()`` takes effect at
     once: the node waits with :meth:`~nanostream.NanoNode.sleep`.
@@ -425,6 +441,8 @@ class LocalDirectoryWatchdog(NanoNode):
         >>> sorted(pathlib.Path(p).name for p in sink.items)
         ['new.csv', 'old.csv']
     """
+
+    policy_per_poll = True  # applied to each look at the folder
 
     def __init__(
         self,
@@ -518,7 +536,25 @@ class LocalDirectoryWatchdog(NanoNode):
             next_scan = now + interval if interval is not None else float("inf")
             tick = self.look_interval
             warned: set[str] = set()
-            while True:
+
+            def look() -> Iterator[FilePath | Acked]:
+                """One look at the folder: what changed, then the candidates now settled."""
+                nonlocal next_scan
+                now = time.monotonic()
+                if now >= next_scan and interval is not None:
+                    tracker.sync(folder.scan(root), now)
+                    next_scan = now + interval
+                if changes is not None:
+                    files, trees, gone = changes.take()
+                    for tree in gone:
+                        tracker.vanish_tree(tree)
+                    for tree in trees:
+                        for path, sig in folder.scan(tree).items():
+                            tracker.observe(path, sig, now)
+                    for path in files:
+                        if folder.wanted(path):
+                            tracker.check(path, now)
+                tracker.restat(now)
                 for path in tracker.due(time.monotonic()):
                     real = None if self.follow_outside_links else folder.outside(path)
                     if real is not None:
@@ -542,23 +578,12 @@ class LocalDirectoryWatchdog(NanoNode):
                         yield FilePath(path)
                     else:  # recorded in the ledger once the pipeline is done with it
                         yield Acked(FilePath(path), progress.ack((path, *entry)))
-                if self.sleep(tick):
-                    return
-                now = time.monotonic()
-                if now >= next_scan and interval is not None:
-                    tracker.sync(folder.scan(root), now)
-                    next_scan = now + interval
-                if changes is not None:
-                    files, trees, gone = changes.take()
-                    for tree in gone:
-                        tracker.vanish_tree(tree)
-                    for tree in trees:
-                        for path, sig in folder.scan(tree).items():
-                            tracker.observe(path, sig, now)
-                    for path in files:
-                        if folder.wanted(path):
-                            tracker.check(path, now)
-                tracker.restat(now)
+
+            with self.guard_polls() as guard:
+                while True:
+                    yield from guard(look)
+                    if self.sleep(tick):
+                        return
         finally:
             if observer is not None:
                 observer.stop()
