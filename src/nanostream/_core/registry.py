@@ -25,6 +25,7 @@ Example:
     >>> registry.register_runner("mine", "nanostream.runners.threads:ThreadsRunner")
     >>> registry.get_runner("mine").name
     'threads'
+    >>> registry.unregister_runner("mine")
     >>> registry.get_runner("no-such-runner")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
@@ -52,6 +53,7 @@ __all__ = [
     "provide",
     "register_runner",
     "runner_names",
+    "unregister_runner",
 ]
 
 #: The entry-point group a package declares its runners in (``name = "module:Class"``).
@@ -88,9 +90,25 @@ def register_runner(name: str, runner: str | Any) -> None:
         >>> register_runner("mine", "nanostream.runners.threads:ThreadsRunner")
         >>> "mine" in runner_names()
         True
+        >>> from nanostream._core.registry import unregister_runner
+        >>> unregister_runner("mine")
     """
     with _lock:
         _runners[name] = runner
+
+
+def unregister_runner(name: str) -> None:
+    """Forget the runner registered as ``name`` (nothing happens if there is none).
+
+    Example:
+        >>> from nanostream._core.registry import register_runner, runner_names
+        >>> register_runner("scratch", "nanostream.runners.threads:ThreadsRunner")
+        >>> unregister_runner("scratch")
+        >>> "scratch" in runner_names()
+        False
+    """
+    with _lock:
+        _runners.pop(name, None)
 
 
 def _from_entry_points(name: str) -> str | None:

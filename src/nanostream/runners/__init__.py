@@ -7,9 +7,9 @@
 from __future__ import annotations
 
 from .._core import registry
-from .._core.registry import Runner, get_runner, register_runner
+from .._core.registry import Runner, get_runner, register_runner, unregister_runner
 
-__all__ = ["Runner", "available_runners", "get_runner", "register_runner"]
+__all__ = ["Runner", "available_runners", "get_runner", "register_runner", "unregister_runner"]
 
 # The built-in runners, by name; each is imported when first asked for (so naming "ray"
 # does not import Ray). Other packages add theirs with register_runner() or through the
