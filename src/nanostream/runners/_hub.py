@@ -5,7 +5,7 @@ switches to one node's greenlet at a time. A node gives up the thread when it wa
 input, waits for room downstream (back-pressure), or when its time slice is over. Values move
 in batches, as on the threaded runner: a node that reads input emits through a C-level
 ``deque.append`` whose overflow hands the full batch on (the *tripwire* of
-:mod:`nanostream._core.channel`); a source emits through a small Python function.
+:mod:`nanostream._engine.channel`); a source emits through a small Python function.
 
 Used by :mod:`nanostream.runners.cooperative`; not a public API.
 """
@@ -17,32 +17,31 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
-from itertools import chain
 from typing import Any
 
 from greenlet import getcurrent, greenlet
 
-from .._core.acks import AckCoordinator, Marker, NodeMarkers
-from .._core.channel import (
-    AFTER_END,
-    END,
-    ByteBudget,
-    TripwireBuffer,
-    TripwireFlush,
-    batch_extend,
-    checked_outp,
-    item_size,
-    next_slice_len,
-)
+from .._core.acks import AckCoordinator, Marker
 from .._core.errors import NodeProtocolError
 from .._core.graph import Plan, PlanNode
 from .._core.monitor import ABORT_GRACE_S
 from .._core.ports import port_dispatcher
 from .._core.run import NodeCounters
 from .._core.signals import RunAborted, SourceStopped
-from .._core.ticks import TICK
+from .._engine.channel import (
+    AFTER_END,
+    END,
+    IDLE,
+    ByteBudget,
+    TripwireBuffer,
+    TripwireFlush,
+    batch_extend,
+    checked_outp,
+    item_size,
+)
+from .._engine.reader import COOPERATIVE_LINGER_S, InputReader
 
 __all__ = ["ABANDONED", "TIMESLICE_S", "Scheduler"]
 
@@ -51,11 +50,7 @@ log = logging.getLogger("nanostream")
 # A node that has held the thread this long gives it up at its next chance (after an input
 # slice, or at a source's next outp), so slow nodes and slow sources deliver promptly.
 TIMESLICE_S = 0.02
-# Input slices are sized so that one slice takes about this long.
-_LINGER_S = 0.005
 _clock = time.perf_counter
-# The slice a node with a tick_interval reads when no item came for that long.
-TICKS = (TICK,)
 
 # Greenlets of nodes that ignored an abort (see _WireBox._full). They must never be
 # garbage-collected in a thread that is still alive (that would run code inside them), so
@@ -67,7 +62,7 @@ class _Channel:
     """The input queue of one node: batches, bounded by ``max_batches`` (and ``queue_bytes``).
 
     With a byte budget, everything appended to ``batches`` is counted in ``budget`` and
-    everything popped is taken out of it (see :class:`~nanostream._core.channel.ByteBudget`).
+    everything popped is taken out of it (see :class:`~nanostream._engine.channel.ByteBudget`).
     """
 
     __slots__ = (
@@ -111,21 +106,16 @@ class _Task:
         "counters",
         "deadline",
         "done",
-        "exhausted",
         "function",
         "greenlet",
-        "holds",
         "index",
         "inp",
         "is_source",
-        "markers",
         "name",
         "outp",
         "parked",
         "queued",
-        "slice",
-        "slice_end",
-        "tick",
+        "reader",
         "timer",
         "waker",
     )
@@ -154,16 +144,9 @@ class _Task:
         self.queued = False
         self.done = False
         self.parked = False
-        self.exhausted = False
-        self.tick: float | None = None  # the node's tick_interval
         self.timer = 0  # the id of the input timer that may wake the task (0: none)
-        # Acknowledgements (see nanostream._core.acks): the node's plan index, whether it
-        # holds items, its markers, the slice it reads and where that slice ends.
-        self.index = -1
-        self.holds: bool | None = None
-        self.markers: NodeMarkers | None = None
-        self.slice: Iterator[Any] = iter(())
-        self.slice_end = 0
+        self.index = -1  # the node's plan index
+        self.reader: InputReader | None = None  # its inp, if it reads input
 
 
 def _drop(item: Any) -> None:
@@ -228,13 +211,21 @@ class Scheduler:
         for pn, c in zip(nodes, counters, strict=True):
             fed = inline and pn.name in entry_set
             task = _Task(pn.name, pn.function, c, pn.batch_size, not pn.inputs and not fed)
-            task.tick = pn.tick_interval
             task.index = pn.index
-            if not inline:
-                task.holds = pn.holds_items
             producers = len(pn.inputs) + (1 if fed else 0)
             if producers:
                 task.channel = _Channel(pn.queue_size, pn.batch_size, producers, pn.queue_bytes)
+                task.reader = InputReader(
+                    pn.name,
+                    pn.index,
+                    c,
+                    max_slice=pn.batch_size,
+                    tick=pn.tick_interval,
+                    acks=self.acks,
+                    holds=None if inline else pn.holds_items,
+                    forward=partial(self._forward, task),
+                    linger=COOPERATIVE_LINGER_S,
+                )
             tasks.append(task)
         for pn, task in zip(nodes, tasks, strict=True):
             self._wire(pn, task, tasks)
@@ -263,8 +254,10 @@ class Scheduler:
         task.box_list = list(boxes.values())
         use_ports = len(boxes) > 1 or bool(pn.ports)
         task.outp = port_dispatcher(boxes) if use_ports else boxes["out"].outp
-        if task.channel is not None:
-            task.inp = chain.from_iterable(self._reader(task, task.channel))
+        if task.channel is not None and task.reader is not None:
+            task.inp = task.reader.items(
+                partial(self._next_batch, task, task.channel), partial(self._after_slice, task)
+            )
 
     def _wire_exit(self, task: _Task, outp: Callable[[Any], Any]) -> None:
         """Send a node's outputs to the caller's ``outp`` (as well as to its inner targets)."""
@@ -379,15 +372,15 @@ class Scheduler:
                 task.function(task.inp, task.outp)
             except SourceStopped:
                 pass
-            if task.channel is not None and not task.exhausted:
+            if task.reader is not None and not task.reader.exhausted:
                 raise NodeProtocolError(
                     f"node function of {task.name!r} returned before its input ended; a node "
                     "function must iterate over its entire input"
                 )
             acks = self.acks
-            if task.markers is not None:
-                task.markers.finish()  # the held markers go out before the end
-            elif acks is not None and task.channel is None and acks.has_acks(task.index):
+            if task.reader is not None:
+                task.reader.finish()  # the held markers go out before the end
+            elif acks is not None and acks.has_acks(task.index):
                 for box in task.box_list:
                     box.flush()
                 acks.mark(task.index, final=True)
@@ -602,27 +595,17 @@ class Scheduler:
             channel.waiter = None
             self.make_ready(waiter)
 
-    def _reader(self, task: _Task, channel: _Channel) -> Iterator[Iterable[Any]]:
-        """The batches of a task's input, in slices sized to take about ``_LINGER_S``."""
+    def _next_batch(self, task: _Task, channel: _Channel, tick: float | None) -> Any:
+        """The next batch of ``channel`` (a task's input), ``IDLE`` after ``tick`` s, ``END``."""
         batches = channel.batches
         budget = channel.budget
-        counters = task.counters
-        deadline = task.deadline
-        max_slice = task.batch_size
-        clock = _clock
-        slice_len = 1
-        tick = task.tick
         while True:
             if not batches:
-                if tick is None:
-                    self.wait_input(task, channel)
-                    continue
                 self.wait_input(task, channel, tick)
-                if not batches:  # no input for tick seconds
-                    task.slice, task.slice_end = iter(()), counters.items_in
-                    yield TICKS
-                    if task.markers is not None:
-                        task.markers.apply()
+                if not batches:
+                    if tick is None:
+                        continue
+                    return IDLE  # no input for tick seconds
                 continue
             batch = batches.popleft()
             if budget is not None:
@@ -634,47 +617,18 @@ class Scheduler:
             if batch is END:
                 channel.open -= 1
                 if channel.open <= 0:
-                    task.exhausted = True
-                    return
+                    return END
                 continue
             if self.aborting:
                 raise RunAborted
-            if type(batch) is Marker:
-                self.markers_of(task).arrived(batch, counters.items_in)
-                continue
-            n = len(batch)
-            base = counters.items_in
-            counters.items_in += n
-            start = 0
-            while start < n:
-                part = (
-                    batch if (start == 0 and n <= slice_len) else batch[start : start + slice_len]
-                )
-                start += len(part)
-                task.slice = it = iter(part)
-                task.slice_end = base + start
-                blocked = counters.blocked_output_s
-                t0 = clock()
-                yield it
-                if task.markers is not None:
-                    task.markers.apply()
-                t1 = clock()
-                if t1 >= deadline[0]:
-                    self.time_slice(task)
-                elapsed = t1 - t0 - (counters.blocked_output_s - blocked)
-                slice_len = next_slice_len(slice_len, elapsed, _LINGER_S, max_slice)
+            return batch
+
+    def _after_slice(self, task: _Task) -> None:
+        """Between two input slices: give up the thread once the time slice is over."""
+        if _clock() >= task.deadline[0]:
+            self.time_slice(task)
 
     # ----------------------------------------------------------------- acknowledgements
-    def markers_of(self, task: _Task) -> NodeMarkers:
-        """The task's markers (made when the first one arrives)."""
-        markers = task.markers
-        if markers is None:
-            assert self.acks is not None, "a marker reached a run without acknowledgements"
-            markers = task.markers = NodeMarkers(
-                task.name, task.index, self.acks, task.holds, partial(self._forward, task)
-            )
-        return markers
-
     def _forward(self, task: _Task, marker: Marker) -> None:
         for box in task.box_list:
             box.flush()
@@ -822,7 +776,7 @@ class _Box:
 class _WireBox(TripwireFlush, _Box):
     """Outbox of a node that reads input: ``outp`` is a C-level ``deque.append``.
 
-    A :class:`~nanostream._core.channel.TripwireBuffer` hands each full batch on, waiting
+    A :class:`~nanostream._engine.channel.TripwireBuffer` hands each full batch on, waiting
     (switching to the hub) while the downstream queue is full. An error there cannot be
     raised from inside the append; it is kept and raised at the node's next read.
     """

@@ -20,7 +20,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from operator import length_hint
 from typing import Any
 
 from .._core.acks import AckCoordinator, Marker
@@ -66,17 +65,13 @@ class _CoopContext(NodeContext):
         acks.attach(self.task.index, ack)
 
     def release_items(self, keep: int = 0) -> None:
-        task = self.task
-        if task.channel is not None:
-            read = task.slice_end - length_hint(task.slice)
-            self.sched.markers_of(task).request_release(read - keep)
+        if self.task.reader is not None:
+            self.task.reader.release(keep)
 
     def end_outputs(self) -> None:
         task = self.task
-        if task.channel is not None and self.sched.acks is not None:
-            markers = self.sched.markers_of(task)
-            markers.finish()  # what it has read so far was emitted
-            markers.ended = True
+        if task.reader is not None:
+            task.reader.end_outputs()
         for box in task.box_list:
             box.close()
 
@@ -108,8 +103,8 @@ class CooperativeRun(Run):
         self.counters = [NodeCounters() for _ in plan.nodes]
         self.threads: list[threading.Thread] = []  # no thread per node (for the monitor)
         self.sched = Scheduler(self._fail, watched=True)
-        self.sched.add_plan(plan, self.counters)
         self.acks = self.sched.acks = AckCoordinator(plan, self._inject_marker)
+        self.sched.add_plan(plan, self.counters)
         self.sched.reach = self.acks.routing.reach
         self.contexts = [
             _CoopContext(self, pn, task)

@@ -4,22 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from functools import partial
-from itertools import chain
-from operator import length_hint
 from typing import Any
 
-from .._core.acks import AckCoordinator, Marker, NodeMarkers
-from .._core.channel import (
-    END,
-    IDLE,
-    Channel,
-    CheckedOutbox,
-    Outbox,
-    TripwireOutbox,
-    next_slice_len,
-)
+from .._core.acks import AckCoordinator, Marker
 from .._core.context import NodeContext
 from .._core.errors import NodeProtocolError
 from .._core.graph import Plan, PlanNode
@@ -27,109 +16,13 @@ from .._core.monitor import Monitor
 from .._core.ports import port_dispatcher
 from .._core.run import NodeCounters, NodeStats, Run, downstream_names, local_stats
 from .._core.signals import RunAborted, SourceStopped, clear_async_exception, raise_async_exception
-from .._core.ticks import TICK
+from .._engine.channel import Channel, CheckedOutbox, Outbox, TripwireOutbox
+from .._engine.reader import InputReader
 
 __all__ = ["ThreadRun", "ThreadsRunner"]
 
-# A node whose input slice takes longer than this gets smaller slices, so its outputs
-# (sent when it reads again) are not held back behind a long backlog.
-_LINGER_S = 0.05
 # After an abort, a node thread that is still alive is interrupted again this often.
 _REINTERRUPT_S = 1.0
-# The slice a node with a tick_interval reads when no item came for that long.
-TICKS = (TICK,)
-
-
-class _Input:
-    """The ``inp`` of one node: the items of its channel's batches, with flushes between.
-
-    It also takes the acknowledgement markers out of the channel (see
-    :mod:`nanostream._core.acks`): a marker is read only once the node has consumed every
-    item before it and its outputs are flushed, which is when the node may pass it on.
-    """
-
-    def __init__(self, run: ThreadRun, pn: PlanNode, channel: Channel, outboxes: list[Outbox]):
-        self.run = run
-        self.pn = pn
-        self.channel = channel
-        self.outboxes = outboxes
-        self.counters = run.counters[pn.index]
-        self.exhausted = False
-        self.max_slice = pn.batch_size
-        self.markers: NodeMarkers | None = None
-        # The slice the node is reading, and how many items it and those before it hold:
-        # the node has read slice_end - (what is left in the slice) items.
-        self.slice: Iterator[Any] = iter(())
-        self.slice_end = 0
-
-    def batches(self) -> Iterator[Iterable[Any]]:
-        channel, counters, outboxes = self.channel, self.counters, self.outboxes
-        run = self.run
-        clock = time.monotonic
-        # Start with one-item slices and double while the node is fast, so a slow node
-        # delivers its first outputs at once instead of after a whole batch.
-        slice_len = 1
-        tick = self.pn.tick_interval
-        while True:
-            if run.aborting:
-                raise RunAborted
-            batch = channel.get(counters, tick)
-            if batch is END:
-                self.exhausted = True
-                return
-            if batch is IDLE:
-                self.slice, self.slice_end = iter(()), counters.items_in
-                yield TICKS
-                for outbox in outboxes:
-                    outbox.flush()
-                if self.markers is not None:
-                    self.markers.apply()
-                continue
-            if type(batch) is Marker:
-                self._markers().arrived(batch, counters.items_in)
-                continue
-            n = len(batch)
-            base = counters.items_in
-            counters.items_in += n
-            start = 0
-            while start < n:
-                part = (
-                    batch if (start == 0 and n <= slice_len) else batch[start : start + slice_len]
-                )
-                start += len(part)
-                self.slice = it = iter(part)
-                self.slice_end = base + start
-                blocked = counters.blocked_output_s
-                t0 = counters.busy_since = clock()
-                yield it
-                counters.busy_since = None
-                elapsed = clock() - t0 - (counters.blocked_output_s - blocked)
-                for outbox in outboxes:
-                    outbox.flush()
-                if self.markers is not None:
-                    self.markers.apply()
-                slice_len = next_slice_len(slice_len, elapsed, _LINGER_S, self.max_slice)
-
-    def _markers(self) -> NodeMarkers:
-        markers = self.markers
-        if markers is None:
-            pn = self.pn
-            markers = self.markers = NodeMarkers(
-                pn.name, pn.index, self.run.acks, pn.holds_items, self._forward
-            )
-        return markers
-
-    def _forward(self, marker: Marker) -> None:
-        for outbox in self.outboxes:
-            outbox.flush()
-        for outbox in self.outboxes:
-            for channel in outbox.channels:
-                channel.put(marker, self.counters)
-
-    def release(self, keep: int) -> None:
-        """The node has emitted all it read except its last ``keep`` items (its thread)."""
-        read = self.slice_end - length_hint(self.slice)
-        self._markers().request_release(read - keep)
 
 
 class _ThreadContext(NodeContext):
@@ -147,7 +40,7 @@ class _ThreadContext(NodeContext):
         self.run = run
         self.index = pn.index
         self.counters = run.counters[pn.index]
-        self.reader: _Input | None = None
+        self.reader: InputReader | None = None
         self._acking = False
 
     def count_error(self) -> None:
@@ -165,19 +58,15 @@ class _ThreadContext(NodeContext):
         run.acks.attach(self.index, ack)
 
     def release_items(self, keep: int = 0) -> None:
-        reader = self.reader
-        if reader is not None:
-            reader.release(keep)
+        if self.reader is not None:
+            self.reader.release(keep)
 
     def request_stop(self) -> None:
         self.run.request_stop()
 
     def end_outputs(self) -> None:
-        reader = self.reader
-        if reader is not None:
-            markers = reader._markers()
-            markers.finish()  # what it has read so far was emitted
-            markers.ended = True
+        if self.reader is not None:
+            self.reader.end_outputs()
         for box in self.run.outboxes[self.index].values():
             box.close()
 
@@ -278,12 +167,32 @@ class ThreadRun(Run):
         use_ports = len(boxes) > 1 or bool(pn.ports)
         outp = port_dispatcher(boxes) if use_ports else boxes["out"].outp
         inp: Any
-        reader: _Input | None = None
+        reader: InputReader | None = None
         if channel is None:
             inp = iter(())
         else:
-            reader = self.contexts[pn.index].reader = _Input(self, pn, channel, box_list)
-            inp = chain.from_iterable(reader.batches())
+            reader = self.contexts[pn.index].reader = InputReader(
+                pn.name,
+                pn.index,
+                counters,
+                max_slice=pn.batch_size,
+                tick=pn.tick_interval,
+                acks=self.acks,
+                holds=pn.holds_items,
+                forward=partial(self._forward, box_list, counters),
+                track_busy=True,
+            )
+
+            def get(timeout: float | None) -> Any:
+                if self.aborting:
+                    raise RunAborted
+                return channel.get(counters, timeout)
+
+            def flush() -> None:
+                for box in box_list:
+                    box.flush()
+
+            inp = reader.items(get, flush)
         try:
             try:
                 pn.function(inp, outp)
@@ -294,9 +203,9 @@ class ThreadRun(Run):
                     f"node function of {pn.name!r} returned before its input ended; a node "
                     "function must iterate over its entire input"
                 )
-            if reader is not None and reader.markers is not None:
-                reader.markers.finish()  # the held markers go out before the end
-            elif reader is None and self.acks.has_acks(pn.index):
+            if reader is not None:
+                reader.finish()  # the held markers go out before the end
+            elif self.acks.has_acks(pn.index):
                 for box in box_list:
                     box.flush()
                 self.acks.mark(pn.index, final=True)
@@ -366,6 +275,14 @@ class ThreadRun(Run):
             if pn.is_source:
                 for box in self.outboxes[pn.index].values():
                     box.request_stop()
+
+    def _forward(self, boxes: list[Outbox], counters: NodeCounters, marker: Marker) -> None:
+        """Pass ``marker`` on after everything the node has emitted (its thread)."""
+        for box in boxes:
+            box.flush()
+        for box in boxes:
+            for channel in box.channels:
+                channel.put(marker, counters)
 
     def _inject_marker(self, source: int, marker: Marker, final: bool) -> bool:
         """Put ``marker`` into every output channel of ``source``, after all it has sent.

@@ -33,10 +33,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import fast
-from .errors import NodeProtocolError
-from .run import NodeCounters
-from .signals import RunAborted, SourceStopped
+from .._core import fast
+from .._core.errors import NodeProtocolError
+from .._core.run import NodeCounters
+from .._core.signals import RunAborted, SourceStopped
 
 __all__ = [
     "END",
@@ -94,7 +94,7 @@ def item_size(item: Any, _depth: int = _SIZE_DEPTH) -> int:
     ``sys.getsizeof(item)``, which does not look inside the object.
 
     Example:
-        >>> from nanostream._core.channel import item_size
+        >>> from nanostream._engine.channel import item_size
         >>> item_size(b"x" * 65536), item_size({"id": 1, "data": b"x" * 65536}) > 65536
         (65536, True)
         >>> item_size({"payload": {"body": b"x" * 65536}}) > 65536   # nested: counted too
@@ -124,7 +124,7 @@ class ByteBudget:
     Not thread-safe: a threaded channel uses it under its lock.
 
     Example:
-        >>> from nanostream._core.channel import ByteBudget
+        >>> from nanostream._engine.channel import ByteBudget
         >>> budget = ByteBudget(100)
         >>> sizes = [60, 60, 60]
         >>> budget.fit(sizes, 0)                # items 0 .. 1 (excluded) fit
@@ -556,7 +556,7 @@ def next_slice_len(slice_len: int, elapsed: float, linger: float, max_slice: int
     node works on whole batches.
 
     Example:
-        >>> from nanostream._core.channel import next_slice_len
+        >>> from nanostream._engine.channel import next_slice_len
         >>> next_slice_len(4, 0.0001, 0.05, 512), next_slice_len(64, 0.2, 0.05, 512)
         (8, 8)
     """
