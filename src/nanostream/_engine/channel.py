@@ -31,7 +31,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .._core import fast
 from .._core.errors import NodeProtocolError
@@ -40,6 +40,7 @@ from .._core.signals import RunAborted, SourceStopped
 
 __all__ = [
     "END",
+    "Waiter",
     "IDLE",
     "ByteBudget",
     "Channel",
@@ -176,6 +177,27 @@ class ByteBudget:
         return part, end
 
 
+class Waiter(Protocol):
+    """How the two sides of a :class:`Channel` wait for each other and wake each other.
+
+    A ``threading.Condition`` is one (the threads runner); the cooperative runner's waits
+    switch greenlets instead (``runners._hub``). ``wait`` may raise ``RunAborted``.
+    """
+
+    def __enter__(self) -> Any: ...
+
+    def __exit__(self, *exc: object) -> Any: ...
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until notified (or for ``timeout`` seconds)."""
+
+    def wait_for(self, predicate: Callable[[], Any], timeout: float | None = None) -> Any:
+        """Wait until ``predicate()`` is true (or for ``timeout`` seconds); its last value."""
+
+    def notify_all(self) -> None:
+        """Wake every waiter."""
+
+
 class Channel:
     """The input queue of one node: batches from one or more producers, bounded.
 
@@ -183,16 +205,25 @@ class Channel:
     when several race for the last slot). With ``queue_bytes``, the items waiting also
     take at most that many bytes (see :class:`ByteBudget`; a batch goes in in parts), and
     the channel's bookkeeping is done under its lock. The consumer sees the end once every
-    producer has put ``END``.
+    producer has put ``END``. How the two sides wait and wake is the ``waiter``'s (by
+    default a ``threading.Condition``): the same channel serves every runner.
+
+    Example:
+        >>> from nanostream._core.run import NodeCounters
+        >>> channel, counters = Channel(8, 2, n_producers=1), NodeCounters()
+        >>> channel.put([1, 2], counters)
+        >>> channel.put(END, counters)
+        >>> channel.get(counters), channel.get(counters)
+        ([1, 2], END)
     """
 
     __slots__ = (
         "_aborted",
         "_cond",
         "_consumer_waiting",
-        "_dq",
         "_ends",
         "_producers_waiting",
+        "batches",
         "budget",
         "capacity",
         "capacity_bytes",
@@ -201,14 +232,19 @@ class Channel:
     )
 
     def __init__(
-        self, queue_size: int, batch_size: int, n_producers: int, queue_bytes: int | None = None
+        self,
+        queue_size: int,
+        batch_size: int,
+        n_producers: int,
+        queue_bytes: int | None = None,
+        waiter: Waiter | None = None,
     ) -> None:
         self.max_batches = max(1, queue_size // max(1, batch_size))
         self.capacity = queue_size
         self.capacity_bytes = queue_bytes
         self.budget = ByteBudget(queue_bytes) if queue_bytes is not None else None
-        self._dq: deque[Any] = deque()
-        self._cond = threading.Condition(threading.Lock())
+        self.batches: deque[Any] = deque()  # oldest first
+        self._cond = waiter if waiter is not None else threading.Condition(threading.Lock())
         self._consumer_waiting = False
         self._producers_waiting = 0
         self._ends = n_producers
@@ -217,7 +253,7 @@ class Channel:
 
     def depth(self) -> int:
         """Items waiting in the channel now."""
-        return sum(len(b) for b in list(self._dq) if b is not END)
+        return sum(len(b) for b in list(self.batches) if b is not END)
 
     def depth_bytes(self) -> int:
         """Approximate bytes of the items waiting now (0 without a ``queue_bytes`` budget)."""
@@ -229,7 +265,7 @@ class Channel:
         if self.budget is not None:
             self._put_within_budget(batch, counters)
             return
-        dq = self._dq
+        dq = self.batches
         if len(dq) >= self.max_batches:
             cond = self._cond
             start = time.monotonic()
@@ -241,8 +277,8 @@ class Channel:
                         cond.wait()
                 finally:
                     self._producers_waiting -= 1
-            counters.output_wait_since = None
-            counters.blocked_output_s += time.monotonic() - start
+                    counters.output_wait_since = None
+                    counters.blocked_output_s += time.monotonic() - start
             if self._aborted:
                 raise RunAborted
         dq.append(batch)
@@ -254,7 +290,7 @@ class Channel:
         """``put`` with a byte budget: the batch goes in in parts that fit, in order."""
         budget = self.budget
         assert budget is not None
-        dq, cond = self._dq, self._cond
+        dq, cond = self.batches, self._cond
         if type(batch) is not list:  # END or a marker: no items, no bytes
             batch, sizes = [batch], [0]
             whole = True
@@ -289,18 +325,18 @@ class Channel:
         budget = self.budget
         if budget is not None:
             with self._cond:
-                self._dq.append(batch)
+                self.batches.append(batch)
                 budget.added(sum(map(item_size, batch)) if type(batch) is list else 0)
                 self._cond.notify_all()
             return
-        self._dq.append(batch)
+        self.batches.append(batch)
         if self._consumer_waiting:
             with self._cond:
                 self._cond.notify_all()
 
     def room_for(self, batch: list[Any]) -> int:
         """How many leading items of ``batch`` would go in now without waiting."""
-        if len(self._dq) >= self.max_batches:
+        if len(self.batches) >= self.max_batches:
             return 0
         budget = self.budget
         return len(batch) if budget is None else budget.fit([item_size(x) for x in batch], 0)
@@ -310,7 +346,7 @@ class Channel:
         budget = self.budget
         assert budget is not None
         with self._cond:
-            batch = self._dq.popleft()
+            batch = self.batches.popleft()
             budget.removed()
             if self._producers_waiting:
                 self._cond.notify_all()
@@ -322,7 +358,7 @@ class Channel:
 
         With ``timeout``, :data:`IDLE` when nothing arrived for that many seconds.
         """
-        dq = self._dq
+        dq = self.batches
         pop = dq.popleft if self.budget is None else self._pop_counted
         while True:
             try:

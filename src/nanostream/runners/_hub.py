@@ -33,13 +33,11 @@ from .._core.signals import RunAborted, SourceStopped
 from .._engine.channel import (
     AFTER_END,
     END,
-    IDLE,
-    ByteBudget,
+    Channel,
     TripwireBuffer,
     TripwireFlush,
     batch_extend,
     checked_outp,
-    item_size,
 )
 from .._engine.reader import COOPERATIVE_LINGER_S, InputReader
 
@@ -58,41 +56,65 @@ _clock = time.perf_counter
 ABANDONED: list[Any] = []
 
 
-class _Channel:
-    """The input queue of one node: batches, bounded by ``max_batches`` (and ``queue_bytes``).
+class _HubWaiter:
+    """How the two sides of a channel wait on the cooperative runner: through the hub.
 
-    With a byte budget, everything appended to ``batches`` is counted in ``budget`` and
-    everything popped is taken out of it (see :class:`~nanostream._engine.channel.ByteBudget`).
+    The :class:`~nanostream._engine.channel.Channel` is the threads runner's; its waits here
+    switch the waiting task's greenlet to the hub, and a wake-up makes it ready again. Only
+    the run's thread touches it, so entering it (the channel's lock) does nothing. After
+    an abort, a wait raises ``RunAborted``.
     """
 
-    __slots__ = (
-        "batches",
-        "blocked",
-        "budget",
-        "capacity",
-        "capacity_bytes",
-        "max_batches",
-        "open",
-        "waiter",
-    )
+    __slots__ = ("sched", "waiting")
 
-    def __init__(
-        self, queue_size: int, batch_size: int, producers: int, queue_bytes: int | None = None
-    ) -> None:
-        self.batches: deque[Any] = deque()
-        self.capacity = queue_size
-        self.capacity_bytes = queue_bytes
-        self.budget = ByteBudget(queue_bytes) if queue_bytes is not None else None
-        self.max_batches = max(1, queue_size // max(1, batch_size))
-        self.open = producers
-        self.waiter: _Task | None = None
-        self.blocked: list[_Task] = []
+    def __init__(self, sched: Scheduler) -> None:
+        self.sched = sched
+        self.waiting: list[_Task] = []
 
-    def depth(self) -> int:
-        return sum(len(b) for b in list(self.batches) if b is not END)
+    def __enter__(self) -> bool:
+        return True
 
-    def depth_bytes(self) -> int:
-        return self.budget.held if self.budget is not None else 0
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Give up the thread until notified (False: ``timeout`` seconds passed first)."""
+        sched = self.sched
+        if sched.aborting:
+            raise RunAborted
+        task = sched.current
+        assert task is not None, "a channel wait outside a task of its run"
+        self.waiting.append(task)
+        if timeout is not None:
+            sched._sleeps += 1
+            task.timer = sched._sleeps
+            heapq.heappush(sched.timers, (_clock() + timeout, sched._sleeps, task))
+        sched._block(task)
+        timed_out = timeout is not None and task.timer == 0  # the hub fired the timer
+        task.timer = 0
+        if timed_out and task in self.waiting:
+            self.waiting.remove(task)
+        if sched.aborting:
+            raise RunAborted
+        return not timed_out
+
+    def wait_for(self, predicate: Callable[[], Any], timeout: float | None = None) -> Any:
+        """Wait until ``predicate()`` is true, or for ``timeout`` seconds."""
+        end = None if timeout is None else _clock() + timeout
+        while not (result := predicate()):
+            if end is None:
+                self.wait()
+            elif (left := end - _clock()) <= 0 or not self.wait(left):
+                return predicate()
+        return result
+
+    def notify_all(self) -> None:
+        """Make every waiting task ready."""
+        waiting = self.waiting
+        if waiting:
+            for task in waiting:
+                self.sched.make_ready(task)
+            waiting.clear()
 
 
 class _Task:
@@ -133,7 +155,7 @@ class _Task:
         self.counters = counters
         self.batch_size = batch_size
         self.is_source = is_source
-        self.channel: _Channel | None = None
+        self.channel: Channel | None = None
         self.boxes: dict[str, _Box] = {}
         self.box_list: list[_Box] = []
         self.inp: Iterable[Any] = ()
@@ -214,7 +236,9 @@ class Scheduler:
             task.index = pn.index
             producers = len(pn.inputs) + (1 if fed else 0)
             if producers:
-                task.channel = _Channel(pn.queue_size, pn.batch_size, producers, pn.queue_bytes)
+                task.channel = Channel(
+                    pn.queue_size, pn.batch_size, producers, pn.queue_bytes, _HubWaiter(self)
+                )
                 task.reader = InputReader(
                     pn.name,
                     pn.index,
@@ -427,51 +451,6 @@ class Scheduler:
         while True:
             self.hub.switch()
 
-    def wait_input(self, task: _Task, channel: _Channel, timeout: float | None = None) -> None:
-        """Wait until the channel has a batch, or ``timeout`` seconds have passed."""
-        for box in task.box_list:
-            box.flush()
-        if channel.batches:
-            return
-        if self.aborting:
-            raise RunAborted
-        channel.waiter = task
-        start = _clock()
-        if timeout is not None:
-            self._sleeps += 1
-            task.timer = self._sleeps
-            heapq.heappush(self.timers, (start + timeout, self._sleeps, task))
-        self._block(task)
-        task.timer = 0
-        if channel.waiter is task:
-            channel.waiter = None
-        task.counters.blocked_input_s += _clock() - start
-        if self.aborting:
-            raise RunAborted
-
-    def wait_room(
-        self, task: _Task, channel: _Channel, sizes: list[int] | None = None, first: int = 0
-    ) -> None:
-        """Wait until the channel takes a batch (with a byte budget: item ``first`` of one
-        whose item sizes are ``sizes``)."""
-        counters = task.counters
-        start = _clock()
-        counters.output_wait_since = time.monotonic()
-        budget = channel.budget
-        try:
-            while len(channel.batches) >= channel.max_batches or (
-                budget is not None and sizes is not None and budget.fit(sizes, first) == first
-            ):
-                if self.aborting:
-                    raise RunAborted
-                channel.blocked.append(task)
-                self._block(task)
-        finally:
-            counters.output_wait_since = None
-            counters.blocked_output_s += _clock() - start
-        if self.aborting:
-            raise RunAborted
-
     def sleep(self, task: _Task, seconds: float | None) -> bool:
         """``NanoNode.sleep()`` inside a task: the other tasks run meanwhile.
 
@@ -554,74 +533,16 @@ class Scheduler:
         else:
             task.deadline[0] = _clock() + TIMESLICE_S
 
-    def put(self, task: _Task, channel: _Channel, items: Any) -> None:
-        budget = channel.budget
-        if budget is not None and type(items) is list:
-            self._put_within_budget(task, channel, budget, items)
-            return
-        if len(channel.batches) >= channel.max_batches:
-            self.wait_room(task, channel)
-        channel.batches.append(items)
-        if budget is not None:  # a marker
-            budget.added(0)
-        waiter = channel.waiter
-        if waiter is not None:
-            channel.waiter = None
-            self.make_ready(waiter)
-
-    def _put_within_budget(
-        self, task: _Task, channel: _Channel, budget: ByteBudget, items: list[Any]
-    ) -> None:
-        """``put`` with a byte budget: the batch goes in in parts that fit, in order."""
-        sizes = [item_size(x) for x in items]
-        start, n = 0, len(items)
-        while start < n:
-            if len(channel.batches) >= channel.max_batches or budget.fit(sizes, start) == start:
-                self.wait_room(task, channel, sizes, start)
-            part, start = budget.take(items, sizes, start)
-            channel.batches.append(part)
-            waiter = channel.waiter
-            if waiter is not None:
-                channel.waiter = None
-                self.make_ready(waiter)
-
-    def put_end(self, channel: _Channel, end: Any = END) -> None:
-        """Put ``end`` (the end of stream, or an ack marker) without waiting for room."""
-        channel.batches.append(end)
-        if channel.budget is not None:
-            channel.budget.added(0)
-        waiter = channel.waiter
-        if waiter is not None:
-            channel.waiter = None
-            self.make_ready(waiter)
-
-    def _next_batch(self, task: _Task, channel: _Channel, tick: float | None) -> Any:
-        """The next batch of ``channel`` (a task's input), ``IDLE`` after ``tick`` s, ``END``."""
-        batches = channel.batches
-        budget = channel.budget
-        while True:
-            if not batches:
-                self.wait_input(task, channel, tick)
-                if not batches:
-                    if tick is None:
-                        continue
-                    return IDLE  # no input for tick seconds
-                continue
-            batch = batches.popleft()
-            if budget is not None:
-                budget.removed()
-            if channel.blocked and (budget is not None or len(batches) < channel.max_batches):
-                for producer in channel.blocked:
-                    self.make_ready(producer)
-                channel.blocked.clear()
-            if batch is END:
-                channel.open -= 1
-                if channel.open <= 0:
-                    return END
-                continue
-            if self.aborting:
-                raise RunAborted
-            return batch
+    def _next_batch(self, task: _Task, channel: Channel, timeout: float | None) -> Any:
+        """The next batch of a task's input (see ``Channel.get``); it sends its outputs
+        before it waits."""
+        if not channel.batches:
+            for box in task.box_list:
+                box.flush()
+        batch = channel.get(task.counters, timeout)
+        if self.aborting and batch is not END:
+            raise RunAborted
+        return batch
 
     def _after_slice(self, task: _Task) -> None:
         """Between two input slices: give up the thread once the time slice is over."""
@@ -634,7 +555,7 @@ class Scheduler:
             box.flush()
         for box in task.box_list:
             for channel in box.channels:
-                self.put(task, channel, marker)
+                channel.put(marker, task.counters)
 
     def inject_marker(self, task: _Task, marker: Marker) -> bool:
         """Put ``marker`` after everything source ``task`` has sent; False if it holds some."""
@@ -642,7 +563,7 @@ class Scheduler:
             return False
         for box in task.box_list:
             for channel in box.channels:
-                self.put_end(channel, marker)
+                channel.put_nowait(marker)
         return True
 
     # ----------------------------------------------------------------- control
@@ -729,7 +650,7 @@ class _Box:
 
     outp: Callable[[Any], Any]
 
-    def __init__(self, sched: Scheduler, task: _Task, channels: list[_Channel]) -> None:
+    def __init__(self, sched: Scheduler, task: _Task, channels: list[Channel]) -> None:
         self.sched = sched
         self.task = task
         self.channels = channels
@@ -741,7 +662,7 @@ class _Box:
     def _send(self, items: list[Any]) -> None:
         self.counters.items_out += len(items)
         for channel in self.channels:
-            self.sched.put(self.task, channel, items)
+            channel.put(items, self.counters)
 
     def flush(self) -> None:
         """Send what is buffered (may wait for room)."""
@@ -754,7 +675,7 @@ class _Box:
         self.ended = True
         self._dispose()
         for channel in self.channels:
-            self.sched.put_end(channel)
+            channel.put_nowait(END)
 
     def _dispose(self) -> None:
         self.closed = True
@@ -781,7 +702,7 @@ class _WireBox(TripwireFlush, _Box):
     raised from inside the append; it is kept and raised at the node's next read.
     """
 
-    def __init__(self, sched: Scheduler, task: _Task, channels: list[_Channel]) -> None:
+    def __init__(self, sched: Scheduler, task: _Task, channels: list[Channel]) -> None:
         super().__init__(sched, task, channels)
         self.error: BaseException | None = None
         self._abort_seen: float | None = None
@@ -820,7 +741,7 @@ class _SourceBox(_Box):
     (the value it was given is delivered); later outputs, from cleanup, pass.
     """
 
-    def __init__(self, sched: Scheduler, task: _Task, channels: list[_Channel]) -> None:
+    def __init__(self, sched: Scheduler, task: _Task, channels: list[Channel]) -> None:
         super().__init__(sched, task, channels)
         buf: list[Any] = []
         self._buf = buf
@@ -884,7 +805,7 @@ class _SourceBox(_Box):
 class _FeedBox(_Box):
     """Outbox of :func:`run_inline`'s input: each item goes through the graph at once."""
 
-    def __init__(self, sched: Scheduler, task: _Task, channels: list[_Channel]) -> None:
+    def __init__(self, sched: Scheduler, task: _Task, channels: list[Channel]) -> None:
         super().__init__(sched, task, channels)
 
         def outp(item: Any) -> None:
