@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .._core import fast
 from .._core.errors import NodeProtocolError
+from .._core.monitor import ABORT_GRACE_S
 from .._core.run import NodeCounters
 from .._core.signals import RunAborted, SourceStopped
 
@@ -405,7 +406,11 @@ AFTER_END = (
 
 
 class Outbox:
-    """Collects one node's outputs and sends them to its downstream channels in batches."""
+    """Collects one node's outputs and sends them to its downstream channels in batches.
+
+    The same outboxes serve every local runner; a runner adds its own turns through the
+    hooks of :class:`TripwireOutbox` and :class:`CheckedOutbox`.
+    """
 
     outp: Callable[[Any], Any]
 
@@ -447,6 +452,13 @@ class Outbox:
     def abort(self) -> None:
         """The run is aborting."""
         self.aborted = True
+
+    def preempt(self) -> None:
+        """The node's time slice is over: a source sends at its next ``outp``."""
+
+    def holds_items(self) -> bool:
+        """True while items wait in the outbox."""
+        return False
 
 
 class _Tripwire:
@@ -632,17 +644,39 @@ def batch_extend(
 
 
 class TripwireOutbox(TripwireFlush, Outbox):
-    """Outbox whose ``outp`` is a :class:`TripwireBuffer`'s C-level append."""
+    """Outbox whose ``outp`` is a :class:`TripwireBuffer`'s C-level append.
 
-    def __init__(self, channels: list[Channel], batch_size: int, counters: NodeCounters) -> None:
+    With ``park``, a node that goes on emitting after an abort gets ``RunAborted`` at its
+    next read, and if it still emits ``ABORT_GRACE_S`` later, ``park()`` is called (the
+    cooperative runner gives up such a node; the threads runner interrupts its thread).
+    """
+
+    def __init__(
+        self,
+        channels: list[Channel],
+        batch_size: int,
+        counters: NodeCounters,
+        park: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(channels, batch_size, counters)
         self.error: BaseException | None = None
-        self._buffer = TripwireBuffer(batch_size, self._full, self._keep_error)
+        self._park = park
+        self._abort_seen: float | None = None
+        self._buffer = TripwireBuffer(max(1, batch_size), self._full, self._keep_error)
         self.outp = self._buffer.append
 
     def _full(self, items: list[Any]) -> None:
         # Runs inside the append that filled the buffer, in the node's own thread.
-        if self.aborted or self.error is not None:
+        if self.aborted:
+            if self._park is not None:
+                now = time.monotonic()
+                if self._abort_seen is None:
+                    self._abort_seen = now
+                    self.error = RunAborted()  # raised at the node's next read
+                elif now - self._abort_seen > ABORT_GRACE_S:
+                    self._park()  # it kept emitting without reading: it never will
+            return
+        if self.error is not None:
             return
         try:
             self._send(items)
@@ -654,7 +688,13 @@ class TripwireOutbox(TripwireFlush, Outbox):
 
 
 class CheckedOutbox(Outbox):
-    """Outbox for sources: ``outp`` checks the batch size and demand in Python."""
+    """Outbox for sources: ``outp`` checks the batch size and demand in Python.
+
+    Hooks: ``after_send`` runs after each batch the source's own flush sent, and
+    ``after_outp`` after each flush from ``outp`` (the cooperative runner's acknowledgement
+    marks and time slices there); ``after_demand`` after each demand (the threads
+    runner's acknowledgement marks).
+    """
 
     def __init__(self, channels: list[Channel], batch_size: int, counters: NodeCounters) -> None:
         super().__init__(channels, batch_size, counters)
@@ -667,7 +707,25 @@ class CheckedOutbox(Outbox):
         # Called (from the consumer's thread) after each demand: a source with pending
         # acknowledgements sends a marker then (see nanostream._core.acks).
         self.after_demand: Callable[[], None] | None = None
+        self.after_send: Callable[[], None] | None = None
+        self.after_outp: Callable[[], None] | None = None
         self.outp = checked_outp(buf, self._limit, self._flush_from_outp, batch_size)
+
+    def clocked_outp(
+        self, deadline: list[float], clock: Callable[[], float]
+    ) -> Callable[[Any], None]:
+        """An ``outp`` that also sends once ``clock()`` passed ``deadline[0]`` (for a runner
+        with no thread to preempt the source)."""
+        buf, limit, flush = self._buf, self._limit, self._flush_from_outp
+        append = buf.append
+
+        def outp(item: Any) -> None:
+            append(item)
+            if len(buf) >= limit[0] or clock() >= deadline[0]:
+                flush()
+
+        outp.extend = batch_extend(buf, flush, self.batch_size)  # type: ignore[attr-defined]
+        return outp
 
     def _take(self) -> list[Any]:
         buf = self._buf
@@ -677,10 +735,16 @@ class CheckedOutbox(Outbox):
 
     def flush(self) -> None:
         with self._lock:
-            if self._buf:
-                if self.ended:
-                    raise NodeProtocolError(AFTER_END)
-                self._send(self._take())
+            if not self._buf:
+                return
+            if self.ended:
+                raise NodeProtocolError(AFTER_END)
+            self._send(self._take())
+        if self.after_send is not None:
+            self.after_send()
+
+    def holds_items(self) -> bool:
+        return bool(self._buf)
 
     def _flush_from_outp(self) -> None:
         self.flush()
@@ -690,6 +754,8 @@ class CheckedOutbox(Outbox):
         if self._stopping and not self._stop_raised:
             self._stop_raised = True
             raise SourceStopped
+        if self.after_outp is not None:
+            self.after_outp()
 
     def demand(self) -> None:
         if self._stopping or self.aborted:
@@ -719,4 +785,7 @@ class CheckedOutbox(Outbox):
 
     def abort(self) -> None:
         super().abort()
+        self._limit[0] = 0
+
+    def preempt(self) -> None:
         self._limit[0] = 0

@@ -26,19 +26,10 @@ from greenlet import getcurrent, greenlet
 from .._core.acks import AckCoordinator, Marker
 from .._core.errors import NodeProtocolError
 from .._core.graph import Plan, PlanNode
-from .._core.monitor import ABORT_GRACE_S
 from .._core.ports import port_dispatcher
 from .._core.run import NodeCounters
 from .._core.signals import RunAborted, SourceStopped
-from .._engine.channel import (
-    AFTER_END,
-    END,
-    Channel,
-    TripwireBuffer,
-    TripwireFlush,
-    batch_extend,
-    checked_outp,
-)
+from .._engine.channel import END, Channel, CheckedOutbox, Outbox, TripwireOutbox
 from .._engine.reader import COOPERATIVE_LINGER_S, InputReader
 
 __all__ = ["ABANDONED", "TIMESLICE_S", "Scheduler"]
@@ -50,7 +41,7 @@ log = logging.getLogger("nanostream")
 TIMESLICE_S = 0.02
 _clock = time.perf_counter
 
-# Greenlets of nodes that ignored an abort (see _WireBox._full). They must never be
+# Greenlets of nodes that ignored an abort (see TripwireOutbox's park). They must never be
 # garbage-collected in a thread that is still alive (that would run code inside them), so
 # they are kept here until their thread has ended, or for good for run_inline.
 ABANDONED: list[Any] = []
@@ -156,8 +147,8 @@ class _Task:
         self.batch_size = batch_size
         self.is_source = is_source
         self.channel: Channel | None = None
-        self.boxes: dict[str, _Box] = {}
-        self.box_list: list[_Box] = []
+        self.boxes: dict[str, Outbox] = {}
+        self.box_list: list[Outbox] = []
         self.inp: Iterable[Any] = ()
         self.outp: Callable[[Any], Any] = _drop
         self.deadline = [0.0]
@@ -269,11 +260,14 @@ class Scheduler:
     def _wire(self, pn: PlanNode, task: _Task, tasks: list[_Task]) -> None:
         ports = dict(pn.outputs)
         ports.setdefault("out", ())
-        boxes: dict[str, _Box] = {}
+        boxes: dict[str, Outbox] = {}
         for port, targets in ports.items():
             channels = [c for c in (tasks[t].channel for t in targets) if c is not None]
-            cls = _SourceBox if task.is_source else _WireBox
-            boxes[port] = cls(self, task, channels)
+            if task.is_source:
+                boxes[port] = self._source_box(task, channels)
+            else:
+                park = partial(self.park, task)
+                boxes[port] = TripwireOutbox(channels, task.batch_size, task.counters, park)
         task.boxes = boxes
         task.box_list = list(boxes.values())
         use_ports = len(boxes) > 1 or bool(pn.ports)
@@ -385,6 +379,22 @@ class Scheduler:
             if not task.done:  # pragma: no cover - every path after an abort ends or parks
                 task.parked = True
                 task.counters.state = "aborted"
+
+    def _source_box(self, task: _Task, channels: list[Channel]) -> CheckedOutbox:
+        """A source's outbox: its ``outp`` also ends the source's time slice."""
+        box = CheckedOutbox(channels, task.batch_size, task.counters)
+        deadline = task.deadline
+        if not self.watched:  # no watcher to preempt it: outp reads the clock
+            box.outp = box.clocked_outp(deadline, _clock)
+
+        def after_outp() -> None:
+            if _clock() >= deadline[0]:
+                self.time_slice(task)
+
+        box.after_outp = after_outp
+        if self.acks is not None:  # acks waiting for the items sent get a marker
+            box.after_send = partial(self.acks.mark, task.index)
+        return box
 
     def _task_main(self, task: _Task) -> None:
         counters = task.counters
@@ -644,169 +654,11 @@ class _AbortEvent(_TaskEvent):
         return sched.pause(task, timeout)
 
 
-# --------------------------------------------------------------------------- outboxes
-class _Box:
-    """Collects one node's outputs for one port and puts them, in batches, downstream."""
-
-    outp: Callable[[Any], Any]
-
-    def __init__(self, sched: Scheduler, task: _Task, channels: list[Channel]) -> None:
-        self.sched = sched
-        self.task = task
-        self.channels = channels
-        self.counters = task.counters
-        self.batch_size = task.batch_size
-        self.closed = False
-        self.ended = False
-
-    def _send(self, items: list[Any]) -> None:
-        self.counters.items_out += len(items)
-        for channel in self.channels:
-            channel.put(items, self.counters)
-
-    def flush(self) -> None:
-        """Send what is buffered (may wait for room)."""
-
-    def close(self) -> None:
-        """Send what is buffered, then the end of the stream (once)."""
-        self.flush()
-        if self.ended:
-            return
-        self.ended = True
-        self._dispose()
-        for channel in self.channels:
-            channel.put_nowait(END)
-
-    def _dispose(self) -> None:
-        self.closed = True
-
-    def request_stop(self) -> None:
-        """The run is stopping."""
-
-    def abort(self) -> None:
-        """The run is aborting."""
-
-    def preempt(self) -> None:
-        """The node's time slice is over."""
-
-    def holds_items(self) -> bool:
-        """True while items wait in the box."""
-        return False
-
-
-class _WireBox(TripwireFlush, _Box):
-    """Outbox of a node that reads input: ``outp`` is a C-level ``deque.append``.
-
-    A :class:`~nanostream._engine.channel.TripwireBuffer` hands each full batch on, waiting
-    (switching to the hub) while the downstream queue is full. An error there cannot be
-    raised from inside the append; it is kept and raised at the node's next read.
-    """
-
-    def __init__(self, sched: Scheduler, task: _Task, channels: list[Channel]) -> None:
-        super().__init__(sched, task, channels)
-        self.error: BaseException | None = None
-        self._abort_seen: float | None = None
-        self._buffer = TripwireBuffer(max(1, self.batch_size), self._full, self._keep_error)
-        self.outp = self._buffer.append
-
-    def _full(self, items: list[Any]) -> None:
-        # Runs inside the append that filled the buffer, in the node's greenlet.
-        if self.closed:
-            return
-        if self.sched.aborting:
-            now = _clock()
-            if self._abort_seen is None:
-                self._abort_seen = now
-                self.error = RunAborted()  # raised at the node's next read
-            elif now - self._abort_seen > ABORT_GRACE_S:
-                # It has kept emitting without reading since the abort: it never will.
-                self.sched.park(self.task)
-            return
-        if self.error is not None:
-            return
-        try:
-            self._send(items)
-        except BaseException as exc:  # noqa: BLE001 - raised at the node's next read
-            self.error = exc
-
-    def _dispose(self) -> None:
-        self.closed = True
-        self._buffer.close()
-
-
-class _SourceBox(_Box):
-    """Outbox of a source: a Python ``outp`` that also ends the source's time slice.
-
-    When the run stops, the next ``outp`` raises :class:`~nanostream.SourceStopped` once
-    (the value it was given is delivered); later outputs, from cleanup, pass.
-    """
-
-    def __init__(self, sched: Scheduler, task: _Task, channels: list[Channel]) -> None:
-        super().__init__(sched, task, channels)
-        buf: list[Any] = []
-        self._buf = buf
-        self._limit = limit = [self.batch_size]
-        self._stopping = False
-        self._stop_raised = False
-        flush = self._flush_from_outp
-        if sched.watched:  # the watcher ends the time slice by lowering the limit
-            self.outp = checked_outp(buf, limit, flush, self.batch_size)
-            return
-        append = buf.append
-        deadline = task.deadline
-        clock = _clock
-
-        def clocked_outp(item: Any) -> None:
-            append(item)
-            if len(buf) >= limit[0] or clock() >= deadline[0]:
-                flush()
-
-        clocked_outp.extend = batch_extend(buf, flush, self.batch_size)  # type: ignore[attr-defined]
-        self.outp = clocked_outp
-
-    def flush(self) -> None:
-        buf = self._buf
-        if buf:
-            if self.ended:
-                raise NodeProtocolError(AFTER_END)
-            items = buf[:]
-            buf.clear()
-            self._send(items)
-            acks = self.sched.acks
-            if acks is not None:
-                acks.mark(self.task.index)  # acks waiting for these items get a marker
-
-    def holds_items(self) -> bool:
-        return bool(self._buf)
-
-    def _flush_from_outp(self) -> None:
-        self.flush()
-        sched = self.sched
-        if sched.aborting:
-            raise RunAborted
-        self._limit[0] = self.batch_size
-        if self._stopping and not self._stop_raised:
-            self._stop_raised = True
-            raise SourceStopped
-        if _clock() >= self.task.deadline[0]:
-            sched.time_slice(self.task)
-
-    def request_stop(self) -> None:
-        self._stopping = True
-        self._limit[0] = 0
-
-    def abort(self) -> None:
-        self._limit[0] = 0
-
-    def preempt(self) -> None:
-        self._limit[0] = 0
-
-
-class _FeedBox(_Box):
+class _FeedBox(Outbox):
     """Outbox of :func:`run_inline`'s input: each item goes through the graph at once."""
 
     def __init__(self, sched: Scheduler, task: _Task, channels: list[Channel]) -> None:
-        super().__init__(sched, task, channels)
+        super().__init__(channels, 1, task.counters)
 
         def outp(item: Any) -> None:
             if sched.aborting:
@@ -819,6 +671,9 @@ class _FeedBox(_Box):
                     raise RunAborted
 
         self.outp = outp
+
+    def flush(self) -> None:
+        """Nothing is buffered."""
 
 
 def _feeder(inp: Iterable[Any]) -> Callable[[Iterable[Any], Callable[[Any], Any]], None]:
