@@ -24,12 +24,12 @@ from typing import Any
 from greenlet import getcurrent, greenlet
 
 from .._core.acks import AckCoordinator, Marker
-from .._core.errors import NodeProtocolError
 from .._core.graph import Plan, PlanNode
 from .._core.ports import port_dispatcher
 from .._core.run import NodeCounters
 from .._core.signals import RunAborted, SourceStopped
 from .._engine.channel import END, Channel, CheckedOutbox, Outbox, TripwireOutbox
+from .._engine.node import run_function
 from .._engine.reader import COOPERATIVE_LINGER_S, InputReader
 
 __all__ = ["ABANDONED", "TIMESLICE_S", "Scheduler"]
@@ -402,24 +402,16 @@ class Scheduler:
             if self.aborting:
                 counters.state = "aborted"
                 return
-            try:
-                task.function(task.inp, task.outp)
-            except SourceStopped:
-                pass
-            if task.reader is not None and not task.reader.exhausted:
-                raise NodeProtocolError(
-                    f"node function of {task.name!r} returned before its input ended; a node "
-                    "function must iterate over its entire input"
-                )
-            acks = self.acks
-            if task.reader is not None:
-                task.reader.finish()  # the held markers go out before the end
-            elif acks is not None and acks.has_acks(task.index):
-                for box in task.box_list:
-                    box.flush()
-                acks.mark(task.index, final=True)
-            for box in task.box_list:
-                box.close()
+            run_function(
+                task.function,
+                task.inp,
+                task.outp,
+                name=task.name,
+                index=task.index,
+                reader=task.reader,
+                boxes=task.box_list,
+                acks=self.acks,
+            )
             counters.state = "finished"
         except RunAborted as exc:
             if self.aborting:

@@ -20,14 +20,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from typing import Any
 
 from .._core.acks import AckCoordinator, Marker
-from .._core.context import NodeContext
-from .._core.graph import Plan, PlanNode
+from .._core.graph import Plan
 from .._core.monitor import Monitor
 from .._core.run import NodeCounters, NodeStats, Run, downstream_names, local_stats
-from ._hub import ABANDONED, TIMESLICE_S, Scheduler, _Task
+from .._engine.node import EngineContext
+from ._hub import ABANDONED, TIMESLICE_S, Scheduler
 
 __all__ = ["CooperativeRun", "CooperativeRunner", "run_inline"]
 
@@ -35,50 +36,6 @@ log = logging.getLogger("nanostream")
 
 
 # --------------------------------------------------------------------------- the runner
-class _CoopContext(NodeContext):
-    """A node's context on the cooperative runner: its counters, acks, markers, outputs."""
-
-    supports_acks = True
-
-    def __init__(self, run: CooperativeRun, pn: PlanNode, task: _Task) -> None:
-        sched = run.sched
-        super().__init__(
-            pn.name,
-            linked_ports=pn.outputs,
-            abort_event=sched.abort_event,
-            stop_event=sched.stop_event,  # inside a node, the other nodes run meanwhile
-        )
-        self.run = run
-        self.sched = run.sched
-        self.task = task
-
-    def request_stop(self) -> None:
-        self.run.request_stop()
-
-    def count_error(self) -> None:
-        self.errors += 1
-        self.task.counters.errors += 1
-
-    def attach_ack(self, ack: Callable[[], Any]) -> None:
-        acks = self.sched.acks
-        assert acks is not None
-        acks.attach(self.task.index, ack)
-
-    def release_items(self, keep: int = 0) -> None:
-        if self.task.reader is not None:
-            self.task.reader.release(keep)
-
-    def end_outputs(self) -> None:
-        task = self.task
-        if task.reader is not None:
-            task.reader.end_outputs()
-        for box in task.box_list:
-            box.close()
-
-    def wait_for_run_outcome(self) -> None:
-        self.sched.wait_for_outcome(self.task)
-
-
 class CooperativeRun(Run):
     """A pipeline running on :class:`CooperativeRunner`.
 
@@ -107,7 +64,17 @@ class CooperativeRun(Run):
         self.sched.add_plan(plan, self.counters)
         self.sched.reach = self.acks.routing.reach
         self.contexts = [
-            _CoopContext(self, pn, task)
+            EngineContext(
+                pn,
+                task.counters,
+                self.acks,
+                task.box_list,
+                task.reader,
+                abort_event=self.sched.abort_event,
+                stop_event=self.sched.stop_event,  # inside a node, the others run meanwhile
+                request_stop=self.request_stop,
+                wait_for_outcome=partial(self.sched.wait_for_outcome, task),
+            )
             for pn, task in zip(plan.nodes, self.sched.tasks, strict=True)
         ]
         # NanoNode.sleep() waits on it: inside a node, the other nodes run meanwhile

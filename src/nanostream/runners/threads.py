@@ -4,74 +4,23 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 from .._core.acks import AckCoordinator, Marker
-from .._core.context import NodeContext
-from .._core.errors import NodeProtocolError
 from .._core.graph import Plan, PlanNode
 from .._core.monitor import Monitor
 from .._core.ports import port_dispatcher
 from .._core.run import NodeCounters, NodeStats, Run, downstream_names, local_stats
-from .._core.signals import RunAborted, SourceStopped, clear_async_exception, raise_async_exception
+from .._core.signals import RunAborted, clear_async_exception, raise_async_exception
 from .._engine.channel import Channel, CheckedOutbox, Outbox, TripwireOutbox
+from .._engine.node import EngineContext, run_function
 from .._engine.reader import InputReader
 
 __all__ = ["ThreadRun", "ThreadsRunner"]
 
 # After an abort, a node thread that is still alive is interrupted again this often.
 _REINTERRUPT_S = 1.0
-
-
-class _ThreadContext(NodeContext):
-    """A node's context on the threads runner: its counters, acks and markers."""
-
-    supports_acks = True
-
-    def __init__(self, run: ThreadRun, pn: PlanNode) -> None:
-        super().__init__(
-            pn.name,
-            linked_ports=pn.outputs,
-            abort_event=run.abort_event,
-            stop_event=run._stop_event,
-        )
-        self.run = run
-        self.index = pn.index
-        self.counters = run.counters[pn.index]
-        self.reader: InputReader | None = None
-        self._acking = False
-
-    def count_error(self) -> None:
-        self.errors += 1
-        self.counters.errors += 1
-
-    def attach_ack(self, ack: Callable[[], Any]) -> None:
-        run = self.run
-        if not self._acking:
-            self._acking = True
-            mark = partial(run.acks.mark, self.index)
-            for box in run.outboxes[self.index].values():
-                if isinstance(box, CheckedOutbox):
-                    box.after_demand = mark
-        run.acks.attach(self.index, ack)
-
-    def release_items(self, keep: int = 0) -> None:
-        if self.reader is not None:
-            self.reader.release(keep)
-
-    def request_stop(self) -> None:
-        self.run.request_stop()
-
-    def end_outputs(self) -> None:
-        if self.reader is not None:
-            self.reader.end_outputs()
-        for box in self.run.outboxes[self.index].values():
-            box.close()
-
-    def wait_for_run_outcome(self) -> None:
-        self.run.wait_for_outcome(self.index)
 
 
 class ThreadRun(Run):
@@ -117,7 +66,21 @@ class ThreadRun(Run):
         self._interrupted: list[float | None] = [None for _ in nodes]
         self.abort_event = threading.Event()
         self.acks = AckCoordinator(plan, self._inject_marker)
-        self.contexts = [_ThreadContext(self, pn) for pn in nodes]
+        self.contexts = [
+            EngineContext(
+                pn,
+                self.counters[pn.index],
+                self.acks,
+                list(self.outboxes[pn.index].values()),
+                self._reader(pn),
+                abort_event=self.abort_event,
+                stop_event=self._stop_event,
+                request_stop=self.request_stop,
+                wait_for_outcome=partial(self.wait_for_outcome, pn.index),
+                on_first_ack=partial(self._mark_on_demand, pn.index),
+            )
+            for pn in nodes
+        ]
         self.monitor = Monitor(self)
         self._joined = False
 
@@ -166,22 +129,9 @@ class ThreadRun(Run):
         channel = self.channels[pn.index]
         use_ports = len(boxes) > 1 or bool(pn.ports)
         outp = port_dispatcher(boxes) if use_ports else boxes["out"].outp
-        inp: Any
-        reader: InputReader | None = None
-        if channel is None:
-            inp = iter(())
-        else:
-            reader = self.contexts[pn.index].reader = InputReader(
-                pn.name,
-                pn.index,
-                counters,
-                max_slice=pn.batch_size,
-                tick=pn.tick_interval,
-                acks=self.acks,
-                holds=pn.holds_items,
-                forward=partial(self._forward, box_list, counters),
-                track_busy=True,
-            )
+        reader = self.contexts[pn.index].reader
+        inp: Any = iter(())
+        if reader is not None and channel is not None:
 
             def get(timeout: float | None) -> Any:
                 if self.aborting:
@@ -194,23 +144,16 @@ class ThreadRun(Run):
 
             inp = reader.items(get, flush)
         try:
-            try:
-                pn.function(inp, outp)
-            except SourceStopped:
-                pass
-            if reader is not None and not reader.exhausted:
-                raise NodeProtocolError(
-                    f"node function of {pn.name!r} returned before its input ended; a node "
-                    "function must iterate over its entire input"
-                )
-            if reader is not None:
-                reader.finish()  # the held markers go out before the end
-            elif self.acks.has_acks(pn.index):
-                for box in box_list:
-                    box.flush()
-                self.acks.mark(pn.index, final=True)
-            for box in box_list:
-                box.close()
+            run_function(
+                pn.function,
+                inp,
+                outp,
+                name=pn.name,
+                index=pn.index,
+                reader=reader,
+                boxes=box_list,
+                acks=self.acks,
+            )
             counters.state = "finished"
         except RunAborted:
             counters.state = "aborted"
@@ -218,6 +161,31 @@ class ThreadRun(Run):
             counters.state = "failed"
             counters.errors += 1
             self._fail(pn.name, exc)
+
+    def _reader(self, pn: PlanNode) -> InputReader | None:
+        """The input reader of a node that reads input."""
+        if not pn.inputs:
+            return None
+        counters = self.counters[pn.index]
+        boxes = list(self.outboxes[pn.index].values())
+        return InputReader(
+            pn.name,
+            pn.index,
+            counters,
+            max_slice=pn.batch_size,
+            tick=pn.tick_interval,
+            acks=self.acks,
+            holds=pn.holds_items,
+            forward=partial(self._forward, boxes, counters),
+            track_busy=True,
+        )
+
+    def _mark_on_demand(self, index: int) -> None:
+        """A source acknowledges: each demand for its items may send a marker."""
+        mark = partial(self.acks.mark, index)
+        for box in self.outboxes[index].values():
+            if isinstance(box, CheckedOutbox):
+                box.after_demand = mark
 
     def interrupt_stuck_nodes(self) -> None:
         """After an abort, raise ``RunAborted`` inside node threads that have not ended.
