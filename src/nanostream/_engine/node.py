@@ -10,16 +10,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .._core.acks import AckCoordinator
+from .._core.acks import AckCoordinator, Marker
 from .._core.context import NodeContext
 from .._core.errors import NodeProtocolError
 from .._core.graph import PlanNode
 from .._core.run import NodeCounters
 from .._core.signals import SourceStopped
-from .channel import Outbox
+from .channel import CheckedOutbox, Outbox
 from .reader import InputReader
 
-__all__ = ["EngineContext", "run_function"]
+__all__ = ["EngineContext", "forward_marker", "inject_marker", "run_function"]
 
 
 class EngineContext(NodeContext):
@@ -118,3 +118,36 @@ def run_function(
         acks.mark(index, final=True)
     for box in boxes:
         box.close()
+
+
+def forward_marker(boxes: list[Outbox], counters: NodeCounters, marker: Marker) -> None:
+    """A node passes ``marker`` on, after everything it has emitted (its own thread)."""
+    for box in boxes:
+        box.flush()
+    for box in boxes:
+        for channel in box.channels:
+            channel.put(marker, counters)
+
+
+def inject_marker(boxes: list[Outbox], marker: Marker, final: bool) -> bool:
+    """Put a source's ``marker`` into every output channel, after all the source has sent.
+
+    Only when no item is buffered or being sent (else False: a later call will); with
+    ``final`` (the source has ended and flushed) it waits for the outbox locks.
+    """
+    checked = [b for b in boxes if isinstance(b, CheckedOutbox)]
+    locked: list[Any] = []
+    try:
+        for box in checked:
+            if not box._lock.acquire(blocking=final):
+                return False
+            locked.append(box._lock)
+            if box._buf:
+                return False
+        for box in checked:
+            for channel in box.channels:
+                channel.put_nowait(marker)
+        return True
+    finally:
+        for lock in locked:
+            lock.release()

@@ -23,13 +23,13 @@ from typing import Any
 
 from greenlet import getcurrent, greenlet
 
-from .._core.acks import AckCoordinator, Marker
+from .._core.acks import AckCoordinator
 from .._core.graph import Plan, PlanNode
 from .._core.ports import port_dispatcher
 from .._core.run import NodeCounters
 from .._core.signals import RunAborted, SourceStopped
 from .._engine.channel import END, Channel, CheckedOutbox, Outbox, TripwireOutbox
-from .._engine.node import run_function
+from .._engine.node import forward_marker, run_function
 from .._engine.reader import COOPERATIVE_LINGER_S, InputReader
 
 __all__ = ["ABANDONED", "TIMESLICE_S", "Scheduler"]
@@ -238,7 +238,7 @@ class Scheduler:
                     tick=pn.tick_interval,
                     acks=self.acks,
                     holds=None if inline else pn.holds_items,
-                    forward=partial(self._forward, task),
+                    forward=partial(forward_marker, task.box_list, c),
                     linger=COOPERATIVE_LINGER_S,
                 )
             tasks.append(task)
@@ -269,7 +269,7 @@ class Scheduler:
                 park = partial(self.park, task)
                 boxes[port] = TripwireOutbox(channels, task.batch_size, task.counters, park)
         task.boxes = boxes
-        task.box_list = list(boxes.values())
+        task.box_list.extend(boxes.values())  # the list the reader already holds
         use_ports = len(boxes) > 1 or bool(pn.ports)
         task.outp = port_dispatcher(boxes) if use_ports else boxes["out"].outp
         if task.channel is not None and task.reader is not None:
@@ -552,22 +552,6 @@ class Scheduler:
             self.time_slice(task)
 
     # ----------------------------------------------------------------- acknowledgements
-    def _forward(self, task: _Task, marker: Marker) -> None:
-        for box in task.box_list:
-            box.flush()
-        for box in task.box_list:
-            for channel in box.channels:
-                channel.put(marker, task.counters)
-
-    def inject_marker(self, task: _Task, marker: Marker) -> bool:
-        """Put ``marker`` after everything source ``task`` has sent; False if it holds some."""
-        if any(box.holds_items() for box in task.box_list):
-            return False
-        for box in task.box_list:
-            for channel in box.channels:
-                channel.put_nowait(marker)
-        return True
-
     # ----------------------------------------------------------------- control
     def preempt_if_due(self) -> None:
         """Tell the running task that its time slice is over (from the watcher thread).

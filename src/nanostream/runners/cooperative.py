@@ -27,7 +27,7 @@ from .._core.acks import AckCoordinator, Marker
 from .._core.graph import Plan
 from .._core.monitor import Monitor
 from .._core.run import NodeCounters, NodeStats, Run, downstream_names, local_stats
-from .._engine.node import EngineContext
+from .._engine.node import EngineContext, inject_marker
 from ._hub import ABANDONED, TIMESLICE_S, Scheduler
 
 __all__ = ["CooperativeRun", "CooperativeRunner", "run_inline"]
@@ -136,7 +136,7 @@ class CooperativeRun(Run):
 
     def _inject_marker(self, source: int, marker: Marker, final: bool) -> bool:
         # Called in the run's thread only (by the source's outbox, or at its end).
-        return self.sched.inject_marker(self.sched.tasks[source], marker)
+        return inject_marker(self.sched.tasks[source].box_list, marker, final)
 
     def _on_stop(self) -> None:
         self.sched.request_stop()

@@ -14,7 +14,7 @@ from .._core.ports import port_dispatcher
 from .._core.run import NodeCounters, NodeStats, Run, downstream_names, local_stats
 from .._core.signals import RunAborted, clear_async_exception, raise_async_exception
 from .._engine.channel import Channel, CheckedOutbox, Outbox, TripwireOutbox
-from .._engine.node import EngineContext, run_function
+from .._engine.node import EngineContext, forward_marker, inject_marker, run_function
 from .._engine.reader import InputReader
 
 __all__ = ["ThreadRun", "ThreadsRunner"]
@@ -176,7 +176,7 @@ class ThreadRun(Run):
             tick=pn.tick_interval,
             acks=self.acks,
             holds=pn.holds_items,
-            forward=partial(self._forward, boxes, counters),
+            forward=partial(forward_marker, boxes, counters),
             track_busy=True,
         )
 
@@ -244,36 +244,8 @@ class ThreadRun(Run):
                 for box in self.outboxes[pn.index].values():
                     box.request_stop()
 
-    def _forward(self, boxes: list[Outbox], counters: NodeCounters, marker: Marker) -> None:
-        """Pass ``marker`` on after everything the node has emitted (its thread)."""
-        for box in boxes:
-            box.flush()
-        for box in boxes:
-            for channel in box.channels:
-                channel.put(marker, counters)
-
     def _inject_marker(self, source: int, marker: Marker, final: bool) -> bool:
-        """Put ``marker`` into every output channel of ``source``, after all it has sent.
-
-        Only when no item is buffered or being sent (else False: a later call will); with
-        ``final`` (the source has ended and flushed) it waits for the outbox locks.
-        """
-        boxes = [b for b in self.outboxes[source].values() if isinstance(b, CheckedOutbox)]
-        locked: list[threading.Lock] = []
-        try:
-            for box in boxes:
-                if not box._lock.acquire(blocking=final):
-                    return False
-                locked.append(box._lock)
-                if box._buf:
-                    return False
-            for box in boxes:
-                for channel in box.channels:
-                    channel.put_nowait(marker)
-            return True
-        finally:
-            for lock in locked:
-                lock.release()
+        return inject_marker(list(self.outboxes[source].values()), marker, final)
 
     def _on_abort(self) -> None:
         self.aborting = True
