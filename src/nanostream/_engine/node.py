@@ -13,13 +13,38 @@ from typing import Any
 from .._core.acks import AckCoordinator, Marker
 from .._core.context import NodeContext
 from .._core.errors import NodeProtocolError
-from .._core.graph import PlanNode
-from .._core.run import NodeCounters
+from .._core.graph import Plan, PlanNode
+from .._core.run import NodeCounters, NodeStats, Run, downstream_names, local_stats
 from .._core.signals import SourceStopped
 from .channel import CheckedOutbox, Outbox
 from .reader import InputReader
 
-__all__ = ["EngineContext", "forward_marker", "inject_marker", "run_function"]
+__all__ = ["EngineContext", "LocalRun", "forward_marker", "inject_marker", "run_function"]
+
+
+class LocalRun(Run):
+    """What the runs of the local runners share: the plan, counters, channels, contexts."""
+
+    def __init__(self, plan: Plan) -> None:
+        super().__init__(plan.name)
+        self.plan = plan
+        self.counters = [NodeCounters() for _ in plan.nodes]
+        self.channels: list[Any] = []  # each node's Channel (None for a source)
+        self.contexts: list[EngineContext] = []
+
+    def _bind(self) -> None:
+        """Every node is running, with its context bound (before any node runs)."""
+        for counters in self.counters:
+            counters.state = "running"
+        for pn in self.plan.nodes:
+            pn.bind(self.contexts[pn.index])
+
+    def stats(self) -> dict[str, NodeStats]:
+        return local_stats(self.plan, self.counters, self.channels)
+
+    def downstream_names(self, index: int) -> list[str]:
+        """Names of the nodes fed by node ``index`` (for the monitor's messages)."""
+        return downstream_names(self.plan, index)
 
 
 class EngineContext(NodeContext):

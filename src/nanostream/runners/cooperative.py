@@ -26,8 +26,8 @@ from typing import Any
 from .._core.acks import AckCoordinator, Marker
 from .._core.graph import Plan
 from .._core.monitor import Monitor
-from .._core.run import NodeCounters, NodeStats, Run, downstream_names, local_stats
-from .._engine.node import EngineContext, inject_marker
+from .._core.run import NodeCounters, Run
+from .._engine.node import EngineContext, LocalRun, inject_marker
 from ._hub import ABANDONED, TIMESLICE_S, Scheduler
 
 __all__ = ["CooperativeRun", "CooperativeRunner", "run_inline"]
@@ -36,7 +36,7 @@ log = logging.getLogger("nanostream")
 
 
 # --------------------------------------------------------------------------- the runner
-class CooperativeRun(Run):
+class CooperativeRun(LocalRun):
     """A pipeline running on :class:`CooperativeRunner`.
 
     Every node function runs in the run's thread ``nanostream-coop:<pipeline>``. A second
@@ -55,9 +55,7 @@ class CooperativeRun(Run):
     """
 
     def __init__(self, plan: Plan) -> None:
-        super().__init__(plan.name)
-        self.plan = plan
-        self.counters = [NodeCounters() for _ in plan.nodes]
+        super().__init__(plan)
         self.threads: list[threading.Thread] = []  # no thread per node (for the monitor)
         self.sched = Scheduler(self._fail, watched=True)
         self.acks = self.sched.acks = AckCoordinator(plan, self._inject_marker)
@@ -96,10 +94,7 @@ class CooperativeRun(Run):
 
     def start(self) -> None:
         """Start the run's threads."""
-        for counters in self.counters:
-            counters.state = "running"
-        for pn in self.plan.nodes:
-            pn.bind(self.contexts[pn.index])
+        self._bind()
         self.watcher.start()
         self.thread.start()
 
@@ -160,13 +155,6 @@ class CooperativeRun(Run):
 
     def interrupt_stuck_nodes(self) -> None:
         """Nothing to do: a node ignoring an abort is abandoned when it next emits."""
-
-    def stats(self) -> dict[str, NodeStats]:
-        return local_stats(self.plan, self.counters, self.channels)
-
-    def downstream_names(self, index: int) -> list[str]:
-        """Names of the nodes fed by node ``index`` (for the monitor's messages)."""
-        return downstream_names(self.plan, index)
 
 
 class CooperativeRunner:

@@ -11,10 +11,10 @@ from .._core.acks import AckCoordinator, Marker
 from .._core.graph import Plan, PlanNode
 from .._core.monitor import Monitor
 from .._core.ports import port_dispatcher
-from .._core.run import NodeCounters, NodeStats, Run, downstream_names, local_stats
+from .._core.run import Run
 from .._core.signals import RunAborted, clear_async_exception, raise_async_exception
 from .._engine.channel import Channel, CheckedOutbox, Outbox, TripwireOutbox
-from .._engine.node import EngineContext, forward_marker, inject_marker, run_function
+from .._engine.node import EngineContext, LocalRun, forward_marker, inject_marker, run_function
 from .._engine.reader import InputReader
 
 __all__ = ["ThreadRun", "ThreadsRunner"]
@@ -23,16 +23,14 @@ __all__ = ["ThreadRun", "ThreadsRunner"]
 _REINTERRUPT_S = 1.0
 
 
-class ThreadRun(Run):
+class ThreadRun(LocalRun):
     """A pipeline running on :class:`ThreadsRunner`."""
 
     def __init__(self, plan: Plan) -> None:
-        super().__init__(plan.name)
-        self.plan = plan
+        super().__init__(plan)
         self.aborting = False
         nodes = plan.nodes
-        self.counters = [NodeCounters() for _ in nodes]
-        self.channels: list[Channel | None] = [
+        self.channels = [
             Channel(pn.queue_size, pn.batch_size, len(pn.inputs), pn.queue_bytes)
             if pn.inputs
             else None
@@ -85,10 +83,7 @@ class ThreadRun(Run):
         self._joined = False
 
     def start(self) -> None:
-        for counters in self.counters:
-            counters.state = "running"
-        for pn in self.plan.nodes:
-            pn.bind(self.contexts[pn.index])
+        self._bind()
         self.monitor.start()
         for thread in self.threads:
             thread.start()
@@ -269,13 +264,6 @@ class ThreadRun(Run):
                 thread.join()
         self.monitor.join()
         self._joined = True
-
-    def stats(self) -> dict[str, NodeStats]:
-        return local_stats(self.plan, self.counters, self.channels)
-
-    def downstream_names(self, index: int) -> list[str]:
-        """Names of the nodes fed by node ``index`` (for the monitor's messages)."""
-        return downstream_names(self.plan, index)
 
 
 class ThreadsRunner:
