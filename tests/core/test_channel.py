@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nanostream._core.channel import TripwireBuffer
+from nanostream._engine.channel import TripwireBuffer
 
 
 def test_a_full_batch_is_handed_on_and_the_buffer_rearms() -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import nanostream
-from nanostream._core.channel import ByteBudget, item_size
+from nanostream._engine.channel import ByteBudget, item_size
 from nanostream.config import read_pipeline
 from support import wait_for_file
 

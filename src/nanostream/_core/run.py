@@ -61,7 +61,7 @@ class RunOptions:
 
     - ``queue_size``: capacity of each node's input queue, in items (default 8192).
     - ``queue_bytes``: capacity of each node's input queue in bytes, as well (default
-      None: items only). Sizes are approximate (see :func:`~nanostream._core.channel.item_size`);
+      None: items only). Sizes are approximate (see :func:`~nanostream._engine.channel.item_size`);
       a producer waits while the queue is full, but one item always goes into an empty
       queue, however large.
     - ``batch_size``: most items moved between nodes in one batch (default 512).

@@ -5,7 +5,7 @@ switches to one node's greenlet at a time. A node gives up the thread when it wa
 input, waits for room downstream (back-pressure), or when its time slice is over. Values move
 in batches, as on the threaded runner: a node that reads input emits through a C-level
 ``deque.append`` whose overflow hands the full batch on (the *tripwire* of
-:mod:`nanostream._core.channel`); a source emits through a small Python function.
+:mod:`nanostream._engine.channel`); a source emits through a small Python function.
 
 Used by :mod:`nanostream.runners.cooperative`; not a public API.
 """
@@ -17,32 +17,20 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
-from itertools import chain
 from typing import Any
 
 from greenlet import getcurrent, greenlet
 
-from .._core.acks import AckCoordinator, Marker, NodeMarkers
-from .._core.channel import (
-    AFTER_END,
-    END,
-    ByteBudget,
-    TripwireBuffer,
-    TripwireFlush,
-    batch_extend,
-    checked_outp,
-    item_size,
-    next_slice_len,
-)
-from .._core.errors import NodeProtocolError
+from .._core.acks import AckCoordinator
 from .._core.graph import Plan, PlanNode
-from .._core.monitor import ABORT_GRACE_S
 from .._core.ports import port_dispatcher
 from .._core.run import NodeCounters
 from .._core.signals import RunAborted, SourceStopped
-from .._core.ticks import TICK
+from .._engine.channel import END, Channel, CheckedOutbox, Outbox, TripwireOutbox
+from .._engine.node import forward_marker, run_function
+from .._engine.reader import COOPERATIVE_LINGER_S, InputReader
 
 __all__ = ["ABANDONED", "TIMESLICE_S", "Scheduler"]
 
@@ -51,53 +39,73 @@ log = logging.getLogger("nanostream")
 # A node that has held the thread this long gives it up at its next chance (after an input
 # slice, or at a source's next outp), so slow nodes and slow sources deliver promptly.
 TIMESLICE_S = 0.02
-# Input slices are sized so that one slice takes about this long.
-_LINGER_S = 0.005
 _clock = time.perf_counter
-# The slice a node with a tick_interval reads when no item came for that long.
-TICKS = (TICK,)
 
-# Greenlets of nodes that ignored an abort (see _WireBox._full). They must never be
+# Greenlets of nodes that ignored an abort (see TripwireOutbox's park). They must never be
 # garbage-collected in a thread that is still alive (that would run code inside them), so
 # they are kept here until their thread has ended, or for good for run_inline.
 ABANDONED: list[Any] = []
 
 
-class _Channel:
-    """The input queue of one node: batches, bounded by ``max_batches`` (and ``queue_bytes``).
+class _HubWaiter:
+    """How the two sides of a channel wait on the cooperative runner: through the hub.
 
-    With a byte budget, everything appended to ``batches`` is counted in ``budget`` and
-    everything popped is taken out of it (see :class:`~nanostream._core.channel.ByteBudget`).
+    The :class:`~nanostream._engine.channel.Channel` is the threads runner's; its waits here
+    switch the waiting task's greenlet to the hub, and a wake-up makes it ready again. Only
+    the run's thread touches it, so entering it (the channel's lock) does nothing. After
+    an abort, a wait raises ``RunAborted``.
     """
 
-    __slots__ = (
-        "batches",
-        "blocked",
-        "budget",
-        "capacity",
-        "capacity_bytes",
-        "max_batches",
-        "open",
-        "waiter",
-    )
+    __slots__ = ("sched", "waiting")
 
-    def __init__(
-        self, queue_size: int, batch_size: int, producers: int, queue_bytes: int | None = None
-    ) -> None:
-        self.batches: deque[Any] = deque()
-        self.capacity = queue_size
-        self.capacity_bytes = queue_bytes
-        self.budget = ByteBudget(queue_bytes) if queue_bytes is not None else None
-        self.max_batches = max(1, queue_size // max(1, batch_size))
-        self.open = producers
-        self.waiter: _Task | None = None
-        self.blocked: list[_Task] = []
+    def __init__(self, sched: Scheduler) -> None:
+        self.sched = sched
+        self.waiting: list[_Task] = []
 
-    def depth(self) -> int:
-        return sum(len(b) for b in list(self.batches) if b is not END)
+    def __enter__(self) -> bool:
+        return True
 
-    def depth_bytes(self) -> int:
-        return self.budget.held if self.budget is not None else 0
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Give up the thread until notified (False: ``timeout`` seconds passed first)."""
+        sched = self.sched
+        if sched.aborting:
+            raise RunAborted
+        task = sched.current
+        assert task is not None, "a channel wait outside a task of its run"
+        self.waiting.append(task)
+        if timeout is not None:
+            sched._sleeps += 1
+            task.timer = sched._sleeps
+            heapq.heappush(sched.timers, (_clock() + timeout, sched._sleeps, task))
+        sched._block(task)
+        timed_out = timeout is not None and task.timer == 0  # the hub fired the timer
+        task.timer = 0
+        if timed_out and task in self.waiting:
+            self.waiting.remove(task)
+        if sched.aborting:
+            raise RunAborted
+        return not timed_out
+
+    def wait_for(self, predicate: Callable[[], Any], timeout: float | None = None) -> Any:
+        """Wait until ``predicate()`` is true, or for ``timeout`` seconds."""
+        end = None if timeout is None else _clock() + timeout
+        while not (result := predicate()):
+            if end is None:
+                self.wait()
+            elif (left := end - _clock()) <= 0 or not self.wait(left):
+                return predicate()
+        return result
+
+    def notify_all(self) -> None:
+        """Make every waiting task ready."""
+        waiting = self.waiting
+        if waiting:
+            for task in waiting:
+                self.sched.make_ready(task)
+            waiting.clear()
 
 
 class _Task:
@@ -111,21 +119,16 @@ class _Task:
         "counters",
         "deadline",
         "done",
-        "exhausted",
         "function",
         "greenlet",
-        "holds",
         "index",
         "inp",
         "is_source",
-        "markers",
         "name",
         "outp",
         "parked",
         "queued",
-        "slice",
-        "slice_end",
-        "tick",
+        "reader",
         "timer",
         "waker",
     )
@@ -143,9 +146,9 @@ class _Task:
         self.counters = counters
         self.batch_size = batch_size
         self.is_source = is_source
-        self.channel: _Channel | None = None
-        self.boxes: dict[str, _Box] = {}
-        self.box_list: list[_Box] = []
+        self.channel: Channel | None = None
+        self.boxes: dict[str, Outbox] = {}
+        self.box_list: list[Outbox] = []
         self.inp: Iterable[Any] = ()
         self.outp: Callable[[Any], Any] = _drop
         self.deadline = [0.0]
@@ -154,16 +157,9 @@ class _Task:
         self.queued = False
         self.done = False
         self.parked = False
-        self.exhausted = False
-        self.tick: float | None = None  # the node's tick_interval
         self.timer = 0  # the id of the input timer that may wake the task (0: none)
-        # Acknowledgements (see nanostream._core.acks): the node's plan index, whether it
-        # holds items, its markers, the slice it reads and where that slice ends.
-        self.index = -1
-        self.holds: bool | None = None
-        self.markers: NodeMarkers | None = None
-        self.slice: Iterator[Any] = iter(())
-        self.slice_end = 0
+        self.index = -1  # the node's plan index
+        self.reader: InputReader | None = None  # its inp, if it reads input
 
 
 def _drop(item: Any) -> None:
@@ -228,13 +224,23 @@ class Scheduler:
         for pn, c in zip(nodes, counters, strict=True):
             fed = inline and pn.name in entry_set
             task = _Task(pn.name, pn.function, c, pn.batch_size, not pn.inputs and not fed)
-            task.tick = pn.tick_interval
             task.index = pn.index
-            if not inline:
-                task.holds = pn.holds_items
             producers = len(pn.inputs) + (1 if fed else 0)
             if producers:
-                task.channel = _Channel(pn.queue_size, pn.batch_size, producers, pn.queue_bytes)
+                task.channel = Channel(
+                    pn.queue_size, pn.batch_size, producers, pn.queue_bytes, _HubWaiter(self)
+                )
+                task.reader = InputReader(
+                    pn.name,
+                    pn.index,
+                    c,
+                    max_slice=pn.batch_size,
+                    tick=pn.tick_interval,
+                    acks=self.acks,
+                    holds=None if inline else pn.holds_items,
+                    forward=partial(forward_marker, task.box_list, c),
+                    linger=COOPERATIVE_LINGER_S,
+                )
             tasks.append(task)
         for pn, task in zip(nodes, tasks, strict=True):
             self._wire(pn, task, tasks)
@@ -254,17 +260,22 @@ class Scheduler:
     def _wire(self, pn: PlanNode, task: _Task, tasks: list[_Task]) -> None:
         ports = dict(pn.outputs)
         ports.setdefault("out", ())
-        boxes: dict[str, _Box] = {}
+        boxes: dict[str, Outbox] = {}
         for port, targets in ports.items():
             channels = [c for c in (tasks[t].channel for t in targets) if c is not None]
-            cls = _SourceBox if task.is_source else _WireBox
-            boxes[port] = cls(self, task, channels)
+            if task.is_source:
+                boxes[port] = self._source_box(task, channels)
+            else:
+                park = partial(self.park, task)
+                boxes[port] = TripwireOutbox(channels, task.batch_size, task.counters, park)
         task.boxes = boxes
-        task.box_list = list(boxes.values())
+        task.box_list.extend(boxes.values())  # the list the reader already holds
         use_ports = len(boxes) > 1 or bool(pn.ports)
         task.outp = port_dispatcher(boxes) if use_ports else boxes["out"].outp
-        if task.channel is not None:
-            task.inp = chain.from_iterable(self._reader(task, task.channel))
+        if task.channel is not None and task.reader is not None:
+            task.inp = task.reader.items(
+                partial(self._next_batch, task, task.channel), partial(self._after_slice, task)
+            )
 
     def _wire_exit(self, task: _Task, outp: Callable[[Any], Any]) -> None:
         """Send a node's outputs to the caller's ``outp`` (as well as to its inner targets)."""
@@ -369,30 +380,38 @@ class Scheduler:
                 task.parked = True
                 task.counters.state = "aborted"
 
+    def _source_box(self, task: _Task, channels: list[Channel]) -> CheckedOutbox:
+        """A source's outbox: its ``outp`` also ends the source's time slice."""
+        box = CheckedOutbox(channels, task.batch_size, task.counters)
+        deadline = task.deadline
+        if not self.watched:  # no watcher to preempt it: outp reads the clock
+            box.outp = box.clocked_outp(deadline, _clock)
+
+        def after_outp() -> None:
+            if _clock() >= deadline[0]:
+                self.time_slice(task)
+
+        box.after_outp = after_outp
+        if self.acks is not None:  # acks waiting for the items sent get a marker
+            box.after_send = partial(self.acks.mark, task.index)
+        return box
+
     def _task_main(self, task: _Task) -> None:
         counters = task.counters
         try:
             if self.aborting:
                 counters.state = "aborted"
                 return
-            try:
-                task.function(task.inp, task.outp)
-            except SourceStopped:
-                pass
-            if task.channel is not None and not task.exhausted:
-                raise NodeProtocolError(
-                    f"node function of {task.name!r} returned before its input ended; a node "
-                    "function must iterate over its entire input"
-                )
-            acks = self.acks
-            if task.markers is not None:
-                task.markers.finish()  # the held markers go out before the end
-            elif acks is not None and task.channel is None and acks.has_acks(task.index):
-                for box in task.box_list:
-                    box.flush()
-                acks.mark(task.index, final=True)
-            for box in task.box_list:
-                box.close()
+            run_function(
+                task.function,
+                task.inp,
+                task.outp,
+                name=task.name,
+                index=task.index,
+                reader=task.reader,
+                boxes=task.box_list,
+                acks=self.acks,
+            )
             counters.state = "finished"
         except RunAborted as exc:
             if self.aborting:
@@ -433,51 +452,6 @@ class Scheduler:
         )
         while True:
             self.hub.switch()
-
-    def wait_input(self, task: _Task, channel: _Channel, timeout: float | None = None) -> None:
-        """Wait until the channel has a batch, or ``timeout`` seconds have passed."""
-        for box in task.box_list:
-            box.flush()
-        if channel.batches:
-            return
-        if self.aborting:
-            raise RunAborted
-        channel.waiter = task
-        start = _clock()
-        if timeout is not None:
-            self._sleeps += 1
-            task.timer = self._sleeps
-            heapq.heappush(self.timers, (start + timeout, self._sleeps, task))
-        self._block(task)
-        task.timer = 0
-        if channel.waiter is task:
-            channel.waiter = None
-        task.counters.blocked_input_s += _clock() - start
-        if self.aborting:
-            raise RunAborted
-
-    def wait_room(
-        self, task: _Task, channel: _Channel, sizes: list[int] | None = None, first: int = 0
-    ) -> None:
-        """Wait until the channel takes a batch (with a byte budget: item ``first`` of one
-        whose item sizes are ``sizes``)."""
-        counters = task.counters
-        start = _clock()
-        counters.output_wait_since = time.monotonic()
-        budget = channel.budget
-        try:
-            while len(channel.batches) >= channel.max_batches or (
-                budget is not None and sizes is not None and budget.fit(sizes, first) == first
-            ):
-                if self.aborting:
-                    raise RunAborted
-                channel.blocked.append(task)
-                self._block(task)
-        finally:
-            counters.output_wait_since = None
-            counters.blocked_output_s += _clock() - start
-        if self.aborting:
-            raise RunAborted
 
     def sleep(self, task: _Task, seconds: float | None) -> bool:
         """``NanoNode.sleep()`` inside a task: the other tasks run meanwhile.
@@ -561,136 +535,23 @@ class Scheduler:
         else:
             task.deadline[0] = _clock() + TIMESLICE_S
 
-    def put(self, task: _Task, channel: _Channel, items: Any) -> None:
-        budget = channel.budget
-        if budget is not None and type(items) is list:
-            self._put_within_budget(task, channel, budget, items)
-            return
-        if len(channel.batches) >= channel.max_batches:
-            self.wait_room(task, channel)
-        channel.batches.append(items)
-        if budget is not None:  # a marker
-            budget.added(0)
-        waiter = channel.waiter
-        if waiter is not None:
-            channel.waiter = None
-            self.make_ready(waiter)
+    def _next_batch(self, task: _Task, channel: Channel, timeout: float | None) -> Any:
+        """The next batch of a task's input (see ``Channel.get``); it sends its outputs
+        before it waits."""
+        if not channel.batches:
+            for box in task.box_list:
+                box.flush()
+        batch = channel.get(task.counters, timeout)
+        if self.aborting and batch is not END:
+            raise RunAborted
+        return batch
 
-    def _put_within_budget(
-        self, task: _Task, channel: _Channel, budget: ByteBudget, items: list[Any]
-    ) -> None:
-        """``put`` with a byte budget: the batch goes in in parts that fit, in order."""
-        sizes = [item_size(x) for x in items]
-        start, n = 0, len(items)
-        while start < n:
-            if len(channel.batches) >= channel.max_batches or budget.fit(sizes, start) == start:
-                self.wait_room(task, channel, sizes, start)
-            part, start = budget.take(items, sizes, start)
-            channel.batches.append(part)
-            waiter = channel.waiter
-            if waiter is not None:
-                channel.waiter = None
-                self.make_ready(waiter)
-
-    def put_end(self, channel: _Channel, end: Any = END) -> None:
-        """Put ``end`` (the end of stream, or an ack marker) without waiting for room."""
-        channel.batches.append(end)
-        if channel.budget is not None:
-            channel.budget.added(0)
-        waiter = channel.waiter
-        if waiter is not None:
-            channel.waiter = None
-            self.make_ready(waiter)
-
-    def _reader(self, task: _Task, channel: _Channel) -> Iterator[Iterable[Any]]:
-        """The batches of a task's input, in slices sized to take about ``_LINGER_S``."""
-        batches = channel.batches
-        budget = channel.budget
-        counters = task.counters
-        deadline = task.deadline
-        max_slice = task.batch_size
-        clock = _clock
-        slice_len = 1
-        tick = task.tick
-        while True:
-            if not batches:
-                if tick is None:
-                    self.wait_input(task, channel)
-                    continue
-                self.wait_input(task, channel, tick)
-                if not batches:  # no input for tick seconds
-                    task.slice, task.slice_end = iter(()), counters.items_in
-                    yield TICKS
-                    if task.markers is not None:
-                        task.markers.apply()
-                continue
-            batch = batches.popleft()
-            if budget is not None:
-                budget.removed()
-            if channel.blocked and (budget is not None or len(batches) < channel.max_batches):
-                for producer in channel.blocked:
-                    self.make_ready(producer)
-                channel.blocked.clear()
-            if batch is END:
-                channel.open -= 1
-                if channel.open <= 0:
-                    task.exhausted = True
-                    return
-                continue
-            if self.aborting:
-                raise RunAborted
-            if type(batch) is Marker:
-                self.markers_of(task).arrived(batch, counters.items_in)
-                continue
-            n = len(batch)
-            base = counters.items_in
-            counters.items_in += n
-            start = 0
-            while start < n:
-                part = (
-                    batch if (start == 0 and n <= slice_len) else batch[start : start + slice_len]
-                )
-                start += len(part)
-                task.slice = it = iter(part)
-                task.slice_end = base + start
-                blocked = counters.blocked_output_s
-                t0 = clock()
-                yield it
-                if task.markers is not None:
-                    task.markers.apply()
-                t1 = clock()
-                if t1 >= deadline[0]:
-                    self.time_slice(task)
-                elapsed = t1 - t0 - (counters.blocked_output_s - blocked)
-                slice_len = next_slice_len(slice_len, elapsed, _LINGER_S, max_slice)
+    def _after_slice(self, task: _Task) -> None:
+        """Between two input slices: give up the thread once the time slice is over."""
+        if _clock() >= task.deadline[0]:
+            self.time_slice(task)
 
     # ----------------------------------------------------------------- acknowledgements
-    def markers_of(self, task: _Task) -> NodeMarkers:
-        """The task's markers (made when the first one arrives)."""
-        markers = task.markers
-        if markers is None:
-            assert self.acks is not None, "a marker reached a run without acknowledgements"
-            markers = task.markers = NodeMarkers(
-                task.name, task.index, self.acks, task.holds, partial(self._forward, task)
-            )
-        return markers
-
-    def _forward(self, task: _Task, marker: Marker) -> None:
-        for box in task.box_list:
-            box.flush()
-        for box in task.box_list:
-            for channel in box.channels:
-                self.put(task, channel, marker)
-
-    def inject_marker(self, task: _Task, marker: Marker) -> bool:
-        """Put ``marker`` after everything source ``task`` has sent; False if it holds some."""
-        if any(box.holds_items() for box in task.box_list):
-            return False
-        for box in task.box_list:
-            for channel in box.channels:
-                self.put_end(channel, marker)
-        return True
-
     # ----------------------------------------------------------------- control
     def preempt_if_due(self) -> None:
         """Tell the running task that its time slice is over (from the watcher thread).
@@ -769,169 +630,11 @@ class _AbortEvent(_TaskEvent):
         return sched.pause(task, timeout)
 
 
-# --------------------------------------------------------------------------- outboxes
-class _Box:
-    """Collects one node's outputs for one port and puts them, in batches, downstream."""
-
-    outp: Callable[[Any], Any]
-
-    def __init__(self, sched: Scheduler, task: _Task, channels: list[_Channel]) -> None:
-        self.sched = sched
-        self.task = task
-        self.channels = channels
-        self.counters = task.counters
-        self.batch_size = task.batch_size
-        self.closed = False
-        self.ended = False
-
-    def _send(self, items: list[Any]) -> None:
-        self.counters.items_out += len(items)
-        for channel in self.channels:
-            self.sched.put(self.task, channel, items)
-
-    def flush(self) -> None:
-        """Send what is buffered (may wait for room)."""
-
-    def close(self) -> None:
-        """Send what is buffered, then the end of the stream (once)."""
-        self.flush()
-        if self.ended:
-            return
-        self.ended = True
-        self._dispose()
-        for channel in self.channels:
-            self.sched.put_end(channel)
-
-    def _dispose(self) -> None:
-        self.closed = True
-
-    def request_stop(self) -> None:
-        """The run is stopping."""
-
-    def abort(self) -> None:
-        """The run is aborting."""
-
-    def preempt(self) -> None:
-        """The node's time slice is over."""
-
-    def holds_items(self) -> bool:
-        """True while items wait in the box."""
-        return False
-
-
-class _WireBox(TripwireFlush, _Box):
-    """Outbox of a node that reads input: ``outp`` is a C-level ``deque.append``.
-
-    A :class:`~nanostream._core.channel.TripwireBuffer` hands each full batch on, waiting
-    (switching to the hub) while the downstream queue is full. An error there cannot be
-    raised from inside the append; it is kept and raised at the node's next read.
-    """
-
-    def __init__(self, sched: Scheduler, task: _Task, channels: list[_Channel]) -> None:
-        super().__init__(sched, task, channels)
-        self.error: BaseException | None = None
-        self._abort_seen: float | None = None
-        self._buffer = TripwireBuffer(max(1, self.batch_size), self._full, self._keep_error)
-        self.outp = self._buffer.append
-
-    def _full(self, items: list[Any]) -> None:
-        # Runs inside the append that filled the buffer, in the node's greenlet.
-        if self.closed:
-            return
-        if self.sched.aborting:
-            now = _clock()
-            if self._abort_seen is None:
-                self._abort_seen = now
-                self.error = RunAborted()  # raised at the node's next read
-            elif now - self._abort_seen > ABORT_GRACE_S:
-                # It has kept emitting without reading since the abort: it never will.
-                self.sched.park(self.task)
-            return
-        if self.error is not None:
-            return
-        try:
-            self._send(items)
-        except BaseException as exc:  # noqa: BLE001 - raised at the node's next read
-            self.error = exc
-
-    def _dispose(self) -> None:
-        self.closed = True
-        self._buffer.close()
-
-
-class _SourceBox(_Box):
-    """Outbox of a source: a Python ``outp`` that also ends the source's time slice.
-
-    When the run stops, the next ``outp`` raises :class:`~nanostream.SourceStopped` once
-    (the value it was given is delivered); later outputs, from cleanup, pass.
-    """
-
-    def __init__(self, sched: Scheduler, task: _Task, channels: list[_Channel]) -> None:
-        super().__init__(sched, task, channels)
-        buf: list[Any] = []
-        self._buf = buf
-        self._limit = limit = [self.batch_size]
-        self._stopping = False
-        self._stop_raised = False
-        flush = self._flush_from_outp
-        if sched.watched:  # the watcher ends the time slice by lowering the limit
-            self.outp = checked_outp(buf, limit, flush, self.batch_size)
-            return
-        append = buf.append
-        deadline = task.deadline
-        clock = _clock
-
-        def clocked_outp(item: Any) -> None:
-            append(item)
-            if len(buf) >= limit[0] or clock() >= deadline[0]:
-                flush()
-
-        clocked_outp.extend = batch_extend(buf, flush, self.batch_size)  # type: ignore[attr-defined]
-        self.outp = clocked_outp
-
-    def flush(self) -> None:
-        buf = self._buf
-        if buf:
-            if self.ended:
-                raise NodeProtocolError(AFTER_END)
-            items = buf[:]
-            buf.clear()
-            self._send(items)
-            acks = self.sched.acks
-            if acks is not None:
-                acks.mark(self.task.index)  # acks waiting for these items get a marker
-
-    def holds_items(self) -> bool:
-        return bool(self._buf)
-
-    def _flush_from_outp(self) -> None:
-        self.flush()
-        sched = self.sched
-        if sched.aborting:
-            raise RunAborted
-        self._limit[0] = self.batch_size
-        if self._stopping and not self._stop_raised:
-            self._stop_raised = True
-            raise SourceStopped
-        if _clock() >= self.task.deadline[0]:
-            sched.time_slice(self.task)
-
-    def request_stop(self) -> None:
-        self._stopping = True
-        self._limit[0] = 0
-
-    def abort(self) -> None:
-        self._limit[0] = 0
-
-    def preempt(self) -> None:
-        self._limit[0] = 0
-
-
-class _FeedBox(_Box):
+class _FeedBox(Outbox):
     """Outbox of :func:`run_inline`'s input: each item goes through the graph at once."""
 
-    def __init__(self, sched: Scheduler, task: _Task, channels: list[_Channel]) -> None:
-        super().__init__(sched, task, channels)
+    def __init__(self, sched: Scheduler, task: _Task, channels: list[Channel]) -> None:
+        super().__init__(channels, 1, task.counters)
 
         def outp(item: Any) -> None:
             if sched.aborting:
@@ -944,6 +647,9 @@ class _FeedBox(_Box):
                     raise RunAborted
 
         self.outp = outp
+
+    def flush(self) -> None:
+        """Nothing is buffered."""
 
 
 def _feeder(inp: Iterable[Any]) -> Callable[[Iterable[Any], Callable[[Any], Any]], None]:

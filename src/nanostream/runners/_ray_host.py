@@ -57,20 +57,19 @@ import ray
 from ray import cloudpickle
 
 from .._core.acks import AckCoordinator, AckRouting, Marker, NodeMarkers
-from .._core.channel import AFTER_END, checked_outp
 from .._core.context import NodeContext
 from .._core.errors import NodeProtocolError
 from .._core.graph import PlanNode
 from .._core.ports import port_dispatcher
 from .._core.redact import exception_text, safe_str
 from .._core.signals import RunAborted, SourceStopped
-from .._core.ticks import TICK
+from .._engine.channel import AFTER_END, checked_outp
+from .._engine.reader import TICKS
 
 __all__ = ["HostSpec", "NodeHost", "dumps", "emit_logs", "import_roots", "loads", "stable_hash"]
 
 _END: Any = object()
 _IDLE: Any = object()  # what the inbox gives a node with ticks when nothing came in time
-_TICKS = (TICK,)  # the input slice of a tick
 _LOCK_TYPE = type(threading.Lock())
 _RLOCK_TYPE = type(threading.RLock())
 _WAIT_TICK_S = 0.1
@@ -869,7 +868,7 @@ class _Reader:
                 return
             if batch is _IDLE:  # no item for tick_interval seconds: a tick, not an item
                 self.slice, self.slice_end = iter(()), counters.items_in
-                yield _TICKS
+                yield TICKS
                 flush()
                 if self.markers is not None:
                     self.markers.apply()

@@ -20,15 +20,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from operator import length_hint
+from functools import partial
 from typing import Any
 
 from .._core.acks import AckCoordinator, Marker
-from .._core.context import NodeContext
-from .._core.graph import Plan, PlanNode
+from .._core.graph import Plan
 from .._core.monitor import Monitor
-from .._core.run import NodeCounters, NodeStats, Run, downstream_names, local_stats
-from ._hub import ABANDONED, TIMESLICE_S, Scheduler, _Task
+from .._core.run import NodeCounters, Run
+from .._engine.node import EngineContext, LocalRun, inject_marker
+from ._hub import ABANDONED, TIMESLICE_S, Scheduler
 
 __all__ = ["CooperativeRun", "CooperativeRunner", "run_inline"]
 
@@ -36,55 +36,7 @@ log = logging.getLogger("nanostream")
 
 
 # --------------------------------------------------------------------------- the runner
-class _CoopContext(NodeContext):
-    """A node's context on the cooperative runner: its counters, acks, markers, outputs."""
-
-    supports_acks = True
-
-    def __init__(self, run: CooperativeRun, pn: PlanNode, task: _Task) -> None:
-        sched = run.sched
-        super().__init__(
-            pn.name,
-            linked_ports=pn.outputs,
-            abort_event=sched.abort_event,
-            stop_event=sched.stop_event,  # inside a node, the other nodes run meanwhile
-        )
-        self.run = run
-        self.sched = run.sched
-        self.task = task
-
-    def request_stop(self) -> None:
-        self.run.request_stop()
-
-    def count_error(self) -> None:
-        self.errors += 1
-        self.task.counters.errors += 1
-
-    def attach_ack(self, ack: Callable[[], Any]) -> None:
-        acks = self.sched.acks
-        assert acks is not None
-        acks.attach(self.task.index, ack)
-
-    def release_items(self, keep: int = 0) -> None:
-        task = self.task
-        if task.channel is not None:
-            read = task.slice_end - length_hint(task.slice)
-            self.sched.markers_of(task).request_release(read - keep)
-
-    def end_outputs(self) -> None:
-        task = self.task
-        if task.channel is not None and self.sched.acks is not None:
-            markers = self.sched.markers_of(task)
-            markers.finish()  # what it has read so far was emitted
-            markers.ended = True
-        for box in task.box_list:
-            box.close()
-
-    def wait_for_run_outcome(self) -> None:
-        self.sched.wait_for_outcome(self.task)
-
-
-class CooperativeRun(Run):
+class CooperativeRun(LocalRun):
     """A pipeline running on :class:`CooperativeRunner`.
 
     Every node function runs in the run's thread ``nanostream-coop:<pipeline>``. A second
@@ -103,16 +55,24 @@ class CooperativeRun(Run):
     """
 
     def __init__(self, plan: Plan) -> None:
-        super().__init__(plan.name)
-        self.plan = plan
-        self.counters = [NodeCounters() for _ in plan.nodes]
+        super().__init__(plan)
         self.threads: list[threading.Thread] = []  # no thread per node (for the monitor)
         self.sched = Scheduler(self._fail, watched=True)
-        self.sched.add_plan(plan, self.counters)
         self.acks = self.sched.acks = AckCoordinator(plan, self._inject_marker)
+        self.sched.add_plan(plan, self.counters)
         self.sched.reach = self.acks.routing.reach
         self.contexts = [
-            _CoopContext(self, pn, task)
+            EngineContext(
+                pn,
+                task.counters,
+                self.acks,
+                task.box_list,
+                task.reader,
+                abort_event=self.sched.abort_event,
+                stop_event=self.sched.stop_event,  # inside a node, the others run meanwhile
+                request_stop=self.request_stop,
+                wait_for_outcome=partial(self.sched.wait_for_outcome, task),
+            )
             for pn, task in zip(plan.nodes, self.sched.tasks, strict=True)
         ]
         # NanoNode.sleep() waits on it: inside a node, the other nodes run meanwhile
@@ -134,10 +94,7 @@ class CooperativeRun(Run):
 
     def start(self) -> None:
         """Start the run's threads."""
-        for counters in self.counters:
-            counters.state = "running"
-        for pn in self.plan.nodes:
-            pn.bind(self.contexts[pn.index])
+        self._bind()
         self.watcher.start()
         self.thread.start()
 
@@ -174,7 +131,7 @@ class CooperativeRun(Run):
 
     def _inject_marker(self, source: int, marker: Marker, final: bool) -> bool:
         # Called in the run's thread only (by the source's outbox, or at its end).
-        return self.sched.inject_marker(self.sched.tasks[source], marker)
+        return inject_marker(self.sched.tasks[source].box_list, marker, final)
 
     def _on_stop(self) -> None:
         self.sched.request_stop()
@@ -198,13 +155,6 @@ class CooperativeRun(Run):
 
     def interrupt_stuck_nodes(self) -> None:
         """Nothing to do: a node ignoring an abort is abandoned when it next emits."""
-
-    def stats(self) -> dict[str, NodeStats]:
-        return local_stats(self.plan, self.counters, self.channels)
-
-    def downstream_names(self, index: int) -> list[str]:
-        """Names of the nodes fed by node ``index`` (for the monitor's messages)."""
-        return downstream_names(self.plan, index)
 
 
 class CooperativeRunner:

@@ -4,197 +4,33 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
 from functools import partial
-from itertools import chain
-from operator import length_hint
 from typing import Any
 
-from .._core.acks import AckCoordinator, Marker, NodeMarkers
-from .._core.channel import (
-    END,
-    IDLE,
-    Channel,
-    CheckedOutbox,
-    Outbox,
-    TripwireOutbox,
-    next_slice_len,
-)
-from .._core.context import NodeContext
-from .._core.errors import NodeProtocolError
+from .._core.acks import AckCoordinator, Marker
 from .._core.graph import Plan, PlanNode
 from .._core.monitor import Monitor
 from .._core.ports import port_dispatcher
-from .._core.run import NodeCounters, NodeStats, Run, downstream_names, local_stats
-from .._core.signals import RunAborted, SourceStopped, clear_async_exception, raise_async_exception
-from .._core.ticks import TICK
+from .._core.run import Run
+from .._core.signals import RunAborted, clear_async_exception, raise_async_exception
+from .._engine.channel import Channel, CheckedOutbox, Outbox, TripwireOutbox
+from .._engine.node import EngineContext, LocalRun, forward_marker, inject_marker, run_function
+from .._engine.reader import InputReader
 
 __all__ = ["ThreadRun", "ThreadsRunner"]
 
-# A node whose input slice takes longer than this gets smaller slices, so its outputs
-# (sent when it reads again) are not held back behind a long backlog.
-_LINGER_S = 0.05
 # After an abort, a node thread that is still alive is interrupted again this often.
 _REINTERRUPT_S = 1.0
-# The slice a node with a tick_interval reads when no item came for that long.
-TICKS = (TICK,)
 
 
-class _Input:
-    """The ``inp`` of one node: the items of its channel's batches, with flushes between.
-
-    It also takes the acknowledgement markers out of the channel (see
-    :mod:`nanostream._core.acks`): a marker is read only once the node has consumed every
-    item before it and its outputs are flushed, which is when the node may pass it on.
-    """
-
-    def __init__(self, run: ThreadRun, pn: PlanNode, channel: Channel, outboxes: list[Outbox]):
-        self.run = run
-        self.pn = pn
-        self.channel = channel
-        self.outboxes = outboxes
-        self.counters = run.counters[pn.index]
-        self.exhausted = False
-        self.max_slice = pn.batch_size
-        self.markers: NodeMarkers | None = None
-        # The slice the node is reading, and how many items it and those before it hold:
-        # the node has read slice_end - (what is left in the slice) items.
-        self.slice: Iterator[Any] = iter(())
-        self.slice_end = 0
-
-    def batches(self) -> Iterator[Iterable[Any]]:
-        channel, counters, outboxes = self.channel, self.counters, self.outboxes
-        run = self.run
-        clock = time.monotonic
-        # Start with one-item slices and double while the node is fast, so a slow node
-        # delivers its first outputs at once instead of after a whole batch.
-        slice_len = 1
-        tick = self.pn.tick_interval
-        while True:
-            if run.aborting:
-                raise RunAborted
-            batch = channel.get(counters, tick)
-            if batch is END:
-                self.exhausted = True
-                return
-            if batch is IDLE:
-                self.slice, self.slice_end = iter(()), counters.items_in
-                yield TICKS
-                for outbox in outboxes:
-                    outbox.flush()
-                if self.markers is not None:
-                    self.markers.apply()
-                continue
-            if type(batch) is Marker:
-                self._markers().arrived(batch, counters.items_in)
-                continue
-            n = len(batch)
-            base = counters.items_in
-            counters.items_in += n
-            start = 0
-            while start < n:
-                part = (
-                    batch if (start == 0 and n <= slice_len) else batch[start : start + slice_len]
-                )
-                start += len(part)
-                self.slice = it = iter(part)
-                self.slice_end = base + start
-                blocked = counters.blocked_output_s
-                t0 = counters.busy_since = clock()
-                yield it
-                counters.busy_since = None
-                elapsed = clock() - t0 - (counters.blocked_output_s - blocked)
-                for outbox in outboxes:
-                    outbox.flush()
-                if self.markers is not None:
-                    self.markers.apply()
-                slice_len = next_slice_len(slice_len, elapsed, _LINGER_S, self.max_slice)
-
-    def _markers(self) -> NodeMarkers:
-        markers = self.markers
-        if markers is None:
-            pn = self.pn
-            markers = self.markers = NodeMarkers(
-                pn.name, pn.index, self.run.acks, pn.holds_items, self._forward
-            )
-        return markers
-
-    def _forward(self, marker: Marker) -> None:
-        for outbox in self.outboxes:
-            outbox.flush()
-        for outbox in self.outboxes:
-            for channel in outbox.channels:
-                channel.put(marker, self.counters)
-
-    def release(self, keep: int) -> None:
-        """The node has emitted all it read except its last ``keep`` items (its thread)."""
-        read = self.slice_end - length_hint(self.slice)
-        self._markers().request_release(read - keep)
-
-
-class _ThreadContext(NodeContext):
-    """A node's context on the threads runner: its counters, acks and markers."""
-
-    supports_acks = True
-
-    def __init__(self, run: ThreadRun, pn: PlanNode) -> None:
-        super().__init__(
-            pn.name,
-            linked_ports=pn.outputs,
-            abort_event=run.abort_event,
-            stop_event=run._stop_event,
-        )
-        self.run = run
-        self.index = pn.index
-        self.counters = run.counters[pn.index]
-        self.reader: _Input | None = None
-        self._acking = False
-
-    def count_error(self) -> None:
-        self.errors += 1
-        self.counters.errors += 1
-
-    def attach_ack(self, ack: Callable[[], Any]) -> None:
-        run = self.run
-        if not self._acking:
-            self._acking = True
-            mark = partial(run.acks.mark, self.index)
-            for box in run.outboxes[self.index].values():
-                if isinstance(box, CheckedOutbox):
-                    box.after_demand = mark
-        run.acks.attach(self.index, ack)
-
-    def release_items(self, keep: int = 0) -> None:
-        reader = self.reader
-        if reader is not None:
-            reader.release(keep)
-
-    def request_stop(self) -> None:
-        self.run.request_stop()
-
-    def end_outputs(self) -> None:
-        reader = self.reader
-        if reader is not None:
-            markers = reader._markers()
-            markers.finish()  # what it has read so far was emitted
-            markers.ended = True
-        for box in self.run.outboxes[self.index].values():
-            box.close()
-
-    def wait_for_run_outcome(self) -> None:
-        self.run.wait_for_outcome(self.index)
-
-
-class ThreadRun(Run):
+class ThreadRun(LocalRun):
     """A pipeline running on :class:`ThreadsRunner`."""
 
     def __init__(self, plan: Plan) -> None:
-        super().__init__(plan.name)
-        self.plan = plan
+        super().__init__(plan)
         self.aborting = False
         nodes = plan.nodes
-        self.counters = [NodeCounters() for _ in nodes]
-        self.channels: list[Channel | None] = [
+        self.channels = [
             Channel(pn.queue_size, pn.batch_size, len(pn.inputs), pn.queue_bytes)
             if pn.inputs
             else None
@@ -228,15 +64,26 @@ class ThreadRun(Run):
         self._interrupted: list[float | None] = [None for _ in nodes]
         self.abort_event = threading.Event()
         self.acks = AckCoordinator(plan, self._inject_marker)
-        self.contexts = [_ThreadContext(self, pn) for pn in nodes]
+        self.contexts = [
+            EngineContext(
+                pn,
+                self.counters[pn.index],
+                self.acks,
+                list(self.outboxes[pn.index].values()),
+                self._reader(pn),
+                abort_event=self.abort_event,
+                stop_event=self._stop_event,
+                request_stop=self.request_stop,
+                wait_for_outcome=partial(self.wait_for_outcome, pn.index),
+                on_first_ack=partial(self._mark_on_demand, pn.index),
+            )
+            for pn in nodes
+        ]
         self.monitor = Monitor(self)
         self._joined = False
 
     def start(self) -> None:
-        for counters in self.counters:
-            counters.state = "running"
-        for pn in self.plan.nodes:
-            pn.bind(self.contexts[pn.index])
+        self._bind()
         self.monitor.start()
         for thread in self.threads:
             thread.start()
@@ -277,31 +124,31 @@ class ThreadRun(Run):
         channel = self.channels[pn.index]
         use_ports = len(boxes) > 1 or bool(pn.ports)
         outp = port_dispatcher(boxes) if use_ports else boxes["out"].outp
-        inp: Any
-        reader: _Input | None = None
-        if channel is None:
-            inp = iter(())
-        else:
-            reader = self.contexts[pn.index].reader = _Input(self, pn, channel, box_list)
-            inp = chain.from_iterable(reader.batches())
-        try:
-            try:
-                pn.function(inp, outp)
-            except SourceStopped:
-                pass
-            if reader is not None and not reader.exhausted:
-                raise NodeProtocolError(
-                    f"node function of {pn.name!r} returned before its input ended; a node "
-                    "function must iterate over its entire input"
-                )
-            if reader is not None and reader.markers is not None:
-                reader.markers.finish()  # the held markers go out before the end
-            elif reader is None and self.acks.has_acks(pn.index):
+        reader = self.contexts[pn.index].reader
+        inp: Any = iter(())
+        if reader is not None and channel is not None:
+
+            def get(timeout: float | None) -> Any:
+                if self.aborting:
+                    raise RunAborted
+                return channel.get(counters, timeout)
+
+            def flush() -> None:
                 for box in box_list:
                     box.flush()
-                self.acks.mark(pn.index, final=True)
-            for box in box_list:
-                box.close()
+
+            inp = reader.items(get, flush)
+        try:
+            run_function(
+                pn.function,
+                inp,
+                outp,
+                name=pn.name,
+                index=pn.index,
+                reader=reader,
+                boxes=box_list,
+                acks=self.acks,
+            )
             counters.state = "finished"
         except RunAborted:
             counters.state = "aborted"
@@ -309,6 +156,31 @@ class ThreadRun(Run):
             counters.state = "failed"
             counters.errors += 1
             self._fail(pn.name, exc)
+
+    def _reader(self, pn: PlanNode) -> InputReader | None:
+        """The input reader of a node that reads input."""
+        if not pn.inputs:
+            return None
+        counters = self.counters[pn.index]
+        boxes = list(self.outboxes[pn.index].values())
+        return InputReader(
+            pn.name,
+            pn.index,
+            counters,
+            max_slice=pn.batch_size,
+            tick=pn.tick_interval,
+            acks=self.acks,
+            holds=pn.holds_items,
+            forward=partial(forward_marker, boxes, counters),
+            track_busy=True,
+        )
+
+    def _mark_on_demand(self, index: int) -> None:
+        """A source acknowledges: each demand for its items may send a marker."""
+        mark = partial(self.acks.mark, index)
+        for box in self.outboxes[index].values():
+            if isinstance(box, CheckedOutbox):
+                box.after_demand = mark
 
     def interrupt_stuck_nodes(self) -> None:
         """After an abort, raise ``RunAborted`` inside node threads that have not ended.
@@ -368,27 +240,7 @@ class ThreadRun(Run):
                     box.request_stop()
 
     def _inject_marker(self, source: int, marker: Marker, final: bool) -> bool:
-        """Put ``marker`` into every output channel of ``source``, after all it has sent.
-
-        Only when no item is buffered or being sent (else False: a later call will); with
-        ``final`` (the source has ended and flushed) it waits for the outbox locks.
-        """
-        boxes = [b for b in self.outboxes[source].values() if isinstance(b, CheckedOutbox)]
-        locked: list[threading.Lock] = []
-        try:
-            for box in boxes:
-                if not box._lock.acquire(blocking=final):
-                    return False
-                locked.append(box._lock)
-                if box._buf:
-                    return False
-            for box in boxes:
-                for channel in box.channels:
-                    channel.put_nowait(marker)
-            return True
-        finally:
-            for lock in locked:
-                lock.release()
+        return inject_marker(list(self.outboxes[source].values()), marker, final)
 
     def _on_abort(self) -> None:
         self.aborting = True
@@ -412,13 +264,6 @@ class ThreadRun(Run):
                 thread.join()
         self.monitor.join()
         self._joined = True
-
-    def stats(self) -> dict[str, NodeStats]:
-        return local_stats(self.plan, self.counters, self.channels)
-
-    def downstream_names(self, index: int) -> list[str]:
-        """Names of the nodes fed by node ``index`` (for the monitor's messages)."""
-        return downstream_names(self.plan, index)
 
 
 class ThreadsRunner:

@@ -31,15 +31,17 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from . import fast
-from .errors import NodeProtocolError
-from .run import NodeCounters
-from .signals import RunAborted, SourceStopped
+from .._core import fast
+from .._core.errors import NodeProtocolError
+from .._core.monitor import ABORT_GRACE_S
+from .._core.run import NodeCounters
+from .._core.signals import RunAborted, SourceStopped
 
 __all__ = [
     "END",
+    "Waiter",
     "IDLE",
     "ByteBudget",
     "Channel",
@@ -94,7 +96,7 @@ def item_size(item: Any, _depth: int = _SIZE_DEPTH) -> int:
     ``sys.getsizeof(item)``, which does not look inside the object.
 
     Example:
-        >>> from nanostream._core.channel import item_size
+        >>> from nanostream._engine.channel import item_size
         >>> item_size(b"x" * 65536), item_size({"id": 1, "data": b"x" * 65536}) > 65536
         (65536, True)
         >>> item_size({"payload": {"body": b"x" * 65536}}) > 65536   # nested: counted too
@@ -124,7 +126,7 @@ class ByteBudget:
     Not thread-safe: a threaded channel uses it under its lock.
 
     Example:
-        >>> from nanostream._core.channel import ByteBudget
+        >>> from nanostream._engine.channel import ByteBudget
         >>> budget = ByteBudget(100)
         >>> sizes = [60, 60, 60]
         >>> budget.fit(sizes, 0)                # items 0 .. 1 (excluded) fit
@@ -176,6 +178,27 @@ class ByteBudget:
         return part, end
 
 
+class Waiter(Protocol):
+    """How the two sides of a :class:`Channel` wait for each other and wake each other.
+
+    A ``threading.Condition`` is one (the threads runner); the cooperative runner's waits
+    switch greenlets instead (``runners._hub``). ``wait`` may raise ``RunAborted``.
+    """
+
+    def __enter__(self) -> Any: ...
+
+    def __exit__(self, *exc: object) -> Any: ...
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until notified (or for ``timeout`` seconds)."""
+
+    def wait_for(self, predicate: Callable[[], Any], timeout: float | None = None) -> Any:
+        """Wait until ``predicate()`` is true (or for ``timeout`` seconds); its last value."""
+
+    def notify_all(self) -> None:
+        """Wake every waiter."""
+
+
 class Channel:
     """The input queue of one node: batches from one or more producers, bounded.
 
@@ -183,16 +206,25 @@ class Channel:
     when several race for the last slot). With ``queue_bytes``, the items waiting also
     take at most that many bytes (see :class:`ByteBudget`; a batch goes in in parts), and
     the channel's bookkeeping is done under its lock. The consumer sees the end once every
-    producer has put ``END``.
+    producer has put ``END``. How the two sides wait and wake is the ``waiter``'s (by
+    default a ``threading.Condition``): the same channel serves every runner.
+
+    Example:
+        >>> from nanostream._core.run import NodeCounters
+        >>> channel, counters = Channel(8, 2, n_producers=1), NodeCounters()
+        >>> channel.put([1, 2], counters)
+        >>> channel.put(END, counters)
+        >>> channel.get(counters), channel.get(counters)
+        ([1, 2], END)
     """
 
     __slots__ = (
         "_aborted",
         "_cond",
         "_consumer_waiting",
-        "_dq",
         "_ends",
         "_producers_waiting",
+        "batches",
         "budget",
         "capacity",
         "capacity_bytes",
@@ -201,14 +233,19 @@ class Channel:
     )
 
     def __init__(
-        self, queue_size: int, batch_size: int, n_producers: int, queue_bytes: int | None = None
+        self,
+        queue_size: int,
+        batch_size: int,
+        n_producers: int,
+        queue_bytes: int | None = None,
+        waiter: Waiter | None = None,
     ) -> None:
         self.max_batches = max(1, queue_size // max(1, batch_size))
         self.capacity = queue_size
         self.capacity_bytes = queue_bytes
         self.budget = ByteBudget(queue_bytes) if queue_bytes is not None else None
-        self._dq: deque[Any] = deque()
-        self._cond = threading.Condition(threading.Lock())
+        self.batches: deque[Any] = deque()  # oldest first
+        self._cond = waiter if waiter is not None else threading.Condition(threading.Lock())
         self._consumer_waiting = False
         self._producers_waiting = 0
         self._ends = n_producers
@@ -217,7 +254,7 @@ class Channel:
 
     def depth(self) -> int:
         """Items waiting in the channel now."""
-        return sum(len(b) for b in list(self._dq) if b is not END)
+        return sum(len(b) for b in list(self.batches) if b is not END)
 
     def depth_bytes(self) -> int:
         """Approximate bytes of the items waiting now (0 without a ``queue_bytes`` budget)."""
@@ -229,7 +266,7 @@ class Channel:
         if self.budget is not None:
             self._put_within_budget(batch, counters)
             return
-        dq = self._dq
+        dq = self.batches
         if len(dq) >= self.max_batches:
             cond = self._cond
             start = time.monotonic()
@@ -241,8 +278,8 @@ class Channel:
                         cond.wait()
                 finally:
                     self._producers_waiting -= 1
-            counters.output_wait_since = None
-            counters.blocked_output_s += time.monotonic() - start
+                    counters.output_wait_since = None
+                    counters.blocked_output_s += time.monotonic() - start
             if self._aborted:
                 raise RunAborted
         dq.append(batch)
@@ -254,7 +291,7 @@ class Channel:
         """``put`` with a byte budget: the batch goes in in parts that fit, in order."""
         budget = self.budget
         assert budget is not None
-        dq, cond = self._dq, self._cond
+        dq, cond = self.batches, self._cond
         if type(batch) is not list:  # END or a marker: no items, no bytes
             batch, sizes = [batch], [0]
             whole = True
@@ -289,18 +326,18 @@ class Channel:
         budget = self.budget
         if budget is not None:
             with self._cond:
-                self._dq.append(batch)
+                self.batches.append(batch)
                 budget.added(sum(map(item_size, batch)) if type(batch) is list else 0)
                 self._cond.notify_all()
             return
-        self._dq.append(batch)
+        self.batches.append(batch)
         if self._consumer_waiting:
             with self._cond:
                 self._cond.notify_all()
 
     def room_for(self, batch: list[Any]) -> int:
         """How many leading items of ``batch`` would go in now without waiting."""
-        if len(self._dq) >= self.max_batches:
+        if len(self.batches) >= self.max_batches:
             return 0
         budget = self.budget
         return len(batch) if budget is None else budget.fit([item_size(x) for x in batch], 0)
@@ -310,7 +347,7 @@ class Channel:
         budget = self.budget
         assert budget is not None
         with self._cond:
-            batch = self._dq.popleft()
+            batch = self.batches.popleft()
             budget.removed()
             if self._producers_waiting:
                 self._cond.notify_all()
@@ -322,7 +359,7 @@ class Channel:
 
         With ``timeout``, :data:`IDLE` when nothing arrived for that many seconds.
         """
-        dq = self._dq
+        dq = self.batches
         pop = dq.popleft if self.budget is None else self._pop_counted
         while True:
             try:
@@ -369,7 +406,11 @@ AFTER_END = (
 
 
 class Outbox:
-    """Collects one node's outputs and sends them to its downstream channels in batches."""
+    """Collects one node's outputs and sends them to its downstream channels in batches.
+
+    The same outboxes serve every local runner; a runner adds its own turns through the
+    hooks of :class:`TripwireOutbox` and :class:`CheckedOutbox`.
+    """
 
     outp: Callable[[Any], Any]
 
@@ -411,6 +452,13 @@ class Outbox:
     def abort(self) -> None:
         """The run is aborting."""
         self.aborted = True
+
+    def preempt(self) -> None:
+        """The node's time slice is over: a source sends at its next ``outp``."""
+
+    def holds_items(self) -> bool:
+        """True while items wait in the outbox."""
+        return False
 
 
 class _Tripwire:
@@ -556,7 +604,7 @@ def next_slice_len(slice_len: int, elapsed: float, linger: float, max_slice: int
     node works on whole batches.
 
     Example:
-        >>> from nanostream._core.channel import next_slice_len
+        >>> from nanostream._engine.channel import next_slice_len
         >>> next_slice_len(4, 0.0001, 0.05, 512), next_slice_len(64, 0.2, 0.05, 512)
         (8, 8)
     """
@@ -596,17 +644,39 @@ def batch_extend(
 
 
 class TripwireOutbox(TripwireFlush, Outbox):
-    """Outbox whose ``outp`` is a :class:`TripwireBuffer`'s C-level append."""
+    """Outbox whose ``outp`` is a :class:`TripwireBuffer`'s C-level append.
 
-    def __init__(self, channels: list[Channel], batch_size: int, counters: NodeCounters) -> None:
+    With ``park``, a node that goes on emitting after an abort gets ``RunAborted`` at its
+    next read, and if it still emits ``ABORT_GRACE_S`` later, ``park()`` is called (the
+    cooperative runner gives up such a node; the threads runner interrupts its thread).
+    """
+
+    def __init__(
+        self,
+        channels: list[Channel],
+        batch_size: int,
+        counters: NodeCounters,
+        park: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(channels, batch_size, counters)
         self.error: BaseException | None = None
-        self._buffer = TripwireBuffer(batch_size, self._full, self._keep_error)
+        self._park = park
+        self._abort_seen: float | None = None
+        self._buffer = TripwireBuffer(max(1, batch_size), self._full, self._keep_error)
         self.outp = self._buffer.append
 
     def _full(self, items: list[Any]) -> None:
         # Runs inside the append that filled the buffer, in the node's own thread.
-        if self.aborted or self.error is not None:
+        if self.aborted:
+            if self._park is not None:
+                now = time.monotonic()
+                if self._abort_seen is None:
+                    self._abort_seen = now
+                    self.error = RunAborted()  # raised at the node's next read
+                elif now - self._abort_seen > ABORT_GRACE_S:
+                    self._park()  # it kept emitting without reading: it never will
+            return
+        if self.error is not None:
             return
         try:
             self._send(items)
@@ -618,7 +688,13 @@ class TripwireOutbox(TripwireFlush, Outbox):
 
 
 class CheckedOutbox(Outbox):
-    """Outbox for sources: ``outp`` checks the batch size and demand in Python."""
+    """Outbox for sources: ``outp`` checks the batch size and demand in Python.
+
+    Hooks: ``after_send`` runs after each batch the source's own flush sent, and
+    ``after_outp`` after each flush from ``outp`` (the cooperative runner's acknowledgement
+    marks and time slices there); ``after_demand`` after each demand (the threads
+    runner's acknowledgement marks).
+    """
 
     def __init__(self, channels: list[Channel], batch_size: int, counters: NodeCounters) -> None:
         super().__init__(channels, batch_size, counters)
@@ -631,7 +707,25 @@ class CheckedOutbox(Outbox):
         # Called (from the consumer's thread) after each demand: a source with pending
         # acknowledgements sends a marker then (see nanostream._core.acks).
         self.after_demand: Callable[[], None] | None = None
+        self.after_send: Callable[[], None] | None = None
+        self.after_outp: Callable[[], None] | None = None
         self.outp = checked_outp(buf, self._limit, self._flush_from_outp, batch_size)
+
+    def clocked_outp(
+        self, deadline: list[float], clock: Callable[[], float]
+    ) -> Callable[[Any], None]:
+        """An ``outp`` that also sends once ``clock()`` passed ``deadline[0]`` (for a runner
+        with no thread to preempt the source)."""
+        buf, limit, flush = self._buf, self._limit, self._flush_from_outp
+        append = buf.append
+
+        def outp(item: Any) -> None:
+            append(item)
+            if len(buf) >= limit[0] or clock() >= deadline[0]:
+                flush()
+
+        outp.extend = batch_extend(buf, flush, self.batch_size)  # type: ignore[attr-defined]
+        return outp
 
     def _take(self) -> list[Any]:
         buf = self._buf
@@ -641,10 +735,16 @@ class CheckedOutbox(Outbox):
 
     def flush(self) -> None:
         with self._lock:
-            if self._buf:
-                if self.ended:
-                    raise NodeProtocolError(AFTER_END)
-                self._send(self._take())
+            if not self._buf:
+                return
+            if self.ended:
+                raise NodeProtocolError(AFTER_END)
+            self._send(self._take())
+        if self.after_send is not None:
+            self.after_send()
+
+    def holds_items(self) -> bool:
+        return bool(self._buf)
 
     def _flush_from_outp(self) -> None:
         self.flush()
@@ -654,6 +754,8 @@ class CheckedOutbox(Outbox):
         if self._stopping and not self._stop_raised:
             self._stop_raised = True
             raise SourceStopped
+        if self.after_outp is not None:
+            self.after_outp()
 
     def demand(self) -> None:
         if self._stopping or self.aborted:
@@ -683,4 +785,7 @@ class CheckedOutbox(Outbox):
 
     def abort(self) -> None:
         super().abort()
+        self._limit[0] = 0
+
+    def preempt(self) -> None:
         self._limit[0] = 0

@@ -1,0 +1,178 @@
+"""A node's life on a local runner: its context, and how its function is run and ended.
+
+Both local runners give each node an :class:`EngineContext` (counters, acknowledgements,
+markers, ending the outputs) and run its function with :func:`run_function`; a runner
+only says how the node stops the run and waits for the rest of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .._core.acks import AckCoordinator, Marker
+from .._core.context import NodeContext
+from .._core.errors import NodeProtocolError
+from .._core.graph import Plan, PlanNode
+from .._core.run import NodeCounters, NodeStats, Run, downstream_names, local_stats
+from .._core.signals import SourceStopped
+from .channel import CheckedOutbox, Outbox
+from .reader import InputReader
+
+__all__ = ["EngineContext", "LocalRun", "forward_marker", "inject_marker", "run_function"]
+
+
+class LocalRun(Run):
+    """What the runs of the local runners share: the plan, counters, channels, contexts."""
+
+    def __init__(self, plan: Plan) -> None:
+        super().__init__(plan.name)
+        self.plan = plan
+        self.counters = [NodeCounters() for _ in plan.nodes]
+        self.channels: list[Any] = []  # each node's Channel (None for a source)
+        self.contexts: list[EngineContext] = []
+
+    def _bind(self) -> None:
+        """Every node is running, with its context bound (before any node runs)."""
+        for counters in self.counters:
+            counters.state = "running"
+        for pn in self.plan.nodes:
+            pn.bind(self.contexts[pn.index])
+
+    def stats(self) -> dict[str, NodeStats]:
+        return local_stats(self.plan, self.counters, self.channels)
+
+    def downstream_names(self, index: int) -> list[str]:
+        """Names of the nodes fed by node ``index`` (for the monitor's messages)."""
+        return downstream_names(self.plan, index)
+
+
+class EngineContext(NodeContext):
+    """A node's context on a local runner: its counters, acks, markers and outputs.
+
+    ``stop()`` asks the run to stop (``request_stop``); ``wait_for_run_outcome`` is the
+    runner's way to wait for the rest of the run; ``on_first_ack`` runs when the node
+    attaches its first acknowledgement.
+    """
+
+    supports_acks = True
+
+    def __init__(
+        self,
+        pn: PlanNode,
+        counters: NodeCounters,
+        acks: AckCoordinator,
+        boxes: list[Outbox],
+        reader: InputReader | None,
+        *,
+        abort_event: Any,
+        stop_event: Any,
+        request_stop: Callable[[], None],
+        wait_for_outcome: Callable[[], None],
+        on_first_ack: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__(
+            pn.name, linked_ports=pn.outputs, abort_event=abort_event, stop_event=stop_event
+        )
+        self.index = pn.index
+        self.counters = counters
+        self.acks = acks
+        self.boxes = boxes
+        self.reader = reader
+        self._request_stop = request_stop
+        self._wait_for_outcome = wait_for_outcome
+        self._on_first_ack = on_first_ack
+
+    def count_error(self) -> None:
+        self.errors += 1
+        self.counters.errors += 1
+
+    def attach_ack(self, ack: Callable[[], Any]) -> None:
+        if self._on_first_ack is not None:
+            self._on_first_ack()
+            self._on_first_ack = None
+        self.acks.attach(self.index, ack)
+
+    def release_items(self, keep: int = 0) -> None:
+        if self.reader is not None:
+            self.reader.release(keep)
+
+    def request_stop(self) -> None:
+        self._request_stop()
+
+    def end_outputs(self) -> None:
+        if self.reader is not None:
+            self.reader.end_outputs()
+        for box in self.boxes:
+            box.close()
+
+    def wait_for_run_outcome(self) -> None:
+        self._wait_for_outcome()
+
+
+def run_function(
+    function: Callable[[Iterable[Any], Callable[[Any], Any]], Any],
+    inp: Iterable[Any],
+    outp: Callable[[Any], Any],
+    *,
+    name: str,
+    index: int,
+    reader: InputReader | None,
+    boxes: list[Outbox],
+    acks: AckCoordinator | None,
+) -> None:
+    """Run a node's function to its end, then end its outputs (its markers before ``END``).
+
+    A source stopped by the run (``SourceStopped``) ends normally; a node that returns
+    before its input ended breaks the node contract (``NodeProtocolError``).
+    """
+    try:
+        function(inp, outp)
+    except SourceStopped:
+        pass
+    if reader is not None:
+        if not reader.exhausted:
+            raise NodeProtocolError(
+                f"node function of {name!r} returned before its input ended; a node "
+                "function must iterate over its entire input"
+            )
+        reader.finish()  # the held markers go out before the end
+    elif acks is not None and acks.has_acks(index):
+        for box in boxes:
+            box.flush()
+        acks.mark(index, final=True)
+    for box in boxes:
+        box.close()
+
+
+def forward_marker(boxes: list[Outbox], counters: NodeCounters, marker: Marker) -> None:
+    """A node passes ``marker`` on, after everything it has emitted (its own thread)."""
+    for box in boxes:
+        box.flush()
+    for box in boxes:
+        for channel in box.channels:
+            channel.put(marker, counters)
+
+
+def inject_marker(boxes: list[Outbox], marker: Marker, final: bool) -> bool:
+    """Put a source's ``marker`` into every output channel, after all the source has sent.
+
+    Only when no item is buffered or being sent (else False: a later call will); with
+    ``final`` (the source has ended and flushed) it waits for the outbox locks.
+    """
+    checked = [b for b in boxes if isinstance(b, CheckedOutbox)]
+    locked: list[Any] = []
+    try:
+        for box in checked:
+            if not box._lock.acquire(blocking=final):
+                return False
+            locked.append(box._lock)
+            if box._buf:
+                return False
+        for box in checked:
+            for channel in box.channels:
+                channel.put_nowait(marker)
+        return True
+    finally:
+        for lock in locked:
+            lock.release()

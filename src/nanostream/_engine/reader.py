@@ -1,0 +1,189 @@
+"""The ``inp`` of a node, the same on every local runner: slices, ticks, markers.
+
+A node's channel hands over *batches*; :class:`InputReader` gives the node its items in
+*slices* of those batches, and between two slices the runner gets a turn (``after_slice``:
+the threads runner sends the node's outputs, the cooperative one lets other nodes run once
+the node's time slice is over). Slices start at one item and double while the node is
+quick, so a slow node delivers its first outputs at once and a fast one works on whole
+batches (:func:`~nanostream._engine.channel.next_slice_len`).
+
+With a ``tick_interval``, the runner's ``get`` returns ``IDLE`` when no batch came for
+that long, and the node reads :data:`TICKS`. Acknowledgement markers (see
+:mod:`nanostream._core.acks`) are taken out of the channel here: a marker is read only once
+the node has consumed every item before it, which is when it may pass it on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from itertools import chain
+from operator import length_hint
+from typing import Any
+
+from .._core.acks import AckCoordinator, Marker, NodeMarkers
+from .._core.run import NodeCounters
+from .._core.ticks import TICK
+from .channel import END, IDLE, next_slice_len
+
+__all__ = ["COOPERATIVE_LINGER_S", "THREADS_LINGER_S", "TICKS", "InputReader"]
+
+#: The slice a node with a ``tick_interval`` reads when no item came for that long.
+TICKS = (TICK,)
+#: A node whose input slice takes longer than this gets smaller slices, so its outputs
+#: (sent when it reads again) are not held back behind a long backlog. On one thread a
+#: slice holds up every other node too, so the cooperative runner aims shorter.
+THREADS_LINGER_S = 0.05
+COOPERATIVE_LINGER_S = 0.005
+
+
+class InputReader:
+    """The items of one node's input, in slices, with the runner's turn between slices.
+
+    ``get(timeout)`` is the runner's way to take the next batch from the node's channel
+    (waiting for one): a list of items, a ``Marker``, ``IDLE`` after ``timeout`` seconds
+    without input, or ``END``. ``after_slice()`` runs after each slice the node consumed.
+
+    Example:
+        >>> from nanostream._core.run import NodeCounters
+        >>> from nanostream._engine.channel import END
+        >>> batches = [[1, 2, 3], END]
+        >>> reader = InputReader(
+        ...     "n", 0, NodeCounters(), max_slice=512, tick=None, acks=None, holds=None,
+        ...     forward=print,
+        ... )
+        >>> items = reader.items(lambda timeout: batches.pop(0), lambda: print("turn"))
+        >>> list(items)
+        turn
+        turn
+        [1, 2, 3]
+        >>> reader.exhausted
+        True
+    """
+
+    __slots__ = (
+        "acks",
+        "counters",
+        "exhausted",
+        "forward",
+        "holds",
+        "index",
+        "linger",
+        "markers",
+        "max_slice",
+        "name",
+        "slice",
+        "slice_end",
+        "tick",
+        "track_busy",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        index: int,
+        counters: NodeCounters,
+        *,
+        max_slice: int,
+        tick: float | None,
+        acks: AckCoordinator | None,
+        holds: bool | None,
+        forward: Callable[[Marker], None],
+        linger: float = THREADS_LINGER_S,
+        track_busy: bool = False,
+    ) -> None:
+        self.name = name
+        self.index = index
+        self.counters = counters
+        self.max_slice = max_slice
+        self.tick = tick
+        self.acks = acks
+        self.holds = holds
+        self.forward = forward  # passes a marker on: flush the outputs, then put it
+        self.linger = linger
+        self.track_busy = track_busy  # set counters.busy_since (for the monitor)
+        self.exhausted = False
+        self.markers: NodeMarkers | None = None
+        # The slice the node is reading, and how many items it and those before it hold:
+        # the node has read slice_end - (what is left in the slice) items.
+        self.slice: Iterator[Any] = iter(())
+        self.slice_end = 0
+
+    def items(self, get: Callable[[float | None], Any], after_slice: Callable[[], None]) -> Any:
+        """The node's ``inp``: an iterator over the items of every batch ``get`` returns."""
+        return chain.from_iterable(self.slices(get, after_slice))
+
+    def slices(
+        self, get: Callable[[float | None], Any], after_slice: Callable[[], None]
+    ) -> Iterator[Iterable[Any]]:
+        """The slices of the input, ``TICKS`` when idle; ends at ``END``."""
+        counters = self.counters
+        clock = time.monotonic
+        slice_len = 1
+        tick, linger, max_slice, busy = self.tick, self.linger, self.max_slice, self.track_busy
+        while True:
+            batch = get(tick)
+            if batch is END:
+                self.exhausted = True
+                return
+            if batch is IDLE:
+                self.slice, self.slice_end = iter(()), counters.items_in
+                yield TICKS
+                after_slice()
+                if self.markers is not None:
+                    self.markers.apply()
+                continue
+            if type(batch) is Marker:
+                self.markers_of().arrived(batch, counters.items_in)
+                continue
+            n = len(batch)
+            base = counters.items_in
+            counters.items_in += n
+            start = 0
+            while start < n:
+                part = (
+                    batch if (start == 0 and n <= slice_len) else batch[start : start + slice_len]
+                )
+                start += len(part)
+                self.slice = it = iter(part)
+                self.slice_end = base + start
+                blocked = counters.blocked_output_s
+                t0 = clock()
+                if busy:
+                    counters.busy_since = t0
+                yield it
+                if busy:
+                    counters.busy_since = None
+                elapsed = clock() - t0 - (counters.blocked_output_s - blocked)
+                after_slice()
+                if self.markers is not None:
+                    self.markers.apply()
+                slice_len = next_slice_len(slice_len, elapsed, linger, max_slice)
+
+    # ----------------------------------------------------------------- acknowledgements
+    def markers_of(self) -> NodeMarkers:
+        """The node's markers (made when first needed)."""
+        markers = self.markers
+        if markers is None:
+            assert self.acks is not None, "a marker reached a run without acknowledgements"
+            markers = self.markers = NodeMarkers(
+                self.name, self.index, self.acks, self.holds, self.forward
+            )
+        return markers
+
+    def release(self, keep: int) -> None:
+        """The node has emitted all it read except its last ``keep`` items."""
+        read = self.slice_end - length_hint(self.slice)
+        self.markers_of().request_release(read - keep)
+
+    def end_outputs(self) -> None:
+        """The node ended its outputs: what it read so far was emitted; markers stop here."""
+        if self.acks is not None:
+            markers = self.markers_of()
+            markers.finish()
+            markers.ended = True
+
+    def finish(self) -> None:
+        """The node function returned: its held markers go out (before its end)."""
+        if self.markers is not None:
+            self.markers.finish()
