@@ -951,7 +951,10 @@ class _RayContext(NodeContext):
 
     def request_stop(self) -> None:
         instance = self.instance
-        instance.stop_requested = True  # the driver hears of it through ``events``
+        # This node stops at once (a source at its next outp), as on the other runners;
+        # the driver hears of it through ``events`` and stops the rest of the run.
+        instance.stop(instance.spec.is_source)
+        instance.stop_requested = True
         instance.loop.call_soon_threadsafe(instance._events_signal, [])
 
     def wait_for_run_outcome(self) -> None:
