@@ -21,6 +21,7 @@ import psutil
 import pytest
 
 import nanostream
+from nanostream.connectors._common import AtomicFile, FileSink, ReadThrough
 from nanostream.nodes import (
     CSVReader,
     CSVWriter,
@@ -36,7 +37,6 @@ from nanostream.nodes import (
     PathRefusedError,
     PrinterOfThings,
 )
-from nanostream.nodes._common import AtomicFile, FileSink, ReadThrough
 from nanostream.nodes.deadletter import DeadLetterFile, read_dead_letters
 from nanostream.testing import Collect
 from support import TruncatingSink, wait_for_file

@@ -8,7 +8,7 @@ Example:
 
 from __future__ import annotations
 
-from ._common import (
+from ..connectors._common import (
     FileBytes,
     FilePath,
     FileText,

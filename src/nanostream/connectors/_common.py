@@ -249,7 +249,7 @@ def parse_json(
     (``json.loads`` by default, which also takes UTF-8 bytes).
 
     Example:
-        >>> from nanostream.nodes._common import parse_json
+        >>> from nanostream.connectors._common import parse_json
         >>> parse_json('{"a": [1, 2]}')
         {'a': [1, 2]}
         >>> try:
@@ -285,7 +285,7 @@ class ReadThrough:
 
     Example:
         >>> import os, pathlib, tempfile
-        >>> from nanostream.nodes._common import ReadThrough
+        >>> from nanostream.connectors._common import ReadThrough
         >>> path = pathlib.Path(tempfile.mkdtemp()) / "rows.txt"
         >>> _ = path.write_text("one\\ntwo\\nthree\\n")
         >>> with ReadThrough(path, "rb", buffering=0) as whole:
@@ -356,7 +356,7 @@ class AtomicFile:
 
     Example:
         >>> import tempfile, pathlib
-        >>> from nanostream.nodes._common import AtomicFile
+        >>> from nanostream.connectors._common import AtomicFile
         >>> target = pathlib.Path(tempfile.mkdtemp()) / "out.txt"
         >>> f = AtomicFile(target)
         >>> _ = f.file.write("hello\\n")
@@ -479,7 +479,7 @@ def numbered_files(template: str, field: str, directory: str | None = None) -> l
 
     Example:
         >>> import pathlib, tempfile
-        >>> from nanostream.nodes._common import numbered_files
+        >>> from nanostream.connectors._common import numbered_files
         >>> folder = pathlib.Path(tempfile.mkdtemp())
         >>> for name in ("003.txt", "010.txt", "7.txt", "notes.txt"):
         ...     _ = (folder / name).write_text("")

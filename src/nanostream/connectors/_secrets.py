@@ -7,7 +7,7 @@ connector and scrubs them (and anything that looks like a credential) out of any
 such as a driver's exception message.
 
 Example:
-    >>> from nanostream.nodes._secrets import Secrets, mask_url
+    >>> from nanostream.connectors._secrets import Secrets, mask_url
     >>> mask_url("postgresql://app:hunter2@db.local:5432/sales")
     'postgresql://app:***@db.local:5432/sales'
     >>> secrets = Secrets.from_url("redis://:hunter2@cache:6379/0")
@@ -93,7 +93,7 @@ def connector_error(message: str, cause: BaseException, secrets: Secrets) -> Con
     kept as ``__cause__`` for debugging.
 
     Example:
-        >>> from nanostream.nodes._secrets import Secrets, connector_error
+        >>> from nanostream.connectors._secrets import Secrets, connector_error
         >>> secrets = Secrets(["hunter22"])
         >>> err = connector_error("login failed", ValueError("bad password hunter22"), secrets)
         >>> err.__cause__ is None, err.__suppress_context__
@@ -119,7 +119,7 @@ def is_sensitive_name(name: str) -> bool:
     """True when a header, parameter or field called ``name`` holds a credential.
 
     Example:
-        >>> from nanostream.nodes._secrets import is_sensitive_name
+        >>> from nanostream.connectors._secrets import is_sensitive_name
         >>> is_sensitive_name("X-Api-Key"), is_sensitive_name("Accept")
         (True, False)
     """
@@ -131,7 +131,7 @@ def mask_url(url: object) -> str:
     """``url`` as text with its password and credential-like query values replaced by ``***``.
 
     Example:
-        >>> from nanostream.nodes._secrets import mask_url
+        >>> from nanostream.connectors._secrets import mask_url
         >>> mask_url("https://api.example.com/v1/items?api_key=abc123&page=2")
         'https://api.example.com/v1/items?api_key=***&page=2'
         >>> mask_url("https://ghp_token@github.com/x.git")
@@ -170,7 +170,7 @@ def mask_headers(headers: Mapping[str, Any] | None) -> dict[str, Any]:
     """A copy of ``headers`` with the values of credential headers replaced by ``***``.
 
     Example:
-        >>> from nanostream.nodes._secrets import mask_headers
+        >>> from nanostream.connectors._secrets import mask_headers
         >>> mask_headers({"Authorization": "Bearer abc", "Accept": "application/json"})
         {'Authorization': '***', 'Accept': 'application/json'}
     """
@@ -184,7 +184,7 @@ class Secrets:
     :func:`install_log_masking` watches.
 
     Example:
-        >>> from nanostream.nodes._secrets import Secrets
+        >>> from nanostream.connectors._secrets import Secrets
         >>> s = Secrets()
         >>> s.add("tok-123456")
         >>> s.scrub("header was tok-123456")
@@ -206,7 +206,7 @@ class Secrets:
         """The secrets in a URL: its password (raw and decoded) and credential query values.
 
         Example:
-            >>> from nanostream.nodes._secrets import Secrets
+            >>> from nanostream.connectors._secrets import Secrets
             >>> Secrets.from_url("postgresql://u:p%40ss-word@h/db").scrub("p@ss-word")
             '***'
         """
@@ -295,7 +295,7 @@ def install_log_masking(*logger_names: str) -> None:
 
     Example:
         >>> import logging
-        >>> from nanostream.nodes._secrets import Secrets, install_log_masking
+        >>> from nanostream.connectors._secrets import Secrets, install_log_masking
         >>> install_log_masking("example.masked")
         >>> secrets = Secrets(["s3cr3t-value"])
         >>> record = logging.makeLogRecord({"msg": "got %s", "args": ("s3cr3t-value",)})
@@ -316,7 +316,7 @@ def backoff_delay(attempt: int, base: float, cap: float) -> float:
     clients that failed together do not retry together.
 
     Example:
-        >>> from nanostream.nodes._secrets import backoff_delay
+        >>> from nanostream.connectors._secrets import backoff_delay
         >>> 0.5 <= backoff_delay(0, 1.0, 30.0) <= 1.0
         True
         >>> 15.0 <= backoff_delay(10, 1.0, 30.0) <= 30.0
@@ -330,7 +330,7 @@ def node_label(node: NanoNode) -> str:
     """How log lines name a node: its class, and its name when it has one.
 
     Example:
-        >>> from nanostream.nodes._secrets import node_label
+        >>> from nanostream.connectors._secrets import node_label
         >>> from nanostream.testing import Collect
         >>> node_label(Collect()), node_label(Collect(name="out"))
         ('Collect', "Collect 'out'")
@@ -354,7 +354,7 @@ def pause(node: NanoNode, seconds: float) -> None:
 
     Example:
         >>> import nanostream
-        >>> from nanostream.nodes._secrets import pause
+        >>> from nanostream.connectors._secrets import pause
         >>> pause(nanostream.testing.Collect(), 0.001)
     """
     deadline = time.monotonic() + seconds
@@ -392,7 +392,7 @@ def retry_lost_connection(
 
     Example:
         >>> import logging
-        >>> from nanostream.nodes._secrets import retry_lost_connection
+        >>> from nanostream.connectors._secrets import retry_lost_connection
         >>> from nanostream.testing import Collect
         >>> node = Collect()
         >>> node.retries, node.backoff, node.max_backoff = 2, 0.001, 0.001
@@ -439,7 +439,7 @@ def closing_function(function: NodeFunction, close: Callable[[], None]) -> NodeF
     released when the run is aborted or the node fails, which this guarantees.
 
     Example:
-        >>> from nanostream.nodes._secrets import closing_function
+        >>> from nanostream.connectors._secrets import closing_function
         >>> closed = []
         >>> def copy(inp, outp):
         ...     for x in inp:
