@@ -21,7 +21,8 @@ import psutil
 import pytest
 
 import nanostream
-from nanostream.connectors._common import AtomicFile, FileSink, ReadThrough
+from nanostream.connectors._fileread import ReadThrough
+from nanostream.connectors._filesink import AtomicFile, FileSink
 from nanostream.nodes import (
     CSVReader,
     CSVWriter,

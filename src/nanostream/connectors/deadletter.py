@@ -18,7 +18,7 @@ from typing import IO, Any
 from .._core.errors import GraphError
 from .._core.node import NanoNode, NodeFunction
 from .._core.policy import POLICY_OPTIONS, ErrorRecord
-from ._common import FormatError, parse_json
+from ._fileread import FormatError, parse_json
 
 __all__ = ["DeadLetterFile", "read_dead_letters"]
 

@@ -22,17 +22,19 @@ from typing import IO, Any
 
 from .._core.errors import GraphError
 from .._core.node import NanoNode
-from ._common import (
-    AtomicFile,
+from ._fileread import (
     FileBytes,
-    FileSink,
     FileText,
     FormatError,
-    OutputExistsError,
     PathRefusedError,
     ReadThrough,
     confine,
     decode_failure,
+)
+from ._filesink import (
+    AtomicFile,
+    FileSink,
+    OutputExistsError,
     numbered_files,
     refusal,
     remove_leftovers,

@@ -24,20 +24,18 @@ from typing import Any
 from .._core.errors import GraphError, MissingDependencyError
 from .._core.node import NanoNode, NodeFunction
 from .._core.policy import POLICY_OPTIONS
-from ._common import (
-    AtomicFile,
+from ._fileread import (
     FileBytes,
     FilePath,
-    FileSink,
     FileText,
     FormatError,
     ReadThrough,
     decode_failure,
     describe,
     parse_json,
-    uses_standard_path,
 )
-from ._secrets import node_label
+from ._filesink import AtomicFile, FileSink, uses_standard_path
+from ._toolkit import node_label
 
 __all__ = ["CSVReader", "CSVWriter", "JSONLinesReader", "JSONLinesWriter"]
 

@@ -35,14 +35,12 @@ from .._core.node import NanoNode, NodeFunction
 from .._core.policy import POLICY_OPTIONS
 from .._core.signals import SourceStopped
 from ..operators._operator import POOL_TICK_S, map_items
-from ._secrets import (
+from ._secrets import Secrets, install_log_masking, mask_url
+from ._toolkit import (
     ConnectorError,
-    Secrets,
     backoff_delay,
     closing_function,
     connector_error,
-    install_log_masking,
-    mask_url,
     node_label,
     pause,
 )

@@ -42,16 +42,14 @@ from .._core.acks import Acked
 from .._core.errors import ConfigError, MissingDependencyError
 from .._core.node import NanoNode, NodeFunction
 from .._core.policy import POLICY_OPTIONS
-from ._buffered import BufferedSink
-from ._progress import AckedProgress
-from ._secrets import (
+from ._acked_progress import AckedProgress
+from ._buffered_sink import BufferedSink
+from ._secrets import Secrets, install_log_masking, mask_url
+from ._toolkit import (
     ConnectorError,
-    Secrets,
     backoff_delay,
     closing_function,
     connector_error,
-    install_log_masking,
-    mask_url,
     node_label,
     retry_lost_connection,
 )

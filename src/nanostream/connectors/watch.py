@@ -28,9 +28,9 @@ from typing import Any
 from .._core.acks import Acked
 from .._core.errors import GraphError, MissingDependencyError
 from .._core.node import NanoNode
-from ._common import FilePath
-from ._progress import AckedProgress
-from ._secrets import node_label
+from ._acked_progress import AckedProgress
+from ._fileread import FilePath
+from ._toolkit import node_label
 
 __all__ = ["LocalDirectoryWatchdog"]
 
