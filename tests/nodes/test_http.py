@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 import nanostream
-from nanostream.connectors.http import _retry_after
+from nanostream.connectors.http._base import _retry_after
 from nanostream.nodes.http import (
     ConnectorError,
     HttpPaginator,

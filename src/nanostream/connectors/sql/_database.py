@@ -12,10 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..._core.errors import ConfigError, MissingDependencyError
 from .._secrets import Secrets, install_log_masking, mask_url
-from .._toolkit import (
-    ConnectorError,
-    connector_error,
-)
+from .._toolkit import ConnectorError, connector_error
 
 if TYPE_CHECKING:
     import sqlalchemy as sa

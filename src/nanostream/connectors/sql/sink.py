@@ -14,12 +14,7 @@ from ..._core.errors import ConfigError
 from ..._core.node import NanoNode, NodeFunction
 from ..._core.policy import POLICY_OPTIONS
 from .._buffered_sink import BufferedSink
-from .._toolkit import (
-    ConnectorError,
-    closing_function,
-    node_label,
-    retry_lost_connection,
-)
+from .._toolkit import ConnectorError, closing_function, node_label, retry_lost_connection
 from ._database import (
     _check_positive,
     _Database,

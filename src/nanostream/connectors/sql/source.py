@@ -14,11 +14,7 @@ from ..._core.errors import ConfigError
 from ..._core.node import NanoNode, NodeFunction
 from ..._core.policy import POLICY_OPTIONS
 from .._acked_progress import AckedProgress
-from .._toolkit import (
-    backoff_delay,
-    closing_function,
-    node_label,
-)
+from .._toolkit import backoff_delay, closing_function, node_label
 from ._database import (
     _check_positive,
     _Database,

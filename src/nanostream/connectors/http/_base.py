@@ -1,22 +1,5 @@
-"""HTTP APIs through httpx: :class:`HttpRequest`, :class:`HttpPaginator`, :class:`HttpPoller`.
-
-Install the extra with ``pip install 'nanostream[http]'``. Every request has a timeout;
-connection errors, ``429 Too Many Requests`` (honouring ``Retry-After``) and ``5xx`` answers
-are retried with exponential back-off and jitter; other ``4xx`` answers fail at once with
-:class:`HttpStatusError`. URLs, query parameters, headers and JSON bodies are templates
-filled from each item (``"/users/{id}"``). Tokens in headers and passwords or keys in URLs
-never appear in logs, reprs or error messages.
-
-Example:
-    >>> from nanostream.nodes.http import HttpRequest
-    >>> node = HttpRequest(
-    ...     "https://api.example.com/users/{id}?api_key=k-123456",
-    ...     headers={"Authorization": "Bearer tok-abcdef"},
-    ... )
-    >>> node
-    HttpRequest(name=None, method='GET', url='https://api.example.com/users/{id}?api_key=***')
-    >>> node.render_url({"id": "a b/c"})
-    'https://api.example.com/users/a%20b%2Fc?api_key=k-123456'
+"""What the HTTP nodes share: the client and its retries, templates filled from items,
+the rate limit, redirects kept to the first origin, and :class:`HttpStatusError`.
 """
 
 from __future__ import annotations
@@ -26,36 +9,33 @@ import logging
 import string
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import quote, urljoin
+from urllib.parse import quote
 
-from .._core.errors import ConfigError, MissingDependencyError
-from .._core.node import NanoNode, NodeFunction
-from .._core.policy import POLICY_OPTIONS
-from .._core.signals import SourceStopped
-from ..operators._operator import POOL_TICK_S, map_items
-from ._secrets import Secrets, install_log_masking, mask_url
-from ._toolkit import (
-    ConnectorError,
-    backoff_delay,
-    closing_function,
-    connector_error,
-    node_label,
-    pause,
-)
+from ..._core.errors import ConfigError, MissingDependencyError
+from ..._core.node import NanoNode
+from ..._core.policy import POLICY_OPTIONS
+from .._secrets import Secrets, install_log_masking, mask_url
+from .._toolkit import ConnectorError, backoff_delay, connector_error, node_label, pause
 
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["ConnectorError", "HttpPaginator", "HttpPoller", "HttpRequest", "HttpStatusError"]
+__all__ = ["HttpStatusError"]
 
 log = logging.getLogger("nanostream.http")
 
+
 _LOGGERS = ("nanostream", "nanostream.http", "httpx", "httpcore")
+
+
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 
+
 Parse = Literal["auto", "json", "text", "bytes"]
+
+
 Output = Literal["body", "response"]
 
 
@@ -93,6 +73,8 @@ class _UrlFormatter(string.Formatter):
 
 
 _URL_FORMATTER = _UrlFormatter()
+
+
 _PLAIN_FORMATTER = string.Formatter()
 
 
@@ -562,418 +544,3 @@ def _items_at(body: Any, path: str | None, what: str) -> list[Any]:
             "set items= to the path of the list"
         )
     return items
-
-
-# ----------------------------------------------------------------------------- HttpRequest
-class HttpRequest(_HttpNode):
-    """Sends a request per item and emits the answer (the parsed body by default).
-
-    ``url`` and the values of ``params``, ``headers`` and ``json`` are templates filled from
-    the item's fields (``{field}``; ``{item}`` is the whole item); values in the URL are
-    URL-encoded, and a JSON value that is exactly ``"{field}"`` keeps the field's type.
-    ``parse`` is ``"auto"`` (JSON when the answer says so, else text), ``"json"``,
-    ``"text"`` or ``"bytes"``; ``output="response"`` emits a dict with ``status``,
-    ``headers``, ``body`` and the ``item`` instead of the body alone.
-
-    Every request has a ``timeout`` (seconds). Connection errors, 429 and 5xx answers are
-    retried ``retries`` times, waiting ``backoff * 2**attempt`` seconds (capped at
-    ``max_backoff``, with jitter) or what ``Retry-After`` asks (capped at
-    ``max_retry_after``); read errors are retried for idempotent methods only. Then the
-    node fails with :class:`HttpStatusError` or :class:`ConnectorError`.
-
-    Redirects are followed (``client_options`` ``max_redirects``, default 20, and
-    ``follow_redirects``); one to another origin goes without the configured headers,
-    ``Authorization`` and cookies.
-
-    ``workers=N`` sends up to N requests at once (in N threads) and still emits answers in
-    the items' order, each as soon as it and those before it have come (within the node's
-    ``tick_interval``, 0.05 s, when no item arrives meanwhile). ``rate_limit`` caps the
-    requests per second over all workers.
-
-    The node options apply to each item as for any node, on the worker threads too:
-    ``HttpRequest(url, on_error="skip")`` skips an item whose request still fails, with an
-    error record on the ``errors`` port; ``max_errors`` and ``max_error_rate`` bound them.
-    ``timeout``, ``retries`` and ``backoff`` are those of each request, given here or with
-    ``configure()`` alike; the node retries by itself, so ``on_error="retry"`` is refused.
-
-    Example:
-        >>> from nanostream.nodes.http import HttpRequest
-        >>> node = HttpRequest(
-        ...     "https://api.example.com/orders",
-        ...     method="POST",
-        ...     json={"order": "{id}", "lines": "{lines}"},
-        ...     workers=8,
-        ...     rate_limit=50,
-        ... )
-        >>> node.templates.json_for({"id": 7, "lines": [1, 2]})
-        {'order': 7, 'lines': [1, 2]}
-    """
-
-    kind = "HttpRequest"
-
-    def __init__(
-        self,
-        url: str,
-        method: str = "GET",
-        *,
-        params: Mapping[str, Any] | None = None,
-        headers: Mapping[str, Any] | None = None,
-        json: Any = None,
-        parse: Parse = "auto",
-        output: Output = "body",
-        timeout: float = 10.0,
-        retries: int = 3,
-        backoff: float = 0.5,
-        max_backoff: float = 30.0,
-        max_retry_after: float = 60.0,
-        workers: int = 1,
-        rate_limit: float | None = None,
-        client_options: Mapping[str, Any] | None = None,
-        name: str | None = None,
-        queue_size: int | None = None,
-        batch_size: int | None = None,
-        **options: Any,
-    ) -> None:
-        super().__init__(
-            url,
-            method,
-            params=params,
-            headers=headers,
-            json=json,
-            parse=parse,
-            timeout=timeout,
-            retries=retries,
-            backoff=backoff,
-            max_backoff=max_backoff,
-            max_retry_after=max_retry_after,
-            rate_limit=rate_limit,
-            client_options=client_options,
-            name=name,
-            queue_size=queue_size,
-            batch_size=batch_size,
-            options=options,
-        )
-        if not isinstance(workers, int) or workers < 1:
-            raise ConfigError(f"HttpRequest: workers must be a positive integer, got {workers!r}")
-        if output not in ("body", "response"):
-            raise ConfigError(f"HttpRequest: output must be 'body' or 'response': {output!r}")
-        self.workers = workers
-        self.output = output
-        # With workers, the requests in flight are items kept between reads; the node asks
-        # for ticks so that answers go out while no item comes.
-        self.holds_items = workers > 1
-        if workers > 1:
-            self.tick_interval = POOL_TICK_S
-
-    def setup(self) -> None:
-        self._open(self.workers)
-
-    def call(self, item: Any) -> Any:
-        """Send the request for ``item`` and return what the node would emit.
-
-        Runs in the node's thread or one of its workers, once the node is running.
-        """
-        fields = _fields(item)
-        t = self.templates
-        response = self._send(
-            t.url_for(fields),
-            params=t.params_for(fields),
-            headers=t.headers_for(fields),
-            json=t.json_for(fields),
-        )
-        body = self._parse(response)
-        if self.output == "body":
-            return body
-        return {
-            "status": response.status_code,
-            "headers": dict(response.headers),
-            "body": body,
-            "item": item,
-        }
-
-    def process_item(self, item: Any) -> Iterator[Any]:
-        yield self.call(item)
-
-    def _answer(self, item: Any) -> tuple[Any]:
-        return (self.call(item),)
-
-    def as_function(self) -> NodeFunction:
-        if self.workers == 1:
-            return closing_function(super().as_function(), self._close)
-        self.validate()
-        node = self
-
-        def http_request(inp: Iterable[Any], outp: Callable[[Any], Any]) -> None:
-            node.setup()
-            map_items(
-                node,
-                inp,
-                outp,
-                node._answer,
-                workers=node.workers,
-                release=node.release_items,
-            )
-
-        return closing_function(http_request, self._close)
-
-
-# ----------------------------------------------------------------------------- HttpPaginator
-class HttpPaginator(_HttpNode):
-    """For each item, follows every page of a paginated API and emits every item of every page.
-
-    The first page is the ``url`` template filled from the item (as in
-    :class:`HttpRequest`). ``items`` is the dotted path of the list in each JSON page
-    (``"data"``, ``"results.items"``; ``None`` when the page is the list itself). Styles:
-
-    - ``style="next"``: the next page's URL is at the dotted path ``next`` of the page
-      (relative URLs are resolved), or in the ``Link: <...>; rel="next"`` header when
-      ``next`` is ``None``. Pagination ends when there is none.
-    - ``style="cursor"``: the page's value at the dotted path ``cursor`` is sent as the
-      query parameter ``cursor_param`` for the next page; ends on an empty cursor.
-    - ``style="offset"``: the query parameters ``offset_param`` and ``limit_param`` step by
-      ``page_size``; ends on a page shorter than ``page_size``.
-
-    ``max_pages`` bounds the pages read per item. Retries, timeouts and the rate limit are
-    those of :class:`HttpRequest`.
-
-    Example:
-        >>> from nanostream.nodes.http import HttpPaginator
-        >>> HttpPaginator("https://api.example.com/repos", style="cursor", cursor="meta.next")
-        HttpPaginator(name=None, method='GET', url='https://api.example.com/repos')
-    """
-
-    kind = "HttpPaginator"
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        style: Literal["next", "cursor", "offset"] = "next",
-        items: str | None = None,
-        next: str | None = None,
-        cursor: str | None = None,
-        cursor_param: str = "cursor",
-        offset_param: str = "offset",
-        limit_param: str = "limit",
-        page_size: int = 100,
-        max_pages: int | None = None,
-        method: str = "GET",
-        params: Mapping[str, Any] | None = None,
-        headers: Mapping[str, Any] | None = None,
-        json: Any = None,
-        timeout: float = 10.0,
-        retries: int = 3,
-        backoff: float = 0.5,
-        max_backoff: float = 30.0,
-        max_retry_after: float = 60.0,
-        rate_limit: float | None = None,
-        client_options: Mapping[str, Any] | None = None,
-        name: str | None = None,
-        queue_size: int | None = None,
-        batch_size: int | None = None,
-        **options: Any,
-    ) -> None:
-        super().__init__(
-            url,
-            method,
-            params=params,
-            headers=headers,
-            json=json,
-            parse="json",
-            timeout=timeout,
-            retries=retries,
-            backoff=backoff,
-            max_backoff=max_backoff,
-            max_retry_after=max_retry_after,
-            rate_limit=rate_limit,
-            client_options=client_options,
-            name=name,
-            queue_size=queue_size,
-            batch_size=batch_size,
-            options=options,
-        )
-        if style not in ("next", "cursor", "offset"):
-            raise ConfigError(f"HttpPaginator: style must be next, cursor or offset: {style!r}")
-        if style == "cursor" and not cursor:
-            raise ConfigError("HttpPaginator style='cursor' needs cursor=: the path of the cursor")
-        if page_size < 1 or (max_pages is not None and max_pages < 1):
-            raise ConfigError("HttpPaginator: page_size and max_pages must be positive")
-        self.style = style
-        self.items = items
-        self.next = next
-        self.cursor = cursor
-        self.cursor_param = cursor_param
-        self.offset_param = offset_param
-        self.limit_param = limit_param
-        self.page_size = page_size
-        self.max_pages = max_pages
-
-    def setup(self) -> None:
-        self._open()
-
-    def as_function(self) -> NodeFunction:
-        return closing_function(super().as_function(), self._close)
-
-    def process_item(self, item: Any) -> Iterator[Any]:
-        import httpx
-
-        fields = _fields(item)
-        t = self.templates
-        url = t.url_for(fields)
-        base = t.params_for(fields)
-        headers, body = t.headers_for(fields), t.json_for(fields)
-        params: dict[str, Any] | None = dict(base)
-        offset = 0
-        if self.style == "offset":
-            params = {**base, self.offset_param: 0, self.limit_param: self.page_size}
-        pages = 0
-        home = _Home(httpx.URL(url))  # a next page elsewhere gets no credentials
-        while True:
-            response = self._send(url, params=params, headers=headers, json=body, home=home)
-            page = self._parse(response)
-            found = _items_at(page, self.items, self.kind)
-            yield from found
-            pages += 1
-            if self.max_pages is not None and pages >= self.max_pages:
-                return
-            if self.style == "next":
-                link = (
-                    _path(page, self.next)
-                    if self.next is not None
-                    else response.links.get("next", {}).get("url")
-                )
-                if not link:
-                    return
-                url, params = urljoin(str(response.url), str(link)), None
-            elif self.style == "cursor":
-                token = _path(page, self.cursor)
-                if token in (None, ""):
-                    return
-                params = {**base, self.cursor_param: token}
-            else:
-                if len(found) < self.page_size:
-                    return
-                offset += len(found)
-                params = {**base, self.offset_param: offset, self.limit_param: self.page_size}
-
-
-# ----------------------------------------------------------------------------- HttpPoller
-class HttpPoller(_HttpNode):
-    """A source that requests ``url`` every ``interval`` seconds and emits each answer.
-
-    The first request goes at once. ``items`` (a dotted path, or ``""`` for the body
-    itself) emits each element of a JSON list instead of the whole answer. With
-    ``changes_only=True`` the poller sends ``If-None-Match`` / ``If-Modified-Since`` from
-    the previous answer and emits nothing on ``304 Not Modified``. ``stop()`` ends the
-    poller at once, also while it waits to retry. ``url``, ``params``, ``headers`` and
-    ``json`` are sent as given (no templates: there is no item).
-
-    The node's error policy applies to each poll: a request that still fails after the
-    poller's own ``retries`` fails the run (``on_error="fail"``, the default), or with
-    ``on_error="skip"`` is recorded (an error record on the ``errors`` port, counted for
-    ``max_errors`` and ``max_error_rate``) and the poller polls again after ``interval``.
-
-    Example:
-        >>> from nanostream.nodes.http import HttpPoller
-        >>> HttpPoller("https://status.example.com/api/v2/summary.json", interval=60)
-        HttpPoller(name=None, method='GET', url='https://status.example.com/api/v2/summary.json')
-    """
-
-    kind = "HttpPoller"
-    policy_per_poll = True
-
-    def __init__(
-        self,
-        url: str,
-        interval: float,
-        *,
-        items: str | None = None,
-        changes_only: bool = False,
-        method: str = "GET",
-        params: Mapping[str, Any] | None = None,
-        headers: Mapping[str, Any] | None = None,
-        json: Any = None,
-        parse: Parse = "auto",
-        timeout: float = 10.0,
-        retries: int = 3,
-        backoff: float = 0.5,
-        max_backoff: float = 30.0,
-        max_retry_after: float = 60.0,
-        client_options: Mapping[str, Any] | None = None,
-        name: str | None = None,
-        queue_size: int | None = None,
-        batch_size: int | None = None,
-        **options: Any,
-    ) -> None:
-        super().__init__(
-            url,
-            method,
-            params=None,
-            headers=None,
-            json=None,
-            parse=parse,
-            timeout=timeout,
-            retries=retries,
-            backoff=backoff,
-            max_backoff=max_backoff,
-            max_retry_after=max_retry_after,
-            rate_limit=None,
-            client_options=client_options,
-            name=name,
-            queue_size=queue_size,
-            batch_size=batch_size,
-            options=options,
-        )
-        if interval <= 0:
-            raise ConfigError(f"HttpPoller: interval must be positive seconds, got {interval!r}")
-        self.secrets.add_headers(headers)
-        self.url = url
-        self.interval = float(interval)
-        self.items = items
-        self.changes_only = changes_only
-        self.params = dict(params or {})
-        self.headers = dict(headers or {})
-        self.json = json
-
-    def setup(self) -> None:
-        self._open()
-
-    def as_function(self) -> NodeFunction:
-        return closing_function(super().as_function(), self._close)
-
-    def _wait_or_stop(self, seconds: float) -> None:
-        if self.sleep(seconds):
-            raise SourceStopped
-
-    def generator(self) -> Iterator[Any]:
-        validators: dict[str, str] = {}
-        with self.guard_polls() as guard:
-            while True:
-                started = time.monotonic()
-                yield from guard(lambda: self._poll(validators))
-                remaining = self.interval - (time.monotonic() - started)
-                if self.sleep(max(0.0, remaining)):
-                    return
-
-    def _poll(self, validators: dict[str, str]) -> Iterator[Any]:
-        """One request and its items; ``validators`` (changes_only) are updated in place."""
-        response = self._send(
-            self.url,
-            params=self.params,
-            headers={**self.headers, **validators},
-            json=self.json,
-            wait=self._wait_or_stop,
-        )
-        if response.status_code == 304:
-            return
-        if self.changes_only:
-            validators.clear()
-            if etag := response.headers.get("ETag"):
-                validators["If-None-Match"] = etag
-            if modified := response.headers.get("Last-Modified"):
-                validators["If-Modified-Since"] = modified
-        body = self._parse(response)
-        if self.items is None:
-            yield body
-        else:
-            yield from _items_at(body, self.items or None, self.kind)
