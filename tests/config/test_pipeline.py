@@ -618,6 +618,20 @@ def test_a_pipeline_built_in_python_is_written_out_and_read_back(runner: str) ->
     ]
 
 
+def test_nanostreams_own_nodes_are_written_by_their_public_path(runner: str) -> None:
+    """Built-in nodes live in private modules that may move; a file names the public path."""
+    source = nanostream.from_iterable([1, 2, 3], name="rows")
+    source > nanostream.nodes.Take(2, name="first") > Collect(name="sink")
+    text = to_yaml(source)
+    assert "class: nanostream:IterableSource\n" in text
+    assert "class: nanostream.nodes:Take\n" in text
+    assert "class: nanostream.testing:Collect\n" in text
+    again = load_pipeline(io.StringIO(text))
+    assert to_yaml(again) == text
+    run(again, runner)
+    assert nodes_of(again)["sink"].items == [1, 2]  # type: ignore[attr-defined]
+
+
 def test_composites_are_written_with_their_definition() -> None:
     cls = class_factory(
         {

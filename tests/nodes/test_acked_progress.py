@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from nanostream.nodes._progress import AckedProgress
+from nanostream.connectors._acked_progress import AckedProgress
 
 
 class Store:

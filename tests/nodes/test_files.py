@@ -21,6 +21,8 @@ import psutil
 import pytest
 
 import nanostream
+from nanostream.connectors._fileread import ReadThrough
+from nanostream.connectors._filesink import AtomicFile, FileSink
 from nanostream.nodes import (
     CSVReader,
     CSVWriter,
@@ -36,7 +38,6 @@ from nanostream.nodes import (
     PathRefusedError,
     PrinterOfThings,
 )
-from nanostream.nodes._common import AtomicFile, FileSink, ReadThrough
 from nanostream.nodes.deadletter import DeadLetterFile, read_dead_letters
 from nanostream.testing import Collect
 from support import TruncatingSink, wait_for_file

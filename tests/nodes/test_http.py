@@ -20,13 +20,13 @@ import httpx
 import pytest
 
 import nanostream
+from nanostream.connectors.http._base import _retry_after
 from nanostream.nodes.http import (
     ConnectorError,
     HttpPaginator,
     HttpPoller,
     HttpRequest,
     HttpStatusError,
-    _retry_after,
 )
 from nanostream.testing import Collect
 from support import FlagSink, OneAckedThenWait, OneThenWait

@@ -178,7 +178,7 @@ def test_an_ended_side_no_longer_holds_the_watermark() -> None:
     out: list[Any] = []
     join = Join(key, window=10, timestamp=ts, how="left")
     fn = join.as_function()
-    from nanostream.nodes.join import _InputEnded
+    from nanostream.operators.join import _InputEnded
 
     def items() -> Iterable[Any]:
         yield Tagged("left", (1, 7, 0))
@@ -366,7 +366,7 @@ def test_interval_join_late_items_and_the_order_of_results(runner: str) -> None:
 
 
 def test_interval_join_forgets_items_once_the_watermark_passes() -> None:
-    from nanostream.nodes.join import _InputEnded
+    from nanostream.operators.join import _InputEnded
 
     out: list[Any] = []
     join = IntervalJoin(key, lower=0, upper=10, timestamp=ts, how="left")

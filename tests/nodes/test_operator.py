@@ -1,4 +1,4 @@
-"""Error policies and acknowledgements through the operators (nanostream.nodes._operator).
+"""Error policies and acknowledgements through the operators (nanostream.operators._operator).
 
 The oracle for error policies: skipping an item must look exactly like the item never
 having been in the input, and a retried flaky item like a call that never failed.

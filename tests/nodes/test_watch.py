@@ -235,7 +235,7 @@ def test_a_deleted_and_recreated_file_is_emitted_again(tmp_path: Path, mode: str
 def test_with_events_a_periodic_rescan_finds_files_whose_events_were_lost(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from nanostream.nodes import watch as watch_module
+    from nanostream.connectors import watch as watch_module
 
     monkeypatch.setattr(watch_module._Changes, "dispatch", lambda self, event: None)
     watch = watchdog(tmp_path, "events", rescan_interval=0.05)

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import dis
-import inspect
 import signal
 import threading
-import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
-from .acks import Acked
 from .context import NodeContext
 from .errors import GraphError, NodeProtocolError
-from .fast import drive, drive_source
+from .node_function import (
+    check_contract,
+    item_function,
+    node_function,
+    run_cleanup,
+    untick,
+)
 from .policy import (
     POLICY_OPTIONS,
     ErrorPolicy,
@@ -22,9 +24,10 @@ from .policy import (
     PollGuard,
     check_policy_option,
 )
+from .ports import Port
 from .run import QUEUE_OPTIONS, check_queue_option, signals_recorded
 from .signals import SourceStopped
-from .ticks import TICK, check_tick_interval
+from .ticks import check_tick_interval
 
 if TYPE_CHECKING:
     from .graph import Pipeline
@@ -39,6 +42,8 @@ __all__ = [
     "Port",
     "as_node",
     "from_iterable",
+    "node_of",
+    "release_function",
 ]
 
 NodeFunction = Callable[[Iterable[Any], Callable[[Any], Any]], Any]
@@ -52,46 +57,6 @@ NODE_OPTIONS = (*QUEUE_OPTIONS, *POLICY_OPTIONS, "holds_items", "tick_interval")
 """Every option ``NanoNode.configure()`` takes besides ``name`` (pipeline files use the same)."""
 
 _UNSET: Any = object()
-
-
-def _callable_name(func: object) -> str:
-    name = getattr(func, "__name__", None)
-    if isinstance(name, str) and name != "<lambda>":
-        return name
-    if name == "<lambda>":
-        return "lambda"
-    return type(func).__name__
-
-
-def _where(func: object) -> str:
-    """``module.qualname (file:line)`` of a user callable, for error messages."""
-    code = getattr(func, "__code__", None)
-    module = getattr(func, "__module__", None) or "?"
-    qualname = getattr(func, "__qualname__", None) or _callable_name(func)
-    if code is None:
-        return f"{module}.{qualname}"
-    return f"{module}.{qualname} ({code.co_filename}:{code.co_firstlineno})"
-
-
-def _returns_a_value(func: object) -> bool:
-    """Whether ``func`` has a ``return`` of something other than ``None`` (read from its code).
-
-    A callable without Python code (a builtin, a ``functools.partial``) is not known to, so
-    the node checks what it returns when it runs.
-    """
-    code = getattr(func, "__code__", None)
-    if code is None:
-        return False
-    previous: dis.Instruction | None = None
-    for ins in dis.get_instructions(code):
-        if ins.opname == "RETURN_CONST" and ins.argval is not None:
-            return True
-        if ins.opname == "RETURN_VALUE" and not (
-            previous is not None and previous.opname == "LOAD_CONST" and previous.argval is None
-        ):
-            return True
-        previous = ins
-    return False
 
 
 def check_node_option(key: str, value: Any) -> str | None:
@@ -116,63 +81,6 @@ def check_node_option(key: str, value: Any) -> str | None:
     if key in POLICY_OPTIONS:
         return check_policy_option(key, value)
     return f"unknown node option {key!r}; node options: name, {', '.join(NODE_OPTIONS)}"
-
-
-def _run_generator(node: NanoNode, ctx: NodeContext, outp: Callable[[Any], Any]) -> None:
-    """Emit a source's items; ``Acked`` items attach their ack.
-
-    A generator cannot go on after it raised, so its exception ends the source and fails
-    the run. A source that applies its error policy (``policy_per_poll``) does so inside
-    its generator, per poll, with :meth:`NanoNode.guard_polls`.
-    """
-    attach = ctx.attach_ack
-    gen: Any = node.generator()
-
-    def acked(item: Acked) -> None:
-        try:
-            outp(item.item)
-        finally:
-            attach(item.ack)
-
-    try:
-        drive_source(gen, outp, Acked, acked)
-    except SourceStopped:
-        pass
-    finally:
-        gen.close()
-
-
-class Port:
-    """A named output of a node: ``node["name"] > other`` links that output only.
-
-    Every node has the default port ``"out"``, which is what ``node > other`` uses.
-
-    Example:
-        >>> import nanostream
-        >>> src = nanostream.from_iterable([1, 2])
-        >>> sink = nanostream.testing.Collect()
-        >>> src["out"] > sink  # the same as src > sink
-        Collect(name=None)
-        >>> src.global_start()
-        >>> sink.items
-        [1, 2]
-    """
-
-    __slots__ = ("name", "node")
-
-    def __init__(self, node: NanoNode, name: str) -> None:
-        self.node = node
-        self.name = name
-
-    def __gt__(self, other: T) -> T:
-        self.node._link(self.name, other)
-        return other
-
-    def __bool__(self) -> bool:
-        return True
-
-    def __repr__(self) -> str:
-        return f"{self.node!r}[{self.name!r}]"
 
 
 class NanoNode:
@@ -797,38 +705,7 @@ class NanoNode:
             1
             2
         """
-        cls = type(self)
-        label = self._ns_name or cls.__name__
-        has_gen = cls.generator is not NanoNode.generator
-        has_proc = cls.process_item is not NanoNode.process_item
-        if has_gen and has_proc:
-            raise GraphError(
-                f"node {label!r} defines both generator() and process_item(); "
-                "a source defines generator(), any other node process_item()"
-            )
-        if not has_gen and not has_proc:
-            raise GraphError(
-                f"node {label!r} ({cls.__module__}.{cls.__qualname__}) defines neither "
-                "generator() nor process_item(); define one of them"
-            )
-        for hook in ("generator", "process_item", "setup", "cleanup", "tick"):
-            defined = getattr(cls, hook)
-            if defined is getattr(NanoNode, hook):
-                continue
-            if inspect.iscoroutinefunction(defined) or inspect.isasyncgenfunction(defined):
-                raise GraphError(
-                    f"{hook} of node {label!r} is 'async def': async nodes are not supported "
-                    f"yet; make it a plain 'def' (run asyncio code in it with asyncio.run()): "
-                    f"{_where(defined)}"
-                )
-        method = cls.generator if has_gen else cls.process_item
-        if inspect.isgeneratorfunction(method):
-            return
-        if has_gen or _returns_a_value(method):
-            raise GraphError(
-                f"{method.__name__} of node {label!r} must yield its outputs "
-                f"(use 'yield value', not 'return value'): {_where(method)}"
-            )
+        check_contract(self)
 
     def _item_function(self) -> Callable[[Any], Iterable[Any]]:
         """``process_item`` as a function of an item returning its outputs (an iterable).
@@ -836,23 +713,7 @@ class NanoNode:
         A ``process_item`` that yields is that function; a plain one (a sink) has no
         outputs, and returning a value from it is a ``NodeProtocolError``.
         """
-        process: Callable[[Any], Any] = self.process_item
-        method = type(self).process_item
-        if inspect.isgeneratorfunction(method):
-            return process
-        label = self._ns_name or type(self).__name__
-
-        def no_outputs(item: Any) -> Iterable[Any]:
-            result = process(item)
-            if result is not None:
-                raise NodeProtocolError(
-                    f"process_item of node {label!r} returned {type(result).__name__}; "
-                    f"yield it to emit it ('yield value'), or return nothing in a sink: "
-                    f"{_where(method)}"
-                )
-            return ()
-
-        return no_outputs
+        return item_function(self)
 
     def as_function(self) -> NodeFunction:
         """This node as a node function ``f(inp, outp)``, runnable by any system.
@@ -867,73 +728,14 @@ class NanoNode:
             >>> out
             [2, 3]
         """
-        self.validate()
-        node = self
-        policy = self.error_policy
-        if self.is_source:
-
-            def source_function(inp: Iterable[Any], outp: Callable[[Any], Any]) -> None:
-                for _ in inp:
-                    pass
-                ctx = node._context()
-                node.setup()
-                _run_generator(node, ctx, outp)
-                node._run_cleanup(outp)
-
-            return source_function
-
-        ticks = self.ticks_every() is not None
-
-        if not policy.guarded:
-
-            def process_function(inp: Iterable[Any], outp: Callable[[Any], Any]) -> None:
-                node.setup()
-                process = node._item_function()
-                if ticks:
-                    inp = node._untick(inp, outp)
-                drive(inp, process, outp)
-                node._run_cleanup(outp)
-
-            return process_function
-
-        def guarded_function(inp: Iterable[Any], outp: Callable[[Any], Any]) -> None:
-            ctx = node._context()
-            node.setup()
-            guard = ItemGuard(policy, ctx, outp, node._item_function())
-            if ticks:
-                inp = node._untick(inp, outp)
-            try:
-                for item in inp:
-                    guard(item)
-                guard.finish()
-            finally:
-                guard.close()
-            node._run_cleanup(outp)
-
-        return guarded_function
+        return node_function(self)
 
     def _untick(self, inp: Iterable[Any], outp: Callable[[Any], Any]) -> Iterator[Any]:
         """``inp`` without its ticks; each tick calls :meth:`tick` and emits its outputs."""
-        for item in inp:
-            if item is TICK:
-                result = self.tick()
-                if result is not None:
-                    for out in result:
-                        outp(out)
-                continue
-            yield item
+        return untick(self, inp, outp)
 
     def _run_cleanup(self, outp: Callable[[Any], Any]) -> None:
-        result = self.cleanup()
-        if result is None:
-            return
-        if isinstance(result, (str, bytes, dict)) or not hasattr(result, "__iter__"):
-            raise NodeProtocolError(
-                f"cleanup() of node {self._ns_name or type(self).__name__!r} returned "
-                f"{type(result).__name__}; it must yield its final outputs or return None"
-            )
-        for out in result:
-            outp(out)
+        run_cleanup(self, outp)
 
     # ----------------------------------------------------------------- linking
     def _pipeline(self) -> Pipeline:
@@ -1052,177 +854,13 @@ class NanoNode:
         run.stop(timeout=timeout)
 
 
-class FunctionNode(NanoNode):
-    """A node function ``f(inp, outp)`` standing in a graph; the function is its identity.
-
-    Made by :func:`as_node` or implicitly when a function is linked with ``>``.
-
-    Example:
-        >>> import nanostream
-        >>> def add_one(inp, outp):
-        ...     for x in inp:
-        ...         outp(x + 1)
-        >>> nanostream.as_node(add_one).function is add_one
-        True
-    """
-
-    def __init__(self, function: NodeFunction, **options: Any) -> None:
-        super().__init__()
-        self.function = function
-        self.configure(**options)
-
-    @property
-    def is_source(self) -> bool:
-        return False
-
-    def configure(self, **options: Any) -> Self:
-        policy = [key for key in POLICY_OPTIONS if options.get(key) is not None]
-        if policy:
-            raise GraphError(
-                f"{self!r}: {policy[0]} applies to NanoNode classes, whose process_item runs "
-                "once per item; a node function handles its own errors (or make it a "
-                "NanoNode with process_item)"
-            )
-        return super().configure(**options)
-
-    def validate(self) -> None:
-        if not callable(self.function):
-            raise GraphError(f"node {self._ns_name!r}: {self.function!r} is not callable")
-
-    def as_function(self) -> NodeFunction:
-        return self.function
-
-    def default_name(self) -> str:
-        return _callable_name(self.function)
-
-    def __repr__(self) -> str:
-        return f"FunctionNode({_callable_name(self.function)}, name={self._ns_name!r})"
-
-
-class IterableSource(NanoNode):
-    """A source that emits every item of an iterable (see :func:`from_iterable`).
-
-    Example:
-        >>> import nanostream
-        >>> sink = nanostream.testing.Collect()
-        >>> nanostream.IterableSource("ab") > sink
-        Collect(name=None)
-        >>> sink.global_start()
-        >>> sink.items
-        ['a', 'b']
-    """
-
-    def __init__(self, iterable: Iterable[Any], **options: Any) -> None:
-        super().__init__()
-        self.iterable = iterable
-        self.configure(**options)
-
-    def generator(self) -> Iterator[Any]:
-        yield from self.iterable
-
-    def as_function(self) -> NodeFunction:
-        iterable = self.iterable
-
-        def iterable_source(inp: Iterable[Any], outp: Callable[[Any], Any]) -> None:
-            for _ in inp:
-                pass
-            # A runner's outp may offer ``extend(list)`` to take many items at once; a
-            # sized sequence never blocks between items, so it can go in slices.
-            extend = getattr(outp, "extend", None)
-            try:
-                if extend is not None and isinstance(iterable, (list, tuple, range)):
-                    for start in range(0, len(iterable), 4096):
-                        extend(list(iterable[start : start + 4096]))
-                    return
-                for item in iterable:
-                    outp(item)
-            except SourceStopped:
-                pass
-
-        return iterable_source
-
-    def default_name(self) -> str:
-        return "from_iterable"
-
-
-def from_iterable(iterable: Iterable[Any], **options: Any) -> IterableSource:
-    """A source node that emits each item of ``iterable`` (a list, range, generator, …).
-
-    Example:
-        >>> import nanostream
-        >>> sink = nanostream.testing.Collect()
-        >>> nanostream.from_iterable(range(5)) > sink
-        Collect(name=None)
-        >>> sink.global_start()
-        >>> sink.items
-        [0, 1, 2, 3, 4]
-    """
-    return IterableSource(iterable, **options)
-
-
-# The identity of a node function is the callable object itself. This maps each callable
-# that stands in a graph to its FunctionNode; entries vanish with the graph, and a run that
-# finishes releases its functions so they can be linked into a new pipeline.
-_function_nodes: weakref.WeakValueDictionary[Any, FunctionNode] = weakref.WeakValueDictionary()
-_function_nodes_lock = threading.Lock()
-
-
-def as_node(function: NodeFunction, **options: Any) -> FunctionNode:
-    """Wrap a node function ``f(inp, outp)`` as a node, with options such as ``name``.
-
-    Linking a function with ``>`` does this implicitly; the same function object always
-    means the same node within one pipeline.
-
-    Example:
-        >>> import nanostream
-        >>> def add_one(inp, outp):
-        ...     for x in inp:
-        ...         outp(x + 1)
-        >>> node = nanostream.as_node(add_one, name="plus")
-        >>> node is nanostream.as_node(add_one)
-        True
-        >>> sink = nanostream.testing.Collect()
-        >>> nanostream.from_iterable([1, 2]) > add_one > sink
-        Collect(name=None)
-        >>> sink.global_start()
-        >>> sink.items
-        [2, 3]
-    """
-    if isinstance(function, NanoNode):
-        raise GraphError(f"{function!r} is already a node; as_node() wraps node functions")
-    if not callable(function):
-        raise GraphError(
-            f"cannot use {function!r} as a node: expected a NanoNode or a node function "
-            "f(inp, outp)"
-        )
-    try:
-        hash(function)
-    except TypeError:
-        raise GraphError(
-            f"cannot use {function!r} as a node: a node function must be hashable "
-            "(its identity is the node's identity)"
-        ) from None
-    with _function_nodes_lock:
-        node = _function_nodes.get(function)
-        if node is None:
-            node = FunctionNode(function)
-            _function_nodes[function] = node
-    if options:
-        node.configure(**options)
-    return node
-
-
-def release_function(node: FunctionNode) -> None:
-    """Forget ``node``'s function, so it can be linked into a new pipeline."""
-    with _function_nodes_lock:
-        if _function_nodes.get(node.function) is node:
-            del _function_nodes[node.function]
-
-
-def node_of(obj: object) -> NanoNode:
-    """The node ``obj`` stands for in a graph: itself, or its function's node."""
-    if isinstance(obj, NanoNode):
-        return obj
-    if isinstance(obj, Port):
-        raise GraphError(f"a port ({obj!r}) can only be on the left of '>'")
-    return as_node(obj)  # type: ignore[arg-type]
+# The adapters are NanoNodes: their module needs this one complete first. They stay
+# importable from here, and NanoNode's linking uses them.
+from .adapters import (  # noqa: E402
+    FunctionNode,
+    IterableSource,
+    as_node,
+    from_iterable,
+    node_of,
+    release_function,
+)

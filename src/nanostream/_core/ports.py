@@ -1,11 +1,15 @@
-"""Named output ports: a node emits ``TaggedOutput(port, value)`` to send to one port."""
+"""Named output ports: ``node["name"] > other`` links one (a :class:`Port`); a node emits
+``TaggedOutput(port, value)`` to send to one port."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
-__all__ = ["TaggedOutput", "port_dispatcher"]
+if TYPE_CHECKING:
+    from .node import NanoNode
+
+__all__ = ["Port", "TaggedOutput", "port_dispatcher"]
 
 
 class TaggedOutput(NamedTuple):
@@ -52,3 +56,39 @@ def port_dispatcher(boxes: Mapping[str, _HasOutp]) -> Callable[[Any], None]:
             default(item)
 
     return outp
+
+
+T = TypeVar("T")
+
+
+class Port:
+    """A named output of a node: ``node["name"] > other`` links that output only.
+
+    Every node has the default port ``"out"``, which is what ``node > other`` uses.
+
+    Example:
+        >>> import nanostream
+        >>> src = nanostream.from_iterable([1, 2])
+        >>> sink = nanostream.testing.Collect()
+        >>> src["out"] > sink  # the same as src > sink
+        Collect(name=None)
+        >>> src.global_start()
+        >>> sink.items
+        [1, 2]
+    """
+
+    __slots__ = ("name", "node")
+
+    def __init__(self, node: NanoNode, name: str) -> None:
+        self.node = node
+        self.name = name
+
+    def __gt__(self, other: T) -> T:
+        self.node._link(self.name, other)
+        return other
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __repr__(self) -> str:
+        return f"{self.node!r}[{self.name!r}]"

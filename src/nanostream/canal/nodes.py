@@ -22,7 +22,7 @@ import json
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any, Protocol
 
-from ..nodes._common import describe, parse_json
+from ..connectors._fileread import describe, parse_json
 
 __all__ = [
     "aggregate",

@@ -50,7 +50,7 @@ def to_yaml(pipeline: Pipeline | NanoNode) -> str:
         name: pipeline
         nodes:
           numbers:
-            class: nanostream._core.node:IterableSource
+            class: nanostream:IterableSource
             args:
               iterable:
               - 1
@@ -198,7 +198,47 @@ def _describe(
     return out
 
 
+def _public_path(obj: Any) -> str | None:
+    """``module:name`` where nanostream exports its own class or function ``obj``, if it does.
+
+    nanostream's nodes live in private modules that may move (``nanostream._core``,
+    ``nanostream.operators``, ``nanostream.connectors``); a pipeline file names them by the
+    path users import them from, which stays: ``nanostream``, ``nanostream.testing``,
+    ``nanostream.nodes`` or its family module (``nanostream.nodes.sql``).
+
+    Example:
+        >>> import nanostream
+        >>> from nanostream.config.writer import _public_path
+        >>> _public_path(nanostream.IterableSource), _public_path(nanostream.testing.Collect)
+        ('nanostream:IterableSource', 'nanostream.testing:Collect')
+        >>> from nanostream.connectors.sql import SQLSink
+        >>> _public_path(SQLSink)
+        'nanostream.nodes.sql:SQLSink'
+    """
+    module = getattr(obj, "__module__", None)
+    name = getattr(obj, "__qualname__", None)
+    if not isinstance(module, str) or not isinstance(name, str) or "." in name:
+        return None
+    parts = module.split(".")
+    if parts[0] != "nanostream":
+        return None
+    candidates = ["nanostream", "nanostream.testing", "nanostream.nodes"]
+    if len(parts) > 2 and parts[1] in ("operators", "connectors"):
+        candidates.append(f"nanostream.nodes.{parts[2]}")
+    for candidate in candidates:
+        try:
+            found = importlib.import_module(candidate)
+        except ImportError:  # no family module of that name: the path is the next one
+            continue
+        if getattr(found, name, None) is obj:
+            return f"{candidate}:{name}"
+    return None
+
+
 def _importable(obj: Any, name: str, what: str) -> str:
+    public = _public_path(obj)
+    if public is not None:
+        return public
     path = describe_target(obj)
     module_name, _, qualname = path.partition(":")
     problem = None

@@ -8,14 +8,8 @@ Example:
 
 from __future__ import annotations
 
-from ._common import (
-    FileBytes,
-    FilePath,
-    FileText,
-    FormatError,
-    OutputExistsError,
-    PathRefusedError,
-)
+from ..connectors._fileread import FileBytes, FilePath, FileText, FormatError, PathRefusedError
+from ..connectors._filesink import OutputExistsError
 from .deadletter import DeadLetterFile, read_dead_letters
 from .files import FileWriter, LocalFileReader, PrinterOfThings
 from .formats import CSVReader, CSVWriter, JSONLinesReader, JSONLinesWriter

@@ -1,4 +1,4 @@
-"""What the connectors share: masking secrets, ``ConnectorError``, waits and clean-up.
+"""Secrets masking for the connectors: credentials never reach logs or error messages.
 
 Secrets (passwords in URLs, API tokens in headers and query strings) must never reach logs,
 statistics, reprs or error messages. :func:`mask_url` and :func:`mask_headers` hide them
@@ -7,7 +7,7 @@ connector and scrubs them (and anything that looks like a credential) out of any
 such as a driver's exception message.
 
 Example:
-    >>> from nanostream.nodes._secrets import Secrets, mask_url
+    >>> from nanostream.connectors._secrets import Secrets, mask_url
     >>> mask_url("postgresql://app:hunter2@db.local:5432/sales")
     'postgresql://app:***@db.local:5432/sales'
     >>> secrets = Secrets.from_url("redis://:hunter2@cache:6379/0")
@@ -18,39 +18,23 @@ Example:
 from __future__ import annotations
 
 import logging
-import random
 import threading
-import time
-from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Iterable, Mapping
+from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
-from .._core.errors import NanoStreamError
 from .._core.redact import MASK, mask_text, redact, remember_secret
-from .._core.signals import RunAborted
-
-if TYPE_CHECKING:
-    from .._core.node import NanoNode, NodeFunction
 
 __all__ = [
     "MASK",
-    "ConnectorError",
     "Secrets",
-    "backoff_delay",
-    "closing_function",
-    "connector_error",
     "install_log_masking",
     "is_sensitive_name",
     "mask_headers",
     "mask_text",
     "mask_url",
-    "node_label",
-    "pause",
-    "retry_lost_connection",
 ]
 
-
-T = TypeVar("T")
 
 # Names of headers, query parameters and key=value pairs whose values are credentials.
 _SENSITIVE_PARTS = (
@@ -71,55 +55,11 @@ _SENSITIVE_PARTS = (
 _SENSITIVE_NAMES = frozenset({"key", "pwd", "pass", "sig", "access_key", "client_secret"})
 
 
-class ConnectorError(NanoStreamError):
-    """A connector could not talk to its system (database, HTTP API, Redis).
-
-    The message says what failed, where (the URL with its secrets masked) and what to do;
-    it never contains a password or token.
-
-    Example:
-        >>> import nanostream
-        >>> from nanostream.nodes.sql import ConnectorError
-        >>> issubclass(ConnectorError, nanostream.NanoStreamError)
-        True
-    """
-
-
-def connector_error(message: str, cause: BaseException, secrets: Secrets) -> ConnectorError:
-    """A :class:`ConnectorError` for ``message``, chained to ``cause`` unless that leaks a secret.
-
-    ``message`` is scrubbed. When the driver's own exception text holds a secret, the new
-    error is raised without it (as with ``raise ... from None``); otherwise ``cause`` is
-    kept as ``__cause__`` for debugging.
-
-    Example:
-        >>> from nanostream.nodes._secrets import Secrets, connector_error
-        >>> secrets = Secrets(["hunter22"])
-        >>> err = connector_error("login failed", ValueError("bad password hunter22"), secrets)
-        >>> err.__cause__ is None, err.__suppress_context__
-        (True, True)
-        >>> connector_error("x", ValueError("refused"), secrets).__cause__
-        ValueError('refused')
-    """
-    error = ConnectorError(secrets.scrub(message))
-    chain: list[BaseException] = []
-    link: BaseException | None = cause
-    while link is not None and link not in chain:
-        chain.append(link)
-        link = link.__cause__ or link.__context__
-    if any(secrets.contains(str(e)) or secrets.contains(repr(e)) for e in chain):
-        error.__cause__ = None
-        error.__suppress_context__ = True
-    else:
-        error.__cause__ = cause
-    return error
-
-
 def is_sensitive_name(name: str) -> bool:
     """True when a header, parameter or field called ``name`` holds a credential.
 
     Example:
-        >>> from nanostream.nodes._secrets import is_sensitive_name
+        >>> from nanostream.connectors._secrets import is_sensitive_name
         >>> is_sensitive_name("X-Api-Key"), is_sensitive_name("Accept")
         (True, False)
     """
@@ -131,7 +71,7 @@ def mask_url(url: object) -> str:
     """``url`` as text with its password and credential-like query values replaced by ``***``.
 
     Example:
-        >>> from nanostream.nodes._secrets import mask_url
+        >>> from nanostream.connectors._secrets import mask_url
         >>> mask_url("https://api.example.com/v1/items?api_key=abc123&page=2")
         'https://api.example.com/v1/items?api_key=***&page=2'
         >>> mask_url("https://ghp_token@github.com/x.git")
@@ -170,7 +110,7 @@ def mask_headers(headers: Mapping[str, Any] | None) -> dict[str, Any]:
     """A copy of ``headers`` with the values of credential headers replaced by ``***``.
 
     Example:
-        >>> from nanostream.nodes._secrets import mask_headers
+        >>> from nanostream.connectors._secrets import mask_headers
         >>> mask_headers({"Authorization": "Bearer abc", "Accept": "application/json"})
         {'Authorization': '***', 'Accept': 'application/json'}
     """
@@ -184,7 +124,7 @@ class Secrets:
     :func:`install_log_masking` watches.
 
     Example:
-        >>> from nanostream.nodes._secrets import Secrets
+        >>> from nanostream.connectors._secrets import Secrets
         >>> s = Secrets()
         >>> s.add("tok-123456")
         >>> s.scrub("header was tok-123456")
@@ -206,7 +146,7 @@ class Secrets:
         """The secrets in a URL: its password (raw and decoded) and credential query values.
 
         Example:
-            >>> from nanostream.nodes._secrets import Secrets
+            >>> from nanostream.connectors._secrets import Secrets
             >>> Secrets.from_url("postgresql://u:p%40ss-word@h/db").scrub("p@ss-word")
             '***'
         """
@@ -295,7 +235,7 @@ def install_log_masking(*logger_names: str) -> None:
 
     Example:
         >>> import logging
-        >>> from nanostream.nodes._secrets import Secrets, install_log_masking
+        >>> from nanostream.connectors._secrets import Secrets, install_log_masking
         >>> install_log_masking("example.masked")
         >>> secrets = Secrets(["s3cr3t-value"])
         >>> record = logging.makeLogRecord({"msg": "got %s", "args": ("s3cr3t-value",)})
@@ -307,153 +247,3 @@ def install_log_masking(*logger_names: str) -> None:
             if name not in _installed:
                 logging.getLogger(name).addFilter(_FILTER)
                 _installed.add(name)
-
-
-def backoff_delay(attempt: int, base: float, cap: float) -> float:
-    """Seconds to wait before retry ``attempt`` (0-based): exponential, capped, with jitter.
-
-    The delay is drawn uniformly from the upper half of ``min(cap, base * 2**attempt)``, so
-    clients that failed together do not retry together.
-
-    Example:
-        >>> from nanostream.nodes._secrets import backoff_delay
-        >>> 0.5 <= backoff_delay(0, 1.0, 30.0) <= 1.0
-        True
-        >>> 15.0 <= backoff_delay(10, 1.0, 30.0) <= 30.0
-        True
-    """
-    ceiling = min(cap, base * (2.0 ** min(attempt, 62)))
-    return random.uniform(ceiling / 2.0, ceiling)
-
-
-def node_label(node: NanoNode) -> str:
-    """How log lines name a node: its class, and its name when it has one.
-
-    Example:
-        >>> from nanostream.nodes._secrets import node_label
-        >>> from nanostream.testing import Collect
-        >>> node_label(Collect()), node_label(Collect(name="out"))
-        ('Collect', "Collect 'out'")
-    """
-    return f"{type(node).__name__} {node.name!r}" if node.name else type(node).__name__
-
-
-def _aborting(node: NanoNode) -> bool:
-    from .._core.graph import pipeline_of
-
-    run = pipeline_of(node).run
-    return run is not None and run.state in ("aborted", "failed")
-
-
-def pause(node: NanoNode, seconds: float) -> None:
-    """Wait ``seconds`` inside a processing node: a stop does not cut it short, an abort does.
-
-    A stop lets the pipeline drain, so a retry in a processing node keeps its back-off; an
-    abort (another node failed, or ``Run.abort()``) raises :class:`~nanostream.RunAborted`
-    at once instead of waiting out the delay.
-
-    Example:
-        >>> import nanostream
-        >>> from nanostream.nodes._secrets import pause
-        >>> pause(nanostream.testing.Collect(), 0.001)
-    """
-    deadline = time.monotonic() + seconds
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return
-        if node.sleep(remaining):
-            # the stop event is set: either a graceful stop (keep waiting) or an abort
-            if _aborting(node):
-                raise RunAborted
-            time.sleep(min(remaining, 0.05))
-
-
-def retry_lost_connection(
-    node: Any,
-    attempt: Callable[[], T],
-    *,
-    errors: type[BaseException],
-    lost: Callable[[Any], bool],
-    fail: Callable[[Any], BaseException],
-    log: logging.Logger,
-    shown: str,
-    doing: str = "",
-    reason: Callable[[Any], str] = lambda exc: type(exc).__name__,
-    after_error: Callable[[], None] | None = None,
-) -> T:
-    """``attempt()``, called again after a back-off while it fails with a lost connection.
-
-    ``node`` (a connector node with ``retries``, ``backoff`` and ``max_backoff``) is the
-    one that waits (see :func:`pause`) and is named in the warning logged before each
-    retry: ``"<node>: connection to <shown> lost<doing> (<reason>); retry i of n in s"``.
-    An error of type ``errors`` that is not ``lost``, or the last retry's, raises
-    ``fail(exc)``. ``after_error`` runs after every error (e.g. to drop the connection).
-
-    Example:
-        >>> import logging
-        >>> from nanostream.nodes._secrets import retry_lost_connection
-        >>> from nanostream.testing import Collect
-        >>> node = Collect()
-        >>> node.retries, node.backoff, node.max_backoff = 2, 0.001, 0.001
-        >>> calls = []
-        >>> def attempt():
-        ...     calls.append(1)
-        ...     if len(calls) < 3:
-        ...         raise ConnectionError("gone")
-        ...     return "written"
-        >>> retry_lost_connection(
-        ...     node, attempt, errors=ConnectionError, lost=lambda exc: True,
-        ...     fail=RuntimeError, log=logging.getLogger("example"), shown="db",
-        ... ), len(calls)
-        ('written', 3)
-    """
-    failures = 0
-    while True:
-        try:
-            return attempt()
-        except errors as exc:
-            if after_error is not None:
-                after_error()
-            if not lost(exc) or failures >= node.retries:
-                raise fail(exc) from None
-            delay = backoff_delay(failures, node.backoff, node.max_backoff)
-            failures += 1
-            log.warning(
-                "%s: connection to %s lost%s (%s); retry %d of %d in %.2fs",
-                node_label(node),
-                shown,
-                doing,
-                reason(exc),
-                failures,
-                node.retries,
-                delay,
-            )
-            pause(node, delay)
-
-
-def closing_function(function: NodeFunction, close: Callable[[], None]) -> NodeFunction:
-    """``function`` as a node function that always calls ``close()`` when it ends.
-
-    ``cleanup()`` runs only at the end of the stream or on stop; connections must also be
-    released when the run is aborted or the node fails, which this guarantees.
-
-    Example:
-        >>> from nanostream.nodes._secrets import closing_function
-        >>> closed = []
-        >>> def copy(inp, outp):
-        ...     for x in inp:
-        ...         outp(x)
-        >>> out = []
-        >>> closing_function(copy, lambda: closed.append(True))([1, 2], out.append)
-        >>> out, closed
-        ([1, 2], [True])
-    """
-
-    def connector(inp: Iterable[Any], outp: Callable[[Any], Any]) -> None:
-        try:
-            function(inp, outp)
-        finally:
-            close()
-
-    return connector

@@ -17,7 +17,7 @@ def check_flush_interval(value: Any) -> float | None:
     """``value`` if it is a valid ``flush_interval`` (positive seconds, or None), else an error.
 
     Example:
-        >>> from nanostream.nodes._buffered import check_flush_interval
+        >>> from nanostream.connectors._buffered_sink import check_flush_interval
         >>> check_flush_interval(0.5), check_flush_interval(None)
         (0.5, None)
     """
@@ -41,7 +41,7 @@ class BufferedSink(NanoNode):
 
     Example:
         >>> import nanostream
-        >>> from nanostream.nodes._buffered import BufferedSink
+        >>> from nanostream.connectors._buffered_sink import BufferedSink
         >>> class Batches(BufferedSink):
         ...     def __init__(self):
         ...         super().__init__()

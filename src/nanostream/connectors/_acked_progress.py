@@ -47,7 +47,7 @@ class AckedProgress(Generic[T]):
 
     Example:
         >>> import nanostream
-        >>> from nanostream.nodes._progress import AckedProgress
+        >>> from nanostream.connectors._acked_progress import AckedProgress
         >>> committed = []
         >>> class Numbers(nanostream.NanoNode):
         ...     def generator(self):

@@ -23,7 +23,7 @@ when they are emitted.
 
 Example:
     >>> from datetime import datetime, timedelta, timezone
-    >>> from nanostream.nodes._time import TimeKind
+    >>> from nanostream.operators._time import TimeKind
     >>> kind = TimeKind.of("TumblingWindow", size=timedelta(minutes=1), allowed_lateness=0)
     >>> kind.datetimes, kind.duration("size", timedelta(minutes=1), "positive")
     (True, 60000000)
@@ -86,7 +86,7 @@ class TimeKind:
 
         Example:
             >>> from datetime import timedelta
-            >>> from nanostream.nodes._time import TimeKind
+            >>> from nanostream.operators._time import TimeKind
             >>> TimeKind.of("SlidingWindow", size=timedelta(seconds=10), step=5)
             Traceback (most recent call last):
             nanostream._core.errors.GraphError: SlidingWindow: size is a timedelta but step is a
@@ -117,7 +117,7 @@ class TimeKind:
 
         Example:
             >>> from datetime import timedelta
-            >>> from nanostream.nodes._time import TimeKind
+            >>> from nanostream.operators._time import TimeKind
             >>> kind = TimeKind.of("SessionWindow", gap=timedelta(0))
             >>> kind.duration("gap", timedelta(0), "positive")
             Traceback (most recent call last):
@@ -150,7 +150,7 @@ class TimeKind:
 
         Example:
             >>> from datetime import datetime
-            >>> from nanostream.nodes._time import TimeKind
+            >>> from nanostream.operators._time import TimeKind
             >>> TimeKind.of("Join", window=60).point("timestamp", datetime(2026, 1, 1), "j")
             Traceback (most recent call last):
             TypeError: Join 'j': timestamp returned datetime.datetime(2026, 1, 1, 0, 0) (a

@@ -84,7 +84,7 @@ def tick_for(period: float) -> float:
     end passes by at most that much (or 1 s for periods over 4 s) when no item comes.
 
     Example:
-        >>> from nanostream.nodes._operator import tick_for
+        >>> from nanostream.operators._operator import tick_for
         >>> tick_for(0.1), tick_for(60), tick_for(0)
         (0.025, 1.0, 0.001)
     """
@@ -95,7 +95,7 @@ def callable_label(func: object) -> str:
     """A short name of a user callable for messages: its qualified name, or ``lambda``.
 
     Example:
-        >>> from nanostream.nodes._operator import callable_label
+        >>> from nanostream.operators._operator import callable_label
         >>> callable_label(str.upper), callable_label(lambda x: x)
         ('str.upper', 'lambda')
     """
@@ -109,7 +109,7 @@ def check_callable(owner: str, what: str, value: object, *, optional: bool = Fal
     """Raise ``GraphError`` unless ``value`` is callable (or ``None`` when optional).
 
     Example:
-        >>> from nanostream.nodes._operator import check_callable
+        >>> from nanostream.operators._operator import check_callable
         >>> check_callable("Map", "func", 3)
         Traceback (most recent call last):
         nanostream._core.errors.GraphError: Map: func must be a function, got 3
@@ -124,7 +124,7 @@ def check_positive(owner: str, what: str, value: object, *, integer: bool = Fals
     """Raise ``GraphError`` unless ``value`` is a positive number (an int if ``integer``).
 
     Example:
-        >>> from nanostream.nodes._operator import check_positive
+        >>> from nanostream.operators._operator import check_positive
         >>> check_positive("Batch", "size", 2.5, integer=True)
         Traceback (most recent call last):
         nanostream._core.errors.GraphError: Batch: size must be a positive integer, got 2.5
@@ -145,7 +145,7 @@ def check_non_negative(owner: str, what: str, value: object) -> None:
     """Raise ``GraphError`` unless ``value`` is a finite number >= 0.
 
     Example:
-        >>> from nanostream.nodes._operator import check_non_negative
+        >>> from nanostream.operators._operator import check_non_negative
         >>> check_non_negative("Delay", "seconds", 0)
     """
     if (
@@ -161,7 +161,7 @@ def check_choice(owner: str, what: str, value: object, choices: Sequence[str]) -
     """Raise ``GraphError`` unless ``value`` is one of ``choices``.
 
     Example:
-        >>> from nanostream.nodes._operator import check_choice
+        >>> from nanostream.operators._operator import check_choice
         >>> check_choice("Join", "how", "outer", ("inner", "left"))
         Traceback (most recent call last):
         nanostream._core.errors.GraphError: Join: how must be 'inner' or 'left', got 'outer'
@@ -186,7 +186,7 @@ class Operator(NanoNode):
     one never sees a tick, even with a ``tick_interval`` option.
 
     Example:
-        >>> from nanostream.nodes._operator import Operator
+        >>> from nanostream.operators._operator import Operator
         >>> class Pairs(Operator):
         ...     holds_items = True
         ...     def _run(self, inp, outp):
@@ -301,7 +301,7 @@ class PolicyGuard:
     node's ``errors`` port.
 
     Example:
-        >>> from nanostream.nodes._operator import MISSING, Operator, PolicyGuard
+        >>> from nanostream.operators._operator import MISSING, Operator, PolicyGuard
         >>> class Inverse(Operator):
         ...     def _user_functions(self):
         ...         return ("the function",)
@@ -431,7 +431,7 @@ class Fold:
 
     Example:
         >>> import operator
-        >>> from nanostream.nodes._operator import Fold
+        >>> from nanostream.operators._operator import Fold
         >>> Fold.collect().over("abc"), Fold.reduce(operator.add, 10).over([1, 2])
         (['a', 'b', 'c'], 13)
         >>> Fold.aggregate(set, lambda s, x: s | {x}, sorted).over([3, 1, 3])
@@ -553,7 +553,7 @@ def map_items(
 
     Example:
         >>> import nanostream
-        >>> from nanostream.nodes._operator import map_items
+        >>> from nanostream.operators._operator import map_items
         >>> node = nanostream.NanoNode(on_error="skip")
         >>> out = []
         >>> map_items(node, [1, 0, 4], out.append, lambda x: [1 / x], workers=2)
@@ -633,7 +633,7 @@ def run_in_pool(
     joined before this returns, also when it fails.
 
     Example:
-        >>> from nanostream.nodes._operator import emit_all, run_in_pool
+        >>> from nanostream.operators._operator import emit_all, run_in_pool
         >>> out = []
         >>> run_in_pool(range(5), lambda x: [x, -x], emit_all(out.append), workers=3,
         ...             ordered=True, max_in_flight=6, thread_name="nanostream-example")
@@ -738,7 +738,7 @@ def sleep_in_steps(seconds: float) -> None:
     """``time.sleep`` in steps of at most 0.1 s, so an abort is seen promptly.
 
     Example:
-        >>> from nanostream.nodes._operator import sleep_in_steps
+        >>> from nanostream.operators._operator import sleep_in_steps
         >>> sleep_in_steps(0.001)
     """
     deadline = time.monotonic() + seconds

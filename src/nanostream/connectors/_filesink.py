@@ -1,72 +1,34 @@
-"""What the file and format nodes share: their errors, text that knows its file, path
-confinement, and files published atomically (written under a temporary name, then renamed).
+"""What the file-writing nodes share: files published atomically (written under a temporary
+name, then renamed), numbered output files, refusal of outputs that exist, and the
+:class:`FileSink` base of the file and format writers.
 """
 
 from __future__ import annotations
 
-import codecs
 import glob
 import io
-import json
 import logging
 import os
 import re
 import secrets
 import shutil
-import stat
 import string
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from .._core.errors import GraphError, NanoStreamError
+from .._core.errors import GraphError
 from .._core.node import NanoNode, NodeFunction
 from .._core.policy import POLICY_OPTIONS
 from .._core.run import QUEUE_OPTIONS
 
 __all__ = [
     "AtomicFile",
-    "FileBytes",
-    "FilePath",
     "FileSink",
-    "FileText",
-    "FormatError",
     "OutputExistsError",
-    "PathRefusedError",
-    "ReadThrough",
-    "confine",
-    "decode_error_line",
-    "describe",
     "numbered_files",
-    "parse_json",
     "uses_standard_path",
 ]
-
-
-class FormatError(NanoStreamError, ValueError):
-    """Input data is malformed: a bad CSV row, a bad JSON line, bytes that do not decode.
-
-    ``source`` names where the data came from (a file path, or a description of the item)
-    and ``line`` is the 1-based line number, when known; both are in the message.
-
-    Example:
-        >>> import nanostream
-        >>> err = nanostream.FormatError("expected 2 fields, got 3", source="a.csv", line=4)
-        >>> print(err)
-        a.csv, line 4: expected 2 fields, got 3
-        >>> err.source, err.line
-        ('a.csv', 4)
-    """
-
-    def __init__(self, message: str, *, source: str | None = None, line: int | None = None):
-        self.message = message
-        self.source = source
-        self.line = line
-        where = ", ".join(
-            part for part in (source, f"line {line}" if line is not None else None) if part
-        )
-        super().__init__(f"{where}: {message}" if where else message)
 
 
 log = logging.getLogger("nanostream")
@@ -95,248 +57,6 @@ class OutputExistsError(GraphError, FileExistsError):
     """
 
 
-class PathRefusedError(NanoStreamError, PermissionError):
-    """A node was asked for a path outside the directory it is confined to.
-
-    Example:
-        >>> from nanostream.nodes import LocalFileReader, PathRefusedError
-        >>> reader = LocalFileReader(directory="/srv/data")
-        >>> try:
-        ...     list(reader.process_item("../../etc/passwd"))
-        ... except PathRefusedError as exc:
-        ...     print(exc)
-        '../../etc/passwd' is outside the directory '/srv/data' that LocalFileReader is confined to
-    """
-
-
-class FileText(str):
-    """Text read from a file: a ``str`` that also carries the file's ``path``.
-
-    It is an ordinary string in every other way; downstream nodes use ``path`` to name the
-    file in their error messages.
-
-    Example:
-        >>> from nanostream.nodes import FileText
-        >>> text = FileText("a,b\\n", path="/data/x.csv")
-        >>> text == "a,b\\n", text.path
-        (True, '/data/x.csv')
-    """
-
-    path: str
-
-    def __new__(cls, text: str, path: str) -> FileText:
-        obj = super().__new__(cls, text)
-        obj.path = path
-        return obj
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (str(self), self.path))
-
-
-class FileBytes(bytes):
-    """Bytes read from a file: a ``bytes`` that also carries the file's ``path``.
-
-    Example:
-        >>> from nanostream.nodes import FileBytes
-        >>> data = FileBytes(b"\\x00\\x01", path="/data/x.bin")
-        >>> data == b"\\x00\\x01", data.path
-        (True, '/data/x.bin')
-    """
-
-    path: str
-
-    def __new__(cls, data: bytes, path: str) -> FileBytes:
-        obj = super().__new__(cls, data)
-        obj.path = path
-        return obj
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (bytes(self), self.path))
-
-
-class FilePath(str):
-    """The path of a file, as :class:`~nanostream.nodes.LocalDirectoryWatchdog` emits it.
-
-    An ordinary ``str`` in every way, so any node that takes a path takes it; the type
-    only tells the readers of text (:class:`~nanostream.nodes.CSVReader`,
-    :class:`~nanostream.nodes.JSONLinesReader`) that the item is a file to read, not text
-    to parse, so that without ``paths=True`` they say so instead of parsing the path.
-
-    Example:
-        >>> from nanostream.nodes import FilePath
-        >>> path = FilePath("/data/in/orders.csv")
-        >>> path == "/data/in/orders.csv", isinstance(path, str)
-        (True, True)
-    """
-
-    __slots__ = ()
-
-
-def describe(item: object, index: int) -> str:
-    """Where an item of text came from, for error messages: its file, or its position."""
-    path = getattr(item, "path", None)
-    if isinstance(path, str):
-        return path
-    return f"input item #{index}"
-
-
-def confine(directory: str | None, item: object, node: str) -> str:
-    """The path ``item`` names; inside ``directory`` (resolved) when one is given."""
-    if not isinstance(item, (str, os.PathLike)):
-        raise FormatError(
-            f"{node} expects a file path (str or os.PathLike), got {type(item).__name__}: "
-            f"{item!r:.80}"
-        )
-    name = os.fspath(item)
-    if not isinstance(name, str):
-        raise FormatError(f"{node} expects a text path, got bytes {name!r:.80}")
-    if directory is None:
-        return name
-    root = os.path.realpath(directory)
-    path = os.path.realpath(os.path.join(root, name))
-    if os.path.commonpath([root, path]) != root:
-        raise PathRefusedError(
-            f"{name!r} is outside the directory {directory!r} that {node} is confined to"
-        )
-    return path
-
-
-def decode_error_line(path: str, encoding: str, errors: str) -> tuple[int, str] | None:
-    """The 1-based line of ``path`` where decoding first fails, and the decoder's message."""
-    decoder = codecs.getincrementaldecoder(encoding)(errors)
-    with open(path, "rb") as file:
-        for number, raw in enumerate(file, 1):
-            try:
-                decoder.decode(raw)
-            except UnicodeDecodeError as exc:
-                return number, str(exc)
-    return None
-
-
-def decode_failure(
-    path: str,
-    encoding: str,
-    errors: str,
-    exc: UnicodeDecodeError,
-    *,
-    errors_option: str | None = None,
-) -> FormatError:
-    """A :class:`FormatError` naming the line of ``path`` that is not ``encoding``.
-
-    ``errors_option`` names the node's option for the decoding errors mode, if it has one.
-    """
-    found = decode_error_line(path, encoding, errors)
-    line, message = found if found is not None else (None, str(exc))
-    hint = "pass encoding=... (e.g. 'latin-1')"
-    if errors_option is not None:
-        hint += f" or {errors_option}='replace'"
-    return FormatError(f"not valid {encoding} ({message}); {hint}", source=path, line=line)
-
-
-def parse_json(
-    text: str | bytes,
-    *,
-    source: str | None = None,
-    line: int | None = None,
-    loads: Callable[[Any], Any] = json.loads,
-) -> Any:
-    """The value of the JSON ``text``, or a :class:`FormatError` for that ``source`` and ``line``.
-
-    Every reader of JSON in nanostream parses through it, so that each bad piece of text
-    is one :class:`FormatError` naming where it came from, whatever went wrong: text
-    that is not JSON, bytes that are not UTF-8, or arrays and objects nested deeper than
-    the parser can follow (a bare ``RecursionError`` otherwise). ``loads`` is the parser
-    (``json.loads`` by default, which also takes UTF-8 bytes).
-
-    Example:
-        >>> from nanostream.nodes._common import parse_json
-        >>> parse_json('{"a": [1, 2]}')
-        {'a': [1, 2]}
-        >>> try:
-        ...     parse_json("[" * 100_000, source="deep.jsonl", line=3)
-        ... except ValueError as exc:
-        ...     print(type(exc).__name__, exc)
-        FormatError deep.jsonl, line 3: not readable JSON: its arrays and objects are nested ...
-    """
-    try:
-        return loads(text)
-    except RecursionError:
-        raise FormatError(
-            "not readable JSON: its arrays and objects are nested deeper than the "
-            f"parser can follow ({sys.getrecursionlimit():,} levels at most)",
-            source=source,
-            line=line,
-        ) from None
-    except UnicodeDecodeError as exc:
-        raise FormatError(f"not valid UTF-8: {exc}", source=source, line=line) from None
-    except ValueError as exc:
-        raise FormatError(f"not valid JSON: {exc}", source=source, line=line) from None
-
-
-class ReadThrough:
-    """A file opened to be read to its end, that can tell whether it was truncated meanwhile.
-
-    Open it as a context manager and read ``file``; once the end is reached,
-    :meth:`truncated` is a :class:`FormatError` if the file got shorter while it was read
-    (its end came before the size it had when it was opened, or it is shorter now), so
-    the data read may be incomplete; otherwise None. A file that grows while it is read
-    is read up to where it ends when the reader gets there. Only regular files are
-    checked (a pipe or a device has no size to compare).
-
-    Example:
-        >>> import os, pathlib, tempfile
-        >>> from nanostream.nodes._common import ReadThrough
-        >>> path = pathlib.Path(tempfile.mkdtemp()) / "rows.txt"
-        >>> _ = path.write_text("one\\ntwo\\nthree\\n")
-        >>> with ReadThrough(path, "rb", buffering=0) as whole:
-        ...     first = whole.file.readline()
-        ...     os.truncate(path, 4)                 # another program truncates it
-        ...     rest = whole.file.read()
-        ...     print(first, rest, whole.truncated())
-        b'one\\n' b'' .../rows.txt: the file was truncated while it was read: ...
-    """
-
-    def __init__(self, path: str | os.PathLike[str], mode: str = "r", **options: Any) -> None:
-        self.path = os.fspath(path)
-        self.file: IO[Any] = open(self.path, mode, **options)  # noqa: SIM115 - closed by __exit__
-        try:
-            st = os.fstat(self.file.fileno())
-        except BaseException:
-            self.file.close()
-            raise
-        self.size: int | None = st.st_size if stat.S_ISREG(st.st_mode) else None
-
-    def __enter__(self) -> ReadThrough:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.file.close()
-
-    def truncated(self, *, ended: bool = True) -> FormatError | None:
-        """A :class:`FormatError` if the file got shorter while it was read, else None.
-
-        Once the end is reached (``ended``), also if the end came before the size the file
-        had when it was opened; before that (``ended=False``, say on a record that does
-        not parse), only if the file is shorter now.
-        """
-        if self.size is None:
-            return None
-        fd = self.file.fileno()
-        reached = os.lseek(fd, 0, os.SEEK_CUR)  # how far it has been read
-        now = os.fstat(fd).st_size
-        if (reached >= self.size or not ended) and now >= self.size:
-            return None
-        where = f"its end came at byte {reached:,}" if ended else f"{reached:,} were read"
-        return FormatError(
-            f"the file was truncated while it was read: it had {self.size:,} bytes when "
-            f"it was opened, {where} and it has {now:,} now, so "
-            "what was read of it may be incomplete; read it again once it is complete "
-            "(a program that writes files for others to read should write under a "
-            "temporary name and rename, as nanostream's writers do)",
-            source=self.path,
-        )
-
-
 # ----------------------------------------------------------------------------- atomic files
 _TMP_SUFFIX = re.compile(r"\.[0-9a-f]{8}\.tmp$")
 
@@ -356,7 +76,7 @@ class AtomicFile:
 
     Example:
         >>> import tempfile, pathlib
-        >>> from nanostream.nodes._common import AtomicFile
+        >>> from nanostream.connectors._filesink import AtomicFile
         >>> target = pathlib.Path(tempfile.mkdtemp()) / "out.txt"
         >>> f = AtomicFile(target)
         >>> _ = f.file.write("hello\\n")
@@ -479,7 +199,7 @@ def numbered_files(template: str, field: str, directory: str | None = None) -> l
 
     Example:
         >>> import pathlib, tempfile
-        >>> from nanostream.nodes._common import numbered_files
+        >>> from nanostream.connectors._filesink import numbered_files
         >>> folder = pathlib.Path(tempfile.mkdtemp())
         >>> for name in ("003.txt", "010.txt", "7.txt", "notes.txt"):
         ...     _ = (folder / name).write_text("")

@@ -1,0 +1,240 @@
+"""The node contract, checked and adapted: how a :class:`~nanostream.NanoNode` class is
+checked (:func:`check_contract`) and runs as a node function ``f(inp, outp)``
+(:func:`node_function`): sources drive their generator, other nodes call
+``process_item`` per item (under their error policy when they have one), ticks call
+``tick()``, and ``cleanup()`` emits the final outputs.
+
+Example:
+    >>> import nanostream
+    >>> from nanostream._core.node_function import node_function
+    >>> class Double(nanostream.NanoNode):
+    ...     def process_item(self, item):
+    ...         yield item * 2
+    >>> out = []
+    >>> node_function(Double())([1, 2], out.append)
+    >>> out
+    [2, 4]
+"""
+
+from __future__ import annotations
+
+import dis
+import inspect
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from .acks import Acked
+from .context import NodeContext
+from .errors import GraphError, NodeProtocolError
+from .fast import drive, drive_source
+from .policy import ItemGuard
+from .signals import SourceStopped
+from .ticks import TICK
+
+if TYPE_CHECKING:
+    from .node import NanoNode, NodeFunction
+
+__all__ = ["check_contract", "item_function", "node_function", "run_cleanup", "untick"]
+
+
+def _callable_name(func: object) -> str:
+    name = getattr(func, "__name__", None)
+    if isinstance(name, str) and name != "<lambda>":
+        return name
+    if name == "<lambda>":
+        return "lambda"
+    return type(func).__name__
+
+
+def _where(func: object) -> str:
+    """``module.qualname (file:line)`` of a user callable, for error messages."""
+    code = getattr(func, "__code__", None)
+    module = getattr(func, "__module__", None) or "?"
+    qualname = getattr(func, "__qualname__", None) or _callable_name(func)
+    if code is None:
+        return f"{module}.{qualname}"
+    return f"{module}.{qualname} ({code.co_filename}:{code.co_firstlineno})"
+
+
+def _returns_a_value(func: object) -> bool:
+    """Whether ``func`` has a ``return`` of something other than ``None`` (read from its code).
+
+    A callable without Python code (a builtin, a ``functools.partial``) is not known to, so
+    the node checks what it returns when it runs.
+    """
+    code = getattr(func, "__code__", None)
+    if code is None:
+        return False
+    previous: dis.Instruction | None = None
+    for ins in dis.get_instructions(code):
+        if ins.opname == "RETURN_CONST" and ins.argval is not None:
+            return True
+        if ins.opname == "RETURN_VALUE" and not (
+            previous is not None and previous.opname == "LOAD_CONST" and previous.argval is None
+        ):
+            return True
+        previous = ins
+    return False
+
+
+def _run_generator(node: NanoNode, ctx: NodeContext, outp: Callable[[Any], Any]) -> None:
+    """Emit a source's items; ``Acked`` items attach their ack.
+
+    A generator cannot go on after it raised, so its exception ends the source and fails
+    the run. A source that applies its error policy (``policy_per_poll``) does so inside
+    its generator, per poll, with :meth:`NanoNode.guard_polls`.
+    """
+    attach = ctx.attach_ack
+    gen: Any = node.generator()
+
+    def acked(item: Acked) -> None:
+        try:
+            outp(item.item)
+        finally:
+            attach(item.ack)
+
+    try:
+        drive_source(gen, outp, Acked, acked)
+    except SourceStopped:
+        pass
+    finally:
+        gen.close()
+
+
+def check_contract(node: NanoNode) -> None:
+    """Raise ``GraphError`` unless ``node``'s class follows the node contract.
+
+    See :meth:`NanoNode.validate <nanostream.NanoNode.validate>`.
+    """
+    from .node import NanoNode
+
+    cls = type(node)
+    label = node._ns_name or cls.__name__
+    has_gen = cls.generator is not NanoNode.generator
+    has_proc = cls.process_item is not NanoNode.process_item
+    if has_gen and has_proc:
+        raise GraphError(
+            f"node {label!r} defines both generator() and process_item(); "
+            "a source defines generator(), any other node process_item()"
+        )
+    if not has_gen and not has_proc:
+        raise GraphError(
+            f"node {label!r} ({cls.__module__}.{cls.__qualname__}) defines neither "
+            "generator() nor process_item(); define one of them"
+        )
+    for hook in ("generator", "process_item", "setup", "cleanup", "tick"):
+        defined = getattr(cls, hook)
+        if defined is getattr(NanoNode, hook):
+            continue
+        if inspect.iscoroutinefunction(defined) or inspect.isasyncgenfunction(defined):
+            raise GraphError(
+                f"{hook} of node {label!r} is 'async def': async nodes are not supported "
+                f"yet; make it a plain 'def' (run asyncio code in it with asyncio.run()): "
+                f"{_where(defined)}"
+            )
+    method = cls.generator if has_gen else cls.process_item
+    if inspect.isgeneratorfunction(method):
+        return
+    if has_gen or _returns_a_value(method):
+        raise GraphError(
+            f"{method.__name__} of node {label!r} must yield its outputs "
+            f"(use 'yield value', not 'return value'): {_where(method)}"
+        )
+
+
+def node_function(node: NanoNode) -> NodeFunction:
+    """``node`` as a node function ``f(inp, outp)`` (see :meth:`NanoNode.as_function
+    <nanostream.NanoNode.as_function>`)."""
+    node.validate()
+    policy = node.error_policy
+    if node.is_source:
+
+        def source_function(inp: Iterable[Any], outp: Callable[[Any], Any]) -> None:
+            for _ in inp:
+                pass
+            ctx = node._context()
+            node.setup()
+            _run_generator(node, ctx, outp)
+            run_cleanup(node, outp)
+
+        return source_function
+
+    ticks = node.ticks_every() is not None
+
+    if not policy.guarded:
+
+        def process_function(inp: Iterable[Any], outp: Callable[[Any], Any]) -> None:
+            node.setup()
+            process = item_function(node)
+            if ticks:
+                inp = untick(node, inp, outp)
+            drive(inp, process, outp)
+            run_cleanup(node, outp)
+
+        return process_function
+
+    def guarded_function(inp: Iterable[Any], outp: Callable[[Any], Any]) -> None:
+        ctx = node._context()
+        node.setup()
+        guard = ItemGuard(policy, ctx, outp, item_function(node))
+        if ticks:
+            inp = untick(node, inp, outp)
+        try:
+            for item in inp:
+                guard(item)
+            guard.finish()
+        finally:
+            guard.close()
+        run_cleanup(node, outp)
+
+    return guarded_function
+
+
+def item_function(node: NanoNode) -> Callable[[Any], Iterable[Any]]:
+    """``process_item`` as a function of an item returning its outputs (an iterable).
+
+    A ``process_item`` that yields is that function; a plain one (a sink) has no
+    outputs, and returning a value from it is a ``NodeProtocolError``.
+    """
+    process: Callable[[Any], Any] = node.process_item
+    method = type(node).process_item
+    if inspect.isgeneratorfunction(method):
+        return process
+    label = node._ns_name or type(node).__name__
+
+    def no_outputs(item: Any) -> Iterable[Any]:
+        result = process(item)
+        if result is not None:
+            raise NodeProtocolError(
+                f"process_item of node {label!r} returned {type(result).__name__}; "
+                f"yield it to emit it ('yield value'), or return nothing in a sink: "
+                f"{_where(method)}"
+            )
+        return ()
+
+    return no_outputs
+
+
+def untick(node: NanoNode, inp: Iterable[Any], outp: Callable[[Any], Any]) -> Iterator[Any]:
+    """``inp`` without its ticks; each tick calls :meth:`tick` and emits its outputs."""
+    for item in inp:
+        if item is TICK:
+            result = node.tick()
+            if result is not None:
+                for out in result:
+                    outp(out)
+            continue
+        yield item
+
+
+def run_cleanup(node: NanoNode, outp: Callable[[Any], Any]) -> None:
+    result = node.cleanup()
+    if result is None:
+        return
+    if isinstance(result, (str, bytes, dict)) or not hasattr(result, "__iter__"):
+        raise NodeProtocolError(
+            f"cleanup() of node {node._ns_name or type(node).__name__!r} returned "
+            f"{type(result).__name__}; it must yield its final outputs or return None"
+        )
+    for out in result:
+        outp(out)

@@ -1,0 +1,546 @@
+"""What the HTTP nodes share: the client and its retries, templates filled from items,
+the rate limit, redirects kept to the first origin, and :class:`HttpStatusError`.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import string
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import quote
+
+from ..._core.errors import ConfigError, MissingDependencyError
+from ..._core.node import NanoNode
+from ..._core.policy import POLICY_OPTIONS
+from .._secrets import Secrets, install_log_masking, mask_url
+from .._toolkit import ConnectorError, backoff_delay, connector_error, node_label, pause
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["HttpStatusError"]
+
+log = logging.getLogger("nanostream.http")
+
+
+_LOGGERS = ("nanostream", "nanostream.http", "httpx", "httpcore")
+
+
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+
+
+Parse = Literal["auto", "json", "text", "bytes"]
+
+
+Output = Literal["body", "response"]
+
+
+def _require_httpx() -> None:
+    try:
+        import httpx  # noqa: F401
+    except ImportError:
+        raise MissingDependencyError("httpx", extra="http") from None
+
+
+class HttpStatusError(ConnectorError):
+    """The server answered with an error status (after the retries, for 429 and 5xx).
+
+    ``status`` is the HTTP status code, ``url`` the request's URL with secrets masked.
+
+    Example:
+        >>> from nanostream.nodes.http import HttpStatusError
+        >>> err = HttpStatusError("GET https://x/?token=*** answered 404", status=404, url="https://x/")
+        >>> err.status
+        404
+    """
+
+    def __init__(self, message: str, *, status: int, url: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.url = url
+
+
+# ----------------------------------------------------------------------------- templates
+class _UrlFormatter(string.Formatter):
+    """Fills ``{field}`` with the field's value, URL-encoded (``/`` included)."""
+
+    def format_field(self, value: Any, format_spec: str) -> str:
+        return quote(super().format_field(value, format_spec), safe="")
+
+
+_URL_FORMATTER = _UrlFormatter()
+
+
+_PLAIN_FORMATTER = string.Formatter()
+
+
+def _single_field(template: str) -> str | None:
+    """The field name if ``template`` is exactly one ``{field}``, else None."""
+    try:
+        parts = list(_PLAIN_FORMATTER.parse(template))
+    except ValueError:
+        return None
+    if len(parts) == 1:
+        literal, field, spec, conversion = parts[0]
+        if not literal and field and not spec and conversion is None:
+            return field
+    return None
+
+
+def _fields(item: Any) -> dict[str, Any]:
+    fields = dict(item) if isinstance(item, Mapping) else {}
+    fields.setdefault("item", item)
+    return fields
+
+
+class _Templates:
+    """A request's URL, query, headers and JSON body, filled from an item's fields."""
+
+    def __init__(
+        self,
+        what: str,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None,
+        headers: Mapping[str, Any] | None,
+        json: Any,
+        secrets: Secrets,
+    ) -> None:
+        self.what = what
+        self.url = url
+        self.params = dict(params or {})
+        self.headers = dict(headers or {})
+        self.json = json
+        self.secrets = secrets
+        for template in [url, *self.params.values(), *self.headers.values()]:
+            if isinstance(template, str):
+                self._check(template)
+
+    def _check(self, template: str) -> None:
+        try:
+            list(_PLAIN_FORMATTER.parse(template))
+        except ValueError as exc:
+            raise ConfigError(
+                f"{self.what}: bad template {self.secrets.scrub(template)!r} ({exc}); "
+                "write a literal brace as {{ or }}"
+            ) from None
+
+    def _fill(self, template: str, fields: Mapping[str, Any], formatter: string.Formatter) -> str:
+        try:
+            return formatter.vformat(template, (), fields)
+        except (KeyError, IndexError, AttributeError) as exc:
+            raise ConnectorError(
+                f"{self.what}: the template {self.secrets.scrub(template)!r} needs field "
+                f"{exc.args[0]!r}, which an item lacks (it has {sorted(fields)})"
+            ) from None
+
+    def url_for(self, fields: Mapping[str, Any]) -> str:
+        return self._fill(self.url, fields, _URL_FORMATTER)
+
+    def value(self, template: Any, fields: Mapping[str, Any]) -> Any:
+        """A filled value: strings are templates; ``"{x}"`` alone keeps x's type."""
+        if isinstance(template, str):
+            field = _single_field(template)
+            if field is not None and field in fields:
+                return fields[field]
+            return self._fill(template, fields, _PLAIN_FORMATTER)
+        if isinstance(template, Mapping):
+            return {k: self.value(v, fields) for k, v in template.items()}
+        if isinstance(template, list):
+            return [self.value(v, fields) for v in template]
+        return template
+
+    def params_for(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+        filled = {k: self.value(v, fields) for k, v in self.params.items()}
+        return {k: v for k, v in filled.items() if v is not None}
+
+    def headers_for(self, fields: Mapping[str, Any]) -> dict[str, str]:
+        return {k: str(self.value(v, fields)) for k, v in self.headers.items()}
+
+    def json_for(self, fields: Mapping[str, Any]) -> Any:
+        return None if self.json is None else self.value(self.json, fields)
+
+
+# ----------------------------------------------------------------------------- requests
+class _RateLimit:
+    """At most ``rate`` requests per second, shared by all of a node's workers."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate
+        self.next_at = 0.0
+        self.lock = threading.Lock()
+
+    def reserve(self) -> float:
+        """Seconds to wait before the caller's request may go."""
+        with self.lock:
+            now = time.monotonic()
+            at = max(now, self.next_at)
+            self.next_at = at + self.interval
+            return at - now
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class _HttpNode(NanoNode):
+    """What the HTTP nodes share: the client, templates, retries, rate limit, parsing."""
+
+    kind = "HTTP"
+    policy_options = POLICY_OPTIONS  # each wraps NanoNode's node function, or HttpRequest's
+    own_options = ("retries", "backoff", "timeout")  # of each request
+    holds_items = False  # each item is done once its answers are out (see HttpRequest)
+
+    def __init__(
+        self,
+        url: str,
+        method: str,
+        *,
+        params: Mapping[str, Any] | None,
+        headers: Mapping[str, Any] | None,
+        json: Any,
+        parse: Parse,
+        timeout: float,
+        retries: int,
+        backoff: float,
+        max_backoff: float,
+        max_retry_after: float,
+        rate_limit: float | None,
+        client_options: Mapping[str, Any] | None,
+        name: str | None,
+        queue_size: int | None,
+        batch_size: int | None,
+        options: Mapping[str, Any],
+    ) -> None:
+        super().__init__(name=name, queue_size=queue_size, batch_size=batch_size)
+        _require_httpx()
+        if not isinstance(timeout, (int, float)) or timeout <= 0:
+            raise ConfigError(f"{self.kind}: timeout must be positive seconds, got {timeout!r}")
+        if rate_limit is not None and rate_limit <= 0:
+            raise ConfigError(f"{self.kind}: rate_limit must be requests per second > 0")
+        if parse not in ("auto", "json", "text", "bytes"):
+            raise ConfigError(f"{self.kind}: parse must be auto, json, text or bytes: {parse!r}")
+        if retries < 0:
+            raise ConfigError(f"{self.kind}: retries must be 0 or more, got {retries!r}")
+        self.method = method.upper()
+        self.secrets = Secrets()
+        self.secrets.add_url(url)
+        self.secrets.add_headers(headers)
+        self.url_shown = mask_url(url)
+        self.templates = _Templates(
+            self.kind, url, params=params, headers=headers, json=json, secrets=self.secrets
+        )
+        self.parse = parse
+        self.timeout = float(timeout)
+        self.retries = retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.max_retry_after = max_retry_after
+        self.rate_limit = rate_limit
+        self.client_options = dict(client_options or {})
+        self.follow_redirects = bool(self.client_options.pop("follow_redirects", True))
+        self.max_redirects = self.client_options.pop("max_redirects", 20)
+        if not isinstance(self.max_redirects, int) or self.max_redirects < 0:
+            raise ConfigError(
+                f"{self.kind}: client_options max_redirects must be an integer >= 0, "
+                f"got {self.max_redirects!r}"
+            )
+        self.requests_sent = 0
+        self._limiter = _RateLimit(rate_limit) if rate_limit else None
+        self._client: httpx.Client | None = None
+        self._lock = threading.Lock()
+        self.configure(**options)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(name={self.name!r}, method={self.method!r}, "
+            f"url={self.url_shown!r})"
+        )
+
+    def render_url(self, item: Any) -> str:
+        """The URL for ``item``: the template filled with its fields, each URL-encoded.
+
+        Example:
+            >>> from nanostream.nodes.http import HttpRequest
+            >>> HttpRequest("https://h/{user}/repos?sort={order}").render_url(
+            ...     {"user": "ada", "order": "a&b"}
+            ... )
+            'https://h/ada/repos?sort=a%26b'
+        """
+        return self.templates.url_for(_fields(item))
+
+    # ------------------------------------------------------------------ client
+    def _open(self, connections: int = 10) -> None:
+        import httpx
+
+        install_log_masking(*_LOGGERS)
+        limits = httpx.Limits(
+            max_connections=max(10, connections), max_keepalive_connections=max(10, connections)
+        )
+        # Redirects are followed by _follow, which keeps credentials to their origin.
+        options = {"limits": limits, **self.client_options, "follow_redirects": False}
+        self._client = httpx.Client(timeout=httpx.Timeout(self.timeout), **options)
+
+    def _close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def _wait_in_node(self, seconds: float) -> None:
+        pause(self, seconds)
+
+    # ------------------------------------------------------------------ one request
+    def _send(
+        self,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        json: Any = None,
+        wait: Callable[[float], None] | None = None,
+        home: _Home | None = None,
+    ) -> httpx.Response:
+        """Send one request, retrying as configured; returns a successful response.
+
+        ``home`` is where the node's credentials may go (see :class:`_Home`); by default
+        the origin of ``url``.
+        """
+        import httpx
+
+        client = self._client
+        if client is None:
+            raise ConnectorError(f"{self.kind} is not running: its client is closed")
+        wait = wait or self._wait_in_node
+        method = self.method
+        target: httpx.URL | str = url
+        if params:  # httpx would replace the URL's own query with params: merge them
+            target = httpx.URL(url).copy_merge_params(params)
+        home = home or _Home(httpx.URL(url))
+        left_before = home.left
+        attempt = 0
+        while True:
+            home.left = left_before  # each attempt runs the chain again from where it began
+            if self._limiter is not None:
+                delay = self._limiter.reserve()
+                if delay > 0:
+                    wait(delay)
+            shown = mask_url(target)
+            try:
+                request = client.build_request(method, target, headers=headers, json=json)
+                response = self._follow(client, self._send_one(client, request, home), home)
+            except httpx.TransportError as exc:
+                connect = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
+                if not (connect or method in _IDEMPOTENT) or attempt >= self.retries:
+                    what = "could not connect to" if connect else "failed talking to"
+                    raise connector_error(
+                        f"{self.kind} {what} {method} {shown} after {attempt + 1} attempt(s): "
+                        f"{type(exc).__name__}: {exc}",
+                        exc,
+                        self.secrets,
+                    ) from None
+                delay = backoff_delay(attempt, self.backoff, self.max_backoff)
+                reason = f"{type(exc).__name__}: {self.secrets.scrub(exc)}"
+            else:
+                with self._lock:
+                    self.requests_sent += 1
+                status = response.status_code
+                if status < 400:
+                    return response
+                shown = mask_url(response.request.url)
+                retryable = status == 429 or status >= 500
+                if not retryable or attempt >= self.retries:
+                    raise HttpStatusError(
+                        self.secrets.scrub(
+                            f"{self.kind}: {method} {shown} answered {status} "
+                            f"{response.reason_phrase}"
+                            + (f" after {attempt + 1} attempts" if retryable else "")
+                            + f": {_snippet(response)}"
+                            + _withheld(home)
+                        ),
+                        status=status,
+                        url=shown,
+                    )
+                delay = backoff_delay(attempt, self.backoff, self.max_backoff)
+                after = _retry_after(response)
+                if after is not None:
+                    delay = min(after, self.max_retry_after)
+                reason = f"{status} {response.reason_phrase}"
+            attempt += 1
+            log.warning(
+                "%s: %s %s: %s; retry %d of %d in %.2fs",
+                node_label(self),
+                method,
+                shown,
+                reason,
+                attempt,
+                self.retries,
+                delay,
+            )
+            wait(delay)
+
+    def _credential_headers(self) -> set[str]:
+        """The names (lower case) of the headers the user configured, and the credentials."""
+        names = {"authorization", "proxy-authorization", "cookie"}
+        configured = [self.templates.headers, self.client_options.get("headers") or {}]
+        configured.append(getattr(self, "headers", None) or {})
+        for headers in configured:
+            names.update(str(name).lower() for name in headers)
+        return names
+
+    def _send_one(
+        self, client: httpx.Client, request: httpx.Request, home: _Home
+    ) -> httpx.Response:
+        """Send ``request`` as it is if ``home`` admits its URL, else without credentials.
+
+        Without credentials means without the headers the node was given (``headers=``,
+        ``client_options`` headers), without ``Authorization`` (also httpx ``auth``) and
+        without cookies.
+        """
+        if home.admits(request.url):
+            return client.send(request)
+        for name in self._credential_headers():
+            request.headers.pop(name, None)
+        return client.send(request, auth=None)
+
+    def _follow(
+        self, client: httpx.Client, response: httpx.Response, home: _Home
+    ) -> httpx.Response:
+        """Follow ``response``'s redirects; configured headers, auth and cookies stay home.
+
+        A redirect to the same origin (scheme, host and port) keeps the request as it was;
+        from the first redirect to another origin on, the request goes without the headers
+        the node was given, without ``Authorization`` and without cookies.
+        """
+        if not self.follow_redirects:
+            return response
+        redirects = 0
+        while response.next_request is not None:
+            if redirects >= self.max_redirects:
+                raise ConnectorError(
+                    f"{self.kind}: {self.method} {mask_url(home.origin)} was redirected more "
+                    f"than max_redirects={self.max_redirects} times (last to "
+                    f"{mask_url(response.next_request.url)})"
+                )
+            redirects += 1
+            response = self._send_one(client, response.next_request, home)
+        return response
+
+    def _parse(self, response: httpx.Response) -> Any:
+        parse = self.parse
+        if parse == "bytes":
+            return response.content
+        if parse == "text":
+            return response.text
+        is_json = "json" in response.headers.get("content-type", "")
+        if parse == "json" or is_json:
+            if not response.content:
+                return None
+            try:
+                return response.json()
+            except (ValueError, RecursionError) as exc:
+                # json raises RecursionError for arrays or objects nested deeper than the
+                # interpreter's recursion limit: not JSON this process can read, either.
+                why = f"nested too deeply: {exc}" if isinstance(exc, RecursionError) else exc
+                raise ConnectorError(
+                    f"{self.kind}: the answer of {mask_url(response.request.url)} is not JSON "
+                    f"({why}); use parse='text' to take it as text"
+                ) from None
+        return response.text
+
+
+def _origin(url: httpx.URL) -> str:
+    """``scheme://host:port`` of ``url`` (the default port written out)."""
+    port = url.port or {"http": 80, "https": 443}.get(url.scheme)
+    return f"{url.scheme}://{url.host}:{port}"
+
+
+def _withheld(home: _Home) -> str:
+    """What an error adds when its request went without the node's credentials."""
+    if not home.left:
+        return ""
+    return (
+        f" (sent without the node's headers, auth and cookies, which go only to "
+        f"{mask_url(home.origin)}: the request had left that origin)"
+    )
+
+
+class _Home:
+    """The origin a node's credentials belong to, over one chain of requests.
+
+    The chain is a request and its redirects, or the pages an :class:`HttpPaginator`
+    reads for one item. Its first URL sets the origin. Every request of the chain to that
+    origin carries the configured headers, auth and cookies until one request goes to
+    another origin; from then on, none does, even back at home (the URLs were chosen by
+    the other origin).
+
+    Example:
+        >>> import httpx
+        >>> home = _Home(httpx.URL("https://api.example.com/a"))
+        >>> home.admits(httpx.URL("https://api.example.com:443/b"))
+        True
+        >>> home.admits(httpx.URL("https://cdn.example.com/c"))
+        False
+        >>> home.admits(httpx.URL("https://api.example.com/d"))
+        False
+    """
+
+    def __init__(self, first: httpx.URL) -> None:
+        self.origin = _origin(first)
+        self.left = False
+
+    def admits(self, url: httpx.URL) -> bool:
+        """Whether a request to ``url`` may carry the credentials (and note it if not)."""
+        if _origin(url) != self.origin:
+            self.left = True
+        return not self.left
+
+
+def _snippet(response: httpx.Response, limit: int = 200) -> str:
+    try:
+        text = response.text
+    except (UnicodeDecodeError, LookupError):  # an undecodable body: show nothing
+        return "(body not shown)"
+    text = " ".join(text.split())
+    return text[:limit] + ("…" if len(text) > limit else "") if text else "(empty body)"
+
+
+def _path(value: Any, path: str | None) -> Any:
+    """The value at a dotted ``path`` ("data.items") of a parsed JSON body."""
+    if path is None:
+        return value
+    for part in path.split("."):
+        if isinstance(value, Mapping) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.lstrip("-").isdigit():
+            value = value[int(part)]
+        else:
+            return None
+    return value
+
+
+def _items_at(body: Any, path: str | None, what: str) -> list[Any]:
+    items = _path(body, path)
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        where = f"at {path!r}" if path else "(the whole body)"
+        raise ConnectorError(
+            f"{what}: expected a list of items {where}, got a {type(items).__name__}; "
+            "set items= to the path of the list"
+        )
+    return items

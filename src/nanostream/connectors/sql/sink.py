@@ -1,0 +1,509 @@
+""":class:`SQLSink` (rows into a table, in transactions) and :class:`SQLExecute` (a
+statement per item).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any, Literal
+
+from ..._core.errors import ConfigError
+from ..._core.node import NanoNode, NodeFunction
+from ..._core.policy import POLICY_OPTIONS
+from .._buffered_sink import BufferedSink
+from .._toolkit import ConnectorError, closing_function, node_label, retry_lost_connection
+from ._database import (
+    _check_positive,
+    _Database,
+    _is_disconnect,
+    _require_sqlalchemy,
+    _shown_url,
+    log,
+)
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+__all__ = ["SQLExecute", "SQLSink"]
+
+
+# ----------------------------------------------------------------------------- SQLSink
+def _column_type(name: str, value: Any) -> Any:
+    import sqlalchemy as sa
+
+    kinds: list[tuple[type | tuple[type, ...], Callable[[], Any]]] = [
+        (bool, sa.Boolean),
+        (int, sa.BigInteger),
+        (float, sa.Float),
+        (decimal.Decimal, sa.Numeric),
+        (str, sa.Text),
+        (bytes, sa.LargeBinary),
+        (dt.datetime, lambda: sa.DateTime(timezone=value.tzinfo is not None)),
+        (dt.date, sa.Date),
+        (dt.time, sa.Time),
+        ((dict, list), sa.JSON),
+    ]
+    for kind, make in kinds:
+        if isinstance(value, kind):
+            return make()
+    raise ConnectorError(
+        f"SQLSink cannot choose a column type for field {name!r} (a {type(value).__name__}); "
+        "create the table yourself, or convert the value to a plain type"
+    )
+
+
+class SQLSink(BufferedSink):
+    """A sink that writes each item (a dict) as a row of ``table``.
+
+    Rows are written in transactions of ``batch_size`` rows, or fewer once the oldest of
+    them has waited ``flush_interval`` seconds (default 1.0, also on a quiet stream;
+    ``None``: only full batches); what is pending is committed when the stream ends and
+    when the run is stopped (a failed or aborted run rolls the pending rows back). Values
+    are always bound parameters.
+
+    ``mode="insert"`` inserts; ``mode="upsert"`` inserts or updates by ``key`` (a column
+    name or a list of them, which must be a primary key or unique), natively on SQLite and
+    PostgreSQL and by update-then-insert elsewhere; within a batch the last item with a
+    key wins. ``create=True`` creates a missing table from the first batch's fields
+    (with ``key`` as its primary key). A field that is not a column is an error.
+
+    A connection lost while writing is retried ``retries`` times with exponential
+    back-off; the batch is rewritten in a fresh transaction, so nothing is lost or doubled.
+
+    Acknowledgements (``nanostream.Acked``) of the items written wait until their
+    transaction is committed, so a source that commits its progress on acknowledgement
+    (:class:`SQLSource` with ``state_file``, the directory watchdog's ledger, a Redis
+    stream) never counts a row as done before it is in the table; ``flush_interval``
+    bounds how long that takes on a slow or quiet stream.
+
+    Example:
+        >>> import sqlite3, tempfile, nanostream
+        >>> from nanostream.nodes.sql import SQLSink
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> url = f"sqlite:///{tmp.name}/db.sqlite"
+        >>> items = [{"sku": "a", "qty": 1}, {"sku": "b", "qty": 2}, {"sku": "a", "qty": 5}]
+        >>> sink = SQLSink(url, "stock", mode="upsert", key="sku", create=True, batch_size=2)
+        >>> nanostream.from_iterable(items) > sink
+        SQLSink(name=None, url='sqlite:///.../db.sqlite', table='stock', mode='upsert')
+        >>> sink.global_start()
+        >>> db = sqlite3.connect(f"{tmp.name}/db.sqlite")
+        >>> sorted(db.execute("SELECT * FROM stock"))
+        [('a', 5), ('b', 2)]
+        >>> db.close()
+        >>> tmp.cleanup()
+    """
+
+    own_options = ("retries", "backoff")  # of a write after a lost connection
+
+    def __init__(
+        self,
+        url: str | sa.URL | sa.Engine,
+        table: str,
+        *,
+        mode: Literal["insert", "upsert"] = "insert",
+        key: str | Sequence[str] | None = None,
+        batch_size: int = 1000,
+        flush_interval: float | None = 1.0,
+        create: bool = False,
+        schema: str | None = None,
+        retries: int = 3,
+        backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        engine_options: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        queue_size: int | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(name=name, queue_size=queue_size)
+        _require_sqlalchemy()
+        _check_positive("batch_size", batch_size)
+        if mode not in ("insert", "upsert"):
+            raise ConfigError(f"SQLSink mode must be 'insert' or 'upsert', got {mode!r}")
+        keys = (key,) if isinstance(key, str) else tuple(key or ())
+        if mode == "upsert" and not keys:
+            raise ConfigError("SQLSink mode='upsert' needs key=: the column(s) that identify a row")
+        self.url_shown = _shown_url(url)
+        self._db = _Database(url, engine_options or {})
+        self.table = table
+        self.mode = mode
+        self.key = keys
+        self._start_buffer(batch_size, flush_interval)  # rows wait until committed (flush)
+        self.create = create
+        self.schema = schema
+        self.retries = retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.rows_written = 0
+        self._table: sa.Table | None = None
+        self._checked: set[tuple[str, ...]] = set()
+        self._writers: dict[tuple[str, ...], Callable[[sa.Connection, list[Any]], None]] = {}
+        self.configure(**options)
+
+    def __repr__(self) -> str:
+        return (
+            f"SQLSink(name={self.name!r}, url={self.url_shown!r}, table={self.table!r}, "
+            f"mode={self.mode!r})"
+        )
+
+    # ------------------------------------------------------------------ node
+    def setup(self) -> None:
+        self._empty_buffer()
+        self._db.open("SQLSink")
+
+    def as_function(self) -> NodeFunction:
+        return closing_function(self._buffer_function(), self._db.close)
+
+    # ------------------------------------------------------------------ writing
+    def flush(self) -> None:
+        """Write the pending rows in one transaction (retried if the connection drops).
+
+        Once it is committed, the items read so far are done (:meth:`release_items`).
+        """
+        rows = self._pending
+        if not rows:
+            return
+        import sqlalchemy as sa
+
+        engine = self._db.engine
+        assert engine is not None
+
+        def write() -> None:
+            with engine.begin() as conn:
+                table = self._resolve_table(conn, rows)
+                self._write(conn, table, rows)
+            # Kept only once committed: a lost connection rolls back a CREATE TABLE too.
+            self._table = table
+
+        def fail(exc: sa.exc.DBAPIError) -> BaseException:
+            what = "lost its connection" if _is_disconnect(exc) else "could not write"
+            return self._db.error(
+                f"SQLSink {what} to table {self.table!r} at {self._db.shown} "
+                f"({len(rows)} rows not written)",
+                exc,
+            )
+
+        retry_lost_connection(
+            self,
+            write,
+            errors=sa.exc.DBAPIError,
+            lost=_is_disconnect,
+            fail=fail,
+            log=log,
+            shown=self._db.shown,
+            doing=f" while writing {len(rows)} rows",
+            reason=lambda exc: type(exc.orig).__name__,
+        )
+        self.rows_written += len(rows)
+        self._empty_buffer()
+        self.release_items()  # their sources' acknowledgements may go now
+
+    def _resolve_table(self, conn: sa.Connection, rows: list[Mapping[str, Any]]) -> sa.Table:
+        if self._table is not None:
+            return self._table
+        import sqlalchemy as sa
+
+        try:
+            table = sa.Table(self.table, sa.MetaData(), schema=self.schema, autoload_with=conn)
+        except sa.exc.NoSuchTableError:
+            if not self.create:
+                raise ConnectorError(
+                    f"SQLSink: table {self.table!r} does not exist at {self._db.shown}; "
+                    "create it first, or pass create=True to create it from the first items"
+                ) from None
+            table = self._create_table(conn, rows)
+        missing_keys = [k for k in self.key if k not in table.c]
+        if missing_keys:
+            raise ConnectorError(
+                f"SQLSink: key column(s) {missing_keys} are not columns of table {self.table!r}"
+            )
+        return table
+
+    def _create_table(self, conn: sa.Connection, rows: list[Mapping[str, Any]]) -> sa.Table:
+        import sqlalchemy as sa
+
+        examples: dict[str, Any] = {}
+        for row in rows:
+            for name, value in _as_mapping(row).items():
+                if examples.get(name) is None:
+                    examples[name] = value
+        columns = []
+        for name, value in examples.items():
+            kind = sa.Text() if value is None else _column_type(name, value)
+            columns.append(sa.Column(name, kind, primary_key=name in self.key))
+        table = sa.Table(self.table, sa.MetaData(), *columns, schema=self.schema)
+        table.create(conn, checkfirst=True)
+        log.info("%s: created table %r", node_label(self), self.table)
+        return table
+
+    def _check_columns(self, table: sa.Table, names: tuple[str, ...]) -> None:
+        if names in self._checked:
+            return
+        unknown = [n for n in names if n not in table.c]
+        if unknown:
+            raise ConnectorError(
+                f"SQLSink: item field(s) {unknown} are not columns of table {self.table!r} "
+                f"(its columns: {list(table.c.keys())}); drop or rename them upstream"
+            )
+        missing_key = [k for k in self.key if k not in names]
+        if missing_key:
+            raise ConnectorError(f"SQLSink: an item lacks the key field(s) {missing_key}")
+        self._checked.add(names)
+
+    def _write(self, conn: sa.Connection, table: sa.Table, rows: list[Mapping[str, Any]]) -> None:
+        first = rows[0]
+        if type(first) is not dict:
+            first = _as_mapping(first)
+        names = tuple(first)
+        if not names:
+            raise ConnectorError("SQLSink: an item has no fields to write")
+        self._check_columns(table, names)
+        get = itemgetter(*names) if len(names) > 1 else (lambda r: (r[names[0]],))
+        n = len(names)
+        writer = self._writers.get(names)
+        if writer is None:
+            writer = self._writers[names] = self._make_writer(conn, table, names)
+        try:
+            values = [get(r) for r in rows if len(r) == n]
+        except (KeyError, TypeError):
+            values = []
+        if len(values) == len(rows):
+            writer(conn, values)
+            return
+        # Rows with different fields: write each group of alike rows, in order of first sight.
+        groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
+        for row in rows:
+            mapping = _as_mapping(row)
+            groups.setdefault(tuple(mapping), []).append(mapping)
+        for group_names, group in groups.items():
+            if not group_names:
+                raise ConnectorError("SQLSink: an item has no fields to write")
+            self._check_columns(table, group_names)
+            w = self._writers.get(group_names)
+            if w is None:
+                w = self._writers[group_names] = self._make_writer(conn, table, group_names)
+            w(conn, [tuple(r[k] for k in group_names) for r in group])
+
+    def _make_writer(
+        self, conn: sa.Connection, table: sa.Table, names: tuple[str, ...]
+    ) -> Callable[[sa.Connection, list[Any]], None]:
+        """A function writing rows given as tuples of ``names``' values, in one round trip."""
+        dialect = conn.dialect
+        if self.mode == "insert":
+            compiled = table.insert().compile(dialect=dialect, column_keys=list(names))
+            if dialect.positional and list(compiled.positiontup or ()) == list(names):
+                # The driver's executemany directly: the fast path (SQLite, MySQL).
+                sql = str(compiled)
+                processors = [
+                    (i, proc)
+                    for i, col in enumerate(names)
+                    if (proc := table.c[col].type.dialect_impl(dialect).bind_processor(dialect))
+                    is not None
+                ]
+
+                def insert_fast(c: sa.Connection, values: list[Any]) -> None:
+                    if processors:
+                        values = [_processed(v, processors) for v in values]
+                    c.exec_driver_sql(sql, values)
+
+                return insert_fast
+            statement: Any = table.insert()
+        else:
+            statement = self._upsert_statement(dialect.name, table, names)
+            if statement is None:
+                return self._generic_upsert(table, names)
+        key_index = [names.index(k) for k in self.key]
+
+        def execute(c: sa.Connection, values: list[Any]) -> None:
+            if self.mode == "upsert":
+                values = _last_per_key(values, key_index)
+            c.execute(statement, [dict(zip(names, v, strict=True)) for v in values])
+
+        return execute
+
+    def _upsert_statement(self, dialect: str, table: sa.Table, names: tuple[str, ...]) -> Any:
+        others = [n for n in names if n not in self.key]
+        if dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            stmt: Any = sqlite_insert(table)
+        elif dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            stmt = pg_insert(table)
+        else:
+            return None
+        if not others:
+            return stmt.on_conflict_do_nothing(index_elements=list(self.key))
+        return stmt.on_conflict_do_update(
+            index_elements=list(self.key), set_={n: stmt.excluded[n] for n in others}
+        )
+
+    def _generic_upsert(
+        self, table: sa.Table, names: tuple[str, ...]
+    ) -> Callable[[sa.Connection, list[Any]], None]:
+        import sqlalchemy as sa
+
+        others = [n for n in names if n not in self.key]
+        where = sa.and_(*(table.c[k] == sa.bindparam(f"ns_key_{k}") for k in self.key))
+        update = table.update().where(where).values({n: sa.bindparam(f"ns_v_{n}") for n in others})
+        insert = table.insert()
+        key_index = [names.index(k) for k in self.key]
+
+        def upsert(c: sa.Connection, values: list[Any]) -> None:
+            for v in _last_per_key(values, key_index):
+                row = dict(zip(names, v, strict=True))
+                keys = {f"ns_key_{k}": row[k] for k in self.key}
+                new = {f"ns_v_{n}": row[n] for n in others}
+                updated = c.execute(update, {**new, **keys}).rowcount if others else 0
+                if not updated:
+                    exists = c.execute(sa.select(sa.literal(1)).where(where), keys).first()
+                    if exists is None:
+                        c.execute(insert, row)
+
+        return upsert
+
+
+def _processed(values: tuple[Any, ...], processors: list[tuple[int, Any]]) -> tuple[Any, ...]:
+    out = list(values)
+    for i, proc in processors:
+        out[i] = proc(out[i])
+    return tuple(out)
+
+
+def _last_per_key(values: list[Any], key_index: list[int]) -> list[Any]:
+    """Rows with one row per key, the last one; order of each key's last appearance."""
+    latest: dict[tuple[Any, ...], Any] = {}
+    for v in values:
+        k = tuple(v[i] for i in key_index)
+        latest.pop(k, None)
+        latest[k] = v
+    return list(latest.values())
+
+
+def _as_mapping(item: Any) -> Mapping[str, Any]:
+    if isinstance(item, Mapping):
+        return item
+    raise ConnectorError(
+        f"SQL nodes take dicts (column name -> value); got a {type(item).__name__}. "
+        "Turn items into dicts upstream, for example with a function node"
+    )
+
+
+# ----------------------------------------------------------------------------- SQLExecute
+class SQLExecute(NanoNode):
+    """Runs a parameterised statement for each item and emits the result rows as dicts.
+
+    ``statement`` is SQL text with ``:name`` placeholders; each is filled from the item's
+    field of that name (an item that is not a dict fills a statement's only placeholder),
+    always as a bound parameter. Each item runs in its own transaction. A statement that
+    returns no rows (``UPDATE``, ``DELETE``) emits nothing. A lost connection is retried
+    ``retries`` times with exponential back-off.
+
+    Example:
+        >>> import sqlite3, tempfile, nanostream
+        >>> from nanostream.nodes.sql import SQLExecute
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> db = sqlite3.connect(f"{tmp.name}/db.sqlite")
+        >>> with db:
+        ...     _ = db.execute("CREATE TABLE users (id INTEGER, name TEXT)")
+        ...     _ = db.executemany("INSERT INTO users VALUES (?, ?)", [(1, "ada"), (2, "bob")])
+        >>> db.close()
+        >>> lookup = SQLExecute(
+        ...     f"sqlite:///{tmp.name}/db.sqlite", "SELECT name FROM users WHERE id = :user"
+        ... )
+        >>> sink = nanostream.testing.Collect()
+        >>> nanostream.from_iterable([{"user": 2}, {"user": 1}, {"user": 9}]) > lookup > sink
+        Collect(name=None)
+        >>> sink.global_start()
+        >>> sink.items
+        [{'name': 'bob'}, {'name': 'ada'}]
+        >>> tmp.cleanup()
+    """
+
+    policy_options = POLICY_OPTIONS  # its node function is NanoNode's, closing the engine
+    own_options = ("retries", "backoff")  # after a lost connection
+    holds_items = False  # each item is done once its rows are out
+
+    def __init__(
+        self,
+        url: str | sa.URL | sa.Engine,
+        statement: str,
+        *,
+        retries: int = 3,
+        backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        engine_options: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        queue_size: int | None = None,
+        batch_size: int | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(name=name, queue_size=queue_size, batch_size=batch_size)
+        _require_sqlalchemy()
+        import sqlalchemy as sa
+
+        self.url_shown = _shown_url(url)
+        self._db = _Database(url, engine_options or {})
+        self.statement = statement
+        self._text = sa.text(statement)
+        self.param_names = list(self._text.compile().params)
+        self.retries = retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.configure(**options)
+
+    def __repr__(self) -> str:
+        return f"SQLExecute(name={self.name!r}, url={self.url_shown!r})"
+
+    def setup(self) -> None:
+        self._db.open("SQLExecute")
+
+    def as_function(self) -> NodeFunction:
+        return closing_function(super().as_function(), self._db.close)
+
+    def _values(self, item: Any) -> dict[str, Any]:
+        names = self.param_names
+        if not isinstance(item, Mapping):
+            if len(names) == 1:
+                return {names[0]: item}
+            raise ConnectorError(
+                f"SQLExecute: the statement has placeholders {names}; items must be dicts "
+                f"with those fields, got a {type(item).__name__}"
+            )
+        missing = [n for n in names if n not in item]
+        if missing:
+            raise ConnectorError(
+                f"SQLExecute: the statement needs field(s) {missing}, which an item lacks "
+                f"(it has {sorted(item)})"
+            )
+        return {n: item[n] for n in names}
+
+    def process_item(self, item: Any) -> Iterator[dict[str, Any]]:
+        import sqlalchemy as sa
+
+        values = self._values(item)
+        engine = self._db.engine
+        assert engine is not None
+
+        def execute() -> list[dict[str, Any]]:
+            with engine.begin() as conn:
+                result = conn.execute(self._text, values)
+                if not result.returns_rows:
+                    return []
+                keys = list(result.keys())
+                return [dict(zip(keys, r, strict=True)) for r in result]
+
+        rows = retry_lost_connection(
+            self,
+            execute,
+            errors=sa.exc.DBAPIError,
+            lost=_is_disconnect,
+            fail=lambda exc: self._db.error("SQLExecute: the statement failed", exc),
+            log=log,
+            shown=self._db.shown,
+            reason=lambda exc: type(exc.orig).__name__,
+        )
+        yield from rows

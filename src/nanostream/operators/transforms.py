@@ -1,0 +1,626 @@
+"""Stateless operators, worker pools and batching.
+
+Every operator here is a :class:`FlatMap` (each item becomes zero or more outputs) or a
+small loop over the input: ``Map``, ``Filter``, ``Inspect`` and ``KeyBy`` are flat maps
+with a faster loop, and each of them accepts ``workers=N`` to run the user function on N
+threads. :class:`Parallel` gives the same to any ``process_item`` node.
+
+Example:
+    >>> import nanostream
+    >>> from nanostream.nodes import Filter, Map
+    >>> sink = nanostream.testing.Collect()
+    >>> evens = Filter(lambda x: x % 2 == 0)
+    >>> nanostream.from_iterable(range(6)) > evens > Map(lambda x: x * 10) > sink
+    Collect(name=None)
+    >>> sink.global_start()
+    >>> sink.items
+    [0, 20, 40]
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from .._core.errors import GraphError
+from .._core.fast import drive
+from .._core.node import FunctionNode, NanoNode
+from .._core.policy import POLICY_OPTIONS
+from .._core.ticks import TICK
+from ._operator import (
+    POOL_TICK_S,
+    Operator,
+    Outp,
+    PolicyGuard,
+    callable_label,
+    check_callable,
+    check_non_negative,
+    check_positive,
+    map_items,
+    sleep_in_steps,
+    tick_for,
+)
+
+__all__ = [
+    "Batch",
+    "Delay",
+    "Filter",
+    "FlatMap",
+    "Inspect",
+    "KeyBy",
+    "Map",
+    "Parallel",
+    "Sample",
+    "Take",
+    "Throttle",
+    "Unbatch",
+]
+
+
+class FlatMap(Operator):
+    """Emit every output of ``func(item)`` (an iterable) for each item.
+
+    The primitive of the stateless operators. With ``workers=N`` (N > 1), ``func`` runs on
+    N threads owned by the node, for I/O-bound work such as calling an API: outputs keep the
+    input order when ``ordered=True`` (the default) or go out as they complete with
+    ``ordered=False``. At most ``max_in_flight`` items (default ``2 * workers``) are being
+    worked on or waiting to be emitted; beyond that the node stops reading its input, so
+    back-pressure still holds. Completed outputs are emitted as later items arrive, within
+    ``tick_interval`` (default 0.05 s) when no item comes, and all of them by the end of
+    the input. The threads start with the run and are joined before the node ends, also
+    when ``func`` raises (the run then fails as usual).
+
+    An error policy (``on_error="skip"`` or ``"retry"``, ``timeout``, ``max_errors`` ...)
+    applies to each call of ``func``, on the worker threads too: a failed item leaves no
+    output, goes to the ``errors`` port and counts, in its place in the output order.
+
+    Example:
+        >>> import nanostream
+        >>> from nanostream.nodes import FlatMap
+        >>> sink = nanostream.testing.Collect()
+        >>> words = FlatMap(str.split)
+        >>> nanostream.from_iterable(["a b", "c"]) > words > sink
+        Collect(name=None)
+        >>> sink.global_start()
+        >>> sink.items
+        ['a', 'b', 'c']
+    """
+
+    holds_items = False  # True with workers > 1 (set per instance)
+
+    def __init__(
+        self,
+        func: Callable[[Any], Any],
+        *,
+        workers: int = 1,
+        ordered: bool = True,
+        max_in_flight: int | None = None,
+        name: str | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(name=name, **options)
+        label = type(self).__name__
+        check_callable(label, "the function", func)
+        check_positive(label, "workers", workers, integer=True)
+        if max_in_flight is not None:
+            check_positive(label, "max_in_flight", max_in_flight, integer=True)
+        self.func = func
+        self.workers = workers
+        self.ordered = bool(ordered)
+        self.max_in_flight = max_in_flight if max_in_flight is not None else 2 * workers
+        # Items in flight on the workers are kept between reads.
+        self.holds_items = workers > 1
+        if workers > 1:
+            self.tick_interval = POOL_TICK_S  # emit completed results on an idle input
+
+    def _user_functions(self) -> tuple[str, ...]:
+        return ("the function",)
+
+    def _handles_ticks(self) -> bool:
+        return self.workers > 1
+
+    def _expand(self, item: Any) -> Iterable[Any]:
+        """The outputs of one item (what a worker thread computes)."""
+        outs: Iterable[Any] = self.func(item)
+        return outs
+
+    def _serial(self, inp: Iterable[Any], outp: Outp) -> None:
+        drive(inp, self.func, outp)  # for item in inp: for out in func(item): outp(out)
+
+    def _run(self, inp: Iterable[Any], outp: Outp) -> None:
+        map_items(
+            self,
+            inp,
+            outp,
+            self._expand,
+            workers=self.workers,
+            ordered=self.ordered,
+            max_in_flight=self.max_in_flight,
+            release=self.release_items if self._releases() else None,
+            serial=self._serial,
+        )
+
+    def _releases(self) -> bool:
+        """Whether the node says when the items it had in flight are out."""
+        return True
+
+    def __repr__(self) -> str:
+        func = callable_label(self.func) if "func" in self.__dict__ else "?"
+        return f"{type(self).__name__}({func}, name={self.name!r})"
+
+
+class Map(FlatMap):
+    """Emit ``func(item)`` for each item; ``workers=N`` runs ``func`` on N threads.
+
+    See :class:`FlatMap` for ``workers``, ``ordered`` and ``max_in_flight``.
+
+    Example:
+        >>> import nanostream
+        >>> from nanostream.nodes import Map
+        >>> sink = nanostream.testing.Collect()
+        >>> nanostream.from_iterable([1, 2, 3]) > Map(lambda x: x + 1, workers=2) > sink
+        Collect(name=None)
+        >>> sink.global_start()
+        >>> sink.items
+        [2, 3, 4]
+    """
+
+    def _expand(self, item: Any) -> Iterable[Any]:
+        return (self.func(item),)
+
+    def _serial(self, inp: Iterable[Any], outp: Outp) -> None:
+        func = self.func
+        for item in inp:
+            outp(func(item))
+
+
+class Filter(FlatMap):
+    """Pass the items for which ``predicate(item)`` is true.
+
+    Example:
+        >>> import nanostream
+        >>> from nanostream.nodes import Filter
+        >>> sink = nanostream.testing.Collect()
+        >>> nanostream.from_iterable(range(5)) > Filter(lambda x: x > 2) > sink
+        Collect(name=None)
+        >>> sink.global_start()
+        >>> sink.items
+        [3, 4]
+    """
+
+    def _expand(self, item: Any) -> Iterable[Any]:
+        return (item,) if self.func(item) else ()
+
+    def _serial(self, inp: Iterable[Any], outp: Outp) -> None:
+        predicate = self.func
+        for item in inp:
+            if predicate(item):
+                outp(item)
+
+
+class Inspect(FlatMap):
+    """Call ``func(item)`` for its side effect (log, count, print) and pass the item on.
+
+    Example:
+        >>> import nanostream
+        >>> from nanostream.nodes import Inspect
+        >>> sink = nanostream.testing.Collect()
+        >>> nanostream.from_iterable(["a", "b"]) > Inspect(print) > sink
+        Collect(name=None)
+        >>> sink.global_start()
+        a
+        b
+        >>> sink.items
+        ['a', 'b']
+    """
+
+    def _expand(self, item: Any) -> Iterable[Any]:
+        self.func(item)
+        return (item,)
+
+    def _serial(self, inp: Iterable[Any], outp: Outp) -> None:
+        func = self.func
+        for item in inp:
+            func(item)
+            outp(item)
+
+
+class KeyBy(FlatMap):
+    """Emit ``(func(item), item)`` pairs, for the operators that take ``(key, value)``.
+
+    Example:
+        >>> import nanostream
+        >>> from nanostream.nodes import KeyBy
+        >>> sink = nanostream.testing.Collect()
+        >>> nanostream.from_iterable(["apple", "bean"]) > KeyBy(len) > sink
+        Collect(name=None)
+        >>> sink.global_start()
+        >>> sink.items
+        [(5, 'apple'), (4, 'bean')]
+    """
+
+    def _expand(self, item: Any) -> Iterable[Any]:
+        return ((self.func(item), item),)
+
+    def _serial(self, inp: Iterable[Any], outp: Outp) -> None:
+        func = self.func
+        for item in inp:
+            outp((func(item), item))
+
+
+class Parallel(FlatMap):
+    """Run a ``process_item`` node on ``workers`` threads at once.
+
+    ``node.process_item`` is called on the worker threads, so it must be safe to call
+    concurrently (guard shared state with a lock); ``setup()`` and ``cleanup()`` run once,
+    in the node's own thread. ``ordered``, ``max_in_flight``: as for :class:`FlatMap`.
+    The error policy is ``node``'s (``Parallel(Fetch(on_error="retry"), workers=4)``),
+    with the options given to ``Parallel`` taking precedence. A ``node`` that keeps items
+    between calls (``holds_items = True``) has its acknowledgements wait until the end.
+
+    Example:
+        >>> import nanostream
+        >>> from nanostream.nodes import Parallel
+        >>> class Fetch(nanostream.NanoNode):
+        ...     def process_item(self, url):
+        ...         yield f"<html of {url}>"  # a slow API call in real life
+        >>> sink = nanostream.testing.Collect()
+        >>> urls = nanostream.from_iterable(["a", "b"])
+        >>> urls > Parallel(Fetch(), workers=4) > sink
+        Collect(name=None)
+        >>> sink.global_start()
+        >>> sink.items
+        ['<html of a>', '<html of b>']
+    """
+
+    def __init__(
+        self,
+        node: NanoNode,
+        *,
+        workers: int,
+        ordered: bool = True,
+        max_in_flight: int | None = None,
+        name: str | None = None,
+        **options: Any,
+    ) -> None:
+        if not isinstance(node, NanoNode) or isinstance(node, (FunctionNode, Operator)):
+            raise GraphError(
+                f"Parallel needs a NanoNode with process_item(), got {node!r}; for a plain "
+                "function use Map(func, workers=N)"
+            )
+        if node.is_source:
+            raise GraphError(f"Parallel cannot run source {node!r}: it has no input to share")
+        if node._ns_pipeline is not None and node._ns_pipeline.edges:
+            raise GraphError(
+                f"{node!r} is already linked into a pipeline; give Parallel a fresh node and "
+                "link the Parallel instead"
+            )
+        node.validate()
+        inherited = {key: node.options[key] for key in POLICY_OPTIONS if key in node.options}
+        super().__init__(
+            node._item_function(),
+            workers=workers,
+            ordered=ordered,
+            max_in_flight=max_in_flight,
+            name=name,
+            **{**inherited, **options},
+        )
+        self.node = node
+        self.ports = tuple(getattr(node, "ports", ()) or ())
+        self.holds_items = workers > 1 or bool(node.items_held())
+
+    def _releases(self) -> bool:
+        return not self.node.items_held()
+
+    def setup(self) -> None:
+        self.node.setup()
+
+    def cleanup(self) -> Iterator[Any] | None:
+        return self.node.cleanup()
+
+    def default_name(self) -> str:
+        return self.node.name or type(self.node).__name__
+
+    def __repr__(self) -> str:
+        inner = self.__dict__.get("node", "?")
+        return f"Parallel({inner!r}, workers={self.__dict__.get('workers')}, name={self.name!r})"
+
+
+class Sample(Operator):
+    """Pass each item with probability ``fraction``; ``seed`` makes the choice repeatable.
+
+    Example:
+        >>> import nanostream
+        >>> from nanostream.nodes import Sample
+        >>> sink = nanostream.testing.Collect()
+        >>> nanostream.from_iterable(range(1000)) > Sample(0.1, seed=7) > sink
+        Collect(name=None)
+        >>> sink.global_start()
+        >>> 50 < len(sink.items) < 150
+        True
+    """
+
+    holds_items = False
+
+    def __init__(
+        self, fraction: float, *, seed: int | None = None, name: str | None = None, **options: Any
+    ) -> None:
+        super().__init__(name=name, **options)
+        if (
+            not isinstance(fraction, (int, float))
+            or isinstance(fraction, bool)
+            or not 0 <= fraction <= 1
+        ):
+            raise GraphError(f"Sample: fraction must be a number from 0 to 1, got {fraction!r}")
+        self.fraction = float(fraction)
+        self.seed = seed
+
+    def _run(self, inp: Iterable[Any], outp: Outp) -> None:
+        draw = random.Random(self.seed).random
+        fraction = self.fraction
+        for item in inp:
+            if draw() < fraction:
+                outp(item)
+
+
+class Take(Operator):
+    """Pass the first ``n`` items, then end the stream for the nodes downstream.
+
+    Once ``n`` items have passed, the downstream nodes see the end of their input (their
+    ``cleanup()`` runs and they finish) while ``Take`` reads the rest of its input and drops
+    it, so its upstream is never blocked. For an endless source, ``stop=True`` also asks the
+    run to stop gracefully (every source stops; what is in flight still drains). Called by
+    hand, outside a run, it drops the rest as well.
+
+    Example:
+        >>> import itertools, nanostream
+        >>> from nanostream.nodes import Take
+        >>> sink = nanostream.testing.Collect()
+        >>> nanostream.from_iterable(itertools.count()) > Take(3, stop=True) > sink
+        Collect(name=None)
+        >>> sink.global_start()
+        >>> sink.items
+        [0, 1, 2]
+    """
+
+    holds_items = False
+
+    def __init__(
+        self, n: int, *, stop: bool = False, name: str | None = None, **options: Any
+    ) -> None:
+        super().__init__(name=name, **options)
+        check_non_negative("Take", "n", n)
+        if not isinstance(n, int):
+            raise GraphError(f"Take: n must be an integer, got {n!r}")
+        self.n = n
+        self.stop = bool(stop)
+
+    def _run(self, inp: Iterable[Any], outp: Outp) -> None:
+        it = iter(inp)
+        left = self.n
+        if left > 0:
+            for item in it:
+                outp(item)
+                left -= 1
+                if left == 0:
+                    break
+        if left == 0:
+            self.end_outputs()
+            if self.stop:
+                self.request_stop()
+        for _ in it:
+            pass
+
+
+class Throttle(Operator):
+    """Pass at most ``rate_per_s`` items per second, waiting as needed (a token bucket).
+
+    Up to ``burst`` items may pass at once after a quiet spell. ``clock`` (seconds) and
+    ``sleep`` can be replaced, for tests; by default ``time.monotonic`` and a sleep. Each
+    item is passed on before the next is read.
+
+    Example:
+        >>> import nanostream
+        >>> from nanostream.nodes import Throttle
+        >>> sink = nanostream.testing.Collect()
+        >>> nanostream.from_iterable(range(3)) > Throttle(1000) > sink
+        Collect(name=None)
+        >>> sink.global_start()
+        >>> sink.items
+        [0, 1, 2]
+    """
+
+    holds_items = False
+
+    def __init__(
+        self,
+        rate_per_s: float,
+        *,
+        burst: int = 1,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Any] = sleep_in_steps,
+        name: str | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(name=name, **options)
+        check_positive("Throttle", "rate_per_s", rate_per_s)
+        check_positive("Throttle", "burst", burst, integer=True)
+        check_callable("Throttle", "clock", clock)
+        check_callable("Throttle", "sleep", sleep)
+        self.rate_per_s = float(rate_per_s)
+        self.burst = burst
+        self.clock = clock
+        self._sleep = sleep
+
+    def _run(self, inp: Iterable[Any], outp: Outp) -> None:
+        rate, burst, clock, sleep = self.rate_per_s, self.burst, self.clock, self._sleep
+        tokens = float(burst)
+        last: float | None = None
+        for item in inp:
+            now = clock()
+            if last is None:
+                last = now
+            elif now > last:
+                tokens = min(float(burst), tokens + (now - last) * rate)
+                last = now
+            if tokens < 1:
+                wait = (1 - tokens) / rate
+                sleep(wait)
+                tokens = 1.0
+                last += wait  # as if the clock moved on by the sleep
+            tokens -= 1
+            outp(item)
+
+
+class Delay(Operator):
+    """Wait ``seconds`` before passing each item on (so at most ``1/seconds`` items/s).
+
+    ``sleep`` can be replaced, for tests. Each item is passed on before the next is read.
+
+    Example:
+        >>> import nanostream
+        >>> from nanostream.nodes import Delay
+        >>> sink = nanostream.testing.Collect()
+        >>> nanostream.from_iterable(["a", "b"]) > Delay(0.001) > sink
+        Collect(name=None)
+        >>> sink.global_start()
+        >>> sink.items
+        ['a', 'b']
+    """
+
+    holds_items = False
+
+    def __init__(
+        self,
+        seconds: float,
+        *,
+        sleep: Callable[[float], Any] = sleep_in_steps,
+        name: str | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(name=name, **options)
+        check_non_negative("Delay", "seconds", seconds)
+        check_callable("Delay", "sleep", sleep)
+        self.seconds = float(seconds)
+        self._sleep = sleep
+
+    def _run(self, inp: Iterable[Any], outp: Outp) -> None:
+        seconds, sleep = self.seconds, self._sleep
+        for item in inp:
+            sleep(seconds)
+            outp(item)
+
+
+class Batch(Operator):
+    """Emit lists of items: when ``size`` items are held, or ``timeout`` seconds after the first.
+
+    What is held is emitted when the input ends, which is also what happens on ``stop()``:
+    the sources end and everything drains. The timeout is checked when an item arrives (an
+    item that arrives after it first sends the held batch, then starts a new one) and, on
+    an idle input, every ``tick_interval`` seconds: by default a quarter of ``timeout``
+    (at least 1 ms, at most 1 s), so a batch goes out at most that late. With neither
+    ``size`` nor ``timeout`` the whole input becomes one list. ``clock`` (seconds, default
+    ``time.monotonic``) can be replaced, for tests; it is called once per item when there
+    is a timeout, and then ticks are off unless ``tick_interval=`` is given (a test clock
+    does not move with the time ticks measure).
+
+    Example:
+        >>> import nanostream
+        >>> from nanostream.nodes import Batch
+        >>> sink = nanostream.testing.Collect()
+        >>> nanostream.from_iterable(range(5)) > Batch(size=2) > sink
+        Collect(name=None)
+        >>> sink.global_start()
+        >>> sink.items
+        [[0, 1], [2, 3], [4]]
+    """
+
+    holds_items = True
+
+    def __init__(
+        self,
+        size: int | None = None,
+        timeout: float | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        name: str | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(name=name, **options)
+        if size is not None:
+            check_positive("Batch", "size", size, integer=True)
+        if timeout is not None:
+            check_non_negative("Batch", "timeout", timeout)
+        check_callable("Batch", "clock", clock)
+        self.size = size
+        self.timeout = timeout
+        self.clock = clock
+        if timeout is not None and clock is time.monotonic:
+            self.tick_interval = tick_for(timeout)
+
+    def _handles_ticks(self) -> bool:
+        return self.timeout is not None
+
+    def _run(self, inp: Iterable[Any], outp: Outp) -> None:
+        size, timeout, clock = self.size, self.timeout, self.clock
+        release = self.release_items
+        held: list[Any] = []
+        first_at = 0.0
+        for item in inp:
+            if timeout is not None:
+                if item is TICK:
+                    if held and clock() - first_at >= timeout:
+                        outp(held)
+                        held = []
+                        release()
+                    continue
+                now = clock()
+                if held and now - first_at >= timeout:
+                    outp(held)
+                    held = []
+                    release(keep=1)  # all but the item just read, which is not held yet
+                if not held:
+                    first_at = now
+            held.append(item)
+            if size is not None and len(held) >= size:
+                outp(held)
+                held = []
+                release()
+        if held:
+            outp(held)
+
+
+class Unbatch(Operator):
+    """Emit each element of each incoming list (or other iterable): undoes :class:`Batch`.
+
+    Example:
+        >>> import nanostream
+        >>> from nanostream.nodes import Unbatch
+        >>> sink = nanostream.testing.Collect()
+        >>> nanostream.from_iterable([[1, 2], [], [3]]) > Unbatch() > sink
+        Collect(name=None)
+        >>> sink.global_start()
+        >>> sink.items
+        [1, 2, 3]
+    """
+
+    holds_items = False
+
+    def _user_functions(self) -> tuple[str, ...]:
+        return ("iterating each item",)  # an item that is not iterable fails
+
+    def _run(self, inp: Iterable[Any], outp: Outp) -> None:
+        if self.error_policy.guarded:
+            with PolicyGuard.of(self, outp) as guard:
+                for batch in inp:
+                    guard.process(batch, _elements)
+            return
+        for batch in inp:
+            for item in batch:
+                outp(item)
+
+
+def _elements(batch: Iterable[Any]) -> Iterable[Any]:
+    return batch
