@@ -23,7 +23,7 @@ from nanostream.nodes import (
     LocalFileReader,
 )
 from nanostream.testing import Collect
-from support import TruncatingSink
+from support import OneAckedThenWait, TruncatingSink
 
 
 def run_nodes(items: list[Any], *nodes: nanostream.NanoNode, runner: str = "threads") -> list[Any]:
@@ -596,3 +596,22 @@ def test_lines_one_at_a_time_into_a_csv_reader_with_a_header_are_refused(
     assert per_line[1:] == [["ada", "36", "London"], ["alan", "41", "Wilmslow"]]
     # a header alone (an empty table, without a line end) is no error
     assert run_nodes(["name,age"], CSVReader(), runner=runner) == []
+
+
+@pytest.mark.parametrize("reader", ["csv", "jsonl"])
+def test_a_readers_input_is_acknowledged_before_the_next_item_comes(
+    runner: str, acks: bool, tmp_path: Path, reader: str
+) -> None:
+    # A reader reads each input item whole before the next: its source's acknowledgement
+    # must not wait for the end of the stream (JSONLinesReader's did).
+    if not acks:
+        pytest.skip(f"the {runner} runner does not call acknowledgements")
+    text = "a,b\n1,2\n" if reader == "csv" else '{"a": 1}\n'
+    source = OneAckedThenWait(tmp_path / "acked", item=text)
+    sink = Collect()
+    source > (CSVReader() if reader == "csv" else JSONLinesReader()) > sink
+    run = sink.global_start(block=False, runner=runner)
+    assert run is not None
+    assert run.wait(timeout=30)
+    assert source.answered, "the acknowledgement waited for the end of the stream"
+    assert len(sink.items) == 1

@@ -123,6 +123,7 @@ class _RecordReader(NanoNode):
 
     _record_failed: Callable[[Any, BaseException, int], None] | None = None
     policy_options = POLICY_OPTIONS  # applied per record by _per_record_function
+    holds_items = False  # each input item is read whole before the next: acks go on at once
     paths = False
     encoding = "utf-8"
     language = "text"  # what the reader parses, for its messages
@@ -246,7 +247,6 @@ class CSVReader(_RecordReader):
         [{'name': 'ada', 'age': 36}, {'name': 'alan', 'age': 41}]
     """
 
-    holds_items = False
     language = "CSV"
 
     def __init__(
