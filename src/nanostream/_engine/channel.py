@@ -30,7 +30,8 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._core import fast
@@ -41,6 +42,7 @@ from .._core.signals import RunAborted, SourceStopped
 
 __all__ = [
     "END",
+    "Downstream",
     "Waiter",
     "IDLE",
     "ByteBudget",
@@ -182,12 +184,20 @@ class Waiter(Protocol):
     """How the two sides of a :class:`Channel` wait for each other and wake each other.
 
     A ``threading.Condition`` is one (the threads runner); the cooperative runner's waits
-    switch greenlets instead (``runners._hub``). ``wait`` may raise ``RunAborted``.
+    switch greenlets instead (``runners._hub``); on Ray, its ``notify_all`` also wakes the
+    remote calls waiting for room (``runners.ray._transport``). ``wait`` may raise
+    ``RunAborted``.
     """
 
     def __enter__(self) -> Any: ...
 
-    def __exit__(self, *exc: object) -> Any: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+        /,
+    ) -> Any: ...
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until notified (or for ``timeout`` seconds)."""
@@ -197,6 +207,24 @@ class Waiter(Protocol):
 
     def notify_all(self) -> None:
         """Wake every waiter."""
+
+
+class Downstream(Protocol):
+    """Where an outbox sends: the producer side of a :class:`Channel`.
+
+    A :class:`Channel` is one; so is what stands for another process's channel (the Ray
+    runner's ``Target``, whose ``put`` is a remote call). ``batch`` is a list of items,
+    ``END`` or an acknowledgement marker.
+    """
+
+    def put(self, batch: Any, counters: NodeCounters) -> None:
+        """Add a batch, waiting while there is no room (back-pressure)."""
+
+    def put_nowait(self, batch: Any) -> None:
+        """Add a batch without waiting for room."""
+
+    def room_for(self, batch: list[Any]) -> int:
+        """How many leading items of ``batch`` would go in now without waiting."""
 
 
 class Channel:
@@ -255,6 +283,13 @@ class Channel:
     def depth(self) -> int:
         """Items waiting in the channel now."""
         return sum(len(b) for b in list(self.batches) if b is not END)
+
+    def producer_waits(self, waiting: bool) -> None:
+        """A producer that waits for room outside :meth:`put` (the Ray runner's remote calls,
+        on the actor's event loop) starts or stops waiting: meanwhile every ``get`` wakes
+        the waiter, whose ``notify_all`` wakes that producer too."""
+        with self._cond:
+            self._producers_waiting += 1 if waiting else -1
 
     def depth_bytes(self) -> int:
         """Approximate bytes of the items waiting now (0 without a ``queue_bytes`` budget)."""
@@ -414,7 +449,9 @@ class Outbox:
 
     outp: Callable[[Any], Any]
 
-    def __init__(self, channels: list[Channel], batch_size: int, counters: NodeCounters) -> None:
+    def __init__(
+        self, channels: Sequence[Downstream], batch_size: int, counters: NodeCounters
+    ) -> None:
         self.channels = channels
         self.batch_size = batch_size
         self.counters = counters
@@ -653,7 +690,7 @@ class TripwireOutbox(TripwireFlush, Outbox):
 
     def __init__(
         self,
-        channels: list[Channel],
+        channels: Sequence[Downstream],
         batch_size: int,
         counters: NodeCounters,
         park: Callable[[], None] | None = None,
@@ -688,15 +725,19 @@ class TripwireOutbox(TripwireFlush, Outbox):
 
 
 class CheckedOutbox(Outbox):
-    """Outbox for sources: ``outp`` checks the batch size and demand in Python.
+    """Outbox for sources (and every node on Ray): ``outp`` checks the batch size in Python.
 
-    Hooks: ``after_send`` runs after each batch the source's own flush sent, and
-    ``after_outp`` after each flush from ``outp`` (the cooperative runner's acknowledgement
-    marks and time slices there); ``after_demand`` after each demand (the threads
-    runner's acknowledgement marks).
+    Its buffer may be sent from another thread, under its lock: a consumer that runs dry
+    takes what it holds (:meth:`demand`), a runner's timer sends what waited too long
+    (:meth:`linger`). Hooks: ``after_send`` runs after each batch the node's own flush
+    sent, and ``after_outp`` after each flush from ``outp`` (the cooperative runner's
+    acknowledgement marks and time slices there); ``after_demand`` after each demand (the
+    threads runner's acknowledgement marks).
     """
 
-    def __init__(self, channels: list[Channel], batch_size: int, counters: NodeCounters) -> None:
+    def __init__(
+        self, channels: Sequence[Downstream], batch_size: int, counters: NodeCounters
+    ) -> None:
         super().__init__(channels, batch_size, counters)
         buf: list[Any] = []
         self._buf = buf
@@ -704,6 +745,9 @@ class CheckedOutbox(Outbox):
         self._lock = threading.Lock()
         self._stopping = False
         self._stop_raised = False
+        self._sent = False  # a batch went out since the last linger()
+        # A send that failed in another thread (linger): raised at the node's next flush.
+        self.error: BaseException | None = None
         # Called (from the consumer's thread) after each demand: a source with pending
         # acknowledgements sends a marker then (see nanostream._core.acks).
         self.after_demand: Callable[[], None] | None = None
@@ -734,14 +778,58 @@ class CheckedOutbox(Outbox):
         return items
 
     def flush(self) -> None:
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
         with self._lock:
             if not self._buf:
                 return
             if self.ended:
                 raise NodeProtocolError(AFTER_END)
             self._send(self._take())
+            self._sent = True
         if self.after_send is not None:
             self.after_send()
+
+    def close(self) -> None:
+        """Send what is buffered, then ``END`` (once); no send from another thread follows."""
+        self.flush()
+        with self._lock:
+            if self.ended:
+                return
+            self.ended = True
+        self._dispose()
+        for channel in self.channels:
+            channel.put(END, self.counters)
+
+    def linger(self) -> None:
+        """Send what is buffered unless a batch went out since the last call (a timer's).
+
+        For a runner whose consumers cannot ask for demand (Ray: they are in other
+        processes), called every ``linger`` seconds from a thread of its own, so that a
+        partial batch does not wait for the node's next send. Skipped while the node is
+        sending; a failure is raised at the node's next flush.
+        """
+        if self._sent:
+            self._sent = False
+            return
+        if not self._buf or self.error is not None or not self._lock.acquire(blocking=False):
+            return
+        try:
+            if not self._buf or self.ended:  # after the end, the node's own flush complains
+                return
+            self._send(self._take())
+            self._sent = True
+        except BaseException as exc:  # noqa: BLE001 - raised at the node's next flush
+            self.error = exc
+            return
+        finally:
+            self._lock.release()
+        if self.after_send is not None:
+            try:
+                self.after_send()
+            except BaseException as exc:  # noqa: BLE001 - raised at the node's next flush
+                self.error = exc
 
     def holds_items(self) -> bool:
         return bool(self._buf)

@@ -1,8 +1,9 @@
-"""A node's life on a local runner: its context, and how its function is run and ended.
+"""A node's life on any runner: its context, and how its function is run and ended.
 
-Both local runners give each node an :class:`EngineContext` (counters, acknowledgements,
-markers, ending the outputs) and run its function with :func:`run_function`; a runner
-only says how the node stops the run and waits for the rest of it.
+Every runner gives each node an :class:`EngineContext` (counters, acknowledgements,
+markers, ending the outputs) and runs its function with :func:`run_function`; a runner
+only says how the node stops the run and waits for the rest of it. :class:`LocalRun` is
+what the two runners in the driver's process share besides.
 """
 
 from __future__ import annotations
@@ -19,7 +20,14 @@ from .._core.signals import SourceStopped
 from .channel import CheckedOutbox, Outbox
 from .reader import InputReader
 
-__all__ = ["EngineContext", "LocalRun", "forward_marker", "inject_marker", "run_function"]
+__all__ = [
+    "EngineContext",
+    "LocalRun",
+    "forward_marker",
+    "inject_marker",
+    "mark_final",
+    "run_function",
+]
 
 
 class LocalRun(Run):
@@ -103,6 +111,8 @@ class EngineContext(NodeContext):
     def end_outputs(self) -> None:
         if self.reader is not None:
             self.reader.end_outputs()
+        else:  # a source: its last marker goes before its end
+            mark_final(self.index, self.boxes, self.acks)
         for box in self.boxes:
             box.close()
 
@@ -137,12 +147,18 @@ def run_function(
                 "function must iterate over its entire input"
             )
         reader.finish()  # the held markers go out before the end
-    elif acks is not None and acks.has_acks(index):
+    elif acks is not None:
+        mark_final(index, boxes, acks)
+    for box in boxes:
+        box.close()
+
+
+def mark_final(index: int, boxes: list[Outbox], acks: AckCoordinator) -> None:
+    """A source has ended (or ended its outputs): its last marker follows all it emitted."""
+    if acks.has_acks(index):
         for box in boxes:
             box.flush()
         acks.mark(index, final=True)
-    for box in boxes:
-        box.close()
 
 
 def forward_marker(boxes: list[Outbox], counters: NodeCounters, marker: Marker) -> None:
@@ -150,8 +166,9 @@ def forward_marker(boxes: list[Outbox], counters: NodeCounters, marker: Marker) 
     for box in boxes:
         box.flush()
     for box in boxes:
-        for channel in box.channels:
-            channel.put(marker, counters)
+        if not box.ended:
+            for channel in box.channels:
+                channel.put(marker, counters)
 
 
 def inject_marker(boxes: list[Outbox], marker: Marker, final: bool) -> bool:
@@ -167,7 +184,7 @@ def inject_marker(boxes: list[Outbox], marker: Marker, final: bool) -> bool:
             if not box._lock.acquire(blocking=final):
                 return False
             locked.append(box._lock)
-            if box._buf:
+            if box._buf or box.ended:
                 return False
         for box in checked:
             for channel in box.channels:
