@@ -24,7 +24,9 @@ ROOT = Path(__file__).resolve().parent
 
 #: Modules under src/ that import an optional package at their top: {path: (package, extra)}.
 IMPORT_NEEDS = {
-    "src/nanostream/runners/_ray_host.py": ("ray", "ray"),
+    "src/nanostream/runners/ray/_actor.py": ("ray", "ray"),
+    "src/nanostream/runners/ray/_transport.py": ("ray", "ray"),
+    "src/nanostream/runners/ray/_wire.py": ("ray", "ray"),
 }
 
 #: The extra that installs each optional package named in ``__doctest_requires__``.

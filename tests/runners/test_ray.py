@@ -26,13 +26,14 @@ ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'nano
 
 import nanostream  # noqa: E402
 from nanostream.runners import available_runners, get_runner  # noqa: E402
-from nanostream.runners._ray_host import dumps, loads, stable_hash  # noqa: E402
 from nanostream.runners.ray import (  # noqa: E402
     RayNodeOptions,
     RayRunner,
     RayRunnerError,
     RemoteError,
 )
+from nanostream.runners.ray._transport import stable_hash  # noqa: E402
+from nanostream.runners.ray._wire import dumps, loads  # noqa: E402
 from nanostream.testing import Collect  # noqa: E402
 
 
@@ -579,7 +580,7 @@ def test_local_default_starts_and_shuts_down_its_own_instance(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """With no address and no Ray yet: a local instance, shut down after the last run."""
-    from nanostream.runners import _ray_session as session
+    from nanostream.runners.ray import _session as session
 
     calls: list[tuple[str, dict[str, Any]]] = []
     up = [False]

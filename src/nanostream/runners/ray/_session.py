@@ -15,7 +15,8 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from .._core.errors import MissingDependencyError
+from ..._core.errors import MissingDependencyError
+from ._errors import RayRunnerError
 
 __all__ = ["connect", "disconnect", "give_back", "release_actors", "take_actor"]
 
@@ -39,8 +40,6 @@ def _probe(address: str, timeout: float) -> None:
     try:
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except OSError as exc:
-        from .ray import RayRunnerError
-
         raise RayRunnerError(
             f"cannot reach the Ray cluster at {address!r}: {exc}. Check that the cluster "
             "is running ('ray status' on its head node) and that the address is right: "
@@ -72,8 +71,6 @@ def connect(address: str | None, runtime_env: Mapping[str, Any] | None, timeout:
         try:
             ray.init(**kwargs)
         except Exception as exc:
-            from .ray import RayRunnerError
-
             raise RayRunnerError(
                 f"cannot start Ray ({where}): {type(exc).__name__}: {exc}"
             ) from exc
@@ -177,7 +174,7 @@ def _host_actor_class() -> Any:
     if _host_class is None:
         import ray
 
-        from ._ray_host import NodeHost
+        from ._actor import NodeHost
 
         _host_class = ray.remote(NodeHost)
     return _host_class

@@ -1,0 +1,165 @@
+"""The Ray runner's actor, in this process: the shared runtime, and what is Ray's own.
+
+``NodeHost`` is a plain class that Ray makes an actor; here its remote methods are called
+directly on an event loop, so the node's input (calls taken in stream order, waiting for
+room) and its notices to the driver are checked without a cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine
+from typing import Any
+
+import pytest
+
+pytest.importorskip("ray", reason="Ray is not installed: pip install 'nanostream[ray]'")
+
+import nanostream
+from nanostream._core.acks import AckRouting
+from nanostream._engine.channel import Channel, CheckedOutbox
+from nanostream._engine.node import EngineContext
+from nanostream._engine.reader import InputReader
+from nanostream.runners.ray._actor import HostSpec, NodeHost
+from nanostream.runners.ray._transport import LoopCondition, Receiver
+from nanostream.runners.ray._wire import dumps, loads
+from nanostream.testing import Collect
+
+STREAM = "0:0:out"  # node 0, replica 0, port "out": the source's stream into the sink
+
+
+class Stopper(nanostream.NanoNode):
+    """Asks its run to stop at every item."""
+
+    def process_item(self, item: Any) -> Any:
+        self.request_stop()
+        yield item
+
+
+def _host_spec(sink: nanostream.NanoNode) -> tuple[HostSpec, Any]:
+    source = nanostream.from_iterable([], name="src")
+    source > sink
+    plan = nanostream.pipeline_of(source).plan()
+    entry = plan.nodes[1]
+    spec = HostSpec(
+        run_id="run-1",
+        name=entry.name,
+        index=1,
+        replica=0,
+        payload=dumps((entry, {})),
+        batch_size=4,
+        n_streams=1,
+        max_in_flight=2,
+        linger=0.01,
+        sync_state=True,
+        ack_routing=dumps(AckRouting(plan)),
+    )
+    return spec, entry
+
+
+def _run(scenario: Coroutine[Any, Any, Any]) -> Any:
+    try:
+        return asyncio.run(scenario)
+    finally:  # the node thread reports its end just before it ends
+        for thread in threading.enumerate():
+            if thread.name.startswith("nanostream-ray"):
+                thread.join(10)
+
+
+async def _finish(host: NodeHost, seq: int) -> dict[str, Any]:
+    assert await host.push("run-1", STREAM, seq, [], True)
+    return await host.wait_done()
+
+
+def test_the_actor_runs_its_node_on_the_shared_runtime() -> None:
+    spec, entry = _host_spec(Collect(name="sink"))
+
+    async def scenario() -> dict[str, Any]:
+        host = NodeHost()
+        assert await host.load(spec, {}, {}) == (None, ["ended", "seen"])  # its events
+        instance = host.instance
+        assert instance is not None
+        assert type(instance.context) is EngineContext
+        assert type(instance.reader) is InputReader
+        assert type(instance.channel) is Channel
+        assert [type(b) for b in instance.boxes.values()] == [CheckedOutbox]
+        await host.start()
+        assert await host.push("run-1", STREAM, 0, [1, 2, 3], False)
+        return await _finish(host, 1)
+
+    outcome = _run(scenario())
+    assert outcome["state"] == "finished"
+    entry.restore_state(loads(outcome["node_state"]))
+    assert outcome["stats"]["items_in"] == 3
+    assert entry.state()["items"] == [1, 2, 3]
+
+
+def test_calls_of_a_stream_are_taken_in_their_order() -> None:
+    spec, entry = _host_spec(Collect(name="sink"))
+
+    async def scenario() -> dict[str, Any]:
+        host = NodeHost()
+        await host.load(spec, {}, {})
+        second = asyncio.ensure_future(host.push("run-1", STREAM, 1, [3, 4], False))
+        await asyncio.sleep(0)  # its turn has not come: it waits on the event loop
+        assert not second.done()
+        assert await host.push("run-1", STREAM, 0, [1, 2], False)
+        assert await second
+        await host.start()
+        return await _finish(host, 2)
+
+    outcome = _run(scenario())
+    entry.restore_state(loads(outcome["node_state"]))
+    assert entry.state()["items"] == [1, 2, 3, 4]
+
+
+def test_a_call_waits_for_room_and_the_node_reading_wakes_it() -> None:
+    spec, entry = _host_spec(Collect(name="sink").configure(queue_size=2))
+
+    async def scenario() -> dict[str, Any]:
+        host = NodeHost()
+        await host.load(spec, {}, {})
+        assert await host.push("run-1", STREAM, 0, [1, 2], False)  # full now
+        waiting = asyncio.ensure_future(host.push("run-1", STREAM, 1, [3], False))
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        await host.start()  # the node takes [1, 2]: its channel wakes the call
+        assert await waiting
+        return await _finish(host, 2)
+
+    outcome = _run(scenario())
+    entry.restore_state(loads(outcome["node_state"]))
+    assert entry.state()["items"] == [1, 2, 3]
+
+
+def test_a_waiting_call_returns_false_when_the_run_aborts() -> None:
+    channel = Channel(1, 1, n_producers=1, waiter=(waiter := LoopCondition()))
+
+    async def scenario() -> bool:
+        receiver = Receiver(channel, waiter, asyncio.get_running_loop())
+        assert await receiver.put("s", 0, [1], False)
+        waiting = asyncio.ensure_future(receiver.put("s", 1, [2], False))
+        await asyncio.sleep(0)
+        receiver.abort()
+        return await waiting
+
+    assert _run(scenario()) is False
+    assert list(channel.batches) == [[1]]
+
+
+def test_the_driver_is_told_each_notice_once() -> None:
+    spec, _entry = _host_spec(Stopper(name="stopper"))
+
+    async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
+        host = NodeHost()
+        await host.load(spec, {}, {})
+        await host.start()
+        assert await host.push("run-1", STREAM, 0, [1, 2, 3], False)
+        first = await host.events("run-1", [])
+        await _finish(host, 1)
+        return first, await host.events("run-1", [])
+
+    first, last = _run(scenario())
+    assert first["notices"] == ["stop"]  # three request_stop() calls: one notice
+    assert last["notices"] == [] and last["ended"]
