@@ -367,6 +367,43 @@ def test_back_pressure_keeps_the_remote_queue_bounded() -> None:
     assert stats["src"].blocked_output_s > 0
 
 
+def test_the_monitor_names_a_stalled_node_on_its_logger(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The run's monitor (as on the other runners) reads the actors' figures."""
+    release = str(tmp_path / "release")
+
+    def stuck(inp: Any, outp: Any) -> None:
+        deadline, pause = time.monotonic() + 30, threading.Event()
+        while not os.path.exists(release) and time.monotonic() < deadline:
+            pause.wait(0.01)  # in the actor: the test process signals through a file
+        for _ in inp:
+            pass
+
+    src = nanostream.from_iterable(range(10_000), name="fast")
+    src > stuck
+    with caplog.at_level(logging.WARNING, logger="nanostream"):
+        run = src.global_start(
+            runner="ray",
+            block=False,
+            name="p",
+            queue_size=10,
+            batch_size=5,
+            monitor_interval=0.05,
+            stall_timeout=0.2,
+        )
+        assert run is not None
+        try:
+            assert wait_until(lambda: "bottleneck" in caplog.text)
+        finally:
+            Path(release).touch()
+        assert run.wait(30)
+    records = [r for r in caplog.records if "bottleneck" in r.getMessage()]
+    assert len(records) == 1 and records[0].name == "nanostream.p.fast"  # once per stall
+    assert records[0].node == "fast" and records[0].seconds >= 0.2  # type: ignore[attr-defined]
+    assert "stuck (" in records[0].getMessage()  # the full queue downstream, by name
+
+
 def test_stats_fields() -> None:
     sink = Collect(name="sink")
     nanostream.from_iterable(range(100), name="src") > sink

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..._core.acks import AckRouting
 from ..._core.graph import Plan, PlanNode
-from ..._core.run import NodeStats, Run, RunOptions, downstream_names
+from ..._core.monitor import Monitor
+from ..._core.run import NodeCounters, NodeStats, Run, RunOptions, downstream_names
 from ._errors import RayRunnerError, RemoteError
 from ._session import disconnect, give_back, take_actor
 
@@ -66,7 +67,10 @@ class RayRun(Run):
         self._event_refs: dict[Any, tuple[int, int]] = {}
         self._ended: set[int] = set()  # actors whose node ended leaving no thread behind
         self.run_id = uuid.uuid4().hex
-        self._warned_stall: set[tuple[int, int]] = set()
+        # What the run's monitor reads (see _check): it checks and logs in the watcher.
+        self.counters = [NodeCounters() for _ in plan.nodes]
+        self.threads: list[threading.Thread] = []  # the nodes' threads are in the actors
+        self.monitor = Monitor(self)
         self._joined = False
         self._settled = False
         # Instances waiting for the rest of the run (NodeContext.wait_for_run_outcome), and
@@ -209,7 +213,7 @@ class RayRun(Run):
                 now = time.monotonic()
                 if self._abort_at is not None:
                     if not self._killed_stuck and now - self._abort_at >= ABORT_GRACE_S:
-                        self._kill_stuck()
+                        self.interrupt_stuck_nodes()
                     continue
                 if now >= next_check:
                     next_check = now + opts.monitor_interval
@@ -347,38 +351,24 @@ class RayRun(Run):
                     continue
 
     def _check(self, log_counts: bool) -> None:
+        """The monitor's round: its counters from the actors' figures, then its checks."""
         opts = self.plan.options
         self._live_stats(timeout=min(5.0, opts.monitor_interval))
+        now = time.monotonic()
         for pn in self.plan.nodes:
-            for r, last in enumerate(self._last[pn.index]):
-                waiting = last["output_waiting_s"] if last else 0.0
-                if waiting >= opts.stall_timeout and (pn.index, r) not in self._warned_stall:
-                    self._warned_stall.add((pn.index, r))
-                    stats = self.stats(live=False)
-                    full = [
-                        f"{n} ({stats[n].queue_depth}/{stats[n].queue_capacity})"
-                        for n in self.downstream_names(pn.index)
-                    ]
-                    log.warning(
-                        "node %r has waited %.1fs for room downstream; bottleneck: %s",
-                        pn.name,
-                        waiting,
-                        ", ".join(full),
-                    )
-                elif waiting == 0.0:
-                    self._warned_stall.discard((pn.index, r))
+            waited = max(
+                (last["output_waiting_s"] for last in self._last[pn.index] if last), default=0.0
+            )
+            self.counters[pn.index].output_wait_since = now - waited if waited else None
+        self.monitor.check()
         if log_counts:
-            parts = [
-                f"{s.name}: in={s.items_in} out={s.items_out} q={s.queue_depth}/{s.queue_capacity}"
-                for s in self.stats(live=False).values()
-            ]
-            log.info("pipeline %r: %s", self.name, "; ".join(parts))
+            self.monitor.log_counts()
 
     def downstream_names(self, index: int) -> list[str]:
         """Names of the nodes fed by node ``index``."""
         return downstream_names(self.plan, index)
 
-    def _kill_stuck(self) -> None:
+    def interrupt_stuck_nodes(self) -> None:
         """After an abort's grace period: kill the actors whose node has not ended."""
         import ray
 
