@@ -1,12 +1,15 @@
-"""The runtime every runner shares: channels, outboxes and the input reader.
+"""The runtime every runner shares: channels, outboxes, the input reader, the context.
 
 A runner decides only how a node waits and wakes (threads and conditions, greenlets and a
-hub); what a node's ``inp`` and ``outp`` do is here, once:
+hub, actors and remote calls); what a node's ``inp`` and ``outp`` do is here, once:
 
 * :mod:`nanostream._engine.channel`: the bounded input queue of a node (``Channel``), the
-  outboxes that fill it in batches, the byte budget of ``queue_bytes``;
+  outboxes that fill it in batches (towards any ``Downstream``: a channel, or a remote
+  stand-in for one), the byte budget of ``queue_bytes``;
 * :mod:`nanostream._engine.reader`: the ``inp`` of a node (``InputReader``): slices of its
-  batches, ticks, acknowledgement markers.
+  batches, ticks, acknowledgement markers;
+* :mod:`nanostream._engine.node`: the node's context (``EngineContext``), how its function
+  is run and ended, how markers are passed on.
 
 It builds on :mod:`nanostream._core` (which imports nothing of it) and is not a public API.
 """

@@ -443,7 +443,7 @@ AFTER_END = (
 class Outbox:
     """Collects one node's outputs and sends them to its downstream channels in batches.
 
-    The same outboxes serve every local runner; a runner adds its own turns through the
+    The same outboxes serve every runner; a runner adds its own turns through the
     hooks of :class:`TripwireOutbox` and :class:`CheckedOutbox`.
     """
 

@@ -56,7 +56,7 @@ class LocalRun(Run):
 
 
 class EngineContext(NodeContext):
-    """A node's context on a local runner: its counters, acks, markers and outputs.
+    """A node's context on any runner: its counters, acks, markers and outputs.
 
     ``stop()`` asks the run to stop (``request_stop``); ``wait_for_run_outcome`` is the
     runner's way to wait for the rest of the run; ``on_first_ack`` runs when the node

@@ -1,9 +1,10 @@
-"""The ``inp`` of a node, the same on every local runner: slices, ticks, markers.
+"""The ``inp`` of a node, the same on every runner: slices, ticks, markers.
 
 A node's channel hands over *batches*; :class:`InputReader` gives the node its items in
 *slices* of those batches, and between two slices the runner gets a turn (``after_slice``:
 the threads runner sends the node's outputs, the cooperative one lets other nodes run once
-the node's time slice is over). Slices start at one item and double while the node is
+the node's time slice is over, the Ray one does nothing: a remote call is too dear for a
+partial batch). Slices start at one item and double while the node is
 quick, so a slow node delivers its first outputs at once and a fast one works on whole
 batches (:func:`~nanostream._engine.channel.next_slice_len`).
 

@@ -180,21 +180,10 @@ class RayRunner:
                 f"unknown Ray runner option(s) {', '.join(unknown)}; "
                 f"known: {', '.join(self.option_names)}"
             )
-        current: dict[str, Any] = {
-            "address": self.address,
-            "runtime_env": self.runtime_env,
-            "nodes": self.nodes,
-            "min_batch_size": self.min_batch_size,
-            "max_in_flight": self.max_in_flight,
-            "linger": self.linger,
-            "sync_state": self.sync_state,
-            "start_timeout": self.start_timeout,
-            "connect_timeout": self.connect_timeout,
-            "reuse_actors": self.reuse_actors,
-        }
+        current = {n: getattr(self, n) for n in self.option_names if n != "ray_options"}
         if "ray_options" in options:
             options["nodes"] = options.pop("ray_options")
-        return RayRunner(**{**current, **options})
+        return RayRunner(**{**current, "nodes": self.nodes, **options})
 
     def start(self, plan: Plan) -> Run:
         """Place ``plan`` on Ray and start it; returns its run handle."""
