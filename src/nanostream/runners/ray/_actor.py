@@ -48,7 +48,7 @@ from ..._core.ports import port_dispatcher
 from ..._core.redact import exception_text
 from ..._core.run import NodeCounters
 from ..._core.signals import RunAborted
-from ..._engine.channel import Channel, CheckedOutbox, Outbox
+from ..._engine.channel import IDLE, Channel, CheckedOutbox, Outbox
 from ..._engine.node import EngineContext, forward_marker, inject_marker, run_function
 from ..._engine.reader import InputReader
 from ._transport import Link, LoopCondition, Receiver, RemoteAcks, Target
@@ -400,14 +400,17 @@ class _Instance:
         inp: Any = iter(())
         if reader is not None and channel is not None:
             counters, box_list = self.counters, list(boxes.values())
+            ticked = [False]
 
             def get(timeout: float | None) -> Any:
                 if self.aborted:
                     raise RunAborted
-                if not channel.batches:  # about to wait: what was emitted goes first
-                    for box in box_list:
+                if ticked[0] or not channel.batches:  # after a tick, or before a wait:
+                    for box in box_list:  # what was emitted goes first
                         box.flush()
-                return channel.get(counters, timeout)
+                batch = channel.get(counters, timeout)
+                ticked[0] = batch is IDLE
+                return batch
 
             inp = reader.items(get, _no_turn)
         run_function(
