@@ -8,8 +8,9 @@ room) and its notices to the driver are checked without a cluster.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from typing import Any
 
 import pytest
@@ -21,12 +22,26 @@ from nanostream._core.acks import AckRouting
 from nanostream._engine.channel import Channel, CheckedOutbox
 from nanostream._engine.node import EngineContext
 from nanostream._engine.reader import InputReader
+from nanostream.runners.ray import _actor
 from nanostream.runners.ray._actor import HostSpec, NodeHost
 from nanostream.runners.ray._transport import LoopCondition, Receiver
 from nanostream.runners.ray._wire import dumps, loads
 from nanostream.testing import Collect
 
 STREAM = "0:0:out"  # node 0, replica 0, port "out": the source's stream into the sink
+
+
+@pytest.fixture(autouse=True)
+def logging_restored(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """``load`` relays the process's ``nanostream`` records to the driver, as in a worker:
+    in this process, that ends with the test."""
+    logger = logging.getLogger("nanostream")
+    handlers, propagate, level = list(logger.handlers), logger.propagate, logger.level
+    monkeypatch.setattr(_actor, "_relay", None)
+    yield
+    logger.handlers[:] = handlers
+    logger.propagate = propagate
+    logger.setLevel(level)
 
 
 class Stopper(nanostream.NanoNode):
