@@ -14,14 +14,13 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ..._core.acks import AckRouting
 from ..._core.graph import Plan, PlanNode
 from ..._core.monitor import Monitor
 from ..._core.run import NodeCounters, NodeStats, Run, RunOptions, downstream_names
-from ._errors import RayRunnerError, RemoteError
+from ._errors import RayRunnerError
 from ._session import disconnect, give_back, take_actor
 
 if TYPE_CHECKING:
@@ -232,7 +231,7 @@ class RayRun(Run):
     def _collect(self, ref: Any, i: int, r: int) -> None:
         import ray
 
-        from ._wire import emit_logs, loads
+        from ._wire import emit_logs, loads, rebuild_failure
 
         name = self.plan.nodes[i].name
         try:
@@ -254,7 +253,7 @@ class RayRun(Run):
             self._ended.add(id(self.actors[i][r]))
         emit_logs(outcome.get("logs", ()))
         if outcome["state"] == "failed":
-            self._fail(name, _rebuild(name, outcome))
+            self._fail(name, rebuild_failure(name, outcome))
 
     def _settle_sources(self) -> None:
         """Once only sources are left, no acknowledgement marker can come back to them:
@@ -467,67 +466,3 @@ def _aggregate(name: str, parts: list[dict[str, Any]]) -> NodeStats:
         blocked_input_s=sum(p["blocked_input_s"] for p in parts),
         blocked_output_s=sum(p["blocked_output_s"] for p in parts),
     )
-
-
-def _rebuild(name: str, outcome: dict[str, Any]) -> BaseException:
-    """The remote exception (or a :class:`RemoteError`) with the remote traceback.
-
-    The traceback is rebuilt from the remote frames (file, line, function), so it prints
-    like a local one; its full text, chained exceptions included, is ``remote_traceback``.
-    """
-    from ._wire import loads
-
-    text = outcome["traceback"]
-    exc: BaseException | None = None
-    if outcome.get("exception") is not None:
-        try:
-            exc = loads(outcome["exception"])
-        except Exception:  # noqa: BLE001 - the class is not importable here
-            exc = None
-    if not isinstance(exc, BaseException):
-        exc = RemoteError(outcome["type"], outcome["message"], text)
-    else:
-        try:
-            exc.remote_traceback = text  # type: ignore[attr-defined]
-        except Exception:  # noqa: BLE001 - exceptions with __slots__
-            pass
-    tb = _traceback_of(outcome.get("frames", []))
-    if tb is not None:
-        exc = exc.with_traceback(tb)
-    else:
-        exc.add_note(f"remote traceback (node {name!r}, on Ray):\n{text.rstrip()}")
-    return exc
-
-
-class _Here(Exception):
-    pass
-
-
-def _traceback_of(frames: list[Any]) -> TracebackType | None:
-    """A traceback whose frames carry the remote file names, lines and function names.
-
-    Each frame is made by running a ``raise`` compiled at the remote file and line (and,
-    when known, spanning the remote failing expression's columns).
-    """
-    tb: TracebackType | None = None
-    try:
-        for filename, lineno, function, span in reversed(frames):
-            name, statement, first = "_Here", "raise _Here", lineno
-            if span is not None and span[1] - span[0] > len("raise _") and lineno > 1:
-                name = "_" * (span[1] - span[0] - len("raise "))
-                # an indented line must follow a block opener: "if 1:" on the line above
-                statement = "if 1:\n" + " " * span[0] + "raise " + name
-                first = lineno - 1
-            source = "\n" * (max(1, first) - 1) + statement
-            code = compile(source, filename, "exec")
-            code = code.replace(co_name=function, co_qualname=function)
-            try:
-                exec(code, {name: _Here, "__name__": "nanostream.remote"})
-            except _Here as here:
-                own = here.__traceback__
-                assert own is not None and own.tb_next is not None
-                made = own.tb_next
-            tb = TracebackType(tb, made.tb_frame, made.tb_lasti, made.tb_lineno)
-    except Exception:  # noqa: BLE001 - fall back to the text
-        return None
-    return tb

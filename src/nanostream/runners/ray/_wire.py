@@ -4,8 +4,9 @@
   other side, runs and pipelines left behind, and exceptions kept whole (their
   ``__cause__`` chain, and loadable even when ``__init__`` takes other arguments);
 * :func:`import_roots`: where the driver imported the nodes' code from, for the actors;
-* :func:`describe_failure`: a node's exception as the driver rebuilds it (pickled when it
-  can be, and as text and frames in any case);
+* :func:`describe_failure` and :func:`rebuild_failure`: a node's exception as an actor
+  sends it (pickled when it can be, as text and frames in any case) and as the driver
+  raises it again (its traceback made of the remote frames);
 * :func:`portable` and :func:`emit_logs`: a log record of an actor, emitted again on the
   driver's loggers.
 
@@ -22,14 +23,23 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable, Iterable
-from types import FunctionType
+from types import FunctionType, TracebackType
 from typing import Any
 
 from ray import cloudpickle
 
 from ..._core.redact import safe_str
+from ._errors import RemoteError
 
-__all__ = ["describe_failure", "dumps", "emit_logs", "import_roots", "loads", "portable"]
+__all__ = [
+    "describe_failure",
+    "dumps",
+    "emit_logs",
+    "import_roots",
+    "loads",
+    "portable",
+    "rebuild_failure",
+]
 
 _LOCK_TYPE = type(threading.Lock())
 _RLOCK_TYPE = type(threading.RLock())
@@ -235,3 +245,65 @@ def _span(frame: traceback.FrameSummary) -> tuple[int, int] | None:
     if frame.colno is None or frame.end_colno is None or frame.end_lineno != frame.lineno:
         return None
     return frame.colno, frame.end_colno
+
+
+def rebuild_failure(name: str, outcome: dict[str, Any]) -> BaseException:
+    """The remote exception (or a :class:`RemoteError`) with the remote traceback.
+
+    The traceback is rebuilt from the remote frames (file, line, function), so it prints
+    like a local one; its full text, chained exceptions included, is ``remote_traceback``.
+    """
+    text = outcome["traceback"]
+    exc: BaseException | None = None
+    if outcome.get("exception") is not None:
+        try:
+            exc = loads(outcome["exception"])
+        except Exception:  # noqa: BLE001 - the class is not importable here
+            exc = None
+    if not isinstance(exc, BaseException):
+        exc = RemoteError(outcome["type"], outcome["message"], text)
+    else:
+        try:
+            exc.remote_traceback = text  # type: ignore[attr-defined]
+        except Exception:  # noqa: BLE001 - exceptions with __slots__
+            pass
+    tb = _traceback_of(outcome.get("frames", []))
+    if tb is not None:
+        exc = exc.with_traceback(tb)
+    else:
+        exc.add_note(f"remote traceback (node {name!r}, on Ray):\n{text.rstrip()}")
+    return exc
+
+
+class _Here(Exception):
+    pass
+
+
+def _traceback_of(frames: list[Any]) -> TracebackType | None:
+    """A traceback whose frames carry the remote file names, lines and function names.
+
+    Each frame is made by running a ``raise`` compiled at the remote file and line (and,
+    when known, spanning the remote failing expression's columns).
+    """
+    tb: TracebackType | None = None
+    try:
+        for filename, lineno, function, span in reversed(frames):
+            name, statement, first = "_Here", "raise _Here", lineno
+            if span is not None and span[1] - span[0] > len("raise _") and lineno > 1:
+                name = "_" * (span[1] - span[0] - len("raise "))
+                # an indented line must follow a block opener: "if 1:" on the line above
+                statement = "if 1:\n" + " " * span[0] + "raise " + name
+                first = lineno - 1
+            source = "\n" * (max(1, first) - 1) + statement
+            code = compile(source, filename, "exec")
+            code = code.replace(co_name=function, co_qualname=function)
+            try:
+                exec(code, {name: _Here, "__name__": "nanostream.remote"})
+            except _Here as here:
+                own = here.__traceback__
+                assert own is not None and own.tb_next is not None
+                made = own.tb_next
+            tb = TracebackType(tb, made.tb_frame, made.tb_lasti, made.tb_lineno)
+    except Exception:  # noqa: BLE001 - fall back to the text
+        return None
+    return tb
