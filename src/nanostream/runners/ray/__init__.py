@@ -3,16 +3,17 @@
 Needs the ``ray`` extra: ``pip install 'nanostream[ray]'``.
 
 Mapping. Every plan node becomes one Ray actor (``replicas`` actors for a replicated node)
-that hosts the node function for its whole life in its own thread, reading a bounded
-inbox. Outputs move to downstream actors in batches, sent when full or after a short
-linger, with at most ``max_in_flight`` calls in flight per link: a call waits at the
-receiver while its inbox is full, so back-pressure holds across processes and machines.
+that hosts the node function for its whole life in its own thread, on the runtime every
+runner shares (:mod:`nanostream._engine`), reading a bounded input channel. Outputs
+move to downstream actors in batches, sent when full or after a short linger, with at
+most ``max_in_flight`` calls in flight per link: a call waits at the receiver while its
+channel is full, so back-pressure holds across processes and machines.
 The end of stream is a marker that follows a stream's last batch in order; a node ends
 after one marker per upstream instance. The first failure aborts the actors (they are
 killed after a short grace) and the run raises :class:`~nanostream.NodeFailed` whose
 cause is the remote exception (with its ``__cause__`` chain), its traceback rebuilt from
 the remote frames. ``stop()`` drains; ``stats()`` is gathered from the actors. A node
-with ``tick_interval`` gets ``TICK`` when its inbox stays empty that long;
+with ``tick_interval`` gets ``TICK`` when its channel stays empty that long;
 ``end_outputs()`` sends the end markers at once; ``request_stop()`` reaches the driver.
 Sources' acknowledgements (``Acked``) are called in the source's actor once every sink
 instance has the items (see :mod:`nanostream.runners.ray._actor`).
