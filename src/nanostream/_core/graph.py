@@ -362,13 +362,19 @@ class Pipeline:
         progress: bool = False,
         metrics_port: int | None = None,
         metrics_host: str = "127.0.0.1",
+        ui: bool | int | None = None,
+        ui_host: str = "127.0.0.1",
+        otel: Any = None,
         **options: Any,
     ) -> Run:
         """Check the graph and start it on ``runner``; returns the :class:`Run` handle.
 
         ``progress=True`` shows a live view of the run and ``metrics_port`` serves
         Prometheus metrics while it runs (both from :mod:`nanostream.observe`, which needs
-        ``nanostream[observe]``). Options a runner declares in ``option_names`` (such as
+        ``nanostream[observe]``). ``ui=True`` (or a port) serves a live web page of the
+        run on 127.0.0.1 (``ui_host`` for another address) and prints its address;
+        ``otel=True`` exports metrics and spans through OpenTelemetry (``nanostream[otel]``).
+        Options a runner declares in ``option_names`` (such as
         the Ray runner's ``address``) go to that runner; the rest are
         :class:`RunOptions`.
         """
@@ -389,7 +395,9 @@ class Pipeline:
                 pn.bind(NodeContext.for_plan_node(pn))
             self.run = impl.start(plan)
             self.run.add_done_callback(self._release)
-            if progress or metrics_port is not None:
+            wants_ui = ui is not None and ui is not False
+            wants_otel = otel is not None and otel is not False
+            if progress or metrics_port is not None or wants_ui or wants_otel:
                 attach = registry.hook("observe")
                 try:
                     attach(
@@ -398,6 +406,9 @@ class Pipeline:
                         metrics_port=metrics_port,
                         metrics_host=metrics_host,
                         plan=plan,
+                        ui=ui,
+                        ui_host=ui_host,
+                        otel=otel,
                     )
                 except BaseException:
                     self.run.abort()
