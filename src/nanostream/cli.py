@@ -284,6 +284,11 @@ def run(
                 from .runners.ray import RayRunner
 
                 runner_obj = RayRunner(address=address)
+            wants_ui = ui or ui_port is not None or ui_host != "127.0.0.1"
+            telemetry = _telemetry(otel, loaded.otel)
+            observed = progress or metrics_port is not None or wants_ui or telemetry is not None
+            if observed:
+                from .observe import attach  # before the nodes start: it sees them from the start
             handle = pipeline.start(runner=runner_obj, **loaded.options)
             names = list(handle.stats())
             _log.info(
@@ -293,11 +298,7 @@ def run(
                 _count(len(names), "node"),
                 ", ".join(names),
             )
-            wants_ui = ui or ui_port is not None or ui_host != "127.0.0.1"
-            telemetry = _telemetry(otel, loaded.otel)
-            if progress or metrics_port is not None or wants_ui or telemetry is not None:
-                from .observe import attach
-
+            if observed:
                 observer = attach(
                     handle,
                     progress=progress,

@@ -390,15 +390,17 @@ class Pipeline:
             if runner_options:
                 impl = impl.with_options(**runner_options)  # type: ignore[attr-defined]
             plan = self.plan(RunOptions.from_kwargs(**options))
+            wants_ui = ui is not None and ui is not False
+            wants_otel = otel is not None and otel is not False
+            observed = progress or metrics_port is not None or wants_ui or wants_otel
+            # imported before the nodes start, so the observer sees the run from its start
+            attach = registry.hook("observe") if observed else None
             self._planned = [pn.node for pn in plan.nodes]
             for pn in plan.nodes:  # runners bind their own
                 pn.bind(NodeContext.for_plan_node(pn))
             self.run = impl.start(plan)
             self.run.add_done_callback(self._release)
-            wants_ui = ui is not None and ui is not False
-            wants_otel = otel is not None and otel is not False
-            if progress or metrics_port is not None or wants_ui or wants_otel:
-                attach = registry.hook("observe")
+            if attach is not None:
                 try:
                     attach(
                         self.run,

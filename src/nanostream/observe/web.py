@@ -19,8 +19,9 @@ package: no CDN, no network) and three endpoints:
 The view is fed by the observer (:func:`nanostream.observe.attach` with ``ui=``), which
 samples ``run.stats()``; nothing here reads a runner's internals, so every runner (Ray
 too) shows the same page. Errors of items that failed for good come from the engine's log
-records (the first ten of each node are warnings; later ones reach the view only when the
-``nanostream`` logger is at DEBUG); a node failure comes from ``run.failure``.
+records in this process (the first ten of each node are warnings; later ones reach the
+view only when the ``nanostream`` logger is at DEBUG; on Ray they are logged in the
+actors, so the page shows their counts only); a node failure comes from ``run.failure``.
 
 **Threads and lifetime.** The server runs in a daemon thread (``nanostream-web:<pipeline>``)
 with one daemon thread per connection; :meth:`WebView.close` shuts it down, ends the
@@ -122,7 +123,6 @@ class WebView:
         self._version = 0
         self._graph = json.dumps(self._graph_data()).encode()
         self._state = json.dumps(self._state_data()).encode()
-        self._errors_handler = _ErrorFeed(self)
         server_cls = _IPv6Server if ":" in host else _Server
         handler = type("_BoundHandler", (_Handler,), {"view": self})
         try:
@@ -140,7 +140,7 @@ class WebView:
             name=f"nanostream-web:{run.name}",
             daemon=True,
         )
-        logging.getLogger("nanostream").addHandler(self._errors_handler)
+        _error_feed.add(self)
         self._thread.start()
         with _open_lock:
             _open.append(self)
@@ -225,7 +225,7 @@ class WebView:
                 return
             self._closed.set()
             self._changed.notify_all()
-        logging.getLogger("nanostream").removeHandler(self._errors_handler)
+        _error_feed.remove(self)
         self._server.shutdown()
         self._server.server_close()
         self._thread.join()
@@ -434,21 +434,52 @@ def _layout(plan: Plan) -> tuple[list[int], list[int]]:
 
 
 class _ErrorFeed(logging.Handler):
-    """Picks the error records of the view's nodes out of the engine's log records."""
+    """Picks the error records of items that failed for good out of the engine's log
+    records, keeps the latest ones and hands each to the open views whose run it belongs
+    to (one handler per process, on the ``nanostream`` logger from this module's import:
+    ``attach`` imports it before a run starts, so a view made just after the run started
+    still gets the first errors)."""
 
-    def __init__(self, view: WebView) -> None:
+    def __init__(self) -> None:
         super().__init__(logging.DEBUG)
-        self.view = view
-        plan = view.plan
-        self.names = {pn.name for pn in plan.nodes} if plan is not None else None
+        self.recent: deque[tuple[float, ErrorRecord]] = deque(maxlen=_KEPT_ERRORS * 10)
+        self.views: list[tuple[WebView, frozenset[str] | None]] = []
+        self.feed_lock = threading.Lock()
 
     def emit(self, record: logging.LogRecord) -> None:
         error = getattr(record, "error_record", None)
         if not isinstance(error, ErrorRecord):
             return
-        if self.names is not None and error.node not in self.names:
-            return
-        self.view._record_error(error)
+        stamp = time.monotonic()
+        with self.feed_lock:
+            self.recent.append((stamp, error))
+            for view, names in self.views:
+                if _belongs(view, names, stamp, error):
+                    view._record_error(error)
+
+    def add(self, view: WebView) -> None:
+        plan = view.plan
+        names = frozenset(pn.name for pn in plan.nodes) if plan is not None else None
+        with self.feed_lock:
+            for stamp, error in self.recent:
+                if _belongs(view, names, stamp, error):
+                    view._record_error(error)
+            self.views.append((view, names))
+
+    def remove(self, view: WebView) -> None:
+        with self.feed_lock:
+            self.views = [(v, n) for v, n in self.views if v is not view]
+
+
+def _belongs(view: WebView, names: frozenset[str] | None, stamp: float, error: ErrorRecord) -> bool:
+    run = view.run
+    ended = run.finished_at
+    in_time = stamp >= run.started_at and (ended is None or stamp <= ended)
+    return in_time and (names is None or error.node in names)
+
+
+_error_feed = _ErrorFeed()
+logging.getLogger("nanostream").addHandler(_error_feed)
 
 
 class _Handler(BaseHTTPRequestHandler):
