@@ -7,8 +7,9 @@ package: no CDN, no network) and three endpoints:
   the sources), and each node's details: class, options and error policy (masked, see
   :mod:`nanostream._core.redact`);
 - ``GET /api/state``: the latest figures: the run's state, and per node items in and out,
-  rate and its recent history (the sparkline), queue fill, waiting shares and seconds
-  blocked on input and output, errors, the bottleneck (the rule of
+  rate and its recent history (the sparkline), queue fill, waiting shares (over the last
+  seconds; over the whole run once it has ended) and seconds blocked on input and output,
+  errors, the bottleneck (the rule of
   :mod:`nanostream.observe.sampling`, as in the terminal view), the latest dead letters;
 - ``GET /api/events``: the same figures as server-sent events, about once a second
   (``push_interval``);
@@ -330,9 +331,16 @@ class WebView:
         sample = self._sample
         views = {v.name: v for v in sample.nodes} if sample is not None else {}
         finished = self._finished is not None
+        wall = self._finished.wall_s if self._finished is not None else 0.0
         nodes: dict[str, Any] = {}
         for name, s in self._stats.items():
             v = views.get(name)
+            if finished:  # waiting shares over the whole run
+                wait_in = min(1.0, s.blocked_input_s / wall) if wall > 0 else 0.0
+                wait_out = min(1.0, s.blocked_output_s / wall) if wall > 0 else 0.0
+            else:
+                wait_in = v.wait_input if v is not None else 0.0
+                wait_out = v.wait_output if v is not None else 0.0
             nodes[name] = {
                 "state": s.state,
                 "in": s.items_in,
@@ -343,8 +351,8 @@ class WebView:
                 "queue_depth": s.queue_depth,
                 "queue_capacity": s.queue_capacity,
                 "queue_fill": round(v.queue_fill, 3) if v is not None else 0.0,
-                "wait_in": round(v.wait_input, 3) if v is not None else 0.0,
-                "wait_out": round(v.wait_output, 3) if v is not None else 0.0,
+                "wait_in": round(wait_in, 3),
+                "wait_out": round(wait_out, 3),
                 "blocked_in_s": round(s.blocked_input_s, 3),
                 "blocked_out_s": round(s.blocked_output_s, 3),
                 "bottleneck": bool(v is not None and v.bottleneck and not finished),
