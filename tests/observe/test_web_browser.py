@@ -109,8 +109,7 @@ def test_the_page_follows_a_run_marks_its_bottleneck_and_stops_it(
 
         # counts advance while the run goes
         page.wait_for_function(
-            "() => Number(document.querySelector('[data-node=\"sink\"] .counts')"
-            ".dataset.in) > 0"
+            "() => Number(document.querySelector('[data-node=\"sink\"] .counts').dataset.in) > 0"
         )
         first = count(page, "sink", "in")
         page.wait_for_function(
@@ -146,9 +145,7 @@ def test_the_page_follows_a_run_marks_its_bottleneck_and_stops_it(
         assert messages and "drains" in messages[0]
         expect(page.locator("#run-state")).to_have_text("finished", timeout=15_000)
         expect(page.locator("#stop")).to_be_disabled()
-        expect(page.locator('g.node[data-node="sink"]')).to_have_attribute(
-            "data-state", "finished"
-        )
+        expect(page.locator('g.node[data-node="sink"]')).to_have_attribute("data-state", "finished")
         assert count(page, "sink", "in") == count(page, "numbers", "out") == len(sink.items)
         shot = screenshot(page, tmp_path, "web-view-finished.png")
         assert shot.stat().st_size > 1000

@@ -115,6 +115,7 @@ class Telemetry:
         self._shutdown = shutdown
         tp = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
         mp = meter_provider if meter_provider is not None else metrics.get_meter_provider()
+        self._providers = (tp, mp)
         self.tracer = tp.get_tracer("nanostream", __version__)
         meter = mp.get_meter("nanostream", __version__)
         self._counters = {
@@ -237,9 +238,7 @@ class Telemetry:
 
     def close(self) -> None:
         """Flush the providers, and shut them down when they were made for this run."""
-        for provider in (self._tracer_provider, self._meter_provider):
-            if provider is None:
-                continue
+        for provider in self._providers:
             if self._shutdown:
                 provider.shutdown()
             else:
