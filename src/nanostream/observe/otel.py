@@ -115,7 +115,7 @@ class Telemetry:
         self._shutdown = shutdown
         tp = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
         mp = meter_provider if meter_provider is not None else metrics.get_meter_provider()
-        self._providers = (tp, mp)
+        self._providers: tuple[Any, Any] = (tp, mp)
         self.tracer = tp.get_tracer("nanostream", __version__)
         meter = mp.get_meter("nanostream", __version__)
         self._counters = {
