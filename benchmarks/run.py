@@ -84,7 +84,8 @@ def engine_rows(n: int, repeat: int) -> list[Row]:
 
 
 def observe_rows(n: int, repeat: int) -> list[Row]:
-    """The engine workload with the live view and the metrics endpoint on, and without."""
+    """The engine workload with the live view and the metrics endpoint on, with the web
+    view and a page reading its events, and without either."""
     import contextlib
     import io
 
@@ -92,13 +93,48 @@ def observe_rows(n: int, repeat: int) -> list[Row]:
         with contextlib.redirect_stdout(io.StringIO()):  # the view prints its summary
             return engine.node_functions(k, progress=True, metrics_port=0)
 
-    result = interleaved({"plain": engine.node_functions, "observed": observed}, n, repeat)
+    def web(k: int) -> int:
+        """With the web view on and a page subscribed to its event stream all along."""
+        import threading
+        import urllib.request
+
+        from nanostream.observe import open_web_views
+
+        done = threading.Event()
+        events = [0]
+
+        def page() -> None:  # connects as soon as the view is up, reads until it closes
+            while not open_web_views():
+                if done.wait(0.005):
+                    return
+            with urllib.request.urlopen(open_web_views()[0].url + "api/events") as stream:
+                for line in stream:
+                    events[0] += line.startswith(b"data: ")
+
+        reader = threading.Thread(target=page)
+        reader.start()
+        with contextlib.redirect_stderr(io.StringIO()):  # the view prints its address
+            got = engine.node_functions(k, ui=0)
+        done.set()
+        for view in open_web_views():
+            view.close()
+        reader.join()
+        return got
+
+    variants = {"plain": engine.node_functions, "observed": observed, "web": web}
+    result = interleaved(variants, n, repeat)
     ratio = result["observed"] / result["plain"]
+    web_ratio = result["web"] / result["plain"]
     return [
         (
             "node functions, threads, progress=True + metrics",
             result["observed"],
             f"{ratio:.2f}x the same run without them (target >= 0.90x)",
+        ),
+        (
+            "node functions, threads, web view (ui=0) with a page subscribed",
+            result["web"],
+            f"{web_ratio:.2f}x the same run without it (target >= 0.95x)",
         ),
     ]
 
