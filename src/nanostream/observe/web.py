@@ -285,9 +285,8 @@ class WebView:
             "attempt": record.attempt,
             "traceback": record.traceback,
         }
-        with self._lock:
+        with self._lock:  # shown with the next sample (this runs in the node's thread)
             self._add_error(record.node, entry)
-            self._publish()
 
     def _graph_data(self) -> dict[str, Any]:
         if self.plan is None:
@@ -441,29 +440,32 @@ def _layout(plan: Plan) -> tuple[list[int], list[int]]:
     return layers, rows
 
 
-class _ErrorFeed(logging.Handler):
+class _ErrorFeed(logging.Filter):
     """Picks the error records of items that failed for good out of the engine's log
     records, keeps the latest ones and hands each to the open views whose run it belongs
-    to (one handler per process, on the ``nanostream`` logger from this module's import:
-    ``attach`` imports it before a run starts, so a view made just after the run started
-    still gets the first errors)."""
+    to. One per process, a filter of the ``nanostream`` logger (which the engine logs those
+    on) from this module's import: ``attach`` imports it before a run starts, so a view
+    made just after the run started still gets the first errors. It lets every record
+    through: as a filter, not a handler, it changes nothing in how records are shown
+    (without a handler of yours, Python's last-resort handler still prints warnings)."""
 
     def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
+        super().__init__()
         self.recent: deque[tuple[float, ErrorRecord]] = deque(maxlen=_KEPT_ERRORS * 10)
         self.views: list[tuple[WebView, frozenset[str] | None]] = []
         self.feed_lock = threading.Lock()
 
-    def emit(self, record: logging.LogRecord) -> None:
+    def filter(self, record: logging.LogRecord) -> bool:
         error = getattr(record, "error_record", None)
         if not isinstance(error, ErrorRecord):
-            return
+            return True
         stamp = time.monotonic()
         with self.feed_lock:
             self.recent.append((stamp, error))
             for view, names in self.views:
                 if _belongs(view, names, stamp, error):
                     view._record_error(error)
+        return True
 
     def add(self, view: WebView) -> None:
         plan = view.plan
@@ -487,7 +489,7 @@ def _belongs(view: WebView, names: frozenset[str] | None, stamp: float, error: E
 
 
 _error_feed = _ErrorFeed()
-logging.getLogger("nanostream").addHandler(_error_feed)
+logging.getLogger("nanostream").addFilter(_error_feed)
 
 
 class _Handler(BaseHTTPRequestHandler):
