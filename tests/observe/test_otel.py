@@ -152,3 +152,10 @@ def test_otlp_exports_spans_and_metrics_to_a_collector(collector: OTLPCollector)
     assert "nanostream.batch" in collector.span_names()
     assert collector.service_names() == {"orders"}
     assert collector.received.get("/v1/metrics"), collector.received.keys()
+
+
+def test_a_wrong_otel_is_refused_before_the_run_starts() -> None:
+    source = nanostream.from_iterable([1], name="src")
+    with pytest.raises(nanostream.GraphError, match=r"pass otel=True .* or a nanostream"):
+        source.global_start(block=False, otel="jaeger")
+    assert nanostream.pipeline_of(source).run is None

@@ -269,3 +269,11 @@ def test_layers_are_longest_paths_and_rows_are_distinct(edges: list[tuple[int, i
     assert len(set(places)) == n  # no two nodes drawn on one spot
     for layer in set(layers):
         assert sorted(r for lay, r in places if lay == layer) == list(range(layers.count(layer)))
+
+
+@pytest.mark.parametrize("ui", ["yes", 70000, -1, 1.5])
+def test_a_wrong_ui_is_refused_before_the_run_starts(ui: Any) -> None:
+    source = nanostream.from_iterable([1], name="src")
+    with pytest.raises(nanostream.GraphError, match=r"pass ui=True .* or a port number"):
+        source.global_start(block=False, ui=ui)
+    assert nanostream.pipeline_of(source).run is None

@@ -380,6 +380,7 @@ class Pipeline:
         """
         from .run import RunOptions
 
+        _check_observe_options(ui, otel)
         with self._lock:
             self._check_building()
             if "name" in options:
@@ -421,6 +422,21 @@ class Pipeline:
         for node in self._planned:
             if isinstance(node, FunctionNode):
                 release_function(node)
+
+
+def _check_observe_options(ui: Any, otel: Any) -> None:
+    """Refuse a ``ui=`` or ``otel=`` that cannot work, before anything starts."""
+    port_ok = isinstance(ui, bool) or (isinstance(ui, int) and 0 <= ui <= 65535)
+    if ui is not None and not port_ok:
+        raise GraphError(
+            f"ui={ui!r} is not a web view setting: pass ui=True (any free port) or a port "
+            "number from 0 to 65535"
+        )
+    if otel not in (None, True, False) and not callable(getattr(otel, "update", None)):
+        raise GraphError(
+            f"otel={otel!r} is not an OpenTelemetry setting: pass otel=True (the global "
+            "providers) or a nanostream.observe.otel.Telemetry"
+        )
 
 
 def pipeline_of(node: NanoNode) -> Pipeline:
