@@ -281,7 +281,8 @@ class WebView:
             "time": record.time,
             "type": record.exception_type,
             "message": record.message,
-            "item": _short(redact(safe_str(repr_or_none(record.item)))),
+            # None for a source's poll; else the item as text, masked
+            "item": None if record.item is None else _short(redact(safe_str(_ReprOf(record.item)))),
             "attempt": record.attempt,
             "traceback": record.traceback,
         }
@@ -369,11 +370,6 @@ class WebView:
             "nodes": nodes,
             "dead_letters": list(self._dead_letters)[::-1][:10],
         }
-
-
-def repr_or_none(item: Any) -> Any:
-    """The text shown for a failed item: ``None`` for a source's poll, else its ``repr``."""
-    return item if item is None else _ReprOf(item)
 
 
 class _ReprOf:
