@@ -277,3 +277,26 @@ def test_a_wrong_ui_is_refused_before_the_run_starts(ui: Any) -> None:
     with pytest.raises(nanostream.GraphError, match=r"pass ui=True .* or a port number"):
         source.global_start(block=False, ui=ui)
     assert nanostream.pipeline_of(source).run is None
+
+
+def test_a_request_for_another_host_name_is_refused() -> None:
+    """A rebinding DNS name pointing at 127.0.0.1 gets nothing: no figures, no stop."""
+    import http.client
+
+    source = nanostream.from_iterable(itertools.count(), name="count")
+    source > Collect(name="sink")
+    run = source.global_start(block=False, ui=0)
+    assert run is not None
+    view = view_of(run)
+    for method, path, headers in [
+        ("GET", "/api/state", {"Host": f"evil.example:{view.port}"}),
+        ("POST", "/api/stop", {"Host": f"evil.example:{view.port}", "X-Nanostream": "stop"}),
+        ("GET", "/api/state", {"Host": f"localhost:{view.port}"}),
+    ]:
+        connection = http.client.HTTPConnection("127.0.0.1", view.port, timeout=10)
+        connection.request(method, path, headers=headers)
+        status = connection.getresponse().status
+        connection.close()
+        assert status == (200 if headers["Host"].startswith("localhost") else 403)
+    assert run.state == "running"
+    run.stop(30)

@@ -15,7 +15,8 @@ package: no CDN, no network) and three endpoints:
   (``push_interval``);
 - ``POST /api/stop`` (with the header ``X-Nanostream: stop``): drains the run like
   :meth:`Run.request_stop <nanostream.Run.request_stop>`. A page of another site cannot
-  send that header without a preflight the view does not answer.
+  send that header without a preflight the view does not answer, and a request naming
+  another host (a rebinding DNS name pointing at this address) is refused.
 
 The view is fed by the observer (:func:`nanostream.observe.attach` with ``ui=``), which
 samples ``run.stats()``; nothing here reads a runner's internals, so every runner (Ray
@@ -496,7 +497,23 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("nanostream web view: " + format, *args)
 
+    def _host_ok(self) -> bool:
+        """Only requests for the address the view serves on (not a name a rebinding DNS
+        points at it): a page of another site can then neither read nor stop the run."""
+        view = self.view
+        if view.host in ("0.0.0.0", "::"):
+            return True
+        host = self.headers.get("Host") or ""
+        name = host[1:].partition("]")[0] if host.startswith("[") else host.partition(":")[0]
+        allowed = {view.host, "localhost"}
+        if view.host in ("127.0.0.1", "::1"):
+            allowed |= {"127.0.0.1", "::1"}
+        return name in allowed
+
     def do_GET(self) -> None:
+        if not self._host_ok():
+            self._send(403, "text/plain; charset=utf-8", b"unknown host\n")
+            return
         path = self.path.split("?", 1)[0]
         if path in ("/", "/index.html"):
             self._send(200, "text/html; charset=utf-8", _page())
@@ -510,6 +527,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, "text/plain; charset=utf-8", b"not found\n")
 
     def do_POST(self) -> None:
+        if not self._host_ok():
+            self._send(403, "text/plain; charset=utf-8", b"unknown host\n")
+            return
         if self.path != "/api/stop":
             self._send(404, "text/plain; charset=utf-8", b"not found\n")
             return
