@@ -251,7 +251,10 @@ def attach(
 
     Starts one thread (``nanostream-observe:<pipeline>``), plus the metrics server's
     (``nanostream-metrics:<pipeline>``); both are joined when the run ends, before
-    ``run.wait()`` returns. Needs ``nanostream[observe]`` for the live table and metrics.
+    ``run.wait()`` returns. The web view's threads (``nanostream-web:<pipeline>`` and one
+    per connection) are daemon threads, joined by its ``close()``, which runs at the
+    interpreter's exit at the latest. Needs ``nanostream[observe]`` for the live table and
+    metrics.
 
     Example:
         >>> import nanostream

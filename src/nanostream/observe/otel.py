@@ -205,6 +205,7 @@ class Telemetry:
         """Begin the run's span; the figures of ``run`` are counted from zero."""
         with self._lock:
             self._run = run
+            self._last = {}
             self._last_ns = time.time_ns() - int((time.monotonic() - run.started_at) * 1e9)
             self._run_span = self.tracer.start_span(
                 "nanostream.run",
