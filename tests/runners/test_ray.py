@@ -866,7 +866,7 @@ def test_the_web_view_shows_a_ray_run_and_its_stop_button_drains_it() -> None:
 
     source = nanostream.from_iterable(itertools.count(), name="count")
     sink = Collect(name="sink")
-    source > Double(name="double") > sink
+    source > OddFails(name="double", on_error="skip") > sink
     run = source.global_start(block=False, runner="ray", ui=0, name="ray-web")
     assert run is not None
     [view] = [v for v in open_web_views() if v.run is run]
@@ -883,6 +883,17 @@ def test_the_web_view_shows_a_ray_run_and_its_stop_button_drains_it() -> None:
         assert run.wait(60)
         state = view.state()
         assert state["state"] == "finished" and state["done"]
-        assert state["nodes"]["sink"]["in"] == state["nodes"]["count"]["out"] > 0
+        counted = state["nodes"]["count"]["out"]
+        assert state["nodes"]["sink"]["in"] == counted - counted // 2 > 0
+        # the items' errors come back from the actors with their log records
+        assert [d["item"] for d in state["dead_letters"]][-1] == "1"
+        assert state["dead_letters"][0]["message"].startswith("odd ")
     finally:
         view.close()
+
+
+class OddFails(nanostream.NanoNode):
+    def process_item(self, item: int) -> Iterator[int]:
+        if item % 2:
+            raise ValueError(f"odd {item}")
+        yield item * 2

@@ -21,9 +21,9 @@ package: no CDN, no network) and three endpoints:
 The view is fed by the observer (:func:`nanostream.observe.attach` with ``ui=``), which
 samples ``run.stats()``; nothing here reads a runner's internals, so every runner (Ray
 too) shows the same page. Errors of items that failed for good come from the engine's log
-records in this process (the first ten of each node are warnings; later ones reach the
-view only when the ``nanostream`` logger is at DEBUG; on Ray they are logged in the
-actors, so the page shows their counts only); a node failure comes from ``run.failure``.
+records (the first ten of each node are warnings; later ones reach the view only when
+the ``nanostream`` logger is at DEBUG; on Ray they come with the records the actors send
+back to the driver); a node failure comes from ``run.failure``.
 
 **Threads and lifetime.** The server runs in a daemon thread (``nanostream-web:<pipeline>``)
 with one daemon thread per connection; :meth:`WebView.close` shuts it down, ends the
