@@ -882,3 +882,17 @@ def test_run_with_otel_exports_to_the_collector_the_environment_names(project: P
         assert "from-file" in collector.service_names()
     finally:
         collector.close()
+
+
+def test_a_busy_ui_port_is_a_clear_error_and_the_run_does_not_go_on(project: Path) -> None:
+    import socket
+
+    path = pipeline_file(project, FOREVER)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run_cli("run", path, "--ui-port", str(port))  # returns: the run was aborted
+    assert result.returncode == 1
+    assert f"cannot serve the web view on 127.0.0.1:{port}" in result.stderr
+    assert "choose another port" in result.stderr and "Traceback" not in result.stderr

@@ -299,15 +299,19 @@ def run(
                 ", ".join(names),
             )
             if observed:
-                observer = attach(
-                    handle,
-                    progress=progress,
-                    metrics_port=metrics_port,
-                    metrics_host=metrics_host,
-                    ui=(ui_port if ui_port is not None else True) if wants_ui else None,
-                    ui_host=ui_host,
-                    otel=telemetry,
-                )
+                try:
+                    observer = attach(
+                        handle,
+                        progress=progress,
+                        metrics_port=metrics_port,
+                        metrics_host=metrics_host,
+                        ui=(ui_port if ui_port is not None else True) if wants_ui else None,
+                        ui_host=ui_host,
+                        otel=telemetry,
+                    )
+                except BaseException:
+                    handle.abort()  # a run nobody can watch as asked: reported, not left going
+                    raise
                 web = observer.web
                 display_handler = getattr(getattr(observer, "display", None), "log_handler", None)
                 if progress and callable(display_handler):
