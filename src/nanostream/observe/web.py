@@ -72,9 +72,11 @@ class WebView:
 
     ``port=0`` picks a free port. ``host`` is 127.0.0.1 unless you ask for another address
     (``"0.0.0.0"`` for every interface: anyone who can reach it can stop the run). The
-    observer calls :meth:`update` with each sample and :meth:`finish` at the end; figures
-    go out to the page every ``push_interval`` seconds; ``history`` rates per node make
-    the sparkline.
+    observer (:func:`~nanostream.observe.attach` with ``ui=``, or ``global_start(ui=...)``)
+    makes it and calls :meth:`update` with each sample and :meth:`finish` at the end; one
+    made by hand shows the run's figures as they were when it was made, unless fed so.
+    Figures go out to the page every ``push_interval`` seconds; ``history`` rates per node
+    make the sparkline.
 
     Example:
         >>> import json, urllib.request
@@ -364,7 +366,7 @@ class WebView:
         return {
             "pipeline": run.name,
             "state": run.state,
-            "done": finished,
+            "done": finished or run.done,
             "elapsed": round(max(0.0, end - run.started_at), 2),
             "failure": str(failure) if failure is not None else None,
             "bottleneck": bottleneck.name if bottleneck is not None else None,
