@@ -300,3 +300,22 @@ def test_a_request_for_another_host_name_is_refused() -> None:
         assert status == (200 if headers["Host"].startswith("localhost") else 403)
     assert run.state == "running"
     run.stop(30)
+
+
+def test_a_view_made_after_the_run_ended_has_its_final_figures_and_errors() -> None:
+    """A short run can end before its view is made: the view then starts final."""
+    sink = Collect(name="sink")
+    fussy = Parse(name="parse").configure(on_error="skip")
+    nanostream.from_iterable(["1", "x", "3"], name="src") > fussy > sink
+    run = sink.global_start(block=False)
+    assert run is not None and run.wait(30)
+    observer = nanostream.observe.attach(run, ui=0)
+    view = observer.web
+    assert view is not None
+    stream = events(view)
+    first = next(stream)
+    stream.close()
+    assert first["done"] is True and first["state"] == "finished"
+    assert first["nodes"]["sink"]["in"] == 2
+    assert [(d["node"], d["item"]) for d in first["dead_letters"]] == [("parse", "'x'")]
+    assert view.state() == first  # the observer's own end changes nothing after

@@ -74,7 +74,8 @@ class WebView:
     (``"0.0.0.0"`` for every interface: anyone who can reach it can stop the run). The
     observer (:func:`~nanostream.observe.attach` with ``ui=``, or ``global_start(ui=...)``)
     makes it and calls :meth:`update` with each sample and :meth:`finish` at the end; one
-    made by hand shows the run's figures as they were when it was made, unless fed so.
+    made by hand shows the run's figures as they were when it was made (final if the run
+    has ended), unless fed.
     Figures go out to the page every ``push_interval`` seconds; ``history`` rates per node
     make the sparkline.
 
@@ -127,6 +128,8 @@ class WebView:
         self._version = 0
         self._graph = json.dumps(self._graph_data()).encode()
         self._state = json.dumps(self._state_data()).encode()
+        if run.done:  # an ended run's final figures are known now
+            self.finish(RunSummary.of(run))
         server_cls = _IPv6Server if ":" in host else _Server
         handler = type("_BoundHandler", (_Handler,), {"view": self})
         try:
@@ -162,8 +165,13 @@ class WebView:
         return self._closed.is_set()
 
     def update(self, sample: Sample, stats: Mapping[str, NodeStats] | None = None) -> None:
-        """Take the figures of one sample (and the ``run.stats()`` it was made from)."""
+        """Take the figures of one sample (and the ``run.stats()`` it was made from).
+
+        Once the view has the final figures (:meth:`finish`), later samples change nothing.
+        """
         with self._lock:
+            if self._finished is not None:
+                return
             self._sample = sample
             if stats is not None:
                 self._stats = dict(stats)
@@ -175,8 +183,13 @@ class WebView:
             self._publish()
 
     def finish(self, summary: RunSummary) -> None:
-        """Take the run's final figures; the page shows them until the view closes."""
+        """Take the run's final figures; the page shows them until the view closes.
+
+        Only the first call counts (a view made on a run that has ended has them at once).
+        """
         with self._lock:
+            if self._finished is not None:
+                return
             self._finished = summary
             self._stats = {n.name: n for n in summary.nodes}
             failure = self.run.failure
@@ -291,6 +304,8 @@ class WebView:
         }
         with self._lock:  # shown with the next sample (this runs in the node's thread)
             self._add_error(record.node, entry)
+            if self._finished is not None:  # there is no next sample
+                self._publish()
 
     def _graph_data(self) -> dict[str, Any]:
         if self.plan is None:
@@ -366,7 +381,7 @@ class WebView:
         return {
             "pipeline": run.name,
             "state": run.state,
-            "done": finished or run.done,
+            "done": finished,
             "elapsed": round(max(0.0, end - run.started_at), 2),
             "failure": str(failure) if failure is not None else None,
             "bottleneck": bottleneck.name if bottleneck is not None else None,
