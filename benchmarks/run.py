@@ -20,6 +20,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,10 +34,17 @@ Row = tuple[str, float, str]
 
 
 def timed(func: Callable[[int], int], n: int) -> float:
-    """Items per second of one call of ``func(n)`` (which must return n)."""
+    """Items per second of one call of ``func(n)`` (which must return n).
+
+    A ``func.cleanup()``, if there is one, runs after the measure (to close what outlives
+    the run, such as a web view).
+    """
     start = time.perf_counter()
     got = func(n)
     elapsed = time.perf_counter() - start
+    cleanup = getattr(func, "cleanup", None)
+    if cleanup is not None:
+        cleanup()
     if got != n:
         raise AssertionError(f"{func.__name__} returned {got}, expected {n}")
     return n / elapsed
@@ -84,7 +92,8 @@ def engine_rows(n: int, repeat: int) -> list[Row]:
 
 
 def observe_rows(n: int, repeat: int) -> list[Row]:
-    """The engine workload with the live view and the metrics endpoint on, and without."""
+    """The engine workload with the live view and the metrics endpoint on, with the web
+    view and a page reading its events, and without either."""
     import contextlib
     import io
 
@@ -92,13 +101,70 @@ def observe_rows(n: int, repeat: int) -> list[Row]:
         with contextlib.redirect_stdout(io.StringIO()):  # the view prints its summary
             return engine.node_functions(k, progress=True, metrics_port=0)
 
-    result = interleaved({"plain": engine.node_functions, "observed": observed}, n, repeat)
-    ratio = result["observed"] / result["plain"]
+    def web(k: int) -> int:
+        """With the web view on and a page subscribed to its event stream all along."""
+        import urllib.request
+
+        from nanostream.observe import open_web_views
+
+        done = threading.Event()
+
+        def page() -> None:  # connects as soon as the view is up, reads until it closes
+            while not open_web_views():
+                if done.wait(0.005):
+                    return
+            with urllib.request.urlopen(open_web_views()[0].url + "api/events") as stream:
+                for line in stream:
+                    events[0] += line.startswith(b"data: ")
+
+        reader = threading.Thread(target=page)
+        reader.start()
+        readers.append((reader, done))
+        with contextlib.redirect_stderr(io.StringIO()):  # the view prints its address
+            return engine.node_functions(k, ui=0)
+
+    readers: list[tuple[threading.Thread, threading.Event]] = []
+    events = [0]  # state events the pages received, over every web run
+
+    def close_views() -> None:
+        """The view outlives the run (its final figures): closed after the measure."""
+        from nanostream.observe import open_web_views
+
+        for view in open_web_views():
+            view.close()
+        for reader, done in readers:
+            done.set()
+            reader.join()
+        readers.clear()
+
+    web.cleanup = close_views  # type: ignore[attr-defined]
+
+    variants = {
+        "plain": engine.node_functions,
+        "observed": observed,
+        "web": web,
+        "plain again": engine.node_functions,  # the same as plain: how far noise moves it
+    }
+    result = interleaved(variants, n, repeat)
+    base = (result["plain"] + result["plain again"]) / 2
+    ratio = result["observed"] / base
+    web_ratio = result["web"] / base
+    noise = result["plain again"] / result["plain"]
     return [
+        (
+            "node functions, threads (the plain run, measured twice: noise)",
+            base,
+            f"second measure {noise:.2f}x the first",
+        ),
         (
             "node functions, threads, progress=True + metrics",
             result["observed"],
             f"{ratio:.2f}x the same run without them (target >= 0.90x)",
+        ),
+        (
+            "node functions, threads, web view (ui=0) with a page subscribed",
+            result["web"],
+            f"{web_ratio:.2f}x the same run without it (target >= 0.95x); {events[0]} events read",
         ),
     ]
 

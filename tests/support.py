@@ -9,6 +9,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -118,3 +119,63 @@ class OneAckedThenWait(OneThenWait):
         flag = self.flag
         yield nanostream.Acked(self.item, lambda: Path(flag).touch())
         self.answered = wait_for_file(flag, self.sleep, timeout=self.timeout)
+
+
+class OTLPCollector:
+    """A stand-in OTLP/HTTP collector on 127.0.0.1: keeps the bodies posted to each path."""
+
+    def __init__(self) -> None:
+        received: dict[str, list[bytes]] = {}
+        self.received = received
+        self.got = threading.Event()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                received.setdefault(self.path, []).append(body)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+    def span_names(self) -> list[str]:
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest,
+        )
+
+        names = []
+        for body in self.received.get("/v1/traces", []):
+            request = ExportTraceServiceRequest()
+            request.ParseFromString(body)
+            for resource in request.resource_spans:
+                for scope in resource.scope_spans:
+                    names.extend(span.name for span in scope.spans)
+        return names
+
+    def service_names(self) -> set[str]:
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest,
+        )
+
+        found = set()
+        for body in self.received.get("/v1/traces", []):
+            request = ExportTraceServiceRequest()
+            request.ParseFromString(body)
+            for resource in request.resource_spans:
+                for attribute in resource.resource.attributes:
+                    if attribute.key == "service.name":
+                        found.add(attribute.value.string_value)
+        return found

@@ -831,3 +831,68 @@ def test_metrics_port_in_use_is_a_clear_error(project: Path) -> None:
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert str(port) in result.stderr
+
+
+# --------------------------------------------------------------------------- web view, otel
+def test_run_with_ui_serves_the_final_figures_until_ctrl_c(started: object) -> None:
+    import urllib.request
+
+    proc = started(GOOD, "--ui")  # type: ignore[operator]
+    seen = read_until(proc.stderr, "web view of pipeline")
+    match = re.search(r"web view of pipeline 'shout' at (http://127\.0\.0\.1:\d+/)", seen)
+    assert match, seen
+    # the event stream says when the run has ended
+    with urllib.request.urlopen(match[1] + "api/events", timeout=30) as response:
+        for line in response:
+            if line.startswith(b"data: "):
+                state = json.loads(line[len(b"data: ") :])
+                if state["done"]:
+                    break
+    assert state["state"] == "finished"
+    assert state["nodes"]["show"]["in"] == 2
+    with urllib.request.urlopen(match[1] + "api/state", timeout=10) as response:
+        assert json.load(response) == state  # still serving the final figures
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert out == "A!\nB!\n"
+    assert "its web view still shows the final figures" in err and "press Ctrl-C to exit" in err
+    assert "Traceback" not in err
+
+
+def test_run_with_otel_exports_to_the_collector_the_environment_names(project: Path) -> None:
+    from support import OTLPCollector
+
+    pytest.importorskip("opentelemetry.sdk", reason="nanostream[otel] is in dev")
+    collector = OTLPCollector()
+    try:
+        path = pipeline_file(project, GOOD)
+        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url, "OTEL_SERVICE_NAME": "cli-test"}
+        result = run_cli("run", path, "--otel", env=env)
+        assert result.returncode == 0, result.stderr
+        assert "nanostream.run" in collector.span_names()
+        assert collector.service_names() == {"cli-test"}
+
+        # the same from the file's otel:
+        text = GOOD + f"otel: {{endpoint: '{collector.url}', service_name: from-file}}\n"
+        path = pipeline_file(project, text, name="traced.yaml")
+        result = run_cli("run", path)
+        assert result.returncode == 0, result.stderr
+        assert "from-file" in collector.service_names()
+    finally:
+        collector.close()
+
+
+def test_a_busy_ui_port_is_a_clear_error_and_the_run_does_not_go_on(project: Path) -> None:
+    import socket
+
+    path = pipeline_file(project, FOREVER)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run_cli("run", path, "--ui-port", str(port))  # returns: the run was aborted
+    assert result.returncode == 1
+    assert f"cannot serve the web view on 127.0.0.1:{port}" in result.stderr
+    assert "choose another port" in result.stderr and "Traceback" not in result.stderr

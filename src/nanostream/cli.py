@@ -20,7 +20,7 @@ import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import yaml
@@ -32,6 +32,10 @@ from ._core.run import Run
 from .config import ConfigErrors, ConfiguredComposite, PipelineSpec, read_config
 from .config._common import close_matches, typed_scalar
 from .config._convert import convert_set_arguments
+
+if TYPE_CHECKING:
+    from .observe.otel import Telemetry
+    from .observe.web import WebView
 
 __all__ = ["main"]
 
@@ -186,6 +190,33 @@ def main(argv: Sequence[str] | None = None) -> None:
     show_default=True,
     help="The address the metrics endpoint listens on.",
 )
+@click.option(
+    "--ui",
+    is_flag=True,
+    help="Serve a live web page of the run (graph, rates, queues, the bottleneck, errors, a "
+    "stop button) and print its address; it shows the final figures after the run, until "
+    "Ctrl-C.",
+)
+@click.option(
+    "--ui-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    metavar="PORT",
+    help="The web view's port (implies --ui; default: any free port).",
+)
+@click.option(
+    "--ui-host",
+    default="127.0.0.1",
+    metavar="HOST",
+    show_default=True,
+    help="The address the web view listens on (implies --ui).",
+)
+@click.option(
+    "--otel",
+    is_flag=True,
+    help="Export metrics and spans over OpenTelemetry (OTLP/HTTP, configured by the OTEL_* "
+    "environment variables; needs nanostream[otel]). A file's 'otel:' does the same.",
+)
 @click.option("--log-json", is_flag=True, help="Write log lines as JSON objects.")
 @click.option(
     "--signal-exit-codes",
@@ -212,6 +243,10 @@ def run(
     progress: bool,
     metrics_port: int | None,
     metrics_host: str,
+    ui: bool,
+    ui_port: int | None,
+    ui_host: str,
+    otel: bool,
     log_json: bool,
     signal_exit_codes: bool,
     verbose: bool,
@@ -241,6 +276,7 @@ def run(
         # A Ctrl-C while the run starts is held back, and acted on once it has started.
         signals.hold()
         pipeline = loaded.pipeline
+        web: WebView | None = None
         try:
             chosen = runner or loaded.runner or "threads"
             runner_obj: Any = chosen
@@ -248,6 +284,11 @@ def run(
                 from .runners.ray import RayRunner
 
                 runner_obj = RayRunner(address=address)
+            wants_ui = ui or ui_port is not None or ui_host != "127.0.0.1"
+            telemetry = _telemetry(otel, loaded.otel)
+            observed = progress or metrics_port is not None or wants_ui or telemetry is not None
+            if observed:
+                from .observe import attach  # before the nodes start: it sees them from the start
             handle = pipeline.start(runner=runner_obj, **loaded.options)
             names = list(handle.stats())
             _log.info(
@@ -257,12 +298,21 @@ def run(
                 _count(len(names), "node"),
                 ", ".join(names),
             )
-            if progress or metrics_port is not None:
-                from .observe import attach
-
-                observer = attach(
-                    handle, progress=progress, metrics_port=metrics_port, metrics_host=metrics_host
-                )
+            if observed:
+                try:
+                    observer = attach(
+                        handle,
+                        progress=progress,
+                        metrics_port=metrics_port,
+                        metrics_host=metrics_host,
+                        ui=(ui_port if ui_port is not None else True) if wants_ui else None,
+                        ui_host=ui_host,
+                        otel=telemetry,
+                    )
+                except BaseException:
+                    handle.abort()  # a run nobody can watch as asked: reported, not left going
+                    raise
+                web = observer.web
                 display_handler = getattr(getattr(observer, "display", None), "log_handler", None)
                 if progress and callable(display_handler):
                     _use_log_handler(display_handler())
@@ -274,9 +324,13 @@ def run(
         _log_final_counts(handle)
         if code == EXIT_STOPPED:
             code = 128 + signals.last if signal_exit_codes else 0
-    if code == 0:
         elapsed = time.monotonic() - started
-        click.echo(f"nanostream: pipeline {pipeline.name!r} finished in {elapsed:.2f} s", err=True)
+        if code == 0:
+            click.echo(
+                f"nanostream: pipeline {pipeline.name!r} finished in {elapsed:.2f} s", err=True
+            )
+        if web is not None:
+            _serve_final_figures(web, signals)
     ctx.exit(code)
 
 
@@ -395,6 +449,7 @@ class _Loaded:
     runner: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     composite: type[ConfiguredComposite] | None = None  # FILE is this composite's file
+    otel: dict[str, str] | None = None  # the file's otel: settings
 
 
 def _load(file: str, overrides: list[tuple[str, Any]], imports: Sequence[str]) -> _Loaded:
@@ -408,7 +463,7 @@ def _load(file: str, overrides: list[tuple[str, Any]], imports: Sequence[str]) -
                     location=f"{_SET} {key}",
                 )
             config.override(key, value)
-        return _Loaded(config.build(), config.runner, config.options)
+        return _Loaded(config.build(), config.runner, config.options, otel=config.otel)
     return _Loaded(_composite_pipeline(config, dict(overrides)), composite=config)
 
 
@@ -506,6 +561,28 @@ def _wait(run: Run, debug: bool, signals: _Signals) -> int:
         click.echo("nanostream: stopped", err=True)
         return EXIT_STOPPED
     return 0
+
+
+def _telemetry(flag: bool, settings: dict[str, str] | None) -> Telemetry | None:
+    """The OTLP telemetry ``--otel`` or the file's ``otel:`` asks for, or None."""
+    if not flag and settings is None:
+        return None
+    from .observe.otel import Telemetry
+
+    return Telemetry.otlp(**(settings or {}))
+
+
+def _serve_final_figures(web: WebView, signals: _Signals) -> None:
+    """Keep the web view's final figures on show until Ctrl-C (or SIGTERM), then close it."""
+    click.echo(
+        f"nanostream: the run has ended; its web view still shows the final figures at "
+        f"{web.url} (press Ctrl-C to exit)",
+        err=True,
+    )
+    seen = signals.count
+    while signals.count == seen and not web.wait_closed(_POLL_S):
+        pass
+    web.close()
 
 
 def _stopping(run: Run) -> None:

@@ -530,6 +530,27 @@ CASES = [
         "unknown runner 'thread'; choose one of: ",
         id="unknown-runner",
     ),
+    pytest.param(
+        """
+        otel: {endpoint: "http://collector:4318", service: orders}
+        nodes:
+          a: {class: Increment}
+        """,
+        "1:43",
+        "unknown otel setting 'service' (did you mean 'service_name'?); otel settings: "
+        "endpoint, service_name (the rest comes from the OTEL_* environment variables)",
+        id="bad-otel-setting",
+    ),
+    pytest.param(
+        """
+        otel: yes please
+        nodes:
+          a: {class: Increment}
+        """,
+        "1:7",
+        "'otel' is true, or a mapping with endpoint and/or service_name, got 'yes please'",
+        id="bad-otel",
+    ),
     pytest.param("", "1:1", "a pipeline file is a mapping with at least 'nodes:'", id="empty"),
     pytest.param("nodes: []", "1:8", "a pipeline file needs 'nodes'", id="no-nodes"),
 ]
@@ -779,3 +800,21 @@ def test_property_a_random_graph_written_to_yaml_reads_back_as_the_same_graph(
     again = load_pipeline(io.StringIO(text), env={})
     assert model(again) == model(nanostream.pipeline_of(node))
     assert to_yaml(again) == text
+
+
+# --------------------------------------------------------------------------- otel
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", None),
+        ("otel: false\n", None),
+        ("otel: true\n", {}),
+        (
+            "otel: {endpoint: 'http://127.0.0.1:4318', service_name: orders}\n",
+            {"endpoint": "http://127.0.0.1:4318", "service_name": "orders"},
+        ),
+    ],
+)
+def test_otel_settings_are_read(text: str, expected: dict[str, str] | None) -> None:
+    spec = read_pipeline(io.StringIO(text + "nodes:\n  a: {class: Increment}\n"))
+    assert spec.otel == expected

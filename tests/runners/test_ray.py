@@ -893,3 +893,45 @@ def test_acks_of_a_diamond_wait_for_both_branches(tmp_path: Path) -> None:
     sink.global_start(runner=runner)
     assert src.early == [] and src.acked == list(range(300))
     assert sorted(_written(str(tmp_path / "sink"))) == sorted(list(range(300)) * 2)
+
+
+# --------------------------------------------------------------------------- web view
+def test_the_web_view_shows_a_ray_run_and_its_stop_button_drains_it() -> None:
+    import json
+    import urllib.request
+
+    from nanostream.observe import open_web_views
+
+    source = nanostream.from_iterable(itertools.count(), name="count")
+    sink = Collect(name="sink")
+    source > OddFails(name="double", on_error="skip") > sink
+    run = source.global_start(block=False, runner="ray", ui=0, name="ray-web")
+    assert run is not None
+    [view] = [v for v in open_web_views() if v.run is run]
+    try:
+        with urllib.request.urlopen(view.url + "api/graph", timeout=10) as response:
+            graph = json.load(response)
+        assert [n["name"] for n in graph["nodes"]] == ["count", "double", "sink"]
+        assert wait_until(lambda: view.state()["nodes"]["sink"]["in"] > 0)
+        stop = urllib.request.Request(
+            view.url + "api/stop", method="POST", headers={"X-Nanostream": "stop"}
+        )
+        with urllib.request.urlopen(stop, timeout=10) as response:
+            assert response.status == 202
+        assert run.wait(60)
+        state = view.state()
+        assert state["state"] == "finished" and state["done"]
+        counted = state["nodes"]["count"]["out"]
+        assert state["nodes"]["sink"]["in"] == counted - counted // 2 > 0
+        # the items' errors come back from the actors with their log records
+        assert [d["item"] for d in state["dead_letters"]][-1] == "1"
+        assert state["dead_letters"][0]["message"].startswith("odd ")
+    finally:
+        view.close()
+
+
+class OddFails(nanostream.NanoNode):
+    def process_item(self, item: int) -> Iterator[int]:
+        if item % 2:
+            raise ValueError(f"odd {item}")
+        yield item * 2

@@ -362,18 +362,25 @@ class Pipeline:
         progress: bool = False,
         metrics_port: int | None = None,
         metrics_host: str = "127.0.0.1",
+        ui: bool | int | None = None,
+        ui_host: str = "127.0.0.1",
+        otel: Any = None,
         **options: Any,
     ) -> Run:
         """Check the graph and start it on ``runner``; returns the :class:`Run` handle.
 
         ``progress=True`` shows a live view of the run and ``metrics_port`` serves
         Prometheus metrics while it runs (both from :mod:`nanostream.observe`, which needs
-        ``nanostream[observe]``). Options a runner declares in ``option_names`` (such as
+        ``nanostream[observe]``). ``ui=True`` (or a port) serves a live web page of the
+        run on 127.0.0.1 (``ui_host`` for another address) and prints its address;
+        ``otel=True`` exports metrics and spans through OpenTelemetry (``nanostream[otel]``).
+        Options a runner declares in ``option_names`` (such as
         the Ray runner's ``address``) go to that runner; the rest are
         :class:`RunOptions`.
         """
         from .run import RunOptions
 
+        _check_observe_options(ui, otel)
         with self._lock:
             self._check_building()
             if "name" in options:
@@ -384,13 +391,17 @@ class Pipeline:
             if runner_options:
                 impl = impl.with_options(**runner_options)  # type: ignore[attr-defined]
             plan = self.plan(RunOptions.from_kwargs(**options))
+            wants_ui = ui is not None and ui is not False
+            wants_otel = otel is not None and otel is not False
+            observed = progress or metrics_port is not None or wants_ui or wants_otel
+            # imported before the nodes start, so the observer sees the run from its start
+            attach = registry.hook("observe") if observed else None
             self._planned = [pn.node for pn in plan.nodes]
             for pn in plan.nodes:  # runners bind their own
                 pn.bind(NodeContext.for_plan_node(pn))
             self.run = impl.start(plan)
             self.run.add_done_callback(self._release)
-            if progress or metrics_port is not None:
-                attach = registry.hook("observe")
+            if attach is not None:
                 try:
                     attach(
                         self.run,
@@ -398,6 +409,9 @@ class Pipeline:
                         metrics_port=metrics_port,
                         metrics_host=metrics_host,
                         plan=plan,
+                        ui=ui,
+                        ui_host=ui_host,
+                        otel=otel,
                     )
                 except BaseException:
                     self.run.abort()
@@ -408,6 +422,21 @@ class Pipeline:
         for node in self._planned:
             if isinstance(node, FunctionNode):
                 release_function(node)
+
+
+def _check_observe_options(ui: Any, otel: Any) -> None:
+    """Refuse a ``ui=`` or ``otel=`` that cannot work, before anything starts."""
+    port_ok = isinstance(ui, bool) or (isinstance(ui, int) and 0 <= ui <= 65535)
+    if ui is not None and not port_ok:
+        raise GraphError(
+            f"ui={ui!r} is not a web view setting: pass ui=True (any free port) or a port "
+            "number from 0 to 65535"
+        )
+    if otel not in (None, True, False) and not callable(getattr(otel, "update", None)):
+        raise GraphError(
+            f"otel={otel!r} is not an OpenTelemetry setting: pass otel=True (the global "
+            "providers) or a nanostream.observe.otel.Telemetry"
+        )
 
 
 def pipeline_of(node: NanoNode) -> Pipeline:

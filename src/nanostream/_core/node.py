@@ -801,7 +801,9 @@ class NanoNode:
         (``KeyboardInterrupt``, or ``SystemExit(143)`` for SIGTERM). With ``block=False`` it
         returns the :class:`~nanostream.Run` handle at once. ``runner`` picks the runner
         (``"threads"``, the default). ``progress=True`` shows a live view of the run
-        and ``metrics_port=`` serves Prometheus metrics (``nanostream[observe]``). Other
+        and ``metrics_port=`` serves Prometheus metrics (``nanostream[observe]``);
+        ``ui=True`` serves a live web page of the run, ``otel=True`` exports OpenTelemetry
+        metrics and spans (see :func:`nanostream.observe.attach`). Other
         keyword options (``queue_size``,
         ``batch_size``, ``name``, ``monitor_interval``, ``stall_timeout``, …) set
         pipeline-wide defaults; see :class:`~nanostream.RunOptions`.

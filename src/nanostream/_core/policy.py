@@ -348,6 +348,8 @@ class _Tally:
             " (further errors of this node are logged at DEBUG)"
             if self.failed == LOGGED_PER_NODE
             else "",
+            # for handlers that want the record itself (the web view's latest errors)
+            extra={"node": ctx.name, "error_record": record},
         )
         return record
 

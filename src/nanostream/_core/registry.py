@@ -162,8 +162,8 @@ def provide(name: str, target: str | Any) -> None:
     """Register what ``_core`` calls ``name``: an object, or ``"module:attribute"``.
 
     The names ``_core`` asks for are ``"observe"`` (``attach(run, *, progress,
-    metrics_port, metrics_host, plan)``) and ``"run_inline"`` (``run_inline(plan, inp,
-    outp)``).
+    metrics_port, metrics_host, plan, ui, ui_host, otel)``) and ``"run_inline"``
+    (``run_inline(plan, inp, outp)``).
 
     Example:
         >>> from nanostream._core.registry import hook, provide

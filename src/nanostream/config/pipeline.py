@@ -52,6 +52,7 @@ _TOP_KEYS = (
     "composites",
     "options",
     "runner",
+    "otel",
     "nodes",
     "chain",
     "edges",
@@ -154,6 +155,9 @@ class PipelineSpec:
     options: dict[str, Any] = field(default_factory=dict)
     runner: str | None = None
     runner_location: str | None = None
+    #: The file's ``otel:``: None (not asked), or the settings of
+    #: :meth:`nanostream.observe.otel.Telemetry.otlp` (``endpoint``, ``service_name``).
+    otel: dict[str, str] | None = None
     imports: list[tuple[str, str | None]] = field(default_factory=list)
     composites: list[tuple[Document, Path]] = field(default_factory=list)
     directory: str | None = None
@@ -438,6 +442,7 @@ def _read_spec(doc: Document, env: Mapping[str, str] | None) -> PipelineSpec:
         )
         runner = None
     options = _read_options(doc, problems)
+    otel = _read_otel(doc, problems)
     imports = _read_imports(doc, problems)
     composites = _read_composites(doc, env, problems)
     nodes = _read_nodes(doc, problems)
@@ -472,6 +477,7 @@ def _read_spec(doc: Document, env: Mapping[str, str] | None) -> PipelineSpec:
         options=options,
         runner=runner,
         runner_location=where(("runner",)) if "runner" in data else None,
+        otel=otel,
         imports=imports,
         composites=composites,
         directory=doc.directory,
@@ -510,6 +516,41 @@ def _read_options(doc: Document, problems: Problems) -> dict[str, Any]:
         else:
             options[key] = value
     return options
+
+
+_OTEL_KEYS = ("endpoint", "service_name")
+
+
+def _read_otel(doc: Document, problems: Problems) -> dict[str, str] | None:
+    """``otel: true`` or ``otel: {endpoint: URL, service_name: NAME}``: export the run's
+    metrics and spans over OTLP (see :mod:`nanostream.observe.otel`)."""
+    raw = doc.data.get("otel")
+    if raw is None or raw is False:
+        return None
+    if raw is True:
+        return {}
+    if not isinstance(raw, Mapping):
+        problems.add(
+            f"'otel' is true, or a mapping with {' and/or '.join(_OTEL_KEYS)}, got {raw!r}",
+            doc.where(("otel",)),
+        )
+        return None
+    settings: dict[str, str] = {}
+    for key, value in raw.items():
+        if key not in _OTEL_KEYS:
+            problems.add(
+                f"unknown otel setting {key!r}{close_matches(str(key), _OTEL_KEYS)}; otel "
+                f"settings: {', '.join(_OTEL_KEYS)} (the rest comes from the OTEL_* "
+                "environment variables)",
+                doc.where(("otel", key), key=True),
+            )
+        elif not isinstance(value, str) or not value:
+            problems.add(
+                f"otel {key} must be a non-empty string, got {value!r}", doc.where(("otel", key))
+            )
+        else:
+            settings[key] = value
+    return settings
 
 
 def _read_imports(doc: Document, problems: Problems) -> list[tuple[str, str | None]]:

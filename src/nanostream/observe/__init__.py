@@ -1,9 +1,12 @@
-"""See a pipeline: live progress, Prometheus metrics, pictures of the graph, structured logs.
+"""See a pipeline: live progress, a web view, Prometheus metrics, OpenTelemetry, pictures of
+the graph, structured logs.
 
 Everything here is built on the engine's public API (``run.stats()``, ``Plan``,
 ``run.add_done_callback``). The live table needs ``rich`` and the metrics endpoint
-``prometheus-client``: ``pip install 'nanostream[observe]'``. Drawing Mermaid or DOT text,
-plain progress lines and logging need nothing more.
+``prometheus-client``: ``pip install 'nanostream[observe]'``; OpenTelemetry
+(:mod:`nanostream.observe.otel`) needs ``nanostream[otel]``. The web view
+(:mod:`nanostream.observe.web`), drawing Mermaid or DOT text, plain progress lines and
+logging need nothing more.
 
 Example:
     >>> import io, nanostream
@@ -30,6 +33,7 @@ from .metrics import ITEM_SECONDS_BUCKETS, MetricsServer
 from .observer import Observer, attach
 from .progress import Display, LiveProgress, PlainProgress, RunSummary, make_display
 from .sampling import NodeView, Sample, Sampler
+from .web import WebView, open_web_views
 
 __all__ = [
     "FORMATS",
@@ -46,9 +50,11 @@ __all__ = [
     "RunSummary",
     "Sample",
     "Sampler",
+    "WebView",
     "attach",
     "configure_logging",
     "draw",
     "make_display",
     "node_logger",
+    "open_web_views",
 ]

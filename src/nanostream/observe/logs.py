@@ -23,6 +23,8 @@ from .sampling import NodeView, Sample
 __all__ = ["JsonFormatter", "NodeWarnings", "configure_logging", "node_logger"]
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+# The ErrorRecord an item's failure log line carries for handlers (its message says it).
+_NOT_WRITTEN = {"error_record"}
 
 
 def node_logger(pipeline: str, node: str | None = None) -> logging.Logger:
@@ -44,7 +46,8 @@ class JsonFormatter(logging.Formatter):
 
     Fields: ``time`` (UTC, ISO 8601), ``level``, ``logger``, ``message``, every attribute
     passed with ``extra=`` (such as ``pipeline``, ``node`` and the figures of the
-    observer's warnings), and ``exception`` with the traceback when there is one.
+    observer's warnings; not the ``error_record`` of an item's failure, which the message
+    already states), and ``exception`` with the traceback when there is one.
 
     Example:
         >>> import logging
@@ -71,7 +74,7 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
+            if key not in _STANDARD and key not in _NOT_WRITTEN and not key.startswith("_"):
                 data[key] = value
         if record.exc_info:
             data["exception"] = self.formatException(record.exc_info)

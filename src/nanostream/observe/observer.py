@@ -3,14 +3,16 @@
 :func:`attach` starts it. Twice a second (``interval``) it reads ``run.stats()``, updates
 the progress view, fills the metrics histogram and checks for warnings; when the run ends
 it takes a last sample, prints the summary, shuts the metrics server down and joins every
-thread it started, before ``run.wait()`` returns.
+thread it started, before ``run.wait()`` returns. A web view (``ui=``) is fed by the same
+samples and outlives the run: see :mod:`nanostream.observe.web`.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import threading
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from .._core.graph import Plan
 from .._core.run import Run
@@ -18,6 +20,10 @@ from .logs import NodeWarnings
 from .metrics import MetricsServer
 from .progress import Display, RunSummary, make_display
 from .sampling import Sample, Sampler
+from .web import WebView
+
+if TYPE_CHECKING:
+    from .otel import Telemetry
 
 __all__ = ["Observer", "attach"]
 
@@ -62,6 +68,9 @@ class Observer:
         stall_warning_s: float | None = 60.0,
         full_queue_warning_s: float | None = None,
         slow_item_s: float | None = None,
+        ui: bool | int | None = None,
+        ui_host: str = "127.0.0.1",
+        otel: Telemetry | None = None,
     ) -> None:
         self.run = run
         self.interval = interval
@@ -88,7 +97,14 @@ class Observer:
         if metrics_port is not None:
             self.metrics = MetricsServer(run.name, run.stats, port=metrics_port, host=metrics_host)
         self.display: Display | None = None
+        self.web: WebView | None = None
+        self.otel = otel
+        if otel is not None:
+            otel.start(run)
         try:
+            if ui is not None and ui is not False:
+                port = 0 if ui is True else int(ui)
+                self.web = WebView(run, plan=plan, port=port, host=ui_host)
             if progress is True:
                 self.display = make_display(
                     run.name,
@@ -101,6 +117,8 @@ class Observer:
         except BaseException:
             if self.metrics is not None:
                 self.metrics.close()
+            if self.web is not None:
+                self.web.close()
             raise
         self.latest: Sample | None = None
         self.summary: RunSummary | None = None
@@ -108,6 +126,11 @@ class Observer:
         self._thread = threading.Thread(target=self._main, name=f"nanostream-observe:{run.name}")
         self._close_lock = threading.Lock()
         self._closed = False
+
+    @property
+    def ui_url(self) -> str | None:
+        """The web view's address (``http://127.0.0.1:PORT/``), or None."""
+        return self.web.url if self.web is not None else None
 
     @property
     def metrics_url(self) -> str | None:
@@ -154,8 +177,13 @@ class Observer:
             log.exception("nanostream observer failed")
 
     def _tick(self) -> None:
-        sample = self.sampler.sample(self.run.stats())
+        stats = self.run.stats()
+        sample = self.sampler.sample(stats)
         self.latest = sample
+        if self.web is not None:
+            self.web.update(sample, stats)
+        if self.otel is not None:
+            self.otel.update(sample, stats)
         if self.metrics is not None:
             for node, (seconds, count) in sample.item_times.items():
                 self.metrics.observe(node, seconds, count)
@@ -169,6 +197,10 @@ class Observer:
             for node, (seconds, count) in rest.items():
                 self.metrics.observe(node, seconds, count)
         self.summary = RunSummary.of(self.run)
+        if self.web is not None:
+            self.web.finish(self.summary)
+        if self.otel is not None:
+            self.otel.finish(self.summary)
         if self.display is not None:
             self.display.finish(self.summary)
 
@@ -188,6 +220,9 @@ def attach(
     stall_warning_s: float | None = 60.0,
     full_queue_warning_s: float | None = None,
     slow_item_s: float | None = None,
+    ui: bool | int | None = None,
+    ui_host: str = "127.0.0.1",
+    otel: bool | Telemetry | None = None,
 ) -> Observer:
     """Watch ``run``: a progress view, a Prometheus endpoint, warnings about nodes.
 
@@ -205,10 +240,21 @@ def attach(
     - Warnings go to ``nanostream.<pipeline>.<node>`` loggers: a node that made no
       progress with input waiting for ``stall_warning_s`` seconds, an input queue full for
       ``full_queue_warning_s`` seconds, more than ``slow_item_s`` seconds per item.
+    - ``ui=True`` serves the web view on a free port (``ui=8321``: on that port, ``0``: any
+      free port) of ``ui_host`` (127.0.0.1 unless it says otherwise) and prints its
+      address on standard error; it keeps serving the final figures after the run, until
+      it is closed (:attr:`Observer.web`, :func:`~nanostream.observe.open_web_views`) or
+      the interpreter exits. See :mod:`nanostream.observe.web`.
+    - ``otel=True`` exports metrics and spans through the OpenTelemetry providers set
+      globally (a :class:`~nanostream.observe.otel.Telemetry` for others); needs
+      ``nanostream[otel]``. See :mod:`nanostream.observe.otel`.
 
     Starts one thread (``nanostream-observe:<pipeline>``), plus the metrics server's
     (``nanostream-metrics:<pipeline>``); both are joined when the run ends, before
-    ``run.wait()`` returns. Needs ``nanostream[observe]`` for the live table and metrics.
+    ``run.wait()`` returns. The web view's threads (``nanostream-web:<pipeline>`` and one
+    per connection) are daemon threads, joined by its ``close()``, which runs at the
+    interpreter's exit at the latest. Needs ``nanostream[observe]`` for the live table and
+    metrics.
 
     Example:
         >>> import nanostream
@@ -237,6 +283,25 @@ def attach(
         stall_warning_s=stall_warning_s,
         full_queue_warning_s=full_queue_warning_s,
         slow_item_s=slow_item_s,
+        ui=ui,
+        ui_host=ui_host,
+        otel=_telemetry(otel, run),
     )
+    if observer.web is not None:
+        print(
+            f"nanostream: web view of pipeline {run.name!r} at {observer.web.url}",
+            file=sys.stderr,
+            flush=True,
+        )
     observer.start()
     return observer
+
+
+def _telemetry(otel: bool | Telemetry | None, run: Run) -> Telemetry | None:
+    if otel is None or otel is False:
+        return None
+    from .otel import Telemetry
+
+    if otel is True:
+        return Telemetry()
+    return otel

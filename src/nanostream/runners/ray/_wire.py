@@ -199,8 +199,18 @@ def portable(record: logging.LogRecord) -> dict[str, Any]:
             try:
                 pickle.dumps(value)
             except Exception:  # noqa: BLE001 - kept as text
-                data[key] = repr(value)
+                data[key] = safe_str(_Repr(value))  # an item's repr() may raise too
     return data
+
+
+class _Repr:
+    """``str()`` of it is ``repr(value)`` (for :func:`safe_str`, which never raises)."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __str__(self) -> str:
+        return repr(self.value)
 
 
 def emit_logs(records: Iterable[dict[str, Any]]) -> None:
