@@ -29,9 +29,31 @@ if TYPE_CHECKING:
     from .graph import PlanNode
     from .node import NanoNode
 
-__all__ = ["NodeContext"]
+__all__ = ["NodeContext", "node_label"]
 
 log = logging.getLogger("nanostream")
+
+
+def node_label(node: NanoNode, *, in_run: bool = True, with_class: bool = False) -> str:
+    """How messages, logs and pipelines name a node: the one helper for it.
+
+    Its name in its run (``composite.inner``) once a runner gave it a context (unless
+    ``in_run`` is false: how a pipeline names its nodes), else the name it was given, else
+    its default name (a function node's function), else its class. ``with_class`` puts the
+    class first and the name, if any, quoted after it.
+
+    Example:
+        >>> from nanostream._core.context import node_label
+        >>> from nanostream.testing import Collect
+        >>> node_label(Collect()), node_label(Collect(name="out"), with_class=True)
+        ('Collect', "Collect 'out'")
+    """
+    context = getattr(node, "_ns_context", None) if in_run else None
+    name = getattr(context, "name", None) or node.name
+    if with_class:
+        return f"{type(node).__name__} {name!r}" if name else type(node).__name__
+    default = getattr(node, "default_name", None)
+    return str(name or (default() if callable(default) else type(node).__name__))
 
 
 class NodeContext:
@@ -76,9 +98,7 @@ class NodeContext:
     @classmethod
     def standalone(cls, node: NanoNode) -> NodeContext:
         """The context of a node function called outside any run (by hand, in a test)."""
-        default = getattr(node, "default_name", None)
-        name = node.name or (default() if callable(default) else type(node).__name__)
-        return cls(str(name))
+        return cls(node_label(node))
 
     def count_error(self) -> None:
         """One more item of this node failed for good (skipped or dead-lettered)."""

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from .._core.composite import Composite
+from .._core.context import node_label
 from .._core.errors import ConfigError
 from .._core.graph import Pipeline, pipeline_of
 from .._core.node import FunctionNode, NanoNode
@@ -96,13 +97,6 @@ def to_yaml(pipeline: Pipeline | NanoNode) -> str:
     )
 
 
-def _label(node: NanoNode) -> str:
-    if node.name:
-        return node.name
-    default = getattr(node, "default_name", None)
-    return str(default()) if callable(default) else type(node).__name__
-
-
 def _names(pipeline: Pipeline) -> dict[int, str]:
     """Node names as the pipeline gives them (explicit names, then class-based ones)."""
     names: dict[int, str] = {}
@@ -118,7 +112,7 @@ def _names(pipeline: Pipeline) -> dict[int, str]:
             names[id(node)] = node.name
     for node in pipeline.nodes:
         if node.name is None:
-            base = _label(node)
+            base = node_label(node, in_run=False)
             name, n = base, 1
             while name in taken:
                 n += 1

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .._core.context import node_label
 from .._core.errors import NanoStreamError
 from .._core.signals import RunAborted
 from ._secrets import Secrets
@@ -27,7 +28,6 @@ __all__ = [
     "backoff_delay",
     "closing_function",
     "connector_error",
-    "node_label",
     "pause",
     "retry_lost_connection",
 ]
@@ -96,18 +96,6 @@ def backoff_delay(attempt: int, base: float, cap: float) -> float:
     """
     ceiling = min(cap, base * (2.0 ** min(attempt, 62)))
     return random.uniform(ceiling / 2.0, ceiling)
-
-
-def node_label(node: NanoNode) -> str:
-    """How log lines name a node: its class, and its name when it has one.
-
-    Example:
-        >>> from nanostream.connectors._toolkit import node_label
-        >>> from nanostream.testing import Collect
-        >>> node_label(Collect()), node_label(Collect(name="out"))
-        ('Collect', "Collect 'out'")
-    """
-    return f"{type(node).__name__} {node.name!r}" if node.name else type(node).__name__
 
 
 def _aborting(node: NanoNode) -> bool:
@@ -193,7 +181,7 @@ def retry_lost_connection(
             failures += 1
             log.warning(
                 "%s: connection to %s lost%s (%s); retry %d of %d in %.2fs",
-                node_label(node),
+                node_label(node, with_class=True),
                 shown,
                 doing,
                 reason(exc),

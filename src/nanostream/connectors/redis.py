@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 from .._core.acks import Acked
+from .._core.context import node_label
 from .._core.errors import ConfigError, MissingDependencyError
 from .._core.node import NanoNode, NodeFunction
 from .._core.policy import POLICY_OPTIONS
@@ -34,7 +35,6 @@ from ._toolkit import (
     backoff_delay,
     closing_function,
     connector_error,
-    node_label,
     retry_lost_connection,
 )
 
@@ -294,7 +294,10 @@ class RedisStreamSource(NanoNode):
 
         acker = _Acknowledger(self)
         progress: AckedProgress[Any] = AckedProgress(
-            acker, close=acker.close, interval=_XACK_INTERVAL_S, name=node_label(self)
+            acker,
+            close=acker.close,
+            interval=_XACK_INTERVAL_S,
+            name=node_label(self, with_class=True),
         )
         in_flight, lock = acker.in_flight, acker.lock
         # Our own pending entries are read first (from after ``cursor``): those taken but
@@ -322,7 +325,7 @@ class RedisStreamSource(NanoNode):
                 delay = backoff_delay(failures - 1, self.backoff, self.max_backoff)
                 log.warning(
                     "%s: connection to %s lost (%s); retry %d of %d in %.2fs",
-                    node_label(self),
+                    node_label(self, with_class=True),
                     self._redis.shown,
                     type(exc).__name__,
                     failures,

@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, Final, NamedTuple
 
+from .._core.context import node_label
 from .._core.errors import GraphError
 from .._core.fast import drive
 from .._core.node import NanoNode, NodeFunction
@@ -218,8 +219,8 @@ class Operator(NanoNode):
 
     @property
     def label(self) -> str:
-        """The node's name, or its class name while it has none (for messages)."""
-        return self.name or type(self).__name__
+        """The node's name in messages (see :func:`~nanostream._core.context.node_label`)."""
+        return node_label(self)
 
     def _user_functions(self) -> tuple[str, ...]:
         """The arguments naming user code this operator calls per item (or per window)."""
@@ -573,7 +574,7 @@ def map_items(
                 if item is not TICK:
                     guard.process(item, expand)
         return
-    label = getattr(node, "label", None) or node.name or type(node).__name__
+    label = node_label(node)
 
     def pool(work: Callable[[Any], Any], emit: Callable[[Any, Any], None]) -> None:
         run_in_pool(

@@ -13,11 +13,12 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
+from ..._core.context import node_label
 from ..._core.errors import ConfigError, MissingDependencyError
 from ..._core.node import NanoNode
 from ..._core.policy import POLICY_OPTIONS
 from .._secrets import Secrets, install_log_masking, mask_url
-from .._toolkit import ConnectorError, backoff_delay, connector_error, node_label, pause
+from .._toolkit import ConnectorError, backoff_delay, connector_error, pause
 
 if TYPE_CHECKING:
     import httpx
@@ -383,7 +384,7 @@ class _HttpNode(NanoNode):
             attempt += 1
             log.warning(
                 "%s: %s %s: %s; retry %d of %d in %.2fs",
-                node_label(self),
+                node_label(self, with_class=True),
                 method,
                 shown,
                 reason,

@@ -10,11 +10,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Literal
 
+from ..._core.context import node_label
 from ..._core.errors import ConfigError
 from ..._core.node import NanoNode, NodeFunction
 from ..._core.policy import POLICY_OPTIONS
 from .._buffered_sink import BufferedSink
-from .._toolkit import ConnectorError, closing_function, node_label, retry_lost_connection
+from .._toolkit import ConnectorError, closing_function, retry_lost_connection
 from ._database import (
     _check_positive,
     _Database,
@@ -235,7 +236,7 @@ class SQLSink(BufferedSink):
             columns.append(sa.Column(name, kind, primary_key=name in self.key))
         table = sa.Table(self.table, sa.MetaData(), *columns, schema=self.schema)
         table.create(conn, checkfirst=True)
-        log.info("%s: created table %r", node_label(self), self.table)
+        log.info("%s: created table %r", node_label(self, with_class=True), self.table)
         return table
 
     def _check_columns(self, table: sa.Table, names: tuple[str, ...]) -> None:

@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..._core.acks import Acked
+from ..._core.context import node_label
 from ..._core.errors import ConfigError
 from ..._core.node import NanoNode, NodeFunction
 from ..._core.policy import POLICY_OPTIONS
 from .._acked_progress import AckedProgress
-from .._toolkit import backoff_delay, closing_function, node_label
+from .._toolkit import backoff_delay, closing_function
 from ._database import (
     _check_positive,
     _Database,
@@ -214,7 +215,7 @@ class SQLSource(NanoNode):
         progress: AckedProgress[Any] | None = None
         if state is not None and state.path is not None:
             progress = AckedProgress(
-                state.acknowledge, interval=_SAVE_INTERVAL_S, name=node_label(self)
+                state.acknowledge, interval=_SAVE_INTERVAL_S, name=node_label(self, with_class=True)
             )
         try:
             with self.guard_polls() as guard:
@@ -316,7 +317,7 @@ class SQLSource(NanoNode):
                 delay = backoff_delay(failures - 1, self.backoff, self.max_backoff)
                 log.warning(
                     "%s: connection to %s lost (%s); resuming after %r in %.2fs",
-                    node_label(self),
+                    node_label(self, with_class=True),
                     self._db.shown,
                     self._db.secrets.scrub(type(exc.orig).__name__),
                     state.last,
