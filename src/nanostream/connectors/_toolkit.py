@@ -2,21 +2,22 @@
 that an abort cuts short, and clean-up that always runs.
 
 Example:
-    >>> from nanostream.connectors._toolkit import backoff_delay
-    >>> 0.5 <= backoff_delay(0, 1.0, 30.0) <= 1.0
-    True
+    >>> from nanostream.connectors._toolkit import connector_error
+    >>> from nanostream.connectors._secrets import Secrets
+    >>> print(connector_error("no route to db", OSError(), Secrets([])))
+    no route to db
 """
 
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._core.context import node_label
 from .._core.errors import NanoStreamError
+from .._core.policy import backoff_delay
 from .._core.signals import RunAborted
 from ._secrets import Secrets
 
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ConnectorError",
-    "backoff_delay",
     "closing_function",
     "connector_error",
     "pause",
@@ -79,23 +79,6 @@ def connector_error(message: str, cause: BaseException, secrets: Secrets) -> Con
     else:
         error.__cause__ = cause
     return error
-
-
-def backoff_delay(attempt: int, base: float, cap: float) -> float:
-    """Seconds to wait before retry ``attempt`` (0-based): exponential, capped, with jitter.
-
-    The delay is drawn uniformly from the upper half of ``min(cap, base * 2**attempt)``, so
-    clients that failed together do not retry together.
-
-    Example:
-        >>> from nanostream.connectors._toolkit import backoff_delay
-        >>> 0.5 <= backoff_delay(0, 1.0, 30.0) <= 1.0
-        True
-        >>> 15.0 <= backoff_delay(10, 1.0, 30.0) <= 30.0
-        True
-    """
-    ceiling = min(cap, base * (2.0 ** min(attempt, 62)))
-    return random.uniform(ceiling / 2.0, ceiling)
 
 
 def _aborting(node: NanoNode) -> bool:

@@ -25,14 +25,13 @@ from .._core.acks import Acked
 from .._core.context import node_label
 from .._core.errors import ConfigError, MissingDependencyError
 from .._core.node import NanoNode, NodeFunction
-from .._core.policy import POLICY_OPTIONS
+from .._core.policy import POLICY_OPTIONS, backoff_delay
 from .._core.signals import SourceStopped
 from ._acked_progress import AckedProgress
 from ._buffered_sink import BufferedSink
 from ._secrets import Secrets, install_log_masking, mask_url
 from ._toolkit import (
     ConnectorError,
-    backoff_delay,
     closing_function,
     connector_error,
     retry_lost_connection,

@@ -16,9 +16,9 @@ from urllib.parse import quote
 from ..._core.context import node_label
 from ..._core.errors import ConfigError, MissingDependencyError
 from ..._core.node import NanoNode
-from ..._core.policy import POLICY_OPTIONS
+from ..._core.policy import POLICY_OPTIONS, backoff_delay
 from .._secrets import Secrets, install_log_masking, mask_url
-from .._toolkit import ConnectorError, backoff_delay, connector_error, pause
+from .._toolkit import ConnectorError, connector_error, pause
 
 if TYPE_CHECKING:
     import httpx

@@ -13,9 +13,9 @@ from ..._core.acks import Acked
 from ..._core.context import node_label
 from ..._core.errors import ConfigError
 from ..._core.node import NanoNode, NodeFunction
-from ..._core.policy import POLICY_OPTIONS
+from ..._core.policy import POLICY_OPTIONS, backoff_delay
 from .._acked_progress import AckedProgress
-from .._toolkit import backoff_delay, closing_function
+from .._toolkit import closing_function
 from ._database import (
     _check_positive,
     _Database,
