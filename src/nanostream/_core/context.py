@@ -8,7 +8,7 @@ function starts, to
 - name the node in error records and messages (the plan's name, e.g. ``composite.inner``);
 - know which output ports are linked (an error record goes to ``errors`` only when linked);
 - count the items that failed for good (``NodeStats.errors``);
-- wake from a retry's back-off when the run aborts;
+- wait in a retry's back-off or between polls, cut short by an abort (:meth:`NodeContext.pause`);
 - tell a source that the run is stopping (``NanoNode.stop_requested`` and ``sleep`` wait on
   :attr:`NodeContext.stop_event`);
 - attach a source's acknowledgements and release a stateful node's items (see
@@ -24,6 +24,8 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
+
+from .signals import RunAborted
 
 if TYPE_CHECKING:
     from .graph import PlanNode
@@ -99,6 +101,34 @@ class NodeContext:
     def standalone(cls, node: NanoNode) -> NodeContext:
         """The context of a node function called outside any run (by hand, in a test)."""
         return cls(node_label(node))
+
+    def pause(self, seconds: float, *, until_stop: bool = False) -> bool:
+        """Wait up to ``seconds``: the one wait of node code that an abort cuts short.
+
+        An abort of the run (another node failed, or ``Run.abort()``) raises
+        :class:`~nanostream.RunAborted` at once. A graceful stop ends the wait, returning
+        True, only with ``until_stop`` (a source waiting for its next poll); otherwise the
+        wait goes on (a retry's back-off while the pipeline drains).
+
+        Example:
+            >>> import threading
+            >>> from nanostream._core.context import NodeContext
+            >>> stop = threading.Event()
+            >>> stop.set()
+            >>> ctx = NodeContext("poll", stop_event=stop)
+            >>> ctx.pause(0.001), ctx.pause(10, until_stop=True)
+            (False, True)
+        """
+        if seconds <= 0:
+            return False
+        if until_stop and self.stop_event is not None:
+            if not self.stop_event.wait(seconds):
+                return False
+        elif not self.abort_event.wait(seconds):
+            return False
+        if self.abort_event.is_set():
+            raise RunAborted
+        return True
 
     def count_error(self) -> None:
         """One more item of this node failed for good (skipped or dead-lettered)."""

@@ -50,7 +50,7 @@ from .context import NodeContext
 from .errors import TooManyErrors
 from .ports import TaggedOutput
 from .redact import exception_text, redact
-from .signals import RunAborted, SourceStopped, clear_async_exception, raise_async_exception
+from .signals import SourceStopped, clear_async_exception, raise_async_exception
 
 __all__ = [
     "POLICY_OPTIONS",
@@ -315,8 +315,7 @@ def back_off(policy: ErrorPolicy, ctx: NodeContext, attempt: int, exc: Exception
         exception_text(exc),
         delay,
     )
-    if delay > 0 and ctx.abort_event.wait(delay):
-        raise RunAborted
+    ctx.pause(delay)
 
 
 class _Tally:
@@ -654,10 +653,7 @@ class PollGuard:
             exception_text(exc),
             delay,
         )
-        wake = ctx.stop_event if ctx.stop_event is not None else ctx.abort_event
-        if delay > 0 and wake.wait(delay):
-            if ctx.abort_event.is_set():
-                raise RunAborted
+        if ctx.pause(delay, until_stop=True):
             raise SourceStopped
 
     def finish(self) -> None:

@@ -1,5 +1,5 @@
-"""The connector toolkit: ``ConnectorError``, retries on a lost connection, back-off, waits
-that an abort cuts short, and clean-up that always runs.
+"""The connector toolkit: ``ConnectorError``, retries on a lost connection, and clean-up
+that always runs.
 
 Example:
     >>> from nanostream.connectors._toolkit import connector_error
@@ -11,24 +11,21 @@ Example:
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._core.context import node_label
 from .._core.errors import NanoStreamError
 from .._core.policy import backoff_delay
-from .._core.signals import RunAborted
 from ._secrets import Secrets
 
 if TYPE_CHECKING:
-    from .._core.node import NanoNode, NodeFunction
+    from .._core.node import NodeFunction
 
 __all__ = [
     "ConnectorError",
     "closing_function",
     "connector_error",
-    "pause",
     "retry_lost_connection",
 ]
 
@@ -81,37 +78,6 @@ def connector_error(message: str, cause: BaseException, secrets: Secrets) -> Con
     return error
 
 
-def _aborting(node: NanoNode) -> bool:
-    from .._core.graph import pipeline_of
-
-    run = pipeline_of(node).run
-    return run is not None and run.state in ("aborted", "failed")
-
-
-def pause(node: NanoNode, seconds: float) -> None:
-    """Wait ``seconds`` inside a processing node: a stop does not cut it short, an abort does.
-
-    A stop lets the pipeline drain, so a retry in a processing node keeps its back-off; an
-    abort (another node failed, or ``Run.abort()``) raises :class:`~nanostream.RunAborted`
-    at once instead of waiting out the delay.
-
-    Example:
-        >>> import nanostream
-        >>> from nanostream.connectors._toolkit import pause
-        >>> pause(nanostream.testing.Collect(), 0.001)
-    """
-    deadline = time.monotonic() + seconds
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return
-        if node.sleep(remaining):
-            # the stop event is set: either a graceful stop (keep waiting) or an abort
-            if _aborting(node):
-                raise RunAborted
-            time.sleep(min(remaining, 0.05))
-
-
 def retry_lost_connection(
     node: Any,
     attempt: Callable[[], T],
@@ -128,8 +94,9 @@ def retry_lost_connection(
     """``attempt()``, called again after a back-off while it fails with a lost connection.
 
     ``node`` (a connector node with ``retries``, ``backoff`` and ``max_backoff``) is the
-    one that waits (see :func:`pause`) and is named in the warning logged before each
-    retry: ``"<node>: connection to <shown> lost<doing> (<reason>); retry i of n in s"``.
+    one that waits (``NodeContext.pause``: an abort cuts it short, a stop does not) and is
+    named in the warning logged before each retry:
+    ``"<node>: connection to <shown> lost<doing> (<reason>); retry i of n in s"``.
     An error of type ``errors`` that is not ``lost``, or the last retry's, raises
     ``fail(exc)``. ``after_error`` runs after every error (e.g. to drop the connection).
 
@@ -172,7 +139,7 @@ def retry_lost_connection(
                 node.retries,
                 delay,
             )
-            pause(node, delay)
+            node._context().pause(delay)
 
 
 def closing_function(function: NodeFunction, close: Callable[[], None]) -> NodeFunction:

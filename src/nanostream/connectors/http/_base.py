@@ -18,7 +18,7 @@ from ..._core.errors import ConfigError, MissingDependencyError
 from ..._core.node import NanoNode
 from ..._core.policy import POLICY_OPTIONS, backoff_delay
 from .._secrets import Secrets, install_log_masking, mask_url
-from .._toolkit import ConnectorError, connector_error, pause
+from .._toolkit import ConnectorError, connector_error
 
 if TYPE_CHECKING:
     import httpx
@@ -303,7 +303,7 @@ class _HttpNode(NanoNode):
             client.close()
 
     def _wait_in_node(self, seconds: float) -> None:
-        pause(self, seconds)
+        self._context().pause(seconds)
 
     # ------------------------------------------------------------------ one request
     def _send(
