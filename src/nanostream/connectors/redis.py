@@ -432,6 +432,7 @@ class RedisStreamSink(BufferedSink):
         self.stream = stream
         self.maxlen = maxlen
         self.approximate = approximate
+        self.batch_size = batch_size
         self._start_buffer(batch_size, flush_interval)  # entries wait until sent (flush)
         self.retries = retries
         self.backoff = backoff

@@ -17,10 +17,10 @@ from ..._core.policy import POLICY_OPTIONS
 from .._buffered_sink import BufferedSink
 from .._toolkit import ConnectorError, closing_function, retry_lost_connection
 from ._database import (
-    _check_positive,
     _Database,
     _is_disconnect,
     _require_sqlalchemy,
+    _row_count,
     _shown_url,
     log,
 )
@@ -59,9 +59,10 @@ def _column_type(name: str, value: Any) -> Any:
 class SQLSink(BufferedSink):
     """A sink that writes each item (a dict) as a row of ``table``.
 
-    Rows are written in transactions of ``batch_size`` rows, or fewer once the oldest of
-    them has waited ``flush_interval`` seconds (default 1.0, also on a quiet stream;
-    ``None``: only full batches); what is pending is committed when the stream ends and
+    Rows are written in transactions of ``commit_every`` rows (default 1000; ``batch_size``,
+    its former name, is still taken), or fewer once the oldest of them has waited
+    ``flush_interval`` seconds (default 1.0, also on a quiet stream; ``None``: only full
+    batches); what is pending is committed when the stream ends and
     when the run is stopped (a failed or aborted run rolls the pending rows back). Values
     are always bound parameters.
 
@@ -86,7 +87,7 @@ class SQLSink(BufferedSink):
         >>> tmp = tempfile.TemporaryDirectory()
         >>> url = f"sqlite:///{tmp.name}/db.sqlite"
         >>> items = [{"sku": "a", "qty": 1}, {"sku": "b", "qty": 2}, {"sku": "a", "qty": 5}]
-        >>> sink = SQLSink(url, "stock", mode="upsert", key="sku", create=True, batch_size=2)
+        >>> sink = SQLSink(url, "stock", mode="upsert", key="sku", create=True, commit_every=2)
         >>> nanostream.from_iterable(items) > sink
         SQLSink(name=None, url='sqlite:///.../db.sqlite', table='stock', mode='upsert')
         >>> sink.global_start()
@@ -106,7 +107,7 @@ class SQLSink(BufferedSink):
         *,
         mode: Literal["insert", "upsert"] = "insert",
         key: str | Sequence[str] | None = None,
-        batch_size: int = 1000,
+        commit_every: int | None = None,
         flush_interval: float | None = 1.0,
         create: bool = False,
         schema: str | None = None,
@@ -120,7 +121,7 @@ class SQLSink(BufferedSink):
     ) -> None:
         super().__init__(name=name, queue_size=queue_size)
         _require_sqlalchemy()
-        _check_positive("batch_size", batch_size)
+        self.commit_every = _row_count(self, "commit_every", commit_every, options)
         if mode not in ("insert", "upsert"):
             raise ConfigError(f"SQLSink mode must be 'insert' or 'upsert', got {mode!r}")
         keys = (key,) if isinstance(key, str) else tuple(key or ())
@@ -131,7 +132,7 @@ class SQLSink(BufferedSink):
         self.table = table
         self.mode = mode
         self.key = keys
-        self._start_buffer(batch_size, flush_interval)  # rows wait until committed (flush)
+        self._start_buffer(self.commit_every, flush_interval)  # rows wait until committed (flush)
         self.create = create
         self.schema = schema
         self.retries = retries
