@@ -17,6 +17,7 @@ from ..._core.context import node_label
 from ..._core.errors import ConfigError, MissingDependencyError
 from ..._core.node import NanoNode
 from ..._core.policy import POLICY_OPTIONS, backoff_delay
+from .._fileread import FormatError, parse_json
 from .._secrets import Secrets, install_log_masking, mask_url
 from .._toolkit import ConnectorError, connector_error
 
@@ -452,14 +453,11 @@ class _HttpNode(NanoNode):
             if not response.content:
                 return None
             try:
-                return response.json()
-            except (ValueError, RecursionError) as exc:
-                # json raises RecursionError for arrays or objects nested deeper than the
-                # interpreter's recursion limit: not JSON this process can read, either.
-                why = f"nested too deeply: {exc}" if isinstance(exc, RecursionError) else exc
+                return parse_json(response.content)
+            except FormatError as exc:
                 raise ConnectorError(
                     f"{self.kind}: the answer of {mask_url(response.request.url)} is not JSON "
-                    f"({why}); use parse='text' to take it as text"
+                    f"({exc.message}); use parse='text' to take it as text"
                 ) from None
         return response.text
 
