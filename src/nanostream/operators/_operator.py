@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 import queue
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -47,7 +46,6 @@ __all__ = [
     "emit_all",
     "map_items",
     "run_in_pool",
-    "sleep_in_steps",
     "tick_for",
 ]
 
@@ -733,18 +731,3 @@ def _unordered(
             release(reads - in_order[0] + 1 if in_order else 0)
     while submitted:
         complete(wait_one())
-
-
-def sleep_in_steps(seconds: float) -> None:
-    """``time.sleep`` in steps of at most 0.1 s, so an abort is seen promptly.
-
-    Example:
-        >>> from nanostream.operators._operator import sleep_in_steps
-        >>> sleep_in_steps(0.001)
-    """
-    deadline = time.monotonic() + seconds
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return
-        time.sleep(min(left, 0.1))
