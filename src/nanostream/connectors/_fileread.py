@@ -208,9 +208,9 @@ def parse_json(
 
     Every reader of JSON in nanostream parses through it (the HTTP nodes turn its error into
     a ``ConnectorError``), so that each bad piece of text is one :class:`FormatError`
-    naming where it came from, whatever went wrong: text
-    that is not JSON, bytes that are not UTF-8, or arrays and objects nested deeper than
-    the parser can follow (a bare ``RecursionError`` otherwise). ``loads`` is the parser
+    naming where it came from, whatever went wrong: text that is not JSON, bytes that are
+    not UTF-8, or arrays and objects nested deeper than the parser can follow (a bare
+    ``RecursionError`` otherwise). ``loads`` is the parser
     (``json.loads`` by default, which also takes UTF-8 bytes).
 
     Example:
@@ -221,14 +221,14 @@ def parse_json(
         ...     parse_json("[" * 100_000, source="deep.jsonl", line=3)
         ... except ValueError as exc:
         ...     print(type(exc).__name__, exc)
-        FormatError deep.jsonl, line 3: not readable JSON: nested too deeply, its arrays ...
+        FormatError deep.jsonl, line 3: not readable JSON: its arrays and objects are nested ...
     """
     try:
         return loads(text)
     except RecursionError:
         raise FormatError(
-            "not readable JSON: nested too deeply, its arrays and objects are nested deeper "
-            f"than the parser can follow ({sys.getrecursionlimit():,} levels at most)",
+            "not readable JSON: its arrays and objects are nested deeper than the "
+            f"parser can follow ({sys.getrecursionlimit():,} levels at most)",
             source=source,
             line=line,
         ) from None

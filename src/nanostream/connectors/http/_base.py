@@ -455,9 +455,11 @@ class _HttpNode(NanoNode):
             try:
                 return parse_json(response.content)
             except FormatError as exc:
+                deep = isinstance(exc.__context__, RecursionError)
                 raise ConnectorError(
                     f"{self.kind}: the answer of {mask_url(response.request.url)} is not JSON "
-                    f"({exc.message}); use parse='text' to take it as text"
+                    f"({'nested too deeply: ' if deep else ''}{exc.message}); use parse='text' "
+                    "to take it as text"
                 ) from None
         return response.text
 
