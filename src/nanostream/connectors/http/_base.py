@@ -303,9 +303,6 @@ class _HttpNode(NanoNode):
         if client is not None:
             client.close()
 
-    def _wait_in_node(self, seconds: float) -> None:
-        self._context().pause(seconds)
-
     # ------------------------------------------------------------------ one request
     def _send(
         self,
@@ -314,7 +311,7 @@ class _HttpNode(NanoNode):
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
         json: Any = None,
-        wait: Callable[[float], None] | None = None,
+        wait: Callable[[float], object] | None = None,
         home: _Home | None = None,
     ) -> httpx.Response:
         """Send one request, retrying as configured; returns a successful response.
@@ -327,7 +324,7 @@ class _HttpNode(NanoNode):
         client = self._client
         if client is None:
             raise ConnectorError(f"{self.kind} is not running: its client is closed")
-        wait = wait or self._wait_in_node
+        wait = wait or self._context().pause
         method = self.method
         target: httpx.URL | str = url
         if params:  # httpx would replace the URL's own query with params: merge them
