@@ -321,10 +321,20 @@ class Pipeline:
 
     def flatten(self) -> tuple[list[NanoNode], list[Edge], dict[int, str]]:
         """Nodes, edges and names with every composite replaced by its inner nodes."""
-        names = self._names()
+        names = self.node_names()
         return _flatten(self.nodes, list(self.edges), names)
 
-    def _names(self) -> dict[int, str]:
+    def node_names(self) -> dict[int, str]:
+        """Each node's name in the pipeline, by ``id(node)``: its own, else its default name
+        (``Collect``, then ``Collect-2``...). ``GraphError`` if two nodes share a name.
+
+        Example:
+            >>> import nanostream
+            >>> src = nanostream.from_iterable([1], name="src")
+            >>> _ = src > nanostream.testing.Collect() > nanostream.testing.Collect()
+            >>> sorted(nanostream.pipeline_of(src).node_names().values())
+            ['Collect', 'Collect-2', 'src']
+        """
         names: dict[int, str] = {}
         taken: dict[str, NanoNode] = {}
         for node in self.nodes:
@@ -439,7 +449,7 @@ def _flatten(
         prefix = names[id(node)]
         inner = node._inner_pipeline()
         sub_nodes, sub_edges, sub_names = _flatten(
-            list(inner.nodes), list(inner.edges), inner._names()
+            list(inner.nodes), list(inner.edges), inner.node_names()
         )
         for sub in sub_nodes:
             flat.append(sub)
