@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import sqlalchemy as sa
@@ -943,3 +943,80 @@ def test_sqlexecute_acknowledges_each_item_before_the_next_comes(
     assert run.wait(timeout=30)
     assert source.answered, "the acknowledgement waited for the end of the stream"
     assert sink.items == [{"v": 7}]
+
+
+# ------------------------------------------------------------- row counts: one name each
+class _CountingCursor(sqlite3.Cursor):
+    fetched: ClassVar[list[int]] = []
+
+    def fetchmany(self, size: int | None = None) -> list[Any]:
+        rows = super().fetchmany(self.arraysize if size is None else size)
+        _CountingCursor.fetched.append(len(rows))
+        return rows
+
+
+class _CountingConnection(sqlite3.Connection):
+    def cursor(self, factory: Any = _CountingCursor) -> Any:
+        return super().cursor(factory)
+
+
+@pytest.mark.parametrize("keyword", ["fetch_size", "batch_size"])
+def test_the_source_fetches_fetch_size_rows_at_a_time(tmp_path: Path, keyword: str) -> None:
+    """``fetch_size`` (``batch_size`` is its former name) is how many rows one fetch takes."""
+    db = tmp_path / "db.sqlite"
+    make_table(db, 10)
+    engine = sa.create_engine(
+        "sqlite://", creator=lambda: sqlite3.connect(db, factory=_CountingConnection)
+    )
+    _CountingCursor.fetched = []
+    source = SQLSource(engine, "SELECT id FROM t ORDER BY id", **{keyword: 4})
+    sink = Collect()
+    source > sink
+    sink.global_start()
+    assert [r["id"] for r in sink.items] == list(range(1, 11))
+    assert source.fetch_size == 4
+    assert [n for n in _CountingCursor.fetched if n] == [4, 4, 2]
+    engine.dispose()
+
+
+@pytest.mark.parametrize("keyword", ["commit_every", "batch_size"])
+def test_the_sink_commits_every_commit_every_rows(
+    tmp_path: Path, runner: str, acks: bool, keyword: str
+) -> None:
+    """``commit_every`` (``batch_size`` is its former name) is how many rows one transaction
+    holds: an acknowledgement sees the table grow by whole transactions only."""
+    if not acks:
+        pytest.skip(f"the {runner} runner does not call acknowledgements")
+    db = tmp_path / "db.sqlite"
+    source = AckedRows(10, db, "t")
+    sink = SQLSink(sqlite_url(db), "t", create=True, flush_interval=None, **{keyword: 4})
+    source > sink
+    sink.global_start(runner=runner)
+    assert sink.commit_every == 4
+    counts = {count for _, count in source.acks}
+    assert min(counts) == 4 and counts <= {4, 8, 10}, source.acks
+    assert query(db, "SELECT count(*) FROM t") == [(10,)]
+
+
+@pytest.mark.parametrize(("node", "new"), [(SQLSource, "fetch_size"), (SQLSink, "commit_every")])
+def test_a_row_count_given_under_both_names_is_refused(node: Any, new: str) -> None:
+    with pytest.raises(nanostream.ConfigError) as info:
+        node("sqlite://", "t", name="rows", batch_size=5, **{new: 5})
+    message = str(info.value)
+    assert f"{node.__name__} 'rows'" in message
+    assert f"batch_size is the former name of {new}; give {new}= alone" in message
+
+
+def test_a_pipeline_file_gives_the_row_counts_by_either_name(tmp_path: Path) -> None:
+    path = tmp_path / "rows.yaml"
+    path.write_text(
+        "nodes:\n"
+        "  rows:\n"
+        "    class: nanostream.nodes.sql:SQLSource\n"
+        f"    args: {{url: '{sqlite_url(tmp_path / 'a.db')}', query: SELECT 1, fetch_size: 7}}\n"
+        "  out:\n"
+        "    class: nanostream.nodes.sql:SQLSink\n"
+        f"    args: {{url: '{sqlite_url(tmp_path / 'b.db')}', table: t, batch_size: 9}}\n"
+    )
+    nodes = {node.name: node for node in nanostream.load_pipeline(path).nodes}
+    assert (nodes["rows"].fetch_size, nodes["out"].commit_every) == (7, 9)

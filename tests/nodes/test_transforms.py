@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -264,6 +265,26 @@ def test_delay_waits_before_each_item(runner: str, tmp_path: Path) -> None:
     out = run_through(Delay(0.5, sleep=clock.sleep), "abc", runner)
     assert out == ["a", "b", "c"]
     assert clock.logged() == [0.5, 0.5, 0.5]
+
+
+@pytest.mark.parametrize(
+    "make", [lambda: Delay(60), lambda: Throttle(1 / 60)], ids=["Delay", "Throttle"]
+)
+def test_a_long_wait_ends_when_another_node_fails(runner: str, make: Any) -> None:
+    """The default wait is the node's abort-aware one: the run ends with the failure at once."""
+
+    def fails(inp: Iterable[Any], outp: Any) -> None:
+        for _ in inp:
+            raise ValueError("boom")
+
+    source = nanostream.from_iterable([1, 2])
+    source > make() > Collect()
+    source > nanostream.as_node(fails, name="fails")
+    started = time.monotonic()
+    with pytest.raises(nanostream.NodeFailed) as info:
+        source.global_start(runner=runner)
+    assert info.value.node == "fails"
+    assert time.monotonic() - started < 30
 
 
 # ----------------------------------------------------------------------------- Batch

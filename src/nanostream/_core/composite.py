@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import registry
+from .context import node_label
 from .errors import GraphError
 from .node import NanoNode, NodeFunction, node_of
 
@@ -83,7 +84,7 @@ class Composite(NanoNode):
 
     def _inner_pipeline(self) -> Pipeline:
         pipelines = {id(n._pipeline()): n._pipeline() for n in self.inner}
-        label = self._ns_name or type(self).__name__
+        label = node_label(self)
         if len(pipelines) > 1:
             raise GraphError(
                 f"the inner nodes of composite {label!r} are not all linked together; link "
@@ -116,7 +117,7 @@ class Composite(NanoNode):
         """The whole composite as one node function, run on one thread (cooperatively)."""
         from .graph import Pipeline
 
-        pipeline = Pipeline(self._ns_name or type(self).__name__)
+        pipeline = Pipeline(node_label(self, in_run=False))
         pipeline.nodes.append(self)  # a private view: the composite keeps its own pipeline
         plan = pipeline.plan()
         run_inline = registry.hook("run_inline")  # the cooperative runner's, registered

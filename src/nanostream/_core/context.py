@@ -8,7 +8,7 @@ function starts, to
 - name the node in error records and messages (the plan's name, e.g. ``composite.inner``);
 - know which output ports are linked (an error record goes to ``errors`` only when linked);
 - count the items that failed for good (``NodeStats.errors``);
-- wake from a retry's back-off when the run aborts;
+- wait in a retry's back-off or between polls, cut short by an abort (:meth:`NodeContext.pause`);
 - tell a source that the run is stopping (``NanoNode.stop_requested`` and ``sleep`` wait on
   :attr:`NodeContext.stop_event`);
 - attach a source's acknowledgements and release a stateful node's items (see
@@ -25,13 +25,37 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from .signals import RunAborted
+
 if TYPE_CHECKING:
     from .graph import PlanNode
     from .node import NanoNode
 
-__all__ = ["NodeContext"]
+__all__ = ["NodeContext", "node_label"]
 
 log = logging.getLogger("nanostream")
+
+
+def node_label(node: NanoNode, *, in_run: bool = True, with_class: bool = False) -> str:
+    """How messages, logs and pipelines name a node: the one helper for it.
+
+    Its name in its run (``composite.inner``) once a runner gave it a context (unless
+    ``in_run`` is false: how a pipeline names its nodes), else the name it was given, else
+    its default name (a function node's function), else its class. ``with_class`` puts the
+    class first and the name, if any, quoted after it.
+
+    Example:
+        >>> from nanostream._core.context import node_label
+        >>> from nanostream.testing import Collect
+        >>> node_label(Collect()), node_label(Collect(name="out"), with_class=True)
+        ('Collect', "Collect 'out'")
+    """
+    context = getattr(node, "_ns_context", None) if in_run else None
+    name = getattr(context, "name", None) or node.name
+    if with_class:
+        return f"{type(node).__name__} {name!r}" if name else type(node).__name__
+    default = getattr(node, "default_name", None)
+    return str(name or (default() if callable(default) else type(node).__name__))
 
 
 class NodeContext:
@@ -76,9 +100,35 @@ class NodeContext:
     @classmethod
     def standalone(cls, node: NanoNode) -> NodeContext:
         """The context of a node function called outside any run (by hand, in a test)."""
-        default = getattr(node, "default_name", None)
-        name = node.name or (default() if callable(default) else type(node).__name__)
-        return cls(str(name))
+        return cls(node_label(node))
+
+    def pause(self, seconds: float, *, until_stop: bool = False) -> bool:
+        """Wait up to ``seconds``: the one wait of node code that an abort cuts short.
+
+        An abort of the run (another node failed, or ``Run.abort()``) raises
+        :class:`~nanostream.RunAborted` at once. A graceful stop ends the wait, returning
+        True, only with ``until_stop`` (a source waiting for its next poll); otherwise the
+        wait goes on (a retry's back-off while the pipeline drains).
+
+        Example:
+            >>> import threading
+            >>> from nanostream._core.context import NodeContext
+            >>> stop = threading.Event()
+            >>> stop.set()
+            >>> ctx = NodeContext("poll", stop_event=stop)
+            >>> ctx.pause(0.001), ctx.pause(10, until_stop=True)
+            (False, True)
+        """
+        if seconds <= 0:
+            return False
+        if until_stop and self.stop_event is not None:
+            if not self.stop_event.wait(seconds):
+                return False
+        elif not self.abort_event.wait(seconds):
+            return False
+        if self.abort_event.is_set():
+            raise RunAborted
+        return True
 
     def count_error(self) -> None:
         """One more item of this node failed for good (skipped or dead-lettered)."""

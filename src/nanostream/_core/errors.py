@@ -1,17 +1,4 @@
-"""The exceptions nanostream raises.
-
-Every exception nanostream raises on purpose derives from :class:`NanoStreamError`,
-so ``except nanostream.NanoStreamError`` catches them all::
-
-    NanoStreamError
-    ├── GraphError               the graph is wrong; raised while it is built or checked
-    │   └── CycleError           the edges form a cycle
-    ├── ConfigError              a configuration (YAML) is wrong; names the file and line
-    ├── NodeProtocolError        a node broke the node contract (e.g. returned early)
-    ├── RunStateError            a pipeline was used in the wrong lifecycle state
-    ├── NodeFailed               a node raised while running; ``__cause__`` is the original
-    ├── TooManyErrors            a node's skipped errors passed its max_errors / max_error_rate
-    └── MissingDependencyError   an optional dependency is not installed (says what to pip install)
+"""The exceptions nanostream raises: :class:`NanoStreamError` draws their one tree.
 
 Example:
     >>> import nanostream
@@ -39,7 +26,37 @@ __all__ = [
 
 
 class NanoStreamError(Exception):
-    """Base class of every error nanostream raises on purpose.
+    """Base class of every error nanostream raises on purpose: ``except NanoStreamError``
+    catches them all. The tree (where a class is defined outside this module, its module
+    is named; some also derive from the builtin named in brackets)::
+
+        NanoStreamError
+        ├── GraphError                the graph is wrong; raised while it is built or checked
+        │   ├── CycleError            the edges form a cycle
+        │   ├── OutputExistsError     a writer would replace a file (connectors; FileExistsError)
+        │   └── SinkEmitError         a node with no outgoing edge emitted (canal)
+        ├── ConfigError               a configuration (YAML) is wrong; names the file and line
+        │   └── ConfigErrors          several of them, found at once (config)
+        ├── NodeProtocolError         a node broke the node contract (e.g. returned early)
+        │   ├── ZombieNodeError       a node still ran after terminate() (canal)
+        │   └── NodeEndedEarlyError   a node returned before its input ended (canal; ValueError)
+        ├── RunStateError             a pipeline was used in the wrong lifecycle state
+        ├── NodeFailed                a node raised while running; ``__cause__`` is the original
+        ├── TooManyErrors             a node's skipped errors passed max_errors / max_error_rate
+        ├── MissingDependencyError    an optional dependency is missing (ImportError)
+        │   └── GraphvizNotFoundError Graphviz's dot is not installed (observe)
+        ├── ConnectorError            a connector could not talk to its system (connectors)
+        │   └── HttpStatusError       an HTTP error status, after the retries (connectors)
+        ├── FormatError               input data is malformed (connectors; ValueError)
+        ├── PathRefusedError          a path outside a node's directory (connectors;
+        │                             PermissionError)
+        ├── RayRunnerError            the Ray runner could not start a pipeline (runners.ray)
+        └── RemoteError               a remote exception that could not come back as is
+                                      (runners.ray)
+
+    Two signals are not errors and derive from ``BaseException``, so that ``except
+    Exception`` in node code does not swallow them: :class:`~nanostream.SourceStopped`
+    and :class:`~nanostream.RunAborted`.
 
     Example:
         >>> import nanostream

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import registry
-from .context import NodeContext
+from .context import NodeContext, node_label
 from .errors import CycleError, GraphError, RunStateError
 from .node import FunctionNode, IterableSource, NanoNode, NodeFunction, release_function
 
@@ -246,10 +246,10 @@ class Pipeline:
     def link(self, source: NanoNode, port: str, target: NanoNode) -> None:
         """Link ``source``'s ``port`` to ``target`` (what ``source[port] > target`` does)."""
         if source is target:
-            raise GraphError(f"cannot link node {self._label(source)!r} to itself")
+            raise GraphError(f"cannot link node {node_label(source, in_run=False)!r} to itself")
         if target.is_source:
             raise GraphError(
-                f"node {self._label(target)!r} is a source (it defines generator()); "
+                f"node {node_label(target, in_run=False)!r} is a source (it defines generator()); "
                 "it cannot take input"
             )
         self._check_building()
@@ -268,13 +268,6 @@ class Pipeline:
             small.edges = {}
             pipeline = big
         pipeline.edges[Edge(source, port, target)] = None
-
-    @staticmethod
-    def _label(node: NanoNode) -> str:
-        if node.name:
-            return node.name
-        default = getattr(node, "default_name", None)
-        return default() if callable(default) else type(node).__name__
 
     # ----------------------------------------------------------------- checking
     def plan(self, options: RunOptions | None = None) -> Plan:
@@ -328,10 +321,20 @@ class Pipeline:
 
     def flatten(self) -> tuple[list[NanoNode], list[Edge], dict[int, str]]:
         """Nodes, edges and names with every composite replaced by its inner nodes."""
-        names = self._names()
+        names = self.node_names()
         return _flatten(self.nodes, list(self.edges), names)
 
-    def _names(self) -> dict[int, str]:
+    def node_names(self) -> dict[int, str]:
+        """Each node's name in the pipeline, by ``id(node)``: its own, else its default name
+        (``Collect``, then ``Collect-2``...). ``GraphError`` if two nodes share a name.
+
+        Example:
+            >>> import nanostream
+            >>> src = nanostream.from_iterable([1], name="src")
+            >>> _ = src > nanostream.testing.Collect() > nanostream.testing.Collect()
+            >>> sorted(nanostream.pipeline_of(src).node_names().values())
+            ['Collect', 'Collect-2', 'src']
+        """
         names: dict[int, str] = {}
         taken: dict[str, NanoNode] = {}
         for node in self.nodes:
@@ -345,7 +348,7 @@ class Pipeline:
                 names[id(node)] = node.name
         for node in self.nodes:
             if node.name is None:
-                base = self._label(node)
+                base = node_label(node, in_run=False)
                 name, n = base, 1
                 while name in taken:
                     n += 1
@@ -475,7 +478,7 @@ def _flatten(
         prefix = names[id(node)]
         inner = node._inner_pipeline()
         sub_nodes, sub_edges, sub_names = _flatten(
-            list(inner.nodes), list(inner.edges), inner._names()
+            list(inner.nodes), list(inner.edges), inner.node_names()
         )
         for sub in sub_nodes:
             flat.append(sub)

@@ -15,7 +15,6 @@ from .node_function import (
     item_function,
     node_function,
     run_cleanup,
-    untick,
 )
 from .policy import (
     POLICY_OPTIONS,
@@ -729,10 +728,6 @@ class NanoNode:
             [2, 3]
         """
         return node_function(self)
-
-    def _untick(self, inp: Iterable[Any], outp: Callable[[Any], Any]) -> Iterator[Any]:
-        """``inp`` without its ticks; each tick calls :meth:`tick` and emits its outputs."""
-        return untick(self, inp, outp)
 
     def _run_cleanup(self, outp: Callable[[Any], Any]) -> None:
         run_cleanup(self, outp)

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .acks import Acked
-from .context import NodeContext
+from .context import NodeContext, node_label
 from .errors import GraphError, NodeProtocolError
 from .fast import drive, drive_source
 from .policy import ItemGuard
@@ -200,7 +200,7 @@ def item_function(node: NanoNode) -> Callable[[Any], Iterable[Any]]:
     method = type(node).process_item
     if inspect.isgeneratorfunction(method):
         return process
-    label = node._ns_name or type(node).__name__
+    label = node_label(node)
 
     def no_outputs(item: Any) -> Iterable[Any]:
         result = process(item)
@@ -233,7 +233,7 @@ def run_cleanup(node: NanoNode, outp: Callable[[Any], Any]) -> None:
         return
     if isinstance(result, (str, bytes, dict)) or not hasattr(result, "__iter__"):
         raise NodeProtocolError(
-            f"cleanup() of node {node._ns_name or type(node).__name__!r} returned "
+            f"cleanup() of node {node_label(node)!r} returned "
             f"{type(result).__name__}; it must yield its final outputs or return None"
         )
     for out in result:

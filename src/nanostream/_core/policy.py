@@ -50,7 +50,7 @@ from .context import NodeContext
 from .errors import TooManyErrors
 from .ports import TaggedOutput
 from .redact import exception_text, redact
-from .signals import RunAborted, SourceStopped, clear_async_exception, raise_async_exception
+from .signals import SourceStopped, clear_async_exception, raise_async_exception
 
 __all__ = [
     "POLICY_OPTIONS",
@@ -59,6 +59,7 @@ __all__ = [
     "ItemGuard",
     "PollGuard",
     "back_off",
+    "backoff_delay",
     "check_policy_option",
 ]
 
@@ -110,6 +111,24 @@ def check_policy_option(key: str, value: Any) -> str | None:  # noqa: PLR0911
     return None
 
 
+def backoff_delay(attempt: int, base: float, cap: float) -> float:
+    """Seconds to wait before retry ``attempt`` (0-based): the one back-off formula.
+
+    Node policies and connectors' reconnects use it. The delay is drawn uniformly from the
+    upper half of ``min(cap, base * 2**attempt)``, so that clients that failed together do
+    not retry together.
+
+    Example:
+        >>> from nanostream._core.policy import backoff_delay
+        >>> 0.5 <= backoff_delay(0, 1.0, 30.0) <= 1.0
+        True
+        >>> 15.0 <= backoff_delay(10, 1.0, 30.0) <= 30.0
+        True
+    """
+    ceiling = min(cap, base * (2.0 ** min(attempt, 62)))
+    return random.uniform(ceiling / 2.0, ceiling)
+
+
 @dataclass(frozen=True)
 class ErrorPolicy:
     """A node's error policy, from its options (see the module docstring).
@@ -142,8 +161,7 @@ class ErrorPolicy:
 
     def delay(self, retry: int) -> float:
         """Seconds to wait before retry number ``retry`` (1, 2, ...): exponential, jittered."""
-        base = min(MAX_BACKOFF_S, float(self.backoff) * 2.0 ** (retry - 1))
-        return base * (0.5 + random.random() / 2)
+        return backoff_delay(retry - 1, float(self.backoff), MAX_BACKOFF_S)
 
 
 @dataclass(frozen=True)
@@ -297,8 +315,7 @@ def back_off(policy: ErrorPolicy, ctx: NodeContext, attempt: int, exc: Exception
         exception_text(exc),
         delay,
     )
-    if delay > 0 and ctx.abort_event.wait(delay):
-        raise RunAborted
+    ctx.pause(delay)
 
 
 class _Tally:
@@ -638,10 +655,7 @@ class PollGuard:
             exception_text(exc),
             delay,
         )
-        wake = ctx.stop_event if ctx.stop_event is not None else ctx.abort_event
-        if delay > 0 and wake.wait(delay):
-            if ctx.abort_event.is_set():
-                raise RunAborted
+        if ctx.pause(delay, until_stop=True):
             raise SourceStopped
 
     def finish(self) -> None:

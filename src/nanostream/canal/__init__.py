@@ -37,6 +37,7 @@ from typing import Any
 
 from greenlet import getcurrent, greenlet
 
+from .._core.context import node_label
 from .._core.errors import CycleError, GraphError, NodeProtocolError, RunStateError
 from .._core.node import NanoNode
 
@@ -116,9 +117,7 @@ def _label(obj: object) -> str:
     name = getattr(obj, "__name__", None)
     if isinstance(name, str):
         return name
-    if isinstance(obj, NanoNode):
-        return obj.name or type(obj).__name__
-    return type(obj).__name__
+    return node_label(obj) if isinstance(obj, NanoNode) else type(obj).__name__
 
 
 class _Node:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import difflib
 import inspect
-import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -482,11 +481,6 @@ def parse_yaml(
     return Document(data, filename, builder.marks, builder.key_marks, directory, builder.texts)
 
 
-def environment() -> dict[str, str]:
-    """A copy of the process environment, for ``${NAME}`` substitution."""
-    return dict(os.environ)
-
-
 # --------------------------------------------------------------------------- arguments
 @dataclass(frozen=True)
 class ArgumentCheck:
@@ -627,17 +621,3 @@ def describe_target(target: Any) -> str:
 def is_identifier_like(name: object) -> bool:
     """True for a usable node name: a non-empty string without spaces or '>'."""
     return isinstance(name, str) and bool(name) and not re.search(r"[\s>\[\]]", name)
-
-
-def require_mapping(
-    value: Any, what: str, where: Callable[[], str | None], problems: Problems
-) -> dict[Any, Any] | None:
-    """``value`` if it is a mapping; otherwise record a problem and return ``None``."""
-    if value is None:
-        return {}
-    if isinstance(value, Mapping):
-        return dict(value)
-    problems.add(
-        f"{what} must be a mapping (key: value lines), got {type(value).__name__}", where()
-    )
-    return None

@@ -291,15 +291,21 @@ def make_composite_class(
 
 def _import_modules(doc: Document, path: Path) -> list[Mapping[str, Any]]:
     """The namespaces of the modules a composite configuration lists under ``imports``."""
+    problems = Problems()
+    modules = read_imports(doc, path, problems)
+    problems.raise_if_any()
+    return import_namespaces(modules, doc.directory)
+
+
+def read_imports(doc: Document, path: Path, problems: Problems) -> list[tuple[str, str | None]]:
+    """The ``(module, location)`` pairs listed under ``imports`` at ``path`` of ``doc``."""
     data = doc.sub(path).data
     raw = data.get("imports") if isinstance(data, Mapping) else None
     if raw is None:
         return []
     if not isinstance(raw, list):
-        raise ConfigError(
-            "'imports' is a list of module names", location=doc.where((*path, "imports"))
-        )
-    problems = Problems()
+        problems.add("'imports' is a list of module names", doc.where((*path, "imports")))
+        return []
     modules = []
     for i, module in enumerate(raw):
         at = doc.where((*path, "imports", i))
@@ -315,8 +321,7 @@ def _import_modules(doc: Document, path: Path) -> list[Mapping[str, Any]]:
             problems.add(problem, at)
             continue
         modules.append((module, at))
-    problems.raise_if_any()
-    return import_namespaces(modules, doc.directory)
+    return modules
 
 
 def import_namespaces(

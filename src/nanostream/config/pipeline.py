@@ -41,7 +41,7 @@ from ._common import (
     read_node_options,
 )
 from ._convert import as_text, convert_arguments
-from .factory import disconnected, find_cycle, make_composite_class, read_edge
+from .factory import disconnected, find_cycle, make_composite_class, read_edge, read_imports
 
 __all__ = ["EdgeSpec", "NodeSpec", "PipelineSpec", "load_pipeline", "read_pipeline"]
 
@@ -443,7 +443,7 @@ def _read_spec(doc: Document, env: Mapping[str, str] | None) -> PipelineSpec:
         runner = None
     options = _read_options(doc, problems)
     otel = _read_otel(doc, problems)
-    imports = _read_imports(doc, problems)
+    imports = read_imports(doc, (), problems)
     composites = _read_composites(doc, env, problems)
     nodes = _read_nodes(doc, problems)
     problems.raise_if_any()
@@ -551,31 +551,6 @@ def _read_otel(doc: Document, problems: Problems) -> dict[str, str] | None:
         else:
             settings[key] = value
     return settings
-
-
-def _read_imports(doc: Document, problems: Problems) -> list[tuple[str, str | None]]:
-    raw = doc.data.get("imports")
-    if raw is None:
-        return []
-    if not isinstance(raw, list):
-        problems.add("'imports' is a list of module names", doc.where(("imports",)))
-        return []
-    imports = []
-    for i, module in enumerate(raw):
-        at = doc.where(("imports", i))
-        if not isinstance(module, str) or not all(p.isidentifier() for p in module.split(".")):
-            problems.add(
-                f"{module!r} is not a module name; 'imports' lists dotted module names such as "
-                "mypackage.nodes",
-                at,
-            )
-            continue
-        problem = registry.undeclarable(module)
-        if problem is not None:
-            problems.add(problem, at)
-            continue
-        imports.append((module, at))
-    return imports
 
 
 def _read_composites(

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from .._core.composite import Composite
-from .._core.errors import ConfigError
+from .._core.errors import ConfigError, GraphError
 from .._core.graph import Pipeline, pipeline_of
 from .._core.node import FunctionNode, NanoNode
 from ._common import describe_target, node_options
@@ -67,7 +67,10 @@ def to_yaml(pipeline: Pipeline | NanoNode) -> str:
     """
     if isinstance(pipeline, NanoNode):
         pipeline = pipeline_of(pipeline)
-    names = _names(pipeline)
+    try:
+        names = pipeline.node_names()
+    except GraphError as exc:
+        raise ConfigError(str(exc)) from None
     order = _order(pipeline, names)
     composites: dict[str, Any] = {}
     imports: set[str] = set()
@@ -94,38 +97,6 @@ def to_yaml(pipeline: Pipeline | NanoNode) -> str:
     return yaml.safe_dump(
         _escape(data), sort_keys=False, default_flow_style=False, allow_unicode=True, width=100
     )
-
-
-def _label(node: NanoNode) -> str:
-    if node.name:
-        return node.name
-    default = getattr(node, "default_name", None)
-    return str(default()) if callable(default) else type(node).__name__
-
-
-def _names(pipeline: Pipeline) -> dict[int, str]:
-    """Node names as the pipeline gives them (explicit names, then class-based ones)."""
-    names: dict[int, str] = {}
-    taken: set[str] = set()
-    for node in pipeline.nodes:
-        if node.name is not None:
-            if node.name in taken:
-                raise ConfigError(
-                    f"two nodes are named {node.name!r}; node names must be unique within a "
-                    "pipeline"
-                )
-            taken.add(node.name)
-            names[id(node)] = node.name
-    for node in pipeline.nodes:
-        if node.name is None:
-            base = _label(node)
-            name, n = base, 1
-            while name in taken:
-                n += 1
-                name = f"{base}-{n}"
-            taken.add(name)
-            names[id(node)] = name
-    return names
 
 
 def _order(pipeline: Pipeline, names: dict[int, str]) -> list[NanoNode]:

@@ -31,7 +31,7 @@ def check_flush_interval(value: Any) -> float | None:
 class BufferedSink(NanoNode):
     """A sink that writes its items in batches, and says when they are written.
 
-    Items (as :meth:`encode` makes them) wait in ``_pending`` until ``batch_size`` of them
+    Items (as :meth:`encode` makes them) wait in ``_pending`` until ``flush_size`` of them
     are there, the oldest has waited ``flush_interval`` seconds (also on a quiet input:
     the node asks for ticks), or the input ends; then :meth:`flush` writes them. A
     subclass defines ``flush()`` (write ``_pending``, then empty it and call
@@ -45,7 +45,7 @@ class BufferedSink(NanoNode):
         >>> class Batches(BufferedSink):
         ...     def __init__(self):
         ...         super().__init__()
-        ...         self._start_buffer(batch_size=2, flush_interval=None)
+        ...         self._start_buffer(flush_size=2, flush_interval=None)
         ...         self.written = []
         ...     def setup(self):
         ...         self._empty_buffer()
@@ -64,14 +64,14 @@ class BufferedSink(NanoNode):
 
     holds_items = True  # items are done once their batch is written (flush)
 
-    batch_size: int
+    flush_size: int
     flush_interval: float | None
     _pending: list[Any]
     _since: float  # when the oldest pending item arrived
 
-    def _start_buffer(self, batch_size: int, flush_interval: float | None) -> None:
+    def _start_buffer(self, flush_size: int, flush_interval: float | None) -> None:
         """Set the batch options (from ``__init__``)."""
-        self.batch_size = batch_size
+        self.flush_size = flush_size
         self.flush_interval = check_flush_interval(flush_interval)
         self.tick_interval = self.flush_interval  # told when the input is quiet that long
         self._empty_buffer()
@@ -94,7 +94,7 @@ class BufferedSink(NanoNode):
         if not pending:
             self._since = time.monotonic()
         pending.append(self.encode(item))
-        if len(pending) >= self.batch_size or self._due():
+        if len(pending) >= self.flush_size or self._due():
             self.flush()
         yield from ()
 
@@ -119,7 +119,7 @@ class BufferedSink(NanoNode):
         def buffered_sink(inp: Iterable[Any], outp: Callable[[Any], Any]) -> None:
             node.setup()
             pending = node._pending
-            size = node.batch_size
+            size = node.flush_size
             timed = node.flush_interval is not None
             for item in inp:
                 if item is TICK:

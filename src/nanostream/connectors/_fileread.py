@@ -206,10 +206,11 @@ def parse_json(
 ) -> Any:
     """The value of the JSON ``text``, or a :class:`FormatError` for that ``source`` and ``line``.
 
-    Every reader of JSON in nanostream parses through it, so that each bad piece of text
-    is one :class:`FormatError` naming where it came from, whatever went wrong: text
-    that is not JSON, bytes that are not UTF-8, or arrays and objects nested deeper than
-    the parser can follow (a bare ``RecursionError`` otherwise). ``loads`` is the parser
+    Every reader of JSON in nanostream parses through it (the HTTP nodes turn its error into
+    a ``ConnectorError``), so that each bad piece of text is one :class:`FormatError`
+    naming where it came from, whatever went wrong: text that is not JSON, bytes that are
+    not UTF-8, or arrays and objects nested deeper than the parser can follow (a bare
+    ``RecursionError`` otherwise). ``loads`` is the parser
     (``json.loads`` by default, which also takes UTF-8 bytes).
 
     Example:

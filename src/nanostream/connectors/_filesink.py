@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from .._core.context import node_label
 from .._core.errors import GraphError
 from .._core.node import NanoNode, NodeFunction
 from .._core.policy import POLICY_OPTIONS
@@ -341,9 +342,7 @@ class FileSink(NanoNode):
     @property
     def label(self) -> str:
         """The node's name in messages: its name in the run, else the name it was given."""
-        context = getattr(self, "_ns_context", None)
-        name = getattr(context, "name", None) or self.name
-        return name or type(self).__name__
+        return node_label(self)
 
     @property
     def rotates(self) -> bool:

@@ -1,34 +1,31 @@
-"""The connector toolkit: ``ConnectorError``, retries on a lost connection, back-off, waits
-that an abort cuts short, and clean-up that always runs.
+"""The connector toolkit: ``ConnectorError``, retries on a lost connection, and clean-up
+that always runs.
 
 Example:
-    >>> from nanostream.connectors._toolkit import backoff_delay
-    >>> 0.5 <= backoff_delay(0, 1.0, 30.0) <= 1.0
-    True
+    >>> from nanostream.connectors._toolkit import connector_error
+    >>> from nanostream.connectors._secrets import Secrets
+    >>> print(connector_error("no route to db", OSError(), Secrets([])))
+    no route to db
 """
 
 from __future__ import annotations
 
 import logging
-import random
-import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .._core.context import node_label
 from .._core.errors import NanoStreamError
-from .._core.signals import RunAborted
+from .._core.policy import backoff_delay
 from ._secrets import Secrets
 
 if TYPE_CHECKING:
-    from .._core.node import NanoNode, NodeFunction
+    from .._core.node import NodeFunction
 
 __all__ = [
     "ConnectorError",
-    "backoff_delay",
     "closing_function",
     "connector_error",
-    "node_label",
-    "pause",
     "retry_lost_connection",
 ]
 
@@ -81,66 +78,6 @@ def connector_error(message: str, cause: BaseException, secrets: Secrets) -> Con
     return error
 
 
-def backoff_delay(attempt: int, base: float, cap: float) -> float:
-    """Seconds to wait before retry ``attempt`` (0-based): exponential, capped, with jitter.
-
-    The delay is drawn uniformly from the upper half of ``min(cap, base * 2**attempt)``, so
-    clients that failed together do not retry together.
-
-    Example:
-        >>> from nanostream.connectors._toolkit import backoff_delay
-        >>> 0.5 <= backoff_delay(0, 1.0, 30.0) <= 1.0
-        True
-        >>> 15.0 <= backoff_delay(10, 1.0, 30.0) <= 30.0
-        True
-    """
-    ceiling = min(cap, base * (2.0 ** min(attempt, 62)))
-    return random.uniform(ceiling / 2.0, ceiling)
-
-
-def node_label(node: NanoNode) -> str:
-    """How log lines name a node: its class, and its name when it has one.
-
-    Example:
-        >>> from nanostream.connectors._toolkit import node_label
-        >>> from nanostream.testing import Collect
-        >>> node_label(Collect()), node_label(Collect(name="out"))
-        ('Collect', "Collect 'out'")
-    """
-    return f"{type(node).__name__} {node.name!r}" if node.name else type(node).__name__
-
-
-def _aborting(node: NanoNode) -> bool:
-    from .._core.graph import pipeline_of
-
-    run = pipeline_of(node).run
-    return run is not None and run.state in ("aborted", "failed")
-
-
-def pause(node: NanoNode, seconds: float) -> None:
-    """Wait ``seconds`` inside a processing node: a stop does not cut it short, an abort does.
-
-    A stop lets the pipeline drain, so a retry in a processing node keeps its back-off; an
-    abort (another node failed, or ``Run.abort()``) raises :class:`~nanostream.RunAborted`
-    at once instead of waiting out the delay.
-
-    Example:
-        >>> import nanostream
-        >>> from nanostream.connectors._toolkit import pause
-        >>> pause(nanostream.testing.Collect(), 0.001)
-    """
-    deadline = time.monotonic() + seconds
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return
-        if node.sleep(remaining):
-            # the stop event is set: either a graceful stop (keep waiting) or an abort
-            if _aborting(node):
-                raise RunAborted
-            time.sleep(min(remaining, 0.05))
-
-
 def retry_lost_connection(
     node: Any,
     attempt: Callable[[], T],
@@ -157,8 +94,9 @@ def retry_lost_connection(
     """``attempt()``, called again after a back-off while it fails with a lost connection.
 
     ``node`` (a connector node with ``retries``, ``backoff`` and ``max_backoff``) is the
-    one that waits (see :func:`pause`) and is named in the warning logged before each
-    retry: ``"<node>: connection to <shown> lost<doing> (<reason>); retry i of n in s"``.
+    one that waits (``NodeContext.pause``: an abort cuts it short, a stop does not) and is
+    named in the warning logged before each retry:
+    ``"<node>: connection to <shown> lost<doing> (<reason>); retry i of n in s"``.
     An error of type ``errors`` that is not ``lost``, or the last retry's, raises
     ``fail(exc)``. ``after_error`` runs after every error (e.g. to drop the connection).
 
@@ -193,7 +131,7 @@ def retry_lost_connection(
             failures += 1
             log.warning(
                 "%s: connection to %s lost%s (%s); retry %d of %d in %.2fs",
-                node_label(node),
+                node_label(node, with_class=True),
                 shown,
                 doing,
                 reason(exc),
@@ -201,7 +139,7 @@ def retry_lost_connection(
                 node.retries,
                 delay,
             )
-            pause(node, delay)
+            node._context().pause(delay)
 
 
 def closing_function(function: NodeFunction, close: Callable[[], None]) -> NodeFunction:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from typing import IO, Any
 
+from .._core.context import node_label
 from .._core.errors import GraphError
 from .._core.node import NanoNode
 from ._fileread import (
@@ -116,11 +117,8 @@ class LocalFileReader(NanoNode):
         self.chunk_size = chunk_size
         self.configure(**options)
 
-    def _label(self) -> str:
-        return self.name or type(self).__name__
-
     def process_item(self, item: Any) -> Iterator[Any]:
-        path = confine(self.directory, item, self._label())
+        path = confine(self.directory, item, node_label(self))
         if self.binary:
             if not self.serialize:
                 with ReadThrough(path, "rb") as whole:

@@ -21,6 +21,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+from .._core.context import node_label
 from .._core.errors import GraphError, MissingDependencyError
 from .._core.node import NanoNode, NodeFunction
 from .._core.policy import POLICY_OPTIONS
@@ -35,7 +36,6 @@ from ._fileread import (
     parse_json,
 )
 from ._filesink import AtomicFile, FileSink, uses_standard_path
-from ._toolkit import node_label
 
 __all__ = ["CSVReader", "CSVWriter", "JSONLinesReader", "JSONLinesWriter"]
 
@@ -142,7 +142,7 @@ class _RecordReader(NanoNode):
         if not isinstance(item, FilePath):
             hint = f"; to parse it as {self.language} text, end it with a line break"
         return FormatError(
-            f"{node_label(self)} got {item!r:.200}, {what}, where it parses "
+            f"{node_label(self, with_class=True)} got {item!r:.200}, {what}, where it parses "
             f"{self.language} text: pass paths=True to read files by path (streamed), or put "
             f"a LocalFileReader before it to read each file's text{hint}"
         )
@@ -326,7 +326,7 @@ class CSVReader(_RecordReader):
             self._lone_line = False
             yield from self._records_of_file(path, newline="")
             return
-        text, source = _text_of(item, self.encoding, self._index, node_label(self))
+        text, source = _text_of(item, self.encoding, self._index, node_label(self, with_class=True))
         what = _as_a_path(item, self.delimiter + self.quotechar)
         if what is not None:
             raise self._not_text(item, what)
@@ -349,7 +349,7 @@ class CSVReader(_RecordReader):
         )
         if lone and self._lone_line:
             raise FormatError(
-                f"{node_label(self)} got one line of text per item, such as "
+                f"{node_label(self, with_class=True)} got one line of text per item, such as "
                 "LocalFileReader(serialize=True) emits: with header=True each would be read "
                 "as a header and no rows would come out. Give it whole files: "
                 "LocalFileReader(serialize=False) before it, or the paths with "
@@ -749,7 +749,7 @@ class JSONLinesReader(_RecordReader):
         if path is not None:
             yield from self._records_of_file(path)
             return
-        text, source = _text_of(item, self.encoding, self._index, node_label(self))
+        text, source = _text_of(item, self.encoding, self._index, node_label(self, with_class=True))
         lines = text.split("\n")
         if len(lines) == 1 and not isinstance(item, FileText) and text.strip():
             try:  # one line: JSON first; a path only if it is not JSON

@@ -22,19 +22,18 @@ from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 from .._core.acks import Acked
+from .._core.context import node_label
 from .._core.errors import ConfigError, MissingDependencyError
 from .._core.node import NanoNode, NodeFunction
-from .._core.policy import POLICY_OPTIONS
+from .._core.policy import POLICY_OPTIONS, backoff_delay
 from .._core.signals import SourceStopped
 from ._acked_progress import AckedProgress
 from ._buffered_sink import BufferedSink
 from ._secrets import Secrets, install_log_masking, mask_url
 from ._toolkit import (
     ConnectorError,
-    backoff_delay,
     closing_function,
     connector_error,
-    node_label,
     retry_lost_connection,
 )
 
@@ -294,7 +293,10 @@ class RedisStreamSource(NanoNode):
 
         acker = _Acknowledger(self)
         progress: AckedProgress[Any] = AckedProgress(
-            acker, close=acker.close, interval=_XACK_INTERVAL_S, name=node_label(self)
+            acker,
+            close=acker.close,
+            interval=_XACK_INTERVAL_S,
+            name=node_label(self, with_class=True),
         )
         in_flight, lock = acker.in_flight, acker.lock
         # Our own pending entries are read first (from after ``cursor``): those taken but
@@ -322,7 +324,7 @@ class RedisStreamSource(NanoNode):
                 delay = backoff_delay(failures - 1, self.backoff, self.max_backoff)
                 log.warning(
                     "%s: connection to %s lost (%s); retry %d of %d in %.2fs",
-                    node_label(self),
+                    node_label(self, with_class=True),
                     self._redis.shown,
                     type(exc).__name__,
                     failures,
@@ -430,6 +432,7 @@ class RedisStreamSink(BufferedSink):
         self.stream = stream
         self.maxlen = maxlen
         self.approximate = approximate
+        self.batch_size = batch_size
         self._start_buffer(batch_size, flush_interval)  # entries wait until sent (flush)
         self.retries = retries
         self.backoff = backoff

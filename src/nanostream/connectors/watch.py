@@ -26,11 +26,11 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from .._core.acks import Acked
+from .._core.context import node_label
 from .._core.errors import GraphError, MissingDependencyError
 from .._core.node import NanoNode
 from ._acked_progress import AckedProgress
 from ._fileread import FilePath
-from ._toolkit import node_label
 
 __all__ = ["LocalDirectoryWatchdog"]
 
@@ -494,7 +494,7 @@ class LocalDirectoryWatchdog(NanoNode):
         super().validate()
         if not os.path.isdir(self.directory):
             raise GraphError(
-                f"{self.name or type(self).__name__} watches {self.directory!r}, which is not "
+                f"{node_label(self)} watches {self.directory!r}, which is not "
                 "an existing directory; create it first"
             )
 
@@ -516,7 +516,7 @@ class LocalDirectoryWatchdog(NanoNode):
         ledger = _Ledger(self.state, root) if self.state is not None else None
         progress: AckedProgress[tuple[str, Signature, str | None]] | None = None
         if ledger is not None:
-            label = self.name or type(self).__name__
+            label = node_label(self)
             progress = AckedProgress(ledger.record_many, close=ledger.close, name=label)
         observer: Any = None
         try:
@@ -565,7 +565,7 @@ class LocalDirectoryWatchdog(NanoNode):
                                 "%s leaves out %s: it is a symbolic link to %s, outside the "
                                 "watched folder %s; pass follow_outside_links=True to emit "
                                 "such files",
-                                node_label(self),
+                                node_label(self, with_class=True),
                                 path,
                                 real,
                                 root,
@@ -594,7 +594,7 @@ class LocalDirectoryWatchdog(NanoNode):
     def _observe(self, root: str, changes: _Changes) -> Any:
         observers = _require_watchdog()
         observer = observers.Observer()
-        observer.name = f"nanostream:{self.name or type(self).__name__}:watchdog"
+        observer.name = f"nanostream:{node_label(self)}:watchdog"
         try:
             observer.schedule(changes, root, recursive=self.recursive)
             observer.start()

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from .._core.composite import Composite
+from .._core.context import node_label
 from .._core.errors import ConfigError, MissingDependencyError, NanoStreamError
 from .._core.graph import Pipeline, Plan, PlanNode, pipeline_of
 from .._core.node import FunctionNode, NanoNode
@@ -116,7 +117,7 @@ def _plan_of(graph: Plan | Pipeline | NanoNode) -> tuple[Plan, dict[str, str]]:
 def _composite_classes(nodes: list[NanoNode], prefix: str, out: dict[str, str]) -> None:
     for node in nodes:
         if isinstance(node, Composite):
-            path = prefix + (node.name or type(node).__name__)
+            path = prefix + node_label(node, in_run=False)
             out[path] = type(node).__name__
             _composite_classes(node.inner, path + ".", out)
 

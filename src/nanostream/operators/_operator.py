@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 import queue
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -26,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, Final, NamedTuple
 
+from .._core.context import node_label
 from .._core.errors import GraphError
 from .._core.fast import drive
 from .._core.node import NanoNode, NodeFunction
@@ -46,7 +46,6 @@ __all__ = [
     "emit_all",
     "map_items",
     "run_in_pool",
-    "sleep_in_steps",
     "tick_for",
 ]
 
@@ -218,8 +217,8 @@ class Operator(NanoNode):
 
     @property
     def label(self) -> str:
-        """The node's name, or its class name while it has none (for messages)."""
-        return self.name or type(self).__name__
+        """The node's name in messages (see :func:`~nanostream._core.context.node_label`)."""
+        return node_label(self)
 
     def _user_functions(self) -> tuple[str, ...]:
         """The arguments naming user code this operator calls per item (or per window)."""
@@ -573,7 +572,7 @@ def map_items(
                 if item is not TICK:
                     guard.process(item, expand)
         return
-    label = getattr(node, "label", None) or node.name or type(node).__name__
+    label = node_label(node)
 
     def pool(work: Callable[[Any], Any], emit: Callable[[Any, Any], None]) -> None:
         run_in_pool(
@@ -732,18 +731,3 @@ def _unordered(
             release(reads - in_order[0] + 1 if in_order else 0)
     while submitted:
         complete(wait_one())
-
-
-def sleep_in_steps(seconds: float) -> None:
-    """``time.sleep`` in steps of at most 0.1 s, so an abort is seen promptly.
-
-    Example:
-        >>> from nanostream.operators._operator import sleep_in_steps
-        >>> sleep_in_steps(0.001)
-    """
-    deadline = time.monotonic() + seconds
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return
-        time.sleep(min(left, 0.1))

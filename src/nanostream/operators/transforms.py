@@ -39,7 +39,6 @@ from ._operator import (
     check_non_negative,
     check_positive,
     map_items,
-    sleep_in_steps,
     tick_for,
 )
 
@@ -418,8 +417,8 @@ class Throttle(Operator):
     """Pass at most ``rate_per_s`` items per second, waiting as needed (a token bucket).
 
     Up to ``burst`` items may pass at once after a quiet spell. ``clock`` (seconds) and
-    ``sleep`` can be replaced, for tests; by default ``time.monotonic`` and a sleep. Each
-    item is passed on before the next is read.
+    ``sleep`` can be replaced, for tests; by default ``time.monotonic`` and a wait that an
+    abort of the run cuts short. Each item is passed on before the next is read.
 
     Example:
         >>> import nanostream
@@ -440,7 +439,7 @@ class Throttle(Operator):
         *,
         burst: int = 1,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Any] = sleep_in_steps,
+        sleep: Callable[[float], Any] | None = None,
         name: str | None = None,
         **options: Any,
     ) -> None:
@@ -448,14 +447,15 @@ class Throttle(Operator):
         check_positive("Throttle", "rate_per_s", rate_per_s)
         check_positive("Throttle", "burst", burst, integer=True)
         check_callable("Throttle", "clock", clock)
-        check_callable("Throttle", "sleep", sleep)
+        check_callable("Throttle", "sleep", sleep, optional=True)
         self.rate_per_s = float(rate_per_s)
         self.burst = burst
         self.clock = clock
         self._sleep = sleep
 
     def _run(self, inp: Iterable[Any], outp: Outp) -> None:
-        rate, burst, clock, sleep = self.rate_per_s, self.burst, self.clock, self._sleep
+        rate, burst, clock = self.rate_per_s, self.burst, self.clock
+        sleep = self._sleep or self._context().pause
         tokens = float(burst)
         last: float | None = None
         for item in inp:
@@ -477,7 +477,8 @@ class Throttle(Operator):
 class Delay(Operator):
     """Wait ``seconds`` before passing each item on (so at most ``1/seconds`` items/s).
 
-    ``sleep`` can be replaced, for tests. Each item is passed on before the next is read.
+    ``sleep`` can be replaced, for tests; by default a wait that an abort of the run cuts
+    short. Each item is passed on before the next is read.
 
     Example:
         >>> import nanostream
@@ -496,18 +497,18 @@ class Delay(Operator):
         self,
         seconds: float,
         *,
-        sleep: Callable[[float], Any] = sleep_in_steps,
+        sleep: Callable[[float], Any] | None = None,
         name: str | None = None,
         **options: Any,
     ) -> None:
         super().__init__(name=name, **options)
         check_non_negative("Delay", "seconds", seconds)
-        check_callable("Delay", "sleep", sleep)
+        check_callable("Delay", "sleep", sleep, optional=True)
         self.seconds = float(seconds)
         self._sleep = sleep
 
     def _run(self, inp: Iterable[Any], outp: Outp) -> None:
-        seconds, sleep = self.seconds, self._sleep
+        seconds, sleep = self.seconds, self._sleep or self._context().pause
         for item in inp:
             sleep(seconds)
             outp(item)

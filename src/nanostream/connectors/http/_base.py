@@ -13,11 +13,13 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
+from ..._core.context import node_label
 from ..._core.errors import ConfigError, MissingDependencyError
 from ..._core.node import NanoNode
-from ..._core.policy import POLICY_OPTIONS
+from ..._core.policy import POLICY_OPTIONS, backoff_delay
+from .._fileread import FormatError, parse_json
 from .._secrets import Secrets, install_log_masking, mask_url
-from .._toolkit import ConnectorError, backoff_delay, connector_error, node_label, pause
+from .._toolkit import ConnectorError, connector_error
 
 if TYPE_CHECKING:
     import httpx
@@ -301,9 +303,6 @@ class _HttpNode(NanoNode):
         if client is not None:
             client.close()
 
-    def _wait_in_node(self, seconds: float) -> None:
-        pause(self, seconds)
-
     # ------------------------------------------------------------------ one request
     def _send(
         self,
@@ -312,7 +311,7 @@ class _HttpNode(NanoNode):
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
         json: Any = None,
-        wait: Callable[[float], None] | None = None,
+        wait: Callable[[float], object] | None = None,
         home: _Home | None = None,
     ) -> httpx.Response:
         """Send one request, retrying as configured; returns a successful response.
@@ -325,7 +324,7 @@ class _HttpNode(NanoNode):
         client = self._client
         if client is None:
             raise ConnectorError(f"{self.kind} is not running: its client is closed")
-        wait = wait or self._wait_in_node
+        wait = wait or self._context().pause
         method = self.method
         target: httpx.URL | str = url
         if params:  # httpx would replace the URL's own query with params: merge them
@@ -383,7 +382,7 @@ class _HttpNode(NanoNode):
             attempt += 1
             log.warning(
                 "%s: %s %s: %s; retry %d of %d in %.2fs",
-                node_label(self),
+                node_label(self, with_class=True),
                 method,
                 shown,
                 reason,
@@ -451,14 +450,13 @@ class _HttpNode(NanoNode):
             if not response.content:
                 return None
             try:
-                return response.json()
-            except (ValueError, RecursionError) as exc:
-                # json raises RecursionError for arrays or objects nested deeper than the
-                # interpreter's recursion limit: not JSON this process can read, either.
-                why = f"nested too deeply: {exc}" if isinstance(exc, RecursionError) else exc
+                return parse_json(response.content)
+            except FormatError as exc:
+                deep = isinstance(exc.__context__, RecursionError)
                 raise ConnectorError(
                     f"{self.kind}: the answer of {mask_url(response.request.url)} is not JSON "
-                    f"({why}); use parse='text' to take it as text"
+                    f"({'nested too deeply: ' if deep else ''}{exc.message}); use parse='text' "
+                    "to take it as text"
                 ) from None
         return response.text
 

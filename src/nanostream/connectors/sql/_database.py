@@ -10,12 +10,15 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from ..._core.context import node_label
 from ..._core.errors import ConfigError, MissingDependencyError
 from .._secrets import Secrets, install_log_masking, mask_url
 from .._toolkit import ConnectorError, connector_error
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
+
+    from ..._core.node import NanoNode
 
 log = logging.getLogger("nanostream.sql")
 
@@ -154,3 +157,20 @@ def _discard_cursor(result: Any) -> None:
 def _check_positive(name: str, value: object) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _row_count(node: NanoNode, name: str, value: int | None, options: dict[str, Any]) -> int:
+    """The count of rows ``name`` (default 1000), also accepted as ``batch_size``, its old name.
+
+    ``batch_size`` is taken out of ``options``: on an SQL node it never was the queue option.
+    Both names given are refused, since it is unclear which is meant.
+    """
+    old = options.pop("batch_size", None)
+    if old is not None and value is not None:
+        raise ConfigError(
+            f"{node_label(node, with_class=True)}: batch_size is the former name of {name}; "
+            f"give {name}= alone"
+        )
+    count = value if value is not None else old if old is not None else 1000
+    _check_positive(name if old is None else "batch_size", count)
+    return int(count)

@@ -10,16 +10,17 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Literal
 
+from ..._core.context import node_label
 from ..._core.errors import ConfigError
 from ..._core.node import NanoNode, NodeFunction
 from ..._core.policy import POLICY_OPTIONS
 from .._buffered_sink import BufferedSink
-from .._toolkit import ConnectorError, closing_function, node_label, retry_lost_connection
+from .._toolkit import ConnectorError, closing_function, retry_lost_connection
 from ._database import (
-    _check_positive,
     _Database,
     _is_disconnect,
     _require_sqlalchemy,
+    _row_count,
     _shown_url,
     log,
 )
@@ -58,9 +59,10 @@ def _column_type(name: str, value: Any) -> Any:
 class SQLSink(BufferedSink):
     """A sink that writes each item (a dict) as a row of ``table``.
 
-    Rows are written in transactions of ``batch_size`` rows, or fewer once the oldest of
-    them has waited ``flush_interval`` seconds (default 1.0, also on a quiet stream;
-    ``None``: only full batches); what is pending is committed when the stream ends and
+    Rows are written in transactions of ``commit_every`` rows (default 1000; ``batch_size``,
+    its former name, is still taken), or fewer once the oldest of them has waited
+    ``flush_interval`` seconds (default 1.0, also on a quiet stream; ``None``: only full
+    batches); what is pending is committed when the stream ends and
     when the run is stopped (a failed or aborted run rolls the pending rows back). Values
     are always bound parameters.
 
@@ -85,7 +87,7 @@ class SQLSink(BufferedSink):
         >>> tmp = tempfile.TemporaryDirectory()
         >>> url = f"sqlite:///{tmp.name}/db.sqlite"
         >>> items = [{"sku": "a", "qty": 1}, {"sku": "b", "qty": 2}, {"sku": "a", "qty": 5}]
-        >>> sink = SQLSink(url, "stock", mode="upsert", key="sku", create=True, batch_size=2)
+        >>> sink = SQLSink(url, "stock", mode="upsert", key="sku", create=True, commit_every=2)
         >>> nanostream.from_iterable(items) > sink
         SQLSink(name=None, url='sqlite:///.../db.sqlite', table='stock', mode='upsert')
         >>> sink.global_start()
@@ -105,7 +107,7 @@ class SQLSink(BufferedSink):
         *,
         mode: Literal["insert", "upsert"] = "insert",
         key: str | Sequence[str] | None = None,
-        batch_size: int = 1000,
+        commit_every: int | None = None,
         flush_interval: float | None = 1.0,
         create: bool = False,
         schema: str | None = None,
@@ -119,7 +121,7 @@ class SQLSink(BufferedSink):
     ) -> None:
         super().__init__(name=name, queue_size=queue_size)
         _require_sqlalchemy()
-        _check_positive("batch_size", batch_size)
+        self.commit_every = _row_count(self, "commit_every", commit_every, options)
         if mode not in ("insert", "upsert"):
             raise ConfigError(f"SQLSink mode must be 'insert' or 'upsert', got {mode!r}")
         keys = (key,) if isinstance(key, str) else tuple(key or ())
@@ -130,7 +132,7 @@ class SQLSink(BufferedSink):
         self.table = table
         self.mode = mode
         self.key = keys
-        self._start_buffer(batch_size, flush_interval)  # rows wait until committed (flush)
+        self._start_buffer(self.commit_every, flush_interval)  # rows wait until committed (flush)
         self.create = create
         self.schema = schema
         self.retries = retries
@@ -235,7 +237,7 @@ class SQLSink(BufferedSink):
             columns.append(sa.Column(name, kind, primary_key=name in self.key))
         table = sa.Table(self.table, sa.MetaData(), *columns, schema=self.schema)
         table.create(conn, checkfirst=True)
-        log.info("%s: created table %r", node_label(self), self.table)
+        log.info("%s: created table %r", node_label(self, with_class=True), self.table)
         return table
 
     def _check_columns(self, table: sa.Table, names: tuple[str, ...]) -> None:

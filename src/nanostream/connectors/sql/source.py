@@ -10,19 +10,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..._core.acks import Acked
+from ..._core.context import node_label
 from ..._core.errors import ConfigError
 from ..._core.node import NanoNode, NodeFunction
-from ..._core.policy import POLICY_OPTIONS
+from ..._core.policy import POLICY_OPTIONS, backoff_delay
 from .._acked_progress import AckedProgress
-from .._toolkit import backoff_delay, closing_function, node_label
+from .._toolkit import closing_function
 from ._database import (
-    _check_positive,
     _Database,
     _decode_value,
     _discard_cursor,
     _encode_value,
     _is_disconnect,
     _require_sqlalchemy,
+    _row_count,
     _shown_url,
     log,
 )
@@ -95,9 +96,10 @@ class _IncrementalState:
 class SQLSource(NanoNode):
     """A source that streams the rows of a query as dicts, with a server-side cursor.
 
-    Rows are fetched ``batch_size`` at a time, so memory stays bounded however many rows
-    the query returns. ``query`` is SQL text with ``:name`` placeholders (filled from
-    ``params``) or a SQLAlchemy ``select()``.
+    Rows are fetched ``fetch_size`` at a time (default 1000; ``batch_size``, its former
+    name, is still taken), so memory stays bounded however many rows the query returns.
+    ``query`` is SQL text with ``:name`` placeholders (filled from ``params``) or a
+    SQLAlchemy ``select()``.
 
     With ``incremental_column`` the source remembers the largest value of that column it
     has emitted (in ``state_file``, a small JSON file, if given) and next time reads only
@@ -161,7 +163,7 @@ class SQLSource(NanoNode):
         query: str | sa.Executable,
         *,
         params: Mapping[str, Any] | None = None,
-        batch_size: int = 1000,
+        fetch_size: int | None = None,
         incremental_column: str | None = None,
         state_file: str | os.PathLike[str] | None = None,
         start_value: Any = None,
@@ -176,7 +178,7 @@ class SQLSource(NanoNode):
     ) -> None:
         super().__init__(name=name, queue_size=queue_size)
         _require_sqlalchemy()
-        _check_positive("batch_size", batch_size)
+        self.fetch_size = _row_count(self, "fetch_size", fetch_size, options)
         if poll_interval is not None and poll_interval <= 0:
             raise ConfigError(f"poll_interval must be positive seconds, got {poll_interval!r}")
         if state_file is not None and incremental_column is None:
@@ -185,7 +187,6 @@ class SQLSource(NanoNode):
         self._db = _Database(url, engine_options or {})
         self.query = query
         self.params = dict(params or {})
-        self.batch_size = batch_size
         self.incremental_column = incremental_column
         self.state_file = state_file
         self.start_value = start_value
@@ -214,7 +215,7 @@ class SQLSource(NanoNode):
         progress: AckedProgress[Any] | None = None
         if state is not None and state.path is not None:
             progress = AckedProgress(
-                state.acknowledge, interval=_SAVE_INTERVAL_S, name=node_label(self)
+                state.acknowledge, interval=_SAVE_INTERVAL_S, name=node_label(self, with_class=True)
             )
         try:
             with self.guard_polls() as guard:
@@ -275,11 +276,11 @@ class SQLSource(NanoNode):
             try:
                 with engine.connect() as conn:
                     streaming = conn.execution_options(
-                        stream_results=True, yield_per=self.batch_size
+                        stream_results=True, yield_per=self.fetch_size
                     )
                     result = streaming.execute(statement, params)
                     keys = list(result.keys())
-                    for partition in result.partitions(self.batch_size):
+                    for partition in result.partitions(self.fetch_size):
                         for row in partition:
                             item = dict(zip(keys, row, strict=True))
                             if state is None:
@@ -316,7 +317,7 @@ class SQLSource(NanoNode):
                 delay = backoff_delay(failures - 1, self.backoff, self.max_backoff)
                 log.warning(
                     "%s: connection to %s lost (%s); resuming after %r in %.2fs",
-                    node_label(self),
+                    node_label(self, with_class=True),
                     self._db.shown,
                     self._db.secrets.scrub(type(exc.orig).__name__),
                     state.last,
