@@ -117,10 +117,43 @@ def decompressing(raw: IO[bytes], compression: str | None) -> IO[bytes]:
         return bz2.BZ2File(raw, "rb")
     if compression == "xz":
         return lzma.LZMAFile(raw, "rb")
-    reader = (
-        _zstandard().ZstdDecompressor().stream_reader(raw, read_across_frames=True, closefd=False)
-    )
-    return io.BufferedReader(reader, 1 << 16)
+    return io.BufferedReader(_ZstdReader(raw, _zstandard()), 1 << 16)
+
+
+class _ZstdReader(io.RawIOBase):
+    """Reads zstd frames one after the other, and says so when the last one is cut short
+    (``zstandard``'s own stream reader ends quietly there)."""
+
+    def __init__(self, raw: IO[bytes], zstd: Any) -> None:
+        super().__init__()
+        self._raw = raw
+        self._context = zstd.ZstdDecompressor()
+        self._frame: Any = None
+        self._out = b""
+        self._at = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while self._at >= len(self._out):
+            chunk = self._raw.read(1 << 14)
+            if not chunk:
+                if self._frame is not None and not self._frame.eof:
+                    raise EOFError("the zstd data ended before the end of its last frame")
+                return 0
+            pieces = []
+            while chunk:
+                if self._frame is None or self._frame.eof:
+                    self._frame = self._context.decompressobj()
+                pieces.append(self._frame.decompress(chunk))
+                chunk = self._frame.unused_data if self._frame.eof else b""
+            self._out, self._at = b"".join(pieces), 0
+        view = memoryview(buffer).cast("B")
+        n = min(len(view), len(self._out) - self._at)
+        view[:n] = self._out[self._at : self._at + n]
+        self._at += n
+        return n
 
 
 def compressing(raw: IO[bytes], compression: str | None) -> IO[bytes]:
