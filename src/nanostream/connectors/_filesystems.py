@@ -34,7 +34,7 @@ from collections.abc import Iterator, Mapping
 from typing import IO, Any, cast
 
 from .._core.errors import MissingDependencyError
-from ._secrets import MASK, Secrets, is_sensitive_name, mask_url
+from ._secrets import MASK, Secrets, install_log_masking, is_sensitive_name, mask_url
 
 __all__ = [
     "COMPRESSIONS",
@@ -293,6 +293,21 @@ def url_exists(url: str, options: StorageOptions | None) -> bool:
 
 
 # ----------------------------------------------------------------------------- credentials
+# The loggers whose records are masked once a node has storage options: nanostream's and
+# those of fsspec and of the storage libraries under it.
+_LOGGERS = (
+    "nanostream",
+    "nanostream.watch",
+    "fsspec",
+    "s3fs",
+    "aiobotocore",
+    "botocore",
+    "botocore.credentials",
+    "gcsfs",
+    "adlfs",
+)
+
+
 def _is_credential(name: str) -> bool:
     lowered = name.lower()
     return (
@@ -350,6 +365,8 @@ class StorageOptions:
         self.given: dict[str, Any] = dict(given or {})
         self.secrets = Secrets(_secret_values(self.given))
         self.shown: dict[str, Any] = _masked(self.given)
+        if self.given:
+            install_log_masking(*_LOGGERS)
 
     def __repr__(self) -> str:
         return f"StorageOptions({self.shown!r})"
