@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import importlib
+import io
 import json
 import logging
 import socket
@@ -533,3 +534,122 @@ def test_a_bad_prefix_or_interval_is_refused_when_built() -> None:
         PrefixWatcher("/srv/inbox")
     with pytest.raises(nanostream.GraphError, match="poll_interval must be positive"):
         PrefixWatcher("memory://inbox", poll_interval=0)
+
+
+class FlakyWatcher(PrefixWatcher):
+    """A PrefixWatcher whose listings fail while ``broken`` is set."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.broken = threading.Event()
+
+    def listing(self, fs: Any, root: str) -> dict[str, Any]:
+        if self.broken.is_set():
+            raise ConnectionError("the store cannot be reached")
+        return super().listing(fs, root)
+
+
+def test_a_listing_that_fails_is_skipped_and_the_watcher_goes_on(store: Store, runner: str) -> None:
+    watch = FlakyWatcher(
+        store.url("in"),
+        poll_interval=0.02,
+        storage_options=store.options,
+        on_error="skip",
+        name="w",
+    )
+    sink, dead = Collect(), Collect()
+    watch > sink
+    watch.errors > dead
+    run = sink.global_start(block=False, runner=runner)
+    assert run is not None
+    try:
+        assert watch.ready.wait(WAIT)
+        watch.broken.set()
+        store.put("in/a.csv", b"a")
+        assert dead.seen.wait(WAIT)
+        watch.broken.clear()
+        assert sink.seen.wait(WAIT)
+    finally:
+        run.stop(timeout=WAIT)
+    assert run.state == "finished"
+    assert [store.key_of(u) for u in sink.items] == ["in/a.csv"]
+    record = dead.items[0]
+    assert (record.node, record.item, record.message) == ("w", None, "the store cannot be reached")
+
+
+def test_a_listing_that_fails_fails_the_run_by_default(store: Store, runner: str) -> None:
+    watch = FlakyWatcher(store.url("in"), poll_interval=0.02, storage_options=store.options)
+    sink = Collect()
+    watch > sink
+    run = sink.global_start(block=False, runner=runner)
+    assert run is not None
+    assert watch.ready.wait(WAIT)
+    watch.broken.set()
+    with pytest.raises(nanostream.NodeFailed, match="cannot be reached"):
+        run.wait(WAIT)
+
+
+class FailOn(Collect):
+    """Collects URLs, and fails on the one whose key ends with ``name``."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+
+    def process_item(self, item: Any) -> Iterator[Any]:
+        yield from super().process_item(item)
+        if item.endswith(self.name):
+            raise RuntimeError(f"the sink failed on {self.name}")
+
+
+def test_objects_in_flight_when_a_run_fails_come_again_after_a_restart(
+    store: Store, runner: str, tmp_path: Path
+) -> None:
+    ledger = tmp_path / "ledger.sqlite"
+    names = [f"in/{n}.csv" for n in "abcde"]
+    for name in names:
+        store.put(name, name.encode())
+    failing = FailOn("c.csv")
+    watch = PrefixWatcher(
+        store.url("in"), poll_interval=0.02, storage_options=store.options, state=ledger
+    )
+    watch > failing
+    with pytest.raises(nanostream.NodeFailed, match=r"the sink failed on c\.csv"):
+        failing.global_start(runner=runner)
+    with closing(sqlite3.connect(ledger)) as db:
+        done = {store.key_of(p) for (p,) in db.execute("SELECT path FROM files")}
+    assert "in/c.csv" not in done and done < set(names)  # recorded: only what was done
+
+    again = watch_until(store, runner, len(names) - len(done), marker="z.csv", state=ledger)
+    assert sorted(again[:-1]) == sorted(set(names) - done)  # nothing done comes again
+    assert again[-1] == "in/z.csv"
+
+
+def test_a_pipeline_file_s_credentials_are_masked_when_written_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    secret = "yaml-secret-" + uuid.uuid4().hex
+    text = """
+name: watch
+nodes:
+  watch:
+    class: nanostream.nodes.watch:PrefixWatcher
+    args:
+      prefix: memory://yaml-inbox/
+      pattern: "*.csv"
+      storage_options: {secret: "${S3_SECRET}"}
+  read:
+    class: nanostream.nodes.formats:CSVReader
+    args: {paths: true, storage_options: {secret: "${S3_SECRET}"}}
+  sink: {class: "nanostream.testing:Collect"}
+"""
+    pipeline = nanostream.load_pipeline(io.StringIO(text), env={"S3_SECRET": secret})
+    watch = next(n for n in pipeline.nodes if n.name == "watch")
+    assert isinstance(watch, PrefixWatcher) and watch.pattern == "*.csv"
+    written = nanostream.to_yaml(pipeline)
+    assert secret not in written
+    assert written.count("secret: '***'") == 2
+    again = nanostream.load_pipeline(io.StringIO(written))  # the rest is as it was
+    assert [(n.name, type(n).__name__) for n in again.nodes] == [
+        (n.name, type(n).__name__) for n in pipeline.nodes
+    ]

@@ -145,6 +145,7 @@ class PrefixWatcher(NanoNode):
                 "(to watch a local folder, use LocalDirectoryWatchdog)"
             )
         self.prefix = prefix
+        self.pattern = pattern if isinstance(pattern, str) else list(pattern)
         self.patterns: tuple[str, ...] = (pattern,) if isinstance(pattern, str) else tuple(pattern)
         if not self.patterns or not all(isinstance(p, str) for p in self.patterns):
             raise GraphError(f"pattern must be a string or a list of strings, got {pattern!r}")
