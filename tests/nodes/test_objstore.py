@@ -653,3 +653,53 @@ nodes:
     assert [(n.name, type(n).__name__) for n in again.nodes] == [
         (n.name, type(n).__name__) for n in pipeline.nodes
     ]
+
+
+def test_the_folder_watchdog_given_a_url_points_to_the_prefix_watcher() -> None:
+    pytest.importorskip("watchdog")
+    from nanostream.nodes import LocalDirectoryWatchdog
+
+    watch = LocalDirectoryWatchdog("s3://bucket/in/", polling=True)
+    with pytest.raises(nanostream.GraphError, match="PrefixWatcher"):
+        watch.validate()
+
+
+@pytest.fixture
+def no_aws_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No credentials but those a test sets, and never the instance metadata service."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", raising=False)
+    monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", raising=False)
+
+
+def test_s3_credentials_come_from_the_usual_chain_without_storage_options(
+    s3_store: Store, no_aws_config: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    s3_store.put("in/a.csv", b"a,b\n1,2\n")
+    assert s3_store.options is not None
+    options = {
+        "endpoint_url": s3_store.options["endpoint_url"],
+        "client_kwargs": {"region_name": "eu-west-1"},
+        "skip_instance_cache": True,  # a new client, that looks for credentials again
+    }
+
+    def read() -> list[Any]:
+        reader = CSVReader(paths=True, storage_options=options)
+        return run_nodes([s3_store.url("in/a.csv")], reader, runner="threads")
+
+    with pytest.raises(nanostream.NodeFailed, match=r"(?i)credentials"):
+        read()  # none anywhere
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY_ID)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    assert read() == [{"a": "1", "b": "2"}]  # from the environment
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    profile = tmp_path / "credentials"
+    profile.write_text(f"[etl]\naws_access_key_id = {KEY_ID}\naws_secret_access_key = {SECRET}\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(profile))
+    options["profile"] = "etl"
+    assert read() == [{"a": "1", "b": "2"}]  # from a profile of the shared credentials file
