@@ -352,3 +352,13 @@ def test_every_extension_is_handled(tmp_path: Path) -> None:
     from nanostream.connectors._filesystems import COMPRESSIONS
 
     assert sorted(COMPRESSIONS) == sorted(EXTENSIONS)
+
+
+def test_appending_to_a_corrupt_compressed_file_leaves_no_temporary_file(tmp_path: Path) -> None:
+    path = tmp_path / "rows.csv.gz"
+    path.write_bytes(b"\x1f\x8b not gzip at all")
+    with pytest.raises(FormatError, match="not readable as gzip") as info:
+        AtomicFile(path, append=True, node="writer")
+    assert info.value.source == str(path)
+    assert AtomicFile.leftovers(path) == []
+    assert path.read_bytes() == b"\x1f\x8b not gzip at all"

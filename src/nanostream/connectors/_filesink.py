@@ -23,12 +23,14 @@ from .._core.errors import GraphError
 from .._core.node import NanoNode, NodeFunction
 from .._core.policy import POLICY_OPTIONS
 from .._core.run import QUEUE_OPTIONS
+from ._fileread import FormatError
 from ._filesystems import (
     StorageOptions,
     compressing,
     compression_of,
     decompressing,
     filesystem,
+    is_decompression_error,
     is_url,
     local_path,
     require_compression,
@@ -156,6 +158,7 @@ class AtomicFile:
             packed = compressing(raw, self.compression)
         except BaseException:
             raw.close()
+            os.unlink(tmp)
             self._remove_staging()
             raise
         self._raw = raw
@@ -186,9 +189,18 @@ class AtomicFile:
         size = raw.tell()
         if size and self.compression is not None:
             raw.flush()
-            with open(self.tmp, "rb") as copy, decompressing(copy, self.compression) as content:
-                if not content.read(1):
-                    return 0
+            try:
+                with open(self.tmp, "rb") as copy, decompressing(copy, self.compression) as data:
+                    if not data.read(1):
+                        return 0
+            except Exception as exc:
+                if not is_decompression_error(exc, self.compression):
+                    raise
+                raise FormatError(
+                    f"{self.node} appends to this file, but it is not readable as "
+                    f"{self.compression} ({exc}); write to a new file, or pass overwrite=True",
+                    source=self.destination,
+                ) from exc
         return size
 
     @staticmethod
