@@ -102,7 +102,8 @@ class Store:
     def listing(self) -> list[str]:
         self.fs.invalidate_cache()
         found = self.fs.find(self.inner)
-        return sorted(p[len(self.inner) + 1 :] for p in found)
+        names = (p[len(self.inner) + 1 :] for p in found)
+        return sorted(name for name in names if name)  # not the prefix itself
 
     def remove(self, key: str) -> None:
         self.fs.rm_file(self._path(key))
@@ -303,7 +304,10 @@ def test_a_reader_listing_the_store_during_a_run_only_ever_sees_whole_objects(
     store: Store, runner: str
 ) -> None:
     """A bounded race: while 8 parts of 2,000 rows are written, another thread lists and
-    reads the store until the run ends; every object it sees holds a whole part."""
+    reads the store until the run ends; every object it sees holds a whole part. (Where a
+    put writes in place, as on ``memory://``, the part is put under a hidden name first:
+    hidden names are left out, as by PrefixWatcher and the folder watchdog; one that is
+    renamed between the listing and the read is not found.)"""
     template = store.url("w-{part:02d}.jsonl")
     src = nanostream.from_iterable({"row": i} for i in range(16_000))
     writer = JSONLinesWriter(template, rotate_items=2_000, storage_options=store.options)
@@ -316,11 +320,9 @@ def test_a_reader_listing_the_store_during_a_run_only_ever_sees_whole_objects(
     try:
         while not done.is_set():
             for key in store.listing():
-                try:
-                    data = store.get(key)
-                except FileNotFoundError:  # pragma: no cover - never deleted here
+                if key.startswith("."):
                     continue
-                assert len(data.splitlines()) == 2_000, key
+                assert len(store.get(key).splitlines()) == 2_000, key
     finally:
         run_thread.join(WAIT)
     assert len(store.listing()) == 8 and all(
@@ -656,7 +658,6 @@ nodes:
 
 
 def test_the_folder_watchdog_given_a_url_points_to_the_prefix_watcher() -> None:
-    pytest.importorskip("watchdog")
     from nanostream.nodes import LocalDirectoryWatchdog
 
     watch = LocalDirectoryWatchdog("s3://bucket/in/", polling=True)

@@ -77,6 +77,13 @@ class OutputExistsError(GraphError, FileExistsError):
 _TMP_SUFFIX = re.compile(r"\.[0-9a-f]{8}\.tmp$")
 
 
+WHOLE_PUTS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "oss", "r2"})
+"""The fsspec protocols whose put shows an object only once it is complete (object stores:
+one put, or a multipart upload completed at its end). Elsewhere (``memory://``, an SFTP
+or HDFS file system) a put writes in place, so a file is put under a hidden name and then
+renamed."""
+
+
 class AtomicFile:
     """A file written under a hidden temporary name beside ``target``, renamed when done.
 
@@ -254,7 +261,16 @@ class AtomicFile:
             fs.invalidate_cache(inner)
             if fs.isfile(inner):
                 raise refusal(self.node, self.destination, can_append=self.can_append)
-        fs.put_file(str(self.target), inner)
+        protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+        if protocols & WHOLE_PUTS:
+            fs.put_file(str(self.target), inner)
+        else:  # a put that writes in place: under a hidden name, then renamed
+            hidden = posixpath.join(
+                posixpath.dirname(inner),
+                f".{posixpath.basename(inner)}.{secrets.token_hex(4)}.tmp",
+            )
+            fs.put_file(str(self.target), hidden)
+            fs.mv(hidden, inner)
         fs.invalidate_cache(inner)
 
     def _publish_new(self) -> None:
@@ -495,7 +511,13 @@ class FileSink(NanoNode):
             raise refusal(self.label, self.path)
 
     def exists(self, path: str) -> bool:
-        """True when a file (or, for a URL, an object) is at ``path`` now."""
+        """True when a file (or, for a URL, an object) is at ``path`` now.
+
+        Example:
+            >>> from nanostream.nodes import JSONLinesWriter
+            >>> JSONLinesWriter("memory://exists-demo/a.jsonl").exists("memory://exists-demo/a.jsonl")
+            False
+        """
         if is_url(path):
             return url_exists(path, self._storage)
         return os.path.exists(path)

@@ -174,7 +174,18 @@ class PrefixWatcher(NanoNode):
         return any(fnmatch.fnmatch(parts[-1], p) for p in self.patterns)
 
     def listing(self, fs: Any, root: str) -> dict[str, tuple[Signature, str | None]]:
-        """The wanted objects under ``root`` now: URL → ``((size, mtime_ns), etag)``."""
+        """The wanted objects under ``root`` now: URL → ``((size, mtime_ns), etag)``.
+
+        Example:
+            >>> import fsspec
+            >>> from nanostream.nodes import PrefixWatcher
+            >>> fs = fsspec.filesystem("memory")
+            >>> fs.pipe("/listing-demo/a.csv", b"abc")
+            >>> fs.pipe("/listing-demo/.part/b.csv", b"hidden")
+            >>> found = PrefixWatcher("memory://listing-demo").listing(fs, "/listing-demo")
+            >>> [(url, sig[0]) for url, (sig, etag) in found.items()]
+            [('memory:///listing-demo/a.csv', 3)]
+        """
         fs.invalidate_cache(root)
         found = fs.find(root, detail=True, withdirs=False)
         base = root.rstrip("/") + "/"
