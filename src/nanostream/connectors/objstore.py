@@ -95,10 +95,12 @@ class PrefixWatcher(NanoNode):
       wherever the node is shown; without them the store's usual chain applies (for S3,
       botocore's: environment variables, ``~/.aws``, the instance's role).
 
-    The node's error policy applies to each listing: a listing that fails (the store is
-    unreachable) fails the run by default; with ``on_error="skip"`` it is recorded on the
-    ``errors`` port and the next one comes after ``poll_interval``. ``ready`` is a
-    :class:`threading.Event` set once the first listing is done.
+    The node's error policy applies to each listing, the first included: a listing that
+    fails (the store is unreachable) fails the run by default; with ``on_error="skip"``
+    it is recorded on the ``errors`` port and the next one comes after ``poll_interval``
+    (``"retry"`` lists again after the node's ``backoff`` first). Opening the ledger
+    fails the run. ``ready`` is a :class:`threading.Event` set once the first listing is
+    done (or failed and was skipped).
 
     Example:
         >>> import fsspec, nanostream
@@ -213,20 +215,19 @@ class PrefixWatcher(NanoNode):
                     entry = ledger.get(url)
                     known[url] = entry[1] if entry is not None and entry[1] else sig
             pending: dict[str, tuple[Identity, float]] = {}
-            present = self.listing(fs, root)
-            if self.only_new and (ledger is None or ledger.first_start):
-                for url, (sig, etag) in sorted(present.items()):
-                    known[url] = etag or sig
-                    if ledger is not None:
-                        ledger.record(url, sig, etag, emitted=False)
-            first: dict[str, tuple[Signature, str | None]] | None = present
-            self.ready.set()
+            baseline = self.only_new and (ledger is None or ledger.first_start)
 
             def look() -> Iterator[FilePath | Acked]:
                 """One listing: what is new or changed, emitted once it has settled."""
-                nonlocal first
-                objects = first if first is not None else self.listing(fs, root)
-                first = None
+                nonlocal baseline
+                objects = self.listing(fs, root)
+                if baseline:  # only_new: what is there at the first listing is not new
+                    baseline = False
+                    for url, (sig, etag) in sorted(objects.items()):
+                        known[url] = etag or sig
+                        if ledger is not None:
+                            ledger.record(url, sig, etag, emitted=False)
+                self.ready.set()
                 now = time.monotonic()
                 for url in [u for u in (*known, *pending) if u not in objects]:
                     pending.pop(url, None)
@@ -255,6 +256,7 @@ class PrefixWatcher(NanoNode):
             with self.guard_polls() as guard:
                 while True:
                     yield from guard(look)
+                    self.ready.set()  # also when the first listing failed and was skipped
                     wait = self.poll_interval
                     if pending and self.settle > 0:
                         wait = min(wait, max(self.settle / 4, 0.005))
