@@ -49,6 +49,7 @@ from nanostream.nodes import (
     Map,
     Merge,
     Parallel,
+    PrefixWatcher,
     PrinterOfThings,
     Reduce,
     Router,
@@ -210,6 +211,13 @@ def old_ledger(env: Env) -> Path:
     return path
 
 
+class UnreachableStore(PrefixWatcher):
+    """A PrefixWatcher whose every listing fails, as when the store cannot be reached."""
+
+    def listing(self, fs: Any, root: str) -> dict[str, Any]:
+        raise ConnectionError(f"cannot list {root}")
+
+
 def http_items(*routes: str) -> list[dict[str, Any]]:
     return [{"route": route, "n": n} for n, route in enumerate(routes)]
 
@@ -236,6 +244,11 @@ CASES: dict[str, Case] = {
         lambda env, **o: LocalDirectoryWatchdog(
             env.tmp, polling=True, settle=0, state=old_ledger(env), **o
         ),
+        source=True,
+        refused=("timeout",),
+    ),
+    "PrefixWatcher": Case(
+        lambda env, **o: UnreachableStore("memory://node-options/", poll_interval=0.01, **o),
         source=True,
         refused=("timeout",),
     ),

@@ -22,7 +22,15 @@ from __future__ import annotations
 import re
 import threading
 
-__all__ = ["MASK", "exception_text", "mask_text", "redact", "remember_secret", "safe_str"]
+__all__ = [
+    "MASK",
+    "exception_text",
+    "hide_secrets",
+    "mask_text",
+    "redact",
+    "remember_secret",
+    "safe_str",
+]
 
 MASK = "***"
 
@@ -84,6 +92,21 @@ def safe_str(value: object) -> str:
         text = str(value)
     except Exception as exc:  # noqa: BLE001 - the placeholder says what happened
         return f"<unprintable {type(value).__name__}: str() raised {type(exc).__name__}>"
+    return text
+
+
+def hide_secrets(text: str) -> str:
+    """``text`` with every remembered secret replaced by ``***`` (and nothing else changed).
+
+    Example:
+        >>> from nanostream._core.redact import hide_secrets, remember_secret
+        >>> remember_secret("tok-0123456789")
+        >>> hide_secrets("redis://:tok-0123456789@cache:6379/0"), hide_secrets("token=abc")
+        ('redis://:***@cache:6379/0', 'token=abc')
+    """
+    for value in _REGISTRY.values:
+        if value in text:
+            text = text.replace(value, MASK)
     return text
 
 

@@ -23,6 +23,7 @@ from .._core.composite import Composite
 from .._core.errors import ConfigError, GraphError
 from .._core.graph import Pipeline, pipeline_of
 from .._core.node import FunctionNode, NanoNode
+from .._core.redact import hide_secrets
 from ._common import describe_target, node_options
 from .factory import ConfiguredComposite
 from .pipeline import built_from
@@ -284,8 +285,14 @@ def _escape(value: Any) -> Any:
 
 
 def _yaml_value(value: Any, node: str, argument: str) -> Any:
-    """``value`` if a YAML file can hold it; raises ConfigError otherwise."""
-    if value is None or isinstance(value, (bool, int, float, str)):
+    """``value`` if a YAML file can hold it; raises ConfigError otherwise.
+
+    A secret that a connector holds (a password, a token, a storage credential: see
+    ``remember_secret``) is written as ``***``: a pipeline file written out never holds one.
+    """
+    if isinstance(value, str):
+        return hide_secrets(value)
+    if value is None or isinstance(value, (bool, int, float)):
         return value
     if isinstance(value, list):
         return [_yaml_value(v, node, argument) for v in value]

@@ -10,14 +10,26 @@ Example:
 from __future__ import annotations
 
 import codecs
+import io
 import json
 import os
+import posixpath
 import stat
 import sys
 from collections.abc import Callable
 from typing import IO, Any
 
 from .._core.errors import NanoStreamError
+from ._filesystems import (
+    StorageOptions,
+    compression_of,
+    decompressing,
+    filesystem,
+    is_decompression_error,
+    is_url,
+    local_path,
+    require_compression,
+)
 
 __all__ = [
     "FileBytes",
@@ -156,8 +168,10 @@ def confine(directory: str | None, item: object, node: str) -> str:
         raise FormatError(f"{node} expects a text path, got bytes {name!r:.80}")
     if directory is None:
         return name
-    root = os.path.realpath(directory)
-    path = os.path.realpath(os.path.join(root, name))
+    if is_url(directory) or is_url(name):
+        return _confine_url(directory, name, node)
+    root = os.path.realpath(local_path(directory))
+    path = os.path.realpath(os.path.join(root, local_path(name)))
     if os.path.commonpath([root, path]) != root:
         raise PathRefusedError(
             f"{name!r} is outside the directory {directory!r} that {node} is confined to"
@@ -165,11 +179,31 @@ def confine(directory: str | None, item: object, node: str) -> str:
     return path
 
 
-def decode_error_line(path: str, encoding: str, errors: str) -> tuple[int, str] | None:
+def _confine_url(directory: str, name: str, node: str) -> str:
+    """The URL ``name`` names under the URL ``directory``; refused if it leads out of it."""
+    scheme, _, rest = directory.partition("://")
+    root = posixpath.normpath("/" + rest.rstrip("/"))
+    if is_url(name):
+        other, _, inner = name.partition("://")
+        path = posixpath.normpath("/" + inner)
+        same = other.lower() == scheme.lower()
+    else:
+        path = posixpath.normpath(posixpath.join(root, name))
+        same = True
+    if not same or (path != root and not path.startswith(root.rstrip("/") + "/")):
+        raise PathRefusedError(
+            f"{name!r} is outside the directory {directory!r} that {node} is confined to"
+        )
+    return f"{scheme}://{path[1:]}"
+
+
+def decode_error_line(
+    path: str, encoding: str, errors: str, storage_options: StorageOptions | None = None
+) -> tuple[int, str] | None:
     """The 1-based line of ``path`` where decoding first fails, and the decoder's message."""
     decoder = codecs.getincrementaldecoder(encoding)(errors)
-    with open(path, "rb") as file:
-        for number, raw in enumerate(file, 1):
+    with ReadThrough(path, "rb", storage_options=storage_options) as whole:
+        for number, raw in enumerate(whole.file, 1):
             try:
                 decoder.decode(raw)
             except UnicodeDecodeError as exc:
@@ -184,12 +218,13 @@ def decode_failure(
     exc: UnicodeDecodeError,
     *,
     errors_option: str | None = None,
+    storage_options: StorageOptions | None = None,
 ) -> FormatError:
     """A :class:`FormatError` naming the line of ``path`` that is not ``encoding``.
 
     ``errors_option`` names the node's option for the decoding errors mode, if it has one.
     """
-    found = decode_error_line(path, encoding, errors)
+    found = decode_error_line(path, encoding, errors, storage_options)
     line, message = found if found is not None else (None, str(exc))
     hint = "pass encoding=... (e.g. 'latin-1')"
     if errors_option is not None:
@@ -245,8 +280,15 @@ class ReadThrough:
     :meth:`truncated` is a :class:`FormatError` if the file got shorter while it was read
     (its end came before the size it had when it was opened, or it is shorter now), so
     the data read may be incomplete; otherwise None. A file that grows while it is read
-    is read up to where it ends when the reader gets there. Only regular files are
-    checked (a pipe or a device has no size to compare).
+    is read up to where it ends when the reader gets there. Only regular local files are
+    checked (a pipe or a device has no size to compare; an object in a store is replaced
+    whole, never cut).
+
+    ``path`` may be a URL (``s3://bucket/key``, ``memory://...``: any ``fsspec`` protocol,
+    opened with ``storage_options``), and a path ending in ``.gz``, ``.bz2``, ``.xz`` or
+    ``.zst`` is read decompressed; ``file`` then streams, in bounded memory. Compressed
+    data that is cut short or corrupt raises a :class:`FormatError` naming the file when
+    it leaves the ``with`` block.
 
     Example:
         >>> import os, pathlib, tempfile
@@ -261,21 +303,68 @@ class ReadThrough:
         b'one\\n' b'' .../rows.txt: the file was truncated while it was read: ...
     """
 
-    def __init__(self, path: str | os.PathLike[str], mode: str = "r", **options: Any) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        mode: str = "r",
+        *,
+        storage_options: StorageOptions | None = None,
+        **options: Any,
+    ) -> None:
         self.path = os.fspath(path)
-        self.file: IO[Any] = open(self.path, mode, **options)  # noqa: SIM115 - closed by __exit__
+        self.compression = compression_of(self.path)
+        self.size: int | None = None
+        self._fd: int | None = None
+        if self.compression is None and not is_url(self.path):
+            self.file: IO[Any] = open(local_path(self.path), mode, **options)  # noqa: SIM115
+            self._raw: IO[Any] | None = None
+            self._measure(self.file)
+            return
+        buffering = options.pop("buffering", -1)
+        if is_url(self.path):
+            fs, inner = filesystem(self.path, storage_options)
+            raw: IO[Any] = fs.open(inner, "rb")
+        else:
+            raw = open(local_path(self.path), "rb", buffering=buffering)  # noqa: SIM115
+            self._measure(raw)
         try:
-            st = os.fstat(self.file.fileno())
+            require_compression(self.path)
+            binary: IO[bytes] = decompressing(raw, self.compression)
+            if "b" in mode:
+                self.file = binary
+            else:
+                self.file = io.TextIOWrapper(binary, **options)
         except BaseException:
-            self.file.close()
+            raw.close()
             raise
-        self.size: int | None = st.st_size if stat.S_ISREG(st.st_mode) else None
+        self._raw = raw
+
+    def _measure(self, file: IO[Any]) -> None:
+        """Note the size of a regular local file, to compare at the end."""
+        try:
+            st = os.fstat(file.fileno())
+        except BaseException:
+            file.close()
+            raise
+        if stat.S_ISREG(st.st_mode):
+            self.size = st.st_size
+            self._fd = file.fileno()
 
     def __enter__(self) -> ReadThrough:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.file.close()
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        try:
+            self.file.close()
+        finally:
+            if self._raw is not None:
+                self._raw.close()
+        if exc is not None and is_decompression_error(exc, self.compression):
+            raise FormatError(
+                f"not readable as {self.compression}: {exc}; the file is cut short or "
+                "corrupt (read it again once it is complete, or check how it was written)",
+                source=self.path,
+            ) from exc
 
     def truncated(self, *, ended: bool = True) -> FormatError | None:
         """A :class:`FormatError` if the file got shorter while it was read, else None.
@@ -284,9 +373,9 @@ class ReadThrough:
         had when it was opened; before that (``ended=False``, say on a record that does
         not parse), only if the file is shorter now.
         """
-        if self.size is None:
+        if self.size is None or self._fd is None:
             return None
-        fd = self.file.fileno()
+        fd = self._fd
         reached = os.lseek(fd, 0, os.SEEK_CUR)  # how far it has been read
         now = os.fstat(fd).st_size
         if (reached >= self.size or not ended) and now >= self.size:

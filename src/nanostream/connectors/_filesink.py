@@ -9,11 +9,13 @@ import glob
 import io
 import logging
 import os
+import posixpath
 import re
 import secrets
 import shutil
 import string
-from collections.abc import Callable, Iterable, Iterator
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -22,6 +24,20 @@ from .._core.errors import GraphError
 from .._core.node import NanoNode, NodeFunction
 from .._core.policy import POLICY_OPTIONS
 from .._core.run import QUEUE_OPTIONS
+from ._fileread import FormatError
+from ._filesystems import (
+    StorageOptions,
+    compressing,
+    compression_of,
+    decompressing,
+    filesystem,
+    is_decompression_error,
+    is_url,
+    local_path,
+    require_compression,
+    require_url,
+    url_exists,
+)
 
 __all__ = [
     "AtomicFile",
@@ -62,6 +78,13 @@ class OutputExistsError(GraphError, FileExistsError):
 _TMP_SUFFIX = re.compile(r"\.[0-9a-f]{8}\.tmp$")
 
 
+WHOLE_PUTS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "oss", "r2"})
+"""The fsspec protocols whose put shows an object only once it is complete (object stores:
+one put, or a multipart upload completed at its end). Elsewhere (``memory://``, an SFTP
+or HDFS file system) a put writes in place, so a file is put under a hidden name and then
+renamed."""
+
+
 class AtomicFile:
     """A file written under a hidden temporary name beside ``target``, renamed when done.
 
@@ -74,6 +97,15 @@ class AtomicFile:
 
     The temporary name is ``.<target's name>.<8 hex digits>.tmp``; one left behind by a
     process that was killed is found by :meth:`leftovers`.
+
+    A ``target`` ending in ``.gz``, ``.bz2``, ``.xz`` or ``.zst`` is written compressed
+    (``file`` takes the content; appending adds a compressed stream after the existing
+    ones, which every reader of the format reads as one). A ``target`` that is a URL
+    (``s3://bucket/key``, ``memory://...``; ``storage_options`` are ``fsspec``'s) is
+    built in a local temporary folder and uploaded whole, in one put, by :meth:`commit`:
+    an object store has no rename, and a reader never sees part of an object.
+    ``destination`` is the path or URL published to (as given); ``target`` is the local
+    file (for a URL, the one uploaded).
 
     Example:
         >>> import tempfile, pathlib
@@ -99,13 +131,25 @@ class AtomicFile:
         replace: bool = True,
         node: str = "the writer",
         can_append: bool = True,
+        storage_options: StorageOptions | None = None,
     ) -> None:
-        self.target = Path(target)
+        self.destination = os.fspath(target)
+        self.compression = compression_of(self.destination)
+        require_compression(self.destination)
         self.fsync = fsync
         self.replace = replace
         self.node = node
         self.can_append = can_append  # whether the writer offers append=True (messages)
-        self.target.parent.mkdir(parents=True, exist_ok=True)
+        self._upload: tuple[Any, str] | None = None
+        self._staging: str | None = None
+        if is_url(self.destination):
+            fs, inner = filesystem(self.destination, storage_options)
+            self._upload = (fs, inner)
+            self._staging = tempfile.mkdtemp(prefix="nanostream-upload-")
+            self.target = Path(self._staging) / (posixpath.basename(inner) or "object")
+        else:
+            self.target = Path(local_path(self.destination))
+            self.target.parent.mkdir(parents=True, exist_ok=True)
         while True:
             tmp = self.target.with_name(f".{self.target.name}.{secrets.token_hex(4)}.tmp")
             try:
@@ -117,48 +161,118 @@ class AtomicFile:
         raw = os.fdopen(fd, "wb", buffering=1 << 16)
         self.existing = 0
         try:
-            if append and self.target.exists():
-                with open(self.target, "rb") as old:
-                    shutil.copyfileobj(old, raw)
-                self.existing = raw.tell()
+            if append:
+                self.existing = self._copy_existing(raw)
+            packed = compressing(raw, self.compression)
         except BaseException:
             raw.close()
             os.unlink(tmp)
+            self._remove_staging()
             raise
         self._raw = raw
+        self._packed = packed if self.compression is not None else None
         self.file: IO[Any] = (
-            raw if binary else io.TextIOWrapper(raw, encoding=encoding, newline=newline)
+            packed if binary else io.TextIOWrapper(packed, encoding=encoding, newline=newline)
         )
         self.done = False
+
+    def _copy_existing(self, raw: IO[bytes]) -> int:
+        """Copy the content there is at the destination into ``raw``; how much there was.
+
+        For a compressed file that is the size of its compressed streams, or 0 when they
+        hold no data (so that a writer with a header still writes it).
+        """
+        if self._upload is not None:
+            fs, inner = self._upload
+            fs.invalidate_cache(inner)
+            if not fs.isfile(inner):
+                return 0
+            with fs.open(inner, "rb") as old:
+                shutil.copyfileobj(old, raw)
+        elif self.target.exists():
+            with open(self.target, "rb") as old:
+                shutil.copyfileobj(old, raw)
+        else:
+            return 0
+        size = raw.tell()
+        if size and self.compression is not None:
+            raw.flush()
+            try:
+                with open(self.tmp, "rb") as copy, decompressing(copy, self.compression) as data:
+                    if not data.read(1):
+                        return 0
+            except Exception as exc:
+                if not is_decompression_error(exc, self.compression):
+                    raise
+                raise FormatError(
+                    f"{self.node} appends to this file, but it is not readable as "
+                    f"{self.compression} ({exc}); write to a new file, or pass overwrite=True",
+                    source=self.destination,
+                ) from exc
+        return size
 
     @staticmethod
     def leftovers(target: str | os.PathLike[str]) -> list[Path]:
         """The temporary files of ``target`` that are there now (e.g. left by a crash).
 
-        ``target`` may hold glob wildcards (``*``) to cover several targets.
+        ``target`` may hold glob wildcards (``*``) to cover several targets. A URL has
+        none beside it (its temporary file is in a local temporary folder).
         """
-        path = Path(target)
+        if is_url(os.fspath(target)):
+            return []
+        path = Path(local_path(os.fspath(target)))
         found = glob.glob(os.path.join(glob.escape(str(path.parent)), f".{path.name}.*.tmp"))
         return sorted(Path(p) for p in found if _TMP_SUFFIX.search(p))
 
     def commit(self) -> str:
-        """Flush, close and rename into place; returns the target path."""
+        """Flush, close and rename into place (upload, for a URL); returns the destination."""
         if self.done:
-            return str(self.target)
+            return self.destination
         self.done = True
         try:
-            self.file.flush()
+            if self._packed is not None:
+                self.file.close()  # ends the compressed stream; the raw file stays open
+            else:
+                self.file.flush()
+            self._raw.flush()
             if self.fsync:
                 os.fsync(self._raw.fileno())
+            self._raw.close()
             self.file.close()
-            if self.replace:
+            if self._upload is not None:
+                os.replace(self.tmp, self.target)
+                self._put()
+            elif self.replace:
                 os.replace(self.tmp, self.target)
             else:
                 self._publish_new()
         except BaseException:
             self._remove()
             raise
-        return str(self.target)
+        finally:
+            self._remove_staging()
+        return self.destination
+
+    def _put(self) -> None:
+        """Upload the finished file under its final key, in one put (or one multipart
+        upload, completed only at its end): the object appears whole or not at all."""
+        assert self._upload is not None
+        fs, inner = self._upload
+        if not self.replace:
+            fs.invalidate_cache(inner)
+            if fs.isfile(inner):
+                raise refusal(self.node, self.destination, can_append=self.can_append)
+        protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+        if protocols & WHOLE_PUTS:
+            fs.put_file(str(self.target), inner)
+        else:  # a put that writes in place: under a hidden name, then renamed
+            hidden = posixpath.join(
+                posixpath.dirname(inner),
+                f".{posixpath.basename(inner)}.{secrets.token_hex(4)}.tmp",
+            )
+            fs.put_file(str(self.target), hidden)
+            fs.mv(hidden, inner)
+        fs.invalidate_cache(inner)
 
     def _publish_new(self) -> None:
         """Rename the temporary file to ``target``, which must not exist."""
@@ -179,24 +293,36 @@ class AtomicFile:
             return
         self.done = True
         self._remove()
+        self._remove_staging()
 
     def _remove(self) -> None:
-        try:
-            self.file.close()
-        except (OSError, ValueError):
-            pass
+        for file in (self.file, self._raw):
+            try:
+                file.close()
+            except (OSError, ValueError, EOFError):
+                pass
         try:
             os.unlink(self.tmp)
         except FileNotFoundError:
             pass
 
+    def _remove_staging(self) -> None:
+        if self._staging is not None:
+            shutil.rmtree(self._staging, ignore_errors=True)
 
-def numbered_files(template: str, field: str, directory: str | None = None) -> list[int]:
+
+def numbered_files(
+    template: str,
+    field: str,
+    directory: str | None = None,
+    storage_options: StorageOptions | None = None,
+) -> list[int]:
     """The numbers that, put in ``template``'s ``field``, name files that exist now.
 
     ``template`` is a path with one or more ``{field}`` fields (with any format spec, e.g.
     ``{part:04d}``), relative to ``directory`` when one is given. Sorted, lowest first;
-    hidden temporary files (``.name.<hex>.tmp``) are not counted.
+    hidden temporary files (``.name.<hex>.tmp``) are not counted. A URL (of ``template``,
+    or of ``directory``) is listed through ``fsspec`` with ``storage_options``.
 
     Example:
         >>> import pathlib, tempfile
@@ -207,6 +333,23 @@ def numbered_files(template: str, field: str, directory: str | None = None) -> l
         >>> numbered_files("{n:03d}.txt", "n", str(folder))
         [3, 10]
     """
+    if is_url(template) or (directory is not None and is_url(directory)):
+        base = template if directory is None else directory.rstrip("/") + "/"
+        fs, inner = filesystem(base, storage_options)
+        if directory is not None:
+            inner = inner.rstrip("/") + "/"
+        fs.invalidate_cache()
+        if directory is None:  # the template is the whole URL: match its path in the store
+            return _numbers(fs.glob, inner, field, "")
+        return _numbers(fs.glob, template, field, inner)
+    prefix = os.path.join(directory, "") if directory else ""
+    return _numbers(glob.glob, template, field, prefix)
+
+
+def _numbers(
+    find: Callable[[str], Iterable[str]], template: str, field: str, prefix: str
+) -> list[int]:
+    """The numbers in ``field`` of ``prefix + template`` of the names ``find`` finds."""
     pattern, regex = [], []
     for literal, name, _spec, _conversion in string.Formatter().parse(template):
         pattern.append(glob.escape(literal))
@@ -214,10 +357,9 @@ def numbered_files(template: str, field: str, directory: str | None = None) -> l
         if name is not None:
             pattern.append("*")
             regex.append(r"\s*(\d+)")
-    prefix = os.path.join(directory, "") if directory else ""
     match = re.compile("".join(regex)).fullmatch
     numbers = set()
-    for candidate in glob.glob(glob.escape(prefix) + "".join(pattern)):
+    for candidate in find(glob.escape(prefix) + "".join(pattern)):
         relative = candidate[len(prefix) :]
         found = match(relative)
         if found is not None:
@@ -289,6 +431,14 @@ class FileSink(NanoNode):
     it) or ``overwrite=True`` (replace it); parts are numbered on from the highest part
     there (from 0 with ``overwrite=True``). Temporary files an earlier run left behind
     (it was killed) are deleted when the run starts.
+
+    A ``path`` ending in ``.gz``, ``.bz2``, ``.xz`` or ``.zst`` is written compressed (a
+    rotated part keeps the ending: ``"out-{part:04d}.jsonl.gz"``; ``append=True`` adds a
+    compressed stream after the existing ones). A ``path`` that is a URL
+    (``s3://bucket/out.jsonl``, ``memory://...``, any ``fsspec`` protocol) is built in a
+    local temporary folder and uploaded whole when it is published, with
+    ``storage_options`` (credentials and settings for ``fsspec``, masked wherever the
+    node is shown).
     """
 
     binary = False
@@ -305,11 +455,15 @@ class FileSink(NanoNode):
         rotate_items: int | None = None,
         encoding: str = "utf-8",
         fsync: bool = False,
+        storage_options: Mapping[str, Any] | None = None,
         name: str | None = None,
         **options: Any,
     ) -> None:
         super().__init__(name=name)
-        self.path = os.fspath(path)
+        self.path = local_path(os.fspath(path))
+        self._storage = StorageOptions(storage_options)
+        self.storage_options = None if storage_options is None else self._storage.shown
+        check_location(self.path, storage_options, name or type(self).__name__)
         has_part = "{part" in self.path
         if append and overwrite:
             raise GraphError(
@@ -352,12 +506,24 @@ class FileSink(NanoNode):
     def validate(self) -> None:
         """Refuse a target that exists unless ``append`` or ``overwrite`` says what to do."""
         super().validate()
-        if not self.rotates and not (self.append or self.overwrite) and os.path.exists(self.path):
+        if not self.rotates and not (self.append or self.overwrite) and self.exists(self.path):
             raise refusal(self.label, self.path)
+
+    def exists(self, path: str) -> bool:
+        """True when a file (or, for a URL, an object) is at ``path`` now.
+
+        Example:
+            >>> from nanostream.nodes import JSONLinesWriter
+            >>> JSONLinesWriter("memory://exists-demo/a.jsonl").exists("memory://exists-demo/a.jsonl")
+            False
+        """
+        if is_url(path):
+            return url_exists(path, self._storage)
+        return os.path.exists(path)
 
     def existing_parts(self) -> list[int]:
         """The part numbers of the files that ``path`` (a ``{part}`` template) names now."""
-        return numbered_files(self.path, "part")
+        return numbered_files(self.path, "part", storage_options=self._storage)
 
     def leftover_pattern(self) -> str:
         """The target (with wildcards for parts) whose temporary files belong to this node."""
@@ -374,7 +540,7 @@ class FileSink(NanoNode):
         if self._file is None:
             target = self.path.format(part=self._part) if self.rotates else self.path
             replace = self.append or self.overwrite
-            if not replace and os.path.exists(target):
+            if not replace and self.exists(target):
                 raise refusal(self.label, target)
             self._file = AtomicFile(
                 target,
@@ -385,6 +551,7 @@ class FileSink(NanoNode):
                 fsync=self.fsync,
                 replace=replace,
                 node=self.label,
+                storage_options=self._storage,
             )
             self.opened(self._file)
         return self._file
@@ -486,6 +653,19 @@ class FileSink(NanoNode):
         file, self._file = self._file, None
         if file is not None:
             file.discard()
+
+
+def check_location(path: str, storage_options: Mapping[str, Any] | None, node: str) -> None:
+    """Refuse, before any thread starts, what ``path`` needs and does not have: the package
+    of its URL's protocol or of its compression; ``storage_options`` for a local path."""
+    require_compression(path)
+    if is_url(path):
+        require_url(path)
+    elif storage_options is not None:
+        raise GraphError(
+            f"{node}: storage_options apply to URLs (s3://..., memory://...), and "
+            f"{path!r} is a local path; drop storage_options, or write to a URL"
+        )
 
 
 def uses_standard_path(node: NanoNode) -> bool:

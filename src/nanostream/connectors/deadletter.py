@@ -19,6 +19,7 @@ from .._core.errors import GraphError
 from .._core.node import NanoNode, NodeFunction
 from .._core.policy import POLICY_OPTIONS, ErrorRecord
 from ._fileread import FormatError, parse_json
+from ._filesystems import compression_of, is_url
 
 __all__ = ["DeadLetterFile", "read_dead_letters"]
 
@@ -97,6 +98,13 @@ class DeadLetterFile(NanoNode):
         if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
             raise GraphError(f"DeadLetterFile: path must be a file name, got {path!r}")
         self.path = os.fspath(path)
+        if is_url(self.path) or compression_of(self.path) is not None:
+            raise GraphError(
+                f"{name or 'DeadLetterFile'}: {self.path!r} is a URL or a compressed file, "
+                "but dead letters are appended and flushed one line at a time, which needs "
+                "a plain local file; pass a local path without .gz/.bz2/.xz/.zst (and copy "
+                "it to a store or compress it afterwards)"
+            )
         self.fsync = bool(fsync)
         self._file: IO[str] | None = None
         self.configure(**options)

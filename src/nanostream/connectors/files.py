@@ -16,7 +16,7 @@ import pprint
 import string
 import sys
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import partial
 from typing import IO, Any
 
@@ -40,6 +40,7 @@ from ._filesink import (
     refusal,
     remove_leftovers,
 )
+from ._filesystems import StorageOptions, is_url, local_path, require_reader
 
 __all__ = ["FileWriter", "LocalFileReader", "PrinterOfThings"]
 
@@ -65,7 +66,14 @@ class LocalFileReader(NanoNode):
     ``errors`` and ``newline`` (``encoding_errors="replace"`` puts U+FFFD in place of
     bytes that do not decode). Text that does not decode raises
     :class:`~nanostream.FormatError` naming the file and the line; so does a file that is
-    truncated while it is read, once its end is reached. (The old keyword
+    truncated while it is read, once its end is reached.
+
+    A file whose name ends in ``.gz``, ``.bz2``, ``.xz`` or ``.zst`` is read
+    decompressed (``binary=True`` included; ``.zst`` needs ``pip install
+    'nanostream[compress]'``). A path that is a URL (``s3://bucket/key``,
+    ``memory://...``: any ``fsspec`` protocol; ``directory`` may be one too) is read
+    through ``fsspec`` with ``storage_options`` (see docs/storage.md); its credentials are
+    masked wherever the node is shown. (The old keyword
     ``errors=`` still works, with a ``DeprecationWarning``: a node's ``errors`` is its
     error port.)
 
@@ -93,10 +101,14 @@ class LocalFileReader(NanoNode):
         newline: str | None = None,
         keep_line_ends: bool = False,
         chunk_size: int | None = None,
+        storage_options: Mapping[str, Any] | None = None,
         name: str | None = None,
         **options: Any,
     ) -> None:
         super().__init__(name=name)
+        self._storage = StorageOptions(storage_options)
+        self.storage_options = None if storage_options is None else self._storage.shown
+        require_reader(storage_options, None if directory is None else os.fspath(directory))
         if "errors" in options:  # the old name, before the errors port existed
             warnings.warn(
                 "LocalFileReader(errors=...) is deprecated: use encoding_errors=... "
@@ -105,7 +117,7 @@ class LocalFileReader(NanoNode):
                 stacklevel=2,
             )
             encoding_errors = options.pop("errors")
-        self.directory = None if directory is None else os.fspath(directory)
+        self.directory = None if directory is None else local_path(os.fspath(directory))
         self.serialize = serialize
         self.encoding = encoding
         self.encoding_errors = encoding_errors
@@ -121,7 +133,7 @@ class LocalFileReader(NanoNode):
         path = confine(self.directory, item, node_label(self))
         if self.binary:
             if not self.serialize:
-                with ReadThrough(path, "rb") as whole:
+                with ReadThrough(path, "rb", storage_options=self._storage) as whole:
                     data = whole.file.read()
                     truncated = whole.truncated()
                 if truncated is not None:
@@ -133,7 +145,11 @@ class LocalFileReader(NanoNode):
         try:
             if not self.serialize:
                 with ReadThrough(
-                    path, encoding=self.encoding, errors=self.encoding_errors, newline=self.newline
+                    path,
+                    encoding=self.encoding,
+                    errors=self.encoding_errors,
+                    newline=self.newline,
+                    storage_options=self._storage,
                 ) as whole:
                     text = whole.file.read()
                     truncated = whole.truncated()
@@ -144,12 +160,21 @@ class LocalFileReader(NanoNode):
             yield from self._text_pieces(path)
         except UnicodeDecodeError as exc:
             raise decode_failure(
-                path, self.encoding, self.encoding_errors, exc, errors_option="encoding_errors"
+                path,
+                self.encoding,
+                self.encoding_errors,
+                exc,
+                errors_option="encoding_errors",
+                storage_options=self._storage,
             ) from None
 
     def _text_pieces(self, path: str) -> Iterator[str]:
         with ReadThrough(
-            path, encoding=self.encoding, errors=self.encoding_errors, newline=self.newline
+            path,
+            encoding=self.encoding,
+            errors=self.encoding_errors,
+            newline=self.newline,
+            storage_options=self._storage,
         ) as whole:
             yield from self._text_lines(whole.file)
             truncated = whole.truncated()
@@ -169,7 +194,7 @@ class LocalFileReader(NanoNode):
                 yield _strip_line_end(line)
 
     def _binary_pieces(self, path: str) -> Iterator[bytes]:
-        with ReadThrough(path, "rb") as whole:
+        with ReadThrough(path, "rb", storage_options=self._storage) as whole:
             yield from self._binary_lines(whole.file)
             truncated = whole.truncated()
         if truncated is not None:
@@ -186,6 +211,13 @@ class LocalFileReader(NanoNode):
                     yield line
                 else:
                     yield line[:-2] if line[-2:-1] == b"\r" else line[:-1]
+
+
+def _same_place(path: str, directory: str) -> bool:
+    """True when ``path`` names ``directory`` itself."""
+    if is_url(path):
+        return path.rstrip("/") == directory.rstrip("/")
+    return os.path.realpath(path) == os.path.realpath(directory)
 
 
 def _strip_line_end(line: str) -> str:
@@ -220,6 +252,11 @@ class FileWriter(FileSink):
     Temporary files that an earlier run left behind (it was killed) are deleted when a run
     starts (with ``directory=``, those in the directory itself, not in its sub-folders).
 
+    A file name ending in ``.gz``, ``.bz2``, ``.xz`` or ``.zst`` is written compressed; a
+    ``path`` or ``directory`` that is a URL (``s3://bucket/out``, ``memory://...``) is
+    uploaded whole when each file is done, with ``storage_options`` (see
+    :class:`~nanostream.connectors._filesink.FileSink` and docs/storage.md).
+
     Items are text (other objects are written as ``str(item)``), or bytes with
     ``binary=True``. The path of every finished file is emitted downstream. If the run
     fails or is aborted, unfinished files are deleted.
@@ -252,6 +289,7 @@ class FileWriter(FileSink):
         rotate_items: int | None = None,
         encoding: str = "utf-8",
         fsync: bool = False,
+        storage_options: Mapping[str, Any] | None = None,
         name: str | None = None,
         **options: Any,
     ) -> None:
@@ -269,10 +307,11 @@ class FileWriter(FileSink):
             rotate_items=rotate_items,
             encoding=encoding,
             fsync=fsync,
+            storage_options=storage_options,
             name=name,
             **options,
         )
-        self.directory = None if directory is None else os.fspath(directory)
+        self.directory = None if directory is None else local_path(os.fspath(directory))
         self.filename = filename
         self.line_end = line_end
         self.binary = binary
@@ -284,10 +323,11 @@ class FileWriter(FileSink):
             self._n = 0
             return
         self._file = None
-        remove_leftovers(os.path.join(glob.escape(self.directory), "*"), self.label)
+        if not is_url(self.directory):
+            remove_leftovers(os.path.join(glob.escape(self.directory), "*"), self.label)
         numbers: list[int] = []
         if isinstance(self.filename, str) and self.numbered and not self.overwrite:
-            numbers = numbered_files(self.filename, "n", self.directory)
+            numbers = numbered_files(self.filename, "n", self.directory, self._storage)
         self._n = numbers[-1] + 1 if numbers else 0  # on after an earlier run's files
 
     @property
@@ -353,9 +393,9 @@ class FileWriter(FileSink):
             else:
                 relative = self.filename.format(n=n, item=item)
             target = confine(self.directory, relative, self.name or "FileWriter")
-            if os.path.realpath(target) == os.path.realpath(self.directory):
+            if _same_place(target, self.directory):
                 raise PathRefusedError(f"filename {relative!r} names the directory itself")
-            if not self.overwrite and os.path.exists(target):
+            if not self.overwrite and self.exists(target):
                 raise self._exists_error(target)
             self._file = AtomicFile(
                 target,
@@ -365,6 +405,7 @@ class FileWriter(FileSink):
                 replace=self.overwrite,
                 node=self.label,
                 can_append=False,
+                storage_options=self._storage,
             )
             self._file.file.write(self._text(item))
             file, self._file = self._file, None

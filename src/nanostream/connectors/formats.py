@@ -36,6 +36,7 @@ from ._fileread import (
     parse_json,
 )
 from ._filesink import AtomicFile, FileSink, uses_standard_path
+from ._filesystems import COMPRESSIONS, StorageOptions, require_reader
 
 __all__ = ["CSVReader", "CSVWriter", "JSONLinesReader", "JSONLinesWriter"]
 
@@ -82,7 +83,7 @@ def _is_one_line(text: str) -> bool:
     return "\n" not in text and "\r" not in text
 
 
-_FILE_ENDINGS = (".csv", ".tsv", ".jsonl", ".json", ".txt")
+_FILE_ENDINGS = (".csv", ".tsv", ".jsonl", ".json", ".txt", *COMPRESSIONS)
 
 
 def _as_a_path(item: object, text_characters: str = "") -> str | None:
@@ -127,6 +128,13 @@ class _RecordReader(NanoNode):
     paths = False
     encoding = "utf-8"
     language = "text"  # what the reader parses, for its messages
+    _storage: StorageOptions | None = None  # fsspec's options for URLs (storage_options=)
+
+    def _keep_storage_options(self, storage_options: Mapping[str, Any] | None) -> None:
+        """Keep ``storage_options`` (shown masked); check that fsspec is installed."""
+        require_reader(storage_options)
+        self._storage = StorageOptions(storage_options)
+        self.storage_options = None if storage_options is None else self._storage.shown
 
     def _path_of(self, item: object) -> str | None:
         """The file to read for ``item``, or None when ``item`` is text to parse."""
@@ -159,7 +167,9 @@ class _RecordReader(NanoNode):
         (the cut record is its consequence).
         """
         try:
-            with ReadThrough(path, encoding=self.encoding, **open_options) as whole:
+            with ReadThrough(
+                path, encoding=self.encoding, storage_options=self._storage, **open_options
+            ) as whole:
                 try:
                     yield from self._parse(whole.file, path)
                 except FormatError as exc:
@@ -169,7 +179,9 @@ class _RecordReader(NanoNode):
                     raise cut from exc
                 truncated = whole.truncated()
         except UnicodeDecodeError as exc:
-            raise decode_failure(path, self.encoding, "strict", exc) from None
+            raise decode_failure(
+                path, self.encoding, "strict", exc, storage_options=self._storage
+            ) from None
         if truncated is not None:
             self._bad_record(truncated, "")
 
@@ -234,6 +246,9 @@ class CSVReader(_RecordReader):
     * A file read by path that is truncated while it is read raises
       :class:`~nanostream.FormatError` once its end is reached (an error record with
       ``on_error="skip"``).
+    * A path ending in ``.gz``, ``.bz2``, ``.xz`` or ``.zst`` is read decompressed,
+      streamed; a path that is a URL (``s3://bucket/rows.csv``, ``memory://...``) is read
+      through ``fsspec`` with ``storage_options`` (see docs/storage.md).
 
     Example:
         >>> import nanostream
@@ -261,10 +276,12 @@ class CSVReader(_RecordReader):
         paths: bool = False,
         encoding: str = "utf-8-sig",
         strict: bool = True,
+        storage_options: Mapping[str, Any] | None = None,
         name: str | None = None,
         **options: Any,
     ) -> None:
         super().__init__(name=name)
+        self._keep_storage_options(storage_options)
         try:
             csv.reader([], delimiter=delimiter, quotechar=quotechar)
         except (TypeError, ValueError) as exc:
@@ -489,10 +506,11 @@ class CSVWriter(FileSink):
     :class:`~nanostream.FormatError` before any thread starts), so a row's values go under
     the right names whatever the order of its keys.
 
-    ``path``, ``append``, ``overwrite``, ``rotate_items``, ``encoding`` and ``fsync`` are
-    as for :class:`~nanostream.nodes.FileWriter` (a ``path`` that exists is refused unless
-    ``append=True`` or ``overwrite=True``); each finished file's path is emitted
-    downstream.
+    ``path``, ``append``, ``overwrite``, ``rotate_items``, ``encoding``, ``fsync`` and
+    ``storage_options`` are as for :class:`~nanostream.nodes.FileWriter` (a ``path`` that
+    exists is refused unless ``append=True`` or ``overwrite=True``; a compressed ``path``
+    such as ``"rows.csv.gz"`` is written compressed; a URL is uploaded whole); each
+    finished file's path is emitted downstream.
 
     Example:
         >>> import pathlib, tempfile, nanostream
@@ -525,6 +543,7 @@ class CSVWriter(FileSink):
         rotate_items: int | None = None,
         encoding: str = "utf-8",
         fsync: bool = False,
+        storage_options: Mapping[str, Any] | None = None,
         name: str | None = None,
         **options: Any,
     ) -> None:
@@ -535,6 +554,7 @@ class CSVWriter(FileSink):
             rotate_items=rotate_items,
             encoding=encoding,
             fsync=fsync,
+            storage_options=storage_options,
             name=name,
             **options,
         )
@@ -558,7 +578,7 @@ class CSVWriter(FileSink):
     def validate(self) -> None:
         """Also refuse ``fieldnames`` that do not match the header of the file appended to."""
         super().validate()
-        if self.append and self.header and not self.rotates and os.path.exists(self.path):
+        if self.append and self.header and not self.rotates and self.exists(self.path):
             self._check_fieldnames(self.existing_header(self.path), self.path)
 
     def existing_header(self, path: str | os.PathLike[str]) -> list[str] | None:
@@ -573,8 +593,10 @@ class CSVWriter(FileSink):
             ['x', 'y']
         """
         try:
-            with open(path, encoding=self.encoding, newline="") as file:
-                rows = csv.reader(file, delimiter=self.delimiter, quotechar=self.quotechar)
+            with ReadThrough(
+                path, encoding=self.encoding, newline="", storage_options=self._storage
+            ) as whole:
+                rows = csv.reader(whole.file, delimiter=self.delimiter, quotechar=self.quotechar)
                 first = next((row for row in rows if row), None)
         except (UnicodeDecodeError, csv.Error) as exc:
             raise FormatError(
@@ -609,8 +631,8 @@ class CSVWriter(FileSink):
         )
         self._need_header = self.header and file.existing == 0
         if self.header and file.existing > 0:  # appending: the file's header rules
-            header = self.existing_header(file.target)
-            self._check_fieldnames(header, str(file.target))
+            header = self.existing_header(file.destination)
+            self._check_fieldnames(header, file.destination)
             if header is not None:
                 self._fields = header
 
@@ -629,7 +651,7 @@ class CSVWriter(FileSink):
                             f"CSV columns {fields}; pass fieldnames=[...] listing every field "
                             "(when appending, a file's header lists its columns: write such "
                             "rows to a new file)",
-                            source=str(file.target),
+                            source=file.destination,
                         )
                 if self._need_header:
                     self._need_header = False
@@ -676,6 +698,8 @@ class JSONLinesReader(_RecordReader):
     by path that is truncated while it is read is a ``FormatError`` too, once its end is
     reached.
     ``backend`` is ``"auto"`` (``orjson`` if installed), ``"json"`` or ``"orjson"``.
+    Files read by path may be compressed (``.gz``, ``.bz2``, ``.xz``, ``.zst``) and may be
+    URLs read with ``storage_options``, as for :class:`CSVReader`.
 
     Without ``paths=True``, an item that is a path — a
     :class:`~nanostream.nodes.FilePath` from a watchdog, or a one-line ``str`` that is not
@@ -703,10 +727,12 @@ class JSONLinesReader(_RecordReader):
         paths: bool = False,
         encoding: str = "utf-8",
         backend: str = "auto",
+        storage_options: Mapping[str, Any] | None = None,
         name: str | None = None,
         **options: Any,
     ) -> None:
         super().__init__(name=name)
+        self._keep_storage_options(storage_options)
         self.paths = paths
         self.encoding = encoding
         self.backend = backend
@@ -782,9 +808,10 @@ class JSONLinesWriter(FileSink):
     ``default`` converts values JSON has no type for (e.g. ``default=str`` for dates);
     ``sort_keys=True`` sorts dict keys. ``backend`` is ``"auto"`` (``orjson`` if
     installed), ``"json"`` or ``"orjson"``. ``path``, ``append``, ``overwrite``,
-    ``rotate_items``, ``encoding`` and ``fsync`` are as for
+    ``rotate_items``, ``encoding``, ``fsync`` and ``storage_options`` are as for
     :class:`~nanostream.nodes.FileWriter` (a ``path`` that exists is refused unless
-    ``append=True`` or ``overwrite=True``); each finished file's path is emitted
+    ``append=True`` or ``overwrite=True``; ``"rows-{part:04d}.jsonl.gz"`` writes
+    compressed parts; a URL is uploaded whole); each finished file's path is emitted
     downstream.
 
     Example:
@@ -815,6 +842,7 @@ class JSONLinesWriter(FileSink):
         rotate_items: int | None = None,
         encoding: str = "utf-8",
         fsync: bool = False,
+        storage_options: Mapping[str, Any] | None = None,
         name: str | None = None,
         **options: Any,
     ) -> None:
@@ -825,6 +853,7 @@ class JSONLinesWriter(FileSink):
             rotate_items=rotate_items,
             encoding=encoding,
             fsync=fsync,
+            storage_options=storage_options,
             name=name,
             **options,
         )
@@ -858,5 +887,5 @@ class JSONLinesWriter(FileSink):
             raise FormatError(
                 f"an item cannot be written as JSON ({exc}); pass default=... (e.g. "
                 "default=str) to convert such values",
-                source=str(file.target),
+                source=file.destination,
             ) from exc

@@ -492,6 +492,12 @@ class LocalDirectoryWatchdog(NanoNode):
 
     def validate(self) -> None:
         super().validate()
+        if "://" in self.directory and not self.directory.startswith("file://"):
+            raise GraphError(
+                f"{self.name or type(self).__name__} watches a local folder, and "
+                f"{self.directory!r} is a URL; watch an object-store prefix with "
+                "PrefixWatcher (nanostream.nodes.PrefixWatcher)"
+            )
         if not os.path.isdir(self.directory):
             raise GraphError(
                 f"{node_label(self)} watches {self.directory!r}, which is not "

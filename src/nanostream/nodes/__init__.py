@@ -38,7 +38,7 @@ from .transforms import (
     Throttle,
     Unbatch,
 )
-from .watch import LocalDirectoryWatchdog
+from .watch import LocalDirectoryWatchdog, PrefixWatcher
 from .window import (
     Aggregate,
     Dedupe,
@@ -78,6 +78,7 @@ __all__: list[str] = [
     "OutputExistsError",
     "Parallel",
     "PathRefusedError",
+    "PrefixWatcher",
     "PrinterOfThings",
     "Reduce",
     "Router",

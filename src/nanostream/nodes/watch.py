@@ -1,4 +1,4 @@
-"""Watching a folder for new files.
+"""Watching a folder for new files, or an object-store prefix for new objects.
 
 The public import path of these nodes; the code lives in :mod:`nanostream.connectors.watch`.
 
@@ -11,8 +11,10 @@ Example:
 
 from __future__ import annotations
 
+from ..connectors.objstore import PrefixWatcher
 from ..connectors.watch import LocalDirectoryWatchdog
 
 __all__: list[str] = [
     "LocalDirectoryWatchdog",
+    "PrefixWatcher",
 ]
