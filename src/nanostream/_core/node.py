@@ -682,8 +682,10 @@ class NanoNode:
         Called when a pipeline is checked, before any thread starts. A ``generator()``
         must yield. A ``process_item`` yields its outputs, or is a plain function that
         returns nothing: a sink, with no outputs. One that returns a value is refused
-        (yield the value instead). ``async def`` methods are refused: async nodes are not
-        supported yet.
+        (yield the value instead). ``generator`` and ``process_item`` may be ``async def``
+        (an async generator; a coroutine returning nothing for a sink): the node then runs
+        them on an event loop of its own (see :mod:`nanostream._core.aio`); ``setup``,
+        ``cleanup`` and ``tick`` stay plain methods.
 
         Example:
             >>> import nanostream
