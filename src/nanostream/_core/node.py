@@ -5,9 +5,11 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
+from .aio import wait_future
 from .context import NodeContext
 from .errors import GraphError, NodeProtocolError
 from .node_function import (
@@ -674,6 +676,20 @@ class NanoNode:
         if event is None:
             event = threading.Event()
         return event.wait(seconds)
+
+    def wait_future(self, future: Future[Any]) -> Any:
+        """The result of a ``concurrent.futures.Future`` (or its exception), waited for here.
+
+        An abort of the run ends the wait with :class:`~nanostream.RunAborted`; on the
+        cooperative runner the other nodes run meanwhile (see :mod:`nanostream._core.aio`).
+
+        Example:
+            >>> import concurrent.futures, nanostream
+            >>> with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            ...     nanostream.from_iterable([]).wait_future(pool.submit(sum, [1, 2]))
+            3
+        """
+        return wait_future(future, self._ns_context)
 
     # ----------------------------------------------------------------- node function
     def validate(self) -> None:
