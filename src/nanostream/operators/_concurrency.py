@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import pickle
 import signal
+import sys
 import time
 import traceback
 from collections import deque
@@ -236,9 +238,11 @@ def _on_alarm(signum: int, frame: object) -> None:
     raise _AttemptTimedOut
 
 
-def _start_worker(payload: bytes) -> None:
+def _start_worker(search_path: list[str], payload: bytes) -> None:
     """In each worker process, once: load the function (and run the node's ``setup()``)."""
     import cloudpickle
+
+    sys.path[:] = search_path
 
     kind, func, setup, policy, label = cloudpickle.loads(payload)
     if setup is not None:
@@ -297,17 +301,24 @@ def _run_chunk(items: list[Any]) -> tuple[list[Any], float]:
 class _Workers:
     """A node's pool of worker processes; a fresh one replaces a pool whose worker died."""
 
-    def __init__(self, processes: int, payload: bytes) -> None:
+    def __init__(self, processes: int, payload: bytes, search_path: list[str]) -> None:
         self.processes = processes
         self.payload = payload
+        self.search_path = search_path
         self.pool = self._new()
 
     def _new(self) -> ProcessPoolExecutor:
+        context = multiprocessing.get_context(_START_METHOD)
+        if _START_METHOD == "forkserver":
+            # The fork server imports nanostream once; each worker forked from it starts
+            # with it imported (a no-op once the server runs, which it does for the
+            # process's lifetime).
+            context.set_forkserver_preload([__name__])
         return ProcessPoolExecutor(
             max_workers=self.processes,
-            mp_context=multiprocessing.get_context(_START_METHOD),
+            mp_context=context,
             initializer=_start_worker,
-            initargs=(self.payload,),
+            initargs=(self.search_path, self.payload),
         )
 
     def submit(self, items: list[Any]) -> Future[Any]:
@@ -361,7 +372,7 @@ def map_in_processes(
     label = node.name or type(node).__name__
     policy = node.error_policy
     payload = cloudpickle.dumps((kind, func, setup, policy, label))
-    workers = _Workers(processes, payload)
+    workers = _Workers(processes, payload, _search_path(func, setup))
     keep = release if release is not None else (lambda _: None)
     most_chunks = 2 * processes
     chunk_cap = max(1, max_in_flight // most_chunks)
@@ -476,6 +487,21 @@ def map_in_processes(
             run(settle)
     finally:
         workers.shutdown()
+
+
+def _search_path(*objects: object) -> list[str]:
+    """``sys.path``, and the folders of the modules that define ``objects`` (a pipeline
+    file's own modules are imported from its folder, which is not on ``sys.path``)."""
+    path = list(sys.path)
+    for obj in objects:
+        for owner in (obj, getattr(obj, "__self__", None), getattr(obj, "func", None)):
+            module = sys.modules.get(getattr(owner, "__module__", None) or "")
+            if module is None and owner is not None:
+                module = sys.modules.get(type(owner).__module__)
+            file = getattr(module, "__file__", None)
+            if file and os.path.dirname(file) not in path:
+                path.append(os.path.dirname(file))
+    return path
 
 
 def _with_traceback(failed: _ItemFailed) -> BaseException:
