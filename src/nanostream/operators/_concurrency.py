@@ -27,12 +27,14 @@ import os
 import pickle
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import CancelledError, Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from functools import partial
 from typing import Any, Final, NamedTuple
 
 from .._core.aio import EventLoopThread
@@ -74,13 +76,48 @@ class LoopExecutor(Executor):
     def __init__(self, name: str, concurrency: int) -> None:
         self._loop = EventLoopThread(name)
         self._slots = asyncio.Semaphore(concurrency)
+        # Calls submitted and not yet started: the loop is woken once for all of them.
+        self._queued: deque[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]] = deque()
+        self._lock = threading.Lock()
+        self._woken = False
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        async def limited() -> Any:
-            async with self._slots:
-                return await fn(*args, **kwargs)
+        future: Future[Any] = Future()
+        call = partial(fn, **kwargs) if kwargs else fn
+        with self._lock:
+            self._queued.append((future, call, args))
+            wake, self._woken = not self._woken, True
+        if wake:
+            self._loop.call(self._start_queued)
+        return future
 
-        return self._loop.submit(limited())
+    def _start_queued(self) -> None:
+        """In the loop's thread: start every call submitted since the last time."""
+        with self._lock:
+            queued = list(self._queued)
+            self._queued.clear()
+            self._woken = False
+        create_task = self._loop.loop.create_task
+        for future, call, args in queued:
+            if not future.set_running_or_notify_cancel():
+                continue
+            task = create_task(self._limited(call, args))
+            self._tasks.add(task)
+            task.add_done_callback(partial(self._finished, future))
+
+    async def _limited(self, call: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+        async with self._slots:
+            return await call(*args)
+
+    def _finished(self, future: Future[Any], task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            future.set_exception(CancelledError())
+        elif (exc := task.exception()) is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(task.result())
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Cancel the calls still running and join the loop's thread."""

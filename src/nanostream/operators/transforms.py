@@ -118,16 +118,34 @@ class FlatMap(Operator):
     the input. The threads start with the run and are joined before the node ends, also
     when ``func`` raises (the run then fails as usual).
 
+    An ``async def`` ``func`` (for ``FlatMap`` an async generator, or a coroutine returning
+    an iterable) runs on the node's own event loop, ``concurrency=N`` calls at once (default
+    1; ``max_in_flight`` defaults to ``2 * concurrency``), with the same ordering and
+    bounds; the loop's thread is joined when the node ends. ``processes=N`` runs a plain
+    ``func`` in N worker processes for CPU-bound work (see
+    :mod:`nanostream.operators._concurrency`): ordered, items and outputs pickled, ``func``
+    sent with cloudpickle (lambdas work), ``max_in_flight`` default 1024 items.
+
     An error policy (``on_error="skip"`` or ``"retry"``, ``timeout``, ``max_errors`` ...)
-    applies to each call of ``func``, on the worker threads too: a failed item leaves no
-    output, goes to the ``errors`` port and counts, in its place in the output order.
+    applies to each call of ``func``, on the worker threads, the event loop and the worker
+    processes too: a failed item leaves no output, goes to the ``errors`` port and counts,
+    in its place in the output order. A ``timeout`` cancels an async attempt.
 
     Example:
-        >>> import nanostream
+        >>> import asyncio, nanostream
         >>> from nanostream.nodes import FlatMap
         >>> sink = nanostream.testing.Collect()
         >>> words = FlatMap(str.split)
         >>> nanostream.from_iterable(["a b", "c"]) > words > sink
+        Collect(name=None)
+        >>> sink.global_start()
+        >>> sink.items
+        ['a', 'b', 'c']
+        >>> async def letters(word):
+        ...     await asyncio.sleep(0.001)  # an async client's call in real life
+        ...     return list(word)
+        >>> sink = nanostream.testing.Collect()
+        >>> nanostream.from_iterable(["ab", "c"]) > FlatMap(letters, concurrency=8) > sink
         Collect(name=None)
         >>> sink.global_start()
         >>> sink.items
@@ -249,7 +267,9 @@ class FlatMap(Operator):
 class Map(FlatMap):
     """Emit ``func(item)`` for each item; ``workers=N`` runs ``func`` on N threads.
 
-    See :class:`FlatMap` for ``workers``, ``ordered`` and ``max_in_flight``.
+    See :class:`FlatMap` for ``workers``, ``concurrency`` (an ``async def`` ``func``),
+    ``processes`` (N worker processes), ``ordered`` and ``max_in_flight``:
+    ``Map(parse, processes=2)`` uses two cores for CPU-bound Python.
 
     Example:
         >>> import nanostream
@@ -354,7 +374,11 @@ class KeyBy(FlatMap):
 
 
 class Parallel(FlatMap):
-    """Run a ``process_item`` node on ``workers`` threads at once.
+    """Run a ``process_item`` node on ``workers`` threads, or in ``processes`` processes.
+
+    With ``processes=N``, each worker process gets its own copy of ``node`` (sent with
+    cloudpickle) and calls its ``setup()`` once; a node with a ``cleanup()`` is refused
+    there (its outputs would have nowhere to go).
 
     ``node.process_item`` is called on the worker threads, so it must be safe to call
     concurrently (guard shared state with a lock); ``setup()`` and ``cleanup()`` run once,
