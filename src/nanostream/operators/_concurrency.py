@@ -31,7 +31,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from concurrent.futures import CancelledError, Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from functools import partial
@@ -47,6 +47,7 @@ from ._operator import Outp, PolicyGuard, _Failed, emit_all, run_in_pool
 __all__ = [
     "LoopExecutor",
     "WorkerTraceback",
+    "async_expand",
     "map_async",
     "map_in_processes",
     "require_cloudpickle",
@@ -119,13 +120,26 @@ class LoopExecutor(Executor):
         else:
             future.set_result(task.result())
 
+    def run(self, coro: Coroutine[Any, Any, Any]) -> Future[Any]:
+        """Run ``coro`` on the loop now, outside the ``concurrency`` bound."""
+        return self._loop.submit(coro)
+
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Cancel the calls still running and join the loop's thread."""
         self._loop.close()
 
 
-def _async_expand(kind: str, func: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """A coroutine function: the list of outputs of one item for ``kind`` of operator."""
+def async_expand(kind: str, func: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A coroutine function: the list of outputs of one item for ``kind`` of operator.
+
+    Example:
+        >>> import asyncio
+        >>> from nanostream.operators._concurrency import async_expand
+        >>> async def positive(x):
+        ...     return x > 0
+        >>> asyncio.run(async_expand("filter", positive)(3))
+        [3]
+    """
     if kind == "map":
 
         async def map_one(item: Any) -> list[Any]:
@@ -190,33 +204,40 @@ def map_async(
     node: NanoNode,
     inp: Iterable[Any],
     outp: Outp,
-    kind: str,
-    func: Callable[[Any], Any],
+    expand: Callable[[Any], Any],
     *,
     concurrency: int,
     ordered: bool,
     max_in_flight: int,
     release: Callable[[int], None] | None,
+    opening: Callable[[], Coroutine[Any, Any, Any]] | None = None,
+    closing: Callable[[], Coroutine[Any, Any, Any]] | None = None,
 ) -> None:
-    """Emit the outputs of the ``async def`` ``func`` for each item (``kind`` of operator).
+    """Emit the outputs of ``await expand(item)`` (a list) for each item, on an event loop.
+
+    ``opening()`` and ``closing()``, when given, run on the loop before the first item and
+    after the last (also when the node fails): an async client is made and closed there.
 
     Example:
         >>> import asyncio, nanostream
-        >>> from nanostream.operators._concurrency import map_async
+        >>> from nanostream.operators._concurrency import async_expand, map_async
         >>> async def slow_double(x):
         ...     await asyncio.sleep(0.001 * (5 - x))  # later items finish first
         ...     return 2 * x
         >>> out = []
-        >>> map_async(nanostream.NanoNode(), range(5), out.append, "map", slow_double,
-        ...           concurrency=5, ordered=True, max_in_flight=10, release=None)
+        >>> map_async(nanostream.NanoNode(), range(5), out.append,
+        ...           async_expand("map", slow_double), concurrency=5, ordered=True,
+        ...           max_in_flight=10, release=None)
         >>> out
         [0, 2, 4, 6, 8]
     """
     label = node.name or type(node).__name__
     policy = node.error_policy
-    work = _async_attempts(_async_expand(kind, func), policy, label)
+    work = _async_attempts(expand, policy, label)
     executor = LoopExecutor(label, concurrency)
     try:
+        if opening is not None:
+            node.wait_future(executor.run(opening()))
 
         def flow(emit: Callable[[Any, Any], None]) -> None:
             run_in_pool(
@@ -232,11 +253,15 @@ def map_async(
                 executor=executor,
             )
 
-        if not policy.guarded:
-            flow(emit_all(outp))
-        else:
-            with PolicyGuard.of(node, outp) as guard:
-                flow(guard.settle)
+        try:
+            if not policy.guarded:
+                flow(emit_all(outp))
+            else:
+                with PolicyGuard.of(node, outp) as guard:
+                    flow(guard.settle)
+        finally:
+            if closing is not None:
+                node.wait_future(executor.run(closing()))
     finally:
         executor.shutdown()
 

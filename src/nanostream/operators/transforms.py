@@ -31,7 +31,7 @@ from .._core.node import FunctionNode, NanoNode
 from .._core.node_function import is_async_node
 from .._core.policy import POLICY_OPTIONS
 from .._core.ticks import TICK
-from ._concurrency import map_async, map_in_processes, require_cloudpickle
+from ._concurrency import async_expand, map_async, map_in_processes, require_cloudpickle
 from ._operator import (
     POOL_TICK_S,
     Operator,
@@ -217,8 +217,7 @@ class FlatMap(Operator):
                 self,
                 inp,
                 outp,
-                self._kind,
-                self.func,
+                async_expand(self._kind, self.func),
                 concurrency=self.concurrency,
                 ordered=self.ordered,
                 max_in_flight=self.max_in_flight,
