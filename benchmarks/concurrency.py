@@ -9,17 +9,26 @@
   plain ``asyncio`` loop with a semaphore of C doing the same calls, and against the ideal
   C / latency calls per second.
 
+- ``http_rows``: 2,000 GET requests to a server in its own process that answers each after
+  20 ms (an asyncio server, keep-alive, so it takes any concurrency), through
+  ``HttpRequest(url, concurrency=C)`` for C = 16 and 64, against a plain ``asyncio`` +
+  ``httpx.AsyncClient`` + semaphore loop of the same requests, and against the ideal
+  C / latency (targets: >= the plain loop at both, >= 0.85x ideal at 16).
+
 ``rows(n)`` gives them as rows for ``benchmarks/run.py`` (``--only concurrency``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import statistics
+import subprocess
+import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import nanostream
@@ -167,10 +176,125 @@ def async_rows(n: int = CALLS, repeat: int = 3) -> list[Row]:
     return rows
 
 
+_ANSWER = (
+    b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 12\r\n\r\n{"ok": true}'
+)
+
+
+def serve(latency: float) -> None:
+    """A keep-alive HTTP server answering every GET after ``latency`` s; prints its port."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                if not head:
+                    break
+                await asyncio.sleep(latency)
+                writer.write(_ANSWER)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=1024)
+        print(server.sockets[0].getsockname()[1], flush=True)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+
+@contextlib.contextmanager
+def server_process(latency: float) -> Iterator[str]:
+    """The base URL of :func:`serve` running in a child process."""
+    child = subprocess.Popen(
+        [sys.executable, __file__, "--serve", str(latency)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None
+        port = int(child.stdout.readline())
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        child.terminate()
+        child.wait()
+
+
+def plain_httpx(base: str, n: int, concurrency: int) -> float:
+    """Seconds for ``n`` GETs with ``httpx.AsyncClient`` and a semaphore of ``concurrency``."""
+    import httpx
+
+    async def main() -> int:
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        slots = asyncio.Semaphore(concurrency)
+        async with httpx.AsyncClient(limits=limits) as client:
+
+            async def one(i: int) -> Any:
+                async with slots:
+                    response = await client.get(f"{base}/items/{i}")
+                    response.raise_for_status()
+                    return response.json()
+
+            return len(await asyncio.gather(*(one(i) for i in range(n))))
+
+    start = time.perf_counter()
+    assert asyncio.run(main()) == n
+    return time.perf_counter() - start
+
+
+def with_http_request(base: str, n: int, concurrency: int) -> float:
+    """Seconds for ``n`` GETs through ``HttpRequest(concurrency=concurrency)``."""
+    from nanostream.nodes.http import HttpRequest
+
+    result: list[int] = []
+    src = nanostream.from_iterable(range(n))
+    src > HttpRequest(base + "/items/{item}", concurrency=concurrency) > _count_sink(result)
+    start = time.perf_counter()
+    src.global_start()
+    elapsed = time.perf_counter() - start
+    assert result == [n]
+    return elapsed
+
+
+def http_rows(n: int = CALLS, repeat: int = 3) -> list[Row]:
+    rows: list[Row] = []
+    with server_process(LATENCY_S) as base:
+        plain_httpx(base, 50, 16)  # warm up the server
+        for concurrency in (16, 64):
+            plain: list[float] = []
+            ours: list[float] = []
+            for _ in range(repeat):
+                plain.append(plain_httpx(base, n, concurrency))
+                ours.append(with_http_request(base, n, concurrency))
+            ideal = concurrency / LATENCY_S
+            base_rate = n / statistics.median(plain)
+            rate = n / statistics.median(ours)
+            rows.append(
+                (
+                    f"HttpRequest(concurrency={concurrency}), {LATENCY_S * 1000:.0f} ms server",
+                    rate,
+                    f"{rate / base_rate:.2f}x asyncio+httpx+semaphore ({base_rate:,.0f}/s); "
+                    f"{rate / ideal:.2f}x ideal ({ideal:,.0f}/s)",
+                )
+            )
+    return rows
+
+
 def rows(n: int) -> list[Row]:
-    return cpu_rows() + async_rows()
+    load = os.getloadavg()[0]
+    return [
+        *cpu_rows(),
+        *async_rows(),
+        *http_rows(),
+        (f"(load average {load:.1f} when the group started)", 0.0, ""),
+    ]
 
 
 if __name__ == "__main__":
-    for name, rate, note in rows(0):
-        print(f"{name:<60} {rate:>10,.0f}  {note}")
+    if sys.argv[1:2] == ["--serve"]:
+        serve(float(sys.argv[2]))
+    else:
+        for name, rate, note in rows(0):
+            print(f"{name:<60} {rate:>10,.0f}  {note}")

@@ -7,6 +7,7 @@ import asyncio
 import os
 import re
 import signal
+import sys
 import threading
 import traceback
 from collections.abc import AsyncIterator, Iterator
@@ -473,3 +474,12 @@ def test_ordered_maps_keep_order_and_count_under_random_failures(runner: str, ki
         assert [record.item for record in dead.items] == failed
 
     check()
+
+
+def test_processes_without_cloudpickle_say_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "cloudpickle", None)
+    with pytest.raises(nanostream.MissingDependencyError) as info:
+        Map(plus_one, processes=2)
+    assert "pip install 'nanostream[processes]'" in str(info.value)
