@@ -268,7 +268,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller N and fewer repeats")
     parser.add_argument(
-        "--only", help="run only this group: engine, rss, observe, onecore, or a module name"
+        "--only",
+        help="run only this group: engine, rss, observe, onecore, or a module name (files, "
+        "operators, connectors, concurrency)",
     )
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args()
@@ -280,7 +282,7 @@ def main() -> None:
         "observe": lambda: observe_rows(n, repeat),
         "onecore": lambda: one_core_rows(n, repeat),
     }
-    for extra in ("files", "storage", "operators", "connectors"):
+    for extra in ("files", "storage", "operators", "connectors", "concurrency"):
         groups[extra] = lambda extra=extra: optional_rows(extra, n)  # type: ignore[misc]
     groups["ray"] = lambda: ray_rows(n, repeat)
     rows: list[Row] = []

@@ -384,37 +384,31 @@ def test_tagged_output_goes_to_named_port(runner: str) -> None:
     assert small.items == [0, 1, 2, 3, 4]
 
 
-class AsyncSink(nanostream.NanoNode):
-    async def process_item(self, item: Any) -> None:
-        pass
-
-
-class AsyncMap(nanostream.NanoNode):
-    async def process_item(self, item: Any) -> Any:
-        yield item
-
-
-class AsyncSource(nanostream.NanoNode):
-    async def generator(self) -> Any:
-        yield 1
-
-
 class AsyncSetup(AddOne):
     async def setup(self) -> None:  # type: ignore[override]
         pass
 
 
+class AsyncSourceWithoutYield(nanostream.NanoNode):
+    async def generator(self) -> Any:  # type: ignore[override]
+        return None
+
+
+class AsyncReturnsValue(nanostream.NanoNode):
+    async def process_item(self, item: Any) -> Any:
+        return item
+
+
 @pytest.mark.parametrize(
-    ("cls", "hook"),
+    ("cls", "start"),
     [
-        (AsyncSink, "process_item"),
-        (AsyncMap, "process_item"),
-        (AsyncSource, "generator"),
-        (AsyncSetup, "setup"),
+        (AsyncSetup, "setup of node 'fetch' is 'async def': only generator() and process_item()"),
+        (AsyncSourceWithoutYield, "generator of node 'fetch' is 'async def' but does not yield"),
+        (AsyncReturnsValue, "process_item of node 'fetch' is a coroutine that returns a value"),
     ],
 )
-def test_async_nodes_are_refused_when_the_graph_is_built(
-    cls: type[nanostream.NanoNode], hook: str
+def test_async_methods_outside_the_contract_are_refused_when_the_graph_is_built(
+    cls: type[nanostream.NanoNode], start: str
 ) -> None:
     node = cls(name="fetch")
     if node.is_source:
@@ -424,7 +418,5 @@ def test_async_nodes_are_refused_when_the_graph_is_built(
     with pytest.raises(nanostream.GraphError) as info:
         node._pipeline().plan()
     message = str(info.value)
-    assert message.startswith(
-        f"{hook} of node 'fetch' is 'async def': async nodes are not supported yet"
-    )
-    assert f"{__name__}.{cls.__qualname__}.{hook} (" in message  # where it is defined
+    assert message.startswith(start)
+    assert f"{__name__}.{cls.__qualname__}." in message  # where it is defined

@@ -5,9 +5,11 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
+from .aio import wait_future
 from .context import NodeContext
 from .errors import GraphError, NodeProtocolError
 from .node_function import (
@@ -674,6 +676,20 @@ class NanoNode:
             event = threading.Event()
         return event.wait(seconds)
 
+    def wait_future(self, future: Future[Any]) -> Any:
+        """The result of a ``concurrent.futures.Future`` (or its exception), waited for here.
+
+        An abort of the run ends the wait with :class:`~nanostream.RunAborted`; on the
+        cooperative runner the other nodes run meanwhile (see :mod:`nanostream._core.aio`).
+
+        Example:
+            >>> import concurrent.futures, nanostream
+            >>> with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            ...     nanostream.from_iterable([]).wait_future(pool.submit(sum, [1, 2]))
+            3
+        """
+        return wait_future(future, self._ns_context)
+
     # ----------------------------------------------------------------- node function
     def validate(self) -> None:
         """Check that the class follows the node contract; raises ``GraphError`` if not.
@@ -681,8 +697,10 @@ class NanoNode:
         Called when a pipeline is checked, before any thread starts. A ``generator()``
         must yield. A ``process_item`` yields its outputs, or is a plain function that
         returns nothing: a sink, with no outputs. One that returns a value is refused
-        (yield the value instead). ``async def`` methods are refused: async nodes are not
-        supported yet.
+        (yield the value instead). ``generator`` and ``process_item`` may be ``async def``
+        (an async generator; a coroutine returning nothing for a sink): the node then runs
+        them on an event loop of its own (see :mod:`nanostream._core.aio`); ``setup``,
+        ``cleanup`` and ``tick`` stay plain methods.
 
         Example:
             >>> import nanostream

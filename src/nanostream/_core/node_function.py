@@ -34,7 +34,14 @@ from .ticks import TICK
 if TYPE_CHECKING:
     from .node import NanoNode, NodeFunction
 
-__all__ = ["check_contract", "item_function", "node_function", "run_cleanup", "untick"]
+__all__ = [
+    "check_contract",
+    "is_async_node",
+    "item_function",
+    "node_function",
+    "run_cleanup",
+    "untick",
+]
 
 
 def _callable_name(func: object) -> str:
@@ -122,18 +129,30 @@ def check_contract(node: NanoNode) -> None:
             f"node {label!r} ({cls.__module__}.{cls.__qualname__}) defines neither "
             "generator() nor process_item(); define one of them"
         )
-    for hook in ("generator", "process_item", "setup", "cleanup", "tick"):
+    for hook in ("setup", "cleanup", "tick"):
         defined = getattr(cls, hook)
         if defined is getattr(NanoNode, hook):
             continue
         if inspect.iscoroutinefunction(defined) or inspect.isasyncgenfunction(defined):
             raise GraphError(
-                f"{hook} of node {label!r} is 'async def': async nodes are not supported "
-                f"yet; make it a plain 'def' (run asyncio code in it with asyncio.run()): "
-                f"{_where(defined)}"
+                f"{hook} of node {label!r} is 'async def': only generator() and "
+                f"process_item() may be async; make {hook} a plain 'def': {_where(defined)}"
             )
     method = cls.generator if has_gen else cls.process_item
-    if inspect.isgeneratorfunction(method):
+    if inspect.isgeneratorfunction(method) or inspect.isasyncgenfunction(method):
+        return
+    if inspect.iscoroutinefunction(method):
+        if has_gen:
+            raise GraphError(
+                f"generator of node {label!r} is 'async def' but does not yield; an async "
+                f"source is an async generator ('yield item' in it): {_where(method)}"
+            )
+        if _returns_a_value(method):
+            raise GraphError(
+                f"process_item of node {label!r} is a coroutine that returns a value; yield "
+                f"its outputs (an async generator), or return nothing in a sink: "
+                f"{_where(method)}"
+            )
         return
     if has_gen or _returns_a_value(method):
         raise GraphError(
@@ -142,10 +161,20 @@ def check_contract(node: NanoNode) -> None:
         )
 
 
+def is_async_node(node: NanoNode) -> bool:
+    """Whether ``node``'s ``generator`` or ``process_item`` is ``async def``."""
+    method = type(node).generator if node.is_source else type(node).process_item
+    return inspect.iscoroutinefunction(method) or inspect.isasyncgenfunction(method)
+
+
 def node_function(node: NanoNode) -> NodeFunction:
     """``node`` as a node function ``f(inp, outp)`` (see :meth:`NanoNode.as_function
     <nanostream.NanoNode.as_function>`)."""
     node.validate()
+    if is_async_node(node):
+        from .aio_node import async_node_function  # it builds on this module
+
+        return async_node_function(node)
     policy = node.error_policy
     if node.is_source:
 

@@ -20,12 +20,13 @@ import queue
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, Final, NamedTuple
 
 from .._core.context import node_label
+from .._core.aio import wait_future
 from .._core.errors import GraphError
 from .._core.fast import drive
 from .._core.node import NanoNode, NodeFunction
@@ -69,8 +70,6 @@ class _Missing:
 MISSING: Final[Any] = _Missing()
 """Marks an argument that was not given (``None`` may be a real value)."""
 
-# How long a node waits on its workers before it checks again; lets an abort interrupt it.
-_POLL_S = 0.25
 # Ticks for a deadline of ``period`` seconds come every quarter period, within these bounds.
 _TICK_MIN_S = 0.001
 _TICK_MAX_S = 1.0
@@ -516,16 +515,6 @@ def _append(acc: list[Any], item: Any) -> list[Any]:
     return acc
 
 
-def _wait_result(future: Future[Any]) -> Any:
-    # Wait in short steps, so an abort (injected into this thread) is seen promptly.
-    while True:
-        try:
-            return future.result(timeout=_POLL_S)
-        except TimeoutError:
-            if future.done():
-                raise
-
-
 def map_items(
     node: NanoNode,
     inp: Iterable[Any],
@@ -584,6 +573,7 @@ def map_items(
             max_in_flight=max_in_flight if max_in_flight is not None else 2 * workers,
             thread_name=f"nanostream-worker:{label}",
             release=release,
+            node=node,
         )
 
     if not guarded:
@@ -617,6 +607,8 @@ def run_in_pool(
     max_in_flight: int,
     thread_name: str,
     release: Callable[[int], None] | None = None,
+    node: NanoNode | None = None,
+    executor: Executor | None = None,
 ) -> None:
     """Call ``emit(item, work(item))`` for every item, computing ``work`` on ``workers`` threads.
 
@@ -629,7 +621,10 @@ def run_in_pool(
     returns; after emitting, the node
     calls ``release(keep)`` with the number of most recently read items still in flight
     (for acknowledgements, see :meth:`NanoNode.release_items`). The worker threads are
-    joined before this returns, also when it fails.
+    joined before this returns, also when it fails. The node waits for results with
+    ``node.wait_future`` (an abort ends the wait; on the cooperative runner the other nodes
+    run meanwhile). With ``executor`` (an event loop's, see ``_concurrency.py``), ``work``
+    is submitted there instead of to new threads, and the caller shuts it down.
 
     Example:
         >>> from nanostream.operators._operator import emit_all, run_in_pool
@@ -639,13 +634,19 @@ def run_in_pool(
         >>> out
         [0, 0, 1, -1, 2, -2, 3, -3, 4, -4]
     """
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=thread_name)
+    pool = executor or ThreadPoolExecutor(max_workers=workers, thread_name_prefix=thread_name)
     keep = release if release is not None else _no_release
+    wait = node.wait_future if node is not None else _wait_result
     try:
         flow = _ordered if ordered else _unordered
-        flow(inp, work, emit, release=keep, pool=pool, limit=max_in_flight)
+        flow(inp, work, emit, release=keep, submit=pool.submit, limit=max_in_flight, wait=wait)
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        if executor is None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _wait_result(future: Future[Any]) -> Any:
+    return wait_future(future)
 
 
 def _no_release(keep: int) -> None:
@@ -658,11 +659,11 @@ def _ordered(
     emit: Callable[[Any, Any], None],
     *,
     release: Callable[[int], None],
-    pool: ThreadPoolExecutor,
+    submit: Callable[..., Future[Any]],
     limit: int,
+    wait: Callable[[Future[Any]], Any],
 ) -> None:
     pending: deque[tuple[Any, Future[Any]]] = deque()
-    submit = pool.submit
     for item in inp:
         if item is TICK:
             if not (pending and pending[0][1].done()):
@@ -672,11 +673,11 @@ def _ordered(
         if len(pending) >= limit or pending[0][1].done():
             while pending and (len(pending) >= limit or pending[0][1].done()):
                 done_item, future = pending.popleft()
-                emit(done_item, _wait_result(future))
+                emit(done_item, wait(future))
             release(len(pending))  # the items still pending are the last ones read
     while pending:
         done_item, future = pending.popleft()
-        emit(done_item, _wait_result(future))
+        emit(done_item, wait(future))
 
 
 def _unordered(
@@ -685,14 +686,23 @@ def _unordered(
     emit: Callable[[Any, Any], None],
     *,
     release: Callable[[int], None],
-    pool: ThreadPoolExecutor,
+    submit: Callable[..., Future[Any]],
     limit: int,
+    wait: Callable[[Future[Any]], Any],
 ) -> None:
     done: queue.SimpleQueue[Future[Any]] = queue.SimpleQueue()
     submitted: dict[Future[Any], tuple[int, Any]] = {}  # future -> (read number, item)
     in_order: deque[int] = deque()  # read numbers of the items in flight, oldest first
     finished: set[int] = set()
-    submit = pool.submit
+    # Set when a result is done, so that the node can wait for "any result" with wait().
+    lock = threading.Lock()
+    signal: list[Future[None]] = [Future()]
+
+    def on_done(future: Future[Any]) -> None:
+        done.put(future)
+        with lock:
+            if not signal[0].done():
+                signal[0].set_result(None)
 
     def complete(future: Future[Any]) -> None:
         number, item = submitted.pop(future)
@@ -704,9 +714,15 @@ def _unordered(
     def wait_one() -> Future[Any]:
         while True:
             try:
-                return done.get(timeout=_POLL_S)
+                return done.get_nowait()
             except queue.Empty:
-                continue
+                pass
+            with lock:
+                if signal[0].done():
+                    signal[0] = Future()
+                waiting = signal[0]
+            if done.empty():
+                wait(waiting)
 
     reads = 0
     for item in inp:
@@ -716,7 +732,7 @@ def _unordered(
             future = submit(work, item)
             submitted[future] = (reads, item)
             in_order.append(reads)
-            future.add_done_callback(done.put)
+            future.add_done_callback(on_done)
         if len(submitted) >= limit:
             complete(wait_one())
             emitted = True

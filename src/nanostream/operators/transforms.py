@@ -24,11 +24,14 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from .._core.aio import is_async_callable
 from .._core.errors import GraphError
 from .._core.fast import drive
 from .._core.node import FunctionNode, NanoNode
+from .._core.node_function import is_async_node
 from .._core.policy import POLICY_OPTIONS
 from .._core.ticks import TICK
+from ._concurrency import async_expand, map_async, map_in_processes, require_cloudpickle
 from ._operator import (
     POOL_TICK_S,
     Operator,
@@ -58,6 +61,49 @@ __all__ = [
 ]
 
 
+def _check_concurrency(
+    owner: str, kind: str | None, func: object, is_async: bool, concurrency: int | None
+) -> int:
+    """The number of calls of an async ``func`` at once (0 for a plain function)."""
+    if concurrency is not None:
+        check_positive(owner, "concurrency", concurrency, integer=True)
+    if is_async and kind is None:
+        raise GraphError(
+            f"{owner} takes a plain function; for an async def function use Map, FlatMap "
+            "or Filter (with concurrency=N)"
+        )
+    if concurrency is not None and not is_async:
+        raise GraphError(
+            f"{owner}: concurrency= is the number of calls at once of an async def function, "
+            f"and {callable_label(func)} is a plain function; use workers=N for blocking "
+            "I/O, or processes=N for CPU-bound work"
+        )
+    return (concurrency or 1) if is_async else 0
+
+
+def _check_processes(
+    owner: str, kind: str | None, workers: int, processes: int | None, ordered: object
+) -> int:
+    """The number of worker processes (0: none), checked against the other options."""
+    if processes is None:
+        return 0
+    check_positive(owner, "processes", processes, integer=True)
+    if kind is None:
+        raise GraphError(f"{owner} takes no processes=; Map, FlatMap, Filter and Parallel do")
+    if workers > 1:
+        raise GraphError(
+            f"{owner}: choose workers= (threads, for blocking I/O) or processes= "
+            "(for CPU-bound work), not both"
+        )
+    if not ordered:
+        raise GraphError(
+            f"{owner}: processes= keeps the input order; ordered=False is not supported "
+            "with it (leave ordered at its default)"
+        )
+    require_cloudpickle()
+    return processes
+
+
 class FlatMap(Operator):
     """Emit every output of ``func(item)`` (an iterable) for each item.
 
@@ -71,12 +117,21 @@ class FlatMap(Operator):
     the input. The threads start with the run and are joined before the node ends, also
     when ``func`` raises (the run then fails as usual).
 
+    An ``async def`` ``func`` (for ``FlatMap`` an async generator, or a coroutine returning
+    an iterable) runs on the node's own event loop, ``concurrency=N`` calls at once (default
+    1; ``max_in_flight`` defaults to ``2 * concurrency``), with the same ordering and
+    bounds; the loop's thread is joined when the node ends. ``processes=N`` runs a plain
+    ``func`` in N worker processes for CPU-bound work (see
+    :mod:`nanostream.operators._concurrency`): ordered, items and outputs pickled, ``func``
+    sent with cloudpickle (lambdas work), ``max_in_flight`` default 1024 items.
+
     An error policy (``on_error="skip"`` or ``"retry"``, ``timeout``, ``max_errors`` ...)
-    applies to each call of ``func``, on the worker threads too: a failed item leaves no
-    output, goes to the ``errors`` port and counts, in its place in the output order.
+    applies to each call of ``func``, on the worker threads, the event loop and the worker
+    processes too: a failed item leaves no output, goes to the ``errors`` port and counts,
+    in its place in the output order. A ``timeout`` cancels an async attempt.
 
     Example:
-        >>> import nanostream
+        >>> import asyncio, nanostream
         >>> from nanostream.nodes import FlatMap
         >>> sink = nanostream.testing.Collect()
         >>> words = FlatMap(str.split)
@@ -85,15 +140,29 @@ class FlatMap(Operator):
         >>> sink.global_start()
         >>> sink.items
         ['a', 'b', 'c']
+        >>> async def letters(word):
+        ...     await asyncio.sleep(0.001)  # an async client's call in real life
+        ...     return list(word)
+        >>> sink = nanostream.testing.Collect()
+        >>> nanostream.from_iterable(["ab", "c"]) > FlatMap(letters, concurrency=8) > sink
+        Collect(name=None)
+        >>> sink.global_start()
+        >>> sink.items
+        ['a', 'b', 'c']
     """
 
-    holds_items = False  # True with workers > 1 (set per instance)
+    holds_items = False  # True with workers > 1, concurrency or processes (per instance)
+
+    #: How the worker processes and the event loop compute one item (None: they do not).
+    _kind: str | None = "flat_map"
 
     def __init__(
         self,
         func: Callable[[Any], Any],
         *,
         workers: int = 1,
+        concurrency: int | None = None,
+        processes: int | None = None,
         ordered: bool = True,
         max_in_flight: int | None = None,
         name: str | None = None,
@@ -106,19 +175,30 @@ class FlatMap(Operator):
         if max_in_flight is not None:
             check_positive(label, "max_in_flight", max_in_flight, integer=True)
         self.func = func
+        self.is_async = is_async_callable(func)
+        self.concurrency = _check_concurrency(label, self._kind, func, self.is_async, concurrency)
+        self.processes = _check_processes(label, self._kind, workers, processes, ordered)
+        if self.is_async and workers > 1:
+            raise GraphError(
+                f"{label}: an async def function runs on the node's event loop; ask for "
+                f"concurrency={workers} instead of workers={workers}"
+            )
         self.workers = workers
         self.ordered = bool(ordered)
-        self.max_in_flight = max_in_flight if max_in_flight is not None else 2 * workers
-        # Items in flight on the workers are kept between reads.
-        self.holds_items = workers > 1
-        if workers > 1:
+        lanes = self.concurrency or self.processes or workers
+        if max_in_flight is None:
+            max_in_flight = 1024 if self.processes else 2 * lanes
+        self.max_in_flight = max_in_flight
+        # Items in flight (on threads, the loop or the processes) are kept between reads.
+        self.holds_items = lanes > 1 or self.is_async or self.processes > 0
+        if self.holds_items:
             self.tick_interval = POOL_TICK_S  # emit completed results on an idle input
 
     def _user_functions(self) -> tuple[str, ...]:
         return ("the function",)
 
     def _handles_ticks(self) -> bool:
-        return self.workers > 1
+        return bool(self.holds_items)
 
     def _expand(self, item: Any) -> Iterable[Any]:
         """The outputs of one item (what a worker thread computes)."""
@@ -129,6 +209,23 @@ class FlatMap(Operator):
         drive(inp, self.func, outp)  # for item in inp: for out in func(item): outp(out)
 
     def _run(self, inp: Iterable[Any], outp: Outp) -> None:
+        release = self.release_items if self._releases() else None
+        if self.is_async:
+            assert self._kind is not None
+            map_async(
+                self,
+                inp,
+                outp,
+                async_expand(self._kind, self.func),
+                concurrency=self.concurrency,
+                ordered=self.ordered,
+                max_in_flight=self.max_in_flight,
+                release=release,
+            )
+            return
+        if self.processes:
+            self._run_in_processes(inp, outp, release)
+            return
         map_items(
             self,
             inp,
@@ -137,8 +234,23 @@ class FlatMap(Operator):
             workers=self.workers,
             ordered=self.ordered,
             max_in_flight=self.max_in_flight,
-            release=self.release_items if self._releases() else None,
+            release=release,
             serial=self._serial,
+        )
+
+    def _run_in_processes(
+        self, inp: Iterable[Any], outp: Outp, release: Callable[[int], None] | None
+    ) -> None:
+        assert self._kind is not None
+        map_in_processes(
+            self,
+            inp,
+            outp,
+            self._kind,
+            self.func,
+            processes=self.processes,
+            max_in_flight=self.max_in_flight,
+            release=release,
         )
 
     def _releases(self) -> bool:
@@ -153,7 +265,9 @@ class FlatMap(Operator):
 class Map(FlatMap):
     """Emit ``func(item)`` for each item; ``workers=N`` runs ``func`` on N threads.
 
-    See :class:`FlatMap` for ``workers``, ``ordered`` and ``max_in_flight``.
+    See :class:`FlatMap` for ``workers``, ``concurrency`` (an ``async def`` ``func``),
+    ``processes`` (N worker processes), ``ordered`` and ``max_in_flight``:
+    ``Map(parse, processes=2)`` uses two cores for CPU-bound Python.
 
     Example:
         >>> import nanostream
@@ -165,6 +279,8 @@ class Map(FlatMap):
         >>> sink.items
         [2, 3, 4]
     """
+
+    _kind = "map"
 
     def _expand(self, item: Any) -> Iterable[Any]:
         return (self.func(item),)
@@ -188,6 +304,8 @@ class Filter(FlatMap):
         >>> sink.items
         [3, 4]
     """
+
+    _kind = "filter"
 
     def _expand(self, item: Any) -> Iterable[Any]:
         return (item,) if self.func(item) else ()
@@ -215,6 +333,8 @@ class Inspect(FlatMap):
         ['a', 'b']
     """
 
+    _kind = None
+
     def _expand(self, item: Any) -> Iterable[Any]:
         self.func(item)
         return (item,)
@@ -240,6 +360,8 @@ class KeyBy(FlatMap):
         [(5, 'apple'), (4, 'bean')]
     """
 
+    _kind = None
+
     def _expand(self, item: Any) -> Iterable[Any]:
         return ((self.func(item), item),)
 
@@ -250,7 +372,11 @@ class KeyBy(FlatMap):
 
 
 class Parallel(FlatMap):
-    """Run a ``process_item`` node on ``workers`` threads at once.
+    """Run a ``process_item`` node on ``workers`` threads, or in ``processes`` processes.
+
+    With ``processes=N``, each worker process gets its own copy of ``node`` (sent with
+    cloudpickle) and calls its ``setup()`` once; a node with a ``cleanup()`` is refused
+    there (its outputs would have nowhere to go).
 
     ``node.process_item`` is called on the worker threads, so it must be safe to call
     concurrently (guard shared state with a lock); ``setup()`` and ``cleanup()`` run once,
@@ -278,7 +404,8 @@ class Parallel(FlatMap):
         self,
         node: NanoNode,
         *,
-        workers: int,
+        workers: int | None = None,
+        processes: int | None = None,
         ordered: bool = True,
         max_in_flight: int | None = None,
         name: str | None = None,
@@ -296,11 +423,28 @@ class Parallel(FlatMap):
                 f"{node!r} is already linked into a pipeline; give Parallel a fresh node and "
                 "link the Parallel instead"
             )
+        if workers is None and processes is None:
+            raise GraphError(
+                f"Parallel({node!r}) needs workers=N (threads, for blocking I/O) or "
+                "processes=N (worker processes, for CPU-bound work)"
+            )
         node.validate()
+        if is_async_node(node):
+            raise GraphError(
+                f"Parallel cannot share {node!r}: its process_item is async def and runs on "
+                "its own event loop; link the node itself"
+            )
+        if processes is not None and type(node).cleanup is not NanoNode.cleanup:
+            raise GraphError(
+                f"Parallel({node!r}, processes=...) runs copies of the node in worker "
+                "processes, where cleanup() has nowhere to send its outputs; use workers=N, "
+                "or move the work of cleanup() into a node downstream"
+            )
         inherited = {key: node.options[key] for key in POLICY_OPTIONS if key in node.options}
         super().__init__(
             node._item_function(),
-            workers=workers,
+            workers=workers or 1,
+            processes=processes,
             ordered=ordered,
             max_in_flight=max_in_flight,
             name=name,
@@ -308,13 +452,29 @@ class Parallel(FlatMap):
         )
         self.node = node
         self.ports = tuple(getattr(node, "ports", ()) or ())
-        self.holds_items = workers > 1 or bool(node.items_held())
+        self.holds_items = self.holds_items or bool(node.items_held())
 
     def _releases(self) -> bool:
         return not self.node.items_held()
 
+    def _run_in_processes(
+        self, inp: Iterable[Any], outp: Outp, release: Callable[[int], None] | None
+    ) -> None:
+        map_in_processes(
+            self,
+            inp,
+            outp,
+            "flat_map",
+            self.func,
+            processes=self.processes,
+            max_in_flight=self.max_in_flight,
+            release=release,
+            setup=self.node.setup,
+        )
+
     def setup(self) -> None:
-        self.node.setup()
+        if not self.processes:  # else each worker process sets its own copy up
+            self.node.setup()
 
     def cleanup(self) -> Iterator[Any] | None:
         return self.node.cleanup()

@@ -338,59 +338,81 @@ class _HttpNode(NanoNode):
                 delay = self._limiter.reserve()
                 if delay > 0:
                     wait(delay)
-            shown = mask_url(target)
             try:
                 request = client.build_request(method, target, headers=headers, json=json)
                 response = self._follow(client, self._send_one(client, request, home), home)
             except httpx.TransportError as exc:
-                connect = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
-                if not (connect or method in _IDEMPOTENT) or attempt >= self.retries:
-                    what = "could not connect to" if connect else "failed talking to"
-                    raise connector_error(
-                        f"{self.kind} {what} {method} {shown} after {attempt + 1} attempt(s): "
-                        f"{type(exc).__name__}: {exc}",
-                        exc,
-                        self.secrets,
-                    ) from None
-                delay = backoff_delay(attempt, self.backoff, self.max_backoff)
-                reason = f"{type(exc).__name__}: {self.secrets.scrub(exc)}"
+                delay = self._after_transport_error(exc, target, attempt)
             else:
-                with self._lock:
-                    self.requests_sent += 1
-                status = response.status_code
-                if status < 400:
+                if response.status_code < 400:
+                    self._count_sent()
                     return response
-                shown = mask_url(response.request.url)
-                retryable = status == 429 or status >= 500
-                if not retryable or attempt >= self.retries:
-                    raise HttpStatusError(
-                        self.secrets.scrub(
-                            f"{self.kind}: {method} {shown} answered {status} "
-                            f"{response.reason_phrase}"
-                            + (f" after {attempt + 1} attempts" if retryable else "")
-                            + f": {_snippet(response)}"
-                            + _withheld(home)
-                        ),
-                        status=status,
-                        url=shown,
-                    )
-                delay = backoff_delay(attempt, self.backoff, self.max_backoff)
-                after = _retry_after(response)
-                if after is not None:
-                    delay = min(after, self.max_retry_after)
-                reason = f"{status} {response.reason_phrase}"
+                delay = self._after_error_status(response, home, attempt)
             attempt += 1
-            log.warning(
-                "%s: %s %s: %s; retry %d of %d in %.2fs",
-                node_label(self, with_class=True),
-                method,
-                shown,
-                reason,
-                attempt,
-                self.retries,
-                delay,
-            )
             wait(delay)
+
+    def _count_sent(self) -> None:
+        with self._lock:
+            self.requests_sent += 1
+
+    def _after_transport_error(
+        self, exc: httpx.TransportError, target: httpx.URL | str, attempt: int
+    ) -> float:
+        """Seconds to wait before retrying after ``exc``; raises when it is not retried."""
+        import httpx
+
+        method = self.method
+        shown = mask_url(target)
+        connect = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
+        if not (connect or method in _IDEMPOTENT) or attempt >= self.retries:
+            what = "could not connect to" if connect else "failed talking to"
+            raise connector_error(
+                f"{self.kind} {what} {method} {shown} after {attempt + 1} attempt(s): "
+                f"{type(exc).__name__}: {exc}",
+                exc,
+                self.secrets,
+            ) from None
+        delay = backoff_delay(attempt, self.backoff, self.max_backoff)
+        self._log_retry(shown, f"{type(exc).__name__}: {self.secrets.scrub(exc)}", attempt, delay)
+        return delay
+
+    def _after_error_status(self, response: httpx.Response, home: _Home, attempt: int) -> float:
+        """Seconds to wait before retrying after an answer >= 400; raises when not retried."""
+        self._count_sent()
+        method = self.method
+        status = response.status_code
+        shown = mask_url(response.request.url)
+        retryable = status == 429 or status >= 500
+        if not retryable or attempt >= self.retries:
+            raise HttpStatusError(
+                self.secrets.scrub(
+                    f"{self.kind}: {method} {shown} answered {status} "
+                    f"{response.reason_phrase}"
+                    + (f" after {attempt + 1} attempts" if retryable else "")
+                    + f": {_snippet(response)}"
+                    + _withheld(home)
+                ),
+                status=status,
+                url=shown,
+            )
+        delay = backoff_delay(attempt, self.backoff, self.max_backoff)
+        after = _retry_after(response)
+        if after is not None:
+            delay = min(after, self.max_retry_after)
+        self._log_retry(shown, f"{status} {response.reason_phrase}", attempt, delay)
+        return delay
+
+    def _log_retry(self, shown: str, reason: str, attempt: int, delay: float) -> None:
+        log.warning(
+            "%s: %s %s: %s; retry %d of %d in %.2fs",
+            node_label(self, with_class=True),
+            self.method,
+            shown,
+            reason,
+            attempt + 1,
+            self.retries,
+            delay,
+        )
 
     def _credential_headers(self) -> set[str]:
         """The names (lower case) of the headers the user configured, and the credentials."""

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..._core.errors import ConfigError
 from ..._core.node import NodeFunction
+from ...operators._concurrency import map_async
 from ...operators._operator import POOL_TICK_S, map_items
-from .._toolkit import closing_function
-from ._base import Output, Parse, _fields, _HttpNode
+from .._secrets import install_log_masking
+from .._toolkit import ConnectorError, closing_function
+from ._async import send
+from ._base import _LOGGERS, Output, Parse, _fields, _HttpNode
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["HttpRequest"]
 
@@ -37,8 +43,10 @@ class HttpRequest(_HttpNode):
 
     ``workers=N`` sends up to N requests at once (in N threads) and still emits answers in
     the items' order, each as soon as it and those before it have come (within the node's
-    ``tick_interval``, 0.05 s, when no item arrives meanwhile). ``rate_limit`` caps the
-    requests per second over all workers.
+    ``tick_interval``, 0.05 s, when no item arrives meanwhile). ``concurrency=N`` does the
+    same with ``httpx.AsyncClient`` on the node's own event loop: hundreds of requests in
+    flight from one thread, with the same retries, redirects and masking. ``rate_limit``
+    caps the requests per second over all of them.
 
     The node options apply to each item as for any node, on the worker threads too:
     ``HttpRequest(url, on_error="skip")`` skips an item whose request still fails, with an
@@ -77,6 +85,7 @@ class HttpRequest(_HttpNode):
         max_backoff: float = 30.0,
         max_retry_after: float = 60.0,
         workers: int = 1,
+        concurrency: int | None = None,
         rate_limit: float | None = None,
         client_options: Mapping[str, Any] | None = None,
         name: str | None = None,
@@ -107,13 +116,25 @@ class HttpRequest(_HttpNode):
             raise ConfigError(f"HttpRequest: workers must be a positive integer, got {workers!r}")
         if output not in ("body", "response"):
             raise ConfigError(f"HttpRequest: output must be 'body' or 'response': {output!r}")
+        if concurrency is not None:
+            if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
+                raise ConfigError(
+                    f"HttpRequest: concurrency must be a positive integer, got {concurrency!r}"
+                )
+            if workers > 1:
+                raise ConfigError(
+                    "HttpRequest: choose workers= (threads) or concurrency= (async requests "
+                    "on one thread), not both"
+                )
         self.workers = workers
+        self.concurrency = concurrency
         self.output = output
-        # With workers, the requests in flight are items kept between reads; the node asks
-        # for ticks so that answers go out while no item comes.
-        self.holds_items = workers > 1
-        if workers > 1:
+        # With workers or concurrency, the requests in flight are items kept between reads;
+        # the node asks for ticks so that answers go out while no item comes.
+        self.holds_items = workers > 1 or concurrency is not None
+        if self.holds_items:
             self.tick_interval = POOL_TICK_S
+        self._async_client: httpx.AsyncClient | None = None
 
     def setup(self) -> None:
         self._open(self.workers)
@@ -131,6 +152,26 @@ class HttpRequest(_HttpNode):
             headers=t.headers_for(fields),
             json=t.json_for(fields),
         )
+        return self._emitted(item, response)
+
+    async def call_async(self, item: Any) -> Any:
+        """:meth:`call` on the node's event loop, with its ``httpx.AsyncClient``."""
+        client = self._async_client
+        if client is None:
+            raise ConnectorError("HttpRequest is not running: its client is closed")
+        fields = _fields(item)
+        t = self.templates
+        response = await send(
+            self,
+            client,
+            t.url_for(fields),
+            params=t.params_for(fields),
+            headers=t.headers_for(fields),
+            json=t.json_for(fields),
+        )
+        return self._emitted(item, response)
+
+    def _emitted(self, item: Any, response: httpx.Response) -> Any:
         body = self._parse(response)
         if self.output == "body":
             return body
@@ -147,7 +188,27 @@ class HttpRequest(_HttpNode):
     def _answer(self, item: Any) -> tuple[Any]:
         return (self.call(item),)
 
+    async def _answer_async(self, item: Any) -> list[Any]:
+        return [await self.call_async(item)]
+
+    async def _open_async(self) -> None:
+        import httpx
+
+        install_log_masking(*_LOGGERS)
+        size = max(10, self.concurrency or 1)
+        limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
+        # Redirects are followed by send(), which keeps credentials to their origin.
+        options = {"limits": limits, **self.client_options, "follow_redirects": False}
+        self._async_client = httpx.AsyncClient(timeout=httpx.Timeout(self.timeout), **options)
+
+    async def _close_async(self) -> None:
+        client, self._async_client = self._async_client, None
+        if client is not None:
+            await client.aclose()
+
     def as_function(self) -> NodeFunction:
+        if self.concurrency is not None:
+            return self._async_function(self.concurrency)
         if self.workers == 1:
             return closing_function(super().as_function(), self._close)
         self.validate()
@@ -165,3 +226,23 @@ class HttpRequest(_HttpNode):
             )
 
         return closing_function(http_request, self._close)
+
+    def _async_function(self, concurrency: int) -> NodeFunction:
+        self.validate()
+        node = self
+
+        def http_request_async(inp: Iterable[Any], outp: Callable[[Any], Any]) -> None:
+            map_async(
+                node,
+                inp,
+                outp,
+                node._answer_async,
+                concurrency=concurrency,
+                ordered=True,
+                max_in_flight=2 * concurrency,
+                release=node.release_items,
+                opening=node._open_async,
+                closing=node._close_async,
+            )
+
+        return http_request_async

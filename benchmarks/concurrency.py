@@ -1,0 +1,300 @@
+"""Concurrency workloads: ``processes=`` for CPU-bound Python, ``concurrency=`` for async I/O.
+
+- ``cpu_rows``: 20,000 items of about 200 µs of pure-Python work each, through
+  ``Map(work, processes=2)``, against the plain loop ``[work(x) for x in items]`` in one
+  process, in the same run (target: >= 1.8x on 2 cores). The machine's load average is
+  noted, since other processes take cores from both.
+- ``async_rows``: 2,000 calls of an ``async def`` function that awaits 20 ms (a stand-in for
+  a request's latency), through ``Map(call, concurrency=C)`` for C = 16 and 64, against a
+  plain ``asyncio`` loop with a semaphore of C doing the same calls, and against the ideal
+  C / latency calls per second.
+
+- ``http_rows``: 2,000 GET requests to a server in its own process that answers each after
+  20 ms (an asyncio server, keep-alive, so it takes any concurrency), through
+  ``HttpRequest(url, concurrency=C)`` for C = 16 and 64, against a plain ``asyncio`` +
+  ``httpx.AsyncClient`` + semaphore loop of the same requests, and against the ideal
+  C / latency (targets: >= the plain loop at both, >= 0.85x ideal at 16).
+
+``rows(n)`` gives them as rows for ``benchmarks/run.py`` (``--only concurrency``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import nanostream
+from nanostream.nodes import Map
+
+Row = tuple[str, float, str]
+CPU_ITEMS = 20_000
+CPU_TARGET = 1.8
+LATENCY_S = 0.02
+CALLS = 2_000
+
+
+def work(x: int, rounds: int = 2000) -> int:
+    """Pure-Python work: ``rounds`` multiplications and remainders."""
+    total = 0
+    for i in range(rounds):
+        total += (i * x) % 7
+    return total
+
+
+def calibrate(target_s: float = 200e-6) -> int:
+    """The ``rounds`` that make ``work`` take about ``target_s`` here."""
+    start = time.perf_counter()
+    for x in range(200):
+        work(x)
+    per_call = (time.perf_counter() - start) / 200
+    return max(1, int(2000 * target_s / per_call))
+
+
+def _count_sink(result: list[int]) -> Any:
+    def count_sink(inp: Iterable[Any], outp: Any) -> None:
+        count = 0
+        for _ in inp:
+            count += 1
+        result.append(count)
+
+    return nanostream.as_node(count_sink)
+
+
+def plain_loop(n: int, rounds: int) -> float:
+    """Seconds for ``[work(x, rounds) for x in range(n)]``."""
+    start = time.perf_counter()
+    out = [work(x, rounds) for x in range(n)]
+    elapsed = time.perf_counter() - start
+    assert len(out) == n
+    return elapsed
+
+
+def with_processes(n: int, rounds: int, processes: int = 2) -> float:
+    """Seconds for ``n`` items through ``Map(work, processes=processes)`` (with start-up)."""
+    result: list[int] = []
+    src = nanostream.from_iterable(range(n))
+    src > Map(functools.partial(work, rounds=rounds), processes=processes) > _count_sink(result)
+    start = time.perf_counter()
+    src.global_start()
+    elapsed = time.perf_counter() - start
+    assert result == [n]
+    return elapsed
+
+
+def cpu_rows(n: int = CPU_ITEMS, repeat: int = 3) -> list[Row]:
+    rounds = calibrate()
+    with_processes(10, rounds)  # starts the fork server, once per program
+    start_up = statistics.median(with_processes(2, rounds) for _ in range(3))
+    plain: list[float] = []
+    pooled: list[float] = []
+    for _ in range(repeat):
+        plain.append(plain_loop(n, rounds))
+        pooled.append(with_processes(n, rounds))
+    base, two = statistics.median(plain), statistics.median(pooled)
+    load = os.getloadavg()[0]
+    return [
+        (
+            f"plain loop, {n:,} items of ~200 us ({rounds} rounds)",
+            n / base,
+            f"{base / n * 1e6:.0f} us per item; load average {load:.1f} on {os.cpu_count()} cores",
+        ),
+        (
+            "Map(work, processes=2)",
+            n / two,
+            f"{base / two:.2f}x the plain loop (target >= {CPU_TARGET}x); "
+            f"start-up and end of a run with 2 items: {start_up:.2f} s",
+        ),
+    ]
+
+
+async def _call(x: int) -> int:
+    await asyncio.sleep(LATENCY_S)
+    return x
+
+
+def plain_async(n: int, concurrency: int) -> float:
+    """Seconds for ``n`` calls with an asyncio semaphore of ``concurrency``."""
+
+    async def main() -> list[int]:
+        slots = asyncio.Semaphore(concurrency)
+
+        async def one(x: int) -> int:
+            async with slots:
+                return await _call(x)
+
+        return await asyncio.gather(*(one(x) for x in range(n)))
+
+    start = time.perf_counter()
+    out = asyncio.run(main())
+    elapsed = time.perf_counter() - start
+    assert len(out) == n
+    return elapsed
+
+
+def with_concurrency(n: int, concurrency: int, runner: str = "threads") -> float:
+    """Seconds for ``n`` items through ``Map(_call, concurrency=concurrency)``."""
+    result: list[int] = []
+    src = nanostream.from_iterable(range(n))
+    src > Map(_call, concurrency=concurrency) > _count_sink(result)
+    start = time.perf_counter()
+    src.global_start(runner=runner)
+    elapsed = time.perf_counter() - start
+    assert result == [n]
+    return elapsed
+
+
+def async_rows(n: int = CALLS, repeat: int = 3) -> list[Row]:
+    rows: list[Row] = []
+    for concurrency in (16, 64):
+        plain: list[float] = []
+        ours: list[float] = []
+        coop: list[float] = []
+        for _ in range(repeat):
+            plain.append(plain_async(n, concurrency))
+            ours.append(with_concurrency(n, concurrency))
+            coop.append(with_concurrency(n, concurrency, "cooperative"))
+        ideal = concurrency / LATENCY_S
+        base = n / statistics.median(plain)
+        for name, samples in (("threads", ours), ("cooperative", coop)):
+            rate = n / statistics.median(samples)
+            rows.append(
+                (
+                    f"Map(async, concurrency={concurrency}), {name}, {LATENCY_S * 1000:.0f} ms",
+                    rate,
+                    f"{rate / base:.2f}x asyncio+semaphore ({base:,.0f}/s); "
+                    f"{rate / ideal:.2f}x ideal ({ideal:,.0f}/s)",
+                )
+            )
+    return rows
+
+
+_ANSWER = (
+    b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 12\r\n\r\n{"ok": true}'
+)
+
+
+def serve(latency: float) -> None:
+    """A keep-alive HTTP server answering every GET after ``latency`` s; prints its port."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                if not head:
+                    break
+                await asyncio.sleep(latency)
+                writer.write(_ANSWER)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=1024)
+        print(server.sockets[0].getsockname()[1], flush=True)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+
+@contextlib.contextmanager
+def server_process(latency: float) -> Iterator[str]:
+    """The base URL of :func:`serve` running in a child process."""
+    child = subprocess.Popen(
+        [sys.executable, __file__, "--serve", str(latency)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None
+        port = int(child.stdout.readline())
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        child.terminate()
+        child.wait()
+
+
+def plain_httpx(base: str, n: int, concurrency: int) -> float:
+    """Seconds for ``n`` GETs with ``httpx.AsyncClient`` and a semaphore of ``concurrency``."""
+    import httpx
+
+    async def main() -> int:
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        slots = asyncio.Semaphore(concurrency)
+        async with httpx.AsyncClient(limits=limits) as client:
+
+            async def one(i: int) -> Any:
+                async with slots:
+                    response = await client.get(f"{base}/items/{i}")
+                    response.raise_for_status()
+                    return response.json()
+
+            return len(await asyncio.gather(*(one(i) for i in range(n))))
+
+    start = time.perf_counter()
+    assert asyncio.run(main()) == n
+    return time.perf_counter() - start
+
+
+def with_http_request(base: str, n: int, concurrency: int) -> float:
+    """Seconds for ``n`` GETs through ``HttpRequest(concurrency=concurrency)``."""
+    from nanostream.nodes.http import HttpRequest
+
+    result: list[int] = []
+    src = nanostream.from_iterable(range(n))
+    src > HttpRequest(base + "/items/{item}", concurrency=concurrency) > _count_sink(result)
+    start = time.perf_counter()
+    src.global_start()
+    elapsed = time.perf_counter() - start
+    assert result == [n]
+    return elapsed
+
+
+def http_rows(n: int = CALLS, repeat: int = 3) -> list[Row]:
+    rows: list[Row] = []
+    with server_process(LATENCY_S) as base:
+        plain_httpx(base, 50, 16)  # warm up the server
+        for concurrency in (16, 64):
+            plain: list[float] = []
+            ours: list[float] = []
+            for _ in range(repeat):
+                plain.append(plain_httpx(base, n, concurrency))
+                ours.append(with_http_request(base, n, concurrency))
+            ideal = concurrency / LATENCY_S
+            base_rate = n / statistics.median(plain)
+            rate = n / statistics.median(ours)
+            rows.append(
+                (
+                    f"HttpRequest(concurrency={concurrency}), {LATENCY_S * 1000:.0f} ms server",
+                    rate,
+                    f"{rate / base_rate:.2f}x asyncio+httpx+semaphore ({base_rate:,.0f}/s); "
+                    f"{rate / ideal:.2f}x ideal ({ideal:,.0f}/s)",
+                )
+            )
+    return rows
+
+
+def rows(n: int) -> list[Row]:
+    load = os.getloadavg()[0]
+    return [
+        *cpu_rows(),
+        *async_rows(),
+        *http_rows(),
+        (f"(load average {load:.1f} when the group started)", 0.0, ""),
+    ]
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--serve"]:
+        serve(float(sys.argv[2]))
+    else:
+        for name, rate, note in rows(0):
+            print(f"{name:<60} {rate:>10,.0f}  {note}")

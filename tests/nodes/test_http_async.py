@@ -1,0 +1,162 @@
+"""``HttpRequest(concurrency=N)``: the requests on ``httpx.AsyncClient``, on the node's own
+event loop, with the behaviours ``test_http.py`` checks for the blocking client."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import traceback
+from collections.abc import Iterator
+
+import pytest
+from test_http import API_KEY, TOKEN, ApiServer, run_items, serve
+
+import nanostream
+from nanostream.nodes.http import HttpRequest, HttpStatusError
+
+
+@pytest.fixture
+def api() -> Iterator[ApiServer]:
+    yield from serve()
+
+
+@pytest.fixture
+def other_api() -> Iterator[ApiServer]:
+    yield from serve()
+
+
+def test_requests_are_in_flight_at_once_and_answers_keep_the_order(
+    api: ApiServer, runner: str
+) -> None:
+    node = HttpRequest(api.base + "/barrier/{item}", concurrency=4, retries=0)
+    assert run_items(node, list(range(12)), runner) == [{"id": str(i)} for i in range(12)]
+    assert not api.barrier.broken  # the server saw 4 requests at once, three times
+
+
+def test_5xx_is_retried_with_backoff_until_it_succeeds(api: ApiServer, runner: str) -> None:
+    node = HttpRequest(
+        api.base + "/flaky/{k}?fail=2&status=503", retries=3, backoff=0.01, concurrency=8
+    )
+    assert run_items(node, [{"k": "a"}, {"k": "b"}], runner) == [
+        {"key": "a", "attempts": 3},
+        {"key": "b", "attempts": 3},
+    ]
+    gaps = [b - a for a, b in itertools.pairwise(api.attempts["/flaky/a"])]
+    assert all(g >= 0.004 for g in gaps)
+
+
+def test_5xx_fails_after_the_retries_with_a_clear_error(api: ApiServer) -> None:
+    node = HttpRequest(
+        api.base + "/flaky/z?fail=9&status=500", retries=1, backoff=0.01, concurrency=2
+    )
+    with pytest.raises(nanostream.NodeFailed) as info:
+        run_items(node, [1])
+    error = info.value.__cause__
+    assert isinstance(error, HttpStatusError) and error.status == 500
+    assert "answered 500 Internal Server Error after 2 attempts: try again" in str(error)
+    assert len(api.attempts["/flaky/z"]) == 2
+
+
+def test_429_waits_as_long_as_retry_after_says(api: ApiServer) -> None:
+    node = HttpRequest(api.base + "/throttle/{item}?after=1", backoff=0.001, concurrency=2)
+    assert run_items(node, ["t"]) == [{"key": "t", "attempts": 2}]
+    first, second = api.attempts["/throttle/t"]
+    assert second - first >= 0.95
+
+
+def test_a_server_dropping_connections_loses_nothing(api: ApiServer, runner: str) -> None:
+    node = HttpRequest(api.base + "/drop/{item}?n=1", retries=2, backoff=0.001, concurrency=5)
+    assert run_items(node, list(range(20)), runner) == [
+        {"key": str(i), "attempts": 2} for i in range(20)
+    ]
+
+
+def test_a_failed_request_under_skip_is_a_dead_letter(api: ApiServer, runner: str) -> None:
+    node = HttpRequest(api.base + "/status/{item}", retries=0, concurrency=3, on_error="skip")
+    sink, dead = nanostream.testing.Collect(), nanostream.testing.Collect()
+    nanostream.from_iterable([200, 404, 200]) > node > sink
+    node.errors > dead
+    sink.global_start(runner=runner)
+    assert len(sink.items) == 2
+    assert [(r.item, r.exception_type) for r in dead.items] == [
+        (404, "nanostream.connectors.http._base.HttpStatusError")
+    ]
+
+
+def test_rate_limit_spaces_the_requests(api: ApiServer) -> None:
+    node = HttpRequest(api.base + "/items/{item}", concurrency=8, rate_limit=20)
+    assert len(run_items(node, list(range(9)))) == 9
+    times = sorted(t for _, _, t in api.requests)
+    # 8 intervals of 1/20 s; the server sees them late by what its first request took
+    assert times[-1] - times[0] >= 0.3
+
+
+def test_secrets_stay_out_of_errors_and_logs(
+    api: ApiServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    node = HttpRequest(
+        api.base.replace("http://", "http://robot:PASSW0RD-xyz@")
+        + f"/status/403?api_key={API_KEY}",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        concurrency=2,
+    )
+    with pytest.raises(nanostream.NodeFailed) as info:
+        run_items(node, [1])
+    assert "denied: you sent" in str(info.value)
+    flaky = HttpRequest(
+        api.base + "/flaky/s?fail=1&api_key={key}",
+        headers={"X-Api-Key": "{key}"},
+        backoff=0.001,
+        concurrency=2,
+    )
+    assert run_items(flaky, [{"key": API_KEY}]) == [{"key": "s", "attempts": 2}]
+    text = caplog.text + "".join(traceback.format_exception(info.value))
+    assert "api_key=***" in caplog.text
+    for secret in (TOKEN, API_KEY, "PASSW0RD"):
+        assert secret not in text
+
+
+@pytest.mark.parametrize("status", [302, 307])
+def test_a_redirect_to_another_origin_gets_no_credentials(
+    api: ApiServer, other_api: ApiServer, status: int
+) -> None:
+    node = HttpRequest(
+        api.base + "/redirect",
+        params={"to": f"{other_api.base}/echo/there", "status": status},
+        headers={"X-Api-Key": API_KEY, "Authorization": f"Bearer {TOKEN}"},
+        client_options={"cookies": {"session": "SESSION-secret"}},
+        concurrency=2,
+    )
+    [echo] = run_items(node, [1])
+    assert echo["path"] == "/echo/there"
+    sent = echo["headers"]
+    assert "x-api-key" not in sent and "authorization" not in sent and "cookie" not in sent
+    assert API_KEY not in json.dumps(echo) and TOKEN not in json.dumps(echo)
+
+
+def test_redirects_are_bounded_and_can_be_turned_off(api: ApiServer) -> None:
+    loop = HttpRequest(
+        api.base + "/redirect",
+        params={"to": "/redirect?to=/echo/x"},
+        client_options={"max_redirects": 1},
+        concurrency=2,
+    )
+    with pytest.raises(nanostream.NodeFailed, match="redirected more than max_redirects=1"):
+        run_items(loop, [1])
+    kept = HttpRequest(
+        api.base + "/redirect?to=/echo/x",
+        output="response",
+        client_options={"follow_redirects": False},
+        concurrency=2,
+    )
+    [answer] = run_items(kept, [1])
+    assert answer["status"] == 302 and answer["headers"]["location"] == "/echo/x"
+
+
+def test_concurrency_is_checked_while_building() -> None:
+    with pytest.raises(nanostream.ConfigError, match="concurrency must be a positive integer"):
+        HttpRequest("http://h/x", concurrency=0)
+    with pytest.raises(nanostream.ConfigError, match=r"choose workers= .* or concurrency="):
+        HttpRequest("http://h/x", concurrency=4, workers=4)
