@@ -25,8 +25,8 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, Final, NamedTuple
 
-from .._core.context import node_label
 from .._core.aio import wait_future
+from .._core.context import node_label
 from .._core.errors import GraphError
 from .._core.fast import drive
 from .._core.node import NanoNode, NodeFunction
