@@ -18,6 +18,7 @@ import nanostream.nodes
 import nanostream.operators
 
 FACADES = [
+    "columnar",
     "deadletter",
     "files",
     "formats",
