@@ -20,6 +20,7 @@ import nanostream.operators
 FACADES = [
     "columnar",
     "deadletter",
+    "duckdb",
     "files",
     "formats",
     "http",
