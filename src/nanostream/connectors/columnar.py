@@ -42,7 +42,7 @@ from ..operators._arrow import (
     packing_error,
     parse_schema,
     require_pyarrow,
-    to_arrow,
+    to_table,
 )
 from ._fileread import FileBytes, FormatError
 from ._filesink import AtomicFile, FileSink
@@ -424,7 +424,7 @@ class _ColumnarWriter(FileSink):
                     rows = self._rows
             elif is_batch(item):
                 self._pack_rows()
-                table = to_arrow(item)
+                table = to_table(item)
                 self._tables.append(table)
                 self._held += table.num_rows
                 if self._held >= size:

@@ -45,7 +45,7 @@ from ..operators._arrow import (
     is_batch,
     packing_error,
     require_pyarrow,
-    to_arrow,
+    to_table,
 )
 from ._buffered_sink import BufferedSink
 from ._toolkit import ConnectorError, closing_function, node_label
@@ -253,7 +253,7 @@ class DuckDBSink(BufferedSink):
         """Hold a batch, or a row that is a mapping but not a dict."""
         if is_batch(item):
             self._pack_rows()
-            table = to_arrow(item)
+            table = to_table(item)
             self._tables.append(table)
             self._held += table.num_rows
         elif isinstance(item, Mapping):

@@ -35,6 +35,7 @@ __all__ = [
     "require_pyarrow",
     "rows_of",
     "to_arrow",
+    "to_table",
 ]
 
 #: What a reader emits with ``as_batches=True``: ``batch_format`` is one of these.
@@ -146,6 +147,22 @@ def to_arrow(item: Any) -> Any:
         return pa.Table.from_pandas(item, preserve_index=False)
     if root == "polars":
         return item.to_arrow()
+    return item
+
+
+def to_table(item: Any) -> Any:
+    """The batch ``item`` as a ``pyarrow.Table`` (a record batch becomes a one-chunk table).
+
+    Example:
+        >>> import pyarrow as pa
+        >>> from nanostream.operators._arrow import to_table
+        >>> to_table(pa.RecordBatch.from_pylist([{"x": 1}])).num_rows
+        1
+    """
+    item = to_arrow(item)
+    pa = require_pyarrow()
+    if isinstance(item, pa.RecordBatch):
+        return pa.Table.from_batches([item])
     return item
 
 
