@@ -36,7 +36,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from .._core.errors import ConfigError, MissingDependencyError
+from .._core.errors import GraphError, MissingDependencyError
 from .._core.node import NanoNode, NodeFunction
 from .._core.ticks import TICK
 from ..operators._arrow import (
@@ -83,7 +83,7 @@ class _Database:
             self.path = os.fspath(database)
             self.shown = self.path
         else:
-            raise ConfigError(
+            raise GraphError(
                 f"{node}: database must be the path of a DuckDB file, ':memory:' or a duckdb "
                 f"connection, got {type(database).__name__}"
             )
@@ -166,9 +166,9 @@ class DuckDBSink(BufferedSink):
         super().__init__(name=name, queue_size=queue_size)
         label = name or "DuckDBSink"
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError(f"{label}: batch_size must be a positive integer, got {batch_size!r}")
+            raise GraphError(f"{label}: batch_size must be a positive integer, got {batch_size!r}")
         if not isinstance(table, str) or not table:
-            raise ConfigError(f"{label}: table must be the name of a table, got {table!r}")
+            raise GraphError(f"{label}: table must be the name of a table, got {table!r}")
         self._db = _Database(database, label)
         self.table = table
         self.create = create
@@ -370,7 +370,7 @@ class DuckDBSource(NanoNode):
         self._db = _Database(database, label)
         check_batch_format(batch_format, label)
         if batch_format != "arrow" and not as_batches:
-            raise ConfigError(
+            raise GraphError(
                 f"{label}: batch_format={batch_format!r} is the type of the batches it emits "
                 "with as_batches=True; pass as_batches=True, or leave batch_format out"
             )
@@ -379,7 +379,7 @@ class DuckDBSource(NanoNode):
             or not isinstance(rows_per_batch, int)
             or rows_per_batch < 1
         ):
-            raise ConfigError(
+            raise GraphError(
                 f"{label}: rows_per_batch must be a positive integer, got {rows_per_batch!r}"
             )
         self.query = query
