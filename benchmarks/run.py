@@ -214,7 +214,7 @@ def main() -> None:
         "observe": lambda: observe_rows(n, repeat),
         "onecore": lambda: one_core_rows(n, repeat),
     }
-    for extra in ("files", "operators", "connectors"):
+    for extra in ("files", "operators", "connectors", "columnar"):
         groups[extra] = lambda extra=extra: optional_rows(extra, n)  # type: ignore[misc]
     groups["ray"] = lambda: ray_rows(n, repeat)
     rows: list[Row] = []

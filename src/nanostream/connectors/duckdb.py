@@ -54,6 +54,9 @@ __all__ = ["ConnectorError", "DuckDBSink", "DuckDBSource"]
 
 log = logging.getLogger("nanostream.duckdb")
 
+# Rows held are turned into an Arrow table every so many (a dict per row takes more room).
+_PACK_ROWS = 65_536
+
 
 def _require_duckdb() -> Any:
     try:
@@ -119,9 +122,11 @@ class DuckDBSink(BufferedSink):
 
     Items are rows or batches (``pyarrow.RecordBatch`` or ``Table``, pandas or polars
     DataFrames, e.g. from ``Batch(as_arrow=True)``, :class:`DuckDBSource` or a
-    ``ParquetReader(as_batches=True)``). They wait until ``batch_size`` rows are held (a
-    batch counts its rows), or the oldest has waited ``flush_interval`` seconds (default
-    1.0, also on a quiet stream; ``None``: only full batches), then go into ``table`` in
+    ``ParquetReader(as_batches=True)``). They wait until ``batch_size`` rows are held
+    (default 1,000,000: DuckDB is fastest with large transactions; a batch counts its
+    rows, and rows are held as Arrow tables of 65,536), or the oldest has waited
+    ``flush_interval`` seconds (default 1.0, also on a quiet stream; ``None``: only full
+    batches), then go into ``table`` in
     one transaction: rows become one Arrow table, and each Arrow table is inserted by
     DuckDB's Arrow scan (``INSERT INTO table BY NAME SELECT * FROM batch``: columns match
     by name, a column the items lack gets its default). What is held is committed when the
@@ -157,7 +162,7 @@ class DuckDBSink(BufferedSink):
         *,
         create: bool = False,
         schema: str | None = None,
-        batch_size: int = 100_000,
+        batch_size: int = 1_000_000,
         flush_interval: float | None = 1.0,
         name: str | None = None,
         queue_size: int | None = None,
@@ -228,6 +233,9 @@ class DuckDBSink(BufferedSink):
                 if type(item) is dict:
                     rows.append(item)
                     node._held += 1
+                    if len(rows) >= _PACK_ROWS:  # held as Arrow: compact
+                        node._pack_rows()
+                        rows = node._pending
                 else:
                     node._hold(item)
                 if node._held >= size or (timed and node._due()):
@@ -288,6 +296,12 @@ class DuckDBSink(BufferedSink):
         tables, held = self._tables, self._held
         if not tables:
             return
+        pa = require_pyarrow()
+        if len(tables) > 1:  # one insert of them all, when their columns are alike
+            try:
+                tables = [pa.concat_tables(tables)]
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                pass
         duckdb = _require_duckdb()
         conn = self._db.conn
         assert conn is not None
