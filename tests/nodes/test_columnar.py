@@ -469,3 +469,17 @@ chain: [files, read, write]
     table = pq.read_table(out)
     assert table.schema.field("id").type == pa.int32()
     assert table.to_pylist() == rows
+
+
+def test_the_pipeline_file_of_the_docs_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "columnar.md").read_text()
+    yaml_text = page.split("```yaml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "incoming").mkdir()
+    (tmp_path / "p.yaml").write_text(yaml_text)
+    monkeypatch.chdir(tmp_path)
+    pipeline = nanostream.load_pipeline(tmp_path / "p.yaml")
+    pipeline.plan()  # checks the graph
+    names = [type(node).__name__ for node in pipeline.flatten()[0]]
+    assert names == ["LocalDirectoryWatchdog", "ArrowCSVReader", "DuckDBSink"]
