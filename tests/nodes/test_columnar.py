@@ -483,3 +483,12 @@ def test_the_pipeline_file_of_the_docs_loads(
     pipeline.plan()  # checks the graph
     names = [type(node).__name__ for node in pipeline.flatten()[0]]
     assert names == ["LocalDirectoryWatchdog", "ArrowCSVReader", "DuckDBSink"]
+
+
+def test_every_part_has_the_columns_of_the_first(tmp_path: Path) -> None:
+    template = str(tmp_path / "p-{part}.parquet")
+    rows = [{"i": 1, "s": "a"}, {"i": 2, "s": "b"}, {"i": 3, "s": None}, {"i": 4, "s": None}]
+    parts = run(rows, ParquetWriter(template, rotate_items=2))
+    schemas = [pq.read_schema(p) for p in parts]
+    assert [s.field("s").type for s in schemas] == [pa.string(), pa.string()]
+    assert [r for p in parts for r in pq.read_table(p).to_pylist()] == rows

@@ -352,8 +352,8 @@ class _ColumnarWriter(FileSink):
     Rows (dicts) and batches (Arrow record batches and tables, pandas and polars
     DataFrames) wait until ``row_group_size`` rows are there, then go into the file as
     one row group (or record batch); what is left goes in when the file is published.
-    The columns are those of ``schema`` or, without one, of the first row group; later
-    batches are cast to them (columns matched by name).
+    The columns are those of ``schema`` or, without one, of the first row group (every
+    part of a run has the same); later batches are cast to them (columns matched by name).
     """
 
     binary = True
@@ -449,13 +449,11 @@ class _ColumnarWriter(FileSink):
             columns = self._columns if self._columns is not None else pa.schema([])
             self._writer = self._open_writer(file, columns)
         writer, self._writer = self._writer, None
-        writer.close()
-        self._columns = self.schema
+        writer.close()  # the next part keeps the columns of this one
 
     def discard(self) -> None:
         writer, self._writer = self._writer, None
         self._rows, self._tables, self._held = [], [], 0
-        self._columns = self.schema
         if writer is not None:
             pa = require_pyarrow()
             try:
