@@ -282,7 +282,7 @@ def main() -> None:
         "observe": lambda: observe_rows(n, repeat),
         "onecore": lambda: one_core_rows(n, repeat),
     }
-    for extra in ("files", "storage", "operators", "connectors", "concurrency"):
+    for extra in ("files", "storage", "operators", "connectors", "concurrency", "columnar"):
         groups[extra] = lambda extra=extra: optional_rows(extra, n)  # type: ignore[misc]
     groups["ray"] = lambda: ray_rows(n, repeat)
     rows: list[Row] = []

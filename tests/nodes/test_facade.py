@@ -18,7 +18,9 @@ import nanostream.nodes
 import nanostream.operators
 
 FACADES = [
+    "columnar",
     "deadletter",
+    "duckdb",
     "files",
     "formats",
     "http",

@@ -615,3 +615,24 @@ def test_a_readers_input_is_acknowledged_before_the_next_item_comes(
     assert run.wait(timeout=30)
     assert source.answered, "the acknowledgement waited for the end of the stream"
     assert len(sink.items) == 1
+
+
+# ----------------------------------------------------------------------------- batches
+@pytest.mark.parametrize("local", ["threads", "cooperative"])
+def test_csv_and_json_lines_writers_take_arrow_batches_and_frames(
+    tmp_path: Path, local: str
+) -> None:
+    pa = pytest.importorskip("pyarrow")
+    pandas = pytest.importorskip("pandas")
+    rows = [{"id": i, "name": f"n{i}"} for i in range(6)]
+    items = [
+        rows[0],
+        pa.RecordBatch.from_pylist(rows[1:3]),
+        pa.Table.from_pylist(rows[3:5]),
+        pandas.DataFrame(rows[5:]),
+    ]
+    csv_out, jsonl_out = tmp_path / "out.csv", tmp_path / "out.jsonl"
+    run_nodes(items, CSVWriter(csv_out), runner=local)
+    assert run_nodes([csv_out], CSVReader(types={"id": int})) == rows
+    run_nodes(items, JSONLinesWriter(jsonl_out), runner=local)
+    assert [json.loads(line) for line in jsonl_out.read_text().splitlines()] == rows

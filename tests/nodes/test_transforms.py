@@ -502,3 +502,62 @@ def test_workers_emit_an_answer_before_the_next_item_comes(
     assert run is not None
     assert run.wait(timeout=30)
     assert source.answered, "the answer waited for an item that never came"
+
+
+# ----------------------------------------------------------------------------- Arrow batches
+@pytest.mark.parametrize("local", ["threads", "cooperative"])
+def test_batch_as_arrow_emits_record_batches_that_unbatch_undoes(local: str) -> None:
+    pa = pytest.importorskip("pyarrow")
+    rows = [{"id": i, "name": f"n{i}", "score": i / 4} for i in range(10)]
+    batches = run_through(Batch(size=4, as_arrow=True), rows, local)
+    assert [type(b) for b in batches] == [pa.RecordBatch] * 3
+    assert [b.num_rows for b in batches] == [4, 4, 2]
+    assert [r for b in batches for r in b.to_pylist()] == rows
+    sink = Collect()
+    src = nanostream.from_iterable(rows)
+    src > Batch(size=3, as_arrow=True) > Unbatch() > sink
+    sink.global_start(runner=local)
+    assert sink.items == rows
+
+
+@pytest.mark.parametrize("local", ["threads", "cooperative"])
+def test_map_over_arrow_batches_is_vectorised(local: str) -> None:
+    pc = pytest.importorskip("pyarrow.compute")
+    rows = [{"price": float(i), "qty": i % 5} for i in range(100)]
+
+    def with_total(batch: Any) -> Any:  # one call per batch, computed by Arrow
+        total = pc.multiply(batch.column("price"), batch.column("qty"))
+        return batch.append_column("total", total)
+
+    out = run_through_all([Batch(size=32, as_arrow=True), Map(with_total), Unbatch()], rows, local)
+    assert out == [{**r, "total": r["price"] * r["qty"]} for r in rows]
+
+
+def run_through_all(
+    nodes: list[nanostream.NanoNode], items: Iterable[Any], runner: str
+) -> list[Any]:
+    sink = Collect()
+    chain: Any = nanostream.from_iterable(items)
+    for node in nodes:
+        chain = chain > node
+    chain > sink
+    sink.global_start(runner=runner)
+    return sink.items
+
+
+def test_batch_as_arrow_with_a_schema_and_its_errors() -> None:
+    pa = pytest.importorskip("pyarrow")
+    rows = [{"id": 1, "when": "ignored"}, {"id": 2}]
+    batches = run_through(Batch(size=2, as_arrow=True, schema={"id": "int16"}), rows, "threads")
+    assert batches[0].schema == pa.schema([("id", pa.int16())])
+    assert batches[0].to_pylist() == [{"id": 1}, {"id": 2}]
+    with pytest.raises(nanostream.NodeFailed) as info:
+        run_through(Batch(size=2, as_arrow=True, name="b"), [1, 2], "threads")
+    cause = info.value.__cause__
+    assert isinstance(cause, nanostream.FormatError)
+    assert "the items must be dicts" in str(cause) and str(cause).startswith("b:")
+    with pytest.raises(nanostream.NodeFailed) as info:
+        run_through(Batch(size=2, as_arrow=True), [{"a": 1}, {"a": "x"}], "threads")
+    assert "pass schema=" in str(info.value.__cause__)
+    with pytest.raises(nanostream.GraphError, match="pass as_arrow=True"):
+        Batch(size=2, schema={"id": "int64"})

@@ -443,6 +443,7 @@ class FileSink(NanoNode):
 
     binary = False
     newline: str | None = None
+    can_append = True  # False for a format that cannot be added to (refusals say so)
     holds_items = True  # items are done once the file holding them is published
     policy_options = POLICY_OPTIONS  # with options, as_function runs NanoNode's (per item)
 
@@ -507,7 +508,7 @@ class FileSink(NanoNode):
         """Refuse a target that exists unless ``append`` or ``overwrite`` says what to do."""
         super().validate()
         if not self.rotates and not (self.append or self.overwrite) and self.exists(self.path):
-            raise refusal(self.label, self.path)
+            raise refusal(self.label, self.path, can_append=self.can_append)
 
     def exists(self, path: str) -> bool:
         """True when a file (or, for a URL, an object) is at ``path`` now.
@@ -541,7 +542,7 @@ class FileSink(NanoNode):
             target = self.path.format(part=self._part) if self.rotates else self.path
             replace = self.append or self.overwrite
             if not replace and self.exists(target):
-                raise refusal(self.label, target)
+                raise refusal(self.label, target, can_append=self.can_append)
             self._file = AtomicFile(
                 target,
                 binary=self.binary,
@@ -552,6 +553,7 @@ class FileSink(NanoNode):
                 replace=replace,
                 node=self.label,
                 storage_options=self._storage,
+                can_append=self.can_append,
             )
             self.opened(self._file)
         return self._file
@@ -559,11 +561,16 @@ class FileSink(NanoNode):
     def opened(self, file: AtomicFile) -> None:
         """Called when a new output file is opened (e.g. to write a header)."""
 
+    def closing(self, file: AtomicFile) -> None:
+        """Called before the open output file is published (e.g. to write a footer)."""
+
     def finish(self) -> str | None:
         """Publish the open file, if any; returns its path."""
-        file, self._file = self._file, None
+        file = self._file
         if file is None:
             return None
+        self.closing(file)
+        self._file = None
         self._part += 1
         return self.published(file.commit())
 

@@ -25,6 +25,7 @@ from .._core.context import node_label
 from .._core.errors import GraphError, MissingDependencyError
 from .._core.node import NanoNode, NodeFunction
 from .._core.policy import POLICY_OPTIONS
+from ..operators._arrow import is_batch, rows_of
 from ._fileread import (
     FileBytes,
     FilePath,
@@ -40,6 +41,7 @@ from ._filesystems import COMPRESSIONS, StorageOptions, require_reader
 
 __all__ = ["CSVReader", "CSVWriter", "JSONLinesReader", "JSONLinesWriter"]
 
+_JSON_TYPES = frozenset({dict, list, str, int, float, bool, type(None)})
 _INT = re.compile(r"[+-]?\d+\Z", re.ASCII)
 _FLOAT = re.compile(r"[+-]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][+-]?\d+)?\Z", re.ASCII)
 
@@ -499,7 +501,8 @@ class CSVWriter(FileSink):
 
     Items are dicts (columns from ``fieldnames``, by default the first item's keys; a
     missing key is written as ``""``, an unknown one is a :class:`~nanostream.FormatError`
-    naming the node and the field, subject to the node's error policy) or lists/tuples.
+    naming the node and the field, subject to the node's error policy) or lists/tuples,
+    or batches (Arrow record batches or tables, pandas or polars DataFrames): a row each.
     The header row is written first unless ``header=False``. With ``append=True`` and a
     file that has rows, no second header is written: the file's header row gives the
     columns and their order (``fieldnames``, if given, must name the same columns, else
@@ -657,6 +660,8 @@ class CSVWriter(FileSink):
                     self._need_header = False
                     writerow(fields)
                 writerow([item.get(k, "") for k in fields])
+            elif is_batch(item):  # an Arrow batch or a DataFrame: a CSV row per row
+                self.write_chunk(file, rows_of(item))
             else:
                 if self._need_header:
                     self._need_header = False
@@ -804,7 +809,8 @@ class JSONLinesReader(_RecordReader):
 class JSONLinesWriter(FileSink):
     """Writes each item as one line of JSON to a file, published atomically at the end.
 
-    Output is compact UTF-8 JSON (non-ASCII characters are kept as they are).
+    Output is compact UTF-8 JSON (non-ASCII characters are kept as they are). A batch
+    (an Arrow record batch or table, a pandas or polars DataFrame) is a line per row.
     ``default`` converts values JSON has no type for (e.g. ``default=str`` for dates);
     ``sort_keys=True`` sorts dict keys. ``backend`` is ``"auto"`` (``orjson`` if
     installed), ``"json"`` or ``"orjson"``. ``path``, ``append``, ``overwrite``,
@@ -882,6 +888,10 @@ class JSONLinesWriter(FileSink):
         encode = self.encode
         try:
             for item in items:
+                if type(item) not in _JSON_TYPES and is_batch(item):  # a line per row
+                    for row in rows_of(item):
+                        write(encode(row) + "\n")
+                    continue
                 write(encode(item) + "\n")
         except (TypeError, ValueError) as exc:
             raise FormatError(

@@ -31,6 +31,7 @@ from .._core.node import FunctionNode, NanoNode
 from .._core.node_function import is_async_node
 from .._core.policy import POLICY_OPTIONS
 from .._core.ticks import TICK
+from ._arrow import arrow_packer, is_batch, parse_schema, require_pyarrow, rows_of
 from ._concurrency import async_expand, map_async, map_in_processes, require_cloudpickle
 from ._operator import (
     POOL_TICK_S,
@@ -687,6 +688,14 @@ class Batch(Operator):
     is a timeout, and then ticks are off unless ``tick_interval=`` is given (a test clock
     does not move with the time ticks measure).
 
+    With ``as_arrow=True`` each batch is a ``pyarrow.RecordBatch`` made of the held items,
+    which must be dicts (rows); ``schema`` (a ``pyarrow.Schema``, or a mapping of column
+    names to pyarrow type names such as ``{"id": "int64"}``) gives its columns and types,
+    otherwise pyarrow infers them from each batch. Items that do not fit (not dicts, or a
+    value that does not convert) raise a :class:`~nanostream.FormatError` naming the node
+    and saying what to pass. It needs pyarrow (``pip install 'nanostream[parquet]'``),
+    checked when the node is built. :class:`Unbatch` turns such batches back into rows.
+
     Example:
         >>> import nanostream
         >>> from nanostream.nodes import Batch
@@ -696,6 +705,13 @@ class Batch(Operator):
         >>> sink.global_start()
         >>> sink.items
         [[0, 1], [2, 3], [4]]
+        >>> arrow = nanostream.testing.Collect()
+        >>> rows = [{"id": i, "name": f"n{i}"} for i in range(5)]
+        >>> nanostream.from_iterable(rows) > Batch(size=4, as_arrow=True) > arrow
+        Collect(name=None)
+        >>> arrow.global_start()
+        >>> [(b.num_rows, b.schema.names) for b in arrow.items]
+        [(4, ['id', 'name']), (1, ['id', 'name'])]
     """
 
     holds_items = True
@@ -706,6 +722,8 @@ class Batch(Operator):
         timeout: float | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
+        as_arrow: bool = False,
+        schema: Any = None,
         name: str | None = None,
         **options: Any,
     ) -> None:
@@ -715,9 +733,20 @@ class Batch(Operator):
         if timeout is not None:
             check_non_negative("Batch", "timeout", timeout)
         check_callable("Batch", "clock", clock)
+        if schema is not None and not as_arrow:
+            raise GraphError(
+                f"{name or 'Batch'}: schema= gives the columns of Arrow batches; pass "
+                "as_arrow=True with it, or leave it out"
+            )
         self.size = size
         self.timeout = timeout
         self.clock = clock
+        self.as_arrow = as_arrow
+        self.schema = schema
+        self._pack: Callable[[list[Any]], Any] | None = None
+        if as_arrow:
+            require_pyarrow()
+            self._pack = arrow_packer(parse_schema(schema, name or "Batch"), self)
         if timeout is not None and clock is time.monotonic:
             self.tick_interval = tick_for(timeout)
 
@@ -727,6 +756,13 @@ class Batch(Operator):
     def _run(self, inp: Iterable[Any], outp: Outp) -> None:
         size, timeout, clock = self.size, self.timeout, self.clock
         release = self.release_items
+        pack = self._pack
+        if pack is not None:
+            send = outp
+
+            def outp(held: list[Any]) -> Any:
+                return send(pack(held))
+
         held: list[Any] = []
         first_at = 0.0
         for item in inp:
@@ -779,9 +815,9 @@ class Unbatch(Operator):
                     guard.process(batch, _elements)
             return
         for batch in inp:
-            for item in batch:
+            for item in rows_of(batch) if is_batch(batch) else batch:
                 outp(item)
 
 
 def _elements(batch: Iterable[Any]) -> Iterable[Any]:
-    return batch
+    return rows_of(batch) if is_batch(batch) else batch

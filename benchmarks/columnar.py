@@ -1,0 +1,228 @@
+"""Columnar benchmarks: nanostream's Parquet and DuckDB nodes against pyarrow and DuckDB alone.
+
+Three pairs, each measured in one run, interleaved (median of ``repeat``):
+
+* CSV -> Parquet: ``ArrowCSVReader(as_batches=True) > ParquetWriter`` against pyarrow's
+  own ``csv.read_csv`` then ``parquet.write_table``;
+* rows (dicts) -> Parquet: ``from_iterable(rows) > ParquetWriter`` against a plain loop
+  that buffers the same rows and writes each row group with ``pyarrow``;
+* Arrow batches -> DuckDB: ``from_iterable(batches) > DuckDBSink`` against DuckDB's own
+  insert of the same Arrow table.
+
+Each workload function takes N and returns the count it handled (``run.py``'s contract);
+``rows(n)`` returns the table rows. Run alone with a small N to check it works:
+
+    .venv/bin/python benchmarks/columnar.py --n 20000
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import nanostream
+
+Row = tuple[str, float, str]
+
+ROW_GROUP = 131_072  # ParquetWriter's default, used by the baselines too
+
+
+def _rate(func: Callable[[int], int], n: int) -> float:
+    start = time.perf_counter()
+    got = func(n)
+    elapsed = time.perf_counter() - start
+    if got != n:
+        raise AssertionError(f"{func} returned {got}, expected {n}")
+    return n / elapsed
+
+
+def _medians(variants: dict[str, Callable[[int], int]], n: int, repeat: int) -> dict[str, float]:
+    samples: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(repeat):  # interleaved, so a slow moment hits every variant alike
+        for name, func in variants.items():
+            samples[name].append(_rate(func, n))
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def _sales(n: int) -> list[dict[str, Any]]:
+    return [{"id": i, "sku": f"sku-{i % 1000}", "price": i * 0.25, "qty": i % 17} for i in range(n)]
+
+
+def _rows_in(path: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return int(pq.ParquetFile(path).metadata.num_rows)
+
+
+# --------------------------------------------------------------------- CSV -> Parquet
+def _write_csv(path: Path, n: int) -> None:
+    with open(path, "w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=["id", "sku", "price", "qty"])
+        writer.writeheader()
+        writer.writerows(_sales(n))
+
+
+def csv_to_parquet_nanostream(source: Path, folder: Path) -> int:
+    from nanostream.nodes.columnar import ArrowCSVReader, ParquetWriter
+
+    out = folder / "ns.parquet"
+    writer = ParquetWriter(out, overwrite=True)
+    nanostream.from_iterable([source]) > ArrowCSVReader(as_batches=True) > writer
+    writer.global_start()
+    return _rows_in(out)
+
+
+def csv_to_parquet_pyarrow(source: Path, folder: Path) -> int:
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    out = folder / "pa.parquet"
+    pq.write_table(pcsv.read_csv(source), out, row_group_size=ROW_GROUP)
+    return _rows_in(out)
+
+
+# --------------------------------------------------------------------- rows -> Parquet
+def rows_to_parquet_nanostream(rows: list[dict[str, Any]], folder: Path) -> int:
+    from nanostream.nodes.columnar import ParquetWriter
+
+    out = folder / "ns-rows.parquet"
+    writer = ParquetWriter(out, overwrite=True)
+    nanostream.from_iterable(rows) > writer
+    writer.global_start()
+    return _rows_in(out)
+
+
+def rows_to_parquet_pyarrow(rows: list[dict[str, Any]], folder: Path) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = folder / "pa-rows.parquet"
+    writer = None
+    held: list[dict[str, Any]] = []
+    for row in rows:  # the same loop a user would write: buffer, then a row group
+        held.append(row)
+        if len(held) == ROW_GROUP:
+            table = pa.Table.from_pylist(held)
+            writer = writer or pq.ParquetWriter(out, table.schema)
+            writer.write_table(table)
+            held = []
+    if held:
+        table = pa.Table.from_pylist(held)
+        writer = writer or pq.ParquetWriter(out, table.schema)
+        writer.write_table(table)
+    if writer is not None:
+        writer.close()
+    return _rows_in(out)
+
+
+# --------------------------------------------------------------------- DuckDB
+def duckdb_sink(batches: list[Any], folder: Path, tag: str) -> int:
+    import duckdb
+
+    from nanostream.nodes.duckdb import DuckDBSink
+
+    path = folder / f"ns-{tag}.duckdb"
+    nanostream.from_iterable(batches) > (sink := DuckDBSink(path, "sales", create=True))
+    sink.global_start()
+    with duckdb.connect(str(path)) as conn:
+        return int(conn.execute("SELECT count(*) FROM sales").fetchone()[0])
+
+
+def duckdb_arrow_insert(table: Any, folder: Path, tag: str) -> int:
+    import duckdb
+
+    path = folder / f"plain-{tag}.duckdb"
+    with duckdb.connect(str(path)) as conn:
+        conn.register("batch", table)
+        conn.execute("CREATE TABLE sales AS SELECT * FROM batch WITH NO DATA")
+        conn.execute("INSERT INTO sales SELECT * FROM batch")
+        return int(conn.execute("SELECT count(*) FROM sales").fetchone()[0])
+
+
+def rows(n: int, repeat: int = 5) -> list[Row]:
+    """The columnar rows for ``benchmarks/run.py``."""
+    import pyarrow as pa
+
+    out: list[Row] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        source = folder / "sales.csv"
+        _write_csv(source, n)
+        csv_to_parquet_nanostream(source, folder)  # warm up: imports, first-use costs
+        result = _medians(
+            {
+                "nanostream": lambda k: csv_to_parquet_nanostream(source, folder),
+                "pyarrow": lambda k: csv_to_parquet_pyarrow(source, folder),
+            },
+            n,
+            repeat,
+        )
+        ratio = result["nanostream"] / result["pyarrow"]
+        out += [
+            (
+                f"CSV -> Parquet, ArrowCSVReader > ParquetWriter, N={n:,}",
+                result["nanostream"],
+                f"{ratio:.2f}x pyarrow read_csv + write_table (target >= 0.8x)",
+            ),
+            (f"CSV -> Parquet, pyarrow read_csv + write_table, N={n:,}", result["pyarrow"], ""),
+        ]
+
+        data = _sales(n)
+        result = _medians(
+            {
+                "nanostream": lambda k: rows_to_parquet_nanostream(data, folder),
+                "pyarrow": lambda k: rows_to_parquet_pyarrow(data, folder),
+            },
+            n,
+            repeat,
+        )
+        ratio = result["nanostream"] / result["pyarrow"]
+        out += [
+            (
+                f"rows -> ParquetWriter, N={n:,}",
+                result["nanostream"],
+                f"{ratio:.2f}x a plain pyarrow loop (target >= 0.8x)",
+            ),
+            (f"rows -> Parquet, plain pyarrow loop, N={n:,}", result["pyarrow"], ""),
+        ]
+
+        table = pa.Table.from_pylist(data)
+        batches = table.to_batches(max_chunksize=65_536)
+        runs = iter(range(10 * repeat + 10))
+        result = _medians(
+            {
+                "nanostream": lambda k: duckdb_sink(batches, folder, str(next(runs))),
+                "duckdb": lambda k: duckdb_arrow_insert(table, folder, str(next(runs))),
+            },
+            n,
+            repeat,
+        )
+        ratio = result["nanostream"] / result["duckdb"]
+        out += [
+            (
+                f"Arrow batches -> DuckDBSink, N={n:,}",
+                result["nanostream"],
+                f"{ratio:.2f}x DuckDB's own Arrow insert (target >= 0.8x)",
+            ),
+            (f"Arrow table -> DuckDB INSERT ... SELECT, N={n:,}", result["duckdb"], ""),
+        ]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=20_000, help="rows per workload")
+    parser.add_argument("--repeat", type=int, default=1)
+    args = parser.parse_args()
+    for name, rate, note in rows(args.n, args.repeat):
+        print(f"{name:<55} {rate:>12,.0f}  {note}")
+
+
+if __name__ == "__main__":
+    main()
