@@ -64,7 +64,7 @@ def orders(n: int) -> list[dict[str, Any]]:
 def test_rows_round_trip_with_their_types(tmp_path: Path, local_runner: str) -> None:
     rows = orders(250)
     db = tmp_path / "shop.duckdb"
-    sink = DuckDBSink(db, "orders", create=True, batch_size=100)
+    sink = DuckDBSink(db, "orders", create=True, commit_every=100)
     run(rows, sink, runner=local_runner)
     assert sink.rows_written == len(rows)
     back = collect(DuckDBSource(db, "SELECT * FROM orders ORDER BY id"), local_runner)
@@ -89,7 +89,7 @@ def test_arrow_batches_go_in_whole(tmp_path: Path, local_runner: str) -> None:
     parquet = tmp_path / "orders.parquet"
     pq.write_table(pa.Table.from_pylist(rows), parquet, row_group_size=64)
     db = tmp_path / "shop.duckdb"
-    sink = DuckDBSink(db, "orders", create=True, batch_size=128)
+    sink = DuckDBSink(db, "orders", create=True, commit_every=128)
     run([parquet], ParquetReader(as_batches=True, rows_per_batch=50), sink, runner=local_runner)
     more = orders(310)[300:]
     run(more, Batch(size=4, as_arrow=True), DuckDBSink(db, "orders"), runner=local_runner)
@@ -139,7 +139,7 @@ def test_acknowledgements_come_after_the_commit(tmp_path: Path, local_runner: st
     rows = orders(40)
     db = tmp_path / "shop.duckdb"
     source = AckedOrders(rows, db)
-    source > DuckDBSink(db, "orders", create=True, batch_size=8, flush_interval=None)
+    source > DuckDBSink(db, "orders", create=True, commit_every=8, flush_interval=None)
     source.global_start(runner=local_runner)
     assert [i for i, _ in source.seen] == [r["id"] for r in rows]
     assert all(count > i for i, count in source.seen)  # each row was in the table by then
@@ -158,10 +158,10 @@ def test_rows_that_do_not_fit_the_table_fail_and_nothing_is_committed(tmp_path: 
     with duckdb.connect(str(db)) as conn:
         conn.execute("CREATE TABLE t (a BIGINT)")
     with pytest.raises(nanostream.NodeFailed) as info:
-        run([{"a": 1}, {"a": "not a number"}], DuckDBSink(db, "t", batch_size=10))
+        run([{"a": 1}, {"a": "not a number"}], DuckDBSink(db, "t", commit_every=10))
     assert isinstance(info.value.__cause__, (ConnectorError, nanostream.FormatError))
     with pytest.raises(nanostream.NodeFailed) as info:
-        run([{"a": 1}, {"zzz": 2}], DuckDBSink(db, "t", batch_size=1))
+        run([{"a": 1}, {"zzz": 2}], DuckDBSink(db, "t", commit_every=1))
     assert "could not write 1 rows to table 't'" in str(info.value.__cause__)
     with duckdb.connect(str(db)) as conn:
         assert conn.execute("SELECT a FROM t").fetchall() == [(1,)]  # the first batch only
@@ -236,7 +236,7 @@ class Endless(nanostream.NanoNode):
 def test_stop_commits_what_is_held(tmp_path: Path, local_runner: str) -> None:
     db = tmp_path / "t.duckdb"
     source = Endless(stop_after=100)
-    source > DuckDBSink(db, "n", create=True, batch_size=1_000_000, flush_interval=None)
+    source > DuckDBSink(db, "n", create=True, commit_every=1_000_000, flush_interval=None)
     source.global_start(runner=local_runner)
     assert source.produced > 100
     with duckdb.connect(str(db)) as conn:

@@ -46,7 +46,7 @@ from ..operators._arrow import (
 )
 from ._fileread import FileBytes, FormatError
 from ._filesink import AtomicFile, FileSink
-from ._toolkit import node_label
+from .._core.context import node_label
 from .formats import _RecordReader
 
 __all__ = [

@@ -48,7 +48,8 @@ from ..operators._arrow import (
     to_table,
 )
 from ._buffered_sink import BufferedSink
-from ._toolkit import ConnectorError, closing_function, node_label
+from .._core.context import node_label
+from ._toolkit import ConnectorError, closing_function
 
 __all__ = ["ConnectorError", "DuckDBSink", "DuckDBSource"]
 
@@ -122,7 +123,7 @@ class DuckDBSink(BufferedSink):
 
     Items are rows or batches (``pyarrow.RecordBatch`` or ``Table``, pandas or polars
     DataFrames, e.g. from ``Batch(as_arrow=True)``, :class:`DuckDBSource` or a
-    ``ParquetReader(as_batches=True)``). They wait until ``batch_size`` rows are held
+    ``ParquetReader(as_batches=True)``). They wait until ``commit_every`` rows are held
     (default 1,000,000: DuckDB is fastest with large transactions; a batch counts its
     rows, and rows are held as Arrow tables of 65,536), or the oldest has waited
     ``flush_interval`` seconds (default 1.0, also on a quiet stream; ``None``: only full
@@ -162,7 +163,7 @@ class DuckDBSink(BufferedSink):
         *,
         create: bool = False,
         schema: str | None = None,
-        batch_size: int = 1_000_000,
+        commit_every: int = 1_000_000,
         flush_interval: float | None = 1.0,
         name: str | None = None,
         queue_size: int | None = None,
@@ -170,15 +171,17 @@ class DuckDBSink(BufferedSink):
     ) -> None:
         super().__init__(name=name, queue_size=queue_size)
         label = name or "DuckDBSink"
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise GraphError(f"{label}: batch_size must be a positive integer, got {batch_size!r}")
+        if isinstance(commit_every, bool) or not isinstance(commit_every, int) or commit_every < 1:
+            raise GraphError(
+                f"{label}: commit_every must be a positive integer, got {commit_every!r}"
+            )
         if not isinstance(table, str) or not table:
             raise GraphError(f"{label}: table must be the name of a table, got {table!r}")
         self._db = _Database(database, label)
         self.table = table
         self.create = create
         self.schema = schema
-        self._start_buffer(batch_size, flush_interval)
+        self._start_buffer(commit_every, flush_interval)
         self._tables: list[Any] = []
         self._held = 0  # rows held, in _pending (rows) and _tables
         self._exists = False
@@ -221,7 +224,7 @@ class DuckDBSink(BufferedSink):
         def duckdb_sink(inp: Iterable[Any], outp: Any) -> None:
             node.setup()
             rows = node._pending
-            size = node.batch_size
+            size = node.flush_size
             timed = node.flush_interval is not None
             for item in inp:
                 if item is TICK:
@@ -253,7 +256,7 @@ class DuckDBSink(BufferedSink):
             self._held += 1
         else:
             self._hold(item)
-        if self._held >= self.batch_size or self._due():
+        if self._held >= self.flush_size or self._due():
             self.flush()
         yield from ()
 

@@ -817,8 +817,7 @@ class JSONLinesWriter(FileSink):
     ``rotate_items``, ``encoding``, ``fsync`` and ``storage_options`` are as for
     :class:`~nanostream.nodes.FileWriter` (a ``path`` that exists is refused unless
     ``append=True`` or ``overwrite=True``; ``"rows-{part:04d}.jsonl.gz"`` writes
-    compressed parts; a URL is uploaded whole); each finished file's path is emitted
-    downstream.
+    compressed parts; a URL is uploaded whole); each finished file's path goes downstream.
 
     Example:
         >>> import pathlib, tempfile, nanostream
