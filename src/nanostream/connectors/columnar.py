@@ -33,6 +33,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+from .._core.context import node_label
 from .._core.errors import GraphError
 from .._core.node import NodeFunction
 from ..operators._arrow import (
@@ -46,7 +47,6 @@ from ..operators._arrow import (
 )
 from ._fileread import FileBytes, FormatError
 from ._filesink import AtomicFile, FileSink
-from .._core.context import node_label
 from .formats import _RecordReader
 
 __all__ = [

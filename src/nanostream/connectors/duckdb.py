@@ -36,6 +36,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+from .._core.context import node_label
 from .._core.errors import GraphError, MissingDependencyError
 from .._core.node import NanoNode, NodeFunction
 from .._core.ticks import TICK
@@ -48,7 +49,6 @@ from ..operators._arrow import (
     to_table,
 )
 from ._buffered_sink import BufferedSink
-from .._core.context import node_label
 from ._toolkit import ConnectorError, closing_function
 
 __all__ = ["ConnectorError", "DuckDBSink", "DuckDBSource"]
