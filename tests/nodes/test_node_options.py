@@ -211,7 +211,7 @@ def old_ledger(env: Env) -> Path:
     return path
 
 
-class UnreachableStore(PrefixWatcher):
+class NoBucketWatcher(PrefixWatcher):
     """A PrefixWatcher whose every listing fails, as when the store cannot be reached."""
 
     def listing(self, fs: Any, root: str) -> dict[str, Any]:
@@ -248,7 +248,7 @@ CASES: dict[str, Case] = {
         refused=("timeout",),
     ),
     "PrefixWatcher": Case(
-        lambda env, **o: UnreachableStore("memory://node-options/", poll_interval=0.01, **o),
+        lambda env, **o: NoBucketWatcher("memory://node-options/", poll_interval=0.01, **o),
         source=True,
         refused=("timeout",),
     ),

@@ -51,8 +51,10 @@ class NanoStreamError(Exception):
         ├── PathRefusedError          a path outside a node's directory (connectors;
         │                             PermissionError)
         ├── RayRunnerError            the Ray runner could not start a pipeline (runners.ray)
-        └── RemoteError               a remote exception that could not come back as is
-                                      (runners.ray)
+        ├── RemoteError               a remote exception that could not come back as is
+        │                             (runners.ray)
+        └── WorkerTraceback           a worker process's traceback: the ``__cause__`` of an
+                                      error raised under ``processes=`` (operators)
 
     Two signals are not errors and derive from ``BaseException``, so that ``except
     Exception`` in node code does not swallow them: :class:`~nanostream.SourceStopped`

@@ -38,7 +38,7 @@ from functools import partial
 from typing import Any, Final, NamedTuple
 
 from .._core.aio import EventLoopThread
-from .._core.errors import MissingDependencyError
+from .._core.errors import MissingDependencyError, NanoStreamError
 from .._core.node import NanoNode
 from .._core.policy import ErrorPolicy
 from .._core.ticks import TICK
@@ -267,7 +267,7 @@ def map_async(
 
 
 # ----------------------------------------------------------------------------- processes
-class WorkerTraceback(Exception):
+class WorkerTraceback(NanoStreamError):
     """The traceback of an exception raised in a worker process (its ``__cause__``)."""
 
     def __str__(self) -> str:

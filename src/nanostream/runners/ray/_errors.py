@@ -6,6 +6,9 @@ from ..._core.errors import NanoStreamError
 
 __all__ = ["RayRunnerError", "RemoteError"]
 
+# RayRunnerError's example starts a Ray run: it needs Ray (the root conftest.py skips it).
+__doctest_requires__ = {"nanostream.runners.ray._errors.RayRunnerError": ("ray",)}
+
 
 class RayRunnerError(NanoStreamError):
     """The Ray runner could not start a pipeline: no cluster, code not importable, ….
