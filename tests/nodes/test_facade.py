@@ -23,6 +23,7 @@ FACADES = [
     "formats",
     "http",
     "join",
+    "kafka",
     "redis",
     "sql",
     "transforms",
