@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -14,7 +15,7 @@ from ..._core.errors import ConfigError
 from ..._core.node import NanoNode, NodeFunction
 from ..._core.policy import POLICY_OPTIONS
 from .._acked_progress import AckedProgress
-from .._toolkit import _aborting, closing_function, node_label
+from .._toolkit import ConnectorError, _aborting, closing_function, node_label
 from ._client import ClientSettings, Format, KafkaRecord, decoder, log, require_kafka
 
 if TYPE_CHECKING:
@@ -26,6 +27,12 @@ __all__ = ["KafkaSource"]
 _CONSUME_MAX = 1000
 
 _STARTS = ("committed", "earliest", "latest")
+
+# Commit errors that pass (the group is rebalancing): the offsets go with the next commit,
+# or, if the partition was revoked, its new owner reads those records again.
+_COMMIT_LATER = frozenset(
+    {27, 22, 25}
+)  # REBALANCE_IN_PROGRESS, ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID
 
 _RESERVED = {
     "group.id": "give the group as group=",
@@ -55,6 +62,10 @@ def _start_time(node: str, start: Any) -> str | int:
         f"{node}: start must be 'committed', 'earliest', 'latest', or a time (a datetime with "
         f"a time zone, or ISO 8601 text such as '2024-05-01T00:00:00+00:00'), got {start!r}"
     )
+
+
+class _CommitLater(ConnectorError):
+    """A commit refused for a passing reason (a rebalance): its offsets wait for the next."""
 
 
 class _Partition:
@@ -138,9 +149,10 @@ class _Ledger:
             try:
                 result = consumer.commit(offsets=offsets, asynchronous=False)
             except confluent_kafka.KafkaException as exc:
-                raise self.settings.error(
-                    f"{self.label} could not commit its offsets", exc
-                ) from None
+                error = exc.args[0] if exc.args else None
+                later = error is not None and (error.retriable() or error.code() in _COMMIT_LATER)
+                problem = self.settings.error(f"{self.label} could not commit its offsets", exc)
+                raise (_CommitLater(str(problem)) if later else problem) from None
             for tp in result or ():
                 if tp.error is not None:
                     raise self.settings.error(
@@ -194,8 +206,9 @@ class KafkaSource(NanoNode):
     acknowledged it — everything made from it has reached every sink, and buffering
     sinks (:class:`KafkaSink` after delivery, ``SQLSink``, file writers) have written it
     — and every earlier record of its partition too; commits go out at most every
-    ``commit_interval`` seconds while acknowledgements come, when a partition is revoked
-    (what is acknowledged of it), and after the last acknowledgement. So a process
+    ``commit_interval`` seconds (from the acknowledgements, and from the source between two
+    polls), when a partition is revoked (what is acknowledged of it), and after the last
+    acknowledgement. So a process
     killed with ``kill -9`` loses nothing (a restart reads again from the last commit),
     a rebalance neither loses nor double-commits (a revoked partition's records still in
     the pipeline commit nothing: its new owner reads them again), and ``stop()`` drains
@@ -387,11 +400,18 @@ class KafkaSource(NanoNode):
         backlog: deque[Any] = deque()  # records taken from the client, not emitted yet
         undecodable: list[tuple[_Partition, int]] = []
         idle = False
+        last_commit = time.monotonic()
 
         def poll() -> Iterator[Acked]:
-            nonlocal idle
+            nonlocal idle, last_commit
             if not backlog:
                 ledger.check()
+                if time.monotonic() - last_commit >= self.commit_interval:
+                    last_commit = time.monotonic()
+                    try:  # what the acks brought since (they commit at most so often)
+                        progress.commit()
+                    except _CommitLater as exc:
+                        log.info("%s: %s; the offsets go with the next commit", label, exc)
                 messages = consumer.consume(_CONSUME_MAX, 0)
                 idle = not messages
                 backlog.extend(messages)
