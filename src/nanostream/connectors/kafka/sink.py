@@ -13,6 +13,7 @@ from ..._core.policy import ItemGuard
 from ..._core.ticks import TICK
 from .._toolkit import closing_function, node_label
 from ._client import (
+    KEEPS_BYTES,
     ClientSettings,
     Format,
     KafkaRecord,
@@ -173,22 +174,23 @@ class KafkaSink(NanoNode):
 
     def encode(self, item: Any) -> tuple[str, Any, Any, Any, int | None]:
         """``(topic, key, value, headers, partition)`` of the record written for ``item``."""
-        record = item if isinstance(item, KafkaRecord) else None
         topic = self.topic(item) if callable(self.topic) else self.topic
+        if type(item) is KafkaRecord:
+            key, value, headers = item.key, item.value, list(item.headers) or None
+        else:
+            key, value, headers = None, item, None
         if self._key is not None:
             key = self._key(item)
-        else:
-            key = record.key if record is not None else None
         if self._value is not None:
             value = self._value(item)
-        else:
-            value = record.value if record is not None else item
         if self._headers is not None:
             headers = header_pairs(self._headers(item))
-        else:
-            headers = list(record.headers) if record is not None and record.headers else None
         partition = self._partition(item) if self._partition is not None else None
-        return topic, self._encode_key(key), self._encode_value(value), headers, partition
+        if type(key) is not bytes or self._encode_key not in KEEPS_BYTES:
+            key = self._encode_key(key)
+        if type(value) is not bytes or self._encode_value not in KEEPS_BYTES:
+            value = self._encode_value(value)
+        return topic, key, value, headers, partition
 
     def _client_config(self, failures: list[Any]) -> dict[str, Any]:
         fixed: dict[str, Any] = {
@@ -242,26 +244,44 @@ class KafkaSink(NanoNode):
             else:
                 failed.append((position, error))
 
+        encode = self.encode
+        produce = producer.produce
+
         def send(item: Any) -> tuple[()]:
-            topic, key, value, headers, partition = self.encode(item)
-            on_delivery = partial(report, read)
-            args: dict[str, Any] = {"key": key, "headers": headers, "on_delivery": on_delivery}
-            if partition is not None:
-                args["partition"] = partition
-            while True:
-                try:
-                    producer.produce(topic, value, **args)
-                    break
-                except BufferError:  # the producer's queue is full: wait for deliveries
+            topic, key, value, headers, partition = encode(item)
+            try:
+                produce(
+                    topic,
+                    value,
+                    key,
+                    -1 if partition is None else partition,
+                    partial(report, read),
+                    headers=headers,
+                )
+            except BufferError:  # the producer's queue is full: wait for deliveries
+                while True:
                     producer.poll(0.05)
-                except (confluent_kafka.KafkaException, TypeError, ValueError) as exc:
-                    raise settings.error(f"{label} could not produce to {topic!r}", exc) from None
+                    try:
+                        produce(
+                            topic,
+                            value,
+                            key,
+                            -1 if partition is None else partition,
+                            partial(report, read),
+                            headers=headers,
+                        )
+                        break
+                    except BufferError:
+                        continue
+            except (confluent_kafka.KafkaException, TypeError, ValueError) as exc:
+                raise settings.error(f"{label} could not produce to {topic!r}", exc) from None
             pending[read] = item
             order.append(read)
             return ()
 
-        with self.guard_items(outp, send) as process:
-            guard = process if isinstance(process, ItemGuard) else None
+        with self.guard_items(outp, send) as guarded:
+            guard = guarded if isinstance(guarded, ItemGuard) else None
+            process = guarded if guard is not None else send
 
             def settle() -> None:
                 """Handle the delivery reports collected; pass on what is delivered."""

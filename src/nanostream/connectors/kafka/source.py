@@ -69,27 +69,29 @@ class _CommitLater(ConnectorError):
 
 
 class _Partition:
-    """One partition as long as this consumer owns it: the offsets it emitted, in order,
-    and which of them the pipeline is done with. A new assignment makes a new object."""
+    """One partition as long as this consumer owns it; a new assignment makes a new one."""
 
-    __slots__ = ("committed", "done", "emitted", "key", "next", "settled")
+    __slots__ = ("committed", "first", "key", "next")
 
     def __init__(self, key: tuple[str, int]) -> None:
         self.key = key
-        self.emitted: deque[int] = deque()  # appended by the source, popped when done
-        self.done: set[int] = set()
-        self.next = -1  # the offset to commit (the first one not done), once known
+        self.first = -1  # the first offset this run read
+        self.next = -1  # the offset to commit: after the last record done
         self.committed = -1
-        self.settled = 0  # records done, up to ``next``
+
+
+#: What one acknowledgement commits: a record's partition and offset.
+Covered = tuple[_Partition, int]
 
 
 class _Ledger:
     """The partitions one run of a source owns and the offsets it may commit for them.
 
-    An offset is committed once every record of its partition up to it is done (its
-    acknowledgement came), so one record held up downstream holds back its partition's
-    commits, never another's. A revoked partition is dropped: acknowledgements of its
-    records that come later commit nothing (its new owner reads them again).
+    An acknowledgement is called once its record and every record emitted before it are
+    done (the engine calls acks in emission order), so the offset to commit for a
+    partition is the one after its last record acknowledged. A revoked partition is
+    dropped: acknowledgements of its records that come later commit nothing (its new owner
+    reads them again).
     """
 
     def __init__(self, settings: ClientSettings, label: str) -> None:
@@ -100,7 +102,7 @@ class _Ledger:
         self.parts: dict[tuple[str, int], _Partition] = {}
         self.closing = False
         self.fatal: list[Any] = []
-        self.committed = 0  # records whose offsets are committed
+        self.committed = 0  # offsets committed: the records read and committed
 
     def assigned(self, partitions: Sequence[Any]) -> None:
         with self.lock:
@@ -122,27 +124,21 @@ class _Ledger:
                 self.parts[found.key] = found
         return found
 
-    def commit(self, values: Sequence[tuple[_Partition, int]]) -> None:
-        """Commit the offsets these acknowledgements (``(partition, offset)``) make final."""
+    def commit(self, values: Sequence[Covered]) -> None:
+        """Commit the offsets these acknowledgements make final."""
         import confluent_kafka
 
         with self.lock:
-            touched: dict[int, _Partition] = {}
+            touched: dict[tuple[str, int], _Partition] = {}
             for part, offset in values:
                 if self.parts.get(part.key) is part:  # revoked since: not ours to commit
-                    part.done.add(offset)
-                    touched[id(part)] = part
-            offsets = []
-            for part in touched.values():
-                emitted, done = part.emitted, part.done
-                while emitted and emitted[0] in done:
-                    offset = emitted.popleft()
-                    done.discard(offset)
-                    part.next = offset + 1
-                    part.settled += 1
-                if part.next > part.committed:
-                    offsets.append(confluent_kafka.TopicPartition(*part.key, part.next))
-            counted = {part.key: part for part in touched.values()}
+                    part.next = max(part.next, offset + 1)
+                    touched[part.key] = part
+            offsets = [
+                confluent_kafka.TopicPartition(*part.key, part.next)
+                for part in touched.values()
+                if part.next > part.committed
+            ]
             consumer = self.consumer
             if not offsets or consumer is None:
                 return
@@ -159,11 +155,10 @@ class _Ledger:
                         f"{self.label} could not commit offset {tp.offset} of "
                         f"{tp.topic}[{tp.partition}]: {tp.error}"
                     )
-                owned = counted.get((tp.topic, tp.partition))
+                owned = touched.get((tp.topic, tp.partition))
                 if owned is not None and tp.offset > owned.committed:
+                    self.committed += tp.offset - max(owned.committed, owned.first, 0)
                     owned.committed = tp.offset
-                    self.committed += owned.settled
-                    owned.settled = 0
 
     def on_error(self, error: Any) -> None:
         """The client's error callback: a fatal error fails the source, others are logged."""
@@ -205,7 +200,7 @@ class KafkaSource(NanoNode):
     Delivery is at-least-once. A record's offset is committed only once the pipeline has
     acknowledged it — everything made from it has reached every sink, and buffering
     sinks (:class:`KafkaSink` after delivery, ``SQLSink``, file writers) have written it
-    — and every earlier record of its partition too; commits go out at most every
+    — and every record emitted before it too; commits go out at most every
     ``commit_interval`` seconds (from the acknowledgements, and from the source between two
     polls), when a partition is revoked (what is acknowledged of it), and after the last
     acknowledgement. So a process
@@ -363,7 +358,7 @@ class KafkaSource(NanoNode):
         label = node_label(self)
         ledger = _Ledger(self._settings, label)
         self._ledger = ledger
-        progress: AckedProgress[tuple[_Partition, int]] = AckedProgress(
+        progress: AckedProgress[Covered] = AckedProgress(
             ledger.commit, close=ledger.close, interval=self.commit_interval, name=label
         )
         consumer = self._open(ledger)
@@ -398,11 +393,11 @@ class KafkaSource(NanoNode):
         consumer.subscribe(self.topics, on_assign=on_assign, on_revoke=on_revoke, on_lost=on_lost)
         decode_key, decode_value = self._decode_key, self._decode_value
         backlog: deque[Any] = deque()  # records taken from the client, not emitted yet
-        undecodable: list[tuple[_Partition, int]] = []
+        undecodable: list[tuple[_Partition, int, Exception]] = []
         idle = False
         last_commit = time.monotonic()
 
-        def poll() -> Iterator[Acked]:
+        def poll() -> Iterator[Any]:
             nonlocal idle, last_commit
             if not backlog:
                 ledger.check()
@@ -426,18 +421,25 @@ class KafkaSource(NanoNode):
                 if last != (topic, partition):
                     last = (topic, partition)
                     part = ledger.part(topic, partition)
+                    if part.first < 0:
+                        part.first = offset
                 assert part is not None
-                part.emitted.append(offset)
                 try:
                     key = decode_key(msg.key())
                     value = decode_value(msg.value())
                 except Exception as exc:  # noqa: BLE001 - a deserialiser of the user's
-                    undecodable.append((part, offset))
-                    raise self._settings.error(
-                        f"{label} could not decode the record at offset {offset} of "
-                        f"{topic}[{partition}] ({type(exc).__name__})",
-                        exc,
-                    ) from None
+                    undecodable.append(
+                        (
+                            part,
+                            offset,
+                            self._settings.error(
+                                f"{label} could not decode the record at offset {offset} "
+                                f"of {topic}[{partition}] ({type(exc).__name__})",
+                                exc,
+                            ),
+                        )
+                    )
+                    return  # the poll ends before it; its error is handled next
                 headers = msg.headers()
                 kind, stamp = msg.timestamp()
                 record = KafkaRecord(
@@ -451,13 +453,19 @@ class KafkaSource(NanoNode):
                 )
                 yield Acked(record, ack((part, offset)))
 
+        def failed_record() -> Iterator[Any]:
+            raise undecodable[0][2]
+
         try:
             with self.guard_polls() as guard:
                 while True:
-                    if not (yield from guard(poll)):  # skipped: an undecodable record is done
-                        for value in undecodable:
-                            progress.done(value)
-                    undecodable.clear()
+                    yield from guard(poll)
+                    if undecodable:  # under the policy: its error record carries its ack
+                        part, offset, _ = undecodable[0]
+                        for out in guard(failed_record):
+                            yield Acked(out, progress.ack((part, offset)))
+                        undecodable.clear()
+                        continue
                     if idle and self.sleep(self.poll_interval):
                         return
         finally:
