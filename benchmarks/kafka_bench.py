@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -106,8 +107,11 @@ def nanostream_pipeline(bootstrap: str, topic: str, n: int) -> float:
     run = source.global_start(block=False)
     assert run is not None
     pause = threading.Event()
+    deadline = time.monotonic() + 300
     try:
         while sink.delivered < n:  # another thread's counter: look at it every 10 ms
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"only {sink.delivered} of {n} records copied in 300 s")
             pause.wait(0.01)
     finally:
         run.stop(timeout=60)
@@ -130,7 +134,8 @@ def _rate(bootstrap: str, topic: str, n: int) -> float:
         ]
     )
     stamps: list[int] = []
-    while len(stamps) < n:
+    deadline = time.monotonic() + 120
+    while len(stamps) < n and time.monotonic() < deadline:
         stamps += [msg.timestamp()[1] for msg in consumer.consume(10_000, 1.0)]
     consumer.close()
     return n / max(0.001, (max(stamps) - min(stamps)) / 1000)
@@ -138,7 +143,7 @@ def _rate(bootstrap: str, topic: str, n: int) -> float:
 
 def rows(n: int, repeat: int = 3) -> list[Row]:
     holder, bootstrap = _cluster()
-    records = max(20_000, n // 5)
+    records = min(100_000, max(20_000, n // 10))
     topic = f"bench-{uuid.uuid4().hex[:8]}"
     _fill(bootstrap, topic, records)
     samples: dict[str, list[float]] = {"plain": [], "nanostream": []}
@@ -162,5 +167,5 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100_000)
     args = parser.parse_args()
-    for name, rate, note in rows(args.n * 5, repeat=3):
+    for name, rate, note in rows(args.n * 10, repeat=3):
         print(f"{name:<60} {rate:>12,.0f}  {note}")

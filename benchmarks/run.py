@@ -202,7 +202,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller N and fewer repeats")
     parser.add_argument(
-        "--only", help="run only this group: engine, rss, observe, onecore, or a module name"
+        "--only",
+        help="run only this group: engine, rss, observe, onecore, kafka, or a module name",
     )
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args()
@@ -216,6 +217,7 @@ def main() -> None:
     }
     for extra in ("files", "operators", "connectors"):
         groups[extra] = lambda extra=extra: optional_rows(extra, n)  # type: ignore[misc]
+    groups["kafka"] = lambda: optional_rows("kafka_bench", n)
     groups["ray"] = lambda: ray_rows(n, repeat)
     rows: list[Row] = []
     for name, group in groups.items():
