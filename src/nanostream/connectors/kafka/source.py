@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 from ..._core.acks import Acked
 from ..._core.errors import ConfigError
+from ..._core.graph import pipeline_of
 from ..._core.node import NanoNode, NodeFunction
 from ..._core.policy import POLICY_OPTIONS
 from .._acked_progress import AckedProgress
-from .._toolkit import ConnectorError, _aborting, closing_function, node_label
+from .._toolkit import ConnectorError, closing_function, node_label
 from ._client import ClientSettings, Format, KafkaRecord, decoder, log, require_kafka
 
 if TYPE_CHECKING:
@@ -301,8 +302,8 @@ class KafkaSource(NanoNode):
 
     def _after_run(self) -> None:
         """The node function ended: if the run failed, no acknowledgement will come."""
-        ledger = self._ledger
-        if ledger is not None and _aborting(self):
+        ledger, run = self._ledger, pipeline_of(self).run
+        if ledger is not None and run is not None and run.state in ("aborted", "failed"):
             ledger.close()
 
     @property
