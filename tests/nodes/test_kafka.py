@@ -18,6 +18,7 @@ import pytest
 confluent_kafka = pytest.importorskip("confluent_kafka")
 
 import nanostream  # noqa: E402
+from nanostream._core.redact import redact  # noqa: E402
 from nanostream.connectors.kafka.source import _Ledger, _Partition  # noqa: E402
 from nanostream.nodes.kafka import ConnectorError, KafkaRecord, KafkaSink, KafkaSource  # noqa: E402
 from nanostream.testing import Collect  # noqa: E402
@@ -613,6 +614,12 @@ def test_secrets_are_masked_in_reprs_and_pipeline_files(kind: str) -> None:
     assert not [s for s in SECRETS if s in text]
     assert "sasl.password: '***'" in nanostream.to_yaml(node)
     assert "sasl.username: app" in nanostream.to_yaml(node)
+
+
+def test_settings_that_are_no_secrets_are_shown_and_not_masked_elsewhere() -> None:
+    source = KafkaSource("broker:9092", "orders", "g", config={"session.timeout.ms": 7123})
+    assert source.config == {"session.timeout.ms": 7123}
+    assert redact("took 7123 ms") == "took 7123 ms"
 
 
 def test_a_masked_secret_read_back_is_refused() -> None:

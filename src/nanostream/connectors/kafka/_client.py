@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple, cast
 
 from ..._core.errors import ConfigError, MissingDependencyError
-from .._secrets import MASK, Secrets, install_log_masking, is_sensitive_name
+from .._secrets import MASK, Secrets, install_log_masking
 from .._toolkit import ConnectorError
 
 __all__ = [
@@ -43,7 +43,9 @@ CLIENT_LOG = logging.getLogger("nanostream.kafka.client")
 
 _LOGGERS = ("nanostream", "nanostream.kafka", "nanostream.kafka.client")
 
-#: librdkafka settings that hold a credential (more are found by their names).
+#: librdkafka settings that hold a credential, besides those whose names say password or
+#: secret. (Not the connectors' general rule for header names: ``session.timeout.ms`` is
+#: no secret, and a remembered secret is masked in every message of the process.)
 _SECRET_SETTINGS = frozenset(
     {
         "sasl.password",
@@ -76,8 +78,11 @@ def is_secret_setting(key: str) -> bool:
         >>> from nanostream.connectors.kafka._client import is_secret_setting
         >>> is_secret_setting("ssl.key.pem"), is_secret_setting("sasl.username")
         (True, False)
+        >>> is_secret_setting("session.timeout.ms")  # a number, not a session's secret
+        False
     """
-    return key in _SECRET_SETTINGS or is_sensitive_name(key)
+    lowered = key.lower()
+    return lowered in _SECRET_SETTINGS or "password" in lowered or "secret" in lowered
 
 
 class ClientSettings:
