@@ -269,8 +269,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller N and fewer repeats")
     parser.add_argument(
         "--only",
-        help="run only this group: engine, rss, observe, onecore, or a module name (files, "
-        "operators, connectors, concurrency)",
+        help="run only this group: engine, rss, observe, onecore, kafka, or a module name "
+        "(files, storage, operators, connectors, concurrency, columnar)",
     )
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args()
@@ -284,6 +284,7 @@ def main() -> None:
     }
     for extra in ("files", "storage", "operators", "connectors", "concurrency", "columnar"):
         groups[extra] = lambda extra=extra: optional_rows(extra, n)  # type: ignore[misc]
+    groups["kafka"] = lambda: optional_rows("kafka_bench", n)
     groups["ray"] = lambda: ray_rows(n, repeat)
     rows: list[Row] = []
     for name, group in groups.items():

@@ -265,3 +265,21 @@ def redis_url(redis_server: dict[str, str]) -> str:
     finally:
         client.close()
     return redis_server["url"]
+
+
+# ----------------------------------------------------------------------------- Kafka
+@pytest.fixture(scope="session")
+def kafka_cluster() -> Iterator[str]:
+    """librdkafka's mock Kafka cluster (``test.mock.num.brokers``) on 127.0.0.1, for the
+    session: its bootstrap servers. It lives as long as the client that made it."""
+    try:
+        import confluent_kafka
+    except ImportError:
+        missing("confluent-kafka is not installed: pip install 'nanostream[kafka]'")
+    holder = confluent_kafka.Producer({"test.mock.num.brokers": 1, "log_level": 0})
+    try:
+        brokers = holder.list_topics(timeout=10).brokers.values()
+        yield ",".join(f"{b.host}:{b.port}" for b in brokers)
+    finally:
+        holder.flush(1)
+        del holder

@@ -25,6 +25,7 @@ FACADES = [
     "formats",
     "http",
     "join",
+    "kafka",
     "redis",
     "sql",
     "transforms",

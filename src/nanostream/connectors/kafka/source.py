@@ -1,0 +1,487 @@
+""":class:`KafkaSource`: records of Kafka topics, read as a member of a consumer group, their
+offsets committed once the pipeline is done with them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..._core.acks import Acked
+from ..._core.context import node_label
+from ..._core.errors import ConfigError
+from ..._core.graph import pipeline_of
+from ..._core.node import NanoNode, NodeFunction
+from ..._core.policy import POLICY_OPTIONS
+from .._acked_progress import AckedProgress
+from .._toolkit import ConnectorError, closing_function
+from ._client import ClientSettings, Format, KafkaRecord, decoder, log, require_kafka
+
+if TYPE_CHECKING:
+    import confluent_kafka
+
+__all__ = ["KafkaSource"]
+
+# Records taken from the client per poll; the client fetches ahead in its own threads.
+_CONSUME_MAX = 1000
+
+_STARTS = ("committed", "earliest", "latest")
+
+# Commit errors that pass (the group is rebalancing): the offsets go with the next commit,
+# or, if the partition was revoked, its new owner reads those records again.
+_COMMIT_LATER = frozenset(
+    {27, 22, 25}
+)  # REBALANCE_IN_PROGRESS, ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID
+
+_RESERVED = {
+    "group.id": "give the group as group=",
+    "enable.auto.commit": "offsets are committed when the pipeline acknowledges a record",
+    "enable.auto.offset.store": "offsets are committed when the pipeline acknowledges a record",
+    "auto.offset.reset": "use start= ('committed', 'earliest', 'latest' or a time)",
+}
+
+
+def _start_time(node: str, start: Any) -> str | int:
+    """``start`` checked: one of :data:`_STARTS`, or a time as milliseconds since the epoch."""
+    if isinstance(start, str) and start in _STARTS:
+        return start
+    when = start
+    if isinstance(start, str):
+        try:
+            when = dt.datetime.fromisoformat(start)
+        except ValueError:
+            when = None
+    if isinstance(when, dt.datetime):
+        if when.tzinfo is None:
+            raise ConfigError(
+                f"{node}: start={start!r} has no time zone; give one (say '+00:00' for UTC)"
+            )
+        return int(when.timestamp() * 1000)
+    raise ConfigError(
+        f"{node}: start must be 'committed', 'earliest', 'latest', or a time (a datetime with "
+        f"a time zone, or ISO 8601 text such as '2024-05-01T00:00:00+00:00'), got {start!r}"
+    )
+
+
+class _CommitLater(ConnectorError):
+    """A commit refused for a passing reason (a rebalance): its offsets wait for the next."""
+
+
+class _Partition:
+    """One partition as long as this consumer owns it; a new assignment makes a new one."""
+
+    __slots__ = ("committed", "first", "key", "next")
+
+    def __init__(self, key: tuple[str, int]) -> None:
+        self.key = key
+        self.first = -1  # the first offset this run read
+        self.next = -1  # the offset to commit: after the last record done
+        self.committed = -1
+
+
+#: What one acknowledgement commits: a record's partition and offset.
+Covered = tuple[_Partition, int]
+
+
+class _Ledger:
+    """The partitions one run of a source owns and the offsets it may commit for them.
+
+    An acknowledgement is called once its record and every record emitted before it are
+    done (the engine calls acks in emission order), so the offset to commit for a
+    partition is the one after its last record acknowledged. A revoked partition is
+    dropped: acknowledgements of its records that come later commit nothing (its new owner
+    reads them again).
+    """
+
+    def __init__(self, settings: ClientSettings, label: str) -> None:
+        self.settings = settings
+        self.label = label
+        self.consumer: confluent_kafka.Consumer | None = None
+        self.lock = threading.Lock()
+        self.parts: dict[tuple[str, int], _Partition] = {}
+        self.closing = False
+        self.fatal: list[Any] = []
+        self.committed = 0  # offsets committed: the records read and committed
+
+    def assigned(self, partitions: Sequence[Any]) -> None:
+        with self.lock:
+            for tp in partitions:
+                key = (tp.topic, tp.partition)
+                self.parts[key] = _Partition(key)
+
+    def revoked(self, partitions: Sequence[Any]) -> None:
+        with self.lock:
+            for tp in partitions:
+                self.parts.pop((tp.topic, tp.partition), None)
+
+    def part(self, topic: str, partition: int) -> _Partition:
+        """The partition a record came from (the source's thread)."""
+        found = self.parts.get((topic, partition))
+        if found is None:  # a record fetched before its assignment was seen: not expected
+            found = _Partition((topic, partition))
+            with self.lock:
+                self.parts[found.key] = found
+        return found
+
+    def commit(self, values: Sequence[Covered]) -> None:
+        """Commit the offsets these acknowledgements make final."""
+        import confluent_kafka
+
+        with self.lock:
+            touched: dict[tuple[str, int], _Partition] = {}
+            for part, offset in values:
+                if self.parts.get(part.key) is part:  # revoked since: not ours to commit
+                    part.next = max(part.next, offset + 1)
+                    touched[part.key] = part
+            offsets = [
+                confluent_kafka.TopicPartition(*part.key, part.next)
+                for part in touched.values()
+                if part.next > part.committed
+            ]
+            consumer = self.consumer
+            if not offsets or consumer is None:
+                return
+            try:
+                result = consumer.commit(offsets=offsets, asynchronous=False)
+            except confluent_kafka.KafkaException as exc:
+                error = exc.args[0] if exc.args else None
+                later = error is not None and (error.retriable() or error.code() in _COMMIT_LATER)
+                problem = self.settings.error(f"{self.label} could not commit its offsets", exc)
+                raise (_CommitLater(str(problem)) if later else problem) from None
+            for tp in result or ():
+                if tp.error is not None:
+                    raise self.settings.error(
+                        f"{self.label} could not commit offset {tp.offset} of "
+                        f"{tp.topic}[{tp.partition}]: {tp.error}"
+                    )
+                owned = touched.get((tp.topic, tp.partition))
+                if owned is not None and tp.offset > owned.committed:
+                    self.committed += tp.offset - max(owned.committed, owned.first, 0)
+                    owned.committed = tp.offset
+
+    def on_error(self, error: Any) -> None:
+        """The client's error callback: a fatal error fails the source, others are logged."""
+        if error.fatal():
+            self.fatal.append(error)
+        else:
+            log.warning("%s: %s", self.label, self.settings.secrets.scrub(error))
+
+    def check(self) -> None:
+        if self.fatal:
+            raise self.settings.error(f"{self.label}: fatal client error: {self.fatal[0]}")
+
+    def close(self) -> None:
+        """Leave the group and close the client (once)."""
+        with self.lock:
+            consumer, self.consumer = self.consumer, None
+            self.closing = True
+        if consumer is not None:
+            consumer.close()
+
+
+class KafkaSource(NanoNode):
+    """A source that reads Kafka topics as a member of the consumer group ``group``.
+
+    ``topics`` is a topic name, a list of them, or a pattern (a name that starts with
+    ``^`` is a regular expression). Each record is emitted as a :class:`KafkaRecord`
+    (topic, partition, offset, key, value, headers, timestamp), its key and value decoded
+    by ``key_format`` and ``value_format``: ``"bytes"`` (the default), ``"str"``,
+    ``"json"``, or a function of the bytes (an Avro, Protobuf or Schema Registry
+    deserialiser).
+
+    ``start`` says where to begin in a partition this source is given: ``"committed"``
+    (the default: after the group's committed offset, or at the earliest record when the
+    group has none), ``"earliest"``, ``"latest"``, or a time (a ``datetime`` with a time
+    zone, or ISO 8601 text: the first record at or after it). The last three apply to the
+    first assignment of each partition in a run; after a rebalance the group's committed
+    offsets hold.
+
+    Delivery is at-least-once. A record's offset is committed only once the pipeline has
+    acknowledged it — everything made from it has reached every sink, and buffering
+    sinks (:class:`KafkaSink` after delivery, ``SQLSink``, file writers) have written it
+    — and every record emitted before it too; commits go out at most every
+    ``commit_interval`` seconds (from the acknowledgements, and from the source between two
+    polls), when a partition is revoked (what is acknowledged of it), and after the last
+    acknowledgement. So a process
+    killed with ``kill -9`` loses nothing (a restart reads again from the last commit),
+    a rebalance neither loses nor double-commits (a revoked partition's records still in
+    the pipeline commit nothing: its new owner reads them again), and ``stop()`` drains
+    the pipeline and commits.
+
+    When no record is waiting the source looks again after ``poll_interval`` seconds
+    (``stop()`` ends the wait at once). ``config`` takes any other librdkafka consumer
+    setting (``security.protocol``, ``sasl.*``, ``ssl.*``, ``fetch.max.bytes`` ...);
+    secrets in it (``sasl.password``, ``ssl.key.password``, ``ssl.key.pem`` ...) are
+    masked in reprs, pipeline files, logs and errors. ``timeout`` is the seconds the
+    start-up requests may take (reaching the brokers, finding offsets for a time).
+
+    The node's error policy applies to each poll: a record that cannot be decoded, or an
+    error of the client, fails the run (``on_error="fail"``, the default) or, with
+    ``on_error="skip"``, is recorded on the ``errors`` port (an undecodable record's
+    offset then counts as done) and the source goes on.
+
+    Example:
+        >>> from nanostream.nodes.kafka import KafkaSource
+        >>> KafkaSource("broker:9092", "orders", "billing", value_format="json",
+        ...             config={"security.protocol": "SASL_SSL", "sasl.password": "pw-1234"})
+        ... # doctest: +NORMALIZE_WHITESPACE
+        KafkaSource(name=None, bootstrap_servers='broker:9092', topics=['orders'],
+                    group='billing', config={'security.protocol': 'SASL_SSL',
+                    'sasl.password': '***'})
+    """
+
+    policy_options = POLICY_OPTIONS  # its node function is NanoNode's, closing the client
+    policy_per_poll = True  # applied to each poll
+    own_options = ("timeout",)  # of its start-up requests
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topics: str | Sequence[str],
+        group: str,
+        *,
+        start: str | dt.datetime = "committed",
+        key_format: Format = "bytes",
+        value_format: Format = "bytes",
+        commit_interval: float = 0.5,
+        poll_interval: float = 0.05,
+        config: dict[str, Any] | None = None,
+        timeout: float = 10.0,
+        name: str | None = None,
+        queue_size: int | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(name=name, queue_size=queue_size)
+        require_kafka()
+        label = "KafkaSource"
+        names = [topics] if isinstance(topics, str) else list(topics)
+        if not names or not all(isinstance(t, str) and t for t in names):
+            raise ConfigError(
+                f"{label}: topics must be a topic name, a list of them, or a '^pattern', "
+                f"got {topics!r}"
+            )
+        if not isinstance(group, str) or not group:
+            raise ConfigError(f"{label}: group must be the consumer group's name, got {group!r}")
+        for what, value in (("commit_interval", commit_interval), ("poll_interval", poll_interval)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ConfigError(f"{label}: {what} must be positive seconds, got {value!r}")
+        self._settings = ClientSettings(label, bootstrap_servers, config, _RESERVED)
+        strategy = str(self._settings.config.get("partition.assignment.strategy", ""))
+        self._start = _start_time(label, start)
+        if "cooperative" in strategy and self._start != "committed":
+            raise ConfigError(
+                f"{label}: start={start!r} needs an eager assignment strategy; with "
+                f"{strategy!r} use start='committed'"
+            )
+        self._decode_key = decoder(label, "key_format", key_format)
+        self._decode_value = decoder(label, "value_format", value_format)
+        self.bootstrap_servers = bootstrap_servers
+        self.topics = names
+        self.group = group
+        self.start = start
+        self.key_format = key_format
+        self.value_format = value_format
+        self.commit_interval = commit_interval
+        self.poll_interval = poll_interval
+        self.config = self._settings.shown  # secrets masked; the client gets the real ones
+        self.timeout = timeout
+        self._ledger: _Ledger | None = None
+        self.configure(**options)
+
+    def __repr__(self) -> str:
+        shown = f", config={self.config!r}" if self.config else ""
+        return (
+            f"KafkaSource(name={self.name!r}, bootstrap_servers={self.bootstrap_servers!r}, "
+            f"topics={self.topics!r}, group={self.group!r}{shown})"
+        )
+
+    def as_function(self) -> NodeFunction:
+        return closing_function(super().as_function(), self._after_run)
+
+    def _after_run(self) -> None:
+        """The node function ended: if the run failed, no acknowledgement will come."""
+        ledger, run = self._ledger, pipeline_of(self).run
+        if ledger is not None and run is not None and run.state in ("aborted", "failed"):
+            ledger.close()
+
+    @property
+    def committed(self) -> int:
+        """How many records of the last run have their offsets committed."""
+        ledger = self._ledger
+        return ledger.committed if ledger is not None else 0
+
+    def _open(self, ledger: _Ledger) -> confluent_kafka.Consumer:
+        import confluent_kafka
+
+        settings = self._settings
+        consumer = confluent_kafka.Consumer(
+            settings.client_config(
+                **{
+                    "group.id": self.group,
+                    "enable.auto.commit": False,
+                    "enable.auto.offset.store": False,
+                    "auto.offset.reset": "latest" if self._start == "latest" else "earliest",
+                    "error_cb": ledger.on_error,
+                }
+            )
+        )
+        ledger.consumer = consumer
+        try:
+            consumer.list_topics(timeout=self.timeout)
+        except confluent_kafka.KafkaException as exc:
+            ledger.close()
+            raise settings.error(
+                f"{ledger.label} could not reach the brokers at {self.bootstrap_servers}", exc
+            ) from None
+        return consumer
+
+    def _positions(self, consumer: Any, fresh: list[Any]) -> None:
+        """Set the start offsets of partitions this run has not had before."""
+        import confluent_kafka
+
+        start = self._start
+        if start == "earliest":
+            for tp in fresh:
+                tp.offset = confluent_kafka.OFFSET_BEGINNING
+        elif start == "latest":
+            for tp in fresh:
+                tp.offset = confluent_kafka.OFFSET_END
+        else:
+            assert isinstance(start, int)
+            query = [confluent_kafka.TopicPartition(tp.topic, tp.partition, start) for tp in fresh]
+            found = consumer.offsets_for_times(query, timeout=self.timeout)
+            for tp, at in zip(fresh, found, strict=True):
+                tp.offset = at.offset if at.offset >= 0 else confluent_kafka.OFFSET_END
+
+    def generator(self) -> Iterator[Acked]:
+        label = node_label(self)
+        ledger = _Ledger(self._settings, label)
+        self._ledger = ledger
+        progress: AckedProgress[Covered] = AckedProgress(
+            ledger.commit, close=ledger.close, interval=self.commit_interval, name=label
+        )
+        consumer = self._open(ledger)
+        seen: set[tuple[str, int]] = set()
+
+        def on_assign(consumer: Any, partitions: list[Any]) -> None:
+            ledger.assigned(partitions)
+            if self._start == "committed":
+                return
+            fresh = [tp for tp in partitions if (tp.topic, tp.partition) not in seen]
+            seen.update((tp.topic, tp.partition) for tp in partitions)
+            if fresh:
+                self._positions(consumer, fresh)
+                consumer.assign(partitions)
+
+        def on_revoke(consumer: Any, partitions: list[Any]) -> None:
+            if not ledger.closing:
+                try:  # what the pipeline is done with, before another consumer takes it
+                    progress.commit()
+                except Exception as exc:  # noqa: BLE001 - its new owner reads it again
+                    log.warning(
+                        "%s could not commit on revocation (%s); the partitions' new owner "
+                        "reads their uncommitted records again",
+                        label,
+                        self._settings.secrets.scrub(exc),
+                    )
+            ledger.revoked(partitions)
+
+        def on_lost(consumer: Any, partitions: list[Any]) -> None:
+            ledger.revoked(partitions)
+
+        consumer.subscribe(self.topics, on_assign=on_assign, on_revoke=on_revoke, on_lost=on_lost)
+        decode_key, decode_value = self._decode_key, self._decode_value
+        backlog: deque[Any] = deque()  # records taken from the client, not emitted yet
+        undecodable: list[tuple[_Partition, int, Exception]] = []
+        idle = False
+        last_commit = time.monotonic()
+
+        def poll() -> Iterator[Any]:
+            nonlocal idle, last_commit
+            if not backlog:
+                ledger.check()
+                if time.monotonic() - last_commit >= self.commit_interval:
+                    last_commit = time.monotonic()
+                    try:  # what the acks brought since (they commit at most so often)
+                        progress.commit()
+                    except _CommitLater as exc:
+                        log.info("%s: %s; the offsets go with the next commit", label, exc)
+                messages = consumer.consume(_CONSUME_MAX, 0)
+                idle = not messages
+                backlog.extend(messages)
+            ack, part, last = progress.ack, None, None
+            while backlog:
+                msg = backlog.popleft()
+                error = msg.error()
+                if error is not None:
+                    self._client_error(error)
+                    continue
+                topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+                if last != (topic, partition):
+                    last = (topic, partition)
+                    part = ledger.part(topic, partition)
+                    if part.first < 0:
+                        part.first = offset
+                assert part is not None
+                try:
+                    key = decode_key(msg.key())
+                    value = decode_value(msg.value())
+                except Exception as exc:  # noqa: BLE001 - a deserialiser of the user's
+                    undecodable.append(
+                        (
+                            part,
+                            offset,
+                            self._settings.error(
+                                f"{label} could not decode the record at offset {offset} "
+                                f"of {topic}[{partition}] ({type(exc).__name__})",
+                                exc,
+                            ),
+                        )
+                    )
+                    return  # the poll ends before it; its error is handled next
+                headers = msg.headers()
+                kind, stamp = msg.timestamp()
+                record = KafkaRecord(
+                    topic,
+                    partition,
+                    offset,
+                    key,
+                    value,
+                    tuple(headers) if headers else (),
+                    stamp if kind else None,
+                )
+                yield Acked(record, ack((part, offset)))
+
+        def failed_record() -> Iterator[Any]:
+            raise undecodable[0][2]
+
+        try:
+            with self.guard_polls() as guard:
+                while True:
+                    yield from guard(poll)
+                    if undecodable:  # under the policy: its error record carries its ack
+                        part, offset, _ = undecodable[0]
+                        for out in guard(failed_record):
+                            yield Acked(out, progress.ack((part, offset)))
+                        undecodable.clear()
+                        continue
+                    if idle and self.sleep(self.poll_interval):
+                        return
+        finally:
+            progress.finish()  # the last offsets are committed as their acks come
+
+    def _client_error(self, error: Any) -> None:
+        """An error the client returned instead of a record: raised unless it is passing."""
+        import confluent_kafka
+
+        if error.code() == confluent_kafka.KafkaError._PARTITION_EOF:
+            return
+        passing = (
+            error.retriable() or error.code() == confluent_kafka.KafkaError.UNKNOWN_TOPIC_OR_PART
+        )
+        if error.fatal() or not passing:
+            raise self._settings.error(f"{node_label(self)}: {error.str()}")
+        log.warning("%s: %s", node_label(self), self._settings.secrets.scrub(error.str()))
