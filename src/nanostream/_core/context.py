@@ -29,9 +29,18 @@ if TYPE_CHECKING:
     from .graph import PlanNode
     from .node import NanoNode
 
-__all__ = ["NodeContext"]
+__all__ = ["NO_STATE", "NodeContext"]
 
 log = logging.getLogger("nanostream")
+
+
+class _NoState:
+    def __repr__(self) -> str:
+        return "NO_STATE"
+
+
+#: ``NodeContext.restored_state`` when the run has no state to give the node.
+NO_STATE: Any = _NoState()
 
 
 class NodeContext:
@@ -67,6 +76,9 @@ class NodeContext:
         self.stop_event = stop_event
         self.errors = 0
         self._ack_warned = False
+        #: The state a checkpoint stored for this node, handed to its ``restore_state``
+        #: after ``setup()`` (see docs/state.md); :data:`NO_STATE` when there is none.
+        self.restored_state: Any = NO_STATE
 
     @classmethod
     def for_plan_node(cls, pn: PlanNode) -> NodeContext:

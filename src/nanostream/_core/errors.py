@@ -9,6 +9,7 @@ so ``except nanostream.NanoStreamError`` catches them all::
     ├── ConfigError              a configuration (YAML) is wrong; names the file and line
     ├── NodeProtocolError        a node broke the node contract (e.g. returned early)
     ├── RunStateError            a pipeline was used in the wrong lifecycle state
+    ├── StateError               a run's state store does not fit the pipeline (or is unreadable)
     ├── NodeFailed               a node raised while running; ``__cause__`` is the original
     ├── TooManyErrors            a node's skipped errors passed its max_errors / max_error_rate
     └── MissingDependencyError   an optional dependency is not installed (says what to pip install)
@@ -34,6 +35,7 @@ __all__ = [
     "NodeFailed",
     "NodeProtocolError",
     "RunStateError",
+    "StateError",
     "TooManyErrors",
 ]
 
@@ -175,6 +177,20 @@ class MissingDependencyError(NanoStreamError, ImportError):
         super().__init__(
             f"this feature needs the {package!r} package: pip install 'nanostream[{extra}]'"
         )
+
+
+class StateError(NanoStreamError):
+    """A run's state store cannot be used with this pipeline; the message says what to do.
+
+    Raised when the run starts: the store holds state for a node the pipeline no longer
+    has (or no longer snapshots), state a node's ``restore_state`` refuses, or cannot be
+    opened. ``drop_state=True`` (``--drop-state``) starts such nodes afresh.
+
+    Example:
+        >>> import nanostream
+        >>> issubclass(nanostream.StateError, nanostream.NanoStreamError)
+        True
+    """
 
 
 class TooManyErrors(NanoStreamError):

@@ -644,6 +644,39 @@ class NanoNode:
         """Runs after the node's input has ended; may yield final outputs. Override as needed."""
         return None
 
+    # ----------------------------------------------------------------- state
+    def snapshot_state(self) -> Any:
+        """Override (with :meth:`restore_state`) to keep state across restarts; see docs/state.md.
+
+        Each checkpoint of a run with a state store (``global_start(state=PATH)``) calls it
+        in the node's thread between two items (a source: right after an item it yielded
+        was handed on) and stores what it returns (picklable); a restarted run gives it back.
+
+        Example:
+            >>> import nanostream
+            >>> class Count(nanostream.NanoNode):
+            ...     def setup(self):
+            ...         self.n = 0
+            ...     def process_item(self, item):
+            ...         self.n += 1
+            ...         yield self.n
+            ...     def snapshot_state(self):
+            ...         return self.n
+            ...     def restore_state(self, state):
+            ...         self.n = state
+            >>> node = Count()
+            >>> node.setup(); node.restore_state(41); list(node.process_item("x"))
+            [42]
+        """
+        raise NotImplementedError  # pragma: no cover - defined by the nodes that keep state
+
+    def restore_state(self, state: Any) -> None:
+        """Take back what :meth:`snapshot_state` returned (called once, after ``setup()``).
+
+        Example: the one of :meth:`snapshot_state` shows the pair.
+        """
+        raise NotImplementedError  # pragma: no cover - defined by the nodes that keep state
+
     # ----------------------------------------------------------------- stop helpers
     @property
     def stop_requested(self) -> bool:

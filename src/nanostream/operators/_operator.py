@@ -29,6 +29,7 @@ from typing import Any, Final, NamedTuple
 from .._core.errors import GraphError
 from .._core.fast import drive
 from .._core.node import NanoNode, NodeFunction
+from .._core.node_function import restore_state
 from .._core.policy import POLICY_OPTIONS, ItemGuard, back_off
 from .._core.ticks import TICK
 
@@ -253,6 +254,7 @@ class Operator(NanoNode):
 
         def operator_function(inp: Iterable[Any], outp: Outp) -> None:
             node.setup()
+            restore_state(node)
             node._run(_without_ticks(inp) if drop_ticks else inp, outp)
             node._run_cleanup(outp)
 
