@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 import signal
 import sys
 import time
@@ -186,6 +187,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     show_default=True,
     help="The address the metrics endpoint listens on.",
 )
+@click.option(
+    "--state",
+    default=None,
+    metavar="PATH",
+    help="Keep the run's state in PATH (a SQLite file, or a SQLAlchemy URL such as "
+    "postgresql+psycopg://host/db) and take checkpoints there; a restart with the same "
+    "PATH resumes from the last one (see docs/state.md). Overrides the file's 'state'.",
+)
+@click.option(
+    "--checkpoint-interval",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    help="With --state: seconds between checkpoints (default 5).",
+)
+@click.option(
+    "--drop-state",
+    is_flag=True,
+    help="With --state: start afresh the nodes whose stored state no longer fits the "
+    "pipeline (renamed or changed nodes), instead of refusing to start.",
+)
 @click.option("--log-json", is_flag=True, help="Write log lines as JSON objects.")
 @click.option(
     "--signal-exit-codes",
@@ -212,6 +234,9 @@ def run(
     progress: bool,
     metrics_port: int | None,
     metrics_host: str,
+    state: str | None,
+    checkpoint_interval: float | None,
+    drop_state: bool,
     log_json: bool,
     signal_exit_codes: bool,
     verbose: bool,
@@ -248,7 +273,14 @@ def run(
                 from .runners.ray import RayRunner
 
                 runner_obj = RayRunner(address=address)
-            handle = pipeline.start(runner=runner_obj, **loaded.options)
+            options = dict(loaded.options)
+            if state is not None:
+                options["state"] = state
+            if checkpoint_interval is not None:
+                options["checkpoint_interval"] = checkpoint_interval
+            if drop_state:
+                options["drop_state"] = True
+            handle = pipeline.start(runner=runner_obj, **options)
             names = list(handle.stats())
             _log.info(
                 "pipeline %r started on the %s runner: %s: %s",
@@ -395,6 +427,28 @@ class _Loaded:
     runner: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     composite: type[ConfiguredComposite] | None = None  # FILE is this composite's file
+
+
+@cli.group(name="state")
+def state_group() -> None:
+    """Look into a state store (see docs/state.md)."""
+
+
+@state_group.command(name="show")
+@click.argument("store", metavar="FILE")
+@click.pass_context
+def state_show(ctx: click.Context, *, store: str) -> None:
+    """List what the state store FILE (a path, or a SQLAlchemy URL) holds: its last
+    checkpoint, and each node's class, size and state."""
+    from .state import describe
+
+    if "://" not in store and not os.path.exists(store):
+        click.echo(f"nanostream: error: there is no state store at {store}", err=True)
+        ctx.exit(EXIT_FAILED)
+    try:
+        click.echo(describe(store))
+    except Exception as exc:  # noqa: BLE001 - reported as one paragraph, not a traceback
+        ctx.exit(_report(exc, False))
 
 
 def _load(file: str, overrides: list[tuple[str, Any]], imports: Sequence[str]) -> _Loaded:
