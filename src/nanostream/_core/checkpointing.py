@@ -7,8 +7,10 @@ resumes every source that snapshots its position from there, so
 
 - a node downstream of such a source that keeps *items* between reads must snapshot them
   too, or the items it held at the checkpoint would be lost: refused otherwise;
-- a sink that writes exactly once (``PlanNode.exactly_once``) needs every source that
-  reaches it to replay from a checkpoint, and no node on the way that merges several
+- a sink that writes exactly once (``PlanNode.exactly_once``) must be the only sink (it
+  commits each checkpoint in its own thread, then writes what the checkpoint holds for
+  it), needs every source that reaches it to replay from a checkpoint, and no node on
+  the way that merges several
   inputs (a barrier is aligned there by count, so items of one input that pass it before
   the other input's barrier would be written twice after a restart): refused otherwise.
 
@@ -86,7 +88,15 @@ def check_checkpointing(plan: Plan) -> None:
                 "docs/state.md), or configure holds_items=False if it emits each item's "
                 "outputs before reading the next one"
             )
+    sinks = [pn for pn in nodes if not pn.outputs]
     for sink in exactly:
+        others = [pn.name for pn in sinks if pn is not sink]
+        if others:
+            raise GraphError(
+                f"{sink.name!r} writes exactly once, which needs it to be the pipeline's "
+                f"only sink (it commits each checkpoint), but {others[0]!r} is a sink too: "
+                "give it its own pipeline, or drop exactly_once=True (at-least-once)"
+            )
         upstream = _closure([sink.index], parents)
         for i in sorted(upstream):
             pn = nodes[i]

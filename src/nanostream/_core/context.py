@@ -79,6 +79,8 @@ class NodeContext:
         #: The state a checkpoint stored for this node, handed to its ``restore_state``
         #: after ``setup()`` (see docs/state.md); :data:`NO_STATE` when there is none.
         self.restored_state: Any = NO_STATE
+        #: Called by :meth:`between_items` (a run with a state store sets it for sources).
+        self.on_idle: Callable[[], None] | None = None
 
     @classmethod
     def for_plan_node(cls, pn: PlanNode) -> NodeContext:
@@ -108,6 +110,12 @@ class NodeContext:
                 "they will not be called (run it on the 'threads', 'cooperative' or 'ray' runner)",
                 self.name,
             )
+
+    def between_items(self) -> None:
+        """A source waits between two items (``NanoNode.sleep``): a checkpoint due may
+        send its barrier now, so that a source waiting for input does not hold it back."""
+        if self.on_idle is not None:
+            self.on_idle()
 
     def release_items(self, keep: int = 0) -> None:
         """A stateful node has emitted everything it read except its last ``keep`` items."""

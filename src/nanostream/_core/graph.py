@@ -86,6 +86,9 @@ class PlanNode:
     exactly_once: bool = False
     #: The node's class (``module.qualname``), stored with its state to check it fits.
     kind: str = ""
+    #: The node's ``checkpoint_committed()`` (a sink that writes exactly once): called in
+    #: its thread once a checkpoint holding its latest snapshot is committed.
+    on_commit: Callable[[], None] | None = None
 
     @property
     def is_source(self) -> bool:
@@ -335,6 +338,9 @@ class Pipeline:
                     snapshot=node.snapshot_state if keeps_state(node) else None,
                     exactly_once=bool(getattr(node, "exactly_once", False)),
                     kind=f"{type(node).__module__}.{type(node).__qualname__}",
+                    on_commit=getattr(node, "checkpoint_committed", None)
+                    if getattr(node, "exactly_once", False)
+                    else None,
                 )
             )
         plan = Plan(name=self.name, nodes=tuple(plan_nodes), options=opts, edges=tuple(plan_edges))

@@ -695,7 +695,8 @@ class NanoNode:
         """Sleep up to ``seconds``, waking early when the run stops; True if it was stopped.
 
         Sources that wait between items should use this instead of ``time.sleep`` so that
-        ``stop()`` takes effect at once.
+        ``stop()`` takes effect at once (and, in a run with a state store, a checkpoint's
+        barrier goes out: a source's state must be whole whenever it sleeps).
 
         Example:
             >>> import nanostream
@@ -703,10 +704,10 @@ class NanoNode:
             False
         """
         ctx = self._ns_context
+        if ctx is not None:
+            ctx.between_items()  # a checkpoint's barrier may go out while a source waits
         event = ctx.stop_event if ctx is not None else None
-        if event is None:
-            event = threading.Event()
-        return event.wait(seconds)
+        return (event or threading.Event()).wait(seconds)
 
     # ----------------------------------------------------------------- node function
     def validate(self) -> None:

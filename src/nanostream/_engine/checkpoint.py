@@ -224,6 +224,7 @@ class NodeBarriers:
         self.terminal = not pn.outputs
         self.outputs_ended = False
         self._arrivals: dict[int, int] = {}
+        self._told = coordinator.committed
 
     def arrived(self, barrier: Barrier) -> None:
         """``barrier`` was read after every item before it on its channel."""
@@ -243,6 +244,7 @@ class NodeBarriers:
             self.coordinator.record(pn.index, epoch, encode_state(pn.snapshot()))
         if self.terminal:
             self.coordinator.reached(pn.index, epoch)
+            self._committed()
         elif not self.outputs_ended:
             self.forward(Barrier(epoch))
 
@@ -265,6 +267,15 @@ class NodeBarriers:
         self.end_outputs()
         snapshot = pn.snapshot
         self.coordinator.ended(pn.index, encode_state(snapshot()) if snapshot else None)
+        self._committed()
+
+    def _committed(self) -> None:
+        """Tell a sink that writes exactly once that its snapshot is committed (its thread:
+        being the only sink, it commits every checkpoint itself)."""
+        committed = self.coordinator.committed
+        if self.pn.on_commit is not None and committed > self._told:
+            self._told = committed
+            self.pn.on_commit()
 
 
 def _restore(plan: Plan, store: StateStore, contexts: Sequence[NodeContext]) -> Checkpoint | None:
@@ -330,6 +341,7 @@ def install(
             for box in node_boxes:
                 if isinstance(box, CheckedOutbox):
                     box.on_flush = hook
+            contexts[pn.index].on_idle = hook  # while it sleeps between items
             barriers = NodeBarriers(pn, coordinator, partial_forward(node_boxes))
             ends.append(barriers.end)
         else:
