@@ -5,6 +5,7 @@ Every behaviour runs under each local runner; the Ray runner refuses ``state=``.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -269,3 +270,50 @@ def test_a_runner_without_checkpoints_refuses_state(tmp_path: Path) -> None:
 def test_checkpoint_options_are_checked(options: dict[str, Any], message: str) -> None:
     with pytest.raises(nanostream.GraphError, match=message):
         nanostream.RunOptions.from_kwargs(**options)
+
+
+class Idle(Numbers):
+    """Emits its numbers, then waits (with ``sleep``) until the run stops."""
+
+    def generator(self) -> Iterator[int]:
+        yield from super().generator()
+        while not self.sleep(0.01):
+            pass
+
+
+class Reached(nanostream.NanoNode):
+    """A sink whose snapshots say when a checkpoint with every item has reached it."""
+
+    def __init__(self, expect: int) -> None:
+        super().__init__(name="sink")
+        self.expect = expect
+        self.count = 0
+        self.all_in = threading.Event()
+
+    def process_item(self, item: int) -> None:
+        self.count += 1
+
+    def snapshot_state(self) -> int:
+        if self.count == self.expect:
+            self.all_in.set()
+        return self.count
+
+    def restore_state(self, state: int) -> None:
+        self.count = state
+
+
+@pytest.mark.parametrize("local_runner", LOCAL)
+def test_a_source_waiting_for_input_lets_checkpoints_through(
+    tmp_path: Path, local_runner: str
+) -> None:
+    """A source that sleeps between items sends the barrier of a checkpoint due meanwhile."""
+    path = str(tmp_path / "run.state")
+    sink = Reached(50)
+    Idle(50, name="src") > Total(name="total") > sink
+    run = sink.global_start(block=False, state=path, checkpoint_interval=0.01, runner=local_runner)
+    assert run is not None
+    try:
+        assert sink.all_in.wait(10)  # while the source sleeps, a barrier came after item 50
+    finally:
+        run.stop(timeout=10)
+    assert sink.count == 50
