@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -169,6 +170,75 @@ def observe_rows(n: int, repeat: int) -> list[Row]:
     ]
 
 
+def state_rows(n: int, repeat: int) -> list[Row]:
+    """A resumable source into a keyed Reduce, with a state store (checkpoints) and without."""
+    import tempfile
+
+    import nanostream
+    from nanostream.nodes import Reduce
+
+    class Counter(nanostream.NanoNode):
+        def __init__(self, stop: int) -> None:
+            super().__init__(name="counter")
+            self.stop = stop
+
+        def setup(self) -> None:
+            self.position = 0
+
+        def generator(self) -> Any:
+            for i in range(self.position, self.stop):
+                self.position = i + 1
+                yield i
+
+        def snapshot_state(self) -> int:
+            return self.position
+
+        def restore_state(self, state: int) -> None:
+            self.position = state
+
+    def pipeline(k: int, **options: Any) -> int:
+        seen = [0]
+
+        def count(inp: Any, outp: Any) -> None:
+            for _ in inp:
+                seen[0] += 1
+
+        sink = nanostream.as_node(count, name="count")
+        sink.configure(holds_items=False)
+        Counter(k) > Reduce(lambda a, b: a + b, key=lambda x: x % 100, name="sums") > sink
+        sink.global_start(**options)
+        return seen[0]
+
+    folder = tempfile.mkdtemp()
+    runs = [0]
+
+    def with_store(interval: float) -> Callable[[int], int]:
+        def run(k: int) -> int:
+            runs[0] += 1  # a fresh store each time: the run starts from the beginning
+            path = os.path.join(folder, f"run-{runs[0]}.state")
+            return pipeline(k, state=path, checkpoint_interval=interval)
+
+        return run
+
+    result = interleaved(
+        {"plain": pipeline, "default": with_store(5.0), "frequent": with_store(0.1)}, n, repeat
+    )
+    plain = result["plain"]
+    return [
+        ("resumable source -> keyed Reduce, no state store", plain, "baseline"),
+        (
+            "the same, state store, checkpoint_interval=5 (the default)",
+            result["default"],
+            f"{result['default'] / plain:.2f}x no store (target >= 0.90x)",
+        ),
+        (
+            "the same, state store, checkpoint_interval=0.1",
+            result["frequent"],
+            f"{result['frequent'] / plain:.2f}x no store",
+        ),
+    ]
+
+
 _RSS_CHILD = """
 import resource, sys
 sys.path.insert(0, {here!r})
@@ -269,8 +339,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller N and fewer repeats")
     parser.add_argument(
         "--only",
-        help="run only this group: engine, rss, observe, onecore, kafka, or a module name "
-        "(files, storage, operators, connectors, concurrency, columnar)",
+        help="run only this group: engine, rss, observe, onecore, kafka, state, or a module "
+        "name (files, storage, operators, connectors, concurrency, columnar)",
     )
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args()
@@ -281,6 +351,7 @@ def main() -> None:
         "rss": lambda: rss_rows([n, 5 * n]),
         "observe": lambda: observe_rows(n, repeat),
         "onecore": lambda: one_core_rows(n, repeat),
+        "state": lambda: state_rows(n, repeat),
     }
     for extra in ("files", "storage", "operators", "connectors", "concurrency", "columnar"):
         groups[extra] = lambda extra=extra: optional_rows(extra, n)  # type: ignore[misc]

@@ -82,6 +82,26 @@ class Print(nanostream.NanoNode):
     def process_item(self, item):
         print(item, flush=True)
         yield item
+
+
+class Upto(nanostream.NanoNode):
+    """Counts from where it stopped up to ``stop`` (its position is its state)."""
+
+    def __init__(self, stop):
+        super().__init__()
+        self.stop = stop
+        self.position = 0
+
+    def generator(self):
+        while self.position < self.stop:
+            self.position += 1
+            yield self.position
+
+    def snapshot_state(self):
+        return self.position
+
+    def restore_state(self, state):
+        self.position = state
 '''
 
 
@@ -220,8 +240,8 @@ def test_every_command_line_of_cli_md_checks() -> None:
     assert len(lines) >= 5, lines
     checked = 0
     for line in lines:
-        if shlex.split(line)[2] in ILLUSTRATIVE_FILES:
-            continue
+        if shlex.split(line)[2] in ILLUSTRATIVE_FILES or shlex.split(line)[1] == "state":
+            continue  # an illustrative file; a state store is no pipeline file to check
         result = run_cli(*as_check(line))
         assert result.returncode == 0, f"{line}\n{result.stderr}"
         assert ": ok: " in result.stdout, line
@@ -333,6 +353,40 @@ def test_run_check_and_graph_a_good_file(project: Path) -> None:
     result = run_cli("graph", path, "--format", "dot")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("digraph") and "->" in result.stdout
+
+
+def test_run_with_state_resumes_and_state_show_lists_it(project: Path) -> None:
+    text = """
+    name: upto
+    imports: [cli_test_nodes]
+    nodes:
+      count: {class: Upto, args: {stop: 3}}
+      show: Print
+    """
+    path = pipeline_file(project, text)
+    store = project / "run.state"
+    result = run_cli("run", path, "--state", store, "--checkpoint-interval", "0.5")
+    assert (result.returncode, result.stdout) == (0, "1\n2\n3\n"), result.stderr
+    result = run_cli("run", path, "--state", store, "--set", "count.stop=5")
+    assert (result.returncode, result.stdout) == (0, "4\n5\n"), result.stderr
+
+    result = run_cli("state", "show", store)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("checkpoint ") and "of pipeline 'upto'" in lines[0]
+    assert lines[2].split() == ["count", "cli_test_nodes.Upto", lines[2].split()[2], "5"]
+
+    changed = pipeline_file(project, text.replace("count:", "counter:"), "changed.yaml")
+    result = run_cli("run", changed, "--state", store)
+    assert result.returncode == 1
+    assert "'count' (no node of that name now)" in result.stderr
+    assert "--drop-state" in result.stderr
+    result = run_cli("run", changed, "--state", store, "--drop-state")
+    assert (result.returncode, result.stdout) == (0, "1\n2\n3\n"), result.stderr
+
+    result = run_cli("state", "show", project / "nothing.state")
+    assert result.returncode == 1
+    assert "there is no state store at" in result.stderr
 
 
 # --------------------------------------------------------------------------- errors

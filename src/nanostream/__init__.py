@@ -32,6 +32,7 @@ from ._core.errors import (
     NodeFailed,
     NodeProtocolError,
     RunStateError,
+    StateError,
     TooManyErrors,
 )
 from ._core.graph import Pipeline, Plan, PlanNode, pipeline_of
@@ -95,6 +96,7 @@ __all__ = [
     "RunOptions",
     "RunStateError",
     "SourceStopped",
+    "StateError",
     "TICK",
     "TaggedOutput",
     "Tick",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 import signal
 import sys
 import time
@@ -217,6 +218,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     help="Export metrics and spans over OpenTelemetry (OTLP/HTTP, configured by the OTEL_* "
     "environment variables; needs nanostream[otel]). A file's 'otel:' does the same.",
 )
+@click.option(
+    "--state",
+    default=None,
+    metavar="PATH",
+    help="Keep the run's state in PATH (a SQLite file, or a SQLAlchemy URL such as "
+    "postgresql+psycopg://host/db) and take checkpoints there; a restart with the same "
+    "PATH resumes from the last one (see docs/state.md). Overrides the file's 'state'.",
+)
+@click.option(
+    "--checkpoint-interval",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    help="With --state: seconds between checkpoints (default 5).",
+)
+@click.option(
+    "--drop-state",
+    is_flag=True,
+    help="With --state: start afresh the nodes whose stored state no longer fits the "
+    "pipeline (renamed or changed nodes), instead of refusing to start.",
+)
 @click.option("--log-json", is_flag=True, help="Write log lines as JSON objects.")
 @click.option(
     "--signal-exit-codes",
@@ -247,6 +269,9 @@ def run(
     ui_port: int | None,
     ui_host: str,
     otel: bool,
+    state: str | None,
+    checkpoint_interval: float | None,
+    drop_state: bool,
     log_json: bool,
     signal_exit_codes: bool,
     verbose: bool,
@@ -289,7 +314,14 @@ def run(
             observed = progress or metrics_port is not None or wants_ui or telemetry is not None
             if observed:
                 from .observe import attach  # before the nodes start: it sees them from the start
-            handle = pipeline.start(runner=runner_obj, **loaded.options)
+            options = dict(loaded.options)
+            if state is not None:
+                options["state"] = state
+            if checkpoint_interval is not None:
+                options["checkpoint_interval"] = checkpoint_interval
+            if drop_state:
+                options["drop_state"] = True
+            handle = pipeline.start(runner=runner_obj, **options)
             names = list(handle.stats())
             _log.info(
                 "pipeline %r started on the %s runner: %s: %s",
@@ -450,6 +482,28 @@ class _Loaded:
     options: dict[str, Any] = field(default_factory=dict)
     composite: type[ConfiguredComposite] | None = None  # FILE is this composite's file
     otel: dict[str, str] | None = None  # the file's otel: settings
+
+
+@cli.group(name="state")
+def state_group() -> None:
+    """Look into a state store (see docs/state.md)."""
+
+
+@state_group.command(name="show")
+@click.argument("store", metavar="FILE")
+@click.pass_context
+def state_show(ctx: click.Context, *, store: str) -> None:
+    """List what the state store FILE (a path, or a SQLAlchemy URL) holds: its last
+    checkpoint, and each node's class, size and state."""
+    from .state import describe
+
+    if "://" not in store and not os.path.exists(store):
+        click.echo(f"nanostream: error: there is no state store at {store}", err=True)
+        ctx.exit(EXIT_FAILED)
+    try:
+        click.echo(describe(store))
+    except Exception as exc:  # noqa: BLE001 - reported as one paragraph, not a traceback
+        ctx.exit(_report(exc, False))
 
 
 def _load(file: str, overrides: list[tuple[str, Any]], imports: Sequence[str]) -> _Loaded:

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 import nanostream
 from nanostream.nodes.sql import ConnectorError, SQLExecute, SQLSink, SQLSource
+from nanostream.state import open_store
 from nanostream.testing import Collect
 from support import OneAckedThenWait, wait_for_file
 
@@ -1020,3 +1021,105 @@ def test_a_pipeline_file_gives_the_row_counts_by_either_name(tmp_path: Path) -> 
     )
     nodes = {node.name: node for node in nanostream.load_pipeline(path).nodes}
     assert (nodes["rows"].fetch_size, nodes["out"].commit_every) == (7, 9)
+
+
+# --------------------------------------------------------------------------- checkpoints
+class Upto(nanostream.NanoNode):
+    """Emits {"n": 1..stop} from its stored position; with ``fail_at``, fails at the first
+    item from there on once the state store ``store`` holds a checkpoint."""
+
+    def __init__(self, stop: int, *, fail_at: int | None = None, store: str = "") -> None:
+        super().__init__(name="numbers")
+        self.stop = stop
+        self.fail_at = fail_at
+        self.store = store
+
+    def setup(self) -> None:
+        self.position = 0
+
+    def generator(self) -> Iterator[dict[str, int]]:
+        while self.position < self.stop:
+            if self.fail_at is not None and self.position >= self.fail_at:
+                store = open_store(self.store)
+                try:
+                    if store.load() is not None:
+                        raise RuntimeError("crash")
+                finally:
+                    store.close()
+            self.position += 1
+            yield {"n": self.position}
+
+    def snapshot_state(self) -> int:
+        return self.position
+
+    def restore_state(self, state: int) -> None:
+        self.position = state
+
+
+@pytest.mark.parametrize("local_runner", ["threads", "cooperative"])
+def test_a_buffering_sink_writes_at_each_checkpoint(tmp_path: Path, local_runner: str) -> None:
+    """Rows pending at a checkpoint are written first: a restart after a crash loses none."""
+    db, store = tmp_path / "db.sqlite", str(tmp_path / "run.state")
+
+    def sink() -> SQLSink:
+        return SQLSink(
+            sqlite_url(db), "numbers", create=True, commit_every=10**6, flush_interval=None
+        )
+
+    crashed = sink()
+    Upto(5000, fail_at=2000, store=store) > crashed
+    with pytest.raises(nanostream.NodeFailed, match="numbers"):
+        crashed.global_start(state=store, checkpoint_items=200, batch_size=64, runner=local_runner)
+    written = len(query(db, "SELECT n FROM numbers"))
+    restarted = sink()
+    Upto(5000) > restarted
+    restarted.global_start(state=store, runner=local_runner)
+    rows = [n for (n,) in query(db, "SELECT n FROM numbers")]
+    assert set(rows) == set(range(1, 5001))  # at least once
+    assert written > 0 and len(rows) < 5000 + written  # resumed from a checkpoint
+
+
+def test_exactly_once_is_refused_where_it_cannot_hold(tmp_path: Path) -> None:
+    store = str(tmp_path / "run.state")
+    url = sqlite_url(tmp_path / "db.sqlite")
+    alone = SQLSink(url, "t", create=True, exactly_once=True, name="out")
+    Upto(3) > alone
+    with pytest.raises(nanostream.GraphError, match=r"'out' writes exactly once.*state store"):
+        alone.global_start()
+
+    from_list = SQLSink(url, "t", create=True, exactly_once=True, name="out")
+    nanostream.from_iterable([{"n": 1}], name="list") > from_list
+    with pytest.raises(nanostream.GraphError, match="source 'list' cannot replay"):
+        from_list.global_start(state=store)
+
+    shared = SQLSink(url, "t", create=True, exactly_once=True, name="out")
+    source = Upto(3)
+    source > shared
+    source > Collect(name="other")
+    with pytest.raises(nanostream.GraphError, match=r"only sink.*'other' is a sink too"):
+        shared.global_start(state=store)
+
+    merged = SQLSink(url, "t", create=True, exactly_once=True, name="out")
+    both = nanostream.as_node(lambda inp, outp: [outp(x) for x in inp], name="both")
+    both.configure(holds_items=False)
+    Upto(3) > both
+    nanostream.from_iterable([{"n": 9}], name="more") > both
+    both > merged
+    with pytest.raises(nanostream.GraphError, match=r"source 'more' cannot replay|'both'"):
+        merged.global_start(state=store)
+    with pytest.raises(nanostream.ConfigError, match="exactly_once must be true or false"):
+        SQLSink(url, "t", exactly_once="yes")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("local_runner", ["threads", "cooperative"])
+def test_exactly_once_writes_each_checkpoint_once_across_restarts(
+    tmp_path: Path, local_runner: str
+) -> None:
+    db, store = tmp_path / "db.sqlite", str(tmp_path / "run.state")
+    for stop in (100, 250, 250, 400):
+        sink = SQLSink(sqlite_url(db), "numbers", create=True, exactly_once=True, name="out")
+        Upto(stop) > sink
+        sink.global_start(state=store, checkpoint_items=30, batch_size=16, runner=local_runner)
+    assert [n for (n,) in query(db, "SELECT n FROM numbers ORDER BY n")] == list(range(1, 401))
+    marks = query(db, "SELECT sink, checkpoint FROM nanostream_sink_commits")
+    assert [m[0] for m in marks] == ["out"] and marks[0][1] >= 4

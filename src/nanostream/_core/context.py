@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from .graph import PlanNode
     from .node import NanoNode
 
-__all__ = ["NodeContext", "node_label"]
+__all__ = ["NO_STATE", "NodeContext", "node_label"]
 
 log = logging.getLogger("nanostream")
 
@@ -56,6 +56,15 @@ def node_label(node: NanoNode, *, in_run: bool = True, with_class: bool = False)
         return f"{type(node).__name__} {name!r}" if name else type(node).__name__
     default = getattr(node, "default_name", None)
     return str(name or (default() if callable(default) else type(node).__name__))
+
+
+class _NoState:
+    def __repr__(self) -> str:
+        return "NO_STATE"
+
+
+#: ``NodeContext.restored_state`` when the run has no state to give the node.
+NO_STATE: Any = _NoState()
 
 
 class NodeContext:
@@ -91,6 +100,11 @@ class NodeContext:
         self.stop_event = stop_event
         self.errors = 0
         self._ack_warned = False
+        #: The state a checkpoint stored for this node, handed to its ``restore_state``
+        #: after ``setup()`` (see docs/state.md); :data:`NO_STATE` when there is none.
+        self.restored_state: Any = NO_STATE
+        #: Called by :meth:`between_items` (a run with a state store sets it for sources).
+        self.on_idle: Callable[[], None] | None = None
 
     @classmethod
     def for_plan_node(cls, pn: PlanNode) -> NodeContext:
@@ -146,6 +160,12 @@ class NodeContext:
                 "they will not be called (run it on the 'threads', 'cooperative' or 'ray' runner)",
                 self.name,
             )
+
+    def between_items(self) -> None:
+        """A source waits between two items (``NanoNode.sleep``): a checkpoint due may
+        send its barrier now, so that a source waiting for input does not hold it back."""
+        if self.on_idle is not None:
+            self.on_idle()
 
     def release_items(self, keep: int = 0) -> None:
         """A stateful node has emitted everything it read except its last ``keep`` items."""

@@ -21,6 +21,7 @@ __all__ = [
     "NodeFailed",
     "NodeProtocolError",
     "RunStateError",
+    "StateError",
     "TooManyErrors",
 ]
 
@@ -41,6 +42,7 @@ class NanoStreamError(Exception):
         │   ├── ZombieNodeError       a node still ran after terminate() (canal)
         │   └── NodeEndedEarlyError   a node returned before its input ended (canal; ValueError)
         ├── RunStateError             a pipeline was used in the wrong lifecycle state
+        ├── StateError                a state store that does not fit the pipeline, or is unreadable
         ├── NodeFailed                a node raised while running; ``__cause__`` is the original
         ├── TooManyErrors             a node's skipped errors passed max_errors / max_error_rate
         ├── MissingDependencyError    an optional dependency is missing (ImportError)
@@ -194,6 +196,20 @@ class MissingDependencyError(NanoStreamError, ImportError):
         super().__init__(
             f"this feature needs the {package!r} package: pip install 'nanostream[{extra}]'"
         )
+
+
+class StateError(NanoStreamError):
+    """A run's state store cannot be used with this pipeline; the message says what to do.
+
+    Raised when the run starts: the store holds state for a node the pipeline no longer
+    has (or no longer snapshots), state a node's ``restore_state`` refuses, or cannot be
+    opened. ``drop_state=True`` (``--drop-state``) starts such nodes afresh.
+
+    Example:
+        >>> import nanostream
+        >>> issubclass(nanostream.StateError, nanostream.NanoStreamError)
+        True
+    """
 
 
 class TooManyErrors(NanoStreamError):

@@ -8,14 +8,16 @@ names, no cycles) and returns a :class:`Plan`: what every runner executes.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import registry
+from .checkpointing import check_checkpointing
 from .context import NodeContext, node_label
 from .errors import CycleError, GraphError, RunStateError
 from .node import FunctionNode, IterableSource, NanoNode, NodeFunction, release_function
+from .node_function import keeps_state
 
 if TYPE_CHECKING:
     from .run import Run, RunOptions
@@ -76,6 +78,17 @@ class PlanNode:
     makes_own_data: bool = False
     #: The node's options that were set explicitly (``NanoNode.options``).
     options: Mapping[str, Any] = field(default_factory=dict)
+    #: The node's ``snapshot_state`` when it keeps state across restarts (a checkpoint
+    #: calls it in the node's thread), else None; see docs/state.md.
+    snapshot: Callable[[], Any] | None = None
+    #: The node (a sink) writes exactly once per checkpoint: the plan is refused unless
+    #: every source that reaches it can replay (see ``_core/checkpointing.py``).
+    exactly_once: bool = False
+    #: The node's class (``module.qualname``), stored with its state to check it fits.
+    kind: str = ""
+    #: The node's ``checkpoint_committed()`` (a sink that writes exactly once): called in
+    #: its thread once a checkpoint holding its latest snapshot is committed.
+    on_commit: Callable[[], None] | None = None
 
     @property
     def is_source(self) -> bool:
@@ -315,9 +328,17 @@ class Pipeline:
                     ports=tuple(getattr(node, "ports", ()) or ()),
                     makes_own_data=node.is_source,
                     options=node_opts,
+                    snapshot=node.snapshot_state if keeps_state(node) else None,
+                    exactly_once=bool(getattr(node, "exactly_once", False)),
+                    kind=f"{type(node).__module__}.{type(node).__qualname__}",
+                    on_commit=getattr(node, "checkpoint_committed", None)
+                    if getattr(node, "exactly_once", False)
+                    else None,
                 )
             )
-        return Plan(name=self.name, nodes=tuple(plan_nodes), options=opts, edges=tuple(plan_edges))
+        plan = Plan(name=self.name, nodes=tuple(plan_nodes), options=opts, edges=tuple(plan_edges))
+        check_checkpointing(plan)
+        return plan
 
     def flatten(self) -> tuple[list[NanoNode], list[Edge], dict[int, str]]:
         """Nodes, edges and names with every composite replaced by its inner nodes."""
@@ -394,6 +415,12 @@ class Pipeline:
             if runner_options:
                 impl = impl.with_options(**runner_options)  # type: ignore[attr-defined]
             plan = self.plan(RunOptions.from_kwargs(**options))
+            if plan.options.state is not None and not getattr(impl, "checkpoints", False):
+                raise GraphError(
+                    f"the {impl.name!r} runner does not take checkpoints, so state= would "
+                    "do nothing: run on the 'threads' or 'cooperative' runner, or without "
+                    "state= (at-least-once through acknowledgements, see docs/state.md)"
+                )
             wants_ui = ui is not None and ui is not False
             wants_otel = otel is not None and otel is not False
             observed = progress or metrics_port is not None or wants_ui or wants_otel

@@ -18,15 +18,15 @@ from .node_function import (
     node_function,
     run_cleanup,
 )
+from .options import NODE_OPTIONS, check_node_option
 from .policy import (
     POLICY_OPTIONS,
     ErrorPolicy,
     ItemGuard,
     PollGuard,
-    check_policy_option,
 )
 from .ports import Port
-from .run import QUEUE_OPTIONS, check_queue_option, signals_recorded
+from .run import signals_recorded
 from .signals import SourceStopped
 from .ticks import check_tick_interval
 
@@ -54,34 +54,7 @@ T = TypeVar("T")
 DEFAULT_PORT = "out"
 ERRORS_PORT = "errors"
 
-NODE_OPTIONS = (*QUEUE_OPTIONS, *POLICY_OPTIONS, "holds_items", "tick_interval")
-"""Every option ``NanoNode.configure()`` takes besides ``name`` (pipeline files use the same)."""
-
 _UNSET: Any = object()
-
-
-def check_node_option(key: str, value: Any) -> str | None:
-    """An error message if ``value`` is not valid for node option ``key``, else None.
-
-    For configuration readers, which report every problem with its place in the file.
-
-    Example:
-        >>> from nanostream._core.node import check_node_option
-        >>> check_node_option("batch_size", 0)
-        'batch_size must be a positive integer, got 0'
-        >>> check_node_option("on_error", "skip") is None
-        True
-    """
-    if key in QUEUE_OPTIONS:
-        return check_queue_option(key, value)
-    if key == "holds_items":
-        ok = isinstance(value, bool)
-        return None if ok else f"holds_items must be true or false, got {value!r}"
-    if key == "tick_interval":
-        return check_tick_interval(value)
-    if key in POLICY_OPTIONS:
-        return check_policy_option(key, value)
-    return f"unknown node option {key!r}; node options: name, {', '.join(NODE_OPTIONS)}"
 
 
 class NanoNode:
@@ -645,6 +618,39 @@ class NanoNode:
         """Runs after the node's input has ended; may yield final outputs. Override as needed."""
         return None
 
+    # ----------------------------------------------------------------- state
+    def snapshot_state(self) -> Any:
+        """Override (with :meth:`restore_state`) to keep state across restarts; see docs/state.md.
+
+        Each checkpoint of a run with a state store (``global_start(state=PATH)``) calls it
+        in the node's thread between two items (a source: right after an item it yielded
+        was handed on) and stores what it returns (picklable); a restarted run gives it back.
+
+        Example:
+            >>> import nanostream
+            >>> class Count(nanostream.NanoNode):
+            ...     def setup(self):
+            ...         self.n = 0
+            ...     def process_item(self, item):
+            ...         self.n += 1
+            ...         yield self.n
+            ...     def snapshot_state(self):
+            ...         return self.n
+            ...     def restore_state(self, state):
+            ...         self.n = state
+            >>> node = Count()
+            >>> node.setup(); node.restore_state(41); list(node.process_item("x"))
+            [42]
+        """
+        raise NotImplementedError  # pragma: no cover - defined by the nodes that keep state
+
+    def restore_state(self, state: Any) -> None:
+        """Take back what :meth:`snapshot_state` returned (called once, after ``setup()``).
+
+        Example: the one of :meth:`snapshot_state` shows the pair.
+        """
+        raise NotImplementedError  # pragma: no cover - defined by the nodes that keep state
+
     # ----------------------------------------------------------------- stop helpers
     @property
     def stop_requested(self) -> bool:
@@ -663,7 +669,8 @@ class NanoNode:
         """Sleep up to ``seconds``, waking early when the run stops; True if it was stopped.
 
         Sources that wait between items should use this instead of ``time.sleep`` so that
-        ``stop()`` takes effect at once.
+        ``stop()`` takes effect at once (and, in a run with a state store, a checkpoint's
+        barrier goes out: a source's state must be whole whenever it sleeps).
 
         Example:
             >>> import nanostream
@@ -671,10 +678,10 @@ class NanoNode:
             False
         """
         ctx = self._ns_context
+        if ctx is not None:
+            ctx.between_items()  # a checkpoint's barrier may go out while a source waits
         event = ctx.stop_event if ctx is not None else None
-        if event is None:
-            event = threading.Event()
-        return event.wait(seconds)
+        return (event or threading.Event()).wait(seconds)
 
     def wait_future(self, future: Future[Any]) -> Any:
         """The result of a ``concurrent.futures.Future`` (or its exception), waited for here.

@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .acks import Acked
-from .context import NodeContext, node_label
-from .errors import GraphError, NodeProtocolError
+from .context import NO_STATE, NodeContext, node_label
+from .errors import GraphError, NodeProtocolError, StateError
 from .fast import drive, drive_source
 from .policy import ItemGuard
 from .signals import SourceStopped
@@ -38,7 +38,9 @@ __all__ = [
     "check_contract",
     "is_async_node",
     "item_function",
+    "keeps_state",
     "node_function",
+    "restore_state",
     "run_cleanup",
     "untick",
 ]
@@ -183,6 +185,7 @@ def node_function(node: NanoNode) -> NodeFunction:
                 pass
             ctx = node._context()
             node.setup()
+            restore_state(node)
             _run_generator(node, ctx, outp)
             run_cleanup(node, outp)
 
@@ -194,6 +197,7 @@ def node_function(node: NanoNode) -> NodeFunction:
 
         def process_function(inp: Iterable[Any], outp: Callable[[Any], Any]) -> None:
             node.setup()
+            restore_state(node)
             process = item_function(node)
             if ticks:
                 inp = untick(node, inp, outp)
@@ -205,6 +209,7 @@ def node_function(node: NanoNode) -> NodeFunction:
     def guarded_function(inp: Iterable[Any], outp: Callable[[Any], Any]) -> None:
         ctx = node._context()
         node.setup()
+        restore_state(node)
         guard = ItemGuard(policy, ctx, outp, item_function(node))
         if ticks:
             inp = untick(node, inp, outp)
@@ -217,6 +222,44 @@ def node_function(node: NanoNode) -> NodeFunction:
         run_cleanup(node, outp)
 
     return guarded_function
+
+
+def keeps_state(node: NanoNode) -> bool:
+    """Whether ``node``'s class defines ``snapshot_state`` (and so ``restore_state``)."""
+    from .node import NanoNode
+
+    cls = type(node)
+    snaps = cls.snapshot_state is not NanoNode.snapshot_state
+    restores = cls.restore_state is not NanoNode.restore_state
+    if snaps != restores:
+        label = node._ns_name or cls.__name__
+        raise GraphError(
+            f"node {label!r} defines {'snapshot_state' if snaps else 'restore_state'}() "
+            f"without {'restore_state' if snaps else 'snapshot_state'}(); define both "
+            "(see docs/state.md)"
+        )
+    return snaps
+
+
+def restore_state(node: NanoNode) -> None:
+    """Give ``node`` the state its run restored for it, if any (after ``setup()``).
+
+    A ``restore_state`` that raises fails the node, with a ``StateError`` that says how to
+    start it afresh.
+    """
+    ctx = node._context()
+    state = ctx.restored_state
+    if state is NO_STATE:
+        return
+    ctx.restored_state = NO_STATE
+    try:
+        node.restore_state(state)
+    except Exception as exc:
+        raise StateError(
+            f"node {ctx.name!r} could not restore its stored state ({type(exc).__name__}: "
+            f"{exc}); if the node changed, restart with drop_state=True (--drop-state) to "
+            "start it afresh"
+        ) from exc
 
 
 def item_function(node: NanoNode) -> Callable[[Any], Iterable[Any]]:

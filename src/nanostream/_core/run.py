@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -71,6 +72,13 @@ class RunOptions:
       input slice, before the monitor warns about it by name (default 10.0).
     - ``drain_timeout``: seconds the graceful drain after SIGINT/SIGTERM may take before
       the run is aborted (default None: no limit).
+    - ``state``: the run's state store, a file path (SQLite) or a SQLAlchemy URL (default
+      None: no checkpoints). See docs/state.md.
+    - ``checkpoint_interval``: seconds between checkpoints (default 5.0).
+    - ``checkpoint_items``: a checkpoint also starts once a source has emitted this many
+      items since the last one (default None: by time only).
+    - ``drop_state``: start afresh the nodes whose stored state no longer fits (default
+      False: that is a ``StateError``).
 
     Example:
         >>> import nanostream
@@ -85,6 +93,10 @@ class RunOptions:
     log_interval: float = 30.0
     stall_timeout: float = 10.0
     drain_timeout: float | None = None
+    state: str | None = None
+    checkpoint_interval: float = 5.0
+    checkpoint_items: int | None = None
+    drop_state: bool = False
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> RunOptions:
@@ -97,6 +109,8 @@ class RunOptions:
             raise GraphError(
                 f"unknown run option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
             )
+        if isinstance(kwargs.get("state"), os.PathLike):
+            kwargs["state"] = os.fspath(kwargs["state"])
         opts = cls(**kwargs)
         for name in QUEUE_OPTIONS:
             value = getattr(opts, name)
@@ -110,7 +124,23 @@ class RunOptions:
             not isinstance(drain, (int, float)) or isinstance(drain, bool) or not drain > 0
         ):
             raise GraphError(f"drain_timeout must be a number of seconds > 0, got {drain!r}")
+        check_checkpoint_options(opts)
         return opts
+
+
+def check_checkpoint_options(opts: RunOptions) -> None:
+    """Raise ``GraphError`` unless the state and checkpoint options are usable."""
+    from .errors import GraphError
+
+    state = opts.state
+    if state is not None and (not isinstance(state, str) or not state):
+        raise GraphError(f"state must be a file path or a SQLAlchemy URL (a string), got {state!r}")
+    every = opts.checkpoint_interval
+    if isinstance(every, bool) or not isinstance(every, (int, float)) or not every > 0:
+        raise GraphError(f"checkpoint_interval must be a number of seconds > 0, got {every!r}")
+    items = opts.checkpoint_items
+    if items is not None and (isinstance(items, bool) or not isinstance(items, int) or items < 1):
+        raise GraphError(f"checkpoint_items must be a whole number >= 1, got {items!r}")
 
 
 @dataclass(frozen=True)

@@ -753,6 +753,9 @@ class CheckedOutbox(Outbox):
         self.after_demand: Callable[[], None] | None = None
         self.after_send: Callable[[], None] | None = None
         self.after_outp: Callable[[], None] | None = None
+        # Called (in the source's thread) after each flush from outp, in a run with a
+        # state store: a due checkpoint's barrier goes out there (_engine/checkpoint.py).
+        self.on_flush: Callable[[], None] | None = None
         self.outp = checked_outp(buf, self._limit, self._flush_from_outp, batch_size)
 
     def clocked_outp(
@@ -842,6 +845,8 @@ class CheckedOutbox(Outbox):
         if self._stopping and not self._stop_raised:
             self._stop_raised = True
             raise SourceStopped
+        if self.on_flush is not None:
+            self.on_flush()
         if self.after_outp is not None:
             self.after_outp()
 

@@ -8,7 +8,7 @@ what the two runners in the driver's process share besides.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from .._core.acks import AckCoordinator, Marker
@@ -18,6 +18,8 @@ from .._core.graph import Plan, PlanNode
 from .._core.run import NodeCounters, NodeStats, Run, downstream_names, local_stats
 from .._core.signals import SourceStopped
 from .channel import CheckedOutbox, Outbox
+from .checkpoint import CheckpointCoordinator
+from .checkpoint import install as install_checkpoints
 from .reader import InputReader
 
 __all__ = [
@@ -39,6 +41,17 @@ class LocalRun(Run):
         self.counters = [NodeCounters() for _ in plan.nodes]
         self.channels: list[Any] = []  # each node's Channel (None for a source)
         self.contexts: list[EngineContext] = []
+        self.checkpoints: CheckpointCoordinator | None = None
+
+    def _install_checkpoints(
+        self, boxes: Sequence[Sequence[Outbox]], readers: Sequence[InputReader | None]
+    ) -> list[Callable[[], None] | None]:
+        """With a state store: restore the nodes' state and hook checkpoints in (before any
+        node runs). Returns what each node's ``run_function`` calls when it ends well."""
+        self.checkpoints, ends = install_checkpoints(self.plan, self.contexts, boxes, readers)
+        if self.checkpoints is not None:
+            self.add_done_callback(self.checkpoints.close)
+        return ends
 
     def _bind(self) -> None:
         """Every node is running, with its context bound (before any node runs)."""
@@ -130,11 +143,14 @@ def run_function(
     reader: InputReader | None,
     boxes: list[Outbox],
     acks: AckCoordinator | None,
+    on_end: Callable[[], None] | None = None,
 ) -> None:
     """Run a node's function to its end, then end its outputs (its markers before ``END``).
 
     A source stopped by the run (``SourceStopped``) ends normally; a node that returns
-    before its input ended breaks the node contract (``NodeProtocolError``).
+    before its input ended breaks the node contract (``NodeProtocolError``). ``on_end``
+    runs once the function has ended well, before the outputs end (a run with a state
+    store takes the node's final state there, see ``_engine/checkpoint.py``).
     """
     try:
         function(inp, outp)
@@ -149,6 +165,8 @@ def run_function(
         reader.finish()  # the held markers go out before the end
     elif acks is not None:
         mark_final(index, boxes, acks)
+    if on_end is not None:
+        on_end()
     for box in boxes:
         box.close()
 

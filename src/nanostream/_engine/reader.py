@@ -10,8 +10,10 @@ batches (:func:`~nanostream._engine.channel.next_slice_len`).
 
 With a ``tick_interval``, the runner's ``get`` returns ``IDLE`` when no batch came for
 that long, and the node reads :data:`TICKS`. Acknowledgement markers (see
-:mod:`nanostream._core.acks`) are taken out of the channel here: a marker is read only once
-the node has consumed every item before it, which is when it may pass it on.
+:mod:`nanostream._core.acks`) and checkpoint barriers (see
+:mod:`nanostream._engine.checkpoint`) are taken out of the channel here: a marker or a
+barrier is read only once the node has consumed every item before it, which is when it may
+pass it on.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from .._core.acks import AckCoordinator, Marker, NodeMarkers
 from .._core.run import NodeCounters
 from .._core.ticks import TICK
 from .channel import END, IDLE, next_slice_len
+from .checkpoint import Barrier, NodeBarriers
 
 __all__ = ["COOPERATIVE_LINGER_S", "THREADS_LINGER_S", "TICKS", "InputReader"]
 
@@ -64,6 +67,7 @@ class InputReader:
 
     __slots__ = (
         "acks",
+        "barriers",
         "counters",
         "exhausted",
         "forward",
@@ -105,6 +109,8 @@ class InputReader:
         self.track_busy = track_busy  # set counters.busy_since (for the monitor)
         self.exhausted = False
         self.markers: NodeMarkers | None = None
+        # The node's checkpoint barriers, in a run with a state store (set by the run).
+        self.barriers: NodeBarriers | None = None
         # The slice the node is reading, and how many items it and those before it hold:
         # the node has read slice_end - (what is left in the slice) items.
         self.slice: Iterator[Any] = iter(())
@@ -136,6 +142,10 @@ class InputReader:
                 continue
             if type(batch) is Marker:
                 self.markers_of().arrived(batch, counters.items_in)
+                continue
+            if type(batch) is Barrier:
+                assert self.barriers is not None, "a barrier reached a run without a store"
+                self.barriers.arrived(batch)
                 continue
             n = len(batch)
             base = counters.items_in
@@ -183,6 +193,8 @@ class InputReader:
             markers = self.markers_of()
             markers.finish()
             markers.ended = True
+        if self.barriers is not None:
+            self.barriers.end_outputs()
 
     def finish(self) -> None:
         """The node function returned: its held markers go out (before its end)."""

@@ -8,6 +8,7 @@ from typing import Any
 
 from .._core.errors import ConfigError
 from .._core.node import NanoNode, NodeFunction
+from .._core.node_function import restore_state
 from .._core.ticks import TICK
 
 __all__ = ["BufferedSink", "check_flush_interval"]
@@ -106,6 +107,33 @@ class BufferedSink(NanoNode):
     def cleanup(self) -> None:
         self.flush()
 
+    def snapshot_state(self) -> Any:
+        """At a checkpoint, write what is pending first (nothing to keep: at-least-once).
+
+        So a checkpoint never counts as done a row that is not in the sink yet. A sink
+        that writes exactly once (``SQLSink(exactly_once=True)``) keeps its rows instead.
+
+        Example:
+            >>> from nanostream.nodes.sql import SQLSink
+            >>> sink = SQLSink("sqlite://", "t", flush_interval=None)
+            >>> sink._pending.append({"a": 1})
+            >>> sink.flush = lambda: print("written", sink._pending)
+            >>> sink.snapshot_state()
+            written [{'a': 1}]
+        """
+        pending = self._pending
+        self.flush()
+        if self._pending is not pending:  # the node function holds this list
+            pending.clear()
+            self._pending = pending
+        return None
+
+    def restore_state(self, state: Any) -> None:
+        """Nothing to restore: :meth:`snapshot_state` wrote what was pending.
+
+        Example: the one of :meth:`snapshot_state` shows the pair.
+        """
+
     def _due(self) -> bool:
         interval = self.flush_interval
         return interval is not None and time.monotonic() - self._since >= interval
@@ -118,6 +146,7 @@ class BufferedSink(NanoNode):
 
         def buffered_sink(inp: Iterable[Any], outp: Callable[[Any], Any]) -> None:
             node.setup()
+            restore_state(node)
             pending = node._pending
             size = node.flush_size
             timed = node.flush_interval is not None

@@ -264,12 +264,20 @@ class _Tracker:
     with it. ``emitted`` keeps the size and hash of the files emitted in this run.
     """
 
-    def __init__(self, settle: float, ledger: _Ledger | None, folder: _Folder) -> None:
+    def __init__(
+        self,
+        settle: float,
+        ledger: _Ledger | None,
+        folder: _Folder,
+        restored: dict[str, Signature] | None = None,
+    ) -> None:
         self.settle = settle
         self.ledger = ledger
         self.known: dict[str, Signature] = {}
         if ledger is not None:
             self.known = {p: sig for p, sig in ledger.known().items() if folder.wanted(p)}
+        if restored:  # what a checkpoint counted as emitted
+            self.known.update((p, tuple(sig)) for p, sig in restored.items() if folder.wanted(p))  # type: ignore[misc]
         self.pending: dict[str, tuple[Signature, float]] = {}
         self.emitted: dict[str, tuple[int, str]] = {}
 
@@ -402,6 +410,11 @@ class LocalDirectoryWatchdog(NanoNode):
       that arrived or changed while it was down, and nothing the pipeline was done with;
       a file touched but not changed (same content) is not emitted again. With a ledger,
       ``only_new`` applies to the very first start only.
+    * In a run with a state store (``state=`` of ``global_start``, see docs/state.md) each
+      checkpoint keeps the files emitted so far (path, size, modification time): a
+      restart emits the files that arrived or changed since, and repeats at most what
+      was emitted after the last checkpoint. With a state store a file is emitted once,
+      even to a sink that writes exactly once.
 
     Delivery with a ledger is at-least-once: a file is recorded when its acknowledgement
     comes, once everything made from it has reached every sink (written and, for
@@ -490,6 +503,28 @@ class LocalDirectoryWatchdog(NanoNode):
         if not polling:
             _require_watchdog()
 
+    # ----------------------------------------------------------------- state
+    _tracker: _Tracker | None = None
+    _restored: dict[str, Signature] | None = None
+
+    def snapshot_state(self) -> dict[str, Signature]:
+        """The files emitted or accounted for so far: path -> (size, modification time).
+
+        Example:
+            >>> from nanostream.nodes import LocalDirectoryWatchdog
+            >>> LocalDirectoryWatchdog(".", polling=True).snapshot_state()
+            {}
+        """
+        tracker = self._tracker
+        return dict(tracker.known) if tracker is not None else {}
+
+    def restore_state(self, state: dict[str, Signature]) -> None:
+        """Count these files as emitted (what :meth:`snapshot_state` took).
+
+        Example: the one of :meth:`snapshot_state` shows the pair.
+        """
+        self._restored = dict(state)
+
     def validate(self) -> None:
         super().validate()
         if "://" in self.directory and not self.directory.startswith("file://"):
@@ -526,14 +561,16 @@ class LocalDirectoryWatchdog(NanoNode):
             progress = AckedProgress(ledger.record_many, close=ledger.close, name=label)
         observer: Any = None
         try:
-            tracker = _Tracker(self.settle, ledger, folder)
+            restored, self._restored = self._restored, None
+            tracker = self._tracker = _Tracker(self.settle, ledger, folder, restored)
             changes: _Changes | None = None
             if not self.polling:
                 changes = _Changes()
                 observer = self._observe(root, changes)
             now = time.monotonic()
             present = folder.scan(root)
-            if self.only_new and (ledger is None or ledger.first_start):
+            first = restored is None and (ledger is None or ledger.first_start)
+            if self.only_new and first:
                 for path, sig in sorted(present.items()):
                     tracker.baseline(path, sig)
             tracker.sync(present, now)

@@ -30,6 +30,7 @@ from .._core.context import node_label
 from .._core.errors import GraphError
 from .._core.fast import drive
 from .._core.node import NanoNode, NodeFunction
+from .._core.node_function import restore_state
 from .._core.policy import POLICY_OPTIONS, ItemGuard, back_off
 from .._core.ticks import TICK
 
@@ -251,6 +252,7 @@ class Operator(NanoNode):
 
         def operator_function(inp: Iterable[Any], outp: Outp) -> None:
             node.setup()
+            restore_state(node)
             node._run(_without_ticks(inp) if drop_ticks else inp, outp)
             node._run_cleanup(outp)
 

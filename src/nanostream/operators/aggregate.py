@@ -94,6 +94,37 @@ class Aggregate(Operator):
     def _user_functions(self) -> tuple[str, ...]:
         return ("create", "add", "result", "key")
 
+    # ----------------------------------------------------------------- state
+    _accs: dict[Any, Any] | None = None
+    _restored: dict[Any, Any] | None = None
+
+    def snapshot_state(self) -> dict[Any, Any]:
+        """Every key's accumulator (see docs/state.md).
+
+        Example:
+            >>> import operator
+            >>> from nanostream.nodes import Reduce
+            >>> node = Reduce(operator.add, key=len)
+            >>> node.restore_state({1: 5})
+            >>> node._begin(), node.snapshot_state()
+            ({1: 5}, {1: 5})
+        """
+        return self._accs if self._accs is not None else {}
+
+    def restore_state(self, state: dict[Any, Any]) -> None:
+        """Start from these accumulators (what :meth:`snapshot_state` took).
+
+        Example: the one of :meth:`snapshot_state` shows the pair.
+        """
+        self._restored = dict(state)
+
+    def _begin(self) -> dict[Any, Any]:
+        """The accumulators a run starts from: restored, or none."""
+        accs = self._restored if self._restored is not None else {}
+        self._restored = None
+        self._accs = accs
+        return accs
+
     def _run(self, inp: Iterable[Any], outp: Outp) -> None:
         if self.error_policy.guarded:
             with PolicyGuard.of(self, outp) as guard:
@@ -102,7 +133,7 @@ class Aggregate(Operator):
         first, add, result = self.fold.first, self.fold.add, self.fold.result
         key_of = self.key
         each = self.emit == "each"
-        accs: dict[Any, Any] = {}
+        accs = self._begin()
         for item in inp:
             k = key_of(item) if key_of is not None else None
             acc = accs.get(k, MISSING)
@@ -121,7 +152,7 @@ class Aggregate(Operator):
         first, add, result = self.fold.first, self.fold.add, self.fold.result
         key_of = self.key
         each = self.emit == "each"
-        accs: dict[Any, Any] = {}
+        accs = self._begin()
 
         def prepare(item: Any) -> tuple[Any, Any, Any]:
             k = key_of(item) if key_of is not None else None
@@ -233,9 +264,44 @@ class Dedupe(Operator):
     def _user_functions(self) -> tuple[str, ...]:
         return ("key",) if self.key is not None else ()
 
+    # ----------------------------------------------------------------- state
+    _seen: OrderedDict[Any, float] | None = None
+    _restored_keys: list[tuple[Any, float]] | None = None
+
+    def snapshot_state(self) -> list[tuple[Any, float]]:
+        """The keys remembered, oldest first, each with its age in seconds (with ``ttl``;
+        else 0), so that a restart forgets them when it would have.
+
+        Example:
+            >>> from nanostream.nodes import Dedupe
+            >>> node = Dedupe(ttl=60, clock=lambda: 100.0)
+            >>> node.restore_state([("a", 30.0)])
+            >>> dict(node._begin()), node.snapshot_state()
+            ({'a': 70.0}, [('a', 30.0)])
+        """
+        seen = self._seen
+        if not seen:
+            return []
+        now = self.clock() if self.ttl is not None else 0.0
+        return [(k, now - at) for k, at in seen.items()]
+
+    def restore_state(self, state: list[tuple[Any, float]]) -> None:
+        """Remember these keys again (what :meth:`snapshot_state` took).
+
+        Example: the one of :meth:`snapshot_state` shows the pair.
+        """
+        self._restored_keys = list(state)
+
+    def _begin(self) -> OrderedDict[Any, float]:
+        """The keys a run starts from (key -> when its item passed): restored, or none."""
+        restored, self._restored_keys = self._restored_keys or [], None
+        now = self.clock() if self.ttl is not None and restored else 0.0
+        seen = self._seen = OrderedDict((k, now - age) for k, age in restored)
+        return seen
+
     def _run(self, inp: Iterable[Any], outp: Outp) -> None:
         key_of, ttl, max_size, clock = self.key, self.ttl, self.max_size, self.clock
-        seen: OrderedDict[Any, float] = OrderedDict()  # key -> when its item passed
+        seen = self._begin()  # key -> when its item passed
         now = 0.0
         if self.error_policy.guarded and key_of is not None:
             with PolicyGuard.of(self, outp) as guard:

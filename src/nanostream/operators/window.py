@@ -177,6 +177,34 @@ class _Windowed(Operator):
     def _handles_ticks(self) -> bool:
         return self.timestamp is None  # in event time, only items move time on
 
+    # ----------------------------------------------------------------- state
+    _restored: dict[str, Any] | None = None
+    _live: tuple[dict[Any, Any], list[Any], list[Any]] | None = None
+
+    def _begin(self) -> tuple[dict[Any, Any], list[Any], Any, Any, int, deque[tuple[int, Any]]]:
+        """What a run starts from: ``windows, heap, max_ts, watermark, seq, opened``
+        (restored, or empty); the snapshot reads the windows and heap, and ``max_ts``
+        from the mark the loop sets (``self._live``)."""
+        restored, self._restored = self._restored, None
+        if restored is None:
+            windows: dict[Any, Any] = {}
+            heap: list[Any] = []
+            max_ts: Any = _NEG_INF
+            watermark: Any = _NEG_INF
+        else:
+            windows, heap = dict(restored["windows"]), list(restored["heap"])
+            heapq.heapify(heap)
+            max_ts = restored["max_ts"]
+            if max_ts is None:
+                max_ts = watermark = _NEG_INF
+            else:
+                watermark = max_ts - self._lateness
+        seq = max((entry[2] for entry in heap), default=-1) + 1
+        # The restored windows keep every item read so far until they close.
+        opened: deque[tuple[int, Any]] = deque((0, (e[3], e[1])) for e in sorted(heap))
+        self._live = (windows, heap, [max_ts])
+        return windows, heap, max_ts, watermark, seq, opened
+
 
 def _keep(reads: int, oldest: int | None, pending: int) -> int:
     """How many of the ``reads`` items read are kept: from the ``oldest`` one still held,
@@ -253,6 +281,30 @@ class SlidingWindow(_Windowed):
         self._offset = kind.duration("offset", offset, "any")
         self._tick_every(self._step)
 
+    def snapshot_state(self) -> dict[str, Any]:
+        """The open windows, the order they close in and the latest time seen.
+
+        Example:
+            >>> from nanostream.nodes import TumblingWindow
+            >>> TumblingWindow(10).snapshot_state()
+            {'windows': {}, 'heap': [], 'max_ts': None}
+        """
+        windows, heap, mark = self._live if self._live is not None else ({}, [], [_NEG_INF])
+        max_ts = None if mark[0] == _NEG_INF else mark[0]
+        return {"windows": windows, "heap": heap, "max_ts": max_ts}
+
+    def restore_state(self, state: dict[str, Any]) -> None:
+        """Open again the windows :meth:`snapshot_state` took (when the node starts).
+
+        Example:
+            >>> from nanostream.nodes import TumblingWindow
+            >>> node = TumblingWindow(10)
+            >>> node.restore_state({"windows": {}, "heap": [], "max_ts": 5.0})
+            >>> node._begin()[2:]
+            (5.0, 5.0, 0, deque([]))
+        """
+        self._restored = state
+
     def _run(self, inp: Iterable[Any], outp: Outp) -> None:
         if self.error_policy.guarded:
             self._run_guarded(inp, outp)
@@ -264,19 +316,15 @@ class SlidingWindow(_Windowed):
         lateness = self._lateness
         late_port = self.late == "port"
         release = self.release_items
-        windows: dict[tuple[Any, Any], Any] = {}
-        heap: list[tuple[Any, Any, int, Any]] = []
-        opened: deque[tuple[int, Any]] = deque()
-        seq = 0
+        windows, heap, max_ts, watermark, seq, opened = self._begin()
+        mark = self._live[2]  # type: ignore[index]  # set by _begin
         ticks = 0
-        max_ts: Any = _NEG_INF
-        watermark: Any = _NEG_INF
         for number, item in enumerate(inp, 1):
             if item is TICK:  # processing time, no item for a while: the clock moves on
                 ticks += 1
                 ts = now()
                 if ts > max_ts and heap and heap[0][0] <= ts:
-                    max_ts = watermark = ts
+                    max_ts = watermark = mark[0] = ts
                     while heap and heap[0][0] <= watermark:
                         end, start, _, wkey = heapq.heappop(heap)
                         value = result(windows.pop((wkey, start)))
@@ -287,7 +335,7 @@ class SlidingWindow(_Windowed):
             ts = time_of(item)
             k = key_of(item) if key_of is not None else None
             if ts > max_ts:
-                max_ts = ts
+                max_ts = mark[0] = ts
                 watermark = ts - lateness
                 if heap and heap[0][0] <= watermark:
                     while heap and heap[0][0] <= watermark:
@@ -330,12 +378,8 @@ class SlidingWindow(_Windowed):
         lateness = self._lateness
         late_port = self.late == "port"
         release = self.release_items
-        windows: dict[tuple[Any, Any], Any] = {}
-        heap: list[tuple[Any, Any, int, Any]] = []
-        opened: deque[tuple[int, Any]] = deque()
-        seq = 0
-        max_ts: Any = _NEG_INF
-        watermark: Any = _NEG_INF
+        windows, heap, max_ts, watermark, seq, opened = self._begin()
+        mark = self._live[2]  # type: ignore[index]  # set by _begin
 
         def prepare(item: Any) -> tuple[Any, Any, list[tuple[Any, Any]] | None]:
             """The item's time, key and new accumulators, changing nothing."""
@@ -373,7 +417,7 @@ class SlidingWindow(_Windowed):
                         continue
                 ts, _, updates = prepared
                 if ts > max_ts:
-                    max_ts = ts
+                    max_ts = mark[0] = ts
                     watermark = ts - lateness
                     if heap and heap[0][0] <= watermark:
                         while heap and heap[0][0] <= watermark:
@@ -489,20 +533,16 @@ class TumblingWindow(SlidingWindow):
         lateness = self._lateness
         late_port = self.late == "port"
         release = self.release_items
-        windows: dict[tuple[Any, Any], Any] = {}
+        windows, heap, max_ts, watermark, seq, opened = self._begin()
+        mark = self._live[2]  # type: ignore[index]  # set by _begin
         get = windows.get
-        heap: list[tuple[Any, Any, int, Any]] = []
         push, pop = heapq.heappush, heapq.heappop
-        opened: deque[tuple[int, Any]] = deque()
-        seq = 0
-        max_ts: Any = _NEG_INF
-        watermark: Any = _NEG_INF
         for reads, item in enumerate(inp, 1):
             ts = ts_of(item)
             if ts.__class__ not in plain:
                 ts = point("timestamp", ts, label)
             if ts > max_ts:
-                max_ts = ts
+                max_ts = mark[0] = ts
                 watermark = ts - lateness
                 if heap and heap[0][0] <= watermark:
                     while heap and heap[0][0] <= watermark:

@@ -125,6 +125,7 @@ class _Task:
         "inp",
         "is_source",
         "name",
+        "on_end",
         "outp",
         "parked",
         "queued",
@@ -158,6 +159,8 @@ class _Task:
         self.done = False
         self.parked = False
         self.timer = 0  # the id of the input timer that may wake the task (0: none)
+        # Called when the function ended well, before its outputs end (checkpoints).
+        self.on_end: Callable[[], None] | None = None
         self.index = -1  # the node's plan index
         self.reader: InputReader | None = None  # its inp, if it reads input
 
@@ -411,6 +414,7 @@ class Scheduler:
                 reader=task.reader,
                 boxes=task.box_list,
                 acks=self.acks,
+                on_end=task.on_end,
             )
             counters.state = "finished"
         except RunAborted as exc:

@@ -75,6 +75,10 @@ class CooperativeRun(LocalRun):
             )
             for pn, task in zip(plan.nodes, self.sched.tasks, strict=True)
         ]
+        tasks = self.sched.tasks
+        ends = self._install_checkpoints([t.box_list for t in tasks], [t.reader for t in tasks])
+        for task, on_end in zip(tasks, ends, strict=True):
+            task.on_end = on_end
         # NanoNode.sleep() waits on it: inside a node, the other nodes run meanwhile
         self.stop_event: threading.Event = self.sched.stop_event
         self.channels = [task.channel for task in self.sched.tasks]
@@ -180,6 +184,8 @@ class CooperativeRunner:
     """
 
     name = "cooperative"
+    #: It takes checkpoints into a run's state store (``state=``, see docs/state.md).
+    checkpoints = True
 
     def start(self, plan: Plan) -> Run:
         """Start ``plan``; returns its run handle."""

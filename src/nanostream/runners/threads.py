@@ -79,6 +79,9 @@ class ThreadRun(LocalRun):
             )
             for pn in nodes
         ]
+        self._on_end = self._install_checkpoints(
+            [list(boxes.values()) for boxes in self.outboxes], [c.reader for c in self.contexts]
+        )
         self.monitor = Monitor(self)
         self._joined = False
 
@@ -148,6 +151,7 @@ class ThreadRun(LocalRun):
                 reader=reader,
                 boxes=box_list,
                 acks=self.acks,
+                on_end=self._on_end[pn.index],
             )
             counters.state = "finished"
         except RunAborted:
@@ -280,6 +284,8 @@ class ThreadsRunner:
     """
 
     name = "threads"
+    #: It takes checkpoints into a run's state store (``state=``, see docs/state.md).
+    checkpoints = True
 
     def start(self, plan: Plan) -> Run:
         """Start ``plan``; returns its run handle."""

@@ -75,6 +75,16 @@ class SQLSink(BufferedSink):
     A connection lost while writing is retried ``retries`` times with exponential
     back-off; the batch is rewritten in a fresh transaction, so nothing is lost or doubled.
 
+    With ``exactly_once=True`` (in a run with a state store, ``state=``; see
+    docs/state.md) rows are written only at checkpoints: a checkpoint keeps the rows that
+    came since the one before, and once it is committed they are written in one
+    transaction together with the checkpoint's number in ``nanostream_sink_commits`` (a
+    table in the sink's database), so rows that a restart restores or replays are written
+    once, never twice and never lost. ``commit_every`` and ``flush_interval`` do not apply
+    then; rows wait for the next checkpoint (``checkpoint_interval``), in memory and in
+    the state store. The pipeline is refused unless every source can replay from a
+    checkpoint and this is its only sink.
+
     Acknowledgements (``nanostream.Acked``) of the items written wait until their
     transaction is committed, so a source that commits its progress on acknowledgement
     (:class:`SQLSource` with ``state_file``, the directory watchdog's ledger, a Redis
@@ -115,6 +125,7 @@ class SQLSink(BufferedSink):
         backoff: float = 0.5,
         max_backoff: float = 30.0,
         engine_options: Mapping[str, Any] | None = None,
+        exactly_once: bool = False,
         name: str | None = None,
         queue_size: int | None = None,
         **options: Any,
@@ -122,6 +133,12 @@ class SQLSink(BufferedSink):
         super().__init__(name=name, queue_size=queue_size)
         _require_sqlalchemy()
         self.commit_every = _row_count(self, "commit_every", commit_every, options)
+        if not isinstance(exactly_once, bool):
+            raise ConfigError(f"SQLSink exactly_once must be true or false, got {exactly_once!r}")
+        self.exactly_once = exactly_once
+        # exactly_once: (checkpoint number, rows) kept by checkpoints, not yet written
+        self._staged: list[tuple[int, list[Any]]] = []
+        self._checkpoints = 0
         if mode not in ("insert", "upsert"):
             raise ConfigError(f"SQLSink mode must be 'insert' or 'upsert', got {mode!r}")
         keys = (key,) if isinstance(key, str) else tuple(key or ())
@@ -163,9 +180,10 @@ class SQLSink(BufferedSink):
         """Write the pending rows in one transaction (retried if the connection drops).
 
         Once it is committed, the items read so far are done (:meth:`release_items`).
+        With ``exactly_once`` rows wait for the next checkpoint instead.
         """
         rows = self._pending
-        if not rows:
+        if not rows or self.exactly_once:
             return
         import sqlalchemy as sa
 
@@ -201,6 +219,120 @@ class SQLSink(BufferedSink):
         self.rows_written += len(rows)
         self._empty_buffer()
         self.release_items()  # their sources' acknowledgements may go now
+
+    # ------------------------------------------------------------------ exactly once
+    def snapshot_state(self) -> Any:
+        """With ``exactly_once``: the rows since the last checkpoint, kept by this one (and
+        the ones kept before and not written yet); else write what is pending.
+
+        Example:
+            >>> from nanostream.nodes.sql import SQLSink
+            >>> sink = SQLSink("sqlite://", "t", exactly_once=True)
+            >>> sink._pending.append({"a": 1})
+            >>> sink.snapshot_state()
+            (1, [(1, [{'a': 1}])])
+        """
+        if not self.exactly_once:
+            return super().snapshot_state()
+        self._checkpoints += 1
+        self._staged.append((self._checkpoints, list(self._pending)))
+        self._pending.clear()  # the node function holds this list
+        return self._checkpoints, list(self._staged)
+
+    def restore_state(self, state: Any) -> None:
+        """With ``exactly_once``: write, once, the rows the restored checkpoint kept.
+
+        Example: the one of :meth:`snapshot_state` shows the pair.
+        """
+        if not self.exactly_once or state is None:
+            return
+        self._checkpoints, staged = state
+        self._staged = list(staged)
+        self.checkpoint_committed()
+
+    def checkpoint_committed(self) -> None:
+        """The checkpoint holding the kept rows is committed: write them, each checkpoint's
+        rows in one transaction with its number, skipping a number already written.
+
+        Example:
+            >>> from nanostream.nodes.sql import SQLSink
+            >>> SQLSink("sqlite://", "t").checkpoint_committed()  # nothing kept
+        """
+
+        staged = self._staged
+        if not staged:
+            return
+        reopened = self._db.engine is None  # the final checkpoint: the node function ended
+        if reopened:
+            self._db.open("SQLSink")
+        try:
+            self._write_staged(staged)
+        finally:
+            if reopened:
+                self._db.close()
+        self.release_items(keep=len(self._pending))
+
+    def _write_staged(self, staged: list[tuple[int, list[Any]]]) -> None:
+        import sqlalchemy as sa
+
+        engine = self._db.engine
+        assert engine is not None
+        sink = self._context().name
+        marks = sa.Table(
+            "nanostream_sink_commits",
+            sa.MetaData(),
+            sa.Column("sink", sa.String(400), primary_key=True),
+            sa.Column("checkpoint", sa.Integer, nullable=False),
+        )
+        while staged:
+            number, rows = staged[0]
+            self._write_checkpoint(engine, marks, sink, number, rows)
+            self.rows_written += len(rows)
+            staged.pop(0)
+
+    def _write_checkpoint(
+        self, engine: sa.Engine, marks: sa.Table, sink: str, number: int, rows: list[Any]
+    ) -> None:
+        """Write one checkpoint's rows and its number in one transaction, unless written."""
+        import sqlalchemy as sa
+
+        def write() -> None:
+            with engine.begin() as conn:
+                marks.create(conn, checkfirst=True)
+                done = conn.execute(
+                    sa.select(marks.c.checkpoint).where(marks.c.sink == sink)
+                ).scalar()
+                if done is not None and done >= number:
+                    return  # written before a restart
+                if rows:
+                    table = self._resolve_table(conn, rows)
+                    self._write(conn, table, rows)
+                    self._table = table
+                if done is None:
+                    conn.execute(marks.insert().values(sink=sink, checkpoint=number))
+                else:
+                    conn.execute(
+                        marks.update().where(marks.c.sink == sink).values(checkpoint=number)
+                    )
+
+        def fail(exc: sa.exc.DBAPIError) -> BaseException:
+            return self._db.error(
+                f"SQLSink could not write checkpoint {number} to table {self.table!r} at "
+                f"{self._db.shown}",
+                exc,
+            )
+
+        retry_lost_connection(
+            self,
+            write,
+            errors=sa.exc.DBAPIError,
+            lost=_is_disconnect,
+            fail=fail,
+            log=log,
+            shown=self._db.shown,
+            doing=f" while writing checkpoint {number}",
+            reason=lambda exc: type(exc.orig).__name__,
+        )
 
     def _resolve_table(self, conn: sa.Connection, rows: list[Mapping[str, Any]]) -> sa.Table:
         if self._table is not None:

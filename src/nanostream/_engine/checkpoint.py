@@ -1,0 +1,372 @@
+"""Checkpoints on the local runners: barriers through the graph, snapshots, commits.
+
+A run with a state store (``RunOptions.state``) takes a checkpoint every
+``checkpoint_interval`` seconds (or ``checkpoint_items`` items of a source) without
+stopping the stream, in the manner of Chandy and Lamport's snapshots:
+
+- *Barriers.* When a checkpoint is due, each source, right after it has handed on an item
+  (its outbox flushed, in its own thread), snapshots its state (``PlanNode.snapshot``: its
+  position) and puts a :class:`Barrier` with the checkpoint's epoch into every output
+  channel, after everything it has sent. The other sources are asked to send at their next
+  item, and do the same then.
+- *Alignment.* A node reads a barrier only once it has consumed every item before it on
+  that channel (see :mod:`nanostream._engine.reader`). When the barrier of an epoch has
+  arrived from each of its live inputs, the node snapshots its state, and passes the
+  barrier on after the outputs of those items (:class:`NodeBarriers`). A node whose input
+  ended sends :data:`ENDED` instead of further barriers, so its consumers stop counting on
+  it.
+- *Commit.* When the barrier of an epoch has reached every sink (or the sink has ended),
+  the snapshots of that epoch are the state of one consistent cut: the coordinator
+  commits them to the store in one transaction (:class:`CheckpointCoordinator`). When every
+  node has ended well, their final states are committed too.
+
+A restarted run hands each node the state its name has in the store
+(``NodeContext.restored_state``), which its adapter gives to ``restore_state`` after
+``setup()``. See docs/state.md for the guarantees and the limits (a node that merges
+several inputs aligns by count, which is exact for state but not for exactly-once sinks).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .._core.context import NodeContext
+from .._core.errors import StateError
+from .._core.graph import Plan, PlanNode
+from ..state.store import Checkpoint, StateStore, encode_state, open_store
+from .channel import CheckedOutbox, Outbox
+
+if TYPE_CHECKING:
+    from .reader import InputReader
+
+__all__ = ["ENDED", "Barrier", "CheckpointCoordinator", "NodeBarriers", "install"]
+
+log = logging.getLogger("nanostream")
+
+
+class Barrier:
+    """A checkpoint's barrier in a channel: the items before it belong to epoch ``epoch``."""
+
+    __slots__ = ("epoch",)
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:  # counts as no items in a channel's depth
+        return 0
+
+    def __repr__(self) -> str:
+        return f"Barrier({self.epoch})"
+
+
+#: Sent by a node whose outputs end: no more barriers come from it on that channel.
+ENDED = Barrier(-1)
+
+
+class CheckpointCoordinator:
+    """One run's checkpoints: when they are due, their snapshots, their commits.
+
+    Safe to call from any node's thread. ``sources`` holds each source's outboxes (to ask
+    it to send at its next item when a checkpoint begins).
+
+    Example:
+        >>> import os, tempfile, nanostream
+        >>> from nanostream.state import open_store
+        >>> src = nanostream.from_iterable([1], name="src")
+        >>> _ = src > nanostream.testing.Collect(name="sink")
+        >>> plan = nanostream.pipeline_of(src).plan()
+        >>> store = open_store(os.path.join(tempfile.mkdtemp(), "run.state"))
+        >>> coordinator = CheckpointCoordinator(plan, store, None, {})
+        >>> coordinator.ended(0, None); coordinator.ended(1, None)
+        >>> store.load().epoch
+        1
+        >>> store.close()
+    """
+
+    def __init__(
+        self,
+        plan: Plan,
+        store: StateStore,
+        restored: Checkpoint | None,
+        sources: dict[int, Sequence[Outbox]],
+    ) -> None:
+        self.plan = plan
+        self.store = store
+        self.sources = sources
+        opts = plan.options
+        self.interval = opts.checkpoint_interval
+        self.items = opts.checkpoint_items
+        self.epoch = restored.epoch if restored is not None else 0  # the last one begun
+        self.committed = self.epoch
+        self.commits = 0
+        self._lock = threading.Lock()
+        self._due = time.monotonic() + self.interval
+        self._injected = dict.fromkeys(sources, self.epoch)
+        self._items_at = dict.fromkeys(sources, 0)
+        self._keeps = [pn.index for pn in plan.nodes if pn.snapshot is not None]
+        self._sinks = {pn.index for pn in plan.nodes if not pn.outputs}
+        self._snaps: dict[int, dict[int, bytes]] = {}
+        self._reached: dict[int, set[int]] = {}
+        self._final: dict[int, bytes] = {}
+        self._ended: set[int] = set()
+
+    # ----------------------------------------------------------------- sources
+    def source_flushed(self, pn: PlanNode, boxes: Sequence[Outbox], items_out: int) -> None:
+        """A source has just handed on an item (its thread): begin or join a checkpoint.
+
+        A source sends the barrier of every epoch begun since its last one, in order (the
+        same snapshot for each), so that every node sees each epoch from each input.
+        """
+        index = pn.index
+        done = self._injected[index]
+        if done >= self.epoch:
+            if time.monotonic() < self._due and (
+                self.items is None or items_out - self._items_at[index] < self.items
+            ):
+                return
+            with self._lock:
+                begun = self.epoch <= done  # else another source began one meanwhile
+                if begun:
+                    self.epoch += 1
+                    self._due = time.monotonic() + self.interval
+            if begun:
+                for others in self.sources.values():  # they send at their next item
+                    for box in others:
+                        if isinstance(box, CheckedOutbox):
+                            box.preempt()
+        target = self.epoch
+        self._items_at[index] = items_out
+        blob = encode_state(pn.snapshot()) if pn.snapshot is not None else None
+        for box in boxes:
+            box.flush()
+        for epoch in range(done + 1, target + 1):
+            if blob is not None:
+                self.record(index, epoch, blob)
+            barrier = Barrier(epoch)
+            for box in boxes:
+                for channel in box.channels:
+                    channel.put(barrier, box.counters)
+            if index in self._sinks:
+                self.reached(index, epoch)
+        self._injected[index] = target
+
+    # ----------------------------------------------------------------- nodes
+    def record(self, index: int, epoch: int, blob: bytes) -> None:
+        """Node ``index``'s state at ``epoch`` (taken in its thread as the barrier passed)."""
+        with self._lock:
+            self._snaps.setdefault(epoch, {})[index] = blob
+
+    def reached(self, sink: int, epoch: int) -> None:
+        """The barrier of ``epoch`` has reached ``sink``; commit what is complete."""
+        with self._lock:
+            self._reached.setdefault(epoch, set()).add(sink)
+            self._commit_complete()
+
+    def ended(self, index: int, blob: bytes | None) -> None:
+        """Node ``index`` ended well, with this final state; the last one commits them all."""
+        with self._lock:
+            if blob is not None:
+                self._final[index] = blob
+            self._ended.add(index)
+            self._commit_complete()
+            if len(self._ended) == len(self.plan.nodes):
+                self.epoch += 1
+                self._commit(self.epoch, {})
+
+    def _commit_complete(self) -> None:
+        """Commit, in order, each begun epoch whose barrier every live sink has passed."""
+        for epoch in sorted(self._reached.keys() | self._snaps.keys()):
+            reached = self._reached.get(epoch, set())
+            if not self._sinks <= (reached | self._ended):
+                return
+            snaps = self._snaps.pop(epoch, {})
+            self._reached.pop(epoch, None)
+            if epoch > self.committed:
+                self._commit(epoch, snaps)
+
+    def _commit(self, epoch: int, snaps: dict[int, bytes]) -> None:
+        nodes = self.plan.nodes
+        states: dict[str, tuple[str, bytes]] = {}
+        for i in self._keeps:
+            blob = snaps.get(i, self._final.get(i))
+            if blob is None:  # pragma: no cover - every node passes each barrier
+                raise StateError(f"checkpoint {epoch} has no state of node {nodes[i].name!r}")
+            states[nodes[i].name] = (nodes[i].kind, blob)
+        self.store.commit(epoch, self.plan.name, states)
+        self.committed = epoch
+        self.commits += 1
+
+    def close(self) -> None:
+        """Release the store (when the run has ended)."""
+        self.store.close()
+
+
+class NodeBarriers:
+    """The barriers that reach one node: counted per epoch, then snapshot and pass on.
+
+    Runs in the node's thread. ``inputs`` is how many input edges the node has.
+    """
+
+    def __init__(
+        self,
+        pn: PlanNode,
+        coordinator: CheckpointCoordinator,
+        forward: Callable[[Any], None],
+    ) -> None:
+        self.pn = pn
+        self.coordinator = coordinator
+        self.forward = forward
+        self.live = len(pn.inputs)
+        self.terminal = not pn.outputs
+        self.outputs_ended = False
+        self._arrivals: dict[int, int] = {}
+        self._told = coordinator.committed
+
+    def arrived(self, barrier: Barrier) -> None:
+        """``barrier`` was read after every item before it on its channel."""
+        if barrier is ENDED:
+            self.live -= 1
+        else:
+            self._arrivals[barrier.epoch] = self._arrivals.get(barrier.epoch, 0) + 1
+        for epoch in sorted(self._arrivals):
+            if self._arrivals[epoch] < self.live:
+                break
+            del self._arrivals[epoch]
+            self._align(epoch)
+
+    def _align(self, epoch: int) -> None:
+        pn = self.pn
+        if pn.snapshot is not None:
+            self.coordinator.record(pn.index, epoch, encode_state(pn.snapshot()))
+        if self.terminal:
+            self.coordinator.reached(pn.index, epoch)
+            self._committed()
+        elif not self.outputs_ended:
+            self.forward(Barrier(epoch))
+
+    def finish(self) -> None:
+        """The node ended well: its final state, and :data:`ENDED` to its consumers."""
+        for epoch in sorted(self._arrivals):  # inputs that ended before these barriers
+            self._align(epoch)
+        self._arrivals.clear()
+        self.end()
+
+    def end_outputs(self) -> None:
+        """The node ends its outputs now (before its input ended): no barrier follows."""
+        if not self.terminal and not self.outputs_ended:
+            self.outputs_ended = True
+            self.forward(ENDED)
+
+    def end(self) -> None:
+        """The node ended well (a source: its generator is done)."""
+        pn = self.pn
+        self.end_outputs()
+        snapshot = pn.snapshot
+        self.coordinator.ended(pn.index, encode_state(snapshot()) if snapshot else None)
+        self._committed()
+
+    def _committed(self) -> None:
+        """Tell a sink that writes exactly once that its snapshot is committed (its thread:
+        being the only sink, it commits every checkpoint itself)."""
+        committed = self.coordinator.committed
+        if self.pn.on_commit is not None and committed > self._told:
+            self._told = committed
+            self.pn.on_commit()
+
+
+def _restore(plan: Plan, store: StateStore, contexts: Sequence[NodeContext]) -> Checkpoint | None:
+    """Give each node its stored state; refuse state that no longer fits (or drop it)."""
+    checkpoint = store.load()
+    if checkpoint is None:
+        return None
+    by_name = {pn.name: pn for pn in plan.nodes}
+    misfits: list[str] = []
+    for name, (kind, _state) in sorted(checkpoint.states.items()):
+        pn = by_name.get(name)
+        if pn is None:
+            misfits.append(f"{name!r} (no node of that name now)")
+        elif pn.snapshot is None:
+            misfits.append(f"{name!r} (the node keeps no state now)")
+        elif kind != pn.kind:
+            misfits.append(f"{name!r} (stored by a {kind}, the node is a {pn.kind})")
+    if misfits:
+        if not plan.options.drop_state:
+            raise StateError(
+                f"the state store {store.where} holds state that does not fit this pipeline: "
+                f"{', '.join(misfits)}; restart with drop_state=True (--drop-state) to drop "
+                "it and start those nodes afresh, or rename the nodes back"
+            )
+        dropped = [m.split(" ", 1)[0].strip("'") for m in misfits]
+        log.warning("dropping the stored state of %s", ", ".join(misfits))
+        store.drop(dropped)
+    for pn in plan.nodes:
+        entry = checkpoint.states.get(pn.name)
+        if entry is not None and pn.snapshot is not None and entry[0] == pn.kind:
+            contexts[pn.index].restored_state = entry[1]
+    return checkpoint
+
+
+def install(
+    plan: Plan,
+    contexts: Sequence[NodeContext],
+    boxes: Sequence[Sequence[Outbox]],
+    readers: Sequence[InputReader | None],
+) -> tuple[CheckpointCoordinator | None, list[Callable[[], None] | None]]:
+    """Open the run's store, restore the nodes' state and hook the checkpoints in.
+
+    Returns the coordinator (None without a store) and, per node, what to call when its
+    function has returned well (before its outputs end).
+    """
+    if plan.options.state is None:
+        return None, [None] * len(plan.nodes)
+    store = open_store(plan.options.state)
+    try:
+        restored = _restore(plan, store, contexts)
+    except BaseException:
+        store.close()
+        raise
+    sources = {pn.index: boxes[pn.index] for pn in plan.nodes if pn.is_source}
+    coordinator = CheckpointCoordinator(plan, store, restored, sources)
+    ends: list[Callable[[], None] | None] = []
+    for pn in plan.nodes:
+        node_boxes = boxes[pn.index]
+        reader = readers[pn.index]
+        if reader is None:
+            counters = node_boxes[0].counters if node_boxes else None
+            hook = _source_hook(coordinator, pn, node_boxes, counters)
+            for box in node_boxes:
+                if isinstance(box, CheckedOutbox):
+                    box.on_flush = hook
+            contexts[pn.index].on_idle = hook  # while it sleeps between items
+            barriers = NodeBarriers(pn, coordinator, partial_forward(node_boxes))
+            ends.append(barriers.end)
+        else:
+            reader.barriers = barriers = NodeBarriers(pn, coordinator, reader.forward)
+            ends.append(barriers.finish)
+    return coordinator, ends
+
+
+def _source_hook(
+    coordinator: CheckpointCoordinator, pn: PlanNode, boxes: Sequence[Outbox], counters: Any
+) -> Callable[[], None]:
+    def on_flush() -> None:
+        coordinator.source_flushed(pn, boxes, counters.items_out if counters else 0)
+
+    return on_flush
+
+
+def partial_forward(boxes: Sequence[Outbox]) -> Callable[[Any], None]:
+    """Put a barrier into every output channel of a source, after all it has sent."""
+
+    def forward(barrier: Any) -> None:
+        for box in boxes:
+            box.flush()
+        for box in boxes:
+            for channel in box.channels:
+                channel.put(barrier, box.counters)
+
+    return forward

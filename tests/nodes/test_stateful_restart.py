@@ -1,0 +1,182 @@
+"""The stateful operators keep their state across a crash and a restart (docs/state.md).
+
+Each test fails a run at a random output (in the sink, so every checkpoint before that
+output has been committed: a checkpoint commits in the thread of the sink it reaches
+last), restarts it from the state store, and compares what an exactly-once sink (whose
+state is what it kept) holds at the end with what an uninterrupted run gives: the same
+items, in the same order.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+import nanostream
+from nanostream.nodes import Aggregate, Dedupe, Reduce, SlidingWindow, TumblingWindow
+
+LOCAL = ["threads", "cooperative"]
+
+
+class Events(nanostream.NanoNode):
+    """Emits ``events`` from its stored position."""
+
+    def __init__(self, events: list[Any]) -> None:
+        super().__init__(name="events")
+        self.events = events
+
+    def setup(self) -> None:
+        self.position = 0
+
+    def generator(self) -> Iterator[Any]:
+        while self.position < len(self.events):
+            self.position += 1
+            yield self.events[self.position - 1]
+
+    def snapshot_state(self) -> int:
+        return self.position
+
+    def restore_state(self, state: int) -> None:
+        self.position = state
+
+
+class Keep(nanostream.NanoNode):
+    """A sink whose state is what it kept: exactly once into memory."""
+
+    exactly_once = True
+
+    def __init__(self, *, fail_at: int | None = None) -> None:
+        super().__init__(name="keep")
+        self.items: list[Any] = []
+        self.fail_at = fail_at
+        self.received = 0
+
+    def process_item(self, item: Any) -> None:
+        self.received += 1
+        if self.received == self.fail_at:
+            raise RuntimeError("crash")
+        self.items.append(item)
+
+    def snapshot_state(self) -> list[Any]:
+        return self.items
+
+    def restore_state(self, state: list[Any]) -> None:
+        self.items = list(state)
+
+
+def crash_and_restart(
+    middle: Callable[[], nanostream.NanoNode],
+    events: list[Any],
+    fail_at: int,
+    path: Path,
+    runner: str,
+) -> list[Any]:
+    """What the sink kept after a crash at its ``fail_at``-th item and a restart."""
+    crashed = Keep(fail_at=fail_at)
+    Events(events) > middle() > crashed
+    with pytest.raises(nanostream.NodeFailed, match="keep"):
+        crashed.global_start(state=str(path), checkpoint_items=1, batch_size=1, runner=runner)
+    restarted = Keep()
+    Events(events) > middle() > restarted
+    restarted.global_start(state=str(path), runner=runner)
+    return restarted.items
+
+
+def uninterrupted(
+    middle: Callable[[], nanostream.NanoNode], events: list[Any], runner: str
+) -> list[Any]:
+    plain = Keep()
+    plain.exactly_once = False
+    Events(events) > middle() > plain
+    plain.global_start(runner=runner)
+    return plain.items
+
+
+MIDDLES: dict[str, Callable[[], nanostream.NanoNode]] = {
+    "reduce": lambda: Reduce(operator.add, key=lambda e: e[0], name="op"),
+    "aggregate-end": lambda: Aggregate(
+        create=lambda: 0,
+        add=lambda acc, e: acc + e[1],
+        key=lambda e: e[0],
+        emit="end",
+        name="op",
+    ),
+    "dedupe": lambda: Dedupe(key=lambda e: e, name="op"),
+    "tumbling": lambda: TumblingWindow(
+        10,
+        timestamp=lambda e: e[1],
+        key=lambda e: e[0],
+        reduce=lambda acc, e: acc + 1,
+        initial=0,
+        name="op",
+    ),
+    "sliding": lambda: SlidingWindow(
+        10,
+        5,
+        timestamp=lambda e: e[1],
+        key=lambda e: e[0],
+        reduce=lambda acc, e: acc + 1,
+        initial=0,
+        name="op",
+    ),
+    "sliding-guarded": lambda: SlidingWindow(
+        10,
+        5,
+        timestamp=lambda e: e[1],
+        key=lambda e: e[0],
+        name="op",
+        on_error="skip",
+    ),
+}
+
+events_strategy = st.lists(
+    st.tuples(st.sampled_from("abc"), st.integers(min_value=0, max_value=60)),
+    min_size=2,
+    max_size=40,
+).map(lambda es: [(k, t) for k, t in sorted(es, key=lambda e: e[1])])
+
+
+@pytest.mark.parametrize("local_runner", LOCAL)
+@pytest.mark.parametrize("kind", sorted(MIDDLES))
+@settings(
+    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(events=events_strategy, data=st.data())
+def test_a_crash_and_restart_gives_what_an_uninterrupted_run_gives(
+    tmp_path_factory: pytest.TempPathFactory,
+    local_runner: str,
+    kind: str,
+    events: list[Any],
+    data: st.DataObject,
+) -> None:
+    plain = uninterrupted(MIDDLES[kind], events, local_runner)
+    assume(len(plain) >= 2)
+    fail_at = data.draw(st.integers(min_value=2, max_value=len(plain)))
+    path = tmp_path_factory.mktemp("state") / "run.state"
+    restarted = crash_and_restart(MIDDLES[kind], events, fail_at, path, local_runner)
+    assert restarted == plain
+
+
+def test_session_windows_keep_no_state_yet_and_are_refused(tmp_path: Path) -> None:
+    from nanostream.nodes import SessionWindow
+
+    keep = Keep()
+    Events([("a", 1)]) > SessionWindow(5, timestamp=lambda e: e[1], name="sessions") > keep
+    with pytest.raises(nanostream.GraphError, match="'sessions' keeps items between reads"):
+        keep.global_start(state=str(tmp_path / "run.state"))
+
+
+def test_dedupe_forgets_a_restored_key_when_its_ttl_has_passed() -> None:
+    """Ages are kept, not clock readings: a restarted clock starts anywhere."""
+    times = iter([100.0, 101.0, 101.0])  # the start, then one reading per item
+    node = Dedupe(ttl=10, clock=lambda: next(times))
+    node.restore_state([("old", 9.5), ("young", 1.0)])
+    out: list[Any] = []
+    node.as_function()(iter(["old", "young"]), out.append)
+    assert out == ["old"]  # 10.5 s old at the first item: forgotten; "young" is 2 s old
