@@ -704,3 +704,26 @@ def test_s3_credentials_come_from_the_usual_chain_without_storage_options(
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(profile))
     options["profile"] = "etl"
     assert read() == [{"a": "1", "b": "2"}]  # from a profile of the shared credentials file
+
+
+@pytest.mark.parametrize("kind", ["parquet", "feather"])
+def test_columnar_files_round_trip_through_a_store(store: Store, runner: str, kind: str) -> None:
+    """ParquetWriter/FeatherWriter publish to a URL; the readers read it back from there."""
+    pytest.importorskip("pyarrow", reason="pip install 'nanostream[parquet]'")
+    from nanostream.nodes.columnar import FeatherReader, FeatherWriter, ParquetReader, ParquetWriter
+
+    writer, reader = (
+        (ParquetWriter, ParquetReader)
+        if kind == "parquet"
+        else (
+            FeatherWriter,
+            FeatherReader,
+        )
+    )
+    rows = [{"id": i, "name": f"n{i}", "price": i / 4} for i in range(500)]
+    url = store.url(f"rows.{kind}")
+    published = run_nodes(rows, writer(url, storage_options=store.options), runner=runner)
+    assert [str(p) for p in published] == [url]
+    assert store.listing() == [f"rows.{kind}"]
+    back = run_nodes([url], reader(storage_options=store.options), runner=runner)
+    assert back == rows

@@ -47,6 +47,7 @@ from ..operators._arrow import (
 )
 from ._fileread import FileBytes, FormatError
 from ._filesink import AtomicFile, FileSink
+from ._filesystems import filesystem, is_url
 from .formats import _RecordReader
 
 __all__ = [
@@ -71,7 +72,9 @@ def _check_count(node: str, option: str, value: Any) -> int:
 class _ColumnarReader(_RecordReader):
     """A reader of a columnar file per input item, by record batches.
 
-    An input item is the file: a path (``str`` or ``os.PathLike``) or its bytes. A unit
+    An input item is the file: a path (``str`` or ``os.PathLike``), a URL (read through
+    fsspec with ``storage_options``, as for :class:`~nanostream.nodes.CSVReader`; see
+    docs/storage.md) or its bytes. A unit
     of the file (a Parquet row group, an IPC record batch) that cannot be read is a bad
     record: with ``on_error="skip"`` an error record (``{"source", "line": None,
     "text": ""}``, the message naming the unit) and the reader goes on with the next unit;
@@ -88,12 +91,14 @@ class _ColumnarReader(_RecordReader):
         batch_format: str = "arrow",
         columns: Sequence[str] | None = None,
         rows_per_batch: int = _ROWS_PER_BATCH,
+        storage_options: Mapping[str, Any] | None = None,
         name: str | None = None,
         **options: Any,
     ) -> None:
         super().__init__(name=name)
         label = name or type(self).__name__
         require_pyarrow()
+        self._keep_storage_options(storage_options)
         check_batch_format(batch_format, label)
         if batch_format != "arrow" and not as_batches:
             raise GraphError(
@@ -133,11 +138,15 @@ class _ColumnarReader(_RecordReader):
         self._index += 1
         source, where = self._source_of(item)
         convert = self.batch_format
-        for batch in self._batches(source, where):
-            if self.as_batches:
-                yield convert_batch(batch, convert)
-            else:
-                yield from batch.to_pylist()
+        try:
+            for batch in self._batches(source, where):
+                if self.as_batches:
+                    yield convert_batch(batch, convert)
+                else:
+                    yield from batch.to_pylist()
+        finally:
+            if isinstance(item, str) and is_url(item):  # a file this node opened at a URL
+                source.close()
 
     def _source_of(self, item: Any) -> tuple[Any, str]:
         """What pyarrow reads for ``item``, and how messages name it."""
@@ -145,6 +154,9 @@ class _ColumnarReader(_RecordReader):
             return require_pyarrow().BufferReader(bytes(item)), item.path
         if isinstance(item, (bytes, bytearray, memoryview)):
             return require_pyarrow().BufferReader(bytes(item)), f"input item #{self._index}"
+        if isinstance(item, str) and is_url(item):  # read through fsspec (docs/storage.md)
+            fs, path = filesystem(item, self._storage)
+            return fs.open(path, "rb"), item
         if isinstance(item, (str, os.PathLike)):
             return os.fspath(item), os.fspath(item)
         raise FormatError(
