@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 from nanostream._engine.channel import TripwireBuffer
@@ -36,3 +37,15 @@ def test_an_error_in_the_error_handler_of_the_hand_off_is_not_lost() -> None:
     buffer.append(1)
     buffer.append(2)
     assert [type(e) for e in kept] == [KeyboardInterrupt]
+
+
+def test_a_buffer_collected_with_items_in_it_sends_nothing() -> None:
+    """An outbox of a run that never started (its buffer garbage now) must not hand its
+    items on from the collector: a send there could wait on a channel nobody reads."""
+    sent: list[list[Any]] = []
+    buffer = TripwireBuffer(4, sent.append, lambda exc: None)
+    buffer.append(1)
+    buffer.append(2)
+    del buffer
+    gc.collect()
+    assert sent == []

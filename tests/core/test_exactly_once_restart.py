@@ -70,7 +70,12 @@ class Stopper(nanostream.NanoNode):
             self.request_stop()
 
 
-watch = LocalDirectoryWatchdog(folder, "*.csv", polling=True, poll_interval=0.05, settle=0)
+# batch_size=1: the watchdog hands on each path at once (a source's barrier goes out after
+# the batch it is filling; with the run's batch_size of 100 all 61 paths of the first poll
+# would travel as one batch, and the first checkpoint would come only at the end).
+watch = LocalDirectoryWatchdog(
+    folder, "*.csv", polling=True, poll_interval=0.05, settle=0, batch_size=1
+)
 # A short queue of paths: the watchdog stays a file or two ahead, so checkpoints come
 # every few files (a barrier waits behind what is queued before it).
 rows = CSVReader(paths=True, types={"t": float}, name="rows", queue_size=2, batch_size=1)

@@ -298,7 +298,9 @@ def test_a_worker_error_fails_the_run_with_the_worker_traceback(runner: str) -> 
     cause = info.value.__cause__
     assert isinstance(cause, KeyError)
     assert isinstance(cause.__cause__, WorkerTraceback)
-    assert 'in explode\n    raise KeyError(f"no {x}")' in str(cause.__cause__)
+    # The worker's own frames; the source line is shown where the module is importable (on
+    # Ray the function travels by value, so its frame has no source text).
+    assert "in explode" in str(cause.__cause__) and "KeyError: 'no 7'" in str(cause.__cause__)
     assert sink.items == list(range(7))[: len(sink.items)]
 
 

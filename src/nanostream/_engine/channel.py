@@ -506,7 +506,7 @@ class _Tripwire:
 
     def __del__(self) -> None:
         try:
-            self.buffer._tripped()
+            self.buffer._tripped(self)
         except BaseException as exc:  # noqa: BLE001 - e.g. an abort's interruption landed here
             while True:  # nothing may escape __del__ (it would be lost as "unraisable")
                 try:
@@ -560,11 +560,13 @@ class TripwireBuffer:
 
             self.append = append
 
-    def _tripped(self) -> None:
-        if self.closed:
-            return
+    def _tripped(self, wire: _Tripwire) -> None:
         dq = self._dq
         assert dq is not None
+        if self.closed or (dq and dq[0] is wire):
+            # Closed, or the tripwire is still in its slot: the buffer is being collected
+            # (an outbox of a run that never started), not filled. Never send from there.
+            return
         items = list(dq)
         dq.clear()
         dq.append(_Tripwire(self))
