@@ -52,8 +52,9 @@ def node_label(node: NanoNode, *, in_run: bool = True, with_class: bool = False)
     """
     context = getattr(node, "_ns_context", None) if in_run else None
     name = getattr(context, "name", None) or node.name
-    if with_class:
-        return f"{type(node).__name__} {name!r}" if name else type(node).__name__
+    if with_class:  # a name that is only the class's (an unnamed node in a run) is not repeated
+        cls = type(node).__name__
+        return f"{cls} {name!r}" if name and name != cls else cls
     default = getattr(node, "default_name", None)
     return str(name or (default() if callable(default) else type(node).__name__))
 
