@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import bisect
 import logging
-import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from http.server import ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
-from .._core.errors import ConfigError, MissingDependencyError
+from .._core.errors import MissingDependencyError
 from .._core.run import NodeStats
+from ._http import bind_server
 
 if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
@@ -198,14 +198,9 @@ class MetricsServer:
         self.registry: CollectorRegistry = prometheus.CollectorRegistry(auto_describe=False)
         self.registry.register(_Collector(pipeline, stats, self.histograms))
         handler = type("_Handler", (MetricsHandler,), {"registry": self.registry, "timeout": 5})
-        server_cls = _IPv6Server if ":" in host else _Server
-        try:
-            self._server = server_cls((host, port), handler)
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}; choose another "
-                "port (metrics_port / --metrics-port), or 0 for any free port"
-            ) from exc
+        self._server = bind_server(
+            _Server, host, port, handler, what="metrics", option="metrics_port / --metrics-port"
+        )
         self.host = host
         self.port: int = self._server.server_address[1]
         self._thread = threading.Thread(
@@ -244,7 +239,3 @@ class _Server(ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.exception("nanostream metrics: error while serving %s", client_address)
-
-
-class _IPv6Server(_Server):
-    address_family = socket.AF_INET6

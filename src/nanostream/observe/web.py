@@ -38,7 +38,6 @@ from __future__ import annotations
 import atexit
 import json
 import logging
-import socket
 import sys
 import threading
 import time
@@ -49,11 +48,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any, ClassVar
 
-from .._core.errors import ConfigError
 from .._core.graph import Plan
 from .._core.policy import POLICY_OPTIONS, ErrorRecord
 from .._core.redact import exception_text, redact, safe_str
 from .._core.run import NodeStats, Run
+from ._http import bind_server
 from .draw import _class_label
 from .progress import RunSummary
 from .sampling import Sample
@@ -130,15 +129,10 @@ class WebView:
         self._state = json.dumps(self._state_data()).encode()
         if run.done:  # an ended run's final figures are known now
             self.finish(RunSummary.of(run))
-        server_cls = _IPv6Server if ":" in host else _Server
         handler = type("_BoundHandler", (_Handler,), {"view": self})
-        try:
-            self._server = server_cls((host, port), handler)
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot serve the web view on {host}:{port}: {exc.strerror or exc}; choose "
-                "another port (ui= / --ui-port), or 0 for any free port"
-            ) from exc
+        self._server = bind_server(
+            _Server, host, port, handler, what="the web view", option="ui= / --ui-port"
+        )
         self.host = host
         self.port: int = self._server.server_address[1]
         self._thread = threading.Thread(
@@ -630,10 +624,6 @@ class _Server(ThreadingHTTPServer):
         if kind is not None and issubclass(kind, (BrokenPipeError, ConnectionResetError)):
             return
         log.exception("nanostream web view: error while serving %s", client_address)
-
-
-class _IPv6Server(_Server):
-    address_family = socket.AF_INET6
 
 
 _open: list[WebView] = []
