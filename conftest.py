@@ -7,6 +7,10 @@ package and the command that installs it, never as a collection error:
   not imported for its doctests;
 * a doctest whose name matches a pattern of its module's ``__doctest_requires__``
   (``{fnmatch pattern: (package, ...)}``) is skipped.
+
+Each run keeps the ids of the tests it skipped in pytest's cache; ``pytest --only-skipped``
+then runs just those (after installing the servers, tools or packages they wanted). CI's
+second pass does that instead of running the whole suite again.
 """
 
 from __future__ import annotations
@@ -68,7 +72,66 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> Any:
     return [_NeedsPackage.from_parent(parent, name=file_path.name, reason=_reason(*need))]
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+SKIPPED_KEY = "nanostream/skipped"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--only-skipped",
+        action="store_true",
+        help="run only the tests that the previous run skipped (kept in pytest's cache)",
+    )
+
+
+class _SkipRecord:
+    """Notes the tests a run skips and keeps their ids in pytest's cache at its end."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.skipped: set[str] = set()
+
+    def _note(self, report: pytest.TestReport | pytest.CollectReport) -> None:
+        if report.skipped:
+            # A stand-in for a module that could not be imported is kept by its file: the
+            # next run, with the package installed, has the module's doctests in its place.
+            path, _, name = report.nodeid.partition("::")
+            self.skipped.add(path if name == Path(path).name else report.nodeid)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self._note(report)
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        self._note(report)
+
+    def pytest_sessionfinish(self) -> None:
+        if self.config.cache is not None and not self.config.option.collectonly:
+            self.config.cache.set(SKIPPED_KEY, sorted(self.skipped))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(_SkipRecord(config), "nanostream-skip-record")
+
+
+def _only_skipped(config: pytest.Config, items: list[pytest.Item]) -> None:
+    cache = config.cache
+    recorded = None if cache is None else cache.get(SKIPPED_KEY, None)
+    if recorded is None:
+        raise pytest.UsageError(
+            "--only-skipped: no previous run is recorded in pytest's cache; run pytest "
+            "once without it first"
+        )
+    wanted = set(recorded)
+    keep, drop = [], []
+    for item in items:
+        path = item.nodeid.partition("::")[0]
+        (keep if item.nodeid in wanted or path in wanted else drop).append(item)
+    config.hook.pytest_deselected(items=drop)
+    items[:] = keep
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("only_skipped"):
+        _only_skipped(config, items)
     for item in items:
         if not isinstance(item, DoctestItem) or item.dtest is None:
             continue

@@ -1,0 +1,78 @@
+"""The repository's collection rules (``conftest.py`` at the root): a run keeps the ids of
+the tests it skipped, and ``pytest --only-skipped`` runs just those."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TESTS = """
+import os
+import pytest
+
+def test_runs():
+    pass
+
+def test_needs_a_server():
+    if not os.environ.get("SERVER"):
+        pytest.skip("no server")
+
+@pytest.mark.parametrize("runner", ["threads", "ray"])
+def test_on_every_runner(runner):
+    if runner == "ray" and not os.environ.get("SERVER"):
+        pytest.skip("no ray")
+"""
+
+
+def test_only_skipped_runs_the_tests_the_last_run_skipped(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makeconftest((ROOT / "conftest.py").read_text(encoding="utf-8"))
+    pytester.makepyfile(test_some=TESTS)
+    monkeypatch.delenv("SERVER", raising=False)
+    pytester.runpytest("-p", "cacheprovider").assert_outcomes(passed=2, skipped=2)
+
+    monkeypatch.setenv("SERVER", "1")
+    again = pytester.runpytest("-p", "cacheprovider", "--only-skipped", "-v")
+    again.assert_outcomes(passed=2, deselected=2)
+    again.stdout.fnmatch_lines(
+        ["*test_needs_a_server PASSED*", "*test_on_every_runner?ray? PASSED*"]
+    )
+
+
+def test_a_module_skipped_whole_is_run_whole(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makeconftest((ROOT / "conftest.py").read_text(encoding="utf-8"))
+    pytester.makepyfile(
+        test_module="""
+        import os
+        import pytest
+        if not os.environ.get("SERVER"):
+            pytest.skip("no server", allow_module_level=True)
+        def test_one():
+            pass
+        def test_two():
+            pass
+        """,
+        test_other="def test_runs():\n    pass\n",
+    )
+    monkeypatch.delenv("SERVER", raising=False)
+    pytester.runpytest("-p", "cacheprovider").assert_outcomes(passed=1, skipped=1)
+    monkeypatch.setenv("SERVER", "1")
+    pytester.runpytest("-p", "cacheprovider", "--only-skipped").assert_outcomes(
+        passed=2, deselected=1
+    )
+
+
+def test_only_skipped_without_a_previous_run_says_what_to_do(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest((ROOT / "conftest.py").read_text(encoding="utf-8"))
+    pytester.makepyfile(test_some="def test_runs():\n    pass\n")
+    result = pytester.runpytest("-p", "cacheprovider", "--only-skipped")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*no previous run is recorded*run pytest once without it*"])
