@@ -16,8 +16,9 @@ from typing import Any, Literal
 
 import yaml
 
-from .._core.errors import ConfigError, GraphError
+from .._core.errors import ConfigError
 from .._core.node import FunctionNode, NanoNode
+from .._core.options import NODE_OPTIONS, check_node_option
 
 __all__ = [
     "ConfigErrors",
@@ -534,21 +535,7 @@ def check_arguments(
 
 def node_options() -> tuple[str, ...]:
     """The names of the options every node takes (``queue_size``, ``batch_size``, ...)."""
-    from .._core import node as core_node
-
-    return tuple(getattr(core_node, "NODE_OPTIONS", ("queue_size", "batch_size")))
-
-
-def check_node_option(key: str, value: Any) -> str | None:
-    """What is wrong with node option ``key=value``, or ``None`` if the core accepts it."""
-    probe = NanoNode()
-    try:
-        probe.configure(**{key: value})
-    except GraphError as exc:
-        message = str(exc)
-        prefix = f"{probe!r}: "
-        return message[len(prefix) :] if message.startswith(prefix) else message
-    return None
+    return NODE_OPTIONS
 
 
 def read_node_options(
