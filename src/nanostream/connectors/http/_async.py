@@ -19,9 +19,8 @@ import asyncio
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .._secrets import mask_url
 from .._toolkit import ConnectorError
-from ._base import _Home, _HttpNode
+from ._base import _Home, _HttpNode, _target
 
 if TYPE_CHECKING:
     import httpx
@@ -31,20 +30,24 @@ __all__ = ["send"]
 
 async def send(
     node: _HttpNode,
-    client: httpx.AsyncClient,
     url: str,
     *,
     params: Mapping[str, Any] | None = None,
     headers: Mapping[str, str] | None = None,
     json: Any = None,
+    home: _Home | None = None,
 ) -> httpx.Response:
-    """Send one request of ``node`` with ``client``, retrying as configured."""
+    """Send one request of ``node`` with its ``httpx.AsyncClient``, retrying as configured.
+
+    ``home`` is where the node's credentials may go, as for ``_HttpNode._send``.
+    """
     import httpx
 
-    target: httpx.URL | str = url
-    if params:  # httpx would replace the URL's own query with params: merge them
-        target = httpx.URL(url).copy_merge_params(params)
-    home = _Home(httpx.URL(url))
+    client = node._async_client
+    if client is None:
+        raise ConnectorError(f"{node.kind} is not running: its client is closed")
+    target = _target(url, params)
+    home = home or _Home(httpx.URL(url))
     left_before = home.left
     limiter = node._limiter
     attempt = 0
@@ -74,10 +77,8 @@ async def _send_one(
     node: _HttpNode, client: httpx.AsyncClient, request: httpx.Request, home: _Home
 ) -> httpx.Response:
     """``request``, without the node's credentials when ``home`` does not admit its URL."""
-    if home.admits(request.url):
+    if node._admitted(request, home):
         return await client.send(request)
-    for name in node._credential_headers():
-        request.headers.pop(name, None)
     return await client.send(request, auth=None)
 
 
@@ -85,16 +86,8 @@ async def _follow(
     node: _HttpNode, client: httpx.AsyncClient, response: httpx.Response, home: _Home
 ) -> httpx.Response:
     """Follow ``response``'s redirects as :meth:`_HttpNode._follow` does."""
-    if not node.follow_redirects:
-        return response
     redirects = 0
-    while response.next_request is not None:
-        if redirects >= node.max_redirects:
-            raise ConnectorError(
-                f"{node.kind}: {node.method} {mask_url(home.origin)} was redirected more "
-                f"than max_redirects={node.max_redirects} times (last to "
-                f"{mask_url(response.next_request.url)})"
-            )
+    while (request := node._next_redirect(response, redirects, home)) is not None:
         redirects += 1
-        response = await _send_one(node, client, response.next_request, home)
+        response = await _send_one(node, client, request, home)
     return response

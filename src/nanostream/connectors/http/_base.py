@@ -265,6 +265,9 @@ class _HttpNode(NanoNode):
         self.requests_sent = 0
         self._limiter = _RateLimit(rate_limit) if rate_limit else None
         self._client: httpx.Client | None = None
+        self._async_client: httpx.AsyncClient | None = None
+        #: Requests in flight at once on ``httpx.AsyncClient``; None: the blocking client.
+        self.concurrency: int | None = None
         self._lock = threading.Lock()
         self.configure(**options)
 
@@ -287,21 +290,53 @@ class _HttpNode(NanoNode):
         return self.templates.url_for(_fields(item))
 
     # ------------------------------------------------------------------ client
-    def _open(self, connections: int = 10) -> None:
+    def _client_options(self, connections: int) -> dict[str, Any]:
+        """The options of the node's client, blocking or async, for ``connections`` at once."""
         import httpx
 
         install_log_masking(*_LOGGERS)
-        limits = httpx.Limits(
-            max_connections=max(10, connections), max_keepalive_connections=max(10, connections)
-        )
+        size = max(10, connections)
+        limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
         # Redirects are followed by _follow, which keeps credentials to their origin.
-        options = {"limits": limits, **self.client_options, "follow_redirects": False}
-        self._client = httpx.Client(timeout=httpx.Timeout(self.timeout), **options)
+        return {
+            "timeout": httpx.Timeout(self.timeout),
+            "limits": limits,
+            **self.client_options,
+            "follow_redirects": False,
+        }
+
+    def _open(self, connections: int = 10) -> None:
+        import httpx
+
+        self._client = httpx.Client(**self._client_options(connections))
 
     def _close(self) -> None:
         client, self._client = self._client, None
         if client is not None:
             client.close()
+
+    async def _open_async(self) -> None:
+        """Make the node's ``httpx.AsyncClient``, on the node's event loop."""
+        import httpx
+
+        options = self._client_options(self.concurrency or 1)
+        self._async_client = httpx.AsyncClient(**options)
+
+    async def _close_async(self) -> None:
+        client, self._async_client = self._async_client, None
+        if client is not None:
+            await client.aclose()
+
+    def _check_concurrency(self, concurrency: int | None) -> int | None:
+        """``concurrency`` if it is None or a positive integer; else a ``ConfigError``."""
+        if concurrency is not None and (
+            not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1
+        ):
+            raise ConfigError(
+                f"{node_label(self, with_class=True)}: concurrency must be a positive "
+                f"integer (requests in flight at once), got {concurrency!r}"
+            )
+        return concurrency
 
     # ------------------------------------------------------------------ one request
     def _send(
@@ -326,9 +361,7 @@ class _HttpNode(NanoNode):
             raise ConnectorError(f"{self.kind} is not running: its client is closed")
         wait = wait or self._context().pause
         method = self.method
-        target: httpx.URL | str = url
-        if params:  # httpx would replace the URL's own query with params: merge them
-            target = httpx.URL(url).copy_merge_params(params)
+        target = _target(url, params)
         home = home or _Home(httpx.URL(url))
         left_before = home.left
         attempt = 0
@@ -432,11 +465,17 @@ class _HttpNode(NanoNode):
         ``client_options`` headers), without ``Authorization`` (also httpx ``auth``) and
         without cookies.
         """
-        if home.admits(request.url):
+        if self._admitted(request, home):
             return client.send(request)
+        return client.send(request, auth=None)
+
+    def _admitted(self, request: httpx.Request, home: _Home) -> bool:
+        """Whether ``home`` admits ``request``'s URL; if not, its credential headers go."""
+        if home.admits(request.url):
+            return True
         for name in self._credential_headers():
             request.headers.pop(name, None)
-        return client.send(request, auth=None)
+        return False
 
     def _follow(
         self, client: httpx.Client, response: httpx.Response, home: _Home
@@ -447,19 +486,25 @@ class _HttpNode(NanoNode):
         from the first redirect to another origin on, the request goes without the headers
         the node was given, without ``Authorization`` and without cookies.
         """
-        if not self.follow_redirects:
-            return response
         redirects = 0
-        while response.next_request is not None:
-            if redirects >= self.max_redirects:
-                raise ConnectorError(
-                    f"{self.kind}: {self.method} {mask_url(home.origin)} was redirected more "
-                    f"than max_redirects={self.max_redirects} times (last to "
-                    f"{mask_url(response.next_request.url)})"
-                )
+        while (request := self._next_redirect(response, redirects, home)) is not None:
             redirects += 1
-            response = self._send_one(client, response.next_request, home)
+            response = self._send_one(client, request, home)
         return response
+
+    def _next_redirect(
+        self, response: httpx.Response, redirects: int, home: _Home
+    ) -> httpx.Request | None:
+        """The request ``response`` redirects to, None if it is not followed; raises when
+        ``redirects`` (those followed so far in the chain) reached ``max_redirects``."""
+        following = response.next_request if self.follow_redirects else None
+        if following is not None and redirects >= self.max_redirects:
+            raise ConnectorError(
+                f"{self.kind}: {self.method} {mask_url(home.origin)} was redirected more "
+                f"than max_redirects={self.max_redirects} times (last to "
+                f"{mask_url(following.url)})"
+            )
+        return following
 
     def _parse(self, response: httpx.Response) -> Any:
         parse = self.parse
@@ -481,6 +526,15 @@ class _HttpNode(NanoNode):
                     "to take it as text"
                 ) from None
         return response.text
+
+
+def _target(url: str, params: Mapping[str, Any] | None) -> httpx.URL | str:
+    """``url`` with ``params`` added to its own query (httpx would replace the query)."""
+    if not params:
+        return url
+    import httpx
+
+    return httpx.URL(url).copy_merge_params(params)
 
 
 def _origin(url: httpx.URL) -> str:
