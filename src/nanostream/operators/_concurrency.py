@@ -450,8 +450,12 @@ def map_in_processes(
     # Set when a chunk is done, so that the node can wait for "any chunk" (ordered=False).
     lock = threading.Lock()
     any_done: list[Future[None]] = [Future()]
+    # True once a chunk is done since the node last looked: reading an item costs no look
+    # at the futures while none is.
+    news = [False]
 
     def on_done(_: Future[Any]) -> None:
+        news[0] = True
         with lock:
             if not any_done[0].done():
                 any_done[0].set_result(None)
@@ -541,8 +545,7 @@ def map_in_processes(
             if chunk:
                 future = workers.submit(chunk)
                 pending.append((chunk, future, reads - len(chunk) + 1))
-                if not ordered:
-                    future.add_done_callback(on_done)
+                future.add_done_callback(on_done)
                 chunk = []
 
         for item in inp:
@@ -555,12 +558,15 @@ def map_in_processes(
                 if len(chunk) >= chunk_size:
                     send()
             emitted = False
-            while pending:
-                index = next_done(len(pending) >= most_chunks or held >= max_in_flight)
-                if index is None:
-                    break
-                settle_all(emit, index)
-                emitted = True
+            full = len(pending) >= most_chunks or held >= max_in_flight
+            if full or news[0]:
+                news[0] = False
+                while pending:
+                    index = next_done(len(pending) >= most_chunks or held >= max_in_flight)
+                    if index is None:
+                        break
+                    settle_all(emit, index)
+                    emitted = True
             if emitted:
                 keep(still_held())
         send()
