@@ -1,9 +1,10 @@
-"""The HTTP nodes' requests on ``httpx.AsyncClient``, for ``HttpRequest(concurrency=N)``.
+"""The HTTP nodes' requests on ``httpx.AsyncClient``, for ``concurrency=N``.
 
 The same request as :meth:`_HttpNode._send <nanostream.connectors.http._base._HttpNode>`
-sends, with the same decisions (which errors and statuses are retried, ``Retry-After``, the
-rate limit shared by every request of the node, redirects that keep credentials to their
-origin, secrets masked in messages), awaited on the node's event loop instead of blocking
+sends, with the same decisions, made by the same code (``_Attempts``: which errors and
+statuses are retried, ``Retry-After``, the rate limit shared by every request of the node;
+``_next_redirect`` and ``_admitted``: redirects that keep credentials to their origin;
+secrets masked in messages), awaited on the node's event loop instead of blocking
 a thread: the waits between attempts are ``asyncio.sleep``, which the end of the node
 cancels.
 
@@ -20,7 +21,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .._toolkit import ConnectorError
-from ._base import _Home, _HttpNode, _target
+from ._base import _Attempts, _Home, _HttpNode
 
 if TYPE_CHECKING:
     import httpx
@@ -46,30 +47,20 @@ async def send(
     client = node._async_client
     if client is None:
         raise ConnectorError(f"{node.kind} is not running: its client is closed")
-    target = _target(url, params)
-    home = home or _Home(httpx.URL(url))
-    left_before = home.left
-    limiter = node._limiter
-    attempt = 0
+    attempts = _Attempts(node, url, params, home)
     while True:
-        home.left = left_before  # each attempt runs the chain again from where it began
-        if limiter is not None:
-            delay = limiter.reserve()
-            if delay > 0:
-                await asyncio.sleep(delay)
+        if (delay := attempts.start()) > 0:
+            await asyncio.sleep(delay)
         try:
-            request = client.build_request(node.method, target, headers=headers, json=json)
-            response = await _follow(
-                node, client, await _send_one(node, client, request, home), home
-            )
+            request = client.build_request(node.method, attempts.target, headers=headers, json=json)
+            sent = await _send_one(node, client, request, attempts.home)
+            response = await _follow(node, client, sent, attempts.home)
         except httpx.TransportError as exc:
-            delay = node._after_transport_error(exc, target, attempt)
+            delay = attempts.failed(exc)
         else:
-            if response.status_code < 400:
-                node._count_sent()
+            if (delay_or_none := attempts.answered(response)) is None:
                 return response
-            delay = node._after_error_status(response, home, attempt)
-        attempt += 1
+            delay = delay_or_none
         await asyncio.sleep(delay)
 
 

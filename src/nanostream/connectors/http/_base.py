@@ -360,28 +360,23 @@ class _HttpNode(NanoNode):
         if client is None:
             raise ConnectorError(f"{self.kind} is not running: its client is closed")
         wait = wait or self._context().pause
-        method = self.method
-        target = _target(url, params)
-        home = home or _Home(httpx.URL(url))
-        left_before = home.left
-        attempt = 0
+        attempts = _Attempts(self, url, params, home)
         while True:
-            home.left = left_before  # each attempt runs the chain again from where it began
-            if self._limiter is not None:
-                delay = self._limiter.reserve()
-                if delay > 0:
-                    wait(delay)
+            if (delay := attempts.start()) > 0:
+                wait(delay)
             try:
-                request = client.build_request(method, target, headers=headers, json=json)
-                response = self._follow(client, self._send_one(client, request, home), home)
+                request = client.build_request(
+                    self.method, attempts.target, headers=headers, json=json
+                )
+                response = self._follow(
+                    client, self._send_one(client, request, attempts.home), attempts.home
+                )
             except httpx.TransportError as exc:
-                delay = self._after_transport_error(exc, target, attempt)
+                delay = attempts.failed(exc)
             else:
-                if response.status_code < 400:
-                    self._count_sent()
+                if (delay_or_none := attempts.answered(response)) is None:
                     return response
-                delay = self._after_error_status(response, home, attempt)
-            attempt += 1
+                delay = delay_or_none
             wait(delay)
 
     def _count_sent(self) -> None:
@@ -526,6 +521,49 @@ class _HttpNode(NanoNode):
                     "to take it as text"
                 ) from None
         return response.text
+
+
+class _Attempts:
+    """The attempts at one request of a node, without their I/O: the blocking and the async
+    client both drive it, so that they decide alike.
+
+    Each attempt begins with :meth:`start` (the seconds the rate limit asks to wait first)
+    and ends with :meth:`answered` or :meth:`failed`, which count it and give the seconds
+    to wait before the next attempt (None: done), or raise when it is not retried.
+    """
+
+    def __init__(
+        self, node: _HttpNode, url: str, params: Mapping[str, Any] | None, home: _Home | None
+    ) -> None:
+        import httpx
+
+        self.node = node
+        self.target = _target(url, params)
+        #: Where the node's credentials may go; by default the origin of ``url``.
+        self.home = home or _Home(httpx.URL(url))
+        self.left_before = self.home.left
+        self.attempt = 0
+
+    def start(self) -> float:
+        """Begin an attempt; the seconds to wait before it is sent."""
+        self.home.left = self.left_before  # each attempt runs the chain again from its start
+        limiter = self.node._limiter
+        return limiter.reserve() if limiter is not None else 0.0
+
+    def answered(self, response: httpx.Response) -> float | None:
+        """None when ``response`` is a success; else the seconds before the next attempt."""
+        if response.status_code < 400:
+            self.node._count_sent()
+            return None
+        delay = self.node._after_error_status(response, self.home, self.attempt)
+        self.attempt += 1
+        return delay
+
+    def failed(self, exc: httpx.TransportError) -> float:
+        """The seconds before the next attempt after ``exc``; raises if it is not retried."""
+        delay = self.node._after_transport_error(exc, self.target, self.attempt)
+        self.attempt += 1
+        return delay
 
 
 def _target(url: str, params: Mapping[str, Any] | None) -> httpx.URL | str:
