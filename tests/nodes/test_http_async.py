@@ -253,3 +253,46 @@ def test_poller_skips_one_failed_url_of_a_round(api: ApiServer, runner: str) -> 
     [record] = dead.items
     assert (record.node, record.item) == ("up", None)
     assert "answered 503 Service Unavailable" in record.message
+
+
+def test_an_async_poll_waits_as_long_as_retry_after_says(api: ApiServer) -> None:
+    sink = Collect(wait_for=1)
+    urls = [api.base + "/throttle/t?after=1", api.base + "/items/i"]
+    HttpPoller(urls, interval=60, backoff=0.001, concurrency=2) > sink
+    run = sink.global_start(block=False)
+    assert run is not None
+    try:
+        assert sink.seen.wait(10)
+    finally:
+        run.stop(timeout=10)
+    assert sink.items == [{"key": "t", "attempts": 2}, {"id": "i"}]
+    first, second = api.attempts["/throttle/t"]
+    assert second - first >= 0.95
+
+
+def test_an_async_poll_keeps_secrets_out_of_errors_and_logs(
+    api: ApiServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    poller = HttpPoller(
+        [api.base + "/items/ok", api.base + f"/status/403?api_key={API_KEY}"],
+        interval=60,
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        concurrency=2,
+    )
+    poller > Collect()
+    with pytest.raises(nanostream.NodeFailed) as info:
+        poller.global_start()
+    assert "denied: you sent" in str(info.value)
+    text = caplog.text + "".join(traceback.format_exception(info.value)) + repr(poller)
+    assert "api_key=***" in text
+    for secret in (TOKEN, API_KEY):
+        assert secret not in text
+
+
+def test_an_async_paginator_keeps_the_rate_limit_over_all_its_items(api: ApiServer) -> None:
+    node = HttpPaginator(api.base + "/pages/link", concurrency=4, rate_limit=20)
+    assert run_items(node, [{}, {}, {}]) == list(range(25)) * 3
+    times = sorted(t for _, _, t in api.requests)
+    assert len(times) == 9
+    assert times[-1] - times[0] >= 0.3  # 8 intervals of 1/20 s, less the first's lateness
