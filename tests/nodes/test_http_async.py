@@ -159,8 +159,10 @@ def test_redirects_are_bounded_and_can_be_turned_off(api: ApiServer) -> None:
 def test_concurrency_is_checked_while_building() -> None:
     with pytest.raises(nanostream.ConfigError, match="concurrency must be a positive integer"):
         HttpRequest("http://h/x", concurrency=0)
-    with pytest.raises(nanostream.ConfigError, match=r"choose workers= .* or concurrency="):
-        HttpRequest("http://h/x", concurrency=4, workers=4)
+    with pytest.raises(
+        nanostream.ConfigError, match=r"HttpRequest 'get': choose workers= .* or concurrency="
+    ):
+        HttpRequest("http://h/x", concurrency=4, workers=4, name="get")
     with pytest.raises(nanostream.ConfigError, match="HttpPaginator 'pages': concurrency must"):
         HttpPaginator("http://h/x", concurrency=-1, name="pages")
     with pytest.raises(nanostream.ConfigError, match=r"HttpPoller 'health': concurrency=3 .* 2;"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from ..._core.context import node_label
 from ..._core.errors import ConfigError
 from ..._core.node import NodeFunction
 from ...operators._concurrency import map_async
@@ -117,8 +118,8 @@ class HttpRequest(_HttpNode):
             raise ConfigError(f"HttpRequest: output must be 'body' or 'response': {output!r}")
         if self._check_concurrency(concurrency) is not None and workers > 1:
             raise ConfigError(
-                "HttpRequest: choose workers= (threads) or concurrency= (async requests "
-                "on one thread), not both"
+                f"{node_label(self, with_class=True)}: choose workers= (threads) or "
+                "concurrency= (async requests on one thread), not both"
             )
         self.workers = workers
         self.concurrency = concurrency
