@@ -157,7 +157,8 @@ class Handler(BaseHTTPRequestHandler):
             except threading.BrokenBarrierError:
                 self.send_text(500, "not concurrent")
                 return
-            self.send_json(200, {"id": segments[1]})
+            body = {"id": segments[1]}
+            self.send_json(200, [body] if query.get("as") == "list" else body)
         elif route == "pages":
             self.pages(segments[1], query)
         elif route == "hop":  # a page whose next page is `to`, in the body or a Link header
@@ -239,6 +240,20 @@ def api() -> Iterator[ApiServer]:
 def other_api() -> Iterator[ApiServer]:
     """A second server: another origin (another port on 127.0.0.1)."""
     yield from serve()
+
+
+@pytest.fixture(params=[None, 3], ids=["blocking", "async"])
+def concurrency(request: pytest.FixtureRequest) -> int | None:
+    """A paginator's ``concurrency``: None (the blocking client) or async requests."""
+    value: int | None = request.param
+    return value
+
+
+@pytest.fixture(params=[None, 1], ids=["blocking", "async"])
+def poll_concurrency(request: pytest.FixtureRequest) -> int | None:
+    """A poller's ``concurrency`` for one URL: None (the blocking client) or async."""
+    value: int | None = request.param
+    return value
 
 
 def run_items(node: nanostream.NanoNode, items: list[Any], runner: str = "threads") -> list[Any]:
@@ -478,11 +493,12 @@ def test_a_redirect_to_another_origin_gets_no_configured_headers_auth_or_cookies
 
 
 def test_a_poller_redirected_to_another_origin_sends_no_configured_headers(
-    api: ApiServer, other_api: ApiServer
+    api: ApiServer, other_api: ApiServer, poll_concurrency: int | None
 ) -> None:
     sink = Collect()
     poller = HttpPoller(
         api.base + "/redirect",
+        concurrency=poll_concurrency,
         interval=60,
         params={"to": other_api.base + "/echo/polled"},
         headers={"X-Api-Key": API_KEY},
@@ -585,27 +601,34 @@ def test_a_missing_template_field_is_named(api: ApiServer) -> None:
     ids=["next-link-in-body", "link-header", "cursor", "offset"],
 )
 def test_paginator_emits_every_item_of_every_page(
-    api: ApiServer, runner: str, options: dict[str, Any]
+    api: ApiServer, runner: str, options: dict[str, Any], concurrency: int | None
 ) -> None:
     options = dict(options)
     url = api.base + options.pop("url")
-    results = run_items(HttpPaginator(url, **options), [{}, {}], runner)
+    results = run_items(HttpPaginator(url, concurrency=concurrency, **options), [{}, {}], runner)
     assert results == list(range(25)) * 2  # 3 pages each time, the first one included
     assert len(api.requests) == 6
 
 
-def test_paginator_stops_at_max_pages(api: ApiServer) -> None:
-    node = HttpPaginator(api.base + "/pages/next", items="data", next="links.next", max_pages=2)
+def test_paginator_stops_at_max_pages(api: ApiServer, concurrency: int | None) -> None:
+    node = HttpPaginator(
+        api.base + "/pages/next",
+        items="data",
+        next="links.next",
+        max_pages=2,
+        concurrency=concurrency,
+    )
     assert run_items(node, [None]) == list(range(20))
 
 
 SHAPES = {"body": {"items": "data", "next": "next"}, "link": {}}
 
 
-def _paginator(first: str, shape: str) -> HttpPaginator:
+def _paginator(first: str, shape: str, concurrency: int | None) -> HttpPaginator:
     """A paginator that carries every kind of credential the node can be given."""
     return HttpPaginator(
         first,
+        concurrency=concurrency,
         **SHAPES[shape],  # type: ignore[arg-type]
         headers={"X-Api-Key": API_KEY},
         client_options={
@@ -628,10 +651,10 @@ def _no_credentials(seen: dict[str, Any]) -> bool:
 
 @pytest.mark.parametrize("shape", ["body", "link"], ids=["next-link-in-body", "link-header"])
 def test_a_next_page_on_another_origin_gets_no_configured_headers_auth_or_cookies(
-    api: ApiServer, other_api: ApiServer, runner: str, shape: str
+    api: ApiServer, other_api: ApiServer, runner: str, shape: str, concurrency: int | None
 ) -> None:
     elsewhere = f"{other_api.base}/seen?shape={shape}"
-    hop, seen = run_items(_paginator(_hop(api, elsewhere, shape), shape), [{}], runner)
+    hop, seen = run_items(_paginator(_hop(api, elsewhere, shape), shape, concurrency), [{}], runner)
     assert hop == "hop"
     assert seen["path"] == "/seen"  # the next page was read, from the other server
     assert _no_credentials(seen), seen
@@ -639,20 +662,20 @@ def test_a_next_page_on_another_origin_gets_no_configured_headers_auth_or_cookie
 
 @pytest.mark.parametrize("shape", ["body", "link"], ids=["next-link-in-body", "link-header"])
 def test_next_pages_that_come_back_home_stay_without_credentials(
-    api: ApiServer, other_api: ApiServer, shape: str
+    api: ApiServer, other_api: ApiServer, shape: str, concurrency: int | None
 ) -> None:
     back_home = f"{api.base}/seen?shape={shape}"
     first = _hop(api, _hop(other_api, back_home, shape), shape)
-    hop, hop_again, seen = run_items(_paginator(first, shape), [{}])
+    hop, hop_again, seen = run_items(_paginator(first, shape, concurrency), [{}])
     assert (hop, hop_again) == ("hop", "hop")
     assert seen["path"] == "/seen" and _no_credentials(seen), seen
     assert [path for _, path, _ in api.requests] == ["/hop", "/seen"]
 
 
 def test_an_error_from_another_origin_says_the_credentials_were_withheld(
-    api: ApiServer, other_api: ApiServer
+    api: ApiServer, other_api: ApiServer, concurrency: int | None
 ) -> None:
-    node = _paginator(_hop(api, f"{other_api.base}/status/401", "body"), "body")
+    node = _paginator(_hop(api, f"{other_api.base}/status/401", "body"), "body", concurrency)
     with pytest.raises(nanostream.NodeFailed) as info:
         run_items(node, [{}])
     error = info.value.__cause__
@@ -663,13 +686,17 @@ def test_an_error_from_another_origin_says_the_credentials_were_withheld(
         "the request had left that origin)"
     ) in str(error)
     with pytest.raises(nanostream.NodeFailed) as at_home:
-        run_items(_paginator(api.base + "/status/401", "body"), [{}])
+        run_items(_paginator(api.base + "/status/401", "body", concurrency), [{}])
     assert "sent without" not in str(at_home.value.__cause__)
 
 
 @pytest.mark.parametrize("shape", ["body", "link"], ids=["next-link-in-body", "link-header"])
-def test_a_next_page_within_the_origin_keeps_the_credentials(api: ApiServer, shape: str) -> None:
-    hop, seen = run_items(_paginator(_hop(api, f"/seen?shape={shape}", shape), shape), [{}])
+def test_a_next_page_within_the_origin_keeps_the_credentials(
+    api: ApiServer, shape: str, concurrency: int | None
+) -> None:
+    hop, seen = run_items(
+        _paginator(_hop(api, f"/seen?shape={shape}", shape), shape, concurrency), [{}]
+    )
     assert hop == "hop" and seen["path"] == "/seen"
     sent = seen["headers"]
     assert sent["x-api-key"] == API_KEY
@@ -681,9 +708,11 @@ def test_a_next_page_within_the_origin_keeps_the_credentials(api: ApiServer, sha
 # ----------------------------------------------------------------------------- HttpPoller
 
 
-def test_poller_polls_until_stopped(api: ApiServer, runner: str) -> None:
+def test_poller_polls_until_stopped(
+    api: ApiServer, runner: str, poll_concurrency: int | None
+) -> None:
     sink = Collect(wait_for=3)
-    HttpPoller(api.base + "/counter", interval=0.01) > sink
+    HttpPoller(api.base + "/counter", interval=0.01, concurrency=poll_concurrency) > sink
     run = sink.global_start(block=False, runner=runner)
     assert run is not None
     try:
@@ -695,10 +724,12 @@ def test_poller_polls_until_stopped(api: ApiServer, runner: str) -> None:
 
 
 def test_poller_with_changes_only_emits_an_unchanged_answer_once(
-    api: ApiServer, runner: str
+    api: ApiServer, runner: str, poll_concurrency: int | None
 ) -> None:
     sink = Collect()
-    HttpPoller(api.base + "/versioned", interval=0.01, changes_only=True) > sink
+    HttpPoller(
+        api.base + "/versioned", interval=0.01, changes_only=True, concurrency=poll_concurrency
+    ) > sink
     run = sink.global_start(block=False, runner=runner)
     assert run is not None
     try:
@@ -708,7 +739,9 @@ def test_poller_with_changes_only_emits_an_unchanged_answer_once(
     assert sink.items == [{"version": 1}]
 
 
-def test_stop_ends_a_poller_waiting_to_retry(free_port: Callable[[], int], runner: str) -> None:
+def test_stop_ends_a_poller_waiting_to_retry(
+    free_port: Callable[[], int], runner: str, poll_concurrency: int | None
+) -> None:
     retrying = threading.Event()
 
     class OnRetry(logging.Handler):
@@ -719,7 +752,13 @@ def test_stop_ends_a_poller_waiting_to_retry(free_port: Callable[[], int], runne
     handler = OnRetry()
     logging.getLogger("nanostream.http").addHandler(handler)
     try:
-        poller = HttpPoller(f"http://127.0.0.1:{free_port()}/", interval=1, retries=5, backoff=60)
+        poller = HttpPoller(
+            f"http://127.0.0.1:{free_port()}/",
+            interval=1,
+            retries=5,
+            backoff=60,
+            concurrency=poll_concurrency,
+        )
         run = poller.global_start(block=False, runner=runner)
         assert run is not None
         try:
@@ -733,10 +772,13 @@ def test_stop_ends_a_poller_waiting_to_retry(free_port: Callable[[], int], runne
         logging.getLogger("nanostream.http").removeHandler(handler)
 
 
-def test_a_poller_skips_a_failed_poll_and_polls_again(api: ApiServer, runner: str) -> None:
+def test_a_poller_skips_a_failed_poll_and_polls_again(
+    api: ApiServer, runner: str, poll_concurrency: int | None
+) -> None:
     sink, dead = Collect(wait_for=2), Collect()
     poller = HttpPoller(
         api.base + "/flaky/p",
+        concurrency=poll_concurrency,
         interval=0.01,
         params={"fail": 1, "status": 500},
         retries=0,
@@ -759,8 +801,15 @@ def test_a_poller_skips_a_failed_poll_and_polls_again(api: ApiServer, runner: st
     assert run.stats()["status"].errors == 1
 
 
-def test_a_failed_poll_fails_the_run_by_default(api: ApiServer, runner: str) -> None:
-    poller = HttpPoller(api.base + "/flaky/p", interval=0.01, params={"fail": 1, "status": 500})
+def test_a_failed_poll_fails_the_run_by_default(
+    api: ApiServer, runner: str, poll_concurrency: int | None
+) -> None:
+    poller = HttpPoller(
+        api.base + "/flaky/p",
+        interval=0.01,
+        params={"fail": 1, "status": 500},
+        concurrency=poll_concurrency,
+    )
     poller.configure(retries=0) > Collect()
     with pytest.raises(nanostream.NodeFailed, match="answered 500 Internal Server Error"):
         poller.global_start(runner=runner)

@@ -13,7 +13,8 @@ import pytest
 from test_http import API_KEY, TOKEN, ApiServer, run_items, serve
 
 import nanostream
-from nanostream.nodes.http import HttpRequest, HttpStatusError
+from nanostream.nodes.http import HttpPaginator, HttpPoller, HttpRequest, HttpStatusError
+from nanostream.testing import Collect
 
 
 @pytest.fixture
@@ -158,5 +159,142 @@ def test_redirects_are_bounded_and_can_be_turned_off(api: ApiServer) -> None:
 def test_concurrency_is_checked_while_building() -> None:
     with pytest.raises(nanostream.ConfigError, match="concurrency must be a positive integer"):
         HttpRequest("http://h/x", concurrency=0)
-    with pytest.raises(nanostream.ConfigError, match=r"choose workers= .* or concurrency="):
-        HttpRequest("http://h/x", concurrency=4, workers=4)
+    with pytest.raises(
+        nanostream.ConfigError, match=r"HttpRequest 'get': choose workers= .* or concurrency="
+    ):
+        HttpRequest("http://h/x", concurrency=4, workers=4, name="get")
+    with pytest.raises(nanostream.ConfigError, match="HttpPaginator 'pages': concurrency must"):
+        HttpPaginator("http://h/x", concurrency=-1, name="pages")
+    with pytest.raises(nanostream.ConfigError, match=r"HttpPoller 'health': concurrency=3 .* 2;"):
+        HttpPoller(["http://h/a", "http://h/b"], interval=1, concurrency=3, name="health")
+    with pytest.raises(nanostream.ConfigError, match="a non-empty list of URLs"):
+        HttpPoller([], interval=1)
+
+
+# ----------------------------------------------------------------------------- HttpPaginator
+def test_paginator_reads_the_pages_of_several_items_at_once_in_order(
+    api: ApiServer, runner: str
+) -> None:
+    # Each item's one page answers only once 4 requests are in flight together.
+    node = HttpPaginator(api.base + "/barrier/{item}?as=list", concurrency=4, retries=0)
+    assert run_items(node, list(range(8)), runner) == [{"id": str(i)} for i in range(8)]
+    assert not api.barrier.broken
+
+
+def test_paginator_pages_of_one_item_follow_each_other(api: ApiServer) -> None:
+    node = HttpPaginator(api.base + "/pages/link", concurrency=8)
+    assert run_items(node, [{}]) == list(range(25))
+    pages = [query for _, query, _ in api.requests]
+    assert len(pages) == 3  # one after the other: each one's link names the next
+
+
+def test_paginator_under_skip_emits_none_of_a_failed_items_pages(
+    api: ApiServer, runner: str
+) -> None:
+    node = HttpPaginator(
+        api.base + "/{route}/{arg}",
+        style="offset",
+        items="data",
+        page_size=10,
+        concurrency=2,
+        retries=0,
+        on_error="skip",
+    )
+    sink, dead = Collect(), Collect()
+    good, bad = {"route": "pages", "arg": "offset"}, {"route": "status", "arg": "404"}
+    nanostream.from_iterable([good, bad, good]) > node > sink
+    node.errors > dead
+    sink.global_start(runner=runner)
+    assert sink.items == list(range(25)) * 2
+    assert [r.item for r in dead.items] == [bad]
+
+
+# ----------------------------------------------------------------------------- HttpPoller
+def test_poller_polls_its_urls_at_once_and_emits_them_in_order(api: ApiServer, runner: str) -> None:
+    sink = Collect(wait_for=4)
+    urls = [f"{api.base}/barrier/{name}" for name in "abcd"]
+    HttpPoller(urls, interval=60, concurrency=4, retries=0) > sink
+    run = sink.global_start(block=False, runner=runner)
+    assert run is not None
+    try:
+        assert sink.seen.wait(10)
+    finally:
+        run.stop(timeout=10)
+    assert run.state == "finished"
+    assert sink.items == [{"id": name} for name in "abcd"]
+    assert not api.barrier.broken  # the 4 polls were in flight together
+
+
+def test_poller_without_concurrency_polls_its_urls_one_after_the_other(
+    api: ApiServer,
+) -> None:
+    sink = Collect(wait_for=2)
+    HttpPoller([f"{api.base}/items/a", f"{api.base}/items/b"], interval=60) > sink
+    run = sink.global_start(block=False)
+    assert run is not None
+    try:
+        assert sink.seen.wait(10)
+    finally:
+        run.stop(timeout=10)
+    assert sink.items == [{"id": "a"}, {"id": "b"}]
+
+
+def test_poller_skips_one_failed_url_of_a_round(api: ApiServer, runner: str) -> None:
+    sink, dead = Collect(wait_for=1), Collect()
+    urls = [f"{api.base}/status/503", f"{api.base}/items/two"]
+    poller = HttpPoller(urls, interval=60, concurrency=2, retries=0, on_error="skip", name="up")
+    poller > sink
+    poller.errors > dead
+    run = sink.global_start(block=False, runner=runner)
+    assert run is not None
+    try:
+        assert sink.seen.wait(10)
+    finally:
+        run.stop(timeout=10)
+    assert sink.items == [{"id": "two"}]
+    [record] = dead.items
+    assert (record.node, record.item) == ("up", None)
+    assert "answered 503 Service Unavailable" in record.message
+
+
+def test_an_async_poll_waits_as_long_as_retry_after_says(api: ApiServer) -> None:
+    sink = Collect(wait_for=1)
+    urls = [api.base + "/throttle/t?after=1", api.base + "/items/i"]
+    HttpPoller(urls, interval=60, backoff=0.001, concurrency=2) > sink
+    run = sink.global_start(block=False)
+    assert run is not None
+    try:
+        assert sink.seen.wait(10)
+    finally:
+        run.stop(timeout=10)
+    assert sink.items == [{"key": "t", "attempts": 2}, {"id": "i"}]
+    first, second = api.attempts["/throttle/t"]
+    assert second - first >= 0.95
+
+
+def test_an_async_poll_keeps_secrets_out_of_errors_and_logs(
+    api: ApiServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    poller = HttpPoller(
+        [api.base + "/items/ok", api.base + f"/status/403?api_key={API_KEY}"],
+        interval=60,
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        concurrency=2,
+    )
+    poller > Collect()
+    with pytest.raises(nanostream.NodeFailed) as info:
+        poller.global_start()
+    assert "denied: you sent" in str(info.value)
+    text = caplog.text + "".join(traceback.format_exception(info.value)) + repr(poller)
+    assert "api_key=***" in text
+    for secret in (TOKEN, API_KEY):
+        assert secret not in text
+
+
+def test_an_async_paginator_keeps_the_rate_limit_over_all_its_items(api: ApiServer) -> None:
+    node = HttpPaginator(api.base + "/pages/link", concurrency=4, rate_limit=20)
+    assert run_items(node, [{}, {}, {}]) == list(range(25)) * 3
+    times = sorted(t for _, _, t in api.requests)
+    assert len(times) == 9
+    assert times[-1] - times[0] >= 0.3  # 8 intervals of 1/20 s, less the first's lateness

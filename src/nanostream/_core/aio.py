@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from greenlet import getcurrent
 
-from .signals import RunAborted
+from .signals import RunAborted, SourceStopped
 
 if TYPE_CHECKING:
     from .context import NodeContext
@@ -70,12 +70,16 @@ def _in_greenlet() -> bool:
     return getcurrent().parent is not None
 
 
-def wait_future(future: Future[Any], ctx: NodeContext | None = None) -> Any:
+def wait_future(
+    future: Future[Any], ctx: NodeContext | None = None, *, until_stop: bool = False
+) -> Any:
     """The result of ``future`` (or its exception), waited for as the node's runner wants.
 
     ``ctx`` is the waiting node's context: an abort of its run ends the wait with
-    :class:`~nanostream.RunAborted`. Inside a greenlet of the cooperative runner the node
-    pauses in short steps while the other nodes run; elsewhere it blocks its thread.
+    :class:`~nanostream.RunAborted`; with ``until_stop`` (a source's wait), a ``stop()``
+    of the run cancels ``future`` and ends the wait with ``SourceStopped`` (within 0.25 s).
+    Inside a greenlet of the cooperative runner the node pauses in short steps while the
+    other nodes run; elsewhere it blocks its thread.
 
     Example:
         >>> from concurrent.futures import Future
@@ -86,11 +90,13 @@ def wait_future(future: Future[Any], ctx: NodeContext | None = None) -> Any:
         'ok'
     """
     abort = ctx.abort_event if ctx is not None else None
+    stop = ctx.stop_event if ctx is not None and until_stop else None
     if abort is not None and _in_greenlet():
         pause = _FIRST_PAUSE_S
         while not future.done():
             if abort.wait(pause):
                 raise RunAborted
+            _stopped(future, stop)
             pause = min(pause * 2, _LONGEST_PAUSE_S)
         return future.result()
     while True:
@@ -101,6 +107,14 @@ def wait_future(future: Future[Any], ctx: NodeContext | None = None) -> Any:
                 raise
             if abort is not None and abort.is_set():
                 raise RunAborted from None
+            _stopped(future, stop)
+
+
+def _stopped(future: Future[Any], stop: threading.Event | None) -> None:
+    """Cancel ``future`` and raise ``SourceStopped`` if ``stop`` is set."""
+    if stop is not None and stop.is_set():
+        future.cancel()
+        raise SourceStopped
 
 
 class _End:

@@ -418,16 +418,19 @@ def map_in_processes(
     max_in_flight: int,
     release: Callable[[int], None] | None,
     setup: Callable[[], Any] | None = None,
+    ordered: bool = True,
 ) -> None:
     """Emit the outputs of ``func`` for each item, computed in ``processes`` worker processes.
 
-    Outputs keep the input order. The node's thread reads the input into chunks (sent when
-    full, or on a :data:`~nanostream.TICK` when the input is idle), keeps at most
-    ``2 * processes`` chunks and ``max_in_flight`` items in flight, and emits each chunk's
-    results in order under the node's error policy (failures carry the worker's traceback
-    as their ``__cause__``). When a worker process dies, the pool is replaced and each item
-    it may have been working on runs again alone; one that kills its worker alone fails
-    with ``BrokenProcessPool`` under the policy (``retry`` runs it again at once).
+    Outputs keep the input order; with ``ordered=False`` each chunk's go out as soon as it
+    is done (first-come by chunk; within a chunk, in order). The node's thread reads the
+    input into chunks (sent when full, or on a :data:`~nanostream.TICK` when the input is
+    idle), keeps at most ``2 * processes`` chunks and ``max_in_flight`` items in flight,
+    and emits each chunk's results in order under the node's error policy (failures carry
+    the worker's traceback as their ``__cause__``). When a worker process dies, the pool is
+    replaced and each item it may have been working on runs again alone; one that kills its
+    worker alone fails with ``BrokenProcessPool`` under the policy (``retry`` runs it again
+    at once).
     ``setup`` runs once in each worker process (``Parallel`` gives its node's).
     """
     cloudpickle = require_cloudpickle()
@@ -439,14 +442,51 @@ def map_in_processes(
     most_chunks = 2 * processes
     chunk_cap = max(1, max_in_flight // most_chunks)
     chunk_size = 1
-    pending: deque[tuple[list[Any], Future[Any]]] = deque()
+    # The chunks in flight: their items, their future, the read number of their first item.
+    pending: deque[tuple[list[Any], Future[Any], int]] = deque()
     held = 0  # items read and not yet emitted
+    reads = 0  # items read
     chunk: list[Any] = []
+    # Set when a chunk is done, so that the node can wait for "any chunk" (ordered=False).
+    lock = threading.Lock()
+    any_done: list[Future[None]] = [Future()]
+    # True once a chunk is done since the node last looked: reading an item costs no look
+    # at the futures while none is.
+    news = [False]
 
-    def settle_all(emit: Callable[[Any, Any], None]) -> None:
-        """Emit the oldest chunk's results; after a worker died, every chunk's."""
+    def on_done(_: Future[Any]) -> None:
+        news[0] = True
+        with lock:
+            if not any_done[0].done():
+                any_done[0].set_result(None)
+
+    def next_done(must: bool) -> int | None:
+        """The index in ``pending`` of the chunk to emit next; None if none is due yet.
+        ``must``: wait for one (the bounds are reached, or the input ended)."""
+        if ordered:
+            return 0 if must or pending[0][1].done() else None
+        while True:
+            with lock:
+                if any_done[0].done():
+                    any_done[0] = Future()
+                waiting = any_done[0]
+            for index, (_, future, _) in enumerate(pending):
+                if future.done():
+                    return index
+            if not must:
+                return None
+            node.wait_future(waiting)
+
+    def still_held() -> int:
+        """How many of the last items read are not out yet (see ``release_items``)."""
+        oldest = min((first for _, _, first in pending), default=reads - len(chunk) + 1)
+        return reads - oldest + 1 if held else 0
+
+    def settle_all(emit: Callable[[Any, Any], None], index: int = 0) -> None:
+        """Emit the results of ``pending[index]``; after a worker died, every chunk's."""
         nonlocal held, chunk_size
-        items, future = pending.popleft()
+        items, future, _ = pending[index]
+        del pending[index]
         try:
             results, took = node.wait_future(future)
         except BrokenProcessPool:
@@ -454,7 +494,7 @@ def map_in_processes(
             # run again, each item alone, on a fresh pool.
             chunks: list[tuple[list[Any], list[Any] | None]] = [(items, None)]
             while pending:
-                more, other = pending.popleft()
+                more, other, _ = pending.popleft()
                 try:
                     chunks.append((more, node.wait_future(other)[0]))
                 except (BrokenProcessPool, CancelledError):
@@ -498,12 +538,14 @@ def map_in_processes(
         return results
 
     def run(emit: Callable[[Any, Any], None]) -> None:
-        nonlocal chunk, held
+        nonlocal chunk, held, reads
 
         def send() -> None:
             nonlocal chunk
             if chunk:
-                pending.append((chunk, workers.submit(chunk)))
+                future = workers.submit(chunk)
+                pending.append((chunk, future, reads - len(chunk) + 1))
+                future.add_done_callback(on_done)
                 chunk = []
 
         for item in inp:
@@ -512,19 +554,26 @@ def map_in_processes(
             else:
                 chunk.append(item)
                 held += 1
+                reads += 1
                 if len(chunk) >= chunk_size:
                     send()
             emitted = False
-            while pending and (
-                len(pending) >= most_chunks or held >= max_in_flight or pending[0][1].done()
-            ):
-                settle_all(emit)
-                emitted = True
+            full = len(pending) >= most_chunks or held >= max_in_flight
+            if full or news[0]:
+                news[0] = False
+                while pending:
+                    index = next_done(len(pending) >= most_chunks or held >= max_in_flight)
+                    if index is None:
+                        break
+                    settle_all(emit, index)
+                    emitted = True
             if emitted:
-                keep(held)  # the items still held are the last ones read
+                keep(still_held())
         send()
         while pending:
-            settle_all(emit)
+            index = next_done(True)
+            assert index is not None
+            settle_all(emit, index)
 
     def emit_outputs(item: Any, result: Any) -> None:
         if type(result) is _ItemFailed:

@@ -96,11 +96,6 @@ def _check_processes(
             f"{owner}: choose workers= (threads, for blocking I/O) or processes= "
             "(for CPU-bound work), not both"
         )
-    if not ordered:
-        raise GraphError(
-            f"{owner}: processes= keeps the input order; ordered=False is not supported "
-            "with it (leave ordered at its default)"
-        )
     require_cloudpickle()
     return processes
 
@@ -123,7 +118,8 @@ class FlatMap(Operator):
     1; ``max_in_flight`` defaults to ``2 * concurrency``), with the same ordering and
     bounds; the loop's thread is joined when the node ends. ``processes=N`` runs a plain
     ``func`` in N worker processes for CPU-bound work (see
-    :mod:`nanostream.operators._concurrency`): ordered, items and outputs pickled, ``func``
+    :mod:`nanostream.operators._concurrency`): ordered by default (``ordered=False``: each
+    chunk of items as it is done), items and outputs pickled, ``func``
     sent with cloudpickle (lambdas work), ``max_in_flight`` default 1024 items.
 
     An error policy (``on_error="skip"`` or ``"retry"``, ``timeout``, ``max_errors`` ...)
@@ -252,6 +248,7 @@ class FlatMap(Operator):
             processes=self.processes,
             max_in_flight=self.max_in_flight,
             release=release,
+            ordered=self.ordered,
         )
 
     def _releases(self) -> bool:
@@ -471,6 +468,7 @@ class Parallel(FlatMap):
             max_in_flight=self.max_in_flight,
             release=release,
             setup=self.node.setup,
+            ordered=self.ordered,
         )
 
     def setup(self) -> None:

@@ -1,9 +1,10 @@
-"""The HTTP nodes' requests on ``httpx.AsyncClient``, for ``HttpRequest(concurrency=N)``.
+"""The HTTP nodes' requests on ``httpx.AsyncClient``, for ``concurrency=N``.
 
 The same request as :meth:`_HttpNode._send <nanostream.connectors.http._base._HttpNode>`
-sends, with the same decisions (which errors and statuses are retried, ``Retry-After``, the
-rate limit shared by every request of the node, redirects that keep credentials to their
-origin, secrets masked in messages), awaited on the node's event loop instead of blocking
+sends, with the same decisions, made by the same code (``_Attempts``: which errors and
+statuses are retried, ``Retry-After``, the rate limit shared by every request of the node;
+``_next_redirect`` and ``_admitted``: redirects that keep credentials to their origin;
+secrets masked in messages), awaited on the node's event loop instead of blocking
 a thread: the waits between attempts are ``asyncio.sleep``, which the end of the node
 cancels.
 
@@ -19,9 +20,8 @@ import asyncio
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .._secrets import mask_url
 from .._toolkit import ConnectorError
-from ._base import _Home, _HttpNode
+from ._base import _Attempts, _Home, _HttpNode
 
 if TYPE_CHECKING:
     import httpx
@@ -31,42 +31,36 @@ __all__ = ["send"]
 
 async def send(
     node: _HttpNode,
-    client: httpx.AsyncClient,
     url: str,
     *,
     params: Mapping[str, Any] | None = None,
     headers: Mapping[str, str] | None = None,
     json: Any = None,
+    home: _Home | None = None,
 ) -> httpx.Response:
-    """Send one request of ``node`` with ``client``, retrying as configured."""
+    """Send one request of ``node`` with its ``httpx.AsyncClient``, retrying as configured.
+
+    ``home`` is where the node's credentials may go, as for ``_HttpNode._send``.
+    """
     import httpx
 
-    target: httpx.URL | str = url
-    if params:  # httpx would replace the URL's own query with params: merge them
-        target = httpx.URL(url).copy_merge_params(params)
-    home = _Home(httpx.URL(url))
-    left_before = home.left
-    limiter = node._limiter
-    attempt = 0
+    client = node._async_client
+    if client is None:
+        raise ConnectorError(f"{node.kind} is not running: its client is closed")
+    attempts = _Attempts(node, url, params, home)
     while True:
-        home.left = left_before  # each attempt runs the chain again from where it began
-        if limiter is not None:
-            delay = limiter.reserve()
-            if delay > 0:
-                await asyncio.sleep(delay)
+        if (delay := attempts.start()) > 0:
+            await asyncio.sleep(delay)
         try:
-            request = client.build_request(node.method, target, headers=headers, json=json)
-            response = await _follow(
-                node, client, await _send_one(node, client, request, home), home
-            )
+            request = client.build_request(node.method, attempts.target, headers=headers, json=json)
+            sent = await _send_one(node, client, request, attempts.home)
+            response = await _follow(node, client, sent, attempts.home)
         except httpx.TransportError as exc:
-            delay = node._after_transport_error(exc, target, attempt)
+            delay = attempts.failed(exc)
         else:
-            if response.status_code < 400:
-                node._count_sent()
+            if (delay_or_none := attempts.answered(response)) is None:
                 return response
-            delay = node._after_error_status(response, home, attempt)
-        attempt += 1
+            delay = delay_or_none
         await asyncio.sleep(delay)
 
 
@@ -74,10 +68,8 @@ async def _send_one(
     node: _HttpNode, client: httpx.AsyncClient, request: httpx.Request, home: _Home
 ) -> httpx.Response:
     """``request``, without the node's credentials when ``home`` does not admit its URL."""
-    if home.admits(request.url):
+    if node._admitted(request, home):
         return await client.send(request)
-    for name in node._credential_headers():
-        request.headers.pop(name, None)
     return await client.send(request, auth=None)
 
 
@@ -85,16 +77,8 @@ async def _follow(
     node: _HttpNode, client: httpx.AsyncClient, response: httpx.Response, home: _Home
 ) -> httpx.Response:
     """Follow ``response``'s redirects as :meth:`_HttpNode._follow` does."""
-    if not node.follow_redirects:
-        return response
     redirects = 0
-    while response.next_request is not None:
-        if redirects >= node.max_redirects:
-            raise ConnectorError(
-                f"{node.kind}: {node.method} {mask_url(home.origin)} was redirected more "
-                f"than max_redirects={node.max_redirects} times (last to "
-                f"{mask_url(response.next_request.url)})"
-            )
+    while (request := node._next_redirect(response, redirects, home)) is not None:
         redirects += 1
-        response = await _send_one(node, client, response.next_request, home)
+        response = await _send_one(node, client, request, home)
     return response

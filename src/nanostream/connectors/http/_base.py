@@ -265,6 +265,9 @@ class _HttpNode(NanoNode):
         self.requests_sent = 0
         self._limiter = _RateLimit(rate_limit) if rate_limit else None
         self._client: httpx.Client | None = None
+        self._async_client: httpx.AsyncClient | None = None
+        #: Requests in flight at once on ``httpx.AsyncClient``; None: the blocking client.
+        self.concurrency: int | None = None
         self._lock = threading.Lock()
         self.configure(**options)
 
@@ -287,21 +290,53 @@ class _HttpNode(NanoNode):
         return self.templates.url_for(_fields(item))
 
     # ------------------------------------------------------------------ client
-    def _open(self, connections: int = 10) -> None:
+    def _client_options(self, connections: int) -> dict[str, Any]:
+        """The options of the node's client, blocking or async, for ``connections`` at once."""
         import httpx
 
         install_log_masking(*_LOGGERS)
-        limits = httpx.Limits(
-            max_connections=max(10, connections), max_keepalive_connections=max(10, connections)
-        )
+        size = max(10, connections)
+        limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
         # Redirects are followed by _follow, which keeps credentials to their origin.
-        options = {"limits": limits, **self.client_options, "follow_redirects": False}
-        self._client = httpx.Client(timeout=httpx.Timeout(self.timeout), **options)
+        return {
+            "timeout": httpx.Timeout(self.timeout),
+            "limits": limits,
+            **self.client_options,
+            "follow_redirects": False,
+        }
+
+    def _open(self, connections: int = 10) -> None:
+        import httpx
+
+        self._client = httpx.Client(**self._client_options(connections))
 
     def _close(self) -> None:
         client, self._client = self._client, None
         if client is not None:
             client.close()
+
+    async def _open_async(self) -> None:
+        """Make the node's ``httpx.AsyncClient``, on the node's event loop."""
+        import httpx
+
+        options = self._client_options(self.concurrency or 1)
+        self._async_client = httpx.AsyncClient(**options)
+
+    async def _close_async(self) -> None:
+        client, self._async_client = self._async_client, None
+        if client is not None:
+            await client.aclose()
+
+    def _check_concurrency(self, concurrency: int | None) -> int | None:
+        """``concurrency`` if it is None or a positive integer; else a ``ConfigError``."""
+        if concurrency is not None and (
+            not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1
+        ):
+            raise ConfigError(
+                f"{node_label(self, with_class=True)}: concurrency must be a positive "
+                f"integer (requests in flight at once), got {concurrency!r}"
+            )
+        return concurrency
 
     # ------------------------------------------------------------------ one request
     def _send(
@@ -325,30 +360,23 @@ class _HttpNode(NanoNode):
         if client is None:
             raise ConnectorError(f"{self.kind} is not running: its client is closed")
         wait = wait or self._context().pause
-        method = self.method
-        target: httpx.URL | str = url
-        if params:  # httpx would replace the URL's own query with params: merge them
-            target = httpx.URL(url).copy_merge_params(params)
-        home = home or _Home(httpx.URL(url))
-        left_before = home.left
-        attempt = 0
+        attempts = _Attempts(self, url, params, home)
         while True:
-            home.left = left_before  # each attempt runs the chain again from where it began
-            if self._limiter is not None:
-                delay = self._limiter.reserve()
-                if delay > 0:
-                    wait(delay)
+            if (delay := attempts.start()) > 0:
+                wait(delay)
             try:
-                request = client.build_request(method, target, headers=headers, json=json)
-                response = self._follow(client, self._send_one(client, request, home), home)
+                request = client.build_request(
+                    self.method, attempts.target, headers=headers, json=json
+                )
+                response = self._follow(
+                    client, self._send_one(client, request, attempts.home), attempts.home
+                )
             except httpx.TransportError as exc:
-                delay = self._after_transport_error(exc, target, attempt)
+                delay = attempts.failed(exc)
             else:
-                if response.status_code < 400:
-                    self._count_sent()
+                if (delay_or_none := attempts.answered(response)) is None:
                     return response
-                delay = self._after_error_status(response, home, attempt)
-            attempt += 1
+                delay = delay_or_none
             wait(delay)
 
     def _count_sent(self) -> None:
@@ -432,11 +460,17 @@ class _HttpNode(NanoNode):
         ``client_options`` headers), without ``Authorization`` (also httpx ``auth``) and
         without cookies.
         """
-        if home.admits(request.url):
+        if self._admitted(request, home):
             return client.send(request)
+        return client.send(request, auth=None)
+
+    def _admitted(self, request: httpx.Request, home: _Home) -> bool:
+        """Whether ``home`` admits ``request``'s URL; if not, its credential headers go."""
+        if home.admits(request.url):
+            return True
         for name in self._credential_headers():
             request.headers.pop(name, None)
-        return client.send(request, auth=None)
+        return False
 
     def _follow(
         self, client: httpx.Client, response: httpx.Response, home: _Home
@@ -447,19 +481,25 @@ class _HttpNode(NanoNode):
         from the first redirect to another origin on, the request goes without the headers
         the node was given, without ``Authorization`` and without cookies.
         """
-        if not self.follow_redirects:
-            return response
         redirects = 0
-        while response.next_request is not None:
-            if redirects >= self.max_redirects:
-                raise ConnectorError(
-                    f"{self.kind}: {self.method} {mask_url(home.origin)} was redirected more "
-                    f"than max_redirects={self.max_redirects} times (last to "
-                    f"{mask_url(response.next_request.url)})"
-                )
+        while (request := self._next_redirect(response, redirects, home)) is not None:
             redirects += 1
-            response = self._send_one(client, response.next_request, home)
+            response = self._send_one(client, request, home)
         return response
+
+    def _next_redirect(
+        self, response: httpx.Response, redirects: int, home: _Home
+    ) -> httpx.Request | None:
+        """The request ``response`` redirects to, None if it is not followed; raises when
+        ``redirects`` (those followed so far in the chain) reached ``max_redirects``."""
+        following = response.next_request if self.follow_redirects else None
+        if following is not None and redirects >= self.max_redirects:
+            raise ConnectorError(
+                f"{self.kind}: {self.method} {mask_url(home.origin)} was redirected more "
+                f"than max_redirects={self.max_redirects} times (last to "
+                f"{mask_url(following.url)})"
+            )
+        return following
 
     def _parse(self, response: httpx.Response) -> Any:
         parse = self.parse
@@ -481,6 +521,58 @@ class _HttpNode(NanoNode):
                     "to take it as text"
                 ) from None
         return response.text
+
+
+class _Attempts:
+    """The attempts at one request of a node, without their I/O: the blocking and the async
+    client both drive it, so that they decide alike.
+
+    Each attempt begins with :meth:`start` (the seconds the rate limit asks to wait first)
+    and ends with :meth:`answered` or :meth:`failed`, which count it and give the seconds
+    to wait before the next attempt (None: done), or raise when it is not retried.
+    """
+
+    def __init__(
+        self, node: _HttpNode, url: str, params: Mapping[str, Any] | None, home: _Home | None
+    ) -> None:
+        import httpx
+
+        self.node = node
+        self.target = _target(url, params)
+        #: Where the node's credentials may go; by default the origin of ``url``.
+        self.home = home or _Home(httpx.URL(url))
+        self.left_before = self.home.left
+        self.attempt = 0
+
+    def start(self) -> float:
+        """Begin an attempt; the seconds to wait before it is sent."""
+        self.home.left = self.left_before  # each attempt runs the chain again from its start
+        limiter = self.node._limiter
+        return limiter.reserve() if limiter is not None else 0.0
+
+    def answered(self, response: httpx.Response) -> float | None:
+        """None when ``response`` is a success; else the seconds before the next attempt."""
+        if response.status_code < 400:
+            self.node._count_sent()
+            return None
+        delay = self.node._after_error_status(response, self.home, self.attempt)
+        self.attempt += 1
+        return delay
+
+    def failed(self, exc: httpx.TransportError) -> float:
+        """The seconds before the next attempt after ``exc``; raises if it is not retried."""
+        delay = self.node._after_transport_error(exc, self.target, self.attempt)
+        self.attempt += 1
+        return delay
+
+
+def _target(url: str, params: Mapping[str, Any] | None) -> httpx.URL | str:
+    """``url`` with ``params`` added to its own query (httpx would replace the query)."""
+    if not params:
+        return url
+    import httpx
+
+    return httpx.URL(url).copy_merge_params(params)
 
 
 def _origin(url: httpx.URL) -> str:

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from ..._core.context import node_label
 from ..._core.errors import ConfigError
 from ..._core.node import NodeFunction
 from ...operators._concurrency import map_async
 from ...operators._operator import POOL_TICK_S, map_items
-from .._secrets import install_log_masking
-from .._toolkit import ConnectorError, closing_function
+from .._toolkit import closing_function
 from ._async import send
-from ._base import _LOGGERS, Output, Parse, _fields, _HttpNode
+from ._base import Output, Parse, _fields, _HttpNode
 
 if TYPE_CHECKING:
     import httpx
@@ -116,16 +116,11 @@ class HttpRequest(_HttpNode):
             raise ConfigError(f"HttpRequest: workers must be a positive integer, got {workers!r}")
         if output not in ("body", "response"):
             raise ConfigError(f"HttpRequest: output must be 'body' or 'response': {output!r}")
-        if concurrency is not None:
-            if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
-                raise ConfigError(
-                    f"HttpRequest: concurrency must be a positive integer, got {concurrency!r}"
-                )
-            if workers > 1:
-                raise ConfigError(
-                    "HttpRequest: choose workers= (threads) or concurrency= (async requests "
-                    "on one thread), not both"
-                )
+        if self._check_concurrency(concurrency) is not None and workers > 1:
+            raise ConfigError(
+                f"{node_label(self, with_class=True)}: choose workers= (threads) or "
+                "concurrency= (async requests on one thread), not both"
+            )
         self.workers = workers
         self.concurrency = concurrency
         self.output = output
@@ -134,7 +129,6 @@ class HttpRequest(_HttpNode):
         self.holds_items = workers > 1 or concurrency is not None
         if self.holds_items:
             self.tick_interval = POOL_TICK_S
-        self._async_client: httpx.AsyncClient | None = None
 
     def setup(self) -> None:
         self._open(self.workers)
@@ -156,14 +150,10 @@ class HttpRequest(_HttpNode):
 
     async def call_async(self, item: Any) -> Any:
         """:meth:`call` on the node's event loop, with its ``httpx.AsyncClient``."""
-        client = self._async_client
-        if client is None:
-            raise ConnectorError("HttpRequest is not running: its client is closed")
         fields = _fields(item)
         t = self.templates
         response = await send(
             self,
-            client,
             t.url_for(fields),
             params=t.params_for(fields),
             headers=t.headers_for(fields),
@@ -190,21 +180,6 @@ class HttpRequest(_HttpNode):
 
     async def _answer_async(self, item: Any) -> list[Any]:
         return [await self.call_async(item)]
-
-    async def _open_async(self) -> None:
-        import httpx
-
-        install_log_masking(*_LOGGERS)
-        size = max(10, self.concurrency or 1)
-        limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
-        # Redirects are followed by send(), which keeps credentials to their origin.
-        options = {"limits": limits, **self.client_options, "follow_redirects": False}
-        self._async_client = httpx.AsyncClient(timeout=httpx.Timeout(self.timeout), **options)
-
-    async def _close_async(self) -> None:
-        client, self._async_client = self._async_client, None
-        if client is not None:
-            await client.aclose()
 
     def as_function(self) -> NodeFunction:
         if self.concurrency is not None:

@@ -1,19 +1,31 @@
 """The HTTP sources: :class:`HttpPaginator` (every page of a listing) and
-:class:`HttpPoller` (a URL polled at an interval).
+:class:`HttpPoller` (URLs polled at an interval).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Iterator, Mapping
-from typing import Any, Literal
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
+from concurrent import futures
+from functools import partial
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urljoin
 
+from ..._core.aio import EventLoopThread, wait_future
+from ..._core.context import node_label
 from ..._core.errors import ConfigError
 from ..._core.node import NodeFunction
 from ..._core.signals import SourceStopped
+from ...operators._concurrency import map_async
+from ...operators._operator import POOL_TICK_S
+from .._secrets import mask_url
 from .._toolkit import closing_function
+from ._async import send
 from ._base import Parse, _fields, _Home, _HttpNode, _items_at, _path
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["HttpPaginator", "HttpPoller"]
 
@@ -34,13 +46,23 @@ class HttpPaginator(_HttpNode):
     - ``style="offset"``: the query parameters ``offset_param`` and ``limit_param`` step by
       ``page_size``; ends on a page shorter than ``page_size``.
 
-    ``max_pages`` bounds the pages read per item. Retries, timeouts and the rate limit are
-    those of :class:`HttpRequest`.
+    ``max_pages`` bounds the pages read per item. Retries, timeouts, redirects and the rate
+    limit are those of :class:`HttpRequest`.
+
+    ``concurrency=N`` reads the pages of up to N items at once with ``httpx.AsyncClient``
+    on the node's own event loop. The pages of one item still follow each other (the next
+    page is known from the page before), so N items are paged side by side; the items of
+    each input item go out together once its last page has come, in the input's order.
+    The error policy applies to each input item: under ``on_error="skip"`` an item whose
+    pages fail emits none of its items (without ``concurrency``, those of the pages read
+    before the failure are already out).
 
     Example:
         >>> from nanostream.nodes.http import HttpPaginator
         >>> HttpPaginator("https://api.example.com/repos", style="cursor", cursor="meta.next")
         HttpPaginator(name=None, method='GET', url='https://api.example.com/repos')
+        >>> HttpPaginator("https://api.example.com/users/{user}/repos", concurrency=16).concurrency
+        16
     """
 
     kind = "HttpPaginator"
@@ -58,6 +80,7 @@ class HttpPaginator(_HttpNode):
         limit_param: str = "limit",
         page_size: int = 100,
         max_pages: int | None = None,
+        concurrency: int | None = None,
         method: str = "GET",
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, Any] | None = None,
@@ -108,54 +131,113 @@ class HttpPaginator(_HttpNode):
         self.limit_param = limit_param
         self.page_size = page_size
         self.max_pages = max_pages
+        self.concurrency = self._check_concurrency(concurrency)
+        if concurrency is not None:
+            # The items whose pages are being read are kept between reads; ticks let
+            # their items go out while no item comes.
+            self.holds_items = True
+            self.tick_interval = POOL_TICK_S
 
     def setup(self) -> None:
         self._open()
 
     def as_function(self) -> NodeFunction:
-        return closing_function(super().as_function(), self._close)
+        if self.concurrency is None:
+            return closing_function(super().as_function(), self._close)
+        self.validate()
+        node, concurrency = self, self.concurrency
+
+        def http_paginator_async(inp: Iterable[Any], outp: Callable[[Any], Any]) -> None:
+            map_async(
+                node,
+                inp,
+                outp,
+                node._all_pages,
+                concurrency=concurrency,
+                ordered=True,
+                max_in_flight=2 * concurrency,
+                release=node.release_items,
+                opening=node._open_async,
+                closing=node._close_async,
+            )
+
+        return http_paginator_async
 
     def process_item(self, item: Any) -> Iterator[Any]:
+        pages = _Pages(self, item)
+        while pages.request is not None:
+            url, params = pages.request
+            yield from pages.read(
+                self._send(
+                    url, params=params, headers=pages.headers, json=pages.json, home=pages.home
+                )
+            )
+
+    async def _all_pages(self, item: Any) -> list[Any]:
+        """The items of every page for ``item``, read with the node's async client."""
+        pages = _Pages(self, item)
+        found: list[Any] = []
+        while pages.request is not None:
+            url, params = pages.request
+            response = await send(
+                self, url, params=params, headers=pages.headers, json=pages.json, home=pages.home
+            )
+            found += pages.read(response)
+        return found
+
+
+class _Pages:
+    """The pages of one item of an :class:`HttpPaginator`: the next request, and what a
+    page gives (its items and the request after it). Both clients, blocking and async,
+    read pages with it."""
+
+    def __init__(self, node: HttpPaginator, item: Any) -> None:
         import httpx
 
+        self.node = node
         fields = _fields(item)
-        t = self.templates
+        t = node.templates
         url = t.url_for(fields)
-        base = t.params_for(fields)
-        headers, body = t.headers_for(fields), t.json_for(fields)
-        params: dict[str, Any] | None = dict(base)
-        offset = 0
-        if self.style == "offset":
-            params = {**base, self.offset_param: 0, self.limit_param: self.page_size}
-        pages = 0
+        self.base = t.params_for(fields)
+        params: dict[str, Any] | None = dict(self.base)
+        if node.style == "offset":
+            params = {**self.base, node.offset_param: 0, node.limit_param: node.page_size}
+        #: The URL and query of the next page to read; None after the last page.
+        self.request: tuple[str, dict[str, Any] | None] | None = (url, params)
         home = _Home(httpx.URL(url))  # a next page elsewhere gets no credentials
-        while True:
-            response = self._send(url, params=params, headers=headers, json=body, home=home)
-            page = self._parse(response)
-            found = _items_at(page, self.items, self.kind)
-            yield from found
-            pages += 1
-            if self.max_pages is not None and pages >= self.max_pages:
-                return
-            if self.style == "next":
-                link = (
-                    _path(page, self.next)
-                    if self.next is not None
-                    else response.links.get("next", {}).get("url")
-                )
-                if not link:
-                    return
-                url, params = urljoin(str(response.url), str(link)), None
-            elif self.style == "cursor":
-                token = _path(page, self.cursor)
-                if token in (None, ""):
-                    return
-                params = {**base, self.cursor_param: token}
-            else:
-                if len(found) < self.page_size:
-                    return
-                offset += len(found)
-                params = {**base, self.offset_param: offset, self.limit_param: self.page_size}
+        self.url = url
+        self.headers = t.headers_for(fields)
+        self.json = t.json_for(fields)
+        self.home = home
+        self.pages = 0
+        self.offset = 0
+
+    def read(self, response: httpx.Response) -> list[Any]:
+        """The items of the page ``response``; sets :attr:`request` to the next page's."""
+        node = self.node
+        page = node._parse(response)
+        found = _items_at(page, node.items, node.kind)
+        self.pages += 1
+        self.request = None
+        if node.max_pages is not None and self.pages >= node.max_pages:
+            return found
+        if node.style == "next":
+            link = (
+                _path(page, node.next)
+                if node.next is not None
+                else response.links.get("next", {}).get("url")
+            )
+            if link:
+                self.request = (urljoin(str(response.url), str(link)), None)
+        elif node.style == "cursor":
+            token = _path(page, node.cursor)
+            if token not in (None, ""):
+                self.request = (self.url, {**self.base, node.cursor_param: token})
+        elif len(found) >= node.page_size:
+            self.offset += len(found)
+            step = {node.offset_param: self.offset, node.limit_param: node.page_size}
+            self.request = (self.url, {**self.base, **step})
+        return found
 
 
 # ----------------------------------------------------------------------------- HttpPoller
@@ -169,15 +251,25 @@ class HttpPoller(_HttpNode):
     poller at once, also while it waits to retry. ``url``, ``params``, ``headers`` and
     ``json`` are sent as given (no templates: there is no item).
 
-    The node's error policy applies to each poll: a request that still fails after the
-    poller's own ``retries`` fails the run (``on_error="fail"``, the default), or with
-    ``on_error="skip"`` is recorded (an error record on the ``errors`` port, counted for
-    ``max_errors`` and ``max_error_rate``) and the poller polls again after ``interval``.
+    ``url`` may be a list of URLs: each round polls every one of them (with the same
+    ``params``, ``headers`` and ``json``), one after the other, and emits their answers in
+    the list's order; ``interval`` runs from the start of one round to the next.
+    ``concurrency=N`` polls up to N of them at once with ``httpx.AsyncClient`` on the
+    node's own event loop, and emits the round's answers once all have come, still in the
+    list's order (a ``concurrency`` above the number of URLs is refused).
+
+    The node's error policy applies to each poll (each URL of a round): a request that
+    still fails after the poller's own ``retries`` fails the run (``on_error="fail"``, the
+    default), or with ``on_error="skip"`` is recorded (an error record on the ``errors``
+    port, counted for ``max_errors`` and ``max_error_rate``) and the poller goes on.
 
     Example:
         >>> from nanostream.nodes.http import HttpPoller
         >>> HttpPoller("https://status.example.com/api/v2/summary.json", interval=60)
         HttpPoller(name=None, method='GET', url='https://status.example.com/api/v2/summary.json')
+        >>> regions = [f"https://{r}.example.com/health" for r in ("eu", "us", "ap")]
+        >>> HttpPoller(regions, interval=10, concurrency=3).urls == regions
+        True
     """
 
     kind = "HttpPoller"
@@ -185,11 +277,12 @@ class HttpPoller(_HttpNode):
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         interval: float,
         *,
         items: str | None = None,
         changes_only: bool = False,
+        concurrency: int | None = None,
         method: str = "GET",
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, Any] | None = None,
@@ -206,8 +299,14 @@ class HttpPoller(_HttpNode):
         batch_size: int | None = None,
         **options: Any,
     ) -> None:
+        urls = [url] if isinstance(url, str) else list(url)
+        if not urls or not all(isinstance(u, str) for u in urls):
+            raise ConfigError(
+                f"HttpPoller{f' {name!r}' if name else ''}: url must be a URL or a non-empty "
+                f"list of URLs, got {url!r}"
+            )
         super().__init__(
-            url,
+            urls[0],
             method,
             params=None,
             headers=None,
@@ -227,17 +326,31 @@ class HttpPoller(_HttpNode):
         )
         if interval <= 0:
             raise ConfigError(f"HttpPoller: interval must be positive seconds, got {interval!r}")
+        for other in urls[1:]:
+            self.secrets.add_url(other)
+        if len(urls) > 1:
+            self.url_shown = ", ".join(mask_url(u) for u in urls)
         self.secrets.add_headers(headers)
         self.url = url
+        #: The URLs polled in each round, in the order their answers go out.
+        self.urls = urls
         self.interval = float(interval)
         self.items = items
         self.changes_only = changes_only
         self.params = dict(params or {})
         self.headers = dict(headers or {})
         self.json = json
+        self.concurrency = self._check_concurrency(concurrency)
+        if concurrency is not None and concurrency > len(urls):
+            raise ConfigError(
+                f"{node_label(self, with_class=True)}: concurrency={concurrency} polls up to "
+                f"{concurrency} URLs at once, but it polls {len(urls)}; give url the list of "
+                f"URLs to poll, or set concurrency to {len(urls)} at most"
+            )
 
     def setup(self) -> None:
-        self._open()
+        if self.concurrency is None:
+            self._open()
 
     def as_function(self) -> NodeFunction:
         return closing_function(super().as_function(), self._close)
@@ -247,26 +360,43 @@ class HttpPoller(_HttpNode):
             raise SourceStopped
 
     def generator(self) -> Iterator[Any]:
-        validators: dict[str, str] = {}
+        if self.concurrency is not None:
+            yield from self._generate_async(self.concurrency)
+            return
+        validators: list[dict[str, str]] = [{} for _ in self.urls]
         with self.guard_polls() as guard:
             while True:
                 started = time.monotonic()
-                yield from guard(lambda: self._poll(validators))
-                remaining = self.interval - (time.monotonic() - started)
-                if self.sleep(max(0.0, remaining)):
+                for url, seen in zip(self.urls, validators, strict=True):
+                    yield from guard(partial(self._poll, url, seen))
+                if self._rest(started):
                     return
 
-    def _poll(self, validators: dict[str, str]) -> Iterator[Any]:
+    def _rest(self, started: float) -> bool:
+        """Wait for the next round (``interval`` after ``started``); True if stopped."""
+        return self.sleep(max(0.0, self.interval - (time.monotonic() - started)))
+
+    def _poll(self, url: str, validators: dict[str, str]) -> list[Any]:
         """One request and its items; ``validators`` (changes_only) are updated in place."""
         response = self._send(
-            self.url,
+            url,
             params=self.params,
             headers={**self.headers, **validators},
             json=self.json,
             wait=self._wait_or_stop,
         )
+        return self._polled(response, validators)
+
+    async def _poll_async(self, url: str, validators: dict[str, str]) -> list[Any]:
+        """:meth:`_poll` with the node's async client."""
+        headers = {**self.headers, **validators}
+        response = await send(self, url, params=self.params, headers=headers, json=self.json)
+        return self._polled(response, validators)
+
+    def _polled(self, response: httpx.Response, validators: dict[str, str]) -> list[Any]:
+        """The items of a poll's answer; keeps its validators when ``changes_only``."""
         if response.status_code == 304:
-            return
+            return []
         if self.changes_only:
             validators.clear()
             if etag := response.headers.get("ETag"):
@@ -275,6 +405,50 @@ class HttpPoller(_HttpNode):
                 validators["If-Modified-Since"] = modified
         body = self._parse(response)
         if self.items is None:
-            yield body
-        else:
-            yield from _items_at(body, self.items or None, self.kind)
+            return [body]
+        return _items_at(body, self.items or None, self.kind)
+
+    # ------------------------------------------------------------------ concurrency=
+    def _generate_async(self, concurrency: int) -> Iterator[Any]:
+        """The rounds of polls, each on the node's event loop, ``concurrency`` at once."""
+        loop = EventLoopThread(node_label(self))
+        ctx = self._context()
+
+        def wait(coro: Coroutine[Any, Any, Any]) -> Any:
+            return wait_future(loop.submit(coro), ctx, until_stop=True)
+
+        try:
+            wait(self._open_async())
+            validators: list[dict[str, str]] = [{} for _ in self.urls]
+            with self.guard_polls() as guard:
+                while True:
+                    started = time.monotonic()
+                    outcomes = wait(self._poll_round(validators, concurrency))
+                    for outcome in outcomes:
+                        yield from guard(partial(_settled, outcome))
+                    if self._rest(started):
+                        return
+        finally:
+            closed = loop.submit(self._close_async())
+            futures.wait([closed], timeout=self.timeout)
+            loop.close()
+
+    async def _poll_round(
+        self, validators: list[dict[str, str]], concurrency: int
+    ) -> list[list[Any] | BaseException]:
+        """Poll every URL, ``concurrency`` at once: each one's items, or its exception."""
+        slots = asyncio.Semaphore(concurrency)
+
+        async def poll(url: str, seen: dict[str, str]) -> list[Any]:
+            async with slots:
+                return await self._poll_async(url, seen)
+
+        polls = [poll(url, seen) for url, seen in zip(self.urls, validators, strict=True)]
+        return await asyncio.gather(*polls, return_exceptions=True)
+
+
+def _settled(outcome: list[Any] | BaseException) -> list[Any]:
+    """A poll of a round, for the guard: its items, or its exception raised."""
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
