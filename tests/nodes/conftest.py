@@ -4,6 +4,8 @@
   on a temporary data directory and a free port, run as a non-root user; skipped with a
   clear reason only when PostgreSQL is not installed.
 * ``redis_url``: a ``redis-server`` with a password, on a free port.
+* ``local_runner``: the runners whose nodes share the test's process (threads, cooperative),
+  for tests that read the node objects or an in-process store afterwards.
 * ``acks``: whether the ``runner`` under test calls sources' acknowledgements, so that a
   test of a source that commits its progress on acknowledgement knows what to expect.
 """
@@ -42,6 +44,12 @@ def _free_port() -> int:
 def free_port() -> Callable[[], int]:
     """A function returning a TCP port on 127.0.0.1 that nothing listens on."""
     return _free_port
+
+
+@pytest.fixture(params=["threads", "cooperative"])
+def local_runner(request: pytest.FixtureRequest) -> str:
+    """The runners whose nodes share this process (the objects of the test)."""
+    return str(request.param)
 
 
 # ----------------------------------------------------------------------------- acks
