@@ -12,8 +12,11 @@ import importlib
 import io
 import json
 import logging
+import os
 import socket
 import sqlite3
+import subprocess
+import sys
 import tempfile
 import threading
 import uuid
@@ -728,3 +731,130 @@ def test_columnar_files_round_trip_through_a_store(
     assert store.listing() == [f"rows.{kind}"]
     back = run_through([url], reader(storage_options=store.options), runner=local_runner)
     assert back == rows
+
+
+# ----------------------------------------------------------------------------- racing writers
+def test_of_two_writers_racing_to_publish_a_key_the_second_is_refused(
+    s3_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """S3's conditional put (``If-None-Match: *``): the loser's object never replaces the
+    winner's, even when it looked before the winner's put landed."""
+    from nanostream.connectors._filesystems import StorageOptions
+
+    options = StorageOptions(s3_store.options)
+    first = AtomicFile(s3_store.url("out.txt"), replace=False, node="a", storage_options=options)
+    second = AtomicFile(s3_store.url("out.txt"), replace=False, node="b", storage_options=options)
+    first.file.write("first\n")
+    second.file.write("second\n")
+    assert first.commit() == s3_store.url("out.txt")
+    # the second looked while the key was free: nothing but the put itself can stop it now
+    monkeypatch.setattr(type(s3_store.fs), "isfile", lambda self, path: False)
+    monkeypatch.setattr(type(s3_store.fs), "exists", lambda self, path: False)
+    with pytest.raises(OutputExistsError, match="another writer published it"):
+        second.commit()
+    assert s3_store.get("out.txt") == b"first\n"
+    assert AtomicFile.leftovers(s3_store.url("out.txt")) == []
+
+
+def test_a_writer_that_may_replace_replaces_what_another_published(s3_store: Store) -> None:
+    from nanostream.connectors._filesystems import StorageOptions
+
+    options = StorageOptions(s3_store.options)
+    first = AtomicFile(s3_store.url("out.txt"), replace=False, storage_options=options)
+    second = AtomicFile(s3_store.url("out.txt"), storage_options=options)
+    first.file.write("first\n")
+    second.file.write("second\n")
+    first.commit()
+    second.commit()
+    assert s3_store.get("out.txt") == b"second\n"
+
+
+def test_a_writer_refused_at_publishing_fails_the_run_naming_it(
+    s3_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The key is free when the run starts; another writer publishes it meanwhile."""
+    so = s3_store.options
+    writer = JSONLinesWriter(s3_store.url("rows.jsonl"), name="rows", storage_options=so)
+    original = AtomicFile.commit
+
+    def publish_first(self: AtomicFile) -> str:
+        s3_store.put("rows.jsonl", b'{"other": 1}\n')  # the other writer wins the race
+        return original(self)
+
+    monkeypatch.setattr(AtomicFile, "commit", publish_first)
+    nanostream.from_iterable([{"id": 1}]) > writer
+    with pytest.raises(nanostream.NodeFailed, match=r"node 'rows' would replace .*another writer"):
+        writer.global_start()
+    assert s3_store.get("rows.jsonl") == b'{"other": 1}\n'
+
+
+# ----------------------------------------------------------------------------- killed writers
+def _dead_pid() -> int:
+    """The id of a process that has ended (a killed writer's, for its leftovers' names)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_upload_folders_of_a_killed_writer_are_removed_on_the_next_start(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where uploads are built
+    dead = tmp_path / f"nanostream-upload-{_dead_pid()}-k1ll3d"
+    dead.mkdir()
+    (dead / "out.jsonl").write_text('{"half": "a file"}\n')
+    running = [  # this process's and a running one's: they may be in use
+        tmp_path / f"nanostream-upload-{os.getpid()}-m1ne",
+        tmp_path / f"nanostream-upload-{os.getppid()}-0ther",
+        tmp_path / "nanostream-upload-n0p1d",  # not named by a process: left alone
+    ]
+    for folder in running:
+        folder.mkdir()
+    writer = JSONLinesWriter(store.url("out.jsonl"), name="out", storage_options=store.options)
+    with caplog.at_level(logging.WARNING, logger="nanostream"):
+        run_through([{"id": 1}], writer)
+    assert not dead.exists()
+    assert all(folder.exists() for folder in running)
+    assert store.get("out.jsonl") == b'{"id":1}\n'
+    assert "node 'out' removed 1 temporary file(s)" in caplog.text and dead.name in caplog.text
+    # a writer of files per item into a folder at a URL cleans them too
+    dead.mkdir()
+    writer = FileWriter(
+        directory=store.url("each"), filename="{n}.txt", storage_options=store.options
+    )
+    run_through(["a"], writer)
+    assert not dead.exists() and all(folder.exists() for folder in running)
+
+
+def test_hidden_objects_of_a_writer_killed_before_its_rename_are_removed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """On a store whose put writes in place, a killed writer leaves ``.name.<hex>.tmp``."""
+    store = Store("memory", f"memory://t{uuid.uuid4().hex[:10]}", None)
+    store.put(".out.jsonl.0123abcd.tmp", b'{"half": 1}\n')  # killed between put and rename
+    store.put("parts/.p-0003.jsonl.89abcdef.tmp", b'{"half": 2}\n')
+    store.put(".other.jsonl.0123abcd.tmp", b"another target's")
+    store.put(".out.jsonl.not-hex.tmp", b"not a temporary name of ours")
+    with caplog.at_level(logging.WARNING, logger="nanostream"):
+        run_through([{"id": 1}], JSONLinesWriter(store.url("out.jsonl"), name="out"))
+        template = store.url("parts/p-{part:04d}.jsonl")
+        run_through([{"id": 2}], JSONLinesWriter(template, rotate_items=5, name="parts"))
+    assert store.listing() == [
+        ".other.jsonl.0123abcd.tmp",
+        ".out.jsonl.not-hex.tmp",
+        "out.jsonl",
+        "parts/p-0000.jsonl",
+    ]
+    assert "node 'out' removed 1 temporary file(s)" in caplog.text
+    assert ".out.jsonl.0123abcd.tmp" in caplog.text and ".p-0003.jsonl.89abcdef.tmp" in caplog.text
+    store.fs.rm(store.inner, recursive=True)
+
+
+def test_an_object_store_has_no_hidden_objects_to_remove(s3_store: Store) -> None:
+    from nanostream.connectors._filesink import store_leftovers
+
+    s3_store.put(".out.jsonl.0123abcd.tmp", b"not ours: S3 writers put whole objects")
+    assert store_leftovers(s3_store.url("out.jsonl"), None) == []
+    so = s3_store.options
+    run_through([{"id": 1}], JSONLinesWriter(s3_store.url("out.jsonl"), storage_options=so))
+    assert s3_store.listing() == [".out.jsonl.0123abcd.tmp", "out.jsonl"]
