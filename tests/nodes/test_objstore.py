@@ -1,5 +1,7 @@
-"""Files at fsspec URLs: the readers and writers on ``memory://`` and on S3 (moto's server
-on 127.0.0.1), atomic publishing, masked credentials, and :class:`PrefixWatcher`.
+"""Files at fsspec URLs: the readers and writers on ``memory://``, on S3 (moto's server),
+on Google Cloud Storage (the ``gcp-storage-emulator`` server) and on Azure (Azurite), each
+on 127.0.0.1; atomic publishing, conditional puts, what killed writers leave, masked
+credentials, and :class:`PrefixWatcher`.
 
 Every test that runs a pipeline runs on the threads and the cooperative runner (a
 ``memory://`` store lives in one process, and Ray's nodes run in others).
@@ -13,12 +15,14 @@ import io
 import json
 import logging
 import os
+import shutil
 import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import closing
@@ -77,6 +81,70 @@ def s3_endpoint() -> Iterator[str]:
         server.stop()
 
 
+AZURITE_KEY = (  # Azurite's documented well-known account key (devstoreaccount1)
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+
+
+@pytest.fixture(scope="module")
+def gcs_endpoint() -> Iterator[str]:
+    """The Google Cloud Storage emulator of ``gcp-storage-emulator`` on 127.0.0.1."""
+    # gcsfs otherwise asks each bucket's type over gRPC, which an emulator does not answer
+    os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+    try:
+        server_module: Any = importlib.import_module("gcp_storage_emulator.server")
+        importlib.import_module("gcsfs")
+    except ImportError:
+        missing("gs:// needs gcsfs and the emulator: pip install gcsfs gcp-storage-emulator")
+    port = _free_port()
+    server = server_module.create_server("127.0.0.1", port, in_memory=True)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def azurite_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Azurite's blob service (``npm install -g azurite``) on 127.0.0.1: its connection
+    string."""
+    binary = shutil.which("azurite-blob")
+    if binary is None:
+        missing("az:// needs Azurite: npm install -g azurite")
+    try:
+        importlib.import_module("adlfs")
+    except ImportError:
+        missing("az:// needs adlfs: pip install adlfs")
+    port = _free_port()
+    log = tmp_path_factory.mktemp("azurite") / "azurite.log"
+    cmd = [binary, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--inMemoryPersistence"]
+    cmd += ["--skipApiVersionCheck", "--disableTelemetry", "--loose"]
+    with open(log, "w") as out:
+        process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # a server process gives no event to wait on: poll until it answers
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"Azurite did not start:\n{log.read_text(errors='replace')}")
+                time.sleep(0.02)
+        yield (
+            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+            f"AccountKey={AZURITE_KEY};BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
+        )
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 class Store:
     """A fresh "folder" in a store: ``url(key)`` names an object in it."""
 
@@ -130,11 +198,30 @@ def _s3_store(request: pytest.FixtureRequest) -> Store:
     return found
 
 
-@pytest.fixture(params=["memory", "s3"])
+def _gs_store(request: pytest.FixtureRequest) -> Store:
+    name = f"t{uuid.uuid4().hex[:10]}"
+    options = {"endpoint_url": request.getfixturevalue("gcs_endpoint"), "token": "anon"}
+    found = Store("gs", f"gs://{name}/data", options)
+    found.fs.mkdir(name)
+    return found
+
+
+def _az_store(request: pytest.FixtureRequest) -> Store:
+    from azure.storage.blob import BlobServiceClient
+
+    name = f"t{uuid.uuid4().hex[:10]}"
+    connection = request.getfixturevalue("azurite_endpoint")
+    with BlobServiceClient.from_connection_string(connection) as client:
+        client.create_container(name)
+    return Store("az", f"az://{name}/data", {"connection_string": connection})
+
+
+@pytest.fixture(params=["memory", "s3", "gs", "az"])
 def store(request: pytest.FixtureRequest) -> Iterator[Store]:
-    """A fresh folder in ``memory://``, then in a fresh bucket of moto's S3."""
-    if request.param == "s3":
-        yield _s3_store(request)
+    """A fresh folder in ``memory://``, then in a fresh bucket of moto's S3, of the GCS
+    emulator and of Azurite."""
+    if request.param in ("s3", "gs", "az"):
+        yield {"s3": _s3_store, "gs": _gs_store, "az": _az_store}[request.param](request)
         return
     found = Store("memory", f"memory://t{uuid.uuid4().hex[:10]}", None)
     yield found
@@ -734,58 +821,70 @@ def test_columnar_files_round_trip_through_a_store(
 
 
 # ----------------------------------------------------------------------------- racing writers
+@pytest.fixture(params=["s3", "az"])
+def conditional_store(request: pytest.FixtureRequest) -> Store:
+    """A fresh folder in a store whose put can be conditional: moto's S3, Azurite."""
+    return _s3_store(request) if request.param == "s3" else _az_store(request)
+
+
 def test_of_two_writers_racing_to_publish_a_key_the_second_is_refused(
-    s3_store: Store, monkeypatch: pytest.MonkeyPatch
+    conditional_store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """S3's conditional put (``If-None-Match: *``): the loser's object never replaces the
+    """The conditional put (``If-None-Match: *``): the loser's object never replaces the
     winner's, even when it looked before the winner's put landed."""
     from nanostream.connectors._filesystems import StorageOptions
 
-    options = StorageOptions(s3_store.options)
-    first = AtomicFile(s3_store.url("out.txt"), replace=False, node="a", storage_options=options)
-    second = AtomicFile(s3_store.url("out.txt"), replace=False, node="b", storage_options=options)
+    options = StorageOptions(conditional_store.options)
+    first = AtomicFile(
+        conditional_store.url("out.txt"), replace=False, node="a", storage_options=options
+    )
+    second = AtomicFile(
+        conditional_store.url("out.txt"), replace=False, node="b", storage_options=options
+    )
     first.file.write("first\n")
     second.file.write("second\n")
-    assert first.commit() == s3_store.url("out.txt")
+    assert first.commit() == conditional_store.url("out.txt")
     # the second looked while the key was free: nothing but the put itself can stop it now
-    monkeypatch.setattr(type(s3_store.fs), "isfile", lambda self, path: False)
-    monkeypatch.setattr(type(s3_store.fs), "exists", lambda self, path: False)
+    monkeypatch.setattr(type(conditional_store.fs), "isfile", lambda self, path: False)
+    monkeypatch.setattr(type(conditional_store.fs), "exists", lambda self, path: False)
     with pytest.raises(OutputExistsError, match="another writer published it"):
         second.commit()
-    assert s3_store.get("out.txt") == b"first\n"
-    assert AtomicFile.leftovers(s3_store.url("out.txt")) == []
+    assert conditional_store.get("out.txt") == b"first\n"
+    assert AtomicFile.leftovers(conditional_store.url("out.txt")) == []
 
 
-def test_a_writer_that_may_replace_replaces_what_another_published(s3_store: Store) -> None:
+def test_a_writer_that_may_replace_replaces_what_another_published(
+    conditional_store: Store,
+) -> None:
     from nanostream.connectors._filesystems import StorageOptions
 
-    options = StorageOptions(s3_store.options)
-    first = AtomicFile(s3_store.url("out.txt"), replace=False, storage_options=options)
-    second = AtomicFile(s3_store.url("out.txt"), storage_options=options)
+    options = StorageOptions(conditional_store.options)
+    first = AtomicFile(conditional_store.url("out.txt"), replace=False, storage_options=options)
+    second = AtomicFile(conditional_store.url("out.txt"), storage_options=options)
     first.file.write("first\n")
     second.file.write("second\n")
     first.commit()
     second.commit()
-    assert s3_store.get("out.txt") == b"second\n"
+    assert conditional_store.get("out.txt") == b"second\n"
 
 
 def test_a_writer_refused_at_publishing_fails_the_run_naming_it(
-    s3_store: Store, monkeypatch: pytest.MonkeyPatch
+    conditional_store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The key is free when the run starts; another writer publishes it meanwhile."""
-    so = s3_store.options
-    writer = JSONLinesWriter(s3_store.url("rows.jsonl"), name="rows", storage_options=so)
+    so = conditional_store.options
+    writer = JSONLinesWriter(conditional_store.url("rows.jsonl"), name="rows", storage_options=so)
     original = AtomicFile.commit
 
     def publish_first(self: AtomicFile) -> str:
-        s3_store.put("rows.jsonl", b'{"other": 1}\n')  # the other writer wins the race
+        conditional_store.put("rows.jsonl", b'{"other": 1}\n')  # the other writer wins the race
         return original(self)
 
     monkeypatch.setattr(AtomicFile, "commit", publish_first)
     nanostream.from_iterable([{"id": 1}]) > writer
     with pytest.raises(nanostream.NodeFailed, match=r"node 'rows' would replace .*another writer"):
         writer.global_start()
-    assert s3_store.get("rows.jsonl") == b'{"other": 1}\n'
+    assert conditional_store.get("rows.jsonl") == b'{"other": 1}\n'
 
 
 # ----------------------------------------------------------------------------- killed writers

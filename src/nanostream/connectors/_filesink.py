@@ -86,12 +86,20 @@ one put, or a multipart upload completed at its end). Elsewhere (``memory://``, 
 or HDFS file system) a put writes in place, so a file is put under a hidden name and then
 renamed."""
 
-CONDITIONAL_PUTS = frozenset({"s3", "s3a"})
-"""The fsspec protocols whose put can be made conditional on the key being free (S3's
-``If-None-Match: *``, through s3fs's ``put_file(mode="create")``): a writer that must not
-replace an object publishes with it, so of two writers racing to publish the same key the
-second gets :class:`OutputExistsError` instead of replacing the first one's object. On
-other stores the key is looked up just before the put, which leaves a short window."""
+CONDITIONAL_PUTS: Mapping[str, Mapping[str, Any]] = {
+    "s3": {"mode": "create"},
+    "s3a": {"mode": "create"},
+    "az": {"overwrite": False},
+    "abfs": {"overwrite": False},
+    "abfss": {"overwrite": False},
+}
+"""The fsspec protocols whose put can be made conditional on the key being free, with the
+arguments of ``put_file`` that make it so: S3's ``If-None-Match: *`` (s3fs's
+``mode="create"``), Azure's ``If-None-Match: *`` (adlfs's ``overwrite=False``). A writer
+that must not replace an object publishes with it, so of two writers racing to publish the
+same key the second gets :class:`OutputExistsError` instead of replacing the first one's
+object. On other stores the key is looked up just before the put, which leaves a short
+window."""
 
 
 class AtomicFile:
@@ -267,11 +275,12 @@ class AtomicFile:
         upload, completed only at its end): the object appears whole or not at all."""
         assert self._upload is not None
         fs, inner = self._upload
-        protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
-        if not self.replace and protocols & CONDITIONAL_PUTS:
+        protocols = [fs.protocol] if isinstance(fs.protocol, str) else list(fs.protocol)
+        condition = next((CONDITIONAL_PUTS[p] for p in protocols if p in CONDITIONAL_PUTS), None)
+        if not self.replace and condition is not None:
             # The put is the check: two writers racing to publish the key, one wins.
             try:
-                fs.put_file(str(self.target), inner, mode="create")
+                fs.put_file(str(self.target), inner, **condition)
             except FileExistsError:
                 raise refusal(
                     self.node, self.destination, can_append=self.can_append, raced=True
