@@ -899,13 +899,18 @@ def test_upload_folders_of_a_killed_writer_are_removed_on_the_next_start(
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where uploads are built
-    dead = tmp_path / f"nanostream-upload-{_dead_pid()}-k1ll3d"
+    from nanostream.connectors._filesink import _staging_prefix
+
+    mine = _staging_prefix()  # nanostream-upload-<host>-<this process's id>-
+    host_prefix = mine[: -len(f"{os.getpid()}-")]
+    dead = tmp_path / f"{host_prefix}{_dead_pid()}-k1ll3d"
     dead.mkdir()
     (dead / "out.jsonl").write_text('{"half": "a file"}\n')
     running = [  # this process's and a running one's: they may be in use
-        tmp_path / f"nanostream-upload-{os.getpid()}-m1ne",
-        tmp_path / f"nanostream-upload-{os.getppid()}-0ther",
-        tmp_path / "nanostream-upload-n0p1d",  # not named by a process: left alone
+        tmp_path / f"{mine}m1ne",
+        tmp_path / f"{host_prefix}{os.getppid()}-0ther",
+        tmp_path / f"nanostream-upload-another.host-{_dead_pid()}-abc",  # its pids aren't ours
+        tmp_path / "nanostream-upload-n0p1d",  # not named by a writer: left alone
     ]
     for folder in running:
         folder.mkdir()

@@ -13,6 +13,7 @@ import posixpath
 import re
 import secrets
 import shutil
+import socket
 import string
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -76,8 +77,18 @@ class OutputExistsError(GraphError, FileExistsError):
 
 # ----------------------------------------------------------------------------- atomic files
 _TMP_SUFFIX = re.compile(r"\.[0-9a-f]{8}\.tmp$")
-_STAGING = "nanostream-upload-"  # + the writing process's id + "-" + random letters
-_STAGING_PID = re.compile(rf"^{_STAGING}(\d+)-")
+_STAGING = "nanostream-upload-"  # + host + "-" + the writing process's id + "-" + random
+_STAGING_NAME = re.compile(rf"^{_STAGING}(?P<host>.+)-(?P<pid>\d+)-[a-z0-9_]+$")
+
+
+def _staging_prefix() -> str:
+    """The start of this process's upload folders' names: the writer's host and process.
+
+    The host is in it because a temporary directory may be shared by machines or
+    containers whose process ids are not this one's.
+    """
+    host = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
+    return f"{_STAGING}{host}-{os.getpid()}-"
 
 
 WHOLE_PUTS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "oss", "r2"})
@@ -162,7 +173,7 @@ class AtomicFile:
         if is_url(self.destination):
             fs, inner = filesystem(self.destination, storage_options)
             self._upload = (fs, inner)
-            self._staging = tempfile.mkdtemp(prefix=f"{_STAGING}{os.getpid()}-")
+            self._staging = tempfile.mkdtemp(prefix=_staging_prefix())
             self.target = Path(self._staging) / (posixpath.basename(inner) or "object")
         else:
             self.target = Path(local_path(self.destination))
@@ -469,24 +480,25 @@ def _alive(pid: int) -> bool:
 
 def stale_staging_folders() -> list[Path]:
     """The local folders in which writers that are no longer running (killed, e.g.) built
-    files for a URL: ``nanostream-upload-<process id>-...`` in the temporary directory,
-    whose process is gone.
+    files for a URL: ``nanostream-upload-<host>-<process id>-...`` in the temporary
+    directory, of this host, whose process is gone.
 
     Example:
-        >>> import os, tempfile
-        >>> from nanostream.connectors._filesink import stale_staging_folders
-        >>> mine = tempfile.mkdtemp(prefix=f"nanostream-upload-{os.getpid()}-")
+        >>> import tempfile
+        >>> from nanostream.connectors._filesink import _staging_prefix, stale_staging_folders
+        >>> mine = tempfile.mkdtemp(prefix=_staging_prefix())
         >>> any(str(p) == mine for p in stale_staging_folders())  # this process runs
         False
-        >>> os.rmdir(mine)
+        >>> import os; os.rmdir(mine)
     """
-    base = tempfile.gettempdir()
+    host = _staging_prefix()[len(_STAGING) :].rsplit("-", 2)[0]
     found = []
+    base = tempfile.gettempdir()
     for path in glob.glob(os.path.join(glob.escape(base), f"{_STAGING}*")):
-        match = _STAGING_PID.match(os.path.basename(path))
-        if match is None or not os.path.isdir(path):
-            continue
-        pid = int(match.group(1))
+        match = _STAGING_NAME.match(os.path.basename(path))
+        if match is None or match["host"] != host or not os.path.isdir(path):
+            continue  # not named by a writer of this host: it may be in use
+        pid = int(match["pid"])
         if pid != os.getpid() and not _alive(pid):
             found.append(Path(path))
     return sorted(found)
