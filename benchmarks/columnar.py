@@ -1,6 +1,7 @@
 """Columnar benchmarks: nanostream's Parquet and DuckDB nodes against pyarrow and DuckDB alone.
 
-Three pairs, each measured in one run, interleaved (median of ``repeat``):
+Three pairs, each measured in one run, alternating (median of ``repeat``, with the
+spread of the per-round ratios):
 
 * CSV -> Parquet: ``ArrowCSVReader(as_batches=True) > ParquetWriter`` against pyarrow's
   own ``csv.read_csv`` then ``parquet.write_table``;
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import statistics
 import tempfile
 import time
@@ -42,12 +44,32 @@ def _rate(func: Callable[[int], int], n: int) -> float:
     return n / elapsed
 
 
-def _medians(variants: dict[str, Callable[[int], int]], n: int, repeat: int) -> dict[str, float]:
-    samples: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(repeat):  # interleaved, so a slow moment hits every variant alike
-        for name, func in variants.items():
+def _pair(
+    ours: tuple[str, Callable[[int], int]],
+    theirs: tuple[str, Callable[[int], int]],
+    against: str,
+    n: int,
+    repeat: int,
+) -> list[Row]:
+    """Two table rows: nanostream's variant and the library's own, median of ``repeat``.
+
+    The variants alternate (``ours`` first in even rounds, ``theirs`` in odd ones), so a
+    slow moment of a shared machine hits both alike; the note gives the ratio of the
+    medians, the lowest and highest ratio of a round, and the load average.
+    """
+    samples: dict[str, list[float]] = {ours[0]: [], theirs[0]: []}
+    for i in range(repeat):
+        order = (ours, theirs) if i % 2 == 0 else (theirs, ours)
+        for name, func in order:
             samples[name].append(_rate(func, n))
-    return {name: statistics.median(values) for name, values in samples.items()}
+    ours_rate = statistics.median(samples[ours[0]])
+    theirs_rate = statistics.median(samples[theirs[0]])
+    rounds = [a / b for a, b in zip(samples[ours[0]], samples[theirs[0]], strict=True)]
+    note = (
+        f"{ours_rate / theirs_rate:.2f}x {against} (target >= 0.8x; rounds "
+        f"{min(rounds):.2f}-{max(rounds):.2f}x; load average {os.getloadavg()[0]:.1f})"
+    )
+    return [(f"{ours[0]}, N={n:,}", ours_rate, note), (f"{theirs[0]}, N={n:,}", theirs_rate, "")]
 
 
 def _sales(n: int) -> list[dict[str, Any]]:
@@ -122,16 +144,23 @@ def rows_to_parquet_pyarrow(rows: list[dict[str, Any]], folder: Path) -> int:
 
 
 # --------------------------------------------------------------------- DuckDB
-def duckdb_sink(batches: list[Any], folder: Path, tag: str) -> int:
+# Both sides start from the same Arrow rows, create the same table from their schema (the
+# same types, no data), insert them, close the database and open it again to count them:
+# the nanostream side's time is the whole run (threads, the node's connection, its commit).
+def _count(path: Path) -> int:
     import duckdb
 
+    with duckdb.connect(str(path)) as conn:
+        return int(conn.execute("SELECT count(*) FROM sales").fetchone()[0])
+
+
+def duckdb_sink(batches: list[Any], folder: Path, tag: str) -> int:
     from nanostream.nodes.duckdb import DuckDBSink
 
     path = folder / f"ns-{tag}.duckdb"
     nanostream.from_iterable(batches) > (sink := DuckDBSink(path, "sales", create=True))
     sink.global_start()
-    with duckdb.connect(str(path)) as conn:
-        return int(conn.execute("SELECT count(*) FROM sales").fetchone()[0])
+    return _count(path)
 
 
 def duckdb_arrow_insert(table: Any, folder: Path, tag: str) -> int:
@@ -142,7 +171,7 @@ def duckdb_arrow_insert(table: Any, folder: Path, tag: str) -> int:
         conn.register("batch", table)
         conn.execute("CREATE TABLE sales AS SELECT * FROM batch WITH NO DATA")
         conn.execute("INSERT INTO sales SELECT * FROM batch")
-        return int(conn.execute("SELECT count(*) FROM sales").fetchone()[0])
+    return _count(path)
 
 
 def rows(n: int, repeat: int = 5) -> list[Row]:
@@ -155,63 +184,49 @@ def rows(n: int, repeat: int = 5) -> list[Row]:
         source = folder / "sales.csv"
         _write_csv(source, n)
         csv_to_parquet_nanostream(source, folder)  # warm up: imports, first-use costs
-        result = _medians(
-            {
-                "nanostream": lambda k: csv_to_parquet_nanostream(source, folder),
-                "pyarrow": lambda k: csv_to_parquet_pyarrow(source, folder),
-            },
+        out += _pair(
+            (
+                "CSV -> Parquet, ArrowCSVReader > ParquetWriter",
+                lambda k: csv_to_parquet_nanostream(source, folder),
+            ),
+            (
+                "CSV -> Parquet, pyarrow read_csv + write_table",
+                lambda k: csv_to_parquet_pyarrow(source, folder),
+            ),
+            "pyarrow read_csv + write_table",
             n,
             repeat,
         )
-        ratio = result["nanostream"] / result["pyarrow"]
-        out += [
-            (
-                f"CSV -> Parquet, ArrowCSVReader > ParquetWriter, N={n:,}",
-                result["nanostream"],
-                f"{ratio:.2f}x pyarrow read_csv + write_table (target >= 0.8x)",
-            ),
-            (f"CSV -> Parquet, pyarrow read_csv + write_table, N={n:,}", result["pyarrow"], ""),
-        ]
 
         data = _sales(n)
-        result = _medians(
-            {
-                "nanostream": lambda k: rows_to_parquet_nanostream(data, folder),
-                "pyarrow": lambda k: rows_to_parquet_pyarrow(data, folder),
-            },
+        out += _pair(
+            ("rows -> ParquetWriter", lambda k: rows_to_parquet_nanostream(data, folder)),
+            (
+                "rows -> Parquet, plain pyarrow loop",
+                lambda k: rows_to_parquet_pyarrow(data, folder),
+            ),
+            "a plain pyarrow loop",
             n,
             repeat,
         )
-        ratio = result["nanostream"] / result["pyarrow"]
-        out += [
-            (
-                f"rows -> ParquetWriter, N={n:,}",
-                result["nanostream"],
-                f"{ratio:.2f}x a plain pyarrow loop (target >= 0.8x)",
-            ),
-            (f"rows -> Parquet, plain pyarrow loop, N={n:,}", result["pyarrow"], ""),
-        ]
 
         table = pa.Table.from_pylist(data)
         batches = table.to_batches(max_chunksize=65_536)
         runs = iter(range(10 * repeat + 10))
-        result = _medians(
-            {
-                "nanostream": lambda k: duckdb_sink(batches, folder, str(next(runs))),
-                "duckdb": lambda k: duckdb_arrow_insert(table, folder, str(next(runs))),
-            },
+        duckdb_sink(batches, folder, "warm-up")
+        out += _pair(
+            (
+                "Arrow batches -> DuckDBSink",
+                lambda k: duckdb_sink(batches, folder, str(next(runs))),
+            ),
+            (
+                "Arrow table -> DuckDB INSERT ... SELECT",
+                lambda k: duckdb_arrow_insert(table, folder, str(next(runs))),
+            ),
+            "DuckDB's own Arrow insert",
             n,
             repeat,
         )
-        ratio = result["nanostream"] / result["duckdb"]
-        out += [
-            (
-                f"Arrow batches -> DuckDBSink, N={n:,}",
-                result["nanostream"],
-                f"{ratio:.2f}x DuckDB's own Arrow insert (target >= 0.8x)",
-            ),
-            (f"Arrow table -> DuckDB INSERT ... SELECT, N={n:,}", result["duckdb"], ""),
-        ]
     return out
 
 

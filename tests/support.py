@@ -28,6 +28,19 @@ def missing(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
+def run_through(
+    items: list[Any], *nodes: nanostream.NanoNode, runner: str = "threads"
+) -> list[Any]:
+    """Run ``items`` through ``nodes`` (linked in order) on ``runner``; what comes out."""
+    sink = Collect()
+    chain: Any = nanostream.from_iterable(items)
+    for node in nodes:
+        chain = chain > node
+    chain > sink
+    sink.global_start(runner=runner)
+    return sink.items
+
+
 # On the ray runner nodes run in other processes: a test and its nodes signal each other
 # with files, and read what nodes kept from the node objects (copied back when they end).
 def wait_for_file(

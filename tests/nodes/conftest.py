@@ -4,6 +4,10 @@
   on a temporary data directory and a free port, run as a non-root user; skipped with a
   clear reason only when PostgreSQL is not installed.
 * ``redis_url``: a ``redis-server`` with a password, on a free port.
+* ``s3_endpoint``, ``gcs_endpoint``, ``azurite_endpoint``: object stores: moto's S3
+  server, the GCS emulator of ``gcp-storage-emulator``, and Azurite's blob service.
+* ``local_runner``: the runners whose nodes share the test's process (threads, cooperative),
+  for tests that read the node objects or an in-process store afterwards.
 * ``acks``: whether the ``runner`` under test calls sources' acknowledgements, so that a
   test of a source that commits its progress on acknowledgement knows what to expect.
 """
@@ -42,6 +46,12 @@ def _free_port() -> int:
 def free_port() -> Callable[[], int]:
     """A function returning a TCP port on 127.0.0.1 that nothing listens on."""
     return _free_port
+
+
+@pytest.fixture(params=["threads", "cooperative"])
+def local_runner(request: pytest.FixtureRequest) -> str:
+    """The runners whose nodes share this process (the objects of the test)."""
+    return str(request.param)
 
 
 # ----------------------------------------------------------------------------- acks
@@ -283,3 +293,90 @@ def kafka_cluster() -> Iterator[str]:
     finally:
         holder.flush(1)
         del holder
+
+
+# ----------------------------------------------------------------------------- object stores
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3 server on 127.0.0.1 and a free port, for this module's tests."""
+    try:
+        server_module: Any = importlib.import_module("moto.server")
+    except ImportError:
+        missing("moto is not installed: pip install 'nanostream[dev]'")
+    try:
+        importlib.import_module("s3fs")
+    except ImportError:
+        missing("s3fs is not installed: pip install 'nanostream[s3]'")
+    server = server_module.ThreadedMotoServer(
+        ip_address="127.0.0.1", port=_free_port(), verbose=False
+    )
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+AZURITE_KEY = (  # Azurite's documented well-known account key (devstoreaccount1)
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+
+
+@pytest.fixture(scope="session")
+def gcs_endpoint() -> Iterator[str]:
+    """The Google Cloud Storage emulator of ``gcp-storage-emulator`` on 127.0.0.1."""
+    # gcsfs otherwise asks each bucket's type over gRPC, which an emulator does not answer
+    os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+    try:
+        server_module: Any = importlib.import_module("gcp_storage_emulator.server")
+        importlib.import_module("gcsfs")
+    except ImportError:
+        missing("gs:// needs gcsfs and the emulator: pip install gcsfs gcp-storage-emulator")
+    port = _free_port()
+    server = server_module.create_server("127.0.0.1", port, in_memory=True)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def azurite_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Azurite's blob service (``npm install -g azurite``) on 127.0.0.1: its connection
+    string."""
+    binary = shutil.which("azurite-blob")
+    if binary is None:
+        missing("az:// needs Azurite: npm install -g azurite")
+    try:
+        importlib.import_module("adlfs")
+    except ImportError:
+        missing("az:// needs adlfs: pip install adlfs")
+    port = _free_port()
+    log = tmp_path_factory.mktemp("azurite") / "azurite.log"
+    cmd = [binary, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--inMemoryPersistence"]
+    cmd += ["--skipApiVersionCheck", "--disableTelemetry", "--loose"]
+    with open(log, "w") as out:
+        process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # a server process gives no event to wait on: poll until it answers
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"Azurite did not start:\n{log.read_text(errors='replace')}")
+                time.sleep(0.02)
+        yield (
+            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+            f"AccountKey={AZURITE_KEY};BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
+        )
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 import nanostream
 from nanostream.nodes import Batch, CSVReader, FormatError, OutputExistsError
 from nanostream.testing import Collect
+from support import run_through
 
 pa = pytest.importorskip("pyarrow", reason="pip install 'nanostream[parquet]'")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -30,22 +31,6 @@ from nanostream.nodes.columnar import (  # noqa: E402
     ParquetWriter,
 )
 from nanostream.operators._arrow import parse_schema  # noqa: E402
-
-
-@pytest.fixture(params=["threads", "cooperative"])
-def local_runner(request: pytest.FixtureRequest) -> str:
-    """The runners whose nodes share this process (the objects of the test)."""
-    return str(request.param)
-
-
-def run(items: list[Any], *nodes: nanostream.NanoNode, runner: str = "threads") -> list[Any]:
-    sink = Collect()
-    chain: Any = nanostream.from_iterable(items)
-    for node in nodes:
-        chain = chain > node
-    chain > sink
-    sink.global_start(runner=runner)
-    return sink.items
 
 
 def people(n: int) -> list[dict[str, Any]]:
@@ -80,7 +65,7 @@ def test_csv_to_parquet_to_rows_keeps_rows_and_types(tmp_path: Path, local_runne
         "vip": lambda s: s == "True",
     }
     out = tmp_path / "out.parquet"
-    published = run(
+    published = run_through(
         [tmp_path / "in.csv"],
         CSVReader(types=types),
         ParquetWriter(out, row_group_size=16),
@@ -97,7 +82,7 @@ def test_csv_to_parquet_to_rows_keeps_rows_and_types(tmp_path: Path, local_runne
         "vip": pa.bool_(),
     }
     assert pq.ParquetFile(out).num_row_groups == -(-len(rows) // 16)
-    back = run([out], ParquetReader(rows_per_batch=7), runner=local_runner)
+    back = run_through([out], ParquetReader(rows_per_batch=7), runner=local_runner)
     assert back == rows
     assert [type(v) for v in back[0].values()] == [type(v) for v in rows[0].values()]
 
@@ -107,7 +92,7 @@ def test_csv_to_parquet_by_arrow_batches(tmp_path: Path, local_runner: str) -> N
     write_csv(tmp_path / "in.csv", rows)
     out = tmp_path / "out.parquet"
     reader = ArrowCSVReader(as_batches=True, block_size=1024)
-    run([tmp_path / "in.csv"], reader, ParquetWriter(out), runner=local_runner)
+    run_through([tmp_path / "in.csv"], reader, ParquetWriter(out), runner=local_runner)
     table = pq.read_table(out)
     assert table.num_rows == len(rows)
     assert table.to_pylist() == rows  # Arrow's CSV parser infers the same types
@@ -141,7 +126,7 @@ def test_any_rows_come_back_as_written(
             pa.RecordBatch.from_pylist(rows[i : i + group], schema=schema)
             for i in range(0, len(rows), group)
         ]
-    run(items, ParquetWriter(out, schema=schema, row_group_size=group, overwrite=True))
+    run_through(items, ParquetWriter(out, schema=schema, row_group_size=group, overwrite=True))
     assert pq.ParquetFile(out).num_row_groups == -(-len(rows) // group)
     assert list(ParquetReader(rows_per_batch=group).read(out)) == rows
 
@@ -149,10 +134,12 @@ def test_any_rows_come_back_as_written(
 def test_feather_round_trip_with_compression(tmp_path: Path, local_runner: str) -> None:
     rows = people(30)
     out = tmp_path / "t.feather"
-    run(rows, FeatherWriter(out, compression="zstd", row_group_size=8), runner=local_runner)
+    run_through(rows, FeatherWriter(out, compression="zstd", row_group_size=8), runner=local_runner)
     assert feather.read_table(str(out)).to_pylist() == rows
-    assert run([out], FeatherReader(rows_per_batch=5), runner=local_runner) == rows
-    batches = run([out], FeatherReader(as_batches=True, columns=["id"]), runner=local_runner)
+    assert run_through([out], FeatherReader(rows_per_batch=5), runner=local_runner) == rows
+    batches = run_through(
+        [out], FeatherReader(as_batches=True, columns=["id"]), runner=local_runner
+    )
     assert [b.num_rows for b in batches] == [8, 8, 8, 6]
     assert [r["id"] for b in batches for r in b.to_pylist()] == [r["id"] for r in rows]
 
@@ -162,15 +149,15 @@ def test_reader_emits_batches_in_the_format_asked(tmp_path: Path, local_runner: 
     rows = people(20)
     path = tmp_path / "t.parquet"
     pq.write_table(pa.Table.from_pylist(rows), path, row_group_size=8)
-    arrow = run([path], ParquetReader(as_batches=True), runner=local_runner)
+    arrow = run_through([path], ParquetReader(as_batches=True), runner=local_runner)
     assert [type(b) for b in arrow] == [pa.RecordBatch] * 3
     assert [b.num_rows for b in arrow] == [8, 8, 4]
     pandas = pytest.importorskip("pandas")
-    frames = run([path], ParquetReader(as_batches=True, batch_format="pandas"))
+    frames = run_through([path], ParquetReader(as_batches=True, batch_format="pandas"))
     assert all(isinstance(f, pandas.DataFrame) for f in frames)
     assert sum(len(f) for f in frames) == len(rows)
     polars = pytest.importorskip("polars")
-    frames = run([path], ParquetReader(as_batches=True, batch_format="polars"))
+    frames = run_through([path], ParquetReader(as_batches=True, batch_format="polars"))
     assert all(isinstance(f, polars.DataFrame) for f in frames)
     assert [r for f in frames for r in f.to_dicts()] == rows
 
@@ -179,9 +166,9 @@ def test_reader_takes_bytes_and_refuses_other_items(tmp_path: Path) -> None:
     rows = people(3)
     path = tmp_path / "t.parquet"
     pq.write_table(pa.Table.from_pylist(rows), path)
-    assert run([path.read_bytes()], ParquetReader()) == rows
+    assert run_through([path.read_bytes()], ParquetReader()) == rows
     with pytest.raises(nanostream.NodeFailed) as info:
-        run([42], ParquetReader(name="pq"))
+        run_through([42], ParquetReader(name="pq"))
     assert isinstance(info.value.__cause__, FormatError)
     assert "takes a path" in str(info.value.__cause__)
 
@@ -190,7 +177,7 @@ def test_a_file_that_is_not_parquet_names_the_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.parquet"
     bad.write_text("not parquet at all")
     with pytest.raises(nanostream.NodeFailed) as info:
-        run([bad], ParquetReader())
+        run_through([bad], ParquetReader())
     cause = info.value.__cause__
     assert isinstance(cause, FormatError)
     assert cause.source == str(bad)
@@ -217,7 +204,7 @@ def test_a_bad_row_group_is_an_error_record_and_the_rest_is_read(
     reader = ParquetReader(on_error="skip")
     errors = Collect()
     reader.errors > errors
-    out = run([broken, missing, good], reader, runner=local_runner)
+    out = run_through([broken, missing, good], reader, runner=local_runner)
     assert out == rows[10:] + rows[:3]
     assert [e.item["source"] if isinstance(e.item, dict) else e.item for e in errors.items] == [
         str(broken),
@@ -225,7 +212,7 @@ def test_a_bad_row_group_is_an_error_record_and_the_rest_is_read(
     ]
     assert "row group 0 (of 2) cannot be read" in errors.items[0].message
     with pytest.raises(nanostream.NodeFailed) as info:
-        run([broken], ParquetReader())
+        run_through([broken], ParquetReader())
     assert "row group 0" in str(info.value.__cause__)
 
 
@@ -252,12 +239,14 @@ def test_reader_options_are_checked_when_built(monkeypatch: pytest.MonkeyPatch) 
 def test_arrow_csv_reader_types_and_errors(tmp_path: Path) -> None:
     path = tmp_path / "t.csv"
     path.write_text("id;amount\n1;2.5\n2;3\n")
-    rows = run([path], ArrowCSVReader(delimiter=";", schema={"id": "int32", "amount": "double"}))
+    rows = run_through(
+        [path], ArrowCSVReader(delimiter=";", schema={"id": "int32", "amount": "double"})
+    )
     assert rows == [{"id": 1, "amount": 2.5}, {"id": 2, "amount": 3.0}]
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b\n1,2\n3\n")
     with pytest.raises(nanostream.NodeFailed) as info:
-        run([bad], ArrowCSVReader())
+        run_through([bad], ArrowCSVReader())
     assert isinstance(info.value.__cause__, FormatError)
     assert info.value.__cause__.source == str(bad)
 
@@ -312,7 +301,7 @@ def test_writer_schema_compression_and_row_groups(tmp_path: Path, local_runner: 
     out = tmp_path / "t.parquet"
     schema = {"id": "int32", "name": "string", "score": "float", "born": "date32", "vip": "bool"}
     writer = ParquetWriter(out, schema=schema, compression="zstd", row_group_size=4)
-    run(rows, writer, runner=local_runner)
+    run_through(rows, writer, runner=local_runner)
     file = pq.ParquetFile(out)
     assert file.schema_arrow.field("id").type == pa.int32()
     assert file.schema_arrow.field("score").type == pa.float32()
@@ -335,7 +324,7 @@ def test_writer_takes_rows_and_batches_mixed(tmp_path: Path, local_runner: str) 
         polars.from_dicts(rows[10:]),
     ]
     out = tmp_path / "mixed.parquet"
-    run(items, ParquetWriter(out, row_group_size=5), runner=local_runner)
+    run_through(items, ParquetWriter(out, row_group_size=5), runner=local_runner)
     back = pq.read_table(out)
     assert back.to_pylist() == rows
     assert pq.ParquetFile(out).num_row_groups == -(-len(rows) // 5)
@@ -343,16 +332,16 @@ def test_writer_takes_rows_and_batches_mixed(tmp_path: Path, local_runner: str) 
 
 def test_writer_refuses_what_does_not_fit(tmp_path: Path) -> None:
     with pytest.raises(nanostream.NodeFailed) as info:
-        run([{"a": 1}, "text"], ParquetWriter(tmp_path / "a.parquet", name="pw"))
+        run_through([{"a": 1}, "text"], ParquetWriter(tmp_path / "a.parquet", name="pw"))
     assert "writes rows (dicts) and batches" in str(info.value.__cause__)
     with pytest.raises(nanostream.NodeFailed) as info:
-        run(
+        run_through(
             [{"a": 1}, pa.table({"b": [2]})],
             ParquetWriter(tmp_path / "b.parquet", row_group_size=1),
         )
     assert "missing: ['a']" in str(info.value.__cause__)
     with pytest.raises(nanostream.NodeFailed) as info:
-        run([{"a": "x"}], ParquetWriter(tmp_path / "c.parquet", schema={"a": "int64"}))
+        run_through([{"a": "x"}], ParquetWriter(tmp_path / "c.parquet", schema={"a": "int64"}))
     assert isinstance(info.value.__cause__, FormatError)
     assert "match the schema" in str(info.value.__cause__)
     assert list(tmp_path.iterdir()) == []  # nothing published, no temporary file left
@@ -373,19 +362,19 @@ def test_writer_options_are_checked_when_built(tmp_path: Path) -> None:
 
 def test_an_existing_file_is_refused_without_suggesting_append(tmp_path: Path) -> None:
     out = tmp_path / "t.parquet"
-    run([{"a": 1}], ParquetWriter(out))
+    run_through([{"a": 1}], ParquetWriter(out))
     with pytest.raises(OutputExistsError) as info:
-        run([{"a": 2}], ParquetWriter(out))
+        run_through([{"a": 2}], ParquetWriter(out))
     assert "overwrite=True" in str(info.value) and "append" not in str(info.value)
-    run([{"a": 2}], ParquetWriter(out, overwrite=True))
+    run_through([{"a": 2}], ParquetWriter(out, overwrite=True))
     assert pq.read_table(out).to_pylist() == [{"a": 2}]
 
 
 def test_parts_rotate_and_a_restart_numbers_on(tmp_path: Path, local_runner: str) -> None:
     template = str(tmp_path / "part-{part:03d}.parquet")
-    first = run([{"i": i} for i in range(5)], ParquetWriter(template, rotate_items=2))
+    first = run_through([{"i": i} for i in range(5)], ParquetWriter(template, rotate_items=2))
     assert first == [template.format(part=p) for p in range(3)]
-    second = run(
+    second = run_through(
         [{"i": i} for i in range(5, 7)],
         ParquetWriter(template, rotate_items=2),
         runner=local_runner,
@@ -403,7 +392,7 @@ def test_a_failed_run_publishes_nothing(tmp_path: Path, local_runner: str) -> No
 
     out = tmp_path / "t.parquet"
     with pytest.raises(nanostream.NodeFailed):
-        run(
+        run_through(
             [{"i": i} for i in range(10)],
             nanostream.nodes.Map(boom),
             ParquetWriter(out, row_group_size=2),
@@ -436,7 +425,7 @@ def test_acknowledgements_wait_for_the_published_file(tmp_path: Path, local_runn
 
 def test_an_empty_stream_writes_a_file_with_the_columns(tmp_path: Path) -> None:
     out = tmp_path / "empty.parquet"
-    run([], ParquetWriter(out, schema={"id": "int64"}))
+    run_through([], ParquetWriter(out, schema={"id": "int64"}))
     table = pq.read_table(out)
     assert table.num_rows == 0 and table.schema.names == ["id"]
 
@@ -488,7 +477,7 @@ def test_the_pipeline_file_of_the_docs_loads(
 def test_every_part_has_the_columns_of_the_first(tmp_path: Path) -> None:
     template = str(tmp_path / "p-{part}.parquet")
     rows = [{"i": 1, "s": "a"}, {"i": 2, "s": "b"}, {"i": 3, "s": None}, {"i": 4, "s": None}]
-    parts = run(rows, ParquetWriter(template, rotate_items=2))
+    parts = run_through(rows, ParquetWriter(template, rotate_items=2))
     schemas = [pq.read_schema(p) for p in parts]
     assert [s.field("s").type for s in schemas] == [pa.string(), pa.string()]
     assert [r for p in parts for r in pq.read_table(p).to_pylist()] == rows

@@ -36,9 +36,9 @@ from nanostream.nodes import (
     LocalFileReader,
 )
 from nanostream.testing import Collect
+from support import run_through
 
 WAIT = 20
-RUNNERS = ["threads", "cooperative"]
 EXTENSIONS = [".gz", ".bz2", ".xz", ".zst"]
 
 
@@ -84,39 +84,26 @@ def ext(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@pytest.fixture(params=RUNNERS)
-def runner(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-def run_nodes(items: list[Any], *nodes: nanostream.NanoNode, runner: str) -> list[Any]:
-    sink = Collect()
-    node: Any = nanostream.from_iterable(items)
-    for n in nodes:
-        node = node > n
-    node > sink
-    sink.global_start(runner=runner)
-    return sink.items
-
-
 # ----------------------------------------------------------------------------- readers
 def test_local_file_reader_reads_a_compressed_file_whole_by_lines_and_as_bytes(
-    tmp_path: Path, ext: str, runner: str
+    tmp_path: Path, ext: str, local_runner: str
 ) -> None:
     text = "first line\nsecond, é\nthird\n"
     path = tmp_path / f"notes.txt{ext}"
     path.write_bytes(compress(text.encode(), ext))
-    assert run_nodes([str(path)], LocalFileReader(), runner=runner) == [text]
-    lines = run_nodes([str(path)], LocalFileReader(serialize=True), runner=runner)
+    assert run_through([str(path)], LocalFileReader(), runner=local_runner) == [text]
+    lines = run_through([str(path)], LocalFileReader(serialize=True), runner=local_runner)
     assert lines == text.splitlines()
-    whole = run_nodes([str(path)], LocalFileReader(binary=True), runner=runner)
+    whole = run_through([str(path)], LocalFileReader(binary=True), runner=local_runner)
     assert whole == [text.encode()] and whole[0].path == str(path)
-    pieces = run_nodes([str(path)], LocalFileReader(serialize=True, chunk_size=7), runner=runner)
+    pieces = run_through(
+        [str(path)], LocalFileReader(serialize=True, chunk_size=7), runner=local_runner
+    )
     assert "".join(pieces) == text
 
 
 def test_csv_and_json_lines_readers_stream_compressed_files_by_path(
-    tmp_path: Path, ext: str, runner: str
+    tmp_path: Path, ext: str, local_runner: str
 ) -> None:
     rows = [{"id": str(i), "name": f"n{i}"} for i in range(50)]
     csv_text = "id,name\n" + "".join(f"{r['id']},{r['name']}\n" for r in rows)
@@ -124,16 +111,18 @@ def test_csv_and_json_lines_readers_stream_compressed_files_by_path(
     (tmp_path / f"rows.jsonl{ext}").write_bytes(
         compress("".join(json.dumps(r) + "\n" for r in rows).encode(), ext)
     )
-    got = run_nodes([str(tmp_path / f"rows.csv{ext}")], CSVReader(paths=True), runner=runner)
+    got = run_through(
+        [str(tmp_path / f"rows.csv{ext}")], CSVReader(paths=True), runner=local_runner
+    )
     assert got == rows
-    got = run_nodes([tmp_path / f"rows.jsonl{ext}"], JSONLinesReader(), runner=runner)
+    got = run_through([tmp_path / f"rows.jsonl{ext}"], JSONLinesReader(), runner=local_runner)
     assert got == rows
 
 
 def test_gzip_members_appended_by_another_program_read_as_one_file(tmp_path: Path) -> None:
     path = tmp_path / "log.jsonl.gz"
     path.write_bytes(gzip.compress(b'{"a": 1}\n') + gzip.compress(b'{"a": 2}\n'))
-    assert run_nodes([path], JSONLinesReader(), runner="threads") == [{"a": 1}, {"a": 2}]
+    assert run_through([path], JSONLinesReader(), runner="threads") == [{"a": 1}, {"a": 2}]
 
 
 def test_a_cut_compressed_file_is_a_format_error_naming_it(tmp_path: Path, ext: str) -> None:
@@ -198,13 +187,13 @@ def test_the_watchdog_emits_a_compressed_file_that_a_reader_then_reads(
 
 
 # ----------------------------------------------------------------------------- writers
-def test_writers_compress_by_extension(tmp_path: Path, ext: str, runner: str) -> None:
+def test_writers_compress_by_extension(tmp_path: Path, ext: str, local_runner: str) -> None:
     rows = [{"id": i, "name": f"n{i}"} for i in range(20)]
     src = nanostream.from_iterable(rows)
     src > JSONLinesWriter(tmp_path / f"rows.jsonl{ext}")
     src > CSVWriter(tmp_path / f"rows.csv{ext}")
     src > FileWriter(tmp_path / f"rows.txt{ext}")
-    src.global_start(runner=runner)
+    src.global_start(runner=local_runner)
     jsonl = decompress(tmp_path / f"rows.jsonl{ext}").decode().splitlines()
     assert [json.loads(line) for line in jsonl] == rows
     csv_lines = decompress(tmp_path / f"rows.csv{ext}").decode().splitlines()
@@ -212,35 +201,39 @@ def test_writers_compress_by_extension(tmp_path: Path, ext: str, runner: str) ->
     assert decompress(tmp_path / f"rows.txt{ext}").decode().splitlines() == [str(r) for r in rows]
 
 
-def test_a_file_per_item_is_compressed_by_its_name(tmp_path: Path, ext: str, runner: str) -> None:
+def test_a_file_per_item_is_compressed_by_its_name(
+    tmp_path: Path, ext: str, local_runner: str
+) -> None:
     writer = FileWriter(directory=tmp_path, filename="{n:03d}.txt" + ext)
-    paths = run_nodes(["alpha", "beta"], writer, runner=runner)
+    paths = run_through(["alpha", "beta"], writer, runner=local_runner)
     assert [Path(p).name for p in paths] == [f"000.txt{ext}", f"001.txt{ext}"]
     assert [decompress(Path(p)) for p in paths] == [b"alpha", b"beta"]
 
 
 def test_rotated_parts_keep_the_extension_and_number_on(
-    tmp_path: Path, ext: str, runner: str
+    tmp_path: Path, ext: str, local_runner: str
 ) -> None:
     template = str(tmp_path / ("part-{part:04d}.jsonl" + ext))
-    paths = run_nodes(list(range(5)), JSONLinesWriter(template, rotate_items=2), runner=runner)
+    paths = run_through(
+        list(range(5)), JSONLinesWriter(template, rotate_items=2), runner=local_runner
+    )
     names = [Path(p).name for p in paths]
     assert names == [f"part-{n:04d}.jsonl{ext}" for n in range(3)]
     assert [decompress(Path(p)).decode().split() for p in paths] == [["0", "1"], ["2", "3"], ["4"]]
-    more = run_nodes([5], JSONLinesWriter(template, rotate_items=2), runner=runner)
+    more = run_through([5], JSONLinesWriter(template, rotate_items=2), runner=local_runner)
     assert [Path(p).name for p in more] == [f"part-0003.jsonl{ext}"]
 
 
 def test_append_adds_a_compressed_stream_and_csv_keeps_one_header(
-    tmp_path: Path, ext: str, runner: str
+    tmp_path: Path, ext: str, local_runner: str
 ) -> None:
     path = tmp_path / f"people.csv{ext}"
     for batch in ([{"name": "ada", "age": 36}], [{"age": 41, "name": "alan"}]):
         src = nanostream.from_iterable(batch)
         src > CSVWriter(path, append=True)
-        src.global_start(runner=runner)
+        src.global_start(runner=local_runner)
     assert decompress(path).decode().splitlines() == ["name,age", "ada,36", "alan,41"]
-    assert run_nodes([str(path)], CSVReader(paths=True), runner=runner) == [
+    assert run_through([str(path)], CSVReader(paths=True), runner=local_runner) == [
         {"name": "ada", "age": "36"},
         {"name": "alan", "age": "41"},
     ]
@@ -281,12 +274,14 @@ class FailAt(nanostream.NanoNode):
         yield item
 
 
-def test_a_failed_run_publishes_no_compressed_part(tmp_path: Path, ext: str, runner: str) -> None:
+def test_a_failed_run_publishes_no_compressed_part(
+    tmp_path: Path, ext: str, local_runner: str
+) -> None:
     template = str(tmp_path / ("part-{part}.jsonl" + ext))
     src = nanostream.from_iterable(range(5))
     src > FailAt(3) > JSONLinesWriter(template, rotate_items=2)
     with pytest.raises(nanostream.NodeFailed, match="failed at 3"):
-        src.global_start(runner=runner)
+        src.global_start(runner=local_runner)
     # part 0 (items 0 and 1) may have been published before the failure; nothing else is
     # there, not even a temporary file, and what is there is whole
     left = sorted(tmp_path.iterdir())

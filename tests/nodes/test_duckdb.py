@@ -15,6 +15,7 @@ import pytest
 import nanostream
 from nanostream.nodes import Batch
 from nanostream.testing import Collect
+from support import run_through
 
 duckdb = pytest.importorskip("duckdb", reason="pip install 'nanostream[duckdb]'")
 pa = pytest.importorskip("pyarrow")
@@ -22,22 +23,6 @@ pq = pytest.importorskip("pyarrow.parquet")
 
 from nanostream.nodes.columnar import ParquetReader  # noqa: E402
 from nanostream.nodes.duckdb import ConnectorError, DuckDBSink, DuckDBSource  # noqa: E402
-
-
-@pytest.fixture(params=["threads", "cooperative"])
-def local_runner(request: pytest.FixtureRequest) -> str:
-    """The runners whose nodes share this process (the objects of the test)."""
-    return str(request.param)
-
-
-def run(items: list[Any], *nodes: nanostream.NanoNode, runner: str = "threads") -> list[Any]:
-    sink = Collect()
-    chain: Any = nanostream.from_iterable(items)
-    for node in nodes:
-        chain = chain > node
-    chain > sink
-    sink.global_start(runner=runner)
-    return sink.items
 
 
 def collect(source: nanostream.NanoNode, runner: str = "threads") -> list[Any]:
@@ -65,7 +50,7 @@ def test_rows_round_trip_with_their_types(tmp_path: Path, local_runner: str) -> 
     rows = orders(250)
     db = tmp_path / "shop.duckdb"
     sink = DuckDBSink(db, "orders", create=True, commit_every=100)
-    run(rows, sink, runner=local_runner)
+    run_through(rows, sink, runner=local_runner)
     assert sink.rows_written == len(rows)
     back = collect(DuckDBSource(db, "SELECT * FROM orders ORDER BY id"), local_runner)
     assert back == rows
@@ -90,9 +75,11 @@ def test_arrow_batches_go_in_whole(tmp_path: Path, local_runner: str) -> None:
     pq.write_table(pa.Table.from_pylist(rows), parquet, row_group_size=64)
     db = tmp_path / "shop.duckdb"
     sink = DuckDBSink(db, "orders", create=True, commit_every=128)
-    run([parquet], ParquetReader(as_batches=True, rows_per_batch=50), sink, runner=local_runner)
+    run_through(
+        [parquet], ParquetReader(as_batches=True, rows_per_batch=50), sink, runner=local_runner
+    )
     more = orders(310)[300:]
-    run(more, Batch(size=4, as_arrow=True), DuckDBSink(db, "orders"), runner=local_runner)
+    run_through(more, Batch(size=4, as_arrow=True), DuckDBSink(db, "orders"), runner=local_runner)
     back = collect(DuckDBSource(db, "SELECT * FROM orders ORDER BY id"), local_runner)
     assert back == rows + more
 
@@ -107,7 +94,7 @@ def test_columns_match_by_name_and_frames_are_taken(tmp_path: Path) -> None:
         pa.table({"b": ["y"], "a": [2]}),
         pandas.DataFrame([{"a": 3, "b": "z", "c": 9.0}]),
     ]
-    run(items, DuckDBSink(db, "t"))
+    run_through(items, DuckDBSink(db, "t"))
     back = collect(DuckDBSource(db, "SELECT a, b, c FROM t ORDER BY a"))
     assert back == [
         {"a": 1, "b": "x", "c": 1.5},
@@ -147,7 +134,7 @@ def test_acknowledgements_come_after_the_commit(tmp_path: Path, local_runner: st
 
 def test_a_missing_table_fails_at_the_start(tmp_path: Path) -> None:
     with pytest.raises(nanostream.NodeFailed) as info:
-        run([{"a": 1}], DuckDBSink(tmp_path / "t.duckdb", "absent", name="store"))
+        run_through([{"a": 1}], DuckDBSink(tmp_path / "t.duckdb", "absent", name="store"))
     cause = info.value.__cause__
     assert isinstance(cause, ConnectorError)
     assert "table 'absent' does not exist" in str(cause) and "create=True" in str(cause)
@@ -158,22 +145,22 @@ def test_rows_that_do_not_fit_the_table_fail_and_nothing_is_committed(tmp_path: 
     with duckdb.connect(str(db)) as conn:
         conn.execute("CREATE TABLE t (a BIGINT)")
     with pytest.raises(nanostream.NodeFailed) as info:
-        run([{"a": 1}, {"a": "not a number"}], DuckDBSink(db, "t", commit_every=10))
+        run_through([{"a": 1}, {"a": "not a number"}], DuckDBSink(db, "t", commit_every=10))
     assert isinstance(info.value.__cause__, (ConnectorError, nanostream.FormatError))
     with pytest.raises(nanostream.NodeFailed) as info:
-        run([{"a": 1}, {"zzz": 2}], DuckDBSink(db, "t", commit_every=1))
+        run_through([{"a": 1}, {"zzz": 2}], DuckDBSink(db, "t", commit_every=1))
     assert "could not write 1 rows to table 't'" in str(info.value.__cause__)
     with duckdb.connect(str(db)) as conn:
         assert conn.execute("SELECT a FROM t").fetchall() == [(1,)]  # the first batch only
     with pytest.raises(nanostream.NodeFailed) as info:
-        run(["text"], DuckDBSink(db, "t"))
+        run_through(["text"], DuckDBSink(db, "t"))
     assert "writes rows (dicts) and batches" in str(info.value.__cause__)
 
 
 def test_a_shared_in_memory_connection(local_runner: str) -> None:
     conn = duckdb.connect()
     rows = orders(20)
-    run(rows, DuckDBSink(conn, "o", create=True), runner=local_runner)
+    run_through(rows, DuckDBSink(conn, "o", create=True), runner=local_runner)
     assert conn.execute("SELECT count(*), sum(id) FROM o").fetchone() == (20, sum(range(20)))
     query = "SELECT sku, count(*) AS n FROM o GROUP BY sku ORDER BY sku"
     counts = collect(DuckDBSource(conn, query), local_runner)

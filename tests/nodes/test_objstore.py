@@ -1,5 +1,7 @@
-"""Files at fsspec URLs: the readers and writers on ``memory://`` and on S3 (moto's server
-on 127.0.0.1), atomic publishing, masked credentials, and :class:`PrefixWatcher`.
+"""Files at fsspec URLs: the readers and writers on ``memory://``, on S3 (moto's server),
+on Google Cloud Storage (the ``gcp-storage-emulator`` server) and on Azure (Azurite), each
+on 127.0.0.1; atomic publishing, conditional puts, what killed writers leave, masked
+credentials, and :class:`PrefixWatcher`.
 
 Every test that runs a pipeline runs on the threads and the cooperative runner (a
 ``memory://`` store lives in one process, and Ray's nodes run in others).
@@ -8,12 +10,13 @@ Every test that runs a pipeline runs on the threads and the cooperative runner (
 from __future__ import annotations
 
 import gzip
-import importlib
 import io
 import json
 import logging
-import socket
+import os
 import sqlite3
+import subprocess
+import sys
 import tempfile
 import threading
 import uuid
@@ -39,40 +42,11 @@ from nanostream.nodes import (
     PrefixWatcher,
 )
 from nanostream.testing import Collect
-from support import missing
+from support import run_through
 
 WAIT = 20
-RUNNERS = ["threads", "cooperative"]
 SECRET = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"
 KEY_ID = "AKIAIOSFODNN7EXAMPLE"
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    """moto's S3 server on 127.0.0.1 and a free port, for this module's tests."""
-    try:
-        server_module: Any = importlib.import_module("moto.server")
-    except ImportError:
-        missing("moto is not installed: pip install 'nanostream[dev]'")
-    try:
-        importlib.import_module("s3fs")
-    except ImportError:
-        missing("s3fs is not installed: pip install 'nanostream[s3]'")
-    server = server_module.ThreadedMotoServer(
-        ip_address="127.0.0.1", port=_free_port(), verbose=False
-    )
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
 
 
 class Store:
@@ -128,11 +102,30 @@ def _s3_store(request: pytest.FixtureRequest) -> Store:
     return found
 
 
-@pytest.fixture(params=["memory", "s3"])
+def _gs_store(request: pytest.FixtureRequest) -> Store:
+    name = f"t{uuid.uuid4().hex[:10]}"
+    options = {"endpoint_url": request.getfixturevalue("gcs_endpoint"), "token": "anon"}
+    found = Store("gs", f"gs://{name}/data", options)
+    found.fs.mkdir(name)
+    return found
+
+
+def _az_store(request: pytest.FixtureRequest) -> Store:
+    from azure.storage.blob import BlobServiceClient
+
+    name = f"t{uuid.uuid4().hex[:10]}"
+    connection = request.getfixturevalue("azurite_endpoint")
+    with BlobServiceClient.from_connection_string(connection) as client:
+        client.create_container(name)
+    return Store("az", f"az://{name}/data", {"connection_string": connection})
+
+
+@pytest.fixture(params=["memory", "s3", "gs", "az"])
 def store(request: pytest.FixtureRequest) -> Iterator[Store]:
-    """A fresh folder in ``memory://``, then in a fresh bucket of moto's S3."""
-    if request.param == "s3":
-        yield _s3_store(request)
+    """A fresh folder in ``memory://``, then in a fresh bucket of moto's S3, of the GCS
+    emulator and of Azurite."""
+    if request.param in ("s3", "gs", "az"):
+        yield {"s3": _s3_store, "gs": _gs_store, "az": _az_store}[request.param](request)
         return
     found = Store("memory", f"memory://t{uuid.uuid4().hex[:10]}", None)
     yield found
@@ -145,38 +138,25 @@ def s3_store(request: pytest.FixtureRequest) -> Store:
     return _s3_store(request)
 
 
-@pytest.fixture(params=RUNNERS)
-def runner(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-def run_nodes(items: list[Any], *nodes: nanostream.NanoNode, runner: str) -> list[Any]:
-    sink = Collect()
-    node: Any = nanostream.from_iterable(items)
-    for n in nodes:
-        node = node > n
-    node > sink
-    sink.global_start(runner=runner)
-    return sink.items
-
-
 # ----------------------------------------------------------------------------- reading
-def test_readers_read_objects_by_url(store: Store, runner: str) -> None:
+def test_readers_read_objects_by_url(store: Store, local_runner: str) -> None:
     rows = [{"id": str(i), "name": f"n{i}"} for i in range(30)]
     csv_text = "id,name\n" + "".join(f"{r['id']},{r['name']}\n" for r in rows)
     store.put("rows.csv", csv_text.encode())
     store.put("rows.jsonl.gz", gzip.compress("".join(json.dumps(r) + "\n" for r in rows).encode()))
     so = store.options
-    got = run_nodes(
-        [store.url("rows.csv")], CSVReader(paths=True, storage_options=so), runner=runner
+    got = run_through(
+        [store.url("rows.csv")], CSVReader(paths=True, storage_options=so), runner=local_runner
     )
     assert got == rows
     reader = JSONLinesReader(paths=True, storage_options=so)
-    assert run_nodes([store.url("rows.jsonl.gz")], reader, runner=runner) == rows
-    whole = run_nodes([store.url("rows.csv")], LocalFileReader(storage_options=so), runner=runner)
+    assert run_through([store.url("rows.jsonl.gz")], reader, runner=local_runner) == rows
+    whole = run_through(
+        [store.url("rows.csv")], LocalFileReader(storage_options=so), runner=local_runner
+    )
     assert whole == [csv_text] and whole[0].path == store.url("rows.csv")
     lines = LocalFileReader(serialize=True, binary=True, storage_options=so)
-    assert run_nodes([store.url("rows.csv")], lines, runner=runner) == [
+    assert run_through([store.url("rows.csv")], lines, runner=local_runner) == [
         line.encode() for line in csv_text.splitlines()
     ]
 
@@ -201,41 +181,45 @@ def test_a_missing_object_fails_the_run_naming_it(store: Store) -> None:
 
 
 # ----------------------------------------------------------------------------- writing
-def test_writers_publish_objects_by_url(store: Store, runner: str) -> None:
+def test_writers_publish_objects_by_url(store: Store, local_runner: str) -> None:
     rows = [{"id": i, "name": f"n{i}"} for i in range(10)]
     so = store.options
     src = nanostream.from_iterable(rows)
     src > JSONLinesWriter(store.url("out/rows.jsonl"), storage_options=so)
     src > CSVWriter(store.url("out/rows.csv.gz"), storage_options=so)
     src > FileWriter(store.url("out/rows.txt"), storage_options=so)
-    src.global_start(runner=runner)
+    src.global_start(runner=local_runner)
     assert [json.loads(x) for x in store.get("out/rows.jsonl").splitlines()] == rows
     csv_lines = gzip.decompress(store.get("out/rows.csv.gz")).decode().splitlines()
     assert csv_lines == ["id,name", *(f"{r['id']},{r['name']}" for r in rows)]
     assert store.get("out/rows.txt").decode().splitlines() == [str(r) for r in rows]
 
 
-def test_rotated_parts_and_files_per_item_number_on_in_a_store(store: Store, runner: str) -> None:
+def test_rotated_parts_and_files_per_item_number_on_in_a_store(
+    store: Store, local_runner: str
+) -> None:
     so = store.options
     template = store.url("parts/p-{part:03d}.jsonl.gz")
-    first = run_nodes(
-        list(range(5)), JSONLinesWriter(template, rotate_items=2, storage_options=so), runner=runner
+    first = run_through(
+        list(range(5)),
+        JSONLinesWriter(template, rotate_items=2, storage_options=so),
+        runner=local_runner,
     )
     assert first == [template.format(part=n) for n in range(3)]
-    again = run_nodes(
-        [5], JSONLinesWriter(template, rotate_items=2, storage_options=so), runner=runner
+    again = run_through(
+        [5], JSONLinesWriter(template, rotate_items=2, storage_options=so), runner=local_runner
     )
     assert again == [template.format(part=3)]
     assert store.listing() == [f"parts/p-{n:03d}.jsonl.gz" for n in range(4)]
     assert gzip.decompress(store.get("parts/p-001.jsonl.gz")) == b"2\n3\n"
 
     writer = FileWriter(directory=store.url("each"), filename="{n:02d}.txt", storage_options=so)
-    assert run_nodes(["a", "b"], writer, runner=runner) == [
+    assert run_through(["a", "b"], writer, runner=local_runner) == [
         store.url("each/00.txt"),
         store.url("each/01.txt"),
     ]
     writer = FileWriter(directory=store.url("each"), filename="{n:02d}.txt", storage_options=so)
-    assert run_nodes(["c"], writer, runner=runner) == [store.url("each/02.txt")]
+    assert run_through(["c"], writer, runner=local_runner) == [store.url("each/02.txt")]
     assert [store.get(f"each/{n:02d}.txt") for n in range(3)] == [b"a", b"b", b"c"]
 
 
@@ -288,12 +272,12 @@ class FailAt(nanostream.NanoNode):
         yield item
 
 
-def test_a_failed_run_leaves_no_partial_object(store: Store, runner: str) -> None:
+def test_a_failed_run_leaves_no_partial_object(store: Store, local_runner: str) -> None:
     src = nanostream.from_iterable(range(7))
     template = store.url("p-{part}.jsonl")
     src > FailAt(5) > JSONLinesWriter(template, rotate_items=2, storage_options=store.options)
     with pytest.raises(nanostream.NodeFailed, match="failed at 5"):
-        src.global_start(runner=runner)
+        src.global_start(runner=local_runner)
     for key in store.listing():  # parts published before the failure are whole
         number = int(key[2:-6])
         assert store.get(key).split() == [str(2 * number).encode(), str(2 * number + 1).encode()]
@@ -301,7 +285,7 @@ def test_a_failed_run_leaves_no_partial_object(store: Store, runner: str) -> Non
 
 
 def test_a_reader_listing_the_store_during_a_run_only_ever_sees_whole_objects(
-    store: Store, runner: str
+    store: Store, local_runner: str
 ) -> None:
     """A bounded race: while 8 parts of 2,000 rows are written, another thread lists and
     reads the store until the run ends; every object it sees holds a whole part. (Where a
@@ -312,7 +296,7 @@ def test_a_reader_listing_the_store_during_a_run_only_ever_sees_whole_objects(
     src = nanostream.from_iterable({"row": i} for i in range(16_000))
     writer = JSONLinesWriter(template, rotate_items=2_000, storage_options=store.options)
     src > writer
-    run = src.global_start(block=False, runner=runner)
+    run = src.global_start(block=False, runner=local_runner)
     assert run is not None
     done = threading.Event()
     run_thread = threading.Thread(target=lambda: (run.wait(WAIT), done.set()))
@@ -415,7 +399,9 @@ def watch_until(
     return [store.key_of(url) for url in sink.items]
 
 
-def test_the_watcher_emits_existing_and_new_objects_that_match(store: Store, runner: str) -> None:
+def test_the_watcher_emits_existing_and_new_objects_that_match(
+    store: Store, local_runner: str
+) -> None:
     store.put("in/a.csv", b"a")
     store.put("in/sub/b.csv", b"b")
     store.put("in/.hidden/c.csv", b"c")
@@ -426,7 +412,7 @@ def test_the_watcher_emits_existing_and_new_objects_that_match(store: Store, run
     )
     sink = Collect(wait_for=2)
     watch > sink
-    run = sink.global_start(block=False, runner=runner)
+    run = sink.global_start(block=False, runner=local_runner)
     assert run is not None
     try:
         assert sink.seen.wait(WAIT)
@@ -441,14 +427,16 @@ def test_the_watcher_emits_existing_and_new_objects_that_match(store: Store, run
     assert all(isinstance(u, nanostream.nodes.FilePath) for u in sink.items)
 
 
-def test_the_watcher_emits_changed_and_recreated_objects_again(store: Store, runner: str) -> None:
+def test_the_watcher_emits_changed_and_recreated_objects_again(
+    store: Store, local_runner: str
+) -> None:
     store.put("in/a.csv", b"one")
     watch = PrefixWatcher(
         store.url("in"), recursive=False, poll_interval=0.02, storage_options=store.options
     )
     sink = Collect()
     watch > sink
-    run = sink.global_start(block=False, runner=runner)
+    run = sink.global_start(block=False, runner=local_runner)
     assert run is not None
     try:
         assert sink.seen.wait(WAIT)
@@ -474,26 +462,29 @@ def test_the_watcher_emits_changed_and_recreated_objects_again(store: Store, run
 
 
 def test_a_restart_with_a_ledger_neither_repeats_nor_misses(
-    store: Store, runner: str, tmp_path: Path
+    store: Store, local_runner: str, tmp_path: Path
 ) -> None:
     ledger = tmp_path / "ledger.sqlite"
     for name in "abc":
         store.put(f"in/{name}.csv", name.encode())
-    first = watch_until(store, runner, 3, state=ledger)
+    first = watch_until(store, local_runner, 3, state=ledger)
     assert sorted(first) == ["in/a.csv", "in/b.csv", "in/c.csv"]
 
     # while it is down: one object changes, one goes, one arrives
     store.put("in/a.csv", b"a, changed")
     store.remove("in/c.csv")
     store.put("in/d.csv", b"d")
-    second = watch_until(store, runner, 2, marker="m1.csv", state=ledger)
+    second = watch_until(store, local_runner, 2, marker="m1.csv", state=ledger)
     assert sorted(second[:2]) == ["in/a.csv", "in/d.csv"]  # 0 missed
     assert second[2:] == ["in/m1.csv"]  # 0 repeated
 
     # nothing changed: only the marker; an object deleted while down and back is new
-    assert watch_until(store, runner, 0, marker="m2.csv", state=ledger) == ["in/m2.csv"]
+    assert watch_until(store, local_runner, 0, marker="m2.csv", state=ledger) == ["in/m2.csv"]
     store.put("in/c.csv", b"c")
-    assert watch_until(store, runner, 1, marker="m3.csv", state=ledger) == ["in/c.csv", "in/m3.csv"]
+    assert watch_until(store, local_runner, 1, marker="m3.csv", state=ledger) == [
+        "in/c.csv",
+        "in/m3.csv",
+    ]
 
     with closing(sqlite3.connect(ledger)) as db:
         rows = db.execute("SELECT path, size, hash FROM files ORDER BY path").fetchall()
@@ -551,7 +542,9 @@ class FlakyWatcher(PrefixWatcher):
         return super().listing(fs, root)
 
 
-def test_a_listing_that_fails_is_skipped_and_the_watcher_goes_on(store: Store, runner: str) -> None:
+def test_a_listing_that_fails_is_skipped_and_the_watcher_goes_on(
+    store: Store, local_runner: str
+) -> None:
     watch = FlakyWatcher(
         store.url("in"),
         poll_interval=0.02,
@@ -562,7 +555,7 @@ def test_a_listing_that_fails_is_skipped_and_the_watcher_goes_on(store: Store, r
     sink, dead = Collect(), Collect()
     watch > sink
     watch.errors > dead
-    run = sink.global_start(block=False, runner=runner)
+    run = sink.global_start(block=False, runner=local_runner)
     assert run is not None
     try:
         assert watch.ready.wait(WAIT)
@@ -579,11 +572,11 @@ def test_a_listing_that_fails_is_skipped_and_the_watcher_goes_on(store: Store, r
     assert (record.node, record.item, record.message) == ("w", None, "the store cannot be reached")
 
 
-def test_a_listing_that_fails_fails_the_run_by_default(store: Store, runner: str) -> None:
+def test_a_listing_that_fails_fails_the_run_by_default(store: Store, local_runner: str) -> None:
     watch = FlakyWatcher(store.url("in"), poll_interval=0.02, storage_options=store.options)
     sink = Collect()
     watch > sink
-    run = sink.global_start(block=False, runner=runner)
+    run = sink.global_start(block=False, runner=local_runner)
     assert run is not None
     assert watch.ready.wait(WAIT)
     watch.broken.set()
@@ -605,7 +598,7 @@ class FailOn(Collect):
 
 
 def test_objects_in_flight_when_a_run_fails_come_again_after_a_restart(
-    store: Store, runner: str, tmp_path: Path
+    store: Store, local_runner: str, tmp_path: Path
 ) -> None:
     ledger = tmp_path / "ledger.sqlite"
     names = [f"in/{n}.csv" for n in "abcde"]
@@ -617,12 +610,12 @@ def test_objects_in_flight_when_a_run_fails_come_again_after_a_restart(
     )
     watch > failing
     with pytest.raises(nanostream.NodeFailed, match=r"the sink failed on c\.csv"):
-        failing.global_start(runner=runner)
+        failing.global_start(runner=local_runner)
     with closing(sqlite3.connect(ledger)) as db:
         done = {store.key_of(p) for (p,) in db.execute("SELECT path FROM files")}
     assert "in/c.csv" not in done and done < set(names)  # recorded: only what was done
 
-    again = watch_until(store, runner, len(names) - len(done), marker="z.csv", state=ledger)
+    again = watch_until(store, local_runner, len(names) - len(done), marker="z.csv", state=ledger)
     assert sorted(again[:-1]) == sorted(set(names) - done)  # nothing done comes again
     assert again[-1] == "in/z.csv"
 
@@ -690,7 +683,7 @@ def test_s3_credentials_come_from_the_usual_chain_without_storage_options(
 
     def read() -> list[Any]:
         reader = CSVReader(paths=True, storage_options=options)
-        return run_nodes([s3_store.url("in/a.csv")], reader, runner="threads")
+        return run_through([s3_store.url("in/a.csv")], reader, runner="threads")
 
     with pytest.raises(nanostream.NodeFailed, match=r"(?i)credentials"):
         read()  # none anywhere
@@ -707,7 +700,9 @@ def test_s3_credentials_come_from_the_usual_chain_without_storage_options(
 
 
 @pytest.mark.parametrize("kind", ["parquet", "feather"])
-def test_columnar_files_round_trip_through_a_store(store: Store, runner: str, kind: str) -> None:
+def test_columnar_files_round_trip_through_a_store(
+    store: Store, local_runner: str, kind: str
+) -> None:
     """ParquetWriter/FeatherWriter publish to a URL; the readers read it back from there."""
     pytest.importorskip("pyarrow", reason="pip install 'nanostream[parquet]'")
     from nanostream.nodes.columnar import FeatherReader, FeatherWriter, ParquetReader, ParquetWriter
@@ -722,8 +717,152 @@ def test_columnar_files_round_trip_through_a_store(store: Store, runner: str, ki
     )
     rows = [{"id": i, "name": f"n{i}", "price": i / 4} for i in range(500)]
     url = store.url(f"rows.{kind}")
-    published = run_nodes(rows, writer(url, storage_options=store.options), runner=runner)
+    published = run_through(rows, writer(url, storage_options=store.options), runner=local_runner)
     assert [str(p) for p in published] == [url]
     assert store.listing() == [f"rows.{kind}"]
-    back = run_nodes([url], reader(storage_options=store.options), runner=runner)
+    back = run_through([url], reader(storage_options=store.options), runner=local_runner)
     assert back == rows
+
+
+# ----------------------------------------------------------------------------- racing writers
+@pytest.fixture(params=["s3", "az"])
+def conditional_store(request: pytest.FixtureRequest) -> Store:
+    """A fresh folder in a store whose put can be conditional: moto's S3, Azurite."""
+    return _s3_store(request) if request.param == "s3" else _az_store(request)
+
+
+def test_of_two_writers_racing_to_publish_a_key_the_second_is_refused(
+    conditional_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The conditional put (``If-None-Match: *``): the loser's object never replaces the
+    winner's, even when it looked before the winner's put landed."""
+    from nanostream.connectors._filesystems import StorageOptions
+
+    options = StorageOptions(conditional_store.options)
+    first = AtomicFile(
+        conditional_store.url("out.txt"), replace=False, node="a", storage_options=options
+    )
+    second = AtomicFile(
+        conditional_store.url("out.txt"), replace=False, node="b", storage_options=options
+    )
+    first.file.write("first\n")
+    second.file.write("second\n")
+    assert first.commit() == conditional_store.url("out.txt")
+    # the second looked while the key was free: nothing but the put itself can stop it now
+    monkeypatch.setattr(type(conditional_store.fs), "isfile", lambda self, path: False)
+    monkeypatch.setattr(type(conditional_store.fs), "exists", lambda self, path: False)
+    with pytest.raises(OutputExistsError, match="another writer published it"):
+        second.commit()
+    assert conditional_store.get("out.txt") == b"first\n"
+    assert AtomicFile.leftovers(conditional_store.url("out.txt")) == []
+
+
+def test_a_writer_that_may_replace_replaces_what_another_published(
+    conditional_store: Store,
+) -> None:
+    from nanostream.connectors._filesystems import StorageOptions
+
+    options = StorageOptions(conditional_store.options)
+    first = AtomicFile(conditional_store.url("out.txt"), replace=False, storage_options=options)
+    second = AtomicFile(conditional_store.url("out.txt"), storage_options=options)
+    first.file.write("first\n")
+    second.file.write("second\n")
+    first.commit()
+    second.commit()
+    assert conditional_store.get("out.txt") == b"second\n"
+
+
+def test_a_writer_refused_at_publishing_fails_the_run_naming_it(
+    conditional_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The key is free when the run starts; another writer publishes it meanwhile."""
+    so = conditional_store.options
+    writer = JSONLinesWriter(conditional_store.url("rows.jsonl"), name="rows", storage_options=so)
+    original = AtomicFile.commit
+
+    def publish_first(self: AtomicFile) -> str:
+        conditional_store.put("rows.jsonl", b'{"other": 1}\n')  # the other writer wins the race
+        return original(self)
+
+    monkeypatch.setattr(AtomicFile, "commit", publish_first)
+    nanostream.from_iterable([{"id": 1}]) > writer
+    with pytest.raises(nanostream.NodeFailed, match=r"node 'rows' would replace .*another writer"):
+        writer.global_start()
+    assert conditional_store.get("rows.jsonl") == b'{"other": 1}\n'
+
+
+# ----------------------------------------------------------------------------- killed writers
+def _dead_pid() -> int:
+    """The id of a process that has ended (a killed writer's, for its leftovers' names)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_upload_folders_of_a_killed_writer_are_removed_on_the_next_start(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where uploads are built
+    from nanostream.connectors._filesink import _staging_prefix
+
+    mine = _staging_prefix()  # nanostream-upload-<host>-<this process's id>-
+    host_prefix = mine[: -len(f"{os.getpid()}-")]
+    dead = tmp_path / f"{host_prefix}{_dead_pid()}-k1ll3d"
+    dead.mkdir()
+    (dead / "out.jsonl").write_text('{"half": "a file"}\n')
+    running = [  # this process's and a running one's: they may be in use
+        tmp_path / f"{mine}m1ne",
+        tmp_path / f"{host_prefix}{os.getppid()}-0ther",
+        tmp_path / f"nanostream-upload-another.host-{_dead_pid()}-abc",  # its pids aren't ours
+        tmp_path / "nanostream-upload-n0p1d",  # not named by a writer: left alone
+    ]
+    for folder in running:
+        folder.mkdir()
+    writer = JSONLinesWriter(store.url("out.jsonl"), name="out", storage_options=store.options)
+    with caplog.at_level(logging.WARNING, logger="nanostream"):
+        run_through([{"id": 1}], writer)
+    assert not dead.exists()
+    assert all(folder.exists() for folder in running)
+    assert store.get("out.jsonl") == b'{"id":1}\n'
+    assert "node 'out' removed 1 temporary file(s)" in caplog.text and dead.name in caplog.text
+    # a writer of files per item into a folder at a URL cleans them too
+    dead.mkdir()
+    writer = FileWriter(
+        directory=store.url("each"), filename="{n}.txt", storage_options=store.options
+    )
+    run_through(["a"], writer)
+    assert not dead.exists() and all(folder.exists() for folder in running)
+
+
+def test_hidden_objects_of_a_writer_killed_before_its_rename_are_removed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """On a store whose put writes in place, a killed writer leaves ``.name.<hex>.tmp``."""
+    store = Store("memory", f"memory://t{uuid.uuid4().hex[:10]}", None)
+    store.put(".out.jsonl.0123abcd.tmp", b'{"half": 1}\n')  # killed between put and rename
+    store.put("parts/.p-0003.jsonl.89abcdef.tmp", b'{"half": 2}\n')
+    store.put(".other.jsonl.0123abcd.tmp", b"another target's")
+    store.put(".out.jsonl.not-hex.tmp", b"not a temporary name of ours")
+    with caplog.at_level(logging.WARNING, logger="nanostream"):
+        run_through([{"id": 1}], JSONLinesWriter(store.url("out.jsonl"), name="out"))
+        template = store.url("parts/p-{part:04d}.jsonl")
+        run_through([{"id": 2}], JSONLinesWriter(template, rotate_items=5, name="parts"))
+    assert store.listing() == [
+        ".other.jsonl.0123abcd.tmp",
+        ".out.jsonl.not-hex.tmp",
+        "out.jsonl",
+        "parts/p-0000.jsonl",
+    ]
+    assert "node 'out' removed 1 temporary file(s)" in caplog.text
+    assert ".out.jsonl.0123abcd.tmp" in caplog.text and ".p-0003.jsonl.89abcdef.tmp" in caplog.text
+    store.fs.rm(store.inner, recursive=True)
+
+
+def test_an_object_store_has_no_hidden_objects_to_remove(s3_store: Store) -> None:
+    from nanostream.connectors._filesink import store_leftovers
+
+    s3_store.put(".out.jsonl.0123abcd.tmp", b"not ours: S3 writers put whole objects")
+    assert store_leftovers(s3_store.url("out.jsonl"), None) == []
+    so = s3_store.options
+    run_through([{"id": 1}], JSONLinesWriter(s3_store.url("out.jsonl"), storage_options=so))
+    assert s3_store.listing() == [".out.jsonl.0123abcd.tmp", "out.jsonl"]

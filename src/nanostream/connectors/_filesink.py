@@ -13,6 +13,7 @@ import posixpath
 import re
 import secrets
 import shutil
+import socket
 import string
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -76,6 +77,18 @@ class OutputExistsError(GraphError, FileExistsError):
 
 # ----------------------------------------------------------------------------- atomic files
 _TMP_SUFFIX = re.compile(r"\.[0-9a-f]{8}\.tmp$")
+_STAGING = "nanostream-upload-"  # + host + "-" + the writing process's id + "-" + random
+_STAGING_NAME = re.compile(rf"^{_STAGING}(?P<host>.+)-(?P<pid>\d+)-[a-z0-9_]+$")
+
+
+def _staging_prefix() -> str:
+    """The start of this process's upload folders' names: the writer's host and process.
+
+    The host is in it because a temporary directory may be shared by machines or
+    containers whose process ids are not this one's.
+    """
+    host = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
+    return f"{_STAGING}{host}-{os.getpid()}-"
 
 
 WHOLE_PUTS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "oss", "r2"})
@@ -83,6 +96,21 @@ WHOLE_PUTS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "oss", 
 one put, or a multipart upload completed at its end). Elsewhere (``memory://``, an SFTP
 or HDFS file system) a put writes in place, so a file is put under a hidden name and then
 renamed."""
+
+CONDITIONAL_PUTS: Mapping[str, Mapping[str, Any]] = {
+    "s3": {"mode": "create"},
+    "s3a": {"mode": "create"},
+    "az": {"overwrite": False},
+    "abfs": {"overwrite": False},
+    "abfss": {"overwrite": False},
+}
+"""The fsspec protocols whose put can be made conditional on the key being free, with the
+arguments of ``put_file`` that make it so: S3's ``If-None-Match: *`` (s3fs's
+``mode="create"``), Azure's ``If-None-Match: *`` (adlfs's ``overwrite=False``). A writer
+that must not replace an object publishes with it, so of two writers racing to publish the
+same key the second gets :class:`OutputExistsError` instead of replacing the first one's
+object. On other stores the key is looked up just before the put, which leaves a short
+window."""
 
 
 class AtomicFile:
@@ -145,7 +173,7 @@ class AtomicFile:
         if is_url(self.destination):
             fs, inner = filesystem(self.destination, storage_options)
             self._upload = (fs, inner)
-            self._staging = tempfile.mkdtemp(prefix="nanostream-upload-")
+            self._staging = tempfile.mkdtemp(prefix=_staging_prefix())
             self.target = Path(self._staging) / (posixpath.basename(inner) or "object")
         else:
             self.target = Path(local_path(self.destination))
@@ -216,7 +244,7 @@ class AtomicFile:
         """The temporary files of ``target`` that are there now (e.g. left by a crash).
 
         ``target`` may hold glob wildcards (``*``) to cover several targets. A URL has
-        none beside it (its temporary file is in a local temporary folder).
+        none beside it on the local disk (see :func:`store_leftovers`).
         """
         if is_url(os.fspath(target)):
             return []
@@ -258,12 +286,23 @@ class AtomicFile:
         upload, completed only at its end): the object appears whole or not at all."""
         assert self._upload is not None
         fs, inner = self._upload
+        protocols = [fs.protocol] if isinstance(fs.protocol, str) else list(fs.protocol)
+        condition = next((CONDITIONAL_PUTS[p] for p in protocols if p in CONDITIONAL_PUTS), None)
+        if not self.replace and condition is not None:
+            # The put is the check: two writers racing to publish the key, one wins.
+            try:
+                fs.put_file(str(self.target), inner, **condition)
+            except FileExistsError:
+                raise refusal(
+                    self.node, self.destination, can_append=self.can_append, raced=True
+                ) from None
+            fs.invalidate_cache(inner)
+            return
         if not self.replace:
             fs.invalidate_cache(inner)
             if fs.isfile(inner):
                 raise refusal(self.node, self.destination, can_append=self.can_append)
-        protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
-        if protocols & WHOLE_PUTS:
+        if _puts_whole(fs):
             fs.put_file(str(self.target), inner)
         else:  # a put that writes in place: under a hidden name, then renamed
             hidden = posixpath.join(
@@ -375,26 +414,116 @@ def refusal(
     *,
     can_append: bool = True,
     what_to_do: str | None = None,
+    raced: bool = False,
 ) -> OutputExistsError:
     """The error of writer ``node`` that will not replace ``target``, saying what to pass.
 
     ``what_to_do`` replaces the usual advice (append or overwrite) when the writer has
-    better to offer.
+    better to offer. ``raced``: ``target`` was free when the writer started, and another
+    writer published it first (a conditional put refused).
     """
     options = what_to_do or (
         "pass append=True to add to it, or overwrite=True to replace it"
         if can_append
         else "pass overwrite=True to replace it, or a filename that differs from run to run"
     )
+    why = (
+        "another writer published it while this one was writing"
+        if raced
+        else "the output of an earlier run?"
+    )
     return OutputExistsError(
-        f"node {node!r} would replace {os.fspath(target)!r}, which exists (the output of an "
-        f"earlier run?); {options}"
+        f"node {node!r} would replace {os.fspath(target)!r}, which exists ({why}); {options}"
     )
 
 
-def remove_leftovers(target: str | os.PathLike[str], node: str) -> None:
-    """Delete the temporary files of ``target`` (wildcards allowed) an earlier run left."""
+def _puts_whole(fs: Any) -> bool:
+    protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+    return bool(protocols & WHOLE_PUTS)
+
+
+def store_leftovers(target: str, storage_options: StorageOptions | None) -> list[str]:
+    """The hidden objects (``.name.<hex>.tmp``) of ``target``, a URL (wildcards allowed),
+    that are in its store now: what a writer killed between its put and its rename left.
+
+    An object store (S3, GCS, Azure) has none: its put shows an object only once it is
+    complete.
+
+    Example:
+        >>> import fsspec
+        >>> from nanostream.connectors._filesink import store_leftovers
+        >>> fsspec.filesystem("memory").pipe_file("/left/.out.txt.0123abcd.tmp", b"half")
+        >>> store_leftovers("memory://left/out.txt", None)
+        ['memory:///left/.out.txt.0123abcd.tmp']
+    """
+    fs, inner = filesystem(target, storage_options)
+    if _puts_whole(fs):
+        return []
+    folder, name = posixpath.split(inner)
+    fs.invalidate_cache(folder)
+    found = fs.glob(posixpath.join(folder, f".{name}.*.tmp"))
+    return sorted(fs.unstrip_protocol(p) for p in found if _TMP_SUFFIX.search(p))
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (on a system that cannot tell, it is taken to)."""
+    if os.name != "posix":  # pragma: no cover - os.kill(pid, 0) would end it on Windows
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it runs, as another user
+        return True
+    return True
+
+
+def stale_staging_folders() -> list[Path]:
+    """The local folders in which writers that are no longer running (killed, e.g.) built
+    files for a URL: ``nanostream-upload-<host>-<process id>-...`` in the temporary
+    directory, of this host, whose process is gone.
+
+    Example:
+        >>> import tempfile
+        >>> from nanostream.connectors._filesink import _staging_prefix, stale_staging_folders
+        >>> mine = tempfile.mkdtemp(prefix=_staging_prefix())
+        >>> any(str(p) == mine for p in stale_staging_folders())  # this process runs
+        False
+        >>> import os; os.rmdir(mine)
+    """
+    host = _staging_prefix()[len(_STAGING) :].rsplit("-", 2)[0]
+    found = []
+    base = tempfile.gettempdir()
+    for path in glob.glob(os.path.join(glob.escape(base), f"{_STAGING}*")):
+        match = _STAGING_NAME.match(os.path.basename(path))
+        if match is None or match["host"] != host or not os.path.isdir(path):
+            continue  # not named by a writer of this host: it may be in use
+        pid = int(match["pid"])
+        if pid != os.getpid() and not _alive(pid):
+            found.append(Path(path))
+    return sorted(found)
+
+
+def remove_leftovers(
+    target: str | os.PathLike[str], node: str, storage_options: StorageOptions | None = None
+) -> None:
+    """Delete the temporary files of ``target`` (wildcards allowed) an earlier run left.
+
+    For a URL: the hidden objects beside it in a store whose put writes in place, and the
+    local folders of writers killed while they built a file to upload.
+    """
     removed = []
+    if is_url(os.fspath(target)):
+        for folder in stale_staging_folders():
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(str(folder))
+        for url in store_leftovers(os.fspath(target), storage_options):
+            fs, inner = filesystem(url, storage_options)
+            try:
+                fs.rm_file(inner)
+            except FileNotFoundError:  # pragma: no cover - removed by someone else meanwhile
+                continue
+            removed.append(url)
     for tmp in AtomicFile.leftovers(target):
         try:
             tmp.unlink()
@@ -402,13 +531,15 @@ def remove_leftovers(target: str | os.PathLike[str], node: str) -> None:
             continue
         removed.append(tmp.name)
     if removed:
+        path = os.fspath(target)
+        where = posixpath.dirname(path) if is_url(path) else os.path.dirname(os.path.abspath(path))
         log.warning(
             "node %r removed %d temporary file(s) left in %s by an earlier run that did not "
             "finish (their items were not acknowledged, so a source that commits its "
             "progress delivers them again): %s",
             node,
             len(removed),
-            os.path.dirname(os.path.abspath(target)),
+            where,
             ", ".join(removed),
         )
 
@@ -609,7 +740,7 @@ class FileSink(NanoNode):
         """Delete an earlier run's temporary files; number parts on from the last one."""
         self._file = None
         self._count = 0
-        remove_leftovers(self.leftover_pattern(), self.label)
+        remove_leftovers(self.leftover_pattern(), self.label, self._storage)
         parts = [] if self.overwrite or not self.rotates else self.existing_parts()
         self._part = parts[-1] + 1 if parts else 0
 

@@ -323,7 +323,10 @@ class FileWriter(FileSink):
             self._n = 0
             return
         self._file = None
-        if not is_url(self.directory):
+        if is_url(self.directory):
+            pattern = self.directory.rstrip("/") + "/*"
+            remove_leftovers(pattern, self.label, self._storage)
+        else:
             remove_leftovers(os.path.join(glob.escape(self.directory), "*"), self.label)
         numbers: list[int] = []
         if isinstance(self.filename, str) and self.numbered and not self.overwrite:
