@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from .._core.context import node_label
-from .._core.errors import GraphError
+from .._core.errors import GraphError, StateError
 from .._core.node import NanoNode, NodeFunction
+from .._core.node_function import restore_state
 from .._core.policy import POLICY_OPTIONS
 from .._core.run import QUEUE_OPTIONS
 from ._fileread import FormatError
@@ -224,21 +225,49 @@ class AtomicFile:
         found = glob.glob(os.path.join(glob.escape(str(path.parent)), f".{path.name}.*.tmp"))
         return sorted(Path(p) for p in found if _TMP_SUFFIX.search(p))
 
+    def _close(self) -> None:
+        """Flush (and fsync) and close the temporary file."""
+        if self._packed is not None:
+            self.file.close()  # ends the compressed stream; the raw file stays open
+        else:
+            self.file.flush()
+        self._raw.flush()
+        if self.fsync:
+            os.fsync(self._raw.fileno())
+        self._raw.close()
+        self.file.close()
+
+    def seal(self, hidden: str | os.PathLike[str]) -> None:
+        """Flush, close and rename the finished file to ``hidden`` (a local path beside
+        ``target``), to be published later by renaming it to ``target``.
+
+        Example:
+            >>> import tempfile, pathlib
+            >>> from nanostream.connectors._filesink import AtomicFile
+            >>> target = pathlib.Path(tempfile.mkdtemp()) / "out.txt"
+            >>> f = AtomicFile(target)
+            >>> _ = f.file.write("sealed\\n")
+            >>> f.seal(target.with_name(".out.txt.pending"))
+            >>> sorted(p.name for p in target.parent.iterdir())
+            ['.out.txt.pending']
+        """
+        if self.done:
+            return
+        self.done = True
+        try:
+            self._close()
+            os.replace(self.tmp, hidden)
+        except BaseException:
+            self._remove()
+            raise
+
     def commit(self) -> str:
         """Flush, close and rename into place (upload, for a URL); returns the destination."""
         if self.done:
             return self.destination
         self.done = True
         try:
-            if self._packed is not None:
-                self.file.close()  # ends the compressed stream; the raw file stays open
-            else:
-                self.file.flush()
-            self._raw.flush()
-            if self.fsync:
-                os.fsync(self._raw.fileno())
-            self._raw.close()
-            self.file.close()
+            self._close()
             if self._upload is not None:
                 os.replace(self.tmp, self.target)
                 self._put()
@@ -439,6 +468,21 @@ class FileSink(NanoNode):
     local temporary folder and uploaded whole when it is published, with
     ``storage_options`` (credentials and settings for ``fsspec``, masked wherever the
     node is shown).
+
+    With ``exactly_once=True`` (in a run with a state store, ``state=``; see
+    docs/state.md) the output is a folder of part files, one per checkpoint, as Flink's
+    and Spark's file sinks write: ``path`` is a template with a ``{part}`` field (e.g.
+    ``"out/part-{part:05d}.jsonl"``). At each checkpoint the rows since the one before
+    are finished under a hidden name (``.part-00003.jsonl.pending``), which the
+    checkpoint records; once the checkpoint is committed the file is renamed to its part
+    name. A restart publishes the part its restored checkpoint recorded (if the crash
+    came before the rename) and deletes the hidden parts of checkpoints that were not
+    committed; their rows come again from the sources. So every row is in exactly one
+    published part, and a reader of the folder never sees a part of a checkpoint that
+    was not committed. A checkpoint with no rows publishes no part; numbers go on from
+    the restored checkpoint's (a first run numbers on after the parts there). Not with
+    ``append``, ``rotate_items`` or a URL; the pipeline is refused unless every source
+    can replay from a checkpoint and this is its only sink.
     """
 
     binary = False
@@ -457,6 +501,7 @@ class FileSink(NanoNode):
         encoding: str = "utf-8",
         fsync: bool = False,
         storage_options: Mapping[str, Any] | None = None,
+        exactly_once: bool = False,
         name: str | None = None,
         **options: Any,
     ) -> None:
@@ -489,10 +534,16 @@ class FileSink(NanoNode):
         self.rotate_items = rotate_items
         self.encoding = encoding
         self.fsync = fsync
+        self.exactly_once = _check_exactly_once(self, exactly_once, name)
+        self.state_kept = exactly_once  # snapshots (a part per checkpoint) only then
         self.configure(**options)
         self._file: AtomicFile | None = None
         self._part = 0
         self._count = 0
+        self._pending: list[str] = []  # exactly_once: parts sealed, published on commit
+        self._seals = 0  # exactly_once: how many parts checkpoints have sealed
+        self._since = 0  # exactly_once: items read since the last checkpoint
+        self._swept = False
 
     @property
     def label(self) -> str:
@@ -539,6 +590,8 @@ class FileSink(NanoNode):
     def current(self) -> AtomicFile:
         """The open output file, opening the next part if needed."""
         if self._file is None:
+            if self.exactly_once:
+                self._sweep()
             target = self.path.format(part=self._part) if self.rotates else self.path
             replace = self.append or self.overwrite
             if not replace and self.exists(target):
@@ -587,6 +640,9 @@ class FileSink(NanoNode):
 
     def write_items(self, items: Iterable[Any], outp: Callable[[Any], Any]) -> None:
         """Write every item of ``items``; call ``outp(path)`` for each finished part."""
+        if self.exactly_once:
+            self._write_per_checkpoint(items)
+            return
         if self.rotate_items is None:
             self.write_chunk(self.current(), items)
             return
@@ -604,11 +660,118 @@ class FileSink(NanoNode):
                 if path is not None:
                     outp(path)
 
+    def _write_per_checkpoint(self, items: Iterable[Any]) -> None:
+        """Write ``items`` into the part of the current checkpoint: a checkpoint taken
+        while the next item is read seals the part, and that item opens the next one."""
+        it = iter(items)
+        carry = [x for _, x in zip(range(1), it, strict=False)]
+
+        def chunk(first: Any, seals: int) -> Iterator[Any]:
+            self._since += 1
+            yield first
+            for item in it:
+                if self._seals != seals:  # this part is sealed: the item opens the next
+                    carry.append(item)
+                    return
+                self._since += 1
+                yield item
+
+        while carry:
+            self.write_chunk(self.current(), chunk(carry.pop(), self._seals))
+
+    # ------------------------------------------------------------------ exactly once
+    @staticmethod
+    def pending_name(target: str) -> str:
+        """The hidden name of part ``target`` between its checkpoint and the commit.
+
+        Example:
+            >>> FileSink.pending_name("out/part-00003.jsonl")
+            'out/.part-00003.jsonl.pending'
+        """
+        head, tail = os.path.split(target)
+        return os.path.join(head, f".{tail}.pending")
+
+    def snapshot_state(self) -> Any:
+        """With ``exactly_once``: seal the open part under its hidden name; the state is
+        the next part's number and the parts sealed and not yet published.
+
+        Example:
+            >>> import pathlib, tempfile
+            >>> from nanostream.nodes import JSONLinesWriter
+            >>> folder = pathlib.Path(tempfile.mkdtemp())
+            >>> writer = JSONLinesWriter(folder / "part-{part}.jsonl", exactly_once=True)
+            >>> writer.setup()
+            >>> writer.write_items([{"a": 1}], print)
+            >>> state = writer.snapshot_state()
+            >>> state["part"], [pathlib.Path(p).name for p in state["pending"]]
+            (1, ['part-0.jsonl'])
+            >>> writer.checkpoint_committed()  # the checkpoint is committed: published
+            >>> (folder / "part-0.jsonl").read_text()
+            '{"a":1}\\n'
+        """
+        self._sweep()
+        file = self._file
+        if file is not None:
+            self.closing(file)
+            self._file = None
+            file.seal(self.pending_name(file.destination))
+            self._pending.append(file.destination)
+            self._part += 1
+        self._seals += 1
+        self._since = 0
+        return {"part": self._part, "pending": list(self._pending)}
+
+    def restore_state(self, state: Any) -> None:
+        """With ``exactly_once``: go on from the restored checkpoint, publishing the parts
+        it sealed if the crash came before they were.
+
+        Example: the one of :meth:`snapshot_state` shows the pair.
+        """
+        self._part = state["part"]
+        self._pending = list(state["pending"])
+        self.checkpoint_committed()
+        self._sweep()
+
+    def checkpoint_committed(self) -> None:
+        """The checkpoint that sealed the pending parts is committed: publish them (rename
+        each to its part name); the items in them are done.
+
+        Example: the one of :meth:`snapshot_state` shows it.
+        """
+        for target in self._pending:
+            hidden = self.pending_name(target)
+            if os.path.exists(hidden):
+                if os.path.exists(target) and not self.overwrite:
+                    raise refusal(self.label, target, can_append=False)
+                os.replace(hidden, target)
+            elif not os.path.exists(target):
+                raise StateError(
+                    f"node {self.label!r}: the part {target!r} of a committed checkpoint is "
+                    f"missing (neither it nor {hidden!r} is there); restart with "
+                    "drop_state=True (--drop-state) to start the writer afresh"
+                )
+            self.published(target)
+        self._pending.clear()
+        self.release_items(keep=self._since)
+
+    def _sweep(self) -> None:
+        """Delete (once a run) the hidden parts of checkpoints that were not committed."""
+        if self._swept:
+            return
+        self._swept = True
+        pattern = self.pending_name(self.leftover_pattern())
+        keep = {self.pending_name(target) for target in self._pending}
+        for hidden in sorted(glob.glob(pattern)):
+            if hidden not in keep:
+                log.info("node %r deletes %s of a checkpoint not committed", self.label, hidden)
+                os.unlink(hidden)
+
     # ------------------------------------------------------------------ node protocol
     def setup(self) -> None:
         """Delete an earlier run's temporary files; number parts on from the last one."""
         self._file = None
         self._count = 0
+        self._pending, self._seals, self._since, self._swept = [], 0, 0, False
         remove_leftovers(self.leftover_pattern(), self.label)
         parts = [] if self.overwrite or not self.rotates else self.existing_parts()
         self._part = parts[-1] + 1 if parts else 0
@@ -620,7 +783,10 @@ class FileSink(NanoNode):
         yield from finished
 
     def cleanup(self) -> Iterator[Any]:
-        """Publish the open file once the rest of the run has ended well (see the class)."""
+        """Publish the open file once the rest of the run has ended well (see the class;
+        with ``exactly_once`` the final checkpoint publishes it)."""
+        if self.exactly_once:
+            return
         if self._file is not None:
             self._context().wait_for_run_outcome()  # raises RunAborted if the run failed
         path = self.finish()
@@ -644,6 +810,7 @@ class FileSink(NanoNode):
 
         def write_function(inp: Iterable[Any], outp: Callable[[Any], Any]) -> None:
             node.setup()
+            restore_state(node)
             try:
                 node.write_items(inp, outp)
                 finished = list(node.cleanup())
@@ -660,6 +827,31 @@ class FileSink(NanoNode):
         file, self._file = self._file, None
         if file is not None:
             file.discard()
+
+
+def _check_exactly_once(sink: FileSink, exactly_once: Any, name: str | None) -> bool:
+    """Refuse ``exactly_once`` where a writer cannot publish a part per checkpoint."""
+    label = name or type(sink).__name__
+    if not isinstance(exactly_once, bool):
+        raise GraphError(f"{label}: exactly_once must be true or false, got {exactly_once!r}")
+    if not exactly_once:
+        return False
+    why = None
+    if not sink.rotates:
+        why = (
+            "needs a '{part}' field in path to name the part of each checkpoint, e.g. "
+            f"'out/part-{{part:05d}}.jsonl'; got {sink.path!r}"
+        )
+    elif sink.append or sink.rotate_items is not None:
+        why = "writes a part per checkpoint: drop append= and rotate_items="
+    elif is_url(sink.path):
+        why = (
+            "publishes a part by renaming it in a local folder, and cannot yet in "
+            f"{sink.path!r}: write to a local folder"
+        )
+    if why is not None:
+        raise GraphError(f"{label}: exactly_once=True {why} (or drop exactly_once=True)")
+    return True
 
 
 def check_location(path: str, storage_options: Mapping[str, Any] | None, node: str) -> None:
