@@ -287,3 +287,50 @@ class KillChild:
                 killed += 1
                 seen.append(observe())
         return killed, finished, seen
+
+
+# ---- exactly-once writers: a source that resumes, a crash, a restart ---------------------
+class Numbered(nanostream.NanoNode):
+    """Emits ``{"n": 1}``, ``{"n": 2}``, ... up to ``stop``, from its stored position; fails
+    (once) right after it has emitted ``fail_after`` items."""
+
+    def __init__(self, stop: int, fail_after: int | None = None) -> None:
+        super().__init__(name="numbers", batch_size=1)
+        self.stop = stop
+        self.fail_after = fail_after
+
+    def setup(self) -> None:
+        self.position = 0
+
+    def generator(self) -> Any:
+        while self.position < self.stop:
+            if self.position == self.fail_after:
+                raise RuntimeError("crash")
+            self.position += 1
+            yield {"n": self.position}
+
+    def snapshot_state(self) -> int:
+        return self.position
+
+    def restore_state(self, state: int) -> None:
+        self.position = state
+
+
+def write_across_a_crash(
+    writer: Callable[[], nanostream.NanoNode],
+    store: str,
+    runner: str,
+    fail_after: int,
+    between: Callable[[], None] = lambda: None,
+) -> None:
+    """Run ``Numbered(20) > writer()`` with a state store, failing its source after
+    ``fail_after`` items; call ``between()``; then run it again to the end from the store."""
+    for fail in (fail_after, None):
+        sink = writer()
+        Numbered(20, fail_after=fail) > sink
+        if fail is None:
+            sink.global_start(state=store, checkpoint_items=3, runner=runner)
+            return
+        with pytest.raises(nanostream.NodeFailed, match="numbers"):
+            sink.global_start(state=store, checkpoint_items=3, runner=runner)
+        between()

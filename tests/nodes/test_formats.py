@@ -23,7 +23,7 @@ from nanostream.nodes import (
     LocalFileReader,
 )
 from nanostream.testing import Collect
-from support import OneAckedThenWait, TruncatingSink
+from support import Numbered, OneAckedThenWait, TruncatingSink, write_across_a_crash
 
 
 def run_nodes(items: list[Any], *nodes: nanostream.NanoNode, runner: str = "threads") -> list[Any]:
@@ -639,32 +639,6 @@ def test_csv_and_json_lines_writers_take_arrow_batches_and_frames(
 
 
 # ----------------------------------------------------------------------------- exactly once
-class Numbered(nanostream.NanoNode):
-    """Emits ``{"n": 1}``, ``{"n": 2}``, ... up to ``stop``, from its stored position; fails
-    (once) right after it has emitted ``fail_after`` items."""
-
-    def __init__(self, stop: int, fail_after: int | None = None) -> None:
-        super().__init__(name="numbers", batch_size=1)
-        self.stop = stop
-        self.fail_after = fail_after
-
-    def setup(self) -> None:
-        self.position = 0
-
-    def generator(self) -> Any:
-        while self.position < self.stop:
-            if self.position == self.fail_after:
-                raise RuntimeError("crash")
-            self.position += 1
-            yield {"n": self.position}
-
-    def snapshot_state(self) -> int:
-        return self.position
-
-    def restore_state(self, state: int) -> None:
-        self.position = state
-
-
 def published(folder: Path, read: Any) -> list[int]:
     """The numbers in the published parts, part after part; no hidden file is left."""
     names = sorted(p.name for p in folder.iterdir())
@@ -694,16 +668,14 @@ def test_an_exactly_once_writer_publishes_each_row_once_across_a_crash(
     writer_class, read = WRITERS[kind]
     folder, store = tmp_path / "out", str(tmp_path / "run.state")
 
-    def run(fail: int | None) -> None:
-        writer = writer_class(str(folder / "part-{part:04d}.out"), exactly_once=True, name="out")
-        Numbered(20, fail_after=fail) > writer
-        writer.global_start(state=store, checkpoint_items=3, runner=local_runner)
+    def writer() -> nanostream.NanoNode:
+        return writer_class(str(folder / "part-{part:04d}.out"), exactly_once=True, name="out")
 
-    with pytest.raises(nanostream.NodeFailed, match="numbers"):
-        run(fail_after)
-    before = published(folder, read) if folder.exists() else []
-    assert before == list(range(1, len(before) + 1))  # committed checkpoints only
-    run(None)
+    def check() -> None:
+        before = published(folder, read) if folder.exists() else []
+        assert before == list(range(1, len(before) + 1))  # committed checkpoints only
+
+    write_across_a_crash(writer, store, local_runner, fail_after, check)
     assert published(folder, read) == list(range(1, 21))
     assert len(list(folder.iterdir())) > 2  # a part per checkpoint
 
