@@ -23,10 +23,12 @@ from nanostream.nodes import (
     Aggregate,
     Batch,
     Dedupe,
+    IntervalJoin,
     Join,
     Reduce,
     SessionWindow,
     SlidingWindow,
+    Tagged,
     TumblingWindow,
 )
 
@@ -184,10 +186,38 @@ def test_a_crash_and_restart_gives_what_an_uninterrupted_run_gives(
     assert restarted == plain
 
 
-def test_joins_keep_no_state_yet_and_are_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("local_runner", LOCAL)
+@pytest.mark.parametrize("how", ["inner", "left"])
+@settings(
+    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(events=events_strategy, sides=st.lists(st.booleans(), min_size=40, max_size=40))
+def test_a_join_restarted_gives_what_an_uninterrupted_run_gives(
+    tmp_path_factory: pytest.TempPathFactory,
+    local_runner: str,
+    how: str,
+    events: list[Any],
+    sides: list[bool],
+) -> None:
+    """Both sides come tagged through one input (a path that checkpoints align exactly);
+    each event comes on both sides, in an order drawn, so that every run has matches."""
+    order = (("left", "right"), ("right", "left"))
+    tagged = [Tagged(side, e) for s, e in zip(sides, events, strict=False) for side in order[s]]
+
+    def join() -> nanostream.NanoNode:
+        return Join(lambda e: e[0], window=10, timestamp=lambda e: e[1], how=how, name="op")
+
+    plain = uninterrupted(join, tagged, local_runner)
+    assume(len(plain) >= 2)
+    fail_at = len(plain) // 2 + 1
+    path = tmp_path_factory.mktemp("state") / "run.state"
+    assert crash_and_restart(join, tagged, fail_at, path, local_runner) == plain
+
+
+def test_interval_joins_keep_no_state_yet_and_are_refused(tmp_path: Path) -> None:
     keep = Keep()
     keep.exactly_once = False
-    join = Join(lambda e: e[0], window=5, timestamp=lambda e: e[1], name="join")
+    join = IntervalJoin(lambda e: e[0], lower=0, upper=5, timestamp=lambda e: e[1], name="join")
     Events([("a", 1)]) > join.left
     nanostream.from_iterable([("a", 2)], name="right") > join.right
     join > keep
