@@ -188,6 +188,7 @@ def test_a_crash_and_restart_gives_what_an_uninterrupted_run_gives(
 
 @pytest.mark.parametrize("local_runner", LOCAL)
 @pytest.mark.parametrize("how", ["inner", "left"])
+@pytest.mark.parametrize("interval", [False, True], ids=["window", "interval"])
 @settings(
     max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -196,6 +197,7 @@ def test_a_join_restarted_gives_what_an_uninterrupted_run_gives(
     tmp_path_factory: pytest.TempPathFactory,
     local_runner: str,
     how: str,
+    interval: bool,
     events: list[Any],
     sides: list[bool],
 ) -> None:
@@ -205,6 +207,10 @@ def test_a_join_restarted_gives_what_an_uninterrupted_run_gives(
     tagged = [Tagged(side, e) for s, e in zip(sides, events, strict=False) for side in order[s]]
 
     def join() -> nanostream.NanoNode:
+        if interval:
+            return IntervalJoin(
+                lambda e: e[0], lower=-3, upper=5, timestamp=lambda e: e[1], how=how, name="op"
+            )
         return Join(lambda e: e[0], window=10, timestamp=lambda e: e[1], how=how, name="op")
 
     plain = uninterrupted(join, tagged, local_runner)
@@ -212,17 +218,6 @@ def test_a_join_restarted_gives_what_an_uninterrupted_run_gives(
     fail_at = len(plain) // 2 + 1
     path = tmp_path_factory.mktemp("state") / "run.state"
     assert crash_and_restart(join, tagged, fail_at, path, local_runner) == plain
-
-
-def test_interval_joins_keep_no_state_yet_and_are_refused(tmp_path: Path) -> None:
-    keep = Keep()
-    keep.exactly_once = False
-    join = IntervalJoin(lambda e: e[0], lower=0, upper=5, timestamp=lambda e: e[1], name="join")
-    Events([("a", 1)]) > join.left
-    nanostream.from_iterable([("a", 2)], name="right") > join.right
-    join > keep
-    with pytest.raises(nanostream.GraphError, match="'join' keeps items between reads"):
-        keep.global_start(state=str(tmp_path / "run.state"))
 
 
 def test_a_session_restored_merges_with_the_items_after_it_in_their_order() -> None:

@@ -597,6 +597,38 @@ class IntervalJoin(_TwoSided):
         self.upper = upper
         self.allowed_lateness = allowed_lateness
 
+    _restored: dict[str, Any] | None = None
+    # (the expiry heap of the items held, each side's latest time, [watermark]), for snapshots
+    _open: tuple[list[Any], dict[str, Any], list[Any]] | None = None
+
+    def snapshot_state(self) -> dict[str, Any]:
+        """The items held (in the order read, with their side, key, time, the time they
+        expire and whether they matched), each side's latest time and the watermark.
+
+        Example:
+            >>> from nanostream.nodes import IntervalJoin, Tagged
+            >>> join = IntervalJoin(lambda e: e[0], lower=0, upper=5, timestamp=lambda e: e[1])
+            >>> join.restore_state({"held": [(6, 1, "left", "a", 1, ("a", 1), False)],
+            ...     "sides": {"left": 1, "right": 1}, "watermark": 1})
+            >>> out = []
+            >>> join.as_function()(iter([Tagged("right", ("a", 4))]), out.append)
+            >>> out
+            [JoinResult(key='a', left=('a', 1), right=('a', 4))]
+        """
+        if self._open is None:
+            return {"held": [], "sides": {}, "watermark": _NEG_INF}
+        expiry, side_max, mark = self._open
+        held = [(until, n, side, k, e.time, e.item, e.matched) for until, n, side, k, e in expiry]
+        held.sort(key=lambda entry: entry[1])  # in the order read
+        return {"held": held, "sides": dict(side_max), "watermark": mark[0]}
+
+    def restore_state(self, state: dict[str, Any]) -> None:
+        """Hold again the items :meth:`snapshot_state` took (when the node starts).
+
+        Example: the one of :meth:`snapshot_state` shows the pair.
+        """
+        self._restored = state
+
     def _run(self, inp: Iterable[Any], outp: Outp) -> None:
         if self.error_policy.guarded:
             with PolicyGuard.of(self, outp) as guard:
@@ -619,7 +651,21 @@ class IntervalJoin(_TwoSided):
         expiry: list[tuple[Any, int, str, Any, _Held]] = []
         kept: deque[tuple[int, _Held]] = deque()  # (read number, item), in order
         side_max: dict[str, Any] = {"left": _NEG_INF, "right": _NEG_INF}
-        watermark: Any = _NEG_INF
+        mark: list[Any] = [_NEG_INF]  # the watermark, for snapshots
+        restored, self._restored = self._restored, None
+        if restored is not None:  # read numbers moved below this run's first, in order
+            saved = restored["held"]
+            shift = max((entry[1] for entry in saved), default=0) + 1
+            for until, n, side, k, t, item, matched in saved:
+                entry = _Held(t, item, matched)
+                held[side].setdefault(k, {})[n - shift] = entry
+                expiry.append((until, n - shift, side, k, entry))
+                kept.append((n - shift, entry))
+            heapq.heapify(expiry)
+            side_max.update(restored["sides"])
+            mark[0] = restored["watermark"]
+        watermark: Any = mark[0]
+        self._open = (expiry, side_max, mark)
         reads = 0
 
         def forget_until(limit: Any, pending: int | None) -> None:
@@ -653,7 +699,7 @@ class IntervalJoin(_TwoSided):
                 side_max[tagged.origin] = _INF
                 new = min(side_max.values()) - lateness
                 if new > watermark:
-                    watermark = new
+                    watermark = mark[0] = new
                     forget_until(watermark, 1)
                 continue
             if kind is not Tagged or tagged.origin not in key_of:
@@ -670,7 +716,7 @@ class IntervalJoin(_TwoSided):
                 side_max[side] = t
                 new = min(side_max.values()) - lateness
                 if new > watermark:
-                    watermark = new
+                    watermark = mark[0] = new
                     forget_until(watermark, 1)
             if t < watermark:
                 if late_port:
