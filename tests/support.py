@@ -6,12 +6,19 @@ from __future__ import annotations
 
 import itertools
 import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import closing
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import IO, Any, NoReturn
 
 import pytest
 
@@ -192,3 +199,151 @@ class OTLPCollector:
                     if attribute.key == "service.name":
                         found.add(attribute.value.string_value)
         return found
+
+
+# ---- kill -9 and restart: a child process running a pipeline with a state store --------
+KILL_WAIT = 60  # seconds any one child run may take before a kill test fails
+
+
+def read_line(stream: IO[str] | None, timeout: float = KILL_WAIT) -> str:
+    """The next line of a child's ``stream`` ("" if none comes within ``timeout``)."""
+    assert stream is not None
+    box: list[str] = []
+    reader = threading.Thread(target=lambda: box.append(stream.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    return box[0] if box else ""
+
+
+def sqlite_rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of ``sql`` on the SQLite file ``db``, sorted; none while its table is missing."""
+    if not db.exists():
+        return []
+    try:
+        with closing(sqlite3.connect(db, timeout=10)) as conn:
+            return sorted(tuple(r) for r in conn.execute(sql))
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return []
+        raise
+
+
+def committed_checkpoint(store: Path) -> int:
+    """The number of the checkpoint the SQLite state store holds (0: none yet)."""
+    found = sqlite_rows(store, "SELECT epoch FROM nanostream_checkpoint")
+    return found[0][0] if found else 0
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = KILL_WAIT) -> bool:
+    """Poll ``condition`` (a child process gives no event to wait on) until true."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        threading.Event().wait(0.01)
+    return True
+
+
+def _advanced(store: Path, before: int, proc: subprocess.Popen[str]) -> bool:
+    """The child committed a checkpoint after ``before``, or ended."""
+    return committed_checkpoint(store) > before or proc.poll() is not None
+
+
+class KillChild:
+    """Runs ``script`` (a pipeline that prints ``started`` once running) in child
+    processes with the given arguments, the test's ``sys.path`` on its path."""
+
+    def __init__(self, script: Path) -> None:
+        self.script = script
+        self.env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+
+    def start(self, *args: Path | str) -> subprocess.Popen[str]:
+        command = [sys.executable, str(self.script), *map(str, args)]
+        proc = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env
+        )
+        assert read_line(proc.stdout).strip() == "started", proc.stderr
+        return proc
+
+    @staticmethod
+    def finish(proc: subprocess.Popen[str]) -> None:
+        """Let the child end by itself; it must end well."""
+        try:
+            _, stderr = proc.communicate(timeout=KILL_WAIT)
+        finally:
+            proc.kill()
+        assert proc.returncode == 0, stderr
+
+    def kill_repeatedly(
+        self,
+        args: tuple[Path | str, ...],
+        store: Path,
+        kills: int,
+        observe: Callable[[], int],
+        rng: random.Random,
+    ) -> tuple[int, bool, list[int]]:
+        """Start the child and ``kill -9`` it, ``kills`` times, each at a random moment
+        once it has committed a new checkpoint to ``store``; returns how many kills landed,
+        whether a run ended by itself first, and ``observe()`` after each kill."""
+        killed, finished, seen = 0, False, []
+        while killed < kills and not finished:
+            before = committed_checkpoint(store)
+            proc = self.start(*args)
+            assert wait_until(partial(_advanced, store, before, proc))
+            threading.Event().wait(rng.uniform(0.0, 0.15))
+            proc.send_signal(signal.SIGKILL)
+            proc.communicate(timeout=KILL_WAIT)
+            if proc.returncode == 0:
+                finished = True  # it ended before the kill: nothing left to interrupt
+            else:
+                assert proc.returncode == -signal.SIGKILL
+                killed += 1
+                seen.append(observe())
+        return killed, finished, seen
+
+
+# ---- exactly-once writers: a source that resumes, a crash, a restart ---------------------
+class Numbered(nanostream.NanoNode):
+    """Emits ``{"n": 1}``, ``{"n": 2}``, ... up to ``stop``, from its stored position; fails
+    (once) right after it has emitted ``fail_after`` items."""
+
+    def __init__(self, stop: int, fail_after: int | None = None) -> None:
+        super().__init__(name="numbers", batch_size=1)
+        self.stop = stop
+        self.fail_after = fail_after
+
+    def setup(self) -> None:
+        self.position = 0
+
+    def generator(self) -> Any:
+        while self.position < self.stop:
+            if self.position == self.fail_after:
+                raise RuntimeError("crash")
+            self.position += 1
+            yield {"n": self.position}
+
+    def snapshot_state(self) -> int:
+        return self.position
+
+    def restore_state(self, state: int) -> None:
+        self.position = state
+
+
+def write_across_a_crash(
+    writer: Callable[[], nanostream.NanoNode],
+    store: str,
+    runner: str,
+    fail_after: int,
+    between: Callable[[], None] = lambda: None,
+) -> None:
+    """Run ``Numbered(20) > writer()`` with a state store, failing its source after
+    ``fail_after`` items; call ``between()``; then run it again to the end from the store."""
+    for fail in (fail_after, None):
+        sink = writer()
+        Numbered(20, fail_after=fail) > sink
+        if fail is None:
+            sink.global_start(state=store, checkpoint_items=3, runner=runner)
+            return
+        with pytest.raises(nanostream.NodeFailed, match="numbers"):
+            sink.global_start(state=store, checkpoint_items=3, runner=runner)
+        between()

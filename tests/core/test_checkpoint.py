@@ -222,11 +222,21 @@ def test_a_restore_that_fails_names_the_node_and_says_what_to_do(tmp_path: Path)
 
 
 def test_a_node_that_holds_items_without_snapshots_is_refused(tmp_path: Path) -> None:
-    from nanostream.nodes import Batch
+    class Pairs(nanostream.NanoNode):
+        holds_items = True
+
+        def setup(self) -> None:
+            self.kept: list[int] = []
+
+        def process_item(self, item: int) -> Iterator[tuple[int, ...]]:
+            self.kept.append(item)
+            if len(self.kept) == 2:
+                yield tuple(self.kept)
+                self.kept = []
 
     sink = nanostream.testing.Collect(name="sink")
-    Numbers(10, name="src") > Batch(5, name="batch") > sink
-    with pytest.raises(nanostream.GraphError, match="'batch' keeps items between reads"):
+    Numbers(10, name="src") > Pairs(name="pairs") > sink
+    with pytest.raises(nanostream.GraphError, match="'pairs' keeps items between reads"):
         sink.global_start(state=str(tmp_path / "run.state"))
 
 

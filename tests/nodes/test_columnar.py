@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 import nanostream
 from nanostream.nodes import Batch, CSVReader, FormatError, OutputExistsError
 from nanostream.testing import Collect
-from support import run_through
+from support import run_through, write_across_a_crash
 
 pa = pytest.importorskip("pyarrow", reason="pip install 'nanostream[parquet]'")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -481,3 +481,21 @@ def test_every_part_has_the_columns_of_the_first(tmp_path: Path) -> None:
     schemas = [pq.read_schema(p) for p in parts]
     assert [s.field("s").type for s in schemas] == [pa.string(), pa.string()]
     assert [r for p in parts for r in pq.read_table(p).to_pylist()] == rows
+
+
+@pytest.mark.parametrize("local_runner", ["threads", "cooperative"])
+@pytest.mark.parametrize("writer_class", [ParquetWriter, FeatherWriter])
+def test_an_exactly_once_columnar_writer_publishes_each_row_once_across_a_crash(
+    tmp_path: Path, local_runner: str, writer_class: Any
+) -> None:
+    folder = tmp_path / "out"
+
+    def writer() -> nanostream.NanoNode:
+        return writer_class(str(folder / "part-{part:04d}.data"), exactly_once=True, name="out")
+
+    write_across_a_crash(writer, str(tmp_path / "run.state"), local_runner, 8)
+    names = sorted(os.listdir(folder))
+    assert len(names) > 2 and not any(n.startswith(".") for n in names)
+    read = pq.read_table if writer_class is ParquetWriter else feather.read_table
+    rows = [r["n"] for name in names for r in read(folder / name).to_pylist()]
+    assert rows == list(range(1, 21))

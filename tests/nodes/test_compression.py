@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 import nanostream
 from nanostream.connectors._fileread import ReadThrough
-from nanostream.connectors._filesink import AtomicFile
+from nanostream.connectors._publish import AtomicFile
 from nanostream.nodes import (
     CSVReader,
     CSVWriter,

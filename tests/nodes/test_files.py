@@ -22,7 +22,8 @@ import pytest
 
 import nanostream
 from nanostream.connectors._fileread import ReadThrough
-from nanostream.connectors._filesink import AtomicFile, FileSink
+from nanostream.connectors._filesink import FileSink
+from nanostream.connectors._publish import AtomicFile
 from nanostream.nodes import (
     CSVReader,
     CSVWriter,
@@ -40,7 +41,7 @@ from nanostream.nodes import (
 )
 from nanostream.nodes.deadletter import DeadLetterFile, read_dead_letters
 from nanostream.testing import Collect
-from support import TruncatingSink, wait_for_file
+from support import TruncatingSink, wait_for_file, write_across_a_crash
 
 WAIT = 20
 
@@ -874,3 +875,24 @@ def test_the_csv_example_runs_again(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         spec = read_pipeline("examples/csv_to_jsonl.yaml", env={"OUT": str(out)})
         spec.build().start(runner="threads").wait(WAIT)
         assert len(out.read_text().splitlines()) == 6
+
+
+@pytest.mark.parametrize("local_runner", ["threads", "cooperative"])
+def test_an_exactly_once_file_writer_publishes_each_line_once_across_a_crash(
+    tmp_path: Path, local_runner: str
+) -> None:
+    folder = tmp_path / "out"
+
+    def writer() -> nanostream.NanoNode:
+        return FileWriter(str(folder / "part-{part:04d}.txt"), exactly_once=True, name="out")
+
+    write_across_a_crash(writer, str(tmp_path / "run.state"), local_runner, 11)
+    names = sorted(os.listdir(folder))
+    assert len(names) > 2 and not any(n.startswith(".") for n in names)
+    lines = [line for name in names for line in (folder / name).read_text().splitlines()]
+    assert lines == [str({"n": n}) for n in range(1, 21)]
+
+
+def test_a_file_writer_with_a_directory_cannot_write_exactly_once(tmp_path: Path) -> None:
+    with pytest.raises(nanostream.GraphError, match=r"out: .* not a file per item \(directory=\)"):
+        FileWriter(directory=tmp_path, exactly_once=True, name="out")

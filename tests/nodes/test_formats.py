@@ -23,7 +23,7 @@ from nanostream.nodes import (
     LocalFileReader,
 )
 from nanostream.testing import Collect
-from support import OneAckedThenWait, TruncatingSink
+from support import Numbered, OneAckedThenWait, TruncatingSink, write_across_a_crash
 
 
 def run_nodes(items: list[Any], *nodes: nanostream.NanoNode, runner: str = "threads") -> list[Any]:
@@ -636,3 +636,122 @@ def test_csv_and_json_lines_writers_take_arrow_batches_and_frames(
     assert run_nodes([csv_out], CSVReader(types={"id": int})) == rows
     run_nodes(items, JSONLinesWriter(jsonl_out), runner=local)
     assert [json.loads(line) for line in jsonl_out.read_text().splitlines()] == rows
+
+
+# ----------------------------------------------------------------------------- exactly once
+def published(folder: Path, read: Any) -> list[int]:
+    """The numbers in the published parts, part after part; no hidden file is left."""
+    names = sorted(p.name for p in folder.iterdir())
+    assert all(not n.startswith(".") for n in names), names
+    return [n for name in names for n in read(folder / name)]
+
+
+def jsonl_numbers(path: Path) -> list[int]:
+    return [json.loads(line)["n"] for line in path.read_text().splitlines()]
+
+
+def csv_numbers(path: Path) -> list[int]:
+    lines = path.read_text().splitlines()
+    assert lines[0] == "n"  # each part has its header
+    return [int(line) for line in lines[1:]]
+
+
+WRITERS = {"jsonl": (JSONLinesWriter, jsonl_numbers), "csv": (CSVWriter, csv_numbers)}
+
+
+@pytest.mark.parametrize("local_runner", ["threads", "cooperative"])
+@pytest.mark.parametrize("kind", sorted(WRITERS))
+@pytest.mark.parametrize("fail_after", [1, 7, 18])
+def test_an_exactly_once_writer_publishes_each_row_once_across_a_crash(
+    tmp_path: Path, local_runner: str, kind: str, fail_after: int
+) -> None:
+    writer_class, read = WRITERS[kind]
+    folder, store = tmp_path / "out", str(tmp_path / "run.state")
+
+    def writer() -> nanostream.NanoNode:
+        return writer_class(str(folder / "part-{part:04d}.out"), exactly_once=True, name="out")
+
+    def check() -> None:
+        before = published(folder, read) if folder.exists() else []
+        assert before == list(range(1, len(before) + 1))  # committed checkpoints only
+
+    write_across_a_crash(writer, store, local_runner, fail_after, check)
+    assert published(folder, read) == list(range(1, 21))
+    assert len(list(folder.iterdir())) > 2  # a part per checkpoint
+
+
+def writer_in(folder: Path) -> JSONLinesWriter:
+    writer = JSONLinesWriter(str(folder / "part-{part}.jsonl"), exactly_once=True)
+    writer.setup()
+    return writer
+
+
+def test_a_part_sealed_by_a_checkpoint_that_was_not_committed_is_deleted(tmp_path: Path) -> None:
+    first = writer_in(tmp_path)
+    first.write_items([{"n": 1}], print)
+    committed = first.snapshot_state()
+    first.checkpoint_committed()
+    first.write_items([{"n": 2}], print)
+    first.snapshot_state()  # sealed; the crash comes before its checkpoint is committed
+    assert (tmp_path / ".part-1.jsonl.pending").exists()
+    again = writer_in(tmp_path)
+    again.restore_state(committed)
+    again.write_items([{"n": 2}, {"n": 3}], print)  # replayed from the checkpoint
+    again.snapshot_state()
+    again.checkpoint_committed()
+    assert published(tmp_path, jsonl_numbers) == [1, 2, 3]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["part-0.jsonl", "part-1.jsonl"]
+
+
+def test_a_part_of_a_committed_checkpoint_is_published_by_the_restart(tmp_path: Path) -> None:
+    first = writer_in(tmp_path)
+    first.write_items([{"n": 1}], print)
+    committed = first.snapshot_state()  # the crash comes after the commit, before the rename
+    assert not (tmp_path / "part-0.jsonl").exists()
+    again = writer_in(tmp_path)
+    again.restore_state(committed)
+    assert published(tmp_path, jsonl_numbers) == [1]
+    again.restore_state(committed)  # once more (a crash right after): nothing changes
+    assert published(tmp_path, jsonl_numbers) == [1]
+
+
+def test_a_missing_part_of_a_committed_checkpoint_is_a_state_error(tmp_path: Path) -> None:
+    first = writer_in(tmp_path)
+    first.write_items([{"n": 1}], print)
+    committed = first.snapshot_state()
+    (tmp_path / ".part-0.jsonl.pending").unlink()
+    with pytest.raises(nanostream.StateError, match=r"part-0\.jsonl.*drop_state=True"):
+        writer_in(tmp_path).restore_state(committed)
+
+
+def test_without_checkpoints_an_exactly_once_writer_is_refused(tmp_path: Path) -> None:
+    writer = JSONLinesWriter(str(tmp_path / "p-{part}.jsonl"), exactly_once=True, name="out")
+    Numbered(3) > writer
+    with pytest.raises(nanostream.GraphError, match=r"'out' writes exactly once.*state="):
+        writer.global_start()
+
+
+@pytest.mark.parametrize(
+    ("path", "options", "message"),
+    [
+        ("rows.jsonl", {}, r"needs a '\{part\}' field in path"),
+        ("p-{part}.jsonl", {"rotate_items": 2}, "drop append= and rotate_items="),
+        ("p-{part}.jsonl", {"append": True}, "drop append= and rotate_items="),
+        ("memory://eo/p-{part}.jsonl", {}, "write to a local folder"),
+        ("p-{part}.jsonl", {"exactly_once": "yes"}, "must be true or false"),
+    ],
+)
+def test_an_exactly_once_writer_that_cannot_publish_parts_is_refused(
+    tmp_path: Path, path: str, options: dict[str, Any], message: str
+) -> None:
+    where = path if "://" in path else str(tmp_path / path)
+    options = {"exactly_once": True, **options}
+    with pytest.raises(nanostream.GraphError, match=message):
+        CSVWriter(where, name="out", **options)
+
+
+def test_a_writer_without_exactly_once_is_refused_in_a_run_with_state(tmp_path: Path) -> None:
+    writer = JSONLinesWriter(str(tmp_path / "rows.jsonl"), name="out")
+    Numbered(3) > writer
+    with pytest.raises(nanostream.GraphError, match=r"'out' .* only with exactly_once=True"):
+        writer.global_start(state=str(tmp_path / "run.state"))

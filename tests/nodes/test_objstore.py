@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 import nanostream
-from nanostream.connectors._filesink import AtomicFile
+from nanostream.connectors._publish import AtomicFile
 from nanostream.nodes import (
     CSVReader,
     CSVWriter,
@@ -803,7 +803,7 @@ def test_upload_folders_of_a_killed_writer_are_removed_on_the_next_start(
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where uploads are built
-    from nanostream.connectors._filesink import _staging_prefix
+    from nanostream.connectors._publish import _staging_prefix
 
     mine = _staging_prefix()  # nanostream-upload-<host>-<this process's id>-
     host_prefix = mine[: -len(f"{os.getpid()}-")]
@@ -859,7 +859,7 @@ def test_hidden_objects_of_a_writer_killed_before_its_rename_are_removed(
 
 
 def test_an_object_store_has_no_hidden_objects_to_remove(s3_store: Store) -> None:
-    from nanostream.connectors._filesink import store_leftovers
+    from nanostream.connectors._publish import store_leftovers
 
     s3_store.put(".out.jsonl.0123abcd.tmp", b"not ours: S3 writers put whole objects")
     assert store_leftovers(s3_store.url("out.jsonl"), None) == []

@@ -19,7 +19,18 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import nanostream
-from nanostream.nodes import Aggregate, Dedupe, Reduce, SlidingWindow, TumblingWindow
+from nanostream.nodes import (
+    Aggregate,
+    Batch,
+    Dedupe,
+    IntervalJoin,
+    Join,
+    Reduce,
+    SessionWindow,
+    SlidingWindow,
+    Tagged,
+    TumblingWindow,
+)
 
 LOCAL = ["threads", "cooperative"]
 
@@ -125,6 +136,18 @@ MIDDLES: dict[str, Callable[[], nanostream.NanoNode]] = {
         initial=0,
         name="op",
     ),
+    "session": lambda: SessionWindow(
+        5,
+        timestamp=lambda e: e[1],
+        key=lambda e: e[0],
+        reduce=lambda acc, e: acc + 1,
+        initial=0,
+        name="op",
+    ),
+    "session-guarded": lambda: SessionWindow(
+        3, timestamp=lambda e: e[1], key=lambda e: e[0], name="op", on_error="skip"
+    ),
+    "batch": lambda: Batch(size=3, name="op"),
     "sliding-guarded": lambda: SlidingWindow(
         10,
         5,
@@ -163,13 +186,63 @@ def test_a_crash_and_restart_gives_what_an_uninterrupted_run_gives(
     assert restarted == plain
 
 
-def test_session_windows_keep_no_state_yet_and_are_refused(tmp_path: Path) -> None:
-    from nanostream.nodes import SessionWindow
+@pytest.mark.parametrize("local_runner", LOCAL)
+@pytest.mark.parametrize("how", ["inner", "left"])
+@pytest.mark.parametrize("interval", [False, True], ids=["window", "interval"])
+@settings(
+    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(events=events_strategy, sides=st.lists(st.booleans(), min_size=40, max_size=40))
+def test_a_join_restarted_gives_what_an_uninterrupted_run_gives(
+    tmp_path_factory: pytest.TempPathFactory,
+    local_runner: str,
+    how: str,
+    interval: bool,
+    events: list[Any],
+    sides: list[bool],
+) -> None:
+    """Both sides come tagged through one input (a path that checkpoints align exactly);
+    each event comes on both sides, in an order drawn, so that every run has matches."""
+    order = (("left", "right"), ("right", "left"))
+    tagged = [Tagged(side, e) for s, e in zip(sides, events, strict=False) for side in order[s]]
 
-    keep = Keep()
-    Events([("a", 1)]) > SessionWindow(5, timestamp=lambda e: e[1], name="sessions") > keep
-    with pytest.raises(nanostream.GraphError, match="'sessions' keeps items between reads"):
-        keep.global_start(state=str(tmp_path / "run.state"))
+    def join() -> nanostream.NanoNode:
+        if interval:
+            return IntervalJoin(
+                lambda e: e[0], lower=-3, upper=5, timestamp=lambda e: e[1], how=how, name="op"
+            )
+        return Join(lambda e: e[0], window=10, timestamp=lambda e: e[1], how=how, name="op")
+
+    plain = uninterrupted(join, tagged, local_runner)
+    assume(len(plain) >= 2)
+    fail_at = len(plain) // 2 + 1
+    path = tmp_path_factory.mktemp("state") / "run.state"
+    assert crash_and_restart(join, tagged, fail_at, path, local_runner) == plain
+
+
+def test_a_session_restored_merges_with_the_items_after_it_in_their_order() -> None:
+    """Sessions restored and an item after the restart merge as in one run."""
+
+    def sessions() -> SessionWindow:
+        return SessionWindow(5, timestamp=lambda e: e[1], key=lambda e: e[0], allowed_lateness=20)
+
+    before, after = [("a", 1), ("a", 4), ("a", 12)], [("a", 8)]  # 8 joins both sessions
+    plain: list[Any] = []
+    sessions().as_function()(iter(before + after), plain.append)
+    first, states = sessions(), []
+
+    def items() -> Iterator[Any]:
+        yield from before
+        states.append(first.snapshot_state())
+        raise RuntimeError("crash")
+
+    with pytest.raises(RuntimeError):
+        first.as_function()(items(), [].append)
+    node, restarted = sessions(), []
+    node.restore_state(states[0])
+    node.as_function()(iter(after), restarted.append)
+    assert [[e[1] for e in w.value] for w in restarted] == [[1, 4, 12, 8]]
+    assert restarted == plain
 
 
 def test_dedupe_forgets_a_restored_key_when_its_ttl_has_passed() -> None:

@@ -81,6 +81,13 @@ def check_checkpointing(plan: Plan) -> None:
     for i in sorted(_closure(replaying, children)):
         pn = nodes[i]
         if not pn.is_source and pn.holds_items is not False and pn.snapshot is None:
+            if getattr(pn.node, "state_kept", True) is False:  # it would with exactly_once
+                raise GraphError(
+                    f"node {pn.name!r} keeps items between reads and snapshots them only "
+                    "with exactly_once=True, so after a restart from a checkpoint the "
+                    "items it held would be lost: pass exactly_once=True (a part file per "
+                    "checkpoint, see docs/state.md), or run it without state="
+                )
             raise GraphError(
                 f"node {pn.name!r} keeps items between reads but cannot snapshot them (it "
                 "defines no snapshot_state), so after a restart from a checkpoint the items "

@@ -225,7 +225,9 @@ def node_function(node: NanoNode) -> NodeFunction:
 
 
 def keeps_state(node: NanoNode) -> bool:
-    """Whether ``node``'s class defines ``snapshot_state`` (and so ``restore_state``)."""
+    """Whether ``node``'s class defines ``snapshot_state`` (and so ``restore_state``), and
+    the node does not decline it: an instance with ``state_kept = False`` keeps no state
+    (a file writer snapshots only with ``exactly_once=True``)."""
     from .node import NanoNode
 
     cls = type(node)
@@ -238,7 +240,7 @@ def keeps_state(node: NanoNode) -> bool:
             f"without {'restore_state' if snaps else 'snapshot_state'}(); define both "
             "(see docs/state.md)"
         )
-    return snaps
+    return snaps and getattr(node, "state_kept", True) is not False
 
 
 def restore_state(node: NanoNode) -> None:

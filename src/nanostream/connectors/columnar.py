@@ -46,8 +46,9 @@ from ..operators._arrow import (
     to_table,
 )
 from ._fileread import FileBytes, FormatError
-from ._filesink import AtomicFile, FileSink
+from ._filesink import FileSink
 from ._filesystems import filesystem, is_url
+from ._publish import AtomicFile
 from .formats import _RecordReader
 
 __all__ = [

@@ -32,15 +32,9 @@ from ._fileread import (
     confine,
     decode_failure,
 )
-from ._filesink import (
-    AtomicFile,
-    FileSink,
-    OutputExistsError,
-    numbered_files,
-    refusal,
-    remove_leftovers,
-)
+from ._filesink import FileSink
 from ._filesystems import StorageOptions, is_url, local_path, require_reader
+from ._publish import AtomicFile, OutputExistsError, numbered_files, refusal, remove_leftovers
 
 __all__ = ["FileWriter", "LocalFileReader", "PrinterOfThings"]
 
@@ -257,6 +251,13 @@ class FileWriter(FileSink):
     uploaded whole when each file is done, with ``storage_options`` (see
     :class:`~nanostream.connectors._filesink.FileSink` and docs/storage.md).
 
+    With ``exactly_once=True`` (in a run with a state store, ``state=``) ``path`` is a
+    template with a ``{part}`` field and the output is a folder of parts, one per checkpoint:
+    the rows since the checkpoint before, published (renamed from a hidden name) once the
+    checkpoint is committed, so a restart after a crash writes each row into exactly one
+    published part (see :class:`~nanostream.connectors._filesink.FileSink` and
+    docs/state.md). Not with ``directory=``, ``append`` or ``rotate_items``.
+
     Items are text (other objects are written as ``str(item)``), or bytes with
     ``binary=True``. The path of every finished file is emitted downstream. If the run
     fails or is aborted, unfinished files are deleted.
@@ -300,6 +301,11 @@ class FileWriter(FileSink):
             )
         if directory is not None and (append or rotate_items is not None):
             raise GraphError("append and rotate_items apply to FileWriter(path=...) only")
+        if directory is not None and options.get("exactly_once"):
+            raise GraphError(
+                f"{name or 'FileWriter'}: exactly_once=True writes a part per checkpoint, with "
+                "path='out/part-{part:05d}.txt', not a file per item (directory=)"
+            )
         super().__init__(
             path if path is not None else os.fspath(directory),  # type: ignore[arg-type]
             append=append,

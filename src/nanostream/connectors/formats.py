@@ -1,9 +1,9 @@
 """Format nodes: CSV and JSON lines, read from text or files, written to files.
 
-* :class:`CSVReader` parses CSV (text, or a file by path) into one item per row.
-* :class:`CSVWriter` writes dicts or lists as CSV rows.
-* :class:`JSONLinesReader` parses JSON lines into one item per line.
-* :class:`JSONLinesWriter` writes each item as one line of JSON.
+* :class:`CSVReader` parses CSV (text, or a file by path) into one item per row;
+  :class:`CSVWriter` writes dicts or lists as CSV rows.
+* :class:`JSONLinesReader` parses JSON lines into one item per line;
+  :class:`JSONLinesWriter` writes each item as one line of JSON.
 
 JSON uses ``orjson`` when it is installed (falling back to the standard library for what
 ``orjson`` refuses, such as integers beyond 64 bits), otherwise the standard ``json``.
@@ -36,8 +36,9 @@ from ._fileread import (
     describe,
     parse_json,
 )
-from ._filesink import AtomicFile, FileSink, uses_standard_path
+from ._filesink import FileSink, uses_standard_path
 from ._filesystems import COMPRESSIONS, StorageOptions, require_reader
+from ._publish import AtomicFile
 
 __all__ = ["CSVReader", "CSVWriter", "JSONLinesReader", "JSONLinesWriter"]
 
@@ -116,12 +117,11 @@ def _as_a_path(item: object, text_characters: str = "") -> str | None:
 class _RecordReader(NanoNode):
     """A reader of many records per input item, whose error policy applies per record.
 
-    With ``on_error="skip"`` (or ``"retry"``: parsing again gives the same answer, so a
-    bad record is not retried), a record that does not parse becomes an
-    :class:`~nanostream.ErrorRecord` (on the ``errors`` port if linked, counted, and
-    subject to ``max_errors``) whose ``item`` is ``{"source", "line", "text"}``, and the
-    reader goes on with the next record of the same file. Without a policy it fails the
-    run with a :class:`~nanostream.FormatError`.
+    With ``on_error="skip"`` (or ``"retry"``: parsing again gives the same answer, so a bad record
+    is not retried), a record that does not parse becomes an :class:`~nanostream.ErrorRecord` (on
+    the ``errors`` port if linked, counted, and subject to ``max_errors``) whose ``item`` is
+    ``{"source", "line", "text"}``, and the reader goes on with the next record of the same file.
+    Without a policy it fails the run with a :class:`~nanostream.FormatError`.
     """
 
     _record_failed: Callable[[Any, BaseException, int], None] | None = None
@@ -215,10 +215,9 @@ class _RecordReader(NanoNode):
 class CSVReader(_RecordReader):
     """Parses CSV into one item per row.
 
-    Each input item is CSV text (``str``, e.g. from
-    :class:`~nanostream.nodes.LocalFileReader`, or ``bytes``), or a file to read: an
-    ``os.PathLike``, or a ``str`` path when ``paths=True`` — files are streamed, so any
-    size is read in bounded memory.
+    Each input item is CSV text (``str``, e.g. from :class:`~nanostream.nodes.LocalFileReader`, or
+    ``bytes``), or a file to read: an ``os.PathLike``, or a ``str`` path when ``paths=True`` — files
+    are streamed, so any size is read in bounded memory.
 
     * By default the first row is the header and each row is a dict keyed by it.
       ``header=False`` gives lists; ``fieldnames=[...]`` gives dicts keyed by those names
@@ -499,21 +498,21 @@ class CSVReader(_RecordReader):
 class CSVWriter(FileSink):
     """Writes items as CSV rows to a file, published atomically when the input ends.
 
-    Items are dicts (columns from ``fieldnames``, by default the first item's keys; a
-    missing key is written as ``""``, an unknown one is a :class:`~nanostream.FormatError`
-    naming the node and the field, subject to the node's error policy) or lists/tuples,
-    or batches (Arrow record batches or tables, pandas or polars DataFrames): a row each.
-    The header row is written first unless ``header=False``. With ``append=True`` and a
-    file that has rows, no second header is written: the file's header row gives the
-    columns and their order (``fieldnames``, if given, must name the same columns, else
-    :class:`~nanostream.FormatError` before any thread starts), so a row's values go under
-    the right names whatever the order of its keys.
+    Items are dicts (columns from ``fieldnames``, by default the first item's keys; a missing key is
+    written as ``""``, an unknown one is a :class:`~nanostream.FormatError` naming the node and the
+    field, subject to the node's error policy) or lists/tuples, or batches (Arrow record batches or
+    tables, pandas or polars DataFrames): a row each. The header row is written first unless
+    ``header=False``. With ``append=True`` and a file that has rows, no second header is written:
+    the file's header row gives the columns and their order (``fieldnames``, if given, must name the
+    same columns, else :class:`~nanostream.FormatError` before any thread starts), so a row's values
+    go under the right names whatever the order of its keys.
 
-    ``path``, ``append``, ``overwrite``, ``rotate_items``, ``encoding``, ``fsync`` and
-    ``storage_options`` are as for :class:`~nanostream.nodes.FileWriter` (a ``path`` that
-    exists is refused unless ``append=True`` or ``overwrite=True``; a compressed ``path``
-    such as ``"rows.csv.gz"`` is written compressed; a URL is uploaded whole); each
-    finished file's path is emitted downstream.
+    ``path``, ``append``, ``overwrite``, ``rotate_items``, ``encoding``, ``fsync``,
+    ``storage_options`` and ``exactly_once`` are as for :class:`~nanostream.nodes.FileWriter` (a
+    ``path`` that exists is refused unless ``append=True`` or ``overwrite=True``; a compressed
+    ``path`` such as ``"rows.csv.gz"`` is written compressed; a URL is uploaded whole;
+    ``exactly_once=True`` writes a part per checkpoint, each with its header row); each finished
+    file's path is emitted downstream.
 
     Example:
         >>> import pathlib, tempfile, nanostream
@@ -809,15 +808,17 @@ class JSONLinesReader(_RecordReader):
 class JSONLinesWriter(FileSink):
     """Writes each item as one line of JSON to a file, published atomically at the end.
 
-    Output is compact UTF-8 JSON (non-ASCII characters are kept as they are). A batch
-    (an Arrow record batch or table, a pandas or polars DataFrame) is a line per row.
-    ``default`` converts values JSON has no type for (e.g. ``default=str`` for dates);
-    ``sort_keys=True`` sorts dict keys. ``backend`` is ``"auto"`` (``orjson`` if
-    installed), ``"json"`` or ``"orjson"``. ``path``, ``append``, ``overwrite``,
-    ``rotate_items``, ``encoding``, ``fsync`` and ``storage_options`` are as for
-    :class:`~nanostream.nodes.FileWriter` (a ``path`` that exists is refused unless
-    ``append=True`` or ``overwrite=True``; ``"rows-{part:04d}.jsonl.gz"`` writes
-    compressed parts; a URL is uploaded whole); each finished file's path goes downstream.
+    Output is compact UTF-8 JSON (non-ASCII characters are kept as they are). A batch (an Arrow
+    record batch or table, a pandas or polars DataFrame) is a line per row. ``default`` converts
+    values JSON has no type for (e.g. ``default=str`` for dates); ``sort_keys=True`` sorts dict
+    keys. ``backend`` is ``"auto"`` (``orjson`` if installed), ``"json"`` or ``"orjson"``. ``path``,
+    ``append``, ``overwrite``, ``rotate_items``, ``encoding``, ``fsync``, ``storage_options`` and
+    ``exactly_once`` are as for :class:`~nanostream.nodes.FileWriter` (a ``path`` that exists is
+    refused unless ``append=True`` or ``overwrite=True``; ``"rows-{part:04d}.jsonl.gz"`` writes
+    compressed parts; a URL is uploaded whole; ``exactly_once=True``, in a run with ``state=``,
+    writes a folder of parts such as ``"out/part-{part:05d}.jsonl"``, one per checkpoint, each
+    published once its checkpoint is committed: docs/state.md); each finished file's path goes
+    downstream.
 
     Example:
         >>> import pathlib, tempfile, nanostream

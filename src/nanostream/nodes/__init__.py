@@ -9,7 +9,7 @@ Example:
 from __future__ import annotations
 
 from ..connectors._fileread import FileBytes, FilePath, FileText, FormatError, PathRefusedError
-from ..connectors._filesink import OutputExistsError
+from ..connectors._publish import OutputExistsError
 from .deadletter import DeadLetterFile, read_dead_letters
 from .files import FileWriter, LocalFileReader, PrinterOfThings
 from .formats import CSVReader, CSVWriter, JSONLinesReader, JSONLinesWriter

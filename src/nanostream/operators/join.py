@@ -342,6 +342,41 @@ class Join(_TwoSided):
     def _handles_ticks(self) -> bool:
         return self.timestamp is None  # in event time, only items move time on
 
+    _restored: dict[str, Any] | None = None
+    # (groups, their heap, each side's latest time, [watermark]) of the loop, for snapshots
+    _open: tuple[dict[Any, _Group], list[Any], dict[str, Any], list[Any]] | None = None
+
+    def snapshot_state(self) -> dict[str, Any]:
+        """The open windows (each key's left items, whether each matched, right items),
+        the order they close in, each side's latest time and the watermark.
+
+        Example:
+            >>> from nanostream.nodes import Join, Tagged
+            >>> join = Join(lambda e: e[0], window=10, timestamp=lambda e: e[1], how="left")
+            >>> join.restore_state({"groups": {("a", 0): ([("a", 1)], [False], [])},
+            ...     "heap": [(10, 0, 0, "a")], "sides": {"left": 1, "right": 1}, "watermark": 1})
+            >>> out = []
+            >>> join.as_function()(iter([Tagged("right", ("a", 2))]), out.append)
+            >>> out
+            [JoinResult(key='a', left=('a', 1), right=('a', 2))]
+        """
+        if self._open is None:
+            return {"groups": {}, "heap": [], "sides": {}, "watermark": _NEG_INF}
+        groups, heap, side_max, mark = self._open
+        return {
+            "groups": {at: (g.lefts, g.matched, g.rights) for at, g in groups.items()},
+            "heap": list(heap),
+            "sides": dict(side_max),
+            "watermark": mark[0],
+        }
+
+    def restore_state(self, state: dict[str, Any]) -> None:
+        """Open again the windows :meth:`snapshot_state` took (when the node starts).
+
+        Example: the one of :meth:`snapshot_state` shows the pair.
+        """
+        self._restored = state
+
     def _run(self, inp: Iterable[Any], outp: Outp) -> None:
         if self.error_policy.guarded:
             with PolicyGuard.of(self, outp) as guard:
@@ -361,10 +396,21 @@ class Join(_TwoSided):
         heap: list[tuple[Any, Any, int, Any]] = []
         opened: deque[tuple[int, tuple[Any, Any]]] = deque()  # (read number, group), in order
         release = self.release_items
-        seq = 0
         reads = 0  # items read so far (close_until reads it)
         side_max: dict[str, Any] = {"left": _NEG_INF, "right": _NEG_INF}
-        watermark: Any = _NEG_INF
+        mark: list[Any] = [_NEG_INF]  # the watermark, for snapshots
+        restored, self._restored = self._restored, None
+        if restored is not None:  # the restored windows keep what they hold until they close
+            for at, (lefts, matched, rights) in restored["groups"].items():
+                kept = groups[at] = _Group()
+                kept.lefts, kept.matched, kept.rights = list(lefts), list(matched), list(rights)
+            heap = sorted(restored["heap"])
+            opened.extend((0, (k, start)) for _, start, _, k in heap)
+            side_max.update(restored["sides"])
+            mark[0] = restored["watermark"]
+        seq = max((entry[2] for entry in heap), default=-1) + 1
+        watermark: Any = mark[0]
+        self._open = (groups, heap, side_max, mark)
 
         def close_until(limit: Any, pending: int | None) -> None:
             """Close the windows ending by ``limit``; release what they held (``pending``:
@@ -387,7 +433,7 @@ class Join(_TwoSided):
         def advance(new_watermark: Any, pending: int = 1) -> None:
             nonlocal watermark
             if new_watermark > watermark:
-                watermark = new_watermark
+                watermark = mark[0] = new_watermark
                 close_until(watermark, pending)
 
         def prepare(tagged: Tagged) -> tuple[Any, Any]:
@@ -551,6 +597,38 @@ class IntervalJoin(_TwoSided):
         self.upper = upper
         self.allowed_lateness = allowed_lateness
 
+    _restored: dict[str, Any] | None = None
+    # (the expiry heap of the items held, each side's latest time, [watermark]), for snapshots
+    _open: tuple[list[Any], dict[str, Any], list[Any]] | None = None
+
+    def snapshot_state(self) -> dict[str, Any]:
+        """The items held (in the order read, with their side, key, time, the time they
+        expire and whether they matched), each side's latest time and the watermark.
+
+        Example:
+            >>> from nanostream.nodes import IntervalJoin, Tagged
+            >>> join = IntervalJoin(lambda e: e[0], lower=0, upper=5, timestamp=lambda e: e[1])
+            >>> join.restore_state({"held": [(6, 1, "left", "a", 1, ("a", 1), False)],
+            ...     "sides": {"left": 1, "right": 1}, "watermark": 1})
+            >>> out = []
+            >>> join.as_function()(iter([Tagged("right", ("a", 4))]), out.append)
+            >>> out
+            [JoinResult(key='a', left=('a', 1), right=('a', 4))]
+        """
+        if self._open is None:
+            return {"held": [], "sides": {}, "watermark": _NEG_INF}
+        expiry, side_max, mark = self._open
+        held = [(until, n, side, k, e.time, e.item, e.matched) for until, n, side, k, e in expiry]
+        held.sort(key=lambda entry: entry[1])  # in the order read
+        return {"held": held, "sides": dict(side_max), "watermark": mark[0]}
+
+    def restore_state(self, state: dict[str, Any]) -> None:
+        """Hold again the items :meth:`snapshot_state` took (when the node starts).
+
+        Example: the one of :meth:`snapshot_state` shows the pair.
+        """
+        self._restored = state
+
     def _run(self, inp: Iterable[Any], outp: Outp) -> None:
         if self.error_policy.guarded:
             with PolicyGuard.of(self, outp) as guard:
@@ -573,7 +651,21 @@ class IntervalJoin(_TwoSided):
         expiry: list[tuple[Any, int, str, Any, _Held]] = []
         kept: deque[tuple[int, _Held]] = deque()  # (read number, item), in order
         side_max: dict[str, Any] = {"left": _NEG_INF, "right": _NEG_INF}
-        watermark: Any = _NEG_INF
+        mark: list[Any] = [_NEG_INF]  # the watermark, for snapshots
+        restored, self._restored = self._restored, None
+        if restored is not None:  # read numbers moved below this run's first, in order
+            saved = restored["held"]
+            shift = max((entry[1] for entry in saved), default=0) + 1
+            for until, n, side, k, t, item, matched in saved:
+                entry = _Held(t, item, matched)
+                held[side].setdefault(k, {})[n - shift] = entry
+                expiry.append((until, n - shift, side, k, entry))
+                kept.append((n - shift, entry))
+            heapq.heapify(expiry)
+            side_max.update(restored["sides"])
+            mark[0] = restored["watermark"]
+        watermark: Any = mark[0]
+        self._open = (expiry, side_max, mark)
         reads = 0
 
         def forget_until(limit: Any, pending: int | None) -> None:
@@ -607,7 +699,7 @@ class IntervalJoin(_TwoSided):
                 side_max[tagged.origin] = _INF
                 new = min(side_max.values()) - lateness
                 if new > watermark:
-                    watermark = new
+                    watermark = mark[0] = new
                     forget_until(watermark, 1)
                 continue
             if kind is not Tagged or tagged.origin not in key_of:
@@ -624,7 +716,7 @@ class IntervalJoin(_TwoSided):
                 side_max[side] = t
                 new = min(side_max.values()) - lateness
                 if new > watermark:
-                    watermark = new
+                    watermark = mark[0] = new
                     forget_until(watermark, 1)
             if t < watermark:
                 if late_port:

@@ -751,6 +751,30 @@ class Batch(Operator):
     def _handles_ticks(self) -> bool:
         return self.timeout is not None
 
+    _held: list[Any] | None = None  # the batch being filled (restored, then the loop's)
+
+    def snapshot_state(self) -> list[Any]:
+        """The items of the batch being filled (a restart goes on filling it; its
+        ``timeout`` counts again from the restart).
+
+        Example:
+            >>> from nanostream.nodes import Batch
+            >>> node = Batch(size=3)
+            >>> node.restore_state([1, 2])
+            >>> out = []
+            >>> node.as_function()(iter([3, 4]), out.append)
+            >>> out, node.snapshot_state()
+            ([[1, 2, 3], [4]], [])
+        """
+        return list(self._held or ())
+
+    def restore_state(self, state: list[Any]) -> None:
+        """Start filling from these items (what :meth:`snapshot_state` took).
+
+        Example: the one of :meth:`snapshot_state` shows the pair.
+        """
+        self._held = list(state)
+
     def _run(self, inp: Iterable[Any], outp: Outp) -> None:
         size, timeout, clock = self.size, self.timeout, self.clock
         release = self.release_items
@@ -761,28 +785,30 @@ class Batch(Operator):
             def outp(held: list[Any]) -> Any:
                 return send(pack(held))
 
-        held: list[Any] = []
-        first_at = 0.0
+        held: list[Any] = list(self._held or ())  # restored items, if any
+        self._held = held
+        first_at = clock() if held and timeout is not None else 0.0
         for item in inp:
             if timeout is not None:
                 if item is TICK:
                     if held and clock() - first_at >= timeout:
                         outp(held)
-                        held = []
+                        held = self._held = []
                         release()
                     continue
                 now = clock()
                 if held and now - first_at >= timeout:
                     outp(held)
-                    held = []
+                    held = self._held = []
                     release(keep=1)  # all but the item just read, which is not held yet
                 if not held:
                     first_at = now
             held.append(item)
             if size is not None and len(held) >= size:
                 outp(held)
-                held = []
+                held = self._held = []
                 release()
+        self._held = []
         if held:
             outp(held)
 

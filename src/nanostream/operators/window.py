@@ -633,6 +633,64 @@ class SessionWindow(_Windowed):
         self._gap = self._time_kind.duration("gap", gap, "positive")
         self._tick_every(self._gap)
 
+    # (open sessions by key, their heap, [max_ts, watermark]) of the loop, for snapshots
+    _open: tuple[dict[Any, list[_Session]], list[Any], list[Any]] | None = None
+
+    def snapshot_state(self) -> dict[str, Any]:
+        """The open sessions (key, first and last time, items) and the time seen.
+
+        Example:
+            >>> from nanostream.nodes import SessionWindow
+            >>> node = SessionWindow(5, timestamp=lambda e: e[1], key=lambda e: e[0])
+            >>> node.restore_state(
+            ...     {"sessions": [("a", 1, 2, [(1, ("a", 1)), (2, ("a", 2))], 2)],
+            ...      "time": [2, 2]})
+            >>> out = []
+            >>> node.as_function()(iter([("a", 4)]), out.append)
+            >>> [(w.key, w.start, w.end, [t for _, t in w.value]) for w in out]
+            [('a', 1, 9, [1, 2, 4])]
+        """
+        if self._open is None:
+            return {"sessions": [], "time": [_NEG_INF, _NEG_INF]}
+        open_by_key, heap, mark = self._open
+        gap = self._gap
+        current = {id(s): reads for end, reads, s in heap if s.alive and s.last + gap == end}
+        sessions = [
+            (s.key, s.start, s.last, list(s.items), current[id(s)])
+            for group in open_by_key.values()
+            for s in group
+        ]
+        return {"sessions": sessions, "time": list(mark)}
+
+    def restore_state(self, state: dict[str, Any]) -> None:
+        """Open again the sessions :meth:`snapshot_state` took (when the node starts).
+
+        Example: the one of :meth:`snapshot_state` shows the pair.
+        """
+        self._restored = state
+
+    def _reopen(self) -> tuple[dict[Any, list[_Session]], list[Any], list[Any], list[Any]]:
+        """The restored sessions (or none): by key, their heap, their firsts, the time.
+
+        Their read numbers are moved below 1 (this run's first read), in the same order."""
+        restored, self._restored = self._restored, None
+        open_by_key: dict[Any, list[_Session]] = {}
+        heap: list[Any] = []
+        firsts: list[Any] = []
+        if restored is None:
+            return open_by_key, heap, firsts, [_NEG_INF, _NEG_INF]
+        saved = restored["sessions"]
+        numbers = [r for *_, entries, at in saved for r in (at, *(n for n, _ in entries))]
+        shift = max(numbers, default=0) + 1
+        for k, start, last, entries, at in saved:
+            session = _Session(k, start, last, [(n - shift, item) for n, item in entries])
+            open_by_key.setdefault(k, []).append(session)
+            heap.append((last + self._gap, at - shift, session))
+            firsts.append((session.items[0][0], at - shift, session))
+        heapq.heapify(heap)
+        heapq.heapify(firsts)
+        return open_by_key, heap, firsts, list(restored["time"])
+
     def _run(self, inp: Iterable[Any], outp: Outp) -> None:
         if self.error_policy.guarded:
             with PolicyGuard.of(self, outp) as guard:
@@ -649,13 +707,12 @@ class SessionWindow(_Windowed):
         lateness = self._lateness
         late_port = self.late == "port"
         release = self.release_items
-        open_by_key: dict[Any, list[_Session]] = {}
-        # (end, read number, session); an entry whose session grew or merged away is stale.
-        heap: list[tuple[Any, int, _Session]] = []
-        # (read number of its first item, session), for the oldest session still open.
-        firsts: list[tuple[int, int, _Session]] = []
-        max_ts: Any = _NEG_INF
-        watermark: Any = _NEG_INF
+        # open sessions by key; heap: (end, read number, session), an entry whose session
+        # grew or merged away is stale; firsts: (read number of its first item, session),
+        # for the oldest session still open; mark: [max_ts, watermark] for snapshots
+        open_by_key, heap, firsts, mark = self._reopen()
+        max_ts, watermark = mark
+        self._open = (open_by_key, heap, mark)
 
         def prepare(item: Any) -> tuple[Any, Any]:
             return time_of(item), key_of(item) if key_of is not None else None
@@ -696,7 +753,7 @@ class SessionWindow(_Windowed):
                 ticks += 1
                 ts = now()
                 if ts > max_ts:
-                    max_ts = watermark = ts
+                    max_ts = watermark = mark[0] = mark[1] = ts
                     close_until(watermark, number - ticks, 0)
                 continue
             reads = number - ticks
@@ -709,8 +766,8 @@ class SessionWindow(_Windowed):
                     continue
                 ts, k = prepared
             if ts > max_ts:
-                max_ts = ts
-                watermark = ts - lateness
+                max_ts = mark[0] = ts
+                watermark = mark[1] = ts - lateness
                 close_until(watermark, reads, 1)
             sessions = open_by_key.get(k)
             touching = (
