@@ -1,9 +1,7 @@
 """Format nodes: CSV and JSON lines, read from text or files, written to files.
 
-* :class:`CSVReader` parses CSV (text, or a file by path) into one item per row;
-  :class:`CSVWriter` writes dicts or lists as CSV rows.
-* :class:`JSONLinesReader` parses JSON lines into one item per line;
-  :class:`JSONLinesWriter` writes each item as one line of JSON.
+* :class:`CSVReader` (a row an item, from text or a file), :class:`CSVWriter` (dicts or lists).
+* :class:`JSONLinesReader` (a line an item), :class:`JSONLinesWriter` (an item a line).
 
 JSON uses ``orjson`` when it is installed (falling back to the standard library for what
 ``orjson`` refuses, such as integers beyond 64 bits), otherwise the standard ``json``.
