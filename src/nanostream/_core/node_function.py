@@ -225,7 +225,11 @@ def node_function(node: NanoNode) -> NodeFunction:
 
 
 def keeps_state(node: NanoNode) -> bool:
-    """Whether ``node``'s class defines ``snapshot_state`` (and so ``restore_state``)."""
+    """Whether ``node``'s class defines ``snapshot_state`` (and so ``restore_state``).
+
+    A node of such a class that is configured so that it cannot resume (an ``SQLSource``
+    without ``incremental_column``) sets ``keeps_no_state = True``: it keeps none.
+    """
     from .node import NanoNode
 
     cls = type(node)
@@ -238,7 +242,7 @@ def keeps_state(node: NanoNode) -> bool:
             f"without {'restore_state' if snaps else 'snapshot_state'}(); define both "
             "(see docs/state.md)"
         )
-    return snaps
+    return snaps and not getattr(node, "keeps_no_state", False)
 
 
 def restore_state(node: NanoNode) -> None:
