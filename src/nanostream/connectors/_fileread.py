@@ -470,16 +470,16 @@ class FilePosition(NanoNode):
     :meth:`resume`).
 
     Example:
+        >>> import pathlib, tempfile
         >>> class Words(FilePosition):
         ...     def records_of_path(self, path):
-        ...         return open(path).read().split()
+        ...         return pathlib.Path(path).read_text().split()
         ...     def process_item(self, path):
         ...         yield from self.positioned(path, self.records_of_path(path))
-        >>> import os, tempfile
-        >>> path = os.path.join(tempfile.mkdtemp(), "words.txt")
-        >>> _ = open(path, "w").write("a b c")
+        >>> path = pathlib.Path(tempfile.mkdtemp(), "words.txt")
+        >>> _ = path.write_text("a b c")
         >>> node = Words()
-        >>> node.restore_state((path, 2))  # a checkpoint taken after two records
+        >>> node.restore_state((str(path), 2))  # a checkpoint taken after two records
         >>> list(node.resume()), node.snapshot_state()
         (['c'], None)
     """
