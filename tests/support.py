@@ -18,7 +18,7 @@ from contextlib import closing
 from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import Any, NoReturn
 
 import pytest
 
@@ -201,37 +201,105 @@ class OTLPCollector:
         return found
 
 
-# ---- kill -9 and restart: a child process running a pipeline with a state store --------
-KILL_WAIT = 60  # seconds any one child run may take before a kill test fails
+# ----------------------------------------------------------------------------- kill -9
+# The kill tests (tests/core/test_exactly_once_restart.py, tests/nodes/test_exactly_once_
+# sources.py) run a pipeline in a child process, kill it with SIGKILL at random moments,
+# restart it from its state store each time, and compare its final table with that of an
+# uninterrupted run.
+
+#: The Python code every kill test's child starts with: a node that stops the run at the
+#: row whose key is 'end', and remembers it (a restart after it stops too).
+STOPPER = r"""
+import sys
+import nanostream
 
 
-def read_line(stream: IO[str] | None, timeout: float = KILL_WAIT) -> str:
-    """The next line of a child's ``stream`` ("" if none comes within ``timeout``)."""
+class Stopper(nanostream.NanoNode):
+    def setup(self):
+        self.ended = False
+
+    def process_item(self, row):
+        if row["key"] == "end" and not self.ended:
+            self.ended = True
+            self.request_stop()
+        yield row
+
+    def snapshot_state(self):
+        return self.ended
+
+    def restore_state(self, state):
+        self.ended = state
+        if state:
+            self.request_stop()
+"""
+
+FILES = 60
+ROWS = 400
+KEYS = "abcd"
+
+#: The watched-folder pipeline; argv: folder, state store (a path or URL), the sink's target
+#: (a database URL; for kind "jsonl" a folder of JSON-lines parts) and, optionally, the kind.
+WATCHED_CHILD = (
+    STOPPER
+    + r"""
+from nanostream.nodes import (
+    CSVReader, JSONLinesWriter, LocalDirectoryWatchdog, Map, Throttle, TumblingWindow,
+)
+
+folder, store, target = sys.argv[1:4]
+kind = sys.argv[4] if len(sys.argv) > 4 else "sql"
+
+# batch_size=1: the watchdog hands on each path at once (a source's barrier goes out after
+# the batch it is filling; with the run's batch_size of 100 all 61 paths of the first poll
+# would travel as one batch, and the first checkpoint would come only at the end).
+watch = LocalDirectoryWatchdog(
+    folder, "*.csv", polling=True, poll_interval=0.05, settle=0, batch_size=1
+)
+# A short queue of paths: the watchdog stays a file or two ahead, so checkpoints come
+# every few files (a barrier waits behind what is queued before it).
+rows = CSVReader(paths=True, types={"t": float}, name="rows", queue_size=2, batch_size=1)
+counts = TumblingWindow(
+    20, timestamp=lambda r: r["t"], key=lambda r: r["key"],
+    reduce=lambda n, r: n + 1, initial=0, name="counts",
+)
+out = Map(lambda w: {"key": w.key, "start": w.start, "n": w.value}, name="as_row")
+if kind == "sql":
+    from nanostream.nodes.sql import SQLSink
+
+    sink = SQLSink(target, "counts", create=True, exactly_once=True, name="sink")
+else:  # a folder of JSON-lines parts, one per checkpoint
+    sink = JSONLinesWriter(f"{target}/part-{{part:05d}}.jsonl", exactly_once=True, name="sink")
+pace = Throttle(8000, name="pace")  # about 3 s of work, for the kills to land in
+watch > rows > pace > Stopper(name="stopper") > counts > out > sink
+run = watch.global_start(
+    block=False, state=store, checkpoint_interval=0.05, queue_size=1000, batch_size=100
+)
+print("started", flush=True)
+run.wait_interruptibly()
+"""
+)
+
+
+def write_csv_files(folder: Path) -> None:
+    """``FILES`` CSV files of ``ROWS`` rows (key, t) and a last one with the 'end' row."""
+    folder.mkdir()
+    for f in range(FILES):
+        lines = ["key,t"] + [f"{KEYS[r % len(KEYS)]},{f * 5 + r * 5 / ROWS}" for r in range(ROWS)]
+        (folder / f"part-{f:05d}.csv").write_text("\n".join(lines) + "\n")
+    (folder / "part-99999.csv").write_text(f"key,t\nend,{FILES * 5}\n")
+
+
+KILL_WAIT = 60  # seconds any one run of a kill test may take before the test fails
+
+
+def read_line(stream: Any, timeout: float = KILL_WAIT) -> str:
+    """The next line of a child's output, or "" after ``timeout`` seconds."""
     assert stream is not None
     box: list[str] = []
     reader = threading.Thread(target=lambda: box.append(stream.readline()), daemon=True)
     reader.start()
     reader.join(timeout)
     return box[0] if box else ""
-
-
-def sqlite_rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
-    """Rows of ``sql`` on the SQLite file ``db``, sorted; none while its table is missing."""
-    if not db.exists():
-        return []
-    try:
-        with closing(sqlite3.connect(db, timeout=10)) as conn:
-            return sorted(tuple(r) for r in conn.execute(sql))
-    except sqlite3.OperationalError as exc:
-        if "no such table" in str(exc):
-            return []
-        raise
-
-
-def committed_checkpoint(store: Path) -> int:
-    """The number of the checkpoint the SQLite state store holds (0: none yet)."""
-    found = sqlite_rows(store, "SELECT epoch FROM nanostream_checkpoint")
-    return found[0][0] if found else 0
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = KILL_WAIT) -> bool:
@@ -244,30 +312,32 @@ def wait_until(condition: Callable[[], bool], timeout: float = KILL_WAIT) -> boo
     return True
 
 
-def _advanced(store: Path, before: int, proc: subprocess.Popen[str]) -> bool:
-    """The child committed a checkpoint after ``before``, or ended."""
-    return committed_checkpoint(store) > before or proc.poll() is not None
-
-
 class KillChild:
-    """Runs ``script`` (a pipeline that prints ``started`` once running) in child
-    processes with the given arguments, the test's ``sys.path`` on its path."""
+    """A kill test's child: ``script`` run with ``args``, printing "started" once running."""
 
-    def __init__(self, script: Path) -> None:
-        self.script = script
+    def __init__(self, script: Path, *args: str) -> None:
+        self.command = [sys.executable, str(script), *args]
         self.env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
 
-    def start(self, *args: Path | str) -> subprocess.Popen[str]:
-        command = [sys.executable, str(self.script), *map(str, args)]
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        """Start it (with ``args`` after the common ones); once it says it started."""
         proc = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env
+            [*self.command, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env,
         )
-        assert read_line(proc.stdout).strip() == "started", proc.stderr
+        line = read_line(proc.stdout)
+        if line.strip() != "started":
+            proc.kill()
+            _, stderr = proc.communicate(timeout=KILL_WAIT)
+            pytest.fail(f"the child did not start ({line!r}):\n{stderr}")
         return proc
 
-    @staticmethod
-    def finish(proc: subprocess.Popen[str]) -> None:
-        """Let the child end by itself; it must end well."""
+    def finish(self, *args: str) -> None:
+        """Run it to its end (it stops itself)."""
+        proc = self.start(*args)
         try:
             _, stderr = proc.communicate(timeout=KILL_WAIT)
         finally:
@@ -276,30 +346,56 @@ class KillChild:
 
     def kill_repeatedly(
         self,
-        args: tuple[Path | str, ...],
-        store: Path,
         kills: int,
-        observe: Callable[[], int],
-        rng: random.Random,
-    ) -> tuple[int, bool, list[int]]:
-        """Start the child and ``kill -9`` it, ``kills`` times, each at a random moment
-        once it has committed a new checkpoint to ``store``; returns how many kills landed,
-        whether a run ended by itself first, and ``observe()`` after each kill."""
-        killed, finished, seen = 0, False, []
+        committed: Callable[[], int],
+        rows: Callable[[], int],
+        *args: str,
+        late: float = 0.15,
+    ) -> tuple[int, list[int]]:
+        """Start, kill with SIGKILL at a random moment once a new checkpoint is committed
+        (``committed()``: the store's checkpoint number), ``kills`` times or until a run
+        ends before its kill; then run it to its end. Returns the kills and the rows the
+        table held (``rows()``) after each."""
+        rng = random.Random()
+        killed = 0
+        finished = False
+        rows_at_kills: list[int] = []
         while killed < kills and not finished:
-            before = committed_checkpoint(store)
+            before = committed()
             proc = self.start(*args)
-            assert wait_until(partial(_advanced, store, before, proc))
-            threading.Event().wait(rng.uniform(0.0, 0.15))
+            advanced = partial(_advanced, committed, before, proc)
+            assert wait_until(advanced)
+            threading.Event().wait(rng.uniform(0.0, late))
             proc.send_signal(signal.SIGKILL)
-            proc.communicate(timeout=KILL_WAIT)
+            _, stderr = proc.communicate(timeout=KILL_WAIT)
             if proc.returncode == 0:
                 finished = True  # it ended before the kill: nothing left to interrupt
             else:
-                assert proc.returncode == -signal.SIGKILL
+                assert proc.returncode == -signal.SIGKILL, stderr
                 killed += 1
-                seen.append(observe())
-        return killed, finished, seen
+                rows_at_kills.append(rows())
+        if not finished:
+            self.finish(*args)
+        return killed, rows_at_kills
+
+
+def _advanced(committed: Callable[[], int], before: int, proc: subprocess.Popen[str]) -> bool:
+    """A child committed a checkpoint after ``before``, or ended."""
+    return committed() > before or proc.poll() is not None
+
+
+def sqlite_rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of ``sql`` on the SQLite file ``db``, sorted; none while it has no such table."""
+
+    if not db.exists():
+        return []
+    try:
+        with closing(sqlite3.connect(db, timeout=10)) as conn:
+            return sorted(tuple(r) for r in conn.execute(sql))
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return []
+        raise
 
 
 # ---- exactly-once writers: a source that resumes, a crash, a restart ---------------------

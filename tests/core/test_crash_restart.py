@@ -25,14 +25,13 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable
 from contextlib import closing
 from functools import partial
 from pathlib import Path
-from typing import IO, Any
 
 import pytest
+
+import support
 
 pytest.importorskip("watchdog")
 pytest.importorskip("sqlalchemy")
@@ -68,37 +67,17 @@ run.wait_interruptibly()
 """
 
 
-def read_line(stream: IO[str] | None, timeout: float = WAIT) -> str:
-    assert stream is not None
-    box: list[str] = []
-    reader = threading.Thread(target=lambda: box.append(stream.readline()), daemon=True)
-    reader.start()
-    reader.join(timeout)
-    return box[0] if box else ""
-
-
-def query(db: Path, sql: str) -> list[tuple[Any, ...]]:
-    """Rows of ``sql`` on ``db``; none while the table does not exist yet."""
-    if not db.exists():
-        return []
-    try:
-        with closing(sqlite3.connect(db, timeout=10)) as conn:
-            return [tuple(r) for r in conn.execute(sql)]
-    except sqlite3.OperationalError as exc:
-        if "no such table" in str(exc):
-            return []
-        raise
-
-
 def count_rows(db: Path, distinct: bool = False) -> int:
     what = "(SELECT DISTINCT file, row FROM rows)" if distinct else "rows"
-    found = query(db, f"SELECT COUNT(*) FROM {what}")
+    found = support.sqlite_rows(db, f"SELECT COUNT(*) FROM {what}")
     return found[0][0] if found else 0
 
 
 def rows_per_file(db: Path) -> dict[int, tuple[int, int]]:
     """For each file: (rows in the table, distinct rows)."""
-    found = query(db, "SELECT file, COUNT(*), COUNT(DISTINCT row) FROM rows GROUP BY file")
+    found = support.sqlite_rows(
+        db, "SELECT file, COUNT(*), COUNT(DISTINCT row) FROM rows GROUP BY file"
+    )
     return {f: (n, d) for f, n, d in found}
 
 
@@ -113,16 +92,6 @@ def ledger_files(ledger: Path) -> set[int]:
 
 def progressed(db: Path, before: int) -> bool:
     return count_rows(db) > before
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = WAIT) -> bool:
-    """Poll ``condition`` (a child process gives no event to wait on) until true."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        threading.Event().wait(0.02)
-    return True
 
 
 @pytest.mark.parametrize("mode", ["upsert", "insert"])
@@ -156,7 +125,7 @@ def test_kill_9_and_restart_loses_no_row(tmp_path: Path, mode: str) -> None:
         proc = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
         )
-        assert read_line(proc.stdout).strip() == "started", proc.stderr
+        assert support.read_line(proc.stdout).strip() == "started", proc.stderr
         return proc
 
     kills: list[tuple[int, int]] = []  # (rows in the table, files in flight) at each kill
@@ -169,7 +138,7 @@ def test_kill_9_and_restart_loses_no_row(tmp_path: Path, mode: str) -> None:
             proc = start()
             try:
                 # a random moment once the child is at work: it has written something new
-                assert wait_until(partial(progressed, db, before)), "no progress"
+                assert support.wait_until(partial(progressed, db, before)), "no progress"
                 threading.Event().wait(rng.uniform(0, 0.3))
             finally:
                 proc.send_signal(signal.SIGKILL)
@@ -192,14 +161,14 @@ def test_kill_9_and_restart_loses_no_row(tmp_path: Path, mode: str) -> None:
 
     proc = start()
     try:  # the restart delivers the files in flight again, and the rest
-        assert wait_until(lambda: len(ledger_files(ledger)) >= FILES), "not all recorded"
+        assert support.wait_until(lambda: len(ledger_files(ledger)) >= FILES), "not all recorded"
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=WAIT)
     finally:
         proc.kill()
     assert proc.returncode == 0, stderr
     assert count_rows(db, distinct=True) == FILES * ROWS  # every row of every file
-    values = {v for (v,) in query(db, "SELECT value FROM rows")}
+    values = {v for (v,) in support.sqlite_rows(db, "SELECT value FROM rows")}
     assert values == {f"v{f}-{r}" for f in range(FILES) for r in range(ROWS)}
     assert ledger_files(ledger) == set(range(FILES))
     per_file = rows_per_file(db)

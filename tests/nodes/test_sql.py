@@ -1112,6 +1112,40 @@ def test_exactly_once_is_refused_where_it_cannot_hold(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("local_runner", ["threads", "cooperative"])
+def test_only_an_incremental_sql_source_resumes_from_a_checkpoint(
+    tmp_path: Path, local_runner: str
+) -> None:
+    source_db, store = tmp_path / "source.sqlite", str(tmp_path / "run.state")
+    with sqlite3.connect(source_db) as conn:
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+        conn.executemany("INSERT INTO t (v) VALUES (?)", [("a",), ("b",)])
+    url, sql = sqlite_url(source_db), "SELECT id, v FROM t"
+
+    whole = SQLSource(url, sql, name="src")
+    sink = SQLSink(sqlite_url(tmp_path / "out.sqlite"), "t", create=True, exactly_once=True)
+    whole > sink
+    with pytest.raises(nanostream.GraphError, match="source 'src' cannot replay"):
+        sink.global_start(state=store, runner=local_runner)
+
+    def run() -> list[Any]:
+        collect = Collect(name="rows")
+        SQLSource(url, sql, incremental_column="id", name="src") > collect
+        collect.global_start(state=store, runner=local_runner)
+        return [row["v"] for row in collect.items]
+
+    assert run() == ["a", "b"]
+    with sqlite3.connect(source_db) as conn:
+        conn.execute("INSERT INTO t (v) VALUES ('c')")
+    assert run() == ["c"]  # after the value the store kept
+    checkpoint = open_store(store)
+    try:
+        loaded = checkpoint.load()
+    finally:
+        checkpoint.close()
+    assert loaded is not None and loaded.states["src"][1] == {"column": "id", "last": 3}
+
+
+@pytest.mark.parametrize("local_runner", ["threads", "cooperative"])
 def test_exactly_once_writes_each_checkpoint_once_across_restarts(
     tmp_path: Path, local_runner: str
 ) -> None:

@@ -81,7 +81,7 @@ def check_checkpointing(plan: Plan) -> None:
     for i in sorted(_closure(replaying, children)):
         pn = nodes[i]
         if not pn.is_source and pn.holds_items is not False and pn.snapshot is None:
-            if getattr(pn.node, "state_kept", True) is False:  # it would with exactly_once
+            if getattr(pn.node, "keeps_no_state", False):  # it would with exactly_once
                 raise GraphError(
                     f"node {pn.name!r} keeps items between reads and snapshots them only "
                     "with exactly_once=True, so after a restart from a checkpoint the "

@@ -104,7 +104,7 @@ class NodeContext:
         #: The state a checkpoint stored for this node, handed to its ``restore_state``
         #: after ``setup()`` (see docs/state.md); :data:`NO_STATE` when there is none.
         self.restored_state: Any = NO_STATE
-        #: Called by :meth:`between_items` (a run with a state store sets it for sources).
+        #: Called by :meth:`between_items` (a run with a state store sets it).
         self.on_idle: Callable[[], None] | None = None
 
     @classmethod
@@ -163,8 +163,9 @@ class NodeContext:
             )
 
     def between_items(self) -> None:
-        """A source waits between two items (``NanoNode.sleep``): a checkpoint due may
-        send its barrier now, so that a source waiting for input does not hold it back."""
+        """A source waits between two items (``NanoNode.sleep``), or a node is between two
+        outputs of one item (a file reader amid a file): a checkpoint's barrier may go out
+        now, so that a source waiting for input, or a long item, does not hold it back."""
         if self.on_idle is not None:
             self.on_idle()
 

@@ -225,9 +225,12 @@ def node_function(node: NanoNode) -> NodeFunction:
 
 
 def keeps_state(node: NanoNode) -> bool:
-    """Whether ``node``'s class defines ``snapshot_state`` (and so ``restore_state``), and
-    the node does not decline it: an instance with ``state_kept = False`` keeps no state
-    (a file writer snapshots only with ``exactly_once=True``)."""
+    """Whether ``node``'s class defines ``snapshot_state`` (and so ``restore_state``).
+
+    A node of such a class that is configured so that it cannot resume sets
+    ``keeps_no_state = True``: it keeps none (an ``SQLSource`` without
+    ``incremental_column``; a file writer without ``exactly_once=True``).
+    """
     from .node import NanoNode
 
     cls = type(node)
@@ -240,7 +243,7 @@ def keeps_state(node: NanoNode) -> bool:
             f"without {'restore_state' if snaps else 'snapshot_state'}(); define both "
             "(see docs/state.md)"
         )
-    return snaps and getattr(node, "state_kept", True) is not False
+    return snaps and not getattr(node, "keeps_no_state", False)
 
 
 def restore_state(node: NanoNode) -> None:

@@ -427,6 +427,18 @@ class Channel:
                 continue
             return batch
 
+    def take_head(self, kind: type) -> Any:
+        """The batch at the head when it is a ``kind`` (taken out), else None; the consumer's
+        thread only: a node amid an item takes a checkpoint barrier that follows it so."""
+        dq = self.batches
+        if not dq or type(dq[0]) is not kind:
+            return None
+        batch = dq.popleft() if self.budget is None else self._pop_counted()
+        if self._producers_waiting:
+            with self._cond:
+                self._cond.notify_all()
+        return batch
+
     def abort(self) -> None:
         """Wake every waiter; they raise ``RunAborted``."""
         self._aborted = True

@@ -32,6 +32,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from operator import length_hint
 from typing import TYPE_CHECKING, Any
 
 from .._core.context import NodeContext
@@ -315,11 +316,13 @@ def install(
     contexts: Sequence[NodeContext],
     boxes: Sequence[Sequence[Outbox]],
     readers: Sequence[InputReader | None],
+    channels: Sequence[Any],
 ) -> tuple[CheckpointCoordinator | None, list[Callable[[], None] | None]]:
     """Open the run's store, restore the nodes' state and hook the checkpoints in.
 
-    Returns the coordinator (None without a store) and, per node, what to call when its
-    function has returned well (before its outputs end).
+    ``channels`` holds each node's input ``Channel`` (None for a source). Returns the
+    coordinator (None without a store) and, per node, what to call when its function has
+    returned well (before its outputs end).
     """
     if plan.options.state is None:
         return None, [None] * len(plan.nodes)
@@ -346,6 +349,7 @@ def install(
             ends.append(barriers.end)
         else:
             reader.barriers = barriers = NodeBarriers(pn, coordinator, reader.forward)
+            contexts[pn.index].on_idle = _within_item_hook(reader, channels[pn.index])
             ends.append(barriers.finish)
     return coordinator, ends
 
@@ -357,6 +361,28 @@ def _source_hook(
         coordinator.source_flushed(pn, boxes, counters.items_out if counters else 0)
 
     return on_flush
+
+
+def _within_item_hook(reader: InputReader, channel: Any) -> Callable[[], None]:
+    """What a node in the middle of an item calls between two outputs (``between_items``).
+
+    When the item is the last one read and a barrier follows it in the channel, the barrier
+    is taken now: the node's snapshot then describes how far into the item it is (a file
+    reader: the records of the file emitted so far), its outputs so far go out, and the
+    barrier after them, without waiting for the end of the item.
+    """
+    counters = reader.counters
+    barriers = reader.barriers
+    assert barriers is not None
+
+    def within_item() -> None:
+        if reader.slice_end != counters.items_in or length_hint(reader.slice):
+            return  # items read after this one come before any barrier
+        barrier = channel.take_head(Barrier)
+        if barrier is not None:
+            barriers.arrived(barrier)
+
+    return within_item
 
 
 def partial_forward(boxes: Sequence[Outbox]) -> Callable[[Any], None]:

@@ -48,7 +48,9 @@ class LocalRun(Run):
     ) -> list[Callable[[], None] | None]:
         """With a state store: restore the nodes' state and hook checkpoints in (before any
         node runs). Returns what each node's ``run_function`` calls when it ends well."""
-        self.checkpoints, ends = install_checkpoints(self.plan, self.contexts, boxes, readers)
+        self.checkpoints, ends = install_checkpoints(
+            self.plan, self.contexts, boxes, readers, self.channels
+        )
         if self.checkpoints is not None:
             self.add_done_callback(self.checkpoints.close)
         return ends

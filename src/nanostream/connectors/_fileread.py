@@ -16,11 +16,14 @@ import os
 import posixpath
 import stat
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
 from .._core.errors import NanoStreamError
+from .._core.node import NanoNode, NodeFunction
+from .._core.policy import POLICY_OPTIONS
 from ._filesystems import (
+    COMPRESSIONS,
     StorageOptions,
     compression_of,
     decompressing,
@@ -34,15 +37,19 @@ from ._filesystems import (
 __all__ = [
     "FileBytes",
     "FilePath",
+    "FilePosition",
     "FileText",
     "FormatError",
     "PathRefusedError",
     "ReadThrough",
+    "as_a_path",
     "confine",
     "decode_error_line",
     "decode_failure",
     "describe",
+    "is_one_line",
     "parse_json",
+    "text_of",
 ]
 
 
@@ -389,3 +396,162 @@ class ReadThrough:
             "temporary name and rename, as nanostream's writers do)",
             source=self.path,
         )
+
+
+def text_of(item: object, encoding: str, index: int, node: str) -> tuple[str, str]:
+    """The text of a str or bytes item, and where it came from (a reader of text)."""
+    source = describe(item, index)
+    if isinstance(item, str):
+        return item, source
+    if isinstance(item, (bytes, bytearray)):
+        try:
+            return bytes(item).decode(encoding), source
+        except UnicodeDecodeError as exc:
+            line = item.count(b"\n", 0, exc.start) + 1
+            raise FormatError(
+                f"not valid {encoding} ({exc}); pass encoding=...", source=source, line=line
+            ) from None
+    raise FormatError(
+        f"{node} takes text, bytes or a path (os.PathLike, or str with paths=True), got "
+        f"{type(item).__name__}: {item!r:.80}; turn the items into one of these first "
+        "(e.g. with a Map)"
+    )
+
+
+def is_one_line(text: str) -> bool:
+    """Whether ``text`` has no line break."""
+    return "\n" not in text and "\r" not in text
+
+
+_FILE_ENDINGS = (".csv", ".tsv", ".jsonl", ".json", ".txt", *COMPRESSIONS)
+
+
+def as_a_path(item: object, text_characters: str = "") -> str | None:
+    """What a text item is, if it is one line that is a path rather than text; else None.
+
+    It is a path if it names an existing file; or, with none of the characters of text
+    (commas, tabs, quotes, and ``text_characters``, say a CSV delimiter), if it ends like
+    the name of a data file (``.csv``, ``.jsonl``, ...) or holds a path separator.
+    """
+    if (
+        not isinstance(item, str)
+        or isinstance(item, FileText)
+        or not is_one_line(item)
+        or item.strip() == ""
+    ):
+        return None
+    if os.path.isfile(item):
+        return "which names an existing file"
+    if any(c in item for c in ",\t\"'" + text_characters):
+        return None
+    separators = os.sep + (os.altsep or "")
+    if item.strip().lower().endswith(_FILE_ENDINGS) or any(c in item for c in separators):
+        return "which looks like the path of a file, but no such file exists"
+    return None
+
+
+class FilePosition(NanoNode):
+    """A reader of files by path that keeps its place inside the file in checkpoints.
+
+    In a run with a state store (docs/state.md) the reader's state is the file it is
+    reading and how many of its records (rows, values, lines) it has emitted; between two
+    files it is None. While it reads a file it offers the run a checkpoint after each
+    record (``between_items``): when the file's path was the last item it read and a
+    checkpoint's barrier follows it, the barrier goes out there, after the records so far.
+    A restarted reader first reads the file of its restored state again from its start,
+    skipping the records it had emitted (also for a compressed file), then reads its
+    input. With an error policy (``on_error="skip"`` or ``"retry"``) the records of an
+    item are held back at first, so checkpoints wait for the end of the file.
+
+    Subclasses read a file with :meth:`positioned` and define :meth:`records_of_path`;
+    their node function (``as_function``) emits the rest of a restored file before it
+    reads its first item (a subclass with its own node function calls
+    ``nanostream._core.node_function.restore_state`` after ``setup()``, then
+    :meth:`resume`).
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> class Words(FilePosition):
+        ...     def records_of_path(self, path):
+        ...         return pathlib.Path(path).read_text().split()
+        ...     def process_item(self, path):
+        ...         yield from self.positioned(path, self.records_of_path(path))
+        >>> path = pathlib.Path(tempfile.mkdtemp(), "words.txt")
+        >>> _ = path.write_text("a b c")
+        >>> node = Words()
+        >>> node.restore_state((str(path), 2))  # a checkpoint taken after two records
+        >>> list(node.resume()), node.snapshot_state()
+        (['c'], None)
+    """
+
+    policy_options = POLICY_OPTIONS  # its node function is NanoNode's, resuming first
+    _at: list[Any] | None = None  # [path, records emitted] while a file is read
+    _resume_at: tuple[str, int] | None = None
+    _read_again: Callable[[str], Iterable[Any]] | None = None
+
+    def snapshot_state(self) -> tuple[str, int] | None:
+        """The file being read and how many of its records were emitted (None between files).
+
+        Example: the one of the class shows the pair.
+        """
+        at = self._at
+        return None if at is None else (at[0], at[1])
+
+    def restore_state(self, state: tuple[str, int] | None) -> None:
+        """Read the rest of this file first (what :meth:`snapshot_state` took).
+
+        Example: the one of the class shows the pair.
+        """
+        self._resume_at = None if state is None else (str(state[0]), int(state[1]))
+
+    def positioned(self, path: str, records: Iterable[Any], skip: int = 0) -> Iterator[Any]:
+        """``records``, the records of the file ``path``, with the reader's place kept.
+
+        The first ``skip`` records are left out (read, not emitted).
+        """
+        ctx = self._ns_context
+        offer = None
+        if ctx is not None and ctx.on_idle is not None and not self.error_policy.guarded:
+            offer = ctx.between_items
+        at = self._at = [path, skip]
+        try:
+            it = iter(records)
+            for _ in range(skip):
+                if next(it, _SKIPPED) is _SKIPPED:
+                    return
+            for record in it:
+                yield record
+                at[1] += 1
+                if offer is not None:
+                    offer()
+        finally:
+            self._at = None
+
+    def as_function(self) -> NodeFunction:
+        function = super().as_function()
+        node = self
+
+        def resuming(inp: Iterable[Any], outp: Callable[[Any], Any]) -> None:
+            def first_the_rest(inp: Iterable[Any]) -> Iterator[Any]:
+                # first pulled after setup() and restore_state(), before the first item
+                for record in node.resume():
+                    outp(record)
+                yield from inp
+
+            function(first_the_rest(inp), outp)
+
+        return resuming
+
+    def resume(self) -> Iterator[Any]:
+        """The rest of the file the restored state was in, if any (once)."""
+        resume_at, self._resume_at = self._resume_at, None
+        if resume_at is not None:
+            path, done = resume_at
+            yield from self.positioned(path, self.records_of_path(path), done)
+
+    def records_of_path(self, path: str) -> Iterable[Any]:
+        """The records of the file ``path``, as the reader emits them."""
+        raise NotImplementedError
+
+
+_SKIPPED = object()

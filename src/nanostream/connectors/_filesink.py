@@ -132,7 +132,7 @@ class FileSink(NanoNode):
         self.encoding = encoding
         self.fsync = fsync
         self.exactly_once = _check_exactly_once(self, exactly_once, name)
-        self.state_kept = exactly_once  # snapshots (a part per checkpoint) only then
+        self.keeps_no_state = not exactly_once  # snapshots (a part per checkpoint) only then
         self.configure(**options)
         self._file: AtomicFile | None = None
         self._part = 0

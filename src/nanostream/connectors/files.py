@@ -25,6 +25,7 @@ from .._core.errors import GraphError
 from .._core.node import NanoNode
 from ._fileread import (
     FileBytes,
+    FilePosition,
     FileText,
     FormatError,
     PathRefusedError,
@@ -39,7 +40,7 @@ from ._publish import AtomicFile, OutputExistsError, numbered_files, refusal, re
 __all__ = ["FileWriter", "LocalFileReader", "PrinterOfThings"]
 
 
-class LocalFileReader(NanoNode):
+class LocalFileReader(FilePosition):
     """Takes file paths and emits each file's content.
 
     Each input item is a path (``str`` or ``os.PathLike``). With ``directory`` set, it is a
@@ -134,7 +135,7 @@ class LocalFileReader(NanoNode):
                     raise truncated
                 yield FileBytes(data, path)
                 return
-            yield from self._binary_pieces(path)
+            yield from self.positioned(path, self._binary_pieces(path))
             return
         try:
             if not self.serialize:
@@ -151,7 +152,7 @@ class LocalFileReader(NanoNode):
                     raise truncated
                 yield FileText(text, path)
                 return
-            yield from self._text_pieces(path)
+            yield from self.positioned(path, self._text_pieces(path))
         except UnicodeDecodeError as exc:
             raise decode_failure(
                 path,
@@ -161,6 +162,10 @@ class LocalFileReader(NanoNode):
                 errors_option="encoding_errors",
                 storage_options=self._storage,
             ) from None
+
+    def records_of_path(self, path: str) -> Iterator[Any]:
+        """The pieces (lines or chunks) of the file ``path`` (see ``FilePosition``)."""
+        return self._binary_pieces(path) if self.binary else self._text_pieces(path)
 
     def _text_pieces(self, path: str) -> Iterator[str]:
         with ReadThrough(

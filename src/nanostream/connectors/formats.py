@@ -21,21 +21,25 @@ from typing import Any
 
 from .._core.context import node_label
 from .._core.errors import GraphError, MissingDependencyError
-from .._core.node import NanoNode, NodeFunction
+from .._core.node import NodeFunction
+from .._core.node_function import restore_state
 from .._core.policy import POLICY_OPTIONS
 from ..operators._arrow import is_batch, rows_of
 from ._fileread import (
     FileBytes,
     FilePath,
+    FilePosition,
     FileText,
     FormatError,
     ReadThrough,
+    as_a_path,
     decode_failure,
-    describe,
+    is_one_line,
     parse_json,
+    text_of,
 )
 from ._filesink import FileSink, uses_standard_path
-from ._filesystems import COMPRESSIONS, StorageOptions, require_reader
+from ._filesystems import StorageOptions, require_reader
 from ._publish import AtomicFile
 
 __all__ = ["CSVReader", "CSVWriter", "JSONLinesReader", "JSONLinesWriter"]
@@ -60,59 +64,8 @@ def infer_type(value: str) -> Any:
     return value
 
 
-def _text_of(item: object, encoding: str, index: int, node: str) -> tuple[str, str]:
-    """The text of a str or bytes item, and where it came from."""
-    source = describe(item, index)
-    if isinstance(item, str):
-        return item, source
-    if isinstance(item, (bytes, bytearray)):
-        try:
-            return bytes(item).decode(encoding), source
-        except UnicodeDecodeError as exc:
-            line = item.count(b"\n", 0, exc.start) + 1
-            raise FormatError(
-                f"not valid {encoding} ({exc}); pass encoding=...", source=source, line=line
-            ) from None
-    raise FormatError(
-        f"{node} takes text, bytes or a path (os.PathLike, or str with paths=True), got "
-        f"{type(item).__name__}: {item!r:.80}; turn the items into one of these first "
-        "(e.g. with a Map)"
-    )
-
-
-def _is_one_line(text: str) -> bool:
-    return "\n" not in text and "\r" not in text
-
-
-_FILE_ENDINGS = (".csv", ".tsv", ".jsonl", ".json", ".txt", *COMPRESSIONS)
-
-
-def _as_a_path(item: object, text_characters: str = "") -> str | None:
-    """What a text item is, if it is one line that is a path rather than text; else None.
-
-    It is a path if it names an existing file; or, with none of the characters of text
-    (commas, tabs, quotes, and ``text_characters``, say a CSV delimiter), if it ends like
-    the name of a data file (``.csv``, ``.jsonl``, ...) or holds a path separator.
-    """
-    if (
-        not isinstance(item, str)
-        or isinstance(item, FileText)
-        or not _is_one_line(item)
-        or item.strip() == ""
-    ):
-        return None
-    if os.path.isfile(item):
-        return "which names an existing file"
-    if any(c in item for c in ",\t\"'" + text_characters):
-        return None
-    separators = os.sep + (os.altsep or "")
-    if item.strip().lower().endswith(_FILE_ENDINGS) or any(c in item for c in separators):
-        return "which looks like the path of a file, but no such file exists"
-    return None
-
-
 # ----------------------------------------------------------------------------- CSV
-class _RecordReader(NanoNode):
+class _RecordReader(FilePosition):
     """A reader of many records per input item, whose error policy applies per record.
 
     With ``on_error="skip"`` (or ``"retry"``: parsing again gives the same answer, so a bad record
@@ -129,6 +82,7 @@ class _RecordReader(NanoNode):
     encoding = "utf-8"
     language = "text"  # what the reader parses, for its messages
     _storage: StorageOptions | None = None  # fsspec's options for URLs (storage_options=)
+    _open_options: dict[str, Any] = {}  # noqa: RUF012 - never changed
 
     def _keep_storage_options(self, storage_options: Mapping[str, Any] | None) -> None:
         """Keep ``storage_options`` (shown masked); check that fsspec is installed."""
@@ -158,6 +112,10 @@ class _RecordReader(NanoNode):
     def _parse(self, lines: Iterable[str], source: str) -> Iterator[Any]:
         """The records of ``lines``, the text of ``source``."""
         raise NotImplementedError
+
+    def records_of_path(self, path: str) -> Iterator[Any]:
+        """The records of the file ``path``, streamed (see ``FilePosition``)."""
+        return self._records_of_file(path, **self._open_options)
 
     def _records_of_file(self, path: str, **open_options: Any) -> Iterator[Any]:
         """The records of the file ``path``, streamed.
@@ -198,9 +156,12 @@ class _RecordReader(NanoNode):
 
         def reader(inp: Iterable[Any], outp: Callable[[Any], Any]) -> None:
             node.setup()
+            restore_state(node)
             with node.guard_items(outp, node.process_item) as guard:
                 node._record_failed = getattr(guard, "record_failure", None)
                 try:
+                    for row in node.resume():
+                        outp(row)
                     for item in inp:
                         guard(item)
                 finally:
@@ -262,6 +223,7 @@ class CSVReader(_RecordReader):
     """
 
     language = "CSV"
+    _open_options = {"newline": ""}  # noqa: RUF012 - never changed
 
     def __init__(
         self,
@@ -322,6 +284,9 @@ class CSVReader(_RecordReader):
 
         def csv_reader(inp: Iterable[Any], outp: Callable[[Any], Any]) -> None:
             node.setup()
+            restore_state(node)
+            for row in node.resume():
+                outp(row)
             for item in inp:
                 for row in node.rows(item):
                     outp(row)
@@ -340,10 +305,10 @@ class CSVReader(_RecordReader):
         path = self._path_of(item)
         if path is not None:
             self._lone_line = False
-            yield from self._records_of_file(path, newline="")
+            yield from self.positioned(path, self.records_of_path(path))
             return
-        text, source = _text_of(item, self.encoding, self._index, node_label(self, with_class=True))
-        what = _as_a_path(item, self.delimiter + self.quotechar)
+        text, source = text_of(item, self.encoding, self._index, node_label(self, with_class=True))
+        what = as_a_path(item, self.delimiter + self.quotechar)
         if what is not None:
             raise self._not_text(item, what)
         self._check_lone_line(item, text, source)
@@ -360,7 +325,7 @@ class CSVReader(_RecordReader):
         lone = (
             self.header
             and not isinstance(item, (FileText, FileBytes))
-            and _is_one_line(text)
+            and is_one_line(text)
             and text.strip() != ""
         )
         if lone and self._lone_line:
@@ -775,15 +740,15 @@ class JSONLinesReader(_RecordReader):
         self._index += 1
         path = self._path_of(item)
         if path is not None:
-            yield from self._records_of_file(path)
+            yield from self.positioned(path, self.records_of_path(path))
             return
-        text, source = _text_of(item, self.encoding, self._index, node_label(self, with_class=True))
+        text, source = text_of(item, self.encoding, self._index, node_label(self, with_class=True))
         lines = text.split("\n")
         if len(lines) == 1 and not isinstance(item, FileText) and text.strip():
             try:  # one line: JSON first; a path only if it is not JSON
                 value = self._loads(text)
             except (ValueError, RecursionError):
-                what = _as_a_path(item)
+                what = as_a_path(item)
                 if what is not None:
                     raise self._not_text(text, what) from None
             else:

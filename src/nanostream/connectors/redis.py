@@ -250,6 +250,7 @@ class RedisStreamSource(NanoNode):
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.acknowledged = 0
+        self._position: Any = None  # the last entry emitted (or restored)
         self.configure(**options)
 
     def __repr__(self) -> str:
@@ -261,6 +262,7 @@ class RedisStreamSource(NanoNode):
     def setup(self) -> None:
         import redis
 
+        self._position = None  # a checkpoint's restores it after setup()
         client = self._redis.open("RedisStreamSource")
         try:
             client.xgroup_create(self.stream, self.group, id=self.start, mkstream=True)
@@ -272,6 +274,29 @@ class RedisStreamSource(NanoNode):
 
     def as_function(self) -> NodeFunction:
         return closing_function(super().as_function(), self._redis.close)
+
+    def snapshot_state(self) -> Any:
+        """The id of the last entry emitted (docs/state.md).
+
+        In a run with a state store each checkpoint keeps it; a restart acknowledges the
+        pending entries of this consumer up to it (the checkpoint holds what was made of
+        them) and delivers the others again.
+
+        Example:
+            >>> from nanostream.nodes.redis import RedisStreamSource
+            >>> source = RedisStreamSource("redis://localhost:6379/0", "s", "g", "c")
+            >>> source.restore_state("1700000000000-3")
+            >>> source.snapshot_state()
+            '1700000000000-3'
+        """
+        return self._position
+
+    def restore_state(self, state: Any) -> None:
+        """Go on after this entry (what :meth:`snapshot_state` took).
+
+        Example: the one of :meth:`snapshot_state` shows the pair.
+        """
+        self._position = state
 
     def _read(self, from_id: Any) -> list[tuple[Any, Any]]:
         client = self._redis.client
@@ -304,6 +329,8 @@ class RedisStreamSource(NanoNode):
         cursor: Any = "0"
         failures = 0
         idle = False
+        # Pending entries up to a restored checkpoint's are done: it holds what came of them.
+        restored = _entry_order(self._position) if self._position is not None else None
 
         def poll() -> Iterator[Acked]:
             """One read (``XREADGROUP``) and its entries; sets ``idle`` if there were none."""
@@ -352,6 +379,9 @@ class RedisStreamSource(NanoNode):
                 if not fields:  # deleted from the stream while pending
                     progress.done(entry_id)
                     continue
+                if restored is not None and _entry_order(entry_id) <= restored:
+                    progress.done(entry_id)
+                    continue
                 with lock:
                     if entry_id in in_flight:  # re-read after a lost connection
                         continue
@@ -359,6 +389,7 @@ class RedisStreamSource(NanoNode):
                 item = dict(fields)
                 if self.id_key is not None:
                     item[self.id_key] = entry_id
+                self._position = entry_id  # a checkpoint after the item counts it
                 yield Acked(item, progress.ack(entry_id))
 
         try:
@@ -370,6 +401,12 @@ class RedisStreamSource(NanoNode):
                         return
         finally:
             progress.finish()  # the last entries are acknowledged as their acks come
+
+
+def _entry_order(entry_id: Any) -> tuple[int, ...]:
+    """A stream entry's id (``"1700000000000-3"``, text or bytes) as numbers, to compare."""
+    text = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+    return tuple(int(part) for part in text.split("-"))
 
 
 # ----------------------------------------------------------------------------- sink

@@ -76,12 +76,12 @@ class CooperativeRun(LocalRun):
             for pn, task in zip(plan.nodes, self.sched.tasks, strict=True)
         ]
         tasks = self.sched.tasks
+        self.channels = [task.channel for task in tasks]
         ends = self._install_checkpoints([t.box_list for t in tasks], [t.reader for t in tasks])
         for task, on_end in zip(tasks, ends, strict=True):
             task.on_end = on_end
         # NanoNode.sleep() waits on it: inside a node, the other nodes run meanwhile
         self.stop_event: threading.Event = self.sched.stop_event
-        self.channels = [task.channel for task in self.sched.tasks]
         self.monitor = Monitor(self)  # its checks run in the watcher thread
         self.thread = threading.Thread(target=self._main, name=f"nanostream-coop:{plan.name}")
         self.watcher = threading.Thread(

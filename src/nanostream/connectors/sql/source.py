@@ -195,12 +195,16 @@ class SQLSource(NanoNode):
         self.backoff = backoff
         self.max_backoff = max_backoff
         self._state: _IncrementalState | None = None
+        self._restored: dict[str, Any] | None = None
+        # Without an incremental column a restart runs the whole query again: nothing to keep.
+        self.keeps_no_state = incremental_column is None
         self.configure(**options)
 
     def __repr__(self) -> str:
         return f"SQLSource(name={self.name!r}, url={self.url_shown!r})"
 
     def setup(self) -> None:
+        self._restored = None
         if self.incremental_column is not None:
             self._state = _IncrementalState(
                 self.incremental_column, self.state_file, self.start_value
@@ -209,6 +213,41 @@ class SQLSource(NanoNode):
 
     def as_function(self) -> NodeFunction:
         return closing_function(super().as_function(), self._db.close)
+
+    def snapshot_state(self) -> dict[str, Any] | None:
+        """The incremental column and the last value emitted (docs/state.md).
+
+        In a run with a state store each checkpoint keeps it, and a restart queries the
+        rows after it (the checkpoint's value wins over ``state_file``'s). Without
+        ``incremental_column`` the source keeps no state.
+
+        Example:
+            >>> from nanostream.nodes.sql import SQLSource
+            >>> source = SQLSource("sqlite://", "SELECT 1 AS id", incremental_column="id")
+            >>> source.restore_state({"column": "id", "last": 7})
+            >>> source.snapshot_state()
+            {'column': 'id', 'last': 7}
+        """
+        state = self._state
+        if state is None:
+            return self._restored
+        return {"column": state.column, "last": state.last}
+
+    def restore_state(self, state: dict[str, Any] | None) -> None:
+        """Go on after the value a checkpoint kept (what :meth:`snapshot_state` took).
+
+        Example: the one of :meth:`snapshot_state` shows the pair.
+        """
+        if state is None:
+            return
+        if state.get("column") != self.incremental_column:
+            raise ConfigError(
+                f"the checkpoint is for incremental column {state.get('column')!r}, not "
+                f"{self.incremental_column!r}"
+            )
+        self._restored = dict(state)
+        if self._state is not None:
+            self._state.last = state["last"]
 
     def generator(self) -> Iterator[dict[str, Any] | Acked]:
         state = self._state
@@ -287,11 +326,11 @@ class SQLSource(NanoNode):
                                 yield item
                                 continue
                             value = item.get(state.column)
+                            state.advance(value)  # a checkpoint after the item counts it
                             if progress is None:
                                 yield item
                             else:
                                 yield Acked(item, progress.ack(value))
-                            state.advance(value)
                         failures = 0
                         if progress is not None:
                             progress.commit()  # what the pipeline is done with so far
