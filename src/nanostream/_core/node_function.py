@@ -93,17 +93,9 @@ def _run_generator(node: NanoNode, ctx: NodeContext, outp: Callable[[Any], Any])
     the run. A source that applies its error policy (``policy_per_poll``) does so inside
     its generator, per poll, with :meth:`NanoNode.guard_polls`.
     """
-    attach = ctx.attach_ack
     gen: Any = node.generator()
-
-    def acked(item: Acked) -> None:
-        try:
-            outp(item.item)
-        finally:
-            attach(item.ack)
-
     try:
-        drive_source(gen, outp, Acked, acked)
+        drive_source(gen, outp, Acked, ctx.acked_outp(outp))
     except SourceStopped:
         pass
     finally:
