@@ -528,3 +528,27 @@ def test_sparse_acks_are_called_as_the_stream_goes_on(ack_runner: str) -> None:
     # Ahead by at most the two queues and a few batches (1000 leaves a wide margin).
     late = [(item, at) for item, at in src.acked if at - item > 1000]
     assert late == [], f"acks called long after their item was written: {late}"
+
+
+def test_a_source_has_at_most_max_in_flight_markers_on_their_way() -> None:
+    """Markers beyond the limit wait; the one that comes back sends the next, covering all."""
+    from nanostream._core.acks import MAX_IN_FLIGHT, AckCoordinator, Marker
+
+    src = nanostream.from_iterable([], name="src")
+    _ = src > Collect(name="sink")
+    sent: list[Marker] = []
+
+    def inject(_source: int, marker: Marker, _final: bool) -> bool:
+        sent.append(marker)
+        return True
+
+    coordinator = AckCoordinator(nanostream.pipeline_of(src).plan(), inject)
+    called: list[int] = []
+    for i in range(MAX_IN_FLIGHT + 10):
+        coordinator.attach(0, partial(called.append, i))
+    assert len(sent) == MAX_IN_FLIGHT and coordinator.pending() == MAX_IN_FLIGHT + 10
+    coordinator.reached(sent[0])
+    assert called == [0] and len(sent) == MAX_IN_FLIGHT + 1  # the next covers the other 10
+    for marker in sent[1:]:
+        coordinator.reached(marker)
+    assert called == list(range(MAX_IN_FLIGHT + 10)) and coordinator.pending() == 0

@@ -23,10 +23,9 @@ import inspect
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from .acks import Acked
 from .context import NO_STATE, NodeContext, node_label
 from .errors import GraphError, NodeProtocolError, StateError
-from .fast import drive, drive_source
+from .fast import drive
 from .policy import ItemGuard
 from .signals import SourceStopped
 from .ticks import TICK
@@ -95,7 +94,7 @@ def _run_generator(node: NanoNode, ctx: NodeContext, outp: Callable[[Any], Any])
     """
     gen: Any = node.generator()
     try:
-        drive_source(gen, outp, Acked, ctx.acked_outp(outp))
+        ctx.emit_source(gen, outp)
     except SourceStopped:
         pass
     finally:

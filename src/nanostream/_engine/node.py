@@ -12,9 +12,10 @@ from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from typing import Any
 
-from .._core.acks import AckCoordinator, Marker
+from .._core.acks import AckCoordinator, Acked, Marker
 from .._core.context import NodeContext
 from .._core.errors import NodeProtocolError
+from .._core.fast import drive_acked
 from .._core.graph import Plan, PlanNode
 from .._core.run import NodeCounters, NodeStats, Run, downstream_names, local_stats
 from .._core.signals import SourceStopped
@@ -118,11 +119,16 @@ class EngineContext(NodeContext):
         append(ack)
         self._mark_if_sent()
 
+    def emit_source(self, items: Iterable[Any], outp: Callable[[Any], Any]) -> None:
+        # Per acked item (compiled): one append, and a look at the outbox buffers. A marker
+        # is asked for after each batch the source sends (installed with the first ack),
+        # and here only when the item went out with its batch (its ack came after that
+        # send); a runner may also ask on demand (``on_first_ack``).
+        mark = partial(self.acks.mark, self.index)
+        drive_acked(items, outp, Acked, self._first_ack, self._bufs, mark)
+
     def acked_outp(self, outp: Callable[[Any], Any]) -> Callable[[Any], None]:
-        # Per item: one append, and a look at the outbox buffers. A marker is asked for
-        # after each batch the source sends (installed with the first ack), and here only
-        # when the item went out with its batch (its ack came after that send); a runner
-        # may also ask on demand (``on_first_ack``).
+        # As emit_source, for a source that emits item by item (an async generator).
         append: Callable[[Callable[[], Any]], None] | None = None
         bufs = self._bufs
         mark = partial(self.acks.mark, self.index)
