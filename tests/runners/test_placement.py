@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -263,3 +264,30 @@ def test_two_waiting_steps_wait_at_the_same_time() -> None:
     sink.global_start(runner="threads")
     assert sink.items == [2 * i for i in range(items)]
     assert overlapped and all(overlapped)
+
+
+def test_the_figures_in_the_design_page_are_the_ones_used() -> None:
+    text = (Path(__file__).parents[2] / "docs" / "design.md").read_text()
+    assert "(10 ms), then at doubling intervals up to 0.5 s" in text
+    assert (_placement.FIRST_CHECK_S, _placement.MAX_CHECK_S) == (0.01, 0.5)
+    assert "at least 5% of a core" in text and _placement.COMPUTING == 0.05
+    assert "at most 1.2 cores" in text and _placement.GIL_BOUND == 1.2
+    assert "less than 80% of the CPU time" in text and STARVED == 0.8
+    assert "starts at 1 s and doubles" in text and _placement.FIRST_BACKOFF_S == 1.0
+
+
+@linux
+def test_the_placement_thread_is_the_runs_and_is_joined() -> None:
+    names: list[str] = []
+
+    def source(inp: Any, outp: Any) -> None:
+        limit = time.monotonic() + 30  # started right after the node threads
+        while "nanostream-placement:placed" not in names and time.monotonic() < limit:
+            names[:] = [t.name for t in threading.enumerate()]
+        outp(1)
+
+    sink = nanostream.testing.Collect(name="sink")
+    nanostream.as_node(source, name="source") > sink
+    sink.global_start(name="placed")
+    assert "nanostream-placement:placed" in names
+    assert not [t for t in threading.enumerate() if t.name.startswith("nanostream-placement")]
