@@ -25,6 +25,12 @@ linux = pytest.mark.skipif(
 )
 
 
+@pytest.fixture
+def roomy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The machine has room (whatever its load average): sharing a core is not refused."""
+    monkeypatch.setattr(CoreSharing, "busy_machine", lambda self: False)
+
+
 # ----------------------------------------------------------------- the decision
 def test_computing_threads_share_a_core_waiting_ones_do_not() -> None:
     samples = {0: Sample(0.3), 1: Sample(0.3), 2: Sample(0.01), 3: Sample(0.3)}
@@ -51,7 +57,8 @@ class _FakeThread:
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """CPU times, cores and placements of fake threads, and a clock, set by the test."""
-    state: dict[str, Any] = {"cpu": {}, "core": {}, "placed": {}, "now": 0.0}
+    state: dict[str, Any] = {"cpu": {}, "core": {}, "placed": {}, "now": 0.0, "load": 0.5}
+    monkeypatch.setattr(os, "getloadavg", lambda: (state["load"], 0.0, 0.0))
     monkeypatch.setattr(_placement, "SUPPORTED", True)
     monkeypatch.setattr(_placement, "_cpu_ns", state["cpu"].get)
     monkeypatch.setattr(_placement, "_current_cpu", state["core"].get)
@@ -115,6 +122,22 @@ def test_starved_threads_get_every_core_back_and_wait_before_sharing_again(
     assert sharing.shared == {0, 1}
 
 
+def test_on_a_busy_machine_threads_do_not_share_a_core(fake: dict[str, Any]) -> None:
+    sharing = _sharing(fake, 2)
+    fake["load"] = 2.0  # a runnable task per core: the other processes want them too
+    _advance(fake, [0.5, 0.5])
+    sharing.step()
+    assert sharing.shared == frozenset()
+    fake["load"] = 1.5
+    _advance(fake, [0.5, 0.5])
+    sharing.step()
+    assert sharing.shared == {0, 1}
+    fake["load"] = 2.5  # it got busy: every core back
+    _advance(fake, [0.5, 0.5])
+    sharing.step()
+    assert sharing.shared == frozenset() and fake["placed"][100] == {0, 1}
+
+
 def test_threads_that_keep_their_cpu_stay_shared(fake: dict[str, Any]) -> None:
     sharing = _sharing(fake, 2)
     _advance(fake, [0.5, 0.5])
@@ -136,7 +159,7 @@ def test_without_two_cores_nothing_is_placed(monkeypatch: pytest.MonkeyPatch) ->
 
 # ----------------------------------------------------------------- in a run
 @linux
-def test_computing_nodes_of_a_run_share_a_core_a_waiting_node_keeps_both() -> None:
+def test_computing_nodes_of_a_run_share_a_core_a_waiting_node_keeps_both(roomy: None) -> None:
     every = os.sched_getaffinity(0)
     seen: dict[str, set[int]] = {}
     done = threading.Event()
@@ -172,7 +195,7 @@ def test_computing_nodes_of_a_run_share_a_core_a_waiting_node_keeps_both() -> No
 
 
 @linux
-def test_stats_errors_and_acks_are_per_node_while_sharing_a_core() -> None:
+def test_stats_errors_and_acks_are_per_node_while_sharing_a_core(roomy: None) -> None:
     acked: list[int] = []
     placed = threading.Event()
 
@@ -205,7 +228,7 @@ def test_stats_errors_and_acks_are_per_node_while_sharing_a_core() -> None:
 
 
 @linux
-def test_an_error_in_a_node_sharing_a_core_is_named_by_that_node() -> None:
+def test_an_error_in_a_node_sharing_a_core_is_named_by_that_node(roomy: None) -> None:
     def source(inp: Any, outp: Any) -> None:
         i, limit = 0, time.monotonic() + 60  # the limit: a failing test still ends
         while i % 1000 or time.monotonic() < limit:
@@ -274,6 +297,7 @@ def test_the_figures_in_the_design_page_are_the_ones_used() -> None:
     assert "at most 1.2 cores" in text and _placement.GIL_BOUND == 1.2
     assert "less than 80% of the CPU time" in text and STARVED == 0.8
     assert "starts at 1 s and doubles" in text and _placement.FIRST_BACKOFF_S == 1.0
+    assert "a load average below one runnable task per core" in text
 
 
 @linux

@@ -15,6 +15,9 @@ core). Every node keeps its own thread; only where the kernel runs the thread ch
   placed on one core, the one the busiest of them is on;
 - a node thread that waits (a socket, a disk, a sleep) uses little CPU: it keeps every
   core; and whatever core it is on, it waits in parallel with the others as before;
+- only while the machine has room: a load average (over the last minute) of at least one
+  runnable task per core means other processes want the cores too, and a thread that
+  may run on any core gets a turn sooner than one that must wait for its own;
 - when the threads on the shared core get less CPU than they had before they shared it
   (less than ``STARVED`` of it: another process holds that core, or they would compute in
   parallel with the GIL released), every thread gets every core back, and sharing is
@@ -173,12 +176,17 @@ class CoreSharing:
                 samples[i] = Sample((cpu - last) * 1e-9 / elapsed)
         return samples
 
+    def busy_machine(self) -> bool:
+        """True when the load average says other processes want every core too."""
+        return os.getloadavg()[0] >= len(self._all_cores)
+
     def step(self) -> None:
         """One check: share a core, widen the group, or spread the threads again."""
         samples = self._sample()
+        busy = self.busy_machine()
         if self.shared:
             used = sum(s.cpu for i, s in samples.items() if i in self.shared)
-            if used < STARVED * self._before:
+            if busy or used < STARVED * self._before:
                 self._spread(self.shared)
                 self._not_before = self.clock() + self._backoff
                 self._backoff *= 2
@@ -191,7 +199,7 @@ class CoreSharing:
             self._before += sum(samples[i].cpu for i in added)
             self._place(added)
             return
-        if self.clock() < self._not_before:
+        if busy or self.clock() < self._not_before:
             return
         chosen = choose_shared(samples)
         if not chosen:
