@@ -182,8 +182,10 @@ class CoreSharing:
 
     def step(self) -> None:
         """One check: share a core, widen the group, or spread the threads again."""
-        samples = self._sample()
         busy = self.busy_machine()
+        if busy and not self.shared:
+            return  # nothing to read: no core is shared on a busy machine
+        samples = self._sample()
         if self.shared:
             used = sum(s.cpu for i, s in samples.items() if i in self.shared)
             if busy or used < STARVED * self._before:
