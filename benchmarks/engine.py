@@ -115,3 +115,43 @@ def classes(n: int, runner: str = "threads") -> int:
     Numbers(n) > AddOne() > AddOne() > AddOne() > sink
     sink.global_start(runner=runner)
     return sink.count
+
+
+# --------------------------------------------------------------------- waiting steps
+WAIT_S = 0.001
+
+
+def one_wait(n: int) -> int:
+    """One waiting step alone: ``n`` waits of ~1 ms in a loop (the reference)."""
+    import time
+
+    count = 0
+    for _ in range(n):
+        time.sleep(WAIT_S)
+        count += 1
+    return count
+
+
+def waiting_steps(n: int, runner: str = "threads") -> int:
+    """A source waiting ~1 ms per item (a socket), a cheap step, a step waiting ~1 ms per
+    item (an API call), a counting sink: the two waits must overlap."""
+    import time
+
+    result: list[int] = []
+
+    def socket(inp: Iterable[Any], outp: Outp) -> None:
+        for i in range(n):
+            time.sleep(WAIT_S)
+            outp(i)
+
+    def api_call(inp: Iterable[Any], outp: Outp) -> None:
+        for x in inp:
+            time.sleep(WAIT_S)
+            outp(x)
+
+    sink = nanostream.as_node(_count_sink(result))
+    nanostream.as_node(socket) > nanostream.as_node(_add_one()) > nanostream.as_node(
+        api_call
+    ) > sink
+    sink.global_start(runner=runner)
+    return result[0]

@@ -89,6 +89,19 @@ def engine_rows(n: int, repeat: int) -> list[Row]:
         else:
             note = f"{rate / r1:.2f}x R1"
         rows.append((name, rate, note))
+    waits = interleaved(
+        {"one": engine.one_wait, "pipeline": engine.waiting_steps}, 1000, max(3, repeat // 2)
+    )
+    rows.append(
+        (
+            "waiting source, cheap step, waiting step, sink (1,000 x ~1 ms), threads",
+            waits["pipeline"],
+            f"{waits['one'] / waits['pipeline']:.2f}x the wall of one waiting step alone "
+            "(target <= 1.3x; 2x if the waits did not overlap)",
+        )
+    )
+    rows.append(("one waiting step alone (1,000 x ~1 ms)", waits["one"], "reference"))
+    rows.append((f"(load average {os.getloadavg()[0]:.1f} at the end of the group)", 0, ""))
     return rows
 
 

@@ -292,6 +292,31 @@ def test_an_unordered_process_map_emits_each_chunk_as_it_is_done(runner: str) ->
     assert sink.items[-1] == 0  # its worker was still on item 0 when the others were out
 
 
+@pytest.mark.skipif(
+    not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="needs Linux and two cores",
+)
+def test_workers_run_on_every_core_of_the_process_whatever_core_the_node_is_on() -> None:
+    # A node thread of the threads runner may share one core with the other computing
+    # nodes; the workers it starts (and the fork server) must not inherit that.
+    every = os.sched_getaffinity(0)
+    sink = Collect()
+    nanostream.from_iterable(range(4)) > Map(_worker_cores, processes=2) > sink
+
+    def pinned() -> None:
+        os.sched_setaffinity(0, {min(every)})
+        sink.global_start()
+
+    thread = threading.Thread(target=pinned)
+    thread.start()
+    thread.join()
+    assert sink.items and all(set(cores) == every for cores in sink.items)
+
+
+def _worker_cores(x: int) -> list[int]:
+    return sorted(os.sched_getaffinity(0))
+
+
 def test_process_filter_and_flat_map(runner: str) -> None:
     odd, pairs = Collect(), Collect()
     nanostream.from_iterable(range(10)) > Filter(lambda x: x % 2, processes=2) > odd

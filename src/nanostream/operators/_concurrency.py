@@ -292,6 +292,16 @@ _START_METHOD: Final = (
 )
 
 
+def _process_cores() -> set[int] | None:
+    """The cores of the process's main thread (Linux), whichever thread asks."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    try:
+        return os.sched_getaffinity(os.getpid())
+    except OSError:
+        return None
+
+
 class _AttemptTimedOut(Exception):
     pass
 
@@ -300,11 +310,18 @@ def _on_alarm(signum: int, frame: object) -> None:
     raise _AttemptTimedOut
 
 
-def _start_worker(search_path: list[str], payload: bytes) -> None:
-    """In each worker process, once: load the function (and run the node's ``setup()``)."""
+def _start_worker(search_path: list[str], payload: bytes, cores: set[int] | None = None) -> None:
+    """In each worker process, once: load the function (and run the node's ``setup()``).
+
+    ``cores`` are the cores the parent process runs on: a worker forked from a node thread
+    that shares one core with the other computing nodes (the threads runner's placement)
+    gets them all back.
+    """
     import cloudpickle
 
     sys.path[:] = search_path
+    if cores:
+        os.sched_setaffinity(0, cores)
 
     kind, func, setup, policy, label = cloudpickle.loads(payload)
     if setup is not None:
@@ -380,7 +397,7 @@ class _Workers:
             max_workers=self.processes,
             mp_context=context,
             initializer=_start_worker,
-            initargs=(self.search_path, self.payload),
+            initargs=(self.search_path, self.payload, _process_cores()),
         )
 
     def submit(self, items: list[Any]) -> Future[Any]:

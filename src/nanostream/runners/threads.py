@@ -16,6 +16,7 @@ from .._core.signals import RunAborted, clear_async_exception, raise_async_excep
 from .._engine.channel import Channel, CheckedOutbox, Outbox, TripwireOutbox
 from .._engine.node import EngineContext, LocalRun, forward_marker, inject_marker, run_function
 from .._engine.reader import InputReader
+from ._placement import CoreSharing
 
 __all__ = ["ThreadRun", "ThreadsRunner"]
 
@@ -83,6 +84,8 @@ class ThreadRun(LocalRun):
             [list(boxes.values()) for boxes in self.outboxes], [c.reader for c in self.contexts]
         )
         self.monitor = Monitor(self)
+        # The nodes that compute share one core (see _placement.py).
+        self.placement = CoreSharing(self.threads, plan.name)
         self._joined = False
 
     def start(self) -> None:
@@ -90,6 +93,7 @@ class ThreadRun(LocalRun):
         self.monitor.start()
         for thread in self.threads:
             thread.start()
+        self.placement.start()
         if not self.threads:
             self._node_ended()
 
@@ -233,6 +237,7 @@ class ThreadRun(LocalRun):
             last = self._remaining <= 0
         if last:
             self.monitor.finish()
+            self.placement.finish()
             self._finish()
 
     # ----------------------------------------------------------------- control
@@ -267,6 +272,7 @@ class ThreadRun(LocalRun):
             if thread is not current:
                 thread.join()
         self.monitor.join()
+        self.placement.join()
         self._joined = True
 
 

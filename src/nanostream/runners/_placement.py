@@ -1,0 +1,241 @@
+"""Where the threads runner's node threads run: the nodes that compute share one core.
+
+Under the GIL only one thread runs Python at a time, so node threads that only compute
+gain nothing from a second core; they lose by it: each item made by one thread is read
+and freed by the next one on the other core, and its cache lines cross between the cores
+at every edge (see docs/design.md, *Performance*). Threads that share one core hand their
+items over in that core's cache, as one thread would.
+
+:class:`CoreSharing` decides while the run goes, from what each node thread does (Linux:
+``/proc/self/task/<id>/schedstat``, the thread's CPU time and its time waiting for a
+core). Every node keeps its own thread; only where the kernel runs the thread changes:
+
+- node threads that use the CPU (at least ``COMPUTING`` of a core each) while together
+  they use no more than ``GIL_BOUND`` cores (they take turns: Python under the GIL) are
+  placed on one core, the one the busiest of them is on;
+- a node thread that waits (a socket, a disk, a sleep) uses little CPU: it keeps every
+  core; and whatever core it is on, it waits in parallel with the others as before;
+- only while the machine has room: a load average (over the last minute) of at least one
+  runnable task per core means other processes want the cores too, and a thread that
+  may run on any core gets a turn sooner than one that must wait for its own;
+- when the threads on the shared core get less CPU than they had before they shared it
+  (less than ``STARVED`` of it: another process holds that core, or they would compute in
+  parallel with the GIL released), every thread gets every core back, and sharing is
+  tried again only after a back-off that doubles each time.
+
+It checks soon after the start (``FIRST_CHECK_S``), then less and less often (up to
+``MAX_CHECK_S``). Elsewhere than on Linux, or where a thread's placement cannot be set, it
+does nothing. Not a public API.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+__all__ = ["COMPUTING", "GIL_BOUND", "CoreSharing", "STARVED", "Sample", "choose_shared"]
+
+log = logging.getLogger("nanostream")
+
+#: A node thread using at least this share of a core computes.
+COMPUTING = 0.05
+#: Computing threads using more cores than this together run in parallel: leave them spread.
+GIL_BOUND = 1.2
+#: Threads on the shared core getting less than this share of the CPU time they had
+#: before they shared it are starved there: spread them again.
+STARVED = 0.8
+FIRST_CHECK_S = 0.01
+MAX_CHECK_S = 0.5
+#: How long sharing is not tried again after a contended core (doubles each time).
+FIRST_BACKOFF_S = 1.0
+
+_TASKS = "/proc/self/task"
+SUPPORTED = hasattr(os, "sched_setaffinity") and os.path.isdir(_TASKS)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """What one thread did over the last interval, as shares of the interval's length."""
+
+    cpu: float  # running on a core
+
+
+def choose_shared(samples: dict[int, Sample]) -> frozenset[int]:
+    """The threads (by key) to place on one core, from a sample of every unshared thread.
+
+    The threads that compute, if there are two or more and together they use no more
+    than ``GIL_BOUND`` cores; else none.
+
+    Example:
+        >>> from nanostream.runners._placement import Sample, choose_shared
+        >>> sorted(choose_shared({0: Sample(0.4), 1: Sample(0.5), 2: Sample(0.01)}))
+        [0, 1]
+        >>> sorted(choose_shared({0: Sample(0.9), 1: Sample(0.9)}))  # in parallel
+        []
+    """
+    computing = {key for key, s in samples.items() if s.cpu >= COMPUTING}
+    if len(computing) < 2 or sum(samples[k].cpu for k in computing) > GIL_BOUND:
+        return frozenset()
+    return frozenset(computing)
+
+
+def _cpu_ns(tid: int) -> int | None:
+    """A thread's CPU time so far, in ns; None once it has ended."""
+    try:
+        with open(f"{_TASKS}/{tid}/schedstat", "rb") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _current_cpu(tid: int) -> int | None:
+    """The core a thread ran on last."""
+    try:
+        with open(f"{_TASKS}/{tid}/stat", "rb") as f:
+            stat = f.read()
+        return int(stat[stat.rindex(b")") + 2 :].split()[36])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class CoreSharing:
+    """Places a run's computing node threads on one core while the run goes (see above).
+
+    ``threads`` are the run's node threads; it starts its own thread
+    (``nanostream-placement:<run>``), which :meth:`finish` ends and :meth:`join` joins.
+    ``shared`` holds the indices of the threads on the shared core now, ``core`` that
+    core.
+    """
+
+    def __init__(self, threads: Sequence[threading.Thread], name: str) -> None:
+        self.threads = threads
+        self.shared: frozenset[int] = frozenset()
+        self.core: int | None = None
+        self.enabled = SUPPORTED
+        self._all_cores: set[int] = os.sched_getaffinity(0) if SUPPORTED else set()
+        if len(self._all_cores) < 2:
+            self.enabled = False
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._main, name=f"nanostream-placement:{name}")
+        self._started = False
+        self._last: dict[int, int] = {}
+        self._last_time = 0.0
+        self._before = 0.0  # the CPU the shared threads used before they shared a core
+        self._backoff = FIRST_BACKOFF_S
+        self._not_before = 0.0
+        self.clock: Callable[[], float] = time.monotonic
+
+    def start(self) -> None:
+        """Start watching (after the node threads have started)."""
+        if self.enabled:
+            self._started = True
+            self._thread.start()
+
+    def finish(self) -> None:
+        """Stop watching (the run has ended); safe to call from any thread."""
+        self._done.set()
+
+    def join(self) -> None:
+        """Wait for its thread to end."""
+        if self._started and self._thread is not threading.current_thread():
+            self._thread.join()
+
+    def _main(self) -> None:
+        interval = FIRST_CHECK_S
+        self._sample()
+        while not self._done.wait(interval):
+            try:
+                self.step()
+            except Exception:  # pragma: no cover - placement must never harm a run
+                log.exception("nanostream thread placement failed")
+                self._spread(self.shared)
+                return
+            interval = min(MAX_CHECK_S, interval * 2)
+        self.shared = frozenset()
+
+    def _sample(self) -> dict[int, Sample]:
+        """Each live node thread's sample since the last call."""
+        now = self.clock()
+        elapsed = now - self._last_time
+        self._last_time = now
+        samples: dict[int, Sample] = {}
+        for i, thread in enumerate(self.threads):
+            tid = thread.native_id
+            if tid is None or not thread.is_alive():
+                continue
+            cpu = _cpu_ns(tid)
+            if cpu is None:
+                continue
+            last = self._last.get(i)
+            self._last[i] = cpu
+            if last is not None and elapsed > 0:
+                samples[i] = Sample((cpu - last) * 1e-9 / elapsed)
+        return samples
+
+    def busy_machine(self) -> bool:
+        """True when the load average says other processes want every core too."""
+        return os.getloadavg()[0] >= len(self._all_cores)
+
+    def step(self) -> None:
+        """One check: share a core, widen the group, or spread the threads again."""
+        busy = self.busy_machine()
+        if busy and not self.shared:
+            return  # nothing to read: no core is shared on a busy machine
+        samples = self._sample()
+        if self.shared:
+            used = sum(s.cpu for i, s in samples.items() if i in self.shared)
+            if busy or used < STARVED * self._before:
+                self._spread(self.shared)
+                self._not_before = self.clock() + self._backoff
+                self._backoff *= 2
+                return
+            joining = choose_shared(
+                {i: s for i, s in samples.items() if i not in self.shared}
+                | {i: Sample(COMPUTING) for i in self.shared}
+            )
+            added = joining - self.shared
+            self._before += sum(samples[i].cpu for i in added)
+            self._place(added)
+            return
+        if busy or self.clock() < self._not_before:
+            return
+        chosen = choose_shared(samples)
+        if not chosen:
+            return
+        busiest = max(chosen, key=lambda i: samples[i].cpu)
+        tid = self.threads[busiest].native_id
+        core = _current_cpu(tid) if tid is not None else None
+        if core is None or core not in self._all_cores:
+            return
+        self.core = core
+        self._before = sum(samples[i].cpu for i in chosen)
+        self._place(chosen)
+
+    def _place(self, indices: frozenset[int]) -> None:
+        assert self.core is not None
+        placed = set()
+        for i in indices:
+            tid = self.threads[i].native_id
+            if tid is None or not self.threads[i].is_alive():
+                continue
+            try:
+                os.sched_setaffinity(tid, {self.core})
+            except OSError:
+                continue
+            placed.add(i)
+        self.shared = self.shared | placed
+
+    def _spread(self, indices: frozenset[int]) -> None:
+        for i in indices:
+            tid = self.threads[i].native_id
+            if tid is None or not self.threads[i].is_alive():
+                continue
+            try:
+                os.sched_setaffinity(tid, self._all_cores)
+            except OSError:
+                continue
+        self.shared = self.shared - indices
