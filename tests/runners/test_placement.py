@@ -315,3 +315,43 @@ def test_the_placement_thread_is_the_runs_and_is_joined() -> None:
     sink.global_start(name="placed")
     assert "nanostream-placement:placed" in names
     assert not [t for t in threading.enumerate() if t.name.startswith("nanostream-placement")]
+
+
+@linux
+def test_a_thread_started_by_a_node_on_the_shared_core_gets_every_core_back(
+    roomy: None,
+) -> None:
+    # A pool the node starts (or a library's workers) inherits the node thread's one core.
+    every = os.sched_getaffinity(0)
+    seen: dict[str, set[int]] = {}
+    done = threading.Event()
+
+    def source(inp: Any, outp: Any) -> None:
+        i, limit = 0, time.monotonic() + 60  # the limit: a failing test still ends
+        while not done.is_set() and (i % 1000 or time.monotonic() < limit):
+            outp(i)
+            i += 1
+        done.set()
+
+    def helper() -> None:
+        seen["inherited"] = os.sched_getaffinity(0)
+        deadline = time.monotonic() + 30
+        while os.sched_getaffinity(0) != every and time.monotonic() < deadline:
+            threading.Event().wait(0.01)  # polls the kernel's placement: nothing to wait on
+        seen["later"] = os.sched_getaffinity(0)
+
+    def sink(inp: Any, outp: Any) -> None:
+        for _ in inp:
+            if "inherited" not in seen and len(os.sched_getaffinity(0)) == 1:
+                started = threading.Thread(target=helper)
+                started.start()
+                started.join()
+                done.set()
+
+    tail = nanostream.as_node(sink, name="sink")
+    nanostream.as_node(source, name="source") > tail
+    run = tail.global_start(block=False)
+    assert run is not None and run.wait(90)
+    assert "inherited" in seen, "the computing nodes were never placed on one core"
+    assert len(seen["inherited"]) == 1  # it started on the node's core
+    assert seen["later"] == every

@@ -23,6 +23,11 @@ core). Every node keeps its own thread; only where the kernel runs the thread ch
   parallel with the GIL released), every thread gets every core back, and sharing is
   tried again only after a back-off that doubles each time.
 
+A thread that a node thread on the shared core starts (a pool of its own, a library's
+workers) inherits that one core from it; at each check, every thread of the process
+started since the sharing began that is bound to that core alone, and is not a shared
+node thread, gets every core back.
+
 It checks soon after the start (``FIRST_CHECK_S``), then less and less often (up to
 ``MAX_CHECK_S``). Elsewhere than on Linux, or where a thread's placement cannot be set, it
 does nothing. Not a public API.
@@ -102,6 +107,14 @@ def _current_cpu(tid: int) -> int | None:
         return None
 
 
+def _task_ids() -> list[int]:
+    """The ids of the process's threads now."""
+    try:
+        return [int(name) for name in os.listdir(_TASKS)]
+    except (OSError, ValueError):
+        return []
+
+
 class CoreSharing:
     """Places a run's computing node threads on one core while the run goes (see above).
 
@@ -127,6 +140,7 @@ class CoreSharing:
         self._before = 0.0  # the CPU the shared threads used before they shared a core
         self._backoff = FIRST_BACKOFF_S
         self._not_before = 0.0
+        self._older: set[int] | None = None  # the process's threads when sharing began
         self.clock: Callable[[], float] = time.monotonic
 
     def start(self) -> None:
@@ -155,6 +169,7 @@ class CoreSharing:
                 self._spread(self.shared)
                 return
             interval = min(MAX_CHECK_S, interval * 2)
+        self.free_inherited()  # a pool a node started may outlive the run
         self.shared = frozenset()
 
     def _sample(self) -> dict[int, Sample]:
@@ -187,6 +202,7 @@ class CoreSharing:
             return  # nothing to read: no core is shared on a busy machine
         samples = self._sample()
         if self.shared:
+            self.free_inherited()
             used = sum(s.cpu for i, s in samples.items() if i in self.shared)
             if busy or used < STARVED * self._before:
                 self._spread(self.shared)
@@ -215,8 +231,24 @@ class CoreSharing:
         self._before = sum(samples[i].cpu for i in chosen)
         self._place(chosen)
 
+    def free_inherited(self) -> None:
+        """Give every core back to the threads that inherited the shared one."""
+        if self.core is None or self._older is None:
+            return
+        ours = {self.threads[i].native_id for i in self.shared}
+        for tid in _task_ids():
+            if tid in self._older or tid in ours:
+                continue
+            try:
+                if os.sched_getaffinity(tid) == {self.core}:
+                    os.sched_setaffinity(tid, self._all_cores)
+            except OSError:
+                continue  # it has ended
+
     def _place(self, indices: frozenset[int]) -> None:
         assert self.core is not None
+        if self._older is None:
+            self._older = set(_task_ids())
         placed = set()
         for i in indices:
             tid = self.threads[i].native_id
@@ -238,4 +270,5 @@ class CoreSharing:
                 os.sched_setaffinity(tid, self._all_cores)
             except OSError:
                 continue
+        self.free_inherited()
         self.shared = self.shared - indices
