@@ -104,8 +104,9 @@ class _SkipRecord:
         self._note(report)
 
     def pytest_sessionfinish(self) -> None:
-        if self.config.cache is not None and not self.config.option.collectonly:
-            self.config.cache.set(SKIPPED_KEY, sorted(self.skipped))
+        cache = getattr(self.config, "cache", None)  # None with -p no:cacheprovider
+        if cache is not None and not self.config.option.collectonly:
+            cache.set(SKIPPED_KEY, sorted(self.skipped))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -113,7 +114,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _only_skipped(config: pytest.Config, items: list[pytest.Item]) -> None:
-    cache = config.cache
+    cache = getattr(config, "cache", None)
     recorded = None if cache is None else cache.get(SKIPPED_KEY, None)
     if recorded is None:
         raise pytest.UsageError(

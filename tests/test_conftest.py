@@ -76,3 +76,9 @@ def test_only_skipped_without_a_previous_run_says_what_to_do(pytester: pytest.Py
     result = pytester.runpytest("-p", "cacheprovider", "--only-skipped")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*no previous run is recorded*run pytest once without it*"])
+
+
+def test_a_run_without_the_cache_keeps_no_record_and_still_runs(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest((ROOT / "conftest.py").read_text(encoding="utf-8"))
+    pytester.makepyfile(test_some="def test_runs():\n    pass\n")
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
