@@ -102,7 +102,7 @@ def async_node_function(node: NanoNode) -> NodeFunction:
             ctx = node._context()
             node.setup()
             loop = EventLoopThread(ctx.name)
-            emit_acked = ctx.acked_outp(outp)
+            attach = ctx.attach_ack
             try:
                 items: Any = node.generator()  # an async generator here
                 while True:
@@ -110,7 +110,10 @@ def async_node_function(node: NanoNode) -> NodeFunction:
                     if item is END_OF_ITEMS:
                         break
                     if type(item) is Acked:
-                        emit_acked(item)
+                        try:
+                            outp(item.item)
+                        finally:
+                            attach(item.ack)
                     else:
                         outp(item)
             except SourceStopped:
