@@ -17,16 +17,43 @@ Example:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from ..._core.node import NodeFunction
+from ...operators._concurrency import map_async
 from .._toolkit import ConnectorError
 from ._base import _Attempts, _Home, _HttpNode
 
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["send"]
+__all__ = ["node_function", "send"]
+
+
+def node_function(
+    node: _HttpNode, work: Callable[[Any], Awaitable[list[Any]]], concurrency: int, name: str
+) -> NodeFunction:
+    """The node function of an HTTP node with ``concurrency=``: ``work(item)`` (its
+    outputs for one item) on ``concurrency`` items at once, in input order, on the node's
+    ``httpx.AsyncClient``; ``name`` is the function's name (it shows in tracebacks)."""
+
+    def function(inp: Iterable[Any], outp: Callable[[Any], Any]) -> None:
+        map_async(
+            node,
+            inp,
+            outp,
+            work,
+            concurrency=concurrency,
+            ordered=True,
+            max_in_flight=2 * concurrency,
+            release=node.release_items,
+            opening=node._open_async,
+            closing=node._close_async,
+        )
+
+    function.__name__ = function.__qualname__ = name
+    return function
 
 
 async def send(

@@ -8,10 +8,9 @@ from typing import TYPE_CHECKING, Any
 from ..._core.context import node_label
 from ..._core.errors import ConfigError
 from ..._core.node import NodeFunction
-from ...operators._concurrency import map_async
 from ...operators._operator import POOL_TICK_S, map_items
 from .._toolkit import closing_function
-from ._async import send
+from ._async import node_function, send
 from ._base import Output, Parse, _fields, _HttpNode
 
 if TYPE_CHECKING:
@@ -204,20 +203,4 @@ class HttpRequest(_HttpNode):
 
     def _async_function(self, concurrency: int) -> NodeFunction:
         self.validate()
-        node = self
-
-        def http_request_async(inp: Iterable[Any], outp: Callable[[Any], Any]) -> None:
-            map_async(
-                node,
-                inp,
-                outp,
-                node._answer_async,
-                concurrency=concurrency,
-                ordered=True,
-                max_in_flight=2 * concurrency,
-                release=node.release_items,
-                opening=node._open_async,
-                closing=node._close_async,
-            )
-
-        return http_request_async
+        return node_function(self, self._answer_async, concurrency, "http_request_async")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from concurrent import futures
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
@@ -17,11 +17,10 @@ from ..._core.context import node_label
 from ..._core.errors import ConfigError
 from ..._core.node import NodeFunction
 from ..._core.signals import SourceStopped
-from ...operators._concurrency import map_async
 from ...operators._operator import POOL_TICK_S
 from .._secrets import mask_url
 from .._toolkit import closing_function
-from ._async import send
+from ._async import node_function, send
 from ._base import Parse, _fields, _Home, _HttpNode, _items_at, _path
 
 if TYPE_CHECKING:
@@ -145,23 +144,7 @@ class HttpPaginator(_HttpNode):
         if self.concurrency is None:
             return closing_function(super().as_function(), self._close)
         self.validate()
-        node, concurrency = self, self.concurrency
-
-        def http_paginator_async(inp: Iterable[Any], outp: Callable[[Any], Any]) -> None:
-            map_async(
-                node,
-                inp,
-                outp,
-                node._all_pages,
-                concurrency=concurrency,
-                ordered=True,
-                max_in_flight=2 * concurrency,
-                release=node.release_items,
-                opening=node._open_async,
-                closing=node._close_async,
-            )
-
-        return http_paginator_async
+        return node_function(self, self._all_pages, self.concurrency, "http_paginator_async")
 
     def process_item(self, item: Any) -> Iterator[Any]:
         pages = _Pages(self, item)
