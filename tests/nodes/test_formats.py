@@ -737,7 +737,6 @@ def test_without_checkpoints_an_exactly_once_writer_is_refused(tmp_path: Path) -
         ("rows.jsonl", {}, r"needs a '\{part\}' field in path"),
         ("p-{part}.jsonl", {"rotate_items": 2}, "drop append= and rotate_items="),
         ("p-{part}.jsonl", {"append": True}, "drop append= and rotate_items="),
-        ("memory://eo/p-{part}.jsonl", {}, "write to a local folder"),
         ("p-{part}.jsonl", {"exactly_once": "yes"}, "must be true or false"),
     ],
 )

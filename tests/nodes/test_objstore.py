@@ -866,3 +866,65 @@ def test_an_object_store_has_no_hidden_objects_to_remove(s3_store: Store) -> Non
     so = s3_store.options
     run_through([{"id": 1}], JSONLinesWriter(s3_store.url("out.jsonl"), storage_options=so))
     assert s3_store.listing() == [".out.jsonl.0123abcd.tmp", "out.jsonl"]
+
+
+# ----------------------------------------------------------------------------- exactly once
+class _CrashAtPublish(JSONLinesWriter):
+    """An exactly-once writer whose process "dies" at its ``crash_at``-th commit: before
+    it publishes the parts (``before-publish``) or right after (``after-publish``)."""
+
+    def __init__(self, url: str, options: dict[str, Any] | None, crash: str | None) -> None:
+        super().__init__(url, exactly_once=True, storage_options=options, name="out")
+        self.crash, self.commits = crash, 0
+
+    def checkpoint_committed(self) -> None:
+        self.commits += 1
+        if self.crash == "before-publish" and self.commits == 2:
+            raise RuntimeError("crash between the commit and the publish")
+        super().checkpoint_committed()
+        if self.crash == "after-publish" and self.commits == 2:
+            raise RuntimeError("crash after the publish, before the next commit")
+
+
+def _memory_root() -> str:
+    return f"memory://t{uuid.uuid4().hex[:10]}"
+
+
+def _objects(store: Store, under: str) -> dict[str, bytes]:
+    return {key: store.get(key) for key in store.listing() if key.startswith(f"{under}/")}
+
+
+@pytest.mark.parametrize("crash", ["before-commit", "before-publish", "after-publish"])
+@pytest.mark.parametrize("kind", ["s3", "memory"])
+def test_an_exactly_once_writer_at_a_url_publishes_the_objects_of_an_uninterrupted_run(
+    request: pytest.FixtureRequest, kind: str, local_runner: str, crash: str, tmp_path: Path
+) -> None:
+    """A crash between sealing a part and its checkpoint's commit (the source fails), or
+    between the commit and the put of the part (or just after the put): after the
+    restart the store holds the same objects, byte for byte, as a run with no crash."""
+    from support import Numbered
+
+    where = _s3_store(request) if kind == "s3" else Store("memory", _memory_root(), None)
+
+    def run(under: str, state: Path, fail_after: int | None, crash: str | None) -> None:
+        url = where.url(f"{under}/part-{{part:05d}}.jsonl")
+        writer = _CrashAtPublish(url, where.options, crash)
+        Numbered(20, fail_after=fail_after) > writer
+        writer.global_start(state=str(state), checkpoint_items=3, runner=local_runner)
+
+    run("plain", tmp_path / "plain.state", None, None)
+    expected = _objects(where, "plain")
+    assert len(expected) == 7  # a part per checkpoint of 3 rows, and the last 2 rows
+
+    state = tmp_path / "run.state"
+    if crash == "before-commit":
+        with pytest.raises(nanostream.NodeFailed, match="numbers"):
+            run("out", state, 7, None)  # the part of rows 7 was sealed, never committed
+    else:
+        with pytest.raises(nanostream.NodeFailed, match="'out'"):
+            run("out", state, None, crash)
+    published = _objects(where, "out")
+    assert published == {k: expected[k.replace("out/", "plain/")] for k in published}
+    run("out", state, None, None)
+    got = {k.replace("out/", "plain/"): v for k, v in _objects(where, "out").items()}
+    assert got == expected

@@ -29,6 +29,7 @@ from ._filesystems import (
 from ._publish import (
     AtomicFile,
     numbered_files,
+    publish_once,
     refusal,
     remove_leftovers,
 )
@@ -138,6 +139,7 @@ class FileSink(NanoNode):
         self._part = 0
         self._count = 0
         self._pending: list[str] = []  # exactly_once: parts sealed, published on commit
+        self._sealed: dict[str, bytes] = {}  # exactly_once at a URL: their content
         self._seals = 0  # exactly_once: how many parts checkpoints have sealed
         self._since = 0  # exactly_once: items read since the last checkpoint
         self._swept = False
@@ -311,11 +313,17 @@ class FileSink(NanoNode):
         if file is not None:
             self.closing(file)
             self._file = None
-            file.seal(self.pending_name(file.destination))
+            if is_url(file.destination):  # no rename in a store: the content waits
+                self._sealed[file.destination] = file.sealed_bytes()
+            else:
+                file.seal(self.pending_name(file.destination))
             self._pending.append(file.destination)
             self._part += 1
         self._seals += 1
         self._since = 0
+        if is_url(self.path):
+            sealed = {target: self._sealed[target] for target in self._pending}
+            return {"part": self._part, "pending": list(self._pending), "sealed": sealed}
         return {"part": self._part, "pending": list(self._pending)}
 
     def restore_state(self, state: Any) -> None:
@@ -326,6 +334,7 @@ class FileSink(NanoNode):
         """
         self._part = state["part"]
         self._pending = list(state["pending"])
+        self._sealed = dict(state.get("sealed", {}))
         self.checkpoint_committed()
         self._sweep()
 
@@ -336,6 +345,9 @@ class FileSink(NanoNode):
         Example: the one of :meth:`snapshot_state` shows it.
         """
         for target in self._pending:
+            if is_url(target):
+                self._publish_sealed(target)
+                continue
             hidden = self.pending_name(target)
             if os.path.exists(hidden):
                 if os.path.exists(target) and not self.overwrite:
@@ -351,9 +363,19 @@ class FileSink(NanoNode):
         self._pending.clear()
         self.release_items(keep=self._since)
 
+    def _publish_sealed(self, target: str) -> None:
+        """Put a sealed part under its key in the store, once (a replayed checkpoint finds
+        it there, with the same bytes, and leaves it)."""
+        data = self._sealed.pop(target, None)
+        if data is None:  # pragma: no cover - every sealed part's content is in the state
+            raise StateError(f"node {self.label!r}: the content of the part {target!r} is lost")
+        publish_once(target, data, self._storage, replace=self.overwrite, node=self.label)
+        self.published(target)
+
     def _sweep(self) -> None:
-        """Delete (once a run) the hidden parts of checkpoints that were not committed."""
-        if self._swept:
+        """Delete (once a run) the hidden parts of checkpoints that were not committed (at a
+        URL there are none: a sealed part waits in the state store, not in the store)."""
+        if self._swept or is_url(self.path):
             return
         self._swept = True
         pattern = self.pending_name(self.leftover_pattern())
@@ -369,6 +391,7 @@ class FileSink(NanoNode):
         self._file = None
         self._count = 0
         self._pending, self._seals, self._since, self._swept = [], 0, 0, False
+        self._sealed = {}
         remove_leftovers(self.leftover_pattern(), self.label, self._storage)
         parts = [] if self.overwrite or not self.rotates else self.existing_parts()
         self._part = parts[-1] + 1 if parts else 0
@@ -441,11 +464,6 @@ def _check_exactly_once(sink: FileSink, exactly_once: Any, name: str | None) -> 
         )
     elif sink.append or sink.rotate_items is not None:
         why = "writes a part per checkpoint: drop append= and rotate_items="
-    elif is_url(sink.path):
-        why = (
-            "publishes a part by renaming it in a local folder, and cannot yet in "
-            f"{sink.path!r}: write to a local folder"
-        )
     if why is not None:
         raise GraphError(f"{label}: exactly_once=True {why} (or drop exactly_once=True)")
     return True

@@ -38,9 +38,11 @@ __all__ = [
     "AtomicFile",
     "OutputExistsError",
     "numbered_files",
+    "publish_once",
     "refusal",
     "remove_leftovers",
     "store_leftovers",
+    "upload",
 ]
 
 
@@ -283,6 +285,26 @@ class AtomicFile:
             self._remove()
             raise
 
+    def sealed_bytes(self) -> bytes:
+        """Flush and close the finished file, and give its content (the temporary file is
+        deleted): what a writer to a URL keeps until it publishes it with
+        :func:`publish_once`.
+
+        Example:
+            >>> from nanostream.connectors._publish import AtomicFile
+            >>> f = AtomicFile("memory://sealed-demo/out.txt")
+            >>> _ = f.file.write("sealed\\n")
+            >>> f.sealed_bytes()
+            b'sealed\\n'
+        """
+        self.done = True
+        try:
+            self._close()
+            return self.tmp.read_bytes()
+        finally:
+            self._remove()
+            self._remove_staging()
+
     def commit(self) -> str:
         """Flush, close and rename into place (upload, for a URL); returns the destination."""
         if self.done:
@@ -309,32 +331,15 @@ class AtomicFile:
         upload, completed only at its end): the object appears whole or not at all."""
         assert self._upload is not None
         fs, inner = self._upload
-        protocols = [fs.protocol] if isinstance(fs.protocol, str) else list(fs.protocol)
-        condition = next((CONDITIONAL_PUTS[p] for p in protocols if p in CONDITIONAL_PUTS), None)
-        if not self.replace and condition is not None:
-            # The put is the check: two writers racing to publish the key, one wins.
-            try:
-                fs.put_file(str(self.target), inner, **condition)
-            except FileExistsError:
-                raise refusal(
-                    self.node, self.destination, can_append=self.can_append, raced=True
-                ) from None
-            fs.invalidate_cache(inner)
-            return
-        if not self.replace:
-            fs.invalidate_cache(inner)
-            if fs.isfile(inner):
-                raise refusal(self.node, self.destination, can_append=self.can_append)
-        if _puts_whole(fs):
-            fs.put_file(str(self.target), inner)
-        else:  # a put that writes in place: under a hidden name, then renamed
-            hidden = posixpath.join(
-                posixpath.dirname(inner),
-                f".{posixpath.basename(inner)}.{secrets.token_hex(4)}.tmp",
-            )
-            fs.put_file(str(self.target), hidden)
-            fs.mv(hidden, inner)
-        fs.invalidate_cache(inner)
+        upload(
+            fs,
+            inner,
+            str(self.target),
+            replace=self.replace,
+            node=self.node,
+            destination=self.destination,
+            can_append=self.can_append,
+        )
 
     def _publish_new(self) -> None:
         """Rename the temporary file to ``target``, which must not exist."""
@@ -458,6 +463,92 @@ def refusal(
     return OutputExistsError(
         f"node {node!r} would replace {os.fspath(target)!r}, which exists ({why}); {options}"
     )
+
+
+def upload(
+    fs: Any,
+    inner: str,
+    local: str,
+    *,
+    replace: bool,
+    node: str,
+    destination: str,
+    can_append: bool = True,
+) -> None:
+    """Put the local file ``local`` under ``inner`` in ``fs``, whole: with ``replace``
+    False, never over an object that is there (:class:`OutputExistsError` instead; on a
+    store with :data:`CONDITIONAL_PUTS` the put itself is the check)."""
+    protocols = [fs.protocol] if isinstance(fs.protocol, str) else list(fs.protocol)
+    condition = next((CONDITIONAL_PUTS[p] for p in protocols if p in CONDITIONAL_PUTS), None)
+    if not replace and condition is not None:
+        # The put is the check: two writers racing to publish the key, one wins.
+        try:
+            fs.put_file(local, inner, **condition)
+        except FileExistsError:
+            raise refusal(node, destination, can_append=can_append, raced=True) from None
+        fs.invalidate_cache(inner)
+        return
+    if not replace:
+        fs.invalidate_cache(inner)
+        if fs.isfile(inner):
+            raise refusal(node, destination, can_append=can_append)
+    if _puts_whole(fs):
+        fs.put_file(local, inner)
+    else:  # a put that writes in place: under a hidden name, then renamed
+        hidden = posixpath.join(
+            posixpath.dirname(inner),
+            f".{posixpath.basename(inner)}.{secrets.token_hex(4)}.tmp",
+        )
+        fs.put_file(local, hidden)
+        fs.mv(hidden, inner)
+    fs.invalidate_cache(inner)
+
+
+def publish_once(
+    destination: str,
+    data: bytes,
+    storage_options: StorageOptions | None,
+    *,
+    replace: bool,
+    node: str,
+) -> None:
+    """Publish ``data`` as the object ``destination`` (a URL), once: an object with these
+    very bytes there already (published before a crash, the checkpoint then replayed) is
+    left as it is; another object there is refused (:class:`OutputExistsError`) unless
+    ``replace``. How an exactly-once writer publishes a part at a URL.
+
+    Example:
+        >>> from nanostream.connectors._publish import publish_once
+        >>> publish_once("memory://once-demo/p.txt", b"a\\n", None, replace=False, node="w")
+        >>> publish_once("memory://once-demo/p.txt", b"a\\n", None, replace=False, node="w")
+        >>> try:
+        ...     publish_once("memory://once-demo/p.txt", b"b\\n", None, replace=False, node="w")
+        ... except OutputExistsError as exc:
+        ...     print(str(exc).split(",")[0])
+        node 'w' would replace 'memory://once-demo/p.txt'
+    """
+    fs, inner = filesystem(destination, storage_options)
+    staging = tempfile.mkdtemp(prefix=_staging_prefix())
+    try:
+        local = os.path.join(staging, "part")
+        with open(local, "wb") as file:
+            file.write(data)
+        try:
+            upload(
+                fs,
+                inner,
+                local,
+                replace=replace,
+                node=node,
+                destination=destination,
+                can_append=False,
+            )
+        except OutputExistsError:
+            fs.invalidate_cache(inner)
+            if fs.size(inner) != len(data) or bytes(fs.cat_file(inner)) != data:
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _puts_whole(fs: Any) -> bool:
