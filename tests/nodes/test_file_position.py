@@ -158,3 +158,68 @@ def test_a_restart_resumes_inside_the_file(tmp_path: Path, runner: str, kind: st
         expected = [str(i) for i in range(2 * ROWS)]
     assert restarted.items == expected
     assert restarted.received == 2 * ROWS - len(kept)  # nothing read twice
+
+
+class Tally(nanostream.NanoNode):
+    """Keeps the rows it receives; fails at its ``fail_at``-th; stops the run once it has
+    every row of ``missing``."""
+
+    def __init__(self, missing: set[int], fail_at: int | None = None) -> None:
+        super().__init__(name="tally")
+        self.items: list[Any] = []
+        self.missing, self.fail_at = set(missing), fail_at
+
+    def process_item(self, item: Any) -> None:
+        if len(self.items) + 1 == self.fail_at:
+            raise RuntimeError("crash")
+        self.items.append(item)
+        self.missing.discard(item["n"])
+        if not self.missing:
+            self.request_stop()
+
+
+BACKLOG_FILES = 6
+
+
+@pytest.mark.parametrize("runner", LOCAL)
+@pytest.mark.parametrize("reader_queue", [None, 2], ids=["long-queue", "short-queue"])
+def test_a_backlog_of_paths_repeats_at_most_one_interval(
+    tmp_path: Path, runner: str, reader_queue: int | None
+) -> None:
+    """A watched folder lists every file at once (one batch of paths before the reader):
+    with ``checkpoint_items=1`` a checkpoint follows each path, so what a restart repeats
+    is at most one path's rows, whatever the backlog."""
+    pytest.importorskip("watchdog")
+    from nanostream.nodes import LocalDirectoryWatchdog
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(BACKLOG_FILES):
+        _csv(folder / f"part{i}.csv", i * ROWS)
+    state = str(tmp_path / "run.state")
+    options: dict[str, Any] = {} if reader_queue is None else {"queue_size": reader_queue}
+    fail_at = 3 * ROWS + ROWS // 2  # in the fourth file
+
+    def run(sink: Tally) -> None:
+        watch = LocalDirectoryWatchdog(folder, "*.csv", polling=True, settle=0, name="watch")
+        reader = CSVReader(paths=True, types={"n": int}, name="reader", **options)
+        watch > reader > sink
+        sink.global_start(
+            state=state,
+            checkpoint_items=1,
+            checkpoint_interval=3600,
+            batch_size=100,
+            runner=runner,
+        )
+
+    every = set(range(BACKLOG_FILES * ROWS))
+    crashed = Tally(every, fail_at=fail_at)
+    with pytest.raises(nanostream.NodeFailed, match="tally"):
+        run(crashed)
+    first = [r["n"] for r in crashed.items]
+    assert len(first) == fail_at - 1
+    restarted = Tally(every - set(first))  # stops once nothing is missing
+    run(restarted)
+    again = [r["n"] for r in restarted.items]
+    repeated = len(set(first) & set(again))
+    assert repeated <= ROWS, f"{repeated} rows repeated; one interval (a path) is {ROWS}"

@@ -896,3 +896,9 @@ class CheckedOutbox(Outbox):
 
     def preempt(self) -> None:
         self._limit[0] = 0
+
+    def send_within(self, items: int) -> None:
+        """Send at the latest once ``items`` more items are buffered: a checkpoint counted
+        in items is due then, and its barrier goes out between two items of a batch."""
+        if items < self._limit[0]:
+            self._limit[0] = max(1, items)

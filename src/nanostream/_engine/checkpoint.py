@@ -128,6 +128,7 @@ class CheckpointCoordinator:
             if time.monotonic() < self._due and (
                 self.items is None or items_out - self._items_at[index] < self.items
             ):
+                self.count_down(boxes, items_out - self._items_at[index])
                 return
             with self._lock:
                 begun = self.epoch <= done  # else another source began one meanwhile
@@ -154,6 +155,16 @@ class CheckpointCoordinator:
             if index in self._sinks:
                 self.reached(index, epoch)
         self._injected[index] = target
+        self.count_down(boxes, 0)
+
+    def count_down(self, boxes: Sequence[Outbox], counted: int) -> None:
+        """With ``checkpoint_items``, a source that has emitted ``counted`` items since its
+        last barrier sends its batch when the next checkpoint is due, even in the middle of
+        a batch (a listing of many paths at once): the barrier follows that item."""
+        if self.items is not None:
+            for box in boxes:
+                if isinstance(box, CheckedOutbox):
+                    box.send_within(self.items - counted)
 
     # ----------------------------------------------------------------- nodes
     def record(self, index: int, epoch: int, blob: bytes) -> None:
@@ -344,6 +355,7 @@ def install(
             for box in node_boxes:
                 if isinstance(box, CheckedOutbox):
                     box.on_flush = hook
+            coordinator.count_down(node_boxes, 0)
             contexts[pn.index].on_idle = hook  # while it sleeps between items
             barriers = NodeBarriers(pn, coordinator, partial_forward(node_boxes))
             ends.append(barriers.end)
