@@ -502,8 +502,9 @@ class Outbox:
         """The run is aborting."""
         self.aborted = True
 
-    def preempt(self) -> None:
-        """The node's time slice is over: a source sends at its next ``outp``."""
+    def preempt(self, within: int = 0) -> None:
+        """The node's time slice is over: a source sends at its next ``outp`` (or once
+        ``within`` more items are buffered: a checkpoint counted in items is due then)."""
 
     def holds_items(self) -> bool:
         """True while items wait in the outbox."""
@@ -894,11 +895,5 @@ class CheckedOutbox(Outbox):
         super().abort()
         self._limit[0] = 0
 
-    def preempt(self) -> None:
-        self._limit[0] = 0
-
-    def send_within(self, items: int) -> None:
-        """Send at the latest once ``items`` more items are buffered: a checkpoint counted
-        in items is due then, and its barrier goes out between two items of a batch."""
-        if items < self._limit[0]:
-            self._limit[0] = max(1, items)
+    def preempt(self, within: int = 0) -> None:
+        self._limit[0] = max(0, min(self._limit[0], within))

@@ -164,7 +164,7 @@ class CheckpointCoordinator:
         if self.items is not None:
             for box in boxes:
                 if isinstance(box, CheckedOutbox):
-                    box.send_within(self.items - counted)
+                    box.preempt(within=self.items - counted)
 
     # ----------------------------------------------------------------- nodes
     def record(self, index: int, epoch: int, blob: bytes) -> None:
