@@ -928,3 +928,40 @@ def test_an_exactly_once_writer_at_a_url_publishes_the_objects_of_an_uninterrupt
     run("out", state, None, None)
     got = {k.replace("out/", "plain/"): v for k, v in _objects(where, "out").items()}
     assert got == expected
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet", "feather"])
+def test_exactly_once_parts_of_every_format_at_a_url_hold_each_row_once(
+    local_runner: str, kind: str, tmp_path: Path
+) -> None:
+    """A CSV part has its header, a columnar part its footer: each part read back alone
+    holds the rows of its checkpoint, every row once across a crash."""
+    from support import Numbered
+
+    if kind == "csv":
+        writer_class: Any = CSVWriter
+        read: Any = lambda: CSVReader(paths=True)  # noqa: E731
+    else:
+        pytest.importorskip("pyarrow", reason="pip install 'nanostream[parquet]'")
+        from nanostream.nodes import columnar
+
+        writer_class = columnar.ParquetWriter if kind == "parquet" else columnar.FeatherWriter
+        read = columnar.ParquetReader if kind == "parquet" else columnar.FeatherReader
+    where = Store("memory", _memory_root(), None)
+    state = str(tmp_path / "run.state")
+    for fail_after in (7, None):
+        writer = writer_class(where.url(f"part-{{part:03d}}.{kind}"), exactly_once=True)
+        Numbered(20, fail_after=fail_after) > writer.configure(name="out")
+        if fail_after is None:
+            writer.global_start(state=state, checkpoint_items=3, runner=local_runner)
+        else:
+            with pytest.raises(nanostream.NodeFailed, match="numbers"):
+                writer.global_start(state=state, checkpoint_items=3, runner=local_runner)
+    keys = where.listing()
+    assert len(keys) == 7
+    rows = [
+        int(row["n"])
+        for key in keys
+        for row in run_through([where.url(key)], read(), runner="threads")
+    ]
+    assert rows == list(range(1, 21))

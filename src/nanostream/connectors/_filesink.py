@@ -78,9 +78,13 @@ class FileSink(NanoNode):
     committed; their rows come again from the sources. So every row is in exactly one
     published part, and a reader of the folder never sees a part of a checkpoint that
     was not committed. A checkpoint with no rows publishes no part; numbers go on from
-    the restored checkpoint's (a first run numbers on after the parts there). Not with
-    ``append``, ``rotate_items`` or a URL; the pipeline is refused unless every source
-    can replay from a checkpoint and this is its only sink.
+    the restored checkpoint's (a first run numbers on after the parts there). At a URL
+    (``s3://bucket/out/part-{part:05d}.jsonl``, any ``fsspec`` store) a store has no
+    rename: the sealed part's bytes wait in the checkpoint (in the state store), and once
+    it is committed they are put under the part's key, conditionally where the store can
+    (S3's and Azure's ``If-None-Match``); a restart that puts them again finds the same
+    bytes there and leaves them. Not with ``append`` or ``rotate_items``; the pipeline is
+    refused unless every source can replay from a checkpoint and this is its only sink.
     """
 
     binary = False
