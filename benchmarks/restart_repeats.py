@@ -9,8 +9,10 @@ end; the duplicates in the table divided by the kills are the rows repeated per 
     python benchmarks/restart_repeats.py ledger checkpoints
 
 ``ledger``: the watchdog's own ledger (``state=``), no state store. ``checkpoints``: a
-state store with checkpoints every ``INTERVAL`` s (default 0.5). Not part of run.py: it
-kills processes and takes minutes; the figures are in docs/state.md.
+state store with checkpoints every ``INTERVAL`` s (default 0.5), and also every ``ITEMS``
+paths when set (``checkpoint_items``). ``BATCH`` is the watchdog's ``batch_size``
+(default 1; with 100 it lists every file in one batch). Not part of run.py: it kills
+processes and takes minutes; the figures are in docs/state.md.
 """
 
 from __future__ import annotations
@@ -33,12 +35,14 @@ from nanostream.nodes.sql import SQLSink
 
 folder, mode, state, db = sys.argv[1:5]
 watch = LocalDirectoryWatchdog(
-    folder, "*.csv", polling=True, poll_interval=0.05, settle=0, batch_size=1,
-    state=state if mode == "ledger" else None,
+    folder, "*.csv", polling=True, poll_interval=0.05, settle=0,
+    batch_size=int(os.environ.get("BATCH", "1")), state=state if mode == "ledger" else None,
 )
 options = {}
 if mode != "ledger":
     options = {"state": state, "checkpoint_interval": float(os.environ.get("INTERVAL", "0.5"))}
+    if os.environ.get("ITEMS"):
+        options["checkpoint_items"] = int(os.environ["ITEMS"])
 rows = CSVReader(
     paths=True, types={"file": int, "row": int}, name="rows", queue_size=2, batch_size=1
 )
