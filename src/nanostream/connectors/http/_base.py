@@ -319,8 +319,9 @@ class _HttpNode(NanoNode):
         """Make the node's ``httpx.AsyncClient``, on the node's event loop."""
         import httpx
 
-        options = self._client_options(self.concurrency or 1)
-        self._async_client = httpx.AsyncClient(**options)
+        from ._async import client_options
+
+        self._async_client = httpx.AsyncClient(**client_options(self, self.concurrency or 1))
 
     async def _close_async(self) -> None:
         client, self._async_client = self._async_client, None
