@@ -536,12 +536,11 @@ class _Attempts:
     def __init__(
         self, node: _HttpNode, url: str, params: Mapping[str, Any] | None, home: _Home | None
     ) -> None:
-        import httpx
-
         self.node = node
+        #: The URL, parsed once: the requests of each attempt are built from it.
         self.target = _target(url, params)
         #: Where the node's credentials may go; by default the origin of ``url``.
-        self.home = home or _Home(httpx.URL(url))
+        self.home = home or _Home(self.target)
         self.left_before = self.home.left
         self.attempt = 0
 
@@ -567,13 +566,12 @@ class _Attempts:
         return delay
 
 
-def _target(url: str, params: Mapping[str, Any] | None) -> httpx.URL | str:
+def _target(url: str, params: Mapping[str, Any] | None) -> httpx.URL:
     """``url`` with ``params`` added to its own query (httpx would replace the query)."""
-    if not params:
-        return url
     import httpx
 
-    return httpx.URL(url).copy_merge_params(params)
+    parsed = httpx.URL(url)
+    return parsed.copy_merge_params(params) if params else parsed
 
 
 def _origin(url: httpx.URL) -> str:
