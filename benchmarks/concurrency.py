@@ -11,12 +11,18 @@
 
 - ``http_rows``: 2,000 GET requests to a server in processes of its own (two, sharing the
   port) that answers each after 20 ms (an asyncio protocol with a timer per request,
-  keep-alive: its CPU is not what bounds the rate, so the ideal is reachable), through
+  keep-alive: its CPU is not what bounds the rate), through
   ``HttpRequest(url, concurrency=C)`` for C = 16 and 64, against a plain ``asyncio`` +
-  ``httpx.AsyncClient`` + semaphore loop of the same requests, and against the ideal
-  C / latency (targets: >= the plain loop at both, >= 0.85x ideal at 16). Each row also
-  gives what the server takes from C raw asyncio sockets (no HTTP library), which shows
-  whether the ideal was within reach of an HTTP client at all.
+  ``httpx.AsyncClient`` + semaphore loop of the same requests (target: >= the plain loop
+  at both), and against the same loop on the HTTP nodes' transport (one single-connection
+  httpx transport per request in flight), which tells what nanostream adds per request
+  from what its transport saves. Each row also gives what the server takes from C raw
+  asyncio sockets (no HTTP library). At 20 ms the ideal C / latency needs the client to
+  spend under 1.25 ms of CPU per request at C = 16 (0.3 ms at 64), less than httpx itself
+  costs on this machine, so the ideal is checked by one more row (target >= 0.85x ideal
+  at 16), with the server answering after 100 ms: there 160 requests/s take httpx a
+  quarter of a core or less, and what is measured is how well the node keeps 16 requests
+  in flight.
 
 ``rows(n)`` gives them as rows for ``benchmarks/run.py`` (``--only concurrency``).
 """
@@ -27,6 +33,7 @@ import asyncio
 import contextlib
 import functools
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -253,14 +260,21 @@ def server_process(latency: float, processes: int = SERVER_PROCESSES) -> Iterato
             child.wait()
 
 
-def plain_httpx(base: str, n: int, concurrency: int) -> float:
-    """Seconds for ``n`` GETs with ``httpx.AsyncClient`` and a semaphore of ``concurrency``."""
+def plain_httpx(base: str, n: int, concurrency: int, one_per_request: bool = False) -> float:
+    """Seconds for ``n`` GETs with ``httpx.AsyncClient`` and a semaphore of ``concurrency``;
+    ``one_per_request``: on the transport the HTTP nodes use, a single-connection httpx
+    transport per request in flight, instead of httpx's one pool."""
     import httpx
+
+    from nanostream.connectors.http._connections import Connections
 
     async def main() -> int:
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
         slots = asyncio.Semaphore(concurrency)
-        async with httpx.AsyncClient(limits=limits) as client:
+        options: dict[str, Any] = (
+            {"transport": Connections(concurrency)} if one_per_request else {"limits": limits}
+        )
+        async with httpx.AsyncClient(**options) as client:
 
             async def one(i: int) -> Any:
                 async with slots:
@@ -311,32 +325,89 @@ def with_http_request(base: str, n: int, concurrency: int) -> float:
     return elapsed
 
 
+def _cpu_s() -> float:
+    """CPU seconds of this process so far, all its threads (the server's are not in it)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _run(samples: dict[str, list[tuple[float, float]]], name: str, run: Any) -> None:
+    """Add ``run()``'s (seconds, CPU seconds) to ``samples[name]``."""
+    cpu = _cpu_s()
+    elapsed = run()
+    samples.setdefault(name, []).append((elapsed, _cpu_s() - cpu))
+
+
+def _median(samples: list[tuple[float, float]], n: int) -> tuple[float, float]:
+    """Requests per second and CPU ms per request, medians of ``samples`` of ``n``."""
+    return (
+        n / statistics.median(s for s, _ in samples),
+        statistics.median(c for _, c in samples) / n * 1000,
+    )
+
+
 def http_rows(n: int = CALLS, repeat: int = 3) -> list[Row]:
     rows: list[Row] = []
     with server_process(LATENCY_S) as base:
         plain_httpx(base, 50, 16)  # warm up the server
         for concurrency in (16, 64):
-            raw: list[float] = []
-            plain: list[float] = []
-            ours: list[float] = []
+            samples: dict[str, list[tuple[float, float]]] = {}
             for _ in range(repeat):
-                raw.append(raw_sockets(base, n, concurrency))
-                plain.append(plain_httpx(base, n, concurrency))
-                ours.append(with_http_request(base, n, concurrency))
+                _run(samples, "raw", functools.partial(raw_sockets, base, n, concurrency))
+                _run(samples, "plain", functools.partial(plain_httpx, base, n, concurrency))
+                _run(
+                    samples,
+                    "same",
+                    functools.partial(plain_httpx, base, n, concurrency, one_per_request=True),
+                )
+                _run(samples, "ours", functools.partial(with_http_request, base, n, concurrency))
             ideal = concurrency / LATENCY_S
-            server_rate = n / statistics.median(raw)
-            base_rate = n / statistics.median(plain)
-            rate = n / statistics.median(ours)
+            server_rate, _ = _median(samples["raw"], n)
+            base_rate, base_cpu = _median(samples["plain"], n)
+            same_rate, same_cpu = _median(samples["same"], n)
+            rate, cpu = _median(samples["ours"], n)
             rows.append(
                 (
                     f"HttpRequest(concurrency={concurrency}), {LATENCY_S * 1000:.0f} ms server",
                     rate,
                     f"{rate / base_rate:.2f}x asyncio+httpx+semaphore ({base_rate:,.0f}/s); "
-                    f"{rate / ideal:.2f}x ideal ({ideal:,.0f}/s); the server takes "
-                    f"{server_rate:,.0f}/s from raw asyncio sockets ({server_rate / ideal:.2f}x)",
+                    f"{rate / same_rate:.2f}x the same loop on one connection per request "
+                    f"({same_rate:,.0f}/s); {rate / ideal:.2f}x ideal ({ideal:,.0f}/s); "
+                    f"the server takes {server_rate:,.0f}/s from raw asyncio sockets "
+                    f"({server_rate / ideal:.2f}x); client CPU per request {cpu:.2f} ms, "
+                    f"{base_cpu:.2f} ms for the plain loop, {same_cpu:.2f} ms on one "
+                    "connection per request",
                 )
             )
+    rows.append(http_ideal_row(max(160, n // 5), repeat))
     return rows
+
+
+#: The server latency of the row that checks the ideal at 16 in flight: long enough that the
+#: client's CPU is not what bounds the rate (160 requests/s at about 1-2 ms of httpx CPU
+#: each take a quarter of a core or less), which at 20 ms it is on 2 cores.
+IDEAL_LATENCY_S = 0.1
+
+
+def http_ideal_row(n: int, repeat: int = 3, concurrency: int = 16) -> Row:
+    """``HttpRequest(concurrency=16)`` against the ideal and the plain loop, with a server
+    answering after :data:`IDEAL_LATENCY_S`."""
+    samples: dict[str, list[tuple[float, float]]] = {}
+    with server_process(IDEAL_LATENCY_S) as base:
+        plain_httpx(base, 50, concurrency)  # warm up the server
+        for _ in range(repeat):
+            _run(samples, "plain", functools.partial(plain_httpx, base, n, concurrency))
+            _run(samples, "ours", functools.partial(with_http_request, base, n, concurrency))
+    ideal = concurrency / IDEAL_LATENCY_S
+    base_rate, base_cpu = _median(samples["plain"], n)
+    rate, cpu = _median(samples["ours"], n)
+    return (
+        f"HttpRequest(concurrency={concurrency}), {IDEAL_LATENCY_S * 1000:.0f} ms server",
+        rate,
+        f"{rate / ideal:.2f}x ideal ({ideal:,.0f}/s; target >= 0.85x); "
+        f"{rate / base_rate:.2f}x asyncio+httpx+semaphore ({base_rate:,.0f}/s); "
+        f"client CPU per request {cpu:.2f} ms, {base_cpu:.2f} ms for the plain loop",
+    )
 
 
 def rows(n: int) -> list[Row]:

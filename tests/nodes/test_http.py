@@ -49,6 +49,12 @@ class ApiServer(ThreadingHTTPServer):
         self.headers_seen: list[tuple[str, dict[str, str]]] = []  # path, headers (lower case)
         self.barrier = threading.Barrier(4)
         self.got_request = threading.Condition(self.lock)
+        self.connections = 0  # accepted
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.lock:
+            self.connections += 1
+        super().process_request(request, client_address)
 
     @property
     def base(self) -> str:

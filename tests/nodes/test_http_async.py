@@ -3,16 +3,20 @@ event loop, with the behaviours ``test_http.py`` checks for the blocking client.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import logging
 import traceback
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from test_http import API_KEY, TOKEN, ApiServer, run_items, serve
 
 import nanostream
+from nanostream.connectors.http._async import client_options
+from nanostream.connectors.http._connections import Connections
 from nanostream.nodes.http import HttpPaginator, HttpPoller, HttpRequest, HttpStatusError
 from nanostream.testing import Collect
 
@@ -154,6 +158,79 @@ def test_redirects_are_bounded_and_can_be_turned_off(api: ApiServer) -> None:
     )
     [answer] = run_items(kept, [1])
     assert answer["status"] == 302 and answer["headers"]["location"] == "/echo/x"
+
+
+def test_each_request_in_flight_has_a_connection_kept_for_the_next(api: ApiServer) -> None:
+    node = HttpRequest(api.base + "/barrier/{item}", concurrency=4, retries=0)
+    assert len(run_items(node, list(range(12)))) == 12
+    assert api.connections == 4  # 4 at once, three times, on the same 4 connections
+
+
+def _counting_transports(size: int) -> tuple[Connections, list[int], list[int]]:
+    """A :class:`Connections` of ``size`` answering from memory after a pause: each
+    transport's requests at once now and at most."""
+    connections = Connections(size)
+    now, most = [0] * size, [0] * size
+
+    def transport(index: int) -> httpx.MockTransport:
+        async def answer(request: httpx.Request) -> httpx.Response:
+            now[index] += 1
+            most[index] = max(most[index], now[index])
+            await asyncio.sleep(0.001)
+            now[index] -= 1
+            return httpx.Response(200, text=str(index))
+
+        return httpx.MockTransport(answer)
+
+    connections.transports = [transport(i) for i in range(size)]
+    return connections, now, most
+
+
+async def _get_all(connections: Connections, count: int, at_once: int) -> list[str]:
+    slots = asyncio.Semaphore(at_once)
+    async with httpx.AsyncClient(transport=connections) as client:
+
+        async def one(i: int) -> str:
+            async with slots:
+                return (await client.get(f"http://h/{i}")).text
+
+        return await asyncio.gather(*(one(i) for i in range(count)))
+
+
+def test_connections_give_each_request_in_flight_its_own_transport() -> None:
+    connections, _, most = _counting_transports(4)
+    used = asyncio.run(_get_all(connections, 40, at_once=4))
+    assert most == [1, 1, 1, 1]  # never two requests at once on one connection
+    assert sorted(connections.idle) == [0, 1, 2, 3]  # each given back
+    assert set(used) <= {"0", "1", "2", "3"}
+
+
+def test_connections_are_shared_by_more_requests_than_them() -> None:
+    connections, now, most = _counting_transports(2)
+    assert len(asyncio.run(_get_all(connections, 20, at_once=6))) == 20
+    assert max(most) >= 2 and now == [0, 0]
+    assert sorted(connections.idle) == [0, 1]
+
+
+def test_the_users_transport_limits_or_http2_keep_one_pool() -> None:
+    mine = httpx.MockTransport(lambda request: httpx.Response(204))
+    chosen = HttpRequest("http://h/x", concurrency=8, client_options={"transport": mine})
+    assert client_options(chosen, 8)["transport"] is mine
+    limits = httpx.Limits(max_connections=3)
+    capped = HttpRequest("http://h/x", concurrency=8, client_options={"limits": limits})
+    assert client_options(capped, 8)["limits"] is limits
+    assert "transport" not in client_options(capped, 8)
+    plain = client_options(HttpRequest("http://h/x", concurrency=8), 8)
+    assert isinstance(plain["transport"], Connections) and "limits" not in plain
+    assert len(plain["transport"].transports) == 8
+
+
+def test_unverified_tls_reaches_every_connection() -> None:
+    node = HttpRequest("https://h/x", concurrency=3, client_options={"verify": False})
+    connections = client_options(node, 3)["transport"]
+    assert isinstance(connections, Connections)
+    contexts = {t._pool._ssl_context for t in connections.transports}
+    assert len(contexts) == 1 and not contexts.pop().check_hostname
 
 
 def test_concurrency_is_checked_while_building() -> None:

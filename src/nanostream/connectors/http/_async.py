@@ -8,6 +8,14 @@ secrets masked in messages), awaited on the node's event loop instead of blockin
 a thread: the waits between attempts are ``asyncio.sleep``, which the end of the node
 cancels.
 
+The client's connections are
+:class:`~nanostream.connectors.http._connections.Connections`: one single-connection httpx
+transport per request in flight, rather than one pool of ``concurrency`` connections.
+httpcore's pool looks at every one of its connections (a system call each, to see whether
+the server closed it) whenever a request starts or ends, so that one pool costs each
+request CPU in proportion to the concurrency; a request on its own transport finds a pool
+of one.
+
 Example:
     >>> from nanostream.connectors.http._async import send
     >>> send.__name__
@@ -28,7 +36,32 @@ from ._base import _Attempts, _Home, _HttpNode
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["node_function", "send"]
+__all__ = ["client_options", "node_function", "send"]
+
+#: ``client_options`` that choose the connections themselves: given any, the client is
+#: made as the user asked, with one pool (HTTP/2 multiplexes requests on one connection).
+_OWN_CONNECTIONS = ("transport", "limits", "http2")
+
+
+def client_options(node: _HttpNode, concurrency: int) -> dict[str, Any]:
+    """The options of ``node``'s ``httpx.AsyncClient`` for ``concurrency`` requests at once:
+    those of the blocking client, on one connection per request in flight
+    (:class:`~nanostream.connectors.http._connections.Connections`) unless the user chose the
+    transport, the limits or HTTP/2."""
+    options = node._client_options(concurrency)
+    if any(name in node.client_options for name in _OWN_CONNECTIONS):
+        return options
+    from ._connections import Connections
+
+    del options["limits"]
+    options["transport"] = Connections(
+        concurrency,
+        verify=options.pop("verify", True),
+        cert=options.pop("cert", None),
+        trust_env=options.get("trust_env", True),
+        http1=options.pop("http1", True),
+    )
+    return options
 
 
 def node_function(

@@ -319,8 +319,9 @@ class _HttpNode(NanoNode):
         """Make the node's ``httpx.AsyncClient``, on the node's event loop."""
         import httpx
 
-        options = self._client_options(self.concurrency or 1)
-        self._async_client = httpx.AsyncClient(**options)
+        from ._async import client_options
+
+        self._async_client = httpx.AsyncClient(**client_options(self, self.concurrency or 1))
 
     async def _close_async(self) -> None:
         client, self._async_client = self._async_client, None
@@ -535,12 +536,11 @@ class _Attempts:
     def __init__(
         self, node: _HttpNode, url: str, params: Mapping[str, Any] | None, home: _Home | None
     ) -> None:
-        import httpx
-
         self.node = node
+        #: The URL, parsed once: the requests of each attempt are built from it.
         self.target = _target(url, params)
         #: Where the node's credentials may go; by default the origin of ``url``.
-        self.home = home or _Home(httpx.URL(url))
+        self.home = home or _Home(self.target)
         self.left_before = self.home.left
         self.attempt = 0
 
@@ -566,13 +566,12 @@ class _Attempts:
         return delay
 
 
-def _target(url: str, params: Mapping[str, Any] | None) -> httpx.URL | str:
+def _target(url: str, params: Mapping[str, Any] | None) -> httpx.URL:
     """``url`` with ``params`` added to its own query (httpx would replace the query)."""
-    if not params:
-        return url
     import httpx
 
-    return httpx.URL(url).copy_merge_params(params)
+    parsed = httpx.URL(url)
+    return parsed.copy_merge_params(params) if params else parsed
 
 
 def _origin(url: httpx.URL) -> str:
