@@ -158,7 +158,7 @@ class SQLSink(BufferedSink):
         self.rows_written = 0
         self._table: sa.Table | None = None
         self._checked: set[tuple[str, ...]] = set()
-        self._writers: dict[tuple[str, ...], Callable[[sa.Connection, list[Any]], None]] = {}
+        self._writers: dict[tuple[str, ...], Callable[[sa.Connection, list[list[Any]]], None]] = {}
         self.configure(**options)
 
     def __repr__(self) -> str:
@@ -394,17 +394,21 @@ class SQLSink(BufferedSink):
         if not names:
             raise ConnectorError("SQLSink: an item has no fields to write")
         self._check_columns(table, names)
-        get = itemgetter(*names) if len(names) > 1 else (lambda r: (r[names[0]],))
-        n = len(names)
         writer = self._writers.get(names)
         if writer is None:
             writer = self._writers[names] = self._make_writer(conn, table, names)
+        # The usual batch: every row has the same fields. Read column by column (C loops);
+        # a row with other fields shows as a length or a KeyError.
         try:
-            values = [get(r) for r in rows if len(r) == n]
+            columns = (
+                [list(map(itemgetter(k), rows)) for k in names]
+                if set(map(len, rows)) == {len(names)}
+                else None
+            )
         except (KeyError, TypeError):
-            values = []
-        if len(values) == len(rows):
-            writer(conn, values)
+            columns = None
+        if columns is not None:
+            writer(conn, columns)
             return
         # Rows with different fields: write each group of alike rows, in order of first sight.
         groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
@@ -418,12 +422,13 @@ class SQLSink(BufferedSink):
             w = self._writers.get(group_names)
             if w is None:
                 w = self._writers[group_names] = self._make_writer(conn, table, group_names)
-            w(conn, [tuple(r[k] for k in group_names) for r in group])
+            w(conn, [[r[k] for r in group] for k in group_names])
 
     def _make_writer(
         self, conn: sa.Connection, table: sa.Table, names: tuple[str, ...]
-    ) -> Callable[[sa.Connection, list[Any]], None]:
-        """A function writing rows given as tuples of ``names``' values, in one round trip."""
+    ) -> Callable[[sa.Connection, list[list[Any]]], None]:
+        """A function writing rows given as columns (a list of values per name of
+        ``names``), in one round trip."""
         dialect = conn.dialect
         if self.mode == "insert":
             compiled = table.insert().compile(dialect=dialect, column_keys=list(names))
@@ -437,20 +442,22 @@ class SQLSink(BufferedSink):
                     is not None
                 ]
 
-                def insert_fast(c: sa.Connection, values: list[Any]) -> None:
-                    if processors:
-                        values = [_processed(v, processors) for v in values]
-                    c.exec_driver_sql(sql, values)
+                def insert_fast(c: sa.Connection, columns: list[list[Any]]) -> None:
+                    for i, proc in processors:
+                        columns[i] = list(map(proc, columns[i]))
+                    c.exec_driver_sql(sql, list(zip(*columns, strict=True)))
 
                 return insert_fast
             statement: Any = table.insert()
         else:
             statement = self._upsert_statement(dialect.name, table, names)
             if statement is None:
-                return self._generic_upsert(table, names)
+                generic = self._generic_upsert(table, names)
+                return lambda c, columns: generic(c, list(zip(*columns, strict=True)))
         key_index = [names.index(k) for k in self.key]
 
-        def execute(c: sa.Connection, values: list[Any]) -> None:
+        def execute(c: sa.Connection, columns: list[list[Any]]) -> None:
+            values = list(zip(*columns, strict=True))
             if self.mode == "upsert":
                 values = _last_per_key(values, key_index)
             c.execute(statement, [dict(zip(names, v, strict=True)) for v in values])
@@ -498,13 +505,6 @@ class SQLSink(BufferedSink):
                         c.execute(insert, row)
 
         return upsert
-
-
-def _processed(values: tuple[Any, ...], processors: list[tuple[int, Any]]) -> tuple[Any, ...]:
-    out = list(values)
-    for i, proc in processors:
-        out[i] = proc(out[i])
-    return tuple(out)
 
 
 def _last_per_key(values: list[Any], key_index: list[int]) -> list[Any]:
