@@ -289,10 +289,10 @@ def help_options(command: str) -> dict[str, tuple[set[str], str | None]]:
     assert result.returncode == 0, result.stderr
     options: dict[str, tuple[set[str], str | None]] = {}
     for line in result.stdout.split("\nOptions:\n", 1)[1].splitlines():
-        found = re.match(r"  (?:(-\w), )?(--[\w-]+)(?: (\S+))?", line)
+        found = re.match(r"  (?:(-\w), )?(--[\w-]+)(?: / (--[\w-]+))?(?: (\S+))?", line)
         if found:
-            short, long, metavar = found.groups()
-            names = {long} | ({short} if short else set())
+            short, long, off, metavar = found.groups()  # off: --no-x of a --x/--no-x flag
+            names = {long} | ({short} if short else set()) | ({off} if off else set())
             options[long] = (names, metavar.strip("[]") if metavar else None)
     del options["--help"]
     return options
@@ -387,6 +387,24 @@ def test_run_with_state_resumes_and_state_show_lists_it(project: Path) -> None:
     result = run_cli("state", "show", project / "nothing.state")
     assert result.returncode == 1
     assert "there is no state store at" in result.stderr
+
+
+def test_run_takes_share_cores_from_the_command_line_and_the_file(project: Path) -> None:
+    path = pipeline_file(project, GOOD)
+    result = run_cli("run", path, "--no-share-cores")
+    assert (result.returncode, result.stdout) == (0, "A!\nB!\n"), result.stderr
+    # The option reaches the run's options: the cooperative runner refuses it by name.
+    result = run_cli("run", path, "--runner", "cooperative", "--share-cores")
+    assert result.returncode == 1
+    assert "the 'cooperative' runner does not place node threads on cores" in result.stderr
+    in_file = pipeline_file(project, GOOD + "options: {share_cores: false}\n", "off.yaml")
+    result = run_cli("run", in_file, "--runner", "cooperative")
+    assert result.returncode == 1 and "share_cores=" in result.stderr
+    result = run_cli("run", in_file)
+    assert (result.returncode, result.stdout) == (0, "A!\nB!\n"), result.stderr
+    wrong = pipeline_file(project, GOOD + "options: {share_cores: 2}\n", "wrong.yaml")
+    result = run_cli("check", wrong)
+    assert result.returncode == 1 and "share_cores must be true or false, got 2" in result.stderr
 
 
 # --------------------------------------------------------------------------- errors

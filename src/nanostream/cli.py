@@ -239,6 +239,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     help="With --state: start afresh the nodes whose stored state no longer fits the "
     "pipeline (renamed or changed nodes), instead of refusing to start.",
 )
+@click.option(
+    "--share-cores/--no-share-cores",
+    default=None,
+    help="On the threads runner: let the node threads that only compute share one core "
+    "whatever the machine's load (--share-cores), or never (--no-share-cores). Default: "
+    "while the machine has room. Overrides the file's options: share_cores.",
+)
 @click.option("--log-json", is_flag=True, help="Write log lines as JSON objects.")
 @click.option(
     "--signal-exit-codes",
@@ -272,6 +279,7 @@ def run(
     state: str | None,
     checkpoint_interval: float | None,
     drop_state: bool,
+    share_cores: bool | None,
     log_json: bool,
     signal_exit_codes: bool,
     verbose: bool,
@@ -321,6 +329,8 @@ def run(
                 options["checkpoint_interval"] = checkpoint_interval
             if drop_state:
                 options["drop_state"] = True
+            if share_cores is not None:
+                options["share_cores"] = share_cores
             handle = pipeline.start(runner=runner_obj, **options)
             names = list(handle.stats())
             _log.info(

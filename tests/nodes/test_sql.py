@@ -1157,3 +1157,35 @@ def test_exactly_once_writes_each_checkpoint_once_across_restarts(
     assert [n for (n,) in query(db, "SELECT n FROM numbers ORDER BY n")] == list(range(1, 401))
     marks = query(db, "SELECT sink, checkpoint FROM nanostream_sink_commits")
     assert [m[0] for m in marks] == ["out"] and marks[0][1] >= 4
+
+
+def test_on_sqlite_the_sink_writes_its_batches_on_one_connection(
+    tmp_path: Path, local_runner: str
+) -> None:
+    """One pool check-out for every batch (plus the one that checks the URL at the start),
+    a fresh one after a transaction that failed, and none left checked out at the end."""
+    engine = sa.create_engine(sqlite_url(tmp_path / "db.sqlite"))
+    checkouts: list[int] = []
+    sa.event.listen(engine, "checkout", lambda *args: checkouts.append(1))
+
+    class LosesThirdWrite(SQLSink):
+        writes = 0
+
+        def _write(self, conn: Any, table: Any, rows: Any) -> None:
+            type(self).writes += 1
+            if type(self).writes == 3:
+                raise sa.exc.OperationalError("INSERT", {}, Exception("disk I/O error"))
+            super()._write(conn, table, rows)
+
+    sink = LosesThirdWrite(engine, "t", create=True, commit_every=10, flush_interval=None)
+    sink.retries, sink.backoff = 1, 0.0
+    nanostream.from_iterable([{"id": i} for i in range(50)]) > sink
+    sink.global_start(runner=local_runner)
+    try:
+        assert LosesThirdWrite.writes == 6  # five batches, one of them twice
+        assert len(checkouts) == 3, checkouts
+        assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT count(DISTINCT id) FROM t").scalar() == 50
+    finally:
+        engine.dispose()

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +162,19 @@ def test_without_two_cores_nothing_is_placed(monkeypatch: pytest.MonkeyPatch) ->
 # ----------------------------------------------------------------- in a run
 @linux
 def test_computing_nodes_of_a_run_share_a_core_a_waiting_node_keeps_both(roomy: None) -> None:
+    _computing_nodes_share_a_core()
+
+
+@linux
+def test_with_share_cores_true_they_share_a_core_on_a_busy_machine_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(os, "getloadavg", lambda: (40.0, 40.0, 40.0))
+    assert CoreSharing([], "busy").busy_machine()
+    _computing_nodes_share_a_core(share_cores=True)
+
+
+def _computing_nodes_share_a_core(**options: Any) -> None:
     every = os.sched_getaffinity(0)
     seen: dict[str, set[int]] = {}
     done = threading.Event()
@@ -188,7 +203,7 @@ def test_computing_nodes_of_a_run_share_a_core_a_waiting_node_keeps_both(roomy: 
     tail = nanostream.as_node(sink, name="sink")
     nanostream.as_node(source, name="source") > nanostream.as_node(compute, name="compute") > tail
     nanostream.as_node(waits, name="waits") > tail
-    run = tail.global_start(block=False)
+    run = tail.global_start(block=False, **options)
     assert run is not None and run.wait(90)
     assert "sink" in seen, "the computing nodes were never placed on one core"
     assert seen["waits"] == every  # a waiting node keeps every core
@@ -355,3 +370,111 @@ def test_a_thread_started_by_a_node_on_the_shared_core_gets_every_core_back(
     assert "inherited" in seen, "the computing nodes were never placed on one core"
     assert len(seen["inherited"]) == 1  # it started on the node's core
     assert seen["later"] == every
+
+
+# ----------------------------------------------------------------- share_cores=
+def test_with_share_cores_false_no_thread_is_placed(monkeypatch: pytest.MonkeyPatch) -> None:
+    placed: list[int] = []
+    monkeypatch.setattr(os, "sched_setaffinity", lambda tid, cores: placed.append(tid))
+    sink = nanostream.testing.Collect()
+    nanostream.from_iterable(range(100_000)) > nanostream.as_node(_plus_one) > sink
+    run = sink.global_start(block=False, share_cores=False)
+    assert run is not None and run.wait(60)
+    assert run.placement.share is False and not run.placement.enabled  # type: ignore[attr-defined]
+    assert not run.placement._started  # type: ignore[attr-defined]
+    assert placed == [] and len(sink.items) == 100_000
+
+
+def test_share_cores_true_shares_whatever_the_load(fake: dict[str, Any]) -> None:
+    sharing = _sharing(fake, 2)
+    sharing.share = True
+    fake["load"] = 8.0
+    _advance(fake, [0.5, 0.5])
+    sharing.step()
+    assert sharing.shared == {0, 1}
+    _advance(fake, [0.5 * STARVED - 0.05, 0.5 * STARVED - 0.05])  # starved: spread again
+    sharing.step()
+    assert sharing.shared == frozenset()
+
+
+def test_share_cores_is_checked_when_the_graph_is_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    def pipeline() -> nanostream.testing.Collect:
+        sink = nanostream.testing.Collect()
+        nanostream.from_iterable([1]) > sink
+        return sink
+
+    with pytest.raises(nanostream.GraphError, match="share_cores must be True, False or None"):
+        pipeline().global_start(share_cores="no")
+
+    class OwnRunner:  # a user's runner, which says nothing of cores
+        name = "own"
+
+        def start(self, plan: Any) -> Any:
+            raise AssertionError("not started")
+
+    for runner, name in (("cooperative", "cooperative"), (OwnRunner(), "own")):
+        with pytest.raises(nanostream.GraphError, match=f"the '{name}' runner does not place"):
+            pipeline().global_start(runner=runner, share_cores=False)
+    monkeypatch.setattr(_placement, "SUPPORTED", False)  # not Linux
+    before = threading.active_count()
+    with pytest.raises(nanostream.GraphError, match="share_cores=True needs Linux and two cores"):
+        pipeline().global_start(share_cores=True)
+    assert threading.active_count() == before  # nothing started
+    sink = pipeline()
+    sink.global_start(share_cores=False)  # turning it off is always possible
+    assert sink.items == [1]
+
+
+# ----------------------------------------------------------------- a thread's id
+def test_a_thread_is_placed_only_while_held_and_running(fake: dict[str, Any]) -> None:
+    """The thread's id is used only inside ``hold(i)``, which keeps it from ending."""
+    running = {100: True, 101: False}  # 101 reached its exit: its id may be another's now
+    held: list[int] = []
+
+    @contextmanager
+    def hold(i: int) -> Iterator[bool]:
+        held.append(i)
+        yield running[100 + i]
+        held.remove(i)
+
+    def setaffinity(tid: int, cores: set[int]) -> None:
+        assert held == [tid - 100], "placed outside the thread's hold"
+        fake["placed"][tid] = set(cores)
+
+    os.sched_setaffinity = setaffinity  # restored by the fixture's monkeypatch
+    sharing = CoreSharing(
+        [_FakeThread(100), _FakeThread(101)],  # type: ignore[list-item]
+        "held",
+        hold=hold,
+    )
+    sharing.core = 0
+    sharing._place(frozenset({0, 1}))
+    assert sharing.shared == {0} and fake["placed"] == {100: {0}}
+    sharing._spread(frozenset({0, 1}))
+    assert fake["placed"] == {100: {0, 1}}
+
+
+def test_the_threads_runner_holds_a_node_thread_from_ending() -> None:
+    release = threading.Event()
+    started = threading.Event()
+
+    def waits(inp: Any, outp: Any) -> None:
+        started.set()
+        release.wait(60)
+
+    sink = nanostream.testing.Collect()
+    nanostream.as_node(waits, name="waits") > sink
+    run: Any = sink.global_start(block=False, share_cores=False)
+    assert started.wait(60)
+    with run._hold(0) as running:
+        assert running
+        release.set()  # the node function returns, but its thread cannot pass its exit
+        assert not run._exiting[0] and run.threads[0].is_alive()
+    assert run.wait(60)
+    with run._hold(0) as running:
+        assert not running
+
+
+def _plus_one(inp: Any, outp: Any) -> None:
+    for x in inp:
+        outp(x + 1)

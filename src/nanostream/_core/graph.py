@@ -421,6 +421,12 @@ class Pipeline:
                     "do nothing: run on the 'threads' or 'cooperative' runner, or without "
                     "state= (at-least-once through acknowledgements, see docs/state.md)"
                 )
+            if plan.options.share_cores is not None and not getattr(impl, "shares_cores", False):
+                raise GraphError(
+                    f"the {impl.name!r} runner does not place node threads on cores, so "
+                    "share_cores= would do nothing: run on the 'threads' runner, or without "
+                    "share_cores="
+                )
             wants_ui = ui is not None and ui is not False
             wants_otel = otel is not None and otel is not False
             observed = progress or metrics_port is not None or wants_ui or wants_otel

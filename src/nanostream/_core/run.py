@@ -79,6 +79,10 @@ class RunOptions:
       items since the last one (default None: by time only).
     - ``drop_state``: start afresh the nodes whose stored state no longer fits (default
       False: that is a ``StateError``).
+    - ``share_cores``: on the threads runner, whether the node threads that only compute
+      share one core (docs/design.md, *Where the threads run*): ``None`` (default) while
+      the machine has room, ``False`` never, ``True`` whatever the load (Linux with two
+      cores or more). Refused on a runner that does not place threads.
 
     Example:
         >>> import nanostream
@@ -97,6 +101,7 @@ class RunOptions:
     checkpoint_interval: float = 5.0
     checkpoint_items: int | None = None
     drop_state: bool = False
+    share_cores: bool | None = None
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> RunOptions:
@@ -125,6 +130,10 @@ class RunOptions:
         ):
             raise GraphError(f"drain_timeout must be a number of seconds > 0, got {drain!r}")
         check_checkpoint_options(opts)
+        if opts.share_cores is not None and not isinstance(opts.share_cores, bool):
+            raise GraphError(
+                f"share_cores must be True, False or None (the default), got {opts.share_cores!r}"
+            )
         return opts
 
 

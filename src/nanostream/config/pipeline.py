@@ -509,6 +509,11 @@ def _read_options(doc: Document, problems: Problems) -> dict[str, Any]:
                 problems.add(problem, doc.where(at))
             else:
                 options[key] = value
+        elif key == "share_cores":
+            if isinstance(value, bool):
+                options[key] = value
+            else:
+                problems.add(f"share_cores must be true or false, got {value!r}", doc.where(at))
         elif not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
             problems.add(
                 f"{key} must be a positive number of seconds, got {value!r}", doc.where(at)

@@ -149,16 +149,19 @@ class BufferedSink(NanoNode):
             restore_state(node)
             pending = node._pending
             size = node.flush_size
-            timed = node.flush_interval is not None
+            interval = node.flush_interval
+            clock = time.monotonic
+            due = 0.0  # when the oldest pending item has waited flush_interval
             for item in inp:
                 if item is TICK:
                     node.tick()
                     pending = node._pending
                     continue
-                if timed and not pending:
-                    node._since = time.monotonic()
+                if interval is not None and not pending:
+                    node._since = clock()
+                    due = node._since + interval
                 pending.append(item if encode is None else encode(item))
-                if len(pending) >= size or (timed and node._due()):
+                if len(pending) >= size or (interval is not None and clock() >= due):
                     node.flush()
                     pending = node._pending
             node.cleanup()

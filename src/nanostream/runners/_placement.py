@@ -30,7 +30,14 @@ node thread, gets every core back.
 
 It checks soon after the start (``FIRST_CHECK_S``), then less and less often (up to
 ``MAX_CHECK_S``). Elsewhere than on Linux, or where a thread's placement cannot be set, it
-does nothing. Not a public API.
+does nothing. The run option ``share_cores`` (:class:`~nanostream.RunOptions`) turns it
+off (``False``) or lets it share a core whatever the load average (``True``); ``None``,
+the default, is the rule above.
+
+A node thread is placed (``os.sched_setaffinity`` on its id) only while the run's
+``hold(i)`` is held and says that thread has not reached its exit: the thread cannot end
+meanwhile, so its id cannot have been given to another thread, here or in another
+process. Not a public API.
 """
 
 from __future__ import annotations
@@ -39,10 +46,20 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 
-__all__ = ["COMPUTING", "GIL_BOUND", "CoreSharing", "STARVED", "Sample", "choose_shared"]
+__all__ = [
+    "COMPUTING",
+    "GIL_BOUND",
+    "STARVED",
+    "CoreSharing",
+    "Sample",
+    "Hold",
+    "choose_shared",
+    "supported",
+]
 
 log = logging.getLogger("nanostream")
 
@@ -60,6 +77,27 @@ FIRST_BACKOFF_S = 1.0
 
 _TASKS = "/proc/self/task"
 SUPPORTED = hasattr(os, "sched_setaffinity") and os.path.isdir(_TASKS)
+
+#: ``hold(i)``: a context in which node thread ``i`` cannot end; it gives True if the
+#: thread has started and not reached its exit.
+Hold = Callable[[int], AbstractContextManager[bool]]
+
+
+def supported() -> bool:
+    """True where node threads can be placed: Linux, and two cores or more for the process.
+
+    Example:
+        >>> from nanostream.runners._placement import supported
+        >>> isinstance(supported(), bool)
+        True
+    """
+    return SUPPORTED and len(os.sched_getaffinity(0)) >= 2
+
+
+@contextmanager
+def _alive(thread: threading.Thread) -> Iterator[bool]:
+    """The hold of a thread without an exit guard: only whether it is alive now."""
+    yield thread.native_id is not None and thread.is_alive()
 
 
 @dataclass(frozen=True)
@@ -124,11 +162,20 @@ class CoreSharing:
     core.
     """
 
-    def __init__(self, threads: Sequence[threading.Thread], name: str) -> None:
+    def __init__(
+        self,
+        threads: Sequence[threading.Thread],
+        name: str,
+        *,
+        share: bool | None = None,
+        hold: Hold | None = None,
+    ) -> None:
         self.threads = threads
         self.shared: frozenset[int] = frozenset()
         self.core: int | None = None
-        self.enabled = SUPPORTED
+        self.share = share
+        self.hold: Hold = hold if hold is not None else (lambda i: _alive(self.threads[i]))
+        self.enabled = SUPPORTED and share is not False
         self._all_cores: set[int] = os.sched_getaffinity(0) if SUPPORTED else set()
         if len(self._all_cores) < 2:
             self.enabled = False
@@ -192,8 +239,9 @@ class CoreSharing:
         return samples
 
     def busy_machine(self) -> bool:
-        """True when the load average says other processes want every core too."""
-        return os.getloadavg()[0] >= len(self._all_cores)
+        """True when the load average says other processes want every core too (never
+        with ``share=True``)."""
+        return self.share is None and os.getloadavg()[0] >= len(self._all_cores)
 
     def step(self) -> None:
         """One check: share a core, widen the group, or spread the threads again."""
@@ -249,26 +297,23 @@ class CoreSharing:
         assert self.core is not None
         if self._older is None:
             self._older = set(_task_ids())
-        placed = set()
-        for i in indices:
-            tid = self.threads[i].native_id
-            if tid is None or not self.threads[i].is_alive():
-                continue
-            try:
-                os.sched_setaffinity(tid, {self.core})
-            except OSError:
-                continue
-            placed.add(i)
+        placed = {i for i in indices if self._set_cores(i, {self.core})}
         self.shared = self.shared | placed
 
     def _spread(self, indices: frozenset[int]) -> None:
         for i in indices:
-            tid = self.threads[i].native_id
-            if tid is None or not self.threads[i].is_alive():
-                continue
-            try:
-                os.sched_setaffinity(tid, self._all_cores)
-            except OSError:
-                continue
+            self._set_cores(i, self._all_cores)
         self.free_inherited()
         self.shared = self.shared - indices
+
+    def _set_cores(self, i: int, cores: set[int]) -> bool:
+        """Place node thread ``i`` on ``cores``, unless it has ended; True if placed."""
+        with self.hold(i) as running:
+            tid = self.threads[i].native_id
+            if not running or tid is None:
+                return False
+            try:
+                os.sched_setaffinity(tid, cores)
+            except OSError:
+                return False
+            return True

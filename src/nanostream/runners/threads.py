@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
 from .._core.acks import AckCoordinator, Marker
+from .._core.errors import GraphError
 from .._core.graph import Plan, PlanNode
 from .._core.monitor import Monitor
 from .._core.ports import port_dispatcher
@@ -16,7 +19,7 @@ from .._core.signals import RunAborted, clear_async_exception, raise_async_excep
 from .._engine.channel import Channel, CheckedOutbox, Outbox, TripwireOutbox
 from .._engine.node import EngineContext, LocalRun, forward_marker, inject_marker, run_function
 from .._engine.reader import InputReader
-from ._placement import CoreSharing
+from ._placement import CoreSharing, supported
 
 __all__ = ["ThreadRun", "ThreadsRunner"]
 
@@ -85,7 +88,9 @@ class ThreadRun(LocalRun):
         )
         self.monitor = Monitor(self)
         # The nodes that compute share one core (see _placement.py).
-        self.placement = CoreSharing(self.threads, plan.name)
+        self.placement = CoreSharing(
+            self.threads, plan.name, share=plan.options.share_cores, hold=self._hold
+        )
         self._joined = False
 
     def start(self) -> None:
@@ -190,6 +195,14 @@ class ThreadRun(LocalRun):
             if isinstance(box, CheckedOutbox):
                 box.after_demand = mark
 
+    @contextmanager
+    def _hold(self, index: int) -> Iterator[bool]:
+        """Node thread ``index`` cannot end inside; gives True if it has started and not
+        reached its exit (so its native id is still its own)."""
+        with self._exit_locks[index]:
+            thread = self.threads[index]
+            yield thread.is_alive() and not self._exiting[index]
+
     def interrupt_stuck_nodes(self) -> None:
         """After an abort, raise ``RunAborted`` inside node threads that have not ended.
 
@@ -292,9 +305,17 @@ class ThreadsRunner:
     name = "threads"
     #: It takes checkpoints into a run's state store (``state=``, see docs/state.md).
     checkpoints = True
+    #: It places its computing node threads on one core (``share_cores=``).
+    shares_cores = True
 
     def start(self, plan: Plan) -> Run:
         """Start ``plan``; returns its run handle."""
+        if plan.options.share_cores and not supported():
+            raise GraphError(
+                "share_cores=True needs Linux and two cores or more for this process: "
+                "leave share_cores unset (node threads are then placed where the machine "
+                "allows it) or set it to False"
+            )
         run = ThreadRun(plan)
         run.start()
         return run
