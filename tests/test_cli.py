@@ -404,7 +404,8 @@ def test_run_takes_share_cores_from_the_command_line_and_the_file(project: Path)
     assert (result.returncode, result.stdout) == (0, "A!\nB!\n"), result.stderr
     wrong = pipeline_file(project, GOOD + "options: {share_cores: 2}\n", "wrong.yaml")
     result = run_cli("check", wrong)
-    assert result.returncode == 1 and "share_cores must be true or false, got 2" in result.stderr
+    assert result.returncode == 1
+    assert "share_cores must be True, False or None (the default), got 2" in result.stderr
 
 
 # --------------------------------------------------------------------------- errors
@@ -931,6 +932,16 @@ def test_run_with_ui_serves_the_final_figures_until_ctrl_c(started: object) -> N
     assert out == "A!\nB!\n"
     assert "its web view still shows the final figures" in err and "press Ctrl-C to exit" in err
     assert "Traceback" not in err
+
+
+def test_a_ctrl_c_that_stopped_a_run_with_ui_also_closes_the_view(started: object) -> None:
+    proc = started(FOREVER, "--ui")  # type: ignore[operator]
+    read_until(proc.stdout, "started")
+    proc.send_signal(signal.SIGINT)  # one Ctrl-C: drain, then exit without a second one
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "drained" in out and "nanostream: stopped" in err
+    assert "still shows the final figures" not in err
 
 
 def test_run_with_otel_exports_to_the_collector_the_environment_names(project: Path) -> None:

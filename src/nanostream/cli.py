@@ -637,14 +637,20 @@ def _telemetry(flag: bool, settings: dict[str, str] | None) -> Telemetry | None:
 
 
 def _serve_final_figures(web: WebView, signals: _Signals) -> None:
-    """Keep the web view's final figures on show until Ctrl-C (or SIGTERM), then close it."""
+    """Keep the web view's final figures on show until Ctrl-C (or SIGTERM), then close it.
+
+    A Ctrl-C that came while the run was ending (it stopped the run, or came just as the
+    run finished) already asked to exit: the view closes at once.
+    """
+    if signals.count:
+        web.close()
+        return
     click.echo(
         f"nanostream: the run has ended; its web view still shows the final figures at "
         f"{web.url} (press Ctrl-C to exit)",
         err=True,
     )
-    seen = signals.count
-    while signals.count == seen and not web.wait_closed(_POLL_S):
+    while not signals.count and not web.wait_closed(_POLL_S):
         pass
     web.close()
 

@@ -124,6 +124,30 @@ def test_a_file_builds_and_runs_the_pipeline(tmp_path: Path, runner: str) -> Non
     assert sink.items == [(x + 10) * 4 for x in range(1, 6)]
 
 
+def test_every_run_option_global_start_takes_is_taken_in_a_file(tmp_path: Path) -> None:
+    # each option is checked by the run's own check, not as "seconds"
+    path = write(
+        tmp_path,
+        """
+        options:
+          state: run.state
+          drop_state: true
+          checkpoint_items: 5
+          checkpoint_interval: 0.5
+          drain_timeout: 3
+        nodes:
+          a: {class: Increment}
+        """,
+    )
+    assert read_pipeline(path).options == {
+        "state": "run.state",
+        "drop_state": True,
+        "checkpoint_items": 5,
+        "checkpoint_interval": 0.5,
+        "drain_timeout": 3,
+    }
+
+
 def test_python_and_yaml_build_the_same_graph_model() -> None:
     source = NumberSource(3).configure(name="source")
     parity = Parity(name="parity")
@@ -510,6 +534,26 @@ CASES = [
         "1:11",
         "unknown run option 'queue_sise' (did you mean 'queue_size' or 'queue_bytes'?)",
         id="bad-run-option",
+    ),
+    pytest.param(
+        """
+        options: {checkpoint_items: 0}
+        nodes:
+          a: {class: Increment}
+        """,
+        "1:29",
+        "checkpoint_items must be a whole number >= 1, got 0",
+        id="bad-checkpoint-items",
+    ),
+    pytest.param(
+        """
+        options: {log_interval: fast}
+        nodes:
+          a: {class: Increment}
+        """,
+        "1:25",
+        "log_interval must be a number of seconds > 0, got 'fast'",
+        id="bad-log-interval",
     ),
     pytest.param(
         """

@@ -124,11 +124,16 @@ class RunOptions:
             problem = check_queue_option(name, value)
             if problem is not None:
                 raise GraphError(problem)
-        drain = opts.drain_timeout
-        if drain is not None and (
-            not isinstance(drain, (int, float)) or isinstance(drain, bool) or not drain > 0
-        ):
-            raise GraphError(f"drain_timeout must be a number of seconds > 0, got {drain!r}")
+        for name in ("monitor_interval", "log_interval", "stall_timeout", "drain_timeout"):
+            seconds = getattr(opts, name)
+            if seconds is None and name == "drain_timeout":
+                continue
+            if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+                seconds_ok = False
+            else:
+                seconds_ok = seconds > 0  # False for NaN too
+            if not seconds_ok:
+                raise GraphError(f"{name} must be a number of seconds > 0, got {seconds!r}")
         check_checkpoint_options(opts)
         if opts.share_cores is not None and not isinstance(opts.share_cores, bool):
             raise GraphError(

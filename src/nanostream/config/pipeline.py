@@ -24,7 +24,7 @@ from typing import IO, Any
 from .._core.errors import ConfigError, GraphError
 from .._core.graph import Pipeline, pipeline_of
 from .._core.node import NanoNode
-from .._core.run import QUEUE_OPTIONS, RunOptions, check_queue_option
+from .._core.run import RunOptions
 from . import registry
 from ._common import (
     Document,
@@ -503,23 +503,13 @@ def _read_options(doc: Document, problems: Problems) -> dict[str, Any]:
                 f"options: {', '.join(_RUN_OPTIONS)}",
                 doc.where(at, key=True),
             )
-        elif key in QUEUE_OPTIONS:
-            problem = check_queue_option(key, value)
-            if problem is not None:
-                problems.add(problem, doc.where(at))
-            else:
-                options[key] = value
-        elif key == "share_cores":
-            if isinstance(value, bool):
-                options[key] = value
-            else:
-                problems.add(f"share_cores must be true or false, got {value!r}", doc.where(at))
-        elif not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-            problems.add(
-                f"{key} must be a positive number of seconds, got {value!r}", doc.where(at)
-            )
         else:
-            options[key] = value
+            try:  # the run's own check of that option, as global_start makes it
+                RunOptions.from_kwargs(**{key: value})
+            except GraphError as exc:
+                problems.add(str(exc), doc.where(at))
+            else:
+                options[key] = value
     return options
 
 
