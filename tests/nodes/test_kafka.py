@@ -199,6 +199,43 @@ def test_offsets_are_committed_only_when_acknowledged(
     assert committed(kafka_cluster, topic, group) == end_offsets(kafka_cluster, topic)
 
 
+def test_offsets_are_part_of_the_checkpoint_and_a_restart_starts_there(
+    kafka_cluster: str, tmp_path: Any
+) -> None:
+    """A run restored from its state store reads each partition from the checkpoint's
+    offsets, before the group's commits and the start position (here a new group reading
+    from the earliest record)."""
+    topic, state = unique("checkpointed"), str(tmp_path / "run.state")
+    produce(kafka_cluster, topic, [f"a{i}".encode() for i in range(200)])
+    first = Collect(wait_for=200)
+    group_source(kafka_cluster, topic, unique("g"), name="kafka") > first
+    run_until(first, first.global_start(block=False, state=state))
+    produce(kafka_cluster, topic, [f"b{i}".encode() for i in range(50)])
+    second = Collect(wait_for=50)
+    source = group_source(kafka_cluster, topic, unique("g"), start="earliest", name="kafka")
+    source > second
+    run_until(second, second.global_start(block=False, state=state))
+    assert len(first.items) == 200
+    assert sorted(r.value for r in second.items) == sorted(f"b{i}".encode() for i in range(50))
+    ends = end_offsets(kafka_cluster, topic)
+    assert sorted(source.snapshot_state()) == [
+        (topic, p, end) for p, end in sorted(ends.items()) if end > 0
+    ]
+
+
+def test_exactly_once_is_refused_when_built() -> None:
+    with pytest.raises(nanostream.ConfigError, match=r"exactly_once=True .* not supported yet"):
+        KafkaSink("broker:9092", "orders", exactly_once=True)
+    assert KafkaSink("broker:9092", "orders", exactly_once=False).exactly_once is False
+
+
+def test_the_checkpoint_of_a_source_is_its_emitted_offsets() -> None:
+    source = KafkaSource("broker:9092", "orders", "g")
+    assert source.snapshot_state() == []
+    source.restore_state([("orders", 1, 7), ("orders", 0, 3)])
+    assert sorted(source.snapshot_state()) == [("orders", 0, 3), ("orders", 1, 7)]
+
+
 @pytest.mark.parametrize("start", ["earliest", "latest"])
 def test_start_positions(kafka_cluster: str, start: str) -> None:
     topic, group = unique("start"), unique("g")

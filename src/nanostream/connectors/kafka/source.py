@@ -289,6 +289,10 @@ class KafkaSource(NanoNode):
         self.config = self._settings.shown  # secrets masked; the client gets the real ones
         self.timeout = timeout
         self._ledger: _Ledger | None = None
+        # The offset after the last record emitted, per partition (the source's thread):
+        # what a checkpoint keeps; and the offsets a restored checkpoint starts from.
+        self._emitted: dict[tuple[str, int], int] = {}
+        self._restored: dict[tuple[str, int], int] = {}
         self.configure(**options)
 
     def __repr__(self) -> str:
@@ -312,6 +316,28 @@ class KafkaSource(NanoNode):
         """How many records of the last run have their offsets committed."""
         ledger = self._ledger
         return ledger.committed if ledger is not None else 0
+
+    def snapshot_state(self) -> list[tuple[str, int, int]]:
+        """The checkpoint's part of this source: per partition, the offset after the last
+        record it emitted (``(topic, partition, offset)``); see docs/state.md.
+
+        A run restored from the checkpoint reads each of those partitions from there, so
+        the records before the checkpoint's barrier are not read again, whatever the
+        group committed since.
+
+        Example:
+            >>> from nanostream.nodes.kafka import KafkaSource
+            >>> source = KafkaSource("broker:9092", "orders", "billing")
+            >>> source.restore_state([("orders", 0, 42)])
+            >>> source.snapshot_state()
+            [('orders', 0, 42)]
+        """
+        return [(topic, partition, offset) for (topic, partition), offset in self._emitted.items()]
+
+    def restore_state(self, state: list[tuple[str, int, int]]) -> None:
+        """Start each partition of ``state`` at its offset (see :meth:`snapshot_state`)."""
+        self._restored = {(topic, partition): offset for topic, partition, offset in state}
+        self._emitted = dict(self._restored)
 
     def _open(self, ledger: _Ledger) -> confluent_kafka.Consumer:
         import confluent_kafka
@@ -366,15 +392,22 @@ class KafkaSource(NanoNode):
         consumer = self._open(ledger)
         seen: set[tuple[str, int]] = set()
 
+        restored, self._restored = self._restored, {}  # for this run only
+        emitted = self._emitted = dict(restored)
+
         def on_assign(consumer: Any, partitions: list[Any]) -> None:
             ledger.assigned(partitions)
-            if self._start == "committed":
-                return
             fresh = [tp for tp in partitions if (tp.topic, tp.partition) not in seen]
             seen.update((tp.topic, tp.partition) for tp in partitions)
-            if fresh:
-                self._positions(consumer, fresh)
-                consumer.assign(partitions)
+            at_checkpoint = [tp for tp in fresh if (tp.topic, tp.partition) in restored]
+            for tp in at_checkpoint:  # the checkpoint's offsets before any start position
+                tp.offset = restored[tp.topic, tp.partition]
+            others = [tp for tp in fresh if (tp.topic, tp.partition) not in restored]
+            if others and self._start != "committed":
+                self._positions(consumer, others)
+            elif not at_checkpoint:
+                return
+            consumer.assign(partitions)
 
         def on_revoke(consumer: Any, partitions: list[Any]) -> None:
             if not ledger.closing:
@@ -453,6 +486,7 @@ class KafkaSource(NanoNode):
                     tuple(headers) if headers else (),
                     stamp if kind else None,
                 )
+                emitted[part.key] = offset + 1  # before the yield: a checkpoint there has it
                 yield Acked(record, ack((part, offset)))
 
         def failed_record() -> Iterator[Any]:
@@ -464,6 +498,7 @@ class KafkaSource(NanoNode):
                     yield from guard(poll)
                     if undecodable:  # under the policy: its error record carries its ack
                         part, offset, _ = undecodable[0]
+                        emitted[part.key] = offset + 1
                         for out in guard(failed_record):
                             yield Acked(out, progress.ack((part, offset)))
                         undecodable.clear()
