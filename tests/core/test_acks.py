@@ -492,12 +492,13 @@ class SparseAckedSource(nanostream.NanoNode):
     """Emits ``range(n)``, only every ``every``-th item with an ack (a commit point).
 
     Each ack records the item and how many items the source had emitted by then; it
-    also notes an item acked before ``sink`` had it (the items arrive in order).
+    also notes an item acked before ``written(item)`` (a :class:`Written`) says the sink
+    had it.
     """
 
-    def __init__(self, n: int, every: int, sink: Collect, **options: Any) -> None:
+    def __init__(self, n: int, every: int, written: Written, **options: Any) -> None:
         super().__init__(name="src", **options)
-        self.n, self.every, self.sink = n, every, sink
+        self.n, self.every, self.written = n, every, written
         self.emitted = 0
         self.acked: list[tuple[int, int]] = []
         self.early: list[int] = []
@@ -511,16 +512,16 @@ class SparseAckedSource(nanostream.NanoNode):
                 yield i
 
     def _ack(self, item: int) -> None:
-        if len(self.sink.items) <= item:
+        if not self.written(item):
             self.early.append(item)
         self.acked.append((item, self.emitted))
 
 
-def test_sparse_acks_are_called_as_the_stream_goes_on(ack_runner: str) -> None:
+def test_sparse_acks_are_called_as_the_stream_goes_on(ack_runner: str, tmp_path: Path) -> None:
     """An ack on every 1000th item comes once the items up to it are written, not at the
     end: with bounded queues the source can only be a few batches ahead of the sink."""
-    sink = Collect()
-    src = SparseAckedSource(20_000, 1000, sink)
+    sink = WrittenSink(tmp_path / "sink")
+    src = SparseAckedSource(20_000, 1000, Written(tmp_path / "sink"))
     src > Gate() > sink
     sink.global_start(runner=ack_runner, queue_size=256, batch_size=32)
     assert [item for item, _ in src.acked] == list(range(999, 20_000, 1000))
