@@ -553,3 +553,53 @@ def test_a_source_has_at_most_max_in_flight_markers_on_their_way() -> None:
     for marker in sent[1:]:
         coordinator.reached(marker)
     assert called == list(range(MAX_IN_FLIGHT + 10)) and coordinator.pending() == 0
+
+
+def test_an_ack_being_called_is_still_pending() -> None:
+    """A runner waits for a source's acks with ``pending()`` (Ray: the source's actor,
+    before it reports its end and its state): an ack counts until it has returned."""
+    from nanostream._core.acks import AckCoordinator, Marker
+
+    src = nanostream.from_iterable([], name="src")
+    _ = src > Collect(name="sink")
+    sent: list[Marker] = []
+
+    def inject(_source: int, marker: Marker, _final: bool) -> bool:
+        sent.append(marker)
+        return True
+
+    coordinator = AckCoordinator(nanostream.pipeline_of(src).plan(), inject)
+    seen: list[int] = []
+    for _ in range(3):
+        coordinator.attach(0, lambda: seen.append(coordinator.pending()))
+    coordinator.reached(sent[-1])
+    assert seen == [3, 2, 1] and coordinator.pending() == 0
+
+
+class SlowAcks(nanostream.NanoNode):
+    """Emits ``n`` acked items one by one; each ack does some work before it records its
+    item (on ray, in the source's actor while the source is ending)."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__(name="src", batch_size=1)
+        self.n = n
+        self.acked: list[int] = []
+
+    def generator(self) -> Iterator[Any]:
+        for i in range(self.n):
+            yield nanostream.Acked(i, partial(self._ack, i))
+
+    def _ack(self, i: int) -> None:
+        sum(range(20_000))  # work that takes a while: the source may have ended meanwhile
+        self.acked.append(i)
+
+
+def test_the_run_ends_after_the_sources_last_ack_returned(ack_runner: str) -> None:
+    """Every ack has returned when the run ends (on ray: the source's state comes back
+    with every ack recorded); see also test_ray_actor.py for the exact interleaving."""
+    src = SlowAcks(300)
+    sink = Collect()
+    src > sink
+    sink.global_start(runner=ack_runner)
+    assert sink.items == list(range(300))
+    assert src.acked == list(range(300))

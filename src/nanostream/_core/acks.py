@@ -263,13 +263,15 @@ class AckCoordinator:
             if count < state.sinks:
                 state.arrivals[marker.seq] = count
                 return
-            # Calling under the lock keeps acks in emission order across sink threads.
+            # Calling under the lock keeps acks in emission order across sink threads. An
+            # ack leaves ``acks`` only once it has returned, so :meth:`pending` counts it
+            # while it runs (a runner that waits for a source's acks must not see none
+            # left while the last one is still being called).
             waiting, acks = state.waiting, state.acks
             while waiting and waiting[0][0] <= marker.seq:
-                covered = waiting.popleft()[1]
-                state.assigned -= covered
+                covered = waiting[0][1]
                 for _ in range(covered):
-                    ack = acks.popleft()
+                    ack = acks[0]
                     try:
                         ack()
                     except Exception:
@@ -278,12 +280,16 @@ class AckCoordinator:
                             ack,
                             self.routing.names[marker.source],
                         )
+                    finally:
+                        acks.popleft()
+                waiting.popleft()
+                state.assigned -= covered
             more = len(acks) > state.assigned
         if more:  # acks attached meanwhile: their marker may go now
             self.mark(marker.source)
 
     def pending(self) -> int:
-        """Acks attached and not yet called, over all sources."""
+        """Acks attached and not yet called (or being called), over all sources."""
         return sum(len(state.acks) for state in list(self._sources.values()))
 
 
