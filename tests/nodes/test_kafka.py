@@ -199,22 +199,23 @@ def test_offsets_are_committed_only_when_acknowledged(
     assert committed(kafka_cluster, topic, group) == end_offsets(kafka_cluster, topic)
 
 
+@pytest.mark.parametrize("local_runner", ["threads", "cooperative"])
 def test_offsets_are_part_of_the_checkpoint_and_a_restart_starts_there(
-    kafka_cluster: str, tmp_path: Any
+    kafka_cluster: str, tmp_path: Any, local_runner: str
 ) -> None:
     """A run restored from its state store reads each partition from the checkpoint's
     offsets, before the group's commits and the start position (here a new group reading
-    from the earliest record)."""
+    from the earliest record). (On ray, checkpoints are not taken yet.)"""
     topic, state = unique("checkpointed"), str(tmp_path / "run.state")
     produce(kafka_cluster, topic, [f"a{i}".encode() for i in range(200)])
     first = Collect(wait_for=200)
     group_source(kafka_cluster, topic, unique("g"), name="kafka") > first
-    run_until(first, first.global_start(block=False, state=state))
+    run_until(first, first.global_start(block=False, state=state, runner=local_runner))
     produce(kafka_cluster, topic, [f"b{i}".encode() for i in range(50)])
     second = Collect(wait_for=50)
     source = group_source(kafka_cluster, topic, unique("g"), start="earliest", name="kafka")
     source > second
-    run_until(second, second.global_start(block=False, state=state))
+    run_until(second, second.global_start(block=False, state=state, runner=local_runner))
     assert len(first.items) == 200
     assert sorted(r.value for r in second.items) == sorted(f"b{i}".encode() for i in range(50))
     ends = end_offsets(kafka_cluster, topic)
@@ -328,9 +329,9 @@ def test_the_ledger_commits_each_partition_after_the_last_record_covered() -> No
     ledger.assigned(tps)
     p0, p1 = ledger.part("t", 0), ledger.part("t", 1)
     p0.first, p1.first = 10, 5  # where this run started to read them
-    ledger.commit([(p0, 10), (p0, 11), (p1, 5)])  # acks of offsets 10-11 and 5
+    ledger.commit([((p0, 10),), ((p0, 11), (p1, 5))])  # acks up to offsets 11 and 5
     assert consumer.commits == [[("t", 0, 12), ("t", 1, 6)]]
-    ledger.commit([(p0, 12), (p0, 14)])  # two acks (13 was skipped), one commit
+    ledger.commit([((p0, 12),), ((p0, 14),)])  # two acks (13 was skipped), one commit
     assert consumer.commits[-1] == [("t", 0, 15)]
     assert ledger.committed == 6
 
@@ -341,13 +342,13 @@ def test_a_revoked_partition_commits_nothing_more() -> None:
     tp = confluent_kafka.TopicPartition("t", 0)
     ledger.assigned([tp])
     before = ledger.part("t", 0)
-    ledger.commit([(before, 0)])
+    ledger.commit([((before, 0),)])
     ledger.revoked([tp])  # records 1 and 2 are still in the pipeline
     ledger.assigned([tp])  # and the partition comes back, from its committed offset 1
     after = ledger.part("t", 0)
-    ledger.commit([(before, 1), (before, 2)])  # late acknowledgements of old records
+    ledger.commit([((before, 1),), ((before, 2),)])  # late acknowledgements of old records
     assert consumer.commits == [[("t", 0, 1)]]  # ... commits nothing
-    ledger.commit([(after, 1)])
+    ledger.commit([((after, 1),)])
     assert consumer.commits[-1] == [("t", 0, 2)]
     assert isinstance(after, _Partition) and after is not before
 
