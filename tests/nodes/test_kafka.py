@@ -199,6 +199,38 @@ def test_offsets_are_committed_only_when_acknowledged(
     assert committed(kafka_cluster, topic, group) == end_offsets(kafka_cluster, topic)
 
 
+class StopAt(Collect):
+    """Collects; asks the run to stop once it has ``at`` records."""
+
+    def __init__(self, at: int, **options: Any) -> None:
+        super().__init__(**options)
+        self.at = at
+
+    def process_item(self, item: Any) -> Iterator[Any]:
+        yield from super().process_item(item)
+        if len(self.items) == self.at:
+            self.request_stop()
+
+
+def test_a_stop_inside_a_poll_commits_every_record_emitted(
+    kafka_cluster: str, runner: str, acks: bool
+) -> None:
+    """One ack goes with a poll's last record; a stop that ends the source inside a poll
+    attaches it to the last record emitted, so the drained records are all committed."""
+    if not acks:
+        pytest.skip(f"the {runner} runner does not call acknowledgements")
+    topic, group = unique("stopped"), unique("g")
+    produce(kafka_cluster, topic, [f"v{i}".encode() for i in range(4000)])
+    sink = StopAt(10)
+    group_source(kafka_cluster, topic, group).configure(batch_size=1) > sink
+    sink.global_start(runner=runner)
+    emitted = len(sink.items)
+    assert 10 <= emitted < 4000  # it stopped inside the stream
+    assert sum(max(offset, 0) for offset in committed(kafka_cluster, topic, group).values()) == (
+        emitted
+    )
+
+
 @pytest.mark.parametrize("local_runner", ["threads", "cooperative"])
 def test_offsets_are_part_of_the_checkpoint_and_a_restart_starts_there(
     kafka_cluster: str, tmp_path: Any, local_runner: str
