@@ -353,7 +353,7 @@ def main() -> None:
     parser.add_argument(
         "--only",
         help="run only this group: engine, rss, observe, onecore, kafka, state, or a module "
-        "name (files, storage, operators, connectors, concurrency, columnar)",
+        "name (files, storage, operators, connectors, concurrency, columnar, acks)",
     )
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args()
@@ -366,7 +366,7 @@ def main() -> None:
         "onecore": lambda: one_core_rows(n, repeat),
         "state": lambda: state_rows(n, repeat),
     }
-    for extra in ("files", "storage", "operators", "connectors", "concurrency", "columnar"):
+    for extra in ("files", "storage", "operators", "connectors", "concurrency", "columnar", "acks"):
         groups[extra] = lambda extra=extra: optional_rows(extra, n)  # type: ignore[misc]
     groups["kafka"] = lambda: optional_rows("kafka_bench", n)
     groups["ray"] = lambda: ray_rows(n, repeat)

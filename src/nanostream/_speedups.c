@@ -9,6 +9,8 @@
  * - drive(inp, process, outp): for item in inp: for out in process(item): outp(out)
  * - drive_source(items, outp, special_type, special): for item in items: special(item) if
  *   type(item) is special_type else outp(item)
+ * - drive_acked(items, outp, acked_type, first_ack, bufs, mark): drive_source for a source's
+ *   Acked(item, ack) pairs in a run (see py_drive_acked in _core/fast.py)
  *
  * None of them releases the GIL; user code they call may.
  */
@@ -317,12 +319,116 @@ drive_source(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+/* One Acked(item, ack) of a source: emit item; attach ack (even when emitting raised; the
+ * first ack asks first_ack() for the callable that attaches); then mark() when one of the
+ * lists in bufs is empty (the item went out with its batch). */
+static int
+emit_acked(Emitter *emitter, PyObject *acked, PyObject **append, PyObject *first_ack,
+           PyObject *bufs, PyObject *mark)
+{
+    if (!PyTuple_Check(acked) || PyTuple_GET_SIZE(acked) != 2) {
+        PyErr_SetString(PyExc_TypeError, "drive_acked: an acked item must be a pair");
+        return -1;
+    }
+    int rc = emit(emitter, PyTuple_GET_ITEM(acked, 0));
+    PyObject *exc_type = NULL, *exc_value = NULL, *exc_tb = NULL;
+    if (rc < 0) {
+        PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+    }
+    int ok = 0;
+    if (*append == NULL) {
+        *append = PyObject_CallNoArgs(first_ack);
+    }
+    if (*append != NULL) {
+        PyObject *res = PyObject_CallOneArg(*append, PyTuple_GET_ITEM(acked, 1));
+        if (res != NULL) {
+            Py_DECREF(res);
+            ok = 1;
+        }
+    }
+    if (ok && rc == 0) {
+        Py_ssize_t n = PyList_GET_SIZE(bufs);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *buf = PyList_GET_ITEM(bufs, i);
+            if (!PyList_Check(buf) || PyList_GET_SIZE(buf) == 0) {
+                PyObject *res = PyObject_CallNoArgs(mark);
+                if (res == NULL) {
+                    return -1;
+                }
+                Py_DECREF(res);
+                break;
+            }
+        }
+    }
+    if (rc < 0) {
+        if (ok) {
+            PyErr_Restore(exc_type, exc_value, exc_tb);
+        }
+        else { /* the attach failed too: that error wins, the item's is dropped */
+            Py_XDECREF(exc_type);
+            Py_XDECREF(exc_value);
+            Py_XDECREF(exc_tb);
+        }
+        return -1;
+    }
+    return ok ? 0 : -1;
+}
+
+static PyObject *
+drive_acked(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError,
+                        "drive_acked(items, outp, acked_type, first_ack, bufs, mark) takes 6 "
+                        "arguments");
+        return NULL;
+    }
+    PyObject *acked_type = args[2], *first_ack = args[3], *bufs = args[4], *mark = args[5];
+    if (!PyList_CheckExact(bufs)) {
+        PyErr_SetString(PyExc_TypeError, "drive_acked: bufs must be a list");
+        return NULL;
+    }
+    PyObject *append = NULL;
+    Emitter emitter;
+    emitter_init(&emitter, args[1]);
+    PyObject *it = PyObject_GetIter(args[0]);
+    if (it == NULL) {
+        return NULL;
+    }
+    iternextfunc next = Py_TYPE(it)->tp_iternext;
+    PyObject *item;
+    while ((item = next_item(it, next)) != NULL) {
+        int rc;
+        if ((PyObject *)Py_TYPE(item) == acked_type) {
+            rc = emit_acked(&emitter, item, &append, first_ack, bufs, mark);
+        }
+        else {
+            rc = emit(&emitter, item);
+        }
+        Py_DECREF(item);
+        if (rc < 0) {
+            Py_DECREF(it);
+            Py_XDECREF(append);
+            return NULL;
+        }
+    }
+    Py_DECREF(it);
+    Py_XDECREF(append);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef speedups_methods[] = {
     {"drive", (PyCFunction)(void (*)(void))drive, METH_FASTCALL,
      "drive(inp, process, outp): for item in inp: for out in process(item): outp(out)"},
     {"drive_source", (PyCFunction)(void (*)(void))drive_source, METH_FASTCALL,
      "drive_source(items, outp, special_type, special): outp(item) for each item, or "
      "special(item) when type(item) is special_type"},
+    {"drive_acked", (PyCFunction)(void (*)(void))drive_acked, METH_FASTCALL,
+     "drive_acked(items, outp, acked_type, first_ack, bufs, mark): a source's items, its "
+     "acked pairs emitted with their acks attached (see nanostream._core.fast)"},
     {NULL, NULL, 0, NULL},
 };
 

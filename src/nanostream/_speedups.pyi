@@ -19,3 +19,12 @@ def drive_source(
     special: Callable[[Any], Any],
     /,
 ) -> None: ...
+def drive_acked(
+    items: Iterable[Any],
+    outp: Callable[[Any], Any],
+    acked_type: type,
+    first_ack: Callable[[], Callable[[Any], Any]],
+    bufs: list[list[Any]],
+    mark: Callable[[], Any],
+    /,
+) -> None: ...

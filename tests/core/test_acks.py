@@ -486,3 +486,120 @@ def test_a_release_inside_a_large_slice_covers_exactly_what_was_read() -> None:
         src.resume.set()
         run.wait(WAIT)
     assert src.acked == list(range(80))
+
+
+class SparseAckedSource(nanostream.NanoNode):
+    """Emits ``range(n)``, only every ``every``-th item with an ack (a commit point).
+
+    Each ack records the item and how many items the source had emitted by then; it
+    also notes an item acked before ``written(item)`` (a :class:`Written`) says the sink
+    had it.
+    """
+
+    def __init__(self, n: int, every: int, written: Written, **options: Any) -> None:
+        super().__init__(name="src", **options)
+        self.n, self.every, self.written = n, every, written
+        self.emitted = 0
+        self.acked: list[tuple[int, int]] = []
+        self.early: list[int] = []
+
+    def generator(self) -> Iterator[Any]:
+        for i in range(self.n):
+            self.emitted = i + 1
+            if i % self.every == self.every - 1:
+                yield nanostream.Acked(i, partial(self._ack, i))
+            else:
+                yield i
+
+    def _ack(self, item: int) -> None:
+        if not self.written(item):
+            self.early.append(item)
+        self.acked.append((item, self.emitted))
+
+
+def test_sparse_acks_are_called_as_the_stream_goes_on(ack_runner: str, tmp_path: Path) -> None:
+    """An ack on every 1000th item comes once the items up to it are written, not at the
+    end: with bounded queues the source can only be a few batches ahead of the sink."""
+    sink = WrittenSink(tmp_path / "sink")
+    src = SparseAckedSource(20_000, 1000, Written(tmp_path / "sink"))
+    src > Gate() > sink
+    sink.global_start(runner=ack_runner, queue_size=256, batch_size=32)
+    assert [item for item, _ in src.acked] == list(range(999, 20_000, 1000))
+    assert src.early == []
+    # Ahead by at most the two queues and a few batches (1000 leaves a wide margin).
+    late = [(item, at) for item, at in src.acked if at - item > 1000]
+    assert late == [], f"acks called long after their item was written: {late}"
+
+
+def test_a_source_has_at_most_max_in_flight_markers_on_their_way() -> None:
+    """Markers beyond the limit wait; the one that comes back sends the next, covering all."""
+    from nanostream._core.acks import MAX_IN_FLIGHT, AckCoordinator, Marker
+
+    src = nanostream.from_iterable([], name="src")
+    _ = src > Collect(name="sink")
+    sent: list[Marker] = []
+
+    def inject(_source: int, marker: Marker, _final: bool) -> bool:
+        sent.append(marker)
+        return True
+
+    coordinator = AckCoordinator(nanostream.pipeline_of(src).plan(), inject)
+    called: list[int] = []
+    for i in range(MAX_IN_FLIGHT + 10):
+        coordinator.attach(0, partial(called.append, i))
+    assert len(sent) == MAX_IN_FLIGHT and coordinator.pending() == MAX_IN_FLIGHT + 10
+    coordinator.reached(sent[0])
+    assert called == [0] and len(sent) == MAX_IN_FLIGHT + 1  # the next covers the other 10
+    for marker in sent[1:]:
+        coordinator.reached(marker)
+    assert called == list(range(MAX_IN_FLIGHT + 10)) and coordinator.pending() == 0
+
+
+def test_an_ack_being_called_is_still_pending() -> None:
+    """A runner waits for a source's acks with ``pending()`` (Ray: the source's actor,
+    before it reports its end and its state): an ack counts until it has returned."""
+    from nanostream._core.acks import AckCoordinator, Marker
+
+    src = nanostream.from_iterable([], name="src")
+    _ = src > Collect(name="sink")
+    sent: list[Marker] = []
+
+    def inject(_source: int, marker: Marker, _final: bool) -> bool:
+        sent.append(marker)
+        return True
+
+    coordinator = AckCoordinator(nanostream.pipeline_of(src).plan(), inject)
+    seen: list[int] = []
+    for _ in range(3):
+        coordinator.attach(0, lambda: seen.append(coordinator.pending()))
+    coordinator.reached(sent[-1])
+    assert seen == [3, 2, 1] and coordinator.pending() == 0
+
+
+class SlowAcks(nanostream.NanoNode):
+    """Emits ``n`` acked items one by one; each ack does some work before it records its
+    item (on ray, in the source's actor while the source is ending)."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__(name="src", batch_size=1)
+        self.n = n
+        self.acked: list[int] = []
+
+    def generator(self) -> Iterator[Any]:
+        for i in range(self.n):
+            yield nanostream.Acked(i, partial(self._ack, i))
+
+    def _ack(self, i: int) -> None:
+        sum(range(20_000))  # work that takes a while: the source may have ended meanwhile
+        self.acked.append(i)
+
+
+def test_the_run_ends_after_the_sources_last_ack_returned(ack_runner: str) -> None:
+    """Every ack has returned when the run ends (on ray: the source's state comes back
+    with every ack recorded); see also test_ray_actor.py for the exact interleaving."""
+    src = SlowAcks(300)
+    sink = Collect()
+    src > sink
+    sink.global_start(runner=ack_runner)
+    assert sink.items == list(range(300))
+    assert src.acked == list(range(300))

@@ -29,17 +29,20 @@ if _speedups is not None:
 
 
 def impl(kind: str) -> Any:
-    """A namespace with checked_outp, drive and drive_source of one implementation."""
+    """A namespace with the compiled loops (checked_outp, drive, drive_source, drive_acked) of
+    one implementation."""
 
     class Impl:
         if kind == "c":
             checked_outp = staticmethod(_speedups.CheckedOutp)
             drive = staticmethod(_speedups.drive)
             drive_source = staticmethod(_speedups.drive_source)
+            drive_acked = staticmethod(_speedups.drive_acked)
         else:
             checked_outp = staticmethod(fast.py_checked_outp)
             drive = staticmethod(fast.py_drive)
             drive_source = staticmethod(fast.py_drive_source)
+            drive_acked = staticmethod(fast.py_drive_acked)
 
     return Impl
 
@@ -338,6 +341,50 @@ def test_drive_source_passes_on_errors(loops: Any) -> None:
 
     with pytest.raises(ValueError, match="source broke"):
         loops.drive_source(broken(), lambda x: None, Special, special)
+
+
+# ----------------------------------------------------------------------- drive_acked
+class Pair(tuple[Any, Any]):
+    """An acked pair, as ``Acked`` is: a tuple of exactly this type."""
+
+
+def test_drive_acked_attaches_each_ack_after_its_item(loops: Any) -> None:
+    out: list[Any] = []
+    log: list[Any] = []
+    buf: list[Any] = [None]  # a buffer that holds an item: no mark
+    firsts: list[int] = []
+
+    def first_ack() -> Any:
+        firsts.append(1)
+        return lambda ack: log.append(("ack", ack, list(out)))
+
+    items = [1, Pair((2, "a")), 3, Pair((4, "b")), (5, "c")]
+    loops.drive_acked(items, out.append, Pair, first_ack, [buf], lambda: log.append("mark"))
+    assert out == [1, 2, 3, 4, (5, "c")]  # a plain tuple is an item like any other
+    assert log == [("ack", "a", [1, 2]), ("ack", "b", [1, 2, 3, 4])]
+    assert firsts == [1]  # asked once, at the first pair
+    buf.clear()  # the item went out with its batch: a mark follows its ack
+    log.clear()
+    mark = lambda: log.append("mark")  # noqa: E731
+    loops.drive_acked([Pair((6, "d"))], out.append, Pair, first_ack, [[0], buf], mark)
+    assert log == [("ack", "d", [1, 2, 3, 4, (5, "c"), 6]), "mark"] and len(firsts) == 2
+
+
+def test_drive_acked_attaches_the_ack_when_emitting_raises(loops: Any) -> None:
+    acks: list[str] = []
+
+    def outp(item: Any) -> None:
+        raise LookupError("stopped after the send")
+
+    with pytest.raises(LookupError, match="stopped after the send"):
+        loops.drive_acked([Pair((1, "a"))], outp, Pair, lambda: acks.append, [[]], list)
+    assert acks == ["a"]
+
+    def failing_first() -> Any:
+        raise RuntimeError("attach failed")
+
+    with pytest.raises(RuntimeError, match="attach failed"):
+        loops.drive_acked([Pair((1, "a"))], print, Pair, failing_first, [[]], list)
 
 
 @pytest.mark.skipif(_speedups is None, reason="the compiled module is not built")

@@ -199,6 +199,76 @@ def test_offsets_are_committed_only_when_acknowledged(
     assert committed(kafka_cluster, topic, group) == end_offsets(kafka_cluster, topic)
 
 
+class StopAt(Collect):
+    """Collects; asks the run to stop once it has ``at`` records."""
+
+    def __init__(self, at: int, **options: Any) -> None:
+        super().__init__(**options)
+        self.at = at
+
+    def process_item(self, item: Any) -> Iterator[Any]:
+        yield from super().process_item(item)
+        if len(self.items) == self.at:
+            self.request_stop()
+
+
+def test_a_stop_inside_a_poll_commits_every_record_emitted(
+    kafka_cluster: str, runner: str, acks: bool
+) -> None:
+    """One ack goes with a poll's last record; a stop that ends the source inside a poll
+    attaches it to the last record emitted, so the drained records are all committed."""
+    if not acks:
+        pytest.skip(f"the {runner} runner does not call acknowledgements")
+    topic, group = unique("stopped"), unique("g")
+    produce(kafka_cluster, topic, [f"v{i}".encode() for i in range(4000)])
+    sink = StopAt(10)
+    group_source(kafka_cluster, topic, group).configure(batch_size=1) > sink
+    sink.global_start(runner=runner)
+    emitted = len(sink.items)
+    assert 10 <= emitted < 4000  # it stopped inside the stream
+    assert sum(max(offset, 0) for offset in committed(kafka_cluster, topic, group).values()) == (
+        emitted
+    )
+
+
+@pytest.mark.parametrize("local_runner", ["threads", "cooperative"])
+def test_offsets_are_part_of_the_checkpoint_and_a_restart_starts_there(
+    kafka_cluster: str, tmp_path: Any, local_runner: str
+) -> None:
+    """A run restored from its state store reads each partition from the checkpoint's
+    offsets, before the group's commits and the start position (here a new group reading
+    from the earliest record). (On ray, checkpoints are not taken yet.)"""
+    topic, state = unique("checkpointed"), str(tmp_path / "run.state")
+    produce(kafka_cluster, topic, [f"a{i}".encode() for i in range(200)])
+    first = Collect(wait_for=200)
+    group_source(kafka_cluster, topic, unique("g"), name="kafka") > first
+    run_until(first, first.global_start(block=False, state=state, runner=local_runner))
+    produce(kafka_cluster, topic, [f"b{i}".encode() for i in range(50)])
+    second = Collect(wait_for=50)
+    source = group_source(kafka_cluster, topic, unique("g"), start="earliest", name="kafka")
+    source > second
+    run_until(second, second.global_start(block=False, state=state, runner=local_runner))
+    assert len(first.items) == 200
+    assert sorted(r.value for r in second.items) == sorted(f"b{i}".encode() for i in range(50))
+    ends = end_offsets(kafka_cluster, topic)
+    assert sorted(source.snapshot_state()) == [
+        (topic, p, end) for p, end in sorted(ends.items()) if end > 0
+    ]
+
+
+def test_exactly_once_is_refused_when_built() -> None:
+    with pytest.raises(nanostream.ConfigError, match=r"exactly_once=True .* not supported yet"):
+        KafkaSink("broker:9092", "orders", exactly_once=True)
+    assert KafkaSink("broker:9092", "orders", exactly_once=False).exactly_once is False
+
+
+def test_the_checkpoint_of_a_source_is_its_emitted_offsets() -> None:
+    source = KafkaSource("broker:9092", "orders", "g")
+    assert source.snapshot_state() == []
+    source.restore_state([("orders", 1, 7), ("orders", 0, 3)])
+    assert sorted(source.snapshot_state()) == [("orders", 0, 3), ("orders", 1, 7)]
+
+
 @pytest.mark.parametrize("start", ["earliest", "latest"])
 def test_start_positions(kafka_cluster: str, start: str) -> None:
     topic, group = unique("start"), unique("g")
@@ -291,9 +361,9 @@ def test_the_ledger_commits_each_partition_after_the_last_record_covered() -> No
     ledger.assigned(tps)
     p0, p1 = ledger.part("t", 0), ledger.part("t", 1)
     p0.first, p1.first = 10, 5  # where this run started to read them
-    ledger.commit([(p0, 10), (p0, 11), (p1, 5)])  # acks of offsets 10-11 and 5
+    ledger.commit([((p0, 10),), ((p0, 11), (p1, 5))])  # acks up to offsets 11 and 5
     assert consumer.commits == [[("t", 0, 12), ("t", 1, 6)]]
-    ledger.commit([(p0, 12), (p0, 14)])  # two acks (13 was skipped), one commit
+    ledger.commit([((p0, 12),), ((p0, 14),)])  # two acks (13 was skipped), one commit
     assert consumer.commits[-1] == [("t", 0, 15)]
     assert ledger.committed == 6
 
@@ -304,13 +374,13 @@ def test_a_revoked_partition_commits_nothing_more() -> None:
     tp = confluent_kafka.TopicPartition("t", 0)
     ledger.assigned([tp])
     before = ledger.part("t", 0)
-    ledger.commit([(before, 0)])
+    ledger.commit([((before, 0),)])
     ledger.revoked([tp])  # records 1 and 2 are still in the pipeline
     ledger.assigned([tp])  # and the partition comes back, from its committed offset 1
     after = ledger.part("t", 0)
-    ledger.commit([(before, 1), (before, 2)])  # late acknowledgements of old records
+    ledger.commit([((before, 1),), ((before, 2),)])  # late acknowledgements of old records
     assert consumer.commits == [[("t", 0, 1)]]  # ... commits nothing
-    ledger.commit([(after, 1)])
+    ledger.commit([((after, 1),)])
     assert consumer.commits[-1] == [("t", 0, 2)]
     assert isinstance(after, _Partition) and after is not before
 

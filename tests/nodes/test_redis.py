@@ -9,6 +9,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from functools import partial
 from typing import Any
 
@@ -330,22 +331,31 @@ def test_sink_acknowledges_entries_once_their_batch_is_sent(
 
     class Items(nanostream.NanoNode):
         """Emits 10 acked items; ``acked`` keeps, per acknowledgement, the item and the
-        entries in the stream by then (an attribute: on ray it comes back after the run)."""
+        entries in the stream by then (an attribute: on ray it comes back after the run).
+
+        The last 4 wait until the first ack was called: the sink has sent the batch of
+        the first item by then, and can have the last items only after that.
+        """
 
         def __init__(self) -> None:
             super().__init__(batch_size=1)
             self.acked: list[tuple[int, int]] = []
 
         def generator(self) -> Iterator[Any]:
+            first_acked: Future[None] = Future()
             for i in range(10):
-                yield nanostream.Acked({"n": i}, partial(self.ack, i))
+                if i == 6:
+                    self.wait_future(first_acked)
+                yield nanostream.Acked({"n": i}, partial(self.ack, i, first_acked))
 
-        def ack(self, i: int) -> None:
+        def ack(self, i: int, first_acked: Future[None]) -> None:
             check = redis.Redis.from_url(redis_url)
             try:
                 self.acked.append((i, int(check.xlen("out"))))
             finally:
                 check.close()
+            if i == 0:
+                first_acked.set_result(None)
 
     sink = RedisStreamSink(redis_url, "out", batch_size=3)
     source = Items()

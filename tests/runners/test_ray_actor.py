@@ -178,3 +178,106 @@ def test_the_driver_is_told_each_notice_once() -> None:
     first, last = _run(scenario())
     assert first["notices"] == ["stop"]  # three request_stop() calls: one notice
     assert last["notices"] == [] and last["ended"]
+
+
+class _Gates:
+    """What the slow acknowledgement of :class:`SlowLastAck` and the test wait for (in
+    this process: the actor's node is a copy of the test's, these events are shared)."""
+
+    def __init__(self) -> None:
+        self.last_ack_running = threading.Event()
+        self.last_ack_may_end = threading.Event()
+        self.checked = threading.Event()  # the source checked its acks while it ran
+        self.seen: list[int] = []  # what it saw: pending acks
+
+    def reset(self) -> None:
+        for event in (self.last_ack_running, self.last_ack_may_end, self.checked):
+            event.clear()
+        self.seen.clear()
+
+
+GATES = _Gates()
+
+
+class SlowLastAck(nanostream.NanoNode):
+    """Emits 4 acked items; its last ack returns only once ``GATES.last_ack_may_end`` is
+    set. ``acked`` records each ack."""
+
+    def __init__(self) -> None:
+        super().__init__(name="src", batch_size=1)
+        self.acked: list[int] = []
+
+    def generator(self) -> Iterator[Any]:
+        for i in range(4):
+            yield nanostream.Acked(i, lambda i=i: self._ack(i))
+
+    def _ack(self, i: int) -> None:
+        if i == 3:
+            GATES.last_ack_running.set()
+            assert GATES.last_ack_may_end.wait(10)
+        self.acked.append(i)
+
+
+def test_a_source_reports_its_end_only_after_its_last_ack_has_returned() -> None:
+    """The source's actor waits for its acks before it reports its end (with its state):
+    an ack that is still running counts as pending.
+
+    The sink's ``reached`` call comes from the test. While the last ack runs, the driver's
+    ``run_outcome`` wakes the source waiting for its acks: it looks at its pending acks
+    (recorded here) and must go on waiting; its state comes back with every ack.
+    """
+    GATES.reset()
+    source = SlowLastAck()
+    source > Collect(name="sink")
+    plan = nanostream.pipeline_of(source).plan()
+    spec = HostSpec(
+        run_id="run-1",
+        name="src",
+        index=0,
+        replica=0,
+        payload=dumps((plan.nodes[0], {})),
+        batch_size=1,
+        n_streams=0,
+        max_in_flight=2,
+        linger=0.01,
+        sync_state=True,
+        ack_routing=dumps(AckRouting(plan)),
+    )
+
+    async def scenario() -> dict[str, Any]:
+        host = NodeHost()
+        await host.load(spec, {}, {})
+        instance = host.instance
+        assert instance is not None
+        pending = instance.acks.pending
+
+        def watched() -> int:
+            n = pending()
+            if GATES.last_ack_running.is_set() and not GATES.last_ack_may_end.is_set():
+                GATES.seen.append(n)
+                GATES.checked.set()
+            return n
+
+        instance.acks.pending = watched  # type: ignore[method-assign]
+        await host.start()
+        notices: list[str] = []
+        while "emitted_all" not in notices:  # it has ended and waits for its acks
+            notices += (await host.events("run-1", []))["notices"]
+        # Every item and its marker went out (into no channel: the test is the sink).
+        reached = asyncio.ensure_future(host.reached("run-1", 0, 1_000_000))
+        loop = asyncio.get_running_loop()
+        assert await loop.run_in_executor(None, GATES.last_ack_running.wait, 10)
+        await host.run_outcome("run-1")  # wakes the waiting source: it looks again
+        assert await loop.run_in_executor(None, GATES.checked.wait, 10)
+        GATES.last_ack_may_end.set()
+        await reached
+        outcome = await host.wait_done()
+        assert host._ack_executor is not None  # the actor's, which its process ends
+        host._ack_executor.shutdown()
+        return outcome
+
+    outcome = _run(scenario())
+    assert outcome["state"] == "finished"
+    assert GATES.seen and all(GATES.seen), GATES.seen  # the running ack was pending
+    plan.nodes[0].restore_state(loads(outcome["node_state"]))
+    assert source.acked == [0, 1, 2, 3]

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 if TYPE_CHECKING:
     from .graph import Plan
 
-__all__ = ["AckCoordinator", "AckRouting", "Acked", "Marker", "NodeMarkers"]
+__all__ = ["MAX_IN_FLIGHT", "AckCoordinator", "AckRouting", "Acked", "Marker", "NodeMarkers"]
 
 log = logging.getLogger("nanostream")
 
@@ -144,13 +144,25 @@ class AckRouting:
         return sum(weight[i] for i in self.reach(source) if self.terminal[i])
 
 
+MAX_IN_FLIGHT = 64
+"""Markers of one source on their way to its sinks at once (besides its last one)."""
+
+
 class _SourceAcks:
-    __slots__ = ("arrivals", "lock", "pending", "seq", "sinks", "waiting")
+    """One source's acks: ``acks`` holds them in emission order, the first ``assigned`` of
+    them covered by the markers in ``waiting`` (``(seq, count)``, in order).
+
+    The source's thread appends to ``acks`` without a lock (a deque's append is atomic);
+    everything else happens under ``lock``, once per marker.
+    """
+
+    __slots__ = ("acks", "arrivals", "assigned", "lock", "seq", "sinks", "waiting")
 
     def __init__(self, sinks: int) -> None:
         self.lock = threading.Lock()
-        self.pending: list[Ack] = []
-        self.waiting: deque[tuple[int, list[Ack]]] = deque()
+        self.acks: deque[Ack] = deque()
+        self.assigned = 0
+        self.waiting: deque[tuple[int, int]] = deque()
         self.arrivals: dict[int, int] = {}
         self.seq = 0
         self.sinks = sinks
@@ -168,6 +180,12 @@ class AckCoordinator:
     The runner supplies ``inject``; nodes report markers that reach a sink with
     :meth:`reached`. Safe to call from any thread. ``routing`` replaces the plan's own
     (a runner that counts instances, or that has no plan at hand, passes ``plan=None``).
+
+    The cost is per marker, not per item: attaching an ack appends it to a deque; a marker
+    covers every ack attached before it, and at most :data:`MAX_IN_FLIGHT` markers of a
+    source travel at once (the next one goes out when one has come back, or at the
+    source's next send), so however often a runner asks for a marker, a busy source sends
+    few of them, each covering many acks.
     """
 
     def __init__(
@@ -199,11 +217,14 @@ class AckCoordinator:
                 state = self._sources.setdefault(source, _SourceAcks(sinks))
         return state
 
+    def appender(self, source: int) -> Callable[[Ack], None]:
+        """Attach an ack to the item ``source`` has just emitted, without asking for a
+        marker (for the source's own thread; the runner marks after each send)."""
+        return self._source(source).acks.append
+
     def attach(self, source: int, ack: Ack) -> None:
         """``ack`` is due once the item ``source`` has just emitted is fully processed."""
-        state = self._source(source)
-        with state.lock:
-            state.pending.append(ack)
+        self._source(source).acks.append(ack)
         self.mark(source)
 
     def has_acks(self, source: int) -> bool:
@@ -211,19 +232,26 @@ class AckCoordinator:
         return source in self._sources
 
     def mark(self, source: int, *, final: bool = False) -> None:
-        """Put a marker after ``source``'s items if acks wait for one and it can be done now."""
+        """Put a marker after ``source``'s items if acks wait for one and it can be done now.
+
+        Not while :data:`MAX_IN_FLIGHT` markers of the source are on their way, unless
+        ``final``: the one that comes back asks for the next.
+        """
         state = self._sources.get(source)
         if state is None:
             return
         with state.lock:
-            if not state.pending:
+            # Counted before the marker goes in: an ack counted here belongs to an item
+            # appended before it, which the marker follows once the outboxes are empty.
+            count = len(state.acks) - state.assigned
+            if count <= 0 or (len(state.waiting) >= MAX_IN_FLIGHT and not final):
                 return
             marker = Marker(source, state.seq + 1)
             if not self._inject(source, marker, final):
                 return
             state.seq = marker.seq
-            state.waiting.append((marker.seq, state.pending))
-            state.pending = []
+            state.assigned += count
+            state.waiting.append((marker.seq, count))
         if self.routing.terminal[source]:  # a source without outputs: its items are done
             self.reached(marker)
 
@@ -235,10 +263,15 @@ class AckCoordinator:
             if count < state.sinks:
                 state.arrivals[marker.seq] = count
                 return
-            # Calling under the lock keeps acks in emission order across sink threads.
-            waiting = state.waiting
+            # Calling under the lock keeps acks in emission order across sink threads. An
+            # ack leaves ``acks`` only once it has returned, so :meth:`pending` counts it
+            # while it runs (a runner that waits for a source's acks must not see none
+            # left while the last one is still being called).
+            waiting, acks = state.waiting, state.acks
             while waiting and waiting[0][0] <= marker.seq:
-                for ack in waiting.popleft()[1]:
+                covered = waiting[0][1]
+                for _ in range(covered):
+                    ack = acks[0]
                     try:
                         ack()
                     except Exception:
@@ -247,14 +280,17 @@ class AckCoordinator:
                             ack,
                             self.routing.names[marker.source],
                         )
+                    finally:
+                        acks.popleft()
+                waiting.popleft()
+                state.assigned -= covered
+            more = len(acks) > state.assigned
+        if more:  # acks attached meanwhile: their marker may go now
+            self.mark(marker.source)
 
     def pending(self) -> int:
-        """Acks attached and not yet called, over all sources."""
-        total = 0
-        for state in list(self._sources.values()):
-            with state.lock:
-                total += len(state.pending) + sum(len(a) for _, a in state.waiting)
-        return total
+        """Acks attached and not yet called (or being called), over all sources."""
+        return sum(len(state.acks) for state in list(self._sources.values()))
 
 
 class NodeMarkers:

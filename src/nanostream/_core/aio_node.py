@@ -102,7 +102,7 @@ def async_node_function(node: NanoNode) -> NodeFunction:
             ctx = node._context()
             node.setup()
             loop = EventLoopThread(ctx.name)
-            attach = ctx.attach_ack
+            emit_acked = ctx.acked_outp(outp)
             try:
                 items: Any = node.generator()  # an async generator here
                 while True:
@@ -110,10 +110,7 @@ def async_node_function(node: NanoNode) -> NodeFunction:
                     if item is END_OF_ITEMS:
                         break
                     if type(item) is Acked:
-                        try:
-                            outp(item.item)
-                        finally:
-                            attach(item.ack)
+                        emit_acked(item)
                     else:
                         outp(item)
             except SourceStopped:

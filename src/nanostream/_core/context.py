@@ -25,6 +25,8 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from .acks import Acked
+from .fast import drive_source
 from .signals import RunAborted
 
 if TYPE_CHECKING:
@@ -161,6 +163,44 @@ class NodeContext:
                 "they will not be called (run it on the 'threads', 'cooperative' or 'ray' runner)",
                 self.name,
             )
+
+    def emit_source(self, items: Iterable[Any], outp: Callable[[Any], Any]) -> None:
+        """Emit a source's ``items`` with ``outp``; an ``Acked`` one attaches its ack.
+
+        Example:
+            >>> from nanostream._core.acks import Acked
+            >>> from nanostream._core.context import NodeContext
+            >>> out = []
+            >>> NodeContext("src").emit_source([0, Acked(1, print)], out.append)
+            >>> out
+            [0, 1]
+        """
+        drive_source(items, outp, Acked, self.acked_outp(outp))
+
+    def acked_outp(self, outp: Callable[[Any], Any]) -> Callable[[Any], None]:
+        """How a source emits an ``Acked(item, ack)``: ``outp(item)``, then attach ``ack``.
+
+        The ack is attached even when ``outp`` raises (the item may have gone out with its
+        batch before a stop was raised). A runner's context may do it faster.
+
+        Example:
+            >>> from nanostream._core.acks import Acked
+            >>> from nanostream._core.context import NodeContext
+            >>> out = []
+            >>> NodeContext("src").acked_outp(out.append)(Acked(1, print))
+            >>> out
+            [1]
+        """
+        attach = self.attach_ack
+
+        def emit(acked: Any) -> None:
+            item, ack = acked
+            try:
+                outp(item)
+            finally:
+                attach(ack)
+
+        return emit
 
     def between_items(self) -> None:
         """A source waits between two items (``NanoNode.sleep``), or a node is between two

@@ -13,6 +13,8 @@ behave the same; the test suite runs both (``tests/core/test_fast.py``).
   ``process_item`` node.
 - :func:`drive_source`: ``outp(item)`` for each item of a source, or ``special(item)`` for
   items of one special type (a source's ``Acked`` items).
+- :func:`drive_acked`: a source's items in a run, its ``Acked(item, ack)`` pairs emitted
+  with the ack attached at the cost of an append.
 
 Example:
     >>> from nanostream._core.fast import drive
@@ -28,7 +30,14 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
-__all__ = ["SPEEDUPS", "checked_outp", "drive", "drive_source", "py_checked_outp"]
+__all__ = [
+    "SPEEDUPS",
+    "checked_outp",
+    "drive",
+    "drive_acked",
+    "drive_source",
+    "py_checked_outp",
+]
 
 Outp = Callable[[Any], Any]
 
@@ -89,12 +98,64 @@ def py_drive_source(
             outp(item)
 
 
+def py_drive_acked(  # noqa: PLR0917 - the compiled loop's positional signature
+    items: Iterable[Any],
+    outp: Outp,
+    acked_type: type,
+    first_ack: Callable[[], Callable[[Any], Any]],
+    bufs: list[list[Any]],
+    mark: Callable[[], Any],
+) -> None:
+    """``outp(item)`` for each item; for an ``acked_type`` pair ``(item, ack)``: ``outp(item)``,
+    then ``append(ack)`` (also when ``outp`` raised), then ``mark()`` if a list in ``bufs``
+    is empty (the item went out with its batch). ``append`` is what ``first_ack()``
+    returns, asked for at the first pair.
+
+    Example:
+        >>> from nanostream._core.fast import py_drive_acked
+        >>> out, acks, marks = [], [], []
+        >>> py_drive_acked(
+        ...     [1, (2, "a")], out.append, tuple, lambda: acks.append, [[]], lambda: marks.append(1)
+        ... )
+        >>> out, acks, marks
+        ([1, 2], ['a'], [1])
+    """
+    append: Callable[[Any], Any] | None = None
+    for entry in items:
+        if type(entry) is acked_type:
+            pair: Any = entry
+            item, ack = pair
+            try:
+                outp(item)
+            finally:
+                if append is None:
+                    append = first_ack()
+                append(ack)
+            for buf in bufs:
+                if not buf:
+                    mark()
+                    break
+        else:
+            outp(entry)
+
+
 SPEEDUPS = False
 """True when the compiled loops are in use."""
 
 checked_outp: Callable[[list[Any], list[int], Callable[[], object]], Outp] = py_checked_outp
 drive: Callable[[Iterable[Any], Callable[[Any], Iterable[Any]], Outp], None] = py_drive
 drive_source: Callable[[Iterable[Any], Outp, type, Callable[[Any], Any]], None] = py_drive_source
+drive_acked: Callable[
+    [
+        Iterable[Any],
+        Outp,
+        type,
+        Callable[[], Callable[[Any], Any]],
+        list[list[Any]],
+        Callable[[], Any],
+    ],
+    None,
+] = py_drive_acked
 
 if os.environ.get("NANOSTREAM_PURE_PYTHON", "") in ("", "0"):
     try:
@@ -105,4 +166,5 @@ if os.environ.get("NANOSTREAM_PURE_PYTHON", "") in ("", "0"):
         checked_outp = _speedups.CheckedOutp
         drive = _speedups.drive
         drive_source = _speedups.drive_source
+        drive_acked = _speedups.drive_acked
         SPEEDUPS = True

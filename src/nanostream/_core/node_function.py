@@ -23,10 +23,9 @@ import inspect
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from .acks import Acked
 from .context import NO_STATE, NodeContext, node_label
 from .errors import GraphError, NodeProtocolError, StateError
-from .fast import drive, drive_source
+from .fast import drive
 from .policy import ItemGuard
 from .signals import SourceStopped
 from .ticks import TICK
@@ -93,17 +92,9 @@ def _run_generator(node: NanoNode, ctx: NodeContext, outp: Callable[[Any], Any])
     the run. A source that applies its error policy (``policy_per_poll``) does so inside
     its generator, per poll, with :meth:`NanoNode.guard_polls`.
     """
-    attach = ctx.attach_ack
     gen: Any = node.generator()
-
-    def acked(item: Acked) -> None:
-        try:
-            outp(item.item)
-        finally:
-            attach(item.ack)
-
     try:
-        drive_source(gen, outp, Acked, acked)
+        ctx.emit_source(gen, outp)
     except SourceStopped:
         pass
     finally:

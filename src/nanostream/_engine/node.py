@@ -9,11 +9,13 @@ what the two runners in the driver's process share besides.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from typing import Any
 
-from .._core.acks import AckCoordinator, Marker
+from .._core.acks import AckCoordinator, Acked, Marker
 from .._core.context import NodeContext
 from .._core.errors import NodeProtocolError
+from .._core.fast import drive_acked
 from .._core.graph import Plan, PlanNode
 from .._core.run import NodeCounters, NodeStats, Run, downstream_names, local_stats
 from .._core.signals import SourceStopped
@@ -105,16 +107,74 @@ class EngineContext(NodeContext):
         self._request_stop = request_stop
         self._wait_for_outcome = wait_for_outcome
         self._on_first_ack = on_first_ack
+        self._append_ack: Callable[[Callable[[], Any]], None] | None = None
+        self._bufs: list[list[Any]] = []  # the buffers of the node's checked outboxes
 
     def count_error(self) -> None:
         self.errors += 1
         self.counters.errors += 1
 
     def attach_ack(self, ack: Callable[[], Any]) -> None:
+        append = self._append_ack
+        if append is None:
+            append = self._first_ack()
+        append(ack)
+        self._mark_if_sent()
+
+    def emit_source(self, items: Iterable[Any], outp: Callable[[Any], Any]) -> None:
+        # Per acked item (compiled): one append, and a look at the outbox buffers. A marker
+        # is asked for after each batch the source sends (installed with the first ack),
+        # and here only when the item went out with its batch (its ack came after that
+        # send); a runner may also ask on demand (``on_first_ack``).
+        mark = partial(self.acks.mark, self.index)
+        drive_acked(items, outp, Acked, self._first_ack, self._bufs, mark)
+
+    def acked_outp(self, outp: Callable[[Any], Any]) -> Callable[[Any], None]:
+        # As emit_source, for a source that emits item by item (an async generator).
+        append: Callable[[Callable[[], Any]], None] | None = None
+        bufs = self._bufs
+        mark = partial(self.acks.mark, self.index)
+
+        def emit(acked: Any) -> None:
+            nonlocal append
+            item, ack = acked
+            try:
+                outp(item)
+            finally:
+                if append is None:
+                    append = self._first_ack()
+                append(ack)
+                for buf in bufs:
+                    if not buf:
+                        mark()
+                        break
+
+        return emit
+
+    def _mark_if_sent(self) -> None:
+        for buf in self._bufs:
+            if not buf:
+                self.acks.mark(self.index)
+                break
+
+    def _first_ack(self) -> Callable[[Callable[[], Any]], None]:
+        """The node attaches its first ack: markers follow its sends from now on."""
+        if self._append_ack is not None:
+            return self._append_ack
+        mark = partial(self.acks.mark, self.index)
+        bufs = self._bufs
+        for box in self.boxes:
+            if isinstance(box, CheckedOutbox):
+                bufs.append(box._buf)
+                if box.after_send is None:
+                    box.after_send = mark
+        if not bufs:  # no buffer to watch (no outputs): ask at every item
+            bufs.append([])
         if self._on_first_ack is not None:
             self._on_first_ack()
             self._on_first_ack = None
-        self.acks.attach(self.index, ack)
+        append = self._append_ack = self.acks.appender(self.index)
+        return append
 
     def release_items(self, keep: int = 0) -> None:
         if self.reader is not None:

@@ -72,7 +72,9 @@ class KafkaSink(NanoNode):
     function returning bytes: Avro, Protobuf, a Schema Registry serialiser).
 
     The producer is idempotent unless ``idempotent=False`` (no duplicates or reordering
-    from its own retries). Each record's delivery report is checked: the sink passes an
+    from its own retries); writes are at least once: ``exactly_once=True`` (Kafka
+    transactions) is refused when the node is built, as not supported yet. Each record's
+    delivery report is checked: the sink passes an
     item on as done — the acknowledgement its source waits for — only once Kafka has
     acknowledged its record, and the input's end (or a stop) waits until everything is
     delivered. A record that cannot be produced or delivered (after the producer's
@@ -111,6 +113,7 @@ class KafkaSink(NanoNode):
         key_format: Format = "auto",
         value_format: Format = "auto",
         idempotent: bool = True,
+        exactly_once: bool = False,
         config: dict[str, Any] | None = None,
         retries: int | None = None,
         backoff: float | None = None,
@@ -131,6 +134,15 @@ class KafkaSink(NanoNode):
             )
         if not isinstance(idempotent, bool):
             raise ConfigError(f"{label}: idempotent must be true or false, got {idempotent!r}")
+        if exactly_once is not False:
+            raise ConfigError(
+                f"{label}: exactly_once={exactly_once!r} (writes in Kafka transactions) is "
+                "not supported yet; the sink writes at least once, with an idempotent "
+                "producer, so a restart may write again records of the last moments before "
+                "a crash. Leave exactly_once out, and make the consumers of the topic "
+                "tolerate a repeat (by the record's key)"
+            )
+        self.exactly_once = exactly_once
         self._settings = ClientSettings(label, bootstrap_servers, config, _RESERVED)
         self._key = field_getter(label, "key", key)
         self._value = field_getter(label, "value", value)

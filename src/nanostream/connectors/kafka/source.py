@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..._core.acks import Acked
+from ..._core.aio import _in_greenlet
 from ..._core.context import node_label
 from ..._core.errors import ConfigError
 from ..._core.graph import pipeline_of
@@ -82,8 +83,12 @@ class _Partition:
         self.committed = -1
 
 
-#: What one acknowledgement commits: a record's partition and offset.
+#: A record's partition and offset.
 Covered = tuple[_Partition, int]
+#: What one acknowledgement commits: the last record of each partition it covers (one
+#: ack goes with the last record of each poll; the engine calls it once that record and
+#: every record emitted before it are done).
+Cover = tuple[Covered, ...]
 
 
 class _Ledger:
@@ -126,16 +131,17 @@ class _Ledger:
                 self.parts[found.key] = found
         return found
 
-    def commit(self, values: Sequence[Covered]) -> None:
+    def commit(self, values: Sequence[Cover]) -> None:
         """Commit the offsets these acknowledgements make final."""
         import confluent_kafka
 
         with self.lock:
             touched: dict[tuple[str, int], _Partition] = {}
-            for part, offset in values:
-                if self.parts.get(part.key) is part:  # revoked since: not ours to commit
-                    part.next = max(part.next, offset + 1)
-                    touched[part.key] = part
+            for cover in values:
+                for part, offset in cover:
+                    if self.parts.get(part.key) is part:  # revoked since: not ours to commit
+                        part.next = max(part.next, offset + 1)
+                        touched[part.key] = part
             offsets = [
                 confluent_kafka.TopicPartition(*part.key, part.next)
                 for part in touched.values()
@@ -211,12 +217,14 @@ class KafkaSource(NanoNode):
     the pipeline commit nothing: its new owner reads them again), and ``stop()`` drains
     the pipeline and commits.
 
-    When no record is waiting the source looks again after ``poll_interval`` seconds
-    (``stop()`` ends the wait at once). ``config`` takes any other librdkafka consumer
-    setting (``security.protocol``, ``sasl.*``, ``ssl.*``, ``fetch.max.bytes`` ...);
-    secrets in it (``sasl.password``, ``ssl.key.password``, ``ssl.key.pem`` ...) are
-    masked in reprs, pipeline files, logs and errors. ``timeout`` is the seconds the
-    start-up requests may take (reaching the brokers, finding offsets for a time).
+    When no record is waiting the source waits up to ``poll_interval`` seconds for the next
+    one (in the client, which returns as soon as a record is fetched; on the cooperative
+    runner the other nodes run meanwhile), so ``stop()`` takes effect within that time.
+    ``config`` takes any other librdkafka consumer setting (``security.protocol``,
+    ``sasl.*``, ``ssl.*``, ``fetch.max.bytes`` ...); secrets in it (``sasl.password``,
+    ``ssl.key.password``, ``ssl.key.pem`` ...) are masked in reprs, pipeline files, logs
+    and errors. ``timeout`` is the seconds the start-up requests may take (reaching the
+    brokers, finding offsets for a time).
 
     The node's error policy applies to each poll: a record that cannot be decoded, or an
     error of the client, fails the run (``on_error="fail"``, the default) or, with
@@ -289,6 +297,10 @@ class KafkaSource(NanoNode):
         self.config = self._settings.shown  # secrets masked; the client gets the real ones
         self.timeout = timeout
         self._ledger: _Ledger | None = None
+        # The offset after the last record emitted, per partition (the source's thread):
+        # what a checkpoint keeps; and the offsets a restored checkpoint starts from.
+        self._emitted: dict[tuple[str, int], int] = {}
+        self._restored: dict[tuple[str, int], int] = {}
         self.configure(**options)
 
     def __repr__(self) -> str:
@@ -312,6 +324,28 @@ class KafkaSource(NanoNode):
         """How many records of the last run have their offsets committed."""
         ledger = self._ledger
         return ledger.committed if ledger is not None else 0
+
+    def snapshot_state(self) -> list[tuple[str, int, int]]:
+        """The checkpoint's part of this source: per partition, the offset after the last
+        record it emitted (``(topic, partition, offset)``); see docs/state.md.
+
+        A run restored from the checkpoint reads each of those partitions from there, so
+        the records before the checkpoint's barrier are not read again, whatever the
+        group committed since.
+
+        Example:
+            >>> from nanostream.nodes.kafka import KafkaSource
+            >>> source = KafkaSource("broker:9092", "orders", "billing")
+            >>> source.restore_state([("orders", 0, 42)])
+            >>> source.snapshot_state()
+            [('orders', 0, 42)]
+        """
+        return [(topic, partition, offset) for (topic, partition), offset in self._emitted.items()]
+
+    def restore_state(self, state: list[tuple[str, int, int]]) -> None:
+        """Start each partition of ``state`` at its offset (see :meth:`snapshot_state`)."""
+        self._restored = {(topic, partition): offset for topic, partition, offset in state}
+        self._emitted = dict(self._restored)
 
     def _open(self, ledger: _Ledger) -> confluent_kafka.Consumer:
         import confluent_kafka
@@ -360,21 +394,28 @@ class KafkaSource(NanoNode):
         label = node_label(self)
         ledger = _Ledger(self._settings, label)
         self._ledger = ledger
-        progress: AckedProgress[Covered] = AckedProgress(
+        progress: AckedProgress[Cover] = AckedProgress(
             ledger.commit, close=ledger.close, interval=self.commit_interval, name=label
         )
         consumer = self._open(ledger)
         seen: set[tuple[str, int]] = set()
 
+        restored, self._restored = self._restored, {}  # for this run only
+        emitted = self._emitted = dict(restored)
+
         def on_assign(consumer: Any, partitions: list[Any]) -> None:
             ledger.assigned(partitions)
-            if self._start == "committed":
-                return
             fresh = [tp for tp in partitions if (tp.topic, tp.partition) not in seen]
             seen.update((tp.topic, tp.partition) for tp in partitions)
-            if fresh:
-                self._positions(consumer, fresh)
-                consumer.assign(partitions)
+            at_checkpoint = [tp for tp in fresh if (tp.topic, tp.partition) in restored]
+            for tp in at_checkpoint:  # the checkpoint's offsets before any start position
+                tp.offset = restored[tp.topic, tp.partition]
+            others = [tp for tp in fresh if (tp.topic, tp.partition) not in restored]
+            if others and self._start != "committed":
+                self._positions(consumer, others)
+            elif not at_checkpoint:
+                return
+            consumer.assign(partitions)
 
         def on_revoke(consumer: Any, partitions: list[Any]) -> None:
             if not ledger.closing:
@@ -396,8 +437,19 @@ class KafkaSource(NanoNode):
         decode_key, decode_value = self._decode_key, self._decode_value
         backlog: deque[Any] = deque()  # records taken from the client, not emitted yet
         undecodable: list[tuple[_Partition, int, Exception]] = []
+        # Per partition, the last record emitted that no ack covers yet: the next ack
+        # (on the last record of a poll) covers them all.
+        uncovered: dict[_Partition, int] = {}
         idle = False
         last_commit = time.monotonic()
+        # Waiting for records: in the client (it returns as soon as one is fetched), or,
+        # inside the cooperative runner's hub, with the run's sleep while the others run.
+        wait_in_client = 0.0 if _in_greenlet() else self.poll_interval
+
+        def cover() -> Cover:
+            covered = tuple(uncovered.items())
+            uncovered.clear()
+            return covered
 
         def poll() -> Iterator[Any]:
             nonlocal idle, last_commit
@@ -409,7 +461,7 @@ class KafkaSource(NanoNode):
                         progress.commit()
                     except _CommitLater as exc:
                         log.info("%s: %s; the offsets go with the next commit", label, exc)
-                messages = consumer.consume(_CONSUME_MAX, 0)
+                messages = consumer.consume(_CONSUME_MAX, wait_in_client if idle else 0)
                 idle = not messages
                 backlog.extend(messages)
             ack, part, last = progress.ack, None, None
@@ -453,7 +505,12 @@ class KafkaSource(NanoNode):
                     tuple(headers) if headers else (),
                     stamp if kind else None,
                 )
-                yield Acked(record, ack((part, offset)))
+                emitted[part.key] = offset + 1  # before the yield: a checkpoint there has it
+                uncovered[part] = offset
+                if backlog:
+                    yield record
+                else:  # the poll's last record carries the ack of every record before it
+                    yield Acked(record, ack(cover()))
 
         def failed_record() -> Iterator[Any]:
             raise undecodable[0][2]
@@ -464,13 +521,18 @@ class KafkaSource(NanoNode):
                     yield from guard(poll)
                     if undecodable:  # under the policy: its error record carries its ack
                         part, offset, _ = undecodable[0]
+                        emitted[part.key] = offset + 1
+                        uncovered[part] = offset
                         for out in guard(failed_record):
-                            yield Acked(out, progress.ack((part, offset)))
+                            yield Acked(out, progress.ack(cover()))
                         undecodable.clear()
                         continue
-                    if idle and self.sleep(self.poll_interval):
+                    if idle and self.sleep(self.poll_interval - wait_in_client):
                         return
         finally:
+            ctx = self._ns_context
+            if uncovered and ctx is not None:  # stopped inside a poll: after its last record
+                ctx.attach_ack(progress.ack(cover()))
             progress.finish()  # the last offsets are committed as their acks come
 
     def _client_error(self, error: Any) -> None:

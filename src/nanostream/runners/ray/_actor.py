@@ -249,7 +249,8 @@ class _Instance:
             self._settled.notify_all()
 
     def wait_for_acks(self) -> None:
-        """(Source, after it ended.) Wait until its acks are called, or none can be."""
+        """(Source, after it ended.) Wait until its acks have been called and returned
+        (an ack still running counts as pending), or none can be called any more."""
         acks = self.acks
         if not acks.has_acks(self.spec.index):
             return
