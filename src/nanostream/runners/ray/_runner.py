@@ -11,6 +11,7 @@ from typing import Any
 from ..._core.errors import GraphError
 from ..._core.graph import Plan
 from ..._core.run import Run
+from ._checkpoints import check_checkpoints
 from ._errors import RayRunnerError
 from ._run import RayRun
 from ._session import connect, disconnect, require_ray
@@ -118,6 +119,8 @@ class RayRunner:
     """
 
     name = "ray"
+    #: It takes checkpoints into a run's state store (``state=``, see docs/state.md).
+    checkpoints = True
 
     def __init__(
         self,
@@ -226,6 +229,7 @@ class RayRunner:
                     "(each replica would emit the whole stream)"
                 )
             result.append(opts)
+        check_checkpoints(plan, result)
         return result
 
     def _payloads(
