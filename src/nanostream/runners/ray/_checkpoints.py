@@ -204,6 +204,15 @@ class DriverCheckpoints:
         self._reached: dict[tuple[int, int], set[int]] = {}
         self._ended: dict[int, set[int]] = {}
         self._final: dict[int, bytes] = {}
+        # The reports come from each actor in order, but not in order across actors: a
+        # sink's barrier (or its end) may be told before the snapshot a node took as the
+        # barrier passed it. An epoch's snapshots and barriers reach the coordinator once
+        # every node that keeps state recorded it (or ended: its final state counts).
+        self._keeps = {pn.index for pn in plan.nodes if pn.snapshot is not None}
+        self._records: dict[int, dict[int, bytes]] = {}  # epoch: node: snapshot
+        self._waiting: list[tuple[int, int]] = []  # (sink, epoch) passed by every instance
+        self._done: set[int] = set()  # nodes whose every instance ended
+        self._given: set[int] = set()  # epochs whose snapshots the coordinator has
         self._closed = threading.Lock()
 
     @property
@@ -234,7 +243,8 @@ class DriverCheckpoints:
         kind = report[0]
         coordinator = self.coordinator
         if kind == "record":
-            coordinator.record(index, report[1], report[2])
+            self._records.setdefault(report[1], {})[index] = report[2]
+            self._forward()
         elif kind == "reached":
             self._reached.setdefault((index, report[1]), set()).add(replica)
             self._pass(index)
@@ -245,7 +255,9 @@ class DriverCheckpoints:
                 self._final[index] = report[1]
             self._pass(index)
             if len(ended) == self.replicas[index]:
+                self._done.add(index)
                 coordinator.ended(index, self._final.get(index))
+                self._forward()
         elif kind == "due":
             return self.begin()
         return None
@@ -257,9 +269,29 @@ class DriverCheckpoints:
         for key in sorted(k for k in self._reached if k[0] == index):
             if every <= self._reached[key]:
                 del self._reached[key]
-                self.coordinator.reached(index, key[1])
+                self._waiting.append(key)
             else:
                 break
+        self._forward()
+
+    def _forward(self) -> None:
+        """Give the coordinator the snapshots of each epoch every node recorded, then the
+        sinks' barriers of those epochs."""
+        coordinator = self.coordinator
+        for epoch in sorted(self._records):
+            records = self._records[epoch]
+            if self._keeps <= records.keys() | self._done:
+                del self._records[epoch]
+                for index, blob in records.items():
+                    coordinator.record(index, epoch, blob)
+                self._given.add(epoch)
+        waiting = []
+        for sink, epoch in self._waiting:
+            if epoch in self._given or self._keeps <= self._done:
+                coordinator.reached(sink, epoch)
+            else:  # some snapshot of it is still on its way
+                waiting.append((sink, epoch))
+        self._waiting = waiting
 
     def close(self) -> None:
         """Release the store (once the run has ended)."""
