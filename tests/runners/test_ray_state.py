@@ -376,3 +376,18 @@ def test_kill_9_of_the_driver_on_ray_resumes_the_windows(tmp_path: Path, ray_ses
     assert expected is not None and got is not None
     assert len(expected.states["keep"][1]) == 3 * 60 + 1  # windows of 50 over 1..3000
     assert got.states["keep"][1] == expected.states["keep"][1]
+
+
+def test_state_that_no_longer_fits_is_refused_on_ray_before_any_actor(tmp_path: Path) -> None:
+    path = str(tmp_path / "run.state")
+    sink = nanostream.testing.Collect(name="sink")
+    Numbers(2, name="numbers") > sink
+    sink.global_start(state=path, runner="ray")
+    renamed = nanostream.testing.Collect(name="sink")
+    Numbers(4, name="counter") > renamed
+    with pytest.raises(nanostream.StateError, match="'numbers' \\(no node of that name now\\)"):
+        renamed.global_start(state=path, runner="ray")
+    again = nanostream.testing.Collect(name="sink")
+    Numbers(4, name="counter") > again
+    again.global_start(state=path, runner="ray", drop_state=True)
+    assert again.items == [1, 2, 3, 4]

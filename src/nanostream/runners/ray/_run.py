@@ -157,8 +157,6 @@ class RayRun(Run):
             ray.get([a.start.remote() for actors in self.actors for a in actors])
         except BaseException:
             self._kill_actors()
-            if self.checkpoints is not None:
-                self.checkpoints.close()
             raise
         for i, actors in enumerate(self.actors):
             for r, actor in enumerate(actors):

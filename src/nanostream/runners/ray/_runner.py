@@ -193,10 +193,13 @@ class RayRunner:
         options = self._options_for(plan)
         payloads, import_path = self._payloads(plan, options)
         actor_env = connect(self.address, self.runtime_env, self.connect_timeout)
+        run: RayRun | None = None
         try:
             run = RayRun(plan, self, options)
             run._launch(payloads, self.runtime_env if actor_env else None, import_path)
         except BaseException:
+            if run is not None and run.checkpoints is not None:  # the store it opened
+                run.checkpoints.close()
             disconnect()
             raise
         return run
