@@ -125,7 +125,8 @@ def kept(
     **options: Any,
 ) -> list[Any]:
     """What the sink kept; with ``replicas``, a stateless node in that many replicas
-    comes first (its barriers then cross to each, and each upstream instance counts)."""
+    comes first (its barriers then cross to each, and the next node counts one input per
+    replica: its state is at-least-once, which ``Dedupe``'s tolerates)."""
     sink = Keep()
     source: nanostream.NanoNode = Events(EVENTS, store, crash_after)
     if replicas > 1:
@@ -137,7 +138,7 @@ def kept(
 
 
 @pytest.mark.parametrize(
-    ("middle", "replicas"), [*((m, 1) for m in sorted(MIDDLES)), ("reduce", 2)]
+    ("middle", "replicas"), [*((m, 1) for m in sorted(MIDDLES)), ("dedupe", 2)]
 )
 def test_a_crash_and_restart_on_ray_gives_what_an_uninterrupted_run_gives(
     tmp_path: Path, middle: str, replicas: int
