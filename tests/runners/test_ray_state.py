@@ -9,6 +9,7 @@ starts, naming the node.
 
 from __future__ import annotations
 
+import json
 import operator
 import os
 import subprocess
@@ -210,18 +211,47 @@ def test_the_docs_first_example_on_ray(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("kind", ["sql", "jsonl"])
-def test_writing_exactly_once_is_refused_on_ray(tmp_path: Path, kind: str) -> None:
+def test_an_exactly_once_sink_on_ray_writes_each_row_once_across_a_crash(
+    tmp_path: Path, kind: str
+) -> None:
+    """The sink waits for the driver's commit of each checkpoint, then writes what it kept
+    (a transaction, a part file); a crash and a restart write every row once."""
     from nanostream.nodes import JSONLinesWriter
     from nanostream.nodes.sql import SQLSink
 
-    sink: nanostream.NanoNode
-    if kind == "sql":
-        sink = SQLSink(f"sqlite:///{tmp_path / 'out.db'}", "t", exactly_once=True, name="out")
-    else:
-        sink = JSONLinesWriter(str(tmp_path / "part-{part}.jsonl"), exactly_once=True, name="out")
+    db, folder = tmp_path / "out.db", tmp_path / "out"
+
+    def writer() -> nanostream.NanoNode:
+        if kind == "sql":
+            return SQLSink(f"sqlite:///{db}", "t", create=True, exactly_once=True, name="out")
+        return JSONLinesWriter(str(folder / "part-{part:04d}.jsonl"), exactly_once=True, name="out")
+
+    def check() -> None:  # after the crash: the rows of committed checkpoints only
+        before = rows()
+        assert before == list(range(1, len(before) + 1))
+
+    def rows() -> list[int]:
+        if kind == "sql":
+            return [n for (n,) in support.sqlite_rows(db, "SELECT n FROM t")]
+        if not folder.exists():
+            return []
+        parts = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+        return [json.loads(line)["n"] for p in parts for line in p.read_text().splitlines()]
+
+    support.write_across_a_crash(writer, str(tmp_path / "run.state"), "ray", 11, check)
+    assert rows() == list(range(1, 21))
+    assert committed(tmp_path / "run.state") > 2  # a checkpoint every 3 items
+
+
+def test_writing_exactly_once_after_replicas_is_refused_on_ray(tmp_path: Path) -> None:
+    from nanostream.nodes.sql import SQLSink
+
+    sink = SQLSink(f"sqlite:///{tmp_path / 'out.db'}", "t", exactly_once=True, name="out")
     Events(EVENTS, tmp_path) > nanostream.nodes.Map(lambda e: {"k": e[0]}, name="row") > sink
-    with pytest.raises(nanostream.GraphError, match="node 'out' writes exactly once"):
-        sink.global_start(state=str(tmp_path / "run.state"), runner="ray")
+    with pytest.raises(nanostream.GraphError, match="'out' writes exactly once, but node 'row'"):
+        sink.global_start(
+            state=str(tmp_path / "run.state"), runner="ray", ray_options={"row": {"replicas": 2}}
+        )
 
 
 def test_a_stateful_node_with_replicas_is_refused_on_ray(tmp_path: Path) -> None:

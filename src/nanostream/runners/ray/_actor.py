@@ -194,7 +194,9 @@ class _Instance:
             if spec.restored is not None:
                 self.context.restored_state = spec.restored[0]
             committed, items = spec.checkpoints
-            self.checkpoints = ActorCheckpoints(self.report, committed=committed, items=items)
+            self.checkpoints = ActorCheckpoints(
+                self.report, committed=committed, items=items, exactly_once=entry.exactly_once
+            )
             self.on_end = hook_node(
                 entry,
                 self.checkpoints,
@@ -309,6 +311,8 @@ class _Instance:
         self.aborted = True
         self.stop_event.set()
         self.settle()
+        if self.checkpoints is not None:
+            self.checkpoints.abort()
         self.context.abort_event.set()  # wakes a retry's back-off
         for box in self.boxes.values():
             box.abort()
@@ -627,6 +631,13 @@ class NodeHost:
         instance = self._current(run_id)
         if instance is not None and instance.checkpoints is not None:
             instance.checkpoints.begin(epoch, list(instance.boxes.values()))
+
+    async def checkpoint_committed(self, run_id: str, epoch: int, final: bool) -> None:
+        """(A sink that writes exactly once.) Checkpoint ``epoch`` is committed (``final``:
+        the final states too): the sink writes what it kept for it."""
+        instance = self._current(run_id)
+        if instance is not None and instance.checkpoints is not None:
+            instance.checkpoints.told(epoch, final)
 
     async def stop(self, run_id: str, source: bool) -> None:
         """The run is stopping: a source ends at its next ``outp``."""

@@ -14,12 +14,16 @@ as on the local runners, with the shared machinery of :mod:`nanostream._engine.c
   the answer to its ``events`` call, in order;
 * the driver hands those reports to the run's ``CheckpointCoordinator``, which commits an
   epoch to the store once every instance of every sink has passed its barrier, and the
-  final states once every node ended well.
+  final states once every node ended well;
+* a sink that writes exactly once waits in its thread, as its barrier passes (and at its
+  end), until the driver tells its actor that the epoch (the final states) is committed
+  (``NodeHost.checkpoint_committed``); then it writes what it kept, as on the local
+  runners, where the commit happens in the sink's thread.
 
 Refused on Ray (when the run starts, naming the node): a node that keeps state with
-``replicas`` > 1 (each replica would hold a part of it under one name), and sinks that
-write exactly once (they commit each checkpoint in their own thread, which on Ray would
-wait for the driver).
+``replicas`` > 1 (each replica would hold a part of it under one name), and a sink that
+writes exactly once in a pipeline with replicas (the node after them reads an input per
+replica, and aligns their barriers by count).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from ..._core.context import NO_STATE
 from ..._core.errors import GraphError
 from ..._core.graph import Plan, PlanNode
+from ..._core.signals import RunAborted
 from ..._engine.channel import CheckedOutbox, Outbox
 from ..._engine.checkpoint import Barrier, CheckpointCoordinator, restore
 from ..._engine.node import inject_marker
@@ -71,14 +76,15 @@ def check_checkpoints(plan: Plan, options: Sequence[RayNodeOptions]) -> None:
                 "runner: each replica would hold a part of its state under one name in the "
                 "state store; run it with replicas=1 in a run with state="
             )
-        if pn.exactly_once:
-            raise GraphError(
-                f"node {pn.name!r} writes exactly once, which the ray runner does not "
-                "support (the sink commits each checkpoint in its own thread, and on Ray "
-                "checkpoints are committed by the driver): run it on the 'threads' or "
-                "'cooperative' runner, or without exactly_once=True (at-least-once, with "
-                "state restored, see docs/state.md)"
-            )
+    sinks = [pn for pn in plan.nodes if pn.exactly_once]
+    replicated = [pn for pn, o in zip(plan.nodes, options, strict=True) if o.replicas > 1]
+    if sinks and replicated:
+        raise GraphError(
+            f"{sinks[0].name!r} writes exactly once, but node {replicated[0].name!r} has "
+            "replicas on the ray runner, and the node after it reads an input per replica "
+            "(checkpoints are exact only along single-input paths): run it with "
+            "replicas=1, or drop exactly_once=True (at-least-once)"
+        )
 
 
 def put_barrier(boxes: Sequence[Outbox], barrier: Barrier) -> None:
@@ -108,8 +114,19 @@ class ActorCheckpoints:
         [('record', 4, b'state'), ('reached', 4)]
     """
 
-    def __init__(self, report: Callable[[Report], None], *, committed: int, items: int | None):
+    def __init__(
+        self,
+        report: Callable[[Report], None],
+        *,
+        committed: int,
+        items: int | None,
+        exactly_once: bool = False,
+    ):
         self.committed = committed
+        self.exactly_once = exactly_once
+        self._final = False  # the driver committed the final states
+        self._aborted = False
+        self._told = threading.Condition(threading.Lock())
         self._report = report
         self._begun = committed  # the last epoch the driver began
         self._sent = committed  # the last epoch whose barrier this source sent
@@ -157,12 +174,39 @@ class ActorCheckpoints:
         self._report(("record", epoch, blob))
 
     def reached(self, sink: int, epoch: int) -> None:
-        """The barrier of ``epoch`` has reached this sink instance."""
+        """The barrier of ``epoch`` has reached this sink instance. A sink that writes
+        exactly once waits until the driver committed ``epoch`` (as on the local runners,
+        where the sink's thread commits it), then writes what it kept."""
         self._report(("reached", epoch))
+        if self.exactly_once:
+            self._wait(lambda: self.committed >= epoch)
 
     def ended(self, index: int, blob: bytes | None) -> None:
-        """The node instance ended well, with this final state."""
+        """The node instance ended well, with this final state (a sink that writes exactly
+        once waits for the driver's final commit)."""
         self._report(("ended", blob))
+        if self.exactly_once:
+            self._wait(lambda: self._final)
+
+    def told(self, epoch: int, final: bool) -> None:
+        """(The driver's call, the event loop.) Epoch ``epoch`` is committed; ``final``:
+        the final states too."""
+        with self._told:
+            self.committed = max(self.committed, epoch)
+            self._final = self._final or final
+            self._told.notify_all()
+
+    def abort(self) -> None:
+        """The run is aborting: a sink waiting for a commit stops waiting."""
+        with self._told:
+            self._aborted = True
+            self._told.notify_all()
+
+    def _wait(self, done: Callable[[], bool]) -> None:
+        with self._told:
+            self._told.wait_for(lambda: done() or self._aborted)
+        if self._aborted:
+            raise RunAborted
 
 
 class _Holder:
@@ -214,6 +258,11 @@ class DriverCheckpoints:
         self._done: set[int] = set()  # nodes whose every instance ended
         self._given: set[int] = set()  # epochs whose snapshots the coordinator has
         self._closed = threading.Lock()
+
+    @property
+    def final(self) -> bool:
+        """Every node has ended well: the final states are committed."""
+        return len(self._done) == len(self.plan.nodes)
 
     @property
     def committed(self) -> int:

@@ -82,6 +82,7 @@ class RayRun(Run):
         self._reach: AckRouting | None = None
         # With a state store: its checkpoints (opened by _launch, see _checkpoints.py).
         self.checkpoints: DriverCheckpoints | None = None
+        self._told: tuple[int, bool] | None = None  # the last commit told the sinks
         assert len(options) == n
 
     # ----------------------------------------------------------------- launching
@@ -178,6 +179,17 @@ class RayRun(Run):
             if pn.is_source:
                 for actor in self.actors[pn.index]:
                     actor.begin_checkpoint.remote(self.run_id, epoch)
+
+    def _tell_committed(self, checkpoints: DriverCheckpoints) -> None:
+        """Tell the sinks that write exactly once of a new commit (they write then)."""
+        told = (checkpoints.committed, checkpoints.final)
+        if told == self._told:
+            return
+        self._told = told
+        for pn in self.plan.nodes:
+            if pn.exactly_once:
+                for actor in self.actors[pn.index]:
+                    actor.checkpoint_committed.remote(self.run_id, *told)
 
     def _batch_size(self, pn: PlanNode) -> int:
         if "batch_size" in pn.options or self.plan.options.batch_size != _DEFAULT_BATCH:
@@ -351,6 +363,7 @@ class RayRun(Run):
         if checkpoints is not None and not self.aborting:  # a failed run commits no more
             for report in answer["reports"]:
                 self._begin_checkpoint(checkpoints.report(i, r, report))
+            self._tell_committed(checkpoints)
         for notice in answer["notices"]:  # each told once by the node's actor
             if notice == "stop":  # the node asked its run to stop
                 self.request_stop()
