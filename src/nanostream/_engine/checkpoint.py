@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from operator import length_hint
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .._core.context import NodeContext
 from .._core.errors import StateError
@@ -44,7 +44,16 @@ from .channel import CheckedOutbox, Outbox
 if TYPE_CHECKING:
     from .reader import InputReader
 
-__all__ = ["ENDED", "Barrier", "CheckpointCoordinator", "NodeBarriers", "install"]
+__all__ = [
+    "ENDED",
+    "Barrier",
+    "CheckpointCoordinator",
+    "Checkpoints",
+    "NodeBarriers",
+    "hook_node",
+    "install",
+    "restore",
+]
 
 log = logging.getLogger("nanostream")
 
@@ -66,6 +75,25 @@ class Barrier:
 
 #: Sent by a node whose outputs end: no more barriers come from it on that channel.
 ENDED = Barrier(-1)
+
+
+class Checkpoints(Protocol):
+    """What a node's barriers report to: the run's :class:`CheckpointCoordinator`, or on
+    a runner whose nodes are in other processes, a stand-in that reports to it."""
+
+    committed: int
+
+    def source_flushed(self, pn: PlanNode, boxes: Sequence[Outbox], items_out: int) -> None:
+        """A source has just handed on an item (its thread)."""
+
+    def record(self, index: int, epoch: int, blob: bytes) -> None:
+        """Node ``index``'s state at ``epoch``."""
+
+    def reached(self, sink: int, epoch: int) -> None:
+        """The barrier of ``epoch`` has reached ``sink``."""
+
+    def ended(self, index: int, blob: bytes | None) -> None:
+        """Node ``index`` ended well, with this final state."""
 
 
 class CheckpointCoordinator:
@@ -226,7 +254,7 @@ class NodeBarriers:
     def __init__(
         self,
         pn: PlanNode,
-        coordinator: CheckpointCoordinator,
+        coordinator: Checkpoints,
         forward: Callable[[Any], None],
     ) -> None:
         self.pn = pn
@@ -290,7 +318,7 @@ class NodeBarriers:
             self.pn.on_commit()
 
 
-def _restore(plan: Plan, store: StateStore, contexts: Sequence[NodeContext]) -> Checkpoint | None:
+def _restore(plan: Plan, store: StateStore, contexts: Sequence[Any]) -> Checkpoint | None:
     """Give each node its stored state; refuse state that no longer fits (or drop it)."""
     checkpoint = store.load()
     if checkpoint is None:
@@ -337,37 +365,66 @@ def install(
     """
     if plan.options.state is None:
         return None, [None] * len(plan.nodes)
-    store = open_store(plan.options.state)
-    try:
-        restored = _restore(plan, store, contexts)
-    except BaseException:
-        store.close()
-        raise
+    store, restored = restore(plan, contexts)
     sources = {pn.index: boxes[pn.index] for pn in plan.nodes if pn.is_source}
     coordinator = CheckpointCoordinator(plan, store, restored, sources)
-    ends: list[Callable[[], None] | None] = []
-    for pn in plan.nodes:
-        node_boxes = boxes[pn.index]
-        reader = readers[pn.index]
-        if reader is None:
-            counters = node_boxes[0].counters if node_boxes else None
-            hook = _source_hook(coordinator, pn, node_boxes, counters)
-            for box in node_boxes:
-                if isinstance(box, CheckedOutbox):
-                    box.on_flush = hook
-            coordinator.count_down(node_boxes, 0)
-            contexts[pn.index].on_idle = hook  # while it sleeps between items
-            barriers = NodeBarriers(pn, coordinator, partial_forward(node_boxes))
-            ends.append(barriers.end)
-        else:
-            reader.barriers = barriers = NodeBarriers(pn, coordinator, reader.forward)
-            contexts[pn.index].on_idle = _within_item_hook(reader, channels[pn.index])
-            ends.append(barriers.finish)
+    ends: list[Callable[[], None] | None] = [
+        hook_node(
+            pn,
+            coordinator,
+            contexts[pn.index],
+            boxes=boxes[pn.index],
+            reader=readers[pn.index],
+            channel=channels[pn.index],
+        )
+        for pn in plan.nodes
+    ]
     return coordinator, ends
 
 
+def restore(plan: Plan, contexts: Sequence[Any]) -> tuple[StateStore, Checkpoint | None]:
+    """Open the run's store and put each node's stored state in its context's
+    ``restored_state``; the store, and the checkpoint restored (None on a first run)."""
+    assert plan.options.state is not None
+    store = open_store(plan.options.state)
+    try:
+        return store, _restore(plan, store, contexts)
+    except BaseException:
+        store.close()
+        raise
+
+
+def hook_node(
+    pn: PlanNode,
+    coordinator: Checkpoints,
+    context: NodeContext,
+    *,
+    boxes: Sequence[Outbox],
+    reader: InputReader | None,
+    channel: Any,
+    forward: Callable[[Any], None] | None = None,
+) -> Callable[[], None]:
+    """Hook one node's checkpoints in (before it runs): a source sends barriers after its
+    flushes and while it sleeps, a node aligns them as its reader reads them. ``forward``
+    passes a barrier on (default: the source's :func:`partial_forward`, the reader's
+    ``forward``). Returns what its ``run_function`` calls when it ends well."""
+    if reader is None:
+        counters = boxes[0].counters if boxes else None
+        hook = _source_hook(coordinator, pn, boxes, counters)
+        for box in boxes:
+            if isinstance(box, CheckedOutbox):
+                box.on_flush = hook
+        if isinstance(coordinator, CheckpointCoordinator):  # on Ray the source asks the driver
+            coordinator.count_down(boxes, 0)
+        context.on_idle = hook  # while it sleeps between items
+        return NodeBarriers(pn, coordinator, forward or partial_forward(boxes)).end
+    reader.barriers = barriers = NodeBarriers(pn, coordinator, forward or reader.forward)
+    context.on_idle = _within_item_hook(reader, channel)
+    return barriers.finish
+
+
 def _source_hook(
-    coordinator: CheckpointCoordinator, pn: PlanNode, boxes: Sequence[Outbox], counters: Any
+    coordinator: Checkpoints, pn: PlanNode, boxes: Sequence[Outbox], counters: Any
 ) -> Callable[[], None]:
     def on_flush() -> None:
         coordinator.source_flushed(pn, boxes, counters.items_out if counters else 0)

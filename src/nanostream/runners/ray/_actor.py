@@ -49,8 +49,10 @@ from ..._core.redact import exception_text
 from ..._core.run import NodeCounters
 from ..._core.signals import RunAborted
 from ..._engine.channel import IDLE, Channel, CheckedOutbox, Outbox
+from ..._engine.checkpoint import hook_node
 from ..._engine.node import EngineContext, forward_marker, inject_marker, run_function
 from ..._engine.reader import InputReader
+from ._checkpoints import ActorCheckpoints, Report, put_barrier
 from ._transport import Link, LoopCondition, Receiver, RemoteAcks, Target
 from ._wire import describe_failure, dumps, loads, portable
 
@@ -86,6 +88,10 @@ class HostSpec:
     #: imports from there too, as the node would in the driver's own process.
     driver_node: str | None = None
     driver_path: tuple[str, ...] = ()
+    #: In a run with a state store: the epoch restored (0 on a first run) and the run's
+    #: ``checkpoint_items``; and the node's restored state, as ``(state,)``.
+    checkpoints: tuple[int, int | None] | None = None
+    restored: tuple[Any] | None = None
 
 
 # A port's targets: (target node name, its actors) in edge order.
@@ -180,6 +186,28 @@ class _Instance:
             wait_for_outcome=self.wait_for_outcome,
             on_first_ack=self._mark_after_sends,
         )
+        # Checkpoints (a run with a state store): the node's state back, barriers hooked in.
+        self.reports: list[Report] = []  # for the driver, with the next events answer
+        self.checkpoints: ActorCheckpoints | None = None
+        self.on_end: Any = None
+        if spec.checkpoints is not None:
+            if spec.restored is not None:
+                self.context.restored_state = spec.restored[0]
+            committed, items = spec.checkpoints
+            self.checkpoints = ActorCheckpoints(
+                self.report, committed=committed, items=items, exactly_once=entry.exactly_once
+            )
+            self.on_end = hook_node(
+                entry,
+                self.checkpoints,
+                self.context,
+                boxes=box_list,
+                reader=self.reader,
+                channel=self.channel,
+                forward=partial(put_barrier, box_list),
+            )
+            if self.reader is not None and self.reader.barriers is not None:
+                self.reader.barriers.live = spec.n_streams  # a barrier per upstream instance
         # The node's adapter reads its context when it starts; sleep() waits on stop_event.
         entry.bind(self.context)
         self.events: dict[str, threading.Event] = entry.events() if spec.sync_state else {}
@@ -204,6 +232,14 @@ class _Instance:
         if notice not in self._told:
             self._told.add(notice)
             self.notices.append(notice)
+        self._events_signal([])
+
+    def report(self, report: Report) -> None:
+        """Send a checkpoint's report to the driver, in order (any thread)."""
+        self.loop.call_soon_threadsafe(self._add_report, report)
+
+    def _add_report(self, report: Report) -> None:  # on the event loop
+        self.reports.append(report)
         self._events_signal([])
 
     def request_stop(self) -> None:
@@ -276,6 +312,8 @@ class _Instance:
         self.aborted = True
         self.stop_event.set()
         self.settle()
+        if self.checkpoints is not None:
+            self.checkpoints.abort()
         self.context.abort_event.set()  # wakes a retry's back-off
         for box in self.boxes.values():
             box.abort()
@@ -423,6 +461,7 @@ class _Instance:
             reader=reader,
             boxes=list(boxes.values()),
             acks=self.acks,
+            on_end=self.on_end,
         )
         self.acks.wait_delivered()  # a sink's "reached" calls, before it reports its end
         if reader is None:
@@ -588,6 +627,19 @@ class NodeHost:
         if instance is not None:
             instance.settle()
 
+    async def begin_checkpoint(self, run_id: str, epoch: int) -> None:
+        """(A source.) Checkpoint ``epoch`` has begun: send its barrier at the next item."""
+        instance = self._current(run_id)
+        if instance is not None and instance.checkpoints is not None:
+            instance.checkpoints.begin(epoch, list(instance.boxes.values()))
+
+    async def checkpoint_committed(self, run_id: str, epoch: int, final: bool) -> None:
+        """(A sink that writes exactly once.) Checkpoint ``epoch`` is committed (``final``:
+        the final states too): the sink writes what it kept for it."""
+        instance = self._current(run_id)
+        if instance is not None and instance.checkpoints is not None:
+            instance.checkpoints.told(epoch, final)
+
     async def stop(self, run_id: str, source: bool) -> None:
         """The run is stopping: a source ends at its next ``outp``."""
         instance = self._current(run_id)
@@ -608,24 +660,29 @@ class NodeHost:
         The driver keeps one such call pending per node, sets its own copies of the
         events (so ``Collect.seen.wait()`` works in the driver while the run goes on) and
         hands the records to its own loggers. ``notices`` are those the node told the
-        driver since the last call, each once (see ``_Instance.tell_driver``).
+        driver since the last call, each once (see ``_Instance.tell_driver``); ``reports``
+        the node's checkpoint reports since the last call, in order (see
+        :mod:`._checkpoints`).
         """
         instance = self._current(run_id)
         if instance is None:
-            return {"events": [], "logs": [], "ended": True, "notices": []}
+            return {"events": [], "logs": [], "ended": True, "notices": [], "reports": []}
         while (
             not (set(instance.events_set) - set(known))
             and not instance.logs
             and not instance.notices
+            and not instance.reports
             and not instance.done.done()
         ):
             await instance.events_changed
         notices, instance.notices = instance.notices, []
+        reports, instance.reports = instance.reports, []
         return {
             "events": sorted(instance.events_set),
             "logs": instance.take_logs(),
             "ended": instance.done.done(),
             "notices": notices,
+            "reports": reports,
         }
 
     async def run_outcome(self, run_id: str) -> None:

@@ -24,6 +24,7 @@ from ._errors import RayRunnerError
 from ._session import disconnect, give_back, take_actor
 
 if TYPE_CHECKING:
+    from ._checkpoints import DriverCheckpoints
     from ._runner import RayNodeOptions, RayRunner
 
 __all__ = ["RayRun"]
@@ -33,6 +34,7 @@ log = logging.getLogger("nanostream")
 # After an abort, actors get this long to end on their own before they are killed.
 ABORT_GRACE_S = 1.0
 _TICK_S = 0.2
+_DRAIN_S = 5.0  # how long an ended node's last answer to ``events`` may take
 _DEFAULT_BATCH = RunOptions().batch_size
 
 
@@ -78,6 +80,9 @@ class RayRun(Run):
         self._released: set[tuple[int, int]] = set()
         self._emitted_all: set[tuple[int, int]] = set()  # sources done but for their acks
         self._reach: AckRouting | None = None
+        # With a state store: its checkpoints (opened by _launch, see _checkpoints.py).
+        self.checkpoints: DriverCheckpoints | None = None
+        self._told: tuple[int, bool] | None = None  # the last commit told the sinks
         assert len(options) == n
 
     # ----------------------------------------------------------------- launching
@@ -94,6 +99,11 @@ class RayRun(Run):
 
         plan, runner = self.plan, self.runner
         replicas = [o.replicas for o in self.options]
+        if plan.options.state is not None:  # the nodes' state back, before they start
+            from ._checkpoints import DriverCheckpoints
+
+            self.checkpoints = checkpoints = DriverCheckpoints(plan, replicas)
+            self.add_done_callback(checkpoints.close)
         self._reach = AckRouting(plan, replicas)
         ack_routing = dumps(self._reach)
         n_streams = [0] * len(plan.nodes)
@@ -139,6 +149,8 @@ class RayRun(Run):
                     log_level=logging.getLogger("nanostream").getEffectiveLevel(),
                     driver_node=driver_node,
                     driver_path=import_path,
+                    checkpoints=self._checkpoint_spec(),
+                    restored=(self.checkpoints.restored(pn.index) if self.checkpoints else None),
                 )
                 loads[actor.load.remote(spec, routes, sources)] = (pn.index, r)
         try:
@@ -152,6 +164,32 @@ class RayRun(Run):
                 self._done_refs[actor.wait_done.remote()] = (i, r)
                 self._event_refs[actor.events.remote(self.run_id, [])] = (i, r)
         self._watcher.start()
+
+    def _checkpoint_spec(self) -> tuple[int, int | None] | None:
+        checkpoints = self.checkpoints
+        if checkpoints is None:
+            return None
+        return checkpoints.committed, self.plan.options.checkpoint_items
+
+    def _begin_checkpoint(self, epoch: int | None) -> None:
+        """Ask every source instance to send the barrier of ``epoch`` (if any)."""
+        if epoch is None:
+            return
+        for pn in self.plan.nodes:
+            if pn.is_source:
+                for actor in self.actors[pn.index]:
+                    actor.begin_checkpoint.remote(self.run_id, epoch)
+
+    def _tell_committed(self, checkpoints: DriverCheckpoints) -> None:
+        """Tell the sinks that write exactly once of a new commit (they write then)."""
+        told = (checkpoints.committed, checkpoints.final)
+        if told == self._told:
+            return
+        self._told = told
+        for pn in self.plan.nodes:
+            if pn.exactly_once:
+                for actor in self.actors[pn.index]:
+                    actor.checkpoint_committed.remote(self.run_id, *told)
 
     def _batch_size(self, pn: PlanNode) -> int:
         if "batch_size" in pn.options or self.plan.options.batch_size != _DEFAULT_BATCH:
@@ -209,6 +247,8 @@ class RayRun(Run):
                         self._collect(ref, *self._done_refs.pop(ref))
                 self._settle_sources()
                 self._release_awaiting()
+                if self.checkpoints is not None and not self.aborting:
+                    self._begin_checkpoint(self.checkpoints.due())
                 now = time.monotonic()
                 if self._abort_at is not None:
                     if not self._killed_stuck and now - self._abort_at >= ABORT_GRACE_S:
@@ -234,6 +274,8 @@ class RayRun(Run):
         from ._wire import emit_logs, loads, rebuild_failure
 
         name = self.plan.nodes[i].name
+        if self.checkpoints is not None:
+            self._drain_events(i, r)  # its checkpoint reports come before its end
         try:
             outcome = ray.get(ref)
         except ray.exceptions.RayError as exc:
@@ -254,6 +296,21 @@ class RayRun(Run):
         emit_logs(outcome.get("logs", ()))
         if outcome["state"] == "failed":
             self._fail(name, rebuild_failure(name, outcome))
+
+    def _drain_events(self, i: int, r: int) -> None:
+        """Take the answers to instance ``r`` of node ``i``'s ``events`` calls until the
+        one that says it ended (the node has ended: they come at once)."""
+        import ray
+
+        while True:
+            ref = next((ref for ref, at in self._event_refs.items() if at == (i, r)), None)
+            if ref is None:
+                return
+            del self._event_refs[ref]
+            ready, _ = ray.wait([ref], timeout=_DRAIN_S)
+            if not ready:
+                return
+            self._mirror_events(ref, i, r)
 
     def _settle_sources(self) -> None:
         """Once only sources are left, no acknowledgement marker can come back to them:
@@ -302,6 +359,11 @@ class RayRun(Run):
         for name in names:
             pn.set_event(name)
         emit_logs(answer["logs"])
+        checkpoints = self.checkpoints
+        if checkpoints is not None and not self.aborting:  # a failed run commits no more
+            for report in answer["reports"]:
+                self._begin_checkpoint(checkpoints.report(i, r, report))
+            self._tell_committed(checkpoints)
         for notice in answer["notices"]:  # each told once by the node's actor
             if notice == "stop":  # the node asked its run to stop
                 self.request_stop()

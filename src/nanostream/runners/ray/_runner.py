@@ -11,6 +11,7 @@ from typing import Any
 from ..._core.errors import GraphError
 from ..._core.graph import Plan
 from ..._core.run import Run
+from ._checkpoints import check_checkpoints
 from ._errors import RayRunnerError
 from ._run import RayRun
 from ._session import connect, disconnect, require_ray
@@ -118,6 +119,8 @@ class RayRunner:
     """
 
     name = "ray"
+    #: It takes checkpoints into a run's state store (``state=``, see docs/state.md).
+    checkpoints = True
 
     def __init__(
         self,
@@ -190,10 +193,13 @@ class RayRunner:
         options = self._options_for(plan)
         payloads, import_path = self._payloads(plan, options)
         actor_env = connect(self.address, self.runtime_env, self.connect_timeout)
+        run: RayRun | None = None
         try:
             run = RayRun(plan, self, options)
             run._launch(payloads, self.runtime_env if actor_env else None, import_path)
         except BaseException:
+            if run is not None and run.checkpoints is not None:  # the store it opened
+                run.checkpoints.close()
             disconnect()
             raise
         return run
@@ -226,6 +232,7 @@ class RayRunner:
                     "(each replica would emit the whole stream)"
                 )
             result.append(opts)
+        check_checkpoints(plan, result)
         return result
 
     def _payloads(

@@ -37,6 +37,7 @@ from ..._core.acks import AckCoordinator, AckRouting, Inject, Marker
 from ..._core.run import NodeCounters
 from ..._core.signals import RunAborted
 from ..._engine.channel import END, Channel
+from ..._engine.checkpoint import ENDED, Barrier
 
 __all__ = ["Link", "LoopCondition", "Receiver", "RemoteAcks", "Target", "stable_hash"]
 
@@ -121,7 +122,9 @@ class Receiver:
         depth = self.channel.depth()
         return depth == 0 or depth + size <= self.channel.capacity
 
-    async def put(self, stream: str, seq: int, batch: list[Any] | Marker, end: bool) -> bool:
+    async def put(
+        self, stream: str, seq: int, batch: list[Any] | Marker | Barrier, end: bool
+    ) -> bool:
         """Put a batch, a marker or a stream's end into the channel in its stream's order,
         waiting for room; False once aborted."""
         size = 0 if end else len(batch)
@@ -141,6 +144,8 @@ class Receiver:
         self._next_seq[stream] = seq + 1
         if end:
             self.channel.put_nowait(END)
+        elif type(batch) is Barrier:  # a checkpoint's barrier (ENDED is one per process)
+            self.channel.put_nowait(ENDED if batch.epoch == ENDED.epoch else batch)
         elif size or type(batch) is Marker:
             self.channel.put_nowait(batch)
         if self._waiting:  # the next call of this stream may be waiting for its turn
@@ -176,7 +181,7 @@ class Link:
         self.seq = 0
         self.in_flight: deque[Any] = deque()
 
-    def send(self, items: list[Any] | Marker, end: bool = False) -> None:
+    def send(self, items: list[Any] | Marker | Barrier, end: bool = False) -> None:
         self.wait_below(self.max_in_flight)
         call = self.actor.push.remote(self.run_id, self.stream, self.seq, items, end)
         self.in_flight.append(call)
@@ -207,8 +212,9 @@ class Link:
 class Target:
     """A downstream node as an outbox sees it: its actors, and how a batch is spread.
 
-    Items go to one actor (round-robin, or by ``key``); a marker and the end go to each
-    (every replica aligns its own markers and counts its own ends). After the end, the
+    Items go to one actor (round-robin, or by ``key``); a marker, a checkpoint's barrier
+    and the end go to each (every replica aligns its own markers and barriers and counts
+    its own ends). After the end, the
     sender waits until every call has been taken, so its node ends after its data arrived.
     """
 
@@ -224,7 +230,7 @@ class Target:
                 link.send([], end=True)
             for link in links:
                 link.wait_below(1)
-        elif type(batch) is Marker:
+        elif type(batch) is Marker or type(batch) is Barrier:
             for link in links:
                 link.send(batch)
         elif len(links) == 1:
