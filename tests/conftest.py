@@ -18,6 +18,7 @@ import pytest
 
 import support
 from nanostream.runners import available_runners
+from support import send_by_value
 
 # "ray" is always a runner here: without Ray its tests are skipped, saying so. Set
 # NANOSTREAM_TEST_RAY=0 to leave it out (a faster loop while you work on something else).
@@ -51,12 +52,6 @@ def ray_session() -> Iterator[Any]:
     release_actors()
     if started:
         ray.shutdown()
-
-
-def send_by_value(ray: Any, module: Any) -> None:
-    """Let Ray workers unpickle what ``module`` (a test module) and ``support`` define."""
-    ray.cloudpickle.register_pickle_by_value(module)
-    ray.cloudpickle.register_pickle_by_value(support)
 
 
 @pytest.fixture(params=RUNNERS)

@@ -443,3 +443,9 @@ def write_across_a_crash(
         with pytest.raises(nanostream.NodeFailed, match="numbers"):
             sink.global_start(state=store, checkpoint_items=3, runner=runner)
         between()
+
+
+def send_by_value(ray: Any, module: Any) -> None:
+    """Let Ray workers unpickle what ``module`` (a test module) and this module define."""
+    ray.cloudpickle.register_pickle_by_value(module)
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])

@@ -24,9 +24,9 @@ pytest.importorskip("ray", reason="Ray is not installed: pip install 'nanostream
 
 import nanostream
 import support
-from conftest import send_by_value
 from nanostream.nodes import Aggregate, Dedupe, Reduce, TumblingWindow
 from nanostream.state import open_store
+from support import send_by_value
 
 
 @pytest.fixture(autouse=True)
