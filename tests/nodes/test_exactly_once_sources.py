@@ -114,6 +114,34 @@ def check(expected: list[tuple[Any, ...]], killed: int, rows_at_kills: list[int]
     assert killed >= min(KILLS, 3), "the runs ended before most kills"
 
 
+def kill_and_compare(
+    child: support.KillChild,
+    folder: Path,
+    plain: tuple[str, ...] = (),
+    killed: tuple[str, ...] = (),
+    late: float = 0.15,
+) -> None:
+    """Run ``child`` (store and table in SQLite files in ``folder``) uninterrupted, then
+    killed ``KILLS`` times and restarted; the tables must be equal. ``plain`` and
+    ``killed``: arguments after the common ones of the uninterrupted and the killed runs;
+    ``late``: at most how long after a new checkpoint a kill comes."""
+    child.finish(str(folder / "plain.state"), f"sqlite:///{folder / 'plain.sqlite'}", *plain)
+    expected = sqlite_table(folder / "plain.sqlite")
+
+    store, db = folder / "run.state", folder / "run.sqlite"
+    kills, rows_at_kills = child.kill_repeatedly(
+        KILLS,
+        lambda: sqlite_committed(store),
+        lambda: len(sqlite_table(db)),
+        str(store),
+        f"sqlite:///{db}",
+        *killed,
+        late=late,
+    )
+    check(expected, kills, rows_at_kills)
+    assert sqlite_table(db) == expected
+
+
 def test_kill_9_with_an_incremental_sql_source(
     tmp_path: Path, kill_child: Callable[..., Any]
 ) -> None:
@@ -124,21 +152,7 @@ def test_kill_9_with_an_incremental_sql_source(
         conn.commit()
     script = tmp_path / "child.py"
     script.write_text(SQL_CHILD)
-    child = kill_child(script, str(source), preload=SQL)
-
-    child.finish(str(tmp_path / "plain.state"), f"sqlite:///{tmp_path / 'plain.sqlite'}")
-    expected = sqlite_table(tmp_path / "plain.sqlite")
-
-    store, db = tmp_path / "run.state", tmp_path / "run.sqlite"
-    killed, rows_at_kills = child.kill_repeatedly(
-        KILLS,
-        lambda: sqlite_committed(store),
-        lambda: len(sqlite_table(db)),
-        str(store),
-        f"sqlite:///{db}",
-    )
-    check(expected, killed, rows_at_kills)
-    assert sqlite_table(db) == expected
+    kill_and_compare(kill_child(script, str(source), preload=SQL), tmp_path)
 
 
 def test_kill_9_with_a_redis_stream_source(
@@ -157,23 +171,8 @@ def test_kill_9_with_a_redis_stream_source(
     script = tmp_path / "child.py"
     script.write_text(REDIS_CHILD)
     child = kill_child(script, redis_url, preload=(*SQL, "nanostream.nodes.redis", "redis"))
-
-    plain = tmp_path / "plain.sqlite"
-    child.finish(str(tmp_path / "plain.state"), f"sqlite:///{plain}", "plain")
-    expected = sqlite_table(plain)
-
-    store, db = tmp_path / "run.state", tmp_path / "run.sqlite"
-    killed, rows_at_kills = child.kill_repeatedly(
-        KILLS,
-        lambda: sqlite_committed(store),
-        lambda: len(sqlite_table(db)),
-        str(store),
-        f"sqlite:///{db}",
-        "killed",
-        late=0.5,  # a restart first goes through the consumer's pending entries
-    )
-    check(expected, killed, rows_at_kills)
-    assert sqlite_table(db) == expected
+    # a consumer group for each: a restart first goes through its group's pending entries
+    kill_and_compare(child, tmp_path, plain=("plain",), killed=("killed",), late=0.5)
 
 
 def test_kill_9_with_the_store_and_the_table_in_postgresql(
