@@ -50,6 +50,19 @@ def run_through(
     return sink.items
 
 
+def run_until_seen(sink: Collect, runner: str = "threads", timeout: float = 10.0) -> Any:
+    """Start the pipeline of ``sink`` (a ``Collect(wait_for=n)``) without blocking, wait
+    until the sink has its ``n`` items, then stop the run; returns the run (its ``state``
+    and ``stats()`` say how it ended). For sources that go on until stopped, like pollers."""
+    run = sink.global_start(block=False, runner=runner)
+    assert run is not None
+    try:
+        assert sink.seen.wait(timeout), f"the sink has {len(sink.items)} items"
+    finally:
+        run.stop(timeout=timeout)
+    return run
+
+
 # On the ray runner nodes run in other processes: a test and its nodes signal each other
 # with files, and read what nodes kept from the node objects (copied back when they end).
 def wait_for_file(
