@@ -583,6 +583,96 @@ def sqlite_rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
         raise
 
 
+# ---- a crash and a restart: a source that resumes, a sink that keeps exactly once --------
+class Replay(nanostream.NanoNode):
+    """Emits ``items`` from its stored position (a source that resumes from a checkpoint).
+
+    With ``done``, it then waits until ``done`` is set, its barriers still going out."""
+
+    def __init__(
+        self, items: list[Any], done: threading.Event | None = None, name: str = "events"
+    ) -> None:
+        super().__init__(name=name)
+        self.items = items
+        self.done = done
+
+    def setup(self) -> None:
+        self.position = 0
+
+    def generator(self) -> Iterator[Any]:
+        while self.position < len(self.items):
+            self.position += 1
+            yield self.items[self.position - 1]
+        while self.done is not None and not self.done.is_set():
+            if self.sleep(0.002):
+                return
+
+    def snapshot_state(self) -> int:
+        return self.position
+
+    def restore_state(self, state: int) -> None:
+        self.position = state
+
+
+class Kept(nanostream.NanoNode):
+    """A sink whose state is what it kept: exactly once into memory. It fails at its
+    ``fail_at``-th item, and sets ``done`` then and once it has ``total`` items."""
+
+    exactly_once = True
+
+    def __init__(
+        self,
+        fail_at: int | None = None,
+        done: threading.Event | None = None,
+        total: int | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(name="keep", **options)
+        self.items: list[Any] = []
+        self.fail_at, self.done, self.total = fail_at, done, total
+        self.received = 0
+
+    def process_item(self, item: Any) -> None:
+        self.received += 1
+        if self.received == self.fail_at:
+            if self.done is not None:
+                self.done.set()  # the source ends too
+            raise RuntimeError("crash")
+        self.items.append(item)
+        if self.done is not None and self.total is not None and len(self.items) >= self.total:
+            self.done.set()
+
+    def snapshot_state(self) -> list[Any]:
+        return self.items
+
+    def restore_state(self, state: list[Any]) -> None:
+        self.items = list(state)
+
+
+def crash_and_restart(
+    pipeline: Callable[[Kept], None],
+    sink: Callable[..., Kept],
+    fail_at: int,
+    store: str,
+    runner: str,
+    between: Callable[[], None] = lambda: None,
+    **options: Any,
+) -> Kept:
+    """Run a pipeline (``pipeline(sink)`` links its nodes into the sink ``sink(fail_at=)``
+    makes) with the state store ``store`` and ``options``, failing in the sink at its
+    ``fail_at``-th item; call ``between()``; run it again, from the store, with a sink that
+    does not fail. Returns that sink."""
+    crashed = sink(fail_at=fail_at)
+    pipeline(crashed)
+    with pytest.raises(nanostream.NodeFailed, match="keep"):
+        crashed.global_start(state=store, runner=runner, **options)
+    between()
+    restarted = sink()
+    pipeline(restarted)
+    restarted.global_start(state=store, runner=runner)
+    return restarted
+
+
 # ---- exactly-once writers: a source that resumes, a crash, a restart ---------------------
 class Numbered(nanostream.NanoNode):
     """Emits ``{"n": 1}``, ``{"n": 2}``, ... up to ``stop``, from its stored position; fails

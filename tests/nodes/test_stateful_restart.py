@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import nanostream
+import support
 from nanostream.nodes import (
     Aggregate,
     Batch,
@@ -31,54 +32,9 @@ from nanostream.nodes import (
     Tagged,
     TumblingWindow,
 )
+from support import Kept, Replay
 
 LOCAL = ["threads", "cooperative"]
-
-
-class Events(nanostream.NanoNode):
-    """Emits ``events`` from its stored position."""
-
-    def __init__(self, events: list[Any]) -> None:
-        super().__init__(name="events")
-        self.events = events
-
-    def setup(self) -> None:
-        self.position = 0
-
-    def generator(self) -> Iterator[Any]:
-        while self.position < len(self.events):
-            self.position += 1
-            yield self.events[self.position - 1]
-
-    def snapshot_state(self) -> int:
-        return self.position
-
-    def restore_state(self, state: int) -> None:
-        self.position = state
-
-
-class Keep(nanostream.NanoNode):
-    """A sink whose state is what it kept: exactly once into memory."""
-
-    exactly_once = True
-
-    def __init__(self, *, fail_at: int | None = None) -> None:
-        super().__init__(name="keep")
-        self.items: list[Any] = []
-        self.fail_at = fail_at
-        self.received = 0
-
-    def process_item(self, item: Any) -> None:
-        self.received += 1
-        if self.received == self.fail_at:
-            raise RuntimeError("crash")
-        self.items.append(item)
-
-    def snapshot_state(self) -> list[Any]:
-        return self.items
-
-    def restore_state(self, state: list[Any]) -> None:
-        self.items = list(state)
 
 
 def crash_and_restart(
@@ -89,22 +45,22 @@ def crash_and_restart(
     runner: str,
 ) -> list[Any]:
     """What the sink kept after a crash at its ``fail_at``-th item and a restart."""
-    crashed = Keep(fail_at=fail_at)
-    Events(events) > middle() > crashed
-    with pytest.raises(nanostream.NodeFailed, match="keep"):
-        crashed.global_start(state=str(path), checkpoint_items=1, batch_size=1, runner=runner)
-    restarted = Keep()
-    Events(events) > middle() > restarted
-    restarted.global_start(state=str(path), runner=runner)
+
+    def pipeline(sink: Kept) -> None:
+        Replay(events) > middle() > sink
+
+    restarted = support.crash_and_restart(
+        pipeline, Kept, fail_at, str(path), runner, checkpoint_items=1, batch_size=1
+    )
     return restarted.items
 
 
 def uninterrupted(
     middle: Callable[[], nanostream.NanoNode], events: list[Any], runner: str
 ) -> list[Any]:
-    plain = Keep()
+    plain = Kept()
     plain.exactly_once = False
-    Events(events) > middle() > plain
+    Replay(events) > middle() > plain
     plain.global_start(runner=runner)
     return plain.items
 
