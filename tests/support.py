@@ -309,6 +309,8 @@ def write_csv_files(folder: Path) -> None:
     (folder / "part-99999.csv").write_text(f"key,t\nend,{FILES * 5}\n")
 
 
+#: what a kill test's zygote imports for a child with a ``SQLSink`` into SQLite
+SQLITE_PRELOAD = ("nanostream.nodes.sql", "sqlalchemy.dialects.sqlite")
 KILL_WAIT = 60  # seconds any one run of a kill test may take before the test fails
 
 

@@ -34,7 +34,7 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
 KILLS = int(os.environ.get("NANOSTREAM_EO_KILLS", "10"))
 #: what the child's interpreter imports before it forks a child per start
-PRELOAD = {"sql": ("nanostream.nodes.sql", "sqlalchemy.dialects.sqlite"), "jsonl": ()}
+PRELOAD = {"sql": support.SQLITE_PRELOAD, "jsonl": ()}
 
 
 def table(db: Path) -> list[tuple[Any, ...]]:
