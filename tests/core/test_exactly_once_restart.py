@@ -9,9 +9,10 @@ the output must equal, row for row, that of an uninterrupted run (nothing lost, 
 written twice). The last file holds an ``end`` row, on which the pipeline stops itself.
 
 Each kill comes at a random moment once the child has committed a new checkpoint. About
-40 s (each kill restarts a Python process). ``NANOSTREAM_EO_KILLS`` changes the number of
-kills. The PostgreSQL variant (store and table in PostgreSQL) and the kill tests of the
-other sources are in tests/nodes/test_exactly_once_sources.py; the helpers in support.py.
+5 s on a quiet machine: each start forks an interpreter that has imported nanostream
+already (``support.Zygote``). ``NANOSTREAM_EO_KILLS`` changes the number of kills. The
+PostgreSQL variant (store and table in PostgreSQL) and the kill tests of the other sources
+are in tests/nodes/test_exactly_once_sources.py; the helpers in support.py.
 """
 
 from __future__ import annotations
