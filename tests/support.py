@@ -658,12 +658,13 @@ def crash_and_restart(
     store: str,
     runner: str,
     between: Callable[[], None] = lambda: None,
+    restart: dict[str, Any] | None = None,
     **options: Any,
 ) -> Kept:
     """Run a pipeline (``pipeline(sink)`` links its nodes into the sink ``sink(fail_at=)``
     makes) with the state store ``store`` and ``options``, failing in the sink at its
-    ``fail_at``-th item; call ``between()``; run it again, from the store, with a sink that
-    does not fail. Returns that sink."""
+    ``fail_at``-th item; call ``between()``; run it again, from the store (with the
+    options ``restart``), with a sink that does not fail. Returns that sink."""
     crashed = sink(fail_at=fail_at)
     pipeline(crashed)
     with pytest.raises(nanostream.NodeFailed, match="keep"):
@@ -671,7 +672,7 @@ def crash_and_restart(
     between()
     restarted = sink()
     pipeline(restarted)
-    restarted.global_start(state=store, runner=runner)
+    restarted.global_start(state=store, runner=runner, **(restart or {}))
     return restarted
 
 

@@ -93,6 +93,8 @@ def test_a_restart_resumes_inside_the_file(tmp_path: Path, runner: str, kind: st
         str(state),
         runner,
         between=look,
+        # the sink has its items (and the source ends) at a checkpoint: not the default 5 s
+        restart={"checkpoint_interval": 0.01},
         checkpoint_interval=0.001,
         batch_size=1,
     )
