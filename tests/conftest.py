@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -64,6 +65,20 @@ def runner(request: pytest.FixtureRequest) -> str:
             pytest.skip(f"not yet on ray: {NOT_YET_ON_RAY[test]}")
         send_by_value(request.getfixturevalue("ray_session"), request.module)
     return name
+
+
+@pytest.fixture
+def kill_child() -> Iterator[Callable[..., support.KillChild]]:
+    """Makes a kill test's child (``support.KillChild``); ends its interpreter afterwards."""
+    made: list[support.KillChild] = []
+
+    def make(script: Path, *args: str, preload: tuple[str, ...] = ()) -> support.KillChild:
+        made.append(support.KillChild(script, *args, preload=preload))
+        return made[-1]
+
+    yield make
+    for child in made:
+        child.close()
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,9 @@ modules themselves (see ``conftest.send_by_value``)."""
 from __future__ import annotations
 
 import itertools
+import json
 import os
+import queue
 import random
 import signal
 import sqlite3
@@ -46,6 +48,19 @@ def run_through(
     chain > sink
     sink.global_start(runner=runner)
     return sink.items
+
+
+def run_until_seen(sink: Collect, runner: str = "threads", timeout: float = 10.0) -> Any:
+    """Start the pipeline of ``sink`` (a ``Collect(wait_for=n)``) without blocking, wait
+    until the sink has its ``n`` items, then stop the run; returns the run (its ``state``
+    and ``stats()`` say how it ended). For sources that go on until stopped, like pollers."""
+    run = sink.global_start(block=False, runner=runner)
+    assert run is not None
+    try:
+        assert sink.seen.wait(timeout), f"the sink has {len(sink.items)} items"
+    finally:
+        run.stop(timeout=timeout)
+    return run
 
 
 # On the ray runner nodes run in other processes: a test and its nodes signal each other
@@ -210,8 +225,12 @@ class OTLPCollector:
 #: The Python code every kill test's child starts with: a node that stops the run at the
 #: row whose key is 'end', and remembers it (a restart after it stops too).
 STOPPER = r"""
+import os
 import sys
 import nanostream
+
+# the rate of the "pace" node: slow enough for the kills to land in (see KillChild)
+RATE = float(os.environ.get("KILL_TEST_RATE", "8000"))
 
 
 class Stopper(nanostream.NanoNode):
@@ -235,6 +254,7 @@ class Stopper(nanostream.NanoNode):
 
 FILES = 60
 ROWS = 400
+PACE = 8000  # items a second through a kill test's "pace" node while it is being killed
 KEYS = "abcd"
 
 #: The watched-folder pipeline; argv: folder, state store (a path or URL), the sink's target
@@ -269,7 +289,7 @@ if kind == "sql":
     sink = SQLSink(target, "counts", create=True, exactly_once=True, name="sink")
 else:  # a folder of JSON-lines parts, one per checkpoint
     sink = JSONLinesWriter(f"{target}/part-{{part:05d}}.jsonl", exactly_once=True, name="sink")
-pace = Throttle(8000, name="pace")  # about 3 s of work, for the kills to land in
+pace = Throttle(RATE, name="pace")  # about 3 s of work, for the kills to land in
 watch > rows > pace > Stopper(name="stopper") > counts > out > sink
 run = watch.global_start(
     block=False, state=store, checkpoint_interval=0.05, queue_size=1000, batch_size=100
@@ -289,6 +309,8 @@ def write_csv_files(folder: Path) -> None:
     (folder / "part-99999.csv").write_text(f"key,t\nend,{FILES * 5}\n")
 
 
+#: what a kill test's zygote imports for a child with a ``SQLSink`` into SQLite
+SQLITE_PRELOAD = ("nanostream.nodes.sql", "sqlalchemy.dialects.sqlite")
 KILL_WAIT = 60  # seconds any one run of a kill test may take before the test fails
 
 
@@ -312,37 +334,202 @@ def wait_until(condition: Callable[[], bool], timeout: float = KILL_WAIT) -> boo
     return True
 
 
+# A kill test starts its child a dozen times; most of a start is importing nanostream and
+# the connector's library. A preloaded interpreter (the "zygote") imports them once and
+# forks a child for each start: the child is a process of its own (killed with SIGKILL,
+# it leaves what a killed process leaves), it runs the script as ``python script args``
+# would (as ``__main__``, exiting through the interpreter's usual shutdown), and it only
+# skips the imports.
+#
+# Its protocol, a line each: the test writes ``[argv, env, stderr path]`` as JSON to its
+# stdin; the child says ``ZYGOTE pid N`` first, then prints what the script prints; once it
+# has ended the zygote says ``ZYGOTE exit CODE`` (-9: SIGKILL) and keeps it unreaped (a
+# zombie: its pid is not reused while the test may still signal it) until the next start.
+ZYGOTE = r"""
+import importlib, json, os, runpy, sys, threading
+
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+if threading.active_count() != 1:  # a fork would copy a process with threads
+    sys.exit(f"importing {sys.argv[1:]} started threads: {threading.enumerate()}")
+print("ZYGOTE ready", flush=True)
+
+
+def serve():
+    # Forks a child per command; returns the command in the child, None at the end.
+    last = None
+    for line in sys.stdin:
+        if last is not None:
+            os.waitpid(last, 0)
+        argv, env, err = json.loads(line)
+        last = os.fork()
+        if last == 0:
+            return argv, env, err
+        ended = os.waitid(os.P_PID, last, os.WEXITED | os.WNOWAIT)
+        killed = ended.si_code in (os.CLD_KILLED, os.CLD_DUMPED)
+        print(f"ZYGOTE exit {-ended.si_status if killed else ended.si_status}", flush=True)
+    if last is not None:
+        os.waitpid(last, 0)
+    return None
+
+
+command = serve()
+if command is not None:
+    argv, env, err = command
+    os.dup2(os.open(err, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 2)
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+    sys.stdin = open(os.devnull)
+    os.environ.update(env)
+    print(f"ZYGOTE pid {os.getpid()}", flush=True)
+    sys.argv = argv
+    sys.path[0] = os.path.dirname(os.path.abspath(argv[0]))
+    del serve, command, argv, env, err
+    runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+class Forked:
+    """One child of a :class:`Zygote`: what a test needs of a ``subprocess.Popen``."""
+
+    def __init__(self, pid: int, stderr: Path) -> None:
+        self.pid = pid
+        self.stderr = stderr
+        self.returncode: int | None = None
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.ended = threading.Event()
+
+    def readline(self, timeout: float = KILL_WAIT) -> str:
+        """Its next line of output ("" once it has ended, or after ``timeout`` s)."""
+        try:
+            return self.lines.get(timeout=timeout)
+        except queue.Empty:
+            return ""
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if not self.ended.is_set():  # once ended, a zombie: its pid is still its own
+            os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def communicate(self, timeout: float = KILL_WAIT) -> tuple[str, str]:
+        """Wait until it has ended; its remaining output and its stderr."""
+        if not self.ended.wait(timeout):
+            raise subprocess.TimeoutExpired(str(self.pid), timeout)
+        out = []
+        while not self.lines.empty():
+            out.append(self.lines.get())
+        return "".join(out), self.stderr.read_text()
+
+
+class Zygote:
+    """An interpreter that has imported ``preload`` and forks a :class:`Forked` per start."""
+
+    def __init__(self, folder: Path, preload: tuple[str, ...], env: dict[str, str]) -> None:
+        self.folder = folder
+        with open(folder / "zygote.stderr", "w") as stderr:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", ZYGOTE, *preload],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+                env=env,
+            )
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.stdin, self.stdout = self.proc.stdin, self.proc.stdout
+        self.child: Forked | None = None
+        self.pids: queue.Queue[int] = queue.Queue()
+        self.ready = threading.Event()
+        self.reader = threading.Thread(target=self._read, name="zygote reader")
+        self.reader.start()
+        if not self.ready.wait(KILL_WAIT):
+            self.close()
+            pytest.fail(f"the zygote did not start:\n{(folder / 'zygote.stderr').read_text()}")
+
+    def _read(self) -> None:
+        for line in self.stdout:
+            if line == "ZYGOTE ready\n":
+                self.ready.set()
+            elif line.startswith("ZYGOTE pid "):
+                self.pids.put(int(line.split()[2]))
+            elif line.startswith("ZYGOTE exit ") and self.child is not None:
+                self.child.returncode = int(line.split()[2])
+                self.child.ended.set()
+                self.child.lines.put("")
+            elif self.child is not None:
+                self.child.lines.put(line)
+
+    def fork(self, argv: list[str], env: dict[str, str]) -> Forked:
+        """Start ``python *argv`` (with ``env`` added to the environment) as a child."""
+        assert self.child is None or self.child.ended.is_set(), "one child at a time"
+        stderr = self.folder / "child.stderr"
+        stderr.write_text("")
+        child = self.child = Forked(-1, stderr)
+        self.stdin.write(json.dumps([argv, env, str(stderr)]) + "\n")
+        self.stdin.flush()
+        try:
+            child.pid = self.pids.get(timeout=KILL_WAIT)
+        except queue.Empty:
+            pytest.fail(f"the zygote forked no child:\n{stderr.read_text()}")
+        return child
+
+    def close(self) -> None:
+        """End the zygote (the test has ended its children)."""
+        if self.child is not None:
+            self.child.kill()
+        self.stdin.close()
+        self.proc.wait(KILL_WAIT)
+        self.reader.join()
+        self.stdout.close()
+
+
 class KillChild:
-    """A kill test's child: ``script`` run with ``args``, printing "started" once running."""
+    """A kill test's child: ``script`` run with ``args``, printing "started" once running.
 
-    def __init__(self, script: Path, *args: str) -> None:
-        self.command = [sys.executable, str(script), *args]
-        self.env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    Each start forks a preloaded interpreter (:class:`Zygote`, made at the first start,
+    ended by :meth:`close`); ``preload`` names the modules it imports. Runs before and
+    after the kills (:meth:`finish`) go at full speed: the children read ``KILL_TEST_RATE``,
+    the rate of their ``pace`` node, which only gives the kills time to land in.
+    """
 
-    def start(self, *args: str) -> subprocess.Popen[str]:
+    def __init__(self, script: Path, *args: str, preload: tuple[str, ...] = ()) -> None:
+        self.argv = [str(script), *args]
+        self.folder = script.parent
+        self.preload = ("nanostream", "nanostream.nodes", *preload)
+        self.zygote: Zygote | None = None
+
+    def start(self, *args: str, paced: bool = True) -> Forked:
         """Start it (with ``args`` after the common ones); once it says it started."""
-        proc = subprocess.Popen(
-            [*self.command, *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=self.env,
-        )
-        line = read_line(proc.stdout)
+        if self.zygote is None:
+            env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+            self.zygote = Zygote(self.folder, self.preload, env)
+        rate = PACE if paced else 1e9
+        proc = self.zygote.fork([*self.argv, *args], {"KILL_TEST_RATE": str(rate)})
+        line = proc.readline()
         if line.strip() != "started":
             proc.kill()
-            _, stderr = proc.communicate(timeout=KILL_WAIT)
+            _, stderr = proc.communicate()
             pytest.fail(f"the child did not start ({line!r}):\n{stderr}")
         return proc
 
     def finish(self, *args: str) -> None:
-        """Run it to its end (it stops itself)."""
-        proc = self.start(*args)
+        """Run it to its end (it stops itself), at full speed."""
+        proc = self.start(*args, paced=False)
         try:
-            _, stderr = proc.communicate(timeout=KILL_WAIT)
+            _, stderr = proc.communicate()
         finally:
             proc.kill()
         assert proc.returncode == 0, stderr
+
+    def close(self) -> None:
+        """End its zygote, if it made one."""
+        if self.zygote is not None:
+            self.zygote.close()
+            self.zygote = None
 
     def kill_repeatedly(
         self,
@@ -367,7 +554,7 @@ class KillChild:
             assert wait_until(advanced)
             threading.Event().wait(rng.uniform(0.0, late))
             proc.send_signal(signal.SIGKILL)
-            _, stderr = proc.communicate(timeout=KILL_WAIT)
+            _, stderr = proc.communicate()
             if proc.returncode == 0:
                 finished = True  # it ended before the kill: nothing left to interrupt
             else:
@@ -379,7 +566,7 @@ class KillChild:
         return killed, rows_at_kills
 
 
-def _advanced(committed: Callable[[], int], before: int, proc: subprocess.Popen[str]) -> bool:
+def _advanced(committed: Callable[[], int], before: int, proc: Forked) -> bool:
     """A child committed a checkpoint after ``before``, or ended."""
     return committed() > before or proc.poll() is not None
 
@@ -396,6 +583,97 @@ def sqlite_rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
         if "no such table" in str(exc):
             return []
         raise
+
+
+# ---- a crash and a restart: a source that resumes, a sink that keeps exactly once --------
+class Replay(nanostream.NanoNode):
+    """Emits ``items`` from its stored position (a source that resumes from a checkpoint).
+
+    With ``done``, it then waits until ``done`` is set, its barriers still going out."""
+
+    def __init__(
+        self, items: list[Any], done: threading.Event | None = None, name: str = "events"
+    ) -> None:
+        super().__init__(name=name)
+        self.items = items
+        self.done = done
+
+    def setup(self) -> None:
+        self.position = 0
+
+    def generator(self) -> Iterator[Any]:
+        while self.position < len(self.items):
+            self.position += 1
+            yield self.items[self.position - 1]
+        while self.done is not None and not self.done.is_set():
+            if self.sleep(0.002):
+                return
+
+    def snapshot_state(self) -> int:
+        return self.position
+
+    def restore_state(self, state: int) -> None:
+        self.position = state
+
+
+class Kept(nanostream.NanoNode):
+    """A sink whose state is what it kept: exactly once into memory. It fails at its
+    ``fail_at``-th item, and sets ``done`` then and once it has ``total`` items."""
+
+    exactly_once = True
+
+    def __init__(
+        self,
+        fail_at: int | None = None,
+        done: threading.Event | None = None,
+        total: int | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(name="keep", **options)
+        self.items: list[Any] = []
+        self.fail_at, self.done, self.total = fail_at, done, total
+        self.received = 0
+
+    def process_item(self, item: Any) -> None:
+        self.received += 1
+        if self.received == self.fail_at:
+            if self.done is not None:
+                self.done.set()  # the source ends too
+            raise RuntimeError("crash")
+        self.items.append(item)
+        if self.done is not None and self.total is not None and len(self.items) >= self.total:
+            self.done.set()
+
+    def snapshot_state(self) -> list[Any]:
+        return self.items
+
+    def restore_state(self, state: list[Any]) -> None:
+        self.items = list(state)
+
+
+def crash_and_restart(
+    pipeline: Callable[[Kept], None],
+    sink: Callable[..., Kept],
+    fail_at: int,
+    store: str,
+    runner: str,
+    between: Callable[[], None] = lambda: None,
+    restart: dict[str, Any] | None = None,
+    **options: Any,
+) -> Kept:
+    """Run a pipeline (``pipeline(sink)`` links its nodes into the sink ``sink(fail_at=)``
+    makes) with the state store ``store`` and ``options``, failing in the sink at its
+    ``fail_at``-th item; call ``between()``; run it again, from the store (with the
+    options ``restart``), with a sink that does not fail. Returns that sink."""
+    crashed = sink(fail_at=fail_at)
+    pipeline(crashed)
+    with pytest.raises(nanostream.NodeFailed, match="keep"):
+        crashed.global_start(state=store, runner=runner, **options)
+    between()
+    restarted = sink()
+    pipeline(restarted)
+    restarted.global_start(state=store, runner=runner, **(restart or {}))
+    return restarted
 
 
 # ---- exactly-once writers: a source that resumes, a crash, a restart ---------------------

@@ -22,9 +22,9 @@ import os
 import random
 import signal
 import sqlite3
-import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from contextlib import closing
 from functools import partial
 from pathlib import Path
@@ -95,7 +95,9 @@ def progressed(db: Path, before: int) -> bool:
 
 
 @pytest.mark.parametrize("mode", ["upsert", "insert"])
-def test_kill_9_and_restart_loses_no_row(tmp_path: Path, mode: str) -> None:
+def test_kill_9_and_restart_loses_no_row(
+    tmp_path: Path, mode: str, kill_child: Callable[..., support.KillChild]
+) -> None:
     folder = tmp_path / "in"
     folder.mkdir()
     written = threading.Event()
@@ -117,16 +119,12 @@ def test_kill_9_and_restart_loses_no_row(tmp_path: Path, mode: str) -> None:
     script = tmp_path / "child.py"
     script.write_text(CHILD)
     ledger, db = tmp_path / "ledger.sqlite", tmp_path / "out.sqlite"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    command = [sys.executable, str(script), str(folder), str(ledger), str(db), mode]
+    # each start forks an interpreter that has imported nanostream and SQLAlchemy once
+    child = kill_child(
+        script, str(folder), str(ledger), str(db), mode, preload=support.SQLITE_PRELOAD
+    )
+    start = child.start
     rng = random.Random()
-
-    def start() -> subprocess.Popen[str]:
-        proc = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-        )
-        assert support.read_line(proc.stdout).strip() == "started", proc.stderr
-        return proc
 
     kills: list[tuple[int, int]] = []  # (rows in the table, files in flight) at each kill
     in_flight: dict[int, int] = {}  # file -> its rows in the table when last seen in flight

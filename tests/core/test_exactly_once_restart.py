@@ -9,9 +9,10 @@ the output must equal, row for row, that of an uninterrupted run (nothing lost, 
 written twice). The last file holds an ``end`` row, on which the pipeline stops itself.
 
 Each kill comes at a random moment once the child has committed a new checkpoint. About
-40 s (each kill restarts a Python process). ``NANOSTREAM_EO_KILLS`` changes the number of
-kills. The PostgreSQL variant (store and table in PostgreSQL) and the kill tests of the
-other sources are in tests/nodes/test_exactly_once_sources.py; the helpers in support.py.
+5 s on a quiet machine: each start forks an interpreter that has imported nanostream
+already (``support.Zygote``). ``NANOSTREAM_EO_KILLS`` changes the number of kills. The
+PostgreSQL variant (store and table in PostgreSQL) and the kill tests of the other sources
+are in tests/nodes/test_exactly_once_sources.py; the helpers in support.py.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import collections
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,8 @@ pytest.importorskip("watchdog")
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
 KILLS = int(os.environ.get("NANOSTREAM_EO_KILLS", "10"))
+#: what the child's interpreter imports before it forks a child per start
+PRELOAD = {"sql": support.SQLITE_PRELOAD, "jsonl": ()}
 
 
 def table(db: Path) -> list[tuple[Any, ...]]:
@@ -56,14 +60,14 @@ def parts(folder: Path) -> list[tuple[Any, ...]]:
     return sorted(rows)
 
 
-def kill_and_restart(tmp_path: Path, kind: str) -> Path:
+def kill_and_restart(tmp_path: Path, kind: str, kill_child: Callable[..., Any]) -> Path:
     """Run the child uninterrupted, then killed ``KILLS`` times and restarted, and check
     that the killed run's output equals the uninterrupted one's; returns that output."""
     folder = tmp_path / "in"
     support.write_csv_files(folder)
     script = tmp_path / "child.py"
     script.write_text(support.WATCHED_CHILD)
-    child = support.KillChild(script, str(folder))
+    child = kill_child(script, str(folder), preload=PRELOAD[kind])
     if kind == "sql":
         read, plain, out = table, tmp_path / "plain.sqlite", tmp_path / "run.sqlite"
         target = "sqlite:///{}"
@@ -93,12 +97,16 @@ def kill_and_restart(tmp_path: Path, kind: str) -> Path:
     return out
 
 
-def test_kill_9_and_restart_writes_each_count_exactly_once(tmp_path: Path) -> None:
+def test_kill_9_and_restart_writes_each_count_exactly_once(
+    tmp_path: Path, kill_child: Callable[..., Any]
+) -> None:
     pytest.importorskip("sqlalchemy")
-    kill_and_restart(tmp_path, "sql")
+    kill_and_restart(tmp_path, "sql", kill_child)
 
 
-def test_kill_9_and_restart_publishes_each_row_in_exactly_one_part(tmp_path: Path) -> None:
-    out = kill_and_restart(tmp_path, "jsonl")
+def test_kill_9_and_restart_publishes_each_row_in_exactly_one_part(
+    tmp_path: Path, kill_child: Callable[..., Any]
+) -> None:
+    out = kill_and_restart(tmp_path, "jsonl", kill_child)
     # what is published is only parts; no hidden part of a checkpoint is left behind
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith("part-")) == []

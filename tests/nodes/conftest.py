@@ -48,6 +48,22 @@ def free_port() -> Callable[[], int]:
     return _free_port
 
 
+@pytest.fixture
+def api() -> Iterator[Any]:
+    """The HTTP tests' API server (``http_api.ApiServer``) on a free port of 127.0.0.1."""
+    from http_api import serve
+
+    yield from serve()
+
+
+@pytest.fixture
+def other_api() -> Iterator[Any]:
+    """A second API server: another origin (another port on 127.0.0.1)."""
+    from http_api import serve
+
+    yield from serve()
+
+
 @pytest.fixture(params=["threads", "cooperative"])
 def local_runner(request: pytest.FixtureRequest) -> str:
     """The runners whose nodes share this process (the objects of the test)."""

@@ -10,7 +10,8 @@ from __future__ import annotations
 import gzip
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,65 +20,10 @@ import pytest
 import nanostream
 from nanostream.nodes import CSVReader, JSONLinesReader, LocalFileReader
 from nanostream.state import open_store
+from support import Kept, Replay, crash_and_restart
 
 LOCAL = ["threads", "cooperative"]
 ROWS = 400
-
-
-class Paths(nanostream.NanoNode):
-    """Emits ``paths`` from its stored position, then waits (letting barriers out) until
-    ``done`` is set."""
-
-    def __init__(self, paths: list[str], done: threading.Event) -> None:
-        super().__init__(name="paths")
-        self.paths = paths
-        self.done = done
-
-    def setup(self) -> None:
-        self.position = 0
-
-    def generator(self) -> Iterator[Any]:
-        while self.position < len(self.paths):
-            self.position += 1
-            yield self.paths[self.position - 1]
-        while not self.done.is_set():
-            if self.sleep(0.002):
-                return
-
-    def snapshot_state(self) -> int:
-        return self.position
-
-    def restore_state(self, state: int) -> None:
-        self.position = state
-
-
-class Keep(nanostream.NanoNode):
-    """Exactly once into memory; fails at its ``fail_at``-th item; sets ``done`` at ``total``."""
-
-    exactly_once = True
-
-    def __init__(self, done: threading.Event, total: int, fail_at: int | None = None) -> None:
-        # a short queue: the reader waits for the sink now and then, and on the
-        # cooperative runner the source gets its turns (and sends barriers) meanwhile
-        super().__init__(name="keep", queue_size=8)
-        self.items: list[Any] = []
-        self.done, self.total, self.fail_at = done, total, fail_at
-        self.received = 0
-
-    def process_item(self, item: Any) -> None:
-        self.received += 1
-        if self.received == self.fail_at:
-            self.done.set()  # the source ends too
-            raise RuntimeError("crash")
-        self.items.append(item)
-        if len(self.items) >= self.total:
-            self.done.set()
-
-    def snapshot_state(self) -> list[Any]:
-        return self.items
-
-    def restore_state(self, state: list[Any]) -> None:
-        self.items = list(state)
 
 
 def _csv(path: Path, start: int) -> None:
@@ -124,19 +70,35 @@ def test_a_restart_resumes_inside_the_file(tmp_path: Path, runner: str, kind: st
         paths.append(str(path))
     state = tmp_path / "run.state"
     fail_at = ROWS + ROWS // 2  # in the middle of the second file
+    found: dict[str, Any] = {}
 
-    done = threading.Event()
-    crashed = Keep(done, 2 * ROWS, fail_at=fail_at)
-    Paths(paths, done) > reader() > crashed
-    with pytest.raises(nanostream.NodeFailed, match="keep"):
-        crashed.global_start(
-            state=str(state), checkpoint_interval=0.001, batch_size=1, runner=runner
-        )
-    store = open_store(str(state))
-    try:
-        checkpoint = store.load()
-    finally:
-        store.close()
+    def pipeline(sink: Kept) -> None:
+        # the source waits, letting barriers out, until the sink has all it needs; the
+        # sink's short queue makes the reader wait for it now and then, and on the
+        # cooperative runner the source gets its turns (and sends barriers) meanwhile
+        sink.done = threading.Event()
+        Replay(paths, sink.done, name="paths") > reader() > sink
+
+    def look() -> None:  # what the checkpoint committed last holds
+        store = open_store(str(state))
+        try:
+            found["checkpoint"] = store.load()
+        finally:
+            store.close()
+
+    restarted = crash_and_restart(
+        pipeline,
+        partial(Kept, total=2 * ROWS, queue_size=8),
+        fail_at,
+        str(state),
+        runner,
+        between=look,
+        # the sink has its items (and the source ends) at a checkpoint: not the default 5 s
+        restart={"checkpoint_interval": 0.01},
+        checkpoint_interval=0.001,
+        batch_size=1,
+    )
+    checkpoint = found["checkpoint"]
     if kind.endswith("-skip"):  # outputs held back per item: checkpoints between files
         assert checkpoint is None or checkpoint.states["reader"][1] is None
         kept = [] if checkpoint is None else checkpoint.states["keep"][1]
@@ -149,10 +111,6 @@ def test_a_restart_resumes_inside_the_file(tmp_path: Path, runner: str, kind: st
         assert position[0] == paths[len(kept) // ROWS]
         assert position[1] == len(kept) % ROWS  # the reader's place is the sink's count
 
-    done = threading.Event()
-    restarted = Keep(done, 2 * ROWS)
-    Paths(paths, done) > reader() > restarted
-    restarted.global_start(state=str(state), runner=runner)
     expected: list[Any] = [{"n": i} for i in range(2 * ROWS)]
     if kind == "lines":
         expected = [str(i) for i in range(2 * ROWS)]

@@ -8,7 +8,6 @@ import json
 import os
 import pickle
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -41,7 +40,7 @@ from nanostream.nodes import (
 )
 from nanostream.nodes.deadletter import DeadLetterFile, read_dead_letters
 from nanostream.testing import Collect
-from support import TruncatingSink, wait_for_file, write_across_a_crash
+from support import KillChild, TruncatingSink, wait_for_file, write_across_a_crash
 
 WAIT = 20
 
@@ -695,17 +694,24 @@ import nanostream
 from nanostream.nodes import FileWriter
 source = nanostream.from_iterable("x" * 100 for _ in itertools.count())
 source > FileWriter(sys.argv[1], append=True)
+print("started", flush=True)
 source.global_start()
 """
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-def test_a_run_after_kill_9_removes_the_killed_runs_copies(tmp_path: Path) -> None:
+def test_a_run_after_kill_9_removes_the_killed_runs_copies(
+    tmp_path: Path, kill_child: Callable[..., KillChild]
+) -> None:
     out = tmp_path / "out.txt"
     out.write_text("earlier\n")
+    (tmp_path / "child").mkdir()
+    script = tmp_path / "child" / "writer.py"
+    script.write_text(KILLED_WRITER)
+    writer = kill_child(script, str(out))  # each start forks a preloaded interpreter
     for _ in range(3):
         before = set(tmp_path.glob(".out.txt.*.tmp"))
-        child = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(out)])
+        child = writer.start()
         try:
             deadline = time.monotonic() + WAIT
             while not [
@@ -718,12 +724,13 @@ def test_a_run_after_kill_9_removes_the_killed_runs_copies(tmp_path: Path) -> No
                 threading.Event().wait(0.01)
         finally:
             child.send_signal(signal.SIGKILL)
-            child.wait(WAIT)
+            child.communicate(WAIT)
+        assert child.returncode == -signal.SIGKILL
         # Only the copy of the run just killed: it removed the one of the run before.
         assert len(list(tmp_path.glob(".out.txt.*.tmp"))) == 1
     assert out.read_text() == "earlier\n"
     run_nodes(["after"], FileWriter(out, append=True))
-    assert visible(tmp_path) == ["out.txt"]
+    assert visible(tmp_path) == ["child", "out.txt"]
     assert out.read_text() == "earlier\nafter\n"
 
 

@@ -8,27 +8,17 @@ import itertools
 import json
 import logging
 import traceback
-from collections.abc import Iterator
 
 import httpx
 import pytest
-from test_http import API_KEY, TOKEN, ApiServer, run_items, serve
+from http_api import API_KEY, TOKEN, ApiServer, run_items
 
 import nanostream
 from nanostream.connectors.http._async import client_options
 from nanostream.connectors.http._connections import Connections
 from nanostream.nodes.http import HttpPaginator, HttpPoller, HttpRequest, HttpStatusError
 from nanostream.testing import Collect
-
-
-@pytest.fixture
-def api() -> Iterator[ApiServer]:
-    yield from serve()
-
-
-@pytest.fixture
-def other_api() -> Iterator[ApiServer]:
-    yield from serve()
+from support import run_until_seen
 
 
 def test_requests_are_in_flight_at_once_and_answers_keep_the_order(
@@ -291,12 +281,7 @@ def test_poller_polls_its_urls_at_once_and_emits_them_in_order(api: ApiServer, r
     sink = Collect(wait_for=4)
     urls = [f"{api.base}/barrier/{name}" for name in "abcd"]
     HttpPoller(urls, interval=60, concurrency=4, retries=0) > sink
-    run = sink.global_start(block=False, runner=runner)
-    assert run is not None
-    try:
-        assert sink.seen.wait(10)
-    finally:
-        run.stop(timeout=10)
+    run = run_until_seen(sink, runner)
     assert run.state == "finished"
     assert sink.items == [{"id": name} for name in "abcd"]
     assert not api.barrier.broken  # the 4 polls were in flight together
@@ -307,12 +292,7 @@ def test_poller_without_concurrency_polls_its_urls_one_after_the_other(
 ) -> None:
     sink = Collect(wait_for=2)
     HttpPoller([f"{api.base}/items/a", f"{api.base}/items/b"], interval=60) > sink
-    run = sink.global_start(block=False)
-    assert run is not None
-    try:
-        assert sink.seen.wait(10)
-    finally:
-        run.stop(timeout=10)
+    run_until_seen(sink)
     assert sink.items == [{"id": "a"}, {"id": "b"}]
 
 
@@ -322,12 +302,7 @@ def test_poller_skips_one_failed_url_of_a_round(api: ApiServer, runner: str) -> 
     poller = HttpPoller(urls, interval=60, concurrency=2, retries=0, on_error="skip", name="up")
     poller > sink
     poller.errors > dead
-    run = sink.global_start(block=False, runner=runner)
-    assert run is not None
-    try:
-        assert sink.seen.wait(10)
-    finally:
-        run.stop(timeout=10)
+    run_until_seen(sink, runner)
     assert sink.items == [{"id": "two"}]
     [record] = dead.items
     assert (record.node, record.item) == ("up", None)
@@ -338,12 +313,7 @@ def test_an_async_poll_waits_as_long_as_retry_after_says(api: ApiServer) -> None
     sink = Collect(wait_for=1)
     urls = [api.base + "/throttle/t?after=1", api.base + "/items/i"]
     HttpPoller(urls, interval=60, backoff=0.001, concurrency=2) > sink
-    run = sink.global_start(block=False)
-    assert run is not None
-    try:
-        assert sink.seen.wait(10)
-    finally:
-        run.stop(timeout=10)
+    run_until_seen(sink)
     assert sink.items == [{"key": "t", "attempts": 2}, {"id": "i"}]
     first, second = api.attempts["/throttle/t"]
     assert second - first >= 0.95

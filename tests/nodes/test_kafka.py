@@ -445,6 +445,7 @@ run.wait_interruptibly()
 """
 
 KILLS = 3
+KAFKA_PRELOAD = ("nanostream.nodes.kafka", "confluent_kafka")
 
 
 def wait_until(condition: Any, timeout: float = 60) -> bool:
@@ -458,11 +459,11 @@ def wait_until(condition: Any, timeout: float = 60) -> bool:
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-def test_kill_9_of_a_consumer_and_a_restart_lose_nothing(kafka_cluster: str, tmp_path: Any) -> None:
-    import os
+def test_kill_9_of_a_consumer_and_a_restart_lose_nothing(
+    kafka_cluster: str, tmp_path: Any, kill_child: Any
+) -> None:
     import random
     import signal
-    import subprocess
 
     topic, out, group = unique("crash-in"), unique("crash-out"), unique("g")
     values = [f"v{i}".encode() for i in range(12_000)]
@@ -470,16 +471,9 @@ def test_kill_9_of_a_consumer_and_a_restart_lose_nothing(kafka_cluster: str, tmp
     ends = end_offsets(kafka_cluster, topic)
     script = tmp_path / "child.py"
     script.write_text(CHILD)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    command = [sys.executable, str(script), kafka_cluster, topic, out, group]
-
-    def start() -> subprocess.Popen[str]:
-        proc = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-        )
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "started", proc.stderr
-        return proc
+    # each start forks an interpreter that has imported nanostream and the client once
+    child = kill_child(script, kafka_cluster, topic, out, group, preload=KAFKA_PRELOAD)
+    start = child.start
 
     def written() -> int:
         return sum(end_offsets(kafka_cluster, out).values())
