@@ -361,9 +361,9 @@ def test_the_ledger_commits_each_partition_after_the_last_record_covered() -> No
     ledger.assigned(tps)
     p0, p1 = ledger.part("t", 0), ledger.part("t", 1)
     p0.first, p1.first = 10, 5  # where this run started to read them
-    ledger.commit([((p0, 10),), ((p0, 11), (p1, 5))])  # acks up to offsets 11 and 5
+    ledger.commit([(p0, 10), (p0, 11), (p1, 5)])  # acks of offsets 10-11 and 5
     assert consumer.commits == [[("t", 0, 12), ("t", 1, 6)]]
-    ledger.commit([((p0, 12),), ((p0, 14),)])  # two acks (13 was skipped), one commit
+    ledger.commit([(p0, 12), (p0, 14)])  # two acks (13 was skipped), one commit
     assert consumer.commits[-1] == [("t", 0, 15)]
     assert ledger.committed == 6
 
@@ -374,13 +374,13 @@ def test_a_revoked_partition_commits_nothing_more() -> None:
     tp = confluent_kafka.TopicPartition("t", 0)
     ledger.assigned([tp])
     before = ledger.part("t", 0)
-    ledger.commit([((before, 0),)])
+    ledger.commit([(before, 0)])
     ledger.revoked([tp])  # records 1 and 2 are still in the pipeline
     ledger.assigned([tp])  # and the partition comes back, from its committed offset 1
     after = ledger.part("t", 0)
-    ledger.commit([((before, 1),), ((before, 2),)])  # late acknowledgements of old records
+    ledger.commit([(before, 1), (before, 2)])  # late acknowledgements of old records
     assert consumer.commits == [[("t", 0, 1)]]  # ... commits nothing
-    ledger.commit([((after, 1),)])
+    ledger.commit([(after, 1)])
     assert consumer.commits[-1] == [("t", 0, 2)]
     assert isinstance(after, _Partition) and after is not before
 

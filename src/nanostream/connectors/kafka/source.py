@@ -11,7 +11,6 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..._core.acks import Acked
-from ..._core.aio import _in_greenlet
 from ..._core.context import node_label
 from ..._core.errors import ConfigError
 from ..._core.graph import pipeline_of
@@ -83,12 +82,8 @@ class _Partition:
         self.committed = -1
 
 
-#: A record's partition and offset.
+#: What one acknowledgement commits: a record's partition and offset.
 Covered = tuple[_Partition, int]
-#: What one acknowledgement commits: the last record of each partition it covers (one
-#: ack goes with the last record of each poll; the engine calls it once that record and
-#: every record emitted before it are done).
-Cover = tuple[Covered, ...]
 
 
 class _Ledger:
@@ -131,17 +126,16 @@ class _Ledger:
                 self.parts[found.key] = found
         return found
 
-    def commit(self, values: Sequence[Cover]) -> None:
+    def commit(self, values: Sequence[Covered]) -> None:
         """Commit the offsets these acknowledgements make final."""
         import confluent_kafka
 
         with self.lock:
             touched: dict[tuple[str, int], _Partition] = {}
-            for cover in values:
-                for part, offset in cover:
-                    if self.parts.get(part.key) is part:  # revoked since: not ours to commit
-                        part.next = max(part.next, offset + 1)
-                        touched[part.key] = part
+            for part, offset in values:
+                if self.parts.get(part.key) is part:  # revoked since: not ours to commit
+                    part.next = max(part.next, offset + 1)
+                    touched[part.key] = part
             offsets = [
                 confluent_kafka.TopicPartition(*part.key, part.next)
                 for part in touched.values()
@@ -217,14 +211,12 @@ class KafkaSource(NanoNode):
     the pipeline commit nothing: its new owner reads them again), and ``stop()`` drains
     the pipeline and commits.
 
-    When no record is waiting the source waits up to ``poll_interval`` seconds for the next
-    one (in the client, which returns as soon as a record is fetched; on the cooperative
-    runner the other nodes run meanwhile), so ``stop()`` takes effect within that time.
-    ``config`` takes any other librdkafka consumer setting (``security.protocol``,
-    ``sasl.*``, ``ssl.*``, ``fetch.max.bytes`` ...); secrets in it (``sasl.password``,
-    ``ssl.key.password``, ``ssl.key.pem`` ...) are masked in reprs, pipeline files, logs
-    and errors. ``timeout`` is the seconds the start-up requests may take (reaching the
-    brokers, finding offsets for a time).
+    When no record is waiting the source looks again after ``poll_interval`` seconds
+    (``stop()`` ends the wait at once). ``config`` takes any other librdkafka consumer
+    setting (``security.protocol``, ``sasl.*``, ``ssl.*``, ``fetch.max.bytes`` ...);
+    secrets in it (``sasl.password``, ``ssl.key.password``, ``ssl.key.pem`` ...) are
+    masked in reprs, pipeline files, logs and errors. ``timeout`` is the seconds the
+    start-up requests may take (reaching the brokers, finding offsets for a time).
 
     The node's error policy applies to each poll: a record that cannot be decoded, or an
     error of the client, fails the run (``on_error="fail"``, the default) or, with
@@ -394,7 +386,7 @@ class KafkaSource(NanoNode):
         label = node_label(self)
         ledger = _Ledger(self._settings, label)
         self._ledger = ledger
-        progress: AckedProgress[Cover] = AckedProgress(
+        progress: AckedProgress[Covered] = AckedProgress(
             ledger.commit, close=ledger.close, interval=self.commit_interval, name=label
         )
         consumer = self._open(ledger)
@@ -437,19 +429,8 @@ class KafkaSource(NanoNode):
         decode_key, decode_value = self._decode_key, self._decode_value
         backlog: deque[Any] = deque()  # records taken from the client, not emitted yet
         undecodable: list[tuple[_Partition, int, Exception]] = []
-        # Per partition, the last record emitted that no ack covers yet: the next ack
-        # (on the last record of a poll) covers them all.
-        uncovered: dict[_Partition, int] = {}
         idle = False
         last_commit = time.monotonic()
-        # Waiting for records: in the client (it returns as soon as one is fetched), or,
-        # inside the cooperative runner's hub, with the run's sleep while the others run.
-        wait_in_client = 0.0 if _in_greenlet() else self.poll_interval
-
-        def cover() -> Cover:
-            covered = tuple(uncovered.items())
-            uncovered.clear()
-            return covered
 
         def poll() -> Iterator[Any]:
             nonlocal idle, last_commit
@@ -461,7 +442,7 @@ class KafkaSource(NanoNode):
                         progress.commit()
                     except _CommitLater as exc:
                         log.info("%s: %s; the offsets go with the next commit", label, exc)
-                messages = consumer.consume(_CONSUME_MAX, wait_in_client if idle else 0)
+                messages = consumer.consume(_CONSUME_MAX, 0)
                 idle = not messages
                 backlog.extend(messages)
             ack, part, last = progress.ack, None, None
@@ -506,11 +487,7 @@ class KafkaSource(NanoNode):
                     stamp if kind else None,
                 )
                 emitted[part.key] = offset + 1  # before the yield: a checkpoint there has it
-                uncovered[part] = offset
-                if backlog:
-                    yield record
-                else:  # the poll's last record carries the ack of every record before it
-                    yield Acked(record, ack(cover()))
+                yield Acked(record, ack((part, offset)))
 
         def failed_record() -> Iterator[Any]:
             raise undecodable[0][2]
@@ -522,17 +499,13 @@ class KafkaSource(NanoNode):
                     if undecodable:  # under the policy: its error record carries its ack
                         part, offset, _ = undecodable[0]
                         emitted[part.key] = offset + 1
-                        uncovered[part] = offset
                         for out in guard(failed_record):
-                            yield Acked(out, progress.ack(cover()))
+                            yield Acked(out, progress.ack((part, offset)))
                         undecodable.clear()
                         continue
-                    if idle and self.sleep(self.poll_interval - wait_in_client):
+                    if idle and self.sleep(self.poll_interval):
                         return
         finally:
-            ctx = self._ns_context
-            if uncovered and ctx is not None:  # stopped inside a poll: after its last record
-                ctx.attach_ack(progress.ack(cover()))
             progress.finish()  # the last offsets are committed as their acks come
 
     def _client_error(self, error: Any) -> None:
