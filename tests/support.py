@@ -501,6 +501,7 @@ class KillChild:
         self.folder = script.parent
         self.preload = ("nanostream", "nanostream.nodes", *preload)
         self.zygote: Zygote | None = None
+        self.env: dict[str, str] = {}  # added to each child's environment
 
     def start(self, *args: str, paced: bool = True) -> Forked:
         """Start it (with ``args`` after the common ones); once it says it started."""
@@ -508,7 +509,7 @@ class KillChild:
             env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
             self.zygote = Zygote(self.folder, self.preload, env)
         rate = PACE if paced else 1e9
-        proc = self.zygote.fork([*self.argv, *args], {"KILL_TEST_RATE": str(rate)})
+        proc = self.zygote.fork([*self.argv, *args], {**self.env, "KILL_TEST_RATE": str(rate)})
         line = proc.readline()
         if line.strip() != "started":
             proc.kill()

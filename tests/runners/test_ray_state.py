@@ -398,16 +398,18 @@ run.wait_interruptibly()
 """
 
 
-def test_kill_9_of_the_driver_on_ray_resumes_the_windows(tmp_path: Path, ray_session: Any) -> None:
+def test_kill_9_of_the_driver_on_ray_resumes_the_windows(
+    tmp_path: Path, ray_session: Any, kill_child: Callable[..., support.KillChild]
+) -> None:
     """The driver of a Ray run is killed with SIGKILL at random moments after a checkpoint
     and restarted: the windows the sink kept (its state) equal those of an uninterrupted
     run, none lost, none twice."""
     script = tmp_path / "child.py"
     script.write_text(KILL_CHILD)
     plain = tmp_path / "plain.state"
-    support.KillChild(script, str(plain), "threads").finish()
+    kill_child(script, str(plain), "threads").finish()
     store = tmp_path / "run.state"
-    child = support.KillChild(script, str(store), "ray")
+    child = kill_child(script, str(store), "ray")
     child.env["RAY_ADDRESS"] = ray_session.get_runtime_context().gcs_address
     killed, _ = child.kill_repeatedly(3, lambda: committed(store), lambda: 0)
     assert killed >= 1
@@ -433,19 +435,17 @@ def test_state_that_no_longer_fits_is_refused_on_ray_before_any_actor(tmp_path: 
 
 
 def test_kill_9_of_the_driver_on_ray_into_an_exactly_once_sql_sink(
-    tmp_path: Path, ray_session: Any
+    tmp_path: Path, ray_session: Any, kill_child: Callable[..., support.KillChild]
 ) -> None:
     """The same, into an exactly-once ``SQLSink``: the final table equals that of an
     uninterrupted run, row for row."""
     script = tmp_path / "child.py"
     script.write_text(KILL_CHILD)
     plain_db, db = tmp_path / "plain.db", tmp_path / "out.db"
-    plain = support.KillChild(
-        script, str(tmp_path / "plain.state"), "threads", f"sqlite:///{plain_db}"
-    )
+    plain = kill_child(script, str(tmp_path / "plain.state"), "threads", f"sqlite:///{plain_db}")
     plain.finish()
     store = tmp_path / "run.state"
-    child = support.KillChild(script, str(store), "ray", f"sqlite:///{db}")
+    child = kill_child(script, str(store), "ray", f"sqlite:///{db}")
     child.env["RAY_ADDRESS"] = ray_session.get_runtime_context().gcs_address
     killed, _ = child.kill_repeatedly(3, lambda: committed(store), lambda: 0)
     assert killed >= 1
