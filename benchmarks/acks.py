@@ -15,6 +15,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from engine import Count  # the engine group's counting sink
+
 import nanostream
 
 Row = tuple[str, float, str]
@@ -40,16 +42,6 @@ class Numbers(nanostream.NanoNode):
         else:
             for i in range(self.n):
                 yield i
-
-
-class Count(nanostream.NanoNode):
-    def __init__(self) -> None:
-        super().__init__()
-        self.count = 0
-
-    def process_item(self, item: Any) -> Iterator[Any]:
-        self.count += 1
-        yield from ()
 
 
 def source_to_sink(n: int, *, acked: bool, runner: str) -> float:

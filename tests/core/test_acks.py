@@ -531,9 +531,9 @@ def test_sparse_acks_are_called_as_the_stream_goes_on(ack_runner: str, tmp_path:
     assert late == [], f"acks called long after their item was written: {late}"
 
 
-def test_a_source_has_at_most_max_in_flight_markers_on_their_way() -> None:
-    """Markers beyond the limit wait; the one that comes back sends the next, covering all."""
-    from nanostream._core.acks import MAX_IN_FLIGHT, AckCoordinator, Marker
+def _one_source_coordinator() -> tuple[Any, list[Any]]:
+    """An ``AckCoordinator`` for ``src > sink``, and the markers it injects (all taken)."""
+    from nanostream._core.acks import AckCoordinator, Marker
 
     src = nanostream.from_iterable([], name="src")
     _ = src > Collect(name="sink")
@@ -543,7 +543,14 @@ def test_a_source_has_at_most_max_in_flight_markers_on_their_way() -> None:
         sent.append(marker)
         return True
 
-    coordinator = AckCoordinator(nanostream.pipeline_of(src).plan(), inject)
+    return AckCoordinator(nanostream.pipeline_of(src).plan(), inject), sent
+
+
+def test_a_source_has_at_most_max_in_flight_markers_on_their_way() -> None:
+    """Markers beyond the limit wait; the one that comes back sends the next, covering all."""
+    from nanostream._core.acks import MAX_IN_FLIGHT
+
+    coordinator, sent = _one_source_coordinator()
     called: list[int] = []
     for i in range(MAX_IN_FLIGHT + 10):
         coordinator.attach(0, partial(called.append, i))
@@ -558,17 +565,7 @@ def test_a_source_has_at_most_max_in_flight_markers_on_their_way() -> None:
 def test_an_ack_being_called_is_still_pending() -> None:
     """A runner waits for a source's acks with ``pending()`` (Ray: the source's actor,
     before it reports its end and its state): an ack counts until it has returned."""
-    from nanostream._core.acks import AckCoordinator, Marker
-
-    src = nanostream.from_iterable([], name="src")
-    _ = src > Collect(name="sink")
-    sent: list[Marker] = []
-
-    def inject(_source: int, marker: Marker, _final: bool) -> bool:
-        sent.append(marker)
-        return True
-
-    coordinator = AckCoordinator(nanostream.pipeline_of(src).plan(), inject)
+    coordinator, sent = _one_source_coordinator()
     seen: list[int] = []
     for _ in range(3):
         coordinator.attach(0, lambda: seen.append(coordinator.pending()))
