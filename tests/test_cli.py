@@ -596,18 +596,23 @@ def test_a_node_failing_with_an_unprintable_exception(project: Path) -> None:
 
 # --------------------------------------------------------------------------- Ctrl-C
 def read_until(stream: IO[str], text: str, timeout: float = 30) -> str:
-    """Read lines from ``stream`` until one contains ``text`` (fails after ``timeout``)."""
+    """Read from ``stream`` until ``text`` appears (fails after ``timeout``).
+
+    Reads the pipe's bytes one at a time, so nothing after ``text``'s line sits unseen in a
+    buffer (``select`` would not see it) and ``communicate()`` later gets all the rest.
+    """
     deadline = time.monotonic() + timeout
-    seen = ""
-    while text not in seen:
+    fd = stream.fileno()
+    seen = b""
+    while text.encode() not in seen or not seen.endswith(b"\n"):
         remaining = deadline - time.monotonic()
-        assert remaining > 0, f"{text!r} did not appear; got {seen!r}"
-        ready, _, _ = select.select([stream], [], [], remaining)
+        assert remaining > 0, f"{text!r} did not appear; got {seen.decode()!r}"
+        ready, _, _ = select.select([fd], [], [], remaining)
         if ready:
-            line = stream.readline()
-            assert line, f"the stream ended before {text!r}; got {seen!r}"
-            seen += line
-    return seen
+            byte = os.read(fd, 1)
+            assert byte, f"the stream ended before {text!r}; got {seen.decode()!r}"
+            seen += byte
+    return seen.decode()
 
 
 @pytest.fixture
@@ -925,12 +930,15 @@ def test_run_with_ui_serves_the_final_figures_until_ctrl_c(started: object) -> N
     assert state["nodes"]["show"]["in"] == 2
     with urllib.request.urlopen(match[1] + "api/state", timeout=10) as response:
         assert json.load(response) == state  # still serving the final figures
+    # the command says the view stays until Ctrl-C; a Ctrl-C before that line would have
+    # come as the run ended, and closes the view at once
+    seen = read_until(proc.stderr, "press Ctrl-C to exit")
+    assert "its web view still shows the final figures" in seen
     assert proc.poll() is None
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert out == "A!\nB!\n"
-    assert "its web view still shows the final figures" in err and "press Ctrl-C to exit" in err
     assert "Traceback" not in err
 
 
