@@ -83,9 +83,16 @@ def kill_child() -> Iterator[Callable[..., support.KillChild]]:
 
 @pytest.fixture(autouse=True)
 def no_thread_leaks() -> Iterator[None]:
-    """Fail a test that leaves a nanostream thread alive after it."""
+    """Fail a test that leaves a nanostream thread alive after it.
+
+    Only the threads the test started count: a thread an earlier, failed test left behind
+    fails that test alone, not every test after it.
+    """
+
+    def alive() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name.startswith("nanostream")}
+
+    before = alive()
     yield
-    leaked = [
-        t.name for t in threading.enumerate() if t.name.startswith("nanostream") and t.is_alive()
-    ]
+    leaked = sorted(t.name for t in alive() - before if t.is_alive())
     assert not leaked, f"threads left alive: {leaked}"
