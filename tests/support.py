@@ -510,11 +510,13 @@ class KillChild:
             self.zygote = Zygote(self.folder, self.preload, env)
         rate = PACE if paced else 1e9
         proc = self.zygote.fork([*self.argv, *args], {**self.env, "KILL_TEST_RATE": str(rate)})
-        line = proc.readline()
-        if line.strip() != "started":
-            proc.kill()
-            _, stderr = proc.communicate()
-            pytest.fail(f"the child did not start ({line!r}):\n{stderr}")
+        before = ""  # lines printed before "started" (Ray prints its workers' warnings)
+        while (line := proc.readline()).strip() != "started":
+            if not line:
+                proc.kill()
+                _, stderr = proc.communicate()
+                pytest.fail(f"the child did not start ({before!r}):\n{stderr}")
+            before += line
         return proc
 
     def finish(self, *args: str) -> None:

@@ -995,7 +995,10 @@ def test_the_sink_commits_every_commit_every_rows(
     sink.global_start(runner=runner)
     assert sink.commit_every == 4
     counts = {count for _, count in source.acks}
-    assert min(counts) == 4 and counts <= {4, 8, 10}, source.acks
+    assert counts <= {4, 8, 10}, source.acks
+    assert all(count > row for row, count in source.acks), source.acks
+    if runner != "ray":  # on Ray an ack crosses back to the source's actor: it can come late
+        assert min(counts) == 4, source.acks
     assert query(db, "SELECT count(*) FROM t") == [(10,)]
 
 
