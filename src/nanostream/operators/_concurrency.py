@@ -9,8 +9,8 @@
   ``processes=N``: a pool of N worker processes (``concurrent.futures`` with the
   ``forkserver`` start method; the function reaches them with cloudpickle, so lambdas and
   closures work), started when the node starts and reused for the whole run. Items go to
-  the workers in chunks sized to take about 25 ms each, so the cost of a round trip between
-  processes (about 0.5 ms of the node's CPU) is shared by many items.
+  the workers in chunks sized to take about 50 ms of a worker's CPU each, so the cost of a
+  round trip between processes (0.5-1 ms of the node's CPU) is shared by many items.
 
 Both keep what every node guarantees: at most ``max_in_flight`` items read and not yet
 emitted (back-pressure), the node's error policy per item (a ``timeout`` cancels the
@@ -48,6 +48,7 @@ __all__ = [
     "LoopExecutor",
     "WorkerTraceback",
     "async_expand",
+    "chunk_size",
     "map_async",
     "map_in_processes",
     "require_cloudpickle",
@@ -285,14 +286,43 @@ class _ItemFailed(NamedTuple):
 # The worker process's state, set once by _start_worker.
 _WORK: dict[str, Any] = {}
 
-# A chunk of items is sized to take about this long in a worker. Each chunk costs the node's
-# process about 0.5 ms of CPU (pickling, the pool's threads), taken from the cores the
-# workers use: 20,000 items of 200 us took the node 0.25-0.34 s of CPU in 10 ms chunks,
-# 0.20-0.22 s in 25 ms chunks.
-_CHUNK_S: Final = 0.025
+# A chunk of items is sized to take about _CHUNK_S of a worker's CPU time. Each chunk costs
+# the node's process 0.5-1 ms of CPU (pickling, the pool's threads, waking them), taken from
+# the cores the workers use; and when the input ends, one worker may finish up to a chunk
+# before the other. Sized by CPU time, not by the time a chunk took, a loaded machine (where
+# a worker waits for a core) does not make the chunks smaller and the node's work larger;
+# _CHUNK_WALL_S bounds how long a chunk of items that wait (a sleep, a socket) holds them.
+_CHUNK_S: Final = 0.05
+_CHUNK_WALL_S: Final = 0.25
 _START_METHOD: Final = (
     "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 )
+
+
+def chunk_size(took: float, cpu: float, count: int, cap: int) -> int:
+    """How many items to send in the next chunk, going by the last one (``count`` items in
+    ``took`` seconds, ``cpu`` of them the worker's CPU time): as many as take about
+    ``_CHUNK_S`` of CPU and at most ``_CHUNK_WALL_S``; 1 to ``cap``.
+
+    Example:
+        >>> from nanostream.operators._concurrency import chunk_size
+        >>> chunk_size(0.02, 0.02, 100, cap=1000)  # 200 us an item: 50 ms is 250 items
+        250
+        >>> chunk_size(0.08, 0.02, 100, cap=1000)  # the same on a busy machine
+        250
+        >>> chunk_size(1.0, 0.0, 100, cap=1000)  # 10 ms of waiting an item: 250 ms
+        25
+        >>> chunk_size(0.02, 0.02, 100, cap=64), chunk_size(3.0, 3.0, 1, cap=64)
+        (64, 1)
+        >>> chunk_size(0.0, 0.0, 5, cap=64)  # too quick to time: as many as may be in flight
+        64
+    """
+    size = cap
+    if cpu > 0:
+        size = min(size, int(_CHUNK_S * count / cpu))
+    if took > 0:
+        size = min(size, int(_CHUNK_WALL_S * count / took))
+    return max(1, size)
 
 
 def _process_cores() -> set[int] | None:
@@ -374,10 +404,12 @@ def _attempts(item: Any) -> Any:
         return _ItemFailed(exc, tried, text)
 
 
-def _run_chunk(items: list[Any]) -> tuple[list[Any], float]:
-    """In a worker process: each item's outputs (or its failure), and the time it took."""
-    started = time.perf_counter()
-    return [_attempts(item) for item in items], time.perf_counter() - started
+def _run_chunk(items: list[Any]) -> tuple[list[Any], float, float]:
+    """In a worker process: each item's outputs (or its failure), the time it took, and the
+    CPU time it took."""
+    started, cpu = time.perf_counter(), time.process_time()
+    results = [_attempts(item) for item in items]
+    return results, time.perf_counter() - started, time.process_time() - cpu
 
 
 class _Workers:
@@ -392,10 +424,10 @@ class _Workers:
     def _new(self) -> ProcessPoolExecutor:
         context = multiprocessing.get_context(_START_METHOD)
         if _START_METHOD == "forkserver":
-            # The fork server imports nanostream once; each worker forked from it starts
-            # with it imported (a no-op once the server runs, which it does for the
-            # process's lifetime).
-            context.set_forkserver_preload([__name__])
+            # The fork server imports nanostream and cloudpickle once; each worker forked
+            # from it starts with them imported, which halves a worker's start-up CPU (a
+            # no-op once the server runs, which it does for the process's lifetime).
+            context.set_forkserver_preload([__name__, "cloudpickle"])
         return ProcessPoolExecutor(
             max_workers=self.processes,
             mp_context=context,
@@ -409,6 +441,10 @@ class _Workers:
         except BrokenProcessPool:  # a worker died since the last result: start afresh
             self.renew()
             return self.pool.submit(_run_chunk, items)
+
+    def close(self) -> None:
+        """Take no more chunks: each worker exits as soon as the chunks sent are done."""
+        self.pool.shutdown(wait=False)
 
     def renew(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
@@ -461,7 +497,7 @@ def map_in_processes(
     keep = release if release is not None else (lambda _: None)
     most_chunks = 2 * processes
     chunk_cap = max(1, max_in_flight // most_chunks)
-    chunk_size = 1
+    size = 1  # items in the next chunk: one until a chunk's time is known
     # The chunks in flight: their items, their future, the read number of their first item.
     pending: deque[tuple[list[Any], Future[Any], int]] = deque()
     held = 0  # items read and not yet emitted
@@ -504,11 +540,11 @@ def map_in_processes(
 
     def settle_all(emit: Callable[[Any, Any], None], index: int = 0) -> None:
         """Emit the results of ``pending[index]``; after a worker died, every chunk's."""
-        nonlocal held, chunk_size
+        nonlocal held, size
         items, future, _ = pending[index]
         del pending[index]
         try:
-            results, took = node.wait_future(future)
+            results, took, cpu = node.wait_future(future)
         except BrokenProcessPool:
             # Every chunk in flight was on the broken pool: those that had not finished
             # run again, each item alone, on a fresh pool.
@@ -526,8 +562,7 @@ def map_in_processes(
                 for item, result in zip(done_items, done_results, strict=True):
                     emit(item, result)
             return
-        per_item = took / len(items)
-        chunk_size = max(1, min(chunk_cap, int(_CHUNK_S / per_item) if per_item else chunk_cap))
+        size = chunk_size(took, cpu, len(items), chunk_cap)
         held -= len(items)
         for item, result in zip(items, results, strict=True):
             emit(item, result)
@@ -539,7 +574,7 @@ def map_in_processes(
             while True:
                 tried += 1
                 try:
-                    (result,), _ = node.wait_future(workers.submit([item]))
+                    (result,), _, _ = node.wait_future(workers.submit([item]))
                 except BrokenProcessPool:
                     workers.renew()
                     if policy.on_error == "retry" and tried <= policy.retries:
@@ -575,7 +610,7 @@ def map_in_processes(
                 chunk.append(item)
                 held += 1
                 reads += 1
-                if len(chunk) >= chunk_size:
+                if len(chunk) >= size:
                     send()
             emitted = False
             full = len(pending) >= most_chunks or held >= max_in_flight
@@ -590,6 +625,9 @@ def map_in_processes(
             if emitted:
                 keep(still_held())
         send()
+        # Nothing more will be sent but the chunks of a dead worker (on a fresh pool): the
+        # workers exit while the last results are emitted.
+        workers.close()
         while pending:
             index = next_done(True)
             assert index is not None
