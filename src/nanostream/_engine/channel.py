@@ -853,10 +853,14 @@ class CheckedOutbox(Outbox):
         return bool(self._buf)
 
     def _flush_from_outp(self) -> None:
+        # The batch size again before the send, not after: a consumer that runs dry
+        # while this batch goes out lowers it (demand), and that must hold for the next
+        # item, or the source's items after this batch wait for its next full one.
+        if self._limit[0] > 0:
+            self._limit[0] = self.batch_size
         self.flush()
         if self.aborted:
             raise RunAborted
-        self._limit[0] = self.batch_size
         if self._stopping and not self._stop_raised:
             self._stop_raised = True
             raise SourceStopped
