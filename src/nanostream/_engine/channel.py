@@ -853,11 +853,7 @@ class CheckedOutbox(Outbox):
         return bool(self._buf)
 
     def _flush_from_outp(self) -> None:
-        # The batch size again before the send, not after: a consumer that runs dry
-        # while this batch goes out lowers it (demand), and that must hold for the next
-        # item, or the source's items after this batch wait for its next full one.
-        if self._limit[0] > 0:
-            self._limit[0] = self.batch_size
+        self._limit[0] = self.batch_size  # before the send: a demand during it must hold
         self.flush()
         if self.aborted:
             raise RunAborted

@@ -316,9 +316,11 @@ class KafkaSource(NanoNode):
     Delivery is at-least-once. A record's offset is committed only once the pipeline has
     acknowledged it — everything made from it has reached every sink, and buffering
     sinks (:class:`KafkaSink` after delivery, ``SQLSink``, file writers) have written it
-    — and every record emitted before it too; commits go out at most every
-    ``commit_interval`` seconds (from the acknowledgements, and from the source between two
-    polls), when a partition is revoked (what is acknowledged of it), and after the last
+    — and every record emitted before it too. The records of one poll (up to 1,000) go
+    out with one acknowledgement, after the last of them, which commits the last offset
+    of each partition among them. Commits go out at most every ``commit_interval``
+    seconds (from the acknowledgements, and from the source between two polls), when a
+    partition is revoked (what is acknowledged of it), and after the last
     acknowledgement. So a process
     killed with ``kill -9`` loses nothing (a restart reads again from the last commit),
     a rebalance neither loses nor double-commits (a revoked partition's records still in
