@@ -1,11 +1,13 @@
-"""The shared output buffer (``TripwireBuffer``): what its full-batch hand-off does with errors."""
+"""The shared output buffer (``TripwireBuffer``): what its full-batch hand-off does with
+errors; a source's outbox (``CheckedOutbox``): demand while it sends."""
 
 from __future__ import annotations
 
 import gc
 from typing import Any
 
-from nanostream._engine.channel import TripwireBuffer
+from nanostream._core.run import NodeCounters
+from nanostream._engine.channel import CheckedOutbox, TripwireBuffer
 
 
 def test_a_full_batch_is_handed_on_and_the_buffer_rearms() -> None:
@@ -49,3 +51,35 @@ def test_a_buffer_collected_with_items_in_it_sends_nothing() -> None:
     del buffer
     gc.collect()
     assert sent == []
+
+
+class DryConsumer:
+    """A downstream channel whose consumer runs dry while each batch is being put."""
+
+    def __init__(self) -> None:
+        self.batches: list[Any] = []
+        self.box: CheckedOutbox | None = None
+
+    def put(self, batch: Any, counters: NodeCounters) -> None:
+        self.batches.append(batch)
+        assert self.box is not None
+        self.box.demand()  # it took the batch at once and asks for the next item
+
+    def put_nowait(self, batch: Any) -> None:
+        self.batches.append(batch)
+
+    def room_for(self, batch: list[Any]) -> int:
+        return len(batch)
+
+
+def test_a_demand_while_a_source_sends_is_not_lost() -> None:
+    """A consumer that runs dry while a source's batch is on its way asks for the next
+    item at once; the source's next item must then go out, not wait in the outbox for a
+    full batch (a source that then goes quiet would hold it indefinitely)."""
+    consumer = DryConsumer()
+    box = CheckedOutbox([consumer], 100, NodeCounters())
+    consumer.box = box
+    box.demand()  # the consumer is waiting before the source emits anything
+    for i in range(3):
+        box.outp(i)
+    assert consumer.batches == [[0], [1], [2]]  # each sent at once, none held back

@@ -19,7 +19,13 @@ confluent_kafka = pytest.importorskip("confluent_kafka")
 
 import nanostream  # noqa: E402
 from nanostream._core.redact import redact  # noqa: E402
-from nanostream.connectors.kafka.source import _Ledger, _Partition  # noqa: E402
+from nanostream.connectors.kafka._client import decoder  # noqa: E402
+from nanostream.connectors.kafka.source import (  # noqa: E402
+    _Emitting,
+    _Ledger,
+    _Partition,
+    _RecordBuilder,
+)
 from nanostream.nodes.kafka import ConnectorError, KafkaRecord, KafkaSink, KafkaSource  # noqa: E402
 from nanostream.testing import Collect  # noqa: E402
 
@@ -361,9 +367,9 @@ def test_the_ledger_commits_each_partition_after_the_last_record_covered() -> No
     ledger.assigned(tps)
     p0, p1 = ledger.part("t", 0), ledger.part("t", 1)
     p0.first, p1.first = 10, 5  # where this run started to read them
-    ledger.commit([(p0, 10), (p0, 11), (p1, 5)])  # acks of offsets 10-11 and 5
+    ledger.commit([((p0, 10),), ((p0, 11), (p1, 5))])  # acks of offsets 10-11 and 5
     assert consumer.commits == [[("t", 0, 12), ("t", 1, 6)]]
-    ledger.commit([(p0, 12), (p0, 14)])  # two acks (13 was skipped), one commit
+    ledger.commit([((p0, 12),), ((p0, 14),)])  # two acks (13 was skipped), one commit
     assert consumer.commits[-1] == [("t", 0, 15)]
     assert ledger.committed == 6
 
@@ -374,15 +380,150 @@ def test_a_revoked_partition_commits_nothing_more() -> None:
     tp = confluent_kafka.TopicPartition("t", 0)
     ledger.assigned([tp])
     before = ledger.part("t", 0)
-    ledger.commit([(before, 0)])
+    ledger.commit([((before, 0),)])
     ledger.revoked([tp])  # records 1 and 2 are still in the pipeline
     ledger.assigned([tp])  # and the partition comes back, from its committed offset 1
     after = ledger.part("t", 0)
-    ledger.commit([(before, 1), (before, 2)])  # late acknowledgements of old records
+    ledger.commit([((before, 1),), ((before, 2),)])  # late acknowledgements of old records
     assert consumer.commits == [[("t", 0, 1)]]  # ... commits nothing
-    ledger.commit([(after, 1)])
+    ledger.commit([((after, 1),)])
     assert consumer.commits[-1] == [("t", 0, 2)]
     assert isinstance(after, _Partition) and after is not before
+
+
+def test_a_poll_ack_spanning_partitions_commits_only_those_still_owned() -> None:
+    """One ack covers a poll's records of several partitions; a partition revoked while
+    they were in flight commits nothing of them (its new owner reads them again), the
+    others commit their last offset, and a late ack of the revoked one never commits
+    over what its new owner committed."""
+    consumer = FakeConsumer()
+    ledger = ledger_with(consumer)
+    tps = [confluent_kafka.TopicPartition("t", 0), confluent_kafka.TopicPartition("t", 1)]
+    ledger.assigned(tps)
+    p0, p1 = ledger.part("t", 0), ledger.part("t", 1)
+    ledger.commit([((p0, 3), (p1, 7))])  # the first poll, done
+    ledger.revoked(tps[:1])  # the second poll is in flight when partition 0 is revoked
+    ledger.commit([((p0, 9), (p1, 12))])
+    assert consumer.commits == [[("t", 0, 4), ("t", 1, 8)], [("t", 1, 13)]]
+
+
+def poll_records(*where: tuple[int, int]) -> list[KafkaRecord]:
+    return [KafkaRecord("t", p, offset, None, b"v", (), None) for p, offset in where]
+
+
+def test_a_poll_on_its_way_counts_only_the_records_sent() -> None:
+    """A checkpoint's barrier may come after any record of a poll: the source's state
+    then has the offsets of the records sent, and the poll's ack (a stop inside it)
+    covers those."""
+    ledger = ledger_with(FakeConsumer())
+    ledger.assigned([confluent_kafka.TopicPartition("t", p) for p in (0, 1)])
+    records = poll_records((0, 5), (1, 2), (0, 6), (1, 3))
+    emitting = _Emitting(records, ledger)
+    source = KafkaSource("127.0.0.1:9", "t", "g")
+    source.restore_state([("t", 0, 5), ("t", 1, 2)])
+    source._emitting = emitting
+    assert sorted(source.snapshot_state()) == [("t", 0, 5), ("t", 1, 2)]
+    sent = [next(emitting.records) for _ in range(3)]
+    assert sent == records[:3]
+    assert sorted(source.snapshot_state()) == [("t", 0, 7), ("t", 1, 3)]
+    emitted: dict[tuple[str, int], int] = {}
+    cover = emitting.cover(emitted)
+    assert [(part.key, offset) for part, offset in cover] == [(("t", 0), 6), (("t", 1), 2)]
+    assert emitted == {("t", 0): 7, ("t", 1): 3}
+    assert [part.first for part, _ in cover] == [5, 2]
+
+
+@pytest.mark.parametrize(
+    ("topics", "key_format", "value_format"),
+    [("one", "bytes", "bytes"), ("^o.*", "str", "json"), (["one", "two"], "bytes", "str")],
+)
+def test_records_are_built_from_a_poll_as_from_each_message(
+    kafka_cluster: str, topics: Any, key_format: str, value_format: str
+) -> None:
+    """The records of a poll, made column by column, are what each message says."""
+    one = unique("one")
+    producer = confluent_kafka.Producer({"bootstrap.servers": kafka_cluster, "log_level": 0})
+    for i in range(20):
+        producer.produce(
+            one,
+            json.dumps({"i": i}).encode(),
+            key=None if i % 3 == 0 else f"k{i}".encode(),
+            headers=None if i % 2 else [("h", b"%d" % i), ("h", None)],
+            timestamp=1_700_000_000_000 + i if i % 4 else 0,
+        )
+    assert producer.flush(30) == 0
+    messages = read_all(kafka_cluster, one, 20)
+    source = KafkaSource(
+        "127.0.0.1:9",
+        [t.replace("one", one) for t in topics]
+        if isinstance(topics, list)
+        else topics.replace("one", one),
+        "g",
+        key_format=key_format,
+        value_format=value_format,
+    )
+    only = source.topics[0] if len(source.topics) == 1 else None
+    build = _RecordBuilder(
+        source._decode_key, source._decode_value, None if only is None or "^" in only else only
+    )
+    expected = [
+        KafkaRecord(
+            m.topic(),
+            m.partition(),
+            m.offset(),
+            source._decode_key(m.key()),
+            source._decode_value(m.value()),
+            tuple(m.headers() or ()),
+            m.timestamp()[1] if m.timestamp()[0] else None,
+        )
+        for m in messages
+    ]
+    assert build(messages) == expected
+    assert all(type(record) is KafkaRecord for record in build(messages))
+    assert build.first_error(messages) is None
+
+
+def test_a_poll_is_cut_before_a_record_that_cannot_be_decoded() -> None:
+    class Message:
+        def __init__(self, value: bytes) -> None:
+            self._value = value
+
+        def key(self) -> None:
+            return None
+
+        def value(self) -> bytes:
+            return self._value
+
+    build = _RecordBuilder(decoder("s", "key_format", "bytes"), json.loads, "t")
+    at, exc = build.failure([Message(b"1"), Message(b"2"), Message(b"{"), Message(b"3")])
+    assert at == 2 and isinstance(exc, ValueError)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"key": lambda item: b"k"},
+        {"value_format": lambda value: b"x"},
+        {"headers": lambda item: {"h": "1"}},
+    ],
+)
+def test_the_sink_copies_a_record_as_its_encode_says(options: dict[str, Any]) -> None:
+    """The sink's per-record path (a straight copy of a record of bytes when it takes
+    nothing from its items) writes what :meth:`KafkaSink.encode` describes, for records
+    of bytes, of text, without a key, and for other items."""
+    sink = KafkaSink("broker:9092", "copy", **options)
+    encode = sink._record_encoder()
+    items = [
+        KafkaRecord("t", 0, 1, b"k", b"v", (("trace", b"x"), ("trace", None)), 5),
+        KafkaRecord("t", 0, 2, None, b"v", (), None),
+        KafkaRecord("t", 0, 3, "text-key", "text", (), None),
+        KafkaRecord("t", 0, 4, b"k", None, (), None),
+        b"plain bytes",
+    ]
+    for item in items:
+        assert encode(item) == sink.encode(item)
+    assert (encode == sink.encode) == bool(options)  # the straight copy only without options
 
 
 # ----------------------------------------------------------------------------- rebalance

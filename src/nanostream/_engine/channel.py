@@ -853,10 +853,10 @@ class CheckedOutbox(Outbox):
         return bool(self._buf)
 
     def _flush_from_outp(self) -> None:
+        self._limit[0] = self.batch_size  # before the send: a demand during it must hold
         self.flush()
         if self.aborted:
             raise RunAborted
-        self._limit[0] = self.batch_size
         if self._stopping and not self._stop_raised:
             self._stop_raised = True
             raise SourceStopped

@@ -27,6 +27,7 @@ __all__ = [
     "ClientSettings",
     "Format",
     "KEEPS_BYTES",
+    "KEEPS_DATA",
     "KafkaRecord",
     "decoder",
     "encoder",
@@ -230,6 +231,8 @@ _ENCODERS: dict[str, Callable[[Any], bytes | None]] = {
 KEEPS_BYTES: frozenset[Callable[[Any], bytes | None]] = frozenset(
     {_to_bytes, _str_to_bytes, _auto_to_bytes}
 )
+#: The decoder that returns the bytes as they are (a caller may skip calling it).
+KEEPS_DATA: Callable[[bytes | None], Any] = _same
 _DECODERS: dict[str, Callable[[bytes | None], Any]] = {
     "bytes": _same,
     "str": _bytes_to_str,

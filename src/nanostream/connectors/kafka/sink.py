@@ -205,6 +205,32 @@ class KafkaSink(NanoNode):
             value = self._encode_value(value)
         return topic, key, value, headers, partition
 
+    def _record_encoder(self) -> Callable[[Any], tuple[str, Any, Any, Any, int | None]]:
+        """:meth:`encode`, or, when the sink takes nothing from its items (a fixed topic,
+        no key, value, headers or partition of its own, formats that keep bytes), one that
+        copies a :class:`KafkaRecord` of bytes straight, without looking at the options."""
+        encode = self.encode
+        topic = self.topic
+        if (
+            not isinstance(topic, str)
+            or self._encode_key not in KEEPS_BYTES
+            or self._encode_value not in KEEPS_BYTES
+            or any(
+                getter is not None
+                for getter in (self._key, self._value, self._headers, self._partition)
+            )
+        ):
+            return encode
+
+        def copy(item: Any) -> tuple[str, Any, Any, Any, int | None]:
+            if type(item) is KafkaRecord:
+                key, value, headers = item[3], item[4], item[5]
+                if (type(value) is bytes or value is None) and (type(key) is bytes or key is None):
+                    return topic, key, value, list(headers) if headers else None, None
+            return encode(item)
+
+        return copy
+
     def _client_config(self, failures: list[Any]) -> dict[str, Any]:
         fixed: dict[str, Any] = {
             "enable.idempotence": self.idempotent,
@@ -239,9 +265,8 @@ class KafkaSink(NanoNode):
         fatal: list[Any] = []  # fatal client errors (error_cb)
         failed: deque[tuple[int, Any]] = deque()  # (position, error) of failed deliveries
         # Items waiting for their delivery report, by position in the input (1 = the first
-        # element read; ticks count too), oldest first.
+        # element read; ticks count too), oldest first (a dict keeps its insertion order).
         pending: dict[int, Any] = {}
-        order: deque[int] = deque()
         read = 0  # elements of the input read
         released = 0  # elements passed on as done (release_items)
         delivered = 0
@@ -257,7 +282,7 @@ class KafkaSink(NanoNode):
             else:
                 failed.append((position, error))
 
-        encode = self.encode
+        encode = self._record_encoder()
         produce = producer.produce
 
         def send(item: Any) -> tuple[()]:
@@ -289,7 +314,6 @@ class KafkaSink(NanoNode):
             except (confluent_kafka.KafkaException, TypeError, ValueError) as exc:
                 raise settings.error(f"{label} could not produce to {topic!r}", exc) from None
             pending[read] = item
-            order.append(read)
             return ()
 
         with self.guard_items(outp, send) as guarded:
@@ -308,9 +332,8 @@ class KafkaSink(NanoNode):
                     if guard is None:
                         raise exc
                     guard.record_failure(item, exc, 1)
-                while order and order[0] not in pending:
-                    order.popleft()
-                done = order[0] - 1 if order else read  # all before the oldest undelivered
+                # all before the oldest undelivered
+                done = next(iter(pending)) - 1 if pending else read
                 if done > released:
                     released = done
                     self.release_items(read - done)

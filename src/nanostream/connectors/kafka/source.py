@@ -6,8 +6,9 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import repeat
+from operator import itemgetter, length_hint
 from typing import TYPE_CHECKING, Any
 
 from ..._core.acks import Acked
@@ -18,7 +19,7 @@ from ..._core.node import NanoNode, NodeFunction
 from ..._core.policy import POLICY_OPTIONS
 from .._acked_progress import AckedProgress
 from .._toolkit import ConnectorError, closing_function
-from ._client import ClientSettings, Format, KafkaRecord, decoder, log, require_kafka
+from ._client import KEEPS_DATA, ClientSettings, Format, KafkaRecord, decoder, log, require_kafka
 
 if TYPE_CHECKING:
     import confluent_kafka
@@ -82,8 +83,12 @@ class _Partition:
         self.committed = -1
 
 
-#: What one acknowledgement commits: a record's partition and offset.
+#: A record's partition and offset.
 Covered = tuple[_Partition, int]
+#: What one acknowledgement commits: the last record of each partition among the records
+#: it covers (one ack goes with the last record of each poll; the engine calls it once
+#: that record and every record emitted before it are done).
+Cover = tuple[Covered, ...]
 
 
 class _Ledger:
@@ -126,16 +131,17 @@ class _Ledger:
                 self.parts[found.key] = found
         return found
 
-    def commit(self, values: Sequence[Covered]) -> None:
+    def commit(self, values: Sequence[Cover]) -> None:
         """Commit the offsets these acknowledgements make final."""
         import confluent_kafka
 
         with self.lock:
             touched: dict[tuple[str, int], _Partition] = {}
-            for part, offset in values:
-                if self.parts.get(part.key) is part:  # revoked since: not ours to commit
-                    part.next = max(part.next, offset + 1)
-                    touched[part.key] = part
+            for cover in values:
+                for part, offset in cover:
+                    if self.parts.get(part.key) is part:  # revoked since: not ours to commit
+                        part.next = max(part.next, offset + 1)
+                        touched[part.key] = part
             offsets = [
                 confluent_kafka.TopicPartition(*part.key, part.next)
                 for part in touched.values()
@@ -182,6 +188,114 @@ class _Ledger:
             consumer.close()
 
 
+_where = itemgetter(0, 1)  # a record's (topic, partition)
+_offset = itemgetter(2)
+
+
+class _Emitting:
+    """The records of one poll on their way out of the source (the source's thread).
+
+    ``records`` is what the source yields from; what it has sent so far is what that
+    iterator has passed (a checkpoint's barrier may come after any record).
+    """
+
+    __slots__ = ("all", "ledger", "records")
+
+    def __init__(self, records: list[KafkaRecord], ledger: _Ledger) -> None:
+        self.all = records
+        self.ledger = ledger
+        self.records = iter(records)
+
+    def sent(self) -> list[KafkaRecord]:
+        """The records sent so far."""
+        return self.all[: len(self.all) - length_hint(self.records)]
+
+    @staticmethod
+    def last_offsets(records: list[KafkaRecord]) -> dict[tuple[str, int], int]:
+        """The last offset of each partition among ``records`` (in a poll they ascend)."""
+        return dict(zip(map(_where, records), map(_offset, records), strict=True))
+
+    def cover(self, emitted: dict[tuple[str, int], int]) -> Cover:
+        """What the ack of the records sent commits; ``emitted`` learns their offsets."""
+        sent = self.sent()
+        last = self.last_offsets(sent)
+        cover = []
+        for key, offset in last.items():
+            emitted[key] = offset + 1
+            part = self.ledger.part(*key)
+            if part.first < 0:  # the first record this run read of the partition
+                part.first = next(r.offset for r in sent if (r.topic, r.partition) == key)
+            cover.append((part, offset))
+        return tuple(cover)
+
+
+class _RecordBuilder:
+    """Makes the records of a poll's messages, column by column in C loops.
+
+    The decoders of the ``'bytes'`` format are not called (the client's bytes are the
+    value), nor the messages' ``topic()`` when the source reads one topic; a decoder
+    that raises on one message raises from the whole call, and :meth:`failure` finds
+    which.
+    """
+
+    def __init__(
+        self,
+        decode_key: Callable[[Any], Any],
+        decode_value: Callable[[Any], Any],
+        topic: str | None = None,
+    ) -> None:
+        self.topic = topic  # the one topic every message is of, if the source reads one
+        self.decode_key = None if decode_key is KEEPS_DATA else decode_key
+        self.decode_value = None if decode_value is KEEPS_DATA else decode_value
+
+    def __call__(self, messages: list[Any]) -> list[KafkaRecord]:
+        from confluent_kafka import Message
+
+        keys: Iterable[Any] = map(Message.key, messages)
+        values: Iterable[Any] = map(Message.value, messages)
+        if self.decode_key is not None:
+            keys = map(self.decode_key, keys)
+        if self.decode_value is not None:
+            values = map(self.decode_value, values)
+        headers = [tuple(h) if h else () for h in map(Message.headers, messages)]
+        stamps = [stamp if kind else None for kind, stamp in map(Message.timestamp, messages)]
+        topic = self.topic
+        columns = zip(
+            map(Message.topic, messages) if topic is None else repeat(topic, len(messages)),
+            map(Message.partition, messages),
+            map(Message.offset, messages),
+            keys,
+            values,
+            headers,
+            stamps,
+            strict=True,
+        )
+        # tuple.__new__ makes each record in one C call (a named tuple's own constructor
+        # is Python code).
+        return list(map(tuple.__new__, repeat(KafkaRecord), columns))
+
+    @staticmethod
+    def first_error(messages: list[Any]) -> int | None:
+        """The index of the first message that is an error of the client, or None."""
+        from confluent_kafka import Message
+
+        if not any(map(Message.error, messages)):
+            return None
+        return next(i for i, msg in enumerate(messages) if msg.error() is not None)
+
+    def failure(self, messages: list[Any]) -> tuple[int, Exception]:
+        """The index of the first message a decoder fails on, and its exception."""
+        for i, msg in enumerate(messages):
+            try:
+                if self.decode_key is not None:
+                    self.decode_key(msg.key())
+                if self.decode_value is not None:
+                    self.decode_value(msg.value())
+            except Exception as exc:  # noqa: BLE001 - a deserialiser of the user's
+                return i, exc
+        raise AssertionError("no message fails to decode")  # pragma: no cover
+
+
 class KafkaSource(NanoNode):
     """A source that reads Kafka topics as a member of the consumer group ``group``.
 
@@ -202,9 +316,11 @@ class KafkaSource(NanoNode):
     Delivery is at-least-once. A record's offset is committed only once the pipeline has
     acknowledged it — everything made from it has reached every sink, and buffering
     sinks (:class:`KafkaSink` after delivery, ``SQLSink``, file writers) have written it
-    — and every record emitted before it too; commits go out at most every
-    ``commit_interval`` seconds (from the acknowledgements, and from the source between two
-    polls), when a partition is revoked (what is acknowledged of it), and after the last
+    — and every record emitted before it too. The records of one poll (up to 1,000) go
+    out with one acknowledgement, after the last of them, which commits the last offset
+    of each partition among them. Commits go out at most every ``commit_interval``
+    seconds (from the acknowledgements, and from the source between two polls), when a
+    partition is revoked (what is acknowledged of it), and after the last
     acknowledgement. So a process
     killed with ``kill -9`` loses nothing (a restart reads again from the last commit),
     a rebalance neither loses nor double-commits (a revoked partition's records still in
@@ -293,6 +409,7 @@ class KafkaSource(NanoNode):
         # what a checkpoint keeps; and the offsets a restored checkpoint starts from.
         self._emitted: dict[tuple[str, int], int] = {}
         self._restored: dict[tuple[str, int], int] = {}
+        self._emitting: _Emitting | None = None  # the poll on its way out
         self.configure(**options)
 
     def __repr__(self) -> str:
@@ -332,7 +449,12 @@ class KafkaSource(NanoNode):
             >>> source.snapshot_state()
             [('orders', 0, 42)]
         """
-        return [(topic, partition, offset) for (topic, partition), offset in self._emitted.items()]
+        emitted = dict(self._emitted)
+        emitting = self._emitting
+        if emitting is not None:  # inside a poll: its records sent so far
+            for key, offset in emitting.last_offsets(emitting.sent()).items():
+                emitted[key] = offset + 1
+        return [(topic, partition, offset) for (topic, partition), offset in emitted.items()]
 
     def restore_state(self, state: list[tuple[str, int, int]]) -> None:
         """Start each partition of ``state`` at its offset (see :meth:`snapshot_state`)."""
@@ -382,18 +504,18 @@ class KafkaSource(NanoNode):
             for tp, at in zip(fresh, found, strict=True):
                 tp.offset = at.offset if at.offset >= 0 else confluent_kafka.OFFSET_END
 
-    def generator(self) -> Iterator[Acked]:
+    def generator(self) -> Iterator[Any]:
         label = node_label(self)
         ledger = _Ledger(self._settings, label)
         self._ledger = ledger
-        progress: AckedProgress[Covered] = AckedProgress(
+        progress: AckedProgress[Cover] = AckedProgress(
             ledger.commit, close=ledger.close, interval=self.commit_interval, name=label
         )
         consumer = self._open(ledger)
         seen: set[tuple[str, int]] = set()
 
         restored, self._restored = self._restored, {}  # for this run only
-        emitted = self._emitted = dict(restored)
+        self._emitted = dict(restored)
 
         def on_assign(consumer: Any, partitions: list[Any]) -> None:
             ledger.assigned(partitions)
@@ -426,15 +548,27 @@ class KafkaSource(NanoNode):
             ledger.revoked(partitions)
 
         consumer.subscribe(self.topics, on_assign=on_assign, on_revoke=on_revoke, on_lost=on_lost)
-        decode_key, decode_value = self._decode_key, self._decode_value
-        backlog: deque[Any] = deque()  # records taken from the client, not emitted yet
+        only = self.topics[0] if len(self.topics) == 1 else None
+        build = _RecordBuilder(
+            self._decode_key,
+            self._decode_value,
+            None if only is None or only.startswith("^") else only,
+        )
+        backlog: list[Any] = []  # messages taken from the client, not made records yet
+        ready: list[KafkaRecord] = []  # the records of the poll, to emit
         undecodable: list[tuple[_Partition, int, Exception]] = []
         idle = False
         last_commit = time.monotonic()
+        ctx = self._context()
 
-        def poll() -> Iterator[Any]:
-            nonlocal idle, last_commit
-            if not backlog:
+        def poll() -> tuple[()]:
+            """Take the next messages and make their records (``ready``), up to the first
+            that is an error (raised, under the policy, once the records before it are
+            out) or that cannot be decoded (``undecodable``)."""
+            nonlocal idle, last_commit, backlog, ready
+            if backlog:
+                messages, backlog = backlog, []
+            else:
                 ledger.check()
                 if time.monotonic() - last_commit >= self.commit_interval:
                     last_commit = time.monotonic()
@@ -444,50 +578,36 @@ class KafkaSource(NanoNode):
                         log.info("%s: %s; the offsets go with the next commit", label, exc)
                 messages = consumer.consume(_CONSUME_MAX, 0)
                 idle = not messages
-                backlog.extend(messages)
-            ack, part, last = progress.ack, None, None
-            while backlog:
-                msg = backlog.popleft()
-                error = msg.error()
-                if error is not None:
-                    self._client_error(error)
+            while messages:
+                error = build.first_error(messages)
+                if error == 0:  # raised (the poll fails) or passing (logged)
+                    backlog = messages[1:]
+                    self._client_error(messages[0].error())
+                    messages, backlog = backlog, []
                     continue
-                topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
-                if last != (topic, partition):
-                    last = (topic, partition)
-                    part = ledger.part(topic, partition)
-                    if part.first < 0:
-                        part.first = offset
-                assert part is not None
+                good = messages if error is None else messages[:error]
+                backlog = [] if error is None else messages[error:]
                 try:
-                    key = decode_key(msg.key())
-                    value = decode_value(msg.value())
-                except Exception as exc:  # noqa: BLE001 - a deserialiser of the user's
+                    ready = build(good)
+                except Exception:  # noqa: BLE001 - a deserialiser of the user's: find which
+                    at, problem = build.failure(good)
+                    ready = build(good[:at])
+                    msg = good[at]
+                    topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
                     undecodable.append(
                         (
-                            part,
+                            ledger.part(topic, partition),
                             offset,
                             self._settings.error(
                                 f"{label} could not decode the record at offset {offset} "
-                                f"of {topic}[{partition}] ({type(exc).__name__})",
-                                exc,
+                                f"of {topic}[{partition}] ({type(problem).__name__})",
+                                problem,
                             ),
                         )
                     )
-                    return  # the poll ends before it; its error is handled next
-                headers = msg.headers()
-                kind, stamp = msg.timestamp()
-                record = KafkaRecord(
-                    topic,
-                    partition,
-                    offset,
-                    key,
-                    value,
-                    tuple(headers) if headers else (),
-                    stamp if kind else None,
-                )
-                emitted[part.key] = offset + 1  # before the yield: a checkpoint there has it
-                yield Acked(record, ack((part, offset)))
+                    backlog = good[at + 1 :] + backlog
+                return ()
+            return ()
 
         def failed_record() -> Iterator[Any]:
             raise undecodable[0][2]
@@ -496,16 +616,32 @@ class KafkaSource(NanoNode):
             with self.guard_polls() as guard:
                 while True:
                     yield from guard(poll)
+                    if ready:
+                        # The poll's records go out as they are (a checkpoint on the way
+                        # counts those sent, see snapshot_state); one ack, attached after
+                        # the last, covers the last offset of each partition among them.
+                        emitting = self._emitting = _Emitting(ready, ledger)
+                        ready = []
+                        yield from emitting.records
+                        self._emitting = None
+                        ctx.attach_ack(progress.ack(emitting.cover(self._emitted)))
                     if undecodable:  # under the policy: its error record carries its ack
                         part, offset, _ = undecodable[0]
-                        emitted[part.key] = offset + 1
+                        self._emitted[part.key] = offset + 1
+                        if part.first < 0:  # the first record this run read of it
+                            part.first = offset
                         for out in guard(failed_record):
-                            yield Acked(out, progress.ack((part, offset)))
+                            yield Acked(out, progress.ack(((part, offset),)))
                         undecodable.clear()
                         continue
-                    if idle and self.sleep(self.poll_interval):
+                    if idle and not backlog and self.sleep(self.poll_interval):
                         return
         finally:
+            stopped, self._emitting = self._emitting, None
+            if stopped is not None:  # stopped inside a poll: its records sent so far
+                cover = stopped.cover(self._emitted)
+                if cover:
+                    ctx.attach_ack(progress.ack(cover))
             progress.finish()  # the last offsets are committed as their acks come
 
     def _client_error(self, error: Any) -> None:
