@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 from typing import Any
 
-from nanostream._engine.channel import TripwireBuffer
+from nanostream._engine.outbox import TripwireBuffer
 
 
 def test_a_full_batch_is_handed_on_and_the_buffer_rearms() -> None:

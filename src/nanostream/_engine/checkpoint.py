@@ -39,7 +39,7 @@ from .._core.context import NodeContext
 from .._core.errors import StateError
 from .._core.graph import Plan, PlanNode
 from ..state.store import Checkpoint, StateStore, encode_state, open_store
-from .channel import CheckedOutbox, Outbox
+from .outbox import CheckedOutbox, Outbox
 
 if TYPE_CHECKING:
     from .reader import InputReader

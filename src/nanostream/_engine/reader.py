@@ -6,7 +6,7 @@ the threads runner sends the node's outputs, the cooperative one lets other node
 the node's time slice is over, the Ray one does nothing: a remote call is too dear for a
 partial batch). Slices start at one item and double while the node is
 quick, so a slow node delivers its first outputs at once and a fast one works on whole
-batches (:func:`~nanostream._engine.channel.next_slice_len`).
+batches (:func:`next_slice_len`).
 
 With a ``tick_interval``, the runner's ``get`` returns ``IDLE`` when no batch came for
 that long, and the node reads :data:`TICKS`. Acknowledgement markers (see
@@ -27,10 +27,16 @@ from typing import Any
 from .._core.acks import AckCoordinator, Marker, NodeMarkers
 from .._core.run import NodeCounters
 from .._core.ticks import TICK
-from .channel import END, IDLE, next_slice_len
+from .channel import END, IDLE
 from .checkpoint import Barrier, NodeBarriers
 
-__all__ = ["COOPERATIVE_LINGER_S", "THREADS_LINGER_S", "TICKS", "InputReader"]
+__all__ = [
+    "COOPERATIVE_LINGER_S",
+    "THREADS_LINGER_S",
+    "TICKS",
+    "InputReader",
+    "next_slice_len",
+]
 
 #: The slice a node with a ``tick_interval`` reads when no item came for that long.
 TICKS = (TICK,)
@@ -39,6 +45,26 @@ TICKS = (TICK,)
 #: slice holds up every other node too, so the cooperative runner aims shorter.
 THREADS_LINGER_S = 0.05
 COOPERATIVE_LINGER_S = 0.005
+
+
+def next_slice_len(slice_len: int, elapsed: float, linger: float, max_slice: int) -> int:
+    """The size of a node's next input slice, after one of ``slice_len`` took ``elapsed`` s.
+
+    Slices start at one item and double while the node is quick (a slice well under
+    ``linger``), up to ``max_slice``; one that took longer than ``linger`` shrinks so the
+    next takes about half of it. So a slow node delivers each output promptly, and a fast
+    node works on whole batches.
+
+    Example:
+        >>> from nanostream._engine.reader import next_slice_len
+        >>> next_slice_len(4, 0.0001, 0.05, 512), next_slice_len(64, 0.2, 0.05, 512)
+        (8, 8)
+    """
+    if elapsed > linger and slice_len > 1:
+        return max(1, int(slice_len * linger / elapsed / 2))
+    if elapsed < linger / 8 and slice_len < max_slice:
+        return min(max_slice, slice_len * 2)
+    return slice_len
 
 
 class InputReader:

@@ -16,8 +16,9 @@ from .._core.monitor import Monitor
 from .._core.ports import port_dispatcher
 from .._core.run import Run
 from .._core.signals import RunAborted, clear_async_exception, raise_async_exception
-from .._engine.channel import Channel, CheckedOutbox, Outbox, TripwireOutbox
+from .._engine.channel import Channel
 from .._engine.node import EngineContext, LocalRun, forward_marker, inject_marker, run_function
+from .._engine.outbox import CheckedOutbox, Outbox, TripwireOutbox
 from .._engine.reader import InputReader
 from ._placement import CoreSharing, supported
 
