@@ -140,6 +140,12 @@ class ByteBudget:
         self._sizes.append(nbytes)
         self.held += nbytes
 
+    def added_first(self, nbytes: int) -> None:
+        """Something of ``nbytes`` was put at the head of the queue (a checkpoint's barrier
+        overtaking the items waiting)."""
+        self._sizes.appendleft(nbytes)
+        self.held += nbytes
+
     def removed(self) -> None:
         """The oldest thing in the queue was taken out."""
         self.held -= self._sizes.popleft()
@@ -233,6 +239,7 @@ class Channel:
         "capacity",
         "capacity_bytes",
         "max_batches",
+        "n_producers",
         "producers",
     )
 
@@ -252,7 +259,7 @@ class Channel:
         self._cond = waiter if waiter is not None else threading.Condition(threading.Lock())
         self._consumer_waiting = False
         self._producers_waiting = 0
-        self._ends = n_producers
+        self._ends = self.n_producers = n_producers
         self._aborted = False
         self.producers: list[Outbox] = []
 
@@ -402,6 +409,32 @@ class Channel:
                     return END
                 continue
             return batch
+
+    def put_first(self, barrier: Any) -> None:
+        """Put a checkpoint's ``barrier`` at the head, ahead of the batches waiting (an
+        unaligned checkpoint, see :mod:`nanostream._engine.checkpoint`), without waiting
+        for room: ``barrier.overtaken`` gets the batches it overtook. The consumer may take
+        some of them meanwhile (it alone takes from the head); those still here when it
+        reads the barrier are the items in flight its snapshot keeps.
+
+        Example:
+            >>> from types import SimpleNamespace
+            >>> from nanostream._core.run import NodeCounters
+            >>> channel = Channel(8, 2, n_producers=1)
+            >>> channel.put([1, 2], NodeCounters())
+            >>> barrier = SimpleNamespace(overtaken=None)
+            >>> channel.put_first(barrier)
+            >>> channel.get(NodeCounters()) is barrier, barrier.overtaken
+            (True, [[1, 2]])
+        """
+        dq = self.batches
+        with self._cond:
+            barrier.overtaken = [b for b in dq if type(b) is list]
+            dq.appendleft(barrier)
+            if self.budget is not None:
+                self.budget.added_first(0)
+            if self._consumer_waiting:
+                self._cond.notify_all()
 
     def take_head(self, kind: type) -> Any:
         """The batch at the head when it is a ``kind`` (taken out), else None; the consumer's

@@ -94,6 +94,7 @@ class InputReader:
     __slots__ = (
         "acks",
         "barriers",
+        "batch",
         "counters",
         "exhausted",
         "forward",
@@ -103,6 +104,7 @@ class InputReader:
         "markers",
         "max_slice",
         "name",
+        "priority",
         "slice",
         "slice_end",
         "tick",
@@ -137,6 +139,11 @@ class InputReader:
         self.markers: NodeMarkers | None = None
         # The node's checkpoint barriers, in a run with a state store (set by the run).
         self.barriers: NodeBarriers | None = None
+        # Called after each slice in a run with unaligned checkpoints: takes a barrier put
+        # at the head of the channel, so it does not wait for the rest of the batch.
+        self.priority: Callable[[], None] | None = None
+        # The batch being read (its items not read yet are in flight at such a barrier).
+        self.batch: Any = ()
         # The slice the node is reading, and how many items it and those before it hold:
         # the node has read slice_end - (what is left in the slice) items.
         self.slice: Iterator[Any] = iter(())
@@ -174,6 +181,7 @@ class InputReader:
                 self.barriers.arrived(batch)
                 continue
             n = len(batch)
+            self.batch = batch
             base = counters.items_in
             counters.items_in += n
             start = 0
@@ -195,7 +203,15 @@ class InputReader:
                 after_slice()
                 if self.markers is not None:
                     self.markers.apply()
+                if self.priority is not None:
+                    self.priority()
                 slice_len = next_slice_len(slice_len, elapsed, linger, max_slice)
+
+    def unread(self) -> list[Any]:
+        """The items of the batch being read that the node has not read yet."""
+        n = self.counters.items_in - (self.slice_end - length_hint(self.slice))
+        batch = self.batch
+        return list(batch[len(batch) - n :]) if n > 0 else []
 
     # ----------------------------------------------------------------- acknowledgements
     def markers_of(self) -> NodeMarkers:

@@ -306,6 +306,8 @@ class ThreadsRunner:
     name = "threads"
     #: It takes checkpoints into a run's state store (``state=``, see docs/state.md).
     checkpoints = True
+    #: Its checkpoints may be unaligned (``checkpoint_unaligned=True``).
+    unaligned_checkpoints = True
     #: It places its computing node threads on one core (``share_cores=``).
     shares_cores = True
 
