@@ -382,11 +382,14 @@ class NodeBarriers:
             self.forward(ENDED)
 
     def end(self) -> None:
-        """The node ended well (a source: its generator is done)."""
+        """The node ended well (a source: its generator is done). Its final state is
+        recorded before :data:`ENDED` goes out: a node after it that merges inputs aligns
+        the next barrier without this node's once ENDED is in, and the checkpoint then
+        holds this node's final state."""
         pn = self.pn
-        self.end_outputs()
         snapshot = pn.snapshot
         self.coordinator.ended(pn.index, encode_state(snapshot()) if snapshot else None)
+        self.end_outputs()
         self._committed()
 
     def _committed(self) -> None:
@@ -537,6 +540,7 @@ def hook_node(
                 box.on_flush = hook
         if isinstance(coordinator, CheckpointCoordinator):  # on Ray the source asks the driver
             coordinator.count_down(boxes, 0)
+            context.idle_every = coordinator.interval  # a long sleep lets a due barrier out
         context.on_idle = hook  # while it sleeps between items
         return NodeBarriers(pn, coordinator, forward or partial_forward(boxes)).end
     reader.barriers = barriers = NodeBarriers(

@@ -532,7 +532,11 @@ class Scheduler:
         if self.idle is not None:  # a busy graph must not starve run_inline's input
             idle, self.idle = self.idle, None
             self.make_ready(idle)
-        if self.ready:
+        now = _clock()  # nor a task whose sleep or wait is over (a source's due barrier)
+        due = (self.sleepers and self.sleepers[0][0] <= now) or (
+            self.timers and self.timers[0][0] <= now
+        )
+        if self.ready or due:
             self.make_ready(task)
             self._block(task)
             if self.aborting:
