@@ -356,6 +356,8 @@ def test_run_check_and_graph_a_good_file(project: Path) -> None:
 
 
 def test_run_with_state_resumes_and_state_show_lists_it(project: Path) -> None:
+    """(The first run's checkpoints are unaligned; the flag reaches the run's options,
+    which refuse it without --state.)"""
     text = """
     name: upto
     imports: [cli_test_nodes]
@@ -365,8 +367,12 @@ def test_run_with_state_resumes_and_state_show_lists_it(project: Path) -> None:
     """
     path = pipeline_file(project, text)
     store = project / "run.state"
-    result = run_cli("run", path, "--state", store, "--checkpoint-interval", "0.5")
+    result = run_cli(
+        "run", path, "--state", store, "--checkpoint-interval", "0.5", "--checkpoint-unaligned"
+    )
     assert (result.returncode, result.stdout) == (0, "1\n2\n3\n"), result.stderr
+    result = run_cli("run", path, "--checkpoint-unaligned")
+    assert result.returncode == 1 and "give the run a state store" in result.stderr
     result = run_cli("run", path, "--state", store, "--set", "count.stop=5")
     assert (result.returncode, result.stdout) == (0, "4\n5\n"), result.stderr
 

@@ -234,6 +234,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     help="With --state: seconds between checkpoints (default 5).",
 )
 @click.option(
+    "--checkpoint-unaligned",
+    is_flag=True,
+    help="With --state: let checkpoints overtake the items queued between nodes, keeping "
+    "them in the checkpoint, so that one completes in about an interval even behind a "
+    "backlog (threads and cooperative runners; see docs/state.md).",
+)
+@click.option(
     "--drop-state",
     is_flag=True,
     help="With --state: start afresh the nodes whose stored state no longer fits the "
@@ -278,6 +285,7 @@ def run(
     otel: bool,
     state: str | None,
     checkpoint_interval: float | None,
+    checkpoint_unaligned: bool,
     drop_state: bool,
     share_cores: bool | None,
     log_json: bool,
@@ -327,6 +335,8 @@ def run(
                 options["state"] = state
             if checkpoint_interval is not None:
                 options["checkpoint_interval"] = checkpoint_interval
+            if checkpoint_unaligned:
+                options["checkpoint_unaligned"] = True
             if drop_state:
                 options["drop_state"] = True
             if share_cores is not None:

@@ -7,7 +7,7 @@ import gc
 from typing import Any
 
 from nanostream._core.run import NodeCounters
-from nanostream._engine.channel import CheckedOutbox, TripwireBuffer
+from nanostream._engine.outbox import CheckedOutbox, TripwireBuffer
 
 
 def test_a_full_batch_is_handed_on_and_the_buffer_rearms() -> None:

@@ -327,3 +327,31 @@ def test_a_source_waiting_for_input_lets_checkpoints_through(
     finally:
         run.stop(timeout=10)
     assert sink.count == 50
+
+
+class Dozing(Numbers):
+    """Emits its numbers, then sleeps for a long time (until the run stops)."""
+
+    def generator(self) -> Iterator[int]:
+        yield from super().generator()
+        while not self.sleep(60):
+            pass
+
+
+@pytest.mark.parametrize("local_runner", LOCAL)
+def test_a_source_in_a_long_sleep_lets_each_due_checkpoint_out(
+    tmp_path: Path, local_runner: str
+) -> None:
+    """A source that sleeps longer than the checkpoint interval sends the barrier of a
+    checkpoint that comes due during its sleep, not only as it begins to sleep (its first
+    sleep begins long before the first checkpoint is due here)."""
+    path = str(tmp_path / "run.state")
+    sink = Reached(50)
+    Dozing(50, name="src") > Total(name="total") > sink
+    run = sink.global_start(block=False, state=path, checkpoint_interval=0.5, runner=local_runner)
+    assert run is not None
+    try:
+        assert sink.all_in.wait(20)  # within about one interval, not the sleep's 60 s
+    finally:
+        run.stop(timeout=10)
+    assert sink.count == 50

@@ -43,14 +43,31 @@ def crash_and_restart(
     fail_at: int,
     path: Path,
     runner: str,
+    unaligned: bool = False,
 ) -> list[Any]:
-    """What the sink kept after a crash at its ``fail_at``-th item and a restart."""
+    """What the sink kept after a crash at its ``fail_at``-th item and a restart. With
+    ``unaligned``, the checkpoints are unaligned, and the sink's state is still all it
+    kept (it does not write exactly once: a sink that does refuses unaligned
+    checkpoints)."""
 
     def pipeline(sink: Kept) -> None:
         Replay(events) > middle() > sink
 
+    def sink(**options: Any) -> Kept:
+        kept = Kept(**options)
+        kept.exactly_once = not unaligned
+        return kept
+
     restarted = support.crash_and_restart(
-        pipeline, Kept, fail_at, str(path), runner, checkpoint_items=1, batch_size=1
+        pipeline,
+        sink,
+        fail_at,
+        str(path),
+        runner,
+        checkpoint_items=1,
+        batch_size=1,
+        restart={"checkpoint_unaligned": unaligned},
+        checkpoint_unaligned=unaligned,
     )
     return restarted.items
 
@@ -145,6 +162,30 @@ def test_a_crash_and_restart_gives_what_an_uninterrupted_run_gives(
     fail_at = data.draw(st.integers(min_value=2, max_value=len(plain)))
     path = tmp_path_factory.mktemp("state") / "run.state"
     restarted = crash_and_restart(MIDDLES[kind], events, fail_at, path, local_runner)
+    assert restarted == plain
+
+
+@pytest.mark.parametrize("local_runner", LOCAL)
+@pytest.mark.parametrize("kind", sorted(MIDDLES))
+@settings(
+    max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_unaligned_checkpoints_restart_to_what_an_uninterrupted_run_gives(
+    tmp_path_factory: pytest.TempPathFactory,
+    local_runner: str,
+    kind: str,
+    data: st.DataObject,
+) -> None:
+    """As above with ``checkpoint_unaligned=True``: the barriers overtake the events
+    queued before the operator, whose checkpoints keep them in flight, and the restart
+    reads them again first."""
+    events = data.draw(events_strategy(more=2 if kind == "batch" else 0), label="events")
+    plain = uninterrupted(MIDDLES[kind], events, local_runner)
+    assert len(plain) >= 2, "the events should give two outputs or more"
+    fail_at = data.draw(st.integers(min_value=2, max_value=len(plain)))
+    path = tmp_path_factory.mktemp("state") / "run.state"
+    restarted = crash_and_restart(MIDDLES[kind], events, fail_at, path, local_runner, True)
     assert restarted == plain
 
 

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 import nanostream
-from nanostream._engine.channel import Channel, CheckedOutbox, TripwireOutbox
+from nanostream._engine.channel import Channel
 from nanostream._engine.node import EngineContext
+from nanostream._engine.outbox import CheckedOutbox, TripwireOutbox
 from nanostream._engine.reader import InputReader
 from nanostream.runners.cooperative import CooperativeRun
 from nanostream.runners.threads import ThreadRun

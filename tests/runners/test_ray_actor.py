@@ -19,8 +19,9 @@ pytest.importorskip("ray", reason="Ray is not installed: pip install 'nanostream
 
 import nanostream
 from nanostream._core.acks import AckRouting
-from nanostream._engine.channel import Channel, CheckedOutbox
+from nanostream._engine.channel import Channel
 from nanostream._engine.node import EngineContext
+from nanostream._engine.outbox import CheckedOutbox
 from nanostream._engine.reader import InputReader
 from nanostream.runners.ray import _actor
 from nanostream.runners.ray._actor import HostSpec, NodeHost

@@ -96,6 +96,12 @@ def check_checkpointing(plan: Plan) -> None:
                 "outputs before reading the next one"
             )
     sinks = [pn for pn in nodes if not pn.outputs]
+    if exactly and plan.options.checkpoint_unaligned:
+        raise GraphError(
+            f"{exactly[0].name!r} writes exactly once, which nanostream gives with aligned "
+            "checkpoints only: drop checkpoint_unaligned=True, or exactly_once=True "
+            "(at-least-once)"
+        )
     for sink in exactly:
         others = [pn.name for pn in sinks if pn is not sink]
         if others:

@@ -108,6 +108,9 @@ class NodeContext:
         self.restored_state: Any = NO_STATE
         #: Called by :meth:`between_items` (a run with a state store sets it).
         self.on_idle: Callable[[], None] | None = None
+        #: A source that sleeps calls :meth:`between_items` at least this often (seconds;
+        #: the checkpoint interval in a run with a state store), else once per sleep.
+        self.idle_every: float | None = None
 
     @classmethod
     def for_plan_node(cls, pn: PlanNode) -> NodeContext:

@@ -421,6 +421,14 @@ class Pipeline:
                     "do nothing: run on the 'threads' or 'cooperative' runner, or without "
                     "state= (at-least-once through acknowledgements, see docs/state.md)"
                 )
+            if plan.options.checkpoint_unaligned and not getattr(
+                impl, "unaligned_checkpoints", False
+            ):
+                raise GraphError(
+                    f"the {impl.name!r} runner takes only aligned checkpoints, so "
+                    "checkpoint_unaligned=True would do nothing: run on the 'threads' or "
+                    "'cooperative' runner, or drop checkpoint_unaligned"
+                )
             if plan.options.share_cores is not None and not getattr(impl, "shares_cores", False):
                 raise GraphError(
                     f"the {impl.name!r} runner does not place node threads on cores, so "

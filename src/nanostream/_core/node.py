@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -670,7 +671,8 @@ class NanoNode:
 
         Sources that wait between items should use this instead of ``time.sleep`` so that
         ``stop()`` takes effect at once (and, in a run with a state store, a checkpoint's
-        barrier goes out: a source's state must be whole whenever it sleeps).
+        barrier goes out, as it sleeps and every ``checkpoint_interval`` while it does: a
+        source's state must be whole whenever it sleeps).
 
         Example:
             >>> import nanostream
@@ -680,8 +682,17 @@ class NanoNode:
         ctx = self._ns_context
         if ctx is not None:
             ctx.between_items()  # a checkpoint's barrier may go out while a source waits
-        event = ctx.stop_event if ctx is not None else None
-        return (event or threading.Event()).wait(seconds)
+        event = (ctx.stop_event if ctx is not None else None) or threading.Event()
+        every = ctx.idle_every if ctx is not None else None
+        if every is None or seconds <= every:
+            return event.wait(seconds)
+        deadline = time.monotonic() + seconds  # a long sleep lets each due barrier out
+        while (left := deadline - time.monotonic()) > 0:
+            if event.wait(min(left, every)):
+                return True
+            assert ctx is not None
+            ctx.between_items()
+        return False
 
     def wait_future(self, future: Future[Any]) -> Any:
         """The result of a ``concurrent.futures.Future`` (or its exception), waited for here.

@@ -39,7 +39,8 @@ from .._core.context import NodeContext
 from .._core.errors import StateError
 from .._core.graph import Plan, PlanNode
 from ..state.store import Checkpoint, StateStore, encode_state, open_store
-from .channel import CheckedOutbox, Outbox
+from .channel import Channel
+from .outbox import CheckedOutbox, Outbox
 
 if TYPE_CHECKING:
     from .reader import InputReader
@@ -47,11 +48,14 @@ if TYPE_CHECKING:
 __all__ = [
     "ENDED",
     "Barrier",
+    "InFlight",
     "CheckpointCoordinator",
     "Checkpoints",
     "NodeBarriers",
     "hook_node",
     "install",
+    "overtaken_items",
+    "place_barrier",
     "restore",
 ]
 
@@ -59,12 +63,18 @@ log = logging.getLogger("nanostream")
 
 
 class Barrier:
-    """A checkpoint's barrier in a channel: the items before it belong to epoch ``epoch``."""
+    """A checkpoint's barrier in a channel: the items before it belong to epoch ``epoch``.
 
-    __slots__ = ("epoch",)
+    ``overtaken`` is None for a barrier put after everything sent before it (aligned);
+    for one put at the head of its channel (unaligned, :meth:`Channel.put_first
+    <nanostream._engine.channel.Channel.put_first>`) it holds the batches it overtook.
+    """
+
+    __slots__ = ("epoch", "overtaken")
 
     def __init__(self, epoch: int) -> None:
         self.epoch = epoch
+        self.overtaken: list[list[Any]] | None = None
 
     def __len__(self) -> int:  # counts as no items in a channel's depth
         return 0
@@ -75,6 +85,56 @@ class Barrier:
 
 #: Sent by a node whose outputs end: no more barriers come from it on that channel.
 ENDED = Barrier(-1)
+
+
+class InFlight:
+    """What an unaligned checkpoint keeps of a node: its state and the items in flight.
+
+    ``items`` are the items a barrier overtook on its way to the node (in the node's
+    input, read by the node after the barrier): a restart puts them back into the
+    node's input before anything else. ``state`` is what ``snapshot_state()`` returned,
+    when the node keeps state (``has_state``).
+
+    Example:
+        >>> InFlight(None, False, [1, 2])
+        InFlight(state=None, items=2)
+    """
+
+    __slots__ = ("has_state", "items", "state")
+
+    def __init__(self, state: Any, has_state: bool, items: list[Any]) -> None:
+        self.state = state
+        self.has_state = has_state
+        self.items = items
+
+    def __getstate__(self) -> tuple[Any, bool, list[Any]]:
+        return self.state, self.has_state, self.items
+
+    def __setstate__(self, data: tuple[Any, bool, list[Any]]) -> None:
+        self.state, self.has_state, self.items = data
+
+    def __repr__(self) -> str:
+        return f"InFlight(state={self.state!r}, items={len(self.items)})"
+
+
+def place_barrier(channel: Any, epoch: int, counters: Any, unaligned: bool) -> None:
+    """Put the barrier of ``epoch`` into ``channel``: at its head when checkpoints are
+    unaligned and the channel has one producer (a merging node aligns its inputs' barriers
+    by count, so they keep their place there), else after everything sent before it."""
+    if unaligned and isinstance(channel, Channel) and channel.n_producers == 1:
+        channel.put_first(Barrier(epoch))
+    else:
+        channel.put(Barrier(epoch), counters)
+
+
+def overtaken_items(channel: Any, barrier: Barrier) -> list[Any]:
+    """The items of the batches ``barrier`` overtook that are still in ``channel`` (read
+    by the consumer after the barrier: they are in flight at its checkpoint)."""
+    if not barrier.overtaken:
+        return []
+    ids = {id(batch) for batch in barrier.overtaken}
+    barrier.overtaken = None
+    return [item for batch in list(channel.batches) if id(batch) in ids for item in batch]
 
 
 class Checkpoints(Protocol):
@@ -129,6 +189,7 @@ class CheckpointCoordinator:
         opts = plan.options
         self.interval = opts.checkpoint_interval
         self.items = opts.checkpoint_items
+        self.unaligned = opts.checkpoint_unaligned
         self.epoch = restored.epoch if restored is not None else 0  # the last one begun
         self.committed = self.epoch
         self.commits = 0
@@ -159,7 +220,9 @@ class CheckpointCoordinator:
                 self.count_down(boxes, items_out - self._items_at[index])
                 return
             with self._lock:
-                begun = self.epoch <= done  # else another source began one meanwhile
+                # else another source began one meanwhile; unaligned barriers overtake
+                # items, so one checkpoint at a time (two would overtake each other)
+                begun = self.epoch <= done and (not self.unaligned or self.committed >= self.epoch)
                 if begun:
                     self.epoch += 1
                     self._due = time.monotonic() + self.interval
@@ -176,10 +239,9 @@ class CheckpointCoordinator:
         for epoch in range(done + 1, target + 1):
             if blob is not None:
                 self.record(index, epoch, blob)
-            barrier = Barrier(epoch)
             for box in boxes:
                 for channel in box.channels:
-                    channel.put(barrier, box.counters)
+                    place_barrier(channel, epoch, box.counters, self.unaligned)
             if index in self._sinks:
                 self.reached(index, epoch)
         self._injected[index] = target
@@ -236,6 +298,8 @@ class CheckpointCoordinator:
             if blob is None:  # pragma: no cover - every node passes each barrier
                 raise StateError(f"checkpoint {epoch} has no state of node {nodes[i].name!r}")
             states[nodes[i].name] = (nodes[i].kind, blob)
+        for i, blob in snaps.items():  # the items in flight at nodes that keep no state
+            states.setdefault(nodes[i].name, (nodes[i].kind, blob))
         self.store.commit(epoch, self.plan.name, states)
         self.committed = epoch
         self.commits += 1
@@ -248,7 +312,9 @@ class CheckpointCoordinator:
 class NodeBarriers:
     """The barriers that reach one node: counted per epoch, then snapshot and pass on.
 
-    Runs in the node's thread. ``inputs`` is how many input edges the node has.
+    Runs in the node's thread. ``inputs`` is how many input edges the node has. With
+    ``reader`` and ``channel``, a barrier that overtook items (unaligned) snapshots them
+    with the node's state: those left in the batch being read and in the channel.
     """
 
     def __init__(
@@ -256,10 +322,15 @@ class NodeBarriers:
         pn: PlanNode,
         coordinator: Checkpoints,
         forward: Callable[[Any], None],
+        reader: InputReader | None = None,
+        channel: Any = None,
     ) -> None:
         self.pn = pn
         self.coordinator = coordinator
         self.forward = forward
+        self.reader = reader
+        self.channel = channel
+        self._inflight: dict[int, list[Any]] = {}
         self.live = len(pn.inputs)
         self.terminal = not pn.outputs
         self.outputs_ended = False
@@ -271,6 +342,10 @@ class NodeBarriers:
         if barrier is ENDED:
             self.live -= 1
         else:
+            if barrier.overtaken is not None and self.reader is not None:
+                self._inflight[barrier.epoch] = self.reader.unread() + overtaken_items(
+                    self.channel, barrier
+                )
             self._arrivals[barrier.epoch] = self._arrivals.get(barrier.epoch, 0) + 1
         for epoch in sorted(self._arrivals):
             if self._arrivals[epoch] < self.live:
@@ -280,7 +355,12 @@ class NodeBarriers:
 
     def _align(self, epoch: int) -> None:
         pn = self.pn
-        if pn.snapshot is not None:
+        items = self._inflight.pop(epoch, None)
+        if items:
+            state = pn.snapshot() if pn.snapshot is not None else None
+            blob = encode_state(InFlight(state, pn.snapshot is not None, items))
+            self.coordinator.record(pn.index, epoch, blob)
+        elif pn.snapshot is not None:
             self.coordinator.record(pn.index, epoch, encode_state(pn.snapshot()))
         if self.terminal:
             self.coordinator.reached(pn.index, epoch)
@@ -302,11 +382,14 @@ class NodeBarriers:
             self.forward(ENDED)
 
     def end(self) -> None:
-        """The node ended well (a source: its generator is done)."""
+        """The node ended well (a source: its generator is done). Its final state is
+        recorded before :data:`ENDED` goes out: a node after it that merges inputs aligns
+        the next barrier without this node's once ENDED is in, and the checkpoint then
+        holds this node's final state."""
         pn = self.pn
-        self.end_outputs()
         snapshot = pn.snapshot
         self.coordinator.ended(pn.index, encode_state(snapshot()) if snapshot else None)
+        self.end_outputs()
         self._committed()
 
     def _committed(self) -> None:
@@ -318,17 +401,33 @@ class NodeBarriers:
             self.pn.on_commit()
 
 
-def _restore(plan: Plan, store: StateStore, contexts: Sequence[Any]) -> Checkpoint | None:
-    """Give each node its stored state; refuse state that no longer fits (or drop it)."""
+def _restore(
+    plan: Plan,
+    store: StateStore,
+    contexts: Sequence[Any],
+    replays: dict[int, list[Any]] | None,
+) -> Checkpoint | None:
+    """Give each node its stored state, and its items in flight to ``replays``; refuse
+    state that no longer fits (or drop it)."""
     checkpoint = store.load()
     if checkpoint is None:
         return None
     by_name = {pn.name: pn for pn in plan.nodes}
     misfits: list[str] = []
-    for name, (kind, _state) in sorted(checkpoint.states.items()):
+    for name, (kind, state) in sorted(checkpoint.states.items()):
         pn = by_name.get(name)
+        if isinstance(state, InFlight) and replays is None:
+            raise StateError(
+                f"the state store {store.where} holds items in flight at node {name!r}, "
+                "from a run with unaligned checkpoints (checkpoint_unaligned=True), and "
+                "this runner cannot put them back: restart on the 'threads' or "
+                "'cooperative' runner"
+            )
         if pn is None:
             misfits.append(f"{name!r} (no node of that name now)")
+        elif isinstance(state, InFlight) and not state.has_state and pn.inputs:
+            if kind != pn.kind:
+                misfits.append(f"{name!r} (stored by a {kind}, the node is a {pn.kind})")
         elif pn.snapshot is None:
             misfits.append(f"{name!r} (the node keeps no state now)")
         elif kind != pn.kind:
@@ -345,8 +444,17 @@ def _restore(plan: Plan, store: StateStore, contexts: Sequence[Any]) -> Checkpoi
         store.drop(dropped)
     for pn in plan.nodes:
         entry = checkpoint.states.get(pn.name)
-        if entry is not None and pn.snapshot is not None and entry[0] == pn.kind:
-            contexts[pn.index].restored_state = entry[1]
+        if entry is None or entry[0] != pn.kind:
+            continue
+        state = entry[1]
+        if isinstance(state, InFlight):
+            assert replays is not None
+            replays[pn.index] = state.items
+            if not state.has_state:
+                continue
+            state = state.state
+        if pn.snapshot is not None:
+            contexts[pn.index].restored_state = state
     return checkpoint
 
 
@@ -365,9 +473,13 @@ def install(
     """
     if plan.options.state is None:
         return None, [None] * len(plan.nodes)
-    store, restored = restore(plan, contexts)
+    replays: dict[int, list[Any]] = {}
+    store, restored = restore(plan, contexts, replays)
+    for index, items in replays.items():  # before anything the node's producers send
+        channels[index].put_nowait(items)
     sources = {pn.index: boxes[pn.index] for pn in plan.nodes if pn.is_source}
     coordinator = CheckpointCoordinator(plan, store, restored, sources)
+    unaligned = plan.options.checkpoint_unaligned
     ends: list[Callable[[], None] | None] = [
         hook_node(
             pn,
@@ -376,19 +488,28 @@ def install(
             boxes=boxes[pn.index],
             reader=readers[pn.index],
             channel=channels[pn.index],
+            forward=barrier_forward(boxes[pn.index], unaligned),
+            unaligned=unaligned,
         )
         for pn in plan.nodes
     ]
     return coordinator, ends
 
 
-def restore(plan: Plan, contexts: Sequence[Any]) -> tuple[StateStore, Checkpoint | None]:
+def restore(
+    plan: Plan, contexts: Sequence[Any], replays: dict[int, list[Any]] | None = None
+) -> tuple[StateStore, Checkpoint | None]:
     """Open the run's store and put each node's stored state in its context's
-    ``restored_state``; the store, and the checkpoint restored (None on a first run)."""
+    ``restored_state``; the store, and the checkpoint restored (None on a first run).
+
+    The items an unaligned checkpoint kept in flight at a node go to ``replays`` (by node
+    index), for the runner to put into the node's input first; without ``replays``, a
+    store that holds such items is a ``StateError``.
+    """
     assert plan.options.state is not None
     store = open_store(plan.options.state)
     try:
-        return store, _restore(plan, store, contexts)
+        return store, _restore(plan, store, contexts, replays)
     except BaseException:
         store.close()
         raise
@@ -403,11 +524,14 @@ def hook_node(
     reader: InputReader | None,
     channel: Any,
     forward: Callable[[Any], None] | None = None,
+    unaligned: bool = False,
 ) -> Callable[[], None]:
     """Hook one node's checkpoints in (before it runs): a source sends barriers after its
     flushes and while it sleeps, a node aligns them as its reader reads them. ``forward``
     passes a barrier on (default: the source's :func:`partial_forward`, the reader's
-    ``forward``). Returns what its ``run_function`` calls when it ends well."""
+    ``forward``). With ``unaligned``, a node also takes a barrier put at the head of its
+    channel after each slice it reads. Returns what its ``run_function`` calls when it
+    ends well."""
     if reader is None:
         counters = boxes[0].counters if boxes else None
         hook = _source_hook(coordinator, pn, boxes, counters)
@@ -416,10 +540,15 @@ def hook_node(
                 box.on_flush = hook
         if isinstance(coordinator, CheckpointCoordinator):  # on Ray the source asks the driver
             coordinator.count_down(boxes, 0)
+            context.idle_every = coordinator.interval  # a long sleep lets a due barrier out
         context.on_idle = hook  # while it sleeps between items
         return NodeBarriers(pn, coordinator, forward or partial_forward(boxes)).end
-    reader.barriers = barriers = NodeBarriers(pn, coordinator, forward or reader.forward)
+    reader.barriers = barriers = NodeBarriers(
+        pn, coordinator, forward or reader.forward, reader=reader, channel=channel
+    )
     context.on_idle = _within_item_hook(reader, channel)
+    if unaligned:
+        reader.priority = _priority_hook(barriers, channel)
     return barriers.finish
 
 
@@ -443,15 +572,55 @@ def _within_item_hook(reader: InputReader, channel: Any) -> Callable[[], None]:
     counters = reader.counters
     barriers = reader.barriers
     assert barriers is not None
+    batches = channel.batches
 
     def within_item() -> None:
-        if reader.slice_end != counters.items_in or length_hint(reader.slice):
-            return  # items read after this one come before any barrier
+        if not batches or type(batches[0]) is not Barrier:
+            return
+        if batches[0].overtaken is None and (
+            reader.slice_end != counters.items_in or length_hint(reader.slice)
+        ):
+            return  # items read after this one come before this barrier
         barrier = channel.take_head(Barrier)
         if barrier is not None:
             barriers.arrived(barrier)
 
     return within_item
+
+
+def _priority_hook(barriers: NodeBarriers, channel: Any) -> Callable[[], None]:
+    """What a node's reader calls after each slice with unaligned checkpoints: a barrier
+    at the head of the channel is taken then, ahead of the rest of the batch being read
+    (those items are in flight at the checkpoint)."""
+    batches = channel.batches
+
+    def priority() -> None:
+        if batches and type(batches[0]) is Barrier and batches[0].overtaken is not None:
+            barrier = channel.take_head(Barrier)
+            if barrier is not None:
+                barriers.arrived(barrier)
+
+    return priority
+
+
+def barrier_forward(boxes: Sequence[Outbox], unaligned: bool) -> Callable[[Any], None]:
+    """Pass a barrier on from a node, after all it has emitted: into every output channel
+    (at its head where checkpoints are unaligned, see :func:`place_barrier`; ``ENDED``
+    always after everything)."""
+
+    def forward(barrier: Any) -> None:
+        for box in boxes:
+            box.flush()
+        for box in boxes:
+            if box.ended:
+                continue
+            for channel in box.channels:
+                if barrier is ENDED:
+                    channel.put(barrier, box.counters)
+                else:
+                    place_barrier(channel, barrier.epoch, box.counters, unaligned)
+
+    return forward
 
 
 def partial_forward(boxes: Sequence[Outbox]) -> Callable[[Any], None]:

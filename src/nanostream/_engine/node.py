@@ -19,9 +19,9 @@ from .._core.fast import drive_acked
 from .._core.graph import Plan, PlanNode
 from .._core.run import NodeCounters, NodeStats, Run, downstream_names, local_stats
 from .._core.signals import SourceStopped
-from .channel import CheckedOutbox, Outbox
 from .checkpoint import CheckpointCoordinator
 from .checkpoint import install as install_checkpoints
+from .outbox import CheckedOutbox, Outbox
 from .reader import InputReader
 
 __all__ = [

@@ -6,7 +6,7 @@ the threads runner sends the node's outputs, the cooperative one lets other node
 the node's time slice is over, the Ray one does nothing: a remote call is too dear for a
 partial batch). Slices start at one item and double while the node is
 quick, so a slow node delivers its first outputs at once and a fast one works on whole
-batches (:func:`~nanostream._engine.channel.next_slice_len`).
+batches (:func:`next_slice_len`).
 
 With a ``tick_interval``, the runner's ``get`` returns ``IDLE`` when no batch came for
 that long, and the node reads :data:`TICKS`. Acknowledgement markers (see
@@ -27,10 +27,16 @@ from typing import Any
 from .._core.acks import AckCoordinator, Marker, NodeMarkers
 from .._core.run import NodeCounters
 from .._core.ticks import TICK
-from .channel import END, IDLE, next_slice_len
+from .channel import END, IDLE
 from .checkpoint import Barrier, NodeBarriers
 
-__all__ = ["COOPERATIVE_LINGER_S", "THREADS_LINGER_S", "TICKS", "InputReader"]
+__all__ = [
+    "COOPERATIVE_LINGER_S",
+    "THREADS_LINGER_S",
+    "TICKS",
+    "InputReader",
+    "next_slice_len",
+]
 
 #: The slice a node with a ``tick_interval`` reads when no item came for that long.
 TICKS = (TICK,)
@@ -39,6 +45,26 @@ TICKS = (TICK,)
 #: slice holds up every other node too, so the cooperative runner aims shorter.
 THREADS_LINGER_S = 0.05
 COOPERATIVE_LINGER_S = 0.005
+
+
+def next_slice_len(slice_len: int, elapsed: float, linger: float, max_slice: int) -> int:
+    """The size of a node's next input slice, after one of ``slice_len`` took ``elapsed`` s.
+
+    Slices start at one item and double while the node is quick (a slice well under
+    ``linger``), up to ``max_slice``; one that took longer than ``linger`` shrinks so the
+    next takes about half of it. So a slow node delivers each output promptly, and a fast
+    node works on whole batches.
+
+    Example:
+        >>> from nanostream._engine.reader import next_slice_len
+        >>> next_slice_len(4, 0.0001, 0.05, 512), next_slice_len(64, 0.2, 0.05, 512)
+        (8, 8)
+    """
+    if elapsed > linger and slice_len > 1:
+        return max(1, int(slice_len * linger / elapsed / 2))
+    if elapsed < linger / 8 and slice_len < max_slice:
+        return min(max_slice, slice_len * 2)
+    return slice_len
 
 
 class InputReader:
@@ -68,6 +94,7 @@ class InputReader:
     __slots__ = (
         "acks",
         "barriers",
+        "batch",
         "counters",
         "exhausted",
         "forward",
@@ -77,6 +104,7 @@ class InputReader:
         "markers",
         "max_slice",
         "name",
+        "priority",
         "slice",
         "slice_end",
         "tick",
@@ -111,6 +139,11 @@ class InputReader:
         self.markers: NodeMarkers | None = None
         # The node's checkpoint barriers, in a run with a state store (set by the run).
         self.barriers: NodeBarriers | None = None
+        # Called after each slice in a run with unaligned checkpoints: takes a barrier put
+        # at the head of the channel, so it does not wait for the rest of the batch.
+        self.priority: Callable[[], None] | None = None
+        # The batch being read (its items not read yet are in flight at such a barrier).
+        self.batch: Any = ()
         # The slice the node is reading, and how many items it and those before it hold:
         # the node has read slice_end - (what is left in the slice) items.
         self.slice: Iterator[Any] = iter(())
@@ -148,6 +181,7 @@ class InputReader:
                 self.barriers.arrived(batch)
                 continue
             n = len(batch)
+            self.batch = batch
             base = counters.items_in
             counters.items_in += n
             start = 0
@@ -169,7 +203,15 @@ class InputReader:
                 after_slice()
                 if self.markers is not None:
                     self.markers.apply()
+                if self.priority is not None:
+                    self.priority()
                 slice_len = next_slice_len(slice_len, elapsed, linger, max_slice)
+
+    def unread(self) -> list[Any]:
+        """The items of the batch being read that the node has not read yet."""
+        n = self.counters.items_in - (self.slice_end - length_hint(self.slice))
+        batch = self.batch
+        return list(batch[len(batch) - n :]) if n > 0 else []
 
     # ----------------------------------------------------------------- acknowledgements
     def markers_of(self) -> NodeMarkers:

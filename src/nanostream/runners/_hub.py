@@ -5,7 +5,7 @@ switches to one node's greenlet at a time. A node gives up the thread when it wa
 input, waits for room downstream (back-pressure), or when its time slice is over. Values move
 in batches, as on the threaded runner: a node that reads input emits through a C-level
 ``deque.append`` whose overflow hands the full batch on (the *tripwire* of
-:mod:`nanostream._engine.channel`); a source emits through a small Python function.
+:mod:`nanostream._engine.outbox`); a source emits through a small Python function.
 
 Used by :mod:`nanostream.runners.cooperative`; not a public API.
 """
@@ -28,8 +28,9 @@ from .._core.graph import Plan, PlanNode
 from .._core.ports import port_dispatcher
 from .._core.run import NodeCounters
 from .._core.signals import RunAborted, SourceStopped
-from .._engine.channel import END, Channel, CheckedOutbox, Outbox, TripwireOutbox
+from .._engine.channel import END, Channel
 from .._engine.node import forward_marker, run_function
+from .._engine.outbox import CheckedOutbox, Outbox, TripwireOutbox
 from .._engine.reader import COOPERATIVE_LINGER_S, InputReader
 
 __all__ = ["ABANDONED", "TIMESLICE_S", "Scheduler"]
@@ -531,7 +532,11 @@ class Scheduler:
         if self.idle is not None:  # a busy graph must not starve run_inline's input
             idle, self.idle = self.idle, None
             self.make_ready(idle)
-        if self.ready:
+        now = _clock()  # nor a task whose sleep or wait is over (a source's due barrier)
+        due = (self.sleepers and self.sleepers[0][0] <= now) or (
+            self.timers and self.timers[0][0] <= now
+        )
+        if self.ready or due:
             self.make_ready(task)
             self._block(task)
             if self.aborting:

@@ -186,6 +186,8 @@ class CooperativeRunner:
     name = "cooperative"
     #: It takes checkpoints into a run's state store (``state=``, see docs/state.md).
     checkpoints = True
+    #: Its checkpoints may be unaligned (``checkpoint_unaligned=True``).
+    unaligned_checkpoints = True
 
     def start(self, plan: Plan) -> Run:
         """Start ``plan``; returns its run handle."""

@@ -16,8 +16,9 @@ from .._core.monitor import Monitor
 from .._core.ports import port_dispatcher
 from .._core.run import Run
 from .._core.signals import RunAborted, clear_async_exception, raise_async_exception
-from .._engine.channel import Channel, CheckedOutbox, Outbox, TripwireOutbox
+from .._engine.channel import Channel
 from .._engine.node import EngineContext, LocalRun, forward_marker, inject_marker, run_function
+from .._engine.outbox import CheckedOutbox, Outbox, TripwireOutbox
 from .._engine.reader import InputReader
 from ._placement import CoreSharing, supported
 
@@ -305,6 +306,8 @@ class ThreadsRunner:
     name = "threads"
     #: It takes checkpoints into a run's state store (``state=``, see docs/state.md).
     checkpoints = True
+    #: Its checkpoints may be unaligned (``checkpoint_unaligned=True``).
+    unaligned_checkpoints = True
     #: It places its computing node threads on one core (``share_cores=``).
     shares_cores = True
 

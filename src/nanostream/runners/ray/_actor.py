@@ -48,9 +48,10 @@ from ..._core.ports import port_dispatcher
 from ..._core.redact import exception_text
 from ..._core.run import NodeCounters
 from ..._core.signals import RunAborted
-from ..._engine.channel import IDLE, Channel, CheckedOutbox, Outbox
+from ..._engine.channel import IDLE, Channel
 from ..._engine.checkpoint import hook_node
 from ..._engine.node import EngineContext, forward_marker, inject_marker, run_function
+from ..._engine.outbox import CheckedOutbox, Outbox
 from ..._engine.reader import InputReader
 from ._checkpoints import ActorCheckpoints, Report, put_barrier
 from ._transport import Link, LoopCondition, Receiver, RemoteAcks, Target

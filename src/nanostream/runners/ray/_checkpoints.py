@@ -37,9 +37,9 @@ from ..._core.context import NO_STATE
 from ..._core.errors import GraphError
 from ..._core.graph import Plan, PlanNode
 from ..._core.signals import RunAborted
-from ..._engine.channel import CheckedOutbox, Outbox
 from ..._engine.checkpoint import Barrier, CheckpointCoordinator, restore
 from ..._engine.node import inject_marker
+from ..._engine.outbox import CheckedOutbox, Outbox
 from ...state.store import encode_state
 
 if TYPE_CHECKING:

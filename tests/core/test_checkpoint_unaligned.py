@@ -1,0 +1,309 @@
+"""Unaligned checkpoints (``checkpoint_unaligned=True``, ``_engine/checkpoint.py``).
+
+A barrier goes to the head of each single-producer channel, ahead of the items queued
+there; the node that reads it snapshots those items (and the rest of the batch it is
+reading) with its state, and a restart puts them back into its input first. Every
+behaviour runs under each local runner.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import nanostream
+from nanostream._engine.checkpoint import InFlight
+from nanostream.nodes import CSVReader
+from nanostream.state import open_store
+
+LOCAL = ["threads", "cooperative"]
+
+
+def work(seconds: float) -> None:
+    """Compute for ``seconds`` (a slow node's work; it waits for no thread)."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+class Numbers(nanostream.NanoNode):
+    """Emits 1 for each of positions ``start+1 .. stop``; its position is its state."""
+
+    def __init__(self, stop: int, *, name: str = "src") -> None:
+        super().__init__(name=name)
+        self.stop = stop
+
+    def setup(self) -> None:
+        self.position = 0
+
+    def generator(self) -> Iterator[int]:
+        while self.position < self.stop:
+            self.position += 1
+            yield 1
+
+    def snapshot_state(self) -> int:
+        return self.position
+
+    def restore_state(self, state: int) -> None:
+        self.position = state
+
+
+class Total(nanostream.NanoNode):
+    """The running total of its input, emitted after each item."""
+
+    def setup(self) -> None:
+        self.total = 0
+
+    def process_item(self, item: int) -> Iterator[int]:
+        self.total += item
+        yield self.total
+
+    def snapshot_state(self) -> int:
+        return self.total
+
+    def restore_state(self, state: int) -> None:
+        self.total = state
+
+
+class Slow(nanostream.NanoNode):
+    """A sink that works ``per_item`` seconds on each item, keeps them, and fails at its
+    ``fail_at``-th; at each of its snapshots it reads what the store committed so far."""
+
+    def __init__(
+        self, path: str, *, per_item: float = 0.0, fail_at: int | None = None, watch: bool = False
+    ) -> None:
+        super().__init__(name="sink")
+        self.path, self.per_item, self.fail_at, self.watch = path, per_item, fail_at, watch
+        self.items: list[Any] = []
+        self.seen: list[dict[str, Any]] = []
+
+    def process_item(self, item: Any) -> None:
+        if len(self.items) + 1 == self.fail_at:
+            raise RuntimeError("crash")
+        work(self.per_item)
+        self.items.append(item)
+
+    def snapshot_state(self) -> None:
+        if self.watch:
+            store = open_store(self.path)
+            try:
+                checkpoint = store.load()
+            finally:
+                store.close()
+            if checkpoint is not None:
+                self.seen.append({n: s for n, (_k, s) in checkpoint.states.items()})
+
+    def restore_state(self, state: None) -> None:
+        pass
+
+
+def _split(state: Any) -> tuple[Any, list[Any]]:
+    """A node's stored state and the items in flight at it."""
+    if isinstance(state, InFlight):
+        return state.state, state.items
+    return state, []
+
+
+@pytest.mark.parametrize("runner", LOCAL)
+def test_each_unaligned_checkpoint_is_a_consistent_cut(tmp_path: Path, runner: str) -> None:
+    """In every committed checkpoint the total plus the items in flight before it equals
+    the source's position, and the totals in flight before the sink are the last ones the
+    total emitted: nothing is lost or counted twice across the cut."""
+    path = str(tmp_path / "run.state")
+    sink = Slow(path, per_item=0.00005, watch=True)
+    Numbers(6000) > Total(name="total") > sink
+    sink.global_start(
+        state=path,
+        checkpoint_unaligned=True,
+        checkpoint_interval=0.02,
+        queue_size=1000,  # the source waits for room: it is not done before the sink
+        batch_size=64,
+        runner=runner,
+    )
+    assert sink.items == list(range(1, 6001))
+    assert len(sink.seen) >= 3
+    in_flight = 0
+    for states in sink.seen:
+        total, ones = _split(states["total"])
+        assert total + len(ones) == states["src"] and set(ones) <= {1}
+        _none, totals = _split(states["sink"])
+        assert totals == list(range(total - len(totals) + 1, total + 1))
+        in_flight += len(totals)
+    assert in_flight > 0  # barriers overtook the sink's backlog
+
+
+@pytest.mark.parametrize("runner", LOCAL)
+def test_a_restart_replays_the_items_in_flight(tmp_path: Path, runner: str) -> None:
+    """After a crash the restart first reads the items the last checkpoint held in flight:
+    the totals go on without a gap, and the run ends with the exact total."""
+    path = str(tmp_path / "run.state")
+    options = {
+        "state": path,
+        "checkpoint_unaligned": True,
+        "queue_size": 1000,
+        "batch_size": 64,
+        "runner": runner,
+    }
+    crashed = Slow(path, per_item=0.0001, fail_at=3000)
+    Numbers(6000) > Total(name="total") > crashed
+    with pytest.raises(nanostream.NodeFailed, match="sink"):
+        crashed.global_start(checkpoint_interval=0.02, **options)
+    stored = open_store(path).load()
+    assert stored is not None
+    assert any(isinstance(s, InFlight) for _k, s in stored.states.values())
+    restarted = Slow(path)
+    Numbers(6000) > Total(name="total") > restarted
+    restarted.global_start(**options)
+    first, again = crashed.items, restarted.items
+    assert again == list(range(again[0], 6001))
+    assert again[0] <= len(first) + 1  # no total lost between the runs
+
+
+@pytest.mark.parametrize("runner", LOCAL)
+def test_a_backlog_of_queued_items_repeats_about_one_interval(tmp_path: Path, runner: str) -> None:
+    """A fast source fills a slow sink's queue (and then waits for room in it): with
+    checkpoints by time alone, the barrier overtakes the queue, so a crash repeats what
+    the sink did in about one interval, not the queue (2,000 items: an aligned barrier
+    waits behind them all, and the run crashes before the sink reaches it). The bound
+    leaves room for a loaded machine: three intervals' work."""
+    path = str(tmp_path / "run.state")
+    per_item, interval = 0.0005, 0.1
+    options = {
+        "state": path,
+        "checkpoint_unaligned": True,
+        "checkpoint_interval": interval,
+        "queue_size": 2000,
+        "batch_size": 50,
+        "runner": runner,
+    }
+    crashed = Slow(path, per_item=per_item, fail_at=1500)
+    Numbers(10_000) > Total(name="total") > crashed
+    with pytest.raises(nanostream.NodeFailed, match="sink"):
+        crashed.global_start(**options)
+    restarted = Slow(path)
+    Numbers(10_000) > Total(name="total") > restarted
+    restarted.global_start(**options)
+    repeated = len(set(crashed.items) & set(restarted.items))
+    one_interval = int(interval / per_item)  # items the sink works through in one interval
+    assert repeated < 3 * one_interval, f"{repeated} items repeated; one interval ~{one_interval}"
+    assert restarted.items[-1] == 10_000
+
+
+ROWS = 400
+FILES = 6
+
+
+class Tally(nanostream.NanoNode):
+    """Keeps the rows it receives, working on each; fails at its ``fail_at``-th; stops
+    the run once it has every row of ``missing``."""
+
+    def __init__(self, missing: set[int], fail_at: int | None = None) -> None:
+        super().__init__(name="tally")
+        self.items: list[int] = []
+        self.missing, self.fail_at = set(missing), fail_at
+
+    def process_item(self, item: Any) -> None:
+        if len(self.items) + 1 == self.fail_at:
+            raise RuntimeError("crash")
+        work(0.001)
+        self.items.append(item["n"])
+        self.missing.discard(item["n"])
+        if not self.missing:
+            self.request_stop()
+
+
+@pytest.mark.parametrize("runner", LOCAL)
+def test_a_backlog_of_paths_repeats_about_one_interval_by_time(tmp_path: Path, runner: str) -> None:
+    """A watched folder lists every file at once (one batch of paths before the reader),
+    checkpoints by time alone: the barrier overtakes the paths queued and reaches the
+    reader inside the file it reads, so a crash repeats about an interval's rows (an
+    aligned barrier waits behind the batch of paths: 1,399 rows repeated here)."""
+    pytest.importorskip("watchdog")
+    from nanostream.nodes import LocalDirectoryWatchdog
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(FILES):
+        start = i * ROWS
+        (folder / f"part{i}.csv").write_text(
+            "n\n" + "".join(f"{n}\n" for n in range(start, start + ROWS))
+        )
+    state = str(tmp_path / "run.state")
+
+    def run(sink: Tally) -> None:
+        watch = LocalDirectoryWatchdog(folder, "*.csv", polling=True, settle=0, name="watch")
+        watch > CSVReader(paths=True, types={"n": int}, name="reader") > sink
+        sink.global_start(
+            state=state,
+            checkpoint_unaligned=True,
+            checkpoint_interval=0.05,
+            batch_size=100,
+            runner=runner,
+        )
+
+    every = set(range(FILES * ROWS))
+    crashed = Tally(every, fail_at=3 * ROWS + ROWS // 2)  # in the fourth file
+    with pytest.raises(nanostream.NodeFailed, match="tally"):
+        run(crashed)
+    first = crashed.items
+    restarted = Tally(every - set(first))  # stops once nothing is missing
+    run(restarted)
+    repeated = len(set(first) & set(restarted.items))
+    assert repeated < ROWS, f"{repeated} rows repeated; a file is {ROWS} rows"
+
+
+def test_unaligned_checkpoints_are_refused_where_they_cannot_work(tmp_path: Path) -> None:
+    """Without a state store; on a runner that takes only aligned checkpoints; with a sink
+    that writes exactly once."""
+    with pytest.raises(nanostream.GraphError, match=r"checkpoint_unaligned=True .* state="):
+        nanostream.RunOptions.from_kwargs(checkpoint_unaligned=True)
+    with pytest.raises(nanostream.GraphError, match="checkpoint_unaligned must be True or"):
+        nanostream.RunOptions.from_kwargs(state="s", checkpoint_unaligned="yes")
+
+    class Aligned:
+        name = "aligned"
+        checkpoints = True
+
+        def start(self, plan: nanostream.Plan) -> nanostream.Run:
+            raise AssertionError("never started")  # pragma: no cover
+
+    sink = nanostream.testing.Collect(name="sink")
+    Numbers(10) > sink
+    with pytest.raises(nanostream.GraphError, match="'aligned' runner takes only aligned"):
+        sink.global_start(
+            state=str(tmp_path / "run.state"), checkpoint_unaligned=True, runner=Aligned()
+        )
+    from nanostream.nodes.sql import SQLSink
+
+    out = SQLSink(f"sqlite:///{tmp_path / 'out.db'}", "t", exactly_once=True, name="out")
+    Numbers(10) > out
+    with pytest.raises(nanostream.GraphError, match=r"'out' writes exactly once.*aligned"):
+        out.global_start(state=str(tmp_path / "run2.state"), checkpoint_unaligned=True)
+
+
+def test_a_runner_that_cannot_put_items_back_refuses_a_store_that_holds_some(
+    tmp_path: Path,
+) -> None:
+    """The Ray runner restores with ``restore(plan, holders)`` and no ``replays``."""
+    from nanostream._engine.checkpoint import restore
+
+    path = str(tmp_path / "run.state")
+    store = open_store(path)
+    kind = f"{Total.__module__}.{Total.__qualname__}"
+    store.commit(1, "pipeline", {"total": (kind, pickle_state(InFlight(3, True, [1, 1])))})
+    store.close()
+    src = Numbers(10)
+    src > Total(name="total") > nanostream.testing.Collect(name="sink")
+    plan = nanostream.pipeline_of(src).plan(nanostream.RunOptions(state=path))
+    with pytest.raises(nanostream.StateError, match=r"in flight at node 'total'.*'threads'"):
+        restore(plan, [None] * len(plan.nodes))
+
+
+def pickle_state(state: Any) -> bytes:
+    from nanostream.state.store import encode_state
+
+    return encode_state(state)
