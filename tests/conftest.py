@@ -55,6 +55,32 @@ def ray_session() -> Iterator[Any]:
         ray.shutdown()
 
 
+def _on_ray(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    return (
+        item.path.stem in ("ray", "test_ray")
+        or item.path.stem.startswith("test_ray_")
+        or "ray" in item.path.parts  # the doctests of nanostream/runners/ray/
+        or "ray_session" in getattr(item, "fixturenames", ())
+        or (
+            callspec is not None
+            and any(v == "ray" for v in callspec.params.values() if isinstance(v, str))
+        )
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist, the tests that use Ray go to one worker (``--dist loadgroup``).
+
+    Each worker process would otherwise start its own local Ray instance; one is enough.
+    """
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        if _on_ray(item):
+            item.add_marker(pytest.mark.xdist_group("ray"))
+
+
 @pytest.fixture(params=RUNNERS)
 def runner(request: pytest.FixtureRequest) -> str:
     """The name of each runner in turn (``threads``, ``cooperative``, ``ray``)."""

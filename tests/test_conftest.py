@@ -3,6 +3,7 @@ the tests it skipped, and ``pytest --only-skipped`` runs just those."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,29 @@ def test_a_run_without_the_cache_keeps_no_record_and_still_runs(pytester: pytest
     pytester.makeconftest((ROOT / "conftest.py").read_text(encoding="utf-8"))
     pytester.makepyfile(test_some="def test_runs():\n    pass\n")
     pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+def test_with_xdist_workers_the_record_holds_the_skips_of_every_worker(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makeconftest((ROOT / "conftest.py").read_text(encoding="utf-8"))
+    pytester.makepyfile(test_one=TESTS, test_two=TESTS, test_three=TESTS)
+    monkeypatch.delenv("SERVER", raising=False)
+    first = pytester.runpytest("-p", "cacheprovider", "-p", "xdist", "-n", "2")
+    first.assert_outcomes(passed=6, skipped=6)
+
+    monkeypatch.setenv("SERVER", "1")
+    again = pytester.runpytest("-p", "cacheprovider", "-p", "xdist", "-n", "2", "--only-skipped")
+    again.assert_outcomes(passed=6)  # the workers deselect: the controller reports no count
+    again.stdout.fnmatch_lines(["*2 workers [[]6 items[]]*"])
+
+
+def test_the_package_has_its_bytecode_on_disk_for_the_interpreters_the_tests_start() -> None:
+    sources = sorted((ROOT / "src" / "nanostream").rglob("*.py"))
+    assert sources
+    stale = [
+        str(source.relative_to(ROOT))
+        for source in sources
+        if not Path(importlib.util.cache_from_source(str(source))).exists()
+    ]
+    assert not stale, stale
