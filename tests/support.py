@@ -4,6 +4,7 @@ modules themselves (see ``conftest.send_by_value``)."""
 
 from __future__ import annotations
 
+import gc
 import itertools
 import json
 import os
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import closing, suppress
 from functools import partial
@@ -744,15 +746,20 @@ def start_local_ray(ray: Any) -> None:
 
     for attempt in range(1, RAY_START_ATTEMPTS + 1):
         before = {p.pid for p in psutil.Process().children(recursive=True)}
-        try:
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-            return
-        except Exception as exc:
-            if "timed out during startup" not in str(exc) or attempt == RAY_START_ATTEMPTS:
-                raise
-        ray.shutdown()
-        left = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
-        for process in left:
-            with suppress(psutil.NoSuchProcess):
-                process.kill()
-        psutil.wait_procs(left, timeout=30)
+        with warnings.catch_warnings():
+            # Ray's handles of a failed attempt's processes, ended below, say when they
+            # are collected that the processes were still running.
+            warnings.simplefilter("ignore", ResourceWarning)
+            try:
+                ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+                return
+            except Exception as exc:
+                if "timed out during startup" not in str(exc) or attempt == RAY_START_ATTEMPTS:
+                    raise
+            ray.shutdown()
+            left = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+            for process in left:
+                with suppress(psutil.NoSuchProcess):
+                    process.kill()
+            psutil.wait_procs(left, timeout=30)
+            gc.collect()
