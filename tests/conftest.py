@@ -46,7 +46,7 @@ def ray_session() -> Iterator[Any]:
         support.missing("Ray is not installed: pip install 'nanostream[ray]'")
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        support.start_local_ray(ray)
     yield ray
     from nanostream.runners.ray import release_actors
 

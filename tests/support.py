@@ -4,6 +4,7 @@ modules themselves (see ``conftest.send_by_value``)."""
 
 from __future__ import annotations
 
+import gc
 import itertools
 import json
 import os
@@ -15,8 +16,9 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
-from contextlib import closing
+from contextlib import closing, suppress
 from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -730,3 +732,36 @@ def send_by_value(ray: Any, module: Any) -> None:
     """Let Ray workers unpickle what ``module`` (a test module) and this module define."""
     ray.cloudpickle.register_pickle_by_value(module)
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+RAY_START_ATTEMPTS = 2  # each failed one takes 30 s of the first Ray test's 120
+
+
+def start_local_ray(ray: Any) -> None:
+    """``ray.init`` for the tests, started again if Ray's own processes did not come up.
+
+    Ray gives its raylet a fixed 30 s to register with its GCS, which a machine busy with
+    other work can exceed ("The current node timed out during startup"); the processes of
+    that attempt are ended before the next one. Any other error is raised at once.
+    """
+    import psutil
+
+    for attempt in range(1, RAY_START_ATTEMPTS + 1):
+        before = {p.pid for p in psutil.Process().children(recursive=True)}
+        with warnings.catch_warnings():
+            # Ray's handles of a failed attempt's processes, ended below, say when they
+            # are collected that the processes were still running.
+            warnings.simplefilter("ignore", ResourceWarning)
+            try:
+                ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+                return
+            except Exception as exc:
+                if "timed out during startup" not in str(exc) or attempt == RAY_START_ATTEMPTS:
+                    raise
+            ray.shutdown()
+            left = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+            for process in left:
+                with suppress(psutil.NoSuchProcess):
+                    process.kill()
+            psutil.wait_procs(left, timeout=30)
+            gc.collect()

@@ -380,7 +380,9 @@ def test_the_monitor_names_a_stalled_node_on_its_logger(
         for _ in inp:
             pass
 
-    src = nanostream.from_iterable(range(10_000), name="fast")
+    # Twenty times what the queue holds, so the source waits; once released, 40 batches
+    # cross (10,000 items were 2,000 calls of 5 items: more than 30 s on a busy machine).
+    src = nanostream.from_iterable(range(200), name="fast")
     src > stuck
     with caplog.at_level(logging.WARNING, logger="nanostream"):
         run = src.global_start(
