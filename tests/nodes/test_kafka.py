@@ -619,16 +619,20 @@ def test_kill_9_of_a_consumer_and_a_restart_lose_nothing(
     def written() -> int:
         return sum(end_offsets(kafka_cluster, out).values())
 
+    def committed_total() -> int:
+        return sum(max(offset, 0) for offset in committed(kafka_cluster, topic, group).values())
+
     by_offset = {
         (m.partition(), m.offset()): m.value() for m in read_all(kafka_cluster, topic, len(values))
     }
     mid_stream = 0
     for _ in range(KILLS):
-        before = written()
+        before = committed_total()
         proc = start()
-        try:  # a random moment once the child is at work: it has written something new
-            assert wait_until(lambda: written() > before), "no progress"  # noqa: B023
-            threading.Event().wait(random.uniform(0.2, 1.0))
+        try:  # a random moment once the child has committed something new (an ack covers
+            # a whole poll: waiting a fixed time could kill it before its first commit)
+            assert wait_until(lambda: committed_total() > before), "no commit"  # noqa: B023
+            threading.Event().wait(random.uniform(0.0, 0.3))
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.communicate(timeout=60)
