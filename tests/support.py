@@ -591,6 +591,48 @@ def sqlite_rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
 
 
 # ---- a crash and a restart: a source that resumes, a sink that keeps exactly once --------
+class Numbers(nanostream.NanoNode):
+    """Emits 1 for each of positions ``start+1 .. stop``; its position is its state."""
+
+    def __init__(self, stop: int, *, name: str = "src", fail_at: int | None = None) -> None:
+        super().__init__(name=name)
+        self.stop = stop
+        self.fail_at = fail_at
+
+    def setup(self) -> None:
+        self.position = 0
+
+    def generator(self) -> Iterator[int]:
+        while self.position < self.stop:
+            if self.position == self.fail_at:
+                raise RuntimeError("source broke")
+            self.position += 1
+            yield 1
+
+    def snapshot_state(self) -> int:
+        return self.position
+
+    def restore_state(self, state: int) -> None:
+        self.position = state
+
+
+class Total(nanostream.NanoNode):
+    """The running total of its input, emitted after each item."""
+
+    def setup(self) -> None:
+        self.total = 0
+
+    def process_item(self, item: int) -> Iterator[int]:
+        self.total += item
+        yield self.total
+
+    def snapshot_state(self) -> int:
+        return self.total
+
+    def restore_state(self, state: int) -> None:
+        self.total = state
+
+
 class Replay(nanostream.NanoNode):
     """Emits ``items`` from its stored position (a source that resumes from a checkpoint).
 

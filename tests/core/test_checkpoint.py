@@ -15,48 +15,7 @@ import pytest
 import nanostream
 from nanostream.nodes import Take
 from nanostream.state import open_store
-
-
-class Numbers(nanostream.NanoNode):
-    """Emits 1 for each of positions ``start+1 .. stop``; its position is its state."""
-
-    def __init__(self, stop: int, *, name: str, fail_at: int | None = None) -> None:
-        super().__init__(name=name)
-        self.stop = stop
-        self.fail_at = fail_at
-
-    def setup(self) -> None:
-        self.position = 0
-
-    def generator(self) -> Iterator[int]:
-        while self.position < self.stop:
-            if self.position == self.fail_at:
-                raise RuntimeError("source broke")
-            self.position += 1
-            yield 1
-
-    def snapshot_state(self) -> int:
-        return self.position
-
-    def restore_state(self, state: int) -> None:
-        self.position = state
-
-
-class Total(nanostream.NanoNode):
-    """The running total of its input, emitted after each item."""
-
-    def setup(self) -> None:
-        self.total = 0
-
-    def process_item(self, item: int) -> Iterator[int]:
-        self.total += item
-        yield self.total
-
-    def snapshot_state(self) -> int:
-        return self.total
-
-    def restore_state(self, state: int) -> None:
-        self.total = state
+from support import Numbers, Total
 
 
 class StoreWatcher(nanostream.NanoNode):
@@ -210,7 +169,7 @@ def test_a_restore_that_fails_names_the_node_and_says_what_to_do(tmp_path: Path)
         def restore_state(self, state: int) -> None:
             raise ValueError("not a total I know")
 
-    Picky.__qualname__ = Total.__qualname__  # the same kind, a new restore
+    Picky.__module__, Picky.__qualname__ = Total.__module__, Total.__qualname__  # same kind
     picky = nanostream.testing.Collect(name="sink")
     Numbers(20, name="src") > Picky(name="total") > picky
     with pytest.raises(nanostream.NodeFailed) as info:

@@ -9,7 +9,6 @@ behaviour runs under each local runner.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import nanostream
 from nanostream._engine.checkpoint import InFlight
 from nanostream.nodes import CSVReader
 from nanostream.state import open_store
+from support import Numbers, Total
 
 LOCAL = ["threads", "cooperative"]
 
@@ -28,45 +28,6 @@ def work(seconds: float) -> None:
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
         pass
-
-
-class Numbers(nanostream.NanoNode):
-    """Emits 1 for each of positions ``start+1 .. stop``; its position is its state."""
-
-    def __init__(self, stop: int, *, name: str = "src") -> None:
-        super().__init__(name=name)
-        self.stop = stop
-
-    def setup(self) -> None:
-        self.position = 0
-
-    def generator(self) -> Iterator[int]:
-        while self.position < self.stop:
-            self.position += 1
-            yield 1
-
-    def snapshot_state(self) -> int:
-        return self.position
-
-    def restore_state(self, state: int) -> None:
-        self.position = state
-
-
-class Total(nanostream.NanoNode):
-    """The running total of its input, emitted after each item."""
-
-    def setup(self) -> None:
-        self.total = 0
-
-    def process_item(self, item: int) -> Iterator[int]:
-        self.total += item
-        yield self.total
-
-    def snapshot_state(self) -> int:
-        return self.total
-
-    def restore_state(self, state: int) -> None:
-        self.total = state
 
 
 class Slow(nanostream.NanoNode):

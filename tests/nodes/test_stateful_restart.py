@@ -146,6 +146,7 @@ def events_strategy(more: int = 0) -> st.SearchStrategy[list[tuple[str, int]]]:
 
 @pytest.mark.parametrize("local_runner", LOCAL)
 @pytest.mark.parametrize("kind", sorted(MIDDLES))
+@pytest.mark.parametrize("unaligned", [False, True], ids=["aligned", "unaligned"])
 @settings(
     max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -154,30 +155,10 @@ def test_a_crash_and_restart_gives_what_an_uninterrupted_run_gives(
     tmp_path_factory: pytest.TempPathFactory,
     local_runner: str,
     kind: str,
+    unaligned: bool,
     data: st.DataObject,
 ) -> None:
-    events = data.draw(events_strategy(more=2 if kind == "batch" else 0), label="events")
-    plain = uninterrupted(MIDDLES[kind], events, local_runner)
-    assert len(plain) >= 2, "the events should give two outputs or more"
-    fail_at = data.draw(st.integers(min_value=2, max_value=len(plain)))
-    path = tmp_path_factory.mktemp("state") / "run.state"
-    restarted = crash_and_restart(MIDDLES[kind], events, fail_at, path, local_runner)
-    assert restarted == plain
-
-
-@pytest.mark.parametrize("local_runner", LOCAL)
-@pytest.mark.parametrize("kind", sorted(MIDDLES))
-@settings(
-    max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-@given(data=st.data())
-def test_unaligned_checkpoints_restart_to_what_an_uninterrupted_run_gives(
-    tmp_path_factory: pytest.TempPathFactory,
-    local_runner: str,
-    kind: str,
-    data: st.DataObject,
-) -> None:
-    """As above with ``checkpoint_unaligned=True``: the barriers overtake the events
+    """With ``unaligned`` (``checkpoint_unaligned=True``) the barriers overtake the events
     queued before the operator, whose checkpoints keep them in flight, and the restart
     reads them again first."""
     events = data.draw(events_strategy(more=2 if kind == "batch" else 0), label="events")
@@ -185,7 +166,7 @@ def test_unaligned_checkpoints_restart_to_what_an_uninterrupted_run_gives(
     assert len(plain) >= 2, "the events should give two outputs or more"
     fail_at = data.draw(st.integers(min_value=2, max_value=len(plain)))
     path = tmp_path_factory.mktemp("state") / "run.state"
-    restarted = crash_and_restart(MIDDLES[kind], events, fail_at, path, local_runner, True)
+    restarted = crash_and_restart(MIDDLES[kind], events, fail_at, path, local_runner, unaligned)
     assert restarted == plain
 
 
