@@ -7,7 +7,9 @@ import asyncio
 import itertools
 import json
 import logging
+import ssl
 import traceback
+from typing import Any
 
 import httpx
 import pytest
@@ -212,15 +214,44 @@ def test_the_users_transport_limits_or_http2_keep_one_pool() -> None:
     assert "transport" not in client_options(capped, 8)
     plain = client_options(HttpRequest("http://h/x", concurrency=8), 8)
     assert isinstance(plain["transport"], Connections) and "limits" not in plain
-    assert len(plain["transport"].transports) == 8
+    assert len(plain["transport"].transports) == 8 and plain["transport"].tls_context is None
 
 
 def test_unverified_tls_reaches_every_connection() -> None:
     node = HttpRequest("https://h/x", concurrency=3, client_options={"verify": False})
     connections = client_options(node, 3)["transport"]
     assert isinstance(connections, Connections)
-    contexts = {t._pool._ssl_context for t in connections.transports}
+    made = [connections.transport(index, "https") for index in range(3)]
+    contexts = {t._pool._ssl_context for t in made}
     assert len(contexts) == 1 and not contexts.pop().check_hostname
+    assert connections.secure_transports == made and connections.transports == [None] * 3
+
+
+def test_plain_http_makes_no_tls_context(api: ApiServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[object] = []
+    real = httpx.create_ssl_context
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        made.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(httpx, "create_ssl_context", counted)
+    connections = Connections(4)
+    assert asyncio.run(_get_all_from(connections, api.base + "/echo/{}", 8)) == 8
+    assert made == [] and connections.tls_context is None
+    # a plain connection's transport trusts no authority: TLS on it could not go unverified
+    plain = connections.transport(0, "http")._pool._ssl_context
+    assert plain.verify_mode == ssl.CERT_REQUIRED and plain.cert_store_stats()["x509_ca"] == 0
+    secure = connections.transport(0, "https")
+    assert connections.tls_context is secure._pool._ssl_context and len(made) == 1
+    connections.transport(1, "https")
+    assert len(made) == 1  # one TLS context for every https connection
+
+
+async def _get_all_from(connections: Connections, url: str, count: int) -> int:
+    async with httpx.AsyncClient(transport=connections) as client:
+        answers = await asyncio.gather(*(client.get(url.format(i)) for i in range(count)))
+    return sum(answer.status_code == 200 for answer in answers)
 
 
 def test_concurrency_is_checked_while_building() -> None:

@@ -4,11 +4,15 @@ httpcore's connection pool looks at every one of its connections (a system call 
 see whether the server closed it) whenever a request starts or ends, so that a pool of
 ``concurrency`` connections costs each request CPU in proportion to ``concurrency``.
 :class:`Connections` gives each request in flight a transport of its own, whose pool has
-one connection. This module needs httpx; the HTTP nodes import it once they run.
+one connection. Each transport is made at its first request, and the TLS context (which
+loads every certificate authority of the bundle: 25-60 ms of CPU) at the first ``https``
+request: a node that speaks plain HTTP never makes one. This module needs httpx; the HTTP
+nodes import it once they run.
 """
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator, Callable
 from functools import partial
 from typing import Any
@@ -44,7 +48,9 @@ class Connections(httpx.AsyncBaseTransport):
     back when its answer is closed. Beyond ``size`` requests at once, they share them.
 
     Used on one event loop (the node's); ``verify``, ``cert``, ``trust_env`` and ``http1``
-    are those of ``httpx.AsyncHTTPTransport``, and the TLS context is made once for all.
+    are those of ``httpx.AsyncHTTPTransport``. A connection's transport is made at its
+    first request, one for ``http`` and one for ``https`` URLs; the TLS context is made
+    once for all, at the first ``https`` request (see :meth:`transport`).
 
     Example:
         >>> import asyncio, httpx
@@ -57,9 +63,9 @@ class Connections(httpx.AsyncBaseTransport):
         ...     async with httpx.AsyncClient(transport=connections) as client:
         ...         texts = [r.text for r in await asyncio.gather(
         ...             client.get("http://h/a"), client.get("http://h/b"))]
-        ...     return texts, sorted(connections.idle)
+        ...     return texts, sorted(connections.idle), connections.tls_context
         >>> asyncio.run(main())
-        (['/a', '/b'], [0, 1])
+        (['/a', '/b'], [0, 1], None)
     """
 
     def __init__(
@@ -71,15 +77,47 @@ class Connections(httpx.AsyncBaseTransport):
         trust_env: bool = True,
         http1: bool = True,
     ) -> None:
-        context = httpx.create_ssl_context(verify=verify, cert=cert, trust_env=trust_env)
-        one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-        self.transports: list[Any] = [
-            httpx.AsyncHTTPTransport(verify=context, trust_env=trust_env, http1=http1, limits=one)
-            for _ in range(size)
-        ]
+        self._tls = (verify, cert, trust_env)
+        self._options: dict[str, Any] = {
+            "trust_env": trust_env,
+            "http1": http1,
+            "limits": httpx.Limits(max_connections=1, max_keepalive_connections=1),
+        }
+        #: The TLS context of every ``https`` connection; None until the first is made.
+        self.tls_context: ssl.SSLContext | None = None
+        # The plain connections' context: it trusts no authority (see transport()).
+        self._untrusting = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        #: Each connection's transport for ``http`` URLs (None: not made yet).
+        self.transports: list[Any] = [None] * size
+        #: Each connection's transport for ``https`` URLs (None: not made yet).
+        self.secure_transports: list[Any] = [None] * size
         #: Indices of the transports with no request; the last one is taken first.
         self.idle = list(range(size - 1, -1, -1))
         self._next_shared = 0
+
+    def transport(self, index: int, scheme: str) -> Any:
+        """Connection ``index``'s transport for URLs of ``scheme``, made at its first use.
+
+        An ``https`` (or ``wss``) transport gets the TLS context of ``verify``, ``cert`` and
+        ``trust_env``, made at the first one. Any other scheme is plain TCP, where httpcore
+        uses no TLS context; its transports get a context that trusts no authority, so
+        that a TLS connection made by mistake on one would fail rather than go unverified.
+        """
+        secure = scheme in ("https", "wss")
+        kept = self.secure_transports if secure else self.transports
+        made = kept[index]
+        if made is None:
+            if secure:
+                if self.tls_context is None:
+                    verify, cert, trust_env = self._tls
+                    self.tls_context = httpx.create_ssl_context(
+                        verify=verify, cert=cert, trust_env=trust_env
+                    )
+                context = self.tls_context
+            else:
+                context = self._untrusting
+            made = kept[index] = httpx.AsyncHTTPTransport(verify=context, **self._options)
+        return made
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` on an idle connection (httpx's transport interface)."""
@@ -90,7 +128,8 @@ class Connections(httpx.AsyncBaseTransport):
             index = self._next_shared = (self._next_shared + 1) % len(self.transports)
             release = _nothing
         try:
-            response: httpx.Response = await self.transports[index].handle_async_request(request)
+            transport = self.transport(index, request.url.scheme)
+            response: httpx.Response = await transport.handle_async_request(request)
         except BaseException:
             release()
             raise
@@ -102,8 +141,9 @@ class Connections(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         """Close every connection."""
-        for transport in self.transports:
-            await transport.aclose()
+        for transport in (*self.transports, *self.secure_transports):
+            if transport is not None:
+                await transport.aclose()
 
 
 def _nothing() -> None:
