@@ -5,7 +5,10 @@
   process, in the same run (target: >= 1.8x on 2 cores). The machine's load average is
   noted, since other processes take cores from both, and so is the CPU that the node's
   process spends per 1,000 items (time taken from the workers' cores on 2 cores), which
-  depends much less on the load than the ratio does.
+  depends much less on the load than the ratio does. A third variant, two plain loops in
+  two processes let go at once (each on half the items), tells what two cores give this
+  work on this machine: the ceiling of ``processes=2``, which is under 2x wherever two busy
+  cores run slower than one (shared caches, a host's hyperthreads, frequency).
 - ``async_rows``: 2,000 calls of an ``async def`` function that awaits 20 ms (a stand-in for
   a request's latency), through ``Map(call, concurrency=C)`` for C = 16 and 64, against a
   plain ``asyncio`` loop with a semaphore of C doing the same calls, and against the ideal
@@ -89,6 +92,40 @@ def plain_loop(n: int, rounds: int) -> float:
     return elapsed
 
 
+def two_loops(n: int, rounds: int) -> float:
+    """Seconds for ``n`` items of ``work`` as two plain loops of ``n // 2`` in two processes
+    started beforehand and let go at once (their start-up is not counted)."""
+    command = [sys.executable, __file__, "--loop", str(n // 2), str(rounds)]
+    children = [
+        subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    pipes = [(child.stdin, child.stdout) for child in children]
+    try:
+        for _, said in pipes:
+            assert said is not None and said.readline() == "ready\n"
+        start = time.perf_counter()
+        for told, _ in pipes:
+            assert told is not None
+            told.write("go\n")
+            told.flush()
+        for _, said in pipes:
+            assert said is not None and said.readline() == "done\n"
+        return time.perf_counter() - start
+    finally:
+        for child in children:
+            child.kill()
+            child.wait()
+
+
+def _loop_when_told(n: int, rounds: int) -> None:
+    """A child of :func:`two_loops`: says it is ready, waits for "go", runs the loop."""
+    print("ready", flush=True)
+    sys.stdin.readline()
+    plain_loop(n, rounds)
+    print("done", flush=True)
+
+
 def with_processes(n: int, rounds: int, processes: int = 2) -> tuple[float, float]:
     """Seconds for ``n`` items through ``Map(work, processes=processes)`` (with start-up),
     and the CPU seconds this process spent meanwhile (every thread of it: the source, the
@@ -110,12 +147,15 @@ def cpu_rows(n: int = CPU_ITEMS, repeat: int = 3) -> list[Row]:
     plain: list[float] = []
     pooled: list[float] = []
     parent_cpu: list[float] = []
+    ceiling: list[float] = []
     for _ in range(repeat):
         plain.append(plain_loop(n, rounds))
         elapsed, cpu = with_processes(n, rounds)
         pooled.append(elapsed)
         parent_cpu.append(cpu)
+        ceiling.append(two_loops(n, rounds))
     base, two = statistics.median(plain), statistics.median(pooled)
+    cores = statistics.median(ceiling)
     per_1000 = statistics.median(parent_cpu) / n * 1000
     load = os.getloadavg()[0]
     return [
@@ -129,7 +169,14 @@ def cpu_rows(n: int = CPU_ITEMS, repeat: int = 3) -> list[Row]:
             n / two,
             f"{base / two:.2f}x the plain loop (target >= {CPU_TARGET}x); "
             f"start-up and end of a run with 2 items: {start_up:.2f} s; "
-            f"CPU of the node's process per 1,000 items: {per_1000 * 1000:.1f} ms",
+            f"CPU of the node's process per 1,000 items: {per_1000 * 1000:.1f} ms; "
+            f"{cores / two:.2f}x the two loops below",
+        ),
+        (
+            "two plain loops in two processes at once",
+            n / cores,
+            f"{base / cores:.2f}x the plain loop: what 2 cores give this work here, "
+            "the ceiling of processes=2",
         ),
     ]
 
@@ -432,6 +479,8 @@ def rows(n: int) -> list[Row]:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--serve"]:
         serve(float(sys.argv[2]), *(int(p) for p in sys.argv[3:4]))
+    elif sys.argv[1:2] == ["--loop"]:
+        _loop_when_told(int(sys.argv[2]), int(sys.argv[3]))
     else:
         for name, rate, note in rows(0):
             print(f"{name:<60} {rate:>10,.0f}  {note}")
