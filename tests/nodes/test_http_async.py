@@ -248,6 +248,18 @@ def test_plain_http_makes_no_tls_context(api: ApiServer, monkeypatch: pytest.Mon
     assert len(made) == 1  # one TLS context for every https connection
 
 
+@pytest.mark.parametrize(
+    ("url", "at_start"),
+    [("http://h/{item}", False), ("https://h/{item}", True), ("{item}/x", True)],
+)
+def test_a_node_that_may_speak_tls_makes_its_context_at_start(url: str, at_start: bool) -> None:
+    connections = client_options(HttpRequest(url, concurrency=2), 2)["transport"]
+    assert isinstance(connections, Connections)
+    assert (connections.tls_context is not None) is at_start
+    poller = HttpPoller(["http://a/up", "https://b/up"], interval=5, concurrency=2)
+    assert client_options(poller, 2)["transport"].tls_context is not None
+
+
 async def _get_all_from(connections: Connections, url: str, count: int) -> int:
     async with httpx.AsyncClient(transport=connections) as client:
         answers = await asyncio.gather(*(client.get(url.format(i)) for i in range(count)))

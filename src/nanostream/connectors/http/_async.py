@@ -54,14 +54,25 @@ def client_options(node: _HttpNode, concurrency: int) -> dict[str, Any]:
     from ._connections import Connections
 
     del options["limits"]
-    options["transport"] = Connections(
+    connections = Connections(
         concurrency,
         verify=options.pop("verify", True),
         cert=options.pop("cert", None),
         trust_env=options.get("trust_env", True),
         http1=options.pop("http1", True),
     )
+    if _may_speak_tls(node):
+        connections.tls()  # now, so that TLS settings that cannot work fail the node's start
+    options["transport"] = connections
     return options
+
+
+def _may_speak_tls(node: _HttpNode) -> bool:
+    """Whether ``node`` was given a URL that is not plain ``http://`` (an ``https`` one, or
+    a template whose scheme an item fills in): then its TLS context is made at its start;
+    a node of plain ``http://`` URLs makes one only if a redirect leads to ``https``."""
+    urls = [node.templates.url, *getattr(node, "urls", ())]
+    return any(not str(url).lower().startswith("http://") for url in urls)
 
 
 def node_function(

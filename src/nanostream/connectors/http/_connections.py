@@ -107,17 +107,18 @@ class Connections(httpx.AsyncBaseTransport):
         kept = self.secure_transports if secure else self.transports
         made = kept[index]
         if made is None:
-            if secure:
-                if self.tls_context is None:
-                    verify, cert, trust_env = self._tls
-                    self.tls_context = httpx.create_ssl_context(
-                        verify=verify, cert=cert, trust_env=trust_env
-                    )
-                context = self.tls_context
-            else:
-                context = self._untrusting
+            context = self.tls() if secure else self._untrusting
             made = kept[index] = httpx.AsyncHTTPTransport(verify=context, **self._options)
         return made
+
+    def tls(self) -> ssl.SSLContext:
+        """The TLS context of every ``https`` connection, made at the first call."""
+        if self.tls_context is None:
+            verify, cert, trust_env = self._tls
+            self.tls_context = httpx.create_ssl_context(
+                verify=verify, cert=cert, trust_env=trust_env
+            )
+        return self.tls_context
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` on an idle connection (httpx's transport interface)."""
