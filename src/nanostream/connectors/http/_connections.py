@@ -5,9 +5,9 @@ see whether the server closed it) whenever a request starts or ends, so that a p
 ``concurrency`` connections costs each request CPU in proportion to ``concurrency``.
 :class:`Connections` gives each request in flight a transport of its own, whose pool has
 one connection. Each transport is made at its first request, and the TLS context (which
-loads every certificate authority of the bundle: 25-60 ms of CPU) at the first ``https``
-request: a node that speaks plain HTTP never makes one. This module needs httpx; the HTTP
-nodes import it once they run.
+loads every certificate authority of the bundle: 50-60 ms of CPU on a loaded machine) at
+the first ``https`` request or :meth:`Connections.tls` call: a node of plain ``http://``
+URLs never makes one. This module needs httpx; the HTTP nodes import it once they run.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ class Connections(httpx.AsyncBaseTransport):
     Used on one event loop (the node's); ``verify``, ``cert``, ``trust_env`` and ``http1``
     are those of ``httpx.AsyncHTTPTransport``. A connection's transport is made at its
     first request, one for ``http`` and one for ``https`` URLs; the TLS context is made
-    once for all, at the first ``https`` request (see :meth:`transport`).
+    once for all, at the first ``https`` request or :meth:`tls` call.
 
     Example:
         >>> import asyncio, httpx
