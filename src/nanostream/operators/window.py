@@ -75,6 +75,8 @@ from ._operator import (
     PolicyGuard,
     check_callable,
     check_choice,
+    kept_reads,
+    oldest_open,
     tick_for,
 )
 from ._time import TimeKind
@@ -211,7 +213,7 @@ class _Windowed(Operator):
         """``close(limit, reads, pending)`` for a loop started by :meth:`_begin`: emit every
         window whose end is at most ``limit`` (every one for ``None``), in closing order;
         then, unless ``reads`` is ``None`` (the input has ended), release the items no open
-        window holds (``reads`` and ``pending`` as for :func:`_keep`)."""
+        window holds (``reads`` and ``pending`` as for :func:`kept_reads`)."""
         bound, result, release = self._time_kind.out, self.fold.result, self.release_items
 
         def close(limit: Any, reads: int | None, pending: int) -> None:
@@ -220,26 +222,9 @@ class _Windowed(Operator):
                 value = result(windows.pop((wkey, start)))
                 outp(WindowResult(wkey, bound(start), bound(end), value))
             if reads is not None:
-                release(keep=_keep(reads, _oldest(opened, windows), pending))
+                release(keep=kept_reads(reads, oldest_open(opened, windows), pending))
 
         return close
-
-
-def _keep(reads: int, oldest: int | None, pending: int) -> int:
-    """How many of the ``reads`` items read are kept: from the ``oldest`` one still held,
-    or the ``pending`` last one (read, not placed yet) when no window is open."""
-    return pending if oldest is None else reads - oldest + 1
-
-
-def _oldest(opened: deque[tuple[int, Any]], windows: dict[Any, Any]) -> int | None:
-    """The read number of the first item of the oldest window still open (``None``: none).
-
-    ``opened`` lists ``(read number, window)`` in the order windows opened; closed ones
-    are dropped from its front as they are found.
-    """
-    while opened and opened[0][1] not in windows:
-        opened.popleft()
-    return opened[0][0] if opened else None
 
 
 class SlidingWindow(_Windowed):
@@ -738,7 +723,7 @@ class SessionWindow(_Windowed):
             if closed and reads is not None:
                 while firsts and not firsts[0][2].alive:
                     heapq.heappop(firsts)
-                release(keep=_keep(reads, firsts[0][0] if firsts else None, pending))
+                release(keep=kept_reads(reads, firsts[0][0] if firsts else None, pending))
 
         ticks = 0
         for number, item in enumerate(inp, 1):
