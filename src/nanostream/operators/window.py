@@ -215,10 +215,11 @@ class _Windowed(Operator):
         then, unless ``reads`` is ``None`` (the input has ended), release the items no open
         window holds (``reads`` and ``pending`` as for :func:`kept_reads`)."""
         bound, result, release = self._time_kind.out, self.fold.result, self.release_items
+        pop = heapq.heappop
 
         def close(limit: Any, reads: int | None, pending: int) -> None:
             while heap and (limit is None or heap[0][0] <= limit):
-                end, start, _, wkey = heapq.heappop(heap)
+                end, start, _, wkey = pop(heap)
                 value = result(windows.pop((wkey, start)))
                 outp(WindowResult(wkey, bound(start), bound(end), value))
             if reads is not None:
