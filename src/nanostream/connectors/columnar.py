@@ -45,6 +45,7 @@ from ..operators._arrow import (
     require_pyarrow,
     to_table,
 )
+from ..operators._operator import check_positive
 from ._fileread import FileBytes, FormatError
 from ._filesink import FileSink
 from ._filesystems import filesystem, is_url
@@ -61,12 +62,6 @@ __all__ = [
 
 _ROWS_PER_BATCH = 65_536
 _ROW_GROUP_SIZE = 131_072
-
-
-def _check_count(node: str, option: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise GraphError(f"{node}: {option} must be a positive integer, got {value!r}")
-    return value
 
 
 # ----------------------------------------------------------------------------- readers
@@ -100,17 +95,12 @@ class _ColumnarReader(_RecordReader):
         label = name or type(self).__name__
         require_pyarrow()
         self._keep_storage_options(storage_options)
-        check_batch_format(batch_format, label)
-        if batch_format != "arrow" and not as_batches:
-            raise GraphError(
-                f"{label}: batch_format={batch_format!r} is the type of the batches it emits "
-                "with as_batches=True; pass as_batches=True, or leave batch_format out to "
-                "emit rows (dicts)"
-            )
+        check_batch_format(batch_format, label, as_batches=as_batches)
         self.as_batches = as_batches
         self.batch_format = batch_format
         self.columns = None if columns is None else list(columns)
-        self.rows_per_batch = _check_count(label, "rows_per_batch", rows_per_batch)
+        check_positive(label, "rows_per_batch", rows_per_batch, integer=True)
+        self.rows_per_batch = rows_per_batch
         self.configure(**options)
         self._index = 0
 
@@ -345,7 +335,8 @@ class ArrowCSVReader(_ColumnarReader):
         self.quotechar = quotechar
         self.column_names = None if column_names is None else list(column_names)
         self.schema = parse_schema(schema, label)
-        self.block_size = _check_count(label, "block_size", block_size)
+        check_positive(label, "block_size", block_size, integer=True)
+        self.block_size = block_size
 
     def _open(self, source: Any) -> tuple[int, Callable[[int], Iterator[Any]]]:
         import pyarrow.csv as pcsv
@@ -409,7 +400,8 @@ class _ColumnarWriter(FileSink):
             raise GraphError(f"{label}: compression must be one of {allowed}, got {compression!r}")
         self.schema = parse_schema(schema, label)
         self.compression = compression
-        self.row_group_size = _check_count(label, "row_group_size", row_group_size)
+        check_positive(label, "row_group_size", row_group_size, integer=True)
+        self.row_group_size = row_group_size
         self._rows: list[Any] = []
         self._tables: list[Any] = []
         self._held = 0  # rows in _tables

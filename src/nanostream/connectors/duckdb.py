@@ -48,6 +48,7 @@ from ..operators._arrow import (
     require_pyarrow,
     to_table,
 )
+from ..operators._operator import check_positive
 from ._buffered_sink import BufferedSink
 from ._toolkit import ConnectorError, closing_function
 
@@ -171,10 +172,7 @@ class DuckDBSink(BufferedSink):
     ) -> None:
         super().__init__(name=name, queue_size=queue_size)
         label = name or "DuckDBSink"
-        if isinstance(commit_every, bool) or not isinstance(commit_every, int) or commit_every < 1:
-            raise GraphError(
-                f"{label}: commit_every must be a positive integer, got {commit_every!r}"
-            )
+        check_positive(label, "commit_every", commit_every, integer=True)
         if not isinstance(table, str) or not table:
             raise GraphError(f"{label}: table must be the name of a table, got {table!r}")
         self._db = _Database(database, label)
@@ -391,20 +389,8 @@ class DuckDBSource(NanoNode):
         super().__init__(name=name, queue_size=queue_size)
         label = name or "DuckDBSource"
         self._db = _Database(database, label)
-        check_batch_format(batch_format, label)
-        if batch_format != "arrow" and not as_batches:
-            raise GraphError(
-                f"{label}: batch_format={batch_format!r} is the type of the batches it emits "
-                "with as_batches=True; pass as_batches=True, or leave batch_format out"
-            )
-        if (
-            isinstance(rows_per_batch, bool)
-            or not isinstance(rows_per_batch, int)
-            or rows_per_batch < 1
-        ):
-            raise GraphError(
-                f"{label}: rows_per_batch must be a positive integer, got {rows_per_batch!r}"
-            )
+        check_batch_format(batch_format, label, as_batches=as_batches)
+        check_positive(label, "rows_per_batch", rows_per_batch, integer=True)
         self.query = query
         self.params = params
         self.as_batches = as_batches

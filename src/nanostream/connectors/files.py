@@ -126,33 +126,12 @@ class LocalFileReader(FilePosition):
 
     def process_item(self, item: Any) -> Iterator[Any]:
         path = confine(self.directory, item, node_label(self))
-        if self.binary:
-            if not self.serialize:
-                with ReadThrough(path, "rb", storage_options=self._storage) as whole:
-                    data = whole.file.read()
-                    truncated = whole.truncated()
-                if truncated is not None:
-                    raise truncated
-                yield FileBytes(data, path)
-                return
-            yield from self.positioned(path, self._binary_pieces(path))
-            return
         try:
-            if not self.serialize:
-                with ReadThrough(
-                    path,
-                    encoding=self.encoding,
-                    errors=self.encoding_errors,
-                    newline=self.newline,
-                    storage_options=self._storage,
-                ) as whole:
-                    text = whole.file.read()
-                    truncated = whole.truncated()
-                if truncated is not None:
-                    raise truncated
-                yield FileText(text, path)
+            if self.serialize:
+                yield from self.positioned(path, self.records_of_path(path))
                 return
-            yield from self.positioned(path, self._text_pieces(path))
+            (data,) = self._read_through(path, _whole)  # read and checked before it goes out
+            yield (FileBytes if self.binary else FileText)(data, path)
         except UnicodeDecodeError as exc:
             raise decode_failure(
                 path,
@@ -165,17 +144,23 @@ class LocalFileReader(FilePosition):
 
     def records_of_path(self, path: str) -> Iterator[Any]:
         """The pieces (lines or chunks) of the file ``path`` (see ``FilePosition``)."""
-        return self._binary_pieces(path) if self.binary else self._text_pieces(path)
+        return self._read_through(path, self._binary_lines if self.binary else self._text_lines)
 
-    def _text_pieces(self, path: str) -> Iterator[str]:
-        with ReadThrough(
-            path,
-            encoding=self.encoding,
-            errors=self.encoding_errors,
-            newline=self.newline,
-            storage_options=self._storage,
-        ) as whole:
-            yield from self._text_lines(whole.file)
+    def _read_through(self, path: str, read: Callable[[IO[Any]], Iterator[Any]]) -> Iterator[Any]:
+        """``read(file)`` of the file ``path`` opened as this node reads it (bytes, or text
+        in its encoding), then the error of a file truncated while it was read."""
+        if self.binary:
+            opened = ReadThrough(path, "rb", storage_options=self._storage)
+        else:
+            opened = ReadThrough(
+                path,
+                encoding=self.encoding,
+                errors=self.encoding_errors,
+                newline=self.newline,
+                storage_options=self._storage,
+            )
+        with opened as whole:
+            yield from read(whole.file)
             truncated = whole.truncated()
         if truncated is not None:
             raise truncated
@@ -192,13 +177,6 @@ class LocalFileReader(FilePosition):
             for line in f:
                 yield _strip_line_end(line)
 
-    def _binary_pieces(self, path: str) -> Iterator[bytes]:
-        with ReadThrough(path, "rb", storage_options=self._storage) as whole:
-            yield from self._binary_lines(whole.file)
-            truncated = whole.truncated()
-        if truncated is not None:
-            raise truncated
-
     def _binary_lines(self, f: IO[bytes]) -> Iterator[bytes]:
         if self.chunk_size is not None:
             yield from iter(partial(f.read, self.chunk_size), b"")
@@ -210,6 +188,10 @@ class LocalFileReader(FilePosition):
                     yield line
                 else:
                     yield line[:-2] if line[-2:-1] == b"\r" else line[:-1]
+
+
+def _whole(f: IO[Any]) -> Iterator[Any]:
+    yield f.read()
 
 
 def _same_place(path: str, directory: str) -> bool:

@@ -111,7 +111,6 @@ class Telemetry:
         from .. import __version__
 
         self._tracer_provider = tracer_provider
-        self._meter_provider = meter_provider
         self._shutdown = shutdown
         tp = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
         mp = meter_provider if meter_provider is not None else metrics.get_meter_provider()

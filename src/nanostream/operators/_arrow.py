@@ -70,8 +70,9 @@ def require_pyarrow(extra: str = "parquet") -> Any:
         raise MissingDependencyError("pyarrow", extra=extra) from None
 
 
-def check_batch_format(batch_format: str, node: str) -> None:
-    """Refuse a ``batch_format`` that is unknown, or whose package is not installed.
+def check_batch_format(batch_format: str, node: str, *, as_batches: bool = True) -> None:
+    """Refuse a ``batch_format`` that is unknown, or whose package is not installed, or
+    that is not ``"arrow"`` on a node that emits rows (``as_batches=False``).
 
     Example:
         >>> from nanostream.operators._arrow import check_batch_format
@@ -90,6 +91,12 @@ def check_batch_format(batch_format: str, node: str) -> None:
         importlib.import_module(package)
     except ImportError:
         raise MissingDependencyError(package, extra=extra) from None
+    if batch_format != "arrow" and not as_batches:
+        raise GraphError(
+            f"{node}: batch_format={batch_format!r} is the type of the batches it emits with "
+            "as_batches=True; pass as_batches=True, or leave batch_format out to emit rows "
+            "(dicts)"
+        )
 
 
 def convert_batch(batch: Any, batch_format: str) -> Any:

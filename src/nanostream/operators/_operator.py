@@ -19,7 +19,7 @@ import math
 import queue
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
@@ -46,7 +46,9 @@ __all__ = [
     "check_non_negative",
     "check_positive",
     "emit_all",
+    "kept_reads",
     "map_items",
+    "oldest_open",
     "run_in_pool",
     "tick_for",
 ]
@@ -88,6 +90,26 @@ def tick_for(period: float) -> float:
         (0.025, 1.0, 0.001)
     """
     return max(_TICK_MIN_S, min(period / 4, _TICK_MAX_S))
+
+
+def kept_reads(reads: int, oldest: int | None, pending: int) -> int:
+    """How many of the ``reads`` items read an operator holds (``release_items(keep=)``):
+    from the ``oldest`` one held (its read number) on, else the ``pending`` last ones.
+
+    Example:
+        >>> from nanostream.operators._operator import kept_reads
+        >>> kept_reads(10, 7, 1), kept_reads(10, None, 1)
+        (4, 1)
+    """
+    return pending if oldest is None else reads - oldest + 1
+
+
+def oldest_open(opened: deque[tuple[int, Any]], still_open: Container[Any]) -> int | None:
+    """The read number of the oldest ``(read number, key)`` of ``opened`` (in the order the
+    keys opened) whose key is ``still_open``, or None; closed ones leave its front."""
+    while opened and opened[0][1] not in still_open:
+        opened.popleft()
+    return opened[0][0] if opened else None
 
 
 def callable_label(func: object) -> str:

@@ -51,6 +51,8 @@ from ._operator import (
     PolicyGuard,
     check_callable,
     check_choice,
+    kept_reads,
+    oldest_open,
     tick_for,
 )
 from ._time import TimeKind
@@ -248,6 +250,16 @@ class _TwoSided(_WithNamedInputs):
             )
         }
 
+    def _run(self, inp: Iterable[Any], outp: Outp) -> None:
+        if self.error_policy.guarded:
+            with PolicyGuard.of(self, outp) as guard:
+                self._join(inp, outp, guard)
+        else:
+            self._join(inp, outp, None)
+
+    def _join(self, inp: Iterable[Any], outp: Outp, guard: PolicyGuard | None) -> None:
+        raise NotImplementedError  # pragma: no cover - each join defines it
+
     def _not_a_side(self, tagged: Any) -> ValueError:
         return ValueError(
             f"join {self.label!r} got {tagged!r}; link its upstreams to join.left and "
@@ -377,13 +389,6 @@ class Join(_TwoSided):
         """
         self._restored = state
 
-    def _run(self, inp: Iterable[Any], outp: Outp) -> None:
-        if self.error_policy.guarded:
-            with PolicyGuard.of(self, outp) as guard:
-                self._join(inp, outp, guard)
-        else:
-            self._join(inp, outp, None)
-
     def _join(self, inp: Iterable[Any], outp: Outp, guard: PolicyGuard | None) -> None:
         size, lateness = self._window, self._lateness
         key_of = {"left": self.key, "right": self.right_key}
@@ -424,11 +429,8 @@ class Join(_TwoSided):
                     for left, matched in zip(group.lefts, group.matched, strict=True):
                         if not matched:
                             outp(JoinResult(k, left, None))
-            if pending is None:
-                return
-            while opened and opened[0][1] not in groups:
-                opened.popleft()
-            release(keep=reads - opened[0][0] + 1 if opened else pending)
+            if pending is not None:
+                release(keep=kept_reads(reads, oldest_open(opened, groups), pending))
 
         def advance(new_watermark: Any, pending: int = 1) -> None:
             nonlocal watermark
@@ -629,13 +631,6 @@ class IntervalJoin(_TwoSided):
         """
         self._restored = state
 
-    def _run(self, inp: Iterable[Any], outp: Outp) -> None:
-        if self.error_policy.guarded:
-            with PolicyGuard.of(self, outp) as guard:
-                self._join(inp, outp, guard)
-        else:
-            self._join(inp, outp, None)
-
     def _join(self, inp: Iterable[Any], outp: Outp, guard: PolicyGuard | None) -> None:
         lower, upper, lateness = self._lower, self._upper, self._lateness
         key_of = {"left": self.key, "right": self.right_key}
@@ -687,7 +682,7 @@ class IntervalJoin(_TwoSided):
                 return
             while kept and not kept[0][1].alive:
                 kept.popleft()
-            release(keep=reads - kept[0][0] + 1 if kept else pending)
+            release(keep=kept_reads(reads, kept[0][0] if kept else None, pending))
 
         def prepare(tagged: Tagged) -> tuple[Any, Any]:
             side, item = tagged

@@ -75,6 +75,8 @@ from ._operator import (
     PolicyGuard,
     check_callable,
     check_choice,
+    kept_reads,
+    oldest_open,
     tick_for,
 )
 from ._time import TimeKind
@@ -205,22 +207,25 @@ class _Windowed(Operator):
         self._live = (windows, heap, [max_ts])
         return windows, heap, max_ts, watermark, seq, opened
 
+    def _closer(
+        self, windows: dict[Any, Any], heap: list[Any], opened: deque[tuple[int, Any]], outp: Outp
+    ) -> Callable[[Any, int | None, int], None]:
+        """``close(limit, reads, pending)`` for a loop started by :meth:`_begin`: emit every
+        window whose end is at most ``limit`` (every one for ``None``), in closing order;
+        then, unless ``reads`` is ``None`` (the input has ended), release the items no open
+        window holds (``reads`` and ``pending`` as for :func:`kept_reads`)."""
+        bound, result, release = self._time_kind.out, self.fold.result, self.release_items
+        pop = heapq.heappop
 
-def _keep(reads: int, oldest: int | None, pending: int) -> int:
-    """How many of the ``reads`` items read are kept: from the ``oldest`` one still held,
-    or the ``pending`` last one (read, not placed yet) when no window is open."""
-    return pending if oldest is None else reads - oldest + 1
+        def close(limit: Any, reads: int | None, pending: int) -> None:
+            while heap and (limit is None or heap[0][0] <= limit):
+                end, start, _, wkey = pop(heap)
+                value = result(windows.pop((wkey, start)))
+                outp(WindowResult(wkey, bound(start), bound(end), value))
+            if reads is not None:
+                release(keep=kept_reads(reads, oldest_open(opened, windows), pending))
 
-
-def _oldest(opened: deque[tuple[int, Any]], windows: dict[Any, Any]) -> int | None:
-    """The read number of the first item of the oldest window still open (``None``: none).
-
-    ``opened`` lists ``(read number, window)`` in the order windows opened; closed ones
-    are dropped from its front as they are found.
-    """
-    while opened and opened[0][1] not in windows:
-        opened.popleft()
-    return opened[0][0] if opened else None
+        return close
 
 
 class SlidingWindow(_Windowed):
@@ -311,13 +316,12 @@ class SlidingWindow(_Windowed):
             return
         size, step, offset = self._size, self._step, self._offset
         time_of, key_of, now = self._time_of(), self.key, self._now()
-        first, add, result = self.fold.first, self.fold.add, self.fold.result
-        bound = self._time_kind.out
+        first, add = self.fold.first, self.fold.add
         lateness = self._lateness
         late_port = self.late == "port"
-        release = self.release_items
         windows, heap, max_ts, watermark, seq, opened = self._begin()
         mark = self._live[2]  # type: ignore[index]  # set by _begin
+        close = self._closer(windows, heap, opened, outp)
         ticks = 0
         for number, item in enumerate(inp, 1):
             if item is TICK:  # processing time, no item for a while: the clock moves on
@@ -325,11 +329,7 @@ class SlidingWindow(_Windowed):
                 ts = now()
                 if ts > max_ts and heap and heap[0][0] <= ts:
                     max_ts = watermark = mark[0] = ts
-                    while heap and heap[0][0] <= watermark:
-                        end, start, _, wkey = heapq.heappop(heap)
-                        value = result(windows.pop((wkey, start)))
-                        outp(WindowResult(wkey, bound(start), bound(end), value))
-                    release(keep=_keep(number - ticks, _oldest(opened, windows), 0))
+                    close(watermark, number - ticks, 0)
                 continue
             reads = number - ticks
             ts = time_of(item)
@@ -338,11 +338,7 @@ class SlidingWindow(_Windowed):
                 max_ts = mark[0] = ts
                 watermark = ts - lateness
                 if heap and heap[0][0] <= watermark:
-                    while heap and heap[0][0] <= watermark:
-                        end, start, _, wkey = heapq.heappop(heap)
-                        value = result(windows.pop((wkey, start)))
-                        outp(WindowResult(wkey, bound(start), bound(end), value))
-                    release(keep=_keep(reads, _oldest(opened, windows), 1))
+                    close(watermark, reads, 1)
             last_start = ts - (ts - offset) % step
             if last_start + size <= watermark:
                 if late_port:
@@ -363,9 +359,7 @@ class SlidingWindow(_Windowed):
                         windows[wk] = add(acc, item)
                 j += 1
                 start = last_start - j * step
-        while heap:
-            end, start, _, wkey = heapq.heappop(heap)
-            outp(WindowResult(wkey, bound(start), bound(end), result(windows.pop((wkey, start)))))
+        close(None, None, 0)
 
     def _run_guarded(self, inp: Iterable[Any], outp: Outp) -> None:
         """The loop above with the error policy: an item's user code runs first, under the
@@ -374,12 +368,11 @@ class SlidingWindow(_Windowed):
         time_of, key_of, now = self._time_of(), self.key, self._now()
         first, add = self.fold.first, self.fold.add
         collects = self.fold.collects
-        bound = self._time_kind.out
         lateness = self._lateness
         late_port = self.late == "port"
-        release = self.release_items
         windows, heap, max_ts, watermark, seq, opened = self._begin()
         mark = self._live[2]  # type: ignore[index]  # set by _begin
+        close = self._closer(windows, heap, opened, outp)
 
         def prepare(item: Any) -> tuple[Any, Any, list[tuple[Any, Any]] | None]:
             """The item's time, key and new accumulators, changing nothing."""
@@ -420,12 +413,7 @@ class SlidingWindow(_Windowed):
                     max_ts = mark[0] = ts
                     watermark = ts - lateness
                     if heap and heap[0][0] <= watermark:
-                        while heap and heap[0][0] <= watermark:
-                            end, start, _, wkey = heapq.heappop(heap)
-                            value = windows.pop((wkey, start))
-                            outp(WindowResult(wkey, bound(start), bound(end), value))
-                        pending = 0 if item is TICK else 1
-                        release(keep=_keep(reads, _oldest(opened, windows), pending))
+                        close(watermark, reads, 0 if item is TICK else 1)
                 if updates is None:
                     if late_port:
                         outp(TaggedOutput("late", item))
@@ -443,9 +431,7 @@ class SlidingWindow(_Windowed):
                         heapq.heappush(heap, (wk[1] + size, wk[1], seq, wk[0]))
                         opened.append((reads, wk))
                         seq += 1
-        while heap:
-            end, start, _, wkey = heapq.heappop(heap)
-            outp(WindowResult(wkey, bound(start), bound(end), windows.pop((wkey, start))))
+        close(None, None, 0)
 
 
 class TumblingWindow(SlidingWindow):
@@ -528,15 +514,14 @@ class TumblingWindow(SlidingWindow):
         ts_of, key_of, label = self.timestamp, self.key, self.label
         point = self._time_kind.point  # the reader of _time_of(), inline: the hot path
         plain = () if self._time_kind.datetimes else (float, int)
-        first, add, result = self.fold.first, self.fold.add, self.fold.result
-        bound = self._time_kind.out
+        first, add = self.fold.first, self.fold.add
         lateness = self._lateness
         late_port = self.late == "port"
-        release = self.release_items
         windows, heap, max_ts, watermark, seq, opened = self._begin()
         mark = self._live[2]  # type: ignore[index]  # set by _begin
+        close = self._closer(windows, heap, opened, outp)
         get = windows.get
-        push, pop = heapq.heappush, heapq.heappop
+        push = heapq.heappush
         for reads, item in enumerate(inp, 1):
             ts = ts_of(item)
             if ts.__class__ not in plain:
@@ -545,11 +530,7 @@ class TumblingWindow(SlidingWindow):
                 max_ts = mark[0] = ts
                 watermark = ts - lateness
                 if heap and heap[0][0] <= watermark:
-                    while heap and heap[0][0] <= watermark:
-                        end, start, _, wkey = pop(heap)
-                        value = result(windows.pop((wkey, start)))
-                        outp(WindowResult(wkey, bound(start), bound(end), value))
-                    release(keep=_keep(reads, _oldest(opened, windows), 1))
+                    close(watermark, reads, 1)
             start = ts - (ts - offset) % size
             wk = (key_of(item) if key_of is not None else None, start)
             acc = get(wk, MISSING)
@@ -562,9 +543,7 @@ class TumblingWindow(SlidingWindow):
                 seq += 1
             elif late_port:
                 outp(TaggedOutput("late", item))
-        while heap:
-            end, start, _, wkey = pop(heap)
-            outp(WindowResult(wkey, bound(start), bound(end), result(windows.pop((wkey, start)))))
+        close(None, None, 0)
 
 
 class _Session:
@@ -745,7 +724,7 @@ class SessionWindow(_Windowed):
             if closed and reads is not None:
                 while firsts and not firsts[0][2].alive:
                     heapq.heappop(firsts)
-                release(keep=_keep(reads, firsts[0][0] if firsts else None, pending))
+                release(keep=kept_reads(reads, firsts[0][0] if firsts else None, pending))
 
         ticks = 0
         for number, item in enumerate(inp, 1):

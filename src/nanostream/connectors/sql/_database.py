@@ -7,13 +7,13 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import logging
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..._core.context import node_label
 from ..._core.errors import ConfigError, MissingDependencyError
 from .._secrets import Secrets, install_log_masking, mask_url
-from .._toolkit import ConnectorError, connector_error
+from .._toolkit import ConnectorError, connector_error, retry_lost_connection
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from ..._core.node import NanoNode
 
 log = logging.getLogger("nanostream.sql")
+
+T = TypeVar("T")
 
 
 _LOGGERS = ("nanostream", "nanostream.sql", "sqlalchemy.engine", "sqlalchemy.pool")
@@ -92,6 +94,30 @@ class _Database:
     def error(self, message: str, exc: BaseException) -> ConnectorError:
         detail = getattr(exc, "orig", None) or exc
         return connector_error(f"{message}: {type(detail).__name__}: {detail}", exc, self.secrets)
+
+    def retry(
+        self,
+        node: NanoNode,
+        attempt: Callable[[], T],
+        fail: Callable[[Any], BaseException],
+        doing: str = "",
+    ) -> T:
+        """``attempt()``, retried by ``node`` while the database connection is lost (see
+        :func:`~nanostream.connectors._toolkit.retry_lost_connection`); another database
+        error, or the last retry's, raises ``fail(exc)``."""
+        import sqlalchemy as sa
+
+        return retry_lost_connection(
+            node,
+            attempt,
+            errors=sa.exc.DBAPIError,
+            lost=_is_disconnect,
+            fail=fail,
+            log=log,
+            shown=self.shown,
+            doing=doing,
+            reason=lambda exc: type(exc.orig).__name__,
+        )
 
     def close(self) -> None:
         if self.engine is not None and self.owned:

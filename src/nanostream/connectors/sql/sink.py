@@ -17,7 +17,7 @@ from ..._core.errors import ConfigError
 from ..._core.node import NanoNode, NodeFunction
 from ..._core.policy import POLICY_OPTIONS
 from .._buffered_sink import BufferedSink
-from .._toolkit import ConnectorError, closing_function, retry_lost_connection
+from .._toolkit import ConnectorError, closing_function
 from ._database import (
     _Database,
     _is_disconnect,
@@ -226,8 +226,6 @@ class SQLSink(BufferedSink):
         rows = self._pending
         if not rows or self.exactly_once:
             return
-        import sqlalchemy as sa
-
         engine = self._db.engine
         assert engine is not None
 
@@ -246,17 +244,7 @@ class SQLSink(BufferedSink):
                 exc,
             )
 
-        retry_lost_connection(
-            self,
-            write,
-            errors=sa.exc.DBAPIError,
-            lost=_is_disconnect,
-            fail=fail,
-            log=log,
-            shown=self._db.shown,
-            doing=f" while writing {len(rows)} rows",
-            reason=lambda exc: type(exc.orig).__name__,
-        )
+        self._db.retry(self, write, fail, doing=f" while writing {len(rows)} rows")
         self.rows_written += len(rows)
         self._empty_buffer()
         self.release_items()  # their sources' acknowledgements may go now
@@ -363,17 +351,7 @@ class SQLSink(BufferedSink):
                 exc,
             )
 
-        retry_lost_connection(
-            self,
-            write,
-            errors=sa.exc.DBAPIError,
-            lost=_is_disconnect,
-            fail=fail,
-            log=log,
-            shown=self._db.shown,
-            doing=f" while writing checkpoint {number}",
-            reason=lambda exc: type(exc.orig).__name__,
-        )
+        self._db.retry(self, write, fail, doing=f" while writing checkpoint {number}")
 
     def _resolve_table(self, conn: sa.Connection, rows: list[Mapping[str, Any]]) -> sa.Table:
         if self._table is not None:
@@ -657,8 +635,6 @@ class SQLExecute(NanoNode):
         return {n: item[n] for n in names}
 
     def process_item(self, item: Any) -> Iterator[dict[str, Any]]:
-        import sqlalchemy as sa
-
         values = self._values(item)
         engine = self._db.engine
         assert engine is not None
@@ -671,14 +647,7 @@ class SQLExecute(NanoNode):
                 keys = list(result.keys())
                 return [dict(zip(keys, r, strict=True)) for r in result]
 
-        rows = retry_lost_connection(
-            self,
-            execute,
-            errors=sa.exc.DBAPIError,
-            lost=_is_disconnect,
-            fail=lambda exc: self._db.error("SQLExecute: the statement failed", exc),
-            log=log,
-            shown=self._db.shown,
-            reason=lambda exc: type(exc.orig).__name__,
+        rows = self._db.retry(
+            self, execute, lambda exc: self._db.error("SQLExecute: the statement failed", exc)
         )
         yield from rows
