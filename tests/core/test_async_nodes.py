@@ -6,6 +6,7 @@ import asyncio
 import threading
 import traceback
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -222,3 +223,58 @@ def test_a_waiting_async_node_lets_the_other_nodes_run(runner: str) -> None:
     src > SetsFlag(flag)
     src.global_start(runner=runner)
     assert sink.items == [True, 1, 2]  # True: the flag was set while item 0 waited
+
+
+class AsyncNumbers(nanostream.NanoNode):
+    """An async source whose position is its state."""
+
+    def __init__(self, stop: int, *, name: str) -> None:
+        super().__init__(name=name)
+        self.stop = stop
+
+    def setup(self) -> None:
+        self.position = 0
+
+    async def generator(self) -> AsyncIterator[int]:
+        while self.position < self.stop:
+            self.position += 1
+            await asyncio.sleep(0)
+            yield 1
+
+    def snapshot_state(self) -> int:
+        return self.position
+
+    def restore_state(self, state: int) -> None:
+        self.position = state
+
+
+class AsyncTotal(nanostream.NanoNode):
+    """The running total of its input, from an async ``process_item``."""
+
+    def setup(self) -> None:
+        self.total = 0
+
+    async def process_item(self, item: int) -> AsyncIterator[int]:
+        await asyncio.sleep(0)
+        self.total += item
+        yield self.total
+
+    def snapshot_state(self) -> int:
+        return self.total
+
+    def restore_state(self, state: int) -> None:
+        self.total = state
+
+
+@pytest.mark.parametrize("local_runner", ["threads", "cooperative"])
+def test_async_nodes_get_their_state_back_on_a_restart(tmp_path: Path, local_runner: str) -> None:
+    """An async source and an async operator resume from the store like plain nodes."""
+    path = str(tmp_path / "run.state")
+    first = Collect(name="sink")
+    AsyncNumbers(3, name="src") > AsyncTotal(name="total") > first
+    first.global_start(state=path, runner=local_runner)
+    second = Collect(name="sink")
+    AsyncNumbers(5, name="src") > AsyncTotal(name="total") > second
+    second.global_start(state=path, runner=local_runner)
+    assert first.items == [1, 2, 3]
+    assert second.items == [4, 5]

@@ -33,7 +33,7 @@ from .acks import Acked
 from .aio import END_OF_ITEMS, EventLoopThread, next_item, wait_future
 from .errors import NodeProtocolError
 from .fast import drive
-from .node_function import _where, run_cleanup, untick
+from .node_function import _where, restore_state, run_cleanup, untick
 from .policy import ItemGuard
 from .signals import SourceStopped
 
@@ -101,6 +101,7 @@ def async_node_function(node: NanoNode) -> NodeFunction:
                 pass
             ctx = node._context()
             node.setup()
+            restore_state(node)
             loop = EventLoopThread(ctx.name)
             emit_acked = ctx.acked_outp(outp)
             try:
@@ -127,6 +128,7 @@ def async_node_function(node: NanoNode) -> NodeFunction:
     def async_process_function(inp: Iterable[Any], outp: Callable[[Any], Any]) -> None:
         ctx = node._context()
         node.setup()
+        restore_state(node)
         loop = EventLoopThread(ctx.name)
         attempt = async_outputs(node.process_item, ctx.name, policy.timeout)
 
