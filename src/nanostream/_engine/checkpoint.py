@@ -57,6 +57,7 @@ __all__ = [
     "overtaken_items",
     "place_barrier",
     "restore",
+    "unaligned",
 ]
 
 log = logging.getLogger("nanostream")
@@ -115,6 +116,14 @@ class InFlight:
 
     def __repr__(self) -> str:
         return f"InFlight(state={self.state!r}, items={len(self.items)})"
+
+
+def unaligned(plan: Plan) -> bool:
+    """Whether a local run of ``plan`` takes unaligned checkpoints: unless
+    ``checkpoint_unaligned=False`` (``None``, the default, is unaligned on the local
+    runners; ``Pipeline.start`` has decided it already, see
+    :func:`~nanostream._core.checkpointing.choose_checkpoints`)."""
+    return plan.options.checkpoint_unaligned is not False
 
 
 def place_barrier(channel: Any, epoch: int, counters: Any, unaligned: bool) -> None:
@@ -189,7 +198,7 @@ class CheckpointCoordinator:
         opts = plan.options
         self.interval = opts.checkpoint_interval
         self.items = opts.checkpoint_items
-        self.unaligned = opts.checkpoint_unaligned
+        self.unaligned = unaligned(plan)
         self.epoch = restored.epoch if restored is not None else 0  # the last one begun
         self.committed = self.epoch
         self.commits = 0
@@ -419,9 +428,10 @@ def _restore(
         if isinstance(state, InFlight) and replays is None:
             raise StateError(
                 f"the state store {store.where} holds items in flight at node {name!r}, "
-                "from a run with unaligned checkpoints (checkpoint_unaligned=True), and "
-                "this runner cannot put them back: restart on the 'threads' or "
-                "'cooperative' runner"
+                "from a run with unaligned checkpoints (the default on the 'threads' and "
+                "'cooperative' runners), and this runner cannot put them back: restart on "
+                "one of those; to move a run to this runner, restart it there first with "
+                "checkpoint_unaligned=False until it has taken a checkpoint"
             )
         if pn is None:
             misfits.append(f"{name!r} (no node of that name now)")
@@ -479,7 +489,6 @@ def install(
         channels[index].put_nowait(items)
     sources = {pn.index: boxes[pn.index] for pn in plan.nodes if pn.is_source}
     coordinator = CheckpointCoordinator(plan, store, restored, sources)
-    unaligned = plan.options.checkpoint_unaligned
     ends: list[Callable[[], None] | None] = [
         hook_node(
             pn,
@@ -488,8 +497,8 @@ def install(
             boxes=boxes[pn.index],
             reader=readers[pn.index],
             channel=channels[pn.index],
-            forward=barrier_forward(boxes[pn.index], unaligned),
-            unaligned=unaligned,
+            forward=barrier_forward(boxes[pn.index], coordinator.unaligned),
+            unaligned=coordinator.unaligned,
         )
         for pn in plan.nodes
     ]
