@@ -9,6 +9,7 @@ behaviour runs under each local runner.
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -367,3 +368,20 @@ def pickle_state(state: Any) -> bytes:
     from nanostream.state.store import encode_state
 
     return encode_state(state)
+
+
+@pytest.mark.parametrize("runner", LOCAL)
+def test_items_in_flight_that_cannot_be_pickled_say_what_to_do(tmp_path: Path, runner: str) -> None:
+    """The items an unaligned checkpoint keeps are pickled: when they cannot be, the run
+    fails naming the node and the option that takes checkpoints without them."""
+    path = str(tmp_path / "run.state")
+    sink = Slow(path, per_item=0.0002)
+    Numbers(5000) > nanostream.nodes.Map(lambda n: threading.Lock(), name="locks") > sink
+    with pytest.raises(nanostream.NodeFailed, match="sink") as failed:
+        sink.global_start(
+            state=path, checkpoint_interval=0.02, queue_size=1000, batch_size=64, runner=runner
+        )
+    cause = failed.value.__cause__
+    assert isinstance(cause, nanostream.StateError)
+    assert "node 'sink': an unaligned checkpoint keeps the items" in str(cause)
+    assert "checkpoint_unaligned=False" in str(cause)

@@ -29,6 +29,7 @@ several inputs aligns by count, which is exact for state but not for exactly-onc
 from __future__ import annotations
 
 import logging
+import pickle
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -367,7 +368,7 @@ class NodeBarriers:
         items = self._inflight.pop(epoch, None)
         if items:
             state = pn.snapshot() if pn.snapshot is not None else None
-            blob = encode_state(InFlight(state, pn.snapshot is not None, items))
+            blob = _encode_in_flight(pn, InFlight(state, pn.snapshot is not None, items))
             self.coordinator.record(pn.index, epoch, blob)
         elif pn.snapshot is not None:
             self.coordinator.record(pn.index, epoch, encode_state(pn.snapshot()))
@@ -408,6 +409,24 @@ class NodeBarriers:
         if self.pn.on_commit is not None and committed > self._told:
             self._told = committed
             self.pn.on_commit()
+
+
+def _encode_in_flight(pn: PlanNode, kept: InFlight) -> bytes:
+    """``kept`` pickled; items in flight that cannot be are a ``StateError`` that says
+    what to do (a node's own state that cannot be fails as it would when aligned)."""
+    try:
+        return encode_state(kept)
+    except Exception as exc:
+        try:
+            encode_state(kept.items)
+        except (pickle.PicklingError, TypeError, AttributeError):
+            raise StateError(
+                f"node {pn.name!r}: an unaligned checkpoint keeps the items queued before the "
+                f"node, and they cannot be pickled ({exc}): run with "
+                "checkpoint_unaligned=False (--checkpoint-aligned), whose checkpoints keep "
+                "no items, or send items that pickle"
+            ) from exc
+        raise
 
 
 def _restore(
