@@ -242,7 +242,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     "them in the checkpoint, so that one completes in about an interval even behind a "
     "backlog (--checkpoint-unaligned), or let them follow the items "
     "(--checkpoint-aligned). Default: unaligned on the threads and cooperative runners, "
-    "aligned on ray; the run logs which (see docs/state.md).",
+    "aligned on ray and with options: checkpoint_items; the run logs which (see "
+    "docs/state.md).",
 )
 @click.option(
     "--drop-state",

@@ -331,6 +331,37 @@ def test_a_runner_that_takes_aligned_checkpoints_only_gets_them_by_default(
     )
 
 
+@pytest.mark.parametrize("runner", LOCAL)
+def test_checkpoint_items_makes_the_default_aligned(
+    tmp_path: Path, runner: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A checkpoint due by count is one whose barrier follows its item: with
+    ``checkpoint_items`` the default is aligned (``True`` still asks for unaligned)."""
+    sink = nanostream.testing.Collect(name="sink")
+    Numbers(10) > sink
+    with caplog.at_level("INFO", logger="nanostream"):
+        run = sink.global_start(
+            state=str(tmp_path / "run.state"), checkpoint_items=3, runner=runner, block=False
+        )
+        run.wait()
+    assert run.checkpoints is not None and not run.checkpoints.unaligned
+    assert (
+        "aligned checkpoints (the default with checkpoint_items: each barrier follows the "
+        "item it counts)"
+    ) in caplog.text
+    again = nanostream.testing.Collect(name="sink")
+    Numbers(10) > again
+    run = again.global_start(
+        state=str(tmp_path / "again.state"),
+        checkpoint_items=3,
+        checkpoint_unaligned=True,
+        runner=runner,
+        block=False,
+    )
+    run.wait()
+    assert run.checkpoints is not None and run.checkpoints.unaligned
+
+
 def test_a_sink_that_writes_exactly_once_takes_unaligned_checkpoints(tmp_path: Path) -> None:
     """Exactly-once sinks are no reason for aligned checkpoints (the kill tests of
     tests/core/test_exactly_once_restart.py run both kinds)."""
@@ -385,3 +416,41 @@ def test_items_in_flight_that_cannot_be_pickled_say_what_to_do(tmp_path: Path, r
     assert isinstance(cause, nanostream.StateError)
     assert "node 'sink': an unaligned checkpoint keeps the items" in str(cause)
     assert "checkpoint_unaligned=False" in str(cause)
+
+
+@pytest.mark.parametrize("runner", LOCAL)
+def test_checkpoints_go_on_while_the_pipeline_drains_after_its_sources_ended(
+    tmp_path: Path, runner: str
+) -> None:
+    """Once every source has ended (here at once: the sink's queue holds all 3,000
+    items), checkpoints go on while the slow sink drains its queue: each holds the
+    source's final state and the items in flight at the sink, the last totals, and a
+    crash late in the drain repeats about an interval's items (without them, the last
+    checkpoint is from before the source ended, and the restart repeats 2,499)."""
+    path = str(tmp_path / "run.state")
+    per_item, interval = 0.0005, 0.05
+    options = {
+        "state": path,
+        "checkpoint_interval": interval,
+        "queue_size": 4000,
+        "batch_size": 64,
+        "runner": runner,
+    }
+    crashed = Slow(path, per_item=per_item, fail_at=2500, watch=True)
+    Numbers(3000) > Total(name="total") > crashed
+    with pytest.raises(nanostream.NodeFailed, match="sink"):
+        crashed.global_start(**options)
+    drained = [states for states in crashed.seen if states["src"] == 3000]
+    assert len(drained) >= 2, "no checkpoint after the source ended"
+    for states in drained:
+        total, ones = _split(states["total"])
+        assert total + len(ones) == 3000
+        _none, totals = _split(states["sink"])
+        assert totals == list(range(total - len(totals) + 1, total + 1))
+    restarted = Slow(path)
+    Numbers(3000) > Total(name="total") > restarted
+    restarted.global_start(**options)
+    first, again = crashed.items, restarted.items
+    assert again == list(range(again[0], 3001)) and again[0] <= len(first) + 1
+    repeated = len(set(first) & set(again))
+    assert repeated < 1000, f"{repeated} items repeated; one interval ~{int(interval / per_item)}"

@@ -128,7 +128,10 @@ def choose_checkpoints(plan: Plan, runner: Any) -> Plan:
 
     ``checkpoint_unaligned=None`` (the default) becomes unaligned where the runner can
     take unaligned checkpoints (its ``unaligned_checkpoints``: the threads and cooperative
-    runners), else aligned; ``True`` where it cannot is refused, naming the runner.
+    runners), else aligned, and aligned with ``checkpoint_items`` (a checkpoint due by
+    count is one whose barrier follows its item: one put ahead of the items queued
+    would overtake the very items it counts, and a burst of them would all be passed by
+    one checkpoint); ``True`` where the runner cannot is refused, naming it.
 
     Example:
         >>> import nanostream
@@ -152,7 +155,8 @@ def choose_checkpoints(plan: Plan, runner: Any) -> Plan:
             "'cooperative' runner, or drop checkpoint_unaligned (aligned is then chosen)"
         )
     if opts.checkpoint_unaligned is None:
-        chosen = dataclasses.replace(opts, checkpoint_unaligned=can)
+        unaligned = can and opts.checkpoint_items is None
+        chosen = dataclasses.replace(opts, checkpoint_unaligned=unaligned)
         plan = dataclasses.replace(plan, options=chosen)
     return plan
 
@@ -188,6 +192,8 @@ def describe_checkpoints(plan: Plan, runner: Any, chosen: bool | None = None) ->
             f"the default on the {runner.name!r} runner: a barrier overtakes the items "
             "queued before it, which the checkpoint keeps"
         )
+    elif getattr(runner, "unaligned_checkpoints", False):
+        why = "the default with checkpoint_items: each barrier follows the item it counts"
     else:
         why = f"the {runner.name!r} runner takes aligned checkpoints only"
     if not opts.checkpoint_unaligned:

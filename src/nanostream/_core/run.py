@@ -80,8 +80,8 @@ class RunOptions:
     - ``checkpoint_unaligned``: whether a checkpoint's barriers overtake the items queued
       before them, which the checkpoint then keeps as items in flight (``True``), or follow
       them, so that a checkpoint waits behind a backlog (``False``). Default ``None``:
-      unaligned where the runner can (threads, cooperative), else aligned; the run logs
-      which. See docs/state.md.
+      unaligned where the runner can (threads, cooperative) and ``checkpoint_items`` is
+      not set, else aligned; the run logs which. See docs/state.md.
     - ``drop_state``: start afresh the nodes whose stored state no longer fits (default
       False: that is a ``StateError``).
     - ``share_cores``: on the threads runner, whether the node threads that only compute

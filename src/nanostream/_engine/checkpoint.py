@@ -15,6 +15,11 @@ stopping the stream, in the manner of Chandy and Lamport's snapshots:
   barrier on after the outputs of those items (:class:`NodeBarriers`). A node whose input
   ended sends :data:`ENDED` instead of further barriers, so its consumers stop counting on
   it.
+- *Unaligned* (the default on the local runners, see docs/state.md): a barrier goes to
+  the head of a channel with one producer, and the node that takes it keeps the items it
+  overtook (:class:`InFlight`). Once every source has ended, a node whose producers have
+  all ended puts a due checkpoint's barriers at the head of its own channel in their
+  stead (:func:`_drain_hook`): checkpoints go on while the pipeline drains.
 - *Commit.* When the barrier of an epoch has reached every sink (or the sink has ended),
   the snapshots of that epoch are the state of one consistent cut: the coordinator
   commits them to the store in one transaction (:class:`CheckpointCoordinator`). When every
@@ -120,11 +125,11 @@ class InFlight:
 
 
 def unaligned(plan: Plan) -> bool:
-    """Whether a local run of ``plan`` takes unaligned checkpoints: unless
-    ``checkpoint_unaligned=False`` (``None``, the default, is unaligned on the local
-    runners; ``Pipeline.start`` has decided it already, see
-    :func:`~nanostream._core.checkpointing.choose_checkpoints`)."""
-    return plan.options.checkpoint_unaligned is not False
+    """Whether a local run of ``plan`` takes unaligned checkpoints: ``None``, the default,
+    is unaligned on the local runners unless ``checkpoint_items`` is set (``Pipeline.start``
+    has decided it already, see :func:`~nanostream._core.checkpointing.choose_checkpoints`)."""
+    chosen = plan.options.checkpoint_unaligned
+    return chosen if chosen is not None else plan.options.checkpoint_items is None
 
 
 def place_barrier(channel: Any, epoch: int, counters: Any, unaligned: bool) -> None:
@@ -213,6 +218,10 @@ class CheckpointCoordinator:
         self._reached: dict[int, set[int]] = {}
         self._final: dict[int, bytes] = {}
         self._ended: set[int] = set()
+        # Once every source has ended (unaligned only): the last epoch they began, and the
+        # producers of each node, whose barriers the node then puts in their stead.
+        self.drained_from: int | None = None
+        self._producers = {pn.index: set(pn.inputs) for pn in plan.nodes}
 
     # ----------------------------------------------------------------- sources
     def source_flushed(self, pn: PlanNode, boxes: Sequence[Outbox], items_out: int) -> None:
@@ -284,10 +293,31 @@ class CheckpointCoordinator:
             if blob is not None:
                 self._final[index] = blob
             self._ended.add(index)
+            if self.unaligned and self.drained_from is None and self.sources.keys() <= self._ended:
+                self.drained_from = self.epoch
             self._commit_complete()
             if len(self._ended) == len(self.plan.nodes):
                 self.epoch += 1
                 self._commit(self.epoch, {})
+
+    def drain_epoch(self, index: int, seen: int) -> int | None:
+        """Once every source has ended, the epoch whose barriers node ``index`` (running,
+        every producer of it ended, ``seen`` the last epoch that reached it) puts at the
+        head of its own channel now, in its producers' stead; None when none is due.
+
+        Their final states are known, so a checkpoint goes on while the rest of the
+        pipeline drains a backlog: the items queued at the node are in flight at it.
+        """
+        if self.drained_from is None or time.monotonic() < self._due:
+            return None
+        if not self._producers[index] <= self._ended:
+            return None
+        with self._lock:
+            if self.committed >= self.epoch:  # one at a time, as the sources begin them
+                self.epoch += 1
+                self._due = time.monotonic() + self.interval
+            epoch = self.epoch
+        return epoch if epoch > max(seen, self.drained_from) else None
 
     def _commit_complete(self) -> None:
         """Commit, in order, each begun epoch whose barrier every live sink has passed."""
@@ -346,12 +376,14 @@ class NodeBarriers:
         self.outputs_ended = False
         self._arrivals: dict[int, int] = {}
         self._told = coordinator.committed
+        self.seen = coordinator.committed  # the last epoch whose barrier reached the node
 
     def arrived(self, barrier: Barrier) -> None:
         """``barrier`` was read after every item before it on its channel."""
         if barrier is ENDED:
             self.live -= 1
         else:
+            self.seen = max(self.seen, barrier.epoch)
             if barrier.overtaken is not None and self.reader is not None:
                 self._inflight[barrier.epoch] = self.reader.unread() + overtaken_items(
                     self.channel, barrier
@@ -574,9 +606,12 @@ def hook_node(
     reader.barriers = barriers = NodeBarriers(
         pn, coordinator, forward or reader.forward, reader=reader, channel=channel
     )
-    context.on_idle = _within_item_hook(reader, channel)
+    drain = None
+    if unaligned and isinstance(coordinator, CheckpointCoordinator):
+        drain = _drain_hook(coordinator, barriers, channel)
+    context.on_idle = _within_item_hook(reader, channel, drain)
     if unaligned:
-        reader.priority = _priority_hook(barriers, channel)
+        reader.priority = _priority_hook(barriers, channel, drain)
     return barriers.finish
 
 
@@ -589,7 +624,35 @@ def _source_hook(
     return on_flush
 
 
-def _within_item_hook(reader: InputReader, channel: Any) -> Callable[[], None]:
+def _drain_hook(
+    coordinator: CheckpointCoordinator, barriers: NodeBarriers, channel: Any
+) -> Callable[[], None]:
+    """What a node calls between slices (and within an item) with unaligned checkpoints:
+    once every source and every producer of the node has ended, it puts a due
+    checkpoint's barriers at the head of its own channel, one for each producer whose end
+    it has not read (its thread: the producers put nothing more there)."""
+    index = barriers.pn.index
+
+    def drain() -> None:
+        if coordinator.drained_from is None or barriers.live <= 0:
+            return  # (per slice, and per record of a file reader: cheap until then)
+        epoch = coordinator.drain_epoch(index, barriers.seen)
+        if epoch is None:
+            return
+        queued = list(channel.batches)
+        if any(type(b) is Barrier and b.epoch >= epoch for b in queued):
+            return
+        if sum(b is ENDED for b in queued) < barriers.live:
+            return  # a producer has not sent all it emitted yet (it records its end first)
+        for _ in range(barriers.live):
+            channel.put_first(Barrier(epoch))
+
+    return drain
+
+
+def _within_item_hook(
+    reader: InputReader, channel: Any, drain: Callable[[], None] | None = None
+) -> Callable[[], None]:
     """What a node in the middle of an item calls between two outputs (``between_items``).
 
     When the item is the last one read and a barrier follows it in the channel, the barrier
@@ -603,6 +666,8 @@ def _within_item_hook(reader: InputReader, channel: Any) -> Callable[[], None]:
     batches = channel.batches
 
     def within_item() -> None:
+        if drain is not None:
+            drain()
         if not batches or type(batches[0]) is not Barrier:
             return
         if batches[0].overtaken is None and (
@@ -616,14 +681,19 @@ def _within_item_hook(reader: InputReader, channel: Any) -> Callable[[], None]:
     return within_item
 
 
-def _priority_hook(barriers: NodeBarriers, channel: Any) -> Callable[[], None]:
+def _priority_hook(
+    barriers: NodeBarriers, channel: Any, drain: Callable[[], None] | None = None
+) -> Callable[[], None]:
     """What a node's reader calls after each slice with unaligned checkpoints: a barrier
     at the head of the channel is taken then, ahead of the rest of the batch being read
-    (those items are in flight at the checkpoint)."""
+    (those items are in flight at the checkpoint); with ``drain``, first the barriers a
+    node whose producers have all ended puts there itself (:func:`_drain_hook`)."""
     batches = channel.batches
 
     def priority() -> None:
-        if batches and type(batches[0]) is Barrier and batches[0].overtaken is not None:
+        if drain is not None:
+            drain()
+        while batches and type(batches[0]) is Barrier and batches[0].overtaken is not None:
             barrier = channel.take_head(Barrier)
             if barrier is not None:
                 barriers.arrived(barrier)
