@@ -10,8 +10,8 @@ end; the duplicates in the table divided by the kills are the rows repeated per 
 
 ``ledger``: the watchdog's own ledger (``state=``), no state store. ``checkpoints``: a
 state store with checkpoints every ``INTERVAL`` s (default 0.5), and also every ``ITEMS``
-paths when set (``checkpoint_items``), unaligned when ``UNALIGNED=1``
-(``checkpoint_unaligned``). ``BATCH`` is the watchdog's ``batch_size`` (default 1; with
+paths when set (``checkpoint_items``), aligned when ``UNALIGNED=0`` and unaligned when
+``UNALIGNED=1`` (``checkpoint_unaligned``; unset: the default, unaligned). ``BATCH`` is the watchdog's ``batch_size`` (default 1; with
 100 it lists every file in one batch). Not part of run.py: it kills
 processes and takes minutes; the figures are in docs/state.md.
 """
@@ -44,8 +44,8 @@ if mode != "ledger":
     options = {"state": state, "checkpoint_interval": float(os.environ.get("INTERVAL", "0.5"))}
     if os.environ.get("ITEMS"):
         options["checkpoint_items"] = int(os.environ["ITEMS"])
-    if os.environ.get("UNALIGNED"):
-        options["checkpoint_unaligned"] = True
+    if os.environ.get("UNALIGNED"):  # unset: the default (unaligned on the threads runner)
+        options["checkpoint_unaligned"] = os.environ["UNALIGNED"] == "1"
 rows = CSVReader(
     paths=True, types={"file": int, "row": int}, name="rows", queue_size=2, batch_size=1
 )

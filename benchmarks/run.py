@@ -184,8 +184,11 @@ def observe_rows(n: int, repeat: int) -> list[Row]:
 
 
 def state_rows(n: int, repeat: int) -> list[Row]:
-    """A resumable source into a keyed Reduce, with a state store (checkpoints) and without."""
+    """A resumable source into a keyed Reduce, with a state store (checkpoints) and without;
+    and the size of its checkpoints, unaligned (items in flight included) and aligned."""
+    import sqlite3
     import tempfile
+    from contextlib import closing
 
     import nanostream
     from nanostream.nodes import Reduce
@@ -209,46 +212,99 @@ def state_rows(n: int, repeat: int) -> list[Row]:
         def restore_state(self, state: int) -> None:
             self.position = state
 
-    def pipeline(k: int, **options: Any) -> int:
+    class Sizes(nanostream.NanoNode):
+        """A counting sink that, at each of its snapshots, notes the bytes of the states
+        of the checkpoint committed last (items in flight included)."""
+
+        def __init__(self, path: str, sizes: list[int]) -> None:
+            super().__init__(name="count")
+            self.path, self.sizes = path, sizes
+
+        def process_item(self, item: Any) -> None:
+            pass
+
+        def snapshot_state(self) -> None:
+            with closing(sqlite3.connect(self.path)) as db:
+                (size,) = db.execute("SELECT sum(length(state)) FROM nanostream_state").fetchone()
+            if size:
+                self.sizes.append(size)
+
+        def restore_state(self, state: None) -> None:
+            pass
+
+    def pipeline(k: int, sizes: list[int] | None = None, **options: Any) -> int:
         seen = [0]
 
         def count(inp: Any, outp: Any) -> None:
             for _ in inp:
                 seen[0] += 1
 
-        sink = nanostream.as_node(count, name="count")
-        sink.configure(holds_items=False)
+        if sizes is None:
+            sink = nanostream.as_node(count, name="count")
+            sink.configure(holds_items=False)
+        else:
+            sink = Sizes(options["state"], sizes)
         Counter(k) > Reduce(lambda a, b: a + b, key=lambda x: x % 100, name="sums") > sink
         sink.global_start(**options)
-        return seen[0]
+        return seen[0] if sizes is None else k
 
     folder = tempfile.mkdtemp()
     runs = [0]
+    sizes: dict[str, list[int]] = {"unaligned": [], "aligned": []}
 
-    def with_store(interval: float) -> Callable[[int], int]:
+    def with_store(interval: float, **options: Any) -> Callable[[int], int]:
         def run(k: int) -> int:
             runs[0] += 1  # a fresh store each time: the run starts from the beginning
             path = os.path.join(folder, f"run-{runs[0]}.state")
-            return pipeline(k, state=path, checkpoint_interval=interval)
+            return pipeline(k, state=path, checkpoint_interval=interval, **options)
 
         return run
 
+    def sized(kind: str) -> Callable[[int], int]:
+        return with_store(0.1, sizes=sizes[kind], checkpoint_unaligned=kind == "unaligned")
+
     result = interleaved(
-        {"plain": pipeline, "default": with_store(5.0), "frequent": with_store(0.1)}, n, repeat
+        {
+            "plain": pipeline,
+            "default": with_store(5.0),
+            "frequent": with_store(0.1),
+            "aligned": with_store(0.1, checkpoint_unaligned=False),
+            "sized unaligned": sized("unaligned"),
+            "sized aligned": sized("aligned"),
+        },
+        n,
+        repeat,
     )
     plain = result["plain"]
+
+    def size_row(kind: str) -> Row:
+        found = sizes[kind] or [0]
+        return (
+            f"checkpoint size, interval 0.1, {kind}, a sink that reads the store",
+            max(found) / 1024,
+            f"KiB (not items/s): largest of {len(sizes[kind])} checkpoints, "
+            f"median {statistics.median(found) / 1024:.1f} KiB",
+        )
+
     return [
         ("resumable source -> keyed Reduce, no state store", plain, "baseline"),
         (
-            "the same, state store, checkpoint_interval=5 (the default)",
+            "the same, state store, checkpoint_interval=5 (the default), unaligned (default)",
             result["default"],
             f"{result['default'] / plain:.2f}x no store (target >= 0.90x)",
         ),
         (
-            "the same, state store, checkpoint_interval=0.1",
+            "the same, state store, checkpoint_interval=0.1, unaligned (default)",
             result["frequent"],
             f"{result['frequent'] / plain:.2f}x no store",
         ),
+        (
+            "the same, state store, checkpoint_interval=0.1, checkpoint_unaligned=False",
+            result["aligned"],
+            f"{result['aligned'] / plain:.2f}x no store",
+        ),
+        size_row("unaligned"),
+        size_row("aligned"),
     ]
 
 

@@ -233,6 +233,8 @@ import nanostream
 
 # the rate of the "pace" node: slow enough for the kills to land in (see KillChild)
 RATE = float(os.environ.get("KILL_TEST_RATE", "8000"))
+# checkpoint_unaligned: "1" True, "0" False, unset None (the default; see KillChild.checkpoints)
+UNALIGNED = {"1": True, "0": False}.get(os.environ.get("CHECKPOINT_UNALIGNED", ""))
 
 
 class Stopper(nanostream.NanoNode):
@@ -294,7 +296,8 @@ else:  # a folder of JSON-lines parts, one per checkpoint
 pace = Throttle(RATE, name="pace")  # about 3 s of work, for the kills to land in
 watch > rows > pace > Stopper(name="stopper") > counts > out > sink
 run = watch.global_start(
-    block=False, state=store, checkpoint_interval=0.05, queue_size=1000, batch_size=100
+    block=False, state=store, checkpoint_interval=0.05, queue_size=1000, batch_size=100,
+    checkpoint_unaligned=UNALIGNED,
 )
 print("started", flush=True)
 run.wait_interruptibly()
@@ -504,6 +507,12 @@ class KillChild:
         self.preload = ("nanostream", "nanostream.nodes", *preload)
         self.zygote: Zygote | None = None
         self.env: dict[str, str] = {}  # added to each child's environment
+
+    def checkpoints(self, kind: str) -> KillChild:
+        """Make its runs take ``kind`` checkpoints, "aligned" or "unaligned" (a child made
+        from ``STOPPER`` reads them as ``UNALIGNED``); returns it."""
+        self.env["CHECKPOINT_UNALIGNED"] = {"aligned": "0", "unaligned": "1"}[kind]
+        return self
 
     def start(self, *args: str, paced: bool = True) -> Forked:
         """Start it (with ``args`` after the common ones); once it says it started."""

@@ -395,6 +395,38 @@ def test_run_with_state_resumes_and_state_show_lists_it(project: Path) -> None:
     assert "there is no state store at" in result.stderr
 
 
+def test_run_and_check_say_which_checkpoints_a_run_takes(project: Path) -> None:
+    """Unaligned by default on the local runners, aligned with --checkpoint-aligned;
+    ``run -v`` logs it, ``check`` says it for a file with a ``state:`` (the fallback on a
+    runner without unaligned checkpoints: tests/core/test_checkpoint_unaligned.py)."""
+    path = pipeline_file(project, GOOD)
+    store = project / "run.state"
+    result = run_cli("run", path, "-v", "--state", store)
+    assert result.returncode == 0, result.stderr
+    assert "pipeline 'shout': unaligned checkpoints (the default on the 'threads'" in (
+        result.stderr
+    )
+    result = run_cli("run", path, "-v", "--state", store, "--checkpoint-aligned")
+    assert result.returncode == 0, result.stderr
+    assert "pipeline 'shout': aligned checkpoints (checkpoint_unaligned=False)" in result.stderr
+
+    stateful = pipeline_file(project, GOOD + "options: {state: run.state}\n", "stateful.yaml")
+    result = run_cli("check", stateful)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"{stateful}: ok: pipeline 'shout', 3 nodes, 2 links, ")
+    assert "runner threads, unaligned checkpoints (the default on the 'threads'" in result.stdout
+    aligned = pipeline_file(
+        project,
+        GOOD + "runner: cooperative\noptions: {state: s, checkpoint_unaligned: false}\n",
+        "aligned.yaml",
+    )
+    result = run_cli("check", aligned)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.endswith(
+        "runner cooperative, aligned checkpoints (checkpoint_unaligned=False)\n"
+    )
+
+
 def test_run_takes_share_cores_from_the_command_line_and_the_file(project: Path) -> None:
     path = pipeline_file(project, GOOD)
     result = run_cli("run", path, "--no-share-cores")

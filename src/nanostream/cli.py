@@ -11,6 +11,7 @@ second Ctrl-C; 0 after a graceful stop by Ctrl-C or SIGTERM (130 or 143 with
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 import os
@@ -21,15 +22,16 @@ import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import click
 import yaml
 
 from ._core.errors import ConfigError, NanoStreamError, NodeFailed
-from ._core.graph import Pipeline, pipeline_of
+from ._core.graph import Pipeline, Plan, pipeline_of
 from ._core.redact import exception_text
-from ._core.run import Run
+from ._core.run import Run, RunOptions
 from .config import ConfigErrors, ConfiguredComposite, PipelineSpec, read_config
 from .config._common import close_matches, typed_scalar
 from .config._convert import convert_set_arguments
@@ -234,11 +236,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     help="With --state: seconds between checkpoints (default 5).",
 )
 @click.option(
-    "--checkpoint-unaligned",
-    is_flag=True,
+    "--checkpoint-unaligned/--checkpoint-aligned",
+    default=None,
     help="With --state: let checkpoints overtake the items queued between nodes, keeping "
     "them in the checkpoint, so that one completes in about an interval even behind a "
-    "backlog (threads and cooperative runners; see docs/state.md).",
+    "backlog (--checkpoint-unaligned), or let them follow the items "
+    "(--checkpoint-aligned). Default: unaligned on the threads and cooperative runners, "
+    "aligned on ray and with options: checkpoint_items; the run logs which (see "
+    "docs/state.md).",
 )
 @click.option(
     "--drop-state",
@@ -285,7 +290,7 @@ def run(
     otel: bool,
     state: str | None,
     checkpoint_interval: float | None,
-    checkpoint_unaligned: bool,
+    checkpoint_unaligned: bool | None,
     drop_state: bool,
     share_cores: bool | None,
     log_json: bool,
@@ -335,8 +340,8 @@ def run(
                 options["state"] = state
             if checkpoint_interval is not None:
                 options["checkpoint_interval"] = checkpoint_interval
-            if checkpoint_unaligned:
-                options["checkpoint_unaligned"] = True
+            if checkpoint_unaligned is not None:
+                options["checkpoint_unaligned"] = checkpoint_unaligned
             if drop_state:
                 options["drop_state"] = True
             if share_cores is not None:
@@ -415,10 +420,32 @@ def check(
     what = f"pipeline {loaded.pipeline.name!r}"
     if loaded.composite is not None:
         what = f"composite {loaded.composite.__name__!r} ({_arguments(loaded.composite)})"
-    click.echo(
+    line = (
         f"{file}: ok: {what}, {_count(len(plan.nodes), 'node')}, "
         f"{_count(len(plan.edges), 'link')}, runner {loaded.runner or 'threads'}"
     )
+    if loaded.options.get("state") is not None:
+        try:
+            line += f", {_checkpoints(loaded, plan)}"
+        except Exception as exc:  # noqa: BLE001 - reported as one paragraph, not a traceback
+            ctx.exit(_report(exc, debug))
+    click.echo(line)
+
+
+def _checkpoints(loaded: _Loaded, plan: Plan) -> str:
+    """Which checkpoints a run of the file with its ``state:`` takes, and why."""
+    from ._core.checkpointing import choose_checkpoints, describe_checkpoints
+    from ._core.errors import MissingDependencyError
+    from ._core.registry import get_runner
+
+    name = loaded.runner or "threads"
+    try:
+        runner: Any = get_runner(name)
+    except MissingDependencyError:  # the ray runner without ray: it takes aligned ones
+        runner = SimpleNamespace(name=name)
+    plan = dataclasses.replace(plan, options=RunOptions.from_kwargs(**loaded.options))
+    chosen = plan.options.checkpoint_unaligned
+    return describe_checkpoints(choose_checkpoints(plan, runner), runner, chosen)
 
 
 @cli.command()

@@ -49,11 +49,18 @@ LOCAL = ["threads", "cooperative"]
 
 @pytest.mark.parametrize("local_runner", LOCAL)
 def test_each_checkpoint_is_a_consistent_cut(tmp_path: Path, local_runner: str) -> None:
-    """At every committed checkpoint the total equals the source's position."""
+    """At every committed aligned checkpoint the total equals the source's position (the
+    unaligned ones, the default, are checked in test_checkpoint_unaligned.py)."""
     path = str(tmp_path / "run.state")
     watcher = StoreWatcher(path, name="sink")
     Numbers(3000, name="src") > Total(name="total") > watcher
-    watcher.global_start(state=path, checkpoint_items=100, batch_size=64, runner=local_runner)
+    watcher.global_start(
+        state=path,
+        checkpoint_unaligned=False,
+        checkpoint_items=100,
+        batch_size=64,
+        runner=local_runner,
+    )
     assert watcher.items == list(range(1, 3001))
     assert len({epoch for epoch, _ in watcher.seen}) >= 3
     for _epoch, states in watcher.seen:

@@ -1,4 +1,5 @@
-"""Unaligned checkpoints (``checkpoint_unaligned=True``, ``_engine/checkpoint.py``).
+"""Unaligned checkpoints (``_engine/checkpoint.py``): the default on the local runners,
+``checkpoint_unaligned=False`` forces aligned ones, a runner without them falls back.
 
 A barrier goes to the head of each single-producer channel, ahead of the items queued
 there; the node that reads it snapshots those items (and the rest of the batch it is
@@ -8,6 +9,7 @@ behaviour runs under each local runner.
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from typing import Any
 import pytest
 
 import nanostream
+import support
 from nanostream._engine.checkpoint import InFlight
 from nanostream.nodes import CSVReader
 from nanostream.state import open_store
@@ -133,9 +136,8 @@ def test_a_backlog_of_queued_items_repeats_about_one_interval(tmp_path: Path, ru
     leaves room for a loaded machine: three intervals' work."""
     path = str(tmp_path / "run.state")
     per_item, interval = 0.0005, 0.1
-    options = {
+    options = {  # unaligned: the default
         "state": path,
-        "checkpoint_unaligned": True,
         "checkpoint_interval": interval,
         "queue_size": 2000,
         "batch_size": 50,
@@ -198,9 +200,8 @@ def test_a_backlog_of_paths_repeats_about_one_interval_by_time(tmp_path: Path, r
     def run(sink: Tally) -> None:
         watch = LocalDirectoryWatchdog(folder, "*.csv", polling=True, settle=0, name="watch")
         watch > CSVReader(paths=True, types={"n": int}, name="reader") > sink
-        sink.global_start(
+        sink.global_start(  # unaligned: the default
             state=state,
-            checkpoint_unaligned=True,
             checkpoint_interval=0.05,
             batch_size=100,
             runner=runner,
@@ -217,33 +218,163 @@ def test_a_backlog_of_paths_repeats_about_one_interval_by_time(tmp_path: Path, r
     assert repeated < ROWS, f"{repeated} rows repeated; a file is {ROWS} rows"
 
 
+class Aligned:
+    """A runner that takes aligned checkpoints only (as the Ray runner): it keeps the plan
+    it is given and starts nothing."""
+
+    name = "aligned"
+    checkpoints = True
+
+    def __init__(self) -> None:
+        self.plans: list[nanostream.Plan] = []
+
+    def start(self, plan: nanostream.Plan) -> nanostream.Run:
+        self.plans.append(plan)
+        raise Started
+
+
+class Started(Exception):
+    """Raised by :class:`Aligned` instead of starting a run."""
+
+
 def test_unaligned_checkpoints_are_refused_where_they_cannot_work(tmp_path: Path) -> None:
-    """Without a state store; on a runner that takes only aligned checkpoints; with a sink
-    that writes exactly once."""
+    """Without a state store; on a runner that takes only aligned checkpoints."""
     with pytest.raises(nanostream.GraphError, match=r"checkpoint_unaligned=True .* state="):
         nanostream.RunOptions.from_kwargs(checkpoint_unaligned=True)
-    with pytest.raises(nanostream.GraphError, match="checkpoint_unaligned must be True or"):
+    with pytest.raises(nanostream.GraphError, match="checkpoint_unaligned must be True, False"):
         nanostream.RunOptions.from_kwargs(state="s", checkpoint_unaligned="yes")
-
-    class Aligned:
-        name = "aligned"
-        checkpoints = True
-
-        def start(self, plan: nanostream.Plan) -> nanostream.Run:
-            raise AssertionError("never started")  # pragma: no cover
-
     sink = nanostream.testing.Collect(name="sink")
     Numbers(10) > sink
     with pytest.raises(nanostream.GraphError, match="'aligned' runner takes only aligned"):
         sink.global_start(
             state=str(tmp_path / "run.state"), checkpoint_unaligned=True, runner=Aligned()
         )
+
+
+@pytest.mark.parametrize("runner", LOCAL)
+def test_unaligned_is_the_default_on_the_local_runners_and_the_run_says_so(
+    tmp_path: Path, runner: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without ``checkpoint_unaligned`` a run with a state store takes unaligned
+    checkpoints, logs so, and names the nodes whose queue has several producers (their
+    barriers keep their place); barriers overtake a backlog, as the items in flight in
+    its checkpoints show."""
+    path = str(tmp_path / "run.state")
+    sink = Slow(path, per_item=0.0001, watch=True)
+    Numbers(3000) > Total(name="total") > sink
+    with caplog.at_level("INFO", logger="nanostream"):
+        run = sink.global_start(
+            state=path,
+            checkpoint_interval=0.02,
+            queue_size=1000,
+            batch_size=64,
+            runner=runner,
+            block=False,
+        )
+        run.wait()
+    assert run.checkpoints is not None and run.checkpoints.unaligned
+    said = [r.getMessage() for r in caplog.records if "checkpoints" in r.getMessage()]
+    assert said == [
+        f"pipeline 'pipeline': unaligned checkpoints (the default on the {runner!r} runner: "
+        "a barrier overtakes the items queued before it, which the checkpoint keeps)"
+    ]
+    assert any(isinstance(s, InFlight) for states in sink.seen for s in states.values())
+
+    caplog.clear()
+    merged = nanostream.testing.Collect(name="merged")
+    Numbers(3, name="a") > merged
+    Numbers(3, name="b") > merged
+    with caplog.at_level("INFO", logger="nanostream"):
+        merged.global_start(state=str(tmp_path / "merged.state"), runner=runner)
+    said = [r.getMessage() for r in caplog.records if "checkpoints" in r.getMessage()]
+    assert said[0].endswith("; aligned at 'merged', whose queue has 2 producers"), said
+
+
+@pytest.mark.parametrize("runner", LOCAL)
+def test_checkpoint_unaligned_false_keeps_the_barriers_behind_the_items(
+    tmp_path: Path, runner: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``checkpoint_unaligned=False`` forces aligned checkpoints: no checkpoint holds
+    items in flight, each is still a consistent cut, and the run says why."""
+    path = str(tmp_path / "run.state")
+    sink = Slow(path, per_item=0.0001, watch=True)
+    Numbers(3000) > Total(name="total") > sink
+    with caplog.at_level("INFO", logger="nanostream"):
+        sink.global_start(
+            state=path,
+            checkpoint_unaligned=False,
+            checkpoint_interval=0.02,
+            queue_size=1000,
+            batch_size=64,
+            runner=runner,
+        )
+    assert "aligned checkpoints (checkpoint_unaligned=False)" in caplog.text
+    assert sink.items == list(range(1, 3001)) and len(sink.seen) >= 2
+    for states in sink.seen:
+        assert not any(isinstance(s, InFlight) for s in states.values())
+        assert states["total"] == states["src"]
+
+
+def test_a_runner_that_takes_aligned_checkpoints_only_gets_them_by_default(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On a runner without unaligned checkpoints (the Ray runner) the default falls back
+    to aligned, decided before the runner starts, and the run says why."""
+    sink = nanostream.testing.Collect(name="sink")
+    Numbers(10) > sink
+    runner = Aligned()
+    with caplog.at_level("INFO", logger="nanostream"), pytest.raises(Started):
+        sink.global_start(state=str(tmp_path / "run.state"), runner=runner)
+    assert runner.plans[0].options.checkpoint_unaligned is False
+    assert "aligned checkpoints (the 'aligned' runner takes aligned checkpoints only)" in (
+        caplog.text
+    )
+
+
+@pytest.mark.parametrize("runner", LOCAL)
+def test_checkpoint_items_makes_the_default_aligned(
+    tmp_path: Path, runner: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A checkpoint due by count is one whose barrier follows its item: with
+    ``checkpoint_items`` the default is aligned (``True`` still asks for unaligned)."""
+    sink = nanostream.testing.Collect(name="sink")
+    Numbers(10) > sink
+    with caplog.at_level("INFO", logger="nanostream"):
+        run = sink.global_start(
+            state=str(tmp_path / "run.state"), checkpoint_items=3, runner=runner, block=False
+        )
+        run.wait()
+    assert run.checkpoints is not None and not run.checkpoints.unaligned
+    assert (
+        "aligned checkpoints (the default with checkpoint_items: each barrier follows the "
+        "item it counts)"
+    ) in caplog.text
+    again = nanostream.testing.Collect(name="sink")
+    Numbers(10) > again
+    run = again.global_start(
+        state=str(tmp_path / "again.state"),
+        checkpoint_items=3,
+        checkpoint_unaligned=True,
+        runner=runner,
+        block=False,
+    )
+    run.wait()
+    assert run.checkpoints is not None and run.checkpoints.unaligned
+
+
+def test_a_sink_that_writes_exactly_once_takes_unaligned_checkpoints(tmp_path: Path) -> None:
+    """Exactly-once sinks are no reason for aligned checkpoints (the kill tests of
+    tests/core/test_exactly_once_restart.py run both kinds)."""
     from nanostream.nodes.sql import SQLSink
 
-    out = SQLSink(f"sqlite:///{tmp_path / 'out.db'}", "t", exactly_once=True, name="out")
-    Numbers(10) > out
-    with pytest.raises(nanostream.GraphError, match=r"'out' writes exactly once.*aligned"):
-        out.global_start(state=str(tmp_path / "run2.state"), checkpoint_unaligned=True)
+    out = SQLSink(f"sqlite:///{tmp_path / 'out.db'}", "t", create=True, exactly_once=True)
+    Numbers(10) > Total(name="total") > nanostream.nodes.Map(lambda n: {"n": n}) > out
+    run = out.global_start(state=str(tmp_path / "run.state"), block=False)
+    run.wait()
+    assert run.checkpoints.unaligned
+    assert support.sqlite_rows(tmp_path / "out.db", "SELECT n FROM t") == [
+        (n,) for n in range(1, 11)
+    ]
 
 
 def test_a_runner_that_cannot_put_items_back_refuses_a_store_that_holds_some(
@@ -268,3 +399,58 @@ def pickle_state(state: Any) -> bytes:
     from nanostream.state.store import encode_state
 
     return encode_state(state)
+
+
+@pytest.mark.parametrize("runner", LOCAL)
+def test_items_in_flight_that_cannot_be_pickled_say_what_to_do(tmp_path: Path, runner: str) -> None:
+    """The items an unaligned checkpoint keeps are pickled: when they cannot be, the run
+    fails naming the node and the option that takes checkpoints without them."""
+    path = str(tmp_path / "run.state")
+    sink = Slow(path, per_item=0.0002)
+    Numbers(5000) > nanostream.nodes.Map(lambda n: threading.Lock(), name="locks") > sink
+    with pytest.raises(nanostream.NodeFailed, match="sink") as failed:
+        sink.global_start(
+            state=path, checkpoint_interval=0.02, queue_size=1000, batch_size=64, runner=runner
+        )
+    cause = failed.value.__cause__
+    assert isinstance(cause, nanostream.StateError)
+    assert "node 'sink': an unaligned checkpoint keeps the items" in str(cause)
+    assert "checkpoint_unaligned=False" in str(cause)
+
+
+@pytest.mark.parametrize("runner", LOCAL)
+def test_checkpoints_go_on_while_the_pipeline_drains_after_its_sources_ended(
+    tmp_path: Path, runner: str
+) -> None:
+    """Once every source has ended (here at once: the sink's queue holds all 3,000
+    items), checkpoints go on while the slow sink drains its queue: each holds the
+    source's final state and the items in flight at the sink, the last totals, and a
+    crash late in the drain repeats about an interval's items (without them, the last
+    checkpoint is from before the source ended, and the restart repeats 2,499)."""
+    path = str(tmp_path / "run.state")
+    per_item, interval = 0.0005, 0.05
+    options = {
+        "state": path,
+        "checkpoint_interval": interval,
+        "queue_size": 4000,
+        "batch_size": 64,
+        "runner": runner,
+    }
+    crashed = Slow(path, per_item=per_item, fail_at=2500, watch=True)
+    Numbers(3000) > Total(name="total") > crashed
+    with pytest.raises(nanostream.NodeFailed, match="sink"):
+        crashed.global_start(**options)
+    drained = [states for states in crashed.seen if states["src"] == 3000]
+    assert len(drained) >= 2, "no checkpoint after the source ended"
+    for states in drained:
+        total, ones = _split(states["total"])
+        assert total + len(ones) == 3000
+        _none, totals = _split(states["sink"])
+        assert totals == list(range(total - len(totals) + 1, total + 1))
+    restarted = Slow(path)
+    Numbers(3000) > Total(name="total") > restarted
+    restarted.global_start(**options)
+    first, again = crashed.items, restarted.items
+    assert again == list(range(again[0], 3001)) and again[0] <= len(first) + 1
+    repeated = len(set(first) & set(again))
+    assert repeated < 1000, f"{repeated} items repeated; one interval ~{int(interval / per_item)}"

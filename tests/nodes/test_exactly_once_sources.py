@@ -7,7 +7,8 @@ test kills it with SIGKILL at random moments (``KILLS`` times), restarting it ea
 from the store, then lets it finish. The table must equal, row for row, that of an
 uninterrupted run. The sources: an incremental ``SQLSource`` (SQLite), a Redis stream
 (``RedisStreamSource``), and the watched folder of CSV files with the store and the table
-in PostgreSQL. Each takes 5 to 8 s on a quiet machine (see ``support.Zygote``).
+in PostgreSQL. Each runs with aligned and with unaligned checkpoints, and takes 5 to 8 s
+on a quiet machine (see ``support.Zygote``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ pytest.importorskip("sqlalchemy")
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
 KILLS = int(os.environ.get("NANOSTREAM_EO_KILLS", "10"))
+#: every kill test runs with each kind of checkpoint (unaligned: the default)
+CHECKPOINTS = ["aligned", "unaligned"]
 EVENTS = support.FILES * support.ROWS
 #: what the children's interpreter imports before it forks a child per start
 SQL = ("nanostream.nodes.sql", "sqlalchemy.dialects.sqlite")
@@ -48,7 +51,8 @@ sink = SQLSink(db, "counts", create=True, exactly_once=True, name="sink")
 pace = Throttle(RATE, name="pace")  # about 3 s of work, for the kills to land in
 rows > pace > Stopper(name="stopper") > counts > out > sink
 run = sink.global_start(
-    block=False, state=store, checkpoint_interval=0.05, queue_size=1000, batch_size=100
+    block=False, state=store, checkpoint_interval=0.05, queue_size=1000, batch_size=100,
+    checkpoint_unaligned=UNALIGNED,
 )
 print("started", flush=True)
 run.wait_interruptibly()
@@ -142,8 +146,9 @@ def kill_and_compare(
     assert sqlite_table(db) == expected
 
 
+@pytest.mark.parametrize("checkpoints", CHECKPOINTS)
 def test_kill_9_with_an_incremental_sql_source(
-    tmp_path: Path, kill_child: Callable[..., Any]
+    tmp_path: Path, kill_child: Callable[..., Any], checkpoints: str
 ) -> None:
     source = tmp_path / "events.sqlite"
     with closing(sqlite3.connect(source)) as conn:
@@ -152,11 +157,13 @@ def test_kill_9_with_an_incremental_sql_source(
         conn.commit()
     script = tmp_path / "child.py"
     script.write_text(SQL_CHILD)
-    kill_and_compare(kill_child(script, str(source), preload=SQL), tmp_path)
+    child = kill_child(script, str(source), preload=SQL).checkpoints(checkpoints)
+    kill_and_compare(child, tmp_path)
 
 
+@pytest.mark.parametrize("checkpoints", CHECKPOINTS)
 def test_kill_9_with_a_redis_stream_source(
-    tmp_path: Path, redis_url: str, kill_child: Callable[..., Any]
+    tmp_path: Path, redis_url: str, kill_child: Callable[..., Any], checkpoints: str
 ) -> None:
     import redis
 
@@ -171,12 +178,14 @@ def test_kill_9_with_a_redis_stream_source(
     script = tmp_path / "child.py"
     script.write_text(REDIS_CHILD)
     child = kill_child(script, redis_url, preload=(*SQL, "nanostream.nodes.redis", "redis"))
+    child.checkpoints(checkpoints)
     # a consumer group for each: a restart first goes through its group's pending entries
     kill_and_compare(child, tmp_path, plain=("plain",), killed=("killed",), late=0.5)
 
 
+@pytest.mark.parametrize("checkpoints", CHECKPOINTS)
 def test_kill_9_with_the_store_and_the_table_in_postgresql(
-    tmp_path: Path, postgres_url: str, kill_child: Callable[..., Any]
+    tmp_path: Path, postgres_url: str, kill_child: Callable[..., Any], checkpoints: str
 ) -> None:
     pytest.importorskip("watchdog")
     import sqlalchemy as sa
@@ -205,7 +214,7 @@ def test_kill_9_with_the_store_and_the_table_in_postgresql(
     script.write_text(support.WATCHED_CHILD)
     child = kill_child(
         script, str(folder), preload=(*SQL, "sqlalchemy.dialects.postgresql", "psycopg")
-    )
+    ).checkpoints(checkpoints)
     try:
         plain = tmp_path / "plain.sqlite"
         child.finish(str(tmp_path / "plain.state"), f"sqlite:///{plain}")

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 import nanostream
+from nanostream._engine.checkpoint import InFlight
 from nanostream.nodes import CSVReader, JSONLinesReader, LocalFileReader
 from nanostream.state import open_store
 from support import Kept, Replay, crash_and_restart
@@ -99,23 +100,33 @@ def test_a_restart_resumes_inside_the_file(tmp_path: Path, runner: str, kind: st
         batch_size=1,
     )
     checkpoint = found["checkpoint"]
+    # unaligned checkpoints (the default): the rows in flight at the sink were emitted
+    # before the reader's place too, and the sink reads them again after the restart
+    kept, in_flight = _split(None if checkpoint is None else checkpoint.states["keep"][1])
+    kept = kept or []
     if kind.endswith("-skip"):  # outputs held back per item: checkpoints between files
-        assert checkpoint is None or checkpoint.states["reader"][1] is None
-        kept = [] if checkpoint is None else checkpoint.states["keep"][1]
-        assert len(kept) % ROWS == 0
+        assert checkpoint is None or _split(checkpoint.states["reader"][1])[0] is None
+        assert (len(kept) + len(in_flight)) % ROWS == 0
     else:
         assert checkpoint is not None
-        position = checkpoint.states["reader"][1]
-        kept = checkpoint.states["keep"][1]
+        position, _paths = _split(checkpoint.states["reader"][1])
+        emitted = len(kept) + len(in_flight)
         assert position is not None, "no checkpoint was taken inside a file"
-        assert position[0] == paths[len(kept) // ROWS]
-        assert position[1] == len(kept) % ROWS  # the reader's place is the sink's count
+        assert position[0] == paths[emitted // ROWS]
+        assert position[1] == emitted % ROWS  # the reader's place is the sink's count
 
     expected: list[Any] = [{"n": i} for i in range(2 * ROWS)]
     if kind == "lines":
         expected = [str(i) for i in range(2 * ROWS)]
     assert restarted.items == expected
     assert restarted.received == 2 * ROWS - len(kept)  # nothing read twice
+
+
+def _split(state: Any) -> tuple[Any, list[Any]]:
+    """A node's stored state and the items in flight at it (unaligned checkpoints)."""
+    if isinstance(state, InFlight):
+        return state.state, state.items
+    return state, []
 
 
 class Tally(nanostream.NanoNode):

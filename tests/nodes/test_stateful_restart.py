@@ -45,22 +45,15 @@ def crash_and_restart(
     runner: str,
     unaligned: bool = False,
 ) -> list[Any]:
-    """What the sink kept after a crash at its ``fail_at``-th item and a restart. With
-    ``unaligned``, the checkpoints are unaligned, and the sink's state is still all it
-    kept (it does not write exactly once: a sink that does refuses unaligned
-    checkpoints)."""
+    """What the sink (exactly once into memory) kept after a crash at its ``fail_at``-th
+    item and a restart; with ``unaligned``, the checkpoints are unaligned, else aligned."""
 
     def pipeline(sink: Kept) -> None:
         Replay(events) > middle() > sink
 
-    def sink(**options: Any) -> Kept:
-        kept = Kept(**options)
-        kept.exactly_once = not unaligned
-        return kept
-
     restarted = support.crash_and_restart(
         pipeline,
-        sink,
+        Kept,
         fail_at,
         str(path),
         runner,

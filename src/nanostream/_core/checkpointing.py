@@ -32,14 +32,15 @@ Example:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import dataclasses
+from typing import TYPE_CHECKING, Any
 
 from .errors import GraphError
 
 if TYPE_CHECKING:
     from .graph import Plan
 
-__all__ = ["check_checkpointing"]
+__all__ = ["check_checkpointing", "choose_checkpoints", "describe_checkpoints"]
 
 
 def _links(plan: Plan) -> tuple[list[list[int]], list[list[int]]]:
@@ -96,12 +97,6 @@ def check_checkpointing(plan: Plan) -> None:
                 "outputs before reading the next one"
             )
     sinks = [pn for pn in nodes if not pn.outputs]
-    if exactly and plan.options.checkpoint_unaligned:
-        raise GraphError(
-            f"{exactly[0].name!r} writes exactly once, which nanostream gives with aligned "
-            "checkpoints only: drop checkpoint_unaligned=True, or exactly_once=True "
-            "(at-least-once)"
-        )
     for sink in exactly:
         others = [pn.name for pn in sinks if pn is not sink]
         if others:
@@ -126,3 +121,87 @@ def check_checkpointing(plan: Plan) -> None:
                     "single-input paths: drop exactly_once=True (at-least-once), or give "
                     "each input its own pipeline"
                 )
+
+
+def choose_checkpoints(plan: Plan, runner: Any) -> Plan:
+    """``plan`` with its checkpoints' kind decided for ``runner`` (when it takes any).
+
+    ``checkpoint_unaligned=None`` (the default) becomes unaligned where the runner can
+    take unaligned checkpoints (its ``unaligned_checkpoints``: the threads and cooperative
+    runners), else aligned, and aligned with ``checkpoint_items`` (a checkpoint due by
+    count is one whose barrier follows its item: one put ahead of the items queued
+    would overtake the very items it counts, and a burst of them would all be passed by
+    one checkpoint); ``True`` where the runner cannot is refused, naming it.
+
+    Example:
+        >>> import nanostream
+        >>> from nanostream._core.registry import get_runner
+        >>> src = nanostream.from_iterable([1], name="src")
+        >>> _ = src > nanostream.testing.Collect(name="sink")
+        >>> plan = nanostream.pipeline_of(src).plan(nanostream.RunOptions(state="run.state"))
+        >>> plan.options.checkpoint_unaligned is None
+        True
+        >>> choose_checkpoints(plan, get_runner("threads")).options.checkpoint_unaligned
+        True
+    """
+    opts = plan.options
+    can = bool(getattr(runner, "unaligned_checkpoints", False))
+    if opts.state is None:
+        return plan
+    if opts.checkpoint_unaligned and not can:
+        raise GraphError(
+            f"the {runner.name!r} runner takes only aligned checkpoints, so "
+            "checkpoint_unaligned=True would do nothing: run on the 'threads' or "
+            "'cooperative' runner, or drop checkpoint_unaligned (aligned is then chosen)"
+        )
+    if opts.checkpoint_unaligned is None:
+        unaligned = can and opts.checkpoint_items is None
+        chosen = dataclasses.replace(opts, checkpoint_unaligned=unaligned)
+        plan = dataclasses.replace(plan, options=chosen)
+    return plan
+
+
+def describe_checkpoints(plan: Plan, runner: Any, chosen: bool | None = None) -> str:
+    """Which checkpoints a run of ``plan`` (decided by :func:`choose_checkpoints`) takes,
+    and why, in a line; ``chosen`` is the ``checkpoint_unaligned`` the user gave (None:
+    the default). Empty without a state store.
+
+    Example:
+        >>> import nanostream
+        >>> from nanostream._core.registry import get_runner
+        >>> a = nanostream.from_iterable([1], name="a")
+        >>> b = nanostream.from_iterable([2], name="b")
+        >>> sink = nanostream.testing.Collect(name="sink")
+        >>> _ = a > sink; _ = b > sink
+        >>> options = nanostream.RunOptions(state="run.state")
+        >>> plan = nanostream.pipeline_of(a).plan(options)
+        >>> runner = get_runner("threads")
+        >>> said = describe_checkpoints(choose_checkpoints(plan, runner), runner)
+        >>> said.startswith("unaligned checkpoints (the default on the 'threads' runner: ")
+        True
+        >>> said.split("; ")[-1]
+        "aligned at 'sink', whose queue has 2 producers"
+    """
+    opts = plan.options
+    if opts.state is None:
+        return ""
+    if chosen is not None:
+        why = f"checkpoint_unaligned={chosen}"
+    elif opts.checkpoint_unaligned:
+        why = (
+            f"the default on the {runner.name!r} runner: a barrier overtakes the items "
+            "queued before it, which the checkpoint keeps"
+        )
+    elif getattr(runner, "unaligned_checkpoints", False):
+        why = "the default with checkpoint_items: each barrier follows the item it counts"
+    else:
+        why = f"the {runner.name!r} runner takes aligned checkpoints only"
+    if not opts.checkpoint_unaligned:
+        return f"aligned checkpoints ({why})"
+    merging = [
+        f"{pn.name!r}, whose queue has {len(pn.inputs)} producers"
+        for pn in plan.nodes
+        if len(pn.inputs) > 1
+    ]
+    also = f"; aligned at {', '.join(merging)}" if merging else ""
+    return f"unaligned checkpoints ({why}){also}"

@@ -7,13 +7,14 @@ names, no cycles) and returns a :class:`Plan`: what every runner executes.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import registry
-from .checkpointing import check_checkpointing
+from .checkpointing import check_checkpointing, choose_checkpoints, describe_checkpoints
 from .context import NodeContext, node_label
 from .errors import CycleError, GraphError, RunStateError
 from .node import FunctionNode, IterableSource, NanoNode, NodeFunction, release_function
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
     from .run import Run, RunOptions
 
 __all__ = ["Edge", "Pipeline", "Plan", "PlanNode"]
+
+log = logging.getLogger("nanostream")
 
 
 @dataclass(frozen=True)
@@ -421,14 +424,10 @@ class Pipeline:
                     "do nothing: run on the 'threads' or 'cooperative' runner, or without "
                     "state= (at-least-once through acknowledgements, see docs/state.md)"
                 )
-            if plan.options.checkpoint_unaligned and not getattr(
-                impl, "unaligned_checkpoints", False
-            ):
-                raise GraphError(
-                    f"the {impl.name!r} runner takes only aligned checkpoints, so "
-                    "checkpoint_unaligned=True would do nothing: run on the 'threads' or "
-                    "'cooperative' runner, or drop checkpoint_unaligned"
-                )
+            chosen = plan.options.checkpoint_unaligned
+            plan = choose_checkpoints(plan, impl)
+            if plan.options.state is not None:
+                log.info("pipeline %r: %s", self.name, describe_checkpoints(plan, impl, chosen))
             if plan.options.share_cores is not None and not getattr(impl, "shares_cores", False):
                 raise GraphError(
                     f"the {impl.name!r} runner does not place node threads on cores, so "

@@ -77,9 +77,11 @@ class RunOptions:
     - ``checkpoint_interval``: seconds between checkpoints (default 5.0).
     - ``checkpoint_items``: a checkpoint also starts once a source has emitted this many
       items since the last one (default None: by time only).
-    - ``checkpoint_unaligned``: a checkpoint's barriers overtake the items queued before
-      them, which the checkpoint keeps as items in flight (default False: barriers follow
-      the items, so a checkpoint waits behind a backlog). See docs/state.md.
+    - ``checkpoint_unaligned``: whether a checkpoint's barriers overtake the items queued
+      before them, which the checkpoint then keeps as items in flight (``True``), or follow
+      them, so that a checkpoint waits behind a backlog (``False``). Default ``None``:
+      unaligned where the runner can (threads, cooperative) and ``checkpoint_items`` is
+      not set, else aligned; the run logs which. See docs/state.md.
     - ``drop_state``: start afresh the nodes whose stored state no longer fits (default
       False: that is a ``StateError``).
     - ``share_cores``: on the threads runner, whether the node threads that only compute
@@ -103,7 +105,7 @@ class RunOptions:
     state: str | None = None
     checkpoint_interval: float = 5.0
     checkpoint_items: int | None = None
-    checkpoint_unaligned: bool = False
+    checkpoint_unaligned: bool | None = None
     drop_state: bool = False
     share_cores: bool | None = None
 
@@ -160,8 +162,10 @@ def check_checkpoint_options(opts: RunOptions) -> None:
     if items is not None and (isinstance(items, bool) or not isinstance(items, int) or items < 1):
         raise GraphError(f"checkpoint_items must be a whole number >= 1, got {items!r}")
     unaligned = opts.checkpoint_unaligned
-    if not isinstance(unaligned, bool):
-        raise GraphError(f"checkpoint_unaligned must be True or False, got {unaligned!r}")
+    if unaligned is not None and not isinstance(unaligned, bool):
+        raise GraphError(
+            f"checkpoint_unaligned must be True, False or None (the default), got {unaligned!r}"
+        )
     if unaligned and state is None:
         raise GraphError(
             "checkpoint_unaligned=True changes how checkpoints are taken, and a run without "

@@ -15,6 +15,11 @@ stopping the stream, in the manner of Chandy and Lamport's snapshots:
   barrier on after the outputs of those items (:class:`NodeBarriers`). A node whose input
   ended sends :data:`ENDED` instead of further barriers, so its consumers stop counting on
   it.
+- *Unaligned* (the default on the local runners, see docs/state.md): a barrier goes to
+  the head of a channel with one producer, and the node that takes it keeps the items it
+  overtook (:class:`InFlight`). Once every source has ended, a node whose producers have
+  all ended puts a due checkpoint's barriers at the head of its own channel in their
+  stead (:func:`_drain_hook`): checkpoints go on while the pipeline drains.
 - *Commit.* When the barrier of an epoch has reached every sink (or the sink has ended),
   the snapshots of that epoch are the state of one consistent cut: the coordinator
   commits them to the store in one transaction (:class:`CheckpointCoordinator`). When every
@@ -29,6 +34,7 @@ several inputs aligns by count, which is exact for state but not for exactly-onc
 from __future__ import annotations
 
 import logging
+import pickle
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -57,6 +63,7 @@ __all__ = [
     "overtaken_items",
     "place_barrier",
     "restore",
+    "unaligned",
 ]
 
 log = logging.getLogger("nanostream")
@@ -115,6 +122,14 @@ class InFlight:
 
     def __repr__(self) -> str:
         return f"InFlight(state={self.state!r}, items={len(self.items)})"
+
+
+def unaligned(plan: Plan) -> bool:
+    """Whether a local run of ``plan`` takes unaligned checkpoints: ``None``, the default,
+    is unaligned on the local runners unless ``checkpoint_items`` is set (``Pipeline.start``
+    has decided it already, see :func:`~nanostream._core.checkpointing.choose_checkpoints`)."""
+    chosen = plan.options.checkpoint_unaligned
+    return chosen if chosen is not None else plan.options.checkpoint_items is None
 
 
 def place_barrier(channel: Any, epoch: int, counters: Any, unaligned: bool) -> None:
@@ -189,7 +204,7 @@ class CheckpointCoordinator:
         opts = plan.options
         self.interval = opts.checkpoint_interval
         self.items = opts.checkpoint_items
-        self.unaligned = opts.checkpoint_unaligned
+        self.unaligned = unaligned(plan)
         self.epoch = restored.epoch if restored is not None else 0  # the last one begun
         self.committed = self.epoch
         self.commits = 0
@@ -203,6 +218,10 @@ class CheckpointCoordinator:
         self._reached: dict[int, set[int]] = {}
         self._final: dict[int, bytes] = {}
         self._ended: set[int] = set()
+        # Once every source has ended (unaligned only): the last epoch they began, and the
+        # producers of each node, whose barriers the node then puts in their stead.
+        self.drained_from: int | None = None
+        self._producers = {pn.index: set(pn.inputs) for pn in plan.nodes}
 
     # ----------------------------------------------------------------- sources
     def source_flushed(self, pn: PlanNode, boxes: Sequence[Outbox], items_out: int) -> None:
@@ -274,10 +293,31 @@ class CheckpointCoordinator:
             if blob is not None:
                 self._final[index] = blob
             self._ended.add(index)
+            if self.unaligned and self.drained_from is None and self.sources.keys() <= self._ended:
+                self.drained_from = self.epoch
             self._commit_complete()
             if len(self._ended) == len(self.plan.nodes):
                 self.epoch += 1
                 self._commit(self.epoch, {})
+
+    def drain_epoch(self, index: int, seen: int) -> int | None:
+        """Once every source has ended, the epoch whose barriers node ``index`` (running,
+        every producer of it ended, ``seen`` the last epoch that reached it) puts at the
+        head of its own channel now, in its producers' stead; None when none is due.
+
+        Their final states are known, so a checkpoint goes on while the rest of the
+        pipeline drains a backlog: the items queued at the node are in flight at it.
+        """
+        if self.drained_from is None or time.monotonic() < self._due:
+            return None
+        if not self._producers[index] <= self._ended:
+            return None
+        with self._lock:
+            if self.committed >= self.epoch:  # one at a time, as the sources begin them
+                self.epoch += 1
+                self._due = time.monotonic() + self.interval
+            epoch = self.epoch
+        return epoch if epoch > max(seen, self.drained_from) else None
 
     def _commit_complete(self) -> None:
         """Commit, in order, each begun epoch whose barrier every live sink has passed."""
@@ -336,12 +376,14 @@ class NodeBarriers:
         self.outputs_ended = False
         self._arrivals: dict[int, int] = {}
         self._told = coordinator.committed
+        self.seen = coordinator.committed  # the last epoch whose barrier reached the node
 
     def arrived(self, barrier: Barrier) -> None:
         """``barrier`` was read after every item before it on its channel."""
         if barrier is ENDED:
             self.live -= 1
         else:
+            self.seen = max(self.seen, barrier.epoch)
             if barrier.overtaken is not None and self.reader is not None:
                 self._inflight[barrier.epoch] = self.reader.unread() + overtaken_items(
                     self.channel, barrier
@@ -358,7 +400,7 @@ class NodeBarriers:
         items = self._inflight.pop(epoch, None)
         if items:
             state = pn.snapshot() if pn.snapshot is not None else None
-            blob = encode_state(InFlight(state, pn.snapshot is not None, items))
+            blob = _encode_in_flight(pn, InFlight(state, pn.snapshot is not None, items))
             self.coordinator.record(pn.index, epoch, blob)
         elif pn.snapshot is not None:
             self.coordinator.record(pn.index, epoch, encode_state(pn.snapshot()))
@@ -401,6 +443,24 @@ class NodeBarriers:
             self.pn.on_commit()
 
 
+def _encode_in_flight(pn: PlanNode, kept: InFlight) -> bytes:
+    """``kept`` pickled; items in flight that cannot be are a ``StateError`` that says
+    what to do (a node's own state that cannot be fails as it would when aligned)."""
+    try:
+        return encode_state(kept)
+    except Exception as exc:
+        try:
+            encode_state(kept.items)
+        except (pickle.PicklingError, TypeError, AttributeError):
+            raise StateError(
+                f"node {pn.name!r}: an unaligned checkpoint keeps the items queued before the "
+                f"node, and they cannot be pickled ({exc}): run with "
+                "checkpoint_unaligned=False (--checkpoint-aligned), whose checkpoints keep "
+                "no items, or send items that pickle"
+            ) from exc
+        raise
+
+
 def _restore(
     plan: Plan,
     store: StateStore,
@@ -419,9 +479,10 @@ def _restore(
         if isinstance(state, InFlight) and replays is None:
             raise StateError(
                 f"the state store {store.where} holds items in flight at node {name!r}, "
-                "from a run with unaligned checkpoints (checkpoint_unaligned=True), and "
-                "this runner cannot put them back: restart on the 'threads' or "
-                "'cooperative' runner"
+                "from a run with unaligned checkpoints (the default on the 'threads' and "
+                "'cooperative' runners), and this runner cannot put them back: restart on "
+                "one of those; to move a run to this runner, restart it there first with "
+                "checkpoint_unaligned=False until it has taken a checkpoint"
             )
         if pn is None:
             misfits.append(f"{name!r} (no node of that name now)")
@@ -479,7 +540,6 @@ def install(
         channels[index].put_nowait(items)
     sources = {pn.index: boxes[pn.index] for pn in plan.nodes if pn.is_source}
     coordinator = CheckpointCoordinator(plan, store, restored, sources)
-    unaligned = plan.options.checkpoint_unaligned
     ends: list[Callable[[], None] | None] = [
         hook_node(
             pn,
@@ -488,8 +548,8 @@ def install(
             boxes=boxes[pn.index],
             reader=readers[pn.index],
             channel=channels[pn.index],
-            forward=barrier_forward(boxes[pn.index], unaligned),
-            unaligned=unaligned,
+            forward=barrier_forward(boxes[pn.index], coordinator.unaligned),
+            unaligned=coordinator.unaligned,
         )
         for pn in plan.nodes
     ]
@@ -546,9 +606,12 @@ def hook_node(
     reader.barriers = barriers = NodeBarriers(
         pn, coordinator, forward or reader.forward, reader=reader, channel=channel
     )
-    context.on_idle = _within_item_hook(reader, channel)
+    drain = None
+    if unaligned and isinstance(coordinator, CheckpointCoordinator):
+        drain = _drain_hook(coordinator, barriers, channel)
+    context.on_idle = _within_item_hook(reader, channel, drain)
     if unaligned:
-        reader.priority = _priority_hook(barriers, channel)
+        reader.priority = _priority_hook(barriers, channel, drain)
     return barriers.finish
 
 
@@ -561,7 +624,35 @@ def _source_hook(
     return on_flush
 
 
-def _within_item_hook(reader: InputReader, channel: Any) -> Callable[[], None]:
+def _drain_hook(
+    coordinator: CheckpointCoordinator, barriers: NodeBarriers, channel: Any
+) -> Callable[[], None]:
+    """What a node calls between slices (and within an item) with unaligned checkpoints:
+    once every source and every producer of the node has ended, it puts a due
+    checkpoint's barriers at the head of its own channel, one for each producer whose end
+    it has not read (its thread: the producers put nothing more there)."""
+    index = barriers.pn.index
+
+    def drain() -> None:
+        if coordinator.drained_from is None or barriers.live <= 0:
+            return  # (per slice, and per record of a file reader: cheap until then)
+        epoch = coordinator.drain_epoch(index, barriers.seen)
+        if epoch is None:
+            return
+        queued = list(channel.batches)
+        if any(type(b) is Barrier and b.epoch >= epoch for b in queued):
+            return
+        if sum(b is ENDED for b in queued) < barriers.live:
+            return  # a producer has not sent all it emitted yet (it records its end first)
+        for _ in range(barriers.live):
+            channel.put_first(Barrier(epoch))
+
+    return drain
+
+
+def _within_item_hook(
+    reader: InputReader, channel: Any, drain: Callable[[], None] | None = None
+) -> Callable[[], None]:
     """What a node in the middle of an item calls between two outputs (``between_items``).
 
     When the item is the last one read and a barrier follows it in the channel, the barrier
@@ -575,6 +666,8 @@ def _within_item_hook(reader: InputReader, channel: Any) -> Callable[[], None]:
     batches = channel.batches
 
     def within_item() -> None:
+        if drain is not None:
+            drain()
         if not batches or type(batches[0]) is not Barrier:
             return
         if batches[0].overtaken is None and (
@@ -588,14 +681,19 @@ def _within_item_hook(reader: InputReader, channel: Any) -> Callable[[], None]:
     return within_item
 
 
-def _priority_hook(barriers: NodeBarriers, channel: Any) -> Callable[[], None]:
+def _priority_hook(
+    barriers: NodeBarriers, channel: Any, drain: Callable[[], None] | None = None
+) -> Callable[[], None]:
     """What a node's reader calls after each slice with unaligned checkpoints: a barrier
     at the head of the channel is taken then, ahead of the rest of the batch being read
-    (those items are in flight at the checkpoint)."""
+    (those items are in flight at the checkpoint); with ``drain``, first the barriers a
+    node whose producers have all ended puts there itself (:func:`_drain_hook`)."""
     batches = channel.batches
 
     def priority() -> None:
-        if batches and type(batches[0]) is Barrier and batches[0].overtaken is not None:
+        if drain is not None:
+            drain()
+        while batches and type(batches[0]) is Barrier and batches[0].overtaken is not None:
             barrier = channel.take_head(Barrier)
             if barrier is not None:
                 barriers.arrived(barrier)
