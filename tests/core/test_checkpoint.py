@@ -1,6 +1,7 @@
 """Checkpoints (``_engine/checkpoint.py``): barriers, consistent snapshots, restore, refusals.
 
-Every behaviour runs under each local runner; the Ray runner refuses ``state=``.
+Every behaviour runs under each local runner; the Ray runner's aligned checkpoints are
+tested in ``tests/runners/test_ray_state.py``.
 """
 
 from __future__ import annotations
@@ -221,7 +222,7 @@ def test_snapshot_without_restore_is_refused() -> None:
 
 
 def test_a_runner_without_checkpoints_refuses_state(tmp_path: Path) -> None:
-    """The Ray runner (and any runner that does not say ``checkpoints = True``)."""
+    """A runner that does not say ``checkpoints = True`` (a third party's, here)."""
 
     class Plain:
         name = "plain"
