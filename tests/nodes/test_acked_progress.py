@@ -118,3 +118,64 @@ def test_acks_from_many_threads_commit_each_value_once() -> None:
         t.join()
     assert [v for c in store.commits for v in c] == list(range(1000))
     assert store.closed == 1
+
+
+class SlowStore(Store):
+    """A commit target whose commits wait until the test lets them end."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.go_on = threading.Event()
+
+    def commit(self, values: Sequence[int]) -> None:
+        self.entered.set()
+        assert self.go_on.wait(30), "the test never let the commit end"
+        super().commit(values)
+
+
+def call_in_thread(function: object) -> threading.Thread:
+    thread = threading.Thread(target=function)  # type: ignore[arg-type]
+    thread.start()
+    return thread
+
+
+def test_a_commit_under_way_holds_up_neither_the_source_nor_other_acks() -> None:
+    store = SlowStore()
+    progress = AckedProgress(store.commit, close=store.close, name="src")
+    first = progress.ack(1)
+    committing = call_in_thread(first)  # an ack commits, and its commit takes long
+    assert store.entered.wait(30)
+    # Meanwhile the source hands out acks and the pipeline acknowledges items: neither
+    # waits for the commit (they held the lock it was made under, before).
+    others = call_in_thread(lambda: [progress.ack(v)() for v in (2, 3)])
+    others.join(30)
+    assert not others.is_alive(), "an ack waited for another thread's commit"
+    assert progress.outstanding == 0 and store.commits == []
+    store.go_on.set()
+    committing.join(30)
+    # The values acknowledged during the commit went with the next one, after it, once.
+    assert store.commits == [[1], [2, 3]] and progress.committed == 3
+    progress.finish()
+    assert store.commits == [[1], [2, 3]] and store.closed == 1
+
+
+def test_the_last_commit_and_close_wait_for_a_commit_under_way() -> None:
+    store = SlowStore()
+    at_close: list[list[list[int]]] = []
+    progress = AckedProgress(
+        store.commit,
+        close=lambda: at_close.append([list(c) for c in store.commits]),
+        interval=3600,
+        name="src",
+    )
+    acks = [progress.ack(v) for v in (1, 2)]
+    acks[0]()  # not due: waits for the source or the end
+    committing = call_in_thread(progress.commit)  # the source commits [1], slowly
+    assert store.entered.wait(30)
+    ending = call_in_thread(lambda: (progress.finish(), acks[1]()))  # the end, the last ack
+    store.go_on.set()
+    for thread in (committing, ending):
+        thread.join(30)
+    assert store.commits == [[1], [2]]  # in order, each once
+    assert at_close == [[[1], [2]]]  # closed once, after the last commit

@@ -237,6 +237,53 @@ def test_a_stop_inside_a_poll_commits_every_record_emitted(
     )
 
 
+class Gate(Collect):
+    """Collects; before its ``at``-th record waits until the test opens it."""
+
+    def __init__(self, at: int, **options: Any) -> None:
+        super().__init__(**options)
+        self.at = at
+        self.waiting = threading.Event()
+        self.opened = threading.Event()
+
+    def process_item(self, item: Any) -> Iterator[Any]:
+        if len(self.items) == self.at:
+            self.waiting.set()
+            assert self.opened.wait(60), "the test never opened the gate"
+        yield from super().process_item(item)
+
+
+@pytest.mark.parametrize("local_runner", ["threads", "cooperative"])
+def test_a_source_held_up_by_back_pressure_still_commits(
+    kafka_cluster: str, local_runner: str
+) -> None:
+    """Acknowledgements store their offsets in the client, which commits them in its own
+    thread: a source waiting on a full queue (it does not poll) still has what the
+    pipeline finished committed within ``commit_interval``."""
+    topic, group = unique("held"), unique("g")
+    produce(kafka_cluster, topic, [f"v{i}".encode() for i in range(6000)])
+    sink = Gate(5000, wait_for=6000)
+    sink.configure(queue_size=64)
+    group_source(kafka_cluster, topic, group, commit_interval=1.0) > sink
+    run = sink.global_start(block=False, runner=local_runner)
+    assert run is not None
+    try:
+        assert sink.waiting.wait(60)  # 5,000 records done, the source held up
+        # every poll (at most 1,000 records) done before the gate is acknowledged
+        assert wait_until(
+            lambda: sum(max(o, 0) for o in committed(kafka_cluster, topic, group).values()) >= 4000,
+            timeout=30,
+        ), committed(kafka_cluster, topic, group)
+        assert len(sink.items) == 5000  # still held up: the commits came without a poll
+    except BaseException:
+        sink.opened.set()
+        run.stop(timeout=60)
+        raise
+    sink.opened.set()
+    run_until(sink, run)
+    assert fully_committed(kafka_cluster, topic, group)
+
+
 @pytest.mark.parametrize("local_runner", ["threads", "cooperative"])
 def test_offsets_are_part_of_the_checkpoint_and_a_restart_starts_there(
     kafka_cluster: str, tmp_path: Any, local_runner: str
@@ -338,10 +385,14 @@ def test_a_bad_start_is_refused_when_built(start: Any) -> None:
 
 
 class FakeConsumer:
-    """Records the offsets a ledger commits."""
+    """Records the offsets a ledger stores and commits."""
 
     def __init__(self) -> None:
         self.commits: list[list[tuple[str, int, int]]] = []
+        self.stored: list[list[tuple[str, int, int]]] = []
+
+    def store_offsets(self, offsets: list[Any]) -> None:
+        self.stored.append([(tp.topic, tp.partition, tp.offset) for tp in offsets])
 
     def commit(self, offsets: list[Any], asynchronous: bool) -> list[Any]:
         assert asynchronous is False
@@ -367,9 +418,12 @@ def test_the_ledger_commits_each_partition_after_the_last_record_covered() -> No
     ledger.assigned(tps)
     p0, p1 = ledger.part("t", 0), ledger.part("t", 1)
     p0.first, p1.first = 10, 5  # where this run started to read them
-    ledger.commit([((p0, 10),), ((p0, 11), (p1, 5))])  # acks of offsets 10-11 and 5
+    ledger.store([((p0, 10),), ((p0, 11), (p1, 5))])  # acks of offsets 10-11 and 5
+    assert consumer.stored == [[("t", 0, 12), ("t", 1, 6)]]  # the client commits them...
+    ledger.commit()  # ... or the source, at once
     assert consumer.commits == [[("t", 0, 12), ("t", 1, 6)]]
-    ledger.commit([((p0, 12),), ((p0, 14),)])  # two acks (13 was skipped), one commit
+    ledger.store([((p0, 12),), ((p0, 14),)])  # two acks (13 was skipped), one commit
+    ledger.commit()
     assert consumer.commits[-1] == [("t", 0, 15)]
     assert ledger.committed == 6
 
@@ -380,13 +434,17 @@ def test_a_revoked_partition_commits_nothing_more() -> None:
     tp = confluent_kafka.TopicPartition("t", 0)
     ledger.assigned([tp])
     before = ledger.part("t", 0)
-    ledger.commit([((before, 0),)])
+    ledger.store([((before, 0),)])
+    ledger.commit()
     ledger.revoked([tp])  # records 1 and 2 are still in the pipeline
     ledger.assigned([tp])  # and the partition comes back, from its committed offset 1
     after = ledger.part("t", 0)
-    ledger.commit([((before, 1),), ((before, 2),)])  # late acknowledgements of old records
-    assert consumer.commits == [[("t", 0, 1)]]  # ... commits nothing
-    ledger.commit([((after, 1),)])
+    ledger.store([((before, 1),), ((before, 2),)])  # late acknowledgements of old records
+    ledger.commit()
+    assert consumer.commits == [[("t", 0, 1)]]  # ... store and commit nothing
+    assert consumer.stored == [[("t", 0, 1)]]
+    ledger.store([((after, 1),)])
+    ledger.commit()
     assert consumer.commits[-1] == [("t", 0, 2)]
     assert isinstance(after, _Partition) and after is not before
 
@@ -401,10 +459,30 @@ def test_a_poll_ack_spanning_partitions_commits_only_those_still_owned() -> None
     tps = [confluent_kafka.TopicPartition("t", 0), confluent_kafka.TopicPartition("t", 1)]
     ledger.assigned(tps)
     p0, p1 = ledger.part("t", 0), ledger.part("t", 1)
-    ledger.commit([((p0, 3), (p1, 7))])  # the first poll, done
+    ledger.store([((p0, 3), (p1, 7))])  # the first poll, done
+    ledger.commit()
     ledger.revoked(tps[:1])  # the second poll is in flight when partition 0 is revoked
-    ledger.commit([((p0, 9), (p1, 12))])
+    ledger.store([((p0, 9), (p1, 12))])
+    ledger.commit()
     assert consumer.commits == [[("t", 0, 4), ("t", 1, 8)], [("t", 1, 13)]]
+    assert consumer.stored == consumer.commits
+
+
+def test_the_clients_own_commits_are_counted_without_taking_the_lock() -> None:
+    """The client calls ``on_commit`` in the source's thread, inside ``consume()``, while
+    another thread may hold the ledger's lock and wait in the client (``store_offsets``
+    waits for such a callback): the callback only notes what was committed."""
+    consumer = FakeConsumer()
+    ledger = ledger_with(consumer)
+    ledger.assigned([confluent_kafka.TopicPartition("t", 0)])
+    part = ledger.part("t", 0)
+    part.first = 0
+    ledger.store([((part, 9),)])
+    with ledger.lock:  # held by another thread (here: this one; a lock taken would hang)
+        ledger.on_commit(None, [confluent_kafka.TopicPartition("t", 0, 10)])
+    assert ledger.committed == 10
+    ledger.commit()  # what the client committed is not committed again
+    assert consumer.commits == []
 
 
 def poll_records(*where: tuple[int, int]) -> list[KafkaRecord]:

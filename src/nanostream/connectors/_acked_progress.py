@@ -33,7 +33,9 @@ class AckedProgress(Generic[T]):
     pipeline acknowledges the item, ``value`` joins the acknowledged values, and those are
     committed — ``commit(values)``, in acknowledgement order, never two at once, so
     ``commit`` needs no locking of its own but must not use a resource that only the
-    source's thread may touch —
+    source's thread may touch; no lock is held while it runs, so a slow commit holds up
+    neither the source handing out acks nor the acks themselves (an ack that comes while
+    another thread commits adds its value to the next commit) —
 
     - by the ack itself, once ``interval`` seconds have passed since the last commit
       (``0``: at every ack);
@@ -76,7 +78,12 @@ class AckedProgress(Generic[T]):
         self._commit_values = commit
         self.interval = interval
         self.name = name
+        # ``_lock`` guards the counts and the values waiting; ``_committing`` is held by
+        # the one thread committing, from taking the values to the outcome, so commits go
+        # one at a time and in order while acks and the source go on. Whoever takes both
+        # takes ``_committing`` first.
         self._lock = threading.Lock()
+        self._committing = threading.Lock()
         self._done: list[T] = []
         self._outstanding = 0
         self._finished = False
@@ -107,15 +114,18 @@ class AckedProgress(Generic[T]):
 
         Unlike the commits acks make (which log a failure and go on), a failure here
         raises, so that a source that cannot commit its progress stops with the reason.
+        A commit already under way (an ack's) is waited for first.
         """
-        with self._lock:
+        with self._committing:
             self._commit(raise_errors=True)
 
     def finish(self) -> None:
         """The source has ended: commit now, and again (then close) after the last ack."""
         with self._lock:
             self._finished = True
-            if self._outstanding == 0:
+            last = self._outstanding == 0
+        with self._committing:
+            if last:
                 self._end()
             else:
                 self._commit()
@@ -124,21 +134,36 @@ class AckedProgress(Generic[T]):
         with self._lock:
             self._outstanding -= 1
             self._done.append(value)
-            if self._finished and self._outstanding == 0:
+            last = self._finished and self._outstanding == 0
+            due = time.monotonic() - self._last >= self.interval
+        if last:
+            with self._committing:  # after a commit under way: the last one, then close
                 self._end()
-            elif time.monotonic() - self._last >= self.interval:
-                self._commit()
+        elif due and self._committing.acquire(blocking=False):
+            # (with a commit under way, this value goes with the one after it)
+            try:
+                while self._commit() and self._due():
+                    pass  # values acknowledged while it committed, and due already
+            finally:
+                self._committing.release()
+
+    def _due(self) -> bool:
+        with self._lock:
+            return bool(self._done) and time.monotonic() - self._last >= self.interval
 
     def _commit(self, *, raise_errors: bool = False) -> bool:
-        values = self._done
-        if not values or self._closed:
-            return True
-        self._done = []
-        self._last = time.monotonic()
+        """Commit the values waiting (the caller holds ``_committing``, not ``_lock``)."""
+        with self._lock:
+            values = self._done
+            if not values or self._closed:
+                return True
+            self._done = []
+            self._last = time.monotonic()
         try:
             self._commit_values(values)
         except Exception as exc:
-            self._done = values + self._done  # they wait for the next commit
+            with self._lock:
+                self._done = values + self._done  # they wait for the next commit
             if raise_errors:
                 raise
             log.warning(
@@ -153,6 +178,7 @@ class AckedProgress(Generic[T]):
         return True
 
     def _end(self) -> None:
+        """The last commit, then close (the caller holds ``_committing``)."""
         if self._closed:
             return
         if not self._commit():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import repeat
 from operator import itemgetter, length_hint
@@ -41,6 +41,8 @@ _RESERVED = {
     "group.id": "give the group as group=",
     "enable.auto.commit": "offsets are committed when the pipeline acknowledges a record",
     "enable.auto.offset.store": "offsets are committed when the pipeline acknowledges a record",
+    "auto.commit.interval.ms": "use commit_interval= (seconds)",
+    "on_commit": "the source counts its commits itself",
     "auto.offset.reset": "use start= ('committed', 'earliest', 'latest' or a time)",
 }
 
@@ -74,13 +76,14 @@ class _CommitLater(ConnectorError):
 class _Partition:
     """One partition as long as this consumer owns it; a new assignment makes a new one."""
 
-    __slots__ = ("committed", "first", "key", "next")
+    __slots__ = ("committed", "first", "key", "next", "stored")
 
     def __init__(self, key: tuple[str, int]) -> None:
         self.key = key
         self.first = -1  # the first offset this run read
         self.next = -1  # the offset to commit: after the last record done
-        self.committed = -1
+        self.stored = -1  # the offset stored in the client, which commits it
+        self.committed = -1  # the offset known to be committed
 
 
 #: A record's partition and offset.
@@ -109,7 +112,8 @@ class _Ledger:
         self.parts: dict[tuple[str, int], _Partition] = {}
         self.closing = False
         self.fatal: list[Any] = []
-        self.committed = 0  # offsets committed: the records read and committed
+        self._committed = 0
+        self._confirmed: deque[list[Any]] = deque()  # the client's commits, to count
 
     def assigned(self, partitions: Sequence[Any]) -> None:
         with self.lock:
@@ -131,20 +135,49 @@ class _Ledger:
                 self.parts[found.key] = found
         return found
 
-    def commit(self, values: Sequence[Cover]) -> None:
-        """Commit the offsets these acknowledgements make final."""
+    def store(self, values: Sequence[Cover]) -> None:
+        """Store in the client the offsets these acknowledgements make final (any thread).
+
+        The client commits what is stored every ``commit_interval`` in its own thread
+        (asynchronously, so also while the source waits on a full queue); :meth:`commit`
+        commits it at once. The client is called without the ledger's lock: it waits
+        while the source's thread runs one of its callbacks, which take that lock.
+        """
         import confluent_kafka
 
         with self.lock:
-            touched: dict[tuple[str, int], _Partition] = {}
+            offsets = []
             for cover in values:
                 for part, offset in cover:
                     if self.parts.get(part.key) is part:  # revoked since: not ours to commit
                         part.next = max(part.next, offset + 1)
-                        touched[part.key] = part
+            for part in self.parts.values():
+                if part.next > part.stored:
+                    part.stored = part.next
+                    offsets.append(confluent_kafka.TopicPartition(*part.key, part.next))
+            consumer = self.consumer
+        if offsets and consumer is not None:
+            try:
+                consumer.store_offsets(offsets=offsets)
+            except confluent_kafka.KafkaException as exc:  # a partition revoked meanwhile
+                with self.lock:
+                    for tp in offsets:  # stored again with the next acknowledgement
+                        owned = self.parts.get((tp.topic, tp.partition))
+                        if owned is not None:
+                            owned.stored = -1
+                raise self.settings.error(
+                    f"{self.label} could not store its offsets", exc
+                ) from None
+
+    def commit(self) -> None:
+        """Commit now, and wait for the outcome: the offsets acknowledged and not yet known
+        to be committed (at a revocation, and at the end)."""
+        import confluent_kafka
+
+        with self.lock:
             offsets = [
                 confluent_kafka.TopicPartition(*part.key, part.next)
-                for part in touched.values()
+                for part in self.parts.values()
                 if part.next > part.committed
             ]
             consumer = self.consumer
@@ -163,10 +196,36 @@ class _Ledger:
                         f"{self.label} could not commit offset {tp.offset} of "
                         f"{tp.topic}[{tp.partition}]: {tp.error}"
                     )
-                owned = touched.get((tp.topic, tp.partition))
-                if owned is not None and tp.offset > owned.committed:
-                    self.committed += tp.offset - max(owned.committed, owned.first, 0)
-                    owned.committed = tp.offset
+            self._count(result or ())
+
+    def on_commit(self, error: Any, partitions: Sequence[Any]) -> None:
+        """The client's commit callback (its own periodic commits): count what it committed.
+
+        A commit that failed is logged; the client commits the stored offsets again.
+        """
+        if error is not None:
+            log.info("%s: a commit failed (%s); it is made again", self.label, error)
+            return
+        # (in the source's thread, inside the client: no lock taken, see store)
+        self._confirmed.append([tp for tp in partitions if tp.error is None])
+
+    @property
+    def committed(self) -> int:
+        """Offsets committed: the records read and committed."""
+        with self.lock:
+            self._count(())
+            return self._committed
+
+    def _count(self, committed: Iterable[Any]) -> None:
+        """Count the records these committed offsets cover, and those the client's own
+        commits did (holding the lock)."""
+        while self._confirmed:
+            self._count(self._confirmed.popleft())
+        for tp in committed:
+            owned = self.parts.get((tp.topic, tp.partition))
+            if owned is not None and tp.offset > owned.committed:
+                self._committed += tp.offset - max(owned.committed, owned.first, 0)
+                owned.committed = tp.offset
 
     def on_error(self, error: Any) -> None:
         """The client's error callback: a fatal error fails the source, others are logged."""
@@ -180,7 +239,15 @@ class _Ledger:
             raise self.settings.error(f"{self.label}: fatal client error: {self.fatal[0]}")
 
     def close(self) -> None:
-        """Leave the group and close the client (once)."""
+        """Commit what is acknowledged, leave the group and close the client (once)."""
+        try:
+            self.commit()
+        except Exception as exc:  # noqa: BLE001 - logged: a restart reads those again
+            log.warning(
+                "%s could not commit its last offsets (%s); a restart reads their records again",
+                self.label,
+                self.settings.secrets.scrub(exc),
+            )
         with self.lock:
             consumer, self.consumer = self.consumer, None
             self.closing = True
@@ -318,11 +385,12 @@ class KafkaSource(NanoNode):
     sinks (:class:`KafkaSink` after delivery, ``SQLSink``, file writers) have written it
     — and every record emitted before it too. The records of one poll (up to 1,000) go
     out with one acknowledgement, after the last of them, which commits the last offset
-    of each partition among them. Commits go out at most every ``commit_interval``
-    seconds (from the acknowledgements, and from the source between two polls), when a
-    partition is revoked (what is acknowledged of it), and after the last
-    acknowledgement. So a process
-    killed with ``kill -9`` loses nothing (a restart reads again from the last commit),
+    of each partition among them. An acknowledgement stores its offsets in the client,
+    which commits what is stored every ``commit_interval`` seconds in its own thread
+    (asynchronously, so also while the source waits on a full queue downstream); the
+    source commits at once, and waits for the outcome, when a partition is revoked (what
+    is acknowledged of it) and after the last acknowledgement. So a process killed with
+    ``kill -9`` loses nothing (a restart reads again from the last commit),
     a rebalance neither loses nor double-commits (a revoked partition's records still in
     the pipeline commit nothing: its new owner reads them again), and ``stop()`` drains
     the pipeline and commits.
@@ -469,8 +537,11 @@ class KafkaSource(NanoNode):
             settings.client_config(
                 **{
                     "group.id": self.group,
-                    "enable.auto.commit": False,
+                    # Acks store offsets; the client commits them every commit_interval.
+                    "enable.auto.commit": True,
+                    "auto.commit.interval.ms": max(1, int(self.commit_interval * 1000)),
                     "enable.auto.offset.store": False,
+                    "on_commit": ledger.on_commit,
                     "auto.offset.reset": "latest" if self._start == "latest" else "earliest",
                     "error_cb": ledger.on_error,
                 }
@@ -508,9 +579,7 @@ class KafkaSource(NanoNode):
         label = node_label(self)
         ledger = _Ledger(self._settings, label)
         self._ledger = ledger
-        progress: AckedProgress[Cover] = AckedProgress(
-            ledger.commit, close=ledger.close, interval=self.commit_interval, name=label
-        )
+        progress: AckedProgress[Cover] = AckedProgress(ledger.store, close=ledger.close, name=label)
         consumer = self._open(ledger)
         seen: set[tuple[str, int]] = set()
 
@@ -533,8 +602,10 @@ class KafkaSource(NanoNode):
 
         def on_revoke(consumer: Any, partitions: list[Any]) -> None:
             if not ledger.closing:
-                try:  # what the pipeline is done with, before another consumer takes it
-                    progress.commit()
+                # What the pipeline is done with, before another consumer takes it (not
+                # through ``progress``: an ack's store may be waiting on this callback).
+                try:
+                    ledger.commit()
                 except Exception as exc:  # noqa: BLE001 - its new owner reads it again
                     log.warning(
                         "%s could not commit on revocation (%s); the partitions' new owner "
@@ -558,24 +629,17 @@ class KafkaSource(NanoNode):
         ready: list[KafkaRecord] = []  # the records of the poll, to emit
         undecodable: list[tuple[_Partition, int, Exception]] = []
         idle = False
-        last_commit = time.monotonic()
         ctx = self._context()
 
         def poll() -> tuple[()]:
             """Take the next messages and make their records (``ready``), up to the first
             that is an error (raised, under the policy, once the records before it are
             out) or that cannot be decoded (``undecodable``)."""
-            nonlocal idle, last_commit, backlog, ready
+            nonlocal idle, backlog, ready
             if backlog:
                 messages, backlog = backlog, []
             else:
                 ledger.check()
-                if time.monotonic() - last_commit >= self.commit_interval:
-                    last_commit = time.monotonic()
-                    try:  # what the acks brought since (they commit at most so often)
-                        progress.commit()
-                    except _CommitLater as exc:
-                        log.info("%s: %s; the offsets go with the next commit", label, exc)
                 messages = consumer.consume(_CONSUME_MAX, 0)
                 idle = not messages
             while messages:
