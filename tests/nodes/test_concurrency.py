@@ -68,7 +68,11 @@ def test_async_filter_and_flat_maps(runner: str) -> None:
 
 
 class Gate:
-    """Item 0 waits until item ``last`` has finished: first-come order puts 0 last."""
+    """Item 0 ends 1 s after item ``last`` has finished: first-come order puts 0 last.
+
+    Without the second, both could be done when the node next looks (a loaded machine, a
+    cooperative node's pause), and then either order would be first-come.
+    """
 
     def __init__(self, last: int) -> None:
         self.last = last
@@ -78,6 +82,7 @@ class Gate:
         event = self.events.setdefault(0, asyncio.Event())
         if x == 0:
             await event.wait()
+            await asyncio.sleep(1.0)
         elif x == self.last:
             event.set()
         return x
