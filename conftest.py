@@ -11,6 +11,10 @@ package and the command that installs it, never as a collection error:
 Each run keeps the ids of the tests it skipped in pytest's cache; ``pytest --only-skipped``
 then runs just those (after installing the servers, tools or packages they wanted). CI's
 second pass does that instead of running the whole suite again.
+
+The tests run on pytest-xdist workers (``-n auto --dist loadgroup`` in pyproject's
+``addopts``): one worker per core this process may use, and none on a single core, where
+the tests run in pytest's own process (``-n 0`` does that anywhere, ``-n 3`` sets the count).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import compileall
 import fnmatch
 import importlib.util
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -110,6 +115,18 @@ class _SkipRecord:
         cache = getattr(self.config, "cache", None)  # None with -p no:cacheprovider
         if cache is not None and not self.config.option.collectonly:
             cache.set(SKIPPED_KEY, sorted(self.skipped))
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """The workers of ``-n auto``: one per core this process may use, none on one core.
+
+    A single worker on a single core would only add its start-up and the reports' trip
+    between processes. ``PYTEST_XDIST_AUTO_NUM_WORKERS`` still decides when it is set.
+    """
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None  # pytest-xdist reads it
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return cores if cores and cores > 1 else 0
 
 
 def _compile_the_package() -> None:

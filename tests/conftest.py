@@ -69,16 +69,28 @@ def _on_ray(item: pytest.Item) -> bool:
     )
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist, the tests that use Ray go to one worker (``--dist loadgroup``).
+#: The most local Ray instances a run starts: one per pytest-xdist worker, up to this many.
+RAY_INSTANCES = 2
 
-    Each worker process would otherwise start its own local Ray instance; one is enough.
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist, the tests that use Ray are dealt in turn into one group per
+    worker, up to :data:`RAY_INSTANCES` (``--dist loadgroup`` keeps a group on one worker).
+
+    Each worker that runs a group starts one local Ray instance, at its group's first test,
+    and keeps it for the rest of the group; a test process's Ray instance is started once.
     """
     if not config.pluginmanager.hasplugin("xdist"):
         return
+    # Set in each worker, which is where the tests are collected and grouped; every worker
+    # collects the same items in the same order, so they all deal the same groups.
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    groups = max(1, min(workers, RAY_INSTANCES))
+    dealt = 0
     for item in items:
         if _on_ray(item):
-            item.add_marker(pytest.mark.xdist_group("ray"))
+            item.add_marker(pytest.mark.xdist_group(f"ray-{dealt % groups}"))
+            dealt += 1
 
 
 @pytest.fixture(params=RUNNERS)

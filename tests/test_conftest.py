@@ -4,6 +4,7 @@ the tests it skipped, and ``pytest --only-skipped`` runs just those."""
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,26 @@ def test_the_package_has_its_bytecode_on_disk_for_the_interpreters_the_tests_sta
         if not Path(importlib.util.cache_from_source(str(source))).exists()
     ]
     assert not stale, stale
+
+
+def test_auto_starts_a_worker_per_core_and_none_on_a_single_core(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makeconftest((ROOT / "conftest.py").read_text(encoding="utf-8"))
+    pytester.makeini("[pytest]\naddopts = -n auto --dist loadgroup\n")
+    pytester.makepyfile(test_some="def test_runs():\n    pass\n")
+    monkeypatch.delenv("PYTEST_XDIST_AUTO_NUM_WORKERS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    alone = pytester.runpytest("-p", "xdist")
+    alone.assert_outcomes(passed=1)  # in pytest's own process: no worker to start
+    alone.stdout.no_fnmatch_line("*worker*[[]*item*")
+
+    spec = importlib.util.spec_from_file_location("root_conftest", ROOT / "conftest.py")
+    assert spec is not None and spec.loader is not None
+    root = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(root)
+    assert root.pytest_xdist_auto_num_workers(None) == 0
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    assert root.pytest_xdist_auto_num_workers(None) == 3
+    monkeypatch.setenv("PYTEST_XDIST_AUTO_NUM_WORKERS", "1")
+    assert root.pytest_xdist_auto_num_workers(None) is None  # pytest-xdist's own setting

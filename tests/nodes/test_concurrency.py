@@ -4,6 +4,7 @@ and Parallel, under every runner (see ``operators/_concurrency.py``)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import re
 import signal
@@ -67,7 +68,11 @@ def test_async_filter_and_flat_maps(runner: str) -> None:
 
 
 class Gate:
-    """Item 0 waits until item ``last`` has finished: first-come order puts 0 last."""
+    """Item 0 ends 1 s after item ``last`` has finished: first-come order puts 0 last.
+
+    Without the second, both could be done when the node next looks (a loaded machine, a
+    cooperative node's pause), and then either order would be first-come.
+    """
 
     def __init__(self, last: int) -> None:
         self.last = last
@@ -77,6 +82,7 @@ class Gate:
         event = self.events.setdefault(0, asyncio.Event())
         if x == 0:
             await event.wait()
+            await asyncio.sleep(1.0)
         elif x == self.last:
             event.set()
         return x
@@ -278,18 +284,28 @@ def test_a_process_map_keeps_the_order_and_runs_elsewhere(runner: str) -> None:
     assert all(elsewhere for _, elsewhere in sink.items)
 
 
-def slow_zero(x: int) -> int:
-    if x == 0:
-        time.sleep(1.0)  # the work of item 0 is long; the other items' is short
+def zero_after_the_rest(done: Path, x: int) -> int:
+    """Item 0's work ends 1 s after the work of the 39 other items (each notes its end in
+    ``done``), whatever the machine's speed: time for their results to leave the pool."""
+    if x != 0:
+        (done / str(x)).touch()
+        return x
+    deadline = time.monotonic() + 60
+    while len(os.listdir(done)) < 39 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(1.0)
     return x
 
 
-def test_an_unordered_process_map_emits_each_chunk_as_it_is_done(runner: str) -> None:
+def test_an_unordered_process_map_emits_each_chunk_as_it_is_done(
+    runner: str, tmp_path: Path
+) -> None:
     sink = Collect()
-    nanostream.from_iterable(range(40)) > Map(slow_zero, processes=2, ordered=False) > sink
+    work = functools.partial(zero_after_the_rest, tmp_path)
+    nanostream.from_iterable(range(40)) > Map(work, processes=2, ordered=False) > sink
     sink.global_start(runner=runner)
     assert sorted(sink.items) == list(range(40))
-    assert sink.items[-1] == 0  # its worker was still on item 0 when the others were out
+    assert sink.items[-1] == 0  # the others went out while its worker was still on item 0
 
 
 @pytest.mark.skipif(

@@ -123,7 +123,10 @@ class Broken:
 
 # ----------------------------------------------------------------------------- servers
 class Handler(BaseHTTPRequestHandler):
-    """``/ok/<n>`` answers ``[n]``, ``/fail/<n>`` 500, ``/slow/<n>`` ``[n]`` after a second."""
+    """``/ok/<n>`` answers ``[n]``, ``/fail/<n>`` 500, ``/slow/<n>`` ``[n]`` after 30 s.
+
+    A slow request is answered sooner when its test ends (the fixture sets ``release``).
+    """
 
     protocol_version = "HTTP/1.1"
 
@@ -133,7 +136,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         _, route, n = self.path.split("/")[:3]
         if route == "slow":
-            threading.Event().wait(1.0)  # the server is slow: nothing to wait for
+            self.server.release.wait(30)  # type: ignore[attr-defined]
         status = 500 if route == "fail" else 200
         body = f"[{n}]".encode()
         self.send_response(status)
@@ -155,6 +158,7 @@ class Env:
 def env(tmp_path: Path) -> Iterator[Env]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
+    server.release = threading.Event()  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02})
     thread.start()
     (tmp_path / "a.txt").write_text("hello", encoding="utf-8")
@@ -164,6 +168,7 @@ def env(tmp_path: Path) -> Iterator[Env]:
     try:
         yield Env(tmp_path, f"http://127.0.0.1:{server.server_address[1]}")
     finally:
+        server.release.set()  # type: ignore[attr-defined]
         server.shutdown()
         server.server_close()
         thread.join(10)
@@ -541,7 +546,7 @@ def test_each_option_takes_effect_or_is_refused(
         if option == "timeout":
             assert isinstance(outcome.error, nanostream.NodeFailed)
             assert "ReadTimeout" in str(outcome.error)
-            assert outcome.seconds < 1  # the server answers after 1 s
+            assert outcome.seconds < 10  # the server answers after 30 s
             return
         assert outcome.error is None, outcome.error
         record = outcome.dead[0]
@@ -563,7 +568,7 @@ def test_each_option_takes_effect_or_is_refused(
         outcome = run_case(case, env, runner, options, [*good, case.slow(env)])
         assert isinstance(outcome.error, nanostream.NodeFailed)
         assert f"longer than timeout={TIMEOUT}s" in str(outcome.error)
-        assert outcome.seconds < 4  # cut short: the slow work takes 5 s (1 s on the server)
+        assert outcome.seconds < 4  # cut short: the slow work takes 5 s (30 s on the server)
         return
     outcome = run_case(case, env, runner, options, [*good, case.bad(env), *good])
     if option in ("max_errors", "max_error_rate"):

@@ -243,7 +243,7 @@ def test_without_a_policy_the_first_failure_fails_the_run(runner: str, case: str
 def test_worker_attempts_time_out_and_are_skipped_in_place(runner: str, ordered: bool) -> None:
     def slow_on_5(x: int) -> int:
         if x == 5:
-            deadline = time.monotonic() + WAIT
+            deadline = time.monotonic() + 60
             while time.monotonic() < deadline:  # Python code: the timeout interrupts it
                 time.sleep(0.005)
         return x
@@ -251,7 +251,7 @@ def test_worker_attempts_time_out_and_are_skipped_in_place(runner: str, ordered:
     node = Map(slow_on_5, workers=4, ordered=ordered, name="op", timeout=0.2, on_error="skip")
     started = time.monotonic()
     got, errors, run = run_node(node, list(range(20)), runner)
-    assert time.monotonic() - started < WAIT / 2
+    assert time.monotonic() - started < 30  # item 5's work was cut short
     assert (got if ordered else sorted(got)) == [x for x in range(20) if x != 5]
     assert [(r.item, r.exception_type) for r in errors] == [(5, "TimeoutError")]
     assert run.stats()["op"].errors == 1

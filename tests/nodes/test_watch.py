@@ -520,7 +520,7 @@ def test_stop_is_prompt_even_with_long_intervals(tmp_path: Path, mode: str, runn
     run = start(watch, sink, runner)
     began = time.monotonic()
     run.stop(timeout=WAIT)
-    assert time.monotonic() - began < 2
+    assert time.monotonic() - began < 10  # not the 30 s of an interval
     assert run.state == "finished"
     assert sink.items == []  # 'a.txt' had not settled yet
 
