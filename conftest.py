@@ -98,10 +98,14 @@ class _SkipRecord:
 
     def _note(self, report: pytest.TestReport | pytest.CollectReport) -> None:
         if report.skipped:
-            # A stand-in for a module that could not be imported is kept by its file: the
-            # next run, with the package installed, has the module's doctests in its place.
-            path, _, name = report.nodeid.partition("::")
-            self.skipped.add(path if name == Path(path).name else report.nodeid)
+            # A stand-in for a module that could not be imported (``folder::module.py``,
+            # collected under its folder) is kept by its file: the next run, with the
+            # package installed, has the module's doctests in its place.
+            folder, _, name = report.nodeid.partition("::")
+            stand_in = (
+                name.endswith(".py") and "::" not in name and (ROOT / folder / name).is_file()
+            )
+            self.skipped.add(f"{folder}/{name}" if stand_in else report.nodeid)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self._note(report)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -133,3 +134,22 @@ def test_auto_starts_a_worker_per_core_and_none_on_a_single_core(
     assert root.pytest_xdist_auto_num_workers(None) == 3
     monkeypatch.setenv("PYTEST_XDIST_AUTO_NUM_WORKERS", "1")
     assert root.pytest_xdist_auto_num_workers(None) is None  # pytest-xdist's own setting
+
+
+def test_a_module_that_could_not_be_imported_is_recorded_by_its_file() -> None:
+    """The stand-in of a Ray module is collected under its folder; the record names the
+    file, which is what the next run's doctests of that module are collected under."""
+    spec = importlib.util.spec_from_file_location("root_conftest", ROOT / "conftest.py")
+    assert spec is not None and spec.loader is not None
+    root_conftest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(root_conftest)
+    record = root_conftest._SkipRecord(config=None)
+    for nodeid in (
+        "src/nanostream/runners/ray::_transport.py",
+        "tests/nodes/test_redis.py::test_x[threads]",
+    ):
+        record._note(SimpleNamespace(skipped=True, nodeid=nodeid))
+    assert record.skipped == {
+        "src/nanostream/runners/ray/_transport.py",
+        "tests/nodes/test_redis.py::test_x[threads]",
+    }

@@ -398,6 +398,7 @@ run.wait_interruptibly()
 """
 
 
+@pytest.mark.timeout(300)  # a driver started and killed several times: ~40 s quiet, 90 s at load 10
 def test_kill_9_of_the_driver_on_ray_resumes_the_windows(
     tmp_path: Path, ray_session: Any, kill_child: Callable[..., support.KillChild]
 ) -> None:
@@ -434,6 +435,7 @@ def test_state_that_no_longer_fits_is_refused_on_ray_before_any_actor(tmp_path: 
     assert again.items == [1, 2, 3, 4]
 
 
+@pytest.mark.timeout(300)  # a driver started and killed several times: ~40 s quiet, 90 s at load 10
 def test_kill_9_of_the_driver_on_ray_into_an_exactly_once_sql_sink(
     tmp_path: Path, ray_session: Any, kill_child: Callable[..., support.KillChild]
 ) -> None:
