@@ -308,6 +308,67 @@ def test_an_unordered_process_map_emits_each_chunk_as_it_is_done(
     assert sink.items[-1] == 0  # the others went out while its worker was still on item 0
 
 
+class ArrivalSink(nanostream.NanoNode):
+    """Collects its items; ``arrived`` is set once it has ``count`` of them."""
+
+    def __init__(self, count: int, marker: Path | None = None) -> None:
+        super().__init__()
+        self.count = count
+        self.marker = marker
+        self.items: list[Any] = []
+        self.arrived = threading.Event()
+
+    def process_item(self, item: Any) -> None:
+        self.items.append(item)
+        if len(self.items) == self.count:
+            self.arrived.set()
+            if self.marker is not None:
+                self.marker.touch()
+
+
+class WaitsForTheOthers:
+    """Item 0 waits (up to 60 s) until the sink has every other item; True if it did."""
+
+    def __init__(self, sink: ArrivalSink) -> None:
+        self.sink = sink
+
+    async def __call__(self, x: int) -> Any:
+        if x == 0:
+            return await asyncio.to_thread(self.sink.arrived.wait, 60)
+        return x
+
+
+def wait_for_marker(marker: Path, x: int) -> Any:
+    """In a worker process: item 0 waits (up to 60 s) for the sink's marker file."""
+    if x != 0:
+        return x
+    deadline = time.monotonic() + 60
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return marker.exists()
+
+
+@pytest.mark.parametrize("local_runner", ["threads", "cooperative"])
+def test_outputs_go_on_while_an_unordered_map_waits_on_a_slow_item(
+    local_runner: str, tmp_path: Path
+) -> None:
+    """What a map emitted does not wait in its outbox for its slowest item: the sink has
+    every other result while item 0 still runs (async and process workers)."""
+    sink = ArrivalSink(9)
+    nanostream.from_iterable(range(10)) > Map(
+        WaitsForTheOthers(sink), concurrency=10, ordered=False
+    ) > sink
+    sink.global_start(runner=local_runner)
+    assert sink.items[-1] is True and sorted(sink.items[:-1]) == list(range(1, 10))
+
+    marker = tmp_path / "arrived"
+    sink = ArrivalSink(9, marker)
+    work = functools.partial(wait_for_marker, marker)
+    nanostream.from_iterable(range(10)) > Map(work, processes=2, ordered=False) > sink
+    sink.global_start(runner=local_runner)
+    assert sink.items[-1] is True and sorted(sink.items[:-1]) == list(range(1, 10))
+
+
 @pytest.mark.skipif(
     not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
     reason="needs Linux and two cores",

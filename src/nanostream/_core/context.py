@@ -212,6 +212,11 @@ class NodeContext:
         if self.on_idle is not None:
             self.on_idle()
 
+    def flush_outputs(self) -> None:
+        """Send on what the node has emitted and its outboxes still hold (its own thread):
+        the node is about to wait a while (:func:`~nanostream._core.aio.wait_future`).
+        The base class (a node function called by hand) holds nothing."""
+
     def release_items(self, keep: int = 0) -> None:
         """A stateful node has emitted everything it read except its last ``keep`` items."""
 

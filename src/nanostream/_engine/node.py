@@ -176,6 +176,10 @@ class EngineContext(NodeContext):
         append = self._append_ack = self.acks.appender(self.index)
         return append
 
+    def flush_outputs(self) -> None:
+        for box in self.boxes:
+            box.flush()
+
     def release_items(self, keep: int = 0) -> None:
         if self.reader is not None:
             self.reader.release(keep)
