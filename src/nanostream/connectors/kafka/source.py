@@ -18,7 +18,7 @@ from ..._core.graph import pipeline_of
 from ..._core.node import NanoNode, NodeFunction
 from ..._core.policy import POLICY_OPTIONS
 from .._acked_progress import AckedProgress
-from .._toolkit import ConnectorError, closing_function
+from .._toolkit import closing_function
 from ._client import KEEPS_DATA, ClientSettings, Format, KafkaRecord, decoder, log, require_kafka
 
 if TYPE_CHECKING:
@@ -30,12 +30,6 @@ __all__ = ["KafkaSource"]
 _CONSUME_MAX = 1000
 
 _STARTS = ("committed", "earliest", "latest")
-
-# Commit errors that pass (the group is rebalancing): the offsets go with the next commit,
-# or, if the partition was revoked, its new owner reads those records again.
-_COMMIT_LATER = frozenset(
-    {27, 22, 25}
-)  # REBALANCE_IN_PROGRESS, ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID
 
 _RESERVED = {
     "group.id": "give the group as group=",
@@ -67,10 +61,6 @@ def _start_time(node: str, start: Any) -> str | int:
         f"{node}: start must be 'committed', 'earliest', 'latest', or a time (a datetime with "
         f"a time zone, or ISO 8601 text such as '2024-05-01T00:00:00+00:00'), got {start!r}"
     )
-
-
-class _CommitLater(ConnectorError):
-    """A commit refused for a passing reason (a rebalance): its offsets wait for the next."""
 
 
 class _Partition:
@@ -186,10 +176,11 @@ class _Ledger:
             try:
                 result = consumer.commit(offsets=offsets, asynchronous=False)
             except confluent_kafka.KafkaException as exc:
-                error = exc.args[0] if exc.args else None
-                later = error is not None and (error.retriable() or error.code() in _COMMIT_LATER)
-                problem = self.settings.error(f"{self.label} could not commit its offsets", exc)
-                raise (_CommitLater(str(problem)) if later else problem) from None
+                # (its callers log it: a revoked partition's new owner reads those records
+                # again, and the client's periodic commits retry the rest)
+                raise self.settings.error(
+                    f"{self.label} could not commit its offsets", exc
+                ) from None
             for tp in result or ():
                 if tp.error is not None:
                     raise self.settings.error(
