@@ -39,8 +39,14 @@ from .errors import GraphError
 
 if TYPE_CHECKING:
     from .graph import Plan
+    from .run import RunOptions
 
-__all__ = ["check_checkpointing", "choose_checkpoints", "describe_checkpoints"]
+__all__ = [
+    "check_checkpointing",
+    "choose_checkpoints",
+    "describe_checkpoints",
+    "unaligned_by_default",
+]
 
 
 def _links(plan: Plan) -> tuple[list[list[int]], list[list[int]]]:
@@ -155,10 +161,22 @@ def choose_checkpoints(plan: Plan, runner: Any) -> Plan:
             "'cooperative' runner, or drop checkpoint_unaligned (aligned is then chosen)"
         )
     if opts.checkpoint_unaligned is None:
-        unaligned = can and opts.checkpoint_items is None
-        chosen = dataclasses.replace(opts, checkpoint_unaligned=unaligned)
+        chosen = dataclasses.replace(opts, checkpoint_unaligned=unaligned_by_default(opts, can))
         plan = dataclasses.replace(plan, options=chosen)
     return plan
+
+
+def unaligned_by_default(options: RunOptions, can: bool) -> bool:
+    """What ``checkpoint_unaligned=None`` means on a runner that ``can`` (or cannot) take
+    unaligned checkpoints: unaligned where it can, unless ``checkpoint_items`` is set.
+
+    Example:
+        >>> import nanostream
+        >>> options = nanostream.RunOptions(state="run.state")
+        >>> unaligned_by_default(options, True), unaligned_by_default(options, False)
+        (True, False)
+    """
+    return can and options.checkpoint_items is None
 
 
 def describe_checkpoints(plan: Plan, runner: Any, chosen: bool | None = None) -> str:

@@ -41,6 +41,7 @@ from collections.abc import Callable, Sequence
 from operator import length_hint
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .._core.checkpointing import unaligned_by_default
 from .._core.context import NodeContext
 from .._core.errors import StateError
 from .._core.graph import Plan, PlanNode
@@ -125,11 +126,11 @@ class InFlight:
 
 
 def unaligned(plan: Plan) -> bool:
-    """Whether a local run of ``plan`` takes unaligned checkpoints: ``None``, the default,
-    is unaligned on the local runners unless ``checkpoint_items`` is set (``Pipeline.start``
-    has decided it already, see :func:`~nanostream._core.checkpointing.choose_checkpoints`)."""
+    """Whether a local run of ``plan`` takes unaligned checkpoints (``Pipeline.start`` has
+    decided it already, see :func:`~nanostream._core.checkpointing.choose_checkpoints`; a
+    plan started otherwise gets the same default, the local runners being able to)."""
     chosen = plan.options.checkpoint_unaligned
-    return chosen if chosen is not None else plan.options.checkpoint_items is None
+    return chosen if chosen is not None else unaligned_by_default(plan.options, True)
 
 
 def place_barrier(channel: Any, epoch: int, counters: Any, unaligned: bool) -> None:
