@@ -13,6 +13,7 @@ import pytest
 
 import nanostream
 from nanostream.testing import Collect
+from support import Numbers, Total
 
 WAIT = 10.0
 
@@ -225,15 +226,8 @@ def test_a_waiting_async_node_lets_the_other_nodes_run(runner: str) -> None:
     assert sink.items == [True, 1, 2]  # True: the flag was set while item 0 waited
 
 
-class AsyncNumbers(nanostream.NanoNode):
-    """An async source whose position is its state."""
-
-    def __init__(self, stop: int, *, name: str) -> None:
-        super().__init__(name=name)
-        self.stop = stop
-
-    def setup(self) -> None:
-        self.position = 0
+class AsyncNumbers(Numbers):
+    """``support.Numbers`` (its position is its state) as an async source."""
 
     async def generator(self) -> AsyncIterator[int]:
         while self.position < self.stop:
@@ -241,29 +235,14 @@ class AsyncNumbers(nanostream.NanoNode):
             await asyncio.sleep(0)
             yield 1
 
-    def snapshot_state(self) -> int:
-        return self.position
 
-    def restore_state(self, state: int) -> None:
-        self.position = state
-
-
-class AsyncTotal(nanostream.NanoNode):
-    """The running total of its input, from an async ``process_item``."""
-
-    def setup(self) -> None:
-        self.total = 0
+class AsyncTotal(Total):
+    """``support.Total`` (a running total) from an async ``process_item``."""
 
     async def process_item(self, item: int) -> AsyncIterator[int]:
         await asyncio.sleep(0)
         self.total += item
         yield self.total
-
-    def snapshot_state(self) -> int:
-        return self.total
-
-    def restore_state(self, state: int) -> None:
-        self.total = state
 
 
 @pytest.mark.parametrize("local_runner", ["threads", "cooperative"])
