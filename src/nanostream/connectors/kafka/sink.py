@@ -205,31 +205,20 @@ class KafkaSink(NanoNode):
             value = self._encode_value(value)
         return topic, key, value, headers, partition
 
-    def _record_encoder(self) -> Callable[[Any], tuple[str, Any, Any, Any, int | None]]:
-        """:meth:`encode`, or, when the sink takes nothing from its items (a fixed topic,
-        no key, value, headers or partition of its own, formats that keep bytes), one that
-        copies a :class:`KafkaRecord` of bytes straight, without looking at the options."""
-        encode = self.encode
-        topic = self.topic
-        if (
-            not isinstance(topic, str)
-            or self._encode_key not in KEEPS_BYTES
-            or self._encode_value not in KEEPS_BYTES
-            or any(
-                getter is not None
+    def _copies_records(self) -> bool:
+        """True when the sink takes nothing from its items (a fixed topic, no key, value,
+        headers or partition of its own, formats that keep bytes): a :class:`KafkaRecord`
+        of bytes is then written as it is, as :meth:`encode` would, without looking at
+        the options."""
+        return (
+            isinstance(self.topic, str)
+            and self._encode_key in KEEPS_BYTES
+            and self._encode_value in KEEPS_BYTES
+            and all(
+                getter is None
                 for getter in (self._key, self._value, self._headers, self._partition)
             )
-        ):
-            return encode
-
-        def copy(item: Any) -> tuple[str, Any, Any, Any, int | None]:
-            if type(item) is KafkaRecord:
-                key, value, headers = item[3], item[4], item[5]
-                if (type(value) is bytes or value is None) and (type(key) is bytes or key is None):
-                    return topic, key, value, list(headers) if headers else None, None
-            return encode(item)
-
-        return copy
+        )
 
     def _client_config(self, failures: list[Any]) -> dict[str, Any]:
         fixed: dict[str, Any] = {
@@ -263,57 +252,55 @@ class KafkaSink(NanoNode):
         label = node_label(self)
         settings = self._settings
         fatal: list[Any] = []  # fatal client errors (error_cb)
-        failed: deque[tuple[int, Any]] = deque()  # (position, error) of failed deliveries
-        # Items waiting for their delivery report, by position in the input (1 = the first
-        # element read; ticks count too), oldest first (a dict keeps its insertion order).
-        pending: dict[int, Any] = {}
+        # The records produced since the last look at the delivery reports are one
+        # _Sent; the ones closed and not yet wholly reported wait in ``waiting``, oldest
+        # first. Positions count the elements of the input read (ticks too).
+        waiting: deque[_Sent] = deque()
         read = 0  # elements of the input read
         released = 0  # elements passed on as done (release_items)
         delivered = 0
         producer = confluent_kafka.Producer(self._client_config(fatal))
         self._producer = producer
         self.delivered = 0
+        current = _Sent(0)
+        on_report, keep = current.report, current.items.append
 
-        def report(position: int, error: Any, _msg: Any) -> None:
-            nonlocal delivered
-            if error is None:
-                del pending[position]
-                delivered += 1
-            else:
-                failed.append((position, error))
-
-        encode = self._record_encoder()
+        encode = self.encode
+        copying = self._copies_records()
+        the_topic = self.topic if isinstance(self.topic, str) else ""  # when copying
         produce = producer.produce
 
-        def send(item: Any) -> tuple[()]:
-            topic, key, value, headers, partition = encode(item)
-            try:
-                produce(
-                    topic,
-                    value,
-                    key,
-                    -1 if partition is None else partition,
-                    partial(report, read),
-                    headers=headers,
-                )
-            except BufferError:  # the producer's queue is full: wait for deliveries
-                while True:
+        def produce_waiting(
+            topic: str, value: Any, key: Any, partition: int, reported: Any, *, headers: Any
+        ) -> None:
+            """``produce()``, waiting for deliveries while the producer's queue is full."""
+            while True:
+                try:
+                    produce(topic, value, key, partition, reported, headers=headers)
+                    return
+                except BufferError:
                     producer.poll(0.05)
-                    try:
-                        produce(
-                            topic,
-                            value,
-                            key,
-                            -1 if partition is None else partition,
-                            partial(report, read),
-                            headers=headers,
-                        )
-                        break
-                    except BufferError:
-                        continue
+
+        def send(item: Any) -> tuple[()]:
+            # A record of bytes copied as it is (see _copies_records), else encode().
+            if (
+                copying
+                and type(item) is KafkaRecord
+                and (type(item[4]) is bytes or item[4] is None)
+                and (type(item[3]) is bytes or item[3] is None)
+            ):
+                topic, key, value, partition = the_topic, item[3], item[4], -1
+                headers: Any = list(item[5]) if item[5] else None
+            else:
+                topic, key, value, headers, at = encode(item)
+                partition = -1 if at is None else at
+            try:
+                produce(topic, value, key, partition, on_report, headers=headers)
+            except BufferError:  # the producer's queue is full: wait for deliveries
+                produce_waiting(topic, value, key, partition, on_report, headers=headers)
             except (confluent_kafka.KafkaException, TypeError, ValueError) as exc:
                 raise settings.error(f"{label} could not produce to {topic!r}", exc) from None
-            pending[read] = item
+            keep(item)
             return ()
 
         with self.guard_items(outp, send) as guarded:
@@ -321,22 +308,27 @@ class KafkaSink(NanoNode):
             process = guarded if guard is not None else send
 
             def settle() -> None:
-                """Handle the delivery reports collected; pass on what is delivered."""
-                nonlocal released
+                """Look at the delivery reports collected; pass on what is delivered."""
+                nonlocal released, delivered, current, on_report, keep
                 if fatal:
                     raise settings.error(f"{label}: fatal producer error: {fatal[0]}")
-                while failed:
-                    position, error = failed.popleft()
-                    item = pending.pop(position)
-                    exc = settings.error(f"{label}: a record was not delivered: {error.str()}")
-                    if guard is None:
-                        raise exc
-                    guard.record_failure(item, exc, 1)
-                # all before the oldest undelivered
-                done = next(iter(pending)) - 1 if pending else read
-                if done > released:
-                    released = done
-                    self.release_items(read - done)
+                if current.items:
+                    waiting.append(current)
+                    current = _Sent(read)
+                    on_report, keep = current.report, current.items.append
+                while waiting and waiting[0].reported == len(waiting[0].items):
+                    done = waiting.popleft()
+                    for error, item in done.failed(encode):
+                        exc = settings.error(f"{label}: a record was not delivered: {error.str()}")
+                        if guard is None or item is None:  # (None: not expected)
+                            raise exc
+                        guard.record_failure(item, exc, 1)
+                    delivered += len(done.items) - len(done.failures)
+                # every element before the oldest records not wholly reported
+                upto = waiting[0].start if waiting else read
+                if upto > released:
+                    released = upto
+                    self.release_items(read - upto)  # (keeps the rest)
                 self.delivered = delivered
 
             for element in inp:
@@ -350,12 +342,64 @@ class KafkaSink(NanoNode):
                     settle()
                 else:
                     process(element)
-            while pending:  # the input ended: wait until every record is reported
+            settle()
+            while waiting:  # the input ended: wait until every record is reported
                 producer.flush(0.1)
                 settle()
-            settle()
         self._producer = None
         log.debug("%s delivered %d records", label, delivered)
+
+
+class _Sent:
+    """The records a sink produced between two looks at its delivery reports, and their
+    items, in order: they are passed on as done once every one of them is reported.
+
+    One delivery callback (:meth:`report`) serves them all, so producing a record makes
+    no object of its own. A record not delivered is matched back to its item by what
+    was written (topic, key and value; among records alike, the first not yet matched).
+
+    Example:
+        >>> from nanostream.connectors.kafka.sink import _Sent
+        >>> sent = _Sent(start=0)
+        >>> sent.items += [{"n": 1}, {"n": 2}]
+        >>> sent.report(None, None)
+        >>> sent.reported, len(sent.items)
+        (1, 2)
+    """
+
+    __slots__ = ("failures", "items", "report", "reported", "start")
+
+    def __init__(self, start: int) -> None:
+        self.start = start  # the input position before its first item
+        self.items: list[Any] = []
+        self.reported = 0
+        self.failures: list[tuple[Any, Any]] = []  # (error, message) of records not delivered
+        self.report = self._report  # made once: the callback of each of its records
+
+    def _report(self, error: Any, msg: Any) -> None:
+        self.reported += 1
+        if error is not None:
+            self.failures.append((error, msg))
+
+    def failed(self, encode: Callable[[Any], tuple[Any, ...]]) -> list[tuple[Any, Any]]:
+        """``(error, item)`` of each record not delivered (``item`` None when no item
+        written matches its record: not expected)."""
+        found = []
+        matched: set[int] = set()
+        for error, msg in self.failures:
+            wrote = (msg.topic(), msg.key(), msg.value())
+            at = next(
+                (
+                    i
+                    for i, item in enumerate(self.items)
+                    if i not in matched and encode(item)[:3] == wrote
+                ),
+                None,
+            )
+            if at is not None:
+                matched.add(at)
+            found.append((error, None if at is None else self.items[at]))
+        return found
 
 
 def _client_error(fatal: list[Any], settings: ClientSettings, label: str, error: Any) -> None:

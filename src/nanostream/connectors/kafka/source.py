@@ -248,6 +248,7 @@ class _Ledger:
 
 _where = itemgetter(0, 1)  # a record's (topic, partition)
 _offset = itemgetter(2)
+_stamp = itemgetter(1)  # of a message's (kind, timestamp)
 
 
 class _Emitting:
@@ -257,12 +258,18 @@ class _Emitting:
     iterator has passed (a checkpoint's barrier may come after any record).
     """
 
-    __slots__ = ("all", "ledger", "records")
+    __slots__ = ("all", "last", "ledger", "records")
 
-    def __init__(self, records: list[KafkaRecord], ledger: _Ledger) -> None:
+    def __init__(
+        self,
+        records: list[KafkaRecord],
+        ledger: _Ledger,
+        last: dict[tuple[str, int], int] | None = None,
+    ) -> None:
         self.all = records
         self.ledger = ledger
         self.records = iter(records)
+        self.last = last  # last_offsets(records), if known
 
     def sent(self) -> list[KafkaRecord]:
         """The records sent so far."""
@@ -276,7 +283,11 @@ class _Emitting:
     def cover(self, emitted: dict[tuple[str, int], int]) -> Cover:
         """What the ack of the records sent commits; ``emitted`` learns their offsets."""
         sent = self.sent()
-        last = self.last_offsets(sent)
+        last = (
+            self.last
+            if self.last is not None and len(sent) == len(self.all)
+            else self.last_offsets(sent)
+        )
         cover = []
         for key, offset in last.items():
             emitted[key] = offset + 1
@@ -303,10 +314,13 @@ class _RecordBuilder:
         topic: str | None = None,
     ) -> None:
         self.topic = topic  # the one topic every message is of, if the source reads one
+        self.last: dict[tuple[str, int], int] = {}  # of the messages of the last call
         self.decode_key = None if decode_key is KEEPS_DATA else decode_key
         self.decode_value = None if decode_value is KEEPS_DATA else decode_value
 
     def __call__(self, messages: list[Any]) -> list[KafkaRecord]:
+        """The records of ``messages``; :attr:`last` becomes the last offset of each
+        partition among them (in a poll they ascend)."""
         from confluent_kafka import Message
 
         keys: Iterable[Any] = map(Message.key, messages)
@@ -315,13 +329,27 @@ class _RecordBuilder:
             keys = map(self.decode_key, keys)
         if self.decode_value is not None:
             values = map(self.decode_value, values)
-        headers = [tuple(h) if h else () for h in map(Message.headers, messages)]
-        stamps = [stamp if kind else None for kind, stamp in map(Message.timestamp, messages)]
+        found: list[Any] = list(map(Message.headers, messages))  # a list of pairs, or None
+        headers: Iterable[Any] = (
+            map(tuple, found) if None not in found else [tuple(h) if h else () for h in found]
+        )
+        # (a timestamp the client does not have is -1, of kind TIMESTAMP_NOT_AVAILABLE)
+        stamps = list(map(_stamp, map(Message.timestamp, messages)))
+        if -1 in stamps:
+            stamps = [None if stamp == -1 else stamp for stamp in stamps]
+        partitions: list[Any] = list(map(Message.partition, messages))
+        offsets: list[Any] = list(map(Message.offset, messages))
         topic = self.topic
+        if topic is None:
+            topics: list[Any] = list(map(Message.topic, messages))
+            self.last = dict(zip(zip(topics, partitions, strict=True), offsets, strict=True))
+        else:
+            by_partition = dict(zip(partitions, offsets, strict=True))
+            self.last = {(topic, p): offset for p, offset in by_partition.items()}
         columns = zip(
-            map(Message.topic, messages) if topic is None else repeat(topic, len(messages)),
-            map(Message.partition, messages),
-            map(Message.offset, messages),
+            repeat(topic, len(messages)) if topic is not None else topics,
+            partitions,
+            offsets,
             keys,
             values,
             headers,
@@ -675,7 +703,7 @@ class KafkaSource(NanoNode):
                         # The poll's records go out as they are (a checkpoint on the way
                         # counts those sent, see snapshot_state); one ack, attached after
                         # the last, covers the last offset of each partition among them.
-                        emitting = self._emitting = _Emitting(ready, ledger)
+                        emitting = self._emitting = _Emitting(ready, ledger, build.last)
                         ready = []
                         yield from emitting.records
                         self._emitting = None
