@@ -24,6 +24,13 @@ from ._client import (
     log,
     require_kafka,
 )
+from ._transactions import (
+    MARKER_TOPIC,
+    ExactlyOnce,
+    check_exactly_once,
+    exactly_once_function,
+    write_committed,
+)
 
 if TYPE_CHECKING:
     import confluent_kafka
@@ -53,6 +60,7 @@ _RESERVED = {
     "message.timeout.ms": "use timeout= (seconds)",
     "on_delivery": "deliveries are checked by the sink",
     "error_cb": "errors are reported by the sink",
+    "transactional.id": "use transactional_id= (with exactly_once=True)",
 }
 
 
@@ -114,6 +122,8 @@ class KafkaSink(NanoNode):
         value_format: Format = "auto",
         idempotent: bool = True,
         exactly_once: bool = False,
+        transactional_id: str | None = None,
+        marker_topic: str = MARKER_TOPIC,
         config: dict[str, Any] | None = None,
         retries: int | None = None,
         backoff: float | None = None,
@@ -134,15 +144,21 @@ class KafkaSink(NanoNode):
             )
         if not isinstance(idempotent, bool):
             raise ConfigError(f"{label}: idempotent must be true or false, got {idempotent!r}")
-        if exactly_once is not False:
-            raise ConfigError(
-                f"{label}: exactly_once={exactly_once!r} (writes in Kafka transactions) is "
-                "not supported yet; the sink writes at least once, with an idempotent "
-                "producer, so a restart may write again records of the last moments before "
-                "a crash. Leave exactly_once out, and make the consumers of the topic "
-                "tolerate a repeat (by the record's key)"
-            )
+        check_exactly_once(
+            label,
+            exactly_once=exactly_once,
+            idempotent=idempotent,
+            transactional_id=transactional_id,
+            marker_topic=marker_topic,
+            config=config,
+            timeout=timeout,
+        )
         self.exactly_once = exactly_once
+        self.transactional_id = transactional_id
+        self.marker_topic = marker_topic
+        # with exactly_once: the records kept per checkpoint; without, no state to keep
+        self.keeps_no_state = not exactly_once
+        self._exactly = ExactlyOnce()
         self._settings = ClientSettings(label, bootstrap_servers, config, _RESERVED)
         self._key = field_getter(label, "key", key)
         self._value = field_getter(label, "value", value)
@@ -247,7 +263,37 @@ class KafkaSink(NanoNode):
 
     def as_function(self) -> NodeFunction:
         self.validate()
+        if self.exactly_once:
+            return exactly_once_function(self)
         return closing_function(self._function, self._close)
+
+    def snapshot_state(self) -> Any:
+        """With ``exactly_once``: the records since the last checkpoint, kept by this one
+        (and those kept before and not written yet), with its number (see docs/state.md).
+
+        Example:
+            >>> from nanostream.nodes.kafka import KafkaSink
+            >>> sink = KafkaSink("broker:9092", "orders", exactly_once=True)
+            >>> sink._exactly.pending.append(sink.encode({"n": 1}))
+            >>> sink.snapshot_state()
+            (1, [(1, [('orders', None, b'{"n": 1}', None, None)])])
+        """
+        return self._exactly.snapshot()
+
+    def restore_state(self, state: Any) -> None:
+        """With ``exactly_once``: the restored checkpoint's records, written at start
+        unless the marker says they were. Example: the one of :meth:`snapshot_state`."""
+        self._exactly.restore(state)
+
+    def checkpoint_committed(self) -> None:
+        """With ``exactly_once``: the checkpoint holding the kept records is committed:
+        write them and its marker in one Kafka transaction.
+
+        Example:
+            >>> from nanostream.nodes.kafka import KafkaSink
+            >>> KafkaSink("broker:9092", "orders", exactly_once=True).checkpoint_committed()
+        """
+        write_committed(self, self._exactly)
 
     def _close(self) -> None:
         """After the node function: a producer still open here has undelivered records
