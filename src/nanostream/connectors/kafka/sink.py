@@ -80,8 +80,7 @@ class KafkaSink(NanoNode):
     function returning bytes: Avro, Protobuf, a Schema Registry serialiser).
 
     The producer is idempotent unless ``idempotent=False`` (no duplicates or reordering
-    from its own retries); writes are at least once: ``exactly_once=True`` (Kafka
-    transactions) is refused when the node is built, as not supported yet. Each record's
+    from its own retries); writes are at least once. Each record's
     delivery report is checked: the sink passes an
     item on as done — the acknowledgement its source waits for — only once Kafka has
     acknowledged its record, and the input's end (or a stop) waits until everything is
@@ -92,6 +91,20 @@ class KafkaSink(NanoNode):
     ``max_error_rate``; it is never dropped silently. ``config`` takes any other
     librdkafka producer setting (``linger.ms``, ``compression.type``, ``sasl.*`` ...), its
     secrets masked everywhere.
+
+    With ``exactly_once=True`` (in a run with a state store, ``state=``; see
+    docs/kafka.md and docs/state.md) records are written only at checkpoints, in Kafka
+    transactions: a checkpoint keeps the records since the one before, and once it is
+    committed they are written in one transaction together with a marker record of the
+    checkpoint's number (keyed by the producer's ``transactional.id``, in partition 0 of
+    ``marker_topic``, ``"nanostream-checkpoints"`` by default). A restart writes the
+    records its checkpoint kept unless the marker, read with
+    ``isolation.level=read_committed``, says they were written: each record is written
+    once. ``transactional_id`` is by default ``nanostream.<pipeline>.<sink>.<topic>``, the
+    same on every run, so a restart fences the producer of the run before it. Consumers
+    of the topic must read with ``isolation.level=read_committed`` (librdkafka's default,
+    and :class:`KafkaSource`'s). The pipeline is refused unless every source can resume
+    from a checkpoint, no node on the way merges inputs and this is its only sink.
 
     Example:
         >>> from nanostream.nodes.kafka import KafkaSink
