@@ -194,6 +194,29 @@ def test_a_restart_after_the_transaction_does_not_write_it_again(
     assert numbers(kafka_cluster, topic) == list(range(1, 31))
 
 
+def test_a_failure_of_the_last_transaction_fails_the_run_naming_the_sink(
+    kafka_cluster: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The final checkpoint's transaction comes after the node function ended: its
+    failure still fails the run, and the restart writes those records."""
+    topic, markers, store = unique("eo"), unique("markers"), str(tmp_path / "run.state")
+    write = TransactionalWriter.write
+
+    def refused(self: TransactionalWriter, staged: Any) -> int:
+        raise ConnectorError("the brokers said no")
+
+    monkeypatch.setattr(TransactionalWriter, "write", refused)
+    sink = KafkaSink(kafka_cluster, topic, exactly_once=True, marker_topic=markers, name="out")
+    Numbers(4, name="numbers") > Counting(name="count") > sink
+    with pytest.raises(nanostream.NodeFailed, match="out") as info:
+        sink.global_start(state=store)
+    assert "the brokers said no" in str(info.value.__cause__)
+    assert numbers(kafka_cluster, topic) == []
+    monkeypatch.setattr(TransactionalWriter, "write", write)
+    counting_run(kafka_cluster, topic, markers, store, 6)
+    assert numbers(kafka_cluster, topic) == list(range(1, 7))
+
+
 # ----------------------------------------------------------------------------- isolation
 @pytest.fixture
 def real_kafka() -> str:

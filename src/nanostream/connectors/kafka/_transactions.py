@@ -500,6 +500,7 @@ def exactly_once_function(sink: KafkaSink) -> NodeFunction:
 
     def exactly_once(inp: Iterable[Any], outp: Callable[[Any], Any]) -> None:
         kept = sink._exactly = ExactlyOnce()
+        sink.delivered = 0
         writer = kept.writer = _writer(sink)
         writer.open()
         restore_state(sink)
@@ -507,10 +508,9 @@ def exactly_once_function(sink: KafkaSink) -> NodeFunction:
             kept.written = writer.last_written()
             write_committed(sink, kept)
         encode = sink.encode
-        pending_of = kept
 
         def keep(item: Any) -> tuple[()]:
-            pending_of.pending.append(encode(item))
+            kept.pending.append(encode(item))  # a new list after each checkpoint
             return ()
 
         with sink.guard_items(outp, keep) as process:
