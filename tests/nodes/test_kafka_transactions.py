@@ -78,6 +78,50 @@ def numbers(bootstrap: str, topic: str) -> list[int]:
 
 
 # ----------------------------------------------------------------------------- round trips
+def test_kafka_to_kafka_with_state_copies_every_record_once(
+    kafka_cluster: str, tmp_path: Path
+) -> None:
+    """``KafkaSource > KafkaSink(exactly_once=True)``: the source's offsets and the
+    sink's records are in the same checkpoints; a second run copies only what is new."""
+    source_topic, topic = unique("eo-in"), unique("eo-out")
+    markers, store = unique("markers"), str(tmp_path / "run.state")
+    producer = confluent_kafka.Producer({"bootstrap.servers": kafka_cluster, "log_level": 0})
+
+    def produce(values: range) -> None:
+        for n in values:
+            producer.produce(source_topic, str(n).encode(), key=str(n % 5).encode())
+        assert producer.flush(30) == 0
+
+    def copy_until(expected: int) -> None:
+        source = KafkaSource(
+            kafka_cluster,
+            source_topic,
+            unique("g"),  # a new group: only the checkpoint says where to go on
+            start="earliest",
+            config={"session.timeout.ms": 6000, "heartbeat.interval.ms": 500},
+            name="in",
+        )
+        sink = KafkaSink(kafka_cluster, topic, exactly_once=True, marker_topic=markers, name="out")
+        source > sink
+        run = sink.global_start(block=False, state=store, checkpoint_interval=0.1)
+        assert run is not None
+        try:
+            deadline = time.monotonic() + 60
+            while len(read_committed(kafka_cluster, topic)) < expected:
+                assert time.monotonic() < deadline, "not copied"
+                threading.Event().wait(0.1)
+        finally:
+            run.stop(timeout=60)
+
+    produce(range(1, 201))
+    copy_until(200)
+    produce(range(201, 251))
+    copy_until(250)
+    records = read_committed(kafka_cluster, topic)
+    assert sorted(int(m.value()) for m in records) == list(range(1, 251))
+    assert all(m.key() == str(int(m.value()) % 5).encode() for m in records)
+
+
 class Counting(nanostream.NanoNode):
     """The running count of its input (state: the count)."""
 
