@@ -328,13 +328,14 @@ sink = KafkaSink(bootstrap, topic, key=lambda n: str(n % 5), exactly_once=True,
                  marker_topic=markers, name="out")
 pace = Throttle(float(os.environ["KILL_TEST_RATE"]), burst=100, name="pace")
 Numbers(int(stop), name="numbers") > pace > sink
-run = sink.global_start(block=False, state=store, checkpoint_interval=0.4)
+run = sink.global_start(block=False, state=store, checkpoint_interval=0.5)
 print("started", flush=True)
 run.wait_interruptibly()
 """
 
 KILLS = 3
-STOP = 12_000
+STOP = 40_000  # 5 s at the kill test's pace: each kill comes mid-stream
+LATE = 0.1  # a kill comes at most this long after a transaction's marker
 
 
 def wait_until(condition: Any, timeout: float = 60) -> bool:
@@ -353,8 +354,8 @@ def test_kill_9_mid_stream_and_a_restart_write_every_record_once(
 ) -> None:
     """Killed three times while it writes, then run to its end: every number once.
 
-    Each kill comes at a random moment within 0.15 s after one of the sink's transactions
-    ended (its marker is in), before the next one (a checkpoint every 0.4 s): the mock
+    Each kill comes at a random moment within 0.1 s after one of the sink's transactions
+    ended (its marker is in), before the next one (a checkpoint every 0.5 s): the mock
     cluster shows a transaction's records before it is committed, which a real broker
     keeps from ``read_committed`` readers, so a kill inside one would show them here."""
     topic, markers, store = unique("eo-kill"), unique("markers"), str(tmp_path / "run.state")
@@ -387,11 +388,11 @@ def test_kill_9_mid_stream_and_a_restart_write_every_record_once(
             proc = child.start()
             try:
                 assert wait_until(lambda: marker_end() > before or proc.poll() is not None)  # noqa: B023
-                threading.Event().wait(random.uniform(0.0, 0.15))
+                threading.Event().wait(random.uniform(0.0, LATE))
             finally:
                 proc.send_signal(signal.SIGKILL)
-                proc.communicate()
-            assert proc.returncode == -signal.SIGKILL
+                _, stderr = proc.communicate()
+            assert proc.returncode == -signal.SIGKILL, stderr
             seen = numbers(kafka_cluster, topic)
             assert len(seen) == len(set(seen)), "a record written twice"
             mid_stream += 0 < len(seen) < STOP
