@@ -497,7 +497,23 @@ def test_an_abortable_error_past_the_timeout_fails_the_run() -> None:
     writer, producer = fake_writer([abortable] * 1000, timeout=0.05)
     with pytest.raises(ConnectorError, match=r"'out'.*checkpoint 2 could not be committed within"):
         writer.write(RECORDS)
-    assert producer.calls.count("abort") >= 1
+    assert producer.errors, "it gave up before the errors ran out"
+
+
+def test_a_transaction_that_cannot_be_aborted_fails_naming_the_node() -> None:
+    abortable = confluent_kafka.KafkaError(
+        confluent_kafka.KafkaError._OUTDATED, txn_requires_abort=True
+    )
+    writer, producer = fake_writer([abortable])
+
+    def abort(_timeout: float) -> None:
+        raise confluent_kafka.KafkaException(
+            confluent_kafka.KafkaError(confluent_kafka.KafkaError._FATAL, fatal=True)
+        )
+
+    producer.abort_transaction = abort  # type: ignore[method-assign]
+    with pytest.raises(ConnectorError, match=r"'out'.*checkpoint 2 failed .* could not be aborted"):
+        writer.write(RECORDS)
 
 
 def test_a_fatal_error_is_never_retried() -> None:

@@ -293,7 +293,15 @@ class TransactionalWriter:
             except confluent_kafka.KafkaException as exc:
                 error = exc.args[0]
                 self._fail_unless_abortable(number, error)
-                self._abort(number, error, deadline)
+                try:
+                    self._abort(number, error, deadline)
+                except confluent_kafka.KafkaException as failed:
+                    raise self.settings.error(
+                        f"{self.label}: the transaction of checkpoint {number} failed "
+                        f"({error.str()}) and could not be aborted; the checkpoint's "
+                        "records stay in the state store and a restart writes them",
+                        failed,
+                    ) from None
 
     def _transaction(self, number: int, records: list[Record], deadline: float) -> None:
         import confluent_kafka
