@@ -93,7 +93,7 @@ def test_kafka_to_kafka_with_state_copies_every_record_once(
             producer.produce(source_topic, str(n).encode(), key=str(n % 5).encode())
         assert producer.flush(30) == 0
 
-    def copy_until(expected: int) -> None:
+    def copy_until(expected: int) -> KafkaSource:
         source = KafkaSource(
             kafka_cluster,
             source_topic,
@@ -113,11 +113,12 @@ def test_kafka_to_kafka_with_state_copies_every_record_once(
                 threading.Event().wait(0.1)
         finally:
             run.stop(timeout=60)
+        return source
 
     produce(range(1, 201))
-    copy_until(200)
+    assert copy_until(200).committed == 200  # every record acknowledged, so committed
     produce(range(201, 251))
-    copy_until(250)
+    assert copy_until(250).committed == 50
     records = read_committed(kafka_cluster, topic)
     assert sorted(int(m.value()) for m in records) == list(range(1, 251))
     assert all(m.key() == str(int(m.value()) % 5).encode() for m in records)
