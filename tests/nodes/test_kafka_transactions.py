@@ -669,3 +669,33 @@ def test_the_marker_is_read_from_the_last_one_of_the_sink(kafka_cluster: str) ->
     assert producer.flush(30) == 0
     writer.marker_topic = markers
     assert writer.last_written() == 100  # found past the first window
+
+
+def test_secrets_stay_masked_when_the_transactions_cannot_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "pw-s3cret-txn"
+    sink = KafkaSink(
+        "127.0.0.1:1",  # nothing listens there
+        "orders",
+        exactly_once=True,
+        timeout=1,
+        config={
+            "sasl.username": "app",
+            "sasl.password": secret,
+            "sasl.mechanism": "PLAIN",
+            "security.protocol": "SASL_PLAINTEXT",
+        },
+        name="out",
+    )
+    Numbers(3, name="numbers") > sink
+    assert secret not in repr(sink) + nanostream.to_yaml(sink)
+    with (
+        caplog.at_level(logging.DEBUG, logger="nanostream"),
+        pytest.raises(nanostream.NodeFailed, match="out") as info,
+    ):
+        sink.global_start(state=str(tmp_path / "run.state"))
+    cause = info.value.__cause__
+    assert isinstance(cause, ConnectorError)
+    assert "could not initialise transactions" in str(cause)
+    assert secret not in str(info.value) + str(cause) + caplog.text
