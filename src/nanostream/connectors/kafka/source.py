@@ -411,7 +411,10 @@ class KafkaSource(NanoNode):
     setting (``security.protocol``, ``sasl.*``, ``ssl.*``, ``fetch.max.bytes`` ...);
     secrets in it (``sasl.password``, ``ssl.key.password``, ``ssl.key.pem`` ...) are
     masked in reprs, pipeline files, logs and errors. ``timeout`` is the seconds the
-    start-up requests may take (reaching the brokers, finding offsets for a time).
+    start-up requests may take (reaching the brokers, finding offsets for a time). The
+    source reads with ``isolation.level=read_committed``: the records of a Kafka
+    transaction (a ``KafkaSink(exactly_once=True)``'s) only once it is committed, never
+    those of an aborted one; ``read_uncommitted`` in ``config`` is taken, with a warning.
 
     The node's error policy applies to each poll: a record that cannot be decoded, or an
     error of the client, fails the run (``on_error="fail"``, the default) or, with
@@ -556,7 +559,7 @@ class KafkaSource(NanoNode):
                     "on_commit": ledger.on_commit,
                     "auto.offset.reset": "latest" if self._start == "latest" else "earliest",
                     "error_cb": ledger.on_error,
-                    # what transactional producers commit only (explicit: not a default)
+                    # records of transactions only once committed (set, not left to a default)
                     "isolation.level": settings.config.get("isolation.level", _COMMITTED),
                 }
             )
