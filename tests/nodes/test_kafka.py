@@ -309,12 +309,6 @@ def test_offsets_are_part_of_the_checkpoint_and_a_restart_starts_there(
     ]
 
 
-def test_exactly_once_is_refused_when_built() -> None:
-    with pytest.raises(nanostream.ConfigError, match=r"exactly_once=True .* not supported yet"):
-        KafkaSink("broker:9092", "orders", exactly_once=True)
-    assert KafkaSink("broker:9092", "orders", exactly_once=False).exactly_once is False
-
-
 def test_the_checkpoint_of_a_source_is_its_emitted_offsets() -> None:
     source = KafkaSource("broker:9092", "orders", "g")
     assert source.snapshot_state() == []

@@ -92,8 +92,8 @@ def check_checkpointing(plan: Plan) -> None:
                 raise GraphError(
                     f"node {pn.name!r} keeps items between reads and snapshots them only "
                     "with exactly_once=True, so after a restart from a checkpoint the "
-                    "items it held would be lost: pass exactly_once=True (a part file per "
-                    "checkpoint, see docs/state.md), or run it without state="
+                    "items it held would be lost: pass exactly_once=True (it then writes "
+                    "per checkpoint, see docs/state.md), or run it without state="
                 )
             raise GraphError(
                 f"node {pn.name!r} keeps items between reads but cannot snapshot them (it "

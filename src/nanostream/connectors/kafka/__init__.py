@@ -3,7 +3,9 @@
 Install the extra with ``pip install 'nanostream[kafka]'``. The source commits a record's
 offset only once the pipeline has acknowledged it, and the sink acknowledges an item only
 once its record is delivered, so ``KafkaSource > ... > KafkaSink`` is at-least-once end
-to end, across ``kill -9`` and rebalances. Secrets in ``config`` (``sasl.password``,
+to end, across ``kill -9`` and rebalances; in a run with a state store,
+``KafkaSink(exactly_once=True)`` writes each checkpoint's records once, in a Kafka
+transaction. Secrets in ``config`` (``sasl.password``,
 ``ssl.key.password``, ``ssl.key.pem`` ...) are masked in reprs, pipeline files, logs and
 errors. See docs/kafka.md.
 

@@ -24,6 +24,13 @@ from ._client import (
     log,
     require_kafka,
 )
+from ._transactions import (
+    MARKER_TOPIC,
+    ExactlyOnce,
+    check_exactly_once,
+    exactly_once_function,
+    write_committed,
+)
 
 if TYPE_CHECKING:
     import confluent_kafka
@@ -53,6 +60,7 @@ _RESERVED = {
     "message.timeout.ms": "use timeout= (seconds)",
     "on_delivery": "deliveries are checked by the sink",
     "error_cb": "errors are reported by the sink",
+    "transactional.id": "use transactional_id= (with exactly_once=True)",
 }
 
 
@@ -72,8 +80,7 @@ class KafkaSink(NanoNode):
     function returning bytes: Avro, Protobuf, a Schema Registry serialiser).
 
     The producer is idempotent unless ``idempotent=False`` (no duplicates or reordering
-    from its own retries); writes are at least once: ``exactly_once=True`` (Kafka
-    transactions) is refused when the node is built, as not supported yet. Each record's
+    from its own retries); writes are at least once. Each record's
     delivery report is checked: the sink passes an
     item on as done — the acknowledgement its source waits for — only once Kafka has
     acknowledged its record, and the input's end (or a stop) waits until everything is
@@ -84,6 +91,20 @@ class KafkaSink(NanoNode):
     ``max_error_rate``; it is never dropped silently. ``config`` takes any other
     librdkafka producer setting (``linger.ms``, ``compression.type``, ``sasl.*`` ...), its
     secrets masked everywhere.
+
+    With ``exactly_once=True`` (in a run with a state store, ``state=``; see
+    docs/kafka.md and docs/state.md) records are written only at checkpoints, in Kafka
+    transactions: a checkpoint keeps the records since the one before, and once it is
+    committed they are written in one transaction together with a marker record of the
+    checkpoint's number (keyed by the producer's ``transactional.id``, in partition 0 of
+    ``marker_topic``, ``"nanostream-checkpoints"`` by default). A restart writes the
+    records its checkpoint kept unless the marker, read with
+    ``isolation.level=read_committed``, says they were written: each record is written
+    once. ``transactional_id`` is by default ``nanostream.<pipeline>.<sink>.<topic>``, the
+    same on every run, so a restart fences the producer of the run before it. Consumers
+    of the topic must read with ``isolation.level=read_committed`` (librdkafka's default,
+    and :class:`KafkaSource`'s). The pipeline is refused unless every source can resume
+    from a checkpoint, no node on the way merges inputs and this is its only sink.
 
     Example:
         >>> from nanostream.nodes.kafka import KafkaSink
@@ -114,6 +135,8 @@ class KafkaSink(NanoNode):
         value_format: Format = "auto",
         idempotent: bool = True,
         exactly_once: bool = False,
+        transactional_id: str | None = None,
+        marker_topic: str = MARKER_TOPIC,
         config: dict[str, Any] | None = None,
         retries: int | None = None,
         backoff: float | None = None,
@@ -134,15 +157,21 @@ class KafkaSink(NanoNode):
             )
         if not isinstance(idempotent, bool):
             raise ConfigError(f"{label}: idempotent must be true or false, got {idempotent!r}")
-        if exactly_once is not False:
-            raise ConfigError(
-                f"{label}: exactly_once={exactly_once!r} (writes in Kafka transactions) is "
-                "not supported yet; the sink writes at least once, with an idempotent "
-                "producer, so a restart may write again records of the last moments before "
-                "a crash. Leave exactly_once out, and make the consumers of the topic "
-                "tolerate a repeat (by the record's key)"
-            )
+        check_exactly_once(
+            label,
+            exactly_once=exactly_once,
+            idempotent=idempotent,
+            transactional_id=transactional_id,
+            marker_topic=marker_topic,
+            config=config,
+            timeout=timeout,
+        )
         self.exactly_once = exactly_once
+        self.transactional_id = transactional_id
+        self.marker_topic = marker_topic
+        # with exactly_once: the records kept per checkpoint; without, no state to keep
+        self.keeps_no_state = not exactly_once
+        self._exactly = ExactlyOnce()
         self._settings = ClientSettings(label, bootstrap_servers, config, _RESERVED)
         self._key = field_getter(label, "key", key)
         self._value = field_getter(label, "value", value)
@@ -236,7 +265,37 @@ class KafkaSink(NanoNode):
 
     def as_function(self) -> NodeFunction:
         self.validate()
+        if self.exactly_once:
+            return exactly_once_function(self)
         return closing_function(self._function, self._close)
+
+    def snapshot_state(self) -> Any:
+        """With ``exactly_once``: the records since the last checkpoint, kept by this one
+        (and those kept before and not written yet), with its number (see docs/state.md).
+
+        Example:
+            >>> from nanostream.nodes.kafka import KafkaSink
+            >>> sink = KafkaSink("broker:9092", "orders", exactly_once=True)
+            >>> sink._exactly.pending.append(sink.encode({"n": 1}))
+            >>> sink.snapshot_state()
+            (1, [(1, [('orders', None, b'{"n": 1}', None, None)])])
+        """
+        return self._exactly.snapshot()
+
+    def restore_state(self, state: Any) -> None:
+        """With ``exactly_once``: the restored checkpoint's records, written at start
+        unless the marker says they were. Example: the one of :meth:`snapshot_state`."""
+        self._exactly.restore(state)
+
+    def checkpoint_committed(self) -> None:
+        """With ``exactly_once``: the checkpoint holding the kept records is committed:
+        write them and its marker in one Kafka transaction.
+
+        Example:
+            >>> from nanostream.nodes.kafka import KafkaSink
+            >>> KafkaSink("broker:9092", "orders", exactly_once=True).checkpoint_committed()
+        """
+        write_committed(self, self._exactly)
 
     def _close(self) -> None:
         """After the node function: a producer still open here has undelivered records

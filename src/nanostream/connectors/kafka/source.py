@@ -41,6 +41,26 @@ _RESERVED = {
 }
 
 
+_COMMITTED = "read_committed"
+
+
+def _check_isolation(node: str, level: Any) -> None:
+    """Refuse an unknown ``isolation.level``; say it when records not committed are read."""
+    if level not in (_COMMITTED, "read_uncommitted"):
+        raise ConfigError(
+            f"{node}: config['isolation.level'] must be 'read_committed' (the default) or "
+            f"'read_uncommitted', got {level!r}"
+        )
+    if level != _COMMITTED:
+        log.warning(
+            "%s reads with isolation.level='read_uncommitted': it sees records of Kafka "
+            "transactions that are not committed, and of aborted ones (a KafkaSink with "
+            "exactly_once=True writes in transactions); drop the setting to read only "
+            "committed records",
+            node,
+        )
+
+
 def _start_time(node: str, start: Any) -> str | int:
     """``start`` checked: one of :data:`_STARTS`, or a time as milliseconds since the epoch."""
     if isinstance(start, str) and start in _STARTS:
@@ -419,7 +439,10 @@ class KafkaSource(NanoNode):
     setting (``security.protocol``, ``sasl.*``, ``ssl.*``, ``fetch.max.bytes`` ...);
     secrets in it (``sasl.password``, ``ssl.key.password``, ``ssl.key.pem`` ...) are
     masked in reprs, pipeline files, logs and errors. ``timeout`` is the seconds the
-    start-up requests may take (reaching the brokers, finding offsets for a time).
+    start-up requests may take (reaching the brokers, finding offsets for a time). The
+    source reads with ``isolation.level=read_committed``: the records of a Kafka
+    transaction (a ``KafkaSink(exactly_once=True)``'s) only once it is committed, never
+    those of an aborted one; ``read_uncommitted`` in ``config`` is taken, with a warning.
 
     The node's error policy applies to each poll: a record that cannot be decoded, or an
     error of the client, fails the run (``on_error="fail"``, the default) or, with
@@ -472,6 +495,7 @@ class KafkaSource(NanoNode):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                 raise ConfigError(f"{label}: {what} must be positive seconds, got {value!r}")
         self._settings = ClientSettings(label, bootstrap_servers, config, _RESERVED)
+        _check_isolation(label, self._settings.config.get("isolation.level", _COMMITTED))
         strategy = str(self._settings.config.get("partition.assignment.strategy", ""))
         self._start = _start_time(label, start)
         if "cooperative" in strategy and self._start != "committed":
@@ -563,6 +587,8 @@ class KafkaSource(NanoNode):
                     "on_commit": ledger.on_commit,
                     "auto.offset.reset": "latest" if self._start == "latest" else "earliest",
                     "error_cb": ledger.on_error,
+                    # records of transactions only once committed (set, not left to a default)
+                    "isolation.level": settings.config.get("isolation.level", _COMMITTED),
                 }
             )
         )
