@@ -329,17 +329,6 @@ class KafkaSink(NanoNode):
         the_topic = self.topic if isinstance(self.topic, str) else ""  # when copying
         produce = producer.produce
 
-        def produce_waiting(
-            topic: str, value: Any, key: Any, partition: int, reported: Any, *, headers: Any
-        ) -> None:
-            """``produce()``, waiting for deliveries while the producer's queue is full."""
-            while True:
-                try:
-                    produce(topic, value, key, partition, reported, headers=headers)
-                    return
-                except BufferError:
-                    producer.poll(0.05)
-
         def send(item: Any) -> tuple[()]:
             # A record of bytes copied as it is (see _copies_records), else encode().
             if (
@@ -353,12 +342,14 @@ class KafkaSink(NanoNode):
             else:
                 topic, key, value, headers, at = encode(item)
                 partition = -1 if at is None else at
-            try:
-                produce(topic, value, key, partition, on_report, headers=headers)
-            except BufferError:  # the producer's queue is full: wait for deliveries
-                produce_waiting(topic, value, key, partition, on_report, headers=headers)
-            except (confluent_kafka.KafkaException, TypeError, ValueError) as exc:
-                raise settings.error(f"{label} could not produce to {topic!r}", exc) from None
+            while True:
+                try:
+                    produce(topic, value, key, partition, on_report, headers=headers)
+                    break
+                except BufferError:  # the producer's queue is full: wait for deliveries
+                    producer.poll(0.05)
+                except (confluent_kafka.KafkaException, TypeError, ValueError) as exc:
+                    raise settings.error(f"{label} could not produce to {topic!r}", exc) from None
             keep(item)
             return ()
 
