@@ -348,13 +348,13 @@ def test_missing_httpx_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_options_are_checked_while_building() -> None:
-    with pytest.raises(nanostream.ConfigError, match="workers"):
+    with pytest.raises(nanostream.GraphError, match="workers"):
         HttpRequest("http://h/", workers=0)
-    with pytest.raises(nanostream.ConfigError, match="timeout"):
+    with pytest.raises(nanostream.GraphError, match="timeout"):
         HttpRequest("http://h/", timeout=0)
-    with pytest.raises(nanostream.ConfigError, match="bad template"):
+    with pytest.raises(nanostream.GraphError, match="bad template"):
         HttpRequest("http://h/{oops")
-    with pytest.raises(nanostream.ConfigError, match="needs cursor="):
+    with pytest.raises(nanostream.GraphError, match="needs cursor="):
         HttpPaginator("http://h/", style="cursor")
 
 
@@ -577,3 +577,19 @@ def test_a_failed_poll_fails_the_run_by_default(
     poller.configure(retries=0) > Collect()
     with pytest.raises(nanostream.NodeFailed, match="answered 500 Internal Server Error"):
         poller.global_start(runner=runner)
+
+
+@pytest.mark.parametrize(
+    ("build", "says"),
+    [
+        (lambda: HttpRequest("http://h/", workers=True), "workers"),
+        (lambda: HttpRequest("http://h/", retries=True), "retries"),
+        (lambda: HttpRequest("http://h/", timeout=True), "timeout"),
+        (lambda: HttpPaginator("http://h/", page_size=True), "page_size"),
+        (lambda: HttpPoller("http://h/", interval=True), "interval"),
+    ],
+)
+def test_a_bool_is_not_a_count_or_a_number_of_seconds(build: Callable[[], Any], says: str) -> None:
+    with pytest.raises(nanostream.GraphError, match=f"{says} must be .*got True"):
+        build()
+

@@ -20,6 +20,7 @@ __all__ = [
     "NanoStreamError",
     "NodeFailed",
     "NodeProtocolError",
+    "OptionError",
     "RunStateError",
     "StateError",
     "TooManyErrors",
@@ -34,6 +35,7 @@ class NanoStreamError(Exception):
         NanoStreamError
         ├── GraphError                the graph is wrong; raised while it is built or checked
         │   ├── CycleError            the edges form a cycle
+        │   ├── OptionError           a node's option is wrong (also a ConfigError: see below)
         │   ├── OutputExistsError     a writer would replace a file (connectors; FileExistsError)
         │   └── SinkEmitError         a node with no outgoing edge emitted (canal)
         ├── ConfigError               a configuration (YAML) is wrong; names the file and line
@@ -57,6 +59,14 @@ class NanoStreamError(Exception):
         │                             (runners.ray)
         └── WorkerTraceback           a worker process's traceback: the ``__cause__`` of an
                                       error raised under ``processes=`` (operators)
+
+    One rule for a node's options: a wrong one, given in Python, is a :class:`GraphError`
+    raised when the node is made (the shared checks of counts, numbers and choices raise
+    its subclass :class:`OptionError`); a pipeline file's mistakes, a node's wrong option
+    in it too, are a :class:`ConfigError` naming the file and line. ``OptionError`` also
+    derives from ``ConfigError``, because the SQL, HTTP, Redis and Kafka nodes raised
+    ``ConfigError`` for their options before: ``except ConfigError`` written for them
+    keeps working.
 
     Two signals are not errors and derive from ``BaseException``, so that ``except
     Exception`` in node code does not swallow them: :class:`~nanostream.SourceStopped`
@@ -120,6 +130,25 @@ class ConfigError(NanoStreamError):
         self.location = location
         self.message = message
         super().__init__(f"{location}: {message}" if location else message)
+
+
+class OptionError(GraphError, ConfigError):
+    """A node's option is wrong; raised when the node is made. The message names the node
+    (or its class) and the option, and says what to give instead.
+
+    A :class:`GraphError` like every mistake found while a graph is built, and a
+    :class:`ConfigError` too, for the ``except ConfigError`` written when the SQL, HTTP,
+    Redis and Kafka nodes raised that.
+
+    Example:
+        >>> import nanostream
+        >>> from nanostream.nodes import Batch
+        >>> try:
+        ...     Batch(True)
+        ... except nanostream.GraphError as exc:
+        ...     print(type(exc).__name__, "|", exc)
+        OptionError | Batch: size must be a positive integer, got True
+    """
 
 
 class NodeProtocolError(NanoStreamError):

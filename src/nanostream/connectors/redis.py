@@ -23,10 +23,11 @@ from urllib.parse import urlsplit
 
 from .._core.acks import Acked
 from .._core.context import node_label
-from .._core.errors import ConfigError, MissingDependencyError
+from .._core.errors import MissingDependencyError, OptionError
 from .._core.node import NanoNode, NodeFunction
 from .._core.policy import POLICY_OPTIONS, backoff_delay
 from .._core.signals import SourceStopped
+from ..operators._operator import check_positive
 from ._acked_progress import AckedProgress
 from ._buffered_sink import BufferedSink
 from ._secrets import Secrets, install_log_masking, mask_url
@@ -68,7 +69,7 @@ class _Client:
         self.decode = decode
         self.client: redis.Redis | None = None
         if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
-            raise ConfigError(
+            raise OptionError(
                 f"not a Redis URL: {self.shown!r}; use redis://[:password@]host[:port][/db]"
             )
 
@@ -234,10 +235,9 @@ class RedisStreamSource(NanoNode):
     ) -> None:
         super().__init__(name=name, queue_size=queue_size)
         _require_redis()
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if poll_interval <= 0:
-            raise ConfigError(f"poll_interval must be positive seconds, got {poll_interval!r}")
+        label = node_label(self, with_class=True)
+        check_positive(label, "batch_size", batch_size, integer=True)
+        check_positive(label, "poll_interval", poll_interval, unit="seconds")
         self._redis = _Client(url, timeout=timeout, decode=decode)
         self.stream = stream
         self.group = group
@@ -461,10 +461,9 @@ class RedisStreamSink(BufferedSink):
     ) -> None:
         super().__init__(name=name, queue_size=queue_size)
         _require_redis()
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if maxlen is not None and maxlen < 1:
-            raise ConfigError(f"maxlen must be a positive integer, got {maxlen!r}")
+        label = node_label(self, with_class=True)
+        check_positive(label, "batch_size", batch_size, integer=True)
+        check_positive(label, "maxlen", maxlen, integer=True, optional=True)
         self._redis = _Client(url, timeout=timeout, decode=True)
         self.stream = stream
         self.maxlen = maxlen

@@ -549,9 +549,7 @@ class Take(Operator):
         self, n: int, *, stop: bool = False, name: str | None = None, **options: Any
     ) -> None:
         super().__init__(name=name, **options)
-        check_non_negative("Take", "n", n)
-        if not isinstance(n, int):
-            raise GraphError(f"Take: n must be an integer, got {n!r}")
+        check_non_negative("Take", "n", n, integer=True)
         self.n = n
         self.stop = bool(stop)
 

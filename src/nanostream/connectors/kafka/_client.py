@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple, cast
 
-from ..._core.errors import ConfigError, MissingDependencyError
+from ..._core.errors import MissingDependencyError, OptionError
 from .._secrets import MASK, Secrets, install_log_masking
 from .._toolkit import ConnectorError
 
@@ -102,12 +102,12 @@ class ClientSettings:
         reserved: Mapping[str, str] | None = None,
     ) -> None:
         if not isinstance(bootstrap_servers, str) or not bootstrap_servers.strip():
-            raise ConfigError(
+            raise OptionError(
                 f"{node}: bootstrap_servers must be 'host:port' (or several, comma-separated), "
                 f"got {bootstrap_servers!r}"
             )
         if config is not None and not isinstance(config, Mapping):
-            raise ConfigError(
+            raise OptionError(
                 f"{node}: config must be a mapping of librdkafka settings, got a "
                 f"{type(config).__name__}"
             )
@@ -115,18 +115,18 @@ class ClientSettings:
         self.secrets = Secrets()
         for key, value in settings.items():
             if not isinstance(key, str):
-                raise ConfigError(f"{node}: config keys are librdkafka setting names, got {key!r}")
+                raise OptionError(f"{node}: config keys are librdkafka setting names, got {key!r}")
             if is_secret_setting(key):
                 if value == MASK:
-                    raise ConfigError(
+                    raise OptionError(
                         f"{node}: config[{key!r}] is {MASK!r}, the mask shown in place of a "
                         "secret; give the real value (in a pipeline file, as ${VARIABLE})"
                     )
                 self.secrets.add(str(value))
             if key == "bootstrap.servers":
-                raise ConfigError(f"{node}: give the brokers as bootstrap_servers=, not in config")
+                raise OptionError(f"{node}: give the brokers as bootstrap_servers=, not in config")
             if reserved and key in reserved:
-                raise ConfigError(f"{node}: {node} sets {key!r} itself; {reserved[key]}")
+                raise OptionError(f"{node}: {node} sets {key!r} itself; {reserved[key]}")
         self.node = node
         self.bootstrap_servers = bootstrap_servers
         self.config = settings
@@ -257,7 +257,7 @@ def encoder(node: str, argument: str, fmt: Format) -> Callable[[Any], Any]:
         return fmt
     if fmt in _ENCODERS:
         return _ENCODERS[fmt]
-    raise ConfigError(
+    raise OptionError(
         f"{node}: {argument} must be 'bytes', 'str', 'json', 'auto' or a function returning "
         f"bytes (a serialiser), got {fmt!r}"
     )
@@ -279,7 +279,7 @@ def decoder(node: str, argument: str, fmt: Format) -> Callable[[bytes | None], A
         return fmt
     if fmt in _DECODERS:
         return _DECODERS[fmt]
-    raise ConfigError(
+    raise OptionError(
         f"{node}: {argument} must be 'bytes', 'str', 'json' or a function of the bytes "
         f"(a deserialiser), got {fmt!r}"
     )
@@ -311,7 +311,7 @@ def field_getter(node: str, argument: str, spec: Any) -> Callable[[Any], Any] | 
             raise KeyError(f"{node}: the item has no field {spec!r} (its {argument})")
 
         return get
-    raise ConfigError(
+    raise OptionError(
         f"{node}: {argument} must be a field name or a function of the item, got {spec!r}"
     )
 

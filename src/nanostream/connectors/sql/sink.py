@@ -13,7 +13,7 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..._core.context import node_label
-from ..._core.errors import ConfigError
+from ..._core.errors import OptionError
 from ..._core.node import NanoNode, NodeFunction
 from ..._core.policy import POLICY_OPTIONS
 from .._buffered_sink import BufferedSink
@@ -136,16 +136,16 @@ class SQLSink(BufferedSink):
         _require_sqlalchemy()
         self.commit_every = _row_count(self, "commit_every", commit_every, options)
         if not isinstance(exactly_once, bool):
-            raise ConfigError(f"SQLSink exactly_once must be true or false, got {exactly_once!r}")
+            raise OptionError(f"SQLSink exactly_once must be true or false, got {exactly_once!r}")
         self.exactly_once = exactly_once
         # exactly_once: (checkpoint number, rows) kept by checkpoints, not yet written
         self._staged: list[tuple[int, list[Any]]] = []
         self._checkpoints = 0
         if mode not in ("insert", "upsert"):
-            raise ConfigError(f"SQLSink mode must be 'insert' or 'upsert', got {mode!r}")
+            raise OptionError(f"SQLSink mode must be 'insert' or 'upsert', got {mode!r}")
         keys = (key,) if isinstance(key, str) else tuple(key or ())
         if mode == "upsert" and not keys:
-            raise ConfigError("SQLSink mode='upsert' needs key=: the column(s) that identify a row")
+            raise OptionError("SQLSink mode='upsert' needs key=: the column(s) that identify a row")
         self.url_shown = _shown_url(url)
         self._db = _Database(url, engine_options or {})
         self.table = table

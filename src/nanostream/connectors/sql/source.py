@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 from ..._core.acks import Acked
 from ..._core.context import node_label
-from ..._core.errors import ConfigError
+from ..._core.errors import ConfigError, OptionError
 from ..._core.node import NanoNode, NodeFunction
 from ..._core.policy import POLICY_OPTIONS, backoff_delay
+from ...operators._operator import check_positive
 from .._acked_progress import AckedProgress
 from .._toolkit import closing_function
 from ._database import (
@@ -179,10 +180,15 @@ class SQLSource(NanoNode):
         super().__init__(name=name, queue_size=queue_size)
         _require_sqlalchemy()
         self.fetch_size = _row_count(self, "fetch_size", fetch_size, options)
-        if poll_interval is not None and poll_interval <= 0:
-            raise ConfigError(f"poll_interval must be positive seconds, got {poll_interval!r}")
+        check_positive(
+            node_label(self, with_class=True),
+            "poll_interval",
+            poll_interval,
+            unit="seconds",
+            optional=True,
+        )
         if state_file is not None and incremental_column is None:
-            raise ConfigError("state_file needs incremental_column: the column to remember")
+            raise OptionError("state_file needs incremental_column: the column to remember")
         self.url_shown = _shown_url(url)
         self._db = _Database(url, engine_options or {})
         self.query = query
