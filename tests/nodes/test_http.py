@@ -6,6 +6,7 @@ import base64
 import itertools
 import json
 import logging
+import ssl
 import sys
 import threading
 import time
@@ -19,6 +20,7 @@ from http_api import API_KEY, TOKEN, ApiServer, run_items
 
 import nanostream
 from nanostream.connectors.http._base import _retry_after
+from nanostream.connectors.http._connections import Transport, client_options
 from nanostream.nodes.http import (
     ConnectorError,
     HttpPaginator,
@@ -593,3 +595,50 @@ def test_a_bool_is_not_a_count_or_a_number_of_seconds(build: Callable[[], Any], 
     with pytest.raises(nanostream.GraphError, match=f"{says} must be .*got True"):
         build()
 
+
+def test_plain_http_makes_no_tls_context(api: ApiServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[object] = []
+    real = ssl.create_default_context
+
+    def counted(*args: Any, **kwargs: Any) -> ssl.SSLContext:
+        made.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ssl, "create_default_context", counted)
+    node = HttpRequest(api.base + "/echo/{item}", workers=3)
+    node.setup()
+    try:
+        assert [node.call(i)["path"] for i in range(4)] == [f"/echo/{i}" for i in range(4)]
+        transport = node._client._transport  # type: ignore[union-attr]
+    finally:
+        node._close()
+    assert made == [] and isinstance(transport, Transport) and transport.tls_context is None
+    # the plain transport trusts no authority: TLS on it could not go unverified
+    plain = transport.transports[False]._pool._ssl_context
+    assert plain.verify_mode == ssl.CERT_REQUIRED and plain.cert_store_stats()["x509_ca"] == 0
+    assert list(transport.transports) == [False]
+
+
+@pytest.mark.parametrize(
+    ("url", "at_start"),
+    [("http://h/{item}", False), ("https://h/{item}", True), ("{item}/x", True)],
+)
+def test_a_node_that_may_speak_tls_makes_its_context_at_start(url: str, at_start: bool) -> None:
+    transport = client_options(HttpRequest(url, workers=2), 2, blocking=True)["transport"]
+    assert isinstance(transport, Transport)
+    assert (transport.tls_context is not None) is at_start
+    poller = HttpPoller(["http://a/up", "https://b/up"], interval=5)
+    assert client_options(poller, 1, blocking=True)["transport"].tls_context is not None
+
+
+def test_the_blocking_clients_https_transport_has_the_tls_context() -> None:
+    node = HttpRequest("https://h/x", workers=2, client_options={"verify": False})
+    transport = client_options(node, 2, blocking=True)["transport"]
+    assert isinstance(transport, Transport)
+    made = transport._make(httpx.HTTPTransport, secure=True)
+    assert made._pool._ssl_context is transport.tls_context
+    assert not transport.tls_context.check_hostname  # verify=False reached it
+    limits = httpx.Limits(max_connections=3)
+    capped = HttpRequest("http://h/x", workers=8, client_options={"limits": limits})
+    assert client_options(capped, 8, blocking=True)["limits"] is limits
+    made.close()

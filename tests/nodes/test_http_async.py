@@ -16,8 +16,7 @@ import pytest
 from http_api import API_KEY, TOKEN, ApiServer, run_items
 
 import nanostream
-from nanostream.connectors.http._async import client_options
-from nanostream.connectors.http._connections import Connections
+from nanostream.connectors.http._connections import Connections, client_options
 from nanostream.nodes.http import HttpPaginator, HttpPoller, HttpRequest, HttpStatusError
 from nanostream.testing import Collect
 from support import run_until_seen

@@ -304,9 +304,12 @@ class _HttpNode(NanoNode):
         }
 
     def _open(self, connections: int = 10) -> None:
+        """Make the node's ``httpx.Client``, for ``connections`` requests at once."""
         import httpx
 
-        self._client = httpx.Client(**self._client_options(connections))
+        from ._connections import client_options
+
+        self._client = httpx.Client(**client_options(self, connections, blocking=True))
 
     def _close(self) -> None:
         client, self._client = self._client, None
@@ -317,7 +320,7 @@ class _HttpNode(NanoNode):
         """Make the node's ``httpx.AsyncClient``, on the node's event loop."""
         import httpx
 
-        from ._async import client_options
+        from ._connections import client_options
 
         self._async_client = httpx.AsyncClient(**client_options(self, self.concurrency or 1))
 
