@@ -642,3 +642,18 @@ def test_the_blocking_clients_https_transport_has_the_tls_context() -> None:
     capped = HttpRequest("http://h/x", workers=8, client_options={"limits": limits})
     assert client_options(capped, 8, blocking=True)["limits"] is limits
     made.close()
+
+
+@pytest.mark.parametrize("blocking", [True, False])
+def test_a_proxy_keeps_the_tls_settings_of_the_client(blocking: bool) -> None:
+    node = HttpRequest(
+        "https://h/x",
+        workers=2,
+        client_options={"verify": False, "proxy": "http://127.0.0.1:9"},
+    )
+    options = client_options(node, 2, blocking=blocking)
+    client = httpx.Client(**options) if blocking else httpx.AsyncClient(**options)
+    (proxy,) = client._mounts.values()
+    assert proxy is not None and proxy._pool._ssl_context.verify_mode == ssl.CERT_NONE
+    if blocking:
+        client.close()

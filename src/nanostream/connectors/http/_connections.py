@@ -46,11 +46,12 @@ def client_options(node: _HttpNode, size: int, *, blocking: bool = False) -> dic
     if any(name in node.client_options for name in _OWN_CONNECTIONS):
         return options
     limits = options.pop("limits")
+    # The client keeps its TLS settings too: they serve the proxies it makes itself.
     settings: dict[str, Any] = {
-        "verify": options.pop("verify", True),
-        "cert": options.pop("cert", None),
+        "verify": options.get("verify", True),
+        "cert": options.get("cert"),
         "trust_env": options.get("trust_env", True),
-        "http1": options.pop("http1", True),
+        "http1": options.get("http1", True),
     }
     transport: Transport | Connections
     transport = Transport(limits, **settings) if blocking else Connections(size, **settings)
