@@ -996,3 +996,25 @@ chain: [read, out]
     assert isinstance(out, Collect)
     run_until(out, pipeline.start())
     assert sorted(r.value for r in out.items) == [1, 2, 3]
+
+
+def test_a_producer_error_after_a_full_queue_is_a_connector_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    attempts: list[str] = []
+
+    class FullThenBroken(confluent_kafka.Producer):  # type: ignore[misc]
+        def produce(self, topic: str, *args: Any, **kwargs: Any) -> None:
+            attempts.append(topic)
+            if len(attempts) == 1:
+                raise BufferError("queue full")
+            raise confluent_kafka.KafkaException(confluent_kafka.KafkaError(-195, "broken"))
+
+    monkeypatch.setattr(confluent_kafka, "Producer", FullThenBroken)
+    sink = KafkaSink("127.0.0.1:9", "t", timeout=1)
+    nanostream.from_iterable([{"n": 1}]) > sink
+    with pytest.raises(nanostream.NodeFailed) as info:
+        sink.global_start()
+    assert attempts == ["t", "t"]  # the retry after the full queue failed
+    assert isinstance(info.value.__cause__, ConnectorError)
+    assert "could not produce to 't'" in str(info.value)

@@ -12,7 +12,7 @@ from ..._core.errors import OptionError
 from ..._core.node import NanoNode, NodeFunction
 from ..._core.policy import ItemGuard
 from ..._core.ticks import TICK
-from ...operators._operator import check_non_negative, check_positive
+from ...operators._operator import check_choice, check_non_negative, check_positive
 from .._toolkit import closing_function
 from ._client import (
     KEEPS_BYTES,
@@ -128,11 +128,8 @@ class KafkaSink(NanoNode):
         label = "KafkaSink"
         if not (callable(topic) or (isinstance(topic, str) and topic)):
             raise OptionError(f"{label}: topic must be a topic name or a function of the item")
-        if partitioner is not None and partitioner not in _PARTITIONERS:
-            raise OptionError(
-                f"{label}: partitioner must be one of {', '.join(_PARTITIONERS)}, "
-                f"got {partitioner!r}"
-            )
+        if partitioner is not None:
+            check_choice(label, "partitioner", partitioner, _PARTITIONERS)
         if not isinstance(idempotent, bool):
             raise OptionError(f"{label}: idempotent must be true or false, got {idempotent!r}")
         if exactly_once is not False:
@@ -286,32 +283,15 @@ class KafkaSink(NanoNode):
 
         def send(item: Any) -> tuple[()]:
             topic, key, value, headers, partition = encode(item)
-            try:
-                produce(
-                    topic,
-                    value,
-                    key,
-                    -1 if partition is None else partition,
-                    partial(report, read),
-                    headers=headers,
-                )
-            except BufferError:  # the producer's queue is full: wait for deliveries
-                while True:
+            to = -1 if partition is None else partition
+            while True:
+                try:
+                    produce(topic, value, key, to, partial(report, read), headers=headers)
+                    break
+                except BufferError:  # the producer's queue is full: wait for deliveries
                     producer.poll(0.05)
-                    try:
-                        produce(
-                            topic,
-                            value,
-                            key,
-                            -1 if partition is None else partition,
-                            partial(report, read),
-                            headers=headers,
-                        )
-                        break
-                    except BufferError:
-                        continue
-            except (confluent_kafka.KafkaException, TypeError, ValueError) as exc:
-                raise settings.error(f"{label} could not produce to {topic!r}", exc) from None
+                except (confluent_kafka.KafkaException, TypeError, ValueError) as exc:
+                    raise settings.error(f"{label} could not produce to {topic!r}", exc) from None
             pending[read] = item
             return ()
 
