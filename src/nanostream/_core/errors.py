@@ -8,6 +8,7 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from .redact import exception_text
@@ -24,6 +25,7 @@ __all__ = [
     "RunStateError",
     "StateError",
     "TooManyErrors",
+    "require",
 ]
 
 
@@ -133,12 +135,9 @@ class ConfigError(NanoStreamError):
 
 
 class OptionError(GraphError, ConfigError):
-    """A node's option is wrong; raised when the node is made. The message names the node
-    (or its class) and the option, and says what to give instead.
-
-    A :class:`GraphError` like every mistake found while a graph is built, and a
-    :class:`ConfigError` too, for the ``except ConfigError`` written when the SQL, HTTP,
-    Redis and Kafka nodes raised that.
+    """A node's option is wrong (raised when the node is made; the message names the node
+    and the option): a :class:`GraphError`, and a :class:`ConfigError` for the ``except
+    ConfigError`` written when the SQL, HTTP, Redis and Kafka nodes raised that.
 
     Example:
         >>> import nanostream
@@ -225,6 +224,21 @@ class MissingDependencyError(NanoStreamError, ImportError):
         super().__init__(
             f"this feature needs the {package!r} package: pip install 'nanostream[{extra}]'"
         )
+
+
+def require(module: str, *, extra: str, package: str | None = None) -> Any:
+    """The optional dependency ``module``, imported; without it, a
+    :class:`MissingDependencyError` naming ``package`` (default: ``module``) and ``extra``.
+
+    Example:
+        >>> from nanostream._core.errors import require
+        >>> require("json", extra="none").__name__
+        'json'
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingDependencyError(package or module, extra=extra) from None
 
 
 class StateError(NanoStreamError):

@@ -120,9 +120,8 @@ class LocalFileReader(FilePosition):
         self.binary = binary
         self.newline = newline
         self.keep_line_ends = keep_line_ends
-        check_positive(
-            node_label(self, with_class=True), "chunk_size", chunk_size, integer=True, optional=True
-        )
+        label = node_label(self, with_class=True)
+        check_positive(label, "chunk_size", chunk_size, integer=True, optional=True)
         self.chunk_size = chunk_size
         self.configure(**options)
 

@@ -22,12 +22,13 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from typing import Any
 
 from .._core.acks import Acked
 from .._core.context import node_label
-from .._core.errors import GraphError, MissingDependencyError
+from .._core.errors import GraphError, require
 from .._core.node import NanoNode
 from ..operators._operator import check_non_negative, check_positive
 from ._acked_progress import AckedProgress
@@ -41,12 +42,9 @@ Signature = tuple[int, int]
 """A file's ``(size, mtime_ns)``: when it differs from the last one seen, the file changed."""
 
 
-def _require_watchdog() -> Any:
-    try:
-        import watchdog.observers
-    except ImportError:
-        raise MissingDependencyError("watchdog", extra="files") from None
-    return watchdog.observers
+_require_watchdog: Callable[[], Any] = partial(
+    require, "watchdog.observers", extra="files", package="watchdog"
+)
 
 
 def _signature(path: str) -> Signature | None:

@@ -156,12 +156,9 @@ def check_positive(
 
     Example:
         >>> from nanostream.operators._operator import check_positive
-        >>> check_positive("Batch", "size", 2.5, integer=True)
+        >>> check_positive("Batch", "size", True, integer=True)
         Traceback (most recent call last):
-        nanostream._core.errors.OptionError: Batch: size must be a positive integer, got 2.5
-        >>> check_positive("Poll", "every", True, unit="s")
-        Traceback (most recent call last):
-        nanostream._core.errors.OptionError: Poll: every must be a positive number (s), got True
+        nanostream._core.errors.OptionError: Batch: size must be a positive integer, got True
     """
     if value is None and optional:
         return

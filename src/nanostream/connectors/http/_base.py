@@ -10,14 +10,15 @@ import string
 import threading
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
 from ..._core.context import node_label
-from ..._core.errors import MissingDependencyError, OptionError
+from ..._core.errors import OptionError, require
 from ..._core.node import NanoNode
 from ..._core.policy import POLICY_OPTIONS, backoff_delay
-from ...operators._operator import check_non_negative, check_positive
+from ...operators._operator import check_choice, check_non_negative, check_positive
 from .._fileread import FormatError, parse_json
 from .._secrets import Secrets, install_log_masking, mask_url
 from .._toolkit import ConnectorError, connector_error
@@ -42,11 +43,7 @@ Parse = Literal["auto", "json", "text", "bytes"]
 Output = Literal["body", "response"]
 
 
-def _require_httpx() -> None:
-    try:
-        import httpx  # noqa: F401
-    except ImportError:
-        raise MissingDependencyError("httpx", extra="http") from None
+_require_httpx: Callable[[], Any] = partial(require, "httpx", extra="http")
 
 
 class HttpStatusError(ConnectorError):
@@ -236,8 +233,7 @@ class _HttpNode(NanoNode):
         check_positive(
             self.kind, "rate_limit", rate_limit, unit="requests per second", optional=True
         )
-        if parse not in ("auto", "json", "text", "bytes"):
-            raise OptionError(f"{self.kind}: parse must be auto, json, text or bytes: {parse!r}")
+        check_choice(self.kind, "parse", parse, ("auto", "json", "text", "bytes"))
         check_non_negative(self.kind, "retries", retries, integer=True)
         self.method = method.upper()
         self.secrets = Secrets()
@@ -331,14 +327,8 @@ class _HttpNode(NanoNode):
 
     def _check_concurrency(self, concurrency: int | None) -> int | None:
         """``concurrency`` if it is None or a positive integer; else an ``OptionError``."""
-        check_positive(
-            node_label(self, with_class=True),
-            "concurrency",
-            concurrency,
-            integer=True,
-            unit="requests in flight at once",
-            optional=True,
-        )
+        label, unit = node_label(self, with_class=True), "requests in flight at once"
+        check_positive(label, "concurrency", concurrency, integer=True, unit=unit, optional=True)
         return concurrency
 
     # ------------------------------------------------------------------ one request

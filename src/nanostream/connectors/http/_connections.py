@@ -35,13 +35,10 @@ _SECURE = ("https", "wss")
 
 
 def client_options(node: _HttpNode, size: int, *, blocking: bool = False) -> dict[str, Any]:
-    """The options of ``node``'s ``httpx.Client`` (``blocking``) or ``httpx.AsyncClient``
-    for ``size`` requests at once: its own options, on a :class:`Transport` (blocking) or
-    on one connection per request in flight (:class:`Connections`), unless the user chose
-    the transport, the limits or HTTP/2. A node whose URLs may speak TLS (see
-    :func:`may_speak_tls`) makes its TLS context now, so that TLS settings that cannot
-    work fail the node's start.
-    """
+    """The options of ``node``'s ``httpx.Client`` (``blocking``) or ``AsyncClient`` for
+    ``size`` requests at once, on a :class:`Transport` or :class:`Connections` unless the
+    user chose the transport, the limits or HTTP/2; the TLS context is made now if a URL
+    may speak TLS, so that TLS settings that cannot work fail the node's start."""
     options = node._client_options(size)
     if any(name in node.client_options for name in _OWN_CONNECTIONS):
         return options
@@ -53,7 +50,6 @@ def client_options(node: _HttpNode, size: int, *, blocking: bool = False) -> dic
         "trust_env": options.get("trust_env", True),
         "http1": options.get("http1", True),
     }
-    transport: Transport | Connections
     transport = Transport(limits, **settings) if blocking else Connections(size, **settings)
     if may_speak_tls(node):
         transport.tls()
@@ -76,7 +72,13 @@ class _Lazy:
     httpx's transports; ``limits`` is each made transport's pool."""
 
     def __init__(
-        self, *, verify: Any, cert: Any, trust_env: bool, http1: bool, limits: httpx.Limits
+        self,
+        limits: httpx.Limits,
+        *,
+        verify: Any = True,
+        cert: Any = None,
+        trust_env: bool = True,
+        http1: bool = True,
     ) -> None:
         self._tls = (verify, cert, trust_env)
         self._options: dict[str, Any] = {"trust_env": trust_env, "http1": http1, "limits": limits}
@@ -95,41 +97,19 @@ class _Lazy:
         return self.tls_context
 
     def _make(self, kind: Callable[..., Any], secure: bool) -> Any:
-        """A transport of ``kind`` for ``https`` (``secure``) or other URLs.
-
-        A secure one gets the TLS context of ``verify``, ``cert`` and ``trust_env``. Any
-        other scheme is plain TCP, where httpcore uses no TLS context; its transports get a
-        context that trusts no authority, so that a TLS connection made by mistake on one
-        would fail rather than go unverified.
-        """
+        """A transport of ``kind`` for ``https`` (``secure``: with the TLS context) or other
+        URLs: plain TCP, where httpcore uses no TLS context; theirs trusts no authority, so
+        that a TLS connection made on one by mistake would fail rather than go unverified."""
         return kind(verify=self.tls() if secure else self._untrusting, **self._options)
 
 
 class Transport(_Lazy, httpx.BaseTransport):
     """The blocking client's transport: one ``httpx.HTTPTransport`` (a pool of
     ``limits``) for ``https`` URLs and one for the others, each made at its first request;
-    requests may come from several threads (``workers=``).
+    requests may come from several threads (``workers=``)."""
 
-    Example:
-        >>> import httpx
-        >>> from nanostream.connectors.http._connections import Transport
-        >>> transport = Transport(httpx.Limits(max_connections=4))
-        >>> with httpx.Client(transport=transport) as client:
-        ...     pass
-        >>> transport.transports, transport.tls_context
-        ({}, None)
-    """
-
-    def __init__(
-        self,
-        limits: httpx.Limits,
-        *,
-        verify: Any = True,
-        cert: Any = None,
-        trust_env: bool = True,
-        http1: bool = True,
-    ) -> None:
-        super().__init__(verify=verify, cert=cert, trust_env=trust_env, http1=http1, limits=limits)
+    def __init__(self, limits: httpx.Limits, **settings: Any) -> None:
+        super().__init__(limits, **settings)
         #: The transport for ``https`` URLs (True) and for the others (False), once made.
         self.transports: dict[bool, httpx.HTTPTransport] = {}
         self._making = threading.Lock()
@@ -137,13 +117,10 @@ class Transport(_Lazy, httpx.BaseTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` on the transport of its scheme (httpx's transport interface)."""
         secure = request.url.scheme in _SECURE
-        transport = self.transports.get(secure)
-        if transport is None:
-            with self._making:
-                transport = self.transports.get(secure)
-                if transport is None:
-                    transport = self.transports[secure] = self._make(httpx.HTTPTransport, secure)
-        return transport.handle_request(request)
+        with self._making:
+            if secure not in self.transports:
+                self.transports[secure] = self._make(httpx.HTTPTransport, secure)
+        return self.transports[secure].handle_request(request)
 
     def close(self) -> None:
         """Close every connection."""
@@ -177,10 +154,9 @@ class Connections(_Lazy, httpx.AsyncBaseTransport):
     takes an idle one (the one used last, whose connection is likely open) and gives it
     back when its answer is closed. Beyond ``size`` requests at once, they share them.
 
-    Used on one event loop (the node's); ``verify``, ``cert``, ``trust_env`` and ``http1``
-    are those of ``httpx.AsyncHTTPTransport``. A connection's transport is made at its
-    first request, one for ``http`` and one for ``https`` URLs; the TLS context is made
-    once for all, at the first ``https`` request or :meth:`tls` call.
+    Used on one event loop (the node's); ``settings`` are those of :class:`_Lazy`. A
+    connection's transport is made at its first request, one for ``http`` and one for
+    ``https`` URLs; the TLS context once for all, at the first ``https`` one or ``tls()``.
 
     Example:
         >>> import asyncio, httpx
@@ -198,17 +174,8 @@ class Connections(_Lazy, httpx.AsyncBaseTransport):
         (['/a', '/b'], [0, 1], None)
     """
 
-    def __init__(
-        self,
-        size: int,
-        *,
-        verify: Any = True,
-        cert: Any = None,
-        trust_env: bool = True,
-        http1: bool = True,
-    ) -> None:
-        one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-        super().__init__(verify=verify, cert=cert, trust_env=trust_env, http1=http1, limits=one)
+    def __init__(self, size: int, **settings: Any) -> None:
+        super().__init__(httpx.Limits(max_connections=1, max_keepalive_connections=1), **settings)
         #: Each connection's transport for ``http`` URLs (None: not made yet).
         self.transports: list[Any] = [None] * size
         #: Each connection's transport for ``https`` URLs (None: not made yet).

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from ..._core.context import node_label
 from ..._core.errors import OptionError
 from ..._core.node import NodeFunction
-from ...operators._operator import POOL_TICK_S, check_positive, map_items
+from ...operators._operator import POOL_TICK_S, check_choice, check_positive, map_items
 from .._toolkit import closing_function
 from ._async import node_function, send
 from ._base import Output, Parse, _fields, _HttpNode
@@ -112,8 +112,7 @@ class HttpRequest(_HttpNode):
             options=options,
         )
         check_positive("HttpRequest", "workers", workers, integer=True)
-        if output not in ("body", "response"):
-            raise OptionError(f"HttpRequest: output must be 'body' or 'response': {output!r}")
+        check_choice("HttpRequest", "output", output, ("body", "response"))
         if self._check_concurrency(concurrency) is not None and workers > 1:
             raise OptionError(
                 f"{node_label(self, with_class=True)}: choose workers= (threads) or "

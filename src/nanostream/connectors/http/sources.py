@@ -17,7 +17,7 @@ from ..._core.context import node_label
 from ..._core.errors import OptionError
 from ..._core.node import NodeFunction
 from ..._core.signals import SourceStopped
-from ...operators._operator import POOL_TICK_S, check_positive
+from ...operators._operator import POOL_TICK_S, check_choice, check_positive
 from .._secrets import mask_url
 from .._toolkit import closing_function
 from ._async import node_function, send
@@ -115,8 +115,7 @@ class HttpPaginator(_HttpNode):
             batch_size=batch_size,
             options=options,
         )
-        if style not in ("next", "cursor", "offset"):
-            raise OptionError(f"HttpPaginator: style must be next, cursor or offset: {style!r}")
+        check_choice("HttpPaginator", "style", style, ("next", "cursor", "offset"))
         if style == "cursor" and not cursor:
             raise OptionError("HttpPaginator style='cursor' needs cursor=: the path of the cursor")
         check_positive("HttpPaginator", "page_size", page_size, integer=True)

@@ -17,11 +17,12 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any, NamedTuple, cast
 
-from ..._core.errors import MissingDependencyError, OptionError
+from ..._core.errors import OptionError, require
 from .._secrets import MASK, Secrets, install_log_masking
-from .._toolkit import ConnectorError
+from .._toolkit import ConnectorError, connector_error
 
 __all__ = [
     "ClientSettings",
@@ -64,12 +65,10 @@ _SECRET_SETTINGS = frozenset(
 Format = str | Callable[[Any], Any]
 
 
-def require_kafka() -> None:
-    """Raise :class:`~nanostream.MissingDependencyError` unless confluent-kafka is installed."""
-    try:
-        import confluent_kafka  # noqa: F401
-    except ImportError:
-        raise MissingDependencyError("confluent-kafka", extra="kafka") from None
+#: Raise :class:`~nanostream.MissingDependencyError` unless confluent-kafka is installed.
+require_kafka: Callable[[], Any] = partial(
+    require, "confluent_kafka", extra="kafka", package="confluent-kafka"
+)
 
 
 def is_secret_setting(key: str) -> bool:
@@ -147,12 +146,7 @@ class ClientSettings:
         """A :class:`ConnectorError` for ``message`` (about ``cause``), secrets scrubbed."""
         if cause is None:
             return ConnectorError(self.secrets.scrub(message))
-        error = ConnectorError(self.secrets.scrub(f"{message}: {cause}"))
-        if not self.secrets.contains(str(cause)):
-            error.__cause__ = cause
-        else:
-            error.__suppress_context__ = True
-        return error
+        return connector_error(f"{message}: {cause}", cause, self.secrets)
 
 
 class KafkaRecord(NamedTuple):

@@ -8,10 +8,11 @@ import datetime as dt
 import decimal
 import logging
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..._core.context import node_label
-from ..._core.errors import ConfigError, MissingDependencyError, OptionError
+from ..._core.errors import ConfigError, OptionError, require
 from ...operators._operator import check_positive
 from .._secrets import Secrets, install_log_masking, mask_url
 from .._toolkit import ConnectorError, connector_error, retry_lost_connection
@@ -29,11 +30,7 @@ T = TypeVar("T")
 _LOGGERS = ("nanostream", "nanostream.sql", "sqlalchemy.engine", "sqlalchemy.pool")
 
 
-def _require_sqlalchemy() -> None:
-    try:
-        import sqlalchemy  # noqa: F401
-    except ImportError:
-        raise MissingDependencyError("sqlalchemy", extra="sql") from None
+_require_sqlalchemy: Callable[[], Any] = partial(require, "sqlalchemy", extra="sql")
 
 
 # ----------------------------------------------------------------------------- connections
