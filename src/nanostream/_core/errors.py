@@ -65,10 +65,9 @@ class NanoStreamError(Exception):
     One rule for a node's options: a wrong one, given in Python, is a :class:`GraphError`
     raised when the node is made (the shared checks of counts, numbers and choices raise
     its subclass :class:`OptionError`); a pipeline file's mistakes, a node's wrong option
-    in it too, are a :class:`ConfigError` naming the file and line. ``OptionError`` also
-    derives from ``ConfigError``, because the SQL, HTTP, Redis and Kafka nodes raised
-    ``ConfigError`` for their options before: ``except ConfigError`` written for them
-    keeps working.
+    in it too, are a :class:`ConfigError` naming the file and line. ``OptionError`` is
+    also a ``ConfigError``, since the SQL, HTTP, Redis and Kafka nodes raised that for
+    their options before: ``except ConfigError`` written for them keeps working.
 
     Two signals are not errors and derive from ``BaseException``, so that ``except
     Exception`` in node code does not swallow them: :class:`~nanostream.SourceStopped`
@@ -135,9 +134,8 @@ class ConfigError(NanoStreamError):
 
 
 class OptionError(GraphError, ConfigError):
-    """A node's option is wrong (raised when the node is made; the message names the node
-    and the option): a :class:`GraphError`, and a :class:`ConfigError` for the ``except
-    ConfigError`` written when the SQL, HTTP, Redis and Kafka nodes raised that.
+    """A node's option is wrong, found when the node is made; the message names the node
+    and the option. Also a :class:`ConfigError`: see :class:`NanoStreamError`.
 
     Example:
         >>> import nanostream

@@ -51,9 +51,8 @@ class _Watched(Protocol):
 
 
 class RunThread:
-    """A thread of a run's own, beside its nodes: :meth:`start` starts it, :meth:`finish`
-    asks it to end (its ``_main`` waits on ``_done``), :meth:`join` waits for it. The
-    run does all three; ``name`` is the thread's."""
+    """A thread of a run's own, beside its nodes: the run starts it, asks it to end
+    (:meth:`finish`: ``_done`` is set) and joins it; ``name`` is the thread's."""
 
     def __init__(self, name: str) -> None:
         self._done = threading.Event()

@@ -151,11 +151,10 @@ def lost_connection(
     doing: str = "",
     reason: str,
 ) -> float:
-    """The back-off before ``node`` retries after its connection to ``shown`` was lost
-    ``failures`` times in a row (1, 2, ...), logged as a warning that names the node:
-    ``"<node>: connection to <shown> lost<doing> (<reason>); retry i of n in s"``. Past
-    ``node.retries`` (with ``backoff`` and ``max_backoff``, of any connector node), it
-    raises ``fail()`` instead (:func:`retry_lost_connection` shows it at work)."""
+    """The back-off before ``node`` (with ``retries``, ``backoff``, ``max_backoff``) retries
+    after losing its connection to ``shown`` ``failures`` times in a row (1, 2, ...), logged
+    as ``"<node>: connection to <shown> lost<doing> (<reason>); retry i of n in s"``; past
+    ``node.retries``, it raises ``fail()`` instead."""
     if failures > node.retries:
         raise fail() from None
     delay = backoff_delay(failures - 1, node.backoff, node.max_backoff)

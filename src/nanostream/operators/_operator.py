@@ -173,7 +173,6 @@ def check_non_negative(owner: str, what: str, value: object, *, integer: bool = 
 
     Example:
         >>> from nanostream.operators._operator import check_non_negative
-        >>> check_non_negative("Delay", "seconds", 0)
         >>> check_non_negative("Take", "n", 1.5, integer=True)
         Traceback (most recent call last):
         nanostream._core.errors.OptionError: Take: n must be an integer >= 0, got 1.5

@@ -66,10 +66,9 @@ def may_speak_tls(node: _HttpNode) -> bool:
 
 
 class _Lazy:
-    """What both clients' transports share: the options of the httpx transports they make,
-    and the TLS context, made once for all at the first ``https`` transport or
-    :meth:`tls` call. ``verify``, ``cert``, ``trust_env`` and ``http1`` are those of
-    httpx's transports; ``limits`` is each made transport's pool."""
+    """What both clients' transports share: the options of the httpx transports they make
+    (``limits`` is each one's pool), and the TLS context, made once at the first ``https``
+    transport or :meth:`tls` call."""
 
     def __init__(
         self,
