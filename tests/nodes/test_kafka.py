@@ -946,6 +946,7 @@ def test_missing_confluent_kafka_says_what_to_install(monkeypatch: pytest.Monkey
         (lambda: KafkaSource("b:1", "t", "g", value_format="xml"), "value_format"),
         (lambda: KafkaSink("b:1", "t", config={"enable.idempotence": False}), "idempotent="),
         (lambda: KafkaSink("b:1", "t", partitioner="java"), "murmur2_random"),
+        (lambda: KafkaSink("b:1", "t", retries=0).validate(), "retries >= 1 or idempotent=False"),
         (lambda: KafkaSink("b:1", "t", key=3), "key must be a field name"),
         (lambda: KafkaSink("b:1", "t", on_error="retry"), "retries by itself"),
         (lambda: KafkaSink("b:1", "t", config={"bootstrap.servers": "x"}), "bootstrap_servers="),

@@ -179,6 +179,10 @@ class KafkaSink(NanoNode):
         for what, value in (("retries", self.retries), ("backoff", self.backoff)):
             if value is not None:
                 check_non_negative(label, what, value, integer=what == "retries")
+        if self.retries == 0 and self.idempotent:
+            raise OptionError(
+                f"{label}: an idempotent producer retries; give retries >= 1 or idempotent=False"
+            )
         check_positive(label, "timeout", self.timeout, unit="seconds")
 
     def encode(self, item: Any) -> tuple[str, Any, Any, Any, int | None]:
