@@ -20,6 +20,7 @@ import sysconfig
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -54,6 +55,8 @@ class RunThread:
     """A thread of a run's own, beside its nodes: the run starts it, asks it to end
     (:meth:`finish`: ``_done`` is set) and joins it; ``name`` is the thread's."""
 
+    _main: Callable[[], None]  # what the thread runs: each subclass's
+
     def __init__(self, name: str) -> None:
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._main, name=name)
@@ -72,9 +75,6 @@ class RunThread:
         """Wait for the thread to end (if it started, and from any other thread)."""
         if self._started and self._thread is not threading.current_thread():
             self._thread.join()
-
-    def _main(self) -> None:
-        raise NotImplementedError
 
 
 class Monitor(RunThread):

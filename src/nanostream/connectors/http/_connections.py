@@ -37,19 +37,14 @@ _SECURE = ("https", "wss")
 def client_options(node: _HttpNode, size: int, *, blocking: bool = False) -> dict[str, Any]:
     """The options of ``node``'s ``httpx.Client`` (``blocking``) or ``AsyncClient`` for
     ``size`` requests at once, on a :class:`Transport` or :class:`Connections` unless the
-    user chose the transport, the limits or HTTP/2; the TLS context is made now if a URL
-    may speak TLS, so that TLS settings that cannot work fail the node's start."""
+    user chose the transport, the limits or HTTP/2; TLS settings that cannot work fail the
+    node's start if a URL may speak TLS."""
     options = node._client_options(size)
     if any(name in node.client_options for name in _OWN_CONNECTIONS):
         return options
     limits = options.pop("limits")
     # The client keeps its TLS settings too: they serve the proxies it makes itself.
-    settings: dict[str, Any] = {
-        "verify": options.get("verify", True),
-        "cert": options.get("cert"),
-        "trust_env": options.get("trust_env", True),
-        "http1": options.get("http1", True),
-    }
+    settings = {k: options[k] for k in ("verify", "cert", "trust_env", "http1") if k in options}
     transport = Transport(limits, **settings) if blocking else Connections(size, **settings)
     if may_speak_tls(node):
         transport.tls()
@@ -58,9 +53,8 @@ def client_options(node: _HttpNode, size: int, *, blocking: bool = False) -> dic
 
 
 def may_speak_tls(node: _HttpNode) -> bool:
-    """Whether ``node`` was given a URL that is not plain ``http://`` (an ``https`` one, or
-    a template whose scheme an item fills in): then its TLS context is made at its start;
-    a node of plain ``http://`` URLs makes one only if a redirect leads to ``https``."""
+    """Whether ``node`` has a URL that is not plain ``http://`` (``https``, or a template
+    whose scheme an item fills in); a node of ``http://`` URLs needs TLS only if redirected."""
     urls = [node.templates.url, *getattr(node, "urls", ())]
     return any(not str(url).lower().startswith("http://") for url in urls)
 
@@ -122,10 +116,9 @@ class Transport(_Lazy, httpx.BaseTransport):
         return self.transports[secure].handle_request(request)
 
     def close(self) -> None:
-        """Close every connection."""
-        with self._making:
-            for transport in self.transports.values():
-                transport.close()
+        """Close every connection (once no request is in flight)."""
+        for transport in self.transports.values():
+            transport.close()
 
 
 class _Released(httpx.AsyncByteStream):
