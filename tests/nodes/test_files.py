@@ -903,3 +903,18 @@ def test_an_exactly_once_file_writer_publishes_each_line_once_across_a_crash(
 def test_a_file_writer_with_a_directory_cannot_write_exactly_once(tmp_path: Path) -> None:
     with pytest.raises(nanostream.GraphError, match=r"out: .* not a file per item \(directory=\)"):
         FileWriter(directory=tmp_path, exactly_once=True, name="out")
+
+
+@pytest.mark.parametrize(
+    ("build", "says"),
+    [
+        (lambda path: LocalFileReader(path, chunk_size=True), "chunk_size"),
+        (lambda path: FileWriter(path / "p-{part}.txt", rotate_items=True), "rotate_items"),
+        (lambda path: LocalDirectoryWatchdog(path, settle=-0.5), "settle"),
+    ],
+)
+def test_a_count_or_number_option_refuses_a_bool_or_a_wrong_sign(
+    tmp_path: Path, build: Callable[[Path], Any], says: str
+) -> None:
+    with pytest.raises(nanostream.GraphError, match=f"{says} must be"):
+        build(tmp_path)

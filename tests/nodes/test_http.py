@@ -6,6 +6,7 @@ import base64
 import itertools
 import json
 import logging
+import ssl
 import sys
 import threading
 import time
@@ -19,6 +20,7 @@ from http_api import API_KEY, TOKEN, ApiServer, run_items
 
 import nanostream
 from nanostream.connectors.http._base import _retry_after
+from nanostream.connectors.http._connections import Transport, client_options
 from nanostream.nodes.http import (
     ConnectorError,
     HttpPaginator,
@@ -348,13 +350,13 @@ def test_missing_httpx_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_options_are_checked_while_building() -> None:
-    with pytest.raises(nanostream.ConfigError, match="workers"):
+    with pytest.raises(nanostream.GraphError, match="workers"):
         HttpRequest("http://h/", workers=0)
-    with pytest.raises(nanostream.ConfigError, match="timeout"):
+    with pytest.raises(nanostream.GraphError, match="timeout"):
         HttpRequest("http://h/", timeout=0)
-    with pytest.raises(nanostream.ConfigError, match="bad template"):
+    with pytest.raises(nanostream.GraphError, match="bad template"):
         HttpRequest("http://h/{oops")
-    with pytest.raises(nanostream.ConfigError, match="needs cursor="):
+    with pytest.raises(nanostream.GraphError, match="needs cursor="):
         HttpPaginator("http://h/", style="cursor")
 
 
@@ -577,3 +579,81 @@ def test_a_failed_poll_fails_the_run_by_default(
     poller.configure(retries=0) > Collect()
     with pytest.raises(nanostream.NodeFailed, match="answered 500 Internal Server Error"):
         poller.global_start(runner=runner)
+
+
+@pytest.mark.parametrize(
+    ("build", "says"),
+    [
+        (lambda: HttpRequest("http://h/", workers=True), "workers"),
+        (lambda: HttpRequest("http://h/", retries=True), "retries"),
+        (lambda: HttpRequest("http://h/", timeout=True), "timeout"),
+        (lambda: HttpPaginator("http://h/", page_size=True), "page_size"),
+        (lambda: HttpPoller("http://h/", interval=True), "interval"),
+    ],
+)
+def test_a_bool_is_not_a_count_or_a_number_of_seconds(build: Callable[[], Any], says: str) -> None:
+    with pytest.raises(nanostream.GraphError, match=f"{says} must be .*got True"):
+        build()
+
+
+def test_plain_http_makes_no_tls_context(api: ApiServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[object] = []
+    real = ssl.create_default_context
+
+    def counted(*args: Any, **kwargs: Any) -> ssl.SSLContext:
+        made.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ssl, "create_default_context", counted)
+    node = HttpRequest(api.base + "/echo/{item}", workers=3)
+    node.setup()
+    try:
+        assert [node.call(i)["path"] for i in range(4)] == [f"/echo/{i}" for i in range(4)]
+        transport = node._client._transport  # type: ignore[union-attr]
+    finally:
+        node._close()
+    assert made == [] and isinstance(transport, Transport) and transport.tls_context is None
+    # the plain transport trusts no authority: TLS on it could not go unverified
+    plain = transport.transports[False]._pool._ssl_context
+    assert plain.verify_mode == ssl.CERT_REQUIRED and plain.cert_store_stats()["x509_ca"] == 0
+    assert list(transport.transports) == [False]
+
+
+@pytest.mark.parametrize(
+    ("url", "at_start"),
+    [("http://h/{item}", False), ("https://h/{item}", True), ("{item}/x", True)],
+)
+def test_a_node_that_may_speak_tls_makes_its_context_at_start(url: str, at_start: bool) -> None:
+    transport = client_options(HttpRequest(url, workers=2), 2, blocking=True)["transport"]
+    assert isinstance(transport, Transport)
+    assert (transport.tls_context is not None) is at_start
+    poller = HttpPoller(["http://a/up", "https://b/up"], interval=5)
+    assert client_options(poller, 1, blocking=True)["transport"].tls_context is not None
+
+
+def test_the_blocking_clients_https_transport_has_the_tls_context() -> None:
+    node = HttpRequest("https://h/x", workers=2, client_options={"verify": False})
+    transport = client_options(node, 2, blocking=True)["transport"]
+    assert isinstance(transport, Transport)
+    made = transport._make(httpx.HTTPTransport, secure=True)
+    assert made._pool._ssl_context is transport.tls_context
+    assert not transport.tls_context.check_hostname  # verify=False reached it
+    limits = httpx.Limits(max_connections=3)
+    capped = HttpRequest("http://h/x", workers=8, client_options={"limits": limits})
+    assert client_options(capped, 8, blocking=True)["limits"] is limits
+    made.close()
+
+
+@pytest.mark.parametrize("blocking", [True, False])
+def test_a_proxy_keeps_the_tls_settings_of_the_client(blocking: bool) -> None:
+    node = HttpRequest(
+        "https://h/x",
+        workers=2,
+        client_options={"verify": False, "proxy": "http://127.0.0.1:9"},
+    )
+    options = client_options(node, 2, blocking=blocking)
+    client = httpx.Client(**options) if blocking else httpx.AsyncClient(**options)
+    (proxy,) = client._mounts.values()
+    assert proxy is not None and proxy._pool._ssl_context.verify_mode == ssl.CERT_NONE
+    if blocking:
+        client.close()

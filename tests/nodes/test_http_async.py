@@ -16,8 +16,7 @@ import pytest
 from http_api import API_KEY, TOKEN, ApiServer, run_items
 
 import nanostream
-from nanostream.connectors.http._async import client_options
-from nanostream.connectors.http._connections import Connections
+from nanostream.connectors.http._connections import Connections, client_options
 from nanostream.nodes.http import HttpPaginator, HttpPoller, HttpRequest, HttpStatusError
 from nanostream.testing import Collect
 from support import run_until_seen
@@ -267,17 +266,17 @@ async def _get_all_from(connections: Connections, url: str, count: int) -> int:
 
 
 def test_concurrency_is_checked_while_building() -> None:
-    with pytest.raises(nanostream.ConfigError, match="concurrency must be a positive integer"):
+    with pytest.raises(nanostream.GraphError, match="concurrency must be a positive integer"):
         HttpRequest("http://h/x", concurrency=0)
     with pytest.raises(
-        nanostream.ConfigError, match=r"HttpRequest 'get': choose workers= .* or concurrency="
+        nanostream.GraphError, match=r"HttpRequest 'get': choose workers= .* or concurrency="
     ):
         HttpRequest("http://h/x", concurrency=4, workers=4, name="get")
-    with pytest.raises(nanostream.ConfigError, match="HttpPaginator 'pages': concurrency must"):
+    with pytest.raises(nanostream.GraphError, match="HttpPaginator 'pages': concurrency must"):
         HttpPaginator("http://h/x", concurrency=-1, name="pages")
-    with pytest.raises(nanostream.ConfigError, match=r"HttpPoller 'health': concurrency=3 .* 2;"):
+    with pytest.raises(nanostream.GraphError, match=r"HttpPoller 'health': concurrency=3 .* 2;"):
         HttpPoller(["http://h/a", "http://h/b"], interval=1, concurrency=3, name="health")
-    with pytest.raises(nanostream.ConfigError, match="a non-empty list of URLs"):
+    with pytest.raises(nanostream.GraphError, match="a non-empty list of URLs"):
         HttpPoller([], interval=1)
 
 

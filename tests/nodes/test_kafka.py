@@ -374,7 +374,7 @@ def test_a_start_time_is_looked_up_for_each_new_partition(when: Any) -> None:
 
 @pytest.mark.parametrize("start", ["2024-05-01T12:00:00", "yesterday", 3])
 def test_a_bad_start_is_refused_when_built(start: Any) -> None:
-    with pytest.raises(nanostream.ConfigError, match="start"):
+    with pytest.raises(nanostream.GraphError, match="start"):
         KafkaSource("127.0.0.1:9", "t", "g", start=start)
 
 
@@ -935,7 +935,7 @@ def test_settings_that_are_no_secrets_are_shown_and_not_masked_elsewhere() -> No
 
 
 def test_a_masked_secret_read_back_is_refused() -> None:
-    with pytest.raises(nanostream.ConfigError, match=r"sasl.password.*real value"):
+    with pytest.raises(nanostream.GraphError, match=r"sasl.password.*real value"):
         KafkaSource("broker:9092", "orders", "g", config={"sasl.password": "***"})
 
 
@@ -971,13 +971,14 @@ def test_missing_confluent_kafka_says_what_to_install(monkeypatch: pytest.Monkey
         (lambda: KafkaSource("b:1", "t", "g", value_format="xml"), "value_format"),
         (lambda: KafkaSink("b:1", "t", config={"enable.idempotence": False}), "idempotent="),
         (lambda: KafkaSink("b:1", "t", partitioner="java"), "murmur2_random"),
+        (lambda: KafkaSink("b:1", "t", retries=0).validate(), "retries >= 1 or idempotent=False"),
         (lambda: KafkaSink("b:1", "t", key=3), "key must be a field name"),
         (lambda: KafkaSink("b:1", "t", on_error="retry"), "retries by itself"),
         (lambda: KafkaSink("b:1", "t", config={"bootstrap.servers": "x"}), "bootstrap_servers="),
     ],
 )
 def test_options_are_checked_when_the_node_is_built(build: Any, says: str) -> None:
-    with pytest.raises((nanostream.ConfigError, nanostream.GraphError), match=says):
+    with pytest.raises(nanostream.GraphError, match=says):
         build()
 
 
@@ -1021,3 +1022,25 @@ chain: [read, out]
     assert isinstance(out, Collect)
     run_until(out, pipeline.start())
     assert sorted(r.value for r in out.items) == [1, 2, 3]
+
+
+def test_a_producer_error_after_a_full_queue_is_a_connector_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    attempts: list[str] = []
+
+    class FullThenBroken(confluent_kafka.Producer):  # type: ignore[misc]
+        def produce(self, topic: str, *args: Any, **kwargs: Any) -> None:
+            attempts.append(topic)
+            if len(attempts) == 1:
+                raise BufferError("queue full")
+            raise confluent_kafka.KafkaException(confluent_kafka.KafkaError(-195, "broken"))
+
+    monkeypatch.setattr(confluent_kafka, "Producer", FullThenBroken)
+    sink = KafkaSink("127.0.0.1:9", "t", timeout=1)
+    nanostream.from_iterable([{"n": 1}]) > sink
+    with pytest.raises(nanostream.NodeFailed) as info:
+        sink.global_start()
+    assert attempts == ["t", "t"]  # the retry after the full queue failed
+    assert isinstance(info.value.__cause__, ConnectorError)
+    assert "could not produce to 't'" in str(info.value)

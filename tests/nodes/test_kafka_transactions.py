@@ -552,7 +552,7 @@ def test_a_fatal_error_is_never_retried() -> None:
 def test_options_that_do_not_go_with_exactly_once_are_refused(
     options: dict[str, Any], says: str
 ) -> None:
-    with pytest.raises(nanostream.ConfigError, match=says):
+    with pytest.raises(nanostream.GraphError, match=says):
         KafkaSink("broker:9092", "orders", **options)
 
 
@@ -630,7 +630,7 @@ def test_the_source_reads_committed_records_unless_told_otherwise(
     with caplog.at_level(logging.WARNING, logger="nanostream.kafka"):
         KafkaSource("broker:9092", "orders", "g", config={"isolation.level": "read_uncommitted"})
     assert "not committed" in caplog.text
-    with pytest.raises(nanostream.ConfigError, match=r"isolation\.level"):
+    with pytest.raises(nanostream.GraphError, match=r"isolation\.level"):
         KafkaSource("broker:9092", "orders", "g", config={"isolation.level": "dirty"})
 
 

@@ -525,7 +525,7 @@ def test_an_s3_object_rewritten_with_the_same_content_is_no_change(
 def test_a_bad_prefix_or_interval_is_refused_when_built() -> None:
     with pytest.raises(nanostream.GraphError, match="LocalDirectoryWatchdog"):
         PrefixWatcher("/srv/inbox")
-    with pytest.raises(nanostream.GraphError, match="poll_interval must be positive"):
+    with pytest.raises(nanostream.GraphError, match=r"poll_interval must be a positive number"):
         PrefixWatcher("memory://inbox", poll_interval=0)
 
 

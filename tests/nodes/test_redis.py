@@ -491,11 +491,11 @@ def test_missing_redis_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_options_are_checked_while_building() -> None:
-    with pytest.raises(nanostream.ConfigError, match="not a Redis URL"):
+    with pytest.raises(nanostream.GraphError, match="not a Redis URL"):
         RedisStreamSource("http://127.0.0.1/", "s", "g", "c")
-    with pytest.raises(nanostream.ConfigError, match="maxlen"):
+    with pytest.raises(nanostream.GraphError, match="maxlen"):
         RedisStreamSink("redis://127.0.0.1/0", "s", maxlen=0)
-    with pytest.raises(nanostream.ConfigError, match="batch_size"):
+    with pytest.raises(nanostream.GraphError, match="batch_size"):
         RedisStreamSource("redis://127.0.0.1/0", "s", "g", "c", batch_size=0)
 
 
@@ -543,3 +543,26 @@ def test_stop_ends_the_source_without_losing_taken_entries(
     run_until(rest, rest.global_start(block=False))
     seen = [int(i["n"]) for i in sink.items + rest.items]
     assert set(seen) == set(range(500))
+
+
+_URL = "redis://127.0.0.1/0"  # never reached: the options are refused first
+
+
+@pytest.mark.parametrize(
+    ("build", "says"),
+    [
+        (lambda: RedisStreamSource(_URL, "s", "g", "c", batch_size=True), "batch_size"),
+        (lambda: RedisStreamSource(_URL, "s", "g", "c", poll_interval=True), "poll_interval"),
+        (lambda: RedisStreamSink(_URL, "s", batch_size=True), "batch_size"),
+        (lambda: RedisStreamSink(_URL, "s", maxlen=True), "maxlen"),
+        (lambda: RedisStreamSink(_URL, "s", flush_interval=True), "flush_interval"),
+    ],
+)
+def test_a_bool_is_not_a_count_or_a_number_of_seconds(build: Callable[[], Any], says: str) -> None:
+    with pytest.raises(nanostream.GraphError, match=f"{says} must be a positive .*got True"):
+        build()
+
+
+def test_an_option_error_is_still_caught_as_a_config_error() -> None:
+    with pytest.raises(nanostream.ConfigError, match="batch_size"):  # as before
+        RedisStreamSink(_URL, "s", batch_size=0)

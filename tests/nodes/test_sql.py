@@ -579,17 +579,17 @@ def test_sink_errors_say_what_to_do(
 
 
 def test_configuration_errors_are_raised_while_building() -> None:
-    with pytest.raises(nanostream.ConfigError, match="needs key="):
+    with pytest.raises(nanostream.GraphError, match="needs key="):
         SQLSink("sqlite://", "t", mode="upsert")
-    with pytest.raises(nanostream.ConfigError, match="mode must be"):
+    with pytest.raises(nanostream.GraphError, match="mode must be"):
         SQLSink("sqlite://", "t", mode="merge")  # type: ignore[arg-type]
-    with pytest.raises(nanostream.ConfigError, match="not a database URL"):
+    with pytest.raises(nanostream.GraphError, match="not a database URL"):
         SQLSource("not a url at all", "SELECT 1")
-    with pytest.raises(nanostream.ConfigError, match="batch_size"):
+    with pytest.raises(nanostream.GraphError, match="batch_size"):
         SQLSource("sqlite://", "SELECT 1", batch_size=0)
-    with pytest.raises(nanostream.ConfigError, match="needs incremental_column"):
+    with pytest.raises(nanostream.GraphError, match="needs incremental_column"):
         SQLSource("sqlite://", "SELECT 1", state_file="x.json")
-    with pytest.raises(nanostream.ConfigError, match=r"unknown database or driver .nosuchdb."):
+    with pytest.raises(nanostream.GraphError, match=r"unknown database or driver .nosuchdb."):
         SQLSink("nosuchdb://u:Hidden-pw-1@h/x", "t")
 
 
@@ -1004,7 +1004,7 @@ def test_the_sink_commits_every_commit_every_rows(
 
 @pytest.mark.parametrize(("node", "new"), [(SQLSource, "fetch_size"), (SQLSink, "commit_every")])
 def test_a_row_count_given_under_both_names_is_refused(node: Any, new: str) -> None:
-    with pytest.raises(nanostream.ConfigError) as info:
+    with pytest.raises(nanostream.GraphError) as info:
         node("sqlite://", "t", name="rows", batch_size=5, **{new: 5})
     message = str(info.value)
     assert f"{node.__name__} 'rows'" in message
@@ -1110,7 +1110,7 @@ def test_exactly_once_is_refused_where_it_cannot_hold(tmp_path: Path) -> None:
     both > merged
     with pytest.raises(nanostream.GraphError, match=r"source 'more' cannot replay|'both'"):
         merged.global_start(state=store)
-    with pytest.raises(nanostream.ConfigError, match="exactly_once must be true or false"):
+    with pytest.raises(nanostream.GraphError, match="exactly_once must be true or false"):
         SQLSink(url, "t", exactly_once="yes")  # type: ignore[arg-type]
 
 
@@ -1192,3 +1192,19 @@ def test_on_sqlite_the_sink_writes_its_batches_on_one_connection(
             assert conn.exec_driver_sql("SELECT count(DISTINCT id) FROM t").scalar() == 50
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("build", "says"),
+    [
+        (lambda: SQLSource("sqlite://", "SELECT 1", fetch_size=True), "fetch_size"),
+        (lambda: SQLSource("sqlite://", "SELECT 1", poll_interval=True), "poll_interval"),
+        (lambda: SQLSink("sqlite://", "t", commit_every=True), "commit_every"),
+        (lambda: SQLSink("sqlite://", "t", flush_interval=True), "flush_interval"),
+    ],
+)
+def test_a_bool_is_not_a_row_count_or_a_number_of_seconds(
+    build: Callable[[], Any], says: str
+) -> None:
+    with pytest.raises(nanostream.GraphError, match=f"{says} must be a positive .*got True"):
+        build()

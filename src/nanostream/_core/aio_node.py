@@ -143,13 +143,7 @@ def async_node_function(node: NanoNode) -> NodeFunction:
                 drive(inp, compute, outp)
             else:
                 # The loop applies the timeout (it cancels the attempt); the guard the rest.
-                guard = ItemGuard(replace(policy, timeout=None), ctx, outp, compute)
-                try:
-                    for item in inp:
-                        guard(item)
-                    guard.finish()
-                finally:
-                    guard.close()
+                ItemGuard(replace(policy, timeout=None), ctx, outp, compute).run(inp)
         finally:
             loop.close()
         run_cleanup(node, outp)

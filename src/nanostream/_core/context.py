@@ -85,9 +85,6 @@ class NodeContext:
         ('parse', 1, True)
     """
 
-    #: True when :meth:`attach_ack` leads to the acknowledgement being called.
-    supports_acks = False
-
     def __init__(
         self,
         name: str,

@@ -8,6 +8,7 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from .redact import exception_text
@@ -20,9 +21,11 @@ __all__ = [
     "NanoStreamError",
     "NodeFailed",
     "NodeProtocolError",
+    "OptionError",
     "RunStateError",
     "StateError",
     "TooManyErrors",
+    "require",
 ]
 
 
@@ -34,6 +37,7 @@ class NanoStreamError(Exception):
         NanoStreamError
         ├── GraphError                the graph is wrong; raised while it is built or checked
         │   ├── CycleError            the edges form a cycle
+        │   ├── OptionError           a node's option is wrong (also a ConfigError: see below)
         │   ├── OutputExistsError     a writer would replace a file (connectors; FileExistsError)
         │   └── SinkEmitError         a node with no outgoing edge emitted (canal)
         ├── ConfigError               a configuration (YAML) is wrong; names the file and line
@@ -57,6 +61,13 @@ class NanoStreamError(Exception):
         │                             (runners.ray)
         └── WorkerTraceback           a worker process's traceback: the ``__cause__`` of an
                                       error raised under ``processes=`` (operators)
+
+    One rule for a node's options: a wrong one, given in Python, is a :class:`GraphError`
+    raised when the node is made (the shared checks of counts, numbers and choices raise
+    its subclass :class:`OptionError`); a pipeline file's mistakes, a node's wrong option
+    in it too, are a :class:`ConfigError` naming the file and line. ``OptionError`` is
+    also a ``ConfigError``, since the SQL, HTTP, Redis and Kafka nodes raised that for
+    their options before: ``except ConfigError`` written for them keeps working.
 
     Two signals are not errors and derive from ``BaseException``, so that ``except
     Exception`` in node code does not swallow them: :class:`~nanostream.SourceStopped`
@@ -120,6 +131,21 @@ class ConfigError(NanoStreamError):
         self.location = location
         self.message = message
         super().__init__(f"{location}: {message}" if location else message)
+
+
+class OptionError(GraphError, ConfigError):
+    """A node's option is wrong, found when the node is made; the message names the node
+    and the option. Also a :class:`ConfigError`: see :class:`NanoStreamError`.
+
+    Example:
+        >>> import nanostream
+        >>> from nanostream.nodes import Batch
+        >>> try:
+        ...     Batch(True)
+        ... except nanostream.GraphError as exc:
+        ...     print(type(exc).__name__, "|", exc)
+        OptionError | Batch: size must be a positive integer, got True
+    """
 
 
 class NodeProtocolError(NanoStreamError):
@@ -196,6 +222,21 @@ class MissingDependencyError(NanoStreamError, ImportError):
         super().__init__(
             f"this feature needs the {package!r} package: pip install 'nanostream[{extra}]'"
         )
+
+
+def require(module: str, *, extra: str, package: str | None = None) -> Any:
+    """The optional dependency ``module``, imported; without it, a
+    :class:`MissingDependencyError` naming ``package`` (default: ``module``) and ``extra``.
+
+    Example:
+        >>> from nanostream._core.errors import require
+        >>> require("json", extra="none").__name__
+        'json'
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingDependencyError(package or module, extra=extra) from None
 
 
 class StateError(NanoStreamError):

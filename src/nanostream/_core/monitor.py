@@ -20,13 +20,14 @@ import sysconfig
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from .graph import Plan
     from .run import NodeCounters, NodeStats
 
-__all__ = ["Monitor"]
+__all__ = ["Monitor", "RunThread"]
 
 log = logging.getLogger("nanostream")
 
@@ -50,32 +51,42 @@ class _Watched(Protocol):
     def downstream_names(self, index: int) -> list[str]: ...
 
 
-class Monitor:
-    """Watches one run; started and joined by the run itself."""
+class RunThread:
+    """A thread of a run's own, beside its nodes: the run starts it, asks it to end
+    (:meth:`finish`: ``_done`` is set) and joins it; ``name`` is the thread's."""
 
-    def __init__(self, run: _Watched) -> None:
-        self.run = run
-        self.options = run.plan.options
+    _main: Callable[[], None]  # what the thread runs: each subclass's
+
+    def __init__(self, name: str) -> None:
         self._done = threading.Event()
-        self._thread = threading.Thread(target=self._main, name=f"nanostream-monitor:{run.name}")
-        self._warned_stall: set[int] = set()
-        self._warned_dead: set[int] = set()
-        self._warned_busy: dict[int, float] = {}
+        self._thread = threading.Thread(target=self._main, name=name)
         self._started = False
 
     def start(self) -> None:
-        """Start watching."""
+        """Start the thread."""
         self._started = True
         self._thread.start()
 
     def finish(self) -> None:
-        """Stop watching (the run has ended); safe to call from any thread."""
+        """Ask the thread to end (the run has ended); safe to call from any thread."""
         self._done.set()
 
     def join(self) -> None:
-        """Wait for the monitor thread to end."""
+        """Wait for the thread to end (if it started, and from any other thread)."""
         if self._started and self._thread is not threading.current_thread():
             self._thread.join()
+
+
+class Monitor(RunThread):
+    """Watches one run; started and joined by the run itself."""
+
+    def __init__(self, run: _Watched) -> None:
+        super().__init__(f"nanostream-monitor:{run.name}")
+        self.run = run
+        self.options = run.plan.options
+        self._warned_stall: set[int] = set()
+        self._warned_dead: set[int] = set()
+        self._warned_busy: dict[int, float] = {}
 
     def _main(self) -> None:
         interval = self.options.monitor_interval

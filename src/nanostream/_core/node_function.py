@@ -202,14 +202,7 @@ def node_function(node: NanoNode) -> NodeFunction:
         node.setup()
         restore_state(node)
         guard = ItemGuard(policy, ctx, outp, item_function(node))
-        if ticks:
-            inp = untick(node, inp, outp)
-        try:
-            for item in inp:
-                guard(item)
-            guard.finish()
-        finally:
-            guard.close()
+        guard.run(untick(node, inp, outp) if ticks else inp)
         run_cleanup(node, outp)
 
     return guarded_function

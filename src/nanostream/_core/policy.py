@@ -572,6 +572,15 @@ class ItemGuard:
         if self._timer is not None:
             self._timer.close()
 
+    def run(self, inp: Iterable[Any]) -> None:
+        """Guard each item of ``inp``, then :meth:`finish`; :meth:`close` in any case."""
+        try:
+            for item in inp:
+                self(item)
+            self.finish()
+        finally:
+            self.close()
+
 
 class PollGuard:
     """Runs each poll of a polling source under the node's :class:`ErrorPolicy`.

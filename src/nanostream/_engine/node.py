@@ -80,8 +80,6 @@ class EngineContext(NodeContext):
     attaches its first acknowledgement.
     """
 
-    supports_acks = True
-
     def __init__(
         self,
         pn: PlanNode,

@@ -28,6 +28,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 from .._core import fast
@@ -65,6 +66,8 @@ class Outbox:
     """
 
     outp: Callable[[Any], Any]
+    #: Held while a send from another thread runs (:class:`CheckedOutbox`); none here.
+    _lock: AbstractContextManager[Any] = nullcontext()
 
     def __init__(
         self, channels: Sequence[Downstream], batch_size: int, counters: NodeCounters
@@ -85,11 +88,13 @@ class Outbox:
         raise NotImplementedError
 
     def close(self) -> None:
-        """Send what is buffered, then the end-of-stream marker (once)."""
+        """Send what is buffered, then the end-of-stream marker (once); no send from
+        another thread follows."""
         self.flush()
-        if self.ended:
-            return
-        self.ended = True
+        with self._lock:
+            if self.ended:
+                return
+            self.ended = True
         self._dispose()
         for channel in self.channels:
             channel.put(END, self.counters)
@@ -342,7 +347,7 @@ class CheckedOutbox(Outbox):
         buf: list[Any] = []
         self._buf = buf
         self._limit = [batch_size]
-        self._lock = threading.Lock()
+        self._lock: threading.Lock = threading.Lock()
         self._stopping = False
         self._stop_raised = False
         self._sent = False  # a batch went out since the last linger()
@@ -393,17 +398,6 @@ class CheckedOutbox(Outbox):
             self._sent = True
         if self.after_send is not None:
             self.after_send()
-
-    def close(self) -> None:
-        """Send what is buffered, then ``END`` (once); no send from another thread follows."""
-        self.flush()
-        with self._lock:
-            if self.ended:
-                return
-            self.ended = True
-        self._dispose()
-        for channel in self.channels:
-            channel.put(END, self.counters)
 
     def linger(self) -> None:
         """Send what is buffered unless a batch went out since the last call (a timer's).

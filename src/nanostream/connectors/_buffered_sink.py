@@ -6,27 +6,13 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from .._core.errors import ConfigError
+from .._core.context import node_label
 from .._core.node import NanoNode, NodeFunction
 from .._core.node_function import restore_state
 from .._core.ticks import TICK
+from ..operators._operator import check_positive
 
-__all__ = ["BufferedSink", "check_flush_interval"]
-
-
-def check_flush_interval(value: Any) -> float | None:
-    """``value`` if it is a valid ``flush_interval`` (positive seconds, or None), else an error.
-
-    Example:
-        >>> from nanostream.connectors._buffered_sink import check_flush_interval
-        >>> check_flush_interval(0.5), check_flush_interval(None)
-        (0.5, None)
-    """
-    if value is not None and (
-        isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0
-    ):
-        raise ConfigError(f"flush_interval must be positive seconds or None, got {value!r}")
-    return value
+__all__ = ["BufferedSink"]
 
 
 class BufferedSink(NanoNode):
@@ -73,7 +59,9 @@ class BufferedSink(NanoNode):
     def _start_buffer(self, flush_size: int, flush_interval: float | None) -> None:
         """Set the batch options (from ``__init__``)."""
         self.flush_size = flush_size
-        self.flush_interval = check_flush_interval(flush_interval)
+        label = node_label(self, with_class=True)
+        check_positive(label, "flush_interval", flush_interval, unit="seconds", optional=True)
+        self.flush_interval = flush_interval
         self.tick_interval = self.flush_interval  # told when the input is quiet that long
         self._empty_buffer()
 

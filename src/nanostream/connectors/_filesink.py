@@ -18,6 +18,7 @@ from .._core.node import NanoNode, NodeFunction
 from .._core.node_function import restore_state
 from .._core.policy import POLICY_OPTIONS
 from .._core.run import QUEUE_OPTIONS
+from ..operators._operator import check_positive
 from ._filesystems import (
     StorageOptions,
     is_url,
@@ -119,8 +120,7 @@ class FileSink(NanoNode):
                 "overwrite=True replaces it; pass one of them"
             )
         if rotate_items is not None:
-            if not isinstance(rotate_items, int) or rotate_items < 1:
-                raise GraphError(f"rotate_items must be a positive integer, got {rotate_items!r}")
+            check_positive(name or type(self).__name__, "rotate_items", rotate_items, integer=True)
             if not has_part:
                 raise GraphError(
                     f"rotate_items needs a '{{part}}' field in path to name each part, "

@@ -24,16 +24,16 @@ from __future__ import annotations
 
 import bz2
 import gzip
-import importlib
 import io
 import lzma
 import os
 import re
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from functools import partial
 from typing import IO, Any, cast
 
-from .._core.errors import MissingDependencyError
+from .._core.errors import MissingDependencyError, require
 from ._secrets import MASK, Secrets, install_log_masking, is_sensitive_name, mask_url
 
 __all__ = [
@@ -82,11 +82,7 @@ def compression_of(path: str) -> str | None:
     return COMPRESSIONS.get(ext.lower())
 
 
-def _zstandard() -> Any:
-    try:
-        return importlib.import_module("zstandard")
-    except ImportError:
-        raise MissingDependencyError("zstandard", extra="compress") from None
+_zstandard: Callable[[], Any] = partial(require, "zstandard", extra="compress")
 
 
 def require_compression(path: str) -> None:
@@ -219,11 +215,7 @@ def local_path(path: str) -> str:
     return path
 
 
-def _fsspec() -> Any:
-    try:
-        return importlib.import_module("fsspec")
-    except ImportError:
-        raise MissingDependencyError("fsspec", extra="storage") from None
+_fsspec: Callable[[], Any] = partial(require, "fsspec", extra="storage")
 
 
 def require_url(url: str) -> None:

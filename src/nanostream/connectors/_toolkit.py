@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._core.context import node_label
@@ -26,6 +27,7 @@ __all__ = [
     "ConnectorError",
     "closing_function",
     "connector_error",
+    "lost_connection",
     "retry_lost_connection",
 ]
 
@@ -95,10 +97,9 @@ def retry_lost_connection(
 
     ``node`` (a connector node with ``retries``, ``backoff`` and ``max_backoff``) is the
     one that waits (``NodeContext.pause``: an abort cuts it short, a stop does not) and is
-    named in the warning logged before each retry:
-    ``"<node>: connection to <shown> lost<doing> (<reason>); retry i of n in s"``.
-    An error of type ``errors`` that is not ``lost``, or the last retry's, raises
-    ``fail(exc)``. ``after_error`` runs after every error (e.g. to drop the connection).
+    named in the warning logged before each retry (:func:`lost_connection`). An error of
+    type ``errors`` that is not ``lost``, or the last retry's, raises ``fail(exc)``.
+    ``after_error`` runs after every error (e.g. to drop the connection).
 
     Example:
         >>> import logging
@@ -125,21 +126,49 @@ def retry_lost_connection(
         except errors as exc:
             if after_error is not None:
                 after_error()
-            if not lost(exc) or failures >= node.retries:
+            if not lost(exc):
                 raise fail(exc) from None
-            delay = backoff_delay(failures, node.backoff, node.max_backoff)
             failures += 1
-            log.warning(
-                "%s: connection to %s lost%s (%s); retry %d of %d in %.2fs",
-                node_label(node, with_class=True),
-                shown,
-                doing,
-                reason(exc),
+            delay = lost_connection(
+                node,
                 failures,
-                node.retries,
-                delay,
+                partial(fail, exc),
+                log=log,
+                shown=shown,
+                doing=doing,
+                reason=reason(exc),
             )
             node._context().pause(delay)
+
+
+def lost_connection(
+    node: Any,
+    failures: int,
+    fail: Callable[[], BaseException],
+    *,
+    log: logging.Logger,
+    shown: str,
+    doing: str = "",
+    reason: str,
+) -> float:
+    """The back-off before ``node`` (with ``retries``, ``backoff``, ``max_backoff``) retries
+    after losing its connection to ``shown`` ``failures`` times in a row (1, 2, ...), logged
+    as ``"<node>: connection to <shown> lost<doing> (<reason>); retry i of n in s"``; past
+    ``node.retries``, it raises ``fail()`` instead."""
+    if failures > node.retries:
+        raise fail() from None
+    delay = backoff_delay(failures - 1, node.backoff, node.max_backoff)
+    log.warning(
+        "%s: connection to %s lost%s (%s); retry %d of %d in %.2fs",
+        node_label(node, with_class=True),
+        shown,
+        doing,
+        reason,
+        failures,
+        node.retries,
+        delay,
+    )
+    return delay
 
 
 def closing_function(function: NodeFunction, close: Callable[[], None]) -> NodeFunction:

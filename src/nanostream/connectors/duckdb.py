@@ -29,7 +29,6 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import time
@@ -37,7 +36,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from .._core.context import node_label
-from .._core.errors import GraphError, MissingDependencyError
+from .._core.errors import GraphError, require
 from .._core.node import NanoNode, NodeFunction
 from .._core.ticks import TICK
 from ..operators._arrow import (
@@ -61,10 +60,7 @@ _PACK_ROWS = 65_536
 
 
 def _require_duckdb() -> Any:
-    try:
-        module = importlib.import_module("duckdb")
-    except ImportError:
-        raise MissingDependencyError("duckdb", extra="duckdb") from None
+    module = require("duckdb", extra="duckdb")
     require_pyarrow(extra="duckdb")
     return module
 

@@ -23,6 +23,7 @@ from typing import IO, Any
 from .._core.context import node_label
 from .._core.errors import GraphError
 from .._core.node import NanoNode
+from ..operators._operator import check_positive
 from ._fileread import (
     FileBytes,
     FilePosition,
@@ -119,8 +120,8 @@ class LocalFileReader(FilePosition):
         self.binary = binary
         self.newline = newline
         self.keep_line_ends = keep_line_ends
-        if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
-            raise GraphError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+        label = node_label(self, with_class=True)
+        check_positive(label, "chunk_size", chunk_size, integer=True, optional=True)
         self.chunk_size = chunk_size
         self.configure(**options)
 

@@ -27,6 +27,7 @@ from typing import Any
 from .._core.acks import Acked
 from .._core.errors import GraphError
 from .._core.node import NanoNode
+from ..operators._operator import check_non_negative, check_positive
 from ._acked_progress import AckedProgress
 from ._fileread import FilePath
 from ._filesystems import StorageOptions, filesystem, require_url
@@ -151,10 +152,8 @@ class PrefixWatcher(NanoNode):
         self.patterns: tuple[str, ...] = (pattern,) if isinstance(pattern, str) else tuple(pattern)
         if not self.patterns or not all(isinstance(p, str) for p in self.patterns):
             raise GraphError(f"pattern must be a string or a list of strings, got {pattern!r}")
-        for option, value, low in (("poll_interval", poll_interval, 0.0), ("settle", settle, -1)):
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= low:
-                bound = "positive" if low == 0.0 else "zero or more"
-                raise GraphError(f"{label}: {option} must be {bound} seconds, got {value!r}")
+        check_positive(label, "poll_interval", poll_interval, unit="seconds")
+        check_non_negative(label, "settle", settle)
         self.recursive = recursive
         self.only_new = only_new
         self.poll_interval = float(poll_interval)

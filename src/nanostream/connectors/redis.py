@@ -17,16 +17,18 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 from .._core.acks import Acked
 from .._core.context import node_label
-from .._core.errors import ConfigError, MissingDependencyError
+from .._core.errors import OptionError, require
 from .._core.node import NanoNode, NodeFunction
-from .._core.policy import POLICY_OPTIONS, backoff_delay
+from .._core.policy import POLICY_OPTIONS
 from .._core.signals import SourceStopped
+from ..operators._operator import check_positive
 from ._acked_progress import AckedProgress
 from ._buffered_sink import BufferedSink
 from ._secrets import Secrets, install_log_masking, mask_url
@@ -34,6 +36,7 @@ from ._toolkit import (
     ConnectorError,
     closing_function,
     connector_error,
+    lost_connection,
     retry_lost_connection,
 )
 
@@ -50,11 +53,7 @@ _LOGGERS = ("nanostream", "nanostream.redis", "redis")
 _XACK_INTERVAL_S = 0.5
 
 
-def _require_redis() -> None:
-    try:
-        import redis  # noqa: F401
-    except ImportError:
-        raise MissingDependencyError("redis", extra="redis") from None
+_require_redis: Callable[[], Any] = partial(require, "redis", extra="redis")
 
 
 class _Client:
@@ -68,7 +67,7 @@ class _Client:
         self.decode = decode
         self.client: redis.Redis | None = None
         if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
-            raise ConfigError(
+            raise OptionError(
                 f"not a Redis URL: {self.shown!r}; use redis://[:password@]host[:port][/db]"
             )
 
@@ -234,10 +233,9 @@ class RedisStreamSource(NanoNode):
     ) -> None:
         super().__init__(name=name, queue_size=queue_size)
         _require_redis()
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if poll_interval <= 0:
-            raise ConfigError(f"poll_interval must be positive seconds, got {poll_interval!r}")
+        label = node_label(self, with_class=True)
+        check_positive(label, "batch_size", batch_size, integer=True)
+        check_positive(label, "poll_interval", poll_interval, unit="seconds")
         self._redis = _Client(url, timeout=timeout, decode=decode)
         self.stream = stream
         self.group = group
@@ -342,21 +340,18 @@ class RedisStreamSource(NanoNode):
                 failures = 0
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 failures += 1
-                if failures > self.retries:
-                    raise self._redis.error(
+                delay = lost_connection(
+                    self,
+                    failures,
+                    partial(
+                        self._redis.error,
                         f"RedisStreamSource lost its connection to {self._redis.shown} "
                         f"{failures} times in a row",
                         exc,
-                    ) from None
-                delay = backoff_delay(failures - 1, self.backoff, self.max_backoff)
-                log.warning(
-                    "%s: connection to %s lost (%s); retry %d of %d in %.2fs",
-                    node_label(self, with_class=True),
-                    self._redis.shown,
-                    type(exc).__name__,
-                    failures,
-                    self.retries,
-                    delay,
+                    ),
+                    log=log,
+                    shown=self._redis.shown,
+                    reason=type(exc).__name__,
                 )
                 cursor = "0"
                 if self.sleep(delay):
@@ -461,10 +456,9 @@ class RedisStreamSink(BufferedSink):
     ) -> None:
         super().__init__(name=name, queue_size=queue_size)
         _require_redis()
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if maxlen is not None and maxlen < 1:
-            raise ConfigError(f"maxlen must be a positive integer, got {maxlen!r}")
+        label = node_label(self, with_class=True)
+        check_positive(label, "batch_size", batch_size, integer=True)
+        check_positive(label, "maxlen", maxlen, integer=True, optional=True)
         self._redis = _Client(url, timeout=timeout, decode=True)
         self.stream = stream
         self.maxlen = maxlen

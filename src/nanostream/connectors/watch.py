@@ -22,13 +22,15 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from typing import Any
 
 from .._core.acks import Acked
 from .._core.context import node_label
-from .._core.errors import GraphError, MissingDependencyError
+from .._core.errors import GraphError, require
 from .._core.node import NanoNode
+from ..operators._operator import check_non_negative, check_positive
 from ._acked_progress import AckedProgress
 from ._fileread import FilePath
 
@@ -40,12 +42,9 @@ Signature = tuple[int, int]
 """A file's ``(size, mtime_ns)``: when it differs from the last one seen, the file changed."""
 
 
-def _require_watchdog() -> Any:
-    try:
-        import watchdog.observers
-    except ImportError:
-        raise MissingDependencyError("watchdog", extra="files") from None
-    return watchdog.observers
+_require_watchdog: Callable[[], Any] = partial(
+    require, "watchdog.observers", extra="files", package="watchdog"
+)
 
 
 def _signature(path: str) -> Signature | None:
@@ -479,16 +478,10 @@ class LocalDirectoryWatchdog(NanoNode):
         self.patterns: tuple[str, ...] = (pattern,) if isinstance(pattern, str) else tuple(pattern)
         if not self.patterns or not all(isinstance(p, str) for p in self.patterns):
             raise GraphError(f"pattern must be a string or a list of strings, got {pattern!r}")
-        checks: list[tuple[str, object, float]] = [
-            ("poll_interval", poll_interval, 0.0),
-            ("settle", settle, -1.0),
-        ]
-        if rescan_interval is not None:
-            checks.append(("rescan_interval", rescan_interval, 0.0))
-        for option, value, low in checks:
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= low:
-                bound = "positive" if low == 0.0 else "zero or more"
-                raise GraphError(f"{option} must be {bound} seconds, got {value!r}")
+        label = node_label(self, with_class=True)
+        check_positive(label, "poll_interval", poll_interval, unit="seconds")
+        check_non_negative(label, "settle", settle)
+        check_positive(label, "rescan_interval", rescan_interval, unit="seconds", optional=True)
         self.recursive = recursive
         self.only_new = only_new
         self.polling = polling

@@ -28,10 +28,11 @@ import bisect
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
+from functools import partial
 from http.server import ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
-from .._core.errors import MissingDependencyError
+from .._core.errors import require
 from .._core.run import NodeStats
 from ._http import bind_server
 
@@ -51,12 +52,9 @@ log = logging.getLogger("nanostream")
 _STATES = ("created", "running", "finished", "failed", "aborted")
 
 
-def _prometheus() -> Any:
-    try:
-        import prometheus_client
-    except ImportError:
-        raise MissingDependencyError("prometheus-client", extra="observe") from None
-    return prometheus_client
+_prometheus: Callable[[], Any] = partial(
+    require, "prometheus_client", extra="observe", package="prometheus-client"
+)
 
 
 class _Histograms:

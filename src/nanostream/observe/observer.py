@@ -15,6 +15,7 @@ import threading
 from typing import TYPE_CHECKING, TextIO
 
 from .._core.graph import Plan
+from .._core.monitor import RunThread
 from .._core.run import Run
 from .logs import NodeWarnings
 from .metrics import MetricsServer
@@ -30,7 +31,7 @@ __all__ = ["Observer", "attach"]
 log = logging.getLogger("nanostream")
 
 
-class Observer:
+class Observer(RunThread):
     """Watches one run: progress view, metrics endpoint, warnings. Made by :func:`attach`.
 
     Example:
@@ -122,8 +123,7 @@ class Observer:
             raise
         self.latest: Sample | None = None
         self.summary: RunSummary | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._main, name=f"nanostream-observe:{run.name}")
+        super().__init__(f"nanostream-observe:{run.name}")
         self._close_lock = threading.Lock()
         self._closed = False
 
@@ -139,7 +139,7 @@ class Observer:
 
     def start(self) -> None:
         """Start the observer's thread; it ends (and is joined) when the run ends."""
-        self._thread.start()
+        super().start()
         self.run.add_done_callback(self.close)
 
     def close(self) -> None:
@@ -151,9 +151,8 @@ class Observer:
             if self._closed:
                 return
             self._closed = True
-            self._stop.set()
-            if self._thread.ident is not None and self._thread is not threading.current_thread():
-                self._thread.join()
+            self.finish()
+            self.join()
             if self.metrics is not None:
                 self.metrics.close()
 
@@ -164,7 +163,7 @@ class Observer:
         except Exception:  # pragma: no cover - observing must never break a run
             log.exception("nanostream observer failed")
         while True:
-            stopping = self._stop.wait(self.interval)
+            stopping = self._done.wait(self.interval)
             try:
                 self._tick()
             except Exception:  # pragma: no cover - observing must never break a run

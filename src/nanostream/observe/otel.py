@@ -40,10 +40,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from .._core.errors import MissingDependencyError
+from .._core.errors import MissingDependencyError, require
 from .._core.run import NodeStats, Run
 from .progress import RunSummary
 from .sampling import Sample
@@ -54,12 +55,9 @@ if TYPE_CHECKING:
 __all__ = ["Telemetry"]
 
 
-def _sdk() -> Any:
-    try:
-        import opentelemetry.sdk
-    except ImportError:
-        raise MissingDependencyError("opentelemetry-sdk", extra="otel") from None
-    return opentelemetry.sdk
+_sdk: Callable[[], Any] = partial(
+    require, "opentelemetry.sdk", extra="otel", package="opentelemetry-sdk"
+)
 
 
 class Telemetry:

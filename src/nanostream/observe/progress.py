@@ -16,10 +16,12 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
-from .._core.errors import MissingDependencyError
+from .._core.errors import require
 from .._core.run import NodeStats, Run
 from .sampling import NodeView, Sample
 
@@ -37,12 +39,7 @@ __all__ = [
 ]
 
 
-def _rich() -> Any:
-    try:
-        import rich
-    except ImportError:
-        raise MissingDependencyError("rich", extra="observe") from None
-    return rich
+_rich: Callable[[], Any] = partial(require, "rich", extra="observe")
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import importlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .._core.errors import GraphError, MissingDependencyError
+from .._core.errors import GraphError, require
 
 __all__ = [
     "BATCH_FORMATS",
@@ -64,10 +64,7 @@ def require_pyarrow(extra: str = "parquet") -> Any:
         >>> require_pyarrow().__name__
         'pyarrow'
     """
-    try:
-        return importlib.import_module("pyarrow")
-    except ImportError:
-        raise MissingDependencyError("pyarrow", extra=extra) from None
+    return require("pyarrow", extra=extra)
 
 
 def check_batch_format(batch_format: str, node: str, *, as_batches: bool = True) -> None:
@@ -87,10 +84,7 @@ def check_batch_format(batch_format: str, node: str, *, as_batches: bool = True)
         allowed = ", ".join(repr(f) for f in BATCH_FORMATS)
         raise GraphError(f"{node}: batch_format must be one of {allowed}, got {batch_format!r}")
     package, extra = _FORMAT_PACKAGES[batch_format]
-    try:
-        importlib.import_module(package)
-    except ImportError:
-        raise MissingDependencyError(package, extra=extra) from None
+    require(package, extra=extra)
     if batch_format != "arrow" and not as_batches:
         raise GraphError(
             f"{node}: batch_format={batch_format!r} is the type of the batches it emits with "

@@ -38,7 +38,7 @@ from functools import partial
 from typing import Any, Final, NamedTuple
 
 from .._core.aio import EventLoopThread
-from .._core.errors import MissingDependencyError, NanoStreamError
+from .._core.errors import NanoStreamError, require
 from .._core.node import NanoNode
 from .._core.policy import ErrorPolicy
 from .._core.ticks import TICK
@@ -454,13 +454,8 @@ class _Workers:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def require_cloudpickle() -> Any:
-    """The ``cloudpickle`` module; ``MissingDependencyError`` (with its extra) without it."""
-    try:
-        import cloudpickle
-    except ImportError:
-        raise MissingDependencyError("cloudpickle", extra="processes") from None
-    return cloudpickle
+#: The ``cloudpickle`` module; ``MissingDependencyError`` (with its extra) without it.
+require_cloudpickle: Callable[[], Any] = partial(require, "cloudpickle", extra="processes")
 
 
 def map_in_processes(

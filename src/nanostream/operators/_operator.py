@@ -23,11 +23,11 @@ from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, TypeGuard
 
 from .._core.aio import wait_future
 from .._core.context import node_label
-from .._core.errors import GraphError
+from .._core.errors import GraphError, OptionError
 from .._core.fast import drive
 from .._core.node import NanoNode, NodeFunction
 from .._core.node_function import restore_state
@@ -127,69 +127,80 @@ def callable_label(func: object) -> str:
 
 
 def check_callable(owner: str, what: str, value: object, *, optional: bool = False) -> None:
-    """Raise ``GraphError`` unless ``value`` is callable (or ``None`` when optional).
+    """Raise ``OptionError`` unless ``value`` is callable (or ``None`` when optional).
 
     Example:
         >>> from nanostream.operators._operator import check_callable
         >>> check_callable("Map", "func", 3)
         Traceback (most recent call last):
-        nanostream._core.errors.GraphError: Map: func must be a function, got 3
+        nanostream._core.errors.OptionError: Map: func must be a function, got 3
     """
     if value is None and optional:
         return
     if not callable(value):
-        raise GraphError(f"{owner}: {what} must be a function, got {value!r}")
+        raise OptionError(f"{owner}: {what} must be a function, got {value!r}")
 
 
-def check_positive(owner: str, what: str, value: object, *, integer: bool = False) -> None:
-    """Raise ``GraphError`` unless ``value`` is a positive number (an int if ``integer``).
+def check_positive(
+    owner: str,
+    what: str,
+    value: object,
+    *,
+    integer: bool = False,
+    unit: str = "",
+    optional: bool = False,
+) -> None:
+    """Raise ``OptionError`` unless ``value`` is a positive number (an int if ``integer``;
+    ``None`` too when ``optional``): the one check of a count, size or number option.
+    A bool is refused (``True`` is not a count); ``unit`` goes into the message.
 
     Example:
         >>> from nanostream.operators._operator import check_positive
-        >>> check_positive("Batch", "size", 2.5, integer=True)
+        >>> check_positive("Batch", "size", True, integer=True)
         Traceback (most recent call last):
-        nanostream._core.errors.GraphError: Batch: size must be a positive integer, got 2.5
+        nanostream._core.errors.OptionError: Batch: size must be a positive integer, got True
     """
-    ok = (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and (isinstance(value, int) or not integer)
-        and math.isfinite(value)
-        and value > 0
-    )
-    if not ok:
+    if value is None and optional:
+        return
+    if not _is_number(value, integer) or not value > 0:
         kind = "integer" if integer else "number"
-        raise GraphError(f"{owner}: {what} must be a positive {kind}, got {value!r}")
+        unit = f" ({unit})" if unit else ""
+        raise OptionError(f"{owner}: {what} must be a positive {kind}{unit}, got {value!r}")
 
 
-def check_non_negative(owner: str, what: str, value: object) -> None:
-    """Raise ``GraphError`` unless ``value`` is a finite number >= 0.
+def check_non_negative(owner: str, what: str, value: object, *, integer: bool = False) -> None:
+    """Raise ``OptionError`` unless ``value`` is a finite number >= 0 (an int if ``integer``).
 
     Example:
         >>> from nanostream.operators._operator import check_non_negative
-        >>> check_non_negative("Delay", "seconds", 0)
+        >>> check_non_negative("Take", "n", 1.5, integer=True)
+        Traceback (most recent call last):
+        nanostream._core.errors.OptionError: Take: n must be an integer >= 0, got 1.5
     """
-    if (
-        not isinstance(value, (int, float))
-        or isinstance(value, bool)
-        or not value >= 0
-        or not math.isfinite(value)
-    ):
-        raise GraphError(f"{owner}: {what} must be a number >= 0, got {value!r}")
+    if not _is_number(value, integer) or not value >= 0:
+        kind = "an integer" if integer else "a number"
+        raise OptionError(f"{owner}: {what} must be {kind} >= 0, got {value!r}")
+
+
+def _is_number(value: object, integer: bool) -> TypeGuard[float]:
+    """A finite int or float (an int if ``integer``), not a bool."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return isinstance(value, int) or (not integer and math.isfinite(value))
 
 
 def check_choice(owner: str, what: str, value: object, choices: Sequence[str]) -> None:
-    """Raise ``GraphError`` unless ``value`` is one of ``choices``.
+    """Raise ``OptionError`` unless ``value`` is one of ``choices``.
 
     Example:
         >>> from nanostream.operators._operator import check_choice
         >>> check_choice("Join", "how", "outer", ("inner", "left"))
         Traceback (most recent call last):
-        nanostream._core.errors.GraphError: Join: how must be 'inner' or 'left', got 'outer'
+        nanostream._core.errors.OptionError: Join: how must be 'inner' or 'left', got 'outer'
     """
     if value not in choices:
         options = " or ".join(repr(c) for c in choices)
-        raise GraphError(f"{owner}: {what} must be {options}, got {value!r}")
+        raise OptionError(f"{owner}: {what} must be {options}, got {value!r}")
 
 
 class Operator(NanoNode):

@@ -66,8 +66,7 @@ def _check_concurrency(
     owner: str, kind: str | None, func: object, is_async: bool, concurrency: int | None
 ) -> int:
     """The number of calls of an async ``func`` at once (0 for a plain function)."""
-    if concurrency is not None:
-        check_positive(owner, "concurrency", concurrency, integer=True)
+    check_positive(owner, "concurrency", concurrency, integer=True, optional=True)
     if is_async and kind is None:
         raise GraphError(
             f"{owner} takes a plain function; for an async def function use Map, FlatMap "
@@ -169,8 +168,7 @@ class FlatMap(Operator):
         label = type(self).__name__
         check_callable(label, "the function", func)
         check_positive(label, "workers", workers, integer=True)
-        if max_in_flight is not None:
-            check_positive(label, "max_in_flight", max_in_flight, integer=True)
+        check_positive(label, "max_in_flight", max_in_flight, integer=True, optional=True)
         self.func = func
         self.is_async = is_async_callable(func)
         self.concurrency = _check_concurrency(label, self._kind, func, self.is_async, concurrency)
@@ -549,9 +547,7 @@ class Take(Operator):
         self, n: int, *, stop: bool = False, name: str | None = None, **options: Any
     ) -> None:
         super().__init__(name=name, **options)
-        check_non_negative("Take", "n", n)
-        if not isinstance(n, int):
-            raise GraphError(f"Take: n must be an integer, got {n!r}")
+        check_non_negative("Take", "n", n, integer=True)
         self.n = n
         self.stop = bool(stop)
 
@@ -726,8 +722,7 @@ class Batch(Operator):
         **options: Any,
     ) -> None:
         super().__init__(name=name, **options)
-        if size is not None:
-            check_positive("Batch", "size", size, integer=True)
+        check_positive("Batch", "size", size, integer=True, optional=True)
         if timeout is not None:
             check_non_negative("Batch", "timeout", timeout)
         check_callable("Batch", "clock", clock)

@@ -50,6 +50,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 
+from .._core.monitor import RunThread
+
 __all__ = [
     "COMPUTING",
     "GIL_BOUND",
@@ -153,7 +155,7 @@ def _task_ids() -> list[int]:
         return []
 
 
-class CoreSharing:
+class CoreSharing(RunThread):
     """Places a run's computing node threads on one core while the run goes (see above).
 
     ``threads`` are the run's node threads; it starts its own thread
@@ -170,6 +172,7 @@ class CoreSharing:
         share: bool | None = None,
         hold: Hold | None = None,
     ) -> None:
+        super().__init__(f"nanostream-placement:{name}")
         self.threads = threads
         self.shared: frozenset[int] = frozenset()
         self.core: int | None = None
@@ -179,9 +182,6 @@ class CoreSharing:
         self._all_cores: set[int] = os.sched_getaffinity(0) if SUPPORTED else set()
         if len(self._all_cores) < 2:
             self.enabled = False
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._main, name=f"nanostream-placement:{name}")
-        self._started = False
         self._last: dict[int, int] = {}
         self._last_time = 0.0
         self._before = 0.0  # the CPU the shared threads used before they shared a core
@@ -193,17 +193,7 @@ class CoreSharing:
     def start(self) -> None:
         """Start watching (after the node threads have started)."""
         if self.enabled:
-            self._started = True
-            self._thread.start()
-
-    def finish(self) -> None:
-        """Stop watching (the run has ended); safe to call from any thread."""
-        self._done.set()
-
-    def join(self) -> None:
-        """Wait for its thread to end."""
-        if self._started and self._thread is not threading.current_thread():
-            self._thread.join()
+            super().start()
 
     def _main(self) -> None:
         interval = FIRST_CHECK_S

@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .._core.errors import MissingDependencyError, StateError
+from .._core.errors import StateError, require
 
 __all__ = ["Checkpoint", "StateStore", "encode_state", "open_store"]
 
@@ -189,10 +189,7 @@ class _SQLAlchemyStore:
     """A store in any database SQLAlchemy reaches (PostgreSQL, say)."""
 
     def __init__(self, url: str) -> None:
-        try:
-            import sqlalchemy as sa
-        except ImportError:
-            raise MissingDependencyError("sqlalchemy", extra="sql") from None
+        sa = require("sqlalchemy", extra="sql")
         try:
             self._engine = sa.create_engine(url)
         except Exception as exc:

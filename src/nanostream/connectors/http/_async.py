@@ -36,43 +36,7 @@ from ._base import _Attempts, _Home, _HttpNode
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["client_options", "node_function", "send"]
-
-#: ``client_options`` that choose the connections themselves: given any, the client is
-#: made as the user asked, with one pool (HTTP/2 multiplexes requests on one connection).
-_OWN_CONNECTIONS = ("transport", "limits", "http2")
-
-
-def client_options(node: _HttpNode, concurrency: int) -> dict[str, Any]:
-    """The options of ``node``'s ``httpx.AsyncClient`` for ``concurrency`` requests at once:
-    those of the blocking client, on one connection per request in flight
-    (:class:`~nanostream.connectors.http._connections.Connections`) unless the user chose the
-    transport, the limits or HTTP/2."""
-    options = node._client_options(concurrency)
-    if any(name in node.client_options for name in _OWN_CONNECTIONS):
-        return options
-    from ._connections import Connections
-
-    del options["limits"]
-    connections = Connections(
-        concurrency,
-        verify=options.pop("verify", True),
-        cert=options.pop("cert", None),
-        trust_env=options.get("trust_env", True),
-        http1=options.pop("http1", True),
-    )
-    if _may_speak_tls(node):
-        connections.tls()  # now, so that TLS settings that cannot work fail the node's start
-    options["transport"] = connections
-    return options
-
-
-def _may_speak_tls(node: _HttpNode) -> bool:
-    """Whether ``node`` was given a URL that is not plain ``http://`` (an ``https`` one, or
-    a template whose scheme an item fills in): then its TLS context is made at its start;
-    a node of plain ``http://`` URLs makes one only if a redirect leads to ``https``."""
-    urls = [node.templates.url, *getattr(node, "urls", ())]
-    return any(not str(url).lower().startswith("http://") for url in urls)
+__all__ = ["node_function", "send"]
 
 
 def node_function(

@@ -10,13 +10,15 @@ import string
 import threading
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
 from ..._core.context import node_label
-from ..._core.errors import ConfigError, MissingDependencyError
+from ..._core.errors import OptionError, require
 from ..._core.node import NanoNode
 from ..._core.policy import POLICY_OPTIONS, backoff_delay
+from ...operators._operator import check_choice, check_non_negative, check_positive
 from .._fileread import FormatError, parse_json
 from .._secrets import Secrets, install_log_masking, mask_url
 from .._toolkit import ConnectorError, connector_error
@@ -41,11 +43,7 @@ Parse = Literal["auto", "json", "text", "bytes"]
 Output = Literal["body", "response"]
 
 
-def _require_httpx() -> None:
-    try:
-        import httpx  # noqa: F401
-    except ImportError:
-        raise MissingDependencyError("httpx", extra="http") from None
+_require_httpx: Callable[[], Any] = partial(require, "httpx", extra="http")
 
 
 class HttpStatusError(ConnectorError):
@@ -126,7 +124,7 @@ class _Templates:
         try:
             list(_PLAIN_FORMATTER.parse(template))
         except ValueError as exc:
-            raise ConfigError(
+            raise OptionError(
                 f"{self.what}: bad template {self.secrets.scrub(template)!r} ({exc}); "
                 "write a literal brace as {{ or }}"
             ) from None
@@ -231,14 +229,12 @@ class _HttpNode(NanoNode):
     ) -> None:
         super().__init__(name=name, queue_size=queue_size, batch_size=batch_size)
         _require_httpx()
-        if not isinstance(timeout, (int, float)) or timeout <= 0:
-            raise ConfigError(f"{self.kind}: timeout must be positive seconds, got {timeout!r}")
-        if rate_limit is not None and rate_limit <= 0:
-            raise ConfigError(f"{self.kind}: rate_limit must be requests per second > 0")
-        if parse not in ("auto", "json", "text", "bytes"):
-            raise ConfigError(f"{self.kind}: parse must be auto, json, text or bytes: {parse!r}")
-        if retries < 0:
-            raise ConfigError(f"{self.kind}: retries must be 0 or more, got {retries!r}")
+        check_positive(self.kind, "timeout", timeout, unit="seconds")
+        check_positive(
+            self.kind, "rate_limit", rate_limit, unit="requests per second", optional=True
+        )
+        check_choice(self.kind, "parse", parse, ("auto", "json", "text", "bytes"))
+        check_non_negative(self.kind, "retries", retries, integer=True)
         self.method = method.upper()
         self.secrets = Secrets()
         self.secrets.add_url(url)
@@ -257,11 +253,9 @@ class _HttpNode(NanoNode):
         self.client_options = dict(client_options or {})
         self.follow_redirects = bool(self.client_options.pop("follow_redirects", True))
         self.max_redirects = self.client_options.pop("max_redirects", 20)
-        if not isinstance(self.max_redirects, int) or self.max_redirects < 0:
-            raise ConfigError(
-                f"{self.kind}: client_options max_redirects must be an integer >= 0, "
-                f"got {self.max_redirects!r}"
-            )
+        check_non_negative(
+            self.kind, "client_options max_redirects", self.max_redirects, integer=True
+        )
         self.requests_sent = 0
         self._limiter = _RateLimit(rate_limit) if rate_limit else None
         self._client: httpx.Client | None = None
@@ -306,9 +300,12 @@ class _HttpNode(NanoNode):
         }
 
     def _open(self, connections: int = 10) -> None:
+        """Make the node's ``httpx.Client``, for ``connections`` requests at once."""
         import httpx
 
-        self._client = httpx.Client(**self._client_options(connections))
+        from ._connections import client_options
+
+        self._client = httpx.Client(**client_options(self, connections, blocking=True))
 
     def _close(self) -> None:
         client, self._client = self._client, None
@@ -319,7 +316,7 @@ class _HttpNode(NanoNode):
         """Make the node's ``httpx.AsyncClient``, on the node's event loop."""
         import httpx
 
-        from ._async import client_options
+        from ._connections import client_options
 
         self._async_client = httpx.AsyncClient(**client_options(self, self.concurrency or 1))
 
@@ -329,14 +326,9 @@ class _HttpNode(NanoNode):
             await client.aclose()
 
     def _check_concurrency(self, concurrency: int | None) -> int | None:
-        """``concurrency`` if it is None or a positive integer; else a ``ConfigError``."""
-        if concurrency is not None and (
-            not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1
-        ):
-            raise ConfigError(
-                f"{node_label(self, with_class=True)}: concurrency must be a positive "
-                f"integer (requests in flight at once), got {concurrency!r}"
-            )
+        """``concurrency`` if it is None or a positive integer; else an ``OptionError``."""
+        label, unit = node_label(self, with_class=True), "requests in flight at once"
+        check_positive(label, "concurrency", concurrency, integer=True, unit=unit, optional=True)
         return concurrency
 
     # ------------------------------------------------------------------ one request

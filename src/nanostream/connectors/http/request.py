@@ -6,9 +6,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..._core.context import node_label
-from ..._core.errors import ConfigError
+from ..._core.errors import OptionError
 from ..._core.node import NodeFunction
-from ...operators._operator import POOL_TICK_S, map_items
+from ...operators._operator import POOL_TICK_S, check_choice, check_positive, map_items
 from .._toolkit import closing_function
 from ._async import node_function, send
 from ._base import Output, Parse, _fields, _HttpNode
@@ -111,12 +111,10 @@ class HttpRequest(_HttpNode):
             batch_size=batch_size,
             options=options,
         )
-        if not isinstance(workers, int) or workers < 1:
-            raise ConfigError(f"HttpRequest: workers must be a positive integer, got {workers!r}")
-        if output not in ("body", "response"):
-            raise ConfigError(f"HttpRequest: output must be 'body' or 'response': {output!r}")
+        check_positive("HttpRequest", "workers", workers, integer=True)
+        check_choice("HttpRequest", "output", output, ("body", "response"))
         if self._check_concurrency(concurrency) is not None and workers > 1:
-            raise ConfigError(
+            raise OptionError(
                 f"{node_label(self, with_class=True)}: choose workers= (threads) or "
                 "concurrency= (async requests on one thread), not both"
             )

@@ -14,10 +14,10 @@ from urllib.parse import urljoin
 
 from ..._core.aio import EventLoopThread, wait_future
 from ..._core.context import node_label
-from ..._core.errors import ConfigError
+from ..._core.errors import OptionError
 from ..._core.node import NodeFunction
 from ..._core.signals import SourceStopped
-from ...operators._operator import POOL_TICK_S
+from ...operators._operator import POOL_TICK_S, check_choice, check_positive
 from .._secrets import mask_url
 from .._toolkit import closing_function
 from ._async import node_function, send
@@ -115,12 +115,11 @@ class HttpPaginator(_HttpNode):
             batch_size=batch_size,
             options=options,
         )
-        if style not in ("next", "cursor", "offset"):
-            raise ConfigError(f"HttpPaginator: style must be next, cursor or offset: {style!r}")
+        check_choice("HttpPaginator", "style", style, ("next", "cursor", "offset"))
         if style == "cursor" and not cursor:
-            raise ConfigError("HttpPaginator style='cursor' needs cursor=: the path of the cursor")
-        if page_size < 1 or (max_pages is not None and max_pages < 1):
-            raise ConfigError("HttpPaginator: page_size and max_pages must be positive")
+            raise OptionError("HttpPaginator style='cursor' needs cursor=: the path of the cursor")
+        check_positive("HttpPaginator", "page_size", page_size, integer=True)
+        check_positive("HttpPaginator", "max_pages", max_pages, integer=True, optional=True)
         self.style = style
         self.items = items
         self.next = next
@@ -284,7 +283,7 @@ class HttpPoller(_HttpNode):
     ) -> None:
         urls = [url] if isinstance(url, str) else list(url)
         if not urls or not all(isinstance(u, str) for u in urls):
-            raise ConfigError(
+            raise OptionError(
                 f"HttpPoller{f' {name!r}' if name else ''}: url must be a URL or a non-empty "
                 f"list of URLs, got {url!r}"
             )
@@ -307,8 +306,7 @@ class HttpPoller(_HttpNode):
             batch_size=batch_size,
             options=options,
         )
-        if interval <= 0:
-            raise ConfigError(f"HttpPoller: interval must be positive seconds, got {interval!r}")
+        check_positive("HttpPoller", "interval", interval, unit="seconds")
         for other in urls[1:]:
             self.secrets.add_url(other)
         if len(urls) > 1:
@@ -325,7 +323,7 @@ class HttpPoller(_HttpNode):
         self.json = json
         self.concurrency = self._check_concurrency(concurrency)
         if concurrency is not None and concurrency > len(urls):
-            raise ConfigError(
+            raise OptionError(
                 f"{node_label(self, with_class=True)}: concurrency={concurrency} polls up to "
                 f"{concurrency} URLs at once, but it polls {len(urls)}; give url the list of "
                 f"URLs to poll, or set concurrency to {len(urls)} at most"

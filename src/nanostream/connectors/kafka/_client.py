@@ -17,11 +17,12 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any, NamedTuple, cast
 
-from ..._core.errors import ConfigError, MissingDependencyError
+from ..._core.errors import OptionError, require
 from .._secrets import MASK, Secrets, install_log_masking
-from .._toolkit import ConnectorError
+from .._toolkit import ConnectorError, connector_error
 
 __all__ = [
     "ClientSettings",
@@ -64,12 +65,10 @@ _SECRET_SETTINGS = frozenset(
 Format = str | Callable[[Any], Any]
 
 
-def require_kafka() -> None:
-    """Raise :class:`~nanostream.MissingDependencyError` unless confluent-kafka is installed."""
-    try:
-        import confluent_kafka  # noqa: F401
-    except ImportError:
-        raise MissingDependencyError("confluent-kafka", extra="kafka") from None
+#: Raise :class:`~nanostream.MissingDependencyError` unless confluent-kafka is installed.
+require_kafka: Callable[[], Any] = partial(
+    require, "confluent_kafka", extra="kafka", package="confluent-kafka"
+)
 
 
 def is_secret_setting(key: str) -> bool:
@@ -102,12 +101,12 @@ class ClientSettings:
         reserved: Mapping[str, str] | None = None,
     ) -> None:
         if not isinstance(bootstrap_servers, str) or not bootstrap_servers.strip():
-            raise ConfigError(
+            raise OptionError(
                 f"{node}: bootstrap_servers must be 'host:port' (or several, comma-separated), "
                 f"got {bootstrap_servers!r}"
             )
         if config is not None and not isinstance(config, Mapping):
-            raise ConfigError(
+            raise OptionError(
                 f"{node}: config must be a mapping of librdkafka settings, got a "
                 f"{type(config).__name__}"
             )
@@ -115,18 +114,18 @@ class ClientSettings:
         self.secrets = Secrets()
         for key, value in settings.items():
             if not isinstance(key, str):
-                raise ConfigError(f"{node}: config keys are librdkafka setting names, got {key!r}")
+                raise OptionError(f"{node}: config keys are librdkafka setting names, got {key!r}")
             if is_secret_setting(key):
                 if value == MASK:
-                    raise ConfigError(
+                    raise OptionError(
                         f"{node}: config[{key!r}] is {MASK!r}, the mask shown in place of a "
                         "secret; give the real value (in a pipeline file, as ${VARIABLE})"
                     )
                 self.secrets.add(str(value))
             if key == "bootstrap.servers":
-                raise ConfigError(f"{node}: give the brokers as bootstrap_servers=, not in config")
+                raise OptionError(f"{node}: give the brokers as bootstrap_servers=, not in config")
             if reserved and key in reserved:
-                raise ConfigError(f"{node}: {node} sets {key!r} itself; {reserved[key]}")
+                raise OptionError(f"{node}: {node} sets {key!r} itself; {reserved[key]}")
         self.node = node
         self.bootstrap_servers = bootstrap_servers
         self.config = settings
@@ -147,12 +146,7 @@ class ClientSettings:
         """A :class:`ConnectorError` for ``message`` (about ``cause``), secrets scrubbed."""
         if cause is None:
             return ConnectorError(self.secrets.scrub(message))
-        error = ConnectorError(self.secrets.scrub(f"{message}: {cause}"))
-        if not self.secrets.contains(str(cause)):
-            error.__cause__ = cause
-        else:
-            error.__suppress_context__ = True
-        return error
+        return connector_error(f"{message}: {cause}", cause, self.secrets)
 
 
 class KafkaRecord(NamedTuple):
@@ -257,7 +251,7 @@ def encoder(node: str, argument: str, fmt: Format) -> Callable[[Any], Any]:
         return fmt
     if fmt in _ENCODERS:
         return _ENCODERS[fmt]
-    raise ConfigError(
+    raise OptionError(
         f"{node}: {argument} must be 'bytes', 'str', 'json', 'auto' or a function returning "
         f"bytes (a serialiser), got {fmt!r}"
     )
@@ -279,7 +273,7 @@ def decoder(node: str, argument: str, fmt: Format) -> Callable[[bytes | None], A
         return fmt
     if fmt in _DECODERS:
         return _DECODERS[fmt]
-    raise ConfigError(
+    raise OptionError(
         f"{node}: {argument} must be 'bytes', 'str', 'json' or a function of the bytes "
         f"(a deserialiser), got {fmt!r}"
     )
@@ -311,7 +305,7 @@ def field_getter(node: str, argument: str, spec: Any) -> Callable[[Any], Any] | 
             raise KeyError(f"{node}: the item has no field {spec!r} (its {argument})")
 
         return get
-    raise ConfigError(
+    raise OptionError(
         f"{node}: {argument} must be a field name or a function of the item, got {spec!r}"
     )
 

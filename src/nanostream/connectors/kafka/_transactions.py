@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..._core.context import node_label
-from ..._core.errors import ConfigError
+from ..._core.errors import OptionError
 from ..._core.graph import pipeline_of
 from ..._core.node import NodeFunction
 from ..._core.node_function import restore_state
@@ -124,28 +124,28 @@ def check_exactly_once(
         ...                    timeout=120)
         Traceback (most recent call last):
         ...
-        nanostream._core.errors.ConfigError: KafkaSink: exactly_once=True writes in Kafka \
+        nanostream._core.errors.OptionError: KafkaSink: exactly_once=True writes in Kafka \
 transactions, which need the idempotent producer: drop idempotent=False
     """
     if not isinstance(exactly_once, bool):
-        raise ConfigError(f"{label}: exactly_once must be true or false, got {exactly_once!r}")
+        raise OptionError(f"{label}: exactly_once must be true or false, got {exactly_once!r}")
     if transactional_id is not None:
         if not exactly_once:
-            raise ConfigError(
+            raise OptionError(
                 f"{label}: transactional_id= is the producer's id in Kafka transactions, "
                 "which only exactly_once=True uses: pass exactly_once=True, or drop it"
             )
         if not isinstance(transactional_id, str) or not transactional_id:
-            raise ConfigError(f"{label}: transactional_id must be text, got {transactional_id!r}")
+            raise OptionError(f"{label}: transactional_id must be text, got {transactional_id!r}")
     if not exactly_once:
         return
     if not idempotent:
-        raise ConfigError(
+        raise OptionError(
             f"{label}: exactly_once=True writes in Kafka transactions, which need the "
             "idempotent producer: drop idempotent=False"
         )
     if not isinstance(marker_topic, str) or not marker_topic:
-        raise ConfigError(f"{label}: marker_topic must be a topic name, got {marker_topic!r}")
+        raise OptionError(f"{label}: marker_topic must be a topic name, got {marker_topic!r}")
     limit = (config or {}).get("transaction.timeout.ms") if isinstance(config, dict) else None
     if (
         limit is not None
@@ -153,7 +153,7 @@ transactions, which need the idempotent producer: drop idempotent=False
         and not isinstance(timeout, bool)
         and int(limit) < timeout * 1000
     ):
-        raise ConfigError(
+        raise OptionError(
             f"{label}: config['transaction.timeout.ms'] ({limit} ms) is shorter than "
             f"timeout={timeout} s, the time a record may take to be delivered: raise it, "
             "or lower timeout="

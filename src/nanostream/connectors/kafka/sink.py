@@ -8,10 +8,11 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ..._core.context import node_label
-from ..._core.errors import ConfigError
+from ..._core.errors import OptionError
 from ..._core.node import NanoNode, NodeFunction
 from ..._core.policy import ItemGuard
 from ..._core.ticks import TICK
+from ...operators._operator import check_choice, check_non_negative, check_positive
 from .._toolkit import closing_function
 from ._client import (
     KEEPS_BYTES,
@@ -149,14 +150,11 @@ class KafkaSink(NanoNode):
         require_kafka()
         label = "KafkaSink"
         if not (callable(topic) or (isinstance(topic, str) and topic)):
-            raise ConfigError(f"{label}: topic must be a topic name or a function of the item")
-        if partitioner is not None and partitioner not in _PARTITIONERS:
-            raise ConfigError(
-                f"{label}: partitioner must be one of {', '.join(_PARTITIONERS)}, "
-                f"got {partitioner!r}"
-            )
+            raise OptionError(f"{label}: topic must be a topic name or a function of the item")
+        if partitioner is not None:
+            check_choice(label, "partitioner", partitioner, _PARTITIONERS)
         if not isinstance(idempotent, bool):
-            raise ConfigError(f"{label}: idempotent must be true or false, got {idempotent!r}")
+            raise OptionError(f"{label}: idempotent must be true or false, got {idempotent!r}")
         check_exactly_once(
             label,
             exactly_once=exactly_once,
@@ -206,13 +204,15 @@ class KafkaSink(NanoNode):
     def validate(self) -> None:
         """Check the producer's options (when the pipeline is built; it runs its own node
         function, so it defines neither ``generator()`` nor ``process_item()``)."""
+        label = node_label(self)
         for what, value in (("retries", self.retries), ("backoff", self.backoff)):
-            if value is not None and (isinstance(value, bool) or value < 0):
-                raise ConfigError(f"{node_label(self)}: {what} must be >= 0, got {value!r}")
-        if isinstance(self.timeout, bool) or not self.timeout > 0:
-            raise ConfigError(
-                f"{node_label(self)}: timeout must be positive seconds, got {self.timeout!r}"
+            if value is not None:
+                check_non_negative(label, what, value, integer=what == "retries")
+        if self.retries == 0 and self.idempotent:
+            raise OptionError(
+                f"{label}: an idempotent producer retries; give retries >= 1 or idempotent=False"
             )
+        check_positive(label, "timeout", self.timeout, unit="seconds")
 
     def encode(self, item: Any) -> tuple[str, Any, Any, Any, int | None]:
         """``(topic, key, value, headers, partition)`` of the record written for ``item``."""

@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from ..._core.acks import Acked
 from ..._core.context import node_label
-from ..._core.errors import ConfigError
+from ..._core.errors import OptionError
 from ..._core.graph import pipeline_of
 from ..._core.node import NanoNode, NodeFunction
 from ..._core.policy import POLICY_OPTIONS
+from ...operators._operator import check_positive
 from .._acked_progress import AckedProgress
 from .._toolkit import closing_function
 from ._client import KEEPS_DATA, ClientSettings, Format, KafkaRecord, decoder, log, require_kafka
@@ -47,7 +48,7 @@ _COMMITTED = "read_committed"
 def _check_isolation(node: str, level: Any) -> None:
     """Refuse an unknown ``isolation.level``; say it when records not committed are read."""
     if level not in (_COMMITTED, "read_uncommitted"):
-        raise ConfigError(
+        raise OptionError(
             f"{node}: config['isolation.level'] must be 'read_committed' (the default) or "
             f"'read_uncommitted', got {level!r}"
         )
@@ -73,11 +74,11 @@ def _start_time(node: str, start: Any) -> str | int:
             when = None
     if isinstance(when, dt.datetime):
         if when.tzinfo is None:
-            raise ConfigError(
+            raise OptionError(
                 f"{node}: start={start!r} has no time zone; give one (say '+00:00' for UTC)"
             )
         return int(when.timestamp() * 1000)
-    raise ConfigError(
+    raise OptionError(
         f"{node}: start must be 'committed', 'earliest', 'latest', or a time (a datetime with "
         f"a time zone, or ISO 8601 text such as '2024-05-01T00:00:00+00:00'), got {start!r}"
     )
@@ -485,21 +486,20 @@ class KafkaSource(NanoNode):
         label = "KafkaSource"
         names = [topics] if isinstance(topics, str) else list(topics)
         if not names or not all(isinstance(t, str) and t for t in names):
-            raise ConfigError(
+            raise OptionError(
                 f"{label}: topics must be a topic name, a list of them, or a '^pattern', "
                 f"got {topics!r}"
             )
         if not isinstance(group, str) or not group:
-            raise ConfigError(f"{label}: group must be the consumer group's name, got {group!r}")
-        for what, value in (("commit_interval", commit_interval), ("poll_interval", poll_interval)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise ConfigError(f"{label}: {what} must be positive seconds, got {value!r}")
+            raise OptionError(f"{label}: group must be the consumer group's name, got {group!r}")
+        check_positive(label, "commit_interval", commit_interval, unit="seconds")
+        check_positive(label, "poll_interval", poll_interval, unit="seconds")
         self._settings = ClientSettings(label, bootstrap_servers, config, _RESERVED)
         _check_isolation(label, self._settings.config.get("isolation.level", _COMMITTED))
         strategy = str(self._settings.config.get("partition.assignment.strategy", ""))
         self._start = _start_time(label, start)
         if "cooperative" in strategy and self._start != "committed":
-            raise ConfigError(
+            raise OptionError(
                 f"{label}: start={start!r} needs an eager assignment strategy; with "
                 f"{strategy!r} use start='committed'"
             )

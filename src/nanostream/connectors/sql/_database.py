@@ -8,10 +8,12 @@ import datetime as dt
 import decimal
 import logging
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..._core.context import node_label
-from ..._core.errors import ConfigError, MissingDependencyError
+from ..._core.errors import ConfigError, OptionError, require
+from ...operators._operator import check_positive
 from .._secrets import Secrets, install_log_masking, mask_url
 from .._toolkit import ConnectorError, connector_error, retry_lost_connection
 
@@ -28,11 +30,7 @@ T = TypeVar("T")
 _LOGGERS = ("nanostream", "nanostream.sql", "sqlalchemy.engine", "sqlalchemy.pool")
 
 
-def _require_sqlalchemy() -> None:
-    try:
-        import sqlalchemy  # noqa: F401
-    except ImportError:
-        raise MissingDependencyError("sqlalchemy", extra="sql") from None
+_require_sqlalchemy: Callable[[], Any] = partial(require, "sqlalchemy", extra="sql")
 
 
 # ----------------------------------------------------------------------------- connections
@@ -53,13 +51,13 @@ class _Database:
             try:
                 parsed = sa.make_url(url)
             except sa.exc.ArgumentError as exc:
-                raise ConfigError(f"not a database URL: {mask_url(url)!r} ({exc})") from None
+                raise OptionError(f"not a database URL: {mask_url(url)!r} ({exc})") from None
             if isinstance(url, str):
                 self.secrets.add_url(url)
             try:
                 parsed.get_dialect()
             except sa.exc.NoSuchModuleError:
-                raise ConfigError(
+                raise OptionError(
                     f"unknown database or driver {parsed.drivername!r} in {mask_url(url)!r}; "
                     "see SQLAlchemy's list of dialects (sqlite, postgresql, mysql, ...)"
                 ) from None
@@ -180,11 +178,6 @@ def _discard_cursor(result: Any) -> None:
             log.debug("could not close the cursor of a lost connection", exc_info=True)
 
 
-def _check_positive(name: str, value: object) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-
-
 def _row_count(node: NanoNode, name: str, value: int | None, options: dict[str, Any]) -> int:
     """The count of rows ``name`` (default 1000), also accepted as ``batch_size``, its old name.
 
@@ -193,10 +186,11 @@ def _row_count(node: NanoNode, name: str, value: int | None, options: dict[str, 
     """
     old = options.pop("batch_size", None)
     if old is not None and value is not None:
-        raise ConfigError(
+        raise OptionError(
             f"{node_label(node, with_class=True)}: batch_size is the former name of {name}; "
             f"give {name}= alone"
         )
     count = value if value is not None else old if old is not None else 1000
-    _check_positive(name if old is None else "batch_size", count)
+    label = node_label(node, with_class=True)
+    check_positive(label, name if old is None else "batch_size", count, integer=True)
     return int(count)

@@ -13,9 +13,10 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..._core.context import node_label
-from ..._core.errors import ConfigError
+from ..._core.errors import OptionError
 from ..._core.node import NanoNode, NodeFunction
 from ..._core.policy import POLICY_OPTIONS
+from ...operators._operator import check_choice
 from .._buffered_sink import BufferedSink
 from .._toolkit import ConnectorError, closing_function
 from ._database import (
@@ -136,16 +137,15 @@ class SQLSink(BufferedSink):
         _require_sqlalchemy()
         self.commit_every = _row_count(self, "commit_every", commit_every, options)
         if not isinstance(exactly_once, bool):
-            raise ConfigError(f"SQLSink exactly_once must be true or false, got {exactly_once!r}")
+            raise OptionError(f"SQLSink exactly_once must be true or false, got {exactly_once!r}")
         self.exactly_once = exactly_once
         # exactly_once: (checkpoint number, rows) kept by checkpoints, not yet written
         self._staged: list[tuple[int, list[Any]]] = []
         self._checkpoints = 0
-        if mode not in ("insert", "upsert"):
-            raise ConfigError(f"SQLSink mode must be 'insert' or 'upsert', got {mode!r}")
+        check_choice("SQLSink", "mode", mode, ("insert", "upsert"))
         keys = (key,) if isinstance(key, str) else tuple(key or ())
         if mode == "upsert" and not keys:
-            raise ConfigError("SQLSink mode='upsert' needs key=: the column(s) that identify a row")
+            raise OptionError("SQLSink mode='upsert' needs key=: the column(s) that identify a row")
         self.url_shown = _shown_url(url)
         self._db = _Database(url, engine_options or {})
         self.table = table
@@ -410,12 +410,7 @@ class SQLSink(BufferedSink):
         if type(first) is not dict:
             first = _as_mapping(first)
         names = tuple(first)
-        if not names:
-            raise ConnectorError("SQLSink: an item has no fields to write")
-        self._check_columns(table, names)
-        writer = self._writers.get(names)
-        if writer is None:
-            writer = self._writers[names] = self._make_writer(conn, table, names)
+        writer = self._writer(conn, table, names)
         # The usual batch: every row has the same fields. Read column by column (C loops);
         # a row with other fields shows as a length or a KeyError.
         try:
@@ -435,13 +430,20 @@ class SQLSink(BufferedSink):
             mapping = _as_mapping(row)
             groups.setdefault(tuple(mapping), []).append(mapping)
         for group_names, group in groups.items():
-            if not group_names:
-                raise ConnectorError("SQLSink: an item has no fields to write")
-            self._check_columns(table, group_names)
-            w = self._writers.get(group_names)
-            if w is None:
-                w = self._writers[group_names] = self._make_writer(conn, table, group_names)
-            w(conn, [[r[k] for r in group] for k in group_names])
+            columns = [[r[k] for r in group] for k in group_names]
+            self._writer(conn, table, group_names)(conn, columns)
+
+    def _writer(
+        self, conn: sa.Connection, table: sa.Table, names: tuple[str, ...]
+    ) -> Callable[[sa.Connection, list[list[Any]]], None]:
+        """The writer of rows of the fields ``names``, checked against the table."""
+        if not names:
+            raise ConnectorError("SQLSink: an item has no fields to write")
+        self._check_columns(table, names)
+        writer = self._writers.get(names)
+        if writer is None:
+            writer = self._writers[names] = self._make_writer(conn, table, names)
+        return writer
 
     def _make_writer(
         self, conn: sa.Connection, table: sa.Table, names: tuple[str, ...]

@@ -6,16 +6,18 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..._core.acks import Acked
 from ..._core.context import node_label
-from ..._core.errors import ConfigError
+from ..._core.errors import ConfigError, OptionError
 from ..._core.node import NanoNode, NodeFunction
-from ..._core.policy import POLICY_OPTIONS, backoff_delay
+from ..._core.policy import POLICY_OPTIONS
+from ...operators._operator import check_positive
 from .._acked_progress import AckedProgress
-from .._toolkit import closing_function
+from .._toolkit import closing_function, lost_connection
 from ._database import (
     _Database,
     _decode_value,
@@ -179,10 +181,10 @@ class SQLSource(NanoNode):
         super().__init__(name=name, queue_size=queue_size)
         _require_sqlalchemy()
         self.fetch_size = _row_count(self, "fetch_size", fetch_size, options)
-        if poll_interval is not None and poll_interval <= 0:
-            raise ConfigError(f"poll_interval must be positive seconds, got {poll_interval!r}")
+        label = node_label(self, with_class=True)
+        check_positive(label, "poll_interval", poll_interval, unit="seconds", optional=True)
         if state_file is not None and incremental_column is None:
-            raise ConfigError("state_file needs incremental_column: the column to remember")
+            raise OptionError("state_file needs incremental_column: the column to remember")
         self.url_shown = _shown_url(url)
         self._db = _Database(url, engine_options or {})
         self.query = query
@@ -347,20 +349,19 @@ class SQLSource(NanoNode):
                         exc,
                     ) from None
                 failures += 1
-                if failures > self.retries:
-                    raise self._db.error(
+                delay = lost_connection(
+                    self,
+                    failures,
+                    partial(
+                        self._db.error,
                         f"SQLSource lost its connection to {self._db.shown} "
                         f"{failures} times in a row",
                         exc,
-                    ) from None
-                delay = backoff_delay(failures - 1, self.backoff, self.max_backoff)
-                log.warning(
-                    "%s: connection to %s lost (%s); resuming after %r in %.2fs",
-                    node_label(self, with_class=True),
-                    self._db.shown,
-                    self._db.secrets.scrub(type(exc.orig).__name__),
-                    state.last,
-                    delay,
+                    ),
+                    log=log,
+                    shown=self._db.shown,
+                    doing=f" after {state.column} {state.last!r}",
+                    reason=self._db.secrets.scrub(type(exc.orig).__name__),
                 )
                 if self.sleep(delay):
                     return
