@@ -269,9 +269,10 @@ def test_a_source_held_up_by_back_pressure_still_commits(
     assert run is not None
     try:
         assert sink.waiting.wait(60)  # 5,000 records done, the source held up
-        # every poll (at most 1,000 records) done before the gate is acknowledged
+        # the polls (at most 1,000 records each) done before the gate are acknowledged, but
+        # the last one's marker may wait in the full queue: at least all but two of them
         assert wait_until(
-            lambda: sum(max(o, 0) for o in committed(kafka_cluster, topic, group).values()) >= 4000,
+            lambda: sum(max(o, 0) for o in committed(kafka_cluster, topic, group).values()) >= 3000,
             timeout=30,
         ), committed(kafka_cluster, topic, group)
         assert len(sink.items) == 5000  # still held up: the commits came without a poll
