@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
+from operator import length_hint
 from typing import Any
 
 from .._core.errors import ConfigError
@@ -170,15 +171,16 @@ class BufferedSink(NanoNode):
                         node._since = clock()
                         due = node._since + interval
                     room = size - len(pending)
-                    if room <= 0:  # the last flush kept its rows (exactly once: see flush)
+                    # The rest of the slice goes in when it fits, or when the last flush
+                    # kept its rows (exactly once: they wait for a checkpoint, see flush).
+                    if room <= 0 or length_hint(part, room + 1) <= room:
                         pending.extend(part if encode is None else map(encode, part))
-                        node.flush()
-                        pending = node._pending
+                        if len(pending) >= size:
+                            node.flush()
+                            pending = node._pending
                         break
                     taken = islice(part, room)
                     pending.extend(taken if encode is None else map(encode, taken))
-                    if len(pending) < size:
-                        break
                     node.flush()
                     pending = node._pending
                 if interval is not None and pending and clock() >= due:

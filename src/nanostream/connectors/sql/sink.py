@@ -417,7 +417,8 @@ class SQLSink(BufferedSink):
         # The usual batch: every row has the same fields, read into tuples in C loops; a
         # row with other fields shows as a length or a KeyError.
         try:
-            values = writer.values(rows) if set(map(len, rows)) == {len(names)} else None
+            alike = list(map(len, rows)).count(len(names)) == len(rows)
+            values = writer.values(rows) if alike else None
         except (KeyError, TypeError):
             values = None
         if values is not None:
