@@ -135,3 +135,17 @@ def test_reading_slices_after_an_item_is_refused(runner: str) -> None:
         node.global_start(runner=runner)
     assert isinstance(info.value.__cause__, nanostream.NodeProtocolError)
     assert "either item by item or by slices" in str(info.value.__cause__)
+
+
+def half_slices(inp: Any, outp: Any) -> None:
+    for part in inp.slices():
+        next(iter(part), None)  # the first item only
+
+
+def test_a_slice_not_read_to_its_end_fails_the_node(runner: str) -> None:
+    node = nanostream.as_node(half_slices, name="half")
+    nanostream.from_iterable(range(100)) > node
+    with pytest.raises(nanostream.NodeFailed) as info:
+        node.global_start(runner=runner)
+    assert isinstance(info.value.__cause__, nanostream.NodeProtocolError)
+    assert "before reading this one to its end" in str(info.value.__cause__)

@@ -68,7 +68,7 @@ def next_slice_len(slice_len: int, elapsed: float, linger: float, max_slice: int
     return slice_len
 
 
-class Input(chain):  # type: ignore[type-arg]
+class Input(chain[Any]):
     """A node's ``inp``: its items one by one, or (:meth:`slices`) a slice at a time.
 
     Iterating gives the items at C speed (an ``itertools.chain`` of the slices). A node
@@ -97,9 +97,10 @@ class Input(chain):  # type: ignore[type-arg]
     def slices(self) -> Iterator[Iterable[Any]]:
         """The input's slices: each an iterator over a run of items, or :data:`TICKS`.
 
-        Read each slice to its end before taking the next: what the node has read is
-        what it has consumed (acknowledgements, checkpoints). A node reads its input
-        either by items or by slices: once an item has been read, this is refused.
+        Read each slice to its end before taking the next (else the node fails): what
+        the node has read is what it has consumed (acknowledgements, checkpoints). A
+        node reads its input either by items or by slices: once an item has been read,
+        this is refused.
         """
         if inspect.getgeneratorstate(self._slices) != inspect.GEN_CREATED:
             raise NodeProtocolError(
@@ -245,6 +246,11 @@ class InputReader:
                 yield it
                 if busy:
                     counters.busy_since = None
+                if length_hint(it):  # only by slices: the node took the next one early
+                    raise NodeProtocolError(
+                        f"node {self.name!r} took its next input slice before reading "
+                        "this one to its end (its items would be lost)"
+                    )
                 elapsed = clock() - t0 - (counters.blocked_output_s - blocked)
                 after_slice()
                 if self.markers is not None:
