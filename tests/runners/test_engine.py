@@ -13,12 +13,15 @@ from typing import Any
 import pytest
 
 import nanostream
+from nanostream._core.ticks import TICKS
 from nanostream._engine.channel import Channel
 from nanostream._engine.node import EngineContext
 from nanostream._engine.outbox import CheckedOutbox, TripwireOutbox
 from nanostream._engine.reader import InputReader
 from nanostream.runners.cooperative import CooperativeRun
 from nanostream.runners.threads import ThreadRun
+from nanostream.testing import Collect
+from support import FlagSink, OneThenWait
 
 RUNNERS = Path(nanostream.__file__).parent / "runners"
 
@@ -79,3 +82,70 @@ def test_no_runner_defines_its_own_channel_outbox_or_reader() -> None:
             if isinstance(t, ast.Name) and ("TICKS" in t.id or "LINGER" in t.id or t.id == "END")
         ]
         assert constants == [], f"{name} defines {constants} again"
+
+
+def copy_slices(inp: Any, outp: Any) -> None:
+    """Reads its input a slice at a time; emits each slice as a list."""
+    for part in inp.slices():
+        outp(list(part))
+
+
+def hold_slices(inp: Any, outp: Any) -> None:
+    """Reads its input by slices; emits what it holds on a tick, the rest at the end."""
+    kept: list[Any] = []
+    for part in inp.slices():
+        if part is TICKS:
+            for item in kept:
+                outp((item, "tick"))
+            kept.clear()
+        else:
+            kept.extend(part)
+    for item in kept:
+        outp((item, "end"))
+
+
+def test_a_node_function_may_read_its_input_by_slices(runner: str) -> None:
+    sink = Collect(name="sink")
+    nanostream.from_iterable(range(5000)) > nanostream.as_node(copy_slices, name="copy") > sink
+    run = sink.global_start(runner=runner, block=False)
+    assert run.wait(30)
+    assert [x for part in sink.items for x in part] == list(range(5000))
+    assert max(map(len, sink.items)) > 1  # runs of items, not one by one
+    assert run.stats()["copy"].items_in == 5000
+
+
+def test_a_node_reading_slices_gets_ticks_while_idle(runner: str, tmp_path: Path) -> None:
+    sink = FlagSink(tmp_path / "got", name="sink")
+    node = nanostream.as_node(hold_slices, name="hold", tick_interval=0.01)
+    OneThenWait(tmp_path / "got", item="a") > node > sink
+    sink.global_start(runner=runner)
+    assert sink.items == [("a", "tick")]  # before the end: by a tick
+
+
+def slices_after_an_item(inp: Any, outp: Any) -> None:
+    next(iter(inp))
+    for _ in inp.slices():
+        pass
+
+
+def test_reading_slices_after_an_item_is_refused(runner: str) -> None:
+    node = nanostream.as_node(slices_after_an_item, name="mixed")
+    nanostream.from_iterable([1, 2, 3]) > node
+    with pytest.raises(nanostream.NodeFailed) as info:
+        node.global_start(runner=runner)
+    assert isinstance(info.value.__cause__, nanostream.NodeProtocolError)
+    assert "either item by item or by slices" in str(info.value.__cause__)
+
+
+def half_slices(inp: Any, outp: Any) -> None:
+    for part in inp.slices():
+        next(iter(part), None)  # the first item only
+
+
+def test_a_slice_not_read_to_its_end_fails_the_node(runner: str) -> None:
+    node = nanostream.as_node(half_slices, name="half")
+    nanostream.from_iterable(range(100)) > node
+    with pytest.raises(nanostream.NodeFailed) as info:
+        node.global_start(runner=runner)
+    assert isinstance(info.value.__cause__, nanostream.NodeProtocolError)
+    assert "before reading this one to its end" in str(info.value.__cause__)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-__all__ = ["TICK", "Tick", "check_tick_interval"]
+__all__ = ["TICK", "TICKS", "Tick", "check_tick_interval"]
 
 
 class Tick:
@@ -47,6 +47,10 @@ class Tick:
 
 TICK: Final = Tick()
 """Put into the input of a node with ``tick_interval`` when no item came for that long."""
+
+TICKS: Final = (TICK,)
+"""The input slice of a node with ``tick_interval`` when no item came for that long (a
+node that reads its input by slices, ``inp.slices()``, sees this one object)."""
 
 
 def check_tick_interval(value: Any) -> str | None:

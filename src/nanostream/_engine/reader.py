@@ -18,15 +18,17 @@ pass it on.
 
 from __future__ import annotations
 
+import inspect
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from itertools import chain
 from operator import length_hint
-from typing import Any
+from typing import Any, cast
 
 from .._core.acks import AckCoordinator, Marker, NodeMarkers
+from .._core.errors import NodeProtocolError
 from .._core.run import NodeCounters
-from .._core.ticks import TICK
+from .._core.ticks import TICKS
 from .channel import END, IDLE
 from .checkpoint import Barrier, NodeBarriers
 
@@ -34,12 +36,11 @@ __all__ = [
     "COOPERATIVE_LINGER_S",
     "THREADS_LINGER_S",
     "TICKS",
+    "Input",
     "InputReader",
     "next_slice_len",
 ]
 
-#: The slice a node with a ``tick_interval`` reads when no item came for that long.
-TICKS = (TICK,)
 #: A node whose input slice takes longer than this gets smaller slices, so its outputs
 #: (sent when it reads again) are not held back behind a long backlog. On one thread a
 #: slice holds up every other node too, so the cooperative runner aims shorter.
@@ -65,6 +66,48 @@ def next_slice_len(slice_len: int, elapsed: float, linger: float, max_slice: int
     if elapsed < linger / 8 and slice_len < max_slice:
         return min(max_slice, slice_len * 2)
     return slice_len
+
+
+class Input(chain[Any]):
+    """A node's ``inp``: its items one by one, or (:meth:`slices`) a slice at a time.
+
+    Iterating gives the items at C speed (an ``itertools.chain`` of the slices). A node
+    that takes its items in runs rather than one by one (a sink that buffers rows) may
+    read the slices themselves instead, with no step per item; as a source's ``outp``
+    may offer ``extend``, a node's ``inp`` may offer ``slices``, so a node function
+    looks for it with ``getattr`` and reads its items one by one without it.
+
+    Example:
+        >>> from nanostream._core.run import NodeCounters
+        >>> from nanostream._engine.channel import END
+        >>> batches = [[1, 2, 3], END]
+        >>> reader = InputReader(
+        ...     "n", 0, NodeCounters(), max_slice=512, tick=None, acks=None, holds=None,
+        ...     forward=print,
+        ... )
+        >>> inp = reader.items(lambda timeout: batches.pop(0), lambda: None)
+        >>> [list(part) for part in inp.slices()]
+        [[1], [2, 3]]
+    """
+
+    __slots__ = ("_slices",)
+
+    _slices: Generator[Iterable[Any], None, None]
+
+    def slices(self) -> Iterator[Iterable[Any]]:
+        """The input's slices: each an iterator over a run of items, or :data:`TICKS`.
+
+        Read each slice to its end before taking the next (else the node fails): what
+        the node has read is what it has consumed (acknowledgements, checkpoints). A
+        node reads its input either by items or by slices: once an item has been read,
+        this is refused.
+        """
+        if inspect.getgeneratorstate(self._slices) != inspect.GEN_CREATED:
+            raise NodeProtocolError(
+                "a node function reads its input either item by item or by slices; "
+                "inp.slices() came after items were read"
+            )
+        return self._slices
 
 
 class InputReader:
@@ -149,13 +192,17 @@ class InputReader:
         self.slice: Iterator[Any] = iter(())
         self.slice_end = 0
 
-    def items(self, get: Callable[[float | None], Any], after_slice: Callable[[], None]) -> Any:
-        """The node's ``inp``: an iterator over the items of every batch ``get`` returns."""
-        return chain.from_iterable(self.slices(get, after_slice))
+    def items(self, get: Callable[[float | None], Any], after_slice: Callable[[], None]) -> Input:
+        """The node's ``inp``: an iterator over the items of every batch ``get`` returns
+        (or, :meth:`Input.slices`, over its slices)."""
+        slices = self.slices(get, after_slice)
+        inp = cast(Input, Input.from_iterable(slices))
+        inp._slices = slices
+        return inp
 
     def slices(
         self, get: Callable[[float | None], Any], after_slice: Callable[[], None]
-    ) -> Iterator[Iterable[Any]]:
+    ) -> Generator[Iterable[Any], None, None]:
         """The slices of the input, ``TICKS`` when idle; ends at ``END``."""
         counters = self.counters
         clock = time.monotonic
@@ -199,6 +246,11 @@ class InputReader:
                 yield it
                 if busy:
                     counters.busy_since = None
+                if length_hint(it):  # only by slices: the node took the next one early
+                    raise NodeProtocolError(
+                        f"node {self.name!r} took its next input slice before reading "
+                        "this one to its end (its items would be lost)"
+                    )
                 elapsed = clock() - t0 - (counters.blocked_output_s - blocked)
                 after_slice()
                 if self.markers is not None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
+from operator import length_hint
 from typing import Any
 
 from .._core.context import node_label
 from .._core.node import NanoNode, NodeFunction
 from .._core.node_function import restore_state
-from .._core.ticks import TICK
+from .._core.ticks import TICK, TICKS
 from ..operators._operator import check_positive
 
 __all__ = ["BufferedSink"]
@@ -127,7 +129,12 @@ class BufferedSink(NanoNode):
         return interval is not None and time.monotonic() - self._since >= interval
 
     def _buffer_function(self) -> NodeFunction:
-        """The node function: :meth:`process_item` and ticks, without a frame per item."""
+        """The node function: :meth:`process_item` and ticks, without a step per item.
+
+        It reads its input a slice at a time where the runner offers slices
+        (``inp.slices()``): the items of a slice go into ``_pending`` in one C call, up to
+        ``flush_size`` at a time, and the flush deadline is checked once per slice.
+        """
         self.validate()
         node = self
         encode = None if type(self).encode is BufferedSink.encode else self.encode
@@ -135,23 +142,44 @@ class BufferedSink(NanoNode):
         def buffered_sink(inp: Iterable[Any], outp: Callable[[Any], Any]) -> None:
             node.setup()
             restore_state(node)
+            slices = getattr(inp, "slices", None)
+            parts = slices() if slices is not None else _one_by_one(inp)
             pending = node._pending
             size = node.flush_size
             interval = node.flush_interval
             clock = time.monotonic
             due = 0.0  # when the oldest pending item has waited flush_interval
-            for item in inp:
-                if item is TICK:
+            for part in parts:
+                if part is TICKS:
                     node.tick()
                     pending = node._pending
                     continue
-                if interval is not None and not pending:
-                    node._since = clock()
-                    due = node._since + interval
-                pending.append(item if encode is None else encode(item))
-                if len(pending) >= size or (interval is not None and clock() >= due):
+                while True:  # until the slice is read (flush_size at a time)
+                    if interval is not None and not pending:
+                        node._since = clock()
+                        due = node._since + interval
+                    room = size - len(pending)
+                    # The rest of the slice goes in when it fits, or when the last flush
+                    # kept its rows (exactly once: they wait for a checkpoint, see flush).
+                    if room <= 0 or length_hint(part, room + 1) <= room:
+                        pending.extend(part if encode is None else map(encode, part))
+                        if len(pending) >= size:
+                            node.flush()
+                            pending = node._pending
+                        break
+                    taken = islice(part, room)
+                    pending.extend(taken if encode is None else map(encode, taken))
+                    node.flush()
+                    pending = node._pending
+                if interval is not None and pending and clock() >= due:
                     node.flush()
                     pending = node._pending
             node.cleanup()
 
         return buffered_sink
+
+
+def _one_by_one(items: Iterable[Any]) -> Iterator[Iterable[Any]]:
+    """Slices of one item each, ``TICKS`` for a tick: an input that offers no slices."""
+    for item in items:
+        yield TICKS if item is TICK else iter((item,))

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from ..._core.context import node_label
 from ..._core.errors import OptionError
@@ -162,7 +162,7 @@ class SQLSink(BufferedSink):
         self._checked: set[tuple[str, ...]] = set()
         # SQLite: the connection the node's thread writes on, kept while the node runs.
         self._kept: tuple[sa.Connection, int] | None = None
-        self._writers: dict[tuple[str, ...], Callable[[sa.Connection, list[list[Any]]], None]] = {}
+        self._writers: dict[tuple[str, ...], _Writer] = {}
         self.configure(**options)
 
     def __repr__(self) -> str:
@@ -411,18 +411,15 @@ class SQLSink(BufferedSink):
             first = _as_mapping(first)
         names = tuple(first)
         writer = self._writer(conn, table, names)
-        # The usual batch: every row has the same fields. Read column by column (C loops);
-        # a row with other fields shows as a length or a KeyError.
+        # The usual batch: every row has the same fields, read into tuples in C loops; a
+        # row with other fields shows as a length or a KeyError.
         try:
-            columns = (
-                [list(map(itemgetter(k), rows)) for k in names]
-                if set(map(len, rows)) == {len(names)}
-                else None
-            )
+            alike = list(map(len, rows)).count(len(names)) == len(rows)
+            values = writer.values(rows) if alike else None
         except (KeyError, TypeError):
-            columns = None
-        if columns is not None:
-            writer(conn, columns)
+            values = None
+        if values is not None:
+            writer.write(conn, values)
             return
         # Rows with different fields: write each group of alike rows, in order of first sight.
         groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
@@ -430,12 +427,10 @@ class SQLSink(BufferedSink):
             mapping = _as_mapping(row)
             groups.setdefault(tuple(mapping), []).append(mapping)
         for group_names, group in groups.items():
-            columns = [[r[k] for r in group] for k in group_names]
-            self._writer(conn, table, group_names)(conn, columns)
+            w = self._writer(conn, table, group_names)
+            w.write(conn, w.values(group))
 
-    def _writer(
-        self, conn: sa.Connection, table: sa.Table, names: tuple[str, ...]
-    ) -> Callable[[sa.Connection, list[list[Any]]], None]:
+    def _writer(self, conn: sa.Connection, table: sa.Table, names: tuple[str, ...]) -> _Writer:
         """The writer of rows of the fields ``names``, checked against the table."""
         if not names:
             raise ConnectorError("SQLSink: an item has no fields to write")
@@ -445,45 +440,37 @@ class SQLSink(BufferedSink):
             writer = self._writers[names] = self._make_writer(conn, table, names)
         return writer
 
-    def _make_writer(
-        self, conn: sa.Connection, table: sa.Table, names: tuple[str, ...]
-    ) -> Callable[[sa.Connection, list[list[Any]]], None]:
-        """A function writing rows given as columns (a list of values per name of
-        ``names``), in one round trip."""
+    def _make_writer(self, conn: sa.Connection, table: sa.Table, names: tuple[str, ...]) -> _Writer:
+        """How rows with the fields ``names`` become values (a tuple per row, in the order
+        of ``names``) and how those are written, in one round trip."""
         dialect = conn.dialect
         if self.mode == "insert":
             compiled = table.insert().compile(dialect=dialect, column_keys=list(names))
             if dialect.positional and list(compiled.positiontup or ()) == list(names):
-                # The driver's executemany directly: the fast path (SQLite, MySQL).
+                # The driver's executemany directly: the fast path (SQLite, MySQL), with the
+                # columns' bind processors (such as to_float for a REAL column) applied here.
                 sql = str(compiled)
                 processors = [
-                    (i, proc)
-                    for i, col in enumerate(names)
-                    if (proc := table.c[col].type.dialect_impl(dialect).bind_processor(dialect))
-                    is not None
+                    table.c[col].type.dialect_impl(dialect).bind_processor(dialect) for col in names
                 ]
 
-                def insert_fast(c: sa.Connection, columns: list[list[Any]]) -> None:
-                    for i, proc in processors:
-                        columns[i] = list(map(proc, columns[i]))
-                    c.exec_driver_sql(sql, list(zip(*columns, strict=True)))
+                def insert_fast(c: sa.Connection, values: list[tuple[Any, ...]]) -> None:
+                    c.exec_driver_sql(sql, values)
 
-                return insert_fast
+                return _Writer(_row_values(names, processors), insert_fast)
             statement: Any = table.insert()
         else:
             statement = self._upsert_statement(dialect.name, table, names)
             if statement is None:
-                generic = self._generic_upsert(table, names)
-                return lambda c, columns: generic(c, list(zip(*columns, strict=True)))
+                return _Writer(_row_values(names), self._generic_upsert(table, names))
         key_index = [names.index(k) for k in self.key]
 
-        def execute(c: sa.Connection, columns: list[list[Any]]) -> None:
-            values = list(zip(*columns, strict=True))
+        def execute(c: sa.Connection, values: list[tuple[Any, ...]]) -> None:
             if self.mode == "upsert":
                 values = _last_per_key(values, key_index)
             c.execute(statement, [dict(zip(names, v, strict=True)) for v in values])
 
-        return execute
+        return _Writer(_row_values(names), execute)
 
     def _upsert_statement(self, dialect: str, table: sa.Table, names: tuple[str, ...]) -> Any:
         others = [n for n in names if n not in self.key]
@@ -526,6 +513,48 @@ class SQLSink(BufferedSink):
                         c.execute(insert, row)
 
         return upsert
+
+
+class _Writer(NamedTuple):
+    """How the sink writes rows with one set of fields: ``values(rows)`` gives a tuple per
+    row (KeyError or TypeError for a row without those fields); ``write(conn, values)``
+    writes them."""
+
+    values: Callable[[list[Mapping[str, Any]]], list[tuple[Any, ...]]]
+    write: Callable[[sa.Connection, list[tuple[Any, ...]]], None]
+
+
+def _row_values(
+    names: tuple[str, ...], processors: Sequence[Callable[[Any], Any] | None] = ()
+) -> Callable[[list[Mapping[str, Any]]], list[tuple[Any, ...]]]:
+    """A function giving each row's values for ``names`` as a tuple, each passed through
+    its column's processor if there is one, in C loops (no Python step per row).
+
+    Example:
+        >>> from nanostream.connectors.sql.sink import _row_values
+        >>> _row_values(("a", "b"))([{"a": 1, "b": 2}, {"b": 4, "a": 3}])
+        [(1, 2), (3, 4)]
+        >>> _row_values(("a", "b"), [None, float])([{"a": 1, "b": 2}])
+        [(1, 2.0)]
+    """
+    if len(names) > 1 and not any(processors):
+        get = itemgetter(*names)  # a tuple per row, in one call
+        return lambda rows: list(map(get, rows))
+    getters = [itemgetter(k) for k in names]
+    procs = list(processors) or [None] * len(names)
+
+    def values(rows: list[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+        return list(
+            zip(
+                *[
+                    map(g, rows) if p is None else map(p, map(g, rows))
+                    for g, p in zip(getters, procs, strict=True)
+                ],
+                strict=True,
+            )
+        )
+
+    return values
 
 
 def _last_per_key(values: list[Any], key_index: list[int]) -> list[Any]:
