@@ -48,9 +48,29 @@ class Tick:
 TICK: Final = Tick()
 """Put into the input of a node with ``tick_interval`` when no item came for that long."""
 
-TICKS: Final = (TICK,)
+
+class _Ticks(tuple[Tick]):
+    """The type of :data:`TICKS`: a tuple that pickles as the module attribute, so a node
+    function sent to another process (the Ray runner's actors) still compares it by
+    identity.
+
+    Example:
+        >>> import pickle
+        >>> from nanostream._core.ticks import TICKS
+        >>> pickle.loads(pickle.dumps(TICKS)) is TICKS
+        True
+    """
+
+    __slots__ = ()
+
+    def __reduce__(self) -> str:
+        return "TICKS"
+
+
+TICKS: Final = _Ticks((TICK,))
 """The input slice of a node with ``tick_interval`` when no item came for that long (a
-node that reads its input by slices, ``inp.slices()``, sees this one object)."""
+node that reads its input by slices, ``inp.slices()``, sees this one object, also in
+another process)."""
 
 
 def check_tick_interval(value: Any) -> str | None:
