@@ -28,6 +28,7 @@ from nanostream.connectors.kafka.source import (  # noqa: E402
 )
 from nanostream.nodes.kafka import ConnectorError, KafkaRecord, KafkaSink, KafkaSource  # noqa: E402
 from nanostream.testing import Collect  # noqa: E402
+from support import wait_until  # noqa: E402
 
 PARTITIONS = 4  # the mock cluster's partitions per auto-created topic
 
@@ -691,16 +692,6 @@ run.wait_interruptibly()
 
 KILLS = 3
 KAFKA_PRELOAD = ("nanostream.nodes.kafka", "confluent_kafka")
-
-
-def wait_until(condition: Any, timeout: float = 60) -> bool:
-    """Poll ``condition`` (another process gives no event to wait on) until true."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        threading.Event().wait(0.02)
-    return True
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")

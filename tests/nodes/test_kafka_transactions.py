@@ -28,7 +28,7 @@ from nanostream.connectors.kafka._transactions import (  # noqa: E402
     default_transactional_id,
 )
 from nanostream.nodes.kafka import ConnectorError, KafkaSink, KafkaSource  # noqa: E402
-from support import Numbers  # noqa: E402
+from support import Numbers, Total, wait_until  # noqa: E402
 
 
 def unique(prefix: str) -> str:
@@ -124,23 +124,6 @@ def test_kafka_to_kafka_with_state_copies_every_record_once(
     assert all(m.key() == str(int(m.value()) % 5).encode() for m in records)
 
 
-class Counting(nanostream.NanoNode):
-    """The running count of its input (state: the count)."""
-
-    def setup(self) -> None:
-        self.count = 0
-
-    def process_item(self, item: Any) -> Any:
-        self.count += item
-        yield self.count
-
-    def snapshot_state(self) -> int:
-        return self.count
-
-    def restore_state(self, state: int) -> None:
-        self.count = state
-
-
 @pytest.mark.parametrize("local_runner", ["threads", "cooperative"], indirect=True)
 def test_a_run_with_state_writes_every_record_once(
     kafka_cluster: str, tmp_path: Path, local_runner: str
@@ -159,7 +142,7 @@ def test_a_run_with_state_writes_every_record_once(
             marker_topic=markers,
             name="out",
         )
-        Numbers(stop, name="numbers") > Counting(name="count") > sink
+        Numbers(stop, name="numbers") > Total(name="count") > sink
         sink.global_start(state=store, runner=local_runner, checkpoint_items=7)
         return sink
 
@@ -175,7 +158,7 @@ def counting_run(
     bootstrap: str, topic: str, markers: str, store: str, stop: int, fail_at: int | None = None
 ) -> KafkaSink:
     sink = KafkaSink(bootstrap, topic, exactly_once=True, marker_topic=markers, name="out")
-    Numbers(stop, name="numbers", fail_at=fail_at) > Counting(name="count") > sink
+    Numbers(stop, name="numbers", fail_at=fail_at) > Total(name="count") > sink
     sink.global_start(state=store, checkpoint_items=5, checkpoint_unaligned=False)
     return sink
 
@@ -253,7 +236,7 @@ def test_a_failure_of_the_last_transaction_fails_the_run_naming_the_sink(
 
     monkeypatch.setattr(TransactionalWriter, "write", refused)
     sink = KafkaSink(kafka_cluster, topic, exactly_once=True, marker_topic=markers, name="out")
-    Numbers(4, name="numbers") > Counting(name="count") > sink
+    Numbers(4, name="numbers") > Total(name="count") > sink
     with pytest.raises(nanostream.NodeFailed, match="out") as info:
         sink.global_start(state=store)
     assert "the brokers said no" in str(info.value.__cause__)
@@ -338,16 +321,6 @@ run.wait_interruptibly()
 KILLS = 3
 STOP = 40_000  # 5 s at the kill test's pace: each kill comes mid-stream
 LATE = 0.1  # a kill comes at most this long after a transaction's marker
-
-
-def wait_until(condition: Any, timeout: float = 60) -> bool:
-    """Poll ``condition`` (another process gives no event to wait on) until true."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        threading.Event().wait(0.01)
-    return True
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
