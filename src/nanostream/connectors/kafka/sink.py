@@ -417,16 +417,16 @@ class _Sent:
         (1, 2)
     """
 
-    __slots__ = ("failures", "items", "report", "reported", "start")
+    __slots__ = ("failures", "items", "reported", "start")
 
     def __init__(self, start: int) -> None:
         self.start = start  # the input position before its first item
         self.items: list[Any] = []
         self.reported = 0
         self.failures: list[tuple[Any, Any]] = []  # (error, message) of records not delivered
-        self.report = self._report  # made once: the callback of each of its records
 
-    def _report(self, error: Any, msg: Any) -> None:
+    def report(self, error: Any, msg: Any) -> None:
+        """The delivery callback of each of its records."""
         self.reported += 1
         if error is not None:
             self.failures.append((error, msg))
