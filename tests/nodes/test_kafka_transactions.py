@@ -124,9 +124,8 @@ def test_kafka_to_kafka_with_state_copies_every_record_once(
     assert all(m.key() == str(int(m.value()) % 5).encode() for m in records)
 
 
-@pytest.mark.parametrize("local_runner", ["threads", "cooperative"], indirect=True)
 def test_a_run_with_state_writes_every_record_once(
-    kafka_cluster: str, tmp_path: Path, local_runner: str
+    kafka_cluster: str, tmp_path: Path, runner: str
 ) -> None:
     """Two runs, the second resuming from the first's store: each number once, with its
     key and headers, and the sink counts what its transactions wrote."""
@@ -143,7 +142,7 @@ def test_a_run_with_state_writes_every_record_once(
             name="out",
         )
         Numbers(stop, name="numbers") > Total(name="count") > sink
-        sink.global_start(state=store, runner=local_runner, checkpoint_items=7)
+        sink.global_start(state=store, runner=runner, checkpoint_items=7)
         return sink
 
     assert run(30).delivered == 30
