@@ -409,17 +409,26 @@ def test_sink_commits_what_is_pending_when_the_run_stops(tmp_path: Path, runner:
 
 
 class AckedRows(nanostream.NanoNode):
-    """Emits ``Acked({"id": i}, ack)``, one at a time; each ack notes the rows in ``db``."""
+    """Emits ``Acked({"id": i}, ack)``, one at a time; each ack notes the rows in ``db``.
 
-    def __init__(self, n: int, db: Path, table: str) -> None:
+    With ``pause_after``, it emits that many rows, then waits (up to 60 s) for the first
+    acknowledgement before it emits the rest.
+    """
+
+    def __init__(self, n: int, db: Path, table: str, pause_after: int | None = None) -> None:
         super().__init__(name="src", batch_size=1)
         self.n = n
         self.db = db
         self.table = table
+        self.pause_after = pause_after
         self.acks: list[tuple[int, int]] = []  # (row id, rows in the table when acked)
 
     def generator(self) -> Iterator[Any]:
         for i in range(self.n):
+            if i == self.pause_after:
+                deadline = time.monotonic() + 60
+                while not self.acks and time.monotonic() < deadline:
+                    self.sleep(0.005)  # cooperatively: the sink runs meanwhile on any runner
             yield nanostream.Acked({"id": i}, partial(self._ack, i))
 
     def _ack(self, i: int) -> None:
@@ -436,13 +445,14 @@ def test_sink_acknowledges_rows_once_their_transaction_is_committed(
     if not acks:
         pytest.skip(f"the {runner} runner does not call acknowledgements")
     db = tmp_path / "db.sqlite"
-    source = AckedRows(10, db, "t")
+    # The source waits after 3 rows for its first ack: it comes once they are committed.
+    source = AckedRows(10, db, "t", pause_after=3)
     sink = SQLSink(sqlite_url(db), "t", create=True, batch_size=3)
     source > sink
     sink.global_start(runner=runner)
     assert [i for i, _ in source.acks] == list(range(10))
     assert all(count > i for i, count in source.acks), source.acks  # in the table by then
-    assert source.acks[0][1] < 10, source.acks  # and not only at the end: once committed
+    assert source.acks[0][1] <= 3, source.acks  # and not only at the end: once committed
 
 
 class Trickle(nanostream.NanoNode):
