@@ -1011,6 +1011,37 @@ def test_a_row_count_given_under_both_names_is_refused(node: Any, new: str) -> N
     assert f"batch_size is the former name of {new}; give {new}= alone" in message
 
 
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda **o: SQLSource("sqlite://", "SELECT 1", name="rows", **o),
+        lambda **o: SQLSink("sqlite://", "t", name="rows", **o),
+        lambda **o: SQLExecute("sqlite://", "SELECT 1", name="rows", **o),
+    ],
+)
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        ({"retries": -1}, "retries must be an integer >= 0, got -1"),
+        ({"retries": True}, "retries must be an integer >= 0, got True"),
+        ({"backoff": float("nan")}, "backoff must be a number >= 0 (seconds), got nan"),
+        ({"max_backoff": -1.0}, "max_backoff must be a number >= 0 (seconds), got -1.0"),
+        ({"backoff": 2.0, "max_backoff": 1.0}, "max_backoff (1.0) is below backoff (2.0)"),
+    ],
+)
+def test_the_reconnect_options_are_checked_when_the_node_is_made(
+    make: Callable[..., Any], options: dict[str, Any], says: str
+) -> None:
+    with pytest.raises(nanostream.OptionError) as info:
+        make(**options)
+    assert "'rows': " + says in str(info.value)
+
+
+def test_a_wrong_url_is_refused_naming_the_node() -> None:
+    with pytest.raises(nanostream.OptionError, match=r"^SQLSink 'rows': not a database URL"):
+        SQLSink("no url at all", "t", name="rows")
+
+
 def test_a_pipeline_file_gives_the_row_counts_by_either_name(tmp_path: Path) -> None:
     path = tmp_path / "rows.yaml"
     path.write_text(

@@ -19,7 +19,7 @@ from ...operators._operator import check_positive
 from .._acked_progress import AckedProgress
 from .._toolkit import closing_function, lost_connection
 from ._database import (
-    _Database,
+    _connection,
     _decode_value,
     _discard_cursor,
     _encode_value,
@@ -186,16 +186,15 @@ class SQLSource(NanoNode):
         if state_file is not None and incremental_column is None:
             raise OptionError("state_file needs incremental_column: the column to remember")
         self.url_shown = _shown_url(url)
-        self._db = _Database(url, engine_options or {})
+        self._db = _connection(
+            self, url, engine_options, retries=retries, backoff=backoff, max_backoff=max_backoff
+        )
         self.query = query
         self.params = dict(params or {})
         self.incremental_column = incremental_column
         self.state_file = state_file
         self.start_value = start_value
         self.poll_interval = poll_interval
-        self.retries = retries
-        self.backoff = backoff
-        self.max_backoff = max_backoff
         self._state: _IncrementalState | None = None
         self._restored: dict[str, Any] | None = None
         # Without an incremental column a restart runs the whole query again: nothing to keep.
