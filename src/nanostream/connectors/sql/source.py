@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..._core.acks import Acked
 from ..._core.context import node_label
-from ..._core.errors import ConfigError, OptionError
+from ..._core.errors import OptionError, StateError
 from ..._core.node import NanoNode, NodeFunction
 from ..._core.policy import POLICY_OPTIONS
 from ...operators._operator import check_positive
@@ -55,10 +55,15 @@ class _IncrementalState:
         if self.path is not None and self.path.exists():
             try:
                 data = json.loads(self.path.read_text(encoding="utf-8"))
+                if not isinstance(data, dict):
+                    raise ValueError(f"a JSON {type(data).__name__}, not an object")
             except (OSError, ValueError) as exc:
-                raise ConfigError(f"cannot read the state file {self.path}: {exc}") from None
+                raise StateError(
+                    f"cannot read the state file {self.path}: {exc}; repair it, or delete it "
+                    "to start over"
+                ) from None
             if data.get("column") != column:
-                raise ConfigError(
+                raise StateError(
                     f"the state file {self.path} is for column {data.get('column')!r}, not "
                     f"{column!r}; use another state file or delete it to start over"
                 )
@@ -184,7 +189,17 @@ class SQLSource(NanoNode):
         label = node_label(self, with_class=True)
         check_positive(label, "poll_interval", poll_interval, unit="seconds", optional=True)
         if state_file is not None and incremental_column is None:
-            raise OptionError("state_file needs incremental_column: the column to remember")
+            raise OptionError(
+                f"{label}: state_file needs incremental_column: the column to remember"
+            )
+        if incremental_column is not None and not isinstance(query, str):
+            import sqlalchemy as sa
+
+            if not isinstance(query, sa.Select):
+                raise OptionError(
+                    f"{label}: incremental_column needs the query as SQL text or a select(), "
+                    f"got a {type(query).__name__}"
+                )
         self.url_shown = _shown_url(url)
         self._db = _connection(
             self, url, engine_options, retries=retries, backoff=backoff, max_backoff=max_backoff
@@ -242,7 +257,7 @@ class SQLSource(NanoNode):
         if state is None:
             return
         if state.get("column") != self.incremental_column:
-            raise ConfigError(
+            raise StateError(
                 f"the checkpoint is for incremental column {state.get('column')!r}, not "
                 f"{self.incremental_column!r}"
             )
@@ -287,8 +302,7 @@ class SQLSource(NanoNode):
             sql = f"SELECT * FROM ({inner}) AS ns_q{where} ORDER BY ns_q.{quoted}"
             statement: sa.Executable = sa.text(sql)
         else:
-            if not isinstance(query, sa.Select):
-                raise ConfigError("incremental_column needs the query as SQL text or a select()")
+            assert isinstance(query, sa.Select)  # checked when the node was made
             sub = query.subquery("ns_q")
             sel = sa.select(sub)
             if state.last is not None:
