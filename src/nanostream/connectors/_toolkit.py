@@ -29,6 +29,7 @@ __all__ = [
     "closing_function",
     "connector_error",
     "lost_connection",
+    "pause_after_lost_connection",
     "reconnect_options",
     "retry_lost_connection",
 ]
@@ -202,6 +203,57 @@ def lost_connection(
         delay,
     )
     return delay
+
+
+def pause_after_lost_connection(
+    node: Any,
+    failures: int,
+    exc: BaseException,
+    error: Callable[[str, BaseException], BaseException],
+    *,
+    log: logging.Logger,
+    shown: str,
+    doing: str = "",
+    reason: str,
+) -> bool:
+    """A source ``node`` lost its connection to ``shown`` (``exc``) ``failures`` times in a
+    row (1, 2, ...): log it (:func:`lost_connection`) and wait the back-off with
+    ``node.sleep``, returning True if a stop ended the wait; past ``node.retries``, raise
+    ``error(message, exc)``, the message saying how many times in a row.
+
+    Example:
+        >>> import logging
+        >>> from nanostream.connectors._toolkit import pause_after_lost_connection
+        >>> from nanostream.testing import Collect
+        >>> node = Collect(name="feed")
+        >>> node.retries, node.backoff, node.max_backoff = 1, 0.001, 0.001
+        >>> log = logging.getLogger("example")
+        >>> pause_after_lost_connection(
+        ...     node, 1, OSError(), RuntimeError, log=log, shown="db", reason="OSError"
+        ... )
+        False
+        >>> try:
+        ...     pause_after_lost_connection(
+        ...         node, 2, OSError(), RuntimeError, log=log, shown="db", reason="OSError"
+        ...     )
+        ... except RuntimeError as exc:
+        ...     print(exc.args[0])
+        Collect 'feed' lost its connection to db 2 times in a row
+    """
+    message = (
+        f"{node_label(node, with_class=True)} lost its connection to {shown} "
+        f"{failures} times in a row"
+    )
+    delay = lost_connection(
+        node,
+        failures,
+        partial(error, message, exc),
+        log=log,
+        shown=shown,
+        doing=doing,
+        reason=reason,
+    )
+    return bool(node.sleep(delay))
 
 
 def closing_function(function: NodeFunction, close: Callable[[], None]) -> NodeFunction:

@@ -36,7 +36,7 @@ from ._toolkit import (
     ConnectorError,
     closing_function,
     connector_error,
-    lost_connection,
+    pause_after_lost_connection,
     reconnect_options,
     retry_lost_connection,
 )
@@ -370,21 +370,16 @@ class RedisStreamSource(NanoNode):
                 failures = 0
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 failures += 1
-                delay = lost_connection(
+                cursor = "0"  # then re-read what is pending
+                if pause_after_lost_connection(
                     self,
                     failures,
-                    partial(
-                        self._redis.error,
-                        f"RedisStreamSource lost its connection to {self._redis.shown} "
-                        f"{failures} times in a row",
-                        exc,
-                    ),
+                    exc,
+                    self._redis.error,
                     log=log,
                     shown=self._redis.shown,
                     reason=type(exc).__name__,
-                )
-                cursor = "0"
-                if self.sleep(delay):
+                ):
                     raise SourceStopped from None
                 return
             except redis.RedisError as exc:

@@ -6,7 +6,6 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +16,7 @@ from ..._core.node import NanoNode, NodeFunction
 from ..._core.policy import POLICY_OPTIONS
 from ...operators._operator import check_positive
 from .._acked_progress import AckedProgress
-from .._toolkit import closing_function, lost_connection
+from .._toolkit import closing_function, pause_after_lost_connection
 from ._database import (
     _connection,
     _decode_value,
@@ -362,19 +361,14 @@ class SQLSource(NanoNode):
                         exc,
                     ) from None
                 failures += 1
-                delay = lost_connection(
+                if pause_after_lost_connection(
                     self,
                     failures,
-                    partial(
-                        self._db.error,
-                        f"SQLSource lost its connection to {self._db.shown} "
-                        f"{failures} times in a row",
-                        exc,
-                    ),
+                    exc,
+                    self._db.error,
                     log=log,
                     shown=self._db.shown,
                     doing=f" after {state.column} {state.last!r}",
                     reason=self._db.secrets.scrub(type(exc.orig).__name__),
-                )
-                if self.sleep(delay):
+                ):
                     return
