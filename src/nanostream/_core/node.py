@@ -220,7 +220,6 @@ class NanoNode:
                 continue
             problem = check_node_option(key, value) or self._refusal(key, value)
             if problem is not None:
-                # The label, not the repr: a constructor may be part-way through.
                 raise OptionError(f"{node_label(self, with_class=True)}: {problem}")
             if own:
                 setattr(self, key, value)
