@@ -548,7 +548,7 @@ def test_a_plain_source_refuses_an_error_policy(option: dict[str, Any]) -> None:
     with pytest.raises(nanostream.GraphError) as info:
         Breaks(name="feed", **option)
     assert str(info.value) == (
-        f"Breaks(name='feed'): {shown} does not apply to Breaks: a source's generator "
+        f"Breaks 'feed': {shown} does not apply to Breaks: a source's generator "
         "cannot go on after it raised, so it takes no error policy; catch the error in "
         "generator(), or apply the policy to each poll with self.guard_polls() and set "
         "policy_per_poll = True in the class"

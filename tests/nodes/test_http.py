@@ -528,6 +528,7 @@ def test_stop_ends_a_poller_waiting_to_retry(
             interval=1,
             retries=5,
             backoff=60,
+            max_backoff=60,
             concurrency=poll_concurrency,
         )
         run = poller.global_start(block=False, runner=runner)

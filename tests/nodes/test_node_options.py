@@ -642,7 +642,7 @@ def test_a_composite_refuses_a_policy_option_and_says_where_it_goes() -> None:
         with pytest.raises(nanostream.GraphError) as info:
             stage.configure(**{option: value})
         assert str(info.value) == (
-            f"Composite(name='stage'): a composite applies no error policy itself "
+            f"Composite 'stage': a composite applies no error policy itself "
             f"({option}= is not applied to Composite): give {option}= to its inner nodes"
         )
     with pytest.raises(nanostream.GraphError, match="give on_error= to its inner nodes"):

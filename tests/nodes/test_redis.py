@@ -563,6 +563,32 @@ def test_a_bool_is_not_a_count_or_a_number_of_seconds(build: Callable[[], Any], 
         build()
 
 
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda **o: RedisStreamSource(_URL, "s", "g", "c", name="events", **o),
+        lambda **o: RedisStreamSink(_URL, "s", name="events", **o),
+    ],
+)
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        ({"retries": -1}, "retries must be an integer >= 0, got -1"),
+        ({"retries": True}, "retries must be an integer >= 0, got True"),
+        ({"backoff": float("nan")}, "backoff must be a number >= 0 (seconds), got nan"),
+        ({"max_backoff": -1.0}, "max_backoff must be a number >= 0 (seconds), got -1.0"),
+        ({"backoff": 2.0, "max_backoff": 1.0}, "max_backoff (1.0) is below backoff (2.0)"),
+        ({"timeout": 0}, "timeout must be a positive number (seconds), got 0"),
+    ],
+)
+def test_the_reconnect_options_are_checked_when_the_node_is_made(
+    make: Callable[..., Any], options: dict[str, Any], says: str
+) -> None:
+    with pytest.raises(nanostream.OptionError) as info:
+        make(**options)
+    assert "'events': " + says in str(info.value)
+
+
 def test_an_option_error_is_still_caught_as_a_config_error() -> None:
     with pytest.raises(nanostream.ConfigError, match="batch_size"):  # as before
         RedisStreamSink(_URL, "s", batch_size=0)

@@ -277,8 +277,38 @@ def test_incremental_state_file_keeps_timestamps_and_refuses_another_column(tmp_
         wrong = Collect()
         SQLSource(sqlite_url(db), select, incremental_column="what", state_file=state) > wrong
         wrong.global_start()
-    assert isinstance(info.value.__cause__, nanostream.ConfigError)
+    assert isinstance(info.value.__cause__, nanostream.StateError)  # not the pipeline's
     assert "is for column 'at', not 'what'" in str(info.value)
+
+
+@pytest.mark.parametrize("saved", ["{not json", "[1, 2]"])
+def test_an_unreadable_state_file_is_a_state_error(tmp_path: Path, saved: str) -> None:
+    db = tmp_path / "db.sqlite"
+    sqlite3.connect(db).close()
+    state = tmp_path / "t.json"
+    state.write_text(saved, encoding="utf-8")
+    source = SQLSource(sqlite_url(db), "SELECT 1 AS id", incremental_column="id", state_file=state)
+    source > Collect()
+    with pytest.raises(nanostream.NodeFailed) as info:
+        source.global_start()
+    assert isinstance(info.value.__cause__, nanostream.StateError)
+    assert f"cannot read the state file {state}" in str(info.value)
+    assert "delete it to start over" in str(info.value)
+
+
+def test_a_checkpoint_of_another_incremental_column_is_a_state_error() -> None:
+    source = SQLSource("sqlite://", "SELECT 1 AS id", incremental_column="id")
+    with pytest.raises(nanostream.StateError, match="is for incremental column 'at', not 'id'"):
+        source.restore_state({"column": "at", "last": 1})
+
+
+def test_an_incremental_query_that_is_neither_text_nor_a_select_is_refused_when_made() -> None:
+    with pytest.raises(nanostream.OptionError) as info:
+        SQLSource("sqlite://", sa.text("SELECT 1 AS id"), incremental_column="id", name="rows")
+    assert str(info.value) == (
+        "SQLSource 'rows': incremental_column needs the query as SQL text or a select(), got a "
+        "TextClause"
+    )
 
 
 def _times(n: int) -> list[Any]:
@@ -1019,6 +1049,37 @@ def test_a_row_count_given_under_both_names_is_refused(node: Any, new: str) -> N
     message = str(info.value)
     assert f"{node.__name__} 'rows'" in message
     assert f"batch_size is the former name of {new}; give {new}= alone" in message
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda **o: SQLSource("sqlite://", "SELECT 1", name="rows", **o),
+        lambda **o: SQLSink("sqlite://", "t", name="rows", **o),
+        lambda **o: SQLExecute("sqlite://", "SELECT 1", name="rows", **o),
+    ],
+)
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        ({"retries": -1}, "retries must be an integer >= 0, got -1"),
+        ({"retries": True}, "retries must be an integer >= 0, got True"),
+        ({"backoff": float("nan")}, "backoff must be a number >= 0 (seconds), got nan"),
+        ({"max_backoff": -1.0}, "max_backoff must be a number >= 0 (seconds), got -1.0"),
+        ({"backoff": 2.0, "max_backoff": 1.0}, "max_backoff (1.0) is below backoff (2.0)"),
+    ],
+)
+def test_the_reconnect_options_are_checked_when_the_node_is_made(
+    make: Callable[..., Any], options: dict[str, Any], says: str
+) -> None:
+    with pytest.raises(nanostream.OptionError) as info:
+        make(**options)
+    assert "'rows': " + says in str(info.value)
+
+
+def test_a_wrong_url_is_refused_naming_the_node() -> None:
+    with pytest.raises(nanostream.OptionError, match=r"^SQLSink 'rows': not a database URL"):
+        SQLSink("no url at all", "t", name="rows")
 
 
 def test_a_pipeline_file_gives_the_row_counts_by_either_name(tmp_path: Path) -> None:

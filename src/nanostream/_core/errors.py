@@ -46,7 +46,8 @@ class NanoStreamError(Exception):
         │   ├── ZombieNodeError       a node still ran after terminate() (canal)
         │   └── NodeEndedEarlyError   a node returned before its input ended (canal; ValueError)
         ├── RunStateError             a pipeline was used in the wrong lifecycle state
-        ├── StateError                a state store that does not fit the pipeline, or is unreadable
+        ├── StateError                saved state (a state store, a connector's state file) that
+        │                             does not fit the pipeline, or cannot be read
         ├── NodeFailed                a node raised while running; ``__cause__`` is the original
         ├── TooManyErrors             a node's skipped errors passed max_errors / max_error_rate
         ├── MissingDependencyError    an optional dependency is missing (ImportError)
@@ -240,11 +241,13 @@ def require(module: str, *, extra: str, package: str | None = None) -> Any:
 
 
 class StateError(NanoStreamError):
-    """A run's state store cannot be used with this pipeline; the message says what to do.
+    """Saved state cannot be used with this pipeline; the message says what to do.
 
-    Raised when the run starts: the store holds state for a node the pipeline no longer
-    has (or no longer snapshots), state a node's ``restore_state`` refuses, or cannot be
-    opened. ``drop_state=True`` (``--drop-state``) starts such nodes afresh.
+    Raised when the run starts: the run's state store holds state for a node the pipeline
+    no longer has (or no longer snapshots), state a node's ``restore_state`` refuses, or
+    cannot be opened; ``drop_state=True`` (``--drop-state``) starts such nodes afresh.
+    Also when a connector's own record of its progress is for something else or cannot be
+    read (``SQLSource``'s ``state_file``: the message says which file to delete).
 
     Example:
         >>> import nanostream

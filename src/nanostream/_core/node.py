@@ -11,8 +11,8 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 from .aio import wait_future
-from .context import NodeContext
-from .errors import GraphError, NodeProtocolError
+from .context import NodeContext, node_label
+from .errors import GraphError, NodeProtocolError, OptionError
 from .node_function import (
     check_contract,
     item_function,
@@ -220,7 +220,7 @@ class NanoNode:
                 continue
             problem = check_node_option(key, value) or self._refusal(key, value)
             if problem is not None:
-                raise GraphError(f"{self!r}: {problem}")
+                raise OptionError(f"{node_label(self, with_class=True)}: {problem}")
             if own:
                 setattr(self, key, value)
                 continue

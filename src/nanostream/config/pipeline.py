@@ -303,12 +303,16 @@ class PipelineSpec:
             what = f"node {spec.name!r} ({spec.ref})"
             try:
                 node = build_node(targets[spec.name], spec.kind, spec.args, what)
-                node.configure(name=spec.name, **spec.options)
-                node.validate()
             except ConfigError as exc:
                 problems.add(exc.message, spec.at("args") if spec.args else spec.at("class"))
                 continue
             except GraphError as exc:
+                problems.add(f"{what}: {exc}", spec.at("class"))
+                continue
+            try:  # its node options (an OptionError is a ConfigError too)
+                node.configure(name=spec.name, **spec.options)
+                node.validate()
+            except (GraphError, ConfigError) as exc:
                 problems.add(f"{what}: {exc}", spec.at("class"))
                 continue
             nodes[spec.name] = node

@@ -1,5 +1,5 @@
-"""The connector toolkit: ``ConnectorError``, retries on a lost connection, and clean-up
-that always runs.
+"""The connector toolkit: ``ConnectorError``, retries on a lost connection (and the check of
+their options), and clean-up that always runs.
 
 Example:
     >>> from nanostream.connectors._toolkit import connector_error
@@ -16,8 +16,9 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._core.context import node_label
-from .._core.errors import NanoStreamError
+from .._core.errors import NanoStreamError, OptionError
 from .._core.policy import backoff_delay
+from ..operators._operator import check_non_negative
 from ._secrets import Secrets
 
 if TYPE_CHECKING:
@@ -28,6 +29,8 @@ __all__ = [
     "closing_function",
     "connector_error",
     "lost_connection",
+    "pause_after_lost_connection",
+    "reconnect_options",
     "retry_lost_connection",
 ]
 
@@ -78,6 +81,37 @@ def connector_error(message: str, cause: BaseException, secrets: Secrets) -> Con
     else:
         error.__cause__ = cause
     return error
+
+
+def reconnect_options(node: Any, *, retries: int, backoff: float, max_backoff: float) -> None:
+    """Check a connector's options of retries after a lost connection and set them on
+    ``node``: ``retries`` an integer >= 0, ``backoff`` and ``max_backoff`` seconds >= 0,
+    ``max_backoff`` at least ``backoff``; a wrong one is an ``OptionError`` naming the node.
+
+    Example:
+        >>> import nanostream
+        >>> from nanostream.connectors._toolkit import reconnect_options
+        >>> from nanostream.testing import Collect
+        >>> node = Collect(name="db")
+        >>> reconnect_options(node, retries=3, backoff=0.5, max_backoff=30.0)
+        >>> node.retries, node.backoff, node.max_backoff
+        (3, 0.5, 30.0)
+        >>> try:
+        ...     reconnect_options(node, retries=3, backoff=5.0, max_backoff=1.0)
+        ... except nanostream.OptionError as exc:
+        ...     print(exc)
+        Collect 'db': max_backoff (1.0) is below backoff (5.0); give max_backoff >= backoff
+    """
+    label = node_label(node, with_class=True)
+    check_non_negative(label, "retries", retries, integer=True)
+    check_non_negative(label, "backoff", backoff, unit="seconds")
+    check_non_negative(label, "max_backoff", max_backoff, unit="seconds")
+    if max_backoff < backoff:
+        raise OptionError(
+            f"{label}: max_backoff ({max_backoff}) is below backoff ({backoff}); "
+            "give max_backoff >= backoff"
+        )
+    node.retries, node.backoff, node.max_backoff = retries, backoff, max_backoff
 
 
 def retry_lost_connection(
@@ -169,6 +203,57 @@ def lost_connection(
         delay,
     )
     return delay
+
+
+def pause_after_lost_connection(
+    node: Any,
+    failures: int,
+    exc: BaseException,
+    error: Callable[[str, BaseException], BaseException],
+    *,
+    log: logging.Logger,
+    shown: str,
+    doing: str = "",
+    reason: str,
+) -> bool:
+    """A source ``node`` lost its connection to ``shown`` (``exc``) ``failures`` times in a
+    row (1, 2, ...): log it (:func:`lost_connection`) and wait the back-off with
+    ``node.sleep``, returning True if a stop ended the wait; past ``node.retries``, raise
+    ``error(message, exc)``, the message saying how many times in a row.
+
+    Example:
+        >>> import logging
+        >>> from nanostream.connectors._toolkit import pause_after_lost_connection
+        >>> from nanostream.testing import Collect
+        >>> node = Collect(name="feed")
+        >>> node.retries, node.backoff, node.max_backoff = 1, 0.001, 0.001
+        >>> log = logging.getLogger("example")
+        >>> pause_after_lost_connection(
+        ...     node, 1, OSError(), RuntimeError, log=log, shown="db", reason="OSError"
+        ... )
+        False
+        >>> try:
+        ...     pause_after_lost_connection(
+        ...         node, 2, OSError(), RuntimeError, log=log, shown="db", reason="OSError"
+        ...     )
+        ... except RuntimeError as exc:
+        ...     print(exc.args[0])
+        Collect 'feed' lost its connection to db 2 times in a row
+    """
+    message = (
+        f"{node_label(node, with_class=True)} lost its connection to {shown} "
+        f"{failures} times in a row"
+    )
+    delay = lost_connection(
+        node,
+        failures,
+        partial(error, message, exc),
+        log=log,
+        shown=shown,
+        doing=doing,
+        reason=reason,
+    )
+    return bool(node.sleep(delay))
 
 
 def closing_function(function: NodeFunction, close: Callable[[], None]) -> NodeFunction:

@@ -463,6 +463,7 @@ class PrinterOfThings(NanoNode):
         self.pretty = pretty
         self.prepend = prepend
         self.stream = stream
+        check_positive(node_label(self, with_class=True), "width", width, integer=True)
         self.width = width
         self.configure(**options)
 

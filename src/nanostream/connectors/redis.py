@@ -36,7 +36,8 @@ from ._toolkit import (
     ConnectorError,
     closing_function,
     connector_error,
-    lost_connection,
+    pause_after_lost_connection,
+    reconnect_options,
     retry_lost_connection,
 )
 
@@ -59,7 +60,7 @@ _require_redis: Callable[[], Any] = partial(require, "redis", extra="redis")
 class _Client:
     """One node's Redis client: made in the node's thread, closed when the node ends."""
 
-    def __init__(self, url: str, *, timeout: float, decode: bool) -> None:
+    def __init__(self, url: str, *, timeout: float, decode: bool, label: str = "Redis") -> None:
         self.url = url
         self.shown = mask_url(url)
         self.secrets = Secrets.from_url(url)
@@ -68,7 +69,8 @@ class _Client:
         self.client: redis.Redis | None = None
         if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
             raise OptionError(
-                f"not a Redis URL: {self.shown!r}; use redis://[:password@]host[:port][/db]"
+                f"{label}: not a Redis URL: {self.shown!r}; use "
+                "redis://[:password@]host[:port][/db]"
             )
 
     def open(self, what: str, *, ping: bool = True) -> redis.Redis:
@@ -100,6 +102,29 @@ class _Client:
         client, self.client = self.client, None
         if client is not None:
             client.close()
+
+
+def _connection(
+    node: NanoNode,
+    url: str,
+    *,
+    batch_size: int,
+    timeout: float,
+    decode: bool,
+    retries: int,
+    backoff: float,
+    max_backoff: float,
+) -> _Client:
+    """What the constructors of both Redis nodes check and set: the entries per round trip
+    (``batch_size``), the command ``timeout``, the reconnect options (set on ``node``), and
+    the node's client for ``url``, not opened yet; a wrong option is an ``OptionError``
+    naming the node."""
+    _require_redis()
+    label = node_label(node, with_class=True)
+    check_positive(label, "batch_size", batch_size, integer=True)
+    check_positive(label, "timeout", timeout, unit="seconds")
+    reconnect_options(node, retries=retries, backoff=backoff, max_backoff=max_backoff)
+    return _Client(url, timeout=timeout, decode=decode, label=label)
 
 
 def _lost(exc: BaseException) -> bool:
@@ -232,11 +257,19 @@ class RedisStreamSource(NanoNode):
         **options: Any,
     ) -> None:
         super().__init__(name=name, queue_size=queue_size)
-        _require_redis()
-        label = node_label(self, with_class=True)
-        check_positive(label, "batch_size", batch_size, integer=True)
-        check_positive(label, "poll_interval", poll_interval, unit="seconds")
-        self._redis = _Client(url, timeout=timeout, decode=decode)
+        self._redis = _connection(
+            self,
+            url,
+            batch_size=batch_size,
+            timeout=timeout,
+            decode=decode,
+            retries=retries,
+            backoff=backoff,
+            max_backoff=max_backoff,
+        )
+        check_positive(
+            node_label(self, with_class=True), "poll_interval", poll_interval, unit="seconds"
+        )
         self.stream = stream
         self.group = group
         self.consumer = consumer
@@ -244,9 +277,6 @@ class RedisStreamSource(NanoNode):
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.id_key = id_key
-        self.retries = retries
-        self.backoff = backoff
-        self.max_backoff = max_backoff
         self.acknowledged = 0
         self._position: Any = None  # the last entry emitted (or restored)
         self.configure(**options)
@@ -340,21 +370,16 @@ class RedisStreamSource(NanoNode):
                 failures = 0
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 failures += 1
-                delay = lost_connection(
+                cursor = "0"  # then re-read what is pending
+                if pause_after_lost_connection(
                     self,
                     failures,
-                    partial(
-                        self._redis.error,
-                        f"RedisStreamSource lost its connection to {self._redis.shown} "
-                        f"{failures} times in a row",
-                        exc,
-                    ),
+                    exc,
+                    self._redis.error,
                     log=log,
                     shown=self._redis.shown,
                     reason=type(exc).__name__,
-                )
-                cursor = "0"
-                if self.sleep(delay):
+                ):
                     raise SourceStopped from None
                 return
             except redis.RedisError as exc:
@@ -455,19 +480,23 @@ class RedisStreamSink(BufferedSink):
         **options: Any,
     ) -> None:
         super().__init__(name=name, queue_size=queue_size)
-        _require_redis()
+        self._redis = _connection(
+            self,
+            url,
+            batch_size=batch_size,
+            timeout=timeout,
+            decode=True,
+            retries=retries,
+            backoff=backoff,
+            max_backoff=max_backoff,
+        )
         label = node_label(self, with_class=True)
-        check_positive(label, "batch_size", batch_size, integer=True)
         check_positive(label, "maxlen", maxlen, integer=True, optional=True)
-        self._redis = _Client(url, timeout=timeout, decode=True)
         self.stream = stream
         self.maxlen = maxlen
         self.approximate = approximate
         self.batch_size = batch_size
         self._start_buffer(batch_size, flush_interval)  # entries wait until sent (flush)
-        self.retries = retries
-        self.backoff = backoff
-        self.max_backoff = max_backoff
         self.entries_written = 0
         self.configure(**options)
 

@@ -168,8 +168,11 @@ def check_positive(
         raise OptionError(f"{owner}: {what} must be a positive {kind}{unit}, got {value!r}")
 
 
-def check_non_negative(owner: str, what: str, value: object, *, integer: bool = False) -> None:
-    """Raise ``OptionError`` unless ``value`` is a finite number >= 0 (an int if ``integer``).
+def check_non_negative(
+    owner: str, what: str, value: object, *, integer: bool = False, unit: str = ""
+) -> None:
+    """Raise ``OptionError`` unless ``value`` is a finite number >= 0 (an int if ``integer``);
+    ``unit`` goes into the message.
 
     Example:
         >>> from nanostream.operators._operator import check_non_negative
@@ -179,7 +182,8 @@ def check_non_negative(owner: str, what: str, value: object, *, integer: bool = 
     """
     if not _is_number(value, integer) or not value >= 0:
         kind = "an integer" if integer else "a number"
-        raise OptionError(f"{owner}: {what} must be {kind} >= 0, got {value!r}")
+        unit = f" ({unit})" if unit else ""
+        raise OptionError(f"{owner}: {what} must be {kind} >= 0{unit}, got {value!r}")
 
 
 def _is_number(value: object, integer: bool) -> TypeGuard[float]:

@@ -12,10 +12,10 @@ durations it is given when it is made (``size``, ``step``, ``gap``, ``window``, 
   either kind.
 
 Mixing the kinds in one node is an error that names the node: a number among timedelta
-durations when the node is made (``GraphError``), a timestamp of the other kind when it is
-read (``TypeError``, under the node's error policy like a failing ``timestamp``). A naive
-``datetime`` (no ``tzinfo``) is refused with a ``ValueError``: it could be in any time
-zone, and guessing would shift windows by hours without a word.
+durations when the node is made (``OptionError``, a ``GraphError``), a timestamp of the
+other kind when it is read (``TypeError``, under the node's error policy like a failing
+``timestamp``). A naive ``datetime`` (no ``tzinfo``) is refused with a ``ValueError``: it
+could be in any time zone, and guessing would shift windows by hours without a word.
 
 Inside, a datetimes node counts whole microseconds since the Unix epoch, so its arithmetic
 is exact (``datetime`` has microsecond resolution); bounds go back to ``datetime`` only
@@ -41,7 +41,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .._core.errors import GraphError
+from .._core.errors import OptionError
 from ._operator import check_non_negative, check_positive
 
 __all__ = ["TimeKind"]
@@ -70,45 +70,51 @@ class TimeKind:
     fixed the kind, for messages.
     """
 
-    __slots__ = ("datetimes", "decided_by", "owner")
+    __slots__ = ("datetimes", "decided_by", "label", "owner")
 
-    def __init__(self, owner: str, *, datetimes: bool, decided_by: str) -> None:
+    def __init__(
+        self, owner: str, *, datetimes: bool, decided_by: str, label: str | None = None
+    ) -> None:
         self.owner = owner
+        self.label = label or owner  # the node's label, for the checks of its options
         self.datetimes = datetimes
         self.decided_by = decided_by
 
     @classmethod
-    def of(cls, owner: str, **durations: object) -> TimeKind:
+    def of(cls, owner: str, *, label: str | None = None, **durations: object) -> TimeKind:
         """The kind of time of the node ``owner`` (its class name) given its durations.
 
         A duration must be a number or a ``timedelta``; ``None`` means not given. Raise
-        ``GraphError`` when some are ``timedelta`` values and others non-zero numbers.
+        ``OptionError`` when some are ``timedelta`` values and others non-zero numbers.
+        ``label`` (default: ``owner``) names the node in the messages of wrong options.
 
         Example:
             >>> from datetime import timedelta
             >>> from nanostream.operators._time import TimeKind
             >>> TimeKind.of("SlidingWindow", size=timedelta(seconds=10), step=5)
             Traceback (most recent call last):
-            nanostream._core.errors.GraphError: SlidingWindow: size is a timedelta but step is a
+            nanostream._core.errors.OptionError: SlidingWindow: size is a timedelta but step is a
             number (5); give every duration of one node as a timedelta ...
         """
+        label = label or owner
         given = {what: value for what, value in durations.items() if value is not None}
         for what, value in given.items():
             if not isinstance(value, timedelta) and not _is_number(value):
-                raise GraphError(
-                    f"{owner}: {what} must be a number of seconds or a timedelta, got {value!r}"
+                raise OptionError(
+                    f"{label}: {what} must be a number of seconds or a timedelta, got {value!r}"
                 )
         deltas = [what for what, value in given.items() if isinstance(value, timedelta)]
         if not deltas:
-            return cls(owner, datetimes=False, decided_by=next(iter(given), "size"))
+            decided_by = next(iter(given), "size")
+            return cls(owner, datetimes=False, decided_by=decided_by, label=label)
         for what, value in given.items():
             if not isinstance(value, timedelta) and value != 0:
-                raise GraphError(
-                    f"{owner}: {deltas[0]} is a timedelta but {what} is a number ({value!r}); "
+                raise OptionError(
+                    f"{label}: {deltas[0]} is a timedelta but {what} is a number ({value!r}); "
                     "give every duration of one node as a timedelta (for datetime "
                     "timestamps) or every one in seconds (for numeric timestamps)"
                 )
-        return cls(owner, datetimes=True, decided_by=deltas[0])
+        return cls(owner, datetimes=True, decided_by=deltas[0], label=label)
 
     def duration(self, what: str, value: Any, sign: str) -> Any:
         """The duration ``value`` in the node's units, checked (``sign``: ``"positive"``,
@@ -121,21 +127,21 @@ class TimeKind:
             >>> kind = TimeKind.of("SessionWindow", gap=timedelta(0))
             >>> kind.duration("gap", timedelta(0), "positive")
             Traceback (most recent call last):
-            nanostream._core.errors.GraphError: SessionWindow: gap must be a positive duration,
+            nanostream._core.errors.OptionError: SessionWindow: gap must be a positive duration,
             got datetime.timedelta(0)
         """
         assert sign in _SIGNS
         if not self.datetimes:
             if sign == "positive":
-                check_positive(self.owner, what, value)
+                check_positive(self.label, what, value)
             elif sign == "non-negative":
-                check_non_negative(self.owner, what, value)
+                check_non_negative(self.label, what, value)
             elif not _is_number(value) or not math.isfinite(value):
-                raise GraphError(f"{self.owner}: {what} must be a number, got {value!r}")
+                raise OptionError(f"{self.label}: {what} must be a number, got {value!r}")
             return value
         micros = 0 if not isinstance(value, timedelta) else value // _MICROSECOND
         if (sign == "positive" and micros <= 0) or (sign == "non-negative" and micros < 0):
-            raise GraphError(f"{self.owner}: {what} must be a {sign} duration, got {value!r}")
+            raise OptionError(f"{self.label}: {what} must be a {sign} duration, got {value!r}")
         return micros
 
     def seconds(self, duration: Any) -> float:

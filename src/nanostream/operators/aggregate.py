@@ -19,6 +19,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
+from .._core.context import node_label
 from ._operator import (
     MISSING,
     Fold,
@@ -75,7 +76,7 @@ class Aggregate(Operator):
         **options: Any,
     ) -> None:
         super().__init__(name=name, **options)
-        owner = type(self).__name__
+        owner = node_label(self, with_class=True)
         check_callable(owner, "create", create)
         check_callable(owner, "add", add)
         check_callable(owner, "result", result, optional=True)
@@ -83,7 +84,7 @@ class Aggregate(Operator):
         self._setup(key, emit)
 
     def _setup(self, key: Callable[[Any], Hashable] | None, emit: str) -> None:
-        owner = type(self).__name__
+        owner = node_label(self, with_class=True)
         check_callable(owner, "key", key, optional=True)
         check_choice(owner, "emit", emit, ("each", "end"))
         self.key = key
@@ -209,7 +210,7 @@ class Reduce(Aggregate):
         **options: Any,
     ) -> None:
         Operator.__init__(self, name=name, **options)
-        check_callable(type(self).__name__, "the function", func)
+        check_callable(node_label(self, with_class=True), "the function", func)
         self.fold = Fold.reduce(func, initial)
         self._setup(key, emit)
 
@@ -250,12 +251,11 @@ class Dedupe(Operator):
         **options: Any,
     ) -> None:
         super().__init__(name=name, **options)
-        check_callable("Dedupe", "key", key, optional=True)
-        if ttl is not None:
-            check_positive("Dedupe", "ttl", ttl)
-        if max_size is not None:
-            check_positive("Dedupe", "max_size", max_size, integer=True)
-        check_callable("Dedupe", "clock", clock)
+        label = node_label(self, with_class=True)
+        check_callable(label, "key", key, optional=True)
+        check_positive(label, "ttl", ttl, optional=True)
+        check_positive(label, "max_size", max_size, integer=True, optional=True)
+        check_callable(label, "clock", clock)
         self.key = key
         self.ttl = ttl
         self.max_size = max_size

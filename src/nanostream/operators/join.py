@@ -39,7 +39,8 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from datetime import timedelta
 from typing import Any, NamedTuple
 
-from .._core.errors import GraphError
+from .._core.context import node_label
+from .._core.errors import GraphError, OptionError
 from .._core.graph import pipeline_of
 from .._core.node import DEFAULT_PORT, ERRORS_PORT, NODE_OPTIONS, NanoNode
 from .._core.ports import TaggedOutput
@@ -205,7 +206,7 @@ class _TwoSided(_WithNamedInputs):
         right_timestamp: Callable[[Any], Any] | None,
         late: str,
     ) -> None:
-        owner = type(self).__name__
+        owner = node_label(self, with_class=True)
         check_callable(owner, "key", key)
         check_callable(owner, "right_key", right_key, optional=True)
         check_choice(owner, "how", how, ("inner", "left"))
@@ -333,9 +334,10 @@ class Join(_TwoSided):
             right_timestamp=right_timestamp,
             late=late,
         )
-        check_callable("Join", "clock", clock)
+        label = node_label(self, with_class=True)
+        check_callable(label, "clock", clock)
         self._time_kind = kind = TimeKind.of(
-            "Join", window=window, allowed_lateness=allowed_lateness
+            "Join", label=label, window=window, allowed_lateness=allowed_lateness
         )
         self._window = kind.duration("window", window, "positive")
         self._lateness = kind.duration("allowed_lateness", allowed_lateness, "non-negative")
@@ -584,15 +586,16 @@ class IntervalJoin(_TwoSided):
             right_timestamp=right_timestamp,
             late=late,
         )
+        label = node_label(self, with_class=True)
         self._time_kind = kind = TimeKind.of(
-            "IntervalJoin", lower=lower, upper=upper, allowed_lateness=allowed_lateness
+            "IntervalJoin", label=label, lower=lower, upper=upper, allowed_lateness=allowed_lateness
         )
         self._lower = kind.duration("lower", lower, "any")
         self._upper = kind.duration("upper", upper, "any")
         self._lateness = kind.duration("allowed_lateness", allowed_lateness, "non-negative")
         if self._lower > self._upper:
-            raise GraphError(
-                f"IntervalJoin: lower ({lower!r}) is above upper ({upper!r}); items pair when "
+            raise OptionError(
+                f"{label}: lower ({lower!r}) is above upper ({upper!r}); items pair when "
                 "left time + lower <= right time <= left time + upper"
             )
         self.lower = lower

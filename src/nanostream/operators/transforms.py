@@ -25,7 +25,8 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from .._core.aio import is_async_callable
-from .._core.errors import GraphError
+from .._core.context import node_label
+from .._core.errors import GraphError, OptionError
 from .._core.fast import drive
 from .._core.node import FunctionNode, NanoNode
 from .._core.node_function import is_async_node
@@ -165,7 +166,7 @@ class FlatMap(Operator):
         **options: Any,
     ) -> None:
         super().__init__(name=name, **options)
-        label = type(self).__name__
+        label = node_label(self, with_class=True)
         check_callable(label, "the function", func)
         check_positive(label, "workers", workers, integer=True)
         check_positive(label, "max_in_flight", max_in_flight, integer=True, optional=True)
@@ -504,12 +505,12 @@ class Sample(Operator):
         self, fraction: float, *, seed: int | None = None, name: str | None = None, **options: Any
     ) -> None:
         super().__init__(name=name, **options)
-        if (
-            not isinstance(fraction, (int, float))
-            or isinstance(fraction, bool)
-            or not 0 <= fraction <= 1
-        ):
-            raise GraphError(f"Sample: fraction must be a number from 0 to 1, got {fraction!r}")
+        label = node_label(self, with_class=True)
+        number = isinstance(fraction, (int, float)) and not isinstance(fraction, bool)
+        if not number or not 0 <= fraction <= 1:
+            raise OptionError(f"{label}: fraction must be a number from 0 to 1, got {fraction!r}")
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+            raise OptionError(f"{label}: seed must be an integer or None, got {seed!r}")
         self.fraction = float(fraction)
         self.seed = seed
 
@@ -547,7 +548,8 @@ class Take(Operator):
         self, n: int, *, stop: bool = False, name: str | None = None, **options: Any
     ) -> None:
         super().__init__(name=name, **options)
-        check_non_negative("Take", "n", n, integer=True)
+        label = node_label(self, with_class=True)
+        check_non_negative(label, "n", n, integer=True)
         self.n = n
         self.stop = bool(stop)
 
@@ -599,10 +601,11 @@ class Throttle(Operator):
         **options: Any,
     ) -> None:
         super().__init__(name=name, **options)
-        check_positive("Throttle", "rate_per_s", rate_per_s)
-        check_positive("Throttle", "burst", burst, integer=True)
-        check_callable("Throttle", "clock", clock)
-        check_callable("Throttle", "sleep", sleep, optional=True)
+        label = node_label(self, with_class=True)
+        check_positive(label, "rate_per_s", rate_per_s)
+        check_positive(label, "burst", burst, integer=True)
+        check_callable(label, "clock", clock)
+        check_callable(label, "sleep", sleep, optional=True)
         self.rate_per_s = float(rate_per_s)
         self.burst = burst
         self.clock = clock
@@ -657,8 +660,9 @@ class Delay(Operator):
         **options: Any,
     ) -> None:
         super().__init__(name=name, **options)
-        check_non_negative("Delay", "seconds", seconds)
-        check_callable("Delay", "sleep", sleep, optional=True)
+        label = node_label(self, with_class=True)
+        check_non_negative(label, "seconds", seconds)
+        check_callable(label, "sleep", sleep, optional=True)
         self.seconds = float(seconds)
         self._sleep = sleep
 
@@ -722,13 +726,14 @@ class Batch(Operator):
         **options: Any,
     ) -> None:
         super().__init__(name=name, **options)
-        check_positive("Batch", "size", size, integer=True, optional=True)
+        label = node_label(self, with_class=True)
+        check_positive(label, "size", size, integer=True, optional=True)
         if timeout is not None:
-            check_non_negative("Batch", "timeout", timeout)
-        check_callable("Batch", "clock", clock)
+            check_non_negative(label, "timeout", timeout)
+        check_callable(label, "clock", clock)
         if schema is not None and not as_arrow:
-            raise GraphError(
-                f"{name or 'Batch'}: schema= gives the columns of Arrow batches; pass "
+            raise OptionError(
+                f"{label}: schema= gives the columns of Arrow batches; pass "
                 "as_arrow=True with it, or leave it out"
             )
         self.size = size

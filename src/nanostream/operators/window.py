@@ -64,7 +64,8 @@ from collections.abc import Callable, Hashable, Iterable
 from datetime import timedelta
 from typing import Any, NamedTuple
 
-from .._core.errors import GraphError
+from .._core.context import node_label
+from .._core.errors import OptionError
 from .._core.ports import TaggedOutput
 from .._core.ticks import TICK
 from ._operator import (
@@ -132,18 +133,21 @@ class _Windowed(Operator):
     ) -> None:
         super().__init__(name=name, **options)
         owner = type(self).__name__
-        check_callable(owner, "timestamp", timestamp, optional=True)
-        check_callable(owner, "key", key, optional=True)
-        check_callable(owner, "clock", clock)
-        check_choice(owner, "late", late, ("drop", "port"))
+        label = node_label(self, with_class=True)
+        check_callable(label, "timestamp", timestamp, optional=True)
+        check_callable(label, "key", key, optional=True)
+        check_callable(label, "clock", clock)
+        check_choice(label, "late", late, ("drop", "port"))
         # Seconds or datetimes, fixed by the durations (see nanostream.operators._time).
-        self._time_kind = TimeKind.of(owner, **durations, allowed_lateness=allowed_lateness)
+        self._time_kind = TimeKind.of(
+            owner, label=label, **durations, allowed_lateness=allowed_lateness
+        )
         self._lateness = self._time_kind.duration(
             "allowed_lateness", allowed_lateness, "non-negative"
         )
         if timestamp is None and allowed_lateness:
-            raise GraphError(
-                f"{owner}: allowed_lateness applies to event time; give timestamp=func too"
+            raise OptionError(
+                f"{label}: allowed_lateness applies to event time; give timestamp=func too"
             )
         self.timestamp = timestamp
         self.key = key

@@ -21,7 +21,7 @@ from ..._core.policy import POLICY_OPTIONS, backoff_delay
 from ...operators._operator import check_choice, check_non_negative, check_positive
 from .._fileread import FormatError, parse_json
 from .._secrets import Secrets, install_log_masking, mask_url
-from .._toolkit import ConnectorError, connector_error
+from .._toolkit import ConnectorError, connector_error, reconnect_options
 
 if TYPE_CHECKING:
     import httpx
@@ -205,6 +205,9 @@ class _HttpNode(NanoNode):
     policy_options = POLICY_OPTIONS  # each wraps NanoNode's node function, or HttpRequest's
     own_options = ("retries", "backoff", "timeout")  # of each request
     holds_items = False  # each item is done once its answers are out (see HttpRequest)
+    retries: int  # these three are set, checked, by reconnect_options()
+    backoff: float
+    max_backoff: float
 
     def __init__(
         self,
@@ -229,12 +232,12 @@ class _HttpNode(NanoNode):
     ) -> None:
         super().__init__(name=name, queue_size=queue_size, batch_size=batch_size)
         _require_httpx()
-        check_positive(self.kind, "timeout", timeout, unit="seconds")
-        check_positive(
-            self.kind, "rate_limit", rate_limit, unit="requests per second", optional=True
-        )
-        check_choice(self.kind, "parse", parse, ("auto", "json", "text", "bytes"))
-        check_non_negative(self.kind, "retries", retries, integer=True)
+        label = node_label(self, with_class=True)
+        check_positive(label, "timeout", timeout, unit="seconds")
+        check_positive(label, "rate_limit", rate_limit, unit="requests per second", optional=True)
+        check_choice(label, "parse", parse, ("auto", "json", "text", "bytes"))
+        reconnect_options(self, retries=retries, backoff=backoff, max_backoff=max_backoff)
+        check_non_negative(label, "max_retry_after", max_retry_after, unit="seconds")
         self.method = method.upper()
         self.secrets = Secrets()
         self.secrets.add_url(url)
@@ -245,17 +248,12 @@ class _HttpNode(NanoNode):
         )
         self.parse = parse
         self.timeout = float(timeout)
-        self.retries = retries
-        self.backoff = backoff
-        self.max_backoff = max_backoff
         self.max_retry_after = max_retry_after
         self.rate_limit = rate_limit
         self.client_options = dict(client_options or {})
         self.follow_redirects = bool(self.client_options.pop("follow_redirects", True))
         self.max_redirects = self.client_options.pop("max_redirects", 20)
-        check_non_negative(
-            self.kind, "client_options max_redirects", self.max_redirects, integer=True
-        )
+        check_non_negative(label, "client_options max_redirects", self.max_redirects, integer=True)
         self.requests_sent = 0
         self._limiter = _RateLimit(rate_limit) if rate_limit else None
         self._client: httpx.Client | None = None

@@ -111,11 +111,12 @@ class HttpRequest(_HttpNode):
             batch_size=batch_size,
             options=options,
         )
-        check_positive("HttpRequest", "workers", workers, integer=True)
-        check_choice("HttpRequest", "output", output, ("body", "response"))
+        label = node_label(self, with_class=True)
+        check_positive(label, "workers", workers, integer=True)
+        check_choice(label, "output", output, ("body", "response"))
         if self._check_concurrency(concurrency) is not None and workers > 1:
             raise OptionError(
-                f"{node_label(self, with_class=True)}: choose workers= (threads) or "
+                f"{label}: choose workers= (threads) or "
                 "concurrency= (async requests on one thread), not both"
             )
         self.workers = workers

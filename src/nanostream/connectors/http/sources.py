@@ -115,11 +115,12 @@ class HttpPaginator(_HttpNode):
             batch_size=batch_size,
             options=options,
         )
-        check_choice("HttpPaginator", "style", style, ("next", "cursor", "offset"))
+        label = node_label(self, with_class=True)
+        check_choice(label, "style", style, ("next", "cursor", "offset"))
         if style == "cursor" and not cursor:
-            raise OptionError("HttpPaginator style='cursor' needs cursor=: the path of the cursor")
-        check_positive("HttpPaginator", "page_size", page_size, integer=True)
-        check_positive("HttpPaginator", "max_pages", max_pages, integer=True, optional=True)
+            raise OptionError(f"{label}: style='cursor' needs cursor=: the path of the cursor")
+        check_positive(label, "page_size", page_size, integer=True)
+        check_positive(label, "max_pages", max_pages, integer=True, optional=True)
         self.style = style
         self.items = items
         self.next = next
@@ -306,7 +307,7 @@ class HttpPoller(_HttpNode):
             batch_size=batch_size,
             options=options,
         )
-        check_positive("HttpPoller", "interval", interval, unit="seconds")
+        check_positive(node_label(self, with_class=True), "interval", interval, unit="seconds")
         for other in urls[1:]:
             self.secrets.add_url(other)
         if len(urls) > 1:

@@ -148,7 +148,7 @@ class KafkaSink(NanoNode):
     ) -> None:
         super().__init__(name=name, queue_size=queue_size)
         require_kafka()
-        label = "KafkaSink"
+        label = node_label(self, with_class=True)
         if not (callable(topic) or (isinstance(topic, str) and topic)):
             raise OptionError(f"{label}: topic must be a topic name or a function of the item")
         if partitioner is not None:
@@ -194,6 +194,7 @@ class KafkaSink(NanoNode):
         self.delivered = 0  # records delivered by the last run
         self._producer: confluent_kafka.Producer | None = None
         self.configure(**options)
+        self.validate()  # and again when the pipeline is built, after any configure()
 
     def __repr__(self) -> str:
         return (
@@ -204,7 +205,7 @@ class KafkaSink(NanoNode):
     def validate(self) -> None:
         """Check the producer's options (when the pipeline is built; it runs its own node
         function, so it defines neither ``generator()`` nor ``process_item()``)."""
-        label = node_label(self)
+        label = node_label(self, with_class=True)
         for what, value in (("retries", self.retries), ("backoff", self.backoff)):
             if value is not None:
                 check_non_negative(label, what, value, integer=what == "retries")

@@ -483,7 +483,7 @@ class KafkaSource(NanoNode):
     ) -> None:
         super().__init__(name=name, queue_size=queue_size)
         require_kafka()
-        label = "KafkaSource"
+        label = node_label(self, with_class=True)
         names = [topics] if isinstance(topics, str) else list(topics)
         if not names or not all(isinstance(t, str) and t for t in names):
             raise OptionError(
@@ -494,6 +494,7 @@ class KafkaSource(NanoNode):
             raise OptionError(f"{label}: group must be the consumer group's name, got {group!r}")
         check_positive(label, "commit_interval", commit_interval, unit="seconds")
         check_positive(label, "poll_interval", poll_interval, unit="seconds")
+        check_positive(label, "timeout", timeout, unit="seconds")
         self._settings = ClientSettings(label, bootstrap_servers, config, _RESERVED)
         _check_isolation(label, self._settings.config.get("isolation.level", _COMMITTED))
         strategy = str(self._settings.config.get("partition.assignment.strategy", ""))

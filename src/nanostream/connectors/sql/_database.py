@@ -15,7 +15,12 @@ from ..._core.context import node_label
 from ..._core.errors import ConfigError, OptionError, require
 from ...operators._operator import check_positive
 from .._secrets import Secrets, install_log_masking, mask_url
-from .._toolkit import ConnectorError, connector_error, retry_lost_connection
+from .._toolkit import (
+    ConnectorError,
+    connector_error,
+    reconnect_options,
+    retry_lost_connection,
+)
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -37,7 +42,9 @@ _require_sqlalchemy: Callable[[], Any] = partial(require, "sqlalchemy", extra="s
 class _Database:
     """One node's engine: made in the node's thread, disposed when the node ends."""
 
-    def __init__(self, url: str | sa.URL | sa.Engine, engine_options: Mapping[str, Any]) -> None:
+    def __init__(
+        self, url: str | sa.URL | sa.Engine, engine_options: Mapping[str, Any], label: str
+    ) -> None:
         import sqlalchemy as sa
 
         self.engine: sa.Engine | None = None
@@ -51,14 +58,18 @@ class _Database:
             try:
                 parsed = sa.make_url(url)
             except sa.exc.ArgumentError as exc:
-                raise OptionError(f"not a database URL: {mask_url(url)!r} ({exc})") from None
+                raise OptionError(
+                    f"{label}: not a database URL: {mask_url(url)!r} ({exc}); give one such "
+                    "as sqlite:///path/to/file.db or postgresql://user@host/db"
+                ) from None
             if isinstance(url, str):
                 self.secrets.add_url(url)
             try:
                 parsed.get_dialect()
             except sa.exc.NoSuchModuleError:
                 raise OptionError(
-                    f"unknown database or driver {parsed.drivername!r} in {mask_url(url)!r}; "
+                    f"{label}: unknown database or driver {parsed.drivername!r} in "
+                    f"{mask_url(url)!r}; "
                     "see SQLAlchemy's list of dialects (sqlite, postgresql, mysql, ...)"
                 ) from None
         if parsed.password is not None:
@@ -121,6 +132,22 @@ class _Database:
         if self.engine is not None and self.owned:
             self.engine.dispose()
             self.engine = None
+
+
+def _connection(
+    node: NanoNode,
+    url: str | sa.URL | sa.Engine,
+    engine_options: Mapping[str, Any] | None,
+    *,
+    retries: int,
+    backoff: float,
+    max_backoff: float,
+) -> _Database:
+    """What the constructors of the SQL nodes check and set: the reconnect options (set on
+    ``node``) and the node's database at ``url``, not connected yet; a wrong option is an
+    ``OptionError`` naming the node."""
+    reconnect_options(node, retries=retries, backoff=backoff, max_backoff=max_backoff)
+    return _Database(url, engine_options or {}, node_label(node, with_class=True))
 
 
 def _is_disconnect(exc: BaseException) -> bool:

@@ -20,7 +20,7 @@ from ...operators._operator import check_choice
 from .._buffered_sink import BufferedSink
 from .._toolkit import ConnectorError, closing_function
 from ._database import (
-    _Database,
+    _connection,
     _is_disconnect,
     _require_sqlalchemy,
     _row_count,
@@ -147,16 +147,15 @@ class SQLSink(BufferedSink):
         if mode == "upsert" and not keys:
             raise OptionError("SQLSink mode='upsert' needs key=: the column(s) that identify a row")
         self.url_shown = _shown_url(url)
-        self._db = _Database(url, engine_options or {})
+        self._db = _connection(
+            self, url, engine_options, retries=retries, backoff=backoff, max_backoff=max_backoff
+        )
         self.table = table
         self.mode = mode
         self.key = keys
         self._start_buffer(self.commit_every, flush_interval)  # rows wait until committed (flush)
         self.create = create
         self.schema = schema
-        self.retries = retries
-        self.backoff = backoff
-        self.max_backoff = max_backoff
         self.rows_written = 0
         self._table: sa.Table | None = None
         self._checked: set[tuple[str, ...]] = set()
@@ -630,13 +629,12 @@ class SQLExecute(NanoNode):
         import sqlalchemy as sa
 
         self.url_shown = _shown_url(url)
-        self._db = _Database(url, engine_options or {})
+        self._db = _connection(
+            self, url, engine_options, retries=retries, backoff=backoff, max_backoff=max_backoff
+        )
         self.statement = statement
         self._text = sa.text(statement)
         self.param_names = list(self._text.compile().params)
-        self.retries = retries
-        self.backoff = backoff
-        self.max_backoff = max_backoff
         self.configure(**options)
 
     def __repr__(self) -> str:

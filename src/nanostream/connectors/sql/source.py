@@ -6,20 +6,19 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..._core.acks import Acked
 from ..._core.context import node_label
-from ..._core.errors import ConfigError, OptionError
+from ..._core.errors import OptionError, StateError
 from ..._core.node import NanoNode, NodeFunction
 from ..._core.policy import POLICY_OPTIONS
 from ...operators._operator import check_positive
 from .._acked_progress import AckedProgress
-from .._toolkit import closing_function, lost_connection
+from .._toolkit import closing_function, pause_after_lost_connection
 from ._database import (
-    _Database,
+    _connection,
     _decode_value,
     _discard_cursor,
     _encode_value,
@@ -55,10 +54,15 @@ class _IncrementalState:
         if self.path is not None and self.path.exists():
             try:
                 data = json.loads(self.path.read_text(encoding="utf-8"))
+                if not isinstance(data, dict):
+                    raise ValueError(f"a JSON {type(data).__name__}, not an object")
             except (OSError, ValueError) as exc:
-                raise ConfigError(f"cannot read the state file {self.path}: {exc}") from None
+                raise StateError(
+                    f"cannot read the state file {self.path}: {exc}; repair it, or delete it "
+                    "to start over"
+                ) from None
             if data.get("column") != column:
-                raise ConfigError(
+                raise StateError(
                     f"the state file {self.path} is for column {data.get('column')!r}, not "
                     f"{column!r}; use another state file or delete it to start over"
                 )
@@ -184,18 +188,27 @@ class SQLSource(NanoNode):
         label = node_label(self, with_class=True)
         check_positive(label, "poll_interval", poll_interval, unit="seconds", optional=True)
         if state_file is not None and incremental_column is None:
-            raise OptionError("state_file needs incremental_column: the column to remember")
+            raise OptionError(
+                f"{label}: state_file needs incremental_column: the column to remember"
+            )
+        if incremental_column is not None and not isinstance(query, str):
+            import sqlalchemy as sa
+
+            if not isinstance(query, sa.Select):
+                raise OptionError(
+                    f"{label}: incremental_column needs the query as SQL text or a select(), "
+                    f"got a {type(query).__name__}"
+                )
         self.url_shown = _shown_url(url)
-        self._db = _Database(url, engine_options or {})
+        self._db = _connection(
+            self, url, engine_options, retries=retries, backoff=backoff, max_backoff=max_backoff
+        )
         self.query = query
         self.params = dict(params or {})
         self.incremental_column = incremental_column
         self.state_file = state_file
         self.start_value = start_value
         self.poll_interval = poll_interval
-        self.retries = retries
-        self.backoff = backoff
-        self.max_backoff = max_backoff
         self._state: _IncrementalState | None = None
         self._restored: dict[str, Any] | None = None
         # Without an incremental column a restart runs the whole query again: nothing to keep.
@@ -243,7 +256,7 @@ class SQLSource(NanoNode):
         if state is None:
             return
         if state.get("column") != self.incremental_column:
-            raise ConfigError(
+            raise StateError(
                 f"the checkpoint is for incremental column {state.get('column')!r}, not "
                 f"{self.incremental_column!r}"
             )
@@ -288,8 +301,7 @@ class SQLSource(NanoNode):
             sql = f"SELECT * FROM ({inner}) AS ns_q{where} ORDER BY ns_q.{quoted}"
             statement: sa.Executable = sa.text(sql)
         else:
-            if not isinstance(query, sa.Select):
-                raise ConfigError("incremental_column needs the query as SQL text or a select()")
+            assert isinstance(query, sa.Select)  # checked when the node was made
             sub = query.subquery("ns_q")
             sel = sa.select(sub)
             if state.last is not None:
@@ -349,19 +361,14 @@ class SQLSource(NanoNode):
                         exc,
                     ) from None
                 failures += 1
-                delay = lost_connection(
+                if pause_after_lost_connection(
                     self,
                     failures,
-                    partial(
-                        self._db.error,
-                        f"SQLSource lost its connection to {self._db.shown} "
-                        f"{failures} times in a row",
-                        exc,
-                    ),
+                    exc,
+                    self._db.error,
                     log=log,
                     shown=self._db.shown,
                     doing=f" after {state.column} {state.last!r}",
                     reason=self._db.secrets.scrub(type(exc.orig).__name__),
-                )
-                if self.sleep(delay):
+                ):
                     return
