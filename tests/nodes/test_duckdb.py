@@ -6,6 +6,7 @@ import datetime
 import decimal
 import itertools
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,51 @@ def test_acknowledgements_come_after_the_commit(tmp_path: Path, local_runner: st
     source.global_start(runner=local_runner)
     assert [i for i, _ in source.seen] == [r["id"] for r in rows]
     assert all(count > i for i, count in source.seen)  # each row was in the table by then
+
+
+class Trickle(nanostream.NanoNode):
+    """Acked rows: ``first`` at once, then (``every`` set) one each ``every`` seconds, else
+    none, until the run stops; the acknowledgement of row ``first - 1`` sets ``acked``."""
+
+    def __init__(self, first: int, every: float | None = None) -> None:
+        super().__init__(name="src", batch_size=1)
+        self.first, self.every = first, every
+        self.acked = threading.Event()
+
+    def generator(self) -> Iterator[Any]:
+        for i in itertools.count():
+            ack = self.acked.set if i == self.first - 1 else (lambda: None)
+            yield nanostream.Acked({"i": i}, ack)
+            if i + 1 >= self.first:
+                if self.every is None:
+                    while not self.sleep(0.01):  # quiet, until the run stops
+                        pass
+                    return
+                if self.sleep(self.every):
+                    return
+
+
+@pytest.mark.parametrize("every", [None, 0.01], ids=["quiet", "trickling"])
+def test_the_flush_interval_commits_a_stream_that_never_fills_a_batch(
+    tmp_path: Path, local_runner: str, every: float | None
+) -> None:
+    """Rows held below ``commit_every`` are committed once the oldest has waited
+    ``flush_interval``: on a quiet stream (the node's tick), and on a stream that never
+    pauses that long (the deadline is looked at after each slice the node reads)."""
+    db = tmp_path / "t.duckdb"
+    source = Trickle(3, every)
+    sink = DuckDBSink(db, "n", create=True, commit_every=1000, flush_interval=0.05)
+    source > sink
+    run = sink.global_start(block=False, runner=local_runner)
+    assert run is not None
+    try:
+        assert source.acked.wait(10)  # committed (acknowledgements follow the commit)...
+        assert sink.rows_written >= 3
+        assert run.state == "running"  # ...while the stream goes on
+    finally:
+        run.stop(timeout=10)
+    with duckdb.connect(str(db)) as conn:
+        assert conn.execute("SELECT count(*) FROM n").fetchone()[0] == sink.rows_written
 
 
 def test_a_missing_table_fails_at_the_start(tmp_path: Path) -> None:

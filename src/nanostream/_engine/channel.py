@@ -58,6 +58,10 @@ class _Idle:
 IDLE: Any = _Idle()
 """Returned by :meth:`Channel.get` when its timeout passed with nothing to read."""
 
+#: A producer that has waited this long for room in a channel is woken at the next batch
+#: taken, however full the channel still is (see :class:`Channel`).
+WAKE_AFTER_S = 0.005
+
 _FLAT = (bytes, bytearray, str)
 _CONTAINERS = (list, tuple, dict, set, frozenset)
 _SIZE_DEPTH = 4  # how deep item_size looks into nested containers
@@ -213,9 +217,16 @@ class Channel:
     """The input queue of one node: batches from one or more producers, bounded.
 
     At most ``max_batches`` batches wait in it (each producer may exceed that by one batch
-    when several race for the last slot). With ``queue_bytes``, the items waiting also
+    when several race for the last slot). A producer that waits for room is woken once the
+    consumer has taken the channel down to ``refill_at`` batches (half of it), or at the
+    first batch taken after it has waited ``WAKE_AFTER_S``, not at every batch taken:
+    under load it then puts several batches while the consumer reads the rest, rather
+    than one batch per wake-up, and behind a slow consumer it is not held for half a
+    queue (a node waiting in a put does nothing else: a checkpoint's barrier waits for
+    it). With ``queue_bytes``, the items waiting also
     take at most that many bytes (see :class:`ByteBudget`; a batch goes in in parts), and
-    the channel's bookkeeping is done under its lock. The consumer sees the end once every
+    the channel's bookkeeping is done under its lock; a producer waiting for bytes is woken
+    at every batch taken. The consumer sees the end once every
     producer has put ``END``. How the two sides wait and wake is the ``waiter``'s (by
     default a ``threading.Condition``): the same channel serves every runner.
 
@@ -234,6 +245,9 @@ class Channel:
         "_consumer_waiting",
         "_ends",
         "_producers_waiting",
+        "_remote_waiting",
+        "_wake_by",
+        "_wake_depth",
         "batches",
         "budget",
         "capacity",
@@ -241,6 +255,7 @@ class Channel:
         "max_batches",
         "n_producers",
         "producers",
+        "refill_at",
     )
 
     def __init__(
@@ -252,13 +267,19 @@ class Channel:
         waiter: Waiter | None = None,
     ) -> None:
         self.max_batches = max(1, queue_size // max(1, batch_size))
+        self.refill_at = self.max_batches // 2
         self.capacity = queue_size
         self.capacity_bytes = queue_bytes
         self.budget = ByteBudget(queue_bytes) if queue_bytes is not None else None
         self.batches: deque[Any] = deque()  # oldest first
         self._cond = waiter if waiter is not None else threading.Condition(threading.Lock())
         self._consumer_waiting = False
-        self._producers_waiting = 0
+        self._producers_waiting = 0  # producers waiting for room (in put or remote)
+        self._remote_waiting = 0  # of them, those waiting outside put (producer_waits)
+        # A get wakes the waiting producers when it leaves at most this many batches
+        # (-1: never; with a byte budget, the pop itself wakes them).
+        self._wake_depth = self.refill_at if self.budget is None else -1
+        self._wake_by = float("inf")  # ... or once the clock has passed this (see put)
         self._ends = self.n_producers = n_producers
         self._aborted = False
         self.producers: list[Outbox] = []
@@ -270,9 +291,14 @@ class Channel:
     def producer_waits(self, waiting: bool) -> None:
         """A producer that waits for room outside :meth:`put` (the Ray runner's remote calls,
         on the actor's event loop) starts or stops waiting: meanwhile every ``get`` wakes
-        the waiter, whose ``notify_all`` wakes that producer too."""
+        the waiter, whose ``notify_all`` wakes that producer too (it waits for room by
+        its own measure, so it is not left until the channel is down to ``refill_at``)."""
         with self._cond:
-            self._producers_waiting += 1 if waiting else -1
+            step = 1 if waiting else -1
+            self._producers_waiting += step
+            self._remote_waiting += step
+            if self.budget is None:
+                self._wake_depth = sys.maxsize if self._remote_waiting else self.refill_at
 
     def depth_bytes(self) -> int:
         """Approximate bytes of the items waiting now (0 without a ``queue_bytes`` budget)."""
@@ -290,6 +316,8 @@ class Channel:
             start = time.monotonic()
             counters.output_wait_since = start
             with cond:
+                if not self._producers_waiting:
+                    self._wake_by = start + WAKE_AFTER_S
                 self._producers_waiting += 1
                 try:
                     while len(dq) >= self.max_batches and not self._aborted:
@@ -400,7 +428,9 @@ class Channel:
                 if not dq:
                     return IDLE
                 continue
-            if self._producers_waiting:
+            if self._producers_waiting and (
+                len(dq) <= self._wake_depth or time.monotonic() >= self._wake_by
+            ):
                 with self._cond:
                     self._cond.notify_all()
             if batch is END:
@@ -443,7 +473,9 @@ class Channel:
         if not dq or type(dq[0]) is not kind:
             return None
         batch = dq.popleft() if self.budget is None else self._pop_counted()
-        if self._producers_waiting:
+        if self._producers_waiting and (
+            len(dq) <= self._wake_depth or time.monotonic() >= self._wake_by
+        ):
             with self._cond:
                 self._cond.notify_all()
         return batch

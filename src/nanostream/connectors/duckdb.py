@@ -38,7 +38,7 @@ from typing import Any
 from .._core.context import node_label
 from .._core.errors import GraphError, require
 from .._core.node import NanoNode, NodeFunction
-from .._core.ticks import TICK
+from .._core.ticks import TICKS
 from ..operators._arrow import (
     check_batch_format,
     convert_batch,
@@ -48,7 +48,7 @@ from ..operators._arrow import (
     to_table,
 )
 from ..operators._operator import check_positive
-from ._buffered_sink import BufferedSink
+from ._buffered_sink import BufferedSink, _one_by_one
 from ._toolkit import ConnectorError, closing_function
 
 __all__ = ["ConnectorError", "DuckDBSink", "DuckDBSource"]
@@ -212,30 +212,45 @@ class DuckDBSink(BufferedSink):
         return bool(conn.execute(query, params).fetchone()[0])
 
     def as_function(self) -> NodeFunction:
+        """The node function: it reads its input a slice at a time where the runner offers
+        slices (``inp.slices()``), and reads the clock for ``flush_interval`` once per
+        slice (and after a commit), not per row."""
         self.validate()
         node = self
 
         def duckdb_sink(inp: Iterable[Any], outp: Any) -> None:
             node.setup()
+            slices = getattr(inp, "slices", None)
+            parts = slices() if slices is not None else _one_by_one(inp)
             rows = node._pending
             size = node.flush_size
-            timed = node.flush_interval is not None
-            for item in inp:
-                if item is TICK:
+            interval = node.flush_interval
+            clock = time.monotonic
+            due = 0.0  # when the oldest row held has waited flush_interval
+            for part in parts:
+                if part is TICKS:
                     node.tick()
                     rows = node._pending
                     continue
-                if timed and not node._held:
-                    node._since = time.monotonic()
-                if type(item) is dict:
-                    rows.append(item)
-                    node._held += 1
-                    if len(rows) >= _PACK_ROWS:  # held as Arrow: compact
-                        node._pack_rows()
+                if interval is not None and not node._held:
+                    node._since = clock()
+                    due = node._since + interval
+                for item in part:
+                    if type(item) is dict:
+                        rows.append(item)
+                        node._held += 1
+                        if len(rows) >= _PACK_ROWS:  # held as Arrow: compact
+                            node._pack_rows()
+                            rows = node._pending
+                    else:
+                        node._hold(item)
+                    if node._held >= size:
+                        node.flush()
                         rows = node._pending
-                else:
-                    node._hold(item)
-                if node._held >= size or (timed and node._due()):
+                        if interval is not None:  # the rest of the slice is new
+                            node._since = clock()
+                            due = node._since + interval
+                if interval is not None and node._held and clock() >= due:
                     node.flush()
                     rows = node._pending
             node.cleanup()

@@ -7,21 +7,28 @@ at every edge (see docs/design.md, *Performance*). Threads that share one core h
 items over in that core's cache, as one thread would.
 
 :class:`CoreSharing` decides while the run goes, from what each node thread does (Linux:
-``/proc/self/task/<id>/schedstat``, the thread's CPU time and its time waiting for a
-core). Every node keeps its own thread; only where the kernel runs the thread changes:
+each thread's CPU clock, read with the clock of the sampling thread right after it; a
+read never waits, so a sample is not stretched by waiting for the GIL, as reading a file
+under ``/proc`` would be). Every node keeps its own thread; only where the kernel runs the
+thread changes:
 
 - node threads that use the CPU (at least ``COMPUTING`` of a core each) while together
   they use no more than ``GIL_BOUND`` cores (they take turns: Python under the GIL) are
   placed on one core, the one the busiest of them is on;
 - a node thread that waits (a socket, a disk, a sleep) uses little CPU: it keeps every
   core; and whatever core it is on, it waits in parallel with the others as before;
-- only while the machine has room: a load average (over the last minute) of at least one
-  runnable task per core means other processes want the cores too, and a thread that
-  may run on any core gets a turn sooner than one that must wait for its own;
+- only while the machine has room: when the other processes alone keep every core busy
+  (the load average over the last minute, less what the run's own node threads are using
+  now, is at least one runnable task per core), a thread that may run on any core gets a
+  turn sooner than one that must wait for its own. The run's own threads do not count:
+  a group that takes turns under the GIL adds about one runnable task itself, so counting
+  it made one other busy process on two cores look like a full machine, although that is
+  where sharing helps most (the group on one core, the other process on the other);
 - when the threads on the shared core get less CPU than they had before they shared it
-  (less than ``STARVED`` of it: another process holds that core, or they would compute in
-  parallel with the GIL released), every thread gets every core back, and sharing is
-  tried again only after a back-off that doubles each time.
+  (less than ``STARVED`` of it, counting at most one core, all that one core can give:
+  another process holds that core, or they would compute in parallel with the GIL
+  released), every thread gets every core back, and sharing is tried again only after a
+  back-off that doubles each time.
 
 A thread that a node thread on the shared core starts (a pool of its own, a library's
 workers) inherits that one core from it; at each check, every thread of the process
@@ -128,12 +135,25 @@ def choose_shared(samples: dict[int, Sample]) -> frozenset[int]:
     return frozenset(computing)
 
 
+def _thread_clock(tid: int) -> int:
+    """The id of the CPU-time clock of this process's thread ``tid`` (its native id).
+
+    Linux encodes a thread's clock id from its id as ``glibc``'s
+    ``pthread_getcpuclockid`` does: ``~tid << 3 | 6`` (per thread, scheduler time).
+    """
+    return (~tid << 3) | 6
+
+
 def _cpu_ns(tid: int) -> int | None:
-    """A thread's CPU time so far, in ns; None once it has ended."""
+    """A thread's CPU time so far, in ns; None once it has ended (or for a thread of
+    another process: the kernel answers only for the caller's own threads).
+
+    A clock read, which never releases the GIL: the value and the time it is read at
+    are a moment apart, however busy the other threads are.
+    """
     try:
-        with open(f"{_TASKS}/{tid}/schedstat", "rb") as f:
-            return int(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
+        return time.clock_gettime_ns(_thread_clock(tid))
+    except OSError:
         return None
 
 
@@ -182,8 +202,7 @@ class CoreSharing(RunThread):
         self._all_cores: set[int] = os.sched_getaffinity(0) if SUPPORTED else set()
         if len(self._all_cores) < 2:
             self.enabled = False
-        self._last: dict[int, int] = {}
-        self._last_time = 0.0
+        self._last: dict[int, tuple[int, float]] = {}  # each thread's CPU time and when
         self._before = 0.0  # the CPU the shared threads used before they shared a core
         self._backoff = FIRST_BACKOFF_S
         self._not_before = 0.0
@@ -210,39 +229,41 @@ class CoreSharing(RunThread):
         self.shared = frozenset()
 
     def _sample(self) -> dict[int, Sample]:
-        """Each live node thread's sample since the last call."""
-        now = self.clock()
-        elapsed = now - self._last_time
-        self._last_time = now
+        """Each live node thread's sample since the last call.
+
+        Each thread's interval is timed by itself (the clock is read right after its CPU
+        time), so a pause of this thread between two reads stretches no thread's share.
+        """
+        clock = self.clock
         samples: dict[int, Sample] = {}
         for i, thread in enumerate(self.threads):
             tid = thread.native_id
             if tid is None or not thread.is_alive():
                 continue
             cpu = _cpu_ns(tid)
+            now = clock()
             if cpu is None:
                 continue
             last = self._last.get(i)
-            self._last[i] = cpu
-            if last is not None and elapsed > 0:
-                samples[i] = Sample((cpu - last) * 1e-9 / elapsed)
+            self._last[i] = (cpu, now)
+            if last is not None and now > last[1]:
+                samples[i] = Sample((cpu - last[0]) * 1e-9 / (now - last[1]))
         return samples
 
-    def busy_machine(self) -> bool:
-        """True when the load average says other processes want every core too (never
-        with ``share=True``)."""
-        return self.share is None and os.getloadavg()[0] >= len(self._all_cores)
+    def busy_machine(self, own: float = 0.0) -> bool:
+        """True when the other processes alone want every core: the load average less
+        ``own`` (the cores the run's node threads use now) is at least one runnable task
+        per core (never with ``share=True``)."""
+        return self.share is None and os.getloadavg()[0] - own >= len(self._all_cores)
 
     def step(self) -> None:
         """One check: share a core, widen the group, or spread the threads again."""
-        busy = self.busy_machine()
-        if busy and not self.shared:
-            return  # nothing to read: no core is shared on a busy machine
         samples = self._sample()
+        busy = self.busy_machine(sum(s.cpu for s in samples.values()))
         if self.shared:
             self.free_inherited()
             used = sum(s.cpu for i, s in samples.items() if i in self.shared)
-            if busy or used < STARVED * self._before:
+            if busy or used < STARVED * min(self._before, 1.0):
                 self._spread(self.shared)
                 self._not_before = self.clock() + self._backoff
                 self._backoff *= 2
