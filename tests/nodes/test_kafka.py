@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -629,6 +630,106 @@ def test_the_sink_copies_a_record_as_its_encode_says(
     assert written == [sink.encode(item) for item in items]
     assert sink.delivered == len(items)
     assert sink._copies_records() == (not options)  # the straight copy only without options
+
+
+class ReportingProducer:
+    """A stand-in for the client's producer: records what is produced and reports each
+    record at the next poll, as delivered unless its value is in ``failing``; the first
+    ``full`` produce calls find the queue full (``BufferError``)."""
+
+    failing: frozenset[bytes] = frozenset()
+    full = 0
+    written: list[Any]
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.reports: list[Any] = []
+
+    def produce(
+        self,
+        topic: str,
+        value: Any,
+        key: Any,
+        partition: int,
+        on_delivery: Any,
+        headers: Any = None,
+    ) -> None:
+        if ReportingProducer.full:
+            ReportingProducer.full -= 1
+            raise BufferError("queue full")
+        self.written.append((topic, key, value, headers))
+        self.reports.append((on_delivery, topic, key, value))
+
+    def poll(self, timeout: float) -> int:
+        reports, self.reports = self.reports, []
+        for report, topic, key, value in reports:
+            msg = SimpleNamespace(
+                topic=lambda t=topic: t, key=lambda k=key: k, value=lambda v=value: v
+            )
+            failed = value in self.failing
+            report(
+                SimpleNamespace(str=lambda: "Broker: message too large") if failed else None, msg
+            )
+        return len(reports)
+
+    flush = poll
+
+    def purge(self) -> None:
+        self.reports = []
+
+
+@pytest.fixture
+def reporting_producer(monkeypatch: pytest.MonkeyPatch) -> type[ReportingProducer]:
+    monkeypatch.setattr(confluent_kafka, "Producer", ReportingProducer)
+    monkeypatch.setattr(ReportingProducer, "written", [], raising=False)
+    return ReportingProducer
+
+
+def numbered_records(n: int) -> list[KafkaRecord]:
+    return [
+        KafkaRecord("t", 0, i, b"k%d" % i, b"v%d" % i, (("i", b"%d" % i),), None) for i in range(n)
+    ]
+
+
+@pytest.mark.parametrize("local_runner", ["threads", "cooperative"])
+def test_a_failed_delivery_of_a_copied_record_fails_the_run(
+    reporting_producer: Any, monkeypatch: pytest.MonkeyPatch, local_runner: str
+) -> None:
+    """Records copied a slice at a time (the sink's loop without a policy per item): a
+    record not delivered is still matched to its item, and fails the run."""
+    monkeypatch.setattr(reporting_producer, "failing", frozenset({b"v1500"}))
+    sink = KafkaSink("broker:9092", "copy", name="publish")
+    nanostream.from_iterable(numbered_records(3000)) > sink
+    with pytest.raises(nanostream.NodeFailed, match="publish") as info:
+        sink.global_start(runner=local_runner)
+    assert isinstance(info.value.__cause__, ConnectorError)
+    assert "not delivered: Broker: message too large" in str(info.value.__cause__)
+
+
+@pytest.mark.parametrize("local_runner", ["threads", "cooperative"])
+def test_a_failed_delivery_of_a_copied_record_goes_to_the_errors_port(
+    reporting_producer: Any, monkeypatch: pytest.MonkeyPatch, local_runner: str
+) -> None:
+    monkeypatch.setattr(reporting_producer, "failing", frozenset({b"v7", b"v1500"}))
+    records = numbered_records(3000)
+    sink = KafkaSink("broker:9092", "copy", on_error="skip")
+    dead = Collect()
+    nanostream.from_iterable(records) > sink
+    sink.errors > dead
+    sink.global_start(runner=local_runner)
+    assert [r.item for r in dead.items] == [records[7], records[1500]]
+    assert sink.delivered == 3000 - 2
+
+
+def test_a_full_queue_while_copying_a_slice_waits_and_writes_each_record_once(
+    reporting_producer: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(reporting_producer, "full", 3)
+    records = numbered_records(2500)
+    sink = KafkaSink("broker:9092", "copy")
+    nanostream.from_iterable(records) > sink
+    sink.global_start()
+    assert reporting_producer.written == [sink.encode(r)[:4] for r in records]
+    assert sink.delivered == 2500
 
 
 # ----------------------------------------------------------------------------- rebalance
