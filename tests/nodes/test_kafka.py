@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import io
 import json
 import logging
@@ -599,14 +600,16 @@ def test_the_sink_copies_a_record_as_its_encode_says(
         def produce(
             self,
             topic: str,
-            value: Any,
-            key: Any,
-            partition: int,
-            on_delivery: Any,
+            value: Any = None,
+            key: Any = None,
+            partition: int = -1,
+            callback: Any = None,
+            on_delivery: Any = None,
+            timestamp: int = 0,
             headers: Any = None,
         ) -> None:
             written.append((topic, key, value, headers, None if partition == -1 else partition))
-            self.reports.append(on_delivery)
+            self.reports.append(callback or on_delivery)
 
         def poll(self, timeout: float) -> int:
             reports, self.reports = self.reports, []
@@ -632,6 +635,19 @@ def test_the_sink_copies_a_record_as_its_encode_says(
     assert sink._copies_records() == (not options)  # the straight copy only without options
 
 
+def client_produce(  # the arguments of the client's Producer.produce, in their order
+    topic: str,
+    value: Any = None,
+    key: Any = None,
+    partition: int = -1,
+    callback: Any = None,
+    on_delivery: Any = None,
+    timestamp: int = 0,
+    headers: Any = None,
+) -> None:
+    """Stands for confluent_kafka.Producer.produce (a builtin without a signature)."""
+
+
 class ReportingProducer:
     """A stand-in for the client's producer: records what is produced and reports each
     record at the next poll, as delivered unless its value is in ``failing``; the first
@@ -639,25 +655,25 @@ class ReportingProducer:
 
     failing: frozenset[bytes] = frozenset()
     full = 0
+    positional = 0  # calls with every argument given by position (a slice copied in C)
     written: list[Any]
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.reports: list[Any] = []
 
-    def produce(
-        self,
-        topic: str,
-        value: Any,
-        key: Any,
-        partition: int,
-        on_delivery: Any,
-        headers: Any = None,
-    ) -> None:
+    def produce(self, *args: Any, **kwargs: Any) -> None:
+        # (the client's signature, whose arguments the sink may give by position)
+        call = inspect.signature(client_produce).bind(*args, **kwargs)
+        call.apply_defaults()
+        produced = call.arguments
+        if len(args) == 8:
+            ReportingProducer.positional += 1
         if ReportingProducer.full:
             ReportingProducer.full -= 1
             raise BufferError("queue full")
-        self.written.append((topic, key, value, headers))
-        self.reports.append((on_delivery, topic, key, value))
+        topic, key, value = produced["topic"], produced["key"], produced["value"]
+        self.written.append((topic, key, value, produced["headers"]))
+        self.reports.append((produced["callback"] or produced["on_delivery"], topic, key, value))
 
     def poll(self, timeout: float) -> int:
         reports, self.reports = self.reports, []
@@ -681,6 +697,7 @@ class ReportingProducer:
 def reporting_producer(monkeypatch: pytest.MonkeyPatch) -> type[ReportingProducer]:
     monkeypatch.setattr(confluent_kafka, "Producer", ReportingProducer)
     monkeypatch.setattr(ReportingProducer, "written", [], raising=False)
+    monkeypatch.setattr(ReportingProducer, "positional", 0)
     return ReportingProducer
 
 
@@ -730,6 +747,7 @@ def test_a_full_queue_while_copying_a_slice_waits_and_writes_each_record_once(
     sink.global_start()
     assert reporting_producer.written == [sink.encode(r)[:4] for r in records]
     assert sink.delivered == 2500
+    assert reporting_producer.positional > 2000  # the slices were copied in one loop each
 
 
 # ----------------------------------------------------------------------------- rebalance

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable
 from functools import partial
-from operator import length_hint
+from itertools import repeat
+from operator import itemgetter, length_hint
 from typing import TYPE_CHECKING, Any
 
 from ..._core.context import node_label
@@ -354,6 +355,36 @@ class KafkaSink(NanoNode):
             keep(item)
             return ()
 
+        def copy_slice(records: list[KafkaRecord]) -> int:
+            """Produce ``records`` (each one send() would copy as it is) in one C loop, as
+            send() does; how many were produced (the rest: the queue was full, or a
+            record could not be produced, which send() then waits for or raises)."""
+            values = iter(list(map(_VALUE, records)))
+            found = list(map(_HEADERS, records))
+            headers = (
+                list(map(list, found)) if all(found) else [list(h) if h else None for h in found]
+            )
+            try:
+                # (the producer's positional arguments: topic, value, key, partition,
+                # callback, on_delivery, timestamp, headers; a timestamp of 0 is now)
+                deque(
+                    map(
+                        produce,
+                        repeat(the_topic),
+                        values,
+                        map(_KEY, records),
+                        repeat(-1),
+                        repeat(on_report),
+                        repeat(None),
+                        repeat(0),
+                        headers,
+                    ),
+                    0,
+                )
+            except Exception:  # noqa: BLE001 - the record at which it stopped goes to send()
+                return len(records) - length_hint(values) - 1
+            return len(records)
+
         with self.guard_items(outp, send) as guarded:
             guard = guarded if isinstance(guarded, ItemGuard) else None
             process = guarded if guard is not None else send
@@ -383,7 +414,7 @@ class KafkaSink(NanoNode):
                 self.delivered = delivered
 
             # Without a policy to apply per item, a slice of records copied as they are
-            # is produced in one loop here (what send() does, without a call per record).
+            # is produced in one C loop (copy_slice); what it leaves goes through send().
             fast = copying and guard is None
             due = _REPORT_EVERY  # the reports are looked at once this many items are read
             for part in input_slices(inp):
@@ -396,26 +427,12 @@ class KafkaSink(NanoNode):
                     for item in part:
                         process(item)
                 else:
-                    for item in part:
-                        if type(item) is KafkaRecord:
-                            key, value, headers = item[3], item[4], item[5]
-                            if (type(value) is bytes or value is None) and (
-                                type(key) is bytes or key is None
-                            ):
-                                try:
-                                    produce(
-                                        the_topic,
-                                        value,
-                                        key,
-                                        -1,
-                                        on_report,
-                                        headers=list(headers) if headers else None,
-                                    )
-                                except Exception:  # noqa: BLE001 - send() waits, or raises
-                                    send(item)
-                                    continue
-                                keep(item)
-                                continue
+                    items = list(part)
+                    if _copyable(items):
+                        copied = copy_slice(items)
+                        current.items.extend(items[:copied])
+                        items = items[copied:]
+                    for item in items:
                         send(item)
                 if read >= due:
                     producer.poll(0)
@@ -427,6 +444,20 @@ class KafkaSink(NanoNode):
                 settle()
         self._producer = None
         log.debug("%s delivered %d records", label, delivered)
+
+
+_KEY, _VALUE, _HEADERS = itemgetter(3), itemgetter(4), itemgetter(5)  # of a KafkaRecord
+_BYTES_OR_NONE = frozenset({bytes, type(None)})
+
+
+def _copyable(items: list[Any]) -> bool:
+    """Whether every item is a :class:`KafkaRecord` whose key and value are bytes (or
+    None): what a sink that copies records writes as they are (looked at in C loops)."""
+    return (
+        set(map(type, items)) == {KafkaRecord}
+        and _BYTES_OR_NONE.issuperset(map(type, map(_KEY, items)))
+        and _BYTES_OR_NONE.issuperset(map(type, map(_VALUE, items)))
+    )
 
 
 class _Sent:
