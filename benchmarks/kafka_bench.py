@@ -8,6 +8,10 @@ by the producer when the record is produced), so the consumer group's join (abou
 the mock cluster, the same for both) is left out. Run alone with a small N:
 
     .venv/bin/python benchmarks/kafka_bench.py --n 20000
+
+or, for the CPU time a record of each thread of the pipeline (Linux), over 3 copies:
+
+    .venv/bin/python benchmarks/kafka_bench.py --n 100000 --cpu 3
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import statistics
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 Row = tuple[str, float, str]
@@ -96,8 +101,28 @@ def plain_loop(bootstrap: str, topic: str, n: int) -> float:
     return _rate(bootstrap, out, n)
 
 
-def nanostream_pipeline(bootstrap: str, topic: str, n: int) -> float:
-    """Records/s of ``KafkaSource > KafkaSink`` (threads runner, default options)."""
+def _thread_cpu() -> dict[int, tuple[str, int]]:
+    """Each thread of this process: its native id -> (name, CPU nanoseconds) (Linux)."""
+    found = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            ns = int((task / "schedstat").read_text().split()[0])
+        except OSError:  # the thread ended meanwhile
+            continue
+        found[int(task.name)] = (name, ns)
+    return found
+
+
+def nanostream_pipeline(
+    bootstrap: str, topic: str, n: int, cpu: dict[str, float] | None = None
+) -> float:
+    """Records/s of ``KafkaSource > KafkaSink`` (threads runner, default options).
+
+    With ``cpu`` (Linux), it gets the CPU time a record of each thread of the copy, in
+    microseconds, from the first record delivered to the last: the source's and the
+    sink's threads by node name, librdkafka's threads together as ``rdk``.
+    """
     from nanostream.nodes.kafka import KafkaSink, KafkaSource
 
     out = f"nano-{uuid.uuid4().hex[:8]}"
@@ -108,14 +133,25 @@ def nanostream_pipeline(bootstrap: str, topic: str, n: int) -> float:
     assert run is not None
     pause = threading.Event()
     deadline = time.monotonic() + 300
+    start, first = _thread_cpu(), 0
     try:
         while sink.delivered < n:  # another thread's counter: look at it every 10 ms
             if time.monotonic() > deadline:
                 raise TimeoutError(f"only {sink.delivered} of {n} records copied in 300 s")
+            if not first and sink.delivered:
+                start, first = _thread_cpu(), sink.delivered
             pause.wait(0.01)
+        end = _thread_cpu()
+        names = {t.native_id: t.name.rsplit(":", 1)[-1] for t in threading.enumerate()}
     finally:
         run.stop(timeout=60)
     assert sink.delivered == n, sink.delivered
+    if cpu is not None:
+        for tid, (comm, ns) in end.items():
+            name = "rdk" if comm.startswith("rdk:") else names.get(tid, "")
+            if name in ("rdk", source.name or "KafkaSource", sink.name or "KafkaSink"):
+                spent = (ns - start.get(tid, (comm, 0))[1]) / (n - first) / 1000
+                cpu[name] = cpu.get(name, 0.0) + spent
     return _rate(bootstrap, out, n)
 
 
@@ -163,9 +199,28 @@ def rows(n: int, repeat: int = 3) -> list[Row]:
     ]
 
 
+def cpu_per_record(n: int, repeat: int) -> None:
+    """Print the CPU time a record of each thread of ``repeat`` pipeline copies."""
+    holder, bootstrap = _cluster()
+    topic = f"bench-{uuid.uuid4().hex[:8]}"
+    _fill(bootstrap, topic, n)
+    for _ in range(repeat):
+        cpu: dict[str, float] = {}
+        rate = nanostream_pipeline(bootstrap, topic, n, cpu)
+        shown = "  ".join(f"{name} {us:.2f}" for name, us in sorted(cpu.items()))
+        print(f"{rate:>10,.0f} records/s  CPU us a record: {shown}", flush=True)
+    del holder
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument(
+        "--cpu", type=int, metavar="COPIES", help="only the pipeline: CPU a record, by thread"
+    )
     args = parser.parse_args()
-    for name, rate, note in rows(args.n * 10, repeat=3):
-        print(f"{name:<60} {rate:>12,.0f}  {note}")
+    if args.cpu:
+        cpu_per_record(min(args.n, 100_000), args.cpu)
+    else:
+        for name, rate, note in rows(args.n * 10, repeat=3):
+            print(f"{name:<60} {rate:>12,.0f}  {note}")

@@ -11,6 +11,10 @@
  *   type(item) is special_type else outp(item)
  * - drive_acked(items, outp, acked_type, first_ack, bufs, mark): drive_source for a source's
  *   Acked(item, ack) pairs in a run (see py_drive_acked in _core/fast.py)
+ * - tuples(cls, columns): the rows of equal-length lists as cls tuples (a tuple subclass
+ *   such as a named tuple), made without calling cls; a row that holds only objects the
+ *   cyclic GC does not track (numbers, text, bytes, None, tuples of those) is left
+ *   untracked, as the collector itself would leave a plain tuple (see py_tuples)
  *
  * None of them releases the GIL; user code they call may.
  */
@@ -420,6 +424,107 @@ drive_acked(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+/* ------------------------------------------------------------------ tuples */
+
+/* 1 when `o` is, or is made, an object the cyclic GC does not track and never will: not a
+ * GC object, or an exact tuple (immutable) whose items are such objects, looked into
+ * `depth` levels deep (an exact tuple found tracked is untracked, as the collector itself
+ * does with tuples it traverses). Any other container may be mutated into a cycle: 0. */
+static int
+settled(PyObject *o, int depth)
+{
+    if (!PyObject_IS_GC(o)) {
+        return 1;
+    }
+    if (!PyTuple_CheckExact(o)) {
+        return 0;
+    }
+    if (!PyObject_GC_IsTracked(o)) {
+        return 1;
+    }
+    if (depth == 0) {
+        return 0;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(o);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!settled(PyTuple_GET_ITEM(o, i), depth - 1)) {
+            return 0;
+        }
+    }
+    PyObject_GC_UnTrack(o);
+    return 1;
+}
+
+/* How deep settled() looks into a row's items (a record's headers: a tuple of pairs). */
+#define SETTLE_DEPTH 3
+
+static PyObject *
+tuples(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "tuples(cls, columns) takes 2 arguments");
+        return NULL;
+    }
+    PyObject *cls = args[0], *columns = args[1];
+    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "tuples: cls must be tuple or a subclass of it");
+        return NULL;
+    }
+    PyTypeObject *type = (PyTypeObject *)cls;
+    /* Rows of a subclass with no instance dict or slots hold only their items: they may be
+     * left untracked as an exact tuple may. */
+    int plain = type == &PyTuple_Type ||
+                (type->tp_dictoffset == 0 && type->tp_basicsize == PyTuple_Type.tp_basicsize);
+    PyObject *cols = PySequence_Fast(columns, "tuples: columns must be a sequence of lists");
+    if (cols == NULL) {
+        return NULL;
+    }
+    Py_ssize_t width = PySequence_Fast_GET_SIZE(cols);
+    PyObject **col = PySequence_Fast_ITEMS(cols);
+    Py_ssize_t n = 0;
+    for (Py_ssize_t j = 0; j < width; j++) {
+        if (!PyList_CheckExact(col[j])) {
+            PyErr_SetString(PyExc_TypeError, "tuples: each column must be a list");
+            goto fail_cols;
+        }
+        if (j == 0) {
+            n = PyList_GET_SIZE(col[j]);
+        }
+        else if (PyList_GET_SIZE(col[j]) != n) {
+            PyErr_SetString(PyExc_ValueError, "tuples: the columns are of different lengths");
+            goto fail_cols;
+        }
+    }
+    PyObject *rows = PyList_New(n);
+    if (rows == NULL) {
+        goto fail_cols;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *row = type == &PyTuple_Type ? PyTuple_New(width) : type->tp_alloc(type, width);
+        if (row == NULL) {
+            Py_DECREF(rows);
+            goto fail_cols;
+        }
+        int untrack = plain;
+        for (Py_ssize_t j = 0; j < width; j++) {
+            PyObject *item = PyList_GET_ITEM(col[j], i);
+            if (untrack && !settled(item, SETTLE_DEPTH)) {
+                untrack = 0;
+            }
+            PyTuple_SET_ITEM(row, j, Py_NewRef(item));
+        }
+        if (untrack && width > 0 && PyObject_GC_IsTracked(row)) {
+            PyObject_GC_UnTrack(row);
+        }
+        PyList_SET_ITEM(rows, i, row);
+    }
+    Py_DECREF(cols);
+    return rows;
+fail_cols:
+    Py_DECREF(cols);
+    return NULL;
+}
+
 static PyMethodDef speedups_methods[] = {
     {"drive", (PyCFunction)(void (*)(void))drive, METH_FASTCALL,
      "drive(inp, process, outp): for item in inp: for out in process(item): outp(out)"},
@@ -429,6 +534,9 @@ static PyMethodDef speedups_methods[] = {
     {"drive_acked", (PyCFunction)(void (*)(void))drive_acked, METH_FASTCALL,
      "drive_acked(items, outp, acked_type, first_ack, bufs, mark): a source's items, its "
      "acked pairs emitted with their acks attached (see nanostream._core.fast)"},
+    {"tuples", (PyCFunction)(void (*)(void))tuples, METH_FASTCALL,
+     "tuples(cls, columns): a list of cls tuples, one per row of the columns (lists of one "
+     "length); a row holding only objects the GC does not track is not tracked either"},
     {NULL, NULL, 0, NULL},
 };
 

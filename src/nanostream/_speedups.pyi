@@ -1,5 +1,7 @@
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+_T = TypeVar("_T", bound=tuple[Any, ...])
 
 class CheckedOutp:
     buf: list[Any]
@@ -28,3 +30,4 @@ def drive_acked(
     mark: Callable[[], Any],
     /,
 ) -> None: ...
+def tuples(cls: type[_T], columns: Sequence[list[Any]], /) -> list[_T]: ...

@@ -10,7 +10,7 @@ import textwrap
 import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from hypothesis import given
@@ -29,8 +29,8 @@ if _speedups is not None:
 
 
 def impl(kind: str) -> Any:
-    """A namespace with the compiled loops (checked_outp, drive, drive_source, drive_acked) of
-    one implementation."""
+    """A namespace with the compiled loops (checked_outp, drive, drive_source, drive_acked,
+    tuples) of one implementation."""
 
     class Impl:
         if kind == "c":
@@ -38,11 +38,13 @@ def impl(kind: str) -> Any:
             drive = staticmethod(_speedups.drive)
             drive_source = staticmethod(_speedups.drive_source)
             drive_acked = staticmethod(_speedups.drive_acked)
+            tuples = staticmethod(_speedups.tuples)
         else:
             checked_outp = staticmethod(fast.py_checked_outp)
             drive = staticmethod(fast.py_drive)
             drive_source = staticmethod(fast.py_drive_source)
             drive_acked = staticmethod(fast.py_drive_acked)
+            tuples = staticmethod(fast.py_tuples)
 
     return Impl
 
@@ -444,3 +446,95 @@ def test_compiled_loops_keep_reference_counts(case: str) -> None:
             pass
         sink.clear()
     assert counts() == before
+
+
+# ----------------------------------------------------------------------- tuples
+class Row(NamedTuple):
+    a: Any
+    b: Any = None
+
+
+class Wide(tuple):  # type: ignore[type-arg]  # a tuple subclass with an instance dict
+    pass
+
+
+@given(st.lists(st.tuples(st.integers(), st.text() | st.binary() | st.none()), max_size=30))
+def test_tuples_make_the_rows_of_the_columns(rows: list[tuple[Any, Any]]) -> None:
+    columns = [[a for a, _ in rows], [b for _, b in rows]]
+    for kind in ("python", "c") if _speedups is not None else ("python",):
+        made = impl(kind).tuples(Row, columns)
+        assert made == [Row(a, b) for a, b in rows]
+        assert all(type(row) is Row for row in made)
+        assert impl(kind).tuples(tuple, columns) == rows
+
+
+def test_tuples_take_no_columns_and_empty_ones(loops: Any) -> None:
+    assert loops.tuples(Row, []) == []
+    assert loops.tuples(tuple, [[], []]) == []
+
+
+@pytest.mark.parametrize(
+    ("cls", "columns", "error"),
+    [
+        (list, [[1]], TypeError),  # not a tuple type
+        (Row, [[1], (2,)], TypeError),  # a column that is not a list
+        (Row, [[1, 2], [3]], ValueError),  # columns of different lengths
+    ],
+)
+def test_tuples_refuse_what_they_cannot_make(
+    loops: Any, cls: Any, columns: Any, error: type[Exception]
+) -> None:
+    with pytest.raises(error, match="tuples"):
+        loops.tuples(cls, columns)
+
+
+@pytest.mark.skipif(_speedups is None, reason="the compiled module is not built")
+def test_compiled_tuples_leave_rows_of_plain_values_untracked() -> None:
+    # As the collector does with a plain tuple: a row that holds only objects it does not
+    # track (and tuples of them, such as a record's headers) is not tracked; a row that
+    # holds a mutable container, or of a tuple type with an instance dict, is.
+    pair = tuple(["name", b"value"])  # made at run time: tracked until looked at
+    headers = tuple([pair])
+    assert gc.is_tracked(pair) and gc.is_tracked(headers)
+    plain = _speedups.tuples(Row, [[1, "x"], [headers, None]])
+    assert [gc.is_tracked(row) for row in plain] == [False, False]
+    assert not gc.is_tracked(headers) and not gc.is_tracked(pair)
+    held = _speedups.tuples(Row, [[1, 2, 3], [{"k": 1}, [1], (b"x", [2])]])
+    assert [gc.is_tracked(row) for row in held] == [True, True, True]
+    assert all(gc.is_tracked(row) for row in _speedups.tuples(Wide, [[1], [b"x"]]))
+    assert not any(gc.is_tracked(row) for row in _speedups.tuples(tuple, [[1], [b"x"]]))
+
+
+@pytest.mark.skipif(_speedups is None, reason="the compiled module is not built")
+def test_compiled_tuples_keep_reference_counts() -> None:
+    item, value = object(), b"v" * 100
+    column = [item, value] * 5
+
+    def counts() -> tuple[int, ...]:
+        gc.collect()
+        return tuple(sys.getrefcount(x) for x in (item, value, Row))
+
+    before = counts()
+    for _ in range(100):
+        rows = _speedups.tuples(Row, [column, column])
+        del rows
+        with pytest.raises(ValueError):
+            _speedups.tuples(Row, [column, column[1:]])
+    assert counts() == before
+
+
+@pytest.mark.skipif(_speedups is None, reason="the compiled module is not built")
+def test_an_untracked_row_in_a_cycle_through_a_container_is_still_freed() -> None:
+    # A row is untracked only when nothing in it can refer back to it: a row holding a
+    # list stays tracked, so a cycle through that list is collected.
+    class Holder(list):  # type: ignore[type-arg]  # a list that takes a weak reference
+        pass
+
+    holder = Holder()
+    (row,) = _speedups.tuples(Row, [[holder], [None]])
+    holder.append(row)
+    freed: list[bool] = []
+    weakref.finalize(holder, freed.append, True)
+    del holder, row
+    gc.collect()
+    assert freed == [True]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import io
 import json
 import logging
@@ -11,6 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -598,14 +600,16 @@ def test_the_sink_copies_a_record_as_its_encode_says(
         def produce(
             self,
             topic: str,
-            value: Any,
-            key: Any,
-            partition: int,
-            on_delivery: Any,
+            value: Any = None,
+            key: Any = None,
+            partition: int = -1,
+            callback: Any = None,
+            on_delivery: Any = None,
+            timestamp: int = 0,
             headers: Any = None,
         ) -> None:
             written.append((topic, key, value, headers, None if partition == -1 else partition))
-            self.reports.append(on_delivery)
+            self.reports.append(callback or on_delivery)
 
         def poll(self, timeout: float) -> int:
             reports, self.reports = self.reports, []
@@ -629,6 +633,121 @@ def test_the_sink_copies_a_record_as_its_encode_says(
     assert written == [sink.encode(item) for item in items]
     assert sink.delivered == len(items)
     assert sink._copies_records() == (not options)  # the straight copy only without options
+
+
+def client_produce(  # the arguments of the client's Producer.produce, in their order
+    topic: str,
+    value: Any = None,
+    key: Any = None,
+    partition: int = -1,
+    callback: Any = None,
+    on_delivery: Any = None,
+    timestamp: int = 0,
+    headers: Any = None,
+) -> None:
+    """Stands for confluent_kafka.Producer.produce (a builtin without a signature)."""
+
+
+class ReportingProducer:
+    """A stand-in for the client's producer: records what is produced and reports each
+    record at the next poll, as delivered unless its value is in ``failing``; the first
+    ``full`` produce calls find the queue full (``BufferError``)."""
+
+    failing: frozenset[bytes] = frozenset()
+    full = 0
+    positional = 0  # calls with every argument given by position (a slice copied in C)
+    written: list[Any]
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.reports: list[Any] = []
+
+    def produce(self, *args: Any, **kwargs: Any) -> None:
+        # (the client's signature, whose arguments the sink may give by position)
+        call = inspect.signature(client_produce).bind(*args, **kwargs)
+        call.apply_defaults()
+        produced = call.arguments
+        if len(args) == 8:
+            ReportingProducer.positional += 1
+        if ReportingProducer.full:
+            ReportingProducer.full -= 1
+            raise BufferError("queue full")
+        topic, key, value = produced["topic"], produced["key"], produced["value"]
+        self.written.append((topic, key, value, produced["headers"]))
+        self.reports.append((produced["callback"] or produced["on_delivery"], topic, key, value))
+
+    def poll(self, timeout: float) -> int:
+        reports, self.reports = self.reports, []
+        for report, topic, key, value in reports:
+            msg = SimpleNamespace(
+                topic=lambda t=topic: t, key=lambda k=key: k, value=lambda v=value: v
+            )
+            failed = value in self.failing
+            report(
+                SimpleNamespace(str=lambda: "Broker: message too large") if failed else None, msg
+            )
+        return len(reports)
+
+    flush = poll
+
+    def purge(self) -> None:
+        self.reports = []
+
+
+@pytest.fixture
+def reporting_producer(monkeypatch: pytest.MonkeyPatch) -> type[ReportingProducer]:
+    monkeypatch.setattr(confluent_kafka, "Producer", ReportingProducer)
+    monkeypatch.setattr(ReportingProducer, "written", [], raising=False)
+    monkeypatch.setattr(ReportingProducer, "positional", 0)
+    return ReportingProducer
+
+
+def numbered_records(n: int) -> list[KafkaRecord]:
+    return [
+        KafkaRecord("t", 0, i, b"k%d" % i, b"v%d" % i, (("i", b"%d" % i),), None) for i in range(n)
+    ]
+
+
+@pytest.mark.parametrize("local_runner", ["threads", "cooperative"])
+def test_a_failed_delivery_of_a_copied_record_fails_the_run(
+    reporting_producer: Any, monkeypatch: pytest.MonkeyPatch, local_runner: str
+) -> None:
+    """Records copied a slice at a time (the sink's loop without a policy per item): a
+    record not delivered is still matched to its item, and fails the run."""
+    monkeypatch.setattr(reporting_producer, "failing", frozenset({b"v1500"}))
+    sink = KafkaSink("broker:9092", "copy", name="publish")
+    nanostream.from_iterable(numbered_records(3000)) > sink
+    with pytest.raises(nanostream.NodeFailed, match="publish") as info:
+        sink.global_start(runner=local_runner)
+    assert isinstance(info.value.__cause__, ConnectorError)
+    assert "not delivered: Broker: message too large" in str(info.value.__cause__)
+
+
+@pytest.mark.parametrize("local_runner", ["threads", "cooperative"])
+def test_a_failed_delivery_of_a_copied_record_goes_to_the_errors_port(
+    reporting_producer: Any, monkeypatch: pytest.MonkeyPatch, local_runner: str
+) -> None:
+    monkeypatch.setattr(reporting_producer, "failing", frozenset({b"v7", b"v1500"}))
+    records = numbered_records(3000)
+    sink = KafkaSink("broker:9092", "copy", on_error="skip")
+    dead = Collect()
+    nanostream.from_iterable(records) > sink
+    sink.errors > dead
+    sink.global_start(runner=local_runner)
+    assert [r.item for r in dead.items] == [records[7], records[1500]]
+    assert sink.delivered == 3000 - 2
+
+
+def test_a_full_queue_while_copying_a_slice_waits_and_writes_each_record_once(
+    reporting_producer: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(reporting_producer, "full", 3)
+    records = numbered_records(2500)
+    sink = KafkaSink("broker:9092", "copy")
+    nanostream.from_iterable(records) > sink
+    sink.global_start()
+    assert reporting_producer.written == [sink.encode(r)[:4] for r in records]
+    assert sink.delivered == 2500
+    assert reporting_producer.positional > 2000  # the slices were copied in one loop each
 
 
 # ----------------------------------------------------------------------------- rebalance

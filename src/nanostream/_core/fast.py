@@ -1,6 +1,6 @@
 """The engine's per-item loops: compiled when ``nanostream._speedups`` is built, else Python.
 
-Three small things run once per item in every run, so they are written twice: in C
+A few small things run once per item in every run, so they are written twice: in C
 (``src/nanostream/_speedups.c``, built by ``pip install`` when a C compiler is present) and
 here in Python, which is used when the compiled module is missing (no compiler, another
 interpreter) or when the environment variable ``NANOSTREAM_PURE_PYTHON=1`` is set. Both
@@ -15,6 +15,11 @@ behave the same; the test suite runs both (``tests/core/test_fast.py``).
   items of one special type (a source's ``Acked`` items).
 - :func:`drive_acked`: a source's items in a run, its ``Acked(item, ack)`` pairs emitted
   with the ack attached at the cost of an append.
+- :func:`tuples`: the rows of equal-length columns as tuples of a given tuple type (a
+  source's records); the compiled one leaves a row untracked by the cyclic garbage
+  collector when it holds only objects the collector does not track (numbers, text,
+  bytes, None, tuples of those), as the collector itself does with a plain tuple, so that
+  records in flight do not make collections longer.
 
 Example:
     >>> from nanostream._core.fast import drive
@@ -27,8 +32,9 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from itertools import repeat
+from typing import Any, TypeVar
 
 __all__ = [
     "SPEEDUPS",
@@ -37,9 +43,12 @@ __all__ = [
     "drive_acked",
     "drive_source",
     "py_checked_outp",
+    "py_tuples",
+    "tuples",
 ]
 
 Outp = Callable[[Any], Any]
+T = TypeVar("T", bound=tuple[Any, ...])
 
 
 def py_checked_outp(buf: list[Any], limit: list[int], flush: Callable[[], object]) -> Outp:
@@ -139,6 +148,35 @@ def py_drive_acked(  # noqa: PLR0917 - the compiled loop's positional signature
             outp(entry)
 
 
+def py_tuples(cls: type[T], columns: Sequence[list[Any]]) -> list[T]:
+    """The rows of ``columns`` (lists of one length) as ``cls`` tuples, ``cls`` not called.
+
+    ``cls`` is ``tuple`` or a subclass of it (a named tuple): each row is made as
+    ``tuple.__new__(cls, row)``, so a named tuple's own ``__new__`` (Python code) is not run.
+
+    Example:
+        >>> from typing import NamedTuple
+        >>> from nanostream._core.fast import py_tuples
+        >>> class Point(NamedTuple):
+        ...     x: int
+        ...     y: int
+        >>> py_tuples(Point, [[1, 2], [10, 20]])
+        [Point(x=1, y=10), Point(x=2, y=20)]
+    """
+    if not (isinstance(cls, type) and issubclass(cls, tuple)):
+        raise TypeError("tuples: cls must be tuple or a subclass of it")
+    if not all(type(column) is list for column in columns):
+        raise TypeError("tuples: each column must be a list")
+    if len({len(column) for column in columns}) > 1:
+        raise ValueError("tuples: the columns are of different lengths")
+    if not columns:
+        return []
+    rows = zip(*columns, strict=True)
+    if cls is tuple:
+        return list(rows)  # type: ignore[arg-type]
+    return list(map(tuple.__new__, repeat(cls), rows))
+
+
 SPEEDUPS = False
 """True when the compiled loops are in use."""
 
@@ -156,6 +194,7 @@ drive_acked: Callable[
     ],
     None,
 ] = py_drive_acked
+tuples: Callable[[type[Any], Sequence[list[Any]]], list[Any]] = py_tuples
 
 if os.environ.get("NANOSTREAM_PURE_PYTHON", "") in ("", "0"):
     try:
@@ -163,8 +202,16 @@ if os.environ.get("NANOSTREAM_PURE_PYTHON", "") in ("", "0"):
     except ImportError:  # not built: no C compiler at install time, or another interpreter
         pass
     else:
-        checked_outp = _speedups.CheckedOutp
-        drive = _speedups.drive
-        drive_source = _speedups.drive_source
-        drive_acked = _speedups.drive_acked
-        SPEEDUPS = True
+        try:
+            compiled = (
+                _speedups.CheckedOutp,
+                _speedups.drive,
+                _speedups.drive_source,
+                _speedups.drive_acked,
+                _speedups.tuples,
+            )
+        except AttributeError:  # built from an older _speedups.c: `pip install -e .` again
+            pass
+        else:
+            checked_outp, drive, drive_source, drive_acked, tuples = compiled
+            SPEEDUPS = True

@@ -11,8 +11,9 @@ from typing import Any
 from .._core.context import node_label
 from .._core.node import NanoNode, NodeFunction
 from .._core.node_function import restore_state
-from .._core.ticks import TICK, TICKS
+from .._core.ticks import TICKS
 from ..operators._operator import check_positive
+from ._toolkit import input_slices
 
 __all__ = ["BufferedSink"]
 
@@ -142,8 +143,7 @@ class BufferedSink(NanoNode):
         def buffered_sink(inp: Iterable[Any], outp: Callable[[Any], Any]) -> None:
             node.setup()
             restore_state(node)
-            slices = getattr(inp, "slices", None)
-            parts = slices() if slices is not None else _one_by_one(inp)
+            parts = input_slices(inp)
             pending = node._pending
             size = node.flush_size
             interval = node.flush_interval
@@ -177,9 +177,3 @@ class BufferedSink(NanoNode):
             node.cleanup()
 
         return buffered_sink
-
-
-def _one_by_one(items: Iterable[Any]) -> Iterator[Iterable[Any]]:
-    """Slices of one item each, ``TICKS`` for a tick: an input that offers no slices."""
-    for item in items:
-        yield TICKS if item is TICK else iter((item,))

@@ -1,5 +1,5 @@
 """The connector toolkit: ``ConnectorError``, retries on a lost connection (and the check of
-their options), and clean-up that always runs.
+their options), clean-up that always runs, and a sink's input read a slice at a time.
 
 Example:
     >>> from nanostream.connectors._toolkit import connector_error
@@ -11,13 +11,14 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from .._core.context import node_label
 from .._core.errors import NanoStreamError, OptionError
 from .._core.policy import backoff_delay
+from .._core.ticks import TICK, TICKS
 from ..operators._operator import check_non_negative
 from ._secrets import Secrets
 
@@ -28,6 +29,7 @@ __all__ = [
     "ConnectorError",
     "closing_function",
     "connector_error",
+    "input_slices",
     "lost_connection",
     "pause_after_lost_connection",
     "reconnect_options",
@@ -281,3 +283,24 @@ def closing_function(function: NodeFunction, close: Callable[[], None]) -> NodeF
             close()
 
     return connector
+
+
+def input_slices(inp: Iterable[Any]) -> Iterator[Iterable[Any]]:
+    """A node's input a slice at a time: ``inp.slices()`` where the runner offers it (see
+    ``nanostream._engine.reader.Input``), else slices of one item (``TICKS`` for a tick),
+    as for a node function called by hand with a list.
+
+    Example:
+        >>> from nanostream.connectors._toolkit import input_slices
+        >>> [list(part) for part in input_slices([1, 2])]
+        [[1], [2]]
+    """
+    slices = getattr(inp, "slices", None)
+    if slices is not None:
+        return cast(Iterator[Iterable[Any]], slices())
+    return _one_by_one(inp)
+
+
+def _one_by_one(items: Iterable[Any]) -> Iterator[Iterable[Any]]:
+    for item in items:
+        yield TICKS if item is TICK else iter((item,))

@@ -48,8 +48,8 @@ from ..operators._arrow import (
     to_table,
 )
 from ..operators._operator import check_positive
-from ._buffered_sink import BufferedSink, _one_by_one
-from ._toolkit import ConnectorError, closing_function
+from ._buffered_sink import BufferedSink
+from ._toolkit import ConnectorError, closing_function, input_slices
 
 __all__ = ["ConnectorError", "DuckDBSink", "DuckDBSource"]
 
@@ -220,8 +220,7 @@ class DuckDBSink(BufferedSink):
 
         def duckdb_sink(inp: Iterable[Any], outp: Any) -> None:
             node.setup()
-            slices = getattr(inp, "slices", None)
-            parts = slices() if slices is not None else _one_by_one(inp)
+            parts = input_slices(inp)
             rows = node._pending
             size = node.flush_size
             interval = node.flush_interval

@@ -5,15 +5,17 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable
 from functools import partial
+from itertools import repeat
+from operator import itemgetter, length_hint
 from typing import TYPE_CHECKING, Any
 
 from ..._core.context import node_label
 from ..._core.errors import OptionError
 from ..._core.node import NanoNode, NodeFunction
 from ..._core.policy import ItemGuard
-from ..._core.ticks import TICK
+from ..._core.ticks import TICKS
 from ...operators._operator import check_choice, check_non_negative, check_positive
-from .._toolkit import closing_function
+from .._toolkit import closing_function, input_slices
 from ._client import (
     KEEPS_BYTES,
     ClientSettings,
@@ -314,10 +316,10 @@ class KafkaSink(NanoNode):
         fatal: list[Any] = []  # fatal client errors (error_cb)
         # The records produced since the last look at the delivery reports are one
         # _Sent; the ones closed and not yet wholly reported wait in ``waiting``, oldest
-        # first. Positions count the elements of the input read (ticks too).
+        # first. Positions count the items of the input read.
         waiting: deque[_Sent] = deque()
-        read = 0  # elements of the input read
-        released = 0  # elements passed on as done (release_items)
+        read = 0  # items of the input read
+        released = 0  # items passed on as done (release_items)
         delivered = 0
         producer = confluent_kafka.Producer(self._client_config(fatal))
         self._producer = producer
@@ -354,6 +356,36 @@ class KafkaSink(NanoNode):
             keep(item)
             return ()
 
+        def copy_slice(records: list[KafkaRecord]) -> int:
+            """Produce ``records`` (each one send() would copy as it is) in one C loop, as
+            send() does; how many were produced (the rest: the queue was full, or a
+            record could not be produced, which send() then waits for or raises)."""
+            values = iter(list(map(_VALUE, records)))
+            found = list(map(_HEADERS, records))
+            headers = (
+                list(map(list, found)) if all(found) else [list(h) if h else None for h in found]
+            )
+            try:
+                # (the producer's positional arguments: topic, value, key, partition,
+                # callback, on_delivery, timestamp, headers; a timestamp of 0 is now)
+                deque(
+                    map(
+                        produce,
+                        repeat(the_topic),
+                        values,
+                        map(_KEY, records),
+                        repeat(-1),
+                        repeat(on_report),
+                        repeat(None),
+                        repeat(0),
+                        headers,
+                    ),
+                    0,
+                )
+            except Exception:  # noqa: BLE001 - the record at which it stopped goes to send()
+                return len(records) - length_hint(values) - 1
+            return len(records)
+
         with self.guard_items(outp, send) as guarded:
             guard = guarded if isinstance(guarded, ItemGuard) else None
             process = guarded if guard is not None else send
@@ -375,30 +407,58 @@ class KafkaSink(NanoNode):
                             raise exc
                         guard.record_failure(item, exc, 1)
                     delivered += len(done.items) - len(done.failures)
-                # every element before the oldest records not wholly reported
+                # every item before the oldest records not wholly reported
                 upto = waiting[0].start if waiting else read
                 if upto > released:
                     released = upto
                     self.release_items(read - upto)  # (keeps the rest)
                 self.delivered = delivered
 
-            for element in inp:
-                read += 1
-                if element is TICK:
+            # Without a policy to apply per item, a slice of records copied as they are
+            # is produced in one C loop (copy_slice); what it leaves goes through send().
+            fast = copying and guard is None
+            due = _REPORT_EVERY  # the reports are looked at once this many items are read
+            for part in input_slices(inp):
+                if part is TICKS:
                     producer.poll(0)
                     settle()
-                elif not read % _REPORT_EVERY:
-                    process(element)
-                    producer.poll(0)
-                    settle()
+                    continue
+                read += length_hint(part)
+                if not fast:
+                    for item in part:
+                        process(item)
                 else:
-                    process(element)
+                    items = list(part)
+                    if _copyable(items):
+                        copied = copy_slice(items)
+                        current.items.extend(items[:copied])
+                        items = items[copied:]
+                    for item in items:
+                        send(item)
+                if read >= due:
+                    producer.poll(0)
+                    settle()
+                    due = read + _REPORT_EVERY
             settle()
             while waiting:  # the input ended: wait until every record is reported
                 producer.flush(0.1)
                 settle()
         self._producer = None
         log.debug("%s delivered %d records", label, delivered)
+
+
+_KEY, _VALUE, _HEADERS = itemgetter(3), itemgetter(4), itemgetter(5)  # of a KafkaRecord
+_BYTES_OR_NONE = frozenset({bytes, type(None)})
+
+
+def _copyable(items: list[Any]) -> bool:
+    """Whether every item is a :class:`KafkaRecord` whose key and value are bytes (or
+    None): what a sink that copies records writes as they are (looked at in C loops)."""
+    return (
+        set(map(type, items)) == {KafkaRecord}
+        and _BYTES_OR_NONE.issuperset(map(type, map(_KEY, items)))
+        and _BYTES_OR_NONE.issuperset(map(type, map(_VALUE, items)))
+    )
 
 
 class _Sent:

@@ -7,13 +7,13 @@ import datetime as dt
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from itertools import repeat
 from operator import itemgetter, length_hint
 from typing import TYPE_CHECKING, Any
 
 from ..._core.acks import Acked
 from ..._core.context import node_label
 from ..._core.errors import OptionError
+from ..._core.fast import tuples
 from ..._core.graph import pipeline_of
 from ..._core.node import NanoNode, NodeFunction
 from ..._core.policy import POLICY_OPTIONS
@@ -28,7 +28,9 @@ if TYPE_CHECKING:
 __all__ = ["KafkaSource"]
 
 # Records taken from the client per poll; the client fetches ahead in its own threads.
-_CONSUME_MAX = 1000
+# (A small poll keeps few of the client's messages alive at once: each is an object the
+# garbage collector tracks, and fewer of them are there when a collection comes.)
+_CONSUME_MAX = 100
 
 _STARTS = ("committed", "earliest", "latest")
 
@@ -351,8 +353,8 @@ class _RecordBuilder:
         if self.decode_value is not None:
             values = map(self.decode_value, values)
         found: list[Any] = list(map(Message.headers, messages))  # a list of pairs, or None
-        headers: Iterable[Any] = (
-            map(tuple, found) if None not in found else [tuple(h) if h else () for h in found]
+        headers: list[Any] = (
+            list(map(tuple, found)) if None not in found else [tuple(h) if h else () for h in found]
         )
         # (a timestamp the client does not have is -1, of kind TIMESTAMP_NOT_AVAILABLE)
         stamps = list(map(_stamp, map(Message.timestamp, messages)))
@@ -365,21 +367,16 @@ class _RecordBuilder:
             topics: list[Any] = list(map(Message.topic, messages))
             self.last = dict(zip(zip(topics, partitions, strict=True), offsets, strict=True))
         else:
+            topics = [topic] * len(messages)
             by_partition = dict(zip(partitions, offsets, strict=True))
             self.last = {(topic, p): offset for p, offset in by_partition.items()}
-        columns = zip(
-            repeat(topic, len(messages)) if topic is not None else topics,
-            partitions,
-            offsets,
-            keys,
-            values,
-            headers,
-            stamps,
-            strict=True,
+        # Made in one C call without KafkaRecord's own constructor (Python code); a record
+        # of bytes, text and numbers is left out of the garbage collector's lists, as a
+        # plain tuple of them would be (see nanostream._core.fast.tuples).
+        return tuples(
+            KafkaRecord,
+            (topics, partitions, offsets, list(keys), list(values), headers, stamps),
         )
-        # tuple.__new__ makes each record in one C call (a named tuple's own constructor
-        # is Python code).
-        return list(map(tuple.__new__, repeat(KafkaRecord), columns))
 
     @staticmethod
     def first_error(messages: list[Any]) -> int | None:
@@ -423,7 +420,7 @@ class KafkaSource(NanoNode):
     Delivery is at-least-once. A record's offset is committed only once the pipeline has
     acknowledged it — everything made from it has reached every sink, and buffering
     sinks (:class:`KafkaSink` after delivery, ``SQLSink``, file writers) have written it
-    — and every record emitted before it too. The records of one poll (up to 1,000) go
+    — and every record emitted before it too. The records of one poll (up to 100) go
     out with one acknowledgement, after the last of them, which commits the last offset
     of each partition among them. An acknowledgement stores its offsets in the client,
     which commits what is stored every ``commit_interval`` seconds in its own thread
