@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import weakref
+from collections import namedtuple
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -496,13 +497,31 @@ def test_compiled_tuples_leave_rows_of_plain_values_untracked() -> None:
     pair = tuple(["name", b"value"])  # made at run time: tracked until looked at
     headers = tuple([pair])
     assert gc.is_tracked(pair) and gc.is_tracked(headers)
-    plain = _speedups.tuples(Row, [[1, "x"], [headers, None]])
+    plain = _speedups.tuples(Row, [[1, "x"], [headers, None]], True)
     assert [gc.is_tracked(row) for row in plain] == [False, False]
     assert not gc.is_tracked(headers) and not gc.is_tracked(pair)
-    held = _speedups.tuples(Row, [[1, 2, 3], [{"k": 1}, [1], (b"x", [2])]])
+    held = _speedups.tuples(Row, [[1, 2, 3], [{"k": 1}, [1], (b"x", [2])]], True)
     assert [gc.is_tracked(row) for row in held] == [True, True, True]
-    assert all(gc.is_tracked(row) for row in _speedups.tuples(Wide, [[1], [b"x"]]))
+    assert all(gc.is_tracked(row) for row in _speedups.tuples(Wide, [[1], [b"x"]], True))
     assert not any(gc.is_tracked(row) for row in _speedups.tuples(tuple, [[1], [b"x"]]))
+    # Without the caller's word that the class lasts, its rows stay tracked (see below).
+    assert all(gc.is_tracked(row) for row in _speedups.tuples(Row, [[1], [b"x"]]))
+
+
+@pytest.mark.skipif(_speedups is None, reason="the compiled module is not built")
+def test_compiled_tuples_leave_a_class_made_at_run_time_collectable() -> None:
+    # A row refers to its class (a heap type), and the class may refer back to the row:
+    # were the row untracked, the collector would not see its reference to the class and
+    # would take the class for one held from outside, so the cycle would never be freed.
+    def cycle() -> weakref.ref[type]:
+        point = namedtuple("point", "x y")
+        (row,) = _speedups.tuples(point, [[1], [b"y"]])
+        point.origin = row  # type: ignore[attr-defined]
+        return weakref.ref(point)
+
+    ref = cycle()
+    gc.collect()
+    assert ref() is None
 
 
 @pytest.mark.skipif(_speedups is None, reason="the compiled module is not built")
