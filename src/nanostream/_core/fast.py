@@ -217,7 +217,8 @@ if os.environ.get("NANOSTREAM_PURE_PYTHON", "") in ("", "0"):
                 _speedups.drive_acked,
                 _speedups.tuples,
             )
-        except AttributeError:  # built from an older _speedups.c: `pip install -e .` again
+            _speedups.tuples(tuple, [], False)  # an older build takes no third argument
+        except (AttributeError, TypeError):  # built from an older _speedups.c: reinstall
             pass
         else:
             checked_outp, drive, drive_source, drive_acked, tuples = compiled
