@@ -474,6 +474,12 @@ def test_tuples_take_no_columns_and_empty_ones(loops: Any) -> None:
     assert loops.tuples(tuple, [[], []]) == []
 
 
+def test_tuples_take_the_columns_from_any_iterable(loops: Any) -> None:
+    # The compiled one reads its columns once, from any iterable; so does its twin.
+    columns = iter([[1, 2], ["a", "b"]])
+    assert loops.tuples(Row, columns) == [Row(1, "a"), Row(2, "b")]
+
+
 @pytest.mark.parametrize(
     ("cls", "columns", "error"),
     [

@@ -37,7 +37,7 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from itertools import repeat
 from typing import Any, TypeVar
 
@@ -153,7 +153,7 @@ def py_drive_acked(  # noqa: PLR0917 - the compiled loop's positional signature
             outp(entry)
 
 
-def py_tuples(cls: type[T], columns: Sequence[list[Any]], lasting: bool = False) -> list[T]:
+def py_tuples(cls: type[T], columns: Iterable[list[Any]], lasting: bool = False) -> list[T]:
     """The rows of ``columns`` (lists of one length) as ``cls`` tuples, ``cls`` not called.
 
     ``cls`` is ``tuple`` or a subclass of it (a named tuple): each row is made as
@@ -172,6 +172,7 @@ def py_tuples(cls: type[T], columns: Sequence[list[Any]], lasting: bool = False)
     """
     if not (isinstance(cls, type) and issubclass(cls, tuple)):
         raise TypeError("tuples: cls must be tuple or a subclass of it")
+    columns = list(columns)  # read once, as the compiled one does
     if not all(type(column) is list for column in columns):
         raise TypeError("tuples: each column must be a list")
     if len({len(column) for column in columns}) > 1:
@@ -201,7 +202,7 @@ drive_acked: Callable[
     ],
     None,
 ] = py_drive_acked
-tuples: Callable[[type[Any], Sequence[list[Any]], bool], list[Any]] = py_tuples
+tuples: Callable[[type[Any], Iterable[list[Any]], bool], list[Any]] = py_tuples
 
 if os.environ.get("NANOSTREAM_PURE_PYTHON", "") in ("", "0"):
     try:
