@@ -64,6 +64,37 @@ def test_the_compiled_loops_are_built_in_ci() -> None:
     assert fast.SPEEDUPS
 
 
+@pytest.mark.parametrize(
+    "stale",
+    [
+        "del module.tuples",  # built before tuples
+        "module.tuples = lambda cls, columns: []",  # built before its lasting argument
+    ],
+)
+def test_a_compiled_module_built_from_an_older_source_is_taken_as_not_built(
+    stale: str,
+) -> None:
+    code = textwrap.dedent(
+        f"""
+        import sys, types
+        module = types.ModuleType("nanostream._speedups")
+        for name in ("CheckedOutp", "drive", "drive_source", "drive_acked", "tuples"):
+            setattr(module, name, lambda *args: None)
+        {stale}
+        sys.modules["nanostream._speedups"] = module
+        from nanostream._core import fast
+        print(fast.SPEEDUPS, fast.tuples is fast.py_tuples)
+        """
+    )
+    env = dict(os.environ)
+    env.pop("NANOSTREAM_PURE_PYTHON", None)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "True"]
+
+
 def test_the_environment_variable_chooses_the_python_loops() -> None:
     code = textwrap.dedent(
         """
