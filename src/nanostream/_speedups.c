@@ -11,10 +11,13 @@
  *   type(item) is special_type else outp(item)
  * - drive_acked(items, outp, acked_type, first_ack, bufs, mark): drive_source for a source's
  *   Acked(item, ack) pairs in a run (see py_drive_acked in _core/fast.py)
- * - tuples(cls, columns): the rows of equal-length lists as cls tuples (a tuple subclass
- *   such as a named tuple), made without calling cls; a row that holds only objects the
- *   cyclic GC does not track (numbers, text, bytes, None, tuples of those) is left
- *   untracked, as the collector itself would leave a plain tuple (see py_tuples)
+ * - tuples(cls, columns, lasting=False): the rows of equal-length lists as cls tuples (a
+ *   tuple subclass such as a named tuple), made without calling cls; a row that holds only
+ *   objects the cyclic GC does not track (numbers, text, bytes, None, tuples of those) is
+ *   left untracked, as the collector itself would leave a plain tuple, when nothing else
+ *   in it can lead back to it: a row of a class made at run time refers to that class,
+ *   which may refer back to the row, so it is left untracked only with lasting true (the
+ *   caller's word that cls lives as long as the process; see py_tuples)
  *
  * None of them releases the GIL; user code they call may.
  */
@@ -461,20 +464,28 @@ settled(PyObject *o, int depth)
 static PyObject *
 tuples(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "tuples(cls, columns) takes 2 arguments");
+    if (nargs != 2 && nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "tuples(cls, columns, lasting=False) takes 2 or 3 "
+                                         "arguments");
         return NULL;
     }
     PyObject *cls = args[0], *columns = args[1];
+    int lasting = nargs == 3 ? PyObject_IsTrue(args[2]) : 0;
+    if (lasting < 0) {
+        return NULL;
+    }
     if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &PyTuple_Type)) {
         PyErr_SetString(PyExc_TypeError, "tuples: cls must be tuple or a subclass of it");
         return NULL;
     }
     PyTypeObject *type = (PyTypeObject *)cls;
-    /* Rows of a subclass with no instance dict or slots hold only their items: they may be
-     * left untracked as an exact tuple may. */
+    /* Rows of a subclass with no instance dict or slots hold only their items and their
+     * type: they may be left untracked as an exact tuple may when the type cannot be part
+     * of a cycle that must be collected, that is a static type, or a class made at run
+     * time (a heap type, which its instances refer to) that the caller says lasts. */
     int plain = type == &PyTuple_Type ||
-                (type->tp_dictoffset == 0 && type->tp_basicsize == PyTuple_Type.tp_basicsize);
+                (type->tp_dictoffset == 0 && type->tp_basicsize == PyTuple_Type.tp_basicsize &&
+                 (lasting || !(type->tp_flags & Py_TPFLAGS_HEAPTYPE)));
     PyObject *cols = PySequence_Fast(columns, "tuples: columns must be a sequence of lists");
     if (cols == NULL) {
         return NULL;
@@ -535,8 +546,9 @@ static PyMethodDef speedups_methods[] = {
      "drive_acked(items, outp, acked_type, first_ack, bufs, mark): a source's items, its "
      "acked pairs emitted with their acks attached (see nanostream._core.fast)"},
     {"tuples", (PyCFunction)(void (*)(void))tuples, METH_FASTCALL,
-     "tuples(cls, columns): a list of cls tuples, one per row of the columns (lists of one "
-     "length); a row holding only objects the GC does not track is not tracked either"},
+     "tuples(cls, columns, lasting=False): a list of cls tuples, one per row of the columns "
+     "(lists of one length); a row holding only objects the GC does not track is not tracked "
+     "either (a row of a class made at run time only when lasting is true)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,4 +1,4 @@
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 _T = TypeVar("_T", bound=tuple[Any, ...])
@@ -30,4 +30,4 @@ def drive_acked(
     mark: Callable[[], Any],
     /,
 ) -> None: ...
-def tuples(cls: type[_T], columns: Sequence[list[Any]], /) -> list[_T]: ...
+def tuples(cls: type[_T], columns: Iterable[list[Any]], lasting: bool = False, /) -> list[_T]: ...

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import weakref
+from collections import namedtuple
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -61,6 +62,37 @@ def test_the_compiled_loops_are_built_in_ci() -> None:
         pytest.skip("checked where NANOSTREAM_REQUIRE_SPEEDUPS=1 (CI, with a C compiler)")
     assert _speedups is not None
     assert fast.SPEEDUPS
+
+
+@pytest.mark.parametrize(
+    "stale",
+    [
+        "del module.tuples",  # built before tuples
+        "module.tuples = lambda cls, columns: []",  # built before its lasting argument
+    ],
+)
+def test_a_compiled_module_built_from_an_older_source_is_taken_as_not_built(
+    stale: str,
+) -> None:
+    code = textwrap.dedent(
+        f"""
+        import sys, types
+        module = types.ModuleType("nanostream._speedups")
+        for name in ("CheckedOutp", "drive", "drive_source", "drive_acked", "tuples"):
+            setattr(module, name, lambda *args: None)
+        {stale}
+        sys.modules["nanostream._speedups"] = module
+        from nanostream._core import fast
+        print(fast.SPEEDUPS, fast.tuples is fast.py_tuples)
+        """
+    )
+    env = dict(os.environ)
+    env.pop("NANOSTREAM_PURE_PYTHON", None)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "True"]
 
 
 def test_the_environment_variable_chooses_the_python_loops() -> None:
@@ -473,6 +505,12 @@ def test_tuples_take_no_columns_and_empty_ones(loops: Any) -> None:
     assert loops.tuples(tuple, [[], []]) == []
 
 
+def test_tuples_take_the_columns_from_any_iterable(loops: Any) -> None:
+    # The compiled one reads its columns once, from any iterable; so does its twin.
+    columns = iter([[1, 2], ["a", "b"]])
+    assert loops.tuples(Row, columns) == [Row(1, "a"), Row(2, "b")]
+
+
 @pytest.mark.parametrize(
     ("cls", "columns", "error"),
     [
@@ -496,13 +534,31 @@ def test_compiled_tuples_leave_rows_of_plain_values_untracked() -> None:
     pair = tuple(["name", b"value"])  # made at run time: tracked until looked at
     headers = tuple([pair])
     assert gc.is_tracked(pair) and gc.is_tracked(headers)
-    plain = _speedups.tuples(Row, [[1, "x"], [headers, None]])
+    plain = _speedups.tuples(Row, [[1, "x"], [headers, None]], True)
     assert [gc.is_tracked(row) for row in plain] == [False, False]
     assert not gc.is_tracked(headers) and not gc.is_tracked(pair)
-    held = _speedups.tuples(Row, [[1, 2, 3], [{"k": 1}, [1], (b"x", [2])]])
+    held = _speedups.tuples(Row, [[1, 2, 3], [{"k": 1}, [1], (b"x", [2])]], True)
     assert [gc.is_tracked(row) for row in held] == [True, True, True]
-    assert all(gc.is_tracked(row) for row in _speedups.tuples(Wide, [[1], [b"x"]]))
+    assert all(gc.is_tracked(row) for row in _speedups.tuples(Wide, [[1], [b"x"]], True))
     assert not any(gc.is_tracked(row) for row in _speedups.tuples(tuple, [[1], [b"x"]]))
+    # Without the caller's word that the class lasts, its rows stay tracked (see below).
+    assert all(gc.is_tracked(row) for row in _speedups.tuples(Row, [[1], [b"x"]]))
+
+
+@pytest.mark.skipif(_speedups is None, reason="the compiled module is not built")
+def test_compiled_tuples_leave_a_class_made_at_run_time_collectable() -> None:
+    # A row refers to its class (a heap type), and the class may refer back to the row:
+    # were the row untracked, the collector would not see its reference to the class and
+    # would take the class for one held from outside, so the cycle would never be freed.
+    def cycle() -> weakref.ref[type]:
+        point = namedtuple("point", "x y")
+        (row,) = _speedups.tuples(point, [[1], [b"y"]])
+        point.origin = row  # type: ignore[attr-defined]
+        return weakref.ref(point)
+
+    ref = cycle()
+    gc.collect()
+    assert ref() is None
 
 
 @pytest.mark.skipif(_speedups is None, reason="the compiled module is not built")

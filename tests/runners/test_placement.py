@@ -179,6 +179,25 @@ def test_a_threads_cpu_time_is_read_from_its_clock() -> None:
     assert _placement._cpu_ns(1) is None  # not a thread of this process
 
 
+def test_a_thread_at_its_exit_is_not_sampled(fake: dict[str, Any]) -> None:
+    # Its id may be given to another thread of the process once it ends: the run's hold
+    # says it has reached its exit (though still alive), so its clock is not read.
+    exiting: set[int] = set()
+
+    @contextmanager
+    def hold(i: int) -> Iterator[bool]:
+        yield i not in exiting
+
+    threads = [_FakeThread(100), _FakeThread(101)]
+    sharing = CoreSharing(threads, "test", hold=hold)  # type: ignore[arg-type]
+    sharing.clock = lambda: fake["now"]
+    fake["cpu"].update({100: 0, 101: 0})
+    sharing._sample()
+    exiting.add(1)
+    _advance(fake, [0.5, 0.5])
+    assert set(sharing._sample()) == {0}
+
+
 def test_threads_that_keep_their_cpu_stay_shared(fake: dict[str, Any]) -> None:
     sharing = _sharing(fake, 2)
     _advance(fake, [0.5, 0.5])

@@ -19,7 +19,12 @@ behave the same; the test suite runs both (``tests/core/test_fast.py``).
   source's records); the compiled one leaves a row untracked by the cyclic garbage
   collector when it holds only objects the collector does not track (numbers, text,
   bytes, None, tuples of those), as the collector itself does with a plain tuple, so that
-  records in flight do not make collections longer.
+  records in flight do not make collections longer. A row of a class made at run time
+  (a named tuple) also refers to its class, which may refer back to the row (a class
+  attribute, a module global its methods see): such rows are left untracked only when
+  the caller passes ``lasting=True``, its word that the class lives as long as the
+  process (a module-level class of nanostream), else a cycle through the class would
+  never be collected.
 
 Example:
     >>> from nanostream._core.fast import drive
@@ -32,7 +37,7 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from itertools import repeat
 from typing import Any, TypeVar
 
@@ -148,11 +153,13 @@ def py_drive_acked(  # noqa: PLR0917 - the compiled loop's positional signature
             outp(entry)
 
 
-def py_tuples(cls: type[T], columns: Sequence[list[Any]]) -> list[T]:
+def py_tuples(cls: type[T], columns: Iterable[list[Any]], lasting: bool = False) -> list[T]:
     """The rows of ``columns`` (lists of one length) as ``cls`` tuples, ``cls`` not called.
 
     ``cls`` is ``tuple`` or a subclass of it (a named tuple): each row is made as
     ``tuple.__new__(cls, row)``, so a named tuple's own ``__new__`` (Python code) is not run.
+    ``lasting`` says ``cls`` lives as long as the process; only the compiled twin uses it
+    (to leave rows of such a class untracked by the garbage collector, see above).
 
     Example:
         >>> from typing import NamedTuple
@@ -165,6 +172,7 @@ def py_tuples(cls: type[T], columns: Sequence[list[Any]]) -> list[T]:
     """
     if not (isinstance(cls, type) and issubclass(cls, tuple)):
         raise TypeError("tuples: cls must be tuple or a subclass of it")
+    columns = list(columns)  # read once, as the compiled one does
     if not all(type(column) is list for column in columns):
         raise TypeError("tuples: each column must be a list")
     if len({len(column) for column in columns}) > 1:
@@ -194,7 +202,7 @@ drive_acked: Callable[
     ],
     None,
 ] = py_drive_acked
-tuples: Callable[[type[Any], Sequence[list[Any]]], list[Any]] = py_tuples
+tuples: Callable[[type[Any], Iterable[list[Any]], bool], list[Any]] = py_tuples
 
 if os.environ.get("NANOSTREAM_PURE_PYTHON", "") in ("", "0"):
     try:
@@ -210,7 +218,8 @@ if os.environ.get("NANOSTREAM_PURE_PYTHON", "") in ("", "0"):
                 _speedups.drive_acked,
                 _speedups.tuples,
             )
-        except AttributeError:  # built from an older _speedups.c: `pip install -e .` again
+            _speedups.tuples(tuple, [], False)  # an older build takes no third argument
+        except (AttributeError, TypeError):  # built from an older _speedups.c: reinstall
             pass
         else:
             checked_outp, drive, drive_source, drive_acked, tuples = compiled

@@ -232,15 +232,18 @@ class CoreSharing(RunThread):
         """Each live node thread's sample since the last call.
 
         Each thread's interval is timed by itself (the clock is read right after its CPU
-        time), so a pause of this thread between two reads stretches no thread's share.
+        time), so a pause of this thread between two reads stretches no thread's share. A
+        thread's clock is read inside its ``hold``, as it is placed: one that has reached
+        its exit is not sampled (its id may already be another thread's of this process).
         """
         clock = self.clock
         samples: dict[int, Sample] = {}
         for i, thread in enumerate(self.threads):
-            tid = thread.native_id
-            if tid is None or not thread.is_alive():
-                continue
-            cpu = _cpu_ns(tid)
+            with self.hold(i) as running:
+                tid = thread.native_id
+                if not running or tid is None:
+                    continue
+                cpu = _cpu_ns(tid)
             now = clock()
             if cpu is None:
                 continue

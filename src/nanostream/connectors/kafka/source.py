@@ -372,10 +372,12 @@ class _RecordBuilder:
             self.last = {(topic, p): offset for p, offset in by_partition.items()}
         # Made in one C call without KafkaRecord's own constructor (Python code); a record
         # of bytes, text and numbers is left out of the garbage collector's lists, as a
-        # plain tuple of them would be (see nanostream._core.fast.tuples).
+        # plain tuple of them would be (see nanostream._core.fast.tuples; KafkaRecord is a
+        # module-level class, it lasts as long as the process).
         return tuples(
             KafkaRecord,
             (topics, partitions, offsets, list(keys), list(values), headers, stamps),
+            True,
         )
 
     @staticmethod
