@@ -184,6 +184,44 @@ def test_a_producer_that_waited_long_enough_is_woken_at_the_next_batch_taken(
     assert channel.depth() == 8
 
 
+def test_producers_that_found_no_room_after_a_wake_up_wait_again_for_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two producers wait on a full channel (fan-in); a get wakes both by time, one puts,
+    the other waits again: the next get does not wake it again at once (the time counts
+    from the wake-up), or every batch taken would wake the producers, as before."""
+    monkeypatch.setattr(channel_module, "WAKE_AFTER_S", 3600.0)
+    waiter = CountingCondition()
+    channel = Channel(8, 1, n_producers=2, waiter=waiter)
+    counters = NodeCounters()
+    for i in range(8):
+        channel.put([i], counters)
+    errors: list[BaseException] = []
+
+    def produce(item: int) -> None:
+        try:
+            channel.put([item], NodeCounters())
+        except BaseException as exc:
+            errors.append(exc)
+
+    producers = [threading.Thread(target=produce, args=(item,)) for item in (8, 9)]
+    for producer in producers:
+        producer.start()
+    try:
+        assert support.wait_until(lambda: channel._producers_waiting == 2)
+        channel._wake_by = 0.0  # as if they had waited WAKE_AFTER_S
+        assert channel.get(counters) == [0]  # 7 left: woken by time
+        assert waiter.notified == 1
+        assert support.wait_until(lambda: channel.depth() == 8 and channel._producers_waiting == 1)
+        assert channel.get(counters) == [1]  # 7 left again: the other is not woken at once
+        assert waiter.notified == 1
+    finally:
+        channel.abort()
+        for producer in producers:
+            producer.join()
+    assert [type(e) for e in errors] == [RunAborted]
+
+
 def test_an_abort_wakes_a_producer_waiting_for_room() -> None:
     channel = Channel(2, 1, n_producers=1)
     counters = NodeCounters()

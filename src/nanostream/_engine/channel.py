@@ -219,7 +219,8 @@ class Channel:
     At most ``max_batches`` batches wait in it (each producer may exceed that by one batch
     when several race for the last slot). A producer that waits for room is woken once the
     consumer has taken the channel down to ``refill_at`` batches (half of it), or at the
-    first batch taken after it has waited ``WAKE_AFTER_S``, not at every batch taken:
+    first batch taken after it has waited ``WAKE_AFTER_S`` (since it began waiting, or
+    since the last wake-up, when several wait), not at every batch taken:
     under load it then puts several batches while the consumer reads the rest, rather
     than one batch per wake-up, and behind a slow consumer it is not held for half a
     queue (a node waiting in a put does nothing else: a checkpoint's barrier waits for
@@ -431,8 +432,7 @@ class Channel:
             if self._producers_waiting and (
                 len(dq) <= self._wake_depth or time.monotonic() >= self._wake_by
             ):
-                with self._cond:
-                    self._cond.notify_all()
+                self._wake_producers()
             if batch is END:
                 self._ends -= 1
                 if self._ends <= 0:
@@ -476,9 +476,15 @@ class Channel:
         if self._producers_waiting and (
             len(dq) <= self._wake_depth or time.monotonic() >= self._wake_by
         ):
-            with self._cond:
-                self._cond.notify_all()
+            self._wake_producers()
         return batch
+
+    def _wake_producers(self) -> None:
+        """Wake the producers waiting for room; those that find none wait again, to be
+        woken by time ``WAKE_AFTER_S`` after this wake-up, not at the next batch taken."""
+        with self._cond:
+            self._wake_by = time.monotonic() + WAKE_AFTER_S
+            self._cond.notify_all()
 
     def abort(self) -> None:
         """Wake every waiter; they raise ``RunAborted``."""
