@@ -429,10 +429,8 @@ class Channel:
                 if not dq:
                     return IDLE
                 continue
-            if self._producers_waiting and (
-                len(dq) <= self._wake_depth or time.monotonic() >= self._wake_by
-            ):
-                self._wake_producers()
+            if self._producers_waiting:
+                self._wake_producers(len(dq))
             if batch is END:
                 self._ends -= 1
                 if self._ends <= 0:
@@ -473,15 +471,16 @@ class Channel:
         if not dq or type(dq[0]) is not kind:
             return None
         batch = dq.popleft() if self.budget is None else self._pop_counted()
-        if self._producers_waiting and (
-            len(dq) <= self._wake_depth or time.monotonic() >= self._wake_by
-        ):
-            self._wake_producers()
+        if self._producers_waiting:
+            self._wake_producers(len(dq))
         return batch
 
-    def _wake_producers(self) -> None:
-        """Wake the producers waiting for room; those that find none wait again, to be
-        woken by time ``WAKE_AFTER_S`` after this wake-up, not at the next batch taken."""
+    def _wake_producers(self, depth: int) -> None:
+        """A batch was taken, leaving ``depth``, while producers wait for room: wake them
+        once the channel is down to ``_wake_depth``, or ``WAKE_AFTER_S`` after they began
+        waiting or were last woken (those that find no room then wait again)."""
+        if depth > self._wake_depth and time.monotonic() < self._wake_by:
+            return
         with self._cond:
             self._wake_by = time.monotonic() + WAKE_AFTER_S
             self._cond.notify_all()
