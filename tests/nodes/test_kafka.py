@@ -601,19 +601,19 @@ def test_the_sink_copies_a_record_as_its_encode_says(
         def __init__(self, config: dict[str, Any]) -> None:
             self.reports: list[Any] = []
 
-        def produce(
-            self,
-            topic: str,
-            value: Any = None,
-            key: Any = None,
-            partition: int = -1,
-            callback: Any = None,
-            on_delivery: Any = None,
-            timestamp: int = 0,
-            headers: Any = None,
-        ) -> None:
-            written.append((topic, key, value, headers, None if partition == -1 else partition))
-            self.reports.append(callback or on_delivery)
+        def produce(self, *args: Any, **kwargs: Any) -> None:
+            call = produced(args, kwargs)
+            partition = call["partition"]
+            written.append(
+                (
+                    call["topic"],
+                    call["key"],
+                    call["value"],
+                    call["headers"],
+                    None if partition == -1 else partition,
+                )
+            )
+            self.reports.append(call["callback"] or call["on_delivery"])
 
         def poll(self, timeout: float) -> int:
             reports, self.reports = self.reports, []
@@ -652,6 +652,13 @@ def client_produce(  # the arguments of the client's Producer.produce, in their 
     """Stands for confluent_kafka.Producer.produce (a builtin without a signature)."""
 
 
+def produced(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The arguments of one call of the client's ``produce``, by name, defaults filled in."""
+    call = inspect.signature(client_produce).bind(*args, **kwargs)
+    call.apply_defaults()
+    return dict(call.arguments)
+
+
 class ReportingProducer:
     """A stand-in for the client's producer: records what is produced and reports each
     record at the next poll, as delivered unless its value is in ``failing``; the first
@@ -667,17 +674,15 @@ class ReportingProducer:
 
     def produce(self, *args: Any, **kwargs: Any) -> None:
         # (the client's signature, whose arguments the sink may give by position)
-        call = inspect.signature(client_produce).bind(*args, **kwargs)
-        call.apply_defaults()
-        produced = call.arguments
+        call = produced(args, kwargs)
         if len(args) == 8:
             ReportingProducer.positional += 1
         if ReportingProducer.full:
             ReportingProducer.full -= 1
             raise BufferError("queue full")
-        topic, key, value = produced["topic"], produced["key"], produced["value"]
-        self.written.append((topic, key, value, produced["headers"]))
-        self.reports.append((produced["callback"] or produced["on_delivery"], topic, key, value))
+        topic, key, value = call["topic"], call["key"], call["value"]
+        self.written.append((topic, key, value, call["headers"]))
+        self.reports.append((call["callback"] or call["on_delivery"], topic, key, value))
 
     def poll(self, timeout: float) -> int:
         reports, self.reports = self.reports, []
