@@ -585,6 +585,17 @@ def _advanced(committed: Callable[[], int], before: int, proc: Forked) -> bool:
     return committed() > before or proc.poll() is not None
 
 
+# The connectors' options of retries after a lost connection (``reconnect_options`` in
+# ``nanostream.connectors._toolkit``): wrong values, and what the refusal says of each.
+RECONNECT_REFUSALS: list[tuple[dict[str, Any], str]] = [
+    ({"retries": -1}, "retries must be an integer >= 0, got -1"),
+    ({"retries": True}, "retries must be an integer >= 0, got True"),
+    ({"backoff": float("nan")}, "backoff must be a number >= 0 (seconds), got nan"),
+    ({"max_backoff": -1.0}, "max_backoff must be a number >= 0 (seconds), got -1.0"),
+    ({"backoff": 2.0, "max_backoff": 1.0}, "max_backoff (1.0) is below backoff (2.0)"),
+]
+
+
 def sqlite_rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
     """Rows of ``sql`` on the SQLite file ``db``, sorted; none while it has no such table."""
 

@@ -19,6 +19,7 @@ import redis
 import nanostream
 from nanostream.nodes.redis import ConnectorError, RedisStreamSink, RedisStreamSource
 from nanostream.testing import Collect
+from support import RECONNECT_REFUSALS
 
 
 @pytest.fixture
@@ -573,11 +574,7 @@ def test_a_bool_is_not_a_count_or_a_number_of_seconds(build: Callable[[], Any], 
 @pytest.mark.parametrize(
     ("options", "says"),
     [
-        ({"retries": -1}, "retries must be an integer >= 0, got -1"),
-        ({"retries": True}, "retries must be an integer >= 0, got True"),
-        ({"backoff": float("nan")}, "backoff must be a number >= 0 (seconds), got nan"),
-        ({"max_backoff": -1.0}, "max_backoff must be a number >= 0 (seconds), got -1.0"),
-        ({"backoff": 2.0, "max_backoff": 1.0}, "max_backoff (1.0) is below backoff (2.0)"),
+        *RECONNECT_REFUSALS,
         ({"timeout": 0}, "timeout must be a positive number (seconds), got 0"),
     ],
 )

@@ -22,7 +22,7 @@ import nanostream
 from nanostream.nodes.sql import ConnectorError, SQLExecute, SQLSink, SQLSource
 from nanostream.state import open_store
 from nanostream.testing import Collect
-from support import OneAckedThenWait, wait_for_file
+from support import RECONNECT_REFUSALS, OneAckedThenWait, wait_for_file
 
 WAIT = 10.0
 
@@ -1061,13 +1061,7 @@ def test_a_row_count_given_under_both_names_is_refused(node: Any, new: str) -> N
 )
 @pytest.mark.parametrize(
     ("options", "says"),
-    [
-        ({"retries": -1}, "retries must be an integer >= 0, got -1"),
-        ({"retries": True}, "retries must be an integer >= 0, got True"),
-        ({"backoff": float("nan")}, "backoff must be a number >= 0 (seconds), got nan"),
-        ({"max_backoff": -1.0}, "max_backoff must be a number >= 0 (seconds), got -1.0"),
-        ({"backoff": 2.0, "max_backoff": 1.0}, "max_backoff (1.0) is below backoff (2.0)"),
-    ],
+    RECONNECT_REFUSALS,
 )
 def test_the_reconnect_options_are_checked_when_the_node_is_made(
     make: Callable[..., Any], options: dict[str, Any], says: str
