@@ -158,6 +158,29 @@ class OneAckedThenWait(OneThenWait):
         self.answered = wait_for_file(flag, self.sleep, timeout=self.timeout)
 
 
+class TrickleRows(nanostream.NanoNode):
+    """Acked rows ``{"id": i}``: ``first`` at once, then, with ``every``, one each ``every``
+    seconds, else none, until the run stops; the acknowledgement of row ``first - 1`` sets
+    ``acked`` (a buffering sink's flush interval is what commits them)."""
+
+    def __init__(self, first: int, every: float | None = None) -> None:
+        super().__init__(name="src", batch_size=1)
+        self.first, self.every = first, every
+        self.acked = threading.Event()
+
+    def generator(self) -> Iterator[Any]:
+        for i in itertools.count():
+            ack = self.acked.set if i == self.first - 1 else (lambda: None)
+            yield nanostream.Acked({"id": i}, ack)
+            if i + 1 >= self.first:
+                if self.every is None:
+                    while not self.sleep(0.01):  # quiet, until the run stops
+                        pass
+                    return
+                if self.sleep(self.every):
+                    return
+
+
 class OTLPCollector:
     """A stand-in OTLP/HTTP collector on 127.0.0.1: keeps the bodies posted to each path."""
 

@@ -6,7 +6,6 @@ import datetime
 import decimal
 import itertools
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ import pytest
 import nanostream
 from nanostream.nodes import Batch
 from nanostream.testing import Collect
-from support import run_through
+from support import TrickleRows, run_through
 
 duckdb = pytest.importorskip("duckdb", reason="pip install 'nanostream[duckdb]'")
 pa = pytest.importorskip("pyarrow")
@@ -133,28 +132,6 @@ def test_acknowledgements_come_after_the_commit(tmp_path: Path, local_runner: st
     assert all(count > i for i, count in source.seen)  # each row was in the table by then
 
 
-class Trickle(nanostream.NanoNode):
-    """Acked rows: ``first`` at once, then (``every`` set) one each ``every`` seconds, else
-    none, until the run stops; the acknowledgement of row ``first - 1`` sets ``acked``."""
-
-    def __init__(self, first: int, every: float | None = None) -> None:
-        super().__init__(name="src", batch_size=1)
-        self.first, self.every = first, every
-        self.acked = threading.Event()
-
-    def generator(self) -> Iterator[Any]:
-        for i in itertools.count():
-            ack = self.acked.set if i == self.first - 1 else (lambda: None)
-            yield nanostream.Acked({"i": i}, ack)
-            if i + 1 >= self.first:
-                if self.every is None:
-                    while not self.sleep(0.01):  # quiet, until the run stops
-                        pass
-                    return
-                if self.sleep(self.every):
-                    return
-
-
 @pytest.mark.parametrize("every", [None, 0.01], ids=["quiet", "trickling"])
 def test_the_flush_interval_commits_a_stream_that_never_fills_a_batch(
     tmp_path: Path, local_runner: str, every: float | None
@@ -163,7 +140,7 @@ def test_the_flush_interval_commits_a_stream_that_never_fills_a_batch(
     ``flush_interval``: on a quiet stream (the node's tick), and on a stream that never
     pauses that long (the deadline is looked at after each slice the node reads)."""
     db = tmp_path / "t.duckdb"
-    source = Trickle(3, every)
+    source = TrickleRows(3, every)
     sink = DuckDBSink(db, "n", create=True, commit_every=1000, flush_interval=0.05)
     source > sink
     run = sink.global_start(block=False, runner=local_runner)

@@ -22,7 +22,7 @@ import nanostream
 from nanostream.nodes.sql import ConnectorError, SQLExecute, SQLSink, SQLSource
 from nanostream.state import open_store
 from nanostream.testing import Collect
-from support import RECONNECT_REFUSALS, OneAckedThenWait, wait_for_file
+from support import RECONNECT_REFUSALS, OneAckedThenWait, TrickleRows, wait_for_file
 
 WAIT = 10.0
 
@@ -485,29 +485,13 @@ def test_sink_acknowledges_rows_once_their_transaction_is_committed(
     assert source.acks[0][1] <= 3, source.acks  # and not only at the end: once committed
 
 
-class Trickle(nanostream.NanoNode):
-    """Emits ``n`` acked rows, then nothing until the run stops; the last ack sets ``acked``."""
-
-    def __init__(self, n: int) -> None:
-        super().__init__(name="src", batch_size=1)
-        self.n = n
-        self.acked = threading.Event()
-
-    def generator(self) -> Iterator[Any]:
-        for i in range(self.n):
-            ack = self.acked.set if i == self.n - 1 else (lambda: None)
-            yield nanostream.Acked({"id": i}, ack)
-        while not self.sleep(0.01):  # quiet, until the run stops
-            pass
-
-
 def test_sink_commits_a_quiet_stream_after_flush_interval(
     tmp_path: Path, runner: str, acks: bool
 ) -> None:
     if not acks:
         pytest.skip(f"the {runner} runner does not call acknowledgements")
     db = tmp_path / "db.sqlite"
-    source = Trickle(3)
+    source = TrickleRows(3)
     sink = SQLSink(sqlite_url(db), "t", create=True, batch_size=1000, flush_interval=0.05)
     source > sink
     run = sink.global_start(block=False, runner=runner)
