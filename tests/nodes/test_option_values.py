@@ -223,3 +223,16 @@ def test_a_max_backoff_below_the_backoff_is_refused(cls: str, tmp_path: Path) ->
     assert str(info.value) == (
         f"{cls} 'probe': max_backoff (1.0) is below backoff (2.0); give max_backoff >= backoff"
     )
+
+
+@pytest.mark.parametrize("cls", BACKING_OFF)
+def test_a_backoff_configured_above_the_max_backoff_is_refused(cls: str, tmp_path: Path) -> None:
+    node = MAKE[cls](tmp_path, name="probe", backoff=0.5, max_backoff=1.0)
+    node.configure(backoff=1.0)
+    with pytest.raises(nanostream.OptionError) as info:
+        node.configure(backoff=2.0)
+    assert str(info.value) == (
+        f"{cls} 'probe': backoff (2.0) is above max_backoff (1.0); give backoff <= "
+        "max_backoff, or make the node with a larger max_backoff"
+    )
+    assert node.backoff == 1.0  # type: ignore[attr-defined]

@@ -127,7 +127,8 @@ class NanoNode:
     #: connector's ``retries``, ``backoff`` and ``timeout``, which it applies to what it
     #: knows can be retried): its constructor and :meth:`configure` (so a pipeline file's
     #: node keys too) set that attribute, and the error policy leaves them alone. Such a
-    #: node retries by itself, so ``on_error="retry"`` is refused for it.
+    #: node retries by itself, so ``on_error="retry"`` is refused for it. A ``backoff``
+    #: given to :meth:`configure` above the node's own ``max_backoff`` is refused.
     own_options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
@@ -227,11 +228,23 @@ class NanoNode:
             self._ns_options[key] = value
         return self
 
+    def _own_refusal(self, key: str, value: Any) -> str | None:
+        """Why this node refuses ``key=value`` for an option outside its error policy, or
+        None: a ``backoff`` of its own above its ``max_backoff``."""
+        ceiling = getattr(self, "max_backoff", None)
+        own = key in type(self).own_options
+        if own and key == "backoff" and isinstance(ceiling, int | float) and value > ceiling:
+            return (
+                f"backoff ({value}) is above max_backoff ({ceiling}); give backoff <= "
+                "max_backoff, or make the node with a larger max_backoff"
+            )
+        return None
+
     def _refusal(self, key: str, value: Any = None) -> str | None:
         """Why this node cannot honour the node option ``key`` (``=value``), or None."""
         cls = type(self)
         if key in cls.own_options or key not in POLICY_OPTIONS:
-            return None
+            return self._own_refusal(key, value)
         if key == "on_error" and value == "retry" and "retries" in cls.own_options:
             return (
                 f"on_error='retry' does not apply: {cls.__name__} retries by itself what can "
