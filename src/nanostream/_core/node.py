@@ -19,7 +19,7 @@ from .node_function import (
     node_function,
     run_cleanup,
 )
-from .options import NODE_OPTIONS, check_node_option
+from .options import NODE_OPTIONS, check_node_option, own_option_refusal
 from .policy import (
     POLICY_OPTIONS,
     ErrorPolicy,
@@ -228,23 +228,11 @@ class NanoNode:
             self._ns_options[key] = value
         return self
 
-    def _own_refusal(self, key: str, value: Any) -> str | None:
-        """Why this node refuses ``key=value`` for an option outside its error policy, or
-        None: a ``backoff`` of its own above its ``max_backoff``."""
-        ceiling = getattr(self, "max_backoff", None)
-        own = key in type(self).own_options
-        if own and key == "backoff" and isinstance(ceiling, int | float) and value > ceiling:
-            return (
-                f"backoff ({value}) is above max_backoff ({ceiling}); give backoff <= "
-                "max_backoff, or make the node with a larger max_backoff"
-            )
-        return None
-
     def _refusal(self, key: str, value: Any = None) -> str | None:
         """Why this node cannot honour the node option ``key`` (``=value``), or None."""
         cls = type(self)
         if key in cls.own_options or key not in POLICY_OPTIONS:
-            return self._own_refusal(key, value)
+            return own_option_refusal(self, key, value) if key in cls.own_options else None
         if key == "on_error" and value == "retry" and "retries" in cls.own_options:
             return (
                 f"on_error='retry' does not apply: {cls.__name__} retries by itself what can "
