@@ -1022,7 +1022,9 @@ def test_the_sink_commits_every_commit_every_rows(
     assert counts <= {4, 8, 10}, source.acks
     assert all(count > row for row, count in source.acks), source.acks
     if runner != "ray":  # on Ray an ack crosses back to the source's actor: it can come late
-        assert min(counts) == 4, source.acks
+        # The first transaction's acknowledgements go as the stream goes on, not at its end
+        # (on SQLite once the next transaction is written, at the latest: see test_sql_commits).
+        assert min(counts) < 10, source.acks
     assert query(db, "SELECT count(*) FROM t") == [(10,)]
 
 
@@ -1223,11 +1225,11 @@ def test_on_sqlite_the_sink_writes_its_batches_on_one_connection(
     class LosesThirdWrite(SQLSink):
         writes = 0
 
-        def _write(self, conn: Any, table: Any, rows: Any) -> None:
+        def _write(self, conn: Any, table: Any, rows: Any, *prepared: Any) -> None:
             type(self).writes += 1
             if type(self).writes == 3:
                 raise sa.exc.OperationalError("INSERT", {}, Exception("disk I/O error"))
-            super()._write(conn, table, rows)
+            super()._write(conn, table, rows, *prepared)
 
     sink = LosesThirdWrite(engine, "t", create=True, commit_every=10, flush_interval=None)
     sink.retries, sink.backoff = 1, 0.0
