@@ -25,6 +25,11 @@ def commit_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith("nanostream-commit")]
 
 
+def commits_running(commits: CommitThread) -> bool:
+    commits.begun()
+    return not commits.done()
+
+
 def count(db: Path) -> int:
     conn = sqlite3.connect(db)
     try:
@@ -96,11 +101,6 @@ def test_a_commit_thread_runs_one_commit_at_a_time_and_hands_back_its_error() ->
         commits.close()  # lets the commit end, then joins the thread
     assert commits.result() is None
     assert commit_threads() == []
-
-
-def commits_running(commits: CommitThread) -> bool:
-    commits.begun()
-    return not commits.done()
 
 
 def test_on_sqlite_the_sink_commits_full_batches_in_its_commit_thread(
