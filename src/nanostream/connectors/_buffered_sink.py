@@ -23,8 +23,9 @@ class BufferedSink(NanoNode):
 
     Items (as :meth:`encode` makes them) wait in ``_pending`` until ``flush_size`` of them
     are there, the oldest has waited ``flush_interval`` seconds (also on a quiet input:
-    the node asks for ticks), or the input ends; then :meth:`flush` writes them. A
-    subclass defines ``flush()`` (write ``_pending``, then empty it and call
+    the node asks for ticks), or the input ends; then :meth:`flush` writes them (while
+    the stream goes on, through :meth:`flush_batch`, which a subclass may make finish
+    later). A subclass defines ``flush()`` (write ``_pending``, then empty it and call
     ``release_items()``, so that sources' acknowledgements wait until the write is done)
     and a ``setup()`` that calls :meth:`_empty_buffer`; its ``__init__`` calls
     :meth:`_start_buffer`.
@@ -78,8 +79,22 @@ class BufferedSink(NanoNode):
         return item
 
     def flush(self) -> None:
-        """Write what is pending (subclasses)."""
+        """Write what is pending, and return once it is written (subclasses)."""
         raise NotImplementedError
+
+    def flush_batch(self) -> None:
+        """Write what is pending while the stream goes on (a full batch, or one due by
+        ``flush_interval``): :meth:`flush` unless a subclass says.
+
+        A subclass may return before the write ends (``SQLSink`` commits on SQLite in a
+        thread of its own) if it releases the batch's items only once it is written, lets
+        :meth:`flush` wait for it, and finishes it in :meth:`written` or the next write.
+        """
+        self.flush()
+
+    def written(self) -> None:
+        """Between slices of the input: finish a write that :meth:`flush_batch` began and
+        that has ended (release its items); nothing unless a subclass says."""
 
     def process_item(self, item: Any) -> Iterator[Any]:
         pending = self._pending
@@ -139,6 +154,7 @@ class BufferedSink(NanoNode):
         self.validate()
         node = self
         encode = None if type(self).encode is BufferedSink.encode else self.encode
+        writes_behind = type(self).written is not BufferedSink.written
 
         def buffered_sink(inp: Iterable[Any], outp: Callable[[Any], Any]) -> None:
             node.setup()
@@ -164,16 +180,18 @@ class BufferedSink(NanoNode):
                     if room <= 0 or length_hint(part, room + 1) <= room:
                         pending.extend(part if encode is None else map(encode, part))
                         if len(pending) >= size:
-                            node.flush()
+                            node.flush_batch()
                             pending = node._pending
                         break
                     taken = islice(part, room)
                     pending.extend(taken if encode is None else map(encode, taken))
-                    node.flush()
+                    node.flush_batch()
                     pending = node._pending
                 if interval is not None and pending and clock() >= due:
-                    node.flush()
+                    node.flush_batch()
                     pending = node._pending
+                if writes_behind:
+                    node.written()
             node.cleanup()
 
         return buffered_sink

@@ -28,7 +28,8 @@ Example:
 from __future__ import annotations
 
 from .._toolkit import ConnectorError
-from .sink import SQLExecute, SQLSink
+from .execute import SQLExecute
+from .sink import SQLSink
 from .source import SQLSource
 
 __all__ = ["ConnectorError", "SQLExecute", "SQLSink", "SQLSource"]

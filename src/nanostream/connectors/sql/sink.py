@@ -1,6 +1,4 @@
-""":class:`SQLSink` (rows into a table, in transactions) and :class:`SQLExecute` (a
-statement per item).
-"""
+""":class:`SQLSink`: rows into a table, in transactions."""
 
 from __future__ import annotations
 
@@ -9,16 +7,17 @@ import decimal
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from itertools import chain, islice
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from ..._core.context import node_label
 from ..._core.errors import OptionError
-from ..._core.node import NanoNode, NodeFunction
-from ..._core.policy import POLICY_OPTIONS
+from ..._core.node import NodeFunction
 from ...operators._operator import check_choice
 from .._buffered_sink import BufferedSink
 from .._toolkit import ConnectorError, closing_function
+from ._commits import CommitThread
 from ._database import (
     _connection,
     _is_disconnect,
@@ -31,7 +30,7 @@ from ._database import (
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
-__all__ = ["SQLExecute", "SQLSink"]
+__all__ = ["SQLSink"]
 
 
 # ----------------------------------------------------------------------------- SQLSink
@@ -92,7 +91,11 @@ class SQLSink(BufferedSink):
     transaction is committed, so a source that commits its progress on acknowledgement
     (:class:`SQLSource` with ``state_file``, the directory watchdog's ledger, a Redis
     stream) never counts a row as done before it is in the table; ``flush_interval``
-    bounds how long that takes on a slow or quiet stream.
+    bounds how long that takes on a slow or quiet stream. On SQLite a full batch commits
+    in the sink's commit thread while the next rows are read (SQLite's commit waits for
+    the disk), and its acknowledgements go when the sink next reads rows, or after
+    ``flush_interval`` of quiet input; with ``flush_interval=None`` it commits in the
+    sink's own thread.
 
     Example:
         >>> import sqlite3, tempfile, nanostream
@@ -159,8 +162,13 @@ class SQLSink(BufferedSink):
         self.rows_written = 0
         self._table: sa.Table | None = None
         self._checked: set[tuple[str, ...]] = set()
-        # SQLite: the connection the node's thread writes on, kept while the node runs.
-        self._kept: tuple[sa.Connection, int] | None = None
+        # SQLite: the connection the node's thread writes on, kept while the node runs, its
+        # thread, and whether the commit thread may commit on it.
+        self._kept: tuple[sa.Connection, int, bool | None] | None = None
+        # SQLite: the thread that commits a batch while the next one is read, and the batch
+        # (its rows and table) whose commit it runs, until the node collects it.
+        self._commits: CommitThread | None = None
+        self._committing: tuple[list[Any], sa.Table] | None = None
         self._writers: dict[tuple[str, ...], _Writer] = {}
         self.configure(**options)
 
@@ -179,12 +187,39 @@ class SQLSink(BufferedSink):
         return closing_function(self._buffer_function(), self._close)
 
     def _close(self) -> None:
-        kept, self._kept = self._kept, None
+        commits, self._commits = self._commits, None
         try:
-            if kept is not None:
-                kept[0].close()
+            if commits is not None:
+                commits.close()  # a commit still running ends first
+                self._end_commit(commits)
         finally:
-            self._db.close()
+            kept, self._kept = self._kept, None
+            try:
+                if kept is not None:
+                    kept[0].close()
+            finally:
+                self._db.close()
+
+    def _end_commit(self, commits: CommitThread) -> None:
+        """The node function ended with an error while a batch was committing (``close``
+        waited for the commit): its items are released if it committed; if it failed
+        too, that is logged, and the node's first error is the one raised."""
+        committing, self._committing = self._committing, None
+        if committing is None:
+            return
+        error = commits.result()
+        if error is None:
+            self.rows_written += len(committing[0])
+            self.release_items(keep=len(self._pending))
+        else:
+            label = node_label(self, with_class=True)
+            log.warning(
+                "%s",
+                self._db.error(
+                    f"{label}: the commit of {len(committing[0])} rows failed as the node ended",
+                    error,
+                ),
+            )
 
     @contextmanager
     def _transaction(self, engine: sa.Engine) -> Iterator[sa.Connection]:
@@ -200,20 +235,53 @@ class SQLSink(BufferedSink):
             with engine.begin() as conn:
                 yield conn
             return
+        conn = self._sqlite_connection(engine)[0]
+        try:
+            with conn.begin():
+                yield conn
+        except BaseException:
+            self._drop_connection()  # rolled back; the next transaction takes a fresh one
+            raise
+
+    def _sqlite_connection(
+        self, engine: sa.Engine, *, share: bool = False
+    ) -> tuple[sa.Connection, bool]:
+        """The connection the node's thread keeps on SQLite (see :meth:`_transaction`), and
+        (with ``share``) whether the commit thread may commit on it.
+
+        The first time a connection is to be shared, the commit thread (started then) tries
+        it: a commit outside a transaction does nothing, but fails where the driver refuses
+        a connection used from another thread (``check_same_thread``, the default of an
+        in-memory database); then this connection's commits stay in the node's thread.
+        """
         thread = threading.get_ident()
         kept = self._kept
         if kept is None or kept[1] != thread or kept[0].closed or kept[0].invalidated:
             if kept is not None and kept[1] == thread:
                 kept[0].close()
-            kept = self._kept = (engine.connect(), thread)
-        conn = kept[0]
-        try:
-            with conn.begin():
-                yield conn
-        except BaseException:
-            self._kept = None  # rolled back; the next transaction takes a fresh connection
-            conn.close()
-            raise
+            kept = self._kept = (engine.connect(), thread, None)
+        conn, _, shared = kept
+        if share and shared is None:
+            commits = self._commits
+            if commits is None:
+                commits = self._commits = CommitThread(node_label(self))
+            driver: Any = conn.connection.driver_connection
+            shared = getattr(driver, "in_transaction", True) is False
+            shared = shared and commits.run(driver.commit) is None
+            self._kept = (conn, thread, shared)
+        return conn, bool(shared)
+
+    def _drop_connection(self) -> None:
+        """Discard the kept connection after an error, and its transaction with it.
+
+        Invalidated, not only closed: after a failed commit SQLAlchemy counts the
+        transaction as ended, and the pool would take the driver's connection back with
+        the batch still in its open transaction (to be committed with the next one).
+        """
+        kept, self._kept = self._kept, None
+        if kept is not None:
+            kept[0].invalidate()
+            kept[0].close()
 
     # ------------------------------------------------------------------ writing
     def flush(self) -> None:
@@ -223,18 +291,119 @@ class SQLSink(BufferedSink):
         With ``exactly_once`` rows wait for the next checkpoint instead.
         """
         rows = self._pending
+        self._collect_commit(keep=len(rows))
         if not rows or self.exactly_once:
             return
+        self._write_now(rows)
+        self.rows_written += len(rows)
+        self._empty_buffer()
+        self.release_items()  # their sources' acknowledgements may go now
+
+    def flush_batch(self) -> None:
+        """Write a full batch (or one due by ``flush_interval``) while the stream goes on.
+
+        On SQLite the transaction's commit runs in the node's commit thread (see
+        :mod:`~nanostream.connectors.sql._commits`) while the node reads and converts the
+        next batch; the node collects it before it writes again (or when the stream ends,
+        at a tick, a checkpoint or between slices), and only then releases the batch's
+        items. Elsewhere, and where the connection cannot be shared, as :meth:`flush`.
+        """
+        rows = self._pending
+        engine = self._db.engine
+        if (
+            not rows
+            or self.exactly_once
+            or self.flush_interval is None  # no ticks: a quiet input would hold the acks
+            or engine is None
+            or engine.dialect.name != "sqlite"
+        ):
+            self.flush()
+            return
+        table = self._table
+        try:  # converted while the batch before commits
+            prepared = None if table is None else self._prepare(engine.dialect, table, rows)
+        except BaseException:
+            self._collect_commit(keep=len(rows))
+            raise
+        self._collect_commit(keep=len(rows))
+
+        def write() -> tuple[Callable[[], object] | None, sa.Table]:
+            conn, shared = self._sqlite_connection(engine, share=True)
+            transaction = conn.begin()
+            try:
+                written = self._resolve_table(conn, rows)
+                self._write(conn, written, rows, prepared if written is table else None)
+                if not shared:
+                    transaction.commit()
+            except BaseException:
+                self._drop_connection()  # rolled back; the next write takes a fresh one
+                raise
+            return (transaction.commit if shared else None), written
+
+        commit, written = self._db.retry(
+            self, write, self._write_failed(rows), doing=f" while writing {len(rows)} rows"
+        )
+        self._empty_buffer()
+        if commit is None:  # committed in this thread
+            self._table = written
+            self.rows_written += len(rows)
+            self.release_items()
+            return
+        assert self._commits is not None
+        self._commits.start(commit)
+        self._committing = (rows, written)
+
+    def written(self) -> None:
+        """Between slices: make sure the last batch's commit has begun; collect it if it
+        has ended."""
+        commits = self._commits
+        if self._committing is not None and commits is not None:
+            commits.begun()
+            if commits.done():
+                self._collect_commit(keep=len(self._pending))
+
+    def _collect_commit(self, keep: int) -> None:
+        """Wait for the commit of the batch in the commit thread, if any; once committed,
+        release the items read before the last ``keep``. A failed commit rolled the batch
+        back: a lost connection writes it again (retried as any write), another error
+        fails the node as a failed write does."""
+        committing, self._committing = self._committing, None
+        if committing is None:
+            return
+        rows, table = committing
+        assert self._commits is not None
+        error = self._commits.result()
+        if error is not None:
+            self._drop_connection()
+            failed = [error]
+
+            def again() -> None:
+                if failed:  # the commit's error, counted as the first attempt
+                    raise failed.pop()
+                self._write_once(rows)
+
+            doing = f" while committing {len(rows)} rows"
+            self._db.retry(self, again, self._write_failed(rows), doing=doing)
+        # Kept only once committed: a lost connection rolls back a CREATE TABLE too.
+        self._table = table
+        self.rows_written += len(rows)
+        self.release_items(keep=keep)
+
+    def _write_now(self, rows: list[Any]) -> None:
+        """Write ``rows`` in one transaction in this thread, retried if the connection drops."""
+        doing = f" while writing {len(rows)} rows"
+        self._db.retry(self, lambda: self._write_once(rows), self._write_failed(rows), doing=doing)
+
+    def _write_once(self, rows: list[Any]) -> None:
         engine = self._db.engine
         assert engine is not None
+        with self._transaction(engine) as conn:
+            table = self._resolve_table(conn, rows)
+            self._write(conn, table, rows)
+        # Kept only once committed: a lost connection rolls back a CREATE TABLE too.
+        self._table = table
 
-        def write() -> None:
-            with self._transaction(engine) as conn:
-                table = self._resolve_table(conn, rows)
-                self._write(conn, table, rows)
-            # Kept only once committed: a lost connection rolls back a CREATE TABLE too.
-            self._table = table
-
+    def _write_failed(self, rows: list[Any]) -> Callable[[sa.exc.DBAPIError], BaseException]:
         def fail(exc: sa.exc.DBAPIError) -> BaseException:
             what = "lost its connection" if _is_disconnect(exc) else "could not write"
             return self._db.error(
@@ -243,10 +412,7 @@ class SQLSink(BufferedSink):
                 exc,
             )
 
-        self._db.retry(self, write, fail, doing=f" while writing {len(rows)} rows")
-        self.rows_written += len(rows)
-        self._empty_buffer()
-        self.release_items()  # their sources' acknowledgements may go now
+        return fail
 
     # ------------------------------------------------------------------ exactly once
     def snapshot_state(self) -> Any:
@@ -404,12 +570,28 @@ class SQLSink(BufferedSink):
             raise ConnectorError(f"SQLSink: an item lacks the key field(s) {missing_key}")
         self._checked.add(names)
 
-    def _write(self, conn: sa.Connection, table: sa.Table, rows: list[Mapping[str, Any]]) -> None:
+    def _write(
+        self,
+        conn: sa.Connection,
+        table: sa.Table,
+        rows: list[Mapping[str, Any]],
+        prepared: list[_Batch] | None = None,
+    ) -> None:
+        """Write ``rows`` (or what :meth:`_prepare` made of them) into ``table``."""
+        for write, values in prepared or self._prepare(conn.dialect, table, rows):
+            write(conn, values)
+
+    def _prepare(
+        self, dialect: sa.Dialect, table: sa.Table, rows: list[Mapping[str, Any]]
+    ) -> list[_Batch]:
+        """``rows`` checked and made into values, as (how to write them, values) pairs:
+        one pair for the usual batch, one per set of fields for rows with different ones
+        (in order of first sight)."""
         first = rows[0]
         if type(first) is not dict:
             first = _as_mapping(first)
         names = tuple(first)
-        writer = self._writer(conn, table, names)
+        writer = self._writer(dialect, table, names)
         # The usual batch: every row has the same fields, read into tuples in C loops; a
         # row with other fields shows as a length or a KeyError.
         try:
@@ -418,45 +600,47 @@ class SQLSink(BufferedSink):
         except (KeyError, TypeError):
             values = None
         if values is not None:
-            writer.write(conn, values)
-            return
-        # Rows with different fields: write each group of alike rows, in order of first sight.
+            return [(writer.write, values)]
         groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
         for row in rows:
             mapping = _as_mapping(row)
             groups.setdefault(tuple(mapping), []).append(mapping)
+        batches = []
         for group_names, group in groups.items():
-            w = self._writer(conn, table, group_names)
-            w.write(conn, w.values(group))
+            w = self._writer(dialect, table, group_names)
+            batches.append((w.write, w.values(group)))
+        return batches
 
-    def _writer(self, conn: sa.Connection, table: sa.Table, names: tuple[str, ...]) -> _Writer:
+    def _writer(self, dialect: sa.Dialect, table: sa.Table, names: tuple[str, ...]) -> _Writer:
         """The writer of rows of the fields ``names``, checked against the table."""
         if not names:
             raise ConnectorError("SQLSink: an item has no fields to write")
         self._check_columns(table, names)
         writer = self._writers.get(names)
         if writer is None:
-            writer = self._writers[names] = self._make_writer(conn, table, names)
+            writer = self._writers[names] = self._make_writer(dialect, table, names)
         return writer
 
-    def _make_writer(self, conn: sa.Connection, table: sa.Table, names: tuple[str, ...]) -> _Writer:
+    def _make_writer(self, dialect: sa.Dialect, table: sa.Table, names: tuple[str, ...]) -> _Writer:
         """How rows with the fields ``names`` become values (a tuple per row, in the order
         of ``names``) and how those are written, in one round trip."""
-        dialect = conn.dialect
         if self.mode == "insert":
             compiled = table.insert().compile(dialect=dialect, column_keys=list(names))
             if dialect.positional and list(compiled.positiontup or ()) == list(names):
-                # The driver's executemany directly: the fast path (SQLite, MySQL), with the
-                # columns' bind processors (such as to_float for a REAL column) applied here.
+                # The driver directly: the fast path (SQLite, many rows a statement; MySQL),
+                # with the columns' bind processors (such as to_float for REAL) applied here.
                 sql = str(compiled)
                 processors = [
                     table.c[col].type.dialect_impl(dialect).bind_processor(dialect) for col in names
                 ]
 
-                def insert_fast(c: sa.Connection, values: list[tuple[Any, ...]]) -> None:
-                    c.exec_driver_sql(sql, values)
+                insert = _multirow_insert(sql, len(names)) if dialect.name == "sqlite" else None
+                if insert is None:
 
-                return _Writer(_row_values(names, processors), insert_fast)
+                    def insert(c: sa.Connection, values: list[tuple[Any, ...]]) -> None:
+                        c.exec_driver_sql(sql, values)
+
+                return _Writer(_row_values(names, processors), insert)
             statement: Any = table.insert()
         else:
             statement = self._upsert_statement(dialect.name, table, names)
@@ -523,6 +707,9 @@ class _Writer(NamedTuple):
     write: Callable[[sa.Connection, list[tuple[Any, ...]]], None]
 
 
+_Batch = tuple[Callable[["sa.Connection", list[tuple[Any, ...]]], None], list[tuple[Any, ...]]]
+
+
 def _row_values(
     names: tuple[str, ...], processors: Sequence[Callable[[Any], Any] | None] = ()
 ) -> Callable[[list[Mapping[str, Any]]], list[tuple[Any, ...]]]:
@@ -556,6 +743,47 @@ def _row_values(
     return values
 
 
+def _multirow_insert(
+    sql: str, width: int
+) -> Callable[[sa.Connection, list[tuple[Any, ...]]], None] | None:
+    """For SQLite: write rows with ``INSERT ... VALUES (?, ?), (?, ?), ...``, many rows a
+    statement, instead of ``sql`` (one row, ``width`` values) once per row; None if
+    ``sql`` does not end in its one ``VALUES`` group.
+
+    SQLite runs its statement once per row of an ``executemany``; with many rows a
+    statement the same rows take about half the time. A statement binds at most 999
+    values (the smallest limit of SQLite versions); the rows that do not fill one go by
+    ``sql``.
+
+    Example:
+        >>> import sqlalchemy as sa
+        >>> from nanostream.connectors.sql.sink import _multirow_insert
+        >>> engine = sa.create_engine("sqlite://")
+        >>> with engine.begin() as conn:
+        ...     _ = conn.exec_driver_sql("CREATE TABLE t (a INTEGER, b TEXT)")
+        ...     insert = _multirow_insert("INSERT INTO t (a, b) VALUES (?, ?)", 2)
+        ...     insert(conn, [(n, str(n)) for n in range(1200)])
+        ...     conn.exec_driver_sql("SELECT count(*), sum(a), max(b) FROM t").one()
+        (1200, 719400, '999')
+    """
+    head, values, group = sql.rpartition(" VALUES ")
+    if not values or group != "(" + ", ".join(["?"] * width) + ")":
+        return None
+    per = max(1, min(500, 999 // width))  # rows a statement
+    many = head + values + ", ".join([group] * per)
+    size = per * width
+
+    def insert(c: sa.Connection, rows: list[tuple[Any, ...]]) -> None:
+        full = len(rows) - len(rows) % per
+        if full:
+            flat = chain.from_iterable(rows[:full] if full < len(rows) else rows)
+            c.exec_driver_sql(many, [tuple(islice(flat, size)) for _ in range(full // per)])
+        if full < len(rows):
+            c.exec_driver_sql(sql, rows[full:])
+
+    return insert
+
+
 def _last_per_key(values: list[Any], key_index: list[int]) -> list[Any]:
     """Rows with one row per key, the last one; order of each key's last appearance."""
     latest: dict[tuple[Any, ...], Any] = {}
@@ -573,110 +801,3 @@ def _as_mapping(item: Any) -> Mapping[str, Any]:
         f"SQL nodes take dicts (column name -> value); got a {type(item).__name__}. "
         "Turn items into dicts upstream, for example with a function node"
     )
-
-
-# ----------------------------------------------------------------------------- SQLExecute
-class SQLExecute(NanoNode):
-    """Runs a parameterised statement for each item and emits the result rows as dicts.
-
-    ``statement`` is SQL text with ``:name`` placeholders; each is filled from the item's
-    field of that name (an item that is not a dict fills a statement's only placeholder),
-    always as a bound parameter. Each item runs in its own transaction. A statement that
-    returns no rows (``UPDATE``, ``DELETE``) emits nothing. A lost connection is retried
-    ``retries`` times with exponential back-off.
-
-    Example:
-        >>> import sqlite3, tempfile, nanostream
-        >>> from nanostream.nodes.sql import SQLExecute
-        >>> tmp = tempfile.TemporaryDirectory()
-        >>> db = sqlite3.connect(f"{tmp.name}/db.sqlite")
-        >>> with db:
-        ...     _ = db.execute("CREATE TABLE users (id INTEGER, name TEXT)")
-        ...     _ = db.executemany("INSERT INTO users VALUES (?, ?)", [(1, "ada"), (2, "bob")])
-        >>> db.close()
-        >>> lookup = SQLExecute(
-        ...     f"sqlite:///{tmp.name}/db.sqlite", "SELECT name FROM users WHERE id = :user"
-        ... )
-        >>> sink = nanostream.testing.Collect()
-        >>> nanostream.from_iterable([{"user": 2}, {"user": 1}, {"user": 9}]) > lookup > sink
-        Collect(name=None)
-        >>> sink.global_start()
-        >>> sink.items
-        [{'name': 'bob'}, {'name': 'ada'}]
-        >>> tmp.cleanup()
-    """
-
-    policy_options = POLICY_OPTIONS  # its node function is NanoNode's, closing the engine
-    own_options = ("retries", "backoff")  # after a lost connection
-    holds_items = False  # each item is done once its rows are out
-
-    def __init__(
-        self,
-        url: str | sa.URL | sa.Engine,
-        statement: str,
-        *,
-        retries: int = 3,
-        backoff: float = 0.5,
-        max_backoff: float = 30.0,
-        engine_options: Mapping[str, Any] | None = None,
-        name: str | None = None,
-        queue_size: int | None = None,
-        batch_size: int | None = None,
-        **options: Any,
-    ) -> None:
-        super().__init__(name=name, queue_size=queue_size, batch_size=batch_size)
-        _require_sqlalchemy()
-        import sqlalchemy as sa
-
-        self.url_shown = _shown_url(url)
-        self._db = _connection(
-            self, url, engine_options, retries=retries, backoff=backoff, max_backoff=max_backoff
-        )
-        self.statement = statement
-        self._text = sa.text(statement)
-        self.param_names = list(self._text.compile().params)
-        self.configure(**options)
-
-    def __repr__(self) -> str:
-        return f"SQLExecute(name={self.name!r}, url={self.url_shown!r})"
-
-    def setup(self) -> None:
-        self._db.open("SQLExecute")
-
-    def as_function(self) -> NodeFunction:
-        return closing_function(super().as_function(), self._db.close)
-
-    def _values(self, item: Any) -> dict[str, Any]:
-        names = self.param_names
-        if not isinstance(item, Mapping):
-            if len(names) == 1:
-                return {names[0]: item}
-            raise ConnectorError(
-                f"SQLExecute: the statement has placeholders {names}; items must be dicts "
-                f"with those fields, got a {type(item).__name__}"
-            )
-        missing = [n for n in names if n not in item]
-        if missing:
-            raise ConnectorError(
-                f"SQLExecute: the statement needs field(s) {missing}, which an item lacks "
-                f"(it has {sorted(item)})"
-            )
-        return {n: item[n] for n in names}
-
-    def process_item(self, item: Any) -> Iterator[dict[str, Any]]:
-        values = self._values(item)
-        engine = self._db.engine
-        assert engine is not None
-
-        def execute() -> list[dict[str, Any]]:
-            with engine.begin() as conn:
-                result = conn.execute(self._text, values)
-                if not result.returns_rows:
-                    return []
-                keys = list(result.keys())
-                return [dict(zip(keys, r, strict=True)) for r in result]
-
-        rows = self._db.retry(
-            self, execute, lambda exc: self._db.error("SQLExecute: the statement failed", exc)
-        )
-        yield from rows
