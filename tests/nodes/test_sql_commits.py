@@ -117,7 +117,7 @@ def test_on_sqlite_the_sink_commits_full_batches_in_its_commit_thread(
     assert count(db) == 25
     assert sink.rows_written == 25
     assert sorted(source.acked) == list(range(25))
-    assert Disk.threads[:2] == ["nanostream-commit:sales"] * 2, Disk.threads
+    assert Disk.threads[:2] == ["nanostream-commit:sales_0"] * 2, Disk.threads
     assert len(Disk.threads) == 3, Disk.threads
     assert not Disk.threads[2].startswith("nanostream-commit")  # the node's own thread
     assert commit_threads() == []
@@ -139,7 +139,7 @@ def test_the_sink_ends_once_its_last_commit_is_in(
     sink = SQLSink(engine, "t", commit_every=10, name="sales")
     source > sink
     sink.global_start(runner=local_runner)
-    assert Disk.threads == ["nanostream-commit:sales"] * 2
+    assert Disk.threads == ["nanostream-commit:sales_0"] * 2
     assert count(db) == 20
     assert sink.rows_written == 20
     assert sorted(source.acked) == list(range(20))
@@ -166,7 +166,7 @@ def test_a_failed_commit_acknowledges_nothing_of_its_batch_and_fails_the_node(
         sink.global_start(runner=local_runner)
     assert "could not write to table 't'" in str(failed.value)
     assert "10 rows not written" in str(failed.value)
-    assert Disk.threads[:2] == ["nanostream-commit:sales"] * 2
+    assert Disk.threads[:2] == ["nanostream-commit:sales_0"] * 2
     assert count(db) == 10
     assert not set(source.acked) & set(range(10, 30)), source.acked
     assert commit_threads() == []
@@ -189,7 +189,7 @@ def test_a_connection_lost_at_commit_writes_the_batch_again(
     source > sink
     with caplog.at_level(logging.WARNING, logger="nanostream.sql"):
         sink.global_start(runner=local_runner)
-    assert Disk.threads[0] == "nanostream-commit:sales"
+    assert Disk.threads[0] == "nanostream-commit:sales_0"
     assert count(db) == 30
     assert sink.rows_written == 30
     assert sorted(source.acked) == list(range(30))
