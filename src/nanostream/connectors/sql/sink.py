@@ -203,7 +203,8 @@ class SQLSink(BufferedSink):
     def _end_commit(self, commits: CommitThread) -> None:
         """The node function ended with an error while a batch was committing (``close``
         waited for the commit): its items are released if it committed; if it failed
-        too, that is logged, and the node's first error is the one raised."""
+        too, that is logged (the connection is discarded with the batch, as after any
+        failed commit), and the node's first error is the one raised."""
         committing, self._committing = self._committing, None
         if committing is None:
             return
@@ -212,6 +213,7 @@ class SQLSink(BufferedSink):
             self.rows_written += len(committing[0])
             self.release_items(keep=len(self._pending))
         else:
+            self._drop_connection()  # its transaction may be open still: not to the pool
             label = node_label(self, with_class=True)
             log.warning(
                 "%s",
