@@ -528,6 +528,30 @@ def test_upsert_updates_by_key_and_the_last_item_in_a_batch_wins(
     ]
 
 
+def test_upsert_the_last_item_with_a_key_wins_over_items_with_other_fields(
+    tmp_path: Path,
+) -> None:
+    """Items of one batch with different fields go in by a statement per set of fields;
+    the last item with a key still wins, not the one whose fields come last."""
+    db = tmp_path / "db.sqlite"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE stock (sku TEXT PRIMARY KEY, qty INTEGER, note TEXT)")
+    conn.close()
+    items = [
+        {"sku": "a", "qty": 1},
+        {"sku": "a", "qty": 2, "note": "old"},
+        {"sku": "b", "qty": 7, "note": "kept"},
+        {"sku": "a", "qty": 3},
+    ]
+    sink = SQLSink(sqlite_url(db), "stock", mode="upsert", key="sku")
+    nanostream.from_iterable(items) > sink
+    sink.global_start()
+    assert query(db, "SELECT sku, qty, note FROM stock ORDER BY sku") == [
+        ("a", 3, None),
+        ("b", 7, "kept"),
+    ]
+
+
 def test_generic_upsert_updates_then_inserts(tmp_path: Path) -> None:
     # The path used for databases without a native upsert, exercised on SQLite.
     engine = sa.create_engine(sqlite_url(tmp_path / "db.sqlite"))

@@ -603,9 +603,11 @@ class SQLSink(BufferedSink):
             values = None
         if values is not None:
             return [(writer.write, values)]
+        mappings = list(map(_as_mapping, rows))
+        if self.mode == "upsert":  # the last item of a key wins, whatever its fields
+            mappings = _last_item_per_key(mappings, self.key)
         groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
-        for row in rows:
-            mapping = _as_mapping(row)
+        for mapping in mappings:
             groups.setdefault(tuple(mapping), []).append(mapping)
         batches = []
         for group_names, group in groups.items():
@@ -793,6 +795,28 @@ def _last_per_key(values: list[Any], key_index: list[int]) -> list[Any]:
         k = tuple(v[i] for i in key_index)
         latest.pop(k, None)
         latest[k] = v
+    return list(latest.values())
+
+
+def _last_item_per_key(
+    items: list[Mapping[str, Any]], key: Sequence[str]
+) -> list[Mapping[str, Any]]:
+    """``items`` with only the last one of each key, in order of each key's last item (an
+    item without the key stays, to be refused with its fields).
+
+    Example:
+        >>> from nanostream.connectors.sql.sink import _last_item_per_key
+        >>> _last_item_per_key([{"k": 1, "v": 1}, {"k": 2}, {"k": 1, "w": 0}], ["k"])
+        [{'k': 2}, {'k': 1, 'w': 0}]
+    """
+    latest: dict[Any, Mapping[str, Any]] = {}
+    for item in items:
+        try:
+            k: Any = tuple(item[name] for name in key)
+        except KeyError:
+            k = object()
+        latest.pop(k, None)
+        latest[k] = item
     return list(latest.values())
 
 
