@@ -1237,6 +1237,34 @@ def test_exactly_once_writes_each_checkpoint_once_across_restarts(
     assert [m[0] for m in marks] == ["out"] and marks[0][1] >= 4
 
 
+class ReplayableAckedRows(AckedRows):
+    """:class:`AckedRows` that a run with a state store counts as able to replay (its
+    position is what it snapshots)."""
+
+    def snapshot_state(self) -> int:
+        return len(self.acks)
+
+    def restore_state(self, state: int) -> None:
+        pass
+
+
+@pytest.mark.parametrize("local_runner", ["threads", "cooperative"])
+def test_exactly_once_acknowledges_rows_only_once_written_also_on_a_quiet_input(
+    tmp_path: Path, local_runner: str
+) -> None:
+    """With ``exactly_once`` the rows wait for a checkpoint: a quiet input (longer than
+    ``flush_interval``) acknowledges none of them before a checkpoint's transaction has
+    written them, and then it passes their acknowledgements on without more input."""
+    db, store = tmp_path / "db.sqlite", str(tmp_path / "run.state")
+    source = ReplayableAckedRows(4, db, "t", pause_after=3)  # quiet until the first ack
+    sink = SQLSink(sqlite_url(db), "t", create=True, exactly_once=True, flush_interval=0.01)
+    source > sink
+    sink.global_start(state=store, checkpoint_interval=0.1, runner=local_runner)
+    assert query(db, "SELECT count(*) FROM t") == [(4,)]
+    assert [i for i, _ in source.acks] == list(range(4))
+    assert source.acks[:3] == [(0, 3), (1, 3), (2, 3)]  # in the table, while it paused
+
+
 def test_on_sqlite_the_sink_writes_its_batches_on_one_connection(
     tmp_path: Path, local_runner: str
 ) -> None:

@@ -82,9 +82,10 @@ class SQLSink(BufferedSink):
     came since the one before, and once it is committed they are written in one
     transaction together with the checkpoint's number in ``nanostream_sink_commits`` (a
     table in the sink's database), so rows that a restart restores or replays are written
-    once, never twice and never lost. ``commit_every`` and ``flush_interval`` do not apply
-    then; rows wait for the next checkpoint (``checkpoint_interval``), in memory and in
-    the state store. The pipeline is refused unless every source can replay from a
+    once, never twice and never lost. ``commit_every`` does not apply then; rows wait for
+    the next checkpoint (``checkpoint_interval``), in memory and in the state store, and
+    ``flush_interval`` only bounds how long, on a quiet input, the acknowledgements of
+    rows a checkpoint wrote wait. The pipeline is refused unless every source can replay from a
     checkpoint and this is its only sink.
 
     Acknowledgements (``nanostream.Acked``) of the items written wait until their
@@ -417,6 +418,24 @@ class SQLSink(BufferedSink):
         return fail
 
     # ------------------------------------------------------------------ exactly once
+    def tick(self) -> None:
+        """The input has been quiet for ``flush_interval``: write what is pending. With
+        ``exactly_once`` the rows wait for their checkpoint; the acknowledgements of those
+        that checkpoints wrote go on now (not only with the next rows), the others' wait.
+
+        Example:
+            >>> from nanostream.nodes.sql import SQLSink
+            >>> sink = SQLSink("sqlite://", "t", exactly_once=True)
+            >>> sink._pending.append({"a": 1})
+            >>> sink.tick()  # nothing written, nothing released
+            >>> sink._pending
+            [{'a': 1}]
+        """
+        if not self.exactly_once:
+            super().tick()
+            return
+        self.release_items(keep=len(self._pending) + sum(len(rows) for _, rows in self._staged))
+
     def snapshot_state(self) -> Any:
         """With ``exactly_once``: the rows since the last checkpoint, kept by this one (and
         the ones kept before and not written yet); else write what is pending.
