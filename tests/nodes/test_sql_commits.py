@@ -251,7 +251,7 @@ def test_a_commit_that_fails_as_the_node_ends_leaves_nothing_in_the_engines_pool
         gate.set()
         raise RuntimeError("input failed")
 
-    sink = SQLSink(engine, "t", commit_every=10, name="sales")
+    sink = SQLSink(engine, "t", commit_every=10, flush_interval=60, name="sales")
     with (
         caplog.at_level(logging.WARNING, logger="nanostream.sql"),
         pytest.raises(RuntimeError, match="input failed"),
