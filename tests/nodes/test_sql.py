@@ -1262,7 +1262,8 @@ def test_exactly_once_acknowledges_rows_only_once_written_also_on_a_quiet_input(
     sink.global_start(state=store, checkpoint_interval=0.1, runner=local_runner)
     assert query(db, "SELECT count(*) FROM t") == [(4,)]
     assert [i for i, _ in source.acks] == list(range(4))
-    assert source.acks[:3] == [(0, 3), (1, 3), (2, 3)]  # in the table, while it paused
+    paused = source.acks[:3]  # acknowledged while the source waited: only by a tick
+    assert all(count > i for i, count in paused), paused  # in the table by then
 
 
 def test_on_sqlite_the_sink_writes_its_batches_on_one_connection(
