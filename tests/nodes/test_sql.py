@@ -528,6 +528,30 @@ def test_upsert_updates_by_key_and_the_last_item_in_a_batch_wins(
     ]
 
 
+def test_upsert_the_last_item_with_a_key_wins_over_items_with_other_fields(
+    tmp_path: Path,
+) -> None:
+    """Items of one batch with different fields go in by a statement per set of fields;
+    the last item with a key still wins, not the one whose fields come last."""
+    db = tmp_path / "db.sqlite"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE stock (sku TEXT PRIMARY KEY, qty INTEGER, note TEXT)")
+    conn.close()
+    items = [
+        {"sku": "a", "qty": 1},
+        {"sku": "a", "qty": 2, "note": "old"},
+        {"sku": "b", "qty": 7, "note": "kept"},
+        {"sku": "a", "qty": 3},
+    ]
+    sink = SQLSink(sqlite_url(db), "stock", mode="upsert", key="sku")
+    nanostream.from_iterable(items) > sink
+    sink.global_start()
+    assert query(db, "SELECT sku, qty, note FROM stock ORDER BY sku") == [
+        ("a", 3, None),
+        ("b", 7, "kept"),
+    ]
+
+
 def test_generic_upsert_updates_then_inserts(tmp_path: Path) -> None:
     # The path used for databases without a native upsert, exercised on SQLite.
     engine = sa.create_engine(sqlite_url(tmp_path / "db.sqlite"))
@@ -1211,6 +1235,35 @@ def test_exactly_once_writes_each_checkpoint_once_across_restarts(
     assert [n for (n,) in query(db, "SELECT n FROM numbers ORDER BY n")] == list(range(1, 401))
     marks = query(db, "SELECT sink, checkpoint FROM nanostream_sink_commits")
     assert [m[0] for m in marks] == ["out"] and marks[0][1] >= 4
+
+
+class ReplayableAckedRows(AckedRows):
+    """:class:`AckedRows` that a run with a state store counts as able to replay (its
+    position is what it snapshots)."""
+
+    def snapshot_state(self) -> int:
+        return len(self.acks)
+
+    def restore_state(self, state: int) -> None:
+        pass
+
+
+@pytest.mark.parametrize("local_runner", ["threads", "cooperative"])
+def test_exactly_once_acknowledges_rows_only_once_written_also_on_a_quiet_input(
+    tmp_path: Path, local_runner: str
+) -> None:
+    """With ``exactly_once`` the rows wait for a checkpoint: a quiet input (longer than
+    ``flush_interval``) acknowledges none of them before a checkpoint's transaction has
+    written them, and then it passes their acknowledgements on without more input."""
+    db, store = tmp_path / "db.sqlite", str(tmp_path / "run.state")
+    source = ReplayableAckedRows(4, db, "t", pause_after=3)  # quiet until the first ack
+    sink = SQLSink(sqlite_url(db), "t", create=True, exactly_once=True, flush_interval=0.01)
+    source > sink
+    sink.global_start(state=store, checkpoint_interval=0.1, runner=local_runner)
+    assert query(db, "SELECT count(*) FROM t") == [(4,)]
+    assert [i for i, _ in source.acks] == list(range(4))
+    paused = source.acks[:3]  # acknowledged while the source waited: only by a tick
+    assert all(count > i for i, count in paused), paused  # in the table by then
 
 
 def test_on_sqlite_the_sink_writes_its_batches_on_one_connection(

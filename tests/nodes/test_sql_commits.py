@@ -20,6 +20,8 @@ import nanostream
 from nanostream.connectors.sql._commits import CommitThread
 from nanostream.nodes.sql import SQLSink
 
+WAIT = 10.0
+
 
 def commit_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith("nanostream-commit")]
@@ -225,4 +227,39 @@ def test_a_connection_that_refuses_other_threads_commits_in_the_nodes_thread(
     nanostream.from_iterable([{"id": i} for i in range(25)]) > sink
     sink.global_start(runner=local_runner)
     assert count(db) == 25
+    assert commit_threads() == []
+
+
+def test_a_commit_that_fails_as_the_node_ends_leaves_nothing_in_the_engines_pool(
+    disk: tuple[Path, sa.Engine], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The node ends with an error (here its input fails) while a batch commits, and that
+    commit fails too: the batch is rolled back for good, not handed back to the caller's
+    engine in an open transaction that its next user would commit."""
+    db, engine = disk
+    gate = threading.Event()
+
+    def refuse_second(n: int) -> None:
+        if n == 2:
+            gate.wait(WAIT)  # until the node's input has failed
+            raise sqlite3.IntegrityError("FOREIGN KEY constraint failed")
+
+    Disk.on_commit = staticmethod(refuse_second)
+
+    def rows() -> Iterator[dict[str, Any]]:
+        yield from ({"id": i} for i in range(20))
+        gate.set()
+        raise RuntimeError("input failed")
+
+    sink = SQLSink(engine, "t", commit_every=10, flush_interval=60, name="sales")
+    with (
+        caplog.at_level(logging.WARNING, logger="nanostream.sql"),
+        pytest.raises(RuntimeError, match="input failed"),
+    ):
+        sink.as_function()(rows(), print)
+    assert "the commit of 10 rows failed as the node ended" in caplog.text
+    assert Disk.threads == ["nanostream-commit:sales_0"] * 2
+    with engine.begin() as conn:  # the engine's next user
+        conn.exec_driver_sql("CREATE TABLE other (x INTEGER)")
+    assert count(db) == 10
     assert commit_threads() == []

@@ -82,9 +82,10 @@ class SQLSink(BufferedSink):
     came since the one before, and once it is committed they are written in one
     transaction together with the checkpoint's number in ``nanostream_sink_commits`` (a
     table in the sink's database), so rows that a restart restores or replays are written
-    once, never twice and never lost. ``commit_every`` and ``flush_interval`` do not apply
-    then; rows wait for the next checkpoint (``checkpoint_interval``), in memory and in
-    the state store. The pipeline is refused unless every source can replay from a
+    once, never twice and never lost. ``commit_every`` does not apply then; rows wait for
+    the next checkpoint (``checkpoint_interval``), in memory and in the state store, and
+    ``flush_interval`` only bounds how long, on a quiet input, the acknowledgements of
+    rows a checkpoint wrote wait. The pipeline is refused unless every source can replay from a
     checkpoint and this is its only sink.
 
     Acknowledgements (``nanostream.Acked``) of the items written wait until their
@@ -203,7 +204,8 @@ class SQLSink(BufferedSink):
     def _end_commit(self, commits: CommitThread) -> None:
         """The node function ended with an error while a batch was committing (``close``
         waited for the commit): its items are released if it committed; if it failed
-        too, that is logged, and the node's first error is the one raised."""
+        too, that is logged (the connection is discarded with the batch, as after any
+        failed commit), and the node's first error is the one raised."""
         committing, self._committing = self._committing, None
         if committing is None:
             return
@@ -212,6 +214,7 @@ class SQLSink(BufferedSink):
             self.rows_written += len(committing[0])
             self.release_items(keep=len(self._pending))
         else:
+            self._drop_connection()  # its transaction may be open still: not to the pool
             label = node_label(self, with_class=True)
             log.warning(
                 "%s",
@@ -415,6 +418,24 @@ class SQLSink(BufferedSink):
         return fail
 
     # ------------------------------------------------------------------ exactly once
+    def tick(self) -> None:
+        """The input has been quiet for ``flush_interval``: write what is pending. With
+        ``exactly_once`` the rows wait for their checkpoint; the acknowledgements of those
+        that checkpoints wrote go on now (not only with the next rows), the others' wait.
+
+        Example:
+            >>> from nanostream.nodes.sql import SQLSink
+            >>> sink = SQLSink("sqlite://", "t", exactly_once=True)
+            >>> sink._pending.append({"a": 1})
+            >>> sink.tick()  # nothing written, nothing released
+            >>> sink._pending
+            [{'a': 1}]
+        """
+        if not self.exactly_once:
+            super().tick()
+            return
+        self.release_items(keep=len(self._pending) + sum(len(rows) for _, rows in self._staged))
+
     def snapshot_state(self) -> Any:
         """With ``exactly_once``: the rows since the last checkpoint, kept by this one (and
         the ones kept before and not written yet); else write what is pending.
@@ -601,9 +622,11 @@ class SQLSink(BufferedSink):
             values = None
         if values is not None:
             return [(writer.write, values)]
+        mappings = list(map(_as_mapping, rows))
+        if self.mode == "upsert":  # the last item of a key wins, whatever its fields
+            mappings = _last_item_per_key(mappings, self.key)
         groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
-        for row in rows:
-            mapping = _as_mapping(row)
+        for mapping in mappings:
             groups.setdefault(tuple(mapping), []).append(mapping)
         batches = []
         for group_names, group in groups.items():
@@ -791,6 +814,28 @@ def _last_per_key(values: list[Any], key_index: list[int]) -> list[Any]:
         k = tuple(v[i] for i in key_index)
         latest.pop(k, None)
         latest[k] = v
+    return list(latest.values())
+
+
+def _last_item_per_key(
+    items: list[Mapping[str, Any]], key: Sequence[str]
+) -> list[Mapping[str, Any]]:
+    """``items`` with only the last one of each key, in order of each key's last item (an
+    item without the key stays, to be refused with its fields).
+
+    Example:
+        >>> from nanostream.connectors.sql.sink import _last_item_per_key
+        >>> _last_item_per_key([{"k": 1, "v": 1}, {"k": 2}, {"k": 1, "w": 0}], ["k"])
+        [{'k': 2}, {'k': 1, 'w': 0}]
+    """
+    latest: dict[Any, Mapping[str, Any]] = {}
+    for item in items:
+        try:
+            k: Any = tuple(item[name] for name in key)
+        except KeyError:
+            k = object()
+        latest.pop(k, None)
+        latest[k] = item
     return list(latest.values())
 
 
