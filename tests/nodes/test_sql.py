@@ -1187,6 +1187,13 @@ def test_exactly_once_is_refused_where_it_cannot_hold(tmp_path: Path) -> None:
         merged.global_start(state=store)
     with pytest.raises(nanostream.GraphError, match="exactly_once must be true or false"):
         SQLSink(url, "t", exactly_once="yes")  # type: ignore[arg-type]
+    for counted in ({"commit_every": 10}, {"batch_size": 10}):
+        with pytest.raises(nanostream.OptionError) as info:
+            SQLSink(url, "t", exactly_once=True, name="out", **counted)  # type: ignore[arg-type]
+        assert str(info.value) == (
+            "SQLSink 'out': commit_every does not apply with exactly_once=True (rows are "
+            "written at each checkpoint, every checkpoint_interval); leave commit_every out"
+        )
 
 
 @pytest.mark.parametrize("local_runner", ["threads", "cooperative"])

@@ -82,11 +82,11 @@ class SQLSink(BufferedSink):
     came since the one before, and once it is committed they are written in one
     transaction together with the checkpoint's number in ``nanostream_sink_commits`` (a
     table in the sink's database), so rows that a restart restores or replays are written
-    once, never twice and never lost. ``commit_every`` does not apply then; rows wait for
-    the next checkpoint (``checkpoint_interval``), in memory and in the state store, and
-    ``flush_interval`` only bounds how long, on a quiet input, the acknowledgements of
-    rows a checkpoint wrote wait. The pipeline is refused unless every source can replay from a
-    checkpoint and this is its only sink.
+    once, never twice and never lost. ``commit_every`` does not apply then (it is refused);
+    rows wait for the next checkpoint (``checkpoint_interval``), in memory and in the
+    state store, and ``flush_interval`` only bounds how long, on a quiet input, the
+    acknowledgements of rows a checkpoint wrote wait. The pipeline is refused unless
+    every source can replay from a checkpoint and this is its only sink.
 
     Acknowledgements (``nanostream.Acked``) of the items written wait until their
     transaction is committed, so a source that commits its progress on acknowledgement
@@ -139,9 +139,16 @@ class SQLSink(BufferedSink):
     ) -> None:
         super().__init__(name=name, queue_size=queue_size)
         _require_sqlalchemy()
+        counted = commit_every is not None or options.get("batch_size") is not None
         self.commit_every = _row_count(self, "commit_every", commit_every, options)
         if not isinstance(exactly_once, bool):
             raise OptionError(f"SQLSink exactly_once must be true or false, got {exactly_once!r}")
+        if exactly_once and counted:
+            raise OptionError(
+                f"{node_label(self, with_class=True)}: commit_every does not apply with "
+                "exactly_once=True (rows are written at each checkpoint, every "
+                "checkpoint_interval); leave commit_every out"
+            )
         self.exactly_once = exactly_once
         # exactly_once: (checkpoint number, rows) kept by checkpoints, not yet written
         self._staged: list[tuple[int, list[Any]]] = []
