@@ -1,6 +1,6 @@
 /* nanostream._speedups: the engine's per-item loops, compiled.
  *
- * Optional: nanostream._core.fast holds the same three things in Python and uses them when
+ * Optional: nanostream._core.fast holds the same things in Python and uses them when
  * this module is missing (a build without a C compiler, another interpreter) or when
  * NANOSTREAM_PURE_PYTHON=1. Each behaves exactly like its Python twin; the tests run both.
  *
@@ -18,6 +18,9 @@
  *   in it can lead back to it: a row of a class made at run time refers to that class,
  *   which may refer back to the row, so it is left untracked only with lasting true (the
  *   caller's word that cls lives as long as the process; see py_tuples)
+ * - typed_rows(items, cls, fields, types): whether every item of a list is exactly a cls
+ *   tuple whose items at the indexes `fields` are each exactly of one of `types` (a
+ *   sink's check that a slice holds records it may copy as they are)
  *
  * None of them releases the GIL; user code they call may.
  */
@@ -536,6 +539,69 @@ fail_cols:
     return NULL;
 }
 
+/* ------------------------------------------------------------------ typed_rows */
+
+static PyObject *
+typed_rows(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "typed_rows(items, cls, fields, types) takes 4 "
+                                         "arguments");
+        return NULL;
+    }
+    PyObject *items = args[0], *cls = args[1], *fields = args[2], *types = args[3];
+    if (!PyList_CheckExact(items)) {
+        PyErr_SetString(PyExc_TypeError, "typed_rows: items must be a list");
+        return NULL;
+    }
+    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "typed_rows: cls must be tuple or a subclass of it");
+        return NULL;
+    }
+    if (!PyTuple_CheckExact(fields) || !PyTuple_CheckExact(types)) {
+        PyErr_SetString(PyExc_TypeError, "typed_rows: fields and types must be tuples");
+        return NULL;
+    }
+    Py_ssize_t nfields = PyTuple_GET_SIZE(fields), ntypes = PyTuple_GET_SIZE(types);
+    Py_ssize_t at[8];
+    if (nfields > 8) {
+        PyErr_SetString(PyExc_ValueError, "typed_rows: at most 8 fields");
+        return NULL;
+    }
+    for (Py_ssize_t j = 0; j < nfields; j++) {
+        at[j] = PyLong_AsSsize_t(PyTuple_GET_ITEM(fields, j));
+        if (at[j] == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+        if (at[j] < 0) {
+            PyErr_SetString(PyExc_ValueError, "typed_rows: fields are indexes, 0 or more");
+            return NULL;
+        }
+    }
+    /* (the list is read without calling Python code: it cannot change meanwhile) */
+    Py_ssize_t n = PyList_GET_SIZE(items);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *row = PyList_GET_ITEM(items, i);
+        if (Py_TYPE(row) != (PyTypeObject *)cls) {
+            Py_RETURN_FALSE;
+        }
+        for (Py_ssize_t j = 0; j < nfields; j++) {
+            if (at[j] >= PyTuple_GET_SIZE(row)) {
+                Py_RETURN_FALSE;
+            }
+            PyObject *kind = (PyObject *)Py_TYPE(PyTuple_GET_ITEM(row, at[j]));
+            Py_ssize_t k = 0;
+            while (k < ntypes && PyTuple_GET_ITEM(types, k) != kind) {
+                k++;
+            }
+            if (k == ntypes) {
+                Py_RETURN_FALSE;
+            }
+        }
+    }
+    Py_RETURN_TRUE;
+}
+
 static PyMethodDef speedups_methods[] = {
     {"drive", (PyCFunction)(void (*)(void))drive, METH_FASTCALL,
      "drive(inp, process, outp): for item in inp: for out in process(item): outp(out)"},
@@ -549,6 +615,9 @@ static PyMethodDef speedups_methods[] = {
      "tuples(cls, columns, lasting=False): a list of cls tuples, one per row of the columns "
      "(lists of one length); a row holding only objects the GC does not track is not tracked "
      "either (a row of a class made at run time only when lasting is true)"},
+    {"typed_rows", (PyCFunction)(void (*)(void))typed_rows, METH_FASTCALL,
+     "typed_rows(items, cls, fields, types): whether every item of the list is exactly a cls "
+     "tuple whose items at the indexes fields are each exactly of one of types"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -31,3 +31,10 @@ def drive_acked(
     /,
 ) -> None: ...
 def tuples(cls: type[_T], columns: Iterable[list[Any]], lasting: bool = False, /) -> list[_T]: ...
+def typed_rows(
+    items: list[Any],
+    cls: type[tuple[Any, ...]],
+    fields: tuple[int, ...],
+    types: tuple[type, ...],
+    /,
+) -> bool: ...

@@ -31,7 +31,7 @@ if _speedups is not None:
 
 def impl(kind: str) -> Any:
     """A namespace with the compiled loops (checked_outp, drive, drive_source, drive_acked,
-    tuples) of one implementation."""
+    tuples, typed_rows) of one implementation."""
 
     class Impl:
         if kind == "c":
@@ -40,12 +40,14 @@ def impl(kind: str) -> Any:
             drive_source = staticmethod(_speedups.drive_source)
             drive_acked = staticmethod(_speedups.drive_acked)
             tuples = staticmethod(_speedups.tuples)
+            typed_rows = staticmethod(_speedups.typed_rows)
         else:
             checked_outp = staticmethod(fast.py_checked_outp)
             drive = staticmethod(fast.py_drive)
             drive_source = staticmethod(fast.py_drive_source)
             drive_acked = staticmethod(fast.py_drive_acked)
             tuples = staticmethod(fast.py_tuples)
+            typed_rows = staticmethod(fast.py_typed_rows)
 
     return Impl
 
@@ -69,6 +71,7 @@ def test_the_compiled_loops_are_built_in_ci() -> None:
     [
         "del module.tuples",  # built before tuples
         "module.tuples = lambda cls, columns: []",  # built before its lasting argument
+        "del module.typed_rows",  # built before typed_rows
     ],
 )
 def test_a_compiled_module_built_from_an_older_source_is_taken_as_not_built(
@@ -78,7 +81,8 @@ def test_a_compiled_module_built_from_an_older_source_is_taken_as_not_built(
         f"""
         import sys, types
         module = types.ModuleType("nanostream._speedups")
-        for name in ("CheckedOutp", "drive", "drive_source", "drive_acked", "tuples"):
+        names = ("CheckedOutp", "drive", "drive_source", "drive_acked", "tuples", "typed_rows")
+        for name in names:
             setattr(module, name, lambda *args: None)
         {stale}
         sys.modules["nanostream._speedups"] = module
@@ -594,3 +598,68 @@ def test_an_untracked_row_in_a_cycle_through_a_container_is_still_freed() -> Non
     del holder, row
     gc.collect()
     assert freed == [True]
+
+
+# ----------------------------------------------------------------------- typed_rows
+KINDS = (bytes, type(None))
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.binary() | st.none() | st.text() | st.integers(),
+            st.binary() | st.none() | st.text(),
+        ),
+        max_size=20,
+    ),
+    st.booleans(),
+)
+def test_typed_rows_say_whether_every_row_has_fields_of_the_types(
+    rows: list[tuple[Any, Any]], as_rows: bool
+) -> None:
+    items: list[Any] = [Row(a, b) for a, b in rows] if as_rows else list(rows)
+    both = all(type(a) in KINDS and type(b) in KINDS for a, b in rows)
+    second = all(type(b) in KINDS for _, b in rows)
+    for kind in ("python", "c") if _speedups is not None else ("python",):
+        # (no rows at all: true whatever the class)
+        assert impl(kind).typed_rows(items, Row, (0, 1), KINDS) is (both and (as_rows or not rows))
+        assert impl(kind).typed_rows(items, tuple, (1,), KINDS) is (
+            second and (not as_rows or not rows)
+        )
+
+
+@pytest.mark.parametrize(
+    ("items", "expected"),
+    [
+        ([], True),
+        ([Row(b"k", None)], True),
+        ([Row(b"k", b"v"), Row(b"k", bytearray(b"v"))], False),  # not exactly bytes
+        ([Row(b"k", b"v"), (b"k", b"v")], False),  # a plain tuple among the rows
+        ([Row(b"k", b"v"), Wide((b"k", b"v"))], False),  # another tuple type
+    ],
+)
+def test_typed_rows_take_exact_types_only(loops: Any, items: list[Any], expected: bool) -> None:
+    assert loops.typed_rows(items, Row, (0, 1), KINDS) is expected
+
+
+def test_typed_rows_find_a_row_too_short_for_a_field(loops: Any) -> None:
+    assert loops.typed_rows([(b"k", b"v"), (b"k",)], tuple, (1,), KINDS) is False
+    assert loops.typed_rows([(b"k", b"v")], tuple, (), KINDS) is True  # no field to look at
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (((Row(1, 2),), Row, (0,), KINDS), TypeError),  # items not a list
+        (([], list, (0,), KINDS), TypeError),  # not a tuple type
+        (([], Row, [0], KINDS), TypeError),  # fields not a tuple
+        (([], Row, (0,), [bytes]), TypeError),  # types not a tuple
+        (([], Row, (-1,), KINDS), ValueError),  # not an index
+        (([], Row, tuple(range(9)), KINDS), ValueError),  # more fields than it looks at
+    ],
+)
+def test_typed_rows_refuse_what_they_cannot_look_at(
+    loops: Any, args: tuple[Any, ...], error: type[Exception]
+) -> None:
+    with pytest.raises(error, match="typed_rows"):
+        loops.typed_rows(*args)

@@ -559,6 +559,12 @@ def test_records_are_built_from_a_poll_as_from_each_message(
     assert build(messages) == expected
     assert all(type(record) is KafkaRecord for record in build(messages))
     assert build.first_error(messages) is None
+    # The last offset of each partition among them (what the poll's ack commits), of
+    # several partitions and of one
+    assert build.last == {(m.topic(), m.partition()): m.offset() for m in messages}
+    first = [m for m in messages if m.partition() == messages[0].partition()]
+    assert build(first) == [r for r in expected if r.partition == messages[0].partition()]
+    assert build.last == {(first[-1].topic(), first[-1].partition()): first[-1].offset()}
     if fast.SPEEDUPS and value_format != "json":  # records of bytes, text and numbers
         assert not any(map(gc.is_tracked, build(messages)))  # as plain tuples of them
 

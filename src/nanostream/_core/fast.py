@@ -25,6 +25,9 @@ behave the same; the test suite runs both (``tests/core/test_fast.py``).
   the caller passes ``lasting=True``, its word that the class lives as long as the
   process (a module-level class of nanostream), else a cycle through the class would
   never be collected.
+- :func:`typed_rows`: whether every item of a list is exactly a given tuple type whose
+  fields at some indexes are each exactly of one of some types (a sink's check, in one
+  loop, that a slice holds records it may write as they are).
 
 Example:
     >>> from nanostream._core.fast import drive
@@ -39,6 +42,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 from itertools import repeat
+from operator import itemgetter
 from typing import Any, TypeVar
 
 __all__ = [
@@ -49,7 +53,9 @@ __all__ = [
     "drive_source",
     "py_checked_outp",
     "py_tuples",
+    "py_typed_rows",
     "tuples",
+    "typed_rows",
 ]
 
 Outp = Callable[[Any], Any]
@@ -185,6 +191,41 @@ def py_tuples(cls: type[T], columns: Iterable[list[Any]], lasting: bool = False)
     return list(map(tuple.__new__, repeat(cls), rows))
 
 
+def py_typed_rows(
+    items: list[Any], cls: type[tuple[Any, ...]], fields: tuple[int, ...], types: tuple[type, ...]
+) -> bool:
+    """Whether every item of ``items`` is exactly a ``cls`` tuple (not a subclass) whose
+    items at the indexes ``fields`` are each exactly of one of ``types``.
+
+    Example:
+        >>> from nanostream._core.fast import py_typed_rows
+        >>> py_typed_rows([(b"k", b"v"), (None, b"w")], tuple, (0, 1), (bytes, type(None)))
+        True
+        >>> py_typed_rows([(b"k", "text")], tuple, (0, 1), (bytes, type(None)))
+        False
+    """
+    if type(items) is not list:
+        raise TypeError("typed_rows: items must be a list")
+    if not (isinstance(cls, type) and issubclass(cls, tuple)):
+        raise TypeError("typed_rows: cls must be tuple or a subclass of it")
+    if type(fields) is not tuple or type(types) is not tuple:
+        raise TypeError("typed_rows: fields and types must be tuples")
+    if len(fields) > 8:
+        raise ValueError("typed_rows: at most 8 fields")
+    if any(at < 0 for at in fields):
+        raise ValueError("typed_rows: fields are indexes, 0 or more")
+    if not {cls}.issuperset(map(type, items)):
+        return False
+    for at in fields:  # (in C loops: map over the rows)
+        try:
+            found = set(map(type, map(itemgetter(at), items)))
+        except IndexError:  # a row too short to have that field
+            return False
+        if not found.issubset(types):
+            return False
+    return True
+
+
 SPEEDUPS = False
 """True when the compiled loops are in use."""
 
@@ -203,6 +244,9 @@ drive_acked: Callable[
     None,
 ] = py_drive_acked
 tuples: Callable[[type[Any], Iterable[list[Any]], bool], list[Any]] = py_tuples
+typed_rows: Callable[[list[Any], type[Any], tuple[int, ...], tuple[type, ...]], bool] = (
+    py_typed_rows
+)
 
 if os.environ.get("NANOSTREAM_PURE_PYTHON", "") in ("", "0"):
     try:
@@ -217,10 +261,11 @@ if os.environ.get("NANOSTREAM_PURE_PYTHON", "") in ("", "0"):
                 _speedups.drive_source,
                 _speedups.drive_acked,
                 _speedups.tuples,
+                _speedups.typed_rows,
             )
             _speedups.tuples(tuple, [], False)  # an older build takes no third argument
         except (AttributeError, TypeError):  # built from an older _speedups.c: reinstall
             pass
         else:
-            checked_outp, drive, drive_source, drive_acked, tuples = compiled
+            checked_outp, drive, drive_source, drive_acked, tuples, typed_rows = compiled
             SPEEDUPS = True

@@ -336,15 +336,18 @@ class _RecordBuilder:
         decode_value: Callable[[Any], Any],
         topic: str | None = None,
     ) -> None:
+        from confluent_kafka import Message  # (imported once: a poll is 100 messages)
+
         self.topic = topic  # the one topic every message is of, if the source reads one
         self.last: dict[tuple[str, int], int] = {}  # of the messages of the last call
         self.decode_key = None if decode_key is KEEPS_DATA else decode_key
         self.decode_value = None if decode_value is KEEPS_DATA else decode_value
+        self.message = Message
 
     def __call__(self, messages: list[Any]) -> list[KafkaRecord]:
         """The records of ``messages``; :attr:`last` becomes the last offset of each
         partition among them (in a poll they ascend)."""
-        from confluent_kafka import Message
+        Message = self.message
 
         keys: Iterable[Any] = map(Message.key, messages)
         values: Iterable[Any] = map(Message.value, messages)
@@ -353,8 +356,8 @@ class _RecordBuilder:
         if self.decode_value is not None:
             values = map(self.decode_value, values)
         found: list[Any] = list(map(Message.headers, messages))  # a list of pairs, or None
-        headers: list[Any] = (
-            list(map(tuple, found)) if None not in found else [tuple(h) if h else () for h in found]
+        headers: list[Any] = (  # (all(): a truth test each, where `in` compares)
+            list(map(tuple, found)) if all(found) else [tuple(h) if h else () for h in found]
         )
         # (a timestamp the client does not have is -1, of kind TIMESTAMP_NOT_AVAILABLE)
         stamps = list(map(_stamp, map(Message.timestamp, messages)))
@@ -368,8 +371,11 @@ class _RecordBuilder:
             self.last = dict(zip(zip(topics, partitions, strict=True), offsets, strict=True))
         else:
             topics = [topic] * len(messages)
-            by_partition = dict(zip(partitions, offsets, strict=True))
-            self.last = {(topic, p): offset for p, offset in by_partition.items()}
+            if partitions and partitions.count(partitions[0]) == len(partitions):
+                self.last = {(topic, partitions[0]): offsets[-1]}  # one partition: its last
+            else:
+                by_partition = dict(zip(partitions, offsets, strict=True))
+                self.last = {(topic, p): offset for p, offset in by_partition.items()}
         # Made in one C call without KafkaRecord's own constructor (Python code); a record
         # of bytes, text and numbers is left out of the garbage collector's lists, as a
         # plain tuple of them would be (see nanostream._core.fast.tuples; KafkaRecord is a
@@ -380,12 +386,9 @@ class _RecordBuilder:
             True,
         )
 
-    @staticmethod
-    def first_error(messages: list[Any]) -> int | None:
+    def first_error(self, messages: list[Any]) -> int | None:
         """The index of the first message that is an error of the client, or None."""
-        from confluent_kafka import Message
-
-        if not any(map(Message.error, messages)):
+        if not any(map(self.message.error, messages)):
             return None
         return next(i for i, msg in enumerate(messages) if msg.error() is not None)
 
