@@ -364,8 +364,8 @@ def test_two_waiting_steps_wait_at_the_same_time() -> None:
 
 def test_the_figures_in_the_design_page_are_the_ones_used() -> None:
     text = " ".join((Path(__file__).parents[2] / "docs" / "design.md").read_text().split())
-    assert "(10 ms), then at doubling intervals up to 0.5 s" in text
-    assert (_placement.FIRST_CHECK_S, _placement.MAX_CHECK_S) == (0.01, 0.5)
+    assert "(10 ms), then at doubling intervals up to 40 ms" in text
+    assert (_placement.FIRST_CHECK_S, _placement.MAX_CHECK_S) == (0.01, 0.04)
     assert "at least 5% of a core" in text and _placement.COMPUTING == 0.05
     assert "at most 1.2 cores" in text and _placement.GIL_BOUND == 1.2
     assert "less than 80% of the CPU time" in text and STARVED == 0.8

@@ -35,11 +35,12 @@ workers) inherits that one core from it; at each check, every thread of the proc
 started since the sharing began that is bound to that core alone, and is not a shared
 node thread, gets every core back.
 
-It checks soon after the start (``FIRST_CHECK_S``), then less and less often (up to
-``MAX_CHECK_S``). Elsewhere than on Linux, or where a thread's placement cannot be set, it
-does nothing. The run option ``share_cores`` (:class:`~nanostream.RunOptions`) turns it
-off (``False``) or lets it share a core whatever the load average (``True``); ``None``,
-the default, is the rule above.
+It checks soon after the start (``FIRST_CHECK_S``), then less often, up to every
+``MAX_CHECK_S`` (a check reads a clock per node thread: microseconds), so that nodes that
+begin to compute late in a run are placed soon. Elsewhere than on Linux, or where a
+thread's placement cannot be set, it does nothing. The run option ``share_cores``
+(:class:`~nanostream.RunOptions`) turns it off (``False``) or lets it share a core
+whatever the load average (``True``); ``None``, the default, is the rule above.
 
 A node thread is placed (``os.sched_setaffinity`` on its id) only while the run's
 ``hold(i)`` is held and says that thread has not reached its exit: the thread cannot end
@@ -80,7 +81,9 @@ GIL_BOUND = 1.2
 #: before they shared it are starved there: spread them again.
 STARVED = 0.8
 FIRST_CHECK_S = 0.01
-MAX_CHECK_S = 0.5
+#: The longest time between two checks: a run whose nodes start computing late (a Kafka
+#: source after its group's join, a folder's first file) is placed within this.
+MAX_CHECK_S = 0.04
 #: How long sharing is not tried again after a contended core (doubles each time).
 FIRST_BACKOFF_S = 1.0
 
