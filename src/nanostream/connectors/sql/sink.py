@@ -631,7 +631,7 @@ class SQLSink(BufferedSink):
             return [(writer.write, values)]
         mappings = list(map(_as_mapping, rows))
         if self.mode == "upsert":  # the last item of a key wins, whatever its fields
-            mappings = _last_item_per_key(mappings, self.key)
+            mappings = _last_per_key(mappings, itemgetter(*self.key))
         groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
         for mapping in mappings:
             groups.setdefault(tuple(mapping), []).append(mapping)
@@ -676,11 +676,12 @@ class SQLSink(BufferedSink):
             statement = self._upsert_statement(dialect.name, table, names)
             if statement is None:
                 return _Writer(_row_values(names), self._generic_upsert(table, names))
-        key_index = [names.index(k) for k in self.key]
+        upsert = self.mode == "upsert"  # then the key is given
+        key_of = itemgetter(*(names.index(k) for k in self.key)) if upsert else None
 
         def execute(c: sa.Connection, values: list[tuple[Any, ...]]) -> None:
-            if self.mode == "upsert":
-                values = _last_per_key(values, key_index)
+            if key_of is not None:
+                values = _last_per_key(values, key_of)
             c.execute(statement, [dict(zip(names, v, strict=True)) for v in values])
 
         return _Writer(_row_values(names), execute)
@@ -712,10 +713,10 @@ class SQLSink(BufferedSink):
         where = sa.and_(*(table.c[k] == sa.bindparam(f"ns_key_{k}") for k in self.key))
         update = table.update().where(where).values({n: sa.bindparam(f"ns_v_{n}") for n in others})
         insert = table.insert()
-        key_index = [names.index(k) for k in self.key]
+        key_of = itemgetter(*(names.index(k) for k in self.key))
 
         def upsert(c: sa.Connection, values: list[Any]) -> None:
-            for v in _last_per_key(values, key_index):
+            for v in _last_per_key(values, key_of):
                 row = dict(zip(names, v, strict=True))
                 keys = {f"ns_key_{k}": row[k] for k in self.key}
                 new = {f"ns_v_{n}": row[n] for n in others}
@@ -814,35 +815,26 @@ def _multirow_insert(
     return insert
 
 
-def _last_per_key(values: list[Any], key_index: list[int]) -> list[Any]:
-    """Rows with one row per key, the last one; order of each key's last appearance."""
-    latest: dict[tuple[Any, ...], Any] = {}
-    for v in values:
-        k = tuple(v[i] for i in key_index)
-        latest.pop(k, None)
-        latest[k] = v
-    return list(latest.values())
-
-
-def _last_item_per_key(
-    items: list[Mapping[str, Any]], key: Sequence[str]
-) -> list[Mapping[str, Any]]:
-    """``items`` with only the last one of each key, in order of each key's last item (an
-    item without the key stays, to be refused with its fields).
+def _last_per_key(rows: list[Any], key: Callable[[Any], Any]) -> list[Any]:
+    """``rows`` with only the last one of each ``key(row)``, in order of each key's last
+    row (rows of values with ``itemgetter`` of the key's indexes, or items with
+    ``itemgetter`` of its names; an item without the key stays, to be refused with its
+    fields).
 
     Example:
-        >>> from nanostream.connectors.sql.sink import _last_item_per_key
-        >>> _last_item_per_key([{"k": 1, "v": 1}, {"k": 2}, {"k": 1, "w": 0}], ["k"])
+        >>> from operator import itemgetter
+        >>> from nanostream.connectors.sql.sink import _last_per_key
+        >>> _last_per_key([{"k": 1, "v": 1}, {"k": 2}, {"k": 1, "w": 0}], itemgetter("k"))
         [{'k': 2}, {'k': 1, 'w': 0}]
     """
-    latest: dict[Any, Mapping[str, Any]] = {}
-    for item in items:
+    latest: dict[Any, Any] = {}
+    for row in rows:
         try:
-            k: Any = tuple(item[name] for name in key)
+            k = key(row)
         except KeyError:
             k = object()
         latest.pop(k, None)
-        latest[k] = item
+        latest[k] = row
     return list(latest.values())
 
 
