@@ -332,10 +332,8 @@ class SQLSink(BufferedSink):
         table = self._table
         try:  # converted while the batch before commits
             prepared = None if table is None else self._prepare(engine.dialect, table, rows)
-        except BaseException:
+        finally:
             self._collect_commit(keep=len(rows))
-            raise
-        self._collect_commit(keep=len(rows))
 
         def write() -> tuple[Callable[[], object] | None, sa.Table]:
             conn, shared = self._sqlite_connection(engine, share=True)
