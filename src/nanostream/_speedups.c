@@ -11,13 +11,14 @@
  *   type(item) is special_type else outp(item)
  * - drive_acked(items, outp, acked_type, first_ack, bufs, mark): drive_source for a source's
  *   Acked(item, ack) pairs in a run (see py_drive_acked in _core/fast.py)
- * - tuples(cls, columns, lasting=False): the rows of equal-length lists as cls tuples (a
- *   tuple subclass such as a named tuple), made without calling cls; a row that holds only
- *   objects the cyclic GC does not track (numbers, text, bytes, None, tuples of those) is
- *   left untracked, as the collector itself would leave a plain tuple, when nothing else
- *   in it can lead back to it: a row of a class made at run time refers to that class,
- *   which may refer back to the row, so it is left untracked only with lasting true (the
- *   caller's word that cls lives as long as the process; see py_tuples)
+ * - call_rows(cls, objs, fields, lasting=False): a row of cls (a tuple subclass such as a
+ *   named tuple, made without calling cls) for each object of a list, each field made of
+ *   the object by a function (a source's records from its client's messages); a row that
+ *   holds only objects the cyclic GC does not track (numbers, text, bytes, None, tuples of
+ *   those) is left untracked, as the collector itself would leave a plain tuple, when
+ *   nothing else in it can lead back to it: a row of a class made at run time refers to
+ *   that class, which may refer back to the row, so it is left untracked only with
+ *   lasting true (the caller's word that cls lives as long as the process)
  * - typed_rows(items, cls, fields, types): whether every item of a list is exactly a cls
  *   tuple whose items at the indexes `fields` are each exactly of one of `types` (a
  *   sink's check that a slice holds records it may copy as they are)
@@ -430,7 +431,7 @@ drive_acked(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
-/* ------------------------------------------------------------------ tuples */
+/* ------------------------------------------------------------------ settled */
 
 /* 1 when `o` is, or is made, an object the cyclic GC does not track and never will: not a
  * GC object, or an exact tuple (immutable) whose items are such objects, looked into
@@ -464,22 +465,108 @@ settled(PyObject *o, int depth)
 /* How deep settled() looks into a row's items (a record's headers: a tuple of pairs). */
 #define SETTLE_DEPTH 3
 
+/* ------------------------------------------------------------------ call_rows */
+
+/* What call_rows makes of one field of a row (see its docstring in the method table). */
+enum { FIELD_CONST = 0, FIELD_CALL = 1, FIELD_TUPLE = 2, FIELD_SECOND = 3 };
+
 static PyObject *
-tuples(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+call_field(int code, PyObject *arg, PyObject *obj)
 {
-    if (nargs != 2 && nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "tuples(cls, columns, lasting=False) takes 2 or 3 "
-                                         "arguments");
+    if (code == FIELD_CONST) {
+        return Py_NewRef(arg);
+    }
+    PyObject *got = PyObject_CallOneArg(arg, obj);
+    if (got == NULL || code == FIELD_CALL) {
+        return got;
+    }
+    PyObject *made;
+    if (code == FIELD_TUPLE) {
+        if (got == Py_None) {
+            made = PyTuple_New(0);
+        }
+        else if (PyTuple_CheckExact(got)) {
+            return got;
+        }
+        else if (PyList_CheckExact(got)) {
+            made = PyList_AsTuple(got);
+        }
+        else {
+            made = PySequence_Tuple(got);
+        }
+    }
+    else { /* FIELD_SECOND */
+        if (!PyTuple_Check(got) || PyTuple_GET_SIZE(got) < 2) {
+            PyErr_SetString(PyExc_TypeError, "call_rows: a 'second' field's function must "
+                                             "return a pair");
+            made = NULL;
+        }
+        else {
+            PyObject *second = PyTuple_GET_ITEM(got, 1);
+            int none = 0;
+            if (PyLong_CheckExact(second)) {
+                long v = PyLong_AsLong(second);
+                if (v == -1 && PyErr_Occurred()) {
+                    PyErr_Clear(); /* too large to be -1 */
+                }
+                else {
+                    none = v == -1;
+                }
+            }
+            made = Py_NewRef(none ? Py_None : second);
+        }
+    }
+    Py_DECREF(got);
+    return made;
+}
+
+static PyObject *
+call_rows(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 && nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "call_rows(cls, objs, fields, lasting=False) takes 3 "
+                                         "or 4 arguments");
         return NULL;
     }
-    PyObject *cls = args[0], *columns = args[1];
-    int lasting = nargs == 3 ? PyObject_IsTrue(args[2]) : 0;
+    PyObject *cls = args[0], *objs = args[1], *fields = args[2];
+    int lasting = nargs == 4 ? PyObject_IsTrue(args[3]) : 0;
     if (lasting < 0) {
         return NULL;
     }
     if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &PyTuple_Type)) {
-        PyErr_SetString(PyExc_TypeError, "tuples: cls must be tuple or a subclass of it");
+        PyErr_SetString(PyExc_TypeError, "call_rows: cls must be tuple or a subclass of it");
         return NULL;
+    }
+    if (!PyList_CheckExact(objs)) {
+        PyErr_SetString(PyExc_TypeError, "call_rows: objs must be a list");
+        return NULL;
+    }
+    if (!PyTuple_CheckExact(fields)) {
+        PyErr_SetString(PyExc_TypeError, "call_rows: fields must be a tuple of (kind, x) pairs");
+        return NULL;
+    }
+    Py_ssize_t width = PyTuple_GET_SIZE(fields);
+    int codes[16];
+    if (width > 16) {
+        PyErr_SetString(PyExc_ValueError, "call_rows: at most 16 fields");
+        return NULL;
+    }
+    for (Py_ssize_t j = 0; j < width; j++) {
+        PyObject *field = PyTuple_GET_ITEM(fields, j);
+        long code = -1;
+        if (PyTuple_CheckExact(field) && PyTuple_GET_SIZE(field) == 2) {
+            code = PyLong_AsLong(PyTuple_GET_ITEM(field, 0));
+            if (code == -1 && PyErr_Occurred()) {
+                return NULL;
+            }
+        }
+        if (code < FIELD_CONST || code > FIELD_SECOND ||
+            (code != FIELD_CONST && !PyCallable_Check(PyTuple_GET_ITEM(field, 1)))) {
+            PyErr_SetString(PyExc_ValueError, "call_rows: each field is (0, value), or (1, 2 or "
+                                              "3, function)");
+            return NULL;
+        }
+        codes[j] = (int)code;
     }
     PyTypeObject *type = (PyTypeObject *)cls;
     /* Rows of a subclass with no instance dict or slots hold only their items and their
@@ -489,53 +576,45 @@ tuples(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     int plain = type == &PyTuple_Type ||
                 (type->tp_dictoffset == 0 && type->tp_basicsize == PyTuple_Type.tp_basicsize &&
                  (lasting || !(type->tp_flags & Py_TPFLAGS_HEAPTYPE)));
-    PyObject *cols = PySequence_Fast(columns, "tuples: columns must be a sequence of lists");
-    if (cols == NULL) {
+    /* The functions may be anyone's: the list is copied, so that they cannot change it. */
+    PyObject *held = PyList_GetSlice(objs, 0, PyList_GET_SIZE(objs));
+    if (held == NULL) {
         return NULL;
     }
-    Py_ssize_t width = PySequence_Fast_GET_SIZE(cols);
-    PyObject **col = PySequence_Fast_ITEMS(cols);
-    Py_ssize_t n = 0;
-    for (Py_ssize_t j = 0; j < width; j++) {
-        if (!PyList_CheckExact(col[j])) {
-            PyErr_SetString(PyExc_TypeError, "tuples: each column must be a list");
-            goto fail_cols;
-        }
-        if (j == 0) {
-            n = PyList_GET_SIZE(col[j]);
-        }
-        else if (PyList_GET_SIZE(col[j]) != n) {
-            PyErr_SetString(PyExc_ValueError, "tuples: the columns are of different lengths");
-            goto fail_cols;
-        }
-    }
+    Py_ssize_t n = PyList_GET_SIZE(held);
     PyObject *rows = PyList_New(n);
     if (rows == NULL) {
-        goto fail_cols;
+        Py_DECREF(held);
+        return NULL;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *obj = PyList_GET_ITEM(held, i);
         PyObject *row = type == &PyTuple_Type ? PyTuple_New(width) : type->tp_alloc(type, width);
         if (row == NULL) {
-            Py_DECREF(rows);
-            goto fail_cols;
+            goto fail;
         }
+        PyList_SET_ITEM(rows, i, row);
         int untrack = plain;
         for (Py_ssize_t j = 0; j < width; j++) {
-            PyObject *item = PyList_GET_ITEM(col[j], i);
+            PyObject *item = call_field(codes[j], PyTuple_GET_ITEM(PyTuple_GET_ITEM(fields, j), 1),
+                                        obj);
+            if (item == NULL) {
+                goto fail;
+            }
             if (untrack && !settled(item, SETTLE_DEPTH)) {
                 untrack = 0;
             }
-            PyTuple_SET_ITEM(row, j, Py_NewRef(item));
+            PyTuple_SET_ITEM(row, j, item);
         }
         if (untrack && width > 0 && PyObject_GC_IsTracked(row)) {
             PyObject_GC_UnTrack(row);
         }
-        PyList_SET_ITEM(rows, i, row);
     }
-    Py_DECREF(cols);
+    Py_DECREF(held);
     return rows;
-fail_cols:
-    Py_DECREF(cols);
+fail:
+    Py_DECREF(held);
+    Py_DECREF(rows); /* (rows and row items not made yet are NULL) */
     return NULL;
 }
 
@@ -611,10 +690,11 @@ static PyMethodDef speedups_methods[] = {
     {"drive_acked", (PyCFunction)(void (*)(void))drive_acked, METH_FASTCALL,
      "drive_acked(items, outp, acked_type, first_ack, bufs, mark): a source's items, its "
      "acked pairs emitted with their acks attached (see nanostream._core.fast)"},
-    {"tuples", (PyCFunction)(void (*)(void))tuples, METH_FASTCALL,
-     "tuples(cls, columns, lasting=False): a list of cls tuples, one per row of the columns "
-     "(lists of one length); a row holding only objects the GC does not track is not tracked "
-     "either (a row of a class made at run time only when lasting is true)"},
+    {"call_rows", (PyCFunction)(void (*)(void))call_rows, METH_FASTCALL,
+     "call_rows(cls, objs, fields, lasting=False): a list of cls tuples, one per object of "
+     "the list objs, field j of each made as fields[j] says: (0, value) the value; (1, f) "
+     "f(obj); (2, f) f(obj) as a tuple, None as (); (3, f) item 1 of the pair f(obj), None "
+     "when it is -1; a row holding only objects the GC does not track is not tracked either (a row of a class made at run time only when lasting is true)"},
     {"typed_rows", (PyCFunction)(void (*)(void))typed_rows, METH_FASTCALL,
      "typed_rows(items, cls, fields, types): whether every item of the list is exactly a cls "
      "tuple whose items at the indexes fields are each exactly of one of types"},

@@ -30,7 +30,6 @@ def drive_acked(
     mark: Callable[[], Any],
     /,
 ) -> None: ...
-def tuples(cls: type[_T], columns: Iterable[list[Any]], lasting: bool = False, /) -> list[_T]: ...
 def typed_rows(
     items: list[Any],
     cls: type[tuple[Any, ...]],
@@ -38,3 +37,10 @@ def typed_rows(
     types: tuple[type, ...],
     /,
 ) -> bool: ...
+def call_rows(
+    cls: type[_T],
+    objs: list[Any],
+    fields: tuple[tuple[int, Any], ...],
+    lasting: bool = False,
+    /,
+) -> list[_T]: ...

@@ -10,6 +10,7 @@ import textwrap
 import weakref
 from collections import namedtuple
 from collections.abc import Callable, Iterator
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -31,7 +32,7 @@ if _speedups is not None:
 
 def impl(kind: str) -> Any:
     """A namespace with the compiled loops (checked_outp, drive, drive_source, drive_acked,
-    tuples, typed_rows) of one implementation."""
+    typed_rows, call_rows) of one implementation."""
 
     class Impl:
         if kind == "c":
@@ -39,15 +40,15 @@ def impl(kind: str) -> Any:
             drive = staticmethod(_speedups.drive)
             drive_source = staticmethod(_speedups.drive_source)
             drive_acked = staticmethod(_speedups.drive_acked)
-            tuples = staticmethod(_speedups.tuples)
             typed_rows = staticmethod(_speedups.typed_rows)
+            call_rows = staticmethod(_speedups.call_rows)
         else:
             checked_outp = staticmethod(fast.py_checked_outp)
             drive = staticmethod(fast.py_drive)
             drive_source = staticmethod(fast.py_drive_source)
             drive_acked = staticmethod(fast.py_drive_acked)
-            tuples = staticmethod(fast.py_tuples)
             typed_rows = staticmethod(fast.py_typed_rows)
+            call_rows = staticmethod(fast.py_call_rows)
 
     return Impl
 
@@ -69,9 +70,8 @@ def test_the_compiled_loops_are_built_in_ci() -> None:
 @pytest.mark.parametrize(
     "stale",
     [
-        "del module.tuples",  # built before tuples
-        "module.tuples = lambda cls, columns: []",  # built before its lasting argument
         "del module.typed_rows",  # built before typed_rows
+        "del module.call_rows",  # built before call_rows
     ],
 )
 def test_a_compiled_module_built_from_an_older_source_is_taken_as_not_built(
@@ -81,13 +81,13 @@ def test_a_compiled_module_built_from_an_older_source_is_taken_as_not_built(
         f"""
         import sys, types
         module = types.ModuleType("nanostream._speedups")
-        names = ("CheckedOutp", "drive", "drive_source", "drive_acked", "tuples", "typed_rows")
+        names = ("CheckedOutp", "drive", "drive_source", "drive_acked", "typed_rows", "call_rows")
         for name in names:
             setattr(module, name, lambda *args: None)
         {stale}
         sys.modules["nanostream._speedups"] = module
         from nanostream._core import fast
-        print(fast.SPEEDUPS, fast.tuples is fast.py_tuples)
+        print(fast.SPEEDUPS, fast.call_rows is fast.py_call_rows)
         """
     )
     env = dict(os.environ)
@@ -484,7 +484,7 @@ def test_compiled_loops_keep_reference_counts(case: str) -> None:
     assert counts() == before
 
 
-# ----------------------------------------------------------------------- tuples
+# ----------------------------------------------------------------------- rows
 class Row(NamedTuple):
     a: Any
     b: Any = None
@@ -492,112 +492,6 @@ class Row(NamedTuple):
 
 class Wide(tuple):  # type: ignore[type-arg]  # a tuple subclass with an instance dict
     pass
-
-
-@given(st.lists(st.tuples(st.integers(), st.text() | st.binary() | st.none()), max_size=30))
-def test_tuples_make_the_rows_of_the_columns(rows: list[tuple[Any, Any]]) -> None:
-    columns = [[a for a, _ in rows], [b for _, b in rows]]
-    for kind in ("python", "c") if _speedups is not None else ("python",):
-        made = impl(kind).tuples(Row, columns)
-        assert made == [Row(a, b) for a, b in rows]
-        assert all(type(row) is Row for row in made)
-        assert impl(kind).tuples(tuple, columns) == rows
-
-
-def test_tuples_take_no_columns_and_empty_ones(loops: Any) -> None:
-    assert loops.tuples(Row, []) == []
-    assert loops.tuples(tuple, [[], []]) == []
-
-
-def test_tuples_take_the_columns_from_any_iterable(loops: Any) -> None:
-    # The compiled one reads its columns once, from any iterable; so does its twin.
-    columns = iter([[1, 2], ["a", "b"]])
-    assert loops.tuples(Row, columns) == [Row(1, "a"), Row(2, "b")]
-
-
-@pytest.mark.parametrize(
-    ("cls", "columns", "error"),
-    [
-        (list, [[1]], TypeError),  # not a tuple type
-        (Row, [[1], (2,)], TypeError),  # a column that is not a list
-        (Row, [[1, 2], [3]], ValueError),  # columns of different lengths
-    ],
-)
-def test_tuples_refuse_what_they_cannot_make(
-    loops: Any, cls: Any, columns: Any, error: type[Exception]
-) -> None:
-    with pytest.raises(error, match="tuples"):
-        loops.tuples(cls, columns)
-
-
-@pytest.mark.skipif(_speedups is None, reason="the compiled module is not built")
-def test_compiled_tuples_leave_rows_of_plain_values_untracked() -> None:
-    # As the collector does with a plain tuple: a row that holds only objects it does not
-    # track (and tuples of them, such as a record's headers) is not tracked; a row that
-    # holds a mutable container, or of a tuple type with an instance dict, is.
-    pair = tuple(["name", b"value"])  # made at run time: tracked until looked at
-    headers = tuple([pair])
-    assert gc.is_tracked(pair) and gc.is_tracked(headers)
-    plain = _speedups.tuples(Row, [[1, "x"], [headers, None]], True)
-    assert [gc.is_tracked(row) for row in plain] == [False, False]
-    assert not gc.is_tracked(headers) and not gc.is_tracked(pair)
-    held = _speedups.tuples(Row, [[1, 2, 3], [{"k": 1}, [1], (b"x", [2])]], True)
-    assert [gc.is_tracked(row) for row in held] == [True, True, True]
-    assert all(gc.is_tracked(row) for row in _speedups.tuples(Wide, [[1], [b"x"]], True))
-    assert not any(gc.is_tracked(row) for row in _speedups.tuples(tuple, [[1], [b"x"]]))
-    # Without the caller's word that the class lasts, its rows stay tracked (see below).
-    assert all(gc.is_tracked(row) for row in _speedups.tuples(Row, [[1], [b"x"]]))
-
-
-@pytest.mark.skipif(_speedups is None, reason="the compiled module is not built")
-def test_compiled_tuples_leave_a_class_made_at_run_time_collectable() -> None:
-    # A row refers to its class (a heap type), and the class may refer back to the row:
-    # were the row untracked, the collector would not see its reference to the class and
-    # would take the class for one held from outside, so the cycle would never be freed.
-    def cycle() -> weakref.ref[type]:
-        point = namedtuple("point", "x y")
-        (row,) = _speedups.tuples(point, [[1], [b"y"]])
-        point.origin = row  # type: ignore[attr-defined]
-        return weakref.ref(point)
-
-    ref = cycle()
-    gc.collect()
-    assert ref() is None
-
-
-@pytest.mark.skipif(_speedups is None, reason="the compiled module is not built")
-def test_compiled_tuples_keep_reference_counts() -> None:
-    item, value = object(), b"v" * 100
-    column = [item, value] * 5
-
-    def counts() -> tuple[int, ...]:
-        gc.collect()
-        return tuple(sys.getrefcount(x) for x in (item, value, Row))
-
-    before = counts()
-    for _ in range(100):
-        rows = _speedups.tuples(Row, [column, column])
-        del rows
-        with pytest.raises(ValueError):
-            _speedups.tuples(Row, [column, column[1:]])
-    assert counts() == before
-
-
-@pytest.mark.skipif(_speedups is None, reason="the compiled module is not built")
-def test_an_untracked_row_in_a_cycle_through_a_container_is_still_freed() -> None:
-    # A row is untracked only when nothing in it can refer back to it: a row holding a
-    # list stays tracked, so a cycle through that list is collected.
-    class Holder(list):  # type: ignore[type-arg]  # a list that takes a weak reference
-        pass
-
-    holder = Holder()
-    (row,) = _speedups.tuples(Row, [[holder], [None]])
-    holder.append(row)
-    freed: list[bool] = []
-    weakref.finalize(holder, freed.append, True)
-    del holder, row
-    gc.collect()
-    assert freed == [True]
 
 
 # ----------------------------------------------------------------------- typed_rows
@@ -663,3 +557,187 @@ def test_typed_rows_refuse_what_they_cannot_look_at(
 ) -> None:
     with pytest.raises(error, match="typed_rows"):
         loops.typed_rows(*args)
+
+
+# ----------------------------------------------------------------------- call_rows
+class Message:
+    """Like a Kafka client's message: its fields are read by calling methods."""
+
+    def __init__(self, n: int, headers: Any, stamp: Any) -> None:
+        self.n, self._headers, self._stamp = n, headers, stamp
+
+    def number(self) -> int:
+        return self.n
+
+    def headers(self) -> Any:
+        return self._headers
+
+    def stamp(self) -> Any:
+        return self._stamp
+
+
+FIELDS = (
+    (fast.CONST, "orders"),
+    (fast.CALL, Message.number),
+    (fast.TUPLE, Message.headers),
+    (fast.SECOND, Message.stamp),
+)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(),
+            st.none() | st.lists(st.tuples(st.text(), st.binary() | st.none()), max_size=3),
+            st.tuples(st.integers(0, 2), st.integers(-2, 2) | st.integers() | st.none()),
+        ),
+        max_size=20,
+    )
+)
+def test_call_rows_make_each_field_as_its_kind_says(rows: list[tuple[Any, Any, Any]]) -> None:
+    messages = [Message(*row) for row in rows]
+    expected = [
+        ("orders", n, tuple(headers or ()), None if stamp[1] == -1 else stamp[1])
+        for n, headers, stamp in rows
+    ]
+    for kind in ("python", "c") if _speedups is not None else ("python",):
+        made = impl(kind).call_rows(Row4, messages, FIELDS, True)
+        assert made == expected
+        assert all(type(row) is Row4 for row in made)
+        assert impl(kind).call_rows(tuple, messages, FIELDS) == expected
+
+
+class Row4(NamedTuple):
+    topic: str
+    n: int
+    headers: tuple[Any, ...]
+    stamp: Any
+
+
+def test_call_rows_keep_a_tuple_and_take_any_iterable_as_a_tuple(loops: Any) -> None:
+    held = (("a", b"1"),)
+    made = loops.call_rows(tuple, [held, iter([1, 2])], ((fast.TUPLE, lambda x: x),))
+    assert made == [(held,), ((1, 2),)]
+    assert made[0][0] is held
+
+
+def test_call_rows_pass_on_what_a_function_raises(loops: Any) -> None:
+    def failing(message: Message) -> int:
+        if message.n == 2:
+            raise ValueError("cannot decode 2")
+        return message.n
+
+    messages = [Message(n, None, (0, n)) for n in range(4)]
+    with pytest.raises(ValueError, match="cannot decode 2"):
+        loops.call_rows(Row, messages, ((fast.CALL, failing), (fast.SECOND, Message.stamp)))
+
+
+def test_call_rows_read_the_list_as_it_was_when_called(loops: Any) -> None:
+    objs = [1, 2, 3]
+    made = loops.call_rows(tuple, objs, ((fast.CALL, lambda x: objs.clear() or x),))
+    assert made == [(1,), (2,), (3,)]
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        ((list, [], ()), TypeError),  # not a tuple type
+        ((Row, (1,), ()), TypeError),  # objs not a list
+        ((Row, [], [(fast.CALL, str)]), TypeError),  # fields not a tuple
+        ((Row, [], ((7, str),)), ValueError),  # no such kind
+        ((Row, [], ((fast.CALL, "text"),)), ValueError),  # not a function
+        ((Row, [], (fast.CALL, str)), ValueError),  # not a pair
+        ((Row, [], ((fast.CONST, 1),) * 17), ValueError),  # too many fields
+        ((Row, [1], ((fast.SECOND, str),)), TypeError),  # not a pair returned
+    ],
+)
+def test_call_rows_refuse_what_they_cannot_make(
+    loops: Any, args: tuple[Any, ...], error: type[Exception]
+) -> None:
+    with pytest.raises(error, match="call_rows"):
+        loops.call_rows(*args)
+
+
+def rows_of(cls: type, *columns: list[Any], lasting: bool = False) -> list[Any]:
+    """The compiled call_rows of ``columns``, each field read from the column's item."""
+    fields = tuple((fast.CALL, itemgetter(j)) for j in range(len(columns)))
+    return _speedups.call_rows(cls, list(zip(*columns, strict=True)), fields, lasting)
+
+
+@pytest.mark.skipif(_speedups is None, reason="the compiled module is not built")
+def test_compiled_call_rows_leave_rows_of_plain_values_untracked() -> None:
+    # As the collector does with a plain tuple: a row that holds only objects it does not
+    # track (and tuples of them, such as a record's headers) is not tracked; a row that
+    # holds a mutable container, or of a tuple type with an instance dict, is.
+    messages = [Message(1, [("name", b"value")], (0, 5)), Message(2, [[1]], (0, 6))]
+    plain, held = _speedups.call_rows(Row4, messages, FIELDS, True)
+    assert not gc.is_tracked(plain) and not gc.is_tracked(plain.headers)
+    assert not gc.is_tracked(plain.headers[0])
+    assert gc.is_tracked(held)  # its headers hold a list
+    pair = tuple(["name", b"value"])  # made at run time: tracked until looked at
+    assert gc.is_tracked(pair)
+    assert not any(map(gc.is_tracked, rows_of(Row, [1], [(pair,)], lasting=True)))
+    assert not gc.is_tracked(pair)
+    held_rows = rows_of(Row, [1, 2, 3], [{"k": 1}, [1], (b"x", [2])], lasting=True)
+    assert all(map(gc.is_tracked, held_rows))
+    assert all(map(gc.is_tracked, rows_of(Wide, [1], [b"x"], lasting=True)))
+    assert not any(map(gc.is_tracked, rows_of(tuple, [1], [b"x"])))
+    # Without the caller's word that the class lasts, its rows stay tracked (see below).
+    assert all(gc.is_tracked(row) for row in _speedups.call_rows(Row4, messages[:1], FIELDS))
+
+
+@pytest.mark.skipif(_speedups is None, reason="the compiled module is not built")
+def test_compiled_call_rows_leave_a_class_made_at_run_time_collectable() -> None:
+    # A row refers to its class (a heap type), and the class may refer back to the row:
+    # were the row untracked, the collector would not see its reference to the class and
+    # would take the class for one held from outside, so the cycle would never be freed.
+    def cycle() -> weakref.ref[type]:
+        point = namedtuple("point", "x y")
+        (row,) = rows_of(point, [1], [b"y"])
+        point.origin = row  # type: ignore[attr-defined]
+        return weakref.ref(point)
+
+    ref = cycle()
+    gc.collect()
+    assert ref() is None
+
+
+@pytest.mark.skipif(_speedups is None, reason="the compiled module is not built")
+def test_an_untracked_row_in_a_cycle_through_a_container_is_still_freed() -> None:
+    # A row is untracked only when nothing in it can refer back to it: a row holding a
+    # list stays tracked, so a cycle through that list is collected.
+    class Holder(list):  # type: ignore[type-arg]  # a list that takes a weak reference
+        pass
+
+    holder = Holder()
+    (row,) = rows_of(Row, [holder], [None], lasting=True)
+    holder.append(row)
+    freed: list[bool] = []
+    weakref.finalize(holder, freed.append, True)
+    del holder, row
+    gc.collect()
+    assert freed == [True]
+
+
+@pytest.mark.skipif(_speedups is None, reason="the compiled module is not built")
+def test_compiled_call_rows_keep_reference_counts() -> None:
+    value = b"v" * 100
+    pair = (0, value)
+    messages = [Message(1, [("h", value)], pair), Message(2, None, pair)]
+
+    def failing(message: Message) -> int:
+        if message.n == 2:
+            raise ValueError(message.n)
+        return message.n
+
+    def counts() -> tuple[int, ...]:
+        gc.collect()
+        return tuple(sys.getrefcount(x) for x in (value, pair, Row4, *messages))
+
+    before = counts()
+    for _ in range(100):
+        rows = _speedups.call_rows(Row4, messages, FIELDS, True)
+        del rows
+        with pytest.raises(ValueError):
+            _speedups.call_rows(Row4, messages, ((fast.CONST, value), (fast.CALL, failing)))
+    assert counts() == before

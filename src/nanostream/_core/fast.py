@@ -15,16 +15,19 @@ behave the same; the test suite runs both (``tests/core/test_fast.py``).
   items of one special type (a source's ``Acked`` items).
 - :func:`drive_acked`: a source's items in a run, its ``Acked(item, ack)`` pairs emitted
   with the ack attached at the cost of an append.
-- :func:`tuples`: the rows of equal-length columns as tuples of a given tuple type (a
-  source's records); the compiled one leaves a row untracked by the cyclic garbage
-  collector when it holds only objects the collector does not track (numbers, text,
-  bytes, None, tuples of those), as the collector itself does with a plain tuple, so that
-  records in flight do not make collections longer. A row of a class made at run time
-  (a named tuple) also refers to its class, which may refer back to the row (a class
-  attribute, a module global its methods see): such rows are left untracked only when
-  the caller passes ``lasting=True``, its word that the class lives as long as the
-  process (a module-level class of nanostream), else a cycle through the class would
-  never be collected.
+- :func:`call_rows`: the rows of a list of objects as tuples of a given tuple type (a
+  named tuple, whose own ``__new__`` is not run), each field made of the object by a
+  function, or a constant, or such a result made a tuple, or the second item of a pair:
+  a source's records made from its client's messages in one loop. The compiled one
+  leaves a row untracked by the cyclic garbage collector when it holds only objects the
+  collector does not track (numbers, text, bytes, None, tuples of those), as the
+  collector itself does with a plain tuple, so that records in flight do not make
+  collections longer. A row of a class made at run time (a named tuple) also refers to
+  its class, which may refer back to the row (a class attribute, a module global its
+  methods see): such rows are left untracked only when the caller passes
+  ``lasting=True``, its word that the class lives as long as the process (a
+  module-level class of nanostream), else a cycle through the class would never be
+  collected.
 - :func:`typed_rows`: whether every item of a list is exactly a given tuple type whose
   fields at some indexes are each exactly of one of some types (a sink's check, in one
   loop, that a slice holds records it may write as they are).
@@ -46,15 +49,19 @@ from operator import itemgetter
 from typing import Any, TypeVar
 
 __all__ = [
+    "CONST",
+    "SECOND",
     "SPEEDUPS",
+    "TUPLE",
+    "CALL",
+    "call_rows",
     "checked_outp",
     "drive",
     "drive_acked",
     "drive_source",
+    "py_call_rows",
     "py_checked_outp",
-    "py_tuples",
     "py_typed_rows",
-    "tuples",
     "typed_rows",
 ]
 
@@ -159,35 +166,62 @@ def py_drive_acked(  # noqa: PLR0917 - the compiled loop's positional signature
             outp(entry)
 
 
-def py_tuples(cls: type[T], columns: Iterable[list[Any]], lasting: bool = False) -> list[T]:
-    """The rows of ``columns`` (lists of one length) as ``cls`` tuples, ``cls`` not called.
+#: What :func:`call_rows` makes of a field: the value given; the function's result; that
+#: result as a tuple (None as ``()``); the second item of the pair it returns (None when -1).
+CONST, CALL, TUPLE, SECOND = 0, 1, 2, 3
+
+
+def _field(kind: int, made: Any) -> Any:
+    if kind == TUPLE:
+        return () if made is None else made if type(made) is tuple else tuple(made)
+    if kind == SECOND:
+        if not isinstance(made, tuple) or len(made) < 2:
+            raise TypeError("call_rows: a 'second' field's function must return a pair")
+        return None if type(made[1]) is int and made[1] == -1 else made[1]
+    return made
+
+
+def py_call_rows(
+    cls: type[T], objs: list[Any], fields: tuple[tuple[int, Any], ...], lasting: bool = False
+) -> list[T]:
+    """The rows of ``objs`` as ``cls`` tuples, field ``j`` of each as ``fields[j]`` says:
+    ``(CONST, value)`` the value; ``(CALL, f)`` ``f(obj)``; ``(TUPLE, f)`` ``f(obj)`` as a
+    tuple, None as ``()``; ``(SECOND, f)`` the second item of the pair ``f(obj)``, None
+    when it is -1.
 
     ``cls`` is ``tuple`` or a subclass of it (a named tuple): each row is made as
-    ``tuple.__new__(cls, row)``, so a named tuple's own ``__new__`` (Python code) is not run.
-    ``lasting`` says ``cls`` lives as long as the process; only the compiled twin uses it
-    (to leave rows of such a class untracked by the garbage collector, see above).
+    ``tuple.__new__(cls, row)``, so a named tuple's own ``__new__`` (Python code) is not
+    run. ``lasting`` says ``cls`` lives as long as the process; only the compiled twin
+    uses it (to leave rows of such a class untracked by the garbage collector, see above).
 
     Example:
-        >>> from typing import NamedTuple
-        >>> from nanostream._core.fast import py_tuples
-        >>> class Point(NamedTuple):
-        ...     x: int
-        ...     y: int
-        >>> py_tuples(Point, [[1, 2], [10, 20]])
-        [Point(x=1, y=10), Point(x=2, y=20)]
+        >>> from nanostream._core.fast import CALL, CONST, SECOND, TUPLE, py_call_rows
+        >>> py_call_rows(tuple, [3, 4], ((CONST, "n"), (CALL, str), (TUPLE, lambda x: None),
+        ...                              (SECOND, lambda x: (0, -1 if x == 3 else x))))
+        [('n', '3', (), None), ('n', '4', (), 4)]
     """
     if not (isinstance(cls, type) and issubclass(cls, tuple)):
-        raise TypeError("tuples: cls must be tuple or a subclass of it")
-    columns = list(columns)  # read once, as the compiled one does
-    if not all(type(column) is list for column in columns):
-        raise TypeError("tuples: each column must be a list")
-    if len({len(column) for column in columns}) > 1:
-        raise ValueError("tuples: the columns are of different lengths")
-    if not columns:
-        return []
-    rows = zip(*columns, strict=True)
+        raise TypeError("call_rows: cls must be tuple or a subclass of it")
+    if type(objs) is not list:
+        raise TypeError("call_rows: objs must be a list")
+    if type(fields) is not tuple:
+        raise TypeError("call_rows: fields must be a tuple of (kind, x) pairs")
+    if len(fields) > 16:
+        raise ValueError("call_rows: at most 16 fields")
+    for field in fields:
+        if not (
+            type(field) is tuple
+            and len(field) == 2
+            and field[0] in (CONST, CALL, TUPLE, SECOND)
+            and (field[0] == CONST or callable(field[1]))
+        ):
+            raise ValueError("call_rows: each field is (0, value), or (1, 2 or 3, function)")
+    rows = [
+        tuple(made if kind == CONST else _field(kind, made(obj)) for kind, made in fields)
+        for obj in list(objs)  # (a copy: the functions may change the list)
+    ]
     if cls is tuple:
-        return list(rows)  # type: ignore[arg-type]
+        return rows  # type: ignore[return-value]
     return list(map(tuple.__new__, repeat(cls), rows))
 
 
@@ -243,7 +277,9 @@ drive_acked: Callable[
     ],
     None,
 ] = py_drive_acked
-tuples: Callable[[type[Any], Iterable[list[Any]], bool], list[Any]] = py_tuples
+call_rows: Callable[[type[Any], list[Any], tuple[tuple[int, Any], ...], bool], list[Any]] = (
+    py_call_rows
+)
 typed_rows: Callable[[list[Any], type[Any], tuple[int, ...], tuple[type, ...]], bool] = (
     py_typed_rows
 )
@@ -260,12 +296,11 @@ if os.environ.get("NANOSTREAM_PURE_PYTHON", "") in ("", "0"):
                 _speedups.drive,
                 _speedups.drive_source,
                 _speedups.drive_acked,
-                _speedups.tuples,
                 _speedups.typed_rows,
+                _speedups.call_rows,
             )
-            _speedups.tuples(tuple, [], False)  # an older build takes no third argument
         except (AttributeError, TypeError):  # built from an older _speedups.c: reinstall
             pass
         else:
-            checked_outp, drive, drive_source, drive_acked, tuples, typed_rows = compiled
+            checked_outp, drive, drive_source, drive_acked, typed_rows, call_rows = compiled
             SPEEDUPS = True

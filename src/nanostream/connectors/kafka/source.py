@@ -7,13 +7,13 @@ import datetime as dt
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from operator import itemgetter, length_hint
+from operator import countOf, itemgetter, length_hint
 from typing import TYPE_CHECKING, Any
 
 from ..._core.acks import Acked
 from ..._core.context import node_label
 from ..._core.errors import OptionError
-from ..._core.fast import tuples
+from ..._core.fast import CALL, CONST, SECOND, TUPLE, call_rows
 from ..._core.graph import pipeline_of
 from ..._core.node import NanoNode, NodeFunction
 from ..._core.policy import POLICY_OPTIONS
@@ -270,8 +270,15 @@ class _Ledger:
 
 
 _where = itemgetter(0, 1)  # a record's (topic, partition)
+_partition = itemgetter(1)
 _offset = itemgetter(2)
-_stamp = itemgetter(1)  # of a message's (kind, timestamp)
+
+
+def _decoded(decode: Callable[[Any], Any] | None, read: Callable[[Any], Any]) -> Any:
+    """``read``, or a function of a message that decodes what ``read`` gives."""
+    if decode is None:
+        return read
+    return lambda message: decode(read(message))
 
 
 class _Emitting:
@@ -322,7 +329,7 @@ class _Emitting:
 
 
 class _RecordBuilder:
-    """Makes the records of a poll's messages, column by column in C loops.
+    """Makes the records of a poll's messages, in one C loop (``call_rows``).
 
     The decoders of the ``'bytes'`` format are not called (the client's bytes are the
     value), nor the messages' ``topic()`` when the source reads one topic; a decoder
@@ -343,48 +350,35 @@ class _RecordBuilder:
         self.decode_key = None if decode_key is KEEPS_DATA else decode_key
         self.decode_value = None if decode_value is KEEPS_DATA else decode_value
         self.message = Message
+        # KafkaRecord's fields, each made of a message (see nanostream._core.fast.call_rows):
+        # headers a tuple of pairs, () for none; a timestamp the client does not have is
+        # -1 (of kind TIMESTAMP_NOT_AVAILABLE), None in the record.
+        self.fields = (
+            (CALL, Message.topic) if topic is None else (CONST, topic),
+            (CALL, Message.partition),
+            (CALL, Message.offset),
+            (CALL, _decoded(self.decode_key, Message.key)),
+            (CALL, _decoded(self.decode_value, Message.value)),
+            (TUPLE, Message.headers),
+            (SECOND, Message.timestamp),
+        )
 
     def __call__(self, messages: list[Any]) -> list[KafkaRecord]:
         """The records of ``messages``; :attr:`last` becomes the last offset of each
         partition among them (in a poll they ascend)."""
-        Message = self.message
-
-        keys: Iterable[Any] = map(Message.key, messages)
-        values: Iterable[Any] = map(Message.value, messages)
-        if self.decode_key is not None:
-            keys = map(self.decode_key, keys)
-        if self.decode_value is not None:
-            values = map(self.decode_value, values)
-        found: list[Any] = list(map(Message.headers, messages))  # a list of pairs, or None
-        headers: list[Any] = (  # (all(): a truth test each, where `in` compares)
-            list(map(tuple, found)) if all(found) else [tuple(h) if h else () for h in found]
-        )
-        # (a timestamp the client does not have is -1, of kind TIMESTAMP_NOT_AVAILABLE)
-        stamps = list(map(_stamp, map(Message.timestamp, messages)))
-        if -1 in stamps:
-            stamps = [None if stamp == -1 else stamp for stamp in stamps]
-        partitions: list[Any] = list(map(Message.partition, messages))
-        offsets: list[Any] = list(map(Message.offset, messages))
+        # A record of bytes, text and numbers is left out of the garbage collector's
+        # lists, as a plain tuple of them would be (KafkaRecord is a module-level class,
+        # it lasts as long as the process).
+        records = call_rows(KafkaRecord, messages, self.fields, True)
         topic = self.topic
         if topic is None:
-            topics: list[Any] = list(map(Message.topic, messages))
-            self.last = dict(zip(zip(topics, partitions, strict=True), offsets, strict=True))
+            self.last = dict(zip(map(_where, records), map(_offset, records), strict=True))
+        elif records and countOf(map(_partition, records), records[0][1]) == len(records):
+            self.last = {(topic, records[0][1]): records[-1][2]}  # one partition: its last
         else:
-            topics = [topic] * len(messages)
-            if partitions and partitions.count(partitions[0]) == len(partitions):
-                self.last = {(topic, partitions[0]): offsets[-1]}  # one partition: its last
-            else:
-                by_partition = dict(zip(partitions, offsets, strict=True))
-                self.last = {(topic, p): offset for p, offset in by_partition.items()}
-        # Made in one C call without KafkaRecord's own constructor (Python code); a record
-        # of bytes, text and numbers is left out of the garbage collector's lists, as a
-        # plain tuple of them would be (see nanostream._core.fast.tuples; KafkaRecord is a
-        # module-level class, it lasts as long as the process).
-        return tuples(
-            KafkaRecord,
-            (topics, partitions, offsets, list(keys), list(values), headers, stamps),
-            True,
-        )
+            by_partition = dict(zip(map(_partition, records), map(_offset, records), strict=True))
+            self.last = {(topic, p): offset for p, offset in by_partition.items()}
+        return records
 
     def first_error(self, messages: list[Any]) -> int | None:
         """The index of the first message that is an error of the client, or None."""
