@@ -177,7 +177,7 @@ def _rate(bootstrap: str, topic: str, n: int) -> float:
     return n / max(0.001, (max(stamps) - min(stamps)) / 1000)
 
 
-def rows(n: int, repeat: int = 3) -> list[Row]:
+def rows(n: int, repeat: int = 5) -> list[Row]:
     holder, bootstrap = _cluster()
     records = min(100_000, max(20_000, n // 10))
     topic = f"bench-{uuid.uuid4().hex[:8]}"
@@ -222,5 +222,5 @@ if __name__ == "__main__":
     if args.cpu:
         cpu_per_record(min(args.n, 100_000), args.cpu)
     else:
-        for name, rate, note in rows(args.n * 10, repeat=3):
+        for name, rate, note in rows(args.n * 10):
             print(f"{name:<60} {rate:>12,.0f}  {note}")
