@@ -581,40 +581,54 @@ call_rows(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (held == NULL) {
         return NULL;
     }
+    /* A row is made once its fields are: the functions (Python code) never see a row, or
+     * the list of rows, with items not set yet. */
     Py_ssize_t n = PyList_GET_SIZE(held);
-    PyObject *rows = PyList_New(n);
+    PyObject *rows = PyList_New(0);
+    PyObject *made[16];
     if (rows == NULL) {
         Py_DECREF(held);
         return NULL;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *obj = PyList_GET_ITEM(held, i);
-        PyObject *row = type == &PyTuple_Type ? PyTuple_New(width) : type->tp_alloc(type, width);
-        if (row == NULL) {
-            goto fail;
-        }
-        PyList_SET_ITEM(rows, i, row);
         int untrack = plain;
         for (Py_ssize_t j = 0; j < width; j++) {
-            PyObject *item = call_field(codes[j], PyTuple_GET_ITEM(PyTuple_GET_ITEM(fields, j), 1),
-                                        obj);
-            if (item == NULL) {
+            made[j] = call_field(codes[j], PyTuple_GET_ITEM(PyTuple_GET_ITEM(fields, j), 1), obj);
+            if (made[j] == NULL) {
+                for (Py_ssize_t k = 0; k < j; k++) {
+                    Py_DECREF(made[k]);
+                }
                 goto fail;
             }
-            if (untrack && !settled(item, SETTLE_DEPTH)) {
+            if (untrack && !settled(made[j], SETTLE_DEPTH)) {
                 untrack = 0;
             }
-            PyTuple_SET_ITEM(row, j, item);
+        }
+        PyObject *row = type == &PyTuple_Type ? PyTuple_New(width) : type->tp_alloc(type, width);
+        if (row == NULL) {
+            for (Py_ssize_t k = 0; k < width; k++) {
+                Py_DECREF(made[k]);
+            }
+            goto fail;
+        }
+        for (Py_ssize_t j = 0; j < width; j++) {
+            PyTuple_SET_ITEM(row, j, made[j]);
         }
         if (untrack && width > 0 && PyObject_GC_IsTracked(row)) {
             PyObject_GC_UnTrack(row);
+        }
+        int rc = PyList_Append(rows, row);
+        Py_DECREF(row);
+        if (rc < 0) {
+            goto fail;
         }
     }
     Py_DECREF(held);
     return rows;
 fail:
     Py_DECREF(held);
-    Py_DECREF(rows); /* (rows and row items not made yet are NULL) */
+    Py_DECREF(rows);
     return NULL;
 }
 

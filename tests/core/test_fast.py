@@ -741,3 +741,20 @@ def test_compiled_call_rows_keep_reference_counts() -> None:
         with pytest.raises(ValueError):
             _speedups.call_rows(Row4, messages, ((fast.CONST, value), (fast.CALL, failing)))
     assert counts() == before
+
+
+@pytest.mark.skipif(_speedups is None, reason="the compiled module is not built")
+def test_compiled_call_rows_show_their_functions_only_whole_rows() -> None:
+    # A function of a field is Python code, which may look at every object the collector
+    # tracks: a row whose items are not all set must not be among them.
+    seen: list[int] = []
+
+    def look(message: Message) -> int:
+        seen.append(sum(type(o) is Row4 for o in gc.get_objects()))
+        return message.n
+
+    fields = ((fast.CONST, "t"), (fast.CALL, look), (fast.TUPLE, Message.headers), FIELDS[3])
+    before = sum(type(o) is Row4 for o in gc.get_objects())
+    rows = _speedups.call_rows(Row4, [Message(n, None, (0, n)) for n in range(3)], fields)
+    assert [row.n for row in rows] == [0, 1, 2]
+    assert seen == [before, before + 1, before + 2]  # the rows made before, no more
