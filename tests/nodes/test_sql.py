@@ -1273,6 +1273,22 @@ def test_exactly_once_acknowledges_rows_only_once_written_also_on_a_quiet_input(
     assert all(count > i for i, count in paused), paused  # in the table by then
 
 
+def test_exactly_once_acknowledges_its_last_rows_once_the_final_checkpoint_wrote_them(
+    tmp_path: Path, runner: str, acks: bool
+) -> None:
+    """The rows after the last checkpoint of the run are written as its final checkpoint
+    commits, at the sink's end: their acknowledgements come after that, not before."""
+    if not acks:
+        pytest.skip(f"the {runner} runner does not call acknowledgements")
+    db, store = tmp_path / "db.sqlite", str(tmp_path / "run.state")
+    source = ReplayableAckedRows(5, db, "t")
+    sink = SQLSink(sqlite_url(db), "t", create=True, exactly_once=True)
+    source > sink
+    sink.global_start(state=store, checkpoint_interval=600, runner=runner)  # none before
+    assert query(db, "SELECT count(*) FROM t") == [(5,)]
+    assert source.acks == [(i, 5) for i in range(5)]  # each once all five were in the table
+
+
 def test_on_sqlite_the_sink_writes_its_batches_on_one_connection(
     tmp_path: Path, local_runner: str
 ) -> None:

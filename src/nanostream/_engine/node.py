@@ -214,7 +214,8 @@ def run_function(
     A source stopped by the run (``SourceStopped``) ends normally; a node that returns
     before its input ended breaks the node contract (``NodeProtocolError``). ``on_end``
     runs once the function has ended well, before the outputs end (a run with a state
-    store takes the node's final state there, see ``_engine/checkpoint.py``).
+    store takes the node's final state there, see ``_engine/checkpoint.py``); for a sink,
+    before the items it holds are passed on as done.
     """
     try:
         function(inp, outp)
@@ -226,6 +227,12 @@ def run_function(
                 f"node function of {name!r} returned before its input ended; a node "
                 "function must iterate over its entire input"
             )
+        if on_end is not None and reader.terminal:
+            # A sink's last state is committed first (an exactly-once sink writes its last
+            # rows as that checkpoint commits), then the items it holds are done: no source
+            # commits its progress past rows not written. (Its markers go to no channel.)
+            on_end()
+            on_end = None
         reader.finish()  # the held markers go out before the end
     elif acks is not None:
         mark_final(index, boxes, acks)

@@ -290,6 +290,12 @@ class InputReader:
         if self.barriers is not None:
             self.barriers.end_outputs()
 
+    @property
+    def terminal(self) -> bool:
+        """True when the node's markers go to no channel: it is a sink, whose markers
+        reach the acknowledgement coordinator when they pass."""
+        return self.markers is not None and self.markers.terminal
+
     def finish(self) -> None:
         """The node function returned: its held markers go out (before its end)."""
         if self.markers is not None:
