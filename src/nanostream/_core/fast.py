@@ -49,11 +49,11 @@ from operator import itemgetter
 from typing import Any, TypeVar
 
 __all__ = [
+    "CALL",
     "CONST",
     "SECOND",
     "SPEEDUPS",
     "TUPLE",
-    "CALL",
     "call_rows",
     "checked_outp",
     "drive",
