@@ -730,16 +730,28 @@ def test_compiled_call_rows_keep_reference_counts() -> None:
             raise ValueError(message.n)
         return message.n
 
+    held = [value, value]  # what a function returns, where each kind has an error path
+    single = (value,)
+    failures = [
+        ((fast.CONST, value), (fast.CALL, failing)),  # a function raises, a field made
+        ((fast.TUPLE, lambda m: held), (fast.SECOND, lambda m: single)),  # not a pair
+        ((fast.CALL, lambda m: value), (fast.SECOND, lambda m: held if m.n == 2 else pair)),
+        ((fast.CALL, lambda m: held), (fast.TUPLE, lambda m: 5)),  # not a sequence
+    ]
+
     def counts() -> tuple[int, ...]:
         gc.collect()
-        return tuple(sys.getrefcount(x) for x in (value, pair, Row4, *messages))
+        return tuple(sys.getrefcount(x) for x in (value, pair, held, single, Row4, *messages))
 
     before = counts()
     for _ in range(100):
         rows = _speedups.call_rows(Row4, messages, FIELDS, True)
+        rows += _speedups.call_rows(tuple, messages, ((fast.TUPLE, lambda m: held),) * 3)
+        rows += _speedups.call_rows(tuple, messages, ((fast.SECOND, lambda m: (0, -1)),))
         del rows
-        with pytest.raises(ValueError):
-            _speedups.call_rows(Row4, messages, ((fast.CONST, value), (fast.CALL, failing)))
+        for fields in failures:
+            with pytest.raises((ValueError, TypeError)):
+                _speedups.call_rows(Row4, messages, fields)
     assert counts() == before
 
 
