@@ -554,10 +554,11 @@ call_rows(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     for (Py_ssize_t j = 0; j < width; j++) {
         PyObject *field = PyTuple_GET_ITEM(fields, j);
         long code = -1;
-        if (PyTuple_CheckExact(field) && PyTuple_GET_SIZE(field) == 2) {
+        if (PyTuple_CheckExact(field) && PyTuple_GET_SIZE(field) == 2 &&
+            PyLong_CheckExact(PyTuple_GET_ITEM(field, 0))) { /* (a kind is an exact int) */
             code = PyLong_AsLong(PyTuple_GET_ITEM(field, 0));
             if (code == -1 && PyErr_Occurred()) {
-                return NULL;
+                PyErr_Clear(); /* too large: no such kind */
             }
         }
         if (code < FIELD_CONST || code > FIELD_SECOND ||

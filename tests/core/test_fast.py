@@ -730,16 +730,28 @@ def test_compiled_call_rows_keep_reference_counts() -> None:
             raise ValueError(message.n)
         return message.n
 
+    held = [value, value]  # what a function returns, where each kind has an error path
+    single = (value,)
+    failures = [
+        ((fast.CONST, value), (fast.CALL, failing)),  # a function raises, a field made
+        ((fast.TUPLE, lambda m: held), (fast.SECOND, lambda m: single)),  # not a pair
+        ((fast.CALL, lambda m: value), (fast.SECOND, lambda m: held if m.n == 2 else pair)),
+        ((fast.CALL, lambda m: held), (fast.TUPLE, lambda m: 5)),  # not a sequence
+    ]
+
     def counts() -> tuple[int, ...]:
         gc.collect()
-        return tuple(sys.getrefcount(x) for x in (value, pair, Row4, *messages))
+        return tuple(sys.getrefcount(x) for x in (value, pair, held, single, Row4, *messages))
 
     before = counts()
     for _ in range(100):
         rows = _speedups.call_rows(Row4, messages, FIELDS, True)
+        rows += _speedups.call_rows(tuple, messages, ((fast.TUPLE, lambda m: held),) * 3)
+        rows += _speedups.call_rows(tuple, messages, ((fast.SECOND, lambda m: (0, -1)),))
         del rows
-        with pytest.raises(ValueError):
-            _speedups.call_rows(Row4, messages, ((fast.CONST, value), (fast.CALL, failing)))
+        for fields in failures:
+            with pytest.raises((ValueError, TypeError)):
+                _speedups.call_rows(Row4, messages, fields)
     assert counts() == before
 
 
@@ -758,3 +770,40 @@ def test_compiled_call_rows_show_their_functions_only_whole_rows() -> None:
     rows = _speedups.call_rows(Row4, [Message(n, None, (0, n)) for n in range(3)], fields)
     assert [row.n for row in rows] == [0, 1, 2]
     assert seen == [before, before + 1, before + 2]  # the rows made before, no more
+
+
+class _Pair(tuple):  # type: ignore[type-arg]
+    """A tuple whose len() and [] say other than what it holds."""
+
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, i: Any) -> Any:
+        return "other"
+
+
+_KINDS = st.sampled_from([0, 1, 2, 3, -1, 4, 1.0, 2.0, True, "1", 2**70, None])
+_MADE = st.sampled_from(
+    [None, (), (1,), (1, 2), (0, -1), (0, -1.0), (0, 2**70), [1, 2], "ab", 5, _Pair((0, 1))]
+)
+
+
+@pytest.mark.skipif(_speedups is None, reason="the compiled module is not built")
+@given(st.lists(st.tuples(_KINDS, _MADE), max_size=4), st.booleans())
+def test_compiled_and_python_call_rows_agree_on_any_fields(
+    fields: list[tuple[Any, Any]], constant: bool
+) -> None:
+    # The same rows, or the same error, from the same fields: whatever their kinds (the
+    # kind an exact int) and whatever their functions return.
+    spec = tuple(
+        (kind, made if constant and kind == fast.CONST else (lambda _obj, made=made: made))
+        for kind, made in fields
+    )
+
+    def outcome(call_rows: Any) -> Any:
+        try:
+            return call_rows(tuple, [1, 2], spec, True)
+        except Exception as exc:  # (compared as type and message)
+            return type(exc), str(exc)
+
+    assert outcome(_speedups.call_rows) == outcome(fast.py_call_rows)

@@ -1170,3 +1170,33 @@ def test_a_producer_error_after_a_full_queue_is_a_connector_error(
     assert attempts == ["t", "t"]  # the retry after the full queue failed
     assert isinstance(info.value.__cause__, ConnectorError)
     assert "could not produce to 't'" in str(info.value)
+
+
+def test_records_of_several_topics_and_partitions_in_one_poll() -> None:
+    """A pattern's poll mixes topics and partitions: ``last`` holds the last offset of
+    each (topic, partition); no timestamp (-1) is None; headers None and [] are ()."""
+    Message = confluent_kafka.Message
+    messages = [
+        Message(topic=t, partition=p, offset=o, key=None, value=b"v", headers=h, timestamp=s)
+        for t, p, o, h, s in [
+            ("a", 0, 5, None, (0, -1)),
+            ("b", 0, 9, [], (1, 7)),
+            ("a", 1, 2, [("h", b"1")], (1, 8)),
+            ("a", 0, 6, None, (1, 9)),
+            ("b", 0, 10, [], (0, -1)),
+        ]
+    ]
+    build = _RecordBuilder(decoder("s", "key_format", "bytes"), decoder("s", "value_format", "str"))
+    records = build(messages)
+    assert [(r.topic, r.partition, r.offset, r.headers, r.timestamp) for r in records] == [
+        ("a", 0, 5, (), None),
+        ("b", 0, 9, (), 7),
+        ("a", 1, 2, (("h", b"1"),), 8),
+        ("a", 0, 6, (), 9),
+        ("b", 0, 10, (), None),
+    ]
+    assert build.last == {("a", 0): 6, ("b", 0): 10, ("a", 1): 2}
+    failing = _RecordBuilder(decoder("s", "key_format", "bytes"), json.loads)
+    with pytest.raises(ValueError):  # the whole call; failure() finds which
+        failing(messages)
+    assert failing.failure(messages)[0] == 0

@@ -1365,3 +1365,29 @@ def test_on_sqlite_the_sink_inserts_many_rows_a_statement(tmp_path: Path, n: int
         assert groups == [333] * (n >= 333) + [1] * (n % 333 > 0), groups
     finally:
         engine.dispose()
+
+
+def test_exactly_once_writes_its_last_rows_when_a_node_before_it_ended_its_outputs_early(
+    tmp_path: Path, runner: str, acks: bool, request: pytest.FixtureRequest
+) -> None:
+    """A node before the sink that ends its outputs early (``Take``) runs on after the
+    sink has ended; the final checkpoint commits only then, and the sink's last rows are
+    written all the same, before their acknowledgements."""
+    if not acks:
+        pytest.skip(f"the {runner} runner does not call acknowledgements")
+    if runner == "ray":  # the sink waits in its end for the final commit, the source for
+        pytest.skip("not mended yet: on ray the end waits on the source's 60 s pause")
+    request.applymarker(
+        pytest.mark.xfail(
+            strict=True,
+            reason="not mended yet: the sink ends before the final commit, which then "
+            "never writes its rows; their acknowledgements are called unwritten",
+        )
+    )
+    db, store = tmp_path / "db.sqlite", str(tmp_path / "run.state")
+    source = ReplayableAckedRows(5, db, "t", pause_after=3)  # on after the first ack
+    sink = SQLSink(sqlite_url(db), "t", create=True, exactly_once=True)
+    source > nanostream.nodes.Take(3, name="first") > sink
+    sink.global_start(state=store, checkpoint_interval=600, runner=runner)  # none before
+    assert query(db, "SELECT count(*) FROM t") == [(3,)]
+    assert source.acks == [(i, 3) for i in range(3)]  # each once all three were in the table

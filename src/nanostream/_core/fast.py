@@ -174,10 +174,11 @@ CONST, CALL, TUPLE, SECOND = 0, 1, 2, 3
 def _field(kind: int, made: Any) -> Any:
     if kind == TUPLE:
         return () if made is None else made if type(made) is tuple else tuple(made)
-    if kind == SECOND:
-        if not isinstance(made, tuple) or len(made) < 2:
+    if kind == SECOND:  # (what a tuple holds, whatever its class's len() and [] say)
+        if not isinstance(made, tuple) or tuple.__len__(made) < 2:
             raise TypeError("call_rows: a 'second' field's function must return a pair")
-        return None if type(made[1]) is int and made[1] == -1 else made[1]
+        second = tuple.__getitem__(made, 1)
+        return None if type(second) is int and second == -1 else second
     return made
 
 
@@ -187,7 +188,7 @@ def py_call_rows(
     """The rows of ``objs`` as ``cls`` tuples, field ``j`` of each as ``fields[j]`` says:
     ``(CONST, value)`` the value; ``(CALL, f)`` ``f(obj)``; ``(TUPLE, f)`` ``f(obj)`` as a
     tuple, None as ``()``; ``(SECOND, f)`` the second item of the pair ``f(obj)``, None
-    when it is -1.
+    when it is -1. A kind is one of these four ints (an ``int``, not a float or a bool).
 
     ``cls`` is ``tuple`` or a subclass of it (a named tuple): each row is made as
     ``tuple.__new__(cls, row)``, so a named tuple's own ``__new__`` (Python code) is not
@@ -200,6 +201,7 @@ def py_call_rows(
         ...                              (SECOND, lambda x: (0, -1 if x == 3 else x))))
         [('n', '3', (), None), ('n', '4', (), 4)]
     """
+    bool(lasting)  # (read first, as the compiled one does)
     if not (isinstance(cls, type) and issubclass(cls, tuple)):
         raise TypeError("call_rows: cls must be tuple or a subclass of it")
     if type(objs) is not list:
@@ -212,6 +214,7 @@ def py_call_rows(
         if not (
             type(field) is tuple
             and len(field) == 2
+            and type(field[0]) is int  # (an exact int: not 1.0, not True)
             and field[0] in (CONST, CALL, TUPLE, SECOND)
             and (field[0] == CONST or callable(field[1]))
         ):
