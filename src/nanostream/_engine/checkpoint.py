@@ -94,6 +94,10 @@ class Barrier:
 #: Sent by a node whose outputs end: no more barriers come from it on that channel.
 ENDED = Barrier(-1)
 
+#: How often a sink that writes exactly once, ended before the nodes before it, looks
+#: whether the final checkpoint is committed (an abort ends the wait at once).
+_FINAL_WAIT_S = 0.005
+
 
 class InFlight:
     """What an unaligned checkpoint keeps of a node: its state and the items in flight.
@@ -159,6 +163,10 @@ class Checkpoints(Protocol):
 
     committed: int
 
+    @property
+    def final(self) -> bool:
+        """Every node has ended well: the final states are committed."""
+
     def source_flushed(self, pn: PlanNode, boxes: Sequence[Outbox], items_out: int) -> None:
         """A source has just handed on an item (its thread)."""
 
@@ -208,6 +216,7 @@ class CheckpointCoordinator:
         self.unaligned = unaligned(plan)
         self.epoch = restored.epoch if restored is not None else 0  # the last one begun
         self.committed = self.epoch
+        self.final = False  # every node has ended well: the final states are committed
         self.commits = 0
         self._lock = threading.Lock()
         self._due = time.monotonic() + self.interval
@@ -300,6 +309,7 @@ class CheckpointCoordinator:
             if len(self._ended) == len(self.plan.nodes):
                 self.epoch += 1
                 self._commit(self.epoch, {})
+                self.final = True
 
     def drain_epoch(self, index: int, seen: int) -> int | None:
         """Once every source has ended, the epoch whose barriers node ``index`` (running,
@@ -365,12 +375,15 @@ class NodeBarriers:
         forward: Callable[[Any], None],
         reader: InputReader | None = None,
         channel: Any = None,
+        *,
+        pause: Callable[[float], object] | None = None,
     ) -> None:
         self.pn = pn
         self.coordinator = coordinator
         self.forward = forward
         self.reader = reader
         self.channel = channel
+        self.pause = pause  # the node's abortable wait (NodeContext.pause)
         self._inflight: dict[int, list[Any]] = {}
         self.live = len(pn.inputs)
         self.terminal = not pn.outputs
@@ -433,6 +446,12 @@ class NodeBarriers:
         snapshot = pn.snapshot
         self.coordinator.ended(pn.index, encode_state(snapshot()) if snapshot else None)
         self.end_outputs()
+        if pn.on_commit is not None and self.pause is not None:
+            # A sink that writes exactly once writes its last rows as the final checkpoint
+            # commits, in its own thread: nodes before it that ended their outputs early
+            # (``Take``) may still run, and the final checkpoint waits for them.
+            while not self.coordinator.final:
+                self.pause(_FINAL_WAIT_S)
         self._committed()
 
     def _committed(self) -> None:
@@ -605,7 +624,12 @@ def hook_node(
         context.on_idle = hook  # while it sleeps between items
         return NodeBarriers(pn, coordinator, forward or partial_forward(boxes)).end
     reader.barriers = barriers = NodeBarriers(
-        pn, coordinator, forward or reader.forward, reader=reader, channel=channel
+        pn,
+        coordinator,
+        forward or reader.forward,
+        reader=reader,
+        channel=channel,
+        pause=context.pause,
     )
     drain = None
     if unaligned and isinstance(coordinator, CheckpointCoordinator):

@@ -188,6 +188,12 @@ class ActorCheckpoints:
         if self.exactly_once:
             self._wait(lambda: self._final)
 
+    @property
+    def final(self) -> bool:
+        """The driver has committed the final states (what an exactly-once sink's
+        :meth:`ended` waits for)."""
+        return self._final
+
     def told(self, epoch: int, final: bool) -> None:
         """(The driver's call, the event loop.) Epoch ``epoch`` is committed; ``final``:
         the final states too."""
