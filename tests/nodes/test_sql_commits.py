@@ -19,6 +19,7 @@ import sqlalchemy as sa
 import nanostream
 from nanostream.connectors.sql._commits import CommitThread
 from nanostream.nodes.sql import SQLSink
+from support import sqlite_rows
 
 WAIT = 10.0
 
@@ -33,11 +34,9 @@ def commits_running(commits: CommitThread) -> bool:
 
 
 def count(db: Path) -> int:
-    conn = sqlite3.connect(db)
-    try:
-        return int(conn.execute("SELECT count(*) FROM t").fetchone()[0])
-    finally:
-        conn.close()
+    """The rows in table ``t``."""
+    ((rows,),) = sqlite_rows(db, "SELECT count(*) FROM t")
+    return int(rows)
 
 
 class Rows(nanostream.NanoNode):
